@@ -1,0 +1,42 @@
+/**
+ * ftguard CLI entry. Commands live in lib/cli, one file each; this file only
+ * wires them to a commander program and owns the process exit code.
+ */
+import { Command, CommanderError } from "commander";
+import { registerBaseModel } from "../lib/cli/base-model";
+import { registerHash } from "../lib/cli/hash";
+import { registerVerify } from "../lib/cli/verify";
+
+const program = new Command()
+	.name("ftguard")
+	.description(
+		"Fine-tuning guard: checkpoint integrity, file safety and backdoor checks between a fine-tuning job and production.\nExit codes: 0 passed, 1 a check failed, 2 could not check.",
+	)
+	.version(process.env.npm_package_version ?? "0.1.0")
+	.showHelpAfterError("(run with --help for usage)")
+	// Commander exits 1 on usage errors; in ftguard 1 means "a finding", so usage
+	// errors are routed through exitOverride and become 2.
+	.exitOverride();
+
+let exitCode = 0;
+const setExit = (code: number) => {
+	exitCode = code;
+};
+registerHash(program, setExit);
+registerVerify(program, setExit);
+registerBaseModel(program, setExit);
+for (const cmd of program.commands) cmd.exitOverride();
+for (const cmd of program.commands.flatMap((c) => c.commands)) cmd.exitOverride();
+
+try {
+	await program.parseAsync(process.argv);
+} catch (e) {
+	if (e instanceof CommanderError) {
+		// --help and --version end here with exit code 0.
+		exitCode = e.exitCode === 0 ? 0 : 2;
+	} else {
+		process.stderr.write(`ftguard: INTERNAL: ${e instanceof Error ? e.message : String(e)}\n`);
+		exitCode = 2;
+	}
+}
+process.exitCode = exitCode;

@@ -1,0 +1,219 @@
+/**
+ * The approved base-model registry: a reviewed, signed list of the exact files
+ * (path → SHA-256) of every base model a fine-tuning job may start from.
+ *
+ * Order of trust: the registry's own signature is verified over the very bytes
+ * that are then parsed (no second read that could differ), and only a trusted
+ * registry is consulted. An unsigned or tampered registry is "could not check"
+ * (exit 2), never "not approved": an attacker who can corrupt the registry must
+ * not be able to turn that into an ordinary, ignorable finding either way.
+ */
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { z } from "zod";
+import { FtguardError, isFtguardError, toFtguardError } from "../errors";
+import { sniffPickle } from "../formats/sniff";
+import { diffResources } from "./compare";
+import { buildManifest } from "./manifest";
+import { parseBundle, type SignerInfo, type TrustPolicy, verifyBlobBundle } from "./sigstore";
+import type { HashProgress } from "./types";
+
+export const REGISTRY_SCHEMA = "ftguard/base-model-registry@1";
+
+const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "lower-case hex SHA-256");
+const relPath = z
+	.string()
+	.min(1)
+	.refine((p) => !p.startsWith("/") && !p.split("/").some((s) => s === ".." || s === "." || s === ""), {
+		message: "relative POSIX path without '.', '..' or empty segments",
+	});
+
+const EntrySchema = z
+	.object({
+		id: z.string().regex(/^[\w.-]+\/[\w.-]+@[\w.-]+$/, "id must look like org/name@revision"),
+		files: z.array(z.object({ path: relPath, sha256: sha256Hex }).strict()).min(1),
+		note: z.string().optional(),
+	})
+	.strict()
+	.superRefine((e, ctx) => {
+		const seen = new Set<string>();
+		for (const f of e.files) {
+			if (seen.has(f.path)) ctx.addIssue({ code: "custom", message: `duplicate file ${f.path} in ${e.id}` });
+			seen.add(f.path);
+		}
+	});
+
+const RegistrySchema = z
+	.object({ schema: z.literal(REGISTRY_SCHEMA), models: z.array(EntrySchema) })
+	.strict()
+	.superRefine((r, ctx) => {
+		const seen = new Set<string>();
+		for (const m of r.models) {
+			// Two entries with one id would let a reviewer approve one and ship the other.
+			if (seen.has(m.id)) ctx.addIssue({ code: "custom", message: `duplicate model id ${m.id}` });
+			seen.add(m.id);
+		}
+	});
+
+export type RegistryEntry = z.infer<typeof EntrySchema>;
+export type Registry = z.infer<typeof RegistrySchema>;
+
+export function parseRegistry(bytes: Buffer, source: string): Registry {
+	let json: unknown;
+	try {
+		json = JSON.parse(bytes.toString("utf8"));
+	} catch {
+		throw new FtguardError("REGISTRY_MALFORMED", `registry ${source} is not valid JSON`);
+	}
+	const parsed = RegistrySchema.safeParse(json);
+	if (!parsed.success) {
+		const issue = parsed.error.issues[0];
+		const where = issue?.path.length ? ` at ${issue.path.join(".")}` : "";
+		throw new FtguardError("REGISTRY_MALFORMED", `registry ${source} is invalid${where}: ${issue?.message ?? "schema"}`);
+	}
+	return parsed.data;
+}
+
+/** Reads the registry and verifies its Sigstore bundle over exactly the bytes read. */
+export async function loadSignedRegistry(
+	registryPath: string,
+	bundlePath: string,
+	policy: TrustPolicy,
+): Promise<{ registry: Registry; signer: SignerInfo }> {
+	let bytes: Buffer;
+	let bundleBytes: Buffer;
+	try {
+		[bytes, bundleBytes] = await Promise.all([readFile(registryPath), readFile(bundlePath)]);
+	} catch (e) {
+		throw toFtguardError(e, "cannot read registry");
+	}
+	let signer: SignerInfo;
+	try {
+		const bundle = parseBundle(bundleBytes, bundlePath);
+		({ signer } = await verifyBlobBundle(bundle, policy, bytes));
+	} catch (e) {
+		const inner = toFtguardError(e);
+		// Usage mistakes stay usage mistakes; everything else about the signature is
+		// an untrusted registry.
+		if (inner.code === "USAGE" || inner.code === "KEY_INVALID") throw inner;
+		throw new FtguardError("REGISTRY_UNTRUSTED", `registry ${registryPath} is not trusted: ${inner.code}: ${inner.message}`, {
+			cause: inner,
+		});
+	}
+	return { registry: parseRegistry(bytes, registryPath), signer };
+}
+
+export type FileStatus = "PASS" | "FAIL" | "MISSING" | "EXTRA";
+
+export interface FileCheck {
+	path: string;
+	status: FileStatus;
+	expected?: string;
+	actual?: string;
+	/** Set when the file is a pickle container (by content). */
+	pickle?: string;
+}
+
+export interface BaseModelCheck {
+	id: string;
+	approved: boolean;
+	reasons: string[];
+	files: FileCheck[];
+}
+
+export interface DirectoryOptions {
+	ignorePaths?: string[];
+	onProgress?: (p: HashProgress) => void;
+}
+
+/** Per-file digests of a base-model directory (a single file is refused: a model is a directory). */
+async function hashModelDirectory(dir: string, options: DirectoryOptions) {
+	const manifest = await buildManifest(dir, {
+		method: "files",
+		ignorePaths: options.ignorePaths ?? [],
+		...(options.onProgress ? { onProgress: options.onProgress } : {}),
+	});
+	if (manifest.resources.length === 1 && manifest.resources[0]?.name === ".") {
+		throw new FtguardError("NOT_A_DIRECTORY", `${dir} is a file; a base model is a directory`);
+	}
+	return manifest;
+}
+
+const isSafetensors = (p: string) => p.endsWith(".safetensors");
+
+/**
+ * Checks a directory against the registry entry for `id`. Not approved when the
+ * id is unknown, when any file is not PASS, or when pickle-format weights sit
+ * beside an entry that lists safetensors (loaders may pick the pickle).
+ */
+export async function checkBaseModel(
+	dir: string,
+	id: string,
+	registry: Registry,
+	options: DirectoryOptions = {},
+): Promise<BaseModelCheck> {
+	const entry = registry.models.find((m) => m.id === id);
+	if (!entry) return { id, approved: false, reasons: [`${id} is not in the registry`], files: [] };
+
+	const manifest = await hashModelDirectory(dir, options);
+	const expected = entry.files.map((f) => ({ name: f.path, algorithm: "sha256" as const, digest: f.sha256 }));
+	const diff = diffResources(expected, manifest.resources, "files");
+	const mismatched = new Map(diff.mismatched.map((m) => [m.name, m]));
+	const unsigned = new Set(diff.unsigned);
+	const actual = new Map(manifest.resources.map((r) => [r.name, r.digest]));
+
+	const files: FileCheck[] = [];
+	for (const f of entry.files) {
+		const m = mismatched.get(f.path);
+		if (m) files.push({ path: f.path, status: "FAIL", expected: f.sha256, actual: m.actual });
+		else if (!actual.has(f.path)) files.push({ path: f.path, status: "MISSING", expected: f.sha256 });
+		else files.push({ path: f.path, status: "PASS", expected: f.sha256, actual: f.sha256 });
+	}
+	for (const p of unsigned) files.push({ path: p, status: "EXTRA", actual: actual.get(p) as string });
+
+	const reasons: string[] = [];
+	const count = (s: FileStatus) => files.filter((f) => f.status === s).length;
+	for (const s of ["FAIL", "MISSING", "EXTRA"] as const) {
+		if (count(s) > 0) reasons.push(`${count(s)} ${s.toLowerCase()} file(s)`);
+	}
+	if (entry.files.some((f) => isSafetensors(f.path))) {
+		const pickles = await findPickles(dir, [...actual.keys()]);
+		for (const [path, kind] of pickles) {
+			const check = files.find((f) => f.path === path);
+			if (check) check.pickle = kind;
+		}
+		if (pickles.size > 0) {
+			reasons.push(`pickle-format weights present where the registry lists safetensors: ${[...pickles.keys()].join(", ")}`);
+		}
+	}
+	files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+	return { id, approved: reasons.length === 0, reasons, files };
+}
+
+async function findPickles(dir: string, paths: string[]): Promise<Map<string, string>> {
+	const found = new Map<string, string>();
+	for (const p of paths) {
+		try {
+			const kind = await sniffPickle(join(dir, p));
+			if (kind) found.set(p, kind);
+		} catch (e) {
+			// A file that was just hashed and cannot be read now is not "not a pickle".
+			throw isFtguardError(e) ? e : toFtguardError(e, `cannot read ${p}`);
+		}
+	}
+	return found;
+}
+
+/** The registry entry for a directory, for the reviewed change that adds it. */
+export async function registryEntry(
+	dir: string,
+	id: string,
+	options: DirectoryOptions = {},
+): Promise<RegistryEntry> {
+	const entry = { id, files: [] as RegistryEntry["files"] };
+	const idCheck = EntrySchema.safeParse({ id, files: [{ path: "x", sha256: "0".repeat(64) }] });
+	if (!idCheck.success) throw new FtguardError("USAGE", `--id must look like org/name@revision, not "${id}"`);
+	const manifest = await hashModelDirectory(dir, options);
+	entry.files = manifest.resources.map((r) => ({ path: r.name, sha256: r.digest }));
+	return entry;
+}
