@@ -24,6 +24,8 @@ export const FINDING_CODES = [
 	"DIGEST_MISMATCH",
 	"SYMLINK_REFUSED",
 	"PATH_ESCAPE",
+	// a FIFO, socket or device where a model file should be (the reference refuses them too)
+	"SPECIAL_FILE",
 	// base-model registry
 	"BASE_MODEL_NOT_APPROVED",
 ] as const;
@@ -36,6 +38,8 @@ export const UNCHECKABLE_CODES = [
 	"NOT_A_DIRECTORY",
 	"TOO_MANY_FILES",
 	"PATH_TOO_DEEP",
+	// the caller's AbortSignal fired (Ctrl-C, Lambda deadline): nothing was decided
+	"ABORTED",
 	"BUNDLE_MALFORMED",
 	"BUNDLE_MEDIA_TYPE",
 	"TRUST_ROOT_INVALID",

@@ -60,6 +60,16 @@ export interface HashOptions {
 	concurrency?: number;
 	/** Refuse directories with more entries than this (TOO_MANY_FILES). @default 1_000_000 */
 	maxFiles?: number;
+	/** Refuse directories nested deeper than this below the model root (PATH_TOO_DEEP). @default 128 */
+	maxDepth?: number;
+	/**
+	 * Method "shards" only: record an empty file as one `path:0:0` shard. The
+	 * released reference tool leaves empty files out of shard manifests (its
+	 * `_get_shards` yields nothing for size 0); sigstore/model-transparency#653
+	 * proposes recording them. Set this to reproduce a signature made that way.
+	 * @default false
+	 */
+	shardEmptyFiles?: boolean;
 	onProgress?: (p: HashProgress) => void;
 	signal?: AbortSignal;
 }
