@@ -74,8 +74,6 @@ import { loadTrustedRoot, privateCaTrustedRoot } from "./trust-root";
 export type { Bundle } from "@sigstore/bundle";
 export {
 	checkRootDigest,
-	compareResourceNames,
-	computeRootDigest,
 	IN_TOTO_PAYLOAD_TYPE,
 	LEGACY_SUBJECT_NAME,
 	MODEL_SIGNING_PREDICATE_LEGACY,
@@ -83,7 +81,6 @@ export {
 	type ModelSigningStatement,
 	parseModelSigningStatement,
 	type SignedSerialization,
-	sortCanonical,
 } from "./statement";
 export {
 	type LoadedTrustedRoot,

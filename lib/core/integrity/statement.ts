@@ -12,9 +12,9 @@
  * Only the payload's structure is checked here. Whether the payload is
  * authentic is `verifyDsseBundle`'s job and must happen first.
  */
-import { createHash } from "node:crypto";
 import { z } from "zod";
 import { FtguardError } from "../errors";
+import { canonicalOrder, parseShardName, rootDigest } from "./manifest";
 import type {
 	ResourceDescriptor,
 	Serialization,
@@ -59,7 +59,6 @@ export interface ModelSigningStatement {
 }
 
 const HEX64 = /^[0-9a-fA-F]{64}$/;
-const DECIMAL = /^(0|[1-9][0-9]*)$/;
 
 const baseStatement = z.object({
 	_type: z.string(),
@@ -263,33 +262,10 @@ function parseLegacy(subjects: unknown[]): ModelSigningStatement {
 		predicateType: MODEL_SIGNING_PREDICATE_LEGACY,
 		legacy: true,
 		subjectName: LEGACY_SUBJECT_NAME,
-		rootDigest: computeRootDigest(checked, "files"),
+		rootDigest: rootDigest(checked, "files"),
 		resources: checked,
 		serialization,
 	};
-}
-
-/** A shard resource name `path:start:end`, split. */
-export interface ShardName {
-	path: string;
-	start: number;
-	end: number;
-}
-
-/**
- * Splits `path:start:end`. Like the reference tool, exactly two colons are
- * allowed, so a path containing `:` cannot be sharded.
- */
-export function parseShardName(name: string): ShardName | undefined {
-	const parts = name.split(":");
-	if (parts.length !== 3) return undefined;
-	const [path, start, end] = parts as [string, string, string];
-	if (!DECIMAL.test(start) || !DECIMAL.test(end)) return undefined;
-	const s = Number(start);
-	const e = Number(end);
-	if (!Number.isSafeInteger(s) || !Number.isSafeInteger(e) || s > e)
-		return undefined;
-	return { path, start: s, end: e };
 }
 
 /**
@@ -361,82 +337,7 @@ function checkResources(
 			checkPath(r.name, r.name);
 		}
 	}
-	return sortCanonical(resources, method);
-}
-
-/** Compares by Unicode code point, as Python compares `str` (JS `<` compares UTF-16 units). */
-function compareCodePoints(a: string, b: string): number {
-	let i = 0;
-	let j = 0;
-	while (i < a.length && j < b.length) {
-		const ca = a.codePointAt(i) as number;
-		const cb = b.codePointAt(j) as number;
-		if (ca !== cb) return ca < cb ? -1 : 1;
-		i += ca > 0xffff ? 2 : 1;
-		j += cb > 0xffff ? 2 : 1;
-	}
-	return a.length - i === b.length - j
-		? 0
-		: a.length - i < b.length - j
-			? -1
-			: 1;
-}
-
-/**
- * The reference tool sorts `pathlib.PurePosixPath` keys, which compare as lists
- * of components, not as strings: `a/b` sorts before `a-b` although `/` > `-`.
- */
-function comparePaths(a: string, b: string): number {
-	const pa = a.split("/");
-	const pb = b.split("/");
-	for (let k = 0; k < Math.min(pa.length, pb.length); k++) {
-		const c = compareCodePoints(pa[k] as string, pb[k] as string);
-		if (c !== 0) return c;
-	}
-	return pa.length - pb.length;
-}
-
-/**
- * The canonical (OMS) order of resource names: files by path; shards by
- * (path, start, end) with offsets compared as numbers.
- */
-export function compareResourceNames(
-	a: string,
-	b: string,
-	method: SerializationMethod,
-): number {
-	if (method === "files") return comparePaths(a, b);
-	const sa = parseShardName(a);
-	const sb = parseShardName(b);
-	// Unparsable shard names were refused on input; fall back to a total order anyway.
-	if (sa === undefined || sb === undefined) return compareCodePoints(a, b);
-	return (
-		comparePaths(sa.path, sb.path) || sa.start - sb.start || sa.end - sb.end
-	);
-}
-
-/** A copy of `resources` in canonical (OMS) order. */
-export function sortCanonical(
-	resources: readonly ResourceDescriptor[],
-	method: SerializationMethod,
-): ResourceDescriptor[] {
-	return [...resources].sort((a, b) =>
-		compareResourceNames(a.name, b.name, method),
-	);
-}
-
-/**
- * SHA-256 over the concatenated raw digests in canonical order: the OMS subject
- * digest of a model. Lower-case hex.
- */
-export function computeRootDigest(
-	resources: readonly ResourceDescriptor[],
-	method: SerializationMethod,
-): string {
-	const hash = createHash("sha256");
-	for (const r of sortCanonical(resources, method))
-		hash.update(Buffer.from(r.digest, "hex"));
-	return hash.digest("hex");
+	return canonicalOrder(resources, method);
 }
 
 /**
@@ -447,7 +348,7 @@ export function computeRootDigest(
  * @throws FtguardError ROOT_DIGEST_MISMATCH
  */
 export function checkRootDigest(statement: ModelSigningStatement): void {
-	const actual = computeRootDigest(
+	const actual = rootDigest(
 		statement.resources,
 		statement.serialization.method,
 	);
