@@ -331,15 +331,21 @@ const REKOR_URL = "https://rekor.ftguard.test";
  * listens or connects.
  */
 export async function createMockSigstore(): Promise<MockSigstore> {
-	const now = Date.now();
+	// Every service runs on one frozen clock, in whole seconds: Rekor times are
+	// whole seconds anyway, @sigstore/core refuses the fractional RFC 3161 times
+	// the mock TSA would otherwise write (".5Z"), and bundles signed minutes apart
+	// stay inside the 10-minute certificates. The clock is set a few seconds
+	// ahead because the mock's CA and TSA root certificates are valid from the
+	// real time they are created, which must not fall after the signing times.
+	const now = Math.floor(Date.now() / 1000) * 1000 + 5_000;
+	const clock = new Date(now);
 	const keys = () => generateKeyPairSync("ec", { namedCurve: "P-256" });
-	const ctlog = await initializeCTLog(keys());
-	// Certificates start a minute in the past: Rekor times are whole seconds, and a
-	// certificate issued later in the same second would not yet be valid at them.
+	const ctlog = await initializeCTLog(keys(), clock);
+	// Certificates start a minute before the log and TSA times, as a real Fulcio
+	// certificate precedes its Rekor entry.
 	const ca = await initializeCA(keys(), ctlog, new Date(now - 60_000));
-	const tlogKeys = keys();
-	const tlog = await initializeTLog(REKOR_URL, tlogKeys);
-	const tsa = await initializeTSA(keys());
+	const tlog = await initializeTLog(REKOR_URL, keys(), clock);
+	const tsa = await initializeTSA(keys(), clock);
 	const start = new Date(now - 86_400_000).toISOString();
 	const trustedRoot: Json = {
 		mediaType: TRUSTED_ROOT_MEDIA_TYPE,

@@ -305,7 +305,11 @@ export function parseBundle(json: string | Uint8Array, source: string): Bundle {
 		bundle = ProtoBundle.fromJSON(obj) as Bundle;
 		if (mediaType === BUNDLE_V01_MEDIA_TYPE) assertBundleV01(bundle);
 		else assertBundleV02(bundle);
-		toSignedEntity(bundle);
+		// Parses certificates and RFC 3161 responses; their times are read lazily,
+		// so read them now: an unparsable time is a malformed bundle, not INTERNAL.
+		for (const t of toSignedEntity(bundle).timestamps) {
+			if (t.$case === "timestamp-authority") void t.timestamp.signingTime;
+		}
 	} catch (e) {
 		const what =
 			e instanceof ValidationError
