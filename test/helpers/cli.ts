@@ -1,0 +1,46 @@
+/** Runs the real CLI as a user would (spawned, through the published bin entry). */
+import { spawn } from "node:child_process";
+import { cpSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+/** Real model-signing vectors, read from ../shared at test time (never copied into the repo). */
+export const VECTORS = resolve(REPO, "../shared/vectors/model-signing");
+
+export interface CliResult {
+	code: number | null;
+	stdout: string;
+	stderr: string;
+	json: () => Record<string, unknown>;
+}
+
+export function ftguard(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
+	return new Promise((resolvePromise, reject) => {
+		const child = spawn(process.execPath, [join(REPO, "bin/ftguard.mjs"), ...args], {
+			cwd: options.cwd ?? REPO,
+			env: { ...process.env, FTGUARD_DEBUG: "", ...options.env },
+			stdio: ["ignore", "pipe", "pipe"],
+		});
+		let stdout = "";
+		let stderr = "";
+		child.stdout.on("data", (d) => {
+			stdout += d;
+		});
+		child.stderr.on("data", (d) => {
+			stderr += d;
+		});
+		child.on("error", reject);
+		child.on("close", (code) =>
+			resolvePromise({ code, stdout, stderr, json: () => JSON.parse(stdout) as Record<string, unknown> }),
+		);
+	});
+}
+
+/** A writable copy of one vector folder (plus keys), for tampering tests. */
+export function copyVector(name: string): string {
+	const dir = mkdtempSync(join(tmpdir(), `ftguard-${name}-`));
+	cpSync(join(VECTORS, name), join(dir, name), { recursive: true });
+	return join(dir, name);
+}
