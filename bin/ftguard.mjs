@@ -1,7 +1,33 @@
 #!/usr/bin/env node
-// The published entry point: registers tsx so the TypeScript sources run as they are
-// (no build step between a clone and a working CLI), then hands over to the CLI.
-import { register } from "tsx/esm/api";
+// The published entry point. It runs the bundle in dist/ (built by `npm ci` /
+// `npm run build`) when that bundle is newer than every source file, and the
+// TypeScript sources through tsx otherwise — so an edited checkout never runs
+// stale code, and an installed one starts fast.
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 
-register();
-await import("./ftguard.ts");
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const bundle = join(root, "dist", "ftguard.mjs");
+
+function newestSource(dir) {
+	let newest = 0;
+	for (const entry of readdirSync(dir, { withFileTypes: true })) {
+		const p = join(dir, entry.name);
+		if (entry.isDirectory()) newest = Math.max(newest, newestSource(p));
+		else if (entry.name.endsWith(".ts")) newest = Math.max(newest, statSync(p).mtimeMs);
+	}
+	return newest;
+}
+
+const fresh =
+	existsSync(bundle) &&
+	statSync(bundle).mtimeMs >= Math.max(newestSource(join(root, "bin")), newestSource(join(root, "lib")));
+
+if (fresh) {
+	await import(bundle);
+} else {
+	const { register } = await import("tsx/esm/api");
+	register();
+	await import("./ftguard.ts");
+}

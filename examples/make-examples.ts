@@ -15,12 +15,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildManifest } from "../lib/core/integrity/manifest";
 import { REGISTRY_SCHEMA, registryEntry } from "../lib/core/integrity/registry";
-import {
-	generateEcKeyPair,
-	makeModelSigningStatement,
-	signBlobKeyed,
-	signStatementKeyed,
-} from "../test/helpers/sign";
+import { generateEcKeyPair, makeModelSigningStatement, signBlobKeyed, signStatementKeyed } from "../test/helpers/sign";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const out = (...p: string[]) => join(here, ...p);

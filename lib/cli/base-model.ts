@@ -78,7 +78,9 @@ async function runCheck(io: Io, dir: string, flags: CheckFlags): Promise<0 | 1> 
 	if (io.json) {
 		printJson(io, { ok: true, ...result, registrySigner: signer });
 	} else {
-		io.out(`${result.approved ? "APPROVED" : "NOT APPROVED"}  ${flags.id}  (registry signed by ${describeSigner(signer)})`);
+		io.out(
+			`${result.approved ? "APPROVED" : "NOT APPROVED"}  ${flags.id}  (registry signed by ${describeSigner(signer)})`,
+		);
 		for (const f of result.files) io.out(`  ${f.status.padEnd(7)} ${f.path}${f.pickle ? `  [${f.pickle}]` : ""}`);
 		for (const r of result.reasons) io.out(`  reason: ${r}`);
 	}

@@ -24,7 +24,10 @@ export function addTrustOptions(cmd: Command): Command {
 		.option("--identity-regexp <regexp>", "keyless: signer identity as a regular expression (always anchored)")
 		.option("--identity-provider <url>", "keyless: OIDC issuer that vouched for the identity, exact match")
 		.option("--public-key <pem>", "keyed: EC public key (P-256/384/521, PEM)")
-		.option("--certificate-chain <pem>", "private PKI: PEM file with the CA chain the signing certificate must chain to")
+		.option(
+			"--certificate-chain <pem>",
+			"private PKI: PEM file with the CA chain the signing certificate must chain to",
+		)
 		.option(
 			"--trusted-root <json>",
 			"keyless: Sigstore trusted_root.json to use instead of the public-good root shipped with ftguard",

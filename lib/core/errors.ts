@@ -82,10 +82,7 @@ export class FtguardError<C extends ErrorCode = ErrorCode> extends Error {
 	readonly details: Record<string, unknown> | undefined;
 
 	constructor(code: C, message: string, options: FtguardErrorOptions = {}) {
-		super(
-			message,
-			options.cause === undefined ? undefined : { cause: options.cause },
-		);
+		super(message, options.cause === undefined ? undefined : { cause: options.cause });
 		this.name = "FtguardError";
 		this.code = code;
 		this.details = options.details;
@@ -112,36 +109,14 @@ export function toFtguardError(e: unknown, context?: string): FtguardError {
 	const path = (e as NodeJS.ErrnoException | undefined)?.path;
 	const where = path ? ` (${path})` : "";
 	if (errno === "ENOENT")
-		return new FtguardError(
-			"NOT_FOUND",
-			`${prefix}no such file or directory${where}`,
-			{ cause: e },
-		);
-	if (errno === "ENOTDIR")
-		return new FtguardError(
-			"NOT_A_DIRECTORY",
-			`${prefix}not a directory${where}`,
-			{ cause: e },
-		);
-	if (errno === "ELOOP")
-		return new FtguardError(
-			"SYMLINK_REFUSED",
-			`${prefix}symlink loop${where}`,
-			{ cause: e },
-		);
+		return new FtguardError("NOT_FOUND", `${prefix}no such file or directory${where}`, { cause: e });
+	if (errno === "ENOTDIR") return new FtguardError("NOT_A_DIRECTORY", `${prefix}not a directory${where}`, { cause: e });
+	if (errno === "ELOOP") return new FtguardError("SYMLINK_REFUSED", `${prefix}symlink loop${where}`, { cause: e });
 	if (typeof errno === "string" && /^E[A-Z]+$/.test(errno)) {
-		return new FtguardError(
-			"IO_ERROR",
-			`${prefix}${errno.toLowerCase()}${where}`,
-			{ cause: e },
-		);
+		return new FtguardError("IO_ERROR", `${prefix}${errno.toLowerCase()}${where}`, { cause: e });
 	}
 	const msg = e instanceof Error ? e.message : String(e);
-	return new FtguardError(
-		"INTERNAL",
-		`${prefix}internal error: ${firstLine(msg)}`,
-		{ cause: e },
-	);
+	return new FtguardError("INTERNAL", `${prefix}internal error: ${firstLine(msg)}`, { cause: e });
 }
 
 export function firstLine(s: string): string {

@@ -16,7 +16,10 @@ export interface CliResult {
 	json: () => Record<string, unknown>;
 }
 
-export function ftguard(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
+export function ftguard(
+	args: string[],
+	options: { cwd?: string; env?: Record<string, string> } = {},
+): Promise<CliResult> {
 	return new Promise((resolvePromise, reject) => {
 		const child = spawn(process.execPath, [join(REPO, "bin/ftguard.mjs"), ...args], {
 			cwd: options.cwd ?? REPO,

@@ -2,15 +2,17 @@
  * Conformance: every signature made by the reference model_signing tool verifies
  * with the parameters its README gives, and tampering fails with the right code.
  */
-import { appendFileSync, chmodSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+
 import { generateKeyPairSync } from "node:crypto";
+import { appendFileSync, chmodSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { copyVector, ftguard, VECTORS } from "../helpers/cli";
 
 const KEYLESS = ["--identity", "stefanb@us.ibm.com", "--identity-provider", "https://sigstore.verify.ibm.com/oauth2"];
 const KEY = ["--public-key", join(VECTORS, "keys/signing-key-pub.pem")];
-const CHAIN_PEM = readFileSync(join(VECTORS, "keys/ca-cert.pem"), "utf8") + readFileSync(join(VECTORS, "keys/int-ca-cert.pem"), "utf8");
+const CHAIN_PEM =
+	readFileSync(join(VECTORS, "keys/ca-cert.pem"), "utf8") + readFileSync(join(VECTORS, "keys/int-ca-cert.pem"), "utf8");
 
 interface Vector {
 	name: string;
@@ -72,7 +74,6 @@ describe.each(vectors)("vector $name", (v) => {
 		expect(r.stderr).toMatch(/^ftguard: DIGEST_MISMATCH: digest mismatch: (signme-1|\.)$/m);
 		expect(r.stderr.trim().split("\n")).toHaveLength(1);
 	});
-
 });
 
 describe.each(vectors.filter((v) => v.model === ""))("directory vector $name", (v) => {
@@ -155,7 +156,16 @@ describe("the wrong signer", () => {
 		const other = generateKeyPairSync("ec", { namedCurve: "P-384" }).publicKey.export({ type: "spki", format: "pem" });
 		const pem = join(dir, "..", "other.pub.pem");
 		writeFileSync(pem, other);
-		const r = await ftguard(["verify", dir, "--signature", join(dir, "model.sig"), "--public-key", pem, "--ignore-paths", "ignore-me"]);
+		const r = await ftguard([
+			"verify",
+			dir,
+			"--signature",
+			join(dir, "model.sig"),
+			"--public-key",
+			pem,
+			"--ignore-paths",
+			"ignore-me",
+		]);
 		expect(r.code).toBe(1);
 		expect(r.stderr).toMatch(/^ftguard: SIGNATURE_INVALID/);
 	});
@@ -211,7 +221,14 @@ describe("bad input", () => {
 	it("a missing signed file is MISSING_FILE", async () => {
 		const dir = copyVector("v1.0.0-certificate");
 		rmSync(join(dir, "signme-2"));
-		const r = await ftguard(["verify", dir, "--signature", join(dir, "model.sig"), "--certificate-chain", chainFile(dir)]);
+		const r = await ftguard([
+			"verify",
+			dir,
+			"--signature",
+			join(dir, "model.sig"),
+			"--certificate-chain",
+			chainFile(dir),
+		]);
 		expect(r.code).toBe(1);
 		expect(r.stderr).toMatch(/^ftguard: MISSING_FILE: missing: signme-2/);
 	});
@@ -219,7 +236,15 @@ describe("bad input", () => {
 	it("garbage appended to the signature file is BUNDLE_MALFORMED", async () => {
 		const dir = copyVector("v1.1.0-elliptic-key");
 		appendFileSync(join(dir, "model.sig"), "}}");
-		const r = await ftguard(["verify", dir, "--signature", join(dir, "model.sig"), ...KEY, "--ignore-paths", "ignore-me"]);
+		const r = await ftguard([
+			"verify",
+			dir,
+			"--signature",
+			join(dir, "model.sig"),
+			...KEY,
+			"--ignore-paths",
+			"ignore-me",
+		]);
 		expect(r.code).toBe(2);
 		expect(r.stderr).toMatch(/^ftguard: BUNDLE_MALFORMED/);
 	});

@@ -4,7 +4,7 @@
  * file that grew by one byte has different shard names, and "digest mismatch in
  * weights.bin" is what a reviewer needs to read, not "3 missing, 3 unsigned shards".
  */
-import { FtguardError, type FindingCode } from "../errors";
+import { type FindingCode, FtguardError } from "../errors";
 import type { ResourceDescriptor, SerializationMethod } from "./types";
 
 export interface DigestMismatch {

@@ -69,7 +69,10 @@ export function parseRegistry(bytes: Buffer, source: string): Registry {
 	if (!parsed.success) {
 		const issue = parsed.error.issues[0];
 		const where = issue?.path.length ? ` at ${issue.path.join(".")}` : "";
-		throw new FtguardError("REGISTRY_MALFORMED", `registry ${source} is invalid${where}: ${issue?.message ?? "schema"}`);
+		throw new FtguardError(
+			"REGISTRY_MALFORMED",
+			`registry ${source} is invalid${where}: ${issue?.message ?? "schema"}`,
+		);
 	}
 	return parsed.data;
 }
@@ -96,9 +99,13 @@ export async function loadSignedRegistry(
 		// Usage mistakes stay usage mistakes; everything else about the signature is
 		// an untrusted registry.
 		if (inner.code === "USAGE" || inner.code === "KEY_INVALID") throw inner;
-		throw new FtguardError("REGISTRY_UNTRUSTED", `registry ${registryPath} is not trusted: ${inner.code}: ${inner.message}`, {
-			cause: inner,
-		});
+		throw new FtguardError(
+			"REGISTRY_UNTRUSTED",
+			`registry ${registryPath} is not trusted: ${inner.code}: ${inner.message}`,
+			{
+				cause: inner,
+			},
+		);
 	}
 	return { registry: parseRegistry(bytes, registryPath), signer };
 }
@@ -183,7 +190,9 @@ export async function checkBaseModel(
 			if (check) check.pickle = kind;
 		}
 		if (pickles.size > 0) {
-			reasons.push(`pickle-format weights present where the registry lists safetensors: ${[...pickles.keys()].join(", ")}`);
+			reasons.push(
+				`pickle-format weights present where the registry lists safetensors: ${[...pickles.keys()].join(", ")}`,
+			);
 		}
 	}
 	files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
@@ -205,11 +214,7 @@ async function findPickles(dir: string, paths: string[]): Promise<Map<string, st
 }
 
 /** The registry entry for a directory, for the reviewed change that adds it. */
-export async function registryEntry(
-	dir: string,
-	id: string,
-	options: DirectoryOptions = {},
-): Promise<RegistryEntry> {
+export async function registryEntry(dir: string, id: string, options: DirectoryOptions = {}): Promise<RegistryEntry> {
 	const entry = { id, files: [] as RegistryEntry["files"] };
 	const idCheck = EntrySchema.safeParse({ id, files: [{ path: "x", sha256: "0".repeat(64) }] });
 	if (!idCheck.success) throw new FtguardError("USAGE", `--id must look like org/name@revision, not "${id}"`);

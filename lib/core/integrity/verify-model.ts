@@ -86,7 +86,9 @@ export async function verifyModel(
 
 	const diff = diffResources(statement.resources, manifest.resources, signed.method);
 	const signerIgnored = new Set(signed.ignore_paths ?? []);
-	const hinted = diff.unsigned.filter((f) => signerIgnored.has(f) || [...signerIgnored].some((p) => f.startsWith(`${p}/`)));
+	const hinted = diff.unsigned.filter(
+		(f) => signerIgnored.has(f) || [...signerIgnored].some((p) => f.startsWith(`${p}/`)),
+	);
 	assertNoDiff(
 		diff,
 		hinted.length > 0

@@ -46,7 +46,9 @@ describe("trustPolicyFromFlags", () => {
 			identity: { exact: "a@b" },
 			issuer: "https://x",
 		});
-		await expect(trustPolicyFromFlags({ identityRegexp: ".*@b", identityProvider: "https://x" })).resolves.toMatchObject({
+		await expect(
+			trustPolicyFromFlags({ identityRegexp: ".*@b", identityProvider: "https://x" }),
+		).resolves.toMatchObject({
 			identity: { regexp: ".*@b" },
 		});
 		await expect(trustPolicyFromFlags({ publicKey: pem })).resolves.toMatchObject({ kind: "public-key" });

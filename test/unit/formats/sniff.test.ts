@@ -13,7 +13,10 @@ describe("classify (pickle sniffing by content)", () => {
 
 	it("recognises an object-dtype .npy and passes a float32 one", () => {
 		const npy = (descr: string) =>
-			Buffer.concat([Buffer.from("\x93NUMPY\x01\x00v\x00", "latin1"), Buffer.from(`{'descr': '${descr}', 'fortran_order': False, 'shape': (2,), }`)]);
+			Buffer.concat([
+				Buffer.from("\x93NUMPY\x01\x00v\x00", "latin1"),
+				Buffer.from(`{'descr': '${descr}', 'fortran_order': False, 'shape': (2,), }`),
+			]);
 		expect(classify(npy("|O"))).toBe("numpy-object");
 		expect(classify(npy("<f4"))).toBeUndefined();
 	});

@@ -50,7 +50,9 @@ describe("assertNoDiff", () => {
 	it("uses the specific code when one kind of difference exists", () => {
 		expect(thrown(() => assertNoDiff({ unsigned: ["x"], missing: [], mismatched: [] })).code).toBe("UNSIGNED_FILE");
 		expect(thrown(() => assertNoDiff({ unsigned: [], missing: ["x"], mismatched: [] })).code).toBe("MISSING_FILE");
-		const m = thrown(() => assertNoDiff({ unsigned: [], missing: [], mismatched: [{ name: "x", expected: "a", actual: "b" }] }));
+		const m = thrown(() =>
+			assertNoDiff({ unsigned: [], missing: [], mismatched: [{ name: "x", expected: "a", actual: "b" }] }),
+		);
 		expect(m.code).toBe("DIGEST_MISMATCH");
 		expect(m.exitCode).toBe(1);
 		expect(m.message).toContain("x");
@@ -68,6 +70,6 @@ describe("assertNoDiff", () => {
 		const e = thrown(() => assertNoDiff({ unsigned: many, missing: [], mismatched: [] }));
 		expect(e.message.split("\n")).toHaveLength(1);
 		expect(e.message).toContain("(+45)");
-		expect((e.details?.unsigned as string[]).length).toBe(50);
+		expect(e.details?.unsigned).toHaveLength(50);
 	});
 });

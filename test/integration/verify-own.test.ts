@@ -1,0 +1,258 @@
+/**
+ * `ftguard verify` end to end with trust material made in the test: keyless
+ * (a private Sigstore instance via @sigstore/mock, passed as --trusted-root),
+ * sharded manifests, legacy predicates, inconsistent statements, blob bundles.
+ */
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { buildManifest } from "../../lib/core/integrity/manifest";
+import { ftguard } from "../helpers/cli";
+import {
+	generateEcKeyPair,
+	type Json,
+	makeModelSigningStatement,
+	signBlobKeyed,
+	signBlobKeyless,
+	signStatementKeyed,
+	signStatementKeyless,
+} from "../helpers/sign";
+
+const ID = "https://github.com/acme/train/.github/workflows/ft.yml@refs/heads/main";
+const ISSUER = "https://token.actions.githubusercontent.com";
+
+function tmp(prefix: string): string {
+	return mkdtempSync(join(tmpdir(), `ftguard-${prefix}-`));
+}
+
+function model(size = 3000): string {
+	const dir = join(tmp("own"), "model");
+	mkdirSync(join(dir, "nested"), { recursive: true });
+	writeFileSync(join(dir, "config.json"), '{"arch":"x"}');
+	writeFileSync(join(dir, "nested", "weights.bin"), Buffer.alloc(size, 7));
+	return dir;
+}
+
+async function statementFor(dir: string, method: "files" | "shards" = "files", shardSize?: number): Promise<Json> {
+	const m = await buildManifest(dir, { method, ...(shardSize ? { shardSize } : {}), ignorePaths: ["model.sig"] });
+	return makeModelSigningStatement({
+		modelName: m.modelName,
+		method,
+		resources: m.resources,
+		...(shardSize ? { serialization: { shard_size: shardSize } } : {}),
+	});
+}
+
+function write(path: string, json: Json): string {
+	writeFileSync(path, JSON.stringify(json));
+	return path;
+}
+
+describe("keyless (private Sigstore, --trusted-root)", () => {
+	it("verifies the right identity and refuses the wrong one", async () => {
+		const dir = model();
+		const { bundle, trustedRoot } = await signStatementKeyless(await statementFor(dir), {
+			identity: ID,
+			issuer: ISSUER,
+		});
+		const sig = write(join(dir, "model.sig"), bundle);
+		const root = write(join(dir, "..", "trusted_root.json"), trustedRoot);
+		const ok = await ftguard([
+			"verify",
+			dir,
+			"--signature",
+			sig,
+			"--identity",
+			ID,
+			"--identity-provider",
+			ISSUER,
+			"--trusted-root",
+			root,
+			"--json",
+		]);
+		expect(ok.code).toBe(0);
+		expect(ok.json()).toMatchObject({ verified: true, signer: { identity: ID, issuer: ISSUER } });
+
+		const regexp = await ftguard([
+			"verify",
+			dir,
+			"--signature",
+			sig,
+			"--identity-regexp",
+			"https://github\\.com/acme/.*",
+			"--identity-provider",
+			ISSUER,
+			"--trusted-root",
+			root,
+		]);
+		expect(regexp.code).toBe(0);
+
+		const wrong = await ftguard([
+			"verify",
+			dir,
+			"--signature",
+			sig,
+			"--identity",
+			`${ID}x`,
+			"--identity-provider",
+			ISSUER,
+			"--trusted-root",
+			root,
+		]);
+		expect(wrong.code).toBe(1);
+		expect(wrong.stderr).toMatch(/^ftguard: IDENTITY_MISMATCH/);
+	});
+
+	it("refuses a bundle from a private instance under the public-good root", async () => {
+		const dir = model();
+		const { bundle } = await signStatementKeyless(await statementFor(dir), { identity: ID, issuer: ISSUER });
+		const sig = write(join(dir, "model.sig"), bundle);
+		const r = await ftguard(["verify", dir, "--signature", sig, "--identity", ID, "--identity-provider", ISSUER]);
+		expect(r.code).toBe(1);
+		expect(r.stderr).toMatch(/^ftguard: [A-Z_]+: /);
+	});
+});
+
+describe("sharded manifests", () => {
+	it("re-hashes with the signature's own shard size, and names the changed file", async () => {
+		const dir = model(10_000);
+		const kp = generateEcKeyPair("P-256");
+		const pub = join(dir, "..", "k.pem");
+		writeFileSync(pub, kp.publicKeyPem);
+		const sig = write(
+			join(dir, "model.sig"),
+			signStatementKeyed(await statementFor(dir, "shards", 4096), { keyPair: kp }).bundle,
+		);
+		const ok = await ftguard(["verify", dir, "--signature", sig, "--public-key", pub, "--json"]);
+		expect(ok.code).toBe(0);
+		expect(ok.json()).toMatchObject({ serialization: { method: "shards", shard_size: 4096 }, files: 2 });
+
+		writeFileSync(join(dir, "nested", "weights.bin"), Buffer.alloc(10_001, 7));
+		const bad = await ftguard(["verify", dir, "--signature", sig, "--public-key", pub, "--json"]);
+		expect(bad.code).toBe(1);
+		expect(bad.json()).toMatchObject({
+			error: { code: "DIGEST_MISMATCH", details: { mismatched: [{ name: "nested/weights.bin" }] } },
+		});
+	});
+});
+
+describe("statements that lie", () => {
+	it("a subject digest that is not the root of the resources is ROOT_DIGEST_MISMATCH", async () => {
+		const dir = model();
+		const m = await buildManifest(dir, { ignorePaths: ["model.sig"] });
+		const statement = makeModelSigningStatement({ modelName: "model", resources: m.resources, root: "ab".repeat(32) });
+		const kp = generateEcKeyPair();
+		const pub = join(dir, "..", "k.pem");
+		writeFileSync(pub, kp.publicKeyPem);
+		const sig = write(join(dir, "model.sig"), signStatementKeyed(statement, { keyPair: kp }).bundle);
+		const r = await ftguard(["verify", dir, "--signature", sig, "--public-key", pub]);
+		expect(r.code).toBe(1);
+		expect(r.stderr).toMatch(/^ftguard: ROOT_DIGEST_MISMATCH/);
+	});
+
+	it("two subjects is SUBJECT_INVALID; another predicate type is PREDICATE_TYPE_UNSUPPORTED", async () => {
+		const dir = model();
+		const base = await statementFor(dir);
+		const kp = generateEcKeyPair();
+		const pub = join(dir, "..", "k.pem");
+		writeFileSync(pub, kp.publicKeyPem);
+		const subjects = base.subject as Json[];
+		const two = { ...base, subject: [...subjects, { name: "other", digest: { sha256: "cd".repeat(32) } }] };
+		const r1 = await ftguard([
+			"verify",
+			dir,
+			"--signature",
+			write(join(dir, "model.sig"), signStatementKeyed(two, { keyPair: kp }).bundle),
+			"--public-key",
+			pub,
+		]);
+		expect(r1.code).toBe(1);
+		expect(r1.stderr).toMatch(/^ftguard: SUBJECT_INVALID/);
+		const other = { ...base, predicateType: "https://slsa.dev/provenance/v1" };
+		const r2 = await ftguard([
+			"verify",
+			dir,
+			"--signature",
+			write(join(dir, "model.sig"), signStatementKeyed(other, { keyPair: kp }).bundle),
+			"--public-key",
+			pub,
+		]);
+		expect(r2.code).toBe(1);
+		expect(r2.stderr).toMatch(/^ftguard: PREDICATE_TYPE_UNSUPPORTED/);
+	});
+
+	it("a resource named with .. cannot make ftguard read outside the model", async () => {
+		const dir = model();
+		const m = await buildManifest(dir, { ignorePaths: ["model.sig"] });
+		const resources = [...m.resources, { name: "../../etc/passwd", digest: "00".repeat(32) }];
+		const kp = generateEcKeyPair();
+		const pub = join(dir, "..", "k.pem");
+		writeFileSync(pub, kp.publicKeyPem);
+		const sig = write(
+			join(dir, "model.sig"),
+			signStatementKeyed(makeModelSigningStatement({ modelName: "model", resources }), { keyPair: kp }).bundle,
+		);
+		const r = await ftguard(["verify", dir, "--signature", sig, "--public-key", pub]);
+		expect(r.code).toBe(1);
+		expect(r.stderr).toMatch(/^ftguard: PATH_ESCAPE: /);
+	});
+});
+
+describe("symlinks", () => {
+	it("a symlink in a model signed without allow_symlinks is refused, never followed", async () => {
+		const dir = model();
+		const kp = generateEcKeyPair();
+		const pub = join(dir, "..", "k.pem");
+		writeFileSync(pub, kp.publicKeyPem);
+		const sig = write(join(dir, "model.sig"), signStatementKeyed(await statementFor(dir), { keyPair: kp }).bundle);
+		symlinkSync("/etc/hostname", join(dir, "link"));
+		const r = await ftguard(["verify", dir, "--signature", sig, "--public-key", pub]);
+		expect(r.code).toBe(1);
+		expect(r.stderr).toMatch(/^ftguard: SYMLINK_REFUSED/);
+	});
+});
+
+describe("single artefacts (cosign sign-blob --bundle)", () => {
+	it("verifies a keyed blob bundle and refuses a changed file", async () => {
+		const dir = tmp("blob");
+		const file = join(dir, "adapter.safetensors");
+		writeFileSync(file, Buffer.alloc(5000, 3));
+		const kp = generateEcKeyPair("P-384");
+		writeFileSync(join(dir, "k.pem"), kp.publicKeyPem);
+		const bundle = write(join(dir, "b.sigstore.json"), signBlobKeyed(Buffer.alloc(5000, 3), { keyPair: kp }).bundle);
+		const ok = await ftguard(["verify", file, "--bundle", bundle, "--public-key", join(dir, "k.pem"), "--json"]);
+		expect(ok.code).toBe(0);
+		expect(ok.json()).toMatchObject({ verified: true, kind: "artefact" });
+		writeFileSync(file, Buffer.alloc(5000, 4));
+		const bad = await ftguard(["verify", file, "--bundle", bundle, "--public-key", join(dir, "k.pem")]);
+		expect(bad.code).toBe(1);
+		expect(bad.stderr).toMatch(/^ftguard: (DIGEST_MISMATCH|SIGNATURE_INVALID)/);
+	});
+
+	it("verifies a keyless blob bundle with identity and issuer", async () => {
+		const dir = tmp("blob");
+		const file = join(dir, "a.gguf");
+		writeFileSync(file, "GGUF-ish bytes");
+		const { bundle, trustedRoot } = await signBlobKeyless(Buffer.from("GGUF-ish bytes"), {
+			identity: ID,
+			issuer: ISSUER,
+		});
+		const b = write(join(dir, "a.sigstore.json"), bundle);
+		const root = write(join(dir, "root.json"), trustedRoot);
+		const r = await ftguard([
+			"verify",
+			file,
+			"--bundle",
+			b,
+			"--identity",
+			ID,
+			"--identity-provider",
+			ISSUER,
+			"--trusted-root",
+			root,
+		]);
+		expect(r.code).toBe(0);
+		expect(r.stdout).toContain(`signer  ${ID}`);
+	});
+});
