@@ -67,6 +67,8 @@ export interface HashPoolOptions {
 	onTaskDone?: ((index: number) => void) | undefined;
 	/** @default 100 */
 	progressIntervalMs?: number;
+	/** Replaces the worker program. Only for tests that simulate a crashing worker. */
+	workerSource?: string;
 }
 
 /** Ranges smaller than this are batched with others into one message. */
@@ -319,24 +321,32 @@ function hashOnWorkers(
 				}),
 			);
 
-		const dispatch = (w: Worker, ids: Map<Worker, number>) => {
+		const dispatch = (w: Worker) => {
 			if (settled) return;
 			if (nextUnit >= units.length) return;
 			const id = nextUnit++;
-			ids.set(w, id);
 			const unit = units[id] as number[];
 			const wire: WireTask[] = unit.map((i) => {
 				const { name: _name, ...t } = tasks[i] as HashTask;
 				return t;
 			});
-			w.postMessage({ id, tasks: wire });
+			try {
+				w.postMessage({ id, tasks: wire });
+			} catch (e) {
+				finish(
+					new FtguardError(
+						"INTERNAL",
+						`cannot send work to a hash worker: ${firstLine(String((e as Error).message))}`,
+						{ cause: e },
+					),
+				);
+			}
 		};
 
-		const inFlight = new Map<Worker, number>();
 		for (let slot = 0; slot < poolSize; slot++) {
 			let w: Worker;
 			try {
-				w = new Worker(WORKER_SOURCE, {
+				w = new Worker(options.workerSource ?? WORKER_SOURCE, {
 					eval: true,
 					workerData: { chunkSize: options.chunkSize, counters, slot },
 					// The worker holds one buffer (outside the JS heap) and small
@@ -391,10 +401,9 @@ function hashOnWorkers(
 					digests[i] = got[k] as string;
 					options.onTaskDone?.(i);
 				}
-				inFlight.delete(w);
 				unitsDone++;
 				if (unitsDone === units.length) finish();
-				else dispatch(w, inFlight);
+				else dispatch(w);
 			});
 			w.on("error", (e: Error) => {
 				finish(
@@ -424,7 +433,7 @@ function hashOnWorkers(
 						),
 					);
 			});
-			dispatch(w, inFlight);
+			dispatch(w);
 		}
 		if (signal) {
 			if (signal.aborted) onAbort();

@@ -35,7 +35,7 @@ import {
 	realpathSync,
 	statSync,
 } from "node:fs";
-import { basename, resolve, sep } from "node:path";
+import { basename, isAbsolute, resolve, sep } from "node:path";
 import { FtguardError, toFtguardError } from "../errors";
 
 /** One regular file to hash. */
@@ -133,7 +133,11 @@ export async function walkModel(
 	options: WalkOptions,
 ): Promise<WalkResult> {
 	checkAborted(options.signal);
-	const given = resolve(modelPath);
+	// Not path.resolve(): it would fold "m/.." lexically, where the OS (and the
+	// reference) follows "m" first if it is a symlink.
+	const given = isAbsolute(modelPath)
+		? modelPath
+		: `${process.cwd()}${sep}${modelPath}`;
 	const rootLstat = fsCall(
 		() => lstatSync(given, { bigint: true }),
 		"model path",
