@@ -22,13 +22,7 @@
  */
 
 import { createHash } from "node:crypto";
-import {
-	closeSync,
-	constants as fsConstants,
-	fstatSync,
-	openSync,
-	readSync,
-} from "node:fs";
+import { closeSync, constants as fsConstants, fstatSync, openSync, readSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import { FtguardError, firstLine } from "../errors";
 import { checkAborted, show } from "./walk";
@@ -138,11 +132,7 @@ parentPort.on("message", (unit) => {
 });
 `;
 
-type HashRange = (
-	task: WireTask,
-	buf: Buffer,
-	onBytes: (n: number) => void,
-) => string;
+type HashRange = (task: WireTask, buf: Buffer, onBytes: (n: number) => void) => string;
 
 /** What crosses the thread boundary: the task without its display name. */
 type WireTask = Omit<HashTask, "name">;
@@ -178,26 +168,17 @@ export function defaultConcurrency(available: number): number {
  * Hashes every task and returns the lower-case hex digests, in task order.
  * Rejects with an FtguardError only; on rejection no worker is left running.
  */
-export async function hashTasks(
-	tasks: readonly HashTask[],
-	options: HashPoolOptions,
-): Promise<string[]> {
+export async function hashTasks(tasks: readonly HashTask[], options: HashPoolOptions): Promise<string[]> {
 	checkAborted(options.signal);
 	if (tasks.length === 0) return [];
 	const totalBytes = tasks.reduce((s, t) => s + (t.end - t.start), 0);
-	if (
-		totalBytes <= options.inlineMaxBytes &&
-		tasks.length <= INLINE_MAX_TASKS
-	) {
+	if (totalBytes <= options.inlineMaxBytes && tasks.length <= INLINE_MAX_TASKS) {
 		return hashInline(tasks, options);
 	}
 	return hashOnWorkers(tasks, options);
 }
 
-async function hashInline(
-	tasks: readonly HashTask[],
-	options: HashPoolOptions,
-): Promise<string[]> {
+async function hashInline(tasks: readonly HashTask[], options: HashPoolOptions): Promise<string[]> {
 	const hashRange = getInlineHashRange();
 	const buf = Buffer.allocUnsafe(Math.min(options.chunkSize, 1 << 20));
 	const digests: string[] = [];
@@ -238,8 +219,7 @@ interface WorkerReply {
  */
 export function planUnits(tasks: readonly HashTask[]): number[][] {
 	const order = tasks.map((_, i) => i);
-	const len = (i: number) =>
-		(tasks[i] as HashTask).end - (tasks[i] as HashTask).start;
+	const len = (i: number) => (tasks[i] as HashTask).end - (tasks[i] as HashTask).start;
 	order.sort((a, b) => len(b) - len(a) || a - b);
 	const units: number[][] = [];
 	let batch: number[] = [];
@@ -250,10 +230,7 @@ export function planUnits(tasks: readonly HashTask[]): number[][] {
 			units.push([i]);
 			continue;
 		}
-		if (
-			batch.length > 0 &&
-			(batch.length >= BATCH_MAX_TASKS || batchBytes + n > BATCH_MAX_BYTES)
-		) {
+		if (batch.length > 0 && (batch.length >= BATCH_MAX_TASKS || batchBytes + n > BATCH_MAX_BYTES)) {
 			units.push(batch);
 			batch = [];
 			batchBytes = 0;
@@ -265,10 +242,7 @@ export function planUnits(tasks: readonly HashTask[]): number[][] {
 	return units;
 }
 
-function hashOnWorkers(
-	tasks: readonly HashTask[],
-	options: HashPoolOptions,
-): Promise<string[]> {
+function hashOnWorkers(tasks: readonly HashTask[], options: HashPoolOptions): Promise<string[]> {
 	const units = planUnits(tasks);
 	const poolSize = Math.max(1, Math.min(options.concurrency, units.length));
 	const counters = new BigInt64Array(new SharedArrayBuffer(8 * poolSize));
@@ -294,9 +268,7 @@ function hashOnWorkers(
 				options.onBytes?.(b);
 			}
 		};
-		const timer = options.onBytes
-			? setInterval(report, options.progressIntervalMs ?? 100)
-			: undefined;
+		const timer = options.onBytes ? setInterval(report, options.progressIntervalMs ?? 100) : undefined;
 		timer?.unref();
 
 		const finish = (err?: FtguardError) => {
@@ -360,11 +332,9 @@ function hashOnWorkers(
 				});
 			} catch (e) {
 				finish(
-					new FtguardError(
-						"INTERNAL",
-						`cannot start hash worker: ${firstLine(String((e as Error).message))}`,
-						{ cause: e },
-					),
+					new FtguardError("INTERNAL", `cannot start hash worker: ${firstLine(String((e as Error).message))}`, {
+						cause: e,
+					}),
 				);
 				break;
 			}
@@ -373,12 +343,7 @@ function hashOnWorkers(
 				if (settled) return;
 				const unit = units[reply.id];
 				if (!unit) {
-					finish(
-						new FtguardError(
-							"INTERNAL",
-							`hash worker replied for unknown unit ${reply.id}`,
-						),
-					);
+					finish(new FtguardError("INTERNAL", `hash worker replied for unknown unit ${reply.id}`));
 					return;
 				}
 				if (!reply.ok) {
@@ -388,12 +353,7 @@ function hashOnWorkers(
 				}
 				const got = reply.digests ?? [];
 				if (got.length !== unit.length) {
-					finish(
-						new FtguardError(
-							"INTERNAL",
-							"hash worker returned the wrong number of digests",
-						),
-					);
+					finish(new FtguardError("INTERNAL", "hash worker returned the wrong number of digests"));
 					return;
 				}
 				for (let k = 0; k < unit.length; k++) {
@@ -406,32 +366,18 @@ function hashOnWorkers(
 				else dispatch(w);
 			});
 			w.on("error", (e: Error) => {
-				finish(
-					new FtguardError(
-						"INTERNAL",
-						`hash worker failed: ${firstLine(String(e?.message))}`,
-						{ cause: e },
-					),
-				);
+				finish(new FtguardError("INTERNAL", `hash worker failed: ${firstLine(String(e?.message))}`, { cause: e }));
 			});
 			w.on("messageerror", (e: Error) => {
 				finish(
-					new FtguardError(
-						"INTERNAL",
-						`hash worker message could not be read: ${firstLine(String(e?.message))}`,
-						{ cause: e },
-					),
+					new FtguardError("INTERNAL", `hash worker message could not be read: ${firstLine(String(e?.message))}`, {
+						cause: e,
+					}),
 				);
 			});
 			w.on("exit", (code) => {
 				// Our own terminate() also ends here, after `settled` is set.
-				if (!settled)
-					finish(
-						new FtguardError(
-							"INTERNAL",
-							`hash worker exited unexpectedly (exit code ${code})`,
-						),
-					);
+				if (!settled) finish(new FtguardError("INTERNAL", `hash worker exited unexpectedly (exit code ${code})`));
 			});
 			dispatch(w);
 		}
@@ -443,54 +389,22 @@ function hashOnWorkers(
 }
 
 /** Turns a failure reported for one task into the FtguardError that names its file. */
-function taskError(
-	task: HashTask,
-	errno: string | undefined,
-	message: string,
-	cause: unknown,
-): FtguardError {
+function taskError(task: HashTask, errno: string | undefined, message: string, cause: unknown): FtguardError {
 	const name = show(task.name);
-	const opts =
-		cause === undefined
-			? { details: { path: task.name } }
-			: { cause, details: { path: task.name } };
+	const opts = cause === undefined ? { details: { path: task.name } } : { cause, details: { path: task.name } };
 	switch (errno) {
 		case "ECHANGED":
-			return new FtguardError(
-				"IO_ERROR",
-				`file changed while hashing: ${name}`,
-				opts,
-			);
+			return new FtguardError("IO_ERROR", `file changed while hashing: ${name}`, opts);
 		case "ESPECIAL":
-			return new FtguardError(
-				"SPECIAL_FILE",
-				`not a regular file (replaced while hashing): ${name}`,
-				opts,
-			);
+			return new FtguardError("SPECIAL_FILE", `not a regular file (replaced while hashing): ${name}`, opts);
 		case "ENOENT":
-			return new FtguardError(
-				"NOT_FOUND",
-				`file disappeared while hashing: ${name}`,
-				opts,
-			);
+			return new FtguardError("NOT_FOUND", `file disappeared while hashing: ${name}`, opts);
 		case "ELOOP":
-			return new FtguardError(
-				"SYMLINK_REFUSED",
-				`file became a symlink while hashing: ${name}`,
-				opts,
-			);
+			return new FtguardError("SYMLINK_REFUSED", `file became a symlink while hashing: ${name}`, opts);
 		default:
 			if (typeof errno === "string" && /^E[A-Z]+$/.test(errno)) {
-				return new FtguardError(
-					"IO_ERROR",
-					`${errno.toLowerCase()} while reading ${name}`,
-					opts,
-				);
+				return new FtguardError("IO_ERROR", `${errno.toLowerCase()} while reading ${name}`, opts);
 			}
-			return new FtguardError(
-				"INTERNAL",
-				`hashing ${name} failed: ${firstLine(message)}`,
-				opts,
-			);
+			return new FtguardError("INTERNAL", `hashing ${name} failed: ${firstLine(message)}`, opts);
 	}
 }

@@ -73,40 +73,19 @@ export interface BuildManifestOptions extends HashOptions {
  * @throws FtguardError NOT_FOUND, IO_ERROR, SYMLINK_REFUSED, PATH_ESCAPE,
  *   SPECIAL_FILE, TOO_MANY_FILES, PATH_TOO_DEEP, USAGE, ABORTED, INTERNAL.
  */
-export async function buildManifest(
-	modelPath: string,
-	opts: BuildManifestOptions = {},
-): Promise<Manifest> {
+export async function buildManifest(modelPath: string, opts: BuildManifestOptions = {}): Promise<Manifest> {
 	const method = opts.method ?? "files";
 	if (method !== "files" && method !== "shards") {
-		throw new FtguardError(
-			"USAGE",
-			`unknown serialization method: ${JSON.stringify(method)}`,
-		);
+		throw new FtguardError("USAGE", `unknown serialization method: ${JSON.stringify(method)}`);
 	}
-	const shardSize = positiveInt(
-		opts.shardSize,
-		DEFAULT_SHARD_SIZE,
-		"shardSize",
-	);
+	const shardSize = positiveInt(opts.shardSize, DEFAULT_SHARD_SIZE, "shardSize");
 	const maxFiles = positiveInt(opts.maxFiles, DEFAULT_MAX_FILES, "maxFiles");
 	const maxDepth = positiveInt(opts.maxDepth, DEFAULT_MAX_DEPTH, "maxDepth");
-	const concurrency = positiveInt(
-		opts.concurrency,
-		defaultConcurrency(availableParallelism()),
-		"concurrency",
-	);
-	const chunkSize = positiveInt(
-		opts.chunkSize,
-		DEFAULT_CHUNK_SIZE,
-		"chunkSize",
-	);
+	const concurrency = positiveInt(opts.concurrency, defaultConcurrency(availableParallelism()), "concurrency");
+	const chunkSize = positiveInt(opts.chunkSize, DEFAULT_CHUNK_SIZE, "chunkSize");
 	const inlineMaxBytes = opts.inlineMaxBytes ?? DEFAULT_INLINE_MAX_BYTES;
 	const allowSymlinks = opts.allowSymlinks ?? false;
-	const ignorePaths = normalizeIgnorePaths([
-		...DEFAULT_IGNORE_PATHS,
-		...(opts.ignorePaths ?? []),
-	]);
+	const ignorePaths = normalizeIgnorePaths([...DEFAULT_IGNORE_PATHS, ...(opts.ignorePaths ?? [])]);
 
 	const walk = await walkModel(modelPath, {
 		allowSymlinks,
@@ -126,9 +105,7 @@ export async function buildManifest(
 	files.forEach((f, fileIndex) => {
 		bytesTotal += f.size;
 		const ranges: Array<[number, number]> =
-			method === "files"
-				? [[0, f.size]]
-				: shardRanges(f.size, shardSize, opts.shardEmptyFiles ?? false);
+			method === "files" ? [[0, f.size]] : shardRanges(f.size, shardSize, opts.shardEmptyFiles ?? false);
 		shardsLeft.push(ranges.length);
 		for (const [start, end] of ranges) {
 			tasks.push({
@@ -153,9 +130,7 @@ export async function buildManifest(
 		filesTotal: files.length,
 	};
 	for (const left of shardsLeft) if (left === 0) progress.filesDone++; // empty files without shards
-	const emit = opts.onProgress
-		? (p: HashProgress) => opts.onProgress?.({ ...p })
-		: undefined;
+	const emit = opts.onProgress ? (p: HashProgress) => opts.onProgress?.({ ...p }) : undefined;
 	emit?.(progress);
 
 	const digests = await hashTasks(tasks, {
@@ -207,19 +182,13 @@ export async function buildManifest(
  * apply anyway, as in the reference verifier.
  */
 export function hashOptionsFromSerialization(
-	s: Pick<Serialization, "method" | "allow_symlinks"> &
-		Partial<Pick<Serialization, "ignore_paths" | "shard_size">>,
+	s: Pick<Serialization, "method" | "allow_symlinks"> & Partial<Pick<Serialization, "ignore_paths" | "shard_size">>,
 ): Pick<HashOptions, "method" | "shardSize" | "allowSymlinks" | "ignorePaths"> {
 	if (
 		s.method === "shards" &&
-		(s.shard_size === undefined ||
-			!Number.isSafeInteger(s.shard_size) ||
-			s.shard_size <= 0)
+		(s.shard_size === undefined || !Number.isSafeInteger(s.shard_size) || s.shard_size <= 0)
 	) {
-		throw new FtguardError(
-			"PAYLOAD_INVALID",
-			'serialization method "shards" needs a positive integer shard_size',
-		);
+		throw new FtguardError("PAYLOAD_INVALID", 'serialization method "shards" needs a positive integer shard_size');
 	}
 	return {
 		method: s.method,
@@ -234,16 +203,9 @@ export function hashOptionsFromSerialization(
  * bytes; the last range ends at `size`. An empty file has none, unless
  * `includeEmpty` (then one `[0, 0]`).
  */
-export function shardRanges(
-	size: number,
-	shardSize: number,
-	includeEmpty = false,
-): Array<[number, number]> {
+export function shardRanges(size: number, shardSize: number, includeEmpty = false): Array<[number, number]> {
 	if (!Number.isSafeInteger(shardSize) || shardSize <= 0) {
-		throw new FtguardError(
-			"USAGE",
-			`shard size must be a positive integer, got ${shardSize}`,
-		);
+		throw new FtguardError("USAGE", `shard size must be a positive integer, got ${shardSize}`);
 	}
 	if (size === 0) return includeEmpty ? [[0, 0]] : [];
 	const out: Array<[number, number]> = [];
@@ -287,15 +249,12 @@ export function comparePaths(a: string, b: string): number {
 }
 
 /** Splits a shard resource name `path:start:end` (the path may itself contain ':'). */
-export function parseShardName(
-	name: string,
-): { path: string; start: number; end: number } | undefined {
+export function parseShardName(name: string): { path: string; start: number; end: number } | undefined {
 	const m = /^(.*):(0|[1-9]\d*):(0|[1-9]\d*)$/s.exec(name);
 	if (!m) return undefined;
 	const start = Number(m[2]);
 	const end = Number(m[3]);
-	if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end))
-		return undefined;
+	if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end)) return undefined;
 	return { path: m[1] as string, start, end };
 }
 
@@ -304,18 +263,11 @@ export function parseShardName(
  * parse sort after all others (by code point), so a malformed list still has a
  * deterministic order.
  */
-export function compareResourceNames(
-	a: string,
-	b: string,
-	method: SerializationMethod,
-): number {
+export function compareResourceNames(a: string, b: string, method: SerializationMethod): number {
 	if (method === "files") return comparePaths(a, b);
 	const sa = parseShardName(a);
 	const sb = parseShardName(b);
-	if (sa && sb)
-		return (
-			comparePaths(sa.path, sb.path) || sa.start - sb.start || sa.end - sb.end
-		);
+	if (sa && sb) return comparePaths(sa.path, sb.path) || sa.start - sb.start || sa.end - sb.end;
 	if (sa) return -1;
 	if (sb) return 1;
 	return compareCodePoints(a, b);
@@ -326,13 +278,8 @@ export function compareResourceNames(
  * `path:start:end`. Pass the method explicitly whenever it is known — a files
  * manifest whose every file name looks like a shard would be misread.
  */
-export function inferMethod(
-	resources: readonly ResourceDescriptor[],
-): SerializationMethod {
-	return resources.length > 0 &&
-		resources.every((r) => parseShardName(r.name) !== undefined)
-		? "shards"
-		: "files";
+export function inferMethod(resources: readonly ResourceDescriptor[]): SerializationMethod {
+	return resources.length > 0 && resources.every((r) => parseShardName(r.name) !== undefined) ? "shards" : "files";
 }
 
 /** A sorted copy of `resources` in canonical OMS order. */
@@ -340,9 +287,7 @@ export function canonicalOrder(
 	resources: readonly ResourceDescriptor[],
 	method: SerializationMethod = inferMethod(resources),
 ): ResourceDescriptor[] {
-	return [...resources].sort((x, y) =>
-		compareResourceNames(x.name, y.name, method),
-	);
+	return [...resources].sort((x, y) => compareResourceNames(x.name, y.name, method));
 }
 
 /**
@@ -360,9 +305,7 @@ export function rootDigest(
  * SHA-256 over the raw digests in the order given — what the reference verifier
  * checks a signed statement's subject digest against (the predicate's order).
  */
-export function rootDigestOfListed(
-	resources: readonly ResourceDescriptor[],
-): string {
+export function rootDigestOfListed(resources: readonly ResourceDescriptor[]): string {
 	const h = createHash("sha256");
 	for (const r of resources) {
 		if (!/^[0-9a-f]{64}$/.test(r.digest)) {
@@ -376,17 +319,10 @@ export function rootDigestOfListed(
 	return h.digest("hex");
 }
 
-function positiveInt(
-	value: number | undefined,
-	fallback: number,
-	what: string,
-): number {
+function positiveInt(value: number | undefined, fallback: number, what: string): number {
 	if (value === undefined) return fallback;
 	if (!Number.isSafeInteger(value) || value <= 0) {
-		throw new FtguardError(
-			"USAGE",
-			`${what} must be a positive integer, got ${value}`,
-		);
+		throw new FtguardError("USAGE", `${what} must be a positive integer, got ${value}`);
 	}
 	return value;
 }

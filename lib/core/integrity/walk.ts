@@ -27,14 +27,7 @@
  * syscall) but yields to the event loop every few thousand entries, so an abort
  * signal or a progress timer still runs on a directory with millions of files.
  */
-import {
-	type BigIntStats,
-	type Dir,
-	lstatSync,
-	opendirSync,
-	realpathSync,
-	statSync,
-} from "node:fs";
+import { type BigIntStats, type Dir, lstatSync, opendirSync, realpathSync, statSync } from "node:fs";
 import { basename, isAbsolute, resolve, sep } from "node:path";
 import { FtguardError, toFtguardError } from "../errors";
 
@@ -85,29 +78,16 @@ export function normalizeIgnorePaths(paths: readonly string[]): string[] {
 		if (typeof raw !== "string" || raw.length === 0) {
 			throw new FtguardError("USAGE", "ignore path must be a non-empty string");
 		}
-		if (raw.includes("\0"))
-			throw new FtguardError(
-				"USAGE",
-				`ignore path contains a NUL byte: ${show(raw)}`,
-			);
+		if (raw.includes("\0")) throw new FtguardError("USAGE", `ignore path contains a NUL byte: ${show(raw)}`);
 		if (raw.startsWith("/") || /^[A-Za-z]:[\\/]/.test(raw)) {
-			throw new FtguardError(
-				"USAGE",
-				`ignore path must be relative to the model directory: ${show(raw)}`,
-			);
+			throw new FtguardError("USAGE", `ignore path must be relative to the model directory: ${show(raw)}`);
 		}
 		const parts = raw.split("/").filter((p) => p !== "" && p !== ".");
 		if (parts.includes("..")) {
-			throw new FtguardError(
-				"USAGE",
-				`ignore path must not contain "..": ${show(raw)}`,
-			);
+			throw new FtguardError("USAGE", `ignore path must not contain "..": ${show(raw)}`);
 		}
 		if (parts.length === 0) {
-			throw new FtguardError(
-				"USAGE",
-				`ignore path names the model directory itself: ${show(raw)}`,
-			);
+			throw new FtguardError("USAGE", `ignore path names the model directory itself: ${show(raw)}`);
 		}
 		out.add(parts.join("/"));
 	}
@@ -115,10 +95,7 @@ export function normalizeIgnorePaths(paths: readonly string[]): string[] {
 }
 
 /** True when `rel` is an ignore path or lies under one (whole components only). */
-export function isIgnored(
-	rel: string,
-	ignorePaths: ReadonlySet<string>,
-): boolean {
+export function isIgnored(rel: string, ignorePaths: ReadonlySet<string>): boolean {
 	if (ignorePaths.size === 0) return false;
 	if (ignorePaths.has(rel)) return true;
 	for (let i = rel.indexOf("/"); i !== -1; i = rel.indexOf("/", i + 1)) {
@@ -128,21 +105,12 @@ export function isIgnored(
 }
 
 /** Lists the regular files of a model directory, or the one file of a file model. */
-export async function walkModel(
-	modelPath: string,
-	options: WalkOptions,
-): Promise<WalkResult> {
+export async function walkModel(modelPath: string, options: WalkOptions): Promise<WalkResult> {
 	checkAborted(options.signal);
 	// Not path.resolve(): it would fold "m/.." lexically, where the OS (and the
 	// reference) follows "m" first if it is a symlink.
-	const given = isAbsolute(modelPath)
-		? modelPath
-		: `${process.cwd()}${sep}${modelPath}`;
-	const rootLstat = fsCall(
-		() => lstatSync(given, { bigint: true }),
-		"model path",
-		modelPath,
-	);
+	const given = isAbsolute(modelPath) ? modelPath : `${process.cwd()}${sep}${modelPath}`;
+	const rootLstat = fsCall(() => lstatSync(given, { bigint: true }), "model path", modelPath);
 	let rootPath = given;
 	let rootStat: BigIntStats = rootLstat;
 	if (rootLstat.isSymbolicLink()) {
@@ -153,11 +121,7 @@ export async function walkModel(
 			);
 		}
 		rootPath = realpathOrThrow(given, modelPath);
-		rootStat = fsCall(
-			() => statSync(rootPath, { bigint: true }),
-			"model path",
-			modelPath,
-		);
+		rootStat = fsCall(() => statSync(rootPath, { bigint: true }), "model path", modelPath);
 	}
 	const modelName = modelNameOf(modelPath);
 
@@ -184,9 +148,7 @@ export async function walkModel(
 	const files: WalkedFile[] = [];
 	let entries = 0;
 	let sinceYield = 0;
-	const stack: Array<{ abs: string; rel: string; depth: number }> = [
-		{ abs: rootPath, rel: "", depth: 0 },
-	];
+	const stack: Array<{ abs: string; rel: string; depth: number }> = [{ abs: rootPath, rel: "", depth: 0 }];
 
 	while (stack.length > 0) {
 		const dirEntry = stack.pop();
@@ -199,18 +161,10 @@ export async function walkModel(
 			encoding: "buffer" as BufferEncoding,
 			bufferSize: 128,
 		};
-		const dir = fsCall(
-			() => opendirSync(dirAbs, dirOptions),
-			"cannot read directory",
-			dirRel || ".",
-		);
+		const dir = fsCall(() => opendirSync(dirAbs, dirOptions), "cannot read directory", dirRel || ".");
 		try {
 			for (;;) {
-				const dirent = fsCall(
-					() => (dir as Dir).readSync(),
-					"cannot read directory",
-					dirRel || ".",
-				);
+				const dirent = fsCall(() => (dir as Dir).readSync(), "cannot read directory", dirRel || ".");
 				if (dirent === null) break;
 				entries++;
 				if (entries > options.maxFiles) {
@@ -231,11 +185,7 @@ export async function walkModel(
 				const rel = dirRel === "" ? name : `${dirRel}/${name}`;
 				if (isIgnored(rel, ignored)) continue;
 				const abs = `${dirAbs}${sep}${name}`;
-				const st = fsCall(
-					() => lstatSync(abs, { bigint: true }),
-					"cannot stat",
-					rel,
-				);
+				const st = fsCall(() => lstatSync(abs, { bigint: true }), "cannot stat", rel);
 
 				if (st.isFile()) {
 					files.push(fileOf(rel, abs, st));
@@ -248,19 +198,10 @@ export async function walkModel(
 					}
 					stack.push({ abs, rel, depth: depth + 1 });
 				} else if (st.isSymbolicLink()) {
-					const file = followSymlink(
-						abs,
-						rel,
-						realRoot,
-						ignored,
-						options.allowSymlinks,
-					);
+					const file = followSymlink(abs, rel, realRoot, ignored, options.allowSymlinks);
 					if (file) files.push(file);
 				} else {
-					throw new FtguardError(
-						"SPECIAL_FILE",
-						`not a regular file or directory (${kindOf(st)}): ${show(rel)}`,
-					);
+					throw new FtguardError("SPECIAL_FILE", `not a regular file or directory (${kindOf(st)}): ${show(rel)}`);
 				}
 			}
 		} finally {
@@ -291,31 +232,18 @@ function followSymlink(
 	allowSymlinks: boolean,
 ): WalkedFile | undefined {
 	if (!allowSymlinks) {
-		throw new FtguardError(
-			"SYMLINK_REFUSED",
-			`symlink not allowed: ${show(rel)} (allow symlinks to hash it)`,
-		);
+		throw new FtguardError("SYMLINK_REFUSED", `symlink not allowed: ${show(rel)} (allow symlinks to hash it)`);
 	}
 	const real = realpathOrThrow(abs, rel);
 	const targetRel = relativeInside(realRoot, real);
 	if (targetRel === undefined) {
-		throw new FtguardError(
-			"PATH_ESCAPE",
-			`symlink points outside the model directory: ${show(rel)}`,
-		);
+		throw new FtguardError("PATH_ESCAPE", `symlink points outside the model directory: ${show(rel)}`);
 	}
-	const st = fsCall(
-		() => statSync(real, { bigint: true }),
-		"cannot stat symlink target of",
-		rel,
-	);
+	const st = fsCall(() => statSync(real, { bigint: true }), "cannot stat symlink target of", rel);
 	if (st.isFile()) return fileOf(rel, real, st);
 	if (st.isDirectory()) {
 		if (targetRel !== "" && isIgnored(targetRel, ignored)) {
-			throw new FtguardError(
-				"PATH_ESCAPE",
-				`symlink points into an ignored path: ${show(rel)} -> ${show(targetRel)}`,
-			);
+			throw new FtguardError("PATH_ESCAPE", `symlink points into an ignored path: ${show(rel)} -> ${show(targetRel)}`);
 		}
 		return undefined;
 	}
@@ -342,12 +270,7 @@ function realpathOrThrow(abs: string, shown: string): string {
 		return realpathSync(abs);
 	} catch (e) {
 		const errno = (e as NodeJS.ErrnoException).code;
-		if (errno === "ELOOP")
-			throw new FtguardError(
-				"SYMLINK_REFUSED",
-				`symlink loop: ${show(shown)}`,
-				{ cause: e },
-			);
+		if (errno === "ELOOP") throw new FtguardError("SYMLINK_REFUSED", `symlink loop: ${show(shown)}`, { cause: e });
 		if (errno === "ENOENT")
 			throw new FtguardError("NOT_FOUND", `dangling symlink: ${show(shown)}`, {
 				cause: e,
@@ -380,10 +303,7 @@ function decodeName(raw: Buffer | string, dirRel: string): string {
 		return utf8.decode(raw);
 	} catch {
 		const where = dirRel === "" ? "the model directory" : show(dirRel);
-		throw new FtguardError(
-			"IO_ERROR",
-			`file name is not valid UTF-8 in ${where}: ${show(raw.toString("latin1"))}`,
-		);
+		throw new FtguardError("IO_ERROR", `file name is not valid UTF-8 in ${where}: ${show(raw.toString("latin1"))}`);
 	}
 }
 
@@ -408,17 +328,9 @@ function fsCall<T>(fn: () => T, what: string, shown: string): T {
 function fsError(e: unknown, what: string, shown: string): FtguardError {
 	const errno = (e as NodeJS.ErrnoException | undefined)?.code;
 	if (errno === "ENOENT")
-		return new FtguardError(
-			"NOT_FOUND",
-			`${what}: no such file or directory: ${show(shown)}`,
-			{ cause: e },
-		);
+		return new FtguardError("NOT_FOUND", `${what}: no such file or directory: ${show(shown)}`, { cause: e });
 	if (typeof errno === "string" && /^E[A-Z]+$/.test(errno)) {
-		return new FtguardError(
-			"IO_ERROR",
-			`${what}: ${errno.toLowerCase()}: ${show(shown)}`,
-			{ cause: e },
-		);
+		return new FtguardError("IO_ERROR", `${what}: ${errno.toLowerCase()}: ${show(shown)}`, { cause: e });
 	}
 	return toFtguardError(e, `${what} ${show(shown)}`);
 }

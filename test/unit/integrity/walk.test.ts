@@ -1,27 +1,13 @@
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import {
-	chmodSync,
-	mkdirSync,
-	mkdtempSync,
-	rmSync,
-	symlinkSync,
-	writeFileSync,
-} from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { FtguardError } from "../../../lib/core/errors";
-import {
-	type BuildManifestOptions,
-	buildManifest,
-} from "../../../lib/core/integrity/manifest";
-import {
-	isIgnored,
-	normalizeIgnorePaths,
-	walkModel,
-} from "../../../lib/core/integrity/walk";
+import { type BuildManifestOptions, buildManifest } from "../../../lib/core/integrity/manifest";
+import { isIgnored, normalizeIgnorePaths, walkModel } from "../../../lib/core/integrity/walk";
 
 const scratch = mkdtempSync(join(tmpdir(), "ftguard-walk-"));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -38,10 +24,7 @@ function write(root: string, rel: string, data = rel): void {
 }
 const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
 
-async function codeOf(
-	dir: string,
-	opts: BuildManifestOptions = {},
-): Promise<string> {
+async function codeOf(dir: string, opts: BuildManifestOptions = {}): Promise<string> {
 	try {
 		await buildManifest(dir, opts);
 	} catch (e) {
@@ -78,9 +61,7 @@ describe("when the model path is bad", () => {
 		write(dir, "m/x");
 		expect((await buildManifest(`${join(dir, "m")}/./`)).modelName).toBe("m");
 		// pathlib's name of "d/m/.." is "..", so the reference names it after the resolved directory.
-		expect((await buildManifest(`${join(dir, "m")}/..`)).modelName).toBe(
-			basename(dir),
-		);
+		expect((await buildManifest(`${join(dir, "m")}/..`)).modelName).toBe(basename(dir));
 	});
 });
 
@@ -97,9 +78,7 @@ describe("when the model holds symlinks", () => {
 		write(dir, "model/x");
 		symlinkSync("model", join(dir, "alias"));
 		expect(await codeOf(join(dir, "alias"))).toBe("SYMLINK_REFUSED");
-		expect(await names(join(dir, "alias"), { allowSymlinks: true })).toEqual([
-			"x",
-		]);
+		expect(await names(join(dir, "alias"), { allowSymlinks: true })).toEqual(["x"]);
 	});
 
 	it("hashes an allowed symlink to a file inside the model under the link's name", async () => {
@@ -191,27 +170,21 @@ describe("when the model holds special files", () => {
 	it("refuses a file name that is not valid UTF-8, naming neither wrongly", async () => {
 		const dir = tempDir();
 		write(dir, "x");
-		writeFileSync(
-			Buffer.concat([Buffer.from(`${dir}/bad-`), Buffer.from([0xff, 0xfe])]),
-			"z",
-		);
+		writeFileSync(Buffer.concat([Buffer.from(`${dir}/bad-`), Buffer.from([0xff, 0xfe])]), "z");
 		expect(await codeOf(dir)).toBe("IO_ERROR");
 	});
 
 	// Tests run as root here, where mode 000 does not stop reads; elsewhere it is checked.
-	it.skipIf(process.getuid?.() === 0)(
-		"reports an unreadable directory as IO_ERROR",
-		async () => {
-			const dir = tempDir();
-			write(dir, "locked/x");
-			chmodSync(join(dir, "locked"), 0);
-			try {
-				expect(await codeOf(dir)).toBe("IO_ERROR");
-			} finally {
-				chmodSync(join(dir, "locked"), 0o755);
-			}
-		},
-	);
+	it.skipIf(process.getuid?.() === 0)("reports an unreadable directory as IO_ERROR", async () => {
+		const dir = tempDir();
+		write(dir, "locked/x");
+		chmodSync(join(dir, "locked"), 0);
+		try {
+			expect(await codeOf(dir)).toBe("IO_ERROR");
+		} finally {
+			chmodSync(join(dir, "locked"), 0o755);
+		}
+	});
 });
 
 describe("when limits are reached", () => {
@@ -240,22 +213,15 @@ describe("when limits are reached", () => {
 		const dir = tempDir();
 		write(dir, "x");
 		expect(await codeOf(dir, { maxFiles: 0 })).toBe("USAGE");
-		expect(await codeOf(dir, { shardSize: 1.5, method: "shards" })).toBe(
-			"USAGE",
-		);
+		expect(await codeOf(dir, { shardSize: 1.5, method: "shards" })).toBe("USAGE");
 		expect(await codeOf(dir, { concurrency: -1 })).toBe("USAGE");
-		expect(await codeOf(dir, { method: "tensors" as unknown as "files" })).toBe(
-			"USAGE",
-		);
+		expect(await codeOf(dir, { method: "tensors" as unknown as "files" })).toBe("USAGE");
 	});
 });
 
 describe("when ignoring paths", () => {
 	it("normalises ./x, trailing and doubled slashes, and sorts", () => {
-		expect(normalizeIgnorePaths(["./b/", "a//c", "b", "./a/./c/"])).toEqual([
-			"a/c",
-			"b",
-		]);
+		expect(normalizeIgnorePaths(["./b/", "a//c", "b", "./a/./c/"])).toEqual(["a/c", "b"]);
 	});
 
 	it("rejects .., absolute paths and the model root itself as USAGE", async () => {
@@ -278,11 +244,7 @@ describe("when ignoring paths", () => {
 
 		const dir = tempDir();
 		for (const n of ["a/b/x", "a/bc", "a/b.txt", "c", "cd/e"]) write(dir, n);
-		expect(await names(dir, { ignorePaths: ["a/b", "c"] })).toEqual([
-			"a/b.txt",
-			"a/bc",
-			"cd/e",
-		]);
+		expect(await names(dir, { ignorePaths: ["a/b", "c"] })).toEqual(["a/b.txt", "a/bc", "cd/e"]);
 	});
 
 	it("does not count entries under an ignored directory against maxFiles", async () => {
@@ -295,8 +257,6 @@ describe("when ignoring paths", () => {
 	it("ignores nothing in a single-file model", async () => {
 		const dir = tempDir();
 		write(dir, "model.bin", "M");
-		expect(
-			await names(join(dir, "model.bin"), { ignorePaths: ["model.bin"] }),
-		).toEqual(["."]);
+		expect(await names(join(dir, "model.bin"), { ignorePaths: ["model.bin"] })).toEqual(["."]);
 	});
 });
