@@ -317,10 +317,10 @@ function checkResources(
 		seen.add(r.name);
 		if (method === "shards") {
 			const shard = parseShardName(r.name);
-			if (shard === undefined) {
+			if (shard === undefined || shard.start > shard.end) {
 				throw new FtguardError(
 					"PAYLOAD_INVALID",
-					`shard resource ${JSON.stringify(r.name)} is not path:start:end`,
+					`shard resource ${JSON.stringify(r.name)} is not path:start:end with start <= end`,
 					{
 						details: { resource: r.name },
 					},
