@@ -57,14 +57,14 @@ export const DEFAULT_MAX_DEPTH = 128;
  * away. Double-buffered async reads gained nothing: the copy is ~6% of the time.
  */
 export const DEFAULT_CHUNK_SIZE = 1 << 20;
-/** Below this many bytes (and few files) hashing stays on the calling thread. */
-export const DEFAULT_INLINE_MAX_BYTES = 4 << 20;
+/** Below this many bytes (and at most 4,096 ranges) hashing stays on the calling thread: see hash-pool.ts. */
+export const DEFAULT_INLINE_MAX_BYTES = 16 << 20;
 
 /** {@link HashOptions} plus tuning knobs for benchmarks and tests. */
 export interface BuildManifestOptions extends HashOptions {
 	/** Bytes per read. @default 1 MiB */
 	chunkSize?: number;
-	/** Jobs up to this many bytes (and at most 256 ranges) skip the worker pool. Use 0 to force workers. @default 4 MiB */
+	/** Jobs up to this many bytes (and at most 4,096 ranges) skip the worker pool. Use 0 to force workers. @default 16 MiB */
 	inlineMaxBytes?: number;
 }
 

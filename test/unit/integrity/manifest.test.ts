@@ -297,31 +297,33 @@ describe("when ordering resources canonically", () => {
 });
 
 describe("when reporting progress and aborting", () => {
-	it("reports bytes and files up to the totals, throttled", async () => {
-		const dir = tempDir();
-		for (let i = 0; i < 6; i++) write(dir, `f${i}`, Buffer.alloc(3 << 20, i));
-		const seen: HashProgress[] = [];
-		const started = Date.now();
-		const m = await buildManifest(dir, {
-			inlineMaxBytes: 0,
-			chunkSize: 1 << 20,
-			onProgress: (p) => seen.push(p),
+	for (const path of ["inline", "workers"] as const) {
+		it(`reports bytes and files up to the totals, throttled (${path})`, async () => {
+			const dir = tempDir();
+			for (let i = 0; i < 6; i++) write(dir, `f${i}`, Buffer.alloc(2 << 20, i));
+			const seen: HashProgress[] = [];
+			const started = Date.now();
+			const m = await buildManifest(dir, {
+				inlineMaxBytes: path === "inline" ? 16 << 20 : 0,
+				chunkSize: 1 << 20,
+				onProgress: (p) => seen.push(p),
+			});
+			const elapsed = Date.now() - started;
+			const last = seen[seen.length - 1];
+			expect(last).toEqual({
+				bytesDone: m.bytes,
+				bytesTotal: m.bytes,
+				filesDone: 6,
+				filesTotal: 6,
+			});
+			expect(seen[0]?.bytesDone).toBe(0);
+			// At most ~10 per second, plus the first and the last.
+			expect(seen.length).toBeLessThanOrEqual(Math.ceil(elapsed / 100) + 3);
+			for (let i = 1; i < seen.length; i++) {
+				expect(seen[i]?.bytesDone).toBeGreaterThanOrEqual(seen[i - 1]?.bytesDone ?? 0);
+			}
 		});
-		const elapsed = Date.now() - started;
-		const last = seen[seen.length - 1];
-		expect(last).toEqual({
-			bytesDone: m.bytes,
-			bytesTotal: m.bytes,
-			filesDone: 6,
-			filesTotal: 6,
-		});
-		expect(seen[0]?.bytesDone).toBe(0);
-		// At most ~10 per second, plus the first and the last.
-		expect(seen.length).toBeLessThanOrEqual(Math.ceil(elapsed / 100) + 3);
-		for (let i = 1; i < seen.length; i++) {
-			expect(seen[i]?.bytesDone).toBeGreaterThanOrEqual(seen[i - 1]?.bytesDone ?? 0);
-		}
-	});
+	}
 
 	it("stops promptly with ABORTED when the signal fires mid-file", async () => {
 		const dir = tempDir();
