@@ -26,7 +26,7 @@
  */
 import { createHash } from "node:crypto";
 import { availableParallelism } from "node:os";
-import { FtguardError } from "../errors";
+import { FtguardError, firstLine, toFtguardError } from "../errors";
 import { defaultConcurrency, type HashTask, hashTasks } from "./hash-pool";
 import type {
 	HashOptions,
@@ -57,6 +57,8 @@ export const DEFAULT_MAX_DEPTH = 128;
  * away. Double-buffered async reads gained nothing: the copy is ~6% of the time.
  */
 export const DEFAULT_CHUNK_SIZE = 1 << 20;
+/** Each worker holds one read buffer: this caps the pool's buffers at 8 × 64 MiB. */
+const MAX_CHUNK_SIZE = 64 << 20;
 /** Below this many bytes (and at most 4,096 ranges) hashing stays on the calling thread: see hash-pool.ts. */
 export const DEFAULT_INLINE_MAX_BYTES = 16 << 20;
 
@@ -79,6 +81,15 @@ export interface BuildManifestOptions extends HashOptions {
  *   SPECIAL_FILE, TOO_MANY_FILES, PATH_TOO_DEEP, USAGE, ABORTED, INTERNAL.
  */
 export async function buildManifest(modelPath: string, opts: BuildManifestOptions = {}): Promise<Manifest> {
+	try {
+		return await build(modelPath, opts);
+	} catch (e) {
+		// Anything unexpected (a bug, a RangeError) still leaves as an FtguardError.
+		throw toFtguardError(e, "building the manifest");
+	}
+}
+
+async function build(modelPath: string, opts: BuildManifestOptions): Promise<Manifest> {
 	const method = opts.method ?? "files";
 	if (method !== "files" && method !== "shards") {
 		throw new FtguardError("USAGE", `unknown serialization method: ${JSON.stringify(method)}`);
@@ -88,6 +99,7 @@ export async function buildManifest(modelPath: string, opts: BuildManifestOption
 	const maxDepth = positiveInt(opts.maxDepth, DEFAULT_MAX_DEPTH, "maxDepth");
 	const concurrency = positiveInt(opts.concurrency, defaultConcurrency(availableParallelism()), "concurrency");
 	const chunkSize = positiveInt(opts.chunkSize, DEFAULT_CHUNK_SIZE, "chunkSize");
+	if (chunkSize > MAX_CHUNK_SIZE) throw new FtguardError("USAGE", `chunkSize must be at most ${MAX_CHUNK_SIZE} bytes`);
 	const inlineMaxBytes = opts.inlineMaxBytes ?? DEFAULT_INLINE_MAX_BYTES;
 	const allowSymlinks = opts.allowSymlinks ?? false;
 	const ignorePaths = normalizeIgnorePaths([...DEFAULT_IGNORE_PATHS, ...(opts.ignorePaths ?? [])]);
@@ -135,8 +147,21 @@ export async function buildManifest(modelPath: string, opts: BuildManifestOption
 		filesTotal: files.length,
 	};
 	for (const left of shardsLeft) if (left === 0) progress.filesDone++; // empty files without shards
-	const emit = opts.onProgress ? (p: HashProgress) => opts.onProgress?.({ ...p }) : undefined;
-	emit?.(progress);
+	// The caller's callback runs inside timers and worker events: an exception
+	// there must not escape as an uncaught error, so it is kept and rethrown.
+	let callbackError: unknown;
+	let lastEmitted = "";
+	const emit = (p: HashProgress) => {
+		const key = `${p.bytesDone}/${p.filesDone}`;
+		if (!opts.onProgress || callbackError !== undefined || key === lastEmitted) return;
+		lastEmitted = key;
+		try {
+			opts.onProgress({ ...p });
+		} catch (e) {
+			callbackError = e;
+		}
+	};
+	emit(progress);
 
 	const digests = await hashTasks(tasks, {
 		concurrency,
@@ -148,16 +173,20 @@ export async function buildManifest(modelPath: string, opts: BuildManifestOption
 			shardsLeft[f] = (shardsLeft[f] as number) - 1;
 			if (shardsLeft[f] === 0) progress.filesDone++;
 		},
-		onBytes: emit
+		onBytes: opts.onProgress
 			? (b) => {
 					progress.bytesDone = b;
 					emit(progress);
 				}
 			: undefined,
 	});
-	if (emit && progress.bytesDone !== bytesTotal) {
-		progress.bytesDone = bytesTotal;
-		emit(progress);
+	progress.bytesDone = bytesTotal;
+	progress.filesDone = files.length;
+	emit(progress);
+	if (callbackError !== undefined) {
+		throw new FtguardError("INTERNAL", `progress callback failed: ${firstLine(String(callbackError))}`, {
+			cause: callbackError,
+		});
 	}
 
 	const resources: ResourceDescriptor[] = names.map((name, i) => ({

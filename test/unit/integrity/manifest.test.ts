@@ -325,6 +325,23 @@ describe("when reporting progress and aborting", () => {
 		});
 	}
 
+	it("turns a throwing progress callback into INTERNAL, not an uncaught exception", async () => {
+		const dir = tempDir();
+		for (let i = 0; i < 3; i++) write(dir, `f${i}`, Buffer.alloc(2 << 20, i));
+		for (const inlineMaxBytes of [0, 16 << 20]) {
+			const err = await rejection(
+				buildManifest(dir, {
+					inlineMaxBytes,
+					onProgress: () => {
+						throw new Error("render failed");
+					},
+				}),
+			);
+			expect(err.code).toBe("INTERNAL");
+			expect(err.message).toBe("progress callback failed: Error: render failed");
+		}
+	});
+
 	it("stops promptly with ABORTED when the signal fires mid-file", async () => {
 		const dir = tempDir();
 		const f = join(dir, "huge.bin");
