@@ -17,14 +17,7 @@
  * so that a bug in ftguard is not mirrored by its own test data.
  */
 import "reflect-metadata";
-import {
-	createHash,
-	generateKeyPairSync,
-	type KeyObject,
-	randomInt,
-	sign,
-	webcrypto,
-} from "node:crypto";
+import { createHash, generateKeyPairSync, type KeyObject, randomInt, sign, webcrypto } from "node:crypto";
 import { readFileSync } from "node:fs";
 import * as x509 from "@peculiar/x509";
 import { type CA, initializeCA } from "@sigstore/mock/dist/fulcio/ca.js";
@@ -37,24 +30,19 @@ export type Json = { [key: string]: unknown };
 
 export const BUNDLE_V03 = "application/vnd.dev.sigstore.bundle.v0.3+json";
 export const IN_TOTO = "application/vnd.in-toto+json";
-const TRUSTED_ROOT_MEDIA_TYPE =
-	"application/vnd.dev.sigstore.trustedroot+json;version=0.1";
+const TRUSTED_ROOT_MEDIA_TYPE = "application/vnd.dev.sigstore.trustedroot+json;version=0.1";
 const OID_FULCIO_ISSUER_V1 = "1.3.6.1.4.1.57264.1.1";
 const OID_FULCIO_ISSUER_V2 = "1.3.6.1.4.1.57264.1.8";
 const OID_SHA256 = "2.16.840.1.101.3.4.2.1";
 
 /** Bytes of any view, without copying (the mock returns plain ArrayBufferViews). */
-const bytes = (view: ArrayBufferView): Buffer =>
-	Buffer.from(view.buffer, view.byteOffset, view.byteLength);
+const bytes = (view: ArrayBufferView): Buffer => Buffer.from(view.buffer, view.byteOffset, view.byteLength);
 const b64 = (data: ArrayBufferView): string => bytes(data).toString("base64");
-const sha256 = (data: Uint8Array | string): Buffer =>
-	createHash("sha256").update(data).digest();
+const sha256 = (data: Uint8Array | string): Buffer => createHash("sha256").update(data).digest();
 
 /** Bytes of the artefact: given directly, or read from a path. */
 function artefactBytes(artifact: Uint8Array | string): Buffer {
-	return typeof artifact === "string"
-		? readFileSync(artifact)
-		: Buffer.from(artifact);
+	return typeof artifact === "string" ? readFileSync(artifact) : Buffer.from(artifact);
 }
 
 // --- keys ---------------------------------------------------------------------
@@ -89,9 +77,7 @@ export function generateEcKeyPair(curve: Curve = "P-256"): KeyPair {
 
 /** model_signing's v1.1 hint: hex SHA-256 of the public key (here: its SPKI DER). */
 export function keyHint(publicKey: KeyObject): string {
-	return sha256(publicKey.export({ type: "spki", format: "der" })).toString(
-		"hex",
-	);
+	return sha256(publicKey.export({ type: "spki", format: "der" })).toString("hex");
 }
 
 // --- statements ---------------------------------------------------------------
@@ -121,19 +107,14 @@ function compareKeys(a: Key, b: Key): number {
 }
 
 /** Python's key for a `str`: its code points. */
-const codePoints = (s: string): Key =>
-	Array.from(s, (c) => c.codePointAt(0) as number);
+const codePoints = (s: string): Key => Array.from(s, (c) => c.codePointAt(0) as number);
 
 /** `sorted()` over PurePosixPath (a list of components) or Shard (path, start, end). */
 function referenceKey(name: string, method: "files" | "shards"): Key {
 	if (method === "files") return name.split("/").map(codePoints);
 	const m = /^(.*):(\d+):(\d+)$/.exec(name);
 	if (!m) throw new Error(`not a shard name: ${name}`);
-	return [
-		(m[1] as string).split("/").map(codePoints),
-		Number(m[2]),
-		Number(m[3]),
-	];
+	return [(m[1] as string).split("/").map(codePoints), Number(m[2]), Number(m[3])];
 }
 
 /** The OMS root digest, computed the reference tool's way (independently of lib/). */
@@ -141,9 +122,7 @@ export function referenceRootDigest(
 	resources: { name: string; digest: string }[],
 	method: "files" | "shards" = "files",
 ): string {
-	const sorted = [...resources].sort((a, b) =>
-		compareKeys(referenceKey(a.name, method), referenceKey(b.name, method)),
-	);
+	const sorted = [...resources].sort((a, b) => compareKeys(referenceKey(a.name, method), referenceKey(b.name, method)));
 	const h = createHash("sha256");
 	for (const r of sorted) h.update(Buffer.from(r.digest, "hex"));
 	return h.digest("hex");
@@ -153,9 +132,7 @@ export function referenceRootDigest(
 export function makeModelSigningStatement(m: ManifestLike): Json {
 	const method = m.method ?? "files";
 	const resources = [...m.resources]
-		.sort((a, b) =>
-			compareKeys(referenceKey(a.name, method), referenceKey(b.name, method)),
-		)
+		.sort((a, b) => compareKeys(referenceKey(a.name, method), referenceKey(b.name, method)))
 		.map((r) => ({
 			name: r.name,
 			algorithm: r.algorithm ?? "sha256",
@@ -175,13 +152,7 @@ export function makeModelSigningStatement(m: ManifestLike): Json {
 				method,
 				hash_type: "sha256",
 				allow_symlinks: false,
-				ignore_paths: [
-					".git",
-					".gitattributes",
-					".github",
-					".gitignore",
-					"model.sig",
-				],
+				ignore_paths: [".git", ".gitattributes", ".github", ".gitignore", "model.sig"],
 				...(method === "shards" ? { shard_size: 1_000_000_000 } : {}),
 				...m.serialization,
 			},
@@ -192,20 +163,13 @@ export function makeModelSigningStatement(m: ManifestLike): Json {
 
 /** A statement (object) as payload bytes; bytes pass through untouched. */
 export function payloadBytes(statement: Json | Uint8Array): Buffer {
-	return statement instanceof Uint8Array
-		? Buffer.from(statement)
-		: Buffer.from(JSON.stringify(statement, null, 2));
+	return statement instanceof Uint8Array ? Buffer.from(statement) : Buffer.from(JSON.stringify(statement, null, 2));
 }
 
 /** DSSE v1 pre-authentication encoding. */
 export function pae(payloadType: string, payload: Uint8Array): Buffer {
 	const type = Buffer.from(payloadType, "utf8");
-	return Buffer.concat([
-		Buffer.from(`DSSEv1 ${type.length} `),
-		type,
-		Buffer.from(` ${payload.length} `),
-		payload,
-	]);
+	return Buffer.concat([Buffer.from(`DSSEv1 ${type.length} `), type, Buffer.from(` ${payload.length} `), payload]);
 }
 
 function envelope(payload: Buffer, payloadType: string, sig: Buffer): Json {
@@ -246,18 +210,11 @@ function keyMaterial(kp: KeyPair, how: "hint" | "rawBytes"): Json {
 }
 
 /** A model_signing-style keyed bundle: DSSE over the statement, signed with the curve's hash. */
-export function signStatementKeyed(
-	statement: Json | Uint8Array,
-	opts: KeyedOptions = {},
-): KeyedResult {
+export function signStatementKeyed(statement: Json | Uint8Array, opts: KeyedOptions = {}): KeyedResult {
 	const keyPair = opts.keyPair ?? generateEcKeyPair(opts.curve);
 	const payloadType = opts.payloadType ?? IN_TOTO;
 	const payload = payloadBytes(statement);
-	const sig = sign(
-		CURVE_HASH[keyPair.curve],
-		pae(payloadType, payload),
-		keyPair.privateKey,
-	);
+	const sig = sign(CURVE_HASH[keyPair.curve], pae(payloadType, payload), keyPair.privateKey);
 	return {
 		keyPair,
 		bundle: {
@@ -386,10 +343,7 @@ export async function createMockSigstore(): Promise<MockSigstore> {
 				subject: { organization: "sigstore.mock", commonName: "tsa" },
 				uri: "https://tsa.ftguard.test",
 				certChain: {
-					certificates: [
-						{ rawBytes: b64(tsa.intCertificate) },
-						{ rawBytes: b64(tsa.rootCertificate) },
-					],
+					certificates: [{ rawBytes: b64(tsa.intCertificate) }, { rawBytes: b64(tsa.rootCertificate) }],
 				},
 				validFor: { start },
 			},
@@ -412,11 +366,7 @@ interface Ephemeral {
 	certPem: string;
 }
 
-async function fulcioCertificate(
-	instance: MockSigstore,
-	identity: string,
-	issuer: string,
-): Promise<Ephemeral> {
+async function fulcioCertificate(instance: MockSigstore, identity: string, issuer: string): Promise<Ephemeral> {
 	const keyPair = generateEcKeyPair("P-256");
 	const certDer = bytes(
 		await instance.ca.issueCertificate({
@@ -497,11 +447,9 @@ async function keylessMaterial(
 ): Promise<Json> {
 	return {
 		certificate: { rawBytes: b64(eph.certDer) },
-		tlogEntries:
-			opts.tlog === false ? [] : [await rekorEntry(instance.tlog, body)],
+		tlogEntries: opts.tlog === false ? [] : [await rekorEntry(instance.tlog, body)],
 		timestampVerificationData: {
-			rfc3161Timestamps:
-				opts.tsa === false ? [] : [await rfc3161(instance.tsa, signature)],
+			rfc3161Timestamps: opts.tsa === false ? [] : [await rfc3161(instance.tsa, signature)],
 		},
 	};
 }
@@ -529,32 +477,21 @@ export async function signStatementKeyless(
 				algorithm: "sha256",
 				value: sha256(payload).toString("hex"),
 			},
-			signatures: [
-				{ signature: b64(sig), verifier: b64(Buffer.from(eph.certPem)) },
-			],
+			signatures: [{ signature: b64(sig), verifier: b64(Buffer.from(eph.certPem)) }],
 		},
 	};
 	return {
 		trustedRoot: instance.trustedRoot,
 		bundle: {
 			mediaType: BUNDLE_V03,
-			verificationMaterial: await keylessMaterial(
-				instance,
-				opts,
-				eph,
-				sig,
-				body,
-			),
+			verificationMaterial: await keylessMaterial(instance, opts, eph, sig, body),
 			dsseEnvelope: env,
 		},
 	};
 }
 
 /** A keyless `cosign sign-blob --bundle` style bundle, logged as Rekor `hashedrekord` 0.0.1. */
-export async function signBlobKeyless(
-	artifact: Uint8Array | string,
-	opts: KeylessOptions,
-): Promise<KeylessResult> {
+export async function signBlobKeyless(artifact: Uint8Array | string, opts: KeylessOptions): Promise<KeylessResult> {
 	const instance = opts.instance ?? (await mockSigstore());
 	const eph = await fulcioCertificate(instance, opts.identity, opts.issuer);
 	const data = artefactBytes(artifact);
@@ -575,13 +512,7 @@ export async function signBlobKeyless(
 		trustedRoot: instance.trustedRoot,
 		bundle: {
 			mediaType: BUNDLE_V03,
-			verificationMaterial: await keylessMaterial(
-				instance,
-				opts,
-				eph,
-				sig,
-				body,
-			),
+			verificationMaterial: await keylessMaterial(instance, opts, eph, sig, body),
 			messageSignature: {
 				messageDigest: { algorithm: "SHA2_256", digest: b64(digest) },
 				signature: b64(sig),
@@ -593,9 +524,7 @@ export async function signBlobKeyless(
 // --- private CA (certificate-chain mode) ------------------------------------------
 
 // Node's WebCrypto; the cast only bridges Node's and the DOM's type declarations.
-x509.cryptoProvider.set(
-	webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0],
-);
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
 const CA_ALGORITHM = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
 
@@ -627,20 +556,12 @@ export interface PrivateCa {
 }
 
 /** A root → intermediate CA pair (ECDSA P-256), valid from an hour ago for a year. */
-export async function createPrivateCa(
-	name = "ftguard test",
-): Promise<PrivateCa> {
+export async function createPrivateCa(name = "ftguard test"): Promise<PrivateCa> {
 	const subtle = webcrypto.subtle;
 	const notBefore = new Date(Date.now() - 3_600_000);
 	const notAfter = new Date(Date.now() + 365 * 86_400_000);
-	const rootKeys = (await subtle.generateKey(CA_ALGORITHM, true, [
-		"sign",
-		"verify",
-	])) as webcrypto.CryptoKeyPair;
-	const intKeys = (await subtle.generateKey(CA_ALGORITHM, true, [
-		"sign",
-		"verify",
-	])) as webcrypto.CryptoKeyPair;
+	const rootKeys = (await subtle.generateKey(CA_ALGORITHM, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
+	const intKeys = (await subtle.generateKey(CA_ALGORITHM, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
 	const root = await x509.X509CertificateGenerator.createSelfSigned({
 		serialNumber: "01",
 		name: `CN=${name} root`,
@@ -650,10 +571,7 @@ export async function createPrivateCa(
 		keys: rootKeys,
 		extensions: [
 			new x509.BasicConstraintsExtension(true, 1, true),
-			new x509.KeyUsagesExtension(
-				x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
-				true,
-			),
+			new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
 			await x509.SubjectKeyIdentifierExtension.create(rootKeys.publicKey),
 		],
 	});
@@ -668,10 +586,7 @@ export async function createPrivateCa(
 		signingKey: rootKeys.privateKey,
 		extensions: [
 			new x509.BasicConstraintsExtension(true, 0, true),
-			new x509.KeyUsagesExtension(
-				x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
-				true,
-			),
+			new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
 			await x509.SubjectKeyIdentifierExtension.create(intKeys.publicKey),
 			await x509.AuthorityKeyIdentifierExtension.create(rootKeys.publicKey),
 		],
@@ -687,17 +602,11 @@ export async function createPrivateCa(
 		async issueLeaf(opts: LeafOptions = {}): Promise<Leaf> {
 			const keyPair = generateEcKeyPair(opts.curve ?? "P-384");
 			const spki = keyPair.publicKey.export({ type: "spki", format: "der" });
-			const publicKey = await subtle.importKey(
-				"spki",
-				spki,
-				{ name: "ECDSA", namedCurve: keyPair.curve },
-				true,
-				["verify"],
-			);
+			const publicKey = await subtle.importKey("spki", spki, { name: "ECDSA", namedCurve: keyPair.curve }, true, [
+				"verify",
+			]);
 			const usage =
-				opts.digitalSignature === false
-					? x509.KeyUsageFlags.keyEncipherment
-					: x509.KeyUsageFlags.digitalSignature;
+				opts.digitalSignature === false ? x509.KeyUsageFlags.keyEncipherment : x509.KeyUsageFlags.digitalSignature;
 			const leaf = await x509.X509CertificateGenerator.create({
 				serialNumber: (serial++).toString(16).padStart(2, "0"),
 				subject: `CN=${name} signer`,
@@ -712,11 +621,7 @@ export async function createPrivateCa(
 					new x509.KeyUsagesExtension(usage, true),
 					...(opts.codeSigning === false
 						? []
-						: [
-								new x509.ExtendedKeyUsageExtension([
-									x509.ExtendedKeyUsage.codeSigning,
-								]),
-							]),
+						: [new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.codeSigning])]),
 					await x509.SubjectKeyIdentifierExtension.create(publicKey),
 					await x509.AuthorityKeyIdentifierExtension.create(intKeys.publicKey),
 				],
@@ -741,11 +646,7 @@ export async function signStatementWithCertificate(
 ): Promise<CertificateResult> {
 	const leaf = await ca.issueLeaf(leafOptions);
 	const payload = payloadBytes(statement);
-	const sig = sign(
-		CURVE_HASH[leaf.keyPair.curve],
-		pae(IN_TOTO, payload),
-		leaf.keyPair.privateKey,
-	);
+	const sig = sign(CURVE_HASH[leaf.keyPair.curve], pae(IN_TOTO, payload), leaf.keyPair.privateKey);
 	return {
 		leaf,
 		chainPem: ca.chainPem,
@@ -753,10 +654,7 @@ export async function signStatementWithCertificate(
 			mediaType: BUNDLE_V03,
 			verificationMaterial: {
 				x509CertificateChain: {
-					certificates: [
-						{ rawBytes: b64(leaf.der) },
-						{ rawBytes: b64(ca.intermediateDer) },
-					],
+					certificates: [{ rawBytes: b64(leaf.der) }, { rawBytes: b64(ca.intermediateDer) }],
 				},
 				tlogEntries: [],
 			},

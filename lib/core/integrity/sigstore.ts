@@ -41,11 +41,7 @@ import {
 	ValidationError,
 } from "@sigstore/bundle";
 import { dsse, X509Certificate } from "@sigstore/core";
-import {
-	HashAlgorithm,
-	Bundle as ProtoBundle,
-	TrustedRoot,
-} from "@sigstore/protobuf-specs";
+import { HashAlgorithm, Bundle as ProtoBundle, TrustedRoot } from "@sigstore/protobuf-specs";
 import {
 	PolicyError,
 	type SignedEntity,
@@ -62,12 +58,7 @@ import {
 // verification time because such bundles carry no timestamp (see below).
 import { verifyCertificateChain } from "@sigstore/verify/dist/key/certificate.js";
 import { z } from "zod";
-import {
-	type ErrorCode,
-	FtguardError,
-	firstLine,
-	toFtguardError,
-} from "../errors";
+import { type ErrorCode, FtguardError, firstLine, toFtguardError } from "../errors";
 import { IN_TOTO_PAYLOAD_TYPE } from "./statement";
 import { loadTrustedRoot, privateCaTrustedRoot } from "./trust-root";
 
@@ -169,15 +160,10 @@ const rawBundleShape = z
 	.object({
 		verificationMaterial: z
 			.object({
-				publicKey: z
-					.object({ hint: z.string().optional(), rawBytes: base64.optional() })
-					.loose()
-					.optional(),
+				publicKey: z.object({ hint: z.string().optional(), rawBytes: base64.optional() }).loose().optional(),
 				x509CertificateChain: z
 					.object({
-						certificates: z
-							.array(z.object({ rawBytes: base64 }).loose())
-							.min(1),
+						certificates: z.array(z.object({ rawBytes: base64 }).loose()).min(1),
 					})
 					.loose()
 					.optional(),
@@ -185,9 +171,7 @@ const rawBundleShape = z
 				tlogEntries: z.array(z.object({}).loose()).optional(),
 				timestampVerificationData: z
 					.object({
-						rfc3161Timestamps: z
-							.array(z.object({ signedTimestamp: base64 }).loose())
-							.optional(),
+						rfc3161Timestamps: z.array(z.object({ signedTimestamp: base64 }).loose()).optional(),
 					})
 					.loose()
 					.optional(),
@@ -203,9 +187,7 @@ const rawBundleShape = z
 			.optional(),
 		messageSignature: z
 			.object({
-				messageDigest: z
-					.object({ algorithm: z.string(), digest: base64 })
-					.loose(),
+				messageDigest: z.object({ algorithm: z.string(), digest: base64 }).loose(),
 				signature: base64,
 			})
 			.loose()
@@ -233,27 +215,15 @@ function zodMessage(error: z.ZodError): string {
  *   unparsable certificate or timestamp), BUNDLE_MEDIA_TYPE (unknown `mediaType`).
  */
 export function parseBundle(json: string | Uint8Array, source: string): Bundle {
-	const size =
-		typeof json === "string" ? Buffer.byteLength(json) : json.byteLength;
+	const size = typeof json === "string" ? Buffer.byteLength(json) : json.byteLength;
 	if (size > MAX_BUNDLE_BYTES) {
-		throw new FtguardError(
-			"BUNDLE_MALFORMED",
-			`${source}: ${size} bytes is too large for a Sigstore bundle`,
-		);
+		throw new FtguardError("BUNDLE_MALFORMED", `${source}: ${size} bytes is too large for a Sigstore bundle`);
 	}
 	let obj: unknown;
 	try {
-		obj = JSON.parse(
-			typeof json === "string"
-				? json
-				: new TextDecoder("utf-8", { fatal: true }).decode(json),
-		);
+		obj = JSON.parse(typeof json === "string" ? json : new TextDecoder("utf-8", { fatal: true }).decode(json));
 	} catch (e) {
-		throw new FtguardError(
-			"BUNDLE_MALFORMED",
-			`${source}: not valid JSON (${firstLine(String(e))})`,
-			{ cause: e },
-		);
+		throw new FtguardError("BUNDLE_MALFORMED", `${source}: not valid JSON (${firstLine(String(e))})`, { cause: e });
 	}
 	if (typeof obj !== "object" || obj === null || Array.isArray(obj)) {
 		throw new FtguardError("BUNDLE_MALFORMED", `${source}: not a JSON object`);
@@ -273,21 +243,11 @@ export function parseBundle(json: string | Uint8Array, source: string): Bundle {
 	}
 	const shape = rawBundleShape.safeParse(obj);
 	if (!shape.success) {
-		throw new FtguardError(
-			"BUNDLE_MALFORMED",
-			`${source}: ${zodMessage(shape.error)}`,
-		);
+		throw new FtguardError("BUNDLE_MALFORMED", `${source}: ${zodMessage(shape.error)}`);
 	}
 	const vm = shape.data.verificationMaterial;
-	const keyKinds = [
-		vm.publicKey,
-		vm.x509CertificateChain,
-		vm.certificate,
-	].filter((k) => k !== undefined).length;
-	const contentKinds = [
-		shape.data.dsseEnvelope,
-		shape.data.messageSignature,
-	].filter((c) => c !== undefined).length;
+	const keyKinds = [vm.publicKey, vm.x509CertificateChain, vm.certificate].filter((k) => k !== undefined).length;
+	const contentKinds = [shape.data.dsseEnvelope, shape.data.messageSignature].filter((c) => c !== undefined).length;
 	if (keyKinds !== 1) {
 		throw new FtguardError(
 			"BUNDLE_MALFORMED",
@@ -295,10 +255,7 @@ export function parseBundle(json: string | Uint8Array, source: string): Bundle {
 		);
 	}
 	if (contentKinds !== 1) {
-		throw new FtguardError(
-			"BUNDLE_MALFORMED",
-			`${source}: needs exactly one of dsseEnvelope, messageSignature`,
-		);
+		throw new FtguardError("BUNDLE_MALFORMED", `${source}: needs exactly one of dsseEnvelope, messageSignature`);
 	}
 	let bundle: Bundle;
 	try {
@@ -311,10 +268,7 @@ export function parseBundle(json: string | Uint8Array, source: string): Bundle {
 			if (t.$case === "timestamp-authority") void t.timestamp.signingTime;
 		}
 	} catch (e) {
-		const what =
-			e instanceof ValidationError
-				? `invalid ${e.fields.join(", ")}`
-				: firstLine(String(e));
+		const what = e instanceof ValidationError ? `invalid ${e.fields.join(", ")}` : firstLine(String(e));
 		throw new FtguardError("BUNDLE_MALFORMED", `${source}: ${what}`, {
 			cause: e,
 		});
@@ -356,11 +310,7 @@ function digestForKey(key: KeyObject): string | null | undefined {
 	}
 }
 
-function verifyWithKey(
-	data: Uint8Array,
-	key: KeyObject,
-	signature: Uint8Array,
-): boolean {
+function verifyWithKey(data: Uint8Array, key: KeyObject, signature: Uint8Array): boolean {
 	const digest = digestForKey(key);
 	if (digest === undefined) return false;
 	try {
@@ -486,9 +436,7 @@ const ACCEPTED_CURVES: ReadonlySet<string> = new Set(Object.keys(CURVE_DIGEST));
  * public key from it: a mixed-up file should be a usage error, not a guess.
  */
 export function parseEcPublicKey(pem: string): KeyObject {
-	const blocks = [...pem.matchAll(/-----BEGIN ([A-Z0-9 ]+)-----/g)].map(
-		(m) => m[1],
-	);
+	const blocks = [...pem.matchAll(/-----BEGIN ([A-Z0-9 ]+)-----/g)].map((m) => m[1]);
 	if (blocks.length !== 1 || blocks[0] !== "PUBLIC KEY") {
 		throw new FtguardError(
 			"KEY_INVALID",
@@ -504,17 +452,11 @@ export function parseEcPublicKey(pem: string): KeyObject {
 		});
 	}
 	if (key.asymmetricKeyType !== "ec") {
-		throw new FtguardError(
-			"KEY_INVALID",
-			`expected an EC public key, got ${key.asymmetricKeyType ?? "unknown"}`,
-		);
+		throw new FtguardError("KEY_INVALID", `expected an EC public key, got ${key.asymmetricKeyType ?? "unknown"}`);
 	}
 	const curve = key.asymmetricKeyDetails?.namedCurve ?? "unknown";
 	if (!ACCEPTED_CURVES.has(curve)) {
-		throw new FtguardError(
-			"KEY_INVALID",
-			`EC curve ${curve} is not accepted (P-256, P-384, P-521)`,
-		);
+		throw new FtguardError("KEY_INVALID", `EC curve ${curve} is not accepted (P-256, P-384, P-521)`);
 	}
 	return key;
 }
@@ -549,70 +491,49 @@ function leafCertificate(bundle: Bundle, mode: string): Leaf {
 			key: node.publicKey,
 		};
 	} catch (e) {
-		throw new FtguardError(
-			"BUNDLE_MALFORMED",
-			"the bundle's signing certificate does not parse",
-			{ cause: e },
-		);
+		throw new FtguardError("BUNDLE_MALFORMED", "the bundle's signing certificate does not parse", { cause: e });
 	}
 }
 
-type SanMatcher = { describe: string; test: (san: string) => boolean };
+interface SanMatcher {
+	/** For messages (quoted, one line). */
+	describe: string;
+	/** For `details`: the exact identity, or the anchored pattern. */
+	expected: string;
+	test: (san: string) => boolean;
+}
 
 function identityMatcher(identity: IdentityMatcher): SanMatcher {
-	if (
-		"exact" in identity &&
-		typeof identity.exact === "string" &&
-		identity.exact !== ""
-	) {
+	if ("exact" in identity && typeof identity.exact === "string" && identity.exact !== "") {
 		const exact = identity.exact;
 		// A string comparison, not a regular expression: the library's own SAN check
 		// is an unanchored regex, which would let "a@b.com" match "xa@b.com.evil".
-		return { describe: exact, test: (san) => san === exact };
+		return { describe: JSON.stringify(exact), expected: exact, test: (san) => san === exact };
 	}
-	if (
-		"regexp" in identity &&
-		typeof identity.regexp === "string" &&
-		identity.regexp !== ""
-	) {
+	if ("regexp" in identity && typeof identity.regexp === "string" && identity.regexp !== "") {
 		let re: RegExp;
 		try {
 			// Anchored around a group so that "a|b" cannot become "^a" or "b$".
 			re = new RegExp(`^(?:${identity.regexp})$`);
 		} catch (e) {
-			throw new FtguardError(
-				"USAGE",
-				`identity regexp does not compile: ${identity.regexp}`,
-				{ cause: e },
-			);
+			throw new FtguardError("USAGE", `identity regexp does not compile: ${identity.regexp}`, { cause: e });
 		}
-		return { describe: `/${re.source}/`, test: (san) => re.test(san) };
+		return { describe: `/${re.source}/`, expected: re.source, test: (san) => re.test(san) };
 	}
-	throw new FtguardError(
-		"USAGE",
-		"keyless identity needs a non-empty exact identity or regexp",
-	);
+	throw new FtguardError("USAGE", "keyless identity needs a non-empty exact identity or regexp");
 }
 
 function signedAt(entity: SignedEntity): string | undefined {
 	const times: number[] = [];
 	for (const t of entity.timestamps) {
-		if (t.$case === "timestamp-authority")
-			times.push(t.timestamp.signingTime.getTime());
+		if (t.$case === "timestamp-authority") times.push(t.timestamp.signingTime.getTime());
 		// Only entries with a promise count as timestamps for the library, too.
-		else if (t.tlogEntry.inclusionPromise)
-			times.push(Number(t.tlogEntry.integratedTime) * 1000);
+		else if (t.tlogEntry.inclusionPromise) times.push(Number(t.tlogEntry.integratedTime) * 1000);
 	}
-	return times.length > 0
-		? new Date(Math.min(...times)).toISOString()
-		: undefined;
+	return times.length > 0 ? new Date(Math.min(...times)).toISOString() : undefined;
 }
 
-function prepareTrust(
-	bundle: Bundle,
-	policy: TrustPolicy,
-	options: VerifyOptions,
-): PreparedTrust {
+function prepareTrust(bundle: Bundle, policy: TrustPolicy, options: VerifyOptions): PreparedTrust {
 	switch (policy.kind) {
 		case "public-key": {
 			const key = parseEcPublicKey(policy.pem);
@@ -652,11 +573,7 @@ function prepareTrust(
 				transparency: false,
 				before: () => {
 					try {
-						verifyCertificateChain(
-							at,
-							leaf.cert,
-							ca.material.certificateAuthorities,
-						);
+						verifyCertificateChain(at, leaf.cert, ca.material.certificateAuthorities);
 					} catch (e) {
 						throw new FtguardError(
 							"CERTIFICATE_UNTRUSTED",
@@ -670,17 +587,10 @@ function prepareTrust(
 					// Same rule as model_signing: digitalSignature key usage, or the
 					// code-signing extended key usage.
 					const eku = leaf.node.keyUsage ?? [];
-					if (
-						leaf.cert.extKeyUsage?.digitalSignature !== true &&
-						!eku.includes(OID_EKU_CODE_SIGNING)
-					) {
-						throw new FtguardError(
-							"CERTIFICATE_UNTRUSTED",
-							"signing certificate is not allowed to sign (key usage)",
-							{
-								details: { subject: leaf.node.subject },
-							},
-						);
+					if (leaf.cert.extKeyUsage?.digitalSignature !== true && !eku.includes(OID_EKU_CODE_SIGNING)) {
+						throw new FtguardError("CERTIFICATE_UNTRUSTED", "signing certificate is not allowed to sign (key usage)", {
+							details: { subject: leaf.node.subject },
+						});
 					}
 				},
 				info: () => ({
@@ -694,10 +604,7 @@ function prepareTrust(
 		case "keyless": {
 			const matcher = identityMatcher(policy.identity);
 			if (typeof policy.issuer !== "string" || policy.issuer === "") {
-				throw new FtguardError(
-					"USAGE",
-					"keyless verification needs the OIDC issuer",
-				);
+				throw new FtguardError("USAGE", "keyless verification needs the OIDC issuer");
 			}
 			const issuer = policy.issuer;
 			const root = loadTrustedRoot(policy.trustedRoot);
@@ -716,10 +623,10 @@ function prepareTrust(
 					if (identity === undefined || !matcher.test(identity)) {
 						throw new FtguardError(
 							"IDENTITY_MISMATCH",
-							`signed by ${identity ?? "(no identity)"}, expected ${matcher.describe}`,
+							`signed by ${identity === undefined ? "(no identity)" : JSON.stringify(identity)}, expected ${matcher.describe}`,
 							{
 								details: {
-									expected: matcher.describe,
+									expected: matcher.expected,
 									actual: identity ?? null,
 								},
 							},
@@ -728,7 +635,7 @@ function prepareTrust(
 					if (certIssuer !== issuer) {
 						throw new FtguardError(
 							"IDENTITY_MISMATCH",
-							`identity vouched for by ${certIssuer ?? "(no issuer)"}, expected ${issuer}`,
+							`identity vouched for by ${certIssuer === undefined ? "(no issuer)" : JSON.stringify(certIssuer)}, expected ${issuer}`,
 							{
 								details: {
 									expectedIssuer: issuer,
@@ -753,10 +660,7 @@ function prepareTrust(
 		}
 		default: {
 			const kind: unknown = (policy as { kind?: unknown }).kind;
-			throw new FtguardError(
-				"USAGE",
-				`unknown trust policy kind ${String(kind)}`,
-			);
+			throw new FtguardError("USAGE", `unknown trust policy kind ${String(kind)}`);
 		}
 	}
 }
@@ -764,9 +668,7 @@ function prepareTrust(
 // --- error translation --------------------------------------------------------
 
 /** Every code `@sigstore/verify` 3.x throws, mapped explicitly; the compiler flags a new one. */
-const VERIFICATION_ERRORS: Readonly<
-	Record<VerificationError["code"], { code: ErrorCode; what: string }>
-> = {
+const VERIFICATION_ERRORS: Readonly<Record<VerificationError["code"], { code: ErrorCode; what: string }>> = {
 	SIGNATURE_ERROR: {
 		code: "SIGNATURE_INVALID",
 		what: "signature does not verify",
@@ -809,12 +711,7 @@ const POLICY_ERRORS: Readonly<Record<PolicyError["code"], ErrorCode>> = {
 
 function causeText(e: unknown): string {
 	const cause = (e as { cause?: unknown } | undefined)?.cause;
-	const msg =
-		cause instanceof Error
-			? cause.message
-			: e instanceof Error
-				? e.message
-				: undefined;
+	const msg = cause instanceof Error ? cause.message : e instanceof Error ? e.message : undefined;
 	return msg ? ` (${firstLine(msg)})` : "";
 }
 
@@ -826,14 +723,10 @@ function translate(e: unknown): FtguardError {
 			| (typeof VERIFICATION_ERRORS)[keyof typeof VERIFICATION_ERRORS]
 			| undefined;
 		if (mapped !== undefined) {
-			return new FtguardError(
-				mapped.code,
-				`${mapped.what}: ${firstLine(e.message)}${causeText(e.cause)}`,
-				{
-					cause: e,
-					details: { sigstoreCode: e.code },
-				},
-			);
+			return new FtguardError(mapped.code, `${mapped.what}: ${firstLine(e.message)}${causeText(e.cause)}`, {
+				cause: e,
+				details: { sigstoreCode: e.code },
+			});
 		}
 	}
 	if (e instanceof PolicyError) {
@@ -850,16 +743,9 @@ function translate(e: unknown): FtguardError {
 
 // --- verification -----------------------------------------------------------
 
-function runVerifier(
-	bundle: Bundle,
-	trust: PreparedTrust,
-	content: SignatureContent,
-): SignerInfo {
+function runVerifier(bundle: Bundle, trust: PreparedTrust, content: SignatureContent): SignerInfo {
 	if (!content.verifySignature(trust.candidateKey)) {
-		throw new FtguardError(
-			"SIGNATURE_INVALID",
-			"signature does not verify with the signing key",
-		);
+		throw new FtguardError("SIGNATURE_INVALID", "signature does not verify with the signing key");
 	}
 	trust.before?.();
 	const fromBundle = toSignedEntity(bundle);
@@ -878,10 +764,7 @@ function runVerifier(
 	// The library verified with the key it resolved; make sure it is the key we
 	// checked the signature with (it always should be; a difference is a bug).
 	if (!signer.key.equals(trust.candidateKey)) {
-		throw new FtguardError(
-			"INTERNAL",
-			"verifier resolved a different signing key than the bundle's",
-		);
+		throw new FtguardError("INTERNAL", "verifier resolved a different signing key than the bundle's");
 	}
 	trust.after?.(signer);
 	return trust.info(entity);
@@ -905,11 +788,7 @@ function guard<T>(fn: () => T): T {
  *   for unusable trust material; INTERNAL for anything unexpected. Never returns
  *   unless every check passed.
  */
-export function verifyDsseBundle(
-	bundle: Bundle,
-	policy: TrustPolicy,
-	options: VerifyOptions = {},
-): DsseVerification {
+export function verifyDsseBundle(bundle: Bundle, policy: TrustPolicy, options: VerifyOptions = {}): DsseVerification {
 	return guard(() => {
 		if (bundle.content.$case !== "dsseEnvelope") {
 			throw new FtguardError(
@@ -924,7 +803,7 @@ export function verifyDsseBundle(
 		if (env.payloadType !== IN_TOTO_PAYLOAD_TYPE) {
 			throw new FtguardError(
 				"PAYLOAD_INVALID",
-				`DSSE payload type is ${env.payloadType}, expected ${IN_TOTO_PAYLOAD_TYPE}`,
+				`DSSE payload type is ${JSON.stringify(env.payloadType)}, expected ${IN_TOTO_PAYLOAD_TYPE}`,
 			);
 		}
 		return {
@@ -945,9 +824,7 @@ const MESSAGE_DIGESTS: Readonly<Partial<Record<HashAlgorithm, string>>> = {
 const READ_CHUNK = 4 * 1024 * 1024;
 
 /** Every chunk of the artefact, read once: a path is streamed, bytes are used as they are. */
-async function* chunks(
-	artifact: string | Uint8Array,
-): AsyncGenerator<Uint8Array> {
+async function* chunks(artifact: string | Uint8Array): AsyncGenerator<Uint8Array> {
 	if (typeof artifact !== "string") {
 		yield artifact;
 		return;
@@ -982,8 +859,7 @@ async function streamArtifact(
 	signature: Uint8Array,
 ): Promise<Streamed> {
 	// EdDSA has no streaming form; keys other than ECDSA/RSA cannot be checked in one pass.
-	const streamable =
-		key.asymmetricKeyType === "ec" || key.asymmetricKeyType === "rsa";
+	const streamable = key.asymmetricKeyType === "ec" || key.asymmetricKeyType === "rsa";
 	const sha256 = createHash("sha256");
 	const digest = digestName === "sha256" ? undefined : createHash(digestName);
 	const verifier = streamable ? createVerify(digestName) : undefined;
@@ -1007,13 +883,8 @@ async function streamArtifact(
 }
 
 const attestedStatement = z.object({
-	_type: z.enum([
-		"https://in-toto.io/Statement/v1",
-		"https://in-toto.io/Statement/v0.1",
-	]),
-	subject: z
-		.array(z.object({ digest: z.record(z.string(), z.string()) }).loose())
-		.min(1),
+	_type: z.enum(["https://in-toto.io/Statement/v1", "https://in-toto.io/Statement/v0.1"]),
+	subject: z.array(z.object({ digest: z.record(z.string(), z.string()) }).loose()).min(1),
 });
 
 /**
@@ -1040,15 +911,9 @@ export async function verifyBlobBundle(
 		const statement = guard(() => {
 			let json: unknown;
 			try {
-				json = JSON.parse(
-					new TextDecoder("utf-8", { fatal: true }).decode(payload),
-				);
+				json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(payload));
 			} catch (e) {
-				throw new FtguardError(
-					"PAYLOAD_INVALID",
-					"signed payload is not UTF-8 JSON",
-					{ cause: e },
-				);
+				throw new FtguardError("PAYLOAD_INVALID", "signed payload is not UTF-8 JSON", { cause: e });
 			}
 			const parsed = attestedStatement.safeParse(json);
 			if (!parsed.success) {
@@ -1059,64 +924,38 @@ export async function verifyBlobBundle(
 			}
 			return parsed.data;
 		});
-		let sha256 = "";
 		const hash = createHash("sha256");
 		for await (const chunk of chunks(artifact)) hash.update(chunk);
-		sha256 = hash.digest("hex");
-		if (
-			!statement.subject.some((s) => s.digest.sha256?.toLowerCase() === sha256)
-		) {
-			throw new FtguardError(
-				"DIGEST_MISMATCH",
-				"the artefact's sha256 is not a subject of the signed statement",
-				{
-					details: { actual: sha256 },
-				},
-			);
+		const sha256 = hash.digest("hex");
+		if (!statement.subject.some((s) => s.digest.sha256?.toLowerCase() === sha256)) {
+			throw new FtguardError("DIGEST_MISMATCH", "the artefact's sha256 is not a subject of the signed statement", {
+				details: { actual: sha256 },
+			});
 		}
 		return { signer, digest: sha256 };
 	}
 
 	const ms = content.messageSignature;
-	const digestName = ms.messageDigest
-		? MESSAGE_DIGESTS[ms.messageDigest.algorithm]
-		: undefined;
+	const digestName = ms.messageDigest ? MESSAGE_DIGESTS[ms.messageDigest.algorithm] : undefined;
 	if (ms.messageDigest === undefined || digestName === undefined) {
-		throw new FtguardError(
-			"BUNDLE_MALFORMED",
-			"message signature has no SHA-2 message digest",
-		);
+		throw new FtguardError("BUNDLE_MALFORMED", "message signature has no SHA-2 message digest");
 	}
 	const expected = ms.messageDigest.digest;
 	const trust = guard(() => prepareTrust(bundle, policy, options));
-	const streamed = await streamArtifact(
-		artifact,
-		digestName,
-		trust.candidateKey,
-		ms.signature,
-	);
+	const streamed = await streamArtifact(artifact, digestName, trust.candidateKey, ms.signature);
 	if (!bufferEqual(streamed.messageDigest, expected)) {
-		throw new FtguardError(
-			"DIGEST_MISMATCH",
-			`the artefact's ${digestName} differs from the bundle's message digest`,
-			{
-				details: {
-					expected: Buffer.from(expected).toString("hex"),
-					actual: streamed.messageDigest.toString("hex"),
-				},
+		throw new FtguardError("DIGEST_MISMATCH", `the artefact's ${digestName} differs from the bundle's message digest`, {
+			details: {
+				expected: Buffer.from(expected).toString("hex"),
+				actual: streamed.messageDigest.toString("hex"),
 			},
-		);
+		});
 	}
 	const signer = guard(() =>
 		runVerifier(
 			bundle,
 			trust,
-			new StreamedMessageContent(
-				ms.signature,
-				expected,
-				trust.candidateKey,
-				streamed.signatureValid,
-			),
+			new StreamedMessageContent(ms.signature, expected, trust.candidateKey, streamed.signatureValid),
 		),
 	);
 	return { signer, digest: streamed.sha256 };

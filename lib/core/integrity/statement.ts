@@ -15,18 +15,12 @@
 import { z } from "zod";
 import { FtguardError } from "../errors";
 import { canonicalOrder, parseShardName, rootDigest } from "./manifest";
-import type {
-	ResourceDescriptor,
-	Serialization,
-	SerializationMethod,
-} from "./types";
+import type { ResourceDescriptor, Serialization, SerializationMethod } from "./types";
 
 export const IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json";
 export const IN_TOTO_STATEMENT_V1 = "https://in-toto.io/Statement/v1";
-export const MODEL_SIGNING_PREDICATE_V1 =
-	"https://model_signing/signature/v1.0";
-export const MODEL_SIGNING_PREDICATE_LEGACY =
-	"https://model_signing/Digests/v0.1";
+export const MODEL_SIGNING_PREDICATE_V1 = "https://model_signing/signature/v1.0";
+export const MODEL_SIGNING_PREDICATE_LEGACY = "https://model_signing/Digests/v0.1";
 
 /**
  * Subject name the reference tool gives legacy statements, which carry none; kept
@@ -40,9 +34,7 @@ export const LEGACY_SUBJECT_NAME = "compat-undefined-not-present";
  * and legacy statements have no section at all.
  */
 export type SignedSerialization = Pick<Serialization, "method" | "hash_type"> &
-	Partial<
-		Pick<Serialization, "allow_symlinks" | "ignore_paths" | "shard_size">
-	>;
+	Partial<Pick<Serialization, "allow_symlinks" | "ignore_paths" | "shard_size">>;
 
 /** A model_signing statement, read into one shape whatever its predicate version. */
 export interface ModelSigningStatement {
@@ -79,12 +71,7 @@ const v1Predicate = z.object({
 			hash_type: z.literal("sha256"),
 			allow_symlinks: z.boolean().optional(),
 			ignore_paths: z.array(z.string()).optional(),
-			shard_size: z
-				.number()
-				.int()
-				.positive()
-				.max(Number.MAX_SAFE_INTEGER)
-				.optional(),
+			shard_size: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
 		})
 		.refine((s) => s.method !== "shards" || s.shard_size !== undefined, {
 			message: "shard_size is required for method shards",
@@ -128,33 +115,22 @@ function zodMessage(error: z.ZodError): string {
  *   SUBJECT_INVALID (v1.0: not exactly one subject with a sha256 digest),
  *   PATH_ESCAPE (a resource named with `..` or an absolute path).
  */
-export function parseModelSigningStatement(
-	payload: Uint8Array,
-): ModelSigningStatement {
+export function parseModelSigningStatement(payload: Uint8Array): ModelSigningStatement {
 	let json: unknown;
 	try {
-		json = JSON.parse(
-			new TextDecoder("utf-8", { fatal: true }).decode(payload),
-		);
+		json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(payload));
 	} catch (e) {
-		throw new FtguardError(
-			"PAYLOAD_INVALID",
-			"signed payload is not UTF-8 JSON",
-			{ cause: e },
-		);
+		throw new FtguardError("PAYLOAD_INVALID", "signed payload is not UTF-8 JSON", { cause: e });
 	}
 	const base = baseStatement.safeParse(json);
 	if (!base.success) {
-		throw new FtguardError(
-			"PAYLOAD_INVALID",
-			`signed payload is not an in-toto statement: ${zodMessage(base.error)}`,
-		);
+		throw new FtguardError("PAYLOAD_INVALID", `signed payload is not an in-toto statement: ${zodMessage(base.error)}`);
 	}
 	const statement = base.data;
 	if (statement._type !== IN_TOTO_STATEMENT_V1) {
 		throw new FtguardError(
 			"PAYLOAD_INVALID",
-			`expected an in-toto ${IN_TOTO_STATEMENT_V1}, got ${statement._type}`,
+			`expected an in-toto ${IN_TOTO_STATEMENT_V1}, got ${JSON.stringify(statement._type)}`,
 		);
 	}
 	switch (statement.predicateType) {
@@ -165,7 +141,7 @@ export function parseModelSigningStatement(
 		default:
 			throw new FtguardError(
 				"PREDICATE_TYPE_UNSUPPORTED",
-				`unsupported predicate type ${statement.predicateType}`,
+				`unsupported predicate type ${JSON.stringify(statement.predicateType)}`,
 				{
 					details: { predicateType: statement.predicateType },
 				},
@@ -173,22 +149,13 @@ export function parseModelSigningStatement(
 	}
 }
 
-function parseV1(
-	subjects: unknown[],
-	predicate: unknown,
-): ModelSigningStatement {
+function parseV1(subjects: unknown[], predicate: unknown): ModelSigningStatement {
 	if (subjects.length !== 1) {
-		throw new FtguardError(
-			"SUBJECT_INVALID",
-			`expected exactly one subject, got ${subjects.length}`,
-		);
+		throw new FtguardError("SUBJECT_INVALID", `expected exactly one subject, got ${subjects.length}`);
 	}
 	const subject = v1Subject.safeParse(subjects[0]);
 	if (!subject.success) {
-		throw new FtguardError(
-			"SUBJECT_INVALID",
-			`subject is not {name, digest: {sha256}}: ${zodMessage(subject.error)}`,
-		);
+		throw new FtguardError("SUBJECT_INVALID", `subject is not {name, digest: {sha256}}: ${zodMessage(subject.error)}`);
 	}
 	const parsed = v1Predicate.safeParse(predicate);
 	if (!parsed.success) {
@@ -216,33 +183,21 @@ function parseV1(
 		serialization: {
 			method: serialization.method,
 			hash_type: serialization.hash_type,
-			...(serialization.allow_symlinks !== undefined
-				? { allow_symlinks: serialization.allow_symlinks }
-				: {}),
-			...(serialization.ignore_paths !== undefined
-				? { ignore_paths: serialization.ignore_paths }
-				: {}),
-			...(serialization.shard_size !== undefined
-				? { shard_size: serialization.shard_size }
-				: {}),
+			...(serialization.allow_symlinks !== undefined ? { allow_symlinks: serialization.allow_symlinks } : {}),
+			...(serialization.ignore_paths !== undefined ? { ignore_paths: serialization.ignore_paths } : {}),
+			...(serialization.shard_size !== undefined ? { shard_size: serialization.shard_size } : {}),
 		},
 	};
 }
 
 function parseLegacy(subjects: unknown[]): ModelSigningStatement {
 	if (subjects.length === 0) {
-		throw new FtguardError(
-			"SUBJECT_INVALID",
-			"legacy statement has no subjects",
-		);
+		throw new FtguardError("SUBJECT_INVALID", "legacy statement has no subjects");
 	}
 	const resources: ResourceDescriptor[] = subjects.map((s, i) => {
 		const parsed = legacySubject.safeParse(s);
 		if (!parsed.success) {
-			throw new FtguardError(
-				"SUBJECT_INVALID",
-				`legacy subject ${i} is malformed: ${zodMessage(parsed.error)}`,
-			);
+			throw new FtguardError("SUBJECT_INVALID", `legacy subject ${i} is malformed: ${zodMessage(parsed.error)}`);
 		}
 		return {
 			name: parsed.data.name,
@@ -277,22 +232,14 @@ function checkPath(path: string, name: string): void {
 	if (path === ".") return;
 	const segments = path.split("/");
 	if (path.startsWith("/") || segments.includes("..")) {
-		throw new FtguardError(
-			"PATH_ESCAPE",
-			`resource ${JSON.stringify(name)} points outside the model`,
-			{
-				details: { resource: name },
-			},
-		);
+		throw new FtguardError("PATH_ESCAPE", `resource ${JSON.stringify(name)} points outside the model`, {
+			details: { resource: name },
+		});
 	}
 	if (path.includes("\0") || segments.some((s) => s === "" || s === ".")) {
-		throw new FtguardError(
-			"PAYLOAD_INVALID",
-			`resource ${JSON.stringify(name)} is not a canonical relative path`,
-			{
-				details: { resource: name },
-			},
-		);
+		throw new FtguardError("PAYLOAD_INVALID", `resource ${JSON.stringify(name)} is not a canonical relative path`, {
+			details: { resource: name },
+		});
 	}
 }
 
@@ -306,13 +253,9 @@ function checkResources(
 		if (seen.has(r.name)) {
 			// The reference tool keeps the last of two equal names (a dict); which
 			// digest a duplicate "means" is ambiguous, so it is refused outright.
-			throw new FtguardError(
-				"PAYLOAD_INVALID",
-				`resource ${JSON.stringify(r.name)} is listed twice`,
-				{
-					details: { resource: r.name },
-				},
-			);
+			throw new FtguardError("PAYLOAD_INVALID", `resource ${JSON.stringify(r.name)} is listed twice`, {
+				details: { resource: r.name },
+			});
 		}
 		seen.add(r.name);
 		if (method === "shards") {
@@ -348,10 +291,7 @@ function checkResources(
  * @throws FtguardError ROOT_DIGEST_MISMATCH
  */
 export function checkRootDigest(statement: ModelSigningStatement): void {
-	const actual = rootDigest(
-		statement.resources,
-		statement.serialization.method,
-	);
+	const actual = rootDigest(statement.resources, statement.serialization.method);
 	if (actual !== statement.rootDigest) {
 		throw new FtguardError(
 			"ROOT_DIGEST_MISMATCH",

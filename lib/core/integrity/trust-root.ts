@@ -19,10 +19,8 @@ import seeds from "@sigstore/tuf/seeds.json" with { type: "json" };
 import { type TrustMaterial, toTrustMaterial } from "@sigstore/verify";
 import { FtguardError, firstLine } from "../errors";
 
-const TRUSTED_ROOT_MEDIA_TYPE_PREFIX =
-	"application/vnd.dev.sigstore.trustedroot";
-const TRUSTED_ROOT_MEDIA_TYPE =
-	"application/vnd.dev.sigstore.trustedroot+json;version=0.1";
+const TRUSTED_ROOT_MEDIA_TYPE_PREFIX = "application/vnd.dev.sigstore.trustedroot";
+const TRUSTED_ROOT_MEDIA_TYPE = "application/vnd.dev.sigstore.trustedroot+json;version=0.1";
 const PUBLIC_GOOD_TUF_URL = "https://tuf-repo-cdn.sigstore.dev";
 
 /** A trusted root that parsed and whose keys and certificates all load. */
@@ -36,21 +34,14 @@ export interface LoadedTrustedRoot {
 export function publicGoodTrustedRootJSON(): unknown {
 	const encoded = seeds[PUBLIC_GOOD_TUF_URL]?.targets?.["trusted_root.json"];
 	if (typeof encoded !== "string") {
-		throw new FtguardError(
-			"TRUST_ROOT_INVALID",
-			"@sigstore/tuf seeds.json holds no public-good trusted_root.json",
-		);
+		throw new FtguardError("TRUST_ROOT_INVALID", "@sigstore/tuf seeds.json holds no public-good trusted_root.json");
 	}
 	try {
 		return JSON.parse(Buffer.from(encoded, "base64").toString("utf8"));
 	} catch (e) {
-		throw new FtguardError(
-			"TRUST_ROOT_INVALID",
-			"the public-good trusted_root.json in @sigstore/tuf is not JSON",
-			{
-				cause: e,
-			},
-		);
+		throw new FtguardError("TRUST_ROOT_INVALID", "the public-good trusted_root.json in @sigstore/tuf is not JSON", {
+			cause: e,
+		});
 	}
 }
 
@@ -68,36 +59,19 @@ let publicGood: LoadedTrustedRoot | undefined;
  */
 export function loadTrustedRoot(json?: unknown): LoadedTrustedRoot {
 	if (json === undefined) {
-		publicGood ??= checkedRoot(
-			publicGoodTrustedRootJSON(),
-			"public-good trusted root",
-			true,
-		);
+		publicGood ??= checkedRoot(publicGoodTrustedRootJSON(), "public-good trusted root", true);
 		return publicGood;
 	}
 	return checkedRoot(json, "trusted root", true);
 }
 
-function checkedRoot(
-	json: unknown,
-	what: string,
-	keyless: boolean,
-): LoadedTrustedRoot {
+function checkedRoot(json: unknown, what: string, keyless: boolean): LoadedTrustedRoot {
 	if (typeof json !== "object" || json === null || Array.isArray(json)) {
-		throw new FtguardError(
-			"TRUST_ROOT_INVALID",
-			`${what} is not a JSON object`,
-		);
+		throw new FtguardError("TRUST_ROOT_INVALID", `${what} is not a JSON object`);
 	}
 	const mediaType = (json as { mediaType?: unknown }).mediaType;
-	if (
-		typeof mediaType !== "string" ||
-		!mediaType.startsWith(TRUSTED_ROOT_MEDIA_TYPE_PREFIX)
-	) {
-		throw new FtguardError(
-			"TRUST_ROOT_INVALID",
-			`${what} has no trusted-root mediaType (got ${String(mediaType)})`,
-		);
+	if (typeof mediaType !== "string" || !mediaType.startsWith(TRUSTED_ROOT_MEDIA_TYPE_PREFIX)) {
+		throw new FtguardError("TRUST_ROOT_INVALID", `${what} has no trusted-root mediaType (got ${String(mediaType)})`);
 	}
 	let root: TrustedRoot;
 	let material: TrustMaterial;
@@ -108,50 +82,30 @@ function checkedRoot(
 		material = toTrustMaterial(root);
 	} catch (e) {
 		const msg = e instanceof Error ? e.message : String(e);
-		throw new FtguardError(
-			"TRUST_ROOT_INVALID",
-			`${what} does not load: ${firstLine(msg)}`,
-			{ cause: e },
-		);
+		throw new FtguardError("TRUST_ROOT_INVALID", `${what} does not load: ${firstLine(msg)}`, { cause: e });
 	}
 	if (keyless) {
 		const missing = [
-			root.certificateAuthorities.length === 0
-				? "certificateAuthorities"
-				: undefined,
+			root.certificateAuthorities.length === 0 ? "certificateAuthorities" : undefined,
 			root.tlogs.length === 0 ? "tlogs" : undefined,
 			root.ctlogs.length === 0 ? "ctlogs" : undefined,
 		].filter((m) => m !== undefined);
 		if (missing.length > 0) {
-			throw new FtguardError(
-				"TRUST_ROOT_INVALID",
-				`${what} has no ${missing.join(", ")}`,
-			);
+			throw new FtguardError("TRUST_ROOT_INVALID", `${what} has no ${missing.join(", ")}`);
 		}
 	}
 	return { root, material };
 }
 
 /** DER certificates from a PEM text, in order; anything but CERTIFICATE blocks is refused. */
-export function parsePemCertificates(
-	pem: string,
-	what = "certificate chain",
-): Buffer[] {
-	const blocks = [
-		...pem.matchAll(/-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g),
-	];
+export function parsePemCertificates(pem: string, what = "certificate chain"): Buffer[] {
+	const blocks = [...pem.matchAll(/-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g)];
 	if (blocks.length === 0) {
-		throw new FtguardError(
-			"TRUST_ROOT_INVALID",
-			`${what} holds no PEM certificate`,
-		);
+		throw new FtguardError("TRUST_ROOT_INVALID", `${what} holds no PEM certificate`);
 	}
 	return blocks.map((block, i) => {
 		if (block[1] !== "CERTIFICATE") {
-			throw new FtguardError(
-				"TRUST_ROOT_INVALID",
-				`${what}: PEM block ${i + 1} is ${block[1]}, not CERTIFICATE`,
-			);
+			throw new FtguardError("TRUST_ROOT_INVALID", `${what}: PEM block ${i + 1} is ${block[1]}, not CERTIFICATE`);
 		}
 		const der = Buffer.from((block[2] ?? "").replace(/\s+/g, ""), "base64");
 		try {
@@ -159,11 +113,7 @@ export function parsePemCertificates(
 			// accept trailing garbage.
 			new NodeX509Certificate(der);
 		} catch (e) {
-			throw new FtguardError(
-				"TRUST_ROOT_INVALID",
-				`${what}: certificate ${i + 1} does not parse`,
-				{ cause: e },
-			);
+			throw new FtguardError("TRUST_ROOT_INVALID", `${what}: certificate ${i + 1} does not parse`, { cause: e });
 		}
 		return der;
 	});
@@ -181,11 +131,7 @@ export function parsePemCertificates(
  */
 export function privateCaTrustedRoot(pem: string): LoadedTrustedRoot {
 	const ders = parsePemCertificates(pem);
-	const start = new Date(
-		Math.min(
-			...ders.map((der) => Date.parse(new NodeX509Certificate(der).validFrom)),
-		),
-	);
+	const start = new Date(Math.min(...ders.map((der) => Date.parse(new NodeX509Certificate(der).validFrom))));
 	const json = {
 		mediaType: TRUSTED_ROOT_MEDIA_TYPE,
 		certificateAuthorities: [

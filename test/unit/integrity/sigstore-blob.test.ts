@@ -17,11 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { FtguardError } from "../../../lib/core/errors";
-import {
-	parseBundle,
-	type TrustPolicy,
-	verifyBlobBundle,
-} from "../../../lib/core/integrity/sigstore";
+import { parseBundle, type TrustPolicy, verifyBlobBundle } from "../../../lib/core/integrity/sigstore";
 import {
 	generateEcKeyPair,
 	type Json,
@@ -36,8 +32,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const IDENTITY = "release@example.com";
 const ISSUER = "https://accounts.example.com";
-const parse = (json: Json) =>
-	parseBundle(JSON.stringify(json), "artefact.sigstore.json");
+const parse = (json: Json) => parseBundle(JSON.stringify(json), "artefact.sigstore.json");
 
 async function codeOf(fn: () => Promise<unknown>): Promise<string> {
 	try {
@@ -74,29 +69,20 @@ describe("when an artefact is signed with cosign sign-blob --key", () => {
 	});
 
 	it("fails DIGEST_MISMATCH for a file with one byte changed", async () => {
-		const changed = file(
-			"weights-changed.bin",
-			`${"model weights\n".repeat(1000).slice(0, -1)}!`,
-		);
-		expect(
-			await codeOf(() => verifyBlobBundle(parse(bundle), policy, changed)),
-		).toBe("DIGEST_MISMATCH");
+		const changed = file("weights-changed.bin", `${"model weights\n".repeat(1000).slice(0, -1)}!`);
+		expect(await codeOf(() => verifyBlobBundle(parse(bundle), policy, changed))).toBe("DIGEST_MISMATCH");
 	});
 
 	it("fails DIGEST_MISMATCH when the bundle's digest is altered", async () => {
-		expect(
-			await codeOf(() =>
-				verifyBlobBundle(parse(tamper(bundle, "messageDigest")), policy, path),
-			),
-		).toBe("DIGEST_MISMATCH");
+		expect(await codeOf(() => verifyBlobBundle(parse(tamper(bundle, "messageDigest")), policy, path))).toBe(
+			"DIGEST_MISMATCH",
+		);
 	});
 
 	it("fails SIGNATURE_INVALID when the signature is altered", async () => {
-		expect(
-			await codeOf(() =>
-				verifyBlobBundle(parse(tamper(bundle, "signature")), policy, path),
-			),
-		).toBe("SIGNATURE_INVALID");
+		expect(await codeOf(() => verifyBlobBundle(parse(tamper(bundle, "signature")), policy, path))).toBe(
+			"SIGNATURE_INVALID",
+		);
 	});
 
 	it("fails SIGNATURE_INVALID under another key", async () => {
@@ -104,23 +90,15 @@ describe("when an artefact is signed with cosign sign-blob --key", () => {
 			kind: "public-key",
 			pem: generateEcKeyPair().publicKeyPem,
 		};
-		expect(
-			await codeOf(() => verifyBlobBundle(parse(bundle), other, path)),
-		).toBe("SIGNATURE_INVALID");
+		expect(await codeOf(() => verifyBlobBundle(parse(bundle), other, path))).toBe("SIGNATURE_INVALID");
 	});
 
 	it("fails NOT_FOUND for a missing artefact", async () => {
-		expect(
-			await codeOf(() =>
-				verifyBlobBundle(parse(bundle), policy, join(dir, "absent.bin")),
-			),
-		).toBe("NOT_FOUND");
+		expect(await codeOf(() => verifyBlobBundle(parse(bundle), policy, join(dir, "absent.bin")))).toBe("NOT_FOUND");
 	});
 
 	it("fails IO_ERROR for a directory", async () => {
-		expect(
-			await codeOf(() => verifyBlobBundle(parse(bundle), policy, dir)),
-		).toBe("IO_ERROR");
+		expect(await codeOf(() => verifyBlobBundle(parse(bundle), policy, dir))).toBe("IO_ERROR");
 	});
 });
 
@@ -160,9 +138,7 @@ describe("when an artefact is signed keyless", () => {
 			issuer: ISSUER,
 			trustedRoot,
 		};
-		expect(
-			await codeOf(() => verifyBlobBundle(parse(bundle), policy, path)),
-		).toBe("IDENTITY_MISMATCH");
+		expect(await codeOf(() => verifyBlobBundle(parse(bundle), policy, path))).toBe("IDENTITY_MISMATCH");
 	});
 
 	it("fails DIGEST_MISMATCH for another file, before any trust decision", async () => {
@@ -176,11 +152,7 @@ describe("when an artefact is signed keyless", () => {
 			issuer: ISSUER,
 			trustedRoot,
 		};
-		expect(
-			await codeOf(() =>
-				verifyBlobBundle(parse(bundle), policy, Buffer.from("other")),
-			),
-		).toBe("DIGEST_MISMATCH");
+		expect(await codeOf(() => verifyBlobBundle(parse(bundle), policy, Buffer.from("other")))).toBe("DIGEST_MISMATCH");
 	});
 });
 
@@ -197,24 +169,14 @@ describe("when an artefact comes with an in-toto attestation (cosign attest-blob
 	it("verifies when a subject carries the file's sha256", async () => {
 		const digest = createHash("sha256").update("onnx bytes").digest("hex");
 		const { bundle, keyPair } = signStatementKeyed(attestation(digest));
-		const r = await verifyBlobBundle(
-			parse(bundle),
-			{ kind: "public-key", pem: keyPair.publicKeyPem },
-			path,
-		);
+		const r = await verifyBlobBundle(parse(bundle), { kind: "public-key", pem: keyPair.publicKeyPem }, path);
 		expect(r.digest).toBe(digest);
 	});
 
 	it("fails DIGEST_MISMATCH when no subject matches the file", async () => {
 		const { bundle, keyPair } = signStatementKeyed(attestation(otherDigest));
 		expect(
-			await codeOf(() =>
-				verifyBlobBundle(
-					parse(bundle),
-					{ kind: "public-key", pem: keyPair.publicKeyPem },
-					path,
-				),
-			),
+			await codeOf(() => verifyBlobBundle(parse(bundle), { kind: "public-key", pem: keyPair.publicKeyPem }, path)),
 		).toBe("DIGEST_MISMATCH");
 	});
 });
@@ -226,8 +188,7 @@ describe("when the artefact is large", () => {
 		// A sparse file of zeros with a few marked bytes: cheap to create, real to read.
 		truncateSync(file("large.bin", ""), size);
 		const fd = openSync(path, "r+");
-		for (const at of [0, size / 2, size - 1])
-			writeSync(fd, Buffer.from([0x5a]), 0, 1, at);
+		for (const at of [0, size / 2, size - 1]) writeSync(fd, Buffer.from([0x5a]), 0, 1, at);
 		closeSync(fd);
 
 		// Sign by streaming too, so that the test itself does not hold the file.
@@ -255,11 +216,7 @@ describe("when the artefact is large", () => {
 			peak = Math.max(peak, process.memoryUsage().arrayBuffers);
 		}, 5);
 		try {
-			const r = await verifyBlobBundle(
-				parse(bundle),
-				{ kind: "public-key", pem: keyPair.publicKeyPem },
-				path,
-			);
+			const r = await verifyBlobBundle(parse(bundle), { kind: "public-key", pem: keyPair.publicKeyPem }, path);
 			expect(r.digest).toMatch(/^[0-9a-f]{64}$/);
 		} finally {
 			clearInterval(sampler);

@@ -23,8 +23,7 @@ import {
 	tamper,
 } from "../../helpers/sign";
 
-const IDENTITY =
-	"https://github.com/acme/models/.github/workflows/train.yml@refs/heads/main";
+const IDENTITY = "https://github.com/acme/models/.github/workflows/train.yml@refs/heads/main";
 const ISSUER = "https://token.actions.githubusercontent.com";
 
 const statement = makeModelSigningStatement({
@@ -47,11 +46,7 @@ function codeOf(fn: () => unknown): string {
 	throw new Error("expected a failure, got success");
 }
 
-const keyless = (
-	trustedRoot: Json,
-	identity = IDENTITY,
-	issuer = ISSUER,
-): TrustPolicy => ({
+const keyless = (trustedRoot: Json, identity = IDENTITY, issuer = ISSUER): TrustPolicy => ({
 	kind: "keyless",
 	identity: { exact: identity },
 	issuer,
@@ -64,10 +59,7 @@ describe("when a model is signed keyless by a private Sigstore", () => {
 			identity: IDENTITY,
 			issuer: ISSUER,
 		});
-		const { signer, payload } = verifyDsseBundle(
-			parse(bundle),
-			keyless(trustedRoot),
-		);
+		const { signer, payload } = verifyDsseBundle(parse(bundle), keyless(trustedRoot));
 		expect(JSON.parse(payload.toString())).toEqual(statement);
 		expect(signer).toMatchObject({
 			kind: "keyless",
@@ -75,9 +67,7 @@ describe("when a model is signed keyless by a private Sigstore", () => {
 			issuer: ISSUER,
 		});
 		// The mock signs on a clock a few seconds ahead (see createMockSigstore).
-		expect(
-			Math.abs(Date.parse(signer.signedAt as string) - Date.now()),
-		).toBeLessThan(60_000);
+		expect(Math.abs(Date.parse(signer.signedAt as string) - Date.now())).toBeLessThan(60_000);
 	});
 
 	it("verifies with only the Rekor entry as timestamp", async () => {
@@ -86,9 +76,7 @@ describe("when a model is signed keyless by a private Sigstore", () => {
 			issuer: ISSUER,
 			tsa: false,
 		});
-		expect(
-			verifyDsseBundle(parse(bundle), keyless(trustedRoot)).signer.identity,
-		).toBe(IDENTITY);
+		expect(verifyDsseBundle(parse(bundle), keyless(trustedRoot)).signer.identity).toBe(IDENTITY);
 	});
 
 	it("fails IDENTITY_MISMATCH for a SAN that only extends the expected identity", async () => {
@@ -96,9 +84,7 @@ describe("when a model is signed keyless by a private Sigstore", () => {
 			identity: `${IDENTITY}.evil`,
 			issuer: ISSUER,
 		});
-		expect(
-			codeOf(() => verifyDsseBundle(parse(bundle), keyless(trustedRoot))),
-		).toBe("IDENTITY_MISMATCH");
+		expect(codeOf(() => verifyDsseBundle(parse(bundle), keyless(trustedRoot)))).toBe("IDENTITY_MISMATCH");
 	});
 
 	it("fails IDENTITY_MISMATCH for another issuer", async () => {
@@ -106,9 +92,7 @@ describe("when a model is signed keyless by a private Sigstore", () => {
 			identity: IDENTITY,
 			issuer: "https://accounts.google.com",
 		});
-		expect(
-			codeOf(() => verifyDsseBundle(parse(bundle), keyless(trustedRoot))),
-		).toBe("IDENTITY_MISMATCH");
+		expect(codeOf(() => verifyDsseBundle(parse(bundle), keyless(trustedRoot)))).toBe("IDENTITY_MISMATCH");
 	});
 
 	it("fails CERTIFICATE_UNTRUSTED under the public-good root (no network is consulted)", async () => {
@@ -122,9 +106,7 @@ describe("when a model is signed keyless by a private Sigstore", () => {
 			identity: { exact: IDENTITY },
 			issuer: ISSUER,
 		};
-		expect(codeOf(() => verifyDsseBundle(parse(bundle), policy))).toBe(
-			"CERTIFICATE_UNTRUSTED",
-		);
+		expect(codeOf(() => verifyDsseBundle(parse(bundle), policy))).toBe("CERTIFICATE_UNTRUSTED");
 	});
 
 	it("fails TIMESTAMP_INVALID when the TSA is not the trusted one", async () => {
@@ -137,9 +119,7 @@ describe("when a model is signed keyless by a private Sigstore", () => {
 			...trustedRoot,
 			timestampAuthorities: other.trustedRoot.timestampAuthorities,
 		};
-		expect(codeOf(() => verifyDsseBundle(parse(bundle), keyless(mixed)))).toBe(
-			"TIMESTAMP_INVALID",
-		);
+		expect(codeOf(() => verifyDsseBundle(parse(bundle), keyless(mixed)))).toBe("TIMESTAMP_INVALID");
 	});
 
 	it("fails TLOG_INVALID when the Rekor log is not the trusted one", async () => {
@@ -149,9 +129,7 @@ describe("when a model is signed keyless by a private Sigstore", () => {
 			issuer: ISSUER,
 		});
 		const mixed = { ...trustedRoot, tlogs: other.trustedRoot.tlogs };
-		expect(codeOf(() => verifyDsseBundle(parse(bundle), keyless(mixed)))).toBe(
-			"TLOG_INVALID",
-		);
+		expect(codeOf(() => verifyDsseBundle(parse(bundle), keyless(mixed)))).toBe("TLOG_INVALID");
 	});
 
 	it("fails CERTIFICATE_UNTRUSTED when the certificate has no SCT from a trusted CT log", async () => {
@@ -161,9 +139,7 @@ describe("when a model is signed keyless by a private Sigstore", () => {
 			issuer: ISSUER,
 		});
 		const mixed = { ...trustedRoot, ctlogs: other.trustedRoot.ctlogs };
-		expect(codeOf(() => verifyDsseBundle(parse(bundle), keyless(mixed)))).toBe(
-			"CERTIFICATE_UNTRUSTED",
-		);
+		expect(codeOf(() => verifyDsseBundle(parse(bundle), keyless(mixed)))).toBe("CERTIFICATE_UNTRUSTED");
 	});
 
 	it("fails TLOG_INVALID when the bundle has no Rekor entry", async () => {
@@ -172,9 +148,7 @@ describe("when a model is signed keyless by a private Sigstore", () => {
 			issuer: ISSUER,
 			tlog: false,
 		});
-		expect(
-			codeOf(() => verifyDsseBundle(parse(bundle), keyless(trustedRoot))),
-		).toBe("TLOG_INVALID");
+		expect(codeOf(() => verifyDsseBundle(parse(bundle), keyless(trustedRoot)))).toBe("TLOG_INVALID");
 	});
 
 	it("fails TLOG_INVALID when the Rekor entry belongs to another signature", async () => {
@@ -194,11 +168,7 @@ describe("when a model is signed keyless by a private Sigstore", () => {
 		spliced.verificationMaterial.tlogEntries = (
 			b.bundle as { verificationMaterial: { tlogEntries: unknown } }
 		).verificationMaterial.tlogEntries;
-		expect(
-			codeOf(() =>
-				verifyDsseBundle(parse(spliced as Json), keyless(a.trustedRoot)),
-			),
-		).toBe("TLOG_INVALID");
+		expect(codeOf(() => verifyDsseBundle(parse(spliced as Json), keyless(a.trustedRoot)))).toBe("TLOG_INVALID");
 	});
 
 	it("fails TIMESTAMP_INVALID with neither a Rekor entry nor a TSA timestamp", async () => {
@@ -208,25 +178,16 @@ describe("when a model is signed keyless by a private Sigstore", () => {
 			tlog: false,
 			tsa: false,
 		});
-		expect(
-			codeOf(() => verifyDsseBundle(parse(bundle), keyless(trustedRoot))),
-		).toBe("TIMESTAMP_INVALID");
+		expect(codeOf(() => verifyDsseBundle(parse(bundle), keyless(trustedRoot)))).toBe("TIMESTAMP_INVALID");
 	});
 
-	it.each(["signature", "payload"] as const)(
-		"fails SIGNATURE_INVALID when the %s is altered",
-		async (what) => {
-			const { bundle, trustedRoot } = await signStatementKeyless(statement, {
-				identity: IDENTITY,
-				issuer: ISSUER,
-			});
-			expect(
-				codeOf(() =>
-					verifyDsseBundle(parse(tamper(bundle, what)), keyless(trustedRoot)),
-				),
-			).toBe("SIGNATURE_INVALID");
-		},
-	);
+	it.each(["signature", "payload"] as const)("fails SIGNATURE_INVALID when the %s is altered", async (what) => {
+		const { bundle, trustedRoot } = await signStatementKeyless(statement, {
+			identity: IDENTITY,
+			issuer: ISSUER,
+		});
+		expect(codeOf(() => verifyDsseBundle(parse(tamper(bundle, what)), keyless(trustedRoot)))).toBe("SIGNATURE_INVALID");
+	});
 
 	it("fails PAYLOAD_INVALID for a signed payload that is not in-toto", async () => {
 		const { bundle, trustedRoot } = await signStatementKeyless(statement, {
@@ -234,25 +195,20 @@ describe("when a model is signed keyless by a private Sigstore", () => {
 			issuer: ISSUER,
 			payloadType: "text/plain",
 		});
-		expect(
-			codeOf(() => verifyDsseBundle(parse(bundle), keyless(trustedRoot))),
-		).toBe("PAYLOAD_INVALID");
+		expect(codeOf(() => verifyDsseBundle(parse(bundle), keyless(trustedRoot)))).toBe("PAYLOAD_INVALID");
 	});
 });
 
 describe("when a model is signed with an EC key", () => {
-	it.each(["P-256", "P-384", "P-521"] as const)(
-		"verifies a %s signature made with the curve's hash",
-		(curve) => {
-			const { bundle, keyPair } = signStatementKeyed(statement, { curve });
-			const { signer } = verifyDsseBundle(parse(bundle), {
-				kind: "public-key",
-				pem: keyPair.publicKeyPem,
-			});
-			expect(signer.kind).toBe("public-key");
-			expect(signer.keyFingerprint).toMatch(/^[0-9a-f]{64}$/);
-		},
-	);
+	it.each(["P-256", "P-384", "P-521"] as const)("verifies a %s signature made with the curve's hash", (curve) => {
+		const { bundle, keyPair } = signStatementKeyed(statement, { curve });
+		const { signer } = verifyDsseBundle(parse(bundle), {
+			kind: "public-key",
+			pem: keyPair.publicKeyPem,
+		});
+		expect(signer.kind).toBe("public-key");
+		expect(signer.keyFingerprint).toMatch(/^[0-9a-f]{64}$/);
+	});
 
 	it("ignores the bundle's key hint, whatever it says", () => {
 		const { bundle, keyPair } = signStatementKeyed(statement, {
@@ -268,11 +224,7 @@ describe("when a model is signed with an EC key", () => {
 				pem: keyPair.publicKeyPem,
 			}).signer.kind,
 		).toBe("public-key");
-		expect(
-			codeOf(() =>
-				verifyDsseBundle(parse(bundle), { kind: "public-key", pem: other }),
-			),
-		).toBe("SIGNATURE_INVALID");
+		expect(codeOf(() => verifyDsseBundle(parse(bundle), { kind: "public-key", pem: other }))).toBe("SIGNATURE_INVALID");
 	});
 
 	it("fails PAYLOAD_INVALID for a validly signed payload of another type", () => {
@@ -293,10 +245,7 @@ describe("when a model is signed with an EC key", () => {
 describe("when a model is signed under a private CA", () => {
 	it("verifies against the CA chain and names the certificate", async () => {
 		const ca = await createPrivateCa();
-		const { bundle, chainPem } = await signStatementWithCertificate(
-			statement,
-			ca,
-		);
+		const { bundle, chainPem } = await signStatementWithCertificate(statement, ca);
 		const { signer } = verifyDsseBundle(parse(bundle), {
 			kind: "certificate-chain",
 			pem: chainPem,
@@ -309,14 +258,10 @@ describe("when a model is signed under a private CA", () => {
 
 	it("fails CERTIFICATE_UNTRUSTED for a certificate not allowed to sign", async () => {
 		const ca = await createPrivateCa();
-		const { bundle, chainPem } = await signStatementWithCertificate(
-			statement,
-			ca,
-			{
-				digitalSignature: false,
-				codeSigning: false,
-			},
-		);
+		const { bundle, chainPem } = await signStatementWithCertificate(statement, ca, {
+			digitalSignature: false,
+			codeSigning: false,
+		});
 		expect(
 			codeOf(() =>
 				verifyDsseBundle(parse(bundle), {
@@ -329,11 +274,7 @@ describe("when a model is signed under a private CA", () => {
 
 	it("accepts a code-signing certificate without the digitalSignature key usage, as model_signing does", async () => {
 		const ca = await createPrivateCa();
-		const { bundle, chainPem } = await signStatementWithCertificate(
-			statement,
-			ca,
-			{ digitalSignature: false },
-		);
+		const { bundle, chainPem } = await signStatementWithCertificate(statement, ca, { digitalSignature: false });
 		expect(
 			verifyDsseBundle(parse(bundle), {
 				kind: "certificate-chain",
@@ -367,10 +308,7 @@ describe("when a model is signed under a private CA", () => {
 
 	it("fails SIGNATURE_INVALID when the signature is altered", async () => {
 		const ca = await createPrivateCa();
-		const { bundle, chainPem } = await signStatementWithCertificate(
-			statement,
-			ca,
-		);
+		const { bundle, chainPem } = await signStatementWithCertificate(statement, ca);
 		expect(
 			codeOf(() =>
 				verifyDsseBundle(parse(tamper(bundle, "signature")), {
@@ -394,21 +332,13 @@ describe("trusted roots", () => {
 	it.each([
 		["not an object", "trusted_root.json"],
 		["an object without mediaType", {}],
-		[
-			"a root without CT logs",
-			{ ...(publicGoodTrustedRootJSON() as Json), ctlogs: [] },
-		],
-		[
-			"a root without transparency logs",
-			{ ...(publicGoodTrustedRootJSON() as Json), tlogs: [] },
-		],
+		["a root without CT logs", { ...(publicGoodTrustedRootJSON() as Json), ctlogs: [] }],
+		["a root without transparency logs", { ...(publicGoodTrustedRootJSON() as Json), tlogs: [] }],
 		[
 			"a root with a corrupt certificate",
 			{
 				...(publicGoodTrustedRootJSON() as Json),
-				certificateAuthorities: [
-					{ certChain: { certificates: [{ rawBytes: "AAAA" }] } },
-				],
+				certificateAuthorities: [{ certChain: { certificates: [{ rawBytes: "AAAA" }] } }],
 			},
 		],
 	])("refuses %s as TRUST_ROOT_INVALID", async (_, root) => {
@@ -417,8 +347,6 @@ describe("trusted roots", () => {
 			issuer: ISSUER,
 		});
 		expect(codeOf(() => loadTrustedRoot(root))).toBe("TRUST_ROOT_INVALID");
-		expect(
-			codeOf(() => verifyDsseBundle(parse(bundle), keyless(root as Json))),
-		).toBe("TRUST_ROOT_INVALID");
+		expect(codeOf(() => verifyDsseBundle(parse(bundle), keyless(root as Json)))).toBe("TRUST_ROOT_INVALID");
 	});
 });

@@ -17,12 +17,7 @@ import {
 	type TrustPolicy,
 	verifyDsseBundle,
 } from "../../../lib/core/integrity/sigstore";
-import {
-	createPrivateCa,
-	generateEcKeyPair,
-	type Json,
-	tamper,
-} from "../../helpers/sign";
+import { createPrivateCa, generateEcKeyPair, type Json, tamper } from "../../helpers/sign";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const VECTORS = resolve(REPO, "../shared/vectors/model-signing");
@@ -58,13 +53,8 @@ const VECTOR_NAMES = ["v1.0.0", "v1.1.0"].flatMap((v) =>
 	})),
 );
 
-const bundleJson = (name: string): Json =>
-	JSON.parse(read(`${name}/model.sig`));
-const parse = (json: Json | string) =>
-	parseBundle(
-		typeof json === "string" ? json : JSON.stringify(json),
-		"model.sig",
-	);
+const bundleJson = (name: string): Json => JSON.parse(read(`${name}/model.sig`));
+const parse = (json: Json | string) => parseBundle(typeof json === "string" ? json : JSON.stringify(json), "model.sig");
 
 /** The FtguardError code `fn` throws; fails the test when it returns or throws something else. */
 function codeOf(fn: () => unknown): string {
@@ -95,10 +85,7 @@ describe.each(VECTOR_NAMES)("reference vector $name", ({ name, mode }) => {
 	const policy = POLICY[mode];
 
 	it("verifies under the policy its README gives", () => {
-		const { payload, payloadType, signer } = verifyDsseBundle(
-			parse(bundleJson(name)),
-			policy,
-		);
+		const { payload, payloadType, signer } = verifyDsseBundle(parse(bundleJson(name)), policy);
 		expect(payloadType).toBe("application/vnd.in-toto+json");
 		expect(signer.kind).toBe(policy.kind);
 		const statement = parseModelSigningStatement(payload);
@@ -109,35 +96,26 @@ describe.each(VECTOR_NAMES)("reference vector $name", ({ name, mode }) => {
 			expect(signer.signedAt).toMatch(/^2025-/);
 		} else {
 			// The same P-384 key signs both keyed vectors and sits in the certificate.
-			expect(signer.keyFingerprint).toBe(
-				"c1e49d63327f85c7e2971aefd30b5a0d1c6b9b5e1a892e7f5fba995adace816d",
-			);
+			expect(signer.keyFingerprint).toBe("c1e49d63327f85c7e2971aefd30b5a0d1c6b9b5e1a892e7f5fba995adace816d");
 		}
-		if (mode === "certificate")
-			expect(signer.certificateSubject).toBe("CN=intermediate-ca");
+		if (mode === "certificate") expect(signer.certificateSubject).toBe("CN=intermediate-ca");
 	});
 
 	it("fails SIGNATURE_INVALID when a signature byte is flipped", () => {
-		expect(
-			codeOf(() =>
-				verifyDsseBundle(parse(tamper(bundleJson(name), "signature")), policy),
-			),
-		).toBe("SIGNATURE_INVALID");
+		expect(codeOf(() => verifyDsseBundle(parse(tamper(bundleJson(name), "signature")), policy))).toBe(
+			"SIGNATURE_INVALID",
+		);
 	});
 
 	it("fails SIGNATURE_INVALID when a payload byte is changed", () => {
-		expect(
-			codeOf(() =>
-				verifyDsseBundle(parse(tamper(bundleJson(name), "payload")), policy),
-			),
-		).toBe("SIGNATURE_INVALID");
+		expect(codeOf(() => verifyDsseBundle(parse(tamper(bundleJson(name), "payload")), policy))).toBe(
+			"SIGNATURE_INVALID",
+		);
 	});
 
 	it("fails BUNDLE_MALFORMED when the JSON is truncated", () => {
 		const text = read(`${name}/model.sig`);
-		expect(
-			codeOf(() => parse(text.slice(0, Math.floor(text.length / 2)))),
-		).toBe("BUNDLE_MALFORMED");
+		expect(codeOf(() => parse(text.slice(0, Math.floor(text.length / 2))))).toBe("BUNDLE_MALFORMED");
 	});
 
 	it("fails BUNDLE_MEDIA_TYPE when the mediaType is unknown", () => {
@@ -150,13 +128,8 @@ describe.each(VECTOR_NAMES)("reference vector $name", ({ name, mode }) => {
 });
 
 describe("when a keyless vector is checked against the wrong signer", () => {
-	const bundles = ["v1.0.0-sigstore", "v1.1.0-sigstore"].map((n) =>
-		parse(bundleJson(n)),
-	);
-	const keyless = (
-		identity: IdentityMatcher,
-		issuer = ISSUER,
-	): TrustPolicy => ({
+	const bundles = ["v1.0.0-sigstore", "v1.1.0-sigstore"].map((n) => parse(bundleJson(n)));
+	const keyless = (identity: IdentityMatcher, issuer = ISSUER): TrustPolicy => ({
 		kind: "keyless",
 		identity,
 		issuer,
@@ -167,56 +140,35 @@ describe("when a keyless vector is checked against the wrong signer", () => {
 		["a suffix of the identity", { exact: "tefanb@us.ibm.com" }],
 		["a prefix of the identity", { exact: "stefanb@us.ibm.co" }],
 		["a regexp matching only a prefix", { regexp: "stefanb@us\\.ibm" }],
-		[
-			"a regexp whose first alternative matches a prefix",
-			{ regexp: "stefanb|nobody" },
-		],
+		["a regexp whose first alternative matches a prefix", { regexp: "stefanb|nobody" }],
 	] as const)("fails IDENTITY_MISMATCH for %s", (_, identity) => {
-		for (const b of bundles)
-			expect(codeOf(() => verifyDsseBundle(b, keyless(identity)))).toBe(
-				"IDENTITY_MISMATCH",
-			);
+		for (const b of bundles) expect(codeOf(() => verifyDsseBundle(b, keyless(identity)))).toBe("IDENTITY_MISMATCH");
 	});
 
 	it("fails IDENTITY_MISMATCH for another issuer", () => {
 		for (const b of bundles) {
-			expect(
-				codeOf(() =>
-					verifyDsseBundle(
-						b,
-						keyless({ exact: IDENTITY }, "https://accounts.google.com"),
-					),
-				),
-			).toBe("IDENTITY_MISMATCH");
+			expect(codeOf(() => verifyDsseBundle(b, keyless({ exact: IDENTITY }, "https://accounts.google.com")))).toBe(
+				"IDENTITY_MISMATCH",
+			);
 		}
 	});
 
 	it("accepts a regexp that matches the whole identity", () => {
 		for (const b of bundles) {
-			expect(
-				verifyDsseBundle(b, keyless({ regexp: "[a-z]+@us\\.ibm\\.com" })).signer
-					.identity,
-			).toBe(IDENTITY);
+			expect(verifyDsseBundle(b, keyless({ regexp: "[a-z]+@us\\.ibm\\.com" })).signer.identity).toBe(IDENTITY);
 		}
 	});
 
 	it("refuses an identity regexp that does not compile as USAGE", () => {
-		expect(
-			codeOf(() =>
-				verifyDsseBundle(
-					parse(bundleJson("v1.1.0-sigstore")),
-					keyless({ regexp: "(" }),
-				),
-			),
-		).toBe("USAGE");
+		expect(codeOf(() => verifyDsseBundle(parse(bundleJson("v1.1.0-sigstore")), keyless({ regexp: "(" })))).toBe(
+			"USAGE",
+		);
 	});
 
 	it("fails CERTIFICATE_UNTRUSTED when the bundle carries a bare key", () => {
-		expect(
-			codeOf(() =>
-				verifyDsseBundle(parse(bundleJson("v1.1.0-elliptic-key")), KEYLESS),
-			),
-		).toBe("CERTIFICATE_UNTRUSTED");
+		expect(codeOf(() => verifyDsseBundle(parse(bundleJson("v1.1.0-elliptic-key")), KEYLESS))).toBe(
+			"CERTIFICATE_UNTRUSTED",
+		);
 	});
 
 	it("fails TLOG_INVALID when the Rekor entry's signed promise is altered", () => {
@@ -226,15 +178,10 @@ describe("when a keyless vector is checked against the wrong signer", () => {
 		const entry = json.verificationMaterial.tlogEntries[0] as {
 			inclusionPromise: { signedEntryTimestamp: string };
 		};
-		const set = Buffer.from(
-			entry.inclusionPromise.signedEntryTimestamp,
-			"base64",
-		);
+		const set = Buffer.from(entry.inclusionPromise.signedEntryTimestamp, "base64");
 		set[20] = (set[20] as number) ^ 1;
 		entry.inclusionPromise.signedEntryTimestamp = set.toString("base64");
-		expect(codeOf(() => verifyDsseBundle(parse(json as Json), KEYLESS))).toBe(
-			"TLOG_INVALID",
-		);
+		expect(codeOf(() => verifyDsseBundle(parse(json as Json), KEYLESS))).toBe("TLOG_INVALID");
 	});
 
 	it("fails TLOG_INVALID when the Rekor entry is removed", () => {
@@ -242,9 +189,7 @@ describe("when a keyless vector is checked against the wrong signer", () => {
 			verificationMaterial: { tlogEntries: Json[] };
 		};
 		json.verificationMaterial.tlogEntries = [];
-		expect(codeOf(() => verifyDsseBundle(parse(json as Json), KEYLESS))).toBe(
-			"TLOG_INVALID",
-		);
+		expect(codeOf(() => verifyDsseBundle(parse(json as Json), KEYLESS))).toBe("TLOG_INVALID");
 	});
 
 	it("fails TIMESTAMP_INVALID when no verified timestamp remains", () => {
@@ -253,34 +198,21 @@ describe("when a keyless vector is checked against the wrong signer", () => {
 			verificationMaterial: { tlogEntries: Json[] };
 		};
 		json.verificationMaterial.tlogEntries = [];
-		expect(codeOf(() => verifyDsseBundle(parse(json as Json), KEYLESS))).toBe(
-			"TIMESTAMP_INVALID",
-		);
+		expect(codeOf(() => verifyDsseBundle(parse(json as Json), KEYLESS))).toBe("TIMESTAMP_INVALID");
 	});
 });
 
 describe("when a keyed vector is checked against another key", () => {
-	const bundles = ["v1.0.0-elliptic-key", "v1.1.0-elliptic-key"].map((n) =>
-		parse(bundleJson(n)),
-	);
+	const bundles = ["v1.0.0-elliptic-key", "v1.1.0-elliptic-key"].map((n) => parse(bundleJson(n)));
 
-	it.each(["P-256", "P-384", "P-521"] as const)(
-		"fails SIGNATURE_INVALID for a fresh %s key",
-		(curve) => {
-			const pem = generateEcKeyPair(curve).publicKeyPem;
-			for (const b of bundles)
-				expect(
-					codeOf(() => verifyDsseBundle(b, { kind: "public-key", pem })),
-				).toBe("SIGNATURE_INVALID");
-		},
-	);
+	it.each(["P-256", "P-384", "P-521"] as const)("fails SIGNATURE_INVALID for a fresh %s key", (curve) => {
+		const pem = generateEcKeyPair(curve).publicKeyPem;
+		for (const b of bundles)
+			expect(codeOf(() => verifyDsseBundle(b, { kind: "public-key", pem }))).toBe("SIGNATURE_INVALID");
+	});
 
 	it("fails SIGNATURE_INVALID for a keyless bundle under the vectors' key", () => {
-		expect(
-			codeOf(() =>
-				verifyDsseBundle(parse(bundleJson("v1.1.0-sigstore")), PUBLIC_KEY),
-			),
-		).toBe("SIGNATURE_INVALID");
+		expect(codeOf(() => verifyDsseBundle(parse(bundleJson("v1.1.0-sigstore")), PUBLIC_KEY))).toBe("SIGNATURE_INVALID");
 	});
 
 	it.each([
@@ -328,9 +260,7 @@ describe("when a keyed vector is checked against another key", () => {
 });
 
 describe("when a certificate vector is checked against another chain", () => {
-	const bundles = ["v1.0.0-certificate", "v1.1.0-certificate"].map((n) =>
-		parse(bundleJson(n)),
-	);
+	const bundles = ["v1.0.0-certificate", "v1.1.0-certificate"].map((n) => parse(bundleJson(n)));
 
 	it("fails CERTIFICATE_UNTRUSTED for a chain from a different CA", async () => {
 		const other = await createPrivateCa("other");
@@ -361,29 +291,22 @@ describe("when a certificate vector is checked against another chain", () => {
 
 	it("fails CERTIFICATE_UNTRUSTED once the certificates have expired", () => {
 		for (const b of bundles) {
-			expect(
-				codeOf(() =>
-					verifyDsseBundle(b, CHAIN, { now: new Date("2035-06-01T00:00:00Z") }),
-				),
-			).toBe("CERTIFICATE_UNTRUSTED");
+			expect(codeOf(() => verifyDsseBundle(b, CHAIN, { now: new Date("2035-06-01T00:00:00Z") }))).toBe(
+				"CERTIFICATE_UNTRUSTED",
+			);
 		}
 	});
 
 	it("fails CERTIFICATE_UNTRUSTED for a bundle with a bare key", () => {
-		expect(
-			codeOf(() =>
-				verifyDsseBundle(parse(bundleJson("v1.0.0-elliptic-key")), CHAIN),
-			),
-		).toBe("CERTIFICATE_UNTRUSTED");
+		expect(codeOf(() => verifyDsseBundle(parse(bundleJson("v1.0.0-elliptic-key")), CHAIN))).toBe(
+			"CERTIFICATE_UNTRUSTED",
+		);
 	});
 
 	it.each([
 		["no certificate", "just text"],
 		["a key instead of a certificate", read("keys/signing-key-pub.pem")],
-		[
-			"a corrupt certificate",
-			"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
-		],
+		["a corrupt certificate", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"],
 	])("refuses a chain with %s as TRUST_ROOT_INVALID", (_, pem) => {
 		expect(
 			codeOf(() =>

@@ -16,19 +16,11 @@ import {
 	MODEL_SIGNING_PREDICATE_LEGACY,
 	parseModelSigningStatement,
 } from "../../../lib/core/integrity/statement";
-import {
-	type Json,
-	makeModelSigningStatement,
-	referenceRootDigest,
-} from "../../helpers/sign";
+import { type Json, makeModelSigningStatement, referenceRootDigest } from "../../helpers/sign";
 
-const VECTORS = resolve(
-	dirname(fileURLToPath(import.meta.url)),
-	"../../../../shared/vectors/model-signing",
-);
+const VECTORS = resolve(dirname(fileURLToPath(import.meta.url)), "../../../../shared/vectors/model-signing");
 
-const bytes = (s: unknown) =>
-	Buffer.from(typeof s === "string" ? s : JSON.stringify(s));
+const bytes = (s: unknown) => Buffer.from(typeof s === "string" ? s : JSON.stringify(s));
 const D1 = "1".repeat(64);
 const D2 = "2".repeat(64);
 const D3 = "3".repeat(64);
@@ -44,9 +36,7 @@ function codeOf(fn: () => unknown): string {
 }
 
 /** A valid v1.0 statement with `edit` applied to a deep copy. */
-function statementWith(
-	edit: (s: Json & { predicate: Json; subject: Json[] }) => void,
-): Buffer {
+function statementWith(edit: (s: Json & { predicate: Json; subject: Json[] }) => void): Buffer {
 	const s = structuredClone(
 		makeModelSigningStatement({
 			modelName: "m",
@@ -69,12 +59,8 @@ describe("when the statement comes from the reference tool", () => {
 		"v1.0.0-certificate",
 		"v1.1.0-certificate",
 	])("reads %s", (name) => {
-		const bundle = JSON.parse(
-			readFileSync(resolve(VECTORS, name, "model.sig"), "utf8"),
-		);
-		const s = parseModelSigningStatement(
-			Buffer.from(bundle.dsseEnvelope.payload, "base64"),
-		);
+		const bundle = JSON.parse(readFileSync(resolve(VECTORS, name, "model.sig"), "utf8"));
+		const s = parseModelSigningStatement(Buffer.from(bundle.dsseEnvelope.payload, "base64"));
 		expect(s.legacy).toBe(false);
 		expect(s.serialization).toMatchObject({
 			method: "files",
@@ -83,8 +69,7 @@ describe("when the statement comes from the reference tool", () => {
 		});
 		expect(s.rootDigest).toMatch(/^[0-9a-f]{64}$/);
 		expect(() => checkRootDigest(s)).not.toThrow();
-		if (name.startsWith("v1.1.0"))
-			expect(s.serialization.ignore_paths).toContain("ignore-me");
+		if (name.startsWith("v1.1.0")) expect(s.serialization.ignore_paths).toContain("ignore-me");
 		if (name === "v1.0.0-elliptic-key") {
 			// A single-file model: one resource named ".".
 			expect(s.subjectName).toBe("signme-1");
@@ -151,9 +136,7 @@ describe("when the statement uses the legacy Digests/v0.1 predicate", () => {
 	});
 
 	it("refuses a statement without subjects as SUBJECT_INVALID", () => {
-		expect(codeOf(() => parseModelSigningStatement(legacy([])))).toBe(
-			"SUBJECT_INVALID",
-		);
+		expect(codeOf(() => parseModelSigningStatement(legacy([])))).toBe("SUBJECT_INVALID");
 	});
 });
 
@@ -169,136 +152,86 @@ describe("when the statement is malformed", () => {
 		],
 		[
 			"another predicate type",
-			statementWith(
-				(s) => (s.predicateType = "https://slsa.dev/provenance/v1"),
-			),
+			statementWith((s) => (s.predicateType = "https://slsa.dev/provenance/v1")),
 			"PREDICATE_TYPE_UNSUPPORTED",
 		],
 		["no subject", statementWith((s) => (s.subject = [])), "SUBJECT_INVALID"],
-		[
-			"two subjects",
-			statementWith((s) => s.subject.push(s.subject[0] as Json)),
-			"SUBJECT_INVALID",
-		],
+		["two subjects", statementWith((s) => s.subject.push(s.subject[0] as Json)), "SUBJECT_INVALID"],
 		[
 			"a subject without sha256",
-			statementWith(
-				(s) => (s.subject = [{ name: "m", digest: { sha512: D1 } }]),
-			),
+			statementWith((s) => (s.subject = [{ name: "m", digest: { sha512: D1 } }])),
 			"SUBJECT_INVALID",
 		],
 		[
 			"a subject with a short digest",
-			statementWith(
-				(s) => (s.subject = [{ name: "m", digest: { sha256: "abc" } }]),
-			),
+			statementWith((s) => (s.subject = [{ name: "m", digest: { sha256: "abc" } }])),
 			"SUBJECT_INVALID",
 		],
-		[
-			"no predicate",
-			statementWith((s) => delete (s as Json).predicate),
-			"PAYLOAD_INVALID",
-		],
-		[
-			"no serialization",
-			statementWith((s) => delete s.predicate.serialization),
-			"PAYLOAD_INVALID",
-		],
+		["no predicate", statementWith((s) => delete (s as Json).predicate), "PAYLOAD_INVALID"],
+		["no serialization", statementWith((s) => delete s.predicate.serialization), "PAYLOAD_INVALID"],
 		[
 			"an unknown method",
-			statementWith(
-				(s) => ((s.predicate.serialization as Json).method = "bytes"),
-			),
+			statementWith((s) => ((s.predicate.serialization as Json).method = "bytes")),
 			"PAYLOAD_INVALID",
 		],
 		[
 			"another hash type",
-			statementWith(
-				(s) => ((s.predicate.serialization as Json).hash_type = "blake2"),
-			),
+			statementWith((s) => ((s.predicate.serialization as Json).hash_type = "blake2")),
 			"PAYLOAD_INVALID",
 		],
 		[
 			"allow_symlinks as a string",
-			statementWith(
-				(s) => ((s.predicate.serialization as Json).allow_symlinks = "false"),
-			),
+			statementWith((s) => ((s.predicate.serialization as Json).allow_symlinks = "false")),
 			"PAYLOAD_INVALID",
 		],
 		[
 			"shards without shard_size",
-			statementWith(
-				(s) => ((s.predicate.serialization as Json).method = "shards"),
-			),
+			statementWith((s) => ((s.predicate.serialization as Json).method = "shards")),
 			"PAYLOAD_INVALID",
 		],
 		[
 			"a resource with sha512",
-			statementWith(
-				(s) =>
-					(((s.predicate.resources as Json[])[0] as Json).algorithm = "sha512"),
-			),
+			statementWith((s) => (((s.predicate.resources as Json[])[0] as Json).algorithm = "sha512")),
 			"PAYLOAD_INVALID",
 		],
 		[
 			"a resource digest of 63 digits",
-			statementWith(
-				(s) =>
-					(((s.predicate.resources as Json[])[0] as Json).digest = D1.slice(1)),
-			),
+			statementWith((s) => (((s.predicate.resources as Json[])[0] as Json).digest = D1.slice(1))),
 			"PAYLOAD_INVALID",
 		],
 		[
 			"a resource without a name",
-			statementWith(
-				(s) => delete ((s.predicate.resources as Json[])[0] as Json).name,
-			),
+			statementWith((s) => delete ((s.predicate.resources as Json[])[0] as Json).name),
 			"PAYLOAD_INVALID",
 		],
 		[
 			"a resource listed twice",
-			statementWith((s) =>
-				(s.predicate.resources as Json[]).push(
-					(s.predicate.resources as Json[])[0] as Json,
-				),
-			),
+			statementWith((s) => (s.predicate.resources as Json[]).push((s.predicate.resources as Json[])[0] as Json)),
 			"PAYLOAD_INVALID",
 		],
 		[
 			"a resource named ../x",
-			statementWith(
-				(s) => (((s.predicate.resources as Json[])[0] as Json).name = "../x"),
-			),
+			statementWith((s) => (((s.predicate.resources as Json[])[0] as Json).name = "../x")),
 			"PATH_ESCAPE",
 		],
 		[
 			"a resource named a/../../x",
-			statementWith(
-				(s) =>
-					(((s.predicate.resources as Json[])[0] as Json).name = "a/../../x"),
-			),
+			statementWith((s) => (((s.predicate.resources as Json[])[0] as Json).name = "a/../../x")),
 			"PATH_ESCAPE",
 		],
 		[
 			"an absolute resource",
-			statementWith(
-				(s) =>
-					(((s.predicate.resources as Json[])[0] as Json).name = "/etc/passwd"),
-			),
+			statementWith((s) => (((s.predicate.resources as Json[])[0] as Json).name = "/etc/passwd")),
 			"PATH_ESCAPE",
 		],
 		[
 			"a resource named a//b",
-			statementWith(
-				(s) => (((s.predicate.resources as Json[])[0] as Json).name = "a//b"),
-			),
+			statementWith((s) => (((s.predicate.resources as Json[])[0] as Json).name = "a//b")),
 			"PAYLOAD_INVALID",
 		],
 		[
 			"a resource named ./a",
-			statementWith(
-				(s) => (((s.predicate.resources as Json[])[0] as Json).name = "./a"),
-			),
+			statementWith((s) => (((s.predicate.resources as Json[])[0] as Json).name = "./a")),
 			"PAYLOAD_INVALID",
 		],
 	])("refuses %s as %s", (_, payload, code) => {
@@ -322,14 +255,7 @@ describe("when the model is serialized in shards", () => {
 
 	it("orders shards by path, then start offset as a number", () => {
 		const s = parseModelSigningStatement(
-			sharded([
-				"b:0:100",
-				"a:100:200",
-				"a:0:100",
-				"a/x:0:5",
-				"a:200:250",
-				"a-b:0:1",
-			]),
+			sharded(["b:0:100", "a:100:200", "a:0:100", "a/x:0:5", "a:200:250", "a-b:0:1"]),
 		);
 		expect(s.resources.map((r) => r.name)).toEqual([
 			"a:0:100",
@@ -349,15 +275,11 @@ describe("when the model is serialized in shards", () => {
 		["an end before the start", "a.bin:10:5"],
 		["a shard larger than shard_size", "a.bin:0:101"],
 	])("refuses %s as PAYLOAD_INVALID", (_, name) => {
-		expect(codeOf(() => parseModelSigningStatement(sharded([name])))).toBe(
-			"PAYLOAD_INVALID",
-		);
+		expect(codeOf(() => parseModelSigningStatement(sharded([name])))).toBe("PAYLOAD_INVALID");
 	});
 
 	it.each([0, -5, 1.5])("refuses shard_size %s as PAYLOAD_INVALID", (size) => {
-		expect(
-			codeOf(() => parseModelSigningStatement(sharded(["a:0:1"], size))),
-		).toBe("PAYLOAD_INVALID");
+		expect(codeOf(() => parseModelSigningStatement(sharded(["a:0:1"], size)))).toBe("PAYLOAD_INVALID");
 	});
 });
 
@@ -381,17 +303,12 @@ describe("root digest", () => {
 			{ name: "a", algorithm: "sha256", digest: D1 },
 		];
 		// What the reference verifier would accept: the digests hashed as listed.
-		const listedRoot = createHash("sha256")
-			.update(Buffer.from(D2, "hex"))
-			.update(Buffer.from(D1, "hex"))
-			.digest("hex");
+		const listedRoot = createHash("sha256").update(Buffer.from(D2, "hex")).update(Buffer.from(D1, "hex")).digest("hex");
 		const payload = statementWith((s) => {
 			s.predicate.resources = listed;
 			s.subject = [{ name: "m", digest: { sha256: listedRoot } }];
 		});
-		expect(
-			codeOf(() => checkRootDigest(parseModelSigningStatement(payload))),
-		).toBe("ROOT_DIGEST_MISMATCH");
+		expect(codeOf(() => checkRootDigest(parseModelSigningStatement(payload)))).toBe("ROOT_DIGEST_MISMATCH");
 	});
 
 	it("components sort before longer names sharing a prefix (a/b < a-b), as PurePosixPath does", () => {
@@ -414,9 +331,7 @@ describe("root digest", () => {
 		const segment = fc
 			.stringMatching(/^[a-zA-Z0-9._\-\u00e9\u{1F600}\uFF21]{1,6}$/u)
 			.filter((x) => x !== "." && x !== "..");
-		const name = fc
-			.array(segment, { minLength: 1, maxLength: 3 })
-			.map((parts) => parts.join("/"));
+		const name = fc.array(segment, { minLength: 1, maxLength: 3 }).map((parts) => parts.join("/"));
 		const digest = fc.stringMatching(/^[0-9a-f]{64}$/);
 		fc.assert(
 			fc.property(
