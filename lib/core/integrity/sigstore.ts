@@ -56,7 +56,8 @@ import {
 // Not re-exported by the package index. It is the path builder the Verifier
 // itself uses for Fulcio chains; the private-CA mode needs it called with a
 // verification time because such bundles carry no timestamp (see below).
-import { verifyCertificateChain } from "@sigstore/verify/dist/key/certificate.js";
+import { CertificateChainVerifier } from "@sigstore/verify/dist/key/certificate.js";
+import { type CertAuthority, filterCertAuthorities } from "@sigstore/verify/dist/trust/index.js";
 import { z } from "zod";
 import { type ErrorCode, FtguardError, firstLine, toFtguardError } from "../errors";
 import { IN_TOTO_PAYLOAD_TYPE } from "./statement";
@@ -533,6 +534,52 @@ function signedAt(entity: SignedEntity): string | undefined {
 	return times.length > 0 ? new Date(Math.min(...times)).toISOString() : undefined;
 }
 
+/** Certificates after the leaf in an `x509CertificateChain`: untrusted path-building material. */
+function bundleIntermediates(bundle: Bundle): X509Certificate[] {
+	const vm = bundle.verificationMaterial.content;
+	if (vm.$case !== "x509CertificateChain") return [];
+	const out: X509Certificate[] = [];
+	for (const c of vm.x509CertificateChain.certificates.slice(1)) {
+		try {
+			out.push(X509Certificate.parse(Buffer.from(c.rawBytes)));
+		} catch (e) {
+			throw new FtguardError("BUNDLE_MALFORMED", "a certificate in the bundle's chain does not parse", { cause: e });
+		}
+	}
+	return out;
+}
+
+/**
+ * Path validation to a private CA, as X.509 does it: the user's PEM holds the trust
+ * anchors; intermediates the signer shipped in the bundle may be used to build the
+ * path but are never anchors themselves (a path must reach a certificate from the
+ * user's PEM). model_signing verifies its certificate vectors with the root CA
+ * alone, the intermediate coming from the bundle — so must we.
+ */
+function verifyPrivateChain(
+	at: Date,
+	leaf: X509Certificate,
+	authorities: CertAuthority[],
+	intermediates: X509Certificate[],
+): void {
+	let last: unknown = new Error("no certificate authority valid at that time");
+	for (const ca of filterCertAuthorities(authorities, at)) {
+		try {
+			const verifier = new CertificateChainVerifier({ trustedCerts: ca.certChain, untrustedCert: leaf, timestamp: at });
+			// The library only builds paths through trusted certificates and the leaf;
+			// its candidate list is extended with the bundle's intermediates, while the
+			// "path contains a trusted certificate" rule still uses the user's list.
+			const local = (verifier as unknown as { localCerts: X509Certificate[] }).localCerts;
+			for (const c of intermediates) if (!local.some((l) => l.equals(c))) local.push(c);
+			verifier.verify();
+			return;
+		} catch (e) {
+			last = e;
+		}
+	}
+	throw last;
+}
+
 function prepareTrust(bundle: Bundle, policy: TrustPolicy, options: VerifyOptions): PreparedTrust {
 	switch (policy.kind) {
 		case "public-key": {
@@ -573,7 +620,7 @@ function prepareTrust(bundle: Bundle, policy: TrustPolicy, options: VerifyOption
 				transparency: false,
 				before: () => {
 					try {
-						verifyCertificateChain(at, leaf.cert, ca.material.certificateAuthorities);
+						verifyPrivateChain(at, leaf.cert, ca.material.certificateAuthorities, bundleIntermediates(bundle));
 					} catch (e) {
 						throw new FtguardError(
 							"CERTIFICATE_UNTRUSTED",

@@ -306,6 +306,36 @@ describe("when a model is signed under a private CA", () => {
 		}
 	});
 
+	it("builds the path through the intermediate the bundle carries when only the root is trusted", async () => {
+		const ca = await createPrivateCa();
+		const { bundle } = await signStatementWithCertificate(statement, ca);
+		expect(verifyDsseBundle(parse(bundle), { kind: "certificate-chain", pem: ca.rootPem }).signer.kind).toBe(
+			"certificate-chain",
+		);
+	});
+
+	it("never treats an intermediate from the bundle as a trust anchor", async () => {
+		const ca = await createPrivateCa();
+		const other = await createPrivateCa("other");
+		const { bundle } = await signStatementWithCertificate(statement, ca);
+		// Trusting another root: the bundle's intermediate (issued by `ca`) cannot stand in for it.
+		expect(codeOf(() => verifyDsseBundle(parse(bundle), { kind: "certificate-chain", pem: other.rootPem }))).toBe(
+			"CERTIFICATE_UNTRUSTED",
+		);
+		// A chain made up entirely by an attacker, their own root shipped in the bundle, is refused.
+		const selfMade = await createPrivateCa("attacker");
+		const forged = await signStatementWithCertificate(statement, selfMade);
+		const chain = (
+			forged.bundle.verificationMaterial as { x509CertificateChain: { certificates: { rawBytes: string }[] } }
+		).x509CertificateChain.certificates;
+		chain.push({
+			rawBytes: Buffer.from(selfMade.rootPem.replace(/-----[^-]+-----|\s/g, ""), "base64").toString("base64"),
+		});
+		expect(codeOf(() => verifyDsseBundle(parse(forged.bundle), { kind: "certificate-chain", pem: ca.rootPem }))).toBe(
+			"CERTIFICATE_UNTRUSTED",
+		);
+	});
+
 	it("fails SIGNATURE_INVALID when the signature is altered", async () => {
 		const ca = await createPrivateCa();
 		const { bundle, chainPem } = await signStatementWithCertificate(statement, ca);
