@@ -276,16 +276,24 @@ describe("when a certificate vector is checked against another chain", () => {
 		}
 	});
 
-	it("fails CERTIFICATE_UNTRUSTED when only the root is given (bundle intermediates are not trusted)", () => {
+	it("fails CERTIFICATE_UNTRUSTED when only the intermediate is given (no root to anchor the path)", () => {
 		for (const b of bundles) {
 			expect(
 				codeOf(() =>
 					verifyDsseBundle(b, {
 						kind: "certificate-chain",
-						pem: read("keys/ca-cert.pem"),
+						pem: read("keys/int-ca-cert.pem"),
 					}),
 				),
 			).toBe("CERTIFICATE_UNTRUSTED");
+		}
+	});
+
+	it("verifies with the root alone, the intermediate coming from the bundle (as model_signing does)", () => {
+		for (const b of bundles) {
+			expect(verifyDsseBundle(b, { kind: "certificate-chain", pem: read("keys/ca-cert.pem") }).signer.kind).toBe(
+				"certificate-chain",
+			);
 		}
 	});
 
