@@ -248,6 +248,9 @@ async function parent(argv: string[]): Promise<void> {
 
 	const gbps = (bytes: number, s: number) => bytes / s / 1e9;
 	const osslGbps = gbps(singleBytes, median(times.openssl));
+	// Best runs too: on a shared VM the second vCPU comes and goes, and the best
+	// run shows what the code does when the hardware is there.
+	const osslBestGbps = gbps(singleBytes, Math.min(...times.openssl));
 	const row = (label: string, bytes: number, ts: number[], target: number | undefined, rssMB: number | undefined) => {
 		const rate = gbps(bytes, median(ts));
 		const ratio = rate / osslGbps;
@@ -257,6 +260,8 @@ async function parent(argv: string[]): Promise<void> {
 			medianSeconds: median(ts),
 			gbPerSecond: rate,
 			vsOpenssl: ratio,
+			bestSeconds: Math.min(...ts),
+			bestVsOpensslBest: gbps(bytes, Math.min(...ts)) / osslBestGbps,
 			target,
 			result: target === undefined ? "" : ratio >= target ? "PASS" : "MISS",
 			peakRssMB: rssMB,
@@ -276,9 +281,22 @@ async function parent(argv: string[]): Promise<void> {
 	console.log(
 		`\nftguard hash benchmark — ${availableParallelism()} CPUs (${cpuModel}), Node ${process.version}, ${osslVersion}`,
 	);
-	console.log(`median of ${o.reps} runs; GB = 1e9 bytes; RSS target < ${RSS_TARGET_MB} MB`);
+	console.log(
+		`median and best of ${o.reps} runs; targets apply to medians; GB = 1e9 bytes; RSS target < ${RSS_TARGET_MB} MB`,
+	);
 	console.log("(5) is the hardware's parallel ceiling (one openssl per CPU): (1) and (2) cannot exceed it\n");
-	const header = ["scenario", "median s", "GB/s", "vs openssl", "target", "result", "peak RSS MB", "RSS"];
+	const header = [
+		"scenario",
+		"median s",
+		"GB/s",
+		"vs openssl",
+		"target",
+		"result",
+		"best s",
+		"best vs best",
+		"peak RSS MB",
+		"RSS",
+	];
 	const lines = rows.map((r) => [
 		r.label,
 		r.medianSeconds.toFixed(2),
@@ -286,6 +304,8 @@ async function parent(argv: string[]): Promise<void> {
 		`${r.vsOpenssl.toFixed(2)}×`,
 		r.target === undefined ? "" : `≥ ${r.target}×`,
 		r.result,
+		r.bestSeconds.toFixed(2),
+		`${r.bestVsOpensslBest.toFixed(2)}×`,
 		r.peakRssMB === undefined ? "" : r.peakRssMB.toFixed(0),
 		r.rssResult,
 	]);
