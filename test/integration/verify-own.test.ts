@@ -137,6 +137,35 @@ describe("sharded manifests", () => {
 	});
 });
 
+describe("empty files in sharded signatures", () => {
+	it("follows the signer's convention: with or without an empty-file shard path:0:0", async () => {
+		for (const shardEmptyFiles of [false, true]) {
+			const dir = model(100);
+			writeFileSync(join(dir, "empty.bin"), "");
+			const m = await buildManifest(dir, {
+				method: "shards",
+				shardSize: 64,
+				shardEmptyFiles,
+				ignorePaths: ["model.sig"],
+			});
+			expect(m.resources.some((r) => r.name === "empty.bin:0:0")).toBe(shardEmptyFiles);
+			const statement = makeModelSigningStatement({
+				modelName: m.modelName,
+				method: "shards",
+				resources: m.resources,
+				serialization: { shard_size: 64 },
+			});
+			const kp = generateEcKeyPair();
+			const pub = join(dir, "..", "k.pem");
+			writeFileSync(pub, kp.publicKeyPem);
+			const sig = write(join(dir, "model.sig"), signStatementKeyed(statement, { keyPair: kp }).bundle);
+			const r = await ftguard(["verify", dir, "--signature", sig, "--public-key", pub]);
+			expect(r.stderr).toBe("");
+			expect(r.code).toBe(0);
+		}
+	});
+});
+
 describe("statements that lie", () => {
 	it("a subject digest that is not the root of the resources is ROOT_DIGEST_MISMATCH", async () => {
 		const dir = model();

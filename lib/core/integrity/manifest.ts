@@ -48,7 +48,8 @@ export const DEFAULT_IGNORE_PATHS: readonly string[] = Object.freeze([
 
 /** The reference's default shard size for method "shards". */
 export const DEFAULT_SHARD_SIZE = 1_000_000_000;
-export const DEFAULT_MAX_FILES = 1_000_000;
+/** Far above any real checkpoint (tens of files); each listed file costs ~1 KB while hashing. */
+export const DEFAULT_MAX_FILES = 100_000;
 export const DEFAULT_MAX_DEPTH = 128;
 /**
  * 1 MiB reads. Measured (page-cached file, read + hash interleaved): 32 KiB reads
@@ -212,12 +213,18 @@ async function build(modelPath: string, opts: BuildManifestOptions): Promise<Man
 
 /**
  * The hashing parameters a signature was made with, for re-hashing the model
- * when verifying it. A v1.0 signature has no `ignore_paths`; the git defaults
- * apply anyway, as in the reference verifier.
+ * when verifying it: method, shard size, symlink rule and, when the signed
+ * resources contain an empty-file shard (`path:0:0`, as newer model_signing
+ * writes), the matching empty-file rule.
+ *
+ * The signer's `ignore_paths` are deliberately not returned: a file the
+ * signature does not cover is unsigned content next to the model, and only the
+ * verifying user may accept it (the caller passes its own ignore paths).
  */
 export function hashOptionsFromSerialization(
-	s: Pick<Serialization, "method" | "allow_symlinks"> & Partial<Pick<Serialization, "ignore_paths" | "shard_size">>,
-): Pick<HashOptions, "method" | "shardSize" | "allowSymlinks" | "ignorePaths"> {
+	s: Pick<Serialization, "method"> & Partial<Pick<Serialization, "allow_symlinks" | "shard_size">>,
+	resources: readonly { name: string }[] = [],
+): Pick<HashOptions, "method" | "shardSize" | "allowSymlinks" | "shardEmptyFiles"> {
 	if (
 		s.method === "shards" &&
 		(s.shard_size === undefined || !Number.isSafeInteger(s.shard_size) || s.shard_size <= 0)
@@ -227,8 +234,9 @@ export function hashOptionsFromSerialization(
 	return {
 		method: s.method,
 		allowSymlinks: s.allow_symlinks === true,
-		ignorePaths: [...(s.ignore_paths ?? [])],
-		...(s.method === "shards" ? { shardSize: s.shard_size as number } : {}),
+		...(s.method === "shards"
+			? { shardSize: s.shard_size as number, shardEmptyFiles: resources.some((r) => r.name.endsWith(":0:0")) }
+			: {}),
 	};
 }
 

@@ -58,7 +58,7 @@ export interface HashOptions {
 	allowSymlinks?: boolean;
 	/** Worker threads. @default min(available parallelism, 8) */
 	concurrency?: number;
-	/** Refuse directories with more entries than this (TOO_MANY_FILES). @default 1_000_000 */
+	/** Refuse directories with more entries than this (TOO_MANY_FILES). @default 100_000 */
 	maxFiles?: number;
 	/** Refuse directories nested deeper than this below the model root (PATH_TOO_DEEP). @default 128 */
 	maxDepth?: number;

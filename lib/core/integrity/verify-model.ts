@@ -19,7 +19,7 @@ import { readFile } from "node:fs/promises";
 import { isAbsolute, relative, sep } from "node:path";
 import { FtguardError, toFtguardError } from "../errors";
 import { assertNoDiff, diffResources, resourceFile } from "./compare";
-import { buildManifest } from "./manifest";
+import { buildManifest, hashOptionsFromSerialization } from "./manifest";
 import {
 	checkRootDigest,
 	parseBundle,
@@ -77,9 +77,7 @@ export async function verifyModel(
 	const userIgnores = options.ignorePaths ?? [];
 	const sigRel = signatureInside(modelPath, signaturePath);
 	const manifest = await buildManifest(modelPath, {
-		method: signed.method,
-		...(signed.shard_size !== undefined ? { shardSize: signed.shard_size } : {}),
-		allowSymlinks: signed.allow_symlinks ?? false,
+		...hashOptionsFromSerialization(signed, statement.resources),
 		ignorePaths: sigRel ? [...userIgnores, sigRel] : userIgnores,
 		...(options.onProgress ? { onProgress: options.onProgress } : {}),
 	});
