@@ -33,8 +33,6 @@ export const FINDING_CODES = [
 	"PATH_ESCAPE",
 	// a FIFO, socket or device where a model file should be (the reference refuses them too)
 	"SPECIAL_FILE",
-	// base-model registry
-	"BASE_MODEL_NOT_APPROVED",
 ] as const;
 
 /** ftguard could not decide: exit code 2. */
