@@ -1,10 +1,11 @@
 /** The CLI contract: help everywhere, exit codes, one-line errors, JSON on request. */
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ftguard } from "../helpers/cli";
+import { ftguard, REPO } from "../helpers/cli";
 
 const sha = (s: string) => createHash("sha256").update(s).digest("hex");
 
@@ -81,5 +82,24 @@ describe("ftguard hash", () => {
 	it("prints no progress when stderr is not a terminal", async () => {
 		const r = await ftguard(["hash", model()]);
 		expect(r.stderr).toBe("");
+	});
+});
+
+describe("progress on a terminal", () => {
+	// `script` gives the CLI a real pseudo-terminal, as a user's shell would.
+	function underTty(args: string[]): string {
+		const env = { ...process.env };
+		delete env.CI;
+		const cmd = [process.execPath, join(REPO, "bin/ftguard.mjs"), ...args].map((a) => `'${a}'`).join(" ");
+		return execFileSync("script", ["-qec", cmd, "/dev/null"], { env, encoding: "utf8" });
+	}
+
+	it("draws a progress line on a TTY, and none with --json", () => {
+		const dir = model();
+		const human = underTty(["hash", dir]);
+		expect(human).toMatch(/hashing 100% .* 2\/2 files/);
+		const json = underTty(["hash", dir, "--json"]);
+		expect(json).not.toContain("hashing");
+		expect(json).toContain('"root"');
 	});
 });
