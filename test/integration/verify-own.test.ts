@@ -49,6 +49,19 @@ function write(path: string, json: Json): string {
 	return path;
 }
 
+/**
+ * Signs `statement` with a fresh EC key into `<dir>/model.sig` and verifies `dir`
+ * with the CLI against that key.
+ */
+async function signAndVerify(dir: string, statement: Json, extra: string[] = []) {
+	const kp = generateEcKeyPair();
+	const pub = join(dir, "..", "k.pem");
+	writeFileSync(pub, kp.publicKeyPem);
+	const sig = write(join(dir, "model.sig"), signStatementKeyed(statement, { keyPair: kp }).bundle);
+	const verify = () => ftguard(["verify", dir, "--signature", sig, "--public-key", pub, ...extra]);
+	return { result: await verify(), again: verify };
+}
+
 describe("keyless (private Sigstore, --trusted-root)", () => {
 	it("verifies the right identity and refuses the wrong one", async () => {
 		const dir = model();
@@ -117,19 +130,12 @@ describe("keyless (private Sigstore, --trusted-root)", () => {
 describe("sharded manifests", () => {
 	it("re-hashes with the signature's own shard size, and names the changed file", async () => {
 		const dir = model(10_000);
-		const kp = generateEcKeyPair("P-256");
-		const pub = join(dir, "..", "k.pem");
-		writeFileSync(pub, kp.publicKeyPem);
-		const sig = write(
-			join(dir, "model.sig"),
-			signStatementKeyed(await statementFor(dir, "shards", 4096), { keyPair: kp }).bundle,
-		);
-		const ok = await ftguard(["verify", dir, "--signature", sig, "--public-key", pub, "--json"]);
+		const { result: ok, again } = await signAndVerify(dir, await statementFor(dir, "shards", 4096), ["--json"]);
 		expect(ok.code).toBe(0);
 		expect(ok.json()).toMatchObject({ serialization: { method: "shards", shard_size: 4096 }, files: 2 });
 
 		writeFileSync(join(dir, "nested", "weights.bin"), Buffer.alloc(10_001, 7));
-		const bad = await ftguard(["verify", dir, "--signature", sig, "--public-key", pub, "--json"]);
+		const bad = await again();
 		expect(bad.code).toBe(1);
 		expect(bad.json()).toMatchObject({
 			error: { code: "DIGEST_MISMATCH", details: { mismatched: [{ name: "nested/weights.bin" }] } },
@@ -155,11 +161,7 @@ describe("empty files in sharded signatures", () => {
 				resources: m.resources,
 				serialization: { shard_size: 64 },
 			});
-			const kp = generateEcKeyPair();
-			const pub = join(dir, "..", "k.pem");
-			writeFileSync(pub, kp.publicKeyPem);
-			const sig = write(join(dir, "model.sig"), signStatementKeyed(statement, { keyPair: kp }).bundle);
-			const r = await ftguard(["verify", dir, "--signature", sig, "--public-key", pub]);
+			const { result: r } = await signAndVerify(dir, statement);
 			expect(r.stderr).toBe("");
 			expect(r.code).toBe(0);
 		}
@@ -171,11 +173,7 @@ describe("statements that lie", () => {
 		const dir = model();
 		const m = await buildManifest(dir, { ignorePaths: ["model.sig"] });
 		const statement = makeModelSigningStatement({ modelName: "model", resources: m.resources, root: "ab".repeat(32) });
-		const kp = generateEcKeyPair();
-		const pub = join(dir, "..", "k.pem");
-		writeFileSync(pub, kp.publicKeyPem);
-		const sig = write(join(dir, "model.sig"), signStatementKeyed(statement, { keyPair: kp }).bundle);
-		const r = await ftguard(["verify", dir, "--signature", sig, "--public-key", pub]);
+		const { result: r } = await signAndVerify(dir, statement);
 		expect(r.code).toBe(1);
 		expect(r.stderr).toMatch(/^ftguard: ROOT_DIGEST_MISMATCH/);
 	});
@@ -183,30 +181,12 @@ describe("statements that lie", () => {
 	it("two subjects is SUBJECT_INVALID; another predicate type is PREDICATE_TYPE_UNSUPPORTED", async () => {
 		const dir = model();
 		const base = await statementFor(dir);
-		const kp = generateEcKeyPair();
-		const pub = join(dir, "..", "k.pem");
-		writeFileSync(pub, kp.publicKeyPem);
 		const subjects = base.subject as Json[];
 		const two = { ...base, subject: [...subjects, { name: "other", digest: { sha256: "cd".repeat(32) } }] };
-		const r1 = await ftguard([
-			"verify",
-			dir,
-			"--signature",
-			write(join(dir, "model.sig"), signStatementKeyed(two, { keyPair: kp }).bundle),
-			"--public-key",
-			pub,
-		]);
+		const { result: r1 } = await signAndVerify(dir, two);
 		expect(r1.code).toBe(1);
 		expect(r1.stderr).toMatch(/^ftguard: SUBJECT_INVALID/);
-		const other = { ...base, predicateType: "https://slsa.dev/provenance/v1" };
-		const r2 = await ftguard([
-			"verify",
-			dir,
-			"--signature",
-			write(join(dir, "model.sig"), signStatementKeyed(other, { keyPair: kp }).bundle),
-			"--public-key",
-			pub,
-		]);
+		const { result: r2 } = await signAndVerify(dir, { ...base, predicateType: "https://slsa.dev/provenance/v1" });
 		expect(r2.code).toBe(1);
 		expect(r2.stderr).toMatch(/^ftguard: PREDICATE_TYPE_UNSUPPORTED/);
 	});
@@ -215,14 +195,7 @@ describe("statements that lie", () => {
 		const dir = model();
 		const m = await buildManifest(dir, { ignorePaths: ["model.sig"] });
 		const resources = [...m.resources, { name: "../../etc/passwd", digest: "00".repeat(32) }];
-		const kp = generateEcKeyPair();
-		const pub = join(dir, "..", "k.pem");
-		writeFileSync(pub, kp.publicKeyPem);
-		const sig = write(
-			join(dir, "model.sig"),
-			signStatementKeyed(makeModelSigningStatement({ modelName: "model", resources }), { keyPair: kp }).bundle,
-		);
-		const r = await ftguard(["verify", dir, "--signature", sig, "--public-key", pub]);
+		const { result: r } = await signAndVerify(dir, makeModelSigningStatement({ modelName: "model", resources }));
 		expect(r.code).toBe(1);
 		expect(r.stderr).toMatch(/^ftguard: PATH_ESCAPE: /);
 	});
@@ -231,12 +204,10 @@ describe("statements that lie", () => {
 describe("symlinks", () => {
 	it("a symlink in a model signed without allow_symlinks is refused, never followed", async () => {
 		const dir = model();
-		const kp = generateEcKeyPair();
-		const pub = join(dir, "..", "k.pem");
-		writeFileSync(pub, kp.publicKeyPem);
-		const sig = write(join(dir, "model.sig"), signStatementKeyed(await statementFor(dir), { keyPair: kp }).bundle);
+		const { result: before, again } = await signAndVerify(dir, await statementFor(dir));
+		expect(before.code).toBe(0);
 		symlinkSync("/etc/hostname", join(dir, "link"));
-		const r = await ftguard(["verify", dir, "--signature", sig, "--public-key", pub]);
+		const r = await again();
 		expect(r.code).toBe(1);
 		expect(r.stderr).toMatch(/^ftguard: SYMLINK_REFUSED/);
 	});

@@ -117,52 +117,28 @@ describe("certificate vectors", () => {
 });
 
 describe("the wrong signer", () => {
-	it("keyless: another identity is IDENTITY_MISMATCH", async () => {
-		const dir = copyVector("v1.0.0-sigstore");
-		const r = await ftguard([
-			"verify",
-			dir,
-			"--signature",
-			join(dir, "model.sig"),
-			"--identity",
-			"someone@us.ibm.com",
-			"--identity-provider",
-			"https://sigstore.verify.ibm.com/oauth2",
-		]);
-		expect(r.code).toBe(1);
-		expect(r.stderr).toMatch(/^ftguard: IDENTITY_MISMATCH/);
-	});
+	const IBM = "https://sigstore.verify.ibm.com/oauth2";
+	/** Verifies a copy of a keyless vector with the given identity flags. */
+	async function keyless(name: string, identity: string[]) {
+		const dir = copyVector(name);
+		const ignore = name.startsWith("v1.1.0") ? ["--ignore-paths", "ignore-me"] : [];
+		return ftguard(["verify", dir, "--signature", join(dir, "model.sig"), ...identity, ...ignore]);
+	}
 
-	it("keyless: an identity that only matches as a substring is refused (anchored)", async () => {
-		const dir = copyVector("v1.0.0-sigstore");
-		const r = await ftguard([
-			"verify",
-			dir,
-			"--signature",
-			join(dir, "model.sig"),
-			"--identity-regexp",
-			"stefanb@us",
-			"--identity-provider",
-			"https://sigstore.verify.ibm.com/oauth2",
-		]);
-		expect(r.code).toBe(1);
-		expect(r.stderr).toMatch(/^ftguard: IDENTITY_MISMATCH/);
-	});
-
-	it("keyless: another issuer is IDENTITY_MISMATCH", async () => {
-		const dir = copyVector("v1.1.0-sigstore");
-		const r = await ftguard([
-			"verify",
-			dir,
-			"--signature",
-			join(dir, "model.sig"),
-			"--identity",
-			"stefanb@us.ibm.com",
-			"--identity-provider",
-			"https://accounts.google.com",
-			"--ignore-paths",
-			"ignore-me",
-		]);
+	it.each([
+		["another identity", "v1.0.0-sigstore", ["--identity", "someone@us.ibm.com", "--identity-provider", IBM]],
+		[
+			"an identity that only matches as a substring (anchored)",
+			"v1.0.0-sigstore",
+			["--identity-regexp", "stefanb@us", "--identity-provider", IBM],
+		],
+		[
+			"another issuer",
+			"v1.1.0-sigstore",
+			["--identity", "stefanb@us.ibm.com", "--identity-provider", "https://accounts.google.com"],
+		],
+	])("keyless: %s is IDENTITY_MISMATCH", async (_what, name, identity) => {
+		const r = await keyless(name, identity);
 		expect(r.code).toBe(1);
 		expect(r.stderr).toMatch(/^ftguard: IDENTITY_MISMATCH/);
 	});

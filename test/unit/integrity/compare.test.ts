@@ -1,20 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { FtguardError } from "../../../lib/core/errors";
 import { assertNoDiff, diffResources, resourceFile } from "../../../lib/core/integrity/compare";
 import type { ResourceDescriptor } from "../../../lib/core/integrity/types";
+import { errorOf } from "../../helpers/errors";
 
 const r = (name: string, digest: string): ResourceDescriptor => ({ name, algorithm: "sha256", digest });
 const d = (c: string) => c.repeat(64);
-
-function thrown(fn: () => void): FtguardError {
-	try {
-		fn();
-	} catch (e) {
-		if (e instanceof FtguardError) return e;
-		throw e;
-	}
-	throw new Error("expected a throw");
-}
 
 describe("diffResources", () => {
 	it("finds nothing when both sides agree, whatever their order", () => {
@@ -48,9 +38,9 @@ describe("diffResources", () => {
 
 describe("assertNoDiff", () => {
 	it("uses the specific code when one kind of difference exists", () => {
-		expect(thrown(() => assertNoDiff({ unsigned: ["x"], missing: [], mismatched: [] })).code).toBe("UNSIGNED_FILE");
-		expect(thrown(() => assertNoDiff({ unsigned: [], missing: ["x"], mismatched: [] })).code).toBe("MISSING_FILE");
-		const m = thrown(() =>
+		expect(errorOf(() => assertNoDiff({ unsigned: ["x"], missing: [], mismatched: [] })).code).toBe("UNSIGNED_FILE");
+		expect(errorOf(() => assertNoDiff({ unsigned: [], missing: ["x"], mismatched: [] })).code).toBe("MISSING_FILE");
+		const m = errorOf(() =>
 			assertNoDiff({ unsigned: [], missing: [], mismatched: [{ name: "x", expected: "a", actual: "b" }] }),
 		);
 		expect(m.code).toBe("DIGEST_MISMATCH");
@@ -59,7 +49,7 @@ describe("assertNoDiff", () => {
 	});
 
 	it("uses MANIFEST_MISMATCH with every list in details when several kinds exist", () => {
-		const e = thrown(() => assertNoDiff({ unsigned: ["u"], missing: ["m"], mismatched: [] }, "a hint"));
+		const e = errorOf(() => assertNoDiff({ unsigned: ["u"], missing: ["m"], mismatched: [] }, "a hint"));
 		expect(e.code).toBe("MANIFEST_MISMATCH");
 		expect(e.message).toMatch(/missing: m; unsigned: u \(a hint\)/);
 		expect(e.details).toMatchObject({ unsigned: ["u"], missing: ["m"] });
@@ -67,7 +57,7 @@ describe("assertNoDiff", () => {
 
 	it("keeps the message one line however many files differ", () => {
 		const many = Array.from({ length: 50 }, (_, i) => `f${i}`);
-		const e = thrown(() => assertNoDiff({ unsigned: many, missing: [], mismatched: [] }));
+		const e = errorOf(() => assertNoDiff({ unsigned: many, missing: [], mismatched: [] }));
 		expect(e.message.split("\n")).toHaveLength(1);
 		expect(e.message).toContain("(+45)");
 		expect(e.details?.unsigned).toHaveLength(50);

@@ -2,8 +2,8 @@
  * Bundles ftguard's test helpers sign (keyed, keyless through a private mock
  * Sigstore, private CA): each verifies, and each trust check fails on its own.
  */
+
 import { describe, expect, it } from "vitest";
-import { FtguardError } from "../../../lib/core/errors";
 import {
 	loadTrustedRoot,
 	parseBundle,
@@ -11,6 +11,7 @@ import {
 	type TrustPolicy,
 	verifyDsseBundle,
 } from "../../../lib/core/integrity/sigstore";
+import { codeOf } from "../../helpers/errors";
 import {
 	createMockSigstore,
 	createPrivateCa,
@@ -35,16 +36,6 @@ const statement = makeModelSigningStatement({
 });
 
 const parse = (json: Json) => parseBundle(JSON.stringify(json), "test bundle");
-
-function codeOf(fn: () => unknown): string {
-	try {
-		fn();
-	} catch (e) {
-		expect(e).toBeInstanceOf(FtguardError);
-		return (e as FtguardError).code;
-	}
-	throw new Error("expected a failure, got success");
-}
 
 const keyless = (trustedRoot: Json, identity = IDENTITY, issuer = ISSUER): TrustPolicy => ({
 	kind: "keyless",

@@ -1,7 +1,8 @@
 /** Reading a bundle: malformed input is refused before any verification starts. */
+
 import { describe, expect, it } from "vitest";
-import { FtguardError } from "../../../lib/core/errors";
 import { MAX_BUNDLE_BYTES, parseBundle, verifyDsseBundle } from "../../../lib/core/integrity/sigstore";
+import { codeOf } from "../../helpers/errors";
 import {
 	createPrivateCa,
 	type Json,
@@ -18,19 +19,6 @@ const statement = makeModelSigningStatement({
 });
 const keyed = signStatementKeyed(statement);
 const text = (json: unknown) => JSON.stringify(json);
-
-function codeOf(fn: () => unknown): string {
-	try {
-		fn();
-	} catch (e) {
-		expect(e).toBeInstanceOf(FtguardError);
-		const err = e as FtguardError;
-		expect(err.message).toContain("model.sig");
-		expect(err.message).not.toContain("\n");
-		return err.code;
-	}
-	throw new Error("expected a failure, got success");
-}
 
 /** `keyed.bundle` with `edit` applied to a deep copy. */
 function edited(edit: (b: Json & { verificationMaterial: Json; dsseEnvelope: Json }) => void): string {

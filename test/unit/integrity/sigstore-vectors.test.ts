@@ -8,7 +8,6 @@ import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { FtguardError } from "../../../lib/core/errors";
 import {
 	checkRootDigest,
 	type IdentityMatcher,
@@ -17,6 +16,7 @@ import {
 	type TrustPolicy,
 	verifyDsseBundle,
 } from "../../../lib/core/integrity/sigstore";
+import { codeOf } from "../../helpers/errors";
 import { createPrivateCa, generateEcKeyPair, type Json, tamper } from "../../helpers/sign";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -55,19 +55,6 @@ const VECTOR_NAMES = ["v1.0.0", "v1.1.0"].flatMap((v) =>
 
 const bundleJson = (name: string): Json => JSON.parse(read(`${name}/model.sig`));
 const parse = (json: Json | string) => parseBundle(typeof json === "string" ? json : JSON.stringify(json), "model.sig");
-
-/** The FtguardError code `fn` throws; fails the test when it returns or throws something else. */
-function codeOf(fn: () => unknown): string {
-	try {
-		fn();
-	} catch (e) {
-		expect(e).toBeInstanceOf(FtguardError);
-		const err = e as FtguardError;
-		expect(err.message).not.toContain("\n");
-		return err.code;
-	}
-	throw new Error("expected a failure, got success");
-}
 
 // No test here may touch the network: every fetch or socket attempt is an error.
 const fetchSpy = vi.fn(() => {

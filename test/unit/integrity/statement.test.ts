@@ -9,13 +9,13 @@ import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { FtguardError } from "../../../lib/core/errors";
 import {
 	checkRootDigest,
 	LEGACY_SUBJECT_NAME,
 	MODEL_SIGNING_PREDICATE_LEGACY,
 	parseModelSigningStatement,
 } from "../../../lib/core/integrity/statement";
+import { codeOf } from "../../helpers/errors";
 import { type Json, makeModelSigningStatement, referenceRootDigest } from "../../helpers/sign";
 
 const VECTORS = resolve(dirname(fileURLToPath(import.meta.url)), "../../../../shared/vectors/model-signing");
@@ -24,16 +24,6 @@ const bytes = (s: unknown) => Buffer.from(typeof s === "string" ? s : JSON.strin
 const D1 = "1".repeat(64);
 const D2 = "2".repeat(64);
 const D3 = "3".repeat(64);
-
-function codeOf(fn: () => unknown): string {
-	try {
-		fn();
-	} catch (e) {
-		expect(e).toBeInstanceOf(FtguardError);
-		return (e as FtguardError).code;
-	}
-	throw new Error("expected a failure, got success");
-}
 
 /** A valid v1.0 statement with `edit` applied to a deep copy. */
 function statementWith(edit: (s: Json & { predicate: Json; subject: Json[] }) => void): Buffer {
