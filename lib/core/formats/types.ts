@@ -1,0 +1,85 @@
+/**
+ * The contract every file-format scanner implements. A scanner never loads,
+ * unpickles or executes anything: it reads bytes through a ByteSource and
+ * returns findings. Scanners are pure functions of (bytes, policy); the verdict
+ * is derived in one place (`verdictOf`) so that no scanner can forget to fail.
+ */
+
+export type Severity = "critical" | "high" | "medium" | "low";
+
+/** safe: nothing runs on load; unsafe: something can or may; malformed: not a valid file of its format. */
+export type Verdict = "safe" | "unsafe" | "malformed";
+
+export type FormatName =
+	| "pickle"
+	| "pytorch-zip"
+	| "pytorch-legacy"
+	| "numpy"
+	| "numpy-npz"
+	| "safetensors"
+	| "onnx"
+	| "gguf"
+	| "keras"
+	| "hf-config"
+	| "hf-tokenizer-config"
+	| "python"
+	| "unknown";
+
+export interface Finding {
+	/** Stable id, kebab-case, e.g. "pickle-forbidden", "dangerous-global", "external-data-escape". */
+	id: string;
+	severity: Severity;
+	/** One line for a human. */
+	message: string;
+	/** Where: "opcode 0x1f3", "archive/data.pkl @ opcode 0x12", "tensor model.w", "$.auto_map". */
+	location?: string;
+}
+
+/** Random access to a file's bytes; counts what it reads so benchmarks can report it. */
+export interface ByteSource {
+	readonly size: number;
+	/** Reads up to `length` bytes at `offset` (fewer only at end of file). */
+	read(offset: number, length: number): Promise<Buffer>;
+	/** Bytes returned by `read` so far. */
+	readonly bytesRead: number;
+}
+
+export interface ScanPolicy {
+	/** Judge pickles by analysis (allow-list) instead of refusing them outright. @default false */
+	allowPickle: boolean;
+}
+
+export interface ScanInput {
+	source: ByteSource;
+	/** The file's name relative to the scanned root, POSIX separators (for messages and locations). */
+	name: string;
+	/** Absolute path of the model directory the file belongs to, when scanning a directory (ONNX external data). */
+	modelDir?: string;
+	/** Absolute path of the file itself. */
+	path: string;
+	policy: ScanPolicy;
+}
+
+export interface ScanResult {
+	findings: Finding[];
+	/**
+	 * Set when the file is not a valid file of its format: the rule it broke, one
+	 * line. Findings gathered before the error are kept (a payload followed by
+	 * garbage still runs in pickle).
+	 */
+	malformed?: string;
+}
+
+export interface Scanner {
+	format: FormatName;
+	/** Claims a file by its first bytes (and, only as a tie-breaker, its name). Never by extension alone. */
+	detect(head: Buffer, name: string, size: number): boolean;
+	scan(input: ScanInput): Promise<ScanResult>;
+}
+
+/** Unsafe if any critical or high finding; else malformed if the format is broken; else safe. */
+export function verdictOf(result: ScanResult): Verdict {
+	if (result.findings.some((f) => f.severity === "critical" || f.severity === "high")) return "unsafe";
+	if (result.malformed !== undefined) return "malformed";
+	return "safe";
+}
