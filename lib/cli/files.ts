@@ -1,0 +1,89 @@
+/** `ftguard files`: is every file of a model safe to load? Nothing is loaded or unpickled. */
+import { writeFile } from "node:fs/promises";
+import type { Command } from "commander";
+import { FtguardError, toFtguardError } from "../core/errors";
+import { defaultScanOptions } from "../core/formats";
+import { toSarif } from "../core/formats/sarif";
+import { type ScanReport, scanPaths } from "../core/formats/scan";
+import { type Io, printJson, processIo, runCommand } from "./io";
+
+interface FilesFlags {
+	allowPickle?: boolean;
+	strict?: boolean;
+	sarif?: string;
+	json?: boolean;
+}
+
+const VERSION = process.env.npm_package_version ?? "0.1.0";
+
+export function registerFiles(program: Command, setExit: (code: number) => void): void {
+	program
+		.command("files")
+		.description("decide, without loading anything, whether each model file is safe to load")
+		.argument("<path...>", "files or directories (recursed)")
+		.option("--allow-pickle", "judge pickles by analysis (allow-list) instead of refusing them")
+		.option("--strict", "treat files of unknown format as unsafe")
+		.option("--sarif <out.sarif>", "also write SARIF 2.1.0 for code-scanning dashboards")
+		.option("--json", "machine-readable output")
+		.addHelpText(
+			"after",
+			`
+Formats: pickle (protocols 0-5), PyTorch zip and legacy, NumPy .npy/.npz, safetensors,
+ONNX, GGUF, Keras .keras, Hugging Face config.json / tokenizer_config.json / *.py.
+Default policy refuses pickle-bearing files (pickle-forbidden): convert to safetensors,
+or pass --allow-pickle to accept pickles whose globals are all on the allow-list.
+
+Exit codes: 0 every file safe, 1 a file is unsafe or malformed, 2 could not scan.`,
+		)
+		.action(async (paths: string[], flags: FilesFlags) => {
+			const io = processIo(Boolean(flags.json));
+			setExit(await runCommand(io, () => files(io, paths, flags)));
+		});
+}
+
+async function files(io: Io, paths: string[], flags: FilesFlags): Promise<0 | 1> {
+	if (paths.length === 0) throw new FtguardError("USAGE", "give at least one file or directory");
+	const report = await scanPaths(paths, {
+		...defaultScanOptions(),
+		policy: { allowPickle: Boolean(flags.allowPickle) },
+		strict: Boolean(flags.strict),
+	});
+	if (flags.sarif !== undefined) {
+		try {
+			await writeFile(flags.sarif, `${JSON.stringify(toSarif(report, VERSION), null, 2)}\n`);
+		} catch (e) {
+			throw toFtguardError(e, `cannot write SARIF to ${flags.sarif}`);
+		}
+	}
+	if (io.json) printJson(io, jsonReport(report));
+	else render(io, report);
+	return report.summary.unsafe + report.summary.malformed > 0 ? 1 : 0;
+}
+
+function jsonReport(report: ScanReport): object {
+	return {
+		ok: true,
+		files: report.files.map((f) => ({
+			path: f.path,
+			format: f.format,
+			verdict: f.verdict,
+			findings: f.findings,
+			...(f.malformed !== undefined ? { malformed: f.malformed } : {}),
+		})),
+		summary: report.summary,
+	};
+}
+
+function render(io: Io, report: ScanReport): void {
+	for (const f of report.files) {
+		io.out(`${f.verdict.toUpperCase().padEnd(9)} ${f.format.padEnd(20)} ${f.path}`);
+		if (f.malformed !== undefined) io.out(`          malformed: ${f.malformed}`);
+		for (const x of f.findings) {
+			io.out(`          ${x.severity.padEnd(8)} ${x.id}: ${x.message}${x.location ? ` (${x.location})` : ""}`);
+		}
+	}
+	const s = report.summary;
+	io.out(
+		`${s.files} files: ${s.safe} safe, ${s.unsafe} unsafe, ${s.malformed} malformed (${s.unknown} of unknown format)`,
+	);
+}

@@ -1,0 +1,194 @@
+/**
+ * The file-safety engine: lists the files under the given paths, picks a scanner
+ * for each by content, runs it, and derives one verdict per file.
+ *
+ * Fail closed at every step: a scanner that throws gives a `scanner-error`
+ * finding (unsafe), an archive no scanner claims is still searched for pickles,
+ * and a file with a pickle-like name that no scanner claims is analysed as a
+ * pickle — so renaming or re-ordering a payload cannot turn it into "unknown".
+ */
+import { join, resolve } from "node:path";
+import { toFtguardError } from "../errors";
+import { DEFAULT_IGNORE_PATHS } from "../integrity/manifest";
+import { normalizeIgnorePaths, walkModel } from "../integrity/walk";
+import { FileSource } from "./source";
+import { type Finding, type FormatName, type Scanner, type ScanPolicy, type Verdict, verdictOf } from "./types";
+
+export interface FileReport {
+	/** As given on the command line, or joined under the directory given. */
+	path: string;
+	format: FormatName;
+	verdict: Verdict;
+	findings: Finding[];
+	/** The rule a malformed file broke. */
+	malformed?: string;
+	size: number;
+	bytesRead: number;
+}
+
+export interface ScanSummary {
+	files: number;
+	safe: number;
+	unsafe: number;
+	malformed: number;
+	unknown: number;
+	bytesRead: number;
+}
+
+export interface ScanReport {
+	files: FileReport[];
+	summary: ScanSummary;
+}
+
+export interface ScanOptions {
+	policy: ScanPolicy;
+	/** The scanners to use, in detection order. */
+	scanners: readonly Scanner[];
+	/** Used for archives (zip) that no scanner claims: searches every entry for pickles. */
+	archiveFallback?: Scanner;
+	/** Used for unclaimed files whose name says pickle (.pkl, .pt, .bin, …). */
+	pickleFallback?: Scanner;
+	/** Unknown formats are unsafe (`--strict`). @default false */
+	strict?: boolean;
+	/** @default 100_000 */
+	maxFiles?: number;
+	/** Files scanned at once. @default 4 */
+	concurrency?: number;
+	onFile?: (done: number, total: number) => void;
+}
+
+const HEAD_BYTES = 64 * 1024;
+const PICKLE_NAMES = /\.(pkl|pickle|pt|pth|bin|ckpt|joblib|dat|data|model|mar|tar)$/i;
+const ZIP_MAGIC = [Buffer.from("PK\x03\x04", "latin1"), Buffer.from("PK\x05\x06", "latin1")];
+
+function isZip(head: Buffer): boolean {
+	return ZIP_MAGIC.some((m) => head.subarray(0, 4).equals(m));
+}
+
+/** Picks the scanner for a file: content first, fallbacks for archives and pickle-named files. */
+export function chooseScanner(head: Buffer, name: string, size: number, options: ScanOptions): Scanner | undefined {
+	const claimed = options.scanners.find((s) => s.detect(head, name, size));
+	if (claimed) return claimed;
+	if (options.archiveFallback && isZip(head)) return options.archiveFallback;
+	if (options.pickleFallback && PICKLE_NAMES.test(name) && size > 0) return options.pickleFallback;
+	return undefined;
+}
+
+async function scanOne(
+	openPath: string,
+	displayPath: string,
+	name: string,
+	modelDir: string | undefined,
+	options: ScanOptions,
+): Promise<FileReport> {
+	const source = await FileSource.open(openPath).catch((e) => {
+		throw toFtguardError(e, `cannot open ${displayPath}`);
+	});
+	try {
+		const head = await source.read(0, HEAD_BYTES);
+		const scanner = chooseScanner(head, name, source.size, options);
+		if (!scanner) {
+			const finding: Finding = {
+				id: "unknown-format",
+				severity: options.strict ? "high" : "low",
+				message: options.strict
+					? "format not recognised; --strict treats unknown files as unsafe"
+					: "format not recognised: nothing in it was checked",
+			};
+			return report(displayPath, "unknown", { findings: [finding] }, source);
+		}
+		let result: Awaited<ReturnType<Scanner["scan"]>>;
+		try {
+			result = await scanner.scan({
+				source,
+				name,
+				path: openPath,
+				policy: options.policy,
+				...(modelDir !== undefined ? { modelDir } : {}),
+			});
+		} catch (e) {
+			// A scanner bug or an input it did not foresee: never a pass.
+			const err = toFtguardError(e);
+			result = {
+				findings: [
+					{ id: "scanner-error", severity: "high", message: `the ${scanner.format} scanner failed: ${err.message}` },
+				],
+			};
+		}
+		return report(displayPath, scanner.format, result, source);
+	} finally {
+		await source.close();
+	}
+}
+
+function report(
+	path: string,
+	format: FormatName,
+	result: { findings: Finding[]; malformed?: string },
+	source: FileSource,
+): FileReport {
+	return {
+		path,
+		format,
+		verdict: verdictOf(result),
+		findings: result.findings,
+		...(result.malformed !== undefined ? { malformed: result.malformed } : {}),
+		size: source.size,
+		bytesRead: source.bytesRead,
+	};
+}
+
+interface Target {
+	openPath: string;
+	displayPath: string;
+	name: string;
+	modelDir: string | undefined;
+}
+
+async function targets(paths: readonly string[], maxFiles: number): Promise<Target[]> {
+	const out: Target[] = [];
+	const ignorePaths = normalizeIgnorePaths(DEFAULT_IGNORE_PATHS);
+	for (const given of paths) {
+		// Symlinks inside a directory are followed only within it (walkModel refuses escapes).
+		const walk = await walkModel(given, { allowSymlinks: true, ignorePaths, maxFiles, maxDepth: 128 });
+		for (const f of walk.files) {
+			out.push({
+				openPath: f.openPath,
+				displayPath: walk.isFile ? given : join(given, f.name),
+				name: walk.isFile ? walk.modelName : f.name,
+				modelDir: walk.isFile ? undefined : resolve(given),
+			});
+			if (out.length > maxFiles) break;
+		}
+	}
+	return out;
+}
+
+/** Scans every file under `paths` (files or directories, recursed). */
+export async function scanPaths(paths: readonly string[], options: ScanOptions): Promise<ScanReport> {
+	const list = await targets(paths, options.maxFiles ?? 100_000);
+	const files: FileReport[] = new Array(list.length);
+	let next = 0;
+	let done = 0;
+	const worker = async () => {
+		for (let i = next++; i < list.length; i = next++) {
+			const t = list[i] as Target;
+			files[i] = await scanOne(t.openPath, t.displayPath, t.name, t.modelDir, options);
+			options.onFile?.(++done, list.length);
+		}
+	};
+	await Promise.all(Array.from({ length: Math.min(options.concurrency ?? 4, Math.max(list.length, 1)) }, worker));
+	files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+	const count = (v: Verdict) => files.filter((f) => f.verdict === v).length;
+	return {
+		files,
+		summary: {
+			files: files.length,
+			safe: count("safe"),
+			unsafe: count("unsafe"),
+			malformed: count("malformed"),
+			unknown: files.filter((f) => f.format === "unknown").length,
+			bytesRead: files.reduce((n, f) => n + f.bytesRead, 0),
+		},
+	};
+}
