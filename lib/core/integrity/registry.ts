@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { FtguardError, isFtguardError, toFtguardError } from "../errors";
 import { sniffPickle } from "../formats/sniff";
+import { zodMessage } from "../schema";
 import { diffResources } from "./compare";
 import { buildManifest } from "./manifest";
 import { parseBundle, type SignerInfo, type TrustPolicy, verifyBlobBundle } from "./sigstore";
@@ -67,12 +68,7 @@ export function parseRegistry(bytes: Buffer, source: string): Registry {
 	}
 	const parsed = RegistrySchema.safeParse(json);
 	if (!parsed.success) {
-		const issue = parsed.error.issues[0];
-		const where = issue?.path.length ? ` at ${issue.path.join(".")}` : "";
-		throw new FtguardError(
-			"REGISTRY_MALFORMED",
-			`registry ${source} is invalid${where}: ${issue?.message ?? "schema"}`,
-		);
+		throw new FtguardError("REGISTRY_MALFORMED", `registry ${source} is invalid: ${zodMessage(parsed.error)}`);
 	}
 	return parsed.data;
 }
