@@ -1,0 +1,249 @@
+/**
+ * Scanners for pickle-bearing files: plain pickles, `torch.save` zip archives
+ * and legacy (pre-1.6, `_use_new_zipfile_serialization=False`) torch files.
+ *
+ * Only the pickle streams are read. Pickles are read in growing chunks through
+ * the ByteSource and re-analysed until they end, so a 1 GiB legacy checkpoint
+ * costs the few KiB of its five pickles, and tensor bytes are never touched.
+ */
+import { type AnalyzeOptions, analyzePickle, looksLikePickle, type PickleAnalysis, startsWithProto } from "./pickle";
+import type { ByteSource, Finding, ScanInput, Scanner, ScanPolicy, ScanResult } from "./types";
+import { entryDataOffset, isZip, listZip, readEntry, type ZipEntry } from "./zip";
+
+/** Largest pickle stream analysed (per file, or per archive entry). */
+export const MAX_PICKLE_BYTES = 256 * 1024 * 1024;
+const FIRST_CHUNK = 16 * 1024;
+
+/** A window onto part of another source; reads count towards the parent's `bytesRead`. */
+export class SliceSource implements ByteSource {
+	constructor(
+		private readonly parent: ByteSource,
+		private readonly start: number,
+		readonly size: number,
+	) {}
+	get bytesRead(): number {
+		return this.parent.bytesRead;
+	}
+	read(offset: number, length: number): Promise<Buffer> {
+		const o = Math.max(0, Math.min(offset, this.size));
+		const n = Math.max(0, Math.min(length, this.size - o));
+		return this.parent.read(this.start + o, n);
+	}
+}
+
+export type StreamOptions = Omit<AnalyzeOptions, "partial" | "start" | "baseOffset"> & {
+	/** Offset in `src` where the pickle stream starts. @default 0 */
+	offset?: number;
+	/** Upper bound on bytes read. @default MAX_PICKLE_BYTES */
+	maxBytes?: number;
+	/** First read size. @default 16 KiB */
+	firstChunk?: number;
+};
+
+/**
+ * Analyses the pickle stream(s) starting at `offset`, reading in doubling
+ * chunks and re-analysing until the stream ends (or `maxPickles` are done), so
+ * that what follows the pickles (tensor storage) is never read.
+ */
+export async function analyzeStream(src: ByteSource, opts: StreamOptions): Promise<PickleAnalysis> {
+	const offset = opts.offset ?? 0;
+	const total = Math.max(0, src.size - offset);
+	const maxBytes = Math.min(opts.maxBytes ?? MAX_PICKLE_BYTES, total);
+	let want = Math.min(opts.firstChunk ?? FIRST_CHUNK, maxBytes);
+	let buf = await src.read(offset, want);
+	for (;;) {
+		const done = buf.length >= maxBytes;
+		const { offset: _o, maxBytes: _m, firstChunk: _f, ...rest } = opts;
+		const r = analyzePickle(buf, { ...rest, baseOffset: offset, partial: !done });
+		if (!r.incomplete) return r;
+		if (done) return r; // unreachable: partial is false when done
+		want = Math.min(maxBytes, buf.length * 2);
+		const more = await src.read(offset + buf.length, want - buf.length);
+		if (more.length === 0) {
+			return analyzePickle(buf, { ...rest, baseOffset: offset });
+		}
+		buf = Buffer.concat([buf, more]);
+		if (buf.length >= maxBytes && maxBytes < total) {
+			const last = analyzePickle(buf, { ...rest, baseOffset: offset });
+			if (last.malformed?.startsWith("truncated")) {
+				last.findings.push({
+					id: "pickle-too-large",
+					severity: "high",
+					message: `pickle stream longer than ${maxBytes} bytes; the rest was not checked`,
+					...(opts.location ? { location: opts.location } : {}),
+				});
+			}
+			return last;
+		}
+	}
+}
+
+function forbidden(policy: ScanPolicy, location?: string): Finding[] {
+	if (policy.allowPickle) return [];
+	return [
+		{
+			id: "pickle-forbidden",
+			severity: "high",
+			message: "pickle can run code on load; convert to safetensors or pass --allow-pickle",
+			...(location ? { location } : {}),
+		},
+	];
+}
+
+/** Runs a scan body; an unexpected exception becomes `malformed` (never a pass) instead of escaping. */
+async function guarded(body: () => Promise<ScanResult>): Promise<ScanResult> {
+	try {
+		return await body();
+	} catch (e) {
+		return {
+			findings: [
+				{
+					id: "scan-incomplete",
+					severity: "high",
+					message: `scan stopped: ${e instanceof Error ? e.message.split("\n", 1)[0] : String(e)}`,
+				},
+			],
+			malformed: "file could not be fully parsed",
+		};
+	}
+}
+
+/** A plain pickle file (`.pkl`, `.pickle`, old `.bin` / `.ckpt` …), recognised by its first opcodes. */
+export const pickleScanner: Scanner = {
+	format: "pickle",
+	detect(head) {
+		return looksLikePickle(head) && !isLegacyTorch(head);
+	},
+	scan({ source, policy }: ScanInput) {
+		return guarded(async () => {
+			const r = await analyzeStream(source, { policy });
+			return toResult(r);
+		});
+	},
+};
+
+function toResult(r: PickleAnalysis): ScanResult {
+	return r.malformed !== undefined ? { findings: r.findings, malformed: r.malformed } : { findings: r.findings };
+}
+
+// Legacy torch.save writes the magic number 0x1950a86a20f9469cfc6c as a LONG1 pickle first.
+const LEGACY_MAGIC = Buffer.from([0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]);
+
+function isLegacyTorch(head: Buffer): boolean {
+	return startsWithProto(head) && head.subarray(2, 2 + LEGACY_MAGIC.length).equals(LEGACY_MAGIC);
+}
+
+/**
+ * Legacy torch.save: magic-number, protocol, sys_info, main object and
+ * storage-keys pickles in a row, then raw storage bytes. The five pickles are
+ * analysed; the storage bytes are not read.
+ */
+export const pytorchLegacyScanner: Scanner = {
+	format: "pytorch-legacy",
+	detect(head) {
+		return isLegacyTorch(head);
+	},
+	scan({ source, policy }: ScanInput) {
+		return guarded(async () => {
+			const r = await analyzeStream(source, { policy, maxPickles: 5 });
+			if (r.malformed === undefined && r.pickles < 5)
+				return { findings: r.findings, malformed: `legacy torch file holds ${r.pickles} of 5 pickles` };
+			return toResult(r);
+		});
+	},
+};
+
+const SNIFF_BYTES = 64;
+
+/** First bytes of an entry's data (inflated if need be), for sniffing pickles under other names. */
+async function entryHead(src: ByteSource, e: ZipEntry): Promise<Buffer | undefined> {
+	if (e.method === 0) {
+		const start = await entryDataOffset(src, e);
+		if (typeof start === "string") return undefined;
+		return src.read(start, Math.min(SNIFF_BYTES, e.compressedSize));
+	}
+	if (e.method === 8) {
+		const r = await readEntry(src, { ...e, compressedSize: Math.min(e.compressedSize, 4096) }, 1024 * 1024);
+		return "data" in r ? r.data.subarray(0, SNIFF_BYTES) : undefined;
+	}
+	return undefined;
+}
+
+function isPickleName(name: string): boolean {
+	return name.endsWith(".pkl") || name.endsWith(".pickle");
+}
+
+/** Analyses one archive entry as a pickle stream (stored: read in growing chunks; deflated: inflated, bounded). */
+async function analyzeEntry(
+	src: ByteSource,
+	e: ZipEntry,
+	policy: ScanPolicy,
+): Promise<PickleAnalysis | { error: string }> {
+	const base = { policy, location: e.name, forbiddenFinding: false };
+	if (e.method === 0) {
+		const start = await entryDataOffset(src, e);
+		if (typeof start === "string") return { error: start };
+		const size = Math.min(e.compressedSize, src.size - start);
+		// Offsets are reported relative to the entry: the location names the entry.
+		return analyzeStream(new SliceSource(src, start, size), base);
+	}
+	const r = await readEntry(src, e, MAX_PICKLE_BYTES);
+	if ("error" in r) return { error: r.error };
+	return analyzePickle(r.data, base);
+}
+
+/**
+ * `torch.save` zip archives (and TorchScript / other zips holding pickles).
+ * Every `.pkl` entry is analysed whatever its name, and every other entry whose
+ * first bytes look like a pickle; tensor data is only sniffed (64 bytes), never read.
+ */
+export const pytorchZipScanner: Scanner = {
+	format: "pytorch-zip",
+	detect(head, name) {
+		if (!isZip(head)) return false;
+		if (head.includes(".pkl")) return true;
+		// First entry's data is a pickle, or a torch-like name with nothing that marks npz / keras.
+		const nameLen = head.length >= 30 ? head.readUInt16LE(26) : 0;
+		const extraLen = head.length >= 30 ? head.readUInt16LE(28) : 0;
+		if (startsWithProto(head, 30 + nameLen + extraLen)) return true;
+		return /\.(pt|pth|bin|ckpt|tar|mar)$/i.test(name) && !head.includes(".npy") && !head.includes("config.json");
+	},
+	scan({ source, policy }: ScanInput) {
+		return guarded(async () => {
+			const listing = await listZip(source);
+			if (typeof listing === "string") return { findings: forbidden(policy), malformed: `not a zip: ${listing}` };
+			const findings: Finding[] = [];
+			let malformed: string | undefined = listing.fromLocalHeaders ? listing.problems[0] : undefined;
+			let pickles = 0;
+			for (const e of listing.entries) {
+				const named = isPickleName(e.name);
+				if (!named) {
+					const head = await entryHead(source, e);
+					if (head === undefined || !(startsWithProto(head) || looksLikePickle(head))) continue;
+				}
+				const r = await analyzeEntry(source, e, policy);
+				if ("error" in r) {
+					if (named) {
+						pickles++;
+						malformed ??= r.error;
+						findings.push({
+							id: "unreadable-pickle-entry",
+							severity: "high",
+							message: `pickle entry cannot be read: ${r.error}`,
+							location: e.name,
+						});
+					}
+					continue;
+				}
+				// Tensor bytes that merely start like a pickle: count them only if they parse or import something.
+				if (!named && r.pickles === 0 && r.findings.length === 0) continue;
+				pickles++;
+				findings.push(...r.findings);
+				if (r.malformed !== undefined) malformed ??= `${e.name}: ${r.malformed}`;
+			}
+			if (pickles === 0) return { findings, malformed: malformed ?? "zip archive holds no pickle entry" };
+			findings.unshift(...forbidden(policy, listing.entries.find((e) => isPickleName(e.name))?.name));
+			return malformed !== undefined ? { findings, malformed } : { findings };
+		});
+	},
+};
