@@ -391,7 +391,6 @@ const CHAIN_ATTRS =
 export function dangerReason(raw: GlobalRef): string | undefined {
 	const g = normalizeGlobal(raw);
 	const full = `${g.module}.${g.name}`;
-	if (CHAIN_ATTRS.test(g.name)) return "reaches interpreter internals through an attribute chain";
 	for (const [mod, why] of Object.entries(DANGEROUS_MODULES)) {
 		if (g.module === mod || g.module.startsWith(`${mod}.`)) return why;
 	}
@@ -403,6 +402,7 @@ export function dangerReason(raw: GlobalRef): string | undefined {
 		const why = names[first] ?? names[g.name];
 		if (why) return why;
 	}
+	if (CHAIN_ATTRS.test(g.name)) return "reaches interpreter internals through an attribute chain";
 	// `torch` re-exports a few dangerous submodules as attributes ("torch" + "hub.load").
 	for (const mod of Object.keys(DANGEROUS_MODULES)) {
 		if (full === mod || full.startsWith(`${mod}.`)) return DANGEROUS_MODULES[mod];
