@@ -1,0 +1,126 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { deflateRawSync } from "node:zlib";
+import { describe, expect, it } from "vitest";
+import { pickleScanner, pytorchLegacyScanner, pytorchZipScanner } from "../../../lib/core/formats/pytorch";
+import { BufferSource } from "../../../lib/core/formats/source";
+import { type Scanner, type ScanResult, verdictOf } from "../../../lib/core/formats/types";
+
+const DIR = join(__dirname, "../../fixtures/pickle");
+const fixture = (name: string) => readFileSync(join(DIR, name));
+const SCANNERS = [pytorchLegacyScanner, pytorchZipScanner, pickleScanner];
+
+function detect(bytes: Buffer, name: string): Scanner | undefined {
+	return SCANNERS.find((s) => s.detect(bytes.subarray(0, 65536), name, bytes.length));
+}
+
+async function scanWith(s: Scanner, bytes: Buffer, allowPickle: boolean): Promise<ScanResult & { read: number }> {
+	const source = new BufferSource(bytes);
+	const r = await s.scan({ source, name: "m.pt", path: "/m.pt", policy: { allowPickle } });
+	return { ...r, read: source.bytesRead };
+}
+
+describe("PyTorch scanners on torch.save output", () => {
+	it.each([
+		["benign-state-dict.pt", "pytorch-zip"],
+		["benign-training-checkpoint.pt", "pytorch-zip"],
+		["benign-state-dict-legacy.pt", "pytorch-legacy"],
+		["benign-training-checkpoint-legacy.pt", "pytorch-legacy"],
+	])("%s is %s, safe with --allow-pickle and pickle-forbidden without", async (name, format) => {
+		const bytes = fixture(name);
+		const s = detect(bytes, name);
+		expect(s?.format).toBe(format);
+		if (!s) return;
+		const allowed = await scanWith(s, bytes, true);
+		expect(allowed.findings).toEqual([]);
+		expect(allowed.malformed).toBeUndefined();
+		expect(verdictOf(allowed)).toBe("safe");
+		const denied = await scanWith(s, bytes, false);
+		expect(denied.findings.map((f) => f.id)).toEqual(["pickle-forbidden"]);
+		expect(verdictOf(denied)).toBe("unsafe");
+	});
+
+	it.each([
+		["malicious-torch-zip-other-name.pt", "pytorch-zip", "archive/extra/config.bin @ opcode 0x2"],
+		["malicious-torch-zip-deflated.pt", "pytorch-zip", "archive/data.pkl @ opcode 0x2"],
+		["malicious-torch-zip-bad-crc-name.pt", "pytorch-zip", "archive/data.pkl @ opcode 0x2"],
+		["malicious-torch-zip-no-eocd.pt", "pytorch-zip", "archive/data.pkl @ opcode 0x2"],
+		["malicious-torch-legacy.pt", "pytorch-legacy", "opcode 0x"],
+	])("%s (%s) → dangerous-global posix.system at %s", async (name, format, loc) => {
+		const bytes = fixture(name);
+		const s = detect(bytes, name);
+		expect(s?.format).toBe(format);
+		if (!s) return;
+		for (const allow of [false, true]) {
+			const r = await scanWith(s, bytes, allow);
+			expect(verdictOf(r)).toBe("unsafe");
+			const f = r.findings.find((x) => x.id === "dangerous-global");
+			expect(f?.severity).toBe("critical");
+			expect(f?.message).toContain("posix.system");
+			expect(f?.location).toContain(loc);
+		}
+	});
+
+	it("tolerates a bad CRC and a mismatched local name like PyTorch's loader (not malformed)", async () => {
+		const r = await scanWith(pytorchZipScanner, fixture("malicious-torch-zip-bad-crc-name.pt"), true);
+		expect(r.malformed).toBeUndefined();
+	});
+
+	it("reports a broken central directory as malformed but still scans local headers", async () => {
+		const r = await scanWith(pytorchZipScanner, fixture("malicious-torch-zip-no-eocd.pt"), true);
+		expect(r.malformed).toMatch(/central directory/);
+	});
+
+	it("reads only the pickles of a legacy file, not its storage bytes", async () => {
+		const legacy = fixture("benign-training-checkpoint-legacy.pt");
+		// Same file with 64 MiB more storage bytes: the scan must read no more than before.
+		const big = Buffer.concat([legacy, Buffer.alloc(64 * 1024 * 1024, 0x80)]);
+		const small = await scanWith(pytorchLegacyScanner, legacy, true);
+		const large = await scanWith(pytorchLegacyScanner, big, true);
+		expect(verdictOf(large)).toBe("safe");
+		expect(large.read).toBeLessThanOrEqual(Math.max(small.read, 16 * 1024));
+		expect(large.read).toBeLessThan(64 * 1024);
+	});
+
+	it("reads only the pickle entries (and 64-byte sniffs) of a torch zip", async () => {
+		const zip = fixture("benign-training-checkpoint.pt");
+		const r = await scanWith(pytorchZipScanner, zip, true);
+		expect(verdictOf(r)).toBe("safe");
+		expect(r.read).toBeLessThan(zip.length * 2);
+	});
+
+	it("flags a legacy file that stops before its five pickles", async () => {
+		const legacy = fixture("benign-state-dict-legacy.pt");
+		const r = await scanWith(pytorchLegacyScanner, legacy.subarray(0, 60), true);
+		expect(verdictOf(r)).not.toBe("safe");
+	});
+
+	it("bounds a deflate bomb in a pickle entry", async () => {
+		// A zip with one deflated .pkl entry that inflates to 300 MiB of zeros.
+		const comp = deflateRawSync(Buffer.alloc(300 * 1024 * 1024));
+		const name = Buffer.from("archive/data.pkl");
+		const local = Buffer.alloc(30);
+		local.writeUInt32LE(0x04034b50, 0);
+		local.writeUInt16LE(8, 8);
+		local.writeUInt32LE(comp.length, 18);
+		local.writeUInt32LE(300 * 1024 * 1024, 22);
+		local.writeUInt16LE(name.length, 26);
+		const central = Buffer.alloc(46);
+		central.writeUInt32LE(0x02014b50, 0);
+		central.writeUInt16LE(8, 10);
+		central.writeUInt32LE(comp.length, 20);
+		central.writeUInt32LE(300 * 1024 * 1024, 24);
+		central.writeUInt16LE(name.length, 28);
+		const cdOff = 30 + name.length + comp.length;
+		const eocd = Buffer.alloc(22);
+		eocd.writeUInt32LE(0x06054b50, 0);
+		eocd.writeUInt16LE(1, 8);
+		eocd.writeUInt16LE(1, 10);
+		eocd.writeUInt32LE(46 + name.length, 12);
+		eocd.writeUInt32LE(cdOff, 16);
+		const zip = Buffer.concat([local, name, comp, central, name, eocd]);
+		const r = await scanWith(pytorchZipScanner, zip, true);
+		expect(verdictOf(r)).not.toBe("safe");
+		expect(r.findings.map((f) => f.id)).toContain("unreadable-pickle-entry");
+	});
+});
