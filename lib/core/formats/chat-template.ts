@@ -52,13 +52,31 @@ const HIGH_NAMES = new Set([
 	"session",
 ]);
 /** Filters used to build attribute names or characters at run time. */
-const HIGH_FILTERS = new Set(["attr", "format", "map_attr", "xmlattr"]);
+const HIGH_FILTERS = new Set(["attr"]);
 /** Statements that pull in other templates or define macros calling back into Python. */
 const HIGH_STATEMENTS = new Set(["import", "include", "extends", "from"]);
 
-/** Gadget words looked for inside decoded string literals and their concatenation. */
-const STRING_GADGETS =
-	/__(?:class|globals|subclasses|mro|base|bases|builtins|import|init|getattribute|dict|code|reduce|reduce_ex|loader|spec)__|_TemplateReference__context|\bpopen\b|\bsubprocess\b|\bos\.system\b|\beval\b\s*\(|\bexec\b\s*\(/;
+/** Dunder names looked for inside decoded string literals and their concatenation (`|attr('__class__')`). */
+const STRING_DUNDERS =
+	/__(?:class|globals|subclasses|mro|base|bases|builtins|import|init|getattribute|dict|code|reduce|reduce_ex|loader|spec|func__|self)__|_TemplateReference__context/;
+/**
+ * Whole string literals that name a gadget when used as a key (`x['popen']`,
+ * `|attr('os')`). Matched exactly: prose in a system prompt ("never call eval()")
+ * must not trip the check.
+ */
+const STRING_NAMES = new Set([
+	"os",
+	"popen",
+	"subprocess",
+	"eval",
+	"exec",
+	"builtins",
+	"getattr",
+	"import_module",
+	"check_output",
+	"globals",
+	"mro",
+]);
 
 interface Token {
 	kind: "name" | "string" | "op" | "number";
@@ -222,16 +240,17 @@ export function checkChatTemplate(template: string, where: string): Finding[] {
 					// require a following `.` or `[` for the one-letter / generic names
 					const next = toks[k + 1];
 					const accessed = next?.kind === "op" && (next.text === "." || next.text === "[" || next.text === "(");
-					if (accessed || !["g", "session", "config", "self", "request"].includes(t.text))
-						add("high", t.text, t.offset);
+					if (accessed || !["config", "self", "request"].includes(t.text)) add("high", t.text, t.offset);
 				} else if (prev?.kind === "op" && prev.text === "|" && HIGH_FILTERS.has(t.text))
 					add("high", `the |${t.text} filter`, t.offset);
 			} else if (t.kind === "string" && t.value !== undefined) {
-				strings.push(t.value);
-				const g = STRING_GADGETS.exec(t.value);
+				// Prose (a system prompt explaining `__init__`) has whitespace; attribute names and keys never do.
+				const prose = /\S\s+\S/.test(t.value);
+				if (!prose) strings.push(t.value);
+				const g = prose ? null : STRING_DUNDERS.exec(t.value);
 				if (g !== null) add("critical", `'${g[0]}' (in a string)`, t.offset);
-				else if (/^_{1,2}[a-z]|[a-z]_{1,2}$|^_+$/.test(t.value) && /__|^_/.test(t.value))
-					add("high", "a string piece of a dunder name", t.offset);
+				else if (STRING_NAMES.has(t.value)) add("critical", `'${t.value}' (as a string key)`, t.offset);
+				else if (/^__[a-z]|[a-z]__$|^__$/.test(t.value)) add("high", "a string piece of a dunder name", t.offset);
 				if (
 					t.escaped === true &&
 					/[A-Za-z0-9_.]/.test(t.value.replace(/[\n\t\r]/g, "")) &&
@@ -246,7 +265,7 @@ export function checkChatTemplate(template: string, where: string): Finding[] {
 	// names split across literals and joined at run time ("__cla" ~ "ss__", [...]|join)
 	if (!findings.some((f) => f.severity === "critical")) {
 		const joined = strings.join("");
-		const g = STRING_GADGETS.exec(joined);
+		const g = STRING_DUNDERS.exec(joined);
 		if (g !== null) add("high", `'${g[0]}' built by concatenating strings`, 0);
 	}
 	return findings;

@@ -23,6 +23,7 @@ describe("chat template injection check", () => {
 		["builtins via string index", "{{ x['__builtins__']['eval']('1') }}"],
 		["self context", "{{ self._TemplateReference__context }}"],
 		["dunder in whitespace-controlled block", "{%- set a = x.__base__ -%}"],
+		["padded and trimmed", "{{ ''|attr(' __class__ '|trim) }}"],
 		["decoded escape", "{{ ''|attr('\\x5f\\x5fclass\\x5f\\x5f') }}"],
 	];
 	for (const [what, tpl] of critical) {
@@ -55,6 +56,12 @@ describe("chat template injection check", () => {
 			checkChatTemplate("Use os.popen and __class__ freely {# __globals__ #}{{ message['content'] }}", "t"),
 		).toEqual([]);
 		expect(checkChatTemplate("{% raw %}{{ x.__class__ }}{% endraw %}", "t")).toEqual([]);
+	});
+
+	it("string keys naming gadgets are critical; prose in strings is not", () => {
+		expect(checkChatTemplate("{{ x['popen']('id') }}", "t").some((f) => f.severity === "critical")).toBe(true);
+		expect(checkChatTemplate("{{ 'Never call eval() or os.system()' }}", "t")).toEqual([]);
+		expect(checkChatTemplate("{{ '%s: %s'|format(a, b) }}", "t")).toEqual([]);
 	});
 
 	it("never throws on arbitrary input", () => {
