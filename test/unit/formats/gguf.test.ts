@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ggufScanner, scanGguf } from "../../../lib/core/formats/gguf";
 import { BufferSource } from "../../../lib/core/formats/source";
@@ -145,6 +147,14 @@ describe("gguf", () => {
 		expect(verdictOf(await scan(gguf(kvBase, tensorsBase, 2)))).toBe("safe");
 		expect(verdictOf(await scan(gguf(kvBase, tensorsBase, 1)))).toBe("safe");
 		expect(verdictOf(await scan(gguf([], [])))).toBe("safe");
+	});
+
+	it("files written by make_fixtures.py", async () => {
+		const fxd = join(__dirname, "../../fixtures/formats/gguf");
+		expect(await scan(readFileSync(join(fxd, "clean.gguf")))).toEqual({ findings: [] });
+		expect(await scan(readFileSync(join(fxd, "clean-v1.gguf")))).toEqual({ findings: [] });
+		const r = await scan(readFileSync(join(fxd, "template-injection.gguf")));
+		expect(verdictOf(r)).toBe("unsafe");
 	});
 
 	it("detects by magic", () => {
@@ -324,6 +334,7 @@ describe("gguf", () => {
 				{ name: "model.gguf", bytes: good },
 				{ name: "evil.gguf", bytes: evil },
 				{ name: "v1.gguf", bytes: gguf(kvBase, tensorsBase, 1) },
+				{ name: "clean.gguf", bytes: readFileSync(join(__dirname, "../../fixtures/formats/gguf/clean.gguf")) },
 			],
 			{ runs: 200 },
 		);

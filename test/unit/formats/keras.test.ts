@@ -101,6 +101,51 @@ describe("keras", () => {
 		]);
 	});
 
+	it("reads ZIP64 archives (ZIP64 end record and extra fields)", async () => {
+		const plain = zip([meta, cfg({ class_name: "Lambda" })]);
+		const cdOffset = plain.readUInt32LE(plain.length - 6);
+		const cdSize = plain.readUInt32LE(plain.length - 10);
+		const locals = plain.subarray(0, cdOffset);
+		// rewrite the second central entry with 0xffffffff sizes/offset and a ZIP64 extra field
+		const cd = Buffer.from(plain.subarray(cdOffset, cdOffset + cdSize));
+		const second = 46 + "metadata.json".length;
+		const comp = cd.readUInt32LE(second + 20);
+		const uncomp = cd.readUInt32LE(second + 24);
+		const lho = cd.readUInt32LE(second + 42);
+		cd.writeUInt32LE(0xffffffff, second + 20);
+		cd.writeUInt32LE(0xffffffff, second + 24);
+		cd.writeUInt32LE(0xffffffff, second + 42);
+		cd.writeUInt16LE(28, second + 30);
+		const extra = Buffer.alloc(28);
+		extra.writeUInt16LE(1, 0);
+		extra.writeUInt16LE(24, 2);
+		extra.writeBigUInt64LE(BigInt(uncomp), 4);
+		extra.writeBigUInt64LE(BigInt(comp), 12);
+		extra.writeBigUInt64LE(BigInt(lho), 20);
+		const newCd = Buffer.concat([cd, extra]); // second entry is last: the extra field follows its name
+		const rec = Buffer.alloc(56);
+		rec.writeUInt32LE(0x06064b50, 0);
+		rec.writeBigUInt64LE(44n, 4);
+		rec.writeBigUInt64LE(2n, 24);
+		rec.writeBigUInt64LE(2n, 32);
+		rec.writeBigUInt64LE(BigInt(newCd.length), 40);
+		rec.writeBigUInt64LE(BigInt(cdOffset), 48);
+		const loc = Buffer.alloc(20);
+		loc.writeUInt32LE(0x07064b50, 0);
+		loc.writeBigUInt64LE(BigInt(cdOffset + newCd.length), 8);
+		loc.writeUInt32LE(1, 16);
+		const eocd = Buffer.alloc(22);
+		eocd.writeUInt32LE(0x06054b50, 0);
+		eocd.writeUInt16LE(0xffff, 8);
+		eocd.writeUInt16LE(0xffff, 10);
+		eocd.writeUInt32LE(0xffffffff, 12);
+		eocd.writeUInt32LE(0xffffffff, 16);
+		const z64 = Buffer.concat([locals, newCd, rec, loc, eocd]);
+		const r = await scanBuffer(kerasScanner, z64, "z64.keras");
+		expect(r.malformed).toBeUndefined();
+		expect(r.findings).toEqual([expect.objectContaining({ id: "keras-lambda" })]);
+	});
+
 	it("reads the last of duplicate config.json entries too", async () => {
 		const b = zip([meta, cfg({ class_name: "Sequential" }), cfg({ class_name: "Lambda" })]);
 		expect(verdictOf(await scanBuffer(kerasScanner, b, "d.keras"))).toBe("unsafe");
