@@ -125,8 +125,11 @@ function codeSpans(tpl: string): Array<{ start: number; code: string; statement:
 		i = j + 2;
 		// {% raw %} ... {% endraw %}: literal text
 		if (c === "%" && /^\s*raw\s*$/.test(code)) {
-			const m = /\{%-?\s*endraw\s*-?%\}/.exec(tpl.slice(i));
-			i = m === null ? tpl.length : i + m.index + m[0].length;
+			// a global regex from lastIndex: no copy of the rest of the template per raw block
+			const endraw = /\{%[-+]?\s*endraw\s*[-+]?%\}/g;
+			endraw.lastIndex = i;
+			const m = endraw.exec(tpl);
+			i = m === null ? tpl.length : m.index + m[0].length;
 		}
 	}
 	return spans;

@@ -64,6 +64,14 @@ describe("chat template injection check", () => {
 		expect(checkChatTemplate("{{ '%s: %s'|format(a, b) }}", "t")).toEqual([]);
 	});
 
+	it("stays linear on large adversarial templates", () => {
+		const t0 = performance.now();
+		checkChatTemplate("{% raw %}x{% endraw %}".repeat(100_000), "t");
+		checkChatTemplate("{{ '".repeat(100_000), "t");
+		checkChatTemplate("{{ a.b ".repeat(100_000), "t");
+		expect(performance.now() - t0).toBeLessThan(5000);
+	});
+
 	it("never throws on arbitrary input", () => {
 		fc.assert(
 			fc.property(fc.string({ maxLength: 400 }), (s) => {
