@@ -27,7 +27,8 @@ export interface ProtoField {
 	length: number;
 }
 
-const CHUNK = 64 * 1024;
+/** Read-ahead size: small, because each tensor after a skipped raw_data costs one window read. */
+const CHUNK = 16 * 1024;
 
 /** Random-access bytes with a forward read-ahead window. */
 export class ProtoSource {
