@@ -403,6 +403,19 @@ export function dangerReason(raw: GlobalRef): string | undefined {
 		if (why) return why;
 	}
 	if (CHAIN_ATTRS.test(g.name)) return "reaches interpreter internals through an attribute chain";
+	// A dotted name walks attributes, so "torch._utils" + "os.system" reaches os through a module
+	// that imported it: any segment naming a dangerous module or builtin is judged as that.
+	if (g.name.includes(".")) {
+		const segs = g.name.split(".");
+		for (const seg of segs.slice(0, -1)) {
+			const why = DANGEROUS_MODULES[seg];
+			if (why) return `${why}, reached through an attribute chain`;
+		}
+		for (const seg of segs) {
+			const why = DANGEROUS_NAMES.builtins?.[seg];
+			if (why && seg !== segs[0]) return `${why}, reached through an attribute chain`;
+		}
+	}
 	// `torch` re-exports a few dangerous submodules as attributes ("torch" + "hub.load").
 	for (const mod of Object.keys(DANGEROUS_MODULES)) {
 		if (full === mod || full.startsWith(`${mod}.`)) return DANGEROUS_MODULES[mod];

@@ -154,6 +154,8 @@ export const pytorchLegacyScanner: Scanner = {
 };
 
 const SNIFF_BYTES = 64;
+/** Budget for entries that are not named `*.pkl` but start like a pickle. */
+const SNIFFED_MAX_BYTES = 16 * 1024 * 1024;
 
 /** First bytes of an entry's data (inflated if need be), for sniffing pickles under other names. */
 async function entryHead(src: ByteSource, e: ZipEntry): Promise<Buffer | undefined> {
@@ -163,7 +165,8 @@ async function entryHead(src: ByteSource, e: ZipEntry): Promise<Buffer | undefin
 		return src.read(start, Math.min(SNIFF_BYTES, e.compressedSize));
 	}
 	if (e.method === 8) {
-		const r = await readEntry(src, { ...e, compressedSize: Math.min(e.compressedSize, 4096) }, 1024 * 1024);
+		// 4 KiB of deflate output at most ~4 MiB: the output limit is never what stops the sniff.
+		const r = await readEntry(src, { ...e, compressedSize: Math.min(e.compressedSize, 4096) }, 8 * 1024 * 1024);
 		return "data" in r ? r.data.subarray(0, SNIFF_BYTES) : undefined;
 	}
 	return undefined;
@@ -178,8 +181,9 @@ async function analyzeEntry(
 	src: ByteSource,
 	e: ZipEntry,
 	policy: ScanPolicy,
+	maxBytes: number,
 ): Promise<PickleAnalysis | { error: string }> {
-	const base = { policy, location: e.name, forbiddenFinding: false };
+	const base = { policy, location: e.name, forbiddenFinding: false, maxBytes };
 	if (e.method === 0) {
 		const start = await entryDataOffset(src, e);
 		if (typeof start === "string") return { error: start };
@@ -187,7 +191,7 @@ async function analyzeEntry(
 		// Offsets are reported relative to the entry: the location names the entry.
 		return analyzeStream(new SliceSource(src, start, size), base);
 	}
-	const r = await readEntry(src, e, MAX_PICKLE_BYTES);
+	const r = await readEntry(src, e, maxBytes);
 	if ("error" in r) return { error: r.error };
 	return analyzePickle(r.data, base);
 }
@@ -221,7 +225,9 @@ export const pytorchZipScanner: Scanner = {
 					const head = await entryHead(source, e);
 					if (head === undefined || !(startsWithProto(head) || looksLikePickle(head))) continue;
 				}
-				const r = await analyzeEntry(source, e, policy);
+				// Tensor data that happens to start like a pickle must not make us read a whole tensor:
+				// sniffed entries get a smaller budget (reaching it is itself a finding, pickle-too-large).
+				const r = await analyzeEntry(source, e, policy, named ? MAX_PICKLE_BYTES : SNIFFED_MAX_BYTES);
 				if ("error" in r) {
 					if (named) {
 						pickles++;

@@ -133,6 +133,8 @@ describe("pickle opcode details", () => {
 		expect(dangerReason({ module: "collections", name: "OrderedDict.__init__.__globals__" })).toBeDefined();
 		expect(dangerReason({ module: "builtins", name: "getattr.__call__" })).toBeDefined();
 		expect(dangerReason({ module: "torch", name: "hub.load" })).toBeDefined();
+		expect(dangerReason({ module: "torch._utils", name: "os.system" })).toMatch(/attribute chain/);
+		expect(dangerReason({ module: "collections", name: "abc.eval" })).toMatch(/attribute chain/);
 		expect(isAllowed({ module: "collections", name: "OrderedDict.fromkeys" })).toBe(false);
 	});
 
