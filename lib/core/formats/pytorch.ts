@@ -57,7 +57,9 @@ export async function analyzeStream(src: ByteSource, opts: StreamOptions): Promi
 		const r = analyzePickle(buf, { ...rest, baseOffset: offset, partial: !done });
 		if (!r.incomplete) return r;
 		if (done) return r; // unreachable: partial is false when done
-		want = Math.min(maxBytes, buf.length * 2);
+		// Grow by a quarter while small (bytes read stay close to the pickles' size), double once large
+		// (so that re-analysing from the start stays a small multiple of the final size).
+		want = Math.min(maxBytes, buf.length < 4 * 1024 * 1024 ? Math.ceil(buf.length * 1.25) : buf.length * 2);
 		const more = await src.read(offset + buf.length, want - buf.length);
 		if (more.length === 0) {
 			return analyzePickle(buf, { ...rest, baseOffset: offset });
@@ -160,9 +162,14 @@ const SNIFFED_MAX_BYTES = 16 * 1024 * 1024;
 /** First bytes of an entry's data (inflated if need be), for sniffing pickles under other names. */
 async function entryHead(src: ByteSource, e: ZipEntry): Promise<Buffer | undefined> {
 	if (e.method === 0) {
-		const start = await entryDataOffset(src, e);
-		if (typeof start === "string") return undefined;
-		return src.read(start, Math.min(SNIFF_BYTES, e.compressedSize));
+		// One read covers the local header, its name and torch's 64-byte alignment padding in the usual case.
+		const guess = 30 + Buffer.byteLength(e.name) + 128 + SNIFF_BYTES;
+		const h = await src.read(e.localHeaderOffset, guess);
+		if (h.length < 30 || h.readUInt32LE(0) !== 0x04034b50) return undefined;
+		const start = 30 + h.readUInt16LE(26) + h.readUInt16LE(28);
+		const n = Math.min(SNIFF_BYTES, e.compressedSize);
+		if (start + n <= h.length) return h.subarray(start, start + n);
+		return src.read(e.localHeaderOffset + start, n);
 	}
 	if (e.method === 8) {
 		// 4 KiB of deflate output at most ~4 MiB: the output limit is never what stops the sniff.
@@ -219,10 +226,20 @@ export const pytorchZipScanner: Scanner = {
 			const findings: Finding[] = [];
 			let malformed: string | undefined = listing.fromLocalHeaders ? listing.problems[0] : undefined;
 			let pickles = 0;
+			// Sniff the entries not named *.pkl a batch at a time: hundreds of tensors cost hundreds of small reads.
+			const heads = new Map<ZipEntry, Buffer | undefined>();
+			const others = listing.entries.filter((e) => !isPickleName(e.name));
+			for (let i = 0; i < others.length; i += 32) {
+				const batch = others.slice(i, i + 32);
+				const got = await Promise.all(batch.map((e) => entryHead(source, e)));
+				batch.forEach((e, k) => {
+					heads.set(e, got[k]);
+				});
+			}
 			for (const e of listing.entries) {
 				const named = isPickleName(e.name);
 				if (!named) {
-					const head = await entryHead(source, e);
+					const head = heads.get(e);
 					if (head === undefined || !(startsWithProto(head) || looksLikePickle(head))) continue;
 				}
 				// Tensor data that happens to start like a pickle must not make us read a whole tensor:
