@@ -158,6 +158,8 @@ export const pytorchLegacyScanner: Scanner = {
 const SNIFF_BYTES = 64;
 /** Budget for entries that are not named `*.pkl` but start like a pickle. */
 const SNIFFED_MAX_BYTES = 16 * 1024 * 1024;
+/** Pickle bytes analysed per archive, all entries together. */
+const ARCHIVE_BUDGET = 512 * 1024 * 1024;
 
 /** First bytes of an entry's data (inflated if need be), for sniffing pickles under other names. */
 async function entryHead(src: ByteSource, e: ZipEntry): Promise<Buffer | undefined> {
@@ -189,7 +191,7 @@ async function analyzeEntry(
 	e: ZipEntry,
 	policy: ScanPolicy,
 	maxBytes: number,
-): Promise<PickleAnalysis | { error: string }> {
+): Promise<(PickleAnalysis & { bytes?: number }) | { error: string }> {
 	const base = { policy, location: e.name, forbiddenFinding: false, maxBytes };
 	if (e.method === 0) {
 		const start = await entryDataOffset(src, e);
@@ -200,7 +202,9 @@ async function analyzeEntry(
 	}
 	const r = await readEntry(src, e, maxBytes);
 	if ("error" in r) return { error: r.error };
-	return analyzePickle(r.data, base);
+	const a: PickleAnalysis & { bytes?: number } = analyzePickle(r.data, base);
+	a.bytes = r.data.length;
+	return a;
 }
 
 /**
@@ -236,6 +240,7 @@ export const pytorchZipScanner: Scanner = {
 					heads.set(e, got[k]);
 				});
 			}
+			let budget = ARCHIVE_BUDGET;
 			for (const e of listing.entries) {
 				const named = isPickleName(e.name);
 				if (!named) {
@@ -244,7 +249,21 @@ export const pytorchZipScanner: Scanner = {
 				}
 				// Tensor data that happens to start like a pickle must not make us read a whole tensor:
 				// sniffed entries get a smaller budget (reaching it is itself a finding, pickle-too-large).
-				const r = await analyzeEntry(source, e, policy, named ? MAX_PICKLE_BYTES : SNIFFED_MAX_BYTES);
+				if (budget <= 0) {
+					findings.push({
+						id: "archive-too-large",
+						severity: "high",
+						message: `pickle entries beyond ${ARCHIVE_BUDGET} bytes in all were not checked`,
+						location: e.name,
+					});
+					break;
+				}
+				const limit = Math.min(budget, named ? MAX_PICKLE_BYTES : SNIFFED_MAX_BYTES);
+				const before = source.bytesRead;
+				const r = await analyzeEntry(source, e, policy, limit);
+				// Stored entries are charged what was read, deflated ones what was inflated (overlapping
+				// entries or a pile of bombs cannot multiply the work).
+				budget -= Math.max(source.bytesRead - before, "bytes" in r ? (r.bytes ?? 0) : 0, 1);
 				if ("error" in r) {
 					if (named) {
 						pickles++;
