@@ -727,16 +727,28 @@ export function analyzePickle(bytes: Buffer, options: AnalyzeOptions): PickleAna
 }
 
 /**
- * Heuristic first look for a plain pickle file: a PROTO opcode (protocol 2+),
- * or a protocol 0/1 stream opening the way pickle.dump opens one.
+ * First look for a plain pickle file: a PROTO opcode (protocol 2+); a protocol
+ * 0/1 stream opening the way pickle.dump opens one; or any stream that parses
+ * as a pickle from its first byte (a payload prefixed with "N0" still runs) —
+ * judged by a bounded trial parse that must reach STOP, or import something
+ * before the head runs out.
  */
 export function looksLikePickle(head: Buffer): boolean {
 	if (head.length < 2) return false;
 	if (startsWithProto(head)) return true;
 	const c = head[0] as number;
-	// protocol 0/1: MARK, EMPTY_DICT/LIST/TUPLE, GLOBAL "module\n", a text or binary string, NONE
-	if (c === 0x63) return /^c[A-Za-z_][\w.]*\n[^\n]+\n/.test(head.subarray(0, 512).toString("latin1"));
-	if (c === 0x28 || c === 0x7d || c === 0x5d || c === 0x29) return isPickleOpcode(head[1]);
-	if (c === 0x53 || c === 0x56) return head.subarray(0, 512).includes(0x0a) && (head[1] === 0x27 || c === 0x56);
-	return false;
+	if (!isPickleOpcode(c)) return false;
+	// protocol 0/1: MARK, EMPTY_DICT/LIST/TUPLE, GLOBAL "module\n", a text string
+	if (c === 0x63 && /^c[A-Za-z_][\w.]*\n[^\n]+\n/.test(head.subarray(0, 512).toString("latin1"))) return true;
+	if ((c === 0x28 || c === 0x7d || c === 0x5d || c === 0x29) && isPickleOpcode(head[1])) return true;
+	if ((c === 0x53 || c === 0x56) && head.subarray(0, 512).includes(0x0a) && (head[1] === 0x27 || c === 0x56))
+		return true;
+	const trial = analyzePickle(head.subarray(0, 64 * 1024), {
+		policy: { allowPickle: true },
+		partial: true,
+		maxOps: 100_000,
+		maxPickles: 1,
+		forbiddenFinding: false,
+	});
+	return trial.pickles > 0 || (trial.incomplete === true && trial.globals.length > 0);
 }

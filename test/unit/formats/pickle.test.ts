@@ -202,6 +202,10 @@ describe("pickle opcode details", () => {
 		expect(looksLikePickle(Buffer.from("cos\nsystem\n"))).toBe(true);
 		expect(looksLikePickle(Buffer.from("hello world"))).toBe(false);
 		expect(looksLikePickle(Buffer.from('{"a": 1}'))).toBe(false);
+		expect(looksLikePickle(Buffer.from("import os\nimport sys\n\nprint(os.name)\n"))).toBe(false);
+		expect(looksLikePickle(Buffer.from("# README\n\nhello\n"))).toBe(false);
+		// a payload behind a NONE/POP prefix still runs, so it is still a pickle
+		expect(looksLikePickle(Buffer.from("N0cposix\nsystem\n(S'id'\ntR.", "latin1"))).toBe(true);
 	});
 });
 
