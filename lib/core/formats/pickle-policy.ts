@@ -277,7 +277,6 @@ const DANGEROUS_MODULES: Readonly<Record<string, string>> = {
 	paramiko: "network access",
 	"torch.hub": "downloads and runs code",
 	"torch.jit": "loads TorchScript code",
-	"torch.serialization": "nested torch.load",
 	"torch.utils.cpp_extension": "compiles and loads native code",
 	"torch._inductor": "compiles and runs generated code",
 	"torch.fx.experimental.symbolic_shapes": "evaluates Python expressions",
@@ -362,6 +361,14 @@ const DANGEROUS_NAMES: Readonly<Record<string, Readonly<Record<string, string>>>
 	itertools: { starmap: "calls any callable over data" },
 	contextlib: { ExitStack: "calls registered callables" },
 	"torch.storage": { _load_from_bytes: "calls torch.load on embedded bytes" },
+	"torch.serialization": {
+		load: "nested torch.load",
+		_load: "nested torch.load",
+		_legacy_load: "nested torch.load",
+		_open_file_like: "opens files",
+		_open_zipfile_reader: "opens files",
+		add_safe_globals: "widens torch's own allow-list",
+	},
 	torch: {
 		load: "nested torch.load",
 		from_file: "opens files",

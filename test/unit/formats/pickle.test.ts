@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { analyzePickle, looksLikePickle } from "../../../lib/core/formats/pickle";
-import { dangerReason, isAllowed, normalizeGlobal } from "../../../lib/core/formats/pickle-policy";
+import { ALLOWED_GLOBALS, dangerReason, isAllowed, normalizeGlobal } from "../../../lib/core/formats/pickle-policy";
 import { pickleScanner } from "../../../lib/core/formats/pytorch";
 import { BufferSource } from "../../../lib/core/formats/source";
 import { type ScanResult, verdictOf } from "../../../lib/core/formats/types";
@@ -170,6 +170,15 @@ describe("pickle opcode details", () => {
 		]) {
 			expect(isAllowed({ module: m as string, name: n as string }), `${m}.${n}`).toBe(false);
 			expect(dangerReason({ module: m as string, name: n as string }), `${m}.${n}`).toBeDefined();
+		}
+	});
+
+	it("never lists a global as both allowed and dangerous", () => {
+		for (const full of ALLOWED_GLOBALS) {
+			const dot = full.lastIndexOf(".");
+			const g = { module: full.slice(0, dot), name: full.slice(dot + 1) };
+			expect(dangerReason(g), full).toBeUndefined();
+			expect(isAllowed(g), full).toBe(true);
 		}
 	});
 
