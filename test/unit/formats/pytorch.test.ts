@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import { pickleScanner, pytorchLegacyScanner, pytorchZipScanner } from "../../../lib/core/formats/pytorch";
 import { BufferSource } from "../../../lib/core/formats/source";
 import { type Scanner, type ScanResult, verdictOf } from "../../../lib/core/formats/types";
+import { entryDataOffset, listZip } from "../../../lib/core/formats/zip";
 
 const DIR = join(__dirname, "../../fixtures/pickle");
 const fixture = (name: string) => readFileSync(join(DIR, name));
@@ -87,6 +88,23 @@ describe("PyTorch scanners on torch.save output", () => {
 		const r = await scanWith(pytorchZipScanner, zip, true);
 		expect(verdictOf(r)).toBe("safe");
 		expect(r.read).toBeLessThan(zip.length * 2);
+	});
+
+	it("does not mistake tensor bytes that start like a pickle for one", async () => {
+		const bytes = Buffer.from(fixture("benign-state-dict.pt"));
+		const src = new BufferSource(bytes);
+		const l = await listZip(src);
+		if (typeof l === "string") throw new Error(l);
+		const tensor = l.entries.find((e) => /\/data\/0$/.test(e.name));
+		if (!tensor) throw new Error("no tensor entry");
+		const at = await entryDataOffset(src, tensor);
+		if (typeof at === "string") throw new Error(at);
+		bytes[at] = 0x80;
+		bytes[at + 1] = 0x02;
+		bytes[at + 2] = 0xff; // not an opcode: the sniffed "pickle" fails at once
+		const r = await scanWith(pytorchZipScanner, bytes, true);
+		expect(r).toEqual(expect.objectContaining({ findings: [] }));
+		expect(verdictOf(r)).toBe("safe");
 	});
 
 	it("flags a legacy file that stops before its five pickles", async () => {
