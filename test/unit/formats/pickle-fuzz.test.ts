@@ -1,8 +1,8 @@
 /**
  * Mutation fuzzing of every pickle / torch / numpy fixture: bit flips,
  * truncations and length-field overwrites. Each mutated file must come back as
- * a ScanResult (never an exception), quickly. The CI part is bounded; set
- * FTGUARD_FUZZ_RUNS for a longer run.
+ * a ScanResult (never an exception), quickly. The CI part is bounded; `npm run fuzz`
+ * sets FUZZ_RUNS for a longer run.
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -14,7 +14,7 @@ import { BufferSource } from "../../../lib/core/formats/source";
 import { type Scanner, verdictOf } from "../../../lib/core/formats/types";
 
 const DIR = join(__dirname, "../../fixtures/pickle");
-const RUNS = Number(process.env.FTGUARD_FUZZ_RUNS ?? 200);
+const RUNS = Number(process.env.FUZZ_RUNS ?? process.env.FTGUARD_FUZZ_RUNS ?? 200);
 const SCANNERS = [pytorchLegacyScanner, pytorchZipScanner, npzScanner, numpyScanner, pickleScanner];
 
 const fixtures = readdirSync(DIR)
@@ -85,28 +85,32 @@ async function scanOnce(scanner: Scanner, bytes: Buffer, allowPickle: boolean): 
 
 describe("fuzzing pickle-bearing fixtures", () => {
 	for (const [format, members] of groups) {
-		it(`${format}: ${members.length} fixtures × ${RUNS} mutations give a verdict, never an exception`, async () => {
-			await fc.assert(
-				fc.asyncProperty(
-					fc.integer({ min: 0, max: members.length - 1 }),
-					fc.array(mutation, { minLength: 1, maxLength: 3 }),
-					fc.boolean(),
-					fc.nat(),
-					async (which, muts, allow, seed) => {
-						const f = members[which];
-						if (!f) return;
-						let bytes: Buffer = f.bytes;
-						for (const m of muts) bytes = mutate(bytes, m as Mutation, seed);
-						const v = await scanOnce(f.scanner, bytes, allow);
-						// A mutation may destroy the payload itself, so only the verdict's existence is checked here.
-						expect(["safe", "unsafe", "malformed"]).toContain(v);
-						// Every scanner must also survive bytes meant for another format.
-						for (const other of SCANNERS) if (other !== f.scanner) await scanOnce(other, bytes, allow);
-					},
-				),
-				{ numRuns: RUNS },
-			);
-		}, 60_000);
+		it(
+			`${format}: ${members.length} fixtures × ${RUNS} mutations give a verdict, never an exception`,
+			async () => {
+				await fc.assert(
+					fc.asyncProperty(
+						fc.integer({ min: 0, max: members.length - 1 }),
+						fc.array(mutation, { minLength: 1, maxLength: 3 }),
+						fc.boolean(),
+						fc.nat(),
+						async (which, muts, allow, seed) => {
+							const f = members[which];
+							if (!f) return;
+							let bytes: Buffer = f.bytes;
+							for (const m of muts) bytes = mutate(bytes, m as Mutation, seed);
+							const v = await scanOnce(f.scanner, bytes, allow);
+							// A mutation may destroy the payload itself, so only the verdict's existence is checked here.
+							expect(["safe", "unsafe", "malformed"]).toContain(v);
+							// Every scanner must also survive bytes meant for another format.
+							for (const other of SCANNERS) if (other !== f.scanner) await scanOnce(other, bytes, allow);
+						},
+					),
+					{ numRuns: RUNS },
+				);
+			},
+			Math.max(60_000, RUNS * 10),
+		);
 	}
 
 	it("malicious fixtures stay unsafe when bytes after their payload are truncated or corrupted", async () => {
