@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError } from "commander";
 import { registerBaseModel } from "../lib/cli/base-model";
+import { registerFiles } from "../lib/cli/files";
 import { registerHash } from "../lib/cli/hash";
 import { registerVerify } from "../lib/cli/verify";
 
@@ -25,6 +26,7 @@ const setExit = (code: number) => {
 registerHash(program, setExit);
 registerVerify(program, setExit);
 registerBaseModel(program, setExit);
+registerFiles(program, setExit);
 for (const cmd of program.commands) cmd.exitOverride();
 for (const cmd of program.commands.flatMap((c) => c.commands)) cmd.exitOverride();
 

@@ -18,15 +18,20 @@ function model(): string {
 }
 
 describe("help", () => {
-	it.each([[[]], [["hash"]], [["verify"]], [["base-model"]], [["base-model", "check"]], [["base-model", "entry"]]])(
-		"ftguard %j --help exits 0 and describes the command",
-		async (cmd) => {
-			const r = await ftguard([...cmd, "--help"]);
-			expect(r.code).toBe(0);
-			expect(r.stdout).toMatch(/Usage: ftguard/);
-			if (cmd.length > 0 && cmd.join(" ") !== "base-model") expect(r.stdout).toContain("--json");
-		},
-	);
+	it.each([
+		[[]],
+		[["hash"]],
+		[["verify"]],
+		[["base-model"]],
+		[["base-model", "check"]],
+		[["base-model", "entry"]],
+		[["files"]],
+	])("ftguard %j --help exits 0 and describes the command", async (cmd) => {
+		const r = await ftguard([...cmd, "--help"]);
+		expect(r.code).toBe(0);
+		expect(r.stdout).toMatch(/Usage: ftguard/);
+		if (cmd.length > 0 && cmd.join(" ") !== "base-model") expect(r.stdout).toContain("--json");
+	});
 });
 
 describe("usage errors exit 2, never 1", () => {

@@ -1,13 +1,35 @@
 /**
- * The scanner registry: every format scanner, in detection order (most specific
- * magic first), plus the fail-closed fallbacks the engine uses for unclaimed
- * archives and pickle-named files. One scanner per file; add new ones here.
+ * The scanner registry: every format scanner, in detection order (fixed magic
+ * numbers first, then archives by their first entry, then protobuf and pickle
+ * heuristics, then files the loaders recognise by name), plus the fail-closed
+ * fallbacks the engine uses for unclaimed archives and pickle-named files.
+ * One scanner per file; add new ones here.
  */
+import { ggufScanner } from "./gguf";
+import { hfConfigScanner, pythonFileScanner, tokenizerConfigScanner } from "./hf-config";
+import { kerasScanner } from "./keras";
+import { npzScanner, numpyScanner } from "./numpy";
+import { onnxScanner } from "./onnx";
+import { pickleScanner, pytorchLegacyScanner, pytorchZipScanner } from "./pytorch";
+import { safetensorsScanner } from "./safetensors";
 import type { ScanOptions } from "./scan";
 import type { Scanner } from "./types";
 
-export const SCANNERS: readonly Scanner[] = [];
+export const SCANNERS: readonly Scanner[] = [
+	safetensorsScanner,
+	ggufScanner,
+	numpyScanner,
+	pytorchLegacyScanner,
+	pytorchZipScanner,
+	npzScanner,
+	kerasScanner,
+	hfConfigScanner,
+	tokenizerConfigScanner,
+	pythonFileScanner,
+	onnxScanner,
+	pickleScanner,
+];
 
 export function defaultScanOptions(): Pick<ScanOptions, "scanners" | "archiveFallback" | "pickleFallback"> {
-	return { scanners: SCANNERS };
+	return { scanners: SCANNERS, archiveFallback: pytorchZipScanner, pickleFallback: pickleScanner };
 }

@@ -11,8 +11,17 @@ import { join, resolve } from "node:path";
 import { toFtguardError } from "../errors";
 import { DEFAULT_IGNORE_PATHS } from "../integrity/manifest";
 import { normalizeIgnorePaths, walkModel } from "../integrity/walk";
+import { isPickleOpcode } from "./pickle";
 import { FileSource } from "./source";
-import { type Finding, type FormatName, type Scanner, type ScanPolicy, type Verdict, verdictOf } from "./types";
+import {
+	type Finding,
+	type FormatName,
+	type Scanner,
+	type ScanPolicy,
+	type ScanResult,
+	type Verdict,
+	verdictOf,
+} from "./types";
 
 export interface FileReport {
 	/** As given on the command line, or joined under the directory given. */
@@ -70,7 +79,12 @@ export function chooseScanner(head: Buffer, name: string, size: number, options:
 	const claimed = options.scanners.find((s) => s.detect(head, name, size));
 	if (claimed) return claimed;
 	if (options.archiveFallback && isZip(head)) return options.archiveFallback;
-	if (options.pickleFallback && PICKLE_NAMES.test(name) && size > 0) return options.pickleFallback;
+	// pickle.load executes from the first byte: a pickle-named file whose first byte
+	// is a valid opcode is analysed as a pickle even if the heuristics doubted it; one
+	// whose first byte is not (raw weights, ONNX external data) cannot be unpickled.
+	if (options.pickleFallback && PICKLE_NAMES.test(name) && size > 0 && isPickleOpcode(head[0])) {
+		return options.pickleFallback;
+	}
 	return undefined;
 }
 
@@ -97,27 +111,44 @@ async function scanOne(
 			};
 			return report(displayPath, "unknown", { findings: [finding] }, source);
 		}
-		let result: Awaited<ReturnType<Scanner["scan"]>>;
-		try {
-			result = await scanner.scan({
-				source,
-				name,
-				path: openPath,
-				policy: options.policy,
-				...(modelDir !== undefined ? { modelDir } : {}),
-			});
-		} catch (e) {
-			// A scanner bug or an input it did not foresee: never a pass.
-			const err = toFtguardError(e);
-			result = {
-				findings: [
-					{ id: "scanner-error", severity: "high", message: `the ${scanner.format} scanner failed: ${err.message}` },
-				],
-			};
+		let result = await runScanner(scanner, source, openPath, name, modelDir, options);
+		// Any zip may be handed to torch.load whatever its first entry says (a
+		// "Keras" or "npz" archive with an archive/data.pkl inside loads as a torch
+		// checkpoint): zips claimed by another scanner are searched for pickles too.
+		if (options.archiveFallback && scanner !== options.archiveFallback && isZip(head)) {
+			const extra = await runScanner(options.archiveFallback, source, openPath, name, modelDir, options);
+			result = { ...result, findings: [...result.findings, ...extra.findings] };
 		}
 		return report(displayPath, scanner.format, result, source);
 	} finally {
 		await source.close();
+	}
+}
+
+/** Runs one scanner; a scanner that throws yields a finding, never a pass. */
+async function runScanner(
+	scanner: Scanner,
+	source: FileSource,
+	path: string,
+	name: string,
+	modelDir: string | undefined,
+	options: ScanOptions,
+): Promise<ScanResult> {
+	try {
+		return await scanner.scan({
+			source,
+			name,
+			path,
+			policy: options.policy,
+			...(modelDir !== undefined ? { modelDir } : {}),
+		});
+	} catch (e) {
+		const err = toFtguardError(e);
+		return {
+			findings: [
+				{ id: "scanner-error", severity: "high", message: `the ${scanner.format} scanner failed: ${err.message}` },
+			],
+		};
 	}
 }
 

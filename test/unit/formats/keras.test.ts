@@ -1,49 +1,13 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { deflateRawSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { kerasConfigFindings, kerasScanner } from "../../../lib/core/formats/keras";
 import { verdictOf } from "../../../lib/core/formats/types";
 import { fuzzScanner, scanBuffer } from "../../fixtures/formats/fuzz";
+import { zip } from "../../helpers/zip";
 
 const dir = join(__dirname, "../../fixtures/formats/keras");
 const fx = (n: string) => readFileSync(join(dir, n));
-
-/** A minimal zip writer: stored or deflated entries, optional method override. */
-function zip(files: Array<{ name: string; data: Buffer; method?: number; rawMethod?: number }>): Buffer {
-	const locals: Buffer[] = [];
-	const central: Buffer[] = [];
-	let off = 0;
-	for (const f of files) {
-		const method = f.method ?? 8;
-		const body = method === 8 ? deflateRawSync(f.data) : f.data;
-		const name = Buffer.from(f.name);
-		const lh = Buffer.alloc(30);
-		lh.writeUInt32LE(0x04034b50, 0);
-		lh.writeUInt16LE(f.rawMethod ?? method, 8);
-		lh.writeUInt32LE(body.length, 18);
-		lh.writeUInt32LE(f.data.length, 22);
-		lh.writeUInt16LE(name.length, 26);
-		const ch = Buffer.alloc(46);
-		ch.writeUInt32LE(0x02014b50, 0);
-		ch.writeUInt16LE(f.rawMethod ?? method, 10);
-		ch.writeUInt32LE(body.length, 20);
-		ch.writeUInt32LE(f.data.length, 24);
-		ch.writeUInt16LE(name.length, 28);
-		ch.writeUInt32LE(off, 42);
-		locals.push(lh, name, body);
-		central.push(ch, name);
-		off += 30 + name.length + body.length;
-	}
-	const cd = Buffer.concat(central);
-	const eocd = Buffer.alloc(22);
-	eocd.writeUInt32LE(0x06054b50, 0);
-	eocd.writeUInt16LE(files.length, 8);
-	eocd.writeUInt16LE(files.length, 10);
-	eocd.writeUInt32LE(cd.length, 12);
-	eocd.writeUInt32LE(off, 16);
-	return Buffer.concat([...locals, cd, eocd]);
-}
 
 const meta = { name: "metadata.json", data: Buffer.from('{"keras_version":"3.3.3"}') };
 const cfg = (v: unknown) => ({ name: "config.json", data: Buffer.from(JSON.stringify(v)) });

@@ -1,0 +1,113 @@
+/** The engine's fail-closed choices, with the real scanners and real fixture bytes. */
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { defaultScanOptions } from "../../../lib/core/formats";
+import { scanPaths } from "../../../lib/core/formats/scan";
+import type { Scanner } from "../../../lib/core/formats/types";
+import { zip } from "../../helpers/zip";
+
+const PICKLES = join(__dirname, "../../fixtures/pickle");
+const payload = readFileSync(join(PICKLES, "malicious-os-system.pkl"));
+const benignNpy = readFileSync(join(PICKLES, "benign-float32.npy"));
+
+function dir(files: Record<string, Buffer | string>): string {
+	const d = mkdtempSync(join(tmpdir(), "ftguard-scan-"));
+	for (const [name, data] of Object.entries(files)) {
+		mkdirSync(join(d, name, ".."), { recursive: true });
+		writeFileSync(join(d, name), data);
+	}
+	return d;
+}
+
+const scan = (paths: string[], extra: { allowPickle?: boolean; strict?: boolean; scanners?: Scanner[] } = {}) =>
+	scanPaths(paths, {
+		...defaultScanOptions(),
+		...(extra.scanners ? { scanners: extra.scanners } : {}),
+		policy: { allowPickle: extra.allowPickle ?? false },
+		strict: extra.strict ?? false,
+	});
+
+describe("when a payload hides in an archive another scanner claims", () => {
+	it("finds a torch pickle inside a 'Keras' archive (metadata.json first)", async () => {
+		// The first entry is padded past the 64 KiB the engine looks at, so only the
+		// Keras scanner claims the file by its head.
+		const archive = zip([
+			{ name: "metadata.json", data: Buffer.from(`{"keras_version":"3.3.3"}${" ".repeat(70_000)}`), method: 0 },
+			{ name: "config.json", data: Buffer.from('{"class_name":"Sequential","config":{"layers":[]}}') },
+			{ name: "archive/data.pkl", data: payload, method: 0 },
+		]);
+		const r = await scan([dir({ "model.keras": archive })], { allowPickle: true });
+		expect(r.files[0]).toMatchObject({ format: "keras", verdict: "unsafe" });
+		expect(r.files[0]?.findings.map((f) => f.id)).toContain("dangerous-global");
+	});
+
+	it("finds it in an archive no scanner claims, under a name that is not .pkl", async () => {
+		const archive = zip([
+			{ name: "README", data: Buffer.from("nothing to see") },
+			{ name: "x/payload", data: payload, method: 0 },
+		]);
+		const r = await scan([dir({ "bundle.zip": archive })], { allowPickle: true });
+		expect(r.files[0]?.verdict).toBe("unsafe");
+		expect(r.files[0]?.findings.some((f) => f.id === "dangerous-global" && /system/.test(f.message))).toBe(true);
+	});
+
+	it("leaves a benign npz safe", async () => {
+		const r = await scan([dir({ "arrays.npz": zip([{ name: "w.npy", data: benignNpy, method: 0 }]) })]);
+		expect(r.files[0]).toMatchObject({ format: "numpy-npz", verdict: "safe", findings: [] });
+	});
+});
+
+describe("when names lie", () => {
+	it("recognises a pickle renamed .safetensors by its bytes", async () => {
+		const r = await scan([dir({ "model.safetensors": payload })]);
+		expect(r.files[0]).toMatchObject({ format: "pickle", verdict: "unsafe" });
+	});
+
+	it("does not treat raw weights named .bin as a pickle when no unpickler could start on them", async () => {
+		const raw = Buffer.alloc(4096);
+		raw.writeFloatLE(0.5, 4);
+		const r = await scan([dir({ "weights.bin": raw })]);
+		expect(r.files[0]).toMatchObject({ format: "unknown", verdict: "safe" });
+		const strict = await scan([dir({ "weights.bin": raw })], { strict: true });
+		expect(strict.files[0]).toMatchObject({ format: "unknown", verdict: "unsafe" });
+	});
+
+	it("analyses a pickle-named file that starts with a pickle opcode even when the heuristics doubt it", async () => {
+		// Protocol 0: GLOBAL then garbage the heuristics would not call a pickle.
+		const r = await scan([dir({ "evil.pt": Buffer.from("cposix\nsystem\n\x00\x00") })]);
+		expect(r.files[0]?.verdict).toBe("unsafe");
+	});
+});
+
+describe("when a scanner fails", () => {
+	it("reports scanner-error: unsafe, never a pass", async () => {
+		const broken: Scanner = {
+			format: "safetensors",
+			detect: () => true,
+			scan: async () => {
+				throw new TypeError("cannot read properties of undefined");
+			},
+		};
+		const r = await scan([dir({ "a.safetensors": "x" })], { scanners: [broken] });
+		expect(r.files[0]).toMatchObject({ verdict: "unsafe", findings: [{ id: "scanner-error", severity: "high" }] });
+	});
+});
+
+describe("reporting", () => {
+	it("lists files sorted, joined under the directory given, with a summary", async () => {
+		const d = dir({ "b.pkl": payload, "a/x.npy": benignNpy, "notes.txt": "hello" });
+		const r = await scan([d]);
+		expect(r.files.map((f) => f.path)).toEqual([join(d, "a/x.npy"), join(d, "b.pkl"), join(d, "notes.txt")]);
+		expect(r.summary).toMatchObject({ files: 3, safe: 2, unsafe: 1, malformed: 0, unknown: 1 });
+	});
+
+	it("reads only a pickle's bytes from a large legacy checkpoint, not its tensor data", async () => {
+		const legacy = readFileSync(join(PICKLES, "benign-state-dict-legacy.pt"));
+		const big = Buffer.concat([legacy, Buffer.alloc(8 * 1024 * 1024)]);
+		const r = await scan([dir({ "model.pt": big })], { allowPickle: true });
+		expect(r.files[0]?.format).toBe("pytorch-legacy");
+		expect(r.files[0]?.bytesRead).toBeLessThan(256 * 1024);
+	});
+});
