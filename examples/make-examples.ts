@@ -7,6 +7,8 @@
  *   checkpoint-tampered/      the same files with one byte of the weights changed
  *   checkpoint-extra-file/    the same files plus an unsigned modeling_evil.py
  *   checkpoint-other-signer/  the same files, signed by a key nobody trusts
+ *   checkpoint-pickle/        a checkpoint whose pytorch_model.bin runs os.system on load
+ *                             (a real torch.save zip from test/fixtures; never load it)
  *   base-model/               an approved base model; registry.json + its bundle
  *   base-model-pickle/        the same base model with a pickle pytorch_model.bin beside it
  */
@@ -88,6 +90,13 @@ writeFileSync(out("checkpoint-extra-file", "modeling_evil.py"), "import os\nos.s
 
 writeModel(out("checkpoint-other-signer"), 1);
 await sign(out("checkpoint-other-signer"), untrusted);
+
+// A checkpoint carrying a pickle payload (the fixture made by test/fixtures/pickle/make_fixtures.py).
+writeModel(out("checkpoint-pickle"), 1);
+cpSync(
+	join(here, "..", "test", "fixtures", "pickle", "malicious-torch-zip-other-name.pt"),
+	out("checkpoint-pickle", "pytorch_model.bin"),
+);
 
 // Approved base model and its signed registry.
 writeModel(out("base-model"), 100);
