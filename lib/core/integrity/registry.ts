@@ -9,15 +9,17 @@
  * not be able to turn that into an ordinary, ignorable finding either way.
  */
 import { readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { relative, sep } from "node:path";
 import { z } from "zod";
-import { FtguardError, isFtguardError, toFtguardError } from "../errors";
-import { sniffPickle } from "../formats/sniff";
+import { FtguardError, toFtguardError } from "../errors";
+import { defaultScanOptions } from "../formats";
+import { scanPaths } from "../formats/scan";
 import { zodMessage } from "../schema";
 import { diffResources } from "./compare";
 import { buildManifest } from "./manifest";
 import { parseBundle, type SignerInfo, type TrustPolicy, verifyBlobBundle } from "./sigstore";
 import type { HashProgress } from "./types";
+import { isIgnored, normalizeIgnorePaths } from "./walk";
 
 export const REGISTRY_SCHEMA = "ftguard/base-model-registry@1";
 
@@ -180,7 +182,7 @@ export async function checkBaseModel(
 		if (count(s) > 0) reasons.push(`${count(s)} ${s.toLowerCase()} file(s)`);
 	}
 	if (entry.files.some((f) => isSafetensors(f.path))) {
-		const pickles = await findPickles(dir, [...actual.keys()]);
+		const pickles = await findPickles(dir, options.ignorePaths ?? []);
 		for (const [path, kind] of pickles) {
 			const check = files.find((f) => f.path === path);
 			if (check) check.pickle = kind;
@@ -195,16 +197,19 @@ export async function checkBaseModel(
 	return { id, approved: reasons.length === 0, reasons, files };
 }
 
-async function findPickles(dir: string, paths: string[]): Promise<Map<string, string>> {
+/**
+ * Pickle-bearing files of a directory, by content, found with the file-safety
+ * scanners themselves (a pickle renamed .safetensors is still a pickle): every
+ * file the default policy refuses with `pickle-forbidden`, with its format.
+ */
+async function findPickles(dir: string, ignorePaths: readonly string[]): Promise<Map<string, string>> {
+	const report = await scanPaths([dir], { ...defaultScanOptions(), policy: { allowPickle: false } });
 	const found = new Map<string, string>();
-	for (const p of paths) {
-		try {
-			const kind = await sniffPickle(join(dir, p));
-			if (kind) found.set(p, kind);
-		} catch (e) {
-			// A file that was just hashed and cannot be read now is not "not a pickle".
-			throw isFtguardError(e) ? e : toFtguardError(e, `cannot read ${p}`);
-		}
+	const ignored = new Set(normalizeIgnorePaths(ignorePaths));
+	for (const f of report.files) {
+		const name = relative(dir, f.path).split(sep).join("/");
+		if (isIgnored(name, ignored)) continue;
+		if (f.findings.some((x) => x.id === "pickle-forbidden")) found.set(name, f.format);
 	}
 	return found;
 }
