@@ -1,6 +1,5 @@
 /** `ftguard base-model check|entry`: the signed registry of approved base models. */
 import type { Command } from "commander";
-import { checkBaseModel, loadSignedRegistry, registryEntry } from "../core/integrity/registry";
 import { commaList, type Io, printJson, processIo, progressLine, runCommand } from "./io";
 import { addTrustOptions, type TrustFlags, trustPolicyFromFlags } from "./trust-options";
 import { describeSigner } from "./verify";
@@ -54,6 +53,7 @@ export function registerBaseModel(program: Command, setExit: (code: number) => v
 			const io = processIo(Boolean(flags.json));
 			setExit(
 				await runCommand(io, async () => {
+					const { registryEntry } = await import("../core/integrity/registry");
 					const progress = progressLine(io, "hashing");
 					const entry = await registryEntry(dir, flags.id, {
 						ignorePaths: flags.ignorePaths,
@@ -68,6 +68,7 @@ export function registerBaseModel(program: Command, setExit: (code: number) => v
 }
 
 async function runCheck(io: Io, dir: string, flags: CheckFlags): Promise<0 | 1> {
+	const { checkBaseModel, loadSignedRegistry } = await import("../core/integrity/registry");
 	const policy = await trustPolicyFromFlags(flags);
 	const { registry, signer } = await loadSignedRegistry(flags.registry, flags.registryBundle, policy);
 	const progress = progressLine(io, "hashing");

@@ -2,9 +2,7 @@
 import { writeFile } from "node:fs/promises";
 import type { Command } from "commander";
 import { FtguardError, toFtguardError } from "../core/errors";
-import { defaultScanOptions } from "../core/formats";
-import { toSarif } from "../core/formats/sarif";
-import { type ScanReport, scanPaths } from "../core/formats/scan";
+import type { ScanReport } from "../core/formats/scan";
 import { type Io, printJson, processIo, runCommand } from "./io";
 
 interface FilesFlags {
@@ -43,6 +41,12 @@ Exit codes: 0 every file safe, 1 a file is unsafe or malformed, 2 could not scan
 
 async function files(io: Io, paths: string[], flags: FilesFlags): Promise<0 | 1> {
 	if (paths.length === 0) throw new FtguardError("USAGE", "give at least one file or directory");
+	// Loaded on use: a CLI start pays only for the command it runs.
+	const [{ defaultScanOptions }, { scanPaths }, { toSarif }] = await Promise.all([
+		import("../core/formats"),
+		import("../core/formats/scan"),
+		import("../core/formats/sarif"),
+	]);
 	const report = await scanPaths(paths, {
 		...defaultScanOptions(),
 		policy: { allowPickle: Boolean(flags.allowPickle) },

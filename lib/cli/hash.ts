@@ -1,7 +1,6 @@
 /** `ftguard hash`: the OMS manifest of a model directory or file. */
 import type { Command } from "commander";
 import { FtguardError } from "../core/errors";
-import { buildManifest } from "../core/integrity/manifest";
 import type { SerializationMethod } from "../core/integrity/types";
 import { commaList, formatBytes, type Io, printJson, processIo, progressLine, runCommand } from "./io";
 
@@ -50,6 +49,7 @@ async function hash(io: Io, path: string, flags: HashFlags): Promise<0> {
 	if (shardSize !== undefined && method !== "shards") {
 		throw new FtguardError("USAGE", "--shard-size only applies to --method shards");
 	}
+	const { buildManifest } = await import("../core/integrity/manifest");
 	const progress = progressLine(io, "hashing");
 	const manifest = await buildManifest(path, {
 		method,

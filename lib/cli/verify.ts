@@ -1,8 +1,7 @@
 /** `ftguard verify`: a model (OMS signature) or a single artefact (cosign blob bundle). */
 import type { Command } from "commander";
 import { FtguardError } from "../core/errors";
-import { parseBundle, type SignerInfo, verifyBlobBundle } from "../core/integrity/sigstore";
-import { readSignatureFile, verifyModel } from "../core/integrity/verify-model";
+import type { SignerInfo } from "../core/integrity/sigstore";
 import { commaList, formatBytes, type Io, printJson, processIo, progressLine, runCommand } from "./io";
 import { addTrustOptions, type TrustFlags, trustPolicyFromFlags } from "./trust-options";
 
@@ -66,6 +65,10 @@ async function verify(io: Io, path: string, flags: VerifyFlags): Promise<0> {
 		throw new FtguardError("USAGE", "--ignore-paths applies to model directories (--signature), not --bundle");
 	}
 	const policy = await trustPolicyFromFlags(flags);
+	const [{ parseBundle, verifyBlobBundle }, { readSignatureFile, verifyModel }] = await Promise.all([
+		import("../core/integrity/sigstore"),
+		import("../core/integrity/verify-model"),
+	]);
 
 	if (flags.bundle !== undefined) {
 		const bundle = parseBundle(await readSignatureFile(flags.bundle), flags.bundle);
