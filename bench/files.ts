@@ -50,6 +50,7 @@ import { fileURLToPath } from "node:url";
 import { crc32 } from "node:zlib";
 import { defaultScanOptions } from "../lib/core/formats";
 import { scanPaths } from "../lib/core/formats/scan";
+import { bundleSelf, median } from "./common";
 
 const MiB = 1 << 20;
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -505,12 +506,6 @@ function parseArgs(argv: string[]): Options {
 	return o;
 }
 
-function median(xs: number[]): number {
-	const s = [...xs].sort((a, b) => a - b);
-	const m = s.length >> 1;
-	return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-}
-
 function runChild(bundle: string, path: string, allowPickle: boolean, warmReps: number): ChildResult {
 	const r = spawnSync(process.execPath, [bundle, "--child", path, allowPickle ? "1" : "0", String(warmReps)], {
 		encoding: "utf8",
@@ -579,18 +574,7 @@ async function parent(argv: string[]): Promise<void> {
 
 	// The in-process child is this very file, bundled: no loader in the measured process.
 	const bundle = join(root, "files-bench.mjs");
-	const { build } = await import("esbuild");
-	await build({
-		entryPoints: [fileURLToPath(import.meta.url)],
-		outfile: bundle,
-		bundle: true,
-		platform: "node",
-		format: "esm",
-		target: "node20",
-		external: ["esbuild"],
-		logLevel: "warning",
-		banner: { js: "import { createRequire as __r } from 'node:module'; const require = __r(import.meta.url);" },
-	});
+	await bundleSelf(import.meta.url, bundle);
 
 	const bytes = Math.round(o.sizeMib * MiB);
 	const files = {

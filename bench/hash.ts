@@ -25,8 +25,8 @@ import { spawn, spawnSync } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, openSync, readSync, rmSync, statSync, writeSync } from "node:fs";
 import { availableParallelism, cpus } from "node:os";
 import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { buildManifest } from "../lib/core/integrity/manifest";
+import { bundleSelf, median } from "./common";
 
 const MiB = 1 << 20;
 const RSS_TARGET_MB = 150;
@@ -168,12 +168,6 @@ async function runOpensslParallel(paths: string[], parallel: number): Promise<nu
 	return Number(process.hrtime.bigint() - t0) / 1e9;
 }
 
-const median = (xs: number[]) => {
-	const s = [...xs].sort((a, b) => a - b);
-	const m = s.length >> 1;
-	return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
-
 async function parent(argv: string[]): Promise<void> {
 	const o = parseArgs(argv);
 	const root = resolve(o.dir);
@@ -185,17 +179,7 @@ async function parent(argv: string[]): Promise<void> {
 
 	// The child is this very file, bundled: no loader in the measured process.
 	const bundle = join(root, "hash-bench.mjs");
-	const { build } = await import("esbuild");
-	await build({
-		entryPoints: [fileURLToPath(import.meta.url)],
-		outfile: bundle,
-		bundle: true,
-		platform: "node",
-		format: "esm",
-		target: "node20",
-		external: ["esbuild"],
-		logLevel: "warning",
-	});
+	await bundleSelf(import.meta.url, bundle);
 
 	const multiBytes = o.files * Math.round(o.fileMib * MiB);
 	const singleBytes = Math.round(o.sizeMib * MiB);
