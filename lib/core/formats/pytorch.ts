@@ -12,7 +12,8 @@ import { entryDataOffset, isZip, listZip, readEntry, type ZipEntry } from "./zip
 
 /** Largest pickle stream analysed (per file, or per archive entry). */
 export const MAX_PICKLE_BYTES = 256 * 1024 * 1024;
-const FIRST_CHUNK = 16 * 1024;
+const FIRST_CHUNK = 64 * 1024;
+const GROWTH = 4;
 
 /** A window onto part of another source; reads count towards the parent's `bytesRead`. */
 export class SliceSource implements ByteSource {
@@ -36,48 +37,86 @@ export type StreamOptions = Omit<AnalyzeOptions, "partial" | "start" | "baseOffs
 	offset?: number;
 	/** Upper bound on bytes read. @default MAX_PICKLE_BYTES */
 	maxBytes?: number;
-	/** First read size. @default 16 KiB */
+	/** First read size (pass the stream's known size to analyse it in one pass). @default 64 KiB */
 	firstChunk?: number;
 };
 
+/** What `analyzeStream` returns: the analysis and how many bytes it analysed (for budgets). */
+export type StreamAnalysis = PickleAnalysis & { bytes: number };
+
 /**
- * Analyses the pickle stream(s) starting at `offset`, reading in doubling
+ * Analyses the pickle stream(s) starting at `offset`, reading in growing
  * chunks and re-analysing until the stream ends (or `maxPickles` are done), so
  * that what follows the pickles (tensor storage) is never read.
+ *
+ * The first chunk (64 KiB unless told) covers typical checkpoint pickles in one
+ * pass; after that each read quadruples the buffer, so re-analysing from the
+ * start costs at most ~4/3 of a single pass over the final size.
  */
-export async function analyzeStream(src: ByteSource, opts: StreamOptions): Promise<PickleAnalysis> {
+export async function analyzeStream(src: ByteSource, opts: StreamOptions): Promise<StreamAnalysis> {
+	const { offset: _o, maxBytes: _m, firstChunk: _f, ...rest } = opts;
 	const offset = opts.offset ?? 0;
 	const total = Math.max(0, src.size - offset);
 	const maxBytes = Math.min(opts.maxBytes ?? MAX_PICKLE_BYTES, total);
-	let want = Math.min(opts.firstChunk ?? FIRST_CHUNK, maxBytes);
+	const want = Math.min(Math.max(1, opts.firstChunk ?? FIRST_CHUNK), maxBytes);
 	let buf = await src.read(offset, want);
 	for (;;) {
 		const done = buf.length >= maxBytes;
-		const { offset: _o, maxBytes: _m, firstChunk: _f, ...rest } = opts;
-		const r = analyzePickle(buf, { ...rest, baseOffset: offset, partial: !done });
-		if (!r.incomplete) return r;
-		if (done) return r; // unreachable: partial is false when done
-		// Grow by a quarter while small (bytes read stay close to the pickles' size), double once large
-		// (so that re-analysing from the start stays a small multiple of the final size).
-		want = Math.min(maxBytes, buf.length < 4 * 1024 * 1024 ? Math.ceil(buf.length * 1.25) : buf.length * 2);
-		const more = await src.read(offset + buf.length, want - buf.length);
-		if (more.length === 0) {
-			return analyzePickle(buf, { ...rest, baseOffset: offset });
-		}
-		buf = Buffer.concat([buf, more]);
-		if (buf.length >= maxBytes && maxBytes < total) {
-			const last = analyzePickle(buf, { ...rest, baseOffset: offset });
-			if (last.malformed?.startsWith("truncated")) {
-				last.findings.push({
+		const r: StreamAnalysis = Object.assign(analyzePickle(buf, { ...rest, baseOffset: offset, partial: !done }), {
+			bytes: buf.length,
+		});
+		if (!r.incomplete) {
+			if (done && maxBytes < total && r.malformed?.startsWith("truncated")) {
+				r.findings.push({
 					id: "pickle-too-large",
 					severity: "high",
 					message: `pickle stream longer than ${maxBytes} bytes; the rest was not checked`,
 					...(opts.location ? { location: opts.location } : {}),
 				});
 			}
-			return last;
+			return r;
 		}
+		const next = Math.min(maxBytes, buf.length * GROWTH);
+		const more = await src.read(offset + buf.length, next - buf.length);
+		if (more.length === 0) {
+			return Object.assign(analyzePickle(buf, { ...rest, baseOffset: offset }), { bytes: buf.length });
+		}
+		buf = Buffer.concat([buf, more]);
 	}
+}
+
+/**
+ * A source that serves reads inside an already-read prefix of the file (the
+ * engine's 64 KiB head) from memory: those bytes are not read (nor counted) twice.
+ */
+export class HeadCachedSource implements ByteSource {
+	constructor(
+		private readonly parent: ByteSource,
+		private readonly head: Buffer,
+	) {}
+	get size(): number {
+		return this.parent.size;
+	}
+	get bytesRead(): number {
+		return this.parent.bytesRead;
+	}
+	async read(offset: number, length: number): Promise<Buffer> {
+		const h = this.head;
+		const start = Math.max(0, Math.min(offset, this.parent.size));
+		const n = Math.max(0, Math.min(length, this.parent.size - start));
+		if (start + n <= h.length) return h.subarray(start, start + n);
+		if (start >= h.length) return this.parent.read(start, n);
+		const rest = await this.parent.read(h.length, start + n - h.length);
+		return Buffer.concat([h.subarray(start), rest]);
+	}
+}
+
+/** The input's source, with the engine's head (if it passed one) served from memory. */
+function sourceOf(input: ScanInput): ByteSource {
+	const { source, head } = input;
+	return head !== undefined && head.length > 0 && head.length <= source.size
+		? new HeadCachedSource(source, head)
+		: source;
 }
 
 function forbidden(policy: ScanPolicy, location?: string): Finding[] {
@@ -116,9 +155,9 @@ export const pickleScanner: Scanner = {
 	detect(head) {
 		return looksLikePickle(head) && !isLegacyTorch(head);
 	},
-	scan({ source, policy }: ScanInput) {
+	scan(input: ScanInput) {
 		return guarded(async () => {
-			const r = await analyzeStream(source, { policy });
+			const r = await analyzeStream(sourceOf(input), { policy: input.policy });
 			return toResult(r);
 		});
 	},
@@ -145,9 +184,9 @@ export const pytorchLegacyScanner: Scanner = {
 	detect(head) {
 		return isLegacyTorch(head);
 	},
-	scan({ source, policy }: ScanInput) {
+	scan(input: ScanInput) {
 		return guarded(async () => {
-			const r = await analyzeStream(source, { policy, maxPickles: 5 });
+			const r = await analyzeStream(sourceOf(input), { policy: input.policy, maxPickles: 5 });
 			if (r.malformed === undefined && r.pickles < 5)
 				return { findings: r.findings, malformed: `legacy torch file holds ${r.pickles} of 5 pickles` };
 			return toResult(r);
@@ -191,14 +230,17 @@ async function analyzeEntry(
 	e: ZipEntry,
 	policy: ScanPolicy,
 	maxBytes: number,
+	named: boolean,
 ): Promise<(PickleAnalysis & { bytes?: number }) | { error: string }> {
 	const base = { policy, location: e.name, forbiddenFinding: false, maxBytes };
 	if (e.method === 0) {
 		const start = await entryDataOffset(src, e);
 		if (typeof start === "string") return { error: start };
 		const size = Math.min(e.compressedSize, src.size - start);
-		// Offsets are reported relative to the entry: the location names the entry.
-		return analyzeStream(new SliceSource(src, start, size), base);
+		// Offsets are reported relative to the entry: the location names the entry. A named
+		// pickle entry's size is known: it is read (up to maxBytes) and analysed in one pass.
+		// Sniffed entries may be tensor data that merely starts like a pickle: read in growing chunks.
+		return analyzeStream(new SliceSource(src, start, size), named ? { ...base, firstChunk: size } : base);
 	}
 	const r = await readEntry(src, e, maxBytes);
 	if ("error" in r) return { error: r.error };
@@ -223,7 +265,9 @@ export const pytorchZipScanner: Scanner = {
 		if (startsWithProto(head, 30 + nameLen + extraLen)) return true;
 		return /\.(pt|pth|bin|ckpt|tar|mar)$/i.test(name) && !head.includes(".npy") && !head.includes("config.json");
 	},
-	scan({ source, policy }: ScanInput) {
+	scan(input: ScanInput) {
+		const { policy } = input;
+		const source = sourceOf(input);
 		return guarded(async () => {
 			const listing = await listZip(source);
 			if (typeof listing === "string") return { findings: forbidden(policy), malformed: `not a zip: ${listing}` };
@@ -260,9 +304,10 @@ export const pytorchZipScanner: Scanner = {
 				}
 				const limit = Math.min(budget, named ? MAX_PICKLE_BYTES : SNIFFED_MAX_BYTES);
 				const before = source.bytesRead;
-				const r = await analyzeEntry(source, e, policy, limit);
-				// Stored entries are charged what was read, deflated ones what was inflated (overlapping
-				// entries or a pile of bombs cannot multiply the work).
+				const r = await analyzeEntry(source, e, policy, limit, named);
+				// Entries are charged what was read or analysed (bytes served from the cached head are
+				// analysed, not read), deflated ones what was inflated: overlapping entries or a pile
+				// of bombs cannot multiply the work.
 				budget -= Math.max(source.bytesRead - before, "bytes" in r ? (r.bytes ?? 0) : 0, 1);
 				if ("error" in r) {
 					if (named) {

@@ -111,12 +111,12 @@ async function scanOne(
 			};
 			return report(displayPath, "unknown", { findings: [finding] }, source);
 		}
-		let result = await runScanner(scanner, source, openPath, name, modelDir, options);
+		let result = await runScanner(scanner, source, openPath, name, modelDir, options, head);
 		// Any zip may be handed to torch.load whatever its first entry says (a
 		// "Keras" or "npz" archive with an archive/data.pkl inside loads as a torch
 		// checkpoint): zips claimed by another scanner are searched for pickles too.
 		if (options.archiveFallback && scanner !== options.archiveFallback && isZip(head)) {
-			const extra = await runScanner(options.archiveFallback, source, openPath, name, modelDir, options);
+			const extra = await runScanner(options.archiveFallback, source, openPath, name, modelDir, options, head);
 			result = { ...result, findings: [...result.findings, ...extra.findings] };
 		}
 		return report(displayPath, scanner.format, result, source);
@@ -133,6 +133,7 @@ async function runScanner(
 	name: string,
 	modelDir: string | undefined,
 	options: ScanOptions,
+	head?: Buffer,
 ): Promise<ScanResult> {
 	try {
 		return await scanner.scan({
@@ -140,6 +141,7 @@ async function runScanner(
 			name,
 			path,
 			policy: options.policy,
+			...(head !== undefined ? { head } : {}),
 			...(modelDir !== undefined ? { modelDir } : {}),
 		});
 	} catch (e) {

@@ -1,6 +1,10 @@
 /** ByteSource implementations: a file on disk (random access, counted) and an in-memory buffer. */
+import { readSync } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 import type { ByteSource } from "./types";
+
+/** Reads up to this size are done with readSync (see `FileSource.read`). */
+const SYNC_READ_MAX = 1024 * 1024;
 
 export class FileSource implements ByteSource {
 	private constructor(
@@ -29,6 +33,15 @@ export class FileSource implements ByteSource {
 		const n = Math.max(0, Math.min(length, this.size - start));
 		const buf = Buffer.allocUnsafe(n);
 		let got = 0;
+		if (n <= SYNC_READ_MAX) {
+			// Small reads (headers, sniffs, pickles) are synchronous: a FileHandle.read round trip
+			// through the thread pool costs far more than the copy from the page cache.
+			while (got < n) {
+				const r = readSync(this.fh.fd, buf, got, n - got, start + got);
+				if (r === 0) break;
+				got += r;
+			}
+		}
 		while (got < n) {
 			const { bytesRead } = await this.fh.read(buf, got, n - got, start + got);
 			if (bytesRead === 0) break; // file shrank under us: return what exists

@@ -58,6 +58,11 @@ export interface ScanInput {
 	/** Absolute path of the file itself. */
 	path: string;
 	policy: ScanPolicy;
+	/**
+	 * The file's first bytes as the engine already read them (for detection), so
+	 * that a scanner need not read them again. Optional: scanners must work without it.
+	 */
+	head?: Buffer;
 }
 
 export interface ScanResult {
