@@ -8,6 +8,8 @@
  *
  * Work is bounded (opcodes, stack depth, memo size, string decoding), and no
  * allocation depends on a length field: arguments are subarrays of the input.
+ * The hot path allocates little: numbers and bytes are skipped, and binary
+ * strings are kept as offsets, decoded only when STACK_GLOBAL takes them.
  */
 import { dangerReason, describeGlobal, isAllowed } from "./pickle-policy";
 import type { Finding, ScanPolicy } from "./types";
@@ -61,10 +63,14 @@ const MAX_FINDINGS = 200;
 /** Strings longer than this are never module or attribute names: they are tracked as "some string". */
 const MAX_NAME_BYTES = 1024;
 const MAX_RESYNC = 64;
+/** Memo keys below this live in an array (torch numbers them 0, 1, 2, …); others in a Map. */
+const MEMO_DENSE = 1 << 20;
 
 /** Symbolic stack values: only strings and globals matter, everything else is opaque. */
 type Item =
 	| { readonly k: "str"; readonly v: string | undefined }
+	/** A binary string of at most MAX_NAME_BYTES, decoded only if STACK_GLOBAL takes it: bytes [s, e) of the buffer. */
+	| { readonly k: "bstr"; readonly s: number; readonly e: number; readonly utf8: boolean }
 	| { readonly k: "global"; readonly g: PickleGlobal }
 	| { readonly k: "other" }
 	| { readonly k: "unknown" };
@@ -229,8 +235,13 @@ function runOne(ctx: Ctx, start: number): number {
 	let pos = start;
 	let stack: Item[] = [];
 	const marks: Item[][] = [];
-	const memo = new Map<number, Item>();
+	// The memo: dense keys in an array, any others in a Map; `memoSize` counts both (MEMOIZE's key).
+	const memoArr: Item[] = [];
+	let memoMap: Map<number, Item> | undefined;
+	let memoSize = 0;
 	let memoOverflow = false;
+	const memoLookup = (idx: number): Item | undefined =>
+		idx >= 0 && idx < MEMO_DENSE ? memoArr[idx] : memoMap?.get(idx);
 
 	const need = (n: number, what: string): void => {
 		if (n > len - pos) throw new Stop("eof", `truncated: ${what} at offset 0x${(ctx.base + pos).toString(16)}`);
@@ -268,12 +279,6 @@ function runOne(ctx: Ctx, start: number): number {
 		pos += 8;
 		return hi * 0x1_0000_0000 + lo;
 	};
-	const bytes = (n: number, what: string): Buffer => {
-		need(n, what);
-		const b = buf.subarray(pos, pos + n);
-		pos += n;
-		return b;
-	};
 	/** A newline-terminated argument, without the newline (CPython strips exactly one byte). */
 	const line = (what: string): Buffer => {
 		const nl = buf.indexOf(0x0a, pos);
@@ -283,8 +288,21 @@ function runOne(ctx: Ctx, start: number): number {
 		pos = nl + 1;
 		return b;
 	};
-	const strItem = (b: Buffer, enc: "utf8" | "latin1"): Item =>
-		b.length > MAX_NAME_BYTES ? LONG_STR : { k: "str", v: b.toString(enc) };
+	/** A length-prefixed string of `n` bytes at `pos` (not decoded until STACK_GLOBAL needs it). */
+	const binStr = (n: number, what: string, utf8: boolean): Item => {
+		need(n, what);
+		const s = pos;
+		pos += n;
+		return n > MAX_NAME_BYTES ? LONG_STR : { k: "bstr", s, e: pos, utf8 };
+	};
+	/** The string an item holds, if it is one STACK_GLOBAL can use. */
+	const strOf = (it: Item): string | undefined =>
+		it.k === "str" ? it.v : it.k === "bstr" ? buf.toString(it.utf8 ? "utf8" : "latin1", it.s, it.e) : undefined;
+	/** Skips `n` argument bytes. */
+	const skip = (n: number, what: string): void => {
+		need(n, what);
+		pos += n;
+	};
 	const push = (it: Item): void => {
 		if (stack.length >= MAX_STACK) throw new Stop("budget", `pickle stack deeper than ${MAX_STACK}`);
 		stack.push(it);
@@ -307,7 +325,7 @@ function runOne(ctx: Ctx, start: number): number {
 		return items;
 	};
 	const memoGet = (idx: number, at: number): Item => {
-		const it = memo.get(idx);
+		const it = memoLookup(idx);
 		if (it !== undefined) return it;
 		// Once entries were dropped for the memo cap, a miss is "something we did not keep", not an error.
 		if (memoOverflow) return UNKNOWN;
@@ -315,11 +333,17 @@ function runOne(ctx: Ctx, start: number): number {
 	};
 	const memoPut = (idx: number, at: number): void => {
 		const it = top(at);
-		if (memo.size >= MAX_MEMO && !memo.has(idx)) {
+		const fresh = memoLookup(idx) === undefined;
+		if (fresh && memoSize >= MAX_MEMO) {
 			memoOverflow = true;
 			return;
 		}
-		memo.set(idx, it);
+		if (fresh) memoSize++;
+		if (idx >= 0 && idx < MEMO_DENSE) memoArr[idx] = it;
+		else {
+			memoMap ??= new Map();
+			memoMap.set(idx, it);
+		}
 	};
 	const textInt = (b: Buffer, at: number): number => {
 		const s = b.toString("latin1").trim();
@@ -390,30 +414,30 @@ function runOne(ctx: Ctx, start: number): number {
 				push(OTHER);
 				break;
 			case 0x4a: // BININT
-				bytes(4, "BININT");
+				skip(4, "BININT");
 				push(OTHER);
 				break;
 			case 0x4b: // BININT1
-				bytes(1, "BININT1");
+				skip(1, "BININT1");
 				push(OTHER);
 				break;
 			case 0x4d: // BININT2
-				bytes(2, "BININT2");
+				skip(2, "BININT2");
 				push(OTHER);
 				break;
 			case 0x47: // BINFLOAT
-				bytes(8, "BINFLOAT");
+				skip(8, "BINFLOAT");
 				push(OTHER);
 				break;
 			case 0x8a: // LONG1
-				bytes(u8(), "LONG1");
+				skip(u8(), "LONG1");
 				push(OTHER);
 				break;
 			case 0x8b: {
 				// LONG4
 				const n = s32();
 				if (n < 0) fail("LONG4 with negative length", at);
-				bytes(n, "LONG4");
+				skip(n, "LONG4");
 				push(OTHER);
 				break;
 			}
@@ -431,11 +455,11 @@ function runOne(ctx: Ctx, start: number): number {
 				// BINSTRING
 				const n = s32();
 				if (n < 0) fail("BINSTRING with negative length", at);
-				push(strItem(bytes(n, "BINSTRING"), "latin1"));
+				push(binStr(n, "BINSTRING", false));
 				break;
 			}
 			case 0x55: // SHORT_BINSTRING
-				push(strItem(bytes(u8(), "SHORT_BINSTRING"), "latin1"));
+				push(binStr(u8(), "SHORT_BINSTRING", false));
 				break;
 			case 0x56: {
 				// UNICODE
@@ -444,29 +468,29 @@ function runOne(ctx: Ctx, start: number): number {
 				break;
 			}
 			case 0x58: // BINUNICODE
-				push(strItem(bytes(u32(), "BINUNICODE"), "utf8"));
+				push(binStr(u32(), "BINUNICODE", true));
 				break;
 			case 0x8c: // SHORT_BINUNICODE
-				push(strItem(bytes(u8(), "SHORT_BINUNICODE"), "utf8"));
+				push(binStr(u8(), "SHORT_BINUNICODE", true));
 				break;
 			case 0x8d: // BINUNICODE8
-				push(strItem(bytes(u64(), "BINUNICODE8"), "utf8"));
+				push(binStr(u64(), "BINUNICODE8", true));
 				break;
 			// bytes-like
 			case 0x42: // BINBYTES
-				bytes(u32(), "BINBYTES");
+				skip(u32(), "BINBYTES");
 				push(OTHER);
 				break;
 			case 0x43: // SHORT_BINBYTES
-				bytes(u8(), "SHORT_BINBYTES");
+				skip(u8(), "SHORT_BINBYTES");
 				push(OTHER);
 				break;
 			case 0x8e: // BINBYTES8
-				bytes(u64(), "BINBYTES8");
+				skip(u64(), "BINBYTES8");
 				push(OTHER);
 				break;
 			case 0x96: // BYTEARRAY8
-				bytes(u64(), "BYTEARRAY8");
+				skip(u64(), "BYTEARRAY8");
 				push(OTHER);
 				break;
 			case 0x98: // READONLY_BUFFER
@@ -522,7 +546,7 @@ function runOne(ctx: Ctx, start: number): number {
 				break;
 			case 0x94: // MEMOIZE: the key is the memo's current length
 				if (memoOverflow) top(at);
-				else memoPut(memo.size, at);
+				else memoPut(memoSize, at);
 				break;
 			case 0x67: // GET
 				push(memoGet(textInt(line("GET"), at), at));
@@ -547,8 +571,10 @@ function runOne(ctx: Ctx, start: number): number {
 				// STACK_GLOBAL: module and name come from the stack (often via the memo)
 				const name = pop(at);
 				const mod = pop(at);
-				if (mod.k === "str" && name.k === "str" && mod.v !== undefined && name.v !== undefined) {
-					const g: PickleGlobal = { module: mod.v, name: name.v, offset: at };
+				const modStr = strOf(mod);
+				const nameStr = strOf(name);
+				if (modStr !== undefined && nameStr !== undefined) {
+					const g: PickleGlobal = { module: modStr, name: nameStr, offset: at };
 					judgeGlobal(ctx, g, "STACK_GLOBAL");
 					push({ k: "global", g });
 				} else {
