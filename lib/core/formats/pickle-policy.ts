@@ -394,18 +394,34 @@ const DANGEROUS_NAMES: Readonly<Record<string, Readonly<Record<string, string>>>
 const CHAIN_ATTRS =
 	/(^|\.)(__globals__|__builtins__|__subclasses__|__class__|__base__|__bases__|__mro__|__dict__|__code__|__closure__|__getattribute__|__reduce__|__reduce_ex__|__init__|__call__|__self__|__func__|__module__|__loader__|__spec__|__import__)($|\.)/;
 
+/** The tables above as Maps, built once: lookups, not scans, on every global judged. */
+const DANGEROUS_MODULE_MAP: ReadonlyMap<string, string> = new Map(Object.entries(DANGEROUS_MODULES));
+const DANGEROUS_NAME_MAP: ReadonlyMap<string, Readonly<Record<string, string>>> = new Map(
+	Object.entries(DANGEROUS_NAMES),
+);
+
+/**
+ * The DANGEROUS_MODULES reason for `path` or any dotted prefix of it (`a`, `a.b`, …, `path`),
+ * as `path === mod || path.startsWith(mod + ".")` over the table (no key is a dotted prefix of another).
+ */
+function dangerousModule(path: string): string | undefined {
+	for (let i = path.indexOf("."); i >= 0; i = path.indexOf(".", i + 1)) {
+		const why = DANGEROUS_MODULE_MAP.get(path.slice(0, i));
+		if (why !== undefined) return why;
+	}
+	return DANGEROUS_MODULE_MAP.get(path);
+}
+
 /** Why a global is dangerous, or undefined if it is not on the dangerous list. */
 export function dangerReason(raw: GlobalRef): string | undefined {
 	const g = normalizeGlobal(raw);
-	const full = `${g.module}.${g.name}`;
-	for (const [mod, why] of Object.entries(DANGEROUS_MODULES)) {
-		if (g.module === mod || g.module.startsWith(`${mod}.`)) return why;
-	}
+	const byModule = dangerousModule(g.module);
+	if (byModule !== undefined) return byModule;
 	// A dotted name (protocol 4+ resolves "a.b" attribute by attribute) is judged by its first
 	// segment and by the whole path: builtins + "getattr.x" still imports getattr.
-	const first = g.name.split(".", 1)[0] ?? g.name;
-	for (const [mod, names] of Object.entries(DANGEROUS_NAMES)) {
-		if (g.module !== mod) continue;
+	const names = DANGEROUS_NAME_MAP.get(g.module);
+	if (names !== undefined) {
+		const first = g.name.split(".", 1)[0] ?? g.name;
 		const why = names[first] ?? names[g.name];
 		if (why) return why;
 	}
@@ -424,10 +440,7 @@ export function dangerReason(raw: GlobalRef): string | undefined {
 		}
 	}
 	// `torch` re-exports a few dangerous submodules as attributes ("torch" + "hub.load").
-	for (const mod of Object.keys(DANGEROUS_MODULES)) {
-		if (full === mod || full.startsWith(`${mod}.`)) return DANGEROUS_MODULES[mod];
-	}
-	return undefined;
+	return dangerousModule(`${g.module}.${g.name}`);
 }
 
 /** Whether a benign checkpoint may import this global (the `--allow-pickle` allow-list). */
