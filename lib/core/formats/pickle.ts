@@ -305,7 +305,7 @@ function runOne(ctx: Ctx, start: number): number {
 	};
 	const push = (it: Item): void => {
 		if (stack.length >= MAX_STACK) throw new Stop("budget", `pickle stack deeper than ${MAX_STACK}`);
-		stack.push(it);
+		stack[stack.length] = it;
 	};
 	const pop = (at: number): Item => {
 		const it = stack.pop();
@@ -325,21 +325,22 @@ function runOne(ctx: Ctx, start: number): number {
 		return items;
 	};
 	const memoGet = (idx: number, at: number): Item => {
-		const it = memoLookup(idx);
+		const it = idx >= 0 && idx < MEMO_DENSE ? memoArr[idx] : memoLookup(idx);
 		if (it !== undefined) return it;
 		// Once entries were dropped for the memo cap, a miss is "something we did not keep", not an error.
 		if (memoOverflow) return UNKNOWN;
 		return fail(`memo key ${idx} not found`, at);
 	};
 	const memoPut = (idx: number, at: number): void => {
-		const it = top(at);
-		const fresh = memoLookup(idx) === undefined;
+		const it = stack[stack.length - 1] ?? top(at);
+		const dense = idx >= 0 && idx < MEMO_DENSE;
+		const fresh = (dense ? memoArr[idx] : memoLookup(idx)) === undefined;
 		if (fresh && memoSize >= MAX_MEMO) {
 			memoOverflow = true;
 			return;
 		}
 		if (fresh) memoSize++;
-		if (idx >= 0 && idx < MEMO_DENSE) memoArr[idx] = it;
+		if (dense) memoArr[idx] = it;
 		else {
 			memoMap ??= new Map();
 			memoMap.set(idx, it);
@@ -366,7 +367,8 @@ function runOne(ctx: Ctx, start: number): number {
 	for (;;) {
 		if (ctx.opsLeft-- <= 0) throw new Stop("budget", "opcode budget exhausted");
 		const at = pos;
-		need(1, "opcode (no STOP)");
+		// The hot path calls no helper unless a check fails (they throw): cold, every call counts.
+		if (pos >= len) need(1, "opcode (no STOP)");
 		const op = buf[pos++] as number;
 		switch (op) {
 			case 0x80: {
@@ -414,19 +416,23 @@ function runOne(ctx: Ctx, start: number): number {
 				push(OTHER);
 				break;
 			case 0x4a: // BININT
-				skip(4, "BININT");
+				if (len - pos < 4) need(4, "BININT");
+				pos += 4;
 				push(OTHER);
 				break;
 			case 0x4b: // BININT1
-				skip(1, "BININT1");
+				if (len - pos < 1) need(1, "BININT1");
+				pos += 1;
 				push(OTHER);
 				break;
 			case 0x4d: // BININT2
-				skip(2, "BININT2");
+				if (len - pos < 2) need(2, "BININT2");
+				pos += 2;
 				push(OTHER);
 				break;
 			case 0x47: // BINFLOAT
-				skip(8, "BINFLOAT");
+				if (len - pos < 8) need(8, "BINFLOAT");
+				pos += 8;
 				push(OTHER);
 				break;
 			case 0x8a: // LONG1
@@ -468,10 +474,13 @@ function runOne(ctx: Ctx, start: number): number {
 				break;
 			}
 			case 0x58: // BINUNICODE
-				push(binStr(u32(), "BINUNICODE", true));
+				if (len - pos < 4) need(4, "argument");
+				pos += 4;
+				push(binStr(buf.readUInt32LE(pos - 4), "BINUNICODE", true));
 				break;
 			case 0x8c: // SHORT_BINUNICODE
-				push(binStr(u8(), "SHORT_BINUNICODE", true));
+				if (pos >= len) need(1, "argument");
+				push(binStr(buf[pos++] as number, "SHORT_BINUNICODE", true));
 				break;
 			case 0x8d: // BINUNICODE8
 				push(binStr(u64(), "BINUNICODE8", true));
@@ -539,10 +548,13 @@ function runOne(ctx: Ctx, start: number): number {
 				memoPut(textInt(line("PUT"), at), at);
 				break;
 			case 0x71: // BINPUT
-				memoPut(u8(), at);
+				if (pos >= len) need(1, "argument");
+				memoPut(buf[pos++] as number, at);
 				break;
 			case 0x72: // LONG_BINPUT
-				memoPut(u32(), at);
+				if (len - pos < 4) need(4, "argument");
+				pos += 4;
+				memoPut(buf.readUInt32LE(pos - 4), at);
 				break;
 			case 0x94: // MEMOIZE: the key is the memo's current length
 				if (memoOverflow) top(at);
@@ -552,10 +564,13 @@ function runOne(ctx: Ctx, start: number): number {
 				push(memoGet(textInt(line("GET"), at), at));
 				break;
 			case 0x68: // BINGET
-				push(memoGet(u8(), at));
+				if (pos >= len) need(1, "argument");
+				push(memoGet(buf[pos++] as number, at));
 				break;
 			case 0x6a: // LONG_BINGET
-				push(memoGet(u32(), at));
+				if (len - pos < 4) need(4, "argument");
+				pos += 4;
+				push(memoGet(buf.readUInt32LE(pos - 4), at));
 				break;
 			// imports and calls: what the analysis is for
 			case 0x63: {
