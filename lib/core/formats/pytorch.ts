@@ -100,6 +100,19 @@ export class HeadCachedSource implements ByteSource {
 	get bytesRead(): number {
 		return this.parent.bytesRead;
 	}
+	/** `read`, synchronously, when the parent can read synchronously. */
+	syncReader(): SyncRead | undefined {
+		const parent = syncReader(this.parent);
+		if (parent === undefined) return undefined;
+		return (offset, length) => {
+			const h = this.head;
+			const start = Math.max(0, Math.min(offset, this.parent.size));
+			const n = Math.max(0, Math.min(length, this.parent.size - start));
+			if (start + n <= h.length) return h.subarray(start, start + n);
+			if (start >= h.length) return parent(start, n);
+			return Buffer.concat([h.subarray(start), parent(h.length, start + n - h.length)]);
+		};
+	}
 	async read(offset: number, length: number): Promise<Buffer> {
 		const h = this.head;
 		const start = Math.max(0, Math.min(offset, this.parent.size));
@@ -109,6 +122,15 @@ export class HeadCachedSource implements ByteSource {
 		const rest = await this.parent.read(h.length, start + n - h.length);
 		return Buffer.concat([h.subarray(start), rest]);
 	}
+}
+
+type SyncRead = (offset: number, length: number) => Buffer;
+
+/** A synchronous reader for sources that offer one (FileSource, BufferSource, and those over them). */
+function syncReader(src: ByteSource): SyncRead | undefined {
+	if (src instanceof HeadCachedSource) return src.syncReader();
+	const r = (src as { readSync?: unknown }).readSync;
+	return typeof r === "function" ? (r as SyncRead).bind(src) : undefined;
 }
 
 /** The input's source, with the engine's head (if it passed one) served from memory. */
@@ -200,17 +222,34 @@ const SNIFFED_MAX_BYTES = 16 * 1024 * 1024;
 /** Pickle bytes analysed per archive, all entries together. */
 const ARCHIVE_BUDGET = 512 * 1024 * 1024;
 
+/** The local-header read that usually covers a stored entry's sniff (name, torch's 64-byte alignment padding). */
+function sniffGuess(e: ZipEntry): number {
+	return 30 + Buffer.byteLength(e.name) + 128 + SNIFF_BYTES;
+}
+
+/**
+ * A stored entry's sniff from the read at its local header: the bytes, `undefined` when
+ * there is no local header, or the data's offset (from the header) when the read fell short.
+ */
+function storedSniff(h: Buffer, e: ZipEntry): Buffer | number | undefined {
+	if (h.length < 30 || h.readUInt32LE(0) !== 0x04034b50) return undefined;
+	const start = 30 + h.readUInt16LE(26) + h.readUInt16LE(28);
+	const n = Math.min(SNIFF_BYTES, e.compressedSize);
+	if (start + n <= h.length) return h.subarray(start, start + n);
+	return start;
+}
+
+/** `entryHead` for a stored entry, with synchronous reads (no promise per sniff). */
+function storedHeadSync(read: SyncRead, e: ZipEntry): Buffer | undefined {
+	const r = storedSniff(read(e.localHeaderOffset, sniffGuess(e)), e);
+	return typeof r === "number" ? read(e.localHeaderOffset + r, Math.min(SNIFF_BYTES, e.compressedSize)) : r;
+}
+
 /** First bytes of an entry's data (inflated if need be), for sniffing pickles under other names. */
 async function entryHead(src: ByteSource, e: ZipEntry): Promise<Buffer | undefined> {
 	if (e.method === 0) {
-		// One read covers the local header, its name and torch's 64-byte alignment padding in the usual case.
-		const guess = 30 + Buffer.byteLength(e.name) + 128 + SNIFF_BYTES;
-		const h = await src.read(e.localHeaderOffset, guess);
-		if (h.length < 30 || h.readUInt32LE(0) !== 0x04034b50) return undefined;
-		const start = 30 + h.readUInt16LE(26) + h.readUInt16LE(28);
-		const n = Math.min(SNIFF_BYTES, e.compressedSize);
-		if (start + n <= h.length) return h.subarray(start, start + n);
-		return src.read(e.localHeaderOffset + start, n);
+		const r = storedSniff(await src.read(e.localHeaderOffset, sniffGuess(e)), e);
+		return typeof r === "number" ? src.read(e.localHeaderOffset + r, Math.min(SNIFF_BYTES, e.compressedSize)) : r;
 	}
 	if (e.method === 8) {
 		// 4 KiB of deflate output at most ~4 MiB: the output limit is never what stops the sniff.
@@ -275,8 +314,15 @@ export const pytorchZipScanner: Scanner = {
 			let malformed: string | undefined = listing.fromLocalHeaders ? listing.problems[0] : undefined;
 			let pickles = 0;
 			// Sniff the entries not named *.pkl a batch at a time: hundreds of tensors cost hundreds of small reads.
+			// Stored entries are sniffed synchronously where the source allows it (one pread each).
 			const heads = new Map<ZipEntry, Buffer | undefined>();
-			const others = listing.entries.filter((e) => !isPickleName(e.name));
+			const read = syncReader(source);
+			const others = listing.entries.filter((e) => {
+				if (isPickleName(e.name)) return false;
+				if (read === undefined || e.method !== 0) return true;
+				heads.set(e, storedHeadSync(read, e));
+				return false;
+			});
 			for (let i = 0; i < others.length; i += 32) {
 				const batch = others.slice(i, i + 32);
 				const got = await Promise.all(batch.map((e) => entryHead(source, e)));

@@ -28,20 +28,32 @@ export class FileSource implements ByteSource {
 		return this.read_;
 	}
 
-	async read(offset: number, length: number): Promise<Buffer> {
+	/**
+	 * Reads synchronously (what `read` does for small reads): for callers doing many tiny reads,
+	 * such as the zip scanner's 64-byte sniffs, where a promise per read costs more than the read.
+	 */
+	readSync(offset: number, length: number): Buffer {
 		const start = Math.max(0, Math.min(offset, this.size));
 		const n = Math.max(0, Math.min(length, this.size - start));
 		const buf = Buffer.allocUnsafe(n);
 		let got = 0;
-		if (n <= SYNC_READ_MAX) {
-			// Small reads (headers, sniffs, pickles) are synchronous: a FileHandle.read round trip
-			// through the thread pool costs far more than the copy from the page cache.
-			while (got < n) {
-				const r = readSync(this.fh.fd, buf, got, n - got, start + got);
-				if (r === 0) break;
-				got += r;
-			}
+		while (got < n) {
+			const r = readSync(this.fh.fd, buf, got, n - got, start + got);
+			if (r === 0) break; // file shrank under us: return what exists
+			got += r;
 		}
+		this.read_ += got;
+		return got === n ? buf : buf.subarray(0, got);
+	}
+
+	async read(offset: number, length: number): Promise<Buffer> {
+		// Small reads (headers, sniffs, pickles) are synchronous: a FileHandle.read round trip
+		// through the thread pool costs far more than the copy from the page cache.
+		if (length <= SYNC_READ_MAX) return this.readSync(offset, length);
+		const start = Math.max(0, Math.min(offset, this.size));
+		const n = Math.max(0, Math.min(length, this.size - start));
+		const buf = Buffer.allocUnsafe(n);
+		let got = 0;
 		while (got < n) {
 			const { bytesRead } = await this.fh.read(buf, got, n - got, start + got);
 			if (bytesRead === 0) break; // file shrank under us: return what exists
@@ -68,10 +80,14 @@ export class BufferSource implements ByteSource {
 		return this.read_;
 	}
 
-	async read(offset: number, length: number): Promise<Buffer> {
+	readSync(offset: number, length: number): Buffer {
 		const start = Math.max(0, Math.min(offset, this.buf.length));
 		const out = this.buf.subarray(start, Math.min(this.buf.length, start + Math.max(0, length)));
 		this.read_ += out.length;
 		return out;
+	}
+
+	async read(offset: number, length: number): Promise<Buffer> {
+		return this.readSync(offset, length);
 	}
 }

@@ -104,6 +104,29 @@ describe("PyTorch scanners on torch.save output", () => {
 		expect(source.bytesRead).toBe(0);
 	});
 
+	it("gives the same results through a source without synchronous reads", async () => {
+		for (const name of readdirSync(DIR).filter((n) => /\.(pt|pkl|npz)$/.test(n))) {
+			const bytes = fixture(name);
+			const s = detect(bytes, name) ?? pytorchZipScanner;
+			for (const head of [undefined, bytes.subarray(0, 65536)]) {
+				const inner = new BufferSource(bytes);
+				const asyncOnly = {
+					size: inner.size,
+					get bytesRead() {
+						return inner.bytesRead;
+					},
+					read: (o: number, n: number) => inner.read(o, n),
+				};
+				const input = { name: "m.pt", path: "/m.pt", policy: { allowPickle: true }, ...(head ? { head } : {}) };
+				const a = await s.scan({ ...input, source: asyncOnly });
+				const plain = new BufferSource(bytes);
+				const b = await s.scan({ ...input, source: plain });
+				expect(a).toEqual(b);
+				expect(inner.bytesRead).toBe(plain.bytesRead);
+			}
+		}
+	});
+
 	it("gives the same results with and without the engine's head, reading the head's bytes once", async () => {
 		for (const name of readdirSync(DIR).filter((n) => /\.(pt|pkl)$/.test(n))) {
 			const bytes = fixture(name);
