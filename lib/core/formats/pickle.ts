@@ -364,311 +364,362 @@ function runOne(ctx: Ctx, start: number): number {
 		}
 	};
 
-	for (;;) {
-		if (ctx.opsLeft-- <= 0) throw new Stop("budget", "opcode budget exhausted");
-		const at = pos;
-		// The hot path calls no helper unless a check fails (they throw): cold, every call counts.
-		if (pos >= len) need(1, "opcode (no STOP)");
-		const op = buf[pos++] as number;
-		switch (op) {
-			case 0x80: {
-				// PROTO
-				const p = u8();
-				if (p > 5) fail(`unsupported pickle protocol ${p}`, at);
-				break;
-			}
-			case 0x95: // FRAME: framing is transparent to the opcode stream
-				u64();
-				break;
-			case 0x2e: // STOP
-				pop(at);
-				return pos;
-			case 0x28: // MARK
-				if (marks.length >= MAX_MARK_DEPTH) throw new Stop("budget", `MARK nesting deeper than ${MAX_MARK_DEPTH}`);
-				marks.push(stack);
-				stack = [];
-				break;
-			case 0x30: // POP (pops a MARK when the current frame is empty, like CPython)
-				if (stack.length > 0) stack.pop();
-				else popMark(at);
-				break;
-			case 0x31: // POP_MARK
-				popMark(at);
-				break;
-			case 0x32: // DUP
-				push(top(at));
-				break;
-			// constants and numbers
-			case 0x4e: // NONE
-			case 0x88: // NEWTRUE
-			case 0x89: // NEWFALSE
-			case 0x29: // EMPTY_TUPLE
-			case 0x5d: // EMPTY_LIST
-			case 0x7d: // EMPTY_DICT
-			case 0x8f: // EMPTY_SET
-			case 0x97: // NEXT_BUFFER (out-of-band buffer)
-				push(OTHER);
-				break;
-			case 0x46: // FLOAT
-			case 0x49: // INT
-			case 0x4c: // LONG
-				line("number");
-				push(OTHER);
-				break;
-			case 0x4a: // BININT
-				if (len - pos < 4) need(4, "BININT");
-				pos += 4;
-				push(OTHER);
-				break;
-			case 0x4b: // BININT1
-				if (len - pos < 1) need(1, "BININT1");
-				pos += 1;
-				push(OTHER);
-				break;
-			case 0x4d: // BININT2
-				if (len - pos < 2) need(2, "BININT2");
-				pos += 2;
-				push(OTHER);
-				break;
-			case 0x47: // BINFLOAT
-				if (len - pos < 8) need(8, "BINFLOAT");
-				pos += 8;
-				push(OTHER);
-				break;
-			case 0x8a: // LONG1
-				skip(u8(), "LONG1");
-				push(OTHER);
-				break;
-			case 0x8b: {
-				// LONG4
-				const n = s32();
-				if (n < 0) fail("LONG4 with negative length", at);
-				skip(n, "LONG4");
-				push(OTHER);
-				break;
-			}
-			// strings: the only values STACK_GLOBAL accepts
-			case 0x53: {
-				// STRING: quoted, escape-decoded; CPython 3 decodes it to str (encoding="ASCII" by default)
-				const b = line("STRING");
-				const q = b[0];
-				if (b.length < 2 || (q !== 0x22 && q !== 0x27) || b[b.length - 1] !== q)
-					fail("STRING argument is not quoted", at);
-				push(b.length > MAX_NAME_BYTES ? LONG_STR : { k: "str", v: escapeDecode(b.subarray(1, -1)) });
-				break;
-			}
-			case 0x54: {
-				// BINSTRING
-				const n = s32();
-				if (n < 0) fail("BINSTRING with negative length", at);
-				push(binStr(n, "BINSTRING", false));
-				break;
-			}
-			case 0x55: // SHORT_BINSTRING
-				push(binStr(u8(), "SHORT_BINSTRING", false));
-				break;
-			case 0x56: {
-				// UNICODE
-				const b = line("UNICODE");
-				push(b.length > MAX_NAME_BYTES ? LONG_STR : { k: "str", v: rawUnicodeEscape(b) });
-				break;
-			}
-			case 0x58: // BINUNICODE
-				if (len - pos < 4) need(4, "argument");
-				pos += 4;
-				push(binStr(buf.readUInt32LE(pos - 4), "BINUNICODE", true));
-				break;
-			case 0x8c: // SHORT_BINUNICODE
-				if (pos >= len) need(1, "argument");
-				push(binStr(buf[pos++] as number, "SHORT_BINUNICODE", true));
-				break;
-			case 0x8d: // BINUNICODE8
-				push(binStr(u64(), "BINUNICODE8", true));
-				break;
-			// bytes-like
-			case 0x42: // BINBYTES
-				skip(u32(), "BINBYTES");
-				push(OTHER);
-				break;
-			case 0x43: // SHORT_BINBYTES
-				skip(u8(), "SHORT_BINBYTES");
-				push(OTHER);
-				break;
-			case 0x8e: // BINBYTES8
-				skip(u64(), "BINBYTES8");
-				push(OTHER);
-				break;
-			case 0x96: // BYTEARRAY8
-				skip(u64(), "BYTEARRAY8");
-				push(OTHER);
-				break;
-			case 0x98: // READONLY_BUFFER
-				top(at);
-				break;
-			// containers
-			case 0x61: // APPEND
-				pop(at);
-				top(at);
-				break;
-			case 0x65: // APPENDS
-			case 0x75: // SETITEMS
-			case 0x90: // ADDITEMS
-				popMark(at);
-				top(at);
-				break;
-			case 0x73: // SETITEM
-				pop(at);
-				pop(at);
-				top(at);
-				break;
-			case 0x6c: // LIST
-			case 0x74: // TUPLE
-			case 0x64: // DICT
-			case 0x91: // FROZENSET
-				popMark(at);
-				push(OTHER);
-				break;
-			case 0x85: // TUPLE1
-				pop(at);
-				push(OTHER);
-				break;
-			case 0x86: // TUPLE2
-				pop(at);
-				pop(at);
-				push(OTHER);
-				break;
-			case 0x87: // TUPLE3
-				pop(at);
-				pop(at);
-				pop(at);
-				push(OTHER);
-				break;
-			// memo
-			case 0x70: // PUT
-				memoPut(textInt(line("PUT"), at), at);
-				break;
-			case 0x71: // BINPUT
-				if (pos >= len) need(1, "argument");
-				memoPut(buf[pos++] as number, at);
-				break;
-			case 0x72: // LONG_BINPUT
-				if (len - pos < 4) need(4, "argument");
-				pos += 4;
-				memoPut(buf.readUInt32LE(pos - 4), at);
-				break;
-			case 0x94: // MEMOIZE: the key is the memo's current length
-				if (memoOverflow) top(at);
-				else memoPut(memoSize, at);
-				break;
-			case 0x67: // GET
-				push(memoGet(textInt(line("GET"), at), at));
-				break;
-			case 0x68: // BINGET
-				if (pos >= len) need(1, "argument");
-				push(memoGet(buf[pos++] as number, at));
-				break;
-			case 0x6a: // LONG_BINGET
-				if (len - pos < 4) need(4, "argument");
-				pos += 4;
-				push(memoGet(buf.readUInt32LE(pos - 4), at));
-				break;
-			// imports and calls: what the analysis is for
-			case 0x63: {
-				// GLOBAL "module\nname\n"
-				const m = line("GLOBAL module");
-				const n = line("GLOBAL name");
-				const g: PickleGlobal = { module: m.toString("utf8"), name: n.toString("utf8"), offset: at };
-				judgeGlobal(ctx, g, "GLOBAL");
-				push({ k: "global", g });
-				break;
-			}
-			case 0x93: {
-				// STACK_GLOBAL: module and name come from the stack (often via the memo)
-				const name = pop(at);
-				const mod = pop(at);
-				const modStr = strOf(mod);
-				const nameStr = strOf(name);
-				if (modStr !== undefined && nameStr !== undefined) {
-					const g: PickleGlobal = { module: modStr, name: nameStr, offset: at };
-					judgeGlobal(ctx, g, "STACK_GLOBAL");
+	// The opcode budget is counted in a local (written back however the loop ends).
+	let ops = ctx.opsLeft;
+	try {
+		for (;;) {
+			if (ops-- <= 0) throw new Stop("budget", "opcode budget exhausted");
+			const at = pos;
+			// The hot path calls no helper unless a check fails (they throw): cold, every call counts.
+			if (pos >= len) need(1, "opcode (no STOP)");
+			const op = buf[pos++] as number;
+			switch (op) {
+				case 0x80: {
+					// PROTO
+					const p = u8();
+					if (p > 5) fail(`unsupported pickle protocol ${p}`, at);
+					break;
+				}
+				case 0x95: // FRAME: framing is transparent to the opcode stream
+					u64();
+					break;
+				case 0x2e: // STOP
+					pop(at);
+					return pos;
+				case 0x28: // MARK
+					if (marks.length >= MAX_MARK_DEPTH) throw new Stop("budget", `MARK nesting deeper than ${MAX_MARK_DEPTH}`);
+					marks.push(stack);
+					stack = [];
+					break;
+				case 0x30: // POP (pops a MARK when the current frame is empty, like CPython)
+					if (stack.length > 0) stack.pop();
+					else popMark(at);
+					break;
+				case 0x31: // POP_MARK
+					popMark(at);
+					break;
+				case 0x32: // DUP
+					push(top(at));
+					break;
+				// constants and numbers
+				case 0x4e: // NONE
+				case 0x88: // NEWTRUE
+				case 0x89: // NEWFALSE
+				case 0x29: // EMPTY_TUPLE
+				case 0x5d: // EMPTY_LIST
+				case 0x7d: // EMPTY_DICT
+				case 0x8f: // EMPTY_SET
+				case 0x97: // NEXT_BUFFER (out-of-band buffer)
+					push(OTHER);
+					break;
+				case 0x46: // FLOAT
+				case 0x49: // INT
+				case 0x4c: // LONG
+					line("number");
+					push(OTHER);
+					break;
+				case 0x4a: // BININT
+					if (len - pos < 4) need(4, "BININT");
+					pos += 4;
+					if (stack.length >= MAX_STACK) push(OTHER);
+					else stack[stack.length] = OTHER;
+					break;
+				case 0x4b: // BININT1
+					if (len - pos < 1) need(1, "BININT1");
+					pos += 1;
+					if (stack.length >= MAX_STACK) push(OTHER);
+					else stack[stack.length] = OTHER;
+					break;
+				case 0x4d: // BININT2
+					if (len - pos < 2) need(2, "BININT2");
+					pos += 2;
+					if (stack.length >= MAX_STACK) push(OTHER);
+					else stack[stack.length] = OTHER;
+					break;
+				case 0x47: // BINFLOAT
+					if (len - pos < 8) need(8, "BINFLOAT");
+					pos += 8;
+					push(OTHER);
+					break;
+				case 0x8a: // LONG1
+					skip(u8(), "LONG1");
+					push(OTHER);
+					break;
+				case 0x8b: {
+					// LONG4
+					const n = s32();
+					if (n < 0) fail("LONG4 with negative length", at);
+					skip(n, "LONG4");
+					push(OTHER);
+					break;
+				}
+				// strings: the only values STACK_GLOBAL accepts
+				case 0x53: {
+					// STRING: quoted, escape-decoded; CPython 3 decodes it to str (encoding="ASCII" by default)
+					const b = line("STRING");
+					const q = b[0];
+					if (b.length < 2 || (q !== 0x22 && q !== 0x27) || b[b.length - 1] !== q)
+						fail("STRING argument is not quoted", at);
+					push(b.length > MAX_NAME_BYTES ? LONG_STR : { k: "str", v: escapeDecode(b.subarray(1, -1)) });
+					break;
+				}
+				case 0x54: {
+					// BINSTRING
+					const n = s32();
+					if (n < 0) fail("BINSTRING with negative length", at);
+					push(binStr(n, "BINSTRING", false));
+					break;
+				}
+				case 0x55: // SHORT_BINSTRING
+					push(binStr(u8(), "SHORT_BINSTRING", false));
+					break;
+				case 0x56: {
+					// UNICODE
+					const b = line("UNICODE");
+					push(b.length > MAX_NAME_BYTES ? LONG_STR : { k: "str", v: rawUnicodeEscape(b) });
+					break;
+				}
+				case 0x58: // BINUNICODE
+					if (len - pos < 4) need(4, "argument");
+					pos += 4;
+					push(
+						binStr(
+							((buf[pos - 4] as number) |
+								((buf[pos - 3] as number) << 8) |
+								((buf[pos - 2] as number) << 16) |
+								((buf[pos - 1] as number) << 24)) >>>
+								0,
+							"BINUNICODE",
+							true,
+						),
+					);
+					break;
+				case 0x8c: // SHORT_BINUNICODE
+					if (pos >= len) need(1, "argument");
+					push(binStr(buf[pos++] as number, "SHORT_BINUNICODE", true));
+					break;
+				case 0x8d: // BINUNICODE8
+					push(binStr(u64(), "BINUNICODE8", true));
+					break;
+				// bytes-like
+				case 0x42: // BINBYTES
+					skip(u32(), "BINBYTES");
+					push(OTHER);
+					break;
+				case 0x43: // SHORT_BINBYTES
+					skip(u8(), "SHORT_BINBYTES");
+					push(OTHER);
+					break;
+				case 0x8e: // BINBYTES8
+					skip(u64(), "BINBYTES8");
+					push(OTHER);
+					break;
+				case 0x96: // BYTEARRAY8
+					skip(u64(), "BYTEARRAY8");
+					push(OTHER);
+					break;
+				case 0x98: // READONLY_BUFFER
+					top(at);
+					break;
+				// containers
+				case 0x61: // APPEND
+					pop(at);
+					top(at);
+					break;
+				case 0x65: // APPENDS
+				case 0x75: // SETITEMS
+				case 0x90: // ADDITEMS
+					popMark(at);
+					top(at);
+					break;
+				case 0x73: // SETITEM
+					pop(at);
+					pop(at);
+					top(at);
+					break;
+				case 0x6c: // LIST
+				case 0x74: // TUPLE
+				case 0x64: // DICT
+				case 0x91: // FROZENSET
+					popMark(at);
+					push(OTHER);
+					break;
+				case 0x85: // TUPLE1
+					pop(at);
+					push(OTHER);
+					break;
+				case 0x86: // TUPLE2
+					pop(at);
+					pop(at);
+					push(OTHER);
+					break;
+				case 0x87: // TUPLE3
+					pop(at);
+					pop(at);
+					pop(at);
+					push(OTHER);
+					break;
+				// memo
+				case 0x70: // PUT
+					memoPut(textInt(line("PUT"), at), at);
+					break;
+				case 0x71: {
+					// BINPUT
+					if (pos >= len) need(1, "argument");
+					const idx = buf[pos++] as number;
+					const it = stack[stack.length - 1];
+					if (it !== undefined && memoSize < MAX_MEMO) {
+						if (memoArr[idx] === undefined) memoSize++;
+						memoArr[idx] = it;
+					} else memoPut(idx, at);
+					break;
+				}
+				case 0x72: {
+					// LONG_BINPUT
+					if (len - pos < 4) need(4, "argument");
+					const idx =
+						((buf[pos] as number) |
+							((buf[pos + 1] as number) << 8) |
+							((buf[pos + 2] as number) << 16) |
+							((buf[pos + 3] as number) << 24)) >>>
+						0;
+					pos += 4;
+					const it = stack[stack.length - 1];
+					// Fast path of memoPut: a dense key while the memo has room.
+					if (it !== undefined && idx < MEMO_DENSE && memoSize < MAX_MEMO) {
+						if (memoArr[idx] === undefined) memoSize++;
+						memoArr[idx] = it;
+					} else memoPut(idx, at);
+					break;
+				}
+				case 0x94: // MEMOIZE: the key is the memo's current length
+					if (memoOverflow) top(at);
+					else memoPut(memoSize, at);
+					break;
+				case 0x67: // GET
+					push(memoGet(textInt(line("GET"), at), at));
+					break;
+				case 0x68: {
+					// BINGET
+					if (pos >= len) need(1, "argument");
+					const it = memoArr[buf[pos++] as number] ?? memoGet(buf[pos - 1] as number, at);
+					if (stack.length >= MAX_STACK) push(it);
+					else stack[stack.length] = it;
+					break;
+				}
+				case 0x6a: {
+					// LONG_BINGET
+					if (len - pos < 4) need(4, "argument");
+					const idx =
+						((buf[pos] as number) |
+							((buf[pos + 1] as number) << 8) |
+							((buf[pos + 2] as number) << 16) |
+							((buf[pos + 3] as number) << 24)) >>>
+						0;
+					pos += 4;
+					push((idx < MEMO_DENSE ? memoArr[idx] : undefined) ?? memoGet(idx, at));
+					break;
+				}
+				// imports and calls: what the analysis is for
+				case 0x63: {
+					// GLOBAL "module\nname\n"
+					const m = line("GLOBAL module");
+					const n = line("GLOBAL name");
+					const g: PickleGlobal = { module: m.toString("utf8"), name: n.toString("utf8"), offset: at };
+					judgeGlobal(ctx, g, "GLOBAL");
 					push({ k: "global", g });
-				} else {
-					addFinding(ctx, `unresolved:${at}`, {
-						id: "unresolved-global",
+					break;
+				}
+				case 0x93: {
+					// STACK_GLOBAL: module and name come from the stack (often via the memo)
+					const name = pop(at);
+					const mod = pop(at);
+					const modStr = strOf(mod);
+					const nameStr = strOf(name);
+					if (modStr !== undefined && nameStr !== undefined) {
+						const g: PickleGlobal = { module: modStr, name: nameStr, offset: at };
+						judgeGlobal(ctx, g, "STACK_GLOBAL");
+						push({ k: "global", g });
+					} else {
+						addFinding(ctx, `unresolved:${at}`, {
+							id: "unresolved-global",
+							severity: "high",
+							message: "STACK_GLOBAL imports a global whose module or name cannot be determined statically",
+							location: where(ctx, at),
+						});
+						push(UNKNOWN);
+					}
+					break;
+				}
+				case 0x69: {
+					// INST "module\nname\n": import and call with the items above MARK
+					const m = line("INST module");
+					const n = line("INST name");
+					const g: PickleGlobal = { module: m.toString("utf8"), name: n.toString("utf8"), offset: at };
+					judgeGlobal(ctx, g, "INST");
+					popMark(at);
+					push(OTHER);
+					break;
+				}
+				case 0x6f: {
+					// OBJ: call the first item above MARK with the rest
+					const items = popMark(at);
+					const cls = items[0];
+					if (cls === undefined) fail("OBJ without a class", at);
+					else call(cls, "OBJ", at);
+					push(OTHER);
+					break;
+				}
+				case 0x52: {
+					// REDUCE
+					pop(at);
+					call(pop(at), "REDUCE", at);
+					push(OTHER);
+					break;
+				}
+				case 0x81: // NEWOBJ
+					pop(at);
+					call(pop(at), "NEWOBJ", at);
+					push(OTHER);
+					break;
+				case 0x92: // NEWOBJ_EX
+					pop(at);
+					pop(at);
+					call(pop(at), "NEWOBJ_EX", at);
+					push(OTHER);
+					break;
+				case 0x62: // BUILD: sets state (or calls __setstate__) on an object an allowed global built
+					pop(at);
+					top(at);
+					break;
+				case 0x50: // PERSID: resolved by the loader's persistent_load (torch: storages)
+					line("PERSID");
+					push(OTHER);
+					break;
+				case 0x51: // BINPERSID
+					pop(at);
+					push(OTHER);
+					break;
+				case 0x82: // EXT1
+				case 0x83: // EXT2
+				case 0x84: {
+					// EXT4: imports whatever copyreg's extension registry maps the code to
+					const code = op === 0x82 ? u8() : op === 0x83 ? u16() : u32();
+					addFinding(ctx, `ext:${at}`, {
+						id: "extension-global",
 						severity: "high",
-						message: "STACK_GLOBAL imports a global whose module or name cannot be determined statically",
+						message: `EXT opcode imports extension code ${code} from copyreg's registry, which cannot be resolved statically`,
 						location: where(ctx, at),
 					});
 					push(UNKNOWN);
+					break;
 				}
-				break;
+				default:
+					fail(`unknown opcode 0x${op.toString(16).padStart(2, "0")}`, at);
 			}
-			case 0x69: {
-				// INST "module\nname\n": import and call with the items above MARK
-				const m = line("INST module");
-				const n = line("INST name");
-				const g: PickleGlobal = { module: m.toString("utf8"), name: n.toString("utf8"), offset: at };
-				judgeGlobal(ctx, g, "INST");
-				popMark(at);
-				push(OTHER);
-				break;
-			}
-			case 0x6f: {
-				// OBJ: call the first item above MARK with the rest
-				const items = popMark(at);
-				const cls = items[0];
-				if (cls === undefined) fail("OBJ without a class", at);
-				else call(cls, "OBJ", at);
-				push(OTHER);
-				break;
-			}
-			case 0x52: {
-				// REDUCE
-				pop(at);
-				call(pop(at), "REDUCE", at);
-				push(OTHER);
-				break;
-			}
-			case 0x81: // NEWOBJ
-				pop(at);
-				call(pop(at), "NEWOBJ", at);
-				push(OTHER);
-				break;
-			case 0x92: // NEWOBJ_EX
-				pop(at);
-				pop(at);
-				call(pop(at), "NEWOBJ_EX", at);
-				push(OTHER);
-				break;
-			case 0x62: // BUILD: sets state (or calls __setstate__) on an object an allowed global built
-				pop(at);
-				top(at);
-				break;
-			case 0x50: // PERSID: resolved by the loader's persistent_load (torch: storages)
-				line("PERSID");
-				push(OTHER);
-				break;
-			case 0x51: // BINPERSID
-				pop(at);
-				push(OTHER);
-				break;
-			case 0x82: // EXT1
-			case 0x83: // EXT2
-			case 0x84: {
-				// EXT4: imports whatever copyreg's extension registry maps the code to
-				const code = op === 0x82 ? u8() : op === 0x83 ? u16() : u32();
-				addFinding(ctx, `ext:${at}`, {
-					id: "extension-global",
-					severity: "high",
-					message: `EXT opcode imports extension code ${code} from copyreg's registry, which cannot be resolved statically`,
-					location: where(ctx, at),
-				});
-				push(UNKNOWN);
-				break;
-			}
-			default:
-				fail(`unknown opcode 0x${op.toString(16).padStart(2, "0")}`, at);
 		}
+	} finally {
+		ctx.opsLeft = ops;
 	}
 }
 
