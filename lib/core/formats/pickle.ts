@@ -410,7 +410,8 @@ function runOne(ctx: Ctx, start: number): number {
 				case 0x7d: // EMPTY_DICT
 				case 0x8f: // EMPTY_SET
 				case 0x97: // NEXT_BUFFER (out-of-band buffer)
-					push(OTHER);
+					if (stack.length >= MAX_STACK) push(OTHER);
+					else stack[stack.length] = OTHER;
 					break;
 				case 0x46: // FLOAT
 				case 0x49: // INT
@@ -479,21 +480,23 @@ function runOne(ctx: Ctx, start: number): number {
 					push(b.length > MAX_NAME_BYTES ? LONG_STR : { k: "str", v: rawUnicodeEscape(b) });
 					break;
 				}
-				case 0x58: // BINUNICODE
+				case 0x58: {
+					// BINUNICODE
 					if (len - pos < 4) need(4, "argument");
+					const n =
+						((buf[pos] as number) |
+							((buf[pos + 1] as number) << 8) |
+							((buf[pos + 2] as number) << 16) |
+							((buf[pos + 3] as number) << 24)) >>>
+						0;
 					pos += 4;
-					push(
-						binStr(
-							((buf[pos - 4] as number) |
-								((buf[pos - 3] as number) << 8) |
-								((buf[pos - 2] as number) << 16) |
-								((buf[pos - 1] as number) << 24)) >>>
-								0,
-							"BINUNICODE",
-							true,
-						),
-					);
+					if (n > len - pos) need(n, "BINUNICODE");
+					const it: Item = n > MAX_NAME_BYTES ? LONG_STR : { k: "bstr", s: pos, e: pos + n, utf8: true };
+					pos += n;
+					if (stack.length >= MAX_STACK) push(it);
+					else stack[stack.length] = it;
 					break;
+				}
 				case 0x8c: // SHORT_BINUNICODE
 					if (pos >= len) need(1, "argument");
 					push(binStr(buf[pos++] as number, "SHORT_BINUNICODE", true));
@@ -532,26 +535,40 @@ function runOne(ctx: Ctx, start: number): number {
 					popMark(at);
 					top(at);
 					break;
-				case 0x73: // SETITEM
-					pop(at);
-					pop(at);
-					top(at);
+				case 0x73: // SETITEM (pops key and value; the dict stays)
+					if (stack.length >= 3) {
+						stack.pop();
+						stack.pop();
+					} else {
+						pop(at);
+						pop(at);
+						top(at);
+					}
 					break;
 				case 0x6c: // LIST
 				case 0x74: // TUPLE
 				case 0x64: // DICT
-				case 0x91: // FROZENSET
-					popMark(at);
-					push(OTHER);
+				case 0x91: {
+					// FROZENSET
+					const prev = marks.pop();
+					if (prev === undefined) return fail("MARK not found", at);
+					stack = prev;
+					if (stack.length >= MAX_STACK) push(OTHER);
+					else stack[stack.length] = OTHER;
 					break;
-				case 0x85: // TUPLE1
-					pop(at);
-					push(OTHER);
+				}
+				case 0x85: // TUPLE1 (replaces the top item)
+					if (stack.length >= 1) stack[stack.length - 1] = OTHER;
+					else pop(at);
 					break;
 				case 0x86: // TUPLE2
-					pop(at);
-					pop(at);
-					push(OTHER);
+					if (stack.length >= 2) {
+						stack.pop();
+						stack[stack.length - 1] = OTHER;
+					} else {
+						pop(at);
+						pop(at);
+					}
 					break;
 				case 0x87: // TUPLE3
 					pop(at);
@@ -671,10 +688,15 @@ function runOne(ctx: Ctx, start: number): number {
 					break;
 				}
 				case 0x52: {
-					// REDUCE
-					pop(at);
-					call(pop(at), "REDUCE", at);
-					push(OTHER);
+					// REDUCE: pops the arguments, calls the callable below them, leaves the result
+					if (stack.length >= 2) {
+						stack.pop();
+						call(stack[stack.length - 1] as Item, "REDUCE", at);
+						stack[stack.length - 1] = OTHER;
+					} else {
+						pop(at);
+						pop(at);
+					}
 					break;
 				}
 				case 0x81: // NEWOBJ
@@ -696,9 +718,9 @@ function runOne(ctx: Ctx, start: number): number {
 					line("PERSID");
 					push(OTHER);
 					break;
-				case 0x51: // BINPERSID
-					pop(at);
-					push(OTHER);
+				case 0x51: // BINPERSID (replaces the persistent id)
+					if (stack.length >= 1) stack[stack.length - 1] = OTHER;
+					else pop(at);
 					break;
 				case 0x82: // EXT1
 				case 0x83: // EXT2
