@@ -93,18 +93,31 @@ export async function listZip(src: ByteSource, limits: ZipLimits = {}): Promise<
 	return local;
 }
 
+const FULL_TAIL = EOCD_MIN + MAX_COMMENT + 20;
+const SMALL_TAIL = 1024;
+
+/** Offset of the last EOCD signature in `tail` (from which a whole record could start), or -1. */
+function lastEocd(tail: Buffer): number {
+	for (let i = tail.length - EOCD_MIN; i >= 0; i--) {
+		if (tail.readUInt32LE(i) === SIG_EOCD) return i;
+	}
+	return -1;
+}
+
 async function readCentral(src: ByteSource, maxEntries: number, maxCd: number): Promise<ZipListing | string> {
 	const size = src.size;
 	if (size < EOCD_MIN) return "too small for a zip";
-	const tailLen = Math.min(size, EOCD_MIN + MAX_COMMENT + 20);
-	const tailStart = size - tailLen;
-	const tail = await src.read(tailStart, tailLen);
-	let eocd = -1;
-	for (let i = tail.length - EOCD_MIN; i >= 0; i--) {
-		if (tail.readUInt32LE(i) === SIG_EOCD) {
-			eocd = i;
-			break;
-		}
+	// The EOCD is searched from the end: first in a small tail (archives rarely carry a comment),
+	// then in the largest tail a comment allows. The last signature found in the small tail is the
+	// last one in the large tail too, so both find the same record; a record too close to the small
+	// tail's start for the ZIP64 locator before it is looked for again in the large tail.
+	let tailLen = Math.min(size, SMALL_TAIL);
+	let tail = await src.read(size - tailLen, tailLen);
+	let eocd = lastEocd(tail);
+	if (eocd < 20 && tailLen < size && tailLen < FULL_TAIL) {
+		tailLen = Math.min(size, FULL_TAIL);
+		tail = await src.read(size - tailLen, tailLen);
+		eocd = lastEocd(tail);
 	}
 	if (eocd < 0) return "no end-of-central-directory record";
 	const problems: string[] = [];

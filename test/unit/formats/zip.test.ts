@@ -19,6 +19,21 @@ describe("zip reader", () => {
 		expect(l.problems).toEqual([]);
 	});
 
+	it("finds the end record behind a comment of any length", async () => {
+		const bytes = fixture("benign-training-checkpoint.pt");
+		const plain = await listZip(new BufferSource(bytes));
+		if (typeof plain === "string") throw new Error(plain);
+		// Around 1 KiB the record sits at the start of (or before) the first, small tail read.
+		for (const n of [0, 1, 20, 900, 985, 990, 1000, 1002, 1003, 1010, 5000, 65535]) {
+			const comment = Buffer.alloc(n, 0x20);
+			const withComment = Buffer.concat([bytes, comment]);
+			withComment.writeUInt16LE(n, bytes.length - 2);
+			const l = await listZip(new BufferSource(withComment));
+			if (typeof l === "string") throw new Error(l);
+			expect(l.entries).toEqual(plain.entries);
+		}
+	});
+
 	it("reads stored and deflated entries", async () => {
 		const src = new BufferSource(fixture("benign-compressed.npz"));
 		const l = await listZip(src);
