@@ -425,7 +425,9 @@ export function dangerReason(raw: GlobalRef): string | undefined {
 		const why = names[first] ?? names[g.name];
 		if (why) return why;
 	}
-	if (CHAIN_ATTRS.test(g.name)) return "reaches interpreter internals through an attribute chain";
+	// Every CHAIN_ATTRS name is a dunder: most names skip the regular expression.
+	if (g.name.includes("__") && CHAIN_ATTRS.test(g.name))
+		return "reaches interpreter internals through an attribute chain";
 	// A dotted name walks attributes, so "torch._utils" + "os.system" reaches os through a module
 	// that imported it: any segment naming a dangerous module or builtin is judged as that.
 	if (g.name.includes(".")) {

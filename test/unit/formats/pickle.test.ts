@@ -71,6 +71,37 @@ describe("pickle scanner on malicious pickles", () => {
 		}
 	});
 
+	it("resolves STACK_GLOBAL through memo keys small and huge, and MEMOIZE counts both", () => {
+		const u32 = (n: number) => {
+			const b = Buffer.alloc(4);
+			b.writeUInt32LE(n);
+			return b;
+		};
+		const bytes = Buffer.concat([
+			Buffer.from([0x80, 0x02, 0x8c, 0x02]),
+			Buffer.from("os"),
+			Buffer.from("r"),
+			u32(0x7fff_fff0), // beyond the dense memo array
+			Buffer.from("0"),
+			Buffer.from([0x8c, 0x06]),
+			Buffer.from("system"),
+			Buffer.from("q\x05"),
+			Buffer.from("0j"),
+			u32(0x7fff_fff0),
+			Buffer.from("h\x05"),
+			Buffer.from([0x93, 0x94]), // STACK_GLOBAL, MEMOIZE (key 2: the memo holds two)
+			Buffer.from("0h\x02."),
+		]);
+		const r = analyzePickle(bytes, { policy: { allowPickle: true } });
+		expect(r.malformed).toBeUndefined();
+		expect(r.globals.map((g) => `${g.module}.${g.name}`)).toEqual(["os.system"]);
+		expect(r.findings.map((f) => f.id)).toContain("dangerous-global");
+		// A truncated 4-byte argument is still "truncated", and an unknown key still an error.
+		expect(analyzePickle(bytes.subarray(0, 10), { policy: { allowPickle: true } }).malformed).toMatch(/^truncated/);
+		const missing = Buffer.concat([Buffer.from([0x80, 0x02, 0x6a]), u32(7), Buffer.from(".")]);
+		expect(analyzePickle(missing, { policy: { allowPickle: true } }).malformed).toMatch(/memo key 7 not found/);
+	});
+
 	it("keeps the findings and reports malformed for a payload followed by garbage", async () => {
 		const r = await scan(fixture("malicious-payload-then-garbage.pkl"), true);
 		expect(r.malformed).toMatch(/trailing bytes/);
