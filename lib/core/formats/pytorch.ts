@@ -217,6 +217,8 @@ export const pytorchLegacyScanner: Scanner = {
 };
 
 const SNIFF_BYTES = 64;
+/** First read of a named pickle entry: its whole size up to this (checkpoint pickles are far smaller). */
+const NAMED_FIRST_CHUNK = 16 * 1024 * 1024;
 /** Budget for entries that are not named `*.pkl` but start like a pickle. */
 const SNIFFED_MAX_BYTES = 16 * 1024 * 1024;
 /** Pickle bytes analysed per archive, all entries together. */
@@ -277,9 +279,14 @@ async function analyzeEntry(
 		if (typeof start === "string") return { error: start };
 		const size = Math.min(e.compressedSize, src.size - start);
 		// Offsets are reported relative to the entry: the location names the entry. A named
-		// pickle entry's size is known: it is read (up to maxBytes) and analysed in one pass.
-		// Sniffed entries may be tensor data that merely starts like a pickle: read in growing chunks.
-		return analyzeStream(new SliceSource(src, start, size), named ? { ...base, firstChunk: size } : base);
+		// pickle entry's size is known: it is read whole (up to 16 MiB, then in growing chunks up
+		// to maxBytes) and analysed in one pass. Sniffed entries may be tensor data that merely
+		// starts like a pickle: read in growing chunks from 64 KiB.
+		const first = named ? Math.min(size, NAMED_FIRST_CHUNK) : undefined;
+		return analyzeStream(
+			new SliceSource(src, start, size),
+			first !== undefined ? { ...base, firstChunk: first } : base,
+		);
 	}
 	const r = await readEntry(src, e, maxBytes);
 	if ("error" in r) return { error: r.error };
