@@ -65,7 +65,11 @@ export async function analyzeStream(src: ByteSource, opts: StreamOptions): Promi
 		const r: StreamAnalysis = Object.assign(analyzePickle(buf, { ...rest, baseOffset: offset, partial: !done }), {
 			bytes: buf.length,
 		});
-		if (!r.incomplete) {
+		// A buffer that ends exactly after a STOP may be followed by another pickle: read on
+		// (unless the pickles wanted are all there), or a second pickle at a chunk boundary goes unseen.
+		const atBoundary =
+			!done && r.malformed === undefined && r.end === buf.length && (opts.maxPickles ?? Infinity) > r.pickles;
+		if (!r.incomplete && !atBoundary) {
 			if (done && maxBytes < total && r.malformed?.startsWith("truncated")) {
 				r.findings.push({
 					id: "pickle-too-large",

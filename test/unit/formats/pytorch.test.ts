@@ -104,6 +104,19 @@ describe("PyTorch scanners on torch.save output", () => {
 		expect(source.bytesRead).toBe(0);
 	});
 
+	it("analyses a second pickle that starts exactly where a read ended", async () => {
+		const payload = fixture("malicious-os-system.pkl");
+		for (const first of [16 * 1024, 64 * 1024, 256 * 1024]) {
+			// PROTO 2, BINBYTES (4-byte length) of filler, STOP: `first` bytes in all.
+			const n = first - 8;
+			const head = Buffer.from([0x80, 0x02, 0x42, n & 0xff, (n >> 8) & 0xff, (n >> 16) & 0xff, 0]);
+			const bytes = Buffer.concat([head, Buffer.alloc(n), Buffer.from("."), payload]);
+			const r = await scanWith(pickleScanner, bytes, true);
+			expect(verdictOf(r), String(first)).toBe("unsafe");
+			expect(r.findings.map((f) => f.id)).toContain("dangerous-global");
+		}
+	});
+
 	it("gives the same results through a source without synchronous reads", async () => {
 		for (const name of readdirSync(DIR).filter((n) => /\.(pt|pkl|npz)$/.test(n))) {
 			const bytes = fixture(name);
