@@ -62,9 +62,15 @@ const NAME_ALIASES: Readonly<Record<string, GlobalRef>> = {
 
 /** The module and name CPython 3 would actually import for this reference. */
 export function normalizeGlobal(g: GlobalRef): GlobalRef {
-	const mapped = NAME_ALIASES[`${g.module}.${g.name}`];
+	// Own properties only: a pickle naming a module "constructor" or "__proto__" must
+	// not reach Object.prototype through these tables.
+	const key = `${g.module}.${g.name}`;
+	const mapped = Object.hasOwn(NAME_ALIASES, key) ? NAME_ALIASES[key] : undefined;
 	if (mapped) return mapped;
-	return { module: MODULE_ALIASES[g.module] ?? g.module, name: g.name };
+	return {
+		module: Object.hasOwn(MODULE_ALIASES, g.module) ? (MODULE_ALIASES[g.module] ?? g.module) : g.module,
+		name: g.name,
+	};
 }
 
 const TORCH_STORAGES = [

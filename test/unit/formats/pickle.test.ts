@@ -169,6 +169,15 @@ describe("pickle opcode details", () => {
 		expect(isAllowed({ module: "collections", name: "OrderedDict.fromkeys" })).toBe(false);
 	});
 
+	it("treats globals named after Object.prototype members as ordinary, non-allow-listed names", () => {
+		for (const module of ["constructor", "__proto__", "toString", "hasOwnProperty"]) {
+			expect(normalizeGlobal({ module, name: "x" })).toEqual({ module, name: "x" });
+			const r = one(`c${module}\nx\n)R.`);
+			expect(r.findings.map((f) => f.id)).toContain("non-allowlisted-global");
+			expect(r.findings.map((f) => f.id)).not.toContain("scan-incomplete");
+		}
+	});
+
 	it("maps Python 2 names like CPython's fix_imports", () => {
 		expect(normalizeGlobal({ module: "__builtin__", name: "set" })).toEqual({ module: "builtins", name: "set" });
 		expect(normalizeGlobal({ module: "__builtin__", name: "reduce" })).toEqual({ module: "functools", name: "reduce" });
