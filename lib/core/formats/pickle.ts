@@ -410,8 +410,7 @@ function runOne(ctx: Ctx, start: number): number {
 				case 0x7d: // EMPTY_DICT
 				case 0x8f: // EMPTY_SET
 				case 0x97: // NEXT_BUFFER (out-of-band buffer)
-					if (stack.length >= MAX_STACK) push(OTHER);
-					else stack[stack.length] = OTHER;
+					push(OTHER);
 					break;
 				case 0x46: // FLOAT
 				case 0x49: // INT
@@ -420,23 +419,15 @@ function runOne(ctx: Ctx, start: number): number {
 					push(OTHER);
 					break;
 				case 0x4a: // BININT
-					if (len - pos < 4) need(4, "BININT");
-					pos += 4;
-					if (stack.length >= MAX_STACK) push(OTHER);
-					else stack[stack.length] = OTHER;
-					break;
 				case 0x4b: // BININT1
-					if (len - pos < 1) need(1, "BININT1");
-					pos += 1;
-					if (stack.length >= MAX_STACK) push(OTHER);
-					else stack[stack.length] = OTHER;
+				case 0x4d: {
+					// BININT2
+					const width = op === 0x4a ? 4 : op === 0x4b ? 1 : 2;
+					if (len - pos < width) need(width, op === 0x4a ? "BININT" : op === 0x4b ? "BININT1" : "BININT2");
+					pos += width;
+					push(OTHER);
 					break;
-				case 0x4d: // BININT2
-					if (len - pos < 2) need(2, "BININT2");
-					pos += 2;
-					if (stack.length >= MAX_STACK) push(OTHER);
-					else stack[stack.length] = OTHER;
-					break;
+				}
 				case 0x47: // BINFLOAT
 					if (len - pos < 8) need(8, "BINFLOAT");
 					pos += 8;
@@ -553,8 +544,7 @@ function runOne(ctx: Ctx, start: number): number {
 					const prev = marks.pop();
 					if (prev === undefined) return fail("MARK not found", at);
 					stack = prev;
-					if (stack.length >= MAX_STACK) push(OTHER);
-					else stack[stack.length] = OTHER;
+					push(OTHER);
 					break;
 				}
 				case 0x85: // TUPLE1 (replaces the top item)
