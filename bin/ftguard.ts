@@ -7,13 +7,14 @@ import { registerBaseModel } from "../lib/cli/base-model";
 import { registerFiles } from "../lib/cli/files";
 import { registerHash } from "../lib/cli/hash";
 import { registerVerify } from "../lib/cli/verify";
+import { VERSION } from "../lib/cli/version";
 
 const program = new Command()
 	.name("ftguard")
 	.description(
 		"Fine-tuning guard: checkpoint integrity, file safety and backdoor checks between a fine-tuning job and production.\nExit codes: 0 passed, 1 a check failed, 2 could not check.",
 	)
-	.version(process.env.npm_package_version ?? "0.1.0")
+	.version(VERSION)
 	.showHelpAfterError("(run with --help for usage)")
 	// Commander exits 1 on usage errors; in ftguard 1 means "a finding", so usage
 	// errors are routed through exitOverride and become 2.

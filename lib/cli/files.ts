@@ -4,6 +4,7 @@ import type { Command } from "commander";
 import { FtguardError, toFtguardError } from "../core/errors";
 import type { ScanReport } from "../core/formats/scan";
 import { type Io, printJson, processIo, runCommand } from "./io";
+import { VERSION } from "./version";
 
 interface FilesFlags {
 	allowPickle?: boolean;
@@ -11,8 +12,6 @@ interface FilesFlags {
 	sarif?: string;
 	json?: boolean;
 }
-
-const VERSION = process.env.npm_package_version ?? "0.1.0";
 
 export function registerFiles(program: Command, setExit: (code: number) => void): void {
 	program

@@ -1,7 +1,7 @@
 /** The CLI contract: help everywhere, exit codes, one-line errors, JSON on request. */
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -31,6 +31,15 @@ describe("help", () => {
 		expect(r.code).toBe(0);
 		expect(r.stdout).toMatch(/Usage: ftguard/);
 		if (cmd.length > 0 && cmd.join(" ") !== "base-model") expect(r.stdout).toContain("--json");
+	});
+});
+
+describe("--version", () => {
+	it("prints the version from package.json, whatever the environment", async () => {
+		const { version } = JSON.parse(readFileSync(join(REPO, "package.json"), "utf8"));
+		const r = await ftguard(["--version"], { env: { npm_package_version: "9.9.9" } });
+		expect(r.code).toBe(0);
+		expect(r.stdout.trim()).toBe(version);
 	});
 });
 
