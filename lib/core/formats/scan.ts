@@ -22,6 +22,7 @@ import {
 	type Verdict,
 	verdictOf,
 } from "./types";
+import { isZip } from "./zip";
 
 export interface FileReport {
 	/** As given on the command line, or joined under the directory given. */
@@ -63,16 +64,10 @@ export interface ScanOptions {
 	maxFiles?: number;
 	/** Files scanned at once. @default 4 */
 	concurrency?: number;
-	onFile?: (done: number, total: number) => void;
 }
 
 const HEAD_BYTES = 64 * 1024;
 const PICKLE_NAMES = /\.(pkl|pickle|pt|pth|bin|ckpt|joblib|dat|data|model|mar|tar)$/i;
-const ZIP_MAGIC = [Buffer.from("PK\x03\x04", "latin1"), Buffer.from("PK\x05\x06", "latin1")];
-
-function isZip(head: Buffer): boolean {
-	return ZIP_MAGIC.some((m) => head.subarray(0, 4).equals(m));
-}
 
 /** Picks the scanner for a file: content first, fallbacks for archives and pickle-named files. */
 export function chooseScanner(head: Buffer, name: string, size: number, options: ScanOptions): Scanner | undefined {
@@ -202,12 +197,10 @@ export async function scanPaths(paths: readonly string[], options: ScanOptions):
 	const list = await targets(paths, options.maxFiles ?? 100_000);
 	const files: FileReport[] = new Array(list.length);
 	let next = 0;
-	let done = 0;
 	const worker = async () => {
 		for (let i = next++; i < list.length; i = next++) {
 			const t = list[i] as Target;
 			files[i] = await scanOne(t.openPath, t.displayPath, t.name, t.modelDir, options);
-			options.onFile?.(++done, list.length);
 		}
 	};
 	await Promise.all(Array.from({ length: Math.min(options.concurrency ?? 4, Math.max(list.length, 1)) }, worker));
