@@ -473,19 +473,11 @@ function runOne(ctx: Ctx, start: number): number {
 				}
 				case 0x58: {
 					// BINUNICODE
-					if (len - pos < 4) need(4, "argument");
-					const n =
-						((buf[pos] as number) |
-							((buf[pos + 1] as number) << 8) |
-							((buf[pos + 2] as number) << 16) |
-							((buf[pos + 3] as number) << 24)) >>>
-						0;
-					pos += 4;
+					const n = u32();
 					if (n > len - pos) need(n, "BINUNICODE");
 					const it: Item = n > MAX_NAME_BYTES ? LONG_STR : { k: "bstr", s: pos, e: pos + n, utf8: true };
 					pos += n;
-					if (stack.length >= MAX_STACK) push(it);
-					else stack[stack.length] = it;
+					push(it);
 					break;
 				}
 				case 0x8c: // SHORT_BINUNICODE
@@ -583,14 +575,7 @@ function runOne(ctx: Ctx, start: number): number {
 				}
 				case 0x72: {
 					// LONG_BINPUT
-					if (len - pos < 4) need(4, "argument");
-					const idx =
-						((buf[pos] as number) |
-							((buf[pos + 1] as number) << 8) |
-							((buf[pos + 2] as number) << 16) |
-							((buf[pos + 3] as number) << 24)) >>>
-						0;
-					pos += 4;
+					const idx = u32();
 					const it = stack[stack.length - 1];
 					// Fast path of memoPut: a dense key while the memo has room.
 					if (it !== undefined && idx < MEMO_DENSE && memoSize < MAX_MEMO) {
@@ -610,20 +595,12 @@ function runOne(ctx: Ctx, start: number): number {
 					// BINGET
 					if (pos >= len) need(1, "argument");
 					const it = memoArr[buf[pos++] as number] ?? memoGet(buf[pos - 1] as number, at);
-					if (stack.length >= MAX_STACK) push(it);
-					else stack[stack.length] = it;
+					push(it);
 					break;
 				}
 				case 0x6a: {
 					// LONG_BINGET
-					if (len - pos < 4) need(4, "argument");
-					const idx =
-						((buf[pos] as number) |
-							((buf[pos + 1] as number) << 8) |
-							((buf[pos + 2] as number) << 16) |
-							((buf[pos + 3] as number) << 24)) >>>
-						0;
-					pos += 4;
+					const idx = u32();
 					push((idx < MEMO_DENSE ? memoArr[idx] : undefined) ?? memoGet(idx, at));
 					break;
 				}
