@@ -51,6 +51,13 @@ export const UNCHECKABLE_CODES = [
 	"KEY_INVALID",
 	"REGISTRY_MALFORMED",
 	"REGISTRY_UNTRUSTED",
+	// backdoor scanning: the model uses an op (or attribute) the gradient graph
+	// cannot differentiate, the ONNX file cannot be read, the reference data does
+	// not fit the model, or the requested execution provider cannot run it
+	"MODEL_UNSUPPORTED",
+	"MODEL_MALFORMED",
+	"DATA_INVALID",
+	"BACKEND_ERROR",
 	"INTERNAL",
 ] as const;
 
