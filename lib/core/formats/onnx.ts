@@ -14,6 +14,9 @@
  * - `runtime-contrib-op` (low): `com.microsoft*` ops, built into ONNX Runtime
  *   (no library to load), reported for visibility only.
  *
+ * - malformed: a tensor whose raw_data length is not dims × element size (ONNX
+ *   Runtime refuses it on load), besides wire-format errors.
+ *
  * Graphs are followed everywhere they occur: the main graph, node attributes
  * (If / Loop / Scan bodies, `graphs` lists), model-local functions and training
  * info, with a nesting bound. Tensors in attributes (Constant) and sparse
@@ -57,12 +60,84 @@ interface Walk {
 
 const fnKey = (domain: string, name: string) => `${domain}\u0000${name}`;
 
+/**
+ * Bits per element of TensorProto.DataType (FLOAT=1 … FLOAT4E2M1=23); STRING (8)
+ * and unknown types have no fixed size and are not checked.
+ */
+const ELEMENT_BITS: Readonly<Record<number, number>> = {
+	1: 32,
+	2: 8,
+	3: 8,
+	4: 16,
+	5: 16,
+	6: 32,
+	7: 64,
+	9: 8,
+	10: 16,
+	11: 64,
+	12: 32,
+	13: 64,
+	14: 64,
+	15: 128,
+	16: 16,
+	17: 8,
+	18: 8,
+	19: 8,
+	20: 8,
+	21: 4,
+	22: 4,
+	23: 4,
+};
+
+/** Reads a packed repeated varint field (proto3's default for `repeated int64 dims`). */
+async function packedVarints(ps: ProtoSource, f: ProtoField, max: number): Promise<bigint[]> {
+	const out: bigint[] = [];
+	let pos = f.start;
+	const end = f.start + f.length;
+	while (pos < end) {
+		if (out.length >= max) throw new Malformed(`onnx: more than ${max} dims`);
+		const [v, q] = await ps.varint(pos, end);
+		out.push(v);
+		pos = q;
+	}
+	return out;
+}
+
+/**
+ * raw_data must hold exactly dims × element size bytes: ONNX Runtime refuses a
+ * mismatch when it loads the tensor, so a file that a scanner would pass but the
+ * runtime rejects (or a reader that trusts dims over-reads) is reported as malformed.
+ */
+function checkRawSize(where: string, dims: bigint[], dataType: number, rawLength: number): void {
+	const bits = ELEMENT_BITS[dataType];
+	if (bits === undefined) return;
+	let count = 1n;
+	for (const d of dims) {
+		// dims are int64 on the wire: a "negative" dim arrives as a huge unsigned value
+		if (d > 0x7fffffffffffffffn) throw new Malformed(`onnx: ${where} has a negative dimension`);
+		count *= d;
+	}
+	const need = (count * BigInt(bits) + 7n) / 8n;
+	if (need !== BigInt(rawLength)) {
+		throw new Malformed(
+			`onnx: ${where} raw_data is ${rawLength} bytes but dims [${dims.join(", ")}] of data type ${dataType} need ${need}`,
+		);
+	}
+}
+
 async function walkTensor(w: Walk, start: number, end: number, where: string): Promise<void> {
 	let name = "";
 	let external = false;
+	const dims: bigint[] = [];
+	let dataType = 0;
+	let rawLength: number | undefined;
 	const entries: Array<[string, string]> = [];
 	for await (const f of w.ps.fields(start, end)) {
 		if (f.field === 8 && f.wire === WIRE_LEN) name = await w.ps.string(f, 1024);
+		else if (f.field === 1 && f.wire === WIRE_VARINT) dims.push(f.value);
+		else if (f.field === 1 && f.wire === WIRE_LEN) dims.push(...(await packedVarints(w.ps, f, 64)));
+		else if (f.field === 2 && f.wire === WIRE_VARINT) dataType = Number(f.value);
+		else if (f.field === 9 && f.wire === WIRE_LEN) rawLength = f.length;
 		else if (f.field === 14 && f.wire === WIRE_VARINT) external = f.value === 1n;
 		else if (f.field === 13 && f.wire === WIRE_LEN) {
 			let key = "";
@@ -74,6 +149,8 @@ async function walkTensor(w: Walk, start: number, end: number, where: string): P
 			if (entries.length < 64) entries.push([key, value]);
 		}
 	}
+	if (rawLength !== undefined && !external)
+		checkRawSize(`tensor ${name === "" ? where : name}`, dims, dataType, rawLength);
 	if (!external && entries.length === 0) return;
 	const ref: ExternalRef = { tensor: name === "" ? where : name };
 	for (const [k, v] of entries) {

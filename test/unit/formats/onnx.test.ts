@@ -22,6 +22,18 @@ const fx = (name: string) => readFileSync(join(dir, name));
 const scanFixture = (name: string, modelDir?: string) =>
 	scanBuffer(onnxScanner, fx(name), name, { path: join(dir, name), modelDir: modelDir ?? join(dir, name, "..") });
 
+/** Protobuf wire helpers for hand-built models: a varint, and a length-delimited field. */
+const varint = (n: number) => {
+	const out: number[] = [];
+	do {
+		out.push((n & 0x7f) | (n > 0x7f ? 0x80 : 0));
+		n >>>= 7;
+	} while (n > 0);
+	return Buffer.from(out);
+};
+const lenField = (field: number, body: Buffer) =>
+	Buffer.concat([Buffer.from([(field << 3) | 2]), varint(body.length), body]);
+
 const tmp = mkdtempSync(join(tmpdir(), "ftguard-onnx-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -153,34 +165,16 @@ describe("onnx", () => {
 	it("graph nesting is bounded", async () => {
 		// graph{ node{ attribute{ g: graph{ ... } } } } nested 100 deep, built inside out
 		let inner = Buffer.alloc(0);
-		const wrap = (field: number, body: Buffer) => {
-			const len: number[] = [];
-			let n = body.length;
-			do {
-				len.push((n & 0x7f) | (n > 0x7f ? 0x80 : 0));
-				n >>>= 7;
-			} while (n > 0);
-			return Buffer.concat([Buffer.from([(field << 3) | 2, ...len]), body]);
-		};
-		for (let i = 0; i < 100; i++) inner = wrap(1, wrap(5, wrap(6, inner)));
-		const model = Buffer.concat([Buffer.from([0x08, 0x08]), wrap(7, inner)]);
+		for (let i = 0; i < 100; i++) inner = lenField(1, lenField(5, lenField(6, inner)));
+		const model = Buffer.concat([Buffer.from([0x08, 0x08]), lenField(7, inner)]);
 		expect((await scanBuffer(onnxScanner, model, "deep.onnx")).malformed).toMatch(/nested deeper/);
 	});
 
 	it("skips tensor bytes: raw_data is never read", async () => {
 		// an initializer with 4 MiB raw_data (field 9) inside the graph
 		const raw = Buffer.alloc(4 << 20);
-		const len = (n: number) => {
-			const out: number[] = [];
-			do {
-				out.push((n & 0x7f) | (n > 0x7f ? 0x80 : 0));
-				n >>>= 7;
-			} while (n > 0);
-			return Buffer.from(out);
-		};
-		const tensor = Buffer.concat([Buffer.from([0x42, 1, 0x57]), Buffer.from([0x4a]), len(raw.length), raw]);
-		const graph = Buffer.concat([Buffer.from([0x2a]), len(tensor.length), tensor]);
-		const model = Buffer.concat([Buffer.from([0x08, 0x08, 0x3a]), len(graph.length), graph]);
+		const tensor = Buffer.concat([Buffer.from([0x42, 1, 0x57]), lenField(9, raw)]);
+		const model = Buffer.concat([Buffer.from([0x08, 0x08]), lenField(7, lenField(5, tensor))]);
 		const src = new BufferSource(model);
 		const ps = new ProtoSource(src);
 		expect(ProtoError).toBeDefined();
@@ -193,6 +187,30 @@ describe("onnx", () => {
 		});
 		expect(r).toEqual({ findings: [] });
 		expect(src.bytesRead).toBeLessThan(140_000);
+	});
+
+	it("raw_data must match dims × element size, as onnxruntime requires", async () => {
+		// initializer "w": FLOAT (1) with dims [2, 3] → 24 bytes of raw_data
+		const tensor = (dims: Buffer, dataType: number, rawBytes: number) =>
+			Buffer.concat([
+				dims,
+				Buffer.from([0x10, dataType]),
+				lenField(8, Buffer.from("w")),
+				lenField(9, Buffer.alloc(rawBytes)),
+			]);
+		const model = (t: Buffer) => Buffer.concat([Buffer.from([0x08, 0x08]), lenField(7, lenField(5, t))]);
+		const packed = lenField(1, Buffer.from([2, 3]));
+		const unpacked = Buffer.from([0x08, 2, 0x08, 3]);
+		expect(await scanBuffer(onnxScanner, model(tensor(packed, 1, 24)), "m.onnx")).toEqual({ findings: [] });
+		expect(await scanBuffer(onnxScanner, model(tensor(unpacked, 1, 24)), "m.onnx")).toEqual({ findings: [] });
+		// INT4 (22): 6 elements in 3 bytes
+		expect(await scanBuffer(onnxScanner, model(tensor(packed, 22, 3)), "m.onnx")).toEqual({ findings: [] });
+		expect((await scanBuffer(onnxScanner, model(tensor(packed, 1, 20)), "m.onnx")).malformed).toBe(
+			"onnx: tensor w raw_data is 20 bytes but dims [2, 3] of data type 1 need 24",
+		);
+		expect((await scanBuffer(onnxScanner, model(tensor(unpacked, 7, 24)), "m.onnx")).malformed).toMatch(/need 48$/);
+		const negative = Buffer.from([0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+		expect((await scanBuffer(onnxScanner, model(tensor(negative, 1, 4)), "m.onnx")).malformed).toMatch(/negative/);
 	});
 
 	it("fuzz: every mutant gets a result", async () => {
