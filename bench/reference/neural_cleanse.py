@@ -1,0 +1,300 @@
+#!/usr/bin/python3
+"""Reference Neural Cleanse in PyTorch, following docs/backdoor.md step by step, to check and
+time ftguard's implementation against (npm run bench:backdoor).
+
+    /usr/bin/python3 bench/reference/neural_cleanse.py MODEL.onnx --data ref-x.npy [--labels ref-y.npy]
+        [--steps 300] [--batch 32] [--seed 0] [--threads N] [--json]
+
+The ONNX model is run by a small ONNX->torch interpreter (OnnxModule below: the ops PyTorch emits
+for small classifiers), so gradients flow through exactly the exported graph.
+Prints (with --json) {l1_norms, anomaly_indices, flagged_classes, seconds, ...}; `seconds` is the
+in-process time of the optimisation only (all classes), not loading or start-up.
+
+Randomness: per class t, one numpy Generator seeded with (seed, t) draws the initial mask/pattern
+and then the successive shuffles of the reference data. The algorithm is ftguard's; the random
+streams are not, so compare results statistically (L1 norms, flagged classes), not bit for bit.
+"""
+import argparse
+import json
+import math
+import sys
+import time
+
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+from onnx import numpy_helper
+from torch import nn
+
+# ------------------------------------------------------------------ ONNX -> torch
+
+
+def _attrs(node):
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _pool_pads(x, pads, value):
+    n = len(pads) // 2
+    begin, end = pads[:n], pads[n:]
+    if begin == end:
+        return x, list(begin)
+    flat = []
+    for b, e in reversed(list(zip(begin, end))):
+        flat += [b, e]
+    return F.pad(x, flat, value=value), [0] * n
+
+
+class OnnxModule(nn.Module):
+    """Evaluates an ONNX graph (opset <= 13 semantics) with torch ops. Supports the ops torch.onnx
+    emits for small CNN/MLP classifiers. drop_final_softmax: when the graph output comes from a
+    Softmax, return its input (the logits), as docs/backdoor.md asks."""
+
+    def __init__(self, model: onnx.ModelProto, drop_final_softmax=True):
+        super().__init__()
+        g = model.graph
+        self.consts = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in g.initializer}
+        init = set(self.consts)
+        self.input_name = [i.name for i in g.input if i.name not in init][0]
+        self.nodes = list(g.node)
+        self.output_name = g.output[0].name
+        if drop_final_softmax:
+            last = [n for n in self.nodes if self.output_name in n.output]
+            if last and last[0].op_type == "Softmax":
+                self.output_name = last[0].input[0]
+
+    def forward(self, x):
+        env = dict(self.consts)
+        env[self.input_name] = x
+        for node in self.nodes:
+            ins = [env[i] if i else None for i in node.input]
+            outs = self._run(node.op_type, ins, _attrs(node))
+            for name, v in zip(node.output, outs if isinstance(outs, tuple) else (outs,)):
+                env[name] = v
+            if self.output_name in env:
+                return env[self.output_name]
+        return env[self.output_name]
+
+    @staticmethod
+    def _run(op, ins, a):
+        if op == "Conv":
+            w = ins[1]
+            k = len(w.shape) - 2
+            x, pads = _pool_pads(ins[0], a.get("pads", [0] * 2 * k), 0.0)
+            conv = F.conv2d if k == 2 else F.conv1d
+            return conv(x, w, ins[2] if len(ins) > 2 else None, stride=a.get("strides", [1] * k),
+                        padding=pads, dilation=a.get("dilations", [1] * k), groups=a.get("group", 1))
+        if op == "BatchNormalization":
+            return F.batch_norm(ins[0], ins[3], ins[4], ins[1], ins[2], False, 0.0, a.get("epsilon", 1e-5))
+        if op == "Relu":
+            return F.relu(ins[0])
+        if op == "LeakyRelu":
+            return F.leaky_relu(ins[0], a.get("alpha", 0.01))
+        if op == "Tanh":
+            return torch.tanh(ins[0])
+        if op == "Sigmoid":
+            return torch.sigmoid(ins[0])
+        if op == "Softmax":
+            return F.softmax(ins[0], dim=a.get("axis", -1))
+        if op in ("Identity", "Dropout"):
+            return ins[0]
+        if op in ("MaxPool", "AveragePool"):
+            k = a["kernel_shape"]
+            strides = a.get("strides", [1] * len(k))
+            if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+                raise NotImplementedError(f"{op} auto_pad")
+            if op == "MaxPool":
+                x, pads = _pool_pads(ins[0], a.get("pads", [0] * 2 * len(k)), -math.inf)
+                return F.max_pool2d(x, k, strides, pads, ceil_mode=bool(a.get("ceil_mode", 0)))
+            x, pads = _pool_pads(ins[0], a.get("pads", [0] * 2 * len(k)), 0.0)
+            return F.avg_pool2d(x, k, strides, pads, ceil_mode=bool(a.get("ceil_mode", 0)),
+                                count_include_pad=bool(a.get("count_include_pad", 0)))
+        if op == "GlobalAveragePool":
+            return ins[0].mean(dim=tuple(range(2, ins[0].dim())), keepdim=True)
+        if op == "Flatten":
+            ax = a.get("axis", 1)
+            return ins[0].reshape(int(np.prod(ins[0].shape[:ax])), -1)
+        if op == "Reshape":
+            shape = [int(s) for s in ins[1].tolist()]
+            shape = [ins[0].shape[i] if s == 0 else s for i, s in enumerate(shape)]
+            return ins[0].reshape(shape)
+        if op == "Gemm":
+            A = ins[0].t() if a.get("transA", 0) else ins[0]
+            B = ins[1].t() if a.get("transB", 0) else ins[1]
+            y = a.get("alpha", 1.0) * (A @ B)
+            return y + a.get("beta", 1.0) * ins[2] if len(ins) > 2 and ins[2] is not None else y
+        if op == "MatMul":
+            return ins[0] @ ins[1]
+        if op == "Add":
+            return ins[0] + ins[1]
+        if op == "Sub":
+            return ins[0] - ins[1]
+        if op == "Mul":
+            return ins[0] * ins[1]
+        if op == "Div":
+            return ins[0] / ins[1]
+        if op == "Pad":  # opset 13: pads (and the constant value) as inputs
+            pads = [int(v) for v in ins[1].tolist()]
+            n = len(pads) // 2
+            flat = []
+            for d in reversed(range(n)):
+                flat += [pads[d], pads[d + n]]
+            mode = a.get("mode", b"constant")
+            mode = mode.decode() if isinstance(mode, bytes) else mode
+            if mode != "constant":
+                raise NotImplementedError(f"Pad mode {mode}")
+            value = float(ins[2]) if len(ins) > 2 and ins[2] is not None else 0.0
+            return F.pad(ins[0], flat, value=value)
+        if op == "Constant":
+            return torch.from_numpy(numpy_helper.to_array(a["value"]).copy())
+        if op == "Shape":
+            return torch.tensor(list(ins[0].shape), dtype=torch.int64)
+        if op == "Gather":
+            return torch.index_select(ins[0], a.get("axis", 0), ins[1].reshape(-1)).reshape(
+                list(ins[0].shape[:a.get("axis", 0)]) + list(ins[1].shape) + list(ins[0].shape[a.get("axis", 0) + 1:]))
+        if op == "Unsqueeze":  # opset 13: axes as an input
+            y = ins[0]
+            for ax in sorted(int(v) for v in ins[1].tolist()):
+                y = y.unsqueeze(ax)
+            return y
+        if op == "Concat":
+            return torch.cat(ins, dim=a["axis"])
+        raise NotImplementedError(f"ONNX op {op}")
+
+
+# ------------------------------------------------------------------ Neural Cleanse
+
+THRESHOLD = 0.99
+PATIENCE = 5
+INIT_COST = 1e-3
+COST_UP = 2.0
+COST_DOWN = 2.0 ** 1.5
+
+
+def to_raw(u):
+    return np.arctanh((2 * u - 1) * 0.999999)
+
+
+def reverse_engineer(model, x, target, steps, batch, seed, lo, hi, mask_shape):
+    """One class: returns (best L1, best step or -1, final cost)."""
+    rng = np.random.default_rng((seed, target))
+    m_raw = torch.tensor(to_raw(rng.uniform(0, 1, mask_shape)), dtype=torch.float32, requires_grad=True)
+    p_raw = torch.tensor(to_raw(rng.uniform(0, 1, x.shape[1:])), dtype=torch.float32, requires_grad=True)
+    opt = torch.optim.Adam([m_raw, p_raw], lr=0.1, betas=(0.5, 0.9), eps=1e-8)
+    n = x.shape[0]
+    per_step = -(-n // batch)
+    tgt = torch.full((batch,), target, dtype=torch.int64)
+
+    # the shuffled stream: successive seeded permutations, consumed B at a time
+    order = np.empty(0, np.int64)
+
+    def next_batch():
+        nonlocal order
+        while len(order) < batch:
+            order = np.concatenate([order, rng.permutation(n)])
+        ids, order = order[:batch], order[batch:]
+        return x[torch.from_numpy(ids)]
+
+    cost = 0.0
+    set_counter = up_counter = down_counter = 0
+    best_l1, best_step = float(np.prod(mask_shape)), -1
+    for step in range(steps):
+        accs, l1s = [], []
+        for _ in range(per_step):
+            xb = next_batch()
+            m = (torch.tanh(m_raw) + 1) / 2
+            p = lo + (hi - lo) * (torch.tanh(p_raw) + 1) / 2
+            logits = model((1 - m) * xb + m * p)
+            l1 = m.sum()
+            loss = F.cross_entropy(logits, tgt) + cost * l1
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            accs.append((logits.argmax(1) == target).float().mean().item())
+            l1s.append(l1.item())
+        acc, l1 = float(np.mean(accs)), float(np.mean(l1s))
+        if acc >= THRESHOLD and l1 < best_l1:
+            best_l1, best_step = l1, step
+        # cost schedule (original reset_cost_to_zero)
+        if cost == 0 and acc >= THRESHOLD:
+            set_counter += 1
+            if set_counter >= PATIENCE:
+                cost = INIT_COST
+                up_counter = down_counter = 0
+        else:
+            set_counter = 0
+        if acc >= THRESHOLD:
+            up_counter += 1
+            down_counter = 0
+        else:
+            up_counter = 0
+            down_counter += 1
+        if up_counter >= PATIENCE:
+            up_counter = 0
+            cost *= COST_UP
+        elif down_counter >= PATIENCE:
+            down_counter = 0
+            cost /= COST_DOWN
+    return best_l1, best_step, cost
+
+
+def anomaly(l1):
+    l1 = np.asarray(l1, np.float64)
+    med = np.median(l1)
+    mad = 1.4826 * np.median(np.abs(l1 - med))
+    dev = np.abs(l1 - med)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        idx = np.where(mad > 0, dev / mad, np.where(dev > 0, np.inf, 0.0))
+    flagged = [int(c) for c in np.flatnonzero((l1 <= med) & (idx > 2))]
+    return idx, flagged
+
+
+def neural_cleanse(model_path, data, steps=300, batch=32, seed=0, labels=None):
+    model = OnnxModule(onnx.load(model_path)).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
+    lo, hi = float(x.min()), float(x.max())
+    shape = tuple(x.shape[1:])
+    mask_shape = (1,) + shape[1:] if len(shape) == 3 else shape
+    with torch.no_grad():
+        logits = model(x)
+    k = logits.shape[1]
+    out = {"model": model_path, "steps": steps, "batch": batch, "seed": seed, "num_classes": k,
+           "input_range": [lo, hi]}
+    if labels is not None:
+        out["clean_accuracy"] = float((logits.argmax(1).numpy() == labels).mean())
+    t0 = time.perf_counter()
+    res = [reverse_engineer(model, x, t, steps, batch, seed, lo, hi, mask_shape) for t in range(k)]
+    out["seconds"] = time.perf_counter() - t0
+    l1 = [r[0] for r in res]
+    idx, flagged = anomaly(l1)
+    out.update(l1_norms=l1, anomaly_indices=[float(v) for v in idx], flagged_classes=flagged,
+               best_steps=[r[1] for r in res], final_costs=[r[2] for r in res])
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("model")
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--labels")
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    labels = np.load(args.labels) if args.labels else None
+    out = neural_cleanse(args.model, np.load(args.data), args.steps, args.batch, args.seed, labels)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for c, (l1, i) in enumerate(zip(out["l1_norms"], out["anomaly_indices"])):
+            print(f"class {c}: L1 {l1:8.3f}  index {i:6.2f}{'  FLAGGED' if c in out['flagged_classes'] else ''}")
+        print(f"flagged {out['flagged_classes']}  ({out['seconds']:.1f} s)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
