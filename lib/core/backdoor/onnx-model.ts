@@ -1,0 +1,598 @@
+/**
+ * ONNX ModelProto ⇄ a plain graph structure, for building derived graphs
+ * (gradients, the Neural Cleanse batch) that onnxruntime then executes.
+ *
+ * Reading reuses the wire-format reader of the safety scanner; writing uses
+ * proto-write.ts. Only what a feed-forward classifier needs is kept: nested
+ * graphs (If / Loop / Scan) and external data are refused with
+ * MODEL_UNSUPPORTED rather than half-represented, and `value_info` is dropped
+ * because derived graphs run at other batch sizes, where stale intermediate
+ * shapes would contradict onnxruntime's own inference.
+ */
+import { FtguardError } from "../errors";
+import {
+	ProtoError,
+	type ProtoField,
+	ProtoSource,
+	WIRE_I32,
+	WIRE_I64,
+	WIRE_LEN,
+	WIRE_VARINT,
+} from "../formats/protobuf";
+import { ProtoWriter } from "./proto-write";
+
+/** TensorProto.DataType values used by name in this module and its callers. */
+export const DT = {
+	FLOAT: 1,
+	UINT8: 2,
+	INT8: 3,
+	UINT16: 4,
+	INT16: 5,
+	INT32: 6,
+	INT64: 7,
+	STRING: 8,
+	BOOL: 9,
+	FLOAT16: 10,
+	DOUBLE: 11,
+	UINT32: 12,
+	UINT64: 13,
+	BFLOAT16: 16,
+} as const;
+
+export type TensorData =
+	| Float32Array
+	| Float64Array
+	| BigInt64Array
+	| BigUint64Array
+	| Int32Array
+	| Uint32Array
+	| Int16Array
+	| Uint16Array
+	| Int8Array
+	| Uint8Array;
+
+export interface OnnxTensor {
+	name: string;
+	dataType: number;
+	dims: number[];
+	data: TensorData;
+}
+
+export type OnnxAttribute =
+	| { name: string; type: "int"; value: number }
+	| { name: string; type: "float"; value: number }
+	| { name: string; type: "ints"; value: number[] }
+	| { name: string; type: "floats"; value: number[] }
+	| { name: string; type: "string"; value: string }
+	| { name: string; type: "strings"; value: string[] }
+	| { name: string; type: "tensor"; value: OnnxTensor };
+
+export interface OnnxNode {
+	opType: string;
+	domain: string;
+	name: string;
+	inputs: string[];
+	outputs: string[];
+	attributes: OnnxAttribute[];
+}
+
+/** A dimension: its value, its symbolic name (dim_param), or null when neither is given. */
+export type OnnxDim = number | string | null;
+
+export interface OnnxValueInfo {
+	name: string;
+	elemType: number;
+	/** null: the shape is not given at all (any rank). */
+	shape: OnnxDim[] | null;
+}
+
+export interface OnnxGraph {
+	name: string;
+	nodes: OnnxNode[];
+	initializers: OnnxTensor[];
+	inputs: OnnxValueInfo[];
+	outputs: OnnxValueInfo[];
+}
+
+export interface OnnxModel {
+	irVersion: number;
+	opsetImports: { domain: string; version: number }[];
+	producerName: string;
+	graph: OnnxGraph;
+}
+
+// ---------------------------------------------------------------- reading
+
+const malformed = (msg: string, cause?: unknown) =>
+	new FtguardError("MODEL_MALFORMED", `ONNX model: ${msg}`, cause === undefined ? {} : { cause });
+
+async function fieldsOf(ps: ProtoSource, start: number, end: number): Promise<ProtoField[]> {
+	const out: ProtoField[] = [];
+	for await (const f of ps.fields(start, end)) out.push(f);
+	return out;
+}
+
+const MAX_STRING = 1 << 20;
+
+async function str(ps: ProtoSource, f: ProtoField): Promise<string> {
+	if (f.wire !== WIRE_LEN) throw malformed(`field ${f.field} should be a string`);
+	return ps.string(f, MAX_STRING);
+}
+
+/** Copies bytes into a fresh buffer: typed arrays need alignment that a slice of the file lacks. */
+async function ownBytes(ps: ProtoSource, f: ProtoField): Promise<Uint8Array> {
+	if (f.wire !== WIRE_LEN) throw malformed(`field ${f.field} should be bytes`);
+	return Uint8Array.from(await ps.bytes(f.start, f.length));
+}
+
+/** Repeated varint field, packed or not; values as signed int64. */
+async function pushVarints(ps: ProtoSource, f: ProtoField, out: bigint[]): Promise<void> {
+	if (f.wire === WIRE_VARINT) {
+		out.push(BigInt.asIntN(64, f.value));
+		return;
+	}
+	if (f.wire !== WIRE_LEN) throw malformed(`field ${f.field}: unexpected wire type ${f.wire}`);
+	let pos = f.start;
+	const end = f.start + f.length;
+	while (pos < end) {
+		const [v, next] = await ps.varint(pos, end);
+		out.push(BigInt.asIntN(64, v));
+		pos = next;
+	}
+}
+
+/** Repeated fixed-width field (float: 4 bytes, double: 8), packed or not. */
+async function pushFixed(ps: ProtoSource, f: ProtoField, width: 4 | 8, out: number[]): Promise<void> {
+	const wire = width === 4 ? WIRE_I32 : WIRE_I64;
+	const dv = new DataView(new ArrayBuffer(8));
+	if (f.wire === wire) {
+		if (width === 4) {
+			dv.setUint32(0, Number(f.value), true);
+			out.push(dv.getFloat32(0, true));
+		} else {
+			dv.setBigUint64(0, f.value, true);
+			out.push(dv.getFloat64(0, true));
+		}
+		return;
+	}
+	if (f.wire !== WIRE_LEN || f.length % width !== 0)
+		throw malformed(`field ${f.field}: bad packed ${width}-byte array`);
+	const b = await ps.bytes(f.start, f.length);
+	for (let i = 0; i < f.length; i += width) out.push(width === 4 ? b.readFloatLE(i) : b.readDoubleLE(i));
+}
+
+function typedFromRaw(dataType: number, raw: Uint8Array, name: string): TensorData {
+	const buf = raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength);
+	const need = (w: number) => {
+		if (raw.byteLength % w !== 0)
+			throw malformed(`tensor ${name}: raw_data length ${raw.byteLength} not a multiple of ${w}`);
+	};
+	switch (dataType) {
+		case DT.FLOAT:
+			need(4);
+			return new Float32Array(buf);
+		case DT.DOUBLE:
+			need(8);
+			return new Float64Array(buf);
+		case DT.INT64:
+			need(8);
+			return new BigInt64Array(buf);
+		case DT.UINT64:
+			need(8);
+			return new BigUint64Array(buf);
+		case DT.INT32:
+			need(4);
+			return new Int32Array(buf);
+		case DT.UINT32:
+			need(4);
+			return new Uint32Array(buf);
+		case DT.INT16:
+			need(2);
+			return new Int16Array(buf);
+		case DT.UINT16:
+		case DT.FLOAT16:
+		case DT.BFLOAT16:
+			need(2);
+			return new Uint16Array(buf);
+		case DT.INT8:
+			return new Int8Array(buf);
+		case DT.UINT8:
+		case DT.BOOL:
+			return new Uint8Array(buf);
+		default:
+			throw new FtguardError("MODEL_UNSUPPORTED", `ONNX tensor ${name}: data type ${dataType} is not supported`);
+	}
+}
+
+/** Builds the typed array for data held in the typed repeated fields (int32_data carries all narrow types). */
+function typedFromFields(
+	dataType: number,
+	name: string,
+	floats: number[],
+	doubles: number[],
+	ints: bigint[],
+	int32s: bigint[],
+	uint64s: bigint[],
+): TensorData {
+	switch (dataType) {
+		case DT.FLOAT:
+			return Float32Array.from(floats);
+		case DT.DOUBLE:
+			return Float64Array.from(doubles);
+		case DT.INT64:
+			return BigInt64Array.from(ints);
+		case DT.UINT64:
+			return BigUint64Array.from(uint64s, (v) => BigInt.asUintN(64, v));
+		case DT.UINT32:
+			return Uint32Array.from(uint64s, Number);
+		case DT.INT32:
+			return Int32Array.from(int32s, Number);
+		case DT.INT16:
+			return Int16Array.from(int32s, Number);
+		case DT.UINT16:
+		case DT.FLOAT16:
+		case DT.BFLOAT16:
+			return Uint16Array.from(int32s, Number);
+		case DT.INT8:
+			return Int8Array.from(int32s, Number);
+		case DT.UINT8:
+		case DT.BOOL:
+			return Uint8Array.from(int32s, Number);
+		default:
+			throw new FtguardError("MODEL_UNSUPPORTED", `ONNX tensor ${name}: data type ${dataType} is not supported`);
+	}
+}
+
+async function readTensor(ps: ProtoSource, start: number, end: number): Promise<OnnxTensor> {
+	const dims: bigint[] = [];
+	let dataType = 0;
+	let name = "";
+	let raw: Uint8Array | undefined;
+	let external = false;
+	const floats: number[] = [];
+	const doubles: number[] = [];
+	const ints: bigint[] = [];
+	const int32s: bigint[] = [];
+	const uint64s: bigint[] = [];
+	for (const f of await fieldsOf(ps, start, end)) {
+		switch (f.field) {
+			case 1:
+				await pushVarints(ps, f, dims);
+				break;
+			case 2:
+				dataType = Number(f.value);
+				break;
+			case 3:
+				throw new FtguardError("MODEL_UNSUPPORTED", "ONNX tensor: segmented tensors are not supported");
+			case 4:
+				await pushFixed(ps, f, 4, floats);
+				break;
+			case 5:
+				await pushVarints(ps, f, int32s);
+				break;
+			case 7:
+				await pushVarints(ps, f, ints);
+				break;
+			case 8:
+				name = await str(ps, f);
+				break;
+			case 9:
+				raw = await ownBytes(ps, f);
+				break;
+			case 10:
+				await pushFixed(ps, f, 8, doubles);
+				break;
+			case 11:
+				await pushVarints(ps, f, uint64s);
+				break;
+			case 13:
+				external = true;
+				break;
+			case 14:
+				if (f.value === 1n) external = true;
+				break;
+		}
+	}
+	if (external)
+		throw new FtguardError(
+			"MODEL_UNSUPPORTED",
+			`ONNX tensor ${name}: external data is not supported (embed the weights)`,
+		);
+	if (dims.some((d) => d < 0n || d > BigInt(Number.MAX_SAFE_INTEGER))) throw malformed(`tensor ${name}: bad dims`);
+	const shape = dims.map(Number);
+	const data =
+		raw !== undefined
+			? typedFromRaw(dataType, raw, name)
+			: typedFromFields(dataType, name, floats, doubles, ints, int32s, uint64s);
+	const count = shape.reduce((a, b) => a * b, 1);
+	if (data.length !== count) throw malformed(`tensor ${name}: ${data.length} elements for dims [${shape.join(", ")}]`);
+	return { name, dataType, dims: shape, data };
+}
+
+async function readAttribute(ps: ProtoSource, start: number, end: number, where: string): Promise<OnnxAttribute> {
+	let name = "";
+	let type = 0;
+	let f1: number | undefined;
+	let i1: bigint | undefined;
+	let s1: string | undefined;
+	let t1: OnnxTensor | undefined;
+	const floats: number[] = [];
+	const ints: bigint[] = [];
+	const strings: string[] = [];
+	let nested = false;
+	for (const f of await fieldsOf(ps, start, end)) {
+		switch (f.field) {
+			case 1:
+				name = await str(ps, f);
+				break;
+			case 20:
+				type = Number(f.value);
+				break;
+			case 2: {
+				const v: number[] = [];
+				await pushFixed(ps, f, 4, v);
+				f1 = v[0];
+				break;
+			}
+			case 3:
+				i1 = BigInt.asIntN(64, f.value);
+				break;
+			case 4:
+				s1 = await str(ps, f);
+				break;
+			case 5:
+				if (f.wire !== WIRE_LEN) throw malformed(`attribute ${name} of ${where}: bad tensor`);
+				t1 = await readTensor(ps, f.start, f.start + f.length);
+				break;
+			case 7:
+				await pushFixed(ps, f, 4, floats);
+				break;
+			case 8:
+				await pushVarints(ps, f, ints);
+				break;
+			case 9:
+				strings.push(await str(ps, f));
+				break;
+			case 6:
+			case 10:
+			case 11:
+			case 14:
+			case 15:
+			case 22:
+			case 23:
+				nested = true;
+				break;
+		}
+	}
+	const unsupported = () =>
+		new FtguardError("MODEL_UNSUPPORTED", `ONNX node ${where}: attribute ${name} (type ${type}) is not supported`);
+	if (nested) throw unsupported();
+	switch (type) {
+		case 1:
+			return { name, type: "float", value: f1 ?? 0 };
+		case 2:
+			return { name, type: "int", value: Number(i1 ?? 0n) };
+		case 3:
+			return { name, type: "string", value: s1 ?? "" };
+		case 4:
+			if (t1 === undefined) throw malformed(`attribute ${name} of ${where}: missing tensor`);
+			return { name, type: "tensor", value: t1 };
+		case 6:
+			return { name, type: "floats", value: floats };
+		case 7:
+			return { name, type: "ints", value: ints.map(Number) };
+		case 8:
+			return { name, type: "strings", value: strings };
+		default:
+			throw unsupported();
+	}
+}
+
+async function readNode(ps: ProtoSource, start: number, end: number, index: number): Promise<OnnxNode> {
+	const node: OnnxNode = { opType: "", domain: "", name: "", inputs: [], outputs: [], attributes: [] };
+	const attrs: ProtoField[] = [];
+	for (const f of await fieldsOf(ps, start, end)) {
+		if (f.field === 1) node.inputs.push(await str(ps, f));
+		else if (f.field === 2) node.outputs.push(await str(ps, f));
+		else if (f.field === 3) node.name = await str(ps, f);
+		else if (f.field === 4) node.opType = await str(ps, f);
+		else if (f.field === 7) node.domain = await str(ps, f);
+		else if (f.field === 5 && f.wire === WIRE_LEN) attrs.push(f);
+	}
+	if (node.opType === "") throw malformed(`node #${index} has no op_type`);
+	const where = `${node.opType} "${node.name || `#${index}`}"`;
+	for (const f of attrs) node.attributes.push(await readAttribute(ps, f.start, f.start + f.length, where));
+	return node;
+}
+
+async function readValueInfo(ps: ProtoSource, start: number, end: number): Promise<OnnxValueInfo> {
+	const vi: OnnxValueInfo = { name: "", elemType: 0, shape: null };
+	for (const f of await fieldsOf(ps, start, end)) {
+		if (f.field === 1) vi.name = await str(ps, f);
+		else if (f.field === 2 && f.wire === WIRE_LEN) {
+			for (const t of await fieldsOf(ps, f.start, f.start + f.length)) {
+				if (t.field !== 1 || t.wire !== WIRE_LEN) continue; // only tensor types matter for classifiers
+				for (const tt of await fieldsOf(ps, t.start, t.start + t.length)) {
+					if (tt.field === 1) vi.elemType = Number(tt.value);
+					else if (tt.field === 2 && tt.wire === WIRE_LEN) {
+						vi.shape = [];
+						for (const d of await fieldsOf(ps, tt.start, tt.start + tt.length)) {
+							if (d.field !== 1 || d.wire !== WIRE_LEN) continue;
+							let dim: OnnxDim = null;
+							for (const x of await fieldsOf(ps, d.start, d.start + d.length)) {
+								if (x.field === 1) dim = Number(BigInt.asIntN(64, x.value));
+								else if (x.field === 2) dim = await str(ps, x);
+							}
+							vi.shape.push(dim);
+						}
+					}
+				}
+			}
+		}
+	}
+	return vi;
+}
+
+async function readGraph(ps: ProtoSource, start: number, end: number): Promise<OnnxGraph> {
+	const g: OnnxGraph = { name: "", nodes: [], initializers: [], inputs: [], outputs: [] };
+	for (const f of await fieldsOf(ps, start, end)) {
+		const s = f.start;
+		const e = f.start + f.length;
+		if (f.field === 2) g.name = await str(ps, f);
+		else if (f.wire !== WIRE_LEN) continue;
+		else if (f.field === 1) g.nodes.push(await readNode(ps, s, e, g.nodes.length));
+		else if (f.field === 5) g.initializers.push(await readTensor(ps, s, e));
+		else if (f.field === 11) g.inputs.push(await readValueInfo(ps, s, e));
+		else if (f.field === 12) g.outputs.push(await readValueInfo(ps, s, e));
+		else if (f.field === 15)
+			throw new FtguardError("MODEL_UNSUPPORTED", "ONNX model: sparse initializers are not supported");
+	}
+	return g;
+}
+
+/** Parses ModelProto bytes. Throws MODEL_MALFORMED for anything that is not a readable model. */
+export async function readOnnxModel(bytes: Uint8Array): Promise<OnnxModel> {
+	const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+	let read = 0;
+	const ps = new ProtoSource({
+		size: buf.length,
+		read: async (offset, length) => {
+			const b = buf.subarray(offset, offset + length);
+			read += b.length;
+			return b;
+		},
+		get bytesRead() {
+			return read;
+		},
+	});
+	try {
+		let irVersion: number | undefined;
+		let producerName = "";
+		let graph: OnnxGraph | undefined;
+		const opsetImports: OnnxModel["opsetImports"] = [];
+		for (const f of await fieldsOf(ps, 0, buf.length)) {
+			if (f.field === 1 && f.wire === WIRE_VARINT) irVersion = Number(f.value);
+			else if (f.field === 2) producerName = await str(ps, f);
+			else if (f.field === 8 && f.wire === WIRE_LEN) {
+				const op = { domain: "", version: 0 };
+				for (const x of await fieldsOf(ps, f.start, f.start + f.length)) {
+					if (x.field === 1) op.domain = await str(ps, x);
+					else if (x.field === 2) op.version = Number(x.value);
+				}
+				opsetImports.push(op);
+			} else if (f.field === 7 && f.wire === WIRE_LEN) graph = await readGraph(ps, f.start, f.start + f.length);
+			else if (f.field === 25)
+				throw new FtguardError("MODEL_UNSUPPORTED", "ONNX model: model-local functions are not supported");
+		}
+		if (irVersion === undefined || graph === undefined) throw malformed("no ir_version or no graph");
+		if (graph.nodes.length === 0 || graph.outputs.length === 0) throw malformed("empty graph");
+		return { irVersion, opsetImports, producerName, graph };
+	} catch (e) {
+		if (e instanceof FtguardError) throw e;
+		if (e instanceof ProtoError) throw malformed(e.message, e);
+		throw malformed(e instanceof Error ? e.message : String(e), e);
+	}
+}
+
+/** The opset version of the default ONNX domain (1 when not imported, as the spec says). */
+export function defaultOpset(model: OnnxModel): number {
+	return model.opsetImports.find((o) => o.domain === "" || o.domain === "ai.onnx")?.version ?? 1;
+}
+
+// ---------------------------------------------------------------- writing
+
+function writeTensor(t: OnnxTensor): ProtoWriter {
+	const w = new ProtoWriter();
+	for (const d of t.dims) w.varint(1, d);
+	w.varint(2, t.dataType);
+	w.string(8, t.name);
+	w.bytes(9, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+	return w;
+}
+
+function writeAttribute(a: OnnxAttribute): ProtoWriter {
+	const w = new ProtoWriter();
+	w.string(1, a.name);
+	switch (a.type) {
+		case "float":
+			w.float(2, a.value);
+			w.varint(20, 1);
+			break;
+		case "int":
+			w.varint(3, a.value);
+			w.varint(20, 2);
+			break;
+		case "string":
+			w.string(4, a.value);
+			w.varint(20, 3);
+			break;
+		case "tensor":
+			w.message(5, writeTensor(a.value));
+			w.varint(20, 4);
+			break;
+		case "floats":
+			for (const v of a.value) w.float(7, v);
+			w.varint(20, 6);
+			break;
+		case "ints":
+			for (const v of a.value) w.varint(8, v);
+			w.varint(20, 7);
+			break;
+		case "strings":
+			for (const v of a.value) w.string(9, v);
+			w.varint(20, 8);
+			break;
+	}
+	return w;
+}
+
+function writeValueInfo(v: OnnxValueInfo): ProtoWriter {
+	const tensor = new ProtoWriter();
+	tensor.varint(1, v.elemType);
+	if (v.shape !== null) {
+		const shape = new ProtoWriter();
+		for (const d of v.shape) {
+			const dim = new ProtoWriter();
+			if (typeof d === "number") dim.varint(1, d);
+			else if (typeof d === "string") dim.string(2, d);
+			shape.message(1, dim);
+		}
+		tensor.message(2, shape);
+	}
+	const type = new ProtoWriter();
+	type.message(1, tensor);
+	const w = new ProtoWriter();
+	w.string(1, v.name);
+	w.message(2, type);
+	return w;
+}
+
+/** Serialises a model to ModelProto bytes (tensors always as raw_data). */
+export function writeOnnxModel(model: OnnxModel): Uint8Array {
+	const g = new ProtoWriter();
+	for (const n of model.graph.nodes) {
+		const w = new ProtoWriter();
+		for (const i of n.inputs) w.string(1, i);
+		for (const o of n.outputs) w.string(2, o);
+		if (n.name !== "") w.string(3, n.name);
+		w.string(4, n.opType);
+		for (const a of n.attributes) w.message(5, writeAttribute(a));
+		if (n.domain !== "") w.string(7, n.domain);
+		g.message(1, w);
+	}
+	g.string(2, model.graph.name || "graph");
+	for (const t of model.graph.initializers) g.message(5, writeTensor(t));
+	for (const v of model.graph.inputs) g.message(11, writeValueInfo(v));
+	for (const v of model.graph.outputs) g.message(12, writeValueInfo(v));
+	const m = new ProtoWriter();
+	m.varint(1, model.irVersion);
+	if (model.producerName !== "") m.string(2, model.producerName);
+	m.message(7, g);
+	for (const o of model.opsetImports) {
+		const w = new ProtoWriter();
+		w.string(1, o.domain);
+		w.varint(2, o.version);
+		m.message(8, w);
+	}
+	return m.finish();
+}

@@ -1,0 +1,193 @@
+/**
+ * onnxruntime-node sessions for the backdoor graphs. A requested execution
+ * provider that this build or machine lacks falls back to CPU with one log
+ * line, so a scan never dies for want of a GPU; `provider` says what ran.
+ * onnxruntime failures at run time are BACKEND_ERROR.
+ */
+import * as ort from "onnxruntime-node";
+import { FtguardError, firstLine } from "../errors";
+import { buildInferenceGraph, buildNeuralCleanseGraph } from "./nc-graph";
+import type { OnnxModel } from "./onnx-model";
+import type { InferenceRunner, NcBackend, NcBatchResult } from "./types";
+
+export type Device = "cpu" | "cuda" | "webgpu";
+
+export interface SessionOptions {
+	device: Device;
+	/** Intra-op threads; onnxruntime's default (all cores) when absent. */
+	threads?: number;
+	/** Where the fallback line goes (stderr by default). */
+	log?: (line: string) => void;
+}
+
+export interface Session {
+	session: ort.InferenceSession;
+	/** The execution provider that actually runs the graph. */
+	provider: Device;
+}
+
+const message = (e: unknown) => firstLine(e instanceof Error ? e.message : String(e));
+
+export async function createSession(bytes: Uint8Array, opts: SessionOptions): Promise<Session> {
+	const base: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: "all" };
+	if (opts.threads !== undefined) base.intraOpNumThreads = opts.threads;
+	if (opts.device !== "cpu") {
+		try {
+			const session = await ort.InferenceSession.create(bytes, { ...base, executionProviders: [opts.device] });
+			return { session, provider: opts.device };
+		} catch (e) {
+			const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+			log(`ftguard: ${opts.device} execution provider unavailable (${message(e)}); running on cpu`);
+		}
+	}
+	try {
+		return {
+			session: await ort.InferenceSession.create(bytes, { ...base, executionProviders: ["cpu"] }),
+			provider: "cpu",
+		};
+	} catch (e) {
+		throw new FtguardError("BACKEND_ERROR", `onnxruntime cannot load the graph: ${message(e)}`, { cause: e });
+	}
+}
+
+async function run(
+	session: ort.InferenceSession,
+	feeds: Record<string, ort.Tensor>,
+	fetches?: string[],
+): Promise<ort.InferenceSession.OnnxValueMapType> {
+	try {
+		return await (fetches === undefined ? session.run(feeds) : session.run(feeds, fetches));
+	} catch (e) {
+		throw new FtguardError("BACKEND_ERROR", `onnxruntime run failed: ${message(e)}`, { cause: e });
+	}
+}
+
+const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+
+function checkLength(what: string, got: number, want: number): void {
+	if (got !== want) throw new FtguardError("DATA_INVALID", `${what}: ${got} values where ${want} are expected`);
+}
+
+export interface NcRunnerOptions extends SessionOptions {
+	trials: number;
+	batch: number;
+	lo: number;
+	hi: number;
+}
+
+/** The Neural Cleanse step graph in one session: K trials × B inputs per run. */
+export class NcRunner implements NcBackend {
+	private constructor(
+		private readonly s: Session,
+		readonly trials: number,
+		readonly batch: number,
+		readonly inputShape: readonly number[],
+		readonly maskShape: readonly number[],
+		readonly numClasses: number,
+	) {}
+
+	static async create(model: OnnxModel, opts: NcRunnerOptions): Promise<NcRunner> {
+		const g = await buildNeuralCleanseGraph(model, opts);
+		const s = await createSession(g.bytes, opts);
+		return new NcRunner(s, g.trials, g.batch, g.inputShape, g.maskShape, g.numClasses);
+	}
+
+	get provider(): Device {
+		return this.s.provider;
+	}
+
+	async run(
+		x: Float32Array,
+		maskRaw: Float32Array,
+		patternRaw: Float32Array,
+		target: BigInt64Array,
+		cost: Float32Array,
+	): Promise<NcBatchResult> {
+		const K = this.trials;
+		const S = this.inputShape;
+		const M = this.maskShape;
+		checkLength("x", x.length, this.batch * size(S));
+		checkLength("mask_raw", maskRaw.length, K * size(M));
+		checkLength("pattern_raw", patternRaw.length, K * size(S));
+		checkLength("target", target.length, K);
+		checkLength("cost", cost.length, K);
+		for (const t of target)
+			if (t < 0n || t >= BigInt(this.numClasses))
+				throw new FtguardError("DATA_INVALID", `target class ${t} outside [0, ${this.numClasses})`);
+		const r = await run(this.s.session, {
+			x: new ort.Tensor("float32", x, [this.batch, ...S]),
+			mask_raw: new ort.Tensor("float32", maskRaw, [K, ...M]),
+			pattern_raw: new ort.Tensor("float32", patternRaw, [K, ...S]),
+			target: new ort.Tensor("int64", target, [K]),
+			cost: new ort.Tensor("float32", cost, [K]),
+		});
+		const out = (name: string) => (r[name] as ort.Tensor).data as Float32Array;
+		return {
+			ce: out("ce"),
+			l1: out("l1"),
+			acc: out("acc"),
+			gradMask: out("grad_mask"),
+			gradPattern: out("grad_pattern"),
+		};
+	}
+
+	async dispose(): Promise<void> {
+		await this.s.session.release();
+	}
+}
+
+export interface InferenceRunnerOptions extends SessionOptions {
+	/** Inputs per session run; the last chunk may be smaller. */
+	chunk?: number;
+}
+
+/** Logits and penultimate activations, computed in fixed-size chunks to bound memory. */
+export class OnnxInferenceRunner implements InferenceRunner {
+	private constructor(
+		private readonly s: Session,
+		readonly numClasses: number,
+		readonly inputShape: readonly number[],
+		readonly penultimateDim: number,
+		private readonly chunk: number,
+	) {}
+
+	static async create(model: OnnxModel, opts: InferenceRunnerOptions): Promise<OnnxInferenceRunner> {
+		const g = await buildInferenceGraph(model, { penultimate: true });
+		const s = await createSession(g.bytes, opts);
+		return new OnnxInferenceRunner(s, g.numClasses, g.inputShape, g.penultimateDim, opts.chunk ?? 256);
+	}
+
+	get provider(): Device {
+		return this.s.provider;
+	}
+
+	private async outputs(x: Float32Array, n: number, name: string, width: number): Promise<Float32Array> {
+		const per = size(this.inputShape);
+		checkLength("inputs", x.length, n * per);
+		const out = new Float32Array(n * width);
+		for (let start = 0; start < n; start += this.chunk) {
+			const m = Math.min(this.chunk, n - start);
+			const r = await run(
+				this.s.session,
+				{
+					x: new ort.Tensor("float32", x.subarray(start * per, (start + m) * per), [m, ...this.inputShape]),
+				},
+				[name],
+			);
+			out.set((r[name] as ort.Tensor).data as Float32Array, start * width);
+		}
+		return out;
+	}
+
+	logits(x: Float32Array, n: number): Promise<Float32Array> {
+		return this.outputs(x, n, "logits", this.numClasses);
+	}
+
+	async penultimate(x: Float32Array, n: number): Promise<{ data: Float32Array; dim: number }> {
+		return { data: await this.outputs(x, n, "penultimate", this.penultimateDim), dim: this.penultimateDim };
+	}
+
+	async dispose(): Promise<void> {
+		await this.s.session.release();
+	}
+}

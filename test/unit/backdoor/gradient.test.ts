@@ -1,0 +1,282 @@
+import { describe, expect, it } from "vitest";
+import { differentiate } from "../../../lib/core/backdoor/gradient";
+import type { OnnxAttribute, OnnxNode } from "../../../lib/core/backdoor/onnx-model";
+import { FtguardError } from "../../../lib/core/errors";
+import { checkGradient, f32, type GradCase, i64, node, size, spread, uniform } from "./grad-check";
+
+const int = (name: string, value: number): OnnxAttribute => ({ name, type: "int", value });
+const float = (name: string, value: number): OnnxAttribute => ({ name, type: "float", value });
+const ints = (name: string, value: number[]): OnnxAttribute => ({ name, type: "ints", value });
+const str = (name: string, value: string): OnnxAttribute => ({ name, type: "string", value });
+
+let seed = 1;
+const inp = (name: string, dims: number[], kind: "smooth" | "spread" | "positive" = "smooth") => ({
+	name,
+	dims,
+	data:
+		kind === "spread"
+			? spread(size(dims), seed++)
+			: kind === "positive"
+				? uniform(size(dims), seed++, 0.5, 2)
+				: uniform(size(dims), seed++),
+});
+const op = (opType: string, inputs: string[], attrs: OnnxAttribute[] = []) => node(opType, inputs, ["y"], attrs);
+
+/** One single-op graph: y = op(inputs…), every input named in `wrt` differentiated. */
+function single(
+	opType: string,
+	wrt: ReturnType<typeof inp>[],
+	attrs: OnnxAttribute[] = [],
+	extra: { initializers?: GradCase["initializers"]; constInputs?: string[]; opset?: number } = {},
+): GradCase {
+	return {
+		inputs: wrt,
+		nodes: [op(opType, [...wrt.map((w) => w.name), ...(extra.constInputs ?? [])], attrs)],
+		initializers: extra.initializers ?? [],
+		output: "y",
+		...(extra.opset === undefined ? {} : { opset: extra.opset }),
+	};
+}
+
+const cases: [string, () => GradCase][] = [
+	["Add with broadcasting (both operands)", () => single("Add", [inp("a", [2, 3, 4]), inp("b", [3, 1])])],
+	["Sub with broadcasting", () => single("Sub", [inp("a", [2, 3]), inp("b", [3])])],
+	["Mul with broadcasting", () => single("Mul", [inp("a", [2, 3, 4]), inp("b", [1, 3, 1])])],
+	["Div with broadcasting", () => single("Div", [inp("a", [2, 3]), inp("b", [2, 1], "positive")])],
+	["Relu", () => single("Relu", [inp("x", [3, 5], "spread")])],
+	["LeakyRelu alpha 0.2", () => single("LeakyRelu", [inp("x", [3, 5], "spread")], [float("alpha", 0.2)])],
+	["Sigmoid", () => single("Sigmoid", [inp("x", [2, 5])])],
+	["Tanh", () => single("Tanh", [inp("x", [2, 5])])],
+	["Exp", () => single("Exp", [inp("x", [2, 5])])],
+	["Log", () => single("Log", [inp("x", [2, 5], "positive")])],
+	["Neg", () => single("Neg", [inp("x", [2, 5])])],
+	["Sqrt", () => single("Sqrt", [inp("x", [2, 5], "positive")])],
+	[
+		"Gemm transB alpha beta (A and C)",
+		() => ({
+			inputs: [inp("a", [3, 4]), inp("c", [5])],
+			initializers: [f32("w", [5, 4], uniform(20, 7))],
+			nodes: [op("Gemm", ["a", "w", "c"], [float("alpha", 0.5), float("beta", 2), int("transB", 1)])],
+			output: "y",
+		}),
+	],
+	["Gemm (A and B, no transpose)", () => single("Gemm", [inp("a", [3, 4]), inp("b", [4, 2])])],
+	[
+		"Gemm transA transB (A and B)",
+		() => single("Gemm", [inp("a", [4, 3]), inp("b", [2, 4])], [int("transA", 1), int("transB", 1)]),
+	],
+	["Gemm transA (A and B)", () => single("Gemm", [inp("a", [4, 3]), inp("b", [4, 2])], [int("transA", 1)])],
+	["MatMul batched × matrix", () => single("MatMul", [inp("a", [2, 3, 4]), inp("b", [4, 5])])],
+	["MatMul broadcast batch", () => single("MatMul", [inp("a", [2, 1, 3, 4]), inp("b", [3, 4, 2])])],
+	[
+		"Conv stride 2, pads, group 2",
+		() =>
+			single("Conv", [inp("x", [2, 4, 7, 7])], [ints("strides", [2, 2]), ints("pads", [1, 0, 1, 2]), int("group", 2)], {
+				initializers: [f32("w", [6, 2, 3, 3], uniform(108, 11)), f32("bias", [6], uniform(6, 12))],
+				constInputs: ["w", "bias"],
+			}),
+	],
+	[
+		"Conv auto_pad SAME_LOWER, stride 2",
+		() =>
+			single("Conv", [inp("x", [1, 2, 6, 5])], [str("auto_pad", "SAME_LOWER"), ints("strides", [2, 2])], {
+				initializers: [f32("w", [3, 2, 3, 2], uniform(36, 13))],
+				constInputs: ["w"],
+			}),
+	],
+	[
+		"Conv dilation 2, explicit pads",
+		() =>
+			single("Conv", [inp("x", [1, 2, 7, 6])], [ints("dilations", [2, 1]), ints("pads", [2, 1, 1, 0])], {
+				initializers: [f32("w", [3, 2, 3, 2], uniform(36, 15))],
+				constInputs: ["w"],
+			}),
+	],
+	[
+		"Conv 1-D",
+		() =>
+			single("Conv", [inp("x", [2, 3, 9])], [ints("strides", [3]), ints("pads", [2, 1])], {
+				initializers: [f32("w", [2, 3, 4], uniform(24, 14))],
+				constInputs: ["w"],
+			}),
+	],
+	[
+		"MaxPool kernel 3 stride 2 pads 1 (overlapping windows)",
+		() =>
+			single(
+				"MaxPool",
+				[inp("x", [2, 2, 7, 7], "spread")],
+				[ints("kernel_shape", [3, 3]), ints("strides", [2, 2]), ints("pads", [1, 1, 1, 1])],
+			),
+	],
+	[
+		"MaxPool ceil_mode, stride 1 × 2",
+		() =>
+			single(
+				"MaxPool",
+				[inp("x", [1, 2, 5, 6], "spread")],
+				[ints("kernel_shape", [2, 3]), ints("strides", [1, 2]), int("ceil_mode", 1)],
+			),
+	],
+	...[0, 1].map((cip): [string, () => GradCase] => [
+		`AveragePool count_include_pad ${cip}`,
+		() =>
+			single(
+				"AveragePool",
+				[inp("x", [2, 2, 7, 6])],
+				[
+					ints("kernel_shape", [3, 3]),
+					ints("strides", [2, 2]),
+					ints("pads", [1, 1, 1, 0]),
+					int("count_include_pad", cip),
+				],
+			),
+	]),
+	...[0, 1].map((cip): [string, () => GradCase] => [
+		`AveragePool ceil_mode, count_include_pad ${cip}`,
+		() =>
+			single(
+				"AveragePool",
+				[inp("x", [1, 2, 6, 6])],
+				[
+					ints("kernel_shape", [3, 3]),
+					ints("strides", [2, 2]),
+					ints("pads", [1, 1, 1, 1]),
+					int("ceil_mode", 1),
+					int("count_include_pad", cip),
+				],
+			),
+	]),
+	["GlobalAveragePool", () => single("GlobalAveragePool", [inp("x", [2, 3, 4, 5])])],
+	["Flatten axis 2", () => single("Flatten", [inp("x", [2, 3, 4])], [int("axis", 2)])],
+	[
+		"Reshape",
+		() =>
+			single("Reshape", [inp("x", [2, 3, 4])], [], { initializers: [i64("shape", [4, -1])], constInputs: ["shape"] }),
+	],
+	["Transpose", () => single("Transpose", [inp("x", [2, 3, 4])], [ints("perm", [1, 2, 0])])],
+	["Concat axis 1", () => single("Concat", [inp("a", [2, 3, 2]), inp("b", [2, 1, 2])], [int("axis", 1)])],
+	[
+		"Squeeze",
+		() => single("Squeeze", [inp("x", [2, 1, 3])], [], { initializers: [i64("axes", [1])], constInputs: ["axes"] }),
+	],
+	[
+		"Unsqueeze",
+		() => single("Unsqueeze", [inp("x", [2, 3])], [], { initializers: [i64("axes", [0, 2])], constInputs: ["axes"] }),
+	],
+	[
+		"BatchNormalization (inference)",
+		() =>
+			single("BatchNormalization", [inp("x", [2, 3, 2, 2])], [float("epsilon", 1e-3)], {
+				initializers: [
+					f32("scale", [3], uniform(3, 21)),
+					f32("bias", [3], uniform(3, 22)),
+					f32("mean", [3], uniform(3, 23)),
+					f32("var", [3], uniform(3, 24, 0.5, 2)),
+				],
+				constInputs: ["scale", "bias", "mean", "var"],
+			}),
+	],
+	["Identity", () => single("Identity", [inp("x", [2, 3])])],
+	["Dropout (inference)", () => single("Dropout", [inp("x", [2, 3])])],
+	["Softmax axis 1", () => single("Softmax", [inp("x", [2, 3, 4])], [int("axis", 1)])],
+	["Softmax axis -1 (default)", () => single("Softmax", [inp("x", [2, 3, 4])])],
+	["LogSoftmax axis 0", () => single("LogSoftmax", [inp("x", [3, 4])], [int("axis", 0)])],
+	[
+		"ReduceSum axes input, keepdims 0",
+		() =>
+			single("ReduceSum", [inp("x", [2, 3, 4])], [int("keepdims", 0)], {
+				initializers: [i64("axes", [0, 2])],
+				constInputs: ["axes"],
+			}),
+	],
+	["ReduceMean axes attribute (opset 17)", () => single("ReduceMean", [inp("x", [2, 3, 4])], [ints("axes", [1])])],
+	[
+		"ReduceMean axes input (opset 18), keepdims 0",
+		() =>
+			single("ReduceMean", [inp("x", [2, 3, 4])], [int("keepdims", 0)], {
+				initializers: [i64("axes", [-1])],
+				constInputs: ["axes"],
+				opset: 18,
+			}),
+	],
+	[
+		"Shape/Gather/Unsqueeze/Concat chain feeding Reshape",
+		() => ({
+			inputs: [inp("x", [2, 3, 4])],
+			initializers: [i64("zero", [0]), i64("minus1", [-1])],
+			nodes: [
+				node("Shape", ["x"], ["s"]),
+				node("Gather", ["s", "zero"], ["n"], [int("axis", 0)]),
+				node("Concat", ["n", "minus1"], ["target"], [int("axis", 0)]),
+				node("Reshape", ["x", "target"], ["flat"]),
+				node("Tanh", ["flat"], ["y"]),
+			],
+			output: "y",
+		}),
+	],
+	[
+		"A tensor used twice (gradients summed)",
+		() => ({
+			inputs: [inp("x", [2, 3])],
+			nodes: [node("Tanh", ["x"], ["t"]), node("Mul", ["t", "x"], ["y"])],
+			output: "y",
+		}),
+	],
+];
+
+describe("differentiate: analytic gradients match central finite differences", () => {
+	for (const [name, make] of cases) {
+		it(name, async () => {
+			const { worst, analytic } = await checkGradient(make());
+			expect(analytic.some((v) => v !== 0)).toBe(true);
+			expect(worst).toBeLessThanOrEqual(1);
+		});
+	}
+});
+
+describe("differentiate: refusals", () => {
+	const graph = (n: OnnxNode) => ({
+		name: "g",
+		nodes: [n],
+		initializers: [],
+		inputs: [{ name: "x", elemType: 1, shape: [1, 2, 3] }],
+		outputs: [{ name: "y", elemType: 1, shape: null }],
+	});
+	const shapes = new Map([
+		["x", [1, 2, 3]],
+		["y", [1, 2, 4]],
+	]);
+	const attempt = (n: OnnxNode, opset = 17) => {
+		try {
+			differentiate(graph(n), { loss: "y", wrt: ["x"], shapes, opset });
+		} catch (e) {
+			return e;
+		}
+		return undefined;
+	};
+
+	it("an op without a rule is MODEL_UNSUPPORTED naming the op and the node", () => {
+		const e = attempt({ ...node("LSTM", ["x", "w", "r"], ["y"]), name: "/rnn/LSTM" });
+		expect(e).toBeInstanceOf(FtguardError);
+		expect((e as FtguardError).code).toBe("MODEL_UNSUPPORTED");
+		expect((e as FtguardError).message).toContain("LSTM");
+		expect((e as FtguardError).message).toContain("/rnn/LSTM");
+	});
+
+	it("a custom-domain op is MODEL_UNSUPPORTED naming its domain", () => {
+		const e = attempt({ ...node("Relu", ["x"], ["y"]), domain: "com.example", name: "custom" });
+		expect((e as FtguardError).code).toBe("MODEL_UNSUPPORTED");
+		expect((e as FtguardError).message).toContain("com.example:Relu");
+	});
+
+	it("Conv weights on the differentiated path are refused, not silently ignored", () => {
+		const e = attempt(node("Conv", ["w", "x"], ["y"]));
+		expect((e as FtguardError).code).toBe("MODEL_UNSUPPORTED");
+		expect((e as FtguardError).message).toContain("Conv");
+	});
+
+	it("opsets before 13 are refused", () => {
+		expect((attempt(node("Relu", ["x"], ["y"]), 11) as FtguardError).code).toBe("MODEL_UNSUPPORTED");
+	});
+});
