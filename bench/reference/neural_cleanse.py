@@ -4,19 +4,24 @@ time ftguard's implementation against (npm run bench:backdoor).
 
     /usr/bin/python3 bench/reference/neural_cleanse.py MODEL.onnx --data ref-x.npy [--labels ref-y.npy]
         [--steps 300] [--batch 32] [--seed 0] [--threads N] [--json]
+    /usr/bin/python3 bench/reference/neural_cleanse.py --merge RUN_DIR
+        (collects RUN_DIR/<family>-<model>-s<seed>.json, the --json outputs for the fixtures in
+        test/fixtures/backdoor/manifest.json, into test/fixtures/backdoor/reference-results.json)
 
 The ONNX model is run by a small ONNX->torch interpreter (OnnxModule below: the ops PyTorch emits
 for small classifiers), so gradients flow through exactly the exported graph.
 Prints (with --json) {l1_norms, anomaly_indices, flagged_classes, seconds, ...}; `seconds` is the
 in-process time of the optimisation only (all classes), not loading or start-up.
 
-Randomness: per class t, one numpy Generator seeded with (seed, t) draws the initial mask/pattern
-and then the successive shuffles of the reference data. The algorithm is ftguard's; the random
+Randomness: per class t, a numpy Generator seeded with (seed, 1, t) draws the initial mask and
+pattern; one seeded with (seed, 2) draws the permutations of the reference data (the same for
+every class). The algorithm is ftguard's; the random
 streams are not, so compare results statistically (L1 norms, flagged classes), not bit for bit.
 """
 import argparse
 import json
 import math
+import os
 import sys
 import time
 
@@ -56,20 +61,20 @@ class OnnxModule(nn.Module):
         self.consts = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in g.initializer}
         init = set(self.consts)
         self.input_name = [i.name for i in g.input if i.name not in init][0]
-        self.nodes = list(g.node)
+        self.nodes = [(n.op_type, list(n.input), list(n.output), _attrs(n)) for n in g.node]
         self.output_name = g.output[0].name
         if drop_final_softmax:
-            last = [n for n in self.nodes if self.output_name in n.output]
-            if last and last[0].op_type == "Softmax":
-                self.output_name = last[0].input[0]
+            last = [n for n in self.nodes if self.output_name in n[2]]
+            if last and last[0][0] == "Softmax":
+                self.output_name = last[0][1][0]
 
     def forward(self, x):
         env = dict(self.consts)
         env[self.input_name] = x
-        for node in self.nodes:
-            ins = [env[i] if i else None for i in node.input]
-            outs = self._run(node.op_type, ins, _attrs(node))
-            for name, v in zip(node.output, outs if isinstance(outs, tuple) else (outs,)):
+        for op, inputs, outputs, attrs in self.nodes:
+            ins = [env[i] if i else None for i in inputs]
+            outs = self._run(op, ins, attrs)
+            for name, v in zip(outputs, outs if isinstance(outs, tuple) else (outs,)):
                 env[name] = v
             if self.output_name in env:
                 return env[self.output_name]
@@ -176,8 +181,9 @@ def to_raw(u):
 
 
 def reverse_engineer(model, x, target, steps, batch, seed, lo, hi, mask_shape):
-    """One class: returns (best L1, best step or -1, final cost)."""
-    rng = np.random.default_rng((seed, target))
+    """One class: returns (L1 of the best mask, its step or -1, final cost). A class whose attack
+    never reaches the threshold reports the mask size."""
+    rng = np.random.default_rng((seed, 1, target))
     m_raw = torch.tensor(to_raw(rng.uniform(0, 1, mask_shape)), dtype=torch.float32, requires_grad=True)
     p_raw = torch.tensor(to_raw(rng.uniform(0, 1, x.shape[1:])), dtype=torch.float32, requires_grad=True)
     opt = torch.optim.Adam([m_raw, p_raw], lr=0.1, betas=(0.5, 0.9), eps=1e-8)
@@ -185,23 +191,24 @@ def reverse_engineer(model, x, target, steps, batch, seed, lo, hi, mask_shape):
     per_step = -(-n // batch)
     tgt = torch.full((batch,), target, dtype=torch.int64)
 
-    # the shuffled stream: successive seeded permutations, consumed B at a time
-    order = np.empty(0, np.int64)
+    # step s visits the seeded permutation pi_s in batches of B; its last partial batch is
+    # completed from the start of pi_{s+1}, and step s+1 again starts at pi_{s+1}[0]
+    order_rng = np.random.default_rng((seed, 2))  # the same order for every class
+    perms = []
 
-    def next_batch():
-        nonlocal order
-        while len(order) < batch:
-            order = np.concatenate([order, rng.permutation(n)])
-        ids, order = order[:batch], order[batch:]
-        return x[torch.from_numpy(ids)]
+    def step_indices(s):
+        while len(perms) <= s + -(-batch // n) + 1:
+            perms.append(order_rng.permutation(n))
+        return np.concatenate(perms[s:])[:per_step * batch]
 
     cost = 0.0
     set_counter = up_counter = down_counter = 0
-    best_l1, best_step = float(np.prod(mask_shape)), -1
+    best_l1, best_mean_l1, best_step = float(np.prod(mask_shape)), math.inf, -1
     for step in range(steps):
         accs, l1s = [], []
-        for _ in range(per_step):
-            xb = next_batch()
+        idx = torch.from_numpy(step_indices(step))
+        for b in range(per_step):
+            xb = x[idx[b * batch:(b + 1) * batch]]
             m = (torch.tanh(m_raw) + 1) / 2
             p = lo + (hi - lo) * (torch.tanh(p_raw) + 1) / 2
             logits = model((1 - m) * xb + m * p)
@@ -213,8 +220,11 @@ def reverse_engineer(model, x, target, steps, batch, seed, lo, hi, mask_shape):
             accs.append((logits.argmax(1) == target).float().mean().item())
             l1s.append(l1.item())
         acc, l1 = float(np.mean(accs)), float(np.mean(l1s))
-        if acc >= THRESHOLD and l1 < best_l1:
-            best_l1, best_step = l1, step
+        # as the original: compare the step's mean L1, keep the mask as it is after the step
+        if acc >= THRESHOLD and l1 < best_mean_l1:
+            best_mean_l1, best_step = l1, step
+            with torch.no_grad():
+                best_l1 = float(((torch.tanh(m_raw) + 1) / 2).sum())
         # cost schedule (original reset_cost_to_zero)
         if cost == 0 and acc >= THRESHOLD:
             set_counter += 1
@@ -274,7 +284,42 @@ def neural_cleanse(model_path, data, steps=300, batch=32, seed=0, labels=None):
     return out
 
 
+def merge(run_dir, manifest_path, out_path):
+    """Collect <run_dir>/<family>-<model>-s<seed>.json for every manifest model into one file, with
+    a per-seed outcome: hit (only the target flagged, or the target among others), miss (target not
+    flagged), false-flag (a clean model flagged, or only other classes flagged), ok (clean, none)."""
+    import glob
+    manifest = json.load(open(manifest_path))
+    models = []
+    for e in manifest:
+        fam, name = e["file"].split("/")[0], os.path.basename(e["file"])[:-5]
+        runs = {}
+        for path in sorted(glob.glob(os.path.join(run_dir, f"{fam}-{name}-s*.json"))):
+            r = json.load(open(path))
+            flagged = r["flagged_classes"]
+            t = e["target"]
+            if t is None:
+                outcome = "false-flag" if flagged else "ok"
+            else:
+                outcome = "hit" if t in flagged else ("false-flag" if flagged else "miss")
+            runs[str(r["seed"])] = dict(outcome=outcome, flagged_classes=flagged,
+                                        l1_norms=[round(v, 4) for v in r["l1_norms"]],
+                                        anomaly_indices=[round(v, 3) for v in r["anomaly_indices"]],
+                                        best_steps=r["best_steps"], seconds=round(r["seconds"], 2))
+        models.append(dict(file=e["file"], kind=e["kind"], target=e["target"], runs=runs))
+    out = dict(settings=dict(steps=300, batch=32, threads=1, rule="flag when index > 2 and l1 <= median",
+                             script="bench/reference/neural_cleanse.py"), models=models)
+    with open(out_path, "w") as f:
+        json.dump(out, f, indent=1)
+        f.write("\n")
+
+
 def main(argv=None):
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--merge":
+        here = os.path.dirname(os.path.abspath(__file__))
+        fixtures = os.path.join(here, "..", "..", "test", "fixtures", "backdoor")
+        return merge(sys.argv[2], os.path.join(fixtures, "manifest.json"),
+                     os.path.join(fixtures, "reference-results.json"))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("model")
     ap.add_argument("--data", required=True)
