@@ -604,13 +604,37 @@ const RULES: Record<string, Rule> = {
 /** Opset-13 Softmax / LogSoftmax semantics (per axis) are what the rules implement. */
 const MIN_OPSET = 13;
 
+/**
+ * The float tensors that depend on `wrt` through differentiable ops. Throws
+ * MODEL_UNSUPPORTED for an op on that path without a rule, so a caller can
+ * refuse a model before spending a session on it.
+ */
+export function differentiablePath(graph: OnnxGraph, wrt: readonly string[]): Set<string> {
+	const types = elemTypes(graph);
+	const onPath = new Set<string>();
+	for (const w of wrt) {
+		if (types.get(w) !== DT.FLOAT)
+			throw new FtguardError("DATA_INVALID", `cannot differentiate w.r.t. ${w}: not float32`);
+		onPath.add(w);
+	}
+	for (const n of graph.nodes) {
+		if (!n.inputs.some((i) => onPath.has(i)) || NON_DIFFERENTIABLE.has(n.opType)) continue;
+		if ((n.domain !== "" && n.domain !== "ai.onnx") || RULES[n.opType] === undefined)
+			throw new FtguardError("MODEL_UNSUPPORTED", `cannot differentiate ${describeNode(n)}: op not supported`, {
+				details: { opType: n.opType, domain: n.domain, node: n.name },
+			});
+		const o = n.outputs[0];
+		if (o && types.get(o) === DT.FLOAT) onPath.add(o);
+	}
+	return onPath;
+}
+
 export function differentiate(graph: OnnxGraph, opts: GradientOptions): GradientResult {
 	if (opts.opset < MIN_OPSET)
 		throw new FtguardError(
 			"MODEL_UNSUPPORTED",
 			`ONNX opset ${opts.opset} is older than ${MIN_OPSET}; re-export the model with opset_version >= ${MIN_OPSET}`,
 		);
-	const types = elemTypes(graph);
 	const taken = new Set<string>([
 		...graph.inputs.map((v) => v.name),
 		...graph.initializers.map((t) => t.name),
@@ -619,22 +643,10 @@ export function differentiate(graph: OnnxGraph, opts: GradientOptions): Gradient
 	const e = new Emitter(taken, "grad/");
 	const forward = graph.nodes.map((n) => ({ ...n, outputs: [...n.outputs] }));
 
-	const onPath = new Set<string>();
-	for (const w of opts.wrt) {
-		if (types.get(w) !== DT.FLOAT)
-			throw new FtguardError("DATA_INVALID", `cannot differentiate w.r.t. ${w}: not float32`);
-		onPath.add(w);
-	}
-	for (const n of forward) {
-		if (!n.inputs.some((i) => onPath.has(i)) || NON_DIFFERENTIABLE.has(n.opType)) continue;
-		if ((n.domain !== "" && n.domain !== "ai.onnx") || RULES[n.opType] === undefined)
-			throw new FtguardError("MODEL_UNSUPPORTED", `cannot differentiate ${describeNode(n)}: op not supported`, {
-				details: { opType: n.opType, domain: n.domain, node: n.name },
-			});
-		const o = n.outputs[0];
-		if (o && types.get(o) === DT.FLOAT) onPath.add(o);
-		if (n.opType === "MaxPool" && !n.outputs[1]) n.outputs[1] = e.fresh("maxpool_indices");
-	}
+	const onPath = differentiablePath(graph, opts.wrt);
+	for (const n of forward)
+		if (n.opType === "MaxPool" && onPath.has(n.inputs[0] ?? "") && !n.outputs[1])
+			n.outputs[1] = e.fresh("maxpool_indices");
 
 	const constants = new Map<string, OnnxTensor>(graph.initializers.map((t) => [t.name, t]));
 	const shape = (name: string): readonly number[] => {

@@ -8,7 +8,7 @@
  */
 import * as ort from "onnxruntime-node";
 import { FtguardError, firstLine } from "../errors";
-import { attrInt, differentiate, Emitter, elemTypes, GRADIENT_OPSET } from "./gradient";
+import { attrInt, differentiablePath, differentiate, Emitter, elemTypes, GRADIENT_OPSET } from "./gradient";
 import { DT, defaultOpset, type OnnxGraph, type OnnxModel, type OnnxNode, writeOnnxModel } from "./onnx-model";
 
 export interface NcGraphOptions {
@@ -188,6 +188,8 @@ export async function buildNeuralCleanseGraph(model: OnnxModel, opts: NcGraphOpt
 	if (!Number.isFinite(lo) || !Number.isFinite(hi) || !(hi > lo))
 		throw new FtguardError("DATA_INVALID", `input range [${lo}, ${hi}] is empty or not finite`);
 	const c = prepareClassifier(model);
+	// refuse an op we cannot differentiate before onnxruntime gets a chance to fail on it less clearly
+	differentiablePath({ ...c.graph, inputs: [floatInput(c.input, [])] }, [c.input]);
 	const S = c.inputShape;
 	const M = S.length === 3 ? [1, S[1] as number, S[2] as number] : [...S];
 	const N = K * B;

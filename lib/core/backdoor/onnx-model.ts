@@ -486,6 +486,8 @@ export async function readOnnxModel(bytes: Uint8Array): Promise<OnnxModel> {
 		}
 		if (irVersion === undefined || graph === undefined) throw malformed("no ir_version or no graph");
 		if (graph.nodes.length === 0 || graph.outputs.length === 0) throw malformed("empty graph");
+		// opset_import is the last field torch writes: without it a file may simply be cut short
+		if (opsetImports.length === 0) throw malformed("no opset_import");
 		return { irVersion, opsetImports, producerName, graph };
 	} catch (e) {
 		if (e instanceof FtguardError) throw e;

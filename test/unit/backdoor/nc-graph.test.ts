@@ -1,0 +1,268 @@
+import { readFileSync } from "node:fs";
+import * as ort from "onnxruntime-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildInferenceGraph, buildNeuralCleanseGraph } from "../../../lib/core/backdoor/nc-graph";
+import { type OnnxModel, readOnnxModel } from "../../../lib/core/backdoor/onnx-model";
+import { createSession, NcRunner, OnnxInferenceRunner } from "../../../lib/core/backdoor/runtime";
+import type { NcBatchResult } from "../../../lib/core/backdoor/types";
+import { FtguardError } from "../../../lib/core/errors";
+import { rng, size, uniform } from "./grad-check";
+
+const FIXTURES = "test/fixtures/formats/onnx/torch";
+const load = (name: string) => readOnnxModel(readFileSync(`${FIXTURES}/${name}`));
+const K = 3;
+const B = 4;
+
+interface Params {
+	x: Float32Array;
+	maskRaw: Float32Array;
+	patternRaw: Float32Array;
+	target: BigInt64Array;
+	cost: Float32Array;
+}
+
+function params(r: NcRunner, seed: number): Params {
+	const ns = size(r.inputShape);
+	const nm = size(r.maskShape);
+	return {
+		x: uniform(B * ns, seed, 0, 1),
+		maskRaw: uniform(K * nm, seed + 1, -2, 2),
+		patternRaw: uniform(K * ns, seed + 2, -2, 2),
+		target: BigInt64Array.from({ length: K }, (_, k) => BigInt(k % r.numClasses)),
+		cost: new Float32Array(K),
+	};
+}
+
+const run = (r: NcRunner, p: Params): Promise<NcBatchResult> => r.run(p.x, p.maskRaw, p.patternRaw, p.target, p.cost);
+const sum = (a: Float32Array) => a.reduce((s, v) => s + v, 0);
+
+for (const fixture of ["cnn.onnx", "mlp.onnx"]) {
+	describe(`Neural Cleanse graph on ${fixture} (K=${K}, B=${B})`, () => {
+		let runner: NcRunner;
+		let model: OnnxModel;
+		beforeAll(async () => {
+			model = await load(fixture);
+			runner = await NcRunner.create(model, { trials: K, batch: B, lo: 0, hi: 1, device: "cpu", threads: 1 });
+		});
+		afterAll(() => runner.dispose());
+
+		it("has the documented shapes", () => {
+			expect(runner.maskShape).toEqual(fixture === "cnn.onnx" ? [1, 8, 8] : [8]);
+			expect(runner.numClasses).toBe(fixture === "cnn.onnx" ? 3 : 4);
+		});
+
+		it("ce, l1 and acc equal a direct computation from the model's logits", async () => {
+			const p = params(runner, 10);
+			const out = await run(runner, p);
+			const inf = await OnnxInferenceRunner.create(model, { device: "cpu", threads: 1 });
+			const S = runner.inputShape;
+			const ns = size(S);
+			const nm = size(runner.maskShape);
+			const C = runner.numClasses;
+			const stamped = new Float32Array(K * B * ns);
+			for (let k = 0; k < K; k++) {
+				let l1 = 0;
+				for (let j = 0; j < nm; j++) l1 += (Math.tanh(p.maskRaw[k * nm + j] as number) + 1) / 2;
+				expect(out.l1[k]).toBeCloseTo(l1, 3);
+				for (let b = 0; b < B; b++)
+					for (let i = 0; i < ns; i++) {
+						const m = (Math.tanh(p.maskRaw[k * nm + (i % nm)] as number) + 1) / 2;
+						const pat = (Math.tanh(p.patternRaw[k * ns + i] as number) + 1) / 2;
+						stamped[(k * B + b) * ns + i] = (1 - m) * (p.x[b * ns + i] as number) + m * pat;
+					}
+			}
+			const logits = await inf.logits(stamped, K * B);
+			await inf.dispose();
+			for (let k = 0; k < K; k++) {
+				let ce = 0;
+				let hits = 0;
+				const t = Number(p.target[k]);
+				for (let b = 0; b < B; b++) {
+					const row = Array.from(logits.subarray((k * B + b) * C, (k * B + b + 1) * C));
+					const max = Math.max(...row);
+					const lse = max + Math.log(row.reduce((s, v) => s + Math.exp(v - max), 0));
+					ce += (lse - (row[t] as number)) / B;
+					if (row.indexOf(max) === t) hits++;
+				}
+				expect(out.ce[k]).toBeCloseTo(ce, 4);
+				expect(out.acc[k]).toBeCloseTo(hits / B, 6);
+			}
+		});
+
+		it("the cross-entropy gradients match central finite differences of its own ce output", async () => {
+			const p = params(runner, 20);
+			const out = await run(runner, p);
+			const eps = 3e-3;
+			const analytic: number[] = [];
+			const numeric: number[] = [];
+			for (const [arr, grad] of [
+				[p.maskRaw, out.gradMask],
+				[p.patternRaw, out.gradPattern],
+			] as const) {
+				for (let i = 0; i < arr.length; i++) {
+					const o = arr[i] as number;
+					arr[i] = o + eps;
+					const plus = sum((await run(runner, p)).ce);
+					arr[i] = o - eps;
+					const minus = sum((await run(runner, p)).ce);
+					arr[i] = o;
+					numeric.push((plus - minus) / (2 * eps));
+					analytic.push(grad[i] as number);
+				}
+			}
+			// Relu and MaxPool kinks make a few coordinates non-differentiable within ±eps;
+			// everywhere else the difference is float32 noise
+			const ok = analytic.filter((a, i) => Math.abs(a - (numeric[i] as number)) <= 2e-4 + 2e-2 * Math.abs(a));
+			expect(ok.length / analytic.length).toBeGreaterThanOrEqual(0.97);
+			let err = 0;
+			let norm = 0;
+			analytic.forEach((a, i) => {
+				err += (a - (numeric[i] as number)) ** 2;
+				norm += a * a;
+			});
+			expect(Math.sqrt(err / norm)).toBeLessThan(0.02);
+			expect(norm).toBeGreaterThan(0);
+		});
+
+		it("the L1 term adds cost_k · d l1 / d mask_raw to the mask gradient only", async () => {
+			const p = params(runner, 30);
+			const free = await run(runner, p);
+			p.cost = Float32Array.from([0.5, 0.01, 2]);
+			const costly = await run(runner, p);
+			const nm = size(runner.maskShape);
+			for (let i = 0; i < K * nm; i++) {
+				const k = Math.floor(i / nm);
+				const t = Math.tanh(p.maskRaw[i] as number);
+				const expected = (p.cost[k] as number) * 0.5 * (1 - t * t);
+				expect((costly.gradMask[i] as number) - (free.gradMask[i] as number)).toBeCloseTo(expected, 5);
+			}
+			expect(costly.gradPattern).toEqual(free.gradPattern);
+			expect(costly.ce).toEqual(free.ce);
+		});
+
+		it("trials are independent: changing trial 2 changes only trial 2's outputs", async () => {
+			const p = params(runner, 40);
+			const before = await run(runner, p);
+			const ns = size(runner.inputShape);
+			const nm = size(runner.maskShape);
+			const r = rng(41);
+			for (let i = 2 * nm; i < 3 * nm; i++) p.maskRaw[i] = r() * 4 - 2;
+			for (let i = 2 * ns; i < 3 * ns; i++) p.patternRaw[i] = r() * 4 - 2;
+			p.target[2] = 1n;
+			p.cost[2] = 0.3;
+			const after = await run(runner, p);
+			const trial = (a: Float32Array, k: number, n: number) => Array.from(a.subarray(k * n, (k + 1) * n));
+			for (const k of [0, 1]) {
+				for (const key of ["ce", "l1", "acc"] as const)
+					expect(trial(after[key], k, 1)[0]).toBeCloseTo(trial(before[key], k, 1)[0] as number, 6);
+				trial(after.gradMask, k, nm).forEach((v, i) => {
+					expect(v).toBeCloseTo(trial(before.gradMask, k, nm)[i] as number, 6);
+				});
+				trial(after.gradPattern, k, ns).forEach((v, i) => {
+					expect(v).toBeCloseTo(trial(before.gradPattern, k, ns)[i] as number, 6);
+				});
+			}
+			expect(trial(after.gradPattern, 2, ns)).not.toEqual(trial(before.gradPattern, 2, ns));
+			expect(after.l1[2]).not.toBe(before.l1[2]);
+		});
+
+		it("refuses inputs of the wrong size and targets out of range with DATA_INVALID", async () => {
+			const p = params(runner, 50);
+			await expect(runner.run(p.x.subarray(1), p.maskRaw, p.patternRaw, p.target, p.cost)).rejects.toMatchObject({
+				code: "DATA_INVALID",
+			});
+			p.target[0] = 99n;
+			await expect(run(runner, p)).rejects.toMatchObject({ code: "DATA_INVALID" });
+		});
+	});
+}
+
+describe("inference graph", () => {
+	it("exposes the logits before a trailing Softmax and the input of the last Gemm (mlp)", async () => {
+		const model = await load("mlp.onnx");
+		const g = await buildInferenceGraph(model, { penultimate: true });
+		expect(g.numClasses).toBe(4);
+		expect(g.penultimateDim).toBe(16);
+		const x = uniform(5 * 8, 60);
+		const inf = await OnnxInferenceRunner.create(model, { device: "cpu", chunk: 2 });
+		const logits = await inf.logits(x, 5);
+		const pen = await inf.penultimate(x, 5);
+		await inf.dispose();
+		expect(pen.dim).toBe(16);
+		expect(pen.data.length).toBe(5 * 16);
+		expect(pen.data.every((v) => v >= 0)).toBe(true); // it is the Relu output
+		const orig = await ort.InferenceSession.create(readFileSync(`${FIXTURES}/mlp.onnx`));
+		for (let n = 0; n < 5; n++) {
+			const probs = (await orig.run({ input: new ort.Tensor("float32", x.slice(n * 8, n * 8 + 8), [1, 8]) })).logits
+				?.data as Float32Array;
+			const row = Array.from(logits.subarray(n * 4, n * 4 + 4));
+			const z = row.reduce((s, v) => s + Math.exp(v), 0);
+			row.forEach((v, i) => {
+				expect(Math.exp(v) / z).toBeCloseTo(probs[i] as number, 5);
+			});
+		}
+	});
+
+	it("exposes the flattened pooled features of the cnn", async () => {
+		const g = await buildInferenceGraph(await load("cnn.onnx"), { penultimate: true });
+		expect(g.inputShape).toEqual([1, 8, 8]);
+		expect(g.numClasses).toBe(3);
+		expect(g.penultimateDim).toBe(64);
+	});
+
+	it("is MODEL_UNSUPPORTED when no Gemm/MatMul feeds the logits", async () => {
+		const model = await load("cnn.onnx");
+		model.graph.nodes = model.graph.nodes.slice(0, 4);
+		model.graph.outputs = [{ name: "/Flatten_output_0", elemType: 1, shape: null }];
+		await expect(buildInferenceGraph(model, { penultimate: true })).rejects.toMatchObject({
+			code: "MODEL_UNSUPPORTED",
+			message: expect.stringContaining("Gemm/MatMul"),
+		});
+	});
+});
+
+describe("refusals", () => {
+	it("a model with an LSTM is MODEL_UNSUPPORTED naming the LSTM node", async () => {
+		const model = await load("mlp.onnx");
+		const relu = model.graph.nodes[1];
+		if (relu === undefined) throw new Error("fixture changed");
+		model.graph.nodes[1] = { ...relu, opType: "LSTM", name: "/rnn/LSTM" };
+		const e = await buildNeuralCleanseGraph(model, { trials: K, batch: B, lo: 0, hi: 1 }).catch((x: unknown) => x);
+		expect(e).toBeInstanceOf(FtguardError);
+		expect(e).toMatchObject({ code: "MODEL_UNSUPPORTED", message: expect.stringContaining('LSTM node "/rnn/LSTM"') });
+	});
+
+	it("a custom-domain op is MODEL_UNSUPPORTED naming it, before onnxruntime sees it", async () => {
+		const model = await load("cnn.onnx");
+		const relu = model.graph.nodes[1];
+		if (relu === undefined) throw new Error("fixture changed");
+		model.graph.nodes[1] = { ...relu, domain: "com.example", opType: "FancyAct" };
+		await expect(buildNeuralCleanseGraph(model, { trials: K, batch: B, lo: 0, hi: 1 })).rejects.toMatchObject({
+			code: "MODEL_UNSUPPORTED",
+			message: expect.stringContaining("com.example:FancyAct"),
+		});
+	});
+
+	it("an empty input range is DATA_INVALID", async () => {
+		await expect(
+			buildNeuralCleanseGraph(await load("mlp.onnx"), { trials: 1, batch: 1, lo: 1, hi: 1 }),
+		).rejects.toMatchObject({ code: "DATA_INVALID" });
+	});
+});
+
+describe("createSession", () => {
+	it("falls back to CPU with one log line when the provider is unavailable, and says what ran", async () => {
+		const bytes = readFileSync(`${FIXTURES}/mlp.onnx`);
+		const lines: string[] = [];
+		const s = await createSession(bytes, { device: "cuda", log: (l) => lines.push(l) });
+		expect(lines.length).toBe(s.provider === "cpu" ? 1 : 0);
+		if (s.provider === "cpu") expect(lines[0]).toMatch(/cuda .*running on cpu/);
+		await s.session.release();
+	});
+
+	it("garbage is BACKEND_ERROR", async () => {
+		await expect(createSession(Uint8Array.of(1, 2, 3), { device: "cpu" })).rejects.toMatchObject({
+			code: "BACKEND_ERROR",
+		});
+	});
+});
