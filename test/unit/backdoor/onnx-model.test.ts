@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { DT, type OnnxModel, readOnnxModel, writeOnnxModel } from "../../../lib/core/backdoor/onnx-model";
 import { ProtoWriter } from "../../../lib/core/backdoor/proto-write";
 import { FtguardError } from "../../../lib/core/errors";
-import { rng, uniform } from "./grad-check";
+import { rng, size, uniform } from "./grad-check";
 
 const FIXTURES = "test/fixtures/formats/onnx/torch";
 
@@ -49,10 +49,7 @@ describe("readOnnxModel / writeOnnxModel", () => {
 			const original = readFileSync(`${FIXTURES}/${name}`);
 			const model = await readOnnxModel(original);
 			const written = writeOnnxModel(model);
-			const x = uniform(
-				dims.reduce((a, b) => a * b, 1),
-				3,
-			);
+			const x = uniform(size(dims), 3);
 			expect(await outputs(written, x, [...dims])).toEqual(await outputs(original, x, [...dims]));
 			expect(await readOnnxModel(written)).toEqual(model);
 		});
