@@ -7,6 +7,7 @@ import { createSession, NcRunner, OnnxInferenceRunner } from "../../../lib/core/
 import type { NcBatchResult } from "../../../lib/core/backdoor/types";
 import { FtguardError } from "../../../lib/core/errors";
 import { rng, size, uniform } from "./grad-check";
+import { rgbClassifier } from "./grad-models";
 
 const FIXTURES = "test/fixtures/formats/onnx/torch";
 const load = (name: string) => readOnnxModel(readFileSync(`${FIXTURES}/${name}`));
@@ -36,19 +37,39 @@ function params(r: NcRunner, seed: number): Params {
 const run = (r: NcRunner, p: Params): Promise<NcBatchResult> => r.run(p.x, p.maskRaw, p.patternRaw, p.target, p.cost);
 const sum = (a: Float32Array) => a.reduce((s, v) => s + v, 0);
 
-for (const fixture of ["cnn.onnx", "mlp.onnx"]) {
-	describe(`Neural Cleanse graph on ${fixture} (K=${K}, B=${B})`, () => {
+const MODELS = [
+	{ name: "cnn.onnx", model: () => load("cnn.onnx"), maskShape: [1, 8, 8], classes: 3, lo: 0, hi: 1 },
+	{ name: "mlp.onnx", model: () => load("mlp.onnx"), maskShape: [8], classes: 4, lo: 0, hi: 1 },
+	{
+		name: "an RGB BatchNorm/AveragePool/MatMul model",
+		model: async () => rgbClassifier(),
+		maskShape: [1, 6, 6],
+		classes: 5,
+		lo: -1,
+		hi: 2,
+	},
+];
+
+for (const spec of MODELS) {
+	describe(`Neural Cleanse graph on ${spec.name} (K=${K}, B=${B})`, () => {
 		let runner: NcRunner;
 		let model: OnnxModel;
 		beforeAll(async () => {
-			model = await load(fixture);
-			runner = await NcRunner.create(model, { trials: K, batch: B, lo: 0, hi: 1, device: "cpu", threads: 1 });
+			model = await spec.model();
+			runner = await NcRunner.create(model, {
+				trials: K,
+				batch: B,
+				lo: spec.lo,
+				hi: spec.hi,
+				device: "cpu",
+				threads: 1,
+			});
 		});
 		afterAll(() => runner.dispose());
 
 		it("has the documented shapes", () => {
-			expect(runner.maskShape).toEqual(fixture === "cnn.onnx" ? [1, 8, 8] : [8]);
-			expect(runner.numClasses).toBe(fixture === "cnn.onnx" ? 3 : 4);
+			expect(runner.maskShape).toEqual(spec.maskShape);
+			expect(runner.numClasses).toBe(spec.classes);
 		});
 
 		it("ce, l1 and acc equal a direct computation from the model's logits", async () => {
@@ -67,7 +88,7 @@ for (const fixture of ["cnn.onnx", "mlp.onnx"]) {
 				for (let b = 0; b < B; b++)
 					for (let i = 0; i < ns; i++) {
 						const m = (Math.tanh(p.maskRaw[k * nm + (i % nm)] as number) + 1) / 2;
-						const pat = (Math.tanh(p.patternRaw[k * ns + i] as number) + 1) / 2;
+						const pat = spec.lo + ((spec.hi - spec.lo) * (Math.tanh(p.patternRaw[k * ns + i] as number) + 1)) / 2;
 						stamped[(k * B + b) * ns + i] = (1 - m) * (p.x[b * ns + i] as number) + m * pat;
 					}
 			}
@@ -201,6 +222,12 @@ describe("inference graph", () => {
 				expect(Math.exp(v) / z).toBeCloseTo(probs[i] as number, 5);
 			});
 		}
+	});
+
+	it("looks through a bias Add to the MatMul input", async () => {
+		const g = await buildInferenceGraph(rgbClassifier(), { penultimate: true });
+		expect(g.numClasses).toBe(5);
+		expect(g.penultimateDim).toBe(36);
 	});
 
 	it("exposes the flattened pooled features of the cnn", async () => {
