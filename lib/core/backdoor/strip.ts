@@ -150,7 +150,7 @@ async function meanEntropies(
 			const src = j * inputSize;
 			for (let e = 0; e < inputSize; e++) {
 				const v = (xi[e] as number) + (ref[src + e] as number);
-				buf[off + e] = v > hi ? hi : v < lo ? lo : v;
+				buf[off + e] = Math.min(hi, Math.max(lo, v));
 			}
 			owner[filled] = i;
 			filled++;

@@ -8,7 +8,7 @@ const fixture = (name: string) => `test/fixtures/pickle/${name}`;
 /** Builds an .npy by hand (independent of writeNpy) with the given descr, shape text and body bytes. */
 function handNpy(descr: string, shape: string, body: Uint8Array, fortran = "False"): Buffer {
 	let header = `{'descr': '${descr}', 'fortran_order': ${fortran}, 'shape': ${shape}, }`;
-	header += " ".repeat((64 - ((10 + header.length + 1) % 64)) % 64) + "\n";
+	header += `${" ".repeat((64 - ((10 + header.length + 1) % 64)) % 64)}\n`;
 	const head = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, header.length & 0xff, header.length >> 8]);
 	return Buffer.concat([head, Buffer.from(header, "latin1"), Buffer.from(body)]);
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { stampTrigger, stripCalibrate, stripOnTriggers, stripScore } from "../../../lib/core/backdoor/strip";
 import { quantile, Rng } from "../../../lib/core/backdoor/stats";
+import { stampTrigger, stripCalibrate, stripOnTriggers, stripScore } from "../../../lib/core/backdoor/strip";
 import type { InferenceRunner } from "../../../lib/core/backdoor/types";
 import { FtguardError } from "../../../lib/core/errors";
 
