@@ -1,0 +1,510 @@
+import { Duration, RemovalPolicy, Stack, Validations } from "aws-cdk-lib";
+import * as iam from "aws-cdk-lib/aws-iam";
+import * as kms from "aws-cdk-lib/aws-kms";
+import * as s3 from "aws-cdk-lib/aws-s3";
+import { Construct } from "constructs";
+import { FTGUARD_TAG_PATTERN, JOB_ID_SESSION_TAG, JOB_PREFIX, ScanStatus, STATUS_TAG } from "./tags.js";
+
+/** Object Lock default retention for the checkpoint and report buckets. */
+export interface CheckpointObjectLock {
+	/**
+	 * GOVERNANCE lets a principal with `s3:BypassGovernanceRetention` delete early; COMPLIANCE lets nobody,
+	 * not even the account root, until the retention ends.
+	 */
+	readonly mode: "GOVERNANCE" | "COMPLIANCE";
+	/** Default retention of every new object version; whole days, at least 1. */
+	readonly retention: Duration;
+}
+
+export interface CheckpointStoreProps {
+	/**
+	 * Object Lock on the checkpoint and report buckets (WORM for checkpoints and verdict records). Object Lock can
+	 * only be enabled when a bucket is created.
+	 * @default no Object Lock (versioning still keeps every overwritten version)
+	 */
+	readonly objectLock?: CheckpointObjectLock;
+	/**
+	 * How long noncurrent (overwritten or deleted) object versions are kept. Must not be shorter than the Object
+	 * Lock retention.
+	 * @default Duration.days(90)
+	 */
+	readonly noncurrentVersionExpiration?: Duration;
+	/**
+	 * How long server access logs are kept.
+	 * @default Duration.days(365)
+	 */
+	readonly accessLogRetention?: Duration;
+	/**
+	 * What happens to the buckets and the key when the stack is deleted. DESTROY only removes empty buckets.
+	 * Not allowed with COMPLIANCE Object Lock.
+	 * @default RemovalPolicy.RETAIN
+	 */
+	readonly removalPolicy?: RemovalPolicy;
+	/**
+	 * Who runs as the scanner role (the manifest, signature and file-scan Lambdas and the backdoor Batch job).
+	 * @default Lambda and ECS tasks (`lambda.amazonaws.com`, `ecs-tasks.amazonaws.com`)
+	 */
+	readonly scannerAssumedBy?: iam.IPrincipal;
+	/**
+	 * Who runs as the verdict role (the mark and record Lambdas: the only writers of `ftguard:*` tags).
+	 * @default Lambda (`lambda.amazonaws.com`)
+	 */
+	readonly verdictAssumedBy?: iam.IPrincipal;
+	/**
+	 * Who may assume the break-glass role, which reads any checkpoint whatever its status (incident response).
+	 * @default IAM principals of this account that the account allows to, with MFA present
+	 */
+	readonly breakGlassAssumedBy?: iam.IPrincipal;
+}
+
+/**
+ * Locked-down storage for checkpoints, base models, datasets and scan reports.
+ *
+ * - One customer-managed KMS key (rotation on) encrypts the four data buckets; uploads with another encryption
+ *   setting or another key are denied. Server access logs go to a separate bucket (SSE-S3: S3 log delivery
+ *   cannot write SSE-KMS objects).
+ * - Every bucket: Block Public Access, versioning, TLS only, bucket-owner-enforced ownership (no ACLs), lifecycle
+ *   for noncurrent versions and incomplete multipart uploads.
+ * - Checkpoint bucket policy: nobody but the scanner, verdict and break-glass roles reads an object unless it is
+ *   tagged `ftguard:status=PROMOTABLE`; nobody but the verdict role writes tags, uploads with `ftguard:*` tags
+ *   or copies objects in (a copy could bring a foreign object's tags along).
+ *
+ * The three roles those statements name are created here, so the bucket policy and the principals it trusts are
+ * defined in one place; the pipeline runs its Lambdas and Batch job as {@link scannerRole} and
+ * {@link verdictRole}.
+ */
+export class CheckpointStore extends Construct {
+	/** Customer-managed key of the checkpoint, base-model, dataset and report buckets. */
+	public readonly key: kms.Key;
+	/** Checkpoints uploaded by training jobs (`jobs/<job-id>/…`) and by other uploaders; scanned on commit. */
+	public readonly checkpointBucket: s3.Bucket;
+	/** Approved base models; read-only for training and scanning. */
+	public readonly baseModelBucket: s3.Bucket;
+	/** Fine-tuning datasets. */
+	public readonly datasetBucket: s3.Bucket;
+	/** Scan reports, reversed-trigger images and verdict records. */
+	public readonly reportBucket: s3.Bucket;
+	/** Target of the server access logs of the four data buckets. */
+	public readonly accessLogBucket: s3.Bucket;
+	/** Reads checkpoints whatever their status, reads base models and datasets, writes reports. */
+	public readonly scannerRole: iam.Role;
+	/** The only principal that may write `ftguard:*` tags; writes verdict records. */
+	public readonly verdictRole: iam.Role;
+	/** Reads any checkpoint version whatever its status; for incident response only. */
+	public readonly breakGlassRole: iam.Role;
+
+	private readonly region: string;
+
+	constructor(scope: Construct, id: string, props: CheckpointStoreProps = {}) {
+		super(scope, id);
+		const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+		const noncurrent = props.noncurrentVersionExpiration ?? Duration.days(90);
+		validate(props, noncurrent, removalPolicy);
+		this.region = Stack.of(this).region;
+
+		this.key = new kms.Key(this, "Key", {
+			description: "ftguard: checkpoints, base models, datasets and scan reports",
+			enableKeyRotation: true,
+			removalPolicy,
+		});
+
+		this.accessLogBucket = new s3.Bucket(this, "AccessLogBucket", {
+			// S3 server access logging delivers only to SSE-S3 buckets.
+			encryption: s3.BucketEncryption.S3_MANAGED,
+			blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+			enforceSSL: true,
+			minimumTLSVersion: 1.2,
+			versioned: true,
+			objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+			lifecycleRules: [
+				{
+					id: "expire-access-logs",
+					expiration: props.accessLogRetention ?? Duration.days(365),
+					noncurrentVersionExpiration: Duration.days(30),
+				},
+			],
+			removalPolicy,
+		});
+
+		const dataBucket = (bucketId: string, logPrefix: string, lock: boolean): s3.Bucket => {
+			const bucket = new s3.Bucket(this, bucketId, {
+				encryption: s3.BucketEncryption.KMS,
+				encryptionKey: this.key,
+				bucketKeyEnabled: true,
+				blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+				enforceSSL: true,
+				minimumTLSVersion: 1.2,
+				versioned: true,
+				objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+				serverAccessLogsBucket: bucketRef(this.accessLogBucket),
+				serverAccessLogsPrefix: `${logPrefix}/`,
+				lifecycleRules: [
+					{
+						id: "noncurrent-versions",
+						noncurrentVersionExpiration: noncurrent,
+						abortIncompleteMultipartUploadAfter: Duration.days(7),
+					},
+				],
+				removalPolicy,
+				...(lock && props.objectLock ? objectLockProps(props.objectLock) : {}),
+			});
+			this.denyUnlessEncryptedWithKey(bucket);
+			return bucket;
+		};
+		this.checkpointBucket = dataBucket("CheckpointBucket", "checkpoints", true);
+		this.baseModelBucket = dataBucket("BaseModelBucket", "base-models", false);
+		this.datasetBucket = dataBucket("DatasetBucket", "datasets", false);
+		this.reportBucket = dataBucket("ReportBucket", "reports", true);
+
+		this.scannerRole = new iam.Role(this, "ScannerRole", {
+			description: "ftguard scanner: reads checkpoints of any status, writes scan reports",
+			assumedBy:
+				props.scannerAssumedBy ??
+				new iam.CompositePrincipal(
+					new iam.ServicePrincipal("lambda.amazonaws.com"),
+					new iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+				),
+		});
+		this.verdictRole = new iam.Role(this, "VerdictRole", {
+			description: "ftguard verdict: the only writer of ftguard:* object tags",
+			assumedBy: props.verdictAssumedBy ?? new iam.ServicePrincipal("lambda.amazonaws.com"),
+		});
+		this.breakGlassRole = new iam.Role(this, "BreakGlassRole", {
+			description: "ftguard break-glass: reads any checkpoint whatever its status (incident response)",
+			assumedBy:
+				props.breakGlassAssumedBy ??
+				new iam.AccountPrincipal(Stack.of(this).account).withConditions({
+					Bool: { "aws:MultiFactorAuthPresent": "true" },
+				}),
+			maxSessionDuration: Duration.hours(1),
+		});
+
+		this.addCheckpointPolicy();
+		this.grantRoles();
+	}
+
+	/** The four data buckets (not the access-log bucket): what compute in the VPC may reach through the S3 endpoint. */
+	public get dataBuckets(): readonly s3.Bucket[] {
+		return [this.checkpointBucket, this.baseModelBucket, this.datasetBucket, this.reportBucket];
+	}
+
+	/**
+	 * Read access to base models (and datasets) for `role`, and an explicit deny in the base-model bucket policy on
+	 * any write or delete by it, so no later grant can make the base models writable for training or scanning.
+	 */
+	public grantBaseModelRead(role: iam.IRole): void {
+		this.grantObjectRead(role, this.baseModelBucket);
+		this.grantObjectRead(role, this.datasetBucket);
+		this.baseModelBucket.addToResourcePolicy(
+			new iam.PolicyStatement({
+				sid: `DenyWrites${role.node.addr.slice(0, 8)}`,
+				effect: iam.Effect.DENY,
+				principals: [new iam.AnyPrincipal()],
+				actions: ["s3:PutObject*", "s3:DeleteObject*", "s3:RestoreObject", "s3:ReplicateObject"],
+				resources: [this.baseModelBucket.arnForObjects("*")],
+				conditions: { ArnEquals: { "aws:PrincipalArn": role.roleArn } },
+			}),
+		);
+	}
+
+	/**
+	 * Confines `role` (a training-job role) in the checkpoint bucket policy: it may put objects only under
+	 * `jobs/${aws:PrincipalTag/job-id}/` and may not list the bucket, whatever identity policies it is given later.
+	 */
+	public confineToJobPrefix(role: iam.IRole): void {
+		const tag = `\${aws:PrincipalTag/${JOB_ID_SESSION_TAG}}`;
+		const suffix = role.node.addr.slice(0, 8);
+		this.checkpointBucket.addToResourcePolicy(
+			new iam.PolicyStatement({
+				sid: `DenyJobWritesOutsideOwnPrefix${suffix}`,
+				effect: iam.Effect.DENY,
+				principals: [new iam.AnyPrincipal()],
+				actions: ["s3:PutObject", "s3:AbortMultipartUpload"],
+				notResources: [this.checkpointBucket.arnForObjects(`${JOB_PREFIX}${tag}/*`)],
+				conditions: { ArnEquals: { "aws:PrincipalArn": role.roleArn } },
+			}),
+		);
+		this.checkpointBucket.addToResourcePolicy(
+			new iam.PolicyStatement({
+				sid: `DenyJobListing${suffix}`,
+				effect: iam.Effect.DENY,
+				principals: [new iam.AnyPrincipal()],
+				actions: ["s3:ListBucket", "s3:ListBucketVersions", "s3:ListBucketMultipartUploads"],
+				resources: [this.checkpointBucket.bucketArn],
+				conditions: { ArnEquals: { "aws:PrincipalArn": role.roleArn } },
+			}),
+		);
+	}
+
+	/**
+	 * KMS use through S3 only: `kms:ViaService` = `s3.<region>.amazonaws.com`, so the credentials cannot decrypt
+	 * or generate data keys directly.
+	 */
+	public grantKeyViaS3(role: iam.IRole, actions: readonly string[]): void {
+		role.addToPrincipalPolicy(
+			new iam.PolicyStatement({
+				actions: [...actions],
+				resources: [this.key.keyArn],
+				conditions: { StringEquals: { "kms:ViaService": `s3.${this.region}.amazonaws.com` } },
+			}),
+		);
+	}
+
+	private denyUnlessEncryptedWithKey(bucket: s3.Bucket): void {
+		// A PutObject without the header gets the bucket default (this key); one that names another setting or
+		// another key is refused. Clients pass the key ARN or no key at all.
+		bucket.addToResourcePolicy(
+			new iam.PolicyStatement({
+				sid: "DenyUploadsNotSseKms",
+				effect: iam.Effect.DENY,
+				principals: [new iam.AnyPrincipal()],
+				actions: ["s3:PutObject"],
+				resources: [bucket.arnForObjects("*")],
+				conditions: { StringNotEqualsIfExists: { "s3:x-amz-server-side-encryption": "aws:kms" } },
+			}),
+		);
+		bucket.addToResourcePolicy(
+			new iam.PolicyStatement({
+				sid: "DenyUploadsWithOtherKey",
+				effect: iam.Effect.DENY,
+				principals: [new iam.AnyPrincipal()],
+				actions: ["s3:PutObject"],
+				resources: [bucket.arnForObjects("*")],
+				conditions: {
+					StringNotEqualsIfExists: { "s3:x-amz-server-side-encryption-aws-kms-key-id": this.key.keyArn },
+				},
+			}),
+		);
+	}
+
+	private addCheckpointPolicy(): void {
+		const bucket = this.checkpointBucket;
+		const objects = bucket.arnForObjects("*");
+		const verdict = this.verdictRole.roleArn;
+		bucket.addToResourcePolicy(
+			new iam.PolicyStatement({
+				sid: "DenyReadUnlessPromotable",
+				effect: iam.Effect.DENY,
+				principals: [new iam.AnyPrincipal()],
+				actions: ["s3:GetObject*"],
+				resources: [objects],
+				conditions: {
+					// StringNotEquals is true when the tag is absent: untagged objects are unreadable too.
+					StringNotEquals: { [`s3:ExistingObjectTag/${STATUS_TAG}`]: ScanStatus.PROMOTABLE },
+					// The verdict role is exempt because it must read tag sets (PutObjectTagging replaces the whole
+					// set) and bind verdicts to versions; it gains nothing, since it can promote anyway.
+					ArnNotEquals: {
+						"aws:PrincipalArn": [this.scannerRole.roleArn, this.breakGlassRole.roleArn, verdict],
+					},
+				},
+			}),
+		);
+		bucket.addToResourcePolicy(
+			new iam.PolicyStatement({
+				sid: "DenyTaggingExceptVerdict",
+				effect: iam.Effect.DENY,
+				principals: [new iam.AnyPrincipal()],
+				actions: [
+					"s3:PutObjectTagging",
+					"s3:PutObjectVersionTagging",
+					"s3:DeleteObjectTagging",
+					"s3:DeleteObjectVersionTagging",
+				],
+				resources: [objects],
+				conditions: { ArnNotEquals: { "aws:PrincipalArn": verdict } },
+			}),
+		);
+		bucket.addToResourcePolicy(
+			new iam.PolicyStatement({
+				sid: "DenyFtguardTagsOnUpload",
+				effect: iam.Effect.DENY,
+				principals: [new iam.AnyPrincipal()],
+				actions: ["s3:PutObject"],
+				resources: [objects],
+				conditions: {
+					"ForAnyValue:StringLike": { "s3:RequestObjectTagKeys": FTGUARD_TAG_PATTERN },
+					ArnNotEquals: { "aws:PrincipalArn": verdict },
+				},
+			}),
+		);
+		// CopyObject with x-amz-tagging-directive COPY carries the source's tags and sends no request tags, so it
+		// would slip past the statement above with a foreign `ftguard:status=PROMOTABLE`.
+		bucket.addToResourcePolicy(
+			new iam.PolicyStatement({
+				sid: "DenyCopyIntoCheckpoints",
+				effect: iam.Effect.DENY,
+				principals: [new iam.AnyPrincipal()],
+				actions: ["s3:PutObject"],
+				resources: [objects],
+				conditions: {
+					Null: { "s3:x-amz-copy-source": "false" },
+					ArnNotEquals: { "aws:PrincipalArn": verdict },
+				},
+			}),
+		);
+	}
+
+	private grantRoles(): void {
+		const cp = this.checkpointBucket;
+		// Scanner: every version of every checkpoint, whatever its status; writes reports.
+		this.scannerRole.addToPrincipalPolicy(
+			new iam.PolicyStatement({
+				actions: [
+					"s3:GetObject",
+					"s3:GetObjectVersion",
+					"s3:GetObjectTagging",
+					"s3:GetObjectVersionTagging",
+					"s3:GetObjectAttributes",
+					"s3:GetObjectVersionAttributes",
+				],
+				resources: [cp.arnForObjects("*")],
+			}),
+		);
+		this.scannerRole.addToPrincipalPolicy(
+			new iam.PolicyStatement({
+				actions: ["s3:ListBucket", "s3:ListBucketVersions"],
+				resources: [cp.bucketArn],
+			}),
+		);
+		acknowledgeObjectWildcard(
+			this.scannerRole,
+			cp,
+			"/*",
+			"The scanner must read every checkpoint version (and its tags) whatever its key and status; get actions only, and the bucket policy exempts only this role, the verdict role and break-glass from the PROMOTABLE condition",
+		);
+		this.grantBaseModelRead(this.scannerRole);
+		this.scannerRole.addToPrincipalPolicy(
+			new iam.PolicyStatement({ actions: ["s3:PutObject"], resources: [this.reportBucket.arnForObjects("*")] }),
+		);
+		acknowledgeObjectWildcard(
+			this.scannerRole,
+			this.reportBucket,
+			"/*",
+			"The scanner writes one report and trigger images per scan id, keys not known at deploy time; PutObject only",
+		);
+		this.grantKeyViaS3(this.scannerRole, ["kms:Decrypt", "kms:GenerateDataKey"]);
+
+		// Verdict: tags on checkpoints (mark SCANNING, record the verdict), verdict records in the report bucket.
+		this.verdictRole.addToPrincipalPolicy(
+			new iam.PolicyStatement({
+				actions: [
+					"s3:GetObjectTagging",
+					"s3:GetObjectVersionTagging",
+					"s3:PutObjectTagging",
+					"s3:PutObjectVersionTagging",
+				],
+				resources: [cp.arnForObjects("*")],
+			}),
+		);
+		this.verdictRole.addToPrincipalPolicy(
+			new iam.PolicyStatement({
+				actions: ["s3:GetObject", "s3:PutObject"],
+				resources: [this.reportBucket.arnForObjects("*")],
+			}),
+		);
+		acknowledgeObjectWildcard(
+			this.verdictRole,
+			cp,
+			"/*",
+			"The verdict role marks and records any scanned checkpoint version, wherever it was uploaded; object-tag actions only",
+		);
+		acknowledgeObjectWildcard(
+			this.verdictRole,
+			this.reportBucket,
+			"/*",
+			"The verdict role writes and re-reads one verdict record per scan id, keys not known at deploy time; GetObject/PutObject only",
+		);
+		this.grantKeyViaS3(this.verdictRole, ["kms:Decrypt", "kms:GenerateDataKey"]);
+
+		// Break-glass: read any checkpoint version; nothing else.
+		this.breakGlassRole.addToPrincipalPolicy(
+			new iam.PolicyStatement({
+				actions: ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:GetObjectVersionTagging"],
+				resources: [cp.arnForObjects("*")],
+			}),
+		);
+		this.breakGlassRole.addToPrincipalPolicy(
+			new iam.PolicyStatement({
+				actions: ["s3:ListBucket", "s3:ListBucketVersions"],
+				resources: [cp.bucketArn],
+			}),
+		);
+		acknowledgeObjectWildcard(
+			this.breakGlassRole,
+			cp,
+			"/*",
+			"Break-glass exists to read any checkpoint version during an incident; get actions only, MFA-gated, 1-hour sessions",
+		);
+		this.grantKeyViaS3(this.breakGlassRole, ["kms:Decrypt"]);
+	}
+
+	private grantObjectRead(role: iam.IRole, bucket: s3.Bucket): void {
+		role.addToPrincipalPolicy(
+			new iam.PolicyStatement({
+				actions: ["s3:GetObject", "s3:GetObjectVersion"],
+				resources: [bucket.arnForObjects("*")],
+			}),
+		);
+		role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ["s3:ListBucket"], resources: [bucket.bucketArn] }));
+		acknowledgeObjectWildcard(
+			role,
+			bucket,
+			"/*",
+			`Read-only (GetObject, GetObjectVersion) on every object of ${bucket.node.id}: the model and dataset keys are chosen at upload time, not at deploy time`,
+		);
+	}
+}
+
+/**
+ * Under `exactOptionalPropertyTypes` CDK's concrete `Bucket` is not assignable to its own `IBucket` (optional
+ * properties such as `isWebsite` are declared differently); it is one at runtime. The single cast lives here.
+ */
+export function bucketRef(bucket: s3.Bucket): s3.IBucket {
+	return bucket as unknown as s3.IBucket;
+}
+
+/**
+ * cdk-nag's id for the IAM5 finding on a resource `<bucket Arn><suffix>` (e.g. `/*`), so the acknowledgement names
+ * exactly one wildcard on one bucket and nothing else.
+ */
+export function objectWildcardFinding(bucket: s3.Bucket, suffix: string): string {
+	const logicalId = Stack.of(bucket).resolve((bucket.node.defaultChild as s3.CfnBucket).logicalId) as string;
+	return `AwsSolutions::AwsSolutions-IAM5[Resource::<${logicalId}.Arn>${suffix}]`;
+}
+
+/** Acknowledges, on `role`, the IAM5 finding for `<bucket Arn><suffix>` with a reason. */
+export function acknowledgeObjectWildcard(role: iam.IRole, bucket: s3.Bucket, suffix: string, reason: string): void {
+	Validations.of(role).acknowledge({ id: objectWildcardFinding(bucket, suffix), reason });
+}
+
+function objectLockProps(
+	lock: CheckpointObjectLock,
+): Pick<s3.BucketProps, "objectLockEnabled" | "objectLockDefaultRetention"> {
+	return {
+		objectLockEnabled: true,
+		objectLockDefaultRetention:
+			lock.mode === "COMPLIANCE"
+				? s3.ObjectLockRetention.compliance(lock.retention)
+				: s3.ObjectLockRetention.governance(lock.retention),
+	};
+}
+
+function validate(props: CheckpointStoreProps, noncurrent: Duration, removalPolicy: RemovalPolicy): void {
+	const lock = props.objectLock;
+	if (noncurrent.toDays() < 1) {
+		throw new Error("CheckpointStore: noncurrentVersionExpiration must be at least 1 day");
+	}
+	if (!lock) return;
+	const days = lock.retention.toDays({ integral: false });
+	if (!Number.isInteger(days) || days < 1) {
+		throw new Error(`CheckpointStore: objectLock.retention must be a whole number of days ≥ 1 (got ${days})`);
+	}
+	if (noncurrent.toDays() < days) {
+		throw new Error(
+			`CheckpointStore: noncurrentVersionExpiration (${noncurrent.toDays()} days) is shorter than the Object Lock retention (${days} days): lifecycle could never delete what it is configured to delete`,
+		);
+	}
+	if (lock.mode === "COMPLIANCE" && removalPolicy === RemovalPolicy.DESTROY) {
+		throw new Error("CheckpointStore: RemovalPolicy.DESTROY cannot remove a bucket under COMPLIANCE Object Lock");
+	}
+}

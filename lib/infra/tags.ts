@@ -1,0 +1,71 @@
+/**
+ * The names the AWS deployment shares with the handlers, the batch job and the policies: object tag keys and
+ * values, session tag keys, and the CloudWatch metric namespace, dimension and names. One module so that the
+ * bucket policy, the Lambdas that write tags and the alarms cannot drift apart.
+ */
+
+/** Object tag that carries the verdict. Only the verdict role may write any `ftguard:*` tag. */
+export const STATUS_TAG = "ftguard:status";
+/** Object tag with the scan id (= the Step Functions execution name) that produced the status. */
+export const SCAN_ID_TAG = "ftguard:scan-id";
+/** Object tag with the manifest root digest (`sha256:<hex>`) the verdict is bound to. */
+export const DIGEST_TAG = "ftguard:digest";
+/** Every ftguard tag key matches this pattern (used in `s3:RequestObjectTagKeys` conditions). */
+export const FTGUARD_TAG_PATTERN = "ftguard:*";
+
+/** Values of {@link STATUS_TAG}. Anything that is not `PROMOTABLE` (including no tag) is untrusted. */
+export const ScanStatus = {
+	SCANNING: "SCANNING",
+	PROMOTABLE: "PROMOTABLE",
+	QUARANTINED: "QUARANTINED",
+} as const;
+export type ScanStatus = (typeof ScanStatus)[keyof typeof ScanStatus];
+
+/**
+ * Session tag the launcher sets when it assumes the training-job role; the role's policies read it as
+ * `${aws:PrincipalTag/job-id}`. See docs/launch-flow.md.
+ */
+export const JOB_ID_SESSION_TAG = "job-id";
+/** Key prefix under which a training job writes its checkpoints: `jobs/<job-id>/…`. */
+export const JOB_PREFIX = "jobs/";
+
+/** CloudWatch namespace of every ftguard metric (EMF from the handlers and the batch job). */
+export const METRIC_NAMESPACE = "ftguard";
+/**
+ * The one dimension every ftguard metric carries. Powertools Metrics adds `service` from `serviceName`; emit with
+ * `new Metrics({ namespace: METRIC_NAMESPACE, serviceName: METRIC_SERVICE })` and no other default dimensions,
+ * or the alarms (which match the exact dimension set) will not see the data.
+ */
+export const METRIC_SERVICE = "ftguard";
+export const METRIC_DIMENSIONS: Readonly<Record<string, string>> = { service: METRIC_SERVICE };
+
+/**
+ * Metric names. `*_result` metrics are 1 for pass and 0 for fail (one data point per check), so the Minimum over a
+ * period is 0 exactly when some check in it failed. `*_total` metrics are counts.
+ */
+export const MetricName = {
+	/** 1 = the base model matched the signed registry entry, 0 = it did not (or could not be checked). */
+	BASE_MODEL_VERIFICATION_RESULT: "base_model_verification_result",
+	/** Count of checkpoints whose signature verified. */
+	TRAINING_JOB_CHECKPOINT_SIGNED_TOTAL: "training_job_checkpoint_signed_total",
+	/** Neural Cleanse anomaly index, one data point per class (the alarm takes the Maximum). */
+	NEURAL_CLEANSE_ANOMALY_INDEX: "neural_cleanse_anomaly_index",
+	/** Activation Clustering: size of the smaller cluster / class size, one data point per class. */
+	ACTIVATION_CLUSTERING_MINORITY_FRACTION: "activation_clustering_minority_fraction",
+	/** 1 = the dataset scan found no poisoning, 0 = it did. */
+	FINETUNING_DATASET_POISONING_SCAN_RESULT: "finetuning_dataset_poisoning_scan_result",
+	/** Count of scans that ended in an error (each one is a quarantine). */
+	SCAN_ERRORS_TOTAL: "scan_errors_total",
+	/** Count of verdicts, by outcome. */
+	SCAN_PROMOTED_TOTAL: "scan_promoted_total",
+	SCAN_QUARANTINED_TOTAL: "scan_quarantined_total",
+	/**
+	 * Gauge emitted by the pipeline's sweeper: objects still tagged SCANNING longer than the longest scan may take.
+	 * Any value > 0 means a scan died without its catch-all running.
+	 */
+	SCANS_STUCK_IN_SCANNING: "scans_stuck_in_scanning",
+} as const;
+export type MetricName = (typeof MetricName)[keyof typeof MetricName];
+
+/** Threshold of the Neural Cleanse alarm: an anomaly index above 2 is the paper's outlier criterion. */
+export const NEURAL_CLEANSE_ANOMALY_THRESHOLD = 2.0;
