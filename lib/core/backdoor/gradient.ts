@@ -16,7 +16,10 @@
 import { FtguardError } from "../errors";
 import { DT, type OnnxAttribute, type OnnxGraph, type OnnxNode, type OnnxTensor, type TensorData } from "./onnx-model";
 
-/** Opset the emitted ops need (ScatterElements reduction="add" is 16, and 17 keeps LayerNorm-era ops valid). */
+/**
+ * Opset the emitted ops need: MaxPool gradients use ScatterElements with reduction "add" (16).
+ * No op the rules cover changes meaning between 13 and 17, so older exports can be raised to it.
+ */
 export const GRADIENT_OPSET = 17;
 
 export interface GradientOptions {
@@ -24,9 +27,12 @@ export interface GradientOptions {
 	loss: string;
 	/** Tensors (graph inputs or intermediates) to differentiate with respect to. */
 	wrt: readonly string[];
-	/** Static shape of every tensor on the path (see probeShapes in runtime.ts). */
+	/** Static shape of every tensor on the path (see probeShapes in nc-graph.ts). */
 	shapes: ReadonlyMap<string, readonly number[]>;
-	/** Default-domain opset of the graph: decides whether Reduce* axes are attributes or inputs. */
+	/**
+	 * Default-domain opset the forward ops were written for: decides whether Reduce* axes are
+	 * attributes or inputs. The result must run at max(opset, GRADIENT_OPSET).
+	 */
 	opset: number;
 }
 
@@ -165,25 +171,24 @@ export class Emitter {
 		return name;
 	}
 
-	op(opType: string, inputs: string[], attributes: OnnxAttribute[] = [], outputs = 1): string[] {
-		const outs = Array.from({ length: outputs }, () => this.fresh(opType));
-		this.nodes.push({ opType, domain: "", name: outs[0] ?? opType, inputs, outputs: outs, attributes });
-		return outs;
-	}
-
-	/** Single-output op. */
+	/** Appends a single-output node; returns the output's name. */
 	op1(opType: string, inputs: string[], attributes: OnnxAttribute[] = []): string {
-		return this.op(opType, inputs, attributes)[0] as string;
+		const out = this.fresh(opType);
+		this.nodes.push({ opType, domain: "", name: out, inputs, outputs: [out], attributes });
+		return out;
 	}
 
-	/** A constant initializer, shared between identical requests. */
+	/** A constant initializer; small ones (axes, shapes, scalars) are shared between identical requests. */
 	tensor(dataType: number, dims: readonly number[], data: TensorData): string {
-		const key = `${dataType}|${dims.join(",")}|${data.length <= 64 ? Array.from(data as ArrayLike<number | bigint>, String).join(",") : this.counter}`;
-		const hit = this.consts.get(key);
+		const key =
+			data.length <= 64
+				? `${dataType}|${dims.join(",")}|${Array.from(data as ArrayLike<number | bigint>, String).join(",")}`
+				: undefined;
+		const hit = key === undefined ? undefined : this.consts.get(key);
 		if (hit !== undefined) return hit;
 		const name = this.fresh("const");
 		this.initializers.push({ name, dataType, dims: [...dims], data });
-		this.consts.set(key, name);
+		if (key !== undefined) this.consts.set(key, name);
 		return name;
 	}
 
