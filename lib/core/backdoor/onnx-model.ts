@@ -122,7 +122,7 @@ async function str(ps: ProtoSource, f: ProtoField): Promise<string> {
 /** Copies bytes into a fresh buffer: typed arrays need alignment that a slice of the file lacks. */
 async function ownBytes(ps: ProtoSource, f: ProtoField): Promise<Uint8Array> {
 	if (f.wire !== WIRE_LEN) throw malformed(`field ${f.field} should be bytes`);
-	return Uint8Array.from(await ps.bytes(f.start, f.length));
+	return new Uint8Array(await ps.bytes(f.start, f.length));
 }
 
 /** Repeated varint field, packed or not; values as signed int64. */

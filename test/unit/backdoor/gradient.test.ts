@@ -216,6 +216,17 @@ const cases: [string, () => GradCase][] = [
 		}),
 	],
 	[
+		"Where (both branches, constant condition)",
+		() => ({
+			inputs: [inp("a", [2, 3]), inp("b", [3])],
+			initializers: [{ name: "cond", dataType: 9, dims: [2, 3], data: Uint8Array.of(1, 0, 1, 0, 0, 1) }],
+			nodes: [op("Where", ["cond", "a", "b"])],
+			output: "y",
+		}),
+	],
+	["Sum with broadcasting", () => single("Sum", [inp("a", [2, 3]), inp("b", [3]), inp("c", [2, 1])])],
+	["Cast float to float", () => single("Cast", [inp("x", [2, 3])], [int("to", 1)])],
+	[
 		"A tensor used twice (gradients summed)",
 		() => ({
 			inputs: [inp("x", [2, 3])],
