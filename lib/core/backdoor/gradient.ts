@@ -408,6 +408,22 @@ const RULES: Record<string, Rule> = {
 		const dydx = c.e.op1("Sub", [c.e.f32(1), c.e.op1("Mul", [y, y])]);
 		return [c.e.op1("Mul", [c.dy, dydx])];
 	},
+	Clip: (c) => {
+		if (c.needs(1) || c.needs(2)) throw unsupported(c.node, "bounds depend on the input");
+		const x = input(c, 0);
+		const inside = [
+			c.node.inputs[1] ? c.e.op1("Greater", [x, c.node.inputs[1]]) : undefined,
+			c.node.inputs[2] ? c.e.op1("Less", [x, c.node.inputs[2]]) : undefined,
+		].filter((v): v is string => v !== undefined);
+		if (inside.length === 0) return [c.dy];
+		const cond = inside.length === 1 ? (inside[0] as string) : c.e.op1("And", inside);
+		return [c.e.op1("Where", [cond, c.dy, c.e.f32(0)])];
+	},
+	Erf: (c) => {
+		const x = input(c, 0);
+		const bell = c.e.op1("Exp", [c.e.op1("Neg", [c.e.op1("Mul", [x, x])])]);
+		return [c.e.op1("Mul", [c.dy, c.e.op1("Mul", [bell, c.e.f32(2 / Math.sqrt(Math.PI))])])];
+	},
 	Exp: (c) => [c.e.op1("Mul", [c.dy, output(c)])],
 	Log: (c) => [c.e.op1("Div", [c.dy, input(c, 0)])],
 	Sqrt: (c) => [c.e.op1("Div", [c.e.op1("Mul", [c.dy, c.e.f32(0.5)]), output(c)])],

@@ -47,6 +47,23 @@ const cases: [string, () => GradCase][] = [
 	["LeakyRelu alpha 0.2", () => single("LeakyRelu", [inp("x", [3, 5], "spread")], [float("alpha", 0.2)])],
 	["Sigmoid", () => single("Sigmoid", [inp("x", [2, 5])])],
 	["Tanh", () => single("Tanh", [inp("x", [2, 5])])],
+	[
+		"Clip with both bounds (ReLU6)",
+		() =>
+			single("Clip", [inp("x", [4, 5], "spread")], [], {
+				initializers: [f32("lo", [], Float32Array.of(-0.2)), f32("hi", [], Float32Array.of(0.3))],
+				constInputs: ["lo", "hi"],
+			}),
+	],
+	[
+		"Clip with only a lower bound",
+		() =>
+			single("Clip", [inp("x", [4, 5], "spread")], [], {
+				initializers: [f32("lo", [], Float32Array.of(0.1))],
+				constInputs: ["lo"],
+			}),
+	],
+	["Erf", () => single("Erf", [inp("x", [2, 5])])],
 	["Exp", () => single("Exp", [inp("x", [2, 5])])],
 	["Log", () => single("Log", [inp("x", [2, 5], "positive")])],
 	["Neg", () => single("Neg", [inp("x", [2, 5])])],
