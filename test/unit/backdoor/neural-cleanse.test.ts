@@ -247,7 +247,7 @@ describe("neural cleanse cost schedule and best mask", () => {
 	});
 
 	it("keeps the step with the smallest mean L1 among successful steps; a class that never succeeds reports the mask size", async () => {
-		const l1s = [5, 2, 1, 3, 0.5, 4];
+		const l1s = [5, 2, 1, 2, 0.5, 4]; // steps 1 and 3 tie: the earlier is kept, as the original's strict <
 		const okSteps = new Set([0, 1, 3, 5]); // steps 2 and 4 have smaller L1 but fail
 		const rec = detScripted(2, 3, 2, (step, slot) =>
 			slot === 0 ? { acc: okSteps.has(step) ? 1 : 0.2, l1: l1s[step] as number } : { acc: 0.3 },
