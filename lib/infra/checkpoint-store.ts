@@ -60,8 +60,8 @@ export interface CheckpointStoreProps {
 /**
  * Locked-down storage for checkpoints, base models, datasets and scan reports.
  *
- * - One customer-managed KMS key (rotation on) encrypts the four data buckets; uploads with another encryption
- *   setting or another key are denied. Server access logs go to a separate bucket (SSE-S3: S3 log delivery
+ * - One customer-managed KMS key (rotation on) encrypts the four data buckets (default encryption, bucket key);
+ *   uploads that ask for another encryption setting, another key or SSE-C are denied. Server access logs go to a separate bucket (SSE-S3: S3 log delivery
  *   cannot write SSE-KMS objects).
  * - Every bucket: Block Public Access, versioning, TLS only, bucket-owner-enforced ownership (no ACLs), lifecycle
  *   for noncurrent versions and incomplete multipart uploads.
@@ -251,30 +251,27 @@ export class CheckpointStore extends Construct {
 	}
 
 	private denyUnlessEncryptedWithKey(bucket: s3.Bucket): void {
-		// A PutObject without the header gets the bucket default (this key); one that names another setting or
-		// another key is refused. Clients pass the key ARN or no key at all.
-		bucket.addToResourcePolicy(
-			new iam.PolicyStatement({
-				sid: "DenyUploadsNotSseKms",
-				effect: iam.Effect.DENY,
-				principals: [new iam.AnyPrincipal()],
-				actions: ["s3:PutObject"],
-				resources: [bucket.arnForObjects("*")],
-				conditions: { StringNotEqualsIfExists: { "s3:x-amz-server-side-encryption": "aws:kms" } },
-			}),
-		);
-		bucket.addToResourcePolicy(
-			new iam.PolicyStatement({
-				sid: "DenyUploadsWithOtherKey",
-				effect: iam.Effect.DENY,
-				principals: [new iam.AnyPrincipal()],
-				actions: ["s3:PutObject"],
-				resources: [bucket.arnForObjects("*")],
-				conditions: {
-					StringNotEqualsIfExists: { "s3:x-amz-server-side-encryption-aws-kms-key-id": this.key.keyArn },
-				},
-			}),
-		);
+		// Every object ends up under this key: a PutObject without encryption headers gets the bucket default
+		// (this key, bucket key on); one that asks for anything else (SSE-S3, DSSE, another KMS key, SSE-C) is
+		// refused. The headers are not required, because UploadPart (also s3:PutObject) never carries them and
+		// a policy that required them would break every multipart upload of a multi-GiB checkpoint.
+		const deny = (sid: string, conditions: Record<string, unknown>): void => {
+			bucket.addToResourcePolicy(
+				new iam.PolicyStatement({
+					sid,
+					effect: iam.Effect.DENY,
+					principals: [new iam.AnyPrincipal()],
+					actions: ["s3:PutObject"],
+					resources: [bucket.arnForObjects("*")],
+					conditions,
+				}),
+			);
+		};
+		const sse = "s3:x-amz-server-side-encryption";
+		const keyId = "s3:x-amz-server-side-encryption-aws-kms-key-id";
+		deny("DenyUploadsNotSseKms", { StringNotEquals: { [sse]: "aws:kms" }, Null: { [sse]: "false" } });
+		deny("DenyUploadsWithOtherKey", { StringNotEquals: { [keyId]: this.key.keyArn }, Null: { [keyId]: "false" } });
+		deny("DenyUploadsSseC", { Null: { "s3:x-amz-server-side-encryption-customer-algorithm": "false" } });
 	}
 
 	private addCheckpointPolicy(): void {

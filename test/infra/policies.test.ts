@@ -1,0 +1,409 @@
+import { beforeAll, describe, expect, it } from "vitest";
+import { ScanStatus, STATUS_TAG } from "../../lib/infra/tags.js";
+import {
+	ACCOUNT,
+	type CfnTemplate,
+	decide,
+	type PolicyDocument,
+	type Request,
+	s3EndpointPolicy,
+	TemplateResolver,
+} from "./helpers/iam.js";
+import { logicalId, synthFtguard } from "./helpers/stack.js";
+
+// Offline evaluation of the synthesized identity and bucket policies with @cloud-copilot/iam-simulate: every
+// CloudFormation reference is resolved to the concrete ARN the resource would have in ACCOUNT.
+
+let resolver: TemplateResolver;
+let checkpointBucket: string;
+let baseModelBucket: string;
+let checkpointPolicy: PolicyDocument;
+let baseModelPolicy: PolicyDocument;
+let endpointPolicy: PolicyDocument;
+let vpcId: string;
+const roles: Record<"scanner" | "verdict" | "breakGlass" | "training" | "launcher", string> = {
+	scanner: "",
+	verdict: "",
+	breakGlass: "",
+	training: "",
+	launcher: "",
+};
+
+const consumerRole = `arn:aws:iam::${ACCOUNT}:role/model-consumer`;
+const uploaderRole = `arn:aws:iam::${ACCOUNT}:role/checkpoint-uploader`;
+
+/** A policy that allows every S3 action everywhere: what an over-broad grant added later would look like. */
+const s3Admin = {
+	name: "s3-admin",
+	policy: { Version: "2012-10-17", Statement: [{ Effect: "Allow", Action: "s3:*", Resource: "*" }] },
+};
+
+beforeAll(() => {
+	const { stack, template } = synthFtguard();
+	const json = template.toJSON() as CfnTemplate;
+	resolver = new TemplateResolver(json);
+	const cpId = logicalId(stack.store.checkpointBucket);
+	const bmId = logicalId(stack.store.baseModelBucket);
+	checkpointBucket = resolver.bucketName(cpId);
+	baseModelBucket = resolver.bucketName(bmId);
+	checkpointPolicy = resolver.bucketPolicy(cpId);
+	baseModelPolicy = resolver.bucketPolicy(bmId);
+	endpointPolicy = s3EndpointPolicy(resolver, json);
+	vpcId = resolver.resolve({ Ref: logicalId(stack.network.vpc) }) as string;
+	roles.scanner = logicalId(stack.store.scannerRole);
+	roles.verdict = logicalId(stack.store.verdictRole);
+	roles.breakGlass = logicalId(stack.store.breakGlassRole);
+	roles.training = logicalId(stack.trainingJobs.role);
+	roles.launcher = logicalId(stack.trainingJobs.launcherRole as never);
+});
+
+function object(key: string): string {
+	return `arn:aws:s3:::${checkpointBucket}/${key}`;
+}
+
+function statusContext(status: string | undefined): Record<string, string> {
+	return status === undefined ? {} : { [`s3:ExistingObjectTag/${STATUS_TAG}`]: status };
+}
+
+/** A request by one of the stack's roles, with its synthesized identity policies, against the checkpoint bucket. */
+function asStackRole(
+	role: keyof typeof roles,
+	request: Omit<Request, "roleArn" | "identityPolicies" | "resourcePolicy"> & {
+		extraPolicies?: Request["identityPolicies"];
+	},
+): Request {
+	const { extraPolicies, ...rest } = request;
+	return {
+		roleArn: resolver.roleArn(roles[role]),
+		identityPolicies: [...resolver.identityPolicies(roles[role]), ...(extraPolicies ?? [])],
+		resourcePolicy: checkpointPolicy,
+		...rest,
+	};
+}
+
+const consumerPolicy = {
+	name: "consumer",
+	policy: {
+		Version: "2012-10-17",
+		Statement: [{ Effect: "Allow", Action: ["s3:GetObject", "s3:GetObjectVersion"], Resource: "*" }],
+	},
+};
+const uploaderPolicy = {
+	name: "uploader",
+	policy: {
+		Version: "2012-10-17",
+		Statement: [
+			{
+				Effect: "Allow",
+				Action: [
+					"s3:PutObject",
+					"s3:PutObjectTagging",
+					"s3:PutObjectVersionTagging",
+					"s3:DeleteObjectTagging",
+					"s3:DeleteObjectVersionTagging",
+				],
+				Resource: "*",
+			},
+		],
+	},
+};
+
+function consumerReads(status: string | undefined, action = "s3:GetObject"): Promise<string> {
+	return decide({
+		roleArn: consumerRole,
+		identityPolicies: [consumerPolicy],
+		action,
+		resource: object("jobs/A/model.safetensors"),
+		resourcePolicy: checkpointPolicy,
+		context: statusContext(status),
+	});
+}
+
+function uploader(action: string, context: Record<string, string | string[]> = {}): Promise<string> {
+	return decide({
+		roleArn: uploaderRole,
+		identityPolicies: [uploaderPolicy],
+		action,
+		resource: object("uploads/model.safetensors"),
+		resourcePolicy: checkpointPolicy,
+		context,
+	});
+}
+
+describe("when a consumer reads a checkpoint", () => {
+	it("is denied an untagged object", async () => {
+		expect(await consumerReads(undefined)).toBe("ExplicitlyDenied");
+	});
+	it.each([ScanStatus.SCANNING, ScanStatus.QUARANTINED, "promotable", "PROMOTABLE "])(
+		"is denied an object tagged %j",
+		async (status) => {
+			expect(await consumerReads(status)).toBe("ExplicitlyDenied");
+		},
+	);
+	it("can read a PROMOTABLE object", async () => {
+		expect(await consumerReads(ScanStatus.PROMOTABLE)).toBe("Allowed");
+	});
+	it("is denied older versions and attributes of an unpromoted object too (s3:GetObject*)", async () => {
+		expect(await consumerReads(ScanStatus.QUARANTINED, "s3:GetObjectVersion")).toBe("ExplicitlyDenied");
+		expect(await consumerReads(undefined, "s3:GetObjectAttributes")).toBe("ExplicitlyDenied");
+	});
+	it("is denied even a PROMOTABLE object over plain HTTP", async () => {
+		const decision = await decide({
+			roleArn: consumerRole,
+			identityPolicies: [consumerPolicy],
+			action: "s3:GetObject",
+			resource: object("jobs/A/model.safetensors"),
+			resourcePolicy: checkpointPolicy,
+			context: { ...statusContext(ScanStatus.PROMOTABLE), "aws:SecureTransport": "false" },
+		});
+		expect(decision).toBe("ExplicitlyDenied");
+	});
+});
+
+describe("when the scanner or break-glass role reads a checkpoint", () => {
+	it.each([undefined, ScanStatus.SCANNING, ScanStatus.QUARANTINED])(
+		"the scanner reads an object whatever its status (%s)",
+		async (status) => {
+			const request = asStackRole("scanner", {
+				action: "s3:GetObject",
+				resource: object("jobs/A/model.safetensors"),
+				context: statusContext(status),
+			});
+			expect(await decide(request)).toBe("Allowed");
+		},
+	);
+	it("break-glass reads a quarantined object version", async () => {
+		const request = asStackRole("breakGlass", {
+			action: "s3:GetObjectVersion",
+			resource: object("jobs/A/model.safetensors"),
+			context: statusContext(ScanStatus.QUARANTINED),
+		});
+		expect(await decide(request)).toBe("Allowed");
+	});
+});
+
+describe("when an uploader tries to set ftguard:status", () => {
+	const promote = {
+		"s3:RequestObjectTagKeys": [STATUS_TAG],
+		[`s3:RequestObjectTag/${STATUS_TAG}`]: ScanStatus.PROMOTABLE,
+	};
+	it.each(["s3:PutObjectTagging", "s3:PutObjectVersionTagging"])("is denied %s", async (action) => {
+		expect(await uploader(action, promote)).toBe("ExplicitlyDenied");
+	});
+	it.each(["s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging"])(
+		"is denied %s (removing a QUARANTINED tag)",
+		async (action) => {
+			expect(await uploader(action, statusContext(ScanStatus.QUARANTINED))).toBe("ExplicitlyDenied");
+		},
+	);
+	it("is denied replacing the tag set even without ftguard keys (that would drop the verdict)", async () => {
+		expect(await uploader("s3:PutObjectTagging", { "s3:RequestObjectTagKeys": ["team"] })).toBe("ExplicitlyDenied");
+	});
+	it("is denied PutObject carrying ftguard:status=PROMOTABLE", async () => {
+		expect(await uploader("s3:PutObject", promote)).toBe("ExplicitlyDenied");
+	});
+	it("is denied PutObject carrying any ftguard:* tag among others", async () => {
+		expect(await uploader("s3:PutObject", { "s3:RequestObjectTagKeys": ["team", "ftguard:scan-id"] })).toBe(
+			"ExplicitlyDenied",
+		);
+	});
+	it("is denied CopyObject (a copy brings the source's tags without request tags)", async () => {
+		expect(await uploader("s3:PutObject", { "s3:x-amz-copy-source": "attacker-bucket/promoted.bin" })).toBe(
+			"ExplicitlyDenied",
+		);
+	});
+	it("may still upload with its own tags, or none", async () => {
+		expect(await uploader("s3:PutObject", { "s3:RequestObjectTagKeys": ["team"] })).toBe("Allowed");
+		expect(await uploader("s3:PutObject")).toBe("Allowed");
+	});
+});
+
+describe("when an upload is not encrypted with the store's key", () => {
+	it("is denied with SSE-S3", async () => {
+		expect(await uploader("s3:PutObject", { "s3:x-amz-server-side-encryption": "AES256" })).toBe("ExplicitlyDenied");
+	});
+	it("is denied with another KMS key", async () => {
+		const other = `arn:aws:kms:us-east-1:${ACCOUNT}:key/another`;
+		const context = {
+			"s3:x-amz-server-side-encryption": "aws:kms",
+			"s3:x-amz-server-side-encryption-aws-kms-key-id": other,
+		};
+		expect(await uploader("s3:PutObject", context)).toBe("ExplicitlyDenied");
+	});
+	it("is denied with SSE-C (customer-provided keys)", async () => {
+		expect(await uploader("s3:PutObject", { "s3:x-amz-server-side-encryption-customer-algorithm": "AES256" })).toBe(
+			"ExplicitlyDenied",
+		);
+	});
+	it("is allowed without headers: the bucket default is the store's key (UploadPart never sends them)", async () => {
+		expect(await uploader("s3:PutObject")).toBe("Allowed");
+	});
+	it("is allowed with the store's key", async () => {
+		const key = checkpointPolicy.Statement.find((s) => s.Sid === "DenyUploadsWithOtherKey")?.Condition as Record<
+			string,
+			Record<string, string>
+		>;
+		const keyArn = key.StringNotEquals?.["s3:x-amz-server-side-encryption-aws-kms-key-id"] ?? "";
+		expect(keyArn).toMatch(/^arn:aws:kms:/);
+		const context = {
+			"s3:x-amz-server-side-encryption": "aws:kms",
+			"s3:x-amz-server-side-encryption-aws-kms-key-id": keyArn,
+		};
+		expect(await uploader("s3:PutObject", context)).toBe("Allowed");
+	});
+});
+
+describe("who can promote", () => {
+	const promote = {
+		"s3:RequestObjectTagKeys": [STATUS_TAG],
+		[`s3:RequestObjectTag/${STATUS_TAG}`]: ScanStatus.PROMOTABLE,
+	};
+	it("the verdict role can tag an object PROMOTABLE", async () => {
+		const request = asStackRole("verdict", {
+			action: "s3:PutObjectVersionTagging",
+			resource: object("jobs/A/model.safetensors"),
+			context: promote,
+		});
+		expect(await decide(request)).toBe("Allowed");
+	});
+	it.each(["scanner", "breakGlass", "training", "launcher"] as const)(
+		"the %s role cannot, even with s3:* on everything",
+		async (role) => {
+			for (const action of ["s3:PutObjectTagging", "s3:PutObjectVersionTagging", "s3:DeleteObjectTagging"]) {
+				const request = asStackRole(role, {
+					action,
+					resource: object("jobs/A/model.safetensors"),
+					context: { ...promote, "aws:PrincipalTag/job-id": "A", "aws:SourceVpc": vpcId },
+					extraPolicies: [s3Admin],
+				});
+				expect(await decide(request), `${role} ${action}`).toBe("ExplicitlyDenied");
+			}
+		},
+	);
+	it("an administrator of the account cannot either (the deny names every principal but the verdict role)", async () => {
+		const decision = await decide({
+			roleArn: `arn:aws:iam::${ACCOUNT}:role/Admin`,
+			identityPolicies: [s3Admin],
+			action: "s3:PutObjectTagging",
+			resource: object("jobs/A/model.safetensors"),
+			resourcePolicy: checkpointPolicy,
+			context: promote,
+		});
+		expect(decision).toBe("ExplicitlyDenied");
+	});
+});
+
+describe("when training job A writes checkpoints", () => {
+	const jobA = (action: string, key: string, extra: Record<string, string> = {}, admin = false): Promise<string> =>
+		decide(
+			asStackRole("training", {
+				action,
+				resource: key.startsWith("arn:") ? key : object(key),
+				context: { "aws:PrincipalTag/job-id": "A", "aws:SourceVpc": vpcId, ...extra },
+				...(admin ? { extraPolicies: [s3Admin] } : {}),
+			}),
+		);
+
+	it("can write under jobs/A/", async () => {
+		expect(await jobA("s3:PutObject", "jobs/A/step-100/model.safetensors")).toBe("Allowed");
+		expect(await jobA("s3:AbortMultipartUpload", "jobs/A/step-100/model.safetensors")).toBe("Allowed");
+		expect(await jobA("s3:ListMultipartUploadParts", "jobs/A/step-100/model.safetensors")).toBe("Allowed");
+	});
+	it.each(["jobs/B/model.safetensors", "jobs/AB/model.safetensors", "jobs/model.safetensors", "model.safetensors"])(
+		"cannot write %s",
+		async (key) => {
+			expect(await jobA("s3:PutObject", key)).not.toBe("Allowed");
+		},
+	);
+	it("cannot write jobs/B/ even if granted s3:* later (bucket policy deny)", async () => {
+		expect(await jobA("s3:PutObject", "jobs/B/model.safetensors", {}, true)).toBe("ExplicitlyDenied");
+	});
+	it("cannot list the checkpoint bucket, even with s3:*", async () => {
+		const bucket = `arn:aws:s3:::${checkpointBucket}`;
+		expect(await jobA("s3:ListBucket", bucket)).not.toBe("Allowed");
+		expect(await jobA("s3:ListBucket", bucket, {}, true)).toBe("ExplicitlyDenied");
+	});
+	it("cannot read its own (unpromoted) checkpoints back", async () => {
+		expect(await jobA("s3:GetObject", "jobs/A/model.safetensors")).not.toBe("Allowed");
+	});
+	it("is denied S3 when its credentials are used outside the VPC", async () => {
+		expect(await jobA("s3:PutObject", "jobs/A/model.safetensors", { "aws:SourceVpc": "vpc-elsewhere" })).toBe(
+			"ExplicitlyDenied",
+		);
+	});
+	it("can read base models but never write them, even with s3:*", async () => {
+		const model = `arn:aws:s3:::${baseModelBucket}/llama/model.safetensors`;
+		const onBaseModels = (action: string, admin: boolean): Promise<string> =>
+			decide({
+				roleArn: resolver.roleArn(roles.training),
+				identityPolicies: [...resolver.identityPolicies(roles.training), ...(admin ? [s3Admin] : [])],
+				action,
+				resource: model,
+				resourcePolicy: baseModelPolicy,
+				context: { "aws:PrincipalTag/job-id": "A", "aws:SourceVpc": vpcId },
+			});
+		expect(await onBaseModels("s3:GetObject", false)).toBe("Allowed");
+		expect(await onBaseModels("s3:PutObject", true)).toBe("ExplicitlyDenied");
+		expect(await onBaseModels("s3:DeleteObject", true)).toBe("ExplicitlyDenied");
+	});
+	it("cannot reach a foreign bucket through the S3 endpoint", async () => {
+		const decision = await decide({
+			roleArn: resolver.roleArn(roles.training),
+			identityPolicies: [s3Admin],
+			action: "s3:PutObject",
+			resource: "arn:aws:s3:::attacker-exfil/stolen.safetensors",
+			vpcEndpointPolicy: endpointPolicy,
+			context: { "aws:SourceVpc": vpcId, "aws:SourceVpce": "vpce-0123456789abcdef0" },
+		});
+		expect(decision).not.toBe("Allowed");
+		const own = await decide({
+			roleArn: resolver.roleArn(roles.training),
+			identityPolicies: resolver.identityPolicies(roles.training),
+			action: "s3:PutObject",
+			resource: object("jobs/A/model.safetensors"),
+			resourcePolicy: checkpointPolicy,
+			vpcEndpointPolicy: endpointPolicy,
+			context: { "aws:PrincipalTag/job-id": "A", "aws:SourceVpc": vpcId, "aws:SourceVpce": "vpce-0123456789abcdef0" },
+		});
+		expect(own).toBe("Allowed");
+	});
+});
+
+describe("when someone assumes the training-job role", () => {
+	const assume = (
+		principalRole: string,
+		action: "sts:AssumeRole" | "sts:TagSession",
+		tags: Record<string, string>,
+	): Promise<string> => {
+		const context: Record<string, string | string[]> = { "aws:TagKeys": Object.keys(tags) };
+		for (const [key, value] of Object.entries(tags)) context[`aws:RequestTag/${key}`] = value;
+		if (Object.keys(tags).length === 0) delete context["aws:TagKeys"];
+		return decide({
+			roleArn: principalRole,
+			identityPolicies: principalRole.endsWith(`/${roles.launcher}`) ? resolver.identityPolicies(roles.launcher) : [],
+			action,
+			resource: resolver.roleArn(roles.training),
+			resourcePolicy: resolver.trustPolicy(roles.training),
+			context,
+		});
+	};
+	const launcher = (): string => resolver.roleArn(roles.launcher);
+
+	it("the launcher can, with a job-id session tag", async () => {
+		expect(await assume(launcher(), "sts:AssumeRole", { "job-id": "A" })).toBe("Allowed");
+		expect(await assume(launcher(), "sts:TagSession", { "job-id": "A" })).toBe("Allowed");
+	});
+	it("the launcher cannot without a job-id (the job would have no prefix)", async () => {
+		expect(await assume(launcher(), "sts:AssumeRole", {})).not.toBe("Allowed");
+	});
+	it("the launcher cannot with a job-id containing '/' (a sub-prefix of another job)", async () => {
+		expect(await assume(launcher(), "sts:TagSession", { "job-id": "B/x" })).not.toBe("Allowed");
+	});
+	it("the launcher cannot add other session tags", async () => {
+		expect(await assume(launcher(), "sts:TagSession", { "job-id": "A", team: "x" })).not.toBe("Allowed");
+	});
+	it("nobody else can, tag or not", async () => {
+		expect(await assume(consumerRole, "sts:AssumeRole", { "job-id": "A" })).not.toBe("Allowed");
+		expect(await assume(resolver.roleArn(roles.scanner), "sts:AssumeRole", { "job-id": "A" })).not.toBe("Allowed");
+	});
+});
