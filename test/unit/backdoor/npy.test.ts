@@ -32,6 +32,26 @@ describe("npy reader", () => {
 		expect(Array.from(l.data)).toEqual([0n, 1n, 2n, 3n, 4n]);
 	});
 
+	it("reads the backdoor fixtures' reference data, labels and uint8 ground truth", async () => {
+		const dir = "test/fixtures/backdoor/digits8";
+		const x = await readNpyFloat32(`${dir}/ref-x.npy`);
+		expect(x.shape).toEqual([200, 1, 8, 8]);
+		expect(x.data).toHaveLength(200 * 64);
+		expect(Math.min(...x.data)).toBeGreaterThanOrEqual(0);
+		expect(Math.max(...x.data)).toBeLessThanOrEqual(1);
+		const y = await readNpyInt64(`${dir}/ref-y.npy`);
+		expect(y.shape).toEqual([200]);
+		const counts = new Map<bigint, number>();
+		for (const v of y.data) counts.set(v, (counts.get(v) ?? 0) + 1);
+		expect([...counts.entries()].sort((a, b) => Number(a[0] - b[0]))).toEqual(
+			Array.from({ length: 10 }, (_, c) => [BigInt(c), 20]),
+		);
+		const flags = await readNpyInt64(`${dir}/cnn-badnets-t3-p10-train-poisoned.npy`);
+		expect(flags.shape).toEqual([300]);
+		expect(flags.data.every((v) => v === 0n || v === 1n)).toBe(true);
+		expect(flags.data.some((v) => v === 1n)).toBe(true);
+	});
+
 	it("refuses object, structured and wrong-kind dtypes with DATA_INVALID", () => {
 		expect(code(() => parseNpyFloat32(readFileSync(fixture("benign-object.npy")), "o.npy"))).toMatch(
 			/^DATA_INVALID: o\.npy: object dtype/,
