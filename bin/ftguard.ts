@@ -3,6 +3,7 @@
  * wires them to a commander program and owns the process exit code.
  */
 import { Command, CommanderError } from "commander";
+import { registerBackdoor } from "../lib/cli/backdoor";
 import { registerBaseModel } from "../lib/cli/base-model";
 import { registerFiles } from "../lib/cli/files";
 import { registerHash } from "../lib/cli/hash";
@@ -28,6 +29,7 @@ registerHash(program, setExit);
 registerVerify(program, setExit);
 registerBaseModel(program, setExit);
 registerFiles(program, setExit);
+registerBackdoor(program, setExit);
 for (const cmd of program.commands) cmd.exitOverride();
 for (const cmd of program.commands.flatMap((c) => c.commands)) cmd.exitOverride();
 

@@ -19,6 +19,8 @@ await build({
 	target: "node20",
 	sourcemap: "linked",
 	logLevel: "warning",
+	// a native addon: loaded from node_modules at run time, never bundled
+	external: ["onnxruntime-node"],
 	// Bundled CommonJS dependencies call require(); give each ESM output one.
 	banner: {
 		js: "import { createRequire as __ftguardRequire } from 'node:module'; const require = __ftguardRequire(import.meta.url);",

@@ -62,31 +62,62 @@ export async function runCommand(io: Io, body: () => Promise<ExitCode>): Promise
 }
 
 /**
- * A single self-overwriting progress line on stderr, only on a TTY and never in
- * JSON mode (scripts and CI logs get clean output). Throttled so hashing at
- * GB/s does not spend its time drawing.
+ * A single self-overwriting line on stderr, only on a TTY and never in JSON
+ * mode (scripts and CI logs get clean output). Throttled to 10 redraws a second
+ * so fast work (hashing at GB/s) does not spend its time drawing; `final` draws
+ * regardless.
  */
-export function progressLine(io: Io, label: string): { update: (p: HashProgress) => void; done: () => void } {
-	if (!io.interactive) return { update: () => {}, done: () => {} };
+function ttyLine(io: Io): { draw: (text: string, final: boolean) => void; done: () => void } {
+	if (!io.interactive) return { draw: () => {}, done: () => {} };
 	let last = 0;
-	const started = Date.now();
 	let drawn = false;
 	return {
-		update(p) {
+		draw(text, final) {
 			const now = Date.now();
-			if (now - last < 100 && p.bytesDone < p.bytesTotal) return;
+			if (now - last < 100 && !final) return;
 			last = now;
-			const pct = p.bytesTotal > 0 ? Math.floor((100 * p.bytesDone) / p.bytesTotal) : 100;
-			const secs = Math.max((now - started) / 1000, 0.001);
-			const rate = p.bytesDone / secs / 1e6;
-			process.stderr.write(
-				`\r${label} ${pct}%  ${formatBytes(p.bytesDone)}/${formatBytes(p.bytesTotal)}  ${p.filesDone}/${p.filesTotal} files  ${rate.toFixed(0)} MB/s\x1b[K`,
-			);
+			process.stderr.write(`\r${text}\x1b[K`);
 			drawn = true;
 		},
 		done() {
 			if (drawn) process.stderr.write("\r\x1b[K");
 		},
+	};
+}
+
+/** Hashing progress: percent, bytes, files and throughput. */
+export function progressLine(io: Io, label: string): { update: (p: HashProgress) => void; done: () => void } {
+	const line = ttyLine(io);
+	const started = Date.now();
+	return {
+		update(p) {
+			const pct = p.bytesTotal > 0 ? Math.floor((100 * p.bytesDone) / p.bytesTotal) : 100;
+			const secs = Math.max((Date.now() - started) / 1000, 0.001);
+			const rate = p.bytesDone / secs / 1e6;
+			line.draw(
+				`${label} ${pct}%  ${formatBytes(p.bytesDone)}/${formatBytes(p.bytesTotal)}  ${p.filesDone}/${p.filesTotal} files  ${rate.toFixed(0)} MB/s`,
+				p.bytesDone >= p.bytesTotal,
+			);
+		},
+		done: line.done,
+	};
+}
+
+/** Progress of counted work (optimisation steps): percent, count and an estimate of the time left. */
+export function stepProgress(io: Io): {
+	update: (label: string, done: number, total: number) => void;
+	done: () => void;
+} {
+	const line = ttyLine(io);
+	const started = Date.now();
+	return {
+		update(label, done, total) {
+			const pct = total > 0 ? Math.floor((100 * done) / total) : 100;
+			const secs = (Date.now() - started) / 1000;
+			const left = done > 0 && total > done ? ` ~${Math.ceil((secs * (total - done)) / done)} s left` : "";
+			line.draw(`${label} ${pct}%  ${done}/${total}${left}`, done >= total);
+		},
+		done: line.done,
 	};
 }
 

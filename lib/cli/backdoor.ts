@@ -1,0 +1,214 @@
+/** `ftguard backdoor`: search an ONNX classifier for a backdoor with Neural Cleanse, STRIP and Activation Clustering. */
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { type Command, InvalidArgumentError } from "commander";
+import { FtguardError, toFtguardError } from "../core/errors";
+import type { Policy } from "../core/policy";
+import type { Detector } from "../core/policy/backdoor";
+import { commaList, type Io, printJson, processIo, runCommand, stepProgress } from "./io";
+
+interface BackdoorFlags {
+	data: string;
+	labels: string;
+	dataKind: "reference" | "training";
+	detectors?: string[];
+	steps?: number;
+	restarts?: number;
+	batch?: number;
+	seed?: number;
+	rule?: "ftguard" | "vanilla";
+	device: "cpu" | "cuda" | "webgpu";
+	threads?: number;
+	policy?: string;
+	out?: string;
+	json?: boolean;
+}
+
+const positiveInt = (name: string) => (v: string) => {
+	const n = Number(v);
+	if (!/^[0-9]+$/.test(v) || !Number.isSafeInteger(n) || n < 1)
+		throw new InvalidArgumentError(`${name} must be a positive integer`);
+	return n;
+};
+
+export function registerBackdoor(program: Command, setExit: (code: number) => void): void {
+	program
+		.command("backdoor")
+		.description("search an ONNX classifier for a backdoor (Neural Cleanse, STRIP, Activation Clustering)")
+		.argument("<model.onnx>", "the model's ONNX export")
+		.requiredOption("--data <x.npy>", "float32 inputs in the model's input shape (N, ...), from trusted configuration")
+		.requiredOption("--labels <y.npy>", "int64 labels (N,)")
+		.option(
+			"--data-kind <kind>",
+			"reference (clean held-out data) or training (a sample of the training set: Activation Clustering decides)",
+			(v: string) => {
+				if (v !== "reference" && v !== "training") throw new InvalidArgumentError("reference or training");
+				return v;
+			},
+			"reference",
+		)
+		.option("--detectors <list>", "comma-separated: nc, strip, ac (default from the policy: nc,strip)", commaList)
+		.option("--steps <n>", "Neural Cleanse optimisation steps per class (default 300)", positiveInt("--steps"))
+		.option("--restarts <n>", "Neural Cleanse initialisations per class (default 3)", positiveInt("--restarts"))
+		.option("--batch <n>", "mini-batch size (default 32)", positiveInt("--batch"))
+		.option("--seed <n>", "random seed (default 0)", (v: string) => {
+			if (!/^[0-9]+$/.test(v) || Number(v) > 2 ** 31 - 1) throw new InvalidArgumentError("--seed must be 0..2^31-1");
+			return Number(v);
+		})
+		.option("--rule <rule>", "Neural Cleanse verdict rule: ftguard (default) or vanilla (the paper's MAD rule)")
+		.option(
+			"--device <device>",
+			"execution provider: cpu, cuda or webgpu (falls back to cpu with a log line)",
+			(v: string) => {
+				if (v !== "cpu" && v !== "cuda" && v !== "webgpu") throw new InvalidArgumentError("cpu, cuda or webgpu");
+				return v;
+			},
+			"cpu",
+		)
+		.option("--threads <n>", "onnxruntime intra-op threads (default: all cores)", positiveInt("--threads"))
+		.option("--policy <file.json>", "policy file (its backdoor section); flags override it")
+		.option("--out <dir>", "write report.json and the reversed triggers as PNG images here")
+		.option("--json", "machine-readable output")
+		.addHelpText(
+			"after",
+			`
+The reference data comes from the platform's trusted configuration, never from the
+checkpoint being scanned. Neural Cleanse reverse-engineers, for every class, the
+smallest trigger that sends clean inputs to it; a class whose trigger is anomalously
+small is suspect (rules: docs/backdoor.md). STRIP checks whether those triggers are
+input-agnostic. Activation Clustering decides only with --data-kind training.
+
+Exit codes: 0 clean, 1 suspect, 2 could not scan (unsupported op, bad shapes, bad files).`,
+		)
+		.action(async (model: string, flags: BackdoorFlags) => {
+			const io = processIo(Boolean(flags.json));
+			setExit(await runCommand(io, () => backdoor(io, model, flags)));
+		});
+}
+
+async function readInput(path: string, what: string): Promise<Buffer> {
+	try {
+		return await readFile(path);
+	} catch (e) {
+		throw toFtguardError(e, `cannot read ${what}`);
+	}
+}
+
+/** The policy file, then the flags on top of it. */
+async function effectivePolicy(flags: BackdoorFlags): Promise<Policy["backdoor"]> {
+	const { defaultPolicy, parsePolicy } = await import("../core/policy");
+	const policy =
+		flags.policy === undefined
+			? defaultPolicy()
+			: parsePolicy((await readInput(flags.policy, "the policy file")).toString("utf8"), flags.policy);
+	const b = structuredClone(policy.backdoor);
+	if (flags.detectors !== undefined) {
+		const known = new Set<string>(["nc", "strip", "ac"]);
+		const bad = flags.detectors.find((d) => !known.has(d));
+		if (bad !== undefined || flags.detectors.length === 0)
+			throw new FtguardError("USAGE", `--detectors takes nc, strip, ac (got ${JSON.stringify(bad ?? "")})`);
+		b.detectors = [...new Set(flags.detectors)] as Detector[];
+	}
+	if (flags.rule !== undefined) {
+		if (flags.rule !== "ftguard" && flags.rule !== "vanilla")
+			throw new FtguardError("USAGE", "--rule takes ftguard or vanilla");
+		b.neuralCleanse.rule = flags.rule;
+	}
+	if (flags.steps !== undefined) b.neuralCleanse.steps = flags.steps;
+	if (flags.restarts !== undefined) b.neuralCleanse.restarts = flags.restarts;
+	if (flags.batch !== undefined) b.neuralCleanse.batch = flags.batch;
+	if (flags.seed !== undefined) b.neuralCleanse.seed = flags.seed;
+	// the combination must still satisfy the schema (e.g. restarts ≤ 16)
+	const { backdoorPolicySchema } = await import("../core/policy/backdoor");
+	const { zodMessage } = await import("../core/schema");
+	const checked = backdoorPolicySchema.safeParse(b);
+	if (!checked.success) throw new FtguardError("USAGE", zodMessage(checked.error));
+	return checked.data;
+}
+
+async function backdoor(io: Io, modelPath: string, flags: BackdoorFlags): Promise<0 | 1> {
+	const policy = await effectivePolicy(flags);
+	const [{ parseNpyFloat32, parseNpyInt64 }, { scanBackdoor }, { triggerImages }] = await Promise.all([
+		import("../core/backdoor/npy"),
+		import("../core/backdoor/scan"),
+		import("../core/backdoor/trigger-images"),
+	]);
+	const [modelBytes, xBytes, yBytes] = await Promise.all([
+		readInput(modelPath, "the model"),
+		readInput(flags.data, "--data"),
+		readInput(flags.labels, "--labels"),
+	]);
+	const x = parseNpyFloat32(xBytes, flags.data);
+	const y = parseNpyInt64(yBytes, flags.labels);
+	const progress = stepProgress(io);
+	let result: Awaited<ReturnType<typeof scanBackdoor>>;
+	try {
+		result = await scanBackdoor(
+			modelBytes,
+			{ x, y, kind: flags.dataKind },
+			{
+				policy,
+				device: flags.device,
+				...(flags.threads !== undefined ? { threads: flags.threads } : {}),
+				log: (line) => io.err(line),
+				onProgress: (p) => progress.update(p.stage.replace("_", " "), p.done, p.total),
+			},
+		);
+	} finally {
+		progress.done();
+	}
+	const { report, triggers, inputShape } = result;
+	if (flags.out !== undefined) {
+		const files = [
+			{ name: "report.json", bytes: Buffer.from(`${JSON.stringify(report, null, 2)}\n`) },
+			...triggerImages(triggers, inputShape, report.data.lo, report.data.hi),
+		];
+		try {
+			for (const f of files) {
+				const path = join(flags.out, f.name);
+				await mkdir(dirname(path), { recursive: true });
+				await writeFile(path, f.bytes);
+			}
+		} catch (e) {
+			throw toFtguardError(e, `cannot write to ${flags.out}`);
+		}
+	}
+	if (io.json) printJson(io, { ok: true, ...report });
+	else render(io, modelPath, report);
+	return report.verdict === "suspect" ? 1 : 0;
+}
+
+function render(
+	io: Io,
+	modelPath: string,
+	r: Awaited<ReturnType<typeof import("../core/backdoor/scan").scanBackdoor>>["report"],
+): void {
+	io.out(`${r.verdict.toUpperCase()} ${modelPath}`);
+	for (const why of r.reasons) io.out(`  ${why}`);
+	const nc = r.detectors.neural_cleanse;
+	const strip = r.detectors.strip;
+	if (nc) {
+		io.out(
+			`\nNeural Cleanse (${nc.steps} steps × ${nc.restarts} restarts, rule ${nc.rule}; mask size ${nc.mask_size})`,
+		);
+		io.out("  class   L1       ×median  log-index  MAD-index  STRIP<bound  flagged");
+		for (const [c, l1] of nc.l1_norms.entries()) {
+			const s = strip?.reversed_triggers.find((t) => t.cls === c);
+			const flag = nc.flagged_classes.includes(c) ? "yes" : nc.flagged_classes_vanilla.includes(c) ? "(vanilla)" : "";
+			io.out(
+				`  ${String(c).padEnd(6)}  ${l1.toFixed(2).padEnd(7)}  ${(nc.relative_l1[c] ?? 0).toFixed(2).padEnd(7)}  ${(nc.log_anomaly_indices[c] ?? 0).toFixed(2).padEnd(9)}  ${String(nc.anomaly_indices[c]?.toFixed(2) ?? "inf").padEnd(9)}  ${s ? s.fraction_below.toFixed(2).padEnd(11) : "-".padEnd(11)}  ${flag}`,
+			);
+		}
+	}
+	if (strip)
+		io.out(
+			`\nSTRIP: entropy boundary ${strip.boundary.toFixed(3)} at FRR ${strip.frr} (clean mean ${strip.clean_entropy.mean.toFixed(3)})`,
+		);
+	const ac = r.detectors.activation_clustering;
+	if (ac)
+		io.out(
+			`Activation Clustering (${ac.data_kind} data${ac.decides ? "" : ", reported only"}): flagged classes [${ac.flagged_classes.join(", ")}]`,
+		);
+	const secs = (r.timings.total_ms ?? 0) / 1000;
+	io.out(`\n${r.verdict} in ${secs.toFixed(1)} s on ${r.provider}`);
+}

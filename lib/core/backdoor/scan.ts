@@ -1,0 +1,470 @@
+/**
+ * The backdoor scan: ONNX model + reference data → detectors → verdict and
+ * report. The one entry point shared by `ftguard backdoor` and the AWS Batch
+ * job (which may split Neural Cleanse across an array job: `neuralCleanseShard`
+ * per slice of classes, then `scanBackdoor` with the shards' results).
+ *
+ * Fail closed: anything that prevents a detector from running is an error
+ * (exit 2, quarantine), never a clean verdict with that detector missing.
+ */
+import { createHash } from "node:crypto";
+import { FtguardError } from "../errors";
+import type { BackdoorPolicy } from "../policy/backdoor";
+import { type AcResult, activationClustering } from "./activation-clustering";
+import { type NcClassResult, type NcProgress, neuralCleanse } from "./neural-cleanse";
+import type { NpyFloat32, NpyInt64 } from "./npy";
+import { type OnnxModel, readOnnxModel } from "./onnx-model";
+import { type Device, NcRunner, OnnxInferenceRunner } from "./runtime";
+import { type StripCalibration, type StripTriggerResult, stripCalibrate, stripOnTriggers } from "./strip";
+import type { ReversedTrigger } from "./trigger-images";
+import { judgeNeuralCleanse, type NcEvidence } from "./verdict";
+
+export type DataKind = "reference" | "training";
+
+export interface BackdoorData {
+	x: NpyFloat32;
+	y: NpyInt64;
+	/** reference: clean trusted data; training: a sample of the training set */
+	kind: DataKind;
+}
+
+export interface ScanProgress {
+	stage: "neural_cleanse" | "strip" | "activation_clustering";
+	done: number;
+	total: number;
+}
+
+export interface ScanOptions {
+	policy: BackdoorPolicy;
+	device: Device;
+	threads?: number;
+	/** classes Neural Cleanse covers (a shard); default all */
+	classes?: readonly number[];
+	/** Neural Cleanse results computed by shards; replaces running it here */
+	neuralCleanse?: readonly SerializedNcClass[];
+	log?: (line: string) => void;
+	onProgress?: (p: ScanProgress) => void;
+	signal?: AbortSignal;
+}
+
+/** What a shard hands to the merge step: plain JSON. */
+export interface SerializedNcClass {
+	cls: number;
+	l1: number;
+	succeeded: boolean;
+	success: number;
+	bestStep: number;
+	restart: number;
+	mask: number[];
+	pattern: number[];
+}
+
+export interface NcShard {
+	format: "ftguard/nc-shard@1";
+	model_sha256: string;
+	data_sha256: string;
+	policy: BackdoorPolicy["neuralCleanse"];
+	classes: number[];
+	results: SerializedNcClass[];
+	provider: Device;
+	seconds: number;
+}
+
+export interface BackdoorReport {
+	verdict: "clean" | "suspect";
+	suspect_classes: number[];
+	/** per suspect class, which detectors point at it */
+	reasons: string[];
+	model: { sha256: string; input_shape: number[]; num_classes: number };
+	data: { sha256: string; kind: DataKind; samples: number; lo: number; hi: number };
+	provider: Device;
+	detectors: {
+		neural_cleanse?: {
+			rule: "ftguard" | "vanilla";
+			l1_norms: number[];
+			anomaly_indices: Array<number | null>;
+			log_anomaly_indices: number[];
+			relative_l1: number[];
+			flagged_classes: number[];
+			flagged_classes_vanilla: number[];
+			mask_size: number;
+			attack_success: number[];
+			restarts: number;
+			steps: number;
+		};
+		activation_clustering?: {
+			data_kind: DataKind;
+			decides: boolean;
+			flagged_classes: number[];
+			per_class: Array<{
+				cls: number;
+				n: number;
+				minority_fraction: number;
+				silhouette: number;
+				flagged: boolean;
+				minority_indices: number[];
+			}>;
+		};
+		strip?: {
+			boundary: number;
+			frr: number;
+			superimpositions: number;
+			clean_entropy: { mean: number; std: number; min: number; max: number };
+			/** per reversed trigger: fraction of stamped clean inputs STRIP calls trojaned */
+			reversed_triggers: Array<{ cls: number; fraction_below: number; mean_entropy: number }>;
+		};
+	};
+	policy: BackdoorPolicy;
+	timings: Record<string, number>;
+}
+
+export interface BackdoorScan {
+	report: BackdoorReport;
+	/** reversed triggers, for images (empty when Neural Cleanse did not run) */
+	triggers: ReversedTrigger[];
+	inputShape: number[];
+}
+
+const sha256 = (b: Uint8Array | Float32Array | BigInt64Array) =>
+	createHash("sha256")
+		.update(new Uint8Array(b.buffer, b.byteOffset, b.byteLength))
+		.digest("hex");
+const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+const round = (v: number, d = 4) => (Number.isFinite(v) ? Number(v.toFixed(d)) : v);
+
+function range(x: Float32Array): { lo: number; hi: number } {
+	let lo = Number.POSITIVE_INFINITY;
+	let hi = Number.NEGATIVE_INFINITY;
+	for (const v of x) {
+		if (v < lo) lo = v;
+		if (v > hi) hi = v;
+	}
+	if (!(hi > lo)) throw new FtguardError("DATA_INVALID", "reference data is constant: no input range to search");
+	return { lo, hi };
+}
+
+/** The reference data must fit the model: same input shape, labels in range, enough samples. */
+function checkData(data: BackdoorData, inputShape: readonly number[], numClasses: number): void {
+	const [n, ...rest] = data.x.shape;
+	if (n === undefined || rest.join(",") !== inputShape.join(","))
+		throw new FtguardError(
+			"DATA_INVALID",
+			`data has shape [${data.x.shape.join(", ")}], the model takes [N, ${inputShape.join(", ")}]`,
+		);
+	if (n < 2) throw new FtguardError("DATA_INVALID", `data has ${n} samples; at least 2 are needed`);
+	if (data.y.shape.length !== 1 || data.y.shape[0] !== n)
+		throw new FtguardError("DATA_INVALID", `labels have shape [${data.y.shape.join(", ")}], expected [${n}]`);
+	for (const [i, v] of data.y.data.entries())
+		if (v < 0n || v >= BigInt(numClasses))
+			throw new FtguardError("DATA_INVALID", `label ${v} at index ${i} is outside the model's ${numClasses} classes`);
+}
+
+async function loadModel(bytes: Uint8Array): Promise<OnnxModel> {
+	return readOnnxModel(bytes);
+}
+
+function ncOptions(policy: BackdoorPolicy, lo: number, hi: number, opts: ScanOptions) {
+	const p = policy.neuralCleanse;
+	return {
+		steps: p.steps,
+		seed: p.seed,
+		restarts: p.restarts,
+		lo,
+		hi,
+		anomalyThreshold: p.anomalyThreshold,
+		...(opts.signal ? { signal: opts.signal } : {}),
+		...(opts.onProgress
+			? {
+					onProgress: (q: NcProgress) => opts.onProgress?.({ stage: "neural_cleanse", done: q.done, total: q.total }),
+				}
+			: {}),
+	};
+}
+
+/** Trials per session run: all classes × restarts at once when small, bounded for memory. */
+function trialsFor(classes: number, restarts: number, batch: number, inputSize: number): number {
+	const want = classes * restarts;
+	// each trial holds batch × input floats several times over in the gradient graph
+	const cap = Math.max(1, Math.floor((64 * 1024 * 1024) / (batch * inputSize * 4 * 8)));
+	return Math.max(1, Math.min(want, cap, 64));
+}
+
+async function runNeuralCleanse(
+	model: OnnxModel,
+	data: BackdoorData,
+	classes: readonly number[],
+	numClasses: number,
+	inputShape: readonly number[],
+	lo: number,
+	hi: number,
+	opts: ScanOptions,
+): Promise<{ results: NcClassResult[]; provider: Device }> {
+	const p = opts.policy.neuralCleanse;
+	const trials = trialsFor(classes.length, p.restarts, p.batch, size(inputShape));
+	const runner = await NcRunner.create(model, {
+		device: opts.device,
+		trials,
+		batch: p.batch,
+		lo,
+		hi,
+		...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+		...(opts.log ? { log: opts.log } : {}),
+	});
+	try {
+		if (runner.numClasses !== numClasses)
+			throw new FtguardError("MODEL_UNSUPPORTED", "the gradient graph and the model disagree on the class count");
+		const r = await neuralCleanse(
+			runner,
+			{ x: data.x.data, n: data.x.shape[0] ?? 0 },
+			{ ...ncOptions(opts.policy, lo, hi, opts), classes },
+		);
+		return { results: r.perClass, provider: runner.provider };
+	} finally {
+		await runner.dispose();
+	}
+}
+
+const serialize = (r: NcClassResult): SerializedNcClass => ({
+	cls: r.cls,
+	l1: r.l1,
+	succeeded: r.succeeded,
+	success: r.success,
+	bestStep: r.bestStep,
+	restart: r.restart,
+	mask: Array.from(r.mask),
+	pattern: Array.from(r.pattern),
+});
+
+/** Neural Cleanse for a slice of the classes, as one element of an AWS Batch array job. */
+export async function neuralCleanseShard(
+	modelBytes: Uint8Array,
+	data: BackdoorData,
+	classes: readonly number[],
+	opts: ScanOptions,
+): Promise<NcShard> {
+	const t0 = performance.now();
+	const model = await loadModel(modelBytes);
+	const probe = await OnnxInferenceRunner.create(model, { device: "cpu" });
+	const { numClasses, inputShape } = probe;
+	await probe.dispose();
+	checkData(data, inputShape, numClasses);
+	for (const c of classes)
+		if (!Number.isInteger(c) || c < 0 || c >= numClasses)
+			throw new FtguardError("USAGE", `class ${c} is outside the model's ${numClasses} classes`);
+	const { lo, hi } = range(data.x.data);
+	const { results, provider } = await runNeuralCleanse(model, data, classes, numClasses, inputShape, lo, hi, opts);
+	return {
+		format: "ftguard/nc-shard@1",
+		model_sha256: sha256(modelBytes),
+		data_sha256: sha256(data.x.data),
+		policy: opts.policy.neuralCleanse,
+		classes: [...classes],
+		results: results.map(serialize),
+		provider,
+		seconds: (performance.now() - t0) / 1000,
+	};
+}
+
+/**
+ * Checks that shards cover every class exactly once, for this model, this data
+ * and this policy — a shard from another run must not stand in for a missing one.
+ */
+export function mergeShards(
+	shards: readonly NcShard[],
+	expect: { modelSha256: string; dataSha256: string; numClasses: number; policy: BackdoorPolicy["neuralCleanse"] },
+): SerializedNcClass[] {
+	const byClass = new Map<number, SerializedNcClass>();
+	for (const s of shards) {
+		if (s.format !== "ftguard/nc-shard@1") throw new FtguardError("DATA_INVALID", "not a Neural Cleanse shard");
+		if (s.model_sha256 !== expect.modelSha256 || s.data_sha256 !== expect.dataSha256)
+			throw new FtguardError("DATA_INVALID", "a shard was computed for another model or other data");
+		if (JSON.stringify(s.policy) !== JSON.stringify(expect.policy))
+			throw new FtguardError("DATA_INVALID", "a shard was computed with another Neural Cleanse policy");
+		for (const r of s.results) {
+			if (byClass.has(r.cls)) throw new FtguardError("DATA_INVALID", `class ${r.cls} appears in two shards`);
+			byClass.set(r.cls, r);
+		}
+	}
+	const out: SerializedNcClass[] = [];
+	for (let c = 0; c < expect.numClasses; c++) {
+		const r = byClass.get(c);
+		if (!r) throw new FtguardError("DATA_INVALID", `no shard has Neural Cleanse results for class ${c}`);
+		out.push(r);
+	}
+	return out;
+}
+
+export function dataDigest(data: BackdoorData): string {
+	return sha256(data.x.data);
+}
+
+export function modelDigest(bytes: Uint8Array): string {
+	return sha256(bytes);
+}
+
+export async function scanBackdoor(
+	modelBytes: Uint8Array,
+	data: BackdoorData,
+	opts: ScanOptions,
+): Promise<BackdoorScan> {
+	const timings: Record<string, number> = {};
+	const t = () => performance.now();
+	const tLoad = t();
+	const policy = opts.policy;
+	const model = await loadModel(modelBytes);
+	const runner = await OnnxInferenceRunner.create(model, {
+		device: opts.device,
+		...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+		...(opts.log ? { log: opts.log } : {}),
+	});
+	try {
+		const { numClasses, inputShape } = runner;
+		checkData(data, inputShape, numClasses);
+		const n = data.x.shape[0] ?? 0;
+		const { lo, hi } = range(data.x.data);
+		const detectors = new Set(policy.detectors);
+		if (detectors.has("ac") && data.kind === "reference")
+			opts.log?.(
+				"ftguard: activation clustering on clean reference data is reported but does not decide (use --data-kind training)",
+			);
+		timings.load_ms = t() - tLoad;
+		const report: BackdoorReport = {
+			verdict: "clean",
+			suspect_classes: [],
+			reasons: [],
+			model: { sha256: sha256(modelBytes), input_shape: [...inputShape], num_classes: numClasses },
+			data: { sha256: sha256(data.x.data), kind: data.kind, samples: n, lo, hi },
+			provider: runner.provider,
+			detectors: {},
+			policy,
+			timings,
+		};
+		const suspects = new Map<number, string[]>();
+		const accuse = (cls: number, why: string) => suspects.set(cls, [...(suspects.get(cls) ?? []), why]);
+		let triggers: ReversedTrigger[] = [];
+
+		if (detectors.has("nc")) {
+			const tNc = t();
+			let results: Array<NcClassResult | SerializedNcClass>;
+			if (opts.neuralCleanse) results = [...opts.neuralCleanse];
+			else {
+				const all = Array.from({ length: numClasses }, (_, c) => c);
+				const ran = await runNeuralCleanse(model, data, all, numClasses, inputShape, lo, hi, opts);
+				results = ran.results;
+				report.provider = ran.provider;
+			}
+			results.sort((a, b) => a.cls - b.cls);
+			if (results.length !== numClasses || results.some((r, i) => r.cls !== i))
+				throw new FtguardError("DATA_INVALID", "Neural Cleanse results do not cover every class once");
+			const l1 = results.map((r) => r.l1);
+			const evidence: NcEvidence[] = judgeNeuralCleanse(l1, {
+				rule: policy.neuralCleanse.rule,
+				anomalyThreshold: policy.neuralCleanse.anomalyThreshold,
+				maxRelativeL1: policy.neuralCleanse.maxRelativeL1,
+			});
+			const maskSize = results[0]?.mask.length ?? 0;
+			report.detectors.neural_cleanse = {
+				rule: policy.neuralCleanse.rule,
+				l1_norms: l1.map((v) => round(v)),
+				anomaly_indices: evidence.map((e) => (Number.isFinite(e.anomalyIndex) ? round(e.anomalyIndex) : null)),
+				log_anomaly_indices: evidence.map((e) => round(e.logAnomalyIndex)),
+				relative_l1: evidence.map((e) => round(e.relativeL1)),
+				flagged_classes: evidence.filter((e) => e.flagged).map((e) => e.cls),
+				flagged_classes_vanilla: evidence.filter((e) => e.flaggedVanilla).map((e) => e.cls),
+				mask_size: maskSize,
+				attack_success: results.map((r) => round(r.success)),
+				restarts: policy.neuralCleanse.restarts,
+				steps: policy.neuralCleanse.steps,
+			};
+			for (const e of evidence)
+				if (e.flagged)
+					accuse(
+						e.cls,
+						`neural_cleanse: reversed trigger L1 ${round(e.l1, 2)} is ${round(e.relativeL1, 2)}× the median (log anomaly index ${round(e.logAnomalyIndex, 2)})`,
+					);
+			triggers = results.map((r) => ({
+				cls: r.cls,
+				mask: Float32Array.from(r.mask),
+				pattern: Float32Array.from(r.pattern),
+			}));
+			timings.neural_cleanse_ms = t() - tNc;
+		}
+
+		if (detectors.has("strip")) {
+			const tStrip = t();
+			const calib: StripCalibration = await stripCalibrate(
+				runner,
+				{ x: data.x.data, n },
+				{ overlays: policy.strip.superimpositions, frr: policy.strip.frr, seed: policy.neuralCleanse.seed, lo, hi },
+			);
+			let onTriggers: StripTriggerResult[] = [];
+			if (triggers.length > 0) onTriggers = await stripOnTriggers(runner, { x: data.x.data, n }, calib, triggers);
+			report.detectors.strip = {
+				boundary: round(calib.boundary),
+				frr: calib.frr,
+				superimpositions: calib.overlays,
+				clean_entropy: {
+					mean: round(calib.clean.mean),
+					std: round(calib.clean.std),
+					min: round(calib.clean.min),
+					max: round(calib.clean.max),
+				},
+				reversed_triggers: onTriggers.map((r) => ({
+					cls: r.cls,
+					fraction_below: round(r.fractionBelow),
+					mean_entropy: round(r.meanScore),
+				})),
+			};
+			opts.onProgress?.({ stage: "strip", done: 1, total: 1 });
+			timings.strip_ms = t() - tStrip;
+		}
+
+		if (detectors.has("ac")) {
+			const tAc = t();
+			const ac: AcResult = await activationClustering(
+				runner,
+				{ x: data.x.data, n, labels: data.y.data },
+				{
+					dims: policy.activationClustering.dims,
+					silhouetteThreshold: policy.activationClustering.minSilhouette,
+					minorityThreshold: policy.activationClustering.maxMinorityFraction,
+					seed: policy.neuralCleanse.seed,
+				},
+			);
+			const decides = data.kind === "training";
+			report.detectors.activation_clustering = {
+				data_kind: data.kind,
+				decides,
+				flagged_classes: ac.flaggedClasses,
+				per_class: ac.perClass
+					.filter((c) => !c.skipped)
+					.map((c) => ({
+						cls: c.cls,
+						n: c.n,
+						minority_fraction: round(c.minorityFraction),
+						silhouette: round(c.silhouette),
+						flagged: c.flagged,
+						minority_indices: c.minorityIndices,
+					})),
+			};
+			if (decides)
+				for (const c of ac.perClass)
+					if (c.flagged)
+						accuse(
+							c.cls,
+							`activation_clustering: ${c.minorityIndices.length} of ${c.n} training samples form a separate cluster (silhouette ${round(c.silhouette, 2)})`,
+						);
+			opts.onProgress?.({ stage: "activation_clustering", done: 1, total: 1 });
+			timings.activation_clustering_ms = t() - tAc;
+		}
+
+		report.suspect_classes = [...suspects.keys()].sort((a, b) => a - b);
+		report.reasons = report.suspect_classes.flatMap((c) => suspects.get(c) ?? []);
+		report.verdict = report.suspect_classes.length > 0 ? "suspect" : "clean";
+		timings.total_ms = t() - tLoad;
+		for (const k of Object.keys(timings)) timings[k] = Math.round(timings[k] ?? 0);
+		return { report, triggers, inputShape: [...inputShape] };
+	} finally {
+		await runner.dispose();
+	}
+}

@@ -1,0 +1,69 @@
+/**
+ * The backdoor scan's policy: which detectors run, how hard Neural Cleanse
+ * searches, and the thresholds that turn detector outputs into a verdict. One
+ * zod schema, so the CLI's --policy file, the batch job and the deployed
+ * configuration are validated by the same code. Every default is documented in
+ * docs/backdoor.md with the measurement behind it.
+ */
+import { z } from "zod";
+
+const positiveInt = (max: number) => z.number().int().min(1).max(max);
+const fraction = z.number().min(0).max(1);
+
+export const DETECTORS = ["nc", "ac", "strip"] as const;
+export type Detector = (typeof DETECTORS)[number];
+
+export const neuralCleansePolicySchema = z
+	.object({
+		/** optimisation steps (passes over the reference data) per class */
+		steps: positiveInt(100_000).default(300),
+		batch: positiveInt(4096).default(32),
+		/** independent initialisations per class; the smallest successful L1 is kept */
+		restarts: positiveInt(16).default(3),
+		seed: z
+			.number()
+			.int()
+			.min(0)
+			.max(2 ** 31 - 1)
+			.default(0),
+		/** "ftguard" (default): robust index over log-norms; "vanilla": the paper's MAD rule over raw norms */
+		rule: z.enum(["ftguard", "vanilla"]).default("ftguard"),
+		/** a class is flagged when its (rule's) anomaly index exceeds this and its L1 is at most the median */
+		anomalyThreshold: z.number().positive().default(2),
+		/** ftguard rule only: the flagged class's L1 must also be at most this fraction of the median L1 */
+		maxRelativeL1: z.number().gt(0).max(1).default(0.5),
+	})
+	.strict();
+
+export const stripPolicySchema = z
+	.object({
+		/** superimpositions per input (the paper's N) */
+		superimpositions: positiveInt(10_000).default(100),
+		/** false-rejection rate that sets the entropy boundary on clean inputs */
+		frr: z.number().gt(0).lt(1).default(0.01),
+	})
+	.strict();
+
+export const activationClusteringPolicySchema = z
+	.object({
+		dims: positiveInt(64).default(10),
+		/** a class's 2-means split counts as a poison cluster when both hold */
+		minSilhouette: z.number().min(-1).max(1).default(0.15),
+		maxMinorityFraction: fraction.default(0.35),
+	})
+	.strict();
+
+export const backdoorPolicySchema = z
+	.object({
+		detectors: z.array(z.enum(DETECTORS)).min(1).default(["nc", "strip"]),
+		neuralCleanse: neuralCleansePolicySchema.default(neuralCleansePolicySchema.parse({})),
+		strip: stripPolicySchema.default(stripPolicySchema.parse({})),
+		activationClustering: activationClusteringPolicySchema.default(activationClusteringPolicySchema.parse({})),
+	})
+	.strict();
+
+export type BackdoorPolicy = z.infer<typeof backdoorPolicySchema>;
+
+export function defaultBackdoorPolicy(): BackdoorPolicy {
+	return backdoorPolicySchema.parse({});
+}
