@@ -174,6 +174,22 @@ const cases: [string, () => GradCase][] = [
 	["Transpose", () => single("Transpose", [inp("x", [2, 3, 4])], [ints("perm", [1, 2, 0])])],
 	["Concat axis 1", () => single("Concat", [inp("a", [2, 3, 2]), inp("b", [2, 1, 2])], [int("axis", 1)])],
 	[
+		"Pad (constant, asymmetric)",
+		() =>
+			single("Pad", [inp("x", [1, 2, 3, 3])], [], {
+				initializers: [i64("pads", [0, 0, 1, 0, 0, 0, 2, 1])],
+				constInputs: ["pads"],
+			}),
+	],
+	[
+		"Slice with negative start and clamped end",
+		() =>
+			single("Slice", [inp("x", [2, 5, 6])], [], {
+				initializers: [i64("starts", [-4, 1]), i64("ends", [1000, 4]), i64("axes", [2, 1])],
+				constInputs: ["starts", "ends", "axes"],
+			}),
+	],
+	[
 		"Squeeze",
 		() => single("Squeeze", [inp("x", [2, 1, 3])], [], { initializers: [i64("axes", [1])], constInputs: ["axes"] }),
 	],
