@@ -9,7 +9,15 @@
 import * as ort from "onnxruntime-node";
 import { FtguardError, firstLine } from "../errors";
 import { attrInt, differentiablePath, differentiate, Emitter, elemTypes, GRADIENT_OPSET } from "./gradient";
-import { DT, defaultOpset, type OnnxGraph, type OnnxModel, type OnnxNode, writeOnnxModel } from "./onnx-model";
+import {
+	DT,
+	defaultOpset,
+	type OnnxGraph,
+	type OnnxModel,
+	type OnnxNode,
+	type OnnxValueInfo,
+	writeOnnxModel,
+} from "./onnx-model";
 
 export interface NcGraphOptions {
 	trials: number;
@@ -19,8 +27,17 @@ export interface NcGraphOptions {
 	hi: number;
 }
 
+/** A graph input or output: name, element type and static dimensions. */
+export interface TensorSpec {
+	name: string;
+	type: "float32" | "int64";
+	dims: number[];
+}
+
 export interface NcGraph {
 	bytes: Uint8Array;
+	inputs: TensorSpec[];
+	outputs: TensorSpec[];
 	trials: number;
 	batch: number;
 	inputShape: number[];
@@ -303,8 +320,15 @@ export async function buildNeuralCleanseGraph(model: OnnxModel, opts: NcGraphOpt
 		floatInput("grad_mask", [K, ...M]),
 		floatInput("grad_pattern", [K, ...S]),
 	];
+	const spec = (v: OnnxValueInfo): TensorSpec => ({
+		name: v.name,
+		type: v.elemType === DT.INT64 ? "int64" : "float32",
+		dims: (v.shape ?? []) as number[],
+	});
 	return {
 		bytes: writeOnnxModel(gradientModel(c, graph)),
+		inputs: graph.inputs.map(spec),
+		outputs: graph.outputs.map(spec),
 		trials: K,
 		batch: B,
 		inputShape: [...S],

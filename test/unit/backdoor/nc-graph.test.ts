@@ -230,6 +230,24 @@ describe("inference graph", () => {
 		expect(g.penultimateDim).toBe(36);
 	});
 
+	it("the NC graph describes its inputs and outputs", async () => {
+		const g = await buildNeuralCleanseGraph(await load("cnn.onnx"), { trials: 2, batch: 5, lo: 0, hi: 1 });
+		expect(g.inputs).toEqual([
+			{ name: "x", type: "float32", dims: [5, 1, 8, 8] },
+			{ name: "mask_raw", type: "float32", dims: [2, 1, 8, 8] },
+			{ name: "pattern_raw", type: "float32", dims: [2, 1, 8, 8] },
+			{ name: "target", type: "int64", dims: [2] },
+			{ name: "cost", type: "float32", dims: [2] },
+		]);
+		expect(g.outputs.map((o) => `${o.name}[${o.dims.join(",")}]`)).toEqual([
+			"ce[2]",
+			"l1[2]",
+			"acc[2]",
+			"grad_mask[2,1,8,8]",
+			"grad_pattern[2,1,8,8]",
+		]);
+	});
+
 	it("exposes the flattened pooled features of the cnn", async () => {
 		const g = await buildInferenceGraph(await load("cnn.onnx"), { penultimate: true });
 		expect(g.inputShape).toEqual([1, 8, 8]);
