@@ -383,10 +383,14 @@ def merge(run_dir, manifest_path, out_path):
             runs[str(r["seed"])] = dict(outcome=outcome, flagged_classes=flagged,
                                         l1_norms=[round(v, 4) for v in r["l1_norms"]],
                                         anomaly_indices=[round(v, 3) for v in r["anomaly_indices"]],
-                                        best_steps=r["best_steps"], seconds=round(r["seconds"], 2))
+                                        best_steps=r["best_steps"], seconds=round(r["seconds"], 2),
+                                        mode=r.get("mode", "per-class"))
         models.append(dict(file=e["file"], kind=e["kind"], target=e["target"], runs=runs))
     out = dict(settings=dict(steps=300, batch=32, threads=1, rule="flag when index > 2 and l1 <= median",
-                             script="bench/reference/neural_cleanse.py"), models=models)
+                             script="bench/reference/neural_cleanse.py",
+                             note="seconds are wall time on a shared, heavily loaded 2-core box (load 8-10): "
+                                  "not a benchmark. mode all-classes = same algorithm batched over classes"),
+               models=models)
     with open(out_path, "w") as f:
         json.dump(out, f, indent=1)
         f.write("\n")
