@@ -1,0 +1,162 @@
+import { Duration } from "aws-cdk-lib";
+import { Match, Template } from "aws-cdk-lib/assertions";
+import * as sfn from "aws-cdk-lib/aws-stepfunctions";
+import * as sqs from "aws-cdk-lib/aws-sqs";
+import { beforeAll, describe, expect, it } from "vitest";
+import { Alarms } from "../../lib/infra/alarms.js";
+import { MetricName, METRIC_NAMESPACE } from "../../lib/infra/tags.js";
+import { logicalId, newStack } from "./helpers/stack.js";
+
+let alarms: Alarms;
+let template: Template;
+let topicRef: { Ref: string };
+let stateMachineAlarms: ReturnType<Alarms["addStateMachineAlarms"]>;
+
+beforeAll(() => {
+	const stack = newStack();
+	alarms = new Alarms(stack, "Alarms", { emailSubscriptions: ["oncall@example.com"] });
+	// What the pipeline construct will do with its state machine, DLQ and sweeper metric.
+	const machine = new sfn.StateMachine(stack, "Machine", {
+		definitionBody: sfn.DefinitionBody.fromChainable(new sfn.Pass(stack, "Pass")),
+	});
+	stateMachineAlarms = alarms.addStateMachineAlarms("Scan", machine);
+	alarms.addDeadLetterQueueAlarm("Handlers", new sqs.Queue(stack, "Dlq", { enforceSSL: true }));
+	alarms.addStuckScanAlarm();
+	template = Template.fromStack(stack);
+	topicRef = { Ref: logicalId(alarms.topic) };
+});
+
+const ftguardMetric = (name: string, statistic: string) => ({
+	Namespace: METRIC_NAMESPACE,
+	MetricName: name,
+	Statistic: statistic,
+	Dimensions: [{ Name: "service", Value: "ftguard" }],
+	Period: 300,
+});
+
+describe("the alarm topic", () => {
+	it("is encrypted with a rotated customer-managed key that CloudWatch of this account may use", () => {
+		const keyId = logicalId(alarms.topicKey as never);
+		template.hasResourceProperties("AWS::SNS::Topic", { KmsMasterKeyId: { "Fn::GetAtt": [keyId, "Arn"] } });
+		template.hasResourceProperties("AWS::KMS::Key", {
+			EnableKeyRotation: true,
+			KeyPolicy: {
+				Statement: Match.arrayWith([
+					Match.objectLike({
+						Effect: "Allow",
+						Principal: { Service: "cloudwatch.amazonaws.com" },
+						Action: ["kms:Decrypt", "kms:GenerateDataKey*"],
+						Condition: { StringEquals: { "aws:SourceAccount": { Ref: "AWS::AccountId" } } },
+					}),
+				]),
+			},
+		});
+	});
+	it("refuses publishing without TLS", () => {
+		template.hasResourceProperties("AWS::SNS::TopicPolicy", {
+			PolicyDocument: {
+				Statement: Match.arrayWith([
+					Match.objectLike({ Effect: "Deny", Condition: { Bool: { "aws:SecureTransport": "false" } } }),
+				]),
+			},
+		});
+	});
+	it("has the on-call subscription", () => {
+		template.hasResourceProperties("AWS::SNS::Subscription", { Protocol: "email", Endpoint: "oncall@example.com" });
+	});
+});
+
+describe("the built-in alarms", () => {
+	it("fire when any class's Neural Cleanse anomaly index is above 2.0 (Maximum over the period)", () => {
+		template.hasResourceProperties("AWS::CloudWatch::Alarm", {
+			...ftguardMetric(MetricName.NEURAL_CLEANSE_ANOMALY_INDEX, "Maximum"),
+			ComparisonOperator: "GreaterThanThreshold",
+			Threshold: 2,
+			EvaluationPeriods: 1,
+			AlarmActions: [topicRef],
+			OKActions: [topicRef],
+			AlarmDescription: Match.stringLikeRegexp("docs/operations.md#neural-cleanse-anomaly$"),
+		});
+	});
+	it("fire on any base-model verification failure (result 0 among 1s)", () => {
+		template.hasResourceProperties("AWS::CloudWatch::Alarm", {
+			...ftguardMetric(MetricName.BASE_MODEL_VERIFICATION_RESULT, "Minimum"),
+			ComparisonOperator: "LessThanThreshold",
+			Threshold: 1,
+			AlarmActions: [topicRef],
+		});
+	});
+	it("fire on any scan error", () => {
+		template.hasResourceProperties("AWS::CloudWatch::Alarm", {
+			...ftguardMetric(MetricName.SCAN_ERRORS_TOTAL, "Sum"),
+			ComparisonOperator: "GreaterThanOrEqualToThreshold",
+			Threshold: 1,
+			AlarmActions: [topicRef],
+		});
+	});
+	it("fire when a dataset scan finds poisoning", () => {
+		template.hasResourceProperties("AWS::CloudWatch::Alarm", {
+			...ftguardMetric(MetricName.FINETUNING_DATASET_POISONING_SCAN_RESULT, "Minimum"),
+			ComparisonOperator: "LessThanThreshold",
+			Threshold: 1,
+		});
+	});
+});
+
+describe("the alarms the pipeline adds", () => {
+	it("fire on any failed or timed-out execution", () => {
+		for (const metricName of ["ExecutionsFailed", "ExecutionsTimedOut"]) {
+			template.hasResourceProperties("AWS::CloudWatch::Alarm", {
+				Namespace: "AWS/States",
+				MetricName: metricName,
+				Statistic: "Sum",
+				Threshold: 1,
+				ComparisonOperator: "GreaterThanOrEqualToThreshold",
+				Dimensions: [{ Name: "StateMachineArn", Value: { Ref: Match.stringLikeRegexp("^Machine") } }],
+				AlarmActions: [topicRef],
+			});
+		}
+		expect(stateMachineAlarms.failed).not.toBe(stateMachineAlarms.timedOut);
+	});
+	it("fire as soon as a dead-letter queue holds a message", () => {
+		template.hasResourceProperties("AWS::CloudWatch::Alarm", {
+			Namespace: "AWS/SQS",
+			MetricName: "ApproximateNumberOfMessagesVisible",
+			Statistic: "Maximum",
+			Threshold: 1,
+			ComparisonOperator: "GreaterThanOrEqualToThreshold",
+			AlarmActions: [topicRef],
+		});
+	});
+	it("fire when scans are stuck in SCANNING, or when the sweeper stops reporting", () => {
+		template.hasResourceProperties("AWS::CloudWatch::Alarm", {
+			...ftguardMetric(MetricName.SCANS_STUCK_IN_SCANNING, "Maximum"),
+			Threshold: 1,
+			ComparisonOperator: "GreaterThanOrEqualToThreshold",
+			EvaluationPeriods: 3,
+			TreatMissingData: "breaching",
+		});
+	});
+	it("are listed with the built-in ones, each with a runbook link", () => {
+		expect(alarms.alarms).toHaveLength(8);
+		template.resourceCountIs("AWS::CloudWatch::Alarm", 8);
+		for (const alarm of Object.values(template.findResources("AWS::CloudWatch::Alarm"))) {
+			expect((alarm as { Properties: { AlarmDescription: string } }).Properties.AlarmDescription).toMatch(
+				/Runbook: docs\/operations\.md#[a-z-]+$/,
+			);
+		}
+	});
+});
+
+describe("invalid combinations throw at synth", () => {
+	it.each([0, -1, Number.NaN])("anomalyIndexThreshold %s", (anomalyIndexThreshold) => {
+		expect(() => new Alarms(newStack(), "Alarms", { anomalyIndexThreshold })).toThrow(/anomalyIndexThreshold/);
+	});
+	it("a period that is not whole minutes", () => {
+		expect(() => new Alarms(newStack(), "Alarms", { period: Duration.seconds(90) })).toThrow(/period/);
+	});
+	it("evaluationPeriods below 1", () => {
+		const a = new Alarms(newStack(), "Alarms");
+		expect(() => a.addStuckScanAlarm("Stuck", 0)).toThrow(/evaluationPeriods/);
+	});
+});
