@@ -1,10 +1,10 @@
 import { Duration } from "aws-cdk-lib";
 import { Match, Template } from "aws-cdk-lib/assertions";
-import * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import * as sqs from "aws-cdk-lib/aws-sqs";
+import * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { beforeAll, describe, expect, it } from "vitest";
 import { Alarms } from "../../lib/infra/alarms.js";
-import { MetricName, METRIC_NAMESPACE } from "../../lib/infra/tags.js";
+import { METRIC_NAMESPACE, MetricName } from "../../lib/infra/tags.js";
 import { logicalId, newStack } from "./helpers/stack.js";
 
 let alarms: Alarms;
