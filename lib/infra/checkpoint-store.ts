@@ -41,6 +41,11 @@ export interface CheckpointStoreProps {
 	 */
 	readonly removalPolicy?: RemovalPolicy;
 	/**
+	 * Send the checkpoint bucket's events to EventBridge (what the scan pipeline's rule listens to).
+	 * @default true
+	 */
+	readonly eventBridgeNotifications?: boolean;
+	/**
 	 * Who runs as the scanner role (the manifest, signature and file-scan Lambdas and the backdoor Batch job).
 	 * @default Lambda and ECS tasks (`lambda.amazonaws.com`, `ecs-tasks.amazonaws.com`)
 	 */
@@ -152,6 +157,13 @@ export class CheckpointStore extends Construct {
 			return bucket;
 		};
 		this.checkpointBucket = dataBucket("CheckpointBucket", "checkpoints", true);
+		if (props.eventBridgeNotifications ?? true) {
+			// "Object Created" events start scans; the pipeline adds the EventBridge rule. Set on the CloudFormation
+			// bucket itself: enableEventBridgeNotification() would add CDK's notifications custom-resource Lambda.
+			// Do not call addEventNotification() on this bucket: that handler would own (and replace) this setting.
+			const cfn = this.checkpointBucket.node.defaultChild as s3.CfnBucket;
+			cfn.notificationConfiguration = { eventBridgeConfiguration: { eventBridgeEnabled: true } };
+		}
 		this.baseModelBucket = dataBucket("BaseModelBucket", "base-models", false);
 		this.datasetBucket = dataBucket("DatasetBucket", "datasets", false);
 		this.reportBucket = dataBucket("ReportBucket", "reports", true);
@@ -189,10 +201,10 @@ export class CheckpointStore extends Construct {
 	}
 
 	/**
-	 * Read access to base models (and datasets) for `role`, and an explicit deny in the base-model bucket policy on
-	 * any write or delete by it, so no later grant can make the base models writable for training or scanning.
+	 * Read access to base models and datasets for `role` (training and scanning inputs), and an explicit deny in the
+	 * base-model bucket policy on any write or delete by it, so no later grant can make base models writable to it.
 	 */
-	public grantBaseModelRead(role: iam.IRole): void {
+	public grantModelAndDatasetRead(role: iam.IRole): void {
 		this.grantObjectRead(role, this.baseModelBucket);
 		this.grantObjectRead(role, this.datasetBucket);
 		this.baseModelBucket.addToResourcePolicy(
@@ -369,7 +381,7 @@ export class CheckpointStore extends Construct {
 			"/*",
 			"The scanner must read every checkpoint version (and its tags) whatever its key and status; get actions only, and the bucket policy exempts only this role, the verdict role and break-glass from the PROMOTABLE condition",
 		);
-		this.grantBaseModelRead(this.scannerRole);
+		this.grantModelAndDatasetRead(this.scannerRole);
 		this.scannerRole.addToPrincipalPolicy(
 			new iam.PolicyStatement({ actions: ["s3:PutObject"], resources: [this.reportBucket.arnForObjects("*")] }),
 		);

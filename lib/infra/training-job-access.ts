@@ -96,7 +96,7 @@ export class TrainingJobAccess extends Construct {
 			`/${JOB_PREFIX}<aws:PrincipalTag/${JOB_ID_SESSION_TAG}>/*`,
 			"The wildcard is the job's own prefix, fixed by the launcher's job-id session tag; checkpoint file names are chosen by the trainer",
 		);
-		store.grantBaseModelRead(this.role);
+		store.grantModelAndDatasetRead(this.role);
 		store.grantKeyViaS3(this.role, ["kms:GenerateDataKey", "kms:Decrypt"]);
 		store.confineToJobPrefix(this.role);
 		if (props.vpc) {

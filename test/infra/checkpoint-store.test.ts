@@ -165,6 +165,15 @@ describe("the four data buckets", () => {
 	});
 });
 
+describe("the checkpoint bucket's events", () => {
+	it("go to EventBridge natively, without a notifications custom resource", () => {
+		expect(bucketProps(ids.checkpoint).NotificationConfiguration).toEqual({
+			EventBridgeConfiguration: { EventBridgeEnabled: true },
+		});
+		template.resourceCountIs("Custom::S3BucketNotifications", 0);
+	});
+});
+
 describe("the access-log bucket", () => {
 	it("uses SSE-S3 (log delivery cannot write SSE-KMS) and expires logs", () => {
 		expect(bucketProps(ids.accessLog)).toMatchObject({
