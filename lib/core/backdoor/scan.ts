@@ -163,6 +163,18 @@ async function loadModel(bytes: Uint8Array): Promise<OnnxModel> {
 	return readOnnxModel(bytes);
 }
 
+/** Input shape and class count, from the inference graph onnxruntime accepts. */
+async function modelSignature(model: OnnxModel): Promise<{ numClasses: number; inputShape: readonly number[] }> {
+	const probe = await OnnxInferenceRunner.create(model, { device: "cpu" });
+	await probe.dispose();
+	return { numClasses: probe.numClasses, inputShape: probe.inputShape };
+}
+
+/** The model's class count (to split classes across shards). */
+export async function modelClassCount(bytes: Uint8Array): Promise<number> {
+	return (await modelSignature(await loadModel(bytes))).numClasses;
+}
+
 function ncOptions(policy: BackdoorPolicy, lo: number, hi: number, opts: ScanOptions) {
 	const p = policy.neuralCleanse;
 	return {
@@ -244,9 +256,7 @@ export async function neuralCleanseShard(
 ): Promise<NcShard> {
 	const t0 = performance.now();
 	const model = await loadModel(modelBytes);
-	const probe = await OnnxInferenceRunner.create(model, { device: "cpu" });
-	const { numClasses, inputShape } = probe;
-	await probe.dispose();
+	const { numClasses, inputShape } = await modelSignature(model);
 	checkData(data, inputShape, numClasses);
 	for (const c of classes)
 		if (!Number.isInteger(c) || c < 0 || c >= numClasses)

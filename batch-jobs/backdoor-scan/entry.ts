@@ -1,0 +1,164 @@
+/**
+ * The backdoor-scan AWS Batch job: the same lib/core scan as `ftguard backdoor`,
+ * with its inputs and outputs in S3.
+ *
+ *   scan   download model + reference data (by VersionId) → scan → report.json
+ *          and the trigger images under the output prefix → exit 0 clean / 1 suspect
+ *   shard  one element of an array job: Neural Cleanse for the classes c with
+ *          c mod shards = AWS_BATCH_JOB_ARRAY_INDEX → shards/nc-<index>.json
+ *   merge  read every shard (all must be there, for this model, data and policy),
+ *          run the remaining detectors → report as in scan
+ *
+ * Any failure writes error.json {code, message} under the output prefix (best
+ * effort) and exits 2, which the state machine turns into QUARANTINED.
+ */
+import { realpathSync } from "node:fs";
+import { pathToFileURL } from "node:url";
+import { S3Client } from "@aws-sdk/client-s3";
+import { getObjectBytes, type ObjectRef, parseS3Uri, putObject } from "../../lib/aws/object-store";
+import { FtguardError, toFtguardError } from "../../lib/core/errors";
+import { defaultPolicy, type Policy } from "../../lib/core/policy";
+import { backdoorPolicySchema } from "../../lib/core/policy/backdoor";
+import { type JobParams, readJobParams } from "./params";
+
+export interface JobResult {
+	exitCode: 0 | 1 | 2;
+	/** what the job wrote, as s3:// URIs */
+	written: string[];
+	error?: { code: string; message: string };
+}
+
+interface JobIo {
+	s3: S3Client;
+	log: (line: string) => void;
+}
+
+function outputRef(prefix: string, name: string): ObjectRef {
+	const base = prefix.replace(/\/+$/, "");
+	const slash = base.indexOf("/", "s3://".length);
+	const bucket = slash < 0 ? base.slice("s3://".length) : base.slice("s3://".length, slash);
+	const keyPrefix = slash < 0 ? "" : `${base.slice(slash + 1)}/`;
+	return { bucket, key: `${keyPrefix}${name}` };
+}
+
+const uri = (r: ObjectRef) => `s3://${r.bucket}/${r.key}`;
+
+function jobPolicy(p: JobParams): Policy["backdoor"] {
+	const b = structuredClone(defaultPolicy().backdoor);
+	if (p.detectors) b.detectors = p.detectors.split(",") as Policy["backdoor"]["detectors"];
+	if (p.steps !== undefined) b.neuralCleanse.steps = p.steps;
+	if (p.batch !== undefined) b.neuralCleanse.batch = p.batch;
+	if (p.restarts !== undefined) b.neuralCleanse.restarts = p.restarts;
+	if (p.seed !== undefined) b.neuralCleanse.seed = p.seed;
+	return backdoorPolicySchema.parse(b);
+}
+
+async function runJob(p: JobParams, io: JobIo): Promise<JobResult> {
+	const [{ parseNpyFloat32, parseNpyInt64 }, scan, { triggerImages }] = await Promise.all([
+		import("../../lib/core/backdoor/npy"),
+		import("../../lib/core/backdoor/scan"),
+		import("../../lib/core/backdoor/trigger-images"),
+	]);
+	const policy = jobPolicy(p);
+	const [model, xObj, yObj] = await Promise.all([
+		getObjectBytes(io.s3, parseS3Uri(p.modelUri, p.modelVersion), p.maxModelBytes),
+		getObjectBytes(io.s3, parseS3Uri(p.dataUri, p.dataVersion), p.maxDataBytes),
+		getObjectBytes(io.s3, parseS3Uri(p.labelsUri, p.labelsVersion), p.maxDataBytes),
+	]);
+	io.log(
+		`ftguard: scanning ${p.modelUri}${model.versionId ? ` (version ${model.versionId})` : ""} mode ${p.mode} on ${p.device}`,
+	);
+	const data = {
+		x: parseNpyFloat32(xObj.bytes, p.dataUri),
+		y: parseNpyInt64(yObj.bytes, p.labelsUri),
+		kind: p.dataKind,
+	};
+	const opts = { policy, device: p.device, log: io.log };
+	const written: string[] = [];
+	const put = async (name: string, body: Uint8Array | string, type: string) => {
+		const ref = outputRef(p.outputPrefix, name);
+		await putObject(io.s3, ref, body, type);
+		written.push(uri(ref));
+	};
+
+	if (p.mode === "shard") {
+		const numClasses = await scan.modelClassCount(model.bytes);
+		const classes = Array.from({ length: numClasses }, (_, c) => c).filter((c) => c % p.shards === p.arrayIndex);
+		const shard = await scan.neuralCleanseShard(model.bytes, data, classes, opts);
+		await put(`shards/nc-${p.arrayIndex}.json`, JSON.stringify(shard), "application/json");
+		io.log(
+			`ftguard: shard ${p.arrayIndex}/${p.shards}: classes [${classes.join(", ")}] in ${shard.seconds.toFixed(1)} s`,
+		);
+		return { exitCode: 0, written };
+	}
+
+	let precomputed: Awaited<ReturnType<typeof scan.mergeShards>> | undefined;
+	if (p.mode === "merge") {
+		const shards = await Promise.all(
+			Array.from({ length: p.shards }, async (_, i) => {
+				const o = await getObjectBytes(io.s3, outputRef(p.outputPrefix, `shards/nc-${i}.json`), 256 * 1024 * 1024);
+				try {
+					return JSON.parse(Buffer.from(o.bytes).toString("utf8"));
+				} catch (e) {
+					throw new FtguardError("DATA_INVALID", `shard ${i} is not JSON`, { cause: e });
+				}
+			}),
+		);
+		precomputed = scan.mergeShards(shards, {
+			modelSha256: scan.modelDigest(model.bytes),
+			dataSha256: scan.dataDigest(data),
+			numClasses: await scan.modelClassCount(model.bytes),
+			policy: policy.neuralCleanse,
+		});
+	}
+	const { report, triggers, inputShape } = await scan.scanBackdoor(model.bytes, data, {
+		...opts,
+		...(precomputed ? { neuralCleanse: precomputed } : {}),
+	});
+	const scanned = {
+		model: { uri: p.modelUri, version_id: model.versionId ?? null, etag: model.etag ?? null },
+		data: { uri: p.dataUri, version_id: xObj.versionId ?? null },
+		labels: { uri: p.labelsUri, version_id: yObj.versionId ?? null },
+	};
+	for (const img of triggerImages(triggers, inputShape, report.data.lo, report.data.hi))
+		await put(img.name, img.bytes, "image/png");
+	// the report last: its presence means the job finished and every image is there
+	await put("report.json", `${JSON.stringify({ ...report, scanned }, null, 2)}\n`, "application/json");
+	io.log(`ftguard: ${report.verdict}${report.suspect_classes.length ? ` (classes ${report.suspect_classes})` : ""}`);
+	return { exitCode: report.verdict === "suspect" ? 1 : 0, written };
+}
+
+/** Runs the job and never throws: every failure becomes exit 2 and, when possible, error.json. */
+export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, s3?: S3Client): Promise<JobResult> {
+	const log = (line: string) => process.stderr.write(`${line}\n`);
+	let params: JobParams | undefined;
+	const client = s3 ?? new S3Client({});
+	try {
+		params = readJobParams(argv, env);
+		return await runJob(params, { s3: client, log });
+	} catch (raw) {
+		const e = toFtguardError(raw);
+		log(`ftguard: ${e.code}: ${e.message}`);
+		const error = { code: e.code, message: e.message };
+		const written: string[] = [];
+		if (params) {
+			const ref = outputRef(
+				params.outputPrefix,
+				params.mode === "shard" ? `shards/error-${params.arrayIndex}.json` : "error.json",
+			);
+			try {
+				await putObject(client, ref, `${JSON.stringify({ ok: false, error })}\n`, "application/json");
+				written.push(uri(ref));
+			} catch {
+				log(`ftguard: could not write ${uri(ref)}`);
+			}
+		}
+		return { exitCode: 2, written, error };
+	}
+}
+
+// Run when executed (node entry.mjs / tsx entry.ts), not when imported by tests.
+if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
+	const r = await main(process.argv.slice(2), process.env);
+	process.exitCode = r.exitCode;
+}

@@ -1,0 +1,56 @@
+/**
+ * A real S3-compatible server (s3rver) on loopback for tests, with a client
+ * pointed at it. s3rver keeps objects in a temp directory and has no versioning,
+ * so objects carry ETags but no VersionId (REFERENCE.md).
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import S3rver from "s3rver";
+
+export interface LocalS3 {
+	endpoint: string;
+	client: S3Client;
+	put(bucket: string, key: string, body: Uint8Array | string): Promise<void>;
+	get(bucket: string, key: string): Promise<Buffer>;
+	list(bucket: string, prefix?: string): Promise<string[]>;
+	close(): Promise<void>;
+}
+
+export const TEST_CREDENTIALS = { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" };
+
+export async function startLocalS3(buckets: string[]): Promise<LocalS3> {
+	const dir = mkdtempSync(join(tmpdir(), "ftguard-s3-"));
+	const server = new S3rver({
+		address: "127.0.0.1",
+		port: 0,
+		silent: true,
+		directory: dir,
+		configureBuckets: buckets.map((name) => ({ name, configs: [] })),
+	});
+	const addr = (await server.run()) as AddressInfo;
+	const endpoint = `http://127.0.0.1:${addr.port}`;
+	const client = new S3Client({ endpoint, forcePathStyle: true, region: "us-east-1", credentials: TEST_CREDENTIALS });
+	return {
+		endpoint,
+		client,
+		async put(bucket, key, body) {
+			await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+		},
+		async get(bucket, key) {
+			const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+			return Buffer.from((await r.Body?.transformToByteArray()) ?? []);
+		},
+		async list(bucket, prefix) {
+			const r = await client.send(new ListObjectsV2Command({ Bucket: bucket, ...(prefix ? { Prefix: prefix } : {}) }));
+			return (r.Contents ?? []).map((o) => o.Key ?? "").sort();
+		},
+		async close() {
+			client.destroy();
+			await server.close();
+			rmSync(dir, { recursive: true, force: true });
+		},
+	};
+}

@@ -1,0 +1,132 @@
+/**
+ * The backdoor-scan Batch job against a real S3-compatible server: inputs read
+ * from S3, report and trigger images written back, exit codes as the CLI's, and
+ * the array-job path (shards + merge) giving the same answer as one scan.
+ */
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { main } from "../../batch-jobs/backdoor-scan/entry";
+import { REPO } from "../helpers/cli";
+import { type LocalS3, startLocalS3, TEST_CREDENTIALS } from "../helpers/s3";
+
+const FIX = join(REPO, "test/fixtures/backdoor/digits8");
+// Few steps keep the test fast; this MLP's trigger is found well within them.
+const FAST = { FTGUARD_STEPS: "30", FTGUARD_RESTARTS: "1", FTGUARD_DETECTORS: "nc" };
+
+let s3: LocalS3;
+beforeAll(async () => {
+	s3 = await startLocalS3(["models", "trusted", "reports"]);
+	await s3.put("models", "jobs/j1/model.onnx", readFileSync(join(FIX, "mlp-badnets-t5-p10.onnx")));
+	await s3.put("trusted", "digits8/x.npy", readFileSync(join(FIX, "ref-x.npy")));
+	await s3.put("trusted", "digits8/y.npy", readFileSync(join(FIX, "ref-y.npy")));
+});
+afterAll(async () => s3?.close());
+
+const baseEnv = (out: string): NodeJS.ProcessEnv => ({
+	FTGUARD_MODEL_URI: "s3://models/jobs/j1/model.onnx",
+	FTGUARD_DATA_URI: "s3://trusted/digits8/x.npy",
+	FTGUARD_LABELS_URI: "s3://trusted/digits8/y.npy",
+	FTGUARD_OUTPUT_PREFIX: `s3://reports/${out}`,
+	...FAST,
+});
+
+async function report(prefix: string) {
+	return JSON.parse((await s3.get("reports", `${prefix}/report.json`)).toString("utf8"));
+}
+
+describe("backdoor-scan job", () => {
+	it("scans a backdoored model: exit 1, report and trigger images under the output prefix", async () => {
+		const r = await main([], baseEnv("scan1"), s3.client);
+		expect(r.error).toBeUndefined();
+		expect(r.exitCode).toBe(1);
+		const rep = await report("scan1");
+		expect(rep.verdict).toBe("suspect");
+		expect(rep.suspect_classes).toEqual([5]);
+		expect(rep.scanned.model.uri).toBe("s3://models/jobs/j1/model.onnx");
+		const keys = await s3.list("reports", "scan1/");
+		expect(keys).toContain("scan1/report.json");
+		expect(keys).toContain("scan1/triggers/class-5-trigger.png");
+		expect(keys.filter((k) => k.endsWith(".png"))).toHaveLength(20);
+	});
+
+	it("array job: shards, then merge, give the same Neural Cleanse result as one scan", async () => {
+		const env = { ...baseEnv("arr"), FTGUARD_SHARDS: "3" };
+		for (let i = 0; i < 3; i++) {
+			const r = await main([], { ...env, FTGUARD_MODE: "shard", AWS_BATCH_JOB_ARRAY_INDEX: String(i) }, s3.client);
+			expect(r).toMatchObject({ exitCode: 0, written: [`s3://reports/arr/shards/nc-${i}.json`] });
+		}
+		const merged = await main([], { ...env, FTGUARD_MODE: "merge" }, s3.client);
+		expect(merged.exitCode).toBe(1);
+		const [one, arr] = [await report("scan1"), await report("arr")];
+		// shards run classes in other trial groups: same seeds per class, so the same optimisation
+		expect(arr.detectors.neural_cleanse.l1_norms).toEqual(one.detectors.neural_cleanse.l1_norms);
+		expect(arr.suspect_classes).toEqual([5]);
+	});
+
+	it("merge refuses a missing shard (exit 2, error.json) instead of judging on part of the classes", async () => {
+		const env = { ...baseEnv("partial"), FTGUARD_SHARDS: "2" };
+		await main([], { ...env, FTGUARD_MODE: "shard", AWS_BATCH_JOB_ARRAY_INDEX: "0" }, s3.client);
+		const r = await main([], { ...env, FTGUARD_MODE: "merge" }, s3.client);
+		expect(r.exitCode).toBe(2);
+		expect(r.error?.code).toBe("NOT_FOUND");
+		const err = JSON.parse((await s3.get("reports", "partial/error.json")).toString("utf8"));
+		expect(err.error.code).toBe("NOT_FOUND");
+	});
+
+	it("bad parameters and missing objects exit 2 with a stable code", async () => {
+		const noModel = await main([], { ...baseEnv("e1"), FTGUARD_MODEL_URI: "s3://models/none.onnx" }, s3.client);
+		expect(noModel).toMatchObject({ exitCode: 2, error: { code: "NOT_FOUND" } });
+		const badUri = await main([], { ...baseEnv("e2"), FTGUARD_MODEL_URI: "/etc/passwd" }, s3.client);
+		expect(badUri).toMatchObject({ exitCode: 2, error: { code: "USAGE" } });
+		expect(badUri.error?.message).toMatch(/^job parameters: modelUri: /);
+		const labelsAsData = await main([], { ...baseEnv("e3"), FTGUARD_DATA_URI: "s3://trusted/digits8/y.npy" }, s3.client);
+		expect(labelsAsData).toMatchObject({ exitCode: 2, error: { code: "DATA_INVALID" } });
+		const unknownArg = await main(["--model-url", "s3://a/b"], baseEnv("e4"), s3.client);
+		expect(unknownArg).toMatchObject({ exitCode: 2, error: { code: "USAGE" } });
+	});
+
+	it("runs as a process: parameters from arguments over the environment, S3 endpoint from AWS_ENDPOINT_URL_S3", async () => {
+		// asynchronous: the S3 server runs in this very process and must keep answering
+		const child = spawn(
+			process.execPath,
+			[
+				"--import",
+				"tsx",
+				join(REPO, "batch-jobs/backdoor-scan/entry.ts"),
+				"--output-prefix",
+				"s3://reports/proc",
+				"--detectors",
+				"nc",
+				"--seed",
+				"0",
+			],
+			{
+				cwd: REPO,
+				timeout: 120_000,
+				env: {
+					PATH: process.env.PATH,
+					...baseEnv("ignored"),
+					AWS_ENDPOINT_URL_S3: s3.endpoint,
+					AWS_REGION: "us-east-1",
+					AWS_ACCESS_KEY_ID: TEST_CREDENTIALS.accessKeyId,
+					AWS_SECRET_ACCESS_KEY: TEST_CREDENTIALS.secretAccessKey,
+				},
+			},
+		);
+		let stderr = "";
+		child.stderr.on("data", (d: Buffer) => {
+			stderr += d.toString("utf8");
+		});
+		const status = await new Promise<number | null>((resolve) => child.on("close", resolve));
+		expect(stderr).toMatch(/ftguard: suspect \(classes 5\)/);
+		expect(status).toBe(1);
+	});
+
+	it("the report of the process run names its detectors", async () => {
+		const rep = await report("proc");
+		expect(Object.keys(rep.detectors)).toEqual(["neural_cleanse"]);
+		expect(rep.policy.neuralCleanse.steps).toBe(30);
+	});
+});
