@@ -81,7 +81,11 @@ describe("backdoor-scan job", () => {
 		const badUri = await main([], { ...baseEnv("e2"), FTGUARD_MODEL_URI: "/etc/passwd" }, s3.client);
 		expect(badUri).toMatchObject({ exitCode: 2, error: { code: "USAGE" } });
 		expect(badUri.error?.message).toMatch(/^job parameters: modelUri: /);
-		const labelsAsData = await main([], { ...baseEnv("e3"), FTGUARD_DATA_URI: "s3://trusted/digits8/y.npy" }, s3.client);
+		const labelsAsData = await main(
+			[],
+			{ ...baseEnv("e3"), FTGUARD_DATA_URI: "s3://trusted/digits8/y.npy" },
+			s3.client,
+		);
 		expect(labelsAsData).toMatchObject({ exitCode: 2, error: { code: "DATA_INVALID" } });
 		const unknownArg = await main(["--model-url", "s3://a/b"], baseEnv("e4"), s3.client);
 		expect(unknownArg).toMatchObject({ exitCode: 2, error: { code: "USAGE" } });
