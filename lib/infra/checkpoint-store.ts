@@ -220,6 +220,27 @@ export class CheckpointStore extends Construct {
 	}
 
 	/**
+	 * Lets `role` (a deployment or serving role) read checkpoints: GetObject/GetObjectVersion on the checkpoint
+	 * bucket and Decrypt via S3. The bucket policy still refuses every object not tagged PROMOTABLE, so this grants
+	 * exactly the promoted checkpoints.
+	 */
+	public grantPromotedRead(role: iam.IRole): void {
+		role.addToPrincipalPolicy(
+			new iam.PolicyStatement({
+				actions: ["s3:GetObject", "s3:GetObjectVersion"],
+				resources: [this.checkpointBucket.arnForObjects("*")],
+			}),
+		);
+		this.grantKeyViaS3(role, ["kms:Decrypt"]);
+		acknowledgeObjectWildcard(
+			role,
+			this.checkpointBucket,
+			"/*",
+			"Consumers read checkpoints by key; the bucket policy denies every object not tagged ftguard:status=PROMOTABLE",
+		);
+	}
+
+	/**
 	 * Confines `role` (a training-job role) in the checkpoint bucket policy: it may put objects only under
 	 * `jobs/${aws:PrincipalTag/job-id}/` and may not list the bucket, whatever identity policies it is given later.
 	 */

@@ -1,4 +1,5 @@
 import { Duration, Stack, Validations } from "aws-cdk-lib";
+import * as iam from "aws-cdk-lib/aws-iam";
 import * as s3 from "aws-cdk-lib/aws-s3";
 import { AwsSolutionsChecks } from "cdk-nag";
 import type { IConstruct } from "constructs";
@@ -29,13 +30,14 @@ describe("cdk-nag AwsSolutions", () => {
 		expect(() => app.synth()).not.toThrow();
 	});
 
-	it("finds nothing unacknowledged with Object Lock, subscriptions and a given prefix list", () => {
+	it("finds nothing unacknowledged with Object Lock, subscriptions, a given prefix list and a consumer", () => {
 		const app = newApp();
-		new FtguardStack(app, "Ftguard", {
+		const stack = new FtguardStack(app, "Ftguard", {
 			store: { objectLock: { mode: "COMPLIANCE", retention: Duration.days(30) } },
 			network: { s3PrefixListId: "pl-63a5400a", maxAzs: 3 },
 			alarms: { emailSubscriptions: ["oncall@example.com"] },
 		});
+		stack.store.grantPromotedRead(new iam.Role(stack, "Consumer", { assumedBy: new iam.AccountRootPrincipal() }));
 		Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
 		expect(() => app.synth()).not.toThrow();
 	});

@@ -1,3 +1,4 @@
+import * as iam from "aws-cdk-lib/aws-iam";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ScanStatus, STATUS_TAG } from "../../lib/infra/tags.js";
 import {
@@ -21,6 +22,8 @@ let checkpointPolicy: PolicyDocument;
 let baseModelPolicy: PolicyDocument;
 let endpointPolicy: PolicyDocument;
 let vpcId: string;
+/** A role given store.grantPromotedRead(): its synthesized policy is evaluated, not a hand-written one. */
+let grantedConsumer: string;
 const roles: Record<"scanner" | "verdict" | "breakGlass" | "training" | "launcher", string> = {
 	scanner: "",
 	verdict: "",
@@ -39,7 +42,12 @@ const s3Admin = {
 };
 
 beforeAll(() => {
-	const { stack, template } = synthFtguard();
+	let consumer: iam.Role | undefined;
+	const { stack, template } = synthFtguard({}, (s) => {
+		consumer = new iam.Role(s, "GrantedConsumer", { assumedBy: new iam.AccountRootPrincipal() });
+		s.store.grantPromotedRead(consumer);
+	});
+	grantedConsumer = logicalId(consumer as iam.Role);
 	const json = template.toJSON() as CfnTemplate;
 	resolver = new TemplateResolver(json);
 	const cpId = logicalId(stack.store.checkpointBucket);
@@ -158,6 +166,27 @@ describe("when a consumer reads a checkpoint", () => {
 		});
 		expect(decision).toBe("ExplicitlyDenied");
 	});
+});
+
+describe("when a role given grantPromotedRead reads a checkpoint", () => {
+	const read = (status: string | undefined): Promise<string> =>
+		decide({
+			roleArn: resolver.roleArn(grantedConsumer),
+			identityPolicies: resolver.identityPolicies(grantedConsumer),
+			action: "s3:GetObject",
+			resource: object("jobs/A/model.safetensors"),
+			resourcePolicy: checkpointPolicy,
+			context: statusContext(status),
+		});
+	it("reads a PROMOTABLE object", async () => {
+		expect(await read(ScanStatus.PROMOTABLE)).toBe("Allowed");
+	});
+	it.each([undefined, ScanStatus.SCANNING, ScanStatus.QUARANTINED])(
+		"is denied an object with status %s",
+		async (status) => {
+			expect(await read(status)).toBe("ExplicitlyDenied");
+		},
+	);
 });
 
 describe("when the scanner or break-glass role reads a checkpoint", () => {

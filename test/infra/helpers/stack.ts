@@ -20,8 +20,13 @@ export function newStack(): Stack {
 	return new Stack(newApp(), "Test");
 }
 
-export function synthFtguard(props: FtguardStackProps = {}): { stack: FtguardStack; template: Template } {
+/** Synthesizes an FtguardStack; `extend` may add constructs (e.g. consumer roles) before the template is taken. */
+export function synthFtguard(
+	props: FtguardStackProps = {},
+	extend?: (stack: FtguardStack) => void,
+): { stack: FtguardStack; template: Template } {
 	const stack = new FtguardStack(newApp(), "Ftguard", props);
+	extend?.(stack);
 	return { stack, template: Template.fromStack(stack) };
 }
 
