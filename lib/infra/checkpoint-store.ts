@@ -2,8 +2,8 @@ import { Duration, RemovalPolicy, Stack, Validations } from "aws-cdk-lib";
 import * as iam from "aws-cdk-lib/aws-iam";
 import * as kms from "aws-cdk-lib/aws-kms";
 import * as s3 from "aws-cdk-lib/aws-s3";
-import { Construct } from "constructs";
-import { FTGUARD_TAG_PATTERN, JOB_ID_SESSION_TAG, JOB_PREFIX, ScanStatus, STATUS_TAG } from "./tags.js";
+import { Construct, type IConstruct } from "constructs";
+import { FTGUARD_TAG_PATTERN, ScanStatus, STATUS_TAG } from "./tags.js";
 
 /** Object Lock default retention for the checkpoint and report buckets. */
 export interface CheckpointObjectLock {
@@ -241,25 +241,15 @@ export class CheckpointStore extends Construct {
 	}
 
 	/**
-	 * Confines `role` (a training-job role) in the checkpoint bucket policy: it may put objects only under
-	 * `jobs/${aws:PrincipalTag/job-id}/` and may not list the bucket, whatever identity policies it is given later.
+	 * Denies `role` (a training-job role) every listing of the checkpoint bucket in the bucket policy, whatever
+	 * identity policies it is given later. (Its write prefix is capped by the role's permissions boundary, see
+	 * TrainingJobAccess: policy variables such as `${aws:PrincipalTag/job-id}` are documented for `Resource`,
+	 * not for the `NotResource` a bucket-policy deny would need.)
 	 */
-	public confineToJobPrefix(role: iam.IRole): void {
-		const tag = `\${aws:PrincipalTag/${JOB_ID_SESSION_TAG}}`;
-		const suffix = role.node.addr.slice(0, 8);
+	public denyCheckpointListing(role: iam.IRole): void {
 		this.checkpointBucket.addToResourcePolicy(
 			new iam.PolicyStatement({
-				sid: `DenyJobWritesOutsideOwnPrefix${suffix}`,
-				effect: iam.Effect.DENY,
-				principals: [new iam.AnyPrincipal()],
-				actions: ["s3:PutObject", "s3:AbortMultipartUpload"],
-				notResources: [this.checkpointBucket.arnForObjects(`${JOB_PREFIX}${tag}/*`)],
-				conditions: { ArnEquals: { "aws:PrincipalArn": role.roleArn } },
-			}),
-		);
-		this.checkpointBucket.addToResourcePolicy(
-			new iam.PolicyStatement({
-				sid: `DenyJobListing${suffix}`,
+				sid: `DenyListing${role.node.addr.slice(0, 8)}`,
 				effect: iam.Effect.DENY,
 				principals: [new iam.AnyPrincipal()],
 				actions: ["s3:ListBucket", "s3:ListBucketVersions", "s3:ListBucketMultipartUploads"],
@@ -502,9 +492,9 @@ export function objectWildcardFinding(bucket: s3.Bucket, suffix: string): string
 	return `AwsSolutions::AwsSolutions-IAM5[Resource::<${logicalId}.Arn>${suffix}]`;
 }
 
-/** Acknowledges, on `role`, the IAM5 finding for `<bucket Arn><suffix>` with a reason. */
-export function acknowledgeObjectWildcard(role: iam.IRole, bucket: s3.Bucket, suffix: string, reason: string): void {
-	Validations.of(role).acknowledge({ id: objectWildcardFinding(bucket, suffix), reason });
+/** Acknowledges, on `scope` (a role or policy), the IAM5 finding for `<bucket Arn><suffix>` with a reason. */
+export function acknowledgeObjectWildcard(scope: IConstruct, bucket: s3.Bucket, suffix: string, reason: string): void {
+	Validations.of(scope).acknowledge({ id: objectWildcardFinding(bucket, suffix), reason });
 }
 
 function objectLockProps(

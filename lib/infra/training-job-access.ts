@@ -1,4 +1,4 @@
-import { Duration } from "aws-cdk-lib";
+import { Duration, Stack } from "aws-cdk-lib";
 import type * as ec2 from "aws-cdk-lib/aws-ec2";
 import * as iam from "aws-cdk-lib/aws-iam";
 import { Construct } from "constructs";
@@ -36,13 +36,15 @@ export interface TrainingJobAccessProps {
 /**
  * The role a fine-tuning job runs with. It may write only under `jobs/${aws:PrincipalTag/job-id}/` of the
  * checkpoint bucket and read base models and datasets; it cannot list the checkpoint bucket, write tags or read
- * checkpoints. The job id comes from a session tag that the launcher sets when it assumes the role, so the job
+ * checkpoints, and a permissions boundary keeps it so whatever it is granted later. The job id comes from a session tag that the launcher sets when it assumes the role, so the job
  * cannot choose its prefix: the trust policy refuses sessions without exactly one tag, `job-id`, or with a `/`
  * in its value (which would reach into another job's prefix, `jobs/B/x/` being under `jobs/B/`).
  */
 export class TrainingJobAccess extends Construct {
 	/** The role training jobs run as (via the launcher's `sts:AssumeRole` + `sts:TagSession`). */
 	public readonly role: iam.Role;
+	/** Permissions boundary of {@link role}: caps any permission it is given later. */
+	public readonly boundary: iam.ManagedPolicy;
 	/** The only principal that may assume {@link role}. */
 	public readonly launcherRole: iam.IRole;
 
@@ -83,22 +85,59 @@ export class TrainingJobAccess extends Construct {
 		});
 
 		const checkpoints = store.checkpointBucket;
-		this.role.addToPrincipalPolicy(
-			new iam.PolicyStatement({
-				sid: "WriteOwnJobPrefix",
-				actions: ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
-				resources: [checkpoints.arnForObjects(`${JOB_PREFIX}\${aws:PrincipalTag/${JOB_ID_SESSION_TAG}}/*`)],
-			}),
-		);
-		acknowledgeObjectWildcard(
-			this.role,
-			checkpoints,
-			`/${JOB_PREFIX}<aws:PrincipalTag/${JOB_ID_SESSION_TAG}>/*`,
-			"The wildcard is the job's own prefix, fixed by the launcher's job-id session tag; checkpoint file names are chosen by the trainer",
-		);
+		const ownPrefix = checkpoints.arnForObjects(`${JOB_PREFIX}\${aws:PrincipalTag/${JOB_ID_SESSION_TAG}}/*`);
+		const writeOwnPrefix = new iam.PolicyStatement({
+			sid: "WriteOwnJobPrefix",
+			actions: ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+			resources: [ownPrefix],
+		});
+		this.role.addToPrincipalPolicy(writeOwnPrefix);
 		store.grantModelAndDatasetRead(this.role);
 		store.grantKeyViaS3(this.role, ["kms:GenerateDataKey", "kms:Decrypt"]);
-		store.confineToJobPrefix(this.role);
+		store.denyCheckpointListing(this.role);
+
+		// The boundary caps whatever the role is granted later (a broad grant added by someone else): writes to
+		// its own prefix, reads of models and datasets, the key through S3 — nothing more.
+		const inputs = [store.baseModelBucket, store.datasetBucket];
+		this.boundary = new iam.ManagedPolicy(this, "Boundary", {
+			description: "ftguard training job: permissions boundary (own jobs/<job-id>/ prefix, model and dataset reads)",
+			statements: [
+				writeOwnPrefix,
+				new iam.PolicyStatement({
+					sid: "ReadModelsAndDatasets",
+					actions: ["s3:GetObject", "s3:GetObjectVersion"],
+					resources: inputs.map((b) => b.arnForObjects("*")),
+				}),
+				new iam.PolicyStatement({
+					sid: "ListModelsAndDatasets",
+					actions: ["s3:ListBucket"],
+					resources: inputs.map((b) => b.bucketArn),
+				}),
+				new iam.PolicyStatement({
+					sid: "KeyViaS3",
+					actions: ["kms:GenerateDataKey", "kms:Decrypt"],
+					resources: [store.key.keyArn],
+					conditions: { StringEquals: { "kms:ViaService": `s3.${Stack.of(this).region}.amazonaws.com` } },
+				}),
+			],
+		});
+		iam.PermissionsBoundary.of(this.role).apply(this.boundary);
+		for (const scope of [this.role, this.boundary]) {
+			acknowledgeObjectWildcard(
+				scope,
+				checkpoints,
+				`/${JOB_PREFIX}<aws:PrincipalTag/${JOB_ID_SESSION_TAG}>/*`,
+				"The wildcard is the job's own prefix, fixed by the launcher's job-id session tag; checkpoint file names are chosen by the trainer",
+			);
+		}
+		for (const bucket of inputs) {
+			acknowledgeObjectWildcard(
+				this.boundary,
+				bucket,
+				"/*",
+				`Read-only (GetObject, GetObjectVersion) on every object of ${bucket.node.id}: the model and dataset keys are chosen at upload time, not at deploy time`,
+			);
+		}
 		if (props.vpc) {
 			this.role.addToPrincipalPolicy(
 				new iam.PolicyStatement({

@@ -84,6 +84,7 @@ function asStackRole(
 	return {
 		roleArn: resolver.roleArn(roles[role]),
 		identityPolicies: [...resolver.identityPolicies(roles[role]), ...(extraPolicies ?? [])],
+		permissionBoundaries: resolver.permissionsBoundary(roles[role]),
 		resourcePolicy: checkpointPolicy,
 		...rest,
 	};
@@ -344,8 +345,9 @@ describe("when training job A writes checkpoints", () => {
 			expect(await jobA("s3:PutObject", key)).not.toBe("Allowed");
 		},
 	);
-	it("cannot write jobs/B/ even if granted s3:* later (bucket policy deny)", async () => {
-		expect(await jobA("s3:PutObject", "jobs/B/model.safetensors", {}, true)).toBe("ExplicitlyDenied");
+	it("cannot write jobs/B/ even if granted s3:* later (permissions boundary)", async () => {
+		expect(await jobA("s3:PutObject", "jobs/B/model.safetensors", {}, true)).not.toBe("Allowed");
+		expect(await jobA("s3:PutObject", "jobs/A/model.safetensors", {}, true)).toBe("Allowed");
 	});
 	it("cannot list the checkpoint bucket, even with s3:*", async () => {
 		const bucket = `arn:aws:s3:::${checkpointBucket}`;
@@ -366,6 +368,7 @@ describe("when training job A writes checkpoints", () => {
 			decide({
 				roleArn: resolver.roleArn(roles.training),
 				identityPolicies: [...resolver.identityPolicies(roles.training), ...(admin ? [s3Admin] : [])],
+				permissionBoundaries: resolver.permissionsBoundary(roles.training),
 				action,
 				resource: model,
 				resourcePolicy: baseModelPolicy,

@@ -103,6 +103,22 @@ describe("the training-job role's permissions", () => {
 			}),
 		);
 	});
+	it("are capped by a permissions boundary: own prefix, model and dataset reads, the key via S3", () => {
+		const role = template.toJSON().Resources[logicalId(stack.trainingJobs.role)];
+		const boundaryId = logicalId(stack.trainingJobs.boundary);
+		expect(role.Properties.PermissionsBoundary).toEqual({ Ref: boundaryId });
+		const boundary = template.toJSON().Resources[boundaryId].Properties.PolicyDocument.Statement as Statement[];
+		expect(boundary.map((st) => st.Sid)).toEqual([
+			"WriteOwnJobPrefix",
+			"ReadModelsAndDatasets",
+			"ListModelsAndDatasets",
+			"KeyViaS3",
+		]);
+		expect(boundary.every((st) => st.Effect === "Allow")).toBe(true);
+		expect(boundary[0]).toEqual(statements.find((st) => st.Sid === "WriteOwnJobPrefix"));
+		const onCheckpoint = boundary.filter((st) => JSON.stringify(st.Resource).includes(checkpoint));
+		expect(onCheckpoint.map((st) => st.Sid)).toEqual(["WriteOwnJobPrefix"]);
+	});
 	it("deny S3 outside the isolated VPC", () => {
 		expect(statements).toContainEqual({
 			Sid: "DenyS3OutsideVpc",

@@ -105,6 +105,16 @@ export class TemplateResolver {
 		return this.resolve(role?.Properties?.AssumeRolePolicyDocument ?? null) as never;
 	}
 
+	/** The resolved permissions boundary of the role with this logical id, if it has one. */
+	permissionsBoundary(roleId: string): { name: string; policy: PolicyDocument }[] {
+		const ref = this.template.Resources[roleId]?.Properties?.PermissionsBoundary as { Ref?: string } | undefined;
+		if (!ref) return [];
+		if (!ref.Ref) throw new Error(`${roleId}: unsupported PermissionsBoundary ${JSON.stringify(ref)}`);
+		const policy = this.template.Resources[ref.Ref];
+		if (policy?.Type !== "AWS::IAM::ManagedPolicy") throw new Error(`${ref.Ref} is not a managed policy`);
+		return [{ name: ref.Ref, policy: this.resolve(policy.Properties?.PolicyDocument ?? null) as never }];
+	}
+
 	/** Every identity policy attached to the role with this logical id (AWS::IAM::Policy and inline). */
 	identityPolicies(roleId: string): { name: string; policy: PolicyDocument }[] {
 		const policies: { name: string; policy: PolicyDocument }[] = [];
@@ -132,6 +142,8 @@ export interface Request {
 	readonly resource: string;
 	readonly resourcePolicy?: unknown;
 	readonly vpcEndpointPolicy?: unknown;
+	/** Permissions boundary of the caller's role, if any. */
+	readonly permissionBoundaries?: { name: string; policy: unknown }[];
 	readonly context?: Record<string, string | string[]>;
 }
 
@@ -156,6 +168,7 @@ export async function decide(request: Request): Promise<Decision> {
 		serviceControlPolicies: [],
 		resourceControlPolicies: [],
 		...(request.resourcePolicy ? { resourcePolicy: request.resourcePolicy } : {}),
+		...(request.permissionBoundaries?.length ? { permissionBoundaryPolicies: request.permissionBoundaries } : {}),
 		...(request.vpcEndpointPolicy
 			? { vpcEndpointPolicies: [{ name: "s3-endpoint", policy: request.vpcEndpointPolicy }] }
 			: {}),
