@@ -139,6 +139,12 @@ export class NcRunner implements NcBackend {
 export interface InferenceRunnerOptions extends SessionOptions {
 	/** Inputs per session run; the last chunk may be smaller. */
 	chunk?: number;
+	/**
+	 * Expose the penultimate activations (Activation Clustering needs them); off,
+	 * a model without a final linear layer can still be scanned by the other detectors.
+	 * @default true
+	 */
+	penultimate?: boolean;
 }
 
 /** Logits and penultimate activations, computed in fixed-size chunks to bound memory. */
@@ -152,7 +158,7 @@ export class OnnxInferenceRunner implements InferenceRunner {
 	) {}
 
 	static async create(model: OnnxModel, opts: InferenceRunnerOptions): Promise<OnnxInferenceRunner> {
-		const g = await buildInferenceGraph(model, { penultimate: true });
+		const g = await buildInferenceGraph(model, { penultimate: opts.penultimate ?? true });
 		const s = await createSession(g.bytes, opts);
 		return new OnnxInferenceRunner(s, g.numClasses, g.inputShape, g.penultimateDim, opts.chunk ?? 256);
 	}
@@ -184,6 +190,8 @@ export class OnnxInferenceRunner implements InferenceRunner {
 	}
 
 	async penultimate(x: Float32Array, n: number): Promise<{ data: Float32Array; dim: number }> {
+		if (this.penultimateDim === 0)
+			throw new FtguardError("INTERNAL", "penultimate activations were not requested when the runner was created");
 		return { data: await this.outputs(x, n, "penultimate", this.penultimateDim), dim: this.penultimateDim };
 	}
 

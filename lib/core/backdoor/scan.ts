@@ -165,7 +165,7 @@ async function loadModel(bytes: Uint8Array): Promise<OnnxModel> {
 
 /** Input shape and class count, from the inference graph onnxruntime accepts. */
 async function modelSignature(model: OnnxModel): Promise<{ numClasses: number; inputShape: readonly number[] }> {
-	const probe = await OnnxInferenceRunner.create(model, { device: "cpu" });
+	const probe = await OnnxInferenceRunner.create(model, { device: "cpu", penultimate: false });
 	await probe.dispose();
 	return { numClasses: probe.numClasses, inputShape: probe.inputShape };
 }
@@ -324,6 +324,7 @@ export async function scanBackdoor(
 	const model = await loadModel(modelBytes);
 	const runner = await OnnxInferenceRunner.create(model, {
 		device: opts.device,
+		penultimate: policy.detectors.includes("ac"),
 		...(opts.threads !== undefined ? { threads: opts.threads } : {}),
 		...(opts.log ? { log: opts.log } : {}),
 	});

@@ -1,0 +1,143 @@
+/** `ftguard backdoor` as a user runs it: output shapes, files written, exit codes, and every way to fail. */
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { writeNpy } from "../../lib/core/backdoor/npy";
+import { ftguard, REPO } from "../helpers/cli";
+
+const D8 = join(REPO, "test/fixtures/backdoor/digits8");
+const DATA = ["--data", join(D8, "ref-x.npy"), "--labels", join(D8, "ref-y.npy")];
+// a short search: the MLP backdoor is found well within it (the full search is the default)
+const FAST = ["--steps", "40", "--restarts", "1"];
+/** The CLI's JSON document, navigated freely by the assertions. */
+type Json = ReturnType<typeof JSON.parse>;
+const tmp = mkdtempSync(join(tmpdir(), "ftguard-backdoor-"));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe("ftguard backdoor", () => {
+	it("flags a backdoored model: exit 1, the issue's JSON shape, report and trigger images in --out", async () => {
+		const out = join(tmp, "out");
+		const r = await ftguard([
+			"backdoor",
+			join(D8, "mlp-badnets-t5-p10.onnx"),
+			...DATA,
+			...FAST,
+			"--out",
+			out,
+			"--json",
+		]);
+		expect(r.code).toBe(1);
+		const j = r.json() as Json;
+		expect(j).toMatchObject({ ok: true, verdict: "suspect", suspect_classes: [5] });
+		const nc = j.detectors.neural_cleanse;
+		expect(nc.l1_norms).toHaveLength(10);
+		expect(nc.anomaly_indices).toHaveLength(10);
+		expect(nc.flagged_classes).toEqual([5]);
+		expect(j.detectors.strip.reversed_triggers).toHaveLength(10);
+		expect(j.detectors.strip.boundary).toBeGreaterThan(0);
+		expect(j.timings.neural_cleanse_ms).toBeGreaterThan(0);
+		expect(j.reasons[0]).toMatch(/^neural_cleanse: reversed trigger L1 /);
+		// the file report is the JSON report; images: mask and stamp for every class
+		const saved = JSON.parse(readFileSync(join(out, "report.json"), "utf8"));
+		expect(saved.suspect_classes).toEqual([5]);
+		expect(readdirSync(join(out, "triggers")).sort()).toHaveLength(20);
+		expect(readFileSync(join(out, "triggers/class-5-trigger.png")).subarray(1, 4).toString()).toBe("PNG");
+	});
+
+	it("passes a clean model: exit 0, human-readable table", async () => {
+		const r = await ftguard(["backdoor", join(D8, "mlp-clean-s1.onnx"), ...DATA, ...FAST]);
+		expect(r.code).toBe(0);
+		expect(r.stdout).toMatch(/^CLEAN /);
+		expect(r.stdout).toMatch(/Neural Cleanse \(40 steps × 1 restarts, rule ftguard; mask size 64\)/);
+		expect(r.stdout).toMatch(/STRIP: entropy boundary/);
+	});
+
+	it("activation clustering on reference data is reported but does not decide", async () => {
+		const r = await ftguard(["backdoor", join(D8, "mlp-clean-s1.onnx"), ...DATA, "--detectors", "ac", "--json"]);
+		expect(r.code).toBe(0);
+		const j = r.json() as Json;
+		expect(j.detectors.activation_clustering).toMatchObject({ data_kind: "reference", decides: false });
+		expect(j.verdict).toBe("clean");
+		expect(r.stderr).toMatch(/reported but does not decide/);
+	});
+
+	it("--help documents the exit codes", async () => {
+		const r = await ftguard(["backdoor", "--help"]);
+		expect(r.code).toBe(0);
+		expect(r.stdout).toMatch(/Exit codes: 0 clean, 1 suspect, 2 could not scan/);
+	});
+
+	describe("could not scan: exit 2 with a stable code and one line", () => {
+		const bad = join(tmp, "bad");
+		const cases: Array<[string, () => string[], string]> = [
+			["no --data", () => ["backdoor", join(D8, "mlp-clean-s1.onnx"), "--labels", join(D8, "ref-y.npy")], ""],
+			["unknown detector", () => ["backdoor", join(D8, "mlp-clean-s1.onnx"), ...DATA, "--detectors", "nc,xx"], "USAGE"],
+			["unknown device", () => ["backdoor", join(D8, "mlp-clean-s1.onnx"), ...DATA, "--device", "tpu"], ""],
+			["steps 0", () => ["backdoor", join(D8, "mlp-clean-s1.onnx"), ...DATA, "--steps", "0"], ""],
+			["missing model", () => ["backdoor", join(tmp, "none.onnx"), ...DATA], "NOT_FOUND"],
+			[
+				"labels as data",
+				() => [
+					"backdoor",
+					join(D8, "mlp-clean-s1.onnx"),
+					"--data",
+					join(D8, "ref-y.npy"),
+					"--labels",
+					join(D8, "ref-y.npy"),
+				],
+				"DATA_INVALID",
+			],
+			[
+				"data of another shape",
+				() => ["backdoor", join(REPO, "test/fixtures/backdoor/digits16c/mlp-clean-s1.onnx"), ...DATA],
+				"DATA_INVALID",
+			],
+			[
+				"a pickle, not ONNX",
+				() => ["backdoor", join(REPO, "test/fixtures/pickle/benign-state-dict.pt"), ...DATA],
+				"MODEL_MALFORMED",
+			],
+			[
+				"a graph with control flow",
+				() => ["backdoor", join(REPO, "test/fixtures/formats/onnx/nested-subgraph.onnx"), ...DATA],
+				"MODEL_UNSUPPORTED",
+			],
+			[
+				"a policy with a misspelt key",
+				() => {
+					writeFileSync(bad, JSON.stringify({ backdoor: { neuralCleanse: { stepz: 10 } } }));
+					return ["backdoor", join(D8, "mlp-clean-s1.onnx"), ...DATA, "--policy", bad];
+				},
+				"USAGE",
+			],
+			[
+				"labels out of range",
+				() => {
+					const y = join(tmp, "y-bad.npy");
+					const labels = new BigInt64Array(200).fill(3n);
+					labels[17] = 10n;
+					writeFileSync(y, writeNpy(labels, [200]));
+					return ["backdoor", join(D8, "mlp-clean-s1.onnx"), "--data", join(D8, "ref-x.npy"), "--labels", y];
+				},
+				"DATA_INVALID",
+			],
+		];
+		for (const [name, args, code] of cases) {
+			it(name, async () => {
+				const r = await ftguard([...args(), "--json"]);
+				expect(r.code).toBe(2);
+				if (code !== "") {
+					expect((r.json() as { error: { code: string } }).error.code).toBe(code);
+					expect(
+						r.stderr
+							.trim()
+							.split("\n")
+							.filter((l) => l.startsWith("ftguard:")),
+					).toHaveLength(1);
+				}
+				expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+			});
+		}
+	});
+});
