@@ -22,13 +22,7 @@ function chunk(type: string, data: Buffer): Buffer {
  * clamped), `channels` 1 (grey) or 3 (RGB), each pixel repeated `scale` times in
  * both directions so an 8×8 trigger is visible.
  */
-export function encodePng(
-	pixels: Float32Array,
-	channels: 1 | 3,
-	height: number,
-	width: number,
-	scale = 1,
-): Buffer {
+export function encodePng(pixels: Float32Array, channels: 1 | 3, height: number, width: number, scale = 1): Buffer {
 	if (pixels.length !== channels * height * width) {
 		throw new RangeError(`png: ${pixels.length} values for ${channels}×${height}×${width}`);
 	}
