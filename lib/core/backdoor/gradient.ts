@@ -323,10 +323,44 @@ interface RuleContext {
 	needs(i: number): boolean;
 	/** A constant input's values (initializer or Constant node), for axes given as inputs. */
 	constInts(name: string): number[] | undefined;
+	/** A constant input as a tensor (initializer or Constant node). */
+	constTensor(name: string): OnnxTensor | undefined;
 	opset: number;
 }
 
 type Rule = (c: RuleContext) => (string | undefined)[];
+
+/**
+ * The input gradient of a stride-1, undilated, ungrouped Conv with constant
+ * float weights, as a Conv: dx = conv(dy, W'), W'[ci, co] = W[co, ci] flipped in
+ * every spatial axis, pads k-1-p. Same numbers as ConvTranspose, but onnxruntime's
+ * CPU Conv is several times faster than its ConvTranspose (measured: ConvTranspose
+ * was 43% of a Neural Cleanse step on a 3×16×16 CNN). Undefined when the shortcut
+ * does not apply; the caller then emits ConvTranspose.
+ */
+function stride1InputGradient(
+	c: RuleContext,
+	kernel: readonly number[],
+	geo: { strides: number[]; dilations: number[]; pads: number[] },
+	group: number,
+): string | undefined {
+	const n = kernel.length;
+	if (group !== 1 || geo.strides.some((v) => v !== 1) || geo.dilations.some((v) => v !== 1)) return undefined;
+	const w = c.constTensor(input(c, 1));
+	if (w === undefined || w.dataType !== DT.FLOAT || !(w.data instanceof Float32Array)) return undefined;
+	const pads = geo.pads.map((p, i) => (kernel[i % n] as number) - 1 - p);
+	if (pads.some((p) => p < 0)) return undefined;
+	const [cout, cin] = w.dims as [number, number];
+	const spatial = prod(kernel);
+	const flipped = new Float32Array(w.data.length);
+	// index arithmetic over the spatial axes: position p and its mirror spatial-1-p
+	for (let co = 0; co < cout; co++)
+		for (let ci = 0; ci < cin; ci++)
+			for (let p = 0; p < spatial; p++)
+				flipped[(ci * cout + co) * spatial + (spatial - 1 - p)] = w.data[(co * cin + ci) * spatial + p] as number;
+	const wt = c.e.tensor(DT.FLOAT, [cin, cout, ...kernel], flipped);
+	return c.e.op1("Conv", [c.dy, wt], [attrInts("kernel_shape", [...kernel]), attrInts("pads", pads)]);
+}
 
 const input = (c: RuleContext, i: number) => c.node.inputs[i] as string;
 const output = (c: RuleContext) => c.node.outputs[0] as string;
@@ -510,8 +544,11 @@ const RULES: Record<string, Rule> = {
 		const ys = c.shape(output(c));
 		const kernel = ws.slice(2);
 		const geo = windowGeometry(c.node, xs, ys, kernel);
+		const group = getInt(c.node, "group", 1);
+		const fast = stride1InputGradient(c, kernel, geo, group);
+		if (fast !== undefined) return [fast];
 		const attrs = transposeGeometry(kernel, geo, xs, ys);
-		attrs.push(attrInt("group", getInt(c.node, "group", 1)));
+		attrs.push(attrInt("group", group));
 		return [c.e.op1("ConvTranspose", [c.dy, input(c, 1)], attrs)];
 	},
 	MaxPool: (c) => {
@@ -753,6 +790,7 @@ export function differentiate(graph: OnnxGraph, opts: GradientOptions): Gradient
 			shape,
 			needs: (i) => onPath.has(node.inputs[i] ?? ""),
 			constInts,
+			constTensor: (name) => constants.get(name),
 			opset: opts.opset,
 		});
 		node.inputs.forEach((x, i) => {

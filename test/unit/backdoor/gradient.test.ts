@@ -110,6 +110,23 @@ const cases: [string, () => GradCase][] = [
 			}),
 	],
 	[
+		// stride 1: the input gradient is emitted as a Conv with flipped, transposed weights
+		"Conv stride 1, asymmetric pads and kernel, bias",
+		() =>
+			single("Conv", [inp("x", [2, 3, 6, 5])], [ints("pads", [1, 0, 2, 1])], {
+				initializers: [f32("w", [4, 3, 3, 2], uniform(72, 16)), f32("bias", [4], uniform(4, 17))],
+				constInputs: ["w", "bias"],
+			}),
+	],
+	[
+		"Conv stride 1, 1-D, no padding",
+		() =>
+			single("Conv", [inp("x", [2, 2, 7])], [], {
+				initializers: [f32("w", [3, 2, 3], uniform(18, 18))],
+				constInputs: ["w"],
+			}),
+	],
+	[
 		"Conv 1-D",
 		() =>
 			single("Conv", [inp("x", [2, 3, 9])], [ints("strides", [3]), ints("pads", [2, 1])], {
