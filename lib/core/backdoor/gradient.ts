@@ -577,6 +577,27 @@ const RULES: Record<string, Rule> = {
 		const geo = windowGeometry(c.node, xs, ys, kernel);
 		const includePad = getInt(c.node, "count_include_pad", 0) === 1;
 		const n = kernel.length;
+		// Non-overlapping windows that tile the input exactly (AvgPool2d(k) on a
+		// divisible input, the usual case): every input cell gets dy/|window| of its
+		// one window — a broadcast, much cheaper than a ConvTranspose.
+		const tiles = kernel.every(
+			(k, i) =>
+				geo.strides[i] === k &&
+				geo.dilations[i] === 1 &&
+				geo.pads[i] === 0 &&
+				geo.pads[i + n] === 0 &&
+				(xs[i + 2] as number) === (ys[i + 2] as number) * k,
+		);
+		if (tiles) {
+			const interleave = (inner: (i: number) => number) => ys.slice(2).flatMap((o, i) => [o, inner(i)]);
+			const lead = [xs[0] as number, xs[1] as number];
+			const g = c.e.op1("Reshape", [
+				c.e.op1("Mul", [c.dy, c.e.f32(1 / prod(kernel))]),
+				c.e.i64([...lead, ...interleave(() => 1)]),
+			]);
+			const spread = c.e.op1("Expand", [g, c.e.i64([...lead, ...interleave((i) => kernel[i] as number)])]);
+			return [c.e.op1("Reshape", [spread, c.e.i64([...xs])])];
+		}
 		// divisor of each output position: the window's overlap with the input (or the padded input)
 		const perAxis = kernel.map((k, i) => {
 			const s = geo.strides[i] as number;

@@ -181,6 +181,15 @@ const cases: [string, () => GradCase][] = [
 				],
 			),
 	]),
+	[
+		// windows that tile the input: the gradient is a broadcast, not a ConvTranspose
+		"AveragePool tiling (kernel = stride, divisible input)",
+		() => single("AveragePool", [inp("x", [2, 3, 6, 4])], [ints("kernel_shape", [3, 2]), ints("strides", [3, 2])]),
+	],
+	[
+		"AveragePool tiling, 1-D",
+		() => single("AveragePool", [inp("x", [2, 2, 8])], [ints("kernel_shape", [4]), ints("strides", [4])]),
+	],
 	["GlobalAveragePool", () => single("GlobalAveragePool", [inp("x", [2, 3, 4, 5])])],
 	["Flatten axis 2", () => single("Flatten", [inp("x", [2, 3, 4])], [int("axis", 2)])],
 	[
