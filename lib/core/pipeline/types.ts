@@ -1,0 +1,43 @@
+/**
+ * The scan pipeline's state: the one JSON document that flows through the Step
+ * Functions execution (in AWS and locally). Each Lambda state reads it and
+ * returns it with its own field added; a Catch adds `error`. The decide state
+ * turns it into a verdict — anything not explicitly passed is QUARANTINED.
+ */
+
+export const SCAN_STATUS = ["SCANNING", "PROMOTABLE", "QUARANTINED"] as const;
+export type ScanStatus = (typeof SCAN_STATUS)[number];
+
+/** One object of the artefact being scanned, pinned to the version that was scanned. */
+export interface ScanObject {
+	key: string;
+	/** S3 VersionId (absent on a store without versioning, e.g. the local server) */
+	versionId?: string;
+	/** the ETag, to bind verdicts where there is no VersionId */
+	etag?: string;
+	size: number;
+}
+
+export interface ScanState {
+	/** deterministic id of (bucket, marker key, marker version/etag): the execution name */
+	scanId: string;
+	bucket: string;
+	/** the commit marker whose upload started the scan (model.sig, *.sigstore.json, or a single-file artefact) */
+	marker: { key: string; versionId?: string; etag?: string };
+	/** the artefact: a key prefix ending in "/" (a model directory) or a single key */
+	artefact: string;
+	/** mark: the objects tagged SCANNING, with their versions */
+	objects?: ScanObject[];
+	/** manifest: OMS-compatible digests of `objects` */
+	manifest?: { rootDigest: string; files: number; bytes: number; uri: string };
+	/** signature: the Sigstore bundle verified against the policy's identities and the manifest */
+	signature?: { verified: boolean; identity?: string; code?: string; reason?: string };
+	/** files: the format scanners over every object */
+	files?: { safe: boolean; unsafe: number; malformed: number; reportUri: string; reasons: string[] };
+	/** backdoor: whether the artefact has an ONNX model to scan, and the batch job's outcome */
+	backdoor?: { required: boolean; modelKey?: string; verdict?: "clean" | "suspect"; reportUri?: string };
+	/** set by a Catch: which state failed and why (the execution then goes to decide → QUARANTINED) */
+	error?: { state: string; cause: string };
+	/** decide: the verdict and its reasons */
+	verdict?: { status: Exclude<ScanStatus, "SCANNING">; reasons: string[] };
+}
