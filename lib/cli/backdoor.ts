@@ -40,7 +40,7 @@ export function registerBackdoor(program: Command, setExit: (code: number) => vo
 		.requiredOption("--labels <y.npy>", "int64 labels (N,)")
 		.option(
 			"--data-kind <kind>",
-			"reference (clean held-out data) or training (a sample of the training set: Activation Clustering decides)",
+			"reference (clean held-out data) or training (a sample of the training set, for Activation Clustering)",
 			(v: string) => {
 				if (v !== "reference" && v !== "training") throw new InvalidArgumentError("reference or training");
 				return v;
@@ -76,7 +76,8 @@ The reference data comes from the platform's trusted configuration, never from t
 checkpoint being scanned. Neural Cleanse reverse-engineers, for every class, the
 smallest trigger that sends clean inputs to it; a class whose trigger is anomalously
 small is suspect (rules: docs/backdoor.md). STRIP checks whether those triggers are
-input-agnostic. Activation Clustering decides only with --data-kind training.
+input-agnostic. Activation Clustering lists candidate poisoned samples; it can decide
+only on training-set samples (--data-kind training) with policy activationClustering.decides.
 
 Exit codes: 0 clean, 1 suspect, 2 could not scan (unsupported op, bad shapes, bad files).`,
 		)

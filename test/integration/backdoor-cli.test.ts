@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { writeNpy } from "../../lib/core/backdoor/npy";
+import { parseNpyInt64, writeNpy } from "../../lib/core/backdoor/npy";
 import { ftguard, REPO } from "../helpers/cli";
 
 const D8 = join(REPO, "test/fixtures/backdoor/digits8");
@@ -59,7 +59,33 @@ describe("ftguard backdoor", () => {
 		const j = r.json() as Json;
 		expect(j.detectors.activation_clustering).toMatchObject({ data_kind: "reference", decides: false });
 		expect(j.verdict).toBe("clean");
-		expect(r.stderr).toMatch(/reported but does not decide/);
+		expect(r.stderr).toMatch(/reported but does not decide \(clean reference data/);
+	});
+
+	it("activation clustering on training samples finds the poisoned ones; it decides only when the policy says so", async () => {
+		const model = join(D8, "cnn-badnets-t3-p10.onnx");
+		const train = [
+			"--data",
+			join(D8, "cnn-badnets-t3-p10-train-x.npy"),
+			"--labels",
+			join(D8, "cnn-badnets-t3-p10-train-y.npy"),
+		];
+		const args = ["backdoor", model, ...train, "--data-kind", "training", "--detectors", "ac", "--json"];
+		const reported = await ftguard(args);
+		expect(reported.code).toBe(0);
+		const ac = (reported.json() as Json).detectors.activation_clustering;
+		expect(ac).toMatchObject({ data_kind: "training", decides: false });
+		expect(ac.flagged_classes).toContain(3);
+		// the minority cluster of the target class is mostly the poisoned (trigger-stamped, relabelled) samples
+		const poisoned = parseNpyInt64(readFileSync(join(D8, "cnn-badnets-t3-p10-train-poisoned.npy"))).data;
+		const minority: number[] = ac.per_class.find((c: { cls: number }) => c.cls === 3).minority_indices;
+		const hits = minority.filter((i) => poisoned[i] === 1n).length;
+		expect(hits / minority.length).toBeGreaterThanOrEqual(0.7);
+		const policy = join(tmp, "ac-decides.json");
+		writeFileSync(policy, JSON.stringify({ backdoor: { activationClustering: { decides: true } } }));
+		const decided = await ftguard([...args, "--policy", policy]);
+		expect(decided.code).toBe(1);
+		expect((decided.json() as Json).suspect_classes).toContain(3);
 	});
 
 	it("--help documents the exit codes", async () => {

@@ -334,9 +334,9 @@ export async function scanBackdoor(
 		const n = data.x.shape[0] ?? 0;
 		const { lo, hi } = range(data.x.data);
 		const detectors = new Set(policy.detectors);
-		if (detectors.has("ac") && data.kind === "reference")
+		if (detectors.has("ac") && (data.kind === "reference" || !policy.activationClustering.decides))
 			opts.log?.(
-				"ftguard: activation clustering on clean reference data is reported but does not decide (use --data-kind training)",
+				`ftguard: activation clustering is reported but does not decide (${data.kind === "reference" ? "clean reference data; it needs --data-kind training" : "policy activationClustering.decides is false"})`,
 			);
 		timings.load_ms = t() - tLoad;
 		const report: BackdoorReport = {
@@ -442,7 +442,8 @@ export async function scanBackdoor(
 					seed: policy.neuralCleanse.seed,
 				},
 			);
-			const decides = data.kind === "training";
+			// AC was designed for training-set samples; on clean reference data it never decides
+			const decides = data.kind === "training" && policy.activationClustering.decides;
 			report.detectors.activation_clustering = {
 				data_kind: data.kind,
 				decides,

@@ -46,6 +46,13 @@ export const stripPolicySchema = z
 
 export const activationClusteringPolicySchema = z
 	.object({
+		/**
+		 * Whether AC's flagged classes make a model suspect — only ever on training-set
+		 * samples. Off by default: on the fixtures' training samples (20–65 per class) it
+		 * flagged four clean classes beside the poisoned one (docs/backdoor.md); its
+		 * candidate poisoned samples are always reported.
+		 */
+		decides: z.boolean().default(false),
 		dims: positiveInt(64).default(10),
 		/** a class's 2-means split counts as a poison cluster when both hold */
 		minSilhouette: z.number().min(-1).max(1).default(0.15),
