@@ -20,6 +20,7 @@ interface BackdoorFlags {
 	device: "cpu" | "cuda" | "webgpu";
 	threads?: number;
 	policy?: string;
+	inputs?: string;
 	out?: string;
 	json?: boolean;
 }
@@ -67,6 +68,7 @@ export function registerBackdoor(program: Command, setExit: (code: number) => vo
 		)
 		.option("--threads <n>", "onnxruntime intra-op threads (default: all cores)", positiveInt("--threads"))
 		.option("--policy <file.json>", "policy file (its backdoor section); flags override it")
+		.option("--inputs <x.npy>", "suspected triggered inputs to check with STRIP (reported per input)")
 		.option("--out <dir>", "write report.json and the reversed triggers as PNG images here")
 		.option("--json", "machine-readable output")
 		.addHelpText(
@@ -141,6 +143,10 @@ async function backdoor(io: Io, modelPath: string, flags: BackdoorFlags): Promis
 	]);
 	const x = parseNpyFloat32(xBytes, flags.data);
 	const y = parseNpyInt64(yBytes, flags.labels);
+	const inputs =
+		flags.inputs === undefined ? undefined : parseNpyFloat32(await readInput(flags.inputs, "--inputs"), flags.inputs);
+	if (inputs && !policy.detectors.includes("strip"))
+		throw new FtguardError("USAGE", "--inputs needs the strip detector");
 	const progress = stepProgress(io);
 	let result: Awaited<ReturnType<typeof scanBackdoor>>;
 	try {
@@ -151,6 +157,7 @@ async function backdoor(io: Io, modelPath: string, flags: BackdoorFlags): Promis
 				policy,
 				device: flags.device,
 				...(flags.threads !== undefined ? { threads: flags.threads } : {}),
+				...(inputs ? { inputs } : {}),
 				log: (line) => io.err(line),
 				onProgress: (p) => progress.update(p.stage.replace("_", " "), p.done, p.total),
 			},
@@ -201,10 +208,15 @@ function render(
 			);
 		}
 	}
-	if (strip)
+	if (strip) {
 		io.out(
 			`\nSTRIP: entropy boundary ${strip.boundary.toFixed(3)} at FRR ${strip.frr} (clean mean ${strip.clean_entropy.mean.toFixed(3)})`,
 		);
+		if (strip.inputs)
+			io.out(
+				`STRIP on --inputs: ${strip.inputs.flagged.length} of ${strip.inputs.count} below the boundary (likely carrying a trigger): [${strip.inputs.flagged.join(", ")}]`,
+			);
+	}
 	const ac = r.detectors.activation_clustering;
 	if (ac)
 		io.out(

@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { parseNpyInt64, writeNpy } from "../../lib/core/backdoor/npy";
+import { parseNpyFloat32, parseNpyInt64, writeNpy } from "../../lib/core/backdoor/npy";
 import { ftguard, REPO } from "../helpers/cli";
 
 const D8 = join(REPO, "test/fixtures/backdoor/digits8");
@@ -88,6 +88,41 @@ describe("ftguard backdoor", () => {
 		expect((decided.json() as Json).suspect_classes).toContain(3);
 	});
 
+	it("STRIP on --inputs: inputs carrying the trigger are flagged, clean ones are not", async () => {
+		const x = parseNpyFloat32(readFileSync(join(D8, "ref-x.npy")));
+		const clean = x.data.slice(0, 40 * 64);
+		const stamped = clean.slice();
+		// this model's BadNets trigger (make_fixtures.py): a 2×2 white patch in the bottom-right corner
+		for (let i = 0; i < 40; i++)
+			for (const [r, c] of [
+				[6, 6],
+				[6, 7],
+				[7, 6],
+				[7, 7],
+			] as const)
+				stamped[i * 64 + r * 8 + c] = 1;
+		const both = join(tmp, "inputs.npy");
+		const all = new Float32Array(80 * 64);
+		all.set(clean, 0);
+		all.set(stamped, 40 * 64);
+		writeFileSync(both, writeNpy(all, [80, 1, 8, 8]));
+		const r = await ftguard([
+			"backdoor",
+			join(D8, "mlp-badnets-t5-p10.onnx"),
+			...DATA,
+			...FAST,
+			"--inputs",
+			both,
+			"--json",
+		]);
+		const inputs = (r.json() as Json).detectors.strip.inputs;
+		expect(inputs.count).toBe(80);
+		const flaggedClean = inputs.flagged.filter((i: number) => i < 40).length;
+		const flaggedStamped = inputs.flagged.filter((i: number) => i >= 40).length;
+		expect(flaggedStamped).toBeGreaterThanOrEqual(30);
+		expect(flaggedClean).toBeLessThanOrEqual(4);
+	});
+
 	it("--help documents the exit codes", async () => {
 		const r = await ftguard(["backdoor", "--help"]);
 		expect(r.code).toBe(0);
@@ -98,6 +133,19 @@ describe("ftguard backdoor", () => {
 		const bad = join(tmp, "bad");
 		const cases: Array<[string, () => string[], string]> = [
 			["no --data", () => ["backdoor", join(D8, "mlp-clean-s1.onnx"), "--labels", join(D8, "ref-y.npy")], ""],
+			[
+				"--inputs without STRIP",
+				() => [
+					"backdoor",
+					join(D8, "mlp-clean-s1.onnx"),
+					...DATA,
+					"--detectors",
+					"nc",
+					"--inputs",
+					join(D8, "ref-x.npy"),
+				],
+				"USAGE",
+			],
 			["unknown detector", () => ["backdoor", join(D8, "mlp-clean-s1.onnx"), ...DATA, "--detectors", "nc,xx"], "USAGE"],
 			["unknown device", () => ["backdoor", join(D8, "mlp-clean-s1.onnx"), ...DATA, "--device", "tpu"], ""],
 			["steps 0", () => ["backdoor", join(D8, "mlp-clean-s1.onnx"), ...DATA, "--steps", "0"], ""],

@@ -15,7 +15,7 @@ import { type NcClassResult, type NcProgress, neuralCleanse } from "./neural-cle
 import type { NpyFloat32, NpyInt64 } from "./npy";
 import { type OnnxModel, readOnnxModel } from "./onnx-model";
 import { type Device, NcRunner, OnnxInferenceRunner } from "./runtime";
-import { type StripCalibration, type StripTriggerResult, stripCalibrate, stripOnTriggers } from "./strip";
+import { type StripCalibration, type StripTriggerResult, stripCalibrate, stripOnTriggers, stripScore } from "./strip";
 import type { ReversedTrigger } from "./trigger-images";
 import { judgeNeuralCleanse, type NcEvidence } from "./verdict";
 
@@ -42,6 +42,8 @@ export interface ScanOptions {
 	classes?: readonly number[];
 	/** Neural Cleanse results computed by shards; replaces running it here */
 	neuralCleanse?: readonly SerializedNcClass[];
+	/** inputs to check with STRIP (suspected triggered inputs, e.g. from production) */
+	inputs?: NpyFloat32;
 	log?: (line: string) => void;
 	onProgress?: (p: ScanProgress) => void;
 	signal?: AbortSignal;
@@ -112,6 +114,8 @@ export interface BackdoorReport {
 			clean_entropy: { mean: number; std: number; min: number; max: number };
 			/** per reversed trigger: fraction of stamped clean inputs STRIP calls trojaned */
 			reversed_triggers: Array<{ cls: number; fraction_below: number; mean_entropy: number }>;
+			/** user-supplied inputs (--inputs): entropy per input, and those below the boundary */
+			inputs?: { count: number; flagged: number[]; entropy: number[] };
 		};
 	};
 	policy: BackdoorPolicy;
@@ -426,6 +430,20 @@ export async function scanBackdoor(
 					mean_entropy: round(r.meanScore),
 				})),
 			};
+			if (opts.inputs) {
+				const [m, ...rest] = opts.inputs.shape;
+				if (m === undefined || rest.join(",") !== inputShape.join(","))
+					throw new FtguardError(
+						"DATA_INVALID",
+						`inputs have shape [${opts.inputs.shape.join(", ")}], the model takes [N, ${inputShape.join(", ")}]`,
+					);
+				const scored = await stripScore(runner, { x: data.x.data, n }, { x: opts.inputs.data, n: m }, calib);
+				report.detectors.strip.inputs = {
+					count: m,
+					flagged: scored.flagged.flatMap((f, i) => (f ? [i] : [])),
+					entropy: Array.from(scored.scores, (v) => round(v)),
+				};
+			}
 			opts.onProgress?.({ stage: "strip", done: 1, total: 1 });
 			timings.strip_ms = t() - tStrip;
 		}
