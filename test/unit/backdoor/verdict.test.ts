@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { judgeNeuralCleanse, lowSideIndex, type NcRule } from "../../../lib/core/backdoor/verdict";
@@ -61,5 +63,31 @@ describe("Neural Cleanse verdict rules", () => {
 		expect(flagged([4, 4, 4, 4, 4, 4])).toEqual([]);
 		// half the classes equal: MAD is 0, yet a much smaller trigger is still an outlier and is flagged
 		expect(flagged([10, 10, 10, 10, 10, 10, 11, 12, 2, 13])).toEqual([8]);
+	});
+});
+
+describe("the rules on the PyTorch reference's own L1 norms", () => {
+	// bench/reference/neural_cleanse.py, 300 steps, seeds 0 and 1, on every fixture model:
+	// an independent implementation, so this checks the rule, not ftguard's optimiser
+	const ref = JSON.parse(readFileSync(join(__dirname, "../../fixtures/backdoor/reference-results.json"), "utf8")) as {
+		models: Array<{ file: string; target: number | null; runs: Record<string, { l1_norms?: number[] }> }>;
+	};
+	const runs = ref.models.flatMap((m) =>
+		Object.entries(m.runs)
+			.filter(([, r]) => r.l1_norms !== undefined)
+			.map(([seed, r]) => ({ name: `${m.file} seed ${seed}`, target: m.target, l1: r.l1_norms as number[] })),
+	);
+
+	it("ftguard's rule flags exactly the true target of every backdoored model and nothing on clean ones", () => {
+		expect(runs.length).toBeGreaterThanOrEqual(48);
+		const wrong = runs.filter(
+			(r) => JSON.stringify(flagged(r.l1)) !== JSON.stringify(r.target === null ? [] : [r.target]),
+		);
+		expect(wrong.map((r) => r.name)).toEqual([]);
+	});
+
+	it("the vanilla rule, on the same norms, false-flags clean models", () => {
+		const falseAlarms = runs.filter((r) => r.target === null && flagged(r.l1, VANILLA).length > 0);
+		expect(falseAlarms.length).toBeGreaterThanOrEqual(3);
 	});
 });
