@@ -4,8 +4,13 @@
 // TypeScript sources through tsx otherwise — so an edited checkout never runs
 // stale code, and an installed one starts fast.
 import { existsSync, readdirSync, statSync } from "node:fs";
+import module from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+
+// Node ≥ 22.1 keeps V8's compiled code on disk between runs, so a fresh process does not
+// compile ftguard again before its first scan (a no-op on Node 20, which lacks the API).
+module.enableCompileCache?.();
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const bundle = join(root, "dist", "ftguard.mjs");
