@@ -1,0 +1,55 @@
+/**
+ * The objects of an artefact, each pinned to its version now: what the mark
+ * state tags SCANNING and every later state reads. The marker is pinned to the
+ * version whose upload started the scan; if it has been replaced since, this
+ * scan is stale (the newer upload starts its own) and fails.
+ */
+import type { S3Client } from "@aws-sdk/client-s3";
+import { FtguardError } from "../core/errors";
+import { normalizeEtag } from "../core/pipeline/artefact";
+import { mapLimit } from "../core/pipeline/concurrency";
+import type { ScanObject, ScanState } from "../core/pipeline/types";
+import { headObject, listKeys, type ObjectHead } from "./objects";
+
+/** More objects than any checkpoint has; each costs a HEAD and a tag write. */
+export const MAX_OBJECTS = 10_000;
+
+function pinned(key: string, h: ObjectHead): ScanObject {
+	return {
+		key,
+		...(h.versionId !== undefined ? { versionId: h.versionId } : {}),
+		...(h.etag !== undefined ? { etag: h.etag } : {}),
+		size: h.size,
+	};
+}
+
+export async function listArtefactObjects(
+	s3: S3Client,
+	state: Pick<ScanState, "bucket" | "artefact" | "marker">,
+): Promise<ScanObject[]> {
+	const { bucket, artefact, marker } = state;
+	const keys = artefact.endsWith("/")
+		? (await listKeys(s3, bucket, artefact, MAX_OBJECTS)).filter((k) => !k.endsWith("/"))
+		: [artefact, marker.key];
+	if (!keys.includes(marker.key)) keys.push(marker.key);
+	const objects = await mapLimit(keys, 8, async (key): Promise<ScanObject | undefined> => {
+		const isMarker = key === marker.key;
+		const h = await headObject(s3, bucket, key, isMarker ? marker.versionId : undefined);
+		if (h === undefined) {
+			if (isMarker) throw new FtguardError("NOT_FOUND", `the marker s3://${bucket}/${key} no longer exists`);
+			return undefined; // deleted between the listing and now: not part of the artefact any more
+		}
+		if (
+			isMarker &&
+			marker.etag !== undefined &&
+			h.etag !== undefined &&
+			normalizeEtag(h.etag) !== normalizeEtag(marker.etag)
+		) {
+			throw new FtguardError("IO_ERROR", `the marker s3://${bucket}/${key} was replaced after its upload event`);
+		}
+		return pinned(key, h);
+	});
+	return objects
+		.filter((o): o is ScanObject => o !== undefined)
+		.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+}

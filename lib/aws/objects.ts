@@ -1,0 +1,172 @@
+/**
+ * Reading the objects of an artefact exactly as they were when the scan marked
+ * them. Every read is pinned: by VersionId where the store versions objects,
+ * otherwise by ETag (`If-Match`, and the response's ETag checked here too,
+ * because not every S3-compatible server honours `If-Match` on GET). An object
+ * overwritten after it was marked then fails to read instead of being scanned
+ * in its new form.
+ */
+import { createHash } from "node:crypto";
+import type { Readable } from "node:stream";
+import {
+	GetObjectCommand,
+	type GetObjectCommandOutput,
+	HeadObjectCommand,
+	ListObjectsV2Command,
+	type ListObjectsV2CommandOutput,
+	type S3Client,
+} from "@aws-sdk/client-s3";
+import { FtguardError } from "../core/errors";
+import { normalizeEtag } from "../core/pipeline/artefact";
+
+/** An object version as the mark state recorded it. */
+export interface PinnedObject {
+	bucket: string;
+	key: string;
+	versionId?: string;
+	etag?: string;
+	size: number;
+}
+
+export interface ObjectHead {
+	versionId?: string;
+	etag?: string;
+	size: number;
+}
+
+function errName(e: unknown): string {
+	return (e as { name?: string }).name ?? "error";
+}
+
+function httpStatus(e: unknown): number | undefined {
+	return (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+}
+
+function where(o: { bucket: string; key: string; versionId?: string }): string {
+	return `s3://${o.bucket}/${o.key}${o.versionId ? ` (version ${o.versionId})` : ""}`;
+}
+
+/** Maps an SDK error to NOT_FOUND (gone), IO_ERROR (changed since marked, or anything else). */
+export function s3Error(e: unknown, what: string): FtguardError {
+	const name = errName(e);
+	const status = httpStatus(e);
+	if (name === "PreconditionFailed" || status === 412) {
+		return new FtguardError("IO_ERROR", `${what} changed after it was marked`, { cause: e });
+	}
+	if (name === "NoSuchKey" || name === "NotFound" || name === "NoSuchVersion" || status === 404) {
+		return new FtguardError("NOT_FOUND", `${what} does not exist`, { cause: e });
+	}
+	return new FtguardError("IO_ERROR", `cannot access ${what}: ${name}`, { cause: e });
+}
+
+/** The current version of a key (or the given version), or undefined when there is none. */
+export async function headObject(
+	s3: S3Client,
+	bucket: string,
+	key: string,
+	versionId?: string,
+): Promise<ObjectHead | undefined> {
+	try {
+		const r = await s3.send(
+			new HeadObjectCommand({ Bucket: bucket, Key: key, ...(versionId !== undefined ? { VersionId: versionId } : {}) }),
+		);
+		return {
+			...(r.VersionId && r.VersionId !== "null" ? { versionId: r.VersionId } : {}),
+			...(r.ETag ? { etag: r.ETag } : {}),
+			size: r.ContentLength ?? 0,
+		};
+	} catch (e) {
+		const err = s3Error(e, where({ bucket, key, ...(versionId !== undefined ? { versionId } : {}) }));
+		if (err.code === "NOT_FOUND") return undefined;
+		throw err;
+	}
+}
+
+/** Every key under `prefix`, sorted; more than `max` is TOO_MANY_FILES. */
+export async function listKeys(s3: S3Client, bucket: string, prefix: string, max: number): Promise<string[]> {
+	const keys: string[] = [];
+	let token: string | undefined;
+	do {
+		let r: ListObjectsV2CommandOutput;
+		try {
+			r = await s3.send(
+				new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }),
+			);
+		} catch (e) {
+			throw s3Error(e, `s3://${bucket}/${prefix}`);
+		}
+		for (const c of r.Contents ?? []) if (c.Key) keys.push(c.Key);
+		if (keys.length > max) {
+			throw new FtguardError("TOO_MANY_FILES", `s3://${bucket}/${prefix} holds more than ${max} objects`);
+		}
+		token = r.NextContinuationToken;
+	} while (token);
+	return keys.sort();
+}
+
+/**
+ * GETs a pinned object (or a byte range of it). The returned body is exactly the
+ * marked version, or this throws: IO_ERROR when it changed, NOT_FOUND when gone.
+ */
+export async function getPinned(
+	s3: S3Client,
+	o: PinnedObject,
+	range?: { start: number; end: number },
+): Promise<GetObjectCommandOutput> {
+	if (o.versionId === undefined && o.etag === undefined) {
+		throw new FtguardError("USAGE", `${where(o)} has neither a VersionId nor an ETag to pin it`);
+	}
+	let r: GetObjectCommandOutput;
+	try {
+		r = await s3.send(
+			new GetObjectCommand({
+				Bucket: o.bucket,
+				Key: o.key,
+				...(o.versionId !== undefined ? { VersionId: o.versionId } : { IfMatch: o.etag }),
+				...(range ? { Range: `bytes=${range.start}-${range.end - 1}` } : {}),
+			}),
+		);
+	} catch (e) {
+		throw s3Error(e, where(o));
+	}
+	const changed =
+		o.versionId !== undefined
+			? r.VersionId !== undefined && r.VersionId !== o.versionId
+			: r.ETag === undefined || normalizeEtag(r.ETag) !== normalizeEtag(o.etag as string);
+	if (changed) {
+		(r.Body as Readable | undefined)?.destroy?.();
+		throw new FtguardError("IO_ERROR", `${where(o)} changed after it was marked`);
+	}
+	return r;
+}
+
+/** Streams a pinned object through SHA-256: no copy on disk, memory flat whatever its size. */
+export async function sha256Pinned(s3: S3Client, o: PinnedObject): Promise<{ digest: string; size: number }> {
+	const r = await getPinned(s3, o);
+	const body = r.Body as (Readable & AsyncIterable<Uint8Array>) | undefined;
+	if (!body) throw new FtguardError("IO_ERROR", `${where(o)}: empty response body`);
+	const h = createHash("sha256");
+	let size = 0;
+	try {
+		for await (const chunk of body) {
+			h.update(chunk);
+			size += chunk.length;
+		}
+	} catch (e) {
+		throw s3Error(e, where(o));
+	}
+	if (size !== o.size) {
+		throw new FtguardError("IO_ERROR", `${where(o)} is ${size} bytes, ${o.size} when marked`);
+	}
+	return { digest: h.digest("hex"), size };
+}
+
+/** Reads a whole pinned object of at most `maxBytes` (bundles, configs). */
+export async function readPinnedBytes(s3: S3Client, o: PinnedObject, maxBytes: number): Promise<Uint8Array> {
+	if (o.size > maxBytes) throw new FtguardError("DATA_INVALID", `${where(o)} is ${o.size} bytes (limit ${maxBytes})`);
+	const r = await getPinned(s3, o);
+	if (!r.Body) throw new FtguardError("IO_ERROR", `${where(o)}: empty response body`);
+	const bytes = await r.Body.transformToByteArray();
+	if (bytes.length > maxBytes) throw new FtguardError("DATA_INVALID", `${where(o)} is over ${maxBytes} bytes`);
+	return bytes;
+}

@@ -1,0 +1,104 @@
+/**
+ * What every pipeline handler shares, created once per container: the S3 and
+ * Step Functions clients, the logger, the policy, and the environment read in
+ * one place. Handlers stay adapters: parse, call, return.
+ *
+ * Environment:
+ * - FTGUARD_REPORT_BUCKET   bucket for manifests, file reports, verdict records (manifest, files, record)
+ * - FTGUARD_POLICY_URI      s3://bucket/key of the policy JSON, read once per container (signature, files)
+ * - FTGUARD_POLICY          the policy JSON inline, instead of FTGUARD_POLICY_URI (local runs, tests)
+ * - FTGUARD_STATE_MACHINE_ARN  the scan state machine (start)
+ * - FTGUARD_S3_ENDPOINT     a local S3-compatible server (path-style); unset in AWS
+ * - FTGUARD_SFN_ENDPOINT    a local Step Functions endpoint; unset in AWS
+ */
+import { Logger } from "@aws-lambda-powertools/logger";
+import { S3Client } from "@aws-sdk/client-s3";
+import { SFNClient } from "@aws-sdk/client-sfn";
+import { FtguardError, firstLine, toFtguardError } from "../core/errors";
+import { type Policy, parsePolicy } from "../core/policy";
+import { METRIC_SERVICE } from "../infra/tags";
+import { getObjectBytes, parseS3Uri } from "./object-store";
+
+let s3: S3Client | undefined;
+let sfn: SFNClient | undefined;
+let logger: Logger | undefined;
+const policies = new Map<string, Promise<Policy>>();
+
+export function s3Client(): S3Client {
+	const endpoint = process.env.FTGUARD_S3_ENDPOINT;
+	s3 ??= new S3Client(endpoint ? { endpoint, forcePathStyle: true } : {});
+	return s3;
+}
+
+export function sfnClient(): SFNClient {
+	const endpoint = process.env.FTGUARD_SFN_ENDPOINT;
+	sfn ??= new SFNClient(endpoint ? { endpoint } : {});
+	return sfn;
+}
+
+export function pipelineLogger(): Logger {
+	logger ??= new Logger({ serviceName: METRIC_SERVICE });
+	return logger;
+}
+
+/** A required environment variable; a missing one is a deployment error (USAGE), named. */
+export function requireEnv(name: string): string {
+	const v = process.env[name];
+	if (v === undefined || v === "") throw new FtguardError("USAGE", `environment variable ${name} is not set`);
+	return v;
+}
+
+const MAX_POLICY_BYTES = 1 << 20;
+
+/** The deployed policy: inline FTGUARD_POLICY, else FTGUARD_POLICY_URI; neither is a USAGE error (no default trust). */
+export function loadPolicy(): Promise<Policy> {
+	const inline = process.env.FTGUARD_POLICY;
+	const uri = process.env.FTGUARD_POLICY_URI;
+	const source = inline ? `inline:${inline}` : uri ? `uri:${uri}` : "";
+	if (source === "") {
+		return Promise.reject(new FtguardError("USAGE", "neither FTGUARD_POLICY nor FTGUARD_POLICY_URI is set"));
+	}
+	let p = policies.get(source);
+	if (!p) {
+		p = (async () => {
+			if (inline) return parsePolicy(inline, "FTGUARD_POLICY");
+			const ref = parseS3Uri(uri as string);
+			const { bytes } = await getObjectBytes(s3Client(), ref, MAX_POLICY_BYTES);
+			return parsePolicy(Buffer.from(bytes).toString("utf8"), uri);
+		})();
+		p.catch(() => policies.delete(source));
+		policies.set(source, p);
+	}
+	return p;
+}
+
+/**
+ * Runs a handler body with the scan id in every log line. Anything thrown leaves
+ * as an Error whose name is the stable code and whose message is one line, with
+ * no stack: Step Functions puts the error into the state (`error.cause`) and the
+ * verdict record, and a stack trace belongs in the logs, not there.
+ */
+export async function runHandler<T>(
+	state: string,
+	scanId: string | undefined,
+	body: (log: Logger) => Promise<T>,
+): Promise<T> {
+	const log = pipelineLogger();
+	log.appendKeys({ state, scanId: scanId ?? "unknown" });
+	try {
+		return await body(log);
+	} catch (e) {
+		const err = toFtguardError(e, state);
+		log.error(`${state} failed`, { code: err.code, error: e as Error });
+		const out = new Error(firstLine(err.message));
+		out.name = `ftguard.${err.code}`;
+		out.stack = `${out.name}: ${out.message}`;
+		throw out;
+	}
+}
+
+/** The scan id of a raw event, for logging before it is parsed. */
+export function scanIdOf(event: unknown): string | undefined {
+	const id = (event as { scanId?: unknown } | null)?.scanId;
+	return typeof id === "string" ? id : undefined;
+}

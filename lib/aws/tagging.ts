@@ -1,0 +1,92 @@
+/**
+ * ftguard's object tags, written on exact object versions. PutObjectTagging
+ * replaces the whole tag set, so the object's other tags are read and kept;
+ * only `ftguard:*` keys are replaced. Writes are retried a few times with
+ * backoff, then fail with IO_ERROR (the state machine catches it and alarms).
+ */
+import { GetObjectTaggingCommand, PutObjectTaggingCommand, type S3Client, type Tag } from "@aws-sdk/client-s3";
+import { FtguardError } from "../core/errors";
+import { s3Error } from "./objects";
+
+export interface TagTarget {
+	bucket: string;
+	key: string;
+	versionId?: string;
+}
+
+export interface RetryOptions {
+	/** @default 4 */
+	attempts?: number;
+	/** First backoff; doubled each retry. @default 200 */
+	baseDelayMs?: number;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function retrying<T>(what: string, opts: RetryOptions, fn: () => Promise<T>): Promise<T> {
+	const attempts = opts.attempts ?? 4;
+	let delay = opts.baseDelayMs ?? 200;
+	let last: unknown;
+	for (let i = 0; i < attempts; i++) {
+		try {
+			return await fn();
+		} catch (e) {
+			last = e;
+			// A missing object or version will not reappear: no point retrying.
+			if (s3Error(e, what).code === "NOT_FOUND") break;
+			if (i < attempts - 1) {
+				await sleep(delay);
+				delay *= 2;
+			}
+		}
+	}
+	const err = s3Error(last, what);
+	throw new FtguardError(err.code, `${err.message} (gave up tagging after retries)`, { cause: last });
+}
+
+function describe(t: TagTarget): string {
+	return `s3://${t.bucket}/${t.key}${t.versionId ? ` (version ${t.versionId})` : ""}`;
+}
+
+export async function getTags(s3: S3Client, t: TagTarget, opts: RetryOptions = {}): Promise<Record<string, string>> {
+	const r = await retrying(describe(t), opts, () =>
+		s3.send(
+			new GetObjectTaggingCommand({
+				Bucket: t.bucket,
+				Key: t.key,
+				...(t.versionId ? { VersionId: t.versionId } : {}),
+			}),
+		),
+	);
+	return Object.fromEntries((r.TagSet ?? []).map((x) => [x.Key ?? "", x.Value ?? ""]));
+}
+
+/** Sets `tags` (all `ftguard:*`) on the version, keeping the object's other tags and dropping stale ftguard ones. */
+export async function putFtguardTags(
+	s3: S3Client,
+	t: TagTarget,
+	tags: Record<string, string>,
+	opts: RetryOptions = {},
+): Promise<void> {
+	for (const k of Object.keys(tags)) {
+		if (!k.startsWith("ftguard:")) throw new FtguardError("INTERNAL", `not an ftguard tag key: ${k}`);
+	}
+	const existing = await getTags(s3, t, opts);
+	const kept: Tag[] = Object.entries(existing)
+		.filter(([k]) => !k.startsWith("ftguard:"))
+		.map(([Key, Value]) => ({ Key, Value }));
+	const set: Tag[] = [...kept, ...Object.entries(tags).map(([Key, Value]) => ({ Key, Value }))];
+	if (set.length > 10) {
+		throw new FtguardError("IO_ERROR", `${describe(t)} would carry ${set.length} tags (S3 allows 10)`);
+	}
+	await retrying(describe(t), opts, () =>
+		s3.send(
+			new PutObjectTaggingCommand({
+				Bucket: t.bucket,
+				Key: t.key,
+				...(t.versionId ? { VersionId: t.versionId } : {}),
+				Tagging: { TagSet: set },
+			}),
+		),
+	);
+}

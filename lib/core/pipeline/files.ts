@@ -1,0 +1,125 @@
+/**
+ * The file-safety stage over sources that are not files on disk (objects in S3):
+ * the same scanners, detection and fail-closed rules as `scanPaths` in
+ * lib/core/formats/scan.ts, one object at a time through a ByteSource, so a
+ * scanner reads only the bytes it asks for.
+ */
+import { toFtguardError } from "../errors";
+import { chooseScanner, type FileReport, type ScanOptions } from "../formats/scan";
+import type { ByteSource, Finding, Scanner, ScanResult } from "../formats/types";
+import { verdictOf } from "../formats/types";
+import { isZip } from "../formats/zip";
+
+const HEAD_BYTES = 64 * 1024;
+/**
+ * No local path exists for an object; ONNX external-data references resolve
+ * under this directory, which can never exist (a path below /dev/null), so they
+ * read as missing: fail closed rather than reading the Lambda's own disk.
+ */
+const NO_LOCAL_DIR = "/dev/null/ftguard-object";
+
+async function run(
+	scanner: Scanner,
+	source: ByteSource,
+	name: string,
+	options: ScanOptions,
+	head: Buffer,
+): Promise<ScanResult> {
+	try {
+		return await scanner.scan({
+			source,
+			name,
+			path: `${NO_LOCAL_DIR}/${name}`,
+			modelDir: NO_LOCAL_DIR,
+			policy: options.policy,
+			head,
+		});
+	} catch (e) {
+		return {
+			findings: [
+				{
+					id: "scanner-error",
+					severity: "high",
+					message: `the ${scanner.format} scanner failed: ${toFtguardError(e).message}`,
+				},
+			],
+		};
+	}
+}
+
+/** Scans one source as `scanPaths` scans one file; `path` is what the report names it by. */
+export async function scanSource(
+	source: ByteSource,
+	path: string,
+	name: string,
+	options: ScanOptions,
+): Promise<FileReport> {
+	const report = (format: FileReport["format"], r: ScanResult): FileReport => ({
+		path,
+		format,
+		verdict: verdictOf(r),
+		findings: r.findings,
+		...(r.malformed !== undefined ? { malformed: r.malformed } : {}),
+		size: source.size,
+		bytesRead: source.bytesRead,
+	});
+	let head: Buffer;
+	try {
+		head = await source.read(0, HEAD_BYTES);
+	} catch (e) {
+		const finding: Finding = { id: "read-error", severity: "high", message: toFtguardError(e).message };
+		return report("unknown", { findings: [finding] });
+	}
+	const scanner = chooseScanner(head, name, source.size, options);
+	if (!scanner) {
+		const finding: Finding = {
+			id: "unknown-format",
+			severity: options.strict ? "high" : "low",
+			message: options.strict
+				? "format not recognised; the policy treats unknown files as unsafe"
+				: "format not recognised: nothing in it was checked",
+		};
+		return report("unknown", { findings: [finding] });
+	}
+	let result = await run(scanner, source, name, options, head);
+	if (options.archiveFallback && scanner !== options.archiveFallback && isZip(head)) {
+		const extra = await run(options.archiveFallback, source, name, options, head);
+		result = { ...result, findings: [...result.findings, ...extra.findings] };
+	}
+	return report(scanner.format, result);
+}
+
+export interface FilesOutcome {
+	safe: boolean;
+	unsafe: number;
+	malformed: number;
+	/** one line per file that is not safe (at most {@link MAX_REASONS}, then a count) */
+	reasons: string[];
+}
+
+export const MAX_REASONS = 20;
+
+/** The stage's result: safe only when there is at least one file and every file is safe. */
+export function summariseFiles(reports: readonly FileReport[]): FilesOutcome {
+	const bad = reports.filter((r) => r.verdict !== "safe");
+	const lines = bad.map((r) => {
+		const f = r.findings.find((x) => x.severity === "critical" || x.severity === "high");
+		const why = f ? `${f.id}: ${f.message}` : (r.malformed ?? r.verdict);
+		return `${r.path}: ${r.verdict} (${why})`;
+	});
+	const reasons =
+		lines.length > MAX_REASONS ? [...lines.slice(0, MAX_REASONS), `… and ${lines.length - MAX_REASONS} more`] : lines;
+	if (reports.length === 0) reasons.push("no files to scan");
+	return {
+		safe: reports.length > 0 && bad.length === 0,
+		unsafe: reports.filter((r) => r.verdict === "unsafe").length,
+		malformed: reports.filter((r) => r.verdict === "malformed").length,
+		reasons,
+	};
+}
+
+/** The ONNX model the backdoor scan must search, if the artefact has one (by name, else by detected format). */
+export function onnxModelOf(reports: readonly { key: string; report: FileReport }[]): string | undefined {
+	const byName = reports.find((r) => r.key.toLowerCase().endsWith(".onnx"));
+	return (byName ?? reports.find((r) => r.report.format === "onnx"))?.key;
+}

@@ -1,0 +1,202 @@
+/**
+ * The scan pipeline's Lambda handlers against a real S3-compatible server
+ * (s3rver: no versioning, so objects are pinned by ETag here; the VersionId
+ * path is covered with a fake client in test/unit/pipeline/aws-adapters.test.ts).
+ * Each test uploads a checkpoint, runs mark → manifest → signature → files →
+ * decide → record as the state machine would (a throwing state is caught into
+ * `error` and the run goes on to decide), and reads the tags and reports back.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { GetObjectTaggingCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { handler as decide } from "../../lambdas/decide";
+import { handler as files } from "../../lambdas/files";
+import { handler as manifest } from "../../lambdas/manifest";
+import { handler as mark } from "../../lambdas/mark";
+import { handler as record } from "../../lambdas/record";
+import { handler as signature } from "../../lambdas/signature";
+import { buildManifest } from "../../lib/core/integrity/manifest";
+import { scanIdOf } from "../../lib/core/pipeline/artefact";
+import type { ScanState } from "../../lib/core/pipeline/types";
+import { REPO } from "../helpers/cli";
+import { type LocalS3, startLocalS3, TEST_CREDENTIALS } from "../helpers/s3";
+import { generateEcKeyPair, makeModelSigningStatement, signStatementKeyed } from "../helpers/sign";
+
+const BUCKET = "checkpoints";
+const REPORTS = "reports";
+const EXAMPLES = join(REPO, "examples");
+const otherSigner = generateEcKeyPair("P-256");
+
+let s3: LocalS3;
+beforeAll(async () => {
+	s3 = await startLocalS3([BUCKET, REPORTS]);
+	Object.assign(process.env, {
+		FTGUARD_S3_ENDPOINT: s3.endpoint,
+		AWS_ACCESS_KEY_ID: TEST_CREDENTIALS.accessKeyId,
+		AWS_SECRET_ACCESS_KEY: TEST_CREDENTIALS.secretAccessKey,
+		AWS_REGION: "us-east-1",
+		FTGUARD_REPORT_BUCKET: REPORTS,
+		POWERTOOLS_METRICS_DISABLED: "true",
+		POWERTOOLS_LOG_LEVEL: "SILENT",
+		FTGUARD_POLICY: JSON.stringify({
+			signers: [
+				{ kind: "public-key", pem: readFileSync(join(EXAMPLES, "keys/signer.pub.pem"), "utf8") },
+				{ kind: "public-key", pem: otherSigner.publicKeyPem },
+			],
+		}),
+	});
+});
+afterAll(async () => s3?.close());
+
+/** Uploads a model directory under `prefix`, the marker (model.sig) last, and returns the first state. */
+async function upload(
+	dir: string,
+	prefix: string,
+	extra: Record<string, Uint8Array | string> = {},
+): Promise<ScanState> {
+	const names = readdirSync(dir).filter((n) => n !== "model.sig");
+	for (const n of names) await s3.put(BUCKET, `${prefix}${n}`, readFileSync(join(dir, n)));
+	const sig = extra["model.sig"] ?? readFileSync(join(dir, "model.sig"));
+	const key = `${prefix}model.sig`;
+	await s3.put(BUCKET, key, sig);
+	// what EventBridge's detail.object.etag carries (unquoted); s3rver has no version ids
+	const head = await s3.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }));
+	const marker = { key, etag: (head.ETag ?? "").replaceAll('"', "") };
+	return { scanId: scanIdOf(BUCKET, key, marker), bucket: BUCKET, marker, artefact: prefix };
+}
+
+type Step = (s: unknown) => Promise<ScanState>;
+const STAGES: Array<[string, Step]> = [
+	["mark", mark],
+	["manifest", manifest],
+	["signature", signature],
+	["files", files],
+];
+
+/** Runs the states in order; a throwing state becomes `error` and the run jumps to decide, as the Catch does. */
+async function runPipeline(initial: ScanState, beforeRecord?: () => Promise<void>): Promise<ScanState> {
+	let state = initial;
+	for (const [name, step] of STAGES) {
+		try {
+			state = await step(state);
+		} catch (e) {
+			state = { ...state, error: { state: name, cause: (e as Error).message } };
+			break;
+		}
+	}
+	state = await decide(state);
+	await beforeRecord?.();
+	return record(state);
+}
+
+async function tagsOf(key: string): Promise<Record<string, string>> {
+	const r = await s3.client.send(new GetObjectTaggingCommand({ Bucket: BUCKET, Key: key }));
+	return Object.fromEntries((r.TagSet ?? []).map((t) => [t.Key, t.Value]));
+}
+
+async function verdictRecord(scanId: string) {
+	return JSON.parse((await s3.get(REPORTS, `scans/${scanId}/verdict.json`)).toString("utf8"));
+}
+
+describe("the scan pipeline's handlers", () => {
+	it("promotes a signed, clean checkpoint and tags every scanned object PROMOTABLE with the root digest", async () => {
+		const state = await runPipeline(await upload(join(EXAMPLES, "checkpoint"), "jobs/j1/ckpt-1/"));
+		expect(state.verdict).toEqual({ status: "PROMOTABLE", reasons: [] });
+		expect(state.signature).toMatchObject({ verified: true });
+		expect(state.files).toMatchObject({ safe: true, unsafe: 0, malformed: 0 });
+		expect(state.backdoor).toEqual({ required: false });
+		// the root digest is the one lib/core/integrity computes for the same directory
+		const local = await buildManifest(join(EXAMPLES, "checkpoint"), { ignorePaths: ["model.sig"] });
+		expect(state.manifest?.rootDigest).toBe(`sha256:${local.root}`);
+		for (const key of await s3.list(BUCKET, "jobs/j1/ckpt-1/")) {
+			expect(await tagsOf(key)).toEqual({
+				"ftguard:status": "PROMOTABLE",
+				"ftguard:scan-id": state.scanId,
+				"ftguard:digest": `sha256:${local.root}`,
+			});
+		}
+		const rec = await verdictRecord(state.scanId);
+		expect(rec).toMatchObject({ status: "PROMOTABLE", scanId: state.scanId, rootDigest: `sha256:${local.root}` });
+		expect(rec.objects.map((o: { key: string; tagged: boolean }) => [o.key, o.tagged])).toEqual(
+			["config.json", "model.safetensors", "model.sig", "tokenizer_config.json"].map((n) => [
+				`jobs/j1/ckpt-1/${n}`,
+				true,
+			]),
+		);
+		const manifestJson = JSON.parse((await s3.get(REPORTS, `scans/${state.scanId}/manifest.json`)).toString("utf8"));
+		expect(manifestJson.resources).toEqual(local.resources);
+	});
+
+	it("quarantines a tampered checkpoint with DIGEST_MISMATCH", async () => {
+		const state = await runPipeline(await upload(join(EXAMPLES, "checkpoint-tampered"), "jobs/j1/ckpt-tampered/"));
+		expect(state.signature).toMatchObject({ verified: false, code: "DIGEST_MISMATCH" });
+		expect(state.verdict?.status).toBe("QUARANTINED");
+		expect(state.verdict?.reasons.join("\n")).toMatch(/^signature: DIGEST_MISMATCH .*model\.safetensors/m);
+		expect((await tagsOf("jobs/j1/ckpt-tampered/model.safetensors"))["ftguard:status"]).toBe("QUARANTINED");
+	});
+
+	it("quarantines a checkpoint signed by a key the policy does not trust", async () => {
+		const state = await runPipeline(await upload(join(EXAMPLES, "checkpoint-other-signer"), "jobs/j1/ckpt-other/"));
+		expect(state.signature).toMatchObject({ verified: false, code: "SIGNATURE_INVALID" });
+		expect(state.verdict?.status).toBe("QUARANTINED");
+	});
+
+	it("quarantines a correctly signed checkpoint whose pickle runs code (files stage)", async () => {
+		const dir = join(EXAMPLES, "checkpoint-pickle");
+		const m = await buildManifest(dir, { ignorePaths: ["model.sig"] });
+		const statement = makeModelSigningStatement({ modelName: m.modelName, resources: m.resources });
+		const sig = JSON.stringify(signStatementKeyed(statement, { keyPair: otherSigner }).bundle);
+		const state = await runPipeline(await upload(dir, "jobs/j2/ckpt-pickle/", { "model.sig": sig }));
+		expect(state.signature).toMatchObject({ verified: true });
+		expect(state.files?.safe).toBe(false);
+		expect(state.files?.unsafe).toBe(1);
+		expect(state.verdict?.status).toBe("QUARANTINED");
+		expect(
+			state.verdict?.reasons.some((r) =>
+				r.startsWith("files: s3://checkpoints/jobs/j2/ckpt-pickle/pytorch_model.bin: unsafe"),
+			),
+		).toBe(true);
+		const report = JSON.parse((await s3.get(REPORTS, `scans/${state.scanId}/files.json`)).toString("utf8"));
+		expect(report.files.map((f: { key: string }) => f.key)).toEqual(
+			["config.json", "model.safetensors", "pytorch_model.bin", "tokenizer_config.json"].map(
+				(n) => `jobs/j2/ckpt-pickle/${n}`,
+			),
+		);
+		expect((await tagsOf("jobs/j2/ckpt-pickle/pytorch_model.bin"))["ftguard:status"]).toBe("QUARANTINED");
+	});
+
+	it("gives no PROMOTABLE tag to an object overwritten between mark and record", async () => {
+		const prefix = "jobs/j3/ckpt-overwritten/";
+		const state = await runPipeline(await upload(join(EXAMPLES, "checkpoint"), prefix), async () => {
+			await s3.put(BUCKET, `${prefix}model.safetensors`, "replaced while the scan ran");
+		});
+		expect(state.verdict?.status).toBe("QUARANTINED");
+		expect(state.verdict?.reasons).toContain(`changed during scan: ${prefix}model.safetensors`);
+		expect((await tagsOf(`${prefix}model.safetensors`))["ftguard:status"]).not.toBe("PROMOTABLE");
+		for (const n of ["config.json", "model.sig", "tokenizer_config.json"]) {
+			expect((await tagsOf(`${prefix}${n}`))["ftguard:status"]).toBe("QUARANTINED");
+		}
+		const rec = await verdictRecord(state.scanId);
+		const replaced = rec.objects.find((o: { key: string }) => o.key === `${prefix}model.safetensors`);
+		expect(replaced).toMatchObject({ tagged: false, skipped: "ETag changed" });
+	});
+
+	it("fails a state whose object changed mid-scan, and the run ends QUARANTINED with error: <state>", async () => {
+		const prefix = "jobs/j3/ckpt-changed-early/";
+		const initial = await upload(join(EXAMPLES, "checkpoint"), prefix);
+		const marked = await mark(initial);
+		await s3.put(BUCKET, `${prefix}config.json`, "{}");
+		await expect(manifest(marked)).rejects.toMatchObject({ name: "ftguard.IO_ERROR" });
+		const decided = await decide({ ...marked, error: { state: "manifest", cause: "changed" } });
+		expect(decided.verdict?.reasons).toContain("error: manifest");
+	});
+
+	it("rejects a malformed event with a one-line USAGE error and no stack trace", async () => {
+		const err = await mark({ scanId: "x", bucket: BUCKET }).catch((e: Error) => e);
+		expect(err).toBeInstanceOf(Error);
+		expect((err as Error).name).toBe("ftguard.USAGE");
+		expect((err as Error).message).toMatch(/invalid scan state: marker/);
+		expect((err as Error).stack).not.toMatch(/\n\s+at /);
+	});
+});
