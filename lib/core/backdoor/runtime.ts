@@ -28,6 +28,9 @@ export interface Session {
 
 const message = (e: unknown) => firstLine(e instanceof Error ? e.message : String(e));
 
+/** Providers already reported as unavailable: one line per process, not one per session. */
+const reportedFallback = new Set<Device>();
+
 export async function createSession(bytes: Uint8Array, opts: SessionOptions): Promise<Session> {
 	const base: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: "all" };
 	if (opts.threads !== undefined) base.intraOpNumThreads = opts.threads;
@@ -37,7 +40,9 @@ export async function createSession(bytes: Uint8Array, opts: SessionOptions): Pr
 			return { session, provider: opts.device };
 		} catch (e) {
 			const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-			log(`ftguard: ${opts.device} execution provider unavailable (${message(e)}); running on cpu`);
+			if (!reportedFallback.has(opts.device))
+				log(`ftguard: ${opts.device} execution provider unavailable (${message(e)}); running on cpu`);
+			reportedFallback.add(opts.device);
 		}
 	}
 	try {
