@@ -11,27 +11,36 @@ export interface Decision {
 	reasons: string[];
 }
 
+/** A JSON object: `null`, arrays and scalars where a stage's result belongs count as missing. */
+function present<T>(v: T | undefined): v is T {
+	return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Total over anything JSON can carry (handlers parse the state first, but the
+ * decision must not depend on that): a value of the wrong shape is a failure.
+ */
 export function decide(state: ScanState): Decision {
 	const reasons: string[] = [];
-	if (state.error !== undefined) reasons.push(`error: ${state.error.state}`);
-	if (state.objects === undefined) reasons.push("missing: mark");
+	if (state.error !== undefined) reasons.push(`error: ${present(state.error) ? state.error.state : "unknown"}`);
+	if (!Array.isArray(state.objects)) reasons.push("missing: mark");
 	else if (state.objects.length === 0) reasons.push("mark: no objects");
-	if (state.manifest === undefined) reasons.push("missing: manifest");
+	if (!present(state.manifest)) reasons.push("missing: manifest");
 	const sig = state.signature;
-	if (sig === undefined) reasons.push("missing: signature");
+	if (!present(sig)) reasons.push("missing: signature");
 	else if (sig.verified !== true)
 		reasons.push(`signature: ${sig.code ?? "not verified"}${sig.reason ? ` (${sig.reason})` : ""}`);
 	const files = state.files;
-	if (files === undefined) reasons.push("missing: files");
+	if (!present(files)) reasons.push("missing: files");
 	else if (files.safe !== true || files.unsafe !== 0 || files.malformed !== 0) {
 		reasons.push(`files: ${files.unsafe} unsafe, ${files.malformed} malformed`);
-		for (const r of files.reasons) reasons.push(`files: ${r}`);
+		for (const r of Array.isArray(files.reasons) ? files.reasons : []) reasons.push(`files: ${r}`);
 	}
 	const bd = state.backdoor;
-	if (bd === undefined) reasons.push("missing: backdoor");
-	else if (bd.required !== false) {
+	if (!present(bd)) reasons.push("missing: backdoor");
+	else if (bd.required === true) {
 		if (bd.verdict === undefined) reasons.push("missing: backdoor scan");
-		else if (bd.verdict !== "clean") reasons.push(`backdoor: ${bd.verdict}`);
-	}
+		else if (bd.verdict !== "clean") reasons.push(`backdoor: ${String(bd.verdict)}`);
+	} else if (bd.required !== false) reasons.push("backdoor: required is not a boolean");
 	return reasons.length === 0 ? { status: "PROMOTABLE", reasons } : { status: "QUARANTINED", reasons };
 }

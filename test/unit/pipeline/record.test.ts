@@ -1,0 +1,52 @@
+import { describe, expect, it } from "vitest";
+import { decide } from "../../../lib/core/pipeline/decide";
+import { reportKey, VERDICT_RECORD_SCHEMA, verdictRecord } from "../../../lib/core/pipeline/record";
+import type { ScanState } from "../../../lib/core/pipeline/types";
+
+const state: ScanState = {
+	scanId: "ftg-abc",
+	bucket: "ckpts",
+	marker: { key: "c/model.sig", versionId: "v9" },
+	artefact: "c/",
+	objects: [
+		{ key: "c/model.sig", versionId: "v9", size: 10 },
+		{ key: "c/w.safetensors", versionId: "v3", size: 100 },
+	],
+	manifest: { rootDigest: `sha256:${"a".repeat(64)}`, files: 1, bytes: 100, uri: "s3://r/scans/ftg-abc/manifest.json" },
+	signature: { verified: true, identity: "key sha256:ff" },
+	error: { state: "files", cause: "timeout" },
+};
+
+describe("verdictRecord", () => {
+	it("binds the verdict to the exact versions and the root digest, with every stage's result", () => {
+		const d = decide(state);
+		const objects = [
+			{ key: "c/model.sig", versionId: "v9", size: 10, tagged: true },
+			{ key: "c/w.safetensors", versionId: "v3", size: 100, tagged: false, skipped: "current version is v4" },
+		];
+		const rec = verdictRecord(state, d, objects, new Date("2026-11-28T01:02:03Z"));
+		expect(rec).toEqual({
+			schema: VERDICT_RECORD_SCHEMA,
+			scanId: "ftg-abc",
+			bucket: "ckpts",
+			artefact: "c/",
+			marker: { key: "c/model.sig", versionId: "v9" },
+			rootDigest: `sha256:${"a".repeat(64)}`,
+			status: "QUARANTINED",
+			reasons: ["error: files", "missing: files", "missing: backdoor"],
+			objects,
+			stages: { manifest: state.manifest, signature: state.signature, error: state.error },
+			recordedAt: "2026-11-28T01:02:03.000Z",
+		});
+		expect(JSON.parse(JSON.stringify(rec))).toEqual(rec);
+	});
+
+	it("has no root digest when the manifest never ran", () => {
+		const { manifest: _, ...noManifest } = state;
+		expect(verdictRecord(noManifest, decide(noManifest), [], new Date(0))).not.toHaveProperty("rootDigest");
+	});
+
+	it("keeps each scan's reports under its own prefix", () => {
+		expect(reportKey("ftg-abc", "verdict")).toBe("scans/ftg-abc/verdict.json");
+	});
+});
