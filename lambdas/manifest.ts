@@ -2,7 +2,7 @@
 
 import { putObject } from "../lib/aws/object-store";
 import { sha256Pinned } from "../lib/aws/objects";
-import { requireEnv, runHandler, s3Client, scanIdOf } from "../lib/aws/runtime";
+import { reportLocation, runHandler, s3Client, scanIdOf } from "../lib/aws/runtime";
 import { FtguardError } from "../lib/core/errors";
 import { resourceNameOf } from "../lib/core/pipeline/artefact";
 import { mapLimit } from "../lib/core/pipeline/concurrency";
@@ -14,7 +14,7 @@ import type { ScanState } from "../lib/core/pipeline/types";
 export async function handler(event: unknown): Promise<ScanState & Required<Pick<ScanState, "manifest">>> {
 	return runHandler("manifest", scanIdOf(event), async (log) => {
 		const state = requireFields(parseScanState(event, "manifest"), "manifest", "objects");
-		const reportBucket = requireEnv("FTGUARD_REPORT_BUCKET");
+		const { bucket: reportBucket, prefix } = reportLocation();
 		const s3 = s3Client();
 		const content = state.objects.filter((o) => o.key !== state.marker.key);
 		const digests = await mapLimit(content, 4, async (o) => {
@@ -24,7 +24,7 @@ export async function handler(event: unknown): Promise<ScanState & Required<Pick
 			return { ...o, name, digest };
 		});
 		const manifest = buildPipelineManifest(state, digests);
-		const key = reportKey(state.scanId, "manifest");
+		const key = reportKey(state.scanId, "manifest", prefix);
 		await putObject(s3, { bucket: reportBucket, key }, JSON.stringify(manifest, null, 2), "application/json");
 		log.info("manifest written", { rootDigest: manifest.rootDigest, files: digests.length, bytes: manifest.bytes });
 		return {

@@ -6,7 +6,7 @@
  */
 import { emitMetrics, OBJECTS_CHANGED_METRIC } from "../lib/aws/metrics";
 import { putObject } from "../lib/aws/object-store";
-import { requireEnv, runHandler, s3Client, scanIdOf } from "../lib/aws/runtime";
+import { reportLocation, runHandler, s3Client, scanIdOf } from "../lib/aws/runtime";
 import { putFtguardTags } from "../lib/aws/tagging";
 import { changedSince, verdictTags } from "../lib/aws/verdict";
 import { mapLimit } from "../lib/core/pipeline/concurrency";
@@ -19,7 +19,7 @@ import { MetricName } from "../lib/infra/tags";
 export async function handler(event: unknown): Promise<ScanState & Required<Pick<ScanState, "verdict">>> {
 	return runHandler("record", scanIdOf(event), async (log) => {
 		const state = parseScanState(event, "record");
-		const reportBucket = requireEnv("FTGUARD_REPORT_BUCKET");
+		const { bucket: reportBucket, prefix } = reportLocation();
 		const s3 = s3Client();
 		// Recomputed, never taken on trust; a QUARANTINED verdict in the input stands.
 		const decision = decide(state);
@@ -44,7 +44,7 @@ export async function handler(event: unknown): Promise<ScanState & Required<Pick
 		const record = verdictRecord(state, decision, tagged, new Date());
 		await putObject(
 			s3,
-			{ bucket: reportBucket, key: reportKey(state.scanId, "verdict") },
+			{ bucket: reportBucket, key: reportKey(state.scanId, "verdict", prefix) },
 			JSON.stringify(record, null, 2),
 			"application/json",
 		);

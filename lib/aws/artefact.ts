@@ -8,8 +8,10 @@ import type { S3Client } from "@aws-sdk/client-s3";
 import { FtguardError } from "../core/errors";
 import { normalizeEtag } from "../core/pipeline/artefact";
 import { mapLimit } from "../core/pipeline/concurrency";
+import { familyOf, onnxInputShape } from "../core/pipeline/model-info";
 import type { ScanObject, ScanState } from "../core/pipeline/types";
-import { headObject, listKeys, type ObjectHead } from "./objects";
+import { headObject, listKeys, type ObjectHead, readPinnedBytes } from "./objects";
+import { S3Source } from "./s3-source";
 
 /** More objects than any checkpoint has; each costs a HEAD and a tag write. */
 export const MAX_OBJECTS = 10_000;
@@ -53,3 +55,25 @@ export async function listArtefactObjects(
 		.filter((o): o is ScanObject => o !== undefined)
 		.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }
+
+/** Family (from the artefact's top-level config.json) and input shape (from the ONNX model) for reference-data lookup. */
+export async function modelInfoOf(
+	s3: S3Client,
+	state: Pick<ScanState, "bucket" | "artefact">,
+	objects: readonly ScanObject[],
+	model: ScanObject,
+): Promise<{ family?: string; inputShape?: string }> {
+	const config = state.artefact.endsWith("/")
+		? objects.find((o) => o.key === `${state.artefact}config.json`)
+		: undefined;
+	const family =
+		config && config.size <= MAX_CONFIG_BYTES
+			? familyOf(await readPinnedBytes(s3, { bucket: state.bucket, ...config }, MAX_CONFIG_BYTES))
+			: undefined;
+	const inputShape = await onnxInputShape(
+		new S3Source(s3, { bucket: state.bucket, ...model }, { blockSize: 64 * 1024 }),
+	);
+	return { ...(family !== undefined ? { family } : {}), ...(inputShape !== undefined ? { inputShape } : {}) };
+}
+
+const MAX_CONFIG_BYTES = 1 << 20;

@@ -5,6 +5,7 @@
  *
  * Environment:
  * - FTGUARD_REPORT_BUCKET   bucket for manifests, file reports, verdict records (manifest, files, record)
+ * - FTGUARD_REPORT_PREFIX   key prefix of each scan's reports in that bucket, ending in "/" (default "scans/")
  * - FTGUARD_POLICY_URI      s3://bucket/key of the policy JSON, read once per container (signature, files)
  * - FTGUARD_POLICY          the policy JSON inline, instead of FTGUARD_POLICY_URI (local runs, tests)
  * - FTGUARD_STATE_MACHINE_ARN  the scan state machine (start)
@@ -101,4 +102,11 @@ export async function runHandler<T>(
 export function scanIdOf(event: unknown): string | undefined {
 	const id = (event as { scanId?: unknown } | null)?.scanId;
 	return typeof id === "string" ? id : undefined;
+}
+
+/** Report bucket and per-scan key prefix (FTGUARD_REPORT_BUCKET, FTGUARD_REPORT_PREFIX). */
+export function reportLocation(): { bucket: string; prefix: string } {
+	const prefix = process.env.FTGUARD_REPORT_PREFIX || "scans/";
+	if (!prefix.endsWith("/")) throw new FtguardError("USAGE", `FTGUARD_REPORT_PREFIX must end in "/": ${prefix}`);
+	return { bucket: requireEnv("FTGUARD_REPORT_BUCKET"), prefix };
 }

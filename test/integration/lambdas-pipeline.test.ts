@@ -44,6 +44,9 @@ beforeAll(async () => {
 				{ kind: "public-key", pem: readFileSync(join(EXAMPLES, "keys/signer.pub.pem"), "utf8") },
 				{ kind: "public-key", pem: otherSigner.publicKeyPem },
 			],
+			referenceData: [
+				{ inputShape: "1x8x8", dataUri: "s3://trusted/digits8/x.npy", labelsUri: "s3://trusted/digits8/y.npy" },
+			],
 		}),
 	});
 });
@@ -190,6 +193,44 @@ describe("the scan pipeline's handlers", () => {
 		await expect(manifest(marked)).rejects.toMatchObject({ name: "ftguard.IO_ERROR" });
 		const decided = await decide({ ...marked, error: { state: "manifest", cause: "changed" } });
 		expect(decided.verdict?.reasons).toContain("error: manifest");
+	});
+
+	it("scans a single-file ONNX artefact from <file>.sigstore.json and asks for a backdoor scan with the policy's reference data", async () => {
+		const file = join(REPO, "test/fixtures/backdoor/digits8/cnn-clean-s1.onnx");
+		const m = await buildManifest(file);
+		expect(m.resources.map((r) => r.name)).toEqual(["."]);
+		const statement = makeModelSigningStatement({ modelName: m.modelName, resources: m.resources });
+		const key = "jobs/j4/model.onnx";
+		await s3.put(BUCKET, key, readFileSync(file));
+		await s3.put(
+			BUCKET,
+			`${key}.sigstore.json`,
+			JSON.stringify(signStatementKeyed(statement, { keyPair: otherSigner }).bundle),
+		);
+		const head = await s3.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: `${key}.sigstore.json` }));
+		const marker = { key: `${key}.sigstore.json`, etag: head.ETag ?? "" };
+		const initial: ScanState = { scanId: scanIdOf(BUCKET, marker.key, marker), bucket: BUCKET, marker, artefact: key };
+		let state: ScanState = initial;
+		for (const [, step] of STAGES) state = await step(state);
+		expect(state.manifest?.rootDigest).toBe(`sha256:${m.root}`);
+		expect(state.signature).toMatchObject({ verified: true });
+		expect(state.files).toMatchObject({ safe: true });
+		expect(state.backdoor).toEqual({
+			required: true,
+			modelKey: key,
+			dataUri: "s3://trusted/digits8/x.npy",
+			labelsUri: "s3://trusted/digits8/y.npy",
+			dataKind: "reference",
+		});
+		// the Batch job has not run: no promotion
+		expect((await decide(state)).verdict).toEqual({ status: "QUARANTINED", reasons: ["missing: backdoor scan"] });
+		// the state machine's backdoor branch reports clean: promotion, on both objects
+		const clean = await record(
+			await decide({ ...state, backdoor: { ...state.backdoor, required: true, verdict: "clean" } }),
+		);
+		expect(clean.verdict?.status).toBe("PROMOTABLE");
+		expect((await tagsOf(key))["ftguard:status"]).toBe("PROMOTABLE");
+		expect((await tagsOf(marker.key))["ftguard:digest"]).toBe(`sha256:${m.root}`);
 	});
 
 	it("rejects a malformed event with a one-line USAGE error and no stack trace", async () => {

@@ -9,6 +9,8 @@ import { chooseScanner, type FileReport, type ScanOptions } from "../formats/sca
 import type { ByteSource, Finding, Scanner, ScanResult } from "../formats/types";
 import { verdictOf } from "../formats/types";
 import { isZip } from "../formats/zip";
+import type { ReferenceData } from "../policy";
+import type { ScanState } from "./types";
 
 const HEAD_BYTES = 64 * 1024;
 /**
@@ -122,4 +124,23 @@ export function summariseFiles(reports: readonly FileReport[]): FilesOutcome {
 export function onnxModelOf(reports: readonly { key: string; report: FileReport }[]): string | undefined {
 	const byName = reports.find((r) => r.key.toLowerCase().endsWith(".onnx"));
 	return (byName ?? reports.find((r) => r.report.format === "onnx"))?.key;
+}
+
+/**
+ * The files state's `backdoor` field: not required without an ONNX model;
+ * otherwise the model, its pinned version, and the reference data the policy
+ * names for its family / input shape (left out when none matches, which the
+ * state machine treats as a scan that cannot run: quarantine).
+ */
+export function backdoorPlan(
+	model: { key: string; versionId?: string } | undefined,
+	reference: ReferenceData | undefined,
+): NonNullable<ScanState["backdoor"]> {
+	if (!model) return { required: false };
+	return {
+		required: true,
+		modelKey: model.key,
+		...(model.versionId !== undefined ? { modelVersionId: model.versionId } : {}),
+		...(reference ? { dataUri: reference.dataUri, labelsUri: reference.labelsUri, dataKind: reference.dataKind } : {}),
+	};
 }

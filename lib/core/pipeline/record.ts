@@ -54,7 +54,7 @@ export function verdictRecord(state: ScanState, decision: Decision, objects: Tag
 	};
 }
 
-/** Where each stage writes in the report bucket: one prefix per scan. */
-export function reportKey(scanId: string, name: "manifest" | "files" | "verdict"): string {
-	return `scans/${scanId}/${name}.json`;
+/** Where each stage writes in the report bucket: one prefix per scan (`prefix` ends in "/"). */
+export function reportKey(scanId: string, name: "manifest" | "files" | "verdict", prefix = "scans/"): string {
+	return `${prefix}${scanId}/${name}.json`;
 }

@@ -48,6 +48,10 @@ export const scanStateSchema = z
 					modelKey: opt(str),
 					verdict: opt(z.enum(["clean", "suspect"])),
 					reportUri: opt(str),
+					modelVersionId: opt(str),
+					dataUri: opt(str),
+					labelsUri: opt(str),
+					dataKind: opt(z.enum(["reference", "training"])),
 				})
 				.loose(),
 		),

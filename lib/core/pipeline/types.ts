@@ -35,7 +35,18 @@ export interface ScanState {
 	/** files: the format scanners over every object */
 	files?: { safe: boolean; unsafe: number; malformed: number; reportUri: string; reasons: string[] };
 	/** backdoor: whether the artefact has an ONNX model to scan, and the batch job's outcome */
-	backdoor?: { required: boolean; modelKey?: string; verdict?: "clean" | "suspect"; reportUri?: string };
+	backdoor?: {
+		required: boolean;
+		modelKey?: string;
+		verdict?: "clean" | "suspect";
+		reportUri?: string;
+		/** files: the model's pinned VersionId (absent on a store without versioning) */
+		modelVersionId?: string;
+		/** files: the trusted reference data the policy names for this model (absent when none matches) */
+		dataUri?: string;
+		labelsUri?: string;
+		dataKind?: "reference" | "training";
+	};
 	/** set by a Catch: which state failed and why (the execution then goes to decide → QUARANTINED) */
 	error?: { state: string; cause: string };
 	/** decide: the verdict and its reasons */

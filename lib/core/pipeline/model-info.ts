@@ -1,0 +1,88 @@
+/**
+ * What picks a backdoor scan's reference data (policy `referenceData`): the
+ * model family from an HF `config.json`, and the input shape of an ONNX model
+ * read from its graph's first non-initializer input. The ONNX walk skips every
+ * length-delimited field it does not need, so over an S3Source it reads a few
+ * kilobytes of a model whatever the size of its weights.
+ */
+import { ProtoSource, WIRE_LEN, WIRE_VARINT } from "../formats/protobuf";
+import type { ByteSource } from "../formats/types";
+
+/** `model_type`, else `architectures[0]`, of a config.json; undefined when neither is a string. */
+export function familyOf(configJson: Uint8Array): string | undefined {
+	try {
+		const c = JSON.parse(Buffer.from(configJson).toString("utf8")) as { model_type?: unknown; architectures?: unknown };
+		if (typeof c.model_type === "string" && c.model_type !== "") return c.model_type;
+		const a = Array.isArray(c.architectures) ? c.architectures[0] : undefined;
+		return typeof a === "string" && a !== "" ? a : undefined;
+	} catch {
+		return undefined;
+	}
+}
+
+const GRAPH = 7; // ModelProto.graph
+const INITIALIZER = 5; // GraphProto.initializer (TensorProto; name = 8)
+const INPUT = 11; // GraphProto.input (ValueInfoProto; name = 1, type = 2)
+const TENSOR_NAME = 8;
+
+/**
+ * The first graph input's shape without its batch dimension, as policy writes
+ * it ("1x28x28"); undefined when the model has no such input or a dimension
+ * other than the batch one is symbolic. Never throws: a model it cannot read
+ * simply matches no shape-keyed reference data.
+ */
+export async function onnxInputShape(source: ByteSource): Promise<string | undefined> {
+	try {
+		const ps = new ProtoSource(source);
+		for await (const g of ps.fields(0, ps.size)) {
+			if (g.field !== GRAPH || g.wire !== WIRE_LEN) continue;
+			const initializers = new Set<string>();
+			const inputs: Array<{ name: string; start: number; end: number }> = [];
+			for await (const f of ps.fields(g.start, g.start + g.length)) {
+				if (f.wire !== WIRE_LEN) continue;
+				if (f.field === INITIALIZER) {
+					for await (const t of ps.fields(f.start, f.start + f.length)) {
+						if (t.field === TENSOR_NAME && t.wire === WIRE_LEN) initializers.add(await ps.string(t));
+					}
+				} else if (f.field === INPUT) {
+					let name = "";
+					let type: { start: number; end: number } | undefined;
+					for await (const v of ps.fields(f.start, f.start + f.length)) {
+						if (v.field === 1 && v.wire === WIRE_LEN) name = await ps.string(v);
+						if (v.field === 2 && v.wire === WIRE_LEN) type = { start: v.start, end: v.start + v.length };
+					}
+					if (type) inputs.push({ name, ...type });
+				}
+			}
+			const input = inputs.find((i) => !initializers.has(i.name));
+			return input ? await shapeOf(ps, input.start, input.end) : undefined;
+		}
+	} catch {
+		return undefined;
+	}
+	return undefined;
+}
+
+/** TypeProto → tensor_type(1) → shape(2) → dim(1) → dim_value(1) | dim_param(2). */
+async function shapeOf(ps: ProtoSource, start: number, end: number): Promise<string | undefined> {
+	const sub = async (s: number, e: number, field: number) => {
+		for await (const f of ps.fields(s, e)) if (f.field === field && f.wire === WIRE_LEN) return f;
+		return undefined;
+	};
+	const tensor = await sub(start, end, 1);
+	if (!tensor) return undefined;
+	const shape = await sub(tensor.start, tensor.start + tensor.length, 2);
+	if (!shape) return undefined;
+	const dims: Array<number | undefined> = [];
+	for await (const d of ps.fields(shape.start, shape.start + shape.length)) {
+		if (d.field !== 1 || d.wire !== WIRE_LEN) continue;
+		let value: number | undefined;
+		for await (const x of ps.fields(d.start, d.start + d.length)) {
+			if (x.field === 1 && x.wire === WIRE_VARINT) value = Number(x.value);
+		}
+		dims.push(value);
+	}
+	const rest = dims.slice(1);
+	if (rest.length === 0 || rest.some((d) => d === undefined || d <= 0)) return undefined;
+	return rest.join("x");
+}
