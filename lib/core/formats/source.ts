@@ -1,25 +1,35 @@
 /** ByteSource implementations: a file on disk (random access, counted) and an in-memory buffer. */
-import { readSync } from "node:fs";
-import { type FileHandle, open } from "node:fs/promises";
+import { closeSync, constants, fstatSync, openSync, read as readCb, readSync } from "node:fs";
+import { promisify } from "node:util";
+import { FtguardError } from "../errors";
 import type { ByteSource } from "./types";
+
+const readAsync = promisify(readCb);
 
 /** Reads up to this size are done with readSync (see `FileSource.read`). */
 const SYNC_READ_MAX = 1024 * 1024;
 
 export class FileSource implements ByteSource {
 	private constructor(
-		private readonly fh: FileHandle,
+		private readonly fd: number,
 		readonly size: number,
 	) {}
 	private read_ = 0;
 
+	/**
+	 * Opens synchronously: an open and an fstat are microseconds from the page cache,
+	 * while the first asynchronous fs call of a process starts libuv's thread pool
+	 * (measured: 18 ms of a 27 ms first scan). O_NONBLOCK keeps a FIFO swapped in
+	 * after the walk from blocking the open; anything but a regular file is refused.
+	 */
 	static async open(path: string): Promise<FileSource> {
-		const fh = await open(path, "r");
+		const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
 		try {
-			const st = await fh.stat();
-			return new FileSource(fh, st.size);
+			const st = fstatSync(fd);
+			if (!st.isFile()) throw new FtguardError("SPECIAL_FILE", `not a regular file: ${path}`);
+			return new FileSource(fd, st.size);
 		} catch (e) {
-			await fh.close();
+			closeSync(fd);
 			throw e;
 		}
 	}
@@ -38,7 +48,7 @@ export class FileSource implements ByteSource {
 		const buf = Buffer.allocUnsafe(n);
 		let got = 0;
 		while (got < n) {
-			const r = readSync(this.fh.fd, buf, got, n - got, start + got);
+			const r = readSync(this.fd, buf, got, n - got, start + got);
 			if (r === 0) break; // file shrank under us: return what exists
 			got += r;
 		}
@@ -55,7 +65,7 @@ export class FileSource implements ByteSource {
 		const buf = Buffer.allocUnsafe(n);
 		let got = 0;
 		while (got < n) {
-			const { bytesRead } = await this.fh.read(buf, got, n - got, start + got);
+			const { bytesRead } = await readAsync(this.fd, buf, got, n - got, start + got);
 			if (bytesRead === 0) break; // file shrank under us: return what exists
 			got += bytesRead;
 		}
@@ -63,8 +73,8 @@ export class FileSource implements ByteSource {
 		return got === n ? buf : buf.subarray(0, got);
 	}
 
-	close(): Promise<void> {
-		return this.fh.close();
+	async close(): Promise<void> {
+		closeSync(this.fd);
 	}
 }
 

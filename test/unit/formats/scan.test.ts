@@ -1,10 +1,12 @@
 /** The engine's fail-closed choices, with the real scanners and real fixture bytes. */
+import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { defaultScanOptions } from "../../../lib/core/formats";
 import { scanPaths } from "../../../lib/core/formats/scan";
+import { FileSource } from "../../../lib/core/formats/source";
 import type { Scanner } from "../../../lib/core/formats/types";
 import { zip } from "../../helpers/zip";
 
@@ -109,5 +111,31 @@ describe("reporting", () => {
 		const r = await scan([dir({ "model.pt": big })], { allowPickle: true });
 		expect(r.files[0]?.format).toBe("pytorch-legacy");
 		expect(r.files[0]?.bytesRead).toBeLessThan(256 * 1024);
+	});
+});
+
+describe("opening files", () => {
+	it("refuses a FIFO without blocking on it (a file swapped for a pipe after the walk)", async () => {
+		const dir = mkdtempSync(join(tmpdir(), "ftguard-fifo-"));
+		const fifo = join(dir, "weights.bin");
+		execFileSync("mkfifo", [fifo]);
+		// nothing ever writes to the pipe: a blocking open would hang the test
+		const e = await FileSource.open(fifo).then(
+			() => undefined,
+			(err: unknown) => err,
+		);
+		expect((e as { code?: string }).code).toBe("SPECIAL_FILE");
+	});
+
+	it("reads what it opened and counts the bytes", async () => {
+		const dir = mkdtempSync(join(tmpdir(), "ftguard-src-"));
+		const p = join(dir, "x.bin");
+		writeFileSync(p, Buffer.from("0123456789"));
+		const src = await FileSource.open(p);
+		expect(src.size).toBe(10);
+		expect((await src.read(2, 3)).toString()).toBe("234");
+		expect((await src.read(8, 100)).toString()).toBe("89");
+		expect(src.bytesRead).toBe(5);
+		await src.close();
 	});
 });
