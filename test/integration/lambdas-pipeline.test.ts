@@ -233,6 +233,39 @@ describe("the scan pipeline's handlers", () => {
 		expect((await tagsOf(marker.key))["ftguard:digest"]).toBe(`sha256:${m.root}`);
 	});
 
+	it("quarantines the marker version itself when mark never ran", async () => {
+		const initial = await upload(join(EXAMPLES, "checkpoint"), "jobs/j5/ckpt-mark-failed/");
+		const state = await record(await decide({ ...initial, error: { state: "mark", cause: "AccessDenied" } }));
+		expect(state.verdict?.status).toBe("QUARANTINED");
+		expect(state.verdict?.reasons).toEqual(expect.arrayContaining(["error: mark", "missing: mark"]));
+		expect(await tagsOf(initial.marker.key)).toEqual({
+			"ftguard:status": "QUARANTINED",
+			"ftguard:scan-id": initial.scanId,
+		});
+		expect((await tagsOf("jobs/j5/ckpt-mark-failed/model.safetensors"))["ftguard:status"]).toBeUndefined();
+		expect((await verdictRecord(initial.scanId)).stages.error).toEqual({ state: "mark", cause: "AccessDenied" });
+	});
+
+	it("reads the policy from FTGUARD_POLICY_URI when it is not inline", async () => {
+		const inline = process.env.FTGUARD_POLICY as string;
+		await s3.put(REPORTS, "config/policy.json", JSON.stringify({ signers: [] }));
+		process.env.FTGUARD_POLICY = "";
+		process.env.FTGUARD_POLICY_URI = `s3://${REPORTS}/config/policy.json`;
+		try {
+			const initial = await upload(join(EXAMPLES, "checkpoint"), "jobs/j6/ckpt-policy-uri/");
+			let state: ScanState = initial;
+			for (const [, step] of STAGES.slice(0, 3)) state = await step(state);
+			expect(state.signature).toEqual({
+				verified: false,
+				code: "USAGE",
+				reason: "the policy lists no trusted signers",
+			});
+		} finally {
+			process.env.FTGUARD_POLICY = inline;
+			delete process.env.FTGUARD_POLICY_URI;
+		}
+	});
+
 	it("rejects a malformed event with a one-line USAGE error and no stack trace", async () => {
 		const err = await mark({ scanId: "x", bucket: BUCKET }).catch((e: Error) => e);
 		expect(err).toBeInstanceOf(Error);
