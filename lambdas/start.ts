@@ -1,24 +1,11 @@
 /**
- * EventBridge "Object Created" (S3) → a scan execution, when the key is a
+ * start: EventBridge "Object Created" (S3) → a scan execution, when the key is a
  * commit marker (lib/core/pipeline/artefact.ts). The execution name is the scan
  * id, a hash of (bucket, key, version), so a redelivered event starts nothing.
  */
-import { z } from "zod";
 import { requireEnv, runHandler, sfnClient } from "../lib/aws/runtime";
 import { startScanExecution } from "../lib/aws/sfn";
-import { FtguardError } from "../lib/core/errors";
-import { resolveMarker, scanIdOf } from "../lib/core/pipeline/artefact";
-import type { ScanState } from "../lib/core/pipeline/types";
-import { zodMessage } from "../lib/core/schema";
-
-const eventSchema = z.object({
-	source: z.literal("aws.s3"),
-	"detail-type": z.literal("Object Created"),
-	detail: z.object({
-		bucket: z.object({ name: z.string().min(1) }),
-		object: z.object({ key: z.string().min(1), etag: z.string().optional(), "version-id": z.string().optional() }),
-	}),
-});
+import { initialState } from "../lib/core/pipeline/event";
 
 export type StartResult =
 	| { started: true; scanId: string; executionArn: string }
@@ -26,29 +13,15 @@ export type StartResult =
 
 export async function handler(event: unknown): Promise<StartResult> {
 	return runHandler("start", undefined, async (log) => {
-		const parsed = eventSchema.safeParse(event);
-		if (!parsed.success) throw new FtguardError("USAGE", `not an S3 Object Created event: ${zodMessage(parsed.error)}`);
-		const { bucket, object } = parsed.data.detail;
-		const resolved = resolveMarker(object.key);
-		if (!resolved) return { started: false, reason: "not-a-marker" };
-		const version = {
-			...(object["version-id"] ? { versionId: object["version-id"] } : {}),
-			...(object.etag ? { etag: object.etag } : {}),
-		};
-		const scanId = scanIdOf(bucket.name, object.key, version);
-		log.appendKeys({ scanId });
-		const input: ScanState = {
-			scanId,
-			bucket: bucket.name,
-			marker: { key: object.key, ...version },
-			artefact: resolved.artefact,
-		};
-		const r = await startScanExecution(sfnClient(), requireEnv("FTGUARD_STATE_MACHINE_ARN"), scanId, input);
+		const state = initialState(event);
+		if (!state) return { started: false, reason: "not-a-marker" };
+		log.appendKeys({ scanId: state.scanId });
+		const r = await startScanExecution(sfnClient(), requireEnv("FTGUARD_STATE_MACHINE_ARN"), state.scanId, state);
 		if (!r.started) {
-			log.info("duplicate event: the scan already exists", { key: object.key });
-			return { started: false, scanId, reason: "duplicate" };
+			log.info("duplicate event: the scan already exists", { key: state.marker.key });
+			return { started: false, scanId: state.scanId, reason: "duplicate" };
 		}
-		log.info("scan started", { key: object.key, artefact: resolved.artefact });
-		return { started: true, scanId, executionArn: r.executionArn };
+		log.info("scan started", { key: state.marker.key, artefact: state.artefact });
+		return { started: true, scanId: state.scanId, executionArn: r.executionArn };
 	});
 }

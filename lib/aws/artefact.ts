@@ -6,11 +6,15 @@
  */
 import type { S3Client } from "@aws-sdk/client-s3";
 import { FtguardError } from "../core/errors";
-import { normalizeEtag } from "../core/pipeline/artefact";
+import { MAX_BUNDLE_BYTES } from "../core/integrity/sigstore";
+import type { ResourceDescriptor } from "../core/integrity/types";
+import { normalizeEtag, resourceNameOf } from "../core/pipeline/artefact";
 import { mapLimit } from "../core/pipeline/concurrency";
+import { type ObjectDigest, parseManifestJson } from "../core/pipeline/manifest";
 import { familyOf, onnxInputShape } from "../core/pipeline/model-info";
 import type { ScanObject, ScanState } from "../core/pipeline/types";
-import { headObject, listKeys, type ObjectHead, readPinnedBytes } from "./objects";
+import { getObjectBytes, parseS3Uri } from "./object-store";
+import { headObject, listKeys, type ObjectHead, readPinnedBytes, sha256Pinned } from "./objects";
 import { S3Source } from "./s3-source";
 
 /** More objects than any checkpoint has; each costs a HEAD and a tag write. */
@@ -77,3 +81,31 @@ export async function modelInfoOf(
 }
 
 const MAX_CONFIG_BYTES = 1 << 20;
+
+/** SHA-256 of every object of the artefact but the marker, each streamed from its pinned version. */
+export async function digestObjects(
+	s3: S3Client,
+	state: Pick<ScanState, "bucket" | "artefact" | "marker"> & { objects: ScanObject[] },
+): Promise<ObjectDigest[]> {
+	const content = state.objects.filter((o) => o.key !== state.marker.key);
+	return mapLimit(content, 4, async (o) => {
+		const name = resourceNameOf(state.artefact, o.key);
+		if (name === undefined) throw new FtguardError("USAGE", `${o.key} is not part of ${state.artefact}`);
+		const { digest } = await sha256Pinned(s3, { bucket: state.bucket, ...o });
+		return { ...o, name, digest };
+	});
+}
+
+/** The signature state's inputs: the marker bundle (its pinned version) and the manifest the manifest state wrote. */
+export async function signatureInputs(
+	s3: S3Client,
+	state: ScanState & Required<Pick<ScanState, "objects" | "manifest">>,
+): Promise<{ bundle: Uint8Array | undefined; manifest: { resources: ResourceDescriptor[]; rootDigest: string } }> {
+	const { bytes } = await getObjectBytes(s3, parseS3Uri(state.manifest.uri), MAX_MANIFEST_BYTES);
+	const manifest = parseManifestJson(bytes, state.manifest);
+	const marker = state.objects.find((o) => o.key === state.marker.key);
+	const bundle = marker ? await readPinnedBytes(s3, { bucket: state.bucket, ...marker }, MAX_BUNDLE_BYTES) : undefined;
+	return { bundle, manifest };
+}
+
+const MAX_MANIFEST_BYTES = 256 * 1024 * 1024;

@@ -16,9 +16,10 @@ import { Logger } from "@aws-lambda-powertools/logger";
 import { S3Client } from "@aws-sdk/client-s3";
 import { SFNClient } from "@aws-sdk/client-sfn";
 import { FtguardError, firstLine, toFtguardError } from "../core/errors";
+import { reportKey } from "../core/pipeline/record";
 import { type Policy, parsePolicy } from "../core/policy";
 import { METRIC_SERVICE } from "../infra/tags";
-import { getObjectBytes, parseS3Uri } from "./object-store";
+import { getObjectBytes, parseS3Uri, putObject } from "./object-store";
 
 let s3: S3Client | undefined;
 let sfn: SFNClient | undefined;
@@ -109,4 +110,16 @@ export function reportLocation(): { bucket: string; prefix: string } {
 	const prefix = process.env.FTGUARD_REPORT_PREFIX || "scans/";
 	if (!prefix.endsWith("/")) throw new FtguardError("USAGE", `FTGUARD_REPORT_PREFIX must end in "/": ${prefix}`);
 	return { bucket: requireEnv("FTGUARD_REPORT_BUCKET"), prefix };
+}
+
+/** Writes one of the scan's JSON reports to the report bucket and returns its s3:// URI. */
+export async function writeReport(
+	scanId: string,
+	name: "manifest" | "files" | "verdict",
+	doc: unknown,
+): Promise<string> {
+	const { bucket, prefix } = reportLocation();
+	const key = reportKey(scanId, name, prefix);
+	await putObject(s3Client(), { bucket, key }, JSON.stringify(doc, null, 2), "application/json");
+	return `s3://${bucket}/${key}`;
 }

@@ -1,9 +1,15 @@
-/** The record state's S3 side: has a pinned object changed since mark, and which tags carry the verdict. */
+/**
+ * The record state's S3 side: which pinned objects changed since mark, and the
+ * verdict tags written on the exact versions of those that did not.
+ */
 import type { S3Client } from "@aws-sdk/client-s3";
 import { normalizeEtag } from "../core/pipeline/artefact";
+import { mapLimit } from "../core/pipeline/concurrency";
+import type { TaggedObject } from "../core/pipeline/record";
 import type { ScanObject, ScanState } from "../core/pipeline/types";
 import { DIGEST_TAG, SCAN_ID_TAG, type ScanStatus, STATUS_TAG } from "../infra/tags";
 import { headObject } from "./objects";
+import { putFtguardTags } from "./tagging";
 
 /**
  * Why the key's current object is no longer the version that was scanned, or
@@ -27,4 +33,28 @@ export function verdictTags(state: ScanState, status: Exclude<ScanStatus, "SCANN
 		[SCAN_ID_TAG]: state.scanId,
 		...(state.manifest ? { [DIGEST_TAG]: state.manifest.rootDigest } : {}),
 	};
+}
+
+/** The objects the verdict is about (the marker alone when mark never ran), each with why it changed, if it did. */
+export async function objectsToRecord(
+	s3: S3Client,
+	state: ScanState,
+): Promise<Array<{ object: ScanObject; changed: string | undefined }>> {
+	const objects = state.objects ?? [{ ...state.marker, size: 0 }];
+	return mapLimit(objects, 8, async (object) => ({ object, changed: await changedSince(s3, state.bucket, object) }));
+}
+
+/** Tags every unchanged object's exact version with the verdict; changed ones are left alone and reported. */
+export async function tagVerdict(
+	s3: S3Client,
+	state: ScanState,
+	objects: ReadonlyArray<{ object: ScanObject; changed: string | undefined }>,
+	status: Exclude<ScanStatus, "SCANNING">,
+): Promise<TaggedObject[]> {
+	const tags = verdictTags(state, status);
+	return mapLimit(objects, 8, async ({ object, changed }) => {
+		if (changed !== undefined) return { ...object, tagged: false, skipped: changed };
+		await putFtguardTags(s3, { bucket: state.bucket, ...object }, tags);
+		return { ...object, tagged: true };
+	});
 }

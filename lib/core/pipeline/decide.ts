@@ -44,3 +44,17 @@ export function decide(state: ScanState): Decision {
 	} else if (bd.required !== false) reasons.push("backdoor: required is not a boolean");
 	return reasons.length === 0 ? { status: "PROMOTABLE", reasons } : { status: "QUARANTINED", reasons };
 }
+
+/**
+ * The verdict the record state writes: recomputed from the state (never taken
+ * on trust), a QUARANTINED verdict already in the state stands with its
+ * reasons, and objects replaced since mark quarantine the artefact.
+ */
+export function finalDecision(state: ScanState, changedKeys: readonly string[]): Decision {
+	const d = decide(state);
+	const reasons = [...d.reasons];
+	for (const r of state.verdict?.reasons ?? []) if (!reasons.includes(r)) reasons.push(r);
+	for (const k of changedKeys) reasons.push(`changed during scan: ${k}`);
+	const promotable = d.status === "PROMOTABLE" && state.verdict?.status !== "QUARANTINED" && reasons.length === 0;
+	return { status: promotable ? "PROMOTABLE" : "QUARANTINED", reasons };
+}

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { decide } from "../../../lib/core/pipeline/decide";
+import { decide, finalDecision } from "../../../lib/core/pipeline/decide";
 import type { ScanState } from "../../../lib/core/pipeline/types";
 
 const base: ScanState = { scanId: "ftg-1", bucket: "b", marker: { key: "c/model.sig", etag: "e" }, artefact: "c/" };
@@ -131,5 +131,29 @@ describe("decide", () => {
 			{ numRuns: 3000 },
 		);
 		expect(promoted).toBeGreaterThan(100); // the all-pass state is reached, so the property is not vacuous
+	});
+});
+
+describe("finalDecision (the record state)", () => {
+	it("keeps the all-pass state PROMOTABLE when nothing changed", () => {
+		expect(finalDecision({ ...allPass, verdict: { status: "PROMOTABLE", reasons: [] } }, [])).toEqual({
+			status: "PROMOTABLE",
+			reasons: [],
+		});
+	});
+	it("quarantines when an object changed since mark", () => {
+		expect(finalDecision(allPass, ["c/model.safetensors"])).toEqual({
+			status: "QUARANTINED",
+			reasons: ["changed during scan: c/model.safetensors"],
+		});
+	});
+	it("lets a QUARANTINED verdict in the input stand, whatever the stages say", () => {
+		const d = finalDecision({ ...allPass, verdict: { status: "QUARANTINED", reasons: [] } }, []);
+		expect(d.status).toBe("QUARANTINED");
+	});
+	it("does not take a PROMOTABLE verdict in the input on trust", () => {
+		const d = finalDecision({ ...base, verdict: { status: "PROMOTABLE", reasons: [] } }, []);
+		expect(d.status).toBe("QUARANTINED");
+		expect(d.reasons).toContain("missing: signature");
 	});
 });

@@ -1,0 +1,37 @@
+import { describe, expect, it } from "vitest";
+import { scanIdOf } from "../../../lib/core/pipeline/artefact";
+import { initialState } from "../../../lib/core/pipeline/event";
+
+const event = (key: string, object: Record<string, unknown> = { etag: "abc" }) => ({
+	source: "aws.s3",
+	"detail-type": "Object Created",
+	detail: { bucket: { name: "ckpts" }, object: { key, size: 1, ...object }, reason: "PutObject" },
+});
+
+describe("initialState", () => {
+	it("turns a marker's event into the first scan state, bound to the marker's version", () => {
+		expect(initialState(event("jobs/a/c/model.sig", { etag: "abc", "version-id": "v7" }))).toEqual({
+			scanId: scanIdOf("ckpts", "jobs/a/c/model.sig", { versionId: "v7" }),
+			bucket: "ckpts",
+			marker: { key: "jobs/a/c/model.sig", versionId: "v7", etag: "abc" },
+			artefact: "jobs/a/c/",
+		});
+	});
+	it("binds to the ETag on a store without versioning", () => {
+		expect(initialState(event("jobs/a/m.gguf.sigstore.json"))).toMatchObject({
+			marker: { key: "jobs/a/m.gguf.sigstore.json", etag: "abc" },
+			artefact: "jobs/a/m.gguf",
+		});
+	});
+	it("starts nothing for other keys", () => {
+		expect(initialState(event("jobs/a/c/model.safetensors"))).toBeUndefined();
+	});
+	it.each([
+		[{}],
+		[{ ...event("k/model.sig"), source: "aws.s4" }],
+		[{ ...event("k/model.sig"), "detail-type": "Object Deleted" }],
+		[event("")],
+	])("rejects %j as USAGE", (e) => {
+		expect(() => initialState(e)).toThrow(/not an S3 Object Created event/);
+	});
+});
