@@ -4,6 +4,7 @@ import type { Construct } from "constructs";
 import { Alarms, type AlarmsProps } from "./alarms.js";
 import { CheckpointStore, type CheckpointStoreProps } from "./checkpoint-store.js";
 import { IsolatedNetwork, type IsolatedNetworkProps } from "./isolated-network.js";
+import { ScanPipeline, type ScanPipelineProps } from "./scan-pipeline.js";
 import { TrainingJobAccess } from "./training-job-access.js";
 
 export interface FtguardStackProps extends StackProps {
@@ -27,18 +28,24 @@ export interface FtguardStackProps extends StackProps {
 	 * @default Alarms defaults
 	 */
 	readonly alarms?: AlarmsProps;
+	/**
+	 * Scan pipeline options (policy, reference data, GPU capacity, timeouts, tracing).
+	 * @default ScanPipeline defaults
+	 */
+	readonly scanPipeline?: Omit<ScanPipelineProps, "store" | "network" | "alarms">;
 }
 
 /**
- * ftguard's storage, network, training-job access and alarms. The scan pipeline plugs into the public members:
- * buckets and key ({@link store}), scanner and verdict roles ({@link store}), VPC, isolated subnets and security
- * groups ({@link network}), topic and alarm methods ({@link alarms}).
+ * ftguard's storage, network, training-job access, alarms and the scan pipeline that connects them: commit
+ * markers in the checkpoint bucket start scans ({@link scanPipeline}) that run as the store's scanner and verdict
+ * roles in the isolated subnets and report to the alarm topic.
  */
 export class FtguardStack extends Stack {
 	public readonly store: CheckpointStore;
 	public readonly network: IsolatedNetwork;
 	public readonly trainingJobs: TrainingJobAccess;
 	public readonly alarms: Alarms;
+	public readonly scanPipeline: ScanPipeline;
 
 	constructor(scope: Construct, id: string, props: FtguardStackProps = {}) {
 		super(scope, id, props);
@@ -50,5 +57,11 @@ export class FtguardStack extends Stack {
 			...(props.launcherRole ? { launcherRole: props.launcherRole } : {}),
 		});
 		this.alarms = new Alarms(this, "Alarms", props.alarms);
+		this.scanPipeline = new ScanPipeline(this, "ScanPipeline", {
+			...props.scanPipeline,
+			store: this.store,
+			network: this.network,
+			alarms: this.alarms,
+		});
 	}
 }

@@ -1,0 +1,312 @@
+import { Duration } from "aws-cdk-lib";
+import type * as lambda from "aws-cdk-lib/aws-lambda";
+import * as sfn from "aws-cdk-lib/aws-stepfunctions";
+import * as tasks from "aws-cdk-lib/aws-stepfunctions-tasks";
+import type { Construct } from "constructs";
+
+/**
+ * The scan workflow's Step Functions definition: the ASL that runs in AWS and, read back from the synthesized
+ * template, in the local pipeline. State names are part of the contract (the local runner, the runbook and
+ * `error.state` refer to them); the JSON that flows through is `ScanState` (lib/core/pipeline/types.ts).
+ *
+ *   Mark → Manifest → Signature → Files → BackdoorRequired? ─ BackdoorScan(.sync) → BackdoorClean ─┐
+ *                                                            └──────────────────────────────────────┴→ Decide → Record → Done
+ *
+ * Every Task catches `States.ALL`: the catcher stores `$.error = { state, cause }` and goes to Decide, which
+ * quarantines. Decide's and Record's own failures force a QUARANTINED verdict, record it once more and end the
+ * execution in a Fail state (so the failed-executions alarm fires); if even that record fails, the objects stay
+ * SCANNING (never readable) and the execution fails.
+ */
+
+/** The Lambda-backed steps, in order; each name is also the handler file `lambdas/<name>.ts`. */
+export const LAMBDA_STEPS = ["mark", "manifest", "signature", "files", "decide", "record"] as const;
+export type LambdaStep = (typeof LAMBDA_STEPS)[number];
+
+/** State names of the definition (the ASL `States` keys). */
+export const StateName = {
+	MARK: "Mark",
+	MANIFEST: "Manifest",
+	SIGNATURE: "Signature",
+	FILES: "Files",
+	BACKDOOR_REQUIRED: "BackdoorRequired",
+	BACKDOOR_SCAN: "BackdoorScan",
+	BACKDOOR_SCAN_UNVERSIONED: "BackdoorScanUnversioned",
+	BACKDOOR_CLEAN: "BackdoorClean",
+	BACKDOOR_INPUT_MISSING: "BackdoorInputMissing",
+	DECIDE: "Decide",
+	RECORD: "Record",
+	DONE: "Done",
+	FORCE_QUARANTINE: "ForceQuarantine",
+	RECORD_QUARANTINE: "RecordQuarantine",
+	QUARANTINED_AFTER_ERROR: "QuarantinedAfterError",
+	VERDICT_NOT_RECORDED: "VerdictNotRecorded",
+} as const;
+
+/** The Task state of each Lambda step. */
+export const LAMBDA_STATE: Readonly<Record<LambdaStep, string>> = {
+	mark: StateName.MARK,
+	manifest: StateName.MANIFEST,
+	signature: StateName.SIGNATURE,
+	files: StateName.FILES,
+	decide: StateName.DECIDE,
+	record: StateName.RECORD,
+};
+
+/** Transient Lambda service errors (not the handler's): retried with exponential backoff and full jitter. */
+export const LAMBDA_TRANSIENT_ERRORS = [
+	"Lambda.ServiceException",
+	"Lambda.AWSLambdaException",
+	"Lambda.SdkClientException",
+	"Lambda.TooManyRequestsException",
+	"Lambda.ClientExecutionTimeoutException",
+] as const;
+
+/** Key prefix, in the report bucket, of everything one scan writes: `scans/<scan id>/…`. */
+export const SCAN_REPORT_PREFIX = "scans/";
+
+export interface ScanDefinitionProps {
+	/** The function behind each Lambda step. */
+	readonly functions: Readonly<Record<LambdaStep, lambda.IFunction>>;
+	/** Task timeout of each Lambda step (a little above the function's own timeout). */
+	readonly timeouts: Readonly<Record<LambdaStep, Duration>>;
+	readonly jobQueueArn: string;
+	readonly jobDefinitionArn: string;
+	/** Where the batch job writes: `s3://<reportBucketName>/scans/<scan id>/backdoor/`. */
+	readonly reportBucketName: string;
+	/**
+	 * FTGUARD_* variables of the batch job that do not depend on the scan (detectors, search effort). The per-scan
+	 * ones come from the state: model URI and version, reference data (chosen from the policy by the files step),
+	 * output prefix, mode.
+	 */
+	readonly jobEnvironment: Readonly<Record<string, string>>;
+	/** Timeout of the BackdoorScan task: queueing for a GPU instance plus every job attempt. */
+	readonly backdoorTimeout: Duration;
+}
+
+/** Builds the workflow's states under `scope` and returns the start state's chain. */
+export function buildScanDefinition(scope: Construct, props: ScanDefinitionProps): sfn.IChainable {
+	const caught = (step: string, next: sfn.IChainable): sfn.IChainable =>
+		new sfn.Pass(scope, `${step[0]?.toUpperCase()}${step.slice(1)}Failed`, {
+			comment: `Catch of ${step}: $.error = { state, cause } (the raw Error/Cause as JSON)`,
+			parameters: { state: step, cause: sfn.JsonPath.jsonToString(sfn.JsonPath.objectAt("$.error")) },
+			resultPath: "$.error",
+		}).next(next);
+
+	const invoke = (step: LambdaStep): tasks.LambdaInvoke => {
+		const task = new tasks.LambdaInvoke(scope, LAMBDA_STATE[step], {
+			lambdaFunction: props.functions[step],
+			// The function receives the state and returns it with its field added: Resource is the function ARN.
+			payloadResponseOnly: true,
+			retryOnServiceExceptions: false,
+			taskTimeout: sfn.Timeout.duration(props.timeouts[step]),
+		});
+		task.addRetry({
+			errors: [...LAMBDA_TRANSIENT_ERRORS],
+			interval: Duration.seconds(2),
+			maxAttempts: 6,
+			backoffRate: 2,
+			maxDelay: Duration.seconds(60),
+			jitterStrategy: sfn.JitterType.FULL,
+		});
+		if (step === "mark" || step === "record") {
+			// Tag writes are idempotent (same tag set on the same versions): retry any failure a few times.
+			task.addRetry({ errors: [sfn.Errors.ALL], interval: Duration.seconds(5), maxAttempts: 3, backoffRate: 3 });
+		}
+		return task;
+	};
+
+	const done = new sfn.Succeed(scope, StateName.DONE);
+	const notRecorded = new sfn.Fail(scope, StateName.VERDICT_NOT_RECORDED, {
+		error: "Ftguard.VerdictNotRecorded",
+		cause: "Neither the verdict nor a forced quarantine could be recorded; the objects stay SCANNING (unreadable).",
+	});
+	const quarantinedAfterError = new sfn.Fail(scope, StateName.QUARANTINED_AFTER_ERROR, {
+		error: "Ftguard.QuarantinedAfterError",
+		cause: "Decide or Record failed; a QUARANTINED verdict was forced and recorded.",
+	});
+	const recordQuarantine = new tasks.LambdaInvoke(scope, StateName.RECORD_QUARANTINE, {
+		lambdaFunction: props.functions.record,
+		payloadResponseOnly: true,
+		retryOnServiceExceptions: false,
+		taskTimeout: sfn.Timeout.duration(props.timeouts.record),
+	})
+		.addRetry({
+			errors: [sfn.Errors.ALL],
+			interval: Duration.seconds(5),
+			maxAttempts: 5,
+			backoffRate: 2,
+			maxDelay: Duration.seconds(120),
+			jitterStrategy: sfn.JitterType.FULL,
+		})
+		.addCatch(notRecorded, { errors: [sfn.Errors.ALL], resultPath: "$.recordError" })
+		.next(quarantinedAfterError);
+	const forceQuarantine = new sfn.Pass(scope, StateName.FORCE_QUARANTINE, {
+		comment: "Fail closed: whatever decide said (or did not), the verdict is QUARANTINED",
+		parameters: {
+			status: "QUARANTINED",
+			reasons: sfn.JsonPath.array(sfn.JsonPath.format("error: {}", sfn.JsonPath.stringAt("$.error.state"))),
+		},
+		resultPath: "$.verdict",
+	}).next(recordQuarantine);
+
+	const record = invoke("record")
+		.addCatch(caught("record", forceQuarantine), { errors: [sfn.Errors.ALL], resultPath: "$.error" })
+		.next(done);
+	const decide = invoke("decide")
+		.addCatch(caught("decide", forceQuarantine), { errors: [sfn.Errors.ALL], resultPath: "$.error" })
+		.next(record);
+	const toDecide = (step: string): { handler: sfn.IChainable; options: sfn.CatchProps } => ({
+		handler: caught(step, decide),
+		options: { errors: [sfn.Errors.ALL], resultPath: "$.error" },
+	});
+
+	const backdoorCaught = toDecide("backdoor");
+	const outputPrefix = sfn.JsonPath.format(
+		`s3://{}/${SCAN_REPORT_PREFIX}{}/backdoor`,
+		props.reportBucketName,
+		sfn.JsonPath.stringAt("$.scanId"),
+	);
+	const modelUri = sfn.JsonPath.format(
+		"s3://{}/{}",
+		sfn.JsonPath.stringAt("$.bucket"),
+		sfn.JsonPath.stringAt("$.backdoor.modelKey"),
+	);
+	const backdoorClean = new sfn.Pass(scope, StateName.BACKDOOR_CLEAN, {
+		comment: "The job exited 0 (clean); exit 1 (suspect) and 2 (error) fail the task and are caught",
+		parameters: {
+			required: true,
+			modelKey: sfn.JsonPath.stringAt("$.backdoor.modelKey"),
+			verdict: "clean",
+			reportUri: sfn.JsonPath.format(
+				`s3://{}/${SCAN_REPORT_PREFIX}{}/backdoor/report.json`,
+				props.reportBucketName,
+				sfn.JsonPath.stringAt("$.scanId"),
+			),
+		},
+		resultPath: "$.backdoor",
+	}).next(decide);
+	const submit = (id: string, pinned: boolean): sfn.IChainable =>
+		new BatchSubmitJobWithStateTimeout(scope, id, props.backdoorTimeout, {
+			jobName: "ftguard-backdoor-scan",
+			jobQueueArn: props.jobQueueArn,
+			jobDefinitionArn: props.jobDefinitionArn,
+			containerOverrides: {
+				environment: {
+					...props.jobEnvironment,
+					FTGUARD_MODE: "scan",
+					FTGUARD_MODEL_URI: modelUri,
+					...(pinned ? { FTGUARD_MODEL_VERSION: sfn.JsonPath.stringAt("$.backdoor.modelVersionId") } : {}),
+					FTGUARD_DATA_URI: sfn.JsonPath.stringAt("$.backdoor.dataUri"),
+					FTGUARD_LABELS_URI: sfn.JsonPath.stringAt("$.backdoor.labelsUri"),
+					FTGUARD_DATA_KIND: sfn.JsonPath.stringAt("$.backdoor.dataKind"),
+					FTGUARD_OUTPUT_PREFIX: outputPrefix,
+				},
+			},
+			// The job's description is large and not part of ScanState; the verdict is in report.json.
+			resultPath: sfn.JsonPath.DISCARD,
+		})
+			.addCatch(backdoorCaught.handler, backdoorCaught.options)
+			.next(backdoorClean);
+	const backdoorInputMissing = new sfn.Pass(scope, StateName.BACKDOOR_INPUT_MISSING, {
+		comment: "A backdoor scan is required but its inputs are incomplete: quarantine (fail closed)",
+		parameters: {
+			state: "backdoor",
+			cause:
+				"backdoor.required is true but modelKey, dataUri, labelsUri or dataKind (reference data from the policy) is missing, or modelVersionId when the marker has a version (a versioned store)",
+		},
+		resultPath: "$.error",
+	}).next(decide);
+
+	const required = sfn.Condition.and(
+		sfn.Condition.isPresent("$.backdoor.required"),
+		sfn.Condition.booleanEquals("$.backdoor.required", true),
+	);
+	const inputs = sfn.Condition.and(
+		required,
+		...["modelKey", "dataUri", "labelsUri", "dataKind"].map((f) =>
+			sfn.Condition.and(sfn.Condition.isPresent(`$.backdoor.${f}`), sfn.Condition.isString(`$.backdoor.${f}`)),
+		),
+	);
+	const backdoorRequired = new sfn.Choice(scope, StateName.BACKDOOR_REQUIRED)
+		.when(
+			sfn.Condition.and(
+				inputs,
+				sfn.Condition.isPresent("$.backdoor.modelVersionId"),
+				sfn.Condition.isString("$.backdoor.modelVersionId"),
+			),
+			submit(StateName.BACKDOOR_SCAN, true),
+		)
+		.when(
+			// A store without versioning (the local S3 server): the verdict is bound by ETag and digest instead.
+			// Not(IsPresent), not IsPresent: false (aws-local-stepfunctions 3.0 treats IsPresent: false as never true).
+			sfn.Condition.and(inputs, sfn.Condition.not(sfn.Condition.isPresent("$.marker.versionId"))),
+			submit(StateName.BACKDOOR_SCAN_UNVERSIONED, false),
+		)
+		.when(required, backdoorInputMissing)
+		.otherwise(decide);
+
+	const step = (name: "mark" | "manifest" | "signature" | "files"): sfn.TaskStateBase => {
+		const c = toDecide(name);
+		return invoke(name).addCatch(c.handler, c.options);
+	};
+	return step("mark").next(step("manifest")).next(step("signature")).next(step("files")).next(backdoorRequired);
+}
+
+/**
+ * BatchSubmitJob maps `taskTimeout` to the job's attempt timeout (overriding the job definition's) and renders no
+ * `TimeoutSeconds`. The scan wants both: the job definition's attempt timeout per attempt, and a state timeout
+ * that also bounds the wait for a GPU instance and the retries.
+ */
+class BatchSubmitJobWithStateTimeout extends tasks.BatchSubmitJob {
+	constructor(
+		scope: Construct,
+		id: string,
+		private readonly stateTimeout: Duration,
+		props: tasks.BatchSubmitJobProps,
+	) {
+		super(scope, id, props);
+	}
+
+	protected override _renderTask(topLevelQueryLanguage?: sfn.QueryLanguage): unknown {
+		return { ...super._renderTask(topLevelQueryLanguage), TimeoutSeconds: this.stateTimeout.toSeconds() };
+	}
+}
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+/**
+ * The ASL of a synthesized state machine as a plain object: `DefinitionString` with its `Fn::Join` flattened and
+ * each `Ref` / `Fn::GetAtt` replaced by `resolve(logicalId, attribute)` (attribute `"Ref"` for a Ref). Works on the
+ * template JSON alone (no CDK), so the local pipeline can read the definition from `cdk.out`.
+ */
+export function definitionFromTemplate(
+	template: { Resources: Record<string, { Type: string; Properties?: Record<string, unknown> }> },
+	resolve: (logicalId: string, attribute: string) => string,
+	stateMachineLogicalId?: string,
+): Record<string, unknown> {
+	const machines = Object.entries(template.Resources).filter(
+		([id, r]) =>
+			r.Type === "AWS::StepFunctions::StateMachine" &&
+			(stateMachineLogicalId === undefined || id === stateMachineLogicalId),
+	);
+	if (machines.length !== 1) {
+		throw new Error(
+			`expected one AWS::StepFunctions::StateMachine${stateMachineLogicalId ? ` ${stateMachineLogicalId}` : ""}, found ${machines.length}`,
+		);
+	}
+	const flatten = (value: Json): string => {
+		if (typeof value === "string") return value;
+		if (value && typeof value === "object" && !Array.isArray(value)) {
+			const [key, arg] = Object.entries(value)[0] ?? [];
+			if (key === "Fn::Join" && Array.isArray(arg)) {
+				const [sep, parts] = arg as [string, Json[]];
+				return parts.map(flatten).join(sep);
+			}
+			if (key === "Ref" && typeof arg === "string") return resolve(arg, "Ref");
+			if (key === "Fn::GetAtt" && Array.isArray(arg)) return resolve(String(arg[0]), String(arg[1]));
+		}
+		throw new Error(`unsupported intrinsic in DefinitionString: ${JSON.stringify(value)}`);
+	};
+	const definition = machines[0]?.[1].Properties?.DefinitionString as Json;
+	return JSON.parse(flatten(definition)) as Record<string, unknown>;
+}

@@ -1,0 +1,423 @@
+import { createRequire } from "node:module";
+import { StateMachine } from "aws-local-stepfunctions";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { ScanState } from "../../lib/core/pipeline/types.js";
+import {
+	definitionFromTemplate,
+	LAMBDA_STATE,
+	LAMBDA_STEPS,
+	LAMBDA_TRANSIENT_ERRORS,
+	StateName,
+} from "../../lib/infra/state-machine.js";
+import { ACCOUNT, REGION } from "./helpers/iam.js";
+import { logicalId, synthFtguard } from "./helpers/stack.js";
+
+// aws-local-stepfunctions declares Node ≥ 22; on Node 20 it needs only this (REFERENCE.md).
+const promiseStatics = Promise as unknown as { withResolvers?: () => unknown };
+promiseStatics.withResolvers ??= () => {
+	let resolve: unknown;
+	let reject: unknown;
+	const promise = new Promise((res, rej) => {
+		resolve = res;
+		reject = rej;
+	});
+	return { promise, resolve, reject };
+};
+
+const validateAsl = createRequire(import.meta.url)("asl-validator") as (
+	definition: unknown,
+	options?: { checkPaths?: boolean; checkArn?: boolean },
+) => { isValid: boolean; errorsText: (separator?: string) => string };
+
+interface AslState {
+	Type: string;
+	Resource?: string;
+	Next?: string;
+	End?: boolean;
+	Default?: string;
+	Choices?: { Next: string }[];
+	Catch?: { ErrorEquals: string[]; Next: string; ResultPath?: string | null }[];
+	Retry?: { ErrorEquals: string[]; MaxAttempts?: number; BackoffRate?: number; IntervalSeconds?: number }[];
+	TimeoutSeconds?: number;
+	Parameters?: Record<string, unknown>;
+	ResultPath?: string | null;
+}
+interface Asl {
+	StartAt: string;
+	TimeoutSeconds?: number;
+	States: Record<string, AslState>;
+}
+
+/** Placeholder values for the template's references: what the resources would be called in one account. */
+function placeholder(template: { Resources: Record<string, { Type: string }> }) {
+	return (id: string, attribute: string): string => {
+		const pseudo: Record<string, string> = {
+			"AWS::Partition": "aws",
+			"AWS::Region": REGION,
+			"AWS::AccountId": ACCOUNT,
+			"AWS::URLSuffix": "amazonaws.com",
+		};
+		if (pseudo[id]) return pseudo[id];
+		const type = template.Resources[id]?.Type;
+		if (type === "AWS::Lambda::Function") return `arn:aws:lambda:${REGION}:${ACCOUNT}:function:${id}`;
+		if (type === "AWS::S3::Bucket") return `ftguard-${id.toLowerCase()}`;
+		if (type === "AWS::Batch::JobQueue") return `arn:aws:batch:${REGION}:${ACCOUNT}:job-queue/${id}`;
+		if (type === "AWS::Batch::JobDefinition") return `arn:aws:batch:${REGION}:${ACCOUNT}:job-definition/${id}:1`;
+		throw new Error(`no placeholder for ${id}.${attribute} (${type})`);
+	};
+}
+
+let asl: Asl;
+let reportBucket: string;
+
+beforeAll(() => {
+	const { stack, template } = synthFtguard();
+	const json = template.toJSON() as {
+		Resources: Record<string, { Type: string; Properties?: Record<string, unknown> }>;
+	};
+	asl = definitionFromTemplate(json, placeholder(json)) as unknown as Asl;
+	reportBucket = `ftguard-${logicalId(stack.store.reportBucket).toLowerCase()}`;
+});
+
+function environmentOf(state: AslState): Record<string, string>[] {
+	const overrides = state.Parameters?.ContainerOverrides as { Environment?: Record<string, string>[] } | undefined;
+	if (!overrides?.Environment) throw new Error("no ContainerOverrides.Environment");
+	return overrides.Environment;
+}
+
+const tasks = (): [string, AslState][] => Object.entries(asl.States).filter(([, s]) => s.Type === "Task");
+
+/** Every state reachable from `from` (Next, Default, Choices, Catch), optionally never entering `avoid`. */
+function reachable(from: string, avoid?: string): Set<string> {
+	const seen = new Set<string>();
+	const stack = [from];
+	while (stack.length > 0) {
+		const name = stack.pop() as string;
+		if (seen.has(name) || name === avoid) continue;
+		seen.add(name);
+		const s = asl.States[name];
+		if (!s) throw new Error(`transition to missing state ${name}`);
+		for (const next of [
+			s.Next,
+			s.Default,
+			...(s.Choices ?? []).map((c) => c.Next),
+			...(s.Catch ?? []).map((c) => c.Next),
+		]) {
+			if (next) stack.push(next);
+		}
+	}
+	return seen;
+}
+
+describe("the synthesized scan definition", () => {
+	it("is valid ASL (asl-validator, paths and ARNs checked)", () => {
+		const result = validateAsl(asl, { checkPaths: true, checkArn: true });
+		expect(result.errorsText(), "asl-validator").toBe("");
+		expect(result.isValid).toBe(true);
+	});
+
+	it("runs mark → manifest → signature → files → backdoor choice → decide → record", () => {
+		expect(asl.StartAt).toBe(StateName.MARK);
+		expect(asl.States[StateName.MARK]?.Next).toBe(StateName.MANIFEST);
+		expect(asl.States[StateName.MANIFEST]?.Next).toBe(StateName.SIGNATURE);
+		expect(asl.States[StateName.SIGNATURE]?.Next).toBe(StateName.FILES);
+		expect(asl.States[StateName.FILES]?.Next).toBe(StateName.BACKDOOR_REQUIRED);
+		expect(asl.States[StateName.BACKDOOR_REQUIRED]?.Default).toBe(StateName.DECIDE);
+		expect(asl.States[StateName.DECIDE]?.Next).toBe(StateName.RECORD);
+		expect(asl.States[StateName.RECORD]?.Next).toBe(StateName.DONE);
+		expect(asl.States[StateName.DONE]?.Type).toBe("Succeed");
+		expect(asl.TimeoutSeconds).toBeGreaterThan(0);
+	});
+
+	it("gives every Task a States.ALL catch and a timeout", () => {
+		expect(tasks().length).toBe(LAMBDA_STEPS.length + 3); // + RecordQuarantine + two BackdoorScan variants
+		for (const [name, state] of tasks()) {
+			expect(state.TimeoutSeconds, `${name} TimeoutSeconds`).toBeGreaterThan(0);
+			const all = (state.Catch ?? []).filter((c) => c.ErrorEquals.includes("States.ALL"));
+			expect(all, `${name} catches States.ALL`).toHaveLength(1);
+		}
+	});
+
+	it("sends every catch before decide to a state that records { state, cause } and goes on to Decide", () => {
+		for (const name of [
+			StateName.MARK,
+			StateName.MANIFEST,
+			StateName.SIGNATURE,
+			StateName.FILES,
+			StateName.BACKDOOR_SCAN,
+		]) {
+			const handler = asl.States[name]?.Catch?.[0]?.Next as string;
+			const pass = asl.States[handler] as AslState;
+			expect(pass.Type, name).toBe("Pass");
+			expect(pass.ResultPath).toBe("$.error");
+			expect(pass.Parameters?.state).toEqual(expect.any(String));
+			expect(pass.Parameters?.["cause.$"]).toBe("States.JsonToString($.error)");
+			expect(pass.Next).toBe(StateName.DECIDE);
+		}
+	});
+
+	it("fails closed when decide or record fail: a forced QUARANTINED verdict is recorded, then the execution fails", () => {
+		for (const name of [StateName.DECIDE, StateName.RECORD]) {
+			const handler = asl.States[name]?.Catch?.[0]?.Next as string;
+			expect(asl.States[handler]?.Next).toBe(StateName.FORCE_QUARANTINE);
+		}
+		const force = asl.States[StateName.FORCE_QUARANTINE] as AslState;
+		expect(force.ResultPath).toBe("$.verdict");
+		expect(force.Parameters?.status).toBe("QUARANTINED");
+		expect(force.Next).toBe(StateName.RECORD_QUARANTINE);
+		expect(asl.States[StateName.RECORD_QUARANTINE]?.Next).toBe(StateName.QUARANTINED_AFTER_ERROR);
+		expect(asl.States[StateName.RECORD_QUARANTINE]?.Catch?.[0]?.Next).toBe(StateName.VERDICT_NOT_RECORDED);
+		expect(asl.States[StateName.QUARANTINED_AFTER_ERROR]?.Type).toBe("Fail");
+		expect(asl.States[StateName.VERDICT_NOT_RECORDED]?.Type).toBe("Fail");
+	});
+
+	it("cannot reach Done without passing Decide and Record", () => {
+		expect(reachable(asl.StartAt).has(StateName.DONE)).toBe(true);
+		expect(reachable(asl.StartAt, StateName.DECIDE).has(StateName.DONE)).toBe(false);
+		expect(reachable(asl.StartAt, StateName.RECORD).has(StateName.DONE)).toBe(false);
+		// and every state is reachable (no dead states)
+		expect([...reachable(asl.StartAt)].sort()).toEqual(Object.keys(asl.States).sort());
+	});
+
+	it("retries transient Lambda errors with backoff on every Lambda task, and any error on the tag writers", () => {
+		for (const step of LAMBDA_STEPS) {
+			const retry = asl.States[LAMBDA_STATE[step]]?.Retry ?? [];
+			expect(retry[0]?.ErrorEquals, step).toEqual([...LAMBDA_TRANSIENT_ERRORS]);
+			expect(retry[0]?.BackoffRate).toBeGreaterThan(1);
+			expect(retry[0]?.MaxAttempts).toBeGreaterThanOrEqual(3);
+			const any = retry.some((r) => r.ErrorEquals.includes("States.ALL"));
+			expect(any, step).toBe(step === "mark" || step === "record");
+		}
+	});
+
+	it("invokes each Lambda by its function ARN with the whole state as payload", () => {
+		for (const step of LAMBDA_STEPS) {
+			const state = asl.States[LAMBDA_STATE[step]] as AslState;
+			expect(state.Resource, step).toMatch(/^arn:aws:lambda:[^:]+:\d+:function:/);
+			expect(state.Parameters).toBeUndefined();
+		}
+	});
+
+	it("runs the backdoor scan as a Batch .sync job with FTGUARD_* from the state, the policy and the report bucket", () => {
+		const scan = asl.States[StateName.BACKDOOR_SCAN] as AslState;
+		expect(scan.Resource).toBe("arn:aws:states:::batch:submitJob.sync");
+		expect(scan.ResultPath).toBeNull();
+		const env = environmentOf(scan);
+		const byName = Object.fromEntries(env.map((e) => [e.Name, e["Value.$"] ?? e.Value]));
+		expect(byName).toMatchObject({
+			FTGUARD_MODE: "scan",
+			FTGUARD_MODEL_URI: "States.Format('s3://{}/{}', $.bucket, $.backdoor.modelKey)",
+			FTGUARD_MODEL_VERSION: "$.backdoor.modelVersionId",
+			FTGUARD_DATA_URI: "$.backdoor.dataUri",
+			FTGUARD_LABELS_URI: "$.backdoor.labelsUri",
+			FTGUARD_DATA_KIND: "$.backdoor.dataKind",
+			FTGUARD_OUTPUT_PREFIX: `States.Format('s3://{}/scans/{}/backdoor', '${reportBucket}', $.scanId)`,
+			FTGUARD_DETECTORS: "nc,strip",
+		});
+		const unversioned = asl.States[StateName.BACKDOOR_SCAN_UNVERSIONED] as AslState;
+		const names = environmentOf(unversioned).map((e) => e.Name);
+		expect(names).not.toContain("FTGUARD_MODEL_VERSION");
+	});
+});
+
+// ---- executing the same definition in-process (what the local pipeline does) ---------------------------------
+
+type Handler = (input: ScanState) => unknown;
+
+function baseState(): ScanState {
+	return {
+		scanId: "scan-1",
+		bucket: "checkpoints",
+		marker: { key: "jobs/a/model/model.sig", versionId: "v-sig" },
+		artefact: "jobs/a/model/",
+	};
+}
+
+/** Handlers that pass every check; `overrides` replace single steps. */
+function handlers(calls: { name: string; input: unknown }[], overrides: Partial<Record<string, Handler>> = {}) {
+	const ok: Record<string, Handler> = {
+		[StateName.MARK]: (s) => ({ ...s, objects: [{ key: "jobs/a/model/model.onnx", versionId: "v1", size: 10 }] }),
+		[StateName.MANIFEST]: (s) => ({
+			...s,
+			manifest: { rootDigest: "sha256:00", files: 1, bytes: 10, uri: "s3://r/m" },
+		}),
+		[StateName.SIGNATURE]: (s) => ({ ...s, signature: { verified: true, identity: "ci" } }),
+		[StateName.FILES]: (s) => ({
+			...s,
+			files: { safe: true, unsafe: 0, malformed: 0, reportUri: "s3://r/f", reasons: [] },
+			backdoor: { required: false },
+		}),
+		[StateName.DECIDE]: (s) => ({
+			...s,
+			verdict: s.error
+				? { status: "QUARANTINED", reasons: [`error: ${s.error.state}`] }
+				: { status: "PROMOTABLE", reasons: [] },
+		}),
+		[StateName.RECORD]: (s) => s,
+		[StateName.RECORD_QUARANTINE]: (s) => s,
+		[StateName.BACKDOOR_SCAN]: () => ({ Status: "SUCCEEDED" }),
+		[StateName.BACKDOOR_SCAN_UNVERSIONED]: () => ({ Status: "SUCCEEDED" }),
+	};
+	return Object.fromEntries(
+		Object.entries({ ...ok, ...overrides }).map(([name, fn]) => [
+			name,
+			async (input: unknown) => {
+				calls.push({ name, input });
+				return (fn as Handler)(input as ScanState);
+			},
+		]),
+	) as Record<string, (input: unknown) => Promise<never>>;
+}
+
+async function execute(
+	input: ScanState,
+	overrides: Partial<Record<string, Handler>> = {},
+): Promise<{ output: ScanState | undefined; error: Error | undefined; calls: { name: string; input: unknown }[] }> {
+	const calls: { name: string; input: unknown }[] = [];
+	const machine = new StateMachine(asl as never, { validationOptions: { checkArn: true, checkPaths: true } });
+	const noWait = Object.fromEntries(Object.keys(asl.States).map((n) => [n, 0]));
+	try {
+		const output = (await machine.run(input as never, {
+			overrides: { taskResourceLocalHandlers: handlers(calls, overrides), retryIntervalOverrides: noWait },
+		}).result) as unknown as ScanState;
+		return { output, error: undefined, calls };
+	} catch (e) {
+		return { output: undefined, error: e as Error, calls };
+	}
+}
+
+const boom = (): never => {
+	throw new Error("boom");
+};
+
+describe("when the definition runs in-process (aws-local-stepfunctions)", () => {
+	it("promotes when every step passes and no backdoor scan is required", async () => {
+		const r = await execute(baseState());
+		expect(r.error).toBeUndefined();
+		expect(r.output?.verdict).toEqual({ status: "PROMOTABLE", reasons: [] });
+		expect(r.calls.map((c) => c.name)).toEqual([
+			StateName.MARK,
+			StateName.MANIFEST,
+			StateName.SIGNATURE,
+			StateName.FILES,
+			StateName.DECIDE,
+			StateName.RECORD,
+		]);
+	});
+
+	it("quarantines with the failed state's name when a step throws, and still decides and records", async () => {
+		const r = await execute(baseState(), { [StateName.MANIFEST]: boom });
+		expect(r.error).toBeUndefined();
+		expect(r.output?.error?.state).toBe("manifest");
+		expect(r.output?.error?.cause).toContain("boom");
+		expect(r.output?.verdict?.status).toBe("QUARANTINED");
+		expect(r.calls.map((c) => c.name)).toEqual([
+			StateName.MARK,
+			StateName.MANIFEST,
+			StateName.DECIDE,
+			StateName.RECORD,
+		]);
+	});
+
+	it("retries mark's tag writes before giving up", async () => {
+		let attempts = 0;
+		const r = await execute(baseState(), {
+			[StateName.MARK]: (s) => {
+				attempts += 1;
+				if (attempts < 3) throw new Error("SlowDown");
+				return { ...s, objects: [{ key: "k", versionId: "v", size: 1 }] };
+			},
+		});
+		expect(attempts).toBe(3);
+		expect(r.output?.verdict?.status).toBe("PROMOTABLE");
+	});
+
+	it("forces and records QUARANTINED, then fails the execution, when decide throws", async () => {
+		const r = await execute(baseState(), { [StateName.DECIDE]: boom });
+		expect(r.error?.message ?? "").toMatch(/QUARANTINED verdict was forced and recorded/);
+		const recorded = r.calls.find((c) => c.name === StateName.RECORD_QUARANTINE)?.input as ScanState;
+		expect(recorded.verdict).toEqual({ status: "QUARANTINED", reasons: ["error: decide"] });
+		expect(r.calls.some((c) => c.name === StateName.RECORD)).toBe(false);
+	});
+
+	it("fails with VerdictNotRecorded when even the forced quarantine cannot be recorded", async () => {
+		const r = await execute(baseState(), { [StateName.RECORD]: boom, [StateName.RECORD_QUARANTINE]: boom });
+		expect(r.error?.message ?? "").toMatch(/Neither the verdict nor a forced quarantine could be recorded/);
+		expect(r.calls.filter((c) => c.name === StateName.RECORD).length).toBeGreaterThan(1); // retried
+	});
+
+	const backdoor = {
+		required: true,
+		modelKey: "jobs/a/model/model.onnx",
+		modelVersionId: "v1",
+		dataUri: "s3://base/reference/x.npy",
+		labelsUri: "s3://base/reference/y.npy",
+		dataKind: "reference",
+	};
+	const withBackdoor =
+		(b: Record<string, unknown>): Handler =>
+		(s) => ({
+			...s,
+			files: { safe: true, unsafe: 0, malformed: 0, reportUri: "s3://r/f", reasons: [] },
+			backdoor: b,
+		});
+
+	it("submits the pinned model version and the policy's reference data, and records a clean job as clean", async () => {
+		const r = await execute(baseState(), { [StateName.FILES]: withBackdoor(backdoor) });
+		const submitted = r.calls.find((c) => c.name === StateName.BACKDOOR_SCAN)?.input as {
+			ContainerOverrides: { Environment: { Name: string; Value: string }[] };
+		};
+		const env = Object.fromEntries(submitted.ContainerOverrides.Environment.map((e) => [e.Name, e.Value]));
+		expect(env).toMatchObject({
+			FTGUARD_MODEL_URI: "s3://checkpoints/jobs/a/model/model.onnx",
+			FTGUARD_MODEL_VERSION: "v1",
+			FTGUARD_DATA_URI: "s3://base/reference/x.npy",
+			FTGUARD_LABELS_URI: "s3://base/reference/y.npy",
+			FTGUARD_DATA_KIND: "reference",
+			FTGUARD_OUTPUT_PREFIX: `s3://${reportBucket}/scans/scan-1/backdoor`,
+		});
+		expect(r.output?.backdoor).toEqual({
+			required: true,
+			modelKey: backdoor.modelKey,
+			verdict: "clean",
+			reportUri: `s3://${reportBucket}/scans/scan-1/backdoor/report.json`,
+		});
+		expect(r.output?.verdict?.status).toBe("PROMOTABLE");
+	});
+
+	it("quarantines when the job fails (exit 1 suspect, 2 error, timeout)", async () => {
+		const r = await execute(baseState(), {
+			[StateName.FILES]: withBackdoor(backdoor),
+			[StateName.BACKDOOR_SCAN]: boom,
+		});
+		expect(r.output?.error?.state).toBe("backdoor");
+		expect(r.output?.verdict?.status).toBe("QUARANTINED");
+	});
+
+	it("refuses to scan an unpinned model in a versioned store, or without reference data", async () => {
+		const { modelVersionId: _v, ...unpinned } = backdoor;
+		const { dataUri: _d, ...noData } = backdoor;
+		for (const b of [unpinned, noData]) {
+			const r = await execute(baseState(), { [StateName.FILES]: withBackdoor(b) });
+			expect(r.calls.some((c) => c.name.startsWith("BackdoorScan"))).toBe(false);
+			expect(r.output?.error?.state).toBe("backdoor");
+			expect(r.output?.verdict?.status).toBe("QUARANTINED");
+		}
+	});
+
+	it("scans without a version when the store has none (the local server)", async () => {
+		const { modelVersionId: _v, ...unpinned } = backdoor;
+		const r = await execute(
+			{ ...baseState(), marker: { key: "jobs/a/model/model.sig", etag: '"m"' } },
+			{
+				[StateName.MARK]: (s) => ({ ...s, objects: [{ key: backdoor.modelKey, etag: '"e"', size: 10 }] }),
+				[StateName.FILES]: withBackdoor(unpinned),
+			},
+		);
+		expect(
+			r.calls.map((c) => c.name),
+			JSON.stringify(r.output),
+		).toContain(StateName.BACKDOOR_SCAN_UNVERSIONED);
+		expect(r.output?.backdoor?.verdict).toBe("clean");
+	});
+});
