@@ -14,6 +14,7 @@ import { normalizeIgnorePaths, walkModel } from "../integrity/walk";
 import { isPickleOpcode } from "./pickle";
 import { FileSource } from "./source";
 import {
+	type ByteSource,
 	type Finding,
 	type FormatName,
 	type Scanner,
@@ -94,36 +95,57 @@ async function scanOne(
 		throw toFtguardError(e, `cannot open ${displayPath}`);
 	});
 	try {
-		const head = await source.read(0, HEAD_BYTES);
-		const scanner = chooseScanner(head, name, source.size, options);
-		if (!scanner) {
-			const finding: Finding = {
-				id: "unknown-format",
-				severity: options.strict ? "high" : "low",
-				message: options.strict
-					? "format not recognised; --strict treats unknown files as unsafe"
-					: "format not recognised: nothing in it was checked",
-			};
-			return report(displayPath, "unknown", { findings: [finding] }, source);
-		}
-		let result = await runScanner(scanner, source, openPath, name, modelDir, options, head);
-		// Any zip may be handed to torch.load whatever its first entry says (a
-		// "Keras" or "npz" archive with an archive/data.pkl inside loads as a torch
-		// checkpoint): zips claimed by another scanner are searched for pickles too.
-		if (options.archiveFallback && scanner !== options.archiveFallback && isZip(head)) {
-			const extra = await runScanner(options.archiveFallback, source, openPath, name, modelDir, options, head);
-			result = { ...result, findings: [...result.findings, ...extra.findings] };
-		}
-		return report(displayPath, scanner.format, result, source);
+		return await scanSource(source, { displayPath, name, path: openPath, modelDir }, options);
 	} finally {
 		await source.close();
 	}
 }
 
+/** What the engine needs to know about a source besides its bytes. */
+export interface SourceTarget {
+	/** how the report names it */
+	displayPath: string;
+	/** its file name (some detections and the pickle fallback look at it) */
+	name: string;
+	/** a filesystem path for scanners that resolve references next to it (ONNX external data) */
+	path: string;
+	/** the model directory, when the source is one file of a model */
+	modelDir: string | undefined;
+}
+
+/**
+ * The engine for one source — a file on disk or an object read by ranged GETs:
+ * choose the scanner by content, run it (a throw is a finding), and search any
+ * zip for pickles even when another scanner claimed it. Read errors propagate.
+ */
+export async function scanSource(source: ByteSource, t: SourceTarget, options: ScanOptions): Promise<FileReport> {
+	const head = await source.read(0, HEAD_BYTES);
+	const scanner = chooseScanner(head, t.name, source.size, options);
+	if (!scanner) {
+		const finding: Finding = {
+			id: "unknown-format",
+			severity: options.strict ? "high" : "low",
+			message: options.strict
+				? "format not recognised; strict mode treats unknown files as unsafe"
+				: "format not recognised: nothing in it was checked",
+		};
+		return report(t.displayPath, "unknown", { findings: [finding] }, source);
+	}
+	let result = await runScanner(scanner, source, t.path, t.name, t.modelDir, options, head);
+	// Any zip may be handed to torch.load whatever its first entry says (a
+	// "Keras" or "npz" archive with an archive/data.pkl inside loads as a torch
+	// checkpoint): zips claimed by another scanner are searched for pickles too.
+	if (options.archiveFallback && scanner !== options.archiveFallback && isZip(head)) {
+		const extra = await runScanner(options.archiveFallback, source, t.path, t.name, t.modelDir, options, head);
+		result = { ...result, findings: [...result.findings, ...extra.findings] };
+	}
+	return report(t.displayPath, scanner.format, result, source);
+}
+
 /** Runs one scanner; a scanner that throws yields a finding, never a pass. */
 async function runScanner(
 	scanner: Scanner,
-	source: FileSource,
+	source: ByteSource,
 	path: string,
 	name: string,
 	modelDir: string | undefined,
@@ -153,7 +175,7 @@ function report(
 	path: string,
 	format: FormatName,
 	result: { findings: Finding[]; malformed?: string },
-	source: FileSource,
+	source: ByteSource,
 ): FileReport {
 	return {
 		path,

@@ -5,14 +5,12 @@
  * scanner reads only the bytes it asks for.
  */
 import { toFtguardError } from "../errors";
-import { chooseScanner, type FileReport, type ScanOptions } from "../formats/scan";
-import type { ByteSource, Finding, Scanner, ScanResult } from "../formats/types";
+import { type FileReport, type ScanOptions, scanSource as scanEngine } from "../formats/scan";
+import type { ByteSource, Finding } from "../formats/types";
 import { verdictOf } from "../formats/types";
-import { isZip } from "../formats/zip";
 import type { ReferenceData } from "../policy";
 import type { ScanState } from "./types";
 
-const HEAD_BYTES = 64 * 1024;
 /**
  * No local path exists for an object; ONNX external-data references resolve
  * under this directory, which can never exist (a path below /dev/null), so they
@@ -20,75 +18,34 @@ const HEAD_BYTES = 64 * 1024;
  */
 const NO_LOCAL_DIR = "/dev/null/ftguard-object";
 
-async function run(
-	scanner: Scanner,
-	source: ByteSource,
-	name: string,
-	options: ScanOptions,
-	head: Buffer,
-): Promise<ScanResult> {
-	try {
-		return await scanner.scan({
-			source,
-			name,
-			path: `${NO_LOCAL_DIR}/${name}`,
-			modelDir: NO_LOCAL_DIR,
-			policy: options.policy,
-			head,
-		});
-	} catch (e) {
-		return {
-			findings: [
-				{
-					id: "scanner-error",
-					severity: "high",
-					message: `the ${scanner.format} scanner failed: ${toFtguardError(e).message}`,
-				},
-			],
-		};
-	}
-}
-
-/** Scans one source as `scanPaths` scans one file; `path` is what the report names it by. */
+/**
+ * Scans one object with the engine `scanPaths` uses (lib/core/formats/scan.ts);
+ * `path` is what the report names it by. A read that fails (the object changed or
+ * vanished) is a finding, so the stage quarantines instead of stopping.
+ */
 export async function scanSource(
 	source: ByteSource,
 	path: string,
 	name: string,
 	options: ScanOptions,
 ): Promise<FileReport> {
-	const report = (format: FileReport["format"], r: ScanResult): FileReport => ({
-		path,
-		format,
-		verdict: verdictOf(r),
-		findings: r.findings,
-		...(r.malformed !== undefined ? { malformed: r.malformed } : {}),
-		size: source.size,
-		bytesRead: source.bytesRead,
-	});
-	let head: Buffer;
 	try {
-		head = await source.read(0, HEAD_BYTES);
+		return await scanEngine(
+			source,
+			{ displayPath: path, name, path: `${NO_LOCAL_DIR}/${name}`, modelDir: NO_LOCAL_DIR },
+			options,
+		);
 	} catch (e) {
 		const finding: Finding = { id: "read-error", severity: "high", message: toFtguardError(e).message };
-		return report("unknown", { findings: [finding] });
-	}
-	const scanner = chooseScanner(head, name, source.size, options);
-	if (!scanner) {
-		const finding: Finding = {
-			id: "unknown-format",
-			severity: options.strict ? "high" : "low",
-			message: options.strict
-				? "format not recognised; the policy treats unknown files as unsafe"
-				: "format not recognised: nothing in it was checked",
+		return {
+			path,
+			format: "unknown",
+			verdict: verdictOf({ findings: [finding] }),
+			findings: [finding],
+			size: source.size,
+			bytesRead: source.bytesRead,
 		};
-		return report("unknown", { findings: [finding] });
 	}
-	let result = await run(scanner, source, name, options, head);
-	if (options.archiveFallback && scanner !== options.archiveFallback && isZip(head)) {
-		const extra = await run(options.archiveFallback, source, name, options, head);
-		result = { ...result, findings: [...result.findings, ...extra.findings] };
-	}
-	return report(scanner.format, result);
 }
 
 export interface FilesOutcome {
