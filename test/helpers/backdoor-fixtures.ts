@@ -5,6 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
 import { parseNpyFloat32, parseNpyInt64 } from "../../lib/core/backdoor/npy";
 import { scanBackdoor } from "../../lib/core/backdoor/scan";
 import { defaultPolicy } from "../../lib/core/policy";
@@ -72,4 +73,38 @@ export function rates(outcomes: readonly FixtureOutcome[], which: "flagged" | "f
 		clean: clean.length,
 		falsePositives: clean.filter((o) => o[which].length > 0).length,
 	};
+}
+
+/**
+ * The suite for one family: every model flagged with exactly its target or, when
+ * clean, not at all (ftguard's rule); afterwards the rates of both rules on the
+ * same runs, and the assertion that the paper's rule made mistakes ours did not.
+ */
+export function describeFamily(family: string, steps: number, restarts: number): void {
+	const outcomes: FixtureOutcome[] = [];
+	describe(`Neural Cleanse on the ${family} fixtures`, () => {
+		for (const m of fixtureModels(family)) {
+			const expected = m.target === null ? "clean" : `flagged with class ${m.target}`;
+			it(`${m.file} (${m.kind}) is ${expected}`, async () => {
+				const o = await scanFixture(m, steps, restarts);
+				outcomes.push(o);
+				expect(o.flagged).toEqual(m.target === null ? [] : [m.target]);
+				expect(o.verdict).toBe(m.target === null ? "clean" : "suspect");
+			}, 180_000);
+		}
+
+		afterAll(() => {
+			const ours = rates(outcomes, "flagged");
+			const vanilla = rates(outcomes, "flaggedVanilla");
+			// on the same optimisation runs, the paper's rule makes more mistakes (misses or false alarms)
+			if (outcomes.length === fixtureModels(family).length) {
+				const errors = (r: Rates) => r.backdoored - r.caught + r.falsePositives;
+				expect(errors(ours)).toBe(0);
+				expect(errors(vanilla)).toBeGreaterThan(0);
+			}
+			process.stderr.write(
+				`${family} (${steps} steps × ${restarts} restart): ftguard rule caught ${ours.caught}/${ours.backdoored}, false positives ${ours.falsePositives}/${ours.clean}; vanilla rule caught ${vanilla.caught}/${vanilla.backdoored}, false positives ${vanilla.falsePositives}/${vanilla.clean}\n`,
+			);
+		});
+	});
 }

@@ -49,17 +49,8 @@ export interface ScanOptions {
 	signal?: AbortSignal;
 }
 
-/** What a shard hands to the merge step: plain JSON. */
-export interface SerializedNcClass {
-	cls: number;
-	l1: number;
-	succeeded: boolean;
-	success: number;
-	bestStep: number;
-	restart: number;
-	mask: number[];
-	pattern: number[];
-}
+/** What a shard hands to the merge step: a class's result as plain JSON. */
+export type SerializedNcClass = Omit<NcClassResult, "mask" | "pattern"> & { mask: number[]; pattern: number[] };
 
 export interface NcShard {
 	format: "ftguard/nc-shard@1";
