@@ -124,7 +124,9 @@ async function runJob(p: JobParams, io: JobIo): Promise<JobResult> {
 		await put(img.name, img.bytes, "image/png");
 	// the report last: its presence means the job finished and every image is there
 	await put("report.json", `${JSON.stringify({ ...report, scanned }, null, 2)}\n`, "application/json");
-	io.log(`ftguard: ${report.verdict}${report.suspect_classes.length ? ` (classes ${report.suspect_classes})` : ""}`);
+	io.log(
+		`ftguard: ${report.verdict}${report.suspect_classes.length ? ` (classes ${report.suspect_classes})` : ""}; ran on ${report.provider}`,
+	);
 	return { exitCode: report.verdict === "suspect" ? 1 : 0, written };
 }
 
