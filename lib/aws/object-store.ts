@@ -9,6 +9,7 @@
  */
 import { GetObjectCommand, type GetObjectCommandOutput, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { FtguardError } from "../core/errors";
+import { s3Error } from "./objects";
 
 export interface ObjectRef {
 	bucket: string;
@@ -49,9 +50,7 @@ export async function getObjectBytes(s3: S3Client, ref: ObjectRef, maxBytes: num
 			}),
 		);
 	} catch (e) {
-		const name = (e as { name?: string }).name;
-		const code = name === "NoSuchKey" || name === "NotFound" || name === "NoSuchVersion" ? "NOT_FOUND" : "IO_ERROR";
-		throw new FtguardError(code, `cannot read ${s3Uri(ref)}: ${name ?? "error"}`, { cause: e });
+		throw s3Error(e, s3Uri(ref));
 	}
 	if (res.ContentLength !== undefined && res.ContentLength > maxBytes) {
 		throw new FtguardError("DATA_INVALID", `${s3Uri(ref)} is ${res.ContentLength} bytes (limit ${maxBytes})`);
@@ -70,8 +69,6 @@ export async function putObject(s3: S3Client, ref: ObjectRef, body: Uint8Array |
 			new PutObjectCommand({ Bucket: ref.bucket, Key: ref.key, Body: body, ContentType: contentType }),
 		);
 	} catch (e) {
-		throw new FtguardError("IO_ERROR", `cannot write ${s3Uri(ref)}: ${(e as { name?: string }).name ?? "error"}`, {
-			cause: e,
-		});
+		throw s3Error(e, s3Uri(ref));
 	}
 }
