@@ -54,10 +54,12 @@ export interface ScanPipelineProps {
 	 */
 	readonly policy?: unknown;
 	/**
-	 * Key suffixes of single-file artefacts that start a scan on their own, besides the commit markers
-	 * (`model.sig`, `*.sigstore.json`). A suffix that a file inside a model directory can have would start a
-	 * second scan of that file (and a verdict race), so only formats that are one file per model belong here.
-	 * @default [".gguf"]
+	 * Key suffixes of unsigned single-file artefacts that also invoke the start function, besides the commit
+	 * markers (`model.sig`, `*.sigstore.json`). The start handler decides what is a marker
+	 * (lib/core/pipeline/artefact.ts; today only signatures are), so a suffix here only helps once it accepts
+	 * it. A suffix that a file inside a model directory can have would start a second scan of that file (and a
+	 * verdict race): only formats that are one file per model belong here.
+	 * @default [] (a single file is committed by its `<file>.sigstore.json`)
 	 */
 	readonly singleFileSuffixes?: readonly string[];
 	/**
@@ -199,7 +201,7 @@ export class ScanPipeline extends Construct {
 		if (!Number.isInteger(concurrency) || concurrency < 1) {
 			throw new Error(`ScanPipeline: reservedConcurrency must be a positive integer (got ${concurrency})`);
 		}
-		const suffixes = props.singleFileSuffixes ?? [".gguf"];
+		const suffixes = props.singleFileSuffixes ?? [];
 		for (const s of suffixes) {
 			if (!/^\.[A-Za-z0-9._-]+$/.test(s) || s.endsWith(".sig") || s.endsWith(".sigstore.json")) {
 				throw new Error(
@@ -414,12 +416,8 @@ export class ScanPipeline extends Construct {
 				detail: {
 					bucket: { name: [store.checkpointBucket.bucketName] },
 					object: {
-						key: [
-							"model.sig",
-							{ suffix: "/model.sig" },
-							{ suffix: ".sigstore.json" },
-							...suffixes.map((suffix) => ({ suffix })),
-						],
+						// The same suffixes as the start handler's MARKER_SUFFIXES (lib/core/pipeline/artefact.ts).
+						key: [{ suffix: "/model.sig" }, { suffix: ".sigstore.json" }, ...suffixes.map((suffix) => ({ suffix }))],
 					},
 				},
 			},

@@ -6,6 +6,7 @@ import { Match, Template } from "aws-cdk-lib/assertions";
 import * as lambda from "aws-cdk-lib/aws-lambda";
 import { AwsSolutionsChecks } from "cdk-nag";
 import { beforeAll, describe, expect, it } from "vitest";
+import { MARKER_SUFFIXES } from "../../lib/core/pipeline/artefact.js";
 import { defaultPolicy } from "../../lib/core/policy/index.js";
 import { Alarms } from "../../lib/infra/alarms.js";
 import { CheckpointStore } from "../../lib/infra/checkpoint-store.js";
@@ -128,14 +129,14 @@ describe("the scan functions", () => {
 });
 
 describe("the commit-marker rule", () => {
-	it("matches Object Created of model.sig, *.sigstore.json and single-file artefacts in the checkpoint bucket only", () => {
+	it("matches Object Created of the start handler's markers (*/model.sig, *.sigstore.json) in the checkpoint bucket only", () => {
 		template.hasResourceProperties("AWS::Events::Rule", {
 			EventPattern: {
 				source: ["aws.s3"],
 				"detail-type": ["Object Created"],
 				detail: {
 					bucket: { name: [{ Ref: logicalId(stack.store.checkpointBucket) }] },
-					object: { key: ["model.sig", { suffix: "/model.sig" }, { suffix: ".sigstore.json" }, { suffix: ".gguf" }] },
+					object: { key: [{ suffix: "/model.sig" }, { suffix: ".sigstore.json" }] },
 				},
 			},
 			State: "ENABLED",
@@ -146,6 +147,24 @@ describe("the commit-marker rule", () => {
 					RetryPolicy: { MaximumRetryAttempts: 8, MaximumEventAgeInSeconds: 21600 },
 				}),
 			],
+		});
+	});
+
+	it("uses exactly the suffixes the start handler treats as markers", () => {
+		const rule = ofType("AWS::Events::Rule")[0]?.[1].Properties.EventPattern as {
+			detail: { object: { key: { suffix: string }[] } };
+		};
+		expect(rule.detail.object.key.map((k) => k.suffix)).toEqual([...MARKER_SUFFIXES]);
+	});
+
+	it("adds single-file suffixes when asked", () => {
+		const p = pipelineIn({ singleFileSuffixes: [".gguf"] })();
+		Template.fromStack(Stack.of(p)).hasResourceProperties("AWS::Events::Rule", {
+			EventPattern: Match.objectLike({
+				detail: Match.objectLike({
+					object: { key: [{ suffix: "/model.sig" }, { suffix: ".sigstore.json" }, { suffix: ".gguf" }] },
+				}),
+			}),
 		});
 	});
 
