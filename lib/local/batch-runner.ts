@@ -1,0 +1,115 @@
+/**
+ * The local stand-in for AWS Batch behind the `batch:submitJob.sync` Task: the
+ * backdoor-scan entry (batch-jobs/backdoor-scan/entry.ts) as a child process on
+ * CPU, with the task's ContainerOverrides environment and the local S3 endpoint.
+ * It returns what the .sync integration returns for a SUCCEEDED job and throws
+ * `States.TaskFailed` (cause: the job description as JSON) for a non-zero exit or
+ * a timeout, as the integration does for a FAILED job — the state machine's
+ * Catch turns that into QUARANTINED.
+ */
+import { spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { join } from "node:path";
+
+export interface BatchRunnerOptions {
+	/** repository root: where batch-jobs/ and node_modules/tsx are */
+	root: string;
+	/** the local S3 endpoint the job reads and writes through */
+	s3Endpoint: string;
+	credentials: { accessKeyId: string; secretAccessKey: string };
+	region: string;
+	/** kill the job after this long; @default 600_000 (the job definition's attempt timeout is hours, on a GPU) */
+	timeoutMs?: number;
+	/** the entry to run; @default batch-jobs/backdoor-scan/entry.ts */
+	entry?: string;
+	/** each line the job writes to stderr (its log) */
+	log?: (line: string) => void;
+}
+
+interface SubmitJobParameters {
+	JobName?: string;
+	JobQueue?: string;
+	JobDefinition?: string;
+	ContainerOverrides?: { Environment?: Array<{ Name: string; Value: string }> };
+}
+
+export class BatchJobFailed extends Error {
+	constructor(cause: Record<string, unknown>) {
+		super(JSON.stringify(cause));
+		this.name = "States.TaskFailed";
+	}
+}
+
+/** Runs one job to completion; resolves with the job description (SUCCEEDED) or throws BatchJobFailed. */
+export async function runBatchJob(input: unknown, options: BatchRunnerOptions): Promise<Record<string, unknown>> {
+	const params = (input ?? {}) as SubmitJobParameters;
+	const jobEnv = Object.fromEntries((params.ContainerOverrides?.Environment ?? []).map((e) => [e.Name, e.Value]));
+	const env: NodeJS.ProcessEnv = {};
+	// The job sees only what a container would: no FTGUARD_* or AWS_* of the pipeline process.
+	for (const [k, v] of Object.entries(process.env)) {
+		if (!k.startsWith("FTGUARD_") && !k.startsWith("AWS_")) env[k] = v;
+	}
+	Object.assign(env, {
+		FTGUARD_DEVICE: "cpu",
+		...jobEnv,
+		AWS_ENDPOINT_URL_S3: options.s3Endpoint,
+		AWS_ACCESS_KEY_ID: options.credentials.accessKeyId,
+		AWS_SECRET_ACCESS_KEY: options.credentials.secretAccessKey,
+		AWS_REGION: options.region,
+		AWS_BATCH_JOB_ID: randomUUID(),
+	});
+	const jobId = env.AWS_BATCH_JOB_ID as string;
+	const entry = options.entry ?? join(options.root, "batch-jobs/backdoor-scan/entry.ts");
+	const timeoutMs = options.timeoutMs ?? 600_000;
+	const started = Date.now();
+	const describe = (status: string, extra: Record<string, unknown>) => ({
+		JobName: params.JobName ?? "ftguard-backdoor-scan",
+		JobId: jobId,
+		JobQueue: params.JobQueue,
+		JobDefinition: params.JobDefinition,
+		Status: status,
+		CreatedAt: started,
+		StartedAt: started,
+		StoppedAt: Date.now(),
+		...extra,
+	});
+	const { code, signal, timedOut } = await new Promise<{
+		code: number | null;
+		signal: NodeJS.Signals | null;
+		timedOut: boolean;
+	}>((resolve, reject) => {
+		const child = spawn(process.execPath, ["--import", "tsx", entry], {
+			cwd: options.root,
+			env,
+			stdio: ["ignore", "pipe", "pipe"],
+		});
+		let timedOut = false;
+		const timer = setTimeout(() => {
+			timedOut = true;
+			child.kill("SIGKILL");
+		}, timeoutMs);
+		let pending = "";
+		const onData = (chunk: Buffer) => {
+			pending += chunk.toString("utf8");
+			const lines = pending.split("\n");
+			pending = lines.pop() ?? "";
+			for (const line of lines) options.log?.(line);
+		};
+		child.stdout.on("data", onData);
+		child.stderr.on("data", onData);
+		child.on("error", (e) => {
+			clearTimeout(timer);
+			reject(e);
+		});
+		child.on("close", (code, signal) => {
+			clearTimeout(timer);
+			if (pending) options.log?.(pending);
+			resolve({ code, signal, timedOut });
+		});
+	});
+	if (code === 0 && !timedOut) return describe("SUCCEEDED", { Container: { ExitCode: 0 } });
+	const reason = timedOut
+		? `Job attempt duration exceeded timeout (${Math.round(timeoutMs / 1000)} s)`
+		: `Essential container in task exited${code !== null ? ` (exit ${code})` : ` (signal ${signal})`}`;
+	throw new BatchJobFailed(describe("FAILED", { StatusReason: reason, Container: { ExitCode: code, Reason: reason } }));
+}

@@ -1,0 +1,153 @@
+/**
+ * The scan state machine's definition as CDK synthesizes it, for the local
+ * pipeline: the FtguardStack is built in-process (no CLI, no credentials, no
+ * assets written), the state machine's `DefinitionString` is resolved to the
+ * template's Fn::Join / Ref / Fn::GetAtt form and flattened with the same
+ * `definitionFromTemplate` a `cdk.out` template would go through, each reference
+ * becoming a stable local ARN or a local bucket name. Then every Task state is
+ * mapped to what runs it here: a Lambda function ARN → `lambdas/<step>.ts`, a
+ * `batch:submitJob.sync` → the backdoor-scan entry as a child process. A Task
+ * that maps to nothing is an error, never a silent pass.
+ */
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { App } from "aws-cdk-lib";
+import type { CfnStateMachine } from "aws-cdk-lib/aws-stepfunctions";
+import type { IConstruct } from "constructs";
+import { FtguardStack } from "../infra/stack";
+import { definitionFromTemplate, LAMBDA_STEPS, type LambdaStep } from "../infra/state-machine";
+
+export const LOCAL_ACCOUNT = "000000000000";
+export const LOCAL_REGION = "us-east-1";
+
+/** Local names of the store's buckets (the template's bucket Refs resolve to these). */
+export interface LocalBuckets {
+	checkpoints: string;
+	reports: string;
+	baseModels: string;
+	datasets: string;
+}
+
+export const DEFAULT_BUCKETS: LocalBuckets = {
+	checkpoints: "checkpoints",
+	reports: "reports",
+	baseModels: "base-models",
+	datasets: "datasets",
+};
+
+export type TaskTarget =
+	| { kind: "lambda"; step: LambdaStep; functionArn: string }
+	| { kind: "batch"; resource: string };
+
+export interface AslState {
+	Type: string;
+	Resource?: string;
+	[field: string]: unknown;
+}
+
+export interface LocalDefinition {
+	/** the ASL, references resolved */
+	asl: { StartAt: string; States: Record<string, AslState>; [field: string]: unknown };
+	/** what runs each Task state, by state name */
+	tasks: Record<string, TaskTarget>;
+	buckets: LocalBuckets;
+}
+
+export interface DefinitionOptions {
+	/** the policy deployed with the stack (it sets the batch job's detector settings); @default the stack's default */
+	policy?: unknown;
+	buckets?: LocalBuckets;
+}
+
+function cdkContext(root: string): Record<string, unknown> {
+	const json = JSON.parse(readFileSync(join(root, "cdk.json"), "utf8")) as { context?: Record<string, unknown> };
+	return json.context ?? {};
+}
+
+/**
+ * Builds the stack and returns its scan definition mapped to local runners. `root` is the repository root
+ * (cdk.json's feature flags are applied, as `cdk synth` does).
+ */
+export function loadLocalDefinition(root: string, options: DefinitionOptions = {}): LocalDefinition {
+	const buckets = options.buckets ?? DEFAULT_BUCKETS;
+	const app = new App({ context: cdkContext(root), outdir: mkdtempSync(join(tmpdir(), "ftguard-cdk-")) });
+	// The handlers are not bundled here (they run from source): an empty handlers dir gives each function an inline
+	// stub. The definition only refers to the functions' ARNs, so it is the same as with the bundled code.
+	const stack = new FtguardStack(app, "Ftguard", {
+		scanPipeline: {
+			handlersDir: mkdtempSync(join(tmpdir(), "ftguard-no-handlers-")),
+			...(options.policy !== undefined ? { policy: options.policy } : {}),
+		},
+	});
+	const logicalId = (c: IConstruct): string => {
+		const child = c.node.defaultChild as { logicalId: string } | undefined;
+		if (!child) throw new Error(`${c.node.path} has no default child`);
+		return stack.resolve(child.logicalId) as string;
+	};
+	const functionOf = new Map<string, LambdaStep>(
+		LAMBDA_STEPS.map((step) => [logicalId(stack.scanPipeline.functions[step]), step]),
+	);
+	const bucketOf = new Map<string, string>([
+		[logicalId(stack.store.checkpointBucket), buckets.checkpoints],
+		[logicalId(stack.store.reportBucket), buckets.reports],
+		[logicalId(stack.store.baseModelBucket), buckets.baseModels],
+		[logicalId(stack.store.datasetBucket), buckets.datasets],
+	]);
+	const pipeline = stack.scanPipeline;
+	const named = new Map<string, string>([
+		[logicalId(pipeline.jobQueue), `arn:aws:batch:${LOCAL_REGION}:${LOCAL_ACCOUNT}:job-queue/ftguard-local`],
+		[
+			logicalId(pipeline.jobDefinition),
+			`arn:aws:batch:${LOCAL_REGION}:${LOCAL_ACCOUNT}:job-definition/ftguard-backdoor-scan:1`,
+		],
+	]);
+	const pseudo: Record<string, string> = {
+		"AWS::Partition": "aws",
+		"AWS::Region": LOCAL_REGION,
+		"AWS::AccountId": LOCAL_ACCOUNT,
+		"AWS::URLSuffix": "amazonaws.com",
+	};
+	const resolve = (id: string, attribute: string): string => {
+		const p = pseudo[id];
+		if (p) return p;
+		const step = functionOf.get(id);
+		if (step && attribute === "Arn") return functionArn(step);
+		const bucket = bucketOf.get(id);
+		if (bucket && attribute === "Ref") return bucket;
+		if (bucket && attribute === "Arn") return `arn:aws:s3:::${bucket}`;
+		const arn = named.get(id);
+		if (arn) return arn;
+		throw new Error(`the scan definition refers to ${id}.${attribute}, which has no local counterpart`);
+	};
+	const cfn = pipeline.stateMachine.node.defaultChild as CfnStateMachine;
+	const template = {
+		Resources: {
+			[logicalId(pipeline.stateMachine)]: {
+				Type: "AWS::StepFunctions::StateMachine",
+				Properties: { DefinitionString: stack.resolve(cfn.definitionString) },
+			},
+		},
+	};
+	const asl = definitionFromTemplate(template, resolve) as LocalDefinition["asl"];
+	return { asl, tasks: mapTasks(asl), buckets };
+}
+
+export function functionArn(step: LambdaStep): string {
+	return `arn:aws:lambda:${LOCAL_REGION}:${LOCAL_ACCOUNT}:function:ftguard-${step}`;
+}
+
+/** What runs each Task: a Lambda step by its function ARN, or the batch runner; anything else throws. */
+export function mapTasks(asl: LocalDefinition["asl"]): Record<string, TaskTarget> {
+	const steps = new Map<string, LambdaStep>(LAMBDA_STEPS.map((s) => [functionArn(s), s]));
+	const tasks: Record<string, TaskTarget> = {};
+	for (const [name, state] of Object.entries(asl.States)) {
+		if (state.Type !== "Task") continue;
+		const resource = state.Resource ?? "";
+		const step = steps.get(resource);
+		if (step) tasks[name] = { kind: "lambda", step, functionArn: resource };
+		else if (resource.startsWith("arn:aws:states:::batch:submitJob")) tasks[name] = { kind: "batch", resource };
+		else throw new Error(`Task ${name}: no local runner for ${resource}`);
+	}
+	return tasks;
+}

@@ -1,0 +1,250 @@
+/**
+ * The local pipeline: the object server's "Object Created" events → the start
+ * logic (commit markers only, scan id = execution name, a duplicate event starts
+ * nothing) → the synthesized definition executed in-process → a verdict.
+ *
+ * The Lambda handlers read their configuration from the environment once per
+ * process (lib/aws/runtime.ts), so `start` sets it for this process: one local
+ * pipeline per process.
+ */
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { HeadObjectCommand } from "@aws-sdk/client-s3";
+import { initialState } from "../core/pipeline/event";
+import type { ScanState } from "../core/pipeline/types";
+import { type LambdaStep, SCAN_REPORT_PREFIX } from "../infra/state-machine";
+import { runBatchJob } from "./batch-runner";
+import { DEFAULT_BUCKETS, type LocalBuckets, type LocalDefinition, loadLocalDefinition } from "./definition";
+import {
+	LOCAL_CREDENTIALS,
+	LOCAL_REGION,
+	type ObjectCreatedEvent,
+	type ObjectServer,
+	startObjectServer,
+} from "./object-server";
+import { createLocalStateMachine, type ExecutionOutcome, type LocalStateMachine, type TaskHandler } from "./runner";
+
+/** The repository root (where cdk.json, lambdas/ and batch-jobs/ are), from this module's location. */
+export function repositoryRoot(from: string = dirname(fileURLToPath(import.meta.url))): string {
+	let dir = from;
+	for (;;) {
+		try {
+			const pkg = JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { name?: string };
+			if (pkg.name === "ftguard") return dir;
+		} catch {
+			// not here
+		}
+		const parent = dirname(dir);
+		if (parent === dir) throw new Error(`no ftguard package.json above ${from}`);
+		dir = parent;
+	}
+}
+
+export type VerdictStatus = "PROMOTABLE" | "QUARANTINED" | "NOT_RECORDED";
+
+export interface LocalVerdict {
+	scanId: string;
+	bucket: string;
+	markerKey: string;
+	artefact: string;
+	/** NOT_RECORDED: even the forced quarantine could not be written; the objects stay SCANNING (unreadable) */
+	status: VerdictStatus;
+	reasons: string[];
+	error?: { state: string; cause: string };
+	/** SUCCEEDED, or the Fail state's error name (Ftguard.QuarantinedAfterError, …) */
+	execution: string;
+	/** from the marker's event to the end of the execution */
+	seconds: number;
+}
+
+export interface LocalPipelineOptions {
+	port?: number;
+	dataDir?: string;
+	/** the policy (parsed JSON): the handlers get it inline (FTGUARD_POLICY), the stack its batch settings */
+	policy: unknown;
+	buckets?: LocalBuckets;
+	/** more buckets to create (e.g. one holding trusted reference data) */
+	extraBuckets?: string[];
+	/** @default 600_000 */
+	batchTimeoutMs?: number;
+	/** fault injection: replace a Lambda step's handler or the batch job */
+	lambdaOverrides?: Partial<Record<LambdaStep, TaskHandler>>;
+	batchOverride?: TaskHandler;
+	/** retry waits in milliseconds per state name (tests) */
+	retryIntervalOverrides?: Record<string, number>;
+	/** log lines (the batch job's output, starts, duplicates) */
+	log?: (line: string) => void;
+}
+
+export interface StartOutcome {
+	started: boolean;
+	scanId?: string;
+	reason?: "not-a-marker" | "other-bucket" | "duplicate";
+}
+
+export class LocalPipeline {
+	private readonly executions = new Map<string, Promise<LocalVerdict>>();
+	private readonly verdicts = new Map<string, LocalVerdict>();
+	private readonly waiters = new Set<(v: LocalVerdict) => void>();
+	/** duplicate marker events that started nothing */
+	duplicates = 0;
+
+	private constructor(
+		readonly server: ObjectServer,
+		readonly definition: LocalDefinition,
+		private readonly machine: LocalStateMachine,
+		private readonly options: LocalPipelineOptions,
+	) {}
+
+	static async start(options: LocalPipelineOptions): Promise<LocalPipeline> {
+		const root = repositoryRoot();
+		const buckets = options.buckets ?? DEFAULT_BUCKETS;
+		const definition = loadLocalDefinition(root, { policy: options.policy, buckets });
+		const server = await startObjectServer({
+			...(options.port !== undefined ? { port: options.port } : {}),
+			...(options.dataDir !== undefined ? { dataDir: options.dataDir } : {}),
+			buckets: [...new Set([...Object.values(buckets), ...(options.extraBuckets ?? [])])],
+		});
+		Object.assign(process.env, {
+			FTGUARD_S3_ENDPOINT: server.endpoint,
+			AWS_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
+			AWS_SECRET_ACCESS_KEY: LOCAL_CREDENTIALS.secretAccessKey,
+			AWS_REGION: LOCAL_REGION,
+			FTGUARD_REPORT_BUCKET: buckets.reports,
+			FTGUARD_REPORT_PREFIX: SCAN_REPORT_PREFIX,
+			FTGUARD_POLICY: JSON.stringify(options.policy),
+		});
+		delete process.env.FTGUARD_POLICY_URI;
+		const log = options.log ?? (() => {});
+		const batch: TaskHandler =
+			options.batchOverride ??
+			((input) =>
+				runBatchJob(input, {
+					root,
+					s3Endpoint: server.endpoint,
+					credentials: LOCAL_CREDENTIALS,
+					region: LOCAL_REGION,
+					...(options.batchTimeoutMs !== undefined ? { timeoutMs: options.batchTimeoutMs } : {}),
+					log: (line) => log(`batch: ${line}`),
+				}));
+		const machine = createLocalStateMachine(definition, {
+			batch,
+			...(options.lambdaOverrides ? { lambdaOverrides: options.lambdaOverrides } : {}),
+			...(options.retryIntervalOverrides ? { retryIntervalOverrides: options.retryIntervalOverrides } : {}),
+		});
+		const pipeline = new LocalPipeline(server, definition, machine, options);
+		server.onObjectCreated((event) => {
+			pipeline.handleEvent(event).catch((e: Error) => log(`start failed for ${event.detail.object.key}: ${e.message}`));
+		});
+		return pipeline;
+	}
+
+	get endpoint(): string {
+		return this.server.endpoint;
+	}
+
+	/** Executions started so far (one per distinct scan id). */
+	get executionCount(): number {
+		return this.executions.size;
+	}
+
+	/**
+	 * What the start Lambda and EventBridge rule do: only commit markers in the checkpoint bucket start a scan, and
+	 * the scan id (the execution name) is unique, so a redelivered event starts nothing.
+	 */
+	async handleEvent(event: ObjectCreatedEvent): Promise<StartOutcome> {
+		const received = Date.now();
+		if (event.detail.bucket.name !== this.definition.buckets.checkpoints) {
+			return { started: false, reason: "other-bucket" };
+		}
+		let e = event;
+		if (!e.detail.object.etag) {
+			// s3rver's Copy records carry no ETag: read it, so the scan is still pinned to what was copied.
+			const head = await this.server.client.send(
+				new HeadObjectCommand({ Bucket: e.detail.bucket.name, Key: e.detail.object.key }),
+			);
+			e = {
+				...e,
+				detail: { ...e.detail, object: { ...e.detail.object, etag: (head.ETag ?? "").replaceAll('"', "") } },
+			};
+		}
+		const state = initialState(e);
+		if (!state) return { started: false, reason: "not-a-marker" };
+		if (this.executions.has(state.scanId)) {
+			this.duplicates += 1;
+			this.options.log?.(`duplicate event for ${state.marker.key}: scan ${state.scanId} already exists`);
+			return { started: false, scanId: state.scanId, reason: "duplicate" };
+		}
+		this.options.log?.(`scan ${state.scanId} started for ${state.marker.key}`);
+		const run = this.machine.execute(state).then((outcome) => this.settle(state, outcome, received));
+		this.executions.set(state.scanId, run);
+		return { started: true, scanId: state.scanId };
+	}
+
+	private settle(state: ScanState, outcome: ExecutionOutcome, received: number): LocalVerdict {
+		const seconds = (Date.now() - received) / 1000;
+		const base = { scanId: state.scanId, bucket: state.bucket, markerKey: state.marker.key, artefact: state.artefact };
+		let v: LocalVerdict;
+		if (outcome.ok) {
+			const out = outcome.output;
+			v = {
+				...base,
+				status: out.verdict?.status ?? "QUARANTINED",
+				reasons: out.verdict?.reasons ?? ["no verdict in the execution's output"],
+				...(out.error ? { error: out.error } : {}),
+				execution: "SUCCEEDED",
+				seconds,
+			};
+		} else {
+			const notRecorded = outcome.error.name.includes("VerdictNotRecorded");
+			v = {
+				...base,
+				status: notRecorded ? "NOT_RECORDED" : "QUARANTINED",
+				reasons: [`execution failed: ${outcome.error.name}: ${outcome.error.message}`],
+				...(outcome.lastInput?.error ? { error: outcome.lastInput.error } : {}),
+				execution: outcome.error.name,
+				seconds,
+			};
+		}
+		this.verdicts.set(state.scanId, v);
+		for (const w of this.waiters) w(v);
+		return v;
+	}
+
+	/** Every verdict so far. */
+	allVerdicts(): LocalVerdict[] {
+		return [...this.verdicts.values()];
+	}
+
+	/** Resolves with the first verdict whose marker key is `markerKey` (already given or still to come). */
+	waitForVerdict(markerKey: string, timeoutMs = 600_000): Promise<LocalVerdict> {
+		const done = [...this.verdicts.values()].find((v) => v.markerKey === markerKey);
+		if (done) return Promise.resolve(done);
+		return new Promise((resolve, reject) => {
+			const timer = setTimeout(() => {
+				this.waiters.delete(waiter);
+				reject(new Error(`no verdict for ${markerKey} within ${timeoutMs} ms`));
+			}, timeoutMs);
+			const waiter = (v: LocalVerdict) => {
+				if (v.markerKey !== markerKey) return;
+				clearTimeout(timer);
+				this.waiters.delete(waiter);
+				resolve(v);
+			};
+			this.waiters.add(waiter);
+		});
+	}
+
+	/** Calls `listener` with each verdict as it is recorded; returns the unsubscribe function. */
+	onVerdict(listener: (v: LocalVerdict) => void): () => void {
+		this.waiters.add(listener);
+		return () => this.waiters.delete(listener);
+	}
+
+	/** Waits for the running executions, then stops the server. */
+	async close(): Promise<void> {
+		await Promise.allSettled([...this.executions.values()]);
+		await this.server.close();
+	}
+}
