@@ -56,8 +56,10 @@ describe("cdk-nag AwsSolutions", () => {
 		const acks = acknowledgements(stack).filter((a) => a.id.startsWith("AwsSolutions::"));
 		expect(acks.length).toBeGreaterThan(0);
 		for (const ack of acks) {
-			// A finding id (Rule[Finding]), never a whole rule.
-			expect(ack.id, ack.path).toMatch(/^AwsSolutions::AwsSolutions-[A-Z0-9]+\[.+\]$/);
+			// A finding id (Rule[Finding]), never a whole rule — except L1 ("not the newest Lambda
+			// runtime"), which cdk-nag reports without a finding id; it is acknowledged per function.
+			if (ack.id === "AwsSolutions::AwsSolutions-L1") expect(ack.path, ack.id).toMatch(/\/ScanPipeline\//);
+			else expect(ack.id, ack.path).toMatch(/^AwsSolutions::AwsSolutions-[A-Z0-9]+\[.+\]$/);
 			expect(ack.reason.length, `${ack.path} ${ack.id}`).toBeGreaterThanOrEqual(60);
 		}
 		// The stack itself acknowledges nothing: acknowledgements sit on the role or function they concern.

@@ -48,7 +48,7 @@ describe("the scan functions", () => {
 		for (const step of LAMBDA_STEPS) {
 			const fn = pipeline().functions[step];
 			const props = propsOf(fn);
-			expect(props.Runtime, step).toBe("nodejs24.x");
+			expect(props.Runtime, step).toBe("nodejs22.x");
 			expect(props.Architectures, step).toEqual(["arm64"]);
 			expect(props.ReservedConcurrentExecutions, step).toBe(10);
 			expect(props.VpcConfig, step).toEqual({
