@@ -17,7 +17,7 @@ import { pathToFileURL } from "node:url";
 import { S3Client } from "@aws-sdk/client-s3";
 import { getObjectBytes, type ObjectRef, parseS3Uri, putObject } from "../../lib/aws/object-store";
 import { FtguardError, toFtguardError } from "../../lib/core/errors";
-import { defaultPolicy, type Policy } from "../../lib/core/policy";
+import { defaultPolicy, type Policy, parsePolicy } from "../../lib/core/policy";
 import { backdoorPolicySchema } from "../../lib/core/policy/backdoor";
 import { type JobParams, readJobParams } from "./params";
 
@@ -43,8 +43,14 @@ function outputRef(prefix: string, name: string): ObjectRef {
 
 const uri = (r: ObjectRef) => `s3://${r.bucket}/${r.key}`;
 
-function jobPolicy(p: JobParams): Policy["backdoor"] {
-	const b = structuredClone(defaultPolicy().backdoor);
+/** The policy's backdoor section (the deployed file, else the defaults) with the job's own settings on top. */
+async function jobPolicy(p: JobParams, s3: S3Client): Promise<Policy["backdoor"]> {
+	let base = defaultPolicy();
+	if (p.policyUri !== undefined) {
+		const o = await getObjectBytes(s3, parseS3Uri(p.policyUri), 1024 * 1024);
+		base = parsePolicy(Buffer.from(o.bytes).toString("utf8"), p.policyUri);
+	}
+	const b = structuredClone(base.backdoor);
 	if (p.detectors) b.detectors = p.detectors.split(",") as Policy["backdoor"]["detectors"];
 	if (p.steps !== undefined) b.neuralCleanse.steps = p.steps;
 	if (p.batch !== undefined) b.neuralCleanse.batch = p.batch;
@@ -59,7 +65,7 @@ async function runJob(p: JobParams, io: JobIo): Promise<JobResult> {
 		import("../../lib/core/backdoor/scan"),
 		import("../../lib/core/backdoor/trigger-images"),
 	]);
-	const policy = jobPolicy(p);
+	const policy = await jobPolicy(p, io.s3);
 	const [model, xObj, yObj] = await Promise.all([
 		getObjectBytes(io.s3, parseS3Uri(p.modelUri, p.modelVersion), p.maxModelBytes),
 		getObjectBytes(io.s3, parseS3Uri(p.dataUri, p.dataVersion), p.maxDataBytes),

@@ -24,6 +24,8 @@ export const jobParamsSchema = z
 		dataVersion: optionalVersion,
 		labelsUri: s3UriSchema,
 		labelsVersion: optionalVersion,
+		/** the deployed policy file (lib/core/policy); its backdoor section is the base the settings below override */
+		policyUri: s3UriSchema.optional(),
 		/** reference: clean trusted data; training: a sample of the training set (Activation Clustering's use) */
 		dataKind: z.enum(["reference", "training"]).default("reference"),
 		/** where report.json, the trigger images and the shards go: s3://bucket/prefix (no trailing slash needed) */

@@ -374,6 +374,8 @@ export class ScanPipeline extends Construct {
 
 		// ---- state machine ----------------------------------------------------------------------------------
 		const jobEnvironment: Record<string, string> = {
+			// the whole policy (verdict rule, thresholds); the settings below repeat its search effort for the console
+			FTGUARD_POLICY_URI: this.policyUri,
 			FTGUARD_DETECTORS: this.policy.backdoor.detectors.join(","),
 			FTGUARD_STEPS: String(this.policy.backdoor.neuralCleanse.steps),
 			FTGUARD_BATCH: String(this.policy.backdoor.neuralCleanse.batch),

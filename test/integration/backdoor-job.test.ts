@@ -75,6 +75,17 @@ describe("backdoor-scan job", () => {
 		expect(err.error.code).toBe("NOT_FOUND");
 	});
 
+	it("takes the deployed policy file as the base of its settings; a bad policy is exit 2", async () => {
+		await s3.put("trusted", "policy.json", JSON.stringify({ backdoor: { neuralCleanse: { rule: "vanilla" } } }));
+		const r = await main([], { ...baseEnv("pol"), FTGUARD_POLICY_URI: "s3://trusted/policy.json" }, s3.client);
+		expect(r.exitCode).toBe(1);
+		const rep = await report("pol");
+		expect(rep.policy.neuralCleanse).toMatchObject({ rule: "vanilla", steps: 30 });
+		await s3.put("trusted", "bad-policy.json", JSON.stringify({ backdoor: { neuralCleanse: { rulez: 1 } } }));
+		const bad = await main([], { ...baseEnv("pol2"), FTGUARD_POLICY_URI: "s3://trusted/bad-policy.json" }, s3.client);
+		expect(bad).toMatchObject({ exitCode: 2, error: { code: "USAGE" } });
+	});
+
 	it("bad parameters and missing objects exit 2 with a stable code", async () => {
 		const noModel = await main([], { ...baseEnv("e1"), FTGUARD_MODEL_URI: "s3://models/none.onnx" }, s3.client);
 		expect(noModel).toMatchObject({ exitCode: 2, error: { code: "NOT_FOUND" } });
