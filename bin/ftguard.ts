@@ -30,6 +30,7 @@ registerVerify(program, setExit);
 registerBaseModel(program, setExit);
 registerFiles(program, setExit);
 registerBackdoor(program, setExit);
+(await import("../lib/cli/pipeline")).registerPipeline(program, setExit);
 for (const cmd of program.commands) cmd.exitOverride();
 for (const cmd of program.commands.flatMap((c) => c.commands)) cmd.exitOverride();
 

@@ -52,6 +52,8 @@ export interface LocalDefinition {
 	/** what runs each Task state, by state name */
 	tasks: Record<string, TaskTarget>;
 	buckets: LocalBuckets;
+	/** where the batch job reads the deployed policy (FTGUARD_POLICY_URI of its environment), if it does */
+	policyUri?: string;
 }
 
 export interface DefinitionOptions {
@@ -130,7 +132,26 @@ export function loadLocalDefinition(root: string, options: DefinitionOptions = {
 		},
 	};
 	const asl = definitionFromTemplate(template, resolve) as LocalDefinition["asl"];
-	return { asl, tasks: mapTasks(asl), buckets };
+	const tasks = mapTasks(asl);
+	const policyUri = batchEnvironmentValue(asl, tasks, "FTGUARD_POLICY_URI");
+	return { asl, tasks, buckets, ...(policyUri !== undefined ? { policyUri } : {}) };
+}
+
+/** A constant variable of the batch tasks' ContainerOverrides environment (the first batch task that sets it). */
+export function batchEnvironmentValue(
+	asl: LocalDefinition["asl"],
+	tasks: Record<string, TaskTarget>,
+	name: string,
+): string | undefined {
+	for (const [state, target] of Object.entries(tasks)) {
+		if (target.kind !== "batch") continue;
+		const params = asl.States[state]?.Parameters as
+			| { ContainerOverrides?: { Environment?: Array<{ Name?: string; Value?: unknown }> } }
+			| undefined;
+		const entry = params?.ContainerOverrides?.Environment?.find((e) => e.Name === name);
+		if (typeof entry?.Value === "string") return entry.Value;
+	}
+	return undefined;
 }
 
 export function functionArn(step: LambdaStep): string {

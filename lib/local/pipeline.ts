@@ -10,7 +10,8 @@
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { HeadObjectCommand } from "@aws-sdk/client-s3";
+import { HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { parseS3Uri } from "../aws/object-store";
 import { initialState } from "../core/pipeline/event";
 import type { ScanState } from "../core/pipeline/types";
 import { type LambdaStep, SCAN_REPORT_PREFIX } from "../infra/state-machine";
@@ -116,6 +117,18 @@ export class LocalPipeline {
 			FTGUARD_POLICY: JSON.stringify(options.policy),
 		});
 		delete process.env.FTGUARD_POLICY_URI;
+		if (definition.policyUri) {
+			// The batch job reads the deployed policy object, as in AWS: the same policy, where the stack put it.
+			const { bucket, key } = parseS3Uri(definition.policyUri);
+			await server.client.send(
+				new PutObjectCommand({
+					Bucket: bucket,
+					Key: key,
+					Body: JSON.stringify(options.policy),
+					ContentType: "application/json",
+				}),
+			);
+		}
 		const log = options.log ?? (() => {});
 		const batch: TaskHandler =
 			options.batchOverride ??

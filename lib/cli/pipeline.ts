@@ -1,0 +1,151 @@
+/**
+ * `ftguard pipeline`: the scan pipeline on this machine — a local S3-compatible
+ * server, the synthesized state machine run in-process with the same handlers,
+ * the backdoor-scan job as a child process (lib/local).
+ */
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { type Command, InvalidArgumentError } from "commander";
+import { FtguardError } from "../core/errors";
+import type * as LocalDemo from "../local/demo";
+import type * as LocalPipelineModule from "../local/pipeline";
+import { type Io, printJson, processIo, runCommand } from "./io";
+
+interface PipelineFlags {
+	port: number;
+	dataDir?: string;
+	policy?: string;
+	demo?: boolean;
+	once?: boolean;
+	json?: boolean;
+}
+
+const port = (v: string): number => {
+	const n = Number(v);
+	if (!/^[0-9]+$/.test(v) || n > 65_535) throw new InvalidArgumentError("--port must be 0 to 65535");
+	return n;
+};
+
+export function registerPipeline(program: Command, setExit: (code: number) => void): void {
+	program
+		.command("pipeline")
+		.description(
+			"run the scan pipeline locally: an S3-compatible server on 127.0.0.1; each commit marker uploaded to the checkpoints bucket runs the synthesized state machine",
+		)
+		.option("--port <n>", "port of the local S3 endpoint (0: any free port)", port, 4568)
+		.option("--data-dir <dir>", "where the server keeps objects (default: a temporary directory, removed on exit)")
+		.option("--policy <file>", "policy JSON (signers, reference data, backdoor settings); required without --demo")
+		.option("--demo", "upload the bundled examples and print each verdict")
+		.option("--once", "exit after the demo, or after the first verdict")
+		.option("--json", "print one JSON document on stdout")
+		.action(async (flags: PipelineFlags) => {
+			const io = processIo(Boolean(flags.json));
+			setExit(await runCommand(io, () => runPipeline(flags, io)));
+		});
+}
+
+/** The repository root (cdk.json, lambdas/, batch-jobs/), from this module or the bundle that contains it. */
+function repositoryRoot(): string {
+	let dir = dirname(fileURLToPath(import.meta.url));
+	for (;;) {
+		try {
+			if ((JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { name?: string }).name === "ftguard")
+				return dir;
+		} catch {
+			// not here
+		}
+		const parent = dirname(dir);
+		if (parent === dir) throw new FtguardError("IO_ERROR", "cannot find the ftguard package root");
+		dir = parent;
+	}
+}
+
+/**
+ * lib/local synthesizes the CDK stack in-process: aws-cdk-lib stays out of the CLI bundle (it would add ~150 MB
+ * and half a minute to every build), so the local pipeline is loaded from the sources, through tsx when the CLI
+ * itself runs bundled. The specifiers are computed so that esbuild leaves them alone.
+ */
+async function importSource<T>(root: string, path: string): Promise<T> {
+	if (!import.meta.url.endsWith(".ts") && !tsxRegistered) {
+		const api = "tsx/esm/api";
+		const { register } = (await import(api)) as { register: () => unknown };
+		register();
+		tsxRegistered = true;
+	}
+	return (await import(pathToFileURL(join(root, path)).href)) as T;
+}
+let tsxRegistered = false;
+
+async function runPipeline(flags: PipelineFlags, io: Io): Promise<0 | 1> {
+	if (flags.demo && flags.policy) throw new FtguardError("USAGE", "--demo brings its own policy; leave out --policy");
+	if (!flags.demo && !flags.policy) throw new FtguardError("USAGE", "give --policy <file> (or --demo)");
+	// The handlers log and emit metrics on stdout in AWS; here stdout is the command's output.
+	process.env.POWERTOOLS_LOG_LEVEL ??= "SILENT";
+	process.env.POWERTOOLS_METRICS_DISABLED ??= "true";
+	const root = repositoryRoot();
+	const [{ LocalPipeline }, demo] = await Promise.all([
+		importSource<typeof LocalPipelineModule>(root, "lib/local/pipeline.ts"),
+		importSource<typeof LocalDemo>(root, "lib/local/demo.ts"),
+	]);
+	const setup = flags.demo ? demo.demoSetup(root) : undefined;
+	let policy: unknown = setup?.policy;
+	if (flags.policy) {
+		try {
+			policy = JSON.parse(readFileSync(flags.policy, "utf8"));
+		} catch (e) {
+			throw new FtguardError("USAGE", `--policy ${flags.policy}: ${(e as Error).message}`, { cause: e });
+		}
+	}
+	const started = Date.now();
+	const pipeline = await LocalPipeline.start({
+		port: flags.port,
+		...(flags.dataDir ? { dataDir: flags.dataDir } : {}),
+		policy,
+		extraBuckets: [demo.TRUSTED_BUCKET],
+		log: (line) => {
+			if (!io.json) io.err(`  ${line}`);
+		},
+	});
+	const buckets = pipeline.definition.buckets;
+	io.err(
+		`ftguard pipeline: S3 endpoint ${pipeline.endpoint} (path-style, any credentials); upload to s3://${buckets.checkpoints}/, reports in s3://${buckets.reports}/ (ready in ${((Date.now() - started) / 1000).toFixed(1)} s)`,
+	);
+	try {
+		if (setup) {
+			const results = await demo.runDemo(pipeline, setup);
+			const ok = results.every((r) => r.ok);
+			if (io.json) printJson(io, { ok, endpoint: pipeline.endpoint, results });
+			else {
+				io.out(demo.renderDemoTable(results));
+				io.out(ok ? "demo: every verdict as expected" : "demo: UNEXPECTED VERDICT above");
+			}
+			if (flags.once) return ok ? 0 : 1;
+		}
+		if (flags.once) {
+			const v = await new Promise<LocalPipelineModule.LocalVerdict>((resolve) => {
+				const off = pipeline.onVerdict((verdict) => {
+					off();
+					resolve(verdict);
+				});
+			});
+			if (io.json) printJson(io, { ok: v.status === "PROMOTABLE", endpoint: pipeline.endpoint, verdicts: [v] });
+			else io.out(`${v.markerKey}: ${v.status}${v.reasons.length ? ` (${v.reasons.join("; ")})` : ""}`);
+			return v.status === "PROMOTABLE" ? 0 : 1;
+		}
+		pipeline.onVerdict((v) => {
+			if (io.json) io.out(JSON.stringify(v));
+			else
+				io.out(
+					`${v.markerKey}: ${v.status} in ${v.seconds.toFixed(1)} s${v.reasons.length ? ` (${v.reasons.join("; ")})` : ""}`,
+				);
+		});
+		await new Promise<void>((resolve) => {
+			process.once("SIGINT", resolve);
+			process.once("SIGTERM", resolve);
+		});
+		return 0;
+	} finally {
+		await pipeline.close();
+	}
+}

@@ -1,0 +1,186 @@
+/**
+ * `ftguard pipeline --demo`: the bundled examples uploaded through the S3 API
+ * (each artefact's commit marker last, as an uploader must), one verdict awaited
+ * per example and compared with the expected one. Only the signed clean
+ * checkpoint may become PROMOTABLE.
+ */
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import { buildManifest } from "../core/integrity/manifest";
+import { createDemoSigner, type DemoSigner } from "./demo-signer";
+import type { LocalPipeline, LocalVerdict, VerdictStatus } from "./pipeline";
+
+export const TRUSTED_BUCKET = "trusted";
+const REFERENCE_PREFIX = "digits8/";
+
+export interface DemoCase {
+	name: string;
+	description: string;
+	expected: VerdictStatus;
+	/** a reason the verdict must carry (quarantines) */
+	reason?: RegExp;
+	/** uploads the artefact, marker last, and returns the marker key */
+	upload(s3: S3Client, bucket: string): Promise<string>;
+}
+
+export interface DemoResult {
+	name: string;
+	description: string;
+	expected: VerdictStatus;
+	status: VerdictStatus | "NO_VERDICT";
+	reasons: string[];
+	seconds: number;
+	ok: boolean;
+}
+
+async function put(s3: S3Client, bucket: string, key: string, body: Uint8Array | string): Promise<void> {
+	await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+}
+
+/** A model directory under `prefix`, model.sig last (`sig` replaces the directory's own). */
+async function uploadDir(s3: S3Client, bucket: string, dir: string, prefix: string, sig?: string): Promise<string> {
+	for (const n of readdirSync(dir).filter((n) => n !== "model.sig")) {
+		await put(s3, bucket, `${prefix}${n}`, readFileSync(join(dir, n)));
+	}
+	await put(s3, bucket, `${prefix}model.sig`, sig ?? readFileSync(join(dir, "model.sig")));
+	return `${prefix}model.sig`;
+}
+
+export interface DemoSetup {
+	/** the demo policy: the examples' signer and the run's throw-away signer, the reference data, a quick scan */
+	policy: Record<string, unknown>;
+	cases: DemoCase[];
+	/** uploads what the cases need besides themselves (the trusted reference data) */
+	prepare(s3: S3Client): Promise<void>;
+}
+
+/** The demo's policy and cases; `root` is the repository root. */
+export function demoSetup(root: string, signer: DemoSigner = createDemoSigner()): DemoSetup {
+	const examples = join(root, "examples");
+	const fixtures = join(root, "test/fixtures/backdoor/digits8");
+	const withBackdoor = existsSync(join(fixtures, "mlp-badnets-t5-p10.onnx"));
+	const policy: Record<string, unknown> = {
+		signers: [
+			{ kind: "public-key", pem: readFileSync(join(examples, "keys/signer.pub.pem"), "utf8") },
+			{ kind: "public-key", pem: signer.publicKeyPem },
+		],
+		referenceData: ["64", "1x8x8", "8x8"].map((inputShape) => ({
+			inputShape,
+			dataUri: `s3://${TRUSTED_BUCKET}/${REFERENCE_PREFIX}x.npy`,
+			labelsUri: `s3://${TRUSTED_BUCKET}/${REFERENCE_PREFIX}y.npy`,
+		})),
+		// A quick Neural Cleanse on CPU: this small model's trigger is found well within these steps.
+		backdoor: { detectors: ["nc"], neuralCleanse: { steps: 30, restarts: 1 } },
+	};
+	const cases: DemoCase[] = [
+		{
+			name: "clean",
+			description: "signed clean checkpoint",
+			expected: "PROMOTABLE",
+			upload: (s3, b) => uploadDir(s3, b, join(examples, "checkpoint"), "demo/clean/"),
+		},
+		{
+			name: "tampered",
+			description: "one byte changed after signing",
+			expected: "QUARANTINED",
+			reason: /^signature: DIGEST_MISMATCH/,
+			upload: (s3, b) => uploadDir(s3, b, join(examples, "checkpoint-tampered"), "demo/tampered/"),
+		},
+		{
+			name: "wrong-signer",
+			description: "signed by an identity the policy does not trust",
+			expected: "QUARANTINED",
+			reason: /^signature: /,
+			upload: (s3, b) => uploadDir(s3, b, join(examples, "checkpoint-other-signer"), "demo/wrong-signer/"),
+		},
+		{
+			name: "pickle",
+			description: "correctly signed, pickle payload in pytorch_model.bin",
+			expected: "QUARANTINED",
+			reason: /^files: .*pytorch_model\.bin/,
+			upload: async (s3, b) => {
+				const dir = join(examples, "checkpoint-pickle");
+				const sig = signer.signManifest(await buildManifest(dir, { ignorePaths: ["model.sig"] }));
+				return uploadDir(s3, b, dir, "demo/pickle/", sig);
+			},
+		},
+	];
+	if (withBackdoor) {
+		cases.push({
+			name: "backdoor",
+			description: "correctly signed ONNX model with a BadNets backdoor",
+			expected: "QUARANTINED",
+			reason: /^error: backdoor/,
+			upload: async (s3, b) => {
+				const file = join(fixtures, "mlp-badnets-t5-p10.onnx");
+				const key = "demo/backdoor/model.onnx";
+				await put(s3, b, key, readFileSync(file));
+				await put(s3, b, `${key}.sigstore.json`, signer.signManifest(await buildManifest(file)));
+				return `${key}.sigstore.json`;
+			},
+		});
+	}
+	return {
+		policy,
+		cases,
+		async prepare(s3) {
+			if (!withBackdoor) return;
+			await put(s3, TRUSTED_BUCKET, `${REFERENCE_PREFIX}x.npy`, readFileSync(join(fixtures, "ref-x.npy")));
+			await put(s3, TRUSTED_BUCKET, `${REFERENCE_PREFIX}y.npy`, readFileSync(join(fixtures, "ref-y.npy")));
+		},
+	};
+}
+
+/** Whether a verdict is the one the case expects (status, and the reason for a quarantine). */
+export function judge(c: DemoCase, v: Pick<LocalVerdict, "status" | "reasons">): boolean {
+	if (v.status !== c.expected) return false;
+	if (c.expected === "PROMOTABLE") return v.reasons.length === 0;
+	return c.reason === undefined || v.reasons.some((r) => c.reason?.test(r));
+}
+
+/** Uploads every case (all at once: the scans run concurrently) and waits for each verdict. */
+export async function runDemo(pipeline: LocalPipeline, setup: DemoSetup, timeoutMs = 600_000): Promise<DemoResult[]> {
+	const s3 = pipeline.server.client;
+	const bucket = pipeline.definition.buckets.checkpoints;
+	await setup.prepare(s3);
+	return Promise.all(
+		setup.cases.map(async (c): Promise<DemoResult> => {
+			const base = { name: c.name, description: c.description, expected: c.expected };
+			const started = Date.now();
+			try {
+				const marker = await c.upload(s3, bucket);
+				const v = await pipeline.waitForVerdict(marker, timeoutMs);
+				return {
+					...base,
+					status: v.status,
+					reasons: v.reasons,
+					seconds: (Date.now() - started) / 1000,
+					ok: judge(c, v),
+				};
+			} catch (e) {
+				const reasons = [(e as Error).message];
+				return { ...base, status: "NO_VERDICT", reasons, seconds: (Date.now() - started) / 1000, ok: false };
+			}
+		}),
+	);
+}
+
+/** The demo's table: name, status, reasons, time. */
+export function renderDemoTable(results: readonly DemoResult[]): string {
+	const rows = results.map((r) => [
+		r.name,
+		r.status,
+		r.ok ? "as expected" : `EXPECTED ${r.expected}`,
+		`${r.seconds.toFixed(1)} s`,
+		r.reasons.join("; ") || "-",
+	]);
+	const header = ["name", "status", "check", "time", "reasons"];
+	const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (i < 4 ? (r[i] ?? "").length : 0))));
+	const line = (r: string[]) =>
+		r
+			.map((cell, i) => (i < 4 ? cell.padEnd(widths[i] ?? 0) : cell))
+			.join("  ")
+			.trimEnd();
+	return [line(header), ...rows.map(line)].join("\n");
+}

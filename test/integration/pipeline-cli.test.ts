@@ -1,0 +1,34 @@
+/**
+ * `ftguard pipeline --demo --once`, run as a user runs it (the published bin, bundled CLI): the bundled examples
+ * through the whole local pipeline, backdoor job included, and only the signed clean checkpoint promoted.
+ */
+import { describe, expect, it } from "vitest";
+import { ftguard } from "../helpers/cli";
+
+describe("ftguard pipeline", () => {
+	it("--demo --once --json: every verdict as expected, only the clean checkpoint PROMOTABLE, exit 0", async () => {
+		const r = await ftguard(["pipeline", "--demo", "--once", "--json", "--port", "0"]);
+		expect(r.code, r.stderr).toBe(0);
+		const doc = r.json() as {
+			ok: boolean;
+			endpoint: string;
+			results: { name: string; status: string; reasons: string[]; ok: boolean; seconds: number }[];
+		};
+		expect(doc.ok).toBe(true);
+		expect(doc.endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+		const byName = Object.fromEntries(doc.results.map((x) => [x.name, x]));
+		expect(Object.keys(byName).sort()).toEqual(["backdoor", "clean", "pickle", "tampered", "wrong-signer"]);
+		expect(doc.results.filter((x) => x.status === "PROMOTABLE").map((x) => x.name)).toEqual(["clean"]);
+		expect(byName.tampered?.reasons.join("\n")).toMatch(/^signature: DIGEST_MISMATCH/m);
+		expect(byName.pickle?.reasons.join("\n")).toMatch(/^files: .*pytorch_model\.bin/m);
+		expect(byName.backdoor?.reasons).toContain("error: backdoor");
+		expect(doc.results.every((x) => x.ok)).toBe(true);
+		expect(r.stderr).toContain(`S3 endpoint ${doc.endpoint}`);
+	}, 120_000);
+
+	it("refuses to run without a policy (no default trust): exit 2", async () => {
+		const r = await ftguard(["pipeline", "--once", "--port", "0"]);
+		expect(r.code).toBe(2);
+		expect(r.stderr).toMatch(/USAGE: give --policy/);
+	});
+});
