@@ -15,7 +15,9 @@
 import { realpathSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import { S3Client } from "@aws-sdk/client-s3";
+import { emitMetrics } from "../../lib/aws/metrics";
 import { getObjectBytes, type ObjectRef, parseS3Uri, putObject } from "../../lib/aws/object-store";
+import { MetricName } from "../../lib/infra/tags";
 import { FtguardError, toFtguardError } from "../../lib/core/errors";
 import { defaultPolicy, type Policy, parsePolicy } from "../../lib/core/policy";
 import { backdoorPolicySchema } from "../../lib/core/policy/backdoor";
@@ -128,6 +130,22 @@ async function runJob(p: JobParams, io: JobIo): Promise<JobResult> {
 	};
 	for (const img of triggerImages(triggers, inputShape, report.data.lo, report.data.hi))
 		await put(img.name, img.bytes, "image/png");
+	const nc = report.detectors.neural_cleanse;
+	const ac = report.detectors.activation_clustering;
+	emitMetrics([
+		...(nc
+			? [{ name: MetricName.NEURAL_CLEANSE_ANOMALY_INDEX, value: nc.max_anomaly_index, unit: "None" as const }]
+			: []),
+		...(ac && ac.per_class.length > 0
+			? [
+					{
+						name: MetricName.ACTIVATION_CLUSTERING_MINORITY_FRACTION,
+						value: Math.min(...ac.per_class.map((c) => c.minority_fraction)),
+						unit: "None" as const,
+					},
+				]
+			: []),
+	]);
 	// the report last: its presence means the job finished and every image is there
 	await put("report.json", `${JSON.stringify({ ...report, scanned }, null, 2)}\n`, "application/json");
 	io.log(

@@ -53,6 +53,9 @@ export async function scanFixture(m: FixtureModel, steps: number, restarts: numb
 	});
 	const nc = report.detectors.neural_cleanse;
 	if (!nc) throw new Error("Neural Cleanse did not run");
+	// the alarm's metric agrees with the verdict: above the threshold exactly when a class is flagged
+	if (nc.max_anomaly_index > policy.neuralCleanse.anomalyThreshold !== nc.flagged_classes.length > 0)
+		throw new Error(`max_anomaly_index ${nc.max_anomaly_index} disagrees with flagged [${nc.flagged_classes}]`);
 	return { ...m, flagged: nc.flagged_classes, flaggedVanilla: nc.flagged_classes_vanilla, verdict: report.verdict };
 }
 

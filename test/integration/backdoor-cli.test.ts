@@ -34,6 +34,7 @@ describe("ftguard backdoor", () => {
 		expect(nc.l1_norms).toHaveLength(10);
 		expect(nc.anomaly_indices).toHaveLength(10);
 		expect(nc.flagged_classes).toEqual([5]);
+		expect(nc.max_anomaly_index).toBeGreaterThan(2);
 		expect(j.detectors.strip.reversed_triggers).toHaveLength(10);
 		expect(j.detectors.strip.boundary).toBeGreaterThan(0);
 		expect(j.timings.neural_cleanse_ms).toBeGreaterThan(0);

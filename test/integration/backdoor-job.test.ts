@@ -131,12 +131,25 @@ describe("backdoor-scan job", () => {
 			},
 		);
 		let stderr = "";
+		let stdout = "";
 		child.stderr.on("data", (d: Buffer) => {
 			stderr += d.toString("utf8");
+		});
+		child.stdout.on("data", (d: Buffer) => {
+			stdout += d.toString("utf8");
 		});
 		const status = await new Promise<number | null>((resolve) => child.on("close", resolve));
 		expect(stderr).toMatch(/ftguard: suspect \(classes 5\); ran on cpu/);
 		expect(status).toBe(1);
+		// CloudWatch metrics as an EMF document on stdout: the alarm watches the index > 2
+		const emf = stdout
+			.split("\n")
+			.filter((l) => l.startsWith("{"))
+			.map((l) => JSON.parse(l))
+			.find((d) => d._aws !== undefined);
+		expect(emf?._aws.CloudWatchMetrics[0].Namespace).toBe("ftguard");
+		expect(emf?.service).toBe("ftguard");
+		expect(emf?.neural_cleanse_anomaly_index).toBeGreaterThan(2);
 	});
 
 	it("the report of the process run names its detectors", async () => {

@@ -80,6 +80,12 @@ export interface BackdoorReport {
 			relative_l1: number[];
 			flagged_classes: number[];
 			flagged_classes_vanilla: number[];
+			/**
+			 * The largest anomaly index, under the policy's rule, among classes small enough to be
+			 * flagged (vanilla: L1 ≤ median; ftguard: L1 ≤ maxRelativeL1 × median): above the
+			 * threshold exactly when a class is flagged. The metric the AWS alarm watches.
+			 */
+			max_anomaly_index: number;
 			mask_size: number;
 			attack_success: number[];
 			restarts: number;
@@ -299,6 +305,17 @@ export function mergeShards(
 	return out;
 }
 
+function maxAnomalyIndex(evidence: readonly NcEvidence[], p: BackdoorPolicy["neuralCleanse"]): number {
+	let max = 0;
+	for (const e of evidence) {
+		const eligible = p.rule === "vanilla" ? e.relativeL1 <= 1 : e.relativeL1 <= p.maxRelativeL1;
+		const index = p.rule === "vanilla" ? e.anomalyIndex : e.logAnomalyIndex;
+		// an infinite index (MAD 0) is reported as a large finite one: metrics take numbers
+		if (eligible) max = Math.max(max, Number.isFinite(index) ? index : 1e6);
+	}
+	return max;
+}
+
 export function dataDigest(data: BackdoorData): string {
 	return sha256(data.x.data);
 }
@@ -377,6 +394,7 @@ export async function scanBackdoor(
 				relative_l1: evidence.map((e) => round(e.relativeL1)),
 				flagged_classes: evidence.filter((e) => e.flagged).map((e) => e.cls),
 				flagged_classes_vanilla: evidence.filter((e) => e.flaggedVanilla).map((e) => e.cls),
+				max_anomaly_index: round(maxAnomalyIndex(evidence, policy.neuralCleanse)),
 				mask_size: maskSize,
 				attack_success: results.map((r) => round(r.success)),
 				restarts: policy.neuralCleanse.restarts,
