@@ -1,0 +1,186 @@
+/**
+ * Fault injection on the local pipeline: whatever fails, the scan ends
+ * QUARANTINED (never PROMOTABLE) with a reason naming the failed state. The
+ * faults are real where they can be (the batch entry exiting non-zero on missing
+ * reference data, a job killed at its timeout) and injected handlers otherwise
+ * (a handler that throws, tag writes that keep failing).
+ */
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { GetObjectTaggingCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildManifest } from "../../lib/core/integrity/manifest";
+import type { ScanState } from "../../lib/core/pipeline/types";
+import { BatchJobFailed, runBatchJob } from "../../lib/local/batch-runner";
+import { createDemoSigner } from "../../lib/local/demo-signer";
+import { LOCAL_CREDENTIALS, LOCAL_REGION, toObjectCreated } from "../../lib/local/object-server";
+import { LocalPipeline } from "../../lib/local/pipeline";
+import { LAMBDA_HANDLERS } from "../../lib/local/runner";
+import { REPO } from "../helpers/cli";
+
+const EXAMPLES = join(REPO, "examples");
+const BUCKET = "checkpoints";
+const signer = createDemoSigner();
+let markAttempts = 0;
+
+/** Faults chosen by the artefact's prefix, so each test breaks only its own scan. */
+const faulty =
+	(step: "mark" | "manifest", fault: string, onCall?: () => void) =>
+	async (input: unknown): Promise<unknown> => {
+		if ((input as ScanState).artefact.includes(fault)) {
+			onCall?.();
+			const e = new Error(`injected fault in ${step}`);
+			e.name = "ftguard.IO_ERROR";
+			throw e;
+		}
+		return LAMBDA_HANDLERS[step](input);
+	};
+
+let pipeline: LocalPipeline;
+beforeAll(async () => {
+	process.env.POWERTOOLS_METRICS_DISABLED = "true";
+	process.env.POWERTOOLS_LOG_LEVEL = "SILENT";
+	pipeline = await LocalPipeline.start({
+		policy: {
+			signers: [{ kind: "public-key", pem: signer.publicKeyPem }],
+			// the reference data is never uploaded: the job cannot read it and exits 2
+			referenceData: ["64", "1x8x8", "8x8"].map((inputShape) => ({
+				inputShape,
+				dataUri: "s3://trusted/missing/x.npy",
+				labelsUri: "s3://trusted/missing/y.npy",
+			})),
+			backdoor: { detectors: ["nc"], neuralCleanse: { steps: 5, restarts: 1 } },
+		},
+		extraBuckets: ["trusted"],
+		lambdaOverrides: {
+			manifest: faulty("manifest", "fault-manifest"),
+			mark: faulty("mark", "fault-mark", () => {
+				markAttempts += 1;
+			}),
+		},
+		retryIntervalOverrides: Object.fromEntries(
+			["Mark", "Manifest", "Signature", "Files", "Decide", "Record", "RecordQuarantine"].map((s) => [s, 0]),
+		),
+	});
+}, 60_000);
+afterAll(async () => pipeline?.close());
+
+async function put(key: string, body: Uint8Array | string): Promise<void> {
+	await pipeline.server.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: body }));
+}
+
+/** The clean example checkpoint, signed by the trusted test signer, marker last. */
+async function uploadSigned(prefix: string): Promise<string> {
+	const dir = join(EXAMPLES, "checkpoint");
+	for (const n of readdirSync(dir).filter((n) => n !== "model.sig"))
+		await put(`${prefix}${n}`, readFileSync(join(dir, n)));
+	await put(`${prefix}model.sig`, signer.signManifest(await buildManifest(dir, { ignorePaths: ["model.sig"] })));
+	return `${prefix}model.sig`;
+}
+
+async function statusOf(key: string): Promise<string | undefined> {
+	const r = await pipeline.server.client.send(new GetObjectTaggingCommand({ Bucket: BUCKET, Key: key }));
+	return r.TagSet?.find((t) => t.Key === "ftguard:status")?.Value;
+}
+
+describe("the local pipeline under faults", () => {
+	it("promotes the same checkpoint when nothing fails (the faults below are what change the verdict)", async () => {
+		const v = await pipeline.waitForVerdict(await uploadSigned("jobs/ok/ckpt/"), 60_000);
+		expect(v.status).toBe("PROMOTABLE");
+	}, 60_000);
+
+	it("quarantines with error: manifest when the manifest handler throws", async () => {
+		const prefix = "jobs/fault-manifest/ckpt/";
+		const v = await pipeline.waitForVerdict(await uploadSigned(prefix), 60_000);
+		expect(v.status).toBe("QUARANTINED");
+		expect(v.reasons).toContain("error: manifest");
+		expect(v.error?.state).toBe("manifest");
+		expect(v.error?.cause).toContain("injected fault in manifest");
+		expect(await statusOf(`${prefix}model.safetensors`)).toBe("QUARANTINED");
+	}, 60_000);
+
+	it("retries failing tag writes (mark), then quarantines with error: mark", async () => {
+		const prefix = "jobs/fault-mark/ckpt/";
+		const v = await pipeline.waitForVerdict(await uploadSigned(prefix), 60_000);
+		expect(markAttempts).toBeGreaterThan(1);
+		expect(v.status).toBe("QUARANTINED");
+		expect(v.reasons).toContain("error: mark");
+		expect(await statusOf(`${prefix}model.sig`)).toBe("QUARANTINED");
+		expect(await statusOf(`${prefix}model.safetensors`)).not.toBe("PROMOTABLE");
+	}, 60_000);
+
+	it("quarantines with error: backdoor when the batch job exits non-zero (reference data unreadable: exit 2)", async () => {
+		const file = join(REPO, "test/fixtures/backdoor/digits8/mlp-clean-s1.onnx");
+		const key = "jobs/batch-exit/model.onnx";
+		await put(key, readFileSync(file));
+		await put(`${key}.sigstore.json`, signer.signManifest(await buildManifest(file)));
+		const v = await pipeline.waitForVerdict(`${key}.sigstore.json`, 120_000);
+		expect(v.status).toBe("QUARANTINED");
+		expect(v.reasons).toContain("error: backdoor");
+		expect(v.error?.state).toBe("backdoor");
+		expect(v.error?.cause).toContain("exit 2");
+		expect(await statusOf(key)).toBe("QUARANTINED");
+	}, 120_000);
+
+	it("starts one execution for a duplicated event, and gives one verdict", async () => {
+		const marker = await uploadSigned("jobs/dup/ckpt/");
+		const first = await pipeline.waitForVerdict(marker, 60_000);
+		const before = { executions: pipeline.executionCount, duplicates: pipeline.duplicates };
+		const head = await pipeline.server.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: marker }));
+		const event = toObjectCreated({
+			eventName: "ObjectCreated:Put",
+			eventTime: new Date().toISOString(),
+			s3: { bucket: { name: BUCKET }, object: { key: marker, size: 1, eTag: head.ETag ?? "" } },
+		});
+		if (!event) throw new Error("no event");
+		const again = await Promise.all([pipeline.handleEvent(event), pipeline.handleEvent(event)]);
+		expect(again).toEqual([
+			{ started: false, scanId: first.scanId, reason: "duplicate" },
+			{ started: false, scanId: first.scanId, reason: "duplicate" },
+		]);
+		expect(pipeline.executionCount).toBe(before.executions);
+		expect(pipeline.duplicates).toBe(before.duplicates + 2);
+		expect(pipeline.allVerdicts().filter((v) => v.scanId === first.scanId)).toHaveLength(1);
+	}, 60_000);
+});
+
+describe("the local batch runner", () => {
+	const options = {
+		root: REPO,
+		s3Endpoint: "http://127.0.0.1:9",
+		credentials: LOCAL_CREDENTIALS,
+		region: LOCAL_REGION,
+	};
+	const script = (body: string): string => {
+		const file = join(mkdtempSync(join(tmpdir(), "ftguard-job-")), "entry.mjs");
+		writeFileSync(file, body);
+		return file;
+	};
+
+	it("fails the task (States.TaskFailed) when the job exceeds its timeout, and kills it", async () => {
+		const entry = script("setTimeout(() => {}, 60_000);\n");
+		const started = Date.now();
+		const err = await runBatchJob({}, { ...options, entry, timeoutMs: 500 }).catch((e: Error) => e);
+		expect(Date.now() - started).toBeLessThan(10_000);
+		expect(err).toBeInstanceOf(BatchJobFailed);
+		expect((err as Error).name).toBe("States.TaskFailed");
+		expect(JSON.parse((err as Error).message)).toMatchObject({
+			Status: "FAILED",
+			StatusReason: expect.stringMatching(/exceeded timeout/),
+		});
+	});
+
+	it("passes the task's ContainerOverrides environment and the local endpoint, and succeeds on exit 0", async () => {
+		const entry = script(
+			"if (process.env.FTGUARD_MODE !== 'scan' || !process.env.AWS_ENDPOINT_URL_S3 || process.env.FTGUARD_POLICY) process.exit(3);\n",
+		);
+		// the pipeline process's own FTGUARD_* (set by LocalPipeline.start) do not leak into the job
+		expect(process.env.FTGUARD_POLICY).toBeTruthy();
+		const r = await runBatchJob(
+			{ JobName: "j", ContainerOverrides: { Environment: [{ Name: "FTGUARD_MODE", Value: "scan" }] } },
+			{ ...options, entry },
+		);
+		expect(r).toMatchObject({ JobName: "j", Status: "SUCCEEDED", Container: { ExitCode: 0 } });
+	});
+});
