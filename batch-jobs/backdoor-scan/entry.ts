@@ -17,10 +17,10 @@ import { pathToFileURL } from "node:url";
 import { S3Client } from "@aws-sdk/client-s3";
 import { emitMetrics } from "../../lib/aws/metrics";
 import { getObjectBytes, type ObjectRef, parseS3Uri, putObject } from "../../lib/aws/object-store";
-import { MetricName } from "../../lib/infra/tags";
 import { FtguardError, toFtguardError } from "../../lib/core/errors";
 import { defaultPolicy, type Policy, parsePolicy } from "../../lib/core/policy";
 import { backdoorPolicySchema } from "../../lib/core/policy/backdoor";
+import { MetricName } from "../../lib/infra/tags";
 import { type JobParams, readJobParams } from "./params";
 
 export interface JobResult {
