@@ -230,9 +230,13 @@ export class LocalPipeline {
 		return [...this.verdicts.values()];
 	}
 
-	/** Resolves with the first verdict whose marker key is `markerKey` (already given or still to come). */
-	waitForVerdict(markerKey: string, timeoutMs = 600_000): Promise<LocalVerdict> {
-		const done = [...this.verdicts.values()].find((v) => v.markerKey === markerKey);
+	/**
+	 * Resolves with the first verdict whose marker key is `markerKey` (already given or still to come), skipping the
+	 * scans in `exceptScanIds` (earlier scans of the same key).
+	 */
+	waitForVerdict(markerKey: string, timeoutMs = 600_000, exceptScanIds: readonly string[] = []): Promise<LocalVerdict> {
+		const wanted = (v: LocalVerdict) => v.markerKey === markerKey && !exceptScanIds.includes(v.scanId);
+		const done = [...this.verdicts.values()].find(wanted);
 		if (done) return Promise.resolve(done);
 		return new Promise((resolve, reject) => {
 			const timer = setTimeout(() => {
@@ -240,7 +244,7 @@ export class LocalPipeline {
 				reject(new Error(`no verdict for ${markerKey} within ${timeoutMs} ms`));
 			}, timeoutMs);
 			const waiter = (v: LocalVerdict) => {
-				if (v.markerKey !== markerKey) return;
+				if (!wanted(v)) return;
 				clearTimeout(timer);
 				this.waiters.delete(waiter);
 				resolve(v);

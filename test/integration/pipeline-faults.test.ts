@@ -8,7 +8,7 @@
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GetObjectTaggingCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { GetObjectCommand, GetObjectTaggingCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildManifest } from "../../lib/core/integrity/manifest";
 import type { ScanState } from "../../lib/core/pipeline/types";
@@ -23,6 +23,7 @@ const EXAMPLES = join(REPO, "examples");
 const BUCKET = "checkpoints";
 const signer = createDemoSigner();
 let markAttempts = 0;
+const overwritten = new Set<string>();
 
 /** Faults chosen by the artefact's prefix, so each test breaks only its own scan. */
 const faulty =
@@ -54,6 +55,15 @@ beforeAll(async () => {
 		},
 		extraBuckets: ["trusted"],
 		lambdaOverrides: {
+			// between the scan's reads and its verdict, the weights are replaced (as an uploader racing the scan would)
+			decide: async (input) => {
+				const state = input as ScanState;
+				if (state.artefact.includes("overwrite") && !overwritten.has(state.artefact)) {
+					overwritten.add(state.artefact);
+					await put(`${state.artefact}model.safetensors`, readFileSync(join(EXAMPLES, "base-model/model.safetensors")));
+				}
+				return LAMBDA_HANDLERS.decide(input);
+			},
 			manifest: faulty("manifest", "fault-manifest"),
 			mark: faulty("mark", "fault-mark", () => {
 				markAttempts += 1;
@@ -142,6 +152,37 @@ describe("the local pipeline under faults", () => {
 		expect(pipeline.executionCount).toBe(before.executions);
 		expect(pipeline.duplicates).toBe(before.duplicates + 2);
 		expect(pipeline.allVerdicts().filter((v) => v.scanId === first.scanId)).toHaveLength(1);
+		// without versioning, the same marker bytes uploaded again are the same ETag: the same scan, not a new one
+		const got = await pipeline.server.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: marker }));
+		await put(marker, (await got.Body?.transformToByteArray()) ?? new Uint8Array());
+		await new Promise((r) => setTimeout(r, 300));
+		expect(pipeline.executionCount).toBe(before.executions);
+		expect(pipeline.duplicates).toBe(before.duplicates + 3);
+	}, 60_000);
+});
+
+describe("when an object is overwritten while its scan runs", () => {
+	it("gives it no verdict from that scan; the new content, committed by a new marker, is scanned on its own", async () => {
+		const prefix = "jobs/overwrite/ckpt/";
+		const first = await pipeline.waitForVerdict(await uploadSigned(prefix), 60_000);
+		expect(first.status).toBe("QUARANTINED");
+		expect(first.reasons).toContain(`changed during scan: ${prefix}model.safetensors`);
+		// no verdict tag on the new content (s3rver keeps an overwritten object's tags: mark's SCANNING stays)
+		expect(await statusOf(`${prefix}model.safetensors`)).toBe("SCANNING");
+		expect(await statusOf(`${prefix}config.json`)).toBe("QUARANTINED");
+
+		// the uploader commits the new content: a new signature over it, uploaded last
+		const dir = mkdtempSync(join(tmpdir(), "ftguard-new-ckpt-"));
+		for (const n of ["config.json", "tokenizer_config.json"]) {
+			writeFileSync(join(dir, n), readFileSync(join(EXAMPLES, "checkpoint", n)));
+		}
+		writeFileSync(join(dir, "model.safetensors"), readFileSync(join(EXAMPLES, "base-model/model.safetensors")));
+		const marker = `${prefix}model.sig`;
+		await put(marker, signer.signManifest(await buildManifest(dir, { ignorePaths: ["model.sig"] })));
+		const second = await pipeline.waitForVerdict(marker, 60_000, [first.scanId]);
+		expect(second.scanId).not.toBe(first.scanId);
+		expect(second.status).toBe("PROMOTABLE");
+		expect(await statusOf(`${prefix}model.safetensors`)).toBe("PROMOTABLE");
 	}, 60_000);
 });
 
