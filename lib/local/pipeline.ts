@@ -10,11 +10,14 @@
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { HeadObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
 import { parseS3Uri } from "../aws/object-store";
+import { getTags } from "../aws/tagging";
+import { resolveMarker } from "../core/pipeline/artefact";
 import { initialState } from "../core/pipeline/event";
 import type { ScanState } from "../core/pipeline/types";
 import { type LambdaStep, SCAN_REPORT_PREFIX } from "../infra/state-machine";
+import { ScanStatus, STATUS_TAG } from "../infra/tags";
 import { runBatchJob } from "./batch-runner";
 import { DEFAULT_BUCKETS, type LocalBuckets, type LocalDefinition, loadLocalDefinition } from "./definition";
 import {
@@ -76,6 +79,11 @@ export interface LocalPipelineOptions {
 	retryIntervalOverrides?: Record<string, number>;
 	/** log lines (the batch job's output, starts, duplicates) */
 	log?: (line: string) => void;
+	/**
+	 * On start, rescan every artefact an earlier process left SCANNING (a crash mid-scan, with the same --data-dir).
+	 * @default true
+	 */
+	recover?: boolean;
 }
 
 export interface StartOutcome {
@@ -150,6 +158,7 @@ export class LocalPipeline {
 		server.onObjectCreated((event) => {
 			pipeline.handleEvent(event).catch((e: Error) => log(`start failed for ${event.detail.object.key}: ${e.message}`));
 		});
+		if (options.recover ?? true) await pipeline.recoverInterrupted();
 		return pipeline;
 	}
 
@@ -223,6 +232,50 @@ export class LocalPipeline {
 		this.verdicts.set(state.scanId, v);
 		for (const w of this.waiters) w(v);
 		return v;
+	}
+
+	/**
+	 * Rescans each commit marker whose artefact (or the marker itself) is still tagged SCANNING: a scan that an
+	 * earlier process started and never finished (executions do not outlive the process here). Nothing is
+	 * PROMOTABLE meanwhile: SCANNING is unreadable. Returns the markers rescanned.
+	 */
+	async recoverInterrupted(): Promise<string[]> {
+		const s3 = this.server.client;
+		const bucket = this.definition.buckets.checkpoints;
+		const objects: { key: string; etag: string }[] = [];
+		let token: string | undefined;
+		do {
+			const page = await s3.send(
+				new ListObjectsV2Command({ Bucket: bucket, ...(token ? { ContinuationToken: token } : {}) }),
+			);
+			for (const o of page.Contents ?? []) {
+				if (o.Key) objects.push({ key: o.Key, etag: (o.ETag ?? "").replaceAll('"', "") });
+			}
+			token = page.IsTruncated ? page.NextContinuationToken : undefined;
+		} while (token);
+		const scanning = new Set<string>();
+		for (const o of objects) {
+			if ((await getTags(s3, { bucket, key: o.key }))[STATUS_TAG] === ScanStatus.SCANNING) scanning.add(o.key);
+		}
+		const rescanned: string[] = [];
+		for (const o of objects) {
+			const marker = resolveMarker(o.key);
+			if (!marker) continue;
+			const covered = (k: string) =>
+				marker.kind === "directory" ? k.startsWith(marker.artefact) : k === marker.artefact;
+			if (!scanning.has(o.key) && ![...scanning].some(covered)) continue;
+			this.options.log?.(`rescanning ${o.key}: left SCANNING by an earlier run`);
+			const started = await this.handleEvent({
+				version: "0",
+				source: "aws.s3",
+				"detail-type": "Object Created",
+				time: new Date().toISOString(),
+				region: LOCAL_REGION,
+				detail: { bucket: { name: bucket }, object: { key: o.key, etag: o.etag }, reason: "Recovery" },
+			});
+			if (started.started) rescanned.push(o.key);
+		}
+		return rescanned;
 	}
 
 	/** Every verdict so far. */

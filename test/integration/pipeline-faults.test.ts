@@ -8,7 +8,13 @@
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GetObjectCommand, GetObjectTaggingCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import {
+	DeleteObjectCommand,
+	GetObjectCommand,
+	GetObjectTaggingCommand,
+	HeadObjectCommand,
+	PutObjectCommand,
+} from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildManifest } from "../../lib/core/integrity/manifest";
 import type { ScanState } from "../../lib/core/pipeline/types";
@@ -55,6 +61,16 @@ beforeAll(async () => {
 		},
 		extraBuckets: ["trusted"],
 		lambdaOverrides: {
+			// the store fails a read: the weights are gone when manifest reads them (NoSuchKey from the server)
+			manifest: async (input) => {
+				const state = input as ScanState;
+				if (state.artefact.includes("read-fail")) {
+					await pipeline.server.client.send(
+						new DeleteObjectCommand({ Bucket: BUCKET, Key: `${state.artefact}model.safetensors` }),
+					);
+				}
+				return faulty("manifest", "fault-manifest")(input);
+			},
 			// between the scan's reads and its verdict, the weights are replaced (as an uploader racing the scan would)
 			decide: async (input) => {
 				const state = input as ScanState;
@@ -64,7 +80,6 @@ beforeAll(async () => {
 				}
 				return LAMBDA_HANDLERS.decide(input);
 			},
-			manifest: faulty("manifest", "fault-manifest"),
 			mark: faulty("mark", "fault-mark", () => {
 				markAttempts += 1;
 			}),
@@ -108,6 +123,14 @@ describe("the local pipeline under faults", () => {
 		expect(v.error?.state).toBe("manifest");
 		expect(v.error?.cause).toContain("injected fault in manifest");
 		expect(await statusOf(`${prefix}model.safetensors`)).toBe("QUARANTINED");
+	}, 60_000);
+
+	it("quarantines with error: manifest when the object store fails a read", async () => {
+		const prefix = "jobs/read-fail/ckpt/";
+		const v = await pipeline.waitForVerdict(await uploadSigned(prefix), 60_000);
+		expect(v.status).toBe("QUARANTINED");
+		expect(v.reasons).toContain("error: manifest");
+		expect(await statusOf(`${prefix}config.json`)).toBe("QUARANTINED");
 	}, 60_000);
 
 	it("retries failing tag writes (mark), then quarantines with error: mark", async () => {
