@@ -3,8 +3,8 @@
  * server, the synthesized state machine run in-process with the same handlers,
  * the backdoor-scan job as a child process (lib/local).
  */
-import { readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { createWriteStream, readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { type Command, InvalidArgumentError } from "commander";
 import { FtguardError } from "../core/errors";
@@ -80,9 +80,9 @@ let tsxRegistered = false;
 async function runPipeline(flags: PipelineFlags, io: Io): Promise<0 | 1> {
 	if (flags.demo && flags.policy) throw new FtguardError("USAGE", "--demo brings its own policy; leave out --policy");
 	if (!flags.demo && !flags.policy) throw new FtguardError("USAGE", "give --policy <file> (or --demo)");
-	// The handlers log and emit metrics on stdout in AWS; here stdout is the command's output.
-	process.env.POWERTOOLS_LOG_LEVEL ??= "SILENT";
-	process.env.POWERTOOLS_METRICS_DISABLED ??= "true";
+	// The handlers log and emit EMF metrics on stdout in AWS; here stdout is the command's output: they go to a file.
+	const logPath = resolve("ftguard-pipeline.log");
+	const handlerLog = createWriteStream(logPath, { flags: "a" });
 	const root = repositoryRoot();
 	const [{ LocalPipeline }, demo] = await Promise.all([
 		importSource<typeof LocalPipelineModule>(root, "lib/local/pipeline.ts"),
@@ -103,13 +103,14 @@ async function runPipeline(flags: PipelineFlags, io: Io): Promise<0 | 1> {
 		...(flags.dataDir ? { dataDir: flags.dataDir } : {}),
 		policy,
 		extraBuckets: [demo.TRUSTED_BUCKET],
+		handlerLog,
 		log: (line) => {
 			if (!io.json) io.err(`  ${line}`);
 		},
 	});
 	const buckets = pipeline.definition.buckets;
 	io.err(
-		`ftguard pipeline: S3 endpoint ${pipeline.endpoint} (path-style, any credentials); upload to s3://${buckets.checkpoints}/, reports in s3://${buckets.reports}/ (ready in ${((Date.now() - started) / 1000).toFixed(1)} s)`,
+		`ftguard pipeline: S3 endpoint ${pipeline.endpoint} (path-style, any credentials); upload to s3://${buckets.checkpoints}/, reports in s3://${buckets.reports}/; handler logs and EMF metrics in ${logPath} (ready in ${((Date.now() - started) / 1000).toFixed(1)} s)`,
 	);
 	try {
 		if (setup) {
@@ -147,5 +148,6 @@ async function runPipeline(flags: PipelineFlags, io: Io): Promise<0 | 1> {
 		return 0;
 	} finally {
 		await pipeline.close();
+		await new Promise((r) => handlerLog.end(r));
 	}
 }

@@ -7,11 +7,14 @@
  * process (lib/aws/runtime.ts), so `start` sets it for this process: one local
  * pipeline per process.
  */
+import { Console } from "node:console";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { HeadObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
+import { pipelineMetrics } from "../aws/metrics";
 import { parseS3Uri } from "../aws/object-store";
+import { pipelineLogger } from "../aws/runtime";
 import { getTags } from "../aws/tagging";
 import { resolveMarker } from "../core/pipeline/artefact";
 import { initialState } from "../core/pipeline/event";
@@ -80,6 +83,11 @@ export interface LocalPipelineOptions {
 	/** log lines (the batch job's output, starts, duplicates) */
 	log?: (line: string) => void;
 	/**
+	 * Where the handlers' Powertools logs and EMF metric lines go (in AWS: the function's log group). @default
+	 * stdout, as in Lambda
+	 */
+	handlerLog?: NodeJS.WritableStream;
+	/**
 	 * On start, rescan every artefact an earlier process left SCANNING (a crash mid-scan, with the same --data-dir).
 	 * @default true
 	 */
@@ -125,6 +133,12 @@ export class LocalPipeline {
 			FTGUARD_POLICY: JSON.stringify(options.policy),
 		});
 		delete process.env.FTGUARD_POLICY_URI;
+		if (options.handlerLog) {
+			// Powertools writes through a Console of its own, made on stdout when the singleton is created.
+			const c = new Console({ stdout: options.handlerLog, stderr: options.handlerLog });
+			(pipelineMetrics() as unknown as { console: Console }).console = c;
+			(pipelineLogger() as unknown as { console: Console }).console = c;
+		}
 		if (definition.policyUri) {
 			// The batch job reads the deployed policy object, as in AWS: the same policy, where the stack put it.
 			const { bucket, key } = parseS3Uri(definition.policyUri);

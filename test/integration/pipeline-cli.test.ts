@@ -2,12 +2,16 @@
  * `ftguard pipeline --demo --once`, run as a user runs it (the published bin, bundled CLI): the bundled examples
  * through the whole local pipeline, backdoor job included, and only the signed clean checkpoint promoted.
  */
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ftguard } from "../helpers/cli";
 
 describe("ftguard pipeline", () => {
 	it("--demo --once --json: every verdict as expected, only the clean checkpoint PROMOTABLE, exit 0", async () => {
-		const r = await ftguard(["pipeline", "--demo", "--once", "--json", "--port", "0"]);
+		const cwd = mkdtempSync(join(tmpdir(), "ftguard-pipeline-cli-"));
+		const r = await ftguard(["pipeline", "--demo", "--once", "--json", "--port", "0"], { cwd });
 		expect(r.code, r.stderr).toBe(0);
 		const doc = r.json() as {
 			ok: boolean;
@@ -24,6 +28,16 @@ describe("ftguard pipeline", () => {
 		expect(byName.backdoor?.reasons).toContain("error: backdoor");
 		expect(doc.results.every((x) => x.ok)).toBe(true);
 		expect(r.stderr).toContain(`S3 endpoint ${doc.endpoint}`);
+		// the handlers' EMF metrics, in the local log: one promotion, four quarantines, one scan error (backdoor)
+		const emf = readFileSync(join(cwd, "ftguard-pipeline.log"), "utf8")
+			.split("\n")
+			.filter((l) => l.includes('"_aws"'))
+			.map((l) => JSON.parse(l) as Record<string, unknown>);
+		const total = (name: string) =>
+			emf.reduce((n, m) => n + (typeof m[name] === "number" ? (m[name] as number) : 0), 0);
+		expect(total("scan_promoted_total")).toBe(1);
+		expect(total("scan_quarantined_total")).toBe(4);
+		expect(total("scan_errors_total")).toBe(1);
 	}, 120_000);
 
 	it("refuses to run without a policy (no default trust): exit 2", async () => {
