@@ -234,10 +234,12 @@ export class LocalPipeline {
 			};
 		} else {
 			const notRecorded = outcome.error.name.includes("VerdictNotRecorded");
+			// the forced verdict's reasons ("error: <state>") are in what the last Lambda task was given
+			const forced = outcome.lastInput?.verdict?.reasons ?? [];
 			v = {
 				...base,
 				status: notRecorded ? "NOT_RECORDED" : "QUARANTINED",
-				reasons: [`execution failed: ${outcome.error.name}: ${outcome.error.message}`],
+				reasons: [...forced, `execution failed: ${outcome.error.name}: ${outcome.error.message}`],
 				...(outcome.lastInput?.error ? { error: outcome.lastInput.error } : {}),
 				execution: outcome.error.name,
 				seconds,

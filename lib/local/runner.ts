@@ -88,10 +88,12 @@ export function createLocalStateMachine(definition: LocalDefinition, options: Ru
 				}).result;
 				return { ok: true, output: output as unknown as ScanState };
 			} catch (e) {
-				const err = e as Error;
+				// An execution that ends in a Fail state: its Error is the cause's name (Ftguard.QuarantinedAfterError, …).
+				const err = e as Error & { cause?: { name?: string; message?: string } };
+				const failed = err.name === "ExecutionError" && err.cause?.name ? err.cause : err;
 				return {
 					ok: false,
-					error: { name: err.name, message: err.message },
+					error: { name: failed.name ?? err.name, message: failed.message ?? err.message },
 					...(lastInput ? { lastInput } : {}),
 				};
 			}

@@ -29,6 +29,7 @@ const EXAMPLES = join(REPO, "examples");
 const BUCKET = "checkpoints";
 const signer = createDemoSigner();
 let markAttempts = 0;
+let recordAttempts = 0;
 const overwritten = new Set<string>();
 
 /** Faults chosen by the artefact's prefix, so each test breaks only its own scan. */
@@ -61,6 +62,17 @@ beforeAll(async () => {
 		},
 		extraBuckets: ["trusted"],
 		lambdaOverrides: {
+			// tag writes of the verdict keep failing; the forced quarantine (RecordQuarantine, state.error set) goes through
+			record: async (input) => {
+				const state = input as ScanState;
+				if (state.artefact.includes("fault-record") && !state.error) {
+					recordAttempts += 1;
+					const e = new Error("injected: PutObjectTagging failed");
+					e.name = "ftguard.IO_ERROR";
+					throw e;
+				}
+				return LAMBDA_HANDLERS.record(input);
+			},
 			// the store fails a read: the weights are gone when manifest reads them (NoSuchKey from the server)
 			manifest: async (input) => {
 				const state = input as ScanState;
@@ -141,6 +153,16 @@ describe("the local pipeline under faults", () => {
 		expect(v.reasons).toContain("error: mark");
 		expect(await statusOf(`${prefix}model.sig`)).toBe("QUARANTINED");
 		expect(await statusOf(`${prefix}model.safetensors`)).not.toBe("PROMOTABLE");
+	}, 60_000);
+
+	it("retries failing verdict tag writes (record), then forces, records and reports QUARANTINED", async () => {
+		const prefix = "jobs/fault-record/ckpt/";
+		const v = await pipeline.waitForVerdict(await uploadSigned(prefix), 60_000);
+		expect(recordAttempts).toBeGreaterThan(1);
+		expect(v.status).toBe("QUARANTINED");
+		expect(v.execution).toBe("Ftguard.QuarantinedAfterError");
+		expect(v.reasons[0]).toBe("error: record");
+		expect(await statusOf(`${prefix}model.safetensors`)).toBe("QUARANTINED");
 	}, 60_000);
 
 	it("quarantines with error: backdoor when the batch job exits non-zero (reference data unreadable: exit 2)", async () => {
