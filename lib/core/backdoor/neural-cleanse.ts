@@ -13,7 +13,7 @@
  */
 import { FtguardError } from "../errors";
 import { Adam } from "./adam";
-import { madAnomaly, Rng } from "./stats";
+import { madAnomaly, minMax, Rng } from "./stats";
 import type { NcBackend } from "./types";
 
 export interface NeuralCleanseOptions {
@@ -247,15 +247,9 @@ export async function neuralCleanse(
 	let lo = opts.lo;
 	let hi = opts.hi;
 	if (lo === undefined || hi === undefined) {
-		let mn = Number.POSITIVE_INFINITY;
-		let mx = Number.NEGATIVE_INFINITY;
-		for (let i = 0; i < x.length; i++) {
-			const v = x[i] as number;
-			if (v < mn) mn = v;
-			if (v > mx) mx = v;
-		}
-		lo ??= mn;
-		hi ??= mx;
+		const r = minMax(x);
+		lo ??= r.lo;
+		hi ??= r.hi;
 	}
 	if (!(Number.isFinite(lo) && Number.isFinite(hi) && hi > lo))
 		throw new FtguardError("DATA_INVALID", `neural cleanse: input range [${lo}, ${hi}] is empty or not finite`);

@@ -15,6 +15,7 @@ import { type NcClassResult, type NcProgress, neuralCleanse } from "./neural-cle
 import type { NpyFloat32, NpyInt64 } from "./npy";
 import { type OnnxModel, readOnnxModel } from "./onnx-model";
 import { type Device, NcRunner, OnnxInferenceRunner } from "./runtime";
+import { minMax } from "./stats";
 import { type StripCalibration, type StripTriggerResult, stripCalibrate, stripOnTriggers, stripScore } from "./strip";
 import type { ReversedTrigger } from "./trigger-images";
 import { judgeNeuralCleanse, type NcEvidence } from "./verdict";
@@ -134,14 +135,9 @@ const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 const round = (v: number, d = 4) => (Number.isFinite(v) ? Number(v.toFixed(d)) : v);
 
 function range(x: Float32Array): { lo: number; hi: number } {
-	let lo = Number.POSITIVE_INFINITY;
-	let hi = Number.NEGATIVE_INFINITY;
-	for (const v of x) {
-		if (v < lo) lo = v;
-		if (v > hi) hi = v;
-	}
-	if (!(hi > lo)) throw new FtguardError("DATA_INVALID", "reference data is constant: no input range to search");
-	return { lo, hi };
+	const r = minMax(x);
+	if (!(r.hi > r.lo)) throw new FtguardError("DATA_INVALID", "reference data is constant: no input range to search");
+	return r;
 }
 
 /** The reference data must fit the model: same input shape, labels in range, enough samples. */

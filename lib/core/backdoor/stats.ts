@@ -110,6 +110,18 @@ export function std(a: Num): number {
 	return a.length === 0 ? Number.NaN : Math.sqrt(s / a.length);
 }
 
+/** Smallest and largest value (±Infinity when empty): the input range of reference data. */
+export function minMax(x: Num): { lo: number; hi: number } {
+	let lo = Number.POSITIVE_INFINITY;
+	let hi = Number.NEGATIVE_INFINITY;
+	for (let i = 0; i < x.length; i++) {
+		const v = x[i] as number;
+		if (v < lo) lo = v;
+		if (v > hi) hi = v;
+	}
+	return { lo, hi };
+}
+
 /** Median (the mean of the two middle values for an even count; NaN when empty). */
 export function median(a: Num): number {
 	const s = Float64Array.from(a).sort();

@@ -17,7 +17,7 @@
  * Model calls are batched: many perturbed copies (of many inputs) per logits().
  */
 import { FtguardError } from "../errors";
-import { mean, quantile, Rng, softmaxEntropy, std } from "./stats";
+import { mean, minMax, quantile, Rng, softmaxEntropy, std } from "./stats";
 import type { InferenceRunner } from "./types";
 
 export interface StripOptions {
@@ -162,17 +162,6 @@ async function meanEntropies(
 	return scores;
 }
 
-function range(x: Float32Array): { lo: number; hi: number } {
-	let lo = Number.POSITIVE_INFINITY;
-	let hi = Number.NEGATIVE_INFINITY;
-	for (let i = 0; i < x.length; i++) {
-		const v = x[i] as number;
-		if (v < lo) lo = v;
-		if (v > hi) hi = v;
-	}
-	return { lo, hi };
-}
-
 /** Splits the reference data, scores the held-out clean inputs and sets the boundary at their FRR-quantile. */
 export async function stripCalibrate(
 	runner: InferenceRunner,
@@ -193,7 +182,7 @@ export async function stripCalibrate(
 	const nHeld = Math.min(ref.n - 1, Math.max(1, Math.round(ref.n * holdout)));
 	if (ref.n < 2 || nHeld < 1)
 		throw new FtguardError("DATA_INVALID", `STRIP: needs at least 2 reference inputs, got ${ref.n}`);
-	const r = range(ref.x);
+	const r = minMax(ref.x);
 	const lo = opts.lo ?? r.lo;
 	const hi = opts.hi ?? r.hi;
 	if (!(Number.isFinite(lo) && Number.isFinite(hi) && hi > lo))
