@@ -9,6 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Transform, type TransformCallback } from "node:stream";
 import { S3Client } from "@aws-sdk/client-s3";
 import S3rver from "s3rver";
 
@@ -79,6 +80,90 @@ export function toObjectCreated(record: S3rverRecord): ObjectCreatedEvent | unde
 	};
 }
 
+/**
+ * Decodes an `aws-chunked` request body (`<hex size>[;chunk-signature=…]\r\n<data>\r\n` … `0\r\n<trailers>\r\n`):
+ * what the SDKs and the AWS CLI send for streaming uploads (flexible checksums in a trailer, SigV4 streaming).
+ * s3rver would store the framing as the object's bytes.
+ */
+export class AwsChunkedDecoder extends Transform {
+	private buffer: Buffer = Buffer.alloc(0);
+	private remaining = -1; // bytes of the current chunk's data still to pass on; -1: expecting a size line
+	private done = false;
+
+	override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+		this.buffer = this.buffer.length ? Buffer.concat([this.buffer, chunk]) : chunk;
+		try {
+			this.drain();
+			callback();
+		} catch (e) {
+			callback(e as Error);
+		}
+	}
+
+	override _flush(callback: TransformCallback): void {
+		callback(this.done ? null : new Error("aws-chunked body ended before its last chunk"));
+	}
+
+	private drain(): void {
+		while (!this.done) {
+			if (this.remaining > 0) {
+				const n = Math.min(this.remaining, this.buffer.length);
+				if (n === 0) return;
+				this.push(this.buffer.subarray(0, n));
+				this.buffer = this.buffer.subarray(n);
+				this.remaining -= n;
+				continue;
+			}
+			if (this.remaining === 0) {
+				if (this.buffer.length < 2) return;
+				this.buffer = this.buffer.subarray(2); // the CRLF after a chunk's data
+				this.remaining = -1;
+				continue;
+			}
+			const eol = this.buffer.indexOf("\r\n");
+			if (eol < 0) {
+				if (this.buffer.length > 4096) throw new Error("aws-chunked: chunk header too long");
+				return;
+			}
+			const size = Number.parseInt(this.buffer.subarray(0, eol).toString("latin1").split(";")[0] ?? "", 16);
+			if (!Number.isSafeInteger(size) || size < 0) throw new Error("aws-chunked: bad chunk size");
+			this.buffer = this.buffer.subarray(eol + 2);
+			if (size === 0) {
+				// trailers (x-amz-checksum-…) follow; they are not part of the object
+				this.done = true;
+				return;
+			}
+			this.remaining = size;
+		}
+	}
+}
+
+/** Koa middleware (first in s3rver's chain): aws-chunked uploads reach s3rver as their plain bytes. */
+function decodeAwsChunked(ctx: KoaContext, next: () => Promise<unknown>): Promise<unknown> {
+	const encoding = String(ctx.headers["content-encoding"] ?? "");
+	const sha = String(ctx.headers["x-amz-content-sha256"] ?? "");
+	if (encoding.includes("aws-chunked") || sha.startsWith("STREAMING-")) {
+		const decoded = ctx.req.pipe(new AwsChunkedDecoder());
+		ctx.req.on("error", (e) => decoded.destroy(e));
+		const length = ctx.headers["x-amz-decoded-content-length"];
+		if (length !== undefined) ctx.headers["content-length"] = length;
+		const rest = encoding
+			.split(",")
+			.map((e) => e.trim())
+			.filter((e) => e !== "" && e !== "aws-chunked");
+		if (rest.length > 0) ctx.headers["content-encoding"] = rest.join(",");
+		else delete ctx.headers["content-encoding"];
+		// s3rver's handlers read the body from ctx.req
+		ctx.req = decoded as unknown as KoaContext["req"];
+	}
+	return next();
+}
+
+interface KoaContext {
+	headers: Record<string, string | string[] | undefined>;
+	req: NodeJS.ReadableStream & { on(event: "error", listener: (e: Error) => void): unknown };
+}
+
 export async function startObjectServer(options: ObjectServerOptions): Promise<ObjectServer> {
 	const temporary = options.dataDir === undefined;
 	const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "ftguard-s3-"));
@@ -90,6 +175,7 @@ export async function startObjectServer(options: ObjectServerOptions): Promise<O
 		directory: dataDir,
 		configureBuckets: options.buckets.map((name) => ({ name, configs: [] })),
 	});
+	(server as unknown as { middleware: unknown[] }).middleware.unshift(decodeAwsChunked);
 	const addr = (await server.run()) as AddressInfo;
 	const endpoint = `http://127.0.0.1:${addr.port}`;
 	const client = new S3Client({ endpoint, forcePathStyle: true, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });

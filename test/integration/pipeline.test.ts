@@ -4,11 +4,12 @@
  * go through the S3 API; the server's events start the scans, as EventBridge
  * does in AWS.
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { createReadStream, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { GetObjectTaggingCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { GetObjectCommand, GetObjectTaggingCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildManifest } from "../../lib/core/integrity/manifest";
+import { AwsChunkedDecoder } from "../../lib/local/object-server";
 import { LocalPipeline } from "../../lib/local/pipeline";
 import { REPO } from "../helpers/cli";
 
@@ -95,5 +96,43 @@ describe("the local pipeline", () => {
 		await put("jobs/j9/loose/config.json", "{}");
 		await new Promise((r) => setTimeout(r, 200));
 		expect(pipeline.executionCount).toBe(before);
+	});
+});
+
+describe("the local object server", () => {
+	it("stores a streamed upload's bytes, not its aws-chunked framing (the SDKs' and CLI's default for streams)", async () => {
+		const file = join(EXAMPLES, "checkpoint/config.json");
+		const key = "jobs/streamed/config.json";
+		// a stream body: the SDK sends aws-chunked with a CRC32 trailer (flexible checksums)
+		await pipeline.server.client.send(
+			new PutObjectCommand({
+				Bucket: BUCKET,
+				Key: key,
+				Body: createReadStream(file),
+				ContentLength: statSync(file).size,
+			}),
+		);
+		const got = await pipeline.server.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+		expect(Buffer.from((await got.Body?.transformToByteArray()) ?? [])).toEqual(readFileSync(file));
+	});
+
+	it("decodes aws-chunked across arbitrary read boundaries and refuses a truncated body", async () => {
+		const body = Buffer.from(
+			"5;chunk-signature=ab\r\nhello\r\n6\r\n world\r\n0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n",
+		);
+		for (const split of [1, 3, 7, body.length]) {
+			const d = new AwsChunkedDecoder();
+			const out: Buffer[] = [];
+			d.on("data", (c: Buffer) => out.push(c));
+			for (let i = 0; i < body.length; i += split) d.write(body.subarray(i, i + split));
+			d.end();
+			await new Promise((r) => d.on("end", r));
+			expect(Buffer.concat(out).toString()).toBe("hello world");
+		}
+		const truncated = new AwsChunkedDecoder();
+		const failed = new Promise((resolve) => truncated.on("error", resolve));
+		truncated.resume();
+		truncated.end(Buffer.from("5\r\nhel"));
+		expect(String(await failed)).toMatch(/ended before its last chunk/);
 	});
 });
