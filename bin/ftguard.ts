@@ -7,6 +7,7 @@ import { registerBackdoor } from "../lib/cli/backdoor";
 import { registerBaseModel } from "../lib/cli/base-model";
 import { registerFiles } from "../lib/cli/files";
 import { registerHash } from "../lib/cli/hash";
+import { registerPipeline } from "../lib/cli/pipeline";
 import { registerVerify } from "../lib/cli/verify";
 import { VERSION } from "../lib/cli/version";
 
@@ -30,7 +31,7 @@ registerVerify(program, setExit);
 registerBaseModel(program, setExit);
 registerFiles(program, setExit);
 registerBackdoor(program, setExit);
-(await import("../lib/cli/pipeline")).registerPipeline(program, setExit);
+registerPipeline(program, setExit);
 for (const cmd of program.commands) cmd.exitOverride();
 for (const cmd of program.commands.flatMap((c) => c.commands)) cmd.exitOverride();
 

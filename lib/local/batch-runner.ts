@@ -57,6 +57,8 @@ export async function runBatchJob(input: unknown, options: BatchRunnerOptions): 
 		AWS_SECRET_ACCESS_KEY: options.credentials.secretAccessKey,
 		AWS_REGION: options.region,
 		AWS_BATCH_JOB_ID: randomUUID(),
+		// the container runs Node 22; here the SDK's "upgrade from Node 20" notice would only be noise
+		NODE_NO_WARNINGS: "1",
 	});
 	const jobId = env.AWS_BATCH_JOB_ID as string;
 	const entry = options.entry ?? join(options.root, "batch-jobs/backdoor-scan/entry.ts");
