@@ -4,6 +4,7 @@
  * own handler (lambdas/<step>.ts, the same function AWS runs) or the local batch
  * runner. Retries, Catches, Choices, timeouts and ResultPaths are the ASL's own.
  */
+import "./with-resolvers";
 import { StateMachine } from "aws-local-stepfunctions";
 import { handler as decide } from "../../lambdas/decide";
 import { handler as files } from "../../lambdas/files";
@@ -14,18 +15,6 @@ import { handler as signature } from "../../lambdas/signature";
 import type { ScanState } from "../core/pipeline/types";
 import type { LambdaStep } from "../infra/state-machine";
 import type { LocalDefinition } from "./definition";
-
-// aws-local-stepfunctions declares Node ≥ 22; on Node 20 it needs only this (REFERENCE.md).
-const promiseStatics = Promise as unknown as { withResolvers?: () => unknown };
-promiseStatics.withResolvers ??= () => {
-	let resolve: unknown;
-	let reject: unknown;
-	const promise = new Promise((res, rej) => {
-		resolve = res;
-		reject = rej;
-	});
-	return { promise, resolve, reject };
-};
 
 export type TaskHandler = (input: unknown) => Promise<unknown>;
 

@@ -1,3 +1,4 @@
+import "../../lib/local/with-resolvers.js";
 import { createRequire } from "node:module";
 import { StateMachine } from "aws-local-stepfunctions";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -11,18 +12,6 @@ import {
 } from "../../lib/infra/state-machine.js";
 import { ACCOUNT, REGION } from "./helpers/iam.js";
 import { logicalId, synthFtguard } from "./helpers/stack.js";
-
-// aws-local-stepfunctions declares Node ≥ 22; on Node 20 it needs only this (REFERENCE.md).
-const promiseStatics = Promise as unknown as { withResolvers?: () => unknown };
-promiseStatics.withResolvers ??= () => {
-	let resolve: unknown;
-	let reject: unknown;
-	const promise = new Promise((res, rej) => {
-		resolve = res;
-		reject = rej;
-	});
-	return { promise, resolve, reject };
-};
 
 const validateAsl = createRequire(import.meta.url)("asl-validator") as (
 	definition: unknown,
