@@ -142,7 +142,8 @@ function decodeLiteral(body: string): { value: string; escaped: boolean } {
 		/\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|N\{[^}]*\}|[0-7]{1,3}|.)/gs,
 		(_m, e: string) => {
 			const h = e[0];
-			if (h === "x" || h === "u" || h === "U") {
+			// a bare \x, \u or \U without its hex digits is matched by "." and kept as written
+			if ((h === "x" || h === "u" || h === "U") && e.length > 1) {
 				escaped = true;
 				return String.fromCodePoint(Number.parseInt(e.slice(1), 16) % 0x110000);
 			}

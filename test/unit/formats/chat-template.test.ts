@@ -72,6 +72,11 @@ describe("chat template injection check", () => {
 		expect(performance.now() - t0).toBeLessThan(5000);
 	});
 
+	it("keeps a bare \\x, \\u or \\U without hex digits as written (found by the property below)", () => {
+		for (const s of ['{{ "\\U', "{{ '\\u12'", '{{ "\\x" }}', "{{ '\\U0001' }}"])
+			expect(Array.isArray(checkChatTemplate(s, "t"))).toBe(true);
+	});
+
 	it("never throws on arbitrary input", () => {
 		fc.assert(
 			fc.property(fc.string({ maxLength: 400 }), (s) => {
