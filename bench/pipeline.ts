@@ -1,0 +1,226 @@
+/**
+ * npm run bench:pipeline — upload → verdict latency of the local pipeline
+ * (`ftguard pipeline`: s3rver, the synthesized state machine, the real handlers):
+ *
+ *   (a) a generated ~1 GiB signed safetensors checkpoint (no backdoor stage), timed
+ *       from the commit marker's upload to its verdict, against `ftguard verify` on
+ *       the same directory (a CLI process, wall time) in the same run.
+ *       Target (issue 6): pipeline ≤ 2 × verify — pipeline overhead must not dominate.
+ *   (b) the small backdoored ONNX fixture with its backdoor stage (Batch job as a
+ *       child process, a short Neural Cleanse).
+ *
+ * Each stage's share comes from timing the handlers the state machine calls; the
+ * backdoor share is what remains. Prints medians of --reps runs.
+ *
+ *   npm run bench:pipeline -- [--size-mib 1024] [--reps 3] [--json]
+ */
+import { spawnSync } from "node:child_process";
+import { createWriteStream, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { open } from "node:fs/promises";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import { handler as files } from "../lambdas/files";
+import { handler as manifest } from "../lambdas/manifest";
+import { handler as mark } from "../lambdas/mark";
+import { handler as record } from "../lambdas/record";
+import { handler as signature } from "../lambdas/signature";
+import { buildManifest } from "../lib/core/integrity/manifest";
+import { demoSetup, TRUSTED_BUCKET } from "../lib/local/demo";
+import { createDemoSigner } from "../lib/local/demo-signer";
+import { LocalPipeline } from "../lib/local/pipeline";
+import type { TaskHandler } from "../lib/local/runner";
+import { median } from "./common";
+
+const REPO = join(import.meta.dirname, "..");
+const { values: o } = parseArgs({
+	options: {
+		"size-mib": { type: "string", default: "1024" },
+		reps: { type: "string", default: "3" },
+		json: { type: "boolean", default: false },
+	},
+});
+const sizeMib = Number(o["size-mib"]);
+const reps = Number(o.reps);
+
+/** A valid safetensors file of about `mib` MiB (one F32 tensor), written in 8 MiB blocks. */
+async function writeSafetensors(path: string, mib: number): Promise<void> {
+	const n = Math.floor((mib * 1024 * 1024) / 4);
+	const header = Buffer.from(JSON.stringify({ weight: { dtype: "F32", shape: [n], data_offsets: [0, n * 4] } }));
+	const len = Buffer.alloc(8);
+	len.writeBigUInt64LE(BigInt(header.length));
+	const fh = await open(path, "w");
+	try {
+		await fh.write(Buffer.concat([len, header]));
+		const block = Buffer.alloc(8 * 1024 * 1024);
+		for (let i = 0; i < block.length; i += 4) block.writeFloatLE(Math.sin(i), i);
+		let left = n * 4;
+		while (left > 0) {
+			const k = Math.min(left, block.length);
+			await fh.write(block.subarray(0, k));
+			left -= k;
+		}
+	} finally {
+		await fh.close();
+	}
+}
+
+const STEPS = ["mark", "manifest", "signature", "files", "decide", "record"] as const;
+type Step = (typeof STEPS)[number];
+const REAL: Record<Exclude<Step, "decide">, TaskHandler> = {
+	mark: (e) => mark(e),
+	manifest: (e) => manifest(e),
+	signature: (e) => signature(e),
+	files: (e) => files(e),
+	record: (e) => record(e),
+};
+
+async function put(s3: S3Client, bucket: string, key: string, body: Uint8Array | string): Promise<void> {
+	await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+}
+
+async function main(): Promise<void> {
+	const work = join(REPO, ".bench/pipeline");
+	const dir = join(work, `ckpt-${sizeMib}m`);
+	mkdirSync(dir, { recursive: true });
+	const weights = join(dir, "model.safetensors");
+	if (!existsSync(weights) || statSync(weights).size < sizeMib * 1024 * 1024) {
+		process.stderr.write(`bench:pipeline: writing ${sizeMib} MiB checkpoint to ${dir}\n`);
+		await writeSafetensors(weights, sizeMib);
+		writeFileSync(join(dir, "config.json"), JSON.stringify({ model_type: "bench", hidden_size: 8 }));
+	}
+	const signer = createDemoSigner();
+	writeFileSync(join(dir, "model.sig"), signer.signManifest(await buildManifest(dir, { ignorePaths: ["model.sig"] })));
+	const pub = join(work, "signer.pub.pem");
+	writeFileSync(pub, signer.publicKeyPem);
+
+	// (a) reference: ftguard verify on the same directory, a CLI process
+	const verifyS: number[] = [];
+	for (let i = 0; i < reps; i++) {
+		const t0 = process.hrtime.bigint();
+		const r = spawnSync(
+			process.execPath,
+			[join(REPO, "bin/ftguard.mjs"), "verify", dir, "--signature", join(dir, "model.sig"), "--public-key", pub],
+			{ encoding: "utf8" },
+		);
+		if (r.status !== 0) throw new Error(`ftguard verify failed (${r.status}): ${r.stderr}`);
+		verifyS.push(Number(process.hrtime.bigint() - t0) / 1e9);
+	}
+
+	const setup = demoSetup(REPO, signer);
+	const timings = new Map<string, Partial<Record<Step, number>>>();
+	const timed =
+		(step: Step, h: TaskHandler): TaskHandler =>
+		async (input) => {
+			const t0 = performance.now();
+			try {
+				return await h(input);
+			} finally {
+				const id = (input as { scanId?: string }).scanId ?? "?";
+				const t = timings.get(id) ?? {};
+				t[step] = (t[step] ?? 0) + (performance.now() - t0) / 1000;
+				timings.set(id, t);
+			}
+		};
+	const { handler: decide } = await import("../lambdas/decide");
+	const pipeline = await LocalPipeline.start({
+		port: 0,
+		policy: setup.policy,
+		extraBuckets: [TRUSTED_BUCKET],
+		handlerLog: createWriteStream(join(work, "handlers.log")),
+		lambdaOverrides: {
+			mark: timed("mark", REAL.mark),
+			manifest: timed("manifest", REAL.manifest),
+			signature: timed("signature", REAL.signature),
+			files: timed("files", REAL.files),
+			decide: timed("decide", (e) => decide(e)),
+			record: timed("record", REAL.record),
+		},
+	});
+	const s3 = pipeline.server.client;
+	const bucket = pipeline.definition.buckets.checkpoints;
+	await setup.prepare(s3);
+	const rows: Array<{
+		scenario: string;
+		total: number;
+		upload: number;
+		stages: Partial<Record<Step, number>>;
+		status: string;
+	}> = [];
+	try {
+		for (let i = 0; i < reps; i++) {
+			// (a) the big checkpoint: data first (not timed as pipeline latency), then the marker
+			const prefix = `bench/a${i}/`;
+			const tu = performance.now();
+			for (const n of ["config.json", "model.safetensors"])
+				await put(s3, bucket, `${prefix}${n}`, readFileSync(join(dir, n)));
+			const upload = (performance.now() - tu) / 1000;
+			const t0 = performance.now();
+			await put(s3, bucket, `${prefix}model.sig`, readFileSync(join(dir, "model.sig")));
+			const v = await pipeline.waitForVerdict(`${prefix}model.sig`, 600_000);
+			rows.push({
+				scenario: "a",
+				total: (performance.now() - t0) / 1000,
+				upload,
+				stages: timings.get(v.scanId) ?? {},
+				status: v.status,
+			});
+			// (b) the small ONNX model with the backdoor stage
+			const c = setup.cases.find((x) => x.name === "backdoor");
+			if (c) {
+				const tb = performance.now();
+				const marker = await c.upload(s3, bucket);
+				const vb = await pipeline.waitForVerdict(marker, 600_000);
+				rows.push({
+					scenario: "b",
+					total: (performance.now() - tb) / 1000,
+					upload: 0,
+					stages: timings.get(vb.scanId) ?? {},
+					status: vb.status,
+				});
+			}
+			process.stderr.write(
+				`  rep ${i + 1}: (a) ${rows.at(-2)?.total.toFixed(2)} s, (b) ${rows.at(-1)?.total.toFixed(2)} s\n`,
+			);
+		}
+	} finally {
+		await pipeline.close();
+	}
+
+	const summary = (scenario: string) => {
+		const rs = rows.filter((r) => r.scenario === scenario);
+		const total = median(rs.map((r) => r.total));
+		const stage = Object.fromEntries(STEPS.map((s) => [s, median(rs.map((r) => r.stages[s] ?? 0))])) as Record<
+			Step,
+			number
+		>;
+		const handlers = STEPS.reduce((a, s) => a + stage[s], 0);
+		return { total, stage, other: Math.max(0, total - handlers), statuses: rs.map((r) => r.status) };
+	};
+	const a = summary("a");
+	const b = summary("b");
+	const verify = median(verifyS);
+	const ratio = a.total / verify;
+	const result = {
+		sizeMib,
+		reps,
+		verify_s: verify,
+		a: { ...a, ratio, target: "≤ 2 × verify", pass: ratio <= 2 },
+		b,
+	};
+	if (o.json) {
+		process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+		return;
+	}
+	const pct = (x: number, t: number) => `${((100 * x) / t).toFixed(0)}%`;
+	const lines = [
+		`local pipeline, upload → verdict (marker upload to recorded verdict); medians of ${reps}`,
+		`(a) ${sizeMib} MiB signed safetensors checkpoint: ${a.total.toFixed(2)} s  vs  ftguard verify ${verify.toFixed(2)} s  → ${ratio.toFixed(2)}× (target ≤ 2: ${ratio <= 2 ? "PASS" : "MISS"})  [${a.statuses.join(", ")}]`,
+		`    stages: ${STEPS.map((s) => `${s} ${a.stage[s].toFixed(2)} s (${pct(a.stage[s], a.total)})`).join(", ")}, orchestration ${a.other.toFixed(2)} s (${pct(a.other, a.total)})`,
+		`(b) backdoored ONNX model with the backdoor stage: ${b.total.toFixed(2)} s  [${b.statuses.join(", ")}]`,
+		`    stages: ${STEPS.map((s) => `${s} ${b.stage[s].toFixed(2)} s`).join(", ")}, backdoor job + orchestration ${b.other.toFixed(2)} s (${pct(b.other, b.total)})`,
+	];
+	process.stdout.write(`${lines.join("\n")}\n`);
+}
+
+await main();
