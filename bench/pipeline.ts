@@ -147,6 +147,7 @@ async function main(): Promise<void> {
 		stages: Partial<Record<Step, number>>;
 		status: string;
 	}> = [];
+	const seenB: string[] = [];
 	try {
 		for (let i = 0; i < reps; i++) {
 			// (a) the big checkpoint: data first (not timed as pipeline latency), then the marker
@@ -170,7 +171,9 @@ async function main(): Promise<void> {
 			if (c) {
 				const tb = performance.now();
 				const marker = await c.upload(s3, bucket);
-				const vb = await pipeline.waitForVerdict(marker, 600_000);
+				// the same marker key each rep: wait for this upload's scan, not an earlier one's verdict
+				const vb = await pipeline.waitForVerdict(marker, 600_000, seenB);
+				seenB.push(vb.scanId);
 				rows.push({
 					scenario: "b",
 					total: (performance.now() - tb) / 1000,
