@@ -17,6 +17,7 @@ import { pathToFileURL } from "node:url";
 import { S3Client } from "@aws-sdk/client-s3";
 import { emitMetrics } from "../../lib/aws/metrics";
 import { getObjectBytes, type ObjectRef, parseS3Uri, putObject } from "../../lib/aws/object-store";
+import type { NcShard } from "../../lib/core/backdoor/scan";
 import { FtguardError, toFtguardError } from "../../lib/core/errors";
 import { defaultPolicy, type Policy, parsePolicy } from "../../lib/core/policy";
 import { backdoorPolicySchema } from "../../lib/core/policy/backdoor";
@@ -90,19 +91,17 @@ async function runJob(p: JobParams, io: JobIo): Promise<JobResult> {
 	};
 
 	if (p.mode === "shard") {
-		const numClasses = await scan.modelClassCount(model.bytes);
-		const classes = Array.from({ length: numClasses }, (_, c) => c).filter((c) => c % p.shards === p.arrayIndex);
-		const shard = await scan.neuralCleanseShard(model.bytes, data, classes, opts);
+		const shard = await scan.neuralCleanseShard(model.bytes, data, { index: p.arrayIndex, count: p.shards }, opts);
 		await put(`shards/nc-${p.arrayIndex}.json`, JSON.stringify(shard), "application/json");
 		io.log(
-			`ftguard: shard ${p.arrayIndex}/${p.shards}: classes [${classes.join(", ")}] in ${shard.seconds.toFixed(1)} s`,
+			`ftguard: shard ${p.arrayIndex}/${p.shards}: classes [${shard.classes.join(", ")}] in ${shard.seconds.toFixed(1)} s`,
 		);
 		return { exitCode: 0, written };
 	}
 
-	let precomputed: Awaited<ReturnType<typeof scan.mergeShards>> | undefined;
+	let shards: NcShard[] | undefined;
 	if (p.mode === "merge") {
-		const shards = await Promise.all(
+		shards = await Promise.all(
 			Array.from({ length: p.shards }, async (_, i) => {
 				const o = await getObjectBytes(io.s3, outputRef(p.outputPrefix, `shards/nc-${i}.json`), 256 * 1024 * 1024);
 				try {
@@ -112,16 +111,11 @@ async function runJob(p: JobParams, io: JobIo): Promise<JobResult> {
 				}
 			}),
 		);
-		precomputed = scan.mergeShards(shards, {
-			modelSha256: scan.modelDigest(model.bytes),
-			dataSha256: scan.dataDigest(data),
-			numClasses: await scan.modelClassCount(model.bytes),
-			policy: policy.neuralCleanse,
-		});
 	}
+	// merge: scanBackdoor checks the shards against this model, data and policy
 	const { report, triggers, inputShape } = await scan.scanBackdoor(model.bytes, data, {
 		...opts,
-		...(precomputed ? { neuralCleanse: precomputed } : {}),
+		...(shards ? { shards } : {}),
 	});
 	const scanned = {
 		model: { uri: p.modelUri, version_id: model.versionId ?? null, etag: model.etag ?? null },

@@ -86,6 +86,16 @@ describe("backdoor-scan job", () => {
 		expect(bad).toMatchObject({ exitCode: 2, error: { code: "USAGE" } });
 	});
 
+	it("merge refuses a shard computed for another model (exit 2, DATA_INVALID)", async () => {
+		await s3.put("models", "jobs/j2/model.onnx", readFileSync(join(FIX, "mlp-clean-s1.onnx")));
+		const env = { ...baseEnv("foreign"), FTGUARD_SHARDS: "1" };
+		const other = { ...env, FTGUARD_MODEL_URI: "s3://models/jobs/j2/model.onnx" };
+		expect((await main([], { ...other, FTGUARD_MODE: "shard" }, s3.client)).exitCode).toBe(0);
+		const r = await main([], { ...env, FTGUARD_MODE: "merge" }, s3.client);
+		expect(r).toMatchObject({ exitCode: 2, error: { code: "DATA_INVALID" } });
+		expect(r.error?.message).toMatch(/another model/);
+	});
+
 	it("bad parameters and missing objects exit 2 with a stable code", async () => {
 		const noModel = await main([], { ...baseEnv("e1"), FTGUARD_MODEL_URI: "s3://models/none.onnx" }, s3.client);
 		expect(noModel).toMatchObject({ exitCode: 2, error: { code: "NOT_FOUND" } });

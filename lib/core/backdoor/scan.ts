@@ -41,8 +41,11 @@ export interface ScanOptions {
 	threads?: number;
 	/** classes Neural Cleanse covers (a shard); default all */
 	classes?: readonly number[];
-	/** Neural Cleanse results computed by shards; replaces running it here */
-	neuralCleanse?: readonly SerializedNcClass[];
+	/**
+	 * Neural Cleanse results of an array job's shards (parsed JSON); checked against
+	 * this model, data and policy and merged instead of running Neural Cleanse here
+	 */
+	shards?: readonly NcShard[];
 	/** inputs to check with STRIP (suspected triggered inputs, e.g. from production) */
 	inputs?: NpyFloat32;
 	log?: (line: string) => void;
@@ -167,11 +170,6 @@ async function modelSignature(model: OnnxModel): Promise<{ numClasses: number; i
 	return { numClasses: probe.numClasses, inputShape: probe.inputShape };
 }
 
-/** The model's class count (to split classes across shards). */
-export async function modelClassCount(bytes: Uint8Array): Promise<number> {
-	return (await modelSignature(await loadModel(bytes))).numClasses;
-}
-
 function ncOptions(policy: BackdoorPolicy, lo: number, hi: number, opts: ScanOptions) {
 	const p = policy.neuralCleanse;
 	return {
@@ -244,20 +242,26 @@ const serialize = (r: NcClassResult): SerializedNcClass => ({
 	pattern: Array.from(r.pattern),
 });
 
-/** Neural Cleanse for a slice of the classes, as one element of an AWS Batch array job. */
+/**
+ * Neural Cleanse for one element of an AWS Batch array job of `slice.count`: the
+ * classes c with c mod count = index (of the model's classes, read here once).
+ */
 export async function neuralCleanseShard(
 	modelBytes: Uint8Array,
 	data: BackdoorData,
-	classes: readonly number[],
+	slice: { index: number; count: number },
 	opts: ScanOptions,
 ): Promise<NcShard> {
 	const t0 = performance.now();
 	const model = await loadModel(modelBytes);
 	const { numClasses, inputShape } = await modelSignature(model);
 	checkData(data, inputShape, numClasses);
-	for (const c of classes)
-		if (!Number.isInteger(c) || c < 0 || c >= numClasses)
-			throw new FtguardError("USAGE", `class ${c} is outside the model's ${numClasses} classes`);
+	const classes = Array.from({ length: numClasses }, (_, c) => c).filter((c) => c % slice.count === slice.index);
+	if (classes.length === 0)
+		throw new FtguardError(
+			"USAGE",
+			`array index ${slice.index} of ${slice.count} has none of the model's ${numClasses} classes`,
+		);
 	const { lo, hi } = range(data.x.data);
 	const { results, provider } = await runNeuralCleanse(model, data, classes, numClasses, inputShape, lo, hi, opts);
 	return {
@@ -276,7 +280,7 @@ export async function neuralCleanseShard(
  * Checks that shards cover every class exactly once, for this model, this data
  * and this policy — a shard from another run must not stand in for a missing one.
  */
-export function mergeShards(
+function mergeShards(
 	shards: readonly NcShard[],
 	expect: { modelSha256: string; dataSha256: string; numClasses: number; policy: BackdoorPolicy["neuralCleanse"] },
 ): SerializedNcClass[] {
@@ -310,14 +314,6 @@ function maxAnomalyIndex(evidence: readonly NcEvidence[], p: BackdoorPolicy["neu
 		if (eligible) max = Math.max(max, Number.isFinite(index) ? index : 1e6);
 	}
 	return max;
-}
-
-export function dataDigest(data: BackdoorData): string {
-	return sha256(data.x.data);
-}
-
-export function modelDigest(bytes: Uint8Array): string {
-	return sha256(bytes);
 }
 
 export async function scanBackdoor(
@@ -365,7 +361,13 @@ export async function scanBackdoor(
 		if (detectors.has("nc")) {
 			const tNc = t();
 			let results: Array<NcClassResult | SerializedNcClass>;
-			if (opts.neuralCleanse) results = [...opts.neuralCleanse];
+			if (opts.shards)
+				results = mergeShards(opts.shards, {
+					modelSha256: report.model.sha256,
+					dataSha256: report.data.sha256,
+					numClasses,
+					policy: policy.neuralCleanse,
+				});
 			else {
 				const all = Array.from({ length: numClasses }, (_, c) => c);
 				const ran = await runNeuralCleanse(model, data, all, numClasses, inputShape, lo, hi, opts);
