@@ -20,7 +20,7 @@ import { getObjectBytes, type ObjectRef, parseS3Uri, putObject } from "../../lib
 import type { NcShard } from "../../lib/core/backdoor/scan";
 import { FtguardError, toFtguardError } from "../../lib/core/errors";
 import { defaultPolicy, type Policy, parsePolicy } from "../../lib/core/policy";
-import { backdoorPolicySchema } from "../../lib/core/policy/backdoor";
+import { withOverrides } from "../../lib/core/policy/backdoor";
 import { MetricName } from "../../lib/infra/tags";
 import { type JobParams, readJobParams } from "./params";
 
@@ -53,13 +53,7 @@ async function jobPolicy(p: JobParams, s3: S3Client): Promise<Policy["backdoor"]
 		const o = await getObjectBytes(s3, parseS3Uri(p.policyUri), 1024 * 1024);
 		base = parsePolicy(Buffer.from(o.bytes).toString("utf8"), p.policyUri);
 	}
-	const b = structuredClone(base.backdoor);
-	if (p.detectors) b.detectors = p.detectors.split(",") as Policy["backdoor"]["detectors"];
-	if (p.steps !== undefined) b.neuralCleanse.steps = p.steps;
-	if (p.batch !== undefined) b.neuralCleanse.batch = p.batch;
-	if (p.restarts !== undefined) b.neuralCleanse.restarts = p.restarts;
-	if (p.seed !== undefined) b.neuralCleanse.seed = p.seed;
-	return backdoorPolicySchema.parse(b);
+	return withOverrides(base.backdoor, { ...p, detectors: p.detectors?.split(",") });
 }
 
 async function runJob(p: JobParams, io: JobIo): Promise<JobResult> {

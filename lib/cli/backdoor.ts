@@ -4,7 +4,6 @@ import { dirname, join } from "node:path";
 import { type Command, InvalidArgumentError } from "commander";
 import { FtguardError, toFtguardError } from "../core/errors";
 import type { Policy } from "../core/policy";
-import type { Detector } from "../core/policy/backdoor";
 import { commaList, type Io, printJson, processIo, runCommand, stepProgress } from "./io";
 
 interface BackdoorFlags {
@@ -99,34 +98,15 @@ async function readInput(path: string, what: string): Promise<Buffer> {
 
 /** The policy file, then the flags on top of it. */
 async function effectivePolicy(flags: BackdoorFlags): Promise<Policy["backdoor"]> {
-	const { defaultPolicy, parsePolicy } = await import("../core/policy");
+	const [{ defaultPolicy, parsePolicy }, { withOverrides }] = await Promise.all([
+		import("../core/policy"),
+		import("../core/policy/backdoor"),
+	]);
 	const policy =
 		flags.policy === undefined
 			? defaultPolicy()
 			: parsePolicy((await readInput(flags.policy, "the policy file")).toString("utf8"), flags.policy);
-	const b = structuredClone(policy.backdoor);
-	if (flags.detectors !== undefined) {
-		const known = new Set<string>(["nc", "strip", "ac"]);
-		const bad = flags.detectors.find((d) => !known.has(d));
-		if (bad !== undefined || flags.detectors.length === 0)
-			throw new FtguardError("USAGE", `--detectors takes nc, strip, ac (got ${JSON.stringify(bad ?? "")})`);
-		b.detectors = [...new Set(flags.detectors)] as Detector[];
-	}
-	if (flags.rule !== undefined) {
-		if (flags.rule !== "ftguard" && flags.rule !== "vanilla")
-			throw new FtguardError("USAGE", "--rule takes ftguard or vanilla");
-		b.neuralCleanse.rule = flags.rule;
-	}
-	if (flags.steps !== undefined) b.neuralCleanse.steps = flags.steps;
-	if (flags.restarts !== undefined) b.neuralCleanse.restarts = flags.restarts;
-	if (flags.batch !== undefined) b.neuralCleanse.batch = flags.batch;
-	if (flags.seed !== undefined) b.neuralCleanse.seed = flags.seed;
-	// the combination must still satisfy the schema (e.g. restarts ≤ 16)
-	const { backdoorPolicySchema } = await import("../core/policy/backdoor");
-	const { zodMessage } = await import("../core/schema");
-	const checked = backdoorPolicySchema.safeParse(b);
-	if (!checked.success) throw new FtguardError("USAGE", zodMessage(checked.error));
-	return checked.data;
+	return withOverrides(policy.backdoor, flags);
 }
 
 async function backdoor(io: Io, modelPath: string, flags: BackdoorFlags): Promise<0 | 1> {

@@ -6,6 +6,8 @@
  * docs/backdoor.md with the measurement behind it.
  */
 import { z } from "zod";
+import { FtguardError } from "../errors";
+import { zodMessage } from "../schema";
 
 const positiveInt = (max: number) => z.number().int().min(1).max(max);
 const fraction = z.number().min(0).max(1);
@@ -73,4 +75,31 @@ export type BackdoorPolicy = z.infer<typeof backdoorPolicySchema>;
 
 export function defaultBackdoorPolicy(): BackdoorPolicy {
 	return backdoorPolicySchema.parse({});
+}
+
+/** Settings given beside the policy file (CLI flags, the batch job's parameters), unvalidated. */
+export interface BackdoorOverrides {
+	detectors?: readonly string[] | undefined;
+	rule?: string | undefined;
+	steps?: number | undefined;
+	batch?: number | undefined;
+	restarts?: number | undefined;
+	seed?: number | undefined;
+}
+
+/**
+ * The policy's backdoor section with the given settings on top, validated as a
+ * whole by the schema (a bad value or combination is USAGE, naming the field).
+ */
+export function withOverrides(base: BackdoorPolicy, o: BackdoorOverrides): BackdoorPolicy {
+	const b: Record<string, unknown> & { neuralCleanse: Record<string, unknown> } = structuredClone(base);
+	if (o.detectors !== undefined) b.detectors = [...new Set(o.detectors)];
+	if (o.rule !== undefined) b.neuralCleanse.rule = o.rule;
+	if (o.steps !== undefined) b.neuralCleanse.steps = o.steps;
+	if (o.batch !== undefined) b.neuralCleanse.batch = o.batch;
+	if (o.restarts !== undefined) b.neuralCleanse.restarts = o.restarts;
+	if (o.seed !== undefined) b.neuralCleanse.seed = o.seed;
+	const r = backdoorPolicySchema.safeParse(b);
+	if (!r.success) throw new FtguardError("USAGE", `backdoor settings: ${zodMessage(r.error)}`);
+	return r.data;
 }
