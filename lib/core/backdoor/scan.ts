@@ -159,10 +159,6 @@ function checkData(data: BackdoorData, inputShape: readonly number[], numClasses
 			throw new FtguardError("DATA_INVALID", `label ${v} at index ${i} is outside the model's ${numClasses} classes`);
 }
 
-async function loadModel(bytes: Uint8Array): Promise<OnnxModel> {
-	return readOnnxModel(bytes);
-}
-
 /** Input shape and class count, from the inference graph onnxruntime accepts. */
 async function modelSignature(model: OnnxModel): Promise<{ numClasses: number; inputShape: readonly number[] }> {
 	const probe = await OnnxInferenceRunner.create(model, { device: "cpu", penultimate: false });
@@ -253,7 +249,7 @@ export async function neuralCleanseShard(
 	opts: ScanOptions,
 ): Promise<NcShard> {
 	const t0 = performance.now();
-	const model = await loadModel(modelBytes);
+	const model = await readOnnxModel(modelBytes);
 	const { numClasses, inputShape } = await modelSignature(model);
 	checkData(data, inputShape, numClasses);
 	const classes = Array.from({ length: numClasses }, (_, c) => c).filter((c) => c % slice.count === slice.index);
@@ -325,7 +321,7 @@ export async function scanBackdoor(
 	const t = () => performance.now();
 	const tLoad = t();
 	const policy = opts.policy;
-	const model = await loadModel(modelBytes);
+	const model = await readOnnxModel(modelBytes);
 	const runner = await OnnxInferenceRunner.create(model, {
 		device: opts.device,
 		penultimate: policy.detectors.includes("ac"),
