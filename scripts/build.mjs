@@ -8,7 +8,8 @@ import { build } from "esbuild";
 
 rmSync("dist", { recursive: true, force: true });
 await build({
-	entryPoints: { ftguard: "bin/ftguard.ts" },
+	// the local object server runs in a worker thread: its own entry (lib/local/object-server.ts)
+	entryPoints: { ftguard: "bin/ftguard.ts", "object-server-worker": "lib/local/object-server-worker.ts" },
 	outdir: "dist",
 	outExtension: { ".js": ".mjs" },
 	chunkNames: "chunks/[name]-[hash]",

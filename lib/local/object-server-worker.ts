@@ -1,0 +1,26 @@
+/**
+ * Worker-thread entry of the local object server: hosts s3rver and posts each
+ * "Object Created" event to the thread that started it. Messages in: `close`.
+ * Out: `ready` (port), `created` (event), `closed`, `error` (message).
+ * Bundled as dist/object-server-worker.mjs; run from the sources through tsx.
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import { hostS3rver, type S3rverHostOptions } from "./s3rver-host";
+
+const port = parentPort;
+if (!port) throw new Error("object-server-worker must run in a worker thread");
+try {
+	const host = await hostS3rver(workerData as S3rverHostOptions, (event) =>
+		port.postMessage({ type: "created", event }),
+	);
+	port.on("message", (m: { type?: string }) => {
+		if (m.type !== "close") return;
+		host.close().then(
+			() => port.postMessage({ type: "closed" }),
+			(e: Error) => port.postMessage({ type: "error", message: e.message }),
+		);
+	});
+	port.postMessage({ type: "ready", port: host.port });
+} catch (e) {
+	port.postMessage({ type: "error", message: (e as Error).message });
+}
