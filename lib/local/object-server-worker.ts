@@ -2,7 +2,7 @@
  * Worker-thread entry of the local object server: hosts s3rver and posts each
  * "Object Created" event to the thread that started it. Messages in: `close`.
  * Out: `ready` (port), `created` (event), `closed`, `error` (message).
- * Bundled as dist/object-server-worker.mjs; run from the sources through tsx.
+ * Loaded through tsx (lib/local/object-server.ts).
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { hostS3rver, type S3rverHostOptions } from "./s3rver-host";

@@ -13,7 +13,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { S3Client } from "@aws-sdk/client-s3";
 import { LOCAL_CREDENTIALS, LOCAL_REGION, type ObjectCreatedEvent } from "./s3rver-host";
@@ -53,15 +53,10 @@ type WorkerMessage =
 	| { type: "error"; message: string };
 
 /**
- * The worker: the bundled entry when this module runs from dist/ (no TypeScript loader needed), else the
- * TypeScript entry through tsx's ESM API (the sources under tsx or Vitest).
+ * The worker runs the TypeScript entry through tsx's ESM API (a dependency): lib/local is always loaded from the
+ * sources, also by the bundled CLI (lib/cli/pipeline.ts), so there is no bundled worker to prefer.
  */
 function spawnWorker(data: unknown): Worker {
-	const here = fileURLToPath(import.meta.url);
-	const dist = here.lastIndexOf("/dist/");
-	if (!here.endsWith(".ts") && dist >= 0) {
-		return new Worker(join(here.slice(0, dist), "dist", "object-server-worker.mjs"), { workerData: data });
-	}
 	// tsx's published ESM API, found through its exports map (not a path inside the package).
 	const require = createRequire(import.meta.url);
 	const pkgPath = require.resolve("tsx/package.json");
@@ -69,7 +64,7 @@ function spawnWorker(data: unknown): Worker {
 		exports: Record<string, { import?: { default?: string } }>;
 	};
 	const api = pathToFileURL(join(dirname(pkgPath), pkg.exports["./esm/api"]?.import?.default ?? "")).href;
-	const entry = pathToFileURL(join(dirname(here), "object-server-worker.ts")).href;
+	const entry = new URL("./object-server-worker.ts", import.meta.url).href;
 	const code = `import(${JSON.stringify(api)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); });`;
 	return new Worker(code, { eval: true, workerData: data });
 }
