@@ -110,7 +110,7 @@ async function runPipeline(flags: PipelineFlags, io: Io): Promise<0 | 1> {
 	});
 	const buckets = pipeline.definition.buckets;
 	io.err(
-		`ftguard pipeline: S3 endpoint ${pipeline.endpoint} (path-style, any credentials); upload to s3://${buckets.checkpoints}/, reports in s3://${buckets.reports}/; handler logs and EMF metrics in ${logPath} (ready in ${((Date.now() - started) / 1000).toFixed(1)} s)`,
+		`ftguard pipeline: S3 endpoint ${pipeline.endpoint} (path-style; access key S3RVER, secret key S3RVER); upload to s3://${buckets.checkpoints}/, reports in s3://${buckets.reports}/; handler logs and EMF metrics in ${logPath} (ready in ${((Date.now() - started) / 1000).toFixed(1)} s)`,
 	);
 	try {
 		if (setup) {

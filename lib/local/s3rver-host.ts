@@ -11,7 +11,7 @@ import type { AddressInfo } from "node:net";
 import { Transform, type TransformCallback } from "node:stream";
 import S3rver from "s3rver";
 
-/** s3rver accepts any credentials; clients must still sign requests with something. */
+/** The only credentials s3rver accepts (its built-in account): any other access key is InvalidAccessKeyId. */
 export const LOCAL_CREDENTIALS = { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" } as const;
 export const LOCAL_REGION = "us-east-1";
 
