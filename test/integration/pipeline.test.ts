@@ -6,7 +6,14 @@
  */
 import { createReadStream, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { GetObjectCommand, GetObjectTaggingCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import {
+	CompleteMultipartUploadCommand,
+	CreateMultipartUploadCommand,
+	GetObjectCommand,
+	GetObjectTaggingCommand,
+	PutObjectCommand,
+	UploadPartCommand,
+} from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildManifest } from "../../lib/core/integrity/manifest";
 import { AwsChunkedDecoder } from "../../lib/local/object-server";
@@ -89,6 +96,38 @@ describe("the local pipeline", () => {
 		expect(v.status).toBe("QUARANTINED");
 		expect(v.reasons.join("\n")).toMatch(/^signature: DIGEST_MISMATCH .*model\.safetensors/m);
 		expect((await tagsOf(`${prefix}model.safetensors`))["ftguard:status"]).toBe("QUARANTINED");
+	}, 60_000);
+
+	it("scans a checkpoint whose files and marker were uploaded in multipart uploads (the CLIs' way for big files)", async () => {
+		const prefix = "jobs/j1/ckpt-multipart/";
+		const s3 = pipeline.server.client;
+		const dir = join(EXAMPLES, "checkpoint");
+		for (const n of [...readdirSync(dir).filter((n) => n !== "model.sig"), "model.sig"]) {
+			const Key = `${prefix}${n}`;
+			const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key }));
+			// one part (the last part may be under 5 MiB), streamed: aws-chunked framing as the SDKs send it
+			const part = await s3.send(
+				new UploadPartCommand({
+					Bucket: BUCKET,
+					Key,
+					UploadId,
+					PartNumber: 1,
+					Body: createReadStream(join(dir, n)),
+					ContentLength: statSync(join(dir, n)).size,
+				}),
+			);
+			await s3.send(
+				new CompleteMultipartUploadCommand({
+					Bucket: BUCKET,
+					Key,
+					UploadId,
+					MultipartUpload: { Parts: [{ ETag: part.ETag, PartNumber: 1 }] },
+				}),
+			);
+		}
+		const v = await pipeline.waitForVerdict(`${prefix}model.sig`, 60_000);
+		expect(v).toMatchObject({ status: "PROMOTABLE", reasons: [] });
+		expect((await tagsOf(`${prefix}model.safetensors`))["ftguard:status"]).toBe("PROMOTABLE");
 	}, 60_000);
 
 	it("starts nothing for objects that are not commit markers", async () => {
