@@ -1,10 +1,36 @@
 /** `ftguard files`: is every file of a model safe to load? Nothing is loaded or unpickled. */
+import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
 import { FtguardError, toFtguardError } from "../core/errors";
 import type { ScanReport } from "../core/formats/scan";
+import { requireWithCodeCache } from "./code-cache";
+import type * as FilesEngineModule from "./files-engine";
 import { type Io, printJson, processIo, runCommand } from "./io";
 import { VERSION } from "./version";
+
+/** Set by scripts/build.mjs in the bundle: the engine's CommonJS file, relative to this code's output file. */
+declare const FTGUARD_FILES_ENGINE: string | undefined;
+
+export type FilesEngine = typeof FilesEngineModule;
+
+/**
+ * The scan engine: in the bundle, dist/files-engine.cjs run with a V8 code cache (see
+ * code-cache.ts: Node 20 would otherwise compile the scanners again during every first
+ * scan); from the sources, the modules themselves. `save` writes the code cache if it was
+ * missing or stale; call it after the scan.
+ */
+export async function loadFilesEngine(): Promise<{ engine: FilesEngine; save: () => void }> {
+	if (typeof FTGUARD_FILES_ENGINE === "string") {
+		const file = fileURLToPath(new URL(FTGUARD_FILES_ENGINE, import.meta.url));
+		if (existsSync(file)) {
+			const m = requireWithCodeCache<FilesEngine>(file);
+			return { engine: m.exports, save: m.save };
+		}
+	}
+	return { engine: await import("./files-engine"), save: () => {} };
+}
 
 interface FilesFlags {
 	allowPickle?: boolean;
@@ -41,15 +67,18 @@ Exit codes: 0 every file safe, 1 a file is unsafe or malformed, 2 could not scan
 async function files(io: Io, paths: string[], flags: FilesFlags): Promise<0 | 1> {
 	if (paths.length === 0) throw new FtguardError("USAGE", "give at least one file or directory");
 	// Loaded on use: a CLI start pays only for the command it runs.
-	const [{ defaultScanOptions }, { scanPaths }, { toSarif }] = await Promise.all([
-		import("../core/formats"),
-		import("../core/formats/scan"),
-		import("../core/formats/sarif"),
-	]);
+	const { engine, save } = await loadFilesEngine();
+	const { defaultScanOptions, scanPaths, toSarif } = engine;
 	const report = await scanPaths(paths, {
 		...defaultScanOptions(),
 		policy: { allowPickle: Boolean(flags.allowPickle) },
 		strict: Boolean(flags.strict),
+	}).catch((e: unknown) => {
+		// The bundled engine has its own copy of FtguardError: keep the code and message it threw.
+		if (!(e instanceof FtguardError) && e instanceof engine.FtguardError) {
+			throw new FtguardError(e.code, e.message, { cause: e.cause, ...(e.details ? { details: e.details } : {}) });
+		}
+		throw e;
 	});
 	if (flags.sarif !== undefined) {
 		try {
@@ -60,6 +89,7 @@ async function files(io: Io, paths: string[], flags: FilesFlags): Promise<0 | 1>
 	}
 	if (io.json) printJson(io, jsonReport(report));
 	else render(io, report);
+	save();
 	return report.summary.unsafe + report.summary.malformed > 0 ? 1 : 0;
 }
 
