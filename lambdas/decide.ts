@@ -1,13 +1,20 @@
-/** decide: the verdict from the state alone (lib/core/pipeline/decide.ts): PROMOTABLE only when every stage passed. */
-import { runHandler, scanIdOf } from "../lib/aws/runtime";
-import { decide } from "../lib/core/pipeline/decide";
+/**
+ * decide: the verdict from the state (lib/core/pipeline/decide.ts): PROMOTABLE only when every stage passed. When
+ * the backdoor job failed with exit 1 (suspect), the job's report.json is read so that the reason names the
+ * finding ("backdoor: suspect (class 3: …)") instead of "error: backdoor"; the status is QUARANTINED either way.
+ */
+import { readBackdoorEvidence } from "../lib/aws/backdoor-report";
+import { reportLocation, runHandler, s3Client, scanIdOf } from "../lib/aws/runtime";
+import { decideWithEvidence } from "../lib/core/pipeline/decide";
 import { parseScanState } from "../lib/core/pipeline/schema";
 import type { ScanState } from "../lib/core/pipeline/types";
 
 export async function handler(event: unknown): Promise<ScanState & Required<Pick<ScanState, "verdict">>> {
 	return runHandler("decide", scanIdOf(event), async (log) => {
-		const state = parseScanState(event, "decide");
-		const verdict = decide(state);
+		const parsed = parseScanState(event, "decide");
+		const evidence = await readBackdoorEvidence(s3Client(), parsed, reportLocation);
+		if (evidence?.kind === "unreadable") log.warn("backdoor report not usable", { ...evidence });
+		const { state, verdict } = decideWithEvidence(parsed, evidence);
 		log.info("decided", { ...verdict });
 		return { ...state, verdict };
 	});

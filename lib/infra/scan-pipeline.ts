@@ -25,7 +25,7 @@ import type { Alarms } from "./alarms.js";
 import type { CheckpointStore } from "./checkpoint-store.js";
 import { type IsolatedNetwork, vpcRef } from "./isolated-network.js";
 import { buildScanDefinition, LAMBDA_STEPS, type LambdaStep, SCAN_REPORT_PREFIX } from "./state-machine.js";
-import { METRIC_NAMESPACE, METRIC_SERVICE } from "./tags.js";
+import { BACKDOOR_REPORT_SUFFIX, METRIC_NAMESPACE, METRIC_SERVICE } from "./tags.js";
 
 /** Size and retries of the backdoor-scan Batch job. */
 export interface BackdoorJobOptions {
@@ -239,17 +239,18 @@ export class ScanPipeline extends Construct {
 			description: "ftguard decide: reads the policy and the scan's reports",
 			assumedBy: new iam.ServicePrincipal("lambda.amazonaws.com"),
 		});
+		// decide reads one object: the backdoor job's report.json, when the job exited 1 (suspect), to name the finding.
 		this.decideRole.addToPrincipalPolicy(
 			new iam.PolicyStatement({
-				actions: ["s3:GetObject", "s3:GetObjectVersion"],
-				resources: [store.reportBucket.arnForObjects(`${SCAN_REPORT_PREFIX}*`)],
+				actions: ["s3:GetObject"],
+				resources: [store.reportBucket.arnForObjects(`${SCAN_REPORT_PREFIX}*/${BACKDOOR_REPORT_SUFFIX}`)],
 			}),
 		);
 		store.grantKeyViaS3(this.decideRole, ["kms:Decrypt"]);
 		Validations.of(this.decideRole).acknowledge({
-			id: `AwsSolutions::AwsSolutions-IAM5[Resource::<${logicalIdOf(store.reportBucket)}.Arn>/${SCAN_REPORT_PREFIX}*]`,
+			id: `AwsSolutions::AwsSolutions-IAM5[Resource::<${logicalIdOf(store.reportBucket)}.Arn>/${SCAN_REPORT_PREFIX}*/${BACKDOOR_REPORT_SUFFIX}]`,
 			reason:
-				"decide reads the reports of the scan it decides (scans/<scan id>/…, ids not known at deploy time); GetObject only",
+				"decide reads the backdoor report of the scan it decides (scans/<scan id>/backdoor/report.json, ids not known at deploy time); GetObject only",
 		});
 		this.startRole = new iam.Role(this, "StartRole", {
 			description: "ftguard start: starts scan executions",

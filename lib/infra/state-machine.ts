@@ -3,6 +3,7 @@ import type * as lambda from "aws-cdk-lib/aws-lambda";
 import * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import * as tasks from "aws-cdk-lib/aws-stepfunctions-tasks";
 import type { Construct } from "constructs";
+import { BACKDOOR_REPORT_SUFFIX } from "./tags.js";
 
 /**
  * The scan workflow's Step Functions definition: the ASL that runs in AWS and, read back from the synthesized
@@ -178,7 +179,7 @@ export function buildScanDefinition(scope: Construct, props: ScanDefinitionProps
 			modelKey: sfn.JsonPath.stringAt("$.backdoor.modelKey"),
 			verdict: "clean",
 			reportUri: sfn.JsonPath.format(
-				`s3://{}/${SCAN_REPORT_PREFIX}{}/backdoor/report.json`,
+				`s3://{}/${SCAN_REPORT_PREFIX}{}/${BACKDOOR_REPORT_SUFFIX}`,
 				props.reportBucketName,
 				sfn.JsonPath.stringAt("$.scanId"),
 			),

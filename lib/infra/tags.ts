@@ -29,6 +29,12 @@ export const JOB_ID_SESSION_TAG = "job-id";
 /** Key prefix under which a training job writes its checkpoints: `jobs/<job-id>/…`. */
 export const JOB_PREFIX = "jobs/";
 
+/**
+ * Key of the backdoor job's report under a scan's report prefix: `scans/<scan id>/backdoor/report.json` (the state
+ * machine points the job's FTGUARD_OUTPUT_PREFIX there; the decide function reads it when the job exited 1).
+ */
+export const BACKDOOR_REPORT_SUFFIX = "backdoor/report.json";
+
 /** CloudWatch namespace of every ftguard metric (EMF from the handlers and the batch job). */
 export const METRIC_NAMESPACE = "ftguard";
 /**

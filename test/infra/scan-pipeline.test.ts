@@ -105,6 +105,28 @@ describe("the scan functions", () => {
 		expect(role("decide")).toBe(logicalId(pipeline().decideRole));
 	});
 
+	it("decide reads exactly one kind of object: the backdoor job's report.json of a scan", () => {
+		const role = { Ref: logicalId(pipeline().decideRole) };
+		const statements = ofType("AWS::IAM::Policy")
+			.filter(([, p]) => (p.Properties.Roles as unknown[]).some((r) => JSON.stringify(r) === JSON.stringify(role)))
+			.flatMap(([, p]) => (p.Properties.PolicyDocument as { Statement: Record<string, unknown>[] }).Statement)
+			.filter((st) => JSON.stringify(st.Action).includes("s3:"));
+		// CDK merges the two GetObject grants: the backdoor reports and the deployed policy object, nothing else.
+		expect(statements).toHaveLength(1);
+		expect(statements[0]).toMatchObject({ Action: "s3:GetObject", Effect: "Allow" });
+		const resources = statements[0]?.Resource as unknown[];
+		expect(resources).toHaveLength(2);
+		expect(resources).toContainEqual({
+			"Fn::Join": [
+				"",
+				[{ "Fn::GetAtt": [logicalId(stack.store.reportBucket), "Arn"] }, "/scans/*/backdoor/report.json"],
+			],
+		});
+		expect(JSON.stringify(resources.filter((r) => !JSON.stringify(r).includes("/scans/")))).toContain(
+			"/ftguard/policy/",
+		);
+	});
+
 	it("start outside the VPC (it reads no object), on ARM64, sending failed async invocations to its dead-letter queue", () => {
 		const props = propsOf(pipeline().startFunction);
 		expect(props.VpcConfig).toBeUndefined();

@@ -25,7 +25,9 @@ describe("ftguard pipeline", () => {
 		expect(doc.results.filter((x) => x.status === "PROMOTABLE").map((x) => x.name)).toEqual(["clean"]);
 		expect(byName.tampered?.reasons.join("\n")).toMatch(/^signature: DIGEST_MISMATCH/m);
 		expect(byName.pickle?.reasons.join("\n")).toMatch(/^files: .*pytorch_model\.bin/m);
-		expect(byName.backdoor?.reasons).toContain("error: backdoor");
+		expect(byName.backdoor?.reasons).toEqual([
+			expect.stringMatching(/^backdoor: suspect \(class 5: anomaly index [\d.]+, trigger L1 [\d.]+\)$/),
+		]);
 		expect(doc.results.every((x) => x.ok)).toBe(true);
 		expect(r.stderr).toContain(`S3 endpoint ${doc.endpoint}`);
 		// the handlers' EMF metrics, in the local log: one promotion, four quarantines, one scan error (backdoor)

@@ -4,6 +4,8 @@
  * ran, a field that is not exactly what a pass looks like — is QUARANTINED, with
  * one reason per problem.
  */
+import { z } from "zod";
+import { zodMessage } from "../schema";
 import type { ScanState, ScanStatus } from "./types";
 
 export interface Decision {
@@ -22,7 +24,18 @@ function present<T>(v: T | undefined): v is T {
  */
 export function decide(state: ScanState): Decision {
 	const reasons: string[] = [];
-	if (state.error !== undefined) reasons.push(`error: ${present(state.error) ? state.error.state : "unknown"}`);
+	// A backdoor job that exited 1 fails its Batch task, so the Catch sets `error` like any failure. When the decide
+	// Lambda has read the job's report and found it suspect (applyBackdoorEvidence), the finding replaces the
+	// generic "error: backdoor"; the status cannot change, because the backdoor check below then adds its reason.
+	const backdoorFound =
+		present(state.error) &&
+		state.error.state === "backdoor" &&
+		present(state.backdoor) &&
+		state.backdoor.required === true &&
+		state.backdoor.verdict === "suspect";
+	if (state.error !== undefined && !backdoorFound) {
+		reasons.push(`error: ${present(state.error) ? state.error.state : "unknown"}`);
+	}
 	if (!Array.isArray(state.objects)) reasons.push("missing: mark");
 	else if (state.objects.length === 0) reasons.push("mark: no objects");
 	if (!present(state.manifest)) reasons.push("missing: manifest");
@@ -40,7 +53,10 @@ export function decide(state: ScanState): Decision {
 	if (!present(bd)) reasons.push("missing: backdoor");
 	else if (bd.required === true) {
 		if (bd.verdict === undefined) reasons.push("missing: backdoor scan");
-		else if (bd.verdict !== "clean") reasons.push(`backdoor: ${String(bd.verdict)}`);
+		else if (bd.verdict !== "clean") {
+			const finding = (bd as { finding?: unknown }).finding;
+			reasons.push(`backdoor: ${String(bd.verdict)}${typeof finding === "string" && finding ? ` (${finding})` : ""}`);
+		}
 	} else if (bd.required !== false) reasons.push("backdoor: required is not a boolean");
 	return reasons.length === 0 ? { status: "PROMOTABLE", reasons } : { status: "QUARANTINED", reasons };
 }
@@ -57,4 +73,162 @@ export function finalDecision(state: ScanState, changedKeys: readonly string[]):
 	for (const k of changedKeys) reasons.push(`changed during scan: ${k}`);
 	const promotable = d.status === "PROMOTABLE" && state.verdict?.status !== "QUARANTINED" && reasons.length === 0;
 	return { status: promotable ? "PROMOTABLE" : "QUARANTINED", reasons };
+}
+
+/**
+ * What the decide Lambda learnt from the backdoor job's report.json when the Batch task failed with exit 1
+ * (`suspect`): either a confirmed finding for this scan's model, or why the report could not be used.
+ */
+export type BackdoorEvidence =
+	| { kind: "suspect"; reportUri: string; finding: string }
+	| { kind: "unreadable"; reportUri: string; reason: string };
+
+const MAX_SUSPECT_CLASSES_NAMED = 5;
+
+/**
+ * The container exit code of the failed Batch job behind a caught BackdoorScan, or undefined when the cause is
+ * not a job description with one. `cause` is the Catch's `States.JsonToString($.error)`: `{"Error","Cause"}` where
+ * Cause is the job description (a JSON string, PascalCase as Step Functions renders it). Anything else — a
+ * timeout, a States.* error, a truncated or hand-made cause — is undefined, never a throw.
+ */
+export function batchExitCode(cause: unknown): number | undefined {
+	const parse = (v: unknown): unknown => {
+		if (typeof v !== "string" || v.length > 1 << 20) return undefined;
+		try {
+			return JSON.parse(v) as unknown;
+		} catch {
+			return undefined;
+		}
+	};
+	const field = (o: unknown, ...names: string[]): unknown => {
+		if (!present(o as Record<string, unknown> | undefined)) return undefined;
+		for (const n of names) if (n in (o as Record<string, unknown>)) return (o as Record<string, unknown>)[n];
+		return undefined;
+	};
+	const outer = parse(cause);
+	let job: unknown;
+	if (outer !== undefined) {
+		// The catcher wraps {Error, Cause}; tolerate a bare job description too.
+		const inner = field(outer, "Cause", "cause");
+		job = typeof inner === "string" ? parse(inner) : outer;
+	} else if (typeof cause === "string") {
+		// aws-local-stepfunctions (the local pipeline) renders States.JsonToString without escaping the nested
+		// Cause string, so the wrapper is not JSON there: take the job description between the wrapper's quotes.
+		const m = /^\{"Error":"[^"\\]*","Cause":"(\{.*\})"\}$/s.exec(cause);
+		job = m?.[1] === undefined ? undefined : parse(m[1]);
+	}
+	if (field(job, "Status", "status") !== undefined && field(job, "Status", "status") !== "FAILED") return undefined;
+	const code = field(field(job, "Container", "container"), "ExitCode", "exitCode");
+	return typeof code === "number" && Number.isInteger(code) ? code : undefined;
+}
+
+/**
+ * Whether the decide Lambda should read the backdoor report: the BackdoorScan task failed and the job's exit
+ * code says `suspect` (1). Exit 2 (could not check), timeouts and host failures stay `error: backdoor`.
+ */
+export function backdoorReportWanted(state: ScanState): boolean {
+	const bd = state.backdoor;
+	return (
+		present(state.error) &&
+		state.error.state === "backdoor" &&
+		present(bd) &&
+		bd.required === true &&
+		typeof bd.modelKey === "string" &&
+		batchExitCode(state.error.cause) === 1
+	);
+}
+
+const num = z.number().refine(Number.isFinite);
+/** The fields of lib/core/backdoor/scan.ts BackdoorReport (+ the job's `scanned`) that the verdict names. */
+const reportSchema = z.object({
+	verdict: z.enum(["clean", "suspect"]),
+	suspect_classes: z.array(z.number().int().min(0)),
+	reasons: z.array(z.string()).optional(),
+	scanned: z.object({
+		model: z.object({ uri: z.string(), version_id: z.string().nullable(), etag: z.string().nullable() }),
+	}),
+	detectors: z
+		.object({
+			neural_cleanse: z
+				.object({
+					rule: z.enum(["ftguard", "vanilla"]),
+					l1_norms: z.array(num),
+					anomaly_indices: z.array(num.nullable()),
+					log_anomaly_indices: z.array(num),
+				})
+				.optional(),
+		})
+		.optional(),
+});
+
+const stripQuotes = (etag: string) => etag.replaceAll('"', "");
+const fmt = (v: number, digits: number) => String(Number(v.toFixed(digits)));
+
+/**
+ * Turns the parsed report.json into evidence for `state`: `suspect` only when the report says so for this scan's
+ * model (same URI, and the same VersionId / ETag where both sides have one); anything else is `unreadable` with
+ * the reason, so the verdict keeps "error: backdoor" (fail closed: a report can only make a reason more precise).
+ */
+export function interpretBackdoorReport(state: ScanState, reportUri: string, json: unknown): BackdoorEvidence {
+	const unreadable = (reason: string): BackdoorEvidence => ({ kind: "unreadable", reportUri, reason });
+	const r = reportSchema.safeParse(json);
+	if (!r.success) return unreadable(`not a backdoor report: ${zodMessage(r.error)}`);
+	const report = r.data;
+	const bd = state.backdoor;
+	const modelUri = `s3://${state.bucket}/${bd?.modelKey ?? ""}`;
+	const scanned = report.scanned.model;
+	if (scanned.uri !== modelUri) return unreadable(`the report is for ${scanned.uri}, not ${modelUri}`);
+	if (bd?.modelVersionId !== undefined && scanned.version_id !== bd.modelVersionId) {
+		return unreadable(`the report is for version ${scanned.version_id ?? "none"}, not ${bd.modelVersionId}`);
+	}
+	const pinned = state.objects?.find((o) => o.key === bd?.modelKey)?.etag;
+	if (pinned !== undefined && scanned.etag !== null && stripQuotes(pinned) !== stripQuotes(scanned.etag)) {
+		return unreadable(`the report is for ETag ${scanned.etag}, not ${pinned}`);
+	}
+	if (report.verdict !== "suspect" || report.suspect_classes.length === 0) {
+		return unreadable(`the job exited 1 but the report says ${report.verdict}`);
+	}
+	const nc = report.detectors?.neural_cleanse;
+	const named = report.suspect_classes.slice(0, MAX_SUSPECT_CLASSES_NAMED).map((c) => {
+		const index = nc?.rule === "vanilla" ? nc.anomaly_indices[c] : nc?.log_anomaly_indices[c];
+		const l1 = nc?.l1_norms[c];
+		if (typeof index === "number" && typeof l1 === "number") {
+			return `class ${c}: anomaly index ${fmt(index, 2)}, trigger L1 ${fmt(l1, 1)}`;
+		}
+		// Flagged by a detector other than Neural Cleanse (Activation Clustering): name the detector.
+		const by = (report.reasons ?? []).map((x) => /^([a-z_]+):/.exec(x)?.[1]).filter((x) => x !== undefined);
+		return `class ${c}${by.length > 0 ? `: ${[...new Set(by)].join(", ")}` : ""}`;
+	});
+	const more = report.suspect_classes.length - named.length;
+	return { kind: "suspect", reportUri, finding: `${named.join("; ")}${more > 0 ? `; ${more} more` : ""}` };
+}
+
+/**
+ * The decide state's pure core: the state with the backdoor evidence applied (a confirmed finding becomes
+ * `backdoor.verdict = "suspect"` with its `finding` and `reportUri`, so record's recomputation names it too) and
+ * the verdict. Unreadable evidence adds a reason and changes nothing else.
+ */
+export function decideWithEvidence(
+	state: ScanState,
+	evidence: BackdoorEvidence | undefined,
+): { state: ScanState; verdict: Decision } {
+	if (evidence?.kind === "suspect" && present(state.backdoor)) {
+		const next: ScanState = {
+			...state,
+			backdoor: {
+				...state.backdoor,
+				verdict: "suspect",
+				reportUri: evidence.reportUri,
+				finding: evidence.finding,
+			} as NonNullable<ScanState["backdoor"]>,
+		};
+		return { state: next, verdict: decide(next) };
+	}
+	const verdict = decide(state);
+	if (evidence?.kind === "unreadable") {
+		// decide() already says "error: backdoor" (status QUARANTINED); this says why it is not more precise.
+		verdict.reasons.push(`backdoor: report could not be read (${evidence.reason})`);
+		verdict.status = "QUARANTINED";
+	}
+	return { state, verdict };
 }
