@@ -142,6 +142,71 @@ interface KoaContext {
 	req: NodeJS.ReadableStream & { on(event: "error", listener: (e: Error) => void): unknown };
 }
 
+/** What the tag middleware needs of s3rver's Koa context (after its router ran). */
+interface KoaObjectContext extends KoaContext {
+	method: string;
+	status: number;
+	query: Record<string, string | string[] | undefined>;
+	params?: { bucket?: string; key?: string };
+	store: {
+		getSubresource(bucket: string, key: string, type: "tagging"): Promise<{ toXML(): string } | null>;
+		putSubresource(
+			bucket: string,
+			key: string,
+			resource: { type: string; toXML(indent?: number): string },
+		): Promise<void>;
+		deleteSubresource(bucket: string, key: string, type: "tagging"): Promise<void>;
+	};
+}
+
+const xmlEscape = (v: string) =>
+	v.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;" })[c] ?? c);
+
+/** A tag set as s3rver stores it (its TaggingConfiguration XML). */
+function taggingResource(tags: URLSearchParams): { type: string; toXML(): string } {
+	const set = [...tags].map(([k, v]) => `<Tag><Key>${xmlEscape(k)}</Key><Value>${xmlEscape(v)}</Value></Tag>`);
+	return { type: "tagging", toXML: () => `<Tagging><TagSet>${set.join("")}</TagSet></Tagging>` };
+}
+
+/**
+ * S3 gives every new object (every new version) only the tags sent with it — `x-amz-tagging` on PutObject, the
+ * source's tags on CopyObject (directive COPY, the default) — and a deleted object loses its tags. s3rver keeps the
+ * old key's tag file through an overwrite or a delete: a PROMOTABLE checkpoint overwritten with other bytes stayed
+ * PROMOTABLE here. This middleware restores S3's rule after s3rver has written the object. (A multipart upload's
+ * tags, given when it is created, are not carried to its completion: it completes untagged.)
+ */
+async function newObjectTags(ctx: KoaObjectContext, next: () => Promise<unknown>): Promise<void> {
+	await next();
+	const { bucket, key } = ctx.params ?? {};
+	if (!bucket || !key || ctx.status >= 300) return;
+	const sub = ["tagging", "acl", "retention", "legal-hold", "partNumber", "uploads"].some((q) => q in ctx.query);
+	if (sub) return;
+	const header = (name: string) => {
+		const v = ctx.headers[name];
+		return Array.isArray(v) ? v[0] : v;
+	};
+	if (ctx.method === "DELETE") {
+		await ctx.store.deleteSubresource(bucket, key, "tagging");
+		return;
+	}
+	const complete = ctx.method === "POST" && "uploadId" in ctx.query;
+	const put = ctx.method === "PUT" && !("uploadId" in ctx.query);
+	if (!complete && !put) return;
+	const source = put ? header("x-amz-copy-source") : undefined;
+	if (source !== undefined && (header("x-amz-tagging-directive") ?? "COPY").toUpperCase() === "COPY") {
+		const path = decodeURIComponent(source.split("?")[0] ?? "").replace(/^\//, "");
+		const slash = path.indexOf("/");
+		const tags =
+			slash > 0 ? await ctx.store.getSubresource(path.slice(0, slash), path.slice(slash + 1), "tagging") : null;
+		if (tags) await ctx.store.putSubresource(bucket, key, { type: "tagging", toXML: () => tags.toXML() });
+		else await ctx.store.deleteSubresource(bucket, key, "tagging");
+		return;
+	}
+	const given = put ? header("x-amz-tagging") : undefined;
+	if (given) await ctx.store.putSubresource(bucket, key, taggingResource(new URLSearchParams(given)));
+	else await ctx.store.deleteSubresource(bucket, key, "tagging");
+}
+
 export interface S3rverHostOptions {
 	/** 0: any free port */
 	port: number;
@@ -167,7 +232,7 @@ export async function hostS3rver(
 		directory: options.dataDir,
 		configureBuckets: options.buckets.map((name) => ({ name, configs: [] })),
 	});
-	(server as unknown as { middleware: unknown[] }).middleware.unshift(decodeAwsChunked);
+	(server as unknown as { middleware: unknown[] }).middleware.unshift(decodeAwsChunked, newObjectTags);
 	server.on("event", (e: { Records?: S3rverRecord[] }) => {
 		for (const r of e.Records ?? []) {
 			const created = toObjectCreated(r);

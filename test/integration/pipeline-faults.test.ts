@@ -8,19 +8,13 @@
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-	DeleteObjectCommand,
-	GetObjectCommand,
-	GetObjectTaggingCommand,
-	HeadObjectCommand,
-	PutObjectCommand,
-} from "@aws-sdk/client-s3";
+import { DeleteObjectCommand, GetObjectCommand, GetObjectTaggingCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildManifest } from "../../lib/core/integrity/manifest";
 import type { ScanState } from "../../lib/core/pipeline/types";
 import { BatchJobFailed, runBatchJob } from "../../lib/local/batch-runner";
 import { createDemoSigner } from "../../lib/local/demo-signer";
-import { LOCAL_CREDENTIALS, LOCAL_REGION, toObjectCreated } from "../../lib/local/object-server";
+import { LOCAL_CREDENTIALS, LOCAL_REGION, type ObjectCreatedEvent } from "../../lib/local/object-server";
 import { LocalPipeline } from "../../lib/local/pipeline";
 import { LAMBDA_HANDLERS } from "../../lib/local/runner";
 import { REPO } from "../helpers/cli";
@@ -179,16 +173,15 @@ describe("the local pipeline under faults", () => {
 	}, 120_000);
 
 	it("starts one execution for a duplicated event, and gives one verdict", async () => {
+		// the marker's event exactly as the server delivered it, to be delivered again
+		const delivered: ObjectCreatedEvent[] = [];
+		const off = pipeline.server.onObjectCreated((e) => delivered.push(e));
 		const marker = await uploadSigned("jobs/dup/ckpt/");
+		off();
+		const event = delivered.find((e) => e.detail.object.key === marker);
+		if (!event) throw new Error("no event for the marker");
 		const first = await pipeline.waitForVerdict(marker, 60_000);
 		const before = { executions: pipeline.executionCount, duplicates: pipeline.duplicates };
-		const head = await pipeline.server.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: marker }));
-		const event = toObjectCreated({
-			eventName: "ObjectCreated:Put",
-			eventTime: new Date().toISOString(),
-			s3: { bucket: { name: BUCKET }, object: { key: marker, size: 1, eTag: head.ETag ?? "" } },
-		});
-		if (!event) throw new Error("no event");
 		const again = await Promise.all([pipeline.handleEvent(event), pipeline.handleEvent(event)]);
 		expect(again).toEqual([
 			{ started: false, scanId: first.scanId, reason: "duplicate" },
@@ -197,12 +190,13 @@ describe("the local pipeline under faults", () => {
 		expect(pipeline.executionCount).toBe(before.executions);
 		expect(pipeline.duplicates).toBe(before.duplicates + 2);
 		expect(pipeline.allVerdicts().filter((v) => v.scanId === first.scanId)).toHaveLength(1);
-		// without versioning, the same marker bytes uploaded again are the same ETag: the same scan, not a new one
+		// the same marker bytes uploaded again (same ETag, new sequencer) are a new upload, not a redelivery
 		const got = await pipeline.server.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: marker }));
 		await put(marker, (await got.Body?.transformToByteArray()) ?? new Uint8Array());
-		await new Promise((r) => setTimeout(r, 300));
-		expect(pipeline.executionCount).toBe(before.executions);
-		expect(pipeline.duplicates).toBe(before.duplicates + 3);
+		const second = await pipeline.waitForVerdict(marker, 60_000, [first.scanId]);
+		expect(second.scanId).not.toBe(first.scanId);
+		expect(pipeline.executionCount).toBe(before.executions + 1);
+		expect(pipeline.duplicates).toBe(before.duplicates + 2);
 	}, 60_000);
 });
 
@@ -212,8 +206,8 @@ describe("when an object is overwritten while its scan runs", () => {
 		const first = await pipeline.waitForVerdict(await uploadSigned(prefix), 60_000);
 		expect(first.status).toBe("QUARANTINED");
 		expect(first.reasons).toContain(`changed during scan: ${prefix}model.safetensors`);
-		// no verdict tag on the new content (s3rver keeps an overwritten object's tags: mark's SCANNING stays)
-		expect(await statusOf(`${prefix}model.safetensors`)).toBe("SCANNING");
+		// no verdict on the new content: a new object is untagged (unreadable in AWS), as S3 does
+		expect(await statusOf(`${prefix}model.safetensors`)).toBeUndefined();
 		expect(await statusOf(`${prefix}config.json`)).toBe("QUARANTINED");
 
 		// the uploader commits the new content: a new signature over it, uploaded last

@@ -8,10 +8,13 @@ import { createReadStream, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import {
 	CompleteMultipartUploadCommand,
+	CopyObjectCommand,
 	CreateMultipartUploadCommand,
+	DeleteObjectCommand,
 	GetObjectCommand,
 	GetObjectTaggingCommand,
 	PutObjectCommand,
+	PutObjectTaggingCommand,
 	UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -130,6 +133,27 @@ describe("the local pipeline", () => {
 		expect((await tagsOf(`${prefix}model.safetensors`))["ftguard:status"]).toBe("PROMOTABLE");
 	}, 60_000);
 
+	it("un-promotes an overwritten file; the same marker uploaded again rescans the artefact", async () => {
+		const prefix = "jobs/j1/ckpt-overwritten/";
+		const dir = join(EXAMPLES, "checkpoint");
+		const marker = await upload(dir, prefix);
+		const first = await pipeline.waitForVerdict(marker, 60_000);
+		expect(first.status).toBe("PROMOTABLE");
+		// other bytes under a PROMOTABLE key: a new object, untagged (unreadable in AWS), as S3 does
+		const weights = readFileSync(join(dir, "model.safetensors"));
+		const changed = Buffer.from(weights);
+		changed[changed.length - 1] ^= 1;
+		await put(`${prefix}model.safetensors`, changed);
+		expect(await tagsOf(`${prefix}model.safetensors`)).toEqual({});
+		// the same marker bytes again (same ETag): not taken for a duplicate event, scanned, and the change found
+		await put(marker, readFileSync(join(dir, "model.sig")));
+		const second = await pipeline.waitForVerdict(marker, 60_000, [first.scanId]);
+		expect(second.scanId).not.toBe(first.scanId);
+		expect(second.status).toBe("QUARANTINED");
+		expect(second.reasons.join("\n")).toMatch(/DIGEST_MISMATCH/);
+		expect((await tagsOf(`${prefix}model.safetensors`))["ftguard:status"]).toBe("QUARANTINED");
+	}, 60_000);
+
 	it("starts nothing for objects that are not commit markers", async () => {
 		const before = pipeline.executionCount;
 		await put("jobs/j9/loose/config.json", "{}");
@@ -153,6 +177,43 @@ describe("the local object server", () => {
 		);
 		const got = await pipeline.server.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
 		expect(Buffer.from((await got.Body?.transformToByteArray()) ?? [])).toEqual(readFileSync(file));
+	});
+
+	it("gives a new object only the tags sent with it, as S3 does (s3rver kept the old key's tags)", async () => {
+		const s3 = pipeline.server.client;
+		const key = "loose/tagged.bin";
+		const tag = (Key: string, value: string) =>
+			s3.send(
+				new PutObjectTaggingCommand({
+					Bucket: BUCKET,
+					Key,
+					Tagging: { TagSet: [{ Key: "ftguard:status", Value: value }] },
+				}),
+			);
+		await put(key, "one");
+		await tag(key, "PROMOTABLE");
+		await put(key, "two");
+		expect(await tagsOf(key)).toEqual({});
+		await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: "three", Tagging: "team=ml&x=a%26b" }));
+		expect(await tagsOf(key)).toEqual({ team: "ml", x: "a&b" });
+		await tag(key, "PROMOTABLE");
+		// CopyObject: the source's tags (directive COPY, the default) or the request's (REPLACE)
+		await s3.send(new CopyObjectCommand({ Bucket: BUCKET, Key: "loose/copy.bin", CopySource: `${BUCKET}/${key}` }));
+		expect(await tagsOf("loose/copy.bin")).toEqual({ "ftguard:status": "PROMOTABLE" });
+		await s3.send(
+			new CopyObjectCommand({
+				Bucket: BUCKET,
+				Key: "loose/copy.bin",
+				CopySource: `${BUCKET}/${key}`,
+				TaggingDirective: "REPLACE",
+				Tagging: "a=1",
+			}),
+		);
+		expect(await tagsOf("loose/copy.bin")).toEqual({ a: "1" });
+		// deleted, then created again: untagged
+		await s3.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: key }));
+		await put(key, "four");
+		expect(await tagsOf(key)).toEqual({});
 	});
 
 	it("decodes aws-chunked across arbitrary read boundaries and refuses a truncated body", async () => {

@@ -51,9 +51,22 @@ export function normalizeEtag(etag: string): string {
  * Deterministic scan id of (bucket, marker key, marker version): the Step
  * Functions execution name, so a duplicated event starts nothing. 68 characters
  * of [a-z0-9-], within the 80 an execution name allows.
+ *
+ * The version is the VersionId where the store has one (every new PUT gets a new
+ * one). Without versioning (the local server) the ETag alone would make a
+ * re-upload of the same marker bytes — after the weights beside it changed —
+ * look like a duplicate and start nothing; the event's `sequencer` (the same in a
+ * redelivered event, new for each PUT) tells a re-upload from a redelivery.
  */
-export function scanIdOf(bucket: string, key: string, version: { versionId?: string; etag?: string }): string {
-	const v = version.versionId !== undefined ? `v:${version.versionId}` : `e:${normalizeEtag(version.etag ?? "")}`;
+export function scanIdOf(
+	bucket: string,
+	key: string,
+	version: { versionId?: string; etag?: string; sequencer?: string },
+): string {
+	const v =
+		version.versionId !== undefined
+			? `v:${version.versionId}`
+			: `e:${normalizeEtag(version.etag ?? "")}${version.sequencer !== undefined ? `:s:${version.sequencer}` : ""}`;
 	const h = createHash("sha256")
 		.update(JSON.stringify([bucket, key, v]))
 		.digest("hex");

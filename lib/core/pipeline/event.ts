@@ -13,7 +13,12 @@ const objectCreatedSchema = z.object({
 	"detail-type": z.literal("Object Created"),
 	detail: z.object({
 		bucket: z.object({ name: z.string().min(1) }),
-		object: z.object({ key: z.string().min(1), etag: z.string().optional(), "version-id": z.string().optional() }),
+		object: z.object({
+			key: z.string().min(1),
+			etag: z.string().optional(),
+			"version-id": z.string().optional(),
+			sequencer: z.string().optional(),
+		}),
 	}),
 });
 
@@ -34,7 +39,10 @@ export function initialState(event: unknown): ScanState | undefined {
 		...(object.etag ? { etag: object.etag } : {}),
 	};
 	return {
-		scanId: scanIdOf(bucket.name, object.key, version),
+		scanId: scanIdOf(bucket.name, object.key, {
+			...version,
+			...(object.sequencer !== undefined ? { sequencer: object.sequencer } : {}),
+		}),
 		bucket: bucket.name,
 		marker: { key: object.key, ...version },
 		artefact: resolved.artefact,

@@ -23,6 +23,17 @@ describe("initialState", () => {
 			artefact: "jobs/a/m.gguf",
 		});
 	});
+	it("tells a redelivered event from a re-upload of the same bytes by the sequencer, where there is no VersionId", () => {
+		const id = (object: Record<string, unknown>) => initialState(event("jobs/a/c/model.sig", object))?.scanId;
+		const first = id({ etag: "abc", sequencer: "0A1" });
+		expect(id({ etag: "abc", sequencer: "0A1" })).toBe(first); // the same event again: one scan
+		expect(id({ etag: "abc", sequencer: "0B2" })).not.toBe(first); // the same marker uploaded again: a new scan
+		expect(id({ etag: "abd", sequencer: "0A1" })).not.toBe(first);
+		// with a VersionId, the version alone names the scan (a new PUT is a new version)
+		expect(id({ etag: "abc", "version-id": "v7", sequencer: "0A1" })).toBe(
+			id({ etag: "abc", "version-id": "v7", sequencer: "0B2" }),
+		);
+	});
 	it("starts nothing for other keys", () => {
 		expect(initialState(event("jobs/a/c/model.safetensors"))).toBeUndefined();
 	});
