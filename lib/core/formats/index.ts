@@ -11,6 +11,7 @@ import { kerasScanner } from "./keras";
 import { npzScanner, numpyScanner } from "./numpy";
 import { onnxScanner } from "./onnx";
 import { pickleScanner, pytorchLegacyScanner, pytorchZipScanner } from "./pytorch";
+import { pytorchTarScanner } from "./pytorch-tar";
 import { safetensorsScanner } from "./safetensors";
 import type { ScanOptions } from "./scan";
 import type { Scanner } from "./types";
@@ -19,6 +20,7 @@ export const SCANNERS: readonly Scanner[] = [
 	safetensorsScanner,
 	ggufScanner,
 	numpyScanner,
+	pytorchTarScanner,
 	pytorchLegacyScanner,
 	pytorchZipScanner,
 	npzScanner,

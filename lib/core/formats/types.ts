@@ -14,6 +14,7 @@ export type FormatName =
 	| "pickle"
 	| "pytorch-zip"
 	| "pytorch-legacy"
+	| "pytorch-tar"
 	| "numpy"
 	| "numpy-npz"
 	| "safetensors"

@@ -10,12 +10,13 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { npzScanner, numpyScanner } from "../../../lib/core/formats/numpy";
 import { pickleScanner, pytorchLegacyScanner, pytorchZipScanner } from "../../../lib/core/formats/pytorch";
+import { pytorchTarScanner } from "../../../lib/core/formats/pytorch-tar";
 import { BufferSource } from "../../../lib/core/formats/source";
 import { type Scanner, verdictOf } from "../../../lib/core/formats/types";
 
 const DIR = join(__dirname, "../../fixtures/pickle");
 const RUNS = Number(process.env.FUZZ_RUNS ?? process.env.FTGUARD_FUZZ_RUNS ?? 200);
-const SCANNERS = [pytorchLegacyScanner, pytorchZipScanner, npzScanner, numpyScanner, pickleScanner];
+const SCANNERS = [pytorchTarScanner, pytorchLegacyScanner, pytorchZipScanner, npzScanner, numpyScanner, pickleScanner];
 
 const fixtures = readdirSync(DIR)
 	.filter((f) => !f.endsWith(".py"))
