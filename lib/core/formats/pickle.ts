@@ -253,29 +253,37 @@ function runOne(ctx: Ctx, start: number): number {
 		need(1, "argument");
 		return buf[pos++] as number;
 	};
+	// Little-endian integers from the bytes directly (`need` has checked the bounds): Buffer's
+	// readUInt32LE & co. validate again and run cold in the interpreter on a CLI's only scan.
 	const u16 = (): number => {
 		need(2, "argument");
-		const v = buf.readUInt16LE(pos);
+		const v = (buf[pos] as number) | ((buf[pos + 1] as number) << 8);
 		pos += 2;
 		return v;
 	};
+	const le32 = (at: number): number =>
+		((buf[at] as number) |
+			((buf[at + 1] as number) << 8) |
+			((buf[at + 2] as number) << 16) |
+			((buf[at + 3] as number) << 24)) >>>
+		0;
 	const u32 = (): number => {
 		need(4, "argument");
-		const v = buf.readUInt32LE(pos);
+		const v = le32(pos);
 		pos += 4;
 		return v;
 	};
 	const s32 = (): number => {
 		need(4, "argument");
-		const v = buf.readInt32LE(pos);
+		const v = le32(pos) | 0;
 		pos += 4;
 		return v;
 	};
 	/** An 8-byte length; anything past the buffer is "truncated", so 2^53 is never reached meaningfully. */
 	const u64 = (): number => {
 		need(8, "argument");
-		const lo = buf.readUInt32LE(pos);
-		const hi = buf.readUInt32LE(pos + 4);
+		const lo = le32(pos);
+		const hi = le32(pos + 4);
 		pos += 8;
 		return hi * 0x1_0000_0000 + lo;
 	};

@@ -8,7 +8,7 @@
  */
 import { type AnalyzeOptions, analyzePickle, looksLikePickle, type PickleAnalysis, startsWithProto } from "./pickle";
 import type { ByteSource, Finding, ScanInput, Scanner, ScanPolicy, ScanResult } from "./types";
-import { entryDataOffset, isZip, listZip, readEntry, type ZipEntry } from "./zip";
+import { entryDataOffset, isZip, le16, le32, listZip, readEntry, type ZipEntry } from "./zip";
 
 /** Largest pickle stream analysed (per file, or per archive entry). */
 export const MAX_PICKLE_BYTES = 256 * 1024 * 1024;
@@ -238,8 +238,8 @@ function sniffGuess(e: ZipEntry): number {
  * there is no local header, or the data's offset (from the header) when the read fell short.
  */
 function storedSniff(h: Buffer, e: ZipEntry): Buffer | number | undefined {
-	if (h.length < 30 || h.readUInt32LE(0) !== 0x04034b50) return undefined;
-	const start = 30 + h.readUInt16LE(26) + h.readUInt16LE(28);
+	if (h.length < 30 || le32(h, 0) !== 0x04034b50) return undefined;
+	const start = 30 + le16(h, 26) + le16(h, 28);
 	const n = Math.min(SNIFF_BYTES, e.compressedSize);
 	if (start + n <= h.length) return h.subarray(start, start + n);
 	return start;

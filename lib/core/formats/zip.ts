@@ -53,6 +53,24 @@ export function isZip(head: Buffer): boolean {
 	return head.length >= 4 && (head.readUInt32LE(0) === SIG_LOCAL || head.readUInt32LE(0) === SIG_EOCD);
 }
 
+/**
+ * Little-endian reads for callers that have checked the bounds: Buffer's readUInt16LE /
+ * readUInt32LE validate again and run cold in the interpreter on a CLI's only scan, once per entry.
+ */
+export function le16(b: Buffer, at: number): number {
+	return (b[at] as number) | ((b[at + 1] as number) << 8);
+}
+
+export function le32(b: Buffer, at: number): number {
+	return (
+		((b[at] as number) |
+			((b[at + 1] as number) << 8) |
+			((b[at + 2] as number) << 16) |
+			((b[at + 3] as number) << 24)) >>>
+		0
+	);
+}
+
 function u64(b: Buffer, at: number): number {
 	return b.readUInt32LE(at + 4) * 0x1_0000_0000 + b.readUInt32LE(at);
 }
@@ -144,20 +162,21 @@ async function readCentral(src: ByteSource, maxEntries: number, maxCd: number): 
 	const cd = await src.read(cdOffset, cdSize);
 	const entries: ZipEntry[] = [];
 	let p = 0;
-	while (p + 46 <= cd.length && cd.readUInt32LE(p) === SIG_CENTRAL) {
+	// One central record per iteration, 201 for a 200-tensor checkpoint: reads inlined (bounds checked here).
+	while (p + 46 <= cd.length && le32(cd, p) === SIG_CENTRAL) {
 		if (entries.length >= maxEntries) return `more than ${maxEntries} entries`;
-		const nameLen = cd.readUInt16LE(p + 28);
-		const extraLen = cd.readUInt16LE(p + 30);
-		const commentLen2 = cd.readUInt16LE(p + 32);
+		const nameLen = le16(cd, p + 28);
+		const extraLen = le16(cd, p + 30);
+		const commentLen2 = le16(cd, p + 32);
 		const e: ZipEntry = {
-			flags: cd.readUInt16LE(p + 8),
-			method: cd.readUInt16LE(p + 10),
-			compressedSize: cd.readUInt32LE(p + 20),
-			uncompressedSize: cd.readUInt32LE(p + 24),
-			localHeaderOffset: cd.readUInt32LE(p + 42),
+			flags: le16(cd, p + 8),
+			method: le16(cd, p + 10),
+			compressedSize: le32(cd, p + 20),
+			uncompressedSize: le32(cd, p + 24),
+			localHeaderOffset: le32(cd, p + 42),
 			name: cd.toString("utf8", p + 46, Math.min(cd.length, p + 46 + nameLen)),
 		};
-		applyZip64(cd.subarray(p + 46 + nameLen, p + 46 + nameLen + extraLen), e, true);
+		if (extraLen > 0) applyZip64(cd.subarray(p + 46 + nameLen, p + 46 + nameLen + extraLen), e, true);
 		entries.push(e);
 		p += 46 + nameLen + extraLen + commentLen2;
 	}
