@@ -8,6 +8,7 @@
 import { ggufScanner } from "./gguf";
 import { hfConfigScanner, pythonFileScanner, tokenizerConfigScanner } from "./hf-config";
 import { kerasScanner } from "./keras";
+import { kerasH5NamedScanner, kerasH5Scanner } from "./keras-h5";
 import { npzScanner, numpyScanner } from "./numpy";
 import { onnxScanner } from "./onnx";
 import { pickleScanner, pytorchLegacyScanner, pytorchZipScanner } from "./pytorch";
@@ -21,6 +22,7 @@ export const SCANNERS: readonly Scanner[] = [
 	ggufScanner,
 	numpyScanner,
 	pytorchTarScanner,
+	kerasH5Scanner,
 	pytorchLegacyScanner,
 	pytorchZipScanner,
 	npzScanner,
@@ -30,6 +32,7 @@ export const SCANNERS: readonly Scanner[] = [
 	pythonFileScanner,
 	onnxScanner,
 	pickleScanner,
+	kerasH5NamedScanner, // .h5 by name, last: an HDF5 superblock after a user block beyond the head
 ];
 
 export function defaultScanOptions(): Pick<ScanOptions, "scanners" | "archiveFallback" | "pickleFallback"> {

@@ -28,9 +28,10 @@
  * Two more paths are covered:
  * - If tarfile raises TarError (a member's data runs past the end of the file, a
  *   bad header after a PAX / GNU record), torch reads the file from byte 0 as a
- *   legacy pickle stream. The bytes from offset 0 are therefore always
- *   analysed; a tar header that also unpickles to an import is a polyglot
- *   (`pytorch-tar-polyglot`, high).
+ *   legacy pickle stream; so does torch.load of the same bytes from a buffer
+ *   (io.BytesIO has no fileno(): the tar route is never tried). The bytes from
+ *   offset 0 are therefore always analysed; a tar header that also unpickles to
+ *   an import is a polyglot (`pytorch-tar-polyglot`, high).
  * - A tar without torch's layout never reaches an unpickler in torch.load
  *   (getmember('storages') raises KeyError before anything is unpickled). But
  *   tars are also how other tools ship pickles (TorchServe `.mar`, `*.tar` of a
@@ -649,7 +650,7 @@ async function fallbackFindings(src: ByteSource, policy: ScanPolicy): Promise<Fi
 		{
 			id: "pytorch-tar-polyglot",
 			severity: "high",
-			message: `the tar's first bytes also unpickle${named ? ` (importing ${named})` : ""}: torch.load runs them if tarfile fails on the archive`,
+			message: `the tar's first bytes also unpickle${named ? ` (importing ${named})` : ""}: torch.load runs them when tarfile fails on the archive or the file is loaded from a buffer`,
 			location,
 		},
 	];

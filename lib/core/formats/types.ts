@@ -21,6 +21,7 @@ export type FormatName =
 	| "onnx"
 	| "gguf"
 	| "keras"
+	| "keras-h5"
 	| "hf-config"
 	| "hf-tokenizer-config"
 	| "python"
