@@ -8,7 +8,8 @@
  * - FTGUARD_REPORT_PREFIX   key prefix of each scan's reports in that bucket, ending in "/" (default "scans/")
  * - FTGUARD_POLICY_URI      s3://bucket/key of the policy JSON, read once per container (signature, files)
  * - FTGUARD_POLICY          the policy JSON inline, instead of FTGUARD_POLICY_URI (local runs, tests)
- * - FTGUARD_STATE_MACHINE_ARN  the scan state machine (start)
+ * - FTGUARD_STATE_MACHINE_ARN  the scan state machine (start, sweep)
+ * - FTGUARD_MAX_EXECUTION_SECONDS  the state machine's execution timeout (sweep)
  * - FTGUARD_S3_ENDPOINT     a local S3-compatible server (path-style); unset in AWS
  * - FTGUARD_SFN_ENDPOINT    a local Step Functions endpoint; unset in AWS
  */
@@ -36,6 +37,16 @@ export function sfnClient(): SFNClient {
 	const endpoint = process.env.FTGUARD_SFN_ENDPOINT;
 	sfn ??= new SFNClient(endpoint ? { endpoint } : {});
 	return sfn;
+}
+
+/**
+ * Replaces the container's S3 and/or Step Functions client (a key given as undefined restores the default). For
+ * tests that drive a handler against a stand-in (e.g. a fake SFN client object for the sweeper); handlers always
+ * go through {@link s3Client} / {@link sfnClient}.
+ */
+export function setClients(clients: { s3?: S3Client | undefined; sfn?: SFNClient | undefined }): void {
+	if ("s3" in clients) s3 = clients.s3;
+	if ("sfn" in clients) sfn = clients.sfn;
 }
 
 export function pipelineLogger(): Logger {

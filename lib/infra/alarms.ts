@@ -8,7 +8,7 @@ import * as subs from "aws-cdk-lib/aws-sns-subscriptions";
 import type * as sqs from "aws-cdk-lib/aws-sqs";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
-import { METRIC_DIMENSIONS, METRIC_NAMESPACE, MetricName, NEURAL_CLEANSE_ANOMALY_THRESHOLD } from "./tags.js";
+import { METRIC_DIMENSIONS, METRIC_NAMESPACE, MetricName, NEURAL_CLEANSE_ANOMALY_THRESHOLD, SWEEP } from "./tags.js";
 
 export interface AlarmsProps {
 	/**
@@ -231,20 +231,29 @@ export class Alarms extends Construct {
 	}
 
 	/**
-	 * Alarm when objects stay tagged SCANNING past the longest scan (`scans_stuck_in_scanning` > 0). The sweeper
-	 * that emits it must emit every period, 0 included: missing data counts as breaching, so a dead sweeper
-	 * alarms too.
+	 * Alarm on the sweeper's `scans_stuck_in_scanning` (lambdas/sweep.ts): fires when a run in the period found a
+	 * stuck object or could not check everything (Maximum ≥ {@link SWEEP}.alarmThreshold), or when the period has
+	 * no data point at all, i.e. the sweeper is silent (missing data breaches). The period spans
+	 * {@link SWEEP}.alarmPeriodIntervals sweep intervals so that one late or failed run is not yet silence; the
+	 * reasoning is next to SWEEP in lib/infra/tags.ts.
+	 * @param sweepInterval how often the sweeper runs (@default SWEEP.intervalMinutes)
 	 */
-	public addStuckScanAlarm(id = "ScansStuck", evaluationPeriods = 3): cw.Alarm {
+	public addStuckScanAlarm(
+		id = "ScansStuck",
+		sweepInterval: Duration = Duration.minutes(SWEEP.intervalMinutes),
+	): cw.Alarm {
+		const period = Duration.minutes(sweepInterval.toMinutes() * SWEEP.alarmPeriodIntervals);
+		if (period.toSeconds() > 86_400)
+			throw new Error(`Alarms: ${id}: the sweep interval is too long for an alarm period`);
 		return this.addMetricAlarm(id, {
-			metric: this.metric(MetricName.SCANS_STUCK_IN_SCANNING, cw.Stats.MAXIMUM),
-			threshold: 1,
+			metric: this.metric(MetricName.SCANS_STUCK_IN_SCANNING, cw.Stats.MAXIMUM, period),
+			threshold: SWEEP.alarmThreshold,
 			comparisonOperator: cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-			evaluationPeriods,
+			evaluationPeriods: 1,
 			treatMissingData: cw.TreatMissingData.BREACHING,
 			runbookAnchor: "scans-stuck",
 			description:
-				"Objects are still tagged SCANNING long after any scan should have ended (or the sweeper is silent).",
+				"The sweeper found objects left SCANNING by a scan that ended without a verdict (and quarantined them), could not check some, or stopped reporting.",
 		});
 	}
 }

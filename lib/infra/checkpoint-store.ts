@@ -56,6 +56,12 @@ export interface CheckpointStoreProps {
 	 */
 	readonly verdictAssumedBy?: iam.IPrincipal;
 	/**
+	 * Who runs as the sweeper role (the scheduled sweeper Lambda: quarantines objects left SCANNING by a scan that
+	 * ended without a verdict).
+	 * @default Lambda (`lambda.amazonaws.com`)
+	 */
+	readonly sweeperAssumedBy?: iam.IPrincipal;
+	/**
 	 * Who may assume the break-glass role, which reads any checkpoint whatever its status (incident response).
 	 * @default IAM principals of this account that the account allows to, with MFA present
 	 */
@@ -72,7 +78,8 @@ export interface CheckpointStoreProps {
  *   for noncurrent versions and incomplete multipart uploads.
  * - Checkpoint bucket policy: nobody but the scanner, verdict and break-glass roles reads an object unless it is
  *   tagged `ftguard:status=PROMOTABLE`; nobody but the verdict role writes tags, uploads with `ftguard:*` tags
- *   or copies objects in (a copy could bring a foreign object's tags along).
+ *   or copies objects in (a copy could bring a foreign object's tags along) — except the sweeper role, which may
+ *   read tag sets and do exactly one write: `ftguard:status=QUARANTINED` on an object whose status is SCANNING.
  *
  * The three roles those statements name are created here, so the bucket policy and the principals it trusts are
  * defined in one place; the pipeline runs its Lambdas and Batch job as {@link scannerRole} and
@@ -93,8 +100,13 @@ export class CheckpointStore extends Construct {
 	public readonly accessLogBucket: s3.Bucket;
 	/** Reads checkpoints whatever their status, reads base models and datasets, writes reports. */
 	public readonly scannerRole: iam.Role;
-	/** The only principal that may write `ftguard:*` tags; writes verdict records. */
+	/** The only principal that may promote (or write any tag set); writes verdict records. */
 	public readonly verdictRole: iam.Role;
+	/**
+	 * The sweeper: reads object tag sets and may only turn `ftguard:status` SCANNING into QUARANTINED (bucket policy);
+	 * no object reads, no other write.
+	 */
+	public readonly sweeperRole: iam.Role;
 	/** Reads any checkpoint version whatever its status; for incident response only. */
 	public readonly breakGlassRole: iam.Role;
 
@@ -180,6 +192,10 @@ export class CheckpointStore extends Construct {
 		this.verdictRole = new iam.Role(this, "VerdictRole", {
 			description: "ftguard verdict: the only writer of ftguard:* object tags",
 			assumedBy: props.verdictAssumedBy ?? new iam.ServicePrincipal("lambda.amazonaws.com"),
+		});
+		this.sweeperRole = new iam.Role(this, "SweeperRole", {
+			description: "ftguard sweeper: quarantines objects left SCANNING by scans that ended without a verdict",
+			assumedBy: props.sweeperAssumedBy ?? new iam.ServicePrincipal("lambda.amazonaws.com"),
 		});
 		this.breakGlassRole = new iam.Role(this, "BreakGlassRole", {
 			description: "ftguard break-glass: reads any checkpoint whatever its status (incident response)",
@@ -301,6 +317,7 @@ export class CheckpointStore extends Construct {
 		const bucket = this.checkpointBucket;
 		const objects = bucket.arnForObjects("*");
 		const verdict = this.verdictRole.roleArn;
+		const sweeper = this.sweeperRole.roleArn;
 		bucket.addToResourcePolicy(
 			new iam.PolicyStatement({
 				sid: "DenyReadUnlessPromotable",
@@ -312,9 +329,10 @@ export class CheckpointStore extends Construct {
 					// StringNotEquals is true when the tag is absent: untagged objects are unreadable too.
 					StringNotEquals: { [`s3:ExistingObjectTag/${STATUS_TAG}`]: ScanStatus.PROMOTABLE },
 					// The verdict role is exempt because it must read tag sets (PutObjectTagging replaces the whole
-					// set) and bind verdicts to versions; it gains nothing, since it can promote anyway.
+					// set) and bind verdicts to versions; it gains nothing, since it can promote anyway. The sweeper is
+					// exempt for the same tag-set reads; DenySweeperAllButTags below takes every other action from it.
 					ArnNotEquals: {
-						"aws:PrincipalArn": [this.scannerRole.roleArn, this.breakGlassRole.roleArn, verdict],
+						"aws:PrincipalArn": [this.scannerRole.roleArn, this.breakGlassRole.roleArn, verdict, sweeper],
 					},
 				},
 			}),
@@ -331,7 +349,53 @@ export class CheckpointStore extends Construct {
 					"s3:DeleteObjectVersionTagging",
 				],
 				resources: [objects],
-				conditions: { ArnNotEquals: { "aws:PrincipalArn": verdict } },
+				conditions: { ArnNotEquals: { "aws:PrincipalArn": [verdict, sweeper] } },
+			}),
+		);
+		// The sweeper: tag-set reads and tag writes only (no object read, no tag delete)…
+		bucket.addToResourcePolicy(
+			new iam.PolicyStatement({
+				sid: "DenySweeperAllButTags",
+				effect: iam.Effect.DENY,
+				principals: [new iam.AnyPrincipal()],
+				notActions: [
+					"s3:GetObjectTagging",
+					"s3:GetObjectVersionTagging",
+					"s3:PutObjectTagging",
+					"s3:PutObjectVersionTagging",
+				],
+				resources: [objects],
+				conditions: { ArnEquals: { "aws:PrincipalArn": sweeper } },
+			}),
+		);
+		// …and a tag write only as QUARANTINED (never PROMOTABLE, never a set without a status)…
+		bucket.addToResourcePolicy(
+			new iam.PolicyStatement({
+				sid: "DenySweeperUnlessQuarantine",
+				effect: iam.Effect.DENY,
+				principals: [new iam.AnyPrincipal()],
+				actions: ["s3:PutObjectTagging", "s3:PutObjectVersionTagging"],
+				resources: [objects],
+				conditions: {
+					ArnEquals: { "aws:PrincipalArn": sweeper },
+					// true when the request carries no ftguard:status too
+					StringNotEquals: { [`s3:RequestObjectTag/${STATUS_TAG}`]: ScanStatus.QUARANTINED },
+				},
+			}),
+		);
+		// …on an object that is SCANNING when S3 evaluates the request: a verdict recorded meanwhile by a live scan
+		// (or an untagged object) is never overwritten, whatever the sweeper read a moment before.
+		bucket.addToResourcePolicy(
+			new iam.PolicyStatement({
+				sid: "DenySweeperUnlessScanning",
+				effect: iam.Effect.DENY,
+				principals: [new iam.AnyPrincipal()],
+				actions: ["s3:PutObjectTagging", "s3:PutObjectVersionTagging"],
+				resources: [objects],
+				conditions: {
+					ArnEquals: { "aws:PrincipalArn": sweeper },
+					StringNotEquals: { [`s3:ExistingObjectTag/${STATUS_TAG}`]: ScanStatus.SCANNING },
+				},
 			}),
 		);
 		bucket.addToResourcePolicy(
@@ -435,6 +499,25 @@ export class CheckpointStore extends Construct {
 			"The verdict role writes and re-reads one verdict record per scan id, keys not known at deploy time; GetObject/PutObject only",
 		);
 		this.grantKeyViaS3(this.verdictRole, ["kms:Decrypt", "kms:GenerateDataKey"]);
+
+		// Sweeper: tag sets of any checkpoint version; what it may write is limited by the bucket policy above.
+		this.sweeperRole.addToPrincipalPolicy(
+			new iam.PolicyStatement({
+				actions: [
+					"s3:GetObjectTagging",
+					"s3:GetObjectVersionTagging",
+					"s3:PutObjectTagging",
+					"s3:PutObjectVersionTagging",
+				],
+				resources: [cp.arnForObjects("*")],
+			}),
+		);
+		acknowledgeObjectWildcard(
+			this.sweeperRole,
+			cp,
+			"/*",
+			"The sweeper quarantines whichever checkpoint versions a failed scan left SCANNING, keys not known at deploy time; object-tag actions only, and the bucket policy allows only SCANNING → QUARANTINED",
+		);
 
 		// Break-glass: read any checkpoint version; nothing else.
 		this.breakGlassRole.addToPrincipalPolicy(

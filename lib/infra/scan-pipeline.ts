@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Annotations, Duration, IgnoreMode, RemovalPolicy, Size, Stack, Validations } from "aws-cdk-lib";
+import { Annotations, ArnFormat, Duration, IgnoreMode, RemovalPolicy, Size, Stack, Validations } from "aws-cdk-lib";
 import * as batch from "aws-cdk-lib/aws-batch";
 import type * as cw from "aws-cdk-lib/aws-cloudwatch";
 import * as ec2 from "aws-cdk-lib/aws-ec2";
@@ -25,7 +25,7 @@ import type { Alarms } from "./alarms.js";
 import type { CheckpointStore } from "./checkpoint-store.js";
 import { type IsolatedNetwork, vpcRef } from "./isolated-network.js";
 import { buildScanDefinition, LAMBDA_STEPS, type LambdaStep, SCAN_REPORT_PREFIX } from "./state-machine.js";
-import { BACKDOOR_REPORT_SUFFIX, METRIC_NAMESPACE, METRIC_SERVICE } from "./tags.js";
+import { BACKDOOR_REPORT_SUFFIX, METRIC_NAMESPACE, METRIC_SERVICE, SWEEP } from "./tags.js";
 
 /** Size and retries of the backdoor-scan Batch job. */
 export interface BackdoorJobOptions {
@@ -115,16 +115,28 @@ export interface ScanPipelineProps {
 	 */
 	readonly handlersDir?: string;
 	/**
-	 * Alarm on objects stuck in SCANNING (needs the sweeper that emits `scans_stuck_in_scanning`; missing data
-	 * breaches).
+	 * Alarm on the sweeper's `scans_stuck_in_scanning`: objects it found SCANNING after their scan ended without a
+	 * verdict, or the sweeper silent (missing data breaches; see SWEEP in lib/infra/tags.ts).
 	 * @default true
 	 */
 	readonly stuckScanAlarm?: boolean;
+	/**
+	 * How often the sweeper runs (lambdas/sweep.ts): whole minutes, 5 to 60. Its lookback and the stuck-scan alarm's
+	 * period follow (SWEEP in lib/infra/tags.ts).
+	 * @default Duration.minutes(SWEEP.intervalMinutes) (15 minutes)
+	 */
+	readonly sweepInterval?: Duration;
 }
+
+/** The functions that are not states of the workflow. */
+type ExtraFunction = "start" | "sweep";
 
 /** Per-function sizing: multi-GiB checkpoints are streamed (manifest) or parsed (files) within one invocation. */
 const FUNCTION_SIZING: Readonly<
-	Record<LambdaStep | "start", { timeout: Duration; memoryMiB: number; ephemeralMiB: number; description: string }>
+	Record<
+		LambdaStep | ExtraFunction,
+		{ timeout: Duration; memoryMiB: number; ephemeralMiB: number; description: string }
+	>
 > = {
 	start: { timeout: Duration.seconds(30), memoryMiB: 256, ephemeralMiB: 512, description: "commit marker → execution" },
 	mark: { timeout: Duration.minutes(5), memoryMiB: 512, ephemeralMiB: 512, description: "tag SCANNING" },
@@ -133,7 +145,12 @@ const FUNCTION_SIZING: Readonly<
 	files: { timeout: Duration.minutes(15), memoryMiB: 4096, ephemeralMiB: 10240, description: "format scanners" },
 	decide: { timeout: Duration.minutes(2), memoryMiB: 512, ephemeralMiB: 512, description: "policy → verdict" },
 	record: { timeout: Duration.minutes(5), memoryMiB: 512, ephemeralMiB: 512, description: "verdict tags + record" },
+	// Well under the shortest interval, so runs never overlap (reserved concurrency 1 as well).
+	sweep: { timeout: Duration.minutes(4), memoryMiB: 512, ephemeralMiB: 512, description: "quarantine stuck scans" },
 };
+
+/** Functions that run outside the VPC: they call Step Functions, which has no endpoint in the isolated subnets. */
+const OUTSIDE_VPC: ReadonlySet<LambdaStep | ExtraFunction> = new Set(["start", "sweep"]);
 
 /**
  * The event-driven scan: an EventBridge rule on the checkpoint bucket's commit markers invokes the start
@@ -164,6 +181,15 @@ export class ScanPipeline extends Construct {
 	public readonly decideRole: iam.Role;
 	/** Role of the start function: starts executions of this state machine only. */
 	public readonly startRole: iam.Role;
+	/**
+	 * The scheduled sweeper (lambdas/sweep.ts), as the store's sweeper role: lists this state machine's failed
+	 * executions and quarantines what they left SCANNING; emits `scans_stuck_in_scanning` on every run.
+	 */
+	public readonly sweepFunction: lambda.Function;
+	/** Runs {@link sweepFunction} every `sweepInterval`. */
+	public readonly sweepSchedule: events.Rule;
+	/** Scheduled invocations of the sweeper that could not be delivered or failed. */
+	public readonly sweepDeadLetterQueue: sqs.Queue;
 	public readonly stateMachine: sfn.StateMachine;
 	public readonly stateMachineLogGroup: logs.LogGroup;
 	public readonly launchTemplate: ec2.LaunchTemplate;
@@ -256,8 +282,9 @@ export class ScanPipeline extends Construct {
 			description: "ftguard start: starts scan executions",
 			assumedBy: new iam.ServicePrincipal("lambda.amazonaws.com"),
 		});
-		const roles: Record<LambdaStep | "start", iam.Role> = {
+		const roles: Record<LambdaStep | ExtraFunction, iam.Role> = {
 			start: this.startRole,
+			sweep: store.sweeperRole,
 			mark: store.verdictRole,
 			manifest: store.scannerRole,
 			signature: store.scannerRole,
@@ -272,8 +299,15 @@ export class ScanPipeline extends Construct {
 					"X-Ray accepts trace segments (xray:PutTraceSegments, PutTelemetryRecords) only on Resource *; the start role has no other wildcard",
 			});
 		}
+		if (this.tracing) {
+			Validations.of(store.sweeperRole).acknowledge({
+				id: "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+				reason:
+					"X-Ray accepts trace segments (xray:PutTraceSegments, PutTelemetryRecords) only on Resource *; the sweeper role has no other Resource * statement",
+			});
+		}
 		for (const role of new Set(Object.values(roles))) {
-			if (role === this.startRole) continue;
+			if (role === this.startRole || role === store.sweeperRole) continue;
 			this.grantVpcAccess(role);
 			if (role !== store.scannerRole) {
 				// The scanner reads the whole base-model bucket already; the others read exactly this policy object.
@@ -299,8 +333,12 @@ export class ScanPipeline extends Construct {
 			FTGUARD_REPORT_PREFIX: SCAN_REPORT_PREFIX,
 			FTGUARD_POLICY_URI: this.policyUri,
 		};
-		const fn = (step: LambdaStep | "start", extraEnv: Record<string, string> = {}): lambda.Function =>
-			this.createFunction(step, roles[step], securityGroup, network, concurrency, { ...environment, ...extraEnv });
+		const fn = (
+			step: LambdaStep | ExtraFunction,
+			extraEnv: Record<string, string> = {},
+			reserved = concurrency,
+		): lambda.Function =>
+			this.createFunction(step, roles[step], securityGroup, network, reserved, { ...environment, ...extraEnv });
 		const functions = Object.fromEntries(LAMBDA_STEPS.map((s) => [s, fn(s)])) as Record<LambdaStep, lambda.Function>;
 		this.functions = functions;
 
@@ -433,10 +471,48 @@ export class ScanPipeline extends Construct {
 			}),
 		);
 
+		// ---- sweeper: schedule → Lambda (DLQ) → failed executions → quarantine + scans_stuck_in_scanning -------
+		const sweepInterval = props.sweepInterval ?? Duration.minutes(SWEEP.intervalMinutes);
+		const intervalMinutes = sweepInterval.toMinutes({ integral: false });
+		if (!Number.isInteger(intervalMinutes) || intervalMinutes < 5 || intervalMinutes > 60) {
+			throw new Error(`ScanPipeline: sweepInterval must be 5 to 60 whole minutes (got ${intervalMinutes})`);
+		}
+		this.sweepDeadLetterQueue = new sqs.Queue(this, "SweepDeadLetterQueue", {
+			encryption: sqs.QueueEncryption.SQS_MANAGED,
+			enforceSSL: true,
+			retentionPeriod: Duration.days(14),
+		});
+		this.sweepFunction = fn(
+			"sweep",
+			{
+				FTGUARD_STATE_MACHINE_ARN: this.stateMachine.stateMachineArn,
+				FTGUARD_MAX_EXECUTION_SECONDS: String(executionTimeout.toSeconds()),
+			},
+			1,
+		);
+		this.grantSweeper(store.sweeperRole);
+		this.sweepSchedule = new events.Rule(this, "SweepSchedule", {
+			description: "ftguard: quarantine objects left SCANNING by failed scans; report scans_stuck_in_scanning",
+			schedule: events.Schedule.rate(sweepInterval),
+		});
+		this.sweepSchedule.addTarget(
+			new targets.LambdaFunction(this.sweepFunction as unknown as lambda.IFunction, {
+				event: events.RuleTargetInput.fromObject({ lookbackMinutes: intervalMinutes * SWEEP.lookbackIntervals }),
+				deadLetterQueue: this.sweepDeadLetterQueue as unknown as sqs.IQueue,
+				retryAttempts: 2,
+				maxEventAge: sweepInterval,
+			}),
+		);
+
 		// ---- alarms -----------------------------------------------------------------------------------------
 		const { failed, timedOut } = props.alarms.addStateMachineAlarms("Scan", this.stateMachine);
-		const created = [failed, timedOut, props.alarms.addDeadLetterQueueAlarm("Start", this.startDeadLetterQueue)];
-		if (props.stuckScanAlarm ?? true) created.push(props.alarms.addStuckScanAlarm());
+		const created = [
+			failed,
+			timedOut,
+			props.alarms.addDeadLetterQueueAlarm("Start", this.startDeadLetterQueue),
+			props.alarms.addDeadLetterQueueAlarm("Sweep", this.sweepDeadLetterQueue),
+		];
+		if (props.stuckScanAlarm ?? true) created.push(props.alarms.addStuckScanAlarm("ScansStuck", sweepInterval));
 		created.push(props.alarms.scanErrorsAlarm);
 		this.pipelineAlarms = created;
 	}
@@ -476,6 +552,37 @@ export class ScanPipeline extends Construct {
 			});
 		}
 		return deployment;
+	}
+
+	/**
+	 * The sweeper's Step Functions reads: ListExecutions on this state machine, DescribeExecution and
+	 * GetExecutionHistory on its executions. Its S3 tag access comes from the store (sweeperRole), its only writes
+	 * are limited by the bucket policy.
+	 */
+	private grantSweeper(role: iam.Role): void {
+		role.addToPrincipalPolicy(
+			new iam.PolicyStatement({
+				actions: ["states:ListExecutions"],
+				resources: [this.stateMachine.stateMachineArn],
+			}),
+		);
+		const executions = this.stack.formatArn({
+			service: "states",
+			resource: "execution",
+			resourceName: `${this.stateMachine.stateMachineName}:*`,
+			arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+		});
+		role.addToPrincipalPolicy(
+			new iam.PolicyStatement({
+				actions: ["states:DescribeExecution", "states:GetExecutionHistory"],
+				resources: [executions],
+			}),
+		);
+		Validations.of(role).acknowledge({
+			id: `AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:<${logicalIdOf(this.stateMachine)}.Name>:*]`,
+			reason:
+				"The sweeper reads the failed executions of this one state machine (execution names are scan ids, not known at deploy time); Describe/GetExecutionHistory only",
+		});
 	}
 
 	private createLogKey(): kms.Key {
@@ -532,7 +639,7 @@ export class ScanPipeline extends Construct {
 	}
 
 	private createFunction(
-		step: LambdaStep | "start",
+		step: LambdaStep | ExtraFunction,
 		role: iam.Role,
 		securityGroup: ec2.SecurityGroup,
 		network: IsolatedNetwork,
@@ -566,9 +673,9 @@ export class ScanPipeline extends Construct {
 			ephemeralStorageSize: Size.mebibytes(sizing.ephemeralMiB),
 			reservedConcurrentExecutions: reservedConcurrency,
 			// The step functions read checkpoints and reports: isolated subnets, S3 through the gateway endpoint. The
-			// start function reads no object (an event in, StartExecution out), so it runs outside the VPC rather than
-			// add a Step Functions interface endpoint.
-			...(step === "start"
+			// start function reads no object (an event in, StartExecution out) and the sweeper only reads executions
+			// and object tags, so they run outside the VPC rather than add a Step Functions interface endpoint.
+			...(OUTSIDE_VPC.has(step)
 				? {}
 				: {
 						vpc: vpcRef(network.vpc),
@@ -585,7 +692,14 @@ export class ScanPipeline extends Construct {
 						deadLetterQueue: this.startDeadLetterQueue as unknown as sqs.IQueue,
 						retryAttempts: 2,
 					}
-				: { retryAttempts: 0 }),
+				: step === "sweep"
+					? {
+							// The next scheduled run is the retry (its lookback covers this one's window).
+							deadLetterQueueEnabled: true,
+							deadLetterQueue: this.sweepDeadLetterQueue as unknown as sqs.IQueue,
+							retryAttempts: 0,
+						}
+					: { retryAttempts: 0 }),
 		};
 		const entry = join(this.handlersDir, `${step}.ts`);
 		let code: lambda.Code;

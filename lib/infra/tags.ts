@@ -10,6 +10,11 @@ export const STATUS_TAG = "ftguard:status";
 export const SCAN_ID_TAG = "ftguard:scan-id";
 /** Object tag with the manifest root digest (`sha256:<hex>`) the verdict is bound to. */
 export const DIGEST_TAG = "ftguard:digest";
+/**
+ * Object tag with why the sweeper quarantined an object (`swept: execution FAILED without a verdict`). A later
+ * scan's record drops it with the other stale ftguard tags.
+ */
+export const REASON_TAG = "ftguard:reason";
 /** Every ftguard tag key matches this pattern (used in `s3:RequestObjectTagKeys` conditions). */
 export const FTGUARD_TAG_PATTERN = "ftguard:*";
 
@@ -66,12 +71,36 @@ export const MetricName = {
 	SCAN_PROMOTED_TOTAL: "scan_promoted_total",
 	SCAN_QUARANTINED_TOTAL: "scan_quarantined_total",
 	/**
-	 * Gauge emitted by the pipeline's sweeper: objects still tagged SCANNING longer than the longest scan may take.
-	 * Any value > 0 means a scan died without its catch-all running.
+	 * Emitted once by every sweeper run (lambdas/sweep.ts, {@link SWEEP}): object versions it found still tagged
+	 * SCANNING by an execution that ended FAILED / TIMED_OUT / ABORTED (and quarantined), plus executions or
+	 * objects it could not check. Any value > 0 means a scan died without recording its verdict.
 	 */
 	SCANS_STUCK_IN_SCANNING: "scans_stuck_in_scanning",
 } as const;
 export type MetricName = (typeof MetricName)[keyof typeof MetricName];
+
+/**
+ * The sweeper (lambdas/sweep.ts) and the alarm on what it emits, in one place.
+ *
+ * Every run emits `scans_stuck_in_scanning` once: the stuck objects it found plus what it could not check (0 when
+ * it examined every failed execution of its window and found nothing). The alarm takes the Maximum over a period
+ * of two intervals, threshold 1, one evaluation period, missing data breaching:
+ * - a run that found anything (or could not look) puts a value ≥ 1 in its period → ALARM;
+ * - on schedule, every period holds two runs, so one late or failed run still leaves a data point; a period with
+ *   none means the sweeper missed two runs in a row (not deployed, disabled, throttled, crashing before it
+ *   reports) → missing → ALARM.
+ * The next clean run returns it to OK (the objects it quarantined are no longer SCANNING).
+ */
+export const SWEEP = {
+	/** Minutes between scheduled runs. */
+	intervalMinutes: 15,
+	/** Lookback of a scheduled run: four intervals, so up to three missed runs in a row lose nothing. */
+	lookbackIntervals: 4,
+	/** The alarm's period, in intervals (see above). */
+	alarmPeriodIntervals: 2,
+	/** The alarm fires at this many stuck (or unchecked) objects in a period. */
+	alarmThreshold: 1,
+} as const;
 
 /** Threshold of the Neural Cleanse alarm: an anomaly index above 2 is the paper's outlier criterion. */
 export const NEURAL_CLEANSE_ANOMALY_THRESHOLD = 2.0;

@@ -4,7 +4,7 @@ import * as sqs from "aws-cdk-lib/aws-sqs";
 import * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { beforeAll, describe, expect, it } from "vitest";
 import { Alarms } from "../../lib/infra/alarms.js";
-import { METRIC_NAMESPACE, MetricName } from "../../lib/infra/tags.js";
+import { METRIC_NAMESPACE, MetricName, SWEEP } from "../../lib/infra/tags.js";
 import { logicalId, newStack } from "./helpers/stack.js";
 
 let alarms: Alarms;
@@ -26,12 +26,12 @@ beforeAll(() => {
 	topicRef = { Ref: logicalId(alarms.topic) };
 });
 
-const ftguardMetric = (name: string, statistic: string) => ({
+const ftguardMetric = (name: string, statistic: string, period = 300) => ({
 	Namespace: METRIC_NAMESPACE,
 	MetricName: name,
 	Statistic: statistic,
 	Dimensions: [{ Name: "service", Value: "ftguard" }],
-	Period: 300,
+	Period: period,
 });
 
 describe("the alarm topic", () => {
@@ -128,13 +128,25 @@ describe("the alarms the pipeline adds", () => {
 			AlarmActions: [topicRef],
 		});
 	});
-	it("fire when scans are stuck in SCANNING, or when the sweeper stops reporting", () => {
+	it("fire when a sweep found (or could not check) stuck scans, or when the sweeper stops reporting", () => {
+		// One period of two sweep intervals (15 min each): any run's value ≥ 1 alarms at once; a period with no
+		// data point at all means two runs in a row did not report, and missing data breaches.
+		expect(SWEEP.intervalMinutes * SWEEP.alarmPeriodIntervals).toBe(30);
 		template.hasResourceProperties("AWS::CloudWatch::Alarm", {
-			...ftguardMetric(MetricName.SCANS_STUCK_IN_SCANNING, "Maximum"),
-			Threshold: 1,
+			...ftguardMetric(MetricName.SCANS_STUCK_IN_SCANNING, "Maximum", 1800),
+			Threshold: SWEEP.alarmThreshold,
 			ComparisonOperator: "GreaterThanOrEqualToThreshold",
-			EvaluationPeriods: 3,
+			EvaluationPeriods: 1,
 			TreatMissingData: "breaching",
+		});
+	});
+	it("follow the sweep interval they are given", () => {
+		const s = newStack();
+		new Alarms(s, "Alarms").addStuckScanAlarm("Stuck", Duration.minutes(5));
+		Template.fromStack(s).hasResourceProperties("AWS::CloudWatch::Alarm", {
+			MetricName: MetricName.SCANS_STUCK_IN_SCANNING,
+			Period: 600,
+			EvaluationPeriods: 1,
 		});
 	});
 	it("are listed with the built-in ones, each with a runbook link", () => {
@@ -155,8 +167,9 @@ describe("invalid combinations throw at synth", () => {
 	it("a period that is not whole minutes", () => {
 		expect(() => new Alarms(newStack(), "Alarms", { period: Duration.seconds(90) })).toThrow(/period/);
 	});
-	it("evaluationPeriods below 1", () => {
+	it("a sweep interval that is not whole minutes, or too long for an alarm period", () => {
 		const a = new Alarms(newStack(), "Alarms");
-		expect(() => a.addStuckScanAlarm("Stuck", 0)).toThrow(/evaluationPeriods/);
+		expect(() => a.addStuckScanAlarm("Stuck", Duration.seconds(90))).toThrow();
+		expect(() => a.addStuckScanAlarm("Stuck2", Duration.hours(13))).toThrow(/too long/);
 	});
 });

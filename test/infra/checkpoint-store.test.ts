@@ -8,7 +8,7 @@ import { logicalId, newStack, synthFtguard } from "./helpers/stack.js";
 let stack: FtguardStack;
 let template: Template;
 let ids: Record<"checkpoint" | "baseModel" | "dataset" | "report" | "accessLog" | "key", string>;
-let roleIds: Record<"scanner" | "verdict" | "breakGlass" | "training", string>;
+let roleIds: Record<"scanner" | "verdict" | "sweeper" | "breakGlass" | "training", string>;
 
 beforeAll(() => {
 	({ stack, template } = synthFtguard());
@@ -24,6 +24,7 @@ beforeAll(() => {
 	roleIds = {
 		scanner: logicalId(store.scannerRole),
 		verdict: logicalId(store.verdictRole),
+		sweeper: logicalId(store.sweeperRole),
 		breakGlass: logicalId(store.breakGlassRole),
 		training: logicalId(stack.trainingJobs.role),
 	};
@@ -197,7 +198,7 @@ describe("the access-log bucket", () => {
 });
 
 describe("the checkpoint bucket policy", () => {
-	it("denies s3:GetObject* unless ftguard:status is PROMOTABLE, to all but scanner, break-glass and verdict", () => {
+	it("denies s3:GetObject* unless ftguard:status is PROMOTABLE, to all but scanner, break-glass, verdict and sweeper", () => {
 		expect(policyOf(ids.checkpoint)).toContainEqual({
 			Sid: "DenyReadUnlessPromotable",
 			Effect: "Deny",
@@ -206,11 +207,18 @@ describe("the checkpoint bucket policy", () => {
 			Resource: objects(ids.checkpoint),
 			Condition: {
 				StringNotEquals: { "s3:ExistingObjectTag/ftguard:status": "PROMOTABLE" },
-				ArnNotEquals: { "aws:PrincipalArn": [arn(roleIds.scanner), arn(roleIds.breakGlass), arn(roleIds.verdict)] },
+				ArnNotEquals: {
+					"aws:PrincipalArn": [
+						arn(roleIds.scanner),
+						arn(roleIds.breakGlass),
+						arn(roleIds.verdict),
+						arn(roleIds.sweeper),
+					],
+				},
 			},
 		});
 	});
-	it("denies every object-tagging write to all but the verdict role", () => {
+	it("denies every object-tagging write to all but the verdict and sweeper roles", () => {
 		expect(policyOf(ids.checkpoint)).toContainEqual({
 			Sid: "DenyTaggingExceptVerdict",
 			Effect: "Deny",
@@ -222,7 +230,35 @@ describe("the checkpoint bucket policy", () => {
 				"s3:PutObjectVersionTagging",
 			],
 			Resource: objects(ids.checkpoint),
-			Condition: { ArnNotEquals: { "aws:PrincipalArn": arn(roleIds.verdict) } },
+			Condition: { ArnNotEquals: { "aws:PrincipalArn": [arn(roleIds.verdict), arn(roleIds.sweeper)] } },
+		});
+	});
+	it("leaves the sweeper tag reads and one write: QUARANTINED on an object that is SCANNING", () => {
+		const sweeper = { ArnEquals: { "aws:PrincipalArn": arn(roleIds.sweeper) } };
+		const tagWrites = ["s3:PutObjectTagging", "s3:PutObjectVersionTagging"];
+		expect(policyOf(ids.checkpoint)).toContainEqual({
+			Sid: "DenySweeperAllButTags",
+			Effect: "Deny",
+			Principal: { AWS: "*" },
+			NotAction: ["s3:GetObjectTagging", "s3:GetObjectVersionTagging", ...tagWrites],
+			Resource: objects(ids.checkpoint),
+			Condition: sweeper,
+		});
+		expect(policyOf(ids.checkpoint)).toContainEqual({
+			Sid: "DenySweeperUnlessQuarantine",
+			Effect: "Deny",
+			Principal: { AWS: "*" },
+			Action: tagWrites,
+			Resource: objects(ids.checkpoint),
+			Condition: { ...sweeper, StringNotEquals: { "s3:RequestObjectTag/ftguard:status": "QUARANTINED" } },
+		});
+		expect(policyOf(ids.checkpoint)).toContainEqual({
+			Sid: "DenySweeperUnlessScanning",
+			Effect: "Deny",
+			Principal: { AWS: "*" },
+			Action: tagWrites,
+			Resource: objects(ids.checkpoint),
+			Condition: { ...sweeper, StringNotEquals: { "s3:ExistingObjectTag/ftguard:status": "SCANNING" } },
 		});
 	});
 	it("denies PutObject carrying any ftguard:* request tag to all but the verdict role", () => {

@@ -24,9 +24,10 @@ let endpointPolicy: PolicyDocument;
 let vpcId: string;
 /** A role given store.grantPromotedRead(): its synthesized policy is evaluated, not a hand-written one. */
 let grantedConsumer: string;
-const roles: Record<"scanner" | "verdict" | "breakGlass" | "training" | "launcher", string> = {
+const roles: Record<"scanner" | "verdict" | "sweeper" | "breakGlass" | "training" | "launcher", string> = {
 	scanner: "",
 	verdict: "",
+	sweeper: "",
 	breakGlass: "",
 	training: "",
 	launcher: "",
@@ -60,6 +61,7 @@ beforeAll(() => {
 	vpcId = resolver.resolve({ Ref: logicalId(stack.network.vpc) }) as string;
 	roles.scanner = logicalId(stack.store.scannerRole);
 	roles.verdict = logicalId(stack.store.verdictRole);
+	roles.sweeper = logicalId(stack.store.sweeperRole);
 	roles.breakGlass = logicalId(stack.store.breakGlassRole);
 	roles.training = logicalId(stack.trainingJobs.role);
 	roles.launcher = logicalId(stack.trainingJobs.launcherRole as never);
@@ -296,7 +298,7 @@ describe("who can promote", () => {
 		});
 		expect(await decide(request)).toBe("Allowed");
 	});
-	it.each(["scanner", "breakGlass", "training", "launcher"] as const)(
+	it.each(["scanner", "sweeper", "breakGlass", "training", "launcher"] as const)(
 		"the %s role cannot, even with s3:* on everything",
 		async (role) => {
 			for (const action of ["s3:PutObjectTagging", "s3:PutObjectVersionTagging", "s3:DeleteObjectTagging"]) {
@@ -320,6 +322,61 @@ describe("who can promote", () => {
 			context: promote,
 		});
 		expect(decision).toBe("ExplicitlyDenied");
+	});
+});
+
+describe("the sweeper", () => {
+	const key = "jobs/A/model.safetensors";
+	const tagging = (status: string | undefined, existing: string | undefined) => ({
+		"s3:RequestObjectTagKeys": status === undefined ? ["team"] : [STATUS_TAG, "ftguard:scan-id", "ftguard:reason"],
+		...(status === undefined ? {} : { [`s3:RequestObjectTag/${STATUS_TAG}`]: status }),
+		...statusContext(existing),
+	});
+	const sweeper = (action: string, context: Record<string, string | string[]>, admin = false) =>
+		decide(
+			asStackRole("sweeper", {
+				action,
+				resource: object(key),
+				context,
+				...(admin ? { extraPolicies: [s3Admin] } : {}),
+			}),
+		);
+
+	it.each(["s3:PutObjectTagging", "s3:PutObjectVersionTagging"])(
+		"can quarantine an object that is SCANNING (%s)",
+		async (action) => {
+			expect(await sweeper(action, tagging(ScanStatus.QUARANTINED, ScanStatus.SCANNING))).toBe("Allowed");
+		},
+	);
+	it.each(["s3:GetObjectTagging", "s3:GetObjectVersionTagging"])(
+		"can read the tag set of an object that is not PROMOTABLE (%s)",
+		async (action) => {
+			expect(await sweeper(action, statusContext(ScanStatus.SCANNING))).toBe("Allowed");
+		},
+	);
+	it.each<[string, string | undefined, string | undefined]>([
+		["promote a SCANNING object", ScanStatus.PROMOTABLE, ScanStatus.SCANNING],
+		["write a tag set without a status", undefined, ScanStatus.SCANNING],
+		["overwrite a PROMOTABLE verdict", ScanStatus.QUARANTINED, ScanStatus.PROMOTABLE],
+		["rewrite a QUARANTINED verdict", ScanStatus.QUARANTINED, ScanStatus.QUARANTINED],
+		["tag an untagged object", ScanStatus.QUARANTINED, undefined],
+	])("cannot %s, even with s3:* on everything", async (_, status, existing) => {
+		for (const action of ["s3:PutObjectTagging", "s3:PutObjectVersionTagging"]) {
+			expect(await sweeper(action, tagging(status, existing), true), action).toBe("ExplicitlyDenied");
+		}
+	});
+	it.each([
+		"s3:GetObject",
+		"s3:GetObjectVersion",
+		"s3:DeleteObjectTagging",
+		"s3:DeleteObjectVersionTagging",
+		"s3:PutObject",
+		"s3:DeleteObject",
+	])("cannot %s a SCANNING checkpoint, even with s3:* on everything", async (action) => {
+		expect(await sweeper(action, statusContext(ScanStatus.SCANNING), true)).toBe("ExplicitlyDenied");
+	});
+	it("has no object read or write of its own (without extra grants it is not allowed to GetObject)", async () => {
+		expect(await sweeper("s3:GetObject", statusContext(ScanStatus.PROMOTABLE))).not.toBe("Allowed");
 	});
 });
 

@@ -14,6 +14,7 @@ import { IsolatedNetwork } from "../../lib/infra/isolated-network.js";
 import { ScanPipeline, type ScanPipelineProps } from "../../lib/infra/scan-pipeline.js";
 import { FtguardStack } from "../../lib/infra/stack.js";
 import { LAMBDA_STEPS } from "../../lib/infra/state-machine.js";
+import { MetricName } from "../../lib/infra/tags.js";
 import { logicalId, newApp, newStack, synthFtguard } from "./helpers/stack.js";
 
 let stack: FtguardStack;
@@ -142,7 +143,7 @@ describe("the scan functions", () => {
 	it("log to log groups encrypted with the pipeline's key", () => {
 		const key = logicalId(pipeline().logKey);
 		const groups = ofType("AWS::Logs::LogGroup").filter(([id]) => id.startsWith("ScanPipeline"));
-		expect(groups.length).toBe(LAMBDA_STEPS.length + 3); // functions, start, state machine, Batch job
+		expect(groups.length).toBe(LAMBDA_STEPS.length + 4); // functions, start, sweep, state machine, Batch job
 		for (const [id, group] of groups) {
 			expect(group.Properties.KmsKeyId, id).toEqual({ "Fn::GetAtt": [key, "Arn"] });
 			expect(group.Properties.RetentionInDays, id).toBe(365);
@@ -223,6 +224,95 @@ describe("the state machine", () => {
 		expect(pipelineIn({ backdoorJob: { gpus: 0 } })).toThrow(/gpus/);
 		expect(pipelineIn({ reservedConcurrency: 0 })).toThrow(/reservedConcurrency/);
 		expect(pipelineIn({ runtime: lambda.Runtime.PYTHON_3_12 })).toThrow(/Node\.js runtime/);
+	});
+});
+
+describe("the sweeper", () => {
+	const sweepProps = () => propsOf(pipeline().sweepFunction);
+	const sweeperStatements = () =>
+		ofType("AWS::IAM::Policy")
+			.filter(([, p]) =>
+				(p.Properties.Roles as unknown[]).some(
+					(r) => JSON.stringify(r) === JSON.stringify({ Ref: logicalId(stack.store.sweeperRole) }),
+				),
+			)
+			.flatMap(([, p]) => (p.Properties.PolicyDocument as { Statement: Record<string, unknown>[] }).Statement);
+
+	it("runs every 15 minutes with a lookback of four intervals, its failures to a dead-letter queue", () => {
+		template.hasResourceProperties("AWS::Events::Rule", {
+			ScheduleExpression: "rate(15 minutes)",
+			State: "ENABLED",
+			Targets: [
+				Match.objectLike({
+					Arn: { "Fn::GetAtt": [logicalId(pipeline().sweepFunction), "Arn"] },
+					Input: JSON.stringify({ lookbackMinutes: 60 }),
+					DeadLetterConfig: { Arn: { "Fn::GetAtt": [logicalId(pipeline().sweepDeadLetterQueue), "Arn"] } },
+					RetryPolicy: Match.objectLike({ MaximumRetryAttempts: 2 }),
+				}),
+			],
+		});
+		expect(sweepProps().DeadLetterConfig).toEqual({
+			TargetArn: { "Fn::GetAtt": [logicalId(pipeline().sweepDeadLetterQueue), "Arn"] },
+		});
+	});
+
+	it("is one Node.js ARM64 function at a time, outside the VPC, as the store's sweeper role, under the interval", () => {
+		const props = sweepProps();
+		expect(props).toMatchObject({
+			Runtime: "nodejs22.x",
+			Architectures: ["arm64"],
+			ReservedConcurrentExecutions: 1,
+			Handler: "index.handler",
+			Role: { "Fn::GetAtt": [logicalId(stack.store.sweeperRole), "Arn"] },
+		});
+		expect(props.VpcConfig).toBeUndefined();
+		expect(props.Timeout as number).toBeLessThan(15 * 60);
+		const env = (props.Environment as { Variables: Record<string, unknown> }).Variables;
+		expect(env.FTGUARD_STATE_MACHINE_ARN).toEqual({ Ref: logicalId(pipeline().stateMachine) });
+		expect(env.FTGUARD_MAX_EXECUTION_SECONDS).toBe(String(8 * 3600)); // backdoorTimeout 6 h + 2 h
+		expect(env.POWERTOOLS_METRICS_NAMESPACE).toBe("ftguard");
+		expect(env.POWERTOOLS_SERVICE_NAME).toBe("ftguard");
+	});
+
+	it("emits the metric the stuck-scan alarm watches", () => {
+		const text = readFileSync(join(import.meta.dirname, "../../lambdas/sweep.ts"), "utf8");
+		expect(text).toContain("MetricName.SCANS_STUCK_IN_SCANNING");
+		template.hasResourceProperties("AWS::CloudWatch::Alarm", {
+			Namespace: "ftguard",
+			MetricName: MetricName.SCANS_STUCK_IN_SCANNING,
+			Dimensions: [{ Name: "service", Value: "ftguard" }],
+		});
+	});
+
+	it("may list and read this state machine's executions only, and tag checkpoints, nothing else", () => {
+		const statements = sweeperStatements();
+		const machine = logicalId(pipeline().stateMachine);
+		expect(statements).toContainEqual(
+			expect.objectContaining({ Action: "states:ListExecutions", Effect: "Allow", Resource: { Ref: machine } }),
+		);
+		const reads = statements.find((st) => JSON.stringify(st.Action).includes("states:DescribeExecution"));
+		expect(reads?.Action).toEqual(["states:DescribeExecution", "states:GetExecutionHistory"]);
+		expect(JSON.stringify(reads?.Resource)).toContain(`:execution:`);
+		expect(JSON.stringify(reads?.Resource)).toContain(JSON.stringify({ "Fn::GetAtt": [machine, "Name"] }));
+		const actions = statements.flatMap((st) => [st.Action].flat() as string[]);
+		expect(actions.filter((a) => a.startsWith("s3:")).sort()).toEqual([
+			"s3:GetObjectTagging",
+			"s3:GetObjectVersionTagging",
+			"s3:PutObjectTagging",
+			"s3:PutObjectVersionTagging",
+		]);
+		expect(actions.filter((a) => a.startsWith("states:")).sort()).toEqual([
+			"states:DescribeExecution",
+			"states:GetExecutionHistory",
+			"states:ListExecutions",
+		]);
+		expect(actions.some((a) => a.startsWith("kms:") || a.endsWith("*"))).toBe(false);
+	});
+
+	it("refuses an interval it cannot keep up with or report on", () => {
+		expect(pipelineIn({ sweepInterval: Duration.minutes(2) })).toThrow(/sweepInterval/);
+		expect(pipelineIn({ sweepInterval: Duration.seconds(450) })).toThrow(/sweepInterval/);
+		expect(pipelineIn({ sweepInterval: Duration.hours(2) })).toThrow(/sweepInterval/);
 	});
 });
 
@@ -344,9 +434,15 @@ describe("the alarms", () => {
 				{ Name: "QueueName", Value: { "Fn::GetAtt": [logicalId(pipeline().startDeadLetterQueue), "QueueName"] } },
 			],
 		});
-		alarm("scans_stuck_in_scanning", { TreatMissingData: "breaching", EvaluationPeriods: 3 });
+		alarm("ApproximateNumberOfMessagesVisible", {
+			Namespace: "AWS/SQS",
+			Dimensions: [
+				{ Name: "QueueName", Value: { "Fn::GetAtt": [logicalId(pipeline().sweepDeadLetterQueue), "QueueName"] } },
+			],
+		});
+		alarm("scans_stuck_in_scanning", { TreatMissingData: "breaching", EvaluationPeriods: 1, Period: 1800 });
 		alarm("scan_errors_total", { Namespace: "ftguard" });
-		expect(pipeline().pipelineAlarms).toHaveLength(5);
+		expect(pipeline().pipelineAlarms).toHaveLength(6);
 	});
 });
 

@@ -72,6 +72,7 @@ export class TemplateResolver {
 		if (type === "AWS::IAM::Role") return id;
 		if (type === "AWS::KMS::Key") return id;
 		if (type === "AWS::EC2::VPC") return `vpc-${id.toLowerCase().slice(0, 12)}`;
+		if (type === "AWS::StepFunctions::StateMachine") return `arn:aws:states:${REGION}:${ACCOUNT}:stateMachine:${id}`;
 		throw new Error(`unsupported Ref to ${type}`);
 	}
 
@@ -80,6 +81,8 @@ export class TemplateResolver {
 		if (type === "AWS::S3::Bucket" && attr === "Arn") return `arn:aws:s3:::${this.bucketName(id)}`;
 		if (type === "AWS::IAM::Role" && attr === "Arn") return this.roleArn(id);
 		if (type === "AWS::KMS::Key" && attr === "Arn") return `arn:aws:kms:${REGION}:${ACCOUNT}:key/${id}`;
+		if (type === "AWS::SQS::Queue" && attr === "Arn") return `arn:aws:sqs:${REGION}:${ACCOUNT}:${id}`;
+		if (type === "AWS::StepFunctions::StateMachine" && attr === "Name") return id;
 		throw new Error(`unsupported Fn::GetAtt ${type}.${attr}`);
 	}
 
