@@ -7,7 +7,7 @@
 import { emitMetrics, OBJECTS_CHANGED_METRIC } from "../lib/aws/metrics";
 import { runHandler, s3Client, scanIdOf, writeReport } from "../lib/aws/runtime";
 import { objectsToRecord, tagVerdict } from "../lib/aws/verdict";
-import { finalDecision } from "../lib/core/pipeline/decide";
+import { errorIsBackdoorFinding, finalDecision } from "../lib/core/pipeline/decide";
 import { verdictRecord } from "../lib/core/pipeline/record";
 import { parseScanState } from "../lib/core/pipeline/schema";
 import type { ScanState } from "../lib/core/pipeline/types";
@@ -27,7 +27,8 @@ export async function handler(event: unknown): Promise<ScanState & Required<Pick
 			verdict.status === "PROMOTABLE" ? MetricName.SCAN_PROMOTED_TOTAL : MetricName.SCAN_QUARANTINED_TOTAL;
 		emitMetrics([
 			{ name: outcome, value: 1 },
-			...(state.error ? [{ name: MetricName.SCAN_ERRORS_TOTAL, value: 1 }] : []),
+			// a detected backdoor arrives as the Batch task's error, but it is a finding, not a scan error
+			...(state.error && !errorIsBackdoorFinding(state) ? [{ name: MetricName.SCAN_ERRORS_TOTAL, value: 1 }] : []),
 			...(changed.length > 0 ? [{ name: OBJECTS_CHANGED_METRIC, value: changed.length }] : []),
 		]);
 		log.info("verdict recorded", { ...verdict });

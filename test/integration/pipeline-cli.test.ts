@@ -30,7 +30,8 @@ describe("ftguard pipeline", () => {
 		]);
 		expect(doc.results.every((x) => x.ok)).toBe(true);
 		expect(r.stderr).toContain(`S3 endpoint ${doc.endpoint}`);
-		// the handlers' EMF metrics, in the local log: one promotion, four quarantines, one scan error (backdoor)
+		// the handlers' EMF metrics, in the local log: one promotion, four quarantines, and no scan error — the
+		// detected backdoor is a finding (it reaches decide as the Batch task's error, but its report says suspect)
 		const emf = readFileSync(join(cwd, "ftguard-pipeline.log"), "utf8")
 			.split("\n")
 			.filter((l) => l.includes('"_aws"'))
@@ -39,7 +40,7 @@ describe("ftguard pipeline", () => {
 			emf.reduce((n, m) => n + (typeof m[name] === "number" ? (m[name] as number) : 0), 0);
 		expect(total("scan_promoted_total")).toBe(1);
 		expect(total("scan_quarantined_total")).toBe(4);
-		expect(total("scan_errors_total")).toBe(1);
+		expect(total("scan_errors_total")).toBe(0);
 	}, 120_000);
 
 	it("refuses to run without a policy (no default trust): exit 2", async () => {

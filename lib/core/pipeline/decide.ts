@@ -22,18 +22,25 @@ function present<T>(v: T | undefined): v is T {
  * Total over anything JSON can carry (handlers parse the state first, but the
  * decision must not depend on that): a value of the wrong shape is a failure.
  */
-export function decide(state: ScanState): Decision {
-	const reasons: string[] = [];
-	// A backdoor job that exited 1 fails its Batch task, so the Catch sets `error` like any failure. When the decide
-	// Lambda has read the job's report and found it suspect (applyBackdoorEvidence), the finding replaces the
-	// generic "error: backdoor"; the status cannot change, because the backdoor check below then adds its reason.
-	const backdoorFound =
+/**
+ * A backdoor job that exited 1 fails its Batch task, so the Catch sets `error` like any failure. When the decide
+ * Lambda has read the job's report and found it suspect (applyBackdoorEvidence), that `error` is a finding, not a
+ * failure: the finding replaces the generic "error: backdoor" and it is not counted as a scan error.
+ */
+export function errorIsBackdoorFinding(state: ScanState): boolean {
+	return (
 		present(state.error) &&
 		state.error.state === "backdoor" &&
 		present(state.backdoor) &&
 		state.backdoor.required === true &&
-		state.backdoor.verdict === "suspect";
-	if (state.error !== undefined && !backdoorFound) {
+		state.backdoor.verdict === "suspect"
+	);
+}
+
+export function decide(state: ScanState): Decision {
+	const reasons: string[] = [];
+	// the status cannot change for a finding: the backdoor check below adds its reason
+	if (state.error !== undefined && !errorIsBackdoorFinding(state)) {
 		reasons.push(`error: ${present(state.error) ? state.error.state : "unknown"}`);
 	}
 	if (!Array.isArray(state.objects)) reasons.push("missing: mark");

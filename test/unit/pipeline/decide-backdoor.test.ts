@@ -13,6 +13,7 @@ import {
 	batchExitCode,
 	decide,
 	decideWithEvidence,
+	errorIsBackdoorFinding,
 	finalDecision,
 	interpretBackdoorReport,
 } from "../../../lib/core/pipeline/decide";
@@ -183,6 +184,10 @@ describe("decideWithEvidence", () => {
 		expect(next.error).toEqual(state.error); // the failed task stays on record
 		// record recomputes from the state it receives (decide's output), without the report
 		expect(finalDecision({ ...next, verdict }, [])).toEqual(verdict);
+		// and counts it as a finding, not a scan error; the same error without the finding is one
+		expect(errorIsBackdoorFinding(next)).toBe(true);
+		expect(errorIsBackdoorFinding(state)).toBe(false);
+		expect(errorIsBackdoorFinding({ ...next, error: { state: "files", cause: "x" } })).toBe(false);
 	});
 	it("an unusable report keeps error: backdoor and says why", () => {
 		const evidence: BackdoorEvidence = { kind: "unreadable", reportUri: REPORT_URI, reason: "NOT_FOUND: gone" };
