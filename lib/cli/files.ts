@@ -17,19 +17,24 @@ declare const FTGUARD_FILES_ENGINE: string | undefined;
 export type FilesEngine = typeof FilesEngineModule;
 
 /**
- * V8 tiering for a process that scans once. On Node 20 (V8 11) the pickle interpreter's
- * opcode loop gets hot within one ordinary checkpoint pickle, and TurboFan then spends
- * ~70 ms of CPU on it (an OSR and a full compile of one large function) on a background
- * thread that, on a small machine, takes the core the scan runs on; the result arrives
- * after the scan is over. Eight times V8's default interrupt budget (67584) leaves such
- * short runs to the interpreter and baseline code and still optimises within the first
- * megabytes of a large pickle. Measured, first scan in a fresh process (no code cache,
- * 2 cores): 1 GiB torch zip 12.0 → 8.4 ms, legacy 9.9 → 5.7 ms; a 69 MB pickle the same
- * ~0.8 s. Set before the engine is compiled, so the code cache is made and used under
- * the same flags. Node 22's V8 tiers differently (Maglev) and has no such flag.
+ * V8 tiering for a process that scans once. The pickle interpreter's opcode loop gets
+ * hot within one ordinary checkpoint pickle, and TurboFan then spends ~70 ms of CPU on
+ * it (an OSR and a full compile of one large function) on a background thread that, on
+ * a small machine, takes the core the scan runs on — and its result arrives after the
+ * scan is over. Eight times V8's default tier-up threshold leaves such short runs to the
+ * interpreter and baseline code and still optimises within the first megabytes of a
+ * large pickle (a 69 MB pickle: the same ~0.8 s). Measured, first scan in a fresh
+ * process, no code cache, 2 cores, medians: Node 20 1 GiB torch zip 12.0 → 8.4 ms,
+ * legacy 9.9 → 5.7 ms; Node 22 zip 20.3 → 7.7 ms, legacy 7.4 → 4.0 ms. Later scans in
+ * the same process pay the compile instead (one `ftguard files` over many files).
+ * Set before the engine is compiled, so its code cache is made and used under the
+ * same flags. Only on the V8 versions measured (Node 20: 11.3, Node 22: 12.4): an
+ * unknown flag would be reported on stderr.
  */
 function tuneTieringForOneScan(): void {
-	if (process.versions.v8.startsWith("11.")) setFlagsFromString("--interrupt-budget=540672");
+	const v8 = process.versions.v8;
+	if (v8.startsWith("11.3.")) setFlagsFromString("--interrupt-budget=540672");
+	else if (v8.startsWith("12.4.")) setFlagsFromString("--invocation-count-for-turbofan=24000");
 }
 
 export interface LoadedEngine {
