@@ -86,6 +86,30 @@ export function loadPolicy(): Promise<Policy> {
 }
 
 /**
+ * One invocation's logger: every line carries this invocation's `state` and `scanId`. The keys are passed with
+ * each line, not appended to the shared Powertools logger, because the local pipeline runs several scans' handlers
+ * concurrently in one process (in Lambda a container runs one invocation at a time): appended keys would label one
+ * scan's lines with another's id.
+ */
+export interface HandlerLog {
+	info(message: string, extra?: Record<string, unknown>): void;
+	warn(message: string, extra?: Record<string, unknown>): void;
+	error(message: string, extra?: Record<string, unknown>): void;
+	/** Adds keys to this invocation's later lines only. */
+	appendKeys(keys: Record<string, string>): void;
+}
+
+export function invocationLog(base: Logger, initial: Record<string, string>): HandlerLog {
+	const keys = { ...initial };
+	return {
+		info: (message, extra) => base.info(message, { ...keys, ...extra }),
+		warn: (message, extra) => base.warn(message, { ...keys, ...extra }),
+		error: (message, extra) => base.error(message, { ...keys, ...extra }),
+		appendKeys: (more) => Object.assign(keys, more),
+	};
+}
+
+/**
  * Runs a handler body with the scan id in every log line. Anything thrown leaves
  * as an Error whose name is the stable code and whose message is one line, with
  * no stack: Step Functions puts the error into the state (`error.cause`) and the
@@ -94,10 +118,9 @@ export function loadPolicy(): Promise<Policy> {
 export async function runHandler<T>(
 	state: string,
 	scanId: string | undefined,
-	body: (log: Logger) => Promise<T>,
+	body: (log: HandlerLog) => Promise<T>,
 ): Promise<T> {
-	const log = pipelineLogger();
-	log.appendKeys({ state, scanId: scanId ?? "unknown" });
+	const log = invocationLog(pipelineLogger(), { state, scanId: scanId ?? "unknown" });
 	try {
 		return await body(log);
 	} catch (e) {

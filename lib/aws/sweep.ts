@@ -9,7 +9,7 @@
  * object whose current status is SCANNING (lib/infra/checkpoint-store.ts), so even a race with a live scan
  * cannot make it promote, or overwrite a verdict.
  */
-import type { Logger } from "@aws-lambda-powertools/logger";
+
 import type { S3Client } from "@aws-sdk/client-s3";
 import {
 	DescribeExecutionCommand,
@@ -38,11 +38,12 @@ import {
 } from "../core/pipeline/sweep";
 import type { ScanObject } from "../core/pipeline/types";
 import { REASON_TAG, SCAN_ID_TAG, ScanStatus, STATUS_TAG } from "../infra/tags";
+import type { HandlerLog } from "./runtime";
 import { getTags, putFtguardTags } from "./tagging";
 import { changedSince } from "./verdict";
 
 /** Log lines of a run: the handler's Powertools logger. */
-export type SweepLog = Pick<Logger, "info" | "warn" | "error">;
+export type SweepLog = Pick<HandlerLog, "info" | "warn" | "error">;
 
 export interface SweepOptions {
 	sfn: SFNClient;

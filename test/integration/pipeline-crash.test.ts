@@ -110,7 +110,8 @@ describe("a pipeline process killed mid-scan", () => {
 			region: "us-east-1",
 			credentials: LOCAL_CREDENTIALS,
 		});
-		const put = (Bucket: string, Key: string, Body: Uint8Array) => s3.send(new PutObjectCommand({ Bucket, Key, Body }));
+		const put = (Bucket: string, Key: string, Body: Uint8Array | string) =>
+			s3.send(new PutObjectCommand({ Bucket, Key, Body }));
 		await put("trusted", "digits8/x.npy", readFileSync(join(FIX, "ref-x.npy")));
 		await put("trusted", "digits8/y.npy", readFileSync(join(FIX, "ref-y.npy")));
 		const model = join(FIX, "mlp-clean-s1.onnx");

@@ -142,7 +142,7 @@ describe("the local pipeline", () => {
 		// other bytes under a PROMOTABLE key: a new object, untagged (unreadable in AWS), as S3 does
 		const weights = readFileSync(join(dir, "model.safetensors"));
 		const changed = Buffer.from(weights);
-		changed[changed.length - 1] ^= 1;
+		changed.writeUInt8(changed.readUInt8(changed.length - 1) ^ 1, changed.length - 1);
 		await put(`${prefix}model.safetensors`, changed);
 		expect(await tagsOf(`${prefix}model.safetensors`)).toEqual({});
 		// the same marker bytes again (same ETag): not taken for a duplicate event, scanned, and the change found
