@@ -1,18 +1,23 @@
-/** manifest: SHA-256 of every pinned object (streamed, no /tmp copy), the OMS manifest written to the report bucket. */
-import { digestObjects } from "../lib/aws/artefact";
+/**
+ * manifest: SHA-256 of every pinned object (streamed, no /tmp copy) — per file, or per shard when the marker's
+ * signature was made with the "shards" method — and the OMS manifest written to the report bucket.
+ */
+import { digestObjects, markerBytes } from "../lib/aws/artefact";
 import { runHandler, s3Client, scanIdOf, writeReport } from "../lib/aws/runtime";
-import { buildPipelineManifest } from "../lib/core/pipeline/manifest";
+import { buildPipelineManifest, hashPlanOf } from "../lib/core/pipeline/manifest";
 import { parseScanState, requireFields } from "../lib/core/pipeline/schema";
 import type { ScanState } from "../lib/core/pipeline/types";
 
 export async function handler(event: unknown): Promise<ScanState & Required<Pick<ScanState, "manifest">>> {
 	return runHandler("manifest", scanIdOf(event), async (log) => {
 		const state = requireFields(parseScanState(event, "manifest"), "manifest", "objects");
-		const manifest = buildPipelineManifest(state, await digestObjects(s3Client(), state));
+		// hashed the way the signature says it was made; the signature state verifies that claim
+		const plan = hashPlanOf(await markerBytes(s3Client(), state));
+		const manifest = buildPipelineManifest(state, await digestObjects(s3Client(), state, plan), plan);
 		const uri = await writeReport(state.scanId, "manifest", manifest);
 		const { rootDigest, bytes } = manifest;
 		const files = manifest.resources.length;
-		log.info("manifest written", { rootDigest, files, bytes });
+		log.info("manifest written", { rootDigest, files, bytes, method: plan.method });
 		return { ...state, manifest: { rootDigest, files, bytes, uri } };
 	});
 }

@@ -6,15 +6,16 @@
  */
 import type { S3Client } from "@aws-sdk/client-s3";
 import { FtguardError } from "../core/errors";
+import { shardRanges } from "../core/integrity/manifest";
 import { MAX_BUNDLE_BYTES } from "../core/integrity/sigstore";
-import type { ResourceDescriptor } from "../core/integrity/types";
+import type { ResourceDescriptor, Serialization } from "../core/integrity/types";
 import { normalizeEtag, resourceNameOf } from "../core/pipeline/artefact";
 import { mapLimit } from "../core/pipeline/concurrency";
-import { type ObjectDigest, parseManifestJson } from "../core/pipeline/manifest";
+import { FILES_PLAN, type HashPlan, type ObjectDigest, parseManifestJson } from "../core/pipeline/manifest";
 import { familyOf, onnxInputShape } from "../core/pipeline/model-info";
 import type { ScanObject, ScanState } from "../core/pipeline/types";
 import { getObjectBytes, parseS3Uri } from "./object-store";
-import { headObject, listKeys, type ObjectHead, readPinnedBytes, sha256Pinned } from "./objects";
+import { headObject, listKeys, type ObjectHead, readPinnedBytes, sha256Pinned, sha256PinnedRange } from "./objects";
 import { S3Source } from "./s3-source";
 
 /** More objects than any checkpoint has; each costs a HEAD and a tag write. */
@@ -82,30 +83,62 @@ export async function modelInfoOf(
 
 const MAX_CONFIG_BYTES = 1 << 20;
 
-/** SHA-256 of every object of the artefact but the marker, each streamed from its pinned version. */
+/**
+ * SHA-256 of every object of the artefact but the marker, each streamed from its pinned version: one digest per
+ * object (method "files"), or one per shard of `plan.shardSize` bytes (method "shards", as the signature was made).
+ */
 export async function digestObjects(
 	s3: S3Client,
 	state: Pick<ScanState, "bucket" | "artefact" | "marker"> & { objects: ScanObject[] },
+	plan: HashPlan = FILES_PLAN,
 ): Promise<ObjectDigest[]> {
 	const content = state.objects.filter((o) => o.key !== state.marker.key);
-	return mapLimit(content, 4, async (o) => {
+	const named = content.map((o) => {
 		const name = resourceNameOf(state.artefact, o.key);
 		if (name === undefined) throw new FtguardError("USAGE", `${o.key} is not part of ${state.artefact}`);
-		const { digest } = await sha256Pinned(s3, { bucket: state.bucket, ...o });
-		return { ...o, name, digest };
+		return { ...o, name };
 	});
+	if (plan.method === "files") {
+		return mapLimit(named, 4, async (o) => {
+			const { digest } = await sha256Pinned(s3, { bucket: state.bucket, ...o });
+			return { ...o, digest };
+		});
+	}
+	const shards = named.flatMap((o) =>
+		shardRanges(o.size, plan.shardSize, plan.shardEmptyFiles).map(([start, end]) => ({ o, start, end })),
+	);
+	return mapLimit(shards, 4, async ({ o, start, end }) => ({
+		...o,
+		name: `${o.name}:${start}:${end}`,
+		range: [start, end] as [number, number],
+		digest: await sha256PinnedRange(s3, { bucket: state.bucket, ...o }, { start, end }),
+	}));
+}
+
+/** The marker's bytes (its pinned version), or undefined when it is not among the marked objects. */
+export async function markerBytes(
+	s3: S3Client,
+	state: Pick<ScanState, "bucket" | "marker"> & { objects: ScanObject[] },
+): Promise<Uint8Array | undefined> {
+	const marker = state.objects.find((o) => o.key === state.marker.key);
+	return marker ? readPinnedBytes(s3, { bucket: state.bucket, ...marker }, MAX_BUNDLE_BYTES) : undefined;
 }
 
 /** The signature state's inputs: the marker bundle (its pinned version) and the manifest the manifest state wrote. */
 export async function signatureInputs(
 	s3: S3Client,
 	state: ScanState & Required<Pick<ScanState, "objects" | "manifest">>,
-): Promise<{ bundle: Uint8Array | undefined; manifest: { resources: ResourceDescriptor[]; rootDigest: string } }> {
+): Promise<{
+	bundle: Uint8Array | undefined;
+	manifest: {
+		resources: ResourceDescriptor[];
+		rootDigest: string;
+		serialization: Pick<Serialization, "method" | "shard_size">;
+	};
+}> {
 	const { bytes } = await getObjectBytes(s3, parseS3Uri(state.manifest.uri), MAX_MANIFEST_BYTES);
 	const manifest = parseManifestJson(bytes, state.manifest);
-	const marker = state.objects.find((o) => o.key === state.marker.key);
-	const bundle = marker ? await readPinnedBytes(s3, { bucket: state.bucket, ...marker }, MAX_BUNDLE_BYTES) : undefined;
-	return { bundle, manifest };
+	return { bundle: await markerBytes(s3, state), manifest };
 }
 
 const MAX_MANIFEST_BYTES = 256 * 1024 * 1024;

@@ -230,12 +230,42 @@ async function sha256PinnedRanged(
 	partBytes: number,
 	inFlight: number,
 ): Promise<{ digest: string; size: number }> {
-	const parts = Math.ceil(o.size / partBytes);
+	return { digest: await hashRange(s3, o, { start: 0, end: o.size }, partBytes, inFlight), size: o.size };
+}
+
+/**
+ * SHA-256 of the bytes `[range.start, range.end)` of a pinned object (a shard, for signatures made with the
+ * "shards" method), read as parallel ranged GETs like {@link sha256Pinned}. An empty range is the empty string's
+ * digest and reads nothing.
+ */
+export async function sha256PinnedRange(
+	s3: S3Client,
+	o: PinnedObject,
+	range: { start: number; end: number },
+	options: RangedReadOptions = {},
+): Promise<string> {
+	if (!(Number.isSafeInteger(range.start) && Number.isSafeInteger(range.end))) {
+		throw new FtguardError("USAGE", `${where(o)}: bad byte range ${range.start}-${range.end}`);
+	}
+	if (range.start < 0 || range.end < range.start || range.end > o.size) {
+		throw new FtguardError("USAGE", `${where(o)}: bytes ${range.start}-${range.end} are outside its ${o.size} bytes`);
+	}
+	return hashRange(s3, o, range, options.partBytes ?? DEFAULT_PART_BYTES, options.inFlight ?? DEFAULT_IN_FLIGHT);
+}
+
+async function hashRange(
+	s3: S3Client,
+	o: PinnedObject,
+	range: { start: number; end: number },
+	partBytes: number,
+	inFlight: number,
+): Promise<string> {
+	const parts = Math.ceil((range.end - range.start) / partBytes);
 	const abort = new AbortController();
 	const pending: Promise<Uint8Array[]>[] = [];
 	const request = (i: number) => {
-		const start = i * partBytes;
-		const p = readPinnedRange(s3, o, { start, end: Math.min(o.size, start + partBytes) }, abort.signal);
+		const start = range.start + i * partBytes;
+		const p = readPinnedRange(s3, o, { start, end: Math.min(range.end, start + partBytes) }, abort.signal);
 		// settled below in order; a part that fails after an earlier failure must not surface as unhandled
 		p.catch(() => {});
 		pending[i] = p;
@@ -253,7 +283,7 @@ async function sha256PinnedRanged(
 		// on any failure, stop the requests still running (no-op once all parts are in)
 		abort.abort();
 	}
-	return { digest: h.digest("hex"), size: o.size };
+	return h.digest("hex");
 }
 
 /** Reads a whole pinned object of at most `maxBytes` (bundles, configs). */

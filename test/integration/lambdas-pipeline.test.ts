@@ -59,7 +59,7 @@ async function upload(
 	extra: Record<string, Uint8Array | string> = {},
 ): Promise<ScanState> {
 	const names = readdirSync(dir).filter((n) => n !== "model.sig");
-	for (const n of names) await s3.put(BUCKET, `${prefix}${n}`, readFileSync(join(dir, n)));
+	for (const n of names) await s3.put(BUCKET, `${prefix}${n}`, extra[n] ?? readFileSync(join(dir, n)));
 	const sig = extra["model.sig"] ?? readFileSync(join(dir, "model.sig"));
 	const key = `${prefix}model.sig`;
 	await s3.put(BUCKET, key, sig);
@@ -137,6 +137,49 @@ describe("the scan pipeline's handlers", () => {
 		expect(state.verdict?.status).toBe("QUARANTINED");
 		expect(state.verdict?.reasons.join("\n")).toMatch(/^signature: DIGEST_MISMATCH .*model\.safetensors/m);
 		expect((await tagsOf("jobs/j1/ckpt-tampered/model.safetensors"))["ftguard:status"]).toBe("QUARANTINED");
+	});
+
+	it("hashes by shards when the signature was made with the shards method, and promotes on a match", async () => {
+		const dir = join(EXAMPLES, "checkpoint");
+		// a shard size that cuts the weights into several shards (one ranged read each) and each config into one
+		const shardSize = 500;
+		const m = await buildManifest(dir, { ignorePaths: ["model.sig"], method: "shards", shardSize });
+		expect(m.resources.length).toBeGreaterThan(4);
+		const statement = makeModelSigningStatement({
+			modelName: m.modelName,
+			resources: m.resources,
+			method: "shards",
+			serialization: { shard_size: shardSize },
+		});
+		const sig = JSON.stringify(signStatementKeyed(statement, { keyPair: otherSigner }).bundle);
+		const state = await runPipeline(await upload(dir, "jobs/j1/ckpt-shards/", { "model.sig": sig }));
+		expect(state.signature).toMatchObject({ verified: true });
+		expect(state.verdict).toEqual({ status: "PROMOTABLE", reasons: [] });
+		expect(state.manifest?.rootDigest).toBe(`sha256:${m.root}`);
+		const manifestJson = JSON.parse((await s3.get(REPORTS, `scans/${state.scanId}/manifest.json`)).toString("utf8"));
+		expect(manifestJson.serialization).toMatchObject({ method: "shards", shard_size: shardSize });
+		expect(manifestJson.resources).toEqual(m.resources);
+		expect((await tagsOf("jobs/j1/ckpt-shards/model.safetensors"))["ftguard:digest"]).toBe(`sha256:${m.root}`);
+	});
+
+	it("finds a changed shard and names its file (DIGEST_MISMATCH) when the checkpoint was signed by shards", async () => {
+		const dir = join(EXAMPLES, "checkpoint");
+		const m = await buildManifest(dir, { ignorePaths: ["model.sig"], method: "shards", shardSize: 500 });
+		const statement = makeModelSigningStatement({
+			modelName: m.modelName,
+			resources: m.resources,
+			method: "shards",
+			serialization: { shard_size: 500 },
+		});
+		const sig = JSON.stringify(signStatementKeyed(statement, { keyPair: otherSigner }).bundle);
+		const weights = Buffer.from(readFileSync(join(dir, "model.safetensors")));
+		weights.writeUInt8(weights.readUInt8(700) ^ 1, 700); // in the second shard only
+		const state = await runPipeline(
+			await upload(dir, "jobs/j1/ckpt-shards-tampered/", { "model.sig": sig, "model.safetensors": weights }),
+		);
+		expect(state.signature).toMatchObject({ verified: false, code: "DIGEST_MISMATCH" });
+		expect(state.signature?.reason).toMatch(/model\.safetensors/);
+		expect(state.verdict?.status).toBe("QUARANTINED");
 	});
 
 	it("quarantines a checkpoint signed by a key the policy does not trust", async () => {

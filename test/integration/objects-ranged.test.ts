@@ -6,7 +6,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { HeadObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { sha256Pinned } from "../../lib/aws/objects";
+import { sha256Pinned, sha256PinnedRange } from "../../lib/aws/objects";
 import { type LocalS3, startLocalS3 } from "../helpers/s3";
 
 const BUCKET = "ranged";
@@ -71,6 +71,29 @@ describe("sha256Pinned by ranges", () => {
 			await expect(
 				sha256Pinned(s3.client, { bucket: BUCKET, key: "big.bin", etag, size }, { partBytes: 1 << 20 }),
 			).rejects.toMatchObject({ code: "IO_ERROR", message: /bytes/ });
+		}
+	});
+
+	it("hashes any byte range of the object (a shard), in parts or in one read, and refuses ranges outside it", async () => {
+		const o = { bucket: BUCKET, key: "big.bin", etag: await etagOf(s3.client, "big.bin"), size: body.length };
+		const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+		for (const [start, end] of [
+			[0, 1000],
+			[1_000_000, 3_500_001],
+			[body.length - 7, body.length],
+			[42, 42],
+		] as const) {
+			expect(await sha256PinnedRange(s3.client, o, { start, end }, { partBytes: 1 << 20 })).toBe(
+				sha(body.subarray(start, end)),
+			);
+		}
+		for (const range of [
+			{ start: -1, end: 10 },
+			{ start: 10, end: 9 },
+			{ start: 0, end: body.length + 1 },
+			{ start: 0.5, end: 10 },
+		]) {
+			await expect(sha256PinnedRange(s3.client, o, range)).rejects.toMatchObject({ code: "USAGE" });
 		}
 	});
 

@@ -8,21 +8,59 @@
  */
 import { z } from "zod";
 import { FtguardError } from "../errors";
-import { canonicalOrder, rootDigestOfListed } from "../integrity/manifest";
+import { parseBundle } from "../integrity/bundle";
+import { canonicalOrder, hashOptionsFromSerialization, rootDigestOfListed } from "../integrity/manifest";
+import { parseModelSigningStatement } from "../integrity/statement";
 import type { ResourceDescriptor, Serialization } from "../integrity/types";
 import { zodMessage } from "../schema";
 
 export const MANIFEST_SCHEMA = "https://ftguard.dev/schemas/pipeline-manifest/v1";
 
 export interface ObjectDigest {
-	/** resource name (relative to the artefact) */
+	/** resource name: relative to the artefact ("." for a single file), plus `:start:end` for a shard */
 	name: string;
 	key: string;
 	versionId?: string;
 	etag?: string;
 	size: number;
+	/** the bytes `[start, end)` of the object this digest covers (method "shards") */
+	range?: [number, number];
 	/** lower-case hex SHA-256 */
 	digest: string;
+}
+
+/**
+ * How the artefact is hashed: the way its signature was made, so that the per-resource comparison can match.
+ * Taken from the marker's signed statement before the signature is verified — it only chooses how to hash; the
+ * signature state verifies the statement and refuses a manifest hashed any other way than it says.
+ */
+export type HashPlan = { method: "files" } | { method: "shards"; shardSize: number; shardEmptyFiles: boolean };
+
+export const FILES_PLAN: HashPlan = { method: "files" };
+
+/**
+ * The hash plan a marker's bundle asks for: "shards" with its shard size (and empty-file rule) when its
+ * statement says so, else "files" — also when the bundle cannot be read: the signature state then reports why.
+ */
+export function hashPlanOf(bundle: Uint8Array | undefined): HashPlan {
+	if (bundle === undefined) return FILES_PLAN;
+	try {
+		const parsed = parseBundle(bundle, "marker");
+		if (parsed.content.$case !== "dsseEnvelope") return FILES_PLAN;
+		const statement = parseModelSigningStatement(parsed.content.dsseEnvelope.payload);
+		const o = hashOptionsFromSerialization(statement.serialization, statement.resources);
+		if (o.method !== "shards") return FILES_PLAN;
+		return { method: "shards", shardSize: o.shardSize as number, shardEmptyFiles: o.shardEmptyFiles === true };
+	} catch {
+		return FILES_PLAN;
+	}
+}
+
+function serializationOf(plan: HashPlan): Serialization {
+	const base = { hash_type: "sha256" as const, allow_symlinks: false, ignore_paths: [] as string[] };
+	return plan.method === "shards"
+		? { method: "shards", ...base, shard_size: plan.shardSize }
+		: { method: "files", ...base };
 }
 
 export interface PipelineManifest {
@@ -49,6 +87,7 @@ export function modelNameOf(artefact: string): string {
 export function buildPipelineManifest(
 	scan: { scanId: string; bucket: string; artefact: string },
 	objects: readonly ObjectDigest[],
+	plan: HashPlan = FILES_PLAN,
 ): PipelineManifest {
 	const names = new Set<string>();
 	for (const o of objects) {
@@ -58,25 +97,33 @@ export function buildPipelineManifest(
 	}
 	const resources = canonicalOrder(
 		objects.map((o) => ({ name: o.name, algorithm: "sha256" as const, digest: o.digest })),
-		"files",
+		plan.method,
 	);
+	// an object's bytes once, whether it is one resource or several shards
+	const sizes = new Map(objects.map((o) => [o.key, o.size]));
 	return {
 		schema: MANIFEST_SCHEMA,
 		scanId: scan.scanId,
 		bucket: scan.bucket,
 		artefact: scan.artefact,
 		modelName: modelNameOf(scan.artefact),
-		serialization: { method: "files", hash_type: "sha256", allow_symlinks: false, ignore_paths: [] },
+		serialization: serializationOf(plan),
 		resources,
 		rootDigest: `sha256:${rootDigestOfListed(resources)}`,
-		bytes: objects.reduce((n, o) => n + o.size, 0),
-		objects: [...objects].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)),
+		bytes: [...sizes.values()].reduce((n, size) => n + size, 0),
+		objects: [...objects].sort(
+			(a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0) || (a.range?.[0] ?? 0) - (b.range?.[0] ?? 0),
+		),
 	};
 }
 
 const manifestJsonSchema = z
 	.object({
 		schema: z.literal(MANIFEST_SCHEMA),
+		serialization: z
+			.object({ method: z.enum(["files", "shards"]), shard_size: z.number().int().positive().optional() })
+			.loose()
+			.optional(),
 		rootDigest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
 		resources: z.array(
 			z.object({ name: z.string().min(1), algorithm: z.literal("sha256"), digest: z.string().regex(/^[0-9a-f]{64}$/) }),
@@ -91,7 +138,11 @@ const manifestJsonSchema = z
 export function parseManifestJson(
 	bytes: Uint8Array,
 	expected: { rootDigest: string },
-): { resources: ResourceDescriptor[]; rootDigest: string } {
+): {
+	resources: ResourceDescriptor[];
+	rootDigest: string;
+	serialization: Pick<Serialization, "method" | "shard_size">;
+} {
 	let json: unknown;
 	try {
 		json = JSON.parse(Buffer.from(bytes).toString("utf8"));
@@ -100,9 +151,18 @@ export function parseManifestJson(
 	}
 	const r = manifestJsonSchema.safeParse(json);
 	if (!r.success) throw new FtguardError("DATA_INVALID", `the manifest is malformed: ${zodMessage(r.error)}`);
-	const resources = canonicalOrder(r.data.resources, "files");
+	const method = r.data.serialization?.method ?? "files";
+	const shardSize = r.data.serialization?.shard_size;
+	if (method === "shards" && shardSize === undefined) {
+		throw new FtguardError("DATA_INVALID", "the manifest is malformed: shards without a shard_size");
+	}
+	const resources = canonicalOrder(r.data.resources, method);
 	if (r.data.rootDigest !== expected.rootDigest || `sha256:${rootDigestOfListed(resources)}` !== r.data.rootDigest) {
 		throw new FtguardError("DATA_INVALID", "the manifest's root digest is not the one the manifest state computed");
 	}
-	return { resources, rootDigest: r.data.rootDigest };
+	return {
+		resources,
+		rootDigest: r.data.rootDigest,
+		serialization: method === "shards" ? { method, shard_size: shardSize as number } : { method },
+	};
 }

@@ -15,7 +15,7 @@ import {
 	type TrustPolicy,
 	verifyDsseBundle,
 } from "../integrity/sigstore";
-import type { ResourceDescriptor } from "../integrity/types";
+import type { ResourceDescriptor, Serialization } from "../integrity/types";
 
 export interface SignatureOutcome {
 	verified: boolean;
@@ -41,7 +41,11 @@ export function verifyManifestSignature(
 	bundleBytes: Uint8Array,
 	source: string,
 	policies: readonly TrustPolicy[],
-	manifest: { resources: readonly ResourceDescriptor[]; rootDigest: string },
+	manifest: {
+		resources: readonly ResourceDescriptor[];
+		rootDigest: string;
+		serialization?: Pick<Serialization, "method" | "shard_size">;
+	},
 ): SignatureOutcome {
 	if (policies.length === 0) {
 		return { verified: false, code: "USAGE", reason: "the policy lists no trusted signers" };
@@ -68,16 +72,21 @@ export function verifyManifestSignature(
 	try {
 		const statement = parseModelSigningStatement(verification.payload);
 		checkRootDigest(statement);
-		const method = statement.serialization.method;
-		if (method !== "files") {
+		// The manifest state chose how to hash from this statement before it was verified: it must be what the
+		// verified statement says (same method, same shard size), or the comparison below would be meaningless.
+		const signed = statement.serialization;
+		const hashed = manifest.serialization ?? { method: "files" };
+		if (signed.method !== hashed.method || (signed.method === "shards" && signed.shard_size !== hashed.shard_size)) {
+			const show = (s: Pick<Serialization, "method" | "shard_size">) =>
+				s.method === "shards" ? `shards of ${s.shard_size} bytes` : s.method;
 			return {
 				verified: false,
 				identity,
 				code: "MANIFEST_MISMATCH",
-				reason: `signed with serialization method ${JSON.stringify(method)}; the pipeline compares per-file digests`,
+				reason: `signed as ${show(signed)}, but the artefact was hashed as ${show(hashed)}`,
 			};
 		}
-		assertNoDiff(diffResources(statement.resources, [...manifest.resources], "files"));
+		assertNoDiff(diffResources(statement.resources, [...manifest.resources], signed.method));
 		if (`sha256:${statement.rootDigest}` !== manifest.rootDigest) {
 			return {
 				verified: false,
