@@ -20,6 +20,8 @@ import { S3Source } from "./s3-source";
 
 /** More objects than any checkpoint has; each costs a HEAD and a tag write. */
 export const MAX_OBJECTS = 10_000;
+/** Shard resources per artefact (method "shards"): each costs a ranged GET and a manifest entry. */
+export const MAX_SHARDS = 100_000;
 
 function pinned(key: string, h: ObjectHead): ScanObject {
 	return {
@@ -103,6 +105,14 @@ export async function digestObjects(
 			const { digest } = await sha256Pinned(s3, { bucket: state.bucket, ...o });
 			return { ...o, digest };
 		});
+	}
+	// the shard size comes from the (not yet verified) marker: a tiny one must not turn into millions of GETs
+	const count = named.reduce((n, o) => n + Math.max(1, Math.ceil(o.size / plan.shardSize)), 0);
+	if (count > MAX_SHARDS) {
+		throw new FtguardError(
+			"TOO_MANY_FILES",
+			`shards of ${plan.shardSize} bytes cut ${state.artefact} into ${count} pieces (limit ${MAX_SHARDS})`,
+		);
 	}
 	const shards = named.flatMap((o) =>
 		shardRanges(o.size, plan.shardSize, plan.shardEmptyFiles).map(([start, end]) => ({ o, start, end })),

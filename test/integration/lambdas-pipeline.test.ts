@@ -16,6 +16,7 @@ import { handler as manifest } from "../../lambdas/manifest";
 import { handler as mark } from "../../lambdas/mark";
 import { handler as record } from "../../lambdas/record";
 import { handler as signature } from "../../lambdas/signature";
+import { MAX_SHARDS } from "../../lib/aws/artefact";
 import { buildManifest } from "../../lib/core/integrity/manifest";
 import { scanIdOf } from "../../lib/core/pipeline/artefact";
 import type { ScanState } from "../../lib/core/pipeline/types";
@@ -179,6 +180,25 @@ describe("the scan pipeline's handlers", () => {
 		);
 		expect(state.signature).toMatchObject({ verified: false, code: "DIGEST_MISMATCH" });
 		expect(state.signature?.reason).toMatch(/model\.safetensors/);
+		expect(state.verdict?.status).toBe("QUARANTINED");
+	});
+
+	it("refuses a shard size that would cut the artefact into too many pieces (error: manifest, QUARANTINED)", async () => {
+		const dir = join(EXAMPLES, "checkpoint");
+		const m = await buildManifest(dir, { ignorePaths: ["model.sig"], method: "shards", shardSize: 1 });
+		const statement = makeModelSigningStatement({
+			modelName: m.modelName,
+			resources: m.resources.slice(0, 3),
+			method: "shards",
+			serialization: { shard_size: 1 },
+		});
+		const sig = JSON.stringify(signStatementKeyed(statement, { keyPair: otherSigner }).bundle);
+		const big = Buffer.alloc(MAX_SHARDS + 1);
+		const state = await runPipeline(
+			await upload(dir, "jobs/j1/ckpt-shards-tiny/", { "model.sig": sig, "model.safetensors": big }),
+		);
+		expect(state.error?.state).toBe("manifest");
+		expect(state.error?.cause).toMatch(/shards of 1 bytes cut .* into 100[0-9]{3} pieces \(limit 100000\)/);
 		expect(state.verdict?.status).toBe("QUARANTINED");
 	});
 
