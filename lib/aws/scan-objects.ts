@@ -8,7 +8,14 @@ import { defaultScanOptions } from "../core/formats";
 import type { FileReport } from "../core/formats/scan";
 import { resourceNameOf } from "../core/pipeline/artefact";
 import { mapLimit } from "../core/pipeline/concurrency";
-import { backdoorPlan, type FilesOutcome, onnxModelOf, scanSource, summariseFiles } from "../core/pipeline/files";
+import {
+	backdoorModelOf,
+	backdoorPlan,
+	type FilesOutcome,
+	onnxModelsOf,
+	scanSource,
+	summariseFiles,
+} from "../core/pipeline/files";
 import type { ScanObject, ScanState } from "../core/pipeline/types";
 import { type Policy, referenceDataFor } from "../core/policy";
 import { modelInfoOf } from "./artefact";
@@ -47,11 +54,13 @@ export async function scanArtefact(
 		const { size: _, ...pin } = o;
 		return { ...pin, report, bytesFetched: source.bytesFetched };
 	});
-	const model = content.find((o) => o.key === onnxModelOf(scanned));
+	const chosen = backdoorModelOf(onnxModelsOf(scanned));
+	const model = content.find((o) => o.key === chosen.model);
 	const info = model ? await modelInfoOf(s3, state, state.objects, model) : {};
+	const summary = summariseFiles(scanned.map((s) => s.report));
 	return {
 		scanned,
-		summary: summariseFiles(scanned.map((s) => s.report)),
+		summary: chosen.problem ? { ...summary, safe: false, reasons: [...summary.reasons, chosen.problem] } : summary,
 		backdoor: backdoorPlan(model, referenceDataFor(policy.referenceData, info)),
 	};
 }

@@ -6,7 +6,8 @@
  * decide → record as the state machine would (a throwing state is caught into
  * `error` and the run goes on to decide), and reads the tags and reports back.
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GetObjectTaggingCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -294,6 +295,24 @@ describe("the scan pipeline's handlers", () => {
 		expect(clean.verdict?.status).toBe("PROMOTABLE");
 		expect((await tagsOf(key))["ftguard:status"]).toBe("PROMOTABLE");
 		expect((await tagsOf(marker.key))["ftguard:digest"]).toBe(`sha256:${m.root}`);
+	});
+
+	it("quarantines a directory with two ONNX models: the backdoor scan covers one model per artefact", async () => {
+		const fixtures = join(REPO, "test/fixtures/backdoor/digits8");
+		const dir = mkdtempSync(join(tmpdir(), "ftguard-two-onnx-"));
+		for (const n of ["mlp-clean-s1.onnx", "mlp-clean-s2.onnx"]) copyFileSync(join(fixtures, n), join(dir, n));
+		const m = await buildManifest(dir);
+		const statement = makeModelSigningStatement({ modelName: m.modelName, resources: m.resources });
+		const sig = JSON.stringify(signStatementKeyed(statement, { keyPair: otherSigner }).bundle);
+		const prefix = "jobs/j3/two-models/";
+		const state = await runPipeline(await upload(dir, prefix, { "model.sig": sig }));
+		expect(state.signature).toMatchObject({ verified: true });
+		expect(state.backdoor).toEqual({ required: false });
+		expect(state.files?.safe).toBe(false);
+		expect(state.verdict?.status).toBe("QUARANTINED");
+		expect(state.verdict?.reasons).toContain(
+			`files: 2 ONNX models (${prefix}mlp-clean-s1.onnx, ${prefix}mlp-clean-s2.onnx): the backdoor scan covers one model per artefact — commit each model as its own artefact`,
+		);
 	});
 
 	it("quarantines the marker version itself when mark never ran", async () => {

@@ -77,10 +77,25 @@ export function summariseFiles(reports: readonly FileReport[]): FilesOutcome {
 	};
 }
 
-/** The ONNX model the backdoor scan must search, if the artefact has one (by name, else by detected format). */
-export function onnxModelOf(reports: readonly { key: string; report: FileReport }[]): string | undefined {
-	const byName = reports.find((r) => r.key.toLowerCase().endsWith(".onnx"));
-	return (byName ?? reports.find((r) => r.report.format === "onnx"))?.key;
+/** Every ONNX model of the artefact (by name or by detected format), sorted. */
+export function onnxModelsOf(reports: readonly { key: string; report: FileReport }[]): string[] {
+	return reports
+		.filter((r) => r.key.toLowerCase().endsWith(".onnx") || r.report.format === "onnx")
+		.map((r) => r.key)
+		.sort();
+}
+
+/**
+ * The one ONNX model the backdoor scan searches. The scan covers one model per artefact, so an artefact with
+ * several is not promotable (a second, unscanned model could carry the backdoor): the problem is a reason of the
+ * files stage, and no backdoor scan is asked for.
+ */
+export function backdoorModelOf(models: readonly string[]): { model?: string; problem?: string } {
+	if (models.length <= 1) return models[0] !== undefined ? { model: models[0] } : {};
+	const shown = models.slice(0, 5).join(", ") + (models.length > 5 ? `, … (${models.length})` : "");
+	return {
+		problem: `${models.length} ONNX models (${shown}): the backdoor scan covers one model per artefact — commit each model as its own artefact`,
+	};
 }
 
 /**
