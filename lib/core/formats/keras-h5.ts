@@ -21,10 +21,11 @@
  * attribute storage (a fractal heap, used by the new file format once a
  * group's attributes outgrow the header: a config over 64 KiB), shared
  * (SOHM) attribute messages or datatypes, sizes of offsets other than 2/4/8,
+ * structures that look broken to this reader (HDF5 is more lenient in places),
  * unknown superblock / header / attribute versions, loops, budgets — gives
  * `keras-h5-config-unreadable` (high, so unsafe): the config may hold a Lambda
  * we could not see. A config that is there but that Keras itself cannot load
- * (not a string, not UTF-8, not JSON) is `malformed`. An HDF5 file with no
+ * (not a single string, not JSON) is `malformed`. An HDF5 file with no
  * `model_config` (a weights file) is safe: loading weights runs no code.
  */
 import { kerasConfigFindings } from "./keras";
@@ -338,8 +339,10 @@ async function scanH5(input: ScanInput): Promise<ScanResult> {
 	try {
 		const sb = await superblock(src, head);
 		if (sb === undefined) return { findings, malformed: "no HDF5 superblock signature" };
-		// H5Fopen compares the stored end-of-file address (it counts the user block) with the file's size.
-		if (sb.eof > src.size) throw new Broken(`truncated file: ${src.size} bytes, the superblock says ${sb.eof}`);
+		// H5Fopen compares the stored end-of-file address (it counts the user block) with the file's size:
+		// a shorter file does not open at all.
+		if (sb.eof > src.size)
+			return { findings, malformed: `hdf5: truncated file: ${src.size} bytes, the superblock says ${sb.eof}` };
 		const messages = await headerMessages(sb.ctx, sb.rootHeader);
 		const found: Attribute[] = [];
 		for (const m of messages) {
@@ -352,10 +355,18 @@ async function scanH5(input: ScanInput): Promise<ScanResult> {
 			}
 			if (m.type !== 0x0c) continue;
 			if (m.flags & 0x02) unreadable("the root group has a shared attribute message");
-			const a = await attribute(sb.ctx, m, (n) => CONFIG_ATTRS.includes(n));
-			if (a) found.push(a);
+			try {
+				const a = await attribute(sb.ctx, m, (n) => CONFIG_ATTRS.includes(n));
+				if (a) found.push(a);
+			} catch (e) {
+				// One attribute we cannot read does not hide the others (model_config's Lambda runs
+				// before Keras reads training_config); it is reported on its own.
+				if (!(e instanceof Broken)) throw e;
+				findings.push(unreadableFinding(e.message));
+			}
 		}
 		if (!found.some((a) => a.name === "model_config")) return { findings };
+		// (an unreadable attribute above may have been model_config: its finding stands)
 		let malformed: string | undefined;
 		for (const a of found) {
 			if (!Array.isArray(a.values)) {
@@ -366,9 +377,11 @@ async function scanH5(input: ScanInput): Promise<ScanResult> {
 			for (const v of a.values) {
 				let cfg: unknown;
 				try {
-					cfg = pythonJson(new TextDecoder("utf-8", { fatal: true }).decode(v));
+					// Not strict UTF-8: h5py 3 hands variable-length strings over decoded with surrogateescape,
+					// so invalid bytes in one do not stop Keras (a fixed-length one it decodes strictly).
+					cfg = pythonJson(v.toString("utf8"));
 				} catch {
-					malformed ??= `${a.name} is not UTF-8 JSON: Keras cannot load it`;
+					malformed ??= `${a.name} is not JSON: Keras cannot load it`;
 					continue;
 				}
 				findings.push(...kerasConfigFindings(cfg, a.name));
@@ -385,16 +398,21 @@ async function scanH5(input: ScanInput): Promise<ScanResult> {
 			return { findings };
 		}
 		if (e instanceof Broken) {
-			// HDF5 cannot open what is broken here either, but a config we did not reach is never passed.
-			findings.push({
-				id: "keras-h5-config-unreadable",
-				severity: "medium",
-				message: `the HDF5 structure is broken (${e.message}); the model config was not checked`,
-			});
+			// Broken as this reader sees it; HDF5 is more lenient in places (h5py reads a string from a
+			// heap object shorter than its declared length, for one), so a config we did not reach is unsafe.
+			findings.push(unreadableFinding(e.message));
 			return { findings, malformed: `hdf5: ${e.message}` };
 		}
 		throw e;
 	}
+}
+
+function unreadableFinding(why: string): Finding {
+	return {
+		id: "keras-h5-config-unreadable",
+		severity: "high",
+		message: `the HDF5 structure cannot be followed here (${why}); model_config was not checked`,
+	};
 }
 
 /** Scans a Keras 2 / tf.keras HDF5 model (any HDF5 file: one without model_config is safe). */

@@ -126,7 +126,7 @@ describe("keras-h5", () => {
 		}
 	});
 
-	it("versions and structures it does not know are unsafe (config unreadable), broken ones malformed", async () => {
+	it("versions and structures it does not follow are unsafe (config unreadable), broken ones too", async () => {
 		const b = Buffer.from(fx("keras2-lambda.h5"));
 		const root = rootHeader(b);
 		const unknownVersion = Buffer.from(b);
@@ -148,8 +148,27 @@ describe("keras-h5", () => {
 		const noHeap = Buffer.from(b);
 		noHeap.write("XCOL", gcol, "latin1");
 		const r2 = await scan(noHeap);
-		expect(verdictOf(r2)).toBe("malformed");
-		expect(r2.findings).toMatchObject([{ id: "keras-h5-config-unreadable", severity: "medium" }]);
+		expect(verdictOf(r2)).toBe("unsafe");
+		// model_config and training_config both live in that heap
+		expect(r2.findings.map((f) => [f.id, f.severity])).toEqual([
+			["keras-h5-config-unreadable", "high"],
+			["keras-h5-config-unreadable", "high"],
+		]);
+	});
+
+	it("an unreadable training_config does not hide model_config's Lambda", async () => {
+		const b = Buffer.from(fx("keras2-lambda-fixed.h5"));
+		// version-1 attribute message: 8-byte prefix, name, datatype, dataspace (each padded to 8), value
+		const msg = b.indexOf("training_config\0") - 8;
+		const pad8 = (n: number) => Math.ceil(n / 8) * 8;
+		const value =
+			msg + 8 + pad8(b.readUInt16LE(msg + 2)) + pad8(b.readUInt16LE(msg + 4)) + pad8(b.readUInt16LE(msg + 6));
+		b.writeBigUInt64LE(0x7fff_ffff_ffffn, value + 4); // its global heap address, past the end
+		const r = await scan(b);
+		expect(r.findings.map((f) => [f.id, f.severity])).toEqual([
+			["keras-h5-config-unreadable", "high"],
+			["keras-lambda", "critical"],
+		]);
 	});
 
 	it("a config Keras cannot parse is malformed; NaN and Infinity (Python's json) are not a reason", async () => {
