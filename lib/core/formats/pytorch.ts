@@ -6,7 +6,14 @@
  * the ByteSource and re-analysed until they end, so a 1 GiB legacy checkpoint
  * costs the few KiB of its five pickles, and tensor bytes are never touched.
  */
-import { type AnalyzeOptions, analyzePickle, looksLikePickle, type PickleAnalysis, startsWithProto } from "./pickle";
+import {
+	type AnalyzeOptions,
+	analyzePickle,
+	isPickleOpcode,
+	looksLikePickle,
+	type PickleAnalysis,
+	startsWithProto,
+} from "./pickle";
 import type { ByteSource, Finding, ScanInput, Scanner, ScanPolicy, ScanResult } from "./types";
 import { entryDataOffset, isZip, le16, le32, listZip, readEntry, type ZipEntry } from "./zip";
 
@@ -117,6 +124,20 @@ export class HeadCachedSource implements ByteSource {
 			return Buffer.concat([h.subarray(start), parent(h.length, start + n - h.length)]);
 		};
 	}
+	/** `syncReader`, reading into a caller's buffer (no allocation per read). */
+	syncReaderInto(): SyncReadInto | undefined {
+		const parent = syncReaderInto(this.parent);
+		if (parent === undefined) return undefined;
+		return (offset, length, into, at) => {
+			const h = this.head;
+			const start = Math.max(0, Math.min(offset, this.parent.size));
+			const n = Math.max(0, Math.min(length, this.parent.size - start));
+			if (start + n <= h.length) return h.copy(into, at, start, start + n);
+			if (start >= h.length) return parent(start, n, into, at);
+			const k = h.copy(into, at, start);
+			return k + parent(h.length, start + n - h.length, into, at + k);
+		};
+	}
 	async read(offset: number, length: number): Promise<Buffer> {
 		const h = this.head;
 		const start = Math.max(0, Math.min(offset, this.parent.size));
@@ -135,6 +156,16 @@ function syncReader(src: ByteSource): SyncRead | undefined {
 	if (src instanceof HeadCachedSource) return src.syncReader();
 	const r = (src as { readSync?: unknown }).readSync;
 	return typeof r === "function" ? (r as SyncRead).bind(src) : undefined;
+}
+
+/** Reads up to `length` bytes at `offset` into `into` at `at`; returns how many it read. */
+type SyncReadInto = (offset: number, length: number, into: Buffer, at: number) => number;
+
+/** `syncReader`, into a caller's buffer. */
+function syncReaderInto(src: ByteSource): SyncReadInto | undefined {
+	if (src instanceof HeadCachedSource) return src.syncReaderInto();
+	const r = (src as { readSyncInto?: unknown }).readSyncInto;
+	return typeof r === "function" ? (r as SyncReadInto).bind(src) : undefined;
 }
 
 /** The input's source, with the engine's head (if it passed one) served from memory. */
@@ -245,10 +276,30 @@ function storedSniff(h: Buffer, e: ZipEntry): Buffer | number | undefined {
 	return start;
 }
 
-/** `entryHead` for a stored entry, with synchronous reads (no promise per sniff). */
-function storedHeadSync(read: SyncRead, e: ZipEntry): Buffer | undefined {
-	const r = storedSniff(read(e.localHeaderOffset, sniffGuess(e)), e);
-	return typeof r === "number" ? read(e.localHeaderOffset + r, Math.min(SNIFF_BYTES, e.compressedSize)) : r;
+/** Whether an entry's first bytes (its sniff: `undefined` without a local header) may be a pickle to analyse. */
+function sniffLooksLikePickle(head: Buffer | undefined): boolean {
+	return head !== undefined && (startsWithProto(head) || looksLikePickle(head));
+}
+
+/**
+ * `sniffLooksLikePickle(entryHead(…))` for a stored entry, read synchronously into `buf`
+ * (at least `sniffGuess(e)` bytes, reused for every entry): one pread and no allocation
+ * per tensor unless its first byte is a pickle opcode.
+ */
+function storedSniffSync(read: SyncReadInto, e: ZipEntry, buf: Buffer): boolean {
+	const n = read(e.localHeaderOffset, sniffGuess(e), buf, 0);
+	if (n < 30 || le32(buf, 0) !== 0x04034b50) return false; // no local header: no head, as in storedSniff
+	const start = 30 + le16(buf, 26) + le16(buf, 28);
+	const want = Math.min(SNIFF_BYTES, e.compressedSize);
+	let from = start;
+	let len = want;
+	if (start + want > n) {
+		from = 0;
+		len = read(e.localHeaderOffset + start, want, buf, 0);
+	}
+	// Fewer than 2 bytes, or a first byte no unpickler accepts: both tests below are false.
+	if (len < 2 || !isPickleOpcode(buf[from])) return false;
+	return sniffLooksLikePickle(buf.subarray(from, from + len));
 }
 
 /** First bytes of an entry's data (inflated if need be), for sniffing pickles under other names. */
@@ -326,28 +377,28 @@ export const pytorchZipScanner: Scanner = {
 			let pickles = 0;
 			// Sniff the entries not named *.pkl a batch at a time: hundreds of tensors cost hundreds of small reads.
 			// Stored entries are sniffed synchronously where the source allows it (one pread each).
-			const heads = new Map<ZipEntry, Buffer | undefined>();
-			const read = syncReader(source);
+			// `sniffed`: for each entry not named *.pkl, whether its first bytes may be a pickle.
+			const sniffed = new Map<ZipEntry, boolean>();
+			const read = syncReaderInto(source);
+			let buf = Buffer.alloc(0);
 			const others = listing.entries.filter((e) => {
 				if (isPickleName(e.name)) return false;
 				if (read === undefined || e.method !== 0) return true;
-				heads.set(e, storedHeadSync(read, e));
+				if (buf.length < sniffGuess(e)) buf = Buffer.allocUnsafe(Math.max(4096, sniffGuess(e)));
+				sniffed.set(e, storedSniffSync(read, e, buf));
 				return false;
 			});
 			for (let i = 0; i < others.length; i += 32) {
 				const batch = others.slice(i, i + 32);
 				const got = await Promise.all(batch.map((e) => entryHead(source, e)));
 				batch.forEach((e, k) => {
-					heads.set(e, got[k]);
+					sniffed.set(e, sniffLooksLikePickle(got[k]));
 				});
 			}
 			let budget = ARCHIVE_BUDGET;
 			for (const e of listing.entries) {
 				const named = isPickleName(e.name);
-				if (!named) {
-					const head = heads.get(e);
-					if (head === undefined || !(startsWithProto(head) || looksLikePickle(head))) continue;
-				}
+				if (!named && sniffed.get(e) !== true) continue;
 				// Tensor data that happens to start like a pickle must not make us read a whole tensor:
 				// sniffed entries get a smaller budget (reaching it is itself a finding, pickle-too-large).
 				if (budget <= 0) {

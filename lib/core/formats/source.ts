@@ -56,6 +56,23 @@ export class FileSource implements ByteSource {
 		return got === n ? buf : buf.subarray(0, got);
 	}
 
+	/**
+	 * `readSync` into a caller's buffer at `at` (no allocation; `into` must have room):
+	 * for the zip scanner's one sniff per entry. Returns the bytes read.
+	 */
+	readSyncInto(offset: number, length: number, into: Buffer, at: number): number {
+		const start = Math.max(0, Math.min(offset, this.size));
+		const n = Math.max(0, Math.min(length, this.size - start));
+		let got = 0;
+		while (got < n) {
+			const r = readSync(this.fd, into, at + got, n - got, start + got);
+			if (r === 0) break; // file shrank under us: return what exists
+			got += r;
+		}
+		this.read_ += got;
+		return got;
+	}
+
 	async read(offset: number, length: number): Promise<Buffer> {
 		// Small reads (headers, sniffs, pickles) are synchronous: a FileHandle.read round trip
 		// through the thread pool costs far more than the copy from the page cache.
@@ -95,6 +112,13 @@ export class BufferSource implements ByteSource {
 		const out = this.buf.subarray(start, Math.min(this.buf.length, start + Math.max(0, length)));
 		this.read_ += out.length;
 		return out;
+	}
+
+	readSyncInto(offset: number, length: number, into: Buffer, at: number): number {
+		const start = Math.max(0, Math.min(offset, this.buf.length));
+		const n = this.buf.copy(into, at, start, Math.min(this.buf.length, start + Math.max(0, length)));
+		this.read_ += n;
+		return n;
 	}
 
 	async read(offset: number, length: number): Promise<Buffer> {
