@@ -40,7 +40,7 @@
  *   zip member (a torch zip checkpoint inside the tar) goes to the zip scanner.
  *   Other members are left alone with a low finding saying so, never silently.
  */
-import { analyzePickle, looksLikePickle, type PickleAnalysis, startsWithProto } from "./pickle";
+import { analyzePickle, isPickleOpcode, looksLikePickle, type PickleAnalysis, startsWithProto } from "./pickle";
 import { HeadCachedSource, pytorchZipScanner, SliceSource } from "./pytorch";
 import { getMember, hasData, isLink, isTarHeader, listTar, type TarMember } from "./tar";
 import type { ByteSource, Finding, ScanInput, Scanner, ScanPolicy, ScanResult } from "./types";
@@ -417,7 +417,8 @@ class Walk {
 			});
 			if (!a.incomplete) {
 				this.budget -= buf.length;
-				this.pickles++;
+				// Counted only if it is one: bytes that merely start like a pickle and import nothing are not.
+				if (a.pickles > 0 || a.findings.length > 0) this.pickles++;
 				if (buf.length >= avail && avail < slice.size - start && a.malformed?.startsWith("truncated")) {
 					a.findings.push({
 						id: "pickle-too-large",
@@ -603,7 +604,9 @@ class Walk {
 			if (r.malformed === undefined || r.findings.length > 0) this.pickles++;
 			return;
 		}
-		if (!PICKLE_NAME.test(m.name) && !startsWithProto(head) && !looksLikePickle(head)) return;
+		// As the engine's pickle fallback: a pickle-like name counts only if an unpickler would run byte 0.
+		const named = PICKLE_NAME.test(m.name) && isPickleOpcode(head[0]);
+		if (!named && !startsWithProto(head) && !looksLikePickle(head)) return;
 		// A loader calls pickle.load on it, maybe repeatedly: follow every pickle in a row.
 		let pos = 0;
 		for (let k = 0; k < 64 && pos < slice.size && this.budget > 0; k++) {
@@ -620,8 +623,8 @@ function memberSource(src: ByteSource, m: TarMember): ByteSource {
 }
 
 /**
- * The legacy path torch takes when tarfile fails: the file from byte 0 as a
- * legacy pickle stream. A tar header's name field rarely parses as a pickle
+ * The legacy path torch takes when tarfile fails (or the bytes come from a
+ * buffer): the file from byte 0 as a legacy pickle stream. A tar header's name field rarely parses as a pickle
  * that imports anything; one that does is a polyglot. Imports of names that
  * are not Python identifiers (`cfg/model.bin\0…` read by GLOBAL) cannot resolve
  * and are ignored; everything else is reported.
