@@ -6,7 +6,9 @@
  * scan (measured: ~5 ms of a ~14 ms first scan of a 1 GiB torch zip).
  *
  * The cache is produced after the work (`save`), so it holds the bytecode of
- * every function the scan ran, not only the top level. It is keyed by the
+ * every function the scan ran, not only the top level — of the first run: a later
+ * run through code that run did not reach (another format) compiles that code
+ * lazily as before, and the cache is not rewritten on a hit. It is keyed by the
  * SHA-256 of the source, the Node version and the architecture; V8 checks its
  * own version, flags and the source length again and rejects what does not fit
  * (then the file is compiled as usual and the cache rewritten). A cache can only
