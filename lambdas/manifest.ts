@@ -3,7 +3,7 @@
  * signature was made with the "shards" method — and the OMS manifest written to the report bucket.
  */
 import { digestObjects, markerBytes } from "../lib/aws/artefact";
-import { runHandler, s3Client, scanIdOf, writeReport } from "../lib/aws/runtime";
+import { rangedReadOptions, runHandler, s3Client, scanIdOf, writeReport } from "../lib/aws/runtime";
 import { buildPipelineManifest, hashPlanOf } from "../lib/core/pipeline/manifest";
 import { parseScanState, requireFields } from "../lib/core/pipeline/schema";
 import type { ScanState } from "../lib/core/pipeline/types";
@@ -13,7 +13,11 @@ export async function handler(event: unknown): Promise<ScanState & Required<Pick
 		const state = requireFields(parseScanState(event, "manifest"), "manifest", "objects");
 		// hashed the way the signature says it was made; the signature state verifies that claim
 		const plan = hashPlanOf(await markerBytes(s3Client(), state));
-		const manifest = buildPipelineManifest(state, await digestObjects(s3Client(), state, plan), plan);
+		const manifest = buildPipelineManifest(
+			state,
+			await digestObjects(s3Client(), state, plan, rangedReadOptions()),
+			plan,
+		);
 		const uri = await writeReport(state.scanId, "manifest", manifest);
 		const { rootDigest, bytes } = manifest;
 		const files = manifest.resources.length;

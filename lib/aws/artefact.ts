@@ -15,7 +15,15 @@ import { FILES_PLAN, type HashPlan, type ObjectDigest, parseManifestJson } from 
 import { familyOf, onnxInputShape } from "../core/pipeline/model-info";
 import type { ScanObject, ScanState } from "../core/pipeline/types";
 import { getObjectBytes, parseS3Uri } from "./object-store";
-import { headObject, listKeys, type ObjectHead, readPinnedBytes, sha256Pinned, sha256PinnedRange } from "./objects";
+import {
+	headObject,
+	listKeys,
+	type ObjectHead,
+	type RangedReadOptions,
+	readPinnedBytes,
+	sha256Pinned,
+	sha256PinnedRange,
+} from "./objects";
 import { S3Source } from "./s3-source";
 
 /** More objects than any checkpoint has; each costs a HEAD and a tag write. */
@@ -93,6 +101,7 @@ export async function digestObjects(
 	s3: S3Client,
 	state: Pick<ScanState, "bucket" | "artefact" | "marker"> & { objects: ScanObject[] },
 	plan: HashPlan = FILES_PLAN,
+	read: RangedReadOptions = {},
 ): Promise<ObjectDigest[]> {
 	const content = state.objects.filter((o) => o.key !== state.marker.key);
 	const named = content.map((o) => {
@@ -102,7 +111,7 @@ export async function digestObjects(
 	});
 	if (plan.method === "files") {
 		return mapLimit(named, 4, async (o) => {
-			const { digest } = await sha256Pinned(s3, { bucket: state.bucket, ...o });
+			const { digest } = await sha256Pinned(s3, { bucket: state.bucket, ...o }, read);
 			return { ...o, digest };
 		});
 	}
@@ -121,7 +130,7 @@ export async function digestObjects(
 		...o,
 		name: `${o.name}:${start}:${end}`,
 		range: [start, end] as [number, number],
-		digest: await sha256PinnedRange(s3, { bucket: state.bucket, ...o }, { start, end }),
+		digest: await sha256PinnedRange(s3, { bucket: state.bucket, ...o }, { start, end }, read),
 	}));
 }
 

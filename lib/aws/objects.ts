@@ -16,7 +16,8 @@ import {
 	type ListObjectsV2CommandOutput,
 	type S3Client,
 } from "@aws-sdk/client-s3";
-import { FtguardError } from "../core/errors";
+import { FtguardError, isFtguardError } from "../core/errors";
+import { OffThreadHasher } from "../core/integrity/stream-hasher";
 import { normalizeEtag } from "../core/pipeline/artefact";
 
 /** An object version as the mark state recorded it. */
@@ -153,6 +154,8 @@ export interface RangedReadOptions {
 	partBytes?: number;
 	/** @default 4 */
 	inFlight?: number;
+	/** objects (or ranges) at least this large are hashed on a worker thread; @default 64 MiB */
+	offThreadMinBytes?: number;
 }
 
 const DEFAULT_PART_BYTES = 8 * 1024 * 1024;
@@ -204,33 +207,53 @@ export async function sha256Pinned(
 ): Promise<{ digest: string; size: number }> {
 	const partBytes = options.partBytes ?? DEFAULT_PART_BYTES;
 	const inFlight = options.inFlight ?? DEFAULT_IN_FLIGHT;
-	if (o.size > partBytes) return sha256PinnedRanged(s3, o, partBytes, inFlight);
+	if (o.size > partBytes) {
+		const range = { start: 0, end: o.size };
+		return { digest: await hashRange(s3, o, range, partBytes, inFlight, options.offThreadMinBytes), size: o.size };
+	}
 	const r = await getPinned(s3, o);
 	const body = r.Body as (Readable & AsyncIterable<Uint8Array>) | undefined;
 	if (!body) throw new FtguardError("IO_ERROR", `${where(o)}: empty response body`);
-	const h = createHash("sha256");
+	const h = hasherFor(o.size, options.offThreadMinBytes);
 	let size = 0;
 	try {
-		for await (const chunk of body) {
-			h.update(chunk);
-			size += chunk.length;
+		try {
+			for await (const chunk of body) {
+				await h.update(chunk);
+				size += chunk.length;
+			}
+		} catch (e) {
+			throw isFtguardError(e) ? e : s3Error(e, where(o));
 		}
-	} catch (e) {
-		throw s3Error(e, where(o));
+		if (size !== o.size) {
+			throw new FtguardError("IO_ERROR", `${where(o)} is ${size} bytes, ${o.size} when marked`);
+		}
+		return { digest: await h.digest(), size };
+	} finally {
+		await h.close();
 	}
-	if (size !== o.size) {
-		throw new FtguardError("IO_ERROR", `${where(o)} is ${size} bytes, ${o.size} when marked`);
-	}
-	return { digest: h.digest("hex"), size };
 }
 
-async function sha256PinnedRanged(
-	s3: S3Client,
-	o: PinnedObject,
-	partBytes: number,
-	inFlight: number,
-): Promise<{ digest: string; size: number }> {
-	return { digest: await hashRange(s3, o, { start: 0, end: o.size }, partBytes, inFlight), size: o.size };
+/** Below this many bytes the digest is computed on the calling thread: a worker costs tens of milliseconds to start. */
+const OFF_THREAD_MIN_BYTES = 64 * 1024 * 1024;
+
+interface Hasher {
+	update(chunk: Uint8Array): Promise<void> | void;
+	digest(): Promise<string>;
+	close(): Promise<void>;
+}
+
+/** SHA-256 for `bytes` bytes: on a worker thread for large inputs (the receiving thread keeps receiving), else here. */
+function hasherFor(bytes: number, offThreadMinBytes = OFF_THREAD_MIN_BYTES): Hasher {
+	if (bytes >= offThreadMinBytes) return new OffThreadHasher();
+	const h = createHash("sha256");
+	return {
+		update: (chunk) => {
+			h.update(chunk);
+		},
+		digest: async () => h.digest("hex"),
+		close: async () => {},
+	};
 }
 
 /**
@@ -250,7 +273,14 @@ export async function sha256PinnedRange(
 	if (range.start < 0 || range.end < range.start || range.end > o.size) {
 		throw new FtguardError("USAGE", `${where(o)}: bytes ${range.start}-${range.end} are outside its ${o.size} bytes`);
 	}
-	return hashRange(s3, o, range, options.partBytes ?? DEFAULT_PART_BYTES, options.inFlight ?? DEFAULT_IN_FLIGHT);
+	return hashRange(
+		s3,
+		o,
+		range,
+		options.partBytes ?? DEFAULT_PART_BYTES,
+		options.inFlight ?? DEFAULT_IN_FLIGHT,
+		options.offThreadMinBytes,
+	);
 }
 
 async function hashRange(
@@ -259,31 +289,36 @@ async function hashRange(
 	range: { start: number; end: number },
 	partBytes: number,
 	inFlight: number,
+	offThreadMinBytes?: number,
 ): Promise<string> {
-	const parts = Math.ceil((range.end - range.start) / partBytes);
+	// a part never longer than the range (Infinity: the whole range in one GET)
+	const span = range.end - range.start;
+	const part = Math.max(1, Math.min(partBytes, span));
+	const parts = Math.ceil(span / part);
 	const abort = new AbortController();
 	const pending: Promise<Uint8Array[]>[] = [];
 	const request = (i: number) => {
-		const start = range.start + i * partBytes;
-		const p = readPinnedRange(s3, o, { start, end: Math.min(range.end, start + partBytes) }, abort.signal);
+		const start = range.start + i * part;
+		const p = readPinnedRange(s3, o, { start, end: Math.min(range.end, start + part) }, abort.signal);
 		// settled below in order; a part that fails after an earlier failure must not surface as unhandled
 		p.catch(() => {});
 		pending[i] = p;
 	};
 	for (let i = 0; i < Math.min(inFlight, parts); i++) request(i);
-	const h = createHash("sha256");
+	const h = hasherFor(range.end - range.start, offThreadMinBytes);
 	try {
 		for (let i = 0; i < parts; i++) {
 			const chunks = await (pending[i] as Promise<Uint8Array[]>);
 			pending[i] = Promise.resolve([]); // let the part's memory go
 			if (i + inFlight < parts) request(i + inFlight);
-			for (const c of chunks) h.update(c);
+			for (const c of chunks) await h.update(c);
 		}
+		return await h.digest();
 	} finally {
-		// on any failure, stop the requests still running (no-op once all parts are in)
+		// on any failure, stop the requests still running (no-op once all parts are in) and the hashing worker
 		abort.abort();
+		await h.close();
 	}
-	return h.digest("hex");
 }
 
 /** Reads a whole pinned object of at most `maxBytes` (bundles, configs). */

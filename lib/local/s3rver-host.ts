@@ -6,7 +6,7 @@
  * and the EventBridge form of its `event` records (s3rver has no bucket
  * notifications and no versioning: REFERENCE.md).
  */
-import { mkdirSync } from "node:fs";
+import { createReadStream, mkdirSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { Transform, type TransformCallback } from "node:stream";
 import S3rver from "s3rver";
@@ -207,6 +207,42 @@ async function newObjectTags(ctx: KoaObjectContext, next: () => Promise<unknown>
 	else await ctx.store.deleteSubresource(bucket, key, "tagging");
 }
 
+/** What {@link readInLargeChunks} needs of s3rver's filesystem store and the objects it returns. */
+interface S3rverStore {
+	getObject(bucket: string, key: string, options?: { start?: number; end?: number }): Promise<S3rverObject | null>;
+	getResourcePath(bucket: string, key: string, resource: "object"): string;
+}
+interface S3rverObject {
+	size: number;
+	range?: { start: number; end: number };
+	content: NodeJS.ReadableStream & { destroy(): void };
+}
+
+/**
+ * s3rver streams an object's file in Node's default 64 KiB reads, which caps a GET at ~0.5 GB/s here; in 1 MiB
+ * reads it serves ~1.3 GB/s, so the object server no longer sets the pace of a local multi-GiB scan. The stream
+ * s3rver opened is replaced by the same byte range read in larger chunks.
+ */
+function readInLargeChunks(store: S3rverStore): void {
+	const getObject = store.getObject.bind(store);
+	store.getObject = async (bucket, key, options) => {
+		const object = await getObject(bucket, key, options);
+		if (!object?.content) return object; // missing, or a range that cannot be satisfied
+		const { start, end } = object.range ?? { start: 0, end: Math.max(0, object.size - 1) };
+		object.content.destroy();
+		object.content = await new Promise((resolve, reject) => {
+			const stream = createReadStream(store.getResourcePath(bucket, key, "object"), {
+				start,
+				end,
+				highWaterMark: 1 << 20,
+			})
+				.on("error", reject)
+				.on("open", () => resolve(stream));
+		});
+		return object;
+	};
+}
+
 export interface S3rverHostOptions {
 	/** 0: any free port */
 	port: number;
@@ -233,6 +269,7 @@ export async function hostS3rver(
 		configureBuckets: options.buckets.map((name) => ({ name, configs: [] })),
 	});
 	(server as unknown as { middleware: unknown[] }).middleware.unshift(decodeAwsChunked, newObjectTags);
+	readInLargeChunks((server as unknown as { store: S3rverStore }).store);
 	server.on("event", (e: { Records?: S3rverRecord[] }) => {
 		for (const r of e.Records ?? []) {
 			const created = toObjectCreated(r);

@@ -39,6 +39,9 @@ describe("sha256Pinned by ranges", () => {
 		}
 		// one GET (the object fits one part) gives the same digest
 		expect((await sha256Pinned(s3.client, o, { partBytes: body.length })).digest).toBe(digest);
+		// and so does hashing on a worker thread, by ranges or in one GET
+		expect((await sha256Pinned(s3.client, o, { partBytes: 1 << 20, offThreadMinBytes: 0 })).digest).toBe(digest);
+		expect((await sha256Pinned(s3.client, o, { partBytes: body.length, offThreadMinBytes: 0 })).digest).toBe(digest);
 	});
 
 	it("sends every range pinned to the marked ETag", async () => {
@@ -83,9 +86,11 @@ describe("sha256Pinned by ranges", () => {
 			[body.length - 7, body.length],
 			[42, 42],
 		] as const) {
-			expect(await sha256PinnedRange(s3.client, o, { start, end }, { partBytes: 1 << 20 })).toBe(
-				sha(body.subarray(start, end)),
-			);
+			for (const partBytes of [1 << 20, Number.POSITIVE_INFINITY]) {
+				expect(await sha256PinnedRange(s3.client, o, { start, end }, { partBytes })).toBe(
+					sha(body.subarray(start, end)),
+				);
+			}
 		}
 		for (const range of [
 			{ start: -1, end: 10 },
