@@ -4,7 +4,9 @@
  *
  *   (a) a generated ~1 GiB signed safetensors checkpoint (no backdoor stage), timed
  *       from the commit marker's upload to its verdict, against `ftguard verify` on
- *       the same directory (a CLI process, wall time) in the same run.
+ *       the same directory (a CLI process, wall time) in the same run. The data is
+ *       uploaded first and flushed to disk (`sync`: S3 answers a PUT once the object
+ *       is durable), neither timed as pipeline latency.
  *       Target (issue 6): pipeline ≤ 2 × verify — pipeline overhead must not dominate.
  *   (b) the small backdoored ONNX fixture with its backdoor stage (Batch job as a
  *       child process, a short Neural Cleanse).
@@ -155,6 +157,10 @@ async function main(): Promise<void> {
 			const tu = performance.now();
 			for (const n of ["config.json", "model.safetensors"])
 				await put(s3, bucket, `${prefix}${n}`, readFileSync(join(dir, n)));
+			// S3 answers a PUT once the object is durable; s3rver answers with the bytes still dirty in the page
+			// cache, and their writeback would run during the scan. Flush them first, as S3 would have: the same
+			// state `ftguard verify` reads its directory in (cached, clean).
+			spawnSync("sync");
 			const upload = (performance.now() - tu) / 1000;
 			const t0 = performance.now();
 			await put(s3, bucket, `${prefix}model.sig`, readFileSync(join(dir, "model.sig")));
