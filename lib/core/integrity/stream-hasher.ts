@@ -4,8 +4,9 @@
  *
  * Why: reading an object from S3 costs the receiving thread real CPU (socket
  * reads, HTTP framing, TLS in AWS); hashing on that same thread serialises the
- * two. Here the caller batches what it receives into ~1 MiB messages (one copy,
- * then transferred, not cloned) and a worker hashes them on another core.
+ * two. Here what the caller receives is copied into 1 MiB buffers, each
+ * transferred (not cloned) to a worker that hashes it on another core and hands
+ * the buffer back to be filled again.
  * Memory is bounded: `update` returns a promise that waits whenever more than
  * `maxInFlight` bytes are queued for the worker, so awaiting it in a
  * `for await` loop slows the download to the hashing speed instead of
@@ -23,8 +24,9 @@ const { createHash } = require("node:crypto");
 const h = createHash("sha256");
 parentPort.on("message", (m) => {
 	if (m.type === "data") {
-		h.update(new Uint8Array(m.buffer));
-		parentPort.postMessage({ type: "ack", bytes: m.buffer.byteLength });
+		h.update(new Uint8Array(m.buffer, 0, m.length));
+		// the buffer goes back to be filled again: no allocation per batch
+		parentPort.postMessage({ type: "ack", bytes: m.length, buffer: m.buffer }, [m.buffer]);
 	} else if (m.type === "end") {
 		parentPort.postMessage({ type: "digest", digest: h.digest("hex") });
 	}
@@ -42,8 +44,9 @@ export class OffThreadHasher {
 	private readonly worker: Worker;
 	private readonly batchBytes: number;
 	private readonly maxInFlight: number;
-	private batch: Uint8Array[] = [];
-	private batched = 0;
+	private readonly spare: ArrayBuffer[] = [];
+	private current: Uint8Array | undefined;
+	private filled = 0;
 	private inFlight = 0;
 	private failure: Error | undefined;
 	private drained: (() => void) | undefined;
@@ -55,9 +58,10 @@ export class OffThreadHasher {
 		this.batchBytes = options.batchBytes ?? 1 << 20;
 		this.maxInFlight = options.maxInFlight ?? 32 << 20;
 		this.worker = new Worker(WORKER_SOURCE, { eval: true });
-		this.worker.on("message", (m: { type: string; bytes?: number; digest?: string }) => {
+		this.worker.on("message", (m: { type: string; bytes?: number; digest?: string; buffer?: ArrayBuffer }) => {
 			if (m.type === "ack") {
 				this.inFlight -= m.bytes ?? 0;
+				if (m.buffer && m.buffer.byteLength === this.batchBytes && this.spare.length < 8) this.spare.push(m.buffer);
 				if (this.inFlight <= this.maxInFlight / 2) this.wake();
 			} else if (m.type === "digest") this.finished?.(m.digest ?? "");
 		});
@@ -78,30 +82,30 @@ export class OffThreadHasher {
 		d?.();
 	}
 
+	/** Sends the current buffer (its filled part) to the worker. */
 	private flush(): void {
-		if (this.batched === 0) return;
-		// one copy into a fresh buffer, transferred: the received chunks stay the caller's
-		const buffer = new ArrayBuffer(this.batched);
-		const view = new Uint8Array(buffer);
-		let at = 0;
-		for (const c of this.batch) {
-			view.set(c, at);
-			at += c.length;
-		}
-		this.batch = [];
-		this.inFlight += this.batched;
-		this.batched = 0;
-		this.worker.postMessage({ type: "data", buffer }, [buffer]);
+		if (this.current === undefined || this.filled === 0) return;
+		const buffer = this.current.buffer as ArrayBuffer;
+		this.worker.postMessage({ type: "data", buffer, length: this.filled }, [buffer]);
+		this.inFlight += this.filled;
+		this.current = undefined;
+		this.filled = 0;
 	}
 
 	/** Adds bytes; resolves at once unless too much is waiting for the worker. */
 	async update(chunk: Uint8Array): Promise<void> {
 		if (this.failure) throw this.failure;
-		if (chunk.length === 0) return;
-		this.batch.push(chunk);
-		this.batched += chunk.length;
-		if (this.batched < this.batchBytes) return;
-		this.flush();
+		// Copied into buffers of exactly batchBytes, each sent when full: the caller's chunks stay the caller's,
+		// and the buffers come back from the worker to be filled again (a long stream allocates a handful).
+		let at = 0;
+		while (at < chunk.length) {
+			this.current ??= new Uint8Array(this.spare.pop() ?? new ArrayBuffer(this.batchBytes));
+			const n = Math.min(chunk.length - at, this.batchBytes - this.filled);
+			this.current.set(chunk.subarray(at, at + n), this.filled);
+			this.filled += n;
+			at += n;
+			if (this.filled === this.batchBytes) this.flush();
+		}
 		while (this.inFlight > this.maxInFlight && !this.failure) {
 			await new Promise<void>((resolve) => {
 				this.drained = resolve;
