@@ -29,7 +29,7 @@
  * `model_config` (a weights file) is safe: loading weights runs no code.
  */
 import { kerasConfigFindings } from "./keras";
-import type { ByteSource, Finding, ScanInput, Scanner, ScanResult } from "./types";
+import { type ByteSource, type Finding, guarded, type ScanInput, type Scanner, type ScanResult } from "./types";
 
 const SIGNATURE = Buffer.from([0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a]);
 /** Messages read from one object header, all blocks together. */
@@ -416,21 +416,8 @@ function unreadableFinding(why: string): Finding {
 }
 
 /** Scans a Keras 2 / tf.keras HDF5 model (any HDF5 file: one without model_config is safe). */
-async function scan(input: ScanInput): Promise<ScanResult> {
-	try {
-		return await scanH5(input);
-	} catch (e) {
-		return {
-			findings: [
-				{
-					id: "scan-incomplete",
-					severity: "high",
-					message: `scan stopped: ${e instanceof Error ? e.message.split("\n", 1)[0] : String(e)}`,
-				},
-			],
-			malformed: "file could not be fully parsed",
-		};
-	}
+function scan(input: ScanInput): Promise<ScanResult> {
+	return guarded(() => scanH5(input));
 }
 
 /** HDF5 files whose superblock signature is in the head (at 0, or after a user block of 512 · 2^k bytes). */

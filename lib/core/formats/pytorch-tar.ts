@@ -43,7 +43,15 @@
 import { analyzePickle, isPickleOpcode, looksLikePickle, type PickleAnalysis, startsWithProto } from "./pickle";
 import { HeadCachedSource, pytorchZipScanner, SliceSource } from "./pytorch";
 import { getMember, hasData, isLink, isTarHeader, listTar, type TarMember } from "./tar";
-import type { ByteSource, Finding, ScanInput, Scanner, ScanPolicy, ScanResult } from "./types";
+import {
+	type ByteSource,
+	type Finding,
+	guarded,
+	type ScanInput,
+	type Scanner,
+	type ScanPolicy,
+	type ScanResult,
+} from "./types";
 import { isZip } from "./zip";
 
 /** Records (storages + tensors) walked at most. */
@@ -761,20 +769,7 @@ export const pytorchTarScanner: Scanner = {
 		// tarfile.open accepts the file iff its first header is valid: the checksum is the magic.
 		return isTarHeader(head);
 	},
-	async scan(input) {
-		try {
-			return await scanTar(input);
-		} catch (e) {
-			return {
-				findings: [
-					{
-						id: "scan-incomplete",
-						severity: "high",
-						message: `scan stopped: ${e instanceof Error ? e.message.split("\n", 1)[0] : String(e)}`,
-					},
-				],
-				malformed: "file could not be fully parsed",
-			};
-		}
+	scan(input) {
+		return guarded(() => scanTar(input));
 	},
 };

@@ -14,7 +14,15 @@ import {
 	type PickleAnalysis,
 	startsWithProto,
 } from "./pickle";
-import type { ByteSource, Finding, ScanInput, Scanner, ScanPolicy, ScanResult } from "./types";
+import {
+	type ByteSource,
+	type Finding,
+	guarded,
+	type ScanInput,
+	type Scanner,
+	type ScanPolicy,
+	type ScanResult,
+} from "./types";
 import { entryDataOffset, isZip, le16, le32, listZip, readEntry, type ZipEntry } from "./zip";
 
 /** Largest pickle stream analysed (per file, or per archive entry). */
@@ -186,24 +194,6 @@ function forbidden(policy: ScanPolicy, location?: string): Finding[] {
 			...(location ? { location } : {}),
 		},
 	];
-}
-
-/** Runs a scan body; an unexpected exception becomes `malformed` (never a pass) instead of escaping. */
-async function guarded(body: () => Promise<ScanResult>): Promise<ScanResult> {
-	try {
-		return await body();
-	} catch (e) {
-		return {
-			findings: [
-				{
-					id: "scan-incomplete",
-					severity: "high",
-					message: `scan stopped: ${e instanceof Error ? e.message.split("\n", 1)[0] : String(e)}`,
-				},
-			],
-			malformed: "file could not be fully parsed",
-		};
-	}
 }
 
 /** A plain pickle file (`.pkl`, `.pickle`, old `.bin` / `.ckpt` …), recognised by its first opcodes. */

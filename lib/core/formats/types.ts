@@ -90,3 +90,21 @@ export function verdictOf(result: ScanResult): Verdict {
 	if (result.malformed !== undefined) return "malformed";
 	return "safe";
 }
+
+/** Runs a scan body; an unexpected exception becomes `malformed` (never a pass) instead of escaping. */
+export async function guarded(body: () => Promise<ScanResult>): Promise<ScanResult> {
+	try {
+		return await body();
+	} catch (e) {
+		return {
+			findings: [
+				{
+					id: "scan-incomplete",
+					severity: "high",
+					message: `scan stopped: ${e instanceof Error ? e.message.split("\n", 1)[0] : String(e)}`,
+				},
+			],
+			malformed: "file could not be fully parsed",
+		};
+	}
+}
