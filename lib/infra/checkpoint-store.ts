@@ -457,14 +457,19 @@ export class CheckpointStore extends Construct {
 			"The scanner must read every checkpoint version (and its tags) whatever its key and status; get actions only, and the bucket policy exempts only this role, the verdict role and break-glass from the PROMOTABLE condition",
 		);
 		this.grantModelAndDatasetRead(this.scannerRole);
+		// PutObject: manifests, file reports, backdoor reports; GetObject: the signature state reads back the
+		// manifest the manifest state wrote (without it, every signature check in AWS failed as AccessDenied).
 		this.scannerRole.addToPrincipalPolicy(
-			new iam.PolicyStatement({ actions: ["s3:PutObject"], resources: [this.reportBucket.arnForObjects("*")] }),
+			new iam.PolicyStatement({
+				actions: ["s3:PutObject", "s3:GetObject"],
+				resources: [this.reportBucket.arnForObjects("*")],
+			}),
 		);
 		acknowledgeObjectWildcard(
 			this.scannerRole,
 			this.reportBucket,
 			"/*",
-			"The scanner writes one report and trigger images per scan id, keys not known at deploy time; PutObject only",
+			"The scanner writes one report and trigger images per scan id, keys not known at deploy time, and reads back the manifest it wrote; PutObject and GetObject only",
 		);
 		this.grantKeyViaS3(this.scannerRole, ["kms:Decrypt", "kms:GenerateDataKey"]);
 
@@ -480,6 +485,21 @@ export class CheckpointStore extends Construct {
 				resources: [cp.arnForObjects("*")],
 			}),
 		);
+		// Mark lists the artefact and HEADs each object to pin its version; record HEADs them again (changed since
+		// mark?). S3 authorises HEAD as s3:GetObject / GetObjectVersion, so the role that tags must also be able to
+		// read: without these two statements every scan in AWS failed in mark (and record could not even quarantine).
+		this.verdictRole.addToPrincipalPolicy(
+			new iam.PolicyStatement({
+				actions: ["s3:GetObject", "s3:GetObjectVersion"],
+				resources: [cp.arnForObjects("*")],
+			}),
+		);
+		this.verdictRole.addToPrincipalPolicy(
+			new iam.PolicyStatement({
+				actions: ["s3:ListBucket", "s3:ListBucketVersions"],
+				resources: [cp.bucketArn],
+			}),
+		);
 		this.verdictRole.addToPrincipalPolicy(
 			new iam.PolicyStatement({
 				actions: ["s3:GetObject", "s3:PutObject"],
@@ -490,7 +510,7 @@ export class CheckpointStore extends Construct {
 			this.verdictRole,
 			cp,
 			"/*",
-			"The verdict role marks and records any scanned checkpoint version, wherever it was uploaded; object-tag actions only",
+			"The verdict role marks and records any scanned checkpoint version, wherever it was uploaded: object-tag actions, and GetObject/GetObjectVersion because S3 authorises the HEAD that pins each version as a read",
 		);
 		acknowledgeObjectWildcard(
 			this.verdictRole,

@@ -20,6 +20,8 @@ let checkpointBucket: string;
 let baseModelBucket: string;
 let checkpointPolicy: PolicyDocument;
 let baseModelPolicy: PolicyDocument;
+let reportBucket: string;
+let reportPolicy: PolicyDocument;
 let endpointPolicy: PolicyDocument;
 let vpcId: string;
 /** A role given store.grantPromotedRead(): its synthesized policy is evaluated, not a hand-written one. */
@@ -57,6 +59,8 @@ beforeAll(() => {
 	baseModelBucket = resolver.bucketName(bmId);
 	checkpointPolicy = resolver.bucketPolicy(cpId);
 	baseModelPolicy = resolver.bucketPolicy(bmId);
+	reportBucket = resolver.bucketName(logicalId(stack.store.reportBucket));
+	reportPolicy = resolver.bucketPolicy(logicalId(stack.store.reportBucket));
 	endpointPolicy = s3EndpointPolicy(resolver, json);
 	vpcId = resolver.resolve({ Ref: logicalId(stack.network.vpc) }) as string;
 	roles.scanner = logicalId(stack.store.scannerRole);
@@ -494,5 +498,48 @@ describe("when someone assumes the training-job role", () => {
 	it("nobody else can, tag or not", async () => {
 		expect(await assume(consumerRole, "sts:AssumeRole", { "job-id": "A" })).not.toBe("Allowed");
 		expect(await assume(resolver.roleArn(roles.scanner), "sts:AssumeRole", { "job-id": "A" })).not.toBe("Allowed");
+	});
+});
+
+describe("each pipeline role can make the S3 calls its handlers make", () => {
+	// mark (verdict role): lists the artefact, HEADs each object (s3:GetObject / GetObjectVersion), tags SCANNING;
+	// record (verdict role): HEADs each object again (changed since mark?), tags the verdict;
+	// manifest, signature, files (scanner role): reads of the pinned versions, whatever their status
+	const calls: Array<[keyof typeof roles, string, "bucket" | "object", string | undefined]> = [
+		["verdict", "s3:ListBucket", "bucket", undefined],
+		["verdict", "s3:GetObject", "object", undefined],
+		["verdict", "s3:GetObjectVersion", "object", ScanStatus.SCANNING],
+		["verdict", "s3:PutObjectVersionTagging", "object", undefined],
+		["scanner", "s3:GetObjectVersion", "object", ScanStatus.SCANNING],
+		["scanner", "s3:GetObject", "object", ScanStatus.SCANNING],
+		["scanner", "s3:ListBucket", "bucket", undefined],
+	];
+	it.each(calls)("%s: %s on the %s (status %s)", async (role, action, on, status) => {
+		const resource = on === "bucket" ? `arn:aws:s3:::${checkpointBucket}` : object("jobs/A/model.safetensors");
+		const request = asStackRole(role, {
+			action,
+			resource,
+			context: { ...statusContext(status), "aws:SourceVpc": vpcId },
+		});
+		expect(await decide(request)).toBe("Allowed");
+	});
+	// reports: manifest and files write theirs, signature reads the manifest back, record writes and re-reads the
+	// verdict record
+	it.each([
+		["scanner", "s3:PutObject", "scans/ftg-1/manifest.json"],
+		["scanner", "s3:GetObject", "scans/ftg-1/manifest.json"],
+		["verdict", "s3:PutObject", "scans/ftg-1/verdict.json"],
+		["verdict", "s3:GetObject", "scans/ftg-1/verdict.json"],
+	] as const)("%s: %s on reports/%s", async (role, action, key) => {
+		const request = {
+			roleArn: resolver.roleArn(roles[role]),
+			identityPolicies: resolver.identityPolicies(roles[role]),
+			permissionBoundaries: resolver.permissionsBoundary(roles[role]),
+			resourcePolicy: reportPolicy,
+			action,
+			resource: `arn:aws:s3:::${reportBucket}/${key}`,
+			context: { "aws:SourceVpc": vpcId },
+		};
+		expect(await decide(request)).toBe("Allowed");
 	});
 });
