@@ -17,7 +17,9 @@ export async function handler(event: unknown): Promise<ScanState & Required<Pick
 	return runHandler("record", scanIdOf(event), async (log) => {
 		const state = parseScanState(event, "record");
 		const s3 = s3Client();
-		const objects = await objectsToRecord(s3, state);
+		const objects = await objectsToRecord(s3, state, (e) =>
+			log.warn("could not look for objects a failed mark left SCANNING", { error: String(e) }),
+		);
 		const changed = objects.filter((o) => o.changed !== undefined).map((o) => o.object.key);
 		if (changed.length > 0) log.warn("objects changed during the scan get no verdict", { keys: changed });
 		const verdict = finalDecision(state, changed);

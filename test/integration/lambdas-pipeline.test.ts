@@ -9,7 +9,7 @@
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GetObjectTaggingCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
+import { GetObjectTaggingCommand, HeadObjectCommand, PutObjectTaggingCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { handler as decide } from "../../lambdas/decide";
 import { handler as files } from "../../lambdas/files";
@@ -326,6 +326,40 @@ describe("the scan pipeline's handlers", () => {
 		});
 		expect((await tagsOf("jobs/j5/ckpt-mark-failed/model.safetensors"))["ftguard:status"]).toBeUndefined();
 		expect((await verdictRecord(initial.scanId)).stages.error).toEqual({ state: "mark", cause: "AccessDenied" });
+	});
+
+	it("quarantines what a mark that failed part way tagged SCANNING for this scan, and nothing of other scans", async () => {
+		const prefix = "jobs/j5/ckpt-mark-partial/";
+		const initial = await upload(join(EXAMPLES, "checkpoint"), prefix);
+		const tag = (key: string, scanId: string) =>
+			s3.client.send(
+				new PutObjectTaggingCommand({
+					Bucket: BUCKET,
+					Key: key,
+					Tagging: {
+						TagSet: [
+							{ Key: "ftguard:status", Value: "SCANNING" },
+							{ Key: "ftguard:scan-id", Value: scanId },
+						],
+					},
+				}),
+			);
+		// mark tagged two objects, then failed; a newer scan of the same artefact has tagged a third
+		await tag(`${prefix}config.json`, initial.scanId);
+		await tag(`${prefix}model.safetensors`, initial.scanId);
+		await tag(`${prefix}tokenizer_config.json`, "ftg-newer-scan");
+		const state = await record(await decide({ ...initial, error: { state: "mark", cause: "SlowDown" } }));
+		expect(state.verdict?.status).toBe("QUARANTINED");
+		for (const n of ["config.json", "model.safetensors", "model.sig"]) {
+			expect(await tagsOf(`${prefix}${n}`)).toEqual({
+				"ftguard:status": "QUARANTINED",
+				"ftguard:scan-id": initial.scanId,
+			});
+		}
+		expect(await tagsOf(`${prefix}tokenizer_config.json`)).toEqual({
+			"ftguard:status": "SCANNING",
+			"ftguard:scan-id": "ftg-newer-scan",
+		});
 	});
 
 	it("reads the policy from FTGUARD_POLICY_URI when it is not inline", async () => {
