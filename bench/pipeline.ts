@@ -17,7 +17,15 @@
  *   npm run bench:pipeline -- [--size-mib 1024] [--reps 3] [--json]
  */
 import { spawnSync } from "node:child_process";
-import { createWriteStream, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import {
+	createReadStream,
+	createWriteStream,
+	existsSync,
+	mkdirSync,
+	readFileSync,
+	statSync,
+	writeFileSync,
+} from "node:fs";
 import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -155,8 +163,18 @@ async function main(): Promise<void> {
 			// (a) the big checkpoint: data first (not timed as pipeline latency), then the marker
 			const prefix = `bench/a${i}/`;
 			const tu = performance.now();
-			for (const n of ["config.json", "model.safetensors"])
-				await put(s3, bucket, `${prefix}${n}`, readFileSync(join(dir, n)));
+			// streamed, as the AWS CLI uploads a big file (no 1 GiB buffer in this process)
+			for (const n of ["config.json", "model.safetensors"]) {
+				const file = join(dir, n);
+				await s3.send(
+					new PutObjectCommand({
+						Bucket: bucket,
+						Key: `${prefix}${n}`,
+						Body: createReadStream(file),
+						ContentLength: statSync(file).size,
+					}),
+				);
+			}
 			// S3 answers a PUT once the object is durable; s3rver answers with the bytes still dirty in the page
 			// cache, and their writeback would run during the scan. Flush them first, as S3 would have: the same
 			// state `ftguard verify` reads its directory in (cached, clean).
