@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { BufferSource } from "../../../lib/core/formats/source";
-import { backdoorPlan } from "../../../lib/core/pipeline/files";
+import { backdoorModelOf, backdoorPlan, onnxModelsOf } from "../../../lib/core/pipeline/files";
 import { familyOf, onnxInputShape } from "../../../lib/core/pipeline/model-info";
 import { REPO } from "../../helpers/cli";
 
@@ -43,5 +43,28 @@ describe("model info for reference-data lookup", () => {
 			labelsUri: "s3://t/y.npy",
 			dataKind: "reference",
 		});
+	});
+});
+
+describe("the ONNX model the backdoor scan searches", () => {
+	const report = (format: string) => ({ format }) as never;
+	it("finds ONNX models by name or by content, sorted", () => {
+		expect(
+			onnxModelsOf([
+				{ key: "m/b.ONNX", report: report("onnx") },
+				{ key: "m/config.json", report: report("hf-config") },
+				{ key: "m/renamed.bin", report: report("onnx") },
+				{ key: "m/a.onnx", report: report("onnx") },
+			]),
+		).toEqual(["m/a.onnx", "m/b.ONNX", "m/renamed.bin"]);
+	});
+	it("takes the one model; with several, none, and says why (naming at most five)", () => {
+		expect(backdoorModelOf([])).toEqual({});
+		expect(backdoorModelOf(["m/a.onnx"])).toEqual({ model: "m/a.onnx" });
+		const two = backdoorModelOf(["m/a.onnx", "m/b.onnx"]);
+		expect(two.model).toBeUndefined();
+		expect(two.problem).toMatch(/^2 ONNX models \(m\/a\.onnx, m\/b\.onnx\): the backdoor scan covers one model/);
+		const seven = backdoorModelOf(Array.from({ length: 7 }, (_, i) => `m/${i}.onnx`));
+		expect(seven.problem).toContain("(m/0.onnx, m/1.onnx, m/2.onnx, m/3.onnx, m/4.onnx, … (7))");
 	});
 });
