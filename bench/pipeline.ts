@@ -29,7 +29,7 @@ import {
 import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import { DeleteObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { handler as files } from "../lambdas/files";
 import { handler as manifest } from "../lambdas/manifest";
 import { handler as mark } from "../lambdas/mark";
@@ -190,6 +190,10 @@ async function main(): Promise<void> {
 				stages: timings.get(v.scanId) ?? {},
 				status: v.status,
 			});
+			// each rep's 1 GiB goes once its verdict is in: reps measure the same state, not a growing store
+			for (const n of ["config.json", "model.safetensors", "model.sig"]) {
+				await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: `${prefix}${n}` }));
+			}
 			// (b) the small ONNX model with the backdoor stage
 			const c = setup.cases.find((x) => x.name === "backdoor");
 			if (c) {
