@@ -171,15 +171,7 @@ async function readPinnedRange(
 	const r = await getPinned(s3, o, range, signal);
 	const body = r.Body as (Readable & AsyncIterable<Uint8Array>) | undefined;
 	if (!body) throw new FtguardError("IO_ERROR", `${where(o)}: empty response body`);
-	// "bytes a-b/total": the whole object's size, which must still be the marked one
-	const total = /\/(\d+)$/.exec(r.ContentRange ?? "")?.[1];
-	if (total === undefined || Number(total) !== o.size) {
-		body.destroy();
-		throw new FtguardError(
-			"IO_ERROR",
-			`${where(o)}: ranged read says the object is ${total ?? "of unknown size"} bytes, ${o.size} when marked`,
-		);
-	}
+	checkContentRange(o, r, body);
 	const chunks: Uint8Array[] = [];
 	let n = 0;
 	try {
@@ -211,26 +203,58 @@ export async function sha256Pinned(
 		const range = { start: 0, end: o.size };
 		return { digest: await hashRange(s3, o, range, partBytes, inFlight, options.offThreadMinBytes), size: o.size };
 	}
-	const r = await getPinned(s3, o);
-	const body = r.Body as (Readable & AsyncIterable<Uint8Array>) | undefined;
-	if (!body) throw new FtguardError("IO_ERROR", `${where(o)}: empty response body`);
 	const h = hasherFor(o.size, options.offThreadMinBytes);
-	let size = 0;
 	try {
-		try {
-			for await (const chunk of body) {
-				await h.update(chunk);
-				size += chunk.length;
-			}
-		} catch (e) {
-			throw isFtguardError(e) ? e : s3Error(e, where(o));
-		}
-		if (size !== o.size) {
-			throw new FtguardError("IO_ERROR", `${where(o)} is ${size} bytes, ${o.size} when marked`);
-		}
-		return { digest: await h.digest(), size };
+		await streamPinned(s3, o, undefined, h);
+		return { digest: await h.digest(), size: o.size };
 	} finally {
 		await h.close();
+	}
+}
+
+/**
+ * One GET of the whole object (no `range`) or of one byte range, streamed through `h` as it arrives — nothing is
+ * buffered. The bytes received must be exactly the object's (or the range's) marked length.
+ */
+async function streamPinned(
+	s3: S3Client,
+	o: PinnedObject,
+	range: { start: number; end: number } | undefined,
+	h: Hasher,
+): Promise<void> {
+	const r = await getPinned(s3, o, range);
+	const body = r.Body as (Readable & AsyncIterable<Uint8Array>) | undefined;
+	if (!body) throw new FtguardError("IO_ERROR", `${where(o)}: empty response body`);
+	if (range) checkContentRange(o, r, body);
+	let size = 0;
+	try {
+		for await (const chunk of body) {
+			await h.update(chunk);
+			size += chunk.length;
+		}
+	} catch (e) {
+		throw isFtguardError(e) ? e : s3Error(e, where(o));
+	}
+	const expected = range ? range.end - range.start : o.size;
+	if (size !== expected) {
+		throw new FtguardError(
+			"IO_ERROR",
+			range
+				? `${where(o)}: bytes ${range.start}-${range.end - 1} came back as ${size} bytes (the object is not ${o.size} bytes as marked)`
+				: `${where(o)} is ${size} bytes, ${o.size} when marked`,
+		);
+	}
+}
+
+/** A ranged response's "bytes a-b/total": the whole object's size, which must still be the marked one. */
+function checkContentRange(o: PinnedObject, r: GetObjectCommandOutput, body: Readable | undefined): void {
+	const total = /\/(\d+)$/.exec(r.ContentRange ?? "")?.[1];
+	if (total === undefined || Number(total) !== o.size) {
+		body?.destroy();
+		throw new FtguardError(
+			"IO_ERROR",
+			`${where(o)}: ranged read says the object is ${total ?? "of unknown size"} bytes, ${o.size} when marked`,
+		);
 	}
 }
 
@@ -295,6 +319,16 @@ async function hashRange(
 	const span = range.end - range.start;
 	const part = Math.max(1, Math.min(partBytes, span));
 	const parts = Math.ceil(span / part);
+	if (parts === 1) {
+		// one part: streamed through the hasher as it arrives, never held whole (a shard may be 1 GB)
+		const h = hasherFor(span, offThreadMinBytes);
+		try {
+			await streamPinned(s3, o, range, h);
+			return await h.digest();
+		} finally {
+			await h.close();
+		}
+	}
 	const abort = new AbortController();
 	const pending: Promise<Uint8Array[]>[] = [];
 	const request = (i: number) => {
