@@ -6,6 +6,7 @@
  */
 import { z } from "zod";
 import { zodMessage } from "../schema";
+import { normalizeEtag } from "./artefact";
 import type { ScanState, ScanStatus } from "./types";
 
 export interface Decision {
@@ -168,7 +169,6 @@ const reportSchema = z.object({
 		.optional(),
 });
 
-const stripQuotes = (etag: string) => etag.replaceAll('"', "");
 const fmt = (v: number, digits: number) => String(Number(v.toFixed(digits)));
 
 /**
@@ -189,7 +189,7 @@ export function interpretBackdoorReport(state: ScanState, reportUri: string, jso
 		return unreadable(`the report is for version ${scanned.version_id ?? "none"}, not ${bd.modelVersionId}`);
 	}
 	const pinned = state.objects?.find((o) => o.key === bd?.modelKey)?.etag;
-	if (pinned !== undefined && scanned.etag !== null && stripQuotes(pinned) !== stripQuotes(scanned.etag)) {
+	if (pinned !== undefined && scanned.etag !== null && normalizeEtag(pinned) !== normalizeEtag(scanned.etag)) {
 		return unreadable(`the report is for ETag ${scanned.etag}, not ${pinned}`);
 	}
 	if (report.verdict !== "suspect" || report.suspect_classes.length === 0) {
