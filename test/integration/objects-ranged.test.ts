@@ -71,8 +71,20 @@ describe("sha256Pinned by ranges", () => {
 	it("fails when the object's size is not the marked one", async () => {
 		const etag = await etagOf(s3.client, "big.bin");
 		for (const size of [body.length - 1, body.length + 1]) {
+			// in parts, and in one streamed GET (the local server's way)
+			for (const partBytes of [1 << 20, Number.POSITIVE_INFINITY]) {
+				await expect(
+					sha256Pinned(s3.client, { bucket: BUCKET, key: "big.bin", etag, size }, { partBytes }),
+				).rejects.toMatchObject({ code: "IO_ERROR", message: /bytes/ });
+			}
+			// a one-part range of an object that is not its marked size
 			await expect(
-				sha256Pinned(s3.client, { bucket: BUCKET, key: "big.bin", etag, size }, { partBytes: 1 << 20 }),
+				sha256PinnedRange(
+					s3.client,
+					{ bucket: BUCKET, key: "big.bin", etag, size },
+					{ start: 0, end: 1000 },
+					{ partBytes: Number.POSITIVE_INFINITY },
+				),
 			).rejects.toMatchObject({ code: "IO_ERROR", message: /bytes/ });
 		}
 	});
