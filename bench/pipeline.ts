@@ -11,7 +11,8 @@
  *   (b) the small backdoored ONNX fixture with its backdoor stage (Batch job as a
  *       child process, a short Neural Cleanse).
  *
- * Each stage's share comes from timing the handlers the state machine calls; the
+ * The pipeline runs in this process, started with the Node flags `ftguard
+ * pipeline` runs with (bin/node-flags.mjs). Each stage's share comes from timing the handlers the state machine calls; the
  * backdoor share is what remains. Prints medians of --reps runs.
  *
  *   npm run bench:pipeline -- [--size-mib 1024] [--reps 3] [--json]
@@ -30,6 +31,7 @@ import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { DeleteObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import { PIPELINE_NODE_FLAGS, rerunWith, startedWith } from "../bin/node-flags.mjs";
 import { handler as files } from "../lambdas/files";
 import { handler as manifest } from "../lambdas/manifest";
 import { handler as mark } from "../lambdas/mark";
@@ -264,4 +266,7 @@ async function main(): Promise<void> {
 	process.stdout.write(`${lines.join("\n")}\n`);
 }
 
-await main();
+// The pipeline runs in this process: give it the V8 flags `ftguard pipeline` runs with (bin/node-flags.mjs),
+// so that what is measured is what users run. (`ftguard verify`, the reference, is spawned as users run it.)
+if (startedWith(PIPELINE_NODE_FLAGS)) await main();
+else rerunWith(PIPELINE_NODE_FLAGS);

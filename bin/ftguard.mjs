@@ -7,10 +7,15 @@ import { existsSync, readdirSync, statSync } from "node:fs";
 import module from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { PIPELINE_NODE_FLAGS, rerunWith, startedWith } from "./node-flags.mjs";
 
 // Node ≥ 22.1 keeps V8's compiled code on disk between runs, so a fresh process does not
 // compile ftguard again before its first scan (a no-op on Node 20, which lacks the API).
 module.enableCompileCache?.();
+
+// `ftguard pipeline` needs V8 flags from the start of the process (node-flags.mjs says why): run it again with them.
+const command = process.argv.slice(2).find((a) => !a.startsWith("-"));
+const rerun = command === "pipeline" && !startedWith(PIPELINE_NODE_FLAGS);
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const bundle = join(root, "dist", "ftguard.mjs");
@@ -29,7 +34,9 @@ const fresh =
 	existsSync(bundle) &&
 	statSync(bundle).mtimeMs >= Math.max(newestSource(join(root, "bin")), newestSource(join(root, "lib")));
 
-if (fresh) {
+if (rerun) {
+	rerunWith(PIPELINE_NODE_FLAGS);
+} else if (fresh) {
 	await import(bundle);
 } else {
 	const { register } = await import("tsx/esm/api");

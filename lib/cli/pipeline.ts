@@ -142,8 +142,18 @@ async function runPipeline(flags: PipelineFlags, io: Io): Promise<0 | 1> {
 				);
 		});
 		await new Promise<void>((resolve) => {
-			process.once("SIGINT", resolve);
-			process.once("SIGTERM", resolve);
+			// The first SIGINT/SIGTERM closes the pipeline (running scans finish first); one more a second later
+			// stops at once (exit 130). A repeat within that second is the same Ctrl-C twice — the terminal sends it
+			// to bin/ftguard.mjs's launcher, which passes it on (bin/node-flags.mjs) — and is not a second request.
+			let first = 0;
+			const stop = () => {
+				if (first === 0) {
+					first = Date.now();
+					resolve();
+				} else if (Date.now() - first > 1000) process.exit(130);
+			};
+			process.on("SIGINT", stop);
+			process.on("SIGTERM", stop);
 		});
 		return 0;
 	} finally {

@@ -1,5 +1,5 @@
 /** Runs the real CLI as a user would (spawned, through the published bin entry). */
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { cpSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -46,4 +46,26 @@ export function copyVector(name: string): string {
 	const dir = mkdtempSync(join(tmpdir(), `ftguard-${name}-`));
 	cpSync(join(VECTORS, name), join(dir, name), { recursive: true });
 	return join(dir, name);
+}
+
+/** Resolves with the first match of `pattern` in what `child` writes to stderr; rejects on exit or timeout. */
+export function waitForStderr(child: ChildProcess, pattern: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
+	return new Promise((resolve, reject) => {
+		let seen = "";
+		const timer = setTimeout(
+			() => reject(new Error(`no ${pattern} within ${timeoutMs} ms; stderr:\n${seen}`)),
+			timeoutMs,
+		);
+		const onData = (d: Buffer) => {
+			seen += d.toString();
+			const m = pattern.exec(seen);
+			if (m) {
+				clearTimeout(timer);
+				child.stderr?.off("data", onData);
+				resolve(m);
+			}
+		};
+		child.stderr?.on("data", onData);
+		child.once("exit", (code) => reject(new Error(`the process exited (${code}) before ${pattern}:\n${seen}`)));
+	});
 }

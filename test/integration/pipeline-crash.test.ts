@@ -5,7 +5,7 @@
  * Nothing may be PROMOTABLE afterwards; the next `ftguard pipeline` on the same
  * --data-dir rescans what was left SCANNING and records a verdict.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,7 +15,7 @@ import { buildManifest } from "../../lib/core/integrity/manifest";
 import { DEFAULT_BUCKETS } from "../../lib/local/definition";
 import { createDemoSigner } from "../../lib/local/demo-signer";
 import { LOCAL_CREDENTIALS, startObjectServer } from "../../lib/local/object-server";
-import { ftguard, REPO } from "../helpers/cli";
+import { ftguard, REPO, waitForStderr as waitFor } from "../helpers/cli";
 
 const FIX = join(REPO, "test/fixtures/backdoor/digits8");
 const BUCKET = DEFAULT_BUCKETS.checkpoints;
@@ -55,27 +55,6 @@ async function tagsOnDisk(): Promise<Record<string, Record<string, string>>> {
 	} finally {
 		await server.close();
 	}
-}
-
-function waitFor(child: ChildProcess, pattern: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
-	return new Promise((resolve, reject) => {
-		let seen = "";
-		const timer = setTimeout(
-			() => reject(new Error(`no ${pattern} within ${timeoutMs} ms; stderr:\n${seen}`)),
-			timeoutMs,
-		);
-		const onData = (d: Buffer) => {
-			seen += d.toString();
-			const m = pattern.exec(seen);
-			if (m) {
-				clearTimeout(timer);
-				child.stderr?.off("data", onData);
-				resolve(m);
-			}
-		};
-		child.stderr?.on("data", onData);
-		child.once("exit", (code) => reject(new Error(`ftguard pipeline exited (${code}) before ${pattern}:\n${seen}`)));
-	});
 }
 
 function groupAlive(pid: number): boolean {
