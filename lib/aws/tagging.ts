@@ -6,12 +6,25 @@
  */
 import { GetObjectTaggingCommand, PutObjectTaggingCommand, type S3Client, type Tag } from "@aws-sdk/client-s3";
 import { FtguardError } from "../core/errors";
+import { TAG_IF_MATCH_HEADER } from "../infra/tags";
 import { s3Error } from "./objects";
 
 export interface TagTarget {
 	bucket: string;
 	key: string;
 	versionId?: string;
+	/**
+	 * Without a versionId (a store without versioning: the local server), the ETag the object must still have:
+	 * the tag write is then conditional (`x-ftguard-if-match`, which ftguard's local server applies atomically
+	 * against overwrites; lib/local/s3rver-host.ts). S3 has no conditional PutObjectTagging; there the VersionId
+	 * binds the write, and this is not sent.
+	 */
+	etag?: string;
+}
+
+function preconditionFailed(e: unknown): boolean {
+	const r = e as { name?: string; $metadata?: { httpStatusCode?: number } };
+	return r.name === "PreconditionFailed" || r.$metadata?.httpStatusCode === 412;
 }
 
 export interface RetryOptions {
@@ -32,8 +45,8 @@ async function retrying<T>(what: string, opts: RetryOptions, fn: () => Promise<T
 			return await fn();
 		} catch (e) {
 			last = e;
-			// A missing object or version will not reappear: no point retrying.
-			if (s3Error(e, what).code === "NOT_FOUND") break;
+			// A missing object or version will not reappear, nor a replaced object's ETag: no point retrying.
+			if (s3Error(e, what).code === "NOT_FOUND" || preconditionFailed(e)) break;
 			if (i < attempts - 1) {
 				await sleep(delay);
 				delay *= 2;
@@ -61,13 +74,16 @@ export async function getTags(s3: S3Client, t: TagTarget, opts: RetryOptions = {
 	return Object.fromEntries((r.TagSet ?? []).map((x) => [x.Key ?? "", x.Value ?? ""]));
 }
 
-/** Sets `tags` (all `ftguard:*`) on the version, keeping the object's other tags and dropping stale ftguard ones. */
+/**
+ * Sets `tags` (all `ftguard:*`) on the version, keeping the object's other tags and dropping stale ftguard ones.
+ * Returns false, writing nothing, when the target is bound by ETag and the object no longer has it.
+ */
 export async function putFtguardTags(
 	s3: S3Client,
 	t: TagTarget,
 	tags: Record<string, string>,
 	opts: RetryOptions = {},
-): Promise<void> {
+): Promise<boolean> {
 	for (const k of Object.keys(tags)) {
 		if (!k.startsWith("ftguard:")) throw new FtguardError("INTERNAL", `not an ftguard tag key: ${k}`);
 	}
@@ -79,14 +95,28 @@ export async function putFtguardTags(
 	if (set.length > 10) {
 		throw new FtguardError("IO_ERROR", `${describe(t)} would carry ${set.length} tags (S3 allows 10)`);
 	}
-	await retrying(describe(t), opts, () =>
-		s3.send(
-			new PutObjectTaggingCommand({
-				Bucket: t.bucket,
-				Key: t.key,
-				...(t.versionId ? { VersionId: t.versionId } : {}),
-				Tagging: { TagSet: set },
-			}),
-		),
-	);
+	const command = new PutObjectTaggingCommand({
+		Bucket: t.bucket,
+		Key: t.key,
+		...(t.versionId ? { VersionId: t.versionId } : {}),
+		Tagging: { TagSet: set },
+	});
+	const etag = t.versionId ? undefined : t.etag;
+	if (etag !== undefined) {
+		// added before signing (the build step), so the header is signed with the request
+		command.middlewareStack.add(
+			(next) => (args) => {
+				(args.request as { headers: Record<string, string> }).headers[TAG_IF_MATCH_HEADER] = etag;
+				return next(args);
+			},
+			{ step: "build", name: "ftguardTagIfMatch" },
+		);
+	}
+	try {
+		await retrying(describe(t), opts, () => s3.send(command));
+		return true;
+	} catch (e) {
+		if (etag !== undefined && preconditionFailed((e as { cause?: unknown }).cause)) return false;
+		throw e;
+	}
 }

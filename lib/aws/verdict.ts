@@ -90,7 +90,9 @@ export async function tagVerdict(
 	const tags = verdictTags(state, status);
 	return mapLimit(objects, 8, async ({ object, changed }) => {
 		if (changed !== undefined) return { ...object, tagged: false, skipped: changed };
-		await putFtguardTags(s3, { bucket: state.bucket, ...object }, tags);
-		return { ...object, tagged: true };
+		// bound by VersionId, or (no versioning) by ETag: an overwrite since the re-check above is refused, as S3
+		// would have tagged the scanned version and left the new one untagged
+		const written = await putFtguardTags(s3, { bucket: state.bucket, ...object }, tags);
+		return written ? { ...object, tagged: true } : { ...object, tagged: false, skipped: "changed while tagged" };
 	});
 }

@@ -15,6 +15,12 @@ export const DIGEST_TAG = "ftguard:digest";
  * scan's record drops it with the other stale ftguard tags.
  */
 export const REASON_TAG = "ftguard:reason";
+/**
+ * Request header of a tag write bound to the object's ETag, for a store without versioning: the local server
+ * (lib/local/s3rver-host.ts) applies the write only while the object still has that ETag. Never sent to S3, where
+ * the VersionId binds the write (lib/aws/tagging.ts).
+ */
+export const TAG_IF_MATCH_HEADER = "x-ftguard-if-match";
 /** Every ftguard tag key matches this pattern (used in `s3:RequestObjectTagKeys` conditions). */
 export const FTGUARD_TAG_PATTERN = "ftguard:*";
 

@@ -32,6 +32,8 @@ export interface ObjectServerOptions {
 	/** where objects are kept; @default a temporary directory, removed on close */
 	dataDir?: string;
 	buckets: readonly string[];
+	/** buckets nothing may be copied into (the checkpoint bucket, as its policy says in AWS) */
+	noCopyInto?: readonly string[];
 }
 
 export interface ObjectServer {
@@ -73,7 +75,12 @@ export async function startObjectServer(options: ObjectServerOptions): Promise<O
 	const temporary = options.dataDir === undefined;
 	const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "ftguard-s3-"));
 	const events = new EventEmitter();
-	const worker = spawnWorker({ port: options.port ?? 0, dataDir, buckets: [...options.buckets] });
+	const worker = spawnWorker({
+		port: options.port ?? 0,
+		dataDir,
+		buckets: [...options.buckets],
+		noCopyInto: [...(options.noCopyInto ?? [])],
+	});
 	let closed: (() => void) | undefined;
 	const port = await new Promise<number>((resolve, reject) => {
 		worker.on("message", (m: WorkerMessage) => {

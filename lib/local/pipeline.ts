@@ -122,6 +122,7 @@ export class LocalPipeline {
 			...(options.port !== undefined ? { port: options.port } : {}),
 			...(options.dataDir !== undefined ? { dataDir: options.dataDir } : {}),
 			buckets: [...new Set([...Object.values(buckets), ...(options.extraBuckets ?? [])])],
+			noCopyInto: [buckets.checkpoints],
 		});
 		Object.assign(process.env, {
 			FTGUARD_S3_ENDPOINT: server.endpoint,

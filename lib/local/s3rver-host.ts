@@ -10,6 +10,9 @@ import { createReadStream, mkdirSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { Transform, type TransformCallback } from "node:stream";
 import S3rver from "s3rver";
+import { FTGUARD_TAG_PATTERN, TAG_IF_MATCH_HEADER } from "../infra/tags";
+
+const FTGUARD_TAG_PREFIX = FTGUARD_TAG_PATTERN.replace(/\*$/, "");
 
 /** The only credentials s3rver accepts (its built-in account): any other access key is InvalidAccessKeyId. */
 export const LOCAL_CREDENTIALS = { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" } as const;
@@ -35,8 +38,14 @@ interface S3rverRecord {
 	s3: { bucket: { name: string }; object: { key: string; size?: number; eTag?: string; sequencer?: string } };
 }
 
-/** The EventBridge form of one s3rver record, or undefined for a removal. */
-export function toObjectCreated(record: S3rverRecord): ObjectCreatedEvent | undefined {
+/** EventBridge's `reason` for each s3rver event name (s3rver says `Post` for a completed multipart upload too). */
+const REASONS: Record<string, string> = { Put: "PutObject", Copy: "CopyObject", Post: "POST Object" };
+
+/**
+ * The EventBridge form of one s3rver record, or undefined for a removal. `multipart`: the record is a multipart
+ * upload's completion (s3rver records it as a POST; only the request tells them apart).
+ */
+export function toObjectCreated(record: S3rverRecord, multipart = false): ObjectCreatedEvent | undefined {
 	if (!record.eventName.startsWith("ObjectCreated:")) return undefined;
 	const { bucket, object } = record.s3;
 	return {
@@ -53,7 +62,9 @@ export function toObjectCreated(record: S3rverRecord): ObjectCreatedEvent | unde
 				...(object.eTag ? { etag: object.eTag.replaceAll('"', "") } : {}),
 				...(object.sequencer ? { sequencer: object.sequencer } : {}),
 			},
-			reason: `${record.eventName.slice("ObjectCreated:".length)}Object`,
+			reason: multipart
+				? "CompleteMultipartUpload"
+				: (REASONS[record.eventName.slice("ObjectCreated:".length)] ?? "PutObject"),
 		},
 	};
 }
@@ -148,6 +159,7 @@ interface KoaObjectContext extends KoaContext {
 	status: number;
 	query: Record<string, string | string[] | undefined>;
 	params?: { bucket?: string; key?: string };
+	body?: unknown;
 	store: {
 		getSubresource(bucket: string, key: string, type: "tagging"): Promise<{ toXML(): string } | null>;
 		putSubresource(
@@ -168,23 +180,82 @@ function taggingResource(tags: URLSearchParams): { type: string; toXML(): string
 	return { type: "tagging", toXML: () => `<Tagging><TagSet>${set.join("")}</TagSet></Tagging>` };
 }
 
+/** An S3 error response, as s3rver writes its own. */
+function s3ErrorResponse(ctx: KoaRequestContext, status: number, code: string, message: string): void {
+	ctx.status = status;
+	ctx.set("Content-Type", "application/xml");
+	ctx.body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${xmlEscape(message)}</Message></Error>`;
+}
+
+/**
+ * Two statements of the checkpoint bucket's policy in AWS (lib/infra/checkpoint-store.ts), which s3rver has no
+ * way to express: no upload may carry an `ftguard:*` tag (DenyFtguardTagsOnUpload — an object tagged PROMOTABLE by
+ * whoever uploaded it), and nothing may be copied into the bucket (DenyCopyIntoCheckpoints — a copy takes the
+ * source's tags, PROMOTABLE included). In AWS the verdict role is exempt; it never uploads or copies, and here
+ * every caller has the same key pair, so the rules hold for all. Applied to every bucket (the first) and to
+ * `noCopyInto` (the second).
+ */
+function uploadRules(noCopyInto: ReadonlySet<string>) {
+	return (ctx: KoaRequestContext, next: () => Promise<unknown>): Promise<unknown> | undefined => {
+		const creates =
+			(ctx.method === "PUT" &&
+				!["tagging", "acl", "retention", "legal-hold", "partNumber"].some((q) => q in ctx.query)) ||
+			(ctx.method === "POST" && "uploads" in ctx.query);
+		if (!creates) return next();
+		const header = (name: string) => {
+			const v = ctx.headers[name];
+			return Array.isArray(v) ? v[0] : v;
+		};
+		const tags = [...new URLSearchParams(header("x-amz-tagging") ?? "").keys()];
+		if (tags.some((k) => k.startsWith(FTGUARD_TAG_PREFIX))) {
+			s3ErrorResponse(ctx, 403, "AccessDenied", "ftguard:* tags are written only by ftguard's verdict");
+			return;
+		}
+		const bucket = decodeURIComponent(ctx.path.split("/")[1] ?? "");
+		if (header("x-amz-copy-source") !== undefined && noCopyInto.has(bucket)) {
+			s3ErrorResponse(ctx, 403, "AccessDenied", `nothing may be copied into ${bucket}: upload the bytes`);
+			return;
+		}
+		return next();
+	};
+}
+
+/** Tags given when a multipart upload was created (`x-amz-tagging`), by upload id, until it completes or aborts. */
+const uploadTags = new Map<string, string>();
+
 /**
  * S3 gives every new object (every new version) only the tags sent with it — `x-amz-tagging` on PutObject, the
  * source's tags on CopyObject (directive COPY, the default) — and a deleted object loses its tags. s3rver keeps the
  * old key's tag file through an overwrite or a delete: a PROMOTABLE checkpoint overwritten with other bytes stayed
- * PROMOTABLE here. This middleware restores S3's rule after s3rver has written the object. (A multipart upload's
- * tags, given when it is created, are not carried to its completion: it completes untagged.)
+ * PROMOTABLE here. This middleware restores S3's rule after s3rver has written the object. A multipart upload
+ * completes with the tags given when it was created (kept here by upload id, in memory: an upload created before
+ * a restart of the server completes untagged).
  */
 async function newObjectTags(ctx: KoaObjectContext, next: () => Promise<unknown>): Promise<void> {
 	await next();
 	const { bucket, key } = ctx.params ?? {};
 	if (!bucket || !key || ctx.status >= 300) return;
-	const sub = ["tagging", "acl", "retention", "legal-hold", "partNumber", "uploads"].some((q) => q in ctx.query);
-	if (sub) return;
 	const header = (name: string) => {
 		const v = ctx.headers[name];
 		return Array.isArray(v) ? v[0] : v;
 	};
+	const query = (name: string) => {
+		const v = ctx.query[name];
+		return Array.isArray(v) ? v[0] : v;
+	};
+	if (ctx.method === "POST" && "uploads" in ctx.query) {
+		const id = (ctx.body as { InitiateMultipartUploadResult?: { UploadId?: string } } | undefined)
+			?.InitiateMultipartUploadResult?.UploadId;
+		const given = header("x-amz-tagging");
+		if (id !== undefined && given) uploadTags.set(id, given);
+		return;
+	}
+	if (ctx.method === "DELETE" && "uploadId" in ctx.query) {
+		uploadTags.delete(query("uploadId") ?? ""); // aborted
+		return;
+	}
+	const sub = ["tagging", "acl", "retention", "legal-hold", "partNumber", "uploads"].some((q) => q in ctx.query);
+	if (sub) return;
 	if (ctx.method === "DELETE") {
 		await ctx.store.deleteSubresource(bucket, key, "tagging");
 		return;
@@ -202,9 +273,77 @@ async function newObjectTags(ctx: KoaObjectContext, next: () => Promise<unknown>
 		else await ctx.store.deleteSubresource(bucket, key, "tagging");
 		return;
 	}
-	const given = put ? header("x-amz-tagging") : undefined;
+	let given = put ? header("x-amz-tagging") : undefined;
+	if (complete) {
+		given = uploadTags.get(query("uploadId") ?? "");
+		uploadTags.delete(query("uploadId") ?? "");
+	}
 	if (given) await ctx.store.putSubresource(bucket, key, taggingResource(new URLSearchParams(given)));
 	else await ctx.store.deleteSubresource(bucket, key, "tagging");
+}
+
+/** What the object lock needs of the Koa context (before s3rver's router ran: path-style, after its vhost rewrite). */
+interface KoaRequestContext extends KoaObjectContext {
+	path: string;
+	set(field: string, value: string): void;
+	store: KoaObjectContext["store"] & { getMetadata(bucket: string, key: string): Promise<{ etag?: string }> };
+}
+
+const objectLocks = new Map<string, Promise<void>>();
+/** Objects (`/bucket/key`) whose multipart upload is completing now: s3rver's event for them says POST. */
+const completing = new Set<string>();
+
+/**
+ * One write at a time per object, and S3's versioned binding of a verdict, for a server without versioning.
+ *
+ * In AWS a verdict tag is written on the exact VersionId that was scanned: an overwrite makes a new version, which
+ * the tag cannot reach. Here an object has no versions; the handlers bind by ETag instead, and record re-checks
+ * the ETag just before tagging — but an overwrite could land between that check and the tag write. So a tag write
+ * may carry `x-ftguard-if-match: <ETag>` and is applied only while the object's ETag is still that one (412
+ * PreconditionFailed otherwise), and the check and the write are atomic against overwrites: every request that
+ * changes an object or its tags (PUT, CopyObject, CompleteMultipartUpload, DELETE, tagging) holds this object's
+ * lock until it is done, S3's tag rule (newObjectTags) included. Part uploads and reads are not serialised.
+ * (The ETag check runs before s3rver authenticates the request: on this loopback server, whose one key pair is
+ * published, it tells a caller no more than a GET of the object would.)
+ */
+async function oneWriterPerObject(ctx: KoaRequestContext, next: () => Promise<unknown>): Promise<unknown> {
+	const write = ctx.method !== "GET" && ctx.method !== "HEAD" && !("partNumber" in ctx.query);
+	const slash = ctx.path.indexOf("/", 1);
+	if (!write || slash < 0 || slash === ctx.path.length - 1) return next();
+	let id: string;
+	try {
+		id = decodeURIComponent(ctx.path);
+	} catch {
+		return next(); // s3rver answers a malformed path itself
+	}
+	const before = objectLocks.get(id) ?? Promise.resolve();
+	let release = () => {};
+	const mine = before.then(() => new Promise<void>((r) => (release = r)));
+	objectLocks.set(id, mine);
+	await before;
+	try {
+		const expected = ctx.headers[TAG_IF_MATCH_HEADER];
+		if (ctx.method === "PUT" && "tagging" in ctx.query && typeof expected === "string") {
+			const bucket = id.slice(1, id.indexOf("/", 1));
+			const key = id.slice(id.indexOf("/", 1) + 1);
+			const now = await ctx.store.getMetadata(bucket, key).catch(() => undefined);
+			// a missing object: s3rver answers NoSuchKey
+			if (now !== undefined && now.etag?.replaceAll('"', "") !== expected.replaceAll('"', "")) {
+				s3ErrorResponse(ctx, 412, "PreconditionFailed", `${TAG_IF_MATCH_HEADER}: the object's ETag is not ${expected}`);
+				return;
+			}
+		}
+		const complete = ctx.method === "POST" && "uploadId" in ctx.query;
+		if (complete) completing.add(id); // one at a time per object: the lock is held
+		try {
+			return await next();
+		} finally {
+			if (complete) completing.delete(id);
+		}
+	} finally {
+		release();
+		if (objectLocks.get(id) === mine) objectLocks.delete(id);
+	}
 }
 
 /** What {@link readInLargeChunks} needs of s3rver's filesystem store and the objects it returns. */
@@ -248,6 +387,8 @@ export interface S3rverHostOptions {
 	port: number;
 	dataDir: string;
 	buckets: readonly string[];
+	/** buckets nothing may be copied into, as the checkpoint bucket's policy says in AWS (see {@link uploadRules}) */
+	noCopyInto?: readonly string[];
 }
 
 export interface S3rverHost {
@@ -268,11 +409,21 @@ export async function hostS3rver(
 		directory: options.dataDir,
 		configureBuckets: options.buckets.map((name) => ({ name, configs: [] })),
 	});
-	(server as unknown as { middleware: unknown[] }).middleware.unshift(decodeAwsChunked, newObjectTags);
+	// the body decoder first; the object lock and S3's tag rule last before the router (after s3rver's vhost
+	// rewrite: the path is path-style there), so that a whole object write, tag rule included, holds the lock
+	const middleware = (server as unknown as { middleware: unknown[] }).middleware;
+	middleware.unshift(decodeAwsChunked);
+	middleware.splice(
+		middleware.length - 1,
+		0,
+		uploadRules(new Set(options.noCopyInto ?? [])),
+		oneWriterPerObject,
+		newObjectTags,
+	);
 	readInLargeChunks((server as unknown as { store: S3rverStore }).store);
 	server.on("event", (e: { Records?: S3rverRecord[] }) => {
 		for (const r of e.Records ?? []) {
-			const created = toObjectCreated(r);
+			const created = toObjectCreated(r, completing.has(`/${r.s3.bucket.name}/${r.s3.object.key}`));
 			if (created) onCreated(created);
 		}
 	});

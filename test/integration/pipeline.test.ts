@@ -13,13 +13,14 @@ import {
 	DeleteObjectCommand,
 	GetObjectCommand,
 	GetObjectTaggingCommand,
+	HeadObjectCommand,
 	PutObjectCommand,
 	PutObjectTaggingCommand,
 	UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildManifest } from "../../lib/core/integrity/manifest";
-import { AwsChunkedDecoder } from "../../lib/local/object-server";
+import { AwsChunkedDecoder, type ObjectCreatedEvent } from "../../lib/local/object-server";
 import { LocalPipeline } from "../../lib/local/pipeline";
 import { REPO } from "../helpers/cli";
 
@@ -48,8 +49,8 @@ async function upload(dir: string, prefix: string): Promise<string> {
 	return `${prefix}model.sig`;
 }
 
-async function tagsOf(key: string): Promise<Record<string, string>> {
-	const r = await pipeline.server.client.send(new GetObjectTaggingCommand({ Bucket: BUCKET, Key: key }));
+async function tagsOf(key: string, bucket = BUCKET): Promise<Record<string, string>> {
+	const r = await pipeline.server.client.send(new GetObjectTaggingCommand({ Bucket: bucket, Key: key }));
 	return Object.fromEntries((r.TagSet ?? []).map((t) => [t.Key, t.Value]));
 }
 
@@ -197,23 +198,103 @@ describe("the local object server", () => {
 		await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: "three", Tagging: "team=ml&x=a%26b" }));
 		expect(await tagsOf(key)).toEqual({ team: "ml", x: "a&b" });
 		await tag(key, "PROMOTABLE");
-		// CopyObject: the source's tags (directive COPY, the default) or the request's (REPLACE)
-		await s3.send(new CopyObjectCommand({ Bucket: BUCKET, Key: "loose/copy.bin", CopySource: `${BUCKET}/${key}` }));
-		expect(await tagsOf("loose/copy.bin")).toEqual({ "ftguard:status": "PROMOTABLE" });
+		// CopyObject: the source's tags (directive COPY, the default) or the request's (REPLACE) — into another
+		// bucket: nothing may be copied into the checkpoint bucket (its policy in AWS; test below)
+		const REPORTS = pipeline.definition.buckets.reports;
+		await s3.send(new CopyObjectCommand({ Bucket: REPORTS, Key: "loose/copy.bin", CopySource: `${BUCKET}/${key}` }));
+		expect(await tagsOf("loose/copy.bin", REPORTS)).toEqual({ "ftguard:status": "PROMOTABLE" });
 		await s3.send(
 			new CopyObjectCommand({
-				Bucket: BUCKET,
+				Bucket: REPORTS,
 				Key: "loose/copy.bin",
 				CopySource: `${BUCKET}/${key}`,
 				TaggingDirective: "REPLACE",
 				Tagging: "a=1",
 			}),
 		);
-		expect(await tagsOf("loose/copy.bin")).toEqual({ a: "1" });
+		expect(await tagsOf("loose/copy.bin", REPORTS)).toEqual({ a: "1" });
 		// deleted, then created again: untagged
 		await s3.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: key }));
 		await put(key, "four");
 		expect(await tagsOf(key)).toEqual({});
+	});
+
+	it("refuses, as the checkpoint bucket's policy does in AWS, uploads carrying ftguard:* tags and copies into it", async () => {
+		const s3 = pipeline.server.client;
+		const denied = { name: "AccessDenied", $metadata: { httpStatusCode: 403 } };
+		await expect(
+			s3.send(
+				new PutObjectCommand({
+					Bucket: BUCKET,
+					Key: "loose/self.bin",
+					Body: "x",
+					Tagging: "ftguard%3Astatus=PROMOTABLE",
+				}),
+			),
+		).rejects.toMatchObject(denied);
+		await expect(
+			s3.send(
+				new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: "loose/self.bin", Tagging: "a=1&ftguard%3Ax=y" }),
+			),
+		).rejects.toMatchObject(denied);
+		await put("loose/source.bin", "promoted bytes");
+		await s3.send(
+			new PutObjectTaggingCommand({
+				Bucket: BUCKET,
+				Key: "loose/source.bin",
+				Tagging: { TagSet: [{ Key: "ftguard:status", Value: "PROMOTABLE" }] },
+			}),
+		);
+		await expect(
+			s3.send(
+				new CopyObjectCommand({ Bucket: BUCKET, Key: "loose/copied.bin", CopySource: `${BUCKET}/loose/source.bin` }),
+			),
+		).rejects.toMatchObject(denied);
+		await expect(s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: "loose/self.bin" }))).rejects.toMatchObject({
+			$metadata: { httpStatusCode: 404 },
+		});
+		await expect(s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: "loose/copied.bin" }))).rejects.toMatchObject({
+			$metadata: { httpStatusCode: 404 },
+		});
+	});
+
+	it("completes a multipart upload with the tags it was created with; its event's reason is CompleteMultipartUpload", async () => {
+		const s3 = pipeline.server.client;
+		const events: ObjectCreatedEvent[] = [];
+		const off = pipeline.server.onObjectCreated((e) => events.push(e));
+		try {
+			for (const [Key, Tagging] of [
+				["loose/mp-tagged.bin", "team=ml&x=a%26b"],
+				["loose/mp-plain.bin", undefined],
+			] as const) {
+				const { UploadId } = await s3.send(
+					new CreateMultipartUploadCommand({ Bucket: BUCKET, Key, ...(Tagging ? { Tagging } : {}) }),
+				);
+				const part = await s3.send(
+					new UploadPartCommand({ Bucket: BUCKET, Key, UploadId, PartNumber: 1, Body: "bytes" }),
+				);
+				await s3.send(
+					new CompleteMultipartUploadCommand({
+						Bucket: BUCKET,
+						Key,
+						UploadId,
+						MultipartUpload: { Parts: [{ ETag: part.ETag, PartNumber: 1 }] },
+					}),
+				);
+			}
+			await put("loose/plain-put.bin", "x");
+			expect(await tagsOf("loose/mp-tagged.bin")).toEqual({ team: "ml", x: "a&b" });
+			expect(await tagsOf("loose/mp-plain.bin")).toEqual({});
+			// the events come from the server's thread: wait for all three
+			for (let i = 0; i < 100 && events.length < 3; i++) await new Promise((r) => setTimeout(r, 20));
+			expect(Object.fromEntries(events.map((e) => [e.detail.object.key, e.detail.reason]))).toEqual({
+				"loose/mp-tagged.bin": "CompleteMultipartUpload",
+				"loose/mp-plain.bin": "CompleteMultipartUpload",
+				"loose/plain-put.bin": "PutObject",
+			});
+		} finally {
+			off();
+		}
 	});
 
 	it("decodes aws-chunked across arbitrary read boundaries and refuses a truncated body", async () => {
