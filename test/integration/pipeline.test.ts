@@ -6,6 +6,7 @@
  */
 import { createReadStream, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import type { Readable } from "node:stream";
 import {
 	CompleteMultipartUploadCommand,
 	CopyObjectCommand,
@@ -47,6 +48,25 @@ async function upload(dir: string, prefix: string): Promise<string> {
 		await put(`${prefix}${n}`, readFileSync(join(dir, n)));
 	await put(`${prefix}model.sig`, readFileSync(join(dir, "model.sig")));
 	return `${prefix}model.sig`;
+}
+
+/** A multipart upload of one part (the last part may be under 5 MiB), created with `tagging` if given. */
+async function multipartUpload(Key: string, Body: Readable | string, ContentLength: number, tagging?: string) {
+	const s3 = pipeline.server.client;
+	const { UploadId } = await s3.send(
+		new CreateMultipartUploadCommand({ Bucket: BUCKET, Key, ...(tagging ? { Tagging: tagging } : {}) }),
+	);
+	const part = await s3.send(
+		new UploadPartCommand({ Bucket: BUCKET, Key, UploadId, PartNumber: 1, Body, ContentLength }),
+	);
+	await s3.send(
+		new CompleteMultipartUploadCommand({
+			Bucket: BUCKET,
+			Key,
+			UploadId,
+			MultipartUpload: { Parts: [{ ETag: part.ETag, PartNumber: 1 }] },
+		}),
+	);
 }
 
 async function tagsOf(key: string, bucket = BUCKET): Promise<Record<string, string>> {
@@ -104,30 +124,11 @@ describe("the local pipeline", () => {
 
 	it("scans a checkpoint whose files and marker were uploaded in multipart uploads (the CLIs' way for big files)", async () => {
 		const prefix = "jobs/j1/ckpt-multipart/";
-		const s3 = pipeline.server.client;
 		const dir = join(EXAMPLES, "checkpoint");
 		for (const n of [...readdirSync(dir).filter((n) => n !== "model.sig"), "model.sig"]) {
 			const Key = `${prefix}${n}`;
-			const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key }));
-			// one part (the last part may be under 5 MiB), streamed: aws-chunked framing as the SDKs send it
-			const part = await s3.send(
-				new UploadPartCommand({
-					Bucket: BUCKET,
-					Key,
-					UploadId,
-					PartNumber: 1,
-					Body: createReadStream(join(dir, n)),
-					ContentLength: statSync(join(dir, n)).size,
-				}),
-			);
-			await s3.send(
-				new CompleteMultipartUploadCommand({
-					Bucket: BUCKET,
-					Key,
-					UploadId,
-					MultipartUpload: { Parts: [{ ETag: part.ETag, PartNumber: 1 }] },
-				}),
-			);
+			// streamed: aws-chunked framing as the SDKs send it
+			await multipartUpload(Key, createReadStream(join(dir, n)), statSync(join(dir, n)).size);
 		}
 		const v = await pipeline.waitForVerdict(`${prefix}model.sig`, 60_000);
 		expect(v).toMatchObject({ status: "PROMOTABLE", reasons: [] });
@@ -259,7 +260,6 @@ describe("the local object server", () => {
 	});
 
 	it("completes a multipart upload with the tags it was created with; its event's reason is CompleteMultipartUpload", async () => {
-		const s3 = pipeline.server.client;
 		const events: ObjectCreatedEvent[] = [];
 		const off = pipeline.server.onObjectCreated((e) => events.push(e));
 		try {
@@ -267,20 +267,7 @@ describe("the local object server", () => {
 				["loose/mp-tagged.bin", "team=ml&x=a%26b"],
 				["loose/mp-plain.bin", undefined],
 			] as const) {
-				const { UploadId } = await s3.send(
-					new CreateMultipartUploadCommand({ Bucket: BUCKET, Key, ...(Tagging ? { Tagging } : {}) }),
-				);
-				const part = await s3.send(
-					new UploadPartCommand({ Bucket: BUCKET, Key, UploadId, PartNumber: 1, Body: "bytes" }),
-				);
-				await s3.send(
-					new CompleteMultipartUploadCommand({
-						Bucket: BUCKET,
-						Key,
-						UploadId,
-						MultipartUpload: { Parts: [{ ETag: part.ETag, PartNumber: 1 }] },
-					}),
-				);
+				await multipartUpload(Key, "bytes", 5, Tagging);
 			}
 			await put("loose/plain-put.bin", "x");
 			expect(await tagsOf("loose/mp-tagged.bin")).toEqual({ team: "ml", x: "a&b" });
