@@ -6,9 +6,9 @@
 // checkpoint through three busy threads (the object server, the handler receiving
 // the bytes, the hashing worker), and V8's parallel and concurrent GC helper
 // threads — all that 1 GiB of socket buffers keeps them busy with — compete with
-// those three for cores. On 2 vCPUs (npm run bench:pipeline, 1 GiB, 5 reps)
-// upload → verdict took 1.84 s with the flag and 2.55 s without, the reps
-// without it drifting up to 3.4 s. GC then runs on the thread that allocates,
+// those three for cores. On 2 vCPUs (npm run bench:pipeline -- --reps 7, 1 GiB,
+// alternating) upload → verdict took 1.55 s and 1.41 s with the flag, 2.38 s and
+// 2.02 s without, the reps without it drifting up to 4 s. GC then runs on the thread that allocates,
 // and pauses stay short: the heaps are tens of MB.
 // A V8 GC flag cannot be set once the isolate runs (v8.setFlagsFromString of these
 // crashes Node 20 at the next GC) and NODE_OPTIONS does not accept it; hence a
