@@ -24,6 +24,13 @@ export async function handler(event: unknown): Promise<ScanState & Required<Pick
 		if (changed.length > 0) log.warn("objects changed during the scan get no verdict", { keys: changed });
 		const verdict = finalDecision(state, changed);
 		const tagged = await tagVerdict(s3, state, objects, verdict.status);
+		// also those overwritten between the re-check and their tag write (refused by the VersionId/ETag binding)
+		const untagged = tagged.filter((t) => t.skipped !== undefined);
+		if (untagged.length > changed.length) {
+			log.warn("objects changed while the verdict was written get no verdict", {
+				keys: untagged.filter((t) => !changed.includes(t.key)).map((t) => t.key),
+			});
+		}
 		await writeReport(state.scanId, "verdict", verdictRecord(state, verdict, tagged, new Date()));
 		const outcome =
 			verdict.status === "PROMOTABLE" ? MetricName.SCAN_PROMOTED_TOTAL : MetricName.SCAN_QUARANTINED_TOTAL;
@@ -31,7 +38,7 @@ export async function handler(event: unknown): Promise<ScanState & Required<Pick
 			{ name: outcome, value: 1 },
 			// a detected backdoor arrives as the Batch task's error, but it is a finding, not a scan error
 			...(state.error && !errorIsBackdoorFinding(state) ? [{ name: MetricName.SCAN_ERRORS_TOTAL, value: 1 }] : []),
-			...(changed.length > 0 ? [{ name: OBJECTS_CHANGED_METRIC, value: changed.length }] : []),
+			...(untagged.length > 0 ? [{ name: OBJECTS_CHANGED_METRIC, value: untagged.length }] : []),
 		]);
 		log.info("verdict recorded", { ...verdict });
 		return { ...state, verdict };

@@ -197,23 +197,23 @@ function s3ErrorResponse(ctx: KoaRequestContext, status: number, code: string, m
  */
 function uploadRules(noCopyInto: ReadonlySet<string>) {
 	return (ctx: KoaRequestContext, next: () => Promise<unknown>): Promise<unknown> | undefined => {
-		const creates =
-			(ctx.method === "PUT" &&
-				!["tagging", "acl", "retention", "legal-hold", "partNumber"].some((q) => q in ctx.query)) ||
-			(ctx.method === "POST" && "uploads" in ctx.query);
-		if (!creates) return next();
 		const header = (name: string) => {
 			const v = ctx.headers[name];
 			return Array.isArray(v) ? v[0] : v;
 		};
-		const tags = [...new URLSearchParams(header("x-amz-tagging") ?? "").keys()];
-		if (tags.some((k) => k.startsWith(FTGUARD_TAG_PREFIX))) {
-			s3ErrorResponse(ctx, 403, "AccessDenied", "ftguard:* tags are written only by ftguard's verdict");
+		// CopyObject and UploadPartCopy alike (both are s3:PutObject with a copy source in AWS)
+		const bucket = decodeURIComponent(ctx.path.split("/")[1] ?? "");
+		if (ctx.method === "PUT" && header("x-amz-copy-source") !== undefined && noCopyInto.has(bucket)) {
+			s3ErrorResponse(ctx, 403, "AccessDenied", `nothing may be copied into ${bucket}: upload the bytes`);
 			return;
 		}
-		const bucket = decodeURIComponent(ctx.path.split("/")[1] ?? "");
-		if (header("x-amz-copy-source") !== undefined && noCopyInto.has(bucket)) {
-			s3ErrorResponse(ctx, 403, "AccessDenied", `nothing may be copied into ${bucket}: upload the bytes`);
+		const creates =
+			(ctx.method === "PUT" &&
+				!["tagging", "acl", "retention", "legal-hold", "partNumber"].some((q) => q in ctx.query)) ||
+			(ctx.method === "POST" && "uploads" in ctx.query);
+		const tags = creates ? [...new URLSearchParams(header("x-amz-tagging") ?? "").keys()] : [];
+		if (tags.some((k) => k.startsWith(FTGUARD_TAG_PREFIX))) {
+			s3ErrorResponse(ctx, 403, "AccessDenied", "ftguard:* tags are written only by ftguard's verdict");
 			return;
 		}
 		return next();
@@ -326,9 +326,12 @@ async function oneWriterPerObject(ctx: KoaRequestContext, next: () => Promise<un
 		if (ctx.method === "PUT" && "tagging" in ctx.query && typeof expected === "string") {
 			const bucket = id.slice(1, id.indexOf("/", 1));
 			const key = id.slice(id.indexOf("/", 1) + 1);
-			const now = await ctx.store.getMetadata(bucket, key).catch(() => undefined);
-			// a missing object: s3rver answers NoSuchKey
-			if (now !== undefined && now.etag?.replaceAll('"', "") !== expected.replaceAll('"', "")) {
+			// a missing object: s3rver answers NoSuchKey; one whose ETag cannot be read is refused, never tagged blind
+			const now = await ctx.store.getMetadata(bucket, key).then(
+				(m) => m.etag ?? "",
+				(e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? undefined : ""),
+			);
+			if (now !== undefined && now.replaceAll('"', "") !== expected.replaceAll('"', "")) {
 				s3ErrorResponse(ctx, 412, "PreconditionFailed", `${TAG_IF_MATCH_HEADER}: the object's ETag is not ${expected}`);
 				return;
 			}

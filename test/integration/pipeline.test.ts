@@ -18,6 +18,7 @@ import {
 	PutObjectCommand,
 	PutObjectTaggingCommand,
 	UploadPartCommand,
+	UploadPartCopyCommand,
 } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildManifest } from "../../lib/core/integrity/manifest";
@@ -249,6 +250,18 @@ describe("the local object server", () => {
 		await expect(
 			s3.send(
 				new CopyObjectCommand({ Bucket: BUCKET, Key: "loose/copied.bin", CopySource: `${BUCKET}/loose/source.bin` }),
+			),
+		).rejects.toMatchObject(denied);
+		const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: "loose/copied.bin" }));
+		await expect(
+			s3.send(
+				new UploadPartCopyCommand({
+					Bucket: BUCKET,
+					Key: "loose/copied.bin",
+					UploadId,
+					PartNumber: 1,
+					CopySource: `${BUCKET}/loose/source.bin`,
+				}),
 			),
 		).rejects.toMatchObject(denied);
 		await expect(s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: "loose/self.bin" }))).rejects.toMatchObject({
