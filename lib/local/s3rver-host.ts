@@ -38,6 +38,18 @@ interface S3rverRecord {
 	s3: { bucket: { name: string }; object: { key: string; size?: number; eTag?: string; sequencer?: string } };
 }
 
+let eventCount = 0;
+/**
+ * s3rver's sequencer is the time in hex milliseconds: two writes in one millisecond share it, and without
+ * versioning the scan id is ETag + sequencer, so an identical marker uploaded twice within a millisecond would be
+ * taken for one event delivered twice. S3's sequencers are unique and grow per key; a count appended keeps
+ * both (the millisecond part has a fixed width of 11 hex digits until the year 2527).
+ */
+function uniqueSequencer(sequencer: string): string {
+	eventCount += 1;
+	return `${sequencer}${eventCount.toString(16).toUpperCase().padStart(8, "0")}`;
+}
+
 /** EventBridge's `reason` for each s3rver event name (s3rver says `Post` for a completed multipart upload too). */
 const REASONS: Record<string, string> = { Put: "PutObject", Copy: "CopyObject", Post: "POST Object" };
 
@@ -60,7 +72,7 @@ export function toObjectCreated(record: S3rverRecord, multipart = false): Object
 				key: object.key,
 				...(object.size !== undefined ? { size: object.size } : {}),
 				...(object.eTag ? { etag: object.eTag.replaceAll('"', "") } : {}),
-				...(object.sequencer ? { sequencer: object.sequencer } : {}),
+				...(object.sequencer ? { sequencer: uniqueSequencer(object.sequencer) } : {}),
 			},
 			reason: multipart
 				? "CompleteMultipartUpload"

@@ -22,7 +22,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildManifest } from "../../lib/core/integrity/manifest";
-import { AwsChunkedDecoder, type ObjectCreatedEvent } from "../../lib/local/object-server";
+import { AwsChunkedDecoder, type ObjectCreatedEvent, toObjectCreated } from "../../lib/local/object-server";
 import { LocalPipeline } from "../../lib/local/pipeline";
 import { REPO } from "../helpers/cli";
 
@@ -295,6 +295,19 @@ describe("the local object server", () => {
 		} finally {
 			off();
 		}
+	});
+
+	it("gives two creations in the same millisecond distinct, ordered sequencers (s3rver's is the time in ms)", () => {
+		const record = {
+			eventName: "ObjectCreated:Put",
+			eventTime: new Date().toISOString(),
+			s3: { bucket: { name: BUCKET }, object: { key: "a/model.sig", eTag: '"abc"', sequencer: "19ADD5E5C00" } },
+		};
+		const a = toObjectCreated(record)?.detail.object.sequencer ?? "";
+		const b = toObjectCreated(record)?.detail.object.sequencer ?? "";
+		expect(a).not.toBe(b);
+		expect(a.startsWith("19ADD5E5C00") && b.startsWith("19ADD5E5C00")).toBe(true);
+		expect(a < b).toBe(true);
 	});
 
 	it("decodes aws-chunked across arbitrary read boundaries and refuses a truncated body", async () => {
