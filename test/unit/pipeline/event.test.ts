@@ -34,6 +34,40 @@ describe("initialState", () => {
 			id({ etag: "abc", "version-id": "v7", sequencer: "0B2" }),
 		);
 	});
+	it("takes the key as EventBridge gives it, not URL-decoded (S3's notifications to SQS/SNS/Lambda encode it)", () => {
+		// the shape of a real EventBridge event (a CompleteMultipartUpload whose key carried raw colons, which an
+		// S3 notification would send as %3A): a key with a space, a plus sign and colons is scanned as itself
+		const key = "jobs/run 1+2/2023-08-08T14:03:40/model.sig";
+		const real = {
+			version: "0",
+			id: "c9888434-815d-c6f4-9fc2-4dd7bdeccaaf",
+			"detail-type": "Object Created",
+			source: "aws.s3",
+			account: "111122223333",
+			time: "2023-08-09T13:09:50Z",
+			region: "eu-west-1",
+			resources: ["arn:aws:s3:::ckpts"],
+			detail: {
+				version: "0",
+				bucket: { name: "ckpts" },
+				object: {
+					key,
+					size: 1832,
+					etag: "4af981f98d22a0b9979da24b259e5e42-12",
+					"version-id": "uhggCJ2_B6gU2JaXWXebnXFDstO0ID6G",
+					sequencer: "0064D3901D00059242",
+				},
+				"request-id": "XRRTKJXSZQCWNQR1",
+				requester: "111122223333",
+				"source-ip-address": "1.2.3.4",
+				reason: "CompleteMultipartUpload",
+			},
+		};
+		expect(initialState(real)).toMatchObject({
+			marker: { key, versionId: "uhggCJ2_B6gU2JaXWXebnXFDstO0ID6G" },
+			artefact: "jobs/run 1+2/2023-08-08T14:03:40/",
+		});
+	});
 	it("starts nothing for other keys", () => {
 		expect(initialState(event("jobs/a/c/model.safetensors"))).toBeUndefined();
 	});
