@@ -63,6 +63,18 @@ export class S3Source implements ByteSource {
 		return out;
 	}
 
+	/** One exact ranged GET (or the cached block that holds the bytes), not a whole block for a few bytes. */
+	async probe(offset: number, length: number): Promise<Buffer> {
+		const start = Math.max(0, Math.min(offset, this.size));
+		const end = Math.max(start, Math.min(this.size, start + Math.max(0, length)));
+		const index = Math.floor(start / this.blockSize);
+		if (end === start || (this.blocks.has(index) && end <= (index + 1) * this.blockSize))
+			return this.read(offset, length);
+		const out = await this.fetch(start, end);
+		this.read_ += out.length;
+		return out;
+	}
+
 	private block(index: number): Promise<Buffer> {
 		const hit = this.blocks.get(index);
 		if (hit) {

@@ -35,6 +35,17 @@ export const SCANNERS: readonly Scanner[] = [
 	kerasH5NamedScanner, // .h5 by name, last: an HDF5 superblock after a user block beyond the head
 ];
 
-export function defaultScanOptions(): Pick<ScanOptions, "scanners" | "archiveFallback" | "pickleFallback"> {
-	return { scanners: SCANNERS, archiveFallback: pytorchZipScanner, pickleFallback: pickleScanner };
+/** Formats looked for in files another scanner claimed (Scanner.alsoIn says where their loaders find them). */
+export const POLYGLOTS: readonly Scanner[] = [kerasH5Scanner, pickleScanner];
+
+export function defaultScanOptions(): Pick<
+	ScanOptions,
+	"scanners" | "archiveFallback" | "pickleFallback" | "polyglots"
+> {
+	return {
+		scanners: SCANNERS,
+		archiveFallback: pytorchZipScanner,
+		pickleFallback: pickleScanner,
+		polyglots: POLYGLOTS,
+	};
 }

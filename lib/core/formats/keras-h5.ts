@@ -420,7 +420,27 @@ function scan(input: ScanInput): Promise<ScanResult> {
 	return guarded(() => scanH5(input));
 }
 
-/** HDF5 files whose superblock signature is in the head (at 0, or after a user block of 512 · 2^k bytes). */
+/** Whether the HDF5 signature is at one of the offsets where HDF5 looks for a superblock, anywhere in the file. */
+async function hdf5SignatureIn(src: ByteSource, head: Buffer): Promise<boolean> {
+	const beyond: number[] = [];
+	for (const at of superblockOffsets(src.size - 7)) {
+		if (at + 8 <= head.length) {
+			if (signatureAt(head, at)) return true;
+		} else beyond.push(at);
+	}
+	// one 8-byte read per power of two past the head (about 14 for 1 GiB), all at once: from S3 each is a GET
+	const found = await Promise.all(
+		beyond.map(async (at) => signatureAt(await (src.probe ? src.probe(at, 8) : src.read(at, 8)), 0)),
+	);
+	return found.includes(true);
+}
+
+/**
+ * HDF5 files whose superblock signature is in the head (at 0, or after a user block of 512 · 2^k bytes). Also
+ * looked for in files another scanner claimed: h5py finds the superblock after a user block of any size, whatever
+ * the block holds, and tf.keras `load_model` opens any file `h5py.is_hdf5` accepts, whatever its name — a pickle,
+ * a torch zip whose stored entry sits at a power of two, a .keras archive, can carry a Keras 2 model too.
+ */
 export const kerasH5Scanner: Scanner = {
 	format: "keras-h5",
 	detect(head) {
@@ -428,6 +448,7 @@ export const kerasH5Scanner: Scanner = {
 		return false;
 	},
 	scan,
+	alsoIn: (source, head) => hdf5SignatureIn(source, head),
 };
 
 /**

@@ -87,6 +87,18 @@ const KNOWN_OPCODES = new Set(
 	]),
 );
 
+/** Names under which files are commonly unpickled (torch.save, joblib, pickle.dump, legacy checkpoints). */
+const PICKLE_NAMES = /\.(pkl|pickle|pt|pth|bin|ckpt|joblib|dat|data|model|mar|tar)$/i;
+
+/**
+ * Whether `pickle.load` may be what opens this file: named like a pickle and starting with an opcode (it runs from
+ * byte 0). A pickle-named file whose first byte is not an opcode (raw weights, ONNX external data) cannot be
+ * unpickled.
+ */
+export function mayBeUnpickled(head: Buffer, name: string, size: number): boolean {
+	return PICKLE_NAMES.test(name) && size > 0 && isPickleOpcode(head[0]);
+}
+
 /** True if `b` is an opcode CPython's unpickler accepts. */
 export function isPickleOpcode(b: number | undefined): boolean {
 	return b !== undefined && KNOWN_OPCODES.has(b);

@@ -11,6 +11,7 @@ import {
 	analyzePickle,
 	isPickleOpcode,
 	looksLikePickle,
+	mayBeUnpickled,
 	type PickleAnalysis,
 	startsWithProto,
 } from "./pickle";
@@ -208,6 +209,10 @@ export const pickleScanner: Scanner = {
 			return toResult(r);
 		});
 	},
+	// pickle.load (and torch.load's legacy path) runs a pickle from byte 0 and ignores what follows it. An HDF5
+	// file's user block is bytes of the writer's choosing before the superblock: one named like a pickle whose
+	// first byte is an opcode is analysed as the pickle it may also be (the engine's rule for unclaimed files).
+	alsoIn: async (source, head, name, claimed) => claimed === "keras-h5" && mayBeUnpickled(head, name, source.size),
 };
 
 function toResult(r: PickleAnalysis): ScanResult {

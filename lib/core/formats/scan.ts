@@ -11,7 +11,7 @@ import { join, resolve } from "node:path";
 import { toFtguardError } from "../errors";
 import { DEFAULT_IGNORE_PATHS } from "../integrity/manifest";
 import { normalizeIgnorePaths, walkModel } from "../integrity/walk";
-import { isPickleOpcode } from "./pickle";
+import { mayBeUnpickled } from "./pickle";
 import { FileSource } from "./source";
 import {
 	type ByteSource,
@@ -59,6 +59,8 @@ export interface ScanOptions {
 	archiveFallback?: Scanner;
 	/** Used for unclaimed files whose name says pickle (.pkl, .pt, .bin, …). */
 	pickleFallback?: Scanner;
+	/** Also run on files another scanner claimed, when their `alsoIn` finds their format there too (polyglots). */
+	polyglots?: readonly Scanner[];
 	/** Unknown formats are unsafe (`--strict`). @default false */
 	strict?: boolean;
 	/** @default 100_000 */
@@ -68,7 +70,6 @@ export interface ScanOptions {
 }
 
 const HEAD_BYTES = 64 * 1024;
-const PICKLE_NAMES = /\.(pkl|pickle|pt|pth|bin|ckpt|joblib|dat|data|model|mar|tar)$/i;
 
 /** Picks the scanner for a file: content first, fallbacks for archives and pickle-named files. */
 export function chooseScanner(head: Buffer, name: string, size: number, options: ScanOptions): Scanner | undefined {
@@ -78,7 +79,7 @@ export function chooseScanner(head: Buffer, name: string, size: number, options:
 	// pickle.load executes from the first byte: a pickle-named file whose first byte
 	// is a valid opcode is analysed as a pickle even if the heuristics doubted it; one
 	// whose first byte is not (raw weights, ONNX external data) cannot be unpickled.
-	if (options.pickleFallback && PICKLE_NAMES.test(name) && size > 0 && isPickleOpcode(head[0])) {
+	if (options.pickleFallback && mayBeUnpickled(head, name, size)) {
 		return options.pickleFallback;
 	}
 	return undefined;
@@ -138,6 +139,14 @@ export async function scanSource(source: ByteSource, t: SourceTarget, options: S
 	if (options.archiveFallback && scanner !== options.archiveFallback && isZip(head)) {
 		const extra = await runScanner(options.archiveFallback, source, t.path, t.name, t.modelDir, options, head);
 		result = { ...result, findings: [...result.findings, ...extra.findings] };
+	}
+	// A file can be two formats at once, each loader reading the one it looks for: the claimed format's verdict
+	// alone would pass whatever the other one holds.
+	for (const also of options.polyglots ?? []) {
+		if (also.format === scanner.format || !(await also.alsoIn?.(source, head, t.name, scanner.format))) continue;
+		const extra = await runScanner(also, source, t.path, t.name, t.modelDir, options, head);
+		const tagged = extra.findings.map((f) => ({ ...f, message: `read as ${also.format}: ${f.message}` }));
+		result = { ...result, findings: [...result.findings, ...tagged] };
 	}
 	return report(t.displayPath, scanner.format, result, source);
 }

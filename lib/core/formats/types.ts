@@ -44,6 +44,11 @@ export interface ByteSource {
 	read(offset: number, length: number): Promise<Buffer>;
 	/** Bytes returned by `read` so far. */
 	readonly bytesRead: number;
+	/**
+	 * A few bytes on their own, with nothing else read near them (a signature looked for far into a file). Sources
+	 * that read in blocks fetch just these bytes; without it, `read` is used.
+	 */
+	probe?(offset: number, length: number): Promise<Buffer>;
 }
 
 export interface ScanPolicy {
@@ -82,6 +87,12 @@ export interface Scanner {
 	/** Claims a file by its first bytes (and, only as a tie-breaker, its name). Never by extension alone. */
 	detect(head: Buffer, name: string, size: number): boolean;
 	scan(input: ScanInput): Promise<ScanResult>;
+	/**
+	 * Polyglots: whether this format is also in a file that another scanner (`claimed`) claimed, where a loader of
+	 * this format would find it — the engine then runs this scanner too and adds its findings. Only formats whose
+	 * loaders look past what another format puts first define it (ScanOptions.polyglots).
+	 */
+	alsoIn?(source: ByteSource, head: Buffer, name: string, claimed: FormatName): Promise<boolean>;
 }
 
 /** Unsafe if any critical or high finding; else malformed if the format is broken; else safe. */

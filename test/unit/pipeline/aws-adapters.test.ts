@@ -113,6 +113,18 @@ describe("S3Source", () => {
 		expect((await src.read(5000, 10)).length).toBe(0);
 	});
 
+	it("probes a few bytes with one exact ranged GET, or from a block already cached", async () => {
+		const { client, sent } = fakeS3(versionedObject(obj.size));
+		const src = new S3Source(client, obj);
+		const p = await src.probe(7 << 20, 8);
+		expect([...p]).toEqual(Array.from({ length: 8 }, (_, i) => ((7 << 20) + i) % 251));
+		await src.read(0, 16); // block 0 cached
+		await src.probe(4096, 8); // from it: no request
+		expect(sent.map((s) => s.input.Range)).toEqual([`bytes=${7 << 20}-${(7 << 20) + 7}`, `bytes=0-${(1 << 20) - 1}`]);
+		expect(src.bytesFetched).toBe(8 + (1 << 20));
+		expect(src.bytesRead).toBe(8 + 16 + 8);
+	});
+
 	it("reads a large range directly, without caching it", async () => {
 		const { client, sent } = fakeS3(versionedObject(obj.size));
 		const src = new S3Source(client, obj);
