@@ -121,7 +121,9 @@ export interface SourceTarget {
  */
 export async function scanSource(source: ByteSource, t: SourceTarget, options: ScanOptions): Promise<FileReport> {
 	const head = await source.read(0, HEAD_BYTES);
-	const scanner = chooseScanner(head, t.name, source.size, options);
+	// nothing in the head: a format whose loader looks further (an HDF5 superblock after a large user block)
+	const scanner =
+		chooseScanner(head, t.name, source.size, options) ?? (await foundPastHead(source, head, t.name, options));
 	if (!scanner) {
 		const finding: Finding = {
 			id: "unknown-format",
@@ -149,6 +151,17 @@ export async function scanSource(source: ByteSource, t: SourceTarget, options: S
 		result = { ...result, findings: [...result.findings, ...tagged] };
 	}
 	return report(t.displayPath, scanner.format, result, source);
+}
+
+/** The first polyglot format found in a file nothing claimed by its head. */
+async function foundPastHead(
+	source: ByteSource,
+	head: Buffer,
+	name: string,
+	options: ScanOptions,
+): Promise<Scanner | undefined> {
+	for (const s of options.polyglots ?? []) if (await s.alsoIn?.(source, head, name, "unknown")) return s;
+	return undefined;
 }
 
 /** Runs one scanner; a scanner that throws yields a finding, never a pass. */

@@ -4,10 +4,12 @@
  * with both h5py and pickle. Before the polyglot pass the engine judged each by the format it detected first: the
  * payload pickle in a benign model's user block was `safe`.
  */
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { defaultScanOptions } from "../../../lib/core/formats/index";
-import { type FileReport, scanPaths } from "../../../lib/core/formats/scan";
+import { type FileReport, scanPaths, scanSource } from "../../../lib/core/formats/scan";
+import { BufferSource } from "../../../lib/core/formats/source";
 
 const DIR = join(__dirname, "../../fixtures/formats/keras");
 
@@ -40,6 +42,18 @@ describe("polyglot files", () => {
 		);
 		// found with a few small reads past the head, not by reading the file
 		expect(f.bytesRead).toBeLessThan(f.size);
+	});
+
+	it("a file nothing claims by its head, with a Lambda model 128 KiB in: scanned as the HDF5 h5py finds there", async () => {
+		const bytes = Buffer.from(readFileSync(join(DIR, "polyglot-pickle-lambda-h5-far.pkl")));
+		bytes.fill(0, 0, 1024); // no pickle, no magic: the head says nothing
+		const f = await scanSource(
+			new BufferSource(bytes),
+			{ displayPath: "weights.raw", name: "weights.raw", path: "/weights.raw", modelDir: undefined },
+			{ ...defaultScanOptions(), policy: { allowPickle: true } },
+		);
+		expect(f.format).toBe("keras-h5");
+		expect(ids(f)).toEqual(["keras-lambda"]);
 	});
 
 	it("both halves benign: safe where pickles are allowed, pickle-forbidden where not", async () => {
