@@ -24,6 +24,8 @@ export interface BatchRunnerOptions {
 	entry?: string;
 	/** each line the job writes to stderr (its log) */
 	log?: (line: string) => void;
+	/** each line the job writes to stdout (its EMF metric lines, which CloudWatch reads in AWS); @default `log` */
+	stdout?: (line: string) => void;
 }
 
 interface SubmitJobParameters {
@@ -90,22 +92,32 @@ export async function runBatchJob(input: unknown, options: BatchRunnerOptions): 
 			timedOut = true;
 			child.kill("SIGKILL");
 		}, timeoutMs);
-		let pending = "";
-		const onData = (chunk: Buffer) => {
-			pending += chunk.toString("utf8");
-			const lines = pending.split("\n");
-			pending = lines.pop() ?? "";
-			for (const line of lines) options.log?.(line);
+		const lines = (to: ((line: string) => void) | undefined) => {
+			let pending = "";
+			return {
+				data(chunk: Buffer) {
+					pending += chunk.toString("utf8");
+					const complete = pending.split("\n");
+					pending = complete.pop() ?? "";
+					for (const line of complete) to?.(line);
+				},
+				end() {
+					if (pending) to?.(pending);
+				},
+			};
 		};
-		child.stdout.on("data", onData);
-		child.stderr.on("data", onData);
+		const out = lines(options.stdout ?? options.log);
+		const err = lines(options.log);
+		child.stdout.on("data", out.data);
+		child.stderr.on("data", err.data);
 		child.on("error", (e) => {
 			clearTimeout(timer);
 			reject(e);
 		});
 		child.on("close", (code, signal) => {
 			clearTimeout(timer);
-			if (pending) options.log?.(pending);
+			out.end();
+			err.end();
 			resolve({ code, signal, timedOut });
 		});
 	});

@@ -163,6 +163,8 @@ export class LocalPipeline {
 					region: LOCAL_REGION,
 					...(options.batchTimeoutMs !== undefined ? { timeoutMs: options.batchTimeoutMs } : {}),
 					log: (line) => log(`batch: ${line}`),
+					// its EMF metric lines join the handlers' (in AWS both go to CloudWatch Logs)
+					...(options.handlerLog ? { stdout: (line: string) => options.handlerLog?.write(`${line}\n`) } : {}),
 				}));
 		const machine = createLocalStateMachine(definition, {
 			batch,

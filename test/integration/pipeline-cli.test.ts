@@ -41,6 +41,9 @@ describe("ftguard pipeline", () => {
 		expect(total("scan_promoted_total")).toBe(1);
 		expect(total("scan_quarantined_total")).toBe(4);
 		expect(total("scan_errors_total")).toBe(0);
+		// the batch job's EMF lines (its stdout) join them, not the terminal's output
+		expect(total("neural_cleanse_anomaly_index")).toBeGreaterThan(2);
+		expect(r.stderr).not.toContain('"_aws"');
 	}, 120_000);
 
 	it("refuses to run without a policy (no default trust): exit 2", async () => {
