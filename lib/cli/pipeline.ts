@@ -41,7 +41,12 @@ export function registerPipeline(program: Command, setExit: (code: number) => vo
 		.option("--json", "print one JSON document on stdout")
 		.action(async (flags: PipelineFlags) => {
 			const io = processIo(Boolean(flags.json));
-			setExit(await runCommand(io, () => runPipeline(flags, io)));
+			const code = await runCommand(io, () => runPipeline(flags, io));
+			setExit(code);
+			// Stopped by a signal: exit here rather than by draining the event loop. Draining closes the signal
+			// handlers first, and the launcher's copy of a terminal's Ctrl-C (bin/node-flags.mjs) arriving in that
+			// moment would kill the process by SIGINT after a clean close; process.exit keeps them to the end.
+			if (stopRequested) process.exit(code);
 		});
 }
 
@@ -76,6 +81,8 @@ async function importSource<T>(root: string, path: string): Promise<T> {
 	return (await import(pathToFileURL(join(root, path)).href)) as T;
 }
 let tsxRegistered = false;
+/** A SIGINT/SIGTERM asked the running pipeline to stop. */
+let stopRequested = false;
 
 async function runPipeline(flags: PipelineFlags, io: Io): Promise<0 | 1> {
 	if (flags.demo && flags.policy) throw new FtguardError("USAGE", "--demo brings its own policy; leave out --policy");
@@ -149,6 +156,7 @@ async function runPipeline(flags: PipelineFlags, io: Io): Promise<0 | 1> {
 			const stop = () => {
 				if (first === 0) {
 					first = Date.now();
+					stopRequested = true;
 					resolve();
 				} else if (Date.now() - first > 1000) process.exit(130);
 			};

@@ -76,6 +76,27 @@ describe.skipIf(process.platform !== "linux")("ftguard pipeline's launcher", () 
 		expect(await done).toEqual({ code: 0, signal: null });
 	}, 90_000);
 
+	it("copies of that Ctrl-C arriving all through its close (a launcher slow to pass it on) still end in exit 0", async () => {
+		const child = launch();
+		const pipeline = await ready(child);
+		const done = exited(child);
+		process.kill(-(child.pid as number), "SIGINT");
+		// a copy every 2 ms until it is gone — within the second that counts them as the same Ctrl-C
+		const started = Date.now();
+		const burst = setInterval(() => {
+			try {
+				if (Date.now() - started < 800) process.kill(pipeline.pid, "SIGINT");
+			} catch {
+				// gone
+			}
+		}, 2);
+		try {
+			expect(await done).toEqual({ code: 0, signal: null });
+		} finally {
+			clearInterval(burst);
+		}
+	}, 90_000);
+
 	it("the pipeline killed by a signal: the launcher ends with the same signal", async () => {
 		const child = launch();
 		const pipeline = await ready(child);
