@@ -84,6 +84,26 @@ let tsxRegistered = false;
 /** A SIGINT/SIGTERM asked the running pipeline to stop. */
 let stopRequested = false;
 
+/**
+ * Resolves on the first SIGINT/SIGTERM: the pipeline then closes (running scans finish first); one more a second
+ * later stops at once (exit 130). A repeat within that second is the same Ctrl-C twice — the terminal sends it to
+ * bin/ftguard.mjs's launcher, which passes it on (bin/node-flags.mjs) — and is not a second request.
+ */
+function untilStopSignal(): Promise<void> {
+	return new Promise<void>((resolve) => {
+		let first = 0;
+		const stop = () => {
+			if (first === 0) {
+				first = Date.now();
+				stopRequested = true;
+				resolve();
+			} else if (Date.now() - first > 1000) process.exit(130);
+		};
+		process.on("SIGINT", stop);
+		process.on("SIGTERM", stop);
+	});
+}
+
 async function runPipeline(flags: PipelineFlags, io: Io): Promise<0 | 1> {
 	if (flags.demo && flags.policy) throw new FtguardError("USAGE", "--demo brings its own policy; leave out --policy");
 	if (!flags.demo && !flags.policy) throw new FtguardError("USAGE", "give --policy <file> (or --demo)");
@@ -116,6 +136,10 @@ async function runPipeline(flags: PipelineFlags, io: Io): Promise<0 | 1> {
 		},
 	});
 	const buckets = pipeline.definition.buckets;
+	// Serving until stopped: the signal handlers go in before the endpoint is printed — whoever reads that line
+	// may signal at once, and a signal before them would kill the process outright. (The demo and --once run
+	// without them: a signal there ends the process, as a crash would; the next run rescans what it left.)
+	const stopSignal = setup || flags.once ? undefined : untilStopSignal();
 	io.err(
 		`ftguard pipeline: S3 endpoint ${pipeline.endpoint} (path-style; access key S3RVER, secret key S3RVER); upload to s3://${buckets.checkpoints}/, reports in s3://${buckets.reports}/; handler logs and EMF metrics in ${logPath} (ready in ${((Date.now() - started) / 1000).toFixed(1)} s)`,
 	);
@@ -148,21 +172,7 @@ async function runPipeline(flags: PipelineFlags, io: Io): Promise<0 | 1> {
 					`${v.markerKey}: ${v.status} in ${v.seconds.toFixed(1)} s${v.reasons.length ? ` (${v.reasons.join("; ")})` : ""}`,
 				);
 		});
-		await new Promise<void>((resolve) => {
-			// The first SIGINT/SIGTERM closes the pipeline (running scans finish first); one more a second later
-			// stops at once (exit 130). A repeat within that second is the same Ctrl-C twice — the terminal sends it
-			// to bin/ftguard.mjs's launcher, which passes it on (bin/node-flags.mjs) — and is not a second request.
-			let first = 0;
-			const stop = () => {
-				if (first === 0) {
-					first = Date.now();
-					stopRequested = true;
-					resolve();
-				} else if (Date.now() - first > 1000) process.exit(130);
-			};
-			process.on("SIGINT", stop);
-			process.on("SIGTERM", stop);
-		});
+		await (stopSignal as Promise<void>);
 		return 0;
 	} finally {
 		await pipeline.close();
