@@ -30,13 +30,14 @@ function newestSource(dir) {
 	return newest;
 }
 
-const fresh =
+// (not asked by the launcher of a re-run: its child asks)
+const fresh = () =>
 	existsSync(bundle) &&
 	statSync(bundle).mtimeMs >= Math.max(newestSource(join(root, "bin")), newestSource(join(root, "lib")));
 
 if (rerun) {
 	rerunWith(PIPELINE_NODE_FLAGS);
-} else if (fresh) {
+} else if (fresh()) {
 	await import(bundle);
 } else {
 	const { register } = await import("tsx/esm/api");

@@ -47,11 +47,16 @@ function where(o: { bucket: string; key: string; versionId?: string }): string {
 	return `s3://${o.bucket}/${o.key}${o.versionId ? ` (version ${o.versionId})` : ""}`;
 }
 
+/** An SDK error saying a condition (If-Match, or the local server's tag condition) no longer holds. */
+export function isPreconditionFailed(e: unknown): boolean {
+	return errName(e) === "PreconditionFailed" || httpStatus(e) === 412;
+}
+
 /** Maps an SDK error to NOT_FOUND (gone), IO_ERROR (changed since marked, or anything else). */
 export function s3Error(e: unknown, what: string): FtguardError {
 	const name = errName(e);
 	const status = httpStatus(e);
-	if (name === "PreconditionFailed" || status === 412) {
+	if (isPreconditionFailed(e)) {
 		return new FtguardError("IO_ERROR", `${what} changed after it was marked`, { cause: e });
 	}
 	if (name === "NoSuchKey" || name === "NotFound" || name === "NoSuchVersion" || status === 404) {

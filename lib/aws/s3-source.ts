@@ -43,9 +43,14 @@ export class S3Source implements ByteSource {
 		return this.read_;
 	}
 
-	async read(offset: number, length: number): Promise<Buffer> {
+	/** `[offset, offset + length)` clamped to the object. */
+	private span(offset: number, length: number): { start: number; end: number } {
 		const start = Math.max(0, Math.min(offset, this.size));
-		const end = Math.max(start, Math.min(this.size, start + Math.max(0, length)));
+		return { start, end: Math.max(start, Math.min(this.size, start + Math.max(0, length))) };
+	}
+
+	async read(offset: number, length: number): Promise<Buffer> {
+		const { start, end } = this.span(offset, length);
 		if (end === start) return Buffer.alloc(0);
 		let out: Buffer;
 		if (end - start > this.blockSize * 4) {
@@ -65,8 +70,7 @@ export class S3Source implements ByteSource {
 
 	/** One exact ranged GET (or the cached block that holds the bytes), not a whole block for a few bytes. */
 	async probe(offset: number, length: number): Promise<Buffer> {
-		const start = Math.max(0, Math.min(offset, this.size));
-		const end = Math.max(start, Math.min(this.size, start + Math.max(0, length)));
+		const { start, end } = this.span(offset, length);
 		const index = Math.floor(start / this.blockSize);
 		if (end === start || (this.blocks.has(index) && end <= (index + 1) * this.blockSize))
 			return this.read(offset, length);

@@ -7,7 +7,7 @@
 import { GetObjectTaggingCommand, PutObjectTaggingCommand, type S3Client, type Tag } from "@aws-sdk/client-s3";
 import { FtguardError } from "../core/errors";
 import { TAG_IF_MATCH_HEADER } from "../infra/tags";
-import { s3Error } from "./objects";
+import { isPreconditionFailed, s3Error } from "./objects";
 
 export interface TagTarget {
 	bucket: string;
@@ -20,11 +20,6 @@ export interface TagTarget {
 	 * binds the write, and this is not sent.
 	 */
 	etag?: string;
-}
-
-function preconditionFailed(e: unknown): boolean {
-	const r = e as { name?: string; $metadata?: { httpStatusCode?: number } };
-	return r.name === "PreconditionFailed" || r.$metadata?.httpStatusCode === 412;
 }
 
 export interface RetryOptions {
@@ -46,7 +41,7 @@ async function retrying<T>(what: string, opts: RetryOptions, fn: () => Promise<T
 		} catch (e) {
 			last = e;
 			// A missing object or version will not reappear, nor a replaced object's ETag: no point retrying.
-			if (s3Error(e, what).code === "NOT_FOUND" || preconditionFailed(e)) break;
+			if (s3Error(e, what).code === "NOT_FOUND" || isPreconditionFailed(e)) break;
 			if (i < attempts - 1) {
 				await sleep(delay);
 				delay *= 2;
@@ -116,7 +111,7 @@ export async function putFtguardTags(
 		await retrying(describe(t), opts, () => s3.send(command));
 		return true;
 	} catch (e) {
-		if (etag !== undefined && preconditionFailed((e as { cause?: unknown }).cause)) return false;
+		if (etag !== undefined && isPreconditionFailed((e as { cause?: unknown }).cause)) return false;
 		throw e;
 	}
 }

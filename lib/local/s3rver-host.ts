@@ -192,6 +192,11 @@ function taggingResource(tags: URLSearchParams): { type: string; toXML(): string
 	return { type: "tagging", toXML: () => `<Tagging><TagSet>${set.join("")}</TagSet></Tagging>` };
 }
 
+/** A header's (or query parameter's) value: the first, when it was given more than once. */
+function first(v: string | string[] | undefined): string | undefined {
+	return Array.isArray(v) ? v[0] : v;
+}
+
 /** An S3 error response, as s3rver writes its own. */
 function s3ErrorResponse(ctx: KoaRequestContext, status: number, code: string, message: string): void {
 	ctx.status = status;
@@ -209,13 +214,9 @@ function s3ErrorResponse(ctx: KoaRequestContext, status: number, code: string, m
  */
 function uploadRules(noCopyInto: ReadonlySet<string>) {
 	return (ctx: KoaRequestContext, next: () => Promise<unknown>): Promise<unknown> | undefined => {
-		const header = (name: string) => {
-			const v = ctx.headers[name];
-			return Array.isArray(v) ? v[0] : v;
-		};
 		// CopyObject and UploadPartCopy alike (both are s3:PutObject with a copy source in AWS)
 		const bucket = decodeURIComponent(ctx.path.split("/")[1] ?? "");
-		if (ctx.method === "PUT" && header("x-amz-copy-source") !== undefined && noCopyInto.has(bucket)) {
+		if (ctx.method === "PUT" && first(ctx.headers["x-amz-copy-source"]) !== undefined && noCopyInto.has(bucket)) {
 			s3ErrorResponse(ctx, 403, "AccessDenied", `nothing may be copied into ${bucket}: upload the bytes`);
 			return;
 		}
@@ -223,7 +224,7 @@ function uploadRules(noCopyInto: ReadonlySet<string>) {
 			(ctx.method === "PUT" &&
 				!["tagging", "acl", "retention", "legal-hold", "partNumber"].some((q) => q in ctx.query)) ||
 			(ctx.method === "POST" && "uploads" in ctx.query);
-		const tags = creates ? [...new URLSearchParams(header("x-amz-tagging") ?? "").keys()] : [];
+		const tags = creates ? [...new URLSearchParams(first(ctx.headers["x-amz-tagging"]) ?? "").keys()] : [];
 		if (tags.some((k) => k.startsWith(FTGUARD_TAG_PREFIX))) {
 			s3ErrorResponse(ctx, 403, "AccessDenied", "ftguard:* tags are written only by ftguard's verdict");
 			return;
@@ -247,14 +248,8 @@ async function newObjectTags(ctx: KoaObjectContext, next: () => Promise<unknown>
 	await next();
 	const { bucket, key } = ctx.params ?? {};
 	if (!bucket || !key || ctx.status >= 300) return;
-	const header = (name: string) => {
-		const v = ctx.headers[name];
-		return Array.isArray(v) ? v[0] : v;
-	};
-	const query = (name: string) => {
-		const v = ctx.query[name];
-		return Array.isArray(v) ? v[0] : v;
-	};
+	const header = (name: string) => first(ctx.headers[name]);
+	const query = (name: string) => first(ctx.query[name]);
 	if (ctx.method === "POST" && "uploads" in ctx.query) {
 		const id = (ctx.body as { InitiateMultipartUploadResult?: { UploadId?: string } } | undefined)
 			?.InitiateMultipartUploadResult?.UploadId;

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import S3rver from "s3rver";
+import { LOCAL_CREDENTIALS } from "../../lib/local/s3rver-host";
 
 export interface LocalS3 {
 	endpoint: string;
@@ -19,7 +20,24 @@ export interface LocalS3 {
 	close(): Promise<void>;
 }
 
-export const TEST_CREDENTIALS = { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" };
+/** s3rver's one key pair (lib/local/s3rver-host.ts). */
+export const TEST_CREDENTIALS = { ...LOCAL_CREDENTIALS };
+
+/**
+ * Points the Lambda handlers of this process (lib/aws/runtime.ts) at `s3`, as the local pipeline does: its
+ * endpoint and key pair, the region, the report bucket, Powertools logging silenced; `extra` added on top.
+ */
+export function useForHandlers(s3: LocalS3, reportBucket: string, extra: Record<string, string> = {}): void {
+	Object.assign(process.env, {
+		FTGUARD_S3_ENDPOINT: s3.endpoint,
+		AWS_ACCESS_KEY_ID: TEST_CREDENTIALS.accessKeyId,
+		AWS_SECRET_ACCESS_KEY: TEST_CREDENTIALS.secretAccessKey,
+		AWS_REGION: "us-east-1",
+		FTGUARD_REPORT_BUCKET: reportBucket,
+		POWERTOOLS_LOG_LEVEL: "SILENT",
+		...extra,
+	});
+}
 
 export async function startLocalS3(buckets: string[]): Promise<LocalS3> {
 	const dir = mkdtempSync(join(tmpdir(), "ftguard-s3-"));

@@ -22,7 +22,7 @@ import { buildManifest } from "../../lib/core/integrity/manifest";
 import { scanIdOf } from "../../lib/core/pipeline/artefact";
 import type { ScanState } from "../../lib/core/pipeline/types";
 import { REPO } from "../helpers/cli";
-import { type LocalS3, startLocalS3, TEST_CREDENTIALS } from "../helpers/s3";
+import { type LocalS3, startLocalS3, useForHandlers } from "../helpers/s3";
 import { generateEcKeyPair, makeModelSigningStatement, signStatementKeyed } from "../helpers/sign";
 
 const BUCKET = "checkpoints";
@@ -33,14 +33,8 @@ const otherSigner = generateEcKeyPair("P-256");
 let s3: LocalS3;
 beforeAll(async () => {
 	s3 = await startLocalS3([BUCKET, REPORTS]);
-	Object.assign(process.env, {
-		FTGUARD_S3_ENDPOINT: s3.endpoint,
-		AWS_ACCESS_KEY_ID: TEST_CREDENTIALS.accessKeyId,
-		AWS_SECRET_ACCESS_KEY: TEST_CREDENTIALS.secretAccessKey,
-		AWS_REGION: "us-east-1",
-		FTGUARD_REPORT_BUCKET: REPORTS,
+	useForHandlers(s3, REPORTS, {
 		POWERTOOLS_METRICS_DISABLED: "true",
-		POWERTOOLS_LOG_LEVEL: "SILENT",
 		FTGUARD_POLICY: JSON.stringify({
 			signers: [
 				{ kind: "public-key", pem: readFileSync(join(EXAMPLES, "keys/signer.pub.pem"), "utf8") },

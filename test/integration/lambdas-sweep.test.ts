@@ -18,7 +18,7 @@ import { scanIdOf } from "../../lib/core/pipeline/artefact";
 import { type SweepLimits, stuckMetricValue, sweepWindow } from "../../lib/core/pipeline/sweep";
 import type { ScanState } from "../../lib/core/pipeline/types";
 import { REPO } from "../helpers/cli";
-import { type LocalS3, startLocalS3, TEST_CREDENTIALS } from "../helpers/s3";
+import { type LocalS3, startLocalS3, useForHandlers } from "../helpers/s3";
 
 const BUCKET = "checkpoints";
 const REPORTS = "reports";
@@ -100,15 +100,9 @@ let emf: Array<Record<string, unknown>>;
 
 beforeAll(async () => {
 	s3 = await startLocalS3([BUCKET, REPORTS]);
-	Object.assign(process.env, {
-		FTGUARD_S3_ENDPOINT: s3.endpoint,
-		AWS_ACCESS_KEY_ID: TEST_CREDENTIALS.accessKeyId,
-		AWS_SECRET_ACCESS_KEY: TEST_CREDENTIALS.secretAccessKey,
-		AWS_REGION: "us-east-1",
-		FTGUARD_REPORT_BUCKET: REPORTS,
+	useForHandlers(s3, REPORTS, {
 		FTGUARD_STATE_MACHINE_ARN: ARN,
 		FTGUARD_MAX_EXECUTION_SECONDS: String(8 * 3600),
-		POWERTOOLS_LOG_LEVEL: "SILENT",
 	});
 	delete process.env.POWERTOOLS_METRICS_DISABLED;
 	setClients({ sfn: fakeSfn });

@@ -484,23 +484,28 @@ class Walk {
 		return b.readBigInt64LE(0);
 	}
 
-	/** A count pickle (num_storages / num_tensors): an int, else torch fails in range(). */
-	count(v: Value, member: string, what: string): number | undefined {
+	/**
+	 * The member's count pickle (num_storages / num_tensors) at its start: how many records follow, and where. An
+	 * int, else torch fails in range().
+	 */
+	async countRecord(slice: ByteSource, member: string, what: string): Promise<{ n: number; pos: number } | undefined> {
+		const head = await this.record(slice, 0, member, what);
+		if (!head) return undefined;
+		this.findings.push(...head.a.findings);
+		const v = head.value;
 		if (v.t !== "int") {
 			this.broken(`${what} is not an int: range() raises TypeError`, member);
 			return undefined;
 		}
-		return v.v < 0n ? 0 : v.v > BigInt(MAX_RECORDS) ? MAX_RECORDS + 1 : Number(v.v);
+		return { n: v.v < 0n ? 0 : v.v > BigInt(MAX_RECORDS) ? MAX_RECORDS + 1 : Number(v.v), pos: head.end };
 	}
 
 	async storages(slice: ByteSource): Promise<void> {
 		const M = "storages";
-		const head = await this.record(slice, 0, M, "num_storages");
-		if (!head) return;
-		this.findings.push(...head.a.findings);
-		const n = this.count(head.value, M, "num_storages");
-		if (n === undefined) return;
-		let pos = head.end;
+		const counted = await this.countRecord(slice, M, "num_storages");
+		if (!counted) return;
+		const { n } = counted;
+		let { pos } = counted;
 		for (let i = 0; i < n; i++) {
 			const r = await this.record(slice, pos, M, `storage record ${i}`);
 			if (!r) return;
@@ -545,12 +550,10 @@ class Walk {
 
 	async tensors(slice: ByteSource): Promise<void> {
 		const M = "tensors";
-		const head = await this.record(slice, 0, M, "num_tensors");
-		if (!head) return;
-		this.findings.push(...head.a.findings);
-		const n = this.count(head.value, M, "num_tensors");
-		if (n === undefined) return;
-		let pos = head.end;
+		const counted = await this.countRecord(slice, M, "num_tensors");
+		if (!counted) return;
+		const { n } = counted;
+		let { pos } = counted;
 		for (let i = 0; i < n; i++) {
 			const r = await this.record(slice, pos, M, `tensor record ${i}`);
 			if (!r) return;
