@@ -44,6 +44,8 @@ describe("ftguard pipeline", () => {
 		// the batch job's EMF lines (its stdout) join them, not the terminal's output
 		expect(total("neural_cleanse_anomaly_index")).toBeGreaterThan(2);
 		expect(r.stderr).not.toContain('"_aws"');
+		// a clean demo: no runtime warnings (the AWS SDK's Node 20 notice, deprecations) among the verdicts
+		expect(r.stderr).not.toMatch(/Warning:/);
 	}, 120_000);
 
 	it("refuses to run without a policy (no default trust): exit 2", async () => {
