@@ -53,6 +53,11 @@ export interface AnalyzeOptions {
 	partial?: boolean;
 	/** Add the `pickle-forbidden` finding when the policy refuses pickles. @default true */
 	forbiddenFinding?: boolean;
+	/**
+	 * After a parse error, also analyse later PROTO starts (a scanner's caution for files that are pickles). Off for
+	 * "what would pickle.load reach from byte 0" of any file: the loader stops at the error. @default true
+	 */
+	resync?: boolean;
 }
 
 export const DEFAULT_MAX_OPS = 10_000_000;
@@ -799,7 +804,7 @@ export function analyzePickle(bytes: Buffer, options: AnalyzeOptions): PickleAna
 	}
 	// After a parse error the loader stops, but a scanner that gives up there is what
 	// "payload after garbage" bypasses rely on: look for later PROTO starts and analyse those too.
-	if (errorAt !== undefined && ctx.opsLeft > 0) {
+	if (errorAt !== undefined && ctx.opsLeft > 0 && options.resync !== false) {
 		let from = errorAt + 1;
 		for (let tries = 0; tries < MAX_RESYNC && ctx.opsLeft > 0; tries++) {
 			const p = bytes.indexOf(0x80, from);
