@@ -58,6 +58,12 @@ export interface AnalyzeOptions {
 	 * "what would pickle.load reach from byte 0" of any file: the loader stops at the error. @default true
 	 */
 	resync?: boolean;
+	/**
+	 * With `partial`: the length of the whole stream from `bytes[0]`. An argument that runs past it is the loader's
+	 * "truncated" error at once, instead of a request for more bytes (a raw file whose first bytes read as a huge
+	 * BINBYTES8 need not be read whole to know pickle.load fails on it).
+	 */
+	streamSize?: number;
 }
 
 export const DEFAULT_MAX_OPS = 10_000_000;
@@ -203,6 +209,8 @@ interface Ctx {
 	globals: PickleGlobal[];
 	seen: Set<string>;
 	findingsDropped: number;
+	/** bytes in the whole stream (AnalyzeOptions.streamSize) */
+	streamSize: number;
 }
 
 function where(ctx: Ctx, offset: number): string {
@@ -261,7 +269,11 @@ function runOne(ctx: Ctx, start: number): number {
 		idx >= 0 && idx < MEMO_DENSE ? memoArr[idx] : memoMap?.get(idx);
 
 	const need = (n: number, what: string): void => {
-		if (n > len - pos) throw new Stop("eof", `truncated: ${what} at offset 0x${(ctx.base + pos).toString(16)}`);
+		if (n > len - pos)
+			throw new Stop(
+				n > ctx.streamSize - pos ? "error" : "eof",
+				`truncated: ${what} at offset 0x${(ctx.base + pos).toString(16)}`,
+			);
 	};
 	const fail = (msg: string, at: number): never => {
 		throw new Stop("error", `${msg} at offset 0x${(ctx.base + at).toString(16)}`);
@@ -753,6 +765,7 @@ export function analyzePickle(bytes: Buffer, options: AnalyzeOptions): PickleAna
 		globals: [],
 		seen: new Set(),
 		findingsDropped: 0,
+		streamSize: options.streamSize ?? Number.POSITIVE_INFINITY,
 	};
 	if (!options.policy.allowPickle && options.forbiddenFinding !== false) {
 		ctx.findings.push({
