@@ -64,6 +64,12 @@ export interface AnalyzeOptions {
 	 * BINBYTES8 need not be read whole to know pickle.load fails on it).
 	 */
 	streamSize?: number;
+	/**
+	 * The loader is a plain `pickle.Unpickler` (pickle.load, joblib, numpy's fallback, torch's first legacy pickle):
+	 * no persistent_load, so PERSID/BINPERSID raise at once; and copyreg's extension registry as a fresh interpreter
+	 * has it (empty), so EXT1/2/4 raise "unregistered extension code". @default false (a torch main pickle has both)
+	 */
+	plainLoader?: boolean;
 }
 
 export const DEFAULT_MAX_OPS = 10_000_000;
@@ -211,6 +217,7 @@ interface Ctx {
 	findingsDropped: number;
 	/** bytes in the whole stream (AnalyzeOptions.streamSize) */
 	streamSize: number;
+	plainLoader: boolean;
 }
 
 function where(ctx: Ctx, offset: number): string {
@@ -719,10 +726,12 @@ function runOne(ctx: Ctx, start: number): number {
 					top(at);
 					break;
 				case 0x50: // PERSID: resolved by the loader's persistent_load (torch: storages)
+					if (ctx.plainLoader) fail("persistent id without a persistent_load", at);
 					line("PERSID");
 					push(OTHER);
 					break;
 				case 0x51: // BINPERSID (replaces the persistent id)
+					if (ctx.plainLoader) fail("persistent id without a persistent_load", at);
 					if (stack.length >= 1) stack[stack.length - 1] = OTHER;
 					else pop(at);
 					break;
@@ -731,6 +740,7 @@ function runOne(ctx: Ctx, start: number): number {
 				case 0x84: {
 					// EXT4: imports whatever copyreg's extension registry maps the code to
 					const code = op === 0x82 ? u8() : op === 0x83 ? u16() : u32();
+					if (ctx.plainLoader) fail(`unregistered extension code ${code}`, at);
 					addFinding(ctx, `ext:${at}`, {
 						id: "extension-global",
 						severity: "high",
@@ -766,6 +776,7 @@ export function analyzePickle(bytes: Buffer, options: AnalyzeOptions): PickleAna
 		seen: new Set(),
 		findingsDropped: 0,
 		streamSize: options.streamSize ?? Number.POSITIVE_INFINITY,
+		plainLoader: options.plainLoader === true,
 	};
 	if (!options.policy.allowPickle && options.forbiddenFinding !== false) {
 		ctx.findings.push({
