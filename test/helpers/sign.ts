@@ -457,13 +457,18 @@ async function keylessMaterial(
 /** A keyless DSSE bundle (like `model_signing sign sigstore`), logged as Rekor `dsse` 0.0.1. */
 export async function signStatementKeyless(
 	statement: Json | Uint8Array,
-	opts: KeylessOptions & { payloadType?: string },
+	opts: KeylessOptions & {
+		payloadType?: string;
+		/** Sign model_signing v0.2's encoding instead of DSSE (which no keyless verifier accepts). */
+		encoding?: "dsse" | "legacy";
+	},
 ): Promise<KeylessResult> {
 	const instance = opts.instance ?? (await mockSigstore());
 	const eph = await fulcioCertificate(instance, opts.identity, opts.issuer);
 	const payloadType = opts.payloadType ?? IN_TOTO;
 	const payload = payloadBytes(statement);
-	const sig = sign("sha256", pae(payloadType, payload), eph.keyPair.privateKey);
+	const signed = opts.encoding === "legacy" ? legacyPae(payload) : pae(payloadType, payload);
+	const sig = sign("sha256", signed, eph.keyPair.privateKey);
 	const env = envelope(payload, payloadType, sig);
 	const body: Json = {
 		apiVersion: "0.0.1",
@@ -659,6 +664,114 @@ export async function signStatementWithCertificate(
 				tlogEntries: [],
 			},
 			dsseEnvelope: envelope(payload, IN_TOTO, sig),
+		},
+	};
+}
+
+// --- model_signing before 1.0 (v0.2) ---------------------------------------------
+//
+// What model_signing v0.2.0 wrote (src/model_signing/signature/{encoding,key,pki}.py
+// at tag v0.2.0): the statement as protobuf's MessageToJson (indent 2), a
+// "Digests/v0.1" predicate with every file a subject, a v0.3 bundle whose DSSE
+// signature is over its buggy encoding, ECDSA with SHA-256 whatever the curve,
+// `keyid: null`, no `tlogEntries`; key mode put the PEM itself in `publicKey`.
+
+/** model_signing v0.2's statement: every file a subject, the predicate a placeholder. */
+export function makeLegacyStatement(resources: { name: string; digest: string }[]): Json {
+	return {
+		_type: "https://in-toto.io/Statement/v1",
+		subject: resources.map((r) => ({
+			name: r.name,
+			digest: { sha256: r.digest },
+			annotations: { actual_hash_algorithm: "file-sha256" },
+		})),
+		predicateType: "https://model_signing/Digests/v0.1",
+		predicate: { unused: "Unused, just passed due to API requirements" },
+	};
+}
+
+const PY_ESCAPES: Record<number, string> = { 9: "\\t", 10: "\\n", 13: "\\r", 92: "\\\\" };
+
+/** Python's `repr(b"...")`, written out from CPython's bytes_repr rules. */
+export function pythonRepr(data: Uint8Array): string {
+	const hasSingle = data.includes(0x27);
+	const quote = hasSingle && !data.includes(0x22) ? '"' : "'";
+	let body = "";
+	for (const c of data) {
+		const ch = String.fromCharCode(c);
+		if (ch === quote) body += `\\${quote}`;
+		else if (PY_ESCAPES[c] !== undefined) body += PY_ESCAPES[c];
+		else if (c >= 0x20 && c < 0x7f) body += ch;
+		else body += `\\x${c.toString(16).padStart(2, "0")}`;
+	}
+	return `b${quote}${body}${quote}`;
+}
+
+/**
+ * model_signing v0.2's pre-authentication encoding: `"DSSEV1 {len(type)} {type}
+ * {len(payload)} {payload}".encode()` with the payload a Python `bytes`, so its
+ * repr lands in the signed text.
+ */
+export function legacyPae(payload: Uint8Array): Buffer {
+	return Buffer.from(`DSSEV1 ${IN_TOTO.length} ${IN_TOTO} ${payload.length} ${pythonRepr(payload)}`, "utf8");
+}
+
+export interface PreV1Options {
+	/** What is signed. @default "legacy" (v0.2's encoding) */
+	encoding?: "legacy" | "dsse";
+	/** The ECDSA digest. @default "sha256" (what v0.2 used whatever the curve) */
+	hash?: "sha256" | "curve";
+}
+
+function preV1Signature(payload: Buffer, kp: KeyPair, opts: PreV1Options): Buffer {
+	const data = (opts.encoding ?? "legacy") === "legacy" ? legacyPae(payload) : pae(IN_TOTO, payload);
+	return sign((opts.hash ?? "sha256") === "sha256" ? "sha256" : CURVE_HASH[kp.curve], data, kp.privateKey);
+}
+
+function preV1Envelope(payload: Buffer, sig: Buffer): Json {
+	return { payload: b64(payload), payloadType: IN_TOTO, signatures: [{ sig: b64(sig), keyid: null }] };
+}
+
+/** A bundle as `model_signing` v0.2 `sign private-key` wrote it. */
+export function signStatementV02Keyed(
+	statement: Json | Uint8Array,
+	opts: PreV1Options & { keyPair?: KeyPair; curve?: Curve } = {},
+): KeyedResult {
+	const keyPair = opts.keyPair ?? generateEcKeyPair(opts.curve);
+	const payload = payloadBytes(statement);
+	return {
+		keyPair,
+		bundle: {
+			mediaType: BUNDLE_V03,
+			verificationMaterial: {
+				// v0.2 named every key P-256, whatever its curve.
+				publicKey: { rawBytes: b64(Buffer.from(keyPair.publicKeyPem)), keyDetails: "PKIX_ECDSA_P256_SHA_256" },
+			},
+			dsseEnvelope: preV1Envelope(payload, preV1Signature(payload, keyPair, opts)),
+		},
+	};
+}
+
+/** A bundle as `model_signing` v0.2 `sign pki` wrote it: leaf + chain in `x509CertificateChain`. */
+export async function signStatementV02WithCertificate(
+	statement: Json | Uint8Array,
+	ca: PrivateCa,
+	leafOptions: LeafOptions = {},
+	opts: PreV1Options = {},
+): Promise<CertificateResult> {
+	const leaf = await ca.issueLeaf(leafOptions);
+	const payload = payloadBytes(statement);
+	return {
+		leaf,
+		chainPem: ca.chainPem,
+		bundle: {
+			mediaType: BUNDLE_V03,
+			verificationMaterial: {
+				x509CertificateChain: {
+					certificates: [{ rawBytes: b64(leaf.der) }, { rawBytes: b64(ca.intermediateDer) }],
+				},
+			},
+			dsseEnvelope: preV1Envelope(payload, preV1Signature(payload, leaf.keyPair, opts)),
 		},
 	};
 }

@@ -1,7 +1,8 @@
 /**
  * `ftguard verify` end to end with trust material made in the test: keyless
  * (a private Sigstore instance via @sigstore/mock, passed as --trusted-root),
- * sharded manifests, legacy predicates, inconsistent statements, blob bundles.
+ * sharded manifests, legacy predicates, inconsistent statements, blob bundles,
+ * and signatures laid out as model_signing v0.2 wrote them.
  */
 import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -10,13 +11,17 @@ import { describe, expect, it } from "vitest";
 import { buildManifest } from "../../lib/core/integrity/manifest";
 import { ftguard } from "../helpers/cli";
 import {
+	createPrivateCa,
 	generateEcKeyPair,
 	type Json,
+	makeLegacyStatement,
 	makeModelSigningStatement,
 	signBlobKeyed,
 	signBlobKeyless,
 	signStatementKeyed,
 	signStatementKeyless,
+	signStatementV02Keyed,
+	signStatementV02WithCertificate,
 } from "../helpers/sign";
 
 const ID = "https://github.com/acme/train/.github/workflows/ft.yml@refs/heads/main";
@@ -255,5 +260,49 @@ describe("single artefacts (cosign sign-blob --bundle)", () => {
 		]);
 		expect(r.code).toBe(0);
 		expect(r.stdout).toContain(`signer  ${ID}`);
+	});
+});
+
+describe("model_signing v0.2 signatures (before 1.0)", () => {
+	async function legacyStatementFor(dir: string): Promise<Json> {
+		return makeLegacyStatement((await buildManifest(dir, { ignorePaths: ["model.sig"] })).resources);
+	}
+
+	it("a certificate signature (old encoding, SHA-256 on a P-384 leaf) verifies; one changed byte fails", async () => {
+		const dir = model();
+		const ca = await createPrivateCa("ftguard v0.2");
+		const chain = join(dir, "..", "ca.pem");
+		writeFileSync(chain, ca.chainPem);
+		const { bundle } = await signStatementV02WithCertificate(await legacyStatementFor(dir), ca, { curve: "P-384" });
+		const sig = write(join(dir, "model.sig"), bundle);
+		const verify = () => ftguard(["verify", dir, "--signature", sig, "--certificate-chain", chain, "--json"]);
+		const ok = await verify();
+		expect(ok.code).toBe(0);
+		expect(ok.json()).toMatchObject({
+			verified: true,
+			signer: { kind: "certificate-chain", legacyEncoding: true },
+			predicateType: "https://model_signing/Digests/v0.1",
+			files: 2,
+		});
+		writeFileSync(join(dir, "nested", "weights.bin"), Buffer.alloc(3000, 8));
+		const bad = await verify();
+		expect(bad.code).toBe(1);
+		expect(bad.json()).toMatchObject({ ok: false, error: { code: "DIGEST_MISMATCH" } });
+	});
+
+	it("a key signature verifies with the curve's digest and not with SHA-256 on P-384, as the reference decides", async () => {
+		const dir = model();
+		const kp = generateEcKeyPair("P-384");
+		const pub = join(dir, "..", "k.pem");
+		writeFileSync(pub, kp.publicKeyPem);
+		const statement = await legacyStatementFor(dir);
+		const sig = join(dir, "model.sig");
+		const verify = () => ftguard(["verify", dir, "--signature", sig, "--public-key", pub]);
+		write(sig, signStatementV02Keyed(statement, { keyPair: kp, hash: "curve" }).bundle);
+		expect((await verify()).code).toBe(0);
+		write(sig, signStatementV02Keyed(statement, { keyPair: kp, hash: "sha256" }).bundle);
+		const refused = await verify();
+		expect(refused.code).toBe(1);
+		expect(refused.stderr).toMatch(/^ftguard: SIGNATURE_INVALID/);
 	});
 });

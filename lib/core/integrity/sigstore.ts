@@ -15,6 +15,10 @@
  * library is handed a `SignatureContent` whose `verifySignature` picks the digest
  * from the key; everything else it does is unchanged.
  *
+ * Signatures from model_signing before 1.0 (v0.2) are over a different
+ * pre-authentication encoding; key and certificate modes retry with it exactly
+ * where the reference verifier does (see `legacyPreAuthEncoding`).
+ *
  * Order of checks: the signature is checked against the key the bundle claims
  * (or the user's key) before anything about trust, so that any change to the
  * payload or signature reads as SIGNATURE_INVALID, not as whatever log or
@@ -113,6 +117,11 @@ export interface SignerInfo {
 	certificateFingerprint?: string;
 	/** Keyless: the earliest verified signing time (Rekor integrated time or RFC 3161), ISO 8601. */
 	signedAt?: string;
+	/**
+	 * Present when the signature verified only over model_signing's pre-1.0
+	 * (v0.2) pre-authentication encoding, which its own verifier still accepts.
+	 */
+	legacyEncoding?: true;
 }
 
 /** Knobs that are not trust decisions. */
@@ -182,18 +191,90 @@ function verifyWithKey(data: Uint8Array, key: KeyObject, signature: Uint8Array):
 	}
 }
 
+/**
+ * Python's `repr()` of a `bytes` value, byte for byte (CPython's `bytes_repr`):
+ * `b'…'`, or `b"…"` when the bytes hold a `'` and no `"`; backslash, the quote,
+ * tab, newline and carriage return escaped; other bytes outside 0x20–0x7e as
+ * `\xhh` in lower case. The result is ASCII.
+ */
+export function pythonBytesRepr(data: Uint8Array): Buffer {
+	const SQ = 0x27;
+	const DQ = 0x22;
+	const BS = 0x5c;
+	const hex = "0123456789abcdef";
+	const quote = data.includes(SQ) && !data.includes(DQ) ? DQ : SQ;
+	const out = Buffer.allocUnsafe(data.length * 4 + 3);
+	let n = 0;
+	out[n++] = 0x62; // b
+	out[n++] = quote;
+	for (const c of data) {
+		if (c === quote || c === BS) {
+			out[n++] = BS;
+			out[n++] = c;
+		} else if (c === 0x09 || c === 0x0a || c === 0x0d) {
+			out[n++] = BS;
+			out[n++] = c === 0x09 ? 0x74 : c === 0x0a ? 0x6e : 0x72; // t n r
+		} else if (c < 0x20 || c >= 0x7f) {
+			out[n++] = BS;
+			out[n++] = 0x78; // x
+			out[n++] = hex.charCodeAt(c >> 4);
+			out[n++] = hex.charCodeAt(c & 0xf);
+		} else {
+			out[n++] = c;
+		}
+	}
+	out[n++] = quote;
+	return out.subarray(0, n);
+}
+
+/**
+ * The pre-authentication encoding model_signing v0.2 signed: the payload bytes
+ * formatted into a Python string, so "DSSEV1 28 application/vnd.in-toto+json
+ * <length> b'{\n  \"_type\"…'" in UTF-8 (capital V, the payload as its repr,
+ * its length that of the raw bytes). The reference verifier (`pae_compat` in
+ * model_signing 1.0.1+, `_signing/sign_sigstore_pb.py`) rebuilds exactly this,
+ * always with the in-toto payload type.
+ *
+ * It cannot be confused with the DSSE encoding: the two differ at byte 5
+ * ("DSSEv1" / "DSSEV1"), so no signature is valid under both.
+ */
+export function legacyPreAuthEncoding(payload: Uint8Array): Buffer {
+	return Buffer.concat([
+		Buffer.from(`DSSEV1 ${IN_TOTO_PAYLOAD_TYPE.length} ${IN_TOTO_PAYLOAD_TYPE} ${payload.length} `, "ascii"),
+		pythonBytesRepr(payload),
+	]);
+}
+
+/**
+ * When a DSSE signature that fails over the DSSE encoding is tried again over
+ * model_signing v0.2's encoding, and with which digest — the reference
+ * verifier's rule, no wider:
+ * - "curve": EC key mode (`sign_ec_key.py`), the digest that matches the curve;
+ * - "sha256": certificate mode (`sign_certificate.py`), SHA-256 whatever the
+ *   curve, because v0.2 hard-coded it;
+ * - keyless has no retry (sigstore-python's `verify_dsse` has none).
+ */
+export type LegacyRetry = "curve" | "sha256";
+
 /** A DSSE envelope as `@sigstore/verify` sees it, with a curve-aware signature check. */
 class DsseContent implements SignatureContent {
 	readonly signature: Buffer;
 	private readonly pae: Buffer;
+	private readonly payload: Buffer;
 	private readonly payloadDigest: Buffer;
+	/** Set once the signature verified only over the legacy encoding. */
+	legacyUsed = false;
 
-	constructor(env: {
-		payload: Buffer;
-		payloadType: string;
-		signatures: { sig: Buffer }[];
-	}) {
+	constructor(
+		env: {
+			payload: Buffer;
+			payloadType: string;
+			signatures: { sig: Buffer }[];
+		},
+		private readonly legacy: LegacyRetry | undefined,
+	) {
 		this.signature = env.signatures[0]?.sig ?? Buffer.alloc(0);
+		this.payload = env.payload;
 		this.pae = dsse.preAuthEncoding(env.payloadType, env.payload);
 		this.payloadDigest = createHash("sha256").update(env.payload).digest();
 	}
@@ -207,7 +288,26 @@ class DsseContent implements SignatureContent {
 	}
 
 	verifySignature(key: KeyObject): boolean {
-		return verifyWithKey(this.pae, key, this.signature);
+		if (verifyWithKey(this.pae, key, this.signature)) return true;
+		if (this.legacy === undefined || !this.verifyLegacy(key, this.legacy)) return false;
+		this.legacyUsed = true;
+		return true;
+	}
+
+	private verifyLegacy(key: KeyObject, rule: LegacyRetry): boolean {
+		// The reference only ever verifies EC keys on its three curves.
+		const curveDigest = key.asymmetricKeyType === "ec" ? digestForKey(key) : undefined;
+		if (typeof curveDigest !== "string") return false;
+		try {
+			return cryptoVerify(
+				rule === "sha256" ? "sha256" : curveDigest,
+				legacyPreAuthEncoding(this.payload),
+				key,
+				this.signature,
+			);
+		} catch {
+			return false;
+		}
 	}
 }
 
@@ -275,6 +375,8 @@ interface PreparedTrust {
 	entityKey: VerificationKey;
 	/** Keyless only: hand the bundle's log entries and timestamps to the verifier. */
 	transparency: boolean;
+	/** Model signatures only: the pre-1.0 retry this mode allows (none for keyless). */
+	legacy?: LegacyRetry;
 	/** Runs after the signature check and before the library's checks. */
 	before?: () => void;
 	/** Runs after the library accepted the bundle. */
@@ -456,6 +558,7 @@ function prepareTrust(bundle: Bundle, policy: TrustPolicy, options: VerifyOption
 				options: KEYED_OPTIONS,
 				entityKey: { $case: "public-key", hint: "" },
 				transparency: false,
+				legacy: "curve",
 				info: () => ({
 					kind: "public-key",
 					keyFingerprint: keyFingerprint(key),
@@ -479,6 +582,7 @@ function prepareTrust(bundle: Bundle, policy: TrustPolicy, options: VerifyOption
 				options: KEYED_OPTIONS,
 				entityKey: { $case: "public-key", hint: "" },
 				transparency: false,
+				legacy: "sha256",
 				before: () => {
 					try {
 						verifyPrivateChain(at, leaf.cert, ca.material.certificateAuthorities, bundleIntermediates(bundle));
@@ -687,8 +791,12 @@ function guard<T>(fn: () => T): T {
 }
 
 /**
- * Verifies a DSSE bundle (an OMS `model.sig`, or a `cosign attest` bundle) under
- * `policy`, offline, and returns the authenticated payload.
+ * Verifies an OMS model signature (`model.sig`, a DSSE bundle) under `policy`,
+ * offline, and returns the authenticated payload.
+ *
+ * In key and certificate modes a signature over model_signing v0.2's encoding is
+ * accepted as the reference verifier accepts it (see `LegacyRetry`), and the
+ * signer is then marked `legacyEncoding`.
  *
  * @throws FtguardError SIGNATURE_INVALID, IDENTITY_MISMATCH, CERTIFICATE_UNTRUSTED,
  *   TLOG_INVALID, TIMESTAMP_INVALID, PAYLOAD_INVALID (not a DSSE bundle, or a
@@ -697,6 +805,20 @@ function guard<T>(fn: () => T): T {
  *   unless every check passed.
  */
 export function verifyDsseBundle(bundle: Bundle, policy: TrustPolicy, options: VerifyOptions = {}): DsseVerification {
+	return verifyDsse(bundle, policy, options, true);
+}
+
+/**
+ * @param modelSigning the bundle is a model_signing signature: its pre-1.0
+ *   encoding may be retried. Not for other DSSE bundles (`cosign attest-blob`),
+ *   whose signers never had that encoding.
+ */
+function verifyDsse(
+	bundle: Bundle,
+	policy: TrustPolicy,
+	options: VerifyOptions,
+	modelSigning: boolean,
+): DsseVerification {
 	return guard(() => {
 		if (bundle.content.$case !== "dsseEnvelope") {
 			throw new FtguardError(
@@ -706,7 +828,11 @@ export function verifyDsseBundle(bundle: Bundle, policy: TrustPolicy, options: V
 		}
 		const env = bundle.content.dsseEnvelope;
 		const trust = prepareTrust(bundle, policy, options);
-		const signer = runVerifier(bundle, trust, new DsseContent(env));
+		// v0.2 only signed in-toto payloads, and the reference refuses any other type
+		// after its retry; retrying only for that type keeps the rule the same.
+		const legacy = modelSigning && env.payloadType === IN_TOTO_PAYLOAD_TYPE ? trust.legacy : undefined;
+		const content = new DsseContent(env, legacy);
+		const signer = runVerifier(bundle, trust, content);
 		// Checked after authenticity: an unsigned payload type says nothing useful.
 		if (env.payloadType !== IN_TOTO_PAYLOAD_TYPE) {
 			throw new FtguardError(
@@ -717,7 +843,7 @@ export function verifyDsseBundle(bundle: Bundle, policy: TrustPolicy, options: V
 		return {
 			payloadType: env.payloadType,
 			payload: Buffer.from(env.payload),
-			signer,
+			signer: content.legacyUsed ? { ...signer, legacyEncoding: true } : signer,
 		};
 	});
 }
@@ -815,7 +941,7 @@ export async function verifyBlobBundle(
 ): Promise<BlobVerification> {
 	const content = bundle.content;
 	if (content.$case === "dsseEnvelope") {
-		const { payload, signer } = verifyDsseBundle(bundle, policy, options);
+		const { payload, signer } = verifyDsse(bundle, policy, options, false);
 		const statement = guard(() => {
 			let json: unknown;
 			try {
