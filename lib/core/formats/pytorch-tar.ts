@@ -41,7 +41,7 @@
  *   Other members are left alone with a low finding saying so, never silently.
  */
 import { analyzePickle, isPickleOpcode, looksLikePickle, type PickleAnalysis, startsWithProto } from "./pickle";
-import { HeadCachedSource, pytorchZipScanner, SliceSource } from "./pytorch";
+import { HeadCachedSource, judgeWeightsOnly, pytorchZipScanner, SliceSource } from "./pytorch";
 import { getMember, hasData, isLink, isTarHeader, listTar, type TarMember } from "./tar";
 import {
 	type ByteSource,
@@ -52,6 +52,7 @@ import {
 	type ScanPolicy,
 	type ScanResult,
 } from "./types";
+import { checkWeightsOnly, type PersistentMode } from "./weights-only";
 import { isZip } from "./zip";
 
 /** Records (storages + tensors) walked at most. */
@@ -410,6 +411,7 @@ class Walk {
 		limit: number,
 		location: string,
 		first = 256,
+		mode: PersistentMode = "none",
 	): Promise<{ a: PickleAnalysis; buf: Buffer }> {
 		const avail = Math.min(limit, slice.size - start, this.budget);
 		let want = Math.min(first, avail);
@@ -425,6 +427,14 @@ class Walk {
 			});
 			if (!a.incomplete) {
 				this.budget -= buf.length;
+				// --allow-pickle: judged by the weights_only model (as legacy_load reads it with weights_only=True);
+				// the analyser still gives the structure the walk needs (where the pickle ends).
+				if (this.policy.allowPickle) {
+					const r = checkWeightsOnly(buf, { mode, baseOffset: start });
+					const j = judgeWeightsOnly(buf, r, { baseOffset: start, location });
+					a.findings = j.findings;
+					if (j.malformed !== undefined) a.malformed ??= j.malformed;
+				}
 				// Counted only if it is one: bytes that merely start like a pickle and import nothing are not.
 				if (a.pickles > 0 || a.findings.length > 0) this.pickles++;
 				if (buf.length >= avail && avail < slice.size - start && a.malformed?.startsWith("truncated")) {
@@ -591,7 +601,7 @@ class Walk {
 			this.broken("the main object's member is empty (EOFError)", M);
 			return;
 		}
-		const { a } = await this.onePickle(slice, 0, MAX_MEMBER_PICKLE, M, 64 * 1024);
+		const { a } = await this.onePickle(slice, 0, MAX_MEMBER_PICKLE, M, 64 * 1024, "tar");
 		this.findings.push(...a.findings);
 		if (a.malformed !== undefined) this.broken(a.malformed, M);
 	}
@@ -721,7 +731,7 @@ async function scanTar(input: ScanInput): Promise<ScanResult> {
 	}
 	if (w.budget <= 0) w.unverifiable(`pickle members beyond ${BUDGET} bytes in all were not checked`, "tar");
 	const findings = [...w.findings, ...polyglot];
-	if ((isTorch || w.pickles > 0) && !policy.allowPickle) {
+	if ((isTorch || w.pickles > 0 || polyglot.length > 0) && !policy.allowPickle) {
 		findings.unshift({
 			id: "pickle-forbidden",
 			severity: "high",

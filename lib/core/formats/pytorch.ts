@@ -9,7 +9,6 @@
 import {
 	type AnalyzeOptions,
 	analyzePickle,
-	isPickleOpcode,
 	looksLikePickle,
 	mayBeUnpickled,
 	type PickleAnalysis,
@@ -24,7 +23,8 @@ import {
 	type ScanPolicy,
 	type ScanResult,
 } from "./types";
-import { entryDataOffset, isZip, le16, le32, listZip, readEntry, type ZipEntry } from "./zip";
+import { type CheckOptions, checkWeightsOnly, type TorchVersion, type WeightsOnlyResult } from "./weights-only";
+import { entryDataOffset, isZip, le32, listZip, readEntry, type ZipEntry } from "./zip";
 
 /** Largest pickle stream analysed (per file, or per archive entry). */
 export const MAX_PICKLE_BYTES = 256 * 1024 * 1024;
@@ -197,6 +197,109 @@ function forbidden(policy: ScanPolicy, location?: string): Finding[] {
 	];
 }
 
+/**
+ * Under --allow-pickle, the findings for one pickle torch.load reads (`r`: the weights_only model's result on it):
+ * nothing when a weights_only loader loads it; else why not. A refusal about code (a global, callable, build or
+ * append target, opcode) is `weights-only-refused` (high), with the dangerous globals CPython's unpickler would
+ * import named (`dangerous-global`, critical); a corrupt pickle is malformed, and any import the full unpickler
+ * would still make before failing is reported (fail closed: weights_only=False reads on where the model stopped).
+ * One exception: a refusal for an opcode alone, in bytes that CPython's unpickler cannot run to any import or
+ * call either, is not about code: no loader runs anything (random bytes are not a pickle) — malformed.
+ */
+export function judgeWeightsOnly(
+	buf: Buffer,
+	r: WeightsOnlyResult,
+	at: { start?: number; baseOffset?: number; location?: string },
+): ScanResult {
+	if (r.outcome === "loaded") return { findings: [] };
+	const full = analyzePickle(buf, {
+		policy: { allowPickle: true },
+		...(at.location !== undefined ? { location: at.location } : {}),
+		start: at.start ?? 0,
+		baseOffset: at.baseOffset ?? 0,
+		maxPickles: 1,
+		forbiddenFinding: false,
+	});
+	const serious = full.findings.filter((f) => f.severity === "critical" || f.severity === "high");
+	const where = `${at.location ? `${at.location} @ ` : ""}opcode 0x${(r.offset ?? 0).toString(16)}`;
+	const versions = (Object.keys(r.byVersion) as TorchVersion[])
+		.map((v) => `torch ${v}: ${r.byVersion[v].reason ?? r.byVersion[v].outcome}`)
+		.join("; ");
+	if (r.outcome === "refused" && !(r.opcode && full.globals.length === 0 && serious.length === 0 && full.malformed)) {
+		return {
+			findings: [
+				{
+					id: "weights-only-refused",
+					severity: "high",
+					message: `torch.load(weights_only=True) refuses this pickle (${versions})`,
+					location: where,
+				},
+				...serious.filter((f) => f.id === "dangerous-global"),
+			],
+		};
+	}
+	return {
+		findings: serious,
+		malformed: `${at.location ? `${at.location}: ` : ""}${r.reason ?? "not a pickle"} (${where})`,
+	};
+}
+
+/**
+ * Runs the weights_only model over the pickle at `offset` of `src`, reading in growing chunks (the first
+ * `first` bytes, then ×4) until it is decided; `buf` is what was read from `offset`.
+ */
+export async function weightsOnlyStream(
+	src: ByteSource,
+	offset: number,
+	opts: Omit<CheckOptions, "partial" | "start" | "baseOffset"> & { first?: number; maxBytes?: number },
+): Promise<{ r: WeightsOnlyResult; buf: Buffer; tooLarge: boolean }> {
+	const total = Math.max(0, src.size - offset);
+	const max = Math.min(opts.maxBytes ?? MAX_PICKLE_BYTES, total);
+	let buf = await src.read(offset, Math.min(Math.max(1, opts.first ?? FIRST_CHUNK), max));
+	for (;;) {
+		const partial = buf.length < max;
+		const r = checkWeightsOnly(buf, { ...opts, baseOffset: offset, partial });
+		if (r.outcome !== "incomplete") return { r, buf, tooLarge: false };
+		if (!partial) return { r, buf, tooLarge: max < total };
+		const more = await src.read(offset + buf.length, Math.min(max, buf.length * GROWTH) - buf.length);
+		if (more.length === 0) return { r: checkWeightsOnly(buf, { ...opts, baseOffset: offset }), buf, tooLarge: false };
+		buf = Buffer.concat([buf, more]);
+	}
+}
+
+function tooLargeFinding(location: string | undefined, max: number): Finding {
+	return {
+		id: "pickle-too-large",
+		severity: "high",
+		message: `pickle stream longer than ${max} bytes; the rest was not checked`,
+		...(location ? { location } : {}),
+	};
+}
+
+/**
+ * --allow-pickle on a plain pickle: pickle.load (and torch's weights_only unpickler) reads the first pickle; loaders
+ * that call it again read the next ones, so every pickle that follows in a row is checked too. Bytes after a
+ * pickle that are no pickle (one that fails as corrupt) are left: no loader runs them.
+ */
+async function scanPlainAllowed(src: ByteSource): Promise<ScanResult> {
+	const findings: Finding[] = [];
+	let offset = 0;
+	for (let k = 0; k < MAX_PICKLES_IN_A_ROW && offset < src.size; k++) {
+		const { r, buf, tooLarge } = await weightsOnlyStream(src, offset, { mode: "none", encoding: "ascii" });
+		if (tooLarge) return { findings: [...findings, tooLargeFinding(undefined, MAX_PICKLE_BYTES)] };
+		const j = judgeWeightsOnly(buf, r, { baseOffset: offset });
+		if (k > 0 && j.malformed !== undefined && j.findings.length === 0) break;
+		findings.push(...j.findings);
+		if (j.malformed !== undefined) return { findings, malformed: j.malformed };
+		if (r.outcome !== "loaded" || r.end === undefined) break;
+		offset = r.end;
+	}
+	return { findings };
+}
+
+/** Pickles checked in a row in one plain pickle file. */
+const MAX_PICKLES_IN_A_ROW = 64;
+
 /** A plain pickle file (`.pkl`, `.pickle`, old `.bin` / `.ckpt` …), recognised by its first opcodes. */
 export const pickleScanner: Scanner = {
 	format: "pickle",
@@ -205,6 +308,7 @@ export const pickleScanner: Scanner = {
 	},
 	scan(input: ScanInput) {
 		return guarded(async () => {
+			if (input.policy.allowPickle) return scanPlainAllowed(sourceOf(input));
 			const r = await analyzeStream(sourceOf(input), { policy: input.policy });
 			return toResult(r);
 		});
@@ -221,9 +325,62 @@ function toResult(r: PickleAnalysis): ScanResult {
 
 // Legacy torch.save writes the magic number 0x1950a86a20f9469cfc6c as a LONG1 pickle first.
 const LEGACY_MAGIC = Buffer.from([0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]);
+const MAGIC_NUMBER = 0x1950a86a20f9469cfc6cn;
+const PROTOCOL_VERSION = 1001n;
 
 function isLegacyTorch(head: Buffer): boolean {
 	return startsWithProto(head) && head.subarray(2, 2 + LEGACY_MAGIC.length).equals(LEGACY_MAGIC);
+}
+
+/**
+ * --allow-pickle on a legacy torch file, as `_legacy_load` reads it with the weights_only unpickler: magic number,
+ * protocol version and sys_info (`pickle_module.load`), the main object (persistent ids: storages), the storage
+ * keys (each must name a storage the main object loaded); then raw storage bytes, never read here.
+ */
+async function scanLegacyAllowed(src: ByteSource): Promise<ScanResult> {
+	const steps = ["magic number", "protocol version", "sys_info", "main object", "storage keys"] as const;
+	const findings: Finding[] = [];
+	const keys = new Set<string>();
+	const max = Math.min(MAX_PICKLE_BYTES, src.size);
+	// One buffer from byte 0 for the five pickles, grown (×4) only when one runs past it: the storages after them
+	// are never read.
+	let buf = await src.read(0, Math.min(FIRST_CHUNK, max));
+	let offset = 0;
+	for (const step of steps) {
+		const location = `pickle ${steps.indexOf(step) + 1} (${step})`;
+		if (offset >= src.size) return { findings, malformed: `${location}: EOFError (the file ends before it)` };
+		const mode = step === "main object" ? "legacy" : "none";
+		let r = checkWeightsOnly(buf, { mode, start: offset, partial: buf.length < max });
+		while (r.outcome === "incomplete") {
+			if (buf.length >= max) return { findings: [...findings, tooLargeFinding(location, MAX_PICKLE_BYTES)] };
+			const more = await src.read(buf.length, Math.min(max, buf.length * GROWTH) - buf.length);
+			if (more.length === 0) break;
+			buf = Buffer.concat([buf, more]);
+			r = checkWeightsOnly(buf, { mode, start: offset, partial: buf.length < max });
+		}
+		const j = judgeWeightsOnly(buf, r, { start: offset, location });
+		findings.push(...j.findings);
+		if (j.malformed !== undefined || r.outcome !== "loaded" || r.end === undefined)
+			return j.malformed !== undefined ? { findings, malformed: j.malformed } : { findings };
+		const v = r.value;
+		if (step === "magic number" && !(v?.t === "int" && v.v === MAGIC_NUMBER))
+			return { findings, malformed: "Invalid magic number; corrupt file?" };
+		if (step === "protocol version" && !(v?.t === "int" && v.v === PROTOCOL_VERSION))
+			return { findings, malformed: "Invalid protocol version" };
+		if (step === "main object")
+			for (const s of r.storages) {
+				keys.add(s.key);
+				if (s.viewKey !== undefined) keys.add(s.viewKey);
+			}
+		if (step === "storage keys") {
+			if (v?.t !== "strlist") return { findings, malformed: "storage keys are not a list of keys" };
+			const missing = v.v.find((k) => !keys.has(k));
+			if (missing !== undefined)
+				return { findings, malformed: `storage key ${JSON.stringify(missing)} names no storage (AssertionError)` };
+		}
+		offset = r.end;
+	}
+	return { findings };
 }
 
 /**
@@ -238,6 +395,7 @@ export const pytorchLegacyScanner: Scanner = {
 	},
 	scan(input: ScanInput) {
 		return guarded(async () => {
+			if (input.policy.allowPickle) return scanLegacyAllowed(sourceOf(input));
 			const r = await analyzeStream(sourceOf(input), { policy: input.policy, maxPickles: 5 });
 			if (r.malformed === undefined && r.pickles < 5)
 				return { findings: r.findings, malformed: `legacy torch file holds ${r.pickles} of 5 pickles` };
@@ -247,64 +405,101 @@ export const pytorchLegacyScanner: Scanner = {
 };
 
 const SNIFF_BYTES = 64;
-/** First read of a named pickle entry: its whole size up to this (checkpoint pickles are far smaller). */
-const NAMED_FIRST_CHUNK = 16 * 1024 * 1024;
-/** Budget for entries that are not named `*.pkl` but start like a pickle. */
-const SNIFFED_MAX_BYTES = 16 * 1024 * 1024;
 /** Pickle bytes analysed per archive, all entries together. */
 const ARCHIVE_BUDGET = 512 * 1024 * 1024;
+/** Budget for an entry torch never reads that is named or starts like a pickle (another tool may unpickle it). */
+const EXTRA_MAX_BYTES = 16 * 1024 * 1024;
 
-/** The local-header read that usually covers a stored entry's sniff (name, torch's 64-byte alignment padding). */
-function sniffGuess(e: ZipEntry): number {
-	return 30 + Buffer.byteLength(e.name) + 128 + SNIFF_BYTES;
+/** miniz compares names with ASCII-only case folding (MZ_TOLOWER) when a lookup is not case-sensitive. */
+function foldAscii(s: string): string {
+	return s.replace(/[A-Z]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 32));
 }
 
 /**
- * A stored entry's sniff from the read at its local header: the bytes, `undefined` when
- * there is no local header, or the data's offset (from the header) when the read fell short.
+ * The archive as PyTorch's zip reader (PyTorchStreamReader over miniz, torch 1.13) sees it: records are looked up
+ * as `<top>/<name>`, `<top>` being the first entry's name up to its first '/', with miniz's case-insensitive
+ * lookup (`data.PKL` is data.pkl). Several entries may match one name case-insensitively; miniz's binary search
+ * picks one of them, so every match is judged (the worst one decides).
  */
-function storedSniff(h: Buffer, e: ZipEntry): Buffer | number | undefined {
-	if (h.length < 30 || le32(h, 0) !== 0x04034b50) return undefined;
-	const start = 30 + le16(h, 26) + le16(h, 28);
-	const n = Math.min(SNIFF_BYTES, e.compressedSize);
-	if (start + n <= h.length) return h.subarray(start, start + n);
-	return start;
-}
-
-/** Whether an entry's first bytes (its sniff: `undefined` without a local header) may be a pickle to analyse. */
-function sniffLooksLikePickle(head: Buffer | undefined): boolean {
-	return head !== undefined && (startsWithProto(head) || looksLikePickle(head));
-}
-
-/**
- * `sniffLooksLikePickle(entryHead(…))` for a stored entry, read synchronously into `buf`
- * (at least `sniffGuess(e)` bytes, reused for every entry): one pread and no allocation
- * per tensor unless its first byte is a pickle opcode.
- */
-function storedSniffSync(read: SyncReadInto, e: ZipEntry, buf: Buffer): boolean {
-	const n = read(e.localHeaderOffset, sniffGuess(e), buf, 0);
-	if (n < 30 || le32(buf, 0) !== 0x04034b50) return false; // no local header: no head, as in storedSniff
-	const start = 30 + le16(buf, 26) + le16(buf, 28);
-	const want = Math.min(SNIFF_BYTES, e.compressedSize);
-	let from = start;
-	let len = want;
-	if (start + want > n) {
-		from = 0;
-		len = read(e.localHeaderOffset + start, want, buf, 0);
+class TorchZipView {
+	readonly top: string | undefined;
+	private readonly byFolded = new Map<string, ZipEntry[]>();
+	constructor(readonly entries: readonly ZipEntry[]) {
+		const first = entries[0]?.name;
+		const slash = first?.indexOf("/") ?? -1;
+		this.top = first !== undefined && slash >= 0 ? first.slice(0, slash) : undefined;
+		for (const e of entries) {
+			const k = foldAscii(e.name);
+			const list = this.byFolded.get(k);
+			if (list) list.push(e);
+			else this.byFolded.set(k, [e]);
+		}
 	}
-	// Fewer than 2 bytes, or a first byte no unpickler accepts: both tests below are false.
-	if (len < 2 || !isPickleOpcode(buf[from])) return false;
-	return sniffLooksLikePickle(buf.subarray(from, from + len));
+	/** Entries `getRecord(name)` may return. */
+	record(name: string): ZipEntry[] {
+		return this.top === undefined ? [] : (this.byFolded.get(foldAscii(`${this.top}/${name}`)) ?? []);
+	}
+	/** `getAllRecords()`: every name with the `<top>/` prefix removed; throws (a string) if one lacks it (exact case). */
+	allRecords(): string[] | string {
+		if (this.top === undefined) return `file in archive is not in a subdirectory: ${this.entries[0]?.name ?? "(none)"}`;
+		const prefix = `${this.top}/`;
+		const out: string[] = [];
+		for (const e of this.entries) {
+			if (!e.name.startsWith(prefix)) return `file in archive is not in a subdirectory ${prefix}: ${e.name}`;
+			out.push(e.name.slice(prefix.length));
+		}
+		return out;
+	}
 }
 
-/** First bytes of an entry's data (inflated if need be), for sniffing pickles under other names. */
+/** Records torch.load reads as raw bytes, never unpickled (besides the storages `data/<key>`). */
+const RAW_RECORDS = new Set(["version", ".data/version", "byteorder", ".data/serialization_id"]);
+
+/** torch 1.13's PyTorchStreamReader accepts file format versions 1 … 10 (caffe2/serialize/versions.h). */
+const MIN_FORMAT_VERSION = 1n;
+const MAX_FORMAT_VERSION = 10n;
+
+/**
+ * The EOCD's own view of where the central directory ends. miniz (torch) reads the central directory at the offset
+ * the EOCD gives; CPython's zipfile shifts it by the difference when bytes were prepended. If the two differ, the
+ * loaders may list different entries: unverifiable.
+ */
+async function splitView(src: ByteSource): Promise<string | undefined> {
+	const n = Math.min(src.size, 22 + 0xffff + 20);
+	const tail = await src.read(src.size - n, n);
+	for (let i = tail.length - 22; i >= 0; i--) {
+		if (le32(tail, i) !== 0x06054b50) continue;
+		const eocdAt = src.size - n + i;
+		const cdSize = le32(tail, i + 12);
+		const cdOffset = le32(tail, i + 16);
+		if (cdSize === 0xffffffff || cdOffset === 0xffffffff) return undefined;
+		const zip64 = i >= 20 && le32(tail, i - 20) === 0x07064b50;
+		if (zip64) return undefined;
+		const shift = eocdAt - cdSize - cdOffset;
+		return shift !== 0
+			? `the central directory ends ${shift} bytes before the end-of-central-directory record: PyTorch's reader and Python's zipfile list different entries`
+			: undefined;
+	}
+	return undefined;
+}
+
+/** An entry's bytes (stored or deflated, the two methods miniz reads), at most `max`. */
+async function entryBytes(src: ByteSource, e: ZipEntry, max: number): Promise<{ data: Buffer } | { error: string }> {
+	const r = await readEntry(src, e, max);
+	if ("error" in r) return r;
+	if (r.truncated !== undefined && e.method === 0 && e.compressedSize > max)
+		return { error: `${e.name}: pickle longer than ${max} bytes` };
+	return { data: r.data };
+}
+
+/** A stored entry's first bytes (deflated ones are inflated, bounded), for the extras' sniff. */
 async function entryHead(src: ByteSource, e: ZipEntry): Promise<Buffer | undefined> {
 	if (e.method === 0) {
-		const r = storedSniff(await src.read(e.localHeaderOffset, sniffGuess(e)), e);
-		return typeof r === "number" ? src.read(e.localHeaderOffset + r, Math.min(SNIFF_BYTES, e.compressedSize)) : r;
+		const start = await entryDataOffset(src, e);
+		if (typeof start === "string") return undefined;
+		return src.read(start, Math.min(SNIFF_BYTES, e.compressedSize));
 	}
 	if (e.method === 8) {
-		// 4 KiB of deflate output at most ~4 MiB: the output limit is never what stops the sniff.
 		const r = await readEntry(src, { ...e, compressedSize: Math.min(e.compressedSize, 4096) }, 8 * 1024 * 1024);
 		return "data" in r ? r.data.subarray(0, SNIFF_BYTES) : undefined;
 	}
@@ -312,43 +507,66 @@ async function entryHead(src: ByteSource, e: ZipEntry): Promise<Buffer | undefin
 }
 
 function isPickleName(name: string): boolean {
-	return name.endsWith(".pkl") || name.endsWith(".pickle");
+	return /\.(pkl|pickle)$/i.test(name);
 }
 
-/** Analyses one archive entry as a pickle stream (stored: read in growing chunks; deflated: inflated, bounded). */
-async function analyzeEntry(
-	src: ByteSource,
-	e: ZipEntry,
-	policy: ScanPolicy,
-	maxBytes: number,
-	named: boolean,
-): Promise<(PickleAnalysis & { bytes?: number }) | { error: string }> {
-	const base = { policy, location: e.name, forbiddenFinding: false, maxBytes };
-	if (e.method === 0) {
-		const start = await entryDataOffset(src, e);
-		if (typeof start === "string") return { error: start };
-		const size = Math.min(e.compressedSize, src.size - start);
-		// Offsets are reported relative to the entry: the location names the entry. A named
-		// pickle entry's size is known: it is read whole (up to 16 MiB, then in growing chunks up
-		// to maxBytes) and analysed in one pass. Sniffed entries may be tensor data that merely
-		// starts like a pickle: read in growing chunks from 64 KiB.
-		const first = named ? Math.min(size, NAMED_FIRST_CHUNK) : undefined;
-		return analyzeStream(
-			new SliceSource(src, start, size),
-			first !== undefined ? { ...base, firstChunk: first } : base,
-		);
-	}
-	const r = await readEntry(src, e, maxBytes);
-	if ("error" in r) return { error: r.error };
-	const a: PickleAnalysis & { bytes?: number } = analyzePickle(r.data, base);
-	a.bytes = r.data.length;
-	return a;
+interface ZipScan {
+	findings: Finding[];
+	malformed: string | undefined;
+	budget: number;
 }
 
 /**
- * `torch.save` zip archives (and TorchScript / other zips holding pickles).
- * Every `.pkl` entry is analysed whatever its name, and every other entry whose
- * first bytes look like a pickle; tensor data is only sniffed (64 bytes), never read.
+ * One pickle record torch unpickles (`data.pkl`, or a pickle-like entry torch never reads), judged under the policy:
+ * --allow-pickle: the weights_only model (`mode` says what its persistent ids mean); default: the analyser, for names.
+ * Returns the storages its persistent ids load (when the model loaded it).
+ */
+async function judgeRecord(
+	src: ByteSource,
+	e: ZipEntry,
+	policy: ScanPolicy,
+	z: ZipScan,
+	role: "data" | "extra",
+): Promise<string[] | undefined> {
+	const max = Math.min(z.budget, role === "data" ? MAX_PICKLE_BYTES : EXTRA_MAX_BYTES);
+	const before = src.bytesRead;
+	const got = await entryBytes(src, e, max);
+	z.budget -= Math.max(src.bytesRead - before, "data" in got ? got.data.length : 0, 1);
+	if ("error" in got) {
+		if (role === "data") {
+			z.malformed ??= got.error;
+			z.findings.push({
+				id: "unreadable-pickle-entry",
+				severity: "high",
+				message: `pickle entry cannot be read: ${got.error}`,
+				location: e.name,
+			});
+		}
+		return undefined;
+	}
+	const buf = got.data;
+	const r = checkWeightsOnly(buf, { mode: "zip" });
+	if (!policy.allowPickle) {
+		const a = analyzePickle(buf, { policy, location: e.name, forbiddenFinding: false, maxPickles: 1 });
+		// A torch-unread entry that merely starts like a pickle counts only if it parses or imports something.
+		if (role === "extra" && a.pickles === 0 && a.findings.length === 0) return undefined;
+		z.findings.push(...a.findings);
+		if (role === "data" && a.malformed !== undefined) z.malformed ??= `${e.name}: ${a.malformed}`;
+	} else {
+		const j = judgeWeightsOnly(buf, r, { location: e.name });
+		if (role === "extra" && j.findings.length === 0) return undefined;
+		z.findings.push(...j.findings);
+		if (role === "data" && j.malformed !== undefined) z.malformed ??= j.malformed;
+	}
+	return r.outcome === "loaded" ? r.storages.map((s) => s.key) : undefined;
+}
+
+/**
+ * `torch.save` zip archives, read the way `torch.load` reads them: the records it looks up under the archive's top
+ * folder (case-insensitively, as miniz does) — `version` / `.data/version`, `data.pkl`, the storages `data/<key>`
+ * that data.pkl's persistent ids name (raw bytes: never read or analysed), and `constants.pkl`, whose presence
+ * makes torch.load hand the file to torch.jit.load (TorchScript code runs on load). Entries torch never reads are
+ * analysed only if named like a pickle or starting with a PROTO opcode (another tool may unpickle them).
  */
 export const pytorchZipScanner: Scanner = {
 	format: "pytorch-zip",
@@ -367,37 +585,53 @@ export const pytorchZipScanner: Scanner = {
 		return guarded(async () => {
 			const listing = await listZip(source);
 			if (typeof listing === "string") return { findings: forbidden(policy), malformed: `not a zip: ${listing}` };
-			const findings: Finding[] = [];
-			let malformed: string | undefined = listing.fromLocalHeaders ? listing.problems[0] : undefined;
-			let pickles = 0;
-			// Sniff the entries not named *.pkl a batch at a time: hundreds of tensors cost hundreds of small reads.
-			// Stored entries are sniffed synchronously where the source allows it (one pread each).
-			// `sniffed`: for each entry not named *.pkl, whether its first bytes may be a pickle.
-			const sniffed = new Map<ZipEntry, boolean>();
-			const read = syncReaderInto(source);
-			let buf = Buffer.alloc(0);
-			const others = listing.entries.filter((e) => {
-				if (isPickleName(e.name)) return false;
-				if (read === undefined || e.method !== 0) return true;
-				if (buf.length < sniffGuess(e)) buf = Buffer.allocUnsafe(Math.max(4096, sniffGuess(e)));
-				sniffed.set(e, storedSniffSync(read, e, buf));
-				return false;
-			});
-			for (let i = 0; i < others.length; i += 32) {
-				const batch = others.slice(i, i + 32);
-				const got = await Promise.all(batch.map((e) => entryHead(source, e)));
-				batch.forEach((e, k) => {
-					sniffed.set(e, sniffLooksLikePickle(got[k]));
+			const z: ZipScan = {
+				findings: [],
+				malformed: listing.fromLocalHeaders ? listing.problems[0] : undefined,
+				budget: ARCHIVE_BUDGET,
+			};
+			const split = listing.fromLocalHeaders ? undefined : await splitView(source);
+			if (split !== undefined) z.findings.push({ id: "zip-split-view", severity: "high", message: split });
+			const view = new TorchZipView(listing.entries);
+			const records = view.allRecords();
+			if (typeof records === "string") z.malformed ??= records;
+			else if (records.includes("constants.pkl")) {
+				z.findings.push({
+					id: "torchscript-archive",
+					severity: "high",
+					message:
+						"a TorchScript archive (constants.pkl): torch.load hands it to torch.jit.load, which runs its TorchScript code on load (torch ≥ 2 refuses it with weights_only=True)",
+					location: `${view.top}/constants.pkl`,
 				});
 			}
-			let budget = ARCHIVE_BUDGET;
+			await checkVersion(source, view, z);
+			const dataPkl = view.record("data.pkl");
+			if (dataPkl.length === 0) z.malformed ??= "PytorchStreamReader failed locating file data.pkl: file not found";
+			const read = new Set<ZipEntry>(dataPkl);
+			const storages = new Set<string>();
+			let complete = dataPkl.length > 0;
+			for (const e of dataPkl) {
+				const keys = await judgeRecord(source, e, policy, z, "data");
+				if (keys === undefined) complete = false;
+				for (const k of keys ?? []) storages.add(k);
+			}
+			// The records torch reads as raw bytes.
+			for (const name of RAW_RECORDS) for (const e of view.record(name)) read.add(e);
+			for (const key of storages) {
+				const found = view.record(`data/${key}`);
+				if (found.length === 0) z.malformed ??= `PytorchStreamReader failed locating file data/${key}: file not found`;
+				for (const e of found) read.add(e);
+			}
+			// TorchScript's pickles, judged like data.pkl (default policy: for names; the archive is unsafe anyway).
+			for (const name of ["constants.pkl"]) for (const e of view.record(name)) read.add(e);
+			const storageName =
+				view.top === undefined ? undefined : new RegExp(`^${escapeRe(foldAscii(view.top))}/data/\\d+$`);
 			for (const e of listing.entries) {
-				const named = isPickleName(e.name);
-				if (!named && sniffed.get(e) !== true) continue;
-				// Tensor data that happens to start like a pickle must not make us read a whole tensor:
-				// sniffed entries get a smaller budget (reaching it is itself a finding, pickle-too-large).
-				if (budget <= 0) {
-					findings.push({
+				if (read.has(e)) continue;
+				// data.pkl not fully read: its storages are not known, so torch-style storage names are taken as storages.
+				if (!complete && storageName?.test(foldAscii(e.name))) continue;
+				if (z.budget <= 0) {
+					z.findings.push({
 						id: "archive-too-large",
 						severity: "high",
 						message: `pickle entries beyond ${ARCHIVE_BUDGET} bytes in all were not checked`,
@@ -405,35 +639,39 @@ export const pytorchZipScanner: Scanner = {
 					});
 					break;
 				}
-				const limit = Math.min(budget, named ? MAX_PICKLE_BYTES : SNIFFED_MAX_BYTES);
-				const before = source.bytesRead;
-				const r = await analyzeEntry(source, e, policy, limit, named);
-				// Entries are charged what was read or analysed (bytes served from the cached head are
-				// analysed, not read), deflated ones what was inflated: overlapping entries or a pile
-				// of bombs cannot multiply the work.
-				budget -= Math.max(source.bytesRead - before, "bytes" in r ? (r.bytes ?? 0) : 0, 1);
-				if ("error" in r) {
-					if (named) {
-						pickles++;
-						malformed ??= r.error;
-						findings.push({
-							id: "unreadable-pickle-entry",
-							severity: "high",
-							message: `pickle entry cannot be read: ${r.error}`,
-							location: e.name,
-						});
-					}
-					continue;
+				const named = isPickleName(e.name);
+				if (!named) {
+					const head = await entryHead(source, e);
+					if (head === undefined || !(startsWithProto(head) && (head[1] ?? 0) >= 2)) continue;
 				}
-				// Tensor bytes that merely start like a pickle: count them only if they parse or import something.
-				if (!named && r.pickles === 0 && r.findings.length === 0) continue;
-				pickles++;
-				findings.push(...r.findings);
-				if (r.malformed !== undefined) malformed ??= `${e.name}: ${r.malformed}`;
+				await judgeRecord(source, e, policy, z, "extra");
 			}
-			if (pickles === 0) return { findings, malformed: malformed ?? "zip archive holds no pickle entry" };
-			findings.unshift(...forbidden(policy, listing.entries.find((e) => isPickleName(e.name))?.name));
-			return malformed !== undefined ? { findings, malformed } : { findings };
+			const findings = [...forbidden(policy, dataPkl[0]?.name ?? listing.entries[0]?.name), ...z.findings];
+			return z.malformed !== undefined ? { findings, malformed: z.malformed } : { findings };
 		});
 	},
 };
+
+function escapeRe(s: string): string {
+	return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/** The format version record torch checks before anything else (`.data/version`, else `version`). */
+async function checkVersion(src: ByteSource, view: TorchZipView, z: ZipScan): Promise<void> {
+	const e = view.record(".data/version")[0] ?? view.record("version")[0];
+	if (e === undefined) {
+		z.malformed ??= "PytorchStreamReader failed locating file version: file not found";
+		return;
+	}
+	const got = await entryBytes(src, e, 64);
+	if ("error" in got) {
+		z.malformed ??= got.error;
+		return;
+	}
+	// std::stoull: leading blanks, then digits.
+	const m = /^[ \t\n\v\f\r]*\+?(\d+)/.exec(got.data.toString("latin1"));
+	const v = m ? BigInt(m[1] as string) : undefined;
+	if (v === undefined) z.malformed ??= `${e.name}: not a version number (stoull)`;
+	else if (v < MIN_FORMAT_VERSION || v > MAX_FORMAT_VERSION)
+		z.malformed ??= `${e.name}: file format version ${v} outside the ${MIN_FORMAT_VERSION}–${MAX_FORMAT_VERSION} torch reads`;
+}
