@@ -1,11 +1,13 @@
 /**
  * What a pickle may import. Two lists, used differently:
  *
- * - the allow-list (default deny) is what benign PyTorch / NumPy checkpoints and
- *   plain-Python training state need; with `--allow-pickle` anything outside it is
- *   `non-allowlisted-global` (high). It is deliberately close to PyTorch's own
- *   `weights_only` unpickler: constructors of inert data, never anything that
- *   takes a callable, a path, a code string or an attribute name.
+ * - the allow-list (default deny) is what the opcode analyser (pickle.ts) judges imports by with
+ *   `--allow-pickle`: anything outside it is `non-allowlisted-global` (high). Every pickle torch.load
+ *   reads (torch zip, legacy, tar, plain pickles) is judged by the weights_only model instead
+ *   (weights-only.ts: exactly what torch's loader accepts); this list still serves the analyser's other
+ *   users (NumPy object arrays) and, there, flags what the weights_only model stopped before reaching.
+ *   Constructors of inert data, never anything that takes a callable, a path, a code string or an
+ *   attribute name.
  * - the dangerous list names what is known to run code, touch the system or
  *   reach arbitrary attributes; it is reported `dangerous-global` (critical) in
  *   both policies, so that a user sees *why* a file is refused. It is a list of

@@ -203,8 +203,9 @@ function forbidden(policy: ScanPolicy, location?: string): Finding[] {
  * append target, opcode) is `weights-only-refused` (high), with the dangerous globals CPython's unpickler would
  * import named (`dangerous-global`, critical); a corrupt pickle is malformed, and any import the full unpickler
  * would still make before failing is reported (fail closed: weights_only=False reads on where the model stopped).
- * One exception: a refusal for an opcode alone, in bytes that CPython's unpickler cannot run to any import or
- * call either, is not about code: no loader runs anything (random bytes are not a pickle) — malformed.
+ * One exception: a refusal for an opcode alone, in bytes that CPython's unpickler cannot run to their STOP either,
+ * with nothing the analyser flags (no import off its allow-list, no call of a non-global, no payload found further
+ * on), is not about code: no loader runs anything (random bytes are not a pickle) — malformed.
  */
 export function judgeWeightsOnly(
 	buf: Buffer,
@@ -225,7 +226,9 @@ export function judgeWeightsOnly(
 	const versions = (Object.keys(r.byVersion) as TorchVersion[])
 		.map((v) => `torch ${v}: ${r.byVersion[v].reason ?? r.byVersion[v].outcome}`)
 		.join("; ");
-	if (r.outcome === "refused" && !(r.opcode && full.globals.length === 0 && serious.length === 0 && full.malformed)) {
+	// Inert imports (those the analyser does not flag) may come first: nothing runs before the failure either way.
+	const notAPickle = r.opcode === true && serious.length === 0 && full.pickles === 0 && full.malformed !== undefined;
+	if (r.outcome === "refused" && !notAPickle) {
 		return {
 			findings: [
 				{

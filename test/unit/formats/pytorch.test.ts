@@ -24,9 +24,10 @@ async function scanWith(s: Scanner, bytes: Buffer, allowPickle: boolean): Promis
 describe("PyTorch scanners on torch.save output", () => {
 	it.each([
 		["benign-state-dict.pt", "pytorch-zip"],
-		["benign-training-checkpoint.pt", "pytorch-zip"],
+		["weights-only/optimizer-adam.pt", "pytorch-zip"],
+		["weights-only/training-ints-only.pt", "pytorch-zip"],
 		["benign-state-dict-legacy.pt", "pytorch-legacy"],
-		["benign-training-checkpoint-legacy.pt", "pytorch-legacy"],
+		["weights-only/optimizer-adam-legacy.pt", "pytorch-legacy"],
 	])("%s is %s, safe with --allow-pickle and pickle-forbidden without", async (name, format) => {
 		const bytes = fixture(name);
 		const s = detect(bytes, name);
@@ -62,6 +63,19 @@ describe("PyTorch scanners on torch.save output", () => {
 		}
 	});
 
+	it.each(["benign-training-checkpoint.pt", "benign-training-checkpoint-legacy.pt"])(
+		"%s holds a frozenset, which no weights_only loader reads: refused with --allow-pickle",
+		async (name) => {
+			const bytes = fixture(name);
+			const s = detect(bytes, name);
+			if (!s) throw new Error("not claimed");
+			const r = await scanWith(s, bytes, true);
+			expect(verdictOf(r)).toBe("unsafe");
+			const f = r.findings.find((x) => x.id === "weights-only-refused");
+			expect(f?.message).toContain("builtins.frozenset");
+		},
+	);
+
 	it("tolerates a bad CRC and a mismatched local name like PyTorch's loader (not malformed)", async () => {
 		const r = await scanWith(pytorchZipScanner, fixture("malicious-torch-zip-bad-crc-name.pt"), true);
 		expect(r.malformed).toBeUndefined();
@@ -73,7 +87,7 @@ describe("PyTorch scanners on torch.save output", () => {
 	});
 
 	it("reads only the pickles of a legacy file, not its storage bytes", async () => {
-		const legacy = fixture("benign-training-checkpoint-legacy.pt");
+		const legacy = fixture("weights-only/optimizer-adam-legacy.pt");
 		// Same file with 64 MiB more storage bytes: the scan must read no more than before.
 		const big = Buffer.concat([legacy, Buffer.alloc(64 * 1024 * 1024, 0x80)]);
 		const small = await scanWith(pytorchLegacyScanner, legacy, true);
@@ -107,13 +121,15 @@ describe("PyTorch scanners on torch.save output", () => {
 	it("analyses a second pickle that starts exactly where a read ended", async () => {
 		const payload = fixture("malicious-os-system.pkl");
 		for (const first of [16 * 1024, 64 * 1024, 256 * 1024]) {
-			// PROTO 2, BINBYTES (4-byte length) of filler, STOP: `first` bytes in all.
+			// PROTO 2, BINUNICODE (4-byte length) of filler, STOP: `first` bytes in all (a pickle weights_only loads).
 			const n = first - 8;
-			const head = Buffer.from([0x80, 0x02, 0x42, n & 0xff, (n >> 8) & 0xff, (n >> 16) & 0xff, 0]);
-			const bytes = Buffer.concat([head, Buffer.alloc(n), Buffer.from("."), payload]);
-			const r = await scanWith(pickleScanner, bytes, true);
-			expect(verdictOf(r), String(first)).toBe("unsafe");
-			expect(r.findings.map((f) => f.id)).toContain("dangerous-global");
+			const head = Buffer.from([0x80, 0x02, 0x58, n & 0xff, (n >> 8) & 0xff, (n >> 16) & 0xff, 0]);
+			const bytes = Buffer.concat([head, Buffer.alloc(n, 0x61), Buffer.from("."), payload]);
+			for (const allow of [true, false]) {
+				const r = await scanWith(pickleScanner, bytes, allow);
+				expect(verdictOf(r), String(first)).toBe("unsafe");
+				expect(r.findings.map((f) => f.id)).toContain("dangerous-global");
+			}
 		}
 	});
 
@@ -158,8 +174,8 @@ describe("PyTorch scanners on torch.save output", () => {
 		}
 	});
 
-	it("reads only the pickle entries (and 64-byte sniffs) of a torch zip", async () => {
-		const zip = fixture("benign-training-checkpoint.pt");
+	it("reads only the records torch unpickles of a torch zip (not its storages)", async () => {
+		const zip = fixture("weights-only/optimizer-adam.pt");
 		const r = await scanWith(pytorchZipScanner, zip, true);
 		expect(verdictOf(r)).toBe("safe");
 		expect(r.read).toBeLessThan(zip.length * 2);
