@@ -515,6 +515,8 @@ function isPickleName(name: string): boolean {
 
 interface ZipScan {
 	findings: Finding[];
+	/** Pickle records judged: none means a zip torch.load cannot read and no pickle in it (npz, Keras). */
+	pickles: number;
 	malformed: string | undefined;
 	budget: number;
 }
@@ -535,6 +537,7 @@ async function judgeRecord(
 	const before = src.bytesRead;
 	const got = await entryBytes(src, e, max);
 	z.budget -= Math.max(src.bytesRead - before, "data" in got ? got.data.length : 0, 1);
+	if (role === "data") z.pickles++;
 	if ("error" in got) {
 		if (role === "data") {
 			z.malformed ??= got.error;
@@ -553,11 +556,13 @@ async function judgeRecord(
 		const a = analyzePickle(buf, { policy, location: e.name, forbiddenFinding: false, maxPickles: 1 });
 		// A torch-unread entry that merely starts like a pickle counts only if it parses or imports something.
 		if (role === "extra" && a.pickles === 0 && a.findings.length === 0) return undefined;
+		if (role === "extra") z.pickles++;
 		z.findings.push(...a.findings);
 		if (role === "data" && a.malformed !== undefined) z.malformed ??= `${e.name}: ${a.malformed}`;
 	} else {
 		const j = judgeWeightsOnly(buf, r, { location: e.name });
-		if (role === "extra" && j.findings.length === 0) return undefined;
+		if (role === "extra" && j.findings.length === 0 && r.outcome !== "loaded") return undefined;
+		if (role === "extra") z.pickles++;
 		z.findings.push(...j.findings);
 		if (role === "data" && j.malformed !== undefined) z.malformed ??= j.malformed;
 	}
@@ -590,6 +595,7 @@ export const pytorchZipScanner: Scanner = {
 			if (typeof listing === "string") return { findings: forbidden(policy), malformed: `not a zip: ${listing}` };
 			const z: ZipScan = {
 				findings: [],
+				pickles: 0,
 				malformed: listing.fromLocalHeaders ? listing.problems[0] : undefined,
 				budget: ARCHIVE_BUDGET,
 			};
@@ -649,7 +655,10 @@ export const pytorchZipScanner: Scanner = {
 				}
 				await judgeRecord(source, e, policy, z, "extra");
 			}
-			const findings = [...forbidden(policy, dataPkl[0]?.name ?? listing.entries[0]?.name), ...z.findings];
+			const findings = [
+				...(z.pickles > 0 ? forbidden(policy, dataPkl[0]?.name ?? listing.entries[0]?.name) : []),
+				...z.findings,
+			];
 			return z.malformed !== undefined ? { findings, malformed: z.malformed } : { findings };
 		});
 	},

@@ -4,7 +4,7 @@
  * a ScanResult (never an exception), quickly. The CI part is bounded; `npm run fuzz`
  * sets FUZZ_RUNS for a longer run.
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -19,7 +19,7 @@ const RUNS = Number(process.env.FUZZ_RUNS ?? process.env.FTGUARD_FUZZ_RUNS ?? 20
 const SCANNERS = [pytorchTarScanner, pytorchLegacyScanner, pytorchZipScanner, npzScanner, numpyScanner, pickleScanner];
 
 const fixtures = readdirSync(DIR)
-	.filter((f) => !f.endsWith(".py"))
+	.filter((f) => !f.endsWith(".py") && statSync(join(DIR, f)).isFile())
 	.sort()
 	.map((name) => {
 		const bytes = readFileSync(join(DIR, name));
