@@ -14,7 +14,7 @@ export async function handler(event: unknown): Promise<ScanState & Required<Pick
 		const parsed = parseScanState(event, "decide");
 		const evidence = await readBackdoorEvidence(s3Client(), parsed, reportLocation);
 		if (evidence?.kind === "unreadable") log.warn("backdoor report not usable", { ...evidence });
-		const { state, verdict } = decideWithEvidence(parsed, evidence);
+		const { state, verdict } = decideWithEvidence(parsed, evidence, new Date());
 		log.info("decided", { ...verdict });
 		return { ...state, verdict };
 	});

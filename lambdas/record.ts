@@ -22,7 +22,7 @@ export async function handler(event: unknown): Promise<ScanState & Required<Pick
 		);
 		const changed = objects.filter((o) => o.changed !== undefined).map((o) => o.object.key);
 		if (changed.length > 0) log.warn("objects changed during the scan get no verdict", { keys: changed });
-		const verdict = finalDecision(state, changed);
+		const verdict = finalDecision(state, changed, new Date());
 		const tagged = await tagVerdict(s3, state, objects, verdict.status);
 		// also those overwritten between the re-check and their tag write (refused by the VersionId/ETag binding)
 		const untagged = tagged.filter((t) => t.skipped !== undefined);

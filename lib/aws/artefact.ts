@@ -71,12 +71,15 @@ export async function listArtefactObjects(
 		.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }
 
-/** Family (from the artefact's top-level config.json) and input shape (from the ONNX model) for reference-data lookup. */
+/**
+ * Family (from the artefact's top-level config.json) for reference data and waivers, and input shape (from the
+ * ONNX model, when there is one) for reference data.
+ */
 export async function modelInfoOf(
 	s3: S3Client,
 	state: Pick<ScanState, "bucket" | "artefact">,
 	objects: readonly ScanObject[],
-	model: ScanObject,
+	model: ScanObject | undefined,
 ): Promise<{ family?: string; inputShape?: string }> {
 	const config = state.artefact.endsWith("/")
 		? objects.find((o) => o.key === `${state.artefact}config.json`)
@@ -85,9 +88,9 @@ export async function modelInfoOf(
 		config && config.size <= MAX_CONFIG_BYTES
 			? familyOf(await readPinnedBytes(s3, { bucket: state.bucket, ...config }, MAX_CONFIG_BYTES))
 			: undefined;
-	const inputShape = await onnxInputShape(
-		new S3Source(s3, { bucket: state.bucket, ...model }, { blockSize: 64 * 1024 }),
-	);
+	const inputShape = model
+		? await onnxInputShape(new S3Source(s3, { bucket: state.bucket, ...model }, { blockSize: 64 * 1024 }))
+		: undefined;
 	return { ...(family !== undefined ? { family } : {}), ...(inputShape !== undefined ? { inputShape } : {}) };
 }
 

@@ -1,7 +1,8 @@
 /**
  * The files state's S3 side: every object of the artefact (not the marker)
  * through the format scanners via an S3Source of its pinned version, and the
- * backdoor-scan plan (ONNX model, version, reference data from the policy).
+ * backdoor-scan plan (ONNX model, version, reference data from the policy, or why no scan runs and the
+ * waiver that covers it).
  */
 import type { S3Client } from "@aws-sdk/client-s3";
 import { defaultScanOptions } from "../core/formats";
@@ -34,6 +35,7 @@ export async function scanArtefact(
 	s3: S3Client,
 	state: ScanState & { objects: ScanObject[] },
 	policy: Policy,
+	now: Date = new Date(),
 ): Promise<{ scanned: ScannedObject[]; summary: FilesOutcome; backdoor: NonNullable<ScanState["backdoor"]> }> {
 	const options = {
 		...defaultScanOptions(),
@@ -54,13 +56,23 @@ export async function scanArtefact(
 		const { size: _, ...pin } = o;
 		return { ...pin, report, bytesFetched: source.bytesFetched };
 	});
-	const chosen = backdoorModelOf(onnxModelsOf(scanned));
+	const models = onnxModelsOf(scanned);
+	const chosen = backdoorModelOf(models);
 	const model = content.find((o) => o.key === chosen.model);
-	const info = model ? await modelInfoOf(s3, state, state.objects, model) : {};
+	const info = await modelInfoOf(s3, state, state.objects, model);
 	const summary = summariseFiles(scanned.map((s) => s.report));
 	return {
 		scanned,
 		summary: chosen.problem ? { ...summary, safe: false, reasons: [...summary.reasons, chosen.problem] } : summary,
-		backdoor: backdoorPlan(model, referenceDataFor(policy.referenceData, info)),
+		backdoor: backdoorPlan({
+			artefact: state.artefact,
+			files: scanned.map((s) => ({ key: s.key, format: s.report.format })),
+			model,
+			onnxModels: models.length,
+			...info,
+			reference: model ? referenceDataFor(policy.referenceData, info) : undefined,
+			policy: policy.backdoor,
+			now,
+		}),
 	};
 }

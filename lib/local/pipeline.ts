@@ -58,6 +58,8 @@ export interface LocalVerdict {
 	/** NOT_RECORDED: even the forced quarantine could not be written; the objects stay SCANNING (unreadable) */
 	status: VerdictStatus;
 	reasons: string[];
+	/** what the verdict rests on besides passed checks (a waived backdoor scan); absent when none */
+	notes?: string[];
 	error?: { state: string; cause: string };
 	/** SUCCEEDED, or the Fail state's error name (Ftguard.QuarantinedAfterError, …) */
 	execution: string;
@@ -231,6 +233,7 @@ export class LocalPipeline {
 				...base,
 				status: out.verdict?.status ?? "QUARANTINED",
 				reasons: out.verdict?.reasons ?? ["no verdict in the execution's output"],
+				...(out.verdict?.notes?.length ? { notes: out.verdict.notes } : {}),
 				...(out.error ? { error: out.error } : {}),
 				execution: "SUCCEEDED",
 				seconds,

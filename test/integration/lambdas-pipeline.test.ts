@@ -6,7 +6,7 @@
  * decide → record as the state machine would (a throwing state is caught into
  * `error` and the run goes on to decide), and reads the tags and reports back.
  */
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GetObjectTaggingCommand, HeadObjectCommand, PutObjectTaggingCommand } from "@aws-sdk/client-s3";
@@ -29,6 +29,15 @@ const BUCKET = "checkpoints";
 const REPORTS = "reports";
 const EXAMPLES = join(REPO, "examples");
 const otherSigner = generateEcKeyPair("P-256");
+const WAIVER = {
+	family: "TinyClassifier",
+	prefix: "jobs/j1/",
+	reason: "classifier heads are evaluated by the red team",
+	approvedBy: "security@example.com",
+};
+const EXPIRED = { family: "TinyClassifier", prefix: "jobs/j8/", reason: "the old exception", expires: "2020-01-31" };
+const WAIVED_NOTE =
+	"backdoor: not scanned: no ONNX export to scan for backdoors; waived for family TinyClassifier under prefix jobs/j1/ (classifier heads are evaluated by the red team; approved by security@example.com)";
 
 let s3: LocalS3;
 beforeAll(async () => {
@@ -43,6 +52,9 @@ beforeAll(async () => {
 			referenceData: [
 				{ inputShape: "1x8x8", dataUri: "s3://trusted/digits8/x.npy", labelsUri: "s3://trusted/digits8/y.npy" },
 			],
+			// backdoor.required (the default): the example checkpoint (safetensors, no ONNX export) is promotable
+			// only where a waiver for its family covers it
+			backdoor: { waivers: [WAIVER, EXPIRED] },
 		}),
 	});
 });
@@ -99,12 +111,17 @@ async function verdictRecord(scanId: string) {
 }
 
 describe("the scan pipeline's handlers", () => {
-	it("promotes a signed, clean checkpoint and tags every scanned object PROMOTABLE with the root digest", async () => {
+	it("promotes a signed, clean checkpoint under its family's waiver and tags every scanned object PROMOTABLE with the root digest", async () => {
 		const state = await runPipeline(await upload(join(EXAMPLES, "checkpoint"), "jobs/j1/ckpt-1/"));
-		expect(state.verdict).toEqual({ status: "PROMOTABLE", reasons: [] });
+		expect(state.verdict).toEqual({ status: "PROMOTABLE", reasons: [], notes: [WAIVED_NOTE] });
 		expect(state.signature).toMatchObject({ verified: true });
 		expect(state.files).toMatchObject({ safe: true, unsafe: 0, malformed: 0 });
-		expect(state.backdoor).toEqual({ required: false });
+		expect(state.backdoor).toEqual({
+			required: false,
+			notScanned: "no ONNX export to scan for backdoors",
+			family: "TinyClassifier",
+			waiver: WAIVER,
+		});
 		// the root digest is the one lib/core/integrity computes for the same directory
 		const local = await buildManifest(join(EXAMPLES, "checkpoint"), { ignorePaths: ["model.sig"] });
 		expect(state.manifest?.rootDigest).toBe(`sha256:${local.root}`);
@@ -116,7 +133,13 @@ describe("the scan pipeline's handlers", () => {
 			});
 		}
 		const rec = await verdictRecord(state.scanId);
-		expect(rec).toMatchObject({ status: "PROMOTABLE", scanId: state.scanId, rootDigest: `sha256:${local.root}` });
+		expect(rec).toMatchObject({
+			status: "PROMOTABLE",
+			scanId: state.scanId,
+			rootDigest: `sha256:${local.root}`,
+			notes: [WAIVED_NOTE],
+			waiver: WAIVER,
+		});
 		expect(rec.objects.map((o: { key: string; tagged: boolean }) => [o.key, o.tagged])).toEqual(
 			["config.json", "model.safetensors", "model.sig", "tokenizer_config.json"].map((n) => [
 				`jobs/j1/ckpt-1/${n}`,
@@ -125,6 +148,103 @@ describe("the scan pipeline's handlers", () => {
 		);
 		const manifestJson = JSON.parse((await s3.get(REPORTS, `scans/${state.scanId}/manifest.json`)).toString("utf8"));
 		expect(manifestJson.resources).toEqual(local.resources);
+	});
+
+	it("quarantines the same checkpoint where no waiver covers its family: not scanned for backdoors", async () => {
+		const prefix = "jobs/j7/ckpt-unscanned/";
+		const state = await runPipeline(await upload(join(EXAMPLES, "checkpoint"), prefix));
+		expect(state.signature).toMatchObject({ verified: true });
+		expect(state.files).toMatchObject({ safe: true });
+		expect(state.backdoor).toEqual({
+			required: false,
+			notScanned: "no ONNX export to scan for backdoors",
+			family: "TinyClassifier",
+		});
+		expect(state.verdict).toEqual({
+			status: "QUARANTINED",
+			reasons: ["not scanned: no ONNX export to scan for backdoors"],
+		});
+		for (const key of await s3.list(BUCKET, prefix)) expect((await tagsOf(key))["ftguard:status"]).toBe("QUARANTINED");
+		const rec = await verdictRecord(state.scanId);
+		expect(rec.reasons).toEqual(["not scanned: no ONNX export to scan for backdoors"]);
+		expect(rec).not.toHaveProperty("waiver");
+	});
+
+	it("an expired waiver is no waiver: QUARANTINED, and the reason says it expired", async () => {
+		const state = await runPipeline(await upload(join(EXAMPLES, "checkpoint"), "jobs/j8/ckpt-expired/"));
+		expect(state.backdoor).toMatchObject({ required: false, expiredWaiver: EXPIRED });
+		expect(state.backdoor).not.toHaveProperty("waiver");
+		expect(state.verdict).toEqual({
+			status: "QUARANTINED",
+			reasons: [
+				"not scanned: no ONNX export to scan for backdoors",
+				"backdoor: waiver for family TinyClassifier under prefix jobs/j8/ (the old exception; expires 2020-01-31) has expired",
+			],
+		});
+	});
+
+	it("promotes an artefact with no model weights at all (a tokenizer), noting there was nothing to scan", async () => {
+		const dir = mkdtempSync(join(tmpdir(), "ftguard-tokenizer-"));
+		for (const n of ["config.json", "tokenizer_config.json"])
+			copyFileSync(join(EXAMPLES, "checkpoint", n), join(dir, n));
+		const m = await buildManifest(dir);
+		const statement = makeModelSigningStatement({ modelName: m.modelName, resources: m.resources });
+		const sig = JSON.stringify(signStatementKeyed(statement, { keyPair: otherSigner }).bundle);
+		const state = await runPipeline(await upload(dir, "jobs/j9/tokenizer/", { "model.sig": sig }));
+		expect(state.backdoor).toEqual({ required: false, noWeights: true, family: "TinyClassifier" });
+		expect(state.verdict).toEqual({
+			status: "PROMOTABLE",
+			reasons: [],
+			notes: ["backdoor: not applicable (no model weights)"],
+		});
+	});
+
+	it("fail closed: a file of unrecognised format may be weights, so it makes the artefact unscanned", async () => {
+		const dir = mkdtempSync(join(tmpdir(), "ftguard-tokenizer-json-"));
+		copyFileSync(join(EXAMPLES, "checkpoint", "tokenizer_config.json"), join(dir, "tokenizer_config.json"));
+		// no scanner claims this name or these bytes (a custom vocabulary, or raw weights a custom loader reads)
+		writeFileSync(join(dir, "vocab.tokdata"), "#version: 0.2\n\u0120 t\n");
+		const m = await buildManifest(dir);
+		const statement = makeModelSigningStatement({ modelName: m.modelName, resources: m.resources });
+		const sig = JSON.stringify(signStatementKeyed(statement, { keyPair: otherSigner }).bundle);
+		const prefix = "jobs/j9/tokenizer-json/";
+		const state = await runPipeline(await upload(dir, prefix, { "model.sig": sig }));
+		// (the files stage may refuse the file as well, depending on the scanner's rules for unknown formats)
+		expect(state.verdict?.status).toBe("QUARANTINED");
+		expect(state.verdict?.reasons).toContain(
+			`not scanned: no ONNX export to scan for backdoors (files of unrecognised format may hold weights: ${prefix}vocab.tokdata)`,
+		);
+	});
+
+	it("quarantines an ONNX model the policy has no reference data for: not scanned, and no job is asked for", async () => {
+		// a colour 16x16 classifier; the policy has reference data for 1x8x8 only
+		const file = join(REPO, "test/fixtures/backdoor/digits16c/cnn-clean-s1.onnx");
+		const m = await buildManifest(file);
+		const statement = makeModelSigningStatement({ modelName: m.modelName, resources: m.resources });
+		const key = "jobs/j10/model.onnx";
+		await s3.put(BUCKET, key, readFileSync(file));
+		await s3.put(
+			BUCKET,
+			`${key}.sigstore.json`,
+			JSON.stringify(signStatementKeyed(statement, { keyPair: otherSigner }).bundle),
+		);
+		const head = await s3.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: `${key}.sigstore.json` }));
+		const marker = { key: `${key}.sigstore.json`, etag: head.ETag ?? "" };
+		const state = await runPipeline({
+			scanId: scanIdOf(BUCKET, marker.key, marker),
+			bucket: BUCKET,
+			marker,
+			artefact: key,
+		});
+		expect(state.backdoor).toEqual({
+			required: false,
+			notScanned: "no reference data for input shape 3x16x16 (no family in config.json)",
+			modelKey: key,
+		});
+		expect(state.verdict).toEqual({
+			status: "QUARANTINED",
+			reasons: ["not scanned: no reference data for input shape 3x16x16 (no family in config.json)"],
+		});
 	});
 
 	it("quarantines a tampered checkpoint with DIGEST_MISMATCH", async () => {
@@ -150,7 +270,7 @@ describe("the scan pipeline's handlers", () => {
 		const sig = JSON.stringify(signStatementKeyed(statement, { keyPair: otherSigner }).bundle);
 		const state = await runPipeline(await upload(dir, "jobs/j1/ckpt-shards/", { "model.sig": sig }));
 		expect(state.signature).toMatchObject({ verified: true });
-		expect(state.verdict).toEqual({ status: "PROMOTABLE", reasons: [] });
+		expect(state.verdict).toEqual({ status: "PROMOTABLE", reasons: [], notes: [WAIVED_NOTE] });
 		expect(state.manifest?.rootDigest).toBe(`sha256:${m.root}`);
 		const manifestJson = JSON.parse((await s3.get(REPORTS, `scans/${state.scanId}/manifest.json`)).toString("utf8"));
 		expect(manifestJson.serialization).toMatchObject({ method: "shards", shard_size: shardSize });
@@ -301,7 +421,10 @@ describe("the scan pipeline's handlers", () => {
 		const prefix = "jobs/j3/two-models/";
 		const state = await runPipeline(await upload(dir, prefix, { "model.sig": sig }));
 		expect(state.signature).toMatchObject({ verified: true });
-		expect(state.backdoor).toEqual({ required: false });
+		expect(state.backdoor).toEqual({
+			required: false,
+			notScanned: "2 ONNX models: the backdoor scan covers one model per artefact",
+		});
 		expect(state.files?.safe).toBe(false);
 		expect(state.verdict?.status).toBe("QUARANTINED");
 		expect(state.verdict?.reasons).toContain(

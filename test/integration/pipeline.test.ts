@@ -34,7 +34,13 @@ beforeAll(async () => {
 	process.env.POWERTOOLS_METRICS_DISABLED = "true";
 	process.env.POWERTOOLS_LOG_LEVEL = "SILENT";
 	pipeline = await LocalPipeline.start({
-		policy: { signers: [{ kind: "public-key", pem: readFileSync(join(EXAMPLES, "keys/signer.pub.pem"), "utf8") }] },
+		policy: {
+			signers: [{ kind: "public-key", pem: readFileSync(join(EXAMPLES, "keys/signer.pub.pem"), "utf8") }],
+			// the example checkpoint is safetensors with no ONNX export: promotable only under jobs/j1/
+			backdoor: {
+				waivers: [{ family: "TinyClassifier", prefix: "jobs/j1/", reason: "test: no ONNX export", approvedBy: "ci" }],
+			},
+		},
 	});
 }, 60_000);
 afterAll(async () => pipeline?.close());
@@ -104,6 +110,9 @@ describe("the local pipeline", () => {
 		const marker = await upload(join(EXAMPLES, "checkpoint"), prefix);
 		const v = await pipeline.waitForVerdict(marker, 60_000);
 		expect(v).toMatchObject({ status: "PROMOTABLE", reasons: [], execution: "SUCCEEDED" });
+		expect(v.notes).toEqual([
+			"backdoor: not scanned: no ONNX export to scan for backdoors; waived for family TinyClassifier under prefix jobs/j1/ (test: no ONNX export; approved by ci)",
+		]);
 		const local = await buildManifest(join(EXAMPLES, "checkpoint"), { ignorePaths: ["model.sig"] });
 		for (const n of ["config.json", "model.safetensors", "model.sig", "tokenizer_config.json"]) {
 			expect(await tagsOf(`${prefix}${n}`)).toEqual({
@@ -112,6 +121,18 @@ describe("the local pipeline", () => {
 				"ftguard:digest": `sha256:${local.root}`,
 			});
 		}
+	}, 60_000);
+
+	it("quarantines the same checkpoint where no waiver covers it: not scanned for backdoors", async () => {
+		const prefix = "jobs/unscanned/ckpt-1/";
+		const v = await pipeline.waitForVerdict(await upload(join(EXAMPLES, "checkpoint"), prefix), 60_000);
+		expect(v).toMatchObject({
+			status: "QUARANTINED",
+			reasons: ["not scanned: no ONNX export to scan for backdoors"],
+			execution: "SUCCEEDED",
+		});
+		expect(v).not.toHaveProperty("notes");
+		expect((await tagsOf(`${prefix}model.safetensors`))["ftguard:status"]).toBe("QUARANTINED");
 	}, 60_000);
 
 	it("quarantines the tampered copy with the signature's reason", async () => {

@@ -5,19 +5,24 @@
  * one reason per problem.
  */
 import { z } from "zod";
+import { waiverActive } from "../policy/backdoor";
 import { zodMessage } from "../schema";
 import { normalizeEtag } from "./artefact";
 import type { ScanState, ScanStatus } from "./types";
 
 export interface Decision {
 	status: Exclude<ScanStatus, "SCANNING">;
+	/** one per problem; none exactly when PROMOTABLE */
 	reasons: string[];
+	/** what the verdict rests on besides passed checks: a waived backdoor scan, a model with no weights (absent when none) */
+	notes?: string[];
 }
 
 /** A JSON object: `null`, arrays and scalars where a stage's result belongs count as missing. */
 function present<T>(v: T | undefined): v is T {
 	return typeof v === "object" && v !== null && !Array.isArray(v);
 }
+const isRecord = (v: unknown): v is Record<string, unknown> => present(v);
 
 /**
  * Total over anything JSON can carry (handlers parse the state first, but the
@@ -38,8 +43,63 @@ export function errorIsBackdoorFinding(state: ScanState): boolean {
 	);
 }
 
-export function decide(state: ScanState): Decision {
+/** "for family X under prefix P (reason; approved by A; expires E)", or "by policy (…)" for backdoor.required false. */
+function describeWaiver(w: Record<string, unknown>): string {
+	const str = (k: string) => (typeof w[k] === "string" && w[k] !== "" ? (w[k] as string) : undefined);
+	const scope = [
+		str("family") !== undefined ? `for family ${str("family")}` : undefined,
+		str("prefix") !== undefined ? `under prefix ${str("prefix")}` : undefined,
+	].filter((x) => x !== undefined);
+	const details = [
+		str("reason"),
+		str("approvedBy") !== undefined ? `approved by ${str("approvedBy")}` : undefined,
+		str("expires") !== undefined ? `expires ${str("expires")}` : undefined,
+	].filter((x) => x !== undefined);
+	return `${scope.length > 0 ? scope.join(" ") : "by policy"} (${details.join("; ")})`;
+}
+
+/**
+ * The backdoor stage when no scan ran (`required: false`). Only two things let it pass: the files step found no
+ * model weights at all (every file of a format known to hold none), or it recorded why the artefact could not be
+ * scanned together with a waiver that still applies. Anything else — no reason, a waiver without its reason or
+ * past its expiry, a field of the wrong type — is "not scanned: …".
+ */
+function skippedBackdoor(bd: Record<string, unknown>, now: Date | undefined, reasons: string[], notes: string[]): void {
+	const why = bd.notScanned;
+	if (why === undefined) {
+		if (bd.noWeights === true) notes.push("backdoor: not applicable (no model weights)");
+		else reasons.push("not scanned: no reason recorded for skipping the backdoor scan");
+		return;
+	}
+	if (typeof why !== "string" || why === "") {
+		reasons.push("not scanned: no reason recorded for skipping the backdoor scan");
+		return;
+	}
+	const w = bd.waiver;
+	const valid =
+		isRecord(w) &&
+		typeof w.reason === "string" &&
+		w.reason.trim() !== "" &&
+		(w.expires === undefined ||
+			(typeof w.expires === "string" && (now === undefined || waiverActive({ expires: w.expires }, now))));
+	if (valid) {
+		notes.push(`backdoor: not scanned: ${why}; waived ${describeWaiver(w)}`);
+		return;
+	}
+	reasons.push(`not scanned: ${why}`);
+	const expired = isRecord(w) ? w : bd.expiredWaiver;
+	if (isRecord(expired) && typeof expired.expires === "string") {
+		reasons.push(`backdoor: waiver ${describeWaiver(expired)} has expired`);
+	}
+}
+
+/**
+ * `now` re-checks a recorded waiver's expiry (the files step judged it when it ran; the handlers pass the clock,
+ * a pure caller may leave it out).
+ */
+export function decide(state: ScanState, now?: Date): Decision {
 	const reasons: string[] = [];
+	const notes: string[] = [];
 	// the status cannot change for a finding: the backdoor check below adds its reason
 	if (state.error !== undefined && !errorIsBackdoorFinding(state)) {
 		reasons.push(`error: ${present(state.error) ? state.error.state : "unknown"}`);
@@ -65,8 +125,10 @@ export function decide(state: ScanState): Decision {
 			const finding = (bd as { finding?: unknown }).finding;
 			reasons.push(`backdoor: ${String(bd.verdict)}${typeof finding === "string" && finding ? ` (${finding})` : ""}`);
 		}
-	} else if (bd.required !== false) reasons.push("backdoor: required is not a boolean");
-	return reasons.length === 0 ? { status: "PROMOTABLE", reasons } : { status: "QUARANTINED", reasons };
+	} else if (bd.required === false) skippedBackdoor(bd as Record<string, unknown>, now, reasons, notes);
+	else reasons.push("backdoor: required is not a boolean");
+	const status = reasons.length === 0 ? "PROMOTABLE" : "QUARANTINED";
+	return notes.length > 0 ? { status, reasons, notes } : { status, reasons };
 }
 
 /**
@@ -74,13 +136,13 @@ export function decide(state: ScanState): Decision {
  * on trust), a QUARANTINED verdict already in the state stands with its
  * reasons, and objects replaced since mark quarantine the artefact.
  */
-export function finalDecision(state: ScanState, changedKeys: readonly string[]): Decision {
-	const d = decide(state);
+export function finalDecision(state: ScanState, changedKeys: readonly string[], now?: Date): Decision {
+	const d = decide(state, now);
 	const reasons = [...d.reasons];
 	for (const r of state.verdict?.reasons ?? []) if (!reasons.includes(r)) reasons.push(r);
 	for (const k of changedKeys) reasons.push(`changed during scan: ${k}`);
 	const promotable = d.status === "PROMOTABLE" && state.verdict?.status !== "QUARANTINED" && reasons.length === 0;
-	return { status: promotable ? "PROMOTABLE" : "QUARANTINED", reasons };
+	return { status: promotable ? "PROMOTABLE" : "QUARANTINED", reasons, ...(d.notes ? { notes: d.notes } : {}) };
 }
 
 /**
@@ -218,6 +280,7 @@ export function interpretBackdoorReport(state: ScanState, reportUri: string, jso
 export function decideWithEvidence(
 	state: ScanState,
 	evidence: BackdoorEvidence | undefined,
+	now?: Date,
 ): { state: ScanState; verdict: Decision } {
 	if (evidence?.kind === "suspect" && present(state.backdoor)) {
 		const next: ScanState = {
@@ -229,9 +292,9 @@ export function decideWithEvidence(
 				finding: evidence.finding,
 			} as NonNullable<ScanState["backdoor"]>,
 		};
-		return { state: next, verdict: decide(next) };
+		return { state: next, verdict: decide(next, now) };
 	}
-	const verdict = decide(state);
+	const verdict = decide(state, now);
 	if (evidence?.kind === "unreadable") {
 		// decide() already says "error: backdoor" (status QUARANTINED); this says why it is not more precise.
 		verdict.reasons.push(`backdoor: report could not be read (${evidence.reason})`);

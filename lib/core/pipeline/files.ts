@@ -6,10 +6,10 @@
  */
 import { toFtguardError } from "../errors";
 import { type FileReport, type ScanOptions, scanSource as scanEngine } from "../formats/scan";
-import type { ByteSource, Finding } from "../formats/types";
-import { verdictOf } from "../formats/types";
+import { type ByteSource, type Finding, verdictOf } from "../formats/types";
 import type { ReferenceData } from "../policy";
-import type { ScanState } from "./types";
+import { type BackdoorPolicy, type BackdoorWaiver, waiverFor } from "../policy/backdoor";
+import type { BackdoorWaiverRecord, ScanState } from "./types";
 
 /**
  * No local path exists for an object; ONNX external-data references resolve
@@ -99,20 +99,144 @@ export function backdoorModelOf(models: readonly string[]): { model?: string; pr
 }
 
 /**
- * The files state's `backdoor` field: not required without an ONNX model;
- * otherwise the model, its pinned version, and the reference data the policy
- * names for its family / input shape (left out when none matches, which the
- * state machine treats as a scan that cannot run: quarantine).
+ * Formats whose files are model weights, or a pickle a weights loader runs (torch.load, joblib, numpy): an
+ * artefact with one of them is a model that must be scanned for backdoors. Plain strings, not FormatName: the
+ * scanner's list grows, and a name this file does not know counts as weights anyway (below).
  */
-export function backdoorPlan(
-	model: { key: string; versionId?: string } | undefined,
-	reference: ReferenceData | undefined,
-): NonNullable<ScanState["backdoor"]> {
-	if (!model) return { required: false };
+export const WEIGHT_FORMATS: ReadonlySet<string> = new Set([
+	"safetensors",
+	"pickle",
+	"pytorch-zip",
+	"pytorch-legacy",
+	"pytorch-tar",
+	"numpy",
+	"numpy-npz",
+	"onnx",
+	"gguf",
+	"keras",
+	"keras-h5",
+	"raw-weights",
+]);
+
+/**
+ * Formats the scanner recognises that hold no weights: configuration, tokenizer settings and vocabularies, chat
+ * templates, text, JSON data, images, Python (remote code, refused by the files stage anyway). Closed on purpose:
+ * a format not named here — "unknown", a read error, a container (zip, tar, gzip…), a format a newer scanner adds —
+ * may hold weights (fail closed).
+ */
+export const NON_WEIGHT_FORMATS: ReadonlySet<string> = new Set([
+	"hf-config",
+	"hf-tokenizer-config",
+	"python",
+	"text",
+	"json",
+	"image",
+	"sentencepiece",
+]);
+
+/**
+ * Whether an artefact holds model weights, from the format the files step found for each file: `none` only when
+ * there is at least one file and every file is of a format known to hold none; `maybe` when the only candidates
+ * are files of unrecognised format (named).
+ */
+export function weightsOf(
+	files: readonly { key: string; format?: string | undefined }[],
+): { weights: "yes" } | { weights: "maybe"; unrecognised: string[] } | { weights: "none" } {
+	if (files.some((f) => f.format !== undefined && WEIGHT_FORMATS.has(f.format))) return { weights: "yes" };
+	const unrecognised = files.filter((f) => f.format === undefined || !NON_WEIGHT_FORMATS.has(f.format));
+	if (files.length === 0 || unrecognised.length > 0) {
+		return { weights: "maybe", unrecognised: unrecognised.map((f) => f.key).sort() };
+	}
+	return { weights: "none" };
+}
+
+export const NO_ONNX_EXPORT = "no ONNX export to scan for backdoors";
+
+/** What the files step knows when it plans the backdoor scan. */
+export interface BackdoorPlanInput {
+	/** the artefact (key prefix or single key): what a waiver's `prefix` is matched against */
+	artefact: string;
+	/** every scanned object (not the marker) with the format the files step found */
+	files: readonly { key: string; format?: string | undefined }[];
+	/** the one ONNX model to scan (backdoorModelOf), with its pinned version */
+	model?: { key: string; versionId?: string | undefined } | undefined;
+	/** how many ONNX models the artefact has (several: none is chosen, see backdoorModelOf) */
+	onnxModels: number;
+	/** config.json's family and the ONNX model's input shape (model-info.ts) */
+	family?: string | undefined;
+	inputShape?: string | undefined;
+	/** the reference data the policy names for the model (referenceDataFor) */
+	reference?: ReferenceData | undefined;
+	policy: Pick<BackdoorPolicy, "required" | "waivers">;
+	/** when a waiver's expiry is judged */
+	now: Date;
+}
+
+function waiverRecord(w: BackdoorWaiver): BackdoorWaiverRecord {
 	return {
-		required: true,
-		modelKey: model.key,
-		...(model.versionId !== undefined ? { modelVersionId: model.versionId } : {}),
-		...(reference ? { dataUri: reference.dataUri, labelsUri: reference.labelsUri, dataKind: reference.dataKind } : {}),
+		reason: w.reason,
+		...(w.family !== undefined ? { family: w.family } : {}),
+		...(w.prefix !== undefined ? { prefix: w.prefix } : {}),
+		...(w.approvedBy !== undefined ? { approvedBy: w.approvedBy } : {}),
+		...(w.expires !== undefined ? { expires: w.expires } : {}),
 	};
+}
+
+/** The policy-wide `backdoor.required: false`, recorded as a waiver so that every verdict it lets through says so. */
+export const POLICY_NOT_REQUIRED: BackdoorWaiverRecord = { reason: "the policy's backdoor.required is false" };
+
+const named = (keys: readonly string[]) =>
+	keys.slice(0, 5).join(", ") + (keys.length > 5 ? `, … (${keys.length})` : "");
+
+/**
+ * The files state's `backdoor` field. A scan runs (`required: true`) for the one ONNX model with the reference
+ * data the policy names for its family / input shape. Otherwise nothing runs, and the field says why: no model
+ * weights at all (`noWeights`, nothing to scan), or `notScanned` — weights without an ONNX export, an ONNX model
+ * without reference data, several ONNX models — which decide quarantines unless a policy waiver for the
+ * artefact's family / prefix (or `backdoor.required: false`) is recorded here.
+ */
+export function backdoorPlan(input: BackdoorPlanInput): NonNullable<ScanState["backdoor"]> {
+	const family = input.family !== undefined ? { family: input.family } : {};
+	const { model, reference } = input;
+	if (model && reference) {
+		return {
+			required: true,
+			modelKey: model.key,
+			...(model.versionId !== undefined ? { modelVersionId: model.versionId } : {}),
+			dataUri: reference.dataUri,
+			labelsUri: reference.labelsUri,
+			dataKind: reference.dataKind,
+			...family,
+		};
+	}
+	let notScanned: string;
+	if (model) {
+		const shape = input.inputShape;
+		notScanned =
+			input.family !== undefined
+				? `no reference data for family ${input.family}${shape !== undefined ? ` or input shape ${shape}` : ""}`
+				: shape !== undefined
+					? `no reference data for input shape ${shape} (no family in config.json)`
+					: "no reference data for this model (no family in config.json, no readable input shape)";
+	} else if (input.onnxModels > 1) {
+		notScanned = `${input.onnxModels} ONNX models: the backdoor scan covers one model per artefact`;
+	} else {
+		const w = weightsOf(input.files);
+		if (w.weights === "none") return { required: false, noWeights: true, ...family };
+		notScanned =
+			w.weights === "maybe"
+				? `${NO_ONNX_EXPORT} (files of unrecognised format may hold weights: ${named(w.unrecognised)})`
+				: NO_ONNX_EXPORT;
+	}
+	const plan: NonNullable<ScanState["backdoor"]> = {
+		required: false,
+		notScanned,
+		...(model ? { modelKey: model.key } : {}),
+		...family,
+	};
+	if (!input.policy.required) return { ...plan, waiver: POLICY_NOT_REQUIRED };
+	const { active, expired } = waiverFor(input.policy.waivers, { key: input.artefact, family: input.family }, input.now);
+	if (active) return { ...plan, waiver: waiverRecord(active) };
+	if (expired) return { ...plan, expiredWaiver: waiverRecord(expired) };
+	return plan;
 }

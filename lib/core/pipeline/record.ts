@@ -5,7 +5,7 @@
  * did (or did not) receive the verdict tags.
  */
 import type { Decision } from "./decide";
-import type { ScanObject, ScanState } from "./types";
+import type { BackdoorWaiverRecord, ScanObject, ScanState } from "./types";
 
 export const VERDICT_RECORD_SCHEMA = "https://ftguard.dev/schemas/verdict-record/v1";
 
@@ -26,6 +26,10 @@ export interface VerdictRecord {
 	rootDigest?: string;
 	status: Decision["status"];
 	reasons: string[];
+	/** what the verdict rests on besides passed checks (a waived backdoor scan, no model weights); absent when none */
+	notes?: string[];
+	/** the policy waiver the verdict used, when a backdoor scan was skipped under one (also in stages.backdoor) */
+	waiver?: BackdoorWaiverRecord;
 	objects: TaggedObject[];
 	stages: Pick<ScanState, "manifest" | "signature" | "files" | "backdoor" | "error">;
 	/** ISO 8601 */
@@ -39,6 +43,10 @@ export function verdictRecord(state: ScanState, decision: Decision, objects: Tag
 	if (state.files) stages.files = state.files;
 	if (state.backdoor) stages.backdoor = state.backdoor;
 	if (state.error) stages.error = state.error;
+	// the waiver decide let the skipped scan pass under (an expired one left a "not scanned" reason instead)
+	const bd = state.backdoor;
+	const waived =
+		bd?.required === false && !decision.reasons.some((r) => r.startsWith("not scanned: ")) ? bd.waiver : undefined;
 	return {
 		schema: VERDICT_RECORD_SCHEMA,
 		scanId: state.scanId,
@@ -48,6 +56,8 @@ export function verdictRecord(state: ScanState, decision: Decision, objects: Tag
 		...(state.manifest ? { rootDigest: state.manifest.rootDigest } : {}),
 		status: decision.status,
 		reasons: decision.reasons,
+		...(decision.notes ? { notes: decision.notes } : {}),
+		...(waived ? { waiver: waived } : {}),
 		objects,
 		stages,
 		recordedAt: at.toISOString(),

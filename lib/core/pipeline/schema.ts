@@ -19,6 +19,14 @@ export const scanObjectSchema = z.object({
 	size: z.number().int().min(0),
 });
 
+const waiverSchema = z.object({
+	reason: str,
+	family: opt(str),
+	prefix: opt(str),
+	approvedBy: opt(str),
+	expires: opt(str),
+});
+
 export const scanStateSchema = z
 	.object({
 		scanId: z.string().regex(/^[A-Za-z0-9_-]{1,80}$/, "an execution name"),
@@ -52,11 +60,22 @@ export const scanStateSchema = z
 					dataUri: opt(str),
 					labelsUri: opt(str),
 					dataKind: opt(z.enum(["reference", "training"])),
+					family: opt(str),
+					notScanned: opt(str),
+					noWeights: opt(z.boolean()),
+					waiver: opt(waiverSchema),
+					expiredWaiver: opt(waiverSchema),
 				})
 				.loose(),
 		),
 		error: opt(z.object({ state: str, cause: z.string() })),
-		verdict: opt(z.object({ status: z.enum(["PROMOTABLE", "QUARANTINED"]), reasons: z.array(z.string()) })),
+		verdict: opt(
+			z.object({
+				status: z.enum(["PROMOTABLE", "QUARANTINED"]),
+				reasons: z.array(z.string()),
+				notes: opt(z.array(z.string())),
+			}),
+		),
 	})
 	.loose();
 

@@ -34,8 +34,12 @@ export interface ScanState {
 	signature?: { verified: boolean; identity?: string; code?: string; reason?: string };
 	/** files: the format scanners over every object */
 	files?: { safe: boolean; unsafe: number; malformed: number; reportUri: string; reasons: string[] };
-	/** backdoor: whether the artefact has an ONNX model to scan, and the batch job's outcome */
+	/**
+	 * backdoor: the files step's plan (scan the one ONNX model with the policy's reference data, or why no scan
+	 * runs) and the batch job's outcome
+	 */
 	backdoor?: {
+		/** a scan runs: an ONNX model and its reference data (the state machine's BackdoorRequired choice) */
 		required: boolean;
 		modelKey?: string;
 		verdict?: "clean" | "suspect";
@@ -46,9 +50,35 @@ export interface ScanState {
 		dataUri?: string;
 		labelsUri?: string;
 		dataKind?: "reference" | "training";
+		/** files: the artefact's model family (config.json `model_type`, else `architectures[0]`) */
+		family?: string;
+		/**
+		 * files, required false: why the artefact holding (or possibly holding) model weights is not scanned —
+		 * "no ONNX export to scan for backdoors", "no reference data for family X", … QUARANTINED with
+		 * "not scanned: <this>" unless `waiver` lets it through.
+		 */
+		notScanned?: string;
+		/** files, required false: every file is of a format known to hold no model weights (nothing to scan) */
+		noWeights?: boolean;
+		/** files: the policy waiver that lets the unscanned artefact be promoted (recorded in its verdict) */
+		waiver?: BackdoorWaiverRecord;
+		/** files: a waiver that matched the artefact but had expired (named in the reason) */
+		expiredWaiver?: BackdoorWaiverRecord;
 	};
 	/** set by a Catch: which state failed and why (the execution then goes to decide → QUARANTINED) */
 	error?: { state: string; cause: string };
-	/** decide: the verdict and its reasons */
-	verdict?: { status: Exclude<ScanStatus, "SCANNING">; reasons: string[] };
+	/** decide: the verdict, its reasons (none when PROMOTABLE) and notes (what a PROMOTABLE verdict rests on, e.g. a waiver) */
+	verdict?: { status: Exclude<ScanStatus, "SCANNING">; reasons: string[]; notes?: string[] };
+}
+
+/**
+ * A policy waiver (lib/core/policy/backdoor.ts) as the state and the verdict record carry it; the policy-wide
+ * `backdoor.required: false` is recorded as a waiver with that reason and no family or prefix.
+ */
+export interface BackdoorWaiverRecord {
+	reason: string;
+	family?: string;
+	prefix?: string;
+	approvedBy?: string;
+	expires?: string;
 }

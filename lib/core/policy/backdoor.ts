@@ -62,8 +62,76 @@ export const activationClusteringPolicySchema = z
 	})
 	.strict();
 
+/**
+ * An instant written as a date (`2026-12-31`: the waiver holds through that day, UTC) or a date-time with an
+ * offset; parsed once here so that a typo is refused at load instead of reading as "never expires".
+ */
+const expiry = z.union([z.iso.date(), z.iso.datetime({ offset: true })], {
+	error: "must be a date (2026-12-31) or a date-time with an offset (2026-12-31T12:00:00Z)",
+});
+
+/**
+ * Lets an artefact that holds model weights but cannot be scanned for backdoors (no ONNX export, no reference
+ * data for its family) be promoted anyway. It applies when every condition it gives holds: `family` equals the
+ * artefact's family (its config.json `model_type`, else `architectures[0]` — the key `referenceData` uses),
+ * `prefix` starts the artefact's key. It never waives a scan that can run, nor a finding.
+ */
+export const backdoorWaiverSchema = z
+	.object({
+		family: z.string().min(1).optional(),
+		prefix: z.string().min(1).optional(),
+		/** why the scan may be skipped: recorded in every verdict the waiver lets through */
+		reason: z.string().trim().min(1, "a waiver must give its reason"),
+		approvedBy: z.string().trim().min(1).optional(),
+		/** an expired waiver is no waiver */
+		expires: expiry.optional(),
+	})
+	.strict()
+	.refine((w) => w.family !== undefined || w.prefix !== undefined, {
+		message: "a waiver names a family or a prefix (or both)",
+	});
+export type BackdoorWaiver = z.infer<typeof backdoorWaiverSchema>;
+
+/** The instant a waiver stops applying: the end of its date (UTC), or its date-time. */
+export function waiverExpiry(expires: string): Date {
+	return new Date(/^\d{4}-\d{2}-\d{2}$/.test(expires) ? Date.parse(`${expires}T00:00:00Z`) + 86_400_000 : expires);
+}
+
+/** Whether a waiver still applies at `now` (fail closed: an unparseable expiry has expired). */
+export function waiverActive(w: { expires?: string | undefined }, now: Date): boolean {
+	if (w.expires === undefined) return true;
+	const end = waiverExpiry(w.expires).getTime();
+	return Number.isFinite(end) && now.getTime() < end;
+}
+
+/**
+ * The waivers that match an artefact, split by whether they still apply at `now`: the first active one lets it
+ * through; an expired one is only named in the reason.
+ */
+export function waiverFor(
+	waivers: readonly BackdoorWaiver[],
+	artefact: { key: string; family?: string | undefined },
+	now: Date,
+): { active?: BackdoorWaiver; expired?: BackdoorWaiver } {
+	const matching = waivers.filter(
+		(w) =>
+			(w.family === undefined || w.family === artefact.family) &&
+			(w.prefix === undefined || artefact.key.startsWith(w.prefix)),
+	);
+	const active = matching.find((w) => waiverActive(w, now));
+	const expired = matching.find((w) => !waiverActive(w, now));
+	return { ...(active ? { active } : {}), ...(!active && expired ? { expired } : {}) };
+}
+
 export const backdoorPolicySchema = z
 	.object({
+		/**
+		 * Whether an artefact holding model weights must pass a backdoor scan to be promoted (the pipeline): one
+		 * that cannot be scanned is QUARANTINED "not scanned: …" unless a waiver applies. false records the
+		 * skipped scan in the verdict and promotes.
+		 */
+		required: z.boolean().default(true),
+		waivers: z.array(backdoorWaiverSchema).max(1000).default([]),
 		detectors: z.array(z.enum(DETECTORS)).min(1).default(["nc", "strip"]),
 		neuralCleanse: neuralCleansePolicySchema.default(neuralCleansePolicySchema.parse({})),
 		strip: stripPolicySchema.default(stripPolicySchema.parse({})),

@@ -10,15 +10,13 @@ const allPass: ScanState = {
 	manifest: { rootDigest: `sha256:${"0".repeat(64)}`, files: 1, bytes: 1, uri: "s3://r/m.json" },
 	signature: { verified: true, identity: "key" },
 	files: { safe: true, unsafe: 0, malformed: 0, reportUri: "s3://r/f.json", reasons: [] },
-	backdoor: { required: false },
+	backdoor: { required: true, modelKey: "c/model.onnx", verdict: "clean" },
 };
 
 describe("decide", () => {
 	it("promotes only the all-pass state", () => {
 		expect(decide(allPass)).toEqual({ status: "PROMOTABLE", reasons: [] });
-		expect(decide({ ...allPass, backdoor: { required: true, modelKey: "c/m.onnx", verdict: "clean" } }).status).toBe(
-			"PROMOTABLE",
-		);
+		expect(decide({ ...allPass, backdoor: { required: false, noWeights: true } }).status).toBe("PROMOTABLE");
 	});
 
 	it.each<[string, ScanState, string]>([
@@ -100,6 +98,13 @@ describe("decide", () => {
 				fc.record({
 					required: fc.oneof(fc.boolean(), junk),
 					verdict: fc.oneof(fc.constantFrom("clean", "suspect"), junk),
+					notScanned: fc.oneof(fc.constantFrom(undefined, "no ONNX export to scan for backdoors"), junk),
+					noWeights: fc.oneof(fc.boolean(), junk),
+					waiver: fc.oneof(
+						fc.constant(undefined),
+						fc.record({ reason: fc.oneof(fc.constant("approved"), junk), family: fc.constant("llama") }),
+						junk,
+					),
 				}),
 			),
 		});
@@ -123,7 +128,13 @@ describe("decide", () => {
 					x.files.malformed === 0 &&
 					x.backdoor !== undefined &&
 					x.backdoor !== null &&
-					(x.backdoor.required === false || (x.backdoor.required === true && x.backdoor.verdict === "clean"));
+					((x.backdoor.required === true && x.backdoor.verdict === "clean") ||
+						(x.backdoor.required === false &&
+							((x.backdoor.notScanned === undefined && x.backdoor.noWeights === true) ||
+								(typeof x.backdoor.notScanned === "string" &&
+									x.backdoor.notScanned !== "" &&
+									typeof x.backdoor.waiver?.reason === "string" &&
+									x.backdoor.waiver.reason.trim() !== ""))));
 				if (allPassed) promoted++;
 				expect(d.status === "PROMOTABLE").toBe(allPassed);
 				expect(d.reasons.length === 0).toBe(allPassed);
@@ -131,6 +142,96 @@ describe("decide", () => {
 			{ numRuns: 3000 },
 		);
 		expect(promoted).toBeGreaterThan(100); // the all-pass state is reached, so the property is not vacuous
+	});
+});
+
+describe("decide: no promotion without the backdoor scan the policy requires", () => {
+	const skipped = (backdoor: Record<string, unknown>, now?: Date) =>
+		decide({ ...allPass, backdoor: { required: false, ...backdoor } }, now);
+	const NOT_SCANNED = "no ONNX export to scan for backdoors";
+
+	it("quarantines weights that were not scanned, with the files step's reason", () => {
+		expect(skipped({ notScanned: NOT_SCANNED })).toEqual({
+			status: "QUARANTINED",
+			reasons: ["not scanned: no ONNX export to scan for backdoors"],
+		});
+		expect(skipped({ notScanned: "no reference data for family bert", modelKey: "c/m.onnx" }).reasons).toEqual([
+			"not scanned: no reference data for family bert",
+		]);
+	});
+
+	it("promotes an unscanned artefact under a waiver, and says so in the notes", () => {
+		const waiver = { family: "llama", reason: "red-team eval", approvedBy: "sec@example.com", expires: "2026-12-31" };
+		expect(skipped({ notScanned: NOT_SCANNED, waiver }, new Date("2026-06-01T00:00:00Z"))).toEqual({
+			status: "PROMOTABLE",
+			reasons: [],
+			notes: [
+				"backdoor: not scanned: no ONNX export to scan for backdoors; waived for family llama (red-team eval; approved by sec@example.com; expires 2026-12-31)",
+			],
+		});
+		expect(skipped({ notScanned: NOT_SCANNED, waiver: { reason: "the policy's backdoor.required is false" } })).toEqual(
+			{
+				status: "PROMOTABLE",
+				reasons: [],
+				notes: [
+					"backdoor: not scanned: no ONNX export to scan for backdoors; waived by policy (the policy's backdoor.required is false)",
+				],
+			},
+		);
+	});
+
+	it("an expired waiver is no waiver (re-checked against the clock it is given)", () => {
+		const waiver = { family: "llama", reason: "r", expires: "2026-01-31" };
+		const d = skipped({ notScanned: NOT_SCANNED, waiver }, new Date("2026-02-01T00:00:00Z"));
+		expect(d.status).toBe("QUARANTINED");
+		expect(d.reasons).toEqual([
+			"not scanned: no ONNX export to scan for backdoors",
+			"backdoor: waiver for family llama (r; expires 2026-01-31) has expired",
+		]);
+		// as the files step found it
+		expect(skipped({ notScanned: NOT_SCANNED, expiredWaiver: waiver }).reasons).toContain(
+			"backdoor: waiver for family llama (r; expires 2026-01-31) has expired",
+		);
+	});
+
+	it("a waiver without its reason, or with junk for an expiry, waives nothing", () => {
+		expect(skipped({ notScanned: NOT_SCANNED, waiver: { family: "llama" } }).status).toBe("QUARANTINED");
+		expect(skipped({ notScanned: NOT_SCANNED, waiver: { family: "llama", reason: " " } }).status).toBe("QUARANTINED");
+		expect(skipped({ notScanned: NOT_SCANNED, waiver: { reason: "r", expires: 20991231 } }).status).toBe("QUARANTINED");
+		expect(skipped({ notScanned: NOT_SCANNED, waiver: "yes" }).status).toBe("QUARANTINED");
+	});
+
+	it("no weights at all: nothing to scan, PROMOTABLE with a note", () => {
+		expect(skipped({ noWeights: true })).toEqual({
+			status: "PROMOTABLE",
+			reasons: [],
+			notes: ["backdoor: not applicable (no model weights)"],
+		});
+	});
+
+	it("fail closed: a skipped scan without a reason is not 'no weights'", () => {
+		for (const b of [{}, { noWeights: "true" }, { noWeights: false }, { notScanned: "" }, { notScanned: 3 }]) {
+			expect(skipped(b)).toEqual({
+				status: "QUARANTINED",
+				reasons: ["not scanned: no reason recorded for skipping the backdoor scan"],
+			});
+		}
+		// a reason to skip outweighs "no weights"
+		expect(skipped({ noWeights: true, notScanned: NOT_SCANNED }).status).toBe("QUARANTINED");
+	});
+
+	it("a waiver never covers a scan that ran and found something", () => {
+		const waiver = { family: "llama", reason: "r" };
+		expect(decide({ ...allPass, backdoor: { required: true, verdict: "suspect", waiver } }).status).toBe("QUARANTINED");
+	});
+
+	it("finalDecision keeps the notes", () => {
+		const state: ScanState = { ...allPass, backdoor: { required: false, noWeights: true } };
+		expect(finalDecision(state, [])).toEqual(decide(state));
+		expect(finalDecision(state, ["c/model.safetensors"])).toMatchObject({
+			status: "QUARANTINED",
+			notes: ["backdoor: not applicable (no model weights)"],
+		});
 	});
 });
 

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { BufferSource } from "../../../lib/core/formats/source";
-import { backdoorModelOf, backdoorPlan, onnxModelsOf } from "../../../lib/core/pipeline/files";
+import { backdoorModelOf, onnxModelsOf } from "../../../lib/core/pipeline/files";
 import { familyOf, onnxInputShape } from "../../../lib/core/pipeline/model-info";
 import { REPO } from "../../helpers/cli";
 
@@ -25,24 +25,6 @@ describe("model info for reference-data lookup", () => {
 	it("gives no shape for bytes that are not an ONNX model", async () => {
 		expect(await onnxInputShape(new BufferSource(Buffer.from("garbage that is not protobuf")))).toBeUndefined();
 		expect(await onnxInputShape(new BufferSource(Buffer.alloc(0)))).toBeUndefined();
-	});
-
-	it("plans a backdoor scan only for an ONNX model, with its version and reference data when the policy has some", () => {
-		expect(backdoorPlan(undefined, undefined)).toEqual({ required: false });
-		expect(backdoorPlan({ key: "m.onnx" }, undefined)).toEqual({ required: true, modelKey: "m.onnx" });
-		expect(
-			backdoorPlan(
-				{ key: "m.onnx", versionId: "v1" },
-				{ inputShape: "1x8x8", dataUri: "s3://t/x.npy", labelsUri: "s3://t/y.npy", dataKind: "reference" },
-			),
-		).toEqual({
-			required: true,
-			modelKey: "m.onnx",
-			modelVersionId: "v1",
-			dataUri: "s3://t/x.npy",
-			labelsUri: "s3://t/y.npy",
-			dataKind: "reference",
-		});
 	});
 });
 

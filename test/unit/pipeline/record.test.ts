@@ -41,6 +41,30 @@ describe("verdictRecord", () => {
 		expect(JSON.parse(JSON.stringify(rec))).toEqual(rec);
 	});
 
+	it("names the waiver a skipped backdoor scan passed under, and the verdict's notes", () => {
+		const waiver = { family: "llama", reason: "red-team eval", approvedBy: "sec@example.com" };
+		const { error: _, ...passed } = state;
+		const waived: ScanState = {
+			...passed,
+			files: { safe: true, unsafe: 0, malformed: 0, reportUri: "s3://r/f.json", reasons: [] },
+			backdoor: { required: false, notScanned: "no ONNX export to scan for backdoors", family: "llama", waiver },
+		};
+		const d = decide(waived);
+		expect(d.status).toBe("PROMOTABLE");
+		const rec = verdictRecord(waived, d, [], new Date(0));
+		expect(rec.waiver).toEqual(waiver);
+		expect(rec.notes).toEqual([expect.stringMatching(/^backdoor: not scanned: .*; waived for family llama/)]);
+		expect(rec.stages.backdoor).toMatchObject({ waiver });
+		// past its expiry: no waiver in the record, the reason says not scanned
+		const expired: ScanState = {
+			...waived,
+			backdoor: { required: false, notScanned: "no ONNX export", waiver: { ...waiver, expires: "2020-01-01" } },
+		};
+		const e = verdictRecord(expired, decide(expired, new Date()), [], new Date(0));
+		expect(e.status).toBe("QUARANTINED");
+		expect(e).not.toHaveProperty("waiver");
+	});
+
 	it("has no root digest when the manifest never ran", () => {
 		const { manifest: _, ...noManifest } = state;
 		expect(verdictRecord(noManifest, decide(noManifest), [], new Date(0))).not.toHaveProperty("rootDigest");
