@@ -9,6 +9,8 @@
  *   checkpoint-other-signer/  the same files, signed by a key nobody trusts
  *   checkpoint-pickle/        a checkpoint whose pytorch_model.bin runs os.system on load
  *                             (a real torch.save zip from test/fixtures; never load it)
+ *   checkpoint-lm/            the same weights as a language-model family (config.json model_type "tiny-lm"),
+ *                             unsigned: the pipeline demo signs it and its policy waives the family's backdoor scan
  *   base-model/               an approved base model; registry.json + its bundle
  *   base-model-pickle/        the same base model with a pickle pytorch_model.bin beside it
  */
@@ -42,13 +44,12 @@ function safetensors(tensors: Record<string, { shape: number[]; seed: number }>)
 	return Buffer.concat([len, Buffer.from(json), ...chunks]);
 }
 
-function writeModel(dir: string, seed: number): void {
+const CLASSIFIER = { architectures: ["TinyClassifier"], hidden_size: 16, num_labels: 4, torch_dtype: "float32" };
+
+function writeModel(dir: string, seed: number, config: object = CLASSIFIER): void {
 	rmSync(dir, { recursive: true, force: true });
 	mkdirSync(dir, { recursive: true });
-	writeFileSync(
-		join(dir, "config.json"),
-		`${JSON.stringify({ architectures: ["TinyClassifier"], hidden_size: 16, num_labels: 4, torch_dtype: "float32" }, null, 2)}\n`,
-	);
+	writeFileSync(join(dir, "config.json"), `${JSON.stringify(config, null, 2)}\n`);
 	writeFileSync(
 		join(dir, "model.safetensors"),
 		safetensors({
@@ -97,6 +98,14 @@ cpSync(
 	join(here, "..", "test", "fixtures", "pickle", "malicious-torch-zip-other-name.pt"),
 	out("checkpoint-pickle", "pytorch_model.bin"),
 );
+
+// A language-model family with no ONNX export: not scannable for backdoors (the pipeline demo's waiver case).
+writeModel(out("checkpoint-lm"), 1, {
+	model_type: "tiny-lm",
+	architectures: ["TinyLmForCausalLM"],
+	hidden_size: 16,
+	torch_dtype: "float32",
+});
 
 // Approved base model and its signed registry.
 writeModel(out("base-model"), 100);

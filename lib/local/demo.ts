@@ -1,8 +1,11 @@
 /**
  * `ftguard pipeline --demo`: the bundled examples uploaded through the S3 API
  * (each artefact's commit marker last, as an uploader must), one verdict awaited
- * per example and compared with the expected one. Only the signed clean
- * checkpoint may become PROMOTABLE.
+ * per example and compared with the expected one. PROMOTABLE: the signed clean
+ * ONNX model that passed every check including the backdoor scan, and the
+ * language model whose family the demo policy waives (the waiver shown); the
+ * signed safetensors checkpoint of a family with no waiver is QUARANTINED
+ * "not scanned" (policy backdoor.required, the default).
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -20,6 +23,8 @@ export interface DemoCase {
 	expected: VerdictStatus;
 	/** a reason the verdict must carry (quarantines) */
 	reason?: RegExp;
+	/** a note the verdict must carry (a promotion under a waiver); a PROMOTABLE case without one must have no notes */
+	note?: RegExp;
 	/** uploads the artefact, marker last, and returns the marker key */
 	upload(s3: S3Client, bucket: string): Promise<string>;
 }
@@ -30,6 +35,8 @@ export interface DemoResult {
 	expected: VerdictStatus;
 	status: VerdictStatus | "NO_VERDICT";
 	reasons: string[];
+	/** what a verdict rests on besides passed checks (a waived backdoor scan) */
+	notes: string[];
 	seconds: number;
 	ok: boolean;
 }
@@ -55,6 +62,9 @@ export interface DemoSetup {
 	prepare(s3: S3Client): Promise<void>;
 }
 
+/** The language-model family the demo policy waives the backdoor scan for (examples/checkpoint-lm). */
+export const WAIVED_FAMILY = "tiny-lm";
+
 /** The demo's policy and cases; `root` is the repository root. */
 export function demoSetup(root: string, signer: DemoSigner = createDemoSigner()): DemoSetup {
 	const examples = join(root, "examples");
@@ -70,15 +80,55 @@ export function demoSetup(root: string, signer: DemoSigner = createDemoSigner())
 			dataUri: `s3://${TRUSTED_BUCKET}/${REFERENCE_PREFIX}x.npy`,
 			labelsUri: `s3://${TRUSTED_BUCKET}/${REFERENCE_PREFIX}y.npy`,
 		})),
-		// A quick Neural Cleanse on CPU: this small model's trigger is found well within these steps.
-		backdoor: { detectors: ["nc"], neuralCleanse: { steps: 30, restarts: 1 } },
+		backdoor: {
+			// A quick Neural Cleanse on CPU: this small model's trigger is found well within these steps.
+			detectors: ["nc"],
+			neuralCleanse: { steps: 30, restarts: 1 },
+			// required (the default): weights with no ONNX export are not promoted, but for this family
+			waivers: [
+				{
+					family: WAIVED_FAMILY,
+					reason: "demo: language models are red-teamed before release",
+					approvedBy: "security@example.com",
+				},
+			],
+		},
 	};
-	const cases: DemoCase[] = [
-		{
+	const signedDir = (name: string, prefix: string) => async (s3: S3Client, b: string) => {
+		const dir = join(examples, name);
+		const sig = signer.signManifest(await buildManifest(dir, { ignorePaths: ["model.sig"] }));
+		return uploadDir(s3, b, dir, prefix, sig);
+	};
+	const signedFile = (file: string, key: string) => async (s3: S3Client, b: string) => {
+		await put(s3, b, key, readFileSync(file));
+		await put(s3, b, `${key}.sigstore.json`, signer.signManifest(await buildManifest(file)));
+		return `${key}.sigstore.json`;
+	};
+	const cases: DemoCase[] = [];
+	if (withBackdoor) {
+		cases.push({
 			name: "clean",
-			description: "signed clean checkpoint",
+			description: "signed clean ONNX classifier: every check passed, backdoor scan included",
 			expected: "PROMOTABLE",
-			upload: (s3, b) => uploadDir(s3, b, join(examples, "checkpoint"), "demo/clean/"),
+			upload: signedFile(join(fixtures, "mlp-clean-s1.onnx"), "demo/clean/model.onnx"),
+		});
+	}
+	cases.push(
+		{
+			name: "unscanned",
+			description: "signed safetensors checkpoint, no ONNX export to scan for backdoors",
+			expected: "QUARANTINED",
+			reason: /^not scanned: no ONNX export to scan for backdoors$/,
+			upload: (s3, b) => uploadDir(s3, b, join(examples, "checkpoint"), "demo/unscanned/"),
+		},
+		{
+			name: "waived",
+			description: `the same weights as family ${WAIVED_FAMILY}, whose backdoor scan the policy waives`,
+			expected: "PROMOTABLE",
+			note: new RegExp(
+				`^backdoor: not scanned: no ONNX export to scan for backdoors; waived for family ${WAIVED_FAMILY} `,
+			),
+			upload: signedDir("checkpoint-lm", "demo/waived/"),
 		},
 		{
 			name: "tampered",
@@ -99,26 +149,16 @@ export function demoSetup(root: string, signer: DemoSigner = createDemoSigner())
 			description: "correctly signed, pickle payload in pytorch_model.bin",
 			expected: "QUARANTINED",
 			reason: /^files: .*pytorch_model\.bin/,
-			upload: async (s3, b) => {
-				const dir = join(examples, "checkpoint-pickle");
-				const sig = signer.signManifest(await buildManifest(dir, { ignorePaths: ["model.sig"] }));
-				return uploadDir(s3, b, dir, "demo/pickle/", sig);
-			},
+			upload: signedDir("checkpoint-pickle", "demo/pickle/"),
 		},
-	];
+	);
 	if (withBackdoor) {
 		cases.push({
 			name: "backdoor",
 			description: "correctly signed ONNX model with a BadNets backdoor",
 			expected: "QUARANTINED",
 			reason: /^backdoor: suspect \(class 5: anomaly index [\d.]+, trigger L1 [\d.]+\)$/,
-			upload: async (s3, b) => {
-				const file = join(fixtures, "mlp-badnets-t5-p10.onnx");
-				const key = "demo/backdoor/model.onnx";
-				await put(s3, b, key, readFileSync(file));
-				await put(s3, b, `${key}.sigstore.json`, signer.signManifest(await buildManifest(file)));
-				return `${key}.sigstore.json`;
-			},
+			upload: signedFile(join(fixtures, "mlp-badnets-t5-p10.onnx"), "demo/backdoor/model.onnx"),
 		});
 	}
 	return {
@@ -132,10 +172,16 @@ export function demoSetup(root: string, signer: DemoSigner = createDemoSigner())
 	};
 }
 
-/** Whether a verdict is the one the case expects (status, and the reason for a quarantine). */
-export function judge(c: DemoCase, v: Pick<LocalVerdict, "status" | "reasons">): boolean {
+/**
+ * Whether a verdict is the one the case expects: the status, the reason for a quarantine, and for a promotion no
+ * reason and exactly the note expected (a clean model's promotion rests on no waiver).
+ */
+export function judge(c: DemoCase, v: Pick<LocalVerdict, "status" | "reasons" | "notes">): boolean {
 	if (v.status !== c.expected) return false;
-	if (c.expected === "PROMOTABLE") return v.reasons.length === 0;
+	const notes = v.notes ?? [];
+	if (c.expected === "PROMOTABLE") {
+		return v.reasons.length === 0 && (c.note ? notes.some((n) => c.note?.test(n)) : notes.length === 0);
+	}
 	return c.reason === undefined || v.reasons.some((r) => c.reason?.test(r));
 }
 
@@ -155,27 +201,29 @@ export async function runDemo(pipeline: LocalPipeline, setup: DemoSetup, timeout
 					...base,
 					status: v.status,
 					reasons: v.reasons,
+					notes: v.notes ?? [],
 					seconds: (Date.now() - started) / 1000,
 					ok: judge(c, v),
 				};
 			} catch (e) {
 				const reasons = [(e as Error).message];
-				return { ...base, status: "NO_VERDICT", reasons, seconds: (Date.now() - started) / 1000, ok: false };
+				const seconds = (Date.now() - started) / 1000;
+				return { ...base, status: "NO_VERDICT", reasons, notes: [], seconds, ok: false };
 			}
 		}),
 	);
 }
 
-/** The demo's table: name, status, reasons, time. */
+/** The demo's table: name, status, check, time, then the reasons (a quarantine) or the notes (`note: …`). */
 export function renderDemoTable(results: readonly DemoResult[]): string {
 	const rows = results.map((r) => [
 		r.name,
 		r.status,
 		r.ok ? "as expected" : `EXPECTED ${r.expected}`,
 		`${r.seconds.toFixed(1)} s`,
-		r.reasons.join("; ") || "-",
+		[...r.reasons, ...r.notes.map((n) => `note: ${n}`)].join("; ") || "-",
 	]);
-	const header = ["name", "status", "check", "time", "reasons"];
+	const header = ["name", "status", "check", "time", "reasons / notes"];
 	const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (i < 4 ? (r[i] ?? "").length : 0))));
 	const line = (r: string[]) =>
 		r

@@ -1,6 +1,8 @@
 /**
  * `ftguard pipeline --demo --once`, run as a user runs it (the published bin, bundled CLI): the bundled examples
- * through the whole local pipeline, backdoor job included, and only the signed clean checkpoint promoted.
+ * through the whole local pipeline, backdoor jobs included. Promoted: the clean ONNX model that passed every check
+ * including its backdoor scan, and the language model whose family the demo policy waives (the waiver in its
+ * notes); the safetensors checkpoint of a family with no waiver is not (policy backdoor.required, the default).
  */
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -9,20 +11,39 @@ import { describe, expect, it } from "vitest";
 import { ftguard } from "../helpers/cli";
 
 describe("ftguard pipeline", () => {
-	it("--demo --once --json: every verdict as expected, only the clean checkpoint PROMOTABLE, exit 0", async () => {
+	it("--demo --once --json: every verdict as expected, only the scanned clean model and the waived family PROMOTABLE, exit 0", async () => {
 		const cwd = mkdtempSync(join(tmpdir(), "ftguard-pipeline-cli-"));
 		const r = await ftguard(["pipeline", "--demo", "--once", "--json", "--port", "0"], { cwd });
 		expect(r.code, r.stderr).toBe(0);
 		const doc = r.json() as {
 			ok: boolean;
 			endpoint: string;
-			results: { name: string; status: string; reasons: string[]; ok: boolean; seconds: number }[];
+			results: { name: string; status: string; reasons: string[]; notes: string[]; ok: boolean; seconds: number }[];
 		};
 		expect(doc.ok).toBe(true);
 		expect(doc.endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
 		const byName = Object.fromEntries(doc.results.map((x) => [x.name, x]));
-		expect(Object.keys(byName).sort()).toEqual(["backdoor", "clean", "pickle", "tampered", "wrong-signer"]);
-		expect(doc.results.filter((x) => x.status === "PROMOTABLE").map((x) => x.name)).toEqual(["clean"]);
+		expect(Object.keys(byName).sort()).toEqual([
+			"backdoor",
+			"clean",
+			"pickle",
+			"tampered",
+			"unscanned",
+			"waived",
+			"wrong-signer",
+		]);
+		expect(doc.results.filter((x) => x.status === "PROMOTABLE").map((x) => x.name)).toEqual(["clean", "waived"]);
+		// the clean model's promotion rests on its backdoor scan, not on a waiver
+		expect(byName.clean).toMatchObject({ reasons: [], notes: [] });
+		// weights with no ONNX export: not promoted under the default policy (backdoor.required)…
+		expect(byName.unscanned?.reasons).toEqual(["not scanned: no ONNX export to scan for backdoors"]);
+		// …unless the policy waives the family, and then the waiver is in the verdict
+		expect(byName.waived).toMatchObject({
+			reasons: [],
+			notes: [
+				"backdoor: not scanned: no ONNX export to scan for backdoors; waived for family tiny-lm (demo: language models are red-teamed before release; approved by security@example.com)",
+			],
+		});
 		expect(byName.tampered?.reasons.join("\n")).toMatch(/^signature: DIGEST_MISMATCH/m);
 		expect(byName.pickle?.reasons.join("\n")).toMatch(/^files: .*pytorch_model\.bin/m);
 		expect(byName.backdoor?.reasons).toEqual([
@@ -30,7 +51,7 @@ describe("ftguard pipeline", () => {
 		]);
 		expect(doc.results.every((x) => x.ok)).toBe(true);
 		expect(r.stderr).toContain(`S3 endpoint ${doc.endpoint}`);
-		// the handlers' EMF metrics, in the local log: one promotion, four quarantines, and no scan error — the
+		// the handlers' EMF metrics, in the local log: two promotions, five quarantines, and no scan error — the
 		// detected backdoor is a finding (it reaches decide as the Batch task's error, but its report says suspect)
 		const emf = readFileSync(join(cwd, "ftguard-pipeline.log"), "utf8")
 			.split("\n")
@@ -38,8 +59,8 @@ describe("ftguard pipeline", () => {
 			.map((l) => JSON.parse(l) as Record<string, unknown>);
 		const total = (name: string) =>
 			emf.reduce((n, m) => n + (typeof m[name] === "number" ? (m[name] as number) : 0), 0);
-		expect(total("scan_promoted_total")).toBe(1);
-		expect(total("scan_quarantined_total")).toBe(4);
+		expect(total("scan_promoted_total")).toBe(2);
+		expect(total("scan_quarantined_total")).toBe(5);
 		expect(total("scan_errors_total")).toBe(0);
 		// the batch job's EMF lines (its stdout) join them, not the terminal's output
 		expect(total("neural_cleanse_anomaly_index")).toBeGreaterThan(2);
