@@ -440,7 +440,6 @@ const MAP_FILTERS = new Set([
 	"default",
 	"d",
 	"items",
-	"join",
 ]);
 
 const ARITH_OPS = new Set(["+", "-", "*", "/", "//", "%", "~"]);
@@ -1486,6 +1485,13 @@ function sameExpr(ctx: Ctx, a: unknown, b: unknown, depth = 0): boolean {
 	return true;
 }
 
+/** A variable or a chain of attribute reads (no call, filter or computed step): the same object each time it is read. */
+function plainRef(n: Node | undefined, depth = 0): boolean {
+	if (n === undefined || depth > 64) return false;
+	if (n.type === "Identifier") return true;
+	return n.type === "MemberExpression" && n.computed === false && plainRef(child(n, "object"), depth + 1);
+}
+
 /**
  * `obj[k]` where every binding of `k` is `for k in obj` (or `for k, v in obj.items()` / `obj|items` /
  * `obj|dictsort`): the key is one of obj's own keys, so jinja2 finds it as an item and never falls
@@ -1493,7 +1499,7 @@ function sameExpr(ctx: Ctx, a: unknown, b: unknown, depth = 0): boolean {
  */
 function selfKeyed(ctx: Ctx, obj: Node | undefined, key: Node): boolean {
 	const k = keyOf(ctx, key);
-	if (k === undefined || CONTEXT_NAMES.has(k)) return false;
+	if (k === undefined || CONTEXT_NAMES.has(k) || !plainRef(obj)) return false;
 	const sources = ctx.bindings.get(k) ?? [];
 	return (
 		sources.length > 0 &&
@@ -1536,8 +1542,9 @@ function checkKey(ctx: Ctx, obj: Node | undefined, key: Node): void {
 	}
 	// a literal dict/list the template built (basic_type_map[json_spec.type]): the key is found as an item or,
 	// at worst, one attribute of a plain dict or list is read, and nothing reached that way can be called
+	// (one level only: the object must be a variable or attribute, not itself a subscript of a container)
 	const container = evaluate(ctx, obj, 0).k;
-	if (container === "dict" || container === "list" || container === "tuple") return;
+	if ((container === "dict" || container === "list" || container === "tuple") && plainRef(obj)) return;
 	if (v.k === "top" && !selfKeyed(ctx, obj, key))
 		notAllowed(ctx, "subscript with a key computed at render time (a name the template can build or choose)", key);
 }
