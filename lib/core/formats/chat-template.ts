@@ -1485,11 +1485,17 @@ function sameExpr(ctx: Ctx, a: unknown, b: unknown, depth = 0): boolean {
 	return true;
 }
 
-/** A variable or a chain of attribute reads (no call, filter or computed step): the same object each time it is read. */
+/**
+ * A variable or a chain of reads by fixed names or literal indexes (`tool.parameters`, `messages[0]`; no call,
+ * filter or computed key): the same object each time it is read.
+ */
 function plainRef(n: Node | undefined, depth = 0): boolean {
 	if (n === undefined || depth > 64) return false;
 	if (n.type === "Identifier") return true;
-	return n.type === "MemberExpression" && n.computed === false && plainRef(child(n, "object"), depth + 1);
+	if (n.type !== "MemberExpression") return false;
+	const p = child(n, "property");
+	const fixed = n.computed === false || p?.type === "StringLiteral" || p?.type === "IntegerLiteral";
+	return fixed && plainRef(child(n, "object"), depth + 1);
 }
 
 /**
