@@ -59,20 +59,46 @@ describe(".npy scanner", () => {
 		expect(typeof nested !== "string" && nested.object).toBe(true);
 	});
 
-	it("parses strictly: no eval, exact keys, integer shapes", () => {
+	it("parses as ast.literal_eval does, never evaluating: exact keys, integer shapes", () => {
 		const bad = [
 			"{'descr': __import__('os').system('id'), 'fortran_order': False, 'shape': (1,)}",
 			"{'descr': '<f4', 'fortran_order': False}",
 			"{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'extra': 1}",
 			"{'descr': '<f4', 'fortran_order': 0, 'shape': (1,)}",
-			"{'descr': '<f4', 'fortran_order': False, 'shape': (-1,)}",
+			"{'descr': '<f4', 'fortran_order': False, 'shape': (1.0,)}",
 			"{'descr': '<f4', 'fortran_order': False, 'shape': (1,)} trailing",
-			"{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (1,)}",
+			"{'descr': '<f4', 'fortran_order': False, 'shape': [1]}",
+			"{'descr': f'<f4', 'fortran_order': False, 'shape': (1,)}",
 		];
 		for (const h of bad) expect(typeof parseNpyHeader(npy(h)), h).toBe("string");
 		expect(parseNpyHeader(npy("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }", undefined, 2))).toEqual(
 			expect.objectContaining({ shape: [3n, 4n], itemsize: 4n, object: false }),
 		);
+		// what numpy accepts: duplicate keys (the last value wins), spellings of 'O', Python 2's 1L (1.0 and 2.0 only)
+		const object = (h: string, v = 1) => {
+			const r = parseNpyHeader(npy(h, undefined, v));
+			return typeof r === "string" ? r : r.object;
+		};
+		expect(object("{'descr': '<f4', 'descr': '|O', 'fortran_order': False, 'shape': (1,)}")).toBe(true);
+		expect(object("{'descr': '|O', 'descr': '<f4', 'fortran_order': False, 'shape': (1,)}")).toBe(false);
+		const spellings = [
+			"'\\x4f'",
+			"'|' 'O'",
+			"u'O8'",
+			"'i4,O'",
+			"'(2,)O'",
+			"['aO']",
+			"('<i8', [('a', 'O')])",
+			`'''object'''`,
+		];
+		for (const d of spellings) expect(object(`{'descr': ${d}, 'fortran_order': False, 'shape': (-1,)}`), d).toBe(true);
+		expect(object("{'descr': [('pos', '<f4'), ('color', 'float64')], 'fortran_order': False, 'shape': (1L,)}")).toBe(
+			false,
+		);
+		expect(object("{'descr': '|O', 'fortran_order': False, 'shape': (1L,)}", 3)).toMatch(/not an integer/);
+		const v11 = npy("{'descr': '|O', 'fortran_order': False, 'shape': ()}");
+		v11[7] = 1;
+		expect(parseNpyHeader(v11)).toMatch(/version 1\.1/);
 	});
 
 	it("reports a size that does not match shape × itemsize as malformed", async () => {
