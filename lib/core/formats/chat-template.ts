@@ -834,7 +834,11 @@ function join(a: Abs, b: Abs, depth = 0): Abs {
 	if (a.k === "bot") return b;
 	if (b.k === "bot") return a;
 	if (depth > MAX_SHAPE) return TOP;
-	if (a.k === "consts" && b.k === "consts") return consts([...a.v, ...b.v], a.num === true || b.num === true);
+	if (a.k === "consts" && b.k === "consts") {
+		// nothing new (the common case in the fixpoint): keep a, without building a set
+		if ((b.num !== true || a.num === true) && [...b.v].every((x) => a.v.has(x))) return a;
+		return consts([...a.v, ...b.v], a.num === true || b.num === true);
+	}
 	if (isNumLike(a) && isNumLike(b)) return NUM;
 	if (a.k === "num" && b.k === "consts") return consts(b.v, true);
 	if (b.k === "num" && a.k === "consts") return consts(a.v, true);
@@ -850,7 +854,7 @@ function join(a: Abs, b: Abs, depth = 0): Abs {
 	if (a.k === b.k && (a.k === "ns" || a.k === "loop")) return a;
 	return TOP;
 }
-const joinAll = (xs: Abs[]) => xs.reduce((a, b) => join(a, b), BOT);
+const joinAll = (xs: Abs[]) => xs.reduce((a, b) => (a.k === "top" ? a : join(a, b)), BOT);
 
 /** What iterating a value yields. */
 function elemOf(a: Abs): Abs {
@@ -915,6 +919,10 @@ interface Ctx {
 	/** source offset of each finding (by index), for ordering */
 	offsets: Map<number, number>;
 	seen: Set<string>;
+	/** the real text of identifier and string nodes, once read */
+	texts: Map<Node, string | undefined>;
+	/** own-key lookups already judged (variable + object reference) */
+	selfKeyed: Map<string, boolean>;
 	/** every binding of every name the template binds */
 	bindings: Map<string, Source[]>;
 	/** every value given to a namespace attribute (by attribute name: namespaces alias freely) */
@@ -923,7 +931,7 @@ interface Ctx {
 	nsOpen: boolean;
 	/** values added to lists by append/extend/insert anywhere */
 	mutations: Source[];
-	macros: Map<string, Node>;
+	macros: Map<string, Node[]>;
 	/** binding key of each identifier: its name, or a macro / call-block parameter's own key inside that body */
 	keys: Map<Node, string>;
 	/** key prefix of each macro's parameters */
@@ -991,9 +999,16 @@ const internal = (ctx: Ctx, message: string, at?: unknown) =>
 /** The real text of an identifier or string node (from the jinja2 tokens its marks point to). */
 function text(ctx: Ctx, n: Node | undefined): string | undefined {
 	if (n === undefined) return undefined;
-	if (!isMarked(n.value)) return typeof n.value === "string" ? n.value : undefined;
-	const parts = marks(n.value).map((i) => ctx.jt[i]?.value);
-	return parts.every((p) => p !== undefined) ? parts.join("") : undefined;
+	// read once per node: the analysis asks for the same names many times
+	if (ctx.texts.has(n)) return ctx.texts.get(n);
+	let t: string | undefined;
+	if (!isMarked(n.value)) t = typeof n.value === "string" ? n.value : undefined;
+	else {
+		const parts = marks(n.value).map((i) => ctx.jt[i]?.value);
+		t = parts.every((p) => p !== undefined) ? parts.join("") : undefined;
+	}
+	ctx.texts.set(n, t);
+	return t;
 }
 const nameOf = (ctx: Ctx, n: Node | undefined): string | undefined =>
 	n?.type === "Identifier" ? text(ctx, n) : undefined;
@@ -1085,6 +1100,15 @@ function nameClass(s: string): "internal" | "listed" | "other" | "inert" {
 
 // ── bindings ──
 
+/** Macro definitions × calls paired to bind parameters; beyond it the parameters are unknown (top). */
+const MAX_PAIRINGS = 20_000;
+
+function addTo<K, V>(m: Map<K, V[]>, k: K, v: V): void {
+	const list = m.get(k);
+	if (list === undefined) m.set(k, [v]);
+	else list.push(v);
+}
+
 function bind(ctx: Ctx, name: string, src: Source, at: Node): void {
 	// parameter keys contain ':'; a parameter may shadow a global inside its own body only
 	if (RESERVED.has(name)) notAllowed(ctx, `binds the reserved name \`${name}\``, at);
@@ -1144,7 +1168,7 @@ function collectBindings(ctx: Ctx, root: Node): void {
 					});
 				else if (a?.type === "MemberExpression" && a.computed === false) {
 					const attr = nameOf(ctx, child(a, "property"));
-					if (attr !== undefined) ctx.nsAttrs.set(attr, [...(ctx.nsAttrs.get(attr) ?? []), src()]);
+					if (attr !== undefined) addTo(ctx.nsAttrs, attr, src());
 				}
 				break;
 			}
@@ -1152,7 +1176,7 @@ function collectBindings(ctx: Ctx, root: Node): void {
 				const nm = nameOf(ctx, child(n, "name"));
 				if (nm !== undefined) {
 					bind(ctx, nm, { how: "macro", name: nm }, n);
-					ctx.macros.set(nm, n);
+					addTo(ctx.macros, nm, n);
 				}
 				visit(children(n, "args"), depth + 1);
 				visit(children(n, "body"), depth + 1);
@@ -1175,8 +1199,7 @@ function collectBindings(ctx: Ctx, root: Node): void {
 						if (a.type === "KeywordArgumentExpression") {
 							const k = nameOf(ctx, child(a, "key"));
 							const v = child(a, "value");
-							if (k !== undefined && v !== undefined)
-								ctx.nsAttrs.set(k, [...(ctx.nsAttrs.get(k) ?? []), { how: "value", expr: v }]);
+							if (k !== undefined && v !== undefined) addTo(ctx.nsAttrs, k, { how: "value", expr: v });
 						} else ctx.nsOpen = true;
 					}
 				if (cname !== undefined) calls.push({ callee: cname, args });
@@ -1204,11 +1227,15 @@ function collectBindings(ctx: Ctx, root: Node): void {
 	visit(root, 0);
 	// macro parameters: defaults, and what each direct call passes
 	const callsOf = new Map<string, Array<{ callee: string; args: Node[] }>>();
-	for (const c of calls) callsOf.set(c.callee, [...(callsOf.get(c.callee) ?? []), c]);
-	for (const [name, m] of ctx.macros) {
+	for (const c of calls) addTo(callsOf, c.callee, c);
+	for (const [name, m] of [...ctx.macros].flatMap(([nm, defs]) => defs.map((d) => [nm, d] as const))) {
 		const mine = callsOf.get(name) ?? [];
 		const params = children(m, "args");
-		const open = escaped.has(name) || mine.some((c) => c.args.some((a) => a.type.endsWith("SpreadExpression")));
+		// a name defined many times and called many times: arguments unknown rather than a quadratic pairing
+		const open =
+			escaped.has(name) ||
+			(ctx.macros.get(name)?.length ?? 0) * mine.length > MAX_PAIRINGS ||
+			mine.some((c) => c.args.some((a) => a.type.endsWith("SpreadExpression")));
 		const prefix = ctx.paramScope.get(m) ?? "";
 		params.forEach((p, i) => {
 			const name0 = paramName(ctx, p);
@@ -1219,7 +1246,7 @@ function collectBindings(ctx: Ctx, root: Node): void {
 				if (d !== undefined) bind(ctx, pn, { how: "value", expr: d }, p);
 			}
 			if (open || mine.length === 0) bind(ctx, pn, { how: "top" }, p);
-			for (const c of mine) {
+			for (const c of open ? [] : mine) {
 				const positional = c.args.filter((a) => a.type !== "KeywordArgumentExpression");
 				const kw = c.args.find((a) => a.type === "KeywordArgumentExpression" && nameOf(ctx, child(a, "key")) === name0);
 				const arg = kw !== undefined ? child(kw, "value") : positional[i];
@@ -1257,7 +1284,7 @@ const mkList = (ctx: Ctx, e: Abs): Abs => ({ k: "list", e: join(e, ctx.mutEnv) }
 
 function evaluate(ctx: Ctx, n: Node | undefined, depth: number): Abs {
 	if (n === undefined || depth > MAX_DEPTH) return TOP;
-	const ev = (x: Node | undefined) => evaluate(ctx, x, depth + 1);
+	const d = depth + 1;
 	switch (n.type) {
 		case "IntegerLiteral":
 		case "FloatLiteral":
@@ -1267,12 +1294,16 @@ function evaluate(ctx: Ctx, n: Node | undefined, depth: number): Abs {
 			return t === undefined ? TOP : consts([t]);
 		}
 		case "ArrayLiteral":
-			return mkList(ctx, joinAll(children(n, "value").map(ev)));
+			return mkList(ctx, joinAll(children(n, "value").map((x) => evaluate(ctx, x, d))));
 		case "TupleLiteral":
-			return { k: "tuple", items: children(n, "value").map(ev) };
+			return { k: "tuple", items: children(n, "value").map((x) => evaluate(ctx, x, d)) };
 		case "ObjectLiteral": {
 			const m = n.value instanceof Map ? [...(n.value as Map<Node, Node>)] : [];
-			return { k: "dict", key: joinAll(m.map(([k]) => ev(k))), val: joinAll(m.map(([, v]) => ev(v))) };
+			return {
+				k: "dict",
+				key: joinAll(m.map(([k]) => evaluate(ctx, k, d))),
+				val: joinAll(m.map(([, v]) => evaluate(ctx, v, d))),
+			};
 		}
 		case "Identifier": {
 			const nm = nameOf(ctx, n);
@@ -1287,7 +1318,7 @@ function evaluate(ctx: Ctx, n: Node | undefined, depth: number): Abs {
 			return CONTEXT_NAMES.has(key) ? TOP : bound;
 		}
 		case "MemberExpression": {
-			const obj = ev(child(n, "object"));
+			const obj = evaluate(ctx, child(n, "object"), d);
 			const prop = child(n, "property");
 			if (n.computed !== true) {
 				const p = nameOf(ctx, prop);
@@ -1313,8 +1344,8 @@ function evaluate(ctx: Ctx, n: Node | undefined, depth: number): Abs {
 		}
 		case "BinaryExpression": {
 			const op = (n.operator as { value?: string } | undefined)?.value ?? "";
-			const l = ev(child(n, "left"));
-			const r = ev(child(n, "right"));
+			const l = evaluate(ctx, child(n, "left"), d);
+			const r = evaluate(ctx, child(n, "right"), d);
 			if (op === "and" || op === "or") return join(l, r);
 			if (COMPARE_OPS.has(op)) return BOOLS;
 			if (l.k === "bot" || r.k === "bot") return BOT;
@@ -1336,18 +1367,18 @@ function evaluate(ctx: Ctx, n: Node | undefined, depth: number): Abs {
 		}
 		case "UnaryExpression": {
 			const op = (n.operator as { value?: string } | undefined)?.value;
-			const a = ev(child(n, "argument"));
+			const a = evaluate(ctx, child(n, "argument"), d);
 			if (op === "not") return BOOLS;
 			return isNumLike(a) ? NUM : a.k === "bot" ? BOT : TOP;
 		}
 		case "TestExpression":
 			return BOOLS;
 		case "Ternary":
-			return join(ev(child(n, "trueExpr")), ev(child(n, "falseExpr")));
+			return join(evaluate(ctx, child(n, "trueExpr"), d), evaluate(ctx, child(n, "falseExpr"), d));
 		case "SelectExpression":
-			return join(ev(child(n, "lhs")), UNDEF);
+			return join(evaluate(ctx, child(n, "lhs"), d), UNDEF);
 		case "FilterExpression": {
-			const operand = ev(child(n, "operand"));
+			const operand = evaluate(ctx, child(n, "operand"), d);
 			const f = child(n, "filter");
 			const call = f?.type === "CallExpression" ? f : undefined;
 			const name = nameOf(ctx, call !== undefined ? child(call, "callee") : f);
@@ -1380,7 +1411,9 @@ function evaluate(ctx: Ctx, n: Node | undefined, depth: number): Abs {
 				case "d":
 					return join(
 						operand,
-						args[0] !== undefined && args[0].type !== "KeywordArgumentExpression" ? ev(args[0]) : consts([""]),
+						args[0] !== undefined && args[0].type !== "KeywordArgumentExpression"
+							? evaluate(ctx, args[0], d)
+							: consts([""]),
 					);
 				case "items":
 				case "dictsort":
@@ -1404,18 +1437,18 @@ function evaluate(ctx: Ctx, n: Node | undefined, depth: number): Abs {
 					return {
 						k: "dict",
 						key: consts(kws.map((a) => nameOf(ctx, child(a, "key")) ?? "")),
-						val: joinAll(kws.map((a) => ev(child(a, "value")))),
+						val: joinAll(kws.map((a) => evaluate(ctx, child(a, "value"), d))),
 					};
 				}
 			}
 			if (callee?.type === "MemberExpression" && callee.computed === false) {
-				const obj = ev(child(callee, "object"));
+				const obj = evaluate(ctx, child(callee, "object"), d);
 				const m = nameOf(ctx, child(callee, "property"));
 				if (obj.k === "dict") {
 					if (m === "items") return mkList(ctx, { k: "tuple", items: [obj.key, obj.val] });
 					if (m === "keys") return mkList(ctx, obj.key);
 					if (m === "values") return mkList(ctx, obj.val);
-					if (m === "get") return join(obj.val, args[1] !== undefined ? ev(args[1]) : consts([null]));
+					if (m === "get") return join(obj.val, args[1] !== undefined ? evaluate(ctx, args[1], d) : consts([null]));
 				}
 				if ((obj.k === "list" || obj.k === "tuple") && m === "pop") return elemOf(obj);
 				if (obj.k === "bot") return BOT;
@@ -1432,7 +1465,13 @@ function solve(ctx: Ctx): void {
 	for (let round = 0; ; round++) {
 		let changed = false;
 		const step = (cur: Abs | undefined, sources: Source[]): Abs => {
-			const next = join(cur ?? BOT, joinAll(sources.map((s) => evalSource(ctx, s))));
+			// top absorbs everything: nothing to evaluate
+			if (cur?.k === "top") return cur;
+			let next = cur ?? BOT;
+			for (const src of sources) {
+				next = join(next, evalSource(ctx, src));
+				if (next.k === "top") return next;
+			}
 			if (round >= 12) return cur !== undefined && absKey(cur) === absKey(next) ? cur : TOP;
 			return next;
 		};
@@ -1463,40 +1502,27 @@ function solve(ctx: Ctx): void {
 
 // ── structural checks ──
 
-/** Structural equality of two expressions (same names, same shape). */
-function sameExpr(ctx: Ctx, a: unknown, b: unknown, depth = 0): boolean {
-	if (depth > 64) return false;
-	if (!isNode(a) || !isNode(b) || a.type !== b.type) return a === b;
-	if (a.type === "Identifier" || a.type === "StringLiteral") return text(ctx, a) === text(ctx, b);
-	if (a.type === "IntegerLiteral" || a.type === "FloatLiteral") return a.value === b.value;
-	for (const k of Object.keys(a)) {
-		if (k === "type") continue;
-		const x = a[k];
-		const y = b[k];
-		if (k === "operator") {
-			if ((x as { value?: string })?.value !== (y as { value?: string })?.value) return false;
-		} else if (Array.isArray(x)) {
-			if (!Array.isArray(y) || x.length !== y.length || !x.every((e, i) => sameExpr(ctx, e, y[i], depth + 1)))
-				return false;
-		} else if (isNode(x) || isNode(y)) {
-			if (!sameExpr(ctx, x, y, depth + 1)) return false;
-		} else if (x !== y) return false;
-	}
-	return true;
-}
-
 /**
- * A variable or a chain of reads by fixed names or literal indexes (`tool.parameters`, `messages[0]`; no call,
- * filter or computed key): the same object each time it is read.
+ * The identity of a plain reference: a variable, then reads by fixed names or literal indexes
+ * (`tool.parameters`, `messages[0]`; no call, filter or computed key), so the same object each time it is
+ * read. Undefined for anything else.
  */
-function plainRef(n: Node | undefined, depth = 0): boolean {
-	if (n === undefined || depth > 64) return false;
-	if (n.type === "Identifier") return true;
-	if (n.type !== "MemberExpression") return false;
+function refSig(ctx: Ctx, n: Node | undefined, depth = 0): string | undefined {
+	if (n === undefined || depth > 64) return undefined;
+	if (n.type === "Identifier") {
+		const k = keyOf(ctx, n);
+		return k === undefined ? undefined : `$${k}`;
+	}
+	if (n.type !== "MemberExpression") return undefined;
 	const p = child(n, "property");
-	const fixed = n.computed === false || p?.type === "StringLiteral" || p?.type === "IntegerLiteral";
-	return fixed && plainRef(child(n, "object"), depth + 1);
+	let step: string | undefined;
+	if (n.computed === false) step = p?.type === "IntegerLiteral" ? `[${String(p.value)}]` : `.${nameOf(ctx, p) ?? ""}`;
+	else if (p?.type === "StringLiteral") step = `[${JSON.stringify(text(ctx, p) ?? "")}]`;
+	else if (p?.type === "IntegerLiteral") step = `[${String(p.value)}]`;
+	const o = step === undefined ? undefined : refSig(ctx, child(n, "object"), depth + 1);
+	return o === undefined ? undefined : o + step;
 }
+const plainRef = (ctx: Ctx, n: Node | undefined): boolean => refSig(ctx, n) !== undefined;
 
 /**
  * `obj[k]` where every binding of `k` is `for k in obj` (or `for k, v in obj.items()` / `obj|items` /
@@ -1505,19 +1531,23 @@ function plainRef(n: Node | undefined, depth = 0): boolean {
  */
 function selfKeyed(ctx: Ctx, obj: Node | undefined, key: Node): boolean {
 	const k = keyOf(ctx, key);
-	if (k === undefined || CONTEXT_NAMES.has(k) || !plainRef(obj)) return false;
+	const o = refSig(ctx, obj);
+	if (k === undefined || o === undefined || CONTEXT_NAMES.has(k)) return false;
+	const memo = `${k}\u0000${o}`;
+	const known = ctx.selfKeyed.get(memo);
+	if (known !== undefined) return known;
 	const sources = ctx.bindings.get(k) ?? [];
-	return (
+	const result =
 		sources.length > 0 &&
 		sources.every((s) => {
 			if (s.how !== "elem") return false;
 			// `for k in obj if cond`: the parser keeps the loop filter on the iterable
 			const it = s.expr.type === "SelectExpression" ? (child(s.expr, "lhs") ?? s.expr) : s.expr;
-			if (s.pos === undefined) return sameExpr(ctx, it, obj);
+			if (s.pos === undefined) return refSig(ctx, it) === o;
 			if (s.pos !== 0) return false;
 			if (it.type === "FilterExpression") {
 				const f = nameOf(ctx, child(it, "filter"));
-				return (f === "items" || f === "dictsort") && sameExpr(ctx, child(it, "operand"), obj);
+				return (f === "items" || f === "dictsort") && refSig(ctx, child(it, "operand")) === o;
 			}
 			if (it.type === "CallExpression" && children(it, "args").length === 0) {
 				const c = child(it, "callee");
@@ -1525,12 +1555,13 @@ function selfKeyed(ctx: Ctx, obj: Node | undefined, key: Node): boolean {
 					c?.type === "MemberExpression" &&
 					c.computed === false &&
 					nameOf(ctx, child(c, "property")) === "items" &&
-					sameExpr(ctx, child(c, "object"), obj)
+					refSig(ctx, child(c, "object")) === o
 				);
 			}
 			return false;
-		})
-	);
+		});
+	ctx.selfKeyed.set(memo, result);
+	return result;
 }
 
 /** A subscript key: jinja2 tries `obj[key]` and, for a string key, falls back to `getattr(obj, key)`. */
@@ -1550,7 +1581,7 @@ function checkKey(ctx: Ctx, obj: Node | undefined, key: Node): void {
 	// at worst, one attribute of a plain dict or list is read, and nothing reached that way can be called
 	// (one level only: the object must be a variable or attribute, not itself a subscript of a container)
 	const container = evaluate(ctx, obj, 0).k;
-	if ((container === "dict" || container === "list" || container === "tuple") && plainRef(obj)) return;
+	if ((container === "dict" || container === "list" || container === "tuple") && plainRef(ctx, obj)) return;
 	if (v.k === "top" && !selfKeyed(ctx, obj, key))
 		notAllowed(ctx, "subscript with a key computed at render time (a name the template can build or choose)", key);
 }
@@ -1965,6 +1996,8 @@ export function checkChatTemplate(template: string, where: string): Finding[] {
 		findings,
 		offsets: new Map(),
 		seen: new Set(),
+		texts: new Map(),
+		selfKeyed: new Map(),
 		bindings: new Map(),
 		nsAttrs: new Map(),
 		nsOpen: false,

@@ -183,8 +183,10 @@ describe("allow-list semantics", () => {
 		check("{{ a.b ".repeat(100_000));
 		check(`{{ ${"(".repeat(5000)}1${")".repeat(5000)} }}`);
 		check(`{% set a = 'x' %}${"{% set a = a ~ a %}".repeat(20_000)}{{ m[a] }}`);
-		check(`${"{% macro m(x) %}{{ x }}{% endmacro %}{{ m(1) }}".repeat(5_000)}`);
-		expect(performance.now() - t0).toBeLessThan(15_000);
+		check(`${"{% macro m(x) %}{{ x }}{% endmacro %}{{ m(1) }}".repeat(20_000)}`);
+		check(`{% set ns = namespace(x='') %}${"{% set ns.x = ns.x ~ 'a' %}".repeat(50_000)}`);
+		check("{% for k in tools %}{{ tools[k] }}{% endfor %}".repeat(20_000));
+		expect(performance.now() - t0).toBeLessThan(30_000);
 	});
 
 	it("never throws on arbitrary input", () => {
