@@ -2034,3 +2034,22 @@ export function jinja2CodeTokens(template: string): Array<[string, string | null
 		return { error: e instanceof Error ? e.message : String(e) };
 	}
 }
+
+/** The allow-lists, read-only (the tests check jinja2's own reading of templates against them). */
+export const CHAT_TEMPLATE_ALLOW_LISTS: {
+	readonly names: ReadonlySet<string>;
+	readonly callables: ReadonlySet<string>;
+	readonly methods: ReadonlySet<string>;
+	readonly loopAttrs: ReadonlySet<string>;
+	readonly attrs: ReadonlySet<string>;
+	readonly filters: ReadonlySet<string>;
+	readonly tests: ReadonlySet<string>;
+} = {
+	names: CONTEXT_NAMES,
+	callables: CALLABLE_GLOBALS,
+	methods: METHODS,
+	loopAttrs: LOOP_ATTRS,
+	attrs: DATA_ATTRS,
+	filters: new Set(Object.keys(FILTERS)),
+	tests: TESTS,
+};

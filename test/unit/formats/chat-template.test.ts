@@ -3,7 +3,11 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { checkChatTemplate, jinja2CodeTokens } from "../../../lib/core/formats/chat-template";
+import {
+	CHAT_TEMPLATE_ALLOW_LISTS,
+	checkChatTemplate,
+	jinja2CodeTokens,
+} from "../../../lib/core/formats/chat-template";
 import type { Finding } from "../../../lib/core/formats/types";
 
 const dir = join(__dirname, "../../fixtures/formats/templates");
@@ -201,10 +205,36 @@ describe("allow-list semantics", () => {
 	});
 });
 
+interface Facts {
+	attrs: string[];
+	keys: string[];
+	filters: string[];
+	tests: string[];
+	calls: string[];
+	free: string[];
+}
+/** What a template the checker passes may use, in jinja2's own reading of it (an oracle independent of the parser). */
+function violations(f: Facts): string[] {
+	const a = CHAT_TEMPLATE_ALLOW_LISTS;
+	return [
+		...[...f.attrs, ...f.keys].filter((n) => n.trimStart().startsWith("_")).map((n) => `internal name ${n}`),
+		...f.filters.filter((n) => !a.filters.has(n)).map((n) => `filter ${n}`),
+		...f.tests.filter((n) => !a.tests.has(n)).map((n) => `test ${n}`),
+		...f.free.filter((n) => !a.names.has(n)).map((n) => `free name ${n}`),
+		...f.calls
+			.filter((c) =>
+				c.startsWith(".")
+					? !a.methods.has(c.slice(1)) && c !== ".cycle" && c !== ".changed"
+					: c !== "?" && f.free.includes(c) && !a.callables.has(c),
+			)
+			.map((c) => `call ${c}`),
+	];
+}
+
 describe("the lexer port reads templates as jinja2 does (differential vectors from jinja2 itself)", () => {
 	const doc = JSON.parse(read("lexer-vectors.json")) as {
-		templates: Record<string, { digest: string; count: number } | { error: string }>;
-		mutants: Array<{ source: string; tokens?: Array<[string, string | null]>; error?: string }>;
+		templates: Record<string, { digest: string; count: number; facts: Facts | null } | { error: string }>;
+		mutants: Array<{ source: string; tokens?: Array<[string, string | null]>; error?: string; facts?: Facts }>;
 	};
 	// the digest jinja2's side wrote: json.dumps([kind, value]) per token (ensure_ascii), newline-separated
 	const py = (v: string | null) =>
@@ -242,5 +272,23 @@ describe("the lexer port reads templates as jinja2 does (differential vectors fr
 		// refusals are safe but must stay rare: they are Unicode names and escapes the parser does not take
 		expect(lexed).toBeGreaterThan(1500);
 		expect(same / lexed).toBeGreaterThan(0.97);
+	});
+
+	it("whatever passes uses only allowed names in jinja2's own tree (fixtures and mutants jinja2 parses)", () => {
+		let passed = 0;
+		let parsed = 0;
+		const sources = [
+			...Object.entries(doc.templates).map(([f, r]) => ({ source: read(f), facts: "facts" in r ? r.facts : null })),
+			...doc.mutants.map((m) => ({ source: m.source, facts: m.facts ?? null })),
+		];
+		for (const { source, facts } of sources) {
+			if (facts === null) continue;
+			parsed++;
+			if (unsafe(check(source))) continue;
+			passed++;
+			expect(violations(facts), JSON.stringify(source)).toEqual([]);
+		}
+		expect(parsed).toBeGreaterThan(600);
+		expect(passed).toBeGreaterThan(300);
 	});
 });
