@@ -39,7 +39,7 @@ export async function scanArtefact(
 ): Promise<{ scanned: ScannedObject[]; summary: FilesOutcome; backdoor: NonNullable<ScanState["backdoor"]> }> {
 	const options = {
 		...defaultScanOptions(),
-		policy: { allowPickle: policy.files.allowPickle },
+		policy: { allowPickle: policy.files.allowPickle, inertNames: policy.files.inert },
 		strict: policy.files.strict,
 	};
 	const content = state.objects.filter((o) => o.key !== state.marker.key);

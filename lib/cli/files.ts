@@ -69,6 +69,7 @@ export async function loadFilesEngine(file?: string, options: CodeCacheOptions =
 interface FilesFlags {
 	allowPickle?: boolean;
 	strict?: boolean;
+	inert?: string[];
 	sarif?: string;
 	json?: boolean;
 }
@@ -79,16 +80,28 @@ export function registerFiles(program: Command, setExit: (code: number) => void)
 		.description("decide, without loading anything, whether each model file is safe to load")
 		.argument("<path...>", "files or directories (recursed)")
 		.option("--allow-pickle", "judge pickles by analysis (allow-list) instead of refusing them")
-		.option("--strict", "treat files of unknown format as unsafe")
+		.option("--strict", "accept only formats ftguard parses (not text, JSON, images known by name and content)")
+		.option(
+			"--inert <glob>",
+			"declare files matching the glob inert: accepted when no loader runs code from them (repeatable)",
+			(g: string, all: string[]) => [...all, g],
+			[] as string[],
+		)
 		.option("--sarif <out.sarif>", "also write SARIF 2.1.0 for code-scanning dashboards")
 		.option("--json", "machine-readable output")
 		.addHelpText(
 			"after",
 			`
-Formats: pickle (protocols 0-5), PyTorch zip and legacy, NumPy .npy/.npz, safetensors,
-ONNX, GGUF, Keras .keras, Hugging Face config.json / tokenizer_config.json / *.py.
+Every file is judged by what each loader that may open it would do: any file is read
+as a pickle from byte 0 (pickle.load, joblib.load, torch.load and numpy.load open files
+whatever their name), compressed streams (gzip, zlib, bz2, xz, lzma) and tar/zip archives
+are opened and their content scanned, and every format the bytes also are is checked.
+Formats: pickle (protocols 0-5), PyTorch zip / legacy / tar, NumPy .npy/.npz, safetensors,
+ONNX (+ external data), GGUF, Keras .keras/.h5, Hugging Face configs, chat templates, *.py.
+A file no loader explains is unsafe (unknown-format), unless inert by name and content
+(text, JSON, YAML, images, tokenizer models) or declared with --inert.
 Default policy refuses pickle-bearing files (pickle-forbidden): convert to safetensors,
-or pass --allow-pickle to accept pickles whose globals are all on the allow-list.
+or pass --allow-pickle to accept exactly what torch.load(weights_only=True) loads.
 
 Exit codes: 0 every file safe, 1 a file is unsafe or malformed, 2 could not scan.`,
 		)
@@ -105,7 +118,7 @@ async function files(io: Io, paths: string[], flags: FilesFlags): Promise<0 | 1>
 	const { defaultScanOptions, scanPaths, toSarif } = engine;
 	const report = await scanPaths(paths, {
 		...defaultScanOptions(),
-		policy: { allowPickle: Boolean(flags.allowPickle) },
+		policy: { allowPickle: Boolean(flags.allowPickle), inertNames: flags.inert ?? [] },
 		strict: Boolean(flags.strict),
 	}).catch((e: unknown) => {
 		// The bundled engine has its own copy of FtguardError: keep the code and message it threw.

@@ -162,15 +162,12 @@ async function runPipeline(flags: PipelineFlags, io: Io): Promise<0 | 1> {
 				});
 			});
 			if (io.json) printJson(io, { ok: v.status === "PROMOTABLE", endpoint: pipeline.endpoint, verdicts: [v] });
-			else io.out(`${v.markerKey}: ${v.status}${v.reasons.length ? ` (${v.reasons.join("; ")})` : ""}`);
+			else io.out(`${v.markerKey}: ${v.status}${because(v)}`);
 			return v.status === "PROMOTABLE" ? 0 : 1;
 		}
 		pipeline.onVerdict((v) => {
 			if (io.json) io.out(JSON.stringify(v));
-			else
-				io.out(
-					`${v.markerKey}: ${v.status} in ${v.seconds.toFixed(1)} s${v.reasons.length ? ` (${v.reasons.join("; ")})` : ""}`,
-				);
+			else io.out(`${v.markerKey}: ${v.status} in ${v.seconds.toFixed(1)} s${because(v)}`);
 		});
 		await (stopSignal as Promise<void>);
 		return 0;
@@ -178,4 +175,10 @@ async function runPipeline(flags: PipelineFlags, io: Io): Promise<0 | 1> {
 		await pipeline.close();
 		await new Promise((r) => handlerLog.end(r));
 	}
+}
+
+/** A verdict's reasons and notes (a waived scan) for one text line. */
+function because(v: LocalPipelineModule.LocalVerdict): string {
+	const parts = [...v.reasons, ...(v.notes ?? []).map((n) => `note: ${n}`)];
+	return parts.length ? ` (${parts.join("; ")})` : "";
 }

@@ -1,5 +1,5 @@
 /** `ftguard files` as a user runs it: verdicts, exit codes, JSON, SARIF. */
-import { copyFileSync, mkdtempSync, readFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -61,6 +61,26 @@ describe("ftguard files", () => {
 		const r = await ftguard(["files", d, "--json"]);
 		expect(r.code).toBe(1);
 		expect(r.json()).toMatchObject({ summary: { malformed: 1 } });
+	});
+
+	it("a file no loader explains is unsafe; --inert declares it, and never hides a pickle", async () => {
+		const d = mkdtempSync(join(tmpdir(), "ftguard-files-"));
+		writeFileSync(join(d, "lookup.dat"), Buffer.from([0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 250, 251, 0, 7]));
+		const unknown = await ftguard(["files", d, "--json"]);
+		expect(unknown.code).toBe(1);
+		expect(unknown.json()).toMatchObject({
+			files: [{ format: "unknown", verdict: "unsafe", findings: [{ id: "unknown-format", severity: "high" }] }],
+		});
+		const declared = await ftguard(["files", d, "--inert", "*.dat", "--json"]);
+		expect(declared.code).toBe(0);
+		expect(declared.json()).toMatchObject({
+			files: [{ format: "unknown", verdict: "safe", findings: [{ id: "unknown-format", severity: "low" }] }],
+		});
+		// a pickle under the declared name is still read by pickle.load from byte 0
+		copyFileSync(join(PICKLES, "malicious-os-system.pkl"), join(d, "lookup.dat"));
+		const hidden = await ftguard(["files", d, "--inert", "*.dat", "--allow-pickle"]);
+		expect(hidden.code).toBe(1);
+		expect(hidden.stdout).toMatch(/dangerous-global: .*system/);
 	});
 
 	it("cannot scan a missing path: exit 2 with a code", async () => {

@@ -1,9 +1,8 @@
 /**
- * The scanner registry: every format scanner, in detection order (fixed magic
- * numbers first, then archives by their first entry, then protobuf and pickle
- * heuristics, then files the loaders recognise by name), plus the fail-closed
- * fallbacks the engine uses for unclaimed archives and pickle-named files.
- * One scanner per file; add new ones here.
+ * The scanner registry: every format scanner, in detection order (fixed magic numbers first, then archives by their
+ * first entry, then protobuf and pickle heuristics, then files the loaders recognise by name). Every scanner that
+ * claims a file runs on it (the first names its format); the engine adds the loaders no scanner stands for (pickle
+ * from byte 0, decompressors, archive readers). Add new scanners here.
  */
 import { ggufScanner } from "./gguf";
 import { hfConfigScanner, pythonFileScanner, tokenizerConfigScanner } from "./hf-config";
@@ -38,14 +37,10 @@ export const SCANNERS: readonly Scanner[] = [
 /** Formats looked for in files another scanner claimed (Scanner.alsoIn says where their loaders find them). */
 export const POLYGLOTS: readonly Scanner[] = [kerasH5Scanner, pickleScanner];
 
-export function defaultScanOptions(): Pick<
-	ScanOptions,
-	"scanners" | "archiveFallback" | "pickleFallback" | "polyglots"
-> {
+export function defaultScanOptions(): Pick<ScanOptions, "scanners" | "archiveFallback" | "polyglots"> {
 	return {
 		scanners: SCANNERS,
 		archiveFallback: pytorchZipScanner,
-		pickleFallback: pickleScanner,
 		polyglots: POLYGLOTS,
 	};
 }

@@ -259,7 +259,7 @@ async function checkLocation(
 	baseDir: string,
 	rootDir: string,
 	cache: Map<string, Finding | { size: number } | "missing">,
-): Promise<{ finding?: Finding; malformed?: string }> {
+): Promise<{ finding?: Finding; malformed?: string; target?: string }> {
 	const loc = ref.location ?? "";
 	const where = `tensor ${ref.tensor}`;
 	const escapes = (why: string): { finding: Finding } => ({
@@ -314,7 +314,7 @@ async function checkLocation(
 		return {
 			malformed: `onnx: ${where} external data [${offset}, +${length ?? "?"}) lies beyond the end of ${loc} (${info.size} bytes)`,
 		};
-	return {};
+	return { target };
 }
 
 /** Scans an ONNX model; see the module comment for the findings. */
@@ -363,8 +363,10 @@ export async function scanOnnx(input: ScanInput): Promise<ScanResult> {
 		const rootDir = input.modelDir ?? baseDir;
 		const cache = new Map<string, Finding | { size: number } | "missing">();
 		const reported = new Set<string>();
+		const raw = new Set<string>();
 		for (const ref of w.externals) {
 			const r = await checkLocation(ref, baseDir, rootDir, cache);
+			if (r.target !== undefined) raw.add(r.target);
 			if (r.finding !== undefined) {
 				// one finding per (id, location string) keeps thousands of shards readable
 				const key = `${r.finding.id}\u0000${ref.location}`;
@@ -375,6 +377,8 @@ export async function scanOnnx(input: ScanInput): Promise<ScanResult> {
 			}
 			if (r.malformed !== undefined && malformed === undefined) malformed = r.malformed;
 		}
+		// onnxruntime reads these as tensor bytes and nothing else: the engine judges them as raw weights
+		if (raw.size > 0) return { findings, ...(malformed !== undefined ? { malformed } : {}), rawReferences: [...raw] };
 	}
 	return malformed === undefined ? { findings } : { findings, malformed };
 }

@@ -25,6 +25,21 @@ export type FormatName =
 	| "hf-config"
 	| "hf-tokenizer-config"
 	| "python"
+	// containers the loaders open (their content is scanned as a file of its own)
+	| "gzip"
+	| "zlib"
+	| "bz2"
+	| "xz"
+	| "lzma"
+	| "lz4"
+	| "tar"
+	| "zip"
+	// inert by name and content (inert.ts), and raw weights a model in the artefact references
+	| "text"
+	| "json"
+	| "image"
+	| "sentencepiece"
+	| "raw-weights"
 	| "unknown";
 
 export interface Finding {
@@ -54,6 +69,11 @@ export interface ByteSource {
 export interface ScanPolicy {
 	/** Judge pickles by analysis (allow-list) instead of refusing them outright. @default false */
 	allowPickle: boolean;
+	/**
+	 * Globs (relative names, `*`, `**`, `?`) of files the user declares inert: accepted when no modelled loader runs
+	 * code from them, although ftguard does not know their format. @default none
+	 */
+	inertNames?: readonly string[];
 }
 
 export interface ScanInput {
@@ -80,6 +100,8 @@ export interface ScanResult {
 	 * garbage still runs in pickle).
 	 */
 	malformed?: string;
+	/** Absolute paths of files this file's loader reads as raw bytes (ONNX external data): raw weights, not unknown. */
+	rawReferences?: string[];
 }
 
 export interface Scanner {

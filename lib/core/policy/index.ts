@@ -54,8 +54,16 @@ export type Signer = z.infer<typeof signerSchema>;
 export const filesPolicySchema = z
 	.object({
 		allowPickle: z.boolean().default(false),
-		/** Files of no recognised format are unsafe. */
+		/**
+		 * Accept only formats whose structure ftguard checks: text, JSON, images and other files inert by name and
+		 * content are not accepted either.
+		 */
 		strict: z.boolean().default(false),
+		/**
+		 * Globs (relative names; `*`, `**`, `?`) of files the platform declares inert although ftguard cannot tell
+		 * their format: accepted (low finding) when no modelled loader runs code from them. Never weakens a finding.
+		 */
+		inert: z.array(z.string().min(1).max(256)).max(100).default([]),
 	})
 	.strict();
 

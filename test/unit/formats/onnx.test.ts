@@ -57,7 +57,11 @@ describe("onnx", () => {
 	});
 
 	it("external data inside the model directory is safe; a range past its end is malformed", async () => {
-		expect(await scanFixture("external-ok/model.onnx")).toEqual({ findings: [] });
+		// the external file is named as raw bytes onnxruntime reads: the engine accepts it as raw weights of this model
+		expect(await scanFixture("external-ok/model.onnx")).toEqual({
+			findings: [],
+			rawReferences: [join(dir, "external-ok", "weights.bin")],
+		});
 		const r = await scanFixture("external-ok/range.onnx");
 		expect(r.malformed).toMatch(/beyond the end of weights.bin/);
 		expect(verdictOf(r)).toBe("malformed");
@@ -119,7 +123,7 @@ describe("onnx", () => {
 			path: join(ok, "model.onnx"),
 			modelDir: ok,
 		});
-		expect(r2).toEqual({ findings: [] });
+		expect(r2).toEqual({ findings: [], rawReferences: [join(ok, "sub", "weights.bin")] });
 	});
 
 	it("custom op domain → custom-op-domain (high); Python op → python-op (critical); contrib → low", async () => {

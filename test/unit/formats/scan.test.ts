@@ -67,13 +67,25 @@ describe("when names lie", () => {
 		expect(r.files[0]).toMatchObject({ format: "pickle", verdict: "unsafe" });
 	});
 
-	it("does not treat raw weights named .bin as a pickle when no unpickler could start on them", async () => {
+	it("raw bytes no loader explains are not safe; the same bytes referenced as an ONNX model's external data are", async () => {
 		const raw = Buffer.alloc(4096);
 		raw.writeFloatLE(0.5, 4);
-		const r = await scan([dir({ "weights.bin": raw })]);
-		expect(r.files[0]).toMatchObject({ format: "unknown", verdict: "safe" });
-		const strict = await scan([dir({ "weights.bin": raw })], { strict: true });
-		expect(strict.files[0]).toMatchObject({ format: "unknown", verdict: "unsafe" });
+		const alone = await scan([dir({ "weights.bin": raw })]);
+		expect(alone.files[0]).toMatchObject({ format: "unknown", verdict: "unsafe" });
+		expect(alone.files[0]?.findings).toContainEqual(
+			expect.objectContaining({ id: "unknown-format", severity: "high" }),
+		);
+		// onnxruntime reads external data as raw bytes, never through a parser that could run code
+		const onnx = join(__dirname, "../../fixtures/formats/onnx/external-ok");
+		const model = dir({
+			"model.onnx": readFileSync(join(onnx, "model.onnx")),
+			"weights.bin": readFileSync(join(onnx, "weights.bin")),
+		});
+		const r = await scan([model]);
+		expect(r.files.map((f) => [f.format, f.verdict])).toEqual([
+			["onnx", "safe"],
+			["raw-weights", "safe"],
+		]);
 	});
 
 	it("analyses a pickle-named file that starts with a pickle opcode even when the heuristics doubt it", async () => {
@@ -102,7 +114,8 @@ describe("reporting", () => {
 		const d = dir({ "b.pkl": payload, "a/x.npy": benignNpy, "notes.txt": "hello" });
 		const r = await scan([d]);
 		expect(r.files.map((f) => f.path)).toEqual([join(d, "a/x.npy"), join(d, "b.pkl"), join(d, "notes.txt")]);
-		expect(r.summary).toMatchObject({ files: 3, safe: 2, unsafe: 1, malformed: 0, unknown: 1 });
+		expect(r.summary).toMatchObject({ files: 3, safe: 2, unsafe: 1, malformed: 0, unknown: 0 });
+		expect(r.files.map((f) => f.format)).toEqual(["numpy", "pickle", "text"]);
 	});
 
 	it("reads only a pickle's bytes from a large legacy checkpoint, not its tensor data", async () => {

@@ -1,0 +1,138 @@
+/**
+ * Files no model loader runs: text, JSON data, images, tokenizer vocabularies, raw weight blobs. The engine accepts
+ * one only when its name says what it is AND its bytes are that (a "README.md" that is really a pickle is judged as
+ * a pickle by the byte-0 view regardless; one that is not text is not accepted here). YAML and JSON have loaders
+ * that do run code (PyYAML's python/ tags, jsonpickle's py/ keys): those constructs are findings, not inert.
+ */
+import type { ByteSource, Finding, FormatName } from "./types";
+
+/** Larger files are not read whole to prove they are text: not accepted as inert (unless by policy name). */
+const MAX_TEXT = 64 * 1024 * 1024;
+
+const base = (name: string) => name.slice(name.lastIndexOf("/") + 1);
+
+type Kind = "text" | "yaml" | "json" | "image" | "sentencepiece" | "msgpack";
+
+const TEXT_NAMES =
+	/^(readme|license|licence|notice|copying|authors|contributors|changelog|citation)(\.[a-z0-9]+)?$|\.(txt|md|markdown|rst|csv|tsv|ini|cfg|toml|tiktoken)$/i;
+const YAML_NAMES = /\.(ya?ml)$/i;
+const JSON_NAMES = /\.(json|jsonl)$/i;
+const IMAGE_NAMES = /\.(png|jpe?g|gif|webp|bmp)$/i;
+/** SentencePiece models: a protobuf read by C++; the usual names (tokenizer.model, spiece.model, *.spm) */
+const SENTENCEPIECE_NAMES = /^(tokenizer|spiece|sentencepiece[\w.-]*|source|target)\.model$|\.spm$/i;
+/** Flax weights: msgpack decoded to arrays, nothing imported. */
+const MSGPACK_NAMES = /\.msgpack$/i;
+
+function kindOf(name: string): Kind | undefined {
+	const b = base(name);
+	if (YAML_NAMES.test(b)) return "yaml";
+	if (JSON_NAMES.test(b)) return "json";
+	if (TEXT_NAMES.test(b)) return "text";
+	if (IMAGE_NAMES.test(b)) return "image";
+	if (SENTENCEPIECE_NAMES.test(b)) return "sentencepiece";
+	if (MSGPACK_NAMES.test(b)) return "msgpack";
+	return undefined;
+}
+
+const IMAGE_MAGIC: readonly Buffer[] = [
+	Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+	Buffer.from([0xff, 0xd8, 0xff]),
+	Buffer.from("GIF87a"),
+	Buffer.from("GIF89a"),
+	Buffer.from("BM"),
+];
+
+export interface InertResult {
+	format: FormatName;
+	findings: Finding[];
+}
+
+/** Valid UTF-8 with no NUL: what a text reader sees as text. */
+function asText(buf: Buffer): string | undefined {
+	if (buf.includes(0)) return undefined;
+	try {
+		return new TextDecoder("utf-8", { fatal: true }).decode(buf);
+	} catch {
+		return undefined;
+	}
+}
+
+/**
+ * PyYAML constructs Python objects for `!!python/...` tags (yaml.load with an unsafe or, before 5.4, the full
+ * loader; yaml.unsafe_load): `!!python/object/apply:os.system`. Tags may be %-escaped or declared through a %TAG
+ * handle, so the check runs on the unescaped text and on %TAG prefixes.
+ */
+function yamlFindings(text: string): Finding[] {
+	let unescaped = text;
+	try {
+		unescaped = decodeURIComponent(text.replace(/%(?![0-9a-fA-F]{2})/g, "%25"));
+	} catch {
+		// undecodable escapes stay as written; the raw text is checked too
+	}
+	const hit = [text, unescaped].some(
+		(t) => /!!\s*python\//i.test(t) || /tag:yaml\.org,2002:python\//i.test(t) || /^%TAG[^\n]*python/im.test(t),
+	);
+	return hit
+		? [
+				{
+					id: "yaml-python-tag",
+					severity: "critical",
+					message: "YAML python/ tag: yaml.load with an unsafe loader constructs Python objects and calls them",
+				},
+			]
+		: [];
+}
+
+/** jsonpickle restores objects (and calls reducers) for these keys. */
+const JSONPICKLE_KEYS = /"py\/(object|reduce|function|type|mod|repr|newargs|newargsex|initargs|state|iterator)"\s*:/;
+
+function jsonFindings(text: string): Finding[] {
+	return JSONPICKLE_KEYS.test(text)
+		? [
+				{
+					id: "jsonpickle",
+					severity: "critical",
+					message: "jsonpickle object keys (py/object, py/reduce …): jsonpickle.decode imports and calls them",
+				},
+			]
+		: [];
+}
+
+/**
+ * Whether the file is an inert format its name declares, checked against its bytes. Undefined: not accepted as
+ * inert (the engine then says it does not know the file).
+ */
+export async function inertView(source: ByteSource, name: string, head: Buffer): Promise<InertResult | undefined> {
+	const kind = kindOf(name);
+	if (kind === undefined) return undefined;
+	if (kind === "image") return IMAGE_MAGIC.some((m) => head.subarray(0, m.length).equals(m)) ? img() : undefined;
+	if (kind === "sentencepiece") return head[0] === 0x0a ? { format: "sentencepiece", findings: [] } : undefined;
+	if (kind === "msgpack") {
+		const b = head[0] ?? 0;
+		return (b >= 0x80 && b <= 0x8f) || b === 0xde || b === 0xdf ? { format: "raw-weights", findings: [] } : undefined;
+	}
+	if (source.size > MAX_TEXT) return undefined;
+	const text = asText(source.size <= head.length ? head.subarray(0, source.size) : await source.read(0, source.size));
+	if (text === undefined) return undefined;
+	if (kind === "yaml") return { format: "text", findings: yamlFindings(text) };
+	if (kind === "json") return { format: "json", findings: jsonFindings(text) };
+	return { format: "text", findings: [] };
+}
+
+const img = (): InertResult => ({ format: "image", findings: [] });
+
+/** Minimal glob for policy-accepted names: `*` within a path segment, `**` across segments, `?` one character. */
+export function globToRegExp(glob: string): RegExp {
+	let re = "";
+	for (let i = 0; i < glob.length; i++) {
+		const c = glob[i] as string;
+		if (c === "*" && glob[i + 1] === "*") {
+			re += ".*";
+			i++;
+			if (glob[i + 1] === "/") i++;
+		} else if (c === "*") re += "[^/]*";
+		else if (c === "?") re += "[^/]";
+		else re += c.replace(/[.+^${}()|[\]\\]/g, "\\$&");
+	}
+	return new RegExp(`^${re}$`);
+}
