@@ -29,11 +29,22 @@ export function codecOf(head: Buffer): Codec | undefined {
 	if (head[0] === 0x1f && head[1] === 0x8b) return "gzip";
 	if (head.subarray(0, 3).toString("latin1") === "BZh") return "bz2";
 	if (head.subarray(0, 6).equals(XZ_MAGIC)) return "xz";
-	if (head[0] === 0x5d && head[1] === 0x00 && head[2] === 0x00) return "lzma";
+	if (isLzmaAlone(head)) return "lzma";
 	if (head.subarray(0, 4).equals(LZ4_MAGIC)) return "lz4";
 	// joblib tests only the first byte b"x" for zlib: a text file starting with "x" is tried, fails, and is not a stream
 	if (head[0] === 0x78) return "zlib";
 	return undefined;
+}
+
+/**
+ * An .lzma ("alone") header: joblib looks for `]\0\0` only, but tarfile.open's transparent mode and lzma.open take any
+ * header liblzma accepts (lc + lp ≤ 4, pb ≤ 4) whose range coder starts with its 0 byte.
+ */
+function isLzmaAlone(head: Buffer): boolean {
+	if (head.length < 14 || head[13] !== 0) return false;
+	const p = head[0] as number;
+	if (p >= 9 * 5 * 5) return false;
+	return (p % 9) + (((p / 9) | 0) % 5) <= 4;
 }
 
 const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
