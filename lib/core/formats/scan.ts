@@ -236,6 +236,9 @@ export function chooseScanner(head: Buffer, name: string, size: number, options:
  */
 async function pickleView(source: ByteSource, head: Buffer, policy: ScanPolicy): Promise<ScanResult> {
 	if (source.size === 0 || !isPickleOpcode(head[0])) return { findings: [] };
+	// PERSID, BINPERSID and EXT1/2/4 first: a plain Unpickler (no persistent_load, no extension registry) fails at
+	// once — every zip ("PK…") among them — so nothing need be read
+	if (PLAIN_FAILS_FIRST.has(head[0] as number)) return { findings: [] };
 	const r = await analyzeStream(source, {
 		policy,
 		maxPickles: 1,
@@ -249,6 +252,8 @@ async function pickleView(source: ByteSource, head: Buffer, policy: ScanPolicy):
 	const findings = policy.allowPickle ? [...r.findings] : [PICKLE_FORBIDDEN, ...r.findings];
 	return { findings };
 }
+
+const PLAIN_FAILS_FIRST: ReadonlySet<number> = new Set([0x50, 0x51, 0x82, 0x83, 0x84]);
 
 const PICKLE_FORBIDDEN: Finding = {
 	id: "pickle-forbidden",
