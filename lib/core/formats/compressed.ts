@@ -24,22 +24,26 @@ const XzReadableStream = (xzExports.XzReadableStream ?? xzExports.default?.XzRea
 
 export type Codec = "gzip" | "zlib" | "bz2" | "xz" | "lzma" | "lz4";
 
-/** The codec whose magic opens `head`, as joblib's `_detect_compressor` and tarfile's `r:*` test them. */
-export function codecOf(head: Buffer): Codec | undefined {
+/**
+ * The codec a loader would decompress `head` with, as joblib's `_detect_compressor` and tarfile's transparent mode
+ * (`tarfile.open(path)`, how SageMaker opens model.tar.gz) test them: joblib knows `.lzma` only by `]\0\0`, but
+ * tarfile hands a file named like a tar to lzma.LZMAFile, which takes any .lzma header liblzma accepts.
+ */
+export function codecOf(head: Buffer, name = ""): Codec | undefined {
 	if (head[0] === 0x1f && head[1] === 0x8b) return "gzip";
 	if (head.subarray(0, 3).toString("latin1") === "BZh") return "bz2";
 	if (head.subarray(0, 6).equals(XZ_MAGIC)) return "xz";
-	if (isLzmaAlone(head)) return "lzma";
+	if (head[0] === 0x5d && head[1] === 0x00 && head[2] === 0x00) return "lzma";
 	if (head.subarray(0, 4).equals(LZ4_MAGIC)) return "lz4";
 	// joblib tests only the first byte b"x" for zlib: a text file starting with "x" is tried, fails, and is not a stream
 	if (head[0] === 0x78) return "zlib";
+	if (TAR_NAME.test(name) && isLzmaAlone(head)) return "lzma";
 	return undefined;
 }
 
-/**
- * An .lzma ("alone") header: joblib looks for `]\0\0` only, but tarfile.open's transparent mode and lzma.open take any
- * header liblzma accepts (lc + lp ≤ 4, pb ≤ 4) whose range coder starts with its 0 byte.
- */
+const TAR_NAME = /\.(tar(\.[^./]+)?|tgz|tbz2?|txz|tlz|tlzma)$/i;
+
+/** An .lzma ("alone") header liblzma accepts (lc + lp ≤ 4, pb ≤ 4) whose range coder starts with its 0 byte. */
 function isLzmaAlone(head: Buffer): boolean {
 	if (head.length < 14 || head[13] !== 0) return false;
 	const p = head[0] as number;

@@ -151,7 +151,7 @@ export async function scanSource(
 	if (!claims.some((s) => BYTE0_PICKLE_FORMATS.has(s.format)))
 		add(acc, await pickleView(source, head, options.policy), "read by pickle.load from byte 0: ");
 	let format: FormatName = primary?.format ?? "unknown";
-	const codec = codecOf(head);
+	const codec = codecOf(head, t.name);
 	if (codec !== undefined) {
 		const inner = await scanCompressed(source, codec, t, options, nest);
 		if (inner.opened) format = primary ? format : codec;
