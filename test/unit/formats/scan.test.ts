@@ -88,6 +88,15 @@ describe("when names lie", () => {
 		]);
 	});
 
+	it("a name claiming a format the bytes are not is malformed, not unknown", async () => {
+		const junk = Buffer.from("these bytes are no model format at all \x01\x02\x03");
+		const names = ["m.safetensors", "m.gguf", "m.onnx", "m.npy", "m.keras", "m.joblib"];
+		const r = await scan([dir(Object.fromEntries(names.map((n) => [n, junk])))]);
+		expect(r.files.map((f) => [f.path.split("/").pop(), f.verdict])).toEqual(
+			[...names].sort().map((n) => [n, "malformed"]),
+		);
+	});
+
 	it("analyses a pickle-named file that starts with a pickle opcode even when the heuristics doubt it", async () => {
 		// Protocol 0: GLOBAL then garbage the heuristics would not call a pickle.
 		const r = await scan([dir({ "evil.pt": Buffer.from("cposix\nsystem\n\x00\x00") })]);
