@@ -195,9 +195,9 @@ async function inflateZlib(src: ByteSource, codec: "gzip" | "zlib", sink: Sink):
 		z.on("error", (e) => resolve(e));
 		z.on("end", () => resolve(undefined));
 	});
-	const CHUNK = 1024 * 1024;
-	for (let off = 0; off < src.size && !z.destroyed; off += CHUNK) {
-		const b = await src.read(off, Math.min(CHUNK, src.size - off));
+	// a small first read: most files whose first byte looks like zlib ("x") fail in their first bytes
+	for (let off = 0, chunk = 64 * 1024; off < src.size && !z.destroyed; off += chunk, chunk = 1024 * 1024) {
+		const b = await src.read(off, Math.min(chunk, src.size - off));
 		if (!z.write(b)) await new Promise<void>((r) => z.once("drain", r).once("close", r));
 	}
 	if (!z.destroyed) z.end();

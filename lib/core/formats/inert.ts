@@ -4,6 +4,7 @@
  * a pickle by the byte-0 view regardless; one that is not text is not accepted here). YAML and JSON have loaders
  * that do run code (PyYAML's python/ tags, jsonpickle's py/ keys): those constructs are findings, not inert.
  */
+import { isUtf8 } from "node:buffer";
 import type { ByteSource, Finding, FormatName } from "./types";
 
 /** Larger files are not read whole to prove they are text: not accepted as inert (unless by policy name). */
@@ -47,14 +48,9 @@ export interface InertResult {
 	findings: Finding[];
 }
 
-/** Valid UTF-8 with no NUL: what a text reader sees as text. */
-function asText(buf: Buffer): string | undefined {
-	if (buf.includes(0)) return undefined;
-	try {
-		return new TextDecoder("utf-8", { fatal: true }).decode(buf);
-	} catch {
-		return undefined;
-	}
+/** Valid UTF-8 with no NUL: what a text reader sees as text (checked on the bytes: no string is built). */
+function isText(buf: Buffer): boolean {
+	return !buf.includes(0) && isUtf8(buf);
 }
 
 /**
@@ -86,7 +82,16 @@ function yamlFindings(text: string): Finding[] {
 /** jsonpickle restores objects (and calls reducers) for these keys. */
 const JSONPICKLE_KEYS = /"py\/(object|reduce|function|type|mod|repr|newargs|newargsex|initargs|state|iterator)"\s*:/;
 
-function jsonFindings(text: string): Finding[] {
+function jsonFindings(bytes: Buffer): Finding[] {
+	// a key may be spelt with JSON escapes ("py\/reduce", "\u0070y/reduce"): unescaped before the check; without any
+	// escape the regex runs only where its literal occurs (a 10 MB tokenizer.json has none)
+	const escaped = bytes.includes("\\u") || bytes.includes("\\/");
+	if (!escaped && !bytes.includes('"py/')) return [];
+	let text = bytes.toString("utf8");
+	if (escaped)
+		text = text.replace(/\\u([0-9a-fA-F]{4})|\\\//g, (_, hex: string | undefined) =>
+			hex ? String.fromCharCode(Number.parseInt(hex, 16)) : "/",
+		);
 	return JSONPICKLE_KEYS.test(text)
 		? [
 				{
@@ -112,10 +117,10 @@ export async function inertView(source: ByteSource, name: string, head: Buffer):
 		return (b >= 0x80 && b <= 0x8f) || b === 0xde || b === 0xdf ? { format: "raw-weights", findings: [] } : undefined;
 	}
 	if (source.size > MAX_TEXT) return undefined;
-	const text = asText(source.size <= head.length ? head.subarray(0, source.size) : await source.read(0, source.size));
-	if (text === undefined) return undefined;
-	if (kind === "yaml") return { format: "text", findings: yamlFindings(text) };
-	if (kind === "json") return { format: "json", findings: jsonFindings(text) };
+	const bytes = source.size <= head.length ? head.subarray(0, source.size) : await source.read(0, source.size);
+	if (!isText(bytes)) return undefined;
+	if (kind === "yaml") return { format: "text", findings: yamlFindings(bytes.toString("utf8")) };
+	if (kind === "json") return { format: "json", findings: jsonFindings(bytes) };
 	return { format: "text", findings: [] };
 }
 
