@@ -11,6 +11,7 @@ import { createGunzip, createInflate } from "node:zlib";
 import Bunzip from "seek-bzip";
 import * as xzModule from "xz-decompress";
 import { decodeLzmaAlone, LzmaError, LzmaOverLimit } from "./lzma";
+import { isTarHeader } from "./tar";
 import type { ByteSource } from "./types";
 
 // xz-decompress is CommonJS with an __esModule flag: Node's ESM loader puts its exports under `default`, bundlers
@@ -22,7 +23,8 @@ const xzExports = xzModule as unknown as {
 };
 const XzReadableStream = (xzExports.XzReadableStream ?? xzExports.default?.XzReadableStream) as XzStreamClass;
 
-export type Codec = "gzip" | "zlib" | "bz2" | "xz" | "lzma" | "lz4";
+/** `zfile`: joblib's pre-0.10 format, "ZF" + the length in hex + one zlib stream (joblib.load still reads it). */
+export type Codec = "gzip" | "zlib" | "bz2" | "xz" | "lzma" | "lz4" | "zfile";
 
 /**
  * The codec a loader would decompress `head` with, as joblib's `_detect_compressor` and tarfile's transparent mode
@@ -35,9 +37,11 @@ export function codecOf(head: Buffer, name = ""): Codec | undefined {
 	if (head.subarray(0, 6).equals(XZ_MAGIC)) return "xz";
 	if (head[0] === 0x5d && head[1] === 0x00 && head[2] === 0x00) return "lzma";
 	if (head.subarray(0, 4).equals(LZ4_MAGIC)) return "lz4";
+	if (head[0] === 0x5a && head[1] === 0x46) return "zfile"; // "ZF"
 	// joblib tests only the first byte b"x" for zlib: a text file starting with "x" is tried, fails, and is not a stream
 	if (head[0] === 0x78) return "zlib";
-	if (TAR_NAME.test(name) && isLzmaAlone(head)) return "lzma";
+	// tarfile's transparent mode tries a plain tar first: a valid tar header is read as a tar, never as .lzma
+	if (TAR_NAME.test(name) && isLzmaAlone(head) && !isTarHeader(head)) return "lzma";
 	return undefined;
 }
 
@@ -128,6 +132,11 @@ export async function inflate(src: ByteSource, codec: Codec, limits: InflateLimi
 		};
 	const sink = new Sink(limits.maxBytes);
 	if (codec === "gzip" || codec === "zlib") return settle(sink, await inflateZlib(src, codec, sink), limits, codec);
+	if (codec === "zfile") {
+		// read_zfile: 2 + 19 header bytes, one optional space, then zlib.decompress of the rest
+		const start = (await src.read(ZFILE_HEADER, 1))[0] === 0x20 ? ZFILE_HEADER + 1 : ZFILE_HEADER;
+		return settle(sink, await inflateZlib(src, "zlib", sink, start), limits, codec);
+	}
 	const input = await src.read(0, src.size);
 	if (codec === "bz2") {
 		try {
@@ -181,7 +190,9 @@ function inflateLzma(input: Buffer, sink: Sink, limits: InflateLimits): Decoded 
 }
 
 /** Streams through node:zlib so a bomb is stopped at the limit; resolves with the error, if any. */
-async function inflateZlib(src: ByteSource, codec: "gzip" | "zlib", sink: Sink): Promise<unknown> {
+const ZFILE_HEADER = 2 + 19;
+
+async function inflateZlib(src: ByteSource, codec: "gzip" | "zlib", sink: Sink, start = 0): Promise<unknown> {
 	const z = codec === "gzip" ? createGunzip() : createInflate();
 	const done = new Promise<unknown>((resolve) => {
 		z.on("data", (b: Buffer) => {
@@ -196,7 +207,7 @@ async function inflateZlib(src: ByteSource, codec: "gzip" | "zlib", sink: Sink):
 		z.on("end", () => resolve(undefined));
 	});
 	// a small first read: most files whose first byte looks like zlib ("x") fail in their first bytes
-	for (let off = 0, chunk = 64 * 1024; off < src.size && !z.destroyed; off += chunk, chunk = 1024 * 1024) {
+	for (let off = start, chunk = 64 * 1024; off < src.size && !z.destroyed; off += chunk, chunk = 1024 * 1024) {
 		const b = await src.read(off, Math.min(chunk, src.size - off));
 		if (!z.write(b)) await new Promise<void>((r) => z.once("drain", r).once("close", r));
 	}

@@ -5,7 +5,12 @@
  * from byte 0, decompressors, archive readers). Add new scanners here.
  */
 import { ggufScanner } from "./gguf";
-import { hfConfigScanner, pythonFileScanner, tokenizerConfigScanner } from "./hf-config";
+import {
+	hfConfigScanner,
+	pythonFileScanner,
+	sentenceTransformersModulesScanner,
+	tokenizerConfigScanner,
+} from "./hf-config";
 import { kerasScanner } from "./keras";
 import { kerasH5NamedScanner, kerasH5Scanner } from "./keras-h5";
 import { npzScanner, numpyScanner } from "./numpy";
@@ -28,6 +33,7 @@ export const SCANNERS: readonly Scanner[] = [
 	kerasScanner,
 	hfConfigScanner,
 	tokenizerConfigScanner,
+	sentenceTransformersModulesScanner,
 	pythonFileScanner,
 	onnxScanner,
 	pickleScanner,

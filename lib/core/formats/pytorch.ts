@@ -288,7 +288,9 @@ async function scanPlainAllowed(src: ByteSource): Promise<ScanResult> {
 	const findings: Finding[] = [];
 	let offset = 0;
 	for (let k = 0; k < MAX_PICKLES_IN_A_ROW && offset < src.size; k++) {
-		const { r, buf, tooLarge } = await weightsOnlyStream(src, offset, { mode: "none", encoding: "ascii" });
+		// strings decoded as the most lenient loader does (numpy.load(encoding="latin1"); torch: utf-8, pickle: ASCII):
+		// one that fails in one loader does not hide what another reads next
+		const { r, buf, tooLarge } = await weightsOnlyStream(src, offset, { mode: "none", encoding: "bytes" });
 		if (tooLarge) return { findings: [...findings, tooLargeFinding(undefined, MAX_PICKLE_BYTES)] };
 		const j = judgeWeightsOnly(buf, r, { baseOffset: offset });
 		if (k > 0 && j.malformed !== undefined && j.findings.length === 0) break;

@@ -17,7 +17,7 @@ import { globToRegExp, inertView } from "./inert";
 import { isPickleOpcode } from "./pickle";
 import { analyzeStream, SliceSource } from "./pytorch";
 import { BufferSource, FileSource } from "./source";
-import { hasData, isTarHeader, listTar } from "./tar";
+import { getMember, hasData, isTarHeader, listTar } from "./tar";
 import {
 	type ByteSource,
 	type Finding,
@@ -87,12 +87,13 @@ async function scanOne(
 	name: string,
 	modelDir: string | undefined,
 	options: ScanOptions,
+	raw = false,
 ): Promise<FileReport> {
 	const source = await FileSource.open(openPath).catch((e) => {
 		throw toFtguardError(e, `cannot open ${displayPath}`);
 	});
 	try {
-		return await scanSource(source, { displayPath, name, path: openPath, modelDir }, options);
+		return await scanSource(source, { displayPath, name, path: openPath, modelDir, ...(raw ? { raw } : {}) }, options);
 	} finally {
 		await source.close();
 	}
@@ -108,6 +109,12 @@ export interface SourceTarget {
 	path: string;
 	/** the model directory, when the source is one file of a model */
 	modelDir: string | undefined;
+	/**
+	 * Raw bytes a model's runtime reads (ONNX external data, an OpenVINO weight blob): not claimed as a pickle by its
+	 * name, still read by pickle.load from byte 0 (torch.load("weights.bin") is a plausible mistake), and raw weights
+	 * when nothing else explains it.
+	 */
+	raw?: boolean;
 }
 
 /**
@@ -123,7 +130,9 @@ export async function scanSource(
 	nest: Nesting = topNesting(options),
 ): Promise<FileReport> {
 	const head = await source.read(0, HEAD_BYTES);
-	const claims = claimsOf(head, t.name, source.size, options);
+	const claims = claimsOf(head, t.name, source.size, options).filter(
+		(c) => !(t.raw && NAME_PICKLE_FORMATS.has(c.format)),
+	);
 	// nothing in the head: a format whose loader looks further (an HDF5 superblock after a large user block)
 	if (claims.length === 0) {
 		const past = await foundPastHead(source, head, t.name, options);
@@ -158,7 +167,11 @@ export async function scanSource(
 		merge(acc, inner);
 	} else if (!claims.some((s) => STRUCTURED_ARCHIVES.has(s.format))) {
 		const inner = await scanArchive(source, head, t, options, nest);
-		if (inner.opened) format = inner.opened;
+		if (inner.opened) {
+			format = primary ? format : inner.opened;
+			// the pytorch-tar scanner notes members it left unscanned: here they were scanned
+			acc.findings = acc.findings.filter((f) => f.id !== "tar-members-not-scanned");
+		}
 		merge(acc, inner);
 	}
 	if (format === "unknown") format = await unexplained(source, head, t, options, acc);
@@ -202,16 +215,15 @@ function merge(acc: Acc, inner: Inner): void {
 	if (inner.malformed !== undefined && acc.malformed === undefined) acc.malformed = inner.malformed;
 }
 
+/** Formats claimed from a name and a first opcode: not for raw weights, whose byte-0 view is the plain unpickler's. */
+const NAME_PICKLE_FORMATS: ReadonlySet<FormatName> = new Set(["pickle", "pytorch-legacy"]);
 /** Claimed formats that are themselves the byte-0 pickle reading (no second view needed). */
 const BYTE0_PICKLE_FORMATS: ReadonlySet<FormatName> = new Set(["pickle", "pytorch-legacy", "pytorch-tar"]);
-/** Archives whose loader reads named records, not files a user extracts: their scanners model them. */
-const STRUCTURED_ARCHIVES: ReadonlySet<FormatName> = new Set([
-	"pytorch-zip",
-	"pytorch-tar",
-	"numpy-npz",
-	"keras",
-	"keras-h5",
-]);
+/**
+ * Archives whose loader reads named records, not files a user extracts: their scanners model them. (A tar is
+ * always opened as well: SageMaker's model.tar.gz is extracted; torch's own records in it are left to its scanner.)
+ */
+const STRUCTURED_ARCHIVES: ReadonlySet<FormatName> = new Set(["pytorch-zip", "numpy-npz", "keras", "keras-h5"]);
 
 /** Every scanner that claims the file by its head (each is a loader that may open it), in registry order. */
 export function claimsOf(head: Buffer, name: string, size: number, options: ScanOptions): Scanner[] {
@@ -239,19 +251,29 @@ async function pickleView(source: ByteSource, head: Buffer, policy: ScanPolicy):
 	// PERSID, BINPERSID and EXT1/2/4 first: a plain Unpickler (no persistent_load, no extension registry) fails at
 	// once — every zip ("PK…") among them — so nothing need be read
 	if (PLAIN_FAILS_FIRST.has(head[0] as number)) return { findings: [] };
-	const r = await analyzeStream(source, {
-		policy,
-		maxPickles: 1,
-		resync: false,
-		plainLoader: true,
-		streamSize: source.size,
-		forbiddenFinding: false,
-	});
-	if (r.globals.length === 0 && !r.findings.some((f) => f.id === "pickle-too-large" || f.id === "pickle-too-complex"))
+	const common = { policy, resync: false, streamSize: source.size, forbiddenFinding: false } as const;
+	const first = await analyzeStream(source, { ...common, maxPickles: 1, plainLoader: true });
+	const findings = [...first.findings];
+	let reached = first.globals.length > 0;
+	// torch.load's legacy path reads on after a first pickle that loads (magic number, protocol, sys_info, the
+	// object with a persistent_load, storage keys): the pickles that follow are read as torch reads them
+	if (first.pickles === 1 && first.malformed === undefined && first.end < source.size) {
+		const rest = await analyzeStream(source, {
+			...common,
+			offset: first.end,
+			maxPickles: LEGACY_PICKLES - 1,
+			emptyExtensionRegistry: true,
+		});
+		findings.push(...rest.findings);
+		reached ||= rest.globals.length > 0;
+	}
+	if (!reached && !findings.some((f) => f.id === "pickle-too-large" || f.id === "pickle-too-complex"))
 		return { findings: [] };
-	const findings = policy.allowPickle ? [...r.findings] : [PICKLE_FORBIDDEN, ...r.findings];
-	return { findings };
+	return { findings: policy.allowPickle ? findings : [PICKLE_FORBIDDEN, ...findings] };
 }
+
+/** Pickles torch.load's legacy path reads in a row. */
+const LEGACY_PICKLES = 5;
 
 const PLAIN_FAILS_FIRST: ReadonlySet<number> = new Set([0x50, 0x51, 0x82, 0x83, 0x84]);
 
@@ -327,14 +349,18 @@ async function scanArchive(
 
 type Member = { name: string; source: ByteSource } | { name: string; refused: string };
 
+const TORCH_TAR_RECORDS = ["storages", "tensors", "pickle"] as const;
+
 async function tarMembers(source: ByteSource): Promise<Member[] | string> {
 	const listing = await listTar(source);
 	if (typeof listing === "string") return listing;
 	// tarfile could not list it: tarfile.open fails, nothing is extracted (torch then reads it as a legacy pickle,
 	// which the byte-0 view covered)
 	if (listing.readError !== undefined && listing.members.length === 0) return listing.readError;
+	// the records torch.load reads (a pre-1.0 checkpoint) are judged by the pytorch-tar scanner as torch reads them
+	const torch = new Set(TORCH_TAR_RECORDS.map((n) => getMember(listing, n)));
 	const out: Member[] = listing.members
-		.filter((m) => hasData(m.type))
+		.filter((m) => hasData(m.type) && !torch.has(m))
 		.map((m) => ({ name: m.name, source: new SliceSource(source, m.dataOffset, m.size) }));
 	if (listing.unsupported !== undefined)
 		out.push({ name: "(rest of the archive)", refused: `tar listing incomplete: ${listing.unsupported}` });
@@ -384,6 +410,7 @@ const CODEC_SUFFIX: Readonly<Record<Codec, RegExp>> = {
 	xz: /\.xz$/i,
 	lzma: /\.lzma$/i,
 	lz4: /\.lz4$/i,
+	zfile: /$^/,
 };
 
 /** The name a decompressed stream goes by: `model.tar.gz` → `model.tar`, `x.tgz` → `x.tar`, else unchanged. */
@@ -415,6 +442,7 @@ async function unexplained(
 	options: ScanOptions,
 	acc: Acc,
 ): Promise<FormatName> {
+	if (t.raw) return "raw-weights";
 	if (!options.strict) {
 		if (isGgml(head)) return "raw-weights";
 		const inert = await inertView(source, t.name, head);
@@ -527,24 +555,20 @@ async function targets(paths: readonly string[], maxFiles: number): Promise<Targ
 }
 
 /**
- * Unknown files that a model of the same artefact reads as raw bytes — ONNX external data, an OpenVINO IR's `.bin`
- * beside its `.xml` — are raw weights: their one loader reads tensor bytes. Their pickle view was already checked.
+ * Files that a model of the same artefact reads as raw bytes — ONNX external data, an OpenVINO IR's `.bin` beside its
+ * `.xml` — are judged again as raw: a name like `weights.bin` does not make random tensor bytes a pickle, the plain
+ * unpickler's byte-0 view still applies, and what nothing else explains is raw weights.
  */
-function resolveRawWeights(files: FileReport[], list: readonly Target[]): void {
+async function resolveRawWeights(files: FileReport[], list: readonly Target[], options: ScanOptions): Promise<void> {
 	const referenced = new Set<string>();
 	for (const f of files) for (const r of f.rawReferences ?? []) referenced.add(resolve(r));
-	files.forEach((f, i) => {
-		delete f.rawReferences;
-		const t = list[i] as Target;
-		if (f.format !== "unknown" || f.malformed !== undefined) return;
-		const only = f.findings.length === 1 && f.findings[0]?.id === "unknown-format";
-		if (!only) return;
-		if (referenced.has(resolve(t.openPath)) || isOpenVinoWeights(t.openPath)) {
-			f.format = "raw-weights";
-			f.findings = [];
-			f.verdict = "safe";
-		}
-	});
+	for (const f of files) delete f.rawReferences;
+	for (const [i, t] of list.entries()) {
+		if (files[i]?.verdict === "safe" && files[i]?.format !== "unknown") continue;
+		if (!referenced.has(resolve(t.openPath)) && !isOpenVinoWeights(t.openPath)) continue;
+		// judged again as the raw bytes it is: the views a runtime reading raw bytes, or a user's pickle.load, have
+		files[i] = await scanOne(t.openPath, t.displayPath, t.name, t.modelDir, options, true);
+	}
 }
 
 /** `x.bin` beside an OpenVINO IR `x.xml` (`<net …>`): the runtime reads it as the IR's weight blob. */
@@ -571,7 +595,7 @@ export async function scanPaths(paths: readonly string[], options: ScanOptions):
 		}
 	};
 	await Promise.all(Array.from({ length: Math.min(options.concurrency ?? 4, Math.max(list.length, 1)) }, worker));
-	resolveRawWeights(files, list);
+	await resolveRawWeights(files, list, options);
 	files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 	const count = (v: Verdict) => files.filter((f) => f.verdict === v).length;
 	return {

@@ -32,6 +32,7 @@ export type FormatName =
 	| "xz"
 	| "lzma"
 	| "lz4"
+	| "zfile"
 	| "tar"
 	| "zip"
 	// inert by name and content (inert.ts), and raw weights a model in the artefact references

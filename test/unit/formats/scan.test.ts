@@ -3,6 +3,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { deflateSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { defaultScanOptions } from "../../../lib/core/formats";
 import { scanPaths } from "../../../lib/core/formats/scan";
@@ -101,6 +102,37 @@ describe("when names lie", () => {
 		// Protocol 0: GLOBAL then garbage the heuristics would not call a pickle.
 		const r = await scan([dir({ "evil.pt": Buffer.from("cposix\nsystem\n\x00\x00") })]);
 		expect(r.files[0]?.verdict).toBe("unsafe");
+	});
+});
+
+describe("loaders no scanner stands for", () => {
+	const PAY = Buffer.from("cos\nsystem\n(S'touch x'\ntR.");
+	it('joblib\'s pre-0.10 zfile ("ZF" + hex length + zlib): decompressed and unpickled as joblib.load does', async () => {
+		const z = Buffer.concat([
+			Buffer.from("ZF"),
+			Buffer.from(`0x${PAY.length.toString(16)}`.padEnd(19)),
+			deflateSync(PAY),
+		]);
+		const r = await scan([dir({ "notes.txt": z })], { allowPickle: true });
+		expect(r.files[0]).toMatchObject({ format: "zfile", verdict: "unsafe" });
+		expect(r.files[0]?.findings.some((f) => f.id === "dangerous-global" && /system/.test(f.message))).toBe(true);
+	});
+
+	it("torch.load's legacy path reads the pickles after a first one that loads (the payload in the second)", async () => {
+		// a magic number as a LONG1 pickle (no PROTO: not the legacy-torch layout), then the payload
+		const magic = Buffer.from("8a0a6cfc9c46f9206aa850192e", "hex");
+		const r = await scan([dir({ "params.msgpack": Buffer.concat([magic, PAY]) })], { allowPickle: true });
+		expect(r.files[0]?.verdict).toBe("unsafe");
+		expect(r.files[0]?.findings.some((f) => f.id === "dangerous-global")).toBe(true);
+	});
+
+	it("sentence-transformers modules.json: a module type outside the library is remote code", async () => {
+		const modules = [
+			{ idx: 0, name: "0", path: "", type: "sentence_transformers.models.Transformer" },
+			{ idx: 1, name: "1", path: "1_Hook", type: "evil_pkg.Hook" },
+		];
+		const r = await scan([dir({ "modules.json": JSON.stringify(modules) })]);
+		expect(r.files[0]).toMatchObject({ format: "hf-config", verdict: "unsafe", findings: [{ id: "remote-code" }] });
 	});
 });
 
