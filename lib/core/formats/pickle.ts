@@ -1,16 +1,28 @@
 /**
- * Static pickle analysis: walks the opcode stream exactly as CPython's
- * unpickler would (protocols 0–5, every opcode of `pickletools`) but never
- * imports or calls anything. A symbolic stack and memo are tracked only as far
- * as needed to know which globals the pickle would import — in particular the
- * module and name strings STACK_GLOBAL takes from the stack, which attackers
- * route through the memo (PUT/GET) to dodge scanners that only read GLOBAL.
+ * Static pickle analysis: walks the opcode stream as CPython's C unpickler
+ * would (protocols 0–5, every opcode of `pickletools`) but never imports or
+ * calls anything. A symbolic stack and memo hold what each value is as far as
+ * the unpickler's own checks look at it — the module and name strings
+ * STACK_GLOBAL takes from the stack (attackers route them through the memo to
+ * dodge scanners that only read GLOBAL), numbers, containers and their sizes —
+ * so that a load is seen to end where CPython's ends: a value of the wrong type
+ * fails REDUCE, BUILD, APPEND, SETITEM… there, and nothing after it runs.
  *
- * Work is bounded (opcodes, stack depth, memo size, string decoding), and no
- * allocation depends on a length field: arguments are subarrays of the input.
- * The hot path allocates little: numbers and bytes are skipped, and binary
- * strings are kept as offsets, decoded only when STACK_GLOBAL takes them.
+ * A global, and whatever calling or building one gives, is unknown: it is
+ * treated as a stand-in that accepts every call and method the unpickler uses
+ * (it may be any object), and where the unpickler checks its type (a str for
+ * STACK_GLOBAL, a tuple of arguments, an int index…) the load goes on, recorded
+ * as an assumption, since a real global may well be one.
+ *
+ * Work is bounded (opcodes, stack depth, memo size), and no allocation depends
+ * on a length field: arguments are subarrays of the input. The hot path
+ * allocates little: bytes are skipped, small ints shared, and binary strings
+ * kept as offsets, decoded only when STACK_GLOBAL takes them.
+ *
+ * Checked against CPython 3.8–3.13 on thousands of mutated pickles
+ * (test/fixtures/differential/make_differential.py).
  */
+import { isUtf8 } from "node:buffer";
 import { dangerReason, describeGlobal, isAllowed } from "./pickle-policy";
 import type { Finding, ScanPolicy } from "./types";
 
@@ -19,6 +31,23 @@ export interface PickleGlobal {
 	module: string;
 	name: string;
 	offset: number;
+}
+
+/** How one `pickle.load` ends. */
+export interface LoadOutcome {
+	/** At its STOP, failing at an opcode (`error`), running out of bytes (`truncated`), or past our budget. */
+	end: "stop" | "error" | "truncated" | "budget";
+	/** After STOP: where the stream's next load would start (the file position); else the failing opcode. */
+	offset: number;
+	/** How many globals it imports (find_class calls) before it ends. */
+	globals: number;
+	/**
+	 * The first operation the load went on past only by assuming something CPython cannot know from the bytes: an
+	 * imported global (or what it returned) is of the type the operation checks for (`global`: a str for
+	 * STACK_GLOBAL, a tuple, a dict, an int…); a memo index whose array CPython may or may not be able to allocate
+	 * (`memory`); out-of-band buffers given to the loader (`buffers`). `globals` is the count before it.
+	 */
+	assumed?: { offset: number; globals: number; why: "global" | "memory" | "buffers" };
 }
 
 export interface PickleAnalysis {
@@ -32,6 +61,16 @@ export interface PickleAnalysis {
 	pickles: number;
 	/** Set (instead of `malformed`) when `partial` was asked and the bytes ran out mid-pickle. */
 	incomplete?: boolean;
+	/**
+	 * How one `pickle.load` from `start` ends, as CPython's unpickler would with the bytes in memory (or a file
+	 * object it can peek into); `globals` counts the first entries of `globals` (those beyond come from later
+	 * pickles or resynchronising). A load that fails before importing anything runs nothing.
+	 *
+	 * `file`: the same load read through a file object without peek (io.BytesIO, as torch.load reads data.pkl), set
+	 * when that differs — CPython then drops the bytes left in a FRAME's buffer when an argument runs past its end,
+	 * and reads on after the frame. Its globals are in `globals` too.
+	 */
+	firstPickle: LoadOutcome & { file?: LoadOutcome };
 }
 
 export interface AnalyzeOptions {
@@ -70,6 +109,11 @@ export interface AnalyzeOptions {
 	 * has it (empty), so EXT1/2/4 raise "unregistered extension code". @default false (a torch main pickle has both)
 	 */
 	plainLoader?: boolean;
+	/**
+	 * copyreg's extension registry is empty (a fresh interpreter's) even though the loader has a persistent_load.
+	 * @default plainLoader
+	 */
+	emptyExtensionRegistry?: boolean;
 }
 
 export const DEFAULT_MAX_OPS = 10_000_000;
@@ -78,23 +122,92 @@ const MAX_MARK_DEPTH = 100_000;
 const MAX_MEMO = 1_000_000;
 const MAX_FINDINGS = 200;
 /** Strings longer than this are never module or attribute names: they are tracked as "some string". */
-const MAX_NAME_BYTES = 1024;
+const MAX_NAME_BYTES = 64 * 1024;
 const MAX_RESYNC = 64;
 /** Memo keys below this live in an array (torch numbers them 0, 1, 2, …); others in a Map. */
 const MEMO_DENSE = 1 << 20;
+/**
+ * A memo index at or above which CPython grows its memo array (2 × index pointers) past 1 GiB: whether that
+ * allocation succeeds depends on the machine, so going on is an assumption; from MEMO_NO_MACHINE on (2 × index × 8
+ * bytes = 1 TiB, written through at once) no machine does.
+ */
+const MEMO_BIG = 2 ** 26;
+const MEMO_NO_MACHINE = 2 ** 36;
 
-/** Symbolic stack values: only strings and globals matter, everything else is opaque. */
+/**
+ * Symbolic values, as far as the unpickler's checks see them. Mutable containers are objects shared between the
+ * stack and the memo (as CPython's are), so APPEND through one reference is seen through the other.
+ */
 type Item =
+	/** str with its text (`undefined`: longer than MAX_NAME_BYTES). */
 	| { readonly k: "str"; readonly v: string | undefined }
-	/** A binary string of at most MAX_NAME_BYTES, decoded only if STACK_GLOBAL takes it: bytes [s, e) of the buffer. */
+	/** str from a length-prefixed argument (already validated), decoded only if STACK_GLOBAL takes it: bytes [s, e). */
 	| { readonly k: "bstr"; readonly s: number; readonly e: number; readonly utf8: boolean }
-	| { readonly k: "global"; readonly g: PickleGlobal }
-	| { readonly k: "other" }
-	| { readonly k: "unknown" };
+	/** A global, or what calling, building or persistent_load gave: unknown (see the file comment). */
+	| { readonly k: "any"; readonly g?: PickleGlobal }
+	/** int or bool (±Infinity beyond 2^53: never an index nor a byte). */
+	| { readonly k: "int"; readonly v: number }
+	| { readonly k: "none" | "float" | "bytes" | "view" | "set" | "frozenset" }
+	| { readonly k: "list" | "bytearray"; len: number }
+	| { readonly k: "dict"; full: boolean; nonStrKey: boolean; anyKey: boolean }
+	/**
+	 * A tuple: whether it hashes, and for a pair whose first item is None or unknown (the one BUILD state a builtin
+	 * value accepts, with an empty dict of slots) its items. Other tuples are shared: nothing else about them matters.
+	 */
+	| { readonly k: "tuple"; readonly hashable: boolean; readonly pair?: readonly [Item, Item] };
 
-const OTHER: Item = { k: "other" };
-const UNKNOWN: Item = { k: "unknown" };
+const NONE: Item = { k: "none" };
+const FLOAT: Item = { k: "float" };
+const BYTES: Item = { k: "bytes" };
+const VIEW: Item = { k: "view" };
+const SET: Item = { k: "set" };
+const FROZENSET: Item = { k: "frozenset" };
+const ANY: Item = { k: "any" };
+const TUPLE: Item = { k: "tuple", hashable: true };
+const UNHASHABLE_TUPLE: Item = { k: "tuple", hashable: false };
 const LONG_STR: Item = { k: "str", v: undefined };
+/** Ints 0 … 65535, shared (made when first needed). */
+const SMALL_INTS: Item[] = [];
+function intItem(v: number): Item {
+	if (!(v >= 0 && v < 65536 && Number.isInteger(v))) return { k: "int", v };
+	let it = SMALL_INTS[v];
+	if (it === undefined) {
+		it = { k: "int", v };
+		SMALL_INTS[v] = it;
+	}
+	return it;
+}
+const bigToNumber = (x: bigint): number =>
+	x > BigInt(Number.MAX_SAFE_INTEGER)
+		? Number.POSITIVE_INFINITY
+		: x < BigInt(-Number.MAX_SAFE_INTEGER)
+			? Number.NEGATIVE_INFINITY
+			: Number(x);
+
+/** hash() succeeds (a global is hashable to the stand-in; a real unhashable one only fails the load sooner). */
+function hashable(it: Item): boolean {
+	switch (it.k) {
+		case "list":
+		case "dict":
+		case "set":
+		case "bytearray":
+			return false;
+		case "tuple":
+			return it.hashable;
+		default:
+			return true;
+	}
+}
+
+/** The tuple of `items[from…]`. */
+function tupleOf(items: readonly Item[], from: number): Item {
+	let h = true;
+	for (let i = from; i < items.length; i++) if (!hashable(items[i] as Item)) h = false;
+	const first = items[from];
+	if (items.length - from === 2 && first !== undefined && (first.k === "none" || first.k === "any"))
+		return { k: "tuple", hashable: h, pair: [first, items[from + 1] as Item] };
+	return h ? TUPLE : UNHASHABLE_TUPLE;
+}
 
 /** Every opcode CPython's unpickler knows (pickletools), by byte. */
 const KNOWN_OPCODES = new Set(
@@ -130,20 +243,28 @@ class Stop extends Error {
 	constructor(
 		readonly kind: "eof" | "error" | "budget",
 		message: string,
+		/** Offset (in the buffer) of the opcode that failed. */
+		readonly at?: number,
 	) {
 		super(message);
 	}
 }
 
-/** Decodes Python's `codecs.escape_decode` (the STRING opcode's quoted argument) as latin-1 text. */
-function escapeDecode(s: Buffer): string {
+// ------------------------------------------------------------------ argument decoding, as CPython does it
+
+/**
+ * `PyBytes_DecodeEscape` (the STRING opcode's quoted argument), as latin-1 text; `undefined` where it raises (a
+ * trailing backslash, a \x without two hex digits). Unknown escapes stay as they are (a DeprecationWarning only).
+ */
+function escapeDecode(s: Buffer): string | undefined {
 	let out = "";
 	for (let i = 0; i < s.length; i++) {
 		const c = s[i] as number;
-		if (c !== 0x5c || i + 1 >= s.length) {
+		if (c !== 0x5c) {
 			out += String.fromCharCode(c);
 			continue;
 		}
+		if (i + 1 >= s.length) return undefined; // "Trailing \ in string"
 		const n = s[++i] as number;
 		const ch = String.fromCharCode(n);
 		const simple: Record<string, string> = {
@@ -167,7 +288,7 @@ function escapeDecode(s: Buffer): string {
 			out += String.fromCharCode(v & 0xff);
 		} else if (ch === "x") {
 			const hex = s.toString("latin1", i + 1, i + 3);
-			if (!/^[0-9a-fA-F]{2}$/.test(hex)) throw new Stop("error", "STRING has an invalid \\x escape");
+			if (!/^[0-9a-fA-F]{2}$/.test(hex)) return undefined; // "invalid \x escape"
 			out += String.fromCharCode(Number.parseInt(hex, 16));
 			i += 2;
 		} else out += `\\${ch}`;
@@ -175,8 +296,11 @@ function escapeDecode(s: Buffer): string {
 	return out;
 }
 
-/** Decodes Python's raw-unicode-escape (the UNICODE opcode): only \uXXXX and \UXXXXXXXX after an odd run of backslashes. */
-function rawUnicodeEscape(s: Buffer): string {
+/**
+ * raw-unicode-escape (the UNICODE opcode): only \uXXXX and \UXXXXXXXX after an odd run of backslashes; other bytes
+ * are latin-1. `undefined` where CPython raises (a truncated escape, beyond U+10FFFF).
+ */
+function rawUnicodeEscape(s: Buffer): string | undefined {
 	const t = s.toString("latin1");
 	let out = "";
 	for (let i = 0; i < t.length; ) {
@@ -191,10 +315,9 @@ function rawUnicodeEscape(s: Buffer): string {
 		if (run % 2 === 1 && (u === "u" || u === "U")) {
 			const w = u === "u" ? 4 : 8;
 			const hex = t.slice(j + 1, j + 1 + w);
-			if (hex.length !== w || !/^[0-9a-fA-F]+$/.test(hex))
-				throw new Stop("error", "UNICODE has a truncated \\u escape");
+			if (hex.length !== w || !/^[0-9a-fA-F]+$/.test(hex)) return undefined;
 			const cp = Number.parseInt(hex, 16);
-			if (cp > 0x10ffff) throw new Stop("error", "UNICODE escape beyond U+10FFFF");
+			if (cp > 0x10ffff) return undefined;
 			out += "\\".repeat(run - 1) + String.fromCodePoint(cp);
 			i = j + 1 + w;
 		} else {
@@ -205,6 +328,125 @@ function rawUnicodeEscape(s: Buffer): string {
 	return out;
 }
 
+/** UTF-8 with "surrogatepass" (BINUNICODE): encoded surrogates are accepted; `undefined` if invalid. */
+function utf8Surrogatepass(b: Buffer, s: number, e: number): string | undefined {
+	const sub = b.subarray(s, e);
+	if (isUtf8(sub)) return sub.toString("utf8");
+	let out = "";
+	for (let i = s; i < e; ) {
+		const c = b[i] as number;
+		if (c < 0x80) {
+			out += String.fromCharCode(c);
+			i++;
+			continue;
+		}
+		let n: number;
+		let cp: number;
+		let min: number;
+		if (c >= 0xc2 && c <= 0xdf) [n, cp, min] = [1, c & 0x1f, 0x80];
+		else if (c >= 0xe0 && c <= 0xef) [n, cp, min] = [2, c & 0x0f, 0x800];
+		else if (c >= 0xf0 && c <= 0xf4) [n, cp, min] = [3, c & 0x07, 0x10000];
+		else return undefined;
+		if (i + n >= e + 1) return undefined;
+		for (let j = 1; j <= n; j++) {
+			const d = b[i + j] as number;
+			if ((d & 0xc0) !== 0x80) return undefined;
+			cp = (cp << 6) | (d & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff) return undefined;
+		out += String.fromCodePoint(cp);
+		i += n + 1;
+	}
+	return out;
+}
+
+function isAscii(b: Buffer): boolean {
+	for (let i = 0; i < b.length; i++) if ((b[i] as number) >= 0x80) return false;
+	return true;
+}
+
+/** A line argument as the C functions see it: a C string, cut at its first NUL. */
+function cString(b: Buffer): string {
+	const z = b.indexOf(0);
+	return b.toString("latin1", 0, z < 0 ? b.length : z);
+}
+
+const PY_INT_BASE0 =
+	/^[ \t\n\v\f\r]*([+-]?)(?:0[xX]_?([0-9a-fA-F](?:_?[0-9a-fA-F])*)|0[oO]_?([0-7](?:_?[0-7])*)|0[bB]_?([01](?:_?[01])*)|(0(?:_?0)*|[1-9](?:_?[0-9])*))[ \t\n\v\f\r]*$/;
+const PY_INT_BASE10 = /^[ \t\n\v\f\r]*([+-]?)([0-9](?:_?[0-9])*)[ \t\n\v\f\r]*$/;
+
+/** `PyLong_FromString(s, NULL, base)` for base 0 or 10: the value, or undefined where it raises. */
+function pyInt(s: string, base: 0 | 10): bigint | undefined {
+	const m = (base === 0 ? PY_INT_BASE0 : PY_INT_BASE10).exec(s);
+	if (!m) return undefined;
+	const [, sign, ...alts] = m;
+	const [hex, oct, bin, dec] = base === 0 ? alts : [undefined, undefined, undefined, alts[0]];
+	const digits = (hex ?? oct ?? bin ?? dec ?? "0").replace(/_/g, "");
+	const v = BigInt(hex ? `0x${digits}` : oct ? `0o${digits}` : bin ? `0b${digits}` : digits);
+	return sign === "-" ? -v : v;
+}
+
+/**
+ * INT's argument: glibc `strtol(s, &end, 0)` when it reads the whole line without overflow (so "010" is 8, "I\0" is
+ * 0), else `PyLong_FromString(s, NULL, 0)`.
+ */
+function parseIntOpcode(s: string): bigint | undefined {
+	let i = 0;
+	while (i < s.length && " \t\n\v\f\r".includes(s[i] as string)) i++;
+	const neg = s[i] === "-";
+	if (s[i] === "+" || s[i] === "-") i++;
+	let radix = 10;
+	if (s[i] === "0" && (s[i + 1] === "x" || s[i + 1] === "X") && /[0-9a-fA-F]/.test(s[i + 2] ?? "")) {
+		radix = 16;
+		i += 2;
+	} else if (s[i] === "0") radix = 8;
+	const digit = radix === 16 ? /[0-9a-fA-F]/ : radix === 8 ? /[0-7]/ : /[0-9]/;
+	const from = i;
+	while (i < s.length && digit.test(s[i] as string)) i++;
+	if (i === from) {
+		if (s === "") return 0n; // no digits: end = s, which is the NUL
+	} else if (i === s.length) {
+		const d = s.slice(from, i);
+		const v = BigInt(radix === 16 ? `0x${d}` : radix === 8 ? `0o${d}` : d) * (neg ? -1n : 1n);
+		if (v >= -(2n ** 63n) && v < 2n ** 63n) return v;
+	}
+	return pyInt(s, 0);
+}
+
+const PY_FLOAT =
+	/^[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[iI][nN][fF](?:[iI][nN][iI][tT][yY])?|[nN][aA][nN])$/;
+
+/** FLOAT's argument: `PyOS_string_to_double` reading the whole C string, no overflow. */
+function floatOk(s: string): boolean {
+	if (!PY_FLOAT.test(s)) return false;
+	return /[iInN]/.test(s) || Number.isFinite(Number(s));
+}
+
+/** A little-endian two's-complement integer of n bytes (LONG1/LONG4), ±Infinity beyond 2^53. */
+function leSigned(b: Buffer, s: number, n: number): number {
+	if (n === 0) return 0;
+	let hi = n;
+	const fill = (b[s + n - 1] as number) & 0x80 ? 0xff : 0;
+	// sign-extension bytes at the top change nothing
+	while (hi > 1 && b[s + hi - 1] === fill && ((b[s + hi - 2] as number) & 0x80) === (fill & 0x80)) hi--;
+	if (hi > 8) return fill ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
+	let v = 0n;
+	for (let i = hi - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[s + i] as number);
+	if (fill) v -= 1n << BigInt(8 * hi);
+	return bigToNumber(v);
+}
+
+// ------------------------------------------------------------------ the unpickler
+
+/** One load's record. */
+interface Run {
+	/** find_class calls so far. */
+	imports: number;
+	assumed?: LoadOutcome["assumed"];
+	/** A FRAME's buffer had bytes left when an argument ran past its end (or at STOP): memory and file readings differ. */
+	diverged: boolean;
+}
+
 interface Ctx {
 	buf: Buffer;
 	policy: ScanPolicy;
@@ -213,11 +455,17 @@ interface Ctx {
 	opsLeft: number;
 	findings: Finding[];
 	globals: PickleGlobal[];
+	/** module + "\n" + name of `globals`, to add each only once in a second reading. */
+	globalKeys: Set<string>;
+	/** A second reading (file mode) adds only globals not seen yet. */
+	dedupe: boolean;
 	seen: Set<string>;
 	findingsDropped: number;
 	/** bytes in the whole stream (AnalyzeOptions.streamSize) */
 	streamSize: number;
-	plainLoader: boolean;
+	persistentLoad: boolean;
+	emptyRegistry: boolean;
+	run: Run;
 }
 
 function where(ctx: Ctx, offset: number): string {
@@ -237,7 +485,12 @@ function addFinding(ctx: Ctx, key: string, f: Finding): void {
 
 /** Judges one imported global against the policy. */
 function judgeGlobal(ctx: Ctx, g: PickleGlobal, opname: string): void {
-	if (ctx.globals.length < 10_000) ctx.globals.push({ ...g, offset: ctx.base + g.offset });
+	ctx.run.imports++;
+	const key = `${g.module}\n${g.name}`;
+	if (ctx.globals.length < 10_000 && !(ctx.dedupe && ctx.globalKeys.has(key))) {
+		ctx.globals.push({ ...g, offset: ctx.base + g.offset });
+		ctx.globalKeys.add(key);
+	}
 	const desc = describeGlobal(g);
 	const why = dangerReason(g);
 	if (why !== undefined) {
@@ -257,14 +510,96 @@ function judgeGlobal(ctx: Ctx, g: PickleGlobal, opname: string): void {
 	}
 }
 
+/** What an operation on values does in CPython: succeeds, fails, or succeeds only if a global is what it checks for. */
+const OK = 0;
+const ASSUME = 1;
+const FAIL = 2;
+type Verdict = typeof OK | typeof ASSUME | typeof FAIL;
+const worst = (a: Verdict, b: Verdict): Verdict => (a > b ? a : b);
+
+/** `seq[key]` for a list or bytearray of `len` items: an int index in range. */
+const indexVerdict = (key: Item, len: number): Verdict =>
+	key.k === "any" ? ASSUME : key.k === "int" && key.v >= -len && key.v < len ? OK : FAIL;
+/** A bytearray's item: an int in range(256). */
+const byteVerdict = (v: Item): Verdict => (v.k === "any" ? ASSUME : v.k === "int" && v.v >= 0 && v.v < 256 ? OK : FAIL);
+
+/** APPEND/APPENDS: a list is extended; otherwise its `extend` (bytearray: bytes only) or `append`; nothing else has them. */
+function appendVerdict(target: Item, items: readonly Item[], from: number): Verdict {
+	switch (target.k) {
+		case "any":
+			return OK;
+		case "list":
+			target.len += items.length - from;
+			return OK;
+		case "bytearray": {
+			let v: Verdict = OK;
+			for (let i = from; i < items.length; i++) v = worst(v, byteVerdict(items[i] as Item));
+			target.len += items.length - from;
+			return v;
+		}
+		default:
+			return FAIL;
+	}
+}
+
+/** SETITEM/SETITEMS: `target[key] = value` for each pair of `kv` from `from` on. */
+function setItemsVerdict(target: Item, kv: readonly Item[], from: number): Verdict {
+	let v: Verdict = OK;
+	switch (target.k) {
+		case "any":
+			return OK;
+		case "dict":
+			for (let i = from; i < kv.length; i += 2) {
+				const key = kv[i] as Item;
+				if (!hashable(key)) return FAIL;
+				if (key.k === "any") target.anyKey = true;
+				else if (key.k !== "str" && key.k !== "bstr") target.nonStrKey = true;
+			}
+			target.full = true;
+			return OK;
+		case "list":
+			for (let i = from; i < kv.length; i += 2) v = worst(v, indexVerdict(kv[i] as Item, target.len));
+			return v;
+		case "bytearray":
+			for (let i = from; i < kv.length; i += 2)
+				v = worst(v, worst(indexVerdict(kv[i] as Item, target.len), byteVerdict(kv[i + 1] as Item)));
+			return v;
+		default:
+			return FAIL;
+	}
+}
+
 /**
- * Runs one pickle from `start` to its STOP. Returns the offset after STOP;
- * throws Stop for a truncated stream, a rule CPython would reject, or an exhausted budget.
+ * BUILD on a value that is not a global's (no `__setstate__`): CPython's default sets `__dict__` and slots, which no
+ * builtin value has — only a state of None, or (None, {}), does nothing and succeeds.
  */
-function runOne(ctx: Ctx, start: number): number {
+function buildVerdict(state: Item): Verdict {
+	const isNone = (x: Item): Verdict => (x.k === "none" ? OK : x.k === "any" ? ASSUME : FAIL);
+	if (state.k === "tuple") {
+		// a pair whose first item is neither None nor unknown fails as any other tuple does
+		if (state.pair === undefined) return FAIL;
+		const [s, slots] = state.pair;
+		const slotsV: Verdict = slots.k === "dict" ? (slots.full ? FAIL : OK) : slots.k === "any" ? ASSUME : FAIL;
+		return worst(isNone(s), slotsV);
+	}
+	return isNone(state);
+}
+
+/**
+ * Runs one load from `start` to its STOP, as CPython's C unpickler reads it from memory (`file` false) or through a
+ * file object without peek (`file` true). Returns where the next load starts; throws Stop for a truncated stream, a
+ * rule CPython would reject, or an exhausted budget. `ctx.run` records the load.
+ */
+function runOne(ctx: Ctx, start: number, file: boolean): number {
 	const buf = ctx.buf;
 	const len = buf.length;
+	const run: Run = { imports: 0, diverged: false };
+	ctx.run = run;
 	let pos = start;
+	/** The end of the FRAME buffer being read; no frame when not beyond `pos`. */
+	let fe = -1;
+	/** Reads that end by here are plain (the hot opcodes' inline path): the frame's end, or the buffer's. */
+	let lim = len;
 	let stack: Item[] = [];
 	const marks: Item[][] = [];
 	// The memo: dense keys in an array, any others in a Map; `memoSize` counts both (MEMOIZE's key).
@@ -272,6 +607,8 @@ function runOne(ctx: Ctx, start: number): number {
 	let memoMap: Map<number, Item> | undefined;
 	let memoSize = 0;
 	let memoOverflow = false;
+	/** The size CPython's memo array has grown to. */
+	let memoCap = 32;
 	const memoLookup = (idx: number): Item | undefined =>
 		idx >= 0 && idx < MEMO_DENSE ? memoArr[idx] : memoMap?.get(idx);
 
@@ -283,48 +620,74 @@ function runOne(ctx: Ctx, start: number): number {
 			);
 	};
 	const fail = (msg: string, at: number): never => {
-		throw new Stop("error", `${msg} at offset 0x${(ctx.base + at).toString(16)}`);
+		throw new Stop("error", `${msg} at offset 0x${(ctx.base + at).toString(16)}`, at);
 	};
-	const u8 = (): number => {
-		need(1, "argument");
-		return buf[pos++] as number;
+	const assume = (why: "global" | "memory" | "buffers", at: number): void => {
+		run.assumed ??= { offset: ctx.base + at, globals: run.imports, why };
+	};
+	/** Applies a verdict: FAIL ends the load, ASSUME goes on (recorded). */
+	const judge = (v: Verdict, msg: string, at: number): void => {
+		if (v === FAIL) fail(msg, at);
+		if (v === ASSUME) assume("global", at);
+	};
+	/**
+	 * An argument read runs past the frame buffer while bytes are left in it: CPython reading a file object reads
+	 * the whole argument from the file, after the frame (the bytes left are dropped); from memory it reads on.
+	 */
+	const straddle = (): void => {
+		if (file) pos = fe;
+		else run.diverged = true;
+		fe = -1;
+	};
+	/** `_Unpickler_Read(n)`: n bytes, at the offset returned. */
+	const take = (n: number, what: string): number => {
+		if (fe > pos) {
+			if (n > fe - pos) straddle();
+		} else lim = len;
+		need(n, what);
+		const s = pos;
+		pos += n;
+		return s;
+	};
+	const u8 = (): number => buf[take(1, "argument")] as number;
+	/** The hot opcodes' read of a fixed-size argument: inline while no frame buffer ends before it. */
+	const arg = (n: number, what: string): number => {
+		if (lim - pos < n) return take(n, what);
+		pos += n;
+		return pos - n;
 	};
 	// Little-endian integers from the bytes directly (`need` has checked the bounds): Buffer's
 	// readUInt32LE & co. validate again and run cold in the interpreter on a CLI's only scan.
-	const u16 = (): number => {
-		need(2, "argument");
-		const v = (buf[pos] as number) | ((buf[pos + 1] as number) << 8);
-		pos += 2;
-		return v;
-	};
 	const le32 = (at: number): number =>
 		((buf[at] as number) |
 			((buf[at + 1] as number) << 8) |
 			((buf[at + 2] as number) << 16) |
 			((buf[at + 3] as number) << 24)) >>>
 		0;
-	const u32 = (): number => {
-		need(4, "argument");
-		const v = le32(pos);
-		pos += 4;
-		return v;
+	const u16 = (): number => {
+		const s = take(2, "argument");
+		return (buf[s] as number) | ((buf[s + 1] as number) << 8);
 	};
-	const s32 = (): number => {
-		need(4, "argument");
-		const v = le32(pos) | 0;
-		pos += 4;
-		return v;
+	const u32 = (): number => le32(take(4, "argument"));
+	const s32 = (): number => le32(take(4, "argument")) | 0;
+	/** An 8-byte length (a double beyond 2^53: past any buffer either way); beyond PY_SSIZE_T_MAX, OverflowError. */
+	const u64 = (at: number): number => {
+		const s = take(8, "argument");
+		const hi = le32(s + 4);
+		if (hi >= 0x8000_0000) fail("8-byte length beyond PY_SSIZE_T_MAX", at);
+		return hi * 0x1_0000_0000 + le32(s);
 	};
-	/** An 8-byte length; anything past the buffer is "truncated", so 2^53 is never reached meaningfully. */
-	const u64 = (): number => {
-		need(8, "argument");
-		const lo = le32(pos);
-		const hi = le32(pos + 4);
-		pos += 8;
-		return hi * 0x1_0000_0000 + lo;
-	};
-	/** A newline-terminated argument, without the newline (CPython strips exactly one byte). */
+	/** `_Unpickler_Readline`: a newline-terminated argument, without the newline. */
 	const line = (what: string): Buffer => {
+		if (fe > pos) {
+			const nl = buf.indexOf(0x0a, pos);
+			if (nl >= 0 && nl < fe) {
+				const b = buf.subarray(pos, nl);
+				pos = nl + 1;
+				return b;
+			}
+			straddle();
+		}
 		const nl = buf.indexOf(0x0a, pos);
 		if (nl < 0)
 			throw new Stop("eof", `truncated: ${what} without newline at offset 0x${(ctx.base + pos).toString(16)}`);
@@ -332,21 +695,39 @@ function runOne(ctx: Ctx, start: number): number {
 		pos = nl + 1;
 		return b;
 	};
-	/** A length-prefixed string of `n` bytes at `pos` (not decoded until STACK_GLOBAL needs it). */
-	const binStr = (n: number, what: string, utf8: boolean): Item => {
+	/** A line argument that must hold more than its newline (CPython: "pickle data was truncated"). */
+	const line2 = (what: string, at: number): Buffer => {
+		const b = line(what);
+		if (b.length === 0) fail(`empty ${what}`, at);
+		return b;
+	};
+	/** `_Unpickler_ReadInto(n)` (BINBYTES, BYTEARRAY8): reads on from the file after a frame, dropping nothing. */
+	const skipInto = (n: number, what: string): void => {
 		need(n, what);
-		const s = pos;
 		pos += n;
+	};
+	/** A length-prefixed str argument: ASCII (BINSTRING, under the default encoding) or UTF-8 with surrogates. */
+	const binStr = (n: number, what: string, utf8: boolean, at: number): Item => {
+		const s = take(n, what);
+		let ascii = true;
+		for (let i = s; i < pos; i++)
+			if ((buf[i] as number) >= 0x80) {
+				ascii = false;
+				break;
+			}
+		const ok = ascii || (utf8 && (isUtf8(buf.subarray(s, pos)) || utf8Surrogatepass(buf, s, pos) !== undefined));
+		if (!ok) fail(`${what} argument is not ${utf8 ? "UTF-8" : "ASCII"}`, at);
 		return n > MAX_NAME_BYTES ? LONG_STR : { k: "bstr", s, e: pos, utf8 };
 	};
-	/** The string an item holds, if it is one STACK_GLOBAL can use. */
-	const strOf = (it: Item): string | undefined =>
-		it.k === "str" ? it.v : it.k === "bstr" ? buf.toString(it.utf8 ? "utf8" : "latin1", it.s, it.e) : undefined;
-	/** Skips `n` argument bytes. */
-	const skip = (n: number, what: string): void => {
-		need(n, what);
-		pos += n;
-	};
+	/** The text of a str item (undefined: too long to have kept). */
+	const textOf = (it: Item): string | undefined =>
+		it.k === "str"
+			? it.v
+			: it.k === "bstr"
+				? it.utf8
+					? utf8Surrogatepass(buf, it.s, it.e)
+					: buf.toString("latin1", it.s, it.e)
+				: undefined;
 	const push = (it: Item): void => {
 		if (stack.length >= MAX_STACK) throw new Stop("budget", `pickle stack deeper than ${MAX_STACK}`);
 		stack[stack.length] = it;
@@ -361,6 +742,7 @@ function runOne(ctx: Ctx, start: number): number {
 		if (it === undefined) return fail("stack underflow", at);
 		return it;
 	};
+	/** CPython's marker(): the items above the top MARK (the stack below it becomes current). */
 	const popMark = (at: number): Item[] => {
 		const items = stack;
 		const prev = marks.pop();
@@ -368,16 +750,25 @@ function runOne(ctx: Ctx, start: number): number {
 		stack = prev;
 		return items;
 	};
+	/** Fails unless the current stack holds `n` items. */
+	const needItems = (n: number, at: number): void => {
+		if (stack.length < n) fail("stack underflow", at);
+	};
 	const memoGet = (idx: number, at: number): Item => {
-		const it = idx >= 0 && idx < MEMO_DENSE ? memoArr[idx] : memoLookup(idx);
+		const it = memoLookup(idx);
 		if (it !== undefined) return it;
 		// Once entries were dropped for the memo cap, a miss is "something we did not keep", not an error.
-		if (memoOverflow) return UNKNOWN;
+		if (memoOverflow) return ANY;
 		return fail(`memo key ${idx} not found`, at);
 	};
 	const memoPut = (idx: number, at: number): void => {
-		const it = stack[stack.length - 1] ?? top(at);
-		const dense = idx >= 0 && idx < MEMO_DENSE;
+		const it = top(at);
+		if (idx >= memoCap) {
+			if (idx >= MEMO_NO_MACHINE) fail(`memo key ${idx}: no machine has its memo array`, at);
+			if (idx >= MEMO_BIG) assume("memory", at);
+			memoCap = idx * 2;
+		}
+		const dense = idx < MEMO_DENSE;
 		const fresh = (dense ? memoArr[idx] : memoLookup(idx)) === undefined;
 		if (fresh && memoSize >= MAX_MEMO) {
 			memoOverflow = true;
@@ -390,15 +781,20 @@ function runOne(ctx: Ctx, start: number): number {
 			memoMap.set(idx, it);
 		}
 	};
-	const textInt = (b: Buffer, at: number): number => {
-		const s = b.toString("latin1").trim();
-		if (!/^[+-]?\d+$/.test(s)) return fail("memo index is not an integer", at);
-		return Number(s);
+	/** PUT/GET's argument: `PyLong_FromString(s, NULL, 10)` as a Py_ssize_t. */
+	const textIndex = (b: Buffer, at: number): number => {
+		const v = pyInt(cString(b), 10);
+		if (v === undefined || v >= 2n ** 63n || v < -(2n ** 63n)) return fail("memo index is not an integer", at);
+		return bigToNumber(v);
 	};
 	const call = (callee: Item, opname: string, at: number): void => {
+		if (callee.k !== "any") {
+			fail(`${opname} calls a ${callee.k}, which is not callable`, at);
+			return;
+		}
 		// Normal pickles always call a global (directly or via the memo); calling the result of
 		// another call or an unresolved value is how gadget chains work, so with --allow-pickle it is flagged.
-		if (ctx.policy.allowPickle && callee.k !== "global") {
+		if (ctx.policy.allowPickle && callee.g === undefined) {
 			addFinding(ctx, `indirect:${at}`, {
 				id: "indirect-call",
 				severity: "high",
@@ -406,6 +802,13 @@ function runOne(ctx: Ctx, start: number): number {
 				location: where(ctx, at),
 			});
 		}
+	};
+	/** An argument tuple (REDUCE, NEWOBJ). */
+	const tupleVerdict = (x: Item): Verdict => (x.k === "tuple" ? OK : x.k === "any" ? ASSUME : FAIL);
+	const imported = (module: string, name: string, at: number, opname: string): Item => {
+		const g: PickleGlobal = { module, name, offset: at };
+		judgeGlobal(ctx, g, opname);
+		return { k: "any", g };
 	};
 
 	// The opcode budget is counted in a local (written back however the loop ends).
@@ -424,12 +827,26 @@ function runOne(ctx: Ctx, start: number): number {
 					if (p > 5) fail(`unsupported pickle protocol ${p}`, at);
 					break;
 				}
-				case 0x95: // FRAME: framing is transparent to the opcode stream
-					u64();
+				case 0x95: {
+					// FRAME: CPython reads the frame into its buffer (from memory: just checks the bytes are there)
+					const n = u64(at);
+					if (fe > pos && n <= fe - pos) break; // already in the buffer
+					if (fe > pos) straddle();
+					need(n, "FRAME");
+					fe = pos + n;
+					lim = fe;
 					break;
-				case 0x2e: // STOP
+				}
+				case 0x2e: {
+					// STOP
 					pop(at);
+					if (fe > pos) {
+						// a file object has read the frame to its end: the next load starts there
+						if (file) return fe;
+						run.diverged = true;
+					}
 					return pos;
+				}
 				case 0x28: // MARK
 					if (marks.length >= MAX_MARK_DEPTH) throw new Stop("budget", `MARK nesting deeper than ${MAX_MARK_DEPTH}`);
 					marks.push(stack);
@@ -447,169 +864,240 @@ function runOne(ctx: Ctx, start: number): number {
 					break;
 				// constants and numbers
 				case 0x4e: // NONE
+					push(NONE);
+					break;
 				case 0x88: // NEWTRUE
+					push(intItem(1));
+					break;
 				case 0x89: // NEWFALSE
+					push(intItem(0));
+					break;
 				case 0x29: // EMPTY_TUPLE
+					push(TUPLE);
+					break;
 				case 0x5d: // EMPTY_LIST
+					push({ k: "list", len: 0 });
+					break;
 				case 0x7d: // EMPTY_DICT
+					push({ k: "dict", full: false, nonStrKey: false, anyKey: false });
+					break;
 				case 0x8f: // EMPTY_SET
-				case 0x97: // NEXT_BUFFER (out-of-band buffer)
-					push(OTHER);
+					push(SET);
 					break;
+				case 0x97: // NEXT_BUFFER: loaders give no out-of-band buffers (CPython raises); one that does goes on
+					assume("buffers", at);
+					push(ANY);
+					break;
+				case 0x49: {
+					// INT
+					const v = parseIntOpcode(cString(line2("INT", at)));
+					if (v === undefined) fail("INT argument is not an integer", at);
+					else push(intItem(bigToNumber(v)));
+					break;
+				}
+				case 0x4c: {
+					// LONG: an "L" before the newline is dropped
+					const b = line2("LONG", at);
+					const v = pyInt(cString(b[b.length - 1] === 0x4c ? b.subarray(0, -1) : b), 0);
+					if (v === undefined) fail("LONG argument is not an integer", at);
+					else push(intItem(bigToNumber(v)));
+					break;
+				}
 				case 0x46: // FLOAT
-				case 0x49: // INT
-				case 0x4c: // LONG
-					line("number");
-					push(OTHER);
+					if (!floatOk(cString(line2("FLOAT", at)))) fail("FLOAT argument is not a float", at);
+					push(FLOAT);
 					break;
-				case 0x4a: // BININT
-				case 0x4b: // BININT1
+				case 0x4a: {
+					// BININT
+					const s = arg(4, "BININT");
+					push(intItem(le32(s) | 0));
+					break;
+				}
+				case 0x4b: {
+					// BININT1
+					const s = arg(1, "BININT1");
+					push(intItem(buf[s] as number));
+					break;
+				}
 				case 0x4d: {
 					// BININT2
-					const width = op === 0x4a ? 4 : op === 0x4b ? 1 : 2;
-					if (len - pos < width) need(width, op === 0x4a ? "BININT" : op === 0x4b ? "BININT1" : "BININT2");
-					pos += width;
-					push(OTHER);
+					const s = arg(2, "BININT2");
+					push(intItem((buf[s] as number) | ((buf[s + 1] as number) << 8)));
 					break;
 				}
 				case 0x47: // BINFLOAT
-					if (len - pos < 8) need(8, "BINFLOAT");
-					pos += 8;
-					push(OTHER);
+					arg(8, "BINFLOAT");
+					push(FLOAT);
 					break;
-				case 0x8a: // LONG1
-					skip(u8(), "LONG1");
-					push(OTHER);
+				case 0x8a: {
+					// LONG1
+					const n = u8();
+					push(intItem(leSigned(buf, take(n, "LONG1"), n)));
 					break;
+				}
 				case 0x8b: {
 					// LONG4
 					const n = s32();
 					if (n < 0) fail("LONG4 with negative length", at);
-					skip(n, "LONG4");
-					push(OTHER);
+					push(intItem(leSigned(buf, take(n, "LONG4"), n)));
 					break;
 				}
 				// strings: the only values STACK_GLOBAL accepts
 				case 0x53: {
-					// STRING: quoted, escape-decoded; CPython 3 decodes it to str (encoding="ASCII" by default)
+					// STRING: quoted, escape-decoded, then decoded as ASCII (the Unpickler's default encoding)
 					const b = line("STRING");
 					const q = b[0];
 					if (b.length < 2 || (q !== 0x22 && q !== 0x27) || b[b.length - 1] !== q)
 						fail("STRING argument is not quoted", at);
-					push(b.length > MAX_NAME_BYTES ? LONG_STR : { k: "str", v: escapeDecode(b.subarray(1, -1)) });
+					const v = escapeDecode(b.subarray(1, -1));
+					if (v === undefined) fail("STRING argument has an invalid escape", at);
+					else if (!isAscii(Buffer.from(v, "latin1"))) fail("STRING argument is not ASCII", at);
+					else push(v.length > MAX_NAME_BYTES ? LONG_STR : { k: "str", v });
 					break;
 				}
 				case 0x54: {
-					// BINSTRING
+					// BINSTRING (CPython reads the length unsigned; one this large is past any buffer)
 					const n = s32();
 					if (n < 0) fail("BINSTRING with negative length", at);
-					push(binStr(n, "BINSTRING", false));
+					push(binStr(n, "BINSTRING", false, at));
 					break;
 				}
 				case 0x55: // SHORT_BINSTRING
-					push(binStr(u8(), "SHORT_BINSTRING", false));
+					push(binStr(u8(), "SHORT_BINSTRING", false, at));
 					break;
 				case 0x56: {
 					// UNICODE
-					const b = line("UNICODE");
-					push(b.length > MAX_NAME_BYTES ? LONG_STR : { k: "str", v: rawUnicodeEscape(b) });
+					const v = rawUnicodeEscape(line("UNICODE"));
+					if (v === undefined) fail("UNICODE argument has an invalid escape", at);
+					else push(v.length > MAX_NAME_BYTES ? LONG_STR : { k: "str", v });
 					break;
 				}
-				case 0x58: {
-					// BINUNICODE
-					const n = u32();
-					if (n > len - pos) need(n, "BINUNICODE");
-					const it: Item = n > MAX_NAME_BYTES ? LONG_STR : { k: "bstr", s: pos, e: pos + n, utf8: true };
-					pos += n;
-					push(it);
+				case 0x58: // BINUNICODE
+					push(binStr(le32(arg(4, "BINUNICODE")), "BINUNICODE", true, at));
 					break;
-				}
 				case 0x8c: // SHORT_BINUNICODE
-					if (pos >= len) need(1, "argument");
-					push(binStr(buf[pos++] as number, "SHORT_BINUNICODE", true));
+					push(binStr(buf[arg(1, "SHORT_BINUNICODE")] as number, "SHORT_BINUNICODE", true, at));
 					break;
 				case 0x8d: // BINUNICODE8
-					push(binStr(u64(), "BINUNICODE8", true));
+					push(binStr(u64(at), "BINUNICODE8", true, at));
 					break;
 				// bytes-like
 				case 0x42: // BINBYTES
-					skip(u32(), "BINBYTES");
-					push(OTHER);
+					skipInto(u32(), "BINBYTES");
+					push(BYTES);
 					break;
 				case 0x43: // SHORT_BINBYTES
-					skip(u8(), "SHORT_BINBYTES");
-					push(OTHER);
+					skipInto(u8(), "SHORT_BINBYTES");
+					push(BYTES);
 					break;
 				case 0x8e: // BINBYTES8
-					skip(u64(), "BINBYTES8");
-					push(OTHER);
+					skipInto(u64(at), "BINBYTES8");
+					push(BYTES);
 					break;
-				case 0x96: // BYTEARRAY8
-					skip(u64(), "BYTEARRAY8");
-					push(OTHER);
+				case 0x96: {
+					// BYTEARRAY8
+					const n = u64(at);
+					skipInto(n, "BYTEARRAY8");
+					push({ k: "bytearray", len: n });
 					break;
-				case 0x98: // READONLY_BUFFER
-					top(at);
+				}
+				case 0x98: {
+					// READONLY_BUFFER: a memoryview of the top item (bytes-like only), read-only
+					const it = top(at);
+					if (it.k === "bytearray") stack[stack.length - 1] = VIEW;
+					else if (it.k === "any") assume("global", at);
+					else if (it.k !== "bytes" && it.k !== "view") fail(`READONLY_BUFFER on a ${it.k}`, at);
 					break;
+				}
 				// containers
-				case 0x61: // APPEND
-					pop(at);
-					top(at);
+				case 0x61: {
+					// APPEND
+					needItems(2, at);
+					const v = stack.pop() as Item;
+					judge(appendVerdict(top(at), [v], 0), "APPEND to a value without append", at);
 					break;
-				case 0x65: // APPENDS
-				case 0x75: // SETITEMS
-				case 0x90: // ADDITEMS
-					popMark(at);
-					top(at);
+				}
+				case 0x65: {
+					// APPENDS
+					const items = popMark(at);
+					const target = top(at);
+					if (items.length > 0) judge(appendVerdict(target, items, 0), "APPENDS to a value without extend", at);
 					break;
-				case 0x73: // SETITEM (pops key and value; the dict stays)
-					if (stack.length >= 3) {
-						stack.pop();
-						stack.pop();
-					} else {
-						pop(at);
-						pop(at);
-						top(at);
-					}
+				}
+				case 0x90: {
+					// ADDITEMS
+					const items = popMark(at);
+					const target = top(at);
+					if (items.length === 0 || target.k === "any") break;
+					if (target.k !== "set") fail(`ADDITEMS to a ${target.k}`, at);
+					for (const x of items) if (!hashable(x)) fail("ADDITEMS of an unhashable item", at);
 					break;
+				}
+				case 0x73: {
+					// SETITEM (pops key and value; the target stays)
+					needItems(3, at);
+					const n = stack.length;
+					judge(setItemsVerdict(stack[n - 3] as Item, stack, n - 2), "SETITEM fails", at);
+					stack.length = n - 2;
+					break;
+				}
+				case 0x75: {
+					// SETITEMS
+					const items = popMark(at);
+					const target = top(at);
+					if (items.length === 0) break;
+					if (items.length % 2 !== 0) fail("odd number of items for SETITEMS", at);
+					judge(setItemsVerdict(target, items, 0), "SETITEMS fails", at);
+					break;
+				}
 				case 0x6c: // LIST
+					push({ k: "list", len: popMark(at).length });
+					break;
 				case 0x74: // TUPLE
-				case 0x64: // DICT
+					push(tupleOf(popMark(at), 0));
+					break;
+				case 0x64: {
+					// DICT
+					const items = popMark(at);
+					if (items.length % 2 !== 0) fail("odd number of items for DICT", at);
+					const d: Item = { k: "dict", full: false, nonStrKey: false, anyKey: false };
+					if (items.length > 0) judge(setItemsVerdict(d, items, 0), "DICT with an unhashable key", at);
+					push(d);
+					break;
+				}
 				case 0x91: {
 					// FROZENSET
-					const prev = marks.pop();
-					if (prev === undefined) return fail("MARK not found", at);
-					stack = prev;
-					push(OTHER);
+					for (const x of popMark(at)) if (!hashable(x)) fail("FROZENSET of an unhashable item", at);
+					push(FROZENSET);
 					break;
 				}
 				case 0x85: // TUPLE1 (replaces the top item)
-					if (stack.length >= 1) stack[stack.length - 1] = OTHER;
-					else pop(at);
+					needItems(1, at);
+					stack[stack.length - 1] = hashable(stack[stack.length - 1] as Item) ? TUPLE : UNHASHABLE_TUPLE;
 					break;
 				case 0x86: // TUPLE2
-					if (stack.length >= 2) {
-						stack.pop();
-						stack[stack.length - 1] = OTHER;
-					} else {
-						pop(at);
-						pop(at);
-					}
+				case 0x87: {
+					// TUPLE3
+					const n = op === 0x86 ? 2 : 3;
+					needItems(n, at);
+					const t = tupleOf(stack, stack.length - n);
+					stack.length -= n;
+					push(t);
 					break;
-				case 0x87: // TUPLE3
-					pop(at);
-					pop(at);
-					pop(at);
-					push(OTHER);
-					break;
+				}
 				// memo
-				case 0x70: // PUT
-					memoPut(textInt(line("PUT"), at), at);
+				case 0x70: {
+					// PUT
+					const b = line2("PUT", at);
+					top(at);
+					const idx = textIndex(b, at);
+					if (idx < 0) fail("negative PUT argument", at);
+					memoPut(idx, at);
 					break;
+				}
 				case 0x71: {
 					// BINPUT
-					if (pos >= len) need(1, "argument");
-					const idx = buf[pos++] as number;
+					const idx = buf[arg(1, "argument")] as number;
 					const it = stack[stack.length - 1];
 					if (it !== undefined && memoSize < MAX_MEMO) {
 						if (memoArr[idx] === undefined) memoSize++;
@@ -619,10 +1107,10 @@ function runOne(ctx: Ctx, start: number): number {
 				}
 				case 0x72: {
 					// LONG_BINPUT
-					const idx = u32();
+					const idx = le32(arg(4, "argument"));
 					const it = stack[stack.length - 1];
 					// Fast path of memoPut: a dense key while the memo has room.
-					if (it !== undefined && idx < MEMO_DENSE && memoSize < MAX_MEMO) {
+					if (it !== undefined && idx < memoCap && idx < MEMO_DENSE && memoSize < MAX_MEMO) {
 						if (memoArr[idx] === undefined) memoSize++;
 						memoArr[idx] = it;
 					} else memoPut(idx, at);
@@ -633,60 +1121,63 @@ function runOne(ctx: Ctx, start: number): number {
 					else memoPut(memoSize, at);
 					break;
 				case 0x67: // GET
-					push(memoGet(textInt(line("GET"), at), at));
+					push(memoGet(textIndex(line2("GET", at), at), at));
 					break;
 				case 0x68: {
 					// BINGET
-					if (pos >= len) need(1, "argument");
-					const it = memoArr[buf[pos++] as number] ?? memoGet(buf[pos - 1] as number, at);
-					push(it);
+					const idx = buf[arg(1, "argument")] as number;
+					push(memoArr[idx] ?? memoGet(idx, at));
 					break;
 				}
 				case 0x6a: {
 					// LONG_BINGET
-					const idx = u32();
+					const idx = le32(arg(4, "argument"));
 					push((idx < MEMO_DENSE ? memoArr[idx] : undefined) ?? memoGet(idx, at));
 					break;
 				}
 				// imports and calls: what the analysis is for
 				case 0x63: {
-					// GLOBAL "module\nname\n"
-					const m = line("GLOBAL module");
-					const n = line("GLOBAL name");
-					const g: PickleGlobal = { module: m.toString("utf8"), name: n.toString("utf8"), offset: at };
-					judgeGlobal(ctx, g, "GLOBAL");
-					push({ k: "global", g });
+					// GLOBAL "module\nname\n", each UTF-8
+					const m = line2("GLOBAL module", at);
+					if (!isUtf8(m)) fail("GLOBAL module is not UTF-8", at);
+					const n = line2("GLOBAL name", at);
+					if (!isUtf8(n)) fail("GLOBAL name is not UTF-8", at);
+					push(imported(m.toString("utf8"), n.toString("utf8"), at, "GLOBAL"));
 					break;
 				}
 				case 0x93: {
-					// STACK_GLOBAL: module and name come from the stack (often via the memo)
+					// STACK_GLOBAL: module and name come from the stack (often via the memo), both exactly str
 					const name = pop(at);
 					const mod = pop(at);
-					const modStr = strOf(mod);
-					const nameStr = strOf(name);
-					if (modStr !== undefined && nameStr !== undefined) {
-						const g: PickleGlobal = { module: modStr, name: nameStr, offset: at };
-						judgeGlobal(ctx, g, "STACK_GLOBAL");
-						push({ k: "global", g });
-					} else {
-						addFinding(ctx, `unresolved:${at}`, {
-							id: "unresolved-global",
-							severity: "high",
-							message: "STACK_GLOBAL imports a global whose module or name cannot be determined statically",
-							location: where(ctx, at),
-						});
-						push(UNKNOWN);
+					const isStr = (x: Item): Verdict => (x.k === "str" || x.k === "bstr" ? OK : x.k === "any" ? ASSUME : FAIL);
+					const v = worst(isStr(mod), isStr(name));
+					if (v === FAIL) fail("STACK_GLOBAL requires str", at);
+					const modStr = textOf(mod);
+					const nameStr = textOf(name);
+					if (v === OK && modStr !== undefined && nameStr !== undefined) {
+						push(imported(modStr, nameStr, at, "STACK_GLOBAL"));
+						break;
 					}
+					if (v === OK) run.imports++;
+					else assume("global", at);
+					addFinding(ctx, `unresolved:${at}`, {
+						id: "unresolved-global",
+						severity: "high",
+						message: "STACK_GLOBAL imports a global whose module or name cannot be determined statically",
+						location: where(ctx, at),
+					});
+					push(ANY);
 					break;
 				}
 				case 0x69: {
-					// INST "module\nname\n": import and call with the items above MARK
-					const m = line("INST module");
-					const n = line("INST name");
-					const g: PickleGlobal = { module: m.toString("utf8"), name: n.toString("utf8"), offset: at };
-					judgeGlobal(ctx, g, "INST");
+					// INST "module\nname\n" (ASCII): import and call with the items above MARK
 					popMark(at);
-					push(OTHER);
+					const m = line2("INST module", at);
+					if (!isAscii(m)) fail("INST module is not ASCII", at);
+					const n = line2("INST name", at);
+					if (!isAscii(n)) fail("INST name is not ASCII", at);
+					imported(m.toString("latin1"), n.toString("latin1"), at, "INST");
+					push(ANY);
 					break;
 				}
 				case 0x6f: {
@@ -695,59 +1186,83 @@ function runOne(ctx: Ctx, start: number): number {
 					const cls = items[0];
 					if (cls === undefined) fail("OBJ without a class", at);
 					else call(cls, "OBJ", at);
-					push(OTHER);
+					push(ANY);
 					break;
 				}
 				case 0x52: {
 					// REDUCE: pops the arguments, calls the callable below them, leaves the result
-					if (stack.length >= 2) {
-						stack.pop();
-						call(stack[stack.length - 1] as Item, "REDUCE", at);
-						stack[stack.length - 1] = OTHER;
-					} else {
-						pop(at);
-						pop(at);
-					}
+					needItems(2, at);
+					const args = stack.pop() as Item;
+					call(stack[stack.length - 1] as Item, "REDUCE", at);
+					judge(tupleVerdict(args), "REDUCE arguments are not a tuple", at);
+					stack[stack.length - 1] = ANY;
 					break;
 				}
-				case 0x81: // NEWOBJ
-					pop(at);
-					call(pop(at), "NEWOBJ", at);
-					push(OTHER);
+				case 0x81: {
+					// NEWOBJ: cls.__new__(cls, *args) — cls must be a type (a global may be)
+					needItems(2, at);
+					const args = stack.pop() as Item;
+					const cls = stack.pop() as Item;
+					call(cls, "NEWOBJ", at);
+					judge(tupleVerdict(args), "NEWOBJ arguments are not a tuple", at);
+					push(ANY);
 					break;
-				case 0x92: // NEWOBJ_EX
-					pop(at);
-					pop(at);
-					call(pop(at), "NEWOBJ_EX", at);
-					push(OTHER);
+				}
+				case 0x92: {
+					// NEWOBJ_EX: cls.__new__(cls, *args, **kwargs) — keyword names must be str
+					needItems(3, at);
+					const kwargs = stack.pop() as Item;
+					const args = stack.pop() as Item;
+					const cls = stack.pop() as Item;
+					call(cls, "NEWOBJ_EX", at);
+					const kw: Verdict =
+						kwargs.k === "dict"
+							? kwargs.nonStrKey
+								? FAIL
+								: kwargs.anyKey
+									? ASSUME
+									: OK
+							: kwargs.k === "any"
+								? ASSUME
+								: FAIL;
+					judge(worst(tupleVerdict(args), kw), "NEWOBJ_EX arguments are not a tuple and a dict of str", at);
+					push(ANY);
 					break;
-				case 0x62: // BUILD: sets state (or calls __setstate__) on an object an allowed global built
-					pop(at);
-					top(at);
+				}
+				case 0x62: {
+					// BUILD: a global's __setstate__, or CPython's default (see buildVerdict)
+					needItems(2, at);
+					const state = stack.pop() as Item;
+					const inst = stack[stack.length - 1] as Item;
+					if (inst.k !== "any") judge(buildVerdict(state), `BUILD on a ${inst.k}`, at);
 					break;
-				case 0x50: // PERSID: resolved by the loader's persistent_load (torch: storages)
-					if (ctx.plainLoader) fail("persistent id without a persistent_load", at);
-					line("PERSID");
-					push(OTHER);
+				}
+				case 0x50: {
+					// PERSID: resolved by the loader's persistent_load (torch: storages); the id is ASCII
+					if (!ctx.persistentLoad) fail("persistent id without a persistent_load", at);
+					if (!isAscii(line("PERSID"))) fail("PERSID argument is not ASCII", at);
+					push(ANY);
 					break;
+				}
 				case 0x51: // BINPERSID (replaces the persistent id)
-					if (ctx.plainLoader) fail("persistent id without a persistent_load", at);
-					if (stack.length >= 1) stack[stack.length - 1] = OTHER;
-					else pop(at);
+					if (!ctx.persistentLoad) fail("persistent id without a persistent_load", at);
+					needItems(1, at);
+					stack[stack.length - 1] = ANY;
 					break;
 				case 0x82: // EXT1
 				case 0x83: // EXT2
 				case 0x84: {
 					// EXT4: imports whatever copyreg's extension registry maps the code to
-					const code = op === 0x82 ? u8() : op === 0x83 ? u16() : u32();
-					if (ctx.plainLoader) fail(`unregistered extension code ${code}`, at);
+					const code = op === 0x82 ? u8() : op === 0x83 ? u16() : s32();
+					if (code <= 0) fail("EXT specifies code <= 0", at);
+					if (ctx.emptyRegistry) fail(`unregistered extension code ${code}`, at);
 					addFinding(ctx, `ext:${at}`, {
 						id: "extension-global",
 						severity: "high",
 						message: `EXT opcode imports extension code ${code} from copyreg's registry, which cannot be resolved statically`,
 						location: where(ctx, at),
 					});
-					push(UNKNOWN);
+					push(ANY);
 					break;
 				}
 				default:
@@ -776,7 +1291,11 @@ export function analyzePickle(bytes: Buffer, options: AnalyzeOptions): PickleAna
 		seen: new Set(),
 		findingsDropped: 0,
 		streamSize: options.streamSize ?? Number.POSITIVE_INFINITY,
-		plainLoader: options.plainLoader === true,
+		persistentLoad: options.plainLoader !== true,
+		emptyRegistry: options.emptyExtensionRegistry ?? options.plainLoader === true,
+		globalKeys: new Set(),
+		dedupe: false,
+		run: { imports: 0, diverged: false },
 	};
 	if (!options.policy.allowPickle && options.forbiddenFinding !== false) {
 		ctx.findings.push({
@@ -794,10 +1313,27 @@ export function analyzePickle(bytes: Buffer, options: AnalyzeOptions): PickleAna
 	let incomplete = false;
 	let errorAt: number | undefined;
 
-	if (pos >= bytes.length) malformed = "empty pickle stream";
+	const outcome = (kind: LoadOutcome["end"], at: number): LoadOutcome => {
+		const o: LoadOutcome = { end: kind, offset: ctx.base + at, globals: ctx.run.imports };
+		if (ctx.run.assumed !== undefined) o.assumed = ctx.run.assumed;
+		return o;
+	};
+	let first: PickleAnalysis["firstPickle"] | undefined;
+	/** A load read differently from memory and through a file object (the first one, any one). */
+	let firstDiverged = false;
+	let diverged = false;
+	if (pos >= bytes.length) {
+		malformed = "empty pickle stream";
+		first = { end: "truncated", offset: ctx.base + pos, globals: 0 };
+	}
 	while (malformed === undefined && pos < bytes.length) {
 		try {
-			pos = runOne(ctx, pos);
+			pos = runOne(ctx, pos, false);
+			diverged ||= ctx.run.diverged;
+			if (first === undefined) {
+				first = outcome("stop", pos);
+				firstDiverged = ctx.run.diverged;
+			}
 			end = pos;
 			pickles++;
 			if (options.maxPickles !== undefined && pickles >= options.maxPickles) break;
@@ -809,6 +1345,11 @@ export function analyzePickle(bytes: Buffer, options: AnalyzeOptions): PickleAna
 			}
 		} catch (e) {
 			if (!(e instanceof Stop)) throw e;
+			diverged ||= ctx.run.diverged;
+			if (first === undefined) {
+				first = outcome(e.kind === "eof" ? "truncated" : e.kind, e.at ?? pos);
+				firstDiverged = ctx.run.diverged;
+			}
 			if (e.kind === "eof" && options.partial) {
 				incomplete = true;
 				break;
@@ -836,9 +1377,28 @@ export function analyzePickle(bytes: Buffer, options: AnalyzeOptions): PickleAna
 			from = p + 1;
 			if (!startsWithProto(bytes, p) || (bytes[p + 1] ?? 0) < 2) continue;
 			try {
-				from = runOne(ctx, p);
+				from = runOne(ctx, p, false);
 			} catch (e) {
 				if (!(e instanceof Stop)) throw e;
+			}
+		}
+	}
+	// A FRAME whose buffer had bytes left when an argument ran past its end reads otherwise through a file object
+	// without peek (io.BytesIO: torch.load's data.pkl): those loads too, their globals added to ours.
+	let fileFirst: LoadOutcome | undefined;
+	if (diverged) {
+		ctx.dedupe = true;
+		let p = options.start ?? 0;
+		for (let n = 0; ctx.opsLeft > 0; ) {
+			try {
+				p = runOne(ctx, p, true);
+				if (n++ === 0) fileFirst = outcome("stop", p);
+				if (n === options.maxPickles || p >= bytes.length || !isPickleOpcode(bytes[p])) break;
+			} catch (e) {
+				if (!(e instanceof Stop)) throw e;
+				if (n === 0) fileFirst = outcome(e.kind === "eof" ? "truncated" : e.kind, e.at ?? p);
+				if (e.kind === "eof" && options.partial) incomplete = true;
+				break;
 			}
 		}
 	}
@@ -850,7 +1410,14 @@ export function analyzePickle(bytes: Buffer, options: AnalyzeOptions): PickleAna
 			...(options.location ? { location: options.location } : {}),
 		});
 	}
-	const out: PickleAnalysis = { findings: ctx.findings, globals: ctx.globals, end, pickles };
+	const out: PickleAnalysis = {
+		findings: ctx.findings,
+		globals: ctx.globals,
+		end,
+		pickles,
+		firstPickle: first ?? { end: "truncated", offset: ctx.base + pos, globals: 0 },
+	};
+	if (firstDiverged && fileFirst !== undefined) out.firstPickle.file = fileFirst;
 	if (malformed !== undefined) out.malformed = malformed;
 	if (incomplete) out.incomplete = true;
 	return out;

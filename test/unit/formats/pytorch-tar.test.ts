@@ -424,7 +424,8 @@ describe("tar reader: as Python's tarfile reads it", () => {
 		expect(afterPax.readError).toMatch(/extension record/);
 		const cut = await list(member("a", Buffer.alloc(2000)).subarray(0, 1500));
 		expect(cut.readError).toBe("unexpected end of data");
-		expect(await listTar(new BufferSource(Buffer.alloc(1024)))).toBe("end of file header");
+		// an all-zero first block is an empty archive (tarfile.open succeeds, no members), not "not a tar"
+		expect(await listTar(new BufferSource(Buffer.alloc(1024)))).toEqual({ members: [] });
 		expect(await listTar(new BufferSource(Buffer.alloc(0)))).toBe("empty file");
 	});
 
