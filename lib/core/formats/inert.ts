@@ -15,7 +15,7 @@ const base = (name: string) => name.slice(name.lastIndexOf("/") + 1);
 type Kind = "text" | "yaml" | "json" | "image" | "sentencepiece" | "msgpack";
 
 const TEXT_NAMES =
-	/^(readme|license|licence|notice|copying|authors|contributors|changelog|citation)(\.[a-z0-9]+)?$|\.(txt|md|markdown|rst|csv|tsv|ini|cfg|toml|tiktoken)$/i;
+	/^(readme|license|licence|notice|copying|authors|contributors|changelog|citation)(\.[a-z0-9]+)?$|\.(txt|md|markdown|rst|csv|tsv|ini|cfg|toml|tiktoken|xml)$/i;
 const YAML_NAMES = /\.(ya?ml)$/i;
 const JSON_NAMES = /\.(json|jsonl)$/i;
 const IMAGE_NAMES = /\.(png|jpe?g|gif|webp|bmp)$/i;

@@ -114,6 +114,15 @@ export interface AnalyzeOptions {
 	 * @default plainLoader
 	 */
 	emptyExtensionRegistry?: boolean;
+	/**
+	 * Which unpickler's checks end a load. "any" (the scanners'): a load ends only where every loader a user may run
+	 * fails — CPython's C unpickler, the pure-Python `pickle._Unpickler` joblib uses (BUILD skips a falsy state,
+	 * `func(*args)` takes any iterable, float()/int() parse what C does not, a FRAME may be shorter than it says, the
+	 * memo is a dict) and every encoding (ASCII, torch's UTF-8, numpy's latin1) — so the analysis never stops before
+	 * a loader that goes on. "c": exactly CPython's C unpickler with the default ASCII encoding (the differential
+	 * tests' oracle). @default "any"
+	 */
+	unpickler?: "any" | "c";
 }
 
 export const DEFAULT_MAX_OPS = 10_000_000;
@@ -465,6 +474,8 @@ interface Ctx {
 	streamSize: number;
 	persistentLoad: boolean;
 	emptyRegistry: boolean;
+	/** AnalyzeOptions.unpickler === "any": go on wherever some loader does */
+	lenient: boolean;
 	run: Run;
 }
 
@@ -716,7 +727,8 @@ function runOne(ctx: Ctx, start: number, file: boolean): number {
 				break;
 			}
 		const ok = ascii || (utf8 && (isUtf8(buf.subarray(s, pos)) || utf8Surrogatepass(buf, s, pos) !== undefined));
-		if (!ok) fail(`${what} argument is not ${utf8 ? "UTF-8" : "ASCII"}`, at);
+		// a byte string (BINSTRING) decodes under numpy's latin1 whatever it holds; a str (BINUNICODE) must be UTF-8
+		if (!ok && (utf8 || !ctx.lenient)) fail(`${what} argument is not ${utf8 ? "UTF-8" : "ASCII"}`, at);
 		return n > MAX_NAME_BYTES ? LONG_STR : { k: "bstr", s, e: pos, utf8 };
 	};
 	/** The text of a str item (undefined: too long to have kept). */
@@ -764,7 +776,7 @@ function runOne(ctx: Ctx, start: number, file: boolean): number {
 	const memoPut = (idx: number, at: number): void => {
 		const it = top(at);
 		if (idx >= memoCap) {
-			if (idx >= MEMO_NO_MACHINE) fail(`memo key ${idx}: no machine has its memo array`, at);
+			if (idx >= MEMO_NO_MACHINE && !ctx.lenient) fail(`memo key ${idx}: no machine has its memo array`, at);
 			if (idx >= MEMO_BIG) assume("memory", at);
 			memoCap = idx * 2;
 		}
@@ -832,9 +844,10 @@ function runOne(ctx: Ctx, start: number, file: boolean): number {
 					const n = u64(at);
 					if (fe > pos && n <= fe - pos) break; // already in the buffer
 					if (fe > pos) straddle();
-					need(n, "FRAME");
+					// pickle._Unpickler buffers what is left of a FRAME longer than the stream, and reads on
+					need(ctx.lenient ? Math.min(n, (Number.isFinite(ctx.streamSize) ? ctx.streamSize : len) - pos) : n, "FRAME");
 					fe = pos + n;
-					lim = fe;
+					lim = Math.min(fe, len); // a lenient FRAME may say more than there is
 					break;
 				}
 				case 0x2e: {
@@ -891,20 +904,24 @@ function runOne(ctx: Ctx, start: number, file: boolean): number {
 				case 0x49: {
 					// INT
 					const v = parseIntOpcode(cString(line2("INT", at)));
-					if (v === undefined) fail("INT argument is not an integer", at);
-					else push(intItem(bigToNumber(v)));
+					if (v !== undefined) push(intItem(bigToNumber(v)));
+					else if (ctx.lenient)
+						push(FLOAT); // int(data, 0) in pickle._Unpickler: a number of some value
+					else fail("INT argument is not an integer", at);
 					break;
 				}
 				case 0x4c: {
 					// LONG: an "L" before the newline is dropped
 					const b = line2("LONG", at);
 					const v = pyInt(cString(b[b.length - 1] === 0x4c ? b.subarray(0, -1) : b), 0);
-					if (v === undefined) fail("LONG argument is not an integer", at);
-					else push(intItem(bigToNumber(v)));
+					if (v !== undefined) push(intItem(bigToNumber(v)));
+					else if (ctx.lenient) push(FLOAT);
+					else fail("LONG argument is not an integer", at);
 					break;
 				}
 				case 0x46: // FLOAT
-					if (!floatOk(cString(line2("FLOAT", at)))) fail("FLOAT argument is not a float", at);
+					// float() (pickle._Unpickler) takes underscores and spaces PyOS_string_to_double does not
+					if (!floatOk(cString(line2("FLOAT", at))) && !ctx.lenient) fail("FLOAT argument is not a float", at);
 					push(FLOAT);
 					break;
 				case 0x4a: {
@@ -951,7 +968,7 @@ function runOne(ctx: Ctx, start: number, file: boolean): number {
 						fail("STRING argument is not quoted", at);
 					const v = escapeDecode(b.subarray(1, -1));
 					if (v === undefined) fail("STRING argument has an invalid escape", at);
-					else if (!isAscii(Buffer.from(v, "latin1"))) fail("STRING argument is not ASCII", at);
+					else if (!ctx.lenient && !isAscii(Buffer.from(v, "latin1"))) fail("STRING argument is not ASCII", at);
 					else push(v.length > MAX_NAME_BYTES ? LONG_STR : { k: "str", v });
 					break;
 				}
@@ -1194,7 +1211,7 @@ function runOne(ctx: Ctx, start: number, file: boolean): number {
 					needItems(2, at);
 					const args = stack.pop() as Item;
 					call(stack[stack.length - 1] as Item, "REDUCE", at);
-					judge(tupleVerdict(args), "REDUCE arguments are not a tuple", at);
+					if (!ctx.lenient) judge(tupleVerdict(args), "REDUCE arguments are not a tuple", at); // func(*args)
 					stack[stack.length - 1] = ANY;
 					break;
 				}
@@ -1204,7 +1221,7 @@ function runOne(ctx: Ctx, start: number, file: boolean): number {
 					const args = stack.pop() as Item;
 					const cls = stack.pop() as Item;
 					call(cls, "NEWOBJ", at);
-					judge(tupleVerdict(args), "NEWOBJ arguments are not a tuple", at);
+					if (!ctx.lenient) judge(tupleVerdict(args), "NEWOBJ arguments are not a tuple", at);
 					push(ANY);
 					break;
 				}
@@ -1225,7 +1242,8 @@ function runOne(ctx: Ctx, start: number, file: boolean): number {
 							: kwargs.k === "any"
 								? ASSUME
 								: FAIL;
-					judge(worst(tupleVerdict(args), kw), "NEWOBJ_EX arguments are not a tuple and a dict of str", at);
+					if (!ctx.lenient)
+						judge(worst(tupleVerdict(args), kw), "NEWOBJ_EX arguments are not a tuple and a dict of str", at);
 					push(ANY);
 					break;
 				}
@@ -1234,7 +1252,8 @@ function runOne(ctx: Ctx, start: number, file: boolean): number {
 					needItems(2, at);
 					const state = stack.pop() as Item;
 					const inst = stack[stack.length - 1] as Item;
-					if (inst.k !== "any") judge(buildVerdict(state), `BUILD on a ${inst.k}`, at);
+					// pickle._Unpickler skips a falsy state and slot state where the C one requires dicts
+					if (inst.k !== "any" && !ctx.lenient) judge(buildVerdict(state), `BUILD on a ${inst.k}`, at);
 					break;
 				}
 				case 0x50: {
@@ -1293,6 +1312,7 @@ export function analyzePickle(bytes: Buffer, options: AnalyzeOptions): PickleAna
 		streamSize: options.streamSize ?? Number.POSITIVE_INFINITY,
 		persistentLoad: options.plainLoader !== true,
 		emptyRegistry: options.emptyExtensionRegistry ?? options.plainLoader === true,
+		lenient: options.unpickler !== "c",
 		globalKeys: new Set(),
 		dedupe: false,
 		run: { imports: 0, diverged: false },

@@ -97,7 +97,7 @@ describe(`pickle analysis against CPython's unpickler (${corpus.cases.length} pi
 		];
 		for (const c of corpus.cases) {
 			for (const [name, options, file, mem] of loaders) {
-				const a = analyzePickle(c.bytes, { ...options, maxPickles: 1, resync: false });
+				const a = analyzePickle(c.bytes, { ...options, maxPickles: 1, resync: false, unpickler: "c" });
 				const all = new Set(a.globals.map((g) => `${g.module}.${g.name}`));
 				const fileOutcome = a.firstPickle.file ?? a.firstPickle;
 				check(c, `${name}, BytesIO`, fileOutcome, all, file(c.expected), problems, stats);
@@ -120,11 +120,30 @@ describe(`pickle analysis against CPython's unpickler (${corpus.cases.length} pi
 		expect(assumed).toBeLessThan(corpus.cases.length * 4 * 0.03);
 	});
 
+	it("the scanners' reading (any unpickler, any encoding) misses no global CPython's unpickler imports", () => {
+		// unpickler "any" goes on wherever some loader does (pickle._Unpickler, latin1 / utf-8): never fewer imports
+		const problems: string[] = [];
+		for (const c of corpus.cases) {
+			for (const [name, options, outcome] of [
+				["persistent_load", { policy: { allowPickle: true }, emptyExtensionRegistry: true }, c.expected.python],
+				["plain", { policy: { allowPickle: true }, plainLoader: true }, c.expected.plain ?? c.expected.python],
+			] as const) {
+				const a = analyzePickle(c.bytes, { ...options, maxPickles: 1, resync: false });
+				const all = new Set(a.globals.map((g) => `${g.module}.${g.name}`));
+				for (const [m, n] of outcome.g)
+					if (!all.has(`${m}.${n}`)) problems.push(`${describeCase(c)} [${name}]: misses ${m}.${n}`);
+				if (a.firstPickle.globals < outcome.g.length)
+					problems.push(`${describeCase(c)} [${name}]: reaches ${a.firstPickle.globals} < ${outcome.g.length}`);
+			}
+		}
+		expect(problems.slice(0, 20), `${problems.length} misses`).toEqual([]);
+	});
+
 	it("reads a FRAME through a file object as io.BytesIO does: the bytes left in its buffer are dropped", () => {
 		// FRAME of 3 bytes: N M\x05 — M's argument runs past the frame. From memory it is \x05\x00 and \xff follows (no
 		// such opcode); through io.BytesIO it is \x00\xff (\x05 is dropped) and the global follows.
 		const p = Buffer.from("\x80\x04\x95\x03\x00\x00\x00\x00\x00\x00\x00NM\x05\x00\xffcos\nsystem\n.", "latin1");
-		const a = analyzePickle(p, { policy: { allowPickle: true }, maxPickles: 1, resync: false });
+		const a = analyzePickle(p, { policy: { allowPickle: true }, maxPickles: 1, resync: false, unpickler: "c" });
 		expect(a.firstPickle).toMatchObject({
 			end: "error",
 			globals: 0,

@@ -126,6 +126,33 @@ describe("loaders no scanner stands for", () => {
 		expect(r.files[0]?.findings.some((f) => f.id === "dangerous-global")).toBe(true);
 	});
 
+	it("a load goes on wherever some loader goes on: pickle._Unpickler (joblib), torch's utf-8, numpy's latin1", async () => {
+		const frame = Buffer.alloc(9);
+		frame[0] = 0x95;
+		frame.writeBigUInt64LE(BigInt(PAY.length + 50), 1);
+		const magic = Buffer.from("8a0a6cfc9c46f9206aa850192e", "hex");
+		const cases: [string, Buffer, boolean][] = [
+			// BUILD with a falsy non-dict state: the C unpickler fails, pickle._Unpickler skips it
+			["notes.txt", Buffer.concat([Buffer.from("N)b"), PAY]), false],
+			// float() takes "1_0" and " 1"; PyOS_string_to_double does not
+			["README.md", Buffer.concat([Buffer.from("F1_0\n0"), PAY]), false],
+			["vocab.txt", Buffer.concat([Buffer.from("F 1\n0"), PAY]), false],
+			// a FRAME longer than the file: pickle._Unpickler reads what is left
+			["params.msgpack", Buffer.concat([Buffer.from("\x880", "latin1"), frame, PAY]), false],
+			// a non-ASCII byte string: ASCII fails, torch's utf-8 and numpy's latin1 go on
+			["merges.txt", Buffer.concat([Buffer.from("U\x02\xc3\xa90", "latin1"), PAY]), false],
+			// the same in a later pickle of a plain pickle file, judged by the --allow-pickle rule
+			["model.pt", Buffer.concat([magic, Buffer.from("U\x02\xc3\xa90", "latin1"), PAY]), true],
+		];
+		for (const [name, bytes, allowPickle] of cases) {
+			const r = await scan([dir({ [name]: bytes })], { allowPickle });
+			expect(
+				r.files[0]?.findings.some((f) => f.id === "dangerous-global" && /system/.test(f.message)),
+				`${name}: ${JSON.stringify(r.files[0]?.findings)}`,
+			).toBe(true);
+		}
+	});
+
 	it("sentence-transformers modules.json: a module type outside the library is remote code", async () => {
 		const modules = [
 			{ idx: 0, name: "0", path: "", type: "sentence_transformers.models.Transformer" },

@@ -11,7 +11,7 @@ describe("the pipeline's policy sections", () => {
 	it("trusts nobody, refuses pickle and keeps the backdoor defaults when empty", () => {
 		const p = defaultPolicy();
 		expect(p.signers).toEqual([]);
-		expect(p.files).toEqual({ allowPickle: false, strict: false });
+		expect(p.files).toEqual({ allowPickle: false, strict: false, inert: [] });
 		expect(p.referenceData).toEqual([]);
 		expect(p.baseModelRegistry).toBeUndefined();
 		expect(p.backdoor).toEqual(defaultBackdoorPolicy());
