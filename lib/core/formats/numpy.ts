@@ -18,6 +18,7 @@
  * A file without the magic is unpickled from byte 0 by np.load(allow_pickle=True) (and a zip is an npz): that
  * is the engine's byte-0 pickle analysis, not this scanner's.
  */
+import { PY_SIMPLE_ESCAPES } from "./python-escapes";
 import { analyzeStream, SliceSource } from "./pytorch";
 import { BufferSource } from "./source";
 import type { ByteSource, Finding, ScanInput, Scanner, ScanPolicy, ScanResult } from "./types";
@@ -103,18 +104,7 @@ export function parseLiteral(text: string, dropLongSuffix: boolean): PyValue {
 				continue;
 			}
 			i += 2;
-			const simple: Record<string, string> = {
-				"\\": "\\",
-				"'": "'",
-				'"': '"',
-				a: "\x07",
-				b: "\b",
-				f: "\f",
-				n: "\n",
-				r: "\r",
-				t: "\t",
-				v: "\v",
-			};
+			const simple = PY_SIMPLE_ESCAPES;
 			if (n === "\n") continue;
 			if (n === "\r") {
 				if (text[i] === "\n") i++;

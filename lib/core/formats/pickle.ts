@@ -22,11 +22,16 @@
  * Checked against CPython 3.8–3.13 on thousands of mutated pickles
  * (test/fixtures/differential/make_differential.py).
  */
+
 import { isUtf8 } from "node:buffer";
 import { dangerReason, describeGlobal, isAllowed } from "./pickle-policy";
+import { PY_SIMPLE_ESCAPES } from "./python-escapes";
 import type { Finding, ScanPolicy } from "./types";
 
 /** A global the pickle imports (GLOBAL, STACK_GLOBAL or INST), with the opcode's offset. */
+/** codecs.escape_decode's one-character escapes; a backslash-newline is a line continuation (nothing). */
+const STRING_ESCAPES: Readonly<Record<string, string>> = { ...PY_SIMPLE_ESCAPES, "\n": "" };
+
 export interface PickleGlobal {
 	module: string;
 	name: string;
@@ -276,19 +281,7 @@ function escapeDecode(s: Buffer): string | undefined {
 		if (i + 1 >= s.length) return undefined; // "Trailing \ in string"
 		const n = s[++i] as number;
 		const ch = String.fromCharCode(n);
-		const simple: Record<string, string> = {
-			"\\": "\\",
-			"'": "'",
-			'"': '"',
-			a: "\x07",
-			b: "\b",
-			f: "\f",
-			n: "\n",
-			r: "\r",
-			t: "\t",
-			v: "\v",
-			"\n": "",
-		};
+		const simple = STRING_ESCAPES;
 		if (ch in simple) out += simple[ch];
 		else if (n >= 0x30 && n <= 0x37) {
 			let v = n - 0x30;
