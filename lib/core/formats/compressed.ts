@@ -7,7 +7,7 @@
  * What a loader reads before a stream breaks is what it acts on (pickle runs opcode by opcode), so a stream that
  * fails part way yields the bytes decoded until then, with the error.
  */
-import { createGunzip, createInflate } from "node:zlib";
+import { crc32, createGunzip, createInflate } from "node:zlib";
 import Bunzip from "seek-bzip";
 import * as xzModule from "xz-decompress";
 import { decodeLzmaAlone, LzmaError, LzmaOverLimit } from "./lzma";
@@ -208,11 +208,34 @@ async function inflateZlib(src: ByteSource, codec: "gzip" | "zlib", sink: Sink, 
 	});
 	// a small first read: most files whose first byte looks like zlib ("x") fail in their first bytes
 	for (let off = start, chunk = 64 * 1024; off < src.size && !z.destroyed; off += chunk, chunk = 1024 * 1024) {
-		const b = await src.read(off, Math.min(chunk, src.size - off));
+		let b = await src.read(off, Math.min(chunk, src.size - off));
+		if (codec === "gzip" && off === start) b = withHeaderCrc(b);
 		if (!z.write(b)) await new Promise<void>((r) => z.once("drain", r).once("close", r));
 	}
 	if (!z.destroyed) z.end();
 	return done;
+}
+
+/**
+ * Python's gzip skips a member header's CRC16 (FHCRC) unchecked; zlib rejects a wrong one. The first member's header
+ * gets its right CRC, so what Python decompresses is decompressed here too.
+ */
+function withHeaderCrc(b: Buffer): Buffer {
+	const flags = b[3] ?? 0;
+	if (b.length < 12 || (flags & 0x02) === 0) return b;
+	let p = 10;
+	if (flags & 0x04) p += 2 + (b[10] ?? 0) + ((b[11] ?? 0) << 8); // FEXTRA
+	for (const bit of [0x08, 0x10]) {
+		// FNAME, FCOMMENT: zero-terminated
+		if ((flags & bit) === 0) continue;
+		const nul = b.indexOf(0, p);
+		if (nul < 0) return b;
+		p = nul + 1;
+	}
+	if (p + 2 > b.length) return b;
+	const out = Buffer.from(b);
+	out.writeUInt16LE(crc32(out.subarray(0, p)) & 0xffff, p);
+	return out;
 }
 
 async function inflateXz(input: Buffer, sink: Sink): Promise<Decoded> {

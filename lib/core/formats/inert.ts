@@ -15,7 +15,7 @@ const base = (name: string) => name.slice(name.lastIndexOf("/") + 1);
 type Kind = "text" | "yaml" | "json" | "image" | "sentencepiece" | "msgpack";
 
 const TEXT_NAMES =
-	/^(readme|license|licence|notice|copying|authors|contributors|changelog|citation)(\.[a-z0-9]+)?$|\.(txt|md|markdown|rst|csv|tsv|ini|cfg|toml|tiktoken|xml)$/i;
+	/^(readme|license|licence|notice|copying|authors|contributors|changelog|citation)(\.(txt|md|markdown|rst))?$|\.(txt|md|markdown|rst|csv|tsv|ini|cfg|toml|tiktoken|xml)$/i;
 const YAML_NAMES = /\.(ya?ml)$/i;
 const JSON_NAMES = /\.(json|jsonl)$/i;
 const IMAGE_NAMES = /\.(png|jpe?g|gif|webp|bmp)$/i;
@@ -59,15 +59,11 @@ function isText(buf: Buffer): boolean {
  * handle, so the check runs on the unescaped text and on %TAG prefixes.
  */
 function yamlFindings(text: string): Finding[] {
-	let unescaped = text;
-	try {
-		unescaped = decodeURIComponent(text.replace(/%(?![0-9a-fA-F]{2})/g, "%25"));
-	} catch {
-		// undecodable escapes stay as written; the raw text is checked too
-	}
-	const hit = [text, unescaped].some(
-		(t) => /!!\s*python\//i.test(t) || /tag:yaml\.org,2002:python\//i.test(t) || /^%TAG[^\n]*python/im.test(t),
-	);
+	const unescaped = percentDecoded(text);
+	const hit =
+		[text, unescaped].some(
+			(t) => /!!\s*python\//i.test(t) || /tag:yaml\.org,2002:python\//i.test(t) || /^%TAG[^\n]*python/im.test(t),
+		) || resolvedTags(text).some((t) => /^tag:yaml\.org,2002:python\//i.test(percentDecoded(t)));
 	return hit
 		? [
 				{
@@ -79,19 +75,51 @@ function yamlFindings(text: string): Finding[] {
 		: [];
 }
 
+function percentDecoded(text: string): string {
+	try {
+		return decodeURIComponent(text.replace(/%(?![0-9a-fA-F]{2})/g, "%25"));
+	} catch {
+		return text; // undecodable escapes stay as written
+	}
+}
+
+/**
+ * Every tag the text may hold, resolved as PyYAML resolves them: `!<verbatim>`, and `!suffix`, `!!suffix`,
+ * `!h!suffix` through the handles `%TAG` directives declare (a `%TAG !p! tag:yaml.org,2002:` makes
+ * `!p!python/object/apply` the python tag). Anything that looks like a tag counts, in strings and comments too:
+ * only a resolved python/ tag is a finding, so over-reading costs nothing.
+ */
+function resolvedTags(text: string): string[] {
+	const handles = new Map<string, string>([
+		["!", "!"],
+		["!!", "tag:yaml.org,2002:"],
+	]);
+	for (const m of text.matchAll(/^%TAG[ \t]+(\S+)[ \t]+(\S+)/gm)) handles.set(m[1] as string, m[2] as string);
+	const out: string[] = [];
+	for (const m of text.matchAll(/!<([^>]*)>|(!(?:[\w-]*!)?)([^\s,[\]{}]*)/g)) {
+		if (m[1] !== undefined) out.push(m[1]);
+		else out.push((handles.get(m[2] as string) ?? (m[2] as string)) + (m[3] as string));
+		if (out.length > 100_000) break;
+	}
+	return out;
+}
+
 /** jsonpickle restores objects (and calls reducers) for these keys. */
 const JSONPICKLE_KEYS = /"py\/(object|reduce|function|type|mod|repr|newargs|newargsex|initargs|state|iterator)"\s*:/;
 
 function jsonFindings(bytes: Buffer): Finding[] {
-	// a key may be spelt with JSON escapes ("py\/reduce", "\u0070y/reduce"): unescaped before the check; without any
-	// escape the regex runs only where its literal occurs (a 10 MB tokenizer.json has none)
-	const escaped = bytes.includes("\\u") || bytes.includes("\\/");
+	// a key may be spelt with JSON escapes ("py\/reduce", "\u0070y/reduce"), or sit in a JSON document inside a
+	// string (jsonpickle's keys=True decodes "json://{\"py/reduce\": …}" keys): \u escapes decoded and every other
+	// backslash dropped before the check; without any backslash the regex runs only where its literal occurs
+	const escaped = bytes.includes("\\");
 	if (!escaped && !bytes.includes('"py/')) return [];
 	let text = bytes.toString("utf8");
-	if (escaped)
-		text = text.replace(/\\u([0-9a-fA-F]{4})|\\\//g, (_, hex: string | undefined) =>
-			hex ? String.fromCharCode(Number.parseInt(hex, 16)) : "/",
-		);
+	if (escaped) {
+		for (let i = 0; i < 4 && text.includes("\\"); i++)
+			text = text
+				.replace(/\\+u([0-9a-fA-F]{4})/g, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)))
+				.replace(/\\+(.)/g, "$1");
+	}
 	return JSONPICKLE_KEYS.test(text)
 		? [
 				{

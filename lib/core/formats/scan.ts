@@ -17,7 +17,7 @@ import { globToRegExp, inertView } from "./inert";
 import { isPickleOpcode } from "./pickle";
 import { analyzeStream, SliceSource } from "./pytorch";
 import { BufferSource, FileSource } from "./source";
-import { getMember, hasData, isTarHeader, listTar } from "./tar";
+import { getMember, hasData, isLink, isTarHeader, listTar, type TarMember } from "./tar";
 import {
 	type ByteSource,
 	type Finding,
@@ -232,8 +232,8 @@ export function claimsOf(head: Buffer, name: string, size: number, options: Scan
 		(s, i, all) =>
 			s.detect(head, name, size) && !all.slice(0, i).some((o) => o.format === s.format && o.detect(head, name, size)),
 	);
-	// a zip no scanner claims is still searched for pickles (torch.load opens any zip)
-	if (out.length === 0 && options.archiveFallback && isZip(head)) out.push(options.archiveFallback);
+	// a zip no scanner claims is searched for pickles by scanSource (torch.load opens any zip) and its members
+	// scanned as files: the torch reading of it is one more view, its "not a torch zip" no verdict on the file
 	return out;
 }
 
@@ -334,6 +334,15 @@ async function scanArchive(
 			out.findings.push({ ...refusedFinding(m.refused), location: m.name });
 			continue;
 		}
+		if ("escape" in m) {
+			out.findings.push({
+				id: "archive-path-escape",
+				severity: "critical",
+				message: `${m.escape}: extracting the archive writes outside its directory`,
+				location: m.name,
+			});
+			continue;
+		}
 		const inner = await scanSource(
 			m.source,
 			{ displayPath: `${t.displayPath}!/${m.name}`, name: m.name, path: t.path, modelDir: undefined },
@@ -347,7 +356,46 @@ async function scanArchive(
 	return out;
 }
 
-type Member = { name: string; source: ByteSource } | { name: string; refused: string };
+type Member =
+	| { name: string; source: ByteSource }
+	| { name: string; refused: string }
+	| { name: string; escape: string };
+
+/** An absolute path or one with a ".." segment (after normalising). */
+function escapesRoot(path: string): boolean {
+	if (path.startsWith("/") || /^[A-Za-z]:/.test(path)) return true;
+	let depth = 0;
+	for (const seg of path.split("/")) {
+		if (seg === "..") depth--;
+		else if (seg !== "" && seg !== ".") depth++;
+		if (depth < 0) return true;
+	}
+	return false;
+}
+
+const dirOf = (p: string): string => (p.includes("/") ? p.slice(0, p.lastIndexOf("/")) : "");
+
+function joinPosix(dir: string, rel: string): string {
+	const parts: string[] = [];
+	for (const seg of `${dir}/${rel}`.split("/")) {
+		if (seg === "" || seg === ".") continue;
+		if (seg === ".." && parts.length > 0 && parts[parts.length - 1] !== "..") parts.pop();
+		else parts.push(seg);
+	}
+	return parts.join("/");
+}
+
+/** The member a link resolves to (the last of that name, links followed a few hops), when it holds data. */
+function linkTarget(members: readonly TarMember[], target: string): TarMember | undefined {
+	let name = target;
+	for (let hop = 0; hop < 8; hop++) {
+		const m = members.findLast((x) => joinPosix("", x.name) === joinPosix("", name));
+		if (m === undefined) return undefined;
+		if (!isLink(m.type)) return hasData(m.type) ? m : undefined;
+		name = m.type === "1" ? m.linkname : joinPosix(dirOf(m.name), m.linkname);
+	}
+	return undefined;
+}
 
 const TORCH_TAR_RECORDS = ["storages", "tensors", "pickle"] as const;
 
@@ -359,9 +407,27 @@ async function tarMembers(source: ByteSource): Promise<Member[] | string> {
 	if (listing.readError !== undefined && listing.members.length === 0) return listing.readError;
 	// the records torch.load reads (a pre-1.0 checkpoint) are judged by the pytorch-tar scanner as torch reads them
 	const torch = new Set(TORCH_TAR_RECORDS.map((n) => getMember(listing, n)));
-	const out: Member[] = listing.members
-		.filter((m) => hasData(m.type) && !torch.has(m))
-		.map((m) => ({ name: m.name, source: new SliceSource(source, m.dataOffset, m.size) }));
+	const out: Member[] = [];
+	for (const m of listing.members) {
+		// tarfile.extractall without a filter (Python < 3.14's default) writes where the name or a link says
+		if (escapesRoot(m.name)) out.push({ name: m.name, escape: `member path leaves the extraction directory` });
+		if (isLink(m.type)) {
+			const target = m.type === "1" ? m.linkname : joinPosix(dirOf(m.name), m.linkname);
+			if (m.linkname.startsWith("/") || escapesRoot(target)) {
+				out.push({
+					name: m.name,
+					escape: `${m.type === "1" ? "hard" : "sym"}link to ${JSON.stringify(m.linkname)} outside the extraction directory`,
+				});
+				continue;
+			}
+			// once extracted, the link's name holds its target's bytes: judged under the link's name
+			const data = linkTarget(listing.members, target);
+			if (data) out.push({ name: m.name, source: new SliceSource(source, data.dataOffset, data.size) });
+			continue;
+		}
+		if (hasData(m.type) && !torch.has(m))
+			out.push({ name: m.name, source: new SliceSource(source, m.dataOffset, m.size) });
+	}
 	if (listing.unsupported !== undefined)
 		out.push({ name: "(rest of the archive)", refused: `tar listing incomplete: ${listing.unsupported}` });
 	return out;
@@ -442,7 +508,6 @@ async function unexplained(
 	options: ScanOptions,
 	acc: Acc,
 ): Promise<FormatName> {
-	if (t.raw) return "raw-weights";
 	if (!options.strict) {
 		if (isGgml(head)) return "raw-weights";
 		const inert = await inertView(source, t.name, head);
@@ -451,6 +516,8 @@ async function unexplained(
 			return inert.format;
 		}
 	}
+	// raw bytes a model's runtime reads: what no other view explained (inert formats keep their checks above)
+	if (t.raw) return "raw-weights";
 	const named = NAMED_FORMATS.find(([re]) => re.test(t.name));
 	if (named) {
 		acc.malformed ??= `named like a ${named[1]} file, but its bytes are not one`;

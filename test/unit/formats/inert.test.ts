@@ -36,6 +36,9 @@ describe("data formats whose loaders run code", () => {
 			"a: !<tag:yaml.org,2002:python/object/apply:os.system> ['touch x']",
 			"a: !!python%2Fobject/apply:os.system ['touch x']",
 			"%TAG !p! tag:yaml.org,2002:python/\n---\na: !p!object/apply:os.system ['touch x']",
+			"%TAG !p! tag:yaml.org,2002:\n---\na: !p!python/object/apply:os.system ['touch x']",
+			"%TAG ! tag:yaml.org,2002:\n---\na: !python/object/apply:os.system ['touch x']",
+			"%TAG !e! tag:yaml.org,2002:pyt\n---\na: !e!hon/object/apply:os.system ['touch x']",
 		])
 			expect(await ids("cfg.yaml", y), y).toEqual(["yaml-python-tag"]);
 		expect(await ids("cfg.yml", "python: 3.11\nsteps: [1, 2]")).toEqual([]);
@@ -46,6 +49,8 @@ describe("data formats whose loaders run code", () => {
 			'{"x": {"py/reduce": [{"py/function": "os.system"}, {"py/tuple": ["id"]}]}}',
 			'{"x": {"py\\/reduce": [{"py\\/function": "os.system"}, {"py\\/tuple": ["id"]}]}}',
 			'{"x": {"\\u0070y/object": "os._wrap_close"}}',
+			// jsonpickle.decode(keys=True): a "json://" key is a jsonpickle document of its own, quotes escaped
+			'{"json://{\\"py/reduce\\": [{\\"py/function\\": \\"os.system\\"}, {\\"py/tuple\\": [\\"id\\"]}]}": 1}',
 		])
 			expect(await ids("state.json", j), j).toEqual(["jsonpickle"]);
 		expect(await ids("tokenizer.json", '{"model": {"vocab": {"py": 1, "\\u0120py": 2}}}')).toEqual([]);

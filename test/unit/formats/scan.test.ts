@@ -3,12 +3,13 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { deflateSync } from "node:zlib";
+import { deflateSync, gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { defaultScanOptions } from "../../../lib/core/formats";
-import { scanPaths } from "../../../lib/core/formats/scan";
-import { FileSource } from "../../../lib/core/formats/source";
+import { scanPaths, scanSource } from "../../../lib/core/formats/scan";
+import { BufferSource, FileSource } from "../../../lib/core/formats/source";
 import type { Scanner } from "../../../lib/core/formats/types";
+import { member } from "../../helpers/tar";
 import { zip } from "../../helpers/zip";
 
 const PICKLES = join(__dirname, "../../fixtures/pickle");
@@ -151,6 +152,64 @@ describe("loaders no scanner stands for", () => {
 				`${name}: ${JSON.stringify(r.files[0]?.findings)}`,
 			).toBe(true);
 		}
+	});
+
+	it("a tar is judged as extractall leaves it: links under their own names, paths that leave the directory", async () => {
+		const yaml = Buffer.from('model: !!python/object/apply:os.system ["touch x"]\n');
+		const end = Buffer.alloc(1024);
+		const links = Buffer.concat([
+			member("notes.txt", yaml),
+			member("config.yaml", Buffer.alloc(0), { type: "2", linkname: "notes.txt" }), // symlink
+			member("hparams.yaml", Buffer.alloc(0), { type: "1", linkname: "notes.txt" }), // hard link
+			end,
+		]);
+		const r = await scan([dir({ "model.tar": links })]);
+		const where = r.files[0]?.findings.filter((f) => f.id === "yaml-python-tag").map((f) => f.location);
+		expect(where).toEqual(["config.yaml", "hparams.yaml"]);
+		const slip = Buffer.concat([
+			member("../../.local/lib/python3.11/site-packages/x.pth", Buffer.from("import os\n")),
+			member("ok/link", Buffer.alloc(0), { type: "2", linkname: "../../../etc/cron.d/x" }),
+			member("abs", Buffer.alloc(0), { type: "2", linkname: "/home/user/.bashrc" }),
+			end,
+		]);
+		const s = await scan([dir({ "model.tar": slip })]);
+		expect(s.files[0]?.findings.filter((f) => f.id === "archive-path-escape").map((f) => f.location)).toEqual([
+			"../../.local/lib/python3.11/site-packages/x.pth",
+			"ok/link",
+			"abs",
+		]);
+	});
+
+	it("a gzip member header with a wrong CRC16 is read, as Python's gzip reads it (it never checks it)", async () => {
+		const gz = gzipSync(PAY);
+		const fh = Buffer.concat([
+			gz.subarray(0, 3),
+			Buffer.from([(gz[3] as number) | 0x02]),
+			gz.subarray(4, 10),
+			Buffer.from([0xde, 0xad]),
+			gz.subarray(10),
+		]);
+		const r = await scan([dir({ "payload.pkl.gz": fh })], { allowPickle: true });
+		expect(r.files[0]?.findings.some((f) => f.id === "dangerous-global")).toBe(true);
+	});
+
+	it("raw bytes a model names are still judged by their name's inert checks (a YAML python tag is not raw weights)", async () => {
+		const yaml = Buffer.from('%TAG !p! tag:yaml.org,2002:\n---\nm: !p!python/object/apply:os.system ["x"]\n');
+		const r = await scanSource(
+			new BufferSource(yaml),
+			{ displayPath: "config.yaml", name: "config.yaml", path: "/nowhere/config.yaml", modelDir: undefined, raw: true },
+			{ ...defaultScanOptions(), policy: { allowPickle: false } },
+		);
+		expect(r).toMatchObject({ format: "text", verdict: "unsafe", findings: [{ id: "yaml-python-tag" }] });
+	});
+
+	it("a plain zip no scanner claims is opened member by member, not judged as a broken torch zip", async () => {
+		const archive = zip([
+			{ name: "README.md", data: Buffer.from("# model") },
+			{ name: "w.npy", data: benignNpy },
+		]);
+		const r = await scan([dir({ "bundle.zip": archive })]);
+		expect(r.files[0]).toMatchObject({ format: "zip", verdict: "safe" });
 	});
 
 	it("sentence-transformers modules.json: a module type outside the library is remote code", async () => {
