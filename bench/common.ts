@@ -1,4 +1,6 @@
-/** What the benchmarks share: medians, and bundling a benchmark into its own measured child. */
+/** What the benchmarks share: medians, bundling a benchmark into its own measured child, and whether a bundle is older than its sources. */
+import { readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export function median(xs: number[]): number {
@@ -24,4 +26,15 @@ export async function bundleSelf(moduleUrl: string, outfile: string): Promise<vo
 		logLevel: "warning",
 		banner: { js: "import { createRequire as __r } from 'node:module'; const require = __r(import.meta.url);" },
 	});
+}
+
+/** The newest modification time of the .ts files under `dir` (is a built bundle older than its sources?). */
+export function newestTs(dir: string): number {
+	let newest = 0;
+	for (const e of readdirSync(dir, { withFileTypes: true })) {
+		const p = join(dir, e.name);
+		if (e.isDirectory()) newest = Math.max(newest, newestTs(p));
+		else if (e.name.endsWith(".ts")) newest = Math.max(newest, statSync(p).mtimeMs);
+	}
+	return newest;
 }

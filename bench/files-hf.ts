@@ -70,7 +70,6 @@ import {
 	lstatSync,
 	mkdirSync,
 	openSync,
-	readdirSync,
 	readFileSync,
 	rmSync,
 	statSync,
@@ -82,7 +81,7 @@ import { availableParallelism, cpus, tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadFilesEngine } from "../lib/cli/files";
-import { bundleSelf, median } from "./common";
+import { bundleSelf, median, newestTs } from "./common";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const TEMPLATES = join(ROOT, "test/fixtures/formats/templates/real");
@@ -1101,16 +1100,6 @@ function git(args: string[], cwd = ROOT): string {
 	const r = spawnSync("git", args, { cwd, encoding: "utf8" });
 	if (r.status !== 0) throw new Error(`git ${args.join(" ")}: ${r.stderr.trim()}`);
 	return r.stdout.trim();
-}
-
-function newestTs(dir: string): number {
-	let newest = 0;
-	for (const e of readdirSync(dir, { withFileTypes: true })) {
-		const p = join(dir, e.name);
-		if (e.isDirectory()) newest = Math.max(newest, newestTs(p));
-		else if (e.name.endsWith(".ts")) newest = Math.max(newest, statSync(p).mtimeMs);
-	}
-	return newest;
 }
 
 /** Builds a tree's dist/ with its own scripts/build.mjs and checks that bin/ftguard.mjs will run it. */

@@ -58,24 +58,14 @@
  * Exit status is non-zero only on errors (a wrong verdict included).
  */
 import { spawnSync } from "node:child_process";
-import {
-	closeSync,
-	existsSync,
-	mkdirSync,
-	openSync,
-	readdirSync,
-	readFileSync,
-	rmSync,
-	statSync,
-	writeSync,
-} from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeSync } from "node:fs";
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { crc32 } from "node:zlib";
 import type { CodeCacheStatus } from "../lib/cli/code-cache";
 import { loadFilesEngine } from "../lib/cli/files";
-import { bundleSelf, median } from "./common";
+import { bundleSelf, median, newestTs } from "./common";
 
 const MiB = 1 << 20;
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -624,16 +614,6 @@ function cliRss(node: NodeBin, path: string): number {
 	const kb = /Maximum resident set size \(kbytes\):\s*(\d+)/.exec(r.stderr)?.[1];
 	if (kb === undefined) throw new Error(`cannot read /usr/bin/time output: ${r.stderr.slice(-500)}`);
 	return (Number(kb) * 1024) / 1e6;
-}
-
-function newestTs(dir: string): number {
-	let newest = 0;
-	for (const e of readdirSync(dir, { withFileTypes: true })) {
-		const p = join(dir, e.name);
-		if (e.isDirectory()) newest = Math.max(newest, newestTs(p));
-		else if (e.name.endsWith(".ts")) newest = Math.max(newest, statSync(p).mtimeMs);
-	}
-	return newest;
 }
 
 async function parent(argv: string[]): Promise<void> {
