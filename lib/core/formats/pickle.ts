@@ -244,6 +244,12 @@ export function mayBeUnpickled(head: Buffer, name: string, size: number): boolea
 }
 
 /** True if `b` is an opcode CPython's unpickler accepts. */
+/**
+ * First opcodes at which a plain Unpickler (no persistent_load, no extension registry) fails at once: PERSID,
+ * BINPERSID, EXT1/2/4 — every zip ("PK…") among them. Nothing before them runs, so nothing need be read.
+ */
+export const PLAIN_FAILS_FIRST: ReadonlySet<number> = new Set([0x50, 0x51, 0x82, 0x83, 0x84]);
+
 export function isPickleOpcode(b: number | undefined): boolean {
 	return b !== undefined && KNOWN_OPCODES.has(b);
 }
@@ -1447,7 +1453,7 @@ export function looksLikePickle(head: Buffer): boolean {
 	if (head.length < 2) return false;
 	if (startsWithProto(head)) return true;
 	const c = head[0] as number;
-	if (!isPickleOpcode(c)) return false;
+	if (!isPickleOpcode(c) || PLAIN_FAILS_FIRST.has(c)) return false;
 	// protocol 0/1: MARK, EMPTY_DICT/LIST/TUPLE, GLOBAL "module\n", a text string
 	if (c === 0x63 && /^c[A-Za-z_][\w.]*\n[^\n]+\n/.test(head.subarray(0, 512).toString("latin1"))) return true;
 	if ((c === 0x28 || c === 0x7d || c === 0x5d || c === 0x29) && isPickleOpcode(head[1])) return true;

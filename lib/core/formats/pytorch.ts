@@ -23,7 +23,7 @@ import {
 	type ScanPolicy,
 	type ScanResult,
 } from "./types";
-import { type CheckOptions, checkWeightsOnly, type TorchVersion, type WeightsOnlyResult } from "./weights-only";
+import { type CheckOptions, checkWeightsOnly, type WeightsOnlyResult } from "./weights-only";
 import { entryDataOffset, isZip, le32, listZip, readEntry, type ZipEntry } from "./zip";
 
 /** Largest pickle stream analysed (per file, or per archive entry). */
@@ -223,8 +223,8 @@ export function judgeWeightsOnly(
 	});
 	const serious = full.findings.filter((f) => f.severity === "critical" || f.severity === "high");
 	const where = `${at.location ? `${at.location} @ ` : ""}opcode 0x${(r.offset ?? 0).toString(16)}`;
-	const versions = (Object.keys(r.byVersion) as TorchVersion[])
-		.map((v) => `torch ${v}: ${r.byVersion[v].reason ?? r.byVersion[v].outcome}`)
+	const versions = Object.entries(r.byVersion)
+		.map(([v, b]) => `torch ${v}: ${b.reason ?? b.outcome}`)
 		.join("; ");
 	// Inert imports (those the analyser does not flag) may come first: nothing runs before the failure either way.
 	const notAPickle = r.opcode === true && serious.length === 0 && full.pickles === 0 && full.malformed !== undefined;

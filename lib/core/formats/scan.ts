@@ -14,7 +14,7 @@ import { DEFAULT_IGNORE_PATHS } from "../integrity/manifest";
 import { normalizeIgnorePaths, walkModel } from "../integrity/walk";
 import { type Codec, codecOf, DEFAULT_INFLATE_LIMITS, type InflateLimits, inflate } from "./compressed";
 import { globToRegExp, inertView } from "./inert";
-import { isPickleOpcode } from "./pickle";
+import { isPickleOpcode, PLAIN_FAILS_FIRST } from "./pickle";
 import { analyzeStream, SliceSource } from "./pytorch";
 import { BufferSource, FileSource } from "./source";
 import { getMember, hasData, isLink, isTarHeader, listTar, type TarMember } from "./tar";
@@ -248,8 +248,6 @@ export function chooseScanner(head: Buffer, name: string, size: number, options:
  */
 async function pickleView(source: ByteSource, head: Buffer, policy: ScanPolicy): Promise<ScanResult> {
 	if (source.size === 0 || !isPickleOpcode(head[0])) return { findings: [] };
-	// PERSID, BINPERSID and EXT1/2/4 first: a plain Unpickler (no persistent_load, no extension registry) fails at
-	// once — every zip ("PK…") among them — so nothing need be read
 	if (PLAIN_FAILS_FIRST.has(head[0] as number)) return { findings: [] };
 	const common = { policy, resync: false, streamSize: source.size, forbiddenFinding: false } as const;
 	const first = await analyzeStream(source, { ...common, maxPickles: 1, plainLoader: true });
@@ -274,8 +272,6 @@ async function pickleView(source: ByteSource, head: Buffer, policy: ScanPolicy):
 
 /** Pickles torch.load's legacy path reads in a row. */
 const LEGACY_PICKLES = 5;
-
-const PLAIN_FAILS_FIRST: ReadonlySet<number> = new Set([0x50, 0x51, 0x82, 0x83, 0x84]);
 
 const PICKLE_FORBIDDEN: Finding = {
 	id: "pickle-forbidden",

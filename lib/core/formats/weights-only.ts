@@ -71,7 +71,8 @@ export type Summary =
 export interface WeightsOnlyResult extends VersionResult {
 	/** Which version's rule decided (the one that loaded it, else 1.13's). */
 	version: TorchVersion;
-	byVersion: Record<TorchVersion, VersionResult>;
+	/** Each version checked, up to the first that loads it. */
+	byVersion: Partial<Record<TorchVersion, VersionResult>>;
 }
 
 export interface CheckOptions {
@@ -430,11 +431,16 @@ function runVersion(buf: Buffer, version: TorchVersion, opts: CheckOptions): Ver
 			opts.partial ? "incomplete" : "corrupt",
 			`pickle data was truncated at offset 0x${(base + at).toString(16)}`,
 		);
-	const read = (n: number): Buffer => {
+	/** Consumes n bytes and returns where they start (no Buffer made: most arguments are one to four bytes). */
+	const take = (n: number): number => {
 		if (len - pos < n) throw eof();
-		const b = buf.subarray(pos, pos + n);
+		const p = pos;
 		pos += n;
-		return b;
+		return p;
+	};
+	const read = (n: number): Buffer => {
+		const p = take(n);
+		return buf.subarray(p, p + n);
 	};
 	/** file.readline(): up to and including the newline, or the rest of the data. */
 	const readline = (): Buffer => {
@@ -473,6 +479,11 @@ function runVersion(buf: Buffer, version: TorchVersion, opts: CheckOptions): Ver
 		} catch {
 			throw new Fail("corrupt", `'utf-8' codec can't decode ${what}`);
 		}
+	};
+	/** utf8 for buf[start, end): ASCII (every name torch writes) needs no decoder. */
+	const utf8At = (start: number, end: number, what: string): string => {
+		for (let i = start; i < end; i++) if ((buf[i] as number) >= 0x80) return utf8(buf.subarray(start, end), what);
+		return buf.toString("latin1", start, end);
 	};
 	const appendCheck = (target: V): void => {
 		if (target.k !== "list")
@@ -699,29 +710,29 @@ function runVersion(buf: Buffer, version: TorchVersion, opts: CheckOptions): Ver
 					push({ k: "set" });
 					break;
 				case 0x4a: // BININT
-					push({ k: "int", v: BigInt(read(4).readInt32LE(0)) });
+					push({ k: "int", v: BigInt(buf.readInt32LE(take(4))) });
 					break;
 				case 0x4b: // BININT1
-					push({ k: "int", v: BigInt(read(1)[0] as number) });
+					push({ k: "int", v: BigInt(buf[take(1)] as number) });
 					break;
 				case 0x4d: // BININT2
-					push({ k: "int", v: BigInt(read(2).readUInt16LE(0)) });
+					push({ k: "int", v: BigInt(buf.readUInt16LE(take(2))) });
 					break;
 				case 0x47: // BINFLOAT: torch 2.x only
 					if (version === "1.13") throw new Fail("refused", `Unsupported operand ${op}`, { opcode: true });
-					read(8);
+					take(8);
 					push(FLOAT);
 					break;
 				case 0x58: {
 					// BINUNICODE
-					const n = read(4).readUInt32LE(0);
-					const b = read(n);
-					push({ k: "str", v: utf8(b, "BINUNICODE") });
+					const n = buf.readUInt32LE(take(4));
+					const p = take(n);
+					push({ k: "str", v: utf8At(p, p + n, "BINUNICODE") });
 					break;
 				}
 				case 0x55: {
 					// SHORT_BINSTRING
-					const b = read(read(1)[0] as number);
+					const b = read(buf[take(1)] as number);
 					if (encoding === "bytes") push({ k: "bytes", v: b });
 					else if (encoding === "ascii") {
 						for (const c of b) if (c > 0x7f) throw new Fail("corrupt", "'ascii' codec can't decode SHORT_BINSTRING");
@@ -735,7 +746,7 @@ function runVersion(buf: Buffer, version: TorchVersion, opts: CheckOptions): Ver
 				case 0x68: // BINGET
 				case 0x6a: {
 					// LONG_BINGET
-					const idx = op === 0x68 ? (read(1)[0] as number) : read(4).readUInt32LE(0);
+					const idx = op === 0x68 ? (buf[take(1)] as number) : buf.readUInt32LE(take(4));
 					const v = memo.get(idx);
 					if (v === undefined) throw new Fail("corrupt", `KeyError: memo ${idx}`);
 					push(v);
@@ -744,7 +755,7 @@ function runVersion(buf: Buffer, version: TorchVersion, opts: CheckOptions): Ver
 				case 0x71: // BINPUT
 				case 0x72: {
 					// LONG_BINPUT
-					const idx = op === 0x71 ? (read(1)[0] as number) : read(4).readUInt32LE(0);
+					const idx = op === 0x71 ? (buf[take(1)] as number) : buf.readUInt32LE(take(4));
 					const v = top();
 					if (!memo.has(idx) && memo.size >= MAX_MEMO) throw new Fail("refused", "memo larger than the analysis bound");
 					memo.set(idx, v);
@@ -752,8 +763,7 @@ function runVersion(buf: Buffer, version: TorchVersion, opts: CheckOptions): Ver
 				}
 				case 0x8a: {
 					// LONG1
-					const n = read(1)[0] as number;
-					const b = read(n);
+					const b = read(buf[take(1)] as number);
 					let v = 0n;
 					for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i] as number);
 					if (b.length > 0 && ((b[b.length - 1] as number) & 0x80) !== 0) v -= 1n << BigInt(8 * b.length);
@@ -761,7 +771,7 @@ function runVersion(buf: Buffer, version: TorchVersion, opts: CheckOptions): Ver
 					break;
 				}
 				case 0x80: // PROTO: read and ignored (2.x only warns when it is not 2)
-					read(1);
+					take(1);
 					break;
 				case 0x2e: {
 					// STOP
@@ -812,16 +822,19 @@ const RANK: Record<VersionResult["outcome"], number> = { loaded: 0, incomplete: 
 
 /**
  * Checks one pickle at `start` as torch's weights_only unpickler would read it, under each modelled version;
- * the result is the best outcome (loaded < incomplete < corrupt < refused) with that version's details.
+ * the result is the best outcome (loaded < incomplete < corrupt < refused) with that version's details; `byVersion`
+ * holds every version up to the first that loads.
  */
 export function checkWeightsOnly(buf: Buffer, opts: CheckOptions): WeightsOnlyResult {
 	const versions = opts.versions ?? modelled;
-	const byVersion = {} as Record<TorchVersion, VersionResult>;
+	const byVersion: Partial<Record<TorchVersion, VersionResult>> = {};
 	let best: TorchVersion | undefined;
 	for (const v of versions) {
 		const r = runVersion(buf, v, opts);
 		byVersion[v] = r;
 		if (best === undefined || RANK[r.outcome] < RANK[(byVersion[best] as VersionResult).outcome]) best = v;
+		// Nothing beats "loaded": the other versions' details are only ever shown for a pickle no version loads.
+		if (r.outcome === "loaded") break;
 	}
 	const version = best ?? "1.13";
 	return { ...(byVersion[version] as VersionResult), version, byVersion };

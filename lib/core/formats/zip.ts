@@ -447,28 +447,19 @@ async function listMiniz(src: ByteSource, tail: Tail, lim: CdLimits): Promise<Zi
 	return listing;
 }
 
-const lower = (c: number) => (c >= 0x41 && c <= 0x5a ? c + 32 : c);
-
-/** miniz's `mz_zip_reader_filename_less`. */
-function nameLess(a: string, b: string): boolean {
-	const n = Math.min(a.length, b.length);
-	let i = 0;
-	let l = 0;
-	let r = 0;
-	for (; i < n; i++) {
-		l = lower(a.charCodeAt(i));
-		r = lower(b.charCodeAt(i));
-		if (l !== r) break;
-	}
-	return i === n ? a.length < b.length : l < r;
-}
+/**
+ * miniz's `mz_zip_reader_filename_less` compares code by code with only A–Z lowercased; the same order is JS's own
+ * string `<` on the names with only A–Z lowercased (a prefix sorts first in both), which V8 runs natively.
+ */
+const minizKey = (name: string): string => name.replace(/[A-Z]+/g, (s) => s.toLowerCase());
 
 /** miniz's heap sort of the entries by lowercased name (not stable: which duplicate a lookup finds depends on it). */
 function minizSort(entries: ZipEntry[]): number[] {
 	const size = entries.length;
 	const idx = entries.map((_, i) => i);
 	if (size <= 1) return idx;
-	const less = (a: number, b: number) => nameLess((entries[a] as ZipEntry).name, (entries[b] as ZipEntry).name);
+	const keys = entries.map((e) => minizKey(e.name));
+	const less = (a: number, b: number) => (keys[a] as string) < (keys[b] as string);
 	const swap = (a: number, b: number) => {
 		const t = idx[a] as number;
 		idx[a] = idx[b] as number;
@@ -531,15 +522,11 @@ export function findEntry(listing: ZipListing, name: string): ZipEntry | undefin
 	return undefined;
 }
 
-/** miniz's `mz_zip_filename_compare`. */
+/** miniz's `mz_zip_filename_compare` (its sign: see minizKey). */
 function minizCompare(a: string, b: string): number {
-	const n = Math.min(a.length, b.length);
-	for (let i = 0; i < n; i++) {
-		const l = lower(a.charCodeAt(i));
-		const r = lower(b.charCodeAt(i));
-		if (l !== r) return l - r;
-	}
-	return a.length - b.length;
+	const x = minizKey(a);
+	const y = minizKey(b);
+	return x < y ? -1 : x > y ? 1 : 0;
 }
 
 // ---------------------------------------------------------------- lenient listing
