@@ -144,7 +144,10 @@ describe("the weights_only model's rules (torch/_weights_only_unpickler.py)", ()
 		expect(r.byVersion["2.x"]?.reason).toMatch(/blocked/);
 		// A version that loads it ends the check: no later version is run (nothing beats "loaded").
 		expect(Object.keys(checkWeightsOnly(P(OD, ")."), { mode: "zip" }).byVersion)).toEqual(["1.13"]);
-		expect(Object.keys(checkWeightsOnly(P("c__builtin__\nset\n)R."), { mode: "zip" }).byVersion)).toEqual(["1.13", "2.x"]);
+		expect(Object.keys(checkWeightsOnly(P("c__builtin__\nset\n)R."), { mode: "zip" }).byVersion)).toEqual([
+			"1.13",
+			"2.x",
+		]);
 		// A GLOBAL cut short by the end of the data: readline() returns the rest, which is then looked up (and refused).
 		expect(outcome(P("ctorch\nSize"), ["1.13"])).toBe("refused");
 	});
