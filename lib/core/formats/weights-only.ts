@@ -281,6 +281,16 @@ type V =
 const NONE: V = { k: "none" };
 const BOOL: V = { k: "bool" };
 const FLOAT: V = { k: "float" };
+/** BININT1 / BININT2 values, made once: ints are never mutated, and a checkpoint's shapes repeat them. */
+const SMALL_INTS: V[] = [];
+const smallInt = (n: number): V => {
+	let v = SMALL_INTS[n];
+	if (v === undefined) {
+		v = { k: "int", v: BigInt(n) };
+		SMALL_INTS[n] = v;
+	}
+	return v;
+};
 
 function typeOf(v: V): string {
 	switch (v.k) {
@@ -438,6 +448,11 @@ function runVersion(buf: Buffer, version: TorchVersion, opts: CheckOptions): Ver
 		pos += n;
 		return p;
 	};
+	// Little-endian fields by hand: Buffer's readers are not inlined before V8 optimises, and a first scan runs
+	// this loop unoptimised.
+	const u16 = (p: number): number => (buf[p] as number) | ((buf[p + 1] as number) << 8);
+	const i32 = (p: number): number => u16(p) | ((buf[p + 2] as number) << 16) | ((buf[p + 3] as number) << 24);
+	const u32 = (p: number): number => i32(p) >>> 0;
 	const read = (n: number): Buffer => {
 		const p = take(n);
 		return buf.subarray(p, p + n);
@@ -710,13 +725,13 @@ function runVersion(buf: Buffer, version: TorchVersion, opts: CheckOptions): Ver
 					push({ k: "set" });
 					break;
 				case 0x4a: // BININT
-					push({ k: "int", v: BigInt(buf.readInt32LE(take(4))) });
+					push({ k: "int", v: BigInt(i32(take(4))) });
 					break;
 				case 0x4b: // BININT1
-					push({ k: "int", v: BigInt(buf[take(1)] as number) });
+					push(smallInt(buf[take(1)] as number));
 					break;
 				case 0x4d: // BININT2
-					push({ k: "int", v: BigInt(buf.readUInt16LE(take(2))) });
+					push(smallInt(u16(take(2))));
 					break;
 				case 0x47: // BINFLOAT: torch 2.x only
 					if (version === "1.13") throw new Fail("refused", `Unsupported operand ${op}`, { opcode: true });
@@ -725,7 +740,7 @@ function runVersion(buf: Buffer, version: TorchVersion, opts: CheckOptions): Ver
 					break;
 				case 0x58: {
 					// BINUNICODE
-					const n = buf.readUInt32LE(take(4));
+					const n = u32(take(4));
 					const p = take(n);
 					push({ k: "str", v: utf8At(p, p + n, "BINUNICODE") });
 					break;
@@ -746,7 +761,7 @@ function runVersion(buf: Buffer, version: TorchVersion, opts: CheckOptions): Ver
 				case 0x68: // BINGET
 				case 0x6a: {
 					// LONG_BINGET
-					const idx = op === 0x68 ? (buf[take(1)] as number) : buf.readUInt32LE(take(4));
+					const idx = op === 0x68 ? (buf[take(1)] as number) : u32(take(4));
 					const v = memo.get(idx);
 					if (v === undefined) throw new Fail("corrupt", `KeyError: memo ${idx}`);
 					push(v);
@@ -755,7 +770,7 @@ function runVersion(buf: Buffer, version: TorchVersion, opts: CheckOptions): Ver
 				case 0x71: // BINPUT
 				case 0x72: {
 					// LONG_BINPUT
-					const idx = op === 0x71 ? (buf[take(1)] as number) : buf.readUInt32LE(take(4));
+					const idx = op === 0x71 ? (buf[take(1)] as number) : u32(take(4));
 					const v = top();
 					if (!memo.has(idx) && memo.size >= MAX_MEMO) throw new Fail("refused", "memo larger than the analysis bound");
 					memo.set(idx, v);
