@@ -16,6 +16,13 @@
  * backdoor share is what remains. Prints medians of --reps runs.
  *
  *   npm run bench:pipeline -- [--size-mib 1024] [--reps 3] [--json] [--without-pipeline-flags]
+ *
+ * With --burst N, instead: N artefacts committed at once (lib/local/burst.ts: half signed, half tampered) against the
+ * stack's own reserved concurrency and retry definition, as the local runner enforces them (a throttled invoke is
+ * Lambda.TooManyRequestsException). Prints the verdicts by kind (expected vs got), the objects left SCANNING (none
+ * expected) and the time from the commits to the last verdict, the median of --reps runs (a fresh pipeline each).
+ *
+ *   npm run bench:pipeline -- --burst 100 [--reps 3] [--json]
  */
 import { spawnSync } from "node:child_process";
 import {
@@ -38,6 +45,7 @@ import { handler as mark } from "../lambdas/mark";
 import { handler as record } from "../lambdas/record";
 import { handler as signature } from "../lambdas/signature";
 import { buildManifest } from "../lib/core/integrity/manifest";
+import { type BurstResult, burstPolicy, runBurst } from "../lib/local/burst";
 import { demoSetup, TRUSTED_BUCKET } from "../lib/local/demo";
 import { createDemoSigner } from "../lib/local/demo-signer";
 import { LocalPipeline } from "../lib/local/pipeline";
@@ -52,6 +60,7 @@ const { values: o } = parseArgs({
 		json: { type: "boolean", default: false },
 		// for the comparison: the pipeline under Node's default GC, not as `ftguard pipeline` runs it
 		"without-pipeline-flags": { type: "boolean", default: false },
+		burst: { type: "string" },
 	},
 });
 const sizeMib = Number(o["size-mib"]);
@@ -270,7 +279,80 @@ async function main(): Promise<void> {
 	process.stdout.write(`${lines.join("\n")}\n`);
 }
 
+/** --burst N: N commits at once, every verdict checked, time to the last one. */
+async function burst(n: number): Promise<void> {
+	if (!Number.isInteger(n) || n < 1) throw new Error(`--burst takes a positive integer (got ${o.burst})`);
+	const signer = createDemoSigner();
+	const runs: (BurstResult & { throttles: number; reserved: Record<string, number> })[] = [];
+	mkdirSync(join(REPO, ".bench"), { recursive: true });
+	let throttles = 0;
+	// one pipeline for every rep (the handlers keep their S3 client per process, as a Lambda container does)
+	const pipeline = await LocalPipeline.start({
+		port: 0,
+		policy: burstPolicy(signer),
+		handlerLog: createWriteStream(join(REPO, ".bench/pipeline-burst-handlers.log")),
+		onThrottle: () => {
+			throttles += 1;
+		},
+	});
+	try {
+		for (let i = 0; i < reps; i++) {
+			throttles = 0;
+			const prefix = `burst/rep-${i + 1}/`;
+			const r = await runBurst(pipeline, { n, examples: join(REPO, "examples"), signer, prefix });
+			runs.push({ ...r, throttles, reserved: pipeline.definition.reservedConcurrency });
+			const ok = r.wrong.length === 0 && r.stuck.length === 0 && r.missing.length === 0;
+			process.stderr.write(
+				`  rep ${i + 1}: last verdict ${r.lastVerdictS.toFixed(2)} s, ${throttles} throttled invokes, ${ok ? "all correct" : "WRONG"}\n`,
+			);
+		}
+	} finally {
+		await pipeline.close();
+	}
+	const last = runs.at(-1) as (typeof runs)[number];
+	const pass = runs.every((r) => r.wrong.length === 0 && r.stuck.length === 0 && r.missing.length === 0);
+	const times = runs.map((r) => r.lastVerdictS);
+	const result = {
+		artefacts: n,
+		reps,
+		reservedConcurrency: last.reserved,
+		lastVerdict_s: { median: median(times), min: Math.min(...times), max: Math.max(...times) },
+		throttledInvokes: runs.map((r) => r.throttles),
+		byKind: last.byKind,
+		wrong: runs.flatMap((r) => r.wrong),
+		stuckScanning: runs.flatMap((r) => r.stuck),
+		missing: runs.flatMap((r) => r.missing),
+		pass,
+	};
+	if (o.json)
+		process.stdout.write(`${JSON.stringify(result, null, 2)}
+`);
+	else {
+		const kinds = Object.entries(last.byKind).map(
+			([k, v]) =>
+				`    ${k}: ${v.count} artefacts, expected ${v.expected}, got ${Object.entries(v.got)
+					.map(([s, c]) => `${s} ${c}`)
+					.join(", ")}`,
+		);
+		process.stdout.write(
+			`${[
+				`local pipeline burst: ${n} artefacts committed at once; reserved concurrency per step ${JSON.stringify(last.reserved)}`,
+				`  time to the last verdict: ${result.lastVerdict_s.median.toFixed(2)} s (median of ${reps}; ${result.lastVerdict_s.min.toFixed(2)}–${result.lastVerdict_s.max.toFixed(2)} s)`,
+				`  verdicts by kind (last rep):`,
+				...kinds,
+				`  wrong verdicts: ${result.wrong.length}; left SCANNING: ${result.stuckScanning.length}; no verdict: ${result.missing.length}; throttled invokes per rep: ${result.throttledInvokes.join(", ")}`,
+				`  ${pass ? "PASS" : "FAIL"}`,
+				...result.wrong.slice(0, 5).map((w) => `    wrong: ${w.marker} ${w.status} ${w.reasons.join("; ")}`),
+				...result.stuckScanning.slice(0, 5).map((s) => `    stuck: ${s}`),
+			].join("\n")}\n`,
+		);
+	}
+	if (!pass) process.exitCode = 1;
+}
+
+const run = o.burst !== undefined ? () => burst(Number(o.burst)) : main;
+
 // The pipeline runs in this process: give it the V8 flags `ftguard pipeline` runs with (bin/node-flags.mjs),
 // so that what is measured is what users run. (`ftguard verify`, the reference, is spawned as users run it.)
-if (o["without-pipeline-flags"] || startedWith(PIPELINE_NODE_FLAGS)) await main();
+if (o["without-pipeline-flags"] || startedWith(PIPELINE_NODE_FLAGS)) await run();
 else rerunWith(PIPELINE_NODE_FLAGS);

@@ -3,6 +3,7 @@
  * wires them to a commander program and owns the process exit code.
  */
 import { Command, CommanderError } from "commander";
+import { registerAws } from "../lib/cli/aws-command";
 import { registerBackdoor } from "../lib/cli/backdoor";
 import { registerBaseModel } from "../lib/cli/base-model";
 import { registerFiles } from "../lib/cli/files";
@@ -32,6 +33,7 @@ registerBaseModel(program, setExit);
 registerFiles(program, setExit);
 registerBackdoor(program, setExit);
 registerPipeline(program, setExit);
+registerAws(program, setExit);
 for (const cmd of program.commands) cmd.exitOverride();
 for (const cmd of program.commands.flatMap((c) => c.commands)) cmd.exitOverride();
 

@@ -58,6 +58,10 @@ export const UNCHECKABLE_CODES = [
 	"MODEL_MALFORMED",
 	"DATA_INVALID",
 	"BACKEND_ERROR",
+	// `ftguard aws …`: no usable AWS credentials (none found, expired, or not valid), or an AWS API call failed
+	// (access denied, throttled, unreachable endpoint)
+	"AWS_CREDENTIALS",
+	"AWS_API_ERROR",
 	"INTERNAL",
 ] as const;
 

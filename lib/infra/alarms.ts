@@ -8,11 +8,13 @@ import * as subs from "aws-cdk-lib/aws-sns-subscriptions";
 import type * as sqs from "aws-cdk-lib/aws-sqs";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
+import { denyGrantsNotForAwsResources } from "./proactive-controls.js";
 import { METRIC_DIMENSIONS, METRIC_NAMESPACE, MetricName, NEURAL_CLEANSE_ANOMALY_THRESHOLD, SWEEP } from "./tags.js";
 
 export interface AlarmsProps {
 	/**
-	 * Key of the alarm topic.
+	 * Key of the alarm topic. A key given here must itself let `cloudwatch.amazonaws.com` use `kms:Decrypt` and
+	 * `kms:GenerateDataKey*` (under {@link alarmsOfThisAccount}'s conditions), or no alarm reaches the topic.
 	 * @default a new customer-managed key with rotation that CloudWatch alarms of this account may use
 	 */
 	readonly topicKey?: kms.IKey;
@@ -106,14 +108,15 @@ export class Alarms extends Construct {
 				enableKeyRotation: true,
 				removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
 			});
-			// CloudWatch publishes to an encrypted topic only if the key lets it.
+			denyGrantsNotForAwsResources(key);
+			// CloudWatch publishes to an encrypted topic only if the key lets it (same conditions as the topic policy).
 			key.addToResourcePolicy(
 				new iam.PolicyStatement({
 					sid: "CloudWatchAlarmsOfThisAccount",
 					principals: [new iam.ServicePrincipal("cloudwatch.amazonaws.com")],
 					actions: ["kms:Decrypt", "kms:GenerateDataKey*"],
 					resources: ["*"],
-					conditions: { StringEquals: { "aws:SourceAccount": Stack.of(this).account } },
+					conditions: alarmsOfThisAccount(this),
 				}),
 			);
 			this.topicKey = key;
@@ -123,6 +126,17 @@ export class Alarms extends Construct {
 			masterKey: this.topicKey,
 			enforceSSL: true,
 		});
+		// A topic policy replaces SNS's default one: without this statement every alarm action fails with "not
+		// authorized to perform SNS:Publish". Only alarms of this account (confused-deputy conditions).
+		this.topic.addToResourcePolicy(
+			new iam.PolicyStatement({
+				sid: "CloudWatchAlarmsOfThisAccount",
+				principals: [new iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+				actions: ["sns:Publish"],
+				resources: [this.topic.topicArn],
+				conditions: alarmsOfThisAccount(this),
+			}),
+		);
 		for (const email of props.emailSubscriptions ?? []) {
 			this.topic.addSubscription(new subs.EmailSubscription(email));
 		}
@@ -256,4 +270,16 @@ export class Alarms extends Construct {
 				"The sweeper found objects left SCANNING by a scan that ended without a verdict (and quarantined them), could not check some, or stopped reporting.",
 		});
 	}
+}
+
+/**
+ * Conditions that limit the `cloudwatch.amazonaws.com` service principal to alarms of the stack's account and
+ * region (`aws:SourceAccount`, `aws:SourceArn` like `arn:<partition>:cloudwatch:<region>:<account>:alarm:*`).
+ */
+export function alarmsOfThisAccount(scope: Construct): Record<string, Record<string, string>> {
+	const stack = Stack.of(scope);
+	return {
+		StringEquals: { "aws:SourceAccount": stack.account },
+		ArnLike: { "aws:SourceArn": `arn:${stack.partition}:cloudwatch:${stack.region}:${stack.account}:alarm:*` },
+	};
 }

@@ -3,6 +3,7 @@ import * as iam from "aws-cdk-lib/aws-iam";
 import * as kms from "aws-cdk-lib/aws-kms";
 import * as s3 from "aws-cdk-lib/aws-s3";
 import { Construct, type IConstruct } from "constructs";
+import { denyGrantsNotForAwsResources } from "./proactive-controls.js";
 import { FTGUARD_TAG_PATTERN, ScanStatus, STATUS_TAG } from "./tags.js";
 
 /** Object Lock default retention for the checkpoint and report buckets. */
@@ -16,13 +17,21 @@ export interface CheckpointObjectLock {
 	readonly retention: Duration;
 }
 
+/**
+ * The default Object Lock (CT.S3.PR.9): GOVERNANCE, so a principal explicitly allowed `s3:BypassGovernanceRetention`
+ * can still remove a version early (a mistaken upload, an erasure request); 30 days, within the 90 days noncurrent
+ * versions are kept anyway, so it costs no storage beyond what versioning already keeps.
+ */
+export const DEFAULT_OBJECT_LOCK: CheckpointObjectLock = { mode: "GOVERNANCE", retention: Duration.days(30) };
+
 export interface CheckpointStoreProps {
 	/**
-	 * Object Lock on the checkpoint and report buckets (WORM for checkpoints and verdict records). Object Lock can
-	 * only be enabled when a bucket is created.
-	 * @default no Object Lock (versioning still keeps every overwritten version)
+	 * Object Lock on the checkpoint and report buckets (WORM for checkpoints and verdict records), or `false` for
+	 * none. Decide before the first deploy: S3 never turns Object Lock off again, and a default retention added later
+	 * does not cover the objects already stored. Trade-offs: docs/operations.md, "Object Lock".
+	 * @default {@link DEFAULT_OBJECT_LOCK}: GOVERNANCE, 30 days
 	 */
-	readonly objectLock?: CheckpointObjectLock;
+	readonly objectLock?: CheckpointObjectLock | false;
 	/**
 	 * How long noncurrent (overwritten or deleted) object versions are kept. Must not be shorter than the Object
 	 * Lock retention.
@@ -46,10 +55,16 @@ export interface CheckpointStoreProps {
 	 */
 	readonly eventBridgeNotifications?: boolean;
 	/**
-	 * Who runs as the scanner role (the manifest, signature and file-scan Lambdas and the backdoor Batch job).
-	 * @default Lambda and ECS tasks (`lambda.amazonaws.com`, `ecs-tasks.amazonaws.com`)
+	 * Who runs as the scanner role (the manifest, signature and file-scan Lambdas).
+	 * @default Lambda (`lambda.amazonaws.com`)
 	 */
 	readonly scannerAssumedBy?: iam.IPrincipal;
+	/**
+	 * Who runs as the backdoor job role (the GPU Batch job, which parses untrusted models).
+	 * @default ECS tasks of this account and region (`ecs-tasks.amazonaws.com` with `aws:SourceAccount` and
+	 * `aws:SourceArn` conditions)
+	 */
+	readonly backdoorJobAssumedBy?: iam.IPrincipal;
 	/**
 	 * Who runs as the verdict role (the mark and record Lambdas: the only writers of `ftguard:*` tags).
 	 * @default Lambda (`lambda.amazonaws.com`)
@@ -76,14 +91,15 @@ export interface CheckpointStoreProps {
  *   cannot write SSE-KMS objects).
  * - Every bucket: Block Public Access, versioning, TLS only, bucket-owner-enforced ownership (no ACLs), lifecycle
  *   for noncurrent versions and incomplete multipart uploads.
- * - Checkpoint bucket policy: nobody but the scanner, verdict and break-glass roles reads an object unless it is
+ * - Data buckets: no replica writes (s3:Replicate*, ObjectOwnerOverrideToBucketOwner) by anyone.
+ * - Checkpoint bucket policy: nobody but the scanner, backdoor job, verdict and break-glass roles reads an object unless it is
  *   tagged `ftguard:status=PROMOTABLE`; nobody but the verdict role writes tags, uploads with `ftguard:*` tags
  *   or copies objects in (a copy could bring a foreign object's tags along) — except the sweeper role, which may
  *   read tag sets and do exactly one write: `ftguard:status=QUARANTINED` on an object whose status is SCANNING.
  *
- * The three roles those statements name are created here, so the bucket policy and the principals it trusts are
- * defined in one place; the pipeline runs its Lambdas and Batch job as {@link scannerRole} and
- * {@link verdictRole}.
+ * The roles those statements name are created here, so the bucket policy and the principals it trusts are
+ * defined in one place; the pipeline runs its Lambdas as {@link scannerRole} and {@link verdictRole}, its Batch
+ * job as {@link backdoorJobRole}.
  */
 export class CheckpointStore extends Construct {
 	/** Customer-managed key of the checkpoint, base-model, dataset and report buckets. */
@@ -100,6 +116,12 @@ export class CheckpointStore extends Construct {
 	public readonly accessLogBucket: s3.Bucket;
 	/** Reads checkpoints whatever their status, reads base models and datasets, writes reports. */
 	public readonly scannerRole: iam.Role;
+	/**
+	 * The GPU backdoor job: reads pinned checkpoint versions (`s3:GetObjectVersion` only) whatever their status; the
+	 * scan pipeline adds its policy object, reference data and its report prefix. Separate from {@link scannerRole}
+	 * because the job runs on shared EC2 hosts and parses untrusted models.
+	 */
+	public readonly backdoorJobRole: iam.Role;
 	/** The only principal that may promote (or write any tag set); writes verdict records. */
 	public readonly verdictRole: iam.Role;
 	/**
@@ -117,6 +139,7 @@ export class CheckpointStore extends Construct {
 		const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
 		const noncurrent = props.noncurrentVersionExpiration ?? Duration.days(90);
 		validate(props, noncurrent, removalPolicy);
+		const objectLock = resolveObjectLock(props.objectLock);
 		this.region = Stack.of(this).region;
 
 		this.key = new kms.Key(this, "Key", {
@@ -124,6 +147,7 @@ export class CheckpointStore extends Construct {
 			enableKeyRotation: true,
 			removalPolicy,
 		});
+		denyGrantsNotForAwsResources(this.key);
 
 		this.accessLogBucket = new s3.Bucket(this, "AccessLogBucket", {
 			// S3 server access logging delivers only to SSE-S3 buckets.
@@ -163,9 +187,10 @@ export class CheckpointStore extends Construct {
 					},
 				],
 				removalPolicy,
-				...(lock && props.objectLock ? objectLockProps(props.objectLock) : {}),
+				...(lock && objectLock ? objectLockProps(objectLock) : {}),
 			});
 			this.denyUnlessEncryptedWithKey(bucket);
+			denyReplicaWrites(bucket);
 			return bucket;
 		};
 		this.checkpointBucket = dataBucket("CheckpointBucket", "checkpoints", true);
@@ -182,12 +207,18 @@ export class CheckpointStore extends Construct {
 
 		this.scannerRole = new iam.Role(this, "ScannerRole", {
 			description: "ftguard scanner: reads checkpoints of any status, writes scan reports",
+			assumedBy: props.scannerAssumedBy ?? new iam.ServicePrincipal("lambda.amazonaws.com"),
+		});
+		const stack = Stack.of(this);
+		this.backdoorJobRole = new iam.Role(this, "BackdoorJobRole", {
+			description: "ftguard backdoor job: reads pinned checkpoint versions and reference data, writes its report",
 			assumedBy:
-				props.scannerAssumedBy ??
-				new iam.CompositePrincipal(
-					new iam.ServicePrincipal("lambda.amazonaws.com"),
-					new iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-				),
+				props.backdoorJobAssumedBy ??
+				// ECS's recommended confused-deputy conditions for task roles: only tasks of this account and region.
+				new iam.ServicePrincipal("ecs-tasks.amazonaws.com").withConditions({
+					StringEquals: { "aws:SourceAccount": stack.account },
+					ArnLike: { "aws:SourceArn": `arn:${stack.partition}:ecs:${stack.region}:${stack.account}:*` },
+				}),
 		});
 		this.verdictRole = new iam.Role(this, "VerdictRole", {
 			description: "ftguard verdict: the only writer of ftguard:* object tags",
@@ -276,6 +307,43 @@ export class CheckpointStore extends Construct {
 	}
 
 	/**
+	 * Denies the verdict role's checkpoint tag writes and verdict-record writes unless they come through
+	 * `vpcEndpointId`, the S3 gateway endpoint of the VPC where the verdict functions (mark, record) run:
+	 * verdict-role credentials used anywhere else can neither promote nor rewrite a record. The sweeper runs outside
+	 * the VPC and may only turn SCANNING into QUARANTINED, so it is not bound to the endpoint; everyone else is
+	 * already denied every tag write.
+	 */
+	public requireVerdictWritesThrough(vpcEndpointId: string): void {
+		this.checkpointBucket.addToResourcePolicy(
+			new iam.PolicyStatement({
+				sid: "DenyVerdictTagsOutsideVpc",
+				effect: iam.Effect.DENY,
+				principals: [new iam.AnyPrincipal()],
+				actions: [...TAG_WRITE_ACTIONS],
+				resources: [this.checkpointBucket.arnForObjects("*")],
+				conditions: {
+					// true when the request came through no endpoint at all (the key is absent)
+					StringNotEquals: { "aws:SourceVpce": vpcEndpointId },
+					ArnNotEquals: { "aws:PrincipalArn": this.sweeperRole.roleArn },
+				},
+			}),
+		);
+		this.reportBucket.addToResourcePolicy(
+			new iam.PolicyStatement({
+				sid: "DenyVerdictRecordsOutsideVpc",
+				effect: iam.Effect.DENY,
+				principals: [new iam.AnyPrincipal()],
+				actions: ["s3:PutObject"],
+				resources: [this.reportBucket.arnForObjects("*")],
+				conditions: {
+					StringNotEquals: { "aws:SourceVpce": vpcEndpointId },
+					ArnEquals: { "aws:PrincipalArn": this.verdictRole.roleArn },
+				},
+			}),
+		);
+	}
+
+	/**
 	 * KMS use through S3 only: `kms:ViaService` = `s3.<region>.amazonaws.com`, so the credentials cannot decrypt
 	 * or generate data keys directly.
 	 */
@@ -309,7 +377,12 @@ export class CheckpointStore extends Construct {
 		const sse = "s3:x-amz-server-side-encryption";
 		const keyId = "s3:x-amz-server-side-encryption-aws-kms-key-id";
 		deny("DenyUploadsNotSseKms", { StringNotEquals: { [sse]: "aws:kms" }, Null: { [sse]: "false" } });
-		deny("DenyUploadsWithOtherKey", { StringNotEquals: { [keyId]: this.key.keyArn }, Null: { [keyId]: "false" } });
+		// S3 compares the header as sent. Accepted: the key ARN and the bare key id (a UUID, unique across accounts).
+		// Refused: any alias (`alias/…` resolves in the requester's account, so it could name the requester's own key).
+		deny("DenyUploadsWithOtherKey", {
+			StringNotEquals: { [keyId]: [this.key.keyArn, this.key.keyId] },
+			Null: { [keyId]: "false" },
+		});
 		deny("DenyUploadsSseC", { Null: { "s3:x-amz-server-side-encryption-customer-algorithm": "false" } });
 	}
 
@@ -332,7 +405,13 @@ export class CheckpointStore extends Construct {
 					// set) and bind verdicts to versions; it gains nothing, since it can promote anyway. The sweeper is
 					// exempt for the same tag-set reads; DenySweeperAllButTags below takes every other action from it.
 					ArnNotEquals: {
-						"aws:PrincipalArn": [this.scannerRole.roleArn, this.breakGlassRole.roleArn, verdict, sweeper],
+						"aws:PrincipalArn": [
+							this.scannerRole.roleArn,
+							this.backdoorJobRole.roleArn,
+							this.breakGlassRole.roleArn,
+							verdict,
+							sweeper,
+						],
 					},
 				},
 			}),
@@ -342,12 +421,7 @@ export class CheckpointStore extends Construct {
 				sid: "DenyTaggingExceptVerdict",
 				effect: iam.Effect.DENY,
 				principals: [new iam.AnyPrincipal()],
-				actions: [
-					"s3:PutObjectTagging",
-					"s3:PutObjectVersionTagging",
-					"s3:DeleteObjectTagging",
-					"s3:DeleteObjectVersionTagging",
-				],
+				actions: [...TAG_WRITE_ACTIONS],
 				resources: [objects],
 				conditions: { ArnNotEquals: { "aws:PrincipalArn": [verdict, sweeper] } },
 			}),
@@ -473,6 +547,18 @@ export class CheckpointStore extends Construct {
 		);
 		this.grantKeyViaS3(this.scannerRole, ["kms:Decrypt", "kms:GenerateDataKey"]);
 
+		// Backdoor job: the model version the state machine pinned, nothing unversioned, no listing.
+		this.backdoorJobRole.addToPrincipalPolicy(
+			new iam.PolicyStatement({ actions: ["s3:GetObjectVersion"], resources: [cp.arnForObjects("*")] }),
+		);
+		acknowledgeObjectWildcard(
+			this.backdoorJobRole,
+			cp,
+			"/*",
+			"The backdoor job reads the one model version its scan pinned (GetObjectVersion only), keys not known at deploy time",
+		);
+		this.grantKeyViaS3(this.backdoorJobRole, ["kms:Decrypt", "kms:GenerateDataKey"]);
+
 		// Verdict: tags on checkpoints (mark SCANNING, record the verdict), verdict records in the report bucket.
 		this.verdictRole.addToPrincipalPolicy(
 			new iam.PolicyStatement({
@@ -578,6 +664,32 @@ export class CheckpointStore extends Construct {
 	}
 }
 
+/** Every S3 action that writes or removes object tags. */
+const TAG_WRITE_ACTIONS = [
+	"s3:PutObjectTagging",
+	"s3:PutObjectVersionTagging",
+	"s3:DeleteObjectTagging",
+	"s3:DeleteObjectVersionTagging",
+] as const;
+
+/**
+ * S3 authorises replica writes (replication, S3 Batch Replication) with these actions, not PutObject /
+ * PutObjectTagging: without this deny, whoever can configure replication into a data bucket could land an object
+ * already tagged `ftguard:status=PROMOTABLE`, or overwrite a verdict record. Nothing replicates into ftguard's
+ * buckets; replication out of them is unaffected.
+ */
+function denyReplicaWrites(bucket: s3.Bucket): void {
+	bucket.addToResourcePolicy(
+		new iam.PolicyStatement({
+			sid: "DenyReplicaWrites",
+			effect: iam.Effect.DENY,
+			principals: [new iam.AnyPrincipal()],
+			actions: ["s3:ReplicateObject", "s3:ReplicateTags", "s3:ReplicateDelete", "s3:ObjectOwnerOverrideToBucketOwner"],
+			resources: [bucket.arnForObjects("*")],
+		}),
+	);
+}
+
 /**
  * Under `exactOptionalPropertyTypes` CDK's concrete `Bucket` is not assignable to its own `IBucket` (optional
  * properties such as `isWebsite` are declared differently); it is one at runtime. The single cast lives here.
@@ -612,8 +724,12 @@ function objectLockProps(
 	};
 }
 
+function resolveObjectLock(lock: CheckpointObjectLock | false | undefined): CheckpointObjectLock | undefined {
+	return lock === false ? undefined : (lock ?? DEFAULT_OBJECT_LOCK);
+}
+
 function validate(props: CheckpointStoreProps, noncurrent: Duration, removalPolicy: RemovalPolicy): void {
-	const lock = props.objectLock;
+	const lock = resolveObjectLock(props.objectLock);
 	if (noncurrent.toDays() < 1) {
 		throw new Error("CheckpointStore: noncurrentVersionExpiration must be at least 1 day");
 	}

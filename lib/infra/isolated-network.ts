@@ -6,6 +6,8 @@ import * as logs from "aws-cdk-lib/aws-logs";
 import type * as s3 from "aws-cdk-lib/aws-s3";
 import * as cr from "aws-cdk-lib/custom-resources";
 import { Construct } from "constructs";
+import { denyGrantsNotForAwsResources, secureProviderLogs } from "./proactive-controls.js";
+import { retainExceptOnCreate } from "./removal-policy.js";
 
 /**
  * Interface endpoints that training and scanning compute needs in subnets with no route out: ECR (image pulls;
@@ -46,7 +48,8 @@ export interface IsolatedNetworkProps {
 	readonly subnetCidrMask?: number;
 	/**
 	 * More interface endpoints, by construct id (for example `{ Batch: InterfaceVpcEndpointAwsService.BATCH }` when
-	 * something inside the VPC calls the Batch API). They share the endpoint security group.
+	 * something inside the VPC calls the Batch API). They share the endpoint security group and the policy that
+	 * limits every interface endpoint to this account's principals and resources ({@link limitToAccount}).
 	 * @default none beyond {@link DEFAULT_INTERFACE_ENDPOINTS}
 	 */
 	readonly additionalInterfaceEndpoints?: Readonly<Record<string, ec2.InterfaceVpcEndpointAwsService>>;
@@ -129,6 +132,7 @@ export class IsolatedNetwork extends Construct {
 				removalPolicy,
 			});
 		if (!props.logKey) {
+			denyGrantsNotForAwsResources(logKey);
 			logKey.addToResourcePolicy(
 				new iam.PolicyStatement({
 					sid: "CloudWatchLogsInThisAccountAndRegion",
@@ -146,7 +150,7 @@ export class IsolatedNetwork extends Construct {
 		this.flowLogGroup = new logs.LogGroup(this, "FlowLogGroup", {
 			encryptionKey: logKey,
 			retention: props.flowLogRetention ?? logs.RetentionDays.ONE_YEAR,
-			removalPolicy,
+			removalPolicy: retainExceptOnCreate(removalPolicy),
 		});
 		this.flowLog = new ec2.FlowLog(this, "FlowLog", {
 			resourceType: ec2.FlowLogResourceType.fromVpc(vpcRef(this.vpc)),
@@ -201,10 +205,28 @@ export class IsolatedNetwork extends Construct {
 				privateDnsEnabled: true,
 				open: false,
 			});
+			limitToAccount(endpoints[name], stack.account);
+			if (service === ec2.InterfaceVpcEndpointAwsService.STS) {
+				// Web-identity requests are unsigned (no aws:PrincipalAccount): allow them into this account's roles only.
+				endpoints[name].addToPolicy(
+					new iam.PolicyStatement({
+						sid: "WebIdentityIntoThisAccount",
+						principals: [new iam.AnyPrincipal()],
+						actions: ["sts:AssumeRoleWithWebIdentity"],
+						resources: [`arn:${stack.partition}:iam::${stack.account}:role/*`],
+					}),
+				);
+			}
 		}
 		this.interfaceEndpoints = endpoints;
 
 		this.s3PrefixListId = props.s3PrefixListId ?? this.lookUpS3PrefixList(stack);
+		// The VPC's restrict-default-SG handler (and the prefix-list lookup) log under the flow-log key and retention.
+		secureProviderLogs(this, {
+			key: logKey,
+			retention: props.flowLogRetention ?? logs.RetentionDays.ONE_YEAR,
+			removalPolicy,
+		});
 		this.computeSecurityGroup = this.createComputeSecurityGroup(
 			"ComputeSecurityGroup",
 			"ftguard compute: egress HTTPS to VPC endpoints only",
@@ -253,6 +275,36 @@ export class IsolatedNetwork extends Construct {
 		}
 		return lookup.getResponseField("PrefixLists.0.PrefixListId");
 	}
+}
+
+/**
+ * Replaces an interface endpoint's default full-access policy: only principals of `account`, and only resources of
+ * `account` wherever the request names one (`aws:ResourceAccount`; actions without a resource, such as
+ * ecr:GetAuthorizationToken or sts:GetCallerIdentity, may carry none and are not refused for that). So a job holding foreign credentials, or
+ * assuming a foreign role (sts:AssumeRole's resource is the role), or writing to a foreign log group, cannot use
+ * the endpoint. ECR's image layers come from an AWS-owned bucket through the S3 gateway endpoint, not these.
+ */
+export function limitToAccount(endpoint: ec2.InterfaceVpcEndpoint, account: string): void {
+	endpoint.addToPolicy(
+		new iam.PolicyStatement({
+			sid: "PrincipalsOfThisAccount",
+			principals: [new iam.AnyPrincipal()],
+			actions: ["*"],
+			resources: ["*"],
+			conditions: { StringEquals: { "aws:PrincipalAccount": account } },
+		}),
+	);
+	endpoint.addToPolicy(
+		new iam.PolicyStatement({
+			sid: "ResourcesOfThisAccount",
+			effect: iam.Effect.DENY,
+			principals: [new iam.AnyPrincipal()],
+			actions: ["*"],
+			resources: ["*"],
+			// Null false first: a negated operator (with or without IfExists) is true when the key is absent.
+			conditions: { Null: { "aws:ResourceAccount": "false" }, StringNotEquals: { "aws:ResourceAccount": account } },
+		}),
+	);
 }
 
 /**

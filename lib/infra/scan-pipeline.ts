@@ -24,8 +24,10 @@ import { type Policy, parsePolicy } from "../core/policy/index.js";
 import type { Alarms } from "./alarms.js";
 import type { CheckpointStore } from "./checkpoint-store.js";
 import { type IsolatedNetwork, vpcRef } from "./isolated-network.js";
+import { denyGrantsNotForAwsResources, secureProviderLogs } from "./proactive-controls.js";
+import { retainExceptOnCreate } from "./removal-policy.js";
 import { buildScanDefinition, LAMBDA_STEPS, type LambdaStep, SCAN_REPORT_PREFIX } from "./state-machine.js";
-import { BACKDOOR_REPORT_SUFFIX, METRIC_NAMESPACE, METRIC_SERVICE, SWEEP } from "./tags.js";
+import { BACKDOOR_REPORT_SUFFIX, METRIC_NAMESPACE, METRIC_SERVICE, RESERVED_CONCURRENCY, SWEEP } from "./tags.js";
 
 /** Size and retries of the backdoor-scan Batch job. */
 export interface BackdoorJobOptions {
@@ -157,7 +159,8 @@ const OUTSIDE_VPC: ReadonlySet<LambdaStep | ExtraFunction> = new Set(["start", "
  * function, which starts a STANDARD Step Functions execution named by the scan id (a duplicate event starts
  * nothing). The workflow ({@link buildScanDefinition}) runs the step Lambdas in the isolated subnets and the
  * backdoor scan as a GPU AWS Batch job (`.sync`), and fails closed on every error. mark and record run as the
- * store's verdict role (the only tag writer), manifest, signature, files and the Batch job as its scanner role.
+ * store's verdict role (the only tag writer), manifest, signature and files as its scanner role, the Batch job as its
+ * backdoor job role.
  * The policy is configuration: a content-addressed object in the base-model bucket read by the functions, and
  * the Batch job's FTGUARD_* settings.
  */
@@ -223,7 +226,7 @@ export class ScanPipeline extends Construct {
 			throw new Error(`ScanPipeline: runtime must be a Node.js runtime (got ${this.runtime.name})`);
 		}
 		const { store, network } = props;
-		const concurrency = props.reservedConcurrency ?? 10;
+		const concurrency = props.reservedConcurrency ?? RESERVED_CONCURRENCY.perFunction;
 		if (!Number.isInteger(concurrency) || concurrency < 1) {
 			throw new Error(`ScanPipeline: reservedConcurrency must be a positive integer (got ${concurrency})`);
 		}
@@ -341,14 +344,24 @@ export class ScanPipeline extends Construct {
 			this.createFunction(step, roles[step], securityGroup, network, reserved, { ...environment, ...extraEnv });
 		const functions = Object.fromEntries(LAMBDA_STEPS.map((s) => [s, fn(s)])) as Record<LambdaStep, lambda.Function>;
 		this.functions = functions;
+		if (!OUTSIDE_VPC.has("mark") && !OUTSIDE_VPC.has("record")) {
+			// The verdict functions run in the isolated subnets, so their tag and record writes come through the gateway.
+			store.requireVerdictWritesThrough(network.s3Endpoint.vpcEndpointId);
+		}
+		this.grantBackdoorJob(store, policyKey);
 
 		// ---- AWS Batch --------------------------------------------------------------------------------------
 		this.launchTemplate = new ec2.LaunchTemplate(this, "GpuLaunchTemplate", {
 			requireImdsv2: true,
 			httpTokens: ec2.LaunchTemplateHttpTokens.REQUIRED,
-			// One hop: processes on the host (the ECS agent) reach IMDS, containers (bridge network) do not, so a job
-			// cannot take the instance role's credentials; it gets the job role from the ECS credentials endpoint.
+			// CT.EC2.PR.10: 1-minute instance metrics, to see a GPU host stall or run out of memory mid-scan; costs
+			// little beside the GPU instance itself.
+			detailedMonitoring: true,
+			// One hop keeps bridge-network containers from IMDSv2. Batch runs ECS-EC2 jobs in host network mode,
+			// where the hop limit separates nothing: BLOCK_JOB_IMDS (user data) is what keeps the job from the
+			// instance role; the job gets its own role from the ECS credentials endpoint.
 			httpPutResponseHopLimit: 1,
+			userData: imdsBlockUserData(),
 			blockDevices: [
 				{
 					deviceName: "/dev/xvda",
@@ -372,7 +385,7 @@ export class ScanPipeline extends Construct {
 			Validations.of(this.computeEnvironment.instanceRole).acknowledge({
 				id: "AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role]",
 				reason:
-					"The ECS agent on Batch-managed GPU instances needs exactly this AWS-maintained policy (register the instance, poll for tasks); containers cannot reach the instance role (IMDS hop limit 1)",
+					"The ECS agent on Batch-managed GPU instances needs exactly this AWS-maintained policy (register the instance, poll for tasks) and the role has nothing else; jobs share the host network (Batch ECS-EC2 jobs run in host mode), so the launch template's boot hook drops every non-root packet to instance metadata and the job runs as a non-root user",
 			});
 		}
 		this.jobQueue = new batch.JobQueue(this, "GpuJobQueue", {
@@ -394,8 +407,11 @@ export class ScanPipeline extends Construct {
 				cpu: job.vcpus,
 				memory: job.memory,
 				gpu: job.gpus,
-				jobRole: store.scannerRole,
-				environment: { FTGUARD_DEVICE: "cuda" },
+				jobRole: store.backdoorJobRole,
+				// Non-root, so BLOCK_JOB_IMDS applies to it whatever the image's USER says.
+				user: JOB_USER,
+				// Only recent ECS agents inject AWS_REGION, and the job cannot ask instance metadata (blocked).
+				environment: { FTGUARD_DEVICE: "cuda", AWS_REGION: this.stack.region, AWS_DEFAULT_REGION: this.stack.region },
 				logging: ecs.LogDriver.awsLogs({ logGroup: this.jobLogGroup, streamPrefix: "backdoor-scan" }),
 			}),
 			retryAttempts: job.attempts,
@@ -429,8 +445,14 @@ export class ScanPipeline extends Construct {
 			reportBucketName: store.reportBucket.bucketName,
 			jobEnvironment,
 			backdoorTimeout,
+			executionTimeout,
 		});
-		this.stateMachineLogGroup = this.logGroup("StateMachineLogGroup");
+		// Under /aws/vendedlogs/: CloudWatch Logs then needs no resource-policy entry per log group for the delivery
+		// (the account's 5 120-character resource-policy limit would otherwise be reached by enough state machines).
+		this.stateMachineLogGroup = this.logGroup(
+			"StateMachineLogGroup",
+			`/aws/vendedlogs/states/ftguard-${this.stack.stackName}-scan`,
+		);
 		this.stateMachine = new sfn.StateMachine(this, "StateMachine", {
 			comment: "ftguard scan: mark → manifest → signature → files → backdoor → decide → record; fails closed",
 			stateMachineType: sfn.StateMachineType.STANDARD,
@@ -439,6 +461,7 @@ export class ScanPipeline extends Construct {
 			tracingEnabled: this.tracing,
 			logs: { destination: this.stateMachineLogGroup, level: sfn.LogLevel.ALL, includeExecutionData: true },
 		});
+		this.grantBatchSync();
 		this.acknowledgeStateMachine(functions);
 
 		// ---- start: EventBridge → Lambda (DLQ) → StartExecution ----------------------------------------------
@@ -488,7 +511,7 @@ export class ScanPipeline extends Construct {
 				FTGUARD_STATE_MACHINE_ARN: this.stateMachine.stateMachineArn,
 				FTGUARD_MAX_EXECUTION_SECONDS: String(executionTimeout.toSeconds()),
 			},
-			1,
+			RESERVED_CONCURRENCY.sweep,
 		);
 		this.grantSweeper(store.sweeperRole);
 		this.sweepSchedule = new events.Rule(this, "SweepSchedule", {
@@ -551,7 +574,64 @@ export class ScanPipeline extends Construct {
 					"CDK's AwsCustomResource provider function only writes its own CloudWatch logs; the managed policy grants exactly logs:CreateLogGroup/CreateLogStream/PutLogEvents",
 			});
 		}
+		// Its logs hold the SDK call (the policy body): this key and retention, unless the network's came first.
+		secureProviderLogs(this, { key: this.logKey, retention: this.logRetention, removalPolicy: this.removalPolicy });
 		return deployment;
+	}
+
+	/**
+	 * What `.sync` needs besides SubmitJob (AWS's Step Functions IAM page for Batch): DescribeJobs to follow the job,
+	 * TerminateJob so that a state timeout, an execution timeout or StopExecution ends the job instead of leaving it
+	 * on its GPU and writing into the scan's prefix after the verdict. CDK grants only SubmitJob and the events rule.
+	 */
+	private grantBatchSync(): void {
+		const jobs = this.stack.formatArn({ service: "batch", resource: "job", resourceName: "*" });
+		// SubmitJob is authorised on the new job too (resource type `job`), besides the queue and definition.
+		this.stateMachine.addToRolePolicy(
+			new iam.PolicyStatement({ actions: ["batch:SubmitJob", "batch:TerminateJob"], resources: [jobs] }),
+		);
+		// DescribeJobs has no resource-level permissions.
+		this.stateMachine.addToRolePolicy(new iam.PolicyStatement({ actions: ["batch:DescribeJobs"], resources: ["*"] }));
+		Validations.of(this.stateMachine.role).acknowledge({
+			id: "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job/*]",
+			reason:
+				"Batch job ids are generated at submit time; SubmitJob (still limited to the GPU queue and this job definition) and TerminateJob of the jobs this state machine runs",
+		});
+	}
+
+	/**
+	 * The backdoor job's reads and writes besides the pinned checkpoint version (CheckpointStore): the deployed policy
+	 * object, exactly the reference data objects the policy names, and the `backdoor/` folder of scan prefixes.
+	 */
+	private grantBackdoorJob(store: CheckpointStore, policyKey: string): void {
+		const role = store.backdoorJobRole;
+		const referenceObjects = [
+			...new Set(
+				this.policy.referenceData.flatMap((r) =>
+					[r.dataUri, r.labelsUri].map((uri) => `arn:${this.stack.partition}:s3:::${uri.slice("s3://".length)}`),
+				),
+			),
+		];
+		role.addToPrincipalPolicy(
+			new iam.PolicyStatement({
+				actions: ["s3:GetObject", "s3:GetObjectVersion"],
+				resources: [store.baseModelBucket.arnForObjects(policyKey), ...referenceObjects],
+			}),
+		);
+		// `scans/<scan id>/backdoor/`: report.json, trigger images and the shards a merge reads back.
+		const backdoorDir = BACKDOOR_REPORT_SUFFIX.slice(0, BACKDOOR_REPORT_SUFFIX.lastIndexOf("/") + 1);
+		const outputs = `${SCAN_REPORT_PREFIX}*/${backdoorDir}*`;
+		role.addToPrincipalPolicy(
+			new iam.PolicyStatement({
+				actions: ["s3:PutObject", "s3:GetObject"],
+				resources: [store.reportBucket.arnForObjects(outputs)],
+			}),
+		);
+		Validations.of(role).acknowledge({
+			id: `AwsSolutions::AwsSolutions-IAM5[Resource::<${logicalIdOf(store.reportBucket)}.Arn>/${outputs}]`,
+			reason:
+				"The backdoor job writes (and a merge reads back) its report, trigger images and shards under the backdoor/ folder of its scan; scan ids are not known at deploy time",
+		});
 	}
 
 	/**
@@ -591,6 +671,7 @@ export class ScanPipeline extends Construct {
 			enableKeyRotation: true,
 			removalPolicy: this.removalPolicy,
 		});
+		denyGrantsNotForAwsResources(key);
 		key.addToResourcePolicy(
 			new iam.PolicyStatement({
 				sid: "CloudWatchLogsInThisAccountAndRegion",
@@ -612,7 +693,7 @@ export class ScanPipeline extends Construct {
 			...(logGroupName ? { logGroupName } : {}),
 			encryptionKey: this.logKey,
 			retention: this.logRetention,
-			removalPolicy: this.removalPolicy,
+			removalPolicy: retainExceptOnCreate(this.removalPolicy),
 		});
 	}
 
@@ -739,7 +820,7 @@ export class ScanPipeline extends Construct {
 		Validations.of(this.stateMachine.role).acknowledge({
 			id: "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
 			reason:
-				"Step Functions delivers execution logs through CloudWatch Logs log-delivery APIs (CreateLogDelivery, PutResourcePolicy, …), which have no resource-level permissions",
+				"Step Functions delivers execution logs through CloudWatch Logs log-delivery APIs (CreateLogDelivery, PutResourcePolicy, …) and follows its Batch job with batch:DescribeJobs; none has resource-level permissions",
 		});
 		Validations.of(this.stateMachine.role).acknowledge({
 			id: "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job-definition/*]",
@@ -830,4 +911,33 @@ function logicalIdOf(construct: IConstruct): string {
 	const child = construct.node.defaultChild as { logicalId: string } | undefined;
 	if (!child) throw new Error(`${construct.node.path} has no default child`);
 	return Stack.of(construct).resolve(child.logicalId) as string;
+}
+
+/** uid:gid of the backdoor job's container (the image's USER is the same). Not root: see BLOCK_JOB_IMDS. */
+export const JOB_USER = "1000:1000";
+
+/**
+ * Boot hook of the GPU instances. AWS Batch runs ECS-EC2 jobs in host network mode (Batch user guide, "Networking
+ * modes for AWS Batch jobs"), so a job shares the instance's network stack and the IMDS hop limit does not keep it
+ * from the instance role. Every packet to instance metadata from a non-root process is dropped (the job runs as
+ * JOB_USER; the ECS agent, ecs-init and the SSM agent run as root), and bridge-network containers are cut off in
+ * DOCKER-USER as ECS documents for task roles. A boot hook runs on every boot, before Docker and the ECS agent; the
+ * `-C ||` guards keep it idempotent. The job's own credentials come from the ECS endpoint (169.254.170.2).
+ */
+export const BLOCK_JOB_IMDS = `#!/bin/bash
+set -eu
+iptables -w -C OUTPUT -d 169.254.169.254/32 -m owner ! --uid-owner 0 -j DROP 2>/dev/null ||
+  iptables -w -I OUTPUT 1 -d 169.254.169.254/32 -m owner ! --uid-owner 0 -j DROP
+iptables -w -N DOCKER-USER 2>/dev/null || true
+iptables -w -C DOCKER-USER -i docker+ -d 169.254.169.254/32 -j DROP 2>/dev/null ||
+  iptables -w -I DOCKER-USER 1 -i docker+ -d 169.254.169.254/32 -j DROP
+`;
+
+/** Batch accepts launch-template user data only as a MIME multi-part archive. */
+function imdsBlockUserData(): ec2.UserData {
+	const userData = new ec2.MultipartUserData();
+	userData.addPart(
+		ec2.MultipartBody.fromRawBody({ contentType: ec2.MultipartBody.CLOUD_BOOTHOOK, body: BLOCK_JOB_IMDS }),
+	);
+	return userData;
 }

@@ -1,8 +1,10 @@
-import { Stack, type StackProps } from "aws-cdk-lib";
+import { Aws, CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from "aws-cdk-lib";
+import type * as ec2 from "aws-cdk-lib/aws-ec2";
 import type * as iam from "aws-cdk-lib/aws-iam";
 import type { Construct } from "constructs";
 import { Alarms, type AlarmsProps } from "./alarms.js";
 import { CheckpointStore, type CheckpointStoreProps } from "./checkpoint-store.js";
+import type { DeployConfig, RemovalPolicyName } from "./config.js";
 import { IsolatedNetwork, type IsolatedNetworkProps } from "./isolated-network.js";
 import { ScanPipeline, type ScanPipelineProps } from "./scan-pipeline.js";
 import { TrainingJobAccess } from "./training-job-access.js";
@@ -63,5 +65,63 @@ export class FtguardStack extends Stack {
 			network: this.network,
 			alarms: this.alarms,
 		});
+		// What `ftguard aws smoke` and the operators need after a deploy (docs/deploy.md).
+		new CfnOutput(this, "CheckpointBucketName", {
+			description: "checkpoint bucket: training jobs commit here (ftguard aws smoke --bucket)",
+			value: this.store.checkpointBucket.bucketName,
+		});
+		new CfnOutput(this, "ReportBucketName", {
+			description: "scan reports and verdict records (ftguard aws smoke --report-bucket)",
+			value: this.store.reportBucket.bucketName,
+		});
+		new CfnOutput(this, "S3Endpoint", {
+			description: "regional S3 endpoint (ftguard aws smoke --endpoint)",
+			value: `https://s3.${Aws.REGION}.${Aws.URL_SUFFIX}`,
+		});
+		new CfnOutput(this, "AlarmTopicArn", {
+			description: "alarm topic: subscribe the on-call tooling here",
+			value: this.alarms.topic.topicArn,
+		});
 	}
+}
+
+const REMOVAL: Readonly<Record<RemovalPolicyName, RemovalPolicy>> = {
+	RETAIN: RemovalPolicy.RETAIN,
+	RETAIN_ON_UPDATE_OR_DELETE: RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
+	DESTROY: RemovalPolicy.DESTROY,
+};
+
+/**
+ * FtguardStack props from a validated deployment config (lib/infra/config.ts): the policy, alarm e-mails, GPU
+ * classes and max vCPUs, Object Lock (absent: the store's default; `false`: none; noncurrent versions kept at least as
+ * long as a configured lock, 90 days otherwise)
+ * and one removal policy for the store, network, alarms and pipeline. GPU settings the file leaves out keep the
+ * scan pipeline's defaults. `base` (description, env, other construct options) is kept; the config wins.
+ */
+export function stackPropsFromConfig(config: DeployConfig, base: FtguardStackProps = {}): FtguardStackProps {
+	const removalPolicy = REMOVAL[config.removalPolicy];
+	const lock = config.objectLock;
+	const noncurrentDays = config.noncurrentVersionDays ?? (lock ? Math.max(90, lock.retentionDays) : undefined);
+	return {
+		...base,
+		...(config.account && config.region ? { env: { account: config.account, region: config.region } } : {}),
+		store: {
+			...base.store,
+			removalPolicy,
+			...(lock === false ? { objectLock: false as const } : {}),
+			...(lock ? { objectLock: { mode: lock.mode, retention: Duration.days(lock.retentionDays) } } : {}),
+			...(noncurrentDays !== undefined ? { noncurrentVersionExpiration: Duration.days(noncurrentDays) } : {}),
+		},
+		network: { ...base.network, removalPolicy },
+		alarms: { ...base.alarms, removalPolicy, emailSubscriptions: config.alarmEmails },
+		scanPipeline: {
+			...base.scanPipeline,
+			removalPolicy,
+			policy: config.policy,
+			...(config.gpuConfigured.instanceClasses
+				? { gpuInstanceClasses: config.gpu.instanceClasses as ec2.InstanceClass[] }
+				: {}),
+			...(config.gpuConfigured.maxVcpus ? { maxvCpus: config.gpu.maxVcpus } : {}),
+		},
+	};
 }

@@ -16,7 +16,8 @@ import { BACKDOOR_REPORT_SUFFIX } from "./tags.js";
  * Every Task catches `States.ALL`: the catcher stores `$.error = { state, cause }` and goes to Decide, which
  * quarantines. Decide's and Record's own failures force a QUARANTINED verdict, record it once more and end the
  * execution in a Fail state (so the failed-executions alarm fires); if even that record fails, the objects stay
- * SCANNING (never readable) and the execution fails.
+ * SCANNING (never readable) and the execution fails. A throttled invoke (a function at its reserved concurrency, as
+ * in a burst of commits) is not a failure: it is retried until the execution's own timeout (THROTTLE_RETRY).
  */
 
 /** The Lambda-backed steps, in order; each name is also the handler file `lambdas/<name>.ts`. */
@@ -53,14 +54,64 @@ export const LAMBDA_STATE: Readonly<Record<LambdaStep, string>> = {
 	record: StateName.RECORD,
 };
 
-/** Transient Lambda service errors (not the handler's): retried with exponential backoff and full jitter. */
+/**
+ * Transient Lambda service errors (not the handler's): retried a few times with exponential backoff and full jitter,
+ * then caught (QUARANTINED: a Lambda that keeps failing is a real failure).
+ */
 export const LAMBDA_TRANSIENT_ERRORS = [
 	"Lambda.ServiceException",
 	"Lambda.AWSLambdaException",
 	"Lambda.SdkClientException",
-	"Lambda.TooManyRequestsException",
 	"Lambda.ClientExecutionTimeoutException",
 ] as const;
+
+/**
+ * What a synchronous invoke of a function at its reserved concurrency gets (HTTP 429; Lambda itself does not retry a
+ * synchronous invoke). It is not a failure of the scan, only a wait for a free slot: see {@link THROTTLE_RETRY}.
+ */
+export const LAMBDA_THROTTLE_ERROR = "Lambda.TooManyRequestsException";
+
+/**
+ * The retrier for {@link LAMBDA_THROTTLE_ERROR}. A burst (100 checkpoints committed at once) meets functions with
+ * reserved concurrency N, so all but N scans per step are throttled and must wait their turn, however long the scans
+ * ahead of them take; a throttle must never become a quarantine while the scan's deadline has not passed. Each
+ * attempt's TimeoutSeconds does not bound this (a throttled attempt fails in milliseconds), so the budget is sized
+ * from the one deadline of a scan, the execution timeout ({@link throttleRetry}). The execution timeout, not the
+ * retrier, then ends a scan that never got a slot: the execution is TIMED_OUT, the sweeper quarantines what it left
+ * SCANNING (fail closed) and the timed-out alarm fires.
+ */
+export const THROTTLE_RETRY = {
+	intervalSeconds: 1,
+	backoffRate: 2,
+	/** the shortest cap on one wait: a freed slot is taken again within seconds while several scans wait */
+	minMaxDelaySeconds: 30,
+	/** mean total wait of the attempts, as a multiple of the execution timeout */
+	budgetFactor: 4,
+	/**
+	 * Attempts a scan may make within its deadline. Every attempt adds a few events to the execution's history, which
+	 * Step Functions caps at 25,000 (a hard quota; the execution fails when it is reached): this keeps a scan that
+	 * waits its whole deadline well under it.
+	 */
+	attemptsWithinDeadline: 2_500,
+} as const;
+/** ASL's upper bound on MaxAttempts. */
+const MAX_ATTEMPTS_LIMIT = 99_999_999;
+
+/**
+ * MaxDelaySeconds and MaxAttempts of the throttle retrier for an execution timeout of `deadlineSeconds`. Once the
+ * backoff reaches the cap, FULL jitter waits uniformly in [0, MaxDelaySeconds]: a mean of MaxDelaySeconds / 2. The cap
+ * is chosen so that at most {@link THROTTLE_RETRY.attemptsWithinDeadline} such waits fit in the deadline, and
+ * MaxAttempts so that the attempts wait budgetFactor × the deadline on average (the chance that thousands of them
+ * sum to less than the deadline is nil).
+ */
+export function throttleRetry(deadlineSeconds: number): { maxDelaySeconds: number; maxAttempts: number } {
+	const { intervalSeconds, backoffRate, minMaxDelaySeconds, budgetFactor, attemptsWithinDeadline } = THROTTLE_RETRY;
+	const maxDelaySeconds = Math.max(minMaxDelaySeconds, Math.ceil((2 * deadlineSeconds) / attemptsWithinDeadline));
+	// the attempts before the backoff reaches the cap, then the capped ones
+	const ramp = Math.ceil(Math.log(maxDelaySeconds / intervalSeconds) / Math.log(backoffRate));
+	const capped = Math.ceil((budgetFactor * deadlineSeconds) / (maxDelaySeconds / 2));
+	return { maxDelaySeconds, maxAttempts: Math.min(MAX_ATTEMPTS_LIMIT, ramp + capped) };
+}
 
 /** Key prefix, in the report bucket, of everything one scan writes: `scans/<scan id>/…`. */
 export const SCAN_REPORT_PREFIX = "scans/";
@@ -82,6 +133,8 @@ export interface ScanDefinitionProps {
 	readonly jobEnvironment: Readonly<Record<string, string>>;
 	/** Timeout of the BackdoorScan task: queueing for a GPU instance plus every job attempt. */
 	readonly backdoorTimeout: Duration;
+	/** The state machine's execution timeout: the scan's deadline, which sizes the throttle retry budget. */
+	readonly executionTimeout: Duration;
 }
 
 /** Builds the workflow's states under `scope` and returns the start state's chain. */
@@ -93,6 +146,15 @@ export function buildScanDefinition(scope: Construct, props: ScanDefinitionProps
 			resultPath: "$.error",
 		}).next(next);
 
+	const throttle = throttleRetry(props.executionTimeout.toSeconds());
+	const throttleRetrier: sfn.RetryProps = {
+		errors: [LAMBDA_THROTTLE_ERROR],
+		interval: Duration.seconds(THROTTLE_RETRY.intervalSeconds),
+		backoffRate: THROTTLE_RETRY.backoffRate,
+		maxDelay: Duration.seconds(throttle.maxDelaySeconds),
+		jitterStrategy: sfn.JitterType.FULL,
+		maxAttempts: throttle.maxAttempts,
+	};
 	const invoke = (step: LambdaStep): tasks.LambdaInvoke => {
 		const task = new tasks.LambdaInvoke(scope, LAMBDA_STATE[step], {
 			lambdaFunction: props.functions[step],
@@ -101,6 +163,8 @@ export function buildScanDefinition(scope: Construct, props: ScanDefinitionProps
 			retryOnServiceExceptions: false,
 			taskTimeout: sfn.Timeout.duration(props.timeouts[step]),
 		});
+		// First: retriers are matched in order, and a throttle must not use up the catch-all budgets below.
+		task.addRetry(throttleRetrier);
 		task.addRetry({
 			errors: [...LAMBDA_TRANSIENT_ERRORS],
 			interval: Duration.seconds(2),
@@ -131,6 +195,7 @@ export function buildScanDefinition(scope: Construct, props: ScanDefinitionProps
 		retryOnServiceExceptions: false,
 		taskTimeout: sfn.Timeout.duration(props.timeouts.record),
 	})
+		.addRetry(throttleRetrier)
 		.addRetry({
 			errors: [sfn.Errors.ALL],
 			interval: Duration.seconds(5),

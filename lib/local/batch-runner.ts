@@ -6,10 +6,17 @@
  * `States.TaskFailed` (cause: the job description as JSON) for a non-zero exit or
  * a timeout, as the integration does for a FAILED job — the state machine's
  * Catch turns that into QUARANTINED.
+ *
+ * The job is a process group of its own (a container): its attempt timeout, or
+ * the task's `signal` (its state timed out, its execution was stopped), kills
+ * the whole group with SIGKILL before the execution moves on, so nothing it
+ * would write after the verdict lands (in AWS the .sync integration calls
+ * TerminateJob). batch-job-guard.mjs ends the group if the pipeline dies first.
  */
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 
 export interface BatchRunnerOptions {
 	/** repository root: where batch-jobs/ and node_modules/tsx are */
@@ -26,7 +33,21 @@ export interface BatchRunnerOptions {
 	log?: (line: string) => void;
 	/** each line the job writes to stdout (its EMF metric lines, which CloudWatch reads in AWS); @default `log` */
 	stdout?: (line: string) => void;
+	/** aborted when the task is cancelled (state timeout, execution stopped): the job is killed */
+	signal?: AbortSignal;
+	/** called with the job's pid once it runs (tests check it is gone) */
+	onSpawn?: (pid: number) => void;
 }
+
+/** Job stopped because its task was cancelled; the state machine has already moved on (States.Timeout, …). */
+export class BatchJobCancelled extends Error {
+	constructor(reason: string) {
+		super(reason);
+		this.name = "States.TaskFailed";
+	}
+}
+
+const GUARD = join(dirname(fileURLToPath(import.meta.url)), "batch-job-guard.mjs");
 
 interface SubmitJobParameters {
 	JobName?: string;
@@ -77,21 +98,39 @@ export async function runBatchJob(input: unknown, options: BatchRunnerOptions): 
 		StoppedAt: Date.now(),
 		...extra,
 	});
-	const { code, signal, timedOut } = await new Promise<{
+	if (options.signal?.aborted) throw new BatchJobCancelled(`job not started: ${String(options.signal.reason)}`);
+	const { code, signal, timedOut, cancelled } = await new Promise<{
 		code: number | null;
 		signal: NodeJS.Signals | null;
 		timedOut: boolean;
+		cancelled: boolean;
 	}>((resolve, reject) => {
-		const child = spawn(process.execPath, ["--import", "tsx", entry], {
+		const child = spawn(process.execPath, ["--import", GUARD, "--import", "tsx", entry], {
 			cwd: options.root,
 			env,
-			stdio: ["ignore", "pipe", "pipe"],
+			// stdin: the guard's lifeline to this process; detached: a process group (and session) of its own
+			stdio: ["pipe", "pipe", "pipe"],
+			detached: true,
 		});
+		if (child.pid !== undefined) options.onSpawn?.(child.pid);
+		const killGroup = () => {
+			try {
+				if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
+			} catch {
+				child.kill("SIGKILL"); // the group is gone already; the child itself, if it is not
+			}
+		};
 		let timedOut = false;
+		let cancelled = false;
 		const timer = setTimeout(() => {
 			timedOut = true;
-			child.kill("SIGKILL");
+			killGroup();
 		}, timeoutMs);
+		const cancel = () => {
+			cancelled = true;
+			killGroup();
+		};
+		options.signal?.addEventListener("abort", cancel, { once: true });
 		const lines = (to: ((line: string) => void) | undefined) => {
 			let pending = "";
 			return {
@@ -112,15 +151,20 @@ export async function runBatchJob(input: unknown, options: BatchRunnerOptions): 
 		child.stderr.on("data", err.data);
 		child.on("error", (e) => {
 			clearTimeout(timer);
+			options.signal?.removeEventListener("abort", cancel);
 			reject(e);
 		});
+		// what the job left running in its group goes with it, as a container's processes do
+		child.on("exit", killGroup);
 		child.on("close", (code, signal) => {
 			clearTimeout(timer);
+			options.signal?.removeEventListener("abort", cancel);
 			out.end();
 			err.end();
-			resolve({ code, signal, timedOut });
+			resolve({ code, signal, timedOut, cancelled });
 		});
 	});
+	if (cancelled) throw new BatchJobCancelled(`job ${jobId} killed: ${String(options.signal?.reason)}`);
 	if (code === 0 && !timedOut) return describe("SUCCEEDED", { Container: { ExitCode: 0 } });
 	const reason = timedOut
 		? `Job attempt duration exceeded timeout (${Math.round(timeoutMs / 1000)} s)`

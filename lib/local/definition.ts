@@ -13,6 +13,7 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { App } from "aws-cdk-lib";
+import type { CfnFunction } from "aws-cdk-lib/aws-lambda";
 import type { CfnStateMachine } from "aws-cdk-lib/aws-stepfunctions";
 import type { IConstruct } from "constructs";
 import { FtguardStack } from "../infra/stack";
@@ -54,12 +55,16 @@ export interface LocalDefinition {
 	buckets: LocalBuckets;
 	/** where the batch job reads the deployed policy (FTGUARD_POLICY_URI of its environment), if it does */
 	policyUri?: string;
+	/** each Lambda step's reserved concurrency, as the stack sets it on the function (the local runner enforces it) */
+	reservedConcurrency: Record<LambdaStep, number>;
 }
 
 export interface DefinitionOptions {
 	/** the policy deployed with the stack (it sets the batch job's detector settings); @default the stack's default */
 	policy?: unknown;
 	buckets?: LocalBuckets;
+	/** the stack's reservedConcurrency prop (tests: a small burst against a small limit); @default the stack's default */
+	reservedConcurrency?: number;
 }
 
 function cdkContext(root: string): Record<string, unknown> {
@@ -80,6 +85,7 @@ export function loadLocalDefinition(root: string, options: DefinitionOptions = {
 		scanPipeline: {
 			handlersDir: mkdtempSync(join(tmpdir(), "ftguard-no-handlers-")),
 			...(options.policy !== undefined ? { policy: options.policy } : {}),
+			...(options.reservedConcurrency !== undefined ? { reservedConcurrency: options.reservedConcurrency } : {}),
 		},
 	});
 	const logicalId = (c: IConstruct): string => {
@@ -134,7 +140,15 @@ export function loadLocalDefinition(root: string, options: DefinitionOptions = {
 	const asl = definitionFromTemplate(template, resolve) as LocalDefinition["asl"];
 	const tasks = mapTasks(asl);
 	const policyUri = batchEnvironmentValue(asl, tasks, "FTGUARD_POLICY_URI");
-	return { asl, tasks, buckets, ...(policyUri !== undefined ? { policyUri } : {}) };
+	const reservedConcurrency = Object.fromEntries(
+		LAMBDA_STEPS.map((step) => {
+			const fn = pipeline.functions[step].node.defaultChild as CfnFunction;
+			const n = stack.resolve(fn.reservedConcurrentExecutions) as unknown;
+			if (typeof n !== "number") throw new Error(`the ${step} function has no reserved concurrency`);
+			return [step, n];
+		}),
+	) as Record<LambdaStep, number>;
+	return { asl, tasks, buckets, reservedConcurrency, ...(policyUri !== undefined ? { policyUri } : {}) };
 }
 
 /** A constant variable of the batch tasks' ContainerOverrides environment (the first batch task that sets it). */

@@ -5,7 +5,7 @@
  * show a correctly signed artefact quarantined by a later stage. The examples'
  * own signing key is not shipped.
  */
-import { createHash, generateKeyPairSync, type KeyObject, sign } from "node:crypto";
+import { createHash, createPublicKey, generateKeyPairSync, type KeyObject, sign } from "node:crypto";
 import type { Manifest } from "../core/integrity/types";
 
 export interface DemoSigner {
@@ -27,7 +27,25 @@ export function createDemoSigner(): DemoSigner {
 	return { publicKeyPem, signManifest: (m) => JSON.stringify(bundleOf(m, privateKey, publicKey)) };
 }
 
-function bundleOf(m: Manifest, privateKey: KeyObject, publicKey: KeyObject): unknown {
+/** The digest model_signing signs with on each EC curve (ftguard verifies the same way). */
+const CURVE_HASH: Readonly<Record<string, string>> = { prime256v1: "sha256", secp384r1: "sha384", secp521r1: "sha512" };
+
+/**
+ * A signer over a given EC private key (P-256, P-384 or P-521; the digest follows the curve): what
+ * `ftguard aws smoke --key` signs its example with. Throws a plain Error for any other key.
+ */
+export function keySigner(privateKey: KeyObject): DemoSigner {
+	const curve = privateKey.asymmetricKeyDetails?.namedCurve ?? "";
+	const hash = CURVE_HASH[curve];
+	if (privateKey.type !== "private" || privateKey.asymmetricKeyType !== "ec" || hash === undefined) {
+		throw new Error("expected an EC private key on P-256, P-384 or P-521");
+	}
+	const publicKey = createPublicKey(privateKey);
+	const publicKeyPem = publicKey.export({ type: "spki", format: "pem" }).toString();
+	return { publicKeyPem, signManifest: (m) => JSON.stringify(bundleOf(m, privateKey, publicKey, hash)) };
+}
+
+function bundleOf(m: Manifest, privateKey: KeyObject, publicKey: KeyObject, hash = "sha256"): unknown {
 	const statement = {
 		_type: "https://in-toto.io/Statement/v1",
 		subject: [{ name: m.modelName, digest: { sha256: m.root } }],
@@ -35,7 +53,7 @@ function bundleOf(m: Manifest, privateKey: KeyObject, publicKey: KeyObject): unk
 		predicate: { serialization: m.serialization, resources: m.resources },
 	};
 	const payload = Buffer.from(JSON.stringify(statement));
-	const sig = sign("sha256", pae(IN_TOTO, payload), privateKey);
+	const sig = sign(hash, pae(IN_TOTO, payload), privateKey);
 	const hint = createHash("sha256")
 		.update(publicKey.export({ type: "spki", format: "der" }))
 		.digest("hex");

@@ -82,6 +82,19 @@ export interface LocalPipelineOptions {
 	batchOverride?: TaskHandler;
 	/** retry waits in milliseconds per state name (tests) */
 	retryIntervalOverrides?: Record<string, number>;
+	/** TimeoutSeconds per state name instead of the definition's (tests: a job past a short state timeout) */
+	timeoutOverrides?: Record<string, number>;
+	/**
+	 * The stack's reserved concurrency per scan function (tests: a burst against a small limit). Enforced as Lambda
+	 * does; @default the stack's own
+	 */
+	reservedConcurrency?: number;
+	/** the batch job's entry instead of batch-jobs/backdoor-scan/entry.ts (tests) */
+	batchEntry?: string;
+	/** called with each batch job's pid (tests) */
+	onBatchSpawn?: (pid: number) => void;
+	/** called with the step each time a Lambda invoke is throttled (reserved concurrency reached) */
+	onThrottle?: (step: LambdaStep) => void;
 	/** log lines (the batch job's output, starts, duplicates) */
 	log?: (line: string) => void;
 	/**
@@ -104,6 +117,7 @@ export interface StartOutcome {
 
 export class LocalPipeline {
 	private readonly executions = new Map<string, Promise<LocalVerdict>>();
+	private readonly stoppers = new Map<string, AbortController>();
 	private readonly verdicts = new Map<string, LocalVerdict>();
 	private readonly waiters = new Set<(v: LocalVerdict) => void>();
 	/** duplicate marker events that started nothing */
@@ -119,7 +133,11 @@ export class LocalPipeline {
 	static async start(options: LocalPipelineOptions): Promise<LocalPipeline> {
 		const root = repositoryRoot();
 		const buckets = options.buckets ?? DEFAULT_BUCKETS;
-		const definition = loadLocalDefinition(root, { policy: options.policy, buckets });
+		const definition = loadLocalDefinition(root, {
+			policy: options.policy,
+			buckets,
+			...(options.reservedConcurrency !== undefined ? { reservedConcurrency: options.reservedConcurrency } : {}),
+		});
 		const server = await startObjectServer({
 			...(options.port !== undefined ? { port: options.port } : {}),
 			...(options.dataDir !== undefined ? { dataDir: options.dataDir } : {}),
@@ -157,13 +175,16 @@ export class LocalPipeline {
 		const log = options.log ?? (() => {});
 		const batch: TaskHandler =
 			options.batchOverride ??
-			((input) =>
+			((input, context) =>
 				runBatchJob(input, {
 					root,
 					s3Endpoint: server.endpoint,
 					credentials: LOCAL_CREDENTIALS,
 					region: LOCAL_REGION,
 					...(options.batchTimeoutMs !== undefined ? { timeoutMs: options.batchTimeoutMs } : {}),
+					...(options.batchEntry !== undefined ? { entry: options.batchEntry } : {}),
+					...(options.onBatchSpawn ? { onSpawn: options.onBatchSpawn } : {}),
+					...(context ? { signal: context.signal } : {}),
 					log: (line) => log(`batch: ${line}`),
 					// its EMF metric lines join the handlers' (in AWS both go to CloudWatch Logs)
 					...(options.handlerLog ? { stdout: (line: string) => options.handlerLog?.write(`${line}\n`) } : {}),
@@ -172,6 +193,8 @@ export class LocalPipeline {
 			batch,
 			...(options.lambdaOverrides ? { lambdaOverrides: options.lambdaOverrides } : {}),
 			...(options.retryIntervalOverrides ? { retryIntervalOverrides: options.retryIntervalOverrides } : {}),
+			...(options.timeoutOverrides ? { timeoutOverrides: options.timeoutOverrides } : {}),
+			...(options.onThrottle ? { onThrottle: options.onThrottle } : {}),
 		});
 		const pipeline = new LocalPipeline(server, definition, machine, options);
 		server.onObjectCreated((event) => {
@@ -218,7 +241,12 @@ export class LocalPipeline {
 			return { started: false, scanId: state.scanId, reason: "duplicate" };
 		}
 		this.options.log?.(`scan ${state.scanId} started for ${state.marker.key}`);
-		const run = this.machine.execute(state).then((outcome) => this.settle(state, outcome, received));
+		const stopper = new AbortController();
+		this.stoppers.set(state.scanId, stopper);
+		const run = this.machine.execute(state, stopper.signal).then((outcome) => {
+			this.stoppers.delete(state.scanId);
+			return this.settle(state, outcome, received);
+		});
 		this.executions.set(state.scanId, run);
 		return { started: true, scanId: state.scanId };
 	}
@@ -239,7 +267,9 @@ export class LocalPipeline {
 				seconds,
 			};
 		} else {
-			const notRecorded = outcome.error.name.includes("VerdictNotRecorded");
+			// Stopped or timed out, the execution recorded nothing: its objects stay SCANNING (unreadable), and in AWS
+			// the sweeper quarantines them.
+			const notRecorded = /VerdictNotRecorded|ExecutionAbortedError|ExecutionTimeoutError/.test(outcome.error.name);
 			// the forced verdict's reasons ("error: <state>") are in what the last Lambda task was given
 			const forced = outcome.lastInput?.verdict?.reasons ?? [];
 			v = {
@@ -298,6 +328,18 @@ export class LocalPipeline {
 			if (started.started) rescanned.push(o.key);
 		}
 		return rescanned;
+	}
+
+	/** StopExecution: ends the scan's execution (and kills its batch job); false if it is not running. */
+	stop(scanId: string): boolean {
+		const stopper = this.stoppers.get(scanId);
+		stopper?.abort(new Error("execution stopped"));
+		return stopper !== undefined;
+	}
+
+	/** Scan ids of the executions running now. */
+	runningScans(): string[] {
+		return [...this.stoppers.keys()];
 	}
 
 	/** Every verdict so far. */

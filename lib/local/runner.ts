@@ -3,6 +3,12 @@
  * every Task state calls what `definition.ts` mapped it to — the Lambda step's
  * own handler (lambdas/<step>.ts, the same function AWS runs) or the local batch
  * runner. Retries, Catches, Choices, timeouts and ResultPaths are the ASL's own.
+ *
+ * Two things of AWS the library does not do are done here. Reserved concurrency: a Lambda step invoked while
+ * as many invocations of its function run as the stack reserves for it fails at once with
+ * Lambda.TooManyRequestsException (as a synchronous invoke does in AWS), and the definition's Retry decides what
+ * follows. Cancellation: a task whose state times out, or whose execution ends (stopped, timed out), has its
+ * signal aborted — the batch runner then kills the job, as the .sync integration's TerminateJob does.
  */
 import "./with-resolvers";
 import { StateMachine } from "aws-local-stepfunctions";
@@ -13,10 +19,26 @@ import { handler as mark } from "../../lambdas/mark";
 import { handler as record } from "../../lambdas/record";
 import { handler as signature } from "../../lambdas/signature";
 import type { ScanState } from "../core/pipeline/types";
-import type { LambdaStep } from "../infra/state-machine";
+import { LAMBDA_THROTTLE_ERROR, type LambdaStep } from "../infra/state-machine";
 import type { LocalDefinition } from "./definition";
 
-export type TaskHandler = (input: unknown) => Promise<unknown>;
+/** What a task gets besides its input: `signal` aborts when the state times out or the execution ends. */
+export interface TaskContext {
+	signal: AbortSignal;
+}
+
+export type TaskHandler = (input: unknown, context?: TaskContext) => Promise<unknown>;
+
+/** The error of a throttled synchronous invoke, by the name Step Functions gives it. */
+export class LambdaThrottled extends Error {
+	constructor(step: LambdaStep, limit: number) {
+		super(`Rate Exceeded. (ReservedFunctionConcurrentInvocationLimitExceeded: ftguard-${step}, ${limit})`);
+		this.name = LAMBDA_THROTTLE_ERROR;
+	}
+}
+
+/** aws-local-stepfunctions' TimeoutSeconds when a Task has none (every Task of the scan definition has one). */
+const LIBRARY_DEFAULT_TIMEOUT_S = 60;
 
 /** The deployed handler of each Lambda step. */
 export const LAMBDA_HANDLERS: Readonly<Record<LambdaStep, TaskHandler>> = {
@@ -35,8 +57,12 @@ export interface RunnerOptions {
 	lambdaOverrides?: Partial<Record<LambdaStep, TaskHandler>>;
 	/** retry waits in milliseconds per state name, instead of the ASL's intervals (tests) */
 	retryIntervalOverrides?: Record<string, number>;
-	/** called with the state name before each Task runs */
+	/** called with the state name before each Task runs (not for an invoke that was throttled) */
 	onTask?: (state: string) => void;
+	/** TimeoutSeconds per state name, instead of the definition's (tests: a job past a short state timeout) */
+	timeoutOverrides?: Record<string, number>;
+	/** called with the step each time an invoke is throttled */
+	onThrottle?: (step: LambdaStep) => void;
 }
 
 export type ExecutionOutcome =
@@ -44,37 +70,76 @@ export type ExecutionOutcome =
 	| { ok: false; error: { name: string; message: string }; lastInput?: ScanState };
 
 export interface LocalStateMachine {
-	execute(input: ScanState): Promise<ExecutionOutcome>;
+	/** Runs one execution; aborting `stop` stops it (StopExecution). */
+	execute(input: ScanState, stop?: AbortSignal): Promise<ExecutionOutcome>;
 }
 
 export function createLocalStateMachine(definition: LocalDefinition, options: RunnerOptions): LocalStateMachine {
-	const machine = new StateMachine(definition.asl as never, {
+	const asl = structuredClone(definition.asl);
+	for (const [name, seconds] of Object.entries(options.timeoutOverrides ?? {})) {
+		const state = asl.States[name];
+		if (!state) throw new Error(`timeoutOverrides: no state ${name}`);
+		state.TimeoutSeconds = seconds;
+	}
+	const machine = new StateMachine(asl as never, {
 		validationOptions: { checkArn: true, checkPaths: true },
 	});
+	// One count per function, shared by every execution (Record and RecordQuarantine invoke the same function).
+	const inFlight = Object.fromEntries(Object.keys(definition.reservedConcurrency).map((s) => [s, 0])) as Record<
+		LambdaStep,
+		number
+	>;
 	return {
-		async execute(input) {
+		async execute(input, stop) {
 			let lastInput: ScanState | undefined;
+			// the tasks of this execution still running: aborted when it ends, however it ends
+			const active = new Set<AbortController>();
 			const handlers: Record<string, (input: unknown) => Promise<never>> = {};
 			for (const [name, target] of Object.entries(definition.tasks)) {
 				const fn =
 					target.kind === "batch"
 						? options.batch
 						: (options.lambdaOverrides?.[target.step] ?? LAMBDA_HANDLERS[target.step]);
+				const timeoutMs = (Number(asl.States[name]?.TimeoutSeconds) || LIBRARY_DEFAULT_TIMEOUT_S) * 1000;
 				handlers[name] = async (taskInput: unknown) => {
-					options.onTask?.(name);
-					if (target.kind === "lambda") lastInput = taskInput as ScanState;
-					// JSON in, JSON out: what crosses the Lambda invoke boundary in AWS.
-					const result = await fn(JSON.parse(JSON.stringify(taskInput)));
-					return JSON.parse(JSON.stringify(result ?? null)) as never;
+					if (target.kind === "lambda") {
+						const limit = definition.reservedConcurrency[target.step];
+						if (inFlight[target.step] >= limit) {
+							options.onThrottle?.(target.step);
+							throw new LambdaThrottled(target.step, limit);
+						}
+						inFlight[target.step] += 1;
+					}
+					const controller = new AbortController();
+					active.add(controller);
+					// Set before the library's own timer of the same length (it starts it after calling this handler), so a
+					// timed-out job is killed before the Catch moves the execution on to its verdict.
+					const timer = setTimeout(() => controller.abort(new Error("States.Timeout")), timeoutMs);
+					try {
+						options.onTask?.(name);
+						if (target.kind === "lambda") lastInput = taskInput as ScanState;
+						// JSON in, JSON out: what crosses the Lambda invoke boundary in AWS.
+						const result = await fn(JSON.parse(JSON.stringify(taskInput)), { signal: controller.signal });
+						return JSON.parse(JSON.stringify(result ?? null)) as never;
+					} finally {
+						clearTimeout(timer);
+						active.delete(controller);
+						// the slot is held until the function returns, also after its state timed out (as in Lambda)
+						if (target.kind === "lambda") inFlight[target.step] -= 1;
+					}
 				};
 			}
+			const run = machine.run(input as never, {
+				overrides: {
+					taskResourceLocalHandlers: handlers,
+					...(options.retryIntervalOverrides ? { retryIntervalOverrides: options.retryIntervalOverrides } : {}),
+				},
+			});
+			const onStop = () => run.abort();
+			if (stop?.aborted) run.abort();
+			stop?.addEventListener("abort", onStop, { once: true });
 			try {
-				const output = await machine.run(input as never, {
-					overrides: {
-						taskResourceLocalHandlers: handlers,
-						...(options.retryIntervalOverrides ? { retryIntervalOverrides: options.retryIntervalOverrides } : {}),
-					},
-				}).result;
+				const output = await run.result;
 				return { ok: true, output: output as unknown as ScanState };
 			} catch (e) {
 				// An execution that ends in a Fail state: its Error is the cause's name (Ftguard.QuarantinedAfterError, …).
@@ -85,6 +150,9 @@ export function createLocalStateMachine(definition: LocalDefinition, options: Ru
 					error: { name: failed.name ?? err.name, message: failed.message ?? err.message },
 					...(lastInput ? { lastInput } : {}),
 				};
+			} finally {
+				stop?.removeEventListener("abort", onStop);
+				for (const c of active) c.abort(new Error("execution ended"));
 			}
 		},
 	};

@@ -8,7 +8,7 @@ import { logicalId, newStack, synthFtguard } from "./helpers/stack.js";
 let stack: FtguardStack;
 let template: Template;
 let ids: Record<"checkpoint" | "baseModel" | "dataset" | "report" | "accessLog" | "key", string>;
-let roleIds: Record<"scanner" | "verdict" | "sweeper" | "breakGlass" | "training", string>;
+let roleIds: Record<"scanner" | "backdoorJob" | "verdict" | "sweeper" | "breakGlass" | "training", string>;
 
 beforeAll(() => {
 	({ stack, template } = synthFtguard());
@@ -23,6 +23,7 @@ beforeAll(() => {
 	};
 	roleIds = {
 		scanner: logicalId(store.scannerRole),
+		backdoorJob: logicalId(store.backdoorJobRole),
 		verdict: logicalId(store.verdictRole),
 		sweeper: logicalId(store.sweeperRole),
 		breakGlass: logicalId(store.breakGlassRole),
@@ -144,7 +145,9 @@ describe("the four data buckets", () => {
 						Sid: "DenyUploadsWithOtherKey",
 						...put,
 						Condition: {
-							StringNotEquals: { "s3:x-amz-server-side-encryption-aws-kms-key-id": arn(ids.key) },
+							StringNotEquals: {
+								"s3:x-amz-server-side-encryption-aws-kms-key-id": [arn(ids.key), { Ref: ids.key }],
+							},
 							Null: { "s3:x-amz-server-side-encryption-aws-kms-key-id": "false" },
 						},
 					},
@@ -157,9 +160,26 @@ describe("the four data buckets", () => {
 			);
 		}
 	});
-	it("have no Object Lock unless asked for", () => {
-		for (const id of dataBuckets()) {
+	it("lock checkpoints and reports by default (GOVERNANCE, 30 days), not base models or datasets", () => {
+		for (const id of [ids.checkpoint, ids.report]) {
+			expect(bucketProps(id), id).toMatchObject({
+				ObjectLockEnabled: true,
+				ObjectLockConfiguration: {
+					ObjectLockEnabled: "Enabled",
+					Rule: { DefaultRetention: { Mode: "GOVERNANCE", Days: 30 } },
+				},
+			});
+		}
+		for (const id of [ids.baseModel, ids.dataset]) {
 			expect(bucketProps(id).ObjectLockEnabled, id).toBeUndefined();
+		}
+	});
+	it("have no Object Lock with objectLock: false", () => {
+		const s = newStack();
+		const store = new CheckpointStore(s, "Store", { objectLock: false });
+		const resources = Template.fromStack(s).toJSON().Resources;
+		for (const bucket of store.dataBuckets) {
+			expect(resources[logicalId(bucket)].Properties.ObjectLockEnabled).toBeUndefined();
 		}
 	});
 });
@@ -198,7 +218,7 @@ describe("the access-log bucket", () => {
 });
 
 describe("the checkpoint bucket policy", () => {
-	it("denies s3:GetObject* unless ftguard:status is PROMOTABLE, to all but scanner, break-glass, verdict and sweeper", () => {
+	it("denies s3:GetObject* unless ftguard:status is PROMOTABLE, to all but scanner, backdoor job, break-glass, verdict and sweeper", () => {
 		expect(policyOf(ids.checkpoint)).toContainEqual({
 			Sid: "DenyReadUnlessPromotable",
 			Effect: "Deny",
@@ -210,6 +230,7 @@ describe("the checkpoint bucket policy", () => {
 				ArnNotEquals: {
 					"aws:PrincipalArn": [
 						arn(roleIds.scanner),
+						arn(roleIds.backdoorJob),
 						arn(roleIds.breakGlass),
 						arn(roleIds.verdict),
 						arn(roleIds.sweeper),
@@ -326,17 +347,11 @@ describe("the base-model bucket", () => {
 });
 
 describe("the roles the bucket policy names", () => {
-	it("scanner runs as Lambda or an ECS task (the Batch job)", () => {
+	it("scanner runs as Lambda only (the Batch job has its own role)", () => {
 		template.hasResourceProperties("AWS::IAM::Role", {
 			Description: Match.stringLikeRegexp("^ftguard scanner"),
 			AssumeRolePolicyDocument: {
-				Statement: [
-					{
-						Action: "sts:AssumeRole",
-						Effect: "Allow",
-						Principal: { Service: ["ecs-tasks.amazonaws.com", "lambda.amazonaws.com"] },
-					},
-				],
+				Statement: [{ Action: "sts:AssumeRole", Effect: "Allow", Principal: { Service: "lambda.amazonaws.com" } }],
 			},
 		});
 	});

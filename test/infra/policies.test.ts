@@ -24,6 +24,8 @@ let reportBucket: string;
 let reportPolicy: PolicyDocument;
 let endpointPolicy: PolicyDocument;
 let vpcId: string;
+/** The S3 gateway endpoint: the verdict role's tag writes come through it (bucket policy DenyVerdictTagsOutsideVpc). */
+let s3EndpointId: string;
 /** A role given store.grantPromotedRead(): its synthesized policy is evaluated, not a hand-written one. */
 let grantedConsumer: string;
 const roles: Record<"scanner" | "verdict" | "sweeper" | "breakGlass" | "training" | "launcher", string> = {
@@ -63,6 +65,7 @@ beforeAll(() => {
 	reportPolicy = resolver.bucketPolicy(logicalId(stack.store.reportBucket));
 	endpointPolicy = s3EndpointPolicy(resolver, json);
 	vpcId = resolver.resolve({ Ref: logicalId(stack.network.vpc) }) as string;
+	s3EndpointId = resolver.resolve({ Ref: logicalId(stack.network.s3Endpoint as never) }) as string;
 	roles.scanner = logicalId(stack.store.scannerRole);
 	roles.verdict = logicalId(stack.store.verdictRole);
 	roles.sweeper = logicalId(stack.store.sweeperRole);
@@ -279,7 +282,7 @@ describe("when an upload is not encrypted with the store's key", () => {
 			string,
 			Record<string, string>
 		>;
-		const keyArn = key.StringNotEquals?.["s3:x-amz-server-side-encryption-aws-kms-key-id"] ?? "";
+		const keyArn = [key.StringNotEquals?.["s3:x-amz-server-side-encryption-aws-kms-key-id"]].flat()[0] ?? "";
 		expect(keyArn).toMatch(/^arn:aws:kms:/);
 		const context = {
 			"s3:x-amz-server-side-encryption": "aws:kms",
@@ -298,7 +301,7 @@ describe("who can promote", () => {
 		const request = asStackRole("verdict", {
 			action: "s3:PutObjectVersionTagging",
 			resource: object("jobs/A/model.safetensors"),
-			context: promote,
+			context: { ...promote, "aws:SourceVpce": s3EndpointId },
 		});
 		expect(await decide(request)).toBe("Allowed");
 	});
@@ -519,7 +522,7 @@ describe("each pipeline role can make the S3 calls its handlers make", () => {
 		const request = asStackRole(role, {
 			action,
 			resource,
-			context: { ...statusContext(status), "aws:SourceVpc": vpcId },
+			context: { ...statusContext(status), "aws:SourceVpc": vpcId, "aws:SourceVpce": s3EndpointId },
 		});
 		expect(await decide(request)).toBe("Allowed");
 	});
@@ -538,7 +541,7 @@ describe("each pipeline role can make the S3 calls its handlers make", () => {
 			resourcePolicy: reportPolicy,
 			action,
 			resource: `arn:aws:s3:::${reportBucket}/${key}`,
-			context: { "aws:SourceVpc": vpcId },
+			context: { "aws:SourceVpc": vpcId, "aws:SourceVpce": s3EndpointId },
 		};
 		expect(await decide(request)).toBe("Allowed");
 	});

@@ -317,14 +317,14 @@ describe("the sweeper", () => {
 });
 
 describe("the backdoor Batch job", () => {
-	it("needs a GPU, runs as the scanner role, logs to the encrypted group and times out each attempt", () => {
+	it("needs a GPU, runs as the backdoor job role, logs to the encrypted group and times out each attempt", () => {
 		template.hasResourceProperties("AWS::Batch::JobDefinition", {
 			Type: "container",
 			PlatformCapabilities: ["EC2"],
 			ContainerProperties: Match.objectLike({
 				ResourceRequirements: Match.arrayWith([{ Type: "GPU", Value: "1" }]),
-				JobRoleArn: { "Fn::GetAtt": [logicalId(stack.store.scannerRole), "Arn"] },
-				Environment: [{ Name: "FTGUARD_DEVICE", Value: "cuda" }],
+				JobRoleArn: { "Fn::GetAtt": [logicalId(stack.store.backdoorJobRole), "Arn"] },
+				Environment: Match.arrayWith([{ Name: "FTGUARD_DEVICE", Value: "cuda" }]),
 				LogConfiguration: Match.objectLike({
 					LogDriver: "awslogs",
 					Options: Match.objectLike({ "awslogs-group": { Ref: logicalId(pipeline().jobLogGroup) } }),

@@ -7,8 +7,11 @@ import {
 	definitionFromTemplate,
 	LAMBDA_STATE,
 	LAMBDA_STEPS,
+	LAMBDA_THROTTLE_ERROR,
 	LAMBDA_TRANSIENT_ERRORS,
 	StateName,
+	THROTTLE_RETRY,
+	throttleRetry,
 } from "../../lib/infra/state-machine.js";
 import { ACCOUNT, REGION } from "./helpers/iam.js";
 import { logicalId, synthFtguard } from "./helpers/stack.js";
@@ -26,7 +29,14 @@ interface AslState {
 	Default?: string;
 	Choices?: { Next: string }[];
 	Catch?: { ErrorEquals: string[]; Next: string; ResultPath?: string | null }[];
-	Retry?: { ErrorEquals: string[]; MaxAttempts?: number; BackoffRate?: number; IntervalSeconds?: number }[];
+	Retry?: {
+		ErrorEquals: string[];
+		MaxAttempts?: number;
+		BackoffRate?: number;
+		IntervalSeconds?: number;
+		MaxDelaySeconds?: number;
+		JitterStrategy?: string;
+	}[];
 	TimeoutSeconds?: number;
 	Parameters?: Record<string, unknown>;
 	ResultPath?: string | null;
@@ -171,11 +181,46 @@ describe("the synthesized scan definition", () => {
 	it("retries transient Lambda errors with backoff on every Lambda task, and any error on the tag writers", () => {
 		for (const step of LAMBDA_STEPS) {
 			const retry = asl.States[LAMBDA_STATE[step]]?.Retry ?? [];
-			expect(retry[0]?.ErrorEquals, step).toEqual([...LAMBDA_TRANSIENT_ERRORS]);
-			expect(retry[0]?.BackoffRate).toBeGreaterThan(1);
-			expect(retry[0]?.MaxAttempts).toBeGreaterThanOrEqual(3);
+			expect(retry[0]?.ErrorEquals, step).toEqual([LAMBDA_THROTTLE_ERROR]);
+			expect(retry[1]?.ErrorEquals, step).toEqual([...LAMBDA_TRANSIENT_ERRORS]);
+			expect(retry[1]?.BackoffRate).toBeGreaterThan(1);
+			expect(retry[1]?.MaxAttempts).toBeGreaterThanOrEqual(3);
 			const any = retry.some((r) => r.ErrorEquals.includes("States.ALL"));
 			expect(any, step).toBe(step === "mark" || step === "record");
+		}
+	});
+
+	it("waits out a throttle (reserved concurrency reached) until the execution's own timeout, never catching it", () => {
+		// The deadline of a scan is the execution timeout; a throttled attempt fails in milliseconds, so no state
+		// timeout bounds the wait. With FULL jitter each capped wait is uniform in [0, MaxDelaySeconds]: the mean total
+		// of the retrier's waits must be several times the execution timeout, so that it is never exhausted first, and
+		// the attempts that fit in the deadline must leave the execution far from the 25,000-event history quota.
+		const deadline = asl.TimeoutSeconds as number;
+		expect(deadline).toBeGreaterThan(0);
+		const invokers = [...LAMBDA_STEPS.map((s) => LAMBDA_STATE[s]), StateName.RECORD_QUARANTINE];
+		for (const name of invokers) {
+			const retry = asl.States[name]?.Retry ?? [];
+			const throttle = retry.find((r) => r.ErrorEquals.includes(LAMBDA_THROTTLE_ERROR));
+			expect(throttle, name).toBeDefined();
+			// first, so a throttle never spends a catch-all retrier's few attempts
+			expect(retry.indexOf(throttle as never), name).toBe(0);
+			expect(throttle?.ErrorEquals, name).toEqual([LAMBDA_THROTTLE_ERROR]);
+			expect(throttle?.JitterStrategy, name).toBe("FULL");
+			const meanWait = (throttle?.MaxDelaySeconds as number) / 2;
+			expect(((throttle?.MaxAttempts as number) * meanWait) / deadline, name).toBeGreaterThanOrEqual(2);
+			expect(throttle?.MaxAttempts, name).toBeLessThanOrEqual(99_999_999);
+			// attempts within the deadline × a generous 5 history events each
+			expect((deadline / meanWait) * 5, name).toBeLessThan(25_000 / 2);
+			// other Lambda errors keep a short budget: a function that keeps failing is a real failure (quarantine)
+			const transient = retry.find((r) => r.ErrorEquals.includes(LAMBDA_TRANSIENT_ERRORS[0]));
+			if (transient) expect(transient.MaxAttempts ?? 3, name).toBeLessThanOrEqual(10);
+		}
+		expect(LAMBDA_TRANSIENT_ERRORS as readonly string[]).not.toContain(LAMBDA_THROTTLE_ERROR);
+		// the same holds for any deadline a stack may be given (an hour to a week)
+		for (const d of [3_600, 8 * 3_600, 24 * 3_600, 7 * 24 * 3_600]) {
+			const r = throttleRetry(d);
+			expect((r.maxAttempts * r.maxDelaySeconds) / 2 / d).toBeGreaterThanOrEqual(THROTTLE_RETRY.budgetFactor);
+			expect(d / (r.maxDelaySeconds / 2)).toBeLessThanOrEqual(THROTTLE_RETRY.attemptsWithinDeadline);
 		}
 	});
 

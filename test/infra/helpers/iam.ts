@@ -72,6 +72,8 @@ export class TemplateResolver {
 		if (type === "AWS::IAM::Role") return id;
 		if (type === "AWS::KMS::Key") return id;
 		if (type === "AWS::EC2::VPC") return `vpc-${id.toLowerCase().slice(0, 12)}`;
+		if (type === "AWS::EC2::VPCEndpoint") return `vpce-${id.toLowerCase().slice(0, 12)}`;
+		if (type === "AWS::SNS::Topic") return `arn:aws:sns:${REGION}:${ACCOUNT}:${id}`;
 		if (type === "AWS::StepFunctions::StateMachine") return `arn:aws:states:${REGION}:${ACCOUNT}:stateMachine:${id}`;
 		throw new Error(`unsupported Ref to ${type}`);
 	}
@@ -82,6 +84,11 @@ export class TemplateResolver {
 		if (type === "AWS::IAM::Role" && attr === "Arn") return this.roleArn(id);
 		if (type === "AWS::KMS::Key" && attr === "Arn") return `arn:aws:kms:${REGION}:${ACCOUNT}:key/${id}`;
 		if (type === "AWS::SQS::Queue" && attr === "Arn") return `arn:aws:sqs:${REGION}:${ACCOUNT}:${id}`;
+		if (type === "AWS::Events::Rule" && attr === "Arn") return `arn:aws:events:${REGION}:${ACCOUNT}:rule/${id}`;
+		if (type === "AWS::Lambda::Function" && attr === "Arn") return `arn:aws:lambda:${REGION}:${ACCOUNT}:function:${id}`;
+		if (type === "AWS::Batch::JobQueue" && attr === "JobQueueArn") {
+			return `arn:aws:batch:${REGION}:${ACCOUNT}:job-queue/${id}`;
+		}
 		if (type === "AWS::StepFunctions::StateMachine" && attr === "Name") return id;
 		throw new Error(`unsupported Fn::GetAtt ${type}.${attr}`);
 	}

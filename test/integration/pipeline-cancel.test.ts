@@ -1,0 +1,139 @@
+/**
+ * A cancelled scan keeps no job: in the local pipeline a backdoor job whose state times out (the definition's
+ * TimeoutSeconds, shortened here to 3 s) or whose execution is stopped is killed with its whole process group —
+ * what the .sync integration's TerminateJob does in AWS — before the execution moves on to its verdict. The job
+ * here sleeps past the timeout, with a process of its own started beside it, and then tries to write into the
+ * scan's report prefix: after the verdict (QUARANTINED) neither process exists, and the late write never lands.
+ */
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildManifest } from "../../lib/core/integrity/manifest";
+import { StateName } from "../../lib/infra/state-machine";
+import { createDemoSigner } from "../../lib/local/demo-signer";
+import { LocalPipeline } from "../../lib/local/pipeline";
+import { REPO } from "../helpers/cli";
+
+const BUCKET = "checkpoints";
+const MODEL = join(REPO, "test/fixtures/backdoor/digits8/mlp-clean-s1.onnx");
+const work = mkdtempSync(join(tmpdir(), "ftguard-cancel-"));
+const signer = createDemoSigner();
+const s3Module = createRequire(import.meta.url).resolve("@aws-sdk/client-s3");
+const jobPids: number[] = [];
+
+/**
+ * The job: starts a sleeping process in its group and records its pid, sleeps past the state timeout, then writes
+ * `late.json` under its output prefix and a file on disk — what a job still running after its verdict would do.
+ */
+const entry = join(work, "entry.mjs");
+writeFileSync(
+	entry,
+	`import { spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
+const { S3Client, PutObjectCommand } = await import(${JSON.stringify(s3Module)});
+const id = process.env.FTGUARD_OUTPUT_PREFIX.split("/").at(-2);
+const helper = spawn("sleep", ["60"], { stdio: "ignore" });
+writeFileSync(${JSON.stringify(work)} + "/helper-" + id, String(helper.pid));
+await new Promise((r) => setTimeout(r, Number(5000)));
+const url = new URL(process.env.FTGUARD_OUTPUT_PREFIX);
+const s3 = new S3Client({ forcePathStyle: true });
+await s3.send(new PutObjectCommand({ Bucket: url.host, Key: url.pathname.slice(1) + "/late.json", Body: "{}" }));
+writeFileSync(${JSON.stringify(work)} + "/late-" + id, "written after the sleep");
+`,
+);
+
+/** Whether a process with this pid exists and is not a zombie (Linux: /proc). */
+function alive(pid: number): boolean {
+	try {
+		const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+		return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+	} catch {
+		return false;
+	}
+}
+
+let pipeline: LocalPipeline;
+beforeAll(async () => {
+	process.env.POWERTOOLS_METRICS_DISABLED = "true";
+	process.env.POWERTOOLS_LOG_LEVEL = "SILENT";
+	pipeline = await LocalPipeline.start({
+		policy: {
+			signers: [{ kind: "public-key", pem: signer.publicKeyPem }],
+			referenceData: ["64", "1x8x8", "8x8"].map((inputShape) => ({
+				inputShape,
+				dataUri: "s3://trusted/digits8/x.npy",
+				labelsUri: "s3://trusted/digits8/y.npy",
+			})),
+			backdoor: { detectors: ["nc"] },
+		},
+		batchEntry: entry,
+		onBatchSpawn: (pid) => jobPids.push(pid),
+		timeoutOverrides: { [StateName.BACKDOOR_SCAN_UNVERSIONED]: 3 },
+	});
+}, 60_000);
+afterAll(async () => {
+	await pipeline?.close();
+});
+
+async function commit(prefix: string): Promise<string> {
+	const s3 = pipeline.server.client;
+	const key = `${prefix}model.onnx`;
+	await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: readFileSync(MODEL) }));
+	const marker = `${key}.sigstore.json`;
+	await s3.send(
+		new PutObjectCommand({ Bucket: BUCKET, Key: marker, Body: signer.signManifest(await buildManifest(MODEL)) }),
+	);
+	return marker;
+}
+
+async function reportKeys(scanId: string): Promise<string[]> {
+	const r = await pipeline.server.client.send(
+		new ListObjectsV2Command({ Bucket: pipeline.definition.buckets.reports, Prefix: `scans/${scanId}/` }),
+	);
+	return (r.Contents ?? []).map((o) => o.Key ?? "");
+}
+
+describe.skipIf(process.platform !== "linux")("a backdoor job whose scan is cancelled", () => {
+	it("is killed with its process group when its state times out; the verdict is QUARANTINED and nothing lands after it", async () => {
+		const before = jobPids.length;
+		const v = await pipeline.waitForVerdict(await commit("jobs/timeout/"), 60_000);
+		expect(v.status).toBe("QUARANTINED");
+		expect(v.error?.state).toBe("backdoor");
+		expect(v.error?.cause).toMatch(/States\.Timeout/);
+		expect(jobPids.length).toBe(before + 1);
+		const pid = jobPids.at(-1) as number;
+		// gone by the time the verdict is recorded: the job, and the process it started in its group
+		expect(alive(pid)).toBe(false);
+		const helper = Number(readFileSync(join(work, `helper-${v.scanId}`), "utf8"));
+		expect(alive(helper)).toBe(false);
+		// past the job's sleep (5 s from its start, over 3 s before the verdict): its late write never happened
+		await new Promise((r) => setTimeout(r, 4_000));
+		expect(existsSync(join(work, `late-${v.scanId}`))).toBe(false);
+		expect(await reportKeys(v.scanId)).not.toContainEqual(expect.stringMatching(/late\.json$/));
+	}, 60_000);
+
+	it("is killed when its execution is stopped", async () => {
+		const before = jobPids.length;
+		const marker = await commit("jobs/stopped/");
+		for (let i = 0; i < 400 && jobPids.length === before; i++) await new Promise((r) => setTimeout(r, 25));
+		expect(jobPids.length).toBe(before + 1);
+		const pid = jobPids.at(-1) as number;
+		const [scanId] = pipeline.runningScans();
+		expect(pipeline.runningScans()).toHaveLength(1);
+		const helperFile = join(work, `helper-${scanId}`);
+		for (let i = 0; i < 400 && !existsSync(helperFile); i++) await new Promise((r) => setTimeout(r, 25));
+		expect(pipeline.stop(scanId as string)).toBe(true);
+		const v = await pipeline.waitForVerdict(marker, 10_000);
+		// stopped, the execution recorded nothing (its objects stay SCANNING, unreadable; the sweeper's in AWS)
+		expect(v.status).toBe("NOT_RECORDED");
+		for (let i = 0; i < 40 && alive(pid); i++) await new Promise((r) => setTimeout(r, 25));
+		expect(alive(pid)).toBe(false);
+		const helper = Number(readFileSync(helperFile, "utf8"));
+		expect(alive(helper)).toBe(false);
+		await new Promise((r) => setTimeout(r, 5_500));
+		expect(existsSync(join(work, `late-${scanId}`))).toBe(false);
+	}, 60_000);
+});
