@@ -70,7 +70,8 @@ export async function getTags(s3: S3Client, t: TagTarget, opts: RetryOptions = {
 }
 
 /**
- * Sets `tags` (all `ftguard:*`) on the version, keeping the object's other tags and dropping stale ftguard ones.
+ * Sets `tags` (all `ftguard:*`) on the version, keeping the object's other tags and dropping stale ftguard ones
+ * (any key that is `ftguard:*` in lower case, e.g. a foreign `FTGUARD:STATUS`).
  * Returns false, writing nothing, when the target is bound by ETag and the object no longer has it.
  */
 export async function putFtguardTags(
@@ -83,8 +84,10 @@ export async function putFtguardTags(
 		if (!k.startsWith("ftguard:")) throw new FtguardError("INTERNAL", `not an ftguard tag key: ${k}`);
 	}
 	const existing = await getTags(s3, t, opts);
+	// Case-folded: IAM condition key names are case-insensitive, so a foreign `FTGUARD:STATUS` may be read as
+	// `ftguard:status` (s3:ExistingObjectTag/…) and must not survive next to the verdict.
 	const kept: Tag[] = Object.entries(existing)
-		.filter(([k]) => !k.startsWith("ftguard:"))
+		.filter(([k]) => !k.toLowerCase().startsWith("ftguard:"))
 		.map(([Key, Value]) => ({ Key, Value }));
 	const set: Tag[] = [...kept, ...Object.entries(tags).map(([Key, Value]) => ({ Key, Value }))];
 	if (set.length > 10) {

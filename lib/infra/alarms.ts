@@ -14,7 +14,8 @@ import { METRIC_DIMENSIONS, METRIC_NAMESPACE, MetricName, NEURAL_CLEANSE_ANOMALY
 export interface AlarmsProps {
 	/**
 	 * Key of the alarm topic. A key given here must itself let `cloudwatch.amazonaws.com` use `kms:Decrypt` and
-	 * `kms:GenerateDataKey*` (under {@link alarmsOfThisAccount}'s conditions), or no alarm reaches the topic.
+	 * `kms:GenerateDataKey*` (AWS documents that statement without conditions; see the default key), or no alarm
+	 * reaches the topic.
 	 * @default a new customer-managed key with rotation that CloudWatch alarms of this account may use
 	 */
 	readonly topicKey?: kms.IKey;
@@ -109,14 +110,20 @@ export class Alarms extends Construct {
 				removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
 			});
 			denyGrantsNotForAwsResources(key);
-			// CloudWatch publishes to an encrypted topic only if the key lets it (same conditions as the topic policy).
+			// CloudWatch publishes to an encrypted topic only if the key lets it. AWS documents this statement WITHOUT
+			// conditions: Amazon SNS Developer Guide, "Enable compatibility between event sources from AWS services and
+			// encrypted topics" (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services),
+			// and the Knowledge Center's "How do I configure a CloudWatch alarm with an encrypted SNS topic?"
+			// (https://repost.aws/knowledge-center/cloudwatch-configure-alarm-sns). Neither says that CloudWatch's KMS
+			// calls carry aws:SourceArn / aws:SourceAccount; a condition on a key that the request lacks fails closed,
+			// and every alarm would then be dropped silently. The confused-deputy conditions stay on the topic policy
+			// (sns:Publish, below), which gates every delivery; this key encrypts nothing else.
 			key.addToResourcePolicy(
 				new iam.PolicyStatement({
-					sid: "CloudWatchAlarmsOfThisAccount",
+					sid: "CloudWatchAlarms",
 					principals: [new iam.ServicePrincipal("cloudwatch.amazonaws.com")],
 					actions: ["kms:Decrypt", "kms:GenerateDataKey*"],
 					resources: ["*"],
-					conditions: alarmsOfThisAccount(this),
 				}),
 			);
 			this.topicKey = key;

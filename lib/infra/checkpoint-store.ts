@@ -4,7 +4,8 @@ import * as kms from "aws-cdk-lib/aws-kms";
 import * as s3 from "aws-cdk-lib/aws-s3";
 import { Construct, type IConstruct } from "constructs";
 import { denyGrantsNotForAwsResources } from "./proactive-controls.js";
-import { FTGUARD_TAG_PATTERN, ScanStatus, STATUS_TAG } from "./tags.js";
+import { SCAN_REPORT_PREFIX } from "./state-machine.js";
+import { FTGUARD_TAG_KEYS, FTGUARD_TAG_PATTERN, ScanStatus, STATUS_TAG, VERDICT_RECORD_NAME } from "./tags.js";
 
 /** Object Lock default retention for the checkpoint and report buckets. */
 export interface CheckpointObjectLock {
@@ -55,12 +56,14 @@ export interface CheckpointStoreProps {
 	 */
 	readonly eventBridgeNotifications?: boolean;
 	/**
-	 * Who runs as the scanner role (the manifest, signature and file-scan Lambdas).
+	 * Who runs as the scanner role (the manifest, signature and file-scan Lambdas). With a ScanPipeline, the role's
+	 * checkpoint reads count only through the VPC's S3 gateway endpoint (requireCheckpointReadsThrough).
 	 * @default Lambda (`lambda.amazonaws.com`)
 	 */
 	readonly scannerAssumedBy?: iam.IPrincipal;
 	/**
-	 * Who runs as the backdoor job role (the GPU Batch job, which parses untrusted models).
+	 * Who runs as the backdoor job role (the GPU Batch job, which parses untrusted models). With a ScanPipeline, the
+	 * role's checkpoint reads count only through the VPC's S3 gateway endpoint (requireCheckpointReadsThrough).
 	 * @default ECS tasks of this account and region (`ecs-tasks.amazonaws.com` with `aws:SourceAccount` and
 	 * `aws:SourceArn` conditions)
 	 */
@@ -96,6 +99,9 @@ export interface CheckpointStoreProps {
  *   tagged `ftguard:status=PROMOTABLE`; nobody but the verdict role writes tags, uploads with `ftguard:*` tags
  *   or copies objects in (a copy could bring a foreign object's tags along) — except the sweeper role, which may
  *   read tag sets and do exactly one write: `ftguard:status=QUARANTINED` on an object whose status is SCANNING.
+ *   Uploads carrying an ftguard tag key in any letter case are denied too (one `Null` condition per key).
+ * - Report bucket policy: verdict records (`scans/<scan id>/verdict.json`) are written and deleted by the verdict
+ *   role only.
  *
  * The roles those statements name are created here, so the bucket policy and the principals it trusts are
  * defined in one place; the pipeline runs its Lambdas as {@link scannerRole} and {@link verdictRole}, its Batch
@@ -239,6 +245,7 @@ export class CheckpointStore extends Construct {
 		});
 
 		this.addCheckpointPolicy();
+		this.protectVerdictRecords();
 		this.grantRoles();
 	}
 
@@ -338,6 +345,33 @@ export class CheckpointStore extends Construct {
 				conditions: {
 					StringNotEquals: { "aws:SourceVpce": vpcEndpointId },
 					ArnEquals: { "aws:PrincipalArn": this.verdictRole.roleArn },
+				},
+			}),
+		);
+	}
+
+	/**
+	 * Denies `roles` every checkpoint read (`s3:GetObject*`, tag and attribute reads included) unless it comes
+	 * through `vpcEndpointId`, the S3 gateway endpoint of the isolated subnets: these roles read unscanned
+	 * checkpoints (DenyReadUnlessPromotable exempts them), so their credentials, leaked or replayed anywhere else,
+	 * must not. Bind only roles whose every user runs in those subnets (the scan pipeline decides: the scanner role's
+	 * functions, the verdict role's functions, the Batch job). Not the sweeper (outside the VPC; it reads tag sets
+	 * only), and not break-glass: the human escape hatch for incident response must work from a laptop when the
+	 * VPC or the pipeline is what is broken; it is MFA-gated, 1-hour sessions, and its use shows in CloudTrail.
+	 */
+	public requireCheckpointReadsThrough(vpcEndpointId: string, roles: readonly iam.IRole[]): void {
+		if (roles.length === 0) return;
+		this.checkpointBucket.addToResourcePolicy(
+			new iam.PolicyStatement({
+				sid: "DenyUnscannedReadsOutsideVpc",
+				effect: iam.Effect.DENY,
+				principals: [new iam.AnyPrincipal()],
+				actions: ["s3:GetObject*"],
+				resources: [this.checkpointBucket.arnForObjects("*")],
+				conditions: {
+					// true when the request came through no endpoint at all (the key is absent)
+					StringNotEquals: { "aws:SourceVpce": vpcEndpointId },
+					ArnEquals: { "aws:PrincipalArn": roles.map((r) => r.roleArn) },
 				},
 			}),
 		);
@@ -485,6 +519,24 @@ export class CheckpointStore extends Construct {
 				},
 			}),
 		);
+		// s3:RequestObjectTagKeys holds the keys as sent and StringLike is case-sensitive, so `FTGUARD:STATUS` passes
+		// the statement above; but condition key NAMES are case-insensitive, so DenyReadUnlessPromotable's
+		// s3:ExistingObjectTag/ftguard:status may see that tag. One deny per ftguard key, looked up the same way.
+		for (const key of FTGUARD_TAG_KEYS) {
+			bucket.addToResourcePolicy(
+				new iam.PolicyStatement({
+					sid: `DenyTagOnUpload${sidPart(key)}`,
+					effect: iam.Effect.DENY,
+					principals: [new iam.AnyPrincipal()],
+					actions: ["s3:PutObject"],
+					resources: [objects],
+					conditions: {
+						Null: { [`s3:RequestObjectTag/${key}`]: "false" },
+						ArnNotEquals: { "aws:PrincipalArn": verdict },
+					},
+				}),
+			);
+		}
 		// CopyObject with x-amz-tagging-directive COPY carries the source's tags and sends no request tags, so it
 		// would slip past the statement above with a foreign `ftguard:status=PROMOTABLE`.
 		bucket.addToResourcePolicy(
@@ -498,6 +550,24 @@ export class CheckpointStore extends Construct {
 					Null: { "s3:x-amz-copy-source": "false" },
 					ArnNotEquals: { "aws:PrincipalArn": verdict },
 				},
+			}),
+		);
+	}
+
+	/**
+	 * Verdict records (`scans/<scan id>/verdict.json`) are written by the record function as the verdict role and by
+	 * nobody else (the sweeper writes no record): every other principal, the scanner and the backdoor job included
+	 * (both write elsewhere under `scans/`), is denied writing, overwriting or deleting one.
+	 */
+	private protectVerdictRecords(): void {
+		this.reportBucket.addToResourcePolicy(
+			new iam.PolicyStatement({
+				sid: "DenyVerdictRecordWritesExceptVerdict",
+				effect: iam.Effect.DENY,
+				principals: [new iam.AnyPrincipal()],
+				actions: ["s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"],
+				resources: [this.reportBucket.arnForObjects(`${SCAN_REPORT_PREFIX}*/${VERDICT_RECORD_NAME}`)],
+				conditions: { ArnNotEquals: { "aws:PrincipalArn": this.verdictRole.roleArn } },
 			}),
 		);
 	}
@@ -662,6 +732,14 @@ export class CheckpointStore extends Construct {
 			`Read-only (GetObject, GetObjectVersion) on every object of ${bucket.node.id}: the model and dataset keys are chosen at upload time, not at deploy time`,
 		);
 	}
+}
+
+/** `ftguard:scan-id` → `ScanId`: a policy statement id part (alphanumeric). */
+function sidPart(tagKey: string): string {
+	return (tagKey.split(":")[1] ?? tagKey)
+		.split(/[^A-Za-z0-9]+/)
+		.map((w) => (w[0]?.toUpperCase() ?? "") + w.slice(1))
+		.join("");
 }
 
 /** Every S3 action that writes or removes object tags. */

@@ -69,6 +69,11 @@ export const deployConfigSchema = z
 		gpu: z
 			.object({
 				instanceClasses: z.array(gpuClass).min(1, { error: "expected at least one instance family" }).optional(),
+				/**
+				 * ⌊maxVcpus / 8⌋ backdoor scans run at once; the others wait RUNNABLE until their scan's deadline (the
+				 * execution timeout, 8 h, less the other steps: 7 h 01 min). Burst sizing (docs/deploy.md, 1):
+				 * ⌈checkpoints committed at once / ⌊maxVcpus / 8⌋⌉ × one scan's time ≤ 7 h 01 min.
+				 */
 				maxVcpus: positiveInt().optional(),
 			})
 			.strict()

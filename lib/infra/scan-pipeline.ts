@@ -26,7 +26,13 @@ import type { CheckpointStore } from "./checkpoint-store.js";
 import { type IsolatedNetwork, vpcRef } from "./isolated-network.js";
 import { denyGrantsNotForAwsResources, secureProviderLogs } from "./proactive-controls.js";
 import { retainExceptOnCreate } from "./removal-policy.js";
-import { buildScanDefinition, LAMBDA_STEPS, type LambdaStep, SCAN_REPORT_PREFIX } from "./state-machine.js";
+import {
+	backdoorStateTimeoutSeconds,
+	buildScanDefinition,
+	LAMBDA_STEPS,
+	type LambdaStep,
+	SCAN_REPORT_PREFIX,
+} from "./state-machine.js";
 import { BACKDOOR_REPORT_SUFFIX, METRIC_NAMESPACE, METRIC_SERVICE, RESERVED_CONCURRENCY, SWEEP } from "./tags.js";
 
 /** Size and retries of the backdoor-scan Batch job. */
@@ -75,20 +81,25 @@ export interface ScanPipelineProps {
 	 */
 	readonly gpuInstanceClasses?: readonly ec2.InstanceClass[];
 	/**
-	 * Maximum vCPUs of the compute environment (it scales from 0).
+	 * Maximum vCPUs of the compute environment (it scales from 0); at least backdoorJob.vcpus. At most
+	 * ⌊maxvCpus / backdoorJob.vcpus⌋ backdoor scans run at once, the others wait RUNNABLE (see executionTimeout).
 	 * @default 64
 	 */
 	readonly maxvCpus?: number;
 	/** @default BackdoorJobOptions defaults */
 	readonly backdoorJob?: BackdoorJobOptions;
 	/**
-	 * Timeout of the BackdoorScan task: waiting for a GPU instance plus every attempt. At least the attempt
-	 * timeout.
+	 * The least time the backdoor stage gets: waiting for a GPU instance plus every attempt; at least the attempt
+	 * timeout. It sizes the default execution timeout; the BackdoorScan state's own timeout is what the execution
+	 * timeout leaves after the other steps (backdoorStateTimeoutSeconds in state-machine.ts), never less than this,
+	 * so that a scan queued behind a burst is ended only by its deadline.
 	 * @default Duration.hours(6)
 	 */
 	readonly backdoorTimeout?: Duration;
 	/**
-	 * Timeout of a whole execution; at least the sum of the task timeouts.
+	 * Timeout of a whole execution: the scan's deadline; at least backdoorTimeout plus the other steps' task
+	 * timeouts. Sizing rule for bursts (docs/deploy.md): at least the other steps (~1 h) + ⌈commits at once / jobs at
+	 * once⌉ × the time of one backdoor scan, where jobs at once = ⌊maxvCpus / backdoorJob.vcpus⌋.
 	 * @default backdoorTimeout + 2 hours
 	 */
 	readonly executionTimeout?: Duration;
@@ -239,6 +250,11 @@ export class ScanPipeline extends Construct {
 			}
 		}
 		const job = resolveJobOptions(props.backdoorJob);
+		if ((props.maxvCpus ?? 64) < job.vcpus) {
+			throw new Error(
+				`ScanPipeline: maxvCpus (${props.maxvCpus}) must be at least backdoorJob.vcpus (${job.vcpus}): no job could run`,
+			);
+		}
 		const backdoorTimeout = props.backdoorTimeout ?? Duration.hours(6);
 		if (backdoorTimeout.toSeconds() < job.attemptTimeout.toSeconds()) {
 			throw new Error("ScanPipeline: backdoorTimeout must be at least backdoorJob.attemptTimeout");
@@ -246,11 +262,16 @@ export class ScanPipeline extends Construct {
 		const taskTimeouts = Object.fromEntries(
 			LAMBDA_STEPS.map((s) => [s, FUNCTION_SIZING[s].timeout.plus(Duration.minutes(1))]),
 		) as Record<LambdaStep, Duration>;
-		const minimum = LAMBDA_STEPS.reduce((sum, s) => sum + taskTimeouts[s].toSeconds(), backdoorTimeout.toSeconds());
+		// the BackdoorScan state gets what the deadline leaves after the other steps: at least backdoorTimeout
+		const others = Object.fromEntries(LAMBDA_STEPS.map((s) => [s, taskTimeouts[s].toSeconds()])) as Record<
+			LambdaStep,
+			number
+		>;
+		const minimum = backdoorTimeout.toSeconds() - backdoorStateTimeoutSeconds(0, others);
 		const executionTimeout = props.executionTimeout ?? backdoorTimeout.plus(Duration.hours(2));
 		if (executionTimeout.toSeconds() < minimum) {
 			throw new Error(
-				`ScanPipeline: executionTimeout must be at least the sum of the task timeouts (${minimum} s, got ${executionTimeout.toSeconds()} s)`,
+				`ScanPipeline: executionTimeout must be at least backdoorTimeout plus the other steps' task timeouts (${minimum} s, got ${executionTimeout.toSeconds()} s)`,
 			);
 		}
 
@@ -348,6 +369,16 @@ export class ScanPipeline extends Construct {
 			// The verdict functions run in the isolated subnets, so their tag and record writes come through the gateway.
 			store.requireVerdictWritesThrough(network.s3Endpoint.vpcEndpointId);
 		}
+		// Checkpoint reads of the roles that may read unscanned objects, bound to the gateway endpoint: a role only if
+		// every function running as it is in the isolated subnets (scanner: manifest, signature, files; verdict: mark,
+		// record), and the Batch job's role (the compute environment is in the isolated subnets). Not the sweeper
+		// (outside the VPC) nor break-glass (see CheckpointStore.requireCheckpointReadsThrough).
+		const onlyInVpc = (role: iam.Role): boolean =>
+			Object.entries(roles).every(([step, r]) => r !== role || !OUTSIDE_VPC.has(step as LambdaStep | ExtraFunction));
+		store.requireCheckpointReadsThrough(network.s3Endpoint.vpcEndpointId, [
+			...[store.scannerRole, store.verdictRole].filter(onlyInVpc),
+			store.backdoorJobRole,
+		]);
 		this.grantBackdoorJob(store, policyKey);
 
 		// ---- AWS Batch --------------------------------------------------------------------------------------
@@ -444,7 +475,6 @@ export class ScanPipeline extends Construct {
 			jobDefinitionArn: this.jobDefinition.jobDefinitionArn,
 			reportBucketName: store.reportBucket.bucketName,
 			jobEnvironment,
-			backdoorTimeout,
 			executionTimeout,
 		});
 		// Under /aws/vendedlogs/: CloudWatch Logs then needs no resource-policy entry per log group for the delivery

@@ -131,10 +131,34 @@ export interface ScanDefinitionProps {
 	 * output prefix, mode.
 	 */
 	readonly jobEnvironment: Readonly<Record<string, string>>;
-	/** Timeout of the BackdoorScan task: queueing for a GPU instance plus every job attempt. */
-	readonly backdoorTimeout: Duration;
-	/** The state machine's execution timeout: the scan's deadline, which sizes the throttle retry budget. */
+	/**
+	 * The state machine's execution timeout: the scan's deadline. It sizes the throttle retry budget and the
+	 * BackdoorScan states' timeout ({@link backdoorStateTimeoutSeconds}).
+	 */
 	readonly executionTimeout: Duration;
+}
+
+/**
+ * TimeoutSeconds of the BackdoorScan states: the execution timeout less the longest that every other Task on a
+ * scan's path can take, one attempt each (mark, manifest, signature, files before it; decide, record and, when
+ * those fail, RecordQuarantine after it), so that a scan whose backdoor stage times out still has the time to record
+ * its verdict before its deadline.
+ *
+ * Why not a budget of its own: Step Functions counts a Task's TimeoutSeconds from the state's entry, and for a
+ * `batch:submitJob.sync` Task that includes the time the job waits SUBMITTED / PENDING / RUNNABLE for GPU capacity.
+ * In a burst (100 commits, a compute environment that runs 8 jobs at once) the last jobs wait for 12 rounds of
+ * scans ahead of them: a fixed budget shorter than the deadline turned that wait into States.Timeout, a QUARANTINED
+ * good checkpoint. A queued scan is not a failed scan; only its deadline may end it. The job's running time stays
+ * bounded by Batch itself (the job definition's attempt timeout × attempts), and how long a burst may take is a
+ * sizing rule of the deployment (docs/deploy.md: execution timeout ≥ the other steps + ⌈burst / slots⌉ × the time of
+ * one scan).
+ */
+export function backdoorStateTimeoutSeconds(
+	executionTimeoutSeconds: number,
+	taskTimeoutSeconds: Readonly<Record<LambdaStep, number>>,
+): number {
+	const others = LAMBDA_STEPS.reduce((sum, s) => sum + taskTimeoutSeconds[s], taskTimeoutSeconds.record);
+	return executionTimeoutSeconds - others;
 }
 
 /** Builds the workflow's states under `scope` and returns the start state's chain. */
@@ -251,8 +275,17 @@ export function buildScanDefinition(scope: Construct, props: ScanDefinitionProps
 		},
 		resultPath: "$.backdoor",
 	}).next(decide);
+	const backdoorTimeoutSeconds = backdoorStateTimeoutSeconds(
+		props.executionTimeout.toSeconds(),
+		Object.fromEntries(LAMBDA_STEPS.map((s) => [s, props.timeouts[s].toSeconds()])) as Record<LambdaStep, number>,
+	);
+	if (backdoorTimeoutSeconds < 60) {
+		throw new Error(
+			`the execution timeout (${props.executionTimeout.toSeconds()} s) leaves ${backdoorTimeoutSeconds} s for the backdoor scan after the other steps`,
+		);
+	}
 	const submit = (id: string, pinned: boolean): sfn.IChainable =>
-		new BatchSubmitJobWithStateTimeout(scope, id, props.backdoorTimeout, {
+		new BatchSubmitJobWithStateTimeout(scope, id, Duration.seconds(backdoorTimeoutSeconds), {
 			jobName: "ftguard-backdoor-scan",
 			jobQueueArn: props.jobQueueArn,
 			jobDefinitionArn: props.jobDefinitionArn,
@@ -321,7 +354,7 @@ export function buildScanDefinition(scope: Construct, props: ScanDefinitionProps
 /**
  * BatchSubmitJob maps `taskTimeout` to the job's attempt timeout (overriding the job definition's) and renders no
  * `TimeoutSeconds`. The scan wants both: the job definition's attempt timeout per attempt, and a state timeout
- * that also bounds the wait for a GPU instance and the retries.
+ * that bounds the wait for a GPU instance and the retries by the scan's deadline ({@link backdoorStateTimeoutSeconds}).
  */
 class BatchSubmitJobWithStateTimeout extends tasks.BatchSubmitJob {
 	constructor(

@@ -21,6 +21,12 @@ export const REASON_TAG = "ftguard:reason";
  * the VersionId binds the write (lib/aws/tagging.ts).
  */
 export const TAG_IF_MATCH_HEADER = "x-ftguard-if-match";
+/**
+ * Every ftguard tag key, in the case the pipeline writes. The bucket policy denies uploads carrying any of them by
+ * `s3:RequestObjectTag/<key>` (condition key names fold case, like the `s3:ExistingObjectTag/<key>` reads), which
+ * also catches `FTGUARD:STATUS` and other case variants that a case-sensitive `ftguard:*` match misses.
+ */
+export const FTGUARD_TAG_KEYS = [STATUS_TAG, SCAN_ID_TAG, DIGEST_TAG, REASON_TAG] as const;
 /** Every ftguard tag key matches this pattern (used in `s3:RequestObjectTagKeys` conditions). */
 export const FTGUARD_TAG_PATTERN = "ftguard:*";
 
@@ -45,6 +51,12 @@ export const JOB_PREFIX = "jobs/";
  * machine points the job's FTGUARD_OUTPUT_PREFIX there; the decide function reads it when the job exited 1).
  */
 export const BACKDOOR_REPORT_SUFFIX = "backdoor/report.json";
+
+/**
+ * Name of a scan's verdict record under its report prefix: `scans/<scan id>/verdict.json` (lib/core/pipeline/record.ts
+ * reportKey(…, "verdict")); the report bucket policy lets only the verdict role write it.
+ */
+export const VERDICT_RECORD_NAME = "verdict.json";
 
 /** CloudWatch namespace of every ftguard metric (EMF from the handlers and the batch job). */
 export const METRIC_NAMESPACE = "ftguard";

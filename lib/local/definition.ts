@@ -13,9 +13,11 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { App } from "aws-cdk-lib";
+import type { CfnComputeEnvironment, CfnJobDefinition } from "aws-cdk-lib/aws-batch";
 import type { CfnFunction } from "aws-cdk-lib/aws-lambda";
 import type { CfnStateMachine } from "aws-cdk-lib/aws-stepfunctions";
 import type { IConstruct } from "constructs";
+import type { ScanPipelineProps } from "../infra/scan-pipeline";
 import { FtguardStack } from "../infra/stack";
 import { definitionFromTemplate, LAMBDA_STEPS, type LambdaStep } from "../infra/state-machine";
 
@@ -57,7 +59,18 @@ export interface LocalDefinition {
 	policyUri?: string;
 	/** each Lambda step's reserved concurrency, as the stack sets it on the function (the local runner enforces it) */
 	reservedConcurrency: Record<LambdaStep, number>;
+	/**
+	 * The GPU compute environment's capacity in backdoor jobs: `slots` = ⌊maxvCpus / the job's vCPUs⌋ (the most that
+	 * run at once; the others wait RUNNABLE), and the job definition's attempt timeout
+	 */
+	batch: { maxvCpus: number; jobVcpus: number; slots: number; attemptTimeoutSeconds: number };
 }
+
+/** What of the scan pipeline's props a local definition may set (tests: a small compute environment, short timeouts). */
+export type LocalScanPipelineProps = Pick<
+	ScanPipelineProps,
+	"maxvCpus" | "backdoorJob" | "backdoorTimeout" | "executionTimeout"
+>;
 
 export interface DefinitionOptions {
 	/** the policy deployed with the stack (it sets the batch job's detector settings); @default the stack's default */
@@ -65,6 +78,8 @@ export interface DefinitionOptions {
 	buckets?: LocalBuckets;
 	/** the stack's reservedConcurrency prop (tests: a small burst against a small limit); @default the stack's default */
 	reservedConcurrency?: number;
+	/** more scan pipeline props (tests: the compute environment's size, the timeouts); @default the stack's defaults */
+	scanPipeline?: Partial<LocalScanPipelineProps>;
 }
 
 function cdkContext(root: string): Record<string, unknown> {
@@ -83,6 +98,7 @@ export function loadLocalDefinition(root: string, options: DefinitionOptions = {
 	// stub. The definition only refers to the functions' ARNs, so it is the same as with the bundled code.
 	const stack = new FtguardStack(app, "Ftguard", {
 		scanPipeline: {
+			...options.scanPipeline,
 			handlersDir: mkdtempSync(join(tmpdir(), "ftguard-no-handlers-")),
 			...(options.policy !== undefined ? { policy: options.policy } : {}),
 			...(options.reservedConcurrency !== undefined ? { reservedConcurrency: options.reservedConcurrency } : {}),
@@ -148,7 +164,41 @@ export function loadLocalDefinition(root: string, options: DefinitionOptions = {
 			return [step, n];
 		}),
 	) as Record<LambdaStep, number>;
-	return { asl, tasks, buckets, reservedConcurrency, ...(policyUri !== undefined ? { policyUri } : {}) };
+	const batch = batchCapacity(
+		stack.resolve((pipeline.computeEnvironment.node.defaultChild as CfnComputeEnvironment).computeResources),
+		stack.resolve((pipeline.jobDefinition.node.defaultChild as CfnJobDefinition).containerProperties),
+		stack.resolve((pipeline.jobDefinition.node.defaultChild as CfnJobDefinition).timeout),
+	);
+	return { asl, tasks, buckets, reservedConcurrency, batch, ...(policyUri !== undefined ? { policyUri } : {}) };
+}
+
+/** The compute environment's capacity in jobs, from the resolved template properties (CloudFormation's casing). */
+function batchCapacity(
+	computeResources: unknown,
+	containerProperties: unknown,
+	timeout: unknown,
+): LocalDefinition["batch"] {
+	const maxvCpus = Number(
+		(computeResources as { maxvCpus?: unknown; MaxvCpus?: unknown })?.maxvCpus ??
+			(computeResources as { MaxvCpus?: unknown })?.MaxvCpus,
+	);
+	const requirements = ((containerProperties as { resourceRequirements?: unknown[]; ResourceRequirements?: unknown[] })
+		?.resourceRequirements ??
+		(containerProperties as { ResourceRequirements?: unknown[] })?.ResourceRequirements ??
+		[]) as Array<Record<string, unknown>>;
+	const vcpu = requirements.find((r) => (r.type ?? r.Type) === "VCPU");
+	const jobVcpus = Number(vcpu?.value ?? vcpu?.Value);
+	const attemptTimeoutSeconds = Number(
+		(timeout as { attemptDurationSeconds?: unknown; AttemptDurationSeconds?: unknown })?.attemptDurationSeconds ??
+			(timeout as { AttemptDurationSeconds?: unknown })?.AttemptDurationSeconds,
+	);
+	if (!(maxvCpus > 0) || !(jobVcpus > 0)) {
+		throw new Error(`the stack's GPU compute environment or job definition has no vCPUs (${maxvCpus}, ${jobVcpus})`);
+	}
+	const slots = Math.floor(maxvCpus / jobVcpus);
+	if (slots < 1)
+		throw new Error(`the compute environment's maxvCpus (${maxvCpus}) is below one job's vCPUs (${jobVcpus})`);
+	return { maxvCpus, jobVcpus, slots, attemptTimeoutSeconds };
 }
 
 /** A constant variable of the batch tasks' ContainerOverrides environment (the first batch task that sets it). */

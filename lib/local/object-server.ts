@@ -8,6 +8,7 @@
  * it too, serving and hashing a multi-GiB checkpoint shared one core and the
  * local upload → verdict time was three times `ftguard verify`'s (bench:pipeline).
  */
+import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -16,6 +17,7 @@ import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { S3Client } from "@aws-sdk/client-s3";
+import { JOB_KEY_PREFIX } from "./job-credentials";
 import { LOCAL_CREDENTIALS, LOCAL_REGION, type ObjectCreatedEvent } from "./s3rver-host";
 
 export {
@@ -43,13 +45,25 @@ export interface ObjectServer {
 	dataDir: string;
 	/** a client for the server (path-style, dummy credentials) */
 	client: S3Client;
+	/**
+	 * A key pair of its own for one batch job attempt (lib/local/job-credentials.ts), valid once this resolves;
+	 * `revoke` resolves once nothing made with it can still land.
+	 */
+	issueJobCredentials(): Promise<JobCredentialsGrant>;
 	/** every object creation in any bucket, as EventBridge would deliver it */
 	onObjectCreated(listener: (event: ObjectCreatedEvent) => void): () => void;
 	close(): Promise<void>;
 }
 
+export interface JobCredentialsGrant {
+	accessKeyId: string;
+	secretAccessKey: string;
+	revoke(): Promise<void>;
+}
+
 type WorkerMessage =
 	| { type: "ready"; port: number }
+	| { type: "granted" | "revoked"; id: number }
 	| { type: "created"; event: ObjectCreatedEvent }
 	| { type: "closed" }
 	| { type: "error"; message: string };
@@ -82,15 +96,32 @@ export async function startObjectServer(options: ObjectServerOptions): Promise<O
 		noCopyInto: [...(options.noCopyInto ?? [])],
 	});
 	let closed: (() => void) | undefined;
+	/** answers of the worker to `grant` / `revoke`, by request id */
+	const answers = new Map<number, () => void>();
+	let requests = 0;
+	const ask = (message: Record<string, unknown>) =>
+		new Promise<void>((resolve) => {
+			requests += 1;
+			answers.set(requests, resolve);
+			worker.postMessage({ ...message, id: requests });
+		});
 	const port = await new Promise<number>((resolve, reject) => {
 		worker.on("message", (m: WorkerMessage) => {
 			if (m.type === "ready") resolve(m.port);
 			else if (m.type === "created") events.emit("created", m.event);
-			else if (m.type === "closed") closed?.();
+			else if (m.type === "granted" || m.type === "revoked") {
+				answers.get(m.id)?.();
+				answers.delete(m.id);
+			} else if (m.type === "closed") closed?.();
 			else if (m.type === "error") reject(new Error(`local object server: ${m.message}`));
 		});
 		worker.on("error", reject);
-		worker.on("exit", (code) => reject(new Error(`local object server: worker exited (${code})`)));
+		worker.on("exit", (code) => {
+			// a server that is gone lands nothing more: a revocation waiting for its answer is done
+			for (const answer of answers.values()) answer();
+			answers.clear();
+			reject(new Error(`local object server: worker exited (${code})`));
+		});
 	}).catch(async (e: Error) => {
 		await worker.terminate();
 		if (temporary) rmSync(dataDir, { recursive: true, force: true });
@@ -103,6 +134,20 @@ export async function startObjectServer(options: ObjectServerOptions): Promise<O
 		port,
 		dataDir,
 		client,
+		async issueJobCredentials() {
+			const accessKeyId = `${JOB_KEY_PREFIX}${randomBytes(7).toString("hex").toUpperCase()}`;
+			const secretAccessKey = randomBytes(30).toString("base64");
+			await ask({ type: "grant", accessKeyId, secretAccessKey });
+			let revoked: Promise<void> | undefined;
+			return {
+				accessKeyId,
+				secretAccessKey,
+				revoke: () => {
+					revoked ??= ask({ type: "revoke", accessKeyId });
+					return revoked;
+				},
+			};
+		},
 		onObjectCreated(listener) {
 			events.on("created", listener);
 			return () => events.off("created", listener);

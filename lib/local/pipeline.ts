@@ -21,8 +21,14 @@ import { initialState } from "../core/pipeline/event";
 import type { ScanState } from "../core/pipeline/types";
 import { type LambdaStep, SCAN_REPORT_PREFIX } from "../infra/state-machine";
 import { ScanStatus, STATUS_TAG } from "../infra/tags";
-import { runBatchJob } from "./batch-runner";
-import { DEFAULT_BUCKETS, type LocalBuckets, type LocalDefinition, loadLocalDefinition } from "./definition";
+import { BatchSlots, runBatchJob } from "./batch-runner";
+import {
+	DEFAULT_BUCKETS,
+	type LocalBuckets,
+	type LocalDefinition,
+	type LocalScanPipelineProps,
+	loadLocalDefinition,
+} from "./definition";
 import {
 	LOCAL_CREDENTIALS,
 	LOCAL_REGION,
@@ -84,6 +90,13 @@ export interface LocalPipelineOptions {
 	retryIntervalOverrides?: Record<string, number>;
 	/** TimeoutSeconds per state name instead of the definition's (tests: a job past a short state timeout) */
 	timeoutOverrides?: Record<string, number>;
+	/** every TimeoutSeconds of the definition multiplied by this (tests: hours in seconds; runner.ts) */
+	timeScale?: number;
+	/**
+	 * Scan pipeline props of the stack the definition is synthesized from (tests: a small compute environment, whose
+	 * maxvCpus / job vCPUs sets how many batch jobs run at once here; short timeouts)
+	 */
+	scanPipeline?: Partial<LocalScanPipelineProps>;
 	/**
 	 * The stack's reserved concurrency per scan function (tests: a burst against a small limit). Enforced as Lambda
 	 * does; @default the stack's own
@@ -128,6 +141,8 @@ export class LocalPipeline {
 		readonly definition: LocalDefinition,
 		private readonly machine: LocalStateMachine,
 		private readonly options: LocalPipelineOptions,
+		/** the local compute environment's job slots (tests read `peak`) */
+		readonly batchSlots: BatchSlots,
 	) {}
 
 	static async start(options: LocalPipelineOptions): Promise<LocalPipeline> {
@@ -137,6 +152,7 @@ export class LocalPipeline {
 			policy: options.policy,
 			buckets,
 			...(options.reservedConcurrency !== undefined ? { reservedConcurrency: options.reservedConcurrency } : {}),
+			...(options.scanPipeline ? { scanPipeline: options.scanPipeline } : {}),
 		});
 		const server = await startObjectServer({
 			...(options.port !== undefined ? { port: options.port } : {}),
@@ -173,14 +189,18 @@ export class LocalPipeline {
 			);
 		}
 		const log = options.log ?? (() => {});
+		// the GPU compute environment: maxvCpus / the job's vCPUs jobs at once, the others queued (RUNNABLE)
+		const slots = new BatchSlots(definition.batch.slots);
 		const batch: TaskHandler =
 			options.batchOverride ??
 			((input, context) =>
 				runBatchJob(input, {
 					root,
 					s3Endpoint: server.endpoint,
-					credentials: LOCAL_CREDENTIALS,
+					// each attempt its own key, revoked before the attempt is reported ended
+					issueCredentials: () => server.issueJobCredentials(),
 					region: LOCAL_REGION,
+					slots,
 					...(options.batchTimeoutMs !== undefined ? { timeoutMs: options.batchTimeoutMs } : {}),
 					...(options.batchEntry !== undefined ? { entry: options.batchEntry } : {}),
 					...(options.onBatchSpawn ? { onSpawn: options.onBatchSpawn } : {}),
@@ -194,9 +214,10 @@ export class LocalPipeline {
 			...(options.lambdaOverrides ? { lambdaOverrides: options.lambdaOverrides } : {}),
 			...(options.retryIntervalOverrides ? { retryIntervalOverrides: options.retryIntervalOverrides } : {}),
 			...(options.timeoutOverrides ? { timeoutOverrides: options.timeoutOverrides } : {}),
+			...(options.timeScale !== undefined ? { timeScale: options.timeScale } : {}),
 			...(options.onThrottle ? { onThrottle: options.onThrottle } : {}),
 		});
-		const pipeline = new LocalPipeline(server, definition, machine, options);
+		const pipeline = new LocalPipeline(server, definition, machine, options, slots);
 		server.onObjectCreated((event) => {
 			pipeline.handleEvent(event).catch((e: Error) => log(`start failed for ${event.detail.object.key}: ${e.message}`));
 		});

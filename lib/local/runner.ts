@@ -8,7 +8,10 @@
  * as many invocations of its function run as the stack reserves for it fails at once with
  * Lambda.TooManyRequestsException (as a synchronous invoke does in AWS), and the definition's Retry decides what
  * follows. Cancellation: a task whose state times out, or whose execution ends (stopped, timed out), has its
- * signal aborted — the batch runner then kills the job, as the .sync integration's TerminateJob does.
+ * signal aborted — the batch runner then kills the job, as the .sync integration's TerminateJob does. A batch task's
+ * timeout is this runner's own: its States.Timeout is raised only once the job has ended and its credentials are
+ * revoked (the library's timer for that state is set later, as a backstop), and an execution that ends waits for its
+ * batch jobs the same way, so the verdict (or the execution's end) comes after anything the job could write.
  */
 import "./with-resolvers";
 import { StateMachine } from "aws-local-stepfunctions";
@@ -40,6 +43,21 @@ export class LambdaThrottled extends Error {
 /** aws-local-stepfunctions' TimeoutSeconds when a Task has none (every Task of the scan definition has one). */
 const LIBRARY_DEFAULT_TIMEOUT_S = 60;
 
+/**
+ * How much later than this runner's timer the library's own timer of a batch Task fires: the time a cancelled job
+ * has to be killed and its credentials revoked before the library would move on regardless (a backstop: that takes
+ * milliseconds).
+ */
+export const BATCH_CANCEL_GRACE_S = 60;
+
+/** A Task state's timeout, raised by this runner (the library's own StatesTimeoutError is not exported). */
+export class StateTimedOut extends Error {
+	constructor(state: string, seconds: number) {
+		super(`${state}: the state timed out after ${seconds} s (States.Timeout)`);
+		this.name = "States.Timeout";
+	}
+}
+
 /** The deployed handler of each Lambda step. */
 export const LAMBDA_HANDLERS: Readonly<Record<LambdaStep, TaskHandler>> = {
 	mark,
@@ -61,6 +79,11 @@ export interface RunnerOptions {
 	onTask?: (state: string) => void;
 	/** TimeoutSeconds per state name, instead of the definition's (tests: a job past a short state timeout) */
 	timeoutOverrides?: Record<string, number>;
+	/**
+	 * Multiplies every TimeoutSeconds of the definition, the states' and the execution's (before `timeoutOverrides`;
+	 * rounded, at least 1 s): hours of the deployed definition in seconds, in its own proportions (tests). @default 1
+	 */
+	timeScale?: number;
 	/** called with the step each time an invoke is throttled */
 	onThrottle?: (step: LambdaStep) => void;
 }
@@ -76,12 +99,33 @@ export interface LocalStateMachine {
 
 export function createLocalStateMachine(definition: LocalDefinition, options: RunnerOptions): LocalStateMachine {
 	const asl = structuredClone(definition.asl);
+	const scale = options.timeScale ?? 1;
+	if (!(scale > 0)) throw new Error(`timeScale must be positive (got ${scale})`);
+	if (scale !== 1) {
+		const scaled = (s: unknown) => Math.max(1, Math.round(Number(s) * scale));
+		if (asl.TimeoutSeconds !== undefined) asl.TimeoutSeconds = scaled(asl.TimeoutSeconds);
+		for (const state of Object.values(asl.States)) {
+			if (state.TimeoutSeconds !== undefined) state.TimeoutSeconds = scaled(state.TimeoutSeconds);
+		}
+	}
 	for (const [name, seconds] of Object.entries(options.timeoutOverrides ?? {})) {
 		const state = asl.States[name];
 		if (!state) throw new Error(`timeoutOverrides: no state ${name}`);
 		state.TimeoutSeconds = seconds;
 	}
-	const machine = new StateMachine(asl as never, {
+	// this runner's timeout of each Task, in seconds; the library's timer of a batch Task is the backstop, later
+	const stateTimeoutS = Object.fromEntries(
+		Object.keys(definition.tasks).map((name) => [
+			name,
+			Number(asl.States[name]?.TimeoutSeconds) || LIBRARY_DEFAULT_TIMEOUT_S,
+		]),
+	);
+	const libraryAsl = structuredClone(asl);
+	for (const [name, target] of Object.entries(definition.tasks)) {
+		const state = libraryAsl.States[name];
+		if (target.kind === "batch" && state) state.TimeoutSeconds = (stateTimeoutS[name] ?? 0) + BATCH_CANCEL_GRACE_S;
+	}
+	const machine = new StateMachine(libraryAsl as never, {
 		validationOptions: { checkArn: true, checkPaths: true },
 	});
 	// One count per function, shared by every execution (Record and RecordQuarantine invoke the same function).
@@ -94,13 +138,15 @@ export function createLocalStateMachine(definition: LocalDefinition, options: Ru
 			let lastInput: ScanState | undefined;
 			// the tasks of this execution still running: aborted when it ends, however it ends
 			const active = new Set<AbortController>();
+			// its batch jobs until they have ended (killed, credentials revoked): the execution ends after them
+			const jobs = new Set<Promise<unknown>>();
 			const handlers: Record<string, (input: unknown) => Promise<never>> = {};
 			for (const [name, target] of Object.entries(definition.tasks)) {
 				const fn =
 					target.kind === "batch"
 						? options.batch
 						: (options.lambdaOverrides?.[target.step] ?? LAMBDA_HANDLERS[target.step]);
-				const timeoutMs = (Number(asl.States[name]?.TimeoutSeconds) || LIBRARY_DEFAULT_TIMEOUT_S) * 1000;
+				const timeoutS = stateTimeoutS[name] ?? LIBRARY_DEFAULT_TIMEOUT_S;
 				handlers[name] = async (taskInput: unknown) => {
 					if (target.kind === "lambda") {
 						const limit = definition.reservedConcurrency[target.step];
@@ -112,14 +158,25 @@ export function createLocalStateMachine(definition: LocalDefinition, options: Ru
 					}
 					const controller = new AbortController();
 					active.add(controller);
-					// Set before the library's own timer of the same length (it starts it after calling this handler), so a
-					// timed-out job is killed before the Catch moves the execution on to its verdict.
-					const timer = setTimeout(() => controller.abort(new Error("States.Timeout")), timeoutMs);
+					// A Lambda task: set before the library's own timer of the same length (it starts it after calling this
+					// handler), which moves the execution on while the function still runs, as in AWS. A batch task: the
+					// timeout is raised here, once the job has ended (the library's timer is later).
+					let timedOut = false;
+					const timer = setTimeout(() => {
+						timedOut = true;
+						controller.abort(new Error("States.Timeout"));
+					}, timeoutS * 1000);
 					try {
 						options.onTask?.(name);
 						if (target.kind === "lambda") lastInput = taskInput as ScanState;
 						// JSON in, JSON out: what crosses the Lambda invoke boundary in AWS.
-						const result = await fn(JSON.parse(JSON.stringify(taskInput)), { signal: controller.signal });
+						const call = fn(JSON.parse(JSON.stringify(taskInput)), { signal: controller.signal });
+						if (target.kind === "batch") jobs.add(call.catch(() => {}));
+						const result = await call.catch((e: unknown) => {
+							if (timedOut && target.kind === "batch") throw new StateTimedOut(name, timeoutS);
+							throw e;
+						});
+						if (timedOut && target.kind === "batch") throw new StateTimedOut(name, timeoutS);
 						return JSON.parse(JSON.stringify(result ?? null)) as never;
 					} finally {
 						clearTimeout(timer);
@@ -153,6 +210,7 @@ export function createLocalStateMachine(definition: LocalDefinition, options: Ru
 			} finally {
 				stop?.removeEventListener("abort", onStop);
 				for (const c of active) c.abort(new Error("execution ended"));
+				await Promise.allSettled([...jobs]);
 			}
 		},
 	};

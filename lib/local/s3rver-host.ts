@@ -11,6 +11,7 @@ import type { AddressInfo } from "node:net";
 import { Transform, type TransformCallback } from "node:stream";
 import S3rver from "s3rver";
 import { FTGUARD_TAG_PATTERN, TAG_IF_MATCH_HEADER } from "../infra/tags";
+import { JobCredentials } from "./job-credentials";
 
 const FTGUARD_TAG_PREFIX = FTGUARD_TAG_PATTERN.replace(/\*$/, "");
 
@@ -403,6 +404,10 @@ export interface S3rverHostOptions {
 
 export interface S3rverHost {
 	port: number;
+	/** a batch job attempt's own key pair (lib/local/job-credentials.ts) */
+	grant(accessKeyId: string, secretAccessKey: string): void;
+	/** resolves once nothing made with the key can still land */
+	revoke(accessKeyId: string): Promise<void>;
 	close(): Promise<void>;
 }
 
@@ -422,7 +427,9 @@ export async function hostS3rver(
 	// the body decoder first; the object lock and S3's tag rule last before the router (after s3rver's vhost
 	// rewrite: the path is path-style there), so that a whole object write, tag rule included, holds the lock
 	const middleware = (server as unknown as { middleware: unknown[] }).middleware;
-	middleware.unshift(decodeAwsChunked);
+	const jobs = new JobCredentials();
+	// the job keys' gate first: it holds a job's writes until their body is in, then checks the key again
+	middleware.unshift(jobs.middleware, decodeAwsChunked);
 	middleware.splice(
 		middleware.length - 1,
 		0,
@@ -440,6 +447,8 @@ export async function hostS3rver(
 	const addr = (await server.run()) as AddressInfo;
 	return {
 		port: addr.port,
+		grant: (id, secret) => jobs.grant(id, secret),
+		revoke: (id) => jobs.revoke(id),
 		async close() {
 			await server.close();
 		},

@@ -35,7 +35,7 @@ const ftguardMetric = (name: string, statistic: string, period = 300) => ({
 });
 
 describe("the alarm topic", () => {
-	it("is encrypted with a rotated customer-managed key that CloudWatch of this account may use", () => {
+	it("is encrypted with a rotated customer-managed key that CloudWatch may use (AWS's documented statement)", () => {
 		const keyId = logicalId(alarms.topicKey as never);
 		template.hasResourceProperties("AWS::SNS::Topic", { KmsMasterKeyId: { "Fn::GetAtt": [keyId, "Arn"] } });
 		template.hasResourceProperties("AWS::KMS::Key", {
@@ -46,7 +46,8 @@ describe("the alarm topic", () => {
 						Effect: "Allow",
 						Principal: { Service: "cloudwatch.amazonaws.com" },
 						Action: ["kms:Decrypt", "kms:GenerateDataKey*"],
-						Condition: { StringEquals: { "aws:SourceAccount": { Ref: "AWS::AccountId" } } },
+						// AWS's documented form has no conditions (the topic policy keeps the confused-deputy ones)
+						Condition: Match.absent(),
 					}),
 				]),
 			},

@@ -1,6 +1,7 @@
 import * as iam from "aws-cdk-lib/aws-iam";
 import { beforeAll, describe, expect, it } from "vitest";
-import { ScanStatus, STATUS_TAG } from "../../lib/infra/tags.js";
+import { reportKey } from "../../lib/core/pipeline/record";
+import { ScanStatus, STATUS_TAG, VERDICT_RECORD_NAME } from "../../lib/infra/tags.js";
 import {
 	ACCOUNT,
 	type CfnTemplate,
@@ -28,8 +29,9 @@ let vpcId: string;
 let s3EndpointId: string;
 /** A role given store.grantPromotedRead(): its synthesized policy is evaluated, not a hand-written one. */
 let grantedConsumer: string;
-const roles: Record<"scanner" | "verdict" | "sweeper" | "breakGlass" | "training" | "launcher", string> = {
+const roles: Record<"scanner" | "job" | "verdict" | "sweeper" | "breakGlass" | "training" | "launcher", string> = {
 	scanner: "",
+	job: "",
 	verdict: "",
 	sweeper: "",
 	breakGlass: "",
@@ -67,6 +69,7 @@ beforeAll(() => {
 	vpcId = resolver.resolve({ Ref: logicalId(stack.network.vpc) }) as string;
 	s3EndpointId = resolver.resolve({ Ref: logicalId(stack.network.s3Endpoint as never) }) as string;
 	roles.scanner = logicalId(stack.store.scannerRole);
+	roles.job = logicalId(stack.store.backdoorJobRole);
 	roles.verdict = logicalId(stack.store.verdictRole);
 	roles.sweeper = logicalId(stack.store.sweeperRole);
 	roles.breakGlass = logicalId(stack.store.breakGlassRole);
@@ -206,18 +209,38 @@ describe("when the scanner or break-glass role reads a checkpoint", () => {
 			const request = asStackRole("scanner", {
 				action: "s3:GetObject",
 				resource: object("jobs/A/model.safetensors"),
-				context: statusContext(status),
+				context: { ...statusContext(status), "aws:SourceVpce": s3EndpointId },
 			});
 			expect(await decide(request)).toBe("Allowed");
 		},
 	);
-	it("break-glass reads a quarantined object version", async () => {
+	it("break-glass reads a quarantined object version, from anywhere (the human escape hatch is not VPC-bound)", async () => {
 		const request = asStackRole("breakGlass", {
 			action: "s3:GetObjectVersion",
 			resource: object("jobs/A/model.safetensors"),
 			context: statusContext(ScanStatus.QUARANTINED),
 		});
 		expect(await decide(request)).toBe("Allowed");
+	});
+	// Leaked scanner, GPU-job or verdict credentials: these roles read unscanned checkpoints, so only through the
+	// stack's S3 gateway endpoint (bucket policy DenyUnscannedReadsOutsideVpc).
+	it.each([
+		["scanner", "s3:GetObject"],
+		["scanner", "s3:GetObjectVersion"],
+		["job", "s3:GetObjectVersion"],
+		["verdict", "s3:GetObjectVersion"],
+	] as const)("%s: %s of an unscanned checkpoint only through the S3 endpoint", async (role, action) => {
+		const read = (context: Record<string, string>) =>
+			decide(
+				asStackRole(role, {
+					action,
+					resource: object("jobs/B/model.safetensors"),
+					context: { ...statusContext(ScanStatus.SCANNING), ...context },
+				}),
+			);
+		expect(await read({}), "from the internet").toBe("ExplicitlyDenied");
+		expect(await read({ "aws:SourceVpce": "vpce-0123456789abcdef0" }), "another endpoint").toBe("ExplicitlyDenied");
+		expect(await read({ "aws:SourceVpce": s3EndpointId }), "through the stack's endpoint").toBe("Allowed");
 	});
 });
 
@@ -388,7 +411,12 @@ describe("the sweeper", () => {
 });
 
 describe("when training job A writes checkpoints", () => {
-	const jobA = (action: string, key: string, extra: Record<string, string> = {}, admin = false): Promise<string> =>
+	const jobA = (
+		action: string,
+		key: string,
+		extra: Record<string, string | string[]> = {},
+		admin = false,
+	): Promise<string> =>
 		decide(
 			asStackRole("training", {
 				action,
@@ -417,6 +445,17 @@ describe("when training job A writes checkpoints", () => {
 		const bucket = `arn:aws:s3:::${checkpointBucket}`;
 		expect(await jobA("s3:ListBucket", bucket)).not.toBe("Allowed");
 		expect(await jobA("s3:ListBucket", bucket, {}, true)).toBe("ExplicitlyDenied");
+	});
+	// IAM condition key names fold case: s3:ExistingObjectTag/ftguard:status may see a tag uploaded as
+	// FTGUARD:STATUS, which the case-sensitive ftguard:* match of s3:RequestObjectTagKeys lets through.
+	it.each(["FTGUARD:STATUS", "Ftguard:Status"])("cannot upload a checkpoint tagged %s=PROMOTABLE", async (key) => {
+		const forged = { "s3:RequestObjectTagKeys": [key], [`s3:RequestObjectTag/${key}`]: ScanStatus.PROMOTABLE };
+		expect(await jobA("s3:PutObject", "jobs/A/model.safetensors", forged)).toBe("ExplicitlyDenied");
+	});
+	it("can still upload untagged or with its own tags", async () => {
+		expect(await jobA("s3:PutObject", "jobs/A/model.safetensors")).toBe("Allowed");
+		const team = { "s3:RequestObjectTagKeys": ["team"], "s3:RequestObjectTag/team": "x" };
+		expect(await jobA("s3:PutObject", "jobs/A/model.safetensors", team)).toBe("Allowed");
 	});
 	it("cannot read its own (unpromoted) checkpoints back", async () => {
 		expect(await jobA("s3:GetObject", "jobs/A/model.safetensors")).not.toBe("Allowed");
@@ -533,6 +572,7 @@ describe("each pipeline role can make the S3 calls its handlers make", () => {
 		["scanner", "s3:GetObject", "scans/ftg-1/manifest.json"],
 		["verdict", "s3:PutObject", "scans/ftg-1/verdict.json"],
 		["verdict", "s3:GetObject", "scans/ftg-1/verdict.json"],
+		["job", "s3:PutObject", "scans/ftg-1/backdoor/report.json"],
 	] as const)("%s: %s on reports/%s", async (role, action, key) => {
 		const request = {
 			roleArn: resolver.roleArn(roles[role]),
@@ -544,5 +584,35 @@ describe("each pipeline role can make the S3 calls its handlers make", () => {
 			context: { "aws:SourceVpc": vpcId, "aws:SourceVpce": s3EndpointId },
 		};
 		expect(await decide(request)).toBe("Allowed");
+	});
+});
+
+describe("verdict records (scans/<scan id>/verdict.json) are the verdict role's alone", () => {
+	const onReport = (role: keyof typeof roles, action: string, key: string, extra?: Request["identityPolicies"]) =>
+		decide({
+			roleArn: resolver.roleArn(roles[role]),
+			identityPolicies: [...resolver.identityPolicies(roles[role]), ...(extra ?? [])],
+			permissionBoundaries: resolver.permissionsBoundary(roles[role]),
+			resourcePolicy: reportPolicy,
+			action,
+			resource: `arn:aws:s3:::${reportBucket}/${key}`,
+			context: { "aws:SourceVpc": vpcId, "aws:SourceVpce": s3EndpointId },
+		});
+	it("the key the record function writes is the one the policy protects", () => {
+		expect(reportKey("ftg-1", "verdict")).toBe(`scans/ftg-1/${VERDICT_RECORD_NAME}`);
+	});
+	it.each(["scanner", "job", "sweeper"] as const)(
+		"%s cannot overwrite or delete a scan's verdict record, even with s3:* on everything",
+		async (role) => {
+			for (const key of ["scans/ftg-1/verdict.json", "scans/ftg-1/backdoor/verdict.json"]) {
+				for (const action of ["s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"]) {
+					expect(await onReport(role, action, key, [s3Admin]), `${action} ${key}`).toBe("ExplicitlyDenied");
+				}
+			}
+		},
+	);
+	it("the scanner still writes its manifest, and the verdict role its record", async () => {
+		expect(await onReport("scanner", "s3:PutObject", "scans/ftg-1/manifest.json")).toBe("Allowed");
+		expect(await onReport("verdict", "s3:PutObject", "scans/ftg-1/verdict.json")).toBe("Allowed");
 	});
 });

@@ -4,6 +4,7 @@ import { StateMachine } from "aws-local-stepfunctions";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { ScanState } from "../../lib/core/pipeline/types.js";
 import {
+	backdoorStateTimeoutSeconds,
 	definitionFromTemplate,
 	LAMBDA_STATE,
 	LAMBDA_STEPS,
@@ -230,6 +231,31 @@ describe("the synthesized scan definition", () => {
 			expect(state.Resource, step).toMatch(/^arn:aws:lambda:[^:]+:\d+:function:/);
 			expect(state.Parameters).toBeUndefined();
 		}
+	});
+
+	it("bounds a backdoor scan's wait for GPU capacity by the scan's deadline, not by a budget of its own", () => {
+		// Step Functions counts a .sync Task's TimeoutSeconds from the state's entry, RUNNABLE time included: the
+		// state gets what the execution timeout leaves after every other Task on the path (RecordQuarantine too).
+		const deadline = asl.TimeoutSeconds as number;
+		const others =
+			LAMBDA_STEPS.reduce((sum, step) => sum + (asl.States[LAMBDA_STATE[step]]?.TimeoutSeconds as number), 0) +
+			(asl.States[StateName.RECORD_QUARANTINE]?.TimeoutSeconds as number);
+		for (const name of [StateName.BACKDOOR_SCAN, StateName.BACKDOOR_SCAN_UNVERSIONED]) {
+			expect(asl.States[name]?.TimeoutSeconds, name).toBe(deadline - others);
+			expect(asl.States[name]?.TimeoutSeconds, name).toBe(
+				backdoorStateTimeoutSeconds(
+					deadline,
+					Object.fromEntries(
+						LAMBDA_STEPS.map((step) => [step, asl.States[LAMBDA_STATE[step]]?.TimeoutSeconds as number]),
+					) as Record<(typeof LAMBDA_STEPS)[number], number>,
+				),
+			);
+		}
+		const backdoor = asl.States[StateName.BACKDOOR_SCAN]?.TimeoutSeconds as number;
+		// more than the default backdoorTimeout (6 h), which was the whole budget before
+		expect(backdoor).toBeGreaterThan(6 * 3600);
+		// the burst of issue 14 at the defaults: 100 commits, 64 / 8 = 8 jobs at once, 28 min a scan → 13 rounds
+		expect(Math.ceil(100 / 8) * 28 * 60).toBeLessThanOrEqual(backdoor);
 	});
 
 	it("runs the backdoor scan as a Batch .sync job with FTGUARD_* from the state, the policy and the report bucket", () => {

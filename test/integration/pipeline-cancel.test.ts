@@ -4,12 +4,18 @@
  * what the .sync integration's TerminateJob does in AWS — before the execution moves on to its verdict. The job
  * here sleeps past the timeout, with a process of its own started beside it, and then tries to write into the
  * scan's report prefix: after the verdict (QUARANTINED) neither process exists, and the late write never lands.
+ *
+ * A process can leave the job's group (a new session: `spawn(…, { detached: true })`) and outlive the kill. What
+ * keeps its writes out is the job attempt's own access key, revoked before the attempt is reported ended
+ * (lib/local/job-credentials.ts): the escaped process is still alive after the verdict, tries to write, and is
+ * refused. (Before per-attempt keys its `late.json` landed ~3.7 s after a QUARANTINED verdict.)
  */
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { request } from "node:http";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildManifest } from "../../lib/core/integrity/manifest";
 import { StateName } from "../../lib/infra/state-machine";
@@ -29,12 +35,42 @@ const jobPids: number[] = [];
  * `late.json` under its output prefix and a file on disk — what a job still running after its verdict would do.
  */
 const entry = join(work, "entry.mjs");
+/**
+ * The escaped writer: started by the job in a new session (out of its process group), it waits past the verdict,
+ * then writes `late.json` under the job's output prefix with the job's credentials, and records what happened.
+ */
+const writer = join(work, "writer.mjs");
+writeFileSync(
+	writer,
+	`import { writeFileSync } from "node:fs";
+const { S3Client, PutObjectCommand } = await import(${JSON.stringify(s3Module)});
+const id = process.env.FTGUARD_OUTPUT_PREFIX.split("/").at(-2);
+await new Promise((r) => setTimeout(r, 6000));
+const url = new URL(process.env.FTGUARD_OUTPUT_PREFIX);
+const at = Date.now();
+let error = null;
+try {
+	await new S3Client({ forcePathStyle: true }).send(
+		new PutObjectCommand({ Bucket: url.host, Key: url.pathname.slice(1) + "/late.json", Body: "{}" }),
+	);
+} catch (e) {
+	error = e.name + ": " + e.message;
+}
+writeFileSync(${JSON.stringify(work)} + "/attempt-" + id, JSON.stringify({ at, error }));
+`,
+);
 writeFileSync(
 	entry,
 	`import { spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 const { S3Client, PutObjectCommand } = await import(${JSON.stringify(s3Module)});
 const id = process.env.FTGUARD_OUTPUT_PREFIX.split("/").at(-2);
+if (process.env.FTGUARD_MODEL_URI.includes("/escape/")) {
+	const escaped = spawn(process.execPath, [${JSON.stringify(writer)}], { detached: true, stdio: "ignore", env: process.env });
+	escaped.unref();
+	writeFileSync(${JSON.stringify(work)} + "/escaped-" + id, String(escaped.pid));
+	await new Promise((r) => setTimeout(r, 60000));
+}
 const helper = spawn("sleep", ["60"], { stdio: "ignore" });
 writeFileSync(${JSON.stringify(work)} + "/helper-" + id, String(helper.pid));
 await new Promise((r) => setTimeout(r, Number(5000)));
@@ -74,7 +110,16 @@ beforeAll(async () => {
 		timeoutOverrides: { [StateName.BACKDOOR_SCAN_UNVERSIONED]: 3 },
 	});
 }, 60_000);
+/** escaped writers still running at the end (started by this test's jobs) */
+const escapedPids: number[] = [];
 afterAll(async () => {
+	for (const pid of escapedPids) {
+		try {
+			process.kill(pid, "SIGKILL");
+		} catch {
+			// gone
+		}
+	}
 	await pipeline?.close();
 });
 
@@ -115,6 +160,31 @@ describe.skipIf(process.platform !== "linux")("a backdoor job whose scan is canc
 		expect(await reportKeys(v.scanId)).not.toContainEqual(expect.stringMatching(/late\.json$/));
 	}, 60_000);
 
+	it("cannot write after the verdict from a process that left its group (a new session): its key is revoked first", async () => {
+		const v = await pipeline.waitForVerdict(await commit("jobs/escape/"), 60_000);
+		const verdictAt = Date.now();
+		expect(v.status).toBe("QUARANTINED");
+		expect(v.error?.cause).toMatch(/States\.Timeout/);
+		const escaped = Number(readFileSync(join(work, `escaped-${v.scanId}`), "utf8"));
+		escapedPids.push(escaped);
+		// the group kill missed it: it is still running after the verdict
+		expect(alive(escaped)).toBe(true);
+		const attemptFile = join(work, `attempt-${v.scanId}`);
+		for (let i = 0; i < 400 && !existsSync(attemptFile); i++) await new Promise((r) => setTimeout(r, 25));
+		const attempt = JSON.parse(readFileSync(attemptFile, "utf8")) as { at: number; error: string | null };
+		// it tried to write after the verdict, with the job's credentials, and was refused
+		expect(attempt.at).toBeGreaterThan(verdictAt);
+		expect(attempt.error).toMatch(/InvalidAccessKeyId/);
+		const r = await pipeline.server.client.send(
+			new ListObjectsV2Command({ Bucket: pipeline.definition.buckets.reports, Prefix: `scans/${v.scanId}/` }),
+		);
+		const keys = (r.Contents ?? []).map((o) => o.Key ?? "");
+		expect(keys).not.toContainEqual(expect.stringMatching(/late\.json$/));
+		expect(keys.filter((k) => k.includes("/backdoor/"))).toEqual([]);
+		// nothing under the scan's prefix is newer than the verdict
+		for (const o of r.Contents ?? []) expect(o.LastModified?.getTime() ?? 0).toBeLessThanOrEqual(verdictAt);
+	}, 60_000);
+
 	it("is killed when its execution is stopped", async () => {
 		const before = jobPids.length;
 		const marker = await commit("jobs/stopped/");
@@ -136,4 +206,71 @@ describe.skipIf(process.platform !== "linux")("a backdoor job whose scan is canc
 		await new Promise((r) => setTimeout(r, 5_500));
 		expect(existsSync(join(work, `late-${scanId}`))).toBe(false);
 	}, 60_000);
+});
+
+describe("a job attempt's access key", () => {
+	const bucket = () => pipeline.definition.buckets.reports;
+	const clientFor = (c: { accessKeyId: string; secretAccessKey: string }) =>
+		new S3Client({ endpoint: pipeline.endpoint, forcePathStyle: true, region: "us-east-1", credentials: c });
+	const exists = (Key: string) =>
+		pipeline.server.client.send(new GetObjectCommand({ Bucket: bucket(), Key })).then(
+			() => true,
+			() => false,
+		);
+
+	it("writes until it is revoked, and is refused after", async () => {
+		const grant = await pipeline.server.issueJobCredentials();
+		const s3 = clientFor(grant);
+		await s3.send(new PutObjectCommand({ Bucket: bucket(), Key: "keys/before.json", Body: "{}" }));
+		expect(await exists("keys/before.json")).toBe(true);
+		await grant.revoke();
+		const err = await s3
+			.send(new PutObjectCommand({ Bucket: bucket(), Key: "keys/after.json", Body: "{}" }))
+			.catch((e: Error) => e);
+		expect((err as Error).name).toBe("InvalidAccessKeyId");
+		expect(await exists("keys/after.json")).toBe(false);
+		s3.destroy();
+	});
+
+	/** A PUT sent in two halves 200 ms apart; `between` runs after the first half. Resolves with the status or error. */
+	const putInHalves = (accessKeyId: string, key: string, between: () => Promise<void>) => {
+		const url = new URL(`${pipeline.endpoint}/${bucket()}/${key}`);
+		const half = Buffer.alloc(64 * 1024, 0x61);
+		return new Promise<number | string>((resolve) => {
+			const req = request(url, {
+				method: "PUT",
+				headers: {
+					// s3rver checks the key, not a SigV4 signature
+					authorization: `AWS4-HMAC-SHA256 Credential=${accessKeyId}/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0`,
+					"x-amz-content-sha256": "UNSIGNED-PAYLOAD",
+					"x-amz-date": new Date().toISOString().replace(/[-:]|\.\d{3}/g, ""),
+					"content-length": String(half.length * 2),
+				},
+			});
+			req.on("response", (res) => {
+				res.resume();
+				resolve(res.statusCode ?? 0);
+			});
+			req.on("error", (e) => resolve(e.message));
+			req.write(half);
+			setTimeout(() => {
+				between().then(() => {
+					if (!req.destroyed) req.end(half);
+				});
+			}, 200);
+		});
+	};
+
+	it("cuts off a write still sending its body when it is revoked: nothing lands", async () => {
+		// the same write, not revoked, lands
+		const kept = await pipeline.server.issueJobCredentials();
+		expect(await putInHalves(kept.accessKeyId, "keys/kept.json", async () => {})).toBe(200);
+		expect(await exists("keys/kept.json")).toBe(true);
+		await kept.revoke();
+
+		const grant = await pipeline.server.issueJobCredentials();
+		const outcome = await putInHalves(grant.accessKeyId, "keys/in-flight.json", () => grant.revoke());
+		expect(outcome).not.toBe(200);
+		expect(await exists("keys/in-flight.json")).toBe(false);
+	});
 });

@@ -234,7 +234,7 @@ describe("the local batch runner", () => {
 	const options = {
 		root: REPO,
 		s3Endpoint: "http://127.0.0.1:9",
-		credentials: LOCAL_CREDENTIALS,
+		issueCredentials: async () => ({ ...LOCAL_CREDENTIALS, revoke: async () => {} }),
 		region: LOCAL_REGION,
 	};
 	const script = (body: string): string => {

@@ -163,6 +163,27 @@ describe("tags on exact versions", () => {
 		});
 	});
 
+	it("drops case variants of ftguard keys (IAM condition keys fold case), keeping other tags", async () => {
+		const { client, sent } = fakeS3((command) =>
+			command === "GetObjectTaggingCommand"
+				? {
+						TagSet: [
+							{ Key: "team", Value: "ml" },
+							{ Key: "FTGUARD:STATUS", Value: "PROMOTABLE" },
+							{ Key: "Ftguard:Scan-Id", Value: "forged" },
+						],
+					}
+				: {},
+		);
+		await putFtguardTags(client, obj, { "ftguard:status": "QUARANTINED" });
+		expect(sent[1]?.input.Tagging).toEqual({
+			TagSet: [
+				{ Key: "team", Value: "ml" },
+				{ Key: "ftguard:status", Value: "QUARANTINED" },
+			],
+		});
+	});
+
 	it("retries a failing tag write a few times, then throws", async () => {
 		const { client, sent } = fakeS3((command) =>
 			command === "GetObjectTaggingCommand" ? { TagSet: [] } : s3Error("SlowDown", 503),
