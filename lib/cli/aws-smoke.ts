@@ -17,8 +17,7 @@
 import { createPrivateKey, randomBytes } from "node:crypto";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { GetObjectCommand, GetObjectTaggingCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { FtguardError } from "../core/errors";
 import { buildManifest } from "../core/integrity/manifest";
@@ -26,6 +25,7 @@ import { scanIdOf } from "../core/pipeline/artefact";
 import { reportKey } from "../core/pipeline/record";
 import { STATUS_TAG } from "../infra/tags";
 import { keySigner } from "../local/demo-signer";
+import { repositoryRoot } from "../local/package-root";
 import { awsError } from "./aws-common";
 import { type ExitCode, type Io, printJson } from "./io";
 
@@ -61,22 +61,6 @@ export interface SmokeResult {
 	source: "tag" | "record" | "none";
 	seconds: number;
 	ok: boolean;
-}
-
-/** The package root (examples/ lives there), from this module or the bundle that contains it. */
-function packageRoot(): string {
-	let dir = dirname(fileURLToPath(import.meta.url));
-	for (;;) {
-		try {
-			if ((JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { name?: string }).name === "ftguard")
-				return dir;
-		} catch {
-			// not here
-		}
-		const parent = dirname(dir);
-		if (parent === dir) throw new FtguardError("IO_ERROR", "cannot find the ftguard package root (examples/)");
-		dir = parent;
-	}
 }
 
 /** The region to sign for: --region, else the one in an AWS endpoint's host name, else the SDK's, else us-east-1. */
@@ -259,7 +243,7 @@ async function prepare(
 	work: string,
 	signer: ReturnType<typeof keySigner>,
 ): Promise<{ signed: string; tampered: string }> {
-	const root = join(packageRoot(), "examples/checkpoint");
+	const root = join(repositoryRoot(), "examples/checkpoint");
 	const out = { signed: join(work, "signed"), tampered: join(work, "tampered") };
 	for (const dir of Object.values(out)) {
 		mkdirSync(dir);

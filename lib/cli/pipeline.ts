@@ -4,11 +4,12 @@
  * the backdoor-scan job as a child process (lib/local).
  */
 import { createWriteStream, readFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { type Command, InvalidArgumentError } from "commander";
 import { FtguardError } from "../core/errors";
 import type * as LocalDemo from "../local/demo";
+import { repositoryRoot } from "../local/package-root";
 import type * as LocalPipelineModule from "../local/pipeline";
 import { type Io, printJson, processIo, runCommand } from "./io";
 
@@ -48,22 +49,6 @@ export function registerPipeline(program: Command, setExit: (code: number) => vo
 			// moment would kill the process by SIGINT after a clean close; process.exit keeps them to the end.
 			if (stopRequested) process.exit(code);
 		});
-}
-
-/** The repository root (cdk.json, lambdas/, batch-jobs/), from this module or the bundle that contains it. */
-function repositoryRoot(): string {
-	let dir = dirname(fileURLToPath(import.meta.url));
-	for (;;) {
-		try {
-			if ((JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { name?: string }).name === "ftguard")
-				return dir;
-		} catch {
-			// not here
-		}
-		const parent = dirname(dir);
-		if (parent === dir) throw new FtguardError("IO_ERROR", "cannot find the ftguard package root");
-		dir = parent;
-	}
 }
 
 /**

@@ -8,9 +8,6 @@
  * pipeline per process.
  */
 import { Console } from "node:console";
-import { readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { HeadObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
 import { pipelineMetrics } from "../aws/metrics";
 import { parseS3Uri } from "../aws/object-store";
@@ -36,23 +33,11 @@ import {
 	type ObjectServer,
 	startObjectServer,
 } from "./object-server";
-import { createLocalStateMachine, type ExecutionOutcome, type LocalStateMachine, type TaskHandler } from "./runner";
 
-/** The repository root (where cdk.json, lambdas/ and batch-jobs/ are), from this module's location. */
-export function repositoryRoot(from: string = dirname(fileURLToPath(import.meta.url))): string {
-	let dir = from;
-	for (;;) {
-		try {
-			const pkg = JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { name?: string };
-			if (pkg.name === "ftguard") return dir;
-		} catch {
-			// not here
-		}
-		const parent = dirname(dir);
-		if (parent === dir) throw new Error(`no ftguard package.json above ${from}`);
-		dir = parent;
-	}
-}
+export { repositoryRoot } from "./package-root";
+
+import { repositoryRoot } from "./package-root";
+import { createLocalStateMachine, type ExecutionOutcome, type LocalStateMachine, type TaskHandler } from "./runner";
 
 export type VerdictStatus = "PROMOTABLE" | "QUARANTINED" | "NOT_RECORDED";
 
