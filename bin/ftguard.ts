@@ -27,6 +27,12 @@ let exitCode = 0;
 const setExit = (code: number) => {
 	exitCode = code;
 };
+// A reader that stops early (`ftguard files --help | head -1`) is no error of ours: end quietly, as Unix tools do.
+for (const stream of [process.stdout, process.stderr])
+	stream.on("error", (e: NodeJS.ErrnoException) => {
+		if (e.code !== "EPIPE") throw e;
+		process.exit(exitCode);
+	});
 registerHash(program, setExit);
 registerVerify(program, setExit);
 registerBaseModel(program, setExit);

@@ -1,5 +1,5 @@
 /** The CLI contract: help everywhere, exit codes, one-line errors, JSON on request. */
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -26,11 +26,34 @@ describe("help", () => {
 		[["base-model", "check"]],
 		[["base-model", "entry"]],
 		[["files"]],
+		[["aws"]],
+		[["aws", "preflight"]],
+		[["aws", "smoke"]],
 	])("ftguard %j --help exits 0 and describes the command", async (cmd) => {
 		const r = await ftguard([...cmd, "--help"]);
 		expect(r.code).toBe(0);
 		expect(r.stdout).toMatch(/Usage: ftguard/);
-		if (cmd.length > 0 && cmd.join(" ") !== "base-model") expect(r.stdout).toContain("--json");
+		if (cmd.length > 0 && !["base-model", "aws"].includes(cmd.join(" "))) expect(r.stdout).toContain("--json");
+	});
+});
+
+describe("a reader that stops early", () => {
+	it("`ftguard --help | head -1`: the rest is dropped quietly, exit 0, no EPIPE trace", async () => {
+		const r = await new Promise<{ code: number | null; stderr: string }>((done, reject) => {
+			const child = spawn(process.execPath, [join(REPO, "bin/ftguard.mjs"), "files", "--help"], {
+				stdio: ["ignore", "pipe", "pipe"],
+			});
+			// Closed before the help is written: every write of it meets a closed pipe.
+			child.stdout.destroy();
+			let stderr = "";
+			child.stderr.on("data", (d) => {
+				stderr += d;
+			});
+			child.on("error", reject);
+			child.on("close", (code) => done({ code, stderr }));
+		});
+		expect(r.stderr).toBe("");
+		expect(r.code).toBe(0);
 	});
 });
 
