@@ -421,6 +421,7 @@ function storageTypeName(v: V | undefined): string | undefined {
  */
 const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true });
 const MAX_STACK = 1_000_000;
+const NON_ASCII = /[^\x00-\x7f]/;
 const MAX_MEMO = 1_000_000;
 const MAX_LIST = 1_000_000;
 
@@ -497,8 +498,8 @@ function runVersion(buf: Buffer, version: TorchVersion, opts: CheckOptions): Ver
 	};
 	/** utf8 for buf[start, end): ASCII (every name torch writes) needs no decoder. */
 	const utf8At = (start: number, end: number, what: string): string => {
-		for (let i = start; i < end; i++) if ((buf[i] as number) >= 0x80) return utf8(buf.subarray(start, end), what);
-		return buf.toString("latin1", start, end);
+		const s = buf.toString("latin1", start, end);
+		return NON_ASCII.test(s) ? utf8(buf.subarray(start, end), what) : s;
 	};
 	const appendCheck = (target: V): void => {
 		if (target.k !== "list")
