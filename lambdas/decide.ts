@@ -7,9 +7,9 @@ import { readBackdoorEvidence } from "../lib/aws/backdoor-report";
 import { reportLocation, runHandler, s3Client, scanIdOf } from "../lib/aws/runtime";
 import { decideWithEvidence } from "../lib/core/pipeline/decide";
 import { parseScanState } from "../lib/core/pipeline/schema";
-import type { ScanState } from "../lib/core/pipeline/types";
+import type { ScanStateWith } from "../lib/core/pipeline/types";
 
-export async function handler(event: unknown): Promise<ScanState & Required<Pick<ScanState, "verdict">>> {
+export async function handler(event: unknown): Promise<ScanStateWith<"verdict">> {
 	return runHandler("decide", scanIdOf(event), async (log) => {
 		const parsed = parseScanState(event, "decide");
 		const evidence = await readBackdoorEvidence(s3Client(), parsed, reportLocation);

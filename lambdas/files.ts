@@ -6,9 +6,9 @@
 import { loadPolicy, runHandler, s3Client, scanIdOf, writeReport } from "../lib/aws/runtime";
 import { scanArtefact } from "../lib/aws/scan-objects";
 import { parseScanState, requireFields } from "../lib/core/pipeline/schema";
-import type { ScanState } from "../lib/core/pipeline/types";
+import type { ScanStateWith } from "../lib/core/pipeline/types";
 
-export async function handler(event: unknown): Promise<ScanState & Required<Pick<ScanState, "files" | "backdoor">>> {
+export async function handler(event: unknown): Promise<ScanStateWith<"files" | "backdoor">> {
 	return runHandler("files", scanIdOf(event), async (log) => {
 		const state = requireFields(parseScanState(event, "files"), "files", "objects");
 		const { scanned, summary, backdoor } = await scanArtefact(s3Client(), state, await loadPolicy());

@@ -6,9 +6,9 @@ import { digestObjects, markerBytes } from "../lib/aws/artefact";
 import { rangedReadOptions, runHandler, s3Client, scanIdOf, writeReport } from "../lib/aws/runtime";
 import { buildPipelineManifest, hashPlanOf } from "../lib/core/pipeline/manifest";
 import { parseScanState, requireFields } from "../lib/core/pipeline/schema";
-import type { ScanState } from "../lib/core/pipeline/types";
+import type { ScanStateWith } from "../lib/core/pipeline/types";
 
-export async function handler(event: unknown): Promise<ScanState & Required<Pick<ScanState, "manifest">>> {
+export async function handler(event: unknown): Promise<ScanStateWith<"manifest">> {
 	return runHandler("manifest", scanIdOf(event), async (log) => {
 		const state = requireFields(parseScanState(event, "manifest"), "manifest", "objects");
 		// hashed the way the signature says it was made; the signature state verifies that claim

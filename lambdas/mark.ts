@@ -3,9 +3,9 @@ import { listArtefactObjects } from "../lib/aws/artefact";
 import { runHandler, s3Client, scanIdOf } from "../lib/aws/runtime";
 import { putFtguardTags } from "../lib/aws/tagging";
 import { mapLimit } from "../lib/core/pipeline/concurrency";
+import { SCAN_ID_TAG, ScanStatus, STATUS_TAG } from "../lib/core/pipeline/names";
 import { parseScanState } from "../lib/core/pipeline/schema";
 import type { ScanObject, ScanState } from "../lib/core/pipeline/types";
-import { SCAN_ID_TAG, ScanStatus, STATUS_TAG } from "../lib/infra/tags";
 
 export async function handler(event: unknown): Promise<ScanState & { objects: ScanObject[] }> {
 	return runHandler("mark", scanIdOf(event), async (log) => {

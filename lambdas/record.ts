@@ -8,12 +8,12 @@ import { emitMetrics, OBJECTS_CHANGED_METRIC } from "../lib/aws/metrics";
 import { runHandler, s3Client, scanIdOf, writeReport } from "../lib/aws/runtime";
 import { objectsToRecord, tagVerdict } from "../lib/aws/verdict";
 import { errorIsBackdoorFinding, finalDecision } from "../lib/core/pipeline/decide";
+import { MetricName } from "../lib/core/pipeline/names";
 import { verdictRecord } from "../lib/core/pipeline/record";
 import { parseScanState } from "../lib/core/pipeline/schema";
-import type { ScanState } from "../lib/core/pipeline/types";
-import { MetricName } from "../lib/infra/tags";
+import type { ScanStateWith } from "../lib/core/pipeline/types";
 
-export async function handler(event: unknown): Promise<ScanState & Required<Pick<ScanState, "verdict">>> {
+export async function handler(event: unknown): Promise<ScanStateWith<"verdict">> {
 	return runHandler("record", scanIdOf(event), async (log) => {
 		const state = parseScanState(event, "record");
 		const s3 = s3Client();

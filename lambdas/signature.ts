@@ -6,13 +6,13 @@
 import { signatureInputs } from "../lib/aws/artefact";
 import { emitMetrics } from "../lib/aws/metrics";
 import { loadPolicy, runHandler, s3Client, scanIdOf } from "../lib/aws/runtime";
+import { MetricName } from "../lib/core/pipeline/names";
 import { parseScanState, requireFields } from "../lib/core/pipeline/schema";
 import { type SignatureOutcome, verifyManifestSignature } from "../lib/core/pipeline/signature";
-import type { ScanState } from "../lib/core/pipeline/types";
+import type { ScanStateWith } from "../lib/core/pipeline/types";
 import { trustPoliciesOf } from "../lib/core/policy";
-import { MetricName } from "../lib/infra/tags";
 
-export async function handler(event: unknown): Promise<ScanState & Required<Pick<ScanState, "signature">>> {
+export async function handler(event: unknown): Promise<ScanStateWith<"signature">> {
 	return runHandler("signature", scanIdOf(event), async (log) => {
 		const state = requireFields(parseScanState(event, "signature"), "signature", "objects", "manifest");
 		const policy = await loadPolicy();

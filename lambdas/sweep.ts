@@ -12,9 +12,9 @@ import { emitMetrics } from "../lib/aws/metrics";
 import { requireEnv, runHandler, s3Client, sfnClient } from "../lib/aws/runtime";
 import { sweep } from "../lib/aws/sweep";
 import { FtguardError } from "../lib/core/errors";
+import { MetricName, SWEEP } from "../lib/core/pipeline/names";
 import { SWEEP_LIMITS, type SweepSummary, stuckMetricValue, sweepWindow } from "../lib/core/pipeline/sweep";
 import { zodMessage } from "../lib/core/schema";
-import { MetricName, SWEEP } from "../lib/infra/tags";
 
 export type SweepResult = SweepSummary & { since: string; metric: number };
 

@@ -19,9 +19,9 @@ import { emitMetrics } from "../../lib/aws/metrics";
 import { getObjectBytes, type ObjectRef, parseS3Uri, putObject } from "../../lib/aws/object-store";
 import type { NcShard } from "../../lib/core/backdoor/scan";
 import { FtguardError, toFtguardError } from "../../lib/core/errors";
+import { MetricName } from "../../lib/core/pipeline/names";
 import { defaultPolicy, type Policy, parsePolicy } from "../../lib/core/policy";
 import { withOverrides } from "../../lib/core/policy/backdoor";
-import { MetricName } from "../../lib/infra/tags";
 import { type JobParams, readJobParams } from "./params";
 
 export interface JobResult {

@@ -13,7 +13,7 @@ import { normalizeEtag, resourceNameOf } from "../core/pipeline/artefact";
 import { mapLimit } from "../core/pipeline/concurrency";
 import { FILES_PLAN, type HashPlan, type ObjectDigest, parseManifestJson } from "../core/pipeline/manifest";
 import { familyOf, onnxInputShape } from "../core/pipeline/model-info";
-import type { ScanObject, ScanState } from "../core/pipeline/types";
+import type { ScanObject, ScanState, ScanStateWith } from "../core/pipeline/types";
 import { getObjectBytes, parseS3Uri } from "./object-store";
 import {
 	headObject,
@@ -149,7 +149,7 @@ export async function markerBytes(
 /** The signature state's inputs: the marker bundle (its pinned version) and the manifest the manifest state wrote. */
 export async function signatureInputs(
 	s3: S3Client,
-	state: ScanState & Required<Pick<ScanState, "objects" | "manifest">>,
+	state: ScanStateWith<"objects" | "manifest">,
 ): Promise<{
 	bundle: Uint8Array | undefined;
 	manifest: {

@@ -8,8 +8,8 @@
 import type { S3Client } from "@aws-sdk/client-s3";
 import { firstLine, toFtguardError } from "../core/errors";
 import { type BackdoorEvidence, backdoorReportWanted, interpretBackdoorReport } from "../core/pipeline/decide";
+import { BACKDOOR_REPORT_SUFFIX } from "../core/pipeline/names";
 import type { ScanState } from "../core/pipeline/types";
-import { BACKDOOR_REPORT_SUFFIX } from "../infra/tags";
 import { getObjectBytes } from "./object-store";
 
 /** report.json holds per-class arrays; a few MiB even for thousands of classes. */

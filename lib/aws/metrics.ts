@@ -1,10 +1,10 @@
 /**
  * CloudWatch metrics as EMF lines (Powertools Metrics): namespace `ftguard`,
  * the one dimension `service=ftguard` the alarms match, names from
- * lib/infra/tags.ts. Created once per container.
+ * lib/core/pipeline/names.ts. Created once per container.
  */
 import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
-import { METRIC_NAMESPACE, METRIC_SERVICE, type MetricName } from "../infra/tags";
+import { METRIC_NAMESPACE, METRIC_SERVICE, type MetricName } from "../core/pipeline/names";
 
 let metrics: Metrics | undefined;
 
@@ -23,6 +23,6 @@ export function emitMetrics(points: ReadonlyArray<{ name: MetricName; value: num
 
 /**
  * Objects overwritten between mark and record (they get no verdict). Not yet in
- * lib/infra/tags.ts `MetricName`; kept here until it is.
+ * lib/core/pipeline/names.ts `MetricName`; kept here until it is.
  */
 export const OBJECTS_CHANGED_METRIC = "scan_objects_changed_total" as MetricName;

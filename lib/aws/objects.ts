@@ -24,8 +24,8 @@ import { normalizeEtag } from "../core/pipeline/artefact";
 export interface PinnedObject {
 	bucket: string;
 	key: string;
-	versionId?: string;
-	etag?: string;
+	versionId?: string | undefined;
+	etag?: string | undefined;
 	size: number;
 }
 
@@ -43,7 +43,7 @@ function httpStatus(e: unknown): number | undefined {
 	return (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
 }
 
-function where(o: { bucket: string; key: string; versionId?: string }): string {
+function where(o: { bucket: string; key: string; versionId?: string | undefined }): string {
 	return `s3://${o.bucket}/${o.key}${o.versionId ? ` (version ${o.versionId})` : ""}`;
 }
 

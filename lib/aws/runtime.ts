@@ -17,9 +17,9 @@ import { Logger } from "@aws-lambda-powertools/logger";
 import { S3Client } from "@aws-sdk/client-s3";
 import { SFNClient } from "@aws-sdk/client-sfn";
 import { FtguardError, firstLine, toFtguardError } from "../core/errors";
+import { METRIC_SERVICE } from "../core/pipeline/names";
 import { reportKey } from "../core/pipeline/record";
 import { type Policy, parsePolicy } from "../core/policy";
-import { METRIC_SERVICE } from "../infra/tags";
 import { getObjectBytes, parseS3Uri, putObject } from "./object-store";
 import type { RangedReadOptions } from "./objects";
 

@@ -24,8 +24,8 @@ import { S3Source } from "./s3-source";
 
 export interface ScannedObject {
 	key: string;
-	versionId?: string;
-	etag?: string;
+	versionId?: string | undefined;
+	etag?: string | undefined;
 	report: FileReport;
 	/** bytes transferred from S3 for this object (the scanners read only what they need) */
 	bytesFetched: number;

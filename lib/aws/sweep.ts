@@ -20,6 +20,7 @@ import {
 } from "@aws-sdk/client-sfn";
 import { firstLine, toFtguardError } from "../core/errors";
 import { mapLimit } from "../core/pipeline/concurrency";
+import { REASON_TAG, SCAN_ID_TAG, ScanStatus, STATUS_TAG } from "../core/pipeline/names";
 import {
 	classifyExecution,
 	type ExecutionScan,
@@ -37,7 +38,6 @@ import {
 	sweepReason,
 } from "../core/pipeline/sweep";
 import type { ScanObject } from "../core/pipeline/types";
-import { REASON_TAG, SCAN_ID_TAG, ScanStatus, STATUS_TAG } from "../infra/tags";
 import type { HandlerLog } from "./runtime";
 import { getTags, putFtguardTags } from "./tagging";
 import { changedSince } from "./verdict";

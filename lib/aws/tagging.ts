@@ -6,20 +6,20 @@
  */
 import { GetObjectTaggingCommand, PutObjectTaggingCommand, type S3Client, type Tag } from "@aws-sdk/client-s3";
 import { FtguardError } from "../core/errors";
-import { TAG_IF_MATCH_HEADER } from "../infra/tags";
+import { TAG_IF_MATCH_HEADER } from "../core/pipeline/names";
 import { isPreconditionFailed, s3Error } from "./objects";
 
 export interface TagTarget {
 	bucket: string;
 	key: string;
-	versionId?: string;
+	versionId?: string | undefined;
 	/**
 	 * Without a versionId (a store without versioning: the local server), the ETag the object must still have:
 	 * the tag write is then conditional (`x-ftguard-if-match`, which ftguard's local server applies atomically
 	 * against overwrites; lib/local/s3rver-host.ts). S3 has no conditional PutObjectTagging; there the VersionId
 	 * binds the write, and this is not sent.
 	 */
-	etag?: string;
+	etag?: string | undefined;
 }
 
 export interface RetryOptions {

@@ -5,9 +5,9 @@
 import type { S3Client } from "@aws-sdk/client-s3";
 import { normalizeEtag } from "../core/pipeline/artefact";
 import { mapLimit } from "../core/pipeline/concurrency";
+import { DIGEST_TAG, SCAN_ID_TAG, ScanStatus, STATUS_TAG } from "../core/pipeline/names";
 import type { TaggedObject } from "../core/pipeline/record";
 import type { ScanObject, ScanState } from "../core/pipeline/types";
-import { DIGEST_TAG, SCAN_ID_TAG, ScanStatus, STATUS_TAG } from "../infra/tags";
 import { MAX_OBJECTS } from "./artefact";
 import { headObject, listKeys } from "./objects";
 import { getTags, putFtguardTags } from "./tagging";

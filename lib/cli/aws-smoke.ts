@@ -22,8 +22,8 @@ import { GetObjectCommand, GetObjectTaggingCommand, PutObjectCommand, S3Client }
 import { FtguardError } from "../core/errors";
 import { buildManifest } from "../core/integrity/manifest";
 import { scanIdOf } from "../core/pipeline/artefact";
+import { STATUS_TAG } from "../core/pipeline/names";
 import { reportKey } from "../core/pipeline/record";
-import { STATUS_TAG } from "../infra/tags";
 import { keySigner } from "../local/demo-signer";
 import { repositoryRoot } from "../local/package-root";
 import { awsError } from "./aws-common";

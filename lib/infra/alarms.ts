@@ -8,8 +8,9 @@ import * as subs from "aws-cdk-lib/aws-sns-subscriptions";
 import type * as sqs from "aws-cdk-lib/aws-sqs";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
+import { METRIC_DIMENSIONS, METRIC_NAMESPACE, MetricName, SWEEP } from "../core/pipeline/names.js";
 import { denyGrantsNotForAwsResources } from "./proactive-controls.js";
-import { METRIC_DIMENSIONS, METRIC_NAMESPACE, MetricName, NEURAL_CLEANSE_ANOMALY_THRESHOLD, SWEEP } from "./tags.js";
+import { NEURAL_CLEANSE_ANOMALY_THRESHOLD } from "./tags.js";
 
 export interface AlarmsProps {
 	/**
@@ -256,7 +257,7 @@ export class Alarms extends Construct {
 	 * stuck object or could not check everything (Maximum ≥ {@link SWEEP}.alarmThreshold), or when the period has
 	 * no data point at all, i.e. the sweeper is silent (missing data breaches). The period spans
 	 * {@link SWEEP}.alarmPeriodIntervals sweep intervals so that one late or failed run is not yet silence; the
-	 * reasoning is next to SWEEP in lib/infra/tags.ts.
+	 * reasoning is next to SWEEP in lib/core/pipeline/names.ts.
 	 * @param sweepInterval how often the sweeper runs (@default SWEEP.intervalMinutes)
 	 */
 	public addStuckScanAlarm(

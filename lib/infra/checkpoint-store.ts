@@ -3,9 +3,15 @@ import * as iam from "aws-cdk-lib/aws-iam";
 import * as kms from "aws-cdk-lib/aws-kms";
 import * as s3 from "aws-cdk-lib/aws-s3";
 import { Construct, type IConstruct } from "constructs";
+import {
+	FTGUARD_TAG_KEYS,
+	FTGUARD_TAG_PATTERN,
+	ScanStatus,
+	STATUS_TAG,
+	VERDICT_RECORD_NAME,
+} from "../core/pipeline/names.js";
 import { denyGrantsNotForAwsResources } from "./proactive-controls.js";
 import { SCAN_REPORT_PREFIX } from "./state-machine.js";
-import { FTGUARD_TAG_KEYS, FTGUARD_TAG_PATTERN, ScanStatus, STATUS_TAG, VERDICT_RECORD_NAME } from "./tags.js";
 
 /** Object Lock default retention for the checkpoint and report buckets. */
 export interface CheckpointObjectLock {

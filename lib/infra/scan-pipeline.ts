@@ -20,6 +20,13 @@ import * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import * as cr from "aws-cdk-lib/custom-resources";
 import { Construct, type IConstruct } from "constructs";
 import { buildSync } from "esbuild";
+import {
+	BACKDOOR_REPORT_SUFFIX,
+	MARKER_SUFFIXES,
+	METRIC_NAMESPACE,
+	METRIC_SERVICE,
+	SWEEP,
+} from "../core/pipeline/names.js";
 import { type Policy, parsePolicy } from "../core/policy/index.js";
 import type { Alarms } from "./alarms.js";
 import type { CheckpointStore } from "./checkpoint-store.js";
@@ -33,7 +40,7 @@ import {
 	type LambdaStep,
 	SCAN_REPORT_PREFIX,
 } from "./state-machine.js";
-import { BACKDOOR_REPORT_SUFFIX, METRIC_NAMESPACE, METRIC_SERVICE, RESERVED_CONCURRENCY, SWEEP } from "./tags.js";
+import { RESERVED_CONCURRENCY } from "./tags.js";
 
 /** Size and retries of the backdoor-scan Batch job. */
 export interface BackdoorJobOptions {
@@ -129,13 +136,13 @@ export interface ScanPipelineProps {
 	readonly handlersDir?: string;
 	/**
 	 * Alarm on the sweeper's `scans_stuck_in_scanning`: objects it found SCANNING after their scan ended without a
-	 * verdict, or the sweeper silent (missing data breaches; see SWEEP in lib/infra/tags.ts).
+	 * verdict, or the sweeper silent (missing data breaches; see SWEEP in lib/core/pipeline/names.ts).
 	 * @default true
 	 */
 	readonly stuckScanAlarm?: boolean;
 	/**
 	 * How often the sweeper runs (lambdas/sweep.ts): whole minutes, 5 to 60. Its lookback and the stuck-scan alarm's
-	 * period follow (SWEEP in lib/infra/tags.ts).
+	 * period follow (SWEEP in lib/core/pipeline/names.ts).
 	 * @default Duration.minutes(SWEEP.intervalMinutes) (15 minutes)
 	 */
 	readonly sweepInterval?: Duration;
@@ -510,8 +517,8 @@ export class ScanPipeline extends Construct {
 				detail: {
 					bucket: { name: [store.checkpointBucket.bucketName] },
 					object: {
-						// The same suffixes as the start handler's MARKER_SUFFIXES (lib/core/pipeline/artefact.ts).
-						key: [{ suffix: "/model.sig" }, { suffix: ".sigstore.json" }, ...suffixes.map((suffix) => ({ suffix }))],
+						// The start handler's commit markers (lib/core/pipeline/artefact.ts resolveMarker).
+						key: [...MARKER_SUFFIXES, ...suffixes].map((suffix) => ({ suffix })),
 					},
 				},
 			},

@@ -3,7 +3,7 @@ import type * as lambda from "aws-cdk-lib/aws-lambda";
 import * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import * as tasks from "aws-cdk-lib/aws-stepfunctions-tasks";
 import type { Construct } from "constructs";
-import { BACKDOOR_REPORT_SUFFIX } from "./tags.js";
+import { BACKDOOR_REPORT_SUFFIX } from "../core/pipeline/names.js";
 
 /**
  * The scan workflow's Step Functions definition: the ASL that runs in AWS and, read back from the synthesized

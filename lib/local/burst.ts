@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { getTags } from "../aws/tagging";
 import { buildManifest } from "../core/integrity/manifest";
-import { ScanStatus, STATUS_TAG } from "../infra/tags";
+import { ScanStatus, STATUS_TAG } from "../core/pipeline/names";
 import type { DemoSigner } from "./demo-signer";
 import type { LocalPipeline, VerdictStatus } from "./pipeline";
 

@@ -15,9 +15,9 @@ import { pipelineLogger } from "../aws/runtime";
 import { getTags } from "../aws/tagging";
 import { resolveMarker } from "../core/pipeline/artefact";
 import { initialState } from "../core/pipeline/event";
+import { ScanStatus, STATUS_TAG } from "../core/pipeline/names";
 import type { ScanState } from "../core/pipeline/types";
 import { type LambdaStep, SCAN_REPORT_PREFIX } from "../infra/state-machine";
-import { ScanStatus, STATUS_TAG } from "../infra/tags";
 import { BatchSlots, runBatchJob } from "./batch-runner";
 import {
 	DEFAULT_BUCKETS,

@@ -10,7 +10,7 @@ import { createReadStream, mkdirSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { Transform, type TransformCallback } from "node:stream";
 import S3rver from "s3rver";
-import { FTGUARD_TAG_PATTERN, TAG_IF_MATCH_HEADER } from "../infra/tags";
+import { FTGUARD_TAG_PATTERN, TAG_IF_MATCH_HEADER } from "../core/pipeline/names";
 import { JobCredentials } from "./job-credentials";
 
 const FTGUARD_TAG_PREFIX = FTGUARD_TAG_PATTERN.replace(/\*$/, "");

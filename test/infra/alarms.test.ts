@@ -3,8 +3,8 @@ import { Match, Template } from "aws-cdk-lib/assertions";
 import * as sqs from "aws-cdk-lib/aws-sqs";
 import * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { beforeAll, describe, expect, it } from "vitest";
+import { METRIC_NAMESPACE, MetricName, SWEEP } from "../../lib/core/pipeline/names.js";
 import { Alarms } from "../../lib/infra/alarms.js";
-import { METRIC_NAMESPACE, MetricName, SWEEP } from "../../lib/infra/tags.js";
 import { logicalId, newStack } from "./helpers/stack.js";
 
 let alarms: Alarms;

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { runSimulation, type Simulation } from "@cloud-copilot/iam-simulate";
 import type * as iam from "aws-cdk-lib/aws-iam";
 import { beforeAll, describe, expect, it } from "vitest";
-import { ScanStatus, STATUS_TAG } from "../../lib/infra/tags.js";
+import { ScanStatus, STATUS_TAG } from "../../lib/core/pipeline/names.js";
 import { ACCOUNT, type CfnTemplate, REGION, TemplateResolver } from "./helpers/iam.js";
 import { logicalId, synthFtguard } from "./helpers/stack.js";
 

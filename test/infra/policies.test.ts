@@ -1,7 +1,7 @@
 import * as iam from "aws-cdk-lib/aws-iam";
 import { beforeAll, describe, expect, it } from "vitest";
+import { ScanStatus, STATUS_TAG, VERDICT_RECORD_NAME } from "../../lib/core/pipeline/names.js";
 import { reportKey } from "../../lib/core/pipeline/record";
-import { ScanStatus, STATUS_TAG, VERDICT_RECORD_NAME } from "../../lib/infra/tags.js";
 import {
 	ACCOUNT,
 	type CfnTemplate,

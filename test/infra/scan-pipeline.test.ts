@@ -6,7 +6,7 @@ import { Match, Template } from "aws-cdk-lib/assertions";
 import * as lambda from "aws-cdk-lib/aws-lambda";
 import { AwsSolutionsChecks } from "cdk-nag";
 import { beforeAll, describe, expect, it } from "vitest";
-import { MARKER_SUFFIXES } from "../../lib/core/pipeline/artefact.js";
+import { MARKER_SUFFIXES, MetricName } from "../../lib/core/pipeline/names.js";
 import { defaultPolicy } from "../../lib/core/policy/index.js";
 import { Alarms } from "../../lib/infra/alarms.js";
 import { CheckpointStore } from "../../lib/infra/checkpoint-store.js";
@@ -14,7 +14,6 @@ import { IsolatedNetwork } from "../../lib/infra/isolated-network.js";
 import { ScanPipeline, type ScanPipelineProps } from "../../lib/infra/scan-pipeline.js";
 import { FtguardStack } from "../../lib/infra/stack.js";
 import { LAMBDA_STEPS } from "../../lib/infra/state-machine.js";
-import { MetricName } from "../../lib/infra/tags.js";
 import { logicalId, newApp, newStack, synthFtguard } from "./helpers/stack.js";
 
 let stack: FtguardStack;

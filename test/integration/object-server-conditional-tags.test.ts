@@ -14,8 +14,8 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { putFtguardTags } from "../../lib/aws/tagging";
 import { tagVerdict } from "../../lib/aws/verdict";
+import { STATUS_TAG, TAG_IF_MATCH_HEADER } from "../../lib/core/pipeline/names";
 import type { ScanState } from "../../lib/core/pipeline/types";
-import { STATUS_TAG, TAG_IF_MATCH_HEADER } from "../../lib/infra/tags";
 import { type ObjectServer, startObjectServer } from "../../lib/local/object-server";
 
 const BUCKET = "checkpoints";

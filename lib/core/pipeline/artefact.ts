@@ -10,14 +10,10 @@
  *
  * A bare artefact without a signature starts nothing: it stays untagged, and an
  * untagged object is unreadable to consumers (fail closed). The EventBridge
- * rule should match the same two suffixes ({@link MARKER_SUFFIXES}).
+ * rule matches the same two suffixes (MARKER_SUFFIXES in ./names.ts).
  */
 import { createHash } from "node:crypto";
-
-export const MODEL_SIG = "model.sig";
-export const BUNDLE_SUFFIX = ".sigstore.json";
-/** Key suffixes the EventBridge rule matches (`object.key: [{suffix: …}]`). */
-export const MARKER_SUFFIXES: readonly string[] = [`/${MODEL_SIG}`, BUNDLE_SUFFIX];
+import { BUNDLE_SUFFIX, MODEL_SIG } from "./names";
 
 export interface ResolvedMarker {
 	kind: "directory" | "file";

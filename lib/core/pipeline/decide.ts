@@ -8,7 +8,8 @@ import { z } from "zod";
 import { waiverActive } from "../policy/backdoor";
 import { zodMessage } from "../schema";
 import { normalizeEtag } from "./artefact";
-import type { ScanState, ScanStatus } from "./types";
+import type { ScanStatus } from "./names";
+import type { ScanState } from "./types";
 
 export interface Decision {
 	status: Exclude<ScanStatus, "SCANNING">;

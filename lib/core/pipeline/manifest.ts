@@ -20,8 +20,8 @@ export interface ObjectDigest {
 	/** resource name: relative to the artefact ("." for a single file), plus `:start:end` for a shard */
 	name: string;
 	key: string;
-	versionId?: string;
-	etag?: string;
+	versionId?: string | undefined;
+	etag?: string | undefined;
 	size: number;
 	/** the bytes `[start, end)` of the object this digest covers (method "shards") */
 	range?: [number, number];

@@ -1,25 +1,28 @@
 /**
- * The zod schema of {@link ScanState}, so that every handler parses its input
- * instead of trusting it. Unknown fields are kept (the state machine may carry
- * its own, e.g. the Batch task's raw output), but every known field must have
- * its documented shape.
+ * The zod schema of the scan state ({@link ScanState} is its type), so that every
+ * handler parses its input instead of trusting it. Unknown fields are kept (the
+ * state machine may carry its own, e.g. the Batch task's raw output), but every
+ * known field must have its documented shape.
  */
 import { z } from "zod";
 import { FtguardError } from "../errors";
 import { zodMessage } from "../schema";
-import type { ScanState } from "./types";
+import { ScanStatus } from "./names";
+import type { ScanState, ScanStateWith } from "./types";
 
 const str = z.string().min(1);
 const opt = <T extends z.ZodType>(t: T) => t.optional();
 
 export const scanObjectSchema = z.object({
 	key: str,
+	/** S3 VersionId (absent on a store without versioning, e.g. the local server) */
 	versionId: opt(str),
+	/** the ETag, to bind verdicts where there is no VersionId */
 	etag: opt(str),
 	size: z.number().int().min(0),
 });
 
-const waiverSchema = z.object({
+export const waiverSchema = z.object({
 	reason: str,
 	family: opt(str),
 	prefix: opt(str),
@@ -29,17 +32,24 @@ const waiverSchema = z.object({
 
 export const scanStateSchema = z
 	.object({
+		/** deterministic id of (bucket, marker key, marker version/etag): the execution name */
 		scanId: z.string().regex(/^[A-Za-z0-9_-]{1,80}$/, "an execution name"),
 		bucket: str,
+		/** the commit marker whose upload started the scan (model.sig, *.sigstore.json, or a single-file artefact) */
 		marker: z.object({ key: str, versionId: opt(str), etag: opt(str) }),
+		/** the artefact: a key prefix ending in "/" (a model directory) or a single key */
 		artefact: str,
+		/** mark: the objects tagged SCANNING, with their versions */
 		objects: opt(z.array(scanObjectSchema)),
+		/** manifest: OMS-compatible digests of `objects` */
 		manifest: opt(
 			z.object({ rootDigest: str, files: z.number().int().min(0), bytes: z.number().int().min(0), uri: str }),
 		),
+		/** signature: the Sigstore bundle verified against the policy's identities and the manifest */
 		signature: opt(
 			z.object({ verified: z.boolean(), identity: opt(z.string()), code: opt(z.string()), reason: opt(z.string()) }),
 		),
+		/** files: the format scanners over every object */
 		files: opt(
 			z.object({
 				safe: z.boolean(),
@@ -49,29 +59,47 @@ export const scanStateSchema = z
 				reasons: z.array(z.string()),
 			}),
 		),
+		/**
+		 * backdoor: the files step's plan (scan the one ONNX model with the policy's reference data, or why no scan
+		 * runs) and the batch job's outcome
+		 */
 		backdoor: opt(
 			z
 				.object({
+					/** a scan runs: an ONNX model and its reference data (the state machine's BackdoorRequired choice) */
 					required: z.boolean(),
 					modelKey: opt(str),
 					verdict: opt(z.enum(["clean", "suspect"])),
 					reportUri: opt(str),
+					/** files: the model's pinned VersionId (absent on a store without versioning) */
 					modelVersionId: opt(str),
+					/** files: the trusted reference data the policy names for this model (absent when none matches) */
 					dataUri: opt(str),
 					labelsUri: opt(str),
 					dataKind: opt(z.enum(["reference", "training"])),
+					/** files: the artefact's model family (config.json `model_type`, else `architectures[0]`) */
 					family: opt(str),
+					/**
+					 * files, required false: why the artefact holding (or possibly holding) model weights is not scanned —
+					 * "no ONNX export to scan for backdoors", "no reference data for family X", … QUARANTINED with
+					 * "not scanned: <this>" unless `waiver` lets it through.
+					 */
 					notScanned: opt(str),
+					/** files, required false: every file is of a format known to hold no model weights (nothing to scan) */
 					noWeights: opt(z.boolean()),
+					/** files: the policy waiver that lets the unscanned artefact be promoted (recorded in its verdict) */
 					waiver: opt(waiverSchema),
+					/** files: a waiver that matched the artefact but had expired (named in the reason) */
 					expiredWaiver: opt(waiverSchema),
 				})
 				.loose(),
 		),
+		/** set by a Catch: which state failed and why (the execution then goes to decide → QUARANTINED) */
 		error: opt(z.object({ state: str, cause: z.string() })),
+		/** decide: the verdict, its reasons (none when PROMOTABLE) and notes (what a PROMOTABLE verdict rests on, e.g. a waiver) */
 		verdict: opt(
 			z.object({
-				status: z.enum(["PROMOTABLE", "QUARANTINED"]),
+				status: z.enum(ScanStatus).exclude([ScanStatus.SCANNING]),
 				reasons: z.array(z.string()),
 				notes: opt(z.array(z.string())),
 			}),
@@ -86,8 +114,7 @@ export const scanStateSchema = z
 export function parseScanState(input: unknown, where: string): ScanState {
 	const r = scanStateSchema.safeParse(input);
 	if (!r.success) throw new FtguardError("USAGE", `${where}: invalid scan state: ${zodMessage(r.error)}`);
-	// zod's optional fields infer `T | undefined`; JSON has no undefined, so the shapes agree.
-	return r.data as ScanState;
+	return r.data;
 }
 
 /** Requires fields an earlier state must have added. */
@@ -95,9 +122,9 @@ export function requireFields<K extends keyof ScanState>(
 	state: ScanState,
 	where: string,
 	...keys: K[]
-): ScanState & Required<Pick<ScanState, K>> {
+): ScanStateWith<K> {
 	for (const k of keys) {
 		if (state[k] === undefined) throw new FtguardError("USAGE", `${where}: the scan state has no ${String(k)}`);
 	}
-	return state as ScanState & Required<Pick<ScanState, K>>;
+	return state as ScanStateWith<K>;
 }

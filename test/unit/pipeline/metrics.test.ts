@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { emitMetrics } from "../../../lib/aws/metrics";
-import { MetricName } from "../../../lib/infra/tags";
+import { MetricName } from "../../../lib/core/pipeline/names";
 
 afterEach(() => vi.restoreAllMocks());
 

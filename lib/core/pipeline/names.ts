@@ -1,0 +1,125 @@
+/**
+ * The names the runtime (handlers, the batch job, the local pipeline) shares with the AWS deployment: object tag keys
+ * and values, the commit-marker and report key suffixes, and the CloudWatch metric namespace, dimension and names.
+ * They live here, in the core, and lib/infra imports them, so that the Lambdas that write tags, the bucket policy
+ * that guards them and the alarms that read the metrics cannot drift apart. Names only the deployment uses stay in
+ * lib/infra/tags.ts.
+ */
+
+/** Object tag that carries the verdict. Only the verdict role may write any `ftguard:*` tag. */
+export const STATUS_TAG = "ftguard:status";
+/** Object tag with the scan id (= the Step Functions execution name) that produced the status. */
+export const SCAN_ID_TAG = "ftguard:scan-id";
+/** Object tag with the manifest root digest (`sha256:<hex>`) the verdict is bound to. */
+export const DIGEST_TAG = "ftguard:digest";
+/**
+ * Object tag with why the sweeper quarantined an object (`swept: execution FAILED without a verdict`). A later
+ * scan's record drops it with the other stale ftguard tags.
+ */
+export const REASON_TAG = "ftguard:reason";
+/**
+ * Request header of a tag write bound to the object's ETag, for a store without versioning: the local server
+ * (lib/local/s3rver-host.ts) applies the write only while the object still has that ETag. Never sent to S3, where
+ * the VersionId binds the write (lib/aws/tagging.ts).
+ */
+export const TAG_IF_MATCH_HEADER = "x-ftguard-if-match";
+/**
+ * Every ftguard tag key, in the case the pipeline writes. The bucket policy denies uploads carrying any of them by
+ * `s3:RequestObjectTag/<key>` (condition key names fold case, like the `s3:ExistingObjectTag/<key>` reads), which
+ * also catches `FTGUARD:STATUS` and other case variants that a case-sensitive `ftguard:*` match misses.
+ */
+export const FTGUARD_TAG_KEYS = [STATUS_TAG, SCAN_ID_TAG, DIGEST_TAG, REASON_TAG] as const;
+/** Every ftguard tag key matches this pattern (used in `s3:RequestObjectTagKeys` conditions). */
+export const FTGUARD_TAG_PATTERN = "ftguard:*";
+
+/** Values of {@link STATUS_TAG}. Anything that is not `PROMOTABLE` (including no tag) is untrusted. */
+export const ScanStatus = {
+	SCANNING: "SCANNING",
+	PROMOTABLE: "PROMOTABLE",
+	QUARANTINED: "QUARANTINED",
+} as const;
+export type ScanStatus = (typeof ScanStatus)[keyof typeof ScanStatus];
+
+/** Name of the commit marker of a model directory: `<dir>/model.sig` (an OMS bundle). */
+export const MODEL_SIG = "model.sig";
+/** Suffix of the commit marker of a single-file artefact: `<key>.sigstore.json`. */
+export const BUNDLE_SUFFIX = ".sigstore.json";
+/**
+ * Key suffixes that make an upload a commit marker (lib/core/pipeline/artefact.ts resolveMarker); the EventBridge
+ * rule that starts scans matches the same suffixes (`object.key: [{suffix: …}]`).
+ */
+export const MARKER_SUFFIXES: readonly string[] = [`/${MODEL_SIG}`, BUNDLE_SUFFIX];
+
+/**
+ * Key of the backdoor job's report under a scan's report prefix: `scans/<scan id>/backdoor/report.json` (the state
+ * machine points the job's FTGUARD_OUTPUT_PREFIX there; the decide function reads it when the job exited 1).
+ */
+export const BACKDOOR_REPORT_SUFFIX = "backdoor/report.json";
+
+/**
+ * Name of a scan's verdict record under its report prefix: `scans/<scan id>/verdict.json` (lib/core/pipeline/record.ts
+ * reportKey(…, "verdict")); the report bucket policy lets only the verdict role write it.
+ */
+export const VERDICT_RECORD_NAME = "verdict.json";
+
+/** CloudWatch namespace of every ftguard metric (EMF from the handlers and the batch job). */
+export const METRIC_NAMESPACE = "ftguard";
+/**
+ * The one dimension every ftguard metric carries. Powertools Metrics adds `service` from `serviceName`; emit with
+ * `new Metrics({ namespace: METRIC_NAMESPACE, serviceName: METRIC_SERVICE })` and no other default dimensions,
+ * or the alarms (which match the exact dimension set) will not see the data.
+ */
+export const METRIC_SERVICE = "ftguard";
+export const METRIC_DIMENSIONS: Readonly<Record<string, string>> = { service: METRIC_SERVICE };
+
+/**
+ * Metric names. `*_result` metrics are 1 for pass and 0 for fail (one data point per check), so the Minimum over a
+ * period is 0 exactly when some check in it failed. `*_total` metrics are counts.
+ */
+export const MetricName = {
+	/** 1 = the base model matched the signed registry entry, 0 = it did not (or could not be checked). */
+	BASE_MODEL_VERIFICATION_RESULT: "base_model_verification_result",
+	/** Count of checkpoints whose signature verified. */
+	TRAINING_JOB_CHECKPOINT_SIGNED_TOTAL: "training_job_checkpoint_signed_total",
+	/** Neural Cleanse anomaly index, one data point per class (the alarm takes the Maximum). */
+	NEURAL_CLEANSE_ANOMALY_INDEX: "neural_cleanse_anomaly_index",
+	/** Activation Clustering: size of the smaller cluster / class size, one data point per class. */
+	ACTIVATION_CLUSTERING_MINORITY_FRACTION: "activation_clustering_minority_fraction",
+	/** 1 = the dataset scan found no poisoning, 0 = it did. */
+	FINETUNING_DATASET_POISONING_SCAN_RESULT: "finetuning_dataset_poisoning_scan_result",
+	/** Count of scans that ended in an error (each one is a quarantine). */
+	SCAN_ERRORS_TOTAL: "scan_errors_total",
+	/** Count of verdicts, by outcome. */
+	SCAN_PROMOTED_TOTAL: "scan_promoted_total",
+	SCAN_QUARANTINED_TOTAL: "scan_quarantined_total",
+	/**
+	 * Emitted once by every sweeper run (lambdas/sweep.ts, {@link SWEEP}): object versions it found still tagged
+	 * SCANNING by an execution that ended FAILED / TIMED_OUT / ABORTED (and quarantined), plus executions or
+	 * objects it could not check. Any value > 0 means a scan died without recording its verdict.
+	 */
+	SCANS_STUCK_IN_SCANNING: "scans_stuck_in_scanning",
+} as const;
+export type MetricName = (typeof MetricName)[keyof typeof MetricName];
+
+/**
+ * The sweeper (lambdas/sweep.ts) and the alarm on what it emits (lib/infra/alarms.ts), in one place.
+ *
+ * Every run emits `scans_stuck_in_scanning` once: the stuck objects it found plus what it could not check (0 when
+ * it examined every failed execution of its window and found nothing). The alarm takes the Maximum over a period
+ * of two intervals, threshold 1, one evaluation period, missing data breaching:
+ * - a run that found anything (or could not look) puts a value ≥ 1 in its period → ALARM;
+ * - on schedule, every period holds two runs, so one late or failed run still leaves a data point; a period with
+ *   none means the sweeper missed two runs in a row (not deployed, disabled, throttled, crashing before it
+ *   reports) → missing → ALARM.
+ * The next clean run returns it to OK (the objects it quarantined are no longer SCANNING).
+ */
+export const SWEEP = {
+	/** Minutes between scheduled runs. */
+	intervalMinutes: 15,
+	/** Lookback of a scheduled run: four intervals, so up to three missed runs in a row lose nothing. */
+	lookbackIntervals: 4,
+	/** The alarm's period, in intervals (see above). */
+	alarmPeriodIntervals: 2,
+	/** The alarm fires at this many stuck (or unchecked) objects in a period. */
+	alarmThreshold: 1,
+} as const;
