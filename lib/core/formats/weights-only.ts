@@ -421,7 +421,8 @@ function storageTypeName(v: V | undefined): string | undefined {
  */
 const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true });
 const MAX_STACK = 1_000_000;
-const NON_ASCII = /[^\x00-\x7f]/;
+/** A char above "~" in a latin1-decoded name: not plain ASCII, so decoded as strict UTF-8 (DEL decodes alike either way). */
+const NON_ASCII = /[^\0-~]/;
 const MAX_MEMO = 1_000_000;
 const MAX_LIST = 1_000_000;
 
