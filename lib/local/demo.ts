@@ -65,6 +65,18 @@ export interface DemoSetup {
 /** The language-model family the demo policy waives the backdoor scan for (examples/checkpoint-lm). */
 export const WAIVED_FAMILY = "tiny-lm";
 
+/**
+ * Policy reference data for the digits models at every input shape they come in (flat 64, 1×8×8, 8×8): `x.npy` and
+ * `y.npy` under one S3 folder URI (ending in /).
+ */
+export function digitsReferenceData(folder: string): { inputShape: string; dataUri: string; labelsUri: string }[] {
+	return ["64", "1x8x8", "8x8"].map((inputShape) => ({
+		inputShape,
+		dataUri: `${folder}x.npy`,
+		labelsUri: `${folder}y.npy`,
+	}));
+}
+
 /** The demo's policy and cases; `root` is the repository root. */
 export function demoSetup(root: string, signer: DemoSigner = createDemoSigner()): DemoSetup {
 	const examples = join(root, "examples");
@@ -75,11 +87,7 @@ export function demoSetup(root: string, signer: DemoSigner = createDemoSigner())
 			{ kind: "public-key", pem: readFileSync(join(examples, "keys/signer.pub.pem"), "utf8") },
 			{ kind: "public-key", pem: signer.publicKeyPem },
 		],
-		referenceData: ["64", "1x8x8", "8x8"].map((inputShape) => ({
-			inputShape,
-			dataUri: `s3://${TRUSTED_BUCKET}/${REFERENCE_PREFIX}x.npy`,
-			labelsUri: `s3://${TRUSTED_BUCKET}/${REFERENCE_PREFIX}y.npy`,
-		})),
+		referenceData: digitsReferenceData(`s3://${TRUSTED_BUCKET}/${REFERENCE_PREFIX}`),
 		backdoor: {
 			// A quick Neural Cleanse on CPU: this small model's trigger is found well within these steps.
 			detectors: ["nc"],

@@ -9,7 +9,7 @@
  */
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { StateName } from "../../lib/infra/state-machine";
+import { LAMBDA_STATE, StateName } from "../../lib/infra/state-machine";
 import { BURST_EXPECTED, burstPolicy, runBurst } from "../../lib/local/burst";
 import { createDemoSigner } from "../../lib/local/demo-signer";
 import { LocalPipeline } from "../../lib/local/pipeline";
@@ -50,15 +50,7 @@ beforeAll(async () => {
 			(Object.keys(LAMBDA_HANDLERS) as (keyof typeof LAMBDA_HANDLERS)[]).map((s) => [s, counted(s)]),
 		),
 		retryIntervalOverrides: Object.fromEntries(
-			[
-				StateName.MARK,
-				StateName.MANIFEST,
-				StateName.SIGNATURE,
-				StateName.FILES,
-				StateName.DECIDE,
-				StateName.RECORD,
-				StateName.RECORD_QUARANTINE,
-			].map((s) => [s, 100]),
+			[...Object.values(LAMBDA_STATE), StateName.RECORD_QUARANTINE].map((s) => [s, 100]),
 		),
 	});
 }, 60_000);

@@ -10,6 +10,7 @@
  * (lib/local/job-credentials.ts): the escaped process is still alive after the verdict, tries to write, and is
  * refused. (Before per-attempt keys its `late.json` landed ~3.7 s after a QUARANTINED verdict.)
  */
+
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { createRequire } from "node:module";
@@ -19,6 +20,7 @@ import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } fr
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildManifest } from "../../lib/core/integrity/manifest";
 import { StateName } from "../../lib/infra/state-machine";
+import { digitsReferenceData } from "../../lib/local/demo";
 import { createDemoSigner } from "../../lib/local/demo-signer";
 import { LocalPipeline } from "../../lib/local/pipeline";
 import { REPO } from "../helpers/cli";
@@ -98,11 +100,7 @@ beforeAll(async () => {
 	pipeline = await LocalPipeline.start({
 		policy: {
 			signers: [{ kind: "public-key", pem: signer.publicKeyPem }],
-			referenceData: ["64", "1x8x8", "8x8"].map((inputShape) => ({
-				inputShape,
-				dataUri: "s3://trusted/digits8/x.npy",
-				labelsUri: "s3://trusted/digits8/y.npy",
-			})),
+			referenceData: digitsReferenceData("s3://trusted/digits8/"),
 			backdoor: { detectors: ["nc"] },
 		},
 		batchEntry: entry,

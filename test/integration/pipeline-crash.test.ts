@@ -5,6 +5,7 @@
  * Nothing may be PROMOTABLE afterwards; the next `ftguard pipeline` on the same
  * --data-dir rescans what was left SCANNING and records a verdict.
  */
+
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -13,6 +14,7 @@ import { GetObjectTaggingCommand, PutObjectCommand, type S3Client } from "@aws-s
 import { afterAll, describe, expect, it } from "vitest";
 import { buildManifest } from "../../lib/core/integrity/manifest";
 import { DEFAULT_BUCKETS } from "../../lib/local/definition";
+import { digitsReferenceData } from "../../lib/local/demo";
 import { createDemoSigner } from "../../lib/local/demo-signer";
 import { LOCAL_CREDENTIALS, startObjectServer } from "../../lib/local/object-server";
 import { ftguard, REPO, waitForStderr as waitFor } from "../helpers/cli";
@@ -31,11 +33,7 @@ function policy(steps: number): string {
 		path,
 		JSON.stringify({
 			signers: [{ kind: "public-key", pem: signer.publicKeyPem }],
-			referenceData: ["64", "1x8x8", "8x8"].map((inputShape) => ({
-				inputShape,
-				dataUri: "s3://trusted/digits8/x.npy",
-				labelsUri: "s3://trusted/digits8/y.npy",
-			})),
+			referenceData: digitsReferenceData("s3://trusted/digits8/"),
 			backdoor: { detectors: ["nc"], neuralCleanse: { steps, restarts: 1 } },
 		}),
 	);

@@ -5,6 +5,7 @@
  * reference data, a job killed at its timeout) and injected handlers otherwise
  * (a handler that throws, tag writes that keep failing).
  */
+
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildManifest } from "../../lib/core/integrity/manifest";
 import type { ScanState } from "../../lib/core/pipeline/types";
 import { BatchJobFailed, runBatchJob } from "../../lib/local/batch-runner";
+import { digitsReferenceData } from "../../lib/local/demo";
 import { createDemoSigner } from "../../lib/local/demo-signer";
 import { LOCAL_CREDENTIALS, LOCAL_REGION, type ObjectCreatedEvent } from "../../lib/local/object-server";
 import { LocalPipeline } from "../../lib/local/pipeline";
@@ -47,11 +49,7 @@ beforeAll(async () => {
 		policy: {
 			signers: [{ kind: "public-key", pem: signer.publicKeyPem }],
 			// the reference data is never uploaded: the job cannot read it and exits 2
-			referenceData: ["64", "1x8x8", "8x8"].map((inputShape) => ({
-				inputShape,
-				dataUri: "s3://trusted/missing/x.npy",
-				labelsUri: "s3://trusted/missing/y.npy",
-			})),
+			referenceData: digitsReferenceData("s3://trusted/missing/"),
 			backdoor: {
 				detectors: ["nc"],
 				neuralCleanse: { steps: 5, restarts: 1 },

@@ -11,6 +11,7 @@
  * timeout bounded by the scan's deadline (the execution timeout less the other steps: 61 s here), every scan waits
  * its turn and gets its own verdict.
  */
+
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -21,6 +22,7 @@ import { getTags } from "../../lib/aws/tagging";
 import { buildManifest } from "../../lib/core/integrity/manifest";
 import { STATUS_TAG } from "../../lib/core/pipeline/names";
 import { StateName } from "../../lib/infra/state-machine";
+import { digitsReferenceData } from "../../lib/local/demo";
 import { createDemoSigner } from "../../lib/local/demo-signer";
 import { LocalPipeline } from "../../lib/local/pipeline";
 import { REPO } from "../helpers/cli";
@@ -42,11 +44,7 @@ beforeAll(async () => {
 	pipeline = await LocalPipeline.start({
 		policy: {
 			signers: [{ kind: "public-key", pem: signer.publicKeyPem }],
-			referenceData: ["64", "1x8x8", "8x8"].map((inputShape) => ({
-				inputShape,
-				dataUri: "s3://trusted/digits8/x.npy",
-				labelsUri: "s3://trusted/digits8/y.npy",
-			})),
+			referenceData: digitsReferenceData("s3://trusted/digits8/"),
 			backdoor: { detectors: ["nc"] },
 		},
 		scanPipeline: {

@@ -3,12 +3,14 @@
  * mid-scan is what it leaves on disk: objects marked SCANNING (unreadable) under
  * --data-dir and no execution; the next start rescans them.
  */
+
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GetObjectTaggingCommand, PutObjectCommand, PutObjectTaggingCommand, type S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildManifest } from "../../lib/core/integrity/manifest";
+import { digitsReferenceData } from "../../lib/local/demo";
 import { createDemoSigner } from "../../lib/local/demo-signer";
 import { startObjectServer } from "../../lib/local/object-server";
 import { LocalPipeline } from "../../lib/local/pipeline";
@@ -57,11 +59,7 @@ beforeAll(async () => {
 				{ kind: "public-key", pem: readFileSync(join(EXAMPLES, "keys/signer.pub.pem"), "utf8") },
 				{ kind: "public-key", pem: signer.publicKeyPem },
 			],
-			referenceData: ["64", "1x8x8", "8x8"].map((inputShape) => ({
-				inputShape,
-				dataUri: "s3://trusted/digits8/x.npy",
-				labelsUri: "s3://trusted/digits8/y.npy",
-			})),
+			referenceData: digitsReferenceData("s3://trusted/digits8/"),
 			// far more search than the job's timeout allows
 			backdoor: {
 				detectors: ["nc"],
