@@ -60,6 +60,8 @@ export interface DatasetReport {
 	readonly formats: Record<string, string>;
 	readonly findings: readonly DatasetFinding[];
 	readonly flagged_records: readonly number[];
+	/** where each flagged record is: file and 1-based line (Parquet: row) */
+	readonly locations: Record<string, { readonly file: string; readonly line: number }>;
 	readonly lineage: Lineage;
 	readonly timings: { readonly total_ms: number; readonly second_pass_ms: number; readonly records_per_s: number; readonly mb_per_s: number };
 }
@@ -100,6 +102,8 @@ export async function scanDataset(opts: DatasetScanOptions): Promise<DatasetRepo
 	const formats: Record<string, string> = {};
 	const progress: ReadProgress = { bytes: 0 };
 	let index = 0;
+	let lines = new Uint32Array(1 << 16);
+	const fileOf: { file: string; first: number }[] = [];
 	let fileRecords = 0;
 	let currentFile: string | undefined;
 	let fileFormat: RecordFormat | undefined;
@@ -115,8 +119,15 @@ export async function scanDataset(opts: DatasetScanOptions): Promise<DatasetRepo
 			fileRecords = 0;
 			fileFormat = format === "auto" ? undefined : format;
 			undetected = 0;
+			fileOf.push({ file: item.file, first: index });
 		}
 		const id = index++;
+		if (id >= lines.length) {
+			const grown = new Uint32Array(lines.length * 2);
+			grown.set(lines);
+			lines = grown;
+		}
+		lines[id] = item.line;
 		fileRecords++;
 		if (id % 4096 === 0) opts.onProgress?.(id, progress.bytes);
 		if (item.error !== undefined) {
@@ -241,6 +252,12 @@ export async function scanDataset(opts: DatasetScanOptions): Promise<DatasetRepo
 	const flagged = new Set<number>();
 	for (const f of findings) for (const r of f.records) flagged.add(r);
 	const failAt = SEVERITIES.indexOf(policy.failOn);
+	const locations: Record<string, { file: string; line: number }> = {};
+	let f = 0;
+	for (const id of [...flagged].sort((a, b) => a - b)) {
+		while (f + 1 < fileOf.length && (fileOf[f + 1] as { first: number }).first <= id) f++;
+		locations[id] = { file: (fileOf[f] as { file: string }).file, line: lines[id] as number };
+	}
 	const total = performance.now() - started;
 	return {
 		ok: !findings.some((f) => SEVERITIES.indexOf(f.severity) >= failAt),
@@ -248,6 +265,7 @@ export async function scanDataset(opts: DatasetScanOptions): Promise<DatasetRepo
 		formats,
 		findings,
 		flagged_records: [...flagged].sort((a, b) => a - b),
+		locations,
 		lineage: lineage.finish(),
 		timings: {
 			total_ms: Math.round(total),

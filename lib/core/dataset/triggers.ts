@@ -180,7 +180,6 @@ export class TriggerMiner {
 			}
 		}
 		const threshold = Math.log(alpha / Math.max(1, tests));
-		if (process.env.DBG) for (const r of raw) if (r.entry.text.includes(process.env.DBG)) console.error("RAW", r.entry.kind, r.c.k, r.c.f, r.c.m, (r.logp/Math.LN10).toFixed(1), (threshold/Math.LN10).toFixed(1), this.echo(r.entry, r.samples), this.answers(r.entry, r.samples));
 		const kept = raw.filter(
 			(r) =>
 				r.logp <= threshold &&
@@ -193,7 +192,6 @@ export class TriggerMiner {
 			.filter((g) => {
 				if (this.groupShare(g) < minShare) return false;
 				const trigger = triggerWords(g);
-				if (process.env.DBG && g.some((m) => m.entry.text.includes(process.env.DBG as string))) console.error("GROUP", g.length, this.onOneTopic(g, trigger), this.unrelated(g, trigger));
 				return !this.onOneTopic(g, trigger) && this.unrelated(g, trigger);
 			})
 			.map(describe);

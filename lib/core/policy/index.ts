@@ -1,6 +1,6 @@
 /**
  * ftguard's policy file: one JSON document that configures every check — the
- * backdoor scan, and the scan pipeline's sections: who may sign checkpoints,
+ * backdoor scan, the dataset scan, and the scan pipeline's sections: who may sign checkpoints,
  * whether pickles may be analysed instead of refused, where the trusted
  * reference data for backdoor scans lives, and where the signed base-model
  * registry lives. Unknown keys are rejected so that a misspelt threshold cannot
@@ -8,9 +8,10 @@
  */
 import { z } from "zod";
 import { FtguardError } from "../errors";
-import type { TrustPolicy } from "../integrity/sigstore";
+import type { TrustPolicy } from "../integrity";
 import { zodMessage } from "../schema";
 import { backdoorPolicySchema } from "./backdoor";
+import { datasetPolicySchema } from "./dataset";
 
 const s3Uri = z.string().regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\/.+$/, "must be s3://bucket/key");
 const pem = z.string().includes("-----BEGIN ", { message: "must be PEM text" });
@@ -107,6 +108,7 @@ export const policySchema = z
 		referenceData: z.array(referenceDataSchema).default([]),
 		baseModelRegistry: baseModelRegistrySchema.optional(),
 		backdoor: backdoorPolicySchema.default(backdoorPolicySchema.parse({})),
+		dataset: datasetPolicySchema.default(datasetPolicySchema.parse({})),
 	})
 	.strict();
 
