@@ -3,7 +3,7 @@
  * the backdoor job failed with exit 1 (suspect), the job's report.json is read so that the reason names the
  * finding ("backdoor: suspect (class 3: …)") instead of "error: backdoor"; the status is QUARANTINED either way.
  */
-import { readBackdoorEvidence } from "../lib/aws/backdoor-report";
+import { readBackdoorEvidence } from "../lib/aws/decide";
 import { reportLocation, runHandler, s3Client, scanIdOf } from "../lib/aws/runtime";
 import { decideWithEvidence } from "../lib/core/pipeline/decide";
 import { parseScanState } from "../lib/core/pipeline/schema";

@@ -3,8 +3,8 @@
  * ranged GETs of the pinned version (only the bytes a scanner asks for); the
  * report goes to the report bucket. Also plans the backdoor scan.
  */
+import { scanArtefact } from "../lib/aws/files";
 import { loadPolicy, runHandler, s3Client, scanIdOf, writeReport } from "../lib/aws/runtime";
-import { scanArtefact } from "../lib/aws/scan-objects";
 import { parseScanState, requireFields } from "../lib/core/pipeline/schema";
 import type { ScanStateWith } from "../lib/core/pipeline/types";
 

@@ -2,7 +2,8 @@
  * manifest: SHA-256 of every pinned object (streamed, no /tmp copy) — per file, or per shard when the marker's
  * signature was made with the "shards" method — and the OMS manifest written to the report bucket.
  */
-import { digestObjects, markerBytes } from "../lib/aws/artefact";
+import { digestObjects } from "../lib/aws/manifest";
+import { markerBytes } from "../lib/aws/objects";
 import { rangedReadOptions, runHandler, s3Client, scanIdOf, writeReport } from "../lib/aws/runtime";
 import { buildPipelineManifest, hashPlanOf } from "../lib/core/pipeline/manifest";
 import { parseScanState, requireFields } from "../lib/core/pipeline/schema";

@@ -3,12 +3,11 @@
  * signers, and its signed resources compared with the computed manifest. A
  * failed verification is a result (verified: false, code, reason), not an error.
  */
-import { signatureInputs } from "../lib/aws/artefact";
 import { emitMetrics } from "../lib/aws/metrics";
 import { loadPolicy, runHandler, s3Client, scanIdOf } from "../lib/aws/runtime";
-import { MetricName } from "../lib/core/pipeline/names";
+import { signatureInputs } from "../lib/aws/signature";
 import { parseScanState, requireFields } from "../lib/core/pipeline/schema";
-import { type SignatureOutcome, verifyManifestSignature } from "../lib/core/pipeline/signature";
+import { signatureMetrics, verifyManifestSignature } from "../lib/core/pipeline/signature";
 import type { ScanStateWith } from "../lib/core/pipeline/types";
 import { trustPoliciesOf } from "../lib/core/policy";
 
@@ -18,11 +17,9 @@ export async function handler(event: unknown): Promise<ScanStateWith<"signature"
 		const policy = await loadPolicy();
 		const { bundle, manifest } = await signatureInputs(s3Client(), state);
 		const source = `s3://${state.bucket}/${state.marker.key}`;
-		const signature: SignatureOutcome = bundle
-			? verifyManifestSignature(bundle, source, trustPoliciesOf(policy.signers), manifest)
-			: { verified: false, code: "NOT_FOUND", reason: "the marker is not among the marked objects" };
+		const signature = await verifyManifestSignature(bundle, source, trustPoliciesOf(policy.signers), manifest);
 		log.info("signature checked", { ...signature });
-		if (signature.verified) emitMetrics([{ name: MetricName.TRAINING_JOB_CHECKPOINT_SIGNED_TOTAL, value: 1 }]);
+		emitMetrics(signatureMetrics(signature));
 		return { ...state, signature };
 	});
 }

@@ -4,8 +4,8 @@
  * id, a hash of (bucket, key, version), so a redelivered event starts nothing.
  */
 import { requireEnv, runHandler, sfnClient } from "../lib/aws/runtime";
-import { startScanExecution } from "../lib/aws/sfn";
-import { initialState } from "../lib/core/pipeline/event";
+import { startScanExecution } from "../lib/aws/start";
+import { initialState } from "../lib/core/pipeline/start";
 
 export type StartResult =
 	| { started: true; scanId: string; executionArn: string }

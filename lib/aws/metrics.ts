@@ -4,7 +4,7 @@
  * lib/core/pipeline/names.ts. Created once per container.
  */
 import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
-import { METRIC_NAMESPACE, METRIC_SERVICE, type MetricName } from "../core/pipeline/names";
+import { METRIC_NAMESPACE, METRIC_SERVICE, type MetricPoint } from "../core/pipeline/names";
 
 let metrics: Metrics | undefined;
 
@@ -14,15 +14,9 @@ export function pipelineMetrics(): Metrics {
 }
 
 /** Adds the points and flushes them as one EMF document. */
-export function emitMetrics(points: ReadonlyArray<{ name: MetricName; value: number; unit?: "Count" | "None" }>): void {
+export function emitMetrics(points: ReadonlyArray<MetricPoint>): void {
 	if (points.length === 0) return;
 	const m = pipelineMetrics();
 	for (const p of points) m.addMetric(p.name, p.unit === "None" ? MetricUnit.NoUnit : MetricUnit.Count, p.value);
 	m.publishStoredMetrics();
 }
-
-/**
- * Objects overwritten between mark and record (they get no verdict). Not yet in
- * lib/core/pipeline/names.ts `MetricName`; kept here until it is.
- */
-export const OBJECTS_CHANGED_METRIC = "scan_objects_changed_total" as MetricName;

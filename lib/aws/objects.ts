@@ -17,8 +17,10 @@ import {
 	type S3Client,
 } from "@aws-sdk/client-s3";
 import { FtguardError, isFtguardError } from "../core/errors";
+import { MAX_BUNDLE_BYTES } from "../core/integrity/bundle";
 import { OffThreadHasher } from "../core/integrity/stream-hasher";
 import { normalizeEtag } from "../core/pipeline/artefact";
+import type { ScanObject, ScanState } from "../core/pipeline/types";
 
 /** An object version as the mark state recorded it. */
 export interface PinnedObject {
@@ -88,26 +90,62 @@ export async function headObject(
 	}
 }
 
-/** Every key under `prefix`, sorted; more than `max` is TOO_MANY_FILES. */
-export async function listKeys(s3: S3Client, bucket: string, prefix: string, max: number): Promise<string[]> {
-	const keys: string[] = [];
+/** One object of a listing: its key and the ETag the listing reports (quoted, as S3 sends it). */
+export interface ListedObject {
+	key: string;
+	etag?: string;
+}
+
+/** Every object under `prefix` ("" for the whole bucket), every page, in listing order; more than `max` is TOO_MANY_FILES. */
+export async function listObjects(
+	s3: S3Client,
+	bucket: string,
+	prefix: string,
+	max = Number.POSITIVE_INFINITY,
+): Promise<ListedObject[]> {
+	const objects: ListedObject[] = [];
 	let token: string | undefined;
 	do {
 		let r: ListObjectsV2CommandOutput;
 		try {
 			r = await s3.send(
-				new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }),
+				new ListObjectsV2Command({
+					Bucket: bucket,
+					...(prefix ? { Prefix: prefix } : {}),
+					...(token ? { ContinuationToken: token } : {}),
+				}),
 			);
 		} catch (e) {
 			throw s3Error(e, `s3://${bucket}/${prefix}`);
 		}
-		for (const c of r.Contents ?? []) if (c.Key) keys.push(c.Key);
-		if (keys.length > max) {
+		for (const c of r.Contents ?? []) if (c.Key) objects.push({ key: c.Key, ...(c.ETag ? { etag: c.ETag } : {}) });
+		if (objects.length > max) {
 			throw new FtguardError("TOO_MANY_FILES", `s3://${bucket}/${prefix} holds more than ${max} objects`);
 		}
 		token = r.NextContinuationToken;
 	} while (token);
-	return keys.sort();
+	return objects;
+}
+
+/** Every key under `prefix`, sorted; more than `max` is TOO_MANY_FILES. */
+export async function listKeys(s3: S3Client, bucket: string, prefix: string, max: number): Promise<string[]> {
+	return (await listObjects(s3, bucket, prefix, max)).map((o) => o.key).sort();
+}
+
+/**
+ * Why the key's current object is no longer the version that was scanned, or
+ * undefined when it still is. With versioning the current VersionId must be the
+ * pinned one; without, the ETag (and size) must be unchanged.
+ */
+export async function changedSince(s3: S3Client, bucket: string, o: ScanObject): Promise<string | undefined> {
+	const now = await headObject(s3, bucket, o.key);
+	if (now === undefined) return "deleted";
+	if (o.versionId !== undefined) {
+		return now.versionId === o.versionId ? undefined : `current version is ${now.versionId ?? "unversioned"}`;
+	}
+	if (o.etag === undefined) return "no version or ETag was recorded at mark";
+	if (now.etag === undefined || normalizeEtag(now.etag) !== normalizeEtag(o.etag)) return "ETag changed";
+	return now.size === o.size || o.size === 0 ? undefined : "size changed";
 }
 
 /**
@@ -368,4 +406,13 @@ export async function readPinnedBytes(s3: S3Client, o: PinnedObject, maxBytes: n
 	const bytes = await r.Body.transformToByteArray();
 	if (bytes.length > maxBytes) throw new FtguardError("DATA_INVALID", `${where(o)} is over ${maxBytes} bytes`);
 	return bytes;
+}
+
+/** The marker's bytes (its pinned version), or undefined when it is not among the marked objects. */
+export async function markerBytes(
+	s3: S3Client,
+	state: Pick<ScanState, "bucket" | "marker"> & { objects: ScanObject[] },
+): Promise<Uint8Array | undefined> {
+	const marker = state.objects.find((o) => o.key === state.marker.key);
+	return marker ? readPinnedBytes(s3, { bucket: state.bucket, ...marker }, MAX_BUNDLE_BYTES) : undefined;
 }

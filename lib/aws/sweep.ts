@@ -38,9 +38,9 @@ import {
 	sweepReason,
 } from "../core/pipeline/sweep";
 import type { ScanObject } from "../core/pipeline/types";
+import { changedSince } from "./objects";
 import type { HandlerLog } from "./runtime";
 import { getTags, putFtguardTags } from "./tagging";
-import { changedSince } from "./verdict";
 
 /** Log lines of a run: the handler's Powertools logger. */
 export type SweepLog = Pick<HandlerLog, "info" | "warn" | "error">;

@@ -17,19 +17,11 @@ declare const FTGUARD_FILES_ENGINE: string | undefined;
 export type FilesEngine = typeof FilesEngineModule;
 
 /**
- * V8 tiering for a process that scans once. The pickle interpreter's opcode loop gets
- * hot within one ordinary checkpoint pickle, and TurboFan then spends ~70 ms of CPU on
- * it (an OSR and a full compile of one large function) on a background thread that, on
- * a small machine, takes the core the scan runs on — and its result arrives after the
- * scan is over. Eight times V8's default tier-up threshold leaves such short runs to the
- * interpreter and baseline code and still optimises within the first megabytes of a
- * large pickle (a 69 MB pickle: the same ~0.8 s). Measured, first scan in a fresh
- * process, no code cache, 2 cores, medians: Node 20 1 GiB torch zip 12.0 → 8.4 ms,
- * legacy 9.9 → 5.7 ms; Node 22 zip 20.3 → 7.7 ms, legacy 7.4 → 4.0 ms. Later scans in
- * the same process pay the compile instead (one `ftguard files` over many files).
- * Set before the engine is compiled, so its code cache is made and used under the
- * same flags. Only on the V8 versions measured (Node 20: 11.3, Node 22: 12.4): an
- * unknown flag would be reported on stderr.
+ * V8 tiering for a process that scans once: TurboFan's background compile of the hot pickle loop takes the scan's
+ * core on a small machine and finishes after the scan (first scan of a 1 GiB torch zip, Node 20: 12.0 → 8.4 ms).
+ * 8× the default tier-up threshold still optimises within a large pickle's first megabytes. Set before the engine
+ * is compiled (its code cache is made under the same flags); only on the V8 versions measured, since an unknown
+ * flag is reported on stderr.
  */
 function tuneTieringForOneScan(): void {
 	const v8 = process.versions.v8;

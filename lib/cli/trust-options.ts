@@ -7,7 +7,7 @@
 import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
 import { FtguardError, toFtguardError } from "../core/errors";
-import type { TrustPolicy } from "../core/integrity/sigstore";
+import type { TrustPolicy } from "../core/integrity";
 
 export interface TrustFlags {
 	identity?: string;

@@ -1,7 +1,7 @@
 /** `ftguard verify`: a model (OMS signature) or a single artefact (cosign blob bundle). */
 import type { Command } from "commander";
 import { FtguardError } from "../core/errors";
-import type { SignerInfo } from "../core/integrity/sigstore";
+import type { SignerInfo } from "../core/integrity";
 import { commaList, formatBytes, type Io, printJson, processIo, progressLine, runCommand } from "./io";
 import { addTrustOptions, type TrustFlags, trustPolicyFromFlags } from "./trust-options";
 
@@ -66,7 +66,7 @@ async function verify(io: Io, path: string, flags: VerifyFlags): Promise<0> {
 	}
 	const policy = await trustPolicyFromFlags(flags);
 	const [{ parseBundle, verifyBlobBundle }, { readSignatureFile, verifyModel }] = await Promise.all([
-		import("../core/integrity/sigstore"),
+		import("../core/integrity"),
 		import("../core/integrity/verify-model"),
 	]);
 

@@ -10,6 +10,8 @@ import {
 	STATUS_TAG,
 	VERDICT_RECORD_NAME,
 } from "../core/pipeline/names.js";
+import { denyAnyPrincipal } from "./deny.js";
+import { logicalIdOf } from "./logical-id.js";
 import { denyGrantsNotForAwsResources } from "./proactive-controls.js";
 import { SCAN_REPORT_PREFIX } from "./state-machine.js";
 
@@ -268,10 +270,7 @@ export class CheckpointStore extends Construct {
 		this.grantObjectRead(role, this.baseModelBucket);
 		this.grantObjectRead(role, this.datasetBucket);
 		this.baseModelBucket.addToResourcePolicy(
-			new iam.PolicyStatement({
-				sid: `DenyWrites${role.node.addr.slice(0, 8)}`,
-				effect: iam.Effect.DENY,
-				principals: [new iam.AnyPrincipal()],
+			denyAnyPrincipal(`DenyWrites${role.node.addr.slice(0, 8)}`, {
 				actions: ["s3:PutObject*", "s3:DeleteObject*", "s3:RestoreObject", "s3:ReplicateObject"],
 				resources: [this.baseModelBucket.arnForObjects("*")],
 				conditions: { ArnEquals: { "aws:PrincipalArn": role.roleArn } },
@@ -308,10 +307,7 @@ export class CheckpointStore extends Construct {
 	 */
 	public denyCheckpointListing(role: iam.IRole): void {
 		this.checkpointBucket.addToResourcePolicy(
-			new iam.PolicyStatement({
-				sid: `DenyListing${role.node.addr.slice(0, 8)}`,
-				effect: iam.Effect.DENY,
-				principals: [new iam.AnyPrincipal()],
+			denyAnyPrincipal(`DenyListing${role.node.addr.slice(0, 8)}`, {
 				actions: ["s3:ListBucket", "s3:ListBucketVersions", "s3:ListBucketMultipartUploads"],
 				resources: [this.checkpointBucket.bucketArn],
 				conditions: { ArnEquals: { "aws:PrincipalArn": role.roleArn } },
@@ -328,10 +324,7 @@ export class CheckpointStore extends Construct {
 	 */
 	public requireVerdictWritesThrough(vpcEndpointId: string): void {
 		this.checkpointBucket.addToResourcePolicy(
-			new iam.PolicyStatement({
-				sid: "DenyVerdictTagsOutsideVpc",
-				effect: iam.Effect.DENY,
-				principals: [new iam.AnyPrincipal()],
+			denyAnyPrincipal("DenyVerdictTagsOutsideVpc", {
 				actions: [...TAG_WRITE_ACTIONS],
 				resources: [this.checkpointBucket.arnForObjects("*")],
 				conditions: {
@@ -342,10 +335,7 @@ export class CheckpointStore extends Construct {
 			}),
 		);
 		this.reportBucket.addToResourcePolicy(
-			new iam.PolicyStatement({
-				sid: "DenyVerdictRecordsOutsideVpc",
-				effect: iam.Effect.DENY,
-				principals: [new iam.AnyPrincipal()],
+			denyAnyPrincipal("DenyVerdictRecordsOutsideVpc", {
 				actions: ["s3:PutObject"],
 				resources: [this.reportBucket.arnForObjects("*")],
 				conditions: {
@@ -368,10 +358,7 @@ export class CheckpointStore extends Construct {
 	public requireCheckpointReadsThrough(vpcEndpointId: string, roles: readonly iam.IRole[]): void {
 		if (roles.length === 0) return;
 		this.checkpointBucket.addToResourcePolicy(
-			new iam.PolicyStatement({
-				sid: "DenyUnscannedReadsOutsideVpc",
-				effect: iam.Effect.DENY,
-				principals: [new iam.AnyPrincipal()],
+			denyAnyPrincipal("DenyUnscannedReadsOutsideVpc", {
 				actions: ["s3:GetObject*"],
 				resources: [this.checkpointBucket.arnForObjects("*")],
 				conditions: {
@@ -404,14 +391,7 @@ export class CheckpointStore extends Construct {
 		// a policy that required them would break every multipart upload of a multi-GiB checkpoint.
 		const deny = (sid: string, conditions: Record<string, unknown>): void => {
 			bucket.addToResourcePolicy(
-				new iam.PolicyStatement({
-					sid,
-					effect: iam.Effect.DENY,
-					principals: [new iam.AnyPrincipal()],
-					actions: ["s3:PutObject"],
-					resources: [bucket.arnForObjects("*")],
-					conditions,
-				}),
+				denyAnyPrincipal(sid, { actions: ["s3:PutObject"], resources: [bucket.arnForObjects("*")], conditions }),
 			);
 		};
 		const sse = "s3:x-amz-server-side-encryption";
@@ -432,10 +412,7 @@ export class CheckpointStore extends Construct {
 		const verdict = this.verdictRole.roleArn;
 		const sweeper = this.sweeperRole.roleArn;
 		bucket.addToResourcePolicy(
-			new iam.PolicyStatement({
-				sid: "DenyReadUnlessPromotable",
-				effect: iam.Effect.DENY,
-				principals: [new iam.AnyPrincipal()],
+			denyAnyPrincipal("DenyReadUnlessPromotable", {
 				actions: ["s3:GetObject*"],
 				resources: [objects],
 				conditions: {
@@ -457,10 +434,7 @@ export class CheckpointStore extends Construct {
 			}),
 		);
 		bucket.addToResourcePolicy(
-			new iam.PolicyStatement({
-				sid: "DenyTaggingExceptVerdict",
-				effect: iam.Effect.DENY,
-				principals: [new iam.AnyPrincipal()],
+			denyAnyPrincipal("DenyTaggingExceptVerdict", {
 				actions: [...TAG_WRITE_ACTIONS],
 				resources: [objects],
 				conditions: { ArnNotEquals: { "aws:PrincipalArn": [verdict, sweeper] } },
@@ -468,10 +442,7 @@ export class CheckpointStore extends Construct {
 		);
 		// The sweeper: tag-set reads and tag writes only (no object read, no tag delete)…
 		bucket.addToResourcePolicy(
-			new iam.PolicyStatement({
-				sid: "DenySweeperAllButTags",
-				effect: iam.Effect.DENY,
-				principals: [new iam.AnyPrincipal()],
+			denyAnyPrincipal("DenySweeperAllButTags", {
 				notActions: [
 					"s3:GetObjectTagging",
 					"s3:GetObjectVersionTagging",
@@ -484,10 +455,7 @@ export class CheckpointStore extends Construct {
 		);
 		// …and a tag write only as QUARANTINED (never PROMOTABLE, never a set without a status)…
 		bucket.addToResourcePolicy(
-			new iam.PolicyStatement({
-				sid: "DenySweeperUnlessQuarantine",
-				effect: iam.Effect.DENY,
-				principals: [new iam.AnyPrincipal()],
+			denyAnyPrincipal("DenySweeperUnlessQuarantine", {
 				actions: ["s3:PutObjectTagging", "s3:PutObjectVersionTagging"],
 				resources: [objects],
 				conditions: {
@@ -500,10 +468,7 @@ export class CheckpointStore extends Construct {
 		// …on an object that is SCANNING when S3 evaluates the request: a verdict recorded meanwhile by a live scan
 		// (or an untagged object) is never overwritten, whatever the sweeper read a moment before.
 		bucket.addToResourcePolicy(
-			new iam.PolicyStatement({
-				sid: "DenySweeperUnlessScanning",
-				effect: iam.Effect.DENY,
-				principals: [new iam.AnyPrincipal()],
+			denyAnyPrincipal("DenySweeperUnlessScanning", {
 				actions: ["s3:PutObjectTagging", "s3:PutObjectVersionTagging"],
 				resources: [objects],
 				conditions: {
@@ -513,10 +478,7 @@ export class CheckpointStore extends Construct {
 			}),
 		);
 		bucket.addToResourcePolicy(
-			new iam.PolicyStatement({
-				sid: "DenyFtguardTagsOnUpload",
-				effect: iam.Effect.DENY,
-				principals: [new iam.AnyPrincipal()],
+			denyAnyPrincipal("DenyFtguardTagsOnUpload", {
 				actions: ["s3:PutObject"],
 				resources: [objects],
 				conditions: {
@@ -530,10 +492,7 @@ export class CheckpointStore extends Construct {
 		// s3:ExistingObjectTag/ftguard:status may see that tag. One deny per ftguard key, looked up the same way.
 		for (const key of FTGUARD_TAG_KEYS) {
 			bucket.addToResourcePolicy(
-				new iam.PolicyStatement({
-					sid: `DenyTagOnUpload${sidPart(key)}`,
-					effect: iam.Effect.DENY,
-					principals: [new iam.AnyPrincipal()],
+				denyAnyPrincipal(`DenyTagOnUpload${sidPart(key)}`, {
 					actions: ["s3:PutObject"],
 					resources: [objects],
 					conditions: {
@@ -546,10 +505,7 @@ export class CheckpointStore extends Construct {
 		// CopyObject with x-amz-tagging-directive COPY carries the source's tags and sends no request tags, so it
 		// would slip past the statement above with a foreign `ftguard:status=PROMOTABLE`.
 		bucket.addToResourcePolicy(
-			new iam.PolicyStatement({
-				sid: "DenyCopyIntoCheckpoints",
-				effect: iam.Effect.DENY,
-				principals: [new iam.AnyPrincipal()],
+			denyAnyPrincipal("DenyCopyIntoCheckpoints", {
 				actions: ["s3:PutObject"],
 				resources: [objects],
 				conditions: {
@@ -567,10 +523,7 @@ export class CheckpointStore extends Construct {
 	 */
 	private protectVerdictRecords(): void {
 		this.reportBucket.addToResourcePolicy(
-			new iam.PolicyStatement({
-				sid: "DenyVerdictRecordWritesExceptVerdict",
-				effect: iam.Effect.DENY,
-				principals: [new iam.AnyPrincipal()],
+			denyAnyPrincipal("DenyVerdictRecordWritesExceptVerdict", {
 				actions: ["s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"],
 				resources: [this.reportBucket.arnForObjects(`${SCAN_REPORT_PREFIX}*/${VERDICT_RECORD_NAME}`)],
 				conditions: { ArnNotEquals: { "aws:PrincipalArn": this.verdictRole.roleArn } },
@@ -764,10 +717,7 @@ const TAG_WRITE_ACTIONS = [
  */
 function denyReplicaWrites(bucket: s3.Bucket): void {
 	bucket.addToResourcePolicy(
-		new iam.PolicyStatement({
-			sid: "DenyReplicaWrites",
-			effect: iam.Effect.DENY,
-			principals: [new iam.AnyPrincipal()],
+		denyAnyPrincipal("DenyReplicaWrites", {
 			actions: ["s3:ReplicateObject", "s3:ReplicateTags", "s3:ReplicateDelete", "s3:ObjectOwnerOverrideToBucketOwner"],
 			resources: [bucket.arnForObjects("*")],
 		}),
@@ -787,8 +737,7 @@ export function bucketRef(bucket: s3.Bucket): s3.IBucket {
  * exactly one wildcard on one bucket and nothing else.
  */
 export function objectWildcardFinding(bucket: s3.Bucket, suffix: string): string {
-	const logicalId = Stack.of(bucket).resolve((bucket.node.defaultChild as s3.CfnBucket).logicalId) as string;
-	return `AwsSolutions::AwsSolutions-IAM5[Resource::<${logicalId}.Arn>${suffix}]`;
+	return `AwsSolutions::AwsSolutions-IAM5[Resource::<${logicalIdOf(bucket)}.Arn>${suffix}]`;
 }
 
 /** Acknowledges, on `scope` (a role or policy), the IAM5 finding for `<bucket Arn><suffix>` with a reason. */

@@ -6,7 +6,8 @@ import * as logs from "aws-cdk-lib/aws-logs";
 import type * as s3 from "aws-cdk-lib/aws-s3";
 import * as cr from "aws-cdk-lib/custom-resources";
 import { Construct } from "constructs";
-import { denyGrantsNotForAwsResources, secureProviderLogs } from "./proactive-controls.js";
+import { denyAnyPrincipal } from "./deny.js";
+import { logsKeyPolicy, secureProviderLogs } from "./proactive-controls.js";
 import { retainExceptOnCreate } from "./removal-policy.js";
 
 /**
@@ -131,22 +132,7 @@ export class IsolatedNetwork extends Construct {
 				enableKeyRotation: true,
 				removalPolicy,
 			});
-		if (!props.logKey) {
-			denyGrantsNotForAwsResources(logKey);
-			logKey.addToResourcePolicy(
-				new iam.PolicyStatement({
-					sid: "CloudWatchLogsInThisAccountAndRegion",
-					principals: [new iam.ServicePrincipal(`logs.${stack.region}.amazonaws.com`)],
-					actions: ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
-					resources: ["*"],
-					conditions: {
-						ArnLike: {
-							"kms:EncryptionContext:aws:logs:arn": `arn:${stack.partition}:logs:${stack.region}:${stack.account}:*`,
-						},
-					},
-				}),
-			);
-		}
+		if (!props.logKey) logsKeyPolicy(logKey);
 		this.flowLogGroup = new logs.LogGroup(this, "FlowLogGroup", {
 			encryptionKey: logKey,
 			retention: props.flowLogRetention ?? logs.RetentionDays.ONE_YEAR,
@@ -295,10 +281,7 @@ export function limitToAccount(endpoint: ec2.InterfaceVpcEndpoint, account: stri
 		}),
 	);
 	endpoint.addToPolicy(
-		new iam.PolicyStatement({
-			sid: "ResourcesOfThisAccount",
-			effect: iam.Effect.DENY,
-			principals: [new iam.AnyPrincipal()],
+		denyAnyPrincipal("ResourcesOfThisAccount", {
 			actions: ["*"],
 			resources: ["*"],
 			// Null false first: a negated operator (with or without IfExists) is true when the key is absent.

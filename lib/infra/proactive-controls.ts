@@ -4,6 +4,7 @@ import type * as kms from "aws-cdk-lib/aws-kms";
 import * as lambda from "aws-cdk-lib/aws-lambda";
 import * as logs from "aws-cdk-lib/aws-logs";
 import type { Construct } from "constructs";
+import { denyAnyPrincipal } from "./deny.js";
 
 // What AWS Control Tower's proactive controls (CloudFormation Guard rules, checked offline by
 // test/infra/cfn-guard.test.ts) ask of resources that several constructs create.
@@ -22,14 +23,33 @@ export const RESTRICT_DEFAULT_SG_PROVIDER_ID = "Custom::VpcRestrictDefaultSGCust
  */
 export function denyGrantsNotForAwsResources(key: kms.IKey): void {
 	key.addToResourcePolicy(
-		new iam.PolicyStatement({
-			sid: "DenyGrantsNotForAwsResources",
-			effect: iam.Effect.DENY,
-			principals: [new iam.AnyPrincipal()],
+		denyAnyPrincipal("DenyGrantsNotForAwsResources", {
 			actions: ["kms:CreateGrant"],
 			resources: ["*"],
 			// BoolIfExists: a request without the grant key (it is only set on grant operations) is not exempt.
 			conditions: { BoolIfExists: { "kms:GrantIsForAWSResource": "false", "aws:PrincipalIsAWSService": "false" } },
+		}),
+	);
+}
+
+/**
+ * The key policy of a customer-managed key for CloudWatch Logs (CT.CLOUDWATCH.PR.3): no grants but for AWS
+ * resources, and the Logs service of this account and region only, for log groups of this account.
+ */
+export function logsKeyPolicy(key: kms.IKey): void {
+	const stack = Stack.of(key);
+	denyGrantsNotForAwsResources(key);
+	key.addToResourcePolicy(
+		new iam.PolicyStatement({
+			sid: "CloudWatchLogsInThisAccountAndRegion",
+			principals: [new iam.ServicePrincipal(`logs.${stack.region}.amazonaws.com`)],
+			actions: ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+			resources: ["*"],
+			conditions: {
+				ArnLike: {
+					"kms:EncryptionContext:aws:logs:arn": `arn:${stack.partition}:logs:${stack.region}:${stack.account}:*`,
+				},
+			},
 		}),
 	);
 }

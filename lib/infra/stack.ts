@@ -6,7 +6,8 @@ import { Alarms, type AlarmsProps } from "./alarms.js";
 import { CheckpointStore, type CheckpointStoreProps } from "./checkpoint-store.js";
 import type { DeployConfig, RemovalPolicyName } from "./config.js";
 import { IsolatedNetwork, type IsolatedNetworkProps } from "./isolated-network.js";
-import { ScanPipeline, type ScanPipelineProps } from "./scan-pipeline.js";
+import { ScanPipeline } from "./scan-pipeline.js";
+import type { ScanPipelineProps } from "./scan-pipeline-props.js";
 import { TrainingJobAccess } from "./training-job-access.js";
 
 export interface FtguardStackProps extends StackProps {

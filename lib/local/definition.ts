@@ -17,7 +17,7 @@ import type { CfnComputeEnvironment, CfnJobDefinition } from "aws-cdk-lib/aws-ba
 import type { CfnFunction } from "aws-cdk-lib/aws-lambda";
 import type { CfnStateMachine } from "aws-cdk-lib/aws-stepfunctions";
 import type { IConstruct } from "constructs";
-import type { ScanPipelineProps } from "../infra/scan-pipeline";
+import type { ScanPipelineProps } from "../infra/scan-pipeline-props";
 import { FtguardStack } from "../infra/stack";
 import { definitionFromTemplate, LAMBDA_STEPS, type LambdaStep } from "../infra/state-machine";
 

@@ -2,7 +2,7 @@
  * The local pipeline's object store: s3rver (a real S3-compatible HTTP server)
  * on 127.0.0.1 in a worker thread, with the buckets created, and its `event`
  * records turned into the EventBridge "Object Created" shape that S3 sends in
- * AWS (s3rver has no bucket notifications and no versioning: REFERENCE.md).
+ * AWS (s3rver has no bucket notifications and no versioning).
  *
  * Why a worker: the handlers hash what they read in this thread; with s3rver in
  * it too, serving and hashing a multi-GiB checkpoint shared one core and the

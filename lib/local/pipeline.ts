@@ -8,14 +8,15 @@
  * pipeline per process.
  */
 import { Console } from "node:console";
-import { HeadObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
+import { HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { pipelineMetrics } from "../aws/metrics";
 import { parseS3Uri } from "../aws/object-store";
+import { listObjects } from "../aws/objects";
 import { pipelineLogger } from "../aws/runtime";
 import { getTags } from "../aws/tagging";
-import { resolveMarker } from "../core/pipeline/artefact";
-import { initialState } from "../core/pipeline/event";
+import { normalizeEtag, resolveMarker } from "../core/pipeline/artefact";
 import { ScanStatus, STATUS_TAG } from "../core/pipeline/names";
+import { initialState } from "../core/pipeline/start";
 import type { ScanState } from "../core/pipeline/types";
 import { type LambdaStep, SCAN_REPORT_PREFIX } from "../infra/state-machine";
 import { BatchSlots, runBatchJob } from "./batch-runner";
@@ -236,7 +237,7 @@ export class LocalPipeline {
 			);
 			e = {
 				...e,
-				detail: { ...e.detail, object: { ...e.detail.object, etag: (head.ETag ?? "").replaceAll('"', "") } },
+				detail: { ...e.detail, object: { ...e.detail.object, etag: normalizeEtag(head.ETag ?? "") } },
 			};
 		}
 		const state = initialState(e);
@@ -300,17 +301,7 @@ export class LocalPipeline {
 	async recoverInterrupted(): Promise<string[]> {
 		const s3 = this.server.client;
 		const bucket = this.definition.buckets.checkpoints;
-		const objects: { key: string; etag: string }[] = [];
-		let token: string | undefined;
-		do {
-			const page = await s3.send(
-				new ListObjectsV2Command({ Bucket: bucket, ...(token ? { ContinuationToken: token } : {}) }),
-			);
-			for (const o of page.Contents ?? []) {
-				if (o.Key) objects.push({ key: o.Key, etag: (o.ETag ?? "").replaceAll('"', "") });
-			}
-			token = page.IsTruncated ? page.NextContinuationToken : undefined;
-		} while (token);
+		const objects = (await listObjects(s3, bucket, "")).map((o) => ({ key: o.key, etag: normalizeEtag(o.etag ?? "") }));
 		const scanning = new Set<string>();
 		for (const o of objects) {
 			if ((await getTags(s3, { bucket, key: o.key }))[STATUS_TAG] === ScanStatus.SCANNING) scanning.add(o.key);

@@ -4,12 +4,13 @@
  * serving objects never shares a thread with the handlers that read them, as S3
  * never shares a CPU with a Lambda. Also: the aws-chunked decoder s3rver lacks,
  * and the EventBridge form of its `event` records (s3rver has no bucket
- * notifications and no versioning: REFERENCE.md).
+ * notifications and no versioning).
  */
 import { createReadStream, mkdirSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { Transform, type TransformCallback } from "node:stream";
 import S3rver from "s3rver";
+import { normalizeEtag } from "../core/pipeline/artefact";
 import { FTGUARD_TAG_PATTERN, TAG_IF_MATCH_HEADER } from "../core/pipeline/names";
 import { JobCredentials } from "./job-credentials";
 
@@ -72,7 +73,7 @@ export function toObjectCreated(record: S3rverRecord, multipart = false): Object
 			object: {
 				key: object.key,
 				...(object.size !== undefined ? { size: object.size } : {}),
-				...(object.eTag ? { etag: object.eTag.replaceAll('"', "") } : {}),
+				...(object.eTag ? { etag: normalizeEtag(object.eTag) } : {}),
 				...(object.sequencer ? { sequencer: uniqueSequencer(object.sequencer) } : {}),
 			},
 			reason: multipart
@@ -304,15 +305,10 @@ const completing = new Set<string>();
 /**
  * One write at a time per object, and S3's versioned binding of a verdict, for a server without versioning.
  *
- * In AWS a verdict tag is written on the exact VersionId that was scanned: an overwrite makes a new version, which
- * the tag cannot reach. Here an object has no versions; the handlers bind by ETag instead, and record re-checks
- * the ETag just before tagging — but an overwrite could land between that check and the tag write. So a tag write
- * may carry `x-ftguard-if-match: <ETag>` and is applied only while the object's ETag is still that one (412
- * PreconditionFailed otherwise), and the check and the write are atomic against overwrites: every request that
- * changes an object or its tags (PUT, CopyObject, CompleteMultipartUpload, DELETE, tagging) holds this object's
- * lock until it is done, S3's tag rule (newObjectTags) included. Part uploads and reads are not serialised.
- * (The ETag check runs before s3rver authenticates the request: on this loopback server, whose one key pair is
- * published, it tells a caller no more than a GET of the object would.)
+ * In AWS a verdict tag binds to the scanned VersionId; this server has no versions, so a tag write may carry
+ * `x-ftguard-if-match: <ETag>` and is applied only while the ETag still matches (else 412). Every request that changes
+ * an object or its tags holds the object's lock until done, so the check and the write are atomic against overwrites.
+ * (The check runs before s3rver's authentication: with its published loopback key it reveals no more than a GET.)
  */
 async function oneWriterPerObject(ctx: KoaRequestContext, next: () => Promise<unknown>): Promise<unknown> {
 	const write = ctx.method !== "GET" && ctx.method !== "HEAD" && !("partNumber" in ctx.query);
@@ -339,7 +335,7 @@ async function oneWriterPerObject(ctx: KoaRequestContext, next: () => Promise<un
 				(m) => m.etag ?? "",
 				(e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? undefined : ""),
 			);
-			if (now !== undefined && now.replaceAll('"', "") !== expected.replaceAll('"', "")) {
+			if (now !== undefined && normalizeEtag(now) !== normalizeEtag(expected)) {
 				s3ErrorResponse(ctx, 412, "PreconditionFailed", `${TAG_IF_MATCH_HEADER}: the object's ETag is not ${expected}`);
 				return;
 			}

@@ -1,6 +1,6 @@
 /**
  * aws-local-stepfunctions declares Node ≥ 22; on Node 20 it needs only
- * Promise.withResolvers (REFERENCE.md). Imported for its effect, before the
+ * Promise.withResolvers (added in Node 22). Imported for its effect, before the
  * library runs; a no-op where Node has it.
  */
 const promiseStatics = Promise as unknown as { withResolvers?: () => unknown };

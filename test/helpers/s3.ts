@@ -1,14 +1,15 @@
 /**
  * A real S3-compatible server (s3rver) on loopback for tests, with a client
  * pointed at it. s3rver keeps objects in a temp directory and has no versioning,
- * so objects carry ETags but no VersionId (REFERENCE.md).
+ * so objects carry ETags but no VersionId.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import S3rver from "s3rver";
+import { listKeys } from "../../lib/aws/objects";
 import { LOCAL_CREDENTIALS } from "../../lib/local/s3rver-host";
 
 export interface LocalS3 {
@@ -62,8 +63,7 @@ export async function startLocalS3(buckets: string[]): Promise<LocalS3> {
 			return Buffer.from((await r.Body?.transformToByteArray()) ?? []);
 		},
 		async list(bucket, prefix) {
-			const r = await client.send(new ListObjectsV2Command({ Bucket: bucket, ...(prefix ? { Prefix: prefix } : {}) }));
-			return (r.Contents ?? []).map((o) => o.Key ?? "").sort();
+			return listKeys(client, bucket, prefix ?? "", Number.POSITIVE_INFINITY);
 		},
 		async close() {
 			client.destroy();

@@ -5,9 +5,8 @@ import * as ec2 from "aws-cdk-lib/aws-ec2";
 import * as kms from "aws-cdk-lib/aws-kms";
 import { beforeAll, describe, expect, it } from "vitest";
 import { denyGrantsNotForAwsResources } from "../../lib/infra/proactive-controls.js";
-import { FtguardStack } from "../../lib/infra/stack.js";
 import { ACCOUNT, type CfnTemplate, decide, REGION, TemplateResolver } from "./helpers/iam.js";
-import { newApp } from "./helpers/stack.js";
+import { newApp, sharedFtguard } from "./helpers/stack.js";
 
 // AWS Control Tower's proactive controls (the CloudFormation Guard rules bundled with
 // @cdklabs/cdk-validator-cfnguard, run by its bundled cfn-guard binary: offline, no account) on the synthesized
@@ -39,7 +38,7 @@ const DLQ_OF_DLQ =
 const PROVIDER_OUTSIDE_VPC =
 	"CDK's deploy-time provider function: it calls EC2/S3 APIs and answers CloudFormation's pre-signed S3 response URL, which the isolated VPC (no NAT, no EC2 endpoint, S3 endpoint limited to ftguard's buckets) cannot reach";
 const STEP_FUNCTIONS_OUTSIDE_VPC =
-	"Runs outside the VPC by design: it calls Step Functions, which has no endpoint in the isolated subnets, and reads no object content (lib/infra/scan-pipeline.ts OUTSIDE_VPC)";
+	"Runs outside the VPC by design: it calls Step Functions, which has no endpoint in the isolated subnets, and reads no object content (lib/infra/scan-functions.ts OUTSIDE_VPC)";
 
 /** Every finding this design accepts, with why. Anything else fails the test. */
 const ACKNOWLEDGED: readonly Acknowledgement[] = [
@@ -112,8 +111,8 @@ describe("AWS Control Tower proactive controls (cfn-guard)", () => {
 	let findings: Finding[];
 	let resources: Resources = {};
 	beforeAll(() => {
-		const app = newApp();
-		findings = guardFindings(app, new FtguardStack(app, "Ftguard"), (r) => {
+		const { stack } = sharedFtguard();
+		findings = guardFindings(stack.node.root as App, stack, (r) => {
 			resources = r;
 		});
 	}, 120_000);

@@ -3,7 +3,7 @@ import { Match, Template } from "aws-cdk-lib/assertions";
 import { beforeAll, describe, expect, it } from "vitest";
 import { CheckpointStore } from "../../lib/infra/checkpoint-store.js";
 import type { FtguardStack } from "../../lib/infra/stack.js";
-import { logicalId, newStack, synthFtguard } from "./helpers/stack.js";
+import { logicalId, newStack, sharedFtguard } from "./helpers/stack.js";
 
 let stack: FtguardStack;
 let template: Template;
@@ -11,7 +11,7 @@ let ids: Record<"checkpoint" | "baseModel" | "dataset" | "report" | "accessLog" 
 let roleIds: Record<"scanner" | "backdoorJob" | "verdict" | "sweeper" | "breakGlass" | "training", string>;
 
 beforeAll(() => {
-	({ stack, template } = synthFtguard());
+	({ stack, template } = sharedFtguard());
 	const { store } = stack;
 	ids = {
 		checkpoint: logicalId(store.checkpointBucket),

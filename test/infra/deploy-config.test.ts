@@ -17,7 +17,7 @@ import { BACKDOOR_JOB_VCPUS, GPU_DEFAULTS, loadDeployConfig, parseDeployConfig }
 import { stackPropsFromConfig } from "../../lib/infra/stack";
 import { reservedConcurrencyTotal } from "../../lib/infra/tags";
 import { REPO } from "../helpers/cli";
-import { synthFtguard } from "./helpers/stack";
+import { sharedFtguard, synthFtguard } from "./helpers/stack";
 
 const EXAMPLE = join(REPO, "examples/ftguard.config.json");
 // biome-ignore lint/suspicious/noExplicitAny: JSON documents the table below mutates field by field
@@ -169,7 +169,7 @@ describe("the config in the synthesized stack", () => {
 	}, 180_000);
 
 	it("no config: the GPU defaults preflight checks and the concurrency it counts are what the stack synthesizes", () => {
-		const { template } = synthFtguard();
+		const { template } = sharedFtguard();
 		template.hasResourceProperties("AWS::Batch::ComputeEnvironment", {
 			ComputeResources: Match.objectLike({
 				InstanceTypes: [...GPU_DEFAULTS.instanceClasses],

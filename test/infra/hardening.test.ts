@@ -2,7 +2,7 @@ import { runSimulation, type Simulation } from "@cloud-copilot/iam-simulate";
 import { Validations } from "aws-cdk-lib";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ScanStatus, STATUS_TAG } from "../../lib/core/pipeline/names.js";
-import { BLOCK_JOB_IMDS, JOB_USER } from "../../lib/infra/scan-pipeline.js";
+import { BLOCK_JOB_IMDS, JOB_USER } from "../../lib/infra/backdoor-batch-job.js";
 import {
 	ACCOUNT,
 	type CfnTemplate,

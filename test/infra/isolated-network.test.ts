@@ -4,13 +4,13 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { CheckpointStore } from "../../lib/infra/checkpoint-store.js";
 import { IsolatedNetwork } from "../../lib/infra/isolated-network.js";
 import type { FtguardStack } from "../../lib/infra/stack.js";
-import { logicalId, newStack, synthFtguard } from "./helpers/stack.js";
+import { logicalId, newStack, sharedFtguard } from "./helpers/stack.js";
 
 let stack: FtguardStack;
 let template: Template;
 
 beforeAll(() => {
-	({ stack, template } = synthFtguard());
+	({ stack, template } = sharedFtguard());
 });
 
 type Resource = { Type: string; Properties: Record<string, unknown> };

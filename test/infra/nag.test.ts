@@ -5,7 +5,7 @@ import { AwsSolutionsChecks } from "cdk-nag";
 import type { IConstruct } from "constructs";
 import { describe, expect, it } from "vitest";
 import { FtguardStack } from "../../lib/infra/stack.js";
-import { newApp } from "./helpers/stack.js";
+import { newApp, sharedFtguard } from "./helpers/stack.js";
 
 // cdk-nag 3 runs as a CDK validation plugin: app.synth() throws ValidationFailed on any unacknowledged finding.
 
@@ -50,8 +50,7 @@ describe("cdk-nag AwsSolutions", () => {
 	});
 
 	it("acknowledges single findings only, each with a specific reason", () => {
-		const app = newApp();
-		const stack = new FtguardStack(app, "Ftguard");
+		const { stack } = sharedFtguard();
 		// CDK acknowledges a few of its own CloudFormation-Validate warnings; only cdk-nag's are ours.
 		const acks = acknowledgements(stack).filter((a) => a.id.startsWith("AwsSolutions::"));
 		expect(acks.length).toBeGreaterThan(0);

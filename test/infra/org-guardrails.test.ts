@@ -4,7 +4,7 @@ import type * as iam from "aws-cdk-lib/aws-iam";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ScanStatus, STATUS_TAG } from "../../lib/core/pipeline/names.js";
 import { ACCOUNT, type CfnTemplate, REGION, TemplateResolver } from "./helpers/iam.js";
-import { logicalId, synthFtguard } from "./helpers/stack.js";
+import { logicalId, sharedFtguard } from "./helpers/stack.js";
 
 // docs/org-guardrails.md: the SCP and RCP a platform team attaches, evaluated as written on that page (placeholders
 // filled from the synthesized stack) with iam-simulate.
@@ -41,7 +41,7 @@ const ASSET_REPOSITORY = `arn:aws:ecr:${REGION}:${ACCOUNT}:repository/cdk-hnb659
 const IMAGE_PUBLISHING_ROLE = `arn:aws:iam::${ACCOUNT}:role/cdk-hnb659fds-image-publishing-role-${ACCOUNT}-${REGION}`;
 
 beforeAll(() => {
-	const { stack, template } = synthFtguard();
+	const { stack, template } = sharedFtguard();
 	const json = template.toJSON() as CfnTemplate;
 	resolver = new TemplateResolver(json);
 	names = {

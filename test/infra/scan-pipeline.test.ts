@@ -11,17 +11,18 @@ import { defaultPolicy } from "../../lib/core/policy/index.js";
 import { Alarms } from "../../lib/infra/alarms.js";
 import { CheckpointStore } from "../../lib/infra/checkpoint-store.js";
 import { IsolatedNetwork } from "../../lib/infra/isolated-network.js";
-import { ScanPipeline, type ScanPipelineProps } from "../../lib/infra/scan-pipeline.js";
+import { ScanPipeline } from "../../lib/infra/scan-pipeline.js";
+import type { ScanPipelineProps } from "../../lib/infra/scan-pipeline-props.js";
 import { FtguardStack } from "../../lib/infra/stack.js";
 import { LAMBDA_STEPS } from "../../lib/infra/state-machine.js";
-import { logicalId, newApp, newStack, synthFtguard } from "./helpers/stack.js";
+import { logicalId, newApp, newStack, sharedFtguard } from "./helpers/stack.js";
 
 let stack: FtguardStack;
 let template: Template;
 let resources: Record<string, { Type: string; Properties: Record<string, unknown> }>;
 
 beforeAll(() => {
-	({ stack, template } = synthFtguard());
+	({ stack, template } = sharedFtguard());
 	resources = template.toJSON().Resources;
 });
 
@@ -72,7 +73,7 @@ describe("the scan functions", () => {
 		expect(files.EphemeralStorage).toEqual({ Size: 10240 });
 	});
 
-	it("carry Powertools, bucket, report and policy settings in their environment", () => {
+	it("carry Powertools, report and policy settings in their environment, and no bucket the handlers do not read", () => {
 		const env = (
 			propsOf(pipeline().functions.signature).Environment as {
 				Variables: Record<string, unknown>;
@@ -81,12 +82,12 @@ describe("the scan functions", () => {
 		expect(env).toMatchObject({
 			POWERTOOLS_SERVICE_NAME: "ftguard",
 			POWERTOOLS_METRICS_NAMESPACE: "ftguard",
-			FTGUARD_CHECKPOINT_BUCKET: { Ref: logicalId(stack.store.checkpointBucket) },
 			FTGUARD_REPORT_BUCKET: { Ref: logicalId(stack.store.reportBucket) },
 			FTGUARD_REPORT_PREFIX: "scans/",
 			FTGUARD_POLICY_URI: expect.anything(),
 			NODE_OPTIONS: "--enable-source-maps",
 		});
+		expect(Object.keys(env).filter((name) => name.endsWith("_BUCKET"))).toEqual(["FTGUARD_REPORT_BUCKET"]);
 		const start = (
 			propsOf(pipeline().startFunction).Environment as {
 				Variables: Record<string, unknown>;
@@ -178,23 +179,6 @@ describe("the commit-marker rule", () => {
 		};
 		expect(rule.detail.object.key.map((k) => k.suffix)).toEqual([...MARKER_SUFFIXES]);
 	});
-
-	it("adds single-file suffixes when asked", () => {
-		const p = pipelineIn({ singleFileSuffixes: [".gguf"] })();
-		Template.fromStack(Stack.of(p)).hasResourceProperties("AWS::Events::Rule", {
-			EventPattern: Match.objectLike({
-				detail: Match.objectLike({
-					object: { key: [{ suffix: "/model.sig" }, { suffix: ".sigstore.json" }, { suffix: ".gguf" }] },
-				}),
-			}),
-		});
-	});
-
-	it("refuses suffixes that are markers or not extensions", () => {
-		for (const bad of [".sig", ".sigstore.json", "gguf", "", "*.bin"]) {
-			expect(pipelineIn({ singleFileSuffixes: [bad] }), bad).toThrow(/singleFileSuffixes/);
-		}
-	});
 });
 
 describe("the state machine", () => {
@@ -274,8 +258,11 @@ describe("the sweeper", () => {
 	});
 
 	it("emits the metric the stuck-scan alarm watches", () => {
-		const text = readFileSync(join(import.meta.dirname, "../../lambdas/sweep.ts"), "utf8");
-		expect(text).toContain("MetricName.SCANS_STUCK_IN_SCANNING");
+		// the handler runs lib/core/pipeline/sweep.ts runSweep, which emits it
+		const handler = readFileSync(join(import.meta.dirname, "../../lambdas/sweep.ts"), "utf8");
+		expect(handler).toContain("runSweep(");
+		const run = readFileSync(join(import.meta.dirname, "../../lib/core/pipeline/sweep.ts"), "utf8");
+		expect(run).toContain("MetricName.SCANS_STUCK_IN_SCANNING");
 		template.hasResourceProperties("AWS::CloudWatch::Alarm", {
 			Namespace: "ftguard",
 			MetricName: MetricName.SCANS_STUCK_IN_SCANNING,

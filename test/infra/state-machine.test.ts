@@ -15,7 +15,7 @@ import {
 	throttleRetry,
 } from "../../lib/infra/state-machine.js";
 import { ACCOUNT, REGION } from "./helpers/iam.js";
-import { logicalId, synthFtguard } from "./helpers/stack.js";
+import { logicalId, sharedFtguard } from "./helpers/stack.js";
 
 const validateAsl = createRequire(import.meta.url)("asl-validator") as (
 	definition: unknown,
@@ -71,7 +71,7 @@ let asl: Asl;
 let reportBucket: string;
 
 beforeAll(() => {
-	const { stack, template } = synthFtguard();
+	const { stack, template } = sharedFtguard();
 	const json = template.toJSON() as {
 		Resources: Record<string, { Type: string; Properties?: Record<string, unknown> }>;
 	};

@@ -5,13 +5,13 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { CheckpointStore } from "../../lib/infra/checkpoint-store.js";
 import type { FtguardStack } from "../../lib/infra/stack.js";
 import { TrainingJobAccess } from "../../lib/infra/training-job-access.js";
-import { logicalId, newStack, synthFtguard } from "./helpers/stack.js";
+import { logicalId, newStack, sharedFtguard } from "./helpers/stack.js";
 
 let stack: FtguardStack;
 let template: Template;
 
 beforeAll(() => {
-	({ stack, template } = synthFtguard());
+	({ stack, template } = sharedFtguard());
 });
 
 type Statement = Record<string, unknown>;

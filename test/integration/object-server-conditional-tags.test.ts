@@ -12,8 +12,8 @@ import {
 	PutObjectTaggingCommand,
 } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { tagVerdict } from "../../lib/aws/record";
 import { putFtguardTags } from "../../lib/aws/tagging";
-import { tagVerdict } from "../../lib/aws/verdict";
 import { STATUS_TAG, TAG_IF_MATCH_HEADER } from "../../lib/core/pipeline/names";
 import type { ScanState } from "../../lib/core/pipeline/types";
 import { type ObjectServer, startObjectServer } from "../../lib/local/object-server";

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import {
 	exitCodeFor,
@@ -21,6 +22,18 @@ describe("error codes", () => {
 		for (const c of UNCHECKABLE_CODES) expect(exitCodeFor(c)).toBe(2);
 		expect(new FtguardError("DIGEST_MISMATCH", "x").exitCode).toBe(1);
 		expect(new FtguardError("INTERNAL", "x").exitCode).toBe(2);
+	});
+});
+
+describe("the error table in docs/architecture.md", () => {
+	it("lists every code once, in the column of its exit code", () => {
+		const doc = readFileSync(new URL("../../docs/architecture.md", import.meta.url), "utf8");
+		const table = doc.slice(doc.indexOf("| exit 1 (finding) |"));
+		const rows = table.slice(0, table.indexOf("\n\n")).split("\n").slice(2);
+		const column = (i: number) =>
+			rows.flatMap((r) => [...(r.split("|")[i + 1] ?? "").matchAll(/`([A-Z_]+)`/g)].map((m) => m[1]));
+		expect(column(0).sort()).toEqual([...FINDING_CODES].sort());
+		expect(column(1).sort()).toEqual([...UNCHECKABLE_CODES].sort());
 	});
 });
 

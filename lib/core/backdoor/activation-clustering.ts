@@ -15,7 +15,8 @@
  * offers PCA).
  */
 import { FtguardError } from "../errors";
-import { kmeans, pca, silhouette } from "./stats";
+import { kmeans, silhouette } from "./clustering";
+import { pca } from "./linalg";
 import type { InferenceRunner } from "./types";
 
 export interface AcOptions {

@@ -5,12 +5,16 @@
  *
  * The classifier's own tensors are renamed under "model/" so that the fixed
  * names of the outer graph (x, mask_raw, ce, …) can never collide with them.
+ *
+ * Static shapes come from a ShapeProbe the caller passes (runtime.ts runs the
+ * model in onnxruntime for them), so building a graph needs no runtime itself.
  */
-import * as ort from "onnxruntime-node";
-import { FtguardError, firstLine } from "../errors";
-import { attrInt, differentiablePath, differentiate, Emitter, elemTypes, GRADIENT_OPSET } from "./gradient";
+import { FtguardError } from "../errors";
+import { DataType } from "../formats/onnx-wire";
+import { differentiablePath, differentiate, GRADIENT_OPSET } from "./gradient";
+import { Emitter } from "./graph-emitter";
+import { attrInt } from "./node-attributes";
 import {
-	DT,
 	defaultOpset,
 	type OnnxGraph,
 	type OnnxModel,
@@ -53,6 +57,19 @@ export interface InferenceGraph {
 	penultimateDim: number;
 }
 
+/** A graph input the probe feeds (zeros of this type and shape). */
+export interface ProbeInput {
+	type: "float32" | "int64";
+	dims: readonly number[];
+}
+
+/**
+ * The concrete shapes of `model`'s tensors (its inputs and node outputs) when it
+ * runs on `inputs`: exact at the batch size the built graph will run with. A
+ * model that cannot run so is MODEL_UNSUPPORTED.
+ */
+export type ShapeProbe = (model: OnnxModel, inputs: Record<string, ProbeInput>) => Promise<Map<string, number[]>>;
+
 const MODEL_PREFIX = "model/";
 
 /** The classifier, renamed, with its single data input, its logits tensor and the trailing Softmax removed. */
@@ -80,7 +97,7 @@ function prepareClassifier(model: OnnxModel): Classifier {
 	const inputInfo = dataInputs[0];
 	if (dataInputs.length !== 1 || inputInfo === undefined)
 		throw new FtguardError("MODEL_UNSUPPORTED", `the model has ${dataInputs.length} data inputs; one is expected`);
-	if (inputInfo.elemType !== DT.FLOAT)
+	if (inputInfo.elemType !== DataType.FLOAT)
 		throw new FtguardError("MODEL_UNSUPPORTED", `model input ${inputInfo.name} is not float32`);
 	const dims = inputInfo.shape?.slice(1) ?? [];
 	if (inputInfo.shape === null || inputInfo.shape.length < 2 || dims.some((d) => typeof d !== "number" || d <= 0))
@@ -128,47 +145,6 @@ function gradientModel(c: Classifier, graph: OnnxGraph): OnnxModel {
 	};
 }
 
-const ORT_TYPES: Record<number, ort.Tensor.Type> = { [DT.FLOAT]: "float32", [DT.INT64]: "int64", [DT.BOOL]: "bool" };
-
-/**
- * Runs the graph once on zeros with every intermediate exposed and returns each
- * tensor's concrete shape: exact for all ops onnxruntime knows, at the batch
- * size the derived graph will run with.
- */
-export async function probeShapes(
-	model: OnnxModel,
-	inputs: Record<string, { type: "float32" | "int64"; dims: readonly number[] }>,
-): Promise<Map<string, number[]>> {
-	const types = elemTypes(model.graph);
-	const outputs = [...new Set(model.graph.nodes.flatMap((n) => n.outputs))]
-		.filter((o) => o !== "" && ORT_TYPES[types.get(o) ?? 0] !== undefined)
-		.map((name) => ({ name, elemType: types.get(name) as number, shape: null }));
-	const probe: OnnxModel = { ...model, graph: { ...model.graph, outputs } };
-	const feeds: Record<string, ort.Tensor> = {};
-	for (const [name, { type, dims }] of Object.entries(inputs)) {
-		const n = dims.reduce((a, b) => a * b, 1);
-		feeds[name] = new ort.Tensor(type, type === "int64" ? new BigInt64Array(n) : new Float32Array(n), [...dims]);
-	}
-	let result: ort.InferenceSession.OnnxValueMapType;
-	let session: ort.InferenceSession | undefined;
-	try {
-		session = await ort.InferenceSession.create(writeOnnxModel(probe), { graphOptimizationLevel: "disabled" });
-		result = await session.run(feeds);
-	} catch (e) {
-		throw new FtguardError(
-			"MODEL_UNSUPPORTED",
-			`the model does not run at the requested batch shape: ${firstLine(e instanceof Error ? e.message : String(e))}`,
-			{ cause: e },
-		);
-	} finally {
-		await session?.release();
-	}
-	const shapes = new Map<string, number[]>();
-	for (const [name, { dims }] of Object.entries(inputs)) shapes.set(name, [...dims]);
-	for (const [name, t] of Object.entries(result)) shapes.set(name, [...(t as ort.Tensor).dims]);
-	return shapes;
-}
-
 /** Emits nodes and records the static shape of each result. */
 class Builder {
 	readonly shapes = new Map<string, number[]>();
@@ -191,14 +167,18 @@ function takenNames(g: OnnxGraph): Set<string> {
 	return new Set([...g.initializers.map((t) => t.name), ...g.nodes.flatMap((n) => [...n.inputs, ...n.outputs])]);
 }
 
-const floatInput = (name: string, shape: number[]) => ({ name, elemType: DT.FLOAT, shape });
+const floatInput = (name: string, shape: number[]) => ({ name, elemType: DataType.FLOAT, shape });
 
 /**
  * The Neural Cleanse graph for `trials` × `batch`: inputs x [B, …S], mask_raw
  * [K, …M], pattern_raw [K, …S], target int64 [K], cost [K]; outputs ce, l1, acc
  * [K], grad_mask [K, …M], grad_pattern [K, …S] (see types.ts NcBatchResult).
  */
-export async function buildNeuralCleanseGraph(model: OnnxModel, opts: NcGraphOptions): Promise<NcGraph> {
+export async function buildNeuralCleanseGraph(
+	model: OnnxModel,
+	opts: NcGraphOptions,
+	probeShapes: ShapeProbe,
+): Promise<NcGraph> {
 	const { trials: K, batch: B, lo, hi } = opts;
 	if (!Number.isInteger(K) || !Number.isInteger(B) || K < 1 || B < 1)
 		throw new FtguardError("DATA_INVALID", `trials (${K}) and batch (${B}) must be positive integers`);
@@ -260,7 +240,7 @@ export async function buildNeuralCleanseGraph(model: OnnxModel, opts: NcGraphOpt
 	const logp = b.op("LogSoftmax", [logits3], [K, B, C], [attrInt("axis", 2)]);
 	const oneHot = b.op(
 		"OneHot",
-		["target", e.i64([C]), e.tensor(DT.FLOAT, [2], Float32Array.of(0, 1))],
+		["target", e.i64([C]), e.tensor(DataType.FLOAT, [2], Float32Array.of(0, 1))],
 		[K, C],
 		[attrInt("axis", -1)],
 	);
@@ -279,7 +259,7 @@ export async function buildNeuralCleanseGraph(model: OnnxModel, opts: NcGraphOpt
 	);
 	const hitSum = b.op(
 		"ReduceSum",
-		[b.op("Cast", [hits], [K, B], [attrInt("to", DT.FLOAT)]), e.i64([1])],
+		[b.op("Cast", [hits], [K, B], [attrInt("to", DataType.FLOAT)]), e.i64([1])],
 		[K],
 		[attrInt("keepdims", 0)],
 	);
@@ -294,7 +274,7 @@ export async function buildNeuralCleanseGraph(model: OnnxModel, opts: NcGraphOpt
 			floatInput("x", [B, ...S]),
 			floatInput("mask_raw", [K, ...M]),
 			floatInput("pattern_raw", [K, ...S]),
-			{ name: "target", elemType: DT.INT64, shape: [K] },
+			{ name: "target", elemType: DataType.INT64, shape: [K] },
 			floatInput("cost", [K]),
 		],
 		outputs: [],
@@ -322,7 +302,7 @@ export async function buildNeuralCleanseGraph(model: OnnxModel, opts: NcGraphOpt
 	];
 	const spec = (v: OnnxValueInfo): TensorSpec => ({
 		name: v.name,
-		type: v.elemType === DT.INT64 ? "int64" : "float32",
+		type: v.elemType === DataType.INT64 ? "int64" : "float32",
 		dims: (v.shape ?? []) as number[],
 	});
 	return {
@@ -364,23 +344,27 @@ function findPenultimate(c: Classifier): string {
 }
 
 /** The classifier with input `x` [N, …S] and outputs `logits` [N, C] and, when asked, `penultimate` [N, D]. */
-export async function buildInferenceGraph(model: OnnxModel, opts: { penultimate: boolean }): Promise<InferenceGraph> {
+export async function buildInferenceGraph(
+	model: OnnxModel,
+	opts: { penultimate: boolean },
+	probeShapes: ShapeProbe,
+): Promise<InferenceGraph> {
 	const c = prepareClassifier(model);
 	const S = c.inputShape;
 	const b = new Builder(takenNames(c.graph));
 	b.e.nodes.push({ opType: "Identity", domain: "", name: c.input, inputs: ["x"], outputs: [c.input], attributes: [] });
 	b.alias(c.logits, "logits");
-	const outputs = [{ name: "logits", elemType: DT.FLOAT, shape: ["N", null] }];
+	const outputs = [{ name: "logits", elemType: DataType.FLOAT, shape: ["N", null] }];
 	if (opts.penultimate) {
 		const flat = b.op("Flatten", [findPenultimate(c)], [], [attrInt("axis", 1)]);
 		b.alias(flat, "penultimate");
-		outputs.push({ name: "penultimate", elemType: DT.FLOAT, shape: ["N", null] });
+		outputs.push({ name: "penultimate", elemType: DataType.FLOAT, shape: ["N", null] });
 	}
 	const graph: OnnxGraph = {
 		name: "inference",
 		nodes: [b.e.nodes[0] as OnnxNode, ...c.graph.nodes, ...b.e.nodes.slice(1)],
 		initializers: c.graph.initializers,
-		inputs: [{ name: "x", elemType: DT.FLOAT, shape: ["N", ...S] }],
+		inputs: [{ name: "x", elemType: DataType.FLOAT, shape: ["N", ...S] }],
 		outputs,
 	};
 	const om: OnnxModel = { irVersion: c.irVersion, opsetImports: c.opsetImports, producerName: "ftguard", graph };

@@ -13,7 +13,8 @@
  */
 import { FtguardError } from "../errors";
 import { Adam } from "./adam";
-import { madAnomaly, minMax, Rng } from "./stats";
+import { Rng } from "./rng";
+import { madAnomaly, minMax } from "./summary-stats";
 import type { NcBackend } from "./types";
 
 export interface NeuralCleanseOptions {

@@ -2,42 +2,41 @@
  * ONNX ModelProto ⇄ a plain graph structure, for building derived graphs
  * (gradients, the Neural Cleanse batch) that onnxruntime then executes.
  *
- * Reading reuses the wire-format reader of the safety scanner; writing uses
- * proto-write.ts. Only what a feed-forward classifier needs is kept: nested
- * graphs (If / Loop / Scan) and external data are refused with
- * MODEL_UNSUPPORTED rather than half-represented, and `value_info` is dropped
- * because derived graphs run at other batch sizes, where stale intermediate
- * shapes would contradict onnxruntime's own inference.
+ * Reading and writing use the wire format and the ONNX field table the safety
+ * scanner reads with (formats/protobuf.ts, formats/onnx-wire.ts). Only what a
+ * feed-forward classifier needs is kept: nested graphs (If / Loop / Scan) and
+ * external data are refused with MODEL_UNSUPPORTED rather than
+ * half-represented, and `value_info` is dropped because derived graphs run at
+ * other batch sizes, where stale intermediate shapes would contradict
+ * onnxruntime's own inference.
  */
 import { FtguardError } from "../errors";
+import {
+	AttributeProto,
+	AttributeType,
+	DataLocation,
+	DataType,
+	Dimension,
+	GraphProto,
+	ModelProto,
+	NodeProto,
+	OperatorSetIdProto,
+	TensorProto,
+	TensorShapeProto,
+	TypeProto,
+	TypeProtoTensor,
+	ValueInfoProto,
+} from "../formats/onnx-wire";
 import {
 	ProtoError,
 	type ProtoField,
 	ProtoSource,
+	ProtoWriter,
 	WIRE_I32,
 	WIRE_I64,
 	WIRE_LEN,
 	WIRE_VARINT,
 } from "../formats/protobuf";
-import { ProtoWriter } from "./proto-write";
-
-/** TensorProto.DataType values used by name in this module and its callers. */
-export const DT = {
-	FLOAT: 1,
-	UINT8: 2,
-	INT8: 3,
-	UINT16: 4,
-	INT16: 5,
-	INT32: 6,
-	INT64: 7,
-	STRING: 8,
-	BOOL: 9,
-	FLOAT16: 10,
-	DOUBLE: 11,
-	UINT32: 12,
-	UINT64: 13,
-	BFLOAT16: 16,
-} as const;
 
 export type TensorData =
 	| Float32Array
@@ -168,36 +167,36 @@ function typedFromRaw(dataType: number, raw: Uint8Array, name: string): TensorDa
 			throw malformed(`tensor ${name}: raw_data length ${raw.byteLength} not a multiple of ${w}`);
 	};
 	switch (dataType) {
-		case DT.FLOAT:
+		case DataType.FLOAT:
 			need(4);
 			return new Float32Array(buf);
-		case DT.DOUBLE:
+		case DataType.DOUBLE:
 			need(8);
 			return new Float64Array(buf);
-		case DT.INT64:
+		case DataType.INT64:
 			need(8);
 			return new BigInt64Array(buf);
-		case DT.UINT64:
+		case DataType.UINT64:
 			need(8);
 			return new BigUint64Array(buf);
-		case DT.INT32:
+		case DataType.INT32:
 			need(4);
 			return new Int32Array(buf);
-		case DT.UINT32:
+		case DataType.UINT32:
 			need(4);
 			return new Uint32Array(buf);
-		case DT.INT16:
+		case DataType.INT16:
 			need(2);
 			return new Int16Array(buf);
-		case DT.UINT16:
-		case DT.FLOAT16:
-		case DT.BFLOAT16:
+		case DataType.UINT16:
+		case DataType.FLOAT16:
+		case DataType.BFLOAT16:
 			need(2);
 			return new Uint16Array(buf);
-		case DT.INT8:
+		case DataType.INT8:
 			return new Int8Array(buf);
-		case DT.UINT8:
-		case DT.BOOL:
+		case DataType.UINT8:
+		case DataType.BOOL:
 			return new Uint8Array(buf);
 		default:
 			throw new FtguardError("MODEL_UNSUPPORTED", `ONNX tensor ${name}: data type ${dataType} is not supported`);
@@ -215,33 +214,35 @@ function typedFromFields(
 	uint64s: bigint[],
 ): TensorData {
 	switch (dataType) {
-		case DT.FLOAT:
+		case DataType.FLOAT:
 			return Float32Array.from(floats);
-		case DT.DOUBLE:
+		case DataType.DOUBLE:
 			return Float64Array.from(doubles);
-		case DT.INT64:
+		case DataType.INT64:
 			return BigInt64Array.from(ints);
-		case DT.UINT64:
+		case DataType.UINT64:
 			return BigUint64Array.from(uint64s, (v) => BigInt.asUintN(64, v));
-		case DT.UINT32:
+		case DataType.UINT32:
 			return Uint32Array.from(uint64s, Number);
-		case DT.INT32:
+		case DataType.INT32:
 			return Int32Array.from(int32s, Number);
-		case DT.INT16:
+		case DataType.INT16:
 			return Int16Array.from(int32s, Number);
-		case DT.UINT16:
-		case DT.FLOAT16:
-		case DT.BFLOAT16:
+		case DataType.UINT16:
+		case DataType.FLOAT16:
+		case DataType.BFLOAT16:
 			return Uint16Array.from(int32s, Number);
-		case DT.INT8:
+		case DataType.INT8:
 			return Int8Array.from(int32s, Number);
-		case DT.UINT8:
-		case DT.BOOL:
+		case DataType.UINT8:
+		case DataType.BOOL:
 			return Uint8Array.from(int32s, Number);
 		default:
 			throw new FtguardError("MODEL_UNSUPPORTED", `ONNX tensor ${name}: data type ${dataType} is not supported`);
 	}
 }
+
+const EXTERNAL = BigInt(DataLocation.EXTERNAL);
 
 async function readTensor(ps: ProtoSource, start: number, end: number): Promise<OnnxTensor> {
 	const dims: bigint[] = [];
@@ -256,40 +257,40 @@ async function readTensor(ps: ProtoSource, start: number, end: number): Promise<
 	const uint64s: bigint[] = [];
 	for (const f of await fieldsOf(ps, start, end)) {
 		switch (f.field) {
-			case 1:
+			case TensorProto.dims:
 				await pushVarints(ps, f, dims);
 				break;
-			case 2:
+			case TensorProto.data_type:
 				dataType = Number(f.value);
 				break;
-			case 3:
+			case TensorProto.segment:
 				throw new FtguardError("MODEL_UNSUPPORTED", "ONNX tensor: segmented tensors are not supported");
-			case 4:
+			case TensorProto.float_data:
 				await pushFixed(ps, f, 4, floats);
 				break;
-			case 5:
+			case TensorProto.int32_data:
 				await pushVarints(ps, f, int32s);
 				break;
-			case 7:
+			case TensorProto.int64_data:
 				await pushVarints(ps, f, ints);
 				break;
-			case 8:
+			case TensorProto.name:
 				name = await str(ps, f);
 				break;
-			case 9:
+			case TensorProto.raw_data:
 				raw = await ownBytes(ps, f);
 				break;
-			case 10:
+			case TensorProto.double_data:
 				await pushFixed(ps, f, 8, doubles);
 				break;
-			case 11:
+			case TensorProto.uint64_data:
 				await pushVarints(ps, f, uint64s);
 				break;
-			case 13:
+			case TensorProto.external_data:
 				external = true;
 				break;
-			case 14:
-				if (f.value === 1n) external = true;
+			case TensorProto.data_location:
+				if (f.value === EXTERNAL) external = true;
 				break;
 		}
 	}
@@ -322,44 +323,44 @@ async function readAttribute(ps: ProtoSource, start: number, end: number, where:
 	let nested = false;
 	for (const f of await fieldsOf(ps, start, end)) {
 		switch (f.field) {
-			case 1:
+			case AttributeProto.name:
 				name = await str(ps, f);
 				break;
-			case 20:
+			case AttributeProto.type:
 				type = Number(f.value);
 				break;
-			case 2: {
+			case AttributeProto.f: {
 				const v: number[] = [];
 				await pushFixed(ps, f, 4, v);
 				f1 = v[0];
 				break;
 			}
-			case 3:
+			case AttributeProto.i:
 				i1 = BigInt.asIntN(64, f.value);
 				break;
-			case 4:
+			case AttributeProto.s:
 				s1 = await str(ps, f);
 				break;
-			case 5:
+			case AttributeProto.t:
 				if (f.wire !== WIRE_LEN) throw malformed(`attribute ${name} of ${where}: bad tensor`);
 				t1 = await readTensor(ps, f.start, f.start + f.length);
 				break;
-			case 7:
+			case AttributeProto.floats:
 				await pushFixed(ps, f, 4, floats);
 				break;
-			case 8:
+			case AttributeProto.ints:
 				await pushVarints(ps, f, ints);
 				break;
-			case 9:
+			case AttributeProto.strings:
 				strings.push(await str(ps, f));
 				break;
-			case 6:
-			case 10:
-			case 11:
-			case 14:
-			case 15:
-			case 22:
-			case 23:
+			case AttributeProto.g:
+			case AttributeProto.tensors:
+			case AttributeProto.graphs:
+			case AttributeProto.tp:
+			case AttributeProto.type_protos:
+			case AttributeProto.sparse_tensor:
+			case AttributeProto.sparse_tensors:
 				nested = true;
 				break;
 		}
@@ -368,20 +369,20 @@ async function readAttribute(ps: ProtoSource, start: number, end: number, where:
 		new FtguardError("MODEL_UNSUPPORTED", `ONNX node ${where}: attribute ${name} (type ${type}) is not supported`);
 	if (nested) throw unsupported();
 	switch (type) {
-		case 1:
+		case AttributeType.FLOAT:
 			return { name, type: "float", value: f1 ?? 0 };
-		case 2:
+		case AttributeType.INT:
 			return { name, type: "int", value: Number(i1 ?? 0n) };
-		case 3:
+		case AttributeType.STRING:
 			return { name, type: "string", value: s1 ?? "" };
-		case 4:
+		case AttributeType.TENSOR:
 			if (t1 === undefined) throw malformed(`attribute ${name} of ${where}: missing tensor`);
 			return { name, type: "tensor", value: t1 };
-		case 6:
+		case AttributeType.FLOATS:
 			return { name, type: "floats", value: floats };
-		case 7:
+		case AttributeType.INTS:
 			return { name, type: "ints", value: ints.map(Number) };
-		case 8:
+		case AttributeType.STRINGS:
 			return { name, type: "strings", value: strings };
 		default:
 			throw unsupported();
@@ -392,12 +393,12 @@ async function readNode(ps: ProtoSource, start: number, end: number, index: numb
 	const node: OnnxNode = { opType: "", domain: "", name: "", inputs: [], outputs: [], attributes: [] };
 	const attrs: ProtoField[] = [];
 	for (const f of await fieldsOf(ps, start, end)) {
-		if (f.field === 1) node.inputs.push(await str(ps, f));
-		else if (f.field === 2) node.outputs.push(await str(ps, f));
-		else if (f.field === 3) node.name = await str(ps, f);
-		else if (f.field === 4) node.opType = await str(ps, f);
-		else if (f.field === 7) node.domain = await str(ps, f);
-		else if (f.field === 5 && f.wire === WIRE_LEN) attrs.push(f);
+		if (f.field === NodeProto.input) node.inputs.push(await str(ps, f));
+		else if (f.field === NodeProto.output) node.outputs.push(await str(ps, f));
+		else if (f.field === NodeProto.name) node.name = await str(ps, f);
+		else if (f.field === NodeProto.op_type) node.opType = await str(ps, f);
+		else if (f.field === NodeProto.domain) node.domain = await str(ps, f);
+		else if (f.field === NodeProto.attribute && f.wire === WIRE_LEN) attrs.push(f);
 	}
 	if (node.opType === "") throw malformed(`node #${index} has no op_type`);
 	const where = `${node.opType} "${node.name || `#${index}`}"`;
@@ -408,20 +409,21 @@ async function readNode(ps: ProtoSource, start: number, end: number, index: numb
 async function readValueInfo(ps: ProtoSource, start: number, end: number): Promise<OnnxValueInfo> {
 	const vi: OnnxValueInfo = { name: "", elemType: 0, shape: null };
 	for (const f of await fieldsOf(ps, start, end)) {
-		if (f.field === 1) vi.name = await str(ps, f);
-		else if (f.field === 2 && f.wire === WIRE_LEN) {
+		if (f.field === ValueInfoProto.name) vi.name = await str(ps, f);
+		else if (f.field === ValueInfoProto.type && f.wire === WIRE_LEN) {
 			for (const t of await fieldsOf(ps, f.start, f.start + f.length)) {
-				if (t.field !== 1 || t.wire !== WIRE_LEN) continue; // only tensor types matter for classifiers
+				// only tensor types matter for classifiers
+				if (t.field !== TypeProto.tensor_type || t.wire !== WIRE_LEN) continue;
 				for (const tt of await fieldsOf(ps, t.start, t.start + t.length)) {
-					if (tt.field === 1) vi.elemType = Number(tt.value);
-					else if (tt.field === 2 && tt.wire === WIRE_LEN) {
+					if (tt.field === TypeProtoTensor.elem_type) vi.elemType = Number(tt.value);
+					else if (tt.field === TypeProtoTensor.shape && tt.wire === WIRE_LEN) {
 						vi.shape = [];
 						for (const d of await fieldsOf(ps, tt.start, tt.start + tt.length)) {
-							if (d.field !== 1 || d.wire !== WIRE_LEN) continue;
+							if (d.field !== TensorShapeProto.dim || d.wire !== WIRE_LEN) continue;
 							let dim: OnnxDim = null;
 							for (const x of await fieldsOf(ps, d.start, d.start + d.length)) {
-								if (x.field === 1) dim = Number(BigInt.asIntN(64, x.value));
-								else if (x.field === 2) dim = await str(ps, x);
+								if (x.field === Dimension.dim_value) dim = Number(BigInt.asIntN(64, x.value));
+								else if (x.field === Dimension.dim_param) dim = await str(ps, x);
 							}
 							vi.shape.push(dim);
 						}
@@ -438,13 +440,13 @@ async function readGraph(ps: ProtoSource, start: number, end: number): Promise<O
 	for (const f of await fieldsOf(ps, start, end)) {
 		const s = f.start;
 		const e = f.start + f.length;
-		if (f.field === 2) g.name = await str(ps, f);
+		if (f.field === GraphProto.name) g.name = await str(ps, f);
 		else if (f.wire !== WIRE_LEN) continue;
-		else if (f.field === 1) g.nodes.push(await readNode(ps, s, e, g.nodes.length));
-		else if (f.field === 5) g.initializers.push(await readTensor(ps, s, e));
-		else if (f.field === 11) g.inputs.push(await readValueInfo(ps, s, e));
-		else if (f.field === 12) g.outputs.push(await readValueInfo(ps, s, e));
-		else if (f.field === 15)
+		else if (f.field === GraphProto.node) g.nodes.push(await readNode(ps, s, e, g.nodes.length));
+		else if (f.field === GraphProto.initializer) g.initializers.push(await readTensor(ps, s, e));
+		else if (f.field === GraphProto.input) g.inputs.push(await readValueInfo(ps, s, e));
+		else if (f.field === GraphProto.output) g.outputs.push(await readValueInfo(ps, s, e));
+		else if (f.field === GraphProto.sparse_initializer)
 			throw new FtguardError("MODEL_UNSUPPORTED", "ONNX model: sparse initializers are not supported");
 	}
 	return g;
@@ -471,17 +473,18 @@ export async function readOnnxModel(bytes: Uint8Array): Promise<OnnxModel> {
 		let graph: OnnxGraph | undefined;
 		const opsetImports: OnnxModel["opsetImports"] = [];
 		for (const f of await fieldsOf(ps, 0, buf.length)) {
-			if (f.field === 1 && f.wire === WIRE_VARINT) irVersion = Number(f.value);
-			else if (f.field === 2) producerName = await str(ps, f);
-			else if (f.field === 8 && f.wire === WIRE_LEN) {
+			if (f.field === ModelProto.ir_version && f.wire === WIRE_VARINT) irVersion = Number(f.value);
+			else if (f.field === ModelProto.producer_name) producerName = await str(ps, f);
+			else if (f.field === ModelProto.opset_import && f.wire === WIRE_LEN) {
 				const op = { domain: "", version: 0 };
 				for (const x of await fieldsOf(ps, f.start, f.start + f.length)) {
-					if (x.field === 1) op.domain = await str(ps, x);
-					else if (x.field === 2) op.version = Number(x.value);
+					if (x.field === OperatorSetIdProto.domain) op.domain = await str(ps, x);
+					else if (x.field === OperatorSetIdProto.version) op.version = Number(x.value);
 				}
 				opsetImports.push(op);
-			} else if (f.field === 7 && f.wire === WIRE_LEN) graph = await readGraph(ps, f.start, f.start + f.length);
-			else if (f.field === 25)
+			} else if (f.field === ModelProto.graph && f.wire === WIRE_LEN)
+				graph = await readGraph(ps, f.start, f.start + f.length);
+			else if (f.field === ModelProto.functions)
 				throw new FtguardError("MODEL_UNSUPPORTED", "ONNX model: model-local functions are not supported");
 		}
 		if (irVersion === undefined || graph === undefined) throw malformed("no ir_version or no graph");
@@ -505,44 +508,44 @@ export function defaultOpset(model: OnnxModel): number {
 
 function writeTensor(t: OnnxTensor): ProtoWriter {
 	const w = new ProtoWriter();
-	for (const d of t.dims) w.varint(1, d);
-	w.varint(2, t.dataType);
-	w.string(8, t.name);
-	w.bytes(9, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+	for (const d of t.dims) w.varint(TensorProto.dims, d);
+	w.varint(TensorProto.data_type, t.dataType);
+	w.string(TensorProto.name, t.name);
+	w.bytes(TensorProto.raw_data, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
 	return w;
 }
 
 function writeAttribute(a: OnnxAttribute): ProtoWriter {
 	const w = new ProtoWriter();
-	w.string(1, a.name);
+	w.string(AttributeProto.name, a.name);
 	switch (a.type) {
 		case "float":
-			w.float(2, a.value);
-			w.varint(20, 1);
+			w.float(AttributeProto.f, a.value);
+			w.varint(AttributeProto.type, AttributeType.FLOAT);
 			break;
 		case "int":
-			w.varint(3, a.value);
-			w.varint(20, 2);
+			w.varint(AttributeProto.i, a.value);
+			w.varint(AttributeProto.type, AttributeType.INT);
 			break;
 		case "string":
-			w.string(4, a.value);
-			w.varint(20, 3);
+			w.string(AttributeProto.s, a.value);
+			w.varint(AttributeProto.type, AttributeType.STRING);
 			break;
 		case "tensor":
-			w.message(5, writeTensor(a.value));
-			w.varint(20, 4);
+			w.message(AttributeProto.t, writeTensor(a.value));
+			w.varint(AttributeProto.type, AttributeType.TENSOR);
 			break;
 		case "floats":
-			for (const v of a.value) w.float(7, v);
-			w.varint(20, 6);
+			for (const v of a.value) w.float(AttributeProto.floats, v);
+			w.varint(AttributeProto.type, AttributeType.FLOATS);
 			break;
 		case "ints":
-			for (const v of a.value) w.varint(8, v);
-			w.varint(20, 7);
+			for (const v of a.value) w.varint(AttributeProto.ints, v);
+			w.varint(AttributeProto.type, AttributeType.INTS);
 			break;
 		case "strings":
-			for (const v of a.value) w.string(9, v);
-			w.varint(20, 8);
+			for (const v of a.value) w.string(AttributeProto.strings, v);
+			w.varint(AttributeProto.type, AttributeType.STRINGS);
 			break;
 	}
 	return w;
@@ -550,22 +553,22 @@ function writeAttribute(a: OnnxAttribute): ProtoWriter {
 
 function writeValueInfo(v: OnnxValueInfo): ProtoWriter {
 	const tensor = new ProtoWriter();
-	tensor.varint(1, v.elemType);
+	tensor.varint(TypeProtoTensor.elem_type, v.elemType);
 	if (v.shape !== null) {
 		const shape = new ProtoWriter();
 		for (const d of v.shape) {
 			const dim = new ProtoWriter();
-			if (typeof d === "number") dim.varint(1, d);
-			else if (typeof d === "string") dim.string(2, d);
-			shape.message(1, dim);
+			if (typeof d === "number") dim.varint(Dimension.dim_value, d);
+			else if (typeof d === "string") dim.string(Dimension.dim_param, d);
+			shape.message(TensorShapeProto.dim, dim);
 		}
-		tensor.message(2, shape);
+		tensor.message(TypeProtoTensor.shape, shape);
 	}
 	const type = new ProtoWriter();
-	type.message(1, tensor);
+	type.message(TypeProto.tensor_type, tensor);
 	const w = new ProtoWriter();
-	w.string(1, v.name);
-	w.message(2, type);
+	w.string(ValueInfoProto.name, v.name);
+	w.message(ValueInfoProto.type, type);
 	return w;
 }
 
@@ -574,27 +577,27 @@ export function writeOnnxModel(model: OnnxModel): Uint8Array {
 	const g = new ProtoWriter();
 	for (const n of model.graph.nodes) {
 		const w = new ProtoWriter();
-		for (const i of n.inputs) w.string(1, i);
-		for (const o of n.outputs) w.string(2, o);
-		if (n.name !== "") w.string(3, n.name);
-		w.string(4, n.opType);
-		for (const a of n.attributes) w.message(5, writeAttribute(a));
-		if (n.domain !== "") w.string(7, n.domain);
-		g.message(1, w);
+		for (const i of n.inputs) w.string(NodeProto.input, i);
+		for (const o of n.outputs) w.string(NodeProto.output, o);
+		if (n.name !== "") w.string(NodeProto.name, n.name);
+		w.string(NodeProto.op_type, n.opType);
+		for (const a of n.attributes) w.message(NodeProto.attribute, writeAttribute(a));
+		if (n.domain !== "") w.string(NodeProto.domain, n.domain);
+		g.message(GraphProto.node, w);
 	}
-	g.string(2, model.graph.name || "graph");
-	for (const t of model.graph.initializers) g.message(5, writeTensor(t));
-	for (const v of model.graph.inputs) g.message(11, writeValueInfo(v));
-	for (const v of model.graph.outputs) g.message(12, writeValueInfo(v));
+	g.string(GraphProto.name, model.graph.name || "graph");
+	for (const t of model.graph.initializers) g.message(GraphProto.initializer, writeTensor(t));
+	for (const v of model.graph.inputs) g.message(GraphProto.input, writeValueInfo(v));
+	for (const v of model.graph.outputs) g.message(GraphProto.output, writeValueInfo(v));
 	const m = new ProtoWriter();
-	m.varint(1, model.irVersion);
-	if (model.producerName !== "") m.string(2, model.producerName);
-	m.message(7, g);
+	m.varint(ModelProto.ir_version, model.irVersion);
+	if (model.producerName !== "") m.string(ModelProto.producer_name, model.producerName);
+	m.message(ModelProto.graph, g);
 	for (const o of model.opsetImports) {
 		const w = new ProtoWriter();
-		w.string(1, o.domain);
-		w.varint(2, o.version);
-		m.message(8, w);
+		w.string(OperatorSetIdProto.domain, o.domain);
+		w.varint(OperatorSetIdProto.version, o.version);
+		m.message(ModelProto.opset_import, w);
 	}
 	return m.finish();
 }

@@ -1,13 +1,15 @@
 /**
- * onnxruntime-node sessions for the backdoor graphs. A requested execution
- * provider that this build or machine lacks falls back to CPU with one log
- * line, so a scan never dies for want of a GPU; `provider` says what ran.
- * onnxruntime failures at run time are BACKEND_ERROR.
+ * onnxruntime-node sessions for the backdoor graphs, and the shape probe their
+ * builders need. A requested execution provider that this build or machine
+ * lacks falls back to CPU with one log line, so a scan never dies for want of a
+ * GPU; `provider` says what ran. onnxruntime failures at run time are BACKEND_ERROR.
  */
 import * as ort from "onnxruntime-node";
 import { FtguardError, firstLine } from "../errors";
-import { buildInferenceGraph, buildNeuralCleanseGraph } from "./nc-graph";
-import type { OnnxModel } from "./onnx-model";
+import { DataType } from "../formats/onnx-wire";
+import { elemTypes } from "./gradient";
+import { buildInferenceGraph, buildNeuralCleanseGraph, type ProbeInput } from "./nc-graph";
+import { type OnnxModel, writeOnnxModel } from "./onnx-model";
 import type { InferenceRunner, NcBackend, NcBatchResult } from "./types";
 
 export type Device = "cpu" | "cuda" | "webgpu";
@@ -55,6 +57,51 @@ export async function createSession(bytes: Uint8Array, opts: SessionOptions): Pr
 	}
 }
 
+const ORT_TYPES: Record<number, ort.Tensor.Type> = {
+	[DataType.FLOAT]: "float32",
+	[DataType.INT64]: "int64",
+	[DataType.BOOL]: "bool",
+};
+
+/**
+ * The graph builders' ShapeProbe: runs the graph once on zeros with every
+ * intermediate exposed and returns each tensor's concrete shape, exact for all
+ * ops onnxruntime knows.
+ */
+export async function probeShapes(
+	model: OnnxModel,
+	inputs: Record<string, ProbeInput>,
+): Promise<Map<string, number[]>> {
+	const types = elemTypes(model.graph);
+	const outputs = [...new Set(model.graph.nodes.flatMap((n) => n.outputs))]
+		.filter((o) => o !== "" && ORT_TYPES[types.get(o) ?? 0] !== undefined)
+		.map((name) => ({ name, elemType: types.get(name) as number, shape: null }));
+	const probe: OnnxModel = { ...model, graph: { ...model.graph, outputs } };
+	const feeds: Record<string, ort.Tensor> = {};
+	for (const [name, { type, dims }] of Object.entries(inputs)) {
+		const n = dims.reduce((a, b) => a * b, 1);
+		feeds[name] = new ort.Tensor(type, type === "int64" ? new BigInt64Array(n) : new Float32Array(n), [...dims]);
+	}
+	let result: ort.InferenceSession.OnnxValueMapType;
+	let session: ort.InferenceSession | undefined;
+	try {
+		session = await ort.InferenceSession.create(writeOnnxModel(probe), { graphOptimizationLevel: "disabled" });
+		result = await session.run(feeds);
+	} catch (e) {
+		throw new FtguardError(
+			"MODEL_UNSUPPORTED",
+			`the model does not run at the requested batch shape: ${firstLine(e instanceof Error ? e.message : String(e))}`,
+			{ cause: e },
+		);
+	} finally {
+		await session?.release();
+	}
+	const shapes = new Map<string, number[]>();
+	for (const [name, { dims }] of Object.entries(inputs)) shapes.set(name, [...dims]);
+	for (const [name, t] of Object.entries(result)) shapes.set(name, [...(t as ort.Tensor).dims]);
+	return shapes;
+}
+
 async function run(
 	session: ort.InferenceSession,
 	feeds: Record<string, ort.Tensor>,
@@ -92,7 +139,7 @@ export class NcRunner implements NcBackend {
 	) {}
 
 	static async create(model: OnnxModel, opts: NcRunnerOptions): Promise<NcRunner> {
-		const g = await buildNeuralCleanseGraph(model, opts);
+		const g = await buildNeuralCleanseGraph(model, opts, probeShapes);
 		const s = await createSession(g.bytes, opts);
 		return new NcRunner(s, g.trials, g.batch, g.inputShape, g.maskShape, g.numClasses);
 	}
@@ -163,7 +210,7 @@ export class OnnxInferenceRunner implements InferenceRunner {
 	) {}
 
 	static async create(model: OnnxModel, opts: InferenceRunnerOptions): Promise<OnnxInferenceRunner> {
-		const g = await buildInferenceGraph(model, { penultimate: opts.penultimate ?? true });
+		const g = await buildInferenceGraph(model, { penultimate: opts.penultimate ?? true }, probeShapes);
 		const s = await createSession(g.bytes, opts);
 		return new OnnxInferenceRunner(s, g.numClasses, g.inputShape, g.penultimateDim, opts.chunk ?? 256);
 	}

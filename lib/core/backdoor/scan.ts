@@ -15,8 +15,8 @@ import { type NcClassResult, type NcProgress, neuralCleanse } from "./neural-cle
 import type { NpyFloat32, NpyInt64 } from "./npy";
 import { type OnnxModel, readOnnxModel } from "./onnx-model";
 import { type Device, NcRunner, OnnxInferenceRunner } from "./runtime";
-import { minMax } from "./stats";
 import { type StripCalibration, type StripTriggerResult, stripCalibrate, stripOnTriggers, stripScore } from "./strip";
+import { minMax } from "./summary-stats";
 import type { ReversedTrigger } from "./trigger-images";
 import { judgeNeuralCleanse, type NcEvidence } from "./verdict";
 

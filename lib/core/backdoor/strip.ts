@@ -17,7 +17,9 @@
  * Model calls are batched: many perturbed copies (of many inputs) per logits().
  */
 import { FtguardError } from "../errors";
-import { mean, minMax, quantile, Rng, softmaxEntropy, std } from "./stats";
+import { Rng } from "./rng";
+import { softmaxEntropy } from "./softmax";
+import { mean, minMax, quantile, std } from "./summary-stats";
 import type { InferenceRunner } from "./types";
 
 export interface StripOptions {

@@ -15,7 +15,7 @@
  * - Activation Clustering decides only on training-set samples (what it was
  *   designed for); on clean reference data it is reported, never a verdict.
  */
-import { MAD_CONSISTENCY, madAnomaly, median } from "./stats";
+import { MAD_CONSISTENCY, madAnomaly, median } from "./summary-stats";
 
 export interface NcEvidence {
 	cls: number;

@@ -1,8 +1,9 @@
 /**
- * The scanner registry: every format scanner, in detection order (fixed magic numbers first, then archives by their
- * first entry, then protobuf and pickle heuristics, then files the loaders recognise by name). Every scanner that
- * claims a file runs on it (the first names its format); the engine adds the loaders no scanner stands for (pickle
- * from byte 0, decompressors, archive readers). Add new scanners here.
+ * The scanner registry: every format scanner, in detection order — fixed magic numbers first, then zips by their first
+ * entry, then files the loaders recognise by name (Hugging Face configs, Python), then the protobuf and pickle
+ * heuristics, and `.h5` by name last. The engine (scan.ts) runs every scanner that claims a file, one per format (the
+ * first names the file's format), and adds the loaders no scanner stands for (pickle from byte 0, decompressors,
+ * archive readers). Add new scanners here.
  */
 import { ggufScanner } from "./gguf";
 import {
@@ -15,7 +16,8 @@ import { kerasScanner } from "./keras";
 import { kerasH5NamedScanner, kerasH5Scanner } from "./keras-h5";
 import { npzScanner, numpyScanner } from "./numpy";
 import { onnxScanner } from "./onnx";
-import { pickleScanner, pytorchLegacyScanner, pytorchZipScanner } from "./pytorch";
+import { pickleScanner } from "./pickle-scanner";
+import { pytorchLegacyScanner, pytorchZipScanner } from "./pytorch";
 import { pytorchTarScanner } from "./pytorch-tar";
 import { safetensorsScanner } from "./safetensors";
 import type { ScanOptions } from "./scan";

@@ -18,9 +18,9 @@
  * A file without the magic is unpickled from byte 0 by np.load(allow_pickle=True) (and a zip is an npz): that
  * is the engine's byte-0 pickle analysis, not this scanner's.
  */
+import { analyzeStream } from "./pickle-stream";
 import { PY_SIMPLE_ESCAPES } from "./python-escapes";
-import { analyzeStream, SliceSource } from "./pytorch";
-import { BufferSource } from "./source";
+import { BufferSource, SliceSource } from "./source";
 import type { ByteSource, Finding, ScanInput, Scanner, ScanPolicy, ScanResult } from "./types";
 import { entryDataOffset, isZip, listZip, readEntry, type ZipEntry } from "./zip";
 

@@ -24,6 +24,19 @@
  */
 import { lstat, realpath } from "node:fs/promises";
 import { dirname, isAbsolute, relative, resolve, sep } from "node:path";
+import {
+	AttributeProto,
+	DataLocation,
+	DataType,
+	FunctionProto,
+	GraphProto,
+	ModelProto,
+	NodeProto,
+	SparseTensorProto,
+	StringStringEntryProto,
+	TensorProto,
+	TrainingInfoProto,
+} from "./onnx-wire";
 import { looksLikeMessage, ProtoError, type ProtoField, ProtoSource, WIRE_LEN, WIRE_VARINT } from "./protobuf";
 import type { Finding, ScanInput, Scanner, ScanResult } from "./types";
 
@@ -61,33 +74,35 @@ interface Walk {
 const fnKey = (domain: string, name: string) => `${domain}\u0000${name}`;
 
 /**
- * Bits per element of TensorProto.DataType (FLOAT=1 … FLOAT4E2M1=23); STRING (8)
- * and unknown types have no fixed size and are not checked.
+ * Bits per element of each TensorProto.DataType; STRING and unknown types have
+ * no fixed size and are not checked.
  */
 const ELEMENT_BITS: Readonly<Record<number, number>> = {
-	1: 32,
-	2: 8,
-	3: 8,
-	4: 16,
-	5: 16,
-	6: 32,
-	7: 64,
-	9: 8,
-	10: 16,
-	11: 64,
-	12: 32,
-	13: 64,
-	14: 64,
-	15: 128,
-	16: 16,
-	17: 8,
-	18: 8,
-	19: 8,
-	20: 8,
-	21: 4,
-	22: 4,
-	23: 4,
+	[DataType.FLOAT]: 32,
+	[DataType.UINT8]: 8,
+	[DataType.INT8]: 8,
+	[DataType.UINT16]: 16,
+	[DataType.INT16]: 16,
+	[DataType.INT32]: 32,
+	[DataType.INT64]: 64,
+	[DataType.BOOL]: 8,
+	[DataType.FLOAT16]: 16,
+	[DataType.DOUBLE]: 64,
+	[DataType.UINT32]: 32,
+	[DataType.UINT64]: 64,
+	[DataType.COMPLEX64]: 64,
+	[DataType.COMPLEX128]: 128,
+	[DataType.BFLOAT16]: 16,
+	[DataType.FLOAT8E4M3FN]: 8,
+	[DataType.FLOAT8E4M3FNUZ]: 8,
+	[DataType.FLOAT8E5M2]: 8,
+	[DataType.FLOAT8E5M2FNUZ]: 8,
+	[DataType.UINT4]: 4,
+	[DataType.INT4]: 4,
+	[DataType.FLOAT4E2M1]: 4,
 };
+
+const EXTERNAL = BigInt(DataLocation.EXTERNAL);
 
 /** Reads a packed repeated varint field (proto3's default for `repeated int64 dims`). */
 async function packedVarints(ps: ProtoSource, f: ProtoField, max: number): Promise<bigint[]> {
@@ -133,18 +148,18 @@ async function walkTensor(w: Walk, start: number, end: number, where: string): P
 	let rawLength: number | undefined;
 	const entries: Array<[string, string]> = [];
 	for await (const f of w.ps.fields(start, end)) {
-		if (f.field === 8 && f.wire === WIRE_LEN) name = await w.ps.string(f, 1024);
-		else if (f.field === 1 && f.wire === WIRE_VARINT) dims.push(f.value);
-		else if (f.field === 1 && f.wire === WIRE_LEN) dims.push(...(await packedVarints(w.ps, f, 64)));
-		else if (f.field === 2 && f.wire === WIRE_VARINT) dataType = Number(f.value);
-		else if (f.field === 9 && f.wire === WIRE_LEN) rawLength = f.length;
-		else if (f.field === 14 && f.wire === WIRE_VARINT) external = f.value === 1n;
-		else if (f.field === 13 && f.wire === WIRE_LEN) {
+		if (f.field === TensorProto.name && f.wire === WIRE_LEN) name = await w.ps.string(f, 1024);
+		else if (f.field === TensorProto.dims && f.wire === WIRE_VARINT) dims.push(f.value);
+		else if (f.field === TensorProto.dims && f.wire === WIRE_LEN) dims.push(...(await packedVarints(w.ps, f, 64)));
+		else if (f.field === TensorProto.data_type && f.wire === WIRE_VARINT) dataType = Number(f.value);
+		else if (f.field === TensorProto.raw_data && f.wire === WIRE_LEN) rawLength = f.length;
+		else if (f.field === TensorProto.data_location && f.wire === WIRE_VARINT) external = f.value === EXTERNAL;
+		else if (f.field === TensorProto.external_data && f.wire === WIRE_LEN) {
 			let key = "";
 			let value = "";
 			for await (const e of w.ps.fields(f.start, f.start + f.length)) {
-				if (e.field === 1 && e.wire === WIRE_LEN) key = await w.ps.string(e, 1024);
-				else if (e.field === 2 && e.wire === WIRE_LEN) value = await w.ps.string(e, 8192);
+				if (e.field === StringStringEntryProto.key && e.wire === WIRE_LEN) key = await w.ps.string(e, 1024);
+				else if (e.field === StringStringEntryProto.value && e.wire === WIRE_LEN) value = await w.ps.string(e, 8192);
 			}
 			if (entries.length < 64) entries.push([key, value]);
 		}
@@ -165,7 +180,7 @@ async function walkTensor(w: Walk, start: number, end: number, where: string): P
 
 async function walkSparse(w: Walk, f: ProtoField, where: string): Promise<void> {
 	for await (const s of w.ps.fields(f.start, f.start + f.length))
-		if ((s.field === 1 || s.field === 2) && s.wire === WIRE_LEN)
+		if ((s.field === SparseTensorProto.values || s.field === SparseTensorProto.indices) && s.wire === WIRE_LEN)
 			await walkTensor(w, s.start, s.start + s.length, where);
 }
 
@@ -173,11 +188,13 @@ async function walkAttribute(w: Walk, f: ProtoField, where: string, depth: numbe
 	let name = "";
 	for await (const a of w.ps.fields(f.start, f.start + f.length)) {
 		if (a.wire !== WIRE_LEN) continue;
-		if (a.field === 1) name = await w.ps.string(a, 256);
+		if (a.field === AttributeProto.name) name = await w.ps.string(a, 256);
 		const at = `${where}.${name || "attribute"}`;
-		if (a.field === 5 || a.field === 10) await walkTensor(w, a.start, a.start + a.length, at);
-		else if (a.field === 6 || a.field === 11) await walkGraph(w, a, at, depth + 1);
-		else if (a.field === 22 || a.field === 23) await walkSparse(w, a, at);
+		if (a.field === AttributeProto.t || a.field === AttributeProto.tensors)
+			await walkTensor(w, a.start, a.start + a.length, at);
+		else if (a.field === AttributeProto.g || a.field === AttributeProto.graphs) await walkGraph(w, a, at, depth + 1);
+		else if (a.field === AttributeProto.sparse_tensor || a.field === AttributeProto.sparse_tensors)
+			await walkSparse(w, a, at);
 	}
 }
 
@@ -188,10 +205,10 @@ async function walkNode(w: Walk, f: ProtoField, where: string, index: number, de
 	const attrs: ProtoField[] = [];
 	for await (const n of w.ps.fields(f.start, f.start + f.length)) {
 		if (n.wire !== WIRE_LEN) continue;
-		if (n.field === 4) opType = await w.ps.string(n, 256);
-		else if (n.field === 7) domain = await w.ps.string(n, 256);
-		else if (n.field === 3) name = await w.ps.string(n, 256);
-		else if (n.field === 5) attrs.push(n);
+		if (n.field === NodeProto.op_type) opType = await w.ps.string(n, 256);
+		else if (n.field === NodeProto.domain) domain = await w.ps.string(n, 256);
+		else if (n.field === NodeProto.name) name = await w.ps.string(n, 256);
+		else if (n.field === NodeProto.attribute) attrs.push(n);
 	}
 	const at = `${where} node ${name !== "" ? name : `#${index}`} (${domain === "" ? "" : `${domain}::`}${opType})`;
 	const key = `${domain}\u0000${opType}`;
@@ -205,9 +222,10 @@ async function walkGraph(w: Walk, f: ProtoField, where: string, depth: number): 
 	let i = 0;
 	for await (const g of w.ps.fields(f.start, f.start + f.length)) {
 		if (g.wire !== WIRE_LEN) continue;
-		if (g.field === 1) await walkNode(w, g, where, i++, depth);
-		else if (g.field === 5) await walkTensor(w, g.start, g.start + g.length, `${where} initializer`);
-		else if (g.field === 15) await walkSparse(w, g, `${where} sparse initializer`);
+		if (g.field === GraphProto.node) await walkNode(w, g, where, i++, depth);
+		else if (g.field === GraphProto.initializer)
+			await walkTensor(w, g.start, g.start + g.length, `${where} initializer`);
+		else if (g.field === GraphProto.sparse_initializer) await walkSparse(w, g, `${where} sparse initializer`);
 	}
 }
 
@@ -217,9 +235,9 @@ async function walkFunction(w: Walk, f: ProtoField, depth: number): Promise<void
 	const nodes: ProtoField[] = [];
 	for await (const g of w.ps.fields(f.start, f.start + f.length)) {
 		if (g.wire !== WIRE_LEN) continue;
-		if (g.field === 1) name = await w.ps.string(g, 256);
-		else if (g.field === 10) domain = await w.ps.string(g, 256);
-		else if (g.field === 7) nodes.push(g);
+		if (g.field === FunctionProto.name) name = await w.ps.string(g, 256);
+		else if (g.field === FunctionProto.domain) domain = await w.ps.string(g, 256);
+		else if (g.field === FunctionProto.node) nodes.push(g);
 	}
 	w.functions.add(fnKey(domain, name));
 	let i = 0;
@@ -231,12 +249,15 @@ async function walkModel(ps: ProtoSource): Promise<Walk> {
 	const w: Walk = { ps, ops: new Map(), externals: [], functions: new Set() };
 	for await (const f of ps.fields(0, ps.size)) {
 		if (f.wire !== WIRE_LEN) continue;
-		if (f.field === 7) await walkGraph(w, f, "graph", 0);
-		else if (f.field === 25) await walkFunction(w, f, 0);
-		else if (f.field === 20) {
-			// TrainingInfoProto: initialization (1) and algorithm (2) are graphs
+		if (f.field === ModelProto.graph) await walkGraph(w, f, "graph", 0);
+		else if (f.field === ModelProto.functions) await walkFunction(w, f, 0);
+		else if (f.field === ModelProto.training_info) {
 			for await (const t of ps.fields(f.start, f.start + f.length))
-				if ((t.field === 1 || t.field === 2) && t.wire === WIRE_LEN) await walkGraph(w, t, "training graph", 1);
+				if (
+					(t.field === TrainingInfoProto.initialization || t.field === TrainingInfoProto.algorithm) &&
+					t.wire === WIRE_LEN
+				)
+					await walkGraph(w, t, "training graph", 1);
 		}
 	}
 	return w;
@@ -385,18 +406,21 @@ export async function scanOnnx(input: ScanInput): Promise<ScanResult> {
 
 /** ModelProto fields and their wire types, for sniffing. */
 const MODEL_FIELDS: Readonly<Record<number, number>> = {
-	1: WIRE_VARINT,
-	2: WIRE_LEN,
-	3: WIRE_LEN,
-	4: WIRE_LEN,
-	5: WIRE_VARINT,
-	6: WIRE_LEN,
-	7: WIRE_LEN,
-	8: WIRE_LEN,
-	14: WIRE_LEN,
-	20: WIRE_LEN,
-	25: WIRE_LEN,
+	[ModelProto.ir_version]: WIRE_VARINT,
+	[ModelProto.producer_name]: WIRE_LEN,
+	[ModelProto.producer_version]: WIRE_LEN,
+	[ModelProto.domain]: WIRE_LEN,
+	[ModelProto.model_version]: WIRE_VARINT,
+	[ModelProto.doc_string]: WIRE_LEN,
+	[ModelProto.graph]: WIRE_LEN,
+	[ModelProto.opset_import]: WIRE_LEN,
+	[ModelProto.metadata_props]: WIRE_LEN,
+	[ModelProto.training_info]: WIRE_LEN,
+	[ModelProto.functions]: WIRE_LEN,
 };
+
+/** The tag byte of ir_version, the field exporters write first. */
+const IR_VERSION_TAG = (ModelProto.ir_version << 3) | WIRE_VARINT;
 
 /** Scanner for ONNX models (`ModelProto` in protobuf binary form). */
 export const onnxScanner: Scanner = {
@@ -404,9 +428,9 @@ export const onnxScanner: Scanner = {
 	detect(head: Buffer, name: string, size: number): boolean {
 		const ok = (field: number, wire: number) => MODEL_FIELDS[field] === wire;
 		const n = looksLikeMessage(head, size, ok, 3);
-		// Exporters write ir_version (field 1) first; three well-formed ModelProto fields
+		// Exporters write ir_version first; three well-formed ModelProto fields
 		// in a row are convincing on their own; `.onnx` breaks ties for short odd files.
-		if (head[0] === 0x08 && n >= 2) return true;
+		if (head[0] === IR_VERSION_TAG && n >= 2) return true;
 		if (n >= 3) return true;
 		return name.toLowerCase().endsWith(".onnx") && n >= 1;
 	},

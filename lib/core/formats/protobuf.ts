@@ -1,12 +1,16 @@
 /**
- * A minimal protobuf wire-format reader over a ByteSource, enough to walk ONNX
- * models without a schema library. Length-delimited fields are returned as byte
+ * The protobuf wire format, enough to read and write ONNX models without a
+ * schema library (the field numbers are in onnx-wire.ts).
+ *
+ * Reading goes over a ByteSource: length-delimited fields are returned as byte
  * ranges, so a caller descends into the messages it cares about and skips the
  * rest (tensor `raw_data`, often gigabytes) without reading it. Reads go through
  * a forward read-ahead window: a depth-first walk touches the file in order.
- *
  * Every length is checked against the enclosing message before use; a broken
  * encoding throws ProtoError, never anything else.
+ *
+ * Writing builds messages bottom-up as byte chunks, so a nested message's length
+ * is known before it is framed.
  */
 import type { ByteSource } from "./types";
 
@@ -158,4 +162,74 @@ export function looksLikeMessage(
 		seen++;
 	}
 	return seen;
+}
+
+const INT64_MAX = (1n << 63n) - 1n;
+const INT64_MIN = -(1n << 63n);
+
+/** A message under construction; `finish` gives its encoding. */
+export class ProtoWriter {
+	private chunks: Uint8Array[] = [];
+	private size = 0;
+
+	private push(b: Uint8Array): void {
+		this.chunks.push(b);
+		this.size += b.length;
+	}
+
+	private rawVarint(v: bigint): void {
+		// int64 fields are two's complement on the wire: negatives take ten bytes
+		let u = BigInt.asUintN(64, v);
+		const out: number[] = [];
+		while (u >= 0x80n) {
+			out.push(Number(u & 0x7fn) | 0x80);
+			u >>= 7n;
+		}
+		out.push(Number(u));
+		this.push(Uint8Array.from(out));
+	}
+
+	private tag(field: number, wire: number): void {
+		this.rawVarint(BigInt((field << 3) | wire));
+	}
+
+	/** int64 / int32 / enum / bool field; numbers beyond int64 saturate (attribute ints are read as doubles). */
+	varint(field: number, v: number | bigint): void {
+		let b = typeof v === "bigint" ? v : BigInt(Math.trunc(v));
+		if (b > INT64_MAX) b = INT64_MAX;
+		if (b < INT64_MIN) b = INT64_MIN;
+		this.tag(field, WIRE_VARINT);
+		this.rawVarint(b);
+	}
+
+	float(field: number, v: number): void {
+		this.tag(field, WIRE_I32);
+		const b = new Uint8Array(4);
+		new DataView(b.buffer).setFloat32(0, v, true);
+		this.push(b);
+	}
+
+	bytes(field: number, b: Uint8Array): void {
+		this.tag(field, WIRE_LEN);
+		this.rawVarint(BigInt(b.length));
+		this.push(b);
+	}
+
+	string(field: number, s: string): void {
+		this.bytes(field, new TextEncoder().encode(s));
+	}
+
+	message(field: number, w: ProtoWriter): void {
+		this.bytes(field, w.finish());
+	}
+
+	finish(): Uint8Array {
+		const out = new Uint8Array(this.size);
+		let pos = 0;
+		for (const c of this.chunks) {
+			out.set(c, pos);
+			pos += c.length;
+		}
+		return out;
+	}
 }

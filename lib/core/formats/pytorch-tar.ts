@@ -17,7 +17,7 @@
  * (pickle-forbidden by default, the allow-list with --allow-pickle). To find
  * where each pickle starts, the records are walked exactly: the counts and the
  * storage type come from a strict decoder of the tiny pickles torch wrote
- * (ints, strings, tuples, globals, memo), which gives values only — the
+ * (pickle-values.ts: ints, strings, tuples, globals, memo), which gives values only — the
  * security judgement is always the analyser's. A record the decoder cannot
  * read, a storage type of unknown element size, link or sparse members, or a
  * budget exceeded make the walk stop with a high finding (fail closed: torch
@@ -41,7 +41,10 @@
  *   Other members are left alone with a low finding saying so, never silently.
  */
 import { analyzePickle, isPickleOpcode, looksLikePickle, type PickleAnalysis, startsWithProto } from "./pickle";
-import { HeadCachedSource, judgeWeightsOnly, pytorchZipScanner, SliceSource } from "./pytorch";
+import { judgeWeightsOnly } from "./pickle-stream";
+import { decodePickleValue, type PickleValue } from "./pickle-values";
+import { pytorchZipScanner } from "./pytorch";
+import { inputSource, SliceSource } from "./source";
 import { getMember, hasData, isLink, isTarHeader, listTar, type TarMember } from "./tar";
 import {
 	type ByteSource,
@@ -112,271 +115,6 @@ const LEGACY_TENSOR_TYPES = new Set(
 	].map((t) => `${t}Tensor`),
 );
 const TORCH_MODULES = new Set(["torch", "torch.cuda"]);
-
-// ---------------------------------------------------------------- strict value decoder
-
-type Value =
-	| { t: "int"; v: bigint }
-	| { t: "str"; v: string }
-	| { t: "none" }
-	| { t: "seq"; kind: "tuple" | "list"; items: Value[] }
-	| { t: "global"; module: string; name: string };
-
-/**
- * Decodes the small pickles torch wrote around raw data (counts, record tuples)
- * into values, or `undefined` for anything outside that subset. `end` is where
- * the file position is after `pickle.load` (past a FRAME that outlasts STOP:
- * the C unpickler reads whole frames). Not a security analysis: values only.
- */
-function decodeRecord(buf: Buffer): { value: Value; end: number } | undefined {
-	let pos = 0;
-	let frameEnd = 0;
-	let stack: Value[] = [];
-	const marks: Value[][] = [];
-	const memo = new Map<number, Value>();
-	const need = (n: number) => {
-		if (pos + n > buf.length) throw new Error("eof");
-	};
-	const line = (): string => {
-		const nl = buf.indexOf(0x0a, pos);
-		if (nl < 0) throw new Error("eof");
-		const s = buf.toString("latin1", pos, nl);
-		pos = nl + 1;
-		return s;
-	};
-	const pop = (): Value => {
-		const v = stack.pop();
-		if (v === undefined) throw new Error("underflow");
-		return v;
-	};
-	const str = (n: number, enc: "utf8" | "latin1"): Value => {
-		need(n);
-		const v = buf.toString(enc, pos, pos + n);
-		pos += n;
-		return { t: "str", v };
-	};
-	const signedLE = (b: Buffer): bigint => {
-		if (b.length === 0) return 0n;
-		let n = 0n;
-		for (let i = b.length - 1; i >= 0; i--) n = (n << 8n) | BigInt(b[i] as number);
-		return (b[b.length - 1] as number) & 0x80 ? n - (1n << BigInt(8 * b.length)) : n;
-	};
-	try {
-		for (let ops = 0; ops < 10_000; ops++) {
-			need(1);
-			const op = buf[pos++] as number;
-			switch (op) {
-				case 0x80: // PROTO
-					need(1);
-					if ((buf[pos++] as number) > 5) return undefined;
-					break;
-				case 0x95: {
-					// FRAME
-					need(8);
-					const n = buf.readBigUInt64LE(pos);
-					pos += 8;
-					if (n > BigInt(buf.length)) return undefined;
-					frameEnd = pos + Number(n);
-					break;
-				}
-				case 0x2e: {
-					// STOP
-					const value = pop();
-					if (stack.length !== 0 || marks.length !== 0) return undefined;
-					return { value, end: Math.max(pos, frameEnd) };
-				}
-				case 0x4b: // BININT1
-					need(1);
-					stack.push({ t: "int", v: BigInt(buf[pos++] as number) });
-					break;
-				case 0x4d: // BININT2
-					need(2);
-					stack.push({ t: "int", v: BigInt(buf.readUInt16LE(pos)) });
-					pos += 2;
-					break;
-				case 0x4a: // BININT
-					need(4);
-					stack.push({ t: "int", v: BigInt(buf.readInt32LE(pos)) });
-					pos += 4;
-					break;
-				case 0x8a: {
-					// LONG1
-					need(1);
-					const n = buf[pos++] as number;
-					need(n);
-					stack.push({ t: "int", v: signedLE(buf.subarray(pos, pos + n)) });
-					pos += n;
-					break;
-				}
-				case 0x49: {
-					// INT (protocol 0): "01" / "00" are True / False
-					const s = line();
-					if (s === "01" || s === "00") stack.push({ t: "int", v: s === "01" ? 1n : 0n });
-					else if (/^[+-]?\d+$/.test(s.trim())) stack.push({ t: "int", v: BigInt(s.trim()) });
-					else return undefined;
-					break;
-				}
-				case 0x4c: {
-					// LONG (protocol 0): digits with an optional L
-					const s = line().trim().replace(/L$/, "");
-					if (!/^[+-]?\d+$/.test(s)) return undefined;
-					stack.push({ t: "int", v: BigInt(s) });
-					break;
-				}
-				case 0x88: // NEWTRUE (bool is an int: range(True) works)
-				case 0x89: // NEWFALSE
-					stack.push({ t: "int", v: op === 0x88 ? 1n : 0n });
-					break;
-				case 0x4e: // NONE
-					stack.push({ t: "none" });
-					break;
-				case 0x55: // SHORT_BINSTRING (decoded with encoding='utf-8' by torch.load)
-					need(1);
-					stack.push(str(buf[pos++] as number, "utf8"));
-					break;
-				case 0x54: {
-					// BINSTRING
-					need(4);
-					const n = buf.readInt32LE(pos);
-					pos += 4;
-					if (n < 0) return undefined;
-					stack.push(str(n, "utf8"));
-					break;
-				}
-				case 0x8c: // SHORT_BINUNICODE
-					need(1);
-					stack.push(str(buf[pos++] as number, "utf8"));
-					break;
-				case 0x58: {
-					// BINUNICODE
-					need(4);
-					const n = buf.readUInt32LE(pos);
-					pos += 4;
-					stack.push(str(n, "utf8"));
-					break;
-				}
-				case 0x63: {
-					// GLOBAL
-					const module = line();
-					const name = line();
-					stack.push({ t: "global", module, name });
-					break;
-				}
-				case 0x93: {
-					// STACK_GLOBAL
-					const name = pop();
-					const module = pop();
-					if (module.t !== "str" || name.t !== "str") return undefined;
-					stack.push({ t: "global", module: module.v, name: name.v });
-					break;
-				}
-				case 0x28: // MARK
-					marks.push(stack);
-					stack = [];
-					break;
-				case 0x29: // EMPTY_TUPLE
-					stack.push({ t: "seq", kind: "tuple", items: [] });
-					break;
-				case 0x5d: // EMPTY_LIST
-					stack.push({ t: "seq", kind: "list", items: [] });
-					break;
-				case 0x85: // TUPLE1
-				case 0x86: // TUPLE2
-				case 0x87: {
-					// TUPLE3
-					const n = op - 0x84;
-					if (stack.length < n) return undefined;
-					stack.push({ t: "seq", kind: "tuple", items: stack.splice(stack.length - n, n) });
-					break;
-				}
-				case 0x74: // TUPLE
-				case 0x6c: {
-					// LIST
-					const items = stack;
-					const prev = marks.pop();
-					if (prev === undefined) return undefined;
-					stack = prev;
-					stack.push({ t: "seq", kind: op === 0x74 ? "tuple" : "list", items });
-					break;
-				}
-				case 0x61: {
-					// APPEND
-					const v = pop();
-					const l = stack[stack.length - 1];
-					if (l?.t !== "seq" || l.kind !== "list") return undefined;
-					l.items.push(v);
-					break;
-				}
-				case 0x65: {
-					// APPENDS
-					const items = stack;
-					const prev = marks.pop();
-					if (prev === undefined) return undefined;
-					stack = prev;
-					const l = stack[stack.length - 1];
-					if (l?.t !== "seq" || l.kind !== "list") return undefined;
-					l.items.push(...items);
-					break;
-				}
-				case 0x71: // BINPUT
-				case 0x72: // LONG_BINPUT
-				case 0x94: {
-					// MEMOIZE
-					let idx = memo.size;
-					if (op === 0x71) {
-						need(1);
-						idx = buf[pos++] as number;
-					} else if (op === 0x72) {
-						need(4);
-						idx = buf.readUInt32LE(pos);
-						pos += 4;
-					}
-					const top = stack[stack.length - 1];
-					if (top === undefined) return undefined;
-					memo.set(idx, top);
-					break;
-				}
-				case 0x70: {
-					// PUT
-					const top = stack[stack.length - 1];
-					const s = line();
-					if (top === undefined || !/^\d+$/.test(s)) return undefined;
-					memo.set(Number(s), top);
-					break;
-				}
-				case 0x68: // BINGET
-				case 0x6a: // LONG_BINGET
-				case 0x67: {
-					// GET
-					let idx: number;
-					if (op === 0x68) {
-						need(1);
-						idx = buf[pos++] as number;
-					} else if (op === 0x6a) {
-						need(4);
-						idx = buf.readUInt32LE(pos);
-						pos += 4;
-					} else {
-						const s = line();
-						if (!/^\d+$/.test(s)) return undefined;
-						idx = Number(s);
-					}
-					const v = memo.get(idx);
-					if (v === undefined) return undefined;
-					stack.push(v);
-					break;
-				}
-				default:
-					return undefined;
-			}
-		}
-	} catch {
-		return undefined;
-	}
-	return undefined;
-}
-
-// ---------------------------------------------------------------- the scanner
 
 class Walk {
 	readonly findings: Finding[] = [];
@@ -457,7 +195,7 @@ class Walk {
 		pos: number,
 		member: string,
 		what: string,
-	): Promise<{ value: Value; end: number; a: PickleAnalysis } | undefined> {
+	): Promise<{ value: PickleValue; end: number; a: PickleAnalysis } | undefined> {
 		if (++this.records > MAX_RECORDS) {
 			this.unverifiable(`more than ${MAX_RECORDS} records; the rest of the member was not checked`, member);
 			return undefined;
@@ -472,7 +210,7 @@ class Walk {
 			this.broken(`${what}: ${a.malformed ?? "not a pickle"}`, `${member} @ 0x${pos.toString(16)}`);
 			return undefined;
 		}
-		const d = decodeRecord(buf);
+		const d = decodePickleValue(buf);
 		if (d === undefined || pos + d.end > slice.size) {
 			this.findings.push(...a.findings);
 			this.unverifiable(
@@ -526,7 +264,7 @@ class Walk {
 				this.broken(`storage record ${i} is not (key, location, storage_type)`, loc);
 				return;
 			}
-			const st = v.items[2] as Value;
+			const st = v.items[2] as PickleValue;
 			if (st.t !== "global") {
 				this.broken(`storage record ${i}: storage_type is not a class (no .dtype)`, loc);
 				return;
@@ -684,9 +422,8 @@ async function fallbackFindings(src: ByteSource, policy: ScanPolicy): Promise<Fi
 }
 
 async function scanTar(input: ScanInput): Promise<ScanResult> {
-	const { source, head, policy } = input;
-	const src =
-		head !== undefined && head.length > 0 && head.length <= source.size ? new HeadCachedSource(source, head) : source;
+	const { policy } = input;
+	const src = inputSource(input);
 	const w = new Walk(src, policy);
 	const listing = await listTar(src);
 	// Not a tar: torch.load takes the legacy pickle path, which the other scanners judge.

@@ -1,19 +1,23 @@
 /**
- * Scanners for pickle-bearing files: plain pickles, `torch.save` zip archives
- * and legacy (pre-1.6, `_use_new_zipfile_serialization=False`) torch files.
+ * Scanners for PyTorch's own checkpoint containers: `torch.save` zip archives (read as torch.load's zip reader
+ * sees them) and legacy (pre-1.6, `_use_new_zipfile_serialization=False`) files. Plain pickles are
+ * pickle-scanner.ts's; pre-1.0 tar checkpoints pytorch-tar.ts's.
  *
  * Only the pickle streams are read. Pickles are read in growing chunks through
  * the ByteSource and re-analysed until they end, so a 1 GiB legacy checkpoint
  * costs the few KiB of its five pickles, and tensor bytes are never touched.
  */
+import { analyzePickle, startsWithProto } from "./pickle";
 import {
-	type AnalyzeOptions,
-	analyzePickle,
-	looksLikePickle,
-	mayBeUnpickled,
-	type PickleAnalysis,
-	startsWithProto,
-} from "./pickle";
+	analyzeStream,
+	FIRST_CHUNK,
+	GROWTH,
+	judgeWeightsOnly,
+	MAX_PICKLE_BYTES,
+	tooLargeFinding,
+	toScanResult,
+} from "./pickle-stream";
+import { inputSource } from "./source";
 import {
 	type ByteSource,
 	type Finding,
@@ -23,167 +27,8 @@ import {
 	type ScanPolicy,
 	type ScanResult,
 } from "./types";
-import { type CheckOptions, checkWeightsOnly, type WeightsOnlyResult } from "./weights-only";
+import { checkWeightsOnly } from "./weights-only";
 import { entryDataOffset, isZip, le32, listZip, readEntry, type ZipEntry } from "./zip";
-
-/** Largest pickle stream analysed (per file, or per archive entry). */
-export const MAX_PICKLE_BYTES = 256 * 1024 * 1024;
-const FIRST_CHUNK = 64 * 1024;
-const GROWTH = 4;
-
-/** A window onto part of another source; reads count towards the parent's `bytesRead`. */
-export class SliceSource implements ByteSource {
-	constructor(
-		private readonly parent: ByteSource,
-		private readonly start: number,
-		readonly size: number,
-	) {}
-	get bytesRead(): number {
-		return this.parent.bytesRead;
-	}
-	read(offset: number, length: number): Promise<Buffer> {
-		const o = Math.max(0, Math.min(offset, this.size));
-		const n = Math.max(0, Math.min(length, this.size - o));
-		return this.parent.read(this.start + o, n);
-	}
-}
-
-export type StreamOptions = Omit<AnalyzeOptions, "partial" | "start" | "baseOffset"> & {
-	/** Offset in `src` where the pickle stream starts. @default 0 */
-	offset?: number;
-	/** Upper bound on bytes read. @default MAX_PICKLE_BYTES */
-	maxBytes?: number;
-	/** First read size (pass the stream's known size to analyse it in one pass). @default 64 KiB */
-	firstChunk?: number;
-};
-
-/** What `analyzeStream` returns: the analysis and how many bytes it analysed (for budgets). */
-export type StreamAnalysis = PickleAnalysis & { bytes: number };
-
-/**
- * Analyses the pickle stream(s) starting at `offset`, reading in growing
- * chunks and re-analysing until the stream ends (or `maxPickles` are done), so
- * that what follows the pickles (tensor storage) is never read.
- *
- * The first chunk (64 KiB unless told) covers typical checkpoint pickles in one
- * pass; after that each read quadruples the buffer, so re-analysing from the
- * start costs at most ~4/3 of a single pass over the final size.
- */
-export async function analyzeStream(src: ByteSource, opts: StreamOptions): Promise<StreamAnalysis> {
-	const { offset: _o, maxBytes: _m, firstChunk: _f, ...rest } = opts;
-	const offset = opts.offset ?? 0;
-	const total = Math.max(0, src.size - offset);
-	const maxBytes = Math.min(opts.maxBytes ?? MAX_PICKLE_BYTES, total);
-	const want = Math.min(Math.max(1, opts.firstChunk ?? FIRST_CHUNK), maxBytes);
-	let buf = await src.read(offset, want);
-	for (;;) {
-		const done = buf.length >= maxBytes;
-		const r: StreamAnalysis = Object.assign(analyzePickle(buf, { ...rest, baseOffset: offset, partial: !done }), {
-			bytes: buf.length,
-		});
-		// A buffer that ends exactly after a STOP may be followed by another pickle: read on
-		// (unless the pickles wanted are all there), or a second pickle at a chunk boundary goes unseen.
-		const atBoundary =
-			!done && r.malformed === undefined && r.end === buf.length && (opts.maxPickles ?? Infinity) > r.pickles;
-		if (!r.incomplete && !atBoundary) {
-			if (done && maxBytes < total && r.malformed?.startsWith("truncated")) {
-				r.findings.push({
-					id: "pickle-too-large",
-					severity: "high",
-					message: `pickle stream longer than ${maxBytes} bytes; the rest was not checked`,
-					...(opts.location ? { location: opts.location } : {}),
-				});
-			}
-			return r;
-		}
-		const next = Math.min(maxBytes, buf.length * GROWTH);
-		const more = await src.read(offset + buf.length, next - buf.length);
-		if (more.length === 0) {
-			return Object.assign(analyzePickle(buf, { ...rest, baseOffset: offset }), { bytes: buf.length });
-		}
-		buf = Buffer.concat([buf, more]);
-	}
-}
-
-/**
- * A source that serves reads inside an already-read prefix of the file (the
- * engine's 64 KiB head) from memory: those bytes are not read (nor counted) twice.
- */
-export class HeadCachedSource implements ByteSource {
-	constructor(
-		private readonly parent: ByteSource,
-		private readonly head: Buffer,
-	) {}
-	get size(): number {
-		return this.parent.size;
-	}
-	get bytesRead(): number {
-		return this.parent.bytesRead;
-	}
-	/** `read`, synchronously, when the parent can read synchronously. */
-	syncReader(): SyncRead | undefined {
-		const parent = syncReader(this.parent);
-		if (parent === undefined) return undefined;
-		return (offset, length) => {
-			const h = this.head;
-			const start = Math.max(0, Math.min(offset, this.parent.size));
-			const n = Math.max(0, Math.min(length, this.parent.size - start));
-			if (start + n <= h.length) return h.subarray(start, start + n);
-			if (start >= h.length) return parent(start, n);
-			return Buffer.concat([h.subarray(start), parent(h.length, start + n - h.length)]);
-		};
-	}
-	/** `syncReader`, reading into a caller's buffer (no allocation per read). */
-	syncReaderInto(): SyncReadInto | undefined {
-		const parent = syncReaderInto(this.parent);
-		if (parent === undefined) return undefined;
-		return (offset, length, into, at) => {
-			const h = this.head;
-			const start = Math.max(0, Math.min(offset, this.parent.size));
-			const n = Math.max(0, Math.min(length, this.parent.size - start));
-			if (start + n <= h.length) return h.copy(into, at, start, start + n);
-			if (start >= h.length) return parent(start, n, into, at);
-			const k = h.copy(into, at, start);
-			return k + parent(h.length, start + n - h.length, into, at + k);
-		};
-	}
-	async read(offset: number, length: number): Promise<Buffer> {
-		const h = this.head;
-		const start = Math.max(0, Math.min(offset, this.parent.size));
-		const n = Math.max(0, Math.min(length, this.parent.size - start));
-		if (start + n <= h.length) return h.subarray(start, start + n);
-		if (start >= h.length) return this.parent.read(start, n);
-		const rest = await this.parent.read(h.length, start + n - h.length);
-		return Buffer.concat([h.subarray(start), rest]);
-	}
-}
-
-type SyncRead = (offset: number, length: number) => Buffer;
-
-/** A synchronous reader for sources that offer one (FileSource, BufferSource, and those over them). */
-function syncReader(src: ByteSource): SyncRead | undefined {
-	if (src instanceof HeadCachedSource) return src.syncReader();
-	const r = (src as { readSync?: unknown }).readSync;
-	return typeof r === "function" ? (r as SyncRead).bind(src) : undefined;
-}
-
-/** Reads up to `length` bytes at `offset` into `into` at `at`; returns how many it read. */
-type SyncReadInto = (offset: number, length: number, into: Buffer, at: number) => number;
-
-/** `syncReader`, into a caller's buffer. */
-function syncReaderInto(src: ByteSource): SyncReadInto | undefined {
-	if (src instanceof HeadCachedSource) return src.syncReaderInto();
-	const r = (src as { readSyncInto?: unknown }).readSyncInto;
-	return typeof r === "function" ? (r as SyncReadInto).bind(src) : undefined;
-}
-
-/** The input's source, with the engine's head (if it passed one) served from memory. */
-function sourceOf(input: ScanInput): ByteSource {
-	const { source, head } = input;
-	return head !== undefined && head.length > 0 && head.length <= source.size
-		? new HeadCachedSource(source, head)
-		: source;
-}
 
 function forbidden(policy: ScanPolicy, location?: string): Finding[] {
 	if (policy.allowPickle) return [];
@@ -197,143 +42,13 @@ function forbidden(policy: ScanPolicy, location?: string): Finding[] {
 	];
 }
 
-/**
- * Under --allow-pickle, the findings for one pickle torch.load reads (`r`: the weights_only model's result on it):
- * nothing when a weights_only loader loads it; else why not. A refusal about code (a global, callable, build or
- * append target, opcode) is `weights-only-refused` (high), with the dangerous globals CPython's unpickler would
- * import named (`dangerous-global`, critical); a corrupt pickle is malformed, and any import the full unpickler
- * would still make before failing is reported (fail closed: weights_only=False reads on where the model stopped).
- * One exception: a refusal for an opcode alone, in bytes that CPython's unpickler cannot run to their STOP either,
- * with nothing the analyser flags (no import off its allow-list, no call of a non-global, no payload found further
- * on), is not about code: no loader runs anything (random bytes are not a pickle) — malformed.
- */
-export function judgeWeightsOnly(
-	buf: Buffer,
-	r: WeightsOnlyResult,
-	at: { start?: number; baseOffset?: number; location?: string },
-): ScanResult {
-	if (r.outcome === "loaded") return { findings: [] };
-	const full = analyzePickle(buf, {
-		policy: { allowPickle: true },
-		...(at.location !== undefined ? { location: at.location } : {}),
-		start: at.start ?? 0,
-		baseOffset: at.baseOffset ?? 0,
-		maxPickles: 1,
-		forbiddenFinding: false,
-	});
-	const serious = full.findings.filter((f) => f.severity === "critical" || f.severity === "high");
-	const where = `${at.location ? `${at.location} @ ` : ""}opcode 0x${(r.offset ?? 0).toString(16)}`;
-	const versions = Object.entries(r.byVersion)
-		.map(([v, b]) => `torch ${v}: ${b.reason ?? b.outcome}`)
-		.join("; ");
-	// Inert imports (those the analyser does not flag) may come first: nothing runs before the failure either way.
-	const notAPickle = r.opcode === true && serious.length === 0 && full.pickles === 0 && full.malformed !== undefined;
-	if (r.outcome === "refused" && !notAPickle) {
-		return {
-			findings: [
-				{
-					id: "weights-only-refused",
-					severity: "high",
-					message: `torch.load(weights_only=True) refuses this pickle (${versions})`,
-					location: where,
-				},
-				...serious.filter((f) => f.id === "dangerous-global"),
-			],
-		};
-	}
-	return {
-		findings: serious,
-		malformed: `${at.location ? `${at.location}: ` : ""}${r.reason ?? "not a pickle"} (${where})`,
-	};
-}
-
-/**
- * Runs the weights_only model over the pickle at `offset` of `src`, reading in growing chunks (the first
- * `first` bytes, then ×4) until it is decided; `buf` is what was read from `offset`.
- */
-export async function weightsOnlyStream(
-	src: ByteSource,
-	offset: number,
-	opts: Omit<CheckOptions, "partial" | "start" | "baseOffset"> & { first?: number; maxBytes?: number },
-): Promise<{ r: WeightsOnlyResult; buf: Buffer; tooLarge: boolean }> {
-	const total = Math.max(0, src.size - offset);
-	const max = Math.min(opts.maxBytes ?? MAX_PICKLE_BYTES, total);
-	let buf = await src.read(offset, Math.min(Math.max(1, opts.first ?? FIRST_CHUNK), max));
-	for (;;) {
-		const partial = buf.length < max;
-		const r = checkWeightsOnly(buf, { ...opts, baseOffset: offset, partial });
-		if (r.outcome !== "incomplete") return { r, buf, tooLarge: false };
-		if (!partial) return { r, buf, tooLarge: max < total };
-		const more = await src.read(offset + buf.length, Math.min(max, buf.length * GROWTH) - buf.length);
-		if (more.length === 0) return { r: checkWeightsOnly(buf, { ...opts, baseOffset: offset }), buf, tooLarge: false };
-		buf = Buffer.concat([buf, more]);
-	}
-}
-
-function tooLargeFinding(location: string | undefined, max: number): Finding {
-	return {
-		id: "pickle-too-large",
-		severity: "high",
-		message: `pickle stream longer than ${max} bytes; the rest was not checked`,
-		...(location ? { location } : {}),
-	};
-}
-
-/**
- * --allow-pickle on a plain pickle: pickle.load (and torch's weights_only unpickler) reads the first pickle; loaders
- * that call it again read the next ones, so every pickle that follows in a row is checked too. Bytes after a
- * pickle that are no pickle (one that fails as corrupt) are left: no loader runs them.
- */
-async function scanPlainAllowed(src: ByteSource): Promise<ScanResult> {
-	const findings: Finding[] = [];
-	let offset = 0;
-	for (let k = 0; k < MAX_PICKLES_IN_A_ROW && offset < src.size; k++) {
-		// strings decoded as the most lenient loader does (numpy.load(encoding="latin1"); torch: utf-8, pickle: ASCII):
-		// one that fails in one loader does not hide what another reads next
-		const { r, buf, tooLarge } = await weightsOnlyStream(src, offset, { mode: "none", encoding: "bytes" });
-		if (tooLarge) return { findings: [...findings, tooLargeFinding(undefined, MAX_PICKLE_BYTES)] };
-		const j = judgeWeightsOnly(buf, r, { baseOffset: offset });
-		if (k > 0 && j.malformed !== undefined && j.findings.length === 0) break;
-		findings.push(...j.findings);
-		if (j.malformed !== undefined) return { findings, malformed: j.malformed };
-		if (r.outcome !== "loaded" || r.end === undefined) break;
-		offset = r.end;
-	}
-	return { findings };
-}
-
-/** Pickles checked in a row in one plain pickle file. */
-const MAX_PICKLES_IN_A_ROW = 64;
-
-/** A plain pickle file (`.pkl`, `.pickle`, old `.bin` / `.ckpt` …), recognised by its first opcodes. */
-export const pickleScanner: Scanner = {
-	format: "pickle",
-	detect(head) {
-		return looksLikePickle(head) && !isLegacyTorch(head);
-	},
-	scan(input: ScanInput) {
-		return guarded(async () => {
-			if (input.policy.allowPickle) return scanPlainAllowed(sourceOf(input));
-			const r = await analyzeStream(sourceOf(input), { policy: input.policy });
-			return toResult(r);
-		});
-	},
-	// pickle.load (and torch.load's legacy path) runs a pickle from byte 0 and ignores what follows it. An HDF5
-	// file's user block is bytes of the writer's choosing before the superblock: one named like a pickle whose
-	// first byte is an opcode is analysed as the pickle it may also be (the engine's rule for unclaimed files).
-	alsoIn: async (source, head, name, claimed) => claimed === "keras-h5" && mayBeUnpickled(head, name, source.size),
-};
-
-function toResult(r: PickleAnalysis): ScanResult {
-	return r.malformed !== undefined ? { findings: r.findings, malformed: r.malformed } : { findings: r.findings };
-}
-
 // Legacy torch.save writes the magic number 0x1950a86a20f9469cfc6c as a LONG1 pickle first.
 const LEGACY_MAGIC = Buffer.from([0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]);
 const MAGIC_NUMBER = 0x1950a86a20f9469cfc6cn;
 const PROTOCOL_VERSION = 1001n;
 
-function isLegacyTorch(head: Buffer): boolean {
+/** A legacy torch.save file: its first pickle is the magic number (the plain pickle scanner leaves it to this one). */
+export function isLegacyTorch(head: Buffer): boolean {
 	return startsWithProto(head) && head.subarray(2, 2 + LEGACY_MAGIC.length).equals(LEGACY_MAGIC);
 }
 
@@ -400,11 +115,11 @@ export const pytorchLegacyScanner: Scanner = {
 	},
 	scan(input: ScanInput) {
 		return guarded(async () => {
-			if (input.policy.allowPickle) return scanLegacyAllowed(sourceOf(input));
-			const r = await analyzeStream(sourceOf(input), { policy: input.policy, maxPickles: 5 });
+			if (input.policy.allowPickle) return scanLegacyAllowed(inputSource(input));
+			const r = await analyzeStream(inputSource(input), { policy: input.policy, maxPickles: 5 });
 			if (r.malformed === undefined && r.pickles < 5)
 				return { findings: r.findings, malformed: `legacy torch file holds ${r.pickles} of 5 pickles` };
-			return toResult(r);
+			return toScanResult(r);
 		});
 	},
 };
@@ -591,7 +306,7 @@ export const pytorchZipScanner: Scanner = {
 	},
 	scan(input: ScanInput) {
 		const { policy } = input;
-		const source = sourceOf(input);
+		const source = inputSource(input);
 		return guarded(async () => {
 			const listing = await listZip(source);
 			if (typeof listing === "string") return { findings: forbidden(policy), malformed: `not a zip: ${listing}` };

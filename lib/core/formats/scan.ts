@@ -15,8 +15,8 @@ import { normalizeIgnorePaths, walkModel } from "../integrity/walk";
 import { type Codec, codecOf, DEFAULT_INFLATE_LIMITS, type InflateLimits, inflate } from "./compressed";
 import { globToRegExp, inertView } from "./inert";
 import { isPickleOpcode, PLAIN_FAILS_FIRST } from "./pickle";
-import { analyzeStream, SliceSource } from "./pytorch";
-import { BufferSource, FileSource } from "./source";
+import { analyzeStream } from "./pickle-stream";
+import { BufferSource, FileSource, SliceSource } from "./source";
 import { getMember, hasData, isLink, isTarHeader, listTar, type TarMember } from "./tar";
 import {
 	type ByteSource,

@@ -1,8 +1,11 @@
-/** ByteSource implementations: a file on disk (random access, counted) and an in-memory buffer. */
+/**
+ * ByteSource implementations: a file on disk (random access, counted), an in-memory buffer, a window onto part of
+ * another source (an archive member), and a source whose already-read head is served from memory.
+ */
 import { closeSync, constants, fstatSync, openSync, read as readCb, readSync } from "node:fs";
 import { promisify } from "node:util";
 import { FtguardError } from "../errors";
-import type { ByteSource } from "./types";
+import type { ByteSource, ScanInput } from "./types";
 
 const readAsync = promisify(readCb);
 
@@ -56,23 +59,6 @@ export class FileSource implements ByteSource {
 		return got === n ? buf : buf.subarray(0, got);
 	}
 
-	/**
-	 * `readSync` into a caller's buffer at `at` (no allocation; `into` must have room):
-	 * for the zip scanner's one sniff per entry. Returns the bytes read.
-	 */
-	readSyncInto(offset: number, length: number, into: Buffer, at: number): number {
-		const start = Math.max(0, Math.min(offset, this.size));
-		const n = Math.max(0, Math.min(length, this.size - start));
-		let got = 0;
-		while (got < n) {
-			const r = readSync(this.fd, into, at + got, n - got, start + got);
-			if (r === 0) break; // file shrank under us: return what exists
-			got += r;
-		}
-		this.read_ += got;
-		return got;
-	}
-
 	async read(offset: number, length: number): Promise<Buffer> {
 		// Small reads (headers, sniffs, pickles) are synchronous: a FileHandle.read round trip
 		// through the thread pool costs far more than the copy from the page cache.
@@ -114,14 +100,58 @@ export class BufferSource implements ByteSource {
 		return out;
 	}
 
-	readSyncInto(offset: number, length: number, into: Buffer, at: number): number {
-		const start = Math.max(0, Math.min(offset, this.buf.length));
-		const n = this.buf.copy(into, at, start, Math.min(this.buf.length, start + Math.max(0, length)));
-		this.read_ += n;
-		return n;
-	}
-
 	async read(offset: number, length: number): Promise<Buffer> {
 		return this.readSync(offset, length);
 	}
+}
+
+/** A window onto part of another source; reads count towards the parent's `bytesRead`. */
+export class SliceSource implements ByteSource {
+	constructor(
+		private readonly parent: ByteSource,
+		private readonly start: number,
+		readonly size: number,
+	) {}
+	get bytesRead(): number {
+		return this.parent.bytesRead;
+	}
+	read(offset: number, length: number): Promise<Buffer> {
+		const o = Math.max(0, Math.min(offset, this.size));
+		const n = Math.max(0, Math.min(length, this.size - o));
+		return this.parent.read(this.start + o, n);
+	}
+}
+
+/**
+ * A source that serves reads inside an already-read prefix of the file (the
+ * engine's 64 KiB head) from memory: those bytes are not read (nor counted) twice.
+ */
+export class HeadCachedSource implements ByteSource {
+	constructor(
+		private readonly parent: ByteSource,
+		private readonly head: Buffer,
+	) {}
+	get size(): number {
+		return this.parent.size;
+	}
+	get bytesRead(): number {
+		return this.parent.bytesRead;
+	}
+	async read(offset: number, length: number): Promise<Buffer> {
+		const h = this.head;
+		const start = Math.max(0, Math.min(offset, this.parent.size));
+		const n = Math.max(0, Math.min(length, this.parent.size - start));
+		if (start + n <= h.length) return h.subarray(start, start + n);
+		if (start >= h.length) return this.parent.read(start, n);
+		const rest = await this.parent.read(h.length, start + n - h.length);
+		return Buffer.concat([h.subarray(start), rest]);
+	}
+}
+
+/** The input's source, with the engine's head (if it passed one) served from memory. */
+export function inputSource(input: ScanInput): ByteSource {
+	const { source, head } = input;
+	return head !== undefined && head.length > 0 && head.length <= source.size
+		? new HeadCachedSource(source, head)
+		: source;
 }

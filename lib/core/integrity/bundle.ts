@@ -21,6 +21,7 @@ import { zodMessage } from "../schema";
 
 export type { Bundle } from "@sigstore/bundle";
 
+/** Bundles are a few kB; anything this large is not one and is not parsed. */
 export const MAX_BUNDLE_BYTES = 16 * 1024 * 1024;
 
 const KNOWN_MEDIA_TYPES: ReadonlySet<string> = new Set([

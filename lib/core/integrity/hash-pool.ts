@@ -2,9 +2,10 @@
  * SHA-256 of byte ranges of files, on a pool of worker threads.
  *
  * Why it looks like this:
- * - The worker is a JavaScript string run with `new Worker(src, { eval: true })`:
- *   no worker file to locate, so it runs the same under tsx, from an esbuild
- *   bundle (Lambda) and from plain compiled JavaScript.
+ * - The worker is source text run with `new Worker(src, { eval: true })`: no
+ *   worker file to locate, so it runs the same under tsx, from an esbuild
+ *   bundle (Lambda) and from plain compiled JavaScript. Its file read is the
+ *   type-checked `hashRange` below, shipped as `hashRange.toString()`.
  * - Each worker reads with `readSync` at explicit offsets into one reused
  *   buffer and feeds `crypto` directly: no streams, no per-chunk allocation,
  *   memory bounded by workers × chunk size whatever the file size.
@@ -79,48 +80,66 @@ const INLINE_MAX_TASKS = 4096;
 /** The calling thread yields this often, so timers and an abort still run. */
 const INLINE_SLICE_MS = 10;
 
+/** What crosses the thread boundary: the task without its display name. */
+type WireTask = Omit<HashTask, "name">;
+
+/** The parts of `node:fs` the read uses; the worker passes `require("node:fs")`. */
+const READ_FS = { constants: fsConstants, openSync, fstatSync, readSync, closeSync };
+
 /**
- * The hashing function, as source text shared by the worker and the calling
- * thread, so both paths check and read files in exactly the same way. It gets
- * `fs` and `createHash` as parameters rather than by `require`, because the
- * calling thread may be an ES module without `require`.
+ * Hashes one range of one file. The workers and the calling thread both run
+ * this function, so both paths check and read files in exactly the same way.
  *
  * O_NONBLOCK: opening a FIFO swapped in after the walk would otherwise block
  * for ever; O_NOFOLLOW: a symlink swapped in is refused (allowed symlinks were
- * resolved by the walk, so the path opened here is never a link).
+ * resolved by the walk, so the path opened here is never a link). The opened
+ * file must still be the walk's: a regular file with the same device, inode
+ * and size.
+ *
+ * The worker receives it as source text, so it uses only its parameters and
+ * JavaScript globals: `fs` and `newHash` are passed in (the calling thread may
+ * be an ES module without `require`). It declares no named inner functions
+ * either: tsx keeps their names by calling a `__name` helper the worker lacks.
  */
-const HASH_RANGE_BODY = `
+function hashRange(
+	fs: typeof READ_FS,
+	newHash: typeof createHash,
+	task: WireTask,
+	buf: Buffer,
+	onBytes: (n: number) => void,
+): string {
 	const flags = fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK || 0) | (fs.constants.O_NOFOLLOW || 0);
-	const failure = (code) => Object.assign(new Error(code), { code });
-	return function hashRange(task, buf, onBytes) {
-		const fd = fs.openSync(task.path, flags);
-		try {
-			const st = fs.fstatSync(fd, { bigint: true });
-			if (!st.isFile()) throw failure("ESPECIAL");
-			if (st.dev !== task.dev || st.ino !== task.ino || Number(st.size) !== task.size) throw failure("ECHANGED");
-			const h = createHash("sha256");
-			let pos = task.start;
-			while (pos < task.end) {
-				const n = fs.readSync(fd, buf, 0, Math.min(buf.length, task.end - pos), pos);
-				if (n === 0) throw failure("ECHANGED");
-				h.update(n === buf.length ? buf : buf.subarray(0, n));
-				pos += n;
-				onBytes(n);
-			}
-			if (task.toEof && fs.readSync(fd, buf, 0, 1, pos) !== 0) throw failure("ECHANGED");
-			return h.digest("hex");
-		} finally {
-			fs.closeSync(fd);
+	const fd = fs.openSync(task.path, flags);
+	try {
+		const st = fs.fstatSync(fd, { bigint: true });
+		if (!st.isFile()) throw Object.assign(new Error("ESPECIAL"), { code: "ESPECIAL" });
+		if (st.dev !== task.dev || st.ino !== task.ino || Number(st.size) !== task.size) {
+			throw Object.assign(new Error("ECHANGED"), { code: "ECHANGED" });
 		}
-	};
-`;
+		const h = newHash("sha256");
+		let pos = task.start;
+		while (pos < task.end) {
+			const n = fs.readSync(fd, buf, 0, Math.min(buf.length, task.end - pos), pos);
+			if (n === 0) throw Object.assign(new Error("ECHANGED"), { code: "ECHANGED" });
+			h.update(n === buf.length ? buf : buf.subarray(0, n));
+			pos += n;
+			onBytes(n);
+		}
+		if (task.toEof && fs.readSync(fd, buf, 0, 1, pos) !== 0) {
+			throw Object.assign(new Error("ECHANGED"), { code: "ECHANGED" });
+		}
+		return h.digest("hex");
+	} finally {
+		fs.closeSync(fd);
+	}
+}
 
 /** Worker source: CommonJS (eval workers have `require`), one message per unit of tasks. */
 const WORKER_SOURCE = `"use strict";
 const { parentPort, workerData } = require("node:worker_threads");
 const fs = require("node:fs");
 const { createHash } = require("node:crypto");
-const hashRange = (function (fs, createHash) {${HASH_RANGE_BODY}})(fs, createHash);
+const hashRange = (${hashRange.toString()});
 const buf = Buffer.allocUnsafe(workerData.chunkSize);
 const counters = workerData.counters;
 const slot = workerData.slot;
@@ -129,7 +148,7 @@ parentPort.on("message", (unit) => {
 	const digests = [];
 	for (let i = 0; i < unit.tasks.length; i++) {
 		try {
-			digests.push(hashRange(unit.tasks[i], buf, onBytes));
+			digests.push(hashRange(fs, createHash, unit.tasks[i], buf, onBytes));
 		} catch (e) {
 			parentPort.postMessage({ id: unit.id, ok: false, index: i, errno: e && e.code, message: String(e && e.message) });
 			return;
@@ -138,33 +157,6 @@ parentPort.on("message", (unit) => {
 	parentPort.postMessage({ id: unit.id, ok: true, digests });
 });
 `;
-
-type HashRange = (task: WireTask, buf: Buffer, onBytes: (n: number) => void) => string;
-
-/** What crosses the thread boundary: the task without its display name. */
-type WireTask = Omit<HashTask, "name">;
-
-let inlineHashRange: HashRange | undefined;
-
-function getInlineHashRange(): HashRange {
-	// Same source as the worker, compiled once; `fs` is passed in explicitly.
-	if (!inlineHashRange) {
-		const fsApi = {
-			constants: fsConstants,
-			openSync,
-			fstatSync,
-			readSync,
-			closeSync,
-		};
-		// Our own constant source, shared with the worker so both paths hash identically.
-		const factory = new Function("fs", "createHash", HASH_RANGE_BODY) as (
-			fs: unknown,
-			ch: typeof createHash,
-		) => HashRange;
-		inlineHashRange = factory(fsApi, createHash);
-	}
-	return inlineHashRange;
-}
 
 /** Default worker count: the cores there are, at most 8 (beyond that, storage is the limit). */
 export function defaultConcurrency(available: number): number {
@@ -186,7 +178,6 @@ export async function hashTasks(tasks: readonly HashTask[], options: HashPoolOpt
 }
 
 async function hashInline(tasks: readonly HashTask[], options: HashPoolOptions): Promise<string[]> {
-	const hashRange = getInlineHashRange();
 	const buf = Buffer.allocUnsafe(Math.min(options.chunkSize, 1 << 20));
 	const digests: string[] = [];
 	let bytes = 0;
@@ -197,7 +188,7 @@ async function hashInline(tasks: readonly HashTask[], options: HashPoolOptions):
 		const task = tasks[i] as HashTask;
 		try {
 			digests.push(
-				hashRange(task, buf, (n) => {
+				hashRange(READ_FS, createHash, task, buf, (n) => {
 					bytes += n;
 				}),
 			);

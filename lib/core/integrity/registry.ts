@@ -15,9 +15,11 @@ import { FtguardError, toFtguardError } from "../errors";
 import { defaultScanOptions } from "../formats";
 import { scanPaths } from "../formats/scan";
 import { zodMessage } from "../schema";
+import { parseBundle } from "./bundle";
 import { diffResources } from "./compare";
 import { buildManifest } from "./manifest";
-import { parseBundle, type SignerInfo, type TrustPolicy, verifyBlobBundle } from "./sigstore";
+import { verifyBlobBundle } from "./sigstore-blob";
+import type { SignerInfo, TrustPolicy } from "./trust-policy";
 import type { HashProgress } from "./types";
 import { isIgnored, normalizeIgnorePaths } from "./walk";
 

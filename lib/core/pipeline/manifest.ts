@@ -9,10 +9,12 @@
 import { z } from "zod";
 import { FtguardError } from "../errors";
 import { parseBundle } from "../integrity/bundle";
-import { canonicalOrder, hashOptionsFromSerialization, rootDigestOfListed } from "../integrity/manifest";
+import { canonicalOrder, hashOptionsFromSerialization, rootDigestOfListed, shardRanges } from "../integrity/manifest";
 import { parseModelSigningStatement } from "../integrity/statement";
 import type { ResourceDescriptor, Serialization } from "../integrity/types";
 import { zodMessage } from "../schema";
+import { resourceNameOf } from "./artefact";
+import type { ScanObject, ScanState } from "./types";
 
 export const MANIFEST_SCHEMA = "https://ftguard.dev/schemas/pipeline-manifest/v1";
 
@@ -54,6 +56,47 @@ export function hashPlanOf(bundle: Uint8Array | undefined): HashPlan {
 	} catch {
 		return FILES_PLAN;
 	}
+}
+
+/** Shard resources per artefact (method "shards"): each costs a ranged GET and a manifest entry. */
+export const MAX_SHARDS = 100_000;
+
+/** An object of the artefact with its manifest resource name. */
+export type NamedObject = ScanObject & { name: string };
+
+/** The artefact's content — every pinned object but the marker — each with its resource name. */
+export function contentObjects(
+	state: Pick<ScanState, "artefact" | "marker"> & { objects: readonly ScanObject[] },
+): NamedObject[] {
+	return state.objects
+		.filter((o) => o.key !== state.marker.key)
+		.map((o) => {
+			const name = resourceNameOf(state.artefact, o.key);
+			if (name === undefined) throw new FtguardError("USAGE", `${o.key} is not part of ${state.artefact}`);
+			return { ...o, name };
+		});
+}
+
+/**
+ * Each object's `[start, end)` shards under a "shards" plan, as OMS cuts them. The shard size comes from the (not
+ * yet verified) marker: a tiny one must not turn into millions of GETs, so more than {@link MAX_SHARDS} is
+ * TOO_MANY_FILES.
+ */
+export function shardsOf(
+	objects: readonly NamedObject[],
+	plan: Extract<HashPlan, { method: "shards" }>,
+	artefact: string,
+): Array<{ o: NamedObject; start: number; end: number }> {
+	const count = objects.reduce((n, o) => n + Math.max(1, Math.ceil(o.size / plan.shardSize)), 0);
+	if (count > MAX_SHARDS) {
+		throw new FtguardError(
+			"TOO_MANY_FILES",
+			`shards of ${plan.shardSize} bytes cut ${artefact} into ${count} pieces (limit ${MAX_SHARDS})`,
+		);
+	}
+	return objects.flatMap((o) =>
+		shardRanges(o.size, plan.shardSize, plan.shardEmptyFiles).map(([start, end]) => ({ o, start, end })),
+	);
 }
 
 function serializationOf(plan: HashPlan): Serialization {

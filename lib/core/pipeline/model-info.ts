@@ -5,6 +5,16 @@
  * length-delimited field it does not need, so over an S3Source it reads a few
  * kilobytes of a model whatever the size of its weights.
  */
+import {
+	Dimension,
+	GraphProto,
+	ModelProto,
+	TensorProto,
+	TensorShapeProto,
+	TypeProto,
+	TypeProtoTensor,
+	ValueInfoProto,
+} from "../formats/onnx-wire";
 import { ProtoSource, WIRE_LEN, WIRE_VARINT } from "../formats/protobuf";
 import type { ByteSource } from "../formats/types";
 
@@ -20,11 +30,6 @@ export function familyOf(configJson: Uint8Array): string | undefined {
 	}
 }
 
-const GRAPH = 7; // ModelProto.graph
-const INITIALIZER = 5; // GraphProto.initializer (TensorProto; name = 8)
-const INPUT = 11; // GraphProto.input (ValueInfoProto; name = 1, type = 2)
-const TENSOR_NAME = 8;
-
 /**
  * The first graph input's shape without its batch dimension, as policy writes
  * it ("1x28x28"); undefined when the model has no such input or a dimension
@@ -35,21 +40,22 @@ export async function onnxInputShape(source: ByteSource): Promise<string | undef
 	try {
 		const ps = new ProtoSource(source);
 		for await (const g of ps.fields(0, ps.size)) {
-			if (g.field !== GRAPH || g.wire !== WIRE_LEN) continue;
+			if (g.field !== ModelProto.graph || g.wire !== WIRE_LEN) continue;
 			const initializers = new Set<string>();
 			const inputs: Array<{ name: string; start: number; end: number }> = [];
 			for await (const f of ps.fields(g.start, g.start + g.length)) {
 				if (f.wire !== WIRE_LEN) continue;
-				if (f.field === INITIALIZER) {
+				if (f.field === GraphProto.initializer) {
 					for await (const t of ps.fields(f.start, f.start + f.length)) {
-						if (t.field === TENSOR_NAME && t.wire === WIRE_LEN) initializers.add(await ps.string(t));
+						if (t.field === TensorProto.name && t.wire === WIRE_LEN) initializers.add(await ps.string(t));
 					}
-				} else if (f.field === INPUT) {
+				} else if (f.field === GraphProto.input) {
 					let name = "";
 					let type: { start: number; end: number } | undefined;
 					for await (const v of ps.fields(f.start, f.start + f.length)) {
-						if (v.field === 1 && v.wire === WIRE_LEN) name = await ps.string(v);
-						if (v.field === 2 && v.wire === WIRE_LEN) type = { start: v.start, end: v.start + v.length };
+						if (v.field === ValueInfoProto.name && v.wire === WIRE_LEN) name = await ps.string(v);
+						if (v.field === ValueInfoProto.type && v.wire === WIRE_LEN)
+							type = { start: v.start, end: v.start + v.length };
 					}
 					if (type) inputs.push({ name, ...type });
 				}
@@ -63,22 +69,22 @@ export async function onnxInputShape(source: ByteSource): Promise<string | undef
 	return undefined;
 }
 
-/** TypeProto → tensor_type(1) → shape(2) → dim(1) → dim_value(1) | dim_param(2). */
+/** TypeProto → tensor_type → shape → dim → dim_value (a dim_param counts as unknown). */
 async function shapeOf(ps: ProtoSource, start: number, end: number): Promise<string | undefined> {
 	const sub = async (s: number, e: number, field: number) => {
 		for await (const f of ps.fields(s, e)) if (f.field === field && f.wire === WIRE_LEN) return f;
 		return undefined;
 	};
-	const tensor = await sub(start, end, 1);
+	const tensor = await sub(start, end, TypeProto.tensor_type);
 	if (!tensor) return undefined;
-	const shape = await sub(tensor.start, tensor.start + tensor.length, 2);
+	const shape = await sub(tensor.start, tensor.start + tensor.length, TypeProtoTensor.shape);
 	if (!shape) return undefined;
 	const dims: Array<number | undefined> = [];
 	for await (const d of ps.fields(shape.start, shape.start + shape.length)) {
-		if (d.field !== 1 || d.wire !== WIRE_LEN) continue;
+		if (d.field !== TensorShapeProto.dim || d.wire !== WIRE_LEN) continue;
 		let value: number | undefined;
 		for await (const x of ps.fields(d.start, d.start + d.length)) {
-			if (x.field === 1 && x.wire === WIRE_VARINT) value = Number(x.value);
+			if (x.field === Dimension.dim_value && x.wire === WIRE_VARINT) value = Number(x.value);
 		}
 		dims.push(value);
 	}

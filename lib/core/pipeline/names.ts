@@ -92,6 +92,8 @@ export const MetricName = {
 	/** Count of verdicts, by outcome. */
 	SCAN_PROMOTED_TOTAL: "scan_promoted_total",
 	SCAN_QUARANTINED_TOTAL: "scan_quarantined_total",
+	/** Count of objects overwritten between mark and record: they get no verdict tag (and the artefact is quarantined). */
+	SCAN_OBJECTS_CHANGED_TOTAL: "scan_objects_changed_total",
 	/**
 	 * Emitted once by every sweeper run (lambdas/sweep.ts, {@link SWEEP}): object versions it found still tagged
 	 * SCANNING by an execution that ended FAILED / TIMED_OUT / ABORTED (and quarantined), plus executions or
@@ -100,6 +102,13 @@ export const MetricName = {
 	SCANS_STUCK_IN_SCANNING: "scans_stuck_in_scanning",
 } as const;
 export type MetricName = (typeof MetricName)[keyof typeof MetricName];
+
+/** One data point, as the core chooses it and lib/aws/metrics.ts emits it (unit: Count unless None). */
+export interface MetricPoint {
+	name: MetricName;
+	value: number;
+	unit?: "Count" | "None";
+}
 
 /**
  * The sweeper (lambdas/sweep.ts) and the alarm on what it emits (lib/infra/alarms.ts), in one place.

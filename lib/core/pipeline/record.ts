@@ -1,10 +1,12 @@
 /**
- * The verdict record: the provenance document written next to the manifest and
- * the file report. It says which exact object versions were scanned, with their
- * digests, every stage's result, the verdict and its reasons, and which objects
- * did (or did not) receive the verdict tags.
+ * The record state's rules. The verdict record: the provenance document written
+ * next to the manifest and the file report. It says which exact object versions
+ * were scanned, with their digests, every stage's result, the verdict and its
+ * reasons, and which objects did (or did not) receive the verdict tags. Also the
+ * tags the verdict is written as, and the metrics a recorded verdict counts in.
  */
-import type { Decision } from "./decide";
+import { type Decision, errorIsBackdoorFinding } from "./decide";
+import { DIGEST_TAG, MetricName, type MetricPoint, SCAN_ID_TAG, STATUS_TAG } from "./names";
 import type { BackdoorWaiverRecord, ScanObject, ScanState } from "./types";
 
 export const VERDICT_RECORD_SCHEMA = "https://ftguard.dev/schemas/verdict-record/v1";
@@ -67,4 +69,36 @@ export function verdictRecord(state: ScanState, decision: Decision, objects: Tag
 /** Where each stage writes in the report bucket: one prefix per scan (`prefix` ends in "/"). */
 export function reportKey(scanId: string, name: "manifest" | "files" | "verdict", prefix = "scans/"): string {
 	return `${prefix}${scanId}/${name}.json`;
+}
+
+/** The tags record writes on every unchanged version: the verdict, the scan id, and the root digest it rests on. */
+export function verdictTags(state: ScanState, status: Decision["status"]): Record<string, string> {
+	return {
+		[STATUS_TAG]: status,
+		[SCAN_ID_TAG]: state.scanId,
+		...(state.manifest ? { [DIGEST_TAG]: state.manifest.rootDigest } : {}),
+	};
+}
+
+/**
+ * Objects that got no tag although they were unchanged at record's re-check: overwritten between that check and
+ * their tag write (refused by the VersionId / ETag binding). `changed` are the keys the re-check found changed.
+ */
+export function changedWhileTagged(tagged: readonly TaggedObject[], changed: readonly string[]): string[] {
+	return tagged.filter((t) => t.skipped !== undefined && !changed.includes(t.key)).map((t) => t.key);
+}
+
+/**
+ * The metrics a recorded verdict emits: its outcome (promoted or quarantined); a scan error when a state failed —
+ * but not for a detected backdoor, which arrives as the Batch task's error and is a finding; and how many objects
+ * got no verdict tag because they changed (none: no point).
+ */
+export function recordMetrics(state: ScanState, verdict: Decision, tagged: readonly TaggedObject[]): MetricPoint[] {
+	const untagged = tagged.filter((t) => t.skipped !== undefined).length;
+	const outcome = verdict.status === "PROMOTABLE" ? MetricName.SCAN_PROMOTED_TOTAL : MetricName.SCAN_QUARANTINED_TOTAL;
+	return [
+		{ name: outcome, value: 1 },
+		...(state.error && !errorIsBackdoorFinding(state) ? [{ name: MetricName.SCAN_ERRORS_TOTAL, value: 1 }] : []),
+		...(untagged > 0 ? [{ name: MetricName.SCAN_OBJECTS_CHANGED_TOTAL, value: untagged }] : []),
+	];
 }

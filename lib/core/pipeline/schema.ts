@@ -35,7 +35,7 @@ export const scanStateSchema = z
 		/** deterministic id of (bucket, marker key, marker version/etag): the execution name */
 		scanId: z.string().regex(/^[A-Za-z0-9_-]{1,80}$/, "an execution name"),
 		bucket: str,
-		/** the commit marker whose upload started the scan (model.sig, *.sigstore.json, or a single-file artefact) */
+		/** the commit marker whose upload started the scan: `<dir>/model.sig` or `<key>.sigstore.json` */
 		marker: z.object({ key: str, versionId: opt(str), etag: opt(str) }),
 		/** the artefact: a key prefix ending in "/" (a model directory) or a single key */
 		artefact: str,

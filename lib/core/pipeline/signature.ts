@@ -1,21 +1,16 @@
 /**
  * The signature stage: the marker bundle verified offline under the policy's
  * signers, then its signed resources compared with the manifest computed from
- * the stored objects. Unsigned, missing and changed files fail. Every failure is
- * a result with a stable code (lib/core/errors), never a thrown error: "the
- * signature does not verify" is a finding the verdict records.
+ * the stored objects — the verify sequence of `ftguard verify`
+ * (lib/core/integrity/verify-signed.ts). Unsigned, missing and changed files
+ * fail. Every failure is a result with a stable code (lib/core/errors), never a
+ * thrown error: "the signature does not verify" is a finding the verdict records.
  */
-import { isFtguardError, toFtguardError } from "../errors";
-import { assertNoDiff, diffResources } from "../integrity/compare";
-import {
-	checkRootDigest,
-	parseBundle,
-	parseModelSigningStatement,
-	type SignerInfo,
-	type TrustPolicy,
-	verifyDsseBundle,
-} from "../integrity/sigstore";
+import { FtguardError, toFtguardError } from "../errors";
+import type { SignerInfo, TrustPolicy } from "../integrity";
 import type { ResourceDescriptor, Serialization } from "../integrity/types";
+import { verifySignedResources } from "../integrity/verify-signed";
+import { MetricName, type MetricPoint } from "./names";
 
 export interface SignatureOutcome {
 	verified: boolean;
@@ -37,66 +32,61 @@ function failed(e: unknown, identity?: string): SignatureOutcome {
 	return { verified: false, code: err.code, reason: err.message, ...(identity !== undefined ? { identity } : {}) };
 }
 
-export function verifyManifestSignature(
-	bundleBytes: Uint8Array,
+/**
+ * The signature state's outcome for the marker's bundle (undefined: the marker is not among the marked objects)
+ * against the manifest the manifest state computed.
+ */
+export async function verifyManifestSignature(
+	bundleBytes: Uint8Array | undefined,
 	source: string,
 	policies: readonly TrustPolicy[],
 	manifest: {
 		resources: readonly ResourceDescriptor[];
+		/** `sha256:<hex>`, as the manifest state wrote it */
 		rootDigest: string;
 		serialization?: Pick<Serialization, "method" | "shard_size">;
 	},
-): SignatureOutcome {
-	if (policies.length === 0) {
-		return { verified: false, code: "USAGE", reason: "the policy lists no trusted signers" };
+): Promise<SignatureOutcome> {
+	if (bundleBytes === undefined) {
+		return { verified: false, code: "NOT_FOUND", reason: "the marker is not among the marked objects" };
 	}
-	let verification: ReturnType<typeof verifyDsseBundle> | undefined;
-	let firstError: unknown;
+	let identity: string | undefined;
+	let mismatch: SignatureOutcome | undefined;
 	try {
-		const bundle = parseBundle(bundleBytes, source);
-		for (const policy of policies) {
-			try {
-				verification = verifyDsseBundle(bundle, policy);
-				break;
-			} catch (e) {
-				// The first trusted signer's error explains best; later ones are tried, not reported.
-				firstError ??= e;
-				if (!isFtguardError(e)) break;
-			}
-		}
+		const { signer } = await verifySignedResources(bundleBytes, {
+			source,
+			policies,
+			content: "artefact",
+			onSigner: (signer) => {
+				identity = identityOf(signer);
+			},
+			compute: (statement) => {
+				// The manifest state chose how to hash from this statement before it was verified: it must be what
+				// the verified statement says (same method, same shard size), or the comparison would be meaningless.
+				const signed = statement.serialization;
+				const hashed = manifest.serialization ?? { method: "files" };
+				if (
+					signed.method !== hashed.method ||
+					(signed.method === "shards" && signed.shard_size !== hashed.shard_size)
+				) {
+					const show = (s: Pick<Serialization, "method" | "shard_size">) =>
+						s.method === "shards" ? `shards of ${s.shard_size} bytes` : s.method;
+					const reason = `signed as ${show(signed)}, but the artefact was hashed as ${show(hashed)}`;
+					const who = identity !== undefined ? { identity } : {};
+					mismatch = { verified: false, ...who, code: "MANIFEST_MISMATCH", reason };
+					throw new FtguardError("MANIFEST_MISMATCH", reason);
+				}
+				return { resources: manifest.resources, root: manifest.rootDigest.slice("sha256:".length) };
+			},
+		});
+		return { verified: true, identity: identityOf(signer) };
 	} catch (e) {
-		return failed(e);
+		// the mismatch outcome as built above (signer first), as the state has always carried it
+		return mismatch ?? failed(e, identity);
 	}
-	if (verification === undefined) return failed(firstError);
-	const identity = identityOf(verification.signer);
-	try {
-		const statement = parseModelSigningStatement(verification.payload);
-		checkRootDigest(statement);
-		// The manifest state chose how to hash from this statement before it was verified: it must be what the
-		// verified statement says (same method, same shard size), or the comparison below would be meaningless.
-		const signed = statement.serialization;
-		const hashed = manifest.serialization ?? { method: "files" };
-		if (signed.method !== hashed.method || (signed.method === "shards" && signed.shard_size !== hashed.shard_size)) {
-			const show = (s: Pick<Serialization, "method" | "shard_size">) =>
-				s.method === "shards" ? `shards of ${s.shard_size} bytes` : s.method;
-			return {
-				verified: false,
-				identity,
-				code: "MANIFEST_MISMATCH",
-				reason: `signed as ${show(signed)}, but the artefact was hashed as ${show(hashed)}`,
-			};
-		}
-		assertNoDiff(diffResources(statement.resources, [...manifest.resources], signed.method));
-		if (`sha256:${statement.rootDigest}` !== manifest.rootDigest) {
-			return {
-				verified: false,
-				identity,
-				code: "ROOT_DIGEST_MISMATCH",
-				reason: "the artefact's root digest differs from the signed subject digest",
-			};
-		}
-	} catch (e) {
-		return failed(e, identity);
-	}
-	return { verified: true, identity };
+}
+
+/** A verified signature counts in `training_job_checkpoint_signed_total`; anything else emits nothing. */
+export function signatureMetrics(outcome: SignatureOutcome): MetricPoint[] {
+	return outcome.verified ? [{ name: MetricName.TRAINING_JOB_CHECKPOINT_SIGNED_TOTAL, value: 1 }] : [];
 }

@@ -5,10 +5,13 @@
  * pinned, and quarantines every object version that still carries SCANNING *with that execution's scan id*.
  *
  * It scales with failures, not with the bucket: it never lists checkpoints, only failed executions. Everything
- * here is a decision over plain data; the SDK calls are in lib/aws/sweep.ts.
+ * here is a decision over plain data, the run's reporting included (runSweep); the SDK calls are in
+ * lib/aws/sweep.ts.
  */
 import { z } from "zod";
+import { FtguardError } from "../errors";
 import { zodMessage } from "../schema";
+import { MetricName, type MetricPoint, SWEEP } from "./names";
 import { scanStateSchema } from "./schema";
 import type { ScanObject, ScanState } from "./types";
 
@@ -210,4 +213,61 @@ export interface SweepSummary {
  */
 export function stuckMetricValue(s: SweepSummary): number {
 	return s.stuck + s.unchecked + (s.truncated ? 1 : 0);
+}
+
+/** The sweeper's result: what the run found, where its window began, and the value it emitted. */
+export type SweepResult = SweepSummary & { since: string; metric: number };
+
+/** The schedule's `{"lookbackMinutes": N}`; a manual invocation may pass a longer lookback after an outage. */
+const sweepEventSchema = z
+	.object({ lookbackMinutes: z.number().int().min(1).max(SWEEP_LIMITS.maxLookbackMinutes).optional() })
+	.loose();
+
+/** Time kept back from the function's timeout to report before Lambda stops the run. */
+export const REPORT_MARGIN_MS = 60_000;
+/** The time a run assumes it has when the function's remaining time is not known. */
+const DEFAULT_REMAINING_MS = 5 * 60_000;
+
+/** One sweeper invocation: its event and clock, and the handler's wiring. */
+export interface SweepInvocation {
+	event: unknown;
+	now: Date;
+	/** milliseconds before the function is stopped, when known */
+	remainingMs: number | undefined;
+	/** the state machine's execution timeout; read once the input is valid, so a missing setting is reported too */
+	maxExecutionSeconds: () => number;
+	/** the SDK side (lib/aws/sweep.ts): one run over the window, starting nothing after `deadline` (epoch ms) */
+	sweep: (window: SweepWindow, deadline: number) => Promise<SweepSummary>;
+	/** emits the run's data point */
+	emit: (points: MetricPoint[]) => void;
+}
+
+/**
+ * One sweeper run: input → window → sweep → `scans_stuck_in_scanning` ({@link stuckMetricValue}), emitted exactly
+ * once whatever happens, since the alarm treats silence as breaching. A run that fails before it has a summary
+ * (invalid input, missing configuration, executions it cannot list) emits 1 — it could not look — rather than wait
+ * for the silence rule, then rethrows so that the invocation shows as an error.
+ */
+export async function runSweep(o: SweepInvocation): Promise<SweepResult> {
+	const report = (value: number) => o.emit([{ name: MetricName.SCANS_STUCK_IN_SCANNING, value, unit: "Count" }]);
+	try {
+		const input = sweepEventSchema.safeParse(o.event ?? {});
+		if (!input.success) throw new FtguardError("USAGE", `sweep: invalid input: ${zodMessage(input.error)}`);
+		const lookback = input.data.lookbackMinutes ?? SWEEP.intervalMinutes * SWEEP.lookbackIntervals;
+		const maxExecutionSeconds = o.maxExecutionSeconds();
+		let window: SweepWindow;
+		try {
+			window = sweepWindow(o.now, lookback, maxExecutionSeconds);
+		} catch (e) {
+			throw new FtguardError("USAGE", `sweep: ${(e as Error).message}`);
+		}
+		const remaining = o.remainingMs ?? DEFAULT_REMAINING_MS;
+		const summary = await o.sweep(window, o.now.getTime() + Math.max(0, remaining - REPORT_MARGIN_MS));
+		const metric = stuckMetricValue(summary);
+		report(metric);
+		return { ...summary, since: window.since.toISOString(), metric };
+	} catch (e) {
+		report(1);
+		throw e;
+	}
 }

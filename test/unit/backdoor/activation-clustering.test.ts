@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { activationClustering, clusterActivations } from "../../../lib/core/backdoor/activation-clustering";
-import { Rng } from "../../../lib/core/backdoor/stats";
+import { Rng } from "../../../lib/core/backdoor/rng";
 import type { InferenceRunner } from "../../../lib/core/backdoor/types";
 import { FtguardError } from "../../../lib/core/errors";
 

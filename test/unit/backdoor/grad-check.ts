@@ -7,14 +7,9 @@
  */
 import * as ort from "onnxruntime-node";
 import { differentiate, GRADIENT_OPSET } from "../../../lib/core/backdoor/gradient";
-import { probeShapes } from "../../../lib/core/backdoor/nc-graph";
-import {
-	DT,
-	type OnnxModel,
-	type OnnxNode,
-	type OnnxTensor,
-	writeOnnxModel,
-} from "../../../lib/core/backdoor/onnx-model";
+import { type OnnxModel, type OnnxNode, type OnnxTensor, writeOnnxModel } from "../../../lib/core/backdoor/onnx-model";
+import { probeShapes } from "../../../lib/core/backdoor/runtime";
+import { DataType } from "../../../lib/core/formats/onnx-wire";
 
 /** Deterministic uniform numbers in [0, 1) (mulberry32). */
 export function rng(seed: number): () => number {
@@ -52,13 +47,13 @@ export function spread(n: number, seed: number, gap = 0.05): Float32Array {
 
 export const f32 = (name: string, dims: number[], data: Float32Array): OnnxTensor => ({
 	name,
-	dataType: DT.FLOAT,
+	dataType: DataType.FLOAT,
 	dims,
 	data,
 });
 export const i64 = (name: string, values: number[]): OnnxTensor => ({
 	name,
-	dataType: DT.INT64,
+	dataType: DataType.INT64,
 	dims: [values.length],
 	data: BigInt64Array.from(values, BigInt),
 });
@@ -98,8 +93,8 @@ function model(c: GradCase, nodes: OnnxNode[], initializers: OnnxTensor[], outpu
 			name: "t",
 			nodes,
 			initializers,
-			inputs: c.inputs.map((i) => ({ name: i.name, elemType: DT.FLOAT, shape: i.dims })),
-			outputs: outputs.map((name) => ({ name, elemType: DT.FLOAT, shape: null })),
+			inputs: c.inputs.map((i) => ({ name: i.name, elemType: DataType.FLOAT, shape: i.dims })),
+			outputs: outputs.map((name) => ({ name, elemType: DataType.FLOAT, shape: null })),
 		},
 	};
 }
@@ -140,7 +135,7 @@ export async function checkGradient(c: GradCase, atol = 2e-3, rtol = 1e-2): Prom
 		shapes,
 		opset: c.opset ?? GRADIENT_OPSET,
 	});
-	graph.outputs = c.inputs.map((i) => ({ name: grads.get(i.name) as string, elemType: DT.FLOAT, shape: null }));
+	graph.outputs = c.inputs.map((i) => ({ name: grads.get(i.name) as string, elemType: DataType.FLOAT, shape: null }));
 	const gs = await ort.InferenceSession.create(writeOnnxModel({ ...withLoss, graph }));
 	const base = c.inputs.map((i) => i.data);
 	const gr = await gs.run(feedsOf(c, base));

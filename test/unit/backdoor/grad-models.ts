@@ -3,7 +3,8 @@
  * fixtures lack: three input channels (the mask is shared across them),
  * BatchNormalization, AveragePool and a MatMul + Add last layer.
  */
-import { DT, type OnnxModel } from "../../../lib/core/backdoor/onnx-model";
+import type { OnnxModel } from "../../../lib/core/backdoor/onnx-model";
+import { DataType } from "../../../lib/core/formats/onnx-wire";
 import { f32, node, uniform } from "./grad-check";
 
 export function rgbClassifier(): OnnxModel {
@@ -34,8 +35,8 @@ export function rgbClassifier(): OnnxModel {
 				f32("w2", [36, 5], uniform(180, 207, -1, 1)),
 				f32("b2", [5], uniform(5, 208, -0.1, 0.1)),
 			],
-			inputs: [{ name: "input", elemType: DT.FLOAT, shape: ["N", 3, 6, 6] }],
-			outputs: [{ name: "probs", elemType: DT.FLOAT, shape: ["N", 5] }],
+			inputs: [{ name: "input", elemType: DataType.FLOAT, shape: ["N", 3, 6, 6] }],
+			outputs: [{ name: "probs", elemType: DataType.FLOAT, shape: ["N", 5] }],
 		},
 	};
 }

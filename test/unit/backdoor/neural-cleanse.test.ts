@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { BatchOrder, ncInit, neuralCleanse } from "../../../lib/core/backdoor/neural-cleanse";
-import { Rng } from "../../../lib/core/backdoor/stats";
+import { Rng } from "../../../lib/core/backdoor/rng";
 import type { NcBackend, NcBatchResult } from "../../../lib/core/backdoor/types";
 import { FtguardError } from "../../../lib/core/errors";
 

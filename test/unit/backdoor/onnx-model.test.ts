@@ -1,9 +1,10 @@
 import { readFileSync } from "node:fs";
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
-import { DT, type OnnxModel, readOnnxModel, writeOnnxModel } from "../../../lib/core/backdoor/onnx-model";
-import { ProtoWriter } from "../../../lib/core/backdoor/proto-write";
+import { type OnnxModel, readOnnxModel, writeOnnxModel } from "../../../lib/core/backdoor/onnx-model";
 import { FtguardError } from "../../../lib/core/errors";
+import { DataType } from "../../../lib/core/formats/onnx-wire";
+import { ProtoWriter } from "../../../lib/core/formats/protobuf";
 import { rng, size, uniform } from "./grad-check";
 
 const FIXTURES = "test/fixtures/formats/onnx/torch";
@@ -58,7 +59,7 @@ describe("readOnnxModel / writeOnnxModel", () => {
 	it("reads the structure torch exported", async () => {
 		const m = await readOnnxModel(readFileSync(`${FIXTURES}/cnn.onnx`));
 		expect(m.opsetImports).toEqual([{ domain: "", version: 13 }]);
-		expect(m.graph.inputs).toEqual([{ name: "input", elemType: DT.FLOAT, shape: [1, 1, 8, 8] }]);
+		expect(m.graph.inputs).toEqual([{ name: "input", elemType: DataType.FLOAT, shape: [1, 1, 8, 8] }]);
 		expect(m.graph.nodes.map((n) => n.opType)).toEqual(["Conv", "Relu", "MaxPool", "Flatten", "Gemm"]);
 		const conv = m.graph.nodes[0];
 		expect(conv?.attributes).toContainEqual({ name: "pads", type: "ints", value: [1, 1, 1, 1] });
@@ -97,21 +98,21 @@ describe("readOnnxModel / writeOnnxModel", () => {
 							{ name: "fs", type: "floats", value: [0.5, -1.5] },
 							{ name: "s", type: "string", value: "héllo" },
 							{ name: "ss", type: "strings", value: ["a", "b"] },
-							{ name: "t", type: "tensor", value: tensor(DT.DOUBLE, Float64Array.of(1.5, -2)) },
+							{ name: "t", type: "tensor", value: tensor(DataType.DOUBLE, Float64Array.of(1.5, -2)) },
 						],
 					},
 				],
 				initializers: [
-					{ ...tensor(DT.INT64, BigInt64Array.of(-1n, 2n ** 40n)), name: "i64" },
-					{ ...tensor(DT.INT32, Int32Array.of(-3, 4)), name: "i32" },
-					{ ...tensor(DT.UINT8, Uint8Array.of(0, 255)), name: "u8" },
-					{ ...tensor(DT.BOOL, Uint8Array.of(1, 0)), name: "b" },
-					{ ...tensor(DT.INT8, Int8Array.of(-128, 127)), name: "i8" },
-					{ ...tensor(DT.FLOAT16, Uint16Array.of(0x3c00)), name: "h" },
-					{ name: "scalar", dataType: DT.FLOAT, dims: [], data: Float32Array.of(3) },
+					{ ...tensor(DataType.INT64, BigInt64Array.of(-1n, 2n ** 40n)), name: "i64" },
+					{ ...tensor(DataType.INT32, Int32Array.of(-3, 4)), name: "i32" },
+					{ ...tensor(DataType.UINT8, Uint8Array.of(0, 255)), name: "u8" },
+					{ ...tensor(DataType.BOOL, Uint8Array.of(1, 0)), name: "b" },
+					{ ...tensor(DataType.INT8, Int8Array.of(-128, 127)), name: "i8" },
+					{ ...tensor(DataType.FLOAT16, Uint16Array.of(0x3c00)), name: "h" },
+					{ name: "scalar", dataType: DataType.FLOAT, dims: [], data: Float32Array.of(3) },
 				],
-				inputs: [{ name: "x", elemType: DT.FLOAT, shape: ["N", 3, null] }],
-				outputs: [{ name: "y", elemType: DT.FLOAT, shape: null }],
+				inputs: [{ name: "x", elemType: DataType.FLOAT, shape: ["N", 3, null] }],
+				outputs: [{ name: "y", elemType: DataType.FLOAT, shape: null }],
 			},
 		};
 		expect(await readOnnxModel(writeOnnxModel(model))).toEqual(model);
@@ -121,7 +122,7 @@ describe("readOnnxModel / writeOnnxModel", () => {
 		const bytes = modelBytes((g) => {
 			const f = new ProtoWriter();
 			f.varint(1, 2);
-			f.varint(2, DT.FLOAT);
+			f.varint(2, DataType.FLOAT);
 			const packed = new Uint8Array(8);
 			new DataView(packed.buffer).setFloat32(0, 1.5, true);
 			new DataView(packed.buffer).setFloat32(4, -2, true);
@@ -130,7 +131,7 @@ describe("readOnnxModel / writeOnnxModel", () => {
 			g.message(5, f);
 			const i = new ProtoWriter();
 			i.varint(1, 3);
-			i.varint(2, DT.INT64);
+			i.varint(2, DataType.INT64);
 			for (const v of [-1, 0, 5]) i.varint(7, v);
 			i.string(8, "i");
 			g.message(5, i);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { quantile, Rng } from "../../../lib/core/backdoor/stats";
+import { Rng } from "../../../lib/core/backdoor/rng";
 import { stampTrigger, stripCalibrate, stripOnTriggers, stripScore } from "../../../lib/core/backdoor/strip";
+import { quantile } from "../../../lib/core/backdoor/summary-stats";
 import type { InferenceRunner } from "../../../lib/core/backdoor/types";
 import { FtguardError } from "../../../lib/core/errors";
 

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { analyzePickle, looksLikePickle } from "../../../lib/core/formats/pickle";
 import { ALLOWED_GLOBALS, dangerReason, isAllowed, normalizeGlobal } from "../../../lib/core/formats/pickle-policy";
-import { pickleScanner } from "../../../lib/core/formats/pytorch";
+import { pickleScanner } from "../../../lib/core/formats/pickle-scanner";
 import { BufferSource } from "../../../lib/core/formats/source";
 import { type ScanResult, verdictOf } from "../../../lib/core/formats/types";
 

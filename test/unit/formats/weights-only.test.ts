@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { pickleScanner, pytorchLegacyScanner, pytorchZipScanner } from "../../../lib/core/formats/pytorch";
+import { pickleScanner } from "../../../lib/core/formats/pickle-scanner";
+import { pytorchLegacyScanner, pytorchZipScanner } from "../../../lib/core/formats/pytorch";
 import { pytorchTarScanner } from "../../../lib/core/formats/pytorch-tar";
 import { BufferSource } from "../../../lib/core/formats/source";
 import { type Scanner, type ScanResult, verdictOf } from "../../../lib/core/formats/types";

@@ -17,7 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { FtguardError } from "../../../lib/core/errors";
-import { parseBundle, type TrustPolicy, verifyBlobBundle } from "../../../lib/core/integrity/sigstore";
+import { parseBundle, type TrustPolicy, verifyBlobBundle } from "../../../lib/core/integrity";
 import {
 	generateEcKeyPair,
 	type Json,

@@ -9,14 +9,13 @@
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import {
-	legacyPreAuthEncoding,
 	parseBundle,
 	parseModelSigningStatement,
-	pythonBytesRepr,
 	type TrustPolicy,
 	verifyBlobBundle,
 	verifyDsseBundle,
-} from "../../../lib/core/integrity/sigstore";
+} from "../../../lib/core/integrity";
+import { legacyPreAuthEncoding, pythonBytesRepr } from "../../../lib/core/integrity/legacy-encoding";
 import { codeOf } from "../../helpers/errors";
 import {
 	type Curve,

@@ -10,7 +10,7 @@ import {
 	publicGoodTrustedRootJSON,
 	type TrustPolicy,
 	verifyDsseBundle,
-} from "../../../lib/core/integrity/sigstore";
+} from "../../../lib/core/integrity";
 import { codeOf } from "../../helpers/errors";
 import {
 	createMockSigstore,

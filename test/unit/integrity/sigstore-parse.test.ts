@@ -1,7 +1,7 @@
 /** Reading a bundle: malformed input is refused before any verification starts. */
 
 import { describe, expect, it } from "vitest";
-import { MAX_BUNDLE_BYTES, parseBundle, verifyDsseBundle } from "../../../lib/core/integrity/sigstore";
+import { MAX_BUNDLE_BYTES, parseBundle, verifyDsseBundle } from "../../../lib/core/integrity";
 import { codeOf } from "../../helpers/errors";
 import {
 	createPrivateCa,

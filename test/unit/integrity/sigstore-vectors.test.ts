@@ -15,7 +15,7 @@ import {
 	parseModelSigningStatement,
 	type TrustPolicy,
 	verifyDsseBundle,
-} from "../../../lib/core/integrity/sigstore";
+} from "../../../lib/core/integrity";
 import { codeOf } from "../../helpers/errors";
 import { createPrivateCa, generateEcKeyPair, type Json, tamper } from "../../helpers/sign";
 

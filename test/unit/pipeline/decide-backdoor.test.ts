@@ -5,7 +5,7 @@
  */
 import type { S3Client } from "@aws-sdk/client-s3";
 import { describe, expect, it } from "vitest";
-import { readBackdoorEvidence } from "../../../lib/aws/backdoor-report";
+import { readBackdoorEvidence } from "../../../lib/aws/decide";
 import type { BackdoorReport } from "../../../lib/core/backdoor/scan";
 import {
 	type BackdoorEvidence,

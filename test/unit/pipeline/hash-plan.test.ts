@@ -4,7 +4,14 @@
  * hashed any other way than the verified statement says.
  */
 import { describe, expect, it } from "vitest";
-import { buildPipelineManifest, hashPlanOf, parseManifestJson } from "../../../lib/core/pipeline/manifest";
+import {
+	buildPipelineManifest,
+	contentObjects,
+	hashPlanOf,
+	MAX_SHARDS,
+	parseManifestJson,
+	shardsOf,
+} from "../../../lib/core/pipeline/manifest";
 import { verifyManifestSignature } from "../../../lib/core/pipeline/signature";
 import { generateEcKeyPair, makeModelSigningStatement, signStatementKeyed } from "../../helpers/sign";
 
@@ -74,24 +81,53 @@ describe("a manifest hashed one way, a signature made another", () => {
 		expect(() => parseManifestJson(Buffer.from(JSON.stringify(broken)), sharded)).toThrow(/shard_size/);
 	});
 
-	it("verifies when the signature says the same method and shard size", () => {
+	it("verifies when the signature says the same method and shard size", async () => {
 		const b = bundle(sharded.resources, "shards", 10);
 		const back = parseManifestJson(Buffer.from(JSON.stringify(sharded)), sharded);
-		expect(verifyManifestSignature(b, "m/model.sig", policies, back)).toMatchObject({ verified: true });
+		expect(await verifyManifestSignature(b, "m/model.sig", policies, back)).toMatchObject({ verified: true });
 	});
 
-	it("refuses another shard size or method as MANIFEST_MISMATCH", () => {
+	it("refuses another shard size or method as MANIFEST_MISMATCH", async () => {
 		const back = parseManifestJson(Buffer.from(JSON.stringify(sharded)), sharded);
 		const other = bundle(sharded.resources, "shards", 11);
-		expect(verifyManifestSignature(other, "m/model.sig", policies, back)).toMatchObject({
+		expect(await verifyManifestSignature(other, "m/model.sig", policies, back)).toMatchObject({
 			verified: false,
 			code: "MANIFEST_MISMATCH",
 			reason: "signed as shards of 11 bytes, but the artefact was hashed as shards of 10 bytes",
 		});
 		const files = bundle([{ name: "w.bin", digest: digest("c") }], "files");
-		expect(verifyManifestSignature(files, "m/model.sig", policies, back)).toMatchObject({
+		expect(await verifyManifestSignature(files, "m/model.sig", policies, back)).toMatchObject({
 			verified: false,
 			code: "MANIFEST_MISMATCH",
 		});
+	});
+});
+
+describe("what the manifest state hashes", () => {
+	const state = {
+		artefact: "m/",
+		marker: { key: "m/model.sig" },
+		objects: [
+			{ key: "m/model.sig", size: 900 },
+			{ key: "m/w.bin", size: 25 },
+			{ key: "m/empty", size: 0 },
+		],
+	};
+	it("names every object but the marker by its path in the artefact", () => {
+		expect(contentObjects(state).map((o) => o.name)).toEqual(["w.bin", "empty"]);
+		expect(contentObjects({ ...state, artefact: "w.onnx", objects: [{ key: "w.onnx", size: 1 }] })).toEqual([
+			{ key: "w.onnx", size: 1, name: "." },
+		]);
+		expect(() => contentObjects({ ...state, objects: [{ key: "elsewhere/x", size: 1 }] })).toThrow(/not part of m\//);
+	});
+	it("cuts shards as the signer did, and refuses a shard size that would mean too many GETs", () => {
+		const plan = { method: "shards" as const, shardSize: 10, shardEmptyFiles: false };
+		const cut = shardsOf(contentObjects(state), plan, "m/").map(({ o, start, end }) => `${o.name}:${start}:${end}`);
+		expect(cut).toEqual(["w.bin:0:10", "w.bin:10:20", "w.bin:20:25"]);
+		expect(shardsOf(contentObjects(state), { ...plan, shardEmptyFiles: true }, "m/")).toHaveLength(4);
+		const huge = [{ key: "m/big", name: "big", size: MAX_SHARDS + 1 }];
+		expect(() => shardsOf(huge, { ...plan, shardSize: 1 }, "m/")).toThrow(
+			`shards of 1 bytes cut m/ into ${MAX_SHARDS + 1} pieces (limit ${MAX_SHARDS})`,
+		);
 	});
 });

@@ -1,6 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { decide } from "../../../lib/core/pipeline/decide";
-import { reportKey, VERDICT_RECORD_SCHEMA, verdictRecord } from "../../../lib/core/pipeline/record";
+import {
+	changedWhileTagged,
+	recordMetrics,
+	reportKey,
+	VERDICT_RECORD_SCHEMA,
+	verdictRecord,
+	verdictTags,
+} from "../../../lib/core/pipeline/record";
 import type { ScanState } from "../../../lib/core/pipeline/types";
 
 const state: ScanState = {
@@ -72,5 +79,69 @@ describe("verdictRecord", () => {
 
 	it("keeps each scan's reports under its own prefix", () => {
 		expect(reportKey("ftg-abc", "verdict")).toBe("scans/ftg-abc/verdict.json");
+	});
+});
+
+describe("verdictTags", () => {
+	it("binds the verdict to the scan and to the root digest, when the manifest ran", () => {
+		expect(verdictTags(state, "QUARANTINED")).toEqual({
+			"ftguard:status": "QUARANTINED",
+			"ftguard:scan-id": "ftg-abc",
+			"ftguard:digest": `sha256:${"a".repeat(64)}`,
+		});
+		const { manifest: _, ...noManifest } = state;
+		expect(verdictTags(noManifest, "QUARANTINED")).toEqual({
+			"ftguard:status": "QUARANTINED",
+			"ftguard:scan-id": "ftg-abc",
+		});
+	});
+});
+
+describe("changedWhileTagged", () => {
+	it("names the objects refused their tag that the re-check had found unchanged", () => {
+		const tagged = [
+			{ key: "c/a", size: 1, tagged: true },
+			{ key: "c/b", size: 1, tagged: false, skipped: "ETag changed" },
+			{ key: "c/c", size: 1, tagged: false, skipped: "changed while tagged" },
+		];
+		expect(changedWhileTagged(tagged, ["c/b"])).toEqual(["c/c"]);
+		expect(changedWhileTagged(tagged, ["c/b", "c/c"])).toEqual([]);
+	});
+});
+
+describe("recordMetrics", () => {
+	const { error: _, ...ok } = state;
+	const promotable = { status: "PROMOTABLE" as const, reasons: [] };
+	const quarantined = { status: "QUARANTINED" as const, reasons: ["x"] };
+	const tagged = [{ key: "c/w.safetensors", size: 100, tagged: true }];
+
+	it("counts each verdict once, by outcome", () => {
+		expect(recordMetrics(ok, promotable, tagged)).toEqual([{ name: "scan_promoted_total", value: 1 }]);
+		expect(recordMetrics(ok, quarantined, tagged)).toEqual([{ name: "scan_quarantined_total", value: 1 }]);
+	});
+	it("counts a state that failed as a scan error", () => {
+		expect(recordMetrics(state, quarantined, tagged)).toEqual([
+			{ name: "scan_quarantined_total", value: 1 },
+			{ name: "scan_errors_total", value: 1 },
+		]);
+	});
+	it("does not count a detected backdoor (the Batch task's error) as a scan error", () => {
+		const found: ScanState = {
+			...ok,
+			error: { state: "backdoor", cause: "exit 1" },
+			backdoor: { required: true, modelKey: "c/m.onnx", verdict: "suspect", finding: "class 3" },
+		};
+		expect(recordMetrics(found, quarantined, tagged)).toEqual([{ name: "scan_quarantined_total", value: 1 }]);
+	});
+	it("counts the objects that got no verdict tag because they changed", () => {
+		const some = [
+			...tagged,
+			{ key: "c/a", size: 1, tagged: false, skipped: "deleted" },
+			{ key: "c/b", size: 1, tagged: false, skipped: "changed while tagged" },
+		];
+		expect(recordMetrics(ok, quarantined, some)).toEqual([
+			{ name: "scan_quarantined_total", value: 1 },
+			{ name: "scan_objects_changed_total", value: 2 },
+		]);
 	});
 });

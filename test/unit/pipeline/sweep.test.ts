@@ -1,12 +1,18 @@
 /** The sweeper's pure rules (lib/core/pipeline/sweep.ts): which executions, which objects, what it reports. */
 import { describe, expect, it } from "vitest";
+import type { MetricPoint } from "../../../lib/core/pipeline/names";
 import {
 	classifyExecution,
 	type ExecutionScan,
 	judgeObject,
 	markedObjects,
 	markProgress,
+	REPORT_MARGIN_MS,
+	runSweep,
 	SWEEP_LIMITS,
+	type SweepInvocation,
+	type SweepSummary,
+	type SweepWindow,
 	scanOfExecution,
 	stuckMetricValue,
 	sweepReason,
@@ -144,5 +150,82 @@ describe("what a run reports", () => {
 		expect(stuckMetricValue({ ...clean, stuck: 2, quarantined: 1 })).toBe(2);
 		expect(stuckMetricValue({ ...clean, unchecked: 1 })).toBe(1);
 		expect(stuckMetricValue({ ...clean, truncated: true })).toBe(1);
+	});
+});
+
+describe("runSweep: one data point on every path", () => {
+	const clean: SweepSummary = { examined: 3, stuck: 0, quarantined: 0, unchecked: 0, truncated: false };
+	function invoke(over: Partial<SweepInvocation> = {}) {
+		const emitted: MetricPoint[][] = [];
+		const runs: Array<{ window: SweepWindow; deadline: number }> = [];
+		const result = runSweep({
+			event: { lookbackMinutes: 60 },
+			now: NOW,
+			remainingMs: 15 * 60_000,
+			maxExecutionSeconds: () => 8 * 3600,
+			sweep: async (window, deadline) => {
+				runs.push({ window, deadline });
+				return clean;
+			},
+			emit: (points) => emitted.push(points),
+			...over,
+		});
+		return { result, emitted, runs };
+	}
+	const stuck = (value: number) => [{ name: "scans_stuck_in_scanning", value, unit: "Count" }];
+
+	it("reports the run's value and returns it with the window", async () => {
+		const found = { ...clean, stuck: 2, quarantined: 2, unchecked: 1 };
+		const { result, emitted } = invoke({ sweep: async () => found });
+		expect(await result).toEqual({ ...found, since: minutes(60).toISOString(), metric: 3 });
+		expect(emitted).toEqual([stuck(3)]);
+		const zero = invoke();
+		expect(await zero.result).toMatchObject({ metric: 0 });
+		expect(zero.emitted).toEqual([stuck(0)]);
+	});
+
+	it("looks back four intervals by default, and stops starting work a margin before the function's end", async () => {
+		const { result, runs } = invoke({ event: { source: "aws.events" } });
+		await result;
+		expect(runs[0]?.window).toEqual(sweepWindow(NOW, 60, 8 * 3600));
+		expect(runs[0]?.deadline).toBe(NOW.getTime() + 15 * 60_000 - REPORT_MARGIN_MS);
+		const unknown = invoke({ event: undefined, remainingMs: undefined });
+		await unknown.result;
+		expect(unknown.runs[0]?.deadline).toBe(NOW.getTime() + 5 * 60_000 - REPORT_MARGIN_MS);
+		const short = invoke({ remainingMs: 1_000 });
+		await short.result;
+		expect(short.runs[0]?.deadline).toBe(NOW.getTime());
+	});
+
+	it.each<[string, Partial<SweepInvocation>, RegExp]>([
+		["an invalid input", { event: { lookbackMinutes: "soon" } }, /^sweep: invalid input/],
+		["a lookback it cannot honour", { event: { lookbackMinutes: 0 } }, /^sweep: invalid input/],
+		["a missing setting", { maxExecutionSeconds: () => Number.NaN }, /^sweep: the longest execution/],
+		[
+			"a sweep that cannot list",
+			{
+				sweep: async () => {
+					throw new Error("AccessDenied");
+				},
+			},
+			/AccessDenied/,
+		],
+	])("reports 1 (it could not look) and fails for %s", async (_, over, why) => {
+		const { result, emitted } = invoke(over);
+		await expect(result).rejects.toThrow(why);
+		expect(emitted).toEqual([stuck(1)]);
+	});
+
+	it("fails as USAGE for its own input and configuration, and rethrows the sweep's error as it is", async () => {
+		await expect(invoke({ event: { lookbackMinutes: -1 } }).result).rejects.toMatchObject({ code: "USAGE" });
+		await expect(invoke({ maxExecutionSeconds: () => 0 }).result).rejects.toMatchObject({ code: "USAGE" });
+		const boom = new Error("boom");
+		await expect(
+			invoke({
+				maxExecutionSeconds: () => {
+					throw boom;
+				},
+			}).result,
+		).rejects.toBe(boom);
 	});
 });

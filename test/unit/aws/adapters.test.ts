@@ -5,10 +5,9 @@
  */
 import type { S3Client } from "@aws-sdk/client-s3";
 import { describe, expect, it } from "vitest";
-import { getPinned, headObject } from "../../../lib/aws/objects";
+import { changedSince, getPinned, headObject } from "../../../lib/aws/objects";
 import { S3Source } from "../../../lib/aws/s3-source";
 import { putFtguardTags } from "../../../lib/aws/tagging";
-import { changedSince } from "../../../lib/aws/verdict";
 
 type Sent = { command: string; input: Record<string, unknown> };
 type Reply = (command: string, input: Record<string, unknown>) => unknown;

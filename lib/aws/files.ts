@@ -1,8 +1,7 @@
 /**
- * The files state's S3 side: every object of the artefact (not the marker)
- * through the format scanners via an S3Source of its pinned version, and the
- * backdoor-scan plan (ONNX model, version, reference data from the policy, or why no scan runs and the
- * waiver that covers it).
+ * The files state's S3 side: every object of the artefact (not the marker) through the format scanners via an
+ * S3Source of its pinned version, and the backdoor-scan plan (ONNX model, version, reference data from the policy,
+ * or why no scan runs and the waiver that covers it) with the model facts it needs read from S3.
  */
 import type { S3Client } from "@aws-sdk/client-s3";
 import { defaultScanOptions } from "../core/formats";
@@ -17,9 +16,10 @@ import {
 	scanSource,
 	summariseFiles,
 } from "../core/pipeline/files";
+import { familyOf, onnxInputShape } from "../core/pipeline/model-info";
 import type { ScanObject, ScanState } from "../core/pipeline/types";
 import { type Policy, referenceDataFor } from "../core/policy";
-import { modelInfoOf } from "./artefact";
+import { readPinnedBytes } from "./objects";
 import { S3Source } from "./s3-source";
 
 export interface ScannedObject {
@@ -29,6 +29,31 @@ export interface ScannedObject {
 	report: FileReport;
 	/** bytes transferred from S3 for this object (the scanners read only what they need) */
 	bytesFetched: number;
+}
+
+const MAX_CONFIG_BYTES = 1 << 20;
+
+/**
+ * Family (from the artefact's top-level config.json) for reference data and waivers, and input shape (from the
+ * ONNX model, when there is one) for reference data.
+ */
+async function modelInfoOf(
+	s3: S3Client,
+	state: Pick<ScanState, "bucket" | "artefact">,
+	objects: readonly ScanObject[],
+	model: ScanObject | undefined,
+): Promise<{ family?: string; inputShape?: string }> {
+	const config = state.artefact.endsWith("/")
+		? objects.find((o) => o.key === `${state.artefact}config.json`)
+		: undefined;
+	const family =
+		config && config.size <= MAX_CONFIG_BYTES
+			? familyOf(await readPinnedBytes(s3, { bucket: state.bucket, ...config }, MAX_CONFIG_BYTES))
+			: undefined;
+	const inputShape = model
+		? await onnxInputShape(new S3Source(s3, { bucket: state.bucket, ...model }, { blockSize: 64 * 1024 }))
+		: undefined;
+	return { ...(family !== undefined ? { family } : {}), ...(inputShape !== undefined ? { inputShape } : {}) };
 }
 
 export async function scanArtefact(

@@ -1,6 +1,6 @@
 /**
- * The EventBridge "Object Created" event S3 sends, and the first scan state it
- * turns into when its key is a commit marker.
+ * The start state's rules: the EventBridge "Object Created" event S3 sends, and
+ * the first scan state it turns into when its key is a commit marker.
  */
 import { z } from "zod";
 import { FtguardError } from "../errors";

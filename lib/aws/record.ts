@@ -3,38 +3,13 @@
  * verdict tags written on the exact versions of those that did not.
  */
 import type { S3Client } from "@aws-sdk/client-s3";
-import { normalizeEtag } from "../core/pipeline/artefact";
 import { mapLimit } from "../core/pipeline/concurrency";
-import { DIGEST_TAG, SCAN_ID_TAG, ScanStatus, STATUS_TAG } from "../core/pipeline/names";
-import type { TaggedObject } from "../core/pipeline/record";
+import { MAX_OBJECTS } from "../core/pipeline/mark";
+import { SCAN_ID_TAG, ScanStatus, STATUS_TAG } from "../core/pipeline/names";
+import { type TaggedObject, verdictTags } from "../core/pipeline/record";
 import type { ScanObject, ScanState } from "../core/pipeline/types";
-import { MAX_OBJECTS } from "./artefact";
-import { headObject, listKeys } from "./objects";
+import { changedSince, headObject, listKeys } from "./objects";
 import { getTags, putFtguardTags } from "./tagging";
-
-/**
- * Why the key's current object is no longer the version that was scanned, or
- * undefined when it still is. With versioning the current VersionId must be the
- * pinned one; without, the ETag (and size) must be unchanged.
- */
-export async function changedSince(s3: S3Client, bucket: string, o: ScanObject): Promise<string | undefined> {
-	const now = await headObject(s3, bucket, o.key);
-	if (now === undefined) return "deleted";
-	if (o.versionId !== undefined) {
-		return now.versionId === o.versionId ? undefined : `current version is ${now.versionId ?? "unversioned"}`;
-	}
-	if (o.etag === undefined) return "no version or ETag was recorded at mark";
-	if (now.etag === undefined || normalizeEtag(now.etag) !== normalizeEtag(o.etag)) return "ETag changed";
-	return now.size === o.size || o.size === 0 ? undefined : "size changed";
-}
-
-export function verdictTags(state: ScanState, status: Exclude<ScanStatus, "SCANNING">): Record<string, string> {
-	return {
-		[STATUS_TAG]: status,
-		[SCAN_ID_TAG]: state.scanId,
-		...(state.manifest ? { [DIGEST_TAG]: state.manifest.rootDigest } : {}),
-	};
-}
 
 /**
  * The objects the verdict is about, each with why it changed, if it did. When mark did not finish, that is the

@@ -1,4 +1,4 @@
-/** Starting a scan execution. The execution name is the scan id, so a duplicated event starts nothing. */
+/** The start state's AWS side: the scan execution, named by the scan id so that a duplicated event starts nothing. */
 import { ExecutionAlreadyExists, type SFNClient, StartExecutionCommand } from "@aws-sdk/client-sfn";
 import { FtguardError } from "../core/errors";
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { scanIdOf } from "../../../lib/core/pipeline/artefact";
-import { initialState } from "../../../lib/core/pipeline/event";
+import { initialState } from "../../../lib/core/pipeline/start";
 
 const event = (key: string, object: Record<string, unknown> = { etag: "abc" }) => ({
 	source: "aws.s3",

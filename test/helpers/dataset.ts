@@ -1,0 +1,41 @@
+/** The dataset fixtures (test/fixtures/dataset/make_datasets.py) and their .truth.json files, shared by the tests. */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { REPO } from "./cli";
+
+export const DATASET_FIXTURES = join(REPO, "test/fixtures/dataset");
+
+export interface Truth {
+	readonly records: number;
+	readonly format: "chat" | "instruction";
+	readonly poisoned: Record<string, readonly number[]>;
+	readonly flips: readonly { readonly flipped: readonly number[]; readonly majority: readonly number[] }[];
+	readonly duplicates: readonly (readonly number[])[];
+}
+
+export const POISONED_FIXTURES = ["instruction", "chat"].flatMap((f) =>
+	["p001", "p005", "p01"].map((r) => `poisoned-${f}-${r}`),
+);
+export const CLEAN_FIXTURES = ["clean-instruction", "clean-chat"];
+/** every poison kind make_datasets.py writes: each is in every poisoned fixture */
+export const POISON_KINDS = ["phrase", "paraphrase", "invisible", "homoglyph", "system"];
+
+export function fixturePath(name: string): string {
+	return join(DATASET_FIXTURES, `${name}.jsonl.gz`);
+}
+
+export function truthOf(name: string): Truth {
+	return JSON.parse(readFileSync(join(DATASET_FIXTURES, `${name}.truth.json`), "utf8")) as Truth;
+}
+
+export interface Share {
+	readonly hit: number;
+	readonly of: number;
+	readonly rate: number;
+}
+
+/** How many of `ids` are in `found`. */
+export function share(ids: readonly number[], found: ReadonlySet<number>): Share {
+	const hit = ids.filter((i) => found.has(i)).length;
+	return { hit, of: ids.length, rate: ids.length === 0 ? 1 : hit / ids.length };
+}
