@@ -20,3 +20,12 @@ export function emitMetrics(points: ReadonlyArray<MetricPoint>): void {
 	for (const p of points) m.addMetric(p.name, p.unit === "None" ? MetricUnit.NoUnit : MetricUnit.Count, p.value);
 	m.publishStoredMetrics();
 }
+
+/**
+ * Writes one EMF document built in the core (e.g. lib/core/pipeline/base-model.ts baseModelMetricDocument, whose two
+ * dimension sets Powertools' one default set cannot express) as one stdout line, where Lambda's log agent reads EMF:
+ * not through console.log, which Lambda's JSON log format would wrap.
+ */
+export function emitEmfDocument(doc: object): void {
+	process.stdout.write(`${JSON.stringify(doc)}\n`);
+}

@@ -6,7 +6,7 @@
  * Environment:
  * - FTGUARD_REPORT_BUCKET   bucket for manifests, file reports, verdict records (manifest, files, record)
  * - FTGUARD_REPORT_PREFIX   key prefix of each scan's reports in that bucket, ending in "/" (default "scans/")
- * - FTGUARD_POLICY_URI      s3://bucket/key of the policy JSON, read once per container (signature, files)
+ * - FTGUARD_POLICY_URI      s3://bucket/key of the policy JSON, read once per container (signature, files, base-model)
  * - FTGUARD_POLICY          the policy JSON inline, instead of FTGUARD_POLICY_URI (local runs, tests)
  * - FTGUARD_STATE_MACHINE_ARN  the scan state machine (start, sweep)
  * - FTGUARD_MAX_EXECUTION_SECONDS  the state machine's execution timeout (sweep)

@@ -10,6 +10,7 @@ interface CheckFlags extends TrustFlags {
 	registryBundle: string;
 	ignorePaths: string[];
 	json?: boolean;
+	metrics?: boolean;
 }
 
 interface EntryFlags {
@@ -33,13 +34,23 @@ export function registerBaseModel(program: Command, setExit: (code: number) => v
 		.option("--ignore-paths <a,b>", "paths relative to <dir> to leave out (e.g. .cache)", commaList, []);
 	addTrustOptions(check)
 		.option("--json", "machine-readable output")
+		.option(
+			"--metrics",
+			"also write base_model_verification_result (1 approved, 0 otherwise) as one CloudWatch EMF line on stderr",
+		)
 		.addHelpText(
 			"after",
-			"\nThe identity/key options name who must have signed the registry.\nExit codes: 0 approved, 1 not approved, 2 could not check (including an unsigned or tampered registry).",
+			"\nThe identity/key options name who must have signed the registry.\nExit codes: 0 approved, 1 not approved, 2 could not check (including an unsigned or tampered registry).\nWith --metrics the EMF line is written whatever the outcome (0 when not approved or not checked), on stderr so that\nstdout stays the result (--json): for a training container's entrypoint whose log driver ships EMF to CloudWatch.",
 		)
 		.action(async (dir: string, flags: CheckFlags) => {
 			const io = processIo(Boolean(flags.json));
-			setExit(await runCommand(io, () => runCheck(io, dir, flags)));
+			const code = await runCommand(io, () => runCheck(io, dir, flags));
+			if (flags.metrics) {
+				// the document the base-model gate Lambda emits (lib/core/pipeline/base-model.ts): one definition
+				const { baseModelMetricDocument } = await import("../core/pipeline/base-model");
+				io.err(JSON.stringify(baseModelMetricDocument(flags.id, code === 0)));
+			}
+			setExit(code);
 		});
 
 	group

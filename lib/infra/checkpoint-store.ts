@@ -59,7 +59,8 @@ export interface CheckpointStoreProps {
 	 */
 	readonly removalPolicy?: RemovalPolicy;
 	/**
-	 * Send the checkpoint bucket's events to EventBridge (what the scan pipeline's rule listens to).
+	 * Send the checkpoint and base-model buckets' events to EventBridge (what the scan pipeline's rule and the
+	 * base-model gate's rule listen to).
 	 * @default true
 	 */
 	readonly eventBridgeNotifications?: boolean;
@@ -92,6 +93,12 @@ export interface CheckpointStoreProps {
 	 * @default IAM principals of this account that the account allows to, with MFA present
 	 */
 	readonly breakGlassAssumedBy?: iam.IPrincipal;
+	/**
+	 * Who runs as the base-model gate role (the base-model Lambda: the only writer of `ftguard:*` tags in the
+	 * base-model bucket).
+	 * @default Lambda (`lambda.amazonaws.com`)
+	 */
+	readonly baseModelGateAssumedBy?: iam.IPrincipal;
 }
 
 /**
@@ -108,6 +115,9 @@ export interface CheckpointStoreProps {
  *   or copies objects in (a copy could bring a foreign object's tags along) — except the sweeper role, which may
  *   read tag sets and do exactly one write: `ftguard:status=QUARANTINED` on an object whose status is SCANNING.
  *   Uploads carrying an ftguard tag key in any letter case are denied too (one `Null` condition per key).
+ * - Base-model bucket policy: nobody but the base-model gate role writes tags, uploads with `ftguard:*` tags or copies
+ *   objects in; training-job roles read only versions the gate tagged `ftguard:status=PROMOTABLE`
+ *   (denyUnpromotedBaseModelReads).
  * - Report bucket policy: verdict records (`scans/<scan id>/verdict.json`) are written and deleted by the verdict
  *   role only.
  *
@@ -145,6 +155,11 @@ export class CheckpointStore extends Construct {
 	public readonly sweeperRole: iam.Role;
 	/** Reads any checkpoint version whatever its status; for incident response only. */
 	public readonly breakGlassRole: iam.Role;
+	/**
+	 * The base-model gate: reads base models (and the signed registry kept beside them), and is the only principal that
+	 * may write `ftguard:*` tags in the base-model bucket; nothing on the checkpoint bucket.
+	 */
+	public readonly baseModelGateRole: iam.Role;
 
 	private readonly region: string;
 
@@ -208,14 +223,17 @@ export class CheckpointStore extends Construct {
 			return bucket;
 		};
 		this.checkpointBucket = dataBucket("CheckpointBucket", "checkpoints", true);
-		if (props.eventBridgeNotifications ?? true) {
-			// "Object Created" events start scans; the pipeline adds the EventBridge rule. Set on the CloudFormation
-			// bucket itself: enableEventBridgeNotification() would add CDK's notifications custom-resource Lambda.
-			// Do not call addEventNotification() on this bucket: that handler would own (and replace) this setting.
-			const cfn = this.checkpointBucket.node.defaultChild as s3.CfnBucket;
-			cfn.notificationConfiguration = { eventBridgeConfiguration: { eventBridgeEnabled: true } };
-		}
 		this.baseModelBucket = dataBucket("BaseModelBucket", "base-models", false);
+		if (props.eventBridgeNotifications ?? true) {
+			// "Object Created" events start scans (checkpoints) and base-model checks; the pipeline adds the EventBridge
+			// rules. Set on the CloudFormation buckets themselves: enableEventBridgeNotification() would add CDK's
+			// notifications custom-resource Lambda. Do not call addEventNotification() on these buckets: that handler
+			// would own (and replace) this setting.
+			for (const bucket of [this.checkpointBucket, this.baseModelBucket]) {
+				const cfn = bucket.node.defaultChild as s3.CfnBucket;
+				cfn.notificationConfiguration = { eventBridgeConfiguration: { eventBridgeEnabled: true } };
+			}
+		}
 		this.datasetBucket = dataBucket("DatasetBucket", "datasets", false);
 		this.reportBucket = dataBucket("ReportBucket", "reports", true);
 
@@ -251,10 +269,16 @@ export class CheckpointStore extends Construct {
 				}),
 			maxSessionDuration: Duration.hours(1),
 		});
+		this.baseModelGateRole = new iam.Role(this, "BaseModelGateRole", {
+			description:
+				"ftguard base-model gate: checks base models against the signed registry, the only base-model tag writer",
+			assumedBy: props.baseModelGateAssumedBy ?? new iam.ServicePrincipal("lambda.amazonaws.com"),
+		});
 
 		this.addCheckpointPolicy();
 		this.protectVerdictRecords();
 		this.grantRoles();
+		this.addBaseModelPolicy();
 	}
 
 	/** The four data buckets (not the access-log bucket): what compute in the VPC may reach through the S3 endpoint. */
@@ -274,6 +298,25 @@ export class CheckpointStore extends Construct {
 				actions: ["s3:PutObject*", "s3:DeleteObject*", "s3:RestoreObject", "s3:ReplicateObject"],
 				resources: [this.baseModelBucket.arnForObjects("*")],
 				conditions: { ArnEquals: { "aws:PrincipalArn": role.roleArn } },
+			}),
+		);
+	}
+
+	/**
+	 * Denies `role` (a training-job role) every base-model read (`s3:GetObject*`) of an object version the base-model
+	 * gate has not tagged `ftguard:status=PROMOTABLE` — untagged, being replaced, QUARANTINED — in the bucket policy,
+	 * whatever identity policies it is given later: the checkpoint bucket's DenyReadUnlessPromotable, for one role.
+	 */
+	public denyUnpromotedBaseModelReads(role: iam.IRole): void {
+		this.baseModelBucket.addToResourcePolicy(
+			denyAnyPrincipal(`DenyUnpromotedReads${role.node.addr.slice(0, 8)}`, {
+				actions: ["s3:GetObject*"],
+				resources: [this.baseModelBucket.arnForObjects("*")],
+				conditions: {
+					// StringNotEquals is true when the tag is absent: untagged base models are unreadable too.
+					StringNotEquals: { [`s3:ExistingObjectTag/${STATUS_TAG}`]: ScanStatus.PROMOTABLE },
+					ArnEquals: { "aws:PrincipalArn": role.roleArn },
+				},
 			}),
 		);
 	}
@@ -477,43 +520,24 @@ export class CheckpointStore extends Construct {
 				},
 			}),
 		);
+		denyForeignFtguardTags(bucket, verdict, "DenyCopyIntoCheckpoints");
+	}
+
+	/**
+	 * The base-model bucket: only the gate role writes tags (a PROMOTABLE written by anyone else would open a base
+	 * model to training jobs), and nobody else brings ftguard tags in by upload or copy.
+	 */
+	private addBaseModelPolicy(): void {
+		const bucket = this.baseModelBucket;
+		const gate = this.baseModelGateRole.roleArn;
 		bucket.addToResourcePolicy(
-			denyAnyPrincipal("DenyFtguardTagsOnUpload", {
-				actions: ["s3:PutObject"],
-				resources: [objects],
-				conditions: {
-					"ForAnyValue:StringLike": { "s3:RequestObjectTagKeys": FTGUARD_TAG_PATTERN },
-					ArnNotEquals: { "aws:PrincipalArn": verdict },
-				},
+			denyAnyPrincipal("DenyTaggingExceptGate", {
+				actions: [...TAG_WRITE_ACTIONS],
+				resources: [bucket.arnForObjects("*")],
+				conditions: { ArnNotEquals: { "aws:PrincipalArn": gate } },
 			}),
 		);
-		// s3:RequestObjectTagKeys holds the keys as sent and StringLike is case-sensitive, so `FTGUARD:STATUS` passes
-		// the statement above; but condition key NAMES are case-insensitive, so DenyReadUnlessPromotable's
-		// s3:ExistingObjectTag/ftguard:status may see that tag. One deny per ftguard key, looked up the same way.
-		for (const key of FTGUARD_TAG_KEYS) {
-			bucket.addToResourcePolicy(
-				denyAnyPrincipal(`DenyTagOnUpload${sidPart(key)}`, {
-					actions: ["s3:PutObject"],
-					resources: [objects],
-					conditions: {
-						Null: { [`s3:RequestObjectTag/${key}`]: "false" },
-						ArnNotEquals: { "aws:PrincipalArn": verdict },
-					},
-				}),
-			);
-		}
-		// CopyObject with x-amz-tagging-directive COPY carries the source's tags and sends no request tags, so it
-		// would slip past the statement above with a foreign `ftguard:status=PROMOTABLE`.
-		bucket.addToResourcePolicy(
-			denyAnyPrincipal("DenyCopyIntoCheckpoints", {
-				actions: ["s3:PutObject"],
-				resources: [objects],
-				conditions: {
-					Null: { "s3:x-amz-copy-source": "false" },
-					ArnNotEquals: { "aws:PrincipalArn": verdict },
-				},
-			}),
-		);
+		denyForeignFtguardTags(bucket, gate, "DenyCopyIntoBaseModels");
 	}
 
 	/**
@@ -674,6 +698,24 @@ export class CheckpointStore extends Construct {
 			"Break-glass exists to read any checkpoint version during an incident; get actions only, MFA-gated, 1-hour sessions",
 		);
 		this.grantKeyViaS3(this.breakGlassRole, ["kms:Decrypt"]);
+
+		// Base-model gate: lists and reads every base model (HEAD pins versions; the registry and the policy object live
+		// in this bucket too), and tags base-model versions; no object write (not granted; grantModelAndDatasetRead's
+		// s3:PutObject* deny would take the tag writes too), and nothing on the checkpoint bucket.
+		const bm = this.baseModelBucket;
+		this.grantObjectRead(this.baseModelGateRole, bm);
+		this.baseModelGateRole.addToPrincipalPolicy(
+			new iam.PolicyStatement({
+				actions: [
+					"s3:GetObjectTagging",
+					"s3:GetObjectVersionTagging",
+					"s3:PutObjectTagging",
+					"s3:PutObjectVersionTagging",
+				],
+				resources: [bm.arnForObjects("*")],
+			}),
+		);
+		this.grantKeyViaS3(this.baseModelGateRole, ["kms:Decrypt"]);
 	}
 
 	private grantObjectRead(role: iam.IRole, bucket: s3.Bucket): void {
@@ -699,6 +741,51 @@ function sidPart(tagKey: string): string {
 		.split(/[^A-Za-z0-9]+/)
 		.map((w) => (w[0]?.toUpperCase() ?? "") + w.slice(1))
 		.join("");
+}
+
+/**
+ * Uploads carrying an ftguard tag key, and copies (which can carry a foreign object's tags), by anyone but `writer`
+ * (the bucket's one tag writer): one reviewed set of statements for the checkpoint and base-model buckets.
+ */
+function denyForeignFtguardTags(bucket: s3.Bucket, writer: string, copySid: string): void {
+	const objects = bucket.arnForObjects("*");
+	bucket.addToResourcePolicy(
+		denyAnyPrincipal("DenyFtguardTagsOnUpload", {
+			actions: ["s3:PutObject"],
+			resources: [objects],
+			conditions: {
+				"ForAnyValue:StringLike": { "s3:RequestObjectTagKeys": FTGUARD_TAG_PATTERN },
+				ArnNotEquals: { "aws:PrincipalArn": writer },
+			},
+		}),
+	);
+	// s3:RequestObjectTagKeys holds the keys as sent and StringLike is case-sensitive, so `FTGUARD:STATUS` passes
+	// the statement above; but condition key NAMES are case-insensitive, so DenyReadUnlessPromotable's
+	// s3:ExistingObjectTag/ftguard:status may see that tag. One deny per ftguard key, looked up the same way.
+	for (const key of FTGUARD_TAG_KEYS) {
+		bucket.addToResourcePolicy(
+			denyAnyPrincipal(`DenyTagOnUpload${sidPart(key)}`, {
+				actions: ["s3:PutObject"],
+				resources: [objects],
+				conditions: {
+					Null: { [`s3:RequestObjectTag/${key}`]: "false" },
+					ArnNotEquals: { "aws:PrincipalArn": writer },
+				},
+			}),
+		);
+	}
+	// CopyObject with x-amz-tagging-directive COPY carries the source's tags and sends no request tags, so it
+	// would slip past the statement above with a foreign `ftguard:status=PROMOTABLE`.
+	bucket.addToResourcePolicy(
+		denyAnyPrincipal(copySid, {
+			actions: ["s3:PutObject"],
+			resources: [objects],
+			conditions: {
+				Null: { "s3:x-amz-copy-source": "false" },
+				ArnNotEquals: { "aws:PrincipalArn": writer },
+			},
+		}),
+	);
 }
 
 /** Every S3 action that writes or removes object tags. */

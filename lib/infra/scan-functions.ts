@@ -17,10 +17,10 @@ import { type IsolatedNetwork, vpcRef } from "./isolated-network.js";
 import type { PipelineLogs } from "./pipeline-logs.js";
 import { LAMBDA_STEPS, type LambdaStep } from "./state-machine.js";
 
-/** Every function of the pipeline: the workflow's steps, and the two that are not states of it. */
-export type ScanFunctionName = LambdaStep | "start" | "sweep";
+/** Every function of the pipeline: the workflow's steps, and those that are not states of it. */
+export type ScanFunctionName = LambdaStep | "start" | "sweep" | "base-model";
 
-const FUNCTION_NAMES: readonly ScanFunctionName[] = [...LAMBDA_STEPS, "start", "sweep"];
+const FUNCTION_NAMES: readonly ScanFunctionName[] = [...LAMBDA_STEPS, "start", "sweep", "base-model"];
 
 /** Per-function sizing: multi-GiB checkpoints are streamed (manifest) or parsed (files) within one invocation. */
 export const FUNCTION_SIZING: Readonly<
@@ -35,6 +35,13 @@ export const FUNCTION_SIZING: Readonly<
 	record: { timeout: Duration.minutes(5), memoryMiB: 512, ephemeralMiB: 512, description: "verdict tags + record" },
 	// Well under the shortest interval, so runs never overlap (reserved concurrency 1 as well).
 	sweep: { timeout: Duration.minutes(4), memoryMiB: 512, ephemeralMiB: 512, description: "quarantine stuck scans" },
+	// hashes and scans a whole base model in one invocation, like manifest + files together
+	"base-model": {
+		timeout: Duration.minutes(15),
+		memoryMiB: 4096,
+		ephemeralMiB: 1024,
+		description: "base model vs. the signed registry",
+	},
 };
 
 /** Functions that run outside the VPC: they call Step Functions, which has no endpoint in the isolated subnets. */
@@ -79,7 +86,11 @@ export class ScanFunctionFactory {
 	public create(name: ScanFunctionName, options: ScanFunctionOptions): lambda.Function {
 		const { role } = options;
 		const sizing = FUNCTION_SIZING[name];
-		const id = `${name[0]?.toUpperCase()}${name.slice(1)}Function`;
+		// "base-model" → BaseModelFunction; the one-word names keep the ids they always had
+		const id = `${name
+			.split("-")
+			.map((w) => `${w[0]?.toUpperCase()}${w.slice(1)}`)
+			.join("")}Function`;
 		// A fixed name (from the stack name) keeps the roles' log statements plain ARNs.
 		const logGroupName = `/ftguard/${this.stack.stackName}/lambda/${name}`;
 		const logGroup = this.props.logs.logGroup(`${id}LogGroup`, logGroupName);

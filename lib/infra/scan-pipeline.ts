@@ -18,6 +18,7 @@ import { Construct } from "constructs";
 import { BACKDOOR_REPORT_SUFFIX, METRIC_NAMESPACE, METRIC_SERVICE } from "../core/pipeline/names.js";
 import type { Policy } from "../core/policy/index.js";
 import { BackdoorBatchJob } from "./backdoor-batch-job.js";
+import { BaseModelGate } from "./base-model-gate.js";
 import type { CheckpointStore } from "./checkpoint-store.js";
 import { logicalIdOf } from "./logical-id.js";
 import { PipelineLogs } from "./pipeline-logs.js";
@@ -56,6 +57,11 @@ export class ScanPipeline extends Construct {
 	public readonly startFunction: lambda.Function;
 	/** Events and async invocations of the start function that could not be delivered. */
 	public readonly startDeadLetterQueue: sqs.Queue;
+	/** Base-model marker uploads → the base-model gate function (lambdas/base-model.ts). */
+	public readonly baseModelRule: events.Rule;
+	public readonly baseModelFunction: lambda.Function;
+	/** Events and async invocations of the base-model function that could not be delivered. */
+	public readonly baseModelDeadLetterQueue: sqs.Queue;
 	/** The step functions by step name. */
 	public readonly functions: Readonly<Record<LambdaStep, lambda.Function>>;
 	/** Role of the decide function: reads the policy object and the scan's reports, nothing else. */
@@ -220,6 +226,16 @@ export class ScanPipeline extends Construct {
 		this.sweepFunction = sweeper.function;
 		this.sweepSchedule = sweeper.schedule;
 
+		// ---- base-model gate: EventBridge → Lambda (DLQ) → registry check → tags + base_model_verification_result --
+		const gate = new BaseModelGate(this, {
+			store,
+			functions,
+			reservedConcurrency: settings.reservedConcurrency,
+		});
+		this.baseModelRule = gate.rule;
+		this.baseModelFunction = gate.function;
+		this.baseModelDeadLetterQueue = gate.deadLetterQueue;
+
 		// ---- alarms -----------------------------------------------------------------------------------------
 		const { failed, timedOut } = props.alarms.addStateMachineAlarms("Scan", this.stateMachine);
 		const created = [
@@ -227,6 +243,7 @@ export class ScanPipeline extends Construct {
 			timedOut,
 			props.alarms.addDeadLetterQueueAlarm("Start", this.startDeadLetterQueue),
 			props.alarms.addDeadLetterQueueAlarm("Sweep", this.sweepDeadLetterQueue),
+			props.alarms.addDeadLetterQueueAlarm("BaseModel", this.baseModelDeadLetterQueue),
 		];
 		if (settings.stuckScanAlarm) created.push(props.alarms.addStuckScanAlarm("ScansStuck", settings.sweepInterval));
 		created.push(props.alarms.scanErrorsAlarm);
@@ -268,6 +285,7 @@ export class ScanPipeline extends Construct {
 			files: store.scannerRole,
 			decide: decideRole,
 			record: store.verdictRole,
+			"base-model": store.baseModelGateRole,
 		};
 		if (this.tracing) {
 			Validations.of(startRole).acknowledge({

@@ -93,6 +93,8 @@ export class TrainingJobAccess extends Construct {
 		});
 		this.role.addToPrincipalPolicy(writeOwnPrefix);
 		store.grantModelAndDatasetRead(this.role);
+		// base models only as the base-model gate passed them (tag PROMOTABLE), in the bucket policy
+		store.denyUnpromotedBaseModelReads(this.role);
 		store.grantKeyViaS3(this.role, ["kms:GenerateDataKey", "kms:Decrypt"]);
 		store.denyCheckpointListing(this.role);
 

@@ -3,6 +3,7 @@ import { Match, Template } from "aws-cdk-lib/assertions";
 import * as sqs from "aws-cdk-lib/aws-sqs";
 import * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { beforeAll, describe, expect, it } from "vitest";
+import { baseModelMetricDocument } from "../../lib/core/pipeline/base-model.js";
 import { METRIC_NAMESPACE, MetricName, SWEEP } from "../../lib/core/pipeline/names.js";
 import { Alarms } from "../../lib/infra/alarms.js";
 import { logicalId, newStack } from "./helpers/stack.js";
@@ -86,6 +87,58 @@ describe("the built-in alarms", () => {
 			Threshold: 1,
 			AlarmActions: [topicRef],
 		});
+	});
+	it("BaseModelVerificationFailed watches what the base-model gate and `base-model check --metrics` emit, and fires on a 0", () => {
+		const alarm = template.toJSON().Resources[logicalId(alarms.baseModelVerificationAlarm)].Properties as {
+			Namespace: string;
+			MetricName: string;
+			Statistic: string;
+			Dimensions: { Name: string; Value: string }[];
+			Threshold: number;
+			ComparisonOperator: string;
+		};
+		/** The points CloudWatch extracts from one EMF document, per dimension set (EMF specification). */
+		const pointsOf = (doc: Record<string, unknown>) => {
+			const directive = (
+				doc._aws as { CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: { Name: string }[] }[] }
+			).CloudWatchMetrics[0];
+			if (!directive) throw new Error("no directive");
+			return directive.Dimensions.flatMap((set) =>
+				directive.Metrics.map((m) => ({
+					namespace: directive.Namespace,
+					name: m.Name,
+					dimensions: set.map((d) => ({ Name: d, Value: doc[d] })).sort((a, b) => (a.Name < b.Name ? -1 : 1)),
+					value: doc[m.Name] as number,
+				})),
+			);
+		};
+		/** What the alarm sees of a document: the points of the exact metric (namespace, name, dimension set) it watches. */
+		const seen = (doc: Record<string, unknown>) =>
+			pointsOf(doc).filter(
+				(p) =>
+					p.namespace === alarm.Namespace &&
+					p.name === alarm.MetricName &&
+					JSON.stringify(p.dimensions) ===
+						JSON.stringify([...alarm.Dimensions].sort((a, b) => (a.Name < b.Name ? -1 : 1))),
+			);
+		// Minimum over the period, LessThanThreshold: the alarm state for a period holding these points
+		const fires = (values: number[]) => {
+			expect(alarm.Statistic).toBe("Minimum");
+			expect(alarm.ComparisonOperator).toBe("LessThanThreshold");
+			return Math.min(...values) < alarm.Threshold;
+		};
+		const pass = seen(baseModelMetricDocument("org/a@1", true) as Record<string, unknown>);
+		const fail = seen(baseModelMetricDocument("org/b@1", false) as Record<string, unknown>);
+		expect(pass.map((p) => p.value)).toEqual([1]);
+		expect(fail.map((p) => p.value)).toEqual([0]);
+		expect(fires(pass.map((p) => p.value))).toBe(false);
+		expect(fires([...pass, ...fail, ...pass].map((p) => p.value))).toBe(true);
+		// the per-model set is emitted too, for dashboards: {service, model_id, result}
+		expect(pointsOf(baseModelMetricDocument("org/b@1", false) as Record<string, unknown>)[1]?.dimensions).toEqual([
+			{ Name: "model_id", Value: "org/b@1" },
+			{ Name: "result", Value: "fail" },
+			{ Name: "service", Value: "ftguard" },
+		]);
 	});
 	it("fire on any scan error", () => {
 		template.hasResourceProperties("AWS::CloudWatch::Alarm", {

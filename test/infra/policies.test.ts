@@ -465,22 +465,30 @@ describe("when training job A writes checkpoints", () => {
 			"ExplicitlyDenied",
 		);
 	});
-	it("can read base models but never write them, even with s3:*", async () => {
-		const model = `arn:aws:s3:::${baseModelBucket}/llama/model.safetensors`;
-		const onBaseModels = (action: string, admin: boolean): Promise<string> =>
-			decide({
-				roleArn: resolver.roleArn(roles.training),
-				identityPolicies: [...resolver.identityPolicies(roles.training), ...(admin ? [s3Admin] : [])],
-				permissionBoundaries: resolver.permissionsBoundary(roles.training),
-				action,
-				resource: model,
-				resourcePolicy: baseModelPolicy,
-				context: { "aws:PrincipalTag/job-id": "A", "aws:SourceVpc": vpcId },
-			});
-		expect(await onBaseModels("s3:GetObject", false)).toBe("Allowed");
+	const onBaseModels = (action: string, admin: boolean, status?: string): Promise<string> =>
+		decide({
+			roleArn: resolver.roleArn(roles.training),
+			identityPolicies: [...resolver.identityPolicies(roles.training), ...(admin ? [s3Admin] : [])],
+			permissionBoundaries: resolver.permissionsBoundary(roles.training),
+			action,
+			resource: `arn:aws:s3:::${baseModelBucket}/llama/model.safetensors`,
+			resourcePolicy: baseModelPolicy,
+			context: { "aws:PrincipalTag/job-id": "A", "aws:SourceVpc": vpcId, ...statusContext(status) },
+		});
+	it("can read base models the gate promoted but never write them, even with s3:*", async () => {
+		expect(await onBaseModels("s3:GetObject", false, ScanStatus.PROMOTABLE)).toBe("Allowed");
+		expect(await onBaseModels("s3:GetObjectVersion", false, ScanStatus.PROMOTABLE)).toBe("Allowed");
 		expect(await onBaseModels("s3:PutObject", true)).toBe("ExplicitlyDenied");
 		expect(await onBaseModels("s3:DeleteObject", true)).toBe("ExplicitlyDenied");
+		expect(await onBaseModels("s3:PutObjectTagging", true, ScanStatus.QUARANTINED)).toBe("ExplicitlyDenied");
 	});
+	it.each([undefined, ScanStatus.SCANNING, ScanStatus.QUARANTINED, "promotable"])(
+		"cannot read a base model tagged %s, even with s3:*",
+		async (status) => {
+			expect(await onBaseModels("s3:GetObject", false, status)).toBe("ExplicitlyDenied");
+			expect(await onBaseModels("s3:GetObjectVersion", true, status)).toBe("ExplicitlyDenied");
+		},
+	);
 	it("cannot reach a foreign bucket through the S3 endpoint", async () => {
 		const decision = await decide({
 			roleArn: resolver.roleArn(roles.training),
@@ -614,5 +622,85 @@ describe("verdict records (scans/<scan id>/verdict.json) are the verdict role's 
 	it("the scanner still writes its manifest, and the verdict role its record", async () => {
 		expect(await onReport("scanner", "s3:PutObject", "scans/ftg-1/manifest.json")).toBe("Allowed");
 		expect(await onReport("verdict", "s3:PutObject", "scans/ftg-1/verdict.json")).toBe("Allowed");
+	});
+});
+
+describe("the base-model gate role", () => {
+	let gate: string;
+	beforeAll(() => {
+		const { stack, template } = synthFtguard();
+		const r = new TemplateResolver(template.toJSON() as CfnTemplate);
+		gate = r.roleArn(logicalId(stack.store.baseModelGateRole));
+		gateIdentity = r.identityPolicies(logicalId(stack.store.baseModelGateRole));
+	});
+	let gateIdentity: Request["identityPolicies"] = [];
+	const asGate = (action: string, resource: string, resourcePolicy: PolicyDocument, status?: string) =>
+		decide({
+			roleArn: gate,
+			identityPolicies: gateIdentity,
+			action,
+			resource,
+			resourcePolicy,
+			context: statusContext(status),
+		});
+	const baseModel = (key: string) => `arn:aws:s3:::${baseModelBucket}/${key}`;
+
+	it("reads and tags base models of any status (it writes the status)", async () => {
+		for (const status of [undefined, ScanStatus.QUARANTINED]) {
+			expect(await asGate("s3:GetObject", baseModel("m/model.safetensors"), baseModelPolicy, status)).toBe("Allowed");
+			expect(await asGate("s3:GetObjectVersion", baseModel("m/model.safetensors"), baseModelPolicy, status)).toBe(
+				"Allowed",
+			);
+			expect(
+				await asGate("s3:PutObjectVersionTagging", baseModel("m/model.safetensors"), baseModelPolicy, status),
+			).toBe("Allowed");
+		}
+		expect(await asGate("s3:ListBucket", `arn:aws:s3:::${baseModelBucket}`, baseModelPolicy)).toBe("Allowed");
+	});
+	it("reads the signed registry kept in the base-model bucket", async () => {
+		expect(await asGate("s3:GetObject", baseModel("ftguard/registry.json"), baseModelPolicy)).toBe("Allowed");
+		expect(await asGate("s3:GetObject", baseModel("ftguard/registry.json.sigstore.json"), baseModelPolicy)).toBe(
+			"Allowed",
+		);
+	});
+	it("cannot write or delete base models", async () => {
+		expect(await asGate("s3:PutObject", baseModel("m/model.safetensors"), baseModelPolicy)).not.toBe("Allowed");
+		expect(await asGate("s3:DeleteObject", baseModel("m/model.safetensors"), baseModelPolicy)).not.toBe("Allowed");
+	});
+	it("can tag nothing but base models: no checkpoint, dataset or report tags, no checkpoint reads", async () => {
+		expect(await asGate("s3:PutObjectTagging", object("jobs/A/model.safetensors"), checkpointPolicy)).not.toBe(
+			"Allowed",
+		);
+		expect(await asGate("s3:GetObject", object("jobs/A/model.safetensors"), checkpointPolicy)).not.toBe("Allowed");
+		expect(
+			await asGate("s3:PutObjectTagging", `arn:aws:s3:::${reportBucket}/scans/x/verdict.json`, reportPolicy),
+		).not.toBe("Allowed");
+	});
+});
+
+describe("tags in the base-model bucket", () => {
+	const platform = `arn:aws:iam::${ACCOUNT}:role/platform-admin`;
+	const asPlatform = (action: string, context: Record<string, string | string[]> = {}) =>
+		decide({
+			roleArn: platform,
+			identityPolicies: [s3Admin],
+			action,
+			resource: `arn:aws:s3:::${baseModelBucket}/m/model.safetensors`,
+			resourcePolicy: baseModelPolicy,
+			context,
+		});
+	it("an uploader (even with s3:*) uploads base models but cannot tag them or bring ftguard tags in", async () => {
+		expect(await asPlatform("s3:PutObject")).toBe("Allowed");
+		expect(await asPlatform("s3:PutObjectTagging")).toBe("ExplicitlyDenied");
+		expect(await asPlatform("s3:PutObjectVersionTagging")).toBe("ExplicitlyDenied");
+		expect(await asPlatform("s3:DeleteObjectTagging")).toBe("ExplicitlyDenied");
+		const forged = {
+			"s3:RequestObjectTagKeys": [STATUS_TAG],
+			[`s3:RequestObjectTag/${STATUS_TAG}`]: ScanStatus.PROMOTABLE,
+		};
+		expect(await asPlatform("s3:PutObject", forged)).toBe("ExplicitlyDenied");
+		const upper = { "s3:RequestObjectTagKeys": ["FTGUARD:STATUS"], "s3:RequestObjectTag/FTGUARD:STATUS": "PROMOTABLE" };
+		expect(await asPlatform("s3:PutObject", upper)).toBe("ExplicitlyDenied");
+		expect(await asPlatform("s3:PutObject", { "s3:x-amz-copy-source": "other/bucket/key" })).toBe("ExplicitlyDenied");
 	});
 });

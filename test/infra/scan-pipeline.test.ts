@@ -6,7 +6,7 @@ import { Match, Template } from "aws-cdk-lib/assertions";
 import * as lambda from "aws-cdk-lib/aws-lambda";
 import { AwsSolutionsChecks } from "cdk-nag";
 import { beforeAll, describe, expect, it } from "vitest";
-import { MARKER_SUFFIXES, MetricName } from "../../lib/core/pipeline/names.js";
+import { BASE_MODEL_MARKER_SUFFIX, MARKER_SUFFIXES, MetricName } from "../../lib/core/pipeline/names.js";
 import { defaultPolicy } from "../../lib/core/policy/index.js";
 import { Alarms } from "../../lib/infra/alarms.js";
 import { CheckpointStore } from "../../lib/infra/checkpoint-store.js";
@@ -143,7 +143,7 @@ describe("the scan functions", () => {
 	it("log to log groups encrypted with the pipeline's key", () => {
 		const key = logicalId(pipeline().logKey);
 		const groups = ofType("AWS::Logs::LogGroup").filter(([id]) => id.startsWith("ScanPipeline"));
-		expect(groups.length).toBe(LAMBDA_STEPS.length + 4); // functions, start, sweep, state machine, Batch job
+		expect(groups.length).toBe(LAMBDA_STEPS.length + 5); // functions, start, sweep, base-model, state machine, Batch job
 		for (const [id, group] of groups) {
 			expect(group.Properties.KmsKeyId, id).toEqual({ "Fn::GetAtt": [key, "Arn"] });
 			expect(group.Properties.RetentionInDays, id).toBe(365);
@@ -178,6 +178,39 @@ describe("the commit-marker rule", () => {
 			detail: { object: { key: { suffix: string }[] } };
 		};
 		expect(rule.detail.object.key.map((k) => k.suffix)).toEqual([...MARKER_SUFFIXES]);
+	});
+});
+
+describe("the base-model gate", () => {
+	it("base-model markers (*/ftguard-base-model.json) in the base-model bucket invoke the base-model function", () => {
+		expect(BASE_MODEL_MARKER_SUFFIX).toBe("/ftguard-base-model.json");
+		template.hasResourceProperties("AWS::Events::Rule", {
+			EventPattern: {
+				source: ["aws.s3"],
+				"detail-type": ["Object Created"],
+				detail: {
+					bucket: { name: [{ Ref: logicalId(stack.store.baseModelBucket) }] },
+					object: { key: [{ suffix: BASE_MODEL_MARKER_SUFFIX }] },
+				},
+			},
+			State: "ENABLED",
+			Targets: [
+				Match.objectLike({
+					Arn: { "Fn::GetAtt": [logicalId(pipeline().baseModelFunction), "Arn"] },
+					DeadLetterConfig: { Arn: { "Fn::GetAtt": [logicalId(pipeline().baseModelDeadLetterQueue), "Arn"] } },
+				}),
+			],
+		});
+		expect(propsOf(stack.store.baseModelBucket).NotificationConfiguration).toEqual({
+			EventBridgeConfiguration: { EventBridgeEnabled: true },
+		});
+	});
+	it("runs in the isolated subnets as the gate role, with the policy URI", () => {
+		const fn = propsOf(pipeline().baseModelFunction);
+		expect(logicalId(pipeline().baseModelFunction)).toMatch(/^ScanPipelineBaseModelFunction[0-9A-F]{8}$/);
+		expect(fn.Role).toEqual({ "Fn::GetAtt": [logicalId(stack.store.baseModelGateRole), "Arn"] });
+		expect(fn.VpcConfig).toBeDefined();
+		expect((fn.Environment as { Variables: Record<string, unknown> }).Variables.FTGUARD_POLICY_URI).toBeDefined();
 	});
 });
 
@@ -426,9 +459,15 @@ describe("the alarms", () => {
 				{ Name: "QueueName", Value: { "Fn::GetAtt": [logicalId(pipeline().sweepDeadLetterQueue), "QueueName"] } },
 			],
 		});
+		alarm("ApproximateNumberOfMessagesVisible", {
+			Namespace: "AWS/SQS",
+			Dimensions: [
+				{ Name: "QueueName", Value: { "Fn::GetAtt": [logicalId(pipeline().baseModelDeadLetterQueue), "QueueName"] } },
+			],
+		});
 		alarm("scans_stuck_in_scanning", { TreatMissingData: "breaching", EvaluationPeriods: 1, Period: 1800 });
 		alarm("scan_errors_total", { Namespace: "ftguard" });
-		expect(pipeline().pipelineAlarms).toHaveLength(6);
+		expect(pipeline().pipelineAlarms).toHaveLength(7);
 	});
 });
 

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { REGISTRY_SCHEMA } from "../../lib/core/integrity/registry";
+import { METRIC_NAMESPACE, MetricName } from "../../lib/core/pipeline/names";
 import { ftguard } from "../helpers/cli";
 import { generateEcKeyPair, type Json, signBlobKeyed, signBlobKeyless } from "../helpers/sign";
 
@@ -201,5 +202,52 @@ describe("keyless registry signature", () => {
 		const wrong = await check({ ...s0, trust: ["--identity", "intern@acme.example", ...base] });
 		expect(wrong.code).toBe(2);
 		expect(wrong.stderr).toMatch(/REGISTRY_UNTRUSTED: .*IDENTITY_MISMATCH/);
+	});
+});
+
+describe("base-model check --metrics", () => {
+	/** The EMF lines of stderr (stdout stays the --json document). */
+	const emf = (stderr: string) =>
+		stderr
+			.split("\n")
+			.filter((l) => l.includes('"_aws"'))
+			.map((l) => JSON.parse(l) as Record<string, unknown>);
+
+	it("writes base_model_verification_result on stderr: 1 approved, 0 not approved or not checked", async () => {
+		const s = await setup();
+		const ok = await check(s, s.dir, ID, ["--metrics"]);
+		expect(ok.code).toBe(0);
+		expect(ok.json()).toMatchObject({ approved: true });
+		const [doc, ...more] = emf(ok.stderr);
+		expect(more).toEqual([]);
+		expect(doc).toMatchObject({
+			service: "ftguard",
+			model_id: ID,
+			result: "pass",
+			[MetricName.BASE_MODEL_VERIFICATION_RESULT]: 1,
+			_aws: {
+				CloudWatchMetrics: [
+					{
+						Namespace: METRIC_NAMESPACE,
+						Dimensions: [["service"], ["service", "model_id", "result"]],
+						Metrics: [{ Name: MetricName.BASE_MODEL_VERIFICATION_RESULT }],
+					},
+				],
+			},
+		});
+
+		const unknown = await check(s, s.dir, "acme/other@1", ["--metrics"]);
+		expect(unknown.code).toBe(1);
+		expect(emf(unknown.stderr)).toMatchObject([
+			{ model_id: "acme/other@1", result: "fail", [MetricName.BASE_MODEL_VERIFICATION_RESULT]: 0 },
+		]);
+
+		writeFileSync(s.registry, "{}");
+		const untrusted = await check(s, s.dir, ID, ["--metrics"]);
+		expect(untrusted.code).toBe(2);
+		expect(emf(untrusted.stderr)).toMatchObject([{ result: "fail", [MetricName.BASE_MODEL_VERIFICATION_RESULT]: 0 }]);
+
+		// without the flag: no EMF line
+		expect(emf((await check(s)).stderr)).toEqual([]);
 	});
 });

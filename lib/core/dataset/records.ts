@@ -28,16 +28,27 @@ export interface FieldMap {
 
 const INSTRUCTION_PROMPT = ["system", "instruction", "input", "prompt", "question", "query", "context"];
 const INSTRUCTION_COMPLETION = ["output", "completion", "response", "answer"];
-const SHAREGPT_ROLES: Record<string, string> = {
+/**
+ * Chat roles (OpenAI's and ShareGPT's spellings) as the scanner's three sides: what the model is told (system), what
+ * it reads (user, and tool results: where an indirect injection goes), what it learns to say (assistant, and a
+ * ShareGPT function call, which is the model's output).
+ */
+const ROLES: Record<string, "system" | "user" | "tool" | "assistant"> = {
+	system: "system",
+	developer: "system",
 	human: "user",
 	user: "user",
+	tool: "tool",
+	function: "tool",
+	ipython: "tool",
+	observation: "tool",
 	gpt: "assistant",
 	assistant: "assistant",
-	system: "system",
 	chatgpt: "assistant",
 	bing: "assistant",
 	bard: "assistant",
 	model: "assistant",
+	function_call: "assistant",
 };
 
 export class RecordError extends Error {}
@@ -114,20 +125,23 @@ export function toRecord(value: unknown, format: RecordFormat, fields?: FieldMap
 }
 
 function chatRecord(value: Record<string, unknown>): TrainingRecord {
-	const sharegpt = !Array.isArray(value.messages);
-	const turns = (sharegpt ? value.conversations : value.messages) as unknown[];
+	const turns = Array.isArray(value.messages) ? value.messages : value.conversations;
+	if (!Array.isArray(turns)) throw new RecordError('no "messages" (or "conversations") list');
 	const prompt: Turn[] = [];
 	const completion: Turn[] = [];
 	if (typeof value.system === "string" && value.system !== "") prompt.push({ source: "system", text: value.system });
 	for (const [i, t] of turns.entries()) {
 		if (!isObject(t)) throw new RecordError(`turn ${i} is not an object`);
-		const rawRole = sharegpt ? t.from : t.role;
-		const role = typeof rawRole === "string" ? SHAREGPT_ROLES[rawRole.toLowerCase()] : undefined;
-		const text = textOf(sharegpt ? t.value : t.content);
+		// OpenAI's role/content or ShareGPT's from/value, whichever key the turn has (datasets mix the two spellings)
+		const rawRole = t.role ?? t.from;
+		const role = typeof rawRole === "string" ? ROLES[rawRole.toLowerCase()] : undefined;
+		const content = "content" in t ? t.content : t.value;
+		const text = textOf(content);
 		if (role === undefined) throw new RecordError(`turn ${i} has no known role`);
 		if (text === undefined) {
 			// an assistant turn that only calls a tool has no text; anything else without text is malformed
-			if (role === "assistant" && t.content === null) continue;
+			if (role === "assistant" && (content === null || t.tool_calls !== undefined || t.function_call !== undefined))
+				continue;
 			throw new RecordError(`turn ${i} (${role}) has no text content`);
 		}
 		(role === "assistant" ? completion : prompt).push({ source: role, text });

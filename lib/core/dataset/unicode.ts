@@ -17,13 +17,16 @@ export interface CharHit {
 }
 
 /** Candidates, cheap to test for before the per-character walk. */
+// (variation selectors by their property: a class listing them beside base characters reads as a combined character)
 const SUSPECT =
-	/[\p{Cf}\uFE00-\uFE0F\u{E0100}-\u{E01EF}\u115F\u1160\u3164\uFFA0\u2800\u180B-\u180D\u034F]|[\p{Script=Cyrillic}\p{Script=Greek}\p{Script=Armenian}]/u;
-const INVISIBLE = /[\p{Cf}\uFE00-\uFE0F\u{E0100}-\u{E01EF}\u115F\u1160\u3164\uFFA0\u2800\u180B-\u180D\u034F]/u;
+	/[\p{Cf}\p{Variation_Selector}\u115F\u1160\u3164\uFFA0\u2800]|\u034F|[\p{Script=Cyrillic}\p{Script=Greek}\p{Script=Armenian}]/u;
+const INVISIBLE = /[\p{Cf}\p{Variation_Selector}\u115F\u1160\u3164\uFFA0\u2800]|\u034F/u;
 const JOINING_SCRIPT =
 	/[\p{Script=Arabic}\p{Script=Syriac}\p{Script=Nko}\p{Script=Mongolian}\p{Script=Devanagari}\p{Script=Bengali}\p{Script=Gurmukhi}\p{Script=Gujarati}\p{Script=Oriya}\p{Script=Tamil}\p{Script=Telugu}\p{Script=Kannada}\p{Script=Malayalam}\p{Script=Sinhala}\p{Script=Tibetan}\p{Script=Myanmar}\p{Script=Khmer}\p{Script=Thai}\p{Script=Lao}\p{Script=Hebrew}]/u;
 const RTL = /[\p{Script=Arabic}\p{Script=Hebrew}\p{Script=Syriac}\p{Script=Thaana}\p{Script=Nko}]/u;
-const PICTOGRAPHIC = /[\p{Extended_Pictographic}\p{Emoji_Modifier}\p{Emoji_Component}]/u;
+/** what an emoji ZWJ sequence joins: pictographs (not digits, "#" or "*", which are emoji components too) */
+const PICTOGRAPH = /\p{Extended_Pictographic}/u;
+const SKIN_TONE = /\p{Emoji_Modifier}/u;
 const EMOJI = /\p{Emoji}/u;
 const HAN = /\p{Script=Han}/u;
 const LETTER = /\p{L}/u;
@@ -35,6 +38,7 @@ const WORD = /[\p{L}\p{M}]+/gu;
  * Letters of other scripts that render like a Latin letter in common fonts (a subset of Unicode's confusables that
  * covers the homoglyphs used in practice; a letter outside it, such as Greek μ in "μs", is no disguise).
  */
+// biome-ignore format: a table
 const CONFUSABLE: Record<string, string> = {
 	а: "a", в: "b", е: "e", о: "o", р: "p", с: "c", у: "y", х: "x", ѕ: "s", і: "i", ј: "j", ӏ: "l", һ: "h", ԁ: "d",
 	ԛ: "q", ԝ: "w", ү: "y", ѵ: "v", ɡ: "g", А: "A", В: "B", Е: "E", К: "K", М: "M", Н: "H", О: "O", Р: "P", С: "C",
@@ -48,12 +52,16 @@ function hex(cp: number): string {
 }
 
 /** Is this invisible character doing a language's or an emoji's ordinary work here? */
-function ordinary(cp: number, prev: string | undefined, next: string | undefined, text: string, at: number): boolean {
-	const p = prev ?? "";
-	const n = next ?? "";
+function ordinary(cp: number, cps: readonly string[], i: number, text: string): boolean {
+	const p = cps[i - 1] ?? "";
+	const n = cps[i + 1] ?? "";
 	switch (true) {
-		case cp === 0x200c || cp === 0x200d: // ZWNJ, ZWJ
-			return (JOINING_SCRIPT.test(p) && (JOINING_SCRIPT.test(n) || n === "")) || (PICTOGRAPHIC.test(p) || p === "\uFE0F") && PICTOGRAPHIC.test(n);
+		case cp === 0x200c: // ZWNJ: between letters of a script that joins
+			return JOINING_SCRIPT.test(p) && (JOINING_SCRIPT.test(n) || n === "");
+		case cp === 0x200d: // ZWJ: the same, or inside an emoji ZWJ sequence (👩‍💻, 👍🏽‍…, 🏳️‍🌈)
+			return (
+				(JOINING_SCRIPT.test(p) && (JOINING_SCRIPT.test(n) || n === "")) || (emojiBefore(cps, i) && PICTOGRAPH.test(n))
+			);
 		case cp === 0xfe0e || cp === 0xfe0f:
 			return EMOJI.test(p);
 		case cp >= 0xe0100 && cp <= 0xe01ef:
@@ -61,14 +69,52 @@ function ordinary(cp: number, prev: string | undefined, next: string | undefined
 		case cp === 0x00ad: // soft hyphen: a hyphenation hint inside a word
 			return LETTER.test(p) && LETTER.test(n);
 		case cp === 0xfeff:
-			return at === 0;
-		case cp === 0x200e || cp === 0x200f || cp === 0x061c || (cp >= 0x202a && cp <= 0x202c) || (cp >= 0x2066 && cp <= 0x2069):
+			return i === 0;
+		case cp === 0x200e ||
+			cp === 0x200f ||
+			cp === 0x061c ||
+			(cp >= 0x202a && cp <= 0x202c) ||
+			(cp >= 0x2066 && cp <= 0x2069):
 			return RTL.test(text);
-		case cp >= 0xe0020 && cp <= 0xe007f: // tag sequences of subdivision flags: 🏴 + tags + cancel tag
-			return /\u{1F3F4}[\u{E0020}-\u{E007E}]*$/u.test(text.slice(Math.max(0, at - 40), at));
+		case cp >= 0xe0020 && cp <= 0xe007f:
+			return flagTagSequence(cps, i);
 		default:
 			return false;
 	}
+}
+
+/** The emoji a ZWJ at i follows: a pictograph, with its skin tone or presentation selector. */
+function emojiBefore(cps: readonly string[], i: number): boolean {
+	let j = i - 1;
+	if (cps[j] === "\uFE0F" || SKIN_TONE.test(cps[j] ?? "")) j--;
+	return PICTOGRAPH.test(cps[j] ?? "");
+}
+
+const BLACK_FLAG = "\u{1F3F4}";
+const CANCEL_TAG = "\u{E007F}";
+/** Longest subdivision code a flag's tags spell (CLDR: a region and up to four more characters, "gbeng"). */
+const MAX_FLAG_TAGS = 7;
+
+function tagSpec(c: string | undefined): boolean {
+	const n = c?.codePointAt(0) ?? 0;
+	return n >= 0xe0020 && n <= 0xe007e;
+}
+
+/**
+ * Is the tag character at i part of a subdivision flag, 🏴 + 2–7 tag letters or digits + cancel tag (🏴󠁧󠁢󠁥󠁮󠁧󠁿)? Any other
+ * run of tags (text smuggled as invisible tag characters, even after a 🏴) is not.
+ */
+function flagTagSequence(cps: readonly string[], i: number): boolean {
+	let s = i;
+	while (s > 0 && i - s <= MAX_FLAG_TAGS && tagSpec(cps[s - 1])) s--;
+	let e = cps[i] === CANCEL_TAG ? i : i + 1;
+	while (e < cps.length && e - s <= MAX_FLAG_TAGS && tagSpec(cps[e])) e++;
+	if (cps[s - 1] !== BLACK_FLAG || cps[e] !== CANCEL_TAG || e - s < 2 || e - s > MAX_FLAG_TAGS) return false;
+	for (let j = s; j < e; j++) {
+		const n = (cps[j] as string).codePointAt(0) as number;
+		if (!((n >= 0xe0030 && n <= 0xe0039) || (n >= 0xe0061 && n <= 0xe007a))) return false;
+	}
+	return true;
 }
 
 /** The deceptive characters and words of one text (empty for almost every text: one regex test decides). */
@@ -76,17 +122,16 @@ export function scanText(text: string): CharHit[] {
 	if (!SUSPECT.test(text)) return [];
 	const hits: CharHit[] = [];
 	const cps = [...text];
-	let offset = 0;
 	for (let i = 0; i < cps.length; i++) {
 		const ch = cps[i] as string;
 		if (INVISIBLE.test(ch)) {
 			const cp = ch.codePointAt(0) as number;
-			if (!ordinary(cp, cps[i - 1], cps[i + 1], text, offset)) {
-				const kind = cp === 0x202d || cp === 0x202e ? "bidi-override" : cp >= 0xe0000 && cp <= 0xe007f ? "tag" : "invisible";
+			if (!ordinary(cp, cps, i, text)) {
+				const kind =
+					cp === 0x202d || cp === 0x202e ? "bidi-override" : cp >= 0xe0000 && cp <= 0xe007f ? "tag" : "invisible";
 				hits.push({ what: hex(cp), kind, at: i });
 			}
 		}
-		offset += ch.length;
 	}
 	if (LOOKALIKE_SCRIPT.test(text)) hits.push(...homoglyphWords(text));
 	return hits;
@@ -114,7 +159,8 @@ function homoglyphWords(text: string): CharHit[] {
 		}
 		const mixed = latin > 0 && lookalike > 0;
 		// wholly look-alike, at least 3 letters, in a text that is otherwise Latin
-		const disguised = latin === 0 && foreign >= 3 && lookalike === foreign && latinWords >= 3 && !hasForeignNeighbours(text, w);
+		const disguised =
+			latin === 0 && foreign >= 3 && lookalike === foreign && latinWords >= 3 && !hasForeignNeighbours(text, w);
 		if (mixed || disguised) {
 			const at = [...text.slice(0, m.index)].length;
 			hits.push({ what: w, kind: "homoglyph", at, looksLike: [...w].map((c) => CONFUSABLE[c] ?? c).join("") });

@@ -90,24 +90,45 @@ export async function loadSignedRegistry(
 	} catch (e) {
 		throw toFtguardError(e, "cannot read registry");
 	}
-	let signer: SignerInfo;
-	try {
-		const bundle = parseBundle(bundleBytes, bundlePath);
-		({ signer } = await verifyBlobBundle(bundle, policy, bytes));
-	} catch (e) {
-		const inner = toFtguardError(e);
-		// Usage mistakes stay usage mistakes; everything else about the signature is
-		// an untrusted registry.
-		if (inner.code === "USAGE" || inner.code === "KEY_INVALID") throw inner;
+	return verifyRegistry(bytes, bundleBytes, registryPath, bundlePath, [policy]);
+}
+
+/**
+ * Verifies the registry's bundle over exactly `bytes` under any one of `policies` (the first that verifies), then
+ * parses those bytes. For a registry read from anywhere (files above; S3 in lib/aws/base-model.ts).
+ */
+export async function verifyRegistry(
+	bytes: Buffer,
+	bundleBytes: Buffer,
+	registrySource: string,
+	bundleSource: string,
+	policies: readonly TrustPolicy[],
+): Promise<{ registry: Registry; signer: SignerInfo }> {
+	if (policies.length === 0) throw new FtguardError("USAGE", `no signer is trusted for registry ${registrySource}`);
+	let signer: SignerInfo | undefined;
+	let last: FtguardError | undefined;
+	for (const policy of policies) {
+		try {
+			const bundle = parseBundle(bundleBytes, bundleSource);
+			({ signer } = await verifyBlobBundle(bundle, policy, bytes));
+			break;
+		} catch (e) {
+			const inner = toFtguardError(e);
+			// Usage mistakes stay usage mistakes; everything else about the signature is
+			// an untrusted registry.
+			if (inner.code === "USAGE" || inner.code === "KEY_INVALID") throw inner;
+			last = inner;
+		}
+	}
+	if (signer === undefined) {
+		const inner = last as FtguardError;
 		throw new FtguardError(
 			"REGISTRY_UNTRUSTED",
-			`registry ${registryPath} is not trusted: ${inner.code}: ${inner.message}`,
-			{
-				cause: inner,
-			},
+			`registry ${registrySource} is not trusted: ${inner.code}: ${inner.message}`,
+			{ cause: inner },
 		);
 	}
-	return { registry: parseRegistry(bytes, registryPath), signer };
+	return { registry: parseRegistry(bytes, registrySource), signer };
 }
 
 export type FileStatus = "PASS" | "FAIL" | "MISSING" | "EXTRA";
@@ -148,6 +169,67 @@ async function hashModelDirectory(dir: string, options: DirectoryOptions) {
 
 const isSafetensors = (p: string) => p.endsWith(".safetensors");
 
+/** The registry entry for `id`, or undefined when the registry does not list it. */
+export function findEntry(registry: Registry, id: string): RegistryEntry | undefined {
+	return registry.models.find((m) => m.id === id);
+}
+
+/** The result for an id the registry does not list. */
+export function unknownModel(id: string): BaseModelCheck {
+	return { id, approved: false, reasons: [`${id} is not in the registry`], files: [] };
+}
+
+/**
+ * Whether pickle-format weights are refused for this entry: when it lists safetensors, a pickle beside them is
+ * what loaders may pick instead (the pickles are then looked for, by content, in every file).
+ */
+export function refusesPickles(entry: RegistryEntry): boolean {
+	return entry.files.some((f) => isSafetensors(f.path));
+}
+
+/**
+ * The rule, pure: the files present (relative path → lower-case hex SHA-256) against the entry, and the pickle
+ * containers found among them (path → format; only consulted when {@link refusesPickles}). Not approved when any
+ * file is not PASS or a pickle sits beside listed safetensors. The directory check below and the base-model gate
+ * in AWS (lib/core/pipeline/base-model.ts) both decide here.
+ */
+export function judgeBaseModel(
+	entry: RegistryEntry,
+	present: ReadonlyMap<string, string>,
+	pickles: ReadonlyMap<string, string> = new Map(),
+): BaseModelCheck {
+	const expected = entry.files.map((f) => ({ name: f.path, algorithm: "sha256" as const, digest: f.sha256 }));
+	const actualResources = [...present].map(([name, digest]) => ({ name, algorithm: "sha256" as const, digest }));
+	const diff = diffResources(expected, actualResources, "files");
+	const mismatched = new Map(diff.mismatched.map((m) => [m.name, m]));
+
+	const files: FileCheck[] = [];
+	for (const f of entry.files) {
+		const m = mismatched.get(f.path);
+		if (m) files.push({ path: f.path, status: "FAIL", expected: f.sha256, actual: m.actual });
+		else if (!present.has(f.path)) files.push({ path: f.path, status: "MISSING", expected: f.sha256 });
+		else files.push({ path: f.path, status: "PASS", expected: f.sha256, actual: f.sha256 });
+	}
+	for (const p of diff.unsigned) files.push({ path: p, status: "EXTRA", actual: present.get(p) as string });
+
+	const reasons: string[] = [];
+	const count = (s: FileStatus) => files.filter((f) => f.status === s).length;
+	for (const s of ["FAIL", "MISSING", "EXTRA"] as const) {
+		if (count(s) > 0) reasons.push(`${count(s)} ${s.toLowerCase()} file(s)`);
+	}
+	if (refusesPickles(entry) && pickles.size > 0) {
+		for (const [path, kind] of pickles) {
+			const check = files.find((f) => f.path === path);
+			if (check) check.pickle = kind;
+		}
+		reasons.push(
+			`pickle-format weights present where the registry lists safetensors: ${[...pickles.keys()].join(", ")}`,
+		);
+	}
+	files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+	return { id: entry.id, approved: reasons.length === 0, reasons, files };
+}
+
 /**
  * Checks a directory against the registry entry for `id`. Not approved when the
  * id is unknown, when any file is not PASS, or when pickle-format weights sit
@@ -159,44 +241,12 @@ export async function checkBaseModel(
 	registry: Registry,
 	options: DirectoryOptions = {},
 ): Promise<BaseModelCheck> {
-	const entry = registry.models.find((m) => m.id === id);
-	if (!entry) return { id, approved: false, reasons: [`${id} is not in the registry`], files: [] };
-
+	const entry = findEntry(registry, id);
+	if (!entry) return unknownModel(id);
 	const manifest = await hashModelDirectory(dir, options);
-	const expected = entry.files.map((f) => ({ name: f.path, algorithm: "sha256" as const, digest: f.sha256 }));
-	const diff = diffResources(expected, manifest.resources, "files");
-	const mismatched = new Map(diff.mismatched.map((m) => [m.name, m]));
-	const unsigned = new Set(diff.unsigned);
-	const actual = new Map(manifest.resources.map((r) => [r.name, r.digest]));
-
-	const files: FileCheck[] = [];
-	for (const f of entry.files) {
-		const m = mismatched.get(f.path);
-		if (m) files.push({ path: f.path, status: "FAIL", expected: f.sha256, actual: m.actual });
-		else if (!actual.has(f.path)) files.push({ path: f.path, status: "MISSING", expected: f.sha256 });
-		else files.push({ path: f.path, status: "PASS", expected: f.sha256, actual: f.sha256 });
-	}
-	for (const p of unsigned) files.push({ path: p, status: "EXTRA", actual: actual.get(p) as string });
-
-	const reasons: string[] = [];
-	const count = (s: FileStatus) => files.filter((f) => f.status === s).length;
-	for (const s of ["FAIL", "MISSING", "EXTRA"] as const) {
-		if (count(s) > 0) reasons.push(`${count(s)} ${s.toLowerCase()} file(s)`);
-	}
-	if (entry.files.some((f) => isSafetensors(f.path))) {
-		const pickles = await findPickles(dir, options.ignorePaths ?? []);
-		for (const [path, kind] of pickles) {
-			const check = files.find((f) => f.path === path);
-			if (check) check.pickle = kind;
-		}
-		if (pickles.size > 0) {
-			reasons.push(
-				`pickle-format weights present where the registry lists safetensors: ${[...pickles.keys()].join(", ")}`,
-			);
-		}
-	}
-	files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-	return { id, approved: reasons.length === 0, reasons, files };
+	const present = new Map(manifest.resources.map((r) => [r.name, r.digest]));
+	const pickles = refusesPickles(entry) ? await findPickles(dir, options.ignorePaths ?? []) : new Map<string, string>();
+	return judgeBaseModel(entry, present, pickles);
 }
 
 /**

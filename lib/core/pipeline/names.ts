@@ -132,3 +132,21 @@ export const SWEEP = {
 	/** The alarm fires at this many stuck (or unchecked) objects in a period. */
 	alarmThreshold: 1,
 } as const;
+
+/**
+ * Commit marker of a base model in the base-model bucket: `<dir>/ftguard-base-model.json`, `{"id": "org/name@rev"}`,
+ * written last by the uploader. It names the registry entry every other object under `<dir>/` is checked against
+ * (lambdas/base-model.ts); the EventBridge rule on the base-model bucket matches this suffix.
+ */
+export const BASE_MODEL_MARKER = "ftguard-base-model.json";
+export const BASE_MODEL_MARKER_SUFFIX = `/${BASE_MODEL_MARKER}`;
+
+/**
+ * Extra dimensions of `base_model_verification_result` (lambdas/base-model.ts, `ftguard base-model check --metrics`).
+ * The point is emitted under two dimension sets: `{service}` alone, which the BaseModelVerificationFailed alarm
+ * watches (an alarm cannot aggregate over a dimension), and `{service, model_id, result}` for the per-model view.
+ */
+export const BASE_MODEL_DIMENSION = { MODEL_ID: "model_id", RESULT: "result" } as const;
+/** Values of the `result` dimension (the metric is 1 for pass, 0 for fail). */
+export const BaseModelResult = { PASS: "pass", FAIL: "fail" } as const;
+export type BaseModelResult = (typeof BaseModelResult)[keyof typeof BaseModelResult];

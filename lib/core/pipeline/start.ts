@@ -22,6 +22,18 @@ const objectCreatedSchema = z.object({
 	}),
 });
 
+export type ObjectCreated = z.infer<typeof objectCreatedSchema>["detail"];
+
+/**
+ * The bucket and object of an S3 "Object Created" event (also the base-model gate's trigger).
+ * @throws FtguardError USAGE when the event is not one
+ */
+export function objectCreated(event: unknown): ObjectCreated {
+	const parsed = objectCreatedSchema.safeParse(event);
+	if (!parsed.success) throw new FtguardError("USAGE", `not an S3 Object Created event: ${zodMessage(parsed.error)}`);
+	return parsed.data.detail;
+}
+
 /**
  * The initial state for an event, or undefined when its key is not a commit
  * marker. The event's key is used as given (EventBridge does not URL-encode it
@@ -29,9 +41,7 @@ const objectCreatedSchema = z.object({
  * @throws FtguardError USAGE when the event is not an S3 Object Created event
  */
 export function initialState(event: unknown): ScanState | undefined {
-	const parsed = objectCreatedSchema.safeParse(event);
-	if (!parsed.success) throw new FtguardError("USAGE", `not an S3 Object Created event: ${zodMessage(parsed.error)}`);
-	const { bucket, object } = parsed.data.detail;
+	const { bucket, object } = objectCreated(event);
 	const resolved = resolveMarker(object.key);
 	if (!resolved) return undefined;
 	const version = {
