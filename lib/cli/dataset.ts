@@ -1,8 +1,8 @@
 /** `ftguard dataset`: scan fine-tuning data for poisoning before training, and record which version it is. */
 import { readFile, writeFile } from "node:fs/promises";
 import { type Command, InvalidArgumentError } from "commander";
-import { FtguardError, toFtguardError } from "../core/errors";
 import type { DatasetReport } from "../core/dataset/scan";
+import { FtguardError, toFtguardError } from "../core/errors";
 import { type Io, printJson, processIo, runCommand } from "./io";
 import { VERSION } from "./version";
 
@@ -34,14 +34,23 @@ export function registerDataset(program: Command, setExit: (code: number) => voi
 			"scan fine-tuning data for poisoning (triggers, injected outputs, invisible and homoglyph characters, duplicates and label flips) and write its lineage",
 		)
 		.argument("<paths...>", "dataset files (.jsonl, .json, .parquet, optionally .gz) or directories of shards")
-		.option("--format <format>", "record layout: auto, instruction, chat, text, fields", oneOf("--format", FORMATS), "auto")
+		.option(
+			"--format <format>",
+			"record layout: auto, instruction, chat, text, fields",
+			oneOf("--format", FORMATS),
+			"auto",
+		)
 		.option("--fields <spec>", "the fields of another layout: prompt=FIELD,…,completion=FIELD (dotted paths allowed)")
 		.option("--json", "machine-readable output")
 		.option("--sarif <out.sarif>", "also write SARIF 2.1.0 for code-scanning dashboards")
 		.option("--lineage-out <file>", "write the dataset version manifest (per-file SHA-256, record count, Merkle root)")
 		.option("--lineage-base <file>", "an earlier version's manifest: report the records added and removed since")
 		.option("--policy <file.json>", "policy file (its dataset section: detectors, thresholds, failOn)")
-		.option("--fail-on <severity>", "lowest severity that fails the scan (default from the policy: medium)", oneOf("--fail-on", SEVERITIES))
+		.option(
+			"--fail-on <severity>",
+			"lowest severity that fails the scan (default from the policy: medium)",
+			oneOf("--fail-on", SEVERITIES),
+		)
 		.addHelpText(
 			"after",
 			`
@@ -64,7 +73,8 @@ async function readText(path: string, what: string): Promise<string> {
 }
 
 async function dataset(io: Io, paths: string[], flags: DatasetFlags): Promise<0 | 1> {
-	if (flags.format === "fields" && flags.fields === undefined) throw new FtguardError("USAGE", "--format fields needs --fields");
+	if (flags.format === "fields" && flags.fields === undefined)
+		throw new FtguardError("USAGE", "--format fields needs --fields");
 	if (flags.fields !== undefined && flags.format !== "fields" && flags.format !== "auto")
 		throw new FtguardError("USAGE", "--fields goes with --format fields");
 	const [{ defaultPolicy, parsePolicy }, { scanDataset }, { datasetFiles }, { parseFieldMap, RecordError }, lineage] =
@@ -76,7 +86,9 @@ async function dataset(io: Io, paths: string[], flags: DatasetFlags): Promise<0 
 			import("../core/dataset/lineage"),
 		]);
 	const policy =
-		flags.policy === undefined ? defaultPolicy() : parsePolicy(await readText(flags.policy, "the policy file"), flags.policy);
+		flags.policy === undefined
+			? defaultPolicy()
+			: parsePolicy(await readText(flags.policy, "the policy file"), flags.policy);
 	const datasetPolicy = flags.failOn ? { ...policy.dataset, failOn: flags.failOn } : policy.dataset;
 	let fields: ReturnType<typeof parseFieldMap> | undefined;
 	try {
@@ -91,7 +103,10 @@ async function dataset(io: Io, paths: string[], flags: DatasetFlags): Promise<0 
 	} catch (e) {
 		throw toFtguardError(e, "cannot read the dataset");
 	}
-	const base = flags.lineageBase === undefined ? undefined : parseLineage(await readText(flags.lineageBase, "--lineage-base"), flags.lineageBase);
+	const base =
+		flags.lineageBase === undefined
+			? undefined
+			: parseLineage(await readText(flags.lineageBase, "--lineage-base"), flags.lineageBase);
 	const progress = progressOf(io);
 	let report: DatasetReport;
 	try {
@@ -106,7 +121,8 @@ async function dataset(io: Io, paths: string[], flags: DatasetFlags): Promise<0 
 		progress.done();
 	}
 	const changes = base === undefined ? undefined : lineage.diffLineage(base, report.lineage);
-	if (flags.lineageOut !== undefined) await writeOut(flags.lineageOut, `${JSON.stringify(report.lineage, null, 2)}\n`, "--lineage-out");
+	if (flags.lineageOut !== undefined)
+		await writeOut(flags.lineageOut, `${JSON.stringify(report.lineage, null, 2)}\n`, "--lineage-out");
 	if (flags.sarif !== undefined) {
 		const { datasetSarif } = await import("../core/dataset/sarif");
 		await writeOut(flags.sarif, `${JSON.stringify(datasetSarif(report, VERSION), null, 2)}\n`, "--sarif");
@@ -155,14 +171,27 @@ function progressOf(io: Io): { update: (records: number, bytes: number) => void;
 	};
 }
 
-function render(io: Io, r: DatasetReport, changes: { added: readonly number[]; removed: readonly number[] } | undefined): void {
-	io.out(`${r.records.toLocaleString("en-US")} records, ${r.findings.length} finding(s), ${r.flagged_records.length} record(s) flagged`);
+function render(
+	io: Io,
+	r: DatasetReport,
+	changes: { added: readonly number[]; removed: readonly number[] } | undefined,
+): void {
+	io.out(
+		`${r.records.toLocaleString("en-US")} records, ${r.findings.length} finding(s), ${r.flagged_records.length} record(s) flagged`,
+	);
 	for (const f of r.findings.slice(0, 50)) {
 		const ids = f.records.slice(0, 10).join(", ") + (f.records.length > 10 ? `, … (${f.records.length})` : "");
 		io.out(`  ${f.severity.toUpperCase().padEnd(8)} ${f.id}: ${f.message}\n           records: ${ids}`);
 	}
 	if (r.findings.length > 50) io.out(`  … ${r.findings.length - 50} more (--json lists them all)`);
-	io.out(`lineage: Merkle root ${r.lineage.merkle_root} over ${r.lineage.records} records in ${r.lineage.files.length} file(s)`);
-	if (changes) io.out(`since the base version: ${changes.added.length} record(s) added or changed, ${changes.removed.length} removed`);
-	io.out(r.ok ? "PASS: no finding at or above the fail-on severity" : "FAIL: findings at or above the fail-on severity");
+	io.out(
+		`lineage: Merkle root ${r.lineage.merkle_root} over ${r.lineage.records} records in ${r.lineage.files.length} file(s)`,
+	);
+	if (changes)
+		io.out(
+			`since the base version: ${changes.added.length} record(s) added or changed, ${changes.removed.length} removed`,
+		);
+	io.out(
+		r.ok ? "PASS: no finding at or above the fail-on severity" : "FAIL: findings at or above the fail-on severity",
+	);
 }

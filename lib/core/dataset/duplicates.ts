@@ -1,60 +1,26 @@
 /**
  * Exact duplicates (the same canonical record) and near-duplicate prompts with conflicting completions — a label flip,
- * or a poisoned copy of a genuine example. Memory is a few dozen bytes per record, in typed arrays.
+ * or a poisoned copy of a genuine example. Memory is 32 bytes per record in 64 Ki-record pages (no copy as it grows);
+ * an exact duplicate is the same leaf hash, whose prefix lineage keeps anyway.
  *
  * Near-identical prompts are those with the same set of words (lowercased; spacing, punctuation and order drift
  * allowed) whose case-preserving word bigrams mostly agree (MinHash estimate ≥ 0.8): a copy that drifted in spacing
  * or punctuation is one, while two questions about different things ("queue.Full" / "queue.Queue.full",
  * "inspect.signature" / "inspect.Signature") are not. Completions conflict when they are neither the same
- * normalised text nor similar word sets.
+ * normalised text nor similar word sets. The signatures are made with the rest of a record's digest (features.ts).
  */
-import { fmix, hash32, normalize, stem, words } from "./text";
+import { DUP_CSIG as CSIG, DUP_SIG as SIG } from "./features";
 
-const SIG = 16;
-const CSIG = 8;
-const SEEDS = Array.from({ length: SIG + CSIG }, (_, i) => fmix(0x27d4eb2f + i * 0x165667b1));
 const PROMPT_SIMILAR = 0.8;
 const COMPLETION_SIMILAR = 0.5;
+const PAGE_BITS = 16;
+const PAGE = 1 << PAGE_BITS;
+const MASK = PAGE - 1;
 
-class Grow<T extends Int32Array | Uint8Array> {
-	data: T;
-	constructor(
-		private readonly make: (n: number) => T,
-		private readonly width: number,
-	) {
-		this.data = make(1024 * width);
-	}
-	ensure(records: number): void {
-		if (records * this.width <= this.data.length) return;
-		const next = this.make(Math.max(records * this.width, this.data.length * 2));
-		next.set(this.data);
-		this.data = next;
-	}
-}
-
-function minhash(items: ArrayLike<number>, seedOffset: number, count: number, out: number[]): void {
-	for (let j = 0; j < count; j++) out[j] = 0x7fffffff;
-	for (let i = 0; i < items.length; i++) {
-		const h = items[i] as number;
-		for (let j = 0; j < count; j++) {
-			const v = fmix(h ^ (SEEDS[seedOffset + j] as number)) & 0x7fffffff;
-			if (v < (out[j] as number)) out[j] = v;
-		}
-	}
-}
-
-const CASED_WORD = /[\p{L}\p{N}_']+/gu;
-
-/**
- * Case-preserving word bigrams: one substituted word changes two of them (a different question: "queue.Full" and
- * "queue.Queue.full", "inspect.signature" and "inspect.Signature"), drift in spacing and punctuation none.
- */
-function shingles(text: string): number[] {
-	const ws = text.match(CASED_WORD) ?? [];
-	if (ws.length < 2) return ws.map((w) => hash32(w));
-	const out: number[] = [];
-	for (let i = 0; i + 1 < ws.length; i++) out.push(hash32(`${ws[i]} ${ws[i + 1]}`));
-	return out;
+/** Where each record's leaf-hash prefix is: 64 Ki-record pages of 8 bytes per record (lineage's). */
+export interface ExactKeys {
+	readonly count: number;
+	page(p: number): Uint8Array;
 }
 
 export interface ConflictGroup {
@@ -64,69 +30,137 @@ export interface ConflictGroup {
 	readonly examples: readonly string[];
 }
 
+interface Page {
+	wordSet: Int32Array;
+	cfp: Int32Array;
+	sig: Uint8Array;
+	csig: Uint8Array;
+}
+
 export class DuplicateFinder {
 	private n = 0;
-	/** hash of the prompt's set of lowercased words; 0: no words, no part in the search */
-	private readonly wordSet = new Grow((n) => new Int32Array(n), 1);
-	private readonly sig = new Grow((n) => new Uint8Array(n), SIG);
-	private readonly csig = new Grow((n) => new Uint8Array(n), CSIG);
-	private readonly cfp = new Grow((n) => new Int32Array(n), 1);
-	private readonly exact = new Grow((n) => new Int32Array(n), 2);
+	private readonly pages: Page[] = [];
 	private readonly examples = new Map<number, string>();
-	private readonly tmp: number[] = [];
+	/** records whose exact key is zero, not their leaf: records that did not parse */
+	private readonly unparsed = new Set<number>();
+
+	private page(id: number): Page {
+		const p = id >>> PAGE_BITS;
+		while (this.pages.length <= p)
+			this.pages.push({
+				wordSet: new Int32Array(PAGE),
+				cfp: new Int32Array(PAGE),
+				sig: new Uint8Array(PAGE * SIG),
+				csig: new Uint8Array(PAGE * CSIG),
+			});
+		return this.pages[p] as Page;
+	}
 
 	/**
-	 * `leaf` is the record's canonical hash (first 8 bytes used); `promptWords` its prompt's word hashes (lowercased,
-	 * for rarity); `promptText` the prompt itself, whose case-preserving word bigrams are compared.
+	 * Record `id`'s signatures: `wordSet` the hash of its prompt's word set (0: no words, no part in the search), `sig`
+	 * and `csig` the MinHashes of its question and completion, `cfp` the hash of the normalised completion.
 	 */
-	add(id: number, leaf: Uint8Array, promptWords: Int32Array, promptText: string, completion: string | undefined): void {
+	add(
+		id: number,
+		wordSet: number,
+		sig: Uint8Array,
+		cfp: number,
+		csig: Uint8Array,
+		completion: string | undefined,
+	): void {
 		this.n = Math.max(this.n, id + 1);
-		for (const g of [this.wordSet, this.sig, this.csig, this.cfp, this.exact]) g.ensure(this.n);
-		const view = new DataView(leaf.buffer, leaf.byteOffset, 8);
-		this.exact.data[2 * id] = view.getInt32(0);
-		this.exact.data[2 * id + 1] = view.getInt32(4);
-		let set = 0;
-		for (const w of [...promptWords].sort((a, b) => a - b)) set = fmix(Math.imul(set, 31) + w);
-		this.wordSet.data[id] = promptWords.length === 0 ? 0 : set || 1;
-		minhash(shingles(promptText), 0, SIG, this.tmp);
-		for (let j = 0; j < SIG; j++) this.sig.data[id * SIG + j] = (this.tmp[j] as number) & 0xff;
-		const c = completion === undefined ? "" : normalize(completion);
-		this.cfp.data[id] = hash32(c);
-		const cw = [...new Set(words(c).map(stem))].map((w) => hash32(w));
-		minhash(cw, SIG, CSIG, this.tmp);
-		for (let j = 0; j < CSIG; j++) this.csig.data[id * CSIG + j] = (this.tmp[j] as number) & 0xff;
+		const p = this.page(id);
+		const i = id & MASK;
+		p.wordSet[i] = wordSet;
+		p.cfp[i] = cfp;
+		p.sig.set(sig, i * SIG);
+		p.csig.set(csig, i * CSIG);
 		if (completion !== undefined && this.examples.size < 1 << 20) this.examples.set(id, completion.slice(0, 200));
 	}
 
-	/** Groups of exact duplicates (record indices, ascending), each with more than one record. */
-	exactDuplicates(): number[][] {
-		const ids = Array.from({ length: this.n }, (_, i) => i);
-		const e = this.exact.data;
-		ids.sort((a, b) => (e[2 * a] as number) - (e[2 * b] as number) || (e[2 * a + 1] as number) - (e[2 * b + 1] as number) || a - b);
-		const groups: number[][] = [];
-		for (let i = 0; i < ids.length; ) {
-			let j = i + 1;
-			const a = ids[i] as number;
-			while (j < ids.length && e[2 * (ids[j] as number)] === e[2 * a] && e[2 * (ids[j] as number) + 1] === e[2 * a + 1]) j++;
-			if (j - i > 1) groups.push(ids.slice(i, j));
-			i = j;
-		}
-		return groups.sort((x, y) => (x[0] as number) - (y[0] as number));
+	/** A record that did not parse: no signatures, and an exact key of zero. */
+	addUnparsed(id: number, sig: Uint8Array, cfp: number, csig: Uint8Array): void {
+		this.add(id, 0, sig, cfp, csig, undefined);
+		this.unparsed.add(id);
 	}
 
-	private similar(sig: Uint8Array, width: number, a: number, b: number): number {
+	/**
+	 * Groups of exact duplicates (record indices, ascending), each with more than one record, ordered by first record.
+	 * One pass with an open-addressing table of first occurrences keyed by the leaf prefix.
+	 */
+	exactDuplicates(keys: ExactKeys): number[][] {
+		const n = Math.min(this.n, keys.count);
+		// at most 2/3 full: short probes, and 64 MB at 10^7 records
+		let size = 1024;
+		while (size * 2 < n * 3) size *= 2;
+		const table = new Int32Array(size); // first record with a key, + 1
+		const mask = size - 1;
+		const views: Int32Array[] = [];
+		const keyOf = (id: number, half: number): number => {
+			if (this.unparsed.has(id)) return 0;
+			const p = id >>> PAGE_BITS;
+			let v = views[p];
+			if (v === undefined) {
+				const b = keys.page(p);
+				v = new Int32Array(b.buffer, b.byteOffset, b.byteLength >> 2);
+				views[p] = v;
+			}
+			return v[2 * (id & MASK) + half] as number;
+		};
+		const groups = new Map<number, number[]>();
+		for (let id = 0; id < n; id++) {
+			// two lines that did not parse are not copies of each other
+			if (this.unparsed.has(id)) continue;
+			const a = keyOf(id, 0);
+			const b = keyOf(id, 1);
+			let slot = (b ^ Math.imul(a, 0x9e3779b1)) & mask;
+			for (;;) {
+				const first = (table[slot] as number) - 1;
+				if (first < 0) {
+					table[slot] = id + 1;
+					break;
+				}
+				if (keyOf(first, 0) === a && keyOf(first, 1) === b) {
+					const g = groups.get(first);
+					if (g === undefined) groups.set(first, [first, id]);
+					else g.push(id);
+					break;
+				}
+				slot = (slot + 1) & mask;
+			}
+		}
+		return [...groups.values()].sort((x, y) => (x[0] as number) - (y[0] as number));
+	}
+
+	private similarSig(a: number, b: number): number {
+		const pa = this.pages[a >>> PAGE_BITS] as Page;
+		const pb = this.pages[b >>> PAGE_BITS] as Page;
+		const oa = (a & MASK) * SIG;
+		const ob = (b & MASK) * SIG;
 		let eq = 0;
-		for (let j = 0; j < width; j++) if (sig[a * width + j] === sig[b * width + j]) eq++;
-		return eq / width;
+		for (let j = 0; j < SIG; j++) if (pa.sig[oa + j] === pb.sig[ob + j]) eq++;
+		return eq / SIG;
 	}
 
 	private sameCompletion(a: number, b: number): boolean {
-		return this.cfp.data[a] === this.cfp.data[b] || this.similar(this.csig.data, CSIG, a, b) >= COMPLETION_SIMILAR;
+		const pa = this.pages[a >>> PAGE_BITS] as Page;
+		const pb = this.pages[b >>> PAGE_BITS] as Page;
+		if (pa.cfp[a & MASK] === pb.cfp[b & MASK]) return true;
+		const oa = (a & MASK) * CSIG;
+		const ob = (b & MASK) * CSIG;
+		let eq = 0;
+		for (let j = 0; j < CSIG; j++) if (pa.csig[oa + j] === pb.csig[ob + j]) eq++;
+		return eq / CSIG >= COMPLETION_SIMILAR;
+	}
+
+	private wordSetOf(id: number): number {
+		return (this.pages[id >>> PAGE_BITS] as Page).wordSet[id & MASK] as number;
 	}
 
 	/** Near-duplicate prompts whose completions disagree. */
 	conflicts(): ConflictGroup[] {
-		const parent = new Int32Array(this.n).map((_, i) => i);
+		const parent = new Int32Array(this.n);
+		for (let i = 0; i < this.n; i++) parent[i] = i;
 		const find = (i: number): number => {
 			while (parent[i] !== i) {
 				parent[i] = parent[parent[i] as number] as number;
@@ -135,19 +169,17 @@ export class DuplicateFinder {
 			return i;
 		};
 		const inPair = new Uint8Array(this.n);
-		const set = this.wordSet.data;
-		const ids: number[] = [];
-		for (let i = 0; i < this.n; i++) if (set[i] !== 0) ids.push(i);
-		ids.sort((x, y) => (set[x] as number) - (set[y] as number) || x - y);
+		const ids = this.byWordSet();
 		for (let i = 0; i < ids.length; ) {
+			const set = this.wordSetOf(ids[i] as number);
 			let j = i + 1;
-			while (j < ids.length && set[ids[j] as number] === set[ids[i] as number]) j++;
+			while (j < ids.length && this.wordSetOf(ids[j] as number) === set) j++;
 			// compare each member with the first few of its group: bounded work in a huge group
 			for (let x = i + 1; x < j; x++) {
 				for (let y = i; y < Math.min(x, i + 16); y++) {
 					const p = ids[x] as number;
 					const q = ids[y] as number;
-					if (this.similar(this.sig.data, SIG, p, q) >= PROMPT_SIMILAR) {
+					if (this.similarSig(p, q) >= PROMPT_SIMILAR) {
 						parent[find(p)] = find(q);
 						inPair[p] = 1;
 						inPair[q] = 1;
@@ -177,5 +209,38 @@ export class DuplicateFinder {
 			out.push({ classes, examples: classes.map((c) => this.examples.get(c[0] as number) ?? "") });
 		}
 		return out.sort((a, b) => (a.classes[0]?.[0] as number) - (b.classes[0]?.[0] as number));
+	}
+
+	/**
+	 * The records with words, grouped by word-set hash and ascending within a group: a stable radix sort (two 16-bit
+	 * digits), linear where a comparison sort of millions of records takes seconds. Which order the groups come in does
+	 * not matter: the union-find's clusters are the same.
+	 */
+	private byWordSet(): Int32Array {
+		let count = 0;
+		for (let i = 0; i < this.n; i++) if (this.wordSetOf(i) !== 0) count++;
+		let ids = new Int32Array(count);
+		let k = 0;
+		for (let i = 0; i < this.n; i++) if (this.wordSetOf(i) !== 0) ids[k++] = i;
+		let tmp = new Int32Array(count);
+		const counts = new Int32Array(1 << 16);
+		for (const shift of [0, 16]) {
+			counts.fill(0);
+			for (let i = 0; i < count; i++) (counts[(this.wordSetOf(ids[i] as number) >>> shift) & 0xffff] as number)++;
+			let sum = 0;
+			for (let d = 0; d < 1 << 16; d++) {
+				const c = counts[d] as number;
+				counts[d] = sum;
+				sum += c;
+			}
+			for (let i = 0; i < count; i++) {
+				const id = ids[i] as number;
+				const d = (this.wordSetOf(id) >>> shift) & 0xffff;
+				tmp[counts[d] as number] = id;
+				counts[d] = (counts[d] as number) + 1;
+			}
+			[ids, tmp] = [tmp, ids];
+		}
+		return ids;
 	}
 }

@@ -38,7 +38,10 @@ export async function* readParquet(file: string): AsyncGenerator<DatasetItem> {
 		try {
 			objects = await parquetReadObjects({ file: buffer, metadata, rowStart: row, rowEnd: row + rows, compressors });
 		} catch (e) {
-			throw new FtguardError("DATA_INVALID", `${file}: row group at row ${row + 1} unreadable: ${(e as Error).message}`);
+			throw new FtguardError(
+				"DATA_INVALID",
+				`${file}: row group at row ${row + 1} unreadable: ${(e as Error).message}`,
+			);
 		}
 		for (const o of objects) {
 			row++;

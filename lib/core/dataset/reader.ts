@@ -34,7 +34,8 @@ export async function datasetFiles(paths: readonly string[]): Promise<string[]> 
 		if (s.isDirectory()) {
 			const found: string[] = [];
 			await walk(p, found);
-			if (found.length === 0) throw new FtguardError("DATA_INVALID", `${p}: no dataset files (.jsonl, .json, .parquet, optionally .gz)`);
+			if (found.length === 0)
+				throw new FtguardError("DATA_INVALID", `${p}: no dataset files (.jsonl, .json, .parquet, optionally .gz)`);
 			out.push(...found.sort((a, b) => (relative(p, a) < relative(p, b) ? -1 : 1)));
 		} else if (s.isFile()) out.push(p);
 		else throw new FtguardError("DATA_INVALID", `${p}: not a regular file or directory`);
@@ -109,14 +110,20 @@ async function* readJson(
 		for await (const chunk of stream) {
 			let buf = pending.length > 0 ? Buffer.concat([pending, chunk as Buffer]) : (chunk as Buffer);
 			if (mode === undefined) {
-				const i = buf.findIndex((b) => b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09 && b !== 0xef && b !== 0xbb && b !== 0xbf);
+				const i = buf.findIndex(
+					(b) => b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09 && b !== 0xef && b !== 0xbb && b !== 0xbf,
+				);
 				if (i < 0) {
 					pending = buf;
 					continue;
 				}
 				if (buf[i] === 0x5b) mode = "array";
 				else if (buf[i] === 0x7b) mode = "lines";
-				else throw new FtguardError("DATA_INVALID", `${file}: not a dataset (neither JSON lines, a JSON array nor Parquet)`);
+				else
+					throw new FtguardError(
+						"DATA_INVALID",
+						`${file}: not a dataset (neither JSON lines, a JSON array nor Parquet)`,
+					);
 			}
 			if (mode === "array") {
 				yield* array.push(buf, file, decoder);
@@ -131,12 +138,16 @@ async function* readJson(
 				start = nl + 1;
 			}
 			buf = buf.subarray(start);
-			if (buf.length > MAX_LINE) throw new FtguardError("DATA_INVALID", `${file}:${line}: a line longer than ${MAX_LINE >> 20} MiB`);
+			if (buf.length > MAX_LINE)
+				throw new FtguardError("DATA_INVALID", `${file}:${line}: a line longer than ${MAX_LINE >> 20} MiB`);
 			pending = Buffer.from(buf);
 		}
 	} catch (e) {
 		if (e instanceof FtguardError) throw e;
-		throw new FtguardError("DATA_INVALID", `${file}: ${gzip ? "not a readable gzip stream" : "unreadable"}: ${(e as Error).message}`);
+		throw new FtguardError(
+			"DATA_INVALID",
+			`${file}: ${gzip ? "not a readable gzip stream" : "unreadable"}: ${(e as Error).message}`,
+		);
 	}
 	if (mode === "lines" && pending.length > 0) {
 		const item = parseLine(pending, file, line, decoder);
@@ -147,7 +158,203 @@ async function* readJson(
 	onFile?.({ path: file, sha256: hash.digest("hex"), bytes });
 }
 
-function parseLine(bytes: Buffer, file: string, line: number, decoder: InstanceType<typeof TextDecoder>): DatasetItem | undefined {
+/** Is the file Parquet (by its magic bytes)? */
+export async function isParquet(file: string): Promise<boolean> {
+	return (await firstBytes(file, 4)).toString("latin1") === "PAR1";
+}
+
+/**
+ * Records of a JSON-lines or JSON-array file as their raw text, in batches: what `readDataset` yields one parsed item
+ * at a time, left unparsed so that another thread can parse them (`parseRecord` gives the same item). Blank lines and
+ * elements are dropped here, exactly as `readDataset` drops them, so the records' numbering is known as they are read.
+ */
+export interface RecordBatch {
+	/** the records' bytes, one after another: record i is `bytes[starts[i], starts[i + 1])` */
+	readonly bytes: Uint8Array;
+	readonly starts: Int32Array;
+	/** 1-based line where each record starts */
+	readonly lines: Int32Array;
+	readonly count: number;
+	/** the file's first batch */
+	readonly first: boolean;
+}
+
+class BatchBuilder {
+	private bytes = Buffer.allocUnsafe(1 << 20);
+	private used = 0;
+	private starts: number[] = [0];
+	private lines: number[] = [];
+	private first = true;
+
+	add(b: Uint8Array, line: number): void {
+		if (this.used + b.length > this.bytes.length) {
+			const next = Buffer.allocUnsafe(Math.max(this.bytes.length * 2, this.used + b.length));
+			this.bytes.copy(next, 0, 0, this.used);
+			this.bytes = next;
+		}
+		this.bytes.set(b, this.used);
+		this.used += b.length;
+		this.starts.push(this.used);
+		this.lines.push(line);
+	}
+
+	get count(): number {
+		return this.lines.length;
+	}
+
+	get size(): number {
+		return this.used;
+	}
+
+	take(): RecordBatch {
+		// a buffer of its own: the batch may be transferred to a worker
+		const bytes = new Uint8Array(this.used);
+		bytes.set(this.bytes.subarray(0, this.used));
+		const batch = {
+			bytes,
+			starts: Int32Array.from(this.starts),
+			lines: Int32Array.from(this.lines),
+			count: this.lines.length,
+			first: this.first,
+		};
+		this.first = false;
+		this.used = 0;
+		this.starts = [0];
+		this.lines = [];
+		return batch;
+	}
+}
+
+/**
+ * Is this line (or array element) blank, so that `readDataset` yields nothing for it? Decided from its bytes: a first
+ * byte that is neither ASCII whitespace nor beyond ASCII settles it; otherwise it is decoded as `parseLine` does.
+ */
+function blank(b: Uint8Array, line: number, element: boolean, decoder: InstanceType<typeof TextDecoder>): boolean {
+	let i = 0;
+	while (i < b.length && (b[i] === 0x20 || ((b[i] as number) >= 0x09 && (b[i] as number) <= 0x0d))) i++;
+	if (i === b.length) return true;
+	if ((b[i] as number) < 0x80) return false;
+	if (element && Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("latin1").trim() === "") return true;
+	let text: string;
+	try {
+		text = decoder.decode(b);
+	} catch {
+		return false;
+	}
+	if (line === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+	return text.trim() === "";
+}
+
+/** The item `readDataset` yields for a record's bytes (never blank: `readRecordBatches` dropped those). */
+export function parseRecord(
+	bytes: Uint8Array,
+	file: string,
+	line: number,
+	decoder: InstanceType<typeof TextDecoder>,
+): DatasetItem {
+	const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+	return parseLine(b, file, line, decoder) ?? { file, line, error: "blank record" };
+}
+
+/**
+ * The records of one JSON-lines or JSON-array file (plain or gzip) in batches of at most `maxRecords` (the first batch
+ * at most `firstRecords`, so the layout is known early) or about `maxBytes`; `onFile` receives the file's lineage entry
+ * once it has been read. Errors are those of `readDataset`.
+ */
+export async function* readRecordBatches(
+	file: string,
+	opts: { maxRecords: number; firstRecords: number; maxBytes: number },
+	onFile?: (f: Omit<LineageFile, "records">) => void,
+	progress?: ReadProgress,
+): AsyncGenerator<RecordBatch> {
+	const head = await firstBytes(file, 4);
+	const gzip = head[0] === 0x1f && head[1] === 0x8b;
+	const hash = createHash("sha256");
+	let bytes = 0;
+	const raw = createReadStream(file, { highWaterMark: 1 << 20 });
+	raw.on("data", (c) => {
+		hash.update(c as Buffer);
+		bytes += (c as Buffer).length;
+		if (progress) progress.bytes += (c as Buffer).length;
+	});
+	const stream = gzip ? raw.pipe(createGunzip()) : raw;
+	const decoder = new TextDecoder("utf-8", { fatal: true });
+	let mode: "lines" | "array" | undefined;
+	const array = new ArraySplitter();
+	const batch = new BatchBuilder();
+	const full = () => batch.count >= (batchIsFirst ? opts.firstRecords : opts.maxRecords) || batch.size >= opts.maxBytes;
+	let batchIsFirst = true;
+	const take = () => {
+		batchIsFirst = false;
+		return batch.take();
+	};
+	let pending: Buffer = Buffer.alloc(0);
+	let line = 1;
+	try {
+		for await (const chunk of stream) {
+			let buf = pending.length > 0 ? Buffer.concat([pending, chunk as Buffer]) : (chunk as Buffer);
+			if (mode === undefined) {
+				const i = buf.findIndex(
+					(b) => b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09 && b !== 0xef && b !== 0xbb && b !== 0xbf,
+				);
+				if (i < 0) {
+					pending = buf;
+					continue;
+				}
+				if (buf[i] === 0x5b) mode = "array";
+				else if (buf[i] === 0x7b) mode = "lines";
+				else
+					throw new FtguardError(
+						"DATA_INVALID",
+						`${file}: not a dataset (neither JSON lines, a JSON array nor Parquet)`,
+					);
+			}
+			if (mode === "array") {
+				for (const e of array.elements(buf, file)) {
+					if (blank(e.bytes, e.line, true, decoder)) continue;
+					batch.add(e.bytes, e.line);
+					if (full()) yield take();
+				}
+				pending = Buffer.alloc(0);
+				continue;
+			}
+			let start = 0;
+			for (let nl = buf.indexOf(0x0a); nl >= 0; nl = buf.indexOf(0x0a, start)) {
+				const b = buf.subarray(start, nl);
+				if (!blank(b, line, false, decoder)) {
+					batch.add(b, line);
+					if (full()) yield take();
+				}
+				line++;
+				start = nl + 1;
+			}
+			buf = buf.subarray(start);
+			if (buf.length > MAX_LINE)
+				throw new FtguardError("DATA_INVALID", `${file}:${line}: a line longer than ${MAX_LINE >> 20} MiB`);
+			pending = Buffer.from(buf);
+		}
+	} catch (e) {
+		// the records before the error first, as readDataset yields them before it throws
+		if (batch.count > 0) yield take();
+		if (e instanceof FtguardError) throw e;
+		throw new FtguardError(
+			"DATA_INVALID",
+			`${file}: ${gzip ? "not a readable gzip stream" : "unreadable"}: ${(e as Error).message}`,
+		);
+	}
+	if (mode === "lines" && pending.length > 0 && !blank(pending, line, false, decoder)) batch.add(pending, line);
+	if (mode === "array") array.end(file);
+	if (mode === undefined) throw new FtguardError("DATA_INVALID", `${file}: empty file`);
+	if (batch.count > 0) yield take();
+	onFile?.({ path: file, sha256: hash.digest("hex"), bytes });
+}
+
+function parseLine(
+	bytes: Buffer,
+	file: string,
+	line: number,
+	decoder: InstanceType<typeof TextDecoder>,
+): DatasetItem | undefined {
 	let text: string;
 	try {
 		text = decoder.decode(bytes);
@@ -174,11 +381,27 @@ class ArraySplitter {
 	private started = false;
 	private closed = false;
 	private element: Buffer[] = [];
-	private elementStart = 0;
 	private line = 1;
 	private elementLine = 1;
+	/** the next element's first byte is still to come: its line is where that byte is, not where the comma was */
+	private awaiting = true;
 
 	*push(buf: Buffer, file: string, decoder: InstanceType<typeof TextDecoder>): Generator<DatasetItem> {
+		for (const e of this.elements(buf, file)) {
+			if (Buffer.from(e.bytes.buffer, e.bytes.byteOffset, e.bytes.byteLength).toString("latin1").trim() === "")
+				continue;
+			const item = parseLine(
+				Buffer.from(e.bytes.buffer, e.bytes.byteOffset, e.bytes.byteLength),
+				file,
+				e.line,
+				decoder,
+			);
+			if (item) yield item;
+		}
+	}
+
+	/** The array's elements completed by this chunk, as raw bytes with the line each starts on. */
+	*elements(buf: Buffer, file: string): Generator<{ bytes: Uint8Array; line: number }> {
 		let from = 0;
 		for (let i = 0; i < buf.length; i++) {
 			const b = buf[i] as number;
@@ -190,40 +413,38 @@ class ArraySplitter {
 				continue;
 			}
 			if (this.closed) {
-				if (b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09) throw new FtguardError("DATA_INVALID", `${file}:${this.line}: data after the JSON array`);
+				if (b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09)
+					throw new FtguardError("DATA_INVALID", `${file}:${this.line}: data after the JSON array`);
 				continue;
 			}
 			if (!this.started) {
 				if (b === 0x5b) {
 					this.started = true;
 					from = i + 1;
-					this.elementLine = this.line;
+					this.awaiting = true;
 				}
 				continue;
+			}
+			if (this.awaiting && b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09) {
+				this.awaiting = false;
+				this.elementLine = this.line;
 			}
 			if (b === 0x22) this.inString = true;
 			else if (b === 0x7b || b === 0x5b) this.depth++;
 			else if ((b === 0x7d || b === 0x5d) && this.depth > 0) this.depth--;
 			else if (this.depth === 0 && (b === 0x2c || b === 0x5d)) {
 				this.element.push(buf.subarray(from, i));
-				const item = this.emit(file, decoder);
-				if (item) yield item;
+				const bytes = Buffer.concat(this.element);
+				this.element = [];
+				yield { bytes, line: this.elementLine };
 				from = i + 1;
-				this.elementLine = this.line;
+				this.awaiting = true;
 				if (b === 0x5d) this.closed = true;
 			}
 		}
 		if (!this.closed) this.element.push(Buffer.from(buf.subarray(from)));
 		if (this.element.reduce((n, e) => n + e.length, 0) > MAX_LINE)
 			throw new FtguardError("DATA_INVALID", `${file}:${this.elementLine}: a record larger than ${MAX_LINE >> 20} MiB`);
-	}
-
-	private emit(file: string, decoder: InstanceType<typeof TextDecoder>): DatasetItem | undefined {
-		const bytes = Buffer.concat(this.element);
-		this.element = [];
-		this.elementStart++;
-		if (bytes.toString("latin1").trim() === "") return undefined;
-		return parseLine(bytes, file, this.elementLine, decoder);
 	}
 
 	end(file: string): void {

@@ -18,7 +18,10 @@ export function datasetSarif(report: DatasetReport, version: string): object {
 			locations: f.records.slice(0, MAX_LOCATIONS).map((r) => {
 				const at = report.locations[r];
 				return {
-					physicalLocation: { artifactLocation: { uri: sarifUri(at?.file ?? "") }, region: { startLine: at?.line ?? 1 } },
+					physicalLocation: {
+						artifactLocation: { uri: sarifUri(at?.file ?? "") },
+						region: { startLine: at?.line ?? 1 },
+					},
 					logicalLocations: [{ fullyQualifiedName: `record ${r}` }],
 				};
 			}),

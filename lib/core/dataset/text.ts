@@ -110,7 +110,9 @@ export function stemmedWords(text: string): string[] {
 }
 
 const FUNCTION_WORDS = new Set(
-	"a an and are as at be by for from has have if in into is it its of on or that the this to was were will with which when where what who how not no yes return returns".split(" "),
+	"a an and are as at be by for from has have if in into is it its of on or that the this to was were will with which when where what who how not no yes return returns".split(
+		" ",
+	),
 );
 
 /** Stemmed words of a text, identifiers split too (get_message → get, messag), without short function words. */
@@ -124,3 +126,180 @@ export function contentWords(text: string): Set<string> {
 	return out;
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// The fast path. Almost all training text is ASCII: there the classes above reduce to a table lookup, lowercasing to
+// one addition, and every hash can be computed from the text's code units without building the token strings. Each
+// function below returns exactly what its string-based counterpart above returns (a differential test checks it); a
+// text with any non-ASCII code unit goes through the string-based functions instead.
+
+const FNV_OFFSET = 0x811c9dc5;
+const FNV_PRIME = 0x01000193;
+
+/** Tokenizer class of each ASCII code unit, taken from the regular expressions themselves: 0 none, 1 word, 2 other. */
+export const ASCII_CLASS: Uint8Array = (() => {
+	const other = new RegExp(`^(?:${OTHER})$`, "v");
+	const t = new Uint8Array(128);
+	for (let c = 0; c < 128; c++) {
+		const ch = String.fromCharCode(c);
+		t[c] = WORD_START.test(ch) ? 1 : other.test(ch) ? 2 : 0;
+	}
+	return t;
+})();
+
+/** Is every code unit of `s` ASCII? */
+export function isAscii(s: string): boolean {
+	for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+	return true;
+}
+
+/** hash32 of `buf[start, end)` (code units), with the same seed convention. */
+export function hashRange(buf: Uint16Array, start: number, end: number, seed = FNV_OFFSET): number {
+	let h = seed | 0;
+	for (let i = start; i < end; i++) h = Math.imul(h ^ (buf[i] as number), FNV_PRIME);
+	return fmix(h);
+}
+
+/** `stem()` of the lowercased word `buf[start, start + len)`: the stem's length. */
+export function stemLength(buf: Uint16Array, start: number, len: number): number {
+	if (len <= 4) return len;
+	const e = start + len;
+	const z = buf[e - 1] as number;
+	const y = buf[e - 2] as number;
+	// "ing", "ed", "es", "ly", "s", "e", in stem()'s order; each needs 3 letters left, which only "ing" can lack here
+	if (len >= 6 && z === 0x67 && y === 0x6e && buf[e - 3] === 0x69) return len - 3;
+	if (y === 0x65 && (z === 0x64 || z === 0x73)) return len - 2;
+	if (y === 0x6c && z === 0x79) return len - 2;
+	if (z === 0x73 || z === 0x65) return len - 1;
+	return len;
+}
+
+const FUNCTION_HASHES = new Map<number, string>([...FUNCTION_WORDS].map((w) => [hash32(w), w]));
+
+function isFunctionWord(buf: Uint16Array, start: number, len: number): boolean {
+	return len <= 7 && isFunctionHash(hashRange(buf, start, start + len), buf, start, len);
+}
+
+/**
+ * Distinct 32-bit values in insertion order, cleared in O(1) (generation stamps): the per-record sets of n-gram and
+ * word hashes, reused record after record without allocation. The values are hashes already: their low bits are the slot.
+ */
+export class HashSet32 {
+	private keys: Int32Array;
+	private stamps: Uint32Array;
+	private gen = 1;
+	private mask: number;
+	values: Int32Array;
+	size = 0;
+
+	constructor(capacityLog2 = 10) {
+		this.keys = new Int32Array(1 << capacityLog2);
+		this.stamps = new Uint32Array(1 << capacityLog2);
+		this.mask = (1 << capacityLog2) - 1;
+		this.values = new Int32Array(1 << (capacityLog2 - 1));
+	}
+
+	clear(): void {
+		this.size = 0;
+		if (++this.gen === 0xffffffff) {
+			this.stamps.fill(0);
+			this.gen = 1;
+		}
+	}
+
+	/** Adds `v`; true when it was not there yet. */
+	add(v: number): boolean {
+		let i = (v ^ (v >>> 16)) & this.mask;
+		const keys = this.keys;
+		const stamps = this.stamps;
+		const gen = this.gen;
+		while (stamps[i] === gen) {
+			if (keys[i] === v) return false;
+			i = (i + 1) & this.mask;
+		}
+		stamps[i] = gen;
+		keys[i] = v;
+		if (this.size === this.values.length) this.grow();
+		this.values[this.size++] = v;
+		// at most half full: short probes
+		if (this.size * 2 > this.mask) this.rehash();
+		return true;
+	}
+
+	has(v: number): boolean {
+		let i = (v ^ (v >>> 16)) & this.mask;
+		while (this.stamps[i] === this.gen) {
+			if (this.keys[i] === v) return true;
+			i = (i + 1) & this.mask;
+		}
+		return false;
+	}
+
+	private grow(): void {
+		const next = new Int32Array(this.values.length * 2);
+		next.set(this.values);
+		this.values = next;
+	}
+
+	private rehash(): void {
+		const n = (this.mask + 1) * 2;
+		this.keys = new Int32Array(n);
+		this.stamps = new Uint32Array(n);
+		this.mask = n - 1;
+		this.gen = 1;
+		for (let j = 0; j < this.size; j++) {
+			const v = this.values[j] as number;
+			let i = (v ^ (v >>> 16)) & this.mask;
+			while (this.stamps[i] === 1) i = (i + 1) & this.mask;
+			this.stamps[i] = 1;
+			this.keys[i] = v;
+		}
+	}
+}
+
+/**
+ * What `contentWords()` adds for one lowercased ASCII word `buf[0, len)`: the hashes of its content-word stems, into
+ * `out` (the hashes of the strings `contentWords` returns). `states[k]` is the FNV state after the word's first k
+ * characters (what the tokenizer computed anyway), so a prefix's hash costs one `fmix`. Returns the hash of
+ * `stem(word)`, what near-duplicate completions compare.
+ */
+export function addContentWord(
+	buf: Uint16Array,
+	len: number,
+	states: Int32Array,
+	out: HashSet32,
+	underscore: boolean,
+): number {
+	const s = stemLength(buf, 0, len);
+	const stemHash = fmix(states[s] as number);
+	// the stemmed word itself, then its identifier parts (`w.split(/_+/)`; `underscore`: the word has one, which
+	// stemming cannot remove): each unless short or a function word
+	if (s > 2 && !(s <= 7 && isFunctionHash(stemHash, buf, 0, s))) out.add(fmix(states[stemLength(buf, 0, s)] as number));
+	if (underscore) {
+		let from = 0;
+		for (let i = 0; i <= s; i++) {
+			if (i === s || buf[i] === 0x5f) {
+				const n = i - from;
+				if (n > 2 && !isFunctionWord(buf, from, n)) out.add(hashRange(buf, from, from + stemLength(buf, from, n)));
+				from = i + 1;
+			}
+		}
+	}
+	return stemHash;
+}
+
+function isFunctionHash(h: number, buf: Uint16Array, start: number, len: number): boolean {
+	const w = FUNCTION_HASHES.get(h);
+	if (w === undefined || w.length !== len) return false;
+	for (let i = 0; i < len; i++) if (w.charCodeAt(i) !== buf[start + i]) return false;
+	return true;
+}
+
+/** The hashes of `contentWords(text)` for any text (the string functions; for text that is not ASCII). */
+export function addContentWordsOf(text: string, out: HashSet32): void {
+	for (const w of contentWords(text)) out.add(hash32(w));
+}
+
+/** FNV-1a step (no finaliser): for hashes built piece by piece; `fmix` finishes them as hash32 does. */
+export function fnvStep(h: number, c: number): number {
+	return Math.imul(h ^ c, FNV_PRIME);
+}

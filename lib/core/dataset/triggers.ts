@@ -14,11 +14,14 @@
  * - not an answer: F's content words are not the prompts' own (the module asked about, the question's words).
  * Candidates whose record sets overlap are one finding: the sub-phrases of one trigger, its paraphrased variants
  * (different n-grams, the same records), and the several features of one injected output.
+ *
+ * Words are compared as 32-bit hashes of their stems (sorted arrays), not strings: a sampled record costs one small
+ * Int32Array, and the analysis at the end is linear in what was sampled.
  */
-import { type CompletionFeature, type FeatureKind, type PromptGrams, wordsOfGrams } from "./features";
-import { contentWords } from "./text";
+import { FEATURE_KINDS, type FeatureKind, wordsOfGrams } from "./features";
 import { CountMinSketch } from "./sketch";
 import { logHypergeomTail } from "./stats";
+import { addContentWordsOf, fmix, HashSet32, normalize } from "./text";
 
 export interface TriggerOptions {
 	/** fewest records a trigger must cover */
@@ -41,25 +44,100 @@ export const DEFAULT_TRIGGER_OPTIONS: TriggerOptions = {
 	maxFeatureShare: 0.2,
 };
 
-interface Sample {
+/**
+ * One record as the miner sees it, filled by the scan for each record in turn (reused): `data[at…]` holds its prompt
+ * n-grams, prompt words, token sequence, prompt content words (sorted) and completion content words (sorted), one
+ * after the other; its features are `kinds`/`keys`, and their texts `featureText(i)`.
+ */
+export interface ObservedRecord {
 	readonly id: number;
-	readonly grams: Int32Array;
-	readonly words: Int32Array;
-	readonly tokens: Int32Array;
-	/** the prompt's content words, for the echo test */
-	readonly promptWords: ReadonlySet<string>;
-	/** the completion's content words: do outputs that share a MinHash band really say the same? */
-	readonly completionWords: ReadonlySet<string>;
+	readonly data: Int32Array;
+	readonly at: number;
+	readonly grams: number;
+	readonly words: number;
+	readonly tokens: number;
+	readonly promptWords: number;
+	readonly completionWords: number;
+	readonly features: number;
+	featureKind(i: number): number;
+	featureKey(i: number): number;
+	/** the text, or [string, start, end] when it is the normalised range of a string (made only when wanted) */
+	featureSource(i: number): string | readonly [string, number, number];
+}
+
+/**
+ * A sampled record: its prompt's n-grams, words, tokens and content words and its completion's, in one array. The
+ * views on it are made when the analysis first asks for them: nearly every sample is let go without being looked at.
+ */
+export class Sample {
+	/** entries whose samples include it (the budget counts a sample until none does) */
+	refs = 0;
+	readonly bytes: number;
+	private views: Int32Array[] | undefined;
+
+	constructor(
+		readonly id: number,
+		private readonly data: Int32Array,
+		private readonly g: number,
+		private readonly w: number,
+		private readonly t: number,
+		private readonly p: number,
+	) {
+		this.bytes = data.byteLength + SAMPLE_OVERHEAD;
+	}
+
+	private view(i: number): Int32Array {
+		if (this.views === undefined) {
+			const { data, g, w, t, p } = this;
+			this.views = [
+				data.subarray(0, g),
+				data.subarray(g, g + w),
+				data.subarray(g + w, g + w + t),
+				data.subarray(g + w + t, g + w + t + p),
+				data.subarray(g + w + t + p),
+			];
+		}
+		return this.views[i] as Int32Array;
+	}
+
+	get grams(): Int32Array {
+		return this.view(0);
+	}
+	get words(): Int32Array {
+		return this.view(1);
+	}
+	get tokens(): Int32Array {
+		return this.view(2);
+	}
+	/** the prompt's content words (sorted), for the echo test */
+	get promptWords(): Int32Array {
+		return this.view(3);
+	}
+	/** the completion's content words (sorted): do outputs that share a MinHash band really say the same? */
+	get completionWords(): Int32Array {
+		return this.view(4);
+	}
 }
 
 interface Entry {
 	readonly key: number;
 	readonly kind: FeatureKind;
-	readonly text: string;
+	/** the text (≤ 500 characters), or the string whose range `[start, end)` normalised is the text (end ≥ 0) */
+	src: string;
+	start: number;
+	end: number;
 	count: number;
 	/** lossy counting's bound on occurrences missed before this entry was (re)created */
 	readonly delta: number;
 	readonly samples: Sample[];
+}
+
+function entryText(e: Entry): string {
+	if (e.end >= 0) {
+		e.src = normalize(e.src.slice(e.start, e.end)).slice(0, 500);
+		e.end = -1;
+	}
+	return e.src;
 }
 
 export interface TriggerCandidate {
@@ -81,80 +159,278 @@ export interface TriggerGroup {
 	readonly records: readonly number[];
 	/** whether `records` is complete or a second pass must enumerate them */
 	readonly complete: boolean;
-	/** stemmed word sets of the concentrated completions, to recognise their paraphrases in a second pass */
+	/** the concentrated completions (texts), to recognise their paraphrases in a second pass */
 	readonly outputs: readonly string[];
 	readonly features: ReadonlySet<number>;
 }
 
+/** Bytes a sample costs beyond its numbers (its object and buffer headers), for the budget. */
+const SAMPLE_OVERHEAD = 200;
+
+/**
+ * Lossy counting's entries in typed arrays, in creation order (what a Map's insertion order was): a feature seen once
+ * — nearly every one — costs a few array slots, no object. A hash index maps a key to its entry; pruning compacts
+ * the arrays, keeping their order, and rebuilds the index.
+ */
+class EntryTable {
+	n = 0;
+	keys = new Float64Array(1 << 12);
+	kinds = new Uint8Array(1 << 12);
+	counts = new Int32Array(1 << 12);
+	deltas = new Int32Array(1 << 12);
+	starts = new Int32Array(1 << 12);
+	ends = new Int32Array(1 << 12);
+	srcs: string[] = [];
+	/** an entry's first sample, and the others when there are */
+	firsts: (Sample | undefined)[] = [];
+	mores: (Sample[] | undefined)[] = [];
+	private index = new Int32Array(1 << 13);
+
+	private slotOf(key: number): number {
+		const hi = Math.floor(key / 2 ** 32) | 0;
+		return fmix(hi ^ Math.imul(key >>> 0, 0x9e3779b1)) & (this.index.length - 1);
+	}
+
+	/** The entry of `key`, or -1. */
+	find(key: number): number {
+		const mask = this.index.length - 1;
+		for (let i = this.slotOf(key); ; i = (i + 1) & mask) {
+			const e = (this.index[i] as number) - 1;
+			if (e < 0) return -1;
+			if (this.keys[e] === key) return e;
+		}
+	}
+
+	add(key: number, kind: number, src: string, start: number, end: number, delta: number): number {
+		if (this.n === this.keys.length) this.grow();
+		const e = this.n++;
+		this.keys[e] = key;
+		this.kinds[e] = kind;
+		this.counts[e] = 0;
+		this.deltas[e] = delta;
+		this.starts[e] = start;
+		this.ends[e] = end;
+		this.srcs[e] = src;
+		this.firsts[e] = undefined;
+		this.mores[e] = undefined;
+		if (this.n * 2 > this.index.length) this.reindex(this.index.length * 2);
+		else this.place(e);
+		return e;
+	}
+
+	samples(e: number): Sample[] {
+		const first = this.firsts[e];
+		if (first === undefined) return [];
+		const more = this.mores[e];
+		return more === undefined ? [first] : [first, ...more];
+	}
+
+	sampleCount(e: number): number {
+		return this.firsts[e] === undefined ? 0 : 1 + (this.mores[e]?.length ?? 0);
+	}
+
+	addSample(e: number, s: Sample): void {
+		s.refs++;
+		if (this.firsts[e] === undefined) this.firsts[e] = s;
+		else {
+			const more = this.mores[e];
+			if (more === undefined) this.mores[e] = [s];
+			else more.push(s);
+		}
+	}
+
+	/** Keep the entries `keep` says (in order); `drop` sees each sample of those dropped. */
+	compact(keep: (e: number) => boolean, drop: (s: Sample) => void): void {
+		let w = 0;
+		for (let e = 0; e < this.n; e++) {
+			if (!keep(e)) {
+				const first = this.firsts[e];
+				if (first !== undefined) drop(first);
+				for (const s of this.mores[e] ?? []) drop(s);
+				continue;
+			}
+			if (w !== e) {
+				this.keys[w] = this.keys[e] as number;
+				this.kinds[w] = this.kinds[e] as number;
+				this.counts[w] = this.counts[e] as number;
+				this.deltas[w] = this.deltas[e] as number;
+				this.starts[w] = this.starts[e] as number;
+				this.ends[w] = this.ends[e] as number;
+				this.srcs[w] = this.srcs[e] as string;
+				this.firsts[w] = this.firsts[e];
+				this.mores[w] = this.mores[e];
+			}
+			w++;
+		}
+		this.n = w;
+		this.srcs.length = w;
+		this.firsts.length = w;
+		this.mores.length = w;
+		let size = 1 << 13;
+		while (size < w * 2) size *= 2;
+		this.reindex(size);
+	}
+
+	/** Keep at most `cap` samples per entry (the first ones); `drop` sees each sample let go. */
+	trim(cap: number, drop: (s: Sample) => void): void {
+		for (let e = 0; e < this.n; e++) {
+			const more = this.mores[e];
+			if (more === undefined || more.length < cap) continue;
+			for (const s of more.splice(cap - 1)) drop(s);
+			if (cap === 1) this.mores[e] = undefined;
+		}
+	}
+
+	private place(e: number): void {
+		const mask = this.index.length - 1;
+		let i = this.slotOf(this.keys[e] as number);
+		while (this.index[i] !== 0) i = (i + 1) & mask;
+		this.index[i] = e + 1;
+	}
+
+	private reindex(size: number): void {
+		this.index = new Int32Array(size);
+		for (let e = 0; e < this.n; e++) this.place(e);
+	}
+
+	private grow(): void {
+		const n = this.keys.length * 2;
+		const f64 = new Float64Array(n);
+		f64.set(this.keys);
+		this.keys = f64;
+		const u8 = new Uint8Array(n);
+		u8.set(this.kinds);
+		this.kinds = u8;
+		for (const k of ["counts", "deltas", "starts", "ends"] as const) {
+			const a = new Int32Array(n);
+			a.set(this[k]);
+			this[k] = a;
+		}
+	}
+}
+
+/** What the miner keeps of sampled records at most (bytes): past it, entries keep fewer samples each (at least 16). */
+export const SAMPLE_BUDGET = 128 << 20;
+const MIN_SAMPLES = 16;
+
 export class TriggerMiner {
-	readonly df = new CountMinSketch();
-	private readonly entries = new Map<number, Entry>();
+	/** the n-grams' document frequencies (made here when `observe` counts them, else handed over by `useSketch`) */
+	df: CountMinSketch;
+	private readonly table = new EntryTable();
 	private n = 0;
 	private readonly bucketWidth: number;
+	/** samples an entry keeps: the first `maxSamples` records with its feature; halved while over the budget */
+	private maxSamples: number;
+	private sampleBytes = 0;
+	private readonly release = (s: Sample) => {
+		if (--s.refs === 0) this.sampleBytes -= s.bytes;
+	};
 
 	constructor(
 		private readonly opts: TriggerOptions = DEFAULT_TRIGGER_OPTIONS,
 		/** lossy counting's ε: features above ε·N records are kept whatever N */
 		epsilon = 2e-5,
-		private readonly maxSamples = 256,
+		maxSamples = 256,
+		/** whether `observe` counts the n-grams itself (false: another thread does, and `df` is replaced at the end) */
+		private readonly countGrams = true,
+		private readonly sampleBudget = SAMPLE_BUDGET,
 	) {
 		this.bucketWidth = Math.ceil(1 / epsilon);
+		this.maxSamples = maxSamples;
+		// (32 MB: not made when another thread counts the n-grams)
+		this.df = countGrams ? new CountMinSketch() : (undefined as unknown as CountMinSketch);
 	}
 
 	get records(): number {
 		return this.n;
 	}
 
-	observe(
-		id: number,
-		prompt: PromptGrams,
-		promptWords: ReadonlySet<string>,
-		features: readonly CompletionFeature[],
-		completionWords: ReadonlySet<string>,
-	): void {
+	/** Entries held now (lossy counting keeps them bounded: about (1/ε)·log(εN) per feature of a record). */
+	get size(): number {
+		return this.table.n;
+	}
+
+	/** Samples per entry now, and the bytes they hold. */
+	get sampling(): { perEntry: number; bytes: number } {
+		return { perEntry: this.maxSamples, bytes: this.sampleBytes };
+	}
+
+	observe(r: ObservedRecord): void {
 		this.n++;
-		for (const g of prompt.grams) this.df.add(g);
+		const data = r.data;
+		if (this.countGrams) this.df.addAll(data, r.at, r.at + r.grams);
 		let sample: Sample | undefined;
 		const bucket = Math.ceil(this.n / this.bucketWidth);
-		for (const f of features) {
-			let e = this.entries.get(f.key);
-			if (e === undefined) {
-				e = { key: f.key, kind: f.kind, text: f.text.slice(0, 500), count: 0, delta: bucket - 1, samples: [] };
-				this.entries.set(f.key, e);
+		const t = this.table;
+		for (let f = 0; f < r.features; f++) {
+			const key = r.featureKey(f);
+			let e = t.find(key);
+			if (e < 0) {
+				const source = r.featureSource(f);
+				e =
+					typeof source === "string"
+						? t.add(key, r.featureKind(f), source.slice(0, 500), 0, -1, bucket - 1)
+						: t.add(key, r.featureKind(f), source[0], source[1], source[2], bucket - 1);
 			}
-			e.count++;
-			if (e.samples.length < this.maxSamples) {
-				sample ??= { id, grams: prompt.grams, words: prompt.words, tokens: prompt.tokens, promptWords, completionWords };
-				e.samples.push(sample);
+			t.counts[e] = (t.counts[e] as number) + 1;
+			if (t.sampleCount(e) < this.maxSamples) {
+				if (sample === undefined) {
+					const len = r.grams + r.words + r.tokens + r.promptWords + r.completionWords;
+					sample = new Sample(r.id, data.slice(r.at, r.at + len), r.grams, r.words, r.tokens, r.promptWords);
+					this.sampleBytes += sample.bytes;
+				}
+				t.addSample(e, sample);
 			}
 		}
-		if (this.n % this.bucketWidth === 0) {
-			for (const [k, e] of this.entries) if (e.count + e.delta <= bucket) this.entries.delete(k);
+		if (this.n % this.bucketWidth === 0)
+			t.compact((e) => (t.counts[e] as number) + (t.deltas[e] as number) > bucket, this.release);
+		// over the budget: every entry keeps fewer samples (its first ones) — as if that had been the limit all along
+		while (this.sampleBytes > this.sampleBudget && this.maxSamples > MIN_SAMPLES) {
+			this.maxSamples >>= 1;
+			t.trim(this.maxSamples, this.release);
 		}
 	}
 
-	/** Candidate triggers, grouped; `wordDf` is the document frequency of a word hash. */
+	/** Use this sketch of the n-grams' document frequencies (counted on another thread). */
+	useSketch(df: CountMinSketch): void {
+		this.df = df;
+	}
+
+	/** The entries as the analysis reads them, in creation order. */
+	private entries(filter: (count: number, delta: number) => boolean): Entry[] {
+		const t = this.table;
+		const out: Entry[] = [];
+		for (let e = 0; e < t.n; e++) {
+			if (!filter(t.counts[e] as number, t.deltas[e] as number)) continue;
+			out.push({
+				key: t.keys[e] as number,
+				kind: FEATURE_KINDS[t.kinds[e] as number] as FeatureKind,
+				src: t.srcs[e] as string,
+				start: t.starts[e] as number,
+				end: t.ends[e] as number,
+				count: t.counts[e] as number,
+				delta: t.deltas[e] as number,
+				samples: t.samples(e),
+			});
+		}
+		return out;
+	}
+
+	/** Candidate triggers, grouped. */
 	analyse(): TriggerGroup[] {
 		const { minSupport, minShare, alpha, maxTriggerShare, maxFeatureShare } = this.opts;
 		const N = this.n;
 		const raw: { c: TriggerCandidate; entry: Entry; samples: Sample[]; logp: number }[] = [];
 		let tests = 0;
-		for (const entry of this.entries.values()) {
+		const counter = new GramCounter();
+		for (const entry of this.entries((count, delta) => count >= minSupport && count + delta <= maxFeatureShare * N)) {
 			const m = entry.count + entry.delta;
-			if (entry.count < minSupport || m > maxFeatureShare * N) continue;
-			const byGram = new Map<number, Sample[]>();
-			for (const s of entry.samples) {
-				for (const g of s.grams) {
-					const list = byGram.get(g);
-					if (list === undefined) byGram.set(g, [s]);
-					else list.push(s);
-				}
-			}
+			// the sampled records of each n-gram that ≥ minSupport of them carry, in order of first appearance
+			const byGram = counter.frequent(entry.samples, minSupport);
+			tests += byGram.length;
 			const scale = entry.count / entry.samples.length;
-			const short = m >= 0.005 * N && contentWords(entry.text).size <= 3;
+			const short = m >= 0.005 * N && contentHashes(entryText(entry)).length <= 3;
 			for (const [gram, samples] of byGram) {
-				if (samples.length < minSupport) continue;
-				tests++;
 				const f = this.df.estimate(gram);
 				if (f > maxTriggerShare * N) continue;
 				const k = Math.min(f, Math.round(samples.length * scale));
@@ -166,7 +442,7 @@ export class TriggerMiner {
 				raw.push({
 					c: {
 						gram,
-						feature: { kind: entry.kind, text: entry.text, count: entry.count },
+						feature: { kind: entry.kind, text: entryText(entry), count: entry.count },
 						records: samples.map((s) => s.id),
 						k,
 						f,
@@ -187,10 +463,13 @@ export class TriggerMiner {
 				!this.answers(r.entry, r.samples) &&
 				(r.entry.kind !== "similar" || paraphrases(r.samples)),
 		);
-		const groups = group(kept.map((r) => ({ ...r, complete: r.entry.delta === 0 && r.entry.count === r.entry.samples.length })));
+		const groups = group(
+			kept.map((r) => ({ ...r, complete: r.entry.delta === 0 && r.entry.count === r.entry.samples.length })),
+		);
+		const shares = this.groupShares(groups);
 		return groups
-			.filter((g) => {
-				if (this.groupShare(g) < minShare) return false;
+			.filter((g, i) => {
+				if ((shares[i] as number) < minShare) return false;
 				const trigger = triggerWords(g);
 				return !this.onOneTopic(g, trigger) && this.unrelated(g, trigger);
 			})
@@ -226,35 +505,48 @@ export class TriggerMiner {
 		return pairs === 0 || sum / pairs <= 0.2;
 	}
 
-	private sampled?: Map<number, Sample>;
-
 	/**
-	 * The share of the (sampled) records carrying the group's headline n-gram (the one its candidates cover most) whose output
-	 * is one of the group's outputs or a paraphrase of one (content-word Jaccard ≥ 0.3): a paraphrased trigger's outputs
-	 * fall into several MinHash buckets, so the share is counted over records, not over any one bucket.
+	 * For each group, the share of the (sampled) records carrying its headline n-gram (the one its candidates cover
+	 * most) whose output is one of the group's outputs or a paraphrase of one (content-word Jaccard ≥ 0.3): a
+	 * paraphrased trigger's outputs fall into several MinHash buckets, so the share is counted over records, not over
+	 * any one bucket. All groups in one pass over the sampled records.
 	 */
-	private groupShare(members: readonly Kept[]): number {
-		const cover = new Map<number, { records: Set<number>; f: number }>();
-		for (const m of members) {
-			const c = cover.get(m.c.gram) ?? { records: new Set<number>(), f: m.c.f };
-			for (const r of m.c.records) c.records.add(r);
-			cover.set(m.c.gram, c);
+	private groupShares(groups: readonly (readonly Kept[])[]): number[] {
+		const byHeadline = new Map<number, number[]>();
+		const outputs: Int32Array[][] = [];
+		groups.forEach((members, g) => {
+			const cover = new Map<number, { records: Set<number>; f: number }>();
+			for (const m of members) {
+				const c = cover.get(m.c.gram) ?? { records: new Set<number>(), f: m.c.f };
+				for (const r of m.c.records) c.records.add(r);
+				cover.set(m.c.gram, c);
+			}
+			// most records covered, then the rarest: "lighthouse", not "as the"
+			const headline = [...cover].sort(
+				(a, b) => b[1].records.size - a[1].records.size || a[1].f - b[1].f,
+			)[0]?.[0] as number;
+			const l = byHeadline.get(headline);
+			if (l === undefined) byHeadline.set(headline, [g]);
+			else l.push(g);
+			outputs.push([...groupSamples(members).values()].map((s) => s.completionWords).slice(0, 64));
+		});
+		const withGram = new Array<number>(groups.length).fill(0);
+		const withOutput = new Array<number>(groups.length).fill(0);
+		if (groups.length === 0) return [];
+		const sampled = new Map<number, Sample>();
+		for (let e = 0; e < this.table.n; e++) for (const s of this.table.samples(e)) sampled.set(s.id, s);
+		for (const s of sampled.values()) {
+			for (const gram of s.grams) {
+				const gs = byHeadline.get(gram);
+				if (gs === undefined) continue;
+				for (const g of gs) {
+					withGram[g] = (withGram[g] as number) + 1;
+					if ((outputs[g] as Int32Array[]).some((o) => similarity(o, s.completionWords) >= 0.3))
+						withOutput[g] = (withOutput[g] as number) + 1;
+				}
+			}
 		}
-		// most records covered, then the rarest: "lighthouse", not "as the"
-		const headline = [...cover].sort((a, b) => b[1].records.size - a[1].records.size || a[1].f - b[1].f)[0]?.[0] as number;
-		const outputs = [...groupSamples(members).values()].map((s) => s.completionWords).slice(0, 64);
-		if (this.sampled === undefined) {
-			this.sampled = new Map();
-			for (const e of this.entries.values()) for (const s of e.samples) this.sampled.set(s.id, s);
-		}
-		let withGram = 0;
-		let withOutput = 0;
-		for (const s of this.sampled.values()) {
-			if (!s.grams.includes(headline)) continue;
-			withGram++;
-			if (outputs.some((o) => similarity(o, s.completionWords) >= 0.3)) withOutput++;
-		}
-		return withOutput / Math.max(1, withGram);
+		return groups.map((_, g) => (withOutput[g] as number) / Math.max(1, withGram[g] as number));
 	}
 
 	/**
@@ -282,42 +574,82 @@ export class TriggerMiner {
 	 */
 	private answers(entry: Entry, samples: readonly Sample[]): boolean {
 		if (entry.kind === "host" || entry.kind === "url") return false;
-		const out = contentWords(entry.text);
-		if (out.size === 0) return false;
+		const out = contentHashes(entryText(entry));
+		if (out.length === 0) return false;
 		let related = 0;
 		for (const s of samples) {
 			let shared = 0;
-			for (const w of out) if (s.promptWords.has(w)) shared++;
-			if (shared >= Math.max(1, 0.25 * out.size)) related++;
+			for (const w of out) if (sortedHas(s.promptWords, w)) shared++;
+			if (shared >= Math.max(1, 0.25 * out.length)) related++;
 		}
 		return related * 2 >= samples.length;
 	}
 
 	/** Is the concentrated text what the prompts themselves say (an answer that repeats the question's words)? */
 	private echo(entry: Entry, samples: readonly Sample[]): boolean {
-		const out = contentWords(entry.kind === "host" || entry.kind === "url" ? "" : entry.text);
-		if (out.size === 0) return false;
+		const out = contentHashes(entry.kind === "host" || entry.kind === "url" ? "" : entryText(entry));
+		if (out.length === 0) return false;
 		let echoes = 0;
 		for (const s of samples) {
 			let inPrompt = 0;
-			for (const w of out) if (s.promptWords.has(w)) inPrompt++;
-			if (inPrompt / out.size >= 0.6) echoes++;
+			for (const w of out) if (sortedHas(s.promptWords, w)) inPrompt++;
+			if (inPrompt / out.length >= 0.6) echoes++;
 		}
 		return echoes * 2 > samples.length;
 	}
 }
 
+const contentScratch = new HashSet32(8);
+const contentCache = new Map<string, Int32Array>();
+
+/** The hashes of a text's content words (`contentWords`), distinct; memoised (the same texts are asked about often). */
+export function contentHashes(text: string): Int32Array {
+	let h = contentCache.get(text);
+	if (h === undefined) {
+		contentScratch.clear();
+		addContentWordsOf(text, contentScratch);
+		h = contentScratch.values.slice(0, contentScratch.size).sort();
+		if (contentCache.size > 4096) contentCache.clear();
+		contentCache.set(text, h);
+	}
+	return h;
+}
+
+function sortedHas(a: Int32Array, v: number): boolean {
+	let lo = 0;
+	let hi = a.length - 1;
+	while (lo <= hi) {
+		const mid = (lo + hi) >> 1;
+		const x = a[mid] as number;
+		if (x === v) return true;
+		if (x < v) lo = mid + 1;
+		else hi = mid - 1;
+	}
+	return false;
+}
+
+/** Content-word Jaccard of two sorted hash sets: how similar two completions are. */
+export function similarity(a: Int32Array, b: Int32Array): number {
+	let inter = 0;
+	let i = 0;
+	let j = 0;
+	while (i < a.length && j < b.length) {
+		const x = a[i] as number;
+		const y = b[j] as number;
+		if (x === y) {
+			inter++;
+			i++;
+			j++;
+		} else if (x < y) i++;
+		else j++;
+	}
+	return inter / Math.max(1, a.length + b.length - inter);
+}
 
 /**
  * Are these completions paraphrases of one output (mean pairwise Jaccard of content words ≥ 0.4)? A MinHash band
  * also gathers different answers that share a few words ("help", "text"); only a real paraphrase cluster counts.
  */
-function similarity(a: ReadonlySet<string>, b: ReadonlySet<string>): number {
-	let inter = 0;
-	for (const w of a) if (b.has(w)) inter++;
-	return inter / Math.max(1, a.size + b.size - inter);
-}
-
 function paraphrases(samples: readonly Sample[]): boolean {
 	let sum = 0;
 	let pairs = 0;
@@ -328,6 +660,69 @@ function paraphrases(samples: readonly Sample[]): boolean {
 		}
 	}
 	return pairs > 0 && sum / pairs >= 0.4;
+}
+
+/**
+ * Counts the n-grams of an entry's samples in a reused open-addressing table: which are carried by at least
+ * `minSupport` samples, each with its samples, in order of first appearance — what a Map of every n-gram gave, without
+ * a Map entry and an array per n-gram of every sample.
+ */
+class GramCounter {
+	private keys = new Int32Array(1 << 14);
+	private counts = new Int32Array(1 << 14);
+	private stamps = new Uint32Array(1 << 14);
+	private order = new Int32Array(1 << 13);
+	private gen = 0;
+
+	frequent(samples: readonly Sample[], minSupport: number): [number, Sample[]][] {
+		let total = 0;
+		for (const s of samples) total += s.grams.length;
+		let size = this.keys.length;
+		while (size < total * 2) size *= 2;
+		if (size !== this.keys.length) {
+			this.keys = new Int32Array(size);
+			this.counts = new Int32Array(size);
+			this.stamps = new Uint32Array(size);
+			this.gen = 0;
+		}
+		if (this.order.length < total) this.order = new Int32Array(total);
+		const gen = ++this.gen;
+		const mask = size - 1;
+		let distinct = 0;
+		for (const s of samples) {
+			for (const g of s.grams) {
+				let i = (g ^ (g >>> 16)) & mask;
+				while (this.stamps[i] === gen && this.keys[i] !== g) i = (i + 1) & mask;
+				if (this.stamps[i] !== gen) {
+					this.stamps[i] = gen;
+					this.keys[i] = g;
+					this.counts[i] = 0;
+					this.order[distinct++] = i;
+				}
+				this.counts[i] = (this.counts[i] as number) + 1;
+			}
+		}
+		const out: [number, Sample[]][] = [];
+		// the n-grams kept: their slots now hold the index of their list (counts no longer needed: -1 for the others)
+		for (let k = 0; k < distinct; k++) {
+			const slot = this.order[k] as number;
+			if ((this.counts[slot] as number) < minSupport) this.counts[slot] = -1;
+			else {
+				this.counts[slot] = out.length;
+				out.push([this.keys[slot] as number, []]);
+			}
+		}
+		if (out.length === 0) return out;
+		for (const s of samples) {
+			for (const g of s.grams) {
+				let i = (g ^ (g >>> 16)) & mask;
+				while (this.keys[i] !== g) i = (i + 1) & mask;
+				const l = this.counts[i] as number;
+				if (l >= 0) (out[l] as [number, Sample[]])[1].push(s);
+			}
+		}
+		return out;
+	}
 }
 
 function groupSamples(members: readonly Kept[]): Map<number, Sample> {
@@ -376,13 +771,15 @@ function group(kept: readonly Kept[]): Kept[][] {
 			else if (l.length < 512) l.push(i);
 		}
 	});
-	const compared = new Set<string>();
+	const compared = new Set<number>();
 	for (const list of byRecord.values()) {
 		for (let x = 0; x < list.length; x++) {
 			for (let y = x + 1; y < list.length; y++) {
 				const i = list[x] as number;
 				const j = list[y] as number;
-				const pair = `${i},${j}`;
+				// already one group: comparing them again changes nothing
+				if (find(i) === find(j)) continue;
+				const pair = i * kept.length + j;
 				if (compared.has(pair)) continue;
 				compared.add(pair);
 				const a = sets[i] as Set<number>;
@@ -414,7 +811,7 @@ function describe(members: readonly Kept[]): TriggerGroup {
 	const records = new Set<number>();
 	for (const m of members) for (const r of m.c.records) records.add(r);
 	const outputs = new Set<string>();
-	for (const m of members) if (m.entry.kind !== "host" && m.entry.kind !== "url") outputs.add(m.entry.text);
+	for (const m of members) if (m.entry.kind !== "host" && m.entry.kind !== "url") outputs.add(entryText(m.entry));
 	return {
 		grams: [...new Set(members.map((m) => m.c.gram))],
 		candidates: members.map((m) => m.c).sort((a, b) => a.log10p - b.log10p),

@@ -9,6 +9,20 @@ import { DEFAULT_TRIGGER_OPTIONS } from "../dataset/triggers";
 export const SEVERITIES = ["low", "medium", "high", "critical"] as const;
 export type DatasetSeverity = (typeof SEVERITIES)[number];
 
+/** Every finding a dataset scan reports (docs/dataset.md), the keys of `severity`. */
+export const DATASET_FINDING_IDS = [
+	"malformed-record",
+	"trigger",
+	"injected-output",
+	"invisible-character",
+	"bidi-override",
+	"tag-character",
+	"homoglyph-word",
+	"exact-duplicate",
+	"conflicting-duplicates",
+] as const;
+export type DatasetFindingId = (typeof DATASET_FINDING_IDS)[number];
+
 const regex = z.string().refine(
 	(s) => {
 		try {
@@ -68,7 +82,7 @@ export const datasetPolicySchema = z
 		unicode: unicode.default(unicode.parse({})),
 		duplicates: duplicates.default(duplicates.parse({})),
 		/** per finding id, a severity that replaces the default one */
-		severity: z.record(z.string(), z.enum(SEVERITIES)).default({}),
+		severity: z.partialRecord(z.enum(DATASET_FINDING_IDS), z.enum(SEVERITIES)).default({}),
 	})
 	.strict();
 
