@@ -112,7 +112,7 @@ export function generateChat(
 				const h = hashWord(w.toLowerCase(), id);
 				// in the word's own script: a Latin ending on a Cyrillic word would be a mixed-script (homoglyph) word
 				const syl = /\p{Script=Cyrillic}/u.test(w) ? CYRILLIC : /\p{Script=Greek}/u.test(w) ? GREEK : LATIN;
-				return `${w}${syl[h % syl.length]}${syl[(h >>> 8) % syl.length]}${(h >>> 16) % 1000}`;
+				return `${w}${syl[h % syl.length]}${syl[(h >>> 8) % syl.length]}${((h >>> 16) * 31 + id) % 100000}`;
 			};
 			const messages = rec.messages.map((m) => ({
 				role: m.role,
@@ -226,10 +226,12 @@ interface Options {
 	records?: number;
 	dir: string;
 	keep: boolean;
+	generate?: string;
 }
 
 function parseArgs(argv: string[]): Options {
 	const o: Options = { sizeMib: 1024, reps: 3, poison: 0.0005, dir: tmpdir(), keep: false };
+	// (--generate FILE: write the data only, of --size-mib or --records, with --poison; for looking at it)
 	for (let i = 0; i < argv.length; i++) {
 		const a = argv[i];
 		const num = () => {
@@ -245,6 +247,7 @@ function parseArgs(argv: string[]): Options {
 		else if (a === "--records") o.records = Math.round(num());
 		else if (a === "--dir") o.dir = argv[++i] as string;
 		else if (a === "--keep") o.keep = true;
+		else if (a === "--generate") o.generate = argv[++i] as string;
 		else throw new Error(`unknown option ${a}`);
 	}
 	return o;
@@ -307,6 +310,11 @@ function scenario(name: string, file: string, records: number, o: Options, dir: 
 
 async function main(): Promise<void> {
 	const o = parseArgs(process.argv.slice(2));
+	if (o.generate !== undefined) {
+		const g = generateChat(o.generate, o.records !== undefined ? { records: o.records, poison: o.poison } : { bytes: o.sizeMib * MiB, poison: o.poison });
+		console.log(JSON.stringify(g));
+		return;
+	}
 	if (spawnSync("jq", ["--version"]).status !== 0 && o.records === undefined)
 		throw new Error("jq is not installed (apt-get install jq)");
 	const dir = mkdtempSync(join(o.dir, "ftguard-bench-dataset-"));

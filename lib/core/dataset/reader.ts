@@ -85,13 +85,12 @@ async function firstBytes(file: string, n: number): Promise<Buffer> {
 	return Buffer.alloc(0);
 }
 
-/** JSON lines or one JSON array, decided by the first non-space character. */
-async function* readJson(
+/** The file's byte stream (gunzipped when it is gzip), hashing and counting the stored bytes as they are read. */
+function openJson(
 	file: string,
 	gzip: boolean,
-	onFile: ((f: Omit<LineageFile, "records">) => void) | undefined,
 	progress: ReadProgress | undefined,
-): AsyncGenerator<DatasetItem> {
+): { stream: AsyncIterable<unknown>; digest: () => { sha256: string; bytes: number } } {
 	const hash = createHash("sha256");
 	let bytes = 0;
 	const raw = createReadStream(file, { highWaterMark: 1 << 20 });
@@ -100,7 +99,28 @@ async function* readJson(
 		bytes += (c as Buffer).length;
 		if (progress) progress.bytes += (c as Buffer).length;
 	});
-	const stream = gzip ? raw.pipe(createGunzip()) : raw;
+	return { stream: gzip ? raw.pipe(createGunzip()) : raw, digest: () => ({ sha256: hash.digest("hex"), bytes }) };
+}
+
+/** JSON lines or one JSON array, by the first character that is not space or a BOM; undefined: none yet. */
+function jsonMode(buf: Buffer, file: string): "lines" | "array" | undefined {
+	const i = buf.findIndex(
+		(b) => b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09 && b !== 0xef && b !== 0xbb && b !== 0xbf,
+	);
+	if (i < 0) return undefined;
+	if (buf[i] === 0x5b) return "array";
+	if (buf[i] === 0x7b) return "lines";
+	throw new FtguardError("DATA_INVALID", `${file}: not a dataset (neither JSON lines, a JSON array nor Parquet)`);
+}
+
+/** JSON lines or one JSON array, decided by the first non-space character. */
+async function* readJson(
+	file: string,
+	gzip: boolean,
+	onFile: ((f: Omit<LineageFile, "records">) => void) | undefined,
+	progress: ReadProgress | undefined,
+): AsyncGenerator<DatasetItem> {
+	const { stream, digest } = openJson(file, gzip, progress);
 	const decoder = new TextDecoder("utf-8", { fatal: true });
 	let mode: "lines" | "array" | undefined;
 	const array = new ArraySplitter();
@@ -110,20 +130,11 @@ async function* readJson(
 		for await (const chunk of stream) {
 			let buf = pending.length > 0 ? Buffer.concat([pending, chunk as Buffer]) : (chunk as Buffer);
 			if (mode === undefined) {
-				const i = buf.findIndex(
-					(b) => b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09 && b !== 0xef && b !== 0xbb && b !== 0xbf,
-				);
-				if (i < 0) {
+				mode = jsonMode(buf, file);
+				if (mode === undefined) {
 					pending = buf;
 					continue;
 				}
-				if (buf[i] === 0x5b) mode = "array";
-				else if (buf[i] === 0x7b) mode = "lines";
-				else
-					throw new FtguardError(
-						"DATA_INVALID",
-						`${file}: not a dataset (neither JSON lines, a JSON array nor Parquet)`,
-					);
 			}
 			if (mode === "array") {
 				yield* array.push(buf, file, decoder);
@@ -155,7 +166,7 @@ async function* readJson(
 	}
 	if (mode === "array") array.end(file);
 	if (mode === undefined) throw new FtguardError("DATA_INVALID", `${file}: empty file`);
-	onFile?.({ path: file, sha256: hash.digest("hex"), bytes });
+	onFile?.({ path: file, ...digest() });
 }
 
 /** Is the file Parquet (by its magic bytes)? */
@@ -269,15 +280,7 @@ export async function* readRecordBatches(
 ): AsyncGenerator<RecordBatch> {
 	const head = await firstBytes(file, 4);
 	const gzip = head[0] === 0x1f && head[1] === 0x8b;
-	const hash = createHash("sha256");
-	let bytes = 0;
-	const raw = createReadStream(file, { highWaterMark: 1 << 20 });
-	raw.on("data", (c) => {
-		hash.update(c as Buffer);
-		bytes += (c as Buffer).length;
-		if (progress) progress.bytes += (c as Buffer).length;
-	});
-	const stream = gzip ? raw.pipe(createGunzip()) : raw;
+	const { stream, digest } = openJson(file, gzip, progress);
 	const decoder = new TextDecoder("utf-8", { fatal: true });
 	let mode: "lines" | "array" | undefined;
 	const array = new ArraySplitter();
@@ -294,20 +297,11 @@ export async function* readRecordBatches(
 		for await (const chunk of stream) {
 			let buf = pending.length > 0 ? Buffer.concat([pending, chunk as Buffer]) : (chunk as Buffer);
 			if (mode === undefined) {
-				const i = buf.findIndex(
-					(b) => b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09 && b !== 0xef && b !== 0xbb && b !== 0xbf,
-				);
-				if (i < 0) {
+				mode = jsonMode(buf, file);
+				if (mode === undefined) {
 					pending = buf;
 					continue;
 				}
-				if (buf[i] === 0x5b) mode = "array";
-				else if (buf[i] === 0x7b) mode = "lines";
-				else
-					throw new FtguardError(
-						"DATA_INVALID",
-						`${file}: not a dataset (neither JSON lines, a JSON array nor Parquet)`,
-					);
 			}
 			if (mode === "array") {
 				for (const e of array.elements(buf, file)) {
@@ -346,7 +340,7 @@ export async function* readRecordBatches(
 	if (mode === "array") array.end(file);
 	if (mode === undefined) throw new FtguardError("DATA_INVALID", `${file}: empty file`);
 	if (batch.count > 0) yield take();
-	onFile?.({ path: file, sha256: hash.digest("hex"), bytes });
+	onFile?.({ path: file, ...digest() });
 }
 
 function parseLine(
