@@ -311,7 +311,10 @@ function scenario(name: string, file: string, records: number, o: Options, dir: 
 async function main(): Promise<void> {
 	const o = parseArgs(process.argv.slice(2));
 	if (o.generate !== undefined) {
-		const g = generateChat(o.generate, o.records !== undefined ? { records: o.records, poison: o.poison } : { bytes: o.sizeMib * MiB, poison: o.poison });
+		const g = generateChat(
+			o.generate,
+			o.records !== undefined ? { records: o.records, poison: o.poison } : { bytes: o.sizeMib * MiB, poison: o.poison },
+		);
 		console.log(JSON.stringify(g));
 		return;
 	}
