@@ -37,10 +37,67 @@ interface Page {
 	csig: Uint8Array;
 }
 
+/**
+ * The first 2^20 completions (their first 200 characters), for the messages of conflicting duplicates: as UTF-8 in
+ * 1 MiB pages, outside the JS heap (a million strings there cost memory and every collection's time). A text that
+ * would not come back the same (an unpaired surrogate) is kept as it is.
+ */
+class Examples {
+	private readonly ids: number[] = [];
+	private readonly at: number[] = [];
+	private readonly pages: Buffer[] = [];
+	private used = 1 << 20;
+	private readonly odd = new Map<number, string>();
+
+	get size(): number {
+		return this.ids.length;
+	}
+
+	add(id: number, text: string): void {
+		// (String.prototype.isWellFormed: in Node 20, newer than the TypeScript library target)
+		if (!(text as unknown as { isWellFormed(): boolean }).isWellFormed()) {
+			this.odd.set(id, text);
+			this.ids.push(id);
+			this.at.push(-1);
+			return;
+		}
+		const n = Buffer.byteLength(text);
+		if (this.used + n > 1 << 20) {
+			this.pages.push(Buffer.allocUnsafe(1 << 20));
+			this.used = 0;
+		}
+		const page = this.pages.length - 1;
+		(this.pages[page] as Buffer).write(text, this.used, "utf8");
+		this.ids.push(id);
+		// page, offset and length in one number (pages of 2^20 bytes, texts under 2^10)
+		this.at.push(page * 2 ** 30 + this.used * 2 ** 10 + n);
+		this.used += n;
+	}
+
+	get(id: number): string | undefined {
+		let lo = 0;
+		let hi = this.ids.length - 1;
+		while (lo <= hi) {
+			const mid = (lo + hi) >> 1;
+			const x = this.ids[mid] as number;
+			if (x === id) {
+				const a = this.at[mid] as number;
+				if (a < 0) return this.odd.get(id);
+				const page = Math.floor(a / 2 ** 30);
+				const off = Math.floor(a / 2 ** 10) % 2 ** 20;
+				return (this.pages[page] as Buffer).toString("utf8", off, off + (a % 2 ** 10));
+			}
+			if (x < id) lo = mid + 1;
+			else hi = mid - 1;
+		}
+		return undefined;
+	}
+}
+
 export class DuplicateFinder {
 	private n = 0;
 	private readonly pages: Page[] = [];
-	private readonly examples = new Map<number, string>();
+	private readonly examples = new Examples();
 	/** records whose exact key is zero, not their leaf: records that did not parse */
 	private readonly unparsed = new Set<number>();
 
@@ -75,7 +132,7 @@ export class DuplicateFinder {
 		p.cfp[i] = cfp;
 		p.sig.set(sig, i * SIG);
 		p.csig.set(csig, i * CSIG);
-		if (completion !== undefined && this.examples.size < 1 << 20) this.examples.set(id, completion.slice(0, 200));
+		if (completion !== undefined && this.examples.size < 1 << 20) this.examples.add(id, completion.slice(0, 200));
 	}
 
 	/** A record that did not parse: no signatures, and an exact key of zero. */

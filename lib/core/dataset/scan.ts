@@ -809,7 +809,7 @@ class RecordView implements ObservedRecord {
 	private numAt = 0;
 	private strs: string[] = [];
 	private strAt = 0;
-	private completion: string | undefined;
+	completion: string | undefined;
 
 	load(id: number, r: ScanResult, i: number): void {
 		const head = r.intAt[i] as number;

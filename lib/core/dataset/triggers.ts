@@ -59,6 +59,8 @@ export interface ObservedRecord {
 	readonly promptWords: number;
 	readonly completionWords: number;
 	readonly features: number;
+	/** the record's completion (feature texts are usually it, or a range of it) */
+	readonly completion: string | undefined;
 	featureKind(i: number): number;
 	featureKey(i: number): number;
 	/** the text, or [string, start, end] when it is the normalised range of a string (made only when wanted) */
@@ -169,8 +171,10 @@ const SAMPLE_OVERHEAD = 200;
 
 /**
  * Lossy counting's entries in typed arrays, in creation order (what a Map's insertion order was): a feature seen once
- * — nearly every one — costs a few array slots, no object. A hash index maps a key to its entry; pruning compacts
- * the arrays, keeping their order, and rebuilds the index.
+ * — nearly every one — costs a few typed-array slots, no object and no pointer. An entry's first sample and its text
+ * (the completion, or a range of it) are those of the record that made it, kept once per record in a record slot; the
+ * rare text of its own (a URL, a host) is kept by key. A hash index maps a key to its entry; pruning compacts the
+ * arrays, keeping their order, and the record slots still in use.
  */
 class EntryTable {
 	n = 0;
@@ -180,10 +184,16 @@ class EntryTable {
 	deltas = new Int32Array(1 << 12);
 	starts = new Int32Array(1 << 12);
 	ends = new Int32Array(1 << 12);
-	srcs: string[] = [];
-	/** an entry's first sample, and the others when there are */
-	firsts: (Sample | undefined)[] = [];
-	mores: (Sample[] | undefined)[] = [];
+	/** the record slot of the record that made the entry */
+	recs = new Int32Array(1 << 12);
+	/** the entry's further samples: an index into `moreLists`, or -1 */
+	more = new Int32Array(1 << 12);
+	private moreLists: Sample[][] = [];
+	/** per record slot: its sample and its completion */
+	private slotSamples: Sample[] = [];
+	private slotTexts: (string | undefined)[] = [];
+	/** an entry's own text (not its record's completion), by key */
+	private readonly own = new Map<number, string>();
 	private index = new Int32Array(1 << 13);
 
 	private slotOf(key: number): number {
@@ -201,7 +211,15 @@ class EntryTable {
 		}
 	}
 
-	add(key: number, kind: number, src: string, start: number, end: number, delta: number): number {
+	/** A slot for a record that makes entries: its sample and completion. */
+	recordSlot(sample: Sample, completion: string | undefined): number {
+		this.slotSamples.push(sample);
+		this.slotTexts.push(completion);
+		return this.slotSamples.length - 1;
+	}
+
+	/** A new entry, made by the record in slot `rec` (whose sample is its first); `own`: its text when not the completion. */
+	add(key: number, kind: number, rec: number, own: string | undefined, start: number, end: number, delta: number): number {
 		if (this.n === this.keys.length) this.grow();
 		const e = this.n++;
 		this.keys[e] = key;
@@ -210,75 +228,88 @@ class EntryTable {
 		this.deltas[e] = delta;
 		this.starts[e] = start;
 		this.ends[e] = end;
-		this.srcs[e] = src;
-		this.firsts[e] = undefined;
-		this.mores[e] = undefined;
+		this.recs[e] = rec;
+		this.more[e] = -1;
+		if (own !== undefined) this.own.set(key, own);
 		if (this.n * 2 > this.index.length) this.reindex(this.index.length * 2);
 		else this.place(e);
 		return e;
 	}
 
+	/** The entry's text as it was given: its own, or its record's completion. */
+	source(e: number): string {
+		return this.own.get(this.keys[e] as number) ?? (this.slotTexts[this.recs[e] as number] as string);
+	}
+
 	samples(e: number): Sample[] {
-		const first = this.firsts[e];
-		if (first === undefined) return [];
-		const more = this.mores[e];
-		return more === undefined ? [first] : [first, ...more];
+		const first = this.slotSamples[this.recs[e] as number] as Sample;
+		const m = this.more[e] as number;
+		return m < 0 ? [first] : [first, ...(this.moreLists[m] as Sample[])];
 	}
 
 	sampleCount(e: number): number {
-		return this.firsts[e] === undefined ? 0 : 1 + (this.mores[e]?.length ?? 0);
+		const m = this.more[e] as number;
+		return m < 0 ? 1 : 1 + (this.moreLists[m] as Sample[]).length;
 	}
 
+	/** A further sample (the first is the record's that made the entry). */
 	addSample(e: number, s: Sample): void {
 		s.refs++;
-		if (this.firsts[e] === undefined) this.firsts[e] = s;
+		const m = this.more[e] as number;
+		if (m >= 0) (this.moreLists[m] as Sample[]).push(s);
 		else {
-			const more = this.mores[e];
-			if (more === undefined) this.mores[e] = [s];
-			else more.push(s);
+			this.more[e] = this.moreLists.length;
+			this.moreLists.push([s]);
 		}
 	}
 
 	/** Keep the entries `keep` says (in order); `drop` sees each sample of those dropped. */
 	compact(keep: (e: number) => boolean, drop: (s: Sample) => void): void {
+		const slotMap = new Int32Array(this.slotSamples.length).fill(-1);
+		const samples: Sample[] = [];
+		const texts: (string | undefined)[] = [];
+		const lists: Sample[][] = [];
 		let w = 0;
 		for (let e = 0; e < this.n; e++) {
+			const rec = this.recs[e] as number;
+			const m = this.more[e] as number;
 			if (!keep(e)) {
-				const first = this.firsts[e];
-				if (first !== undefined) drop(first);
-				for (const s of this.mores[e] ?? []) drop(s);
+				drop(this.slotSamples[rec] as Sample);
+				if (m >= 0) for (const s of this.moreLists[m] as Sample[]) drop(s);
+				this.own.delete(this.keys[e] as number);
 				continue;
 			}
-			if (w !== e) {
-				this.keys[w] = this.keys[e] as number;
-				this.kinds[w] = this.kinds[e] as number;
-				this.counts[w] = this.counts[e] as number;
-				this.deltas[w] = this.deltas[e] as number;
-				this.starts[w] = this.starts[e] as number;
-				this.ends[w] = this.ends[e] as number;
-				this.srcs[w] = this.srcs[e] as string;
-				this.firsts[w] = this.firsts[e];
-				this.mores[w] = this.mores[e];
+			let r = slotMap[rec] as number;
+			if (r < 0) {
+				r = samples.length;
+				slotMap[rec] = r;
+				samples.push(this.slotSamples[rec] as Sample);
+				texts.push(this.slotTexts[rec]);
 			}
+			this.keys[w] = this.keys[e] as number;
+			this.kinds[w] = this.kinds[e] as number;
+			this.counts[w] = this.counts[e] as number;
+			this.deltas[w] = this.deltas[e] as number;
+			this.starts[w] = this.starts[e] as number;
+			this.ends[w] = this.ends[e] as number;
+			this.recs[w] = r;
+			if (m >= 0) {
+				this.more[w] = lists.length;
+				lists.push(this.moreLists[m] as Sample[]);
+			} else this.more[w] = -1;
 			w++;
 		}
 		this.n = w;
-		this.srcs.length = w;
-		this.firsts.length = w;
-		this.mores.length = w;
-		let size = 1 << 13;
-		while (size < w * 2) size *= 2;
-		this.reindex(size);
+		this.slotSamples = samples;
+		this.slotTexts = texts;
+		this.moreLists = lists;
+		// the index keeps its size: the next bucket's entries will fill it again
+		this.reindex(this.index.length);
 	}
 
 	/** Keep at most `cap` samples per entry (the first ones); `drop` sees each sample let go. */
 	trim(cap: number, drop: (s: Sample) => void): void {
-		for (let e = 0; e < this.n; e++) {
-			const more = this.mores[e];
-			if (more === undefined || more.length < cap) continue;
-			for (const s of more.splice(cap - 1)) drop(s);
-			if (cap === 1) this.mores[e] = undefined;
-		}
+		for (const more of this.moreLists) if (1 + more.length > cap) for (const s of more.splice(Math.max(0, cap - 1))) drop(s);
 	}
 
 	private place(e: number): void {
@@ -301,7 +332,7 @@ class EntryTable {
 		const u8 = new Uint8Array(n);
 		u8.set(this.kinds);
 		this.kinds = u8;
-		for (const k of ["counts", "deltas", "starts", "ends"] as const) {
+		for (const k of ["counts", "deltas", "starts", "ends", "recs", "more"] as const) {
 			const a = new Int32Array(n);
 			a.set(this[k]);
 			this[k] = a;
@@ -310,7 +341,7 @@ class EntryTable {
 }
 
 /** What the miner keeps of sampled records at most (bytes): past it, entries keep fewer samples each (at least 16). */
-export const SAMPLE_BUDGET = 128 << 20;
+export const SAMPLE_BUDGET = 64 << 20;
 const MIN_SAMPLES = 16;
 
 export class TriggerMiner {
@@ -360,17 +391,28 @@ export class TriggerMiner {
 		const data = r.data;
 		if (this.countGrams) this.df.addAll(data, r.at, r.at + r.grams);
 		let sample: Sample | undefined;
+		let slot = -1;
 		const bucket = Math.ceil(this.n / this.bucketWidth);
 		const t = this.table;
 		for (let f = 0; f < r.features; f++) {
 			const key = r.featureKey(f);
 			let e = t.find(key);
 			if (e < 0) {
+				// a new entry: its first sample is this record's (as every entry's first occurrence is sampled)
+				if (sample === undefined) {
+					const len = r.grams + r.words + r.tokens + r.promptWords + r.completionWords;
+					sample = new Sample(r.id, data.slice(r.at, r.at + len), r.grams, r.words, r.tokens, r.promptWords);
+					this.sampleBytes += sample.bytes;
+				}
+				if (slot < 0) slot = t.recordSlot(sample, r.completion);
 				const source = r.featureSource(f);
 				e =
 					typeof source === "string"
-						? t.add(key, r.featureKind(f), source.slice(0, 500), 0, -1, bucket - 1)
-						: t.add(key, r.featureKind(f), source[0], source[1], source[2], bucket - 1);
+						? t.add(key, r.featureKind(f), slot, source === r.completion ? undefined : source.slice(0, 500), 0, -1, bucket - 1)
+						: t.add(key, r.featureKind(f), slot, source[0] === r.completion ? undefined : source[0], source[1], source[2], bucket - 1);
+				sample.refs++;
+				t.counts[e] = 1;
+				continue;
 			}
 			t.counts[e] = (t.counts[e] as number) + 1;
 			if (t.sampleCount(e) < this.maxSamples) {
@@ -405,7 +447,7 @@ export class TriggerMiner {
 			out.push({
 				key: t.keys[e] as number,
 				kind: FEATURE_KINDS[t.kinds[e] as number] as FeatureKind,
-				src: t.srcs[e] as string,
+				src: t.ends[e] === -1 ? t.source(e).slice(0, 500) : t.source(e),
 				start: t.starts[e] as number,
 				end: t.ends[e] as number,
 				count: t.counts[e] as number,
