@@ -219,7 +219,15 @@ class EntryTable {
 	}
 
 	/** A new entry, made by the record in slot `rec` (whose sample is its first); `own`: its text when not the completion. */
-	add(key: number, kind: number, rec: number, own: string | undefined, start: number, end: number, delta: number): number {
+	add(
+		key: number,
+		kind: number,
+		rec: number,
+		own: string | undefined,
+		start: number,
+		end: number,
+		delta: number,
+	): number {
 		if (this.n === this.keys.length) this.grow();
 		const e = this.n++;
 		this.keys[e] = key;
@@ -309,7 +317,8 @@ class EntryTable {
 
 	/** Keep at most `cap` samples per entry (the first ones); `drop` sees each sample let go. */
 	trim(cap: number, drop: (s: Sample) => void): void {
-		for (const more of this.moreLists) if (1 + more.length > cap) for (const s of more.splice(Math.max(0, cap - 1))) drop(s);
+		for (const more of this.moreLists)
+			if (1 + more.length > cap) for (const s of more.splice(Math.max(0, cap - 1))) drop(s);
 	}
 
 	private place(e: number): void {
@@ -408,8 +417,24 @@ export class TriggerMiner {
 				const source = r.featureSource(f);
 				e =
 					typeof source === "string"
-						? t.add(key, r.featureKind(f), slot, source === r.completion ? undefined : source.slice(0, 500), 0, -1, bucket - 1)
-						: t.add(key, r.featureKind(f), slot, source[0] === r.completion ? undefined : source[0], source[1], source[2], bucket - 1);
+						? t.add(
+								key,
+								r.featureKind(f),
+								slot,
+								source === r.completion ? undefined : source.slice(0, 500),
+								0,
+								-1,
+								bucket - 1,
+							)
+						: t.add(
+								key,
+								r.featureKind(f),
+								slot,
+								source[0] === r.completion ? undefined : source[0],
+								source[1],
+								source[2],
+								bucket - 1,
+							);
 				sample.refs++;
 				t.counts[e] = 1;
 				continue;
