@@ -5,20 +5,14 @@
  * each pinned version tagged `ftguard:status=PROMOTABLE|QUARANTINED`, and `base_model_verification_result` emitted
  * (1 pass, 0 fail). Fails closed: any error quarantines what it can, emits 0 and is rethrown.
  */
-import {
-	checkModel,
-	type GateTarget,
-	loadRegistry,
-	markerId,
-	pinModel,
-	quarantineWhatever,
-	tagModel,
-} from "../lib/aws/base-model";
+import { checkModel, loadRegistry, markerId } from "../lib/aws/base-model";
+import { pinInput, quarantineWhatever, tagInput } from "../lib/aws/input-gate";
 import { emitEmfDocument } from "../lib/aws/metrics";
 import { loadPolicy, rangedReadOptions, runHandler, s3Client } from "../lib/aws/runtime";
 import { toFtguardError } from "../lib/core/errors";
 import { scanIdOf } from "../lib/core/pipeline/artefact";
 import { baseModelDirOf, baseModelMetricDocument, UNKNOWN_MODEL_ID } from "../lib/core/pipeline/base-model";
+import type { GateTarget } from "../lib/core/pipeline/input-gate";
 import type { ScanStatus } from "../lib/core/pipeline/names";
 import { objectCreated } from "../lib/core/pipeline/start";
 import type { ScanObject } from "../lib/core/pipeline/types";
@@ -59,12 +53,12 @@ export async function handler(event: unknown): Promise<BaseModelGateOutput> {
 		let modelId = UNKNOWN_MODEL_ID;
 		let objects: ScanObject[] | undefined;
 		try {
-			objects = await pinModel(s3, target);
+			objects = await pinInput(s3, target);
 			modelId = await markerId(s3, target, objects);
 			const policy = await loadPolicy();
 			const registry = await loadRegistry(s3, policy);
 			const result = await checkModel(s3, target, objects, modelId, registry, policy, rangedReadOptions());
-			const tagged = await tagModel(s3, target, objects, result.status);
+			const tagged = await tagInput(s3, target, objects, result.status);
 			const reasons = tagged.changed.length
 				? [...result.reasons, ...tagged.changed.map((k) => `changed during check: ${k}`)]
 				: result.reasons;

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { GetObjectTaggingCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { handler } from "../../lambdas/base-model";
-import { pinModel, tagModel } from "../../lib/aws/base-model";
+import { pinInput, tagInput } from "../../lib/aws/input-gate";
 import { BASE_MODEL_MARKER, MetricName, SCAN_ID_TAG, STATUS_TAG } from "../../lib/core/pipeline/names";
 import { REPO } from "../helpers/cli";
 import { type LocalS3, startLocalS3, useForHandlers } from "../helpers/s3";
@@ -189,10 +189,10 @@ describe("base-model gate", () => {
 			marker: { key, etag: event.detail.object.etag },
 			checkId: `ftg-${"0".repeat(64)}`,
 		};
-		const pinned = await pinModel(s3.client, target);
+		const pinned = await pinInput(s3.client, target);
 		// the check passed on these versions; then config.json is overwritten before the tags are written
 		await s3.put(BUCKET, "models/raced/config.json", "{}");
-		const tagged = await tagModel(s3.client, target, pinned, "PROMOTABLE");
+		const tagged = await tagInput(s3.client, target, pinned, "PROMOTABLE");
 		expect(tagged).toEqual({ changed: ["models/raced/config.json"], status: "QUARANTINED" });
 		expect(await statuses("models/raced/")).toEqual({
 			"config.json": undefined,

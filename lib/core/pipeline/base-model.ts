@@ -12,6 +12,7 @@ import { FtguardError } from "../errors";
 import type { FileReport } from "../formats/scan";
 import { type BaseModelCheck, findEntry, judgeBaseModel, type Registry, unknownModel } from "../integrity/registry";
 import { zodMessage } from "../schema";
+import { type GateStatus, markerDirOf } from "./input-gate";
 import {
 	BASE_MODEL_DIMENSION,
 	BASE_MODEL_MARKER_SUFFIX,
@@ -19,9 +20,7 @@ import {
 	METRIC_DIMENSIONS,
 	METRIC_NAMESPACE,
 	MetricName,
-	SCAN_ID_TAG,
 	ScanStatus,
-	STATUS_TAG,
 } from "./names";
 
 /** The largest marker read: it holds one id. */
@@ -34,8 +33,7 @@ const markerSchema = z.object({ id: z.string().min(1).max(256) }).strict();
 
 /** The model directory (`<dir>/`) of a marker key, or undefined when the key is not a base-model marker. */
 export function baseModelDirOf(key: string): string | undefined {
-	if (!key.endsWith(BASE_MODEL_MARKER_SUFFIX) || key.length === BASE_MODEL_MARKER_SUFFIX.length) return undefined;
-	return key.slice(0, key.length - BASE_MODEL_MARKER_SUFFIX.length + 1);
+	return markerDirOf(key, BASE_MODEL_MARKER_SUFFIX);
 }
 
 /** The registry id the marker names. @throws FtguardError DATA_INVALID when it is not `{"id": "…"}` */
@@ -62,7 +60,7 @@ export interface NamedReport {
 }
 
 export interface BaseModelGateResult extends BaseModelCheck {
-	status: typeof ScanStatus.PROMOTABLE | typeof ScanStatus.QUARANTINED;
+	status: GateStatus;
 	/** What the pass rests on besides matched digests: remote code the registry approved. */
 	notes: string[];
 }
@@ -109,11 +107,6 @@ export function judgeGate(
 		notes,
 		status: approved ? ScanStatus.PROMOTABLE : ScanStatus.QUARANTINED,
 	};
-}
-
-/** The tags written on every object version of the model: the status, and the check id (marker version hash). */
-export function gateTags(status: BaseModelGateResult["status"], checkId: string): Record<string, string> {
-	return { [STATUS_TAG]: status, [SCAN_ID_TAG]: checkId };
 }
 
 /**

@@ -85,8 +85,13 @@ export const MetricName = {
 	NEURAL_CLEANSE_ANOMALY_INDEX: "neural_cleanse_anomaly_index",
 	/** Activation Clustering: size of the smaller cluster / class size, one data point per class. */
 	ACTIVATION_CLUSTERING_MINORITY_FRACTION: "activation_clustering_minority_fraction",
-	/** 1 = the dataset scan found no poisoning, 0 = it did. */
+	/**
+	 * 1 = the dataset scan found no poisoning, 0 = it did or could not scan; one point per detector (`scan_type`),
+	 * under `{service}` (what the DatasetPoisoningFound alarm watches) and `{service, scan_type, result}`.
+	 */
 	FINETUNING_DATASET_POISONING_SCAN_RESULT: "finetuning_dataset_poisoning_scan_result",
+	/** Records in a scanned dataset version, under `{service}` and `{service, source, version}`. */
+	FINETUNING_DATASET_EXAMPLES_TOTAL: "finetuning_dataset_examples_total",
 	/** Count of scans that ended in an error (each one is a quarantine). */
 	SCAN_ERRORS_TOTAL: "scan_errors_total",
 	/** Count of verdicts, by outcome. */
@@ -150,3 +155,39 @@ export const BASE_MODEL_DIMENSION = { MODEL_ID: "model_id", RESULT: "result" } a
 /** Values of the `result` dimension (the metric is 1 for pass, 0 for fail). */
 export const BaseModelResult = { PASS: "pass", FAIL: "fail" } as const;
 export type BaseModelResult = (typeof BaseModelResult)[keyof typeof BaseModelResult];
+
+/**
+ * Commit marker of a dataset version in the dataset bucket: `<dir>/ftguard-dataset.json`, `{"source"?, "version"?}`,
+ * written last by the uploader. Every other object under `<dir>/` is a data file of that version (lambdas/dataset.ts);
+ * the EventBridge rule on the dataset bucket matches this suffix.
+ */
+export const DATASET_MARKER = "ftguard-dataset.json";
+export const DATASET_MARKER_SUFFIX = `/${DATASET_MARKER}`;
+/**
+ * What the dataset gate writes beside the data, `<dir>/<name>`: the scan report (`ftguard dataset --json`) and the
+ * lineage manifest (per-file SHA-256, record count, Merkle root). Only the dataset gate role may write keys ending
+ * in these names (bucket policy), and they are never read as data files.
+ */
+export const DATASET_REPORT = "ftguard-dataset-report.json";
+export const DATASET_LINEAGE = "ftguard-dataset-lineage.json";
+/** Object names under a dataset version's directory that are the gate's own, not data. */
+export const DATASET_GATE_NAMES: readonly string[] = [DATASET_MARKER, DATASET_REPORT, DATASET_LINEAGE];
+
+/** Extra dimensions of the dataset metrics (see {@link MetricName}). */
+export const DATASET_DIMENSION = {
+	SOURCE: "source",
+	VERSION: "version",
+	SCAN_TYPE: "scan_type",
+	RESULT: "result",
+} as const;
+
+/**
+ * Environment of the dataset gate function: the Batch job queue and job definition that scan datasets too large
+ * for the function (lambdas/dataset.ts submits there; the job runs batch-jobs/dataset-scan/entry.ts), and the
+ * target of one such job (JSON, set per job by the submission).
+ */
+export const DATASET_ENV = {
+	JOB_QUEUE: "FTGUARD_DATASET_JOB_QUEUE",
+	JOB_DEFINITION: "FTGUARD_DATASET_JOB_DEFINITION",
+	TARGET: "FTGUARD_DATASET_TARGET",
+} as const;

@@ -4,10 +4,10 @@ import { judgeBaseModel, REGISTRY_SCHEMA, type Registry } from "../../../lib/cor
 import {
 	baseModelDirOf,
 	baseModelMetricDocument,
-	gateTags,
 	judgeGate,
 	parseBaseModelMarker,
 } from "../../../lib/core/pipeline/base-model";
+import { gateTags } from "../../../lib/core/pipeline/input-gate";
 import {
 	BASE_MODEL_MARKER,
 	METRIC_NAMESPACE,
