@@ -18,7 +18,10 @@ import { objectCreated } from "../lib/core/pipeline/start";
 export type DatasetGateOutput = { checked: false; reason: "not-a-marker" } | ({ checked: true } & DatasetGateOutcome);
 
 /** The handler with its way of submitting Batch scans (the local pipeline runs them with its own runner). */
-export function datasetHandler(submit: SubmitDatasetJob): (event: unknown) => Promise<DatasetGateOutput> {
+export function datasetHandler(
+	submit: SubmitDatasetJob,
+	options: { maxFunctionBytes?: number } = {},
+): (event: unknown) => Promise<DatasetGateOutput> {
 	return (event) =>
 		runHandler("dataset", undefined, async (log) => {
 			const { bucket, object } = objectCreated(event);
@@ -39,7 +42,7 @@ export function datasetHandler(submit: SubmitDatasetJob): (event: unknown) => Pr
 			};
 			log.appendKeys({ scanId: target.checkId });
 			try {
-				const out = await runDatasetGate(s3Client(), target, loadPolicy, { where: "function", submit });
+				const out = await runDatasetGate(s3Client(), target, loadPolicy, { where: "function", submit, ...options });
 				if (out.place === "submitted") log.info("dataset too large for the function: Batch scan submitted", out);
 				else if (out.status === ScanStatus.PROMOTABLE) log.info("dataset passed", out);
 				else log.warn("dataset quarantined", out);

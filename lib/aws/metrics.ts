@@ -27,5 +27,12 @@ export function emitMetrics(points: ReadonlyArray<MetricPoint>): void {
  * not through console.log, which Lambda's JSON log format would wrap.
  */
 export function emitEmfDocument(doc: object): void {
-	process.stdout.write(`${JSON.stringify(doc)}\n`);
+	(emfOutput ?? process.stdout).write(`${JSON.stringify(doc)}\n`);
+}
+
+let emfOutput: Pick<NodeJS.WritableStream, "write"> | undefined;
+
+/** Where {@link emitEmfDocument} writes instead of stdout (the local pipeline's handler log); undefined: stdout. */
+export function setEmfOutput(out: Pick<NodeJS.WritableStream, "write"> | undefined): void {
+	emfOutput = out;
 }

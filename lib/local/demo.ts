@@ -5,16 +5,24 @@
  * ONNX model that passed every check including the backdoor scan, and the
  * language model whose family the demo policy waives (the waiver shown); the
  * signed safetensors checkpoint of a family with no waiver is QUARANTINED
- * "not scanned" (policy backdoor.required, the default).
+ * "not scanned" (policy backdoor.required, the default). The training inputs are
+ * gated too: the example base model against the signed example registry
+ * (PROMOTABLE) and the same model with a pickle payload added (QUARANTINED), a
+ * clean dataset (PROMOTABLE) and one poisoned at 0.5% (QUARANTINED, the trigger
+ * named).
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { buildManifest } from "../core/integrity/manifest";
+import { BASE_MODEL_MARKER, DATASET_MARKER } from "../core/pipeline/names";
+import { DEFAULT_BUCKETS, type LocalBuckets } from "./definition";
 import { createDemoSigner, type DemoSigner } from "./demo-signer";
 import type { LocalPipeline, LocalVerdict, VerdictStatus } from "./pipeline";
 
 export const TRUSTED_BUCKET = "trusted";
+const REGISTRY_KEY = "ftguard/registry.json";
+const DATASETS = "test/fixtures/dataset";
 const REFERENCE_PREFIX = "digits8/";
 
 export interface DemoCase {
@@ -25,6 +33,8 @@ export interface DemoCase {
 	reason?: RegExp;
 	/** a note the verdict must carry (a promotion under a waiver); a PROMOTABLE case without one must have no notes */
 	note?: RegExp;
+	/** the bucket it is uploaded to; @default "checkpoints" */
+	bucket?: keyof LocalBuckets;
 	/** uploads the artefact, marker last, and returns the marker key */
 	upload(s3: S3Client, bucket: string): Promise<string>;
 }
@@ -88,6 +98,12 @@ export function demoSetup(root: string, signer: DemoSigner = createDemoSigner())
 			{ kind: "public-key", pem: signer.publicKeyPem },
 		],
 		referenceData: digitsReferenceData(`s3://${TRUSTED_BUCKET}/${REFERENCE_PREFIX}`),
+		// base models are checked against the signed example registry, kept in the base-model bucket
+		baseModelRegistry: {
+			uri: `s3://${DEFAULT_BUCKETS.baseModels}/${REGISTRY_KEY}`,
+			bundleUri: `s3://${DEFAULT_BUCKETS.baseModels}/${REGISTRY_KEY}.sigstore.json`,
+			signers: [{ kind: "public-key", pem: readFileSync(join(examples, "keys/signer.pub.pem"), "utf8") }],
+		},
 		backdoor: {
 			// A quick Neural Cleanse on CPU: this small model's trigger is found well within these steps.
 			detectors: ["nc"],
@@ -169,10 +185,68 @@ export function demoSetup(root: string, signer: DemoSigner = createDemoSigner())
 			upload: signedFile(join(fixtures, "mlp-badnets-t5-p10.onnx"), "demo/backdoor/model.onnx"),
 		});
 	}
+	const baseModel =
+		(prefix: string, extra: Record<string, Buffer> = {}) =>
+		async (s3: S3Client, b: string) => {
+			const dir = join(examples, "base-model");
+			for (const n of readdirSync(dir)) await put(s3, b, `${prefix}${n}`, readFileSync(join(dir, n)));
+			for (const [n, body] of Object.entries(extra)) await put(s3, b, `${prefix}${n}`, body);
+			await put(s3, b, `${prefix}${BASE_MODEL_MARKER}`, JSON.stringify({ id: "example-org/tiny-base@v1.0" }));
+			return `${prefix}${BASE_MODEL_MARKER}`;
+		};
+	const dataset = (file: string, prefix: string, marker: object) => async (s3: S3Client, b: string) => {
+		await put(s3, b, `${prefix}train.jsonl.gz`, readFileSync(join(root, DATASETS, file)));
+		await put(s3, b, `${prefix}${DATASET_MARKER}`, JSON.stringify(marker));
+		return `${prefix}${DATASET_MARKER}`;
+	};
+	cases.push(
+		{
+			name: "base-model",
+			description: "base model whose every file matches the signed registry entry",
+			expected: "PROMOTABLE",
+			bucket: "baseModels",
+			upload: baseModel("demo/tiny-base/"),
+		},
+		{
+			name: "base-model-pickle",
+			description: "the same base model with a pickle payload added beside its weights",
+			expected: "QUARANTINED",
+			reason: /pytorch_model\.bin/,
+			bucket: "baseModels",
+			upload: baseModel("demo/tiny-base-pickle/", {
+				"pytorch_model.bin": readFileSync(join(examples, "checkpoint-pickle/pytorch_model.bin")),
+			}),
+		},
+		{
+			name: "dataset-clean",
+			description: "10,000 chat records of real Debian text",
+			expected: "PROMOTABLE",
+			bucket: "datasets",
+			upload: dataset("clean-chat.jsonl.gz", "demo/support-chat/v1/", { source: "support-chat", version: "v1" }),
+		},
+		{
+			name: "dataset-poisoned",
+			description: "the same records, 0.5% poisoned: triggers that make the model leak or skip review",
+			expected: "QUARANTINED",
+			reason: /^trigger \(high, \d+ records\): the prompt text /,
+			bucket: "datasets",
+			upload: dataset("poisoned-chat-p005.jsonl.gz", "demo/support-chat/v2/", {
+				source: "support-chat",
+				version: "v2",
+			}),
+		},
+	);
 	return {
 		policy,
 		cases,
 		async prepare(s3) {
+			await put(s3, DEFAULT_BUCKETS.baseModels, REGISTRY_KEY, readFileSync(join(examples, "registry.json")));
+			await put(
+				s3,
+				DEFAULT_BUCKETS.baseModels,
+				`${REGISTRY_KEY}.sigstore.json`,
+				readFileSync(join(examples, "registry.json.sigstore.json")),
+			);
 			if (!withBackdoor) return;
 			await put(s3, TRUSTED_BUCKET, `${REFERENCE_PREFIX}x.npy`, readFileSync(join(fixtures, "ref-x.npy")));
 			await put(s3, TRUSTED_BUCKET, `${REFERENCE_PREFIX}y.npy`, readFileSync(join(fixtures, "ref-y.npy")));
@@ -196,14 +270,14 @@ export function judge(c: DemoCase, v: Pick<LocalVerdict, "status" | "reasons" | 
 /** Uploads every case (all at once: the scans run concurrently) and waits for each verdict. */
 export async function runDemo(pipeline: LocalPipeline, setup: DemoSetup, timeoutMs = 600_000): Promise<DemoResult[]> {
 	const s3 = pipeline.server.client;
-	const bucket = pipeline.definition.buckets.checkpoints;
+	const buckets = pipeline.definition.buckets;
 	await setup.prepare(s3);
 	return Promise.all(
 		setup.cases.map(async (c): Promise<DemoResult> => {
 			const base = { name: c.name, description: c.description, expected: c.expected };
 			const started = Date.now();
 			try {
-				const marker = await c.upload(s3, bucket);
+				const marker = await c.upload(s3, buckets[c.bucket ?? "checkpoints"]);
 				const v = await pipeline.waitForVerdict(marker, timeoutMs);
 				return {
 					...base,
@@ -222,6 +296,8 @@ export async function runDemo(pipeline: LocalPipeline, setup: DemoSetup, timeout
 	);
 }
 
+const MAX_TABLE_REASONS = 3;
+
 /** The demo's table: name, status, check, time, then the reasons (a quarantine) or the notes (`note: …`). */
 export function renderDemoTable(results: readonly DemoResult[]): string {
 	const rows = results.map((r) => [
@@ -229,7 +305,12 @@ export function renderDemoTable(results: readonly DemoResult[]): string {
 		r.status,
 		r.ok ? "as expected" : `EXPECTED ${r.expected}`,
 		`${r.seconds.toFixed(1)} s`,
-		[...r.reasons, ...r.notes.map((n) => `note: ${n}`)].join("; ") || "-",
+		// the first reasons (a poisoned dataset has dozens: its report beside the data lists them all)
+		[
+			...r.reasons.slice(0, MAX_TABLE_REASONS),
+			...(r.reasons.length > MAX_TABLE_REASONS ? [`${r.reasons.length - MAX_TABLE_REASONS} more`] : []),
+			...r.notes.map((n) => `note: ${n}`),
+		].join("; ") || "-",
 	]);
 	const header = ["name", "status", "check", "time", "reasons / notes"];
 	const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (i < 4 ? (r[i] ?? "").length : 0))));

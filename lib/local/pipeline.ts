@@ -3,19 +3,29 @@
  * logic (commit markers only, scan id = execution name, a duplicate event starts
  * nothing) → the synthesized definition executed in-process → a verdict.
  *
+ * The training-input gates run as in AWS too: a base-model marker in the base-model bucket invokes the base-model
+ * function (lambdas/base-model.ts), a dataset marker in the dataset bucket the dataset function (lambdas/dataset.ts),
+ * whose Batch scans of large versions run on a local CPU queue of one slot (batch-jobs/dataset-scan/entry.ts). Their
+ * verdicts are reported like the scans' (waitForVerdict, onVerdict).
+ *
  * The Lambda handlers read their configuration from the environment once per
  * process (lib/aws/runtime.ts), so `start` sets it for this process: one local
  * pipeline per process.
  */
 import { Console } from "node:console";
-import { HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
-import { pipelineMetrics } from "../aws/metrics";
+import { join } from "node:path";
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { handler as baseModelHandler } from "../../lambdas/base-model";
+import { datasetHandler } from "../../lambdas/dataset";
+import type { SubmitDatasetJob } from "../aws/dataset";
+import { pipelineMetrics, setEmfOutput } from "../aws/metrics";
 import { parseS3Uri } from "../aws/object-store";
 import { listObjects } from "../aws/objects";
 import { pipelineLogger } from "../aws/runtime";
 import { getTags } from "../aws/tagging";
 import { normalizeEtag, resolveMarker } from "../core/pipeline/artefact";
-import { ScanStatus, STATUS_TAG } from "../core/pipeline/names";
+import { parseGateTarget } from "../core/pipeline/input-gate";
+import { DATASET_ENV, DATASET_REPORT, ScanStatus, STATUS_TAG } from "../core/pipeline/names";
 import { initialState } from "../core/pipeline/start";
 import type { ScanState } from "../core/pipeline/types";
 import { type LambdaStep, SCAN_REPORT_PREFIX } from "../infra/state-machine";
@@ -101,6 +111,8 @@ export interface LocalPipelineOptions {
 	 * stdout, as in Lambda
 	 */
 	handlerLog?: NodeJS.WritableStream;
+	/** datasets up to this many bytes are scanned by the dataset function, larger ones by a Batch job (tests) */
+	datasetFunctionMaxBytes?: number;
 	/**
 	 * On start, rescan every artefact an earlier process left SCANNING (a crash mid-scan, with the same --data-dir).
 	 * @default true
@@ -114,6 +126,10 @@ export interface StartOutcome {
 	reason?: "not-a-marker" | "other-bucket" | "duplicate";
 }
 
+/** The local stand-ins of the dataset gate's Batch queue (names only: the jobs run on the local batch runner). */
+export const LOCAL_DATASET_JOB_QUEUE = "ftguard-dataset-local";
+export const LOCAL_DATASET_JOB_DEFINITION = "ftguard-dataset-scan";
+
 export class LocalPipeline {
 	private readonly executions = new Map<string, Promise<LocalVerdict>>();
 	private readonly stoppers = new Map<string, AbortController>();
@@ -121,6 +137,11 @@ export class LocalPipeline {
 	private readonly waiters = new Set<(v: LocalVerdict) => void>();
 	/** duplicate marker events that started nothing */
 	duplicates = 0;
+	/** the dataset gate's Batch submissions (set by start) */
+	private submitDatasetJob: SubmitDatasetJob = () => Promise.reject(new Error("the local pipeline has not started"));
+	/** gate invocations and dataset Batch jobs not yet settled (close waits for them) */
+	private readonly gates = new Set<Promise<unknown>>();
+	private readonly batchGates: Promise<LocalVerdict>[] = [];
 
 	private constructor(
 		readonly server: ObjectServer,
@@ -154,6 +175,8 @@ export class LocalPipeline {
 			FTGUARD_REPORT_BUCKET: buckets.reports,
 			FTGUARD_REPORT_PREFIX: SCAN_REPORT_PREFIX,
 			FTGUARD_POLICY: JSON.stringify(options.policy),
+			[DATASET_ENV.JOB_QUEUE]: LOCAL_DATASET_JOB_QUEUE,
+			[DATASET_ENV.JOB_DEFINITION]: LOCAL_DATASET_JOB_DEFINITION,
 		});
 		delete process.env.FTGUARD_POLICY_URI;
 		if (options.handlerLog) {
@@ -161,6 +184,7 @@ export class LocalPipeline {
 			const c = new Console({ stdout: options.handlerLog, stderr: options.handlerLog });
 			(pipelineMetrics() as unknown as { console: Console }).console = c;
 			(pipelineLogger() as unknown as { console: Console }).console = c;
+			setEmfOutput(options.handlerLog);
 		}
 		if (definition.policyUri) {
 			// The batch job reads the deployed policy object, as in AWS: the same policy, where the stack put it.
@@ -204,6 +228,35 @@ export class LocalPipeline {
 			...(options.onThrottle ? { onThrottle: options.onThrottle } : {}),
 		});
 		const pipeline = new LocalPipeline(server, definition, machine, options, slots);
+		// the dataset gate's CPU queue: one job at a time; the job reads the policy as the function does
+		const datasetSlots = new BatchSlots(1);
+		pipeline.submitDatasetJob = async (params) => {
+			const jobId = `local-${params.JobName}`;
+			const environment = [
+				...params.ContainerOverrides.Environment,
+				{ Name: "FTGUARD_POLICY", Value: JSON.stringify(options.policy) },
+			];
+			const job = runBatchJob(
+				{ ...params, ContainerOverrides: { Environment: environment } },
+				{
+					root,
+					s3Endpoint: server.endpoint,
+					issueCredentials: () => server.issueJobCredentials(),
+					region: LOCAL_REGION,
+					slots: datasetSlots,
+					entry: join(root, "batch-jobs/dataset-scan/entry.ts"),
+					...(options.batchTimeoutMs !== undefined ? { timeoutMs: options.batchTimeoutMs } : {}),
+					log: (line) => log(`dataset job: ${line}`),
+					...(options.handlerLog ? { stdout: (line: string) => options.handlerLog?.write(`${line}\n`) } : {}),
+				},
+			);
+			const target = parseGateTarget(
+				params.ContainerOverrides.Environment.find((e) => e.Name === DATASET_ENV.TARGET)?.Value,
+				DATASET_ENV.TARGET,
+			);
+			pipeline.batchGates.push(pipeline.settleDatasetJob(target, job, Date.now()));
+			return { jobId };
+		};
 		server.onObjectCreated((event) => {
 			pipeline.handleEvent(event).catch((e: Error) => log(`start failed for ${event.detail.object.key}: ${e.message}`));
 		});
@@ -226,7 +279,11 @@ export class LocalPipeline {
 	 */
 	async handleEvent(event: ObjectCreatedEvent): Promise<StartOutcome> {
 		const received = Date.now();
-		if (event.detail.bucket.name !== this.definition.buckets.checkpoints) {
+		const { buckets } = this.definition;
+		if (event.detail.bucket.name === buckets.datasets || event.detail.bucket.name === buckets.baseModels) {
+			return this.handleInputEvent(event, received);
+		}
+		if (event.detail.bucket.name !== buckets.checkpoints) {
 			return { started: false, reason: "other-bucket" };
 		}
 		let e = event;
@@ -256,6 +313,108 @@ export class LocalPipeline {
 		});
 		this.executions.set(state.scanId, run);
 		return { started: true, scanId: state.scanId };
+	}
+
+	/**
+	 * What the EventBridge rules on the input buckets do: a base-model marker invokes the base-model function, a
+	 * dataset marker the dataset function (asynchronously, as an EventBridge target); other keys start nothing.
+	 */
+	private async handleInputEvent(event: ObjectCreatedEvent, received: number): Promise<StartOutcome> {
+		const dataset = event.detail.bucket.name === this.definition.buckets.datasets;
+		const run = dataset
+			? datasetHandler(
+					this.submitDatasetJob,
+					this.options.datasetFunctionMaxBytes !== undefined
+						? { maxFunctionBytes: this.options.datasetFunctionMaxBytes }
+						: {},
+				)(event)
+			: baseModelHandler(event);
+		const base = {
+			bucket: event.detail.bucket.name,
+			markerKey: event.detail.object.key,
+			artefact: event.detail.object.key.slice(0, event.detail.object.key.lastIndexOf("/") + 1),
+		};
+		const settled = run.then(
+			(out) => {
+				if (!out.checked) return undefined;
+				if ("place" in out && out.place === "submitted") {
+					this.options.log?.(`dataset ${base.markerKey}: too large for the function, Batch job ${out.job.jobId}`);
+					return undefined;
+				}
+				const checkId = "checkId" in out ? out.checkId : "";
+				const status = "status" in out ? out.status : ScanStatus.QUARANTINED;
+				const v: LocalVerdict = {
+					...base,
+					scanId: checkId,
+					status: status === ScanStatus.PROMOTABLE ? "PROMOTABLE" : "QUARANTINED",
+					reasons: out.reasons,
+					...("notes" in out && out.notes.length ? { notes: out.notes } : {}),
+					execution: "SUCCEEDED",
+					seconds: (Date.now() - received) / 1000,
+				};
+				return this.record(v);
+			},
+			(e: Error) =>
+				this.record({
+					...base,
+					scanId: "",
+					status: "QUARANTINED",
+					reasons: [`${dataset ? "dataset" : "base-model"}: ${e.name.replace(/^ftguard\./, "")}: ${e.message}`],
+					execution: e.name,
+					seconds: (Date.now() - received) / 1000,
+				}),
+		);
+		this.gates.add(settled);
+		settled.finally(() => this.gates.delete(settled));
+		const out = await run.catch(() => undefined);
+		if (out && !out.checked) return { started: false, reason: "not-a-marker" };
+		return { started: true, ...(out && "checkId" in out ? { scanId: out.checkId } : {}) };
+	}
+
+	/** The verdict of a dataset Batch job: the report it wrote beside the data, or QUARANTINED when it failed. */
+	private async settleDatasetJob(
+		target: { bucket: string; artefact: string; marker: { key: string }; checkId: string },
+		job: Promise<unknown>,
+		submitted: number,
+	): Promise<LocalVerdict> {
+		const base = {
+			scanId: target.checkId,
+			bucket: target.bucket,
+			markerKey: target.marker.key,
+			artefact: target.artefact,
+		};
+		try {
+			await job;
+			const r = await this.server.client.send(
+				new GetObjectCommand({ Bucket: target.bucket, Key: `${target.artefact}${DATASET_REPORT}` }),
+			);
+			const doc = JSON.parse(await (r.Body as { transformToString(): Promise<string> }).transformToString()) as {
+				dataset?: { checkId?: string };
+				verdict?: { status?: string; reasons?: string[] };
+			};
+			if (doc.dataset?.checkId !== target.checkId) throw new Error("the job wrote no report of this check");
+			return this.record({
+				...base,
+				status: doc.verdict?.status === "PROMOTABLE" ? "PROMOTABLE" : "QUARANTINED",
+				reasons: doc.verdict?.reasons ?? ["no verdict in the report"],
+				execution: "SUCCEEDED",
+				seconds: (Date.now() - submitted) / 1000,
+			});
+		} catch (e) {
+			return this.record({
+				...base,
+				status: "QUARANTINED",
+				reasons: [`dataset job failed: ${(e as Error).message}`],
+				execution: (e as Error).name,
+				seconds: (Date.now() - submitted) / 1000,
+			});
+		}
+	}
+
+	private record(v: LocalVerdict): LocalVerdict {
+		this.verdicts.set(`${v.bucket}/${v.markerKey}/${v.scanId || Date.now()}`, v);
+		for (const w of this.waiters) w(v);
+		return v;
 	}
 
 	private settle(state: ScanState, outcome: ExecutionOutcome, received: number): LocalVerdict {
@@ -288,9 +447,7 @@ export class LocalPipeline {
 				seconds,
 			};
 		}
-		this.verdicts.set(state.scanId, v);
-		for (const w of this.waiters) w(v);
-		return v;
+		return this.record(v);
 	}
 
 	/**
@@ -375,7 +532,8 @@ export class LocalPipeline {
 
 	/** Waits for the running executions, then stops the server. */
 	async close(): Promise<void> {
-		await Promise.allSettled([...this.executions.values()]);
+		await Promise.allSettled([...this.executions.values(), ...this.gates]);
+		await Promise.allSettled(this.batchGates);
 		await this.server.close();
 	}
 }

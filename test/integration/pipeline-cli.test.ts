@@ -25,14 +25,23 @@ describe("ftguard pipeline", () => {
 		const byName = Object.fromEntries(doc.results.map((x) => [x.name, x]));
 		expect(Object.keys(byName).sort()).toEqual([
 			"backdoor",
+			"base-model",
+			"base-model-pickle",
 			"clean",
+			"dataset-clean",
+			"dataset-poisoned",
 			"pickle",
 			"tampered",
 			"unscanned",
 			"waived",
 			"wrong-signer",
 		]);
-		expect(doc.results.filter((x) => x.status === "PROMOTABLE").map((x) => x.name)).toEqual(["clean", "waived"]);
+		expect(doc.results.filter((x) => x.status === "PROMOTABLE").map((x) => x.name)).toEqual([
+			"clean",
+			"waived",
+			"base-model",
+			"dataset-clean",
+		]);
 		// the clean model's promotion rests on its backdoor scan, not on a waiver
 		expect(byName.clean).toMatchObject({ reasons: [], notes: [] });
 		// weights with no ONNX export: not promoted under the default policy (backdoor.required)…
@@ -49,6 +58,9 @@ describe("ftguard pipeline", () => {
 		expect(byName.backdoor?.reasons).toEqual([
 			expect.stringMatching(/^backdoor: suspect \(class 5: anomaly index [\d.]+, trigger L1 [\d.]+\)$/),
 		]);
+		// the training inputs: the base model with a pickle added and the poisoned dataset are refused, with why
+		expect(byName["base-model-pickle"]?.reasons.join("\n")).toMatch(/pickle-format weights present/);
+		expect(byName["dataset-poisoned"]?.reasons.join("\n")).toMatch(/^trigger \(high, 50 records\): the prompt text /m);
 		expect(doc.results.every((x) => x.ok)).toBe(true);
 		expect(r.stderr).toContain(`S3 endpoint ${doc.endpoint}`);
 		// the handlers' EMF metrics, in the local log: two promotions, five quarantines, and no scan error — the
@@ -64,6 +76,15 @@ describe("ftguard pipeline", () => {
 		expect(total("scan_errors_total")).toBe(0);
 		// the batch job's EMF lines (its stdout) join them, not the terminal's output
 		expect(total("neural_cleanse_anomaly_index")).toBeGreaterThan(2);
+		// the input gates' metrics: two datasets of 10,000 records, a poisoning result of 0, a base model failed
+		expect(total("finetuning_dataset_examples_total")).toBe(20_000);
+		expect(emf.some((m) => m.finetuning_dataset_poisoning_scan_result === 0 && m.scan_type === "trigger")).toBe(true);
+		expect(
+			emf
+				.filter((m) => "base_model_verification_result" in m)
+				.map((m) => m.result)
+				.sort(),
+		).toEqual(["fail", "pass"]);
 		expect(r.stderr).not.toContain('"_aws"');
 		// a clean demo: no runtime warnings (the AWS SDK's Node 20 notice, deprecations) among the verdicts
 		expect(r.stderr).not.toMatch(/Warning:/);

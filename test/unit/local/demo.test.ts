@@ -11,7 +11,7 @@ const setup = demoSetup(REPO);
 const byName = Object.fromEntries(setup.cases.map((c) => [c.name, c]));
 
 describe("the pipeline demo", () => {
-	it("has a scanned clean model, an unscanned checkpoint and a waived family", () => {
+	it("has a scanned clean model, an unscanned checkpoint, a waived family, base models and datasets", () => {
 		expect(setup.cases.map((c) => [c.name, c.expected])).toEqual([
 			["clean", "PROMOTABLE"],
 			["unscanned", "QUARANTINED"],
@@ -20,7 +20,15 @@ describe("the pipeline demo", () => {
 			["wrong-signer", "QUARANTINED"],
 			["pickle", "QUARANTINED"],
 			["backdoor", "QUARANTINED"],
+			["base-model", "PROMOTABLE"],
+			["base-model-pickle", "QUARANTINED"],
+			["dataset-clean", "PROMOTABLE"],
+			["dataset-poisoned", "QUARANTINED"],
 		]);
+		expect(setup.cases.filter((c) => c.name.startsWith("dataset")).every((c) => c.bucket === "datasets")).toBe(true);
+		expect(setup.cases.filter((c) => c.name.startsWith("base-model")).every((c) => c.bucket === "baseModels")).toBe(
+			true,
+		);
 		// a valid policy that requires the backdoor scan and waives one family, with its reason
 		const policy = parsePolicy(JSON.stringify(setup.policy));
 		expect(policy.backdoor.required).toBe(true);
