@@ -243,12 +243,38 @@ export class Alarms extends Construct {
 		id: string,
 		queue: Pick<sqs.IQueue, "metricApproximateNumberOfMessagesVisible">,
 	): cw.Alarm {
-		return this.addMetricAlarm(`${id}DeadLetters`, {
+		return this.addQueueAlarm(`${id}DeadLetters`, queue, {
+			runbookAnchor: "dead-letter-queue",
+			description: "An event or invocation ended in a dead-letter queue: some upload may not have been scanned.",
+		});
+	}
+
+	/**
+	 * Alarm as soon as `queue` holds a message: the queue of "Batch Job State Change" events of dataset scan jobs
+	 * that ended FAILED (DatasetGate.jobFailureQueue), each a dataset version left unscanned (its objects untagged or
+	 * QUARANTINED: unreadable to training jobs).
+	 */
+	public addDatasetScanJobFailedAlarm(
+		id: string,
+		queue: Pick<sqs.IQueue, "metricApproximateNumberOfMessagesVisible">,
+	): cw.Alarm {
+		return this.addQueueAlarm(id, queue, {
+			runbookAnchor: "dataset-scan-job-failed",
+			description:
+				"A dataset scan job (AWS Batch) ended FAILED: a dataset version too large for the gate function was not scanned and stays unreadable to training jobs.",
+		});
+	}
+
+	private addQueueAlarm(
+		id: string,
+		queue: Pick<sqs.IQueue, "metricApproximateNumberOfMessagesVisible">,
+		text: Pick<FtguardAlarmOptions, "runbookAnchor" | "description">,
+	): cw.Alarm {
+		return this.addMetricAlarm(id, {
 			metric: queue.metricApproximateNumberOfMessagesVisible({ period: this.period, statistic: cw.Stats.MAXIMUM }),
 			threshold: 1,
 			comparisonOperator: cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-			runbookAnchor: "dead-letter-queue",
-			description: "An event or invocation ended in a dead-letter queue: some upload may not have been scanned.",
+			...text,
 		});
 	}
 

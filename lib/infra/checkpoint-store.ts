@@ -4,6 +4,8 @@ import * as kms from "aws-cdk-lib/aws-kms";
 import * as s3 from "aws-cdk-lib/aws-s3";
 import { Construct, type IConstruct } from "constructs";
 import {
+	DATASET_LINEAGE,
+	DATASET_REPORT,
 	FTGUARD_TAG_KEYS,
 	FTGUARD_TAG_PATTERN,
 	ScanStatus,
@@ -59,8 +61,8 @@ export interface CheckpointStoreProps {
 	 */
 	readonly removalPolicy?: RemovalPolicy;
 	/**
-	 * Send the checkpoint and base-model buckets' events to EventBridge (what the scan pipeline's rule and the
-	 * base-model gate's rule listen to).
+	 * Send the checkpoint, base-model and dataset buckets' events to EventBridge (what the scan pipeline's rule and the
+	 * base-model and dataset gates' rules listen to).
 	 * @default true
 	 */
 	readonly eventBridgeNotifications?: boolean;
@@ -99,6 +101,13 @@ export interface CheckpointStoreProps {
 	 * @default Lambda (`lambda.amazonaws.com`)
 	 */
 	readonly baseModelGateAssumedBy?: iam.IPrincipal;
+	/**
+	 * Who runs as the dataset gate role (the dataset Lambda, and the CPU Batch job it submits for datasets too large
+	 * for it: the only writers of `ftguard:*` tags, reports and lineage manifests in the dataset bucket).
+	 * @default Lambda (`lambda.amazonaws.com`) and ECS tasks of this account and region (`ecs-tasks.amazonaws.com`
+	 * with the backdoor job role's `aws:SourceAccount` and `aws:SourceArn` conditions)
+	 */
+	readonly datasetGateAssumedBy?: iam.IPrincipal;
 }
 
 /**
@@ -115,9 +124,11 @@ export interface CheckpointStoreProps {
  *   or copies objects in (a copy could bring a foreign object's tags along) — except the sweeper role, which may
  *   read tag sets and do exactly one write: `ftguard:status=QUARANTINED` on an object whose status is SCANNING.
  *   Uploads carrying an ftguard tag key in any letter case are denied too (one `Null` condition per key).
- * - Base-model bucket policy: nobody but the base-model gate role writes tags, uploads with `ftguard:*` tags or copies
- *   objects in; training-job roles read only versions the gate tagged `ftguard:status=PROMOTABLE`
- *   (denyUnpromotedBaseModelReads).
+ * - Base-model and dataset bucket policies: nobody but the bucket's gate role (base-model gate, dataset gate) writes
+ *   tags, uploads with `ftguard:*` tags or copies objects in; training-job roles read only versions the gate tagged
+ *   `ftguard:status=PROMOTABLE` (denyUnpromotedInputReads). In the dataset bucket, the gate's report and lineage
+ *   (`<dir>/ftguard-dataset-report.json`, `<dir>/ftguard-dataset-lineage.json`) are written and deleted by the
+ *   dataset gate role only, and that role writes nothing else.
  * - Report bucket policy: verdict records (`scans/<scan id>/verdict.json`) are written and deleted by the verdict
  *   role only.
  *
@@ -160,6 +171,13 @@ export class CheckpointStore extends Construct {
 	 * may write `ftguard:*` tags in the base-model bucket; nothing on the checkpoint bucket.
 	 */
 	public readonly baseModelGateRole: iam.Role;
+	/**
+	 * The dataset gate (the dataset Lambda and its CPU Batch job): lists and reads every dataset object, is the only
+	 * principal that may write `ftguard:*` tags in the dataset bucket, and writes exactly the gate's report and
+	 * lineage beside the data (no data file); nothing on the checkpoint, base-model (but the policy object the scan
+	 * pipeline adds) or report buckets. The scan pipeline adds its Batch SubmitJob and the policy object.
+	 */
+	public readonly datasetGateRole: iam.Role;
 
 	private readonly region: string;
 
@@ -224,33 +242,33 @@ export class CheckpointStore extends Construct {
 		};
 		this.checkpointBucket = dataBucket("CheckpointBucket", "checkpoints", true);
 		this.baseModelBucket = dataBucket("BaseModelBucket", "base-models", false);
+		this.datasetBucket = dataBucket("DatasetBucket", "datasets", false);
+		this.reportBucket = dataBucket("ReportBucket", "reports", true);
 		if (props.eventBridgeNotifications ?? true) {
-			// "Object Created" events start scans (checkpoints) and base-model checks; the pipeline adds the EventBridge
-			// rules. Set on the CloudFormation buckets themselves: enableEventBridgeNotification() would add CDK's
-			// notifications custom-resource Lambda. Do not call addEventNotification() on these buckets: that handler
-			// would own (and replace) this setting.
-			for (const bucket of [this.checkpointBucket, this.baseModelBucket]) {
+			// "Object Created" events start scans (checkpoints), base-model checks and dataset scans; the pipeline adds
+			// the EventBridge rules. Set on the CloudFormation buckets themselves: enableEventBridgeNotification() would
+			// add CDK's notifications custom-resource Lambda. Do not call addEventNotification() on these buckets: that
+			// handler would own (and replace) this setting.
+			for (const bucket of [this.checkpointBucket, this.baseModelBucket, this.datasetBucket]) {
 				const cfn = bucket.node.defaultChild as s3.CfnBucket;
 				cfn.notificationConfiguration = { eventBridgeConfiguration: { eventBridgeEnabled: true } };
 			}
 		}
-		this.datasetBucket = dataBucket("DatasetBucket", "datasets", false);
-		this.reportBucket = dataBucket("ReportBucket", "reports", true);
 
 		this.scannerRole = new iam.Role(this, "ScannerRole", {
 			description: "ftguard scanner: reads checkpoints of any status, writes scan reports",
 			assumedBy: props.scannerAssumedBy ?? new iam.ServicePrincipal("lambda.amazonaws.com"),
 		});
 		const stack = Stack.of(this);
+		// ECS's recommended confused-deputy conditions for task roles: only tasks of this account and region.
+		const ecsTasksOfThisAccount = (): iam.IPrincipal =>
+			new iam.ServicePrincipal("ecs-tasks.amazonaws.com").withConditions({
+				StringEquals: { "aws:SourceAccount": stack.account },
+				ArnLike: { "aws:SourceArn": `arn:${stack.partition}:ecs:${stack.region}:${stack.account}:*` },
+			});
 		this.backdoorJobRole = new iam.Role(this, "BackdoorJobRole", {
 			description: "ftguard backdoor job: reads pinned checkpoint versions and reference data, writes its report",
-			assumedBy:
-				props.backdoorJobAssumedBy ??
-				// ECS's recommended confused-deputy conditions for task roles: only tasks of this account and region.
-				new iam.ServicePrincipal("ecs-tasks.amazonaws.com").withConditions({
-					StringEquals: { "aws:SourceAccount": stack.account },
-					ArnLike: { "aws:SourceArn": `arn:${stack.partition}:ecs:${stack.region}:${stack.account}:*` },
-				}),
+			assumedBy: props.backdoorJobAssumedBy ?? ecsTasksOfThisAccount(),
 		});
 		this.verdictRole = new iam.Role(this, "VerdictRole", {
 			description: "ftguard verdict: the only writer of ftguard:* object tags",
@@ -274,11 +292,20 @@ export class CheckpointStore extends Construct {
 				"ftguard base-model gate: checks base models against the signed registry, the only base-model tag writer",
 			assumedBy: props.baseModelGateAssumedBy ?? new iam.ServicePrincipal("lambda.amazonaws.com"),
 		});
+		this.datasetGateRole = new iam.Role(this, "DatasetGateRole", {
+			description:
+				"ftguard dataset gate: scans datasets (Lambda, or its CPU Batch job), the only dataset tag, report and lineage writer",
+			assumedBy:
+				props.datasetGateAssumedBy ??
+				new iam.CompositePrincipal(new iam.ServicePrincipal("lambda.amazonaws.com"), ecsTasksOfThisAccount()),
+		});
 
 		this.addCheckpointPolicy();
 		this.protectVerdictRecords();
 		this.grantRoles();
-		this.addBaseModelPolicy();
+		this.addInputGatePolicy(this.baseModelBucket, this.baseModelGateRole, "DenyCopyIntoBaseModels");
+		this.addInputGatePolicy(this.datasetBucket, this.datasetGateRole, "DenyCopyIntoDatasets");
+		this.protectDatasetGateOutputs();
 	}
 
 	/** The four data buckets (not the access-log bucket): what compute in the VPC may reach through the S3 endpoint. */
@@ -302,23 +329,31 @@ export class CheckpointStore extends Construct {
 		);
 	}
 
+	/** The training inputs, each guarded by its gate: base models and datasets. */
+	public get inputBuckets(): readonly s3.Bucket[] {
+		return [this.baseModelBucket, this.datasetBucket];
+	}
+
 	/**
-	 * Denies `role` (a training-job role) every base-model read (`s3:GetObject*`) of an object version the base-model
-	 * gate has not tagged `ftguard:status=PROMOTABLE` — untagged, being replaced, QUARANTINED — in the bucket policy,
-	 * whatever identity policies it is given later: the checkpoint bucket's DenyReadUnlessPromotable, for one role.
+	 * Denies `role` (a training-job role) every read (`s3:GetObject*`) of a base-model or dataset object version its
+	 * gate (the base-model gate, the dataset gate) has not tagged `ftguard:status=PROMOTABLE` — untagged, being
+	 * scanned or replaced, QUARANTINED — in both bucket policies, whatever identity policies it is given later: the
+	 * checkpoint bucket's DenyReadUnlessPromotable, for one role.
 	 */
-	public denyUnpromotedBaseModelReads(role: iam.IRole): void {
-		this.baseModelBucket.addToResourcePolicy(
-			denyAnyPrincipal(`DenyUnpromotedReads${role.node.addr.slice(0, 8)}`, {
-				actions: ["s3:GetObject*"],
-				resources: [this.baseModelBucket.arnForObjects("*")],
-				conditions: {
-					// StringNotEquals is true when the tag is absent: untagged base models are unreadable too.
-					StringNotEquals: { [`s3:ExistingObjectTag/${STATUS_TAG}`]: ScanStatus.PROMOTABLE },
-					ArnEquals: { "aws:PrincipalArn": role.roleArn },
-				},
-			}),
-		);
+	public denyUnpromotedInputReads(role: iam.IRole): void {
+		for (const bucket of this.inputBuckets) {
+			bucket.addToResourcePolicy(
+				denyAnyPrincipal(`DenyUnpromotedReads${role.node.addr.slice(0, 8)}`, {
+					actions: ["s3:GetObject*"],
+					resources: [bucket.arnForObjects("*")],
+					conditions: {
+						// StringNotEquals is true when the tag is absent: untagged inputs are unreadable too.
+						StringNotEquals: { [`s3:ExistingObjectTag/${STATUS_TAG}`]: ScanStatus.PROMOTABLE },
+						ArnEquals: { "aws:PrincipalArn": role.roleArn },
+					},
+				}),
+			);
+		}
 	}
 
 	/**
@@ -524,12 +559,11 @@ export class CheckpointStore extends Construct {
 	}
 
 	/**
-	 * The base-model bucket: only the gate role writes tags (a PROMOTABLE written by anyone else would open a base
-	 * model to training jobs), and nobody else brings ftguard tags in by upload or copy.
+	 * An input bucket (base models, datasets): only its gate role writes tags (a PROMOTABLE written by anyone else
+	 * would open the input to training jobs), and nobody else brings ftguard tags in by upload or copy.
 	 */
-	private addBaseModelPolicy(): void {
-		const bucket = this.baseModelBucket;
-		const gate = this.baseModelGateRole.roleArn;
+	private addInputGatePolicy(bucket: s3.Bucket, gateRole: iam.Role, copySid: string): void {
+		const gate = gateRole.roleArn;
 		bucket.addToResourcePolicy(
 			denyAnyPrincipal("DenyTaggingExceptGate", {
 				actions: [...TAG_WRITE_ACTIONS],
@@ -537,7 +571,39 @@ export class CheckpointStore extends Construct {
 				conditions: { ArnNotEquals: { "aws:PrincipalArn": gate } },
 			}),
 		);
-		denyForeignFtguardTags(bucket, gate, "DenyCopyIntoBaseModels");
+		denyForeignFtguardTags(bucket, gate, copySid);
+	}
+
+	/** ARNs of the dataset gate's report and lineage under any directory: the keys only the dataset gate role writes. */
+	public datasetGateOutputArns(): string[] {
+		return [DATASET_REPORT, DATASET_LINEAGE].map((name) => this.datasetBucket.arnForObjects(`*/${name}`));
+	}
+
+	/**
+	 * The dataset gate's report and lineage (`<dir>/ftguard-dataset-report.json`, `<dir>/ftguard-dataset-lineage.json`):
+	 * written, overwritten and deleted by the dataset gate role only, so a report beside a dataset is the gate's. And
+	 * the gate role writes nothing else there (it parses untrusted data): no data file, whatever it is granted later.
+	 */
+	private protectDatasetGateOutputs(): void {
+		const bucket = this.datasetBucket;
+		const gate = this.datasetGateRole.roleArn;
+		bucket.addToResourcePolicy(
+			denyAnyPrincipal("DenyGateOutputWritesExceptGate", {
+				actions: ["s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"],
+				resources: this.datasetGateOutputArns(),
+				conditions: { ArnNotEquals: { "aws:PrincipalArn": gate } },
+			}),
+		);
+		bucket.addToResourcePolicy(
+			new iam.PolicyStatement({
+				sid: "DenyGateWritesButOutputs",
+				effect: iam.Effect.DENY,
+				principals: [new iam.AnyPrincipal()],
+				actions: ["s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"],
+				notResources: this.datasetGateOutputArns(),
+				conditions: { ArnEquals: { "aws:PrincipalArn": gate } },
+			}),
+		);
 	}
 
 	/**
@@ -716,6 +782,36 @@ export class CheckpointStore extends Construct {
 			}),
 		);
 		this.grantKeyViaS3(this.baseModelGateRole, ["kms:Decrypt"]);
+
+		// Dataset gate: lists and reads every dataset object (HEAD pins versions, GetObjectVersion copies the pinned
+		// data), reads and writes the tags of every version, and writes exactly its report and lineage beside the data
+		// (PutObject on those two names; the bucket policy takes every other write from it). Nothing on checkpoints,
+		// base models or reports.
+		const ds = this.datasetBucket;
+		this.grantObjectRead(this.datasetGateRole, ds);
+		this.datasetGateRole.addToPrincipalPolicy(
+			new iam.PolicyStatement({
+				actions: [
+					"s3:GetObjectTagging",
+					"s3:GetObjectVersionTagging",
+					"s3:PutObjectTagging",
+					"s3:PutObjectVersionTagging",
+				],
+				resources: [ds.arnForObjects("*")],
+			}),
+		);
+		this.datasetGateRole.addToPrincipalPolicy(
+			new iam.PolicyStatement({ actions: ["s3:PutObject"], resources: this.datasetGateOutputArns() }),
+		);
+		for (const name of [DATASET_REPORT, DATASET_LINEAGE]) {
+			acknowledgeObjectWildcard(
+				this.datasetGateRole,
+				ds,
+				`/*/${name}`,
+				`The dataset gate writes its ${name} beside each dataset version it scans (<dir>/${name}); directories are chosen at upload time, and no other key may be written`,
+			);
+		}
+		this.grantKeyViaS3(this.datasetGateRole, ["kms:Decrypt", "kms:GenerateDataKey"]);
 	}
 
 	private grantObjectRead(role: iam.IRole, bucket: s3.Bucket): void {

@@ -8,6 +8,7 @@ export * from "./alarms.js";
 export * from "./backdoor-batch-job.js";
 export * from "./checkpoint-store.js";
 export * from "./config.js";
+export * from "./dataset-gate.js";
 export * from "./handler-bundles.js";
 export * from "./isolated-network.js";
 export * from "./scan-pipeline.js";

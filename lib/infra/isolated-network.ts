@@ -99,6 +99,9 @@ export class IsolatedNetwork extends Construct {
 	/** The S3 prefix list id (a deploy-time token unless given as a prop). */
 	public readonly s3PrefixListId: string;
 
+	private readonly endpoints: Record<string, ec2.InterfaceVpcEndpoint> = {};
+	private readonly serviceNames = new Map<string, string>();
+
 	constructor(scope: Construct, id: string, props: IsolatedNetworkProps) {
 		super(scope, id);
 		const maxAzs = props.maxAzs ?? 2;
@@ -179,32 +182,13 @@ export class IsolatedNetwork extends Construct {
 			description: "ftguard interface endpoints: HTTPS from compute security groups only",
 			allowAllOutbound: false,
 		});
-		const endpoints: Record<string, ec2.InterfaceVpcEndpoint> = {};
+		this.interfaceEndpoints = this.endpoints;
 		for (const [name, service] of Object.entries({
 			...DEFAULT_INTERFACE_ENDPOINTS,
 			...props.additionalInterfaceEndpoints,
 		})) {
-			endpoints[name] = this.vpc.addInterfaceEndpoint(name, {
-				service,
-				subnets: { subnetType: ec2.SubnetType.PRIVATE_ISOLATED },
-				securityGroups: [this.endpointSecurityGroup],
-				privateDnsEnabled: true,
-				open: false,
-			});
-			limitToAccount(endpoints[name], stack.account);
-			if (service === ec2.InterfaceVpcEndpointAwsService.STS) {
-				// Web-identity requests are unsigned (no aws:PrincipalAccount): allow them into this account's roles only.
-				endpoints[name].addToPolicy(
-					new iam.PolicyStatement({
-						sid: "WebIdentityIntoThisAccount",
-						principals: [new iam.AnyPrincipal()],
-						actions: ["sts:AssumeRoleWithWebIdentity"],
-						resources: [`arn:${stack.partition}:iam::${stack.account}:role/*`],
-					}),
-				);
-			}
+			this.interfaceEndpoint(name, service);
 		}
-		this.interfaceEndpoints = endpoints;
 
 		this.s3PrefixListId = props.s3PrefixListId ?? this.lookUpS3PrefixList(stack);
 		// The VPC's restrict-default-SG handler (and the prefix-list lookup) log under the flow-log key and retention.
@@ -217,6 +201,44 @@ export class IsolatedNetwork extends Construct {
 			"ComputeSecurityGroup",
 			"ftguard compute: egress HTTPS to VPC endpoints only",
 		);
+	}
+
+	/**
+	 * The interface endpoint `name` for `service`, added (with the endpoint security group, private DNS and
+	 * {@link limitToAccount}) unless the network has it already: what a construct that calls an AWS API from the
+	 * isolated subnets asks for (the dataset gate: `Batch`, for its function's SubmitJob).
+	 */
+	public interfaceEndpoint(name: string, service: ec2.InterfaceVpcEndpointAwsService): ec2.InterfaceVpcEndpoint {
+		const existing = this.endpoints[name];
+		if (existing) {
+			if (this.serviceNames.get(name) !== service.name) {
+				throw new Error(`IsolatedNetwork: interface endpoint ${name} exists for another service`);
+			}
+			return existing;
+		}
+		const stack = Stack.of(this);
+		const endpoint = this.vpc.addInterfaceEndpoint(name, {
+			service,
+			subnets: { subnetType: ec2.SubnetType.PRIVATE_ISOLATED },
+			securityGroups: [this.endpointSecurityGroup],
+			privateDnsEnabled: true,
+			open: false,
+		});
+		limitToAccount(endpoint, stack.account);
+		if (service === ec2.InterfaceVpcEndpointAwsService.STS) {
+			// Web-identity requests are unsigned (no aws:PrincipalAccount): allow them into this account's roles only.
+			endpoint.addToPolicy(
+				new iam.PolicyStatement({
+					sid: "WebIdentityIntoThisAccount",
+					principals: [new iam.AnyPrincipal()],
+					actions: ["sts:AssumeRoleWithWebIdentity"],
+					resources: [`arn:${stack.partition}:iam::${stack.account}:role/*`],
+				}),
+			);
+		}
+		this.endpoints[name] = endpoint;
+		this.serviceNames.set(name, service.name);
+		return endpoint;
 	}
 
 	/**

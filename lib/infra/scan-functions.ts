@@ -18,9 +18,9 @@ import type { PipelineLogs } from "./pipeline-logs.js";
 import { LAMBDA_STEPS, type LambdaStep } from "./state-machine.js";
 
 /** Every function of the pipeline: the workflow's steps, and those that are not states of it. */
-export type ScanFunctionName = LambdaStep | "start" | "sweep" | "base-model";
+export type ScanFunctionName = LambdaStep | "start" | "sweep" | "base-model" | "dataset";
 
-const FUNCTION_NAMES: readonly ScanFunctionName[] = [...LAMBDA_STEPS, "start", "sweep", "base-model"];
+const FUNCTION_NAMES: readonly ScanFunctionName[] = [...LAMBDA_STEPS, "start", "sweep", "base-model", "dataset"];
 
 /** Per-function sizing: multi-GiB checkpoints are streamed (manifest) or parsed (files) within one invocation. */
 export const FUNCTION_SIZING: Readonly<
@@ -41,6 +41,13 @@ export const FUNCTION_SIZING: Readonly<
 		memoryMiB: 4096,
 		ephemeralMiB: 1024,
 		description: "base model vs. the signed registry",
+	},
+	// copies a dataset version to /tmp and scans it (up to LAMBDA_DATASET_MAX_BYTES; larger ones go to the Batch job)
+	dataset: {
+		timeout: Duration.minutes(15),
+		memoryMiB: 4096,
+		ephemeralMiB: 10240,
+		description: "dataset poisoning scan (large versions: a Batch job)",
 	},
 };
 

@@ -20,6 +20,7 @@ import type { Policy } from "../core/policy/index.js";
 import { BackdoorBatchJob } from "./backdoor-batch-job.js";
 import { BaseModelGate } from "./base-model-gate.js";
 import type { CheckpointStore } from "./checkpoint-store.js";
+import { DatasetGate } from "./dataset-gate.js";
 import { logicalIdOf } from "./logical-id.js";
 import { PipelineLogs } from "./pipeline-logs.js";
 import { AWS_CUSTOM_RESOURCE_SINGLETON_ID, secureProviderLogs } from "./proactive-controls.js";
@@ -62,6 +63,17 @@ export class ScanPipeline extends Construct {
 	public readonly baseModelFunction: lambda.Function;
 	/** Events and async invocations of the base-model function that could not be delivered. */
 	public readonly baseModelDeadLetterQueue: sqs.Queue;
+	/**
+	 * The dataset gate: dataset marker uploads → the dataset function (lambdas/dataset.ts), which scans the version
+	 * or submits it to the dataset Batch queue (Fargate); its function, rule, dead-letter queue, job queue and
+	 * definition, and the queue of FAILED job events.
+	 */
+	public readonly datasetGate: DatasetGate;
+	/** Dataset marker uploads → the dataset function. */
+	public readonly datasetRule: events.Rule;
+	public readonly datasetFunction: lambda.Function;
+	/** Events and async invocations of the dataset function that could not be delivered. */
+	public readonly datasetDeadLetterQueue: sqs.Queue;
 	/** The step functions by step name. */
 	public readonly functions: Readonly<Record<LambdaStep, lambda.Function>>;
 	/** Role of the decide function: reads the policy object and the scan's reports, nothing else. */
@@ -236,6 +248,21 @@ export class ScanPipeline extends Construct {
 		this.baseModelFunction = gate.function;
 		this.baseModelDeadLetterQueue = gate.deadLetterQueue;
 
+		// ---- dataset gate: EventBridge → Lambda (DLQ) → scan, or SubmitJob to the dataset Batch queue → report,
+		// lineage, tags + finetuning_dataset_* metrics -----------------------------------------------------------------
+		this.datasetGate = new DatasetGate(this, {
+			store,
+			network,
+			functions,
+			logs: pipelineLogs,
+			projectRoot,
+			reservedConcurrency: settings.reservedConcurrency,
+			policyUri: this.policyUri,
+		});
+		this.datasetRule = this.datasetGate.rule;
+		this.datasetFunction = this.datasetGate.function;
+		this.datasetDeadLetterQueue = this.datasetGate.deadLetterQueue;
+
 		// ---- alarms -----------------------------------------------------------------------------------------
 		const { failed, timedOut } = props.alarms.addStateMachineAlarms("Scan", this.stateMachine);
 		const created = [
@@ -244,6 +271,8 @@ export class ScanPipeline extends Construct {
 			props.alarms.addDeadLetterQueueAlarm("Start", this.startDeadLetterQueue),
 			props.alarms.addDeadLetterQueueAlarm("Sweep", this.sweepDeadLetterQueue),
 			props.alarms.addDeadLetterQueueAlarm("BaseModel", this.baseModelDeadLetterQueue),
+			props.alarms.addDeadLetterQueueAlarm("Dataset", this.datasetDeadLetterQueue),
+			props.alarms.addDatasetScanJobFailedAlarm("DatasetScanJobFailed", this.datasetGate.jobFailureQueue),
 		];
 		if (settings.stuckScanAlarm) created.push(props.alarms.addStuckScanAlarm("ScansStuck", settings.sweepInterval));
 		created.push(props.alarms.scanErrorsAlarm);
@@ -286,6 +315,7 @@ export class ScanPipeline extends Construct {
 			decide: decideRole,
 			record: store.verdictRole,
 			"base-model": store.baseModelGateRole,
+			dataset: store.datasetGateRole,
 		};
 		if (this.tracing) {
 			Validations.of(startRole).acknowledge({

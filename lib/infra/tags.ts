@@ -35,11 +35,11 @@ export const NEURAL_CLEANSE_ANOMALY_THRESHOLD = 2.0;
 
 /**
  * Reserved concurrency of the scan pipeline's functions (lib/infra/scan-pipeline.ts): every step function, the
- * start function and the base-model gate reserve `perFunction` (ScanPipelineProps.reservedConcurrency), the sweeper `sweep`. Lambda refuses
+ * start function, the base-model gate and the dataset gate reserve `perFunction` (ScanPipelineProps.reservedConcurrency), the sweeper `sweep`. Lambda refuses
  * a reservation that leaves the account fewer than 100 unreserved executions, so `ftguard aws preflight` checks the
  * account's concurrency against {@link reservedConcurrencyTotal} + 100.
  */
-export const RESERVED_CONCURRENCY = { perFunction: 10, sweep: 1, functionsAtPerFunction: 8 } as const;
+export const RESERVED_CONCURRENCY = { perFunction: 10, sweep: 1, functionsAtPerFunction: 9 } as const;
 
 /** The concurrency the pipeline reserves in all (a test checks it against the synthesized functions). */
 export function reservedConcurrencyTotal(perFunction: number = RESERVED_CONCURRENCY.perFunction): number {

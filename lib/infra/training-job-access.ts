@@ -93,14 +93,14 @@ export class TrainingJobAccess extends Construct {
 		});
 		this.role.addToPrincipalPolicy(writeOwnPrefix);
 		store.grantModelAndDatasetRead(this.role);
-		// base models only as the base-model gate passed them (tag PROMOTABLE), in the bucket policy
-		store.denyUnpromotedBaseModelReads(this.role);
+		// base models and datasets only as their gates passed them (tag PROMOTABLE), in the bucket policies
+		store.denyUnpromotedInputReads(this.role);
 		store.grantKeyViaS3(this.role, ["kms:GenerateDataKey", "kms:Decrypt"]);
 		store.denyCheckpointListing(this.role);
 
 		// The boundary caps whatever the role is granted later (a broad grant added by someone else): writes to
 		// its own prefix, reads of models and datasets, the key through S3 — nothing more.
-		const inputs = [store.baseModelBucket, store.datasetBucket];
+		const inputs = store.inputBuckets;
 		this.boundary = new iam.ManagedPolicy(this, "Boundary", {
 			description: "ftguard training job: permissions boundary (own jobs/<job-id>/ prefix, model and dataset reads)",
 			statements: [

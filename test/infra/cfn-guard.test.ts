@@ -32,9 +32,9 @@ const S3_ACCESS_LOGS_ONLY_SSE_S3 =
 const NO_OBJECT_LOCK_ON_LOG_TARGET =
 	"S3 cannot deliver server access logs to a bucket with Object Lock; the logs expire by lifecycle after accessLogRetention";
 const NO_EVENTS_CONSUMER =
-	"Nothing acts on this bucket's events: scans and base-model checks start from the checkpoint and base-model buckets' EventBridge events only; reads and writes here are in CloudTrail and the access logs";
+	"Nothing acts on this bucket's events: scans, base-model checks and dataset scans start from the checkpoint, base-model and dataset buckets' EventBridge events only; reads and writes here are in CloudTrail and the access logs";
 const DLQ_OF_DLQ =
-	"This queue is itself the dead-letter queue (of the start/sweep/base-model functions); a DLQ behind it would only move the same messages again. It keeps them 14 days and the dead-letter-queue alarm fires on the first one";
+	"This queue is itself the dead-letter queue (of the start/sweep/base-model/dataset functions); a DLQ behind it would only move the same messages again. It keeps them 14 days and the dead-letter-queue alarm fires on the first one";
 const PROVIDER_OUTSIDE_VPC =
 	"CDK's deploy-time provider function: it calls EC2/S3 APIs and answers CloudFormation's pre-signed S3 response URL, which the isolated VPC (no NAT, no EC2 endpoint, S3 endpoint limited to ftguard's buckets) cannot reach";
 const STEP_FUNCTIONS_OUTSIDE_VPC =
@@ -63,11 +63,17 @@ const ACKNOWLEDGED: readonly Acknowledgement[] = [
 			"Datasets must stay deletable on request (personal data in training sets); versioning keeps overwritten versions for the noncurrent-version period",
 	},
 	{ control: "CT.S3.PR.4", path: "Store/AccessLogBucket/Resource", reason: NO_EVENTS_CONSUMER },
-	{ control: "CT.S3.PR.4", path: "Store/DatasetBucket/Resource", reason: NO_EVENTS_CONSUMER },
 	{ control: "CT.S3.PR.4", path: "Store/ReportBucket/Resource", reason: NO_EVENTS_CONSUMER },
 	{ control: "CT.SQS.PR.1", path: "ScanPipeline/StartDeadLetterQueue/Resource", reason: DLQ_OF_DLQ },
 	{ control: "CT.SQS.PR.1", path: "ScanPipeline/SweepDeadLetterQueue/Resource", reason: DLQ_OF_DLQ },
 	{ control: "CT.SQS.PR.1", path: "ScanPipeline/BaseModelDeadLetterQueue/Resource", reason: DLQ_OF_DLQ },
+	{ control: "CT.SQS.PR.1", path: "ScanPipeline/DatasetDeadLetterQueue/Resource", reason: DLQ_OF_DLQ },
+	{
+		control: "CT.SQS.PR.1",
+		path: "ScanPipeline/DatasetJobFailureQueue/Resource",
+		reason:
+			"This queue is a dead end by design: it keeps the events of dataset scan jobs that ended FAILED for 14 days, nothing consumes it, and the dataset-scan-job-failed alarm fires on the first one; a DLQ behind it would never receive anything",
+	},
 	{ control: "CT.LAMBDA.PR.3", path: "AWS679f53fac002430cb0da5b7982bd2287/Resource", reason: PROVIDER_OUTSIDE_VPC },
 	{
 		control: "CT.LAMBDA.PR.3",

@@ -1,6 +1,13 @@
 import * as iam from "aws-cdk-lib/aws-iam";
 import { beforeAll, describe, expect, it } from "vitest";
-import { ScanStatus, STATUS_TAG, VERDICT_RECORD_NAME } from "../../lib/core/pipeline/names.js";
+import {
+	DATASET_LINEAGE,
+	DATASET_MARKER,
+	DATASET_REPORT,
+	ScanStatus,
+	STATUS_TAG,
+	VERDICT_RECORD_NAME,
+} from "../../lib/core/pipeline/names.js";
 import { reportKey } from "../../lib/core/pipeline/record";
 import {
 	ACCOUNT,
@@ -23,13 +30,24 @@ let checkpointPolicy: PolicyDocument;
 let baseModelPolicy: PolicyDocument;
 let reportBucket: string;
 let reportPolicy: PolicyDocument;
+let datasetBucket: string;
+let datasetPolicy: PolicyDocument;
+/** Key of the deployed policy object in the base-model bucket (every VPC function role reads it). */
+let policyKey: string;
+/** The dataset gate's Batch queue and job definition, and the backdoor scan's GPU queue. */
+let batchArns: { datasetQueue: string; datasetJobDefinition: string; gpuQueue: string };
 let endpointPolicy: PolicyDocument;
 let vpcId: string;
 /** The S3 gateway endpoint: the verdict role's tag writes come through it (bucket policy DenyVerdictTagsOutsideVpc). */
 let s3EndpointId: string;
 /** A role given store.grantPromotedRead(): its synthesized policy is evaluated, not a hand-written one. */
 let grantedConsumer: string;
-const roles: Record<"scanner" | "job" | "verdict" | "sweeper" | "breakGlass" | "training" | "launcher", string> = {
+const roles: Record<
+	"scanner" | "job" | "verdict" | "sweeper" | "breakGlass" | "training" | "launcher" | "datasetGate" | "baseModelGate",
+	string
+> = {
+	datasetGate: "",
+	baseModelGate: "",
 	scanner: "",
 	job: "",
 	verdict: "",
@@ -75,6 +93,18 @@ beforeAll(() => {
 	roles.breakGlass = logicalId(stack.store.breakGlassRole);
 	roles.training = logicalId(stack.trainingJobs.role);
 	roles.launcher = logicalId(stack.trainingJobs.launcherRole as never);
+	roles.datasetGate = logicalId(stack.store.datasetGateRole);
+	roles.baseModelGate = logicalId(stack.store.baseModelGateRole);
+	const dsId = logicalId(stack.store.datasetBucket);
+	datasetBucket = resolver.bucketName(dsId);
+	datasetPolicy = resolver.bucketPolicy(dsId);
+	policyKey = stack.scanPipeline.policyUri.replace(/^s3:\/\/[^/]+\//, "");
+	const gate = stack.scanPipeline.datasetGate;
+	batchArns = {
+		datasetQueue: resolver.resolve({ "Fn::GetAtt": [logicalId(gate.jobQueue), "JobQueueArn"] }) as string,
+		datasetJobDefinition: resolver.resolve({ Ref: logicalId(gate.jobDefinition) }) as string,
+		gpuQueue: resolver.resolve({ "Fn::GetAtt": [logicalId(stack.scanPipeline.jobQueue), "JobQueueArn"] }) as string,
+	};
 });
 
 function object(key: string): string {
@@ -702,5 +732,219 @@ describe("tags in the base-model bucket", () => {
 		const upper = { "s3:RequestObjectTagKeys": ["FTGUARD:STATUS"], "s3:RequestObjectTag/FTGUARD:STATUS": "PROMOTABLE" };
 		expect(await asPlatform("s3:PutObject", upper)).toBe("ExplicitlyDenied");
 		expect(await asPlatform("s3:PutObject", { "s3:x-amz-copy-source": "other/bucket/key" })).toBe("ExplicitlyDenied");
+	});
+});
+
+// ---- datasets: the dataset gate (lib/infra/dataset-gate.ts) is the only tag, report and lineage writer --------------
+
+function dataset(key: string): string {
+	return `arn:aws:s3:::${datasetBucket}/${key}`;
+}
+/** A request by one of the stack's roles against the dataset bucket (its synthesized identity policies). */
+function onDatasets(
+	role: keyof typeof roles,
+	action: string,
+	resource: string,
+	context: Record<string, string | string[]> = {},
+	admin = false,
+): Promise<string> {
+	return decide({
+		roleArn: resolver.roleArn(roles[role]),
+		identityPolicies: [...resolver.identityPolicies(roles[role]), ...(admin ? [s3Admin] : [])],
+		permissionBoundaries: resolver.permissionsBoundary(roles[role]),
+		resourcePolicy: datasetPolicy,
+		action,
+		resource: resource.startsWith("arn:") ? resource : dataset(resource),
+		context: { "aws:PrincipalTag/job-id": "A", "aws:SourceVpc": vpcId, "aws:SourceVpce": s3EndpointId, ...context },
+	});
+}
+const promoteTags = {
+	"s3:RequestObjectTagKeys": [STATUS_TAG, "ftguard:scan-id"],
+	[`s3:RequestObjectTag/${STATUS_TAG}`]: ScanStatus.PROMOTABLE,
+};
+
+describe("when a training job reads a dataset", () => {
+	it.each(["s3:GetObject", "s3:GetObjectVersion"])("%s of a version the dataset gate tagged PROMOTABLE", async (a) => {
+		expect(await onDatasets("training", a, "chat/v1/train.jsonl", statusContext(ScanStatus.PROMOTABLE))).toBe(
+			"Allowed",
+		);
+	});
+	it.each([undefined, ScanStatus.SCANNING, ScanStatus.QUARANTINED, "promotable"])(
+		"is denied a version tagged %s, even with s3:*",
+		async (status) => {
+			for (const action of ["s3:GetObject", "s3:GetObjectVersion"]) {
+				expect(await onDatasets("training", action, "chat/v1/train.jsonl", statusContext(status)), action).toBe(
+					"ExplicitlyDenied",
+				);
+				expect(
+					await onDatasets("training", action, "chat/v1/train.jsonl", statusContext(status), true),
+					`${action} with s3:*`,
+				).toBe("ExplicitlyDenied");
+			}
+		},
+	);
+	it("cannot write tags on a dataset, even with s3:*", async () => {
+		for (const action of ["s3:PutObjectTagging", "s3:PutObjectVersionTagging", "s3:DeleteObjectTagging"]) {
+			expect(await onDatasets("training", action, "chat/v1/train.jsonl", promoteTags, true), action).toBe(
+				"ExplicitlyDenied",
+			);
+		}
+	});
+	it("the scanner role still reads datasets whatever their status (backdoor reference data)", async () => {
+		expect(await onDatasets("scanner", "s3:GetObject", "chat/v1/train.jsonl")).toBe("Allowed");
+		expect(
+			await onDatasets("scanner", "s3:GetObject", "chat/v1/train.jsonl", statusContext(ScanStatus.QUARANTINED)),
+		).toBe("Allowed");
+	});
+});
+
+describe("when someone uploads to the dataset bucket", () => {
+	const platform = `arn:aws:iam::${ACCOUNT}:role/platform-admin`;
+	const asUploader = (action: string, key: string, context: Record<string, string | string[]> = {}) =>
+		decide({
+			roleArn: platform,
+			identityPolicies: [s3Admin],
+			action,
+			resource: dataset(key),
+			resourcePolicy: datasetPolicy,
+			context,
+		});
+	it("an uploader (even with s3:*) uploads data and the commit marker", async () => {
+		expect(await asUploader("s3:PutObject", "chat/v1/train.jsonl")).toBe("Allowed");
+		expect(await asUploader("s3:PutObject", `chat/v1/${DATASET_MARKER}`)).toBe("Allowed");
+		expect(await asUploader("s3:PutObject", "chat/v1/ftguard-dataset-report.json.txt")).toBe("Allowed");
+		expect(await asUploader("s3:PutObject", "chat/v1/train.jsonl", { "s3:RequestObjectTagKeys": ["team"] })).toBe(
+			"Allowed",
+		);
+	});
+	it.each([
+		"s3:PutObjectTagging",
+		"s3:PutObjectVersionTagging",
+		"s3:DeleteObjectTagging",
+		"s3:DeleteObjectVersionTagging",
+	])("cannot %s a dataset object", async (action) => {
+		expect(await asUploader(action, "chat/v1/train.jsonl", promoteTags)).toBe("ExplicitlyDenied");
+	});
+	it("cannot bring ftguard tags in by upload (any letter case) or by copy", async () => {
+		expect(await asUploader("s3:PutObject", "chat/v1/train.jsonl", promoteTags)).toBe("ExplicitlyDenied");
+		const upper = { "s3:RequestObjectTagKeys": ["FTGUARD:STATUS"], "s3:RequestObjectTag/FTGUARD:STATUS": "PROMOTABLE" };
+		expect(await asUploader("s3:PutObject", "chat/v1/train.jsonl", upper)).toBe("ExplicitlyDenied");
+		expect(
+			await asUploader("s3:PutObject", "chat/v1/train.jsonl", { "s3:x-amz-copy-source": "other/promoted.jsonl" }),
+		).toBe("ExplicitlyDenied");
+	});
+	it.each([`chat/v1/${DATASET_REPORT}`, `chat/v1/${DATASET_LINEAGE}`, `a/b/c/${DATASET_REPORT}`])(
+		"cannot write, overwrite or delete the gate's %s",
+		async (key) => {
+			for (const action of ["s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"]) {
+				expect(await asUploader(action, key), action).toBe("ExplicitlyDenied");
+			}
+		},
+	);
+	it.each(["verdict", "scanner", "baseModelGate", "training"] as const)(
+		"the %s role cannot tag datasets or write a dataset report either, even with s3:*",
+		async (role) => {
+			expect(await onDatasets(role, "s3:PutObjectVersionTagging", "chat/v1/train.jsonl", promoteTags, true)).toBe(
+				"ExplicitlyDenied",
+			);
+			expect(await onDatasets(role, "s3:PutObject", `chat/v1/${DATASET_REPORT}`, {}, true)).toBe("ExplicitlyDenied");
+		},
+	);
+});
+
+describe("the dataset gate role", () => {
+	it.each([undefined, ScanStatus.SCANNING, ScanStatus.QUARANTINED, ScanStatus.PROMOTABLE])(
+		"lists and reads every dataset version whatever its status (%s)",
+		async (status) => {
+			for (const action of ["s3:GetObject", "s3:GetObjectVersion"]) {
+				expect(await onDatasets("datasetGate", action, "chat/v1/train.jsonl", statusContext(status)), action).toBe(
+					"Allowed",
+				);
+			}
+			expect(await onDatasets("datasetGate", "s3:ListBucket", `arn:aws:s3:::${datasetBucket}`)).toBe("Allowed");
+		},
+	);
+	it.each(["s3:GetObjectVersionTagging", "s3:PutObjectVersionTagging", "s3:PutObjectTagging"])(
+		"reads and writes the tags of every version (%s), PROMOTABLE included",
+		async (action) => {
+			expect(await onDatasets("datasetGate", action, "chat/v1/train.jsonl", promoteTags)).toBe("Allowed");
+			expect(await onDatasets("datasetGate", action, `chat/v1/${DATASET_MARKER}`, promoteTags)).toBe("Allowed");
+		},
+	);
+	it.each([`chat/v1/${DATASET_REPORT}`, `chat/v1/${DATASET_LINEAGE}`, `org/chat/2025-01/${DATASET_REPORT}`])(
+		"writes the report and lineage beside the data (%s)",
+		async (key) => {
+			expect(await onDatasets("datasetGate", "s3:PutObject", key)).toBe("Allowed");
+		},
+	);
+	it.each([
+		"chat/v1/train.jsonl",
+		`chat/v1/${DATASET_MARKER}`,
+		"chat/v1/ftguard-dataset-report.json.bak",
+		DATASET_REPORT,
+	])("cannot write the data file %s, even with s3:*", async (key) => {
+		expect(await onDatasets("datasetGate", "s3:PutObject", key)).not.toBe("Allowed");
+		expect(await onDatasets("datasetGate", "s3:PutObject", key, {}, true)).toBe("ExplicitlyDenied");
+	});
+	it("cannot delete dataset objects, even with s3:*", async () => {
+		for (const action of ["s3:DeleteObject", "s3:DeleteObjectVersion"]) {
+			expect(await onDatasets("datasetGate", action, "chat/v1/train.jsonl"), action).not.toBe("Allowed");
+			expect(await onDatasets("datasetGate", action, "chat/v1/train.jsonl", {}, true), action).toBe("ExplicitlyDenied");
+		}
+	});
+	it("cannot touch checkpoints: no read, write or tag", async () => {
+		const onCheckpoints = (action: string, admin = false) =>
+			decide(
+				asStackRole("datasetGate", {
+					action,
+					resource: object("jobs/A/model.safetensors"),
+					context: { ...statusContext(ScanStatus.SCANNING), ...promoteTags, "aws:SourceVpce": s3EndpointId },
+					...(admin ? { extraPolicies: [s3Admin] } : {}),
+				}),
+			);
+		for (const action of ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:PutObjectVersionTagging"]) {
+			expect(await onCheckpoints(action), action).not.toBe("Allowed");
+		}
+		expect(await onCheckpoints("s3:GetObjectVersion", true)).toBe("ExplicitlyDenied");
+		expect(await onCheckpoints("s3:PutObjectVersionTagging", true)).toBe("ExplicitlyDenied");
+	});
+	it("reads nothing of the base-model bucket but the deployed policy object, and tags nothing there", async () => {
+		const onBaseModels = (action: string, key: string, admin = false) =>
+			decide({
+				roleArn: resolver.roleArn(roles.datasetGate),
+				identityPolicies: [...resolver.identityPolicies(roles.datasetGate), ...(admin ? [s3Admin] : [])],
+				action,
+				resource: `arn:aws:s3:::${baseModelBucket}/${key}`,
+				resourcePolicy: baseModelPolicy,
+				context: { "aws:SourceVpce": s3EndpointId },
+			});
+		expect(await onBaseModels("s3:GetObject", policyKey)).toBe("Allowed");
+		expect(await onBaseModels("s3:GetObject", "llama/model.safetensors")).not.toBe("Allowed");
+		expect(await onBaseModels("s3:PutObject", "llama/model.safetensors")).not.toBe("Allowed");
+		expect(await onBaseModels("s3:PutObjectVersionTagging", "llama/model.safetensors", true)).toBe("ExplicitlyDenied");
+	});
+	it("writes nothing to the report bucket", async () => {
+		const decision = await decide({
+			roleArn: resolver.roleArn(roles.datasetGate),
+			identityPolicies: resolver.identityPolicies(roles.datasetGate),
+			action: "s3:PutObject",
+			resource: `arn:aws:s3:::${reportBucket}/scans/x/verdict.json`,
+			resourcePolicy: reportPolicy,
+			context: { "aws:SourceVpce": s3EndpointId },
+		});
+		expect(decision).not.toBe("Allowed");
+	});
+	it("submits dataset scan jobs to the dataset queue and definition only, never the GPU queue", async () => {
+		const submit = (resource: string) =>
+			decide({
+				roleArn: resolver.roleArn(roles.datasetGate),
+				identityPolicies: resolver.identityPolicies(roles.datasetGate),
+				action: "batch:SubmitJob",
+				resource,
+			});
+		expect(await submit(batchArns.datasetQueue)).toBe("Allowed");
+		expect(await submit(batchArns.datasetJobDefinition)).toBe("Allowed");
+		expect(await submit(batchArns.gpuQueue)).not.toBe("Allowed");
+		expect(await submit(`arn:aws:batch:us-east-1:${ACCOUNT}:job-definition/other:1`)).not.toBe("Allowed");
 	});
 });

@@ -143,7 +143,8 @@ describe("the scan functions", () => {
 	it("log to log groups encrypted with the pipeline's key", () => {
 		const key = logicalId(pipeline().logKey);
 		const groups = ofType("AWS::Logs::LogGroup").filter(([id]) => id.startsWith("ScanPipeline"));
-		expect(groups.length).toBe(LAMBDA_STEPS.length + 5); // functions, start, sweep, base-model, state machine, Batch job
+		// functions, start, sweep, base-model, dataset, state machine, backdoor Batch job, dataset Batch job
+		expect(groups.length).toBe(LAMBDA_STEPS.length + 7);
 		for (const [id, group] of groups) {
 			expect(group.Properties.KmsKeyId, id).toEqual({ "Fn::GetAtt": [key, "Arn"] });
 			expect(group.Properties.RetentionInDays, id).toBe(365);
@@ -401,7 +402,8 @@ describe("the backdoor Batch job", () => {
 		const manifest = JSON.parse(readFileSync(join(assembly.directory, "Ftguard.assets.json"), "utf8")) as {
 			dockerImages: Record<string, { source: { directory: string; dockerFile: string; platform?: string } }>;
 		};
-		const images = Object.values(manifest.dockerImages);
+		// two images: this one and the dataset gate's (test/infra/dataset-gate.test.ts)
+		const images = Object.values(manifest.dockerImages).filter((i) => i.source.dockerFile.includes("backdoor-scan"));
 		expect(images).toHaveLength(1);
 		expect(images[0]?.source).toMatchObject({
 			dockerFile: "batch-jobs/backdoor-scan/Dockerfile",
@@ -467,7 +469,14 @@ describe("the alarms", () => {
 		});
 		alarm("scans_stuck_in_scanning", { TreatMissingData: "breaching", EvaluationPeriods: 1, Period: 1800 });
 		alarm("scan_errors_total", { Namespace: "ftguard" });
-		expect(pipeline().pipelineAlarms).toHaveLength(7);
+		alarm("ApproximateNumberOfMessagesVisible", {
+			Namespace: "AWS/SQS",
+			Dimensions: [
+				{ Name: "QueueName", Value: { "Fn::GetAtt": [logicalId(pipeline().datasetDeadLetterQueue), "QueueName"] } },
+			],
+		});
+		// and the dataset gate's failed Batch jobs (test/infra/dataset-gate.test.ts)
+		expect(pipeline().pipelineAlarms).toHaveLength(9);
 	});
 });
 

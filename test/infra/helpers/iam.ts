@@ -75,6 +75,8 @@ export class TemplateResolver {
 		if (type === "AWS::EC2::VPCEndpoint") return `vpce-${id.toLowerCase().slice(0, 12)}`;
 		if (type === "AWS::SNS::Topic") return `arn:aws:sns:${REGION}:${ACCOUNT}:${id}`;
 		if (type === "AWS::StepFunctions::StateMachine") return `arn:aws:states:${REGION}:${ACCOUNT}:stateMachine:${id}`;
+		// a job definition's Ref is its ARN with the revision (a first deploy: 1)
+		if (type === "AWS::Batch::JobDefinition") return `arn:aws:batch:${REGION}:${ACCOUNT}:job-definition/${id}:1`;
 		throw new Error(`unsupported Ref to ${type}`);
 	}
 

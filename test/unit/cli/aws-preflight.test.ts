@@ -367,8 +367,8 @@ describe("ftguard aws preflight (recorded AWS responses)", () => {
 		expect(seen.lambda).toHaveLength(1);
 	});
 
-	it("without --config: the deployment's defaults and the pipeline's reservations (8 functions × 10 + the sweeper)", async () => {
-		expect(reservedConcurrencyTotal()).toBe(8 * RESERVED_CONCURRENCY.perFunction + 1);
+	it("without --config: the deployment's defaults and the pipeline's reservations (9 functions × 10 + the sweeper)", async () => {
+		expect(reservedConcurrencyTotal()).toBe(9 * RESERVED_CONCURRENCY.perFunction + 1);
 		const { clients } = recordedAccount({});
 		const io = captureIo(true);
 		expect(await runPreflight(io, { json: true }, () => ({ ...clients, region: async () => "eu-west-1" }))).toBe(0);
