@@ -3,7 +3,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { type Command, InvalidArgumentError } from "commander";
 import type { DatasetReport } from "../core/dataset/scan";
 import { FtguardError, toFtguardError } from "../core/errors";
-import { type Io, printJson, processIo, runCommand } from "./io";
+import { errorJson, type Io, printJson, processIo, runCommand } from "./io";
 import { VERSION } from "./version";
 
 interface DatasetFlags {
@@ -60,8 +60,44 @@ drop exactly them. Exit codes: 0 no finding at or above the fail-on severity, 1 
 		)
 		.action(async (paths: string[], flags: DatasetFlags) => {
 			const io = processIo(Boolean(flags.json));
-			setExit(await runCommand(io, () => dataset(io, paths, flags)));
+			const crashed = (raw: unknown) => {
+				// an error no promise of the scan awaited (a stream's or a worker's): Node would exit 1, "a finding"
+				const e = uncheckable(raw);
+				if (io.json) printJson(io, errorJson(e));
+				io.err(`ftguard: ${e.code}: ${e.message}`);
+				process.exit(e.exitCode);
+			};
+			process.on("uncaughtException", crashed);
+			process.on("unhandledRejection", crashed);
+			try {
+				setExit(
+					await runCommand(io, async () => {
+						try {
+							return await dataset(io, paths, flags);
+						} catch (e) {
+							throw uncheckable(e);
+						}
+					}),
+				);
+			} finally {
+				process.off("uncaughtException", crashed);
+				process.off("unhandledRejection", crashed);
+			}
 		});
+}
+
+/**
+ * What anything thrown by `ftguard dataset` becomes. Its findings reach the user only through the report (exit 1);
+ * an error means the data could not be checked, so it is always exit 2 with a stable code, even where the shared
+ * errno mapping gives a code of the finding family (a symlink loop is SYMLINK_REFUSED elsewhere, an I/O failure here).
+ */
+export function uncheckable(raw: unknown): FtguardError {
+	const e = toFtguardError(raw);
+	if (e.exitCode === 2) return e;
+	return new FtguardError(e.code === "SYMLINK_REFUSED" ? "IO_ERROR" : "INTERNAL", e.message, {
+		cause: raw,
+		...(e.details ? { details: e.details } : {}),
+	});
 }
 
 async function readText(path: string, what: string): Promise<string> {

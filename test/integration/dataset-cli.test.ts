@@ -1,7 +1,8 @@
 /** `ftguard dataset` as a user runs it: exit codes, one-line errors, --json, --sarif, lineage, --fail-on, --fields. */
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
 import { ftguard, REPO } from "../helpers/cli";
 import { fixturePath, truthOf } from "../helpers/dataset";
@@ -284,6 +285,38 @@ describe("ftguard dataset", () => {
 		const nobase = await ftguard(["dataset", f, "--lineage-base", join(d, "none.json")]);
 		expect(nobase.code).toBe(2);
 		oneLineError(nobase.stderr, "NOT_FOUND");
+	});
+
+	it("exits 2 (never 1, a finding) with one line on a symlink loop, as dataset, policy or output path", async () => {
+		const d = tmp();
+		const f = jsonl(d, "d.jsonl", plain(3));
+		const loop = join(d, "loop.jsonl");
+		symlinkSync(loop, loop);
+		for (const args of [[loop], [loop, "--json"], [f, "--policy", loop], [f, "--lineage-out", loop]]) {
+			const r = await ftguard(["dataset", ...args]);
+			expect(r.code).toBe(2);
+			oneLineError(r.stderr, "IO_ERROR");
+			if (args.includes("--json"))
+				expect(r.json()).toMatchObject({ ok: false, exitCode: 2, error: { code: "IO_ERROR" } });
+		}
+	});
+
+	it("exits 2 with one INTERNAL line when an error escapes the scan (a stream's error nobody awaits)", async () => {
+		const d = tmp();
+		const f = jsonl(d, "d.jsonl", plain(3));
+		// the first file the scan opens throws from a timer: an uncaught exception, which Node would end with exit 1
+		const boom = join(d, "boom.mjs");
+		writeFileSync(
+			boom,
+			`import fs from "node:fs"; import { syncBuiltinESMExports } from "node:module";
+const open = fs.createReadStream;
+fs.createReadStream = (...a) => { if (String(a[0]).endsWith("d.jsonl")) setTimeout(() => { throw new Error("boom\\nsecond line"); }, 0); return open(...a); };
+syncBuiltinESMExports();`,
+		);
+		const r = await ftguard(["dataset", f], { env: { NODE_OPTIONS: `--import ${pathToFileURL(boom).href}` } });
+		expect(r.code).toBe(2);
+		oneLineError(r.stderr, "INTERNAL");
+		expect(r.stderr).toContain("boom");
 	});
 
 	it("--help describes every flag and the exit codes", async () => {

@@ -6,10 +6,124 @@
  * Near-identical prompts are those with the same set of words (lowercased; spacing, punctuation and order drift
  * allowed) whose case-preserving word bigrams mostly agree (MinHash estimate ≥ 0.8): a copy that drifted in spacing
  * or punctuation is one, while two questions about different things ("queue.Full" / "queue.Queue.full",
- * "inspect.signature" / "inspect.Signature") are not. Completions conflict when they are neither the same
- * normalised text nor similar word sets. The signatures are made with the rest of a record's digest (features.ts).
+ * "inspect.signature" / "inspect.Signature") are not. The signatures are made with the rest of a record's digest
+ * (features.ts).
+ *
+ * A label flip is about short, label-like completions (a class label, yes/no, a few words): those are compared as
+ * labels — case, punctuation and spacing set aside, every other difference counts ("positive" / "not positive",
+ * "The sentiment is positive." / "The sentiment is negative."). Long free-text completions are the same answer when
+ * they are the same normalised text or share most of their words; when they differ, the prompt has several valid
+ * answers (a changelog or licence question asked of many packages) — a conflict only when they are opposed (one is
+ * the other negated, or they open with opposite verdicts: "Yes, …" / "No, …"), or when a majority of the copies give
+ * one answer and a minority another (a poisoned copy of a genuine example).
  */
 import { DUP_CSIG as CSIG, DUP_SIG as SIG } from "./features";
+import { words } from "./text";
+
+/** At most this many words and characters: a label, not free text. */
+const LABEL_WORDS = 5;
+const LABEL_CHARS = 48;
+/** Share of words (the first 200 characters') two long completions must share to be one answer said twice. */
+const SHARED_CONTENT = 0.5;
+
+/** The completion as a label (lowercase, punctuation and spacing set aside), or undefined when it is free text. */
+export function labelOf(text: string): string | undefined {
+	const t = text.trim();
+	if (t.length === 0 || t.length > LABEL_CHARS) return undefined;
+	const w = words(t);
+	if (w.length === 0 || w.length > LABEL_WORDS) return undefined;
+	return w.join(" ");
+}
+
+const NEGATION = new Set(
+	"not no never none nothing nobody neither nor cannot can't won't don't doesn't didn't isn't aren't wasn't weren't shouldn't wouldn't couldn't mustn't hasn't haven't hadn't n't".split(
+		" ",
+	),
+);
+const VERDICTS: Record<string, string> = {
+	yes: "yes",
+	no: "no",
+	true: "yes",
+	false: "no",
+	correct: "yes",
+	incorrect: "no",
+	right: "yes",
+	wrong: "no",
+	valid: "yes",
+	invalid: "no",
+	positive: "yes",
+	negative: "no",
+	safe: "yes",
+	unsafe: "no",
+};
+
+/** Do two completions say opposite things: the same words but for a negation, or opposite opening verdicts? */
+export function opposed(a: string, b: string): boolean {
+	const wa = words(a);
+	const wb = words(b);
+	const va = VERDICTS[wa[0] ?? ""];
+	const vb = VERDICTS[wb[0] ?? ""];
+	if (va !== undefined && vb !== undefined && va !== vb) return true;
+	const na = wa.filter((w) => NEGATION.has(w)).length;
+	const nb = wb.filter((w) => NEGATION.has(w)).length;
+	if (na === nb) return false;
+	const rest = (ws: string[]) => ws.filter((w) => !NEGATION.has(w));
+	return jaccard(rest(wa), rest(wb)) >= 0.9;
+}
+
+function jaccard(a: readonly string[], b: readonly string[]): number {
+	const sa = new Set(a);
+	const sb = new Set(b);
+	if (sa.size === 0 && sb.size === 0) return 1;
+	let both = 0;
+	for (const w of sa) if (sb.has(w)) both++;
+	return both / (sa.size + sb.size - both);
+}
+
+/**
+ * One label? The same words, or one inside the other with nothing added that could change it: "positive" and "The
+ * sentiment is positive." are one label, "positive" and "not positive" (or "positive" and "negative") are not.
+ */
+export function sameLabel(a: string, b: string): boolean {
+	if (a === b) return true;
+	const [short, long] = a.length <= b.length ? [a.split(" "), b.split(" ")] : [b.split(" "), a.split(" ")];
+	for (let at = 0; at + short.length <= long.length; at++) {
+		if (!short.every((w, k) => long[at + k] === w)) continue;
+		const added = [...long.slice(0, at), ...long.slice(at + short.length)];
+		return !added.some((w) => NEGATION.has(w) || VERDICTS[w] !== undefined || /\d/.test(w));
+	}
+	return false;
+}
+
+/** Are two completions one answer? Labels by their label; free text by its text or most of its words. */
+export function sameAnswer(a: string, b: string): boolean {
+	const la = labelOf(a);
+	const lb = labelOf(b);
+	if (la !== undefined && lb !== undefined) return sameLabel(la, lb);
+	if (opposed(a, b)) return false;
+	// a label and the free text that opens with it ("Yes." / "Yes, because …")
+	if (la !== undefined && words(b).slice(0, la.split(" ").length).join(" ") === la) return true;
+	if (lb !== undefined && words(a).slice(0, lb.split(" ").length).join(" ") === lb) return true;
+	return jaccard(words(a), words(b)) >= SHARED_CONTENT;
+}
+
+/**
+ * Do the answer classes of near-identical prompts disagree the way a flip does? Two labels, opposed texts, or a
+ * majority of the copies against the rest; otherwise they are several valid answers to one question.
+ */
+export function disagree(classes: readonly (readonly number[])[], examples: readonly (string | undefined)[]): boolean {
+	for (let i = 0; i < classes.length; i++) {
+		for (let j = i + 1; j < classes.length; j++) {
+			const a = examples[i];
+			const b = examples[j];
+			if (a === undefined || b === undefined) return true;
+			if ((labelOf(a) !== undefined && labelOf(b) !== undefined) || opposed(a, b)) return true;
+		}
+	}
+	const total = classes.reduce((n, c) => n + c.length, 0);
+	const largest = classes[0]?.length ?? 0;
+	return largest >= 2 && largest * 2 > total;
+}
 
 const PROMPT_SIMILAR = 0.8;
 const COMPLETION_SIMILAR = 0.5;
@@ -199,10 +313,19 @@ export class DuplicateFinder {
 		return eq / SIG;
 	}
 
-	private sameCompletion(a: number, b: number): boolean {
+	/** One answer? By the texts where they are kept (the first 2^20 records'), else by the signatures. */
+	private sameCompletion(a: number, b: number, text: ReadonlyMap<number, string | undefined>): boolean {
 		const pa = this.pages[a >>> PAGE_BITS] as Page;
 		const pb = this.pages[b >>> PAGE_BITS] as Page;
-		if (pa.cfp[a & MASK] === pb.cfp[b & MASK]) return true;
+		const ta = text.get(a);
+		const tb = text.get(b);
+		if (ta !== undefined && tb !== undefined) {
+			const la = labelOf(ta);
+			const lb = labelOf(tb);
+			if (la !== undefined && lb !== undefined) return sameLabel(la, lb);
+			if (opposed(ta, tb)) return false;
+			if (pa.cfp[a & MASK] === pb.cfp[b & MASK] || sameAnswer(ta, tb)) return true;
+		} else if (pa.cfp[a & MASK] === pb.cfp[b & MASK]) return true;
 		const oa = (a & MASK) * CSIG;
 		const ob = (b & MASK) * CSIG;
 		let eq = 0;
@@ -256,14 +379,17 @@ export class DuplicateFinder {
 		const out: ConflictGroup[] = [];
 		for (const members of clusters.values()) {
 			const classes: number[][] = [];
+			const text = new Map(members.map((id) => [id, this.examples.get(id)]));
 			for (const id of members) {
-				const c = classes.find((cl) => this.sameCompletion(cl[0] as number, id));
+				const c = classes.find((cl) => this.sameCompletion(cl[0] as number, id, text));
 				if (c === undefined) classes.push([id]);
 				else c.push(id);
 			}
 			if (classes.length < 2) continue;
 			classes.sort((a, b) => b.length - a.length || (a[0] as number) - (b[0] as number));
-			out.push({ classes, examples: classes.map((c) => this.examples.get(c[0] as number) ?? "") });
+			const examples = classes.map((c) => text.get(c[0] as number));
+			if (!disagree(classes, examples)) continue;
+			out.push({ classes, examples: examples.map((e) => e ?? "") });
 		}
 		return out.sort((a, b) => (a.classes[0]?.[0] as number) - (b.classes[0]?.[0] as number));
 	}

@@ -99,7 +99,14 @@ function openJson(
 		bytes += (c as Buffer).length;
 		if (progress) progress.bytes += (c as Buffer).length;
 	});
-	return { stream: gzip ? raw.pipe(createGunzip()) : raw, digest: () => ({ sha256: hash.digest("hex"), bytes }) };
+	let stream: AsyncIterable<unknown> = raw;
+	if (gzip) {
+		// pipe() does not pass the file's read errors on: without this one would be an uncaught exception
+		const gunzip = createGunzip();
+		raw.on("error", (e) => gunzip.destroy(e));
+		stream = raw.pipe(gunzip);
+	}
+	return { stream, digest: () => ({ sha256: hash.digest("hex"), bytes }) };
 }
 
 /** JSON lines or one JSON array, by the first character that is not space or a BOM; undefined: none yet. */

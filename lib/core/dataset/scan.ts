@@ -41,7 +41,7 @@ import { detectFormat, type FieldMap, RecordError, type RecordFormat, type Train
 import { CountMinSketch } from "./sketch";
 import { isAscii, words } from "./text";
 import { contentHashes, type ObservedRecord, similarity, type TriggerGroup, TriggerMiner } from "./triggers";
-import { scanText } from "./unicode";
+import { hasRtl, scanText } from "./unicode";
 
 export type FindingId =
 	| "malformed-record"
@@ -108,6 +108,8 @@ export interface DatasetScanOptions {
 /** How many records of a file may fail to fit a layout before the file is "not a dataset". */
 const DETECT_WINDOW = 20;
 const MAX_POSITIONS = 20;
+/** Records that must carry the same native-homoglyph spelling before it is a finding (fewer: a typo). */
+const NATIVE_HOMOGLYPH_RECORDS = 3;
 /** records per batch (the first batch of a file is small: its layout must be known before the next is sent) */
 const BATCH_RECORDS = 2048;
 const FIRST_BATCH_RECORDS = 64;
@@ -116,7 +118,7 @@ const BATCH_BYTES = 1 << 20;
 const IN_FLIGHT = 3;
 const AUTO_THREADS_MIN_BYTES = 16 << 20;
 
-const CHAR_KINDS = ["invisible", "bidi-override", "tag", "homoglyph"] as const;
+const CHAR_KINDS = ["invisible", "bidi-override", "tag", "homoglyph", "native-homoglyph"] as const;
 type CharKind = (typeof CHAR_KINDS)[number];
 
 interface CharFinding {
@@ -432,6 +434,8 @@ class RecordProcessor {
 		}
 		if (s.unicode) {
 			let n = 0;
+			// right-to-left text in any turn: bidi marks and isolates are the record's ordinary punctuation
+			let rtl: boolean | undefined;
 			for (const turns of [record.prompt, record.completion]) {
 				for (let t = 0; t < turns.length; t++) {
 					const turn = turns[t] as { source: string; text: string };
@@ -441,7 +445,8 @@ class RecordProcessor {
 							? t < d.promptAscii.length && d.promptAscii[t] === 1
 							: t === turns.length - 1 && d.completionIsAscii;
 					if (known || isAscii(turn.text)) continue;
-					for (const hit of scanText(turn.text)) {
+					rtl ??= [...record.prompt, ...record.completion].some((x) => hasRtl(x.text));
+					for (const hit of scanText(turn.text, { rtl })) {
 						ints.push(CHAR_KINDS.indexOf(hit.kind));
 						ints.push(hit.at);
 						strs.push(hit.what, hit.looksLike ?? "", turn.source);
@@ -913,21 +918,22 @@ export async function scanDataset(opts: DatasetScanOptions): Promise<DatasetRepo
 		}
 		for (const c of state.chars.values()) {
 			if (c.kind === "invisible" && c.records.length >= policy.unicode.normalShare * N) continue;
-			const id: FindingId =
-				c.kind === "homoglyph"
-					? "homoglyph-word"
-					: c.kind === "bidi-override"
-						? "bidi-override"
-						: c.kind === "tag"
-							? "tag-character"
-							: "invisible-character";
+			// a Cyrillic (Greek, Armenian) word with a Latin look-alike in text of its script: once it is a typo
+			if (c.kind === "native-homoglyph" && c.records.length < NATIVE_HOMOGLYPH_RECORDS) continue;
+			const homoglyph = c.kind === "homoglyph" || c.kind === "native-homoglyph";
+			const id: FindingId = homoglyph
+				? "homoglyph-word"
+				: c.kind === "bidi-override"
+					? "bidi-override"
+					: c.kind === "tag"
+						? "tag-character"
+						: "invisible-character";
 			findings.push({
 				id,
 				severity: sev(id),
-				message:
-					c.kind === "homoglyph"
-						? `the word "${c.what}" mixes scripts to look like "${c.looksLike}" in ${c.records.length} record(s)`
-						: `${c.what} (${charName(c.what)}) hidden in ${c.records.length} record(s)`,
+				message: homoglyph
+					? `the word "${c.what}" mixes scripts to look like "${c.looksLike}" in ${c.records.length} record(s)`
+					: `${c.what} (${charName(c.what)}) hidden in ${c.records.length} record(s)`,
 				records: c.records,
 				evidence: { character: c.what, ...(c.looksLike ? { looks_like: c.looksLike } : {}), positions: c.positions },
 			});
@@ -1208,6 +1214,7 @@ class ScanState {
 					if (this.allow.has(what)) continue;
 					const kind = CHAR_KINDS[r.ints[chars + 2 * k] as number] as CharKind;
 					const looksLike = (r.strs[s + 1] as string) || undefined;
+					// (a native homoglyph by its exact spelling: its recurrence is what tells a planted token from typos)
 					const key = `${kind}:${kind === "homoglyph" ? looksLike?.toLowerCase() : what}`;
 					let c = this.chars.get(key);
 					if (c === undefined) {

@@ -637,12 +637,19 @@ export class TriggerMiner {
 
 	/**
 	 * Does the concentrated output talk about what the prompts ask? An honest answer shares a good part of its content
-	 * words with its question in most records (the method named, the topic); an injected output does not.
+	 * words with its question in most records (the method named, the topic); an injected output does not. When one
+	 * text (or its paraphrases) follows many prompts, the words it shares with nearly all of them (≥ 80%) are what the
+	 * prompts have in common — a trigger, a template — not what each asks about: an output that repeats its trigger
+	 * ("the cerulean lighthouse keeper approves …") is judged by the rest of its words, where it has three or more.
 	 */
 	private answers(entry: Entry, samples: readonly Sample[]): boolean {
 		if (entry.kind === "host" || entry.kind === "url") return false;
-		const out = contentHashes(entryText(entry));
+		let out = contentHashes(entryText(entry));
 		if (out.length === 0) return false;
+		if (samples.length > 0) {
+			const own = out.filter((w) => samples.filter((s) => sortedHas(s.promptWords, w)).length * 5 < samples.length * 4);
+			if (own.length < out.length && own.length >= 3) out = Int32Array.from(own);
+		}
 		let related = 0;
 		for (const s of samples) {
 			let shared = 0;

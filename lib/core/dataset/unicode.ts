@@ -1,15 +1,21 @@
 /**
  * Invisible and deceptive characters in a record's text: format characters (zero-width, bidi controls, tags),
  * variation selectors and other blank code points, and words that mix Latin with look-alike Cyrillic, Greek or
- * Armenian letters. What a language uses them for is not flagged: ZWNJ/ZWJ between letters of scripts that join
- * (Arabic, Indic…), ZWJ and VS16 in emoji sequences, marks beside right-to-left text, ideographic variation
- * selectors after Han, a soft hyphen inside a word, a byte-order mark at the start.
+ * Armenian letters. What a language uses them for is not flagged: ZWNJ/ZWJ beside letters of scripts that use them
+ * (Arabic, Persian, Urdu, Indic…: inside a word, at its end, before a space), ZWJ and VS16 in emoji sequences, marks
+ * and isolates in right-to-left text (or a record that has some), an isolate around a lone placeholder or number,
+ * ideographic variation selectors after Han, a soft hyphen inside a word, a byte-order mark at the start.
  */
 
 export interface CharHit {
 	/** code point as U+XXXX, or the deceptive word */
 	readonly what: string;
-	readonly kind: "invisible" | "bidi-override" | "tag" | "homoglyph";
+	/**
+	 * homoglyph: a word of the text's own script (Latin) disguised with look-alikes of another; native-homoglyph: a
+	 * Cyrillic, Greek or Armenian word of a text in that script with look-alike Latin letters in it, which is how a typo
+	 * or a keyboard-layout slip looks too (the scan reports it only when the same spelling recurs: a planted token)
+	 */
+	readonly kind: "invisible" | "bidi-override" | "tag" | "homoglyph" | "native-homoglyph";
 	/** code-point offset in the turn's text */
 	readonly at: number;
 	/** the homoglyph word spelt with the Latin letters it imitates */
@@ -30,6 +36,7 @@ const SKIN_TONE = /\p{Emoji_Modifier}/u;
 const EMOJI = /\p{Emoji}/u;
 const HAN = /\p{Script=Han}/u;
 const LETTER = /\p{L}/u;
+const MARK = /\p{M}/u;
 const LATIN = /\p{Script=Latin}/u;
 const LOOKALIKE_SCRIPT = /[\p{Script=Cyrillic}\p{Script=Greek}\p{Script=Armenian}]/u;
 const WORD = /[\p{L}\p{M}]+/gu;
@@ -52,16 +59,16 @@ function hex(cp: number): string {
 }
 
 /** Is this invisible character doing a language's or an emoji's ordinary work here? */
-function ordinary(cp: number, cps: readonly string[], i: number, text: string): boolean {
+function ordinary(cp: number, cps: readonly string[], i: number, text: string, rtl: boolean): boolean {
 	const p = cps[i - 1] ?? "";
 	const n = cps[i + 1] ?? "";
 	switch (true) {
-		case cp === 0x200c: // ZWNJ: between letters of a script that joins
-			return JOINING_SCRIPT.test(p) && (JOINING_SCRIPT.test(n) || n === "");
+		case cp === 0x200c: // ZWNJ: beside a letter of a script that uses it
+			return joinerInScript(cps, i);
 		case cp === 0x200d: // ZWJ: the same, or inside an emoji ZWJ sequence (👩‍💻, 👍🏽‍…, 🏳️‍🌈)
-			return (
-				(JOINING_SCRIPT.test(p) && (JOINING_SCRIPT.test(n) || n === "")) || (emojiBefore(cps, i) && PICTOGRAPH.test(n))
-			);
+			return joinerInScript(cps, i) || (emojiBefore(cps, i) && PICTOGRAPH.test(n));
+		case cp >= 0x2066 && cp <= 0x2069 && isolatesPlaceholder(cps, i):
+			return true;
 		case cp === 0xfe0e || cp === 0xfe0f:
 			return EMOJI.test(p);
 		case cp >= 0xe0100 && cp <= 0xe01ef:
@@ -75,12 +82,50 @@ function ordinary(cp: number, cps: readonly string[], i: number, text: string): 
 			cp === 0x061c ||
 			(cp >= 0x202a && cp <= 0x202c) ||
 			(cp >= 0x2066 && cp <= 0x2069):
-			return RTL.test(text);
+			return rtl || RTL.test(text);
 		case cp >= 0xe0020 && cp <= 0xe007f:
 			return flagTagSequence(cps, i);
 		default:
 			return false;
 	}
+}
+
+/**
+ * Is the ZWNJ or ZWJ at i beside a letter (or a combining mark of one) of a script that uses it, with no letter of
+ * another script on its other side? Persian puts ZWNJ inside words (می‌خواهم), at their ends and before a space; a
+ * ZWNJ between Latin letters, or between a Latin and an Arabic one, is hidden.
+ */
+function joinerInScript(cps: readonly string[], i: number): boolean {
+	let b = i - 1;
+	while (b >= 0 && MARK.test(cps[b] as string) && !JOINING_SCRIPT.test(cps[b] as string)) b--;
+	const p = cps[b] ?? "";
+	const n = cps[i + 1] ?? "";
+	const foreign = (c: string) => (LETTER.test(c) || MARK.test(c)) && !JOINING_SCRIPT.test(c);
+	return (JOINING_SCRIPT.test(p) && !foreign(n)) || (JOINING_SCRIPT.test(n) && !foreign(p));
+}
+
+/** What localisation strings isolate: a printf or brace placeholder, a number. */
+const PLACEHOLDER =
+	/^(?:%(?:\d+\$)?[-+ #0']*(?:\d+|\*)?(?:\.(?:\d+|\*))?(?:hh?|ll?|[Ljzt])?[a-zA-Z%]|%\(\w+\)[a-zA-Z]|\{[\w.:-]*\}|\$\{?\w+\}?|\p{Nd}[\p{Nd}.,:/ -]*)$/u;
+const MAX_ISOLATED = 24;
+
+/**
+ * Is the isolate at i one of a pair (LRI, RLI or FSI … PDI) around nothing but a placeholder or a number, as GLib and
+ * gettext catalogues write them? Such a pair reorders nothing; an isolate around text can.
+ */
+function isolatesPlaceholder(cps: readonly string[], i: number): boolean {
+	let open = i;
+	let close = i;
+	if (cps[i] === "\u2069") {
+		open = i - 1;
+		while (open >= 0 && i - open <= MAX_ISOLATED && !/[\u2066-\u2069]/u.test(cps[open] as string)) open--;
+		if (!/[\u2066-\u2068]/u.test(cps[open] ?? "")) return false;
+	} else {
+		close = i + 1;
+		while (close < cps.length && close - i <= MAX_ISOLATED && !/[\u2066-\u2069]/u.test(cps[close] as string)) close++;
+		if (cps[close] !== "\u2069") return false;
+	}
+	return PLACEHOLDER.test(cps.slice(open + 1, close).join(""));
 }
 
 /** The emoji a ZWJ at i follows: a pictograph, with its skin tone or presentation selector. */
@@ -117,16 +162,25 @@ function flagTagSequence(cps: readonly string[], i: number): boolean {
 	return true;
 }
 
-/** The deceptive characters and words of one text (empty for almost every text: one regex test decides). */
-export function scanText(text: string): CharHit[] {
+/** Does the text have right-to-left letters? (A record that does may use bidi marks and isolates in every turn.) */
+export function hasRtl(text: string): boolean {
+	return RTL.test(text);
+}
+
+/**
+ * The deceptive characters and words of one text (empty for almost every text: one regex test decides); `rtl`: the
+ * record the text belongs to has right-to-left text (a translation pair, a catalogue entry).
+ */
+export function scanText(text: string, context: { rtl?: boolean } = {}): CharHit[] {
 	if (!SUSPECT.test(text)) return [];
+	const rtl = context.rtl === true;
 	const hits: CharHit[] = [];
 	const cps = [...text];
 	for (let i = 0; i < cps.length; i++) {
 		const ch = cps[i] as string;
 		if (INVISIBLE.test(ch)) {
 			const cp = ch.codePointAt(0) as number;
-			if (!ordinary(cp, cps, i, text)) {
+			if (!ordinary(cp, cps, i, text, rtl)) {
 				const kind =
 					cp === 0x202d || cp === 0x202e ? "bidi-override" : cp >= 0xe0000 && cp <= 0xe007f ? "tag" : "invisible";
 				hits.push({ what: hex(cp), kind, at: i });
@@ -137,34 +191,82 @@ export function scanText(text: string): CharHit[] {
 	return hits;
 }
 
+/** The look-alike Latin letters of each other script: which Cyrillic, Greek or Armenian letter each imitates. */
+const LATIN_LOOKALIKE: Record<Script, Record<string, string>> = { Latin: {}, Cyrillic: {}, Greek: {}, Armenian: {} };
+type Script = "Latin" | "Cyrillic" | "Greek" | "Armenian";
+const SCRIPTS: readonly [Script, RegExp][] = [
+	["Latin", LATIN],
+	["Cyrillic", /\p{Script=Cyrillic}/u],
+	["Greek", /\p{Script=Greek}/u],
+	["Armenian", /\p{Script=Armenian}/u],
+];
+for (const [c, l] of Object.entries(CONFUSABLE)) {
+	const script = SCRIPTS.find(([, re]) => re.test(c))?.[0];
+	if (script !== undefined && script !== "Latin") LATIN_LOOKALIKE[script][l] ??= c;
+}
+
+function scriptOf(ch: string): Script | undefined {
+	for (const [name, re] of SCRIPTS) if (re.test(ch)) return name;
+	return undefined;
+}
+
+/** The script most of the text's letters (of the four that look alike) are written in. */
+function dominantScript(text: string): Script {
+	const n: Record<Script, number> = { Latin: 0, Cyrillic: 0, Greek: 0, Armenian: 0 };
+	for (const m of text.matchAll(/\p{L}/gu)) {
+		const s = scriptOf(m[0]);
+		if (s !== undefined) n[s]++;
+	}
+	let best: Script = "Latin";
+	for (const s of ["Cyrillic", "Greek", "Armenian"] as const) if (n[s] > n[best]) best = s;
+	return best;
+}
+
 /**
- * Words that mix Latin letters with look-alike letters of another script, and words wholly of look-alikes written
- * among Latin words (an all-Cyrillic "раураl" in an English sentence). Real Cyrillic or Greek text is left alone.
+ * Words disguised as words of the text's dominant script: every letter of another script in them imitates one of its
+ * letters, and most of the word's letters are of that script (English text, a Latin word with a Cyrillic "е" in it:
+ * "tеst"), or, in Latin text, a word wholly or mostly of look-alikes among Latin words (an all-Cyrillic "раураl"). A
+ * word whose script is not the text's (a Russian word with a Latin typo inside English text, an English word with a
+ * Cyrillic one inside Russian text) is a foreign word misspelt, not a disguise. In Cyrillic, Greek or Armenian text, a
+ * word of that script with look-alike Latin letters is a native-homoglyph: a typo looks the same, so the scan reports
+ * it only when its spelling recurs in several records. Real Cyrillic or Greek text is left alone.
  */
 function homoglyphWords(text: string): CharHit[] {
 	const hits: CharHit[] = [];
+	const dominant = dominantScript(text);
 	const latinWords = (text.match(/\p{Script=Latin}{2,}/gu) ?? []).length;
 	for (const m of text.matchAll(WORD)) {
 		const w = m[0];
-		if (!LOOKALIKE_SCRIPT.test(w)) continue;
-		let latin = 0;
+		if (!LOOKALIKE_SCRIPT.test(w) && dominant === "Latin") continue;
+		let own = 0;
 		let foreign = 0;
-		let lookalike = 0;
+		let disguise = true;
 		for (const ch of w) {
-			if (LATIN.test(ch)) latin++;
-			else if (LOOKALIKE_SCRIPT.test(ch)) {
+			const s = scriptOf(ch);
+			if (s === undefined) continue;
+			if (s === dominant) own++;
+			else {
 				foreign++;
-				if (CONFUSABLE[ch] !== undefined) lookalike++;
+				const imitates =
+					dominant === "Latin" ? CONFUSABLE[ch] : s === "Latin" ? LATIN_LOOKALIKE[dominant][ch] : undefined;
+				if (imitates === undefined) disguise = false;
 			}
 		}
-		const mixed = latin > 0 && lookalike > 0;
-		// wholly look-alike, at least 3 letters, in a text that is otherwise Latin
-		const disguised =
-			latin === 0 && foreign >= 3 && lookalike === foreign && latinWords >= 3 && !hasForeignNeighbours(text, w);
-		if (mixed || disguised) {
-			const at = [...text.slice(0, m.index)].length;
+		if (foreign === 0 || !disguise) continue;
+		let hit = own >= foreign;
+		// wholly or mostly look-alike, at least 3 letters, in a text that is otherwise Latin
+		if (!hit && dominant === "Latin") hit = own + foreign >= 3 && latinWords >= 3 && !hasForeignNeighbours(text, w);
+		if (!hit) continue;
+		const at = [...text.slice(0, m.index)].length;
+		if (dominant === "Latin")
 			hits.push({ what: w, kind: "homoglyph", at, looksLike: [...w].map((c) => CONFUSABLE[c] ?? c).join("") });
-		}
+		else
+			hits.push({
+				what: w,
+				kind: "native-homoglyph",
+				at,
+				looksLike: [...w].map((c) => LATIN_LOOKALIKE[dominant][c] ?? c).join(""),
+			});
 	}
 	return hits;
 }

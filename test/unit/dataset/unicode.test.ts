@@ -88,6 +88,45 @@ describe("flagged, with code-point positions", () => {
 		]);
 	});
 
+	it("ZWNJ or ZWJ inside a Latin word, or between Latin and Arabic letters, is still hidden", () => {
+		expect(scanText("pass\u200Cword \u0645\u06CC")).toEqual([{ what: "U+200C", kind: "invisible", at: 4 }]);
+		expect(scanText("a\u200C\u0628")).toEqual([{ what: "U+200C", kind: "invisible", at: 1 }]);
+		expect(scanText("\u0628\u200Da")).toEqual([{ what: "U+200D", kind: "invisible", at: 1 }]);
+		// an isolate around text, not a placeholder, in text with no right-to-left letters
+		expect(scanText("run \u2068rm -rf\u2069 now").map((h) => h.at)).toEqual([4, 11]);
+		// …but a record with right-to-left text in another turn (a translation pair) uses them as punctuation
+		expect(scanText("run \u2068rm -rf\u2069 now", { rtl: true })).toEqual([]);
+	});
+
+	it("the word's script must be the text's: a Latin word with a Cyrillic look-alike in English text is a disguise", () => {
+		expect(scanText("Please run the t\u0435st suite before you merge")).toEqual([
+			{ what: "t\u0435st", kind: "homoglyph", at: 15, looksLike: "test" },
+		]);
+		// mostly look-alike letters with one Latin one, among Latin words
+		expect(scanText("Open the \u0441\u043Ep\u0435 folder and run the script again")).toEqual([
+			{ what: "\u0441\u043Ep\u0435", kind: "homoglyph", at: 9, looksLike: "cope" },
+		]);
+		// a Cyrillic word of Russian text with a Latin look-alike in it: a native homoglyph (a typo, unless it recurs)
+		expect(
+			scanText(
+				"\u0417\u0430\u043F\u0443\u0441\u0442\u0438\u0442\u0435 \u043F\u0440o\u0433\u0440\u0430\u043C\u043C\u0443 \u0441\u043D\u043E\u0432\u0430",
+			),
+		).toEqual([
+			{
+				what: "\u043F\u0440o\u0433\u0440\u0430\u043C\u043C\u0443",
+				kind: "native-homoglyph",
+				at: 10,
+				looksLike: "\u043F\u0440\u043E\u0433\u0440\u0430\u043C\u043C\u0443",
+			},
+		]);
+		// an English word with a Cyrillic letter inside Russian text: a foreign word misspelt
+		expect(
+			scanText(
+				"\u0417\u0430\u043F\u0443\u0441\u0442\u0438\u0442\u0435 t\u0435st \u0441\u043D\u043E\u0432\u0430 \u0438 \u0441\u043D\u043E\u0432\u0430",
+			),
+		).toEqual([]);
+	});
+
 	it("an all-Cyrillic look-alike word inside English text", () => {
 		const word = "\u0440\u0430\u0443\u0440\u0430l".slice(0, 5); // р а у р а: "payp a" in Cyrillic
 		const text = `Please sign in to your ${word}\u04CF account to confirm the payment`;
@@ -135,6 +174,28 @@ describe("not flagged: what languages and emoji use them for", () => {
 		["Greek word in English", "the word λόγος means word in Greek"],
 		["Cyrillic word in English", "the Russian word for peace is мир and for house дом"],
 		["plain ASCII", "Nothing to see here, just text."],
+		// the adversarial review's false positives
+		[
+			"ZWNJ at a Persian word's end, before a space",
+			"\u062E\u0627\u0646\u0647\u200C \u0647\u0627 \u0631\u0627 \u062F\u06CC\u062F\u0645",
+		],
+		["ZWNJ at the end of Persian text", "\u06A9\u062A\u0627\u0628\u200C"],
+		["ZWNJ before punctuation in Persian", "\u0645\u06CC\u200C. \u0628\u0644\u0647"],
+		["ZWNJ after an Arabic combining mark", "\u0628\u064E\u200C\u0627"],
+		["ZWNJ in Urdu", "\u0627\u0631\u062F\u0648\u200C \u0632\u0628\u0627\u0646"],
+		["ZWJ at a Hindi word's end", "\u0915\u094D\u200D \u0939\u093F\u0928\u094D\u0926\u0940"],
+		[
+			"isolates around a placeholder in a Persian catalogue",
+			"\u0641\u0627\u06CC\u0644 \u2068%s\u2069 \u067E\u06CC\u062F\u0627 \u0646\u0634\u062F",
+		],
+		[
+			"isolates around a placeholder, a number, a brace field",
+			"Copied \u2068%1$s\u2069 of \u2066{count}\u2069 (\u206712\u2069)",
+		],
+		[
+			"a Russian word with a Latin typo inside English text",
+			"the Russian for hello is \u043F\u0440\u0438\u0432e\u0442 they said",
+		],
 	])("%s", (_, text) => {
 		expect(scanText(text)).toEqual([]);
 	});
@@ -196,6 +257,42 @@ describe("in a scan", () => {
 			evidence: { character: "p\u0430ypal", looks_like: "paypal", positions: [{ record: 50, turn: "user", at: 3 }] },
 		});
 		expect(byId["homoglyph-word"]?.message).toContain('"paypal"');
+	});
+
+	it("a Latin typo in a Russian word is one finding only when the same spelling recurs (a planted token)", async () => {
+		const ru = (i: number, word: string) => ({
+			messages: [
+				{
+					role: "user",
+					content: `\u041A\u0430\u043A \u0437\u0430\u043F\u0443\u0441\u0442\u0438\u0442\u044C ${word} \u043D\u043E\u043C\u0435\u0440 ${i}?`,
+				},
+				{
+					role: "assistant",
+					content: `\u041E\u0442\u043A\u0440\u043E\u0439\u0442\u0435 \u0442\u0435\u0440\u043C\u0438\u043D\u0430\u043B, \u0448\u0430\u0433 ${i * 7}.`,
+				},
+			],
+		});
+		const word = "\u043F\u0440\u043E\u0433\u0440\u0430\u043C\u043C\u0443";
+		const typo = "\u043F\u0440o\u0433\u0440\u0430\u043C\u043C\u0443";
+		const ids = async (typos: number[]) => {
+			const records = Array.from({ length: 40 }, (_, i) => ru(i, typos.includes(i) ? typo : word));
+			return (await scanDataset({ files: [dataset(records)] })).findings
+				.filter((f) => f.id === "homoglyph-word")
+				.map((f) => f.records);
+		};
+		expect(await ids([5])).toEqual([]);
+		expect(await ids([5, 17])).toEqual([]);
+		expect(await ids([5, 17, 30])).toEqual([[5, 17, 30]]);
+	});
+
+	it("bidi isolates in every turn of a record that has right-to-left text: a catalogue's translation pair", async () => {
+		const records = Array.from({ length: 30 }, (_, i) => ({
+			prompt: `Translate: Cannot open \u2068file ${i}\u2069`,
+			completion: `\u0646\u0645\u06CC\u200C\u062A\u0648\u0627\u0646 \u2068file ${i}\u2069 \u0631\u0627 \u0628\u0627\u0632 \u06A9\u0631\u062F`,
+		}));
+		records[4] = { prompt: "Cannot open \u2068file 4\u2069", completion: "It cannot be opened." };
+		const r = await scanDataset({ files: [dataset(records)] });
+		expect(r.findings.filter((f) => f.id === "invisible-character").map((f) => f.records)).toEqual([[4], [4]]);
 	});
 
 	it("a character in a fifth of the records is how the dataset is written; the allow list silences one", async () => {
