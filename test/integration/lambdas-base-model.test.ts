@@ -5,12 +5,12 @@
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { GetObjectTaggingCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { handler } from "../../lambdas/base-model";
 import { pinInput, tagInput } from "../../lib/aws/input-gate";
-import { BASE_MODEL_MARKER, MetricName, SCAN_ID_TAG, STATUS_TAG } from "../../lib/core/pipeline/names";
+import { BASE_MODEL_MARKER, MetricName } from "../../lib/core/pipeline/names";
 import { REPO } from "../helpers/cli";
+import { statuses as gateStatuses, markerEvent, withMetrics } from "../helpers/gate";
 import { type LocalS3, startLocalS3, useForHandlers } from "../helpers/s3";
 
 const BUCKET = "base-models";
@@ -58,48 +58,13 @@ async function upload(
 		}
 	const key = `${prefix}${BASE_MODEL_MARKER}`;
 	await s3.put(BUCKET, key, marker);
-	const head = await s3.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }));
-	return {
-		source: "aws.s3",
-		"detail-type": "Object Created",
-		detail: { bucket: { name: BUCKET }, object: { key, etag: (head.ETag ?? "").replaceAll('"', "") } },
-	};
+	return markerEvent(s3, BUCKET, key);
 }
 
-async function statuses(prefix: string): Promise<Record<string, string | undefined>> {
-	const out: Record<string, string | undefined> = {};
-	for (const key of await s3.list(BUCKET, prefix)) {
-		const r = await s3.client.send(new GetObjectTaggingCommand({ Bucket: BUCKET, Key: key }));
-		const tags = Object.fromEntries((r.TagSet ?? []).map((t) => [t.Key, t.Value]));
-		out[key.slice(prefix.length)] = tags[STATUS_TAG];
-		if (tags[STATUS_TAG]) expect(tags[SCAN_ID_TAG]).toMatch(/^ftg-[0-9a-f]{64}$/);
-	}
-	return out;
-}
+const statuses = (prefix: string) => gateStatuses(s3, BUCKET, prefix);
 
-/** Runs the handler capturing the EMF lines it writes to stdout. */
-async function run(event: unknown) {
-	const lines: string[] = [];
-	const real = process.stdout.write.bind(process.stdout);
-	vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array, ...rest: unknown[]) => {
-		const s = String(chunk);
-		if (s.includes('"_aws"')) {
-			lines.push(s);
-			return true;
-		}
-		return real(chunk, ...(rest as []));
-	});
-	const settle = async () => {
-		try {
-			return { result: await handler(event) };
-		} catch (e) {
-			return { error: e as Error };
-		}
-	};
-	const out = await settle();
-	const metrics = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
-	return { ...out, metrics };
-}
+/** Runs the handler capturing the EMF lines it emits. */
+const run = (event: unknown) => withMetrics(() => handler(event));
 
 function metricOf(m: Record<string, unknown>) {
 	return {

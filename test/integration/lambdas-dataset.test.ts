@@ -6,7 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { GetObjectCommand, GetObjectTaggingCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
+import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { main as batchMain } from "../../batch-jobs/dataset-scan/entry";
 import { datasetHandler } from "../../lambdas/dataset";
@@ -17,11 +17,10 @@ import {
 	DATASET_MARKER,
 	DATASET_REPORT,
 	MetricName,
-	SCAN_ID_TAG,
-	STATUS_TAG,
 } from "../../lib/core/pipeline/names";
 import { parsePolicy } from "../../lib/core/policy";
 import { REPO } from "../helpers/cli";
+import { statuses as gateStatuses, markerEvent, withMetrics } from "../helpers/gate";
 import { type LocalS3, startLocalS3, useForHandlers } from "../helpers/s3";
 
 const BUCKET = "datasets";
@@ -47,55 +46,17 @@ async function upload(prefix: string, files: Record<string, Buffer | string>, ma
 	for (const [name, body] of Object.entries(files)) await s3.put(BUCKET, `${prefix}${name}`, body);
 	const key = `${prefix}${DATASET_MARKER}`;
 	await s3.put(BUCKET, key, marker);
-	const head = await s3.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }));
-	return {
-		source: "aws.s3",
-		"detail-type": "Object Created",
-		detail: {
-			bucket: { name: BUCKET },
-			object: { key, etag: (head.ETag ?? "").replaceAll('"', ""), sequencer: String(Date.now()) },
-		},
-	};
+	return markerEvent(s3, BUCKET, key, { sequencer: String(Date.now()) });
 }
 
-async function statuses(prefix: string): Promise<Record<string, string | undefined>> {
-	const out: Record<string, string | undefined> = {};
-	for (const key of await s3.list(BUCKET, prefix)) {
-		const r = await s3.client.send(new GetObjectTaggingCommand({ Bucket: BUCKET, Key: key }));
-		const tags = Object.fromEntries((r.TagSet ?? []).map((t) => [t.Key, t.Value]));
-		out[key.slice(prefix.length)] = tags[STATUS_TAG];
-		if (tags[STATUS_TAG]) expect(tags[SCAN_ID_TAG]).toMatch(/^ftg-[0-9a-f]{64}$/);
-	}
-	return out;
-}
+const statuses = (prefix: string) => gateStatuses(s3, BUCKET, prefix);
 
 async function json(key: string): Promise<Record<string, unknown>> {
 	const r = await s3.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
 	return JSON.parse(await (r.Body as { transformToString(): Promise<string> }).transformToString());
 }
 
-/** Captures the EMF lines written to stdout while `body` runs. */
-async function capturing<T>(body: () => Promise<T>) {
-	const lines: string[] = [];
-	const real = process.stdout.write.bind(process.stdout);
-	vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array, ...rest: unknown[]) => {
-		const s = String(chunk);
-		if (s.includes('"_aws"')) {
-			lines.push(s);
-			return true;
-		}
-		return real(chunk, ...(rest as []));
-	});
-	let result: T | undefined;
-	let error: Error | undefined;
-	try {
-		result = await body();
-	} catch (e) {
-		error = e as Error;
-	}
-	vi.restoreAllMocks();
-	return { result, error, metrics: lines.map((l) => JSON.parse(l) as Record<string, unknown>) };
-}
+const capturing = withMetrics;
 
 const results = (metrics: Record<string, unknown>[]) =>
 	Object.fromEntries(

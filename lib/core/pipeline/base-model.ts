@@ -8,11 +8,9 @@
  * one status training-job roles may read.
  */
 import { z } from "zod";
-import { FtguardError } from "../errors";
 import type { FileReport } from "../formats/scan";
 import { type BaseModelCheck, findEntry, judgeBaseModel, type Registry, unknownModel } from "../integrity/registry";
-import { zodMessage } from "../schema";
-import { type GateStatus, markerDirOf } from "./input-gate";
+import { type GateStatus, markerDirOf, parseMarkerJson } from "./input-gate";
 import {
 	BASE_MODEL_DIMENSION,
 	BASE_MODEL_MARKER_SUFFIX,
@@ -38,15 +36,7 @@ export function baseModelDirOf(key: string): string | undefined {
 
 /** The registry id the marker names. @throws FtguardError DATA_INVALID when it is not `{"id": "…"}` */
 export function parseBaseModelMarker(bytes: Uint8Array, where: string): string {
-	let json: unknown;
-	try {
-		json = JSON.parse(Buffer.from(bytes).toString("utf8"));
-	} catch {
-		throw new FtguardError("DATA_INVALID", `${where} is not JSON`);
-	}
-	const r = markerSchema.safeParse(json);
-	if (!r.success) throw new FtguardError("DATA_INVALID", `${where}: ${zodMessage(r.error)}`);
-	return r.data.id;
+	return parseMarkerJson(bytes, where, markerSchema).id;
 }
 
 /** Findings judged elsewhere: pickles by the registry rule, remote code flagged as a note. */

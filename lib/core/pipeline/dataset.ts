@@ -9,8 +9,7 @@ import { z } from "zod";
 import type { DatasetReport } from "../dataset/scan";
 import { FtguardError } from "../errors";
 import { type DatasetPolicy, SEVERITIES } from "../policy/dataset";
-import { zodMessage } from "../schema";
-import { type GateStatus, markerDirOf } from "./input-gate";
+import { type GateStatus, markerDirOf, parseMarkerJson } from "./input-gate";
 import {
 	DATASET_DIMENSION,
 	DATASET_GATE_NAMES,
@@ -49,15 +48,7 @@ export function datasetDirOf(key: string): string | undefined {
 
 /** @throws FtguardError DATA_INVALID when the marker is not a JSON object of the known optional fields */
 export function parseDatasetMarker(bytes: Uint8Array, where: string): DatasetMarker {
-	let json: unknown;
-	try {
-		json = JSON.parse(Buffer.from(bytes).toString("utf8"));
-	} catch {
-		throw new FtguardError("DATA_INVALID", `${where} is not JSON`);
-	}
-	const r = markerSchema.safeParse(json);
-	if (!r.success) throw new FtguardError("DATA_INVALID", `${where}: ${zodMessage(r.error)}`);
-	return r.data;
+	return parseMarkerJson(bytes, where, markerSchema);
 }
 
 /** A data file of the version: its pinned object and its name relative to the version directory. */

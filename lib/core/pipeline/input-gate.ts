@@ -35,6 +35,21 @@ export const gateTargetSchema = z
 	.strict();
 export type GateTarget = z.infer<typeof gateTargetSchema>;
 
+/**
+ * A marker's JSON, checked against its schema. @throws FtguardError DATA_INVALID (not JSON, or not the schema)
+ */
+export function parseMarkerJson<T>(bytes: Uint8Array, where: string, schema: z.ZodType<T>): T {
+	let json: unknown;
+	try {
+		json = JSON.parse(Buffer.from(bytes).toString("utf8"));
+	} catch {
+		throw new FtguardError("DATA_INVALID", `${where} is not JSON`);
+	}
+	const r = schema.safeParse(json);
+	if (!r.success) throw new FtguardError("DATA_INVALID", `${where}: ${zodMessage(r.error)}`);
+	return r.data;
+}
+
 /** A target passed as JSON (a Batch job's environment). @throws FtguardError USAGE */
 export function parseGateTarget(json: string | undefined, where: string): GateTarget {
 	let v: unknown;
