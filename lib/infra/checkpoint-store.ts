@@ -97,13 +97,16 @@ export interface CheckpointStoreProps {
 	readonly breakGlassAssumedBy?: iam.IPrincipal;
 	/**
 	 * Who runs as the base-model gate role (the base-model Lambda: the only writer of `ftguard:*` tags in the
-	 * base-model bucket).
+	 * base-model bucket). With a ScanPipeline, the role's tag writes count only through the VPC's S3 gateway endpoint
+	 * (requireGateWritesThrough).
 	 * @default Lambda (`lambda.amazonaws.com`)
 	 */
 	readonly baseModelGateAssumedBy?: iam.IPrincipal;
 	/**
 	 * Who runs as the dataset gate role (the dataset Lambda, and the CPU Batch job it submits for datasets too large
-	 * for it: the only writers of `ftguard:*` tags, reports and lineage manifests in the dataset bucket).
+	 * for it: the only writers of `ftguard:*` tags, reports and lineage manifests in the dataset bucket). With a
+	 * ScanPipeline, the role's tag, report and lineage writes count only through the VPC's S3 gateway endpoint
+	 * (requireGateWritesThrough).
 	 * @default Lambda (`lambda.amazonaws.com`) and ECS tasks of this account and region (`ecs-tasks.amazonaws.com`
 	 * with the backdoor job role's `aws:SourceAccount` and `aws:SourceArn` conditions)
 	 */
@@ -128,7 +131,8 @@ export interface CheckpointStoreProps {
  *   tags, uploads with `ftguard:*` tags or copies objects in; training-job roles read only versions the gate tagged
  *   `ftguard:status=PROMOTABLE` (denyUnpromotedInputReads). In the dataset bucket, the gate's report and lineage
  *   (`<dir>/ftguard-dataset-report.json`, `<dir>/ftguard-dataset-lineage.json`) are written and deleted by the
- *   dataset gate role only, and that role writes nothing else.
+ *   dataset gate role only, and that role writes nothing else. With a ScanPipeline, each gate role's tag writes and
+ *   uploads count only through the VPC's S3 gateway endpoint (requireGateWritesThrough).
  * - Report bucket policy: verdict records (`scans/<scan id>/verdict.json`) are written and deleted by the verdict
  *   role only.
  *
@@ -422,6 +426,32 @@ export class CheckpointStore extends Construct {
 				},
 			}),
 		);
+	}
+
+	/**
+	 * Denies each input gate role (base-model gate, dataset gate) its tag writes and its uploads in its own bucket
+	 * unless they come through `vpcEndpointId`, the S3 gateway endpoint of the isolated subnets where the gate
+	 * functions and the dataset Batch job (Fargate) run: gate credentials used anywhere else can neither promote an
+	 * input nor write a dataset report or lineage (the dataset gate's only uploads; the base-model gate uploads
+	 * nothing). Everyone else is already denied every tag write and those uploads in these buckets.
+	 */
+	public requireGateWritesThrough(vpcEndpointId: string): void {
+		for (const [bucket, gate] of [
+			[this.baseModelBucket, this.baseModelGateRole],
+			[this.datasetBucket, this.datasetGateRole],
+		] as const) {
+			bucket.addToResourcePolicy(
+				denyAnyPrincipal("DenyGateWritesOutsideVpc", {
+					actions: [...TAG_WRITE_ACTIONS, "s3:PutObject"],
+					resources: [bucket.arnForObjects("*")],
+					conditions: {
+						// true when the request came through no endpoint at all (the key is absent)
+						StringNotEquals: { "aws:SourceVpce": vpcEndpointId },
+						ArnEquals: { "aws:PrincipalArn": gate.roleArn },
+					},
+				}),
+			);
+		}
 	}
 
 	/**

@@ -155,6 +155,11 @@ export class ScanPipeline extends Construct {
 			// The verdict functions run in the isolated subnets, so their tag and record writes come through the gateway.
 			store.requireVerdictWritesThrough(network.s3Endpoint.vpcEndpointId);
 		}
+		if (!OUTSIDE_VPC.has("base-model") && !OUTSIDE_VPC.has("dataset")) {
+			// The gate functions run in the isolated subnets, and so does the dataset Batch job (Fargate, DatasetGate):
+			// their tag, report and lineage writes come through the gateway.
+			store.requireGateWritesThrough(network.s3Endpoint.vpcEndpointId);
+		}
 		// Checkpoint reads of the roles that may read unscanned objects, bound to the gateway endpoint: a role only if
 		// every function running as it is in the isolated subnets (scanner: manifest, signature, files; verdict: mark,
 		// record), and the Batch job's role (the compute environment is in the isolated subnets). Not the sweeper

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { runSimulation, type Simulation } from "@cloud-copilot/iam-simulate";
 import type * as iam from "aws-cdk-lib/aws-iam";
 import { beforeAll, describe, expect, it } from "vitest";
-import { ScanStatus, STATUS_TAG } from "../../lib/core/pipeline/names.js";
+import { DATASET_LINEAGE, DATASET_REPORT, ScanStatus, STATUS_TAG } from "../../lib/core/pipeline/names.js";
 import { ACCOUNT, type CfnTemplate, REGION, TemplateResolver } from "./helpers/iam.js";
 import { logicalId, sharedFtguard } from "./helpers/stack.js";
 
@@ -26,7 +26,13 @@ let scp: unknown;
 let scpPipeline: unknown;
 let rcp: unknown;
 let names: Record<"checkpoint" | "report" | "baseModel" | "dataset", string>;
-let roles: Record<"verdict" | "sweeper" | "scanner" | "stateMachine" | "policyWriter", string>;
+let roles: Record<
+	"verdict" | "sweeper" | "scanner" | "stateMachine" | "policyWriter" | "baseModelGate" | "datasetGate",
+	string
+>;
+/** The synthesized bucket policies of the base-model and dataset buckets, and the S3 gateway endpoint's id. */
+let inputPolicies: Record<"baseModel" | "dataset", unknown>;
+let s3EndpointId: string;
 /** The pipeline's resources as they would be named in AWS (functions: CloudFormation's `<stack>-<logical id>-<suffix>`). */
 let pipeline: {
 	stackName: string;
@@ -35,6 +41,9 @@ let pipeline: {
 	jobDefinition: string;
 	jobQueue: string;
 	computeEnvironment: string;
+	datasetJobDefinition: string;
+	datasetJobQueue: string;
+	datasetComputeEnvironment: string;
 	policyObject: string;
 };
 const ASSET_REPOSITORY = `arn:aws:ecr:${REGION}:${ACCOUNT}:repository/cdk-hnb659fds-container-assets-${ACCOUNT}-${REGION}`;
@@ -58,45 +67,67 @@ beforeAll(() => {
 		policyWriter: Object.keys(json.Resources).find((id) =>
 			id.startsWith("AWS679f53fac002430cb0da5b7982bd2287ServiceRole"),
 		) as string,
+		baseModelGate: logicalId(stack.store.baseModelGateRole),
+		datasetGate: logicalId(stack.store.datasetGateRole),
 	};
+	inputPolicies = {
+		baseModel: resolver.bucketPolicy(logicalId(stack.store.baseModelBucket)),
+		dataset: resolver.bucketPolicy(logicalId(stack.store.datasetBucket)),
+	};
+	s3EndpointId = resolver.resolve({ Ref: logicalId(stack.network.s3Endpoint as never) }) as string;
 	const pipelineFns = { ...stack.scanPipeline.functions, start: stack.scanPipeline.startFunction };
 	const fnArn = (id: string) =>
 		`arn:aws:lambda:${REGION}:${ACCOUNT}:function:${stack.stackName}-${id.slice(0, 40)}-1A2B3C4D5E6F`;
 	const jobDefinitionName = logicalId(stack.scanPipeline.jobDefinition as never);
+	const { datasetGate } = stack.scanPipeline;
+	const datasetJobDefinitionName = logicalId(datasetGate.jobDefinition as never);
+	const batchArn = (type: string, id: string) => `arn:aws:batch:${REGION}:${ACCOUNT}:${type}/${id}`;
 	pipeline = {
 		stackName: stack.stackName,
 		functions: {
 			...Object.fromEntries(Object.entries(pipelineFns).map(([step, f]) => [step, fnArn(logicalId(f))])),
 			sweep: fnArn(logicalId(stack.scanPipeline.sweepFunction)),
+			baseModel: fnArn(logicalId(stack.scanPipeline.baseModelFunction)),
+			dataset: fnArn(logicalId(datasetGate.function)),
 			policyWriter: fnArn("AWS679f53fac002430cb0da5b7982bd2287"),
 		},
 		stateMachine: resolver.resolve({ Ref: logicalId(stack.scanPipeline.stateMachine as never) }) as string,
 		jobDefinition: `arn:aws:batch:${REGION}:${ACCOUNT}:job-definition/${jobDefinitionName}:1`,
 		jobQueue: `arn:aws:batch:${REGION}:${ACCOUNT}:job-queue/${logicalId(stack.scanPipeline.jobQueue as never)}`,
 		computeEnvironment: `arn:aws:batch:${REGION}:${ACCOUNT}:compute-environment/${logicalId(stack.scanPipeline.computeEnvironment as never)}`,
+		datasetJobDefinition: batchArn("job-definition", `${datasetJobDefinitionName}:1`),
+		datasetJobQueue: batchArn("job-queue", logicalId(datasetGate.jobQueue as never)),
+		datasetComputeEnvironment: batchArn("compute-environment", logicalId(datasetGate.computeEnvironment as never)),
 		policyObject: `arn:aws:s3:::${names.baseModel}/${stack.scanPipeline.policyUri.replace(/^.*?\/(ftguard\/policy\/)/, "$1")}`,
 	};
-	const fill = (text: string): unknown =>
-		JSON.parse(
-			text
-				.replaceAll("<CHECKPOINT_BUCKET>", names.checkpoint)
-				.replaceAll("<REPORT_BUCKET>", names.report)
-				.replaceAll("<BASE_MODEL_BUCKET>", names.baseModel)
-				.replaceAll("<DATASET_BUCKET>", names.dataset)
-				.replaceAll("<VERDICT_ROLE_ARN>", resolver.roleArn(roles.verdict))
-				.replaceAll("<SWEEPER_ROLE_ARN>", resolver.roleArn(roles.sweeper))
-				.replaceAll("<SCANNER_ROLE_ARN>", resolver.roleArn(roles.scanner))
-				.replaceAll("<STATE_MACHINE_ROLE_ARN>", resolver.roleArn(roles.stateMachine))
-				.replaceAll("<POLICY_WRITER_ROLE_ARN>", resolver.roleArn(roles.policyWriter))
-				.replaceAll("<STATE_MACHINE_ARN>", pipeline.stateMachine)
-				.replaceAll("<STACK_NAME>", pipeline.stackName)
-				.replaceAll("<JOB_DEFINITION_NAME>", jobDefinitionName)
-				.replaceAll("<JOB_QUEUE_ARN>", pipeline.jobQueue)
-				.replaceAll("<COMPUTE_ENVIRONMENT_ARN>", pipeline.computeEnvironment)
-				.replaceAll("<ASSET_REPOSITORY_ARN>", ASSET_REPOSITORY)
-				.replaceAll("<IMAGE_PUBLISHING_ROLE_ARN>", IMAGE_PUBLISHING_ROLE)
-				.replaceAll("<DEPLOYMENT_ROLE_ARN>", DEPLOYMENT_ROLE),
-		);
+	const fill = (text: string): unknown => {
+		const filled = text
+			.replaceAll("<CHECKPOINT_BUCKET>", names.checkpoint)
+			.replaceAll("<REPORT_BUCKET>", names.report)
+			.replaceAll("<BASE_MODEL_BUCKET>", names.baseModel)
+			.replaceAll("<DATASET_BUCKET>", names.dataset)
+			.replaceAll("<VERDICT_ROLE_ARN>", resolver.roleArn(roles.verdict))
+			.replaceAll("<SWEEPER_ROLE_ARN>", resolver.roleArn(roles.sweeper))
+			.replaceAll("<SCANNER_ROLE_ARN>", resolver.roleArn(roles.scanner))
+			.replaceAll("<BASE_MODEL_GATE_ROLE_ARN>", resolver.roleArn(roles.baseModelGate))
+			.replaceAll("<DATASET_GATE_ROLE_ARN>", resolver.roleArn(roles.datasetGate))
+			.replaceAll("<STATE_MACHINE_ROLE_ARN>", resolver.roleArn(roles.stateMachine))
+			.replaceAll("<POLICY_WRITER_ROLE_ARN>", resolver.roleArn(roles.policyWriter))
+			.replaceAll("<STATE_MACHINE_ARN>", pipeline.stateMachine)
+			.replaceAll("<STACK_NAME>", pipeline.stackName)
+			.replaceAll("<JOB_DEFINITION_NAME>", jobDefinitionName)
+			.replaceAll("<JOB_QUEUE_ARN>", pipeline.jobQueue)
+			.replaceAll("<COMPUTE_ENVIRONMENT_ARN>", pipeline.computeEnvironment)
+			.replaceAll("<DATASET_JOB_DEFINITION_NAME>", datasetJobDefinitionName)
+			.replaceAll("<DATASET_JOB_QUEUE_ARN>", pipeline.datasetJobQueue)
+			.replaceAll("<DATASET_COMPUTE_ENVIRONMENT_ARN>", pipeline.datasetComputeEnvironment)
+			.replaceAll("<ASSET_REPOSITORY_ARN>", ASSET_REPOSITORY)
+			.replaceAll("<IMAGE_PUBLISHING_ROLE_ARN>", IMAGE_PUBLISHING_ROLE)
+			.replaceAll("<DEPLOYMENT_ROLE_ARN>", DEPLOYMENT_ROLE);
+		// every placeholder the page uses is one this test fills
+		expect(filled.match(/<[A-Z_]+>/g) ?? []).toEqual([]);
+		return JSON.parse(filled);
+	};
 	scp = fill(documentedPolicy("scp"));
 	scpPipeline = fill(documentedPolicy("scp-pipeline"));
 	rcp = fill(documentedPolicy("rcp"));
@@ -321,6 +352,13 @@ describe("the pipeline's code (second service control policy)", () => {
 		["batch:RegisterJobDefinition", pipeline.jobDefinition],
 		["batch:UpdateComputeEnvironment", pipeline.computeEnvironment],
 		["batch:UpdateJobQueue", pipeline.jobQueue],
+		["batch:RegisterJobDefinition", pipeline.datasetJobDefinition],
+		["batch:DeregisterJobDefinition", pipeline.datasetJobDefinition],
+		["batch:UpdateComputeEnvironment", pipeline.datasetComputeEnvironment],
+		["batch:UpdateJobQueue", pipeline.datasetJobQueue],
+		["lambda:UpdateFunctionCode", pipeline.functions.dataset as string],
+		["lambda:UpdateFunctionConfiguration", pipeline.functions.dataset as string],
+		["lambda:UpdateFunctionCode", pipeline.functions.baseModel as string],
 		["s3:PutObject", pipeline.policyObject],
 		["s3:DeleteObject", pipeline.policyObject],
 	];
@@ -342,7 +380,7 @@ describe("the pipeline's code (second service control policy)", () => {
 	});
 	it("the policy object is still written at deploy time (by the AwsCustomResource provider's role)", async () => {
 		expect(pipeline.policyObject).toMatch(/^arn:aws:s3:::[a-z0-9-]+\/ftguard\/policy\/[0-9a-f]{64}\.json$/);
-		expect(Object.keys(pipeline.functions)).toHaveLength(9);
+		expect(Object.keys(pipeline.functions)).toHaveLength(11);
 		const decision = await guarded({
 			roleArn: resolver.roleArn(roles.policyWriter),
 			action: "s3:PutObject",
@@ -358,6 +396,182 @@ describe("the pipeline's code (second service control policy)", () => {
 				"ExplicitlyDenied",
 			);
 		}
+	});
+	it("an administrator cannot pass a gate role to a new function or job, nor widen it; the deployment role can", async () => {
+		for (const role of [roles.baseModelGate, roles.datasetGate]) {
+			const resource = resolver.roleArn(role);
+			for (const service of ["lambda.amazonaws.com", "ecs-tasks.amazonaws.com"]) {
+				const context = { "iam:PassedToService": service };
+				expect(await guarded({ roleArn: ADMIN_ROLE, action: "iam:PassRole", resource, context }), role).toBe(
+					"ExplicitlyDenied",
+				);
+				expect(await guarded({ roleArn: DEPLOYMENT_ROLE, action: "iam:PassRole", resource, context }), role).toBe(
+					"Allowed",
+				);
+			}
+			for (const action of ["iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:UpdateAssumeRolePolicy"]) {
+				expect(await guarded({ roleArn: ADMIN_ROLE, action, resource }), `${role} ${action}`).toBe("ExplicitlyDenied");
+			}
+		}
+	});
+});
+
+describe("the input gates (base-model and dataset buckets)", () => {
+	type Input = "baseModel" | "dataset";
+	const INPUTS = [
+		["base-model", "baseModel"],
+		["dataset", "dataset"],
+	] as const;
+	const gateOf = (input: Input) => resolver.roleArn(input === "baseModel" ? roles.baseModelGate : roles.datasetGate);
+	const gateIdentity = (input: Input) =>
+		resolver.identityPolicies(input === "baseModel" ? roles.baseModelGate : roles.datasetGate);
+	const inputObject = (input: Input, key = "team/v1/model.safetensors") => `arn:aws:s3:::${names[input]}/${key}`;
+	const tagActions = ["s3:PutObjectTagging", "s3:PutObjectVersionTagging", "s3:DeleteObjectTagging"];
+
+	it.each(INPUTS)(
+		"the %s gate still tags its own bucket's objects: synthesized policies, bucket policy, through the endpoint",
+		async (_name, input) => {
+			for (const action of ["s3:PutObjectTagging", "s3:PutObjectVersionTagging"]) {
+				const decision = await guarded({
+					roleArn: gateOf(input),
+					identityPolicies: gateIdentity(input),
+					action,
+					resource: inputObject(input),
+					resourcePolicy: inputPolicies[input],
+					context: { ...promote, "aws:SourceVpce": s3EndpointId },
+				});
+				expect(decision, action).toBe("Allowed");
+			}
+		},
+	);
+	it("the dataset gate still writes its report and lineage beside the data", async () => {
+		for (const name of [DATASET_REPORT, DATASET_LINEAGE]) {
+			const decision = await guarded({
+				roleArn: gateOf("dataset"),
+				identityPolicies: gateIdentity("dataset"),
+				action: "s3:PutObject",
+				resource: inputObject("dataset", `chat/v1/${name}`),
+				resourcePolicy: inputPolicies.dataset,
+				context: { "aws:SourceVpce": s3EndpointId },
+			});
+			expect(decision, name).toBe("Allowed");
+		}
+	});
+	it.each(INPUTS)(
+		"the %s gate cannot tag any other bucket's objects, even granted everything and with the bucket policies rewritten",
+		async (_name, input) => {
+			const elsewhere = [
+				checkpoint(),
+				inputObject(input === "baseModel" ? "dataset" : "baseModel"),
+				`arn:aws:s3:::${names.report}/scans/ftg-1/verdict.json`,
+				"arn:aws:s3:::some-other-bucket/model.safetensors",
+			];
+			for (const resource of elsewhere) {
+				for (const action of ["s3:PutObjectTagging", "s3:PutObjectVersionTagging"]) {
+					for (const key of [STATUS_TAG, "FTGUARD:STATUS"]) {
+						const context = { "s3:RequestObjectTagKeys": [key], [`s3:RequestObjectTag/${key}`]: ScanStatus.PROMOTABLE };
+						const decision = await guarded({
+							roleArn: gateOf(input),
+							action,
+							resource,
+							resourcePolicy: rewrittenBucketPolicy,
+							context,
+						});
+						expect(decision, `${action} ${key} ${resource}`).toBe("ExplicitlyDenied");
+					}
+				}
+			}
+		},
+	);
+	it.each(INPUTS)(
+		"the %s gate cannot upload an object tagged ftguard:*, not even into its own bucket",
+		async (_name, input) => {
+			for (const resource of [inputObject(input), "arn:aws:s3:::some-other-bucket/model.safetensors"]) {
+				const decision = await guarded({ roleArn: gateOf(input), action: "s3:PutObject", resource, context: promote });
+				expect(decision, resource).toBe("ExplicitlyDenied");
+			}
+		},
+	);
+	it.each(INPUTS)(
+		"an account administrator cannot tag %s objects, even after rewriting the bucket policy",
+		async (_name, input) => {
+			for (const action of [...tagActions, "s3:DeleteObjectVersionTagging", "s3:ReplicateTags", "s3:ReplicateObject"]) {
+				const decision = await guarded({
+					roleArn: ADMIN_ROLE,
+					action,
+					resource: inputObject(input),
+					resourcePolicy: rewrittenBucketPolicy,
+					context: { ...promote, "aws:SourceVpce": s3EndpointId },
+				});
+				expect(decision, action).toBe("ExplicitlyDenied");
+			}
+			const upload = await guarded({
+				roleArn: ADMIN_ROLE,
+				action: "s3:PutObject",
+				resource: inputObject(input),
+				resourcePolicy: rewrittenBucketPolicy,
+				context: promote,
+			});
+			expect(upload, "upload tagged PROMOTABLE").toBe("ExplicitlyDenied");
+		},
+	);
+	it("an account administrator cannot write, overwrite or delete a dataset report or lineage", async () => {
+		for (const key of [`chat/v1/${DATASET_REPORT}`, `a/b/c/${DATASET_LINEAGE}`]) {
+			for (const action of ["s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"]) {
+				const decision = await guarded({
+					roleArn: ADMIN_ROLE,
+					action,
+					resource: inputObject("dataset", key),
+					resourcePolicy: rewrittenBucketPolicy,
+				});
+				expect(decision, `${action} ${key}`).toBe("ExplicitlyDenied");
+			}
+		}
+	});
+	it("nor can the base-model gate (the dataset gate is the reports' only writer)", async () => {
+		const decision = await guarded({
+			roleArn: gateOf("baseModel"),
+			action: "s3:PutObject",
+			resource: inputObject("dataset", `chat/v1/${DATASET_REPORT}`),
+			resourcePolicy: rewrittenBucketPolicy,
+		});
+		expect(decision).toBe("ExplicitlyDenied");
+	});
+	it("uploads of base models and datasets, untagged or with other tags, are untouched", async () => {
+		for (const input of ["baseModel", "dataset"] as const) {
+			for (const context of [{}, { "s3:RequestObjectTagKeys": ["team"], "s3:RequestObjectTag/team": "x" }]) {
+				const decision = await guarded({
+					roleArn: ADMIN_ROLE,
+					action: "s3:PutObject",
+					resource: inputObject(input, "team/v1/train.jsonl"),
+					resourcePolicy: rewrittenBucketPolicy,
+					context,
+				});
+				expect(decision, input).toBe("Allowed");
+			}
+		}
+	});
+	it("a principal of another account cannot tag base models or datasets, nor write a dataset report (RCP)", async () => {
+		const foreignRole = `arn:aws:iam::${FOREIGN}:role/outsider`;
+		for (const input of ["baseModel", "dataset"] as const) {
+			for (const action of ["s3:PutObjectTagging", "s3:ReplicateObject", "s3:ReplicateTags"]) {
+				const decision = await guarded({
+					roleArn: foreignRole,
+					action,
+					resource: inputObject(input),
+					resourcePolicy: rewrittenBucketPolicy,
+					context: promote,
+				});
+				expect(decision, `${input} ${action}`).toBe("ExplicitlyDenied");
+			}
+		}
+		const report = await guarded({
+			roleArn: foreignRole,
+			action: "s3:PutObject",
+			resource: inputObject("dataset", `chat/v1/${DATASET_REPORT}`),
+			resourcePolicy: rewrittenBucketPolicy,
+		});
+		expect(report).toBe("ExplicitlyDenied");
 	});
 });
 

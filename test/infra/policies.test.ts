@@ -18,7 +18,7 @@ import {
 	s3EndpointPolicy,
 	TemplateResolver,
 } from "./helpers/iam.js";
-import { logicalId, synthFtguard } from "./helpers/stack.js";
+import { logicalId, sharedFtguard, synthFtguard } from "./helpers/stack.js";
 
 // Offline evaluation of the synthesized identity and bucket policies with @cloud-copilot/iam-simulate: every
 // CloudFormation reference is resolved to the concrete ARN the resource would have in ACCOUNT.
@@ -664,6 +664,7 @@ describe("the base-model gate role", () => {
 		gateIdentity = r.identityPolicies(logicalId(stack.store.baseModelGateRole));
 	});
 	let gateIdentity: Request["identityPolicies"] = [];
+	// The gate function runs in the isolated subnets: its requests come through the S3 gateway endpoint.
 	const asGate = (action: string, resource: string, resourcePolicy: PolicyDocument, status?: string) =>
 		decide({
 			roleArn: gate,
@@ -671,7 +672,7 @@ describe("the base-model gate role", () => {
 			action,
 			resource,
 			resourcePolicy,
-			context: statusContext(status),
+			context: { ...statusContext(status), "aws:SourceVpce": s3EndpointId },
 		});
 	const baseModel = (key: string) => `arn:aws:s3:::${baseModelBucket}/${key}`;
 
@@ -946,5 +947,91 @@ describe("the dataset gate role", () => {
 		expect(await submit(batchArns.datasetJobDefinition)).toBe("Allowed");
 		expect(await submit(batchArns.gpuQueue)).not.toBe("Allowed");
 		expect(await submit(`arn:aws:batch:us-east-1:${ACCOUNT}:job-definition/other:1`)).not.toBe("Allowed");
+	});
+});
+
+// ---- the gates' writes count only through the VPC's S3 gateway endpoint (bucket policies DenyGateWritesOutsideVpc) ----
+
+describe("gate writes are accepted only through the VPC's S3 gateway endpoint", () => {
+	const gates = () =>
+		[
+			{ role: "baseModelGate", bucket: baseModelBucket, policy: baseModelPolicy },
+			{ role: "datasetGate", bucket: datasetBucket, policy: datasetPolicy },
+		] as const;
+	/** A gate role's request in its own bucket, with the S3 gateway endpoint's policy on the path. */
+	const asGate = (
+		gate: ReturnType<typeof gates>[number],
+		action: string,
+		key: string,
+		context: Record<string, string | string[]>,
+	) =>
+		decide({
+			roleArn: resolver.roleArn(roles[gate.role]),
+			identityPolicies: resolver.identityPolicies(roles[gate.role]),
+			action,
+			resource: `arn:aws:s3:::${gate.bucket}/${key}`,
+			resourcePolicy: gate.policy,
+			vpcEndpointPolicy: endpointPolicy,
+			context,
+		});
+	it.each(["s3:PutObjectTagging", "s3:PutObjectVersionTagging"])(
+		"each gate role promotes its own inputs through the endpoint (%s)",
+		async (action) => {
+			for (const gate of gates()) {
+				const decision = await asGate(gate, action, "m/v1/model.safetensors", {
+					...promoteTags,
+					"aws:SourceVpce": s3EndpointId,
+				});
+				expect(decision, gate.role).toBe("Allowed");
+			}
+		},
+	);
+	it.each(["s3:PutObjectTagging", "s3:PutObjectVersionTagging"])(
+		"the same credentials outside the VPC, or through another endpoint, cannot (%s)",
+		async (action) => {
+			for (const gate of gates()) {
+				expect(await asGate(gate, action, "m/v1/model.safetensors", promoteTags), `${gate.role} no endpoint`).toBe(
+					"ExplicitlyDenied",
+				);
+				const other = { ...promoteTags, "aws:SourceVpce": "vpce-0123456789abcdef0" };
+				expect(await asGate(gate, action, "m/v1/model.safetensors", other), `${gate.role} another endpoint`).toBe(
+					"ExplicitlyDenied",
+				);
+			}
+		},
+	);
+	it.each([`chat/v1/${DATASET_REPORT}`, `chat/v1/${DATASET_LINEAGE}`])(
+		"the dataset gate writes %s through the endpoint only",
+		async (key) => {
+			const [, datasetGate] = gates();
+			expect(await asGate(datasetGate, "s3:PutObject", key, { "aws:SourceVpce": s3EndpointId })).toBe("Allowed");
+			expect(await asGate(datasetGate, "s3:PutObject", key, {})).toBe("ExplicitlyDenied");
+			expect(await asGate(datasetGate, "s3:PutObject", key, { "aws:SourceVpce": "vpce-0123456789abcdef0" })).toBe(
+				"ExplicitlyDenied",
+			);
+		},
+	);
+	it("reads are not bound: the gates read their inputs as before", async () => {
+		for (const gate of gates()) {
+			expect(
+				await asGate(gate, "s3:GetObjectVersion", "m/v1/model.safetensors", { "aws:SourceVpce": s3EndpointId }),
+			).toBe("Allowed");
+		}
+	});
+	it("the gates' compute is where the endpoint is: functions and the Fargate job in the subnets it routes", () => {
+		const { stack, template } = sharedFtguard();
+		const resources = (template.toJSON() as CfnTemplate).Resources;
+		const props = (construct: { node: { defaultChild?: unknown } }) =>
+			resources[logicalId(construct)]?.Properties as Record<string, unknown>;
+		const subnets = stack.network.subnets.subnets;
+		const routeTables = subnets.map((sn) => stack.resolve(sn.routeTable.routeTableId));
+		expect(props(stack.network.s3Endpoint as never).RouteTableIds).toEqual(expect.arrayContaining(routeTables));
+		const subnetRefs = subnets.map((sn) => ({ Ref: logicalId(sn as never) }));
+		const { datasetGate } = stack.scanPipeline;
+		const compute = props(datasetGate.computeEnvironment as never).ComputeResources as Record<string, unknown>;
+		expect(compute.Subnets).toEqual(subnetRefs);
+		for (const fn of [stack.scanPipeline.baseModelFunction, datasetGate.function]) {
+			expect((props(fn).VpcConfig as Record<string, unknown>).SubnetIds).toEqual(subnetRefs);
+		}
 	});
 });
