@@ -575,6 +575,98 @@ describe("the input gates (base-model and dataset buckets)", () => {
 	});
 });
 
+describe("copies into the tagged buckets (resource control policy)", () => {
+	// CopyObject / UploadPartCopy: s3:PutObject with a copy source. With tagging directive COPY (the default) the copy
+	// takes the source object's tags and sends no request tags, so the upload denies never see a foreign PROMOTABLE.
+	const TAGGED = ["checkpoint", "baseModel", "dataset"] as const;
+	const object = (bucket: (typeof TAGGED)[number]) => `arn:aws:s3:::${names[bucket]}/team/v1/model.safetensors`;
+	const copy = { "s3:x-amz-copy-source": "bucket-in-another-account/promoted.safetensors" };
+
+	it.each(TAGGED)(
+		"an account administrator cannot copy into the %s bucket, even after rewriting the bucket policy",
+		async (bucket) => {
+			const decision = await guarded({
+				roleArn: ADMIN_ROLE,
+				action: "s3:PutObject",
+				resource: object(bucket),
+				resourcePolicy: rewrittenBucketPolicy,
+				context: copy,
+			});
+			expect(decision).toBe("ExplicitlyDenied");
+		},
+	);
+	it.each(TAGGED)("nor can anyone else copy into the %s bucket: ftguard's roles, another account", async (bucket) => {
+		for (const roleArn of [
+			resolver.roleArn(roles.verdict),
+			resolver.roleArn(roles.sweeper),
+			resolver.roleArn(roles.baseModelGate),
+			resolver.roleArn(roles.datasetGate),
+			DEPLOYMENT_ROLE,
+			`arn:aws:iam::${FOREIGN}:role/outsider`,
+		]) {
+			const decision = await guarded({
+				roleArn,
+				action: "s3:PutObject",
+				resource: object(bucket),
+				resourcePolicy: rewrittenBucketPolicy,
+				context: { ...copy, "aws:SourceVpce": s3EndpointId },
+			});
+			expect(decision, roleArn).toBe("ExplicitlyDenied");
+		}
+	});
+	it.each(TAGGED)("a plain upload into the %s bucket still works", async (bucket) => {
+		const decision = await guarded({
+			roleArn: ADMIN_ROLE,
+			action: "s3:PutObject",
+			resource: object(bucket),
+			resourcePolicy: rewrittenBucketPolicy,
+		});
+		expect(decision).toBe("Allowed");
+	});
+	it("copies into other buckets (the report bucket, anyone else's) are untouched", async () => {
+		for (const resource of [
+			`arn:aws:s3:::${names.report}/loose/copy.bin`,
+			"arn:aws:s3:::some-other-bucket/model.safetensors",
+		]) {
+			const decision = await guarded({
+				roleArn: ADMIN_ROLE,
+				action: "s3:PutObject",
+				resource,
+				resourcePolicy: rewrittenBucketPolicy,
+				context: copy,
+			});
+			expect(decision, resource).toBe("Allowed");
+		}
+	});
+	it("the rewritten bucket policy alone would have let the copy in (the RCP is what stops it)", async () => {
+		const decision = await runSimulation(
+			{
+				request: {
+					principal: `arn:aws:sts::${ACCOUNT}:assumed-role/account-admin/session`,
+					action: "s3:PutObject",
+					resource: { resource: object("checkpoint"), accountId: ACCOUNT },
+					contextVariables: { "aws:PrincipalArn": ADMIN_ROLE, "aws:PrincipalAccount": ACCOUNT, ...copy },
+				},
+				identityPolicies: [{ name: "admin", policy: allowAll }],
+				serviceControlPolicies: [
+					{
+						orgIdentifier: "ou-ftguard",
+						policies: [
+							{ name: "FullAWSAccess", policy: allowAll },
+							{ name: "ftguard-scp", policy: scp },
+							{ name: "ftguard-scp-pipeline", policy: scpPipeline },
+						],
+					},
+				],
+				resourceControlPolicies: [],
+				resourcePolicy: rewrittenBucketPolicy,
+			},
+			{ simulationMode: "Strict" },
+		);
+		expect(decision.resultType === "error" ? decision.errors : decision.overallResult).toBe("Allowed");
+	});
+});
+
 describe("size", () => {
 	it.each(["scp", "scp-pipeline", "rcp"] as const)(
 		"%s fits the 5,120-character policy limit with long names filled in",
