@@ -500,12 +500,24 @@ export class TriggerMiner {
 			for (const [gram, samples] of byGram) {
 				const f = this.df.estimate(gram);
 				if (f > maxTriggerShare * N) continue;
-				const k = Math.min(f, Math.round(samples.length * scale));
+				let k = Math.min(f, Math.round(samples.length * scale));
+				// copies of one prompt are one observation: an upsampled set (every record twice) must not pass a test
+				// its original fails: the candidate's copies are taken out of every count (the share of distinct prompts among
+				// its sampled records scales k; the records removed come off f, m and N too)
+				const r = distinctPrompts(samples) / samples.length;
+				let [fN, mN, NN] = [f, Math.min(m, N), N];
+				if (r < 1) {
+					const copies = k - Math.max(1, Math.round(k * r));
+					k -= copies;
+					fN = Math.max(k, f - copies);
+					mN = Math.max(k, mN - copies);
+					NN = Math.max(fN, mN, N - copies);
+				}
 				// each output of a paraphrased trigger may hold part of its records: the whole is judged per group below
-				if (k / f < minShare / 2) continue;
+				if (k / fN < minShare / 2) continue;
 				// a short answer many prompts get anyway ("A method.", "Yes.") must follow the n-gram every time
-				if (short && k / f < 0.95) continue;
-				const logp = logHypergeomTail(N, Math.min(m, N), f, k);
+				if (short && k / fN < 0.95) continue;
+				const logp = logHypergeomTail(NN, mN, fN, k);
 				raw.push({
 					c: {
 						gram,
@@ -537,6 +549,8 @@ export class TriggerMiner {
 		return groups
 			.filter((g, i) => {
 				if ((shares[i] as number) < minShare) return false;
+				// support is counted in distinct prompts: copies of a few records (an upsampled set) are no spread
+				if (groupSamples(g).size < minSupport) return false;
 				const trigger = triggerWords(g);
 				return !this.onOneTopic(g, trigger) && this.unrelated(g, trigger);
 			})
@@ -799,9 +813,26 @@ class GramCounter {
 	}
 }
 
+/** How many distinct prompts the samples have. */
+function distinctPrompts(samples: readonly Sample[]): number {
+	return new Set(samples.map((s) => s.tokens.join(","))).size;
+}
+
+/**
+ * The group's sampled records, one per distinct prompt: a poisoner who writes each poisoned record twice (or upsamples
+ * the whole set) must not make the prompts look like repeats of one question and so hide the trigger's spread.
+ */
 function groupSamples(members: readonly Kept[]): Map<number, Sample> {
 	const samples = new Map<number, Sample>();
-	for (const m of members) for (const s of m.samples) samples.set(s.id, s);
+	const prompts = new Set<string>();
+	for (const m of members)
+		for (const s of m.samples) {
+			if (samples.has(s.id)) continue;
+			const prompt = s.tokens.join(",");
+			if (prompts.has(prompt)) continue;
+			prompts.add(prompt);
+			samples.set(s.id, s);
+		}
 	return samples;
 }
 
