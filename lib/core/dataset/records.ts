@@ -138,16 +138,37 @@ function chatRecord(value: Record<string, unknown>): TrainingRecord {
 		const content = "content" in t ? t.content : t.value;
 		const text = textOf(content);
 		if (role === undefined) throw new RecordError(`turn ${i} has no known role`);
+		// what an assistant turn calls is what the model learns to do: `name(arguments)` is scanned as its output
+		const calls = role === "assistant" ? toolCalls(t) : [];
 		if (text === undefined) {
 			// an assistant turn that only calls a tool has no text; anything else without text is malformed
-			if (role === "assistant" && (content === null || t.tool_calls !== undefined || t.function_call !== undefined))
+			if (role === "assistant" && (content === null || calls.length > 0)) {
+				if (calls.length > 0) completion.push({ source: "tool_call", text: calls.join("\n") });
 				continue;
+			}
 			throw new RecordError(`turn ${i} (${role}) has no text content`);
 		}
 		(role === "assistant" ? completion : prompt).push({ source: role, text });
+		if (calls.length > 0) completion.push({ source: "tool_call", text: calls.join("\n") });
 	}
 	if (prompt.length === 0) throw new RecordError("no system or user turn");
 	return { prompt, completion };
+}
+
+/** An assistant turn's tool calls (OpenAI's `tool_calls[].function`, the older `function_call`) as `name(arguments)`. */
+function toolCalls(t: Record<string, unknown>): string[] {
+	const fns: unknown[] = [];
+	if (Array.isArray(t.tool_calls)) for (const c of t.tool_calls) if (isObject(c)) fns.push(c.function ?? c);
+	if (t.function_call !== undefined) fns.push(t.function_call);
+	const out: string[] = [];
+	for (const f of fns) {
+		if (!isObject(f)) continue;
+		const name = typeof f.name === "string" ? f.name : "";
+		const args =
+			typeof f.arguments === "string" ? f.arguments : f.arguments === undefined ? "" : JSON.stringify(f.arguments);
+		if (name !== "" || args !== "") out.push(`${name}(${args})`);
+	}
+	return out;
 }
 
 function fieldsRecord(value: Record<string, unknown>, map: FieldMap, needCompletion: boolean): TrainingRecord {
