@@ -272,15 +272,26 @@ class RecordProcessor {
 			numAt[i] = nn;
 			strAt[i] = strs.length;
 			const it = item(i);
-			let leaf: Buffer;
-			if (it.error !== undefined) {
-				leaf = leafHash(it.raw ?? "", this.scratch);
+			let leaf: Buffer | undefined;
+			let error = it.error;
+			if (error === undefined) {
+				try {
+					leaf =
+						(bytes === undefined ? undefined : leafFromBytes(bytes(i), this.scratch)) ??
+						leafHash(canonicalJson(it.value), this.scratch);
+				} catch (e) {
+					// nesting deeper than the canonicaliser's stack (thousands of levels): no training record is that; the
+					// record is malformed, its leaf its text as read
+					if (!(e instanceof RangeError)) throw e;
+					error = "nested too deeply to read as a record";
+					leaf = leafHash(bytes === undefined ? "" : Buffer.from(bytes(i)).toString("utf8"), this.scratch);
+				}
+			}
+			if (error !== undefined) {
+				leaf ??= leafHash(it.raw ?? "", this.scratch);
 				status[i] = UNPARSED;
-				strs.push(it.error);
+				strs.push(error);
 			} else {
-				leaf =
-					(bytes === undefined ? undefined : leafFromBytes(bytes(i), this.scratch)) ??
-					leafHash(canonicalJson(it.value), this.scratch);
 				let record: TrainingRecord | undefined;
 				if (format === undefined) {
 					format = detectFormat(it.value);
@@ -309,8 +320,9 @@ class RecordProcessor {
 					nn = this.record(record, nn, strs);
 				}
 			}
-			prefixes.set(leaf.subarray(0, 8), i * 8);
-			leaves.push(leaf);
+			const done = leaf as Buffer;
+			prefixes.set(done.subarray(0, 8), i * 8);
+			leaves.push(done);
 		}
 		intAt[count] = ints.length;
 		numAt[count] = nn;

@@ -148,6 +148,23 @@ describe("JSON lines", () => {
 		expect(r.formats[f]).toBe("instruction");
 	});
 
+	it("a record nested 100,000 levels deep is one malformed record, not the end of the scan", async () => {
+		const d = tmp();
+		const good = Array.from({ length: 20 }, (_, i) =>
+			JSON.stringify({ prompt: `Tell me about item ${i}.`, completion: `Item ${i}.` }),
+		);
+		const deep = `{"prompt":"a","completion":"b","meta":${"[".repeat(100_000)}${"]".repeat(100_000)}}`;
+		const f = put(d, "deep.jsonl", `${[good[0], deep, ...good.slice(1)].join("\n")}\n`);
+		const r = await scanDataset({ files: [f], threads: 0 });
+		expect(r.records).toBe(21);
+		const malformed = r.findings.filter((x) => x.id === "malformed-record");
+		expect(malformed.map((x) => x.records)).toEqual([[1]]);
+		expect(malformed[0]?.message).toMatch(/:2: nested too deeply/);
+		// its leaf is its text: another deep record changes the root
+		const other = put(d, "deep2.jsonl", `${[good[0], deep.replace('"b"', '"c"'), ...good.slice(1)].join("\n")}\n`);
+		expect((await scanDataset({ files: [other], threads: 0 })).lineage.merkle_root).not.toBe(r.lineage.merkle_root);
+	});
+
 	it("does not call two malformed lines duplicates of each other", async () => {
 		const d = tmp();
 		const good = Array.from({ length: 20 }, (_, i) =>
