@@ -207,7 +207,9 @@ interface Report {
 function runFtguard(file: string, dir: string, threads: string | undefined): Run & { report: Report } {
 	const env = { ...process.env, ...(threads !== undefined ? { FTGUARD_DATASET_THREADS: threads } : {}) };
 	const out = join(dir, "ftguard.json");
-	const r = timed(process.execPath, [join(ROOT, "bin", "ftguard.mjs"), "dataset", file, "--json"], env, out);
+	// the bundle npm run bench:dataset has just built, run directly: bin/ftguard.mjs would fall back to the sources
+	// through tsx (no worker threads) if a source file were edited while the benchmark runs
+	const r = timed(process.execPath, [join(ROOT, "dist", "ftguard.mjs"), "dataset", file, "--json"], env, out);
 	// exit 1 is a finding (the poisoned file); 2 is a failure
 	if (r.status !== 0 && r.status !== 1)
 		throw new Error(`ftguard failed (${r.status}) on ${file}: ${readFileSync(out, "utf8").slice(0, 500)}`);

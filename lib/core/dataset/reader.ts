@@ -43,13 +43,26 @@ export async function datasetFiles(paths: readonly string[]): Promise<string[]> 
 	return out;
 }
 
+/**
+ * A directory's shards: its files named as data, and — so that nothing a trainer may load goes unscanned — any other
+ * file, hidden ones included, whose first bytes are data (JSON, gzip, Parquet). Hidden directories (.git, caches) are
+ * not entered.
+ */
 async function walk(dir: string, out: string[]): Promise<void> {
 	for (const e of await readdir(dir, { withFileTypes: true })) {
-		if (e.name.startsWith(".")) continue;
 		const p = join(dir, e.name);
-		if (e.isDirectory()) await walk(p, out);
-		else if (e.isFile() && SHARD.test(e.name)) out.push(p);
+		if (e.isDirectory()) {
+			if (!e.name.startsWith(".")) await walk(p, out);
+		} else if (e.isFile() && (SHARD.test(e.name) || looksLikeData(await firstBytes(p, 8)))) out.push(p);
 	}
+}
+
+/** JSON (after a BOM and blanks), gzip or Parquet by the first bytes. */
+function looksLikeData(head: Buffer): boolean {
+	if (head.toString("latin1", 0, 4) === "PAR1" || (head[0] === 0x1f && head[1] === 0x8b)) return true;
+	let i = head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf ? 3 : 0;
+	while (i < head.length && (head[i] === 0x20 || head[i] === 0x0a || head[i] === 0x0d || head[i] === 0x09)) i++;
+	return head[i] === 0x7b || head[i] === 0x5b;
 }
 
 export interface ReadProgress {

@@ -347,7 +347,19 @@ describe("files that are no dataset", () => {
 });
 
 describe("a directory of shards", () => {
-	it("reads its dataset files sorted by path, recursing, skipping hidden files and other files", async () => {
+	it("scans a hidden shard and data under another name (a trainer may load them): nothing is skipped unseen", async () => {
+		const d = tmp();
+		const r = { prompt: "What does the parser module do?", completion: "It parses." };
+		put(d, "train.jsonl", jsonl([r]));
+		put(d, ".extra.jsonl", jsonl([r]));
+		put(d, "more.txt", `\ufeff ${jsonl([r])}`);
+		put(d, "packed.bin", gzipSync(jsonl([r])));
+		expect(await datasetFiles([d])).toEqual(
+			[".extra.jsonl", "more.txt", "packed.bin", "train.jsonl"].map((p) => join(d, p)),
+		);
+	});
+
+	it("reads its dataset files sorted by path, recursing, skipping hidden directories and files that are not data", async () => {
 		const d = tmp();
 		mkdirSync(join(d, "part-b"));
 		mkdirSync(join(d, ".cache"));
@@ -357,10 +369,10 @@ describe("a directory of shards", () => {
 		put(d, "train-00000-of-00002.jsonl.gz", gzipSync(jsonl([r(0), r(1)])));
 		put(d, "part-b/x.json", JSON.stringify([r(6)]));
 		put(d, "part-a/x.ndjson", jsonl([r(4), r(5)]));
-		put(d, ".hidden.jsonl", jsonl([{ prompt: "hidden", completion: "no" }]));
 		put(d, ".cache/y.jsonl", jsonl([{ prompt: "cached", completion: "no" }]));
 		put(d, "README.md", "# the dataset\n");
 		put(d, "stats.csv", "a,b\n");
+		put(d, ".gitattributes", "*.jsonl filter=lfs\n");
 		const files = await datasetFiles([d]);
 		expect(files).toEqual(
 			["part-a/x.ndjson", "part-b/x.json", "train-00000-of-00002.jsonl.gz", "train-00001-of-00002.jsonl"].map((p) =>
@@ -388,7 +400,8 @@ describe("a directory of shards", () => {
 		const empty = join(d, "empty");
 		mkdirSync(empty);
 		put(empty, "notes.txt", "nothing here\n");
-		put(empty, ".x.jsonl", jsonl(RECORDS));
+		mkdirSync(join(empty, ".cache"));
+		put(empty, ".cache/x.jsonl", jsonl(RECORDS));
 		const err = await rejection(datasetFiles([empty]));
 		expect(err.code).toBe("DATA_INVALID");
 	});
