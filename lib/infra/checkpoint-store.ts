@@ -800,17 +800,7 @@ export class CheckpointStore extends Construct {
 		// s3:PutObject* deny would take the tag writes too), and nothing on the checkpoint bucket.
 		const bm = this.baseModelBucket;
 		this.grantObjectRead(this.baseModelGateRole, bm);
-		this.baseModelGateRole.addToPrincipalPolicy(
-			new iam.PolicyStatement({
-				actions: [
-					"s3:GetObjectTagging",
-					"s3:GetObjectVersionTagging",
-					"s3:PutObjectTagging",
-					"s3:PutObjectVersionTagging",
-				],
-				resources: [bm.arnForObjects("*")],
-			}),
-		);
+		grantTagging(this.baseModelGateRole, bm);
 		this.grantKeyViaS3(this.baseModelGateRole, ["kms:Decrypt"]);
 
 		// Dataset gate: lists and reads every dataset object (HEAD pins versions, GetObjectVersion copies the pinned
@@ -819,17 +809,7 @@ export class CheckpointStore extends Construct {
 		// base models or reports.
 		const ds = this.datasetBucket;
 		this.grantObjectRead(this.datasetGateRole, ds);
-		this.datasetGateRole.addToPrincipalPolicy(
-			new iam.PolicyStatement({
-				actions: [
-					"s3:GetObjectTagging",
-					"s3:GetObjectVersionTagging",
-					"s3:PutObjectTagging",
-					"s3:PutObjectVersionTagging",
-				],
-				resources: [ds.arnForObjects("*")],
-			}),
-		);
+		grantTagging(this.datasetGateRole, ds);
 		this.datasetGateRole.addToPrincipalPolicy(
 			new iam.PolicyStatement({ actions: ["s3:PutObject"], resources: this.datasetGateOutputArns() }),
 		);
@@ -859,6 +839,21 @@ export class CheckpointStore extends Construct {
 			`Read-only (GetObject, GetObjectVersion) on every object of ${bucket.node.id}: the model and dataset keys are chosen at upload time, not at deploy time`,
 		);
 	}
+}
+
+/** Reads and writes of the tags of every object version of `bucket`: an input gate writes its verdict there. */
+function grantTagging(role: iam.IRole, bucket: s3.Bucket): void {
+	role.addToPrincipalPolicy(
+		new iam.PolicyStatement({
+			actions: [
+				"s3:GetObjectTagging",
+				"s3:GetObjectVersionTagging",
+				"s3:PutObjectTagging",
+				"s3:PutObjectVersionTagging",
+			],
+			resources: [bucket.arnForObjects("*")],
+		}),
+	);
 }
 
 /** `ftguard:scan-id` → `ScanId`: a policy statement id part (alphanumeric). */

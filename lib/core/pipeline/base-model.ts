@@ -10,16 +10,8 @@
 import { z } from "zod";
 import type { FileReport } from "../formats/scan";
 import { type BaseModelCheck, findEntry, judgeBaseModel, type Registry, unknownModel } from "../integrity/registry";
-import { type GateStatus, markerDirOf, parseMarkerJson } from "./input-gate";
-import {
-	BASE_MODEL_DIMENSION,
-	BASE_MODEL_MARKER_SUFFIX,
-	BaseModelResult,
-	METRIC_DIMENSIONS,
-	METRIC_NAMESPACE,
-	MetricName,
-	ScanStatus,
-} from "./names";
+import { emfDocument, type GateStatus, markerDirOf, parseMarkerJson } from "./input-gate";
+import { BASE_MODEL_DIMENSION, BASE_MODEL_MARKER_SUFFIX, BaseModelResult, MetricName, ScanStatus } from "./names";
 
 /** The largest marker read: it holds one id. */
 export const MAX_MARKER_BYTES = 64 * 1024;
@@ -105,21 +97,15 @@ export function judgeGate(
  * with `--metrics` to stderr.
  */
 export function baseModelMetricDocument(modelId: string, pass: boolean, now: Date = new Date()): object {
-	const service = Object.keys(METRIC_DIMENSIONS);
-	return {
-		_aws: {
-			Timestamp: now.getTime(),
-			CloudWatchMetrics: [
-				{
-					Namespace: METRIC_NAMESPACE,
-					Dimensions: [service, [...service, BASE_MODEL_DIMENSION.MODEL_ID, BASE_MODEL_DIMENSION.RESULT]],
-					Metrics: [{ Name: MetricName.BASE_MODEL_VERIFICATION_RESULT, Unit: "None" }],
-				},
-			],
+	return emfDocument(
+		now,
+		MetricName.BASE_MODEL_VERIFICATION_RESULT,
+		"None",
+		[BASE_MODEL_DIMENSION.MODEL_ID, BASE_MODEL_DIMENSION.RESULT],
+		{
+			[BASE_MODEL_DIMENSION.MODEL_ID]: modelId,
+			[BASE_MODEL_DIMENSION.RESULT]: pass ? BaseModelResult.PASS : BaseModelResult.FAIL,
+			[MetricName.BASE_MODEL_VERIFICATION_RESULT]: pass ? 1 : 0,
 		},
-		...METRIC_DIMENSIONS,
-		[BASE_MODEL_DIMENSION.MODEL_ID]: modelId,
-		[BASE_MODEL_DIMENSION.RESULT]: pass ? BaseModelResult.PASS : BaseModelResult.FAIL,
-		[MetricName.BASE_MODEL_VERIFICATION_RESULT]: pass ? 1 : 0,
-	};
+	);
 }

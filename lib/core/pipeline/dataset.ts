@@ -9,16 +9,8 @@ import { z } from "zod";
 import type { DatasetReport } from "../dataset/scan";
 import { FtguardError } from "../errors";
 import { type DatasetPolicy, SEVERITIES } from "../policy/dataset";
-import { type GateStatus, markerDirOf, parseMarkerJson } from "./input-gate";
-import {
-	DATASET_DIMENSION,
-	DATASET_GATE_NAMES,
-	DATASET_MARKER_SUFFIX,
-	METRIC_DIMENSIONS,
-	METRIC_NAMESPACE,
-	MetricName,
-	ScanStatus,
-} from "./names";
+import { emfDocument, type GateStatus, markerDirOf, parseMarkerJson } from "./input-gate";
+import { DATASET_DIMENSION, DATASET_GATE_NAMES, DATASET_MARKER_SUFFIX, MetricName, ScanStatus } from "./names";
 import type { ScanObject } from "./types";
 
 /** The largest marker read. */
@@ -137,24 +129,6 @@ export function datasetNames(
 	};
 }
 
-function emf(now: Date, metric: string, unit: string, extra: string[], values: Record<string, string | number>) {
-	const service = Object.keys(METRIC_DIMENSIONS);
-	return {
-		_aws: {
-			Timestamp: now.getTime(),
-			CloudWatchMetrics: [
-				{
-					Namespace: METRIC_NAMESPACE,
-					Dimensions: [service, [...service, ...extra]],
-					Metrics: [{ Name: metric, Unit: unit }],
-				},
-			],
-		},
-		...METRIC_DIMENSIONS,
-		...values,
-	};
-}
-
 /**
  * The dataset metrics as CloudWatch EMF documents: `finetuning_dataset_examples_total` (records; dimensions
  * `{service}` and `{service, source, version}`) when the scan counted them, and one
@@ -168,7 +142,7 @@ export function datasetMetricDocuments(
 	now: Date = new Date(),
 ): object[] {
 	const result = (scanType: string, value: 0 | 1, word: string) =>
-		emf(
+		emfDocument(
 			now,
 			MetricName.FINETUNING_DATASET_POISONING_SCAN_RESULT,
 			"None",
@@ -181,7 +155,7 @@ export function datasetMetricDocuments(
 		);
 	if ("error" in outcome) return [result(SCAN_ERROR_TYPE, 0, "error")];
 	return [
-		emf(
+		emfDocument(
 			now,
 			MetricName.FINETUNING_DATASET_EXAMPLES_TOTAL,
 			"Count",

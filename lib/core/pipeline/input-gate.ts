@@ -6,7 +6,7 @@
 import { z } from "zod";
 import { FtguardError } from "../errors";
 import { zodMessage } from "../schema";
-import { SCAN_ID_TAG, type ScanStatus, STATUS_TAG } from "./names";
+import { METRIC_DIMENSIONS, METRIC_NAMESPACE, SCAN_ID_TAG, type ScanStatus, STATUS_TAG } from "./names";
 
 /** The verdict an input gate writes. */
 export type GateStatus = typeof ScanStatus.PROMOTABLE | typeof ScanStatus.QUARANTINED;
@@ -61,4 +61,33 @@ export function parseGateTarget(json: string | undefined, where: string): GateTa
 	const r = gateTargetSchema.safeParse(v);
 	if (!r.success) throw new FtguardError("USAGE", `${where}: ${zodMessage(r.error)}`);
 	return r.data;
+}
+
+/**
+ * One metric point as a CloudWatch EMF document under two dimension sets: `{service}` (what an alarm watches: it
+ * cannot aggregate over a dimension) and `{service, ...extra}` (the per-input view); `values` holds the extra
+ * dimensions' values and the metric's own.
+ */
+export function emfDocument(
+	now: Date,
+	metric: string,
+	unit: "None" | "Count",
+	extra: readonly string[],
+	values: Record<string, string | number>,
+): object {
+	const service = Object.keys(METRIC_DIMENSIONS);
+	return {
+		_aws: {
+			Timestamp: now.getTime(),
+			CloudWatchMetrics: [
+				{
+					Namespace: METRIC_NAMESPACE,
+					Dimensions: [service, [...service, ...extra]],
+					Metrics: [{ Name: metric, Unit: unit }],
+				},
+			],
+		},
+		...METRIC_DIMENSIONS,
+		...values,
+	};
 }
