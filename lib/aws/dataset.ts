@@ -12,7 +12,7 @@ import { basename, join } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { BatchClient, SubmitJobCommand } from "@aws-sdk/client-batch";
-import { PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import type { S3Client } from "@aws-sdk/client-s3";
 import { type DatasetReport, scanDataset } from "../core/dataset/scan";
 import { FtguardError, toFtguardError } from "../core/errors";
 import { normalizeEtag } from "../core/pipeline/artefact";
@@ -35,6 +35,7 @@ import type { ScanObject } from "../core/pipeline/types";
 import type { Policy } from "../core/policy";
 import { pinInput, quarantineWhatever, readMarker, tagInput } from "./input-gate";
 import { emitEmfDocument } from "./metrics";
+import { putObject } from "./object-store";
 import { getPinned, s3Error } from "./objects";
 
 /** A submitted Batch scan: what the gate function returns for a version too large for it. */
@@ -228,19 +229,13 @@ async function writeBeside(
 	const put = async (name: string, value: unknown): Promise<ScanObject> => {
 		const key = `${target.artefact}${name}`;
 		const body = `${JSON.stringify(value, null, 2)}\n`;
-		try {
-			const r = await s3.send(
-				new PutObjectCommand({ Bucket: target.bucket, Key: key, Body: body, ContentType: "application/json" }),
-			);
-			return {
-				key,
-				size: Buffer.byteLength(body),
-				...(r.VersionId ? { versionId: r.VersionId } : {}),
-				...(r.ETag ? { etag: normalizeEtag(r.ETag) } : {}),
-			};
-		} catch (e) {
-			throw s3Error(e, `s3://${target.bucket}/${key}`);
-		}
+		const r = await putObject(s3, { bucket: target.bucket, key }, body, "application/json");
+		return {
+			key,
+			size: Buffer.byteLength(body),
+			...(r.VersionId ? { versionId: r.VersionId } : {}),
+			...(r.ETag ? { etag: normalizeEtag(r.ETag) } : {}),
+		};
 	};
 	const [r, l] = await Promise.all([put(DATASET_REPORT, doc), put(DATASET_LINEAGE, report.lineage)]);
 	return { report: `s3://${target.bucket}/${r.key}`, lineage: `s3://${target.bucket}/${l.key}`, objects: [r, l] };

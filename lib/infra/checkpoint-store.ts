@@ -709,17 +709,7 @@ export class CheckpointStore extends Construct {
 		this.grantKeyViaS3(this.backdoorJobRole, ["kms:Decrypt", "kms:GenerateDataKey"]);
 
 		// Verdict: tags on checkpoints (mark SCANNING, record the verdict), verdict records in the report bucket.
-		this.verdictRole.addToPrincipalPolicy(
-			new iam.PolicyStatement({
-				actions: [
-					"s3:GetObjectTagging",
-					"s3:GetObjectVersionTagging",
-					"s3:PutObjectTagging",
-					"s3:PutObjectVersionTagging",
-				],
-				resources: [cp.arnForObjects("*")],
-			}),
-		);
+		grantTagging(this.verdictRole, cp);
 		// Mark lists the artefact and HEADs each object to pin its version; record HEADs them again (changed since
 		// mark?). S3 authorises HEAD as s3:GetObject / GetObjectVersion, so the role that tags must also be able to
 		// read: without these two statements every scan in AWS failed in mark (and record could not even quarantine).
@@ -841,7 +831,7 @@ export class CheckpointStore extends Construct {
 	}
 }
 
-/** Reads and writes of the tags of every object version of `bucket`: an input gate writes its verdict there. */
+/** Reads and writes of the tags of every object version of `bucket`: where `role` writes verdicts (checkpoints, inputs). */
 function grantTagging(role: iam.IRole, bucket: s3.Bucket): void {
 	role.addToPrincipalPolicy(
 		new iam.PolicyStatement({

@@ -16,15 +16,14 @@ import { Console } from "node:console";
 import { join } from "node:path";
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { handler as baseModelHandler } from "../../lambdas/base-model";
-import { datasetHandler } from "../../lambdas/dataset";
-import type { SubmitDatasetJob } from "../aws/dataset";
+import { type DatasetGateOutput, datasetHandler } from "../../lambdas/dataset";
 import { pipelineMetrics, setEmfOutput } from "../aws/metrics";
 import { parseS3Uri } from "../aws/object-store";
 import { listObjects } from "../aws/objects";
 import { pipelineLogger } from "../aws/runtime";
 import { getTags } from "../aws/tagging";
 import { normalizeEtag, resolveMarker } from "../core/pipeline/artefact";
-import { parseGateTarget } from "../core/pipeline/input-gate";
+import { type GateTarget, parseGateTarget } from "../core/pipeline/input-gate";
 import { DATASET_ENV, DATASET_REPORT, ScanStatus, STATUS_TAG } from "../core/pipeline/names";
 import { initialState } from "../core/pipeline/start";
 import type { ScanState } from "../core/pipeline/types";
@@ -137,8 +136,9 @@ export class LocalPipeline {
 	private readonly waiters = new Set<(v: LocalVerdict) => void>();
 	/** duplicate marker events that started nothing */
 	duplicates = 0;
-	/** the dataset gate's Batch submissions (set by start) */
-	private submitDatasetJob: SubmitDatasetJob = () => Promise.reject(new Error("the local pipeline has not started"));
+	/** the dataset function, submitting its Batch scans to the local runner (set by start) */
+	private dataset: (event: unknown) => Promise<DatasetGateOutput> = () =>
+		Promise.reject(new Error("the local pipeline has not started"));
 	/** gate invocations and dataset Batch jobs not yet settled (close waits for them) */
 	private readonly gates = new Set<Promise<unknown>>();
 	private readonly batchGates: Promise<LocalVerdict>[] = [];
@@ -201,23 +201,27 @@ export class LocalPipeline {
 		const log = options.log ?? (() => {});
 		// the GPU compute environment: maxvCpus / the job's vCPUs jobs at once, the others queued (RUNNABLE)
 		const slots = new BatchSlots(definition.batch.slots);
+		// what every local batch job (the backdoor scan, the dataset scan) runs with
+		const jobs = {
+			root,
+			s3Endpoint: server.endpoint,
+			// each attempt its own key, revoked before the attempt is reported ended
+			issueCredentials: () => server.issueJobCredentials(),
+			region: LOCAL_REGION,
+			...(options.batchTimeoutMs !== undefined ? { timeoutMs: options.batchTimeoutMs } : {}),
+			// its EMF metric lines join the handlers' (in AWS both go to CloudWatch Logs)
+			...(options.handlerLog ? { stdout: (line: string) => options.handlerLog?.write(`${line}\n`) } : {}),
+		};
 		const batch: TaskHandler =
 			options.batchOverride ??
 			((input, context) =>
 				runBatchJob(input, {
-					root,
-					s3Endpoint: server.endpoint,
-					// each attempt its own key, revoked before the attempt is reported ended
-					issueCredentials: () => server.issueJobCredentials(),
-					region: LOCAL_REGION,
+					...jobs,
 					slots,
-					...(options.batchTimeoutMs !== undefined ? { timeoutMs: options.batchTimeoutMs } : {}),
 					...(options.batchEntry !== undefined ? { entry: options.batchEntry } : {}),
 					...(options.onBatchSpawn ? { onSpawn: options.onBatchSpawn } : {}),
 					...(context ? { signal: context.signal } : {}),
 					log: (line) => log(`batch: ${line}`),
-					// its EMF metric lines join the handlers' (in AWS both go to CloudWatch Logs)
-					...(options.handlerLog ? { stdout: (line: string) => options.handlerLog?.write(`${line}\n`) } : {}),
 				}));
 		const machine = createLocalStateMachine(definition, {
 			batch,
@@ -230,33 +234,30 @@ export class LocalPipeline {
 		const pipeline = new LocalPipeline(server, definition, machine, options, slots);
 		// the dataset gate's CPU queue: one job at a time; the job reads the policy as the function does
 		const datasetSlots = new BatchSlots(1);
-		pipeline.submitDatasetJob = async (params) => {
-			const jobId = `local-${params.JobName}`;
-			const environment = [
-				...params.ContainerOverrides.Environment,
-				{ Name: "FTGUARD_POLICY", Value: JSON.stringify(options.policy) },
-			];
-			const job = runBatchJob(
-				{ ...params, ContainerOverrides: { Environment: environment } },
-				{
-					root,
-					s3Endpoint: server.endpoint,
-					issueCredentials: () => server.issueJobCredentials(),
-					region: LOCAL_REGION,
-					slots: datasetSlots,
-					entry: join(root, "batch-jobs/dataset-scan/entry.ts"),
-					...(options.batchTimeoutMs !== undefined ? { timeoutMs: options.batchTimeoutMs } : {}),
-					log: (line) => log(`dataset job: ${line}`),
-					...(options.handlerLog ? { stdout: (line: string) => options.handlerLog?.write(`${line}\n`) } : {}),
-				},
-			);
-			const target = parseGateTarget(
-				params.ContainerOverrides.Environment.find((e) => e.Name === DATASET_ENV.TARGET)?.Value,
-				DATASET_ENV.TARGET,
-			);
-			pipeline.batchGates.push(pipeline.settleDatasetJob(target, job, Date.now()));
-			return { jobId };
-		};
+		pipeline.dataset = datasetHandler(
+			async (params) => {
+				const environment = [
+					...params.ContainerOverrides.Environment,
+					{ Name: "FTGUARD_POLICY", Value: JSON.stringify(options.policy) },
+				];
+				const job = runBatchJob(
+					{ ...params, ContainerOverrides: { Environment: environment } },
+					{
+						...jobs,
+						slots: datasetSlots,
+						entry: join(root, "batch-jobs/dataset-scan/entry.ts"),
+						log: (line) => log(`dataset job: ${line}`),
+					},
+				);
+				const target = parseGateTarget(
+					params.ContainerOverrides.Environment.find((e) => e.Name === DATASET_ENV.TARGET)?.Value,
+					DATASET_ENV.TARGET,
+				);
+				pipeline.batchGates.push(pipeline.settleDatasetJob(target, job, Date.now()));
+				return { jobId: `local-${params.JobName}` };
+			},
+			options.datasetFunctionMaxBytes !== undefined ? { maxFunctionBytes: options.datasetFunctionMaxBytes } : {},
+		);
 		server.onObjectCreated((event) => {
 			pipeline.handleEvent(event).catch((e: Error) => log(`start failed for ${event.detail.object.key}: ${e.message}`));
 		});
@@ -321,14 +322,7 @@ export class LocalPipeline {
 	 */
 	private async handleInputEvent(event: ObjectCreatedEvent, received: number): Promise<StartOutcome> {
 		const dataset = event.detail.bucket.name === this.definition.buckets.datasets;
-		const run = dataset
-			? datasetHandler(
-					this.submitDatasetJob,
-					this.options.datasetFunctionMaxBytes !== undefined
-						? { maxFunctionBytes: this.options.datasetFunctionMaxBytes }
-						: {},
-				)(event)
-			: baseModelHandler(event);
+		const run = dataset ? this.dataset(event) : baseModelHandler(event);
 		const base = {
 			bucket: event.detail.bucket.name,
 			markerKey: event.detail.object.key,
@@ -372,11 +366,7 @@ export class LocalPipeline {
 	}
 
 	/** The verdict of a dataset Batch job: the report it wrote beside the data, or QUARANTINED when it failed. */
-	private async settleDatasetJob(
-		target: { bucket: string; artefact: string; marker: { key: string }; checkId: string },
-		job: Promise<unknown>,
-		submitted: number,
-	): Promise<LocalVerdict> {
+	private async settleDatasetJob(target: GateTarget, job: Promise<unknown>, submitted: number): Promise<LocalVerdict> {
 		const base = {
 			scanId: target.checkId,
 			bucket: target.bucket,

@@ -5,6 +5,7 @@
 import { GetObjectTaggingCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
 import { expect } from "vitest";
 import { setEmfOutput } from "../../lib/aws/metrics";
+import type { GateTarget } from "../../lib/core/pipeline/input-gate";
 import { SCAN_ID_TAG, STATUS_TAG } from "../../lib/core/pipeline/names";
 import type { LocalS3 } from "./s3";
 
@@ -15,6 +16,21 @@ export async function markerEvent(s3: LocalS3, bucket: string, key: string, extr
 		source: "aws.s3",
 		"detail-type": "Object Created",
 		detail: { bucket: { name: bucket }, object: { key, etag: (head.ETag ?? "").replaceAll('"', ""), ...extra } },
+	};
+}
+
+/** The gate target of a marker's event: its directory, the marker as uploaded, a fixed check id made of `digit`. */
+export function targetOf(
+	event: { detail: { bucket: { name: string }; object: { key: string; etag: string } } },
+	artefact: string,
+	digit: string,
+): GateTarget {
+	const { bucket, object } = event.detail;
+	return {
+		bucket: bucket.name,
+		artefact,
+		marker: { key: object.key, etag: object.etag },
+		checkId: `ftg-${digit.repeat(64)}`,
 	};
 }
 

@@ -10,7 +10,7 @@ import { handler } from "../../lambdas/base-model";
 import { pinInput, tagInput } from "../../lib/aws/input-gate";
 import { BASE_MODEL_MARKER, MetricName } from "../../lib/core/pipeline/names";
 import { REPO } from "../helpers/cli";
-import { statuses as gateStatuses, markerEvent, withMetrics } from "../helpers/gate";
+import { statuses as gateStatuses, markerEvent, targetOf, withMetrics } from "../helpers/gate";
 import { type LocalS3, startLocalS3, useForHandlers } from "../helpers/s3";
 
 const BUCKET = "base-models";
@@ -147,13 +147,7 @@ describe("base-model gate", () => {
 
 	it("an object replaced during the check gets no tag, and the rest are QUARANTINED, never PROMOTABLE", async () => {
 		const event = await upload("base-model", "models/raced/");
-		const key = event.detail.object.key;
-		const target = {
-			bucket: BUCKET,
-			artefact: "models/raced/",
-			marker: { key, etag: event.detail.object.etag },
-			checkId: `ftg-${"0".repeat(64)}`,
-		};
+		const target = targetOf(event, "models/raced/", "0");
 		const pinned = await pinInput(s3.client, target);
 		// the check passed on these versions; then config.json is overwritten before the tags are written
 		await s3.put(BUCKET, "models/raced/config.json", "{}");

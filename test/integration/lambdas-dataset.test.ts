@@ -20,7 +20,7 @@ import {
 } from "../../lib/core/pipeline/names";
 import { parsePolicy } from "../../lib/core/policy";
 import { REPO } from "../helpers/cli";
-import { statuses as gateStatuses, markerEvent, withMetrics } from "../helpers/gate";
+import { statuses as gateStatuses, markerEvent, targetOf, withMetrics } from "../helpers/gate";
 import { type LocalS3, startLocalS3, useForHandlers } from "../helpers/s3";
 
 const BUCKET = "datasets";
@@ -173,13 +173,7 @@ describe("dataset gate", () => {
 describe("dataset gate: a version too large for the function", () => {
 	it("is submitted to Batch untagged (unreadable), and the Batch job's scan tags it", async () => {
 		const event = await upload("big/v1/", { "train.jsonl.gz": fixture("poisoned-chat-p01.jsonl.gz") });
-		const key = event.detail.object.key;
-		const target = {
-			bucket: BUCKET,
-			artefact: "big/v1/",
-			marker: { key, etag: event.detail.object.etag },
-			checkId: `ftg-${"b".repeat(64)}`,
-		};
+		const target = targetOf(event, "big/v1/", "b");
 		const jobs: Parameters<SubmitDatasetJob>[0][] = [];
 		process.env[DATASET_ENV.JOB_QUEUE] = "arn:aws:batch:eu-west-1:111122223333:job-queue/ftguard-dataset";
 		process.env[DATASET_ENV.JOB_DEFINITION] = "ftguard-dataset-scan";
