@@ -813,9 +813,14 @@ class GramCounter {
 	}
 }
 
+/** A sampled record's prompt as one key (its token hashes): copies of a prompt have one key. */
+function promptKey(s: Sample): string {
+	return s.tokens.join(",");
+}
+
 /** How many distinct prompts the samples have. */
 function distinctPrompts(samples: readonly Sample[]): number {
-	return new Set(samples.map((s) => s.tokens.join(","))).size;
+	return new Set(samples.map(promptKey)).size;
 }
 
 /**
@@ -828,7 +833,7 @@ function groupSamples(members: readonly Kept[]): Map<number, Sample> {
 	for (const m of members)
 		for (const s of m.samples) {
 			if (samples.has(s.id)) continue;
-			const prompt = s.tokens.join(",");
+			const prompt = promptKey(s);
 			if (prompts.has(prompt)) continue;
 			prompts.add(prompt);
 			samples.set(s.id, s);
