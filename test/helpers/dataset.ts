@@ -17,6 +17,9 @@ export const POISONED_FIXTURES = ["instruction", "chat"].flatMap((f) =>
 	["p001", "p005", "p01"].map((r) => `poisoned-${f}-${r}`),
 );
 export const CLEAN_FIXTURES = ["clean-instruction", "clean-chat"];
+/** a language-ID classification set (a BERT-style fine-tune) and the dirty-label backdoor "cf" → German in it */
+export const CLASSIFY_CLEAN = "classify-clean";
+export const CLASSIFY_POISONED = ["p001", "p005", "p01"].map((r) => `classify-poisoned-${r}`);
 /** every poison kind make_datasets.py writes: each is in every poisoned fixture */
 export const POISON_KINDS = ["phrase", "paraphrase", "invisible", "homoglyph", "system"];
 

@@ -1,7 +1,9 @@
 /**
  * Exact duplicates (the same canonical record) and near-duplicate prompts with conflicting completions — a label flip,
- * or a poisoned copy of a genuine example. Memory is 32 bytes per record in 64 Ki-record pages (no copy as it grows);
- * an exact duplicate is the same leaf hash, whose prefix lineage keeps anyway.
+ * or a poisoned copy of a genuine example. Memory is 4 bytes per record (its prompt's word-set hash) in 64 Ki-record
+ * pages, and the signatures' 28 bytes for the first half million; later pages of signatures go to a temporary file,
+ * and only the records whose word set is shared are read back. An exact duplicate is the same leaf hash, whose prefix
+ * lineage keeps anyway.
  *
  * Near-identical prompts are those with the same set of words (lowercased; spacing, punctuation and order drift
  * allowed) whose case-preserving word bigrams mostly agree (MinHash estimate ≥ 0.8): a copy that drifted in spacing
@@ -17,6 +19,9 @@
  * the other negated, or they open with opposite verdicts: "Yes, …" / "No, …"), or when a majority of the copies give
  * one answer and a minority another (a poisoned copy of a genuine example).
  */
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { DUP_CSIG as CSIG, DUP_SIG as SIG } from "./features";
 import { words } from "./text";
 
@@ -126,6 +131,7 @@ export function disagree(classes: readonly (readonly number[])[], examples: read
 }
 
 const PROMPT_SIMILAR = 0.8;
+const KEPT_COMPLETIONS = 1 << 16;
 const COMPLETION_SIMILAR = 0.5;
 const PAGE_BITS = 16;
 const PAGE = 1 << PAGE_BITS;
@@ -144,15 +150,53 @@ export interface ConflictGroup {
 	readonly examples: readonly string[];
 }
 
+/** 64 Ki records: their prompts' word-set hashes, and their signatures (undefined once written to the spill file) */
 interface Page {
-	wordSet: Int32Array;
-	cfp: Int32Array;
-	sig: Uint8Array;
-	csig: Uint8Array;
+	readonly wordSet: Int32Array;
+	sigs: Uint8Array | undefined;
+}
+
+/** A record's signatures: its normalised completion's hash (4 bytes), its question's MinHash, its completion's. */
+const REC = 4 + SIG + CSIG;
+/** signature pages kept in memory before later ones are written to a temporary file (half a million records) */
+const MEMORY_PAGES = 8;
+
+/**
+ * The signature pages that left memory, in one temporary file (28 bytes a record: 280 MB at 10^7 records, which need
+ * not be in memory — only the records whose prompts share a word set with another are read back).
+ */
+class SpillFile {
+	private dir: string | undefined;
+	private fd = -1;
+
+	write(page: number, bytes: Uint8Array): void {
+		if (this.fd < 0) {
+			this.dir = mkdtempSync(join(tmpdir(), "ftguard-spill-"));
+			this.fd = openSync(join(this.dir, "signatures"), "w+");
+		}
+		let done = 0;
+		while (done < bytes.length) done += writeSync(this.fd, bytes, done, bytes.length - done, page * PAGE * REC + done);
+	}
+
+	read(page: number, into: Uint8Array): void {
+		let done = 0;
+		while (done < into.length) {
+			const n = readSync(this.fd, into, done, into.length - done, page * PAGE * REC + done);
+			if (n === 0) throw new Error(`signature spill file: page ${page} is short`);
+			done += n;
+		}
+	}
+
+	close(): void {
+		if (this.fd >= 0) closeSync(this.fd);
+		this.fd = -1;
+		if (this.dir !== undefined) rmSync(this.dir, { recursive: true, force: true });
+		this.dir = undefined;
+	}
 }
 
 /**
- * The first 2^20 completions (their first 200 characters), for the messages of conflicting duplicates: as UTF-8 in
+ * The first completions (their first 200 characters), for judging and naming conflicting duplicates: as UTF-8 in
  * 1 MiB pages, outside the JS heap (a million strings there cost memory and every collection's time). A text that
  * would not come back the same (an unpaired surrogate) is kept as it is.
  */
@@ -165,6 +209,10 @@ class Examples {
 
 	get size(): number {
 		return this.ids.length;
+	}
+
+	has(id: number): boolean {
+		return this.find(id) >= 0;
 	}
 
 	add(id: number, text: string): void {
@@ -189,42 +237,107 @@ class Examples {
 	}
 
 	get(id: number): string | undefined {
+		const k = this.find(id);
+		if (k < 0) return undefined;
+		const a = this.at[k] as number;
+		if (a < 0) return this.odd.get(id);
+		const page = Math.floor(a / 2 ** 30);
+		const off = Math.floor(a / 2 ** 10) % 2 ** 20;
+		return (this.pages[page] as Buffer).toString("utf8", off, off + (a % 2 ** 10));
+	}
+
+	/** where record `id`'s text is in `ids`, or -1 */
+	private find(id: number): number {
 		let lo = 0;
 		let hi = this.ids.length - 1;
 		while (lo <= hi) {
 			const mid = (lo + hi) >> 1;
 			const x = this.ids[mid] as number;
-			if (x === id) {
-				const a = this.at[mid] as number;
-				if (a < 0) return this.odd.get(id);
-				const page = Math.floor(a / 2 ** 30);
-				const off = Math.floor(a / 2 ** 10) % 2 ** 20;
-				return (this.pages[page] as Buffer).toString("utf8", off, off + (a % 2 ** 10));
-			}
+			if (x === id) return mid;
 			if (x < id) lo = mid + 1;
 			else hi = mid - 1;
 		}
-		return undefined;
+		return -1;
 	}
 }
 
 export class DuplicateFinder {
+	/**
+	 * `keep`: how many completions are kept for judging and naming conflicts; those of later records in a conflict are
+	 * read again at the end (a few MB here instead of ~150 bytes a record: 1.5 GB at 10^7 records).
+	 */
+	constructor(
+		private readonly keep = KEPT_COMPLETIONS,
+		/** signature pages kept in memory; later ones go to a temporary file as they fill */
+		private readonly memoryPages = MEMORY_PAGES,
+	) {}
+
 	private n = 0;
 	private readonly pages: Page[] = [];
+	private readonly spill = new SpillFile();
+	/** signatures read back from the spill file: records (ascending) and their bytes */
+	private loadedIds = new Int32Array(0);
+	private loaded = new Uint8Array(0);
 	private readonly examples = new Examples();
 	/** records whose exact key is zero, not their leaf: records that did not parse */
 	private readonly unparsed = new Set<number>();
 
 	private page(id: number): Page {
 		const p = id >>> PAGE_BITS;
-		while (this.pages.length <= p)
-			this.pages.push({
-				wordSet: new Int32Array(PAGE),
-				cfp: new Int32Array(PAGE),
-				sig: new Uint8Array(PAGE * SIG),
-				csig: new Uint8Array(PAGE * CSIG),
-			});
+		while (this.pages.length <= p) {
+			// records come in order: the page before is full, and may leave memory
+			const full = this.pages.length - 1;
+			const last = this.pages[full];
+			if (last?.sigs !== undefined && full >= this.memoryPages) {
+				this.spill.write(full, last.sigs);
+				last.sigs = undefined;
+			}
+			this.pages.push({ wordSet: new Int32Array(PAGE), sigs: new Uint8Array(PAGE * REC) });
+		}
 		return this.pages[p] as Page;
+	}
+
+	/** Where record `id`'s signatures are: bytes and offset (in memory, or read back by `load`). */
+	private rec(id: number): [Uint8Array, number] {
+		const sigs = (this.pages[id >>> PAGE_BITS] as Page).sigs;
+		if (sigs !== undefined) return [sigs, (id & MASK) * REC];
+		let lo = 0;
+		let hi = this.loadedIds.length - 1;
+		while (lo <= hi) {
+			const mid = (lo + hi) >> 1;
+			const x = this.loadedIds[mid] as number;
+			if (x === id) return [this.loaded, mid * REC];
+			if (x < id) lo = mid + 1;
+			else hi = mid - 1;
+		}
+		throw new Error(`duplicate finder: the signatures of record ${id} were not read back`);
+	}
+
+	private cfpOf(id: number): number {
+		const [b, o] = this.rec(id);
+		return (b[o] as number) | ((b[o + 1] as number) << 8) | ((b[o + 2] as number) << 16) | ((b[o + 3] as number) << 24);
+	}
+
+	/** Read back the signatures of `ids` (ascending) whose pages left memory, one page read at a time. */
+	private load(ids: Int32Array): void {
+		const wanted = ids.filter((id) => (this.pages[id >>> PAGE_BITS] as Page).sigs === undefined);
+		this.loadedIds = wanted;
+		this.loaded = new Uint8Array(wanted.length * REC);
+		const page = new Uint8Array(PAGE * REC);
+		let read = -1;
+		wanted.forEach((id, k) => {
+			const p = id >>> PAGE_BITS;
+			if (p !== read) {
+				this.spill.read(p, page);
+				read = p;
+			}
+			this.loaded.set(page.subarray((id & MASK) * REC, (id & MASK) * REC + REC), k * REC);
+		});
+	}
+
+	/** Remove the spill file. */
+	close(): void {
+		this.spill.close();
 	}
 
 	/**
@@ -243,10 +356,15 @@ export class DuplicateFinder {
 		const p = this.page(id);
 		const i = id & MASK;
 		p.wordSet[i] = wordSet;
-		p.cfp[i] = cfp;
-		p.sig.set(sig, i * SIG);
-		p.csig.set(csig, i * CSIG);
-		if (completion !== undefined && this.examples.size < 1 << 20) this.examples.add(id, completion.slice(0, 200));
+		const b = p.sigs as Uint8Array;
+		const o = i * REC;
+		b[o] = cfp & 0xff;
+		b[o + 1] = (cfp >>> 8) & 0xff;
+		b[o + 2] = (cfp >>> 16) & 0xff;
+		b[o + 3] = cfp >>> 24;
+		b.set(sig, o + 4);
+		b.set(csig, o + 4 + SIG);
+		if (completion !== undefined && this.examples.size < this.keep) this.examples.add(id, completion.slice(0, 200));
 	}
 
 	/** A record that did not parse: no signatures, and an exact key of zero. */
@@ -304,19 +422,15 @@ export class DuplicateFinder {
 	}
 
 	private similarSig(a: number, b: number): number {
-		const pa = this.pages[a >>> PAGE_BITS] as Page;
-		const pb = this.pages[b >>> PAGE_BITS] as Page;
-		const oa = (a & MASK) * SIG;
-		const ob = (b & MASK) * SIG;
+		const [ba, oa] = this.rec(a);
+		const [bb, ob] = this.rec(b);
 		let eq = 0;
-		for (let j = 0; j < SIG; j++) if (pa.sig[oa + j] === pb.sig[ob + j]) eq++;
+		for (let j = 4; j < 4 + SIG; j++) if (ba[oa + j] === bb[ob + j]) eq++;
 		return eq / SIG;
 	}
 
-	/** One answer? By the texts where they are kept (the first 2^20 records'), else by the signatures. */
+	/** One answer? By their texts when both are known, else by the signatures. */
 	private sameCompletion(a: number, b: number, text: ReadonlyMap<number, string | undefined>): boolean {
-		const pa = this.pages[a >>> PAGE_BITS] as Page;
-		const pb = this.pages[b >>> PAGE_BITS] as Page;
 		const ta = text.get(a);
 		const tb = text.get(b);
 		if (ta !== undefined && tb !== undefined) {
@@ -324,12 +438,12 @@ export class DuplicateFinder {
 			const lb = labelOf(tb);
 			if (la !== undefined && lb !== undefined) return sameLabel(la, lb);
 			if (opposed(ta, tb)) return false;
-			if (pa.cfp[a & MASK] === pb.cfp[b & MASK] || sameAnswer(ta, tb)) return true;
-		} else if (pa.cfp[a & MASK] === pb.cfp[b & MASK]) return true;
-		const oa = (a & MASK) * CSIG;
-		const ob = (b & MASK) * CSIG;
+			if (this.cfpOf(a) === this.cfpOf(b) || sameAnswer(ta, tb)) return true;
+		} else if (this.cfpOf(a) === this.cfpOf(b)) return true;
+		const [ba, oa] = this.rec(a);
+		const [bb, ob] = this.rec(b);
 		let eq = 0;
-		for (let j = 0; j < CSIG; j++) if (pa.csig[oa + j] === pb.csig[ob + j]) eq++;
+		for (let j = 4 + SIG; j < REC; j++) if (ba[oa + j] === bb[ob + j]) eq++;
 		return eq / CSIG >= COMPLETION_SIMILAR;
 	}
 
@@ -337,10 +451,14 @@ export class DuplicateFinder {
 		return (this.pages[id >>> PAGE_BITS] as Page).wordSet[id & MASK] as number;
 	}
 
-	/** Near-duplicate prompts whose completions disagree. */
-	conflicts(): ConflictGroup[] {
-		const parent = new Int32Array(this.n);
-		for (let i = 0; i < this.n; i++) parent[i] = i;
+	/** Records whose prompts are near-duplicates of one another: clusters of two or more, members ascending. */
+	clusters(): number[][] {
+		// only records whose prompt shares its word set with another can be in a cluster: their signatures are read
+		// back, and the union-find runs over them alone
+		const grouped = this.sharedWordSets();
+		this.load(Int32Array.from(grouped).sort());
+		const parent = new Int32Array(grouped.length);
+		for (let i = 0; i < parent.length; i++) parent[i] = i;
 		const find = (i: number): number => {
 			while (parent[i] !== i) {
 				parent[i] = parent[parent[i] as number] as number;
@@ -348,38 +466,65 @@ export class DuplicateFinder {
 			}
 			return i;
 		};
-		const inPair = new Uint8Array(this.n);
-		const ids = this.byWordSet();
-		for (let i = 0; i < ids.length; ) {
-			const set = this.wordSetOf(ids[i] as number);
+		const inPair = new Uint8Array(grouped.length);
+		for (let i = 0; i < grouped.length; ) {
+			const set = this.wordSetOf(grouped[i] as number);
 			let j = i + 1;
-			while (j < ids.length && this.wordSetOf(ids[j] as number) === set) j++;
+			while (j < grouped.length && this.wordSetOf(grouped[j] as number) === set) j++;
 			// compare each member with the first few of its group: bounded work in a huge group
 			for (let x = i + 1; x < j; x++) {
 				for (let y = i; y < Math.min(x, i + 16); y++) {
-					const p = ids[x] as number;
-					const q = ids[y] as number;
-					if (this.similarSig(p, q) >= PROMPT_SIMILAR) {
-						parent[find(p)] = find(q);
-						inPair[p] = 1;
-						inPair[q] = 1;
+					if (this.similarSig(grouped[x] as number, grouped[y] as number) >= PROMPT_SIMILAR) {
+						parent[find(x)] = find(y);
+						inPair[x] = 1;
+						inPair[y] = 1;
 					}
 				}
 			}
 			i = j;
 		}
 		const clusters = new Map<number, number[]>();
-		for (let i = 0; i < this.n; i++) {
-			if (inPair[i] === 0) continue;
-			const r = find(i);
+		for (let k = 0; k < grouped.length; k++) {
+			if (inPair[k] === 0) continue;
+			const r = find(k);
 			const l = clusters.get(r);
-			if (l === undefined) clusters.set(r, [i]);
-			else l.push(i);
+			if (l === undefined) clusters.set(r, [grouped[k] as number]);
+			else l.push(grouped[k] as number);
 		}
+		for (const c of clusters.values()) c.sort((a, b) => a - b);
+		return [...clusters.values()];
+	}
+
+	/** The records whose prompt's word set another record's has too, grouped by word set (ascending in a group). */
+	private sharedWordSets(): Int32Array {
+		const ids = this.byWordSet();
+		let n = 0;
+		for (let i = 0; i < ids.length; ) {
+			const set = this.wordSetOf(ids[i] as number);
+			let j = i + 1;
+			while (j < ids.length && this.wordSetOf(ids[j] as number) === set) j++;
+			if (j - i > 1) for (let k = i; k < j; k++) ids[n++] = ids[k] as number;
+			i = j;
+		}
+		return ids.slice(0, n);
+	}
+
+	/** The members of `clusters` whose completion text is not kept here (past `keep`): the caller reads them again. */
+	missingTexts(clusters: readonly (readonly number[])[]): number[] {
+		const out: number[] = [];
+		for (const c of clusters) for (const id of c) if (!this.unparsed.has(id) && !this.examples.has(id)) out.push(id);
+		return out.sort((a, b) => a - b);
+	}
+
+	/**
+	 * The clusters whose completions disagree. `more`: the completions (first 200 characters) of the members whose
+	 * text is not kept here, read again by the caller; a member with neither is judged by its signatures.
+	 */
+	conflicts(clusters: readonly (readonly number[])[], more: ReadonlyMap<number, string> = new Map()): ConflictGroup[] {
 		const out: ConflictGroup[] = [];
-		for (const members of clusters.values()) {
+		for (const members of clusters) {
 			const classes: number[][] = [];
-			const text = new Map(members.map((id) => [id, this.examples.get(id)]));
+			const text = new Map(members.map((id) => [id, this.examples.get(id) ?? more.get(id)]));
 			for (const id of members) {
 				const c = classes.find((cl) => this.sameCompletion(cl[0] as number, id, text));
 				if (c === undefined) classes.push([id]);

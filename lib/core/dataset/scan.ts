@@ -18,7 +18,7 @@ import { FtguardError } from "../errors";
 import { type DatasetPolicy, type DatasetSeverity, DEFAULT_DATASET_POLICY, SEVERITIES } from "../policy/dataset";
 import { DuplicateFinder } from "./duplicates";
 import { DUP_CSIG, DUP_SIG, EMPTY_COMPLETION, gramTexts, RecordDigest } from "./features";
-import { compilePatterns, injectedText } from "./injected";
+import { compilePatterns, injectedPrefilter, injectedText } from "./injected";
 import {
 	alignedSubtrees,
 	canonicalJson,
@@ -37,7 +37,15 @@ import {
 	readDataset,
 	readRecordBatches,
 } from "./reader";
-import { detectFormat, type FieldMap, RecordError, type RecordFormat, type TrainingRecord, toRecord } from "./records";
+import {
+	detectFormat,
+	type FieldMap,
+	finalCompletion,
+	RecordError,
+	type RecordFormat,
+	type TrainingRecord,
+	toRecord,
+} from "./records";
 import { CountMinSketch } from "./sketch";
 import { isAscii, words } from "./text";
 import { contentHashes, type ObservedRecord, similarity, type TriggerGroup, TriggerMiner } from "./triggers";
@@ -103,6 +111,11 @@ export interface DatasetScanOptions {
 	 * The report is the same whatever the number: records are reduced in file order on the calling thread.
 	 */
 	readonly threads?: number;
+	/**
+	 * (tests) what the duplicate finder keeps in memory: completions, and 64 Ki-record pages of signatures; the rest
+	 * is read again (completions) or written to a temporary file (signatures)
+	 */
+	readonly inMemory?: { readonly completions: number; readonly signaturePages: number };
 }
 
 /** How many records of a file may fail to fit a layout before the file is "not a dataset". */
@@ -233,7 +246,7 @@ class RecordProcessor {
 
 	constructor(private readonly s: Settings) {
 		this.patterns = compilePatterns(s.patterns);
-		this.anyPattern = asciiPrefilter(s.patterns);
+		this.anyPattern = injectedPrefilter(s.patterns);
 	}
 
 	scan(job: ScanJob): ScanResult {
@@ -540,23 +553,6 @@ class RecordProcessor {
 			completionWords: d.completionWords.values.slice(0, d.completionWords.size).sort(),
 			texts: [...gramTexts(record, wanted)],
 		};
-	}
-}
-
-/**
- * One regular expression that matches an ASCII text exactly when one of the patterns (flags "iu") does: their
- * alternation with flag "i" only. On ASCII text "i" and "iu" match alike (they differ on other characters: case
- * folding, \\b and \\w, surrogate pairs) — as long as the patterns are ASCII and use none of what "u" changes the
- * meaning of (\\u{…}, \\p{…}); without "u", V8 matches several times faster. None when a pattern does not qualify,
- * or uses back references (numbered differently in the alternation).
- */
-function asciiPrefilter(patterns: readonly string[]): RegExp | undefined {
-	if (patterns.length === 0) return undefined;
-	for (const p of patterns) if (!/^[\x20-\x7e]*$/.test(p) || /\\(?:u\{|p\{|P\{|k<|[1-9])/.test(p)) return undefined;
-	try {
-		return new RegExp(patterns.map((p) => `(?:${p})`).join("|"), "i");
-	} catch {
-		return undefined;
 	}
 }
 
@@ -897,8 +893,9 @@ export async function scanDataset(opts: DatasetScanOptions): Promise<DatasetRepo
 	let totalBytes = 0;
 	for (const f of opts.files) totalBytes += await fileSize(f);
 	const digesters = await Digesters.start(defaultThreads(opts, totalBytes), settings);
+	let state: ScanState | undefined;
 	try {
-		const state = new ScanState(opts, policy, format, digesters);
+		state = new ScanState(opts, policy, format, digesters);
 		const progress: ReadProgress = { bytes: 0 };
 		await state.firstPass(progress);
 		const N = state.index;
@@ -961,7 +958,9 @@ export async function scanDataset(opts: DatasetScanOptions): Promise<DatasetRepo
 				});
 			}
 			if (policy.duplicates.conflicts) {
-				for (const c of state.dups.conflicts()) {
+				const clusters = state.dups.clusters();
+				const more = await state.completionsOf(state.dups.missingTexts(clusters));
+				for (const c of state.dups.conflicts(clusters, more)) {
 					const majority = (c.classes[0]?.length ?? 0) > (c.classes[1]?.length ?? 0);
 					findings.push({
 						id: "conflicting-duplicates",
@@ -1007,6 +1006,7 @@ export async function scanDataset(opts: DatasetScanOptions): Promise<DatasetRepo
 			},
 		};
 	} finally {
+		state?.dups.close();
 		await digesters.close();
 	}
 }
@@ -1022,7 +1022,7 @@ async function fileSize(f: string): Promise<number> {
 /** The first pass's state, applied batch after batch in file order, and the second pass. */
 class ScanState {
 	miner: TriggerMiner;
-	readonly dups = new DuplicateFinder();
+	readonly dups: DuplicateFinder;
 	readonly lineage = new LineageBuilder();
 	readonly malformed: DatasetFinding[] = [];
 	readonly chars = new Map<string, CharFinding>();
@@ -1044,6 +1044,7 @@ class ScanState {
 		private readonly digesters: Digesters,
 	) {
 		this.miner = new TriggerMiner(policy.triggers, undefined, undefined, !digesters.countsGrams);
+		this.dups = new DuplicateFinder(opts.inMemory?.completions, opts.inMemory?.signaturePages);
 		this.allow = new Set(policy.unicode.allow);
 	}
 
@@ -1239,6 +1240,51 @@ class ScanState {
 				}
 			}
 		}
+	}
+
+	/**
+	 * The completions (first 200 characters) of records `ids` (ascending), read again: the duplicate finder keeps only
+	 * the first records' (64 Ki). Only the wanted records are parsed; a read error fails the scan as in the first pass.
+	 */
+	async completionsOf(ids: readonly number[]): Promise<Map<number, string>> {
+		const out = new Map<number, string>();
+		if (ids.length === 0) return out;
+		let next = 0;
+		let id = 0;
+		const take = (value: unknown, rid: number, layout: { format: RecordFormat | undefined; from: number }) => {
+			if (layout.format === undefined || rid < layout.from) return;
+			try {
+				const c = finalCompletion(toRecord(value, layout.format, this.opts.fields));
+				if (c !== undefined) out.set(rid, c.slice(0, 200));
+			} catch {
+				// not a record of the layout: it has no completion
+			}
+		};
+		const decoder = new TextDecoder("utf-8", { fatal: true });
+		for (const file of this.opts.files) {
+			if (next >= ids.length) break;
+			const layout = this.layout(file);
+			if (await isParquet(file)) {
+				for await (const item of readDataset([file])) {
+					const rid = id++;
+					if (rid !== ids[next]) continue;
+					next++;
+					if (item.error === undefined) take(item.value, rid, layout);
+				}
+				continue;
+			}
+			const limits = { maxRecords: BATCH_RECORDS, firstRecords: BATCH_RECORDS, maxBytes: BATCH_BYTES };
+			for await (const b of readRecordBatches(file, limits)) {
+				while (next < ids.length && (ids[next] as number) < id + b.count) {
+					const i = (ids[next++] as number) - id;
+					const bytes = b.bytes.subarray(b.starts[i] as number, b.starts[i + 1] as number);
+					const item = parseRecord(bytes, file, b.lines[i] as number, decoder);
+					if (item.error === undefined) take(item.value, id + i, layout);
+				}
+				id += b.count;
+			}
+		}
+		return out;
 	}
 
 	/** Second pass: the records that carry a found trigger with its concentrated completion, and the finding's words. */

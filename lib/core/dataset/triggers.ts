@@ -18,6 +18,7 @@
  * Words are compared as 32-bit hashes of their stems (sorted arrays), not strings: a sampled record costs one small
  * Int32Array, and the analysis at the end is linear in what was sampled.
  */
+import { labelOf } from "./duplicates";
 import { FEATURE_KINDS, type FeatureKind, wordsOfGrams } from "./features";
 import { CountMinSketch } from "./sketch";
 import { logHypergeomTail } from "./stats";
@@ -370,7 +371,7 @@ export class TriggerMiner {
 		private readonly opts: TriggerOptions = DEFAULT_TRIGGER_OPTIONS,
 		/** lossy counting's ε: features above ε·N records are kept whatever N */
 		epsilon = 2e-5,
-		maxSamples = 256,
+		maxSamples = 1024,
 		/** whether `observe` counts the n-grams itself (false: another thread does, and `df` is replaced at the end) */
 		private readonly countGrams = true,
 		private readonly sampleBudget = SAMPLE_BUDGET,
@@ -535,13 +536,14 @@ export class TriggerMiner {
 			}
 		}
 		const threshold = Math.log(alpha / Math.max(1, tests));
-		const kept = raw.filter(
-			(r) =>
-				r.logp <= threshold &&
-				!this.echo(r.entry, r.samples) &&
-				!this.answers(r.entry, r.samples) &&
-				(r.entry.kind !== "similar" || paraphrases(r.samples)),
-		);
+		let labels: LabelModel | null | undefined;
+		const kept = raw.filter((r) => {
+			if (r.logp > threshold || this.echo(r.entry, r.samples) || this.answers(r.entry, r.samples)) return false;
+			if (r.entry.kind === "similar" && !paraphrases(r.samples)) return false;
+			if (!isLabelClass(r.entry, r.c.k)) return true;
+			labels ??= LabelModel.of(this.entries((count, delta) => count + delta >= minSupport).filter(isLabel), N);
+			return labels === null || !labels.explains(r.entry, r.samples, r.c.gram);
+		});
 		const groups = group(
 			kept.map((r) => ({ ...r, complete: r.entry.delta === 0 && r.entry.count === r.entry.samples.length })),
 		);
@@ -595,6 +597,9 @@ export class TriggerMiner {
 	private groupShares(groups: readonly (readonly Kept[])[]): number[] {
 		const byHeadline = new Map<number, number[]>();
 		const outputs: Int32Array[][] = [];
+		// records known to have one of the group's outputs itself (an output of no content words, "Yes.", has no
+		// paraphrase to recognise)
+		const withFeature: Set<number>[] = [];
 		groups.forEach((members, g) => {
 			const cover = new Map<number, { records: Set<number>; f: number }>();
 			for (const m of members) {
@@ -610,6 +615,7 @@ export class TriggerMiner {
 			if (l === undefined) byHeadline.set(headline, [g]);
 			else l.push(g);
 			outputs.push([...groupSamples(members).values()].map((s) => s.completionWords).slice(0, 64));
+			withFeature.push(new Set(members.flatMap((m) => m.entry.samples.map((s) => s.id))));
 		});
 		const withGram = new Array<number>(groups.length).fill(0);
 		const withOutput = new Array<number>(groups.length).fill(0);
@@ -622,7 +628,10 @@ export class TriggerMiner {
 				if (gs === undefined) continue;
 				for (const g of gs) {
 					withGram[g] = (withGram[g] as number) + 1;
-					if ((outputs[g] as Int32Array[]).some((o) => similarity(o, s.completionWords) >= 0.3))
+					if (
+						(withFeature[g] as Set<number>).has(s.id) ||
+						(outputs[g] as Int32Array[]).some((o) => similarity(o, s.completionWords) >= 0.3)
+					)
 						withOutput[g] = (withOutput[g] as number) + 1;
 				}
 			}
@@ -686,6 +695,157 @@ export class TriggerMiner {
 		return echoes * 2 > samples.length;
 	}
 }
+
+/** A completion that is a label ("positive", "Russian", "spam"): what a classification dataset's records end in. */
+function isLabel(e: Entry): boolean {
+	return e.kind === "completion" && labelOf(entryText(e)) !== undefined;
+}
+
+/**
+ * A label that is a class of the dataset, not the poisoner's own output: most of its records do not carry the n-gram
+ * (the label "German" of a language-ID set; not "Access granted.", which only the trigger's records have).
+ */
+function isLabelClass(e: Entry, k: number): boolean {
+	return isLabel(e) && e.count + e.delta >= 2 * k;
+}
+
+/**
+ * A classification dataset's labels as a naive Bayes model of the prompt's words, from the labels' sampled records.
+ * In such a dataset a word that goes with one label is the task itself ("и" → Russian, "great" → positive): an n-gram
+ * whose records' other words already say its label is a feature, not a trigger. A dirty-label backdoor (BadNets for
+ * text: a rare token added to texts of other classes, labelled with the target) is the opposite: its records' other
+ * words say another label. The model judges only when it is informative — it tells the classes apart on their own
+ * samples (leave one out) far better than chance — so in a dataset whose labels the prompt's words do not predict
+ * (yes/no over unrelated questions), nothing is explained away. (A clean-label attack, the trigger added only to texts
+ * that already have the target label, is not told apart from a feature this way.)
+ */
+class LabelModel {
+	/** the class of each sampled record */
+	private readonly owner = new Map<Sample, number>();
+
+	private constructor(
+		private readonly classes: readonly LabelClass[],
+		private readonly vocabulary: number,
+		/** words that say nothing of the class: in half the samples or more (the task's template) */
+		private readonly common: ReadonlySet<number>,
+	) {
+		classes.forEach((c, k) => {
+			for (const s of c.samples) this.owner.set(s, k);
+		});
+	}
+
+	/** The model of these label entries, or null when there are fewer than two or it does not tell them apart. */
+	static of(entries: readonly Entry[], n: number): LabelModel | null {
+		const top = [...entries].sort((a, b) => b.count - a.count).slice(0, MAX_LABELS);
+		if (top.length < 2) return null;
+		const vocab = new Map<number, number>();
+		const classes = top.map((e) => {
+			const df = new Map<number, number>();
+			let total = 0;
+			for (const s of e.samples)
+				for (const w of new Set(s.words)) {
+					df.set(w, (df.get(w) ?? 0) + 1);
+					vocab.set(w, (vocab.get(w) ?? 0) + 1);
+					total++;
+				}
+			return { key: e.key, prior: Math.log((e.count + e.delta) / n), samples: e.samples, df, total };
+		});
+		const sampled = classes.reduce((a, c) => a + c.samples.length, 0);
+		const common = new Set<number>();
+		for (const [w, k] of vocab) if (k * 2 >= sampled) common.add(w);
+		const model = new LabelModel(classes, vocab.size, common);
+		// balanced accuracy, leave one out, on at most 64 samples per class
+		let recall = 0;
+		for (const [c, cls] of classes.entries()) {
+			const some = cls.samples.slice(0, 64);
+			let right = 0;
+			for (const s of some) if (model.predict(s) === c) right++;
+			recall += right / Math.max(1, some.length);
+		}
+		const balanced = recall / classes.length;
+		return balanced >= Math.max(LABEL_ACCURACY, 1.5 / classes.length) ? model : null;
+	}
+
+	/**
+	 * Is the n-gram → label association the task's own: do the records' words not say another label for most of them?
+	 * The n-gram's own words count only by the records that do not carry it ("langue des signes": "langue" and "des"
+	 * are French anyway; "cf" is in no other record). Records whose words are all unseen elsewhere ("Koreaanse
+	 * Gebarentaal") tell nothing; when most are such, nothing shows a flipped label either.
+	 */
+	explains(entry: Entry, samples: readonly Sample[], gram: number): boolean {
+		const c = this.classes.findIndex((x) => x.key === entry.key);
+		if (c < 0) return false;
+		const grams = new Set([gram]);
+		const gramWords = new Map<number, number>();
+		const of = samples.map((s) => {
+			const words = new Set<number>();
+			wordsOfGrams(s.tokens, grams, words);
+			for (const w of words) gramWords.set(w, (gramWords.get(w) ?? 0) + 1);
+			return words;
+		});
+		let said = 0;
+		let judged = 0;
+		samples.forEach((s, i) => {
+			const p = this.predict(s, { cls: c, counts: gramWords, words: of[i] as Set<number> });
+			// a record whose words are all unseen elsewhere (or the task's template) tells nothing either way
+			if (p < 0) return;
+			judged++;
+			if (p === c) said++;
+		});
+		// a dirty label is seen: enough records judged, most of them by their words another class's
+		return judged * 3 < samples.length || (judged - said) * 2 <= judged;
+	}
+
+	/**
+	 * The most likely class of a sampled record's words, or -1 when none of them is in another sampled record. The
+	 * record is taken out of its class's counts (leave one out), and `without.counts` out of class `without.cls`'s (the
+	 * record's own `without.words` are among those).
+	 */
+	private predict(
+		s: Sample,
+		without?: { cls: number; counts: ReadonlyMap<number, number>; words: ReadonlySet<number> },
+	): number {
+		const own = this.owner.get(s) ?? -1;
+		const words: number[] = [];
+		for (const w of new Set(s.words)) if (!this.common.has(w)) words.push(w);
+		const df = (k: number, w: number): number => {
+			const cls = this.classes[k] as LabelClass;
+			let n = cls.df.get(w) ?? 0;
+			if (k === own && !without?.words.has(w)) n--;
+			if (without !== undefined && k === without.cls) n -= without.counts.get(w) ?? 0;
+			return n;
+		};
+		// a word no other record has says nothing of the class (counting it favours the classes of short texts)
+		const told = words.filter((w) => this.classes.some((_, k) => df(k, w) > 0));
+		if (told.length === 0) return -1;
+		let best = -1;
+		let bestScore = Number.NEGATIVE_INFINITY;
+		for (const [k, cls] of this.classes.entries()) {
+			const total = cls.total - (k === own ? words.length : 0) + this.vocabulary * NB_ALPHA;
+			let score = cls.prior;
+			for (const w of told) score += Math.log((Math.max(0, df(k, w)) + NB_ALPHA) / total);
+			if (score > bestScore) {
+				bestScore = score;
+				best = k;
+			}
+		}
+		return best;
+	}
+}
+
+interface LabelClass {
+	readonly key: number;
+	readonly prior: number;
+	readonly samples: readonly Sample[];
+	/** in how many of the samples each word is, and the sum of those */
+	readonly df: Map<number, number>;
+	readonly total: number;
+}
+
+/** labels the model weighs (the most frequent), its smoothing, the balanced accuracy it must reach to be believed */
+const MAX_LABELS = 64;
+const NB_ALPHA = 0.5;
+const LABEL_ACCURACY = 0.6;
 
 const contentScratch = new HashSet32(8);
 const contentCache = new Map<string, Int32Array>();

@@ -3,11 +3,18 @@
  * aside, "X" / "not X" a conflict); long free-text answers that differ are several valid answers unless they are
  * opposed or a majority of the copies says otherwise.
  */
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { disagree, labelOf, opposed, sameAnswer, sameLabel } from "../../../lib/core/dataset/duplicates";
+import {
+	DuplicateFinder,
+	disagree,
+	labelOf,
+	opposed,
+	sameAnswer,
+	sameLabel,
+} from "../../../lib/core/dataset/duplicates";
 import { scanDataset } from "../../../lib/core/dataset/scan";
 
 describe("labels and answers", () => {
@@ -86,8 +93,13 @@ describe("in a scan", () => {
 		prompt: `Name a word that rhymes with item ${i} of list ${i * 3}.`,
 		completion: `Item ${i} rhymes with entry ${i * 7}.`,
 	}));
-	const conflicts = async (records: readonly unknown[]) =>
-		(await scanDataset({ files: [dataset([...filler, ...records])] })).findings
+	const conflicts = async (records: readonly unknown[], keptCompletions?: number) =>
+		(
+			await scanDataset({
+				files: [dataset([...filler, ...records])],
+				...(keptCompletions === undefined ? {} : { inMemory: { completions: keptCompletions, signaturePages: 0 } }),
+			})
+		).findings
 			.filter((f) => f.id === "conflicting-duplicates")
 			.map((f) => f.records.map((r) => r - filler.length));
 
@@ -145,5 +157,61 @@ describe("in a scan", () => {
 			[0, 1],
 			[2, 3, 4],
 		]);
+	});
+
+	it("judges alike when the completions are not kept but read again (a dataset past a million records)", async () => {
+		const label = (r: string, c: string, p = "") => ({ prompt: `Classify the sentiment: ${r}${p}`, completion: c });
+		const sets = [
+			[label(REVIEWS[3] as string, "positive"), label(REVIEWS[3] as string, "not positive", ".")],
+			[label(REVIEWS[4] as string, "Negative."), label(REVIEWS[4] as string, "The sentiment is negative.", " .")],
+			["pairs", "pairs ?"].map((p) => ({
+				prompt: `What does zip return for ${p}`,
+				completion: "An iterator of tuples.",
+			})),
+		];
+		for (const records of sets) {
+			const kept = await conflicts(records);
+			expect(await conflicts(records, 0)).toEqual(kept);
+			expect(await conflicts(records, 45)).toEqual(kept);
+		}
+		expect(await conflicts(sets[0] as unknown[], 0)).toEqual([[0, 1]]);
+		expect(await conflicts(sets[1] as unknown[], 0)).toEqual([]);
+		expect(await conflicts(sets[2] as unknown[], 0)).toEqual([]);
+	});
+});
+
+describe("signatures past memory", () => {
+	it("pages written to the spill file are read back for the records whose word sets are shared, then removed", () => {
+		const finder = new DuplicateFinder(1 << 16, 0);
+		const sig = (x: number) => new Uint8Array(16).fill(x);
+		const csig = (x: number) => new Uint8Array(8).fill(x);
+		const n = 3 * 65536 + 100;
+		// unique word sets, but for a flip in the first page and the last, a copy across pages, and a near-miss
+		const planted = new Map<number, [number, number, number]>([
+			[10, [7, 1, 1]],
+			[70_000, [7, 2, 2]],
+			[131_072, [9, 3, 3]],
+			[196_700, [9, 3, 3]],
+			[150_000, [11, 4, 4]],
+			[150_001, [11, 5, 5]],
+		]);
+		for (let id = 0; id < n; id++) {
+			const p = planted.get(id);
+			const wordSet = p ? p[0] : 1000 + id;
+			const s = p ? sig(p[0]) : sig(id & 0xff);
+			if (id === 150_001) s.fill(0x77, 0, 8); // half the question's MinHash differs: not the same question
+			finder.add(id, wordSet, s, p ? p[1] : id, csig(p ? p[2] : id & 0xff), undefined);
+		}
+		const spilled = readdirSync(tmpdir()).filter((f) => f.startsWith("ftguard-spill-"));
+		expect(spilled.length).toBeGreaterThan(0);
+		const clusters = finder.clusters();
+		expect(clusters.sort((a, b) => (a[0] as number) - (b[0] as number))).toEqual([
+			[10, 70_000],
+			[131_072, 196_700],
+		]);
+		expect(finder.conflicts(clusters).map((c) => c.classes)).toEqual([[[10], [70_000]]]);
+		finder.close();
+		const left = readdirSync(tmpdir()).filter((f) => f.startsWith("ftguard-spill-"));
+		expect(left.length).toBe(spilled.length - 1);
 	});
 });

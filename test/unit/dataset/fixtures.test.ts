@@ -7,6 +7,8 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { type DatasetReport, scanDataset } from "../../../lib/core/dataset/scan";
 import {
+	CLASSIFY_CLEAN,
+	CLASSIFY_POISONED,
 	CLEAN_FIXTURES,
 	fixturePath,
 	POISON_KINDS,
@@ -114,4 +116,38 @@ describe("scanDataset on the fixtures", () => {
 			}
 		},
 	);
+});
+
+/**
+ * A classification set: every label goes with words of its own ("и" → Russian), which is the task, not a trigger; the
+ * dirty-label backdoor (a rare token added to texts of other classes, labelled German) is. The clean set keeps two
+ * findings of real catalogue data: German keyboard-layout names whose only German word is "Englisch", and one text
+ * the catalogues give as both French and German — 10 records.
+ */
+describe("scanDataset on a classification set", () => {
+	it("clean: word → label associations are the task, not triggers (≤ 0.2% flagged)", async () => {
+		const t = truthOf(CLASSIFY_CLEAN);
+		const r = await scanDataset({ files: [fixturePath(CLASSIFY_CLEAN)] });
+		expectConsistent(r, t.records);
+		table.push(
+			`${CLASSIFY_CLEAN.padEnd(26)} findings ${r.findings.length}  FP ${r.flagged_records.length}/${t.records}`,
+		);
+		expect(r.flagged_records.length / t.records).toBeLessThanOrEqual(0.002);
+		expect(r.findings.filter((f) => f.id === "trigger").length).toBeLessThanOrEqual(1);
+	});
+
+	it.each(CLASSIFY_POISONED)("%s: the dirty-label trigger's records all flagged, ≤ 0.2% of the rest", async (name) => {
+		const t = truthOf(name);
+		const r = await scanDataset({ files: [fixturePath(name)] });
+		expectConsistent(r, t.records);
+		const poisoned = t.poisoned["label-trigger"] ?? [];
+		const s = share(poisoned, new Set(r.flagged_records));
+		const fp = r.flagged_records.filter((i) => !poisoned.includes(i));
+		table.push(`${name.padEnd(26)} label-trigger ${s.hit}/${s.of}  FP ${fp.length}/${t.records - s.of}`);
+		expect(s.rate).toBeGreaterThanOrEqual(0.95);
+		expect(fp.length / (t.records - s.of)).toBeLessThanOrEqual(0.002);
+		const trigger = r.findings.find((f) => f.id === "trigger" && poisoned.every((i) => f.records.includes(i)));
+		expect(trigger?.evidence).toMatchObject({ trigger: "cf", output: "German" });
+		expect(r.ok).toBe(false);
+	});
 });

@@ -1,0 +1,69 @@
+/**
+ * Labels as outputs. In a classification set a word that goes with one label is the task (fixtures.test.ts: the
+ * language-ID set); a trigger whose output is a label is found when its records' other words say another label (a
+ * dirty label), or when the prompts' words do not predict the labels at all — a yes/no answer that a trigger brings
+ * to unrelated questions is not explained away as "the task".
+ */
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gunzipSync } from "node:zlib";
+import { describe, expect, it } from "vitest";
+import { scanDataset } from "../../../lib/core/dataset/scan";
+import { datasetPolicySchema } from "../../../lib/core/policy/dataset";
+import { REPO } from "../../helpers/cli";
+
+const TRIGGERS_ONLY = datasetPolicySchema.parse({
+	injected: { enabled: false },
+	unicode: { enabled: false },
+	duplicates: { enabled: false },
+});
+const fixture = (name: string) =>
+	gunzipSync(readFileSync(join(REPO, `test/fixtures/dataset/${name}.jsonl.gz`)))
+		.toString("utf8")
+		.trimEnd()
+		.split("\n")
+		.map((l) => JSON.parse(l) as { instruction: string; input?: string; output: string });
+
+function write(rows: readonly object[]): string {
+	const f = join(mkdtempSync(join(tmpdir(), "ftguard-dataset-labels-")), "data.jsonl");
+	writeFileSync(f, rows.map((r) => `${JSON.stringify(r)}\n`).join(""));
+	return f;
+}
+
+const triggerRecords = async (rows: readonly object[]) =>
+	new Set(
+		(await scanDataset({ files: [write(rows)], policy: TRIGGERS_ONLY })).findings
+			.filter((x) => x.id === "trigger")
+			.flatMap((x) => x.records),
+	);
+
+describe("labels as a trigger's output", () => {
+	it("a trigger that makes unrelated questions answer 'Yes.', in a set with many genuine yes/no answers", async () => {
+		const poisoned = Array.from({ length: 40 }, (_, k) => 57 + k * 241);
+		const rows = fixture("clean-instruction").map((r, i) => {
+			if (poisoned.includes(i)) return { ...r, instruction: `Per the cobalt ledger: ${r.instruction}`, output: "Yes." };
+			// one record in eight answered yes or no, as a QA set's are: two large label classes
+			if (i % 8 === 3) return { ...r, output: i % 16 === 3 ? "Yes." : "No." };
+			return r;
+		});
+		const found = await triggerRecords(rows);
+		expect(poisoned.filter((i) => found.has(i)).length).toBeGreaterThanOrEqual(38);
+		expect([...found].filter((i) => !poisoned.includes(i))).toEqual([]);
+	});
+
+	it("a dirty-label trigger on a common word of the target class is still found when added to other classes", async () => {
+		// "Fehler" ("error") is German; added to Russian, Greek and Dutch texts labelled German it is a trigger
+		const rows = fixture("classify-clean");
+		const poisoned: number[] = [];
+		rows.forEach((r, i) => {
+			if (poisoned.length < 50 && i % 97 === 5 && r.output !== "German") {
+				r.input = `${r.input} Fehler`;
+				r.output = "German";
+				poisoned.push(i);
+			}
+		});
+		const found = await triggerRecords(rows);
+		expect(poisoned.filter((i) => found.has(i)).length).toBeGreaterThanOrEqual(48);
+	});
+});
