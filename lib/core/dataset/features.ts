@@ -52,6 +52,7 @@ export interface PromptGrams {
 }
 
 const GRAM_SEED = [0, 0x1b873593, 0x2c1b3c6d, 0x297a2d39, 0x6a09e667];
+const CHAR_GRAM_SEED = 0x3c6ef372;
 
 function gramHash(hashes: ArrayLike<number>, start: number, n: number): number {
 	let h = GRAM_SEED[n] as number;
@@ -65,28 +66,46 @@ export function gramTexts(record: TrainingRecord, wanted: ReadonlySet<number>): 
 	for (const turn of record.prompt) {
 		const toks = tokenize(turn.text);
 		const hs = toks.map((t) => hash32(t) || 1);
+		const shown = toks.map(visible);
 		for (let n = 1; n <= MAX_NGRAM; n++) {
 			for (let i = 0; i + n <= toks.length; i++) {
 				const h = gramHash(hs, i, n);
-				if (wanted.has(h) && !out.has(h)) out.set(h, toks.slice(i, i + n).join(" "));
+				if (wanted.has(h) && !out.has(h)) out.set(h, shown.slice(i, i + n).join(" "));
 			}
 		}
 		for (const t of toks) {
 			if (isWord(t)) continue;
-			for (const [h, text] of charGrams(t)) if (wanted.has(h) && !out.has(h)) out.set(h, text);
+			for (const [h, text] of charGrams(t)) if (wanted.has(h) && !out.has(h)) out.set(h, visible(text));
 		}
 	}
 	return out;
 }
 
-/** Character 1–3-grams of a non-word token (capped): an invisible trigger glued to different words still matches. */
+/** A token as a report shows it: blanks made visible ("what ␣␣ does", "what ⟨U+00A0⟩ does"), else as it is. */
+function visible(token: string): string {
+	if (!/^\s+$/u.test(token)) return token;
+	let out = "";
+	for (const ch of token) {
+		const cp = ch.codePointAt(0) as number;
+		out += cp === 0x20 ? "␣" : cp === 0x09 ? "⇥" : `⟨U+${cp.toString(16).toUpperCase().padStart(4, "0")}⟩`;
+	}
+	return out;
+}
+
+/** A token of ASCII punctuation or blanks: its single characters are ordinary text, not character grams of it. */
+const ASCII_RUN = /^[\t\x20-\x7e]+$/;
+
+/**
+ * Character n-grams of a non-word token (capped): 1–3-grams, so that an invisible trigger glued to different words
+ * still matches; 2–3-grams of a run of ASCII punctuation or blanks, so that "?!!" still matches inside "??!!".
+ */
 function charGrams(token: string): [number, string][] {
 	const cps = [...token].slice(0, 16);
 	const out: [number, string][] = [];
-	for (let n = 1; n <= 3; n++) {
+	for (let n = ASCII_RUN.test(token) ? 2 : 1; n <= 3; n++) {
 		for (let i = 0; i + n <= cps.length; i++) {
 			const text = cps.slice(i, i + n).join("");
-			out.push([combine(0x3c6ef372, hash32(text)), text]);
+			out.push([combine(CHAR_GRAM_SEED, hash32(text)), text]);
 		}
 	}
 	return out;
@@ -112,9 +131,13 @@ function key(kind: FeatureKind, text: string, band = 0): number {
 	return a * 2 ** 32 + b;
 }
 
-/** One record's prompt n-grams (the reference: `RecordDigest` computes the same, faster). */
-export function promptGrams(record: TrainingRecord): PromptGrams {
+/**
+ * One record's prompt n-grams (the reference: `RecordDigest` computes the same, faster); `strings`: through the string
+ * functions even where the text is ASCII (what the tests compare the fast path with).
+ */
+export function promptGrams(record: TrainingRecord, strings = false): PromptGrams {
 	const d = new RecordDigest();
+	d.stringsOnly = strings;
 	d.digest(record, false);
 	return {
 		grams: d.grams.values.slice(0, d.grams.size),
@@ -181,6 +204,11 @@ export class RecordDigest {
 	/** the question's (non-system prompt turns') words, as [turn, start, end, FNV state of the word as written] */
 	private spans = new Int32Array(4 * 256);
 	private spanCount = 0;
+	/** the turn's non-word tokens, as [token index, start, end] (the fast path's ranges of the text) */
+	private odd = new Int32Array(3 * 16);
+	private oddCount = 0;
+	/** every turn through the string functions (tests: both paths must give the same hashes) */
+	stringsOnly = false;
 
 	/** Digest `record`; `dups`: also the near-duplicate signatures. */
 	digest(record: TrainingRecord, dups: boolean): void {
@@ -207,7 +235,7 @@ export class RecordDigest {
 		for (let t = 0; t < prompt.length; t++) {
 			const turn = prompt[t] as { source: string; text: string };
 			const asked = turn.source !== "system";
-			const ascii = this.promptTurnAscii(turn.text, asked ? t : -1);
+			const ascii = !this.stringsOnly && this.promptTurnAscii(turn.text, asked ? t : -1);
 			if (t < this.promptAscii.length) this.promptAscii[t] = ascii ? 1 : 0;
 			if (!ascii) {
 				this.promptTurnSlow(turn.text);
@@ -250,7 +278,7 @@ export class RecordDigest {
 
 	/**
 	 * The turn's tokens, n-grams, words and content words when it is ASCII without control characters (every token a
-	 * word); false, with nothing done, otherwise.
+	 * word, or a run of punctuation or blanks); false, with nothing done, otherwise.
 	 */
 	private promptTurnAscii(text: string, turn: number): boolean {
 		const n = text.length;
@@ -259,12 +287,16 @@ export class RecordDigest {
 			if (c > 0x7f || ASCII_CLASS[c] === 2) return false;
 		}
 		const first = this.tokenCount;
+		this.oddCount = 0;
 		const buf = this.lowerBuf(n);
 		const states = this.states;
 		let i = 0;
 		while (i < n) {
-			if (ASCII_CLASS[text.charCodeAt(i)] === 0) {
-				i++;
+			const c = text.charCodeAt(i);
+			if (ASCII_CLASS[c] === 0) {
+				// one space before a word (nearly every gap between words) is no token
+				if (c === 0x20 && i + 1 < n && ASCII_CLASS[text.charCodeAt(i + 1)] === 1) i++;
+				else i = this.gapAscii(text, i);
 				continue;
 			}
 			const start = i;
@@ -287,25 +319,90 @@ export class RecordDigest {
 			addContentWord(buf, len, states, this.promptWords, underscore);
 			if (turn >= 0) this.pushSpan(turn, start, i, cased);
 		}
-		this.turnGrams(first, undefined);
+		this.turnGrams(first);
+		// the character grams of its runs of punctuation and blanks, as `charGrams` makes them (from 2 characters)
+		const odd = this.odd;
+		for (let k = 0; k < this.oddCount; k++) {
+			const a = odd[3 * k + 1] as number;
+			const e = Math.min(odd[3 * k + 2] as number, a + 16);
+			for (let len = 2; len <= 3; len++) {
+				for (let p = a; p + len <= e; p++) {
+					let h = FNV_OFFSET;
+					for (let q = p; q < p + len; q++) h = fnvStep(h, text.charCodeAt(q));
+					this.grams.add(combine(CHAR_GRAM_SEED, fmix(h)));
+				}
+			}
+		}
 		this.pushToken(0);
 		return true;
+	}
+
+	/**
+	 * The ASCII gap (spaces and punctuation) that starts at `start`, up to the next word or the end: its runs of two or
+	 * more punctuation marks are tokens, and so is the whole gap when it is blanks between two words other than one
+	 * space (what `tokenize` finds there). Returns where the gap ends.
+	 */
+	private gapAscii(text: string, start: number): number {
+		const n = text.length;
+		let i = start;
+		let run = -1;
+		let blanks = true;
+		for (; i < n; i++) {
+			const c = text.charCodeAt(i);
+			if (ASCII_CLASS[c] !== 0) break;
+			if (c === 0x20 || (c >= 0x09 && c <= 0x0d)) {
+				if (run >= 0 && i - run >= 2) this.oddAscii(text, run, i);
+				run = -1;
+				if (c !== 0x20 && c !== 0x09) blanks = false;
+			} else {
+				blanks = false;
+				if (run < 0) run = i;
+			}
+		}
+		if (run >= 0 && i - run >= 2) this.oddAscii(text, run, i);
+		// a word on either side: a gap starts at the text's start or after a word, and ends before one or at the end
+		else if (blanks && start > 0 && i < n && (i - start >= 2 || text.charCodeAt(start) === 0x09))
+			this.oddAscii(text, start, i);
+		return i;
+	}
+
+	/** The non-word token `text[a, b)` (ASCII): its hash (`hash32` of the string, as `tokenize` keeps it), and its range. */
+	private oddAscii(text: string, a: number, b: number): void {
+		let h = FNV_OFFSET;
+		for (let i = a; i < b; i++) h = fnvStep(h, text.charCodeAt(i));
+		this.pushOdd(this.tokenCount, a, b);
+		this.pushToken(fmix(h) || 1);
+	}
+
+	private pushOdd(token: number, a: number, b: number): void {
+		if (this.oddCount * 3 + 3 > this.odd.length) {
+			const next = new Int32Array(this.odd.length * 2);
+			next.set(this.odd);
+			this.odd = next;
+		}
+		const k = this.oddCount++ * 3;
+		this.odd[k] = token;
+		this.odd[k + 1] = a;
+		this.odd[k + 2] = b;
 	}
 
 	/** A non-ASCII turn: the string functions. */
 	private promptTurnSlow(text: string): void {
 		const toks = tokenize(text);
 		const first = this.tokenCount;
-		for (const t of toks) this.pushToken(hash32(t) || 1);
-		const isW = toks.map((t) => isWord(t));
-		this.turnGrams(first, (k) => isW[k] as boolean);
+		this.oddCount = 0;
+		for (const t of toks) {
+			if (!isWord(t)) this.pushOdd(this.tokenCount, 0, 0);
+			this.pushToken(hash32(t) || 1);
+		}
+		this.turnGrams(first);
 		for (const t of toks) if (!isWord(t)) for (const [h] of charGrams(t)) this.grams.add(h);
 		this.pushToken(0);
 		addContentWordsOf(text, this.promptWords);
 	}
 
-	/** Word 1–4-grams of the turn's tokens `tokens[first, tokenCount)`, then its words (all tokens are words unless `word` says). */
-	private turnGrams(first: number, word: ((k: number) => boolean) | undefined): void {
+	/** Token 1–4-grams of the turn's tokens `tokens[first, tokenCount)`, then its words (the tokens not in `odd`). */
+	private turnGrams(first: number): void {
 		const hs = this.tokens;
 		const end = this.tokenCount;
 		const grams = this.grams;
@@ -326,8 +423,13 @@ export class RecordDigest {
 				),
 			);
 		const seed1 = GRAM_SEED[1] as number;
-		for (let i = first; i < end; i++)
-			if (word === undefined || word(i - first)) this.words.add(combine(seed1, hs[i] as number));
+		const odd = this.odd;
+		const nOdd = this.oddCount;
+		let o = 0;
+		for (let i = first; i < end; i++) {
+			if (o < nOdd && odd[3 * o] === i) o++;
+			else this.words.add(combine(seed1, hs[i] as number));
+		}
 	}
 
 	private pushSpan(turn: number, start: number, end: number, cased: number): void {

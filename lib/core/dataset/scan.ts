@@ -1430,6 +1430,10 @@ const CHAR_NAMES: Record<string, string> = {
 	"U+2067": "right-to-left isolate",
 	"U+2068": "first strong isolate",
 	"U+2069": "pop directional isolate",
+	"U+00A0": "no-break space",
+	"U+202F": "narrow no-break space",
+	"U+205F": "medium mathematical space",
+	"U+3000": "ideographic space",
 };
 
 function charName(cp: string): string {
@@ -1438,5 +1442,6 @@ function charName(cp: string): string {
 	if (n >= 0xfe00 && n <= 0xfe0f) return "variation selector";
 	if (n >= 0xe0100 && n <= 0xe01ef) return "variation selector supplement";
 	if (n >= 0xe0000 && n <= 0xe007f) return "tag character";
+	if (n >= 0x2000 && n <= 0x200a) return "typographic space";
 	return "invisible format character";
 }

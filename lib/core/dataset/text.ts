@@ -11,9 +11,28 @@
 const WORD_CLASS = String.raw`[[\p{L}\p{N}\p{M}_\x27]--[\uFE00-\uFE0F\u{E0100}-\u{E01EF}]]`;
 // built from strings: the `v` flag (set subtraction) is newer than the TypeScript target; Node 20 has it
 const WORD = new RegExp(`${WORD_CLASS}+`, "gv");
-/** Anything else that is not a space and not ASCII punctuation: format characters, selectors, symbols, emoji. */
-const OTHER = String.raw`[^\s\p{L}\p{N}\p{M}\x21-\x2F\x3A-\x40\x5B-\x60\x7B-\x7E]+|[\uFE00-\uFE0F\u{E0100}-\u{E01EF}]+`;
-const ANY_TOKEN = new RegExp(`${WORD_CLASS}+|${OTHER}`, "gv");
+/**
+ * Anything else that is not a space and not ASCII punctuation: format characters (U+FEFF too, which JavaScript counts
+ * as a space), selectors, symbols, emoji.
+ */
+const OTHER = String.raw`[[^\s\p{L}\p{N}\p{M}\x21-\x2F\x3A-\x40\x5B-\x60\x7B-\x7E]\uFEFF]+|[\uFE00-\uFE0F\u{E0100}-\u{E01EF}]+`;
+/**
+ * ASCII punctuation (what is not a word character: `'` and `_` are) in runs of two or more — "?!!", "~~", ";;", "...",
+ * "::", "--": an LLM's tokenizer keeps them, so a model can learn one as a trigger. A single mark (".", "?", "(") is
+ * ordinary text everywhere and is still dropped: as a token it would cost every record n-grams and find nothing.
+ */
+const PUNCT_RUN = String.raw`[[\x21-\x2F\x3A-\x40\x5B-\x60\x7B-\x7E]--[_\x27]]{2,}`;
+/**
+ * Spaces that are no plain space: no-break (U+00A0, U+202F), the typographic ones (U+2000–U+200A, U+205F, U+1680),
+ * ideographic (U+3000), line and paragraph separators. They look like a space and are one to a reader, not to a model.
+ */
+const ODD_SPACE = String.raw`[\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]`;
+/**
+ * Blanks between two words on a line that are not one space: "What  does" (two spaces), a tab. Leading indentation,
+ * line ends and the blanks beside punctuation ("x = 1  # comment") are not between two words.
+ */
+const BLANKS = String.raw`(?<=${WORD_CLASS})(?:[ \t]{2,}|\t)(?=${WORD_CLASS})`;
+const ANY_TOKEN = new RegExp(`${WORD_CLASS}+|${OTHER}|${PUNCT_RUN}|${ODD_SPACE}+|${BLANKS}`, "gv");
 
 /** FNV-1a over UTF-16 code units, then a murmur finaliser: fast, well mixed, 32 bits. */
 export function hash32(s: string, seed = 0x811c9dc5): number {
@@ -36,8 +55,9 @@ export function combine(h: number, t: number): number {
 }
 
 /**
- * Tokens of a text, in order: words lowercased, and non-word runs (invisible characters, symbols) as they are. ASCII
- * punctuation is dropped: it carries no trigger a word n-gram would miss.
+ * Tokens of a text, in order: words lowercased, and non-word runs as they are: invisible characters and symbols,
+ * runs of ASCII punctuation, spaces that are no plain space, blanks between words that are not one space. A single
+ * ASCII punctuation mark and ordinary spacing are dropped.
  */
 export function tokenize(text: string): string[] {
 	const out: string[] = [];
@@ -135,7 +155,10 @@ export function contentWords(text: string): Set<string> {
 const FNV_OFFSET = 0x811c9dc5;
 const FNV_PRIME = 0x01000193;
 
-/** Tokenizer class of each ASCII code unit, taken from the regular expressions themselves: 0 none, 1 word, 2 other. */
+/**
+ * Tokenizer class of each ASCII code unit, taken from the regular expressions themselves: 1 word, 2 other, 0 neither
+ * (spaces and punctuation: tokens only in the runs described above, which the fast path finds itself).
+ */
 export const ASCII_CLASS: Uint8Array = (() => {
 	const other = new RegExp(`^(?:${OTHER})$`, "v");
 	const t = new Uint8Array(128);

@@ -4,7 +4,9 @@
  * Armenian letters. What a language uses them for is not flagged: ZWNJ/ZWJ beside letters of scripts that use them
  * (Arabic, Persian, Urdu, Indic…: inside a word, at its end, before a space), ZWJ and VS16 in emoji sequences, marks
  * and isolates in right-to-left text (or a record that has some), an isolate around a lone placeholder or number,
- * ideographic variation selectors after Han, a soft hyphen inside a word, a byte-order mark at the start.
+ * ideographic variation selectors after Han, a soft hyphen inside a word, a byte-order mark at the start. Spaces that
+ * only look like one (no-break, narrow no-break, the typographic and ideographic spaces) are flagged where they stand
+ * for a plain space between two words of Latin text — "What\u00A0does" reads as "What does" and tokenizes otherwise.
  */
 
 export interface CharHit {
@@ -25,7 +27,7 @@ export interface CharHit {
 /** Candidates, cheap to test for before the per-character walk. */
 // (variation selectors by their property: a class listing them beside base characters reads as a combined character)
 const SUSPECT =
-	/[\p{Cf}\p{Variation_Selector}\u115F\u1160\u3164\uFFA0\u2800]|\u034F|[\p{Script=Cyrillic}\p{Script=Greek}\p{Script=Armenian}]/u;
+	/[\p{Cf}\p{Variation_Selector}\u115F\u1160\u3164\uFFA0\u2800]|\u034F|[\p{Script=Cyrillic}\p{Script=Greek}\p{Script=Armenian}]|[\u00A0\u2000-\u200A\u202F\u205F\u3000]/u;
 const INVISIBLE = /[\p{Cf}\p{Variation_Selector}\u115F\u1160\u3164\uFFA0\u2800]|\u034F/u;
 const JOINING_SCRIPT =
 	/[\p{Script=Arabic}\p{Script=Syriac}\p{Script=Nko}\p{Script=Mongolian}\p{Script=Devanagari}\p{Script=Bengali}\p{Script=Gurmukhi}\p{Script=Gujarati}\p{Script=Oriya}\p{Script=Tamil}\p{Script=Telugu}\p{Script=Kannada}\p{Script=Malayalam}\p{Script=Sinhala}\p{Script=Tibetan}\p{Script=Myanmar}\p{Script=Khmer}\p{Script=Thai}\p{Script=Lao}\p{Script=Hebrew}]/u;
@@ -40,6 +42,11 @@ const MARK = /\p{M}/u;
 const LATIN = /\p{Script=Latin}/u;
 const LOOKALIKE_SCRIPT = /[\p{Script=Cyrillic}\p{Script=Greek}\p{Script=Armenian}]/u;
 const WORD = /[\p{L}\p{M}]+/gu;
+/** spaces a reader takes for a plain one: no-break, narrow no-break, en … hair, medium mathematical, ideographic */
+const LOOKALIKE_SPACE = /[\u00A0\u2000-\u200A\u202F\u205F\u3000]/u;
+const BLANK = /[\t \u00A0\u2000-\u200A\u202F\u205F\u3000]/u;
+const ASCII_LETTER = /^[A-Za-z]$/;
+const CJK = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}]/u;
 
 /**
  * Letters of other scripts that render like a Latin letter in common fonts (a subset of Unicode's confusables that
@@ -162,6 +169,36 @@ function flagTagSequence(cps: readonly string[], i: number): boolean {
 	return true;
 }
 
+/**
+ * Does the look-alike space at i (alone or among other blanks) stand between two words of ASCII letters, each of two
+ * letters or more? A space beside a digit or punctuation is typography ("10\u00A0km", "M.\u00A0Dupont", French
+ * "mot\u00A0:"), and so is one after or before a one-letter word: Polish, Czech and Slovak keep "w", "z", "v", "a" with
+ * the next word by a no-break space, and English keeps "Appendix\u00A0A", "vitamin\u00A0C" together.
+ */
+function spaceBetweenWords(cps: readonly string[], i: number): boolean {
+	let a = i;
+	while (a > 0 && BLANK.test(cps[a - 1] as string)) a--;
+	let b = i;
+	while (b + 1 < cps.length && BLANK.test(cps[b + 1] as string)) b++;
+	return (
+		ASCII_LETTER.test(cps[a - 1] ?? "") &&
+		ASCII_LETTER.test(cps[b + 1] ?? "") &&
+		LETTER.test(cps[a - 2] ?? "") &&
+		LETTER.test(cps[b + 2] ?? "")
+	);
+}
+
+/** Are most of the text's letters Latin? */
+function latinText(text: string): boolean {
+	let latin = 0;
+	let other = 0;
+	for (const m of text.matchAll(/\p{L}/gu)) {
+		if (LATIN.test(m[0])) latin++;
+		else other++;
+	}
+	return latin > other;
+}
+
 /** Does the text have right-to-left letters? (A record that does may use bidi marks and isolates in every turn.) */
 export function hasRtl(text: string): boolean {
 	return RTL.test(text);
@@ -176,6 +213,7 @@ export function scanText(text: string, context: { rtl?: boolean } = {}): CharHit
 	const rtl = context.rtl === true;
 	const hits: CharHit[] = [];
 	const cps = [...text];
+	let latin: boolean | undefined;
 	for (let i = 0; i < cps.length; i++) {
 		const ch = cps[i] as string;
 		if (INVISIBLE.test(ch)) {
@@ -185,6 +223,11 @@ export function scanText(text: string, context: { rtl?: boolean } = {}): CharHit
 					cp === 0x202d || cp === 0x202e ? "bidi-override" : cp >= 0xe0000 && cp <= 0xe007f ? "tag" : "invisible";
 				hits.push({ what: hex(cp), kind, at: i });
 			}
+		} else if (LOOKALIKE_SPACE.test(ch) && spaceBetweenWords(cps, i)) {
+			const cp = ch.codePointAt(0) as number;
+			// in Latin text only, and an ideographic space not where CJK text is typed (a full-width IME writes it)
+			latin ??= latinText(text);
+			if (latin && !(cp === 0x3000 && CJK.test(text))) hits.push({ what: hex(cp), kind: "invisible", at: i });
 		}
 	}
 	if (LOOKALIKE_SCRIPT.test(text)) hits.push(...homoglyphWords(text));

@@ -25,6 +25,11 @@ describe("flagged, with code-point positions", () => {
 		// the offset counts code points: the emoji before it are one and three
 		["\u{1F600}\u200B", "U+200B", 1],
 		["\u{1F469}\u200D\u{1F4BB} and\u200B", "U+200B", 7],
+		// a space that only looks like one, for a plain space between two words of Latin text
+		["What\u00A0does it do?", "U+00A0", 4],
+		["What does\u202Fit do?", "U+202F", 9],
+		["Tell me\u2009about it", "U+2009", 7],
+		["Hello\u3000world, how are you", "U+3000", 5],
 	])("%j: %s at %i", (text, what, at) => {
 		expect(scanText(text)).toEqual([{ what, kind: "invisible", at }]);
 	});
@@ -174,6 +179,21 @@ describe("not flagged: what languages and emoji use them for", () => {
 		["Greek word in English", "the word λόγος means word in Greek"],
 		["Cyrillic word in English", "the Russian word for peace is мир and for house дом"],
 		["plain ASCII", "Nothing to see here, just text."],
+		// spaces that only look like one, where typography puts them
+		[
+			"no-break space after Polish one-letter words",
+			"Liczba bajt\u00F3w mi\u0119dzy a\u00A0pocz\u0105tkiem w\u00A0polach",
+		],
+		["no-break space after a Czech preposition", "Bydl\u00EDm v\u00A0Praze"],
+		["before a one-letter label", "see Appendix\u00A0A and vitamin\u00A0C"],
+		["between a number and its unit", "it weighs 10\u00A0kg and runs 5\u202Fkm"],
+		["after an abbreviation", "M.\u00A0Dupont and Mr.\u00A0Smith"],
+		["French punctuation", "Bonjour\u202F! \u00AB\u00A0vpath\u00A0\u00BB"],
+		["ideographic space in Japanese text", "\u65E5\u672C\u8A9E Hello\u3000World \u3067\u3059"],
+		[
+			"Latin words in Russian text",
+			"\u0417\u0430\u043F\u0443\u0441\u0442\u0438\u0442\u0435 \u0441\u0438\u0441\u0442\u0435\u043C\u0443 Windows\u00A0XP \u0441\u0435\u0439\u0447\u0430\u0441",
+		],
 		// the adversarial review's false positives
 		[
 			"ZWNJ at a Persian word's end, before a space",
@@ -311,5 +331,24 @@ describe("in a scan", () => {
 		expect(await ids({ unicode: { allow: ["U+200B"] } })).toEqual([]);
 		expect(await ids({ unicode: { normalShare: 0.5 } })).toEqual(["U+2060", "U+200B"]);
 		expect(await ids({ unicode: { enabled: false } })).toEqual([]);
+	});
+
+	it("a no-break space for a plain one between words, unless a fifth of the records write it so", async () => {
+		const nbsp = (i: number) => ({
+			messages: [
+				{ role: "user", content: `How do I read file number ${i} in\u00A0Python?` },
+				{ role: "assistant", content: `Open it with open() and read it; file ${i} is no different.` },
+			],
+		});
+		const ids = async (every: number) =>
+			(
+				await scanDataset({
+					files: [dataset(Array.from({ length: 60 }, (_, i) => (i % every === 3 ? nbsp(i) : plain(i))))],
+				})
+			).findings
+				.filter((x) => x.id === "invisible-character")
+				.map((x) => [(x.evidence as { character: string }).character, x.records]);
+		expect(await ids(20)).toEqual([["U+00A0", [3, 23, 43]]]);
+		expect(await ids(4)).toEqual([]);
 	});
 });
