@@ -202,7 +202,7 @@ export function injectedPrefilter(patterns: readonly string[]): RegExp | undefin
 		if (r === undefined) return undefined;
 		if (r.needsNonAscii) continue;
 		if (!/^[\x20-\x7e]*$/.test(p) || r.unicodeOnly || r.numbered || r.foldsToAscii) return undefined;
-		parts.push(`(?:${r.source})`);
+		parts.push(`(?:${withoutAssertions(r.source)})`);
 	}
 	// nothing an ASCII text can match: joining its lines makes no non-ASCII character either
 	if (parts.length === 0) return /(?!)/i;
@@ -212,6 +212,66 @@ export function injectedPrefilter(patterns: readonly string[]): RegExp | undefin
 	} catch {
 		return undefined;
 	}
+}
+
+/**
+ * A pattern's source without its lookarounds and word boundaries: it matches wherever the pattern does (and more), and
+ * V8 runs it several times faster — a lookbehind at every position of every completion was most of the scan's time.
+ */
+export function withoutAssertions(source: string): string {
+	let out = "";
+	let inClass = false;
+	for (let i = 0; i < source.length; i++) {
+		const c = source[i] as string;
+		if (c === "\\") {
+			const next = source[i + 1] ?? "";
+			if (!inClass && (next === "b" || next === "B")) {
+				i++;
+				continue;
+			}
+			out += c + next;
+			i++;
+			continue;
+		}
+		if (inClass) {
+			if (c === "]") inClass = false;
+			out += c;
+			continue;
+		}
+		if (c === "[") {
+			inClass = true;
+			out += c;
+			continue;
+		}
+		const look = /^\(\?(?:=|!|<=|<!)/.exec(source.slice(i, i + 4));
+		if (look !== null) {
+			i = groupEnd(source, i);
+			continue;
+		}
+		out += c;
+	}
+	return out;
+}
+
+/** The index of the ")" that closes the group opened at `open`. */
+function groupEnd(source: string, open: number): number {
+	let depth = 0;
+	let inClass = false;
+	for (let i = open; i < source.length; i++) {
+		const c = source[i];
+		if (c === "\\") {
+			i++;
+			continue;
+		}
+		if (inClass) {
+			if (c === "]") inClass = false;
+			continue;
+		}
+		if (c === "[") inClass = true;
+		else if (c === "(") depth++;
+		else if (c === ")" && --depth === 0) return i;
+	}
+	return source.length;
 }
 
 /** The non-ASCII code points that case-insensitive ("iu") matching folds onto ASCII ones: ſ onto s, the Kelvin sign onto k. */
