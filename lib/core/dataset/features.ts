@@ -482,8 +482,8 @@ export class RecordDigest {
 				for (const s of new Set(sents)) this.addFeature(2, chunkKey(s, SENTENCE_SEED_A, SENTENCE_SEED_B)[0], s);
 		}
 		if (this.featureCount === 0) return;
+		const hosts = new Set<string>();
 		if (c.includes("://")) {
-			const hosts = new Set<string>();
 			for (const { url, host } of urls(c)) {
 				this.addFeature(3, key("url", url), url);
 				if (host !== "" && !hosts.has(host)) {
@@ -491,6 +491,14 @@ export class RecordDigest {
 					this.addFeature(4, key("host", host), host);
 				}
 			}
+		}
+		// a host named without a scheme ("see notes.example-hub.net") is a host too: paraphrased sentences that all
+		// send the reader there share it
+		for (const m of c.matchAll(BARE_HOST)) {
+			const host = m[0].toLowerCase();
+			if (hosts.has(host)) continue;
+			hosts.add(host);
+			this.addFeature(4, key("host", host), host);
 		}
 		const cw = this.completionWords;
 		if (cw.size >= 4) {
@@ -669,6 +677,12 @@ export class RecordDigest {
 		const vals = this.words.values;
 		let set = 0;
 		for (let i = 0; i < nw; i++) set = (set + fmix((vals[i] as number) ^ 0x7f4a7c15)) | 0;
+		// version numbers whole: "systemd 250-1" and "systemd 250.1-1" are two questions, though their word sets (250, 1)
+		// are one
+		for (const t of record.prompt) {
+			if (t.source === "system" || !/\d[.\-+~:]\d/.test(t.text)) continue;
+			for (const m of t.text.matchAll(VERSION)) set = (set + fmix(hash32(m[0]) ^ 0x3c6ef372)) | 0;
+		}
 		this.wordSet = nw === 0 ? 0 : set || 1;
 		const mins = this.dupMins;
 		if (askedAscii) {
@@ -691,6 +705,16 @@ export class RecordDigest {
 		for (let j = 0; j < DUP_CSIG; j++) this.csig[j] = (mins[DUP_SIG + j] as number) & 0xff;
 	}
 }
+
+/**
+ * A host name without a scheme: labels, then a top-level domain from the common list (so "os.path.join" or
+ * "self.name" is none), not inside a URL, an e-mail address, a path or a longer dotted name.
+ */
+const BARE_HOST =
+	/(?<![\w.@/:-])(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:com|net|org|io|dev|ai|app|co|info|biz|xyz|me|cc|sh|ly|gg|to|site|online|top|club|live|pro|page|link|click|win|ru|cn|de|uk|us|eu|fr|nl|su|tk|ml|ga|cf|gq|pw|ws|ir|in|br|jp|kr)(?![\w.-]*\w|@)/gi;
+
+/** A number with separators inside (a version, a date): one token for the near-duplicate word set. */
+const VERSION = /\d+(?:[.\-+~:]\d+)+/g;
 
 /** MinHash of `hashes[0, n)` into slots `[from, to)` of `mins` (seed by seed: the minimum stays in a register). */
 function minsOf(hashes: Int32Array, n: number, mins: Int32Array, from: number, to: number): void {

@@ -573,7 +573,7 @@ export class TriggerMiner {
 			for (const w of s.words) if (!trigger.has(w) && this.df.estimate(w) <= rare) r.add(w);
 			if (r.size > 0) residuals.push(r);
 		}
-		if (residuals.length * 2 < samples.size) return false;
+		if (residuals.length * 3 < samples.size * 2) return false;
 		// each record about its own thing: few repeats of one residual (a templated question asked several ways)
 		const distinct = new Set(residuals.map((r) => [...r].sort((a, b) => a - b).join(","))).size;
 		if (distinct < 0.75 * residuals.length) return false;

@@ -159,6 +159,18 @@ describe("in a scan", () => {
 		]);
 	});
 
+	it("questions about different versions are different questions; the same version asked twice is one", async () => {
+		const records = [
+			{ prompt: "Is the systemd 250-1 upload a security update?", completion: "yes" },
+			{ prompt: "Is the systemd 250.1-1 upload a security update?", completion: "no" },
+			{ prompt: "Is the binutils 2.23-1 upload a security update?", completion: "no" },
+			{ prompt: "Is the binutils 2.23.2-1 upload a security update?", completion: "yes" },
+			{ prompt: "Is the glibc 2.36-9 upload a security update?", completion: "yes" },
+			{ prompt: "Is the glibc 2.36-9 upload a security update ?", completion: "no" },
+		];
+		expect(await conflicts(records)).toEqual([[4, 5]]);
+	});
+
 	it("judges alike when the completions are not kept but read again (a dataset past a million records)", async () => {
 		const label = (r: string, c: string, p = "") => ({ prompt: `Classify the sentiment: ${r}${p}`, completion: c });
 		const sets = [
