@@ -15,6 +15,8 @@ export interface Io {
 	/** Machine output requested: exactly one JSON document on stdout, nothing else there. */
 	json: boolean;
 	out: (text: string) => void;
+	/** stdout as it is, no newline added (a large document written in pieces); absent: pieces are joined for `out` */
+	write?: (text: string) => void;
 	err: (text: string) => void;
 	/** stderr is a terminal: progress may be drawn. */
 	interactive: boolean;
@@ -24,6 +26,7 @@ export function processIo(json: boolean): Io {
 	return {
 		json,
 		out: (text) => process.stdout.write(text.endsWith("\n") ? text : `${text}\n`),
+		write: (text) => process.stdout.write(text),
 		err: (text) => process.stderr.write(text.endsWith("\n") ? text : `${text}\n`),
 		interactive: Boolean(process.stderr.isTTY) && !json && process.env.CI === undefined,
 	};

@@ -54,6 +54,7 @@ interface JsonReport {
 		records: number;
 		merkle_root: string;
 		files: { path: string; sha256: string; bytes: number; records: number }[];
+		leaf_prefixes: string;
 	};
 	timings: Record<string, number>;
 	changes?: { added: number[]; removed: number[] };
@@ -112,6 +113,10 @@ describe("ftguard dataset", () => {
 			records: truth.records,
 			merkle_root: expect.stringMatching(/^[0-9a-f]{64}$/),
 		});
+		// (written in pieces, not copied into one more string: the same manifest as --lineage-out's, 8 bytes a record)
+		const manifest = JSON.parse(readFileSync(lineagePath, "utf8"));
+		expect(manifest).toEqual(out.lineage);
+		expect(Buffer.from(out.lineage.leaf_prefixes, "base64").length).toBe(8 * truth.records);
 		expect(out.lineage.files).toEqual([
 			{
 				path: fixturePath(name),
