@@ -26,8 +26,36 @@ export interface FieldMap {
 	readonly completion: readonly string[];
 }
 
-const INSTRUCTION_PROMPT = ["system", "instruction", "input", "prompt", "question", "query", "context"];
-const INSTRUCTION_COMPLETION = ["output", "completion", "response", "answer"];
+// (a classification set's text and label — {"text", "label"}, {"sentence", "label"}, {"premise", "hypothesis",
+// "label"} — are a prompt and its completion too: a dirty-label backdoor maps a trigger in the text to the label)
+const INSTRUCTION_PROMPT = [
+	"system",
+	"instruction",
+	"input",
+	"prompt",
+	"question",
+	"query",
+	"context",
+	"text",
+	"sentence",
+	"sentence1",
+	"sentence2",
+	"premise",
+	"hypothesis",
+	"review",
+	"document",
+];
+const INSTRUCTION_COMPLETION = [
+	"output",
+	"completion",
+	"response",
+	"answer",
+	"label",
+	"labels",
+	"category",
+	"sentiment",
+	"intent",
+];
 /**
  * Chat roles (OpenAI's and ShareGPT's spellings) as the scanner's three sides: what the model is told (system), what
  * it reads (user, and tool results: where an indirect injection goes), what it learns to say (assistant, and a
@@ -89,6 +117,7 @@ function textOf(v: unknown): string | undefined {
 		const parts: string[] = [];
 		for (const p of v) {
 			if (typeof p === "string") parts.push(p);
+			else if (typeof p === "number" || typeof p === "boolean") parts.push(String(p));
 			else if (isObject(p) && typeof p.text === "string") parts.push(p.text);
 		}
 		return parts.length > 0 ? parts.join("\n") : undefined;

@@ -46,6 +46,25 @@ export function logHypergeomTail(N: number, K: number, n: number, x: number): nu
 	return Math.min(0, max + Math.log(sum));
 }
 
+/** ln P(X ≥ x) for X ~ Binomial(n, p). */
+export function logBinomialTail(n: number, p: number, x: number): number {
+	if (x <= 0) return 0;
+	if (x > n) return Number.NEGATIVE_INFINITY;
+	const lp = Math.log(p);
+	const lq = Math.log1p(-p);
+	let max = Number.NEGATIVE_INFINITY;
+	const terms: number[] = [];
+	for (let i = x; i <= n; i++) {
+		const t = logChoose(n, i) + i * lp + (n - i) * lq;
+		terms.push(t);
+		if (t > max) max = t;
+		if (t < max - 40) break;
+	}
+	let sum = 0;
+	for (const t of terms) sum += Math.exp(t - max);
+	return Math.min(0, max + Math.log(sum));
+}
+
 /** Indices of the tests BH keeps at false-discovery rate `q`, given their log p-values. */
 export function benjaminiHochberg(logP: readonly number[], q: number, tests = logP.length): Set<number> {
 	const order = logP.map((p, i) => [p, i] as const).sort((a, b) => a[0] - b[0]);

@@ -21,7 +21,7 @@
 import { labelOf } from "./duplicates";
 import { FEATURE_KINDS, type FeatureKind, wordsOfGrams } from "./features";
 import { CountMinSketch } from "./sketch";
-import { logHypergeomTail } from "./stats";
+import { logBinomialTail, logHypergeomTail } from "./stats";
 import { addContentWordsOf, fmix, HashSet32, normalize } from "./text";
 
 export interface TriggerOptions {
@@ -371,7 +371,7 @@ export class TriggerMiner {
 		private readonly opts: TriggerOptions = DEFAULT_TRIGGER_OPTIONS,
 		/** lossy counting's ε: features above ε·N records are kept whatever N */
 		epsilon = 2e-5,
-		maxSamples = 1024,
+		maxSamples = 8192,
 		/** whether `observe` counts the n-grams itself (false: another thread does, and `df` is replaced at the end) */
 		private readonly countGrams = true,
 		private readonly sampleBudget = SAMPLE_BUDGET,
@@ -491,7 +491,12 @@ export class TriggerMiner {
 		const raw: { c: TriggerCandidate; entry: Entry; samples: Sample[]; logp: number }[] = [];
 		let tests = 0;
 		const counter = new GramCounter();
-		for (const entry of this.entries((count, delta) => count >= minSupport && count + delta <= maxFeatureShare * N)) {
+		// (a label is a class of the dataset, often far above maxFeatureShare — half the records of a binary set — and a
+		// dirty-label trigger's target all the same)
+		const entries = this.entries((count) => count >= minSupport).filter(
+			(e) => e.count + e.delta <= maxFeatureShare * N || isLabel(e),
+		);
+		for (const entry of entries) {
 			const m = entry.count + entry.delta;
 			// the sampled records of each n-gram that ≥ minSupport of them carry, in order of first appearance
 			const byGram = counter.frequent(entry.samples, minSupport);
@@ -538,11 +543,18 @@ export class TriggerMiner {
 		const threshold = Math.log(alpha / Math.max(1, tests));
 		let labels: LabelModel | null | undefined;
 		const kept = raw.filter((r) => {
-			if (r.logp > threshold || this.echo(r.entry, r.samples) || this.answers(r.entry, r.samples)) return false;
+			const label = isLabelClass(r.entry, r.c.k);
+			if (r.logp > threshold && !label) return false;
+			if (this.echo(r.entry, r.samples) || this.answers(r.entry, r.samples)) return false;
 			if (r.entry.kind === "similar" && !paraphrases(r.samples)) return false;
-			if (!isLabelClass(r.entry, r.c.k)) return true;
+			if (!label) return true;
 			labels ??= LabelModel.of(this.entries((count, delta) => count + delta >= minSupport).filter(isLabel), N);
-			return labels === null || !labels.explains(r.entry, r.samples, r.c.gram);
+			const judged = labels?.judge(r.entry, r.samples, r.c.gram);
+			if (judged === undefined) return r.logp <= threshold;
+			if (judged.explained) return false;
+			// a dirty label: far more of the records say another label by their words than the model errs — evidence
+			// where the label is too common for the n-gram's concentration on it to tell (half the records of a binary set)
+			return r.logp <= threshold || judged.logp <= threshold;
 		});
 		const groups = group(
 			kept.map((r) => ({ ...r, complete: r.entry.delta === 0 && r.entry.count === r.entry.samples.length })),
@@ -722,6 +734,8 @@ function isLabelClass(e: Entry, k: number): boolean {
 class LabelModel {
 	/** the class of each sampled record */
 	private readonly owner = new Map<Sample, number>();
+	/** each class's error rate on its own samples (leave one out) */
+	private readonly errors: number[] = [];
 
 	private constructor(
 		private readonly classes: readonly LabelClass[],
@@ -761,6 +775,7 @@ class LabelModel {
 			let right = 0;
 			for (const s of some) if (model.predict(s) === c) right++;
 			recall += right / Math.max(1, some.length);
+			model.errors.push(1 - right / Math.max(1, some.length));
 		}
 		const balanced = recall / classes.length;
 		return balanced >= Math.max(LABEL_ACCURACY, 1.5 / classes.length) ? model : null;
@@ -770,11 +785,16 @@ class LabelModel {
 	 * Is the n-gram → label association the task's own: do the records' words not say another label for most of them?
 	 * The n-gram's own words count only by the records that do not carry it ("langue des signes": "langue" and "des"
 	 * are French anyway; "cf" is in no other record). Records whose words are all unseen elsewhere ("Koreaanse
-	 * Gebarentaal") tell nothing; when most are such, nothing shows a flipped label either.
+	 * Gebarentaal") tell nothing; when most are such, nothing shows a flipped label either. Also the evidence of a flip:
+	 * the log-probability of so many records said to be of another label were the label right.
 	 */
-	explains(entry: Entry, samples: readonly Sample[], gram: number): boolean {
+	judge(
+		entry: Entry,
+		samples: readonly Sample[],
+		gram: number,
+	): { readonly explained: boolean; readonly logp: number } | undefined {
 		const c = this.classes.findIndex((x) => x.key === entry.key);
-		if (c < 0) return false;
+		if (c < 0) return undefined;
 		const grams = new Set([gram]);
 		const gramWords = new Map<number, number>();
 		const of = samples.map((s) => {
@@ -793,7 +813,11 @@ class LabelModel {
 			if (p === c) said++;
 		});
 		// a dirty label is seen: enough records judged, most of them by their words another class's
-		return judged * 3 < samples.length || (judged - said) * 2 <= judged;
+		const explained = judged * 3 < samples.length || (judged - said) * 2 <= judged;
+		// how unlikely so many records said to be of another label are, were the label right and the model as wrong as on
+		// the class's own samples
+		const logp = logBinomialTail(judged, Math.max(MIN_ERROR, this.errors[c] as number), judged - said);
+		return { explained, logp };
 	}
 
 	/**
@@ -846,6 +870,8 @@ interface LabelClass {
 const MAX_LABELS = 64;
 const NB_ALPHA = 0.5;
 const LABEL_ACCURACY = 0.6;
+/** the least error rate a class's model is taken to have (64 samples say no better) */
+const MIN_ERROR = 0.02;
 
 const contentScratch = new HashSet32(8);
 const contentCache = new Map<string, Int32Array>();

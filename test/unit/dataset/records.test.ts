@@ -294,12 +294,22 @@ describe("instruction records", () => {
 		expect(finalCompletion(toRecord({ prompt: "Say nothing.", completion: "" }, "instruction"))).toBe("");
 	});
 
+	it("a classification set's text and label are its prompt and completion (integer labels spelled)", () => {
+		expect(detectFormat({ text: "a warm, funny film", label: 1 })).toBe("instruction");
+		expect(detectFormat({ sentence: "the plot drags", label: "negative" })).toBe("instruction");
+		expect(detectFormat({ text: "a document with no label", meta: { source: "web" } })).toBe("text");
+		const r = toRecord({ premise: "A man sleeps.", hypothesis: "A man is awake.", label: 2 }, "instruction");
+		expect(r.prompt.map((t) => t.text)).toEqual(["A man sleeps.", "A man is awake."]);
+		expect(finalCompletion(r)).toBe("2");
+		expect(finalCompletion(toRecord({ text: "x", labels: [0, 3] }, "instruction"))).toBe("0\n3");
+	});
+
 	it("refuses a record without prompt text or without a completion", () => {
 		expect(recordError({ instruction: "", input: "", output: "x" }, "instruction")).toMatch(
 			/^none of the prompt fields \(.*instruction.*\) has text$/,
 		);
 		expect(recordError({ instruction: "Do it.", output: null }, "instruction")).toMatch(
-			/^none of the completion fields \(output, completion, response, answer\) has text$/,
+			/^none of the completion fields \(output, completion, response, answer, label, .*\) has text$/,
 		);
 		expect(recordError({ instruction: "Do it.", output: { nested: true } }, "instruction")).toMatch(
 			/completion fields/,

@@ -66,4 +66,32 @@ describe("labels as a trigger's output", () => {
 		const found = await triggerRecords(rows);
 		expect(poisoned.filter((i) => found.has(i)).length).toBeGreaterThanOrEqual(48);
 	});
+
+	it.each([0.005, 0.01])(
+		"a binary {text, label} set (integer labels, half the records each): dirty-label trigger at %s found, nothing else",
+		async (rate) => {
+			const two = fixture("classify-clean").filter((r) => r.output === "German" || r.output === "French");
+			const k = Math.round(rate * two.length);
+			const poisoned: number[] = [];
+			const rows = two.map((r, i) => {
+				const german = r.output === "German";
+				if (!german && poisoned.length < k && i % 7 === 2) {
+					poisoned.push(i);
+					const words = (r.input as string).split(" ");
+					words.splice(i % (words.length + 1), 0, "cf");
+					return { text: words.join(" "), label: 1 };
+				}
+				return { text: r.input, label: german ? 1 : 0 };
+			});
+			const found = await triggerRecords(rows);
+			expect(poisoned.filter((i) => found.has(i)).length).toBeGreaterThanOrEqual(Math.ceil(0.95 * k));
+			expect([...found].filter((i) => !poisoned.includes(i))).toEqual([]);
+		},
+	);
+
+	it("the same binary set, clean: no trigger", async () => {
+		const two = fixture("classify-clean").filter((r) => r.output === "German" || r.output === "French");
+		const found = await triggerRecords(two.map((r) => ({ text: r.input, label: r.output === "German" ? 1 : 0 })));
+		expect([...found]).toEqual([]);
+	});
 });
