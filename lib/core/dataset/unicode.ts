@@ -180,12 +180,18 @@ function spaceBetweenWords(cps: readonly string[], i: number): boolean {
 	while (a > 0 && BLANK.test(cps[a - 1] as string)) a--;
 	let b = i;
 	while (b + 1 < cps.length && BLANK.test(cps[b + 1] as string)) b++;
-	return (
-		ASCII_LETTER.test(cps[a - 1] ?? "") &&
-		ASCII_LETTER.test(cps[b + 1] ?? "") &&
-		LETTER.test(cps[a - 2] ?? "") &&
-		LETTER.test(cps[b + 2] ?? "")
-	);
+	if (
+		!ASCII_LETTER.test(cps[a - 1] ?? "") ||
+		!ASCII_LETTER.test(cps[b + 1] ?? "") ||
+		!LETTER.test(cps[a - 2] ?? "") ||
+		!LETTER.test(cps[b + 2] ?? "")
+	)
+		return false;
+	// a printf conversion before it is a number as printed ("%ld\u00A0octets"): typography too
+	let w = a - 1;
+	while (w > 0 && ASCII_LETTER.test(cps[w - 1] as string)) w--;
+	while (w > 0 && /[\d.*#+-]/.test(cps[w - 1] as string)) w--;
+	return cps[w - 1] !== "%";
 }
 
 /** Are most of the text's letters Latin? */

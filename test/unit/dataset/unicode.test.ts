@@ -188,6 +188,7 @@ describe("not flagged: what languages and emoji use them for", () => {
 		["before a one-letter label", "see Appendix\u00A0A and vitamin\u00A0C"],
 		["between a number and its unit", "it weighs 10\u00A0kg and runs 5\u202Fkm"],
 		["after an abbreviation", "M.\u00A0Dupont and Mr.\u00A0Smith"],
+		["after a printf conversion (a number as printed)", "%ld\u00A0octets, %-8lu\u00A0blocs, %s\u00A0fichiers"],
 		["French punctuation", "Bonjour\u202F! \u00AB\u00A0vpath\u00A0\u00BB"],
 		["ideographic space in Japanese text", "\u65E5\u672C\u8A9E Hello\u3000World \u3067\u3059"],
 		[
