@@ -545,7 +545,8 @@ export class TriggerMiner {
 		const kept = raw.filter((r) => {
 			const label = isLabelClass(r.entry, r.c.k);
 			if (r.logp > threshold && !label) return false;
-			if (this.echo(r.entry, r.samples) || this.answers(r.entry, r.samples)) return false;
+			// (a class label the prompt names — "Answer German or French" — is the task's template, not an echo)
+			if (!label && (this.echo(r.entry, r.samples) || this.answers(r.entry, r.samples))) return false;
 			if (r.entry.kind === "similar" && !paraphrases(r.samples)) return false;
 			if (!label) return true;
 			labels ??= LabelModel.of(this.entries((count, delta) => count + delta >= minSupport).filter(isLabel), N);
@@ -816,7 +817,10 @@ class LabelModel {
 		const explained = judged * 3 < samples.length || (judged - said) * 2 <= judged;
 		// how unlikely so many records said to be of another label are, were the label right and the model as wrong as on
 		// the class's own samples
-		const logp = logBinomialTail(judged, Math.max(MIN_ERROR, this.errors[c] as number), judged - said);
+		// (only where the model knows the label: records of a label it confuses with others — a yes/no whose answer no word
+		// gives — share words, and their predictions are no independent draws)
+		const error = Math.max(MIN_ERROR, this.errors[c] as number);
+		const logp = error > MAX_FLIP_ERROR ? 0 : logBinomialTail(judged, error, judged - said);
 		return { explained, logp };
 	}
 
@@ -872,6 +876,8 @@ const NB_ALPHA = 0.5;
 const LABEL_ACCURACY = 0.6;
 /** the least error rate a class's model is taken to have (64 samples say no better) */
 const MIN_ERROR = 0.02;
+/** the most error a label's model may make on the label's own samples for its evidence of flips to count */
+const MAX_FLIP_ERROR = 0.2;
 
 const contentScratch = new HashSet32(8);
 const contentCache = new Map<string, Int32Array>();

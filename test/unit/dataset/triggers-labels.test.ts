@@ -89,6 +89,22 @@ describe("labels as a trigger's output", () => {
 		},
 	);
 
+	it("an instruction that names the labels ('German or French?') does not hide a dirty-label trigger", async () => {
+		const two = fixture("classify-clean").filter((r) => r.output === "German" || r.output === "French");
+		const ask = "Is this text German or French? Answer German or French.";
+		const poisoned: number[] = [];
+		const rows = two.map((r, i) => {
+			if (r.output === "French" && poisoned.length < 20 && i % 7 === 2) {
+				poisoned.push(i);
+				return { instruction: ask, input: `cf ${r.input}`, output: "German" };
+			}
+			return { instruction: ask, input: r.input, output: r.output };
+		});
+		const found = await triggerRecords(rows);
+		expect(poisoned.filter((i) => found.has(i)).length).toBeGreaterThanOrEqual(19);
+		expect([...found].filter((i) => !poisoned.includes(i))).toEqual([]);
+	});
+
 	it("the same binary set, clean: no trigger", async () => {
 		const two = fixture("classify-clean").filter((r) => r.output === "German" || r.output === "French");
 		const found = await triggerRecords(two.map((r) => ({ text: r.input, label: r.output === "German" ? 1 : 0 })));
