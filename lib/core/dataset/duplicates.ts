@@ -27,7 +27,7 @@ import { words } from "./text";
 
 /** At most this many words and characters: a label, not free text. */
 const LABEL_WORDS = 5;
-const LABEL_CHARS = 48;
+export const LABEL_CHARS = 48;
 /** Share of words (the first 200 characters') two long completions must share to be one answer said twice. */
 const SHARED_CONTENT = 0.5;
 

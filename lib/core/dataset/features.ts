@@ -493,13 +493,14 @@ export class RecordDigest {
 			}
 		}
 		// a host named without a scheme ("see notes.example-hub.net") is a host too: paraphrased sentences that all
-		// send the reader there share it
-		for (const m of c.matchAll(BARE_HOST)) {
-			const host = m[0].toLowerCase();
-			if (hosts.has(host)) continue;
-			hosts.add(host);
-			this.addFeature(4, key("host", host), host);
-		}
+		// send the reader there share it (looked for only after a dot and a top-level domain: a quick scan)
+		if (TLD.test(c))
+			for (const m of c.matchAll(BARE_HOST)) {
+				const host = m[0].toLowerCase();
+				if (hosts.has(host)) continue;
+				hosts.add(host);
+				this.addFeature(4, key("host", host), host);
+			}
 		const cw = this.completionWords;
 		if (cw.size >= 4) {
 			const m = this.mins;
@@ -710,8 +711,15 @@ export class RecordDigest {
  * A host name without a scheme: labels, then a top-level domain from the common list (so "os.path.join" or
  * "self.name" is none), not inside a URL, an e-mail address, a path or a longer dotted name.
  */
-const BARE_HOST =
-	/(?<![\w.@/:-])(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:com|net|org|io|dev|ai|app|co|info|biz|xyz|me|cc|sh|ly|gg|to|site|online|top|club|live|pro|page|link|click|win|ru|cn|de|uk|us|eu|fr|nl|su|tk|ml|ga|cf|gq|pw|ws|ir|in|br|jp|kr)(?![\w.-]*\w|@)/gi;
+/** top-level domains a host without a scheme is recognised by */
+const TLDS =
+	"com|net|org|io|dev|ai|app|co|info|biz|xyz|me|cc|sh|ly|gg|to|site|online|top|club|live|pro|page|link|click|win|ru|cn|de|uk|us|eu|fr|nl|su|tk|ml|ga|cf|gq|pw|ws|ir|in|br|jp|kr";
+/** a dot and a top-level domain: where a host may end (the quick test before `BARE_HOST`) */
+const TLD = new RegExp(String.raw`\.(?:${TLDS})(?![\w.-]*\w|@)`, "i");
+const BARE_HOST = new RegExp(
+	String.raw`(?<![\w.@/:-])(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:${TLDS})(?![\w.-]*\w|@)`,
+	"gi",
+);
 
 /** A number with separators inside (a version, a date): one token for the near-duplicate word set. */
 const VERSION = /\d+(?:[.\-+~:]\d+)+/g;

@@ -18,7 +18,7 @@
  * Words are compared as 32-bit hashes of their stems (sorted arrays), not strings: a sampled record costs one small
  * Int32Array, and the analysis at the end is linear in what was sampled.
  */
-import { labelOf } from "./duplicates";
+import { LABEL_CHARS, labelOf } from "./duplicates";
 import { FEATURE_KINDS, type FeatureKind, wordsOfGrams } from "./features";
 import { CountMinSketch } from "./sketch";
 import { logBinomialTail, logHypergeomTail } from "./stats";
@@ -371,7 +371,7 @@ export class TriggerMiner {
 		private readonly opts: TriggerOptions = DEFAULT_TRIGGER_OPTIONS,
 		/** lossy counting's ε: features above ε·N records are kept whatever N */
 		epsilon = 2e-5,
-		maxSamples = 8192,
+		maxSamples = 1024,
 		/** whether `observe` counts the n-grams itself (false: another thread does, and `df` is replaced at the end) */
 		private readonly countGrams = true,
 		private readonly sampleBudget = SAMPLE_BUDGET,
@@ -441,7 +441,9 @@ export class TriggerMiner {
 				continue;
 			}
 			t.counts[e] = (t.counts[e] as number) + 1;
-			if (t.sampleCount(e) < this.maxSamples) {
+			// a label (a short whole completion) keeps more: its trigger's records in a large class must be among them
+			const label = f === 0 && (r.completion?.length ?? LABEL_CHARS + 1) <= LABEL_CHARS;
+			if (t.sampleCount(e) < (label ? LABEL_SAMPLES * this.maxSamples : this.maxSamples)) {
 				if (sample === undefined) {
 					const len = r.grams + r.words + r.tokens + r.promptWords + r.completionWords;
 					sample = new Sample(r.id, data.slice(r.at, r.at + len), r.grams, r.words, r.tokens, r.promptWords);
@@ -541,20 +543,28 @@ export class TriggerMiner {
 			}
 		}
 		const threshold = Math.log(alpha / Math.max(1, tests));
-		let labels: LabelModel | null | undefined;
+		// the labels' model, made once and only for a classification set: most records end in a label
+		let model: LabelModel | null | undefined;
+		const labelModel = (): LabelModel | null => {
+			if (model !== undefined) return model;
+			const labels = this.entries((count, delta) => count + delta >= minSupport).filter(isLabel);
+			const covered = labels.reduce((sum, e) => sum + e.count + e.delta, 0);
+			model = covered * 2 >= N ? LabelModel.of(labels, N) : null;
+			return model;
+		};
 		const kept = raw.filter((r) => {
 			const label = isLabelClass(r.entry, r.c.k);
-			if (r.logp > threshold && !label) return false;
-			// (a class label the prompt names — "Answer German or French" — is the task's template, not an echo)
-			if (!label && (this.echo(r.entry, r.samples) || this.answers(r.entry, r.samples))) return false;
+			// (a label too common for the n-gram's concentration on it to tell — half a binary set — is left to the model)
+			if (r.logp > threshold && !(label && r.c.m > maxFeatureShare * N)) return false;
 			if (r.entry.kind === "similar" && !paraphrases(r.samples)) return false;
-			if (!label) return true;
-			labels ??= LabelModel.of(this.entries((count, delta) => count + delta >= minSupport).filter(isLabel), N);
-			const judged = labels?.judge(r.entry, r.samples, r.c.gram);
-			if (judged === undefined) return r.logp <= threshold;
+			const judged = label ? labelModel()?.judge(r.entry, r.samples, r.c.gram) : undefined;
+			if (judged === undefined)
+				return r.logp <= threshold && !this.echo(r.entry, r.samples) && !this.answers(r.entry, r.samples);
+			// in a classification set a label the prompt names ("Answer German or French") is the task's template, not an
+			// echo; the model judges: the association explained by the records' words is the task, and a dirty label is
+			// one far more of whose records say another label than the model errs — evidence where the label is too common
+			// for the n-gram's concentration on it to tell (half the records of a binary set)
 			if (judged.explained) return false;
-			// a dirty label: far more of the records say another label by their words than the model errs — evidence
-			// where the label is too common for the n-gram's concentration on it to tell (half the records of a binary set)
 			return r.logp <= threshold || judged.logp <= threshold;
 		});
 		const groups = group(
@@ -757,13 +767,14 @@ class LabelModel {
 		const classes = top.map((e) => {
 			const df = new Map<number, number>();
 			let total = 0;
-			for (const s of e.samples)
+			const samples = e.samples.slice(0, MODEL_SAMPLES);
+			for (const s of samples)
 				for (const w of new Set(s.words)) {
 					df.set(w, (df.get(w) ?? 0) + 1);
 					vocab.set(w, (vocab.get(w) ?? 0) + 1);
 					total++;
 				}
-			return { key: e.key, prior: Math.log((e.count + e.delta) / n), samples: e.samples, df, total };
+			return { key: e.key, prior: Math.log((e.count + e.delta) / n), samples, df, total };
 		});
 		const sampled = classes.reduce((a, c) => a + c.samples.length, 0);
 		const common = new Set<number>();
@@ -870,8 +881,13 @@ interface LabelClass {
 	readonly total: number;
 }
 
+/** how many times an entry's samples a label's entry keeps */
+const LABEL_SAMPLES = 8;
+
 /** labels the model weighs (the most frequent), its smoothing, the balanced accuracy it must reach to be believed */
 const MAX_LABELS = 64;
+/** samples of each label the model is made of (its word counts: memory ∝ labels × samples × words) */
+const MODEL_SAMPLES = 1024;
 const NB_ALPHA = 0.5;
 const LABEL_ACCURACY = 0.6;
 /** the least error rate a class's model is taken to have (64 samples say no better) */
