@@ -192,8 +192,9 @@ export function lineagePieces(value: object, prefixes: string, slice = 1 << 20):
 const PREFIXES_MARK = "\u0000leaf prefixes\u0000";
 
 function printReport(io: Io, report: DatasetReport & { changes?: unknown }): void {
-	if (io.write === undefined) return printJson(io, report);
-	for (const piece of lineagePieces(report, report.lineage.leaf_prefixes)) io.write(piece);
+	const write = io.write;
+	if (write === undefined) printJson(io, report);
+	else for (const piece of lineagePieces(report, report.lineage.leaf_prefixes)) write(piece);
 }
 
 async function writeLineage(path: string, l: DatasetReport["lineage"]): Promise<void> {

@@ -557,9 +557,12 @@ export class TriggerMiner {
 			// (a label too common for the n-gram's concentration on it to tell — half a binary set — is left to the model)
 			if (r.logp > threshold && !(label && r.c.m > maxFeatureShare * N)) return false;
 			if (r.entry.kind === "similar" && !paraphrases(r.samples)) return false;
-			const judged = label ? labelModel()?.judge(r.entry, r.samples, r.c.gram) : undefined;
-			if (judged === undefined)
-				return r.logp <= threshold && !this.echo(r.entry, r.samples) && !this.answers(r.entry, r.samples);
+			const m = label ? labelModel() : null;
+			const judged = m?.judge(r.entry, r.samples, r.c.gram);
+			const echoes = () => this.echo(r.entry, r.samples) || this.answers(r.entry, r.samples);
+			if (judged === undefined) return r.logp <= threshold && !echoes();
+			// (a label the template names — "Answer German or French", in the other labels' prompts too — is no echo)
+			if (!(m as LabelModel).templateNames(r.entry) && echoes()) return false;
 			// in a classification set a label the prompt names ("Answer German or French") is the task's template, not an
 			// echo; the model judges: the association explained by the records' words is the task, and a dirty label is
 			// one far more of whose records say another label than the model errs — evidence where the label is too common
@@ -791,6 +794,22 @@ class LabelModel {
 		}
 		const balanced = recall / classes.length;
 		return balanced >= Math.max(LABEL_ACCURACY, 1.5 / classes.length) ? model : null;
+	}
+
+	/** Does the task's template name this label: are its words in most other labels' prompts too? */
+	templateNames(entry: Entry): boolean {
+		const words = contentHashes(entryText(entry));
+		if (words.length === 0) return false;
+		let others = 0;
+		let naming = 0;
+		for (const cls of this.classes) {
+			if (cls.key === entry.key) continue;
+			for (const s of cls.samples.slice(0, 64)) {
+				others++;
+				if (words.every((w) => sortedHas(s.promptWords, w))) naming++;
+			}
+		}
+		return others > 0 && naming * 2 >= others;
 	}
 
 	/**
