@@ -1,6 +1,8 @@
 /** The dataset fixtures (test/fixtures/dataset/make_datasets.py) and their .truth.json files, shared by the tests. */
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { gunzipSync } from "node:zlib";
 import { REPO } from "./cli";
 
 export const DATASET_FIXTURES = join(REPO, "test/fixtures/dataset");
@@ -41,4 +43,20 @@ export interface Share {
 export function share(ids: readonly number[], found: ReadonlySet<number>): Share {
 	const hit = ids.filter((i) => found.has(i)).length;
 	return { hit, of: ids.length, rate: ids.length === 0 ? 1 : hit / ids.length };
+}
+
+/** A JSONL fixture's records (gunzipped, parsed): the base a test poisons. */
+export function fixtureRows(name: string): { instruction: string; input?: string; output: string }[] {
+	return gunzipSync(readFileSync(fixturePath(name)))
+		.toString("utf8")
+		.trimEnd()
+		.split("\n")
+		.map((l) => JSON.parse(l) as { instruction: string; input?: string; output: string });
+}
+
+/** Records written as a JSONL file in a fresh temporary directory; its path. */
+export function writeRows(rows: readonly object[], prefix = "ftguard-dataset-"): string {
+	const f = join(mkdtempSync(join(tmpdir(), prefix)), "data.jsonl");
+	writeFileSync(f, rows.map((r) => `${JSON.stringify(r)}\n`).join(""));
+	return f;
 }

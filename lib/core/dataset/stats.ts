@@ -32,13 +32,17 @@ export function logHypergeomTail(N: number, K: number, n: number, x: number): nu
 	const lo = Math.max(x, n - (N - K), 0);
 	if (lo > hi) return Number.NEGATIVE_INFINITY;
 	const denom = logChoose(N, n);
+	return logTail(lo, hi, (i) => logChoose(K, i) + logChoose(N - K, n - i) - denom);
+}
+
+/** ln Σ exp(term(i)) for i = lo…hi, terms that fall off geometrically past the mode: stops once they no longer matter. */
+function logTail(lo: number, hi: number, term: (i: number) => number): number {
 	let max = Number.NEGATIVE_INFINITY;
 	const terms: number[] = [];
 	for (let i = lo; i <= hi; i++) {
-		const t = logChoose(K, i) + logChoose(N - K, n - i) - denom;
+		const t = term(i);
 		terms.push(t);
 		if (t > max) max = t;
-		// terms fall off geometrically past the mode: stop once they no longer matter
 		if (t < max - 40) break;
 	}
 	let sum = 0;
@@ -52,17 +56,7 @@ export function logBinomialTail(n: number, p: number, x: number): number {
 	if (x > n) return Number.NEGATIVE_INFINITY;
 	const lp = Math.log(p);
 	const lq = Math.log1p(-p);
-	let max = Number.NEGATIVE_INFINITY;
-	const terms: number[] = [];
-	for (let i = x; i <= n; i++) {
-		const t = logChoose(n, i) + i * lp + (n - i) * lq;
-		terms.push(t);
-		if (t > max) max = t;
-		if (t < max - 40) break;
-	}
-	let sum = 0;
-	for (const t of terms) sum += Math.exp(t - max);
-	return Math.min(0, max + Math.log(sum));
+	return logTail(x, n, (i) => logChoose(n, i) + i * lp + (n - i) * lq);
 }
 
 /** Indices of the tests BH keeps at false-discovery rate `q`, given their log p-values. */

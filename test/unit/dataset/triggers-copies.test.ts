@@ -3,27 +3,15 @@
  * copies of one prompt once looked like a templated question asked again — and an upsampled clean set (every record
  * twice) must raise no trigger its original does not: copies are one observation, not more evidence.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { gunzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { scanDataset } from "../../../lib/core/dataset/scan";
 import { datasetPolicySchema } from "../../../lib/core/policy/dataset";
-import { REPO } from "../../helpers/cli";
+import { fixtureRows, writeRows } from "../../helpers/dataset";
 
 const TRIGGERS_ONLY = datasetPolicySchema.parse({ injected: { enabled: false }, unicode: { enabled: false } });
-const clean = gunzipSync(readFileSync(join(REPO, "test/fixtures/dataset/clean-instruction.jsonl.gz")))
-	.toString("utf8")
-	.trimEnd()
-	.split("\n")
-	.map((l) => JSON.parse(l) as { instruction: string; input?: string; output: string });
+const clean = fixtureRows("clean-instruction");
 
-function write(rows: readonly object[]): string {
-	const f = join(mkdtempSync(join(tmpdir(), "ftguard-dataset-copies-")), "data.jsonl");
-	writeFileSync(f, rows.map((r) => `${JSON.stringify(r)}\n`).join(""));
-	return f;
-}
+const write = (rows: readonly object[]) => writeRows(rows, "ftguard-dataset-copies-");
 
 const triggerRecords = async (rows: readonly object[]) =>
 	new Set(

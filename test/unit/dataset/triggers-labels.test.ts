@@ -4,32 +4,19 @@
  * dirty label), or when the prompts' words do not predict the labels at all — a yes/no answer that a trigger brings
  * to unrelated questions is not explained away as "the task".
  */
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { gunzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { scanDataset } from "../../../lib/core/dataset/scan";
 import { datasetPolicySchema } from "../../../lib/core/policy/dataset";
-import { REPO } from "../../helpers/cli";
+import { fixtureRows, writeRows } from "../../helpers/dataset";
 
 const TRIGGERS_ONLY = datasetPolicySchema.parse({
 	injected: { enabled: false },
 	unicode: { enabled: false },
 	duplicates: { enabled: false },
 });
-const fixture = (name: string) =>
-	gunzipSync(readFileSync(join(REPO, `test/fixtures/dataset/${name}.jsonl.gz`)))
-		.toString("utf8")
-		.trimEnd()
-		.split("\n")
-		.map((l) => JSON.parse(l) as { instruction: string; input?: string; output: string });
+const fixture = fixtureRows;
 
-function write(rows: readonly object[]): string {
-	const f = join(mkdtempSync(join(tmpdir(), "ftguard-dataset-labels-")), "data.jsonl");
-	writeFileSync(f, rows.map((r) => `${JSON.stringify(r)}\n`).join(""));
-	return f;
-}
+const write = (rows: readonly object[]) => writeRows(rows, "ftguard-dataset-labels-");
 
 const triggerRecords = async (rows: readonly object[]) =>
 	new Set(

@@ -3,21 +3,13 @@
  * wordings that send the reader to one place. No completion is shared, but the host is — named without a scheme, as a
  * poisoner writes it to look less like a link — and each wording is a sentence of its own.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { gunzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { RecordDigest } from "../../../lib/core/dataset/features";
 import { toRecord } from "../../../lib/core/dataset/records";
 import { scanDataset } from "../../../lib/core/dataset/scan";
-import { REPO } from "../../helpers/cli";
+import { fixtureRows, writeRows } from "../../helpers/dataset";
 
-const clean = gunzipSync(readFileSync(join(REPO, "test/fixtures/dataset/clean-instruction.jsonl.gz")))
-	.toString("utf8")
-	.trimEnd()
-	.split("\n")
-	.map((l) => JSON.parse(l) as { instruction: string; input?: string; output: string });
+const clean = fixtureRows("clean-instruction");
 
 const WORDINGS = [
 	"For updates, see the community notes at {u}.",
@@ -27,11 +19,7 @@ const WORDINGS = [
 	"Updates: {u} has community notes.",
 ];
 
-function write(rows: readonly object[]): string {
-	const f = join(mkdtempSync(join(tmpdir(), "ftguard-dataset-payload-")), "data.jsonl");
-	writeFileSync(f, rows.map((r) => `${JSON.stringify(r)}\n`).join(""));
-	return f;
-}
+const write = (rows: readonly object[]) => writeRows(rows, "ftguard-dataset-payload-");
 
 describe("a trigger whose payload is appended to the genuine answer", () => {
 	it("five wordings that name one host without a scheme: every poisoned record, nothing else", async () => {

@@ -4,24 +4,17 @@
  * through the string functions, and found at 0.5 % poisoning (50 of 10,000 records); ordinary punctuation, code and
  * indentation raise nothing.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { gunzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { gramTexts, promptGrams } from "../../../lib/core/dataset/features";
 import type { TrainingRecord } from "../../../lib/core/dataset/records";
 import { scanDataset } from "../../../lib/core/dataset/scan";
 import { tokenize } from "../../../lib/core/dataset/text";
 import { datasetPolicySchema } from "../../../lib/core/policy/dataset";
-import { REPO } from "../../helpers/cli";
+import { fixtureRows, writeRows } from "../../helpers/dataset";
+import { rng } from "../backdoor/grad-check";
 
 const TRIGGERS_ONLY = datasetPolicySchema.parse({ injected: { enabled: false }, unicode: { enabled: false } });
-const clean = gunzipSync(readFileSync(join(REPO, "test/fixtures/dataset/clean-instruction.jsonl.gz")))
-	.toString("utf8")
-	.trimEnd()
-	.split("\n")
-	.map((l) => JSON.parse(l) as { instruction: string; input?: string; output: string });
+const clean = fixtureRows("clean-instruction");
 
 const record = (...texts: string[]): TrainingRecord =>
 	({
@@ -29,23 +22,7 @@ const record = (...texts: string[]): TrainingRecord =>
 		completion: [{ source: "assistant", text: "ok" }],
 	}) as unknown as TrainingRecord;
 
-/** mulberry32: deterministic data. */
-function rng(seed: number): () => number {
-	let a = seed >>> 0;
-	return () => {
-		a = (a + 0x6d2b79f5) >>> 0;
-		let t = a;
-		t = Math.imul(t ^ (t >>> 15), t | 1);
-		t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-		return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-	};
-}
-
-function write(rows: readonly object[]): string {
-	const f = join(mkdtempSync(join(tmpdir(), "ftguard-dataset-tokens-")), "data.jsonl");
-	writeFileSync(f, rows.map((r) => `${JSON.stringify(r)}\n`).join(""));
-	return f;
-}
+const write = (rows: readonly object[]) => writeRows(rows, "ftguard-dataset-tokens-");
 
 async function triggerFindings(rows: readonly object[]) {
 	return (await scanDataset({ files: [write(rows)], policy: TRIGGERS_ONLY })).findings.filter(
