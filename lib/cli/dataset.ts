@@ -157,7 +157,8 @@ async function dataset(io: Io, paths: string[], flags: DatasetFlags): Promise<0 
 		progress.done();
 	}
 	const changes = base === undefined ? undefined : lineage.diffLineage(base, report.lineage);
-	if (flags.lineageOut !== undefined) await writeLineage(flags.lineageOut, report.lineage);
+	if (flags.lineageOut !== undefined)
+		await writeOut(flags.lineageOut, lineagePieces(report.lineage, report.lineage.leaf_prefixes), "--lineage-out");
 	if (flags.sarif !== undefined) {
 		const { datasetSarif } = await import("../core/dataset/sarif");
 		await writeOut(flags.sarif, `${JSON.stringify(datasetSarif(report, VERSION), null, 2)}\n`, "--sarif");
@@ -197,22 +198,18 @@ function printReport(io: Io, report: DatasetReport & { changes?: unknown }): voi
 	else for (const piece of lineagePieces(report, report.lineage.leaf_prefixes)) write(piece);
 }
 
-async function writeLineage(path: string, l: DatasetReport["lineage"]): Promise<void> {
+/** Writes a file, as one text or in pieces (a document holding a lineage: see `lineagePieces`). */
+async function writeOut(path: string, text: string | readonly string[], what: string): Promise<void> {
 	try {
-		const fh = await open(path, "w");
-		try {
-			for (const piece of lineagePieces(l, l.leaf_prefixes)) await fh.write(piece);
-		} finally {
-			await fh.close();
+		if (typeof text === "string") await writeFile(path, text);
+		else {
+			const fh = await open(path, "w");
+			try {
+				for (const piece of text) await fh.write(piece);
+			} finally {
+				await fh.close();
+			}
 		}
-	} catch (e) {
-		throw toFtguardError(e, `cannot write --lineage-out ${path}`);
-	}
-}
-
-async function writeOut(path: string, text: string, what: string): Promise<void> {
-	try {
-		await writeFile(path, text);
 	} catch (e) {
 		throw toFtguardError(e, `cannot write ${what} ${path}`);
 	}

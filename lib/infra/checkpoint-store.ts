@@ -746,17 +746,7 @@ export class CheckpointStore extends Construct {
 		this.grantKeyViaS3(this.verdictRole, ["kms:Decrypt", "kms:GenerateDataKey"]);
 
 		// Sweeper: tag sets of any checkpoint version; what it may write is limited by the bucket policy above.
-		this.sweeperRole.addToPrincipalPolicy(
-			new iam.PolicyStatement({
-				actions: [
-					"s3:GetObjectTagging",
-					"s3:GetObjectVersionTagging",
-					"s3:PutObjectTagging",
-					"s3:PutObjectVersionTagging",
-				],
-				resources: [cp.arnForObjects("*")],
-			}),
-		);
+		grantTagging(this.sweeperRole, cp);
 		acknowledgeObjectWildcard(
 			this.sweeperRole,
 			cp,

@@ -132,6 +132,8 @@ export function disagree(classes: readonly (readonly number[])[], examples: read
 
 const PROMPT_SIMILAR = 0.8;
 const KEPT_COMPLETIONS = 1 << 16;
+/** how much of a completion judging a conflict and naming it reads */
+export const EXAMPLE_CHARS = 200;
 const COMPLETION_SIMILAR = 0.5;
 const PAGE_BITS = 16;
 const PAGE = 1 << PAGE_BITS;
@@ -364,7 +366,8 @@ export class DuplicateFinder {
 		b[o + 3] = cfp >>> 24;
 		b.set(sig, o + 4);
 		b.set(csig, o + 4 + SIG);
-		if (completion !== undefined && this.examples.size < this.keep) this.examples.add(id, completion.slice(0, 200));
+		if (completion !== undefined && this.examples.size < this.keep)
+			this.examples.add(id, completion.slice(0, EXAMPLE_CHARS));
 	}
 
 	/** A record that did not parse: no signatures, and an exact key of zero. */

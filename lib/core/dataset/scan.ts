@@ -16,7 +16,7 @@ import { fileURLToPath } from "node:url";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import { FtguardError } from "../errors";
 import { type DatasetPolicy, type DatasetSeverity, DEFAULT_DATASET_POLICY, SEVERITIES } from "../policy/dataset";
-import { DuplicateFinder } from "./duplicates";
+import { DuplicateFinder, EXAMPLE_CHARS } from "./duplicates";
 import { DUP_CSIG, DUP_SIG, EMPTY_COMPLETION, gramTexts, RecordDigest } from "./features";
 import { compilePatterns, injectedPrefilter, injectedText } from "./injected";
 import {
@@ -1243,7 +1243,7 @@ class ScanState {
 	}
 
 	/**
-	 * The completions (first 200 characters) of records `ids` (ascending), read again: the duplicate finder keeps only
+	 * The completions (first EXAMPLE_CHARS characters) of records `ids` (ascending), read again: the duplicate finder keeps only
 	 * the first records' (64 Ki). Only the wanted records are parsed; a read error fails the scan as in the first pass.
 	 */
 	async completionsOf(ids: readonly number[]): Promise<Map<number, string>> {
@@ -1255,7 +1255,7 @@ class ScanState {
 			if (layout.format === undefined || rid < layout.from) return;
 			try {
 				const c = finalCompletion(toRecord(value, layout.format, this.opts.fields));
-				if (c !== undefined) out.set(rid, c.slice(0, 200));
+				if (c !== undefined) out.set(rid, c.slice(0, EXAMPLE_CHARS));
 			} catch {
 				// not a record of the layout: it has no completion
 			}
@@ -1270,6 +1270,7 @@ class ScanState {
 					if (rid !== ids[next]) continue;
 					next++;
 					if (item.error === undefined) take(item.value, rid, layout);
+					if (next >= ids.length) break;
 				}
 				continue;
 			}
@@ -1282,6 +1283,8 @@ class ScanState {
 					if (item.error === undefined) take(item.value, id + i, layout);
 				}
 				id += b.count;
+				// (every wanted record read: the rest of the file is not)
+				if (next >= ids.length) break;
 			}
 		}
 		return out;

@@ -783,16 +783,14 @@ class LabelModel {
 		const common = new Set<number>();
 		for (const [w, k] of vocab) if (k * 2 >= sampled) common.add(w);
 		const model = new LabelModel(classes, vocab.size, common);
-		// balanced accuracy, leave one out, on at most 64 samples per class
-		let recall = 0;
+		// each class's error, leave one out, on its first samples; their mean is one less the balanced accuracy
 		for (const [c, cls] of classes.entries()) {
-			const some = cls.samples.slice(0, 64);
+			const some = cls.samples.slice(0, CHECK_SAMPLES);
 			let right = 0;
 			for (const s of some) if (model.predict(s) === c) right++;
-			recall += right / Math.max(1, some.length);
 			model.errors.push(1 - right / Math.max(1, some.length));
 		}
-		const balanced = recall / classes.length;
+		const balanced = 1 - model.errors.reduce((a, e) => a + e, 0) / classes.length;
 		return balanced >= Math.max(LABEL_ACCURACY, 1.5 / classes.length) ? model : null;
 	}
 
@@ -804,7 +802,7 @@ class LabelModel {
 		let naming = 0;
 		for (const cls of this.classes) {
 			if (cls.key === entry.key) continue;
-			for (const s of cls.samples.slice(0, 64)) {
+			for (const s of cls.samples.slice(0, CHECK_SAMPLES)) {
 				others++;
 				if (words.every((w) => sortedHas(s.promptWords, w))) naming++;
 			}
@@ -907,9 +905,11 @@ const LABEL_SAMPLES = 8;
 const MAX_LABELS = 64;
 /** samples of each label the model is made of (its word counts: memory ∝ labels × samples × words) */
 const MODEL_SAMPLES = 1024;
+/** samples of each label the model's checks read (its accuracy, whether the template names a label) */
+const CHECK_SAMPLES = 64;
 const NB_ALPHA = 0.5;
 const LABEL_ACCURACY = 0.6;
-/** the least error rate a class's model is taken to have (64 samples say no better) */
+/** the least error rate a class's model is taken to have (CHECK_SAMPLES samples say no better) */
 const MIN_ERROR = 0.02;
 /** the most error a label's model may make on the label's own samples for its evidence of flips to count */
 const MAX_FLIP_ERROR = 0.2;
