@@ -6,6 +6,8 @@
  * (`dataset.injected.patterns` replaces it, `extraPatterns` adds to it); these defaults come from published
  * instruction-tuning poisoning and prompt-injection examples.
  */
+
+import { LiteralFilter, requiredLiterals } from "./literals";
 import { normalize, stem, words } from "./text";
 
 /** What an injected instruction tells the model to switch off or go around ("thread safety" is no guard). */
@@ -202,23 +204,51 @@ export function injectedText(completion: string, prompt: string, patterns: reado
 	return undefined;
 }
 
-// ------------------------------------------------------------------------------------------------ the ASCII prefilter
+// ------------------------------------------------------------------------------------------------------ the prefilter
 
 /**
- * One regular expression to reject ASCII completions cheaply, flags "i" only (neither "g" nor "u"): for every text of
- * ASCII characters only, if `injectedText(text, prompt, compilePatterns(patterns))` finds a hit for any prompt, then
- * `.test(text)` is true (it may be true where there is no hit). It is the alternation of the patterns an ASCII text
- * can match — a pattern every match of which holds a non-ASCII character (the Russian and Chinese defaults; see
- * `readPattern`) is left out — and of a line continuation, since `injectedText` joins continued lines first. On ASCII
- * text "i" and "iu" match alike as long as the patterns are ASCII and use none of what "u" changes the meaning of:
- * \u{…}, \p{…}, ſ and the Kelvin sign (which "iu" folds onto s and k); without "u", V8 matches several times faster.
- * Group names get a suffix per pattern (an alternation may not repeat one). Undefined (run the patterns themselves)
- * when there are no patterns, or one an ASCII text may match is not printable ASCII, uses \u{…}, \p{…}, ſ or the
- * Kelvin sign (\u017f, \u212a, a range holding one) or a numbered back reference (numbered differently in the
- * alternation), or it does not compile.
+ * A test to reject completions cheaply: for every text, if `injectedText(text, prompt, compilePatterns(patterns))`
+ * finds a hit for any prompt, then `.test(text, ascii)` is true (it may be true where there is no hit). First the
+ * literals the patterns need (any script), then for ASCII text one regular expression with flags "i" only (neither "g"
+ * nor "u"): the alternation of the patterns an ASCII text can match — a pattern every match of which holds a non-ASCII
+ * character (the Russian and Chinese defaults; see `readPattern`) is left out — and of a line continuation and a
+ * hiding pipe stage, since `injectedText` reads the text as a shell does first. On ASCII text "i" and "iu" match alike
+ * as long as the patterns are ASCII and use none of what "u" changes the meaning of: \u{…}, \p{…}, ſ and the Kelvin
+ * sign (which "iu" folds onto s and k); without "u", V8 matches several times faster. Group names get a suffix per
+ * pattern (an alternation may not repeat one). The alternation is left out when a pattern an ASCII text may match is
+ * not printable ASCII, uses \u{…}, \p{…}, ſ or the Kelvin sign (\u017f, \u212a, a range holding one) or a numbered
+ * back reference (numbered differently in the alternation), or it does not compile. Undefined (run the patterns
+ * themselves) when there are no patterns, or neither part can be made.
  */
-export function injectedPrefilter(patterns: readonly string[]): RegExp | undefined {
+export function injectedPrefilter(patterns: readonly string[]): Prefilter | undefined {
 	if (patterns.length === 0) return undefined;
+	const regex = asciiPrefilter(patterns);
+	// injectedText matches the text as a shell reads it: one with a continued line or a hiding stage passes
+	const needs = [...patterns, CONTINUATION.source, HIDING_STAGE.source].map((p) => requiredLiterals(p));
+	const literals = needs.every((n) => n !== undefined) ? LiteralFilter.of(needs as string[][][][]) : undefined;
+	if (regex === undefined && literals === undefined) return undefined;
+	return {
+		regex,
+		literals,
+		test: (text, ascii) =>
+			(literals === undefined || literals.test(text)) && (!ascii || regex === undefined || regex.test(text)),
+	};
+}
+
+/**
+ * The prefilter: `literals`, the words the patterns need (see `requiredLiterals`; a completion holding none of them is
+ * rejected in one pass over its characters, whatever its script), then for ASCII text `regex`, the patterns'
+ * alternation. Either may be undefined (a user's pattern that needs no literal, or one the alternation cannot hold).
+ * `test(text, ascii)`: false only when no pattern can match; `ascii` says the text is all ASCII.
+ */
+export interface Prefilter {
+	readonly regex: RegExp | undefined;
+	readonly literals: LiteralFilter | undefined;
+	test(text: string, ascii: boolean): boolean;
+}
+
+/** The alternation for ASCII text (see `injectedPrefilter`). */
+function asciiPrefilter(patterns: readonly string[]): RegExp | undefined {
 	const parts: string[] = [];
 	for (const [k, p] of patterns.entries()) {
 		const r = readPattern(p, `__${k}`);

@@ -18,7 +18,7 @@ import { FtguardError } from "../errors";
 import { type DatasetPolicy, type DatasetSeverity, DEFAULT_DATASET_POLICY, SEVERITIES } from "../policy/dataset";
 import { DuplicateFinder, EXAMPLE_CHARS } from "./duplicates";
 import { DUP_CSIG, DUP_SIG, EMPTY_COMPLETION, gramTexts, RecordDigest } from "./features";
-import { compilePatterns, injectedPrefilter, injectedText } from "./injected";
+import { compilePatterns, injectedPrefilter, injectedText, type Prefilter } from "./injected";
 import {
 	alignedSubtrees,
 	canonicalJson,
@@ -239,7 +239,7 @@ class RecordProcessor {
 	private readonly decoder = new TextDecoder("utf-8", { fatal: true });
 	private readonly patterns: RegExp[];
 	/** all patterns as one alternation, for ASCII completions: one that matches none (nearly all) is rejected in one search */
-	private readonly anyPattern: RegExp | undefined;
+	private readonly anyPattern: Prefilter | undefined;
 	private readonly scratch = { buf: Buffer.allocUnsafe(1 << 16) };
 	private readonly ints = new IntWriter();
 	private nums = new Float64Array(1 << 14);
@@ -449,7 +449,7 @@ class RecordProcessor {
 		if (
 			s.injected &&
 			c !== undefined &&
-			(this.anyPattern === undefined || !d.completionIsAscii || this.anyPattern.test(c))
+			(this.anyPattern === undefined || this.anyPattern.test(c, d.completionIsAscii))
 		) {
 			const hit = injectedText(c, record.prompt.map((t) => t.text).join("\n"), this.patterns);
 			if (hit !== undefined) {
