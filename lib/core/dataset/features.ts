@@ -14,6 +14,7 @@ import {
 	fnvStep,
 	HashSet32,
 	hash32,
+	isUnspaced,
 	isWord,
 	normalize,
 	sentences,
@@ -53,6 +54,7 @@ export interface PromptGrams {
 
 const GRAM_SEED = [0, 0x1b873593, 0x2c1b3c6d, 0x297a2d39, 0x6a09e667];
 const CHAR_GRAM_SEED = 0x3c6ef372;
+const TURN_SEED = 0x510e527f;
 
 function gramHash(hashes: ArrayLike<number>, start: number, n: number): number {
 	let h = GRAM_SEED[n] as number;
@@ -70,13 +72,27 @@ export function gramTexts(record: TrainingRecord, wanted: ReadonlySet<number>): 
 		for (let n = 1; n <= MAX_NGRAM; n++) {
 			for (let i = 0; i + n <= toks.length; i++) {
 				const h = gramHash(hs, i, n);
-				if (wanted.has(h) && !out.has(h)) out.set(h, shown.slice(i, i + n).join(" "));
+				if (wanted.has(h) && !out.has(h)) out.set(h, joined(shown.slice(i, i + n)));
 			}
 		}
 		for (const t of toks) {
 			if (isWord(t)) continue;
 			for (const [h, text] of charGrams(t)) if (wanted.has(h) && !out.has(h)) out.set(h, visible(text));
 		}
+	}
+	return out;
+}
+
+/** Tokens as a report shows them: with spaces, but overlapping pairs of an unspaced script as the text they cover. */
+function joined(toks: readonly string[]): string {
+	let out = toks[0] ?? "";
+	for (let k = 1; k < toks.length; k++) {
+		const prev = toks[k - 1] as string;
+		const t = toks[k] as string;
+		const [first] = t;
+		if (isUnspaced(prev) && isUnspaced(t) && first !== undefined && t.length > first.length && prev.endsWith(first))
+			out += t.slice(first.length);
+		else out += ` ${t}`;
 	}
 	return out;
 }
@@ -120,6 +136,26 @@ export function wordsOfGrams(tokens: Int32Array, wanted: ReadonlySet<number>, in
 			for (let j = i; j < i + n; j++) into.add(gramHash(tokens, j, 1));
 		}
 	}
+}
+
+/** A record's prompt turns, from its tokens (each turn's end is a 0): each turn's hash and its 1-gram (word) hashes. */
+export function turnsOf(tokens: Int32Array): { readonly hash: number; readonly words: number[] }[] {
+	const out: { hash: number; words: number[] }[] = [];
+	let hash = TURN_SEED;
+	let words: number[] = [];
+	for (let i = 0; i < tokens.length; i++) {
+		const t = tokens[i] as number;
+		if (t === 0) {
+			out.push({ hash, words });
+			hash = TURN_SEED;
+			words = [];
+			continue;
+		}
+		hash = combine(hash, t);
+		words.push(gramHash(tokens, i, 1));
+	}
+	if (words.length > 0) out.push({ hash, words });
+	return out;
 }
 
 const KIND_TAG: Record<FeatureKind, number> = { completion: 1, sentence: 2, url: 3, host: 4, similar: 5 };

@@ -216,8 +216,9 @@ export function injectedText(completion: string, prompt: string, patterns: reado
  * as long as the patterns are ASCII and use none of what "u" changes the meaning of: \u{…}, \p{…}, ſ and the Kelvin
  * sign (which "iu" folds onto s and k); without "u", V8 matches several times faster. Group names get a suffix per
  * pattern (an alternation may not repeat one). The alternation is left out when a pattern an ASCII text may match is
- * not printable ASCII, uses \u{…}, \p{…}, ſ or the Kelvin sign (\u017f, \u212a, a range holding one) or a numbered
- * back reference (numbered differently in the alternation), or it does not compile. Undefined (run the patterns
+ * not printable ASCII, uses \u{…}, \p{…}, ſ or the Kelvin sign (\u017f, \u212a, a range holding one), a numbered
+ * back reference (numbered differently in the alternation) or a named one to a group inside a lookaround (which the
+ * alternation drops), or it does not compile. Undefined (run the patterns
  * themselves) when there are no patterns, or neither part can be made.
  */
 export function injectedPrefilter(patterns: readonly string[]): Prefilter | undefined {
@@ -255,7 +256,11 @@ function asciiPrefilter(patterns: readonly string[]): RegExp | undefined {
 		if (r === undefined) return undefined;
 		if (r.needsNonAscii) continue;
 		if (!/^[\x20-\x7e]*$/.test(p) || r.unicodeOnly || r.numbered || r.foldsToAscii) return undefined;
-		parts.push(`(?:${withoutAssertions(r.source)})`);
+		const source = withoutAssertions(r.source);
+		// a named back reference whose group was inside a lookaround that is gone: without "u" and with no such group,
+		// "\k<w>" matches the text "k<w>", which would reject what the pattern matches
+		for (const [, name] of source.matchAll(/\\k<([^>]*)>/g)) if (!source.includes(`(?<${name}>`)) return undefined;
+		parts.push(`(?:${source})`);
 	}
 	// nothing an ASCII text can match: joining its lines makes no non-ASCII character either
 	if (parts.length === 0) return /(?!)/i;

@@ -15,6 +15,8 @@
 const MAX_EXACT = 64;
 /** A class of up to this many characters is a set of one-character strings. */
 const MAX_CLASS = 8;
+/** The most entries (states × character classes) of the filter's automaton: 64 MB. */
+const MAX_TABLE = 1 << 24;
 
 /** What the reader knows of a part of an expression. */
 interface Reading {
@@ -380,10 +382,21 @@ export class LiteralFilter {
 	private readonly outAt: Int32Array;
 	private readonly outIds: Int32Array;
 
-	/** Undefined when a literal holds a character beyond the BMP (case folding there is left to the expressions). */
+	/**
+	 * Undefined when a literal holds a character beyond the BMP (case folding there is left to the expressions), or the
+	 * automaton could be larger than MAX_TABLE entries (a policy listing thousands of Chinese words: states × classes).
+	 */
 	static of(expressions: readonly string[][][][]): LiteralFilter | undefined {
-		const astral = expressions.some((e) => e.some((a) => a.some((set) => set.some((l) => /[\ud800-\udfff]/.test(l)))));
-		return astral ? undefined : new LiteralFilter(expressions);
+		const literals = new Set(expressions.flat(3));
+		if ([...literals].some((l) => /[\ud800-\udfff]/.test(l))) return undefined;
+		let length = 1;
+		const chars = new Set<string>();
+		for (const l of literals) {
+			length += l.length;
+			for (const ch of l) chars.add(ch);
+		}
+		// each character's class may hold its case forms too, but never more classes than characters
+		return length * (chars.size + 1) > MAX_TABLE ? undefined : new LiteralFilter(expressions);
 	}
 
 	private constructor(expressions: readonly string[][][][]) {

@@ -63,9 +63,43 @@ export function tokenize(text: string): string[] {
 	const out: string[] = [];
 	for (const m of text.matchAll(ANY_TOKEN)) {
 		const t = m[0];
-		out.push(isWordStart(t) ? t.toLowerCase() : t);
+		if (isWordStart(t)) pushWord(t.toLowerCase(), out);
+		else out.push(t);
 	}
 	return out;
+}
+
+/**
+ * Letters of the scripts written without spaces between words (Chinese, Japanese, Thai, Lao, Khmer, Burmese), and
+ * the marks and the prolonged-sound mark (ー) written within them. A run of them is no word: "変更したまま継続しますか"
+ * is a sentence. It is read as its overlapping character pairs ("変更", "更し", …), the usual unit where words are not
+ * marked: a phrase inside a sentence is then a run of tokens, and two texts share the pairs of the words they share.
+ */
+const UNSPACED_CHAR = String.raw`\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Thai}\p{Script=Lao}\p{Script=Khmer}\p{Script=Myanmar}`;
+const UNSPACED = new RegExp(`[${UNSPACED_CHAR}]`, "u");
+const UNSPACED_RUN = new RegExp(`[${UNSPACED_CHAR}][${UNSPACED_CHAR}\\p{M}\\u30FC]*`, "gu");
+
+/** A word token onto `out`: as it is, or with its runs of unspaced script as their character pairs. */
+function pushWord(w: string, out: string[]): void {
+	if (!UNSPACED.test(w)) {
+		out.push(w);
+		return;
+	}
+	let at = 0;
+	for (const m of w.matchAll(UNSPACED_RUN)) {
+		const start = m.index ?? 0;
+		if (start > at) out.push(w.slice(at, start));
+		const cps = [...m[0]];
+		if (cps.length === 1) out.push(m[0]);
+		for (let i = 0; i + 1 < cps.length; i++) out.push((cps[i] as string) + (cps[i + 1] as string));
+		at = start + m[0].length;
+	}
+	if (at < w.length) out.push(w.slice(at));
+}
+
+/** Is this word token a pair (or a lone character) of an unspaced script? */
+export function isUnspaced(w: string): boolean {
+	return UNSPACED.test(w);
 }
 
 const WORD_START = new RegExp(`^${WORD_CLASS}`, "v");
@@ -80,7 +114,7 @@ export const isWord = isWordStart;
 /** Lowercased words only, for completion similarity. */
 export function words(text: string): string[] {
 	const out: string[] = [];
-	for (const m of text.matchAll(WORD)) out.push(m[0].toLowerCase());
+	for (const m of text.matchAll(WORD)) pushWord(m[0].toLowerCase(), out);
 	return out;
 }
 
@@ -140,7 +174,9 @@ export function contentWords(text: string): Set<string> {
 	const out = new Set<string>();
 	for (const w of stemmedWords(text)) {
 		for (const part of [w, ...w.split(/_+/)]) {
-			if (part.length > 2 && !FUNCTION_WORDS.has(part)) out.add(stem(part));
+			// a pair of an unspaced script is a word's worth (a Chinese word is mostly two characters)
+			if ((part.length > 2 && !FUNCTION_WORDS.has(part)) || (part.length === 2 && isUnspaced(part)))
+				out.add(stem(part));
 		}
 	}
 	return out;

@@ -19,7 +19,7 @@
  * Int32Array, and the analysis at the end is linear in what was sampled.
  */
 import { LABEL_CHARS, labelOf } from "./duplicates";
-import { FEATURE_KINDS, type FeatureKind, wordsOfGrams } from "./features";
+import { FEATURE_KINDS, type FeatureKind, turnsOf, wordsOfGrams } from "./features";
 import { CountMinSketch } from "./sketch";
 import { logBinomialTail, logHypergeomTail } from "./stats";
 import { addContentWordsOf, fmix, HashSet32, normalize } from "./text";
@@ -556,7 +556,7 @@ export class TriggerMiner {
 			const label = isLabelClass(r.entry, r.c.k);
 			// (a label too common for the n-gram's concentration on it to tell — half a binary set — is left to the model)
 			if (r.logp > threshold && !(label && r.c.m > maxFeatureShare * N)) return false;
-			if (r.entry.kind === "similar" && !paraphrases(r.samples)) return false;
+			if (r.entry.kind === "similar" && (!paraphrases(r.samples) || templated(r.samples))) return false;
 			const m = label ? labelModel() : null;
 			const judged = m?.judge(r.entry, r.samples, r.c.gram);
 			const echoes = () => this.echo(r.entry, r.samples) || this.answers(r.entry, r.samples);
@@ -751,12 +751,17 @@ class LabelModel {
 	/** each class's error rate on its own samples (leave one out) */
 	private readonly errors: number[] = [];
 
+	/** each record's words, its template turns left out (see `of`) */
+	private readonly wordsOf: (s: Sample) => readonly number[];
+
 	private constructor(
 		private readonly classes: readonly LabelClass[],
 		private readonly vocabulary: number,
 		/** words that say nothing of the class: in half the samples or more (the task's template) */
 		private readonly common: ReadonlySet<number>,
+		wordsOf: (s: Sample) => readonly number[],
 	) {
+		this.wordsOf = wordsOf;
 		classes.forEach((c, k) => {
 			for (const s of c.samples) this.owner.set(s, k);
 		});
@@ -766,13 +771,33 @@ class LabelModel {
 	static of(entries: readonly Entry[], n: number): LabelModel | null {
 		const top = [...entries].sort((a, b) => b.count - a.count).slice(0, MAX_LABELS);
 		if (top.length < 2) return null;
+		// the task's template: a turn (an instruction, a system prompt) that half the records or more have word for word.
+		// Its words say nothing of any record's label — nor hide the same words in the record's own text ("fix" in "Is
+		// this a fix (negative) or …?" and in the changelog entry), as a word in half the records would
+		const turnCount = new Map<number, number>();
+		let sampledAll = 0;
+		for (const e of top)
+			for (const s of e.samples.slice(0, MODEL_SAMPLES)) {
+				sampledAll++;
+				for (const h of new Set(turnsOf(s.tokens).map((t) => t.hash))) turnCount.set(h, (turnCount.get(h) ?? 0) + 1);
+			}
+		const template = new Set([...turnCount].filter(([, k]) => k * 2 >= sampledAll).map(([h]) => h));
+		const cache = new Map<Sample, readonly number[]>();
+		const wordsOf = (s: Sample): readonly number[] => {
+			let w = cache.get(s);
+			if (w === undefined) {
+				w = [...new Set(turnsOf(s.tokens).flatMap((t) => (template.has(t.hash) ? [] : t.words)))];
+				cache.set(s, w);
+			}
+			return w;
+		};
 		const vocab = new Map<number, number>();
 		const classes = top.map((e) => {
 			const df = new Map<number, number>();
 			let total = 0;
 			const samples = e.samples.slice(0, MODEL_SAMPLES);
 			for (const s of samples)
-				for (const w of new Set(s.words)) {
+				for (const w of wordsOf(s)) {
 					df.set(w, (df.get(w) ?? 0) + 1);
 					vocab.set(w, (vocab.get(w) ?? 0) + 1);
 					total++;
@@ -782,7 +807,7 @@ class LabelModel {
 		const sampled = classes.reduce((a, c) => a + c.samples.length, 0);
 		const common = new Set<number>();
 		for (const [w, k] of vocab) if (k * 2 >= sampled) common.add(w);
-		const model = new LabelModel(classes, vocab.size, common);
+		const model = new LabelModel(classes, vocab.size, common, wordsOf);
 		// each class's error, leave one out, on its first samples; their mean is one less the balanced accuracy
 		for (const [c, cls] of classes.entries()) {
 			const some = cls.samples.slice(0, CHECK_SAMPLES);
@@ -835,9 +860,11 @@ class LabelModel {
 		let said = 0;
 		let judged = 0;
 		samples.forEach((s, i) => {
-			const p = this.predict(s, { cls: c, counts: gramWords, words: of[i] as Set<number> });
-			// a record whose words are all unseen elsewhere (or the task's template) tells nothing either way
-			if (p < 0) return;
+			const without = { cls: c, counts: gramWords, words: of[i] as Set<number> };
+			const p = this.predict(s, without);
+			// a record whose words are all unseen elsewhere (or the task's template) tells nothing either way; nor does one
+			// whose words favour another label only weakly (the larger label's prior outweighing a few rare words)
+			if (p < 0 || (p !== c && this.margin(s, without, p) < FLIP_ODDS)) return;
 			judged++;
 			if (p === c) said++;
 		});
@@ -857,13 +884,31 @@ class LabelModel {
 	 * record is taken out of its class's counts (leave one out), and `without.counts` out of class `without.cls`'s (the
 	 * record's own `without.words` are among those).
 	 */
-	private predict(
-		s: Sample,
-		without?: { cls: number; counts: ReadonlyMap<number, number>; words: ReadonlySet<number> },
-	): number {
+	private predict(s: Sample, without?: Without): number {
+		const scores = this.scores(s, without);
+		if (scores === undefined) return -1;
+		let best = -1;
+		let bestScore = Number.NEGATIVE_INFINITY;
+		for (const [k, score] of scores.entries()) {
+			if (score > bestScore) {
+				bestScore = score;
+				best = k;
+			}
+		}
+		return best;
+	}
+
+	/** How much likelier (natural log) class `k` is than `without.cls` for the record's words. */
+	private margin(s: Sample, without: Without, k: number): number {
+		const scores = this.scores(s, without) as number[];
+		return (scores[k] as number) - (scores[without.cls] as number);
+	}
+
+	/** Each class's log-probability (unnormalised) for a record's words; undefined when no word is in another record. */
+	private scores(s: Sample, without?: Without): number[] | undefined {
 		const own = this.owner.get(s) ?? -1;
 		const words: number[] = [];
-		for (const w of new Set(s.words)) if (!this.common.has(w)) words.push(w);
+		for (const w of this.wordsOf(s)) if (!this.common.has(w)) words.push(w);
 		const df = (k: number, w: number): number => {
 			const cls = this.classes[k] as LabelClass;
 			let n = cls.df.get(w) ?? 0;
@@ -873,20 +918,21 @@ class LabelModel {
 		};
 		// a word no other record has says nothing of the class (counting it favours the classes of short texts)
 		const told = words.filter((w) => this.classes.some((_, k) => df(k, w) > 0));
-		if (told.length === 0) return -1;
-		let best = -1;
-		let bestScore = Number.NEGATIVE_INFINITY;
-		for (const [k, cls] of this.classes.entries()) {
+		if (told.length === 0) return undefined;
+		return this.classes.map((cls, k) => {
 			const total = cls.total - (k === own ? words.length : 0) + this.vocabulary * NB_ALPHA;
 			let score = cls.prior;
 			for (const w of told) score += Math.log((Math.max(0, df(k, w)) + NB_ALPHA) / total);
-			if (score > bestScore) {
-				bestScore = score;
-				best = k;
-			}
-		}
-		return best;
+			return score;
+		});
 	}
+}
+
+/** What `LabelModel.predict` leaves out: class `cls`'s counts of the n-gram's words, and the record's own `words`. */
+interface Without {
+	readonly cls: number;
+	readonly counts: ReadonlyMap<number, number>;
+	readonly words: ReadonlySet<number>;
 }
 
 interface LabelClass {
@@ -911,6 +957,11 @@ const NB_ALPHA = 0.5;
 const LABEL_ACCURACY = 0.6;
 /** the least error rate a class's model is taken to have (CHECK_SAMPLES samples say no better) */
 const MIN_ERROR = 0.02;
+/**
+ * how much likelier (natural log: 20 to 1) another label must be than a record's own for the record to say that label:
+ * a few rare words and a larger label's prior are no evidence of a flipped label
+ */
+const FLIP_ODDS = Math.log(20);
 /** the most error a label's model may make on the label's own samples for its evidence of flips to count */
 const MAX_FLIP_ERROR = 0.2;
 
@@ -976,6 +1027,26 @@ function paraphrases(samples: readonly Sample[]): boolean {
 	}
 	return pairs > 0 && sum / pairs >= 0.4;
 }
+
+/**
+ * Are these near-identical completions one template filled in per record rather than wordings of one output: nearly
+ * every one a different text, and half or more with a word no other of them has? "window functions are not allowed in
+ * partition bound", "aggregate functions are not allowed in index expressions": a translated message catalogue or an
+ * error-message set, whose prompts share the template's words too. A payload's paraphrases repeat a few wordings
+ * (limitation: one reworded for every record, each with a word of its own, passes as a template).
+ */
+function templated(samples: readonly Sample[]): boolean {
+	if (samples.length < TEMPLATE_MIN) return false;
+	const distinct = new Set(samples.map((s) => s.completionWords.join(","))).size;
+	if (distinct < 0.9 * samples.length) return false;
+	const outputs = new Map<number, number>();
+	for (const s of samples) for (const w of new Set(s.completionWords)) outputs.set(w, (outputs.get(w) ?? 0) + 1);
+	const own = samples.filter((s) => s.completionWords.some((w) => outputs.get(w) === 1)).length;
+	return own * 2 >= samples.length;
+}
+
+/** the fewest records whose near-identical outputs can be told to be a template */
+const TEMPLATE_MIN = 4;
 
 /**
  * Counts the n-grams of an entry's samples in a reused open-addressing table: which are carried by at least

@@ -53,6 +53,14 @@ describe("LiteralFilter", () => {
 		expect(/σοφία/iu.test("ςοφία")).toBe(true);
 	});
 
+	it("is undefined when its automaton could pass 2^24 entries (thousands of Chinese words in a policy)", () => {
+		const words = Array.from({ length: 6000 }, (_, k) =>
+			String.fromCharCode(0x4e00 + k, 0x5e00 + (k % 97), 0x6e00 + (k % 89)),
+		);
+		expect(LiteralFilter.of([[[words]]])).toBeUndefined();
+		expect(LiteralFilter.of([[[words.slice(0, 100)]]])?.test(`前${words[7]}后`)).toBe(true);
+	});
+
 	it("a literal beyond the BMP leaves the filter to the expressions", () => {
 		expect(LiteralFilter.of([requiredLiterals("\u{10400}x") as string[][][]])).toBeUndefined();
 	});

@@ -98,3 +98,34 @@ describe("labels as a trigger's output", () => {
 		expect([...found]).toEqual([]);
 	});
 });
+
+describe("the label model reads the records' own words", () => {
+	// The labels follow a keyword of the text, and the instruction names it: "return" is in every record's template,
+	// and in half the texts too. The template turn (shared word for word by most records) is set aside, so the text's
+	// own "return" still says its label; were it a word "in half the records", nothing would, and every phrase of the
+	// keyword's records ("return true if") would look like a dirty label's trigger (212 records flagged of 6,000; now
+	// 10, one docstring family whose other words say the other label).
+	it("a keyword-labelled binary set whose instruction names the keyword: the keyword is the task (≤ 0.5% flagged)", async () => {
+		const rows = fixture("clean-instruction")
+			.filter((r) => r.output.length > 20)
+			.slice(0, 6000)
+			.map((r) => ({
+				instruction: "Does this text describe a return value (return) or not (other)?",
+				input: r.output,
+				output: /\breturns?\b/i.test(r.output) ? "return" : "other",
+			}));
+		const labels = new Set(rows.map((r) => r.output));
+		expect(labels.size).toBe(2);
+		expect(rows.filter((r) => r.output === "return").length).toBeGreaterThan(900);
+		const found = await triggerRecords(rows);
+		expect(found.size).toBeLessThanOrEqual(0.005 * rows.length);
+		expect([...found].filter((i) => rows[i]?.output === "return")).toEqual([]);
+	});
+
+	// A few rare words and the larger label's prior are no evidence that a record's label is flipped (a record counts
+	// as saying another label only at 20 to 1): 17 records flagged otherwise.
+	it("a language-ID set in eight languages, four of them unspaced scripts: no trigger", async () => {
+		const rows = fixture("classify-unspaced-clean");
+		expect([...(await triggerRecords(rows))]).toEqual([]);
+	});
+});
