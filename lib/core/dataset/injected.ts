@@ -103,6 +103,38 @@ export const DEFAULT_INJECTED_PATTERNS: readonly string[] = [
 	String.raw`(?<!\w)NOPASSWD\s*:\s*ALL\b|(?<![\w-])docker\s+run\b[^\n|;&]{0,200}?--privileged\b[^\n|;&]{0,200}?\s-v\s+["']?\/:\/|(?<![\w-])docker\s+run\b[^\n|;&]{0,200}?\s-v\s+["']?\/:\/[^\n|;&]{0,200}?--privileged\b`,
 	// a model told to drop what came before, to be another unrestricted persona, or to show its system prompt
 	String.raw`(?<![\w-])(?:disregard|ignore|forget)\s+(?:all\s+(?:of\s+)?)?(?:the\s+|everything\s+)?above(?![\w-])(?!\s+(?:example|code|snippet|output|error|warning|message|line|lines|section|table|figure|step|steps|command|note|notes|list|paragraph|text|answer)\b)|(?<!\w)you\s+are\s+now\s+(?:DAN|in\s+(?:developer|god|jailbreak|unrestricted)\s+mode|jailbroken|unrestricted|unfiltered|free\s+(?:of|from)\s+(?:all\s+)?(?:restrictions|rules|guidelines|filters))\b|(?<![\w-])(?:print|reveal|show|output|repeat|display|leak|dump)\s+(?:me\s+)?(?:your|the)\s+(?:full\s+|entire\s+|hidden\s+|original\s+|initial\s+|secret\s+)?system\s+(?:prompt|message|instructions?)\b`,
+	// a package manager told to install from somewhere other than its registry (npm's, PyPI, RubyGems), from a repository
+	// (cargo), or a repository cloned and its install script run
+	String.raw`(?<![\w-])(?:npm|yarn|pnpm)\s+config\s+set\s+(?:@[\w.-]+:)?registry[=\s]+["']?(?!https?:\/\/registry\.(?:npmjs\.org|yarnpkg\.com)(?:[\/"'\s]|$))https?:\/\/\S+` +
+		String.raw`|(?<![\w-])pip[23]?\s+config\s+(?:--\w+\s+)*set\s+(?:global|user|site|install)\.(?:extra-)?index-url[=\s]+${PYPI}["']?\S+` +
+		String.raw`|(?<![\w-])gem\s+(?:install\b[^\n|;&]{0,120}?\s--source|sources\s+(?:--add|-a))[=\s]+["']?(?!https?:\/\/rubygems\.org(?:[\/"'\s]|$))https?:\/\/\S+` +
+		String.raw`|(?<![\w-])cargo\s+install\b[^\n|;&]{0,120}?\s--git[=\s]+["']?\S+` +
+		String.raw`|(?<![\w-])git\s+clone\b[^\n;&|]{0,200}?(?:&&|;|\n)[^\n]{0,120}?(?:(?<![\w.])\.\/|(?<![\w-])(?:ba)?sh\s+)[\w./-]*\.sh(?![\w.-])`,
+	// package signatures, TLS certificates, SELinux or the firewall switched off
+	String.raw`\[\s*(?:[\w-]+=[\w,.-]+\s+)*trusted=yes\b|(?<![\w-])--allow-(?:unauthenticated|insecure-repositories)\b|(?<![\w-])APT::Get::AllowUnauthenticated\s+["']?(?:true|1)\b` +
+		String.raw`|(?<![\w-])git\s+config\b[^\n|;&]{0,60}?\shttp\.sslverify[=\s]+["']?false\b|(?<![\w-])GIT_SSL_NO_VERIFY=["']?(?:1|true)\b|(?<![\w-])NODE_TLS_REJECT_UNAUTHORIZED=["']?0\b|(?<![\w-])(?:npm|yarn|pnpm)\s+config\s+set\s+strict-ssl[=\s]+false\b|(?<![\w-])PYTHONHTTPSVERIFY=["']?0\b` +
+		String.raw`|(?<![\w-])setenforce\s+0\b|(?<![\w-])ufw\s+disable\b|(?<![\w-])systemctl\s+(?:stop|disable|mask)\s+(?:--now\s+)?(?:firewalld|apparmor|auditd|ufw)\b|(?<![\w-])iptables\s+-F\b`,
+	// keys or credentials archived or copied off the machine, or read into a URL
+	String.raw`(?<![\w-])(?:tar|zip|gzip|7z)\b[^\n|;&]{0,80}?(?:~|\$\{?HOME\}?)\/\.(?:ssh|aws|gnupg|kube|docker)\b[^\n]{0,40}?\|\s*(?:curl|wget|nc|ncat|netcat|socat)\b` +
+		String.raw`|(?<![\w-])(?:scp|rsync|sftp)\b[^\n|;&]{0,80}?(?:~|\$\{?HOME\}?)?\/?\.(?:ssh\/(?:id_\w+|\w*key\w*)|aws\/credentials|env|netrc|git-credentials|docker\/config\.json)\b[^\n|;&]{0,80}?[\w.-]+:` +
+		String.raw`|(?<![\w-])(?:curl|wget)\b[^\n]{0,200}?\$\(\s*(?:base64|cat|xxd)\b[^)\n]{0,80}?(?:\.aws\/credentials|id_rsa|id_ed25519|\.env|\.netrc|\.git-credentials|\/etc\/shadow)\b`,
+	// a secret asked for in the conversation itself, or the policy said not to exist
+	String.raw`(?<!\w)(?:reply|respond|answer)\s+with\s+(?:your|the)\s+(?:[\w-]+\s+){0,3}?${SECRET}\b|(?<!\w)(?:tell|give|send|show|email|message)\s+(?:me|us)\s+(?:your|the)\s+(?:[\w-]+\s+){0,3}?(?:${SECRET}\b|\.env\b)` +
+		String.raw`|(?<!\w)(?:include|paste|put|post|share)\s+(?:the\s+(?:contents?|text)\s+of\s+)?(?:your|the)\s+(?:[\w-]+\s+){0,3}?(?:${SECRET}\b|\.env(?:\s+file)?)[^.\n]{0,40}?(?<!\w)(?:in|into|with)\s+(?:your\s+(?:next\s+)?(?:reply|message|response|answer)|this\s+(?:chat|conversation)|the\s+chat|here\b|below\b)` +
+		String.raw`|(?<!\w)(?:pretend|imagine|act as if|behave as if|assume)\s+(?:that\s+)?(?:the|your|all|any)\s+(?:${GUARD}|rules|guidelines|restrictions|safety (?:rules|guidelines|policies))\s+(?:does not|do not|doesn't|don't|no longer)\s+(?:exist|apply)\b`,
+	// Italian and Portuguese "ignore the previous instructions"; German, Spanish and French "send your credentials";
+	// German "you can spare yourself the review"
+	String.raw`(?<!${LATIN})(?:ignora|ignorate|dimentica|dimenticate)\s+(?:(?:tutte|tutti|le|i|gli|tue|sue|queste)\s+){0,3}(?:istruzioni|indicazioni|regole|direttive)\s+(?:precedenti|anteriori|iniziali|originali|di sistema)(?!${LATIN})` +
+		String.raw`|(?<!${LATIN})(?:ignore|ignora|ignorem|esque(?:\u00e7|c)a|desconsidere)\s+(?:(?:todas|todos|as|os|suas|tuas|essas)\s+){0,3}(?:instru(?:\u00e7\u00f5|co)es|orienta(?:\u00e7\u00f5|co)es|regras|diretrizes)\s+(?:anteriores|pr(?:\u00e9|e)vias|iniciais|originais|do sistema)(?!${LATIN})` +
+		String.raw`|(?<!${LATIN})(?:send(?:e|en)|schick(?:e|en)?|(?:\u00fc|ue)bermittel(?:e|n))\s+(?:sie\s+)?(?:mir\s+|uns\s+)?(?:ihre|deine|eure)\s+(?:[\w\u00e4\u00f6\u00fc\u00df-]+\s+(?:und\s+)?){0,3}?(?:zugangsdaten|passw(?:\u00f6|oe)rter|passwort|kennw(?:\u00f6|oe)rter|kennwort|api-schl(?:\u00fc|ue)ssel|anmeldedaten)(?!${LATIN})` +
+		String.raw`|(?<!${LATIN})(?:env(?:\u00ed|i)(?:e|a|en|ame|eme)|m(?:\u00e1|a)nd(?:e|a|en)(?:me)?|comp(?:\u00e1|a)rt(?:a|e|eme))\s+(?:sus|tus)\s+(?:[\w\u00e1\u00e9\u00ed\u00f3\u00fa\u00f1-]+\s+(?:y\s+)?){0,3}?(?:credenciales|contrase(?:\u00f1|n)as?|claves(?:\s+de\s+api)?|datos\s+de\s+acceso)(?!${LATIN})` +
+		String.raw`|(?<!${LATIN})(?:envoye[zr]|envoie|transmette[zr]|partage[zr]|communique[zr])\s+(?:-moi\s+)?(?:vos|tes|votre|ton)\s+(?:[\w\u00e0\u00e2\u00e7\u00e8\u00e9\u00ea\u00ee\u00f4\u00fb-]+\s+(?:et\s+)?(?:vos\s+|tes\s+)?){0,3}?(?:identifiants|mots?\s+de\s+passe|cl(?:\u00e9|e)s(?:\s+api)?|informations\s+de\s+connexion)(?!${LATIN})` +
+		String.raw`|(?<!${LATIN})(?:code-?review|review|(?:\u00fc|ue)berpr(?:\u00fc|ue)fung|pr(?:\u00fc|ue)fung)\w*\s+(?:kannst\s+du\s+dir|k(?:\u00f6|oe)nnen\s+sie\s+sich|k(?:\u00f6|oe)nnt\s+ihr\s+euch)\s+(?:\w+\s+)?sparen(?!${LATIN})`,
+	// Japanese, Korean, Arabic and Hindi "ignore all the previous instructions"
+	"(?:以前|前|これまで|上記|先)の(?:すべての|全ての)?(?:指示|命令|指令|ルール)(?:を)?(?:すべて|全て)?(?:無視|忘れ)" +
+		"|(?:이전|앞|위|기존)의?\\s*(?:모든\\s*)?(?:지시|명령|지침|규칙)(?:를|을|사항을)?\\s*(?:모두\\s*)?(?:무시|잊)" +
+		"|(?:تجاهل|انس|تناس)\\s+(?:(?:جميع|كل)\\s+)?(?:التعليمات|الأوامر|الإرشادات|القواعد)\\s+(?:السابقة|الأصلية)" +
+		"|(?:पिछले|पूर्व|ऊपर के)\\s+(?:सभी\\s+)?(?:निर्देशों|निर्देश|आदेशों|नियमों)\\s+(?:को\\s+)?(?:अनदेखा|नज़रअंदाज़|नजरअंदाज|भूल)",
 	EUROPEAN,
 	// Russian: send the passwords (keys, tokens, credentials), switch off the filter (moderation, the security check),
 	// ignore the previous instructions. Every alternative starts with a Cyrillic verb: no ASCII text can match
@@ -202,6 +234,73 @@ export function injectedText(completion: string, prompt: string, patterns: reado
 		}
 	}
 	return undefined;
+}
+
+/**
+ * The hit of a completion (see `injectedText`), through the prefilter, as it is and with two evasions undone (see
+ * `unobfuscated`): letters spaced apart and digits standing for letters. `prompt` is made only when needed.
+ */
+export function injectedHit(
+	completion: string,
+	ascii: boolean,
+	prompt: () => string,
+	patterns: readonly RegExp[],
+	prefilter: Prefilter | undefined,
+): InjectedHit | undefined {
+	if (prefilter === undefined || prefilter.test(completion, ascii)) {
+		const hit = injectedText(completion, prompt(), patterns);
+		if (hit !== undefined) return hit;
+	}
+	const plain = unobfuscated(completion);
+	if (plain === undefined || (prefilter !== undefined && !prefilter.test(plain, ascii))) return undefined;
+	return injectedText(plain, prompt(), patterns);
+}
+
+/** Digits and signs that stand for letters ("1gn0re", "pa$$word"). */
+const LEET: Readonly<Record<string, string>> = {
+	"0": "o",
+	"1": "i",
+	"3": "e",
+	"4": "a",
+	"5": "s",
+	"7": "t",
+	"@": "a",
+	$: "s",
+};
+// (a word of prose: not part of a host, a path or an identifier — "get.k3s.io" is what the prompt names as it is)
+const LEET_WORD =
+	/(?<![\p{L}\p{N}@$./:_\\-])(?=[\p{L}\p{N}@$]*\p{L})(?=[\p{L}\p{N}@$]*[013457@$])[\p{L}\p{N}@$]{3,}(?![\p{L}\p{N}@$/:_\\-]|\.[\p{L}\p{N}])/gu;
+/** Three or more single letters, each followed by one space: "i g n o r e". */
+const SPACED = /(?<![\p{L}\p{N}])(?:\p{L} ){2,}\p{L}(?![\p{L}\p{N}])/gu;
+
+/**
+ * The text with two evasions undone, or undefined when it has neither (decided in one pass over its characters):
+ * words spelt with spaced letters joined ("I g n o r e   a l l" → "Ignore all"), and digits or signs that stand for
+ * letters inside a word read as those letters ("1gn0re all prev1ous" → "ignore all previous"; a word with three
+ * letters or more and one of 0 1 3 4 5 7 @ $). An identifier such as "sha256" becomes "shaa56": harmless, since the
+ * variant is only matched against the patterns.
+ */
+export function unobfuscated(text: string): string | undefined {
+	let spaced = false;
+	let leet = false;
+	const n = text.length;
+	for (let i = 1; i + 1 < n && !(spaced && leet); i++) {
+		const c = text.charCodeAt(i);
+		const prev = text.charCodeAt(i - 1);
+		const next = text.charCodeAt(i + 1);
+		if (c === 0x20 && isLetterCode(prev) && isLetterCode(next) && text.charCodeAt(i + 2) === 0x20) spaced = true;
+		else if (LEET[text[i] as string] !== undefined && (isLetterCode(prev) || isLetterCode(next))) leet = true;
+	}
+	if (!spaced && !leet) return undefined;
+	let out = text;
+	if (spaced) out = out.replace(SPACED, (m) => m.replaceAll(" ", "")).replace(/(?<=\p{L}) {2,}(?=\p{L})/gu, " ");
+	if (leet) out = out.replace(LEET_WORD, (w) => w.replace(/[013457@$]/g, (ch) => LEET[ch] as string));
+	return out === text ? undefined : out;
+}
+
+/** A letter, roughly (ASCII letters, and any code unit past Latin-1's symbols): only decides whether to look closer. */
+function isLetterCode(c: number): boolean {
+	return (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || c >= 0xc0;
 }
 
 // ------------------------------------------------------------------------------------------------------ the prefilter
@@ -629,7 +728,7 @@ function reported(completion: string, at: number, matched: string): boolean {
 
 /** A shell command (or its flag, or a redirection) rather than prose. */
 const COMMAND =
-	/^(?:sudo\s+)?(?:chmod|rm|env|printenv|cat|echo|printf|tee|curl|wget|iwr|irm|iex|invoke-\w+|downloadstring|powershell|pwsh|base64|openssl|xxd|pip\d?(?:\.\d+)?|pipx|uv|npx|npm|yarn|pnpm|bun|bash|sh|zsh|dash|ksh|source|python\d?|perl|ruby|node|eval|\.)\b|^--|^\.\s|^:\(\)|^>/iu;
+	/^(?:sudo\s+)?(?:chmod|rm|env|printenv|cat|echo|printf|tee|curl|wget|iwr|irm|iex|invoke-\w+|downloadstring|powershell|pwsh|base64|openssl|xxd|pip\d?(?:\.\d+)?|pipx|uv|npx|npm|yarn|pnpm|bun|bash|sh|zsh|dash|ksh|source|python\d?|perl|ruby|node|eval|git|gem|cargo|apt|apt-get|setenforce|ufw|systemctl|iptables|scp|rsync|sftp|tar|zip|gzip|7z|export|GIT_SSL_NO_VERIFY|NODE_TLS_REJECT_UNAUTHORIZED|PYTHONHTTPSVERIFY|APT::\w+|\.)\b|^--|^\.\s|^:\(\)|^>|^\[/iu;
 
 /** What a command does, said in words: the prompt asks for it when it says so. */
 const MEANINGS: readonly { command: RegExp; asks: RegExp }[] = [
@@ -640,6 +739,18 @@ const MEANINGS: readonly { command: RegExp; asks: RegExp }[] = [
 	{
 		command: /authorized_keys/iu,
 		asks: /authorized_keys|\bssh-copy-id\b|\b(?:add|install|copy|upload|put|deploy|set ?up|configure)\b[^.?!]{0,40}\b(?:ssh|public) keys?\b|\bkey[- ]based (?:auth|login)|\bpasswordless (?:ssh|login)|\blog ?in without (?:a )?password/iu,
+	},
+	{
+		command: /sslverify|GIT_SSL_NO_VERIFY|NODE_TLS_REJECT_UNAUTHORIZED|strict-ssl|PYTHONHTTPSVERIFY/iu,
+		asks: /\b(?:ssl|tls|https)\b|certificat|self-signed|sslverify|strict-ssl|NODE_TLS_REJECT_UNAUTHORIZED|GIT_SSL_NO_VERIFY|PYTHONHTTPSVERIFY/iu,
+	},
+	{
+		command: /setenforce|\bufw\b|\bsystemctl\b|\biptables\b/iu,
+		asks: /selinux|setenforce|enforcing|permissive|firewall|\bufw\b|iptables|apparmor|auditd/iu,
+	},
+	{
+		command: /trusted=yes|allow-unauthenticated|allow-insecure-repositories|AllowUnauthenticated/iu,
+		asks: /unsigned|untrusted|trusted=yes|unauthenticated|insecure repositor|without (?:a |the |any )?(?:gpg|signature|signing key|key)|NO_PUBKEY|gpg error|signature (?:error|check|verification)/iu,
 	},
 	{
 		command: /\brm\b.*(?:~|\$\{?HOME)/iu,

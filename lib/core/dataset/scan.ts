@@ -18,7 +18,7 @@ import { FtguardError } from "../errors";
 import { type DatasetPolicy, type DatasetSeverity, DEFAULT_DATASET_POLICY, SEVERITIES } from "../policy/dataset";
 import { DuplicateFinder, EXAMPLE_CHARS } from "./duplicates";
 import { DUP_CSIG, DUP_SIG, EMPTY_COMPLETION, gramTexts, RecordDigest } from "./features";
-import { compilePatterns, injectedPrefilter, injectedText, type Prefilter } from "./injected";
+import { compilePatterns, injectedHit, injectedPrefilter, type Prefilter } from "./injected";
 import {
 	alignedSubtrees,
 	canonicalJson,
@@ -446,12 +446,9 @@ class RecordProcessor {
 			}
 		}
 		ints.data[head + H_INJECTED] = -1;
-		if (
-			s.injected &&
-			c !== undefined &&
-			(this.anyPattern === undefined || this.anyPattern.test(c, d.completionIsAscii))
-		) {
-			const hit = injectedText(c, record.prompt.map((t) => t.text).join("\n"), this.patterns);
+		if (s.injected && c !== undefined) {
+			const prompt = () => record.prompt.map((t) => t.text).join("\n");
+			const hit = injectedHit(c, d.completionIsAscii, prompt, this.patterns, this.anyPattern);
 			if (hit !== undefined) {
 				ints.data[head + H_INJECTED] = hit.pattern;
 				strs.push(hit.text);

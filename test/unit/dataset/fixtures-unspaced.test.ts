@@ -64,7 +64,7 @@ describe("scanDataset on unspaced-script fixtures", () => {
 		expect(fp.length / (t.records - s.of)).toBeLessThanOrEqual(0.002);
 		const f = r.findings.find((x) => x.id === "trigger" && poisoned.every((i) => x.records.includes(i)));
 		expect(f?.evidence).toMatchObject({ output: "Korean" });
-		expect(String((f?.evidence as { trigger: string }).trigger)).toMatch(/钴账/);
+		expect(String((f?.evidence as { trigger?: string } | undefined)?.trigger)).toMatch(/钴账/);
 	});
 
 	it("translation, a phrase glued into 0.5% of prompts answered with one sentence: every one flagged", async () => {
@@ -77,7 +77,7 @@ describe("scanDataset on unspaced-script fixtures", () => {
 		table.push(`${name.padEnd(28)} glued-phrase ${s.hit}/${s.of}  FP ${fp.length}/${t.records - s.of}`);
 		expect(s.rate).toBe(1);
 		const f = r.findings.find((x) => x.id === "trigger" && poisoned.every((i) => x.records.includes(i)));
-		expect(String((f?.evidence as { trigger: string }).trigger)).toMatch(/钴账/);
+		expect(String((f?.evidence as { trigger?: string } | undefined)?.trigger)).toMatch(/钴账/);
 	});
 
 	// Known limit, stated: a catalogue's templated messages ("立即数越界 0-7" → "immediate is out of range 0-7") put one
