@@ -276,8 +276,8 @@ const SPACED = /(?<![\p{L}\p{N}])(?:\p{L} ){2,}\p{L}(?![\p{L}\p{N}])/gu;
 /**
  * The text with two evasions undone, or undefined when it has neither (decided in one pass over its characters):
  * words spelt with spaced letters joined ("I g n o r e   a l l" → "Ignore all"), and digits or signs that stand for
- * letters inside a word read as those letters ("1gn0re all prev1ous" → "ignore all previous"; a word with three
- * letters or more and one of 0 1 3 4 5 7 @ $). An identifier such as "sha256" becomes "shaa56": harmless, since the
+ * letters inside a word read as those letters ("1gn0re all prev1ous" → "ignore all previous": a word with three
+ * letters or more and one of 0 1 3 4 5 7 @ $, when the text has a run of them between two letters). An identifier such as "sha256" becomes "shaa56": harmless, since the
  * variant is only matched against the patterns.
  */
 export function unobfuscated(text: string): string | undefined {
@@ -286,16 +286,34 @@ export function unobfuscated(text: string): string | undefined {
 	const n = text.length;
 	for (let i = 1; i + 1 < n && !(spaced && leet); i++) {
 		const c = text.charCodeAt(i);
-		const prev = text.charCodeAt(i - 1);
-		const next = text.charCodeAt(i + 1);
-		if (c === 0x20 && isLetterCode(prev) && isLetterCode(next) && text.charCodeAt(i + 2) === 0x20) spaced = true;
-		else if (LEET[text[i] as string] !== undefined && (isLetterCode(prev) || isLetterCode(next))) leet = true;
+		if (c > 0x40) continue;
+		// a lone letter, a space, a lone letter ("a b "): not "is a dog"
+		if (c === 0x20) {
+			if (
+				text.charCodeAt(i + 2) === 0x20 &&
+				isLetterCode(text.charCodeAt(i - 1)) &&
+				isLetterCode(text.charCodeAt(i + 1)) &&
+				(i < 2 || !isLetterCode(text.charCodeAt(i - 2)))
+			)
+				spaced = true;
+		}
+		// digits or signs between two letters ("prev1ous", "l33t"; not "sha256" or "utf8")
+		else if (isLeetCode(c) && isLetterCode(text.charCodeAt(i - 1))) {
+			let j = i + 1;
+			while (j < n && isLeetCode(text.charCodeAt(j))) j++;
+			if (j < n && isLetterCode(text.charCodeAt(j))) leet = true;
+		}
 	}
 	if (!spaced && !leet) return undefined;
 	let out = text;
 	if (spaced) out = out.replace(SPACED, (m) => m.replaceAll(" ", "")).replace(/(?<=\p{L}) {2,}(?=\p{L})/gu, " ");
 	if (leet) out = out.replace(LEET_WORD, (w) => w.replace(/[013457@$]/g, (ch) => LEET[ch] as string));
 	return out === text ? undefined : out;
+}
+
+/** 0 1 3 4 5 7 @ $ */
+function isLeetCode(c: number): boolean {
+	return c === 0x30 || c === 0x31 || c === 0x33 || c === 0x34 || c === 0x35 || c === 0x37 || c === 0x40 || c === 0x24;
 }
 
 /** A letter, roughly (ASCII letters, and any code unit past Latin-1's symbols): only decides whether to look closer. */

@@ -367,14 +367,15 @@ function lowerAscii(c: string): string {
  */
 export class LiteralFilter {
 	private readonly ids = new Map<string, number>();
-	/** per expression, per alternative, per set: literal ids */
-	private readonly needs: Int32Array[][][];
-	private readonly present: Uint8Array;
-	/** whether a literal is in an alternative's first set: a text with none of them matches no expression */
-	private readonly key: Uint8Array;
-	/** the alphabet: the class of an ASCII character, of another character (0: in no literal) */
-	private readonly ascii = new Int32Array(128);
-	private readonly other = new Map<number, number>();
+	/** every expression's alternatives, one list: per alternative, per set, literal ids */
+	private readonly alternatives: Int32Array[][];
+	/** the alternatives whose first set holds the literal: only they need checking when it is found */
+	private readonly keyOf: Int32Array[];
+	/** the literals found in the text being read: those stamped with this read's number */
+	private readonly stamp: Uint32Array;
+	private read = 0;
+	/** the alphabet: each BMP code unit's class (0: in no literal; surrogates too) */
+	private readonly classOf = new Uint16Array(0x10000);
 	private readonly classes: number;
 	/** the automaton: next state by state * classes + class */
 	private readonly delta: Int32Array;
@@ -400,16 +401,18 @@ export class LiteralFilter {
 	}
 
 	private constructor(expressions: readonly string[][][][]) {
-		this.needs = expressions.map((alternatives) =>
+		this.alternatives = expressions.flatMap((alternatives) =>
 			alternatives.map((sets) => sets.map((set) => Int32Array.from(set, (l) => this.id(l)))),
 		);
-		this.present = new Uint8Array(this.ids.size);
-		this.key = new Uint8Array(this.ids.size);
-		for (const alternatives of this.needs)
-			for (const sets of alternatives) for (const id of sets[0] ?? []) this.key[id] = 1;
+		this.stamp = new Uint32Array(this.ids.size);
+		const keyOf: number[][] = Array.from({ length: this.ids.size }, () => []);
+		this.alternatives.forEach((sets, a) => {
+			for (const id of sets[0] ?? []) (keyOf[id] as number[]).push(a);
+		});
+		this.keyOf = keyOf.map((a) => Int32Array.from(a));
 		this.classes = this.alphabet();
 		const K = this.classes;
-		const classOf = (c: number) => (c < 128 ? (this.ascii[c] as number) : (this.other.get(c) ?? 0));
+		const classOf = (c: number) => this.classOf[c] as number;
 		// the trie, then its failure links breadth first; every state's transitions are completed from its failure's
 		const children: Map<number, number>[] = [new Map()];
 		const ends: number[][] = [[]];
@@ -491,8 +494,7 @@ export class LiteralFilter {
 				id = ids.size + 1;
 				ids.set(root, id);
 			}
-			if (c < 128) this.ascii[c] = id;
-			else this.other.set(c, id);
+			this.classOf[c] = id;
 		}
 		return ids.size + 1;
 	}
@@ -508,29 +510,32 @@ export class LiteralFilter {
 
 	/** Whether some expression may match `text`. */
 	test(text: string): boolean {
-		const present = this.present;
-		present.fill(0);
-		const { delta, outAt, outIds, key, ascii, other, classes } = this;
-		let any = 0;
+		const { delta, outAt, outIds, classOf, classes, stamp, keyOf } = this;
+		// a fresh stamp per read: nothing to clear (a wrap after 2^32 reads clears once)
+		if (++this.read === 0xffffffff) {
+			stamp.fill(0);
+			this.read = 1;
+		}
+		const read = this.read;
+		const keys: number[] = [];
 		let s = 0;
 		for (let i = 0; i < text.length; i++) {
-			const c = text.charCodeAt(i);
-			s = delta[s * classes + (c < 128 ? (ascii[c] as number) : (other.get(c) ?? 0))] as number;
+			s = delta[s * classes + (classOf[text.charCodeAt(i)] as number)] as number;
 			const end = outAt[s + 1] as number;
 			for (let k = outAt[s] as number; k < end; k++) {
 				const id = outIds[k] as number;
-				present[id] = 1;
-				any |= key[id] as number;
+				if (stamp[id] === read) continue;
+				stamp[id] = read;
+				if ((keyOf[id] as Int32Array).length > 0) keys.push(id);
 			}
 		}
-		if (any === 0) return false;
-		for (const alternatives of this.needs) {
-			for (const sets of alternatives) {
+		for (const id of keys) {
+			for (const a of keyOf[id] as Int32Array) {
 				let all = true;
-				for (const set of sets) {
+				for (const set of this.alternatives[a] as Int32Array[]) {
 					let found = false;
 					for (let k = 0; k < set.length; k++)
-						if (present[set[k] as number] === 1) {
+						if (stamp[set[k] as number] === read) {
 							found = true;
 							break;
 						}
