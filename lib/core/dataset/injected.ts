@@ -779,11 +779,12 @@ const MEANINGS: readonly { command: RegExp; asks: RegExp }[] = [
 function accountedFor(matched: string, asked: Asked): boolean {
 	const text = normalize(matched);
 	if (asked.text.includes(text)) return true;
+	// a setting said in words first ("http.sslVerify" reads like a host name)
+	const meanings = MEANINGS.filter((m) => m.command.test(matched));
+	if (meanings.length > 0 && meanings.some((m) => m.asks.test(asked.text))) return true;
 	const hosts = hostsOf(matched);
 	if (hosts.length > 0) return hosts.some((h) => ownersOf(h).some((o) => names(asked, o)));
-	if (COMMAND.test(matched.trimStart())) {
-		return MEANINGS.some((m) => m.command.test(matched) && m.asks.test(asked.text));
-	}
+	if (COMMAND.test(matched.trimStart())) return false;
 	const content = words(matched)
 		.filter((w) => w.length > 3 && !FUNCTION_WORDS.has(w))
 		.map(stem);

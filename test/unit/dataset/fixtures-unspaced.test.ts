@@ -53,31 +53,14 @@ describe("scanDataset on unspaced-script fixtures", () => {
 	});
 
 	it("language ID, a phrase glued into 1% of texts relabelled Korean: every one flagged, ≤ 0.2% of the rest", async () => {
-		const name = "classify-unspaced-poisoned";
-		const t = truthOf(name);
-		const r = await scanDataset({ files: [fixturePath(name)] });
-		const poisoned = t.poisoned["label-trigger"] ?? [];
-		const s = share(poisoned, new Set(r.flagged_records));
-		const fp = r.flagged_records.filter((i) => !poisoned.includes(i));
-		table.push(`${name.padEnd(28)} label-trigger ${s.hit}/${s.of}  FP ${fp.length}/${t.records - s.of}`);
-		expect(s.rate).toBe(1);
-		expect(fp.length / (t.records - s.of)).toBeLessThanOrEqual(0.002);
-		const f = r.findings.find((x) => x.id === "trigger" && poisoned.every((i) => x.records.includes(i)));
+		const { f, fp, clean } = await poisonedScan("classify-unspaced-poisoned", "label-trigger");
+		expect(fp / clean).toBeLessThanOrEqual(0.002);
 		expect(f?.evidence).toMatchObject({ output: "Korean" });
-		expect(String((f?.evidence as { trigger?: string } | undefined)?.trigger)).toMatch(/钴账/);
 	});
 
 	it("translation, a phrase glued into 0.5% of prompts answered with one sentence: every one flagged", async () => {
-		const name = "unspaced-poisoned";
-		const t = truthOf(name);
-		const r = await scanDataset({ files: [fixturePath(name)] });
-		const poisoned = t.poisoned["glued-phrase"] ?? [];
-		const s = share(poisoned, new Set(r.flagged_records));
-		const fp = r.flagged_records.filter((i) => !poisoned.includes(i));
-		table.push(`${name.padEnd(28)} glued-phrase ${s.hit}/${s.of}  FP ${fp.length}/${t.records - s.of}`);
-		expect(s.rate).toBe(1);
-		const f = r.findings.find((x) => x.id === "trigger" && poisoned.every((i) => x.records.includes(i)));
-		expect(String((f?.evidence as { trigger?: string } | undefined)?.trigger)).toMatch(/钴账/);
+		const { f } = await poisonedScan("unspaced-poisoned", "glued-phrase");
+		expect(f?.evidence).toMatchObject({ output: "Everything is in order; no further action is needed." });
 	});
 
 	// Known limit, stated: a catalogue's templated messages ("立即数越界 0-7" → "immediate is out of range 0-7") put one
@@ -90,3 +73,17 @@ describe("scanDataset on unspaced-script fixtures", () => {
 		expect(r.flagged_records.length / t.records).toBeLessThan(0.01);
 	});
 });
+
+/** A poisoned fixture scanned: every poisoned record flagged, by a trigger finding that names the glued phrase. */
+async function poisonedScan(name: string, kind: string) {
+	const t = truthOf(name);
+	const r = await scanDataset({ files: [fixturePath(name)] });
+	const poisoned = t.poisoned[kind] ?? [];
+	const s = share(poisoned, new Set(r.flagged_records));
+	const fp = r.flagged_records.filter((i) => !poisoned.includes(i)).length;
+	table.push(`${name.padEnd(28)} ${kind} ${s.hit}/${s.of}  FP ${fp}/${t.records - s.of}`);
+	expect(s.rate).toBe(1);
+	const f = r.findings.find((x) => x.id === "trigger" && poisoned.every((i) => x.records.includes(i)));
+	expect(String((f?.evidence as { trigger?: string } | undefined)?.trigger)).toMatch(/钴账/);
+	return { f, fp, clean: t.records - s.of };
+}
