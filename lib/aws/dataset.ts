@@ -25,6 +25,7 @@ import {
 	datasetMetricDocuments,
 	datasetNames,
 	judgeDataset,
+	LAMBDA_DATASET_MAX_BYTES,
 	MAX_DATASET_MARKER_BYTES,
 	parseDatasetMarker,
 	scanPlace,
@@ -72,7 +73,7 @@ export interface DatasetGateOptions {
 	where: "function" | "batch";
 	/** the submission, for the function (absent: the function scans whatever the size) */
 	submit?: SubmitDatasetJob;
-	/** the most bytes the function scans itself (@default LAMBDA_DATASET_MAX_BYTES) */
+	/** the most bytes the function scans itself, stored and as read (gzip inflated) (@default LAMBDA_DATASET_MAX_BYTES) */
 	maxFunctionBytes?: number;
 	/** a directory for the copies (@default the OS's temporary directory) */
 	tmp?: string;
@@ -103,10 +104,19 @@ export async function runDatasetGate(
 		const data = dataObjects(target.artefact, objects);
 		const bytes = data.reduce((n, d) => n + d.object.size, 0);
 		const p = await policy();
-		if (options.where === "function" && options.submit && scanPlace(bytes, options.maxFunctionBytes) === "batch") {
-			return { place: "submitted", checkId: target.checkId, job: await submit(options.submit, target), bytes };
+		const toBatch = options.where === "function" ? options.submit : undefined;
+		if (toBatch && scanPlace(bytes, options.maxFunctionBytes) === "batch") {
+			return { place: "submitted", checkId: target.checkId, job: await submit(toBatch, target), bytes };
 		}
-		const report = await scanCopies(s3, target, data, p, options.tmp);
+		let report: DatasetReport;
+		try {
+			// the function reads as much as it may store: a small gzip that inflates past it goes to Batch too
+			const maxRead = toBatch ? (options.maxFunctionBytes ?? LAMBDA_DATASET_MAX_BYTES) : undefined;
+			report = await scanCopies(s3, target, data, p, options.tmp, maxRead);
+		} catch (e) {
+			if (!(toBatch && e instanceof FtguardError && e.code === "TOO_LARGE")) throw e;
+			return { place: "submitted", checkId: target.checkId, job: await submit(toBatch, target), bytes };
+		}
 		names = datasetNames(target.artefact, marker, report.lineage.merkle_root);
 		const verdict = judgeDataset(report, p.dataset);
 		// the report and lineage are part of the version: written first, then tagged with it
@@ -184,6 +194,7 @@ async function scanCopies(
 	data: readonly DataObject[],
 	policy: Policy,
 	tmp?: string,
+	maxReadBytes?: number,
 ): Promise<DatasetReport> {
 	const dir = await mkdtemp(join(tmp ?? tmpdir(), "ftguard-dataset-"));
 	try {
@@ -198,7 +209,11 @@ async function scanCopies(
 				throw s3Error(e, `s3://${target.bucket}/${d.object.key}`);
 			}
 		});
-		const report = await scanDataset({ files: local, policy: policy.dataset });
+		const report = await scanDataset({
+			files: local,
+			policy: policy.dataset,
+			...(maxReadBytes === undefined ? {} : { maxReadBytes }),
+		});
 		const nameOf = new Map(local.map((p, i) => [p, (data[i] as DataObject).name]));
 		const rename = (p: string) => nameOf.get(p) ?? p;
 		return {

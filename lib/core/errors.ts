@@ -43,6 +43,8 @@ export const UNCHECKABLE_CODES = [
 	"NOT_A_DIRECTORY",
 	"TOO_MANY_FILES",
 	"PATH_TOO_DEEP",
+	// the data is larger (as read: gzip inflated) than this runner scans; another may (the dataset gate's Batch job)
+	"TOO_LARGE",
 	// the caller's AbortSignal fired (Ctrl-C, Lambda deadline): nothing was decided
 	"ABORTED",
 	"BUNDLE_MALFORMED",

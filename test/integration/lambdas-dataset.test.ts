@@ -204,6 +204,33 @@ describe("dataset gate: a version too large for the function", () => {
 		expect(await json(`big/v1/${DATASET_REPORT}`)).toMatchObject({ verdict: { status: "QUARANTINED" } });
 	});
 
+	it("a gzip that is stored small but inflates past the function's budget is submitted too, once read that far", async () => {
+		const gz = fixture("clean-chat.jsonl.gz");
+		const event = await upload("bomb/v1/", { "train.jsonl.gz": gz });
+		const target = targetOf(event, "bomb/v1/", "c");
+		const jobs: unknown[] = [];
+		process.env[DATASET_ENV.JOB_QUEUE] = "arn:aws:batch:eu-west-1:111122223333:job-queue/ftguard-dataset";
+		process.env[DATASET_ENV.JOB_DEFINITION] = "ftguard-dataset-scan";
+		try {
+			const out = await runDatasetGate(s3.client, target, async () => parsePolicy("{}", "test"), {
+				where: "function",
+				// the stored bytes fit; the records inflated (about 3 MB) do not
+				maxFunctionBytes: gz.length + 1,
+				submit: async (p) => {
+					jobs.push(p);
+					return { jobId: "job-2" };
+				},
+			});
+			expect(out).toMatchObject({ place: "submitted", job: { jobId: "job-2" } });
+		} finally {
+			delete process.env[DATASET_ENV.JOB_QUEUE];
+			delete process.env[DATASET_ENV.JOB_DEFINITION];
+		}
+		expect(jobs).toHaveLength(1);
+		// nothing tagged: the Batch job decides
+		expect(await statuses("bomb/v1/")).toEqual({ "train.jsonl.gz": undefined, [DATASET_MARKER]: undefined });
+	});
+
 	it("the Batch job with no or a malformed target exits 2", async () => {
 		expect((await capturing(() => batchMain({ FTGUARD_POLICY: "{}" }, s3.client))).result).toBe(2);
 		expect(

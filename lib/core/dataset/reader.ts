@@ -66,7 +66,31 @@ function looksLikeData(head: Buffer): boolean {
 }
 
 export interface ReadProgress {
+	/** the files' stored bytes read so far */
 	bytes: number;
+	/** the data's bytes as read (gzip inflated) so far, counted only with `maxRead` */
+	read?: number;
+	/** past this many bytes as read the scan stops (TOO_LARGE): a runner's budget, gzip bombs included */
+	maxRead?: number;
+}
+
+/** Count `n` more bytes as read; past the budget, stop. */
+function countRead(progress: ReadProgress | undefined, n: number, file: string): void {
+	if (progress?.maxRead === undefined) return;
+	progress.read = (progress.read ?? 0) + n;
+	if (progress.read > progress.maxRead)
+		throw new FtguardError(
+			"TOO_LARGE",
+			`${file}: the data is larger than this runner scans (more than ${progress.maxRead} bytes as read, gzip inflated)`,
+		);
+}
+
+/** The stream's chunks, counted against the budget as they are read. */
+async function* counted(stream: AsyncIterable<unknown>, progress: ReadProgress, file: string): AsyncIterable<unknown> {
+	for await (const chunk of stream) {
+		countRead(progress, (chunk as Buffer).length, file);
+		yield chunk;
+	}
 }
 
 /** Every item of the files, in order; `onFile` receives each file's lineage entry once it has been read. */
@@ -84,6 +108,8 @@ export async function* readDataset(
 				hash.update(chunk as Buffer);
 				bytes += (chunk as Buffer).length;
 			}
+			// (stored bytes: what a Parquet file inflates to is its column chunks', read by the Parquet reader)
+			countRead(progress, bytes, file);
 			yield* readParquet(file);
 			if (progress) progress.bytes += bytes;
 			onFile?.({ path: file, sha256: hash.digest("hex"), bytes });
@@ -119,6 +145,7 @@ function openJson(
 		raw.on("error", (e) => gunzip.destroy(e));
 		stream = raw.pipe(gunzip);
 	}
+	if (progress?.maxRead !== undefined) stream = counted(stream, progress, file);
 	return { stream, digest: () => ({ sha256: hash.digest("hex"), bytes }) };
 }
 

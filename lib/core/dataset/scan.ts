@@ -111,6 +111,8 @@ export interface DatasetScanOptions {
 	 * The report is the same whatever the number: records are reduced in file order on the calling thread.
 	 */
 	readonly threads?: number;
+	/** The most bytes of data to read, as read (gzip inflated): past it the scan stops, TOO_LARGE. Default: no limit. */
+	readonly maxReadBytes?: number;
 	/**
 	 * (tests) what the duplicate finder keeps in memory: completions, and 64 Ki-record pages of signatures; the rest
 	 * is read again (completions) or written to a temporary file (signatures)
@@ -893,7 +895,10 @@ export async function scanDataset(opts: DatasetScanOptions): Promise<DatasetRepo
 	let state: ScanState | undefined;
 	try {
 		state = new ScanState(opts, policy, format, digesters);
-		const progress: ReadProgress = { bytes: 0 };
+		const progress: ReadProgress = {
+			bytes: 0,
+			...(opts.maxReadBytes === undefined ? {} : { maxRead: opts.maxReadBytes }),
+		};
 		await state.firstPass(progress);
 		const N = state.index;
 		if (N === 0) throw new FtguardError("DATA_INVALID", "no records: the dataset is empty");

@@ -17,9 +17,10 @@ import type { ScanObject } from "./types";
 export const MAX_DATASET_MARKER_BYTES = 64 * 1024;
 
 /**
- * Datasets up to this many bytes (stored, all files) are scanned in the gate function; larger ones on the Batch
- * queue. The function copies the files to its ephemeral storage (10 GiB) and scans at tens of MB/s on its ~2 vCPUs:
- * 4 GiB is minutes, well inside its 15.
+ * Datasets up to this many bytes (stored, all files; and as read, gzip inflated) are scanned in the gate function;
+ * larger ones on the Batch queue (one that inflates past it is sent there when the function has read that much). The
+ * function copies the files to its ephemeral storage (10 GiB) and scans at tens of MB/s on its ~2 vCPUs: 4 GiB is
+ * minutes, well inside its 15.
  */
 export const LAMBDA_DATASET_MAX_BYTES = 4 * 1024 ** 3;
 

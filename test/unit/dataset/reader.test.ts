@@ -203,6 +203,22 @@ describe("gzip, by magic bytes", () => {
 		expect((await items([f])).map((i) => i.value)).toEqual(RECORDS);
 	});
 
+	// a gzip bomb, or a large dataset stored small: counted as read, so a runner with a budget (the gate function)
+	// stops early and hands it on (to Batch) instead of timing out
+	it("stops past maxReadBytes as read (inflated), with TOO_LARGE; within it, reads everything", async () => {
+		const d = tmp();
+		const big = jsonl(Array.from({ length: 20000 }, (_, i) => ({ text: `record ${i} ${"ab".repeat(40)}` })));
+		const gz = gzipSync(big);
+		expect(gz.length * 20).toBeLessThan(big.length);
+		const f = put(d, "bomb.jsonl.gz", gz);
+		const err = await rejection(scanDataset({ files: [f], maxReadBytes: gz.length * 5 }));
+		expect(err.code).toBe("TOO_LARGE");
+		expect(err.message).toContain(f);
+		const plain = put(d, "plain.jsonl", big);
+		expect((await rejection(scanDataset({ files: [plain], maxReadBytes: big.length - 1 }))).code).toBe("TOO_LARGE");
+		expect((await scanDataset({ files: [f, plain], maxReadBytes: 2 * big.length })).records).toBe(40000);
+	});
+
 	it("refuses a truncated gzip stream with DATA_INVALID", async () => {
 		const d = tmp();
 		const big = jsonl(Array.from({ length: 2000 }, (_, i) => ({ text: `record ${i} ${"x".repeat(i % 50)}` })));
