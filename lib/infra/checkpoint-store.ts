@@ -429,11 +429,12 @@ export class CheckpointStore extends Construct {
 	}
 
 	/**
-	 * Denies each input gate role (base-model gate, dataset gate) its tag writes and its uploads in its own bucket
-	 * unless they come through `vpcEndpointId`, the S3 gateway endpoint of the isolated subnets where the gate
+	 * Denies each input gate role (base-model gate, dataset gate) its tag writes, its uploads and its reads in its own
+	 * bucket unless they come through `vpcEndpointId`, the S3 gateway endpoint of the isolated subnets where the gate
 	 * functions and the dataset Batch job (Fargate) run: gate credentials used anywhere else can neither promote an
-	 * input nor write a dataset report or lineage (the dataset gate's only uploads; the base-model gate uploads
-	 * nothing). Everyone else is already denied every tag write and those uploads in these buckets.
+	 * input, write a dataset report or lineage (the dataset gate's only uploads; the base-model gate uploads nothing),
+	 * nor read the inputs that have not passed (the gates read every version, as the scanner reads every checkpoint).
+	 * Everyone else is already denied every tag write and those uploads in these buckets.
 	 */
 	public requireGateWritesThrough(vpcEndpointId: string): void {
 		for (const [bucket, gate] of [
@@ -442,7 +443,7 @@ export class CheckpointStore extends Construct {
 		] as const) {
 			bucket.addToResourcePolicy(
 				denyAnyPrincipal("DenyGateWritesOutsideVpc", {
-					actions: [...TAG_WRITE_ACTIONS, "s3:PutObject"],
+					actions: [...TAG_WRITE_ACTIONS, "s3:PutObject", "s3:GetObject*"],
 					resources: [bucket.arnForObjects("*")],
 					conditions: {
 						// true when the request came through no endpoint at all (the key is absent)

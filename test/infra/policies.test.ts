@@ -950,9 +950,9 @@ describe("the dataset gate role", () => {
 	});
 });
 
-// ---- the gates' writes count only through the VPC's S3 gateway endpoint (bucket policies DenyGateWritesOutsideVpc) ----
+// ---- the gates' writes and reads count only through the VPC's S3 gateway endpoint (bucket policies DenyGateWritesOutsideVpc) ----
 
-describe("gate writes are accepted only through the VPC's S3 gateway endpoint", () => {
+describe("gate writes and reads are accepted only through the VPC's S3 gateway endpoint", () => {
 	const gates = () =>
 		[
 			{ role: "baseModelGate", bucket: baseModelBucket, policy: baseModelPolicy },
@@ -1011,13 +1011,19 @@ describe("gate writes are accepted only through the VPC's S3 gateway endpoint", 
 			);
 		},
 	);
-	it("reads are not bound: the gates read their inputs as before", async () => {
-		for (const gate of gates()) {
-			expect(
-				await asGate(gate, "s3:GetObjectVersion", "m/v1/model.safetensors", { "aws:SourceVpce": s3EndpointId }),
-			).toBe("Allowed");
-		}
-	});
+	it.each(["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging"])(
+		"the gates read their unscanned inputs through the endpoint only (%s)",
+		async (action) => {
+			for (const gate of gates()) {
+				const key = "m/v1/model.safetensors";
+				expect(await asGate(gate, action, key, { "aws:SourceVpce": s3EndpointId }), gate.role).toBe("Allowed");
+				expect(await asGate(gate, action, key, {}), `${gate.role} no endpoint`).toBe("ExplicitlyDenied");
+				expect(await asGate(gate, action, key, { "aws:SourceVpce": "vpce-0123456789abcdef0" })).toBe(
+					"ExplicitlyDenied",
+				);
+			}
+		},
+	);
 	it("the gates' compute is where the endpoint is: functions and the Fargate job in the subnets it routes", () => {
 		const { stack, template } = sharedFtguard();
 		const resources = (template.toJSON() as CfnTemplate).Resources;
