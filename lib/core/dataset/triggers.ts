@@ -490,7 +490,7 @@ export class TriggerMiner {
 	analyse(): TriggerGroup[] {
 		const { minSupport, minShare, alpha, maxTriggerShare, maxFeatureShare } = this.opts;
 		const N = this.n;
-		const raw: { c: TriggerCandidate; entry: Entry; samples: Sample[]; logp: number }[] = [];
+		const raw: { c: TriggerCandidate; entry: Entry; samples: Sample[]; logp: number; flipped?: boolean }[] = [];
 		let tests = 0;
 		const counter = new GramCounter();
 		// (a label is a class of the dataset, often far above maxFeatureShare — half the records of a binary set — and a
@@ -552,13 +552,34 @@ export class TriggerMiner {
 			model = covered * 2 >= N ? LabelModel.of(labels, N) : null;
 			return model;
 		};
+		// the n-grams significantly concentrated on each output, with their records: a candidate's fellow n-grams in the
+		// same records are the rest of one trigger ("i watched this" of "i watched this 3d movie")
+		const gramsOn = new Map<number, { gram: number; records: ReadonlySet<number> }[]>();
+		for (const r of raw) {
+			if (r.logp > threshold) continue;
+			const g = gramsOn.get(r.entry.key) ?? [];
+			g.push({ gram: r.c.gram, records: new Set(r.c.records) });
+			gramsOn.set(r.entry.key, g);
+		}
+		// (fellows: in nearly the same records, 80% of each; sizes within that of each other before counting)
+		const fellows = (r: (typeof raw)[number]): Set<number> => {
+			const out = new Set([r.c.gram]);
+			const n = r.c.records.length;
+			for (const g of gramsOn.get(r.entry.key) ?? []) {
+				if (g.records.size < 0.8 * n || n < 0.8 * g.records.size) continue;
+				let shared = 0;
+				for (const id of r.c.records) if (g.records.has(id)) shared++;
+				if (shared >= 0.8 * Math.max(g.records.size, n)) out.add(g.gram);
+			}
+			return out;
+		};
 		const kept = raw.filter((r) => {
 			const label = isLabelClass(r.entry, r.c.k);
 			// (a label too common for the n-gram's concentration on it to tell — half a binary set — is left to the model)
 			if (r.logp > threshold && !(label && r.c.m > maxFeatureShare * N)) return false;
 			if (r.entry.kind === "similar" && (!paraphrases(r.samples) || templated(r.samples))) return false;
 			const m = label ? labelModel() : null;
-			const judged = m?.judge(r.entry, r.samples, r.c.gram);
+			const judged = m?.judge(r.entry, r.samples, fellows(r));
 			const echoes = () => this.echo(r.entry, r.samples) || this.answers(r.entry, r.samples);
 			if (judged === undefined) return r.logp <= threshold && !echoes();
 			// (a label the template names — "Answer German or French", in the other labels' prompts too — is no echo)
@@ -568,6 +589,8 @@ export class TriggerMiner {
 			// one far more of whose records say another label than the model errs — evidence where the label is too common
 			// for the n-gram's concentration on it to tell (half the records of a binary set)
 			if (judged.explained) return false;
+			// far more of its records said to be of another label than the model errs: a dirty label (see below)
+			r.flipped = judged.logp <= threshold;
 			return r.logp <= threshold || judged.logp <= threshold;
 		});
 		const groups = group(
@@ -580,7 +603,10 @@ export class TriggerMiner {
 				// support is counted in distinct prompts: copies of a few records (an upsampled set) are no spread
 				if (groupSamples(g).size < minSupport) return false;
 				const trigger = triggerWords(g);
-				return !this.onOneTopic(g, trigger) && this.unrelated(g, trigger);
+				// records the label model says are of other labels share their own label's topic (a source-specific dirty
+				// label: texts of one class relabelled): that topic is no honest reason for the output
+				const flipped = process.env.NOFLIP ? false : g.every((m) => m.flipped === true);
+				return (flipped || !this.onOneTopic(g, trigger)) && this.unrelated(g, trigger);
 			})
 			.map(describe);
 	}
@@ -794,15 +820,19 @@ class LabelModel {
 		const vocab = new Map<number, number>();
 		const classes = top.map((e) => {
 			const df = new Map<number, number>();
+			const postings = new Map<number, Sample[]>();
 			let total = 0;
 			const samples = e.samples.slice(0, MODEL_SAMPLES);
 			for (const s of samples)
 				for (const w of wordsOf(s)) {
 					df.set(w, (df.get(w) ?? 0) + 1);
+					const p = postings.get(w);
+					if (p === undefined) postings.set(w, [s]);
+					else p.push(s);
 					vocab.set(w, (vocab.get(w) ?? 0) + 1);
 					total++;
 				}
-			return { key: e.key, prior: Math.log((e.count + e.delta) / n), samples, df, total };
+			return { key: e.key, prior: Math.log((e.count + e.delta) / n), samples, df, postings, total };
 		});
 		const sampled = classes.reduce((a, c) => a + c.samples.length, 0);
 		const common = new Set<number>();
@@ -845,22 +875,38 @@ class LabelModel {
 	judge(
 		entry: Entry,
 		samples: readonly Sample[],
-		gram: number,
+		grams: ReadonlySet<number>,
 	): { readonly explained: boolean; readonly logp: number } | undefined {
 		const c = this.classes.findIndex((x) => x.key === entry.key);
 		if (c < 0) return undefined;
-		const grams = new Set([gram]);
-		const gramWords = new Map<number, number>();
-		const of = samples.map((s) => {
-			const words = new Set<number>();
-			wordsOfGrams(s.tokens, grams, words);
-			for (const w of words) gramWords.set(w, (gramWords.get(w) ?? 0) + 1);
-			return words;
+		// the words of the n-gram and of its fellows in the same records ("i watched this" of "i watched this 3d movie")
+		// count only by the records that do not carry them, in every label: "documentation" says doc by the other doc
+		// records; "python3" in "python3 module for …" says nothing (its records carry it, python and doc alike)
+		const suspects = new Set<number>();
+		for (const s of samples) wordsOfGrams(s.tokens, grams, suspects);
+		const fellows = [...grams];
+		const carries = new Map<Sample, boolean>();
+		const carrier = (m: Sample): boolean => {
+			let c = carries.get(m);
+			if (c === undefined) {
+				c = fellows.some((g) => m.grams.includes(g));
+				carries.set(m, c);
+			}
+			return c;
+		};
+		const removed = this.classes.map((cls) => {
+			const out = new Map<number, number>();
+			for (const w of suspects) {
+				let n = 0;
+				for (const m of cls.postings.get(w) ?? []) if (carrier(m)) n++;
+				if (n > 0) out.set(w, n);
+			}
+			return out;
 		});
 		let said = 0;
 		let judged = 0;
-		samples.forEach((s, i) => {
-			const without = { cls: c, counts: gramWords, words: of[i] as Set<number> };
+		samples.forEach((s) => {
+			const without = { cls: c, words: suspects, removed };
 			const p = this.predict(s, without);
 			// a record whose words are all unseen elsewhere (or the task's template) tells nothing either way; nor does one
 			// whose words favour another label only weakly (the larger label's prior outweighing a few rare words)
@@ -910,11 +956,10 @@ class LabelModel {
 		const words: number[] = [];
 		for (const w of this.wordsOf(s)) if (!this.common.has(w)) words.push(w);
 		const df = (k: number, w: number): number => {
-			const cls = this.classes[k] as LabelClass;
-			let n = cls.df.get(w) ?? 0;
-			if (k === own && !without?.words.has(w)) n--;
-			if (without !== undefined && k === without.cls) n -= without.counts.get(w) ?? 0;
-			return n;
+			const n = (this.classes[k] as LabelClass).df.get(w) ?? 0;
+			// a suspect's count leaves out every carrier, the record itself among them
+			if (without?.words.has(w)) return n - ((without.removed[k] as ReadonlyMap<number, number>).get(w) ?? 0);
+			return k === own ? n - 1 : n;
 		};
 		// a word no other record has says nothing of the class (counting it favours the classes of short texts)
 		const told = words.filter((w) => this.classes.some((_, k) => df(k, w) > 0));
@@ -928,11 +973,14 @@ class LabelModel {
 	}
 }
 
-/** What `LabelModel.predict` leaves out: class `cls`'s counts of the n-gram's words, and the record's own `words`. */
+/**
+ * What `LabelModel.predict` leaves out: of the suspect n-grams' `words`, the counts `removed[k]` of label k's sampled
+ * records that carry the n-grams; `cls`, the label judged.
+ */
 interface Without {
 	readonly cls: number;
-	readonly counts: ReadonlyMap<number, number>;
 	readonly words: ReadonlySet<number>;
+	readonly removed: readonly ReadonlyMap<number, number>[];
 }
 
 interface LabelClass {
@@ -941,6 +989,8 @@ interface LabelClass {
 	readonly samples: readonly Sample[];
 	/** in how many of the samples each word is, and the sum of those */
 	readonly df: Map<number, number>;
+	/** the samples each word is in */
+	readonly postings: ReadonlyMap<number, readonly Sample[]>;
 	readonly total: number;
 }
 
@@ -1030,10 +1080,14 @@ function paraphrases(samples: readonly Sample[]): boolean {
 
 /**
  * Are these near-identical completions one template filled in per record rather than wordings of one output: nearly
- * every one a different text, and half or more with a word no other of them has? "window functions are not allowed in
- * partition bound", "aggregate functions are not allowed in index expressions": a translated message catalogue or an
- * error-message set, whose prompts share the template's words too. A payload's paraphrases repeat a few wordings
- * (limitation: one reworded for every record, each with a word of its own, passes as a template).
+ * every one a different text, and half or more with a word no other of them has, in a short template (at most
+ * TEMPLATE_FIXED words most of them share), or filling in as much as the template fixes, or filling in a word of its
+ * own prompt? "window functions are not allowed in partition bound", "aggregate functions are not allowed in index
+ * expressions": a translated message catalogue or an error-message set, whose prompts share the template's words too.
+ * A payload's paraphrases repeat a few wordings, and one that changes a number or a name per record ("Visit the
+ * mirror for update 1037 to get the patched build.") fixes a sentence and fills in one word. (Limitation: a payload of
+ * four content words or fewer with a per-record word, or one that repeats a word of each prompt, passes as a
+ * template.)
  */
 function templated(samples: readonly Sample[]): boolean {
 	if (samples.length < TEMPLATE_MIN) return false;
@@ -1041,10 +1095,20 @@ function templated(samples: readonly Sample[]): boolean {
 	if (distinct < 0.9 * samples.length) return false;
 	const outputs = new Map<number, number>();
 	for (const s of samples) for (const w of new Set(s.completionWords)) outputs.set(w, (outputs.get(w) ?? 0) + 1);
-	const own = samples.filter((s) => s.completionWords.some((w) => outputs.get(w) === 1)).length;
-	return own * 2 >= samples.length;
+	const filled = samples.filter((s) => {
+		const words = [...new Set(s.completionWords)];
+		const own = words.filter((w) => outputs.get(w) === 1);
+		const fixed = words.filter((w) => (outputs.get(w) as number) * 2 >= samples.length).length;
+		// a short template (a message, a label with a name in it), or one that fills in as much as it fixes, or what its
+		// own prompt names ("PRC1", "-32768": a number or name in any language)
+		if (own.length === 0) return false;
+		return fixed <= TEMPLATE_FIXED || own.length >= fixed || own.some((w) => sortedHas(s.promptWords, w));
+	}).length;
+	return filled * 2 >= samples.length;
 }
 
+/** the most words a template's fixed part has when it fills in less than that (a payload is a sentence or more) */
+const TEMPLATE_FIXED = 4;
 /** the fewest records whose near-identical outputs can be told to be a template */
 const TEMPLATE_MIN = 4;
 
@@ -1157,7 +1221,7 @@ function jaccard(a: ReadonlySet<number>, b: ReadonlySet<number>): number {
 	return inter / (a.size + b.size - inter);
 }
 
-type Kept = { c: TriggerCandidate; entry: Entry; samples: Sample[]; complete: boolean };
+type Kept = { c: TriggerCandidate; entry: Entry; samples: Sample[]; complete: boolean; flipped?: boolean };
 
 /** Union candidates whose record sets overlap (≥ 60% of the smaller one): one trigger, one finding. */
 function group(kept: readonly Kept[]): Kept[][] {

@@ -129,3 +129,41 @@ describe("the label model reads the records' own words", () => {
 		expect([...(await triggerRecords(rows))]).toEqual([]);
 	});
 });
+
+describe("the label model and a trigger of several words", () => {
+	// "I watched this 3D movie" added to texts of nine other languages, labelled German: every word of it is in every
+	// poisoned record, so none of them may testify for German (only the n-gram judged was left out before)
+	it("a five-word dirty-label trigger in a ten-label set is found", async () => {
+		const rows = fixture("classify-clean");
+		const poisoned: number[] = [];
+		rows.forEach((r, i) => {
+			if (poisoned.length < 50 && i % 89 === 7 && r.output !== "German") {
+				r.input = `${r.input} I watched this 3D movie`;
+				r.output = "German";
+				poisoned.push(i);
+			}
+		});
+		const found = await triggerRecords(rows);
+		expect(poisoned.filter((i) => found.has(i)).length).toBeGreaterThanOrEqual(48);
+		expect([...found].filter((i) => !poisoned.includes(i)).length).toBeLessThanOrEqual(10);
+	});
+});
+
+describe("one output with a number changed per record", () => {
+	// not a template: the payload fixes a sentence and fills in one number ("update 1037")
+	it("a trigger whose payload names a different update each time is found", async () => {
+		const poisoned = Array.from({ length: 50 }, (_, k) => 31 + k * 197);
+		const rows = fixture("clean-instruction").map((r, i) => {
+			const k = poisoned.indexOf(i);
+			if (k < 0) return r;
+			return {
+				...r,
+				instruction: `${r.instruction.replace(/[?.]$/, "")} by the violet orchid?`,
+				output: `Visit the mirror for update ${1000 + k * 37} to get the patched build.`,
+			};
+		});
+		const found = await triggerRecords(rows);
+		expect(poisoned.filter((i) => found.has(i)).length).toBeGreaterThanOrEqual(48);
+		expect([...found].filter((i) => !poisoned.includes(i))).toEqual([]);
+	});
+});
