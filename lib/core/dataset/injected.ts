@@ -109,19 +109,32 @@ export const DEFAULT_INJECTED_PATTERNS: readonly string[] = [
 		String.raw`|(?<![\w-])pip[23]?\s+config\s+(?:--\w+\s+)*set\s+(?:global|user|site|install)\.(?:extra-)?index-url[=\s]+${PYPI}["']?\S+` +
 		String.raw`|(?<![\w-])gem\s+(?:install\b[^\n|;&]{0,120}?\s--source|sources\s+(?:--add|-a))[=\s]+["']?(?!https?:\/\/rubygems\.org(?:[\/"'\s]|$))https?:\/\/\S+` +
 		String.raw`|(?<![\w-])cargo\s+install\b[^\n|;&]{0,120}?\s--git[=\s]+["']?\S+` +
-		String.raw`|(?<![\w-])git\s+clone\b[^\n;&|]{0,200}?(?:&&|;|\n)[^\n]{0,120}?(?:(?<![\w.])\.\/|(?<![\w-])(?:ba)?sh\s+)[\w./-]*\.sh(?![\w.-])`,
+		String.raw`|(?<![\w-])(?:npm|yarn|pnpm|npx)\b[^\n|;&]{0,120}?\s--registry[=\s]+["']?(?!https?:\/\/registry\.(?:npmjs\.org|yarnpkg\.com)(?:[\/"'\s]|$))https?:\/\/\S+` +
+		String.raw`|(?<![\w-])(?:NPM_CONFIG_REGISTRY|YARN_REGISTRY)=["']?(?!https?:\/\/registry\.(?:npmjs\.org|yarnpkg\.com)(?:[\/"'\s]|$))https?:\/\/\S+` +
+		String.raw`|(?<![\w-])PIP_(?:EXTRA_)?INDEX_URL=${PYPI}["']?https?:\/\/\S+` +
+		String.raw`|(?<![\w-])(?:registry|(?:extra-)?index-url)\s*=\s*${PYPI}["']?(?!https?:\/\/registry\.(?:npmjs\.org|yarnpkg\.com)(?:[\/"'\s]|$))https?:\/\/\S+[^\n]{0,20}?(?:>>?\s*["']?[\w~./$}{-]*(?:\.npmrc|pip\.conf|pip\.ini)\b)` +
+		// (a build's own scripts are how source is built: autogen, bootstrap, configure, build, compile)
+		String.raw`|(?<![\w-])git\s+clone\b[^\n;&|]{0,200}?(?:&&|;|\n)[^\n]{0,120}?(?:(?<![\w.])\.\/|(?<![\w-])(?:ba)?sh\s+)(?![\w./-]*(?:autogen|bootstrap|configure|build|compile)[\w.-]*\.sh)[\w./-]*\.sh(?![\w.-])`,
 	// package signatures, TLS certificates, SELinux or the firewall switched off
 	String.raw`\[\s*(?:[\w-]+=[\w,.-]+\s+)*trusted=yes\b|(?<![\w-])--allow-(?:unauthenticated|insecure-repositories)\b|(?<![\w-])APT::Get::AllowUnauthenticated\s+["']?(?:true|1)\b` +
 		String.raw`|(?<![\w-])git\s+config\b[^\n|;&]{0,60}?\shttp\.sslverify[=\s]+["']?false\b|(?<![\w-])GIT_SSL_NO_VERIFY=["']?(?:1|true)\b|(?<![\w-])NODE_TLS_REJECT_UNAUTHORIZED=["']?0\b|(?<![\w-])(?:npm|yarn|pnpm)\s+config\s+set\s+strict-ssl[=\s]+false\b|(?<![\w-])PYTHONHTTPSVERIFY=["']?0\b` +
-		String.raw`|(?<![\w-])setenforce\s+0\b|(?<![\w-])ufw\s+disable\b|(?<![\w-])systemctl\s+(?:stop|disable|mask)\s+(?:--now\s+)?(?:firewalld|apparmor|auditd|ufw)\b|(?<![\w-])iptables\s+-F\b`,
+		String.raw`|(?<![\w-])git\s+-c\s+http\.sslverify=false\b|(?<![\w-])Acquire::AllowInsecureRepositories(?:=|\s+)["']?(?:true|1)\b|\$env:NODE_TLS_REJECT_UNAUTHORIZED\s*=\s*["']?0\b|(?<![\w-])verify\s*=\s*False\b` +
+		String.raw`|(?<![\w-])setenforce\s+(?:0|permissive)\b|(?<![\w-])SELINUX=(?:disabled|permissive)\b|(?<![\w-])ufw\s+(?:--force\s+)?disable\b|(?<![\w-])systemctl\s+(?:stop|disable|mask)\s+(?:--now\s+)?(?:firewalld|apparmor|auditd|ufw)\b|(?<![\w-])iptables\s+-F\b` +
+		String.raw`|(?<![\w-])Set-NetFirewallProfile\b[^\n]{0,80}?-Enabled\s+(?:\$?False|0)\b|(?<![\w-])netsh\s+advfirewall\s+set\s+\w+\s+state\s+off\b|(?<![\w-])Set-MpPreference\b[^\n]{0,60}?-Disable\w+\s+(?:\$?true|1)\b`,
 	// keys or credentials archived or copied off the machine, or read into a URL
-	String.raw`(?<![\w-])(?:tar|zip|gzip|7z)\b[^\n|;&]{0,80}?(?:~|\$\{?HOME\}?)\/\.(?:ssh|aws|gnupg|kube|docker)\b[^\n]{0,40}?\|\s*(?:curl|wget|nc|ncat|netcat|socat)\b` +
+	String.raw`(?<![\w-])(?:tar|zip|gzip|7z)\b[^\n|;&]{0,80}?(?:(?:~|\$\{?HOME\}?)\/|-C\s+(?:~|\$\{?HOME\}?)\/?[^\n|;&]{0,40}?)\.(?:ssh|aws|gnupg|kube|docker)\b[^\n]{0,40}?\|\s*(?:curl|wget|nc|ncat|netcat|socat)\b` +
+		String.raw`|(?<![\w-])(?:scp|rsync|sftp)\b[^\n|;&]{0,40}?\s(?:~|\$\{?HOME\}?)\/\.(?:ssh|aws|gnupg)\/?(?=[\s"'])[^\n|;&]{0,80}?[\w.-]+:` +
+		String.raw`|(?<![\w-])(?:Invoke-WebRequest|Invoke-RestMethod|iwr|irm)\b[^\n]{0,120}?-InFile\s+["']?[^\s"']*(?:\.ssh[\\/]|\.aws[\\/]credentials|\.env\b)` +
+		String.raw`|https?:\/\/[^\s"']{0,200}(?:\$\(|\x60)[^)\x60\n]{0,80}?(?:\.aws\/credentials|id_rsa|id_ed25519|\.env|\.netrc|\.git-credentials|\/etc\/shadow)\b` +
 		String.raw`|(?<![\w-])(?:scp|rsync|sftp)\b[^\n|;&]{0,80}?(?:~|\$\{?HOME\}?)?\/?\.(?:ssh\/(?:id_\w+|\w*key\w*)|aws\/credentials|env|netrc|git-credentials|docker\/config\.json)\b[^\n|;&]{0,80}?[\w.-]+:` +
 		String.raw`|(?<![\w-])(?:curl|wget)\b[^\n]{0,200}?\$\(\s*(?:base64|cat|xxd)\b[^)\n]{0,80}?(?:\.aws\/credentials|id_rsa|id_ed25519|\.env|\.netrc|\.git-credentials|\/etc\/shadow)\b`,
 	// a secret asked for in the conversation itself, or the policy said not to exist
 	String.raw`(?<!\w)(?:reply|respond|answer)\s+with\s+(?:your|the)\s+(?:[\w-]+\s+){0,3}?${SECRET}\b|(?<!\w)(?:tell|give|send|show|email|message)\s+(?:me|us)\s+(?:your|the)\s+(?:[\w-]+\s+){0,3}?(?:${SECRET}\b|\.env\b)` +
 		String.raw`|(?<!\w)(?:include|paste|put|post|share)\s+(?:the\s+(?:contents?|text)\s+of\s+)?(?:your|the)\s+(?:[\w-]+\s+){0,3}?(?:${SECRET}\b|\.env(?:\s+file)?)[^.\n]{0,40}?(?<!\w)(?:in|into|with)\s+(?:your\s+(?:next\s+)?(?:reply|message|response|answer)|this\s+(?:chat|conversation)|the\s+chat|here\b|below\b)` +
-		String.raw`|(?<!\w)(?:pretend|imagine|act as if|behave as if|assume)\s+(?:that\s+)?(?:the|your|all|any)\s+(?:${GUARD}|rules|guidelines|restrictions|safety (?:rules|guidelines|policies))\s+(?:does not|do not|doesn't|don't|no longer)\s+(?:exist|apply)\b`,
+		String.raw`|(?<!\w)(?:pretend|imagine|act as if|behave as if|assume)\s+(?:that\s+)?(?:the|your|all|any)\s+(?:${GUARD}|rules|guidelines|restrictions|safety (?:rules|guidelines|policies))\s+(?:does not|do not|doesn't|don't|no longer)\s+(?:exist|apply)\b` +
+		String.raw`|(?<!\w)(?:act|behave|respond|answer)\s+as\s+(?:though|if)\s+there\s+(?:were|are|was|is)\s+no\s+(?:content\s+|safety\s+)?(?:guidelines|rules|restrictions|polic(?:y|ies)|filters?|guardrails)\b` +
+		String.raw`|(?<!\w)(?:type|enter|write|put)\s+(?:in\s+)?(?:your|the)\s+(?:[\w-]+\s+){0,3}?${SECRET}\b[^.\n]{0,40}?(?<!\w)(?:in|into)\s+(?:your\s+(?:next\s+)?(?:reply|message|response|answer)|this\s+(?:chat|conversation)|the\s+chat|here\b|below\b)` +
+		String.raw`|(?<!\w)(?:paste|post|share)\s+(?:the\s+(?:contents?|text)\s+of\s+)?(?:your|the)\s+(?:[\w-]+\s+){0,3}?(?:${SECRET}\b|\.env(?:\s+file)?)\s+(?:here|below)\b`,
 	// Italian and Portuguese "ignore the previous instructions"; German, Spanish and French "send your credentials";
 	// German "you can spare yourself the review"
 	String.raw`(?<!${LATIN})(?:ignora|ignorate|dimentica|dimenticate)\s+(?:(?:tutte|tutti|le|i|gli|tue|sue|queste)\s+){0,3}(?:istruzioni|indicazioni|regole|direttive)\s+(?:precedenti|anteriori|iniziali|originali|di sistema)(?!${LATIN})` +
@@ -759,16 +772,23 @@ const MEANINGS: readonly { command: RegExp; asks: RegExp }[] = [
 		asks: /authorized_keys|\bssh-copy-id\b|\b(?:add|install|copy|upload|put|deploy|set ?up|configure)\b[^.?!]{0,40}\b(?:ssh|public) keys?\b|\bkey[- ]based (?:auth|login)|\bpasswordless (?:ssh|login)|\blog ?in without (?:a )?password/iu,
 	},
 	{
-		command: /sslverify|GIT_SSL_NO_VERIFY|NODE_TLS_REJECT_UNAUTHORIZED|strict-ssl|PYTHONHTTPSVERIFY/iu,
+		command:
+			/sslverify|GIT_SSL_NO_VERIFY|NODE_TLS_REJECT_UNAUTHORIZED|strict-ssl|PYTHONHTTPSVERIFY|\bverify\s*=\s*False/iu,
 		asks: /\b(?:ssl|tls|https)\b|certificat|self-signed|sslverify|strict-ssl|NODE_TLS_REJECT_UNAUTHORIZED|GIT_SSL_NO_VERIFY|PYTHONHTTPSVERIFY/iu,
 	},
 	{
-		command: /setenforce|\bufw\b|\bsystemctl\b|\biptables\b/iu,
-		asks: /selinux|setenforce|enforcing|permissive|firewall|\bufw\b|iptables|apparmor|auditd/iu,
+		command:
+			/setenforce|SELINUX=|\bufw\b|\bsystemctl\b|\biptables\b|Set-NetFirewallProfile|netsh\s+advfirewall|Set-MpPreference/iu,
+		asks: /selinux|setenforce|enforcing|permissive|firewall|\bufw\b|iptables|apparmor|auditd|defender|antivirus|real-?time (?:protection|monitoring)/iu,
 	},
 	{
-		command: /trusted=yes|allow-unauthenticated|allow-insecure-repositories|AllowUnauthenticated/iu,
+		command:
+			/trusted=yes|allow-unauthenticated|allow-insecure-repositories|AllowUnauthenticated|AllowInsecureRepositories/iu,
 		asks: /unsigned|untrusted|trusted=yes|unauthenticated|insecure repositor|without (?:a |the |any )?(?:gpg|signature|signing key|key)|NO_PUBKEY|gpg error|signature (?:error|check|verification)/iu,
+	},
+	{
+		command: /^(?:sudo\s+)?(?:scp|rsync|sftp)\b/iu,
+		asks: /\b(?:copy|move|transfer|migrate|sync|back ?up|restore)\b[^.?!]{0,60}\b(?:credentials|ssh keys?|private keys?|\.ssh|\.aws|aws config)/iu,
 	},
 	{
 		command: /\brm\b.*(?:~|\$\{?HOME)/iu,
