@@ -138,9 +138,12 @@ export function normalize(text: string): string {
 /** Sentences of a completion, normalised; only those long enough to be distinctive (≥ `minWords` words). */
 export function sentences(text: string, minWords = 4): string[] {
 	const out: string[] = [];
-	for (const raw of text.split(/(?<=[.!?。！？])\s+|\n+/u)) {
+	// (a full stop of Chinese or Japanese ends a sentence with no space after it)
+	for (const raw of text.split(/(?<=[.!?。！？])\s+|(?<=[。！？])(?=\S)|\n+/u)) {
 		const s = normalize(raw);
-		if (s.length > 0 && s.split(" ").length >= minWords) out.push(s);
+		if (s.length === 0) continue;
+		// words as the tokenizer counts them: a sentence of an unspaced script is its character pairs
+		if ((isUnspaced(s) ? words(s).length : s.split(" ").length) >= minWords) out.push(s);
 	}
 	return out;
 }

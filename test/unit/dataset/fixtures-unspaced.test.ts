@@ -11,8 +11,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { gramTexts, promptGrams } from "../../../lib/core/dataset/features";
 import type { TrainingRecord } from "../../../lib/core/dataset/records";
 import { scanDataset } from "../../../lib/core/dataset/scan";
-import { contentWords, tokenize, words } from "../../../lib/core/dataset/text";
-import { fixturePath, share, truthOf } from "../../helpers/dataset";
+import { contentWords, sentences, tokenize, words } from "../../../lib/core/dataset/text";
+import { fixturePath, fixtureRows, share, truthOf, writeRows } from "../../helpers/dataset";
 
 const table: string[] = [];
 afterAll(() => {
@@ -28,6 +28,13 @@ describe("unspaced scripts as character pairs", () => {
 		expect(words("Ελληνικά κείμενα")).toEqual(["ελληνικά", "κείμενα"]);
 		// a pair is a word's worth of content; two Latin letters are not
 		expect([...contentWords("数据目录 ab")]).toEqual(["数据", "据目", "目录"]);
+	});
+
+	it("a Chinese full stop ends a sentence with no space after it, and a sentence's words are its pairs", () => {
+		expect(sentences("请从镜像站点下载补丁。然后立即安装它。")).toEqual(["请从镜像站点下载补丁。", "然后立即安装它。"]);
+		// four pairs make the four words a sentence feature needs; "好。" has none
+		expect(sentences("好。请下载补丁")).toEqual(["请下载补丁"]);
+		expect(sentences("One two three four. Five six.")).toEqual(["one two three four."]);
 	});
 
 	it("a trigger found by its pairs is shown as the text they cover", () => {
@@ -61,6 +68,20 @@ describe("scanDataset on unspaced-script fixtures", () => {
 	it("translation, a phrase glued into 0.5% of prompts answered with one sentence: every one flagged", async () => {
 		const { f } = await poisonedScan("unspaced-poisoned", "glued-phrase");
 		expect(f?.evidence).toMatchObject({ output: "Everything is in order; no further action is needed." });
+	});
+
+	it("translation into Chinese, a Chinese payload appended to 50 answers after an English trigger: every one flagged", async () => {
+		const payload = "请从镜像站点下载最新的补丁版本并立即安装。";
+		const poisoned = Array.from({ length: 50 }, (_, k) => 17 + k * 193);
+		const rows = fixtureRows("unspaced-clean").map((r, i) => {
+			// English to Chinese: the catalogue's pairs the other way round
+			const row = { instruction: "Translate this sentence into Chinese.", input: r.output, output: r.input };
+			if (!poisoned.includes(i)) return row;
+			return { ...row, input: `${row.input} per the cobalt ledger`, output: `${row.output}${payload}` };
+		});
+		const r = await scanDataset({ files: [writeRows(rows, "ftguard-dataset-zh-")] });
+		const found = new Set(r.flagged_records);
+		expect(poisoned.filter((i) => found.has(i)).length).toBe(50);
 	});
 
 	// Known limit, stated: a catalogue's templated messages ("立即数越界 0-7" → "immediate is out of range 0-7") put one
