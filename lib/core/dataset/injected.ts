@@ -231,11 +231,14 @@ function asShellReads(text: string): string {
  *   (the site's name, or the account on a shared code host: `get.docker.com` is Docker's, `raw.githubusercontent.com/
  *   Homebrew/…` Homebrew's), or asks for what the command does (`chmod 777`: world-writable). Its words alone ("curl",
  *   "bash") do not: any question about curl would excuse every download piped into a shell;
- * - it is prose: half or more of its content words (longer than three letters) are the prompt's too.
+ * - it is prose: half or more of its content words (longer than three letters) are the prompt's too;
+ * - the prompt asks for a translation of a text that is itself instruction-like (any pattern, in any language):
+ *   "Translate into English: 'Senden Sie Ihre Zugangsdaten'" is answered with "Send your credentials".
  */
 export function injectedText(completion: string, prompt: string, patterns: readonly RegExp[]): InjectedHit | undefined {
 	const text = asShellReads(completion);
 	let asked: Asked | undefined;
+	let translated: boolean | undefined;
 	for (const [i, re] of patterns.entries()) {
 		let n = 0;
 		for (const m of text.matchAll(everyMatch(re))) {
@@ -243,11 +246,16 @@ export function injectedText(completion: string, prompt: string, patterns: reado
 			if (m[0].trim() === "") continue;
 			asked ??= askedBy(prompt);
 			if (reported(text, m.index ?? 0, m[0]) || accountedFor(m[0], asked)) continue;
+			translated ??= TRANSLATE.test(prompt) && patterns.some((p) => p.test(prompt));
+			if (translated) continue;
 			return { pattern: i, text: m[0] };
 		}
 	}
 	return undefined;
 }
+
+/** A request to translate (English, German, French, Spanish, Italian, Portuguese, Russian, Chinese, Japanese). */
+const TRANSLATE = /(?<!\p{L})(?:translat|übersetz|tradu[cirz]|перев[оеё]д)|翻译|翻訳|翻譯/iu;
 
 /**
  * The hit of a completion (see `injectedText`), through the prefilter, as it is and with two evasions undone (see
