@@ -170,27 +170,33 @@ describe("dataset gate", () => {
 	});
 });
 
+/** The gate as the function runs it, with a Batch queue to submit to and `maxFunctionBytes`: its outcome and submissions. */
+async function gateInFunction(target: ReturnType<typeof targetOf>, maxFunctionBytes: number, jobId: string) {
+	const jobs: Parameters<SubmitDatasetJob>[0][] = [];
+	process.env[DATASET_ENV.JOB_QUEUE] = "arn:aws:batch:eu-west-1:111122223333:job-queue/ftguard-dataset";
+	process.env[DATASET_ENV.JOB_DEFINITION] = "ftguard-dataset-scan";
+	try {
+		const out = await runDatasetGate(s3.client, target, async () => parsePolicy("{}", "test"), {
+			where: "function",
+			maxFunctionBytes,
+			submit: async (p) => {
+				jobs.push(p);
+				return { jobId };
+			},
+		});
+		return { out, jobs };
+	} finally {
+		delete process.env[DATASET_ENV.JOB_QUEUE];
+		delete process.env[DATASET_ENV.JOB_DEFINITION];
+	}
+}
+
 describe("dataset gate: a version too large for the function", () => {
 	it("is submitted to Batch untagged (unreadable), and the Batch job's scan tags it", async () => {
 		const event = await upload("big/v1/", { "train.jsonl.gz": fixture("poisoned-chat-p01.jsonl.gz") });
 		const target = targetOf(event, "big/v1/", "b");
-		const jobs: Parameters<SubmitDatasetJob>[0][] = [];
-		process.env[DATASET_ENV.JOB_QUEUE] = "arn:aws:batch:eu-west-1:111122223333:job-queue/ftguard-dataset";
-		process.env[DATASET_ENV.JOB_DEFINITION] = "ftguard-dataset-scan";
-		try {
-			const out = await runDatasetGate(s3.client, target, async () => parsePolicy("{}", "test"), {
-				where: "function",
-				maxFunctionBytes: 1,
-				submit: async (p) => {
-					jobs.push(p);
-					return { jobId: "job-1" };
-				},
-			});
-			expect(out).toMatchObject({ place: "submitted", job: { jobId: "job-1" } });
-		} finally {
-			delete process.env[DATASET_ENV.JOB_QUEUE];
-			delete process.env[DATASET_ENV.JOB_DEFINITION];
-		}
+		const { out, jobs } = await gateInFunction(target, 1, "job-1");
+		expect(out).toMatchObject({ place: "submitted", job: { jobId: "job-1" } });
 		expect(jobs[0]).toMatchObject({
 			JobQueue: expect.stringContaining("job-queue"),
 			JobDefinition: "ftguard-dataset-scan",
@@ -208,24 +214,9 @@ describe("dataset gate: a version too large for the function", () => {
 		const gz = fixture("clean-chat.jsonl.gz");
 		const event = await upload("bomb/v1/", { "train.jsonl.gz": gz });
 		const target = targetOf(event, "bomb/v1/", "c");
-		const jobs: unknown[] = [];
-		process.env[DATASET_ENV.JOB_QUEUE] = "arn:aws:batch:eu-west-1:111122223333:job-queue/ftguard-dataset";
-		process.env[DATASET_ENV.JOB_DEFINITION] = "ftguard-dataset-scan";
-		try {
-			const out = await runDatasetGate(s3.client, target, async () => parsePolicy("{}", "test"), {
-				where: "function",
-				// the stored bytes fit; the records inflated (about 3 MB) do not
-				maxFunctionBytes: gz.length + 1,
-				submit: async (p) => {
-					jobs.push(p);
-					return { jobId: "job-2" };
-				},
-			});
-			expect(out).toMatchObject({ place: "submitted", job: { jobId: "job-2" } });
-		} finally {
-			delete process.env[DATASET_ENV.JOB_QUEUE];
-			delete process.env[DATASET_ENV.JOB_DEFINITION];
-		}
+		// the stored bytes fit; the records inflated (about 3 MB) do not
+		const { out, jobs } = await gateInFunction(target, gz.length + 1, "job-2");
+		expect(out).toMatchObject({ place: "submitted", job: { jobId: "job-2" } });
 		expect(jobs).toHaveLength(1);
 		// nothing tagged: the Batch job decides
 		expect(await statuses("bomb/v1/")).toEqual({ "train.jsonl.gz": undefined, [DATASET_MARKER]: undefined });
