@@ -83,6 +83,14 @@ export function gramTexts(record: TrainingRecord, wanted: ReadonlySet<number>): 
 	return out;
 }
 
+/** `a` when it holds `n` values, else a copy of it twice as long (the digest's buffers grow, never shrink). */
+function fitted<A extends Int32Array>(a: A, n: number): A {
+	if (n <= a.length) return a;
+	const next = new Int32Array(Math.max(n, a.length * 2));
+	next.set(a);
+	return next as A;
+}
+
 /** Tokens as a report shows them: with spaces, but overlapping pairs of an unspaced script as the text they cover. */
 function joined(toks: readonly string[]): string {
 	let out = toks[0] ?? "";
@@ -282,11 +290,7 @@ export class RecordDigest {
 	}
 
 	private pushToken(h: number): void {
-		if (this.tokenCount === this.tokens.length) {
-			const next = new Int32Array(this.tokens.length * 2);
-			next.set(this.tokens);
-			this.tokens = next;
-		}
+		this.tokens = fitted(this.tokens, this.tokenCount + 1);
 		this.tokens[this.tokenCount++] = h;
 	}
 
@@ -295,11 +299,7 @@ export class RecordDigest {
 	private stemCount = 0;
 
 	private pushStem(h: number): void {
-		if (this.stemCount === this.stems.length) {
-			const next = new Int32Array(this.stems.length * 2);
-			next.set(this.stems);
-			this.stems = next;
-		}
+		this.stems = fitted(this.stems, this.stemCount + 1);
 		this.stems[this.stemCount++] = h;
 	}
 
@@ -411,11 +411,7 @@ export class RecordDigest {
 	}
 
 	private pushOdd(token: number, a: number, b: number): void {
-		if (this.oddCount * 3 + 3 > this.odd.length) {
-			const next = new Int32Array(this.odd.length * 2);
-			next.set(this.odd);
-			this.odd = next;
-		}
+		this.odd = fitted(this.odd, this.oddCount * 3 + 3);
 		const k = this.oddCount++ * 3;
 		this.odd[k] = token;
 		this.odd[k + 1] = a;
@@ -469,11 +465,7 @@ export class RecordDigest {
 	}
 
 	private pushSpan(turn: number, start: number, end: number, cased: number): void {
-		if (this.spanCount * 4 + 4 > this.spans.length) {
-			const next = new Int32Array(this.spans.length * 2);
-			next.set(this.spans);
-			this.spans = next;
-		}
+		this.spans = fitted(this.spans, this.spanCount * 4 + 4);
 		const k = this.spanCount++ * 4;
 		this.spans[k] = turn;
 		this.spans[k + 1] = start;
