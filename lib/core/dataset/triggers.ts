@@ -905,15 +905,17 @@ class LabelModel {
 		});
 		let said = 0;
 		let judged = 0;
-		samples.forEach((s) => {
-			const without = { cls: c, words: suspects, removed };
-			const p = this.predict(s, without);
+		const without = { words: suspects, removed };
+		for (const s of samples) {
+			const scores = this.scores(s, without);
 			// a record whose words are all unseen elsewhere (or the task's template) tells nothing either way; nor does one
 			// whose words favour another label only weakly (the larger label's prior outweighing a few rare words)
-			if (p < 0 || (p !== c && this.margin(s, without, p) < FLIP_ODDS)) return;
+			if (scores === undefined) continue;
+			const p = best(scores);
+			if (p !== c && (scores[p] as number) - (scores[c] as number) < FLIP_ODDS) continue;
 			judged++;
 			if (p === c) said++;
-		});
+		}
 		// a dirty label is seen: enough records judged, most of them by their words another class's
 		const explained = judged * 3 < samples.length || (judged - said) * 2 <= judged;
 		// how unlikely so many records said to be of another label are, were the label right and the model as wrong as on
@@ -925,32 +927,17 @@ class LabelModel {
 		return { explained, logp };
 	}
 
+	/** The most likely class of a sampled record's words (its own left out), or -1 when none is in another record. */
+	private predict(s: Sample): number {
+		const scores = this.scores(s);
+		return scores === undefined ? -1 : best(scores);
+	}
+
 	/**
-	 * The most likely class of a sampled record's words, or -1 when none of them is in another sampled record. The
-	 * record is taken out of its class's counts (leave one out), and `without.counts` out of class `without.cls`'s (the
-	 * record's own `without.words` are among those).
+	 * Each class's log-probability (unnormalised) for a record's words, the record taken out of its class's counts
+	 * (leave one out) and `without`'s records out of every class's counts of its words; undefined when no word is in
+	 * another record.
 	 */
-	private predict(s: Sample, without?: Without): number {
-		const scores = this.scores(s, without);
-		if (scores === undefined) return -1;
-		let best = -1;
-		let bestScore = Number.NEGATIVE_INFINITY;
-		for (const [k, score] of scores.entries()) {
-			if (score > bestScore) {
-				bestScore = score;
-				best = k;
-			}
-		}
-		return best;
-	}
-
-	/** How much likelier (natural log) class `k` is than `without.cls` for the record's words. */
-	private margin(s: Sample, without: Without, k: number): number {
-		const scores = this.scores(s, without) as number[];
-		return (scores[k] as number) - (scores[without.cls] as number);
-	}
-
-	/** Each class's log-probability (unnormalised) for a record's words; undefined when no word is in another record. */
 	private scores(s: Sample, without?: Without): number[] | undefined {
 		const own = this.owner.get(s) ?? -1;
 		const words: number[] = [];
@@ -974,13 +961,19 @@ class LabelModel {
 }
 
 /**
- * What `LabelModel.predict` leaves out: of the suspect n-grams' `words`, the counts `removed[k]` of label k's sampled
- * records that carry the n-grams; `cls`, the label judged.
+ * What `LabelModel.scores` leaves out: of the suspect n-grams' `words`, the counts `removed[k]` of label k's sampled
+ * records that carry the n-grams.
  */
 interface Without {
-	readonly cls: number;
 	readonly words: ReadonlySet<number>;
 	readonly removed: readonly ReadonlyMap<number, number>[];
+}
+
+/** The index of the largest score (the first of equal ones). */
+function best(scores: readonly number[]): number {
+	let k = 0;
+	for (let i = 1; i < scores.length; i++) if ((scores[i] as number) > (scores[k] as number)) k = i;
+	return k;
 }
 
 interface LabelClass {
