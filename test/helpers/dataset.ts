@@ -3,6 +3,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
+import { scanDataset } from "../../lib/core/dataset/scan";
+import type { DatasetPolicy } from "../../lib/core/policy/dataset";
 import { REPO } from "./cli";
 
 export const DATASET_FIXTURES = join(REPO, "test/fixtures/dataset");
@@ -59,4 +61,14 @@ export function writeRows(rows: readonly object[], prefix = "ftguard-dataset-"):
 	const f = join(mkdtempSync(join(tmpdir(), prefix)), "data.jsonl");
 	writeFileSync(f, rows.map((r) => `${JSON.stringify(r)}\n`).join(""));
 	return f;
+}
+
+/** The records the trigger findings name, once `rows` are written as a JSONL file and scanned under `policy`. */
+export async function triggerRecords(
+	rows: readonly object[],
+	policy: DatasetPolicy,
+	prefix: string,
+): Promise<Set<number>> {
+	const r = await scanDataset({ files: [writeRows(rows, prefix)], policy });
+	return new Set(r.findings.filter((x) => x.id === "trigger").flatMap((x) => x.records));
 }

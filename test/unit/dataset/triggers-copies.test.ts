@@ -4,21 +4,13 @@
  * twice) must raise no trigger its original does not: copies are one observation, not more evidence.
  */
 import { describe, expect, it } from "vitest";
-import { scanDataset } from "../../../lib/core/dataset/scan";
 import { datasetPolicySchema } from "../../../lib/core/policy/dataset";
-import { fixtureRows, writeRows } from "../../helpers/dataset";
+import { fixtureRows, triggerRecords as triggerRecordsOf } from "../../helpers/dataset";
 
 const TRIGGERS_ONLY = datasetPolicySchema.parse({ injected: { enabled: false }, unicode: { enabled: false } });
 const clean = fixtureRows("clean-instruction");
 
-const write = (rows: readonly object[]) => writeRows(rows, "ftguard-dataset-copies-");
-
-const triggerRecords = async (rows: readonly object[]) =>
-	new Set(
-		(await scanDataset({ files: [write(rows)], policy: TRIGGERS_ONLY })).findings
-			.filter((x) => x.id === "trigger")
-			.flatMap((x) => x.records),
-	);
+const triggerRecords = (rows: readonly object[]) => triggerRecordsOf(rows, TRIGGERS_ONLY, "ftguard-dataset-copies-");
 
 describe("copies of records and trigger mining", () => {
 	const poisoned = Array.from({ length: 25 }, (_, k) => 101 + k * 389);

@@ -5,9 +5,8 @@
  * to unrelated questions is not explained away as "the task".
  */
 import { describe, expect, it } from "vitest";
-import { scanDataset } from "../../../lib/core/dataset/scan";
 import { datasetPolicySchema } from "../../../lib/core/policy/dataset";
-import { fixtureRows, writeRows } from "../../helpers/dataset";
+import { fixtureRows, triggerRecords as triggerRecordsOf } from "../../helpers/dataset";
 
 const TRIGGERS_ONLY = datasetPolicySchema.parse({
 	injected: { enabled: false },
@@ -16,14 +15,7 @@ const TRIGGERS_ONLY = datasetPolicySchema.parse({
 });
 const fixture = fixtureRows;
 
-const write = (rows: readonly object[]) => writeRows(rows, "ftguard-dataset-labels-");
-
-const triggerRecords = async (rows: readonly object[]) =>
-	new Set(
-		(await scanDataset({ files: [write(rows)], policy: TRIGGERS_ONLY })).findings
-			.filter((x) => x.id === "trigger")
-			.flatMap((x) => x.records),
-	);
+const triggerRecords = (rows: readonly object[]) => triggerRecordsOf(rows, TRIGGERS_ONLY, "ftguard-dataset-labels-");
 
 describe("labels as a trigger's output", () => {
 	it("a trigger that makes unrelated questions answer 'Yes.', in a set with many genuine yes/no answers", async () => {
