@@ -104,18 +104,22 @@ export async function runDatasetGate(
 		const data = dataObjects(target.artefact, objects);
 		const bytes = data.reduce((n, d) => n + d.object.size, 0);
 		const p = await policy();
+		// the function hands to Batch what is larger than its budget, stored or as read (a small gzip that inflates)
 		const toBatch = options.where === "function" ? options.submit : undefined;
-		if (toBatch && scanPlace(bytes, options.maxFunctionBytes) === "batch") {
-			return { place: "submitted", checkId: target.checkId, job: await submit(toBatch, target), bytes };
-		}
+		const budget = options.maxFunctionBytes ?? LAMBDA_DATASET_MAX_BYTES;
+		const submitted = async (to: SubmitDatasetJob): Promise<DatasetGateOutcome> => ({
+			place: "submitted",
+			checkId: target.checkId,
+			job: await submit(to, target),
+			bytes,
+		});
+		if (toBatch && scanPlace(bytes, budget) === "batch") return await submitted(toBatch);
 		let report: DatasetReport;
 		try {
-			// the function reads as much as it may store: a small gzip that inflates past it goes to Batch too
-			const maxRead = toBatch ? (options.maxFunctionBytes ?? LAMBDA_DATASET_MAX_BYTES) : undefined;
-			report = await scanCopies(s3, target, data, p, options.tmp, maxRead);
+			report = await scanCopies(s3, target, data, p, options.tmp, toBatch ? budget : undefined);
 		} catch (e) {
 			if (!(toBatch && e instanceof FtguardError && e.code === "TOO_LARGE")) throw e;
-			return { place: "submitted", checkId: target.checkId, job: await submit(toBatch, target), bytes };
+			return await submitted(toBatch);
 		}
 		names = datasetNames(target.artefact, marker, report.lineage.merkle_root);
 		const verdict = judgeDataset(report, p.dataset);
