@@ -11,8 +11,17 @@ import type { OnnxNode, OnnxTensor } from "./onnx-model";
 export interface RuleContext {
 	e: Emitter;
 	node: OnnxNode;
-	/** Gradient of output 0. */
-	dy: string;
+	/**
+	 * Gradient of output 0; zeros when only other outputs of the node receive one
+	 * (emitted on first read).
+	 */
+	readonly dy: string;
+	/**
+	 * Gradient of output i, undefined when none reaches it. A rule that reads only
+	 * `dy` covers output 0 alone: the driver refuses a node whose other outputs
+	 * carry a gradient its rule did not read.
+	 */
+	dyAt(i: number): string | undefined;
 	shape(name: string): readonly number[];
 	/** Whether input i needs a gradient. */
 	needs(i: number): boolean;
@@ -40,6 +49,9 @@ export const output = (c: RuleContext) => c.node.outputs[0] as string;
 export const prod = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 const sameShape = (a: readonly number[], b: readonly number[]) =>
 	a.length === b.length && a.every((v, i) => v === b[i]);
+
+/** A float32 zero tensor of a static shape (ConstantOfShape's default value). */
+export const zeros = (e: Emitter, shape: readonly number[]) => e.op1("ConstantOfShape", [e.i64([...shape])]);
 
 /** Sums a gradient of the broadcast shape `from` down to the operand shape `to`. */
 export function unbroadcast(e: Emitter, g: string, from: readonly number[], to: readonly number[]): string {

@@ -1,11 +1,12 @@
 /**
  * Gradient rules of the pointwise ops (activations, arithmetic with numpy
- * broadcasting, Where, Sum, Cast): the input gradient is dy times the local
- * derivative, summed back over broadcast axes.
+ * broadcasting, Pow, Where, Sum, Cast): the input gradient is dy times the
+ * local derivative, summed back over broadcast axes.
  */
 import { DataType } from "../formats/onnx-wire";
 import { input, output, type RuleContext, type RuleTable, unbroadcast, unsupported } from "./gradient-rule";
 import { attrInt, getFloat } from "./node-attributes";
+import type { OnnxTensor } from "./onnx-model";
 
 function binary(c: RuleContext, da: () => string, db: () => string): (string | undefined)[] {
 	const ys = c.shape(output(c));
@@ -13,6 +14,24 @@ function binary(c: RuleContext, da: () => string, db: () => string): (string | u
 		c.needs(0) ? unbroadcast(c.e, da(), ys, c.shape(input(c, 0))) : undefined,
 		c.needs(1) ? unbroadcast(c.e, db(), ys, c.shape(input(c, 1))) : undefined,
 	];
+}
+
+/** Exponent types whose values read exactly as numbers (float16 is stored as raw bits). */
+const NUMERIC = new Set<number>([DataType.FLOAT, DataType.DOUBLE, DataType.INT32, DataType.INT64]);
+
+/** p · x^(p−1) for an exponent that does not depend on the input. */
+function powDerivative(c: RuleContext, exponent: OnnxTensor | undefined): string {
+	const x = input(c, 0);
+	if (exponent !== undefined && NUMERIC.has(exponent.dataType)) {
+		const p = Array.from(exponent.data as ArrayLike<number | bigint>, Number);
+		// the variance of a decomposed LayerNorm: (x − μ)²
+		if (p.every((v) => v === 2)) return c.e.op1("Mul", [x, c.e.f32(2)]);
+		const t = (values: number[]) => c.e.tensor(DataType.FLOAT, exponent.dims, Float32Array.from(values));
+		return c.e.op1("Mul", [t(p), c.e.op1("Pow", [x, t(p.map((v) => v - 1))])]);
+	}
+	// computed at run time (an input or an initializer of another type): the same formula as ops
+	const p = c.e.op1("Cast", [input(c, 1)], [attrInt("to", DataType.FLOAT)]);
+	return c.e.op1("Mul", [p, c.e.op1("Pow", [x, c.e.op1("Sub", [p, c.e.f32(1)])])]);
 }
 
 export const ELEMENTWISE_RULES: RuleTable = {
@@ -82,6 +101,11 @@ export const ELEMENTWISE_RULES: RuleTable = {
 			() => c.e.op1("Div", [c.dy, input(c, 1)]),
 			() => c.e.op1("Neg", [c.e.op1("Div", [c.e.op1("Mul", [c.dy, output(c)]), input(c, 1)])]),
 		),
+	Pow: (c) => {
+		if (c.needs(1)) throw unsupported(c.node, "the exponent depends on the input");
+		const g = c.e.op1("Mul", [c.dy, powDerivative(c, c.constTensor(input(c, 1)))]);
+		return [unbroadcast(c.e, g, c.shape(output(c)), c.shape(input(c, 0)))];
+	},
 	Sum: (c) => {
 		const ys = c.shape(output(c));
 		return c.node.inputs.map((x, i) => (c.needs(i) ? unbroadcast(c.e, c.dy, ys, c.shape(x)) : undefined));

@@ -6,7 +6,9 @@
  * onnxruntime-node has no training API, so the backward pass has to be part of
  * the graph it runs. Each forward op on the path from the `wrt` tensors to the
  * loss gets a rule that emits its vector-Jacobian product; contributions to a
- * tensor used more than once are summed. Shapes are taken as static (the
+ * tensor used more than once are summed. A node with several outputs (Split)
+ * hands its rule the gradient of each; one that reaches an output the rule does
+ * not read is refused rather than dropped. Shapes are taken as static (the
  * caller probes them at the concrete batch size it will run), which turns
  * broadcasting, reshapes and pooling geometry into constants instead of
  * Shape-op chains.
@@ -17,10 +19,11 @@
  */
 import { FtguardError } from "../errors";
 import { DataType } from "../formats/onnx-wire";
-import { prod, type Rule, type RuleTable } from "./gradient-rule";
+import { prod, type Rule, type RuleTable, unsupported, zeros } from "./gradient-rule";
 import { CONV_RULES } from "./gradient-rules-conv";
 import { ELEMENTWISE_RULES } from "./gradient-rules-elementwise";
 import { MATMUL_RULES } from "./gradient-rules-matmul";
+import { NORMALIZATION_RULES } from "./gradient-rules-normalization";
 import { REDUCE_RULES } from "./gradient-rules-reduce";
 import { SHAPE_RULES } from "./gradient-rules-shape";
 import { Emitter } from "./graph-emitter";
@@ -28,8 +31,10 @@ import { describeNode, getAttr, getInt } from "./node-attributes";
 import type { OnnxGraph, OnnxNode, OnnxTensor } from "./onnx-model";
 
 /**
- * Opset the emitted ops need: MaxPool gradients use ScatterElements with reduction "add" (16).
- * No op the rules cover changes meaning between 13 and 17, so older exports can be raised to it.
+ * Opset the emitted ops need: MaxPool and Gather gradients use ScatterElements with
+ * reduction "add" (16). No op the rules cover changes meaning between 13 and 17, so
+ * older exports can be raised to it. Rules emit no op whose signature changes after
+ * 17 (ReduceMean, Split), so the result also runs at a model's newer opset.
  */
 export const GRADIENT_OPSET = 17;
 
@@ -158,6 +163,7 @@ const RULES: RuleTable = {
 	...CONV_RULES,
 	...SHAPE_RULES,
 	...REDUCE_RULES,
+	...NORMALIZATION_RULES,
 };
 
 /** Opset-13 Softmax / LogSoftmax semantics (per axis) are what the rules implement. */
@@ -182,8 +188,8 @@ export function differentiablePath(graph: OnnxGraph, wrt: readonly string[]): Se
 			throw new FtguardError("MODEL_UNSUPPORTED", `cannot differentiate ${describeNode(n)}: op not supported`, {
 				details: { opType: n.opType, domain: n.domain, node: n.name },
 			});
-		const o = n.outputs[0];
-		if (o && types.get(o) === DataType.FLOAT) onPath.add(o);
+		// every float output: Split's parts, LayerNormalization's Mean / InvStdDev
+		for (const o of n.outputs) if (o && types.get(o) === DataType.FLOAT) onPath.add(o);
 	}
 	return onPath;
 }
@@ -242,20 +248,33 @@ export function differentiate(graph: OnnxGraph, opts: GradientOptions): Gradient
 	}
 	for (let k = forward.length - 1; k >= 0; k--) {
 		const node = forward[k] as OnnxNode;
-		const out = node.outputs[0];
-		if (!out || !onPath.has(out)) continue;
-		const dy = take(out);
-		if (dy === undefined) continue;
+		const dys = node.outputs.map((o) => (o && onPath.has(o) ? take(o) : undefined));
+		if (dys.every((g) => g === undefined)) continue;
+		const read = new Set<number>();
+		let dy0 = dys[0];
 		const rule = RULES[node.opType] as Rule;
 		const grads = rule({
 			e,
 			node,
-			dy,
+			get dy() {
+				read.add(0);
+				dy0 ??= zeros(e, shape(node.outputs[0] as string));
+				return dy0;
+			},
+			dyAt: (i) => {
+				read.add(i);
+				return dys[i];
+			},
 			shape,
 			needs: (i) => onPath.has(node.inputs[i] ?? ""),
 			constInts,
 			constTensor: (name) => constants.get(name),
 			opset: opts.opset,
+		});
+		// a gradient the rule did not read would be dropped silently
+		dys.forEach((g, i) => {
+			if (g !== undefined && !read.has(i))
+				throw unsupported(node, `gradient of output ${i} (${node.outputs[i]}) not supported`);
 		});
 		node.inputs.forEach((x, i) => {
 			const g = grads[i];

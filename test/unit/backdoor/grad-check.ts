@@ -67,9 +67,15 @@ export function node(
 	return { opType, domain: "", name: `${opType}_${outputs[0] ?? ""}`, inputs, outputs, attributes };
 }
 
+/** An input fed as given and not differentiated (token ids, an attention mask, indices). */
+export type FixedInput =
+	| { name: string; dims: number[]; type: "int64"; data: BigInt64Array }
+	| { name: string; dims: number[]; type: "float32"; data: Float32Array };
+
 export interface GradCase {
 	/** Float inputs that are differentiated. */
 	inputs: { name: string; dims: number[]; data: Float32Array }[];
+	fixed?: FixedInput[];
 	initializers?: OnnxTensor[];
 	nodes: OnnxNode[];
 	output: string;
@@ -84,36 +90,55 @@ export interface GradCheck {
 	worst: number;
 }
 
-function model(c: GradCase, nodes: OnnxNode[], initializers: OnnxTensor[], outputs: string[]): OnnxModel {
+function model(
+	c: GradCase,
+	nodes: OnnxNode[],
+	initializers: OnnxTensor[],
+	outputs: string[],
+	version = c.opset ?? GRADIENT_OPSET,
+): OnnxModel {
 	return {
 		irVersion: 8,
-		opsetImports: [{ domain: "", version: c.opset ?? GRADIENT_OPSET }],
+		opsetImports: [{ domain: "", version }],
 		producerName: "test",
 		graph: {
 			name: "t",
 			nodes,
 			initializers,
-			inputs: c.inputs.map((i) => ({ name: i.name, elemType: DataType.FLOAT, shape: i.dims })),
+			inputs: [
+				...c.inputs.map((i) => ({ name: i.name, elemType: DataType.FLOAT, shape: i.dims })),
+				...(c.fixed ?? []).map((i) => ({
+					name: i.name,
+					elemType: i.type === "int64" ? DataType.INT64 : DataType.FLOAT,
+					shape: i.dims,
+				})),
+			],
 			outputs: outputs.map((name) => ({ name, elemType: DataType.FLOAT, shape: null })),
 		},
 	};
 }
 
 const feedsOf = (c: GradCase, data: Float32Array[]) =>
-	Object.fromEntries(
-		c.inputs.map((inp, i) => [inp.name, new ort.Tensor("float32", data[i] as Float32Array, inp.dims)]),
-	);
+	Object.fromEntries([
+		...c.inputs.map((inp, i) => [inp.name, new ort.Tensor("float32", data[i] as Float32Array, inp.dims)]),
+		...(c.fixed ?? []).map((inp) => [inp.name, new ort.Tensor(inp.type, inp.data, inp.dims)]),
+	]);
 
 export async function checkGradient(c: GradCase, atol = 2e-3, rtol = 1e-2): Promise<GradCheck> {
 	const inits = c.initializers ?? [];
 	const fwd = model(c, c.nodes, inits, [c.output]);
 	const shapes = await probeShapes(
 		fwd,
-		Object.fromEntries(c.inputs.map((i) => [i.name, { type: "float32" as const, dims: i.dims }])),
+		Object.fromEntries([
+			...c.inputs.map((i) => [i.name, { type: "float32" as const, dims: i.dims }]),
+			...(c.fixed ?? []).map((i) => [i.name, { type: i.type, dims: i.dims }]),
+		]),
 	);
 	const yShape = shapes.get(c.output) as number[];
 	const r = uniform(size(yShape), 99, -1, 1);
 
+	// as in production (nc-graph.ts), the gradient graph runs at the model's opset raised to GRADIENT_OPSET
+	const opset = c.opset ?? GRADIENT_OPSET;
 	const withLoss = model(
 		c,
 		[
@@ -123,6 +148,7 @@ export async function checkGradient(c: GradCase, atol = 2e-3, rtol = 1e-2): Prom
 		],
 		[...inits, f32("r", yShape, r)],
 		[],
+		Math.max(opset, GRADIENT_OPSET),
 	);
 	for (const [k, v] of [
 		["yr", yShape],
@@ -133,7 +159,7 @@ export async function checkGradient(c: GradCase, atol = 2e-3, rtol = 1e-2): Prom
 		loss: "loss",
 		wrt: c.inputs.map((i) => i.name),
 		shapes,
-		opset: c.opset ?? GRADIENT_OPSET,
+		opset,
 	});
 	graph.outputs = c.inputs.map((i) => ({ name: grads.get(i.name) as string, elemType: DataType.FLOAT, shape: null }));
 	const gs = await ort.InferenceSession.create(writeOnnxModel({ ...withLoss, graph }));

@@ -3,6 +3,7 @@ import { differentiate } from "../../../lib/core/backdoor/gradient";
 import type { OnnxAttribute, OnnxNode } from "../../../lib/core/backdoor/onnx-model";
 import { FtguardError } from "../../../lib/core/errors";
 import { checkGradient, f32, type GradCase, i64, node, size, spread, uniform } from "./grad-check";
+import { attentionBlock } from "./grad-models";
 
 const int = (name: string, value: number): OnnxAttribute => ({ name, type: "int", value });
 const float = (name: string, value: number): OnnxAttribute => ({ name, type: "float", value });
@@ -21,6 +22,8 @@ const inp = (name: string, dims: number[], kind: "smooth" | "spread" | "positive
 				: uniform(size(dims), seed++),
 });
 const op = (opType: string, inputs: string[], attrs: OnnxAttribute[] = []) => node(opType, inputs, ["y"], attrs);
+const scalarI64 = (name: string, v: number) => ({ name, dataType: 7, dims: [], data: BigInt64Array.of(BigInt(v)) });
+const scalarF32 = (name: string, v: number) => f32(name, [], Float32Array.of(v));
 
 /** One single-op graph: y = op(inputs…), every input named in `wrt` differentiated. */
 function single(
@@ -293,6 +296,273 @@ const cases: [string, () => GradCase][] = [
 			output: "y",
 		}),
 	],
+	[
+		"Gather axis 0, 2-D indices with a repeat and a negative index (data differentiated)",
+		() => ({
+			inputs: [inp("data", [5, 3])],
+			initializers: [{ name: "idx", dataType: 7, dims: [2, 2], data: BigInt64Array.of(0n, 2n, 2n, -1n) }],
+			nodes: [op("Gather", ["data", "idx"], [int("axis", 0)])],
+			output: "y",
+		}),
+	],
+	[
+		"Gather axis 1, scalar index (the [CLS] token)",
+		() =>
+			single("Gather", [inp("h", [2, 4, 3])], [int("axis", 1)], {
+				initializers: [scalarI64("zero", 0)],
+				constInputs: ["zero"],
+			}),
+	],
+	[
+		"Gather axis 1, indices from an int64 input with a repeat and a negative index",
+		() => ({
+			inputs: [inp("data", [2, 4, 3])],
+			fixed: [{ name: "idx", dims: [3], type: "int64", data: BigInt64Array.of(1n, -3n, 3n) }],
+			nodes: [op("Gather", ["data", "idx"], [int("axis", 1)])],
+			output: "y",
+		}),
+	],
+	[
+		"Gather from a position-embedding table (not on the path) added to the input",
+		() => ({
+			inputs: [inp("x", [2, 4, 3])],
+			initializers: [f32("table", [6, 3], uniform(18, 31)), i64("pos", [0, 1, 2, 3])],
+			nodes: [node("Gather", ["table", "pos"], ["p"], [int("axis", 0)]), op("Add", ["x", "p"])],
+			output: "y",
+		}),
+	],
+	[
+		"LayerNormalization axis -1 (X, Scale and B)",
+		() => single("LayerNormalization", [inp("x", [2, 3, 4]), inp("scale", [4]), inp("b", [4])]),
+	],
+	[
+		"LayerNormalization axis -2 (two axes), broadcast Scale, Mean and InvStdDev outputs unused",
+		() => ({
+			inputs: [inp("x", [2, 3, 4]), inp("scale", [1, 4])],
+			initializers: [f32("b", [3, 4], uniform(12, 32))],
+			nodes: [
+				node(
+					"LayerNormalization",
+					["x", "scale", "b"],
+					["y", "mean", "inv_std"],
+					[int("axis", -2), float("epsilon", 1e-3)],
+				),
+			],
+			output: "y",
+		}),
+	],
+	[
+		"LayerNormalization axis 1 of a 4-D input, no B",
+		() =>
+			single("LayerNormalization", [inp("x", [2, 2, 3, 2])], [int("axis", 1)], {
+				initializers: [f32("scale", [2, 3, 2], uniform(12, 33, 0.5, 1.5))],
+				constInputs: ["scale"],
+			}),
+	],
+	[
+		"Pow, constant exponent 2",
+		() => single("Pow", [inp("x", [2, 3])], [], { initializers: [scalarF32("p", 2)], constInputs: ["p"] }),
+	],
+	[
+		"Pow, constant exponent tensor (broadcast)",
+		() =>
+			single("Pow", [inp("x", [2, 3], "positive")], [], {
+				initializers: [f32("p", [3], Float32Array.of(0.5, 3, -1.5))],
+				constInputs: ["p"],
+			}),
+	],
+	[
+		"Pow, int64 constant exponent 3",
+		() => single("Pow", [inp("x", [2, 3])], [], { initializers: [scalarI64("p", 3)], constInputs: ["p"] }),
+	],
+	[
+		"Pow, exponent from an input that is not differentiated",
+		() => ({
+			inputs: [inp("x", [2, 3], "positive")],
+			fixed: [{ name: "p", dims: [2, 1], type: "float32", data: Float32Array.of(2.5, -0.5) }],
+			nodes: [op("Pow", ["x", "p"])],
+			output: "y",
+		}),
+	],
+	[
+		"Decomposed LayerNorm of opset 14 (ReduceMean, Sub, Pow, Add, Sqrt, Div, Mul, Add)",
+		() => ({
+			inputs: [inp("x", [2, 3, 4])],
+			initializers: [
+				scalarF32("two", 2),
+				scalarF32("eps", 1e-5),
+				f32("scale", [4], uniform(4, 34, 0.5, 1.5)),
+				f32("bias", [4], uniform(4, 35)),
+			],
+			nodes: [
+				node("ReduceMean", ["x"], ["mean"], [ints("axes", [-1])]),
+				node("Sub", ["x", "mean"], ["centred"]),
+				node("Pow", ["centred", "two"], ["sq"]),
+				node("ReduceMean", ["sq"], ["var"], [ints("axes", [-1])]),
+				node("Add", ["var", "eps"], ["var_eps"]),
+				node("Sqrt", ["var_eps"], ["std"]),
+				node("Div", ["centred", "std"], ["norm"]),
+				node("Mul", ["norm", "scale"], ["scaled"]),
+				op("Add", ["scaled", "bias"]),
+			],
+			output: "y",
+			opset: 14,
+		}),
+	],
+	[
+		"MatMul of two differentiated 4-D tensors (q @ kᵀ)",
+		() => single("MatMul", [inp("q", [2, 2, 3, 4]), inp("kt", [2, 2, 4, 3])]),
+	],
+	[
+		"Reshape with 0 and -1 in the shape",
+		() =>
+			single("Reshape", [inp("x", [2, 3, 4])], [], {
+				initializers: [i64("shape", [0, -1, 2])],
+				constInputs: ["shape"],
+			}),
+	],
+	[
+		"Transpose to heads (perm 0 2 1 3)",
+		() => single("Transpose", [inp("x", [2, 3, 2, 4])], [ints("perm", [0, 2, 1, 3])]),
+	],
+	[
+		"Mul and Div by constant scalars",
+		() => ({
+			inputs: [inp("x", [2, 3])],
+			initializers: [scalarF32("half", 0.5), scalarF32("sqrt_dk", 2)],
+			nodes: [node("Mul", ["x", "half"], ["m"]), op("Div", ["m", "sqrt_dk"])],
+			output: "y",
+		}),
+	],
+	[
+		// followed by the Softmax it feeds: scores near −1e4 alone have float32 steps coarser than the difference step
+		"Add of an additive mask (not on the path) broadcast as (B, 1, 1, L), then Softmax",
+		() => ({
+			inputs: [inp("scores", [2, 2, 3, 4])],
+			initializers: [f32("mask", [2, 1, 1, 4], Float32Array.of(0, 0, 0, -1e4, 0, 0, -1e4, -1e4))],
+			nodes: [node("Add", ["scores", "mask"], ["masked"]), op("Softmax", ["masked"], [int("axis", -1)])],
+			output: "y",
+		}),
+	],
+	[
+		"Where with a constant fill (masked_fill)",
+		() => ({
+			inputs: [inp("x", [2, 3])],
+			initializers: [
+				{ name: "cond", dataType: 9, dims: [2, 3], data: Uint8Array.of(0, 1, 0, 0, 0, 1) },
+				scalarF32("fill", -1e4),
+			],
+			nodes: [op("Where", ["cond", "fill", "x"])],
+			output: "y",
+		}),
+	],
+	[
+		"Expand to more axes",
+		() => single("Expand", [inp("x", [3, 1])], [], { initializers: [i64("shape", [2, 3, 4])], constInputs: ["shape"] }),
+	],
+	[
+		"Expand with a shape smaller than the input (bidirectional broadcast)",
+		() => single("Expand", [inp("x", [1, 4])], [], { initializers: [i64("shape", [3, 1])], constInputs: ["shape"] }),
+	],
+	[
+		"Slice with steps -2 and 2, negative starts, INT64_MIN end",
+		() =>
+			single("Slice", [inp("x", [2, 7, 5])], [], {
+				initializers: [
+					i64("starts", [-1, 1]),
+					{ name: "ends", dataType: 7, dims: [2], data: BigInt64Array.of(-(2n ** 63n), 1000n) },
+					i64("axes", [1, 2]),
+					i64("steps", [-2, 2]),
+				],
+				constInputs: ["starts", "ends", "axes", "steps"],
+			}),
+	],
+	[
+		"Slice with step 3 on one axis and step 1 on another",
+		() =>
+			single("Slice", [inp("x", [3, 8])], [], {
+				initializers: [i64("starts", [1, -7]), i64("ends", [3, 8]), i64("axes", [0, -1]), i64("steps", [1, 3])],
+				constInputs: ["starts", "ends", "axes", "steps"],
+			}),
+	],
+	[
+		"GELU with Erf: x · 0.5 · (1 + erf(x / √2))",
+		() => ({
+			inputs: [inp("x", [2, 5])],
+			initializers: [scalarF32("sqrt2", Math.SQRT2), scalarF32("one", 1), scalarF32("half", 0.5)],
+			nodes: [
+				node("Div", ["x", "sqrt2"], ["s"]),
+				node("Erf", ["s"], ["e"]),
+				node("Add", ["e", "one"], ["a"]),
+				node("Mul", ["x", "a"], ["m"]),
+				op("Mul", ["m", "half"]),
+			],
+			output: "y",
+		}),
+	],
+	[
+		"Split with a split input, one part without a gradient",
+		() => ({
+			inputs: [inp("x", [2, 6, 3])],
+			initializers: [i64("split", [2, 3, 1]), scalarF32("three", 3)],
+			nodes: [
+				node("Split", ["x", "split"], ["a", "b", "c"], [int("axis", 1)]),
+				node("Tanh", ["a"], ["ta"]),
+				node("Mul", ["c", "three"], ["mc"]),
+				op("Concat", ["ta", "mc"], [int("axis", 1)]),
+			],
+			output: "y",
+		}),
+	],
+	[
+		"Split into equal parts, only the second used (no gradient for output 0)",
+		() => ({
+			inputs: [inp("x", [4, 3])],
+			nodes: [node("Split", ["x"], ["p0", "p1"]), op("Tanh", ["p1"])],
+			output: "y",
+		}),
+	],
+	[
+		"Split at opset 18 (num_outputs), parts recombined",
+		() => ({
+			inputs: [inp("x", [2, 6])],
+			nodes: [
+				node("Split", ["x"], ["p0", "p1", "p2"], [int("axis", -1), int("num_outputs", 3)]),
+				node("Mul", ["p0", "p1"], ["m"]),
+				op("Concat", ["m", "p2", "p0"], [int("axis", 0)]),
+			],
+			output: "y",
+			opset: 18,
+		}),
+	],
+	[
+		"Side chain of non-differentiable ops (Shape, Gather on a shape, Range, Equal, Not, ConstantOfShape, Cast to int and bool)",
+		() => ({
+			inputs: [inp("x", [2, 4], "spread")],
+			initializers: [scalarI64("zero", 0), scalarI64("one", 1), scalarF32("zero_f", 0)],
+			nodes: [
+				node("Shape", ["x"], ["s"]),
+				node("Gather", ["s", "one"], ["len"], [int("axis", 0)]),
+				node("Range", ["zero", "len", "one"], ["pos"]),
+				node("Cast", ["pos"], ["pos_f"], [int("to", 1)]),
+				node("Equal", ["x", "zero_f"], ["is_zero"]),
+				node("Not", ["is_zero"], ["keep"]),
+				node("ConstantOfShape", ["s"], ["zeros"]),
+				node("Where", ["keep", "x", "zeros"], ["kept"]),
+				node("Add", ["kept", "pos_f"], ["shifted"]),
+				node("Cast", ["x"], ["x_int"], [int("to", 7)]),
+				node("Cast", ["x_int"], ["x_trunc"], [int("to", 1)]),
+				node("Cast", ["x"], ["x_bool"], [int("to", 9)]),
+				node("Cast", ["x_bool"], ["x_nonzero"], [int("to", 1)]),
+				node("Add", ["shifted", "x_trunc"], ["t"]),
+				node("Add", ["t", "x_nonzero"], ["u"]),
+				op("Tanh", ["u"]),
+			],
+			output: "y",
+		}),
+	],
+	["One BERT-style encoder layer, opset 17 (LayerNormalization)", () => attentionBlock(17)],
+	["One BERT-style encoder layer, opset 14 (decomposed LayerNorm)", () => attentionBlock(14)],
 ];
 
 describe("differentiate: analytic gradients match central finite differences", () => {
@@ -344,6 +614,38 @@ describe("differentiate: refusals", () => {
 		const e = attempt(node("Conv", ["w", "x"], ["y"]));
 		expect((e as FtguardError).code).toBe("MODEL_UNSUPPORTED");
 		expect((e as FtguardError).message).toContain("Conv");
+	});
+
+	it("Pow with the exponent on the differentiated path is refused", () => {
+		const e = attempt(node("Pow", ["x", "x"], ["y"]));
+		expect((e as FtguardError).code).toBe("MODEL_UNSUPPORTED");
+		expect((e as FtguardError).message).toContain("exponent");
+	});
+
+	it("a gradient reaching an output its rule does not cover (LayerNormalization's Mean) is refused", () => {
+		const n = node("LayerNormalization", ["x", "scale"], ["normed", "y"]);
+		const e = (() => {
+			try {
+				differentiate(
+					{ ...graph(n), initializers: [f32("scale", [3], Float32Array.of(1, 1, 1))] },
+					{
+						loss: "y",
+						wrt: ["x"],
+						shapes: new Map([
+							["x", [1, 2, 3]],
+							["normed", [1, 2, 3]],
+							["y", [1, 2, 1]],
+						]),
+						opset: 17,
+					},
+				);
+			} catch (err) {
+				return err;
+			}
+			return undefined;
+		})();
+		expect((e as FtguardError).code).toBe("MODEL_UNSUPPORTED");
+		expect((e as FtguardError).message).toContain("output 1");
 	});
 
 	it("opsets before 13 are refused", () => {
