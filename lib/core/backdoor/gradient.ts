@@ -189,7 +189,19 @@ export function differentiablePath(graph: OnnxGraph, wrt: readonly string[]): Se
 				details: { opType: n.opType, domain: n.domain, node: n.name },
 			});
 		// every float output: Split's parts, LayerNormalization's Mean / InvStdDev
-		for (const o of n.outputs) if (o && types.get(o) === DataType.FLOAT) onPath.add(o);
+		for (const o of n.outputs) {
+			const t = types.get(o);
+			if (o && t === DataType.FLOAT) onPath.add(o);
+			// a float of another width carries the gradient on, and these rules only know float32: refuse, never drop it
+			else if (o && (t === DataType.DOUBLE || t === DataType.FLOAT16 || t === DataType.BFLOAT16))
+				throw new FtguardError(
+					"MODEL_UNSUPPORTED",
+					`cannot differentiate ${describeNode(n)}: its output is not float32`,
+					{
+						details: { opType: n.opType, domain: n.domain, node: n.name },
+					},
+				);
+		}
 	}
 	return onPath;
 }

@@ -604,6 +604,17 @@ describe("differentiate: refusals", () => {
 		expect((e as FtguardError).message).toContain("/rnn/LSTM");
 	});
 
+	it("a cast to another float width on the path is refused, not a gradient silently stopped there", () => {
+		for (const to of [10, 11, 16]) {
+			const e = attempt({
+				...node("Cast", ["x"], ["y"], [{ name: "to", type: "int", value: to }]),
+				name: "/cast",
+			});
+			expect((e as FtguardError).code).toBe("MODEL_UNSUPPORTED");
+			expect((e as FtguardError).message).toContain("not float32");
+		}
+	});
+
 	it("a custom-domain op is MODEL_UNSUPPORTED naming its domain", () => {
 		const e = attempt({ ...node("Relu", ["x"], ["y"]), domain: "com.example", name: "custom" });
 		expect((e as FtguardError).code).toBe("MODEL_UNSUPPORTED");
