@@ -39,6 +39,8 @@ registerVerify(program, setExit);
 registerBaseModel(program, setExit);
 registerFiles(program, setExit);
 registerBackdoor(program, setExit);
+// `ftguard bind` (export binding, issue 17): one self-contained block, its module loaded here
+await import("../lib/cli/bind").then(({ registerBind }) => registerBind(program, setExit));
 registerDataset(program, setExit);
 registerPipeline(program, setExit);
 registerAws(program, setExit);

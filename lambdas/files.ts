@@ -11,8 +11,15 @@ import type { ScanStateWith } from "../lib/core/pipeline/types";
 export async function handler(event: unknown): Promise<ScanStateWith<"files" | "backdoor">> {
 	return runHandler("files", scanIdOf(event), async (log) => {
 		const state = requireFields(parseScanState(event, "files"), "files", "objects");
-		const { scanned, summary, backdoor } = await scanArtefact(s3Client(), state, await loadPolicy());
-		const doc = { scanId: state.scanId, bucket: state.bucket, artefact: state.artefact, summary, files: scanned };
+		const { scanned, summary, backdoor, binding } = await scanArtefact(s3Client(), state, await loadPolicy());
+		const doc = {
+			scanId: state.scanId,
+			bucket: state.bucket,
+			artefact: state.artefact,
+			summary,
+			files: scanned,
+			binding,
+		};
 		const reportUri = await writeReport(state.scanId, "files", doc);
 		const bytesFetched = scanned.reduce((n, s) => n + s.bytesFetched, 0);
 		log.info("files scanned", { ...summary, backdoor, bytesFetched });

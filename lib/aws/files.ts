@@ -1,12 +1,16 @@
 /**
  * The files state's S3 side: every object of the artefact (not the marker) through the format scanners via an
- * S3Source of its pinned version, and the backdoor-scan plan (ONNX model, version, reference data from the policy,
+ * S3Source of its pinned version, the export binding (each ONNX export against the checkpoints beside it, read
+ * from the same pinned versions), and the backdoor-scan plan (ONNX model, version, reference data from the policy,
  * or why no scan runs and the waiver that covers it) with the model facts it needs read from S3.
  */
 import type { S3Client } from "@aws-sdk/client-s3";
+import type { BindingReport } from "../core/backdoor/binding-artefact";
+import { FtguardError } from "../core/errors";
 import { defaultScanOptions } from "../core/formats";
 import type { FileReport } from "../core/formats/scan";
 import { resourceNameOf } from "../core/pipeline/artefact";
+import { bindArtefact } from "../core/pipeline/binding";
 import { mapLimit } from "../core/pipeline/concurrency";
 import {
 	backdoorModelOf,
@@ -61,7 +65,12 @@ export async function scanArtefact(
 	state: ScanState & { objects: ScanObject[] },
 	policy: Policy,
 	now: Date = new Date(),
-): Promise<{ scanned: ScannedObject[]; summary: FilesOutcome; backdoor: NonNullable<ScanState["backdoor"]> }> {
+): Promise<{
+	scanned: ScannedObject[];
+	summary: FilesOutcome;
+	backdoor: NonNullable<ScanState["backdoor"]>;
+	binding?: BindingReport[];
+}> {
 	const options = {
 		...defaultScanOptions(),
 		policy: { allowPickle: policy.files.allowPickle, inertNames: policy.files.inert },
@@ -86,9 +95,19 @@ export async function scanArtefact(
 	const model = content.find((o) => o.key === chosen.model);
 	const info = await modelInfoOf(s3, state, state.objects, model);
 	const summary = summariseFiles(scanned.map((s) => s.report));
+	const binding = await bindArtefact(
+		scanned.map((s) => ({ key: s.key, format: s.report.format })),
+		async (key) => {
+			const o = content.find((x) => x.key === key);
+			if (o === undefined) throw new FtguardError("NOT_FOUND", `${key} is not an object of the artefact`);
+			return new S3Source(s3, { bucket: state.bucket, ...o });
+		},
+	);
+	const problems = [...(chosen.problem ? [chosen.problem] : []), ...(binding?.reasons ?? [])];
 	return {
 		scanned,
-		summary: chosen.problem ? { ...summary, safe: false, reasons: [...summary.reasons, chosen.problem] } : summary,
+		...(binding ? { binding: binding.reports } : {}),
+		summary: problems.length > 0 ? { ...summary, safe: false, reasons: [...summary.reasons, ...problems] } : summary,
 		backdoor: backdoorPlan({
 			artefact: state.artefact,
 			files: scanned.map((s) => ({ key: s.key, format: s.report.format })),

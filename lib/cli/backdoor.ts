@@ -7,8 +7,12 @@ import type { Policy } from "../core/policy";
 import { commaList, type Io, printJson, processIo, runCommand, stepProgress } from "./io";
 
 interface BackdoorFlags {
-	data: string;
-	labels: string;
+	data?: string;
+	labels?: string;
+	texts?: string;
+	tokenizer?: string;
+	textField?: string;
+	labelsField?: string;
 	dataKind: "reference" | "training";
 	detectors?: string[];
 	steps?: number;
@@ -20,6 +24,7 @@ interface BackdoorFlags {
 	threads?: number;
 	policy?: string;
 	inputs?: string;
+	weights?: string;
 	out?: string;
 	json?: boolean;
 }
@@ -36,8 +41,15 @@ export function registerBackdoor(program: Command, setExit: (code: number) => vo
 		.command("backdoor")
 		.description("search an ONNX classifier for a backdoor (Neural Cleanse, STRIP, Activation Clustering)")
 		.argument("<model.onnx>", "the model's ONNX export")
-		.requiredOption("--data <x.npy>", "float32 inputs in the model's input shape (N, ...), from trusted configuration")
-		.requiredOption("--labels <y.npy>", "int64 labels (N,)")
+		.option(
+			"--data <x.npy>",
+			"image models: float32 inputs in the model's input shape (N, ...), from trusted configuration",
+		)
+		.option("--labels <y.npy>", "image models: int64 labels (N,)")
+		.option("--texts <ref.jsonl>", "text models: labelled reference texts, one JSON object per line")
+		.option("--tokenizer <tokenizer.json>", "text models: the model's Hugging Face tokenizer.json")
+		.option("--text-field <name>", "text models: the field holding the text (default text)")
+		.option("--labels-field <name>", "text models: the field holding the label index (default label)")
 		.option(
 			"--data-kind <kind>",
 			"reference (clean held-out data) or training (a sample of the training set, for Activation Clustering)",
@@ -67,12 +79,16 @@ export function registerBackdoor(program: Command, setExit: (code: number) => vo
 		)
 		.option("--threads <n>", "onnxruntime intra-op threads (default: all cores)", positiveInt("--threads"))
 		.option("--policy <file.json>", "policy file (its backdoor section); flags override it")
+		.option("--weights <path>", "bind the model to this checkpoint (default: those beside it; ftguard bind --help)")
 		.option("--inputs <x.npy>", "suspected triggered inputs to check with STRIP (reported per input)")
 		.option("--out <dir>", "write report.json and the reversed triggers as PNG images here")
 		.option("--json", "machine-readable output")
 		.addHelpText(
 			"after",
 			`
+Text classifiers (inputs input_ids / attention_mask / token_type_ids): give --texts and
+--tokenizer instead of --data and --labels; a token-level trigger search runs per label.
+
 The reference data comes from the platform's trusted configuration, never from the
 checkpoint being scanned. Neural Cleanse reverse-engineers, for every class, the
 smallest trigger that sends clean inputs to it; a class whose trigger is anomalously
@@ -110,7 +126,23 @@ async function effectivePolicy(flags: BackdoorFlags): Promise<Policy["backdoor"]
 }
 
 async function backdoor(io: Io, modelPath: string, flags: BackdoorFlags): Promise<0 | 1> {
+	const images = flags.data !== undefined || flags.labels !== undefined;
+	const texts = flags.texts !== undefined || flags.tokenizer !== undefined;
+	if (
+		images === texts ||
+		(images && (flags.data === undefined || flags.labels === undefined)) ||
+		(texts && (flags.texts === undefined || flags.tokenizer === undefined))
+	)
+		throw new FtguardError("USAGE", "give --data and --labels (image models) or --texts and --tokenizer (text models)");
 	const policy = await effectivePolicy(flags);
+	// export binding (issue 17): the model must be the checkpoint beside it (or --weights); a mismatch ends here, exit 1
+	await (await import("./bind")).bindBeside(io, modelPath, flags.weights);
+	if (flags.texts !== undefined && flags.tokenizer !== undefined) {
+		const { backdoorText } = await import("./backdoor-text");
+		return backdoorText(io, modelPath, { ...flags, texts: flags.texts, tokenizer: flags.tokenizer }, policy);
+	}
+	const dataPath = flags.data as string;
+	const labelsPath = flags.labels as string;
 	const [{ parseNpyFloat32, parseNpyInt64 }, { scanBackdoor }, { triggerImages }] = await Promise.all([
 		import("../core/backdoor/npy"),
 		import("../core/backdoor/scan"),
@@ -118,11 +150,11 @@ async function backdoor(io: Io, modelPath: string, flags: BackdoorFlags): Promis
 	]);
 	const [modelBytes, xBytes, yBytes] = await Promise.all([
 		readInput(modelPath, "the model"),
-		readInput(flags.data, "--data"),
-		readInput(flags.labels, "--labels"),
+		readInput(dataPath, "--data"),
+		readInput(labelsPath, "--labels"),
 	]);
-	const x = parseNpyFloat32(xBytes, flags.data);
-	const y = parseNpyInt64(yBytes, flags.labels);
+	const x = parseNpyFloat32(xBytes, dataPath);
+	const y = parseNpyInt64(yBytes, labelsPath);
 	const inputs =
 		flags.inputs === undefined ? undefined : parseNpyFloat32(await readInput(flags.inputs, "--inputs"), flags.inputs);
 	if (inputs && !policy.detectors.includes("strip"))

@@ -33,6 +33,8 @@ export const FINDING_CODES = [
 	"PATH_ESCAPE",
 	// a FIFO, socket or device where a model file should be (the reference refuses them too)
 	"SPECIAL_FILE",
+	// export binding: an ONNX export's constants are not the checkpoint's tensors (docs/backdoor.md)
+	"EXPORT_MISMATCH",
 ] as const;
 
 /** ftguard could not decide: exit code 2. */

@@ -432,6 +432,38 @@ describe("the scan pipeline's handlers", () => {
 		);
 	});
 
+	it("binds the ONNX export to the weights beside it in the files stage: a bound pair is safe, a mismatched one QUARANTINED", async () => {
+		for (const [fixture, prefix] of [
+			["mlp", "jobs/j9/bound/"],
+			["mlp-ulp", "jobs/j9/mismatch/"],
+		] as const) {
+			const dir = mkdtempSync(join(tmpdir(), "ftguard-binding-"));
+			for (const n of ["model.onnx", "model.safetensors"])
+				copyFileSync(join(REPO, "test/fixtures/binding", fixture, n), join(dir, n));
+			const m = await buildManifest(dir);
+			const statement = makeModelSigningStatement({ modelName: m.modelName, resources: m.resources });
+			const sig = JSON.stringify(signStatementKeyed(statement, { keyPair: otherSigner }).bundle);
+			const state = await runPipeline(await upload(dir, prefix, { "model.sig": sig }));
+			const report = JSON.parse((await s3.get(REPORTS, `scans/${state.scanId}/files.json`)).toString("utf8"));
+			expect(report.binding.map((b: { verdict: string }) => b.verdict)).toEqual([
+				fixture === "mlp" ? "bound" : "mismatch",
+			]);
+			if (fixture === "mlp") {
+				expect(state.files).toMatchObject({ safe: true, reasons: [] });
+				continue;
+			}
+			expect(state.files?.safe).toBe(false);
+			expect(state.verdict?.status).toBe("QUARANTINED");
+			expect(state.verdict?.reasons).toContainEqual(
+				expect.stringMatching(
+					new RegExp(
+						`^files: export binding: ${prefix}model\\.onnx ↔ ${prefix}model\\.safetensors: EXPORT_MISMATCH: F32 constant net\\.2\\.weight`,
+					),
+				),
+			);
+		}
+	});
+
 	it("quarantines the marker version itself when mark never ran", async () => {
 		const initial = await upload(join(EXAMPLES, "checkpoint"), "jobs/j5/ckpt-mark-failed/");
 		const state = await record(await decide({ ...initial, error: { state: "mark", cause: "AccessDenied" } }));

@@ -70,41 +70,37 @@ export interface ProbeInput {
  */
 export type ShapeProbe = (model: OnnxModel, inputs: Record<string, ProbeInput>) => Promise<Map<string, number[]>>;
 
-const MODEL_PREFIX = "model/";
+export const MODEL_PREFIX = "model/";
 
-/** The classifier, renamed, with its single data input, its logits tensor and the trailing Softmax removed. */
-interface Classifier {
+/** A classifier renamed under MODEL_PREFIX, its logits tensor found and a trailing Softmax removed. */
+export interface RenamedClassifier {
 	graph: OnnxGraph;
-	input: string;
-	inputShape: number[];
+	/** The model's data inputs (not initializers), renamed. */
+	dataInputs: OnnxValueInfo[];
 	logits: string;
 	opset: number;
 	irVersion: number;
 	opsetImports: OnnxModel["opsetImports"];
 }
 
-function prepareClassifier(model: OnnxModel): Classifier {
+/** The image classifier: a single float data input with fixed non-batch dimensions. */
+interface Classifier extends RenamedClassifier {
+	input: string;
+	inputShape: number[];
+}
+
+export const renamed = (n: string) => (n === "" ? n : MODEL_PREFIX + n);
+
+export function renameClassifier(model: OnnxModel): RenamedClassifier {
 	const opset = defaultOpset(model);
 	if (opset < 13)
 		throw new FtguardError(
 			"MODEL_UNSUPPORTED",
 			`ONNX opset ${opset} is older than 13; re-export the model with opset_version >= 13`,
 		);
-	const rename = (n: string) => (n === "" ? n : MODEL_PREFIX + n);
+	const rename = renamed;
 	const g = model.graph;
 	const initNames = new Set(g.initializers.map((t) => t.name));
-	const dataInputs = g.inputs.filter((v) => !initNames.has(v.name));
-	const inputInfo = dataInputs[0];
-	if (dataInputs.length !== 1 || inputInfo === undefined)
-		throw new FtguardError("MODEL_UNSUPPORTED", `the model has ${dataInputs.length} data inputs; one is expected`);
-	if (inputInfo.elemType !== DataType.FLOAT)
-		throw new FtguardError("MODEL_UNSUPPORTED", `model input ${inputInfo.name} is not float32`);
-	const dims = inputInfo.shape?.slice(1) ?? [];
-	if (inputInfo.shape === null || inputInfo.shape.length < 2 || dims.some((d) => typeof d !== "number" || d <= 0))
-		throw new FtguardError(
-			"MODEL_UNSUPPORTED",
-			`model input ${inputInfo.name} needs a batch axis and fixed other dimensions (got [${(inputInfo.shape ?? []).join(", ")}])`,
-		);
 	const out = g.outputs[0];
 	if (out === undefined) throw new FtguardError("MODEL_MALFORMED", "ONNX model: no outputs");
 	let nodes: OnnxNode[] = g.nodes.map((n) => ({ ...n, inputs: n.inputs.map(rename), outputs: n.outputs.map(rename) }));
@@ -124,8 +120,7 @@ function prepareClassifier(model: OnnxModel): Classifier {
 			inputs: [],
 			outputs: [],
 		},
-		input: rename(inputInfo.name),
-		inputShape: dims as number[],
+		dataInputs: g.inputs.filter((v) => !initNames.has(v.name)).map((v) => ({ ...v, name: rename(v.name) })),
 		logits,
 		opset,
 		irVersion: model.irVersion,
@@ -133,8 +128,26 @@ function prepareClassifier(model: OnnxModel): Classifier {
 	};
 }
 
+function prepareClassifier(model: OnnxModel): Classifier {
+	const r = renameClassifier(model);
+	const dataInputs = r.dataInputs;
+	const inputInfo = dataInputs[0];
+	if (dataInputs.length !== 1 || inputInfo === undefined)
+		throw new FtguardError("MODEL_UNSUPPORTED", `the model has ${dataInputs.length} data inputs; one is expected`);
+	const name = inputInfo.name.slice(MODEL_PREFIX.length);
+	if (inputInfo.elemType !== DataType.FLOAT)
+		throw new FtguardError("MODEL_UNSUPPORTED", `model input ${name} is not float32`);
+	const dims = inputInfo.shape?.slice(1) ?? [];
+	if (inputInfo.shape === null || inputInfo.shape.length < 2 || dims.some((d) => typeof d !== "number" || d <= 0))
+		throw new FtguardError(
+			"MODEL_UNSUPPORTED",
+			`model input ${name} needs a batch axis and fixed other dimensions (got [${(inputInfo.shape ?? []).join(", ")}])`,
+		);
+	return { ...r, input: inputInfo.name, inputShape: dims as number[] };
+}
+
 /** Opset imports with the default domain raised to what the gradient ops need; IR 8 is the first to allow opset 17. */
-function gradientModel(c: Classifier, graph: OnnxGraph): OnnxModel {
+export function gradientModel(c: RenamedClassifier, graph: OnnxGraph): OnnxModel {
 	const version = Math.max(c.opset, GRADIENT_OPSET);
 	const others = c.opsetImports.filter((o) => o.domain !== "" && o.domain !== "ai.onnx");
 	return {
@@ -146,7 +159,7 @@ function gradientModel(c: Classifier, graph: OnnxGraph): OnnxModel {
 }
 
 /** Emits nodes and records the static shape of each result. */
-class Builder {
+export class Builder {
 	readonly shapes = new Map<string, number[]>();
 	readonly e: Emitter;
 	constructor(taken: Set<string>) {
@@ -163,11 +176,11 @@ class Builder {
 	}
 }
 
-function takenNames(g: OnnxGraph): Set<string> {
+export function takenNames(g: OnnxGraph): Set<string> {
 	return new Set([...g.initializers.map((t) => t.name), ...g.nodes.flatMap((n) => [...n.inputs, ...n.outputs])]);
 }
 
-const floatInput = (name: string, shape: number[]) => ({ name, elemType: DataType.FLOAT, shape });
+export const floatInput = (name: string, shape: number[]) => ({ name, elemType: DataType.FLOAT, shape });
 
 /**
  * The Neural Cleanse graph for `trials` × `batch`: inputs x [B, …S], mask_raw
@@ -236,34 +249,9 @@ export async function buildNeuralCleanseGraph(
 	const pre = [...e.nodes];
 	e.nodes.length = 0;
 
-	const logits3 = b.op("Reshape", [c.logits, e.i64([K, B, C])], [K, B, C]);
-	const logp = b.op("LogSoftmax", [logits3], [K, B, C], [attrInt("axis", 2)]);
-	const oneHot = b.op(
-		"OneHot",
-		["target", e.i64([C]), e.tensor(DataType.FLOAT, [2], Float32Array.of(0, 1))],
-		[K, C],
-		[attrInt("axis", -1)],
-	);
-	const picked = b.op("Mul", [logp, b.op("Unsqueeze", [oneHot, e.i64([1])], [K, 1, C])], [K, B, C]);
-	const ceSum = b.op("ReduceSum", [picked, e.i64([1, 2])], [K], [attrInt("keepdims", 0)]);
-	const ce = b.op("Mul", [ceSum, e.f32(-1 / B)], [K]);
+	const { ce, acc } = targetLoss(b, c.logits, K, B, C);
 	const l1 = b.op("ReduceSum", [mask, e.i64(M.map((_, i) => i + 1))], [K], [attrInt("keepdims", 0)]);
 	const loss = b.op("Add", [ce, b.op("Mul", ["cost", l1], [K])], [K]);
-	const hits = b.op(
-		"Equal",
-		[
-			b.op("ArgMax", [logits3], [K, B], [attrInt("axis", 2), attrInt("keepdims", 0)]),
-			b.op("Unsqueeze", ["target", e.i64([1])], [K, 1]),
-		],
-		[K, B],
-	);
-	const hitSum = b.op(
-		"ReduceSum",
-		[b.op("Cast", [hits], [K, B], [attrInt("to", DataType.FLOAT)]), e.i64([1])],
-		[K],
-		[attrInt("keepdims", 0)],
-	);
-	const acc = b.op("Mul", [hitSum, e.f32(1 / B)], [K]);
 	const post = [...e.nodes];
 
 	const forward: OnnxGraph = {
@@ -315,6 +303,40 @@ export async function buildNeuralCleanseGraph(
 		maskShape: M,
 		numClasses: C,
 	};
+}
+
+/**
+ * The loss tail both inversion graphs share: `logits` [K·B, C] read as K trials of B inputs; per trial the mean
+ * cross-entropy against its `target` (an int64 graph input [K]) and the fraction of its inputs classified as it.
+ */
+export function targetLoss(b: Builder, logits: string, K: number, B: number, C: number): { ce: string; acc: string } {
+	const e = b.e;
+	const logits3 = b.op("Reshape", [logits, e.i64([K, B, C])], [K, B, C]);
+	const logp = b.op("LogSoftmax", [logits3], [K, B, C], [attrInt("axis", 2)]);
+	const oneHot = b.op(
+		"OneHot",
+		["target", e.i64([C]), e.tensor(DataType.FLOAT, [2], Float32Array.of(0, 1))],
+		[K, C],
+		[attrInt("axis", -1)],
+	);
+	const picked = b.op("Mul", [logp, b.op("Unsqueeze", [oneHot, e.i64([1])], [K, 1, C])], [K, B, C]);
+	const ceSum = b.op("ReduceSum", [picked, e.i64([1, 2])], [K], [attrInt("keepdims", 0)]);
+	const ce = b.op("Mul", [ceSum, e.f32(-1 / B)], [K]);
+	const hits = b.op(
+		"Equal",
+		[
+			b.op("ArgMax", [logits3], [K, B], [attrInt("axis", 2), attrInt("keepdims", 0)]),
+			b.op("Unsqueeze", ["target", e.i64([1])], [K, 1]),
+		],
+		[K, B],
+	);
+	const hitSum = b.op(
+		"ReduceSum",
+		[b.op("Cast", [hits], [K, B], [attrInt("to", DataType.FLOAT)]), e.i64([1])],
+		[K],
+		[attrInt("keepdims", 0)],
+	);
+	return { ce, acc: b.op("Mul", [hitSum, e.f32(1 / B)], [K]) };
 }
 
 /** Ops that carry the last linear layer's output unchanged in meaning to the logits. */

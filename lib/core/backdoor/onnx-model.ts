@@ -21,6 +21,7 @@ import {
 	ModelProto,
 	NodeProto,
 	OperatorSetIdProto,
+	StringStringEntryProto,
 	TensorProto,
 	TensorShapeProto,
 	TypeProto,
@@ -102,10 +103,10 @@ export interface OnnxModel {
 
 // ---------------------------------------------------------------- reading
 
-const malformed = (msg: string, cause?: unknown) =>
+export const malformed = (msg: string, cause?: unknown) =>
 	new FtguardError("MODEL_MALFORMED", `ONNX model: ${msg}`, cause === undefined ? {} : { cause });
 
-async function fieldsOf(ps: ProtoSource, start: number, end: number): Promise<ProtoField[]> {
+export async function fieldsOf(ps: ProtoSource, start: number, end: number): Promise<ProtoField[]> {
 	const out: ProtoField[] = [];
 	for await (const f of ps.fields(start, end)) out.push(f);
 	return out;
@@ -244,67 +245,102 @@ function typedFromFields(
 
 const EXTERNAL = BigInt(DataLocation.EXTERNAL);
 
-async function readTensor(ps: ProtoSource, start: number, end: number): Promise<OnnxTensor> {
+/**
+ * A TensorProto's fields as they lie in the file: `raw` is where raw_data is (not read, so a reader of a large
+ * model can stream it), the typed repeated fields decoded, and the external-data entries (key, value).
+ */
+export interface TensorFields {
+	name: string;
+	dataType: number;
+	dims: number[];
+	raw?: ProtoField;
+	external: boolean;
+	externalData: [string, string][];
+	floats: number[];
+	doubles: number[];
+	ints: bigint[];
+	int32s: bigint[];
+	uint64s: bigint[];
+}
+
+export async function readTensorFields(ps: ProtoSource, start: number, end: number): Promise<TensorFields> {
 	const dims: bigint[] = [];
-	let dataType = 0;
-	let name = "";
-	let raw: Uint8Array | undefined;
-	let external = false;
-	const floats: number[] = [];
-	const doubles: number[] = [];
-	const ints: bigint[] = [];
-	const int32s: bigint[] = [];
-	const uint64s: bigint[] = [];
+	const t: Omit<TensorFields, "dims"> = {
+		name: "",
+		dataType: 0,
+		external: false,
+		externalData: [],
+		floats: [],
+		doubles: [],
+		ints: [],
+		int32s: [],
+		uint64s: [],
+	};
 	for (const f of await fieldsOf(ps, start, end)) {
 		switch (f.field) {
 			case TensorProto.dims:
 				await pushVarints(ps, f, dims);
 				break;
 			case TensorProto.data_type:
-				dataType = Number(f.value);
+				t.dataType = Number(f.value);
 				break;
 			case TensorProto.segment:
 				throw new FtguardError("MODEL_UNSUPPORTED", "ONNX tensor: segmented tensors are not supported");
 			case TensorProto.float_data:
-				await pushFixed(ps, f, 4, floats);
+				await pushFixed(ps, f, 4, t.floats);
 				break;
 			case TensorProto.int32_data:
-				await pushVarints(ps, f, int32s);
+				await pushVarints(ps, f, t.int32s);
 				break;
 			case TensorProto.int64_data:
-				await pushVarints(ps, f, ints);
+				await pushVarints(ps, f, t.ints);
 				break;
 			case TensorProto.name:
-				name = await str(ps, f);
+				t.name = await str(ps, f);
 				break;
 			case TensorProto.raw_data:
-				raw = await ownBytes(ps, f);
+				if (f.wire !== WIRE_LEN) throw malformed(`field ${f.field} should be bytes`);
+				t.raw = f;
 				break;
 			case TensorProto.double_data:
-				await pushFixed(ps, f, 8, doubles);
+				await pushFixed(ps, f, 8, t.doubles);
 				break;
 			case TensorProto.uint64_data:
-				await pushVarints(ps, f, uint64s);
+				await pushVarints(ps, f, t.uint64s);
 				break;
 			case TensorProto.external_data:
-				external = true;
+				t.external = true;
+				if (f.wire === WIRE_LEN && t.externalData.length < 64) {
+					let key = "";
+					let value = "";
+					for (const e of await fieldsOf(ps, f.start, f.start + f.length)) {
+						if (e.field === StringStringEntryProto.key) key = await str(ps, e);
+						else if (e.field === StringStringEntryProto.value) value = await str(ps, e);
+					}
+					t.externalData.push([key, value]);
+				}
 				break;
 			case TensorProto.data_location:
-				if (f.value === EXTERNAL) external = true;
+				if (f.value === EXTERNAL) t.external = true;
 				break;
 		}
 	}
-	if (external)
+	if (dims.some((d) => d < 0n || d > BigInt(Number.MAX_SAFE_INTEGER))) throw malformed(`tensor ${t.name}: bad dims`);
+	return { ...t, dims: dims.map(Number) };
+}
+
+async function readTensor(ps: ProtoSource, start: number, end: number): Promise<OnnxTensor> {
+	const t = await readTensorFields(ps, start, end);
+	const { name, dataType, dims: shape } = t;
+	if (t.external)
 		throw new FtguardError(
 			"MODEL_UNSUPPORTED",
 			`ONNX tensor ${name}: external data is not supported (embed the weights)`,
 		);
-	if (dims.some((d) => d < 0n || d > BigInt(Number.MAX_SAFE_INTEGER))) throw malformed(`tensor ${name}: bad dims`);
-	const shape = dims.map(Number);
 	const data =
-		raw !== undefined
-			? typedFromRaw(dataType, raw, name)
-			: typedFromFields(dataType, name, floats, doubles, ints, int32s, uint64s);
+		t.raw !== undefined
+			? typedFromRaw(dataType, await ownBytes(ps, t.raw), name)
+			: typedFromFields(dataType, name, t.floats, t.doubles, t.ints, t.int32s, t.uint64s);
 	const count = shape.reduce((a, b) => a * b, 1);
 	if (data.length !== count) throw malformed(`tensor ${name}: ${data.length} elements for dims [${shape.join(", ")}]`);
 	return { name, dataType, dims: shape, data };
@@ -389,7 +425,7 @@ async function readAttribute(ps: ProtoSource, start: number, end: number, where:
 	}
 }
 
-async function readNode(ps: ProtoSource, start: number, end: number, index: number): Promise<OnnxNode> {
+export async function readNode(ps: ProtoSource, start: number, end: number, index: number): Promise<OnnxNode> {
 	const node: OnnxNode = { opType: "", domain: "", name: "", inputs: [], outputs: [], attributes: [] };
 	const attrs: ProtoField[] = [];
 	for (const f of await fieldsOf(ps, start, end)) {

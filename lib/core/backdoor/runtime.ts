@@ -102,7 +102,7 @@ export async function probeShapes(
 	return shapes;
 }
 
-async function run(
+export async function runSession(
 	session: ort.InferenceSession,
 	feeds: Record<string, ort.Tensor>,
 	fetches?: string[],
@@ -116,7 +116,7 @@ async function run(
 
 const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 
-function checkLength(what: string, got: number, want: number): void {
+export function checkLength(what: string, got: number, want: number): void {
 	if (got !== want) throw new FtguardError("DATA_INVALID", `${what}: ${got} values where ${want} are expected`);
 }
 
@@ -166,7 +166,7 @@ export class NcRunner implements NcBackend {
 		for (const t of target)
 			if (t < 0n || t >= BigInt(this.numClasses))
 				throw new FtguardError("DATA_INVALID", `target class ${t} outside [0, ${this.numClasses})`);
-		const r = await run(this.s.session, {
+		const r = await runSession(this.s.session, {
 			x: new ort.Tensor("float32", x, [this.batch, ...S]),
 			mask_raw: new ort.Tensor("float32", maskRaw, [K, ...M]),
 			pattern_raw: new ort.Tensor("float32", patternRaw, [K, ...S]),
@@ -225,7 +225,7 @@ export class OnnxInferenceRunner implements InferenceRunner {
 		const out = new Float32Array(n * width);
 		for (let start = 0; start < n; start += this.chunk) {
 			const m = Math.min(this.chunk, n - start);
-			const r = await run(
+			const r = await runSession(
 				this.s.session,
 				{
 					x: new ort.Tensor("float32", x.subarray(start * per, (start + m) * per), [m, ...this.inputShape]),

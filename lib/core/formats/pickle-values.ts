@@ -5,13 +5,28 @@
  * pickle runs code is the analyser's question (pickle.ts), always asked first.
  */
 
-/** What the decoder gives: ints (bools among them), strings, None, tuples and lists, and globals by name. */
+/**
+ * What the decoder gives: ints (bools among them), strings, None, tuples and lists, and globals by name; with
+ * `objects`, also dicts, floats, persistent ids and symbolic objects (a global's REDUCE / NEWOBJ: what would be
+ * called with what — nothing is), enough to read a torch state dict whose pickle the weights_only model loaded.
+ */
 export type PickleValue =
 	| { t: "int"; v: bigint }
 	| { t: "str"; v: string }
 	| { t: "none" }
 	| { t: "seq"; kind: "tuple" | "list"; items: PickleValue[] }
-	| { t: "global"; module: string; name: string };
+	| { t: "global"; module: string; name: string }
+	| { t: "float"; v: number }
+	| { t: "dict"; entries: [PickleValue, PickleValue][] }
+	| { t: "persid"; id: PickleValue }
+	| { t: "obj"; func: PickleValue; args: PickleValue; entries: [PickleValue, PickleValue][] };
+
+export interface DecodeOptions {
+	/** Also decode dicts, floats, persistent ids, REDUCE / NEWOBJ / BUILD as symbolic values. @default false */
+	objects?: boolean;
+	/** @default 10_000 */
+	maxOps?: number;
+}
 
 /**
  * Decodes the small pickles torch wrote around raw data (counts, record tuples)
@@ -19,7 +34,11 @@ export type PickleValue =
  * the file position is after `pickle.load` (past a FRAME that outlasts STOP:
  * the C unpickler reads whole frames). Not a security analysis: values only.
  */
-export function decodePickleValue(buf: Buffer): { value: PickleValue; end: number } | undefined {
+export function decodePickleValue(
+	buf: Buffer,
+	options: DecodeOptions = {},
+): { value: PickleValue; end: number } | undefined {
+	const objects = options.objects === true;
 	let pos = 0;
 	let frameEnd = 0;
 	let stack: PickleValue[] = [];
@@ -52,10 +71,65 @@ export function decodePickleValue(buf: Buffer): { value: PickleValue; end: numbe
 		for (let i = b.length - 1; i >= 0; i--) n = (n << 8n) | BigInt(b[i] as number);
 		return (b[b.length - 1] as number) & 0x80 ? n - (1n << BigInt(8 * b.length)) : n;
 	};
+	/** SETITEM(S) target: a dict, or an object (OrderedDict() is a REDUCE of its class). */
+	const setItems = (items: PickleValue[]): boolean => {
+		const d = stack[stack.length - 1];
+		if ((d?.t !== "dict" && d?.t !== "obj") || items.length % 2 !== 0) return false;
+		for (let i = 0; i < items.length; i += 2) d.entries.push([items[i] as PickleValue, items[i + 1] as PickleValue]);
+		return true;
+	};
+	/** The `objects` opcodes: true when handled, false when malformed, undefined when not one of them. */
+	const objectOp = (op: number): boolean | undefined => {
+		switch (op) {
+			case 0x7d: // EMPTY_DICT
+				stack.push({ t: "dict", entries: [] });
+				return true;
+			case 0x73: {
+				// SETITEM
+				const v = pop();
+				const k = pop();
+				return setItems([k, v]);
+			}
+			case 0x75: {
+				// SETITEMS
+				const items = stack;
+				const prev = marks.pop();
+				if (prev === undefined) return false;
+				stack = prev;
+				return setItems(items);
+			}
+			case 0x52: // REDUCE
+			case 0x81: {
+				// NEWOBJ
+				const args = pop();
+				const func = pop();
+				stack.push({ t: "obj", func, args, entries: [] });
+				return true;
+			}
+			case 0x62: // BUILD: the state is not needed (a tensor's is empty); the object stays
+				pop();
+				return stack.length > 0;
+			case 0x51: // BINPERSID
+				stack.push({ t: "persid", id: pop() });
+				return true;
+			case 0x47: // BINFLOAT (big-endian)
+				need(8);
+				stack.push({ t: "float", v: buf.readDoubleBE(pos) });
+				pos += 8;
+				return true;
+			default:
+				return undefined;
+		}
+	};
 	try {
-		for (let ops = 0; ops < 10_000; ops++) {
+		for (let ops = 0; ops < (options.maxOps ?? 10_000); ops++) {
 			need(1);
 			const op = buf[pos++] as number;
+			if (objects) {
+				const done = objectOp(op);
+				if (done === false) return undefined;
+				if (done) continue;
+			}
 			switch (op) {
 				case 0x80: // PROTO
 					need(1);

@@ -7,7 +7,8 @@
  * this scanner agree on what the file is (a header the reference rejects may be
  * read differently by a laxer loader).
  *
- * Tensor bytes are never read: only the 8-byte length and the JSON header.
+ * Tensor bytes are never read: only the 8-byte length and the JSON header. `readSafetensorsLayout` gives the
+ * validated header (names, dtypes, shapes, byte ranges) to readers that do read tensors (export binding).
  */
 import type { ByteSource, Scanner, ScanResult } from "./types";
 
@@ -252,8 +253,8 @@ interface TensorInfo {
 	end: bigint;
 }
 
-/** Validates a parsed header the way `Metadata::deserialize` + `validate` do; returns the buffer end. */
-function validateHeader(root: JsonValue): bigint {
+/** Validates a parsed header the way `Metadata::deserialize` + `validate` do; returns the tensors and the buffer end. */
+function validateHeader(root: JsonValue): { tensors: TensorInfo[]; end: bigint } {
 	if (!(root instanceof JsonObject)) return bad("InvalidHeaderDeserialization");
 	const tensors: TensorInfo[] = [];
 	for (const [name, v] of root.entries) {
@@ -290,11 +291,31 @@ function validateHeader(root: JsonValue): bigint {
 		if (bits % 8n !== 0n) bad(`MisalignedSlice(${t.name})`);
 		if (t.end - t.begin !== bits / 8n) bad(`TensorInvalidInfo(${t.name})`);
 	}
-	return start;
+	return { tensors, end: start };
+}
+
+/** One tensor of a valid file: `begin`/`end` are absolute file offsets. */
+export interface SafetensorsTensor {
+	name: string;
+	dtype: string;
+	shape: number[];
+	begin: number;
+	end: number;
+}
+
+/** A valid file's tensors, in data order. */
+export interface SafetensorsLayout {
+	tensors: SafetensorsTensor[];
 }
 
 /** Checks a safetensors file against the reference rules; returns the broken rule or undefined. */
 export async function checkSafetensors(source: ByteSource): Promise<string | undefined> {
+	const layout = await readSafetensorsLayout(source);
+	return typeof layout === "string" ? layout : undefined;
+}
+
+/** Reads and validates the header as the reference does; returns the tensors, or the broken rule. */
+export async function readSafetensorsLayout(source: ByteSource): Promise<SafetensorsLayout | string> {
 	try {
 		if (source.size < 8) bad("HeaderTooSmall");
 		const lenBuf = await source.read(0, 8);
@@ -319,9 +340,19 @@ export async function checkSafetensors(source: ByteSource): Promise<string | und
 			const dup = e instanceof JsonSyntaxError ? e.duplicate : undefined;
 			return bad(dup === undefined ? "InvalidHeaderDeserialization" : `DuplicateKey(${dup})`);
 		}
-		const end = validateHeader(root);
+		const { tensors, end } = validateHeader(root);
 		if (end + 8n + n !== BigInt(source.size)) bad("MetadataIncompleteBuffer");
-		return undefined;
+		// every offset is below the file size here, so Number() is exact
+		const base = 8 + hlen;
+		return {
+			tensors: tensors.map((t) => ({
+				name: t.name,
+				dtype: t.dtype,
+				shape: t.shape.map(Number),
+				begin: base + Number(t.begin),
+				end: base + Number(t.end),
+			})),
+		};
 	} catch (e) {
 		if (e instanceof Malformed) return e.message;
 		throw e;

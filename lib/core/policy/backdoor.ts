@@ -62,6 +62,29 @@ export const activationClusteringPolicySchema = z
 	})
 	.strict();
 
+/** Text classifiers: the token-level trigger search and its verdict rule (docs/backdoor.md, "Text classifiers"). */
+export const textTriggerPolicySchema = z
+	.object({
+		/** trigger lengths searched: 1..maxTriggerLength tokens */
+		maxTriggerLength: positiveInt(8).default(3),
+		/** optimiser steps per trigger length */
+		steps: positiveInt(100_000).default(120),
+		/** texts per label per step */
+		batch: positiveInt(1024).default(16),
+		seed: z
+			.number()
+			.int()
+			.min(0)
+			.max(2 ** 31 - 1)
+			.default(17),
+		/** a label is suspect when a trigger of real tokens sends at least this share of held-out texts of other labels to it */
+		asrThreshold: z.number().gt(0).max(1).default(0.9),
+		/** longest token sequence built (texts are cut to fit); the model's position table caps it */
+		maxLength: z.number().int().min(4).max(4096).default(64),
+	})
+	.strict();
+export type TextTriggerPolicy = z.infer<typeof textTriggerPolicySchema>;
+
 /**
  * An instant written as a date (`2026-12-31`: the waiver holds through that day, UTC) or a date-time with an
  * offset; parsed once here so that a typo is refused at load instead of reading as "never expires".
@@ -136,6 +159,7 @@ export const backdoorPolicySchema = z
 		neuralCleanse: neuralCleansePolicySchema.default(neuralCleansePolicySchema.parse({})),
 		strip: stripPolicySchema.default(stripPolicySchema.parse({})),
 		activationClustering: activationClusteringPolicySchema.default(activationClusteringPolicySchema.parse({})),
+		text: textTriggerPolicySchema.default(textTriggerPolicySchema.parse({})),
 	})
 	.strict();
 

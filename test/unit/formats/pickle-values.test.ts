@@ -6,6 +6,36 @@ const bytes = (...parts: (string | number[])[]) =>
 	Buffer.concat(parts.map((p) => (typeof p === "string" ? Buffer.from(p, "latin1") : Buffer.from(p))));
 
 describe("decodePickleValue", () => {
+	it("refuses REDUCE, dicts and persistent ids, unless asked for symbolic objects (export binding)", () => {
+		// OrderedDict() with one item whose value is a persistent id, then BUILD: what torch.save writes, in small
+		const buf = bytes(
+			[0x80, 0x02],
+			"ccollections\nOrderedDict\n",
+			[0x29, 0x52],
+			"X",
+			[1, 0, 0, 0],
+			"w",
+			[0x4b, 7, 0x85, 0x51, 0x73, 0x7d, 0x62],
+			".",
+		);
+		expect(decodePickleValue(buf)).toBeUndefined();
+		expect(decodePickleValue(buf, { objects: true })?.value).toEqual({
+			t: "obj",
+			func: { t: "global", module: "collections", name: "OrderedDict" },
+			args: { t: "seq", kind: "tuple", items: [] },
+			entries: [
+				[
+					{ t: "str", v: "w" },
+					{ t: "persid", id: { t: "seq", kind: "tuple", items: [{ t: "int", v: 7n }] } },
+				],
+			],
+		});
+		// SETITEM onto anything but a dict or an object is not a value
+		expect(
+			decodePickleValue(bytes([0x80, 0x02, 0x5d, 0x4b, 1, 0x4b, 2, 0x73], "."), { objects: true }),
+		).toBeUndefined();
+	});
+
 	it("decodes a count pickle, ending just after STOP", () => {
 		expect(decodePickleValue(bytes([0x80, 0x02], "K\x05."))).toEqual({ value: { t: "int", v: 5n }, end: 5 });
 		expect(decodePickleValue(bytes("I01\n."))).toEqual({ value: { t: "int", v: 1n }, end: 5 });

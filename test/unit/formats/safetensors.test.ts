@@ -1,7 +1,12 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { checkSafetensors, parseStrictJson, safetensorsScanner } from "../../../lib/core/formats/safetensors";
+import {
+	checkSafetensors,
+	parseStrictJson,
+	readSafetensorsLayout,
+	safetensorsScanner,
+} from "../../../lib/core/formats/safetensors";
 import { BufferSource } from "../../../lib/core/formats/source";
 import { verdictOf } from "../../../lib/core/formats/types";
 import { fuzzScanner, scanBuffer } from "../../fixtures/formats/fuzz";
@@ -28,6 +33,21 @@ const good = st(
 const check = (b: Buffer) => checkSafetensors(new BufferSource(b));
 
 describe("safetensors", () => {
+	it("gives a valid file's tensors with absolute byte ranges (export binding reads them); the broken rule otherwise", async () => {
+		const layout = await readSafetensorsLayout(new BufferSource(good));
+		const base = good.length - 32;
+		expect(layout).toEqual({
+			tensors: [
+				{ name: "model.w", dtype: "F32", shape: [2, 3], begin: base, end: base + 24 },
+				{ name: "model.b", dtype: "BF16", shape: [3], begin: base + 24, end: base + 30 },
+				{ name: "model.f4", dtype: "F4", shape: [4], begin: base + 30, end: base + 32 },
+			],
+		});
+		expect(await readSafetensorsLayout(new BufferSource(good.subarray(0, good.length - 1)))).toBe(
+			"safetensors: MetadataIncompleteBuffer",
+		);
+	});
+
 	it("accepts a valid file (the reference's own serialization example too)", async () => {
 		expect(await check(good)).toBeUndefined();
 		// the reference's test_serialization: 64-byte header, no padding needed

@@ -1,0 +1,74 @@
+/** `ftguard backdoor --texts … --tokenizer …`: the text-classifier scan (lib/core/backdoor/text-scan.ts) and its report. */
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { toFtguardError } from "../core/errors";
+import type { BackdoorPolicy } from "../core/policy/backdoor";
+import { type Io, printJson, stepProgress } from "./io";
+
+export interface TextFlags {
+	texts: string;
+	tokenizer: string;
+	textField?: string;
+	labelsField?: string;
+	device: "cpu" | "cuda" | "webgpu";
+	threads?: number;
+	out?: string;
+}
+
+export async function backdoorText(
+	io: Io,
+	modelPath: string,
+	flags: TextFlags,
+	policy: BackdoorPolicy,
+): Promise<0 | 1> {
+	const [{ loadTokenizer, readLabelledTexts }, { scanTextBackdoor }] = await Promise.all([
+		import("../core/backdoor/text-data"),
+		import("../core/backdoor/text-scan"),
+	]);
+	let modelBytes: Buffer;
+	try {
+		modelBytes = await readFile(modelPath);
+	} catch (e) {
+		throw toFtguardError(e, "cannot read the model");
+	}
+	const tokenizer = await loadTokenizer(flags.tokenizer);
+	const data = await readLabelledTexts(flags.texts, {
+		...(flags.textField !== undefined ? { textField: flags.textField } : {}),
+		...(flags.labelsField !== undefined ? { labelField: flags.labelsField } : {}),
+	});
+	const progress = stepProgress(io);
+	let report: Awaited<ReturnType<typeof scanTextBackdoor>>;
+	try {
+		report = await scanTextBackdoor(modelBytes, tokenizer, data, {
+			policy: policy.text,
+			device: flags.device,
+			...(flags.threads !== undefined ? { threads: flags.threads } : {}),
+			log: (line) => io.err(line),
+			onProgress: (p) => progress.update(p.stage, p.done, p.total),
+		});
+	} finally {
+		progress.done();
+	}
+	if (flags.out !== undefined)
+		try {
+			await mkdir(flags.out, { recursive: true });
+			await writeFile(join(flags.out, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
+		} catch (e) {
+			throw toFtguardError(e, `cannot write to ${flags.out}`);
+		}
+	if (io.json) printJson(io, { ok: true, ...report });
+	else {
+		io.out(`${report.verdict.toUpperCase()} ${modelPath}`);
+		for (const why of report.reasons) io.out(`  ${why}`);
+		io.out(
+			`\nToken-level trigger search (lengths 1–${report.policy.maxTriggerLength}, ${report.policy.steps} steps each; ${report.data.held_out} held-out texts, clean accuracy ${(report.data.clean_accuracy * 100).toFixed(1)}%)`,
+		);
+		io.out("  label  trigger                         held-out ASR  search ASR  loss    embedding loss  flagged");
+		for (const l of report.labels)
+			io.out(
+				`  ${String(l.label).padEnd(5)}  ${JSON.stringify(l.trigger).padEnd(30)}  ${l.attack_success.toFixed(2).padEnd(12)}  ${l.search_attack_success.toFixed(2).padEnd(10)}  ${l.loss.toFixed(3).padEnd(6)}  ${l.embedding.loss.toFixed(3).padEnd(14)}  ${l.flagged ? "yes" : ""}`,
+			);
+		io.out(`\n${report.verdict} in ${(report.timings.total_ms / 1000).toFixed(1)} s on ${report.provider}`);
+	}
+	return report.verdict === "suspect" ? 1 : 0;
+}
