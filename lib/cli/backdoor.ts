@@ -136,7 +136,12 @@ async function backdoor(io: Io, modelPath: string, flags: BackdoorFlags): Promis
 		throw new FtguardError("USAGE", "give --data and --labels (image models) or --texts and --tokenizer (text models)");
 	const policy = await effectivePolicy(flags);
 	// export binding (issue 17): the model must be the checkpoint beside it (or --weights); a mismatch ends here, exit 1
-	await (await import("./bind")).bindBeside(io, modelPath, flags.weights);
+	await (await import("./bind")).bindBeside(io, modelPath, flags.weights, [
+		flags.data,
+		flags.labels,
+		flags.texts,
+		flags.tokenizer,
+	]);
 	if (flags.texts !== undefined && flags.tokenizer !== undefined) {
 		const { backdoorText } = await import("./backdoor-text");
 		return backdoorText(io, modelPath, { ...flags, texts: flags.texts, tokenizer: flags.tokenizer }, policy);

@@ -2,9 +2,8 @@
  * `ftguard bind`: is this ONNX export an export of these weights? Also the binding `ftguard backdoor` runs against
  * the checkpoints beside the model it scans (bindBeside).
  */
-import { readdirSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import type { Command } from "commander";
 import type { ArtefactFile, BindingReport } from "../core/backdoor/binding-artefact";
 import type { FileOpener } from "../core/backdoor/binding-weights";
@@ -33,17 +32,22 @@ export function registerBind(program: Command, setExit: (code: number) => void):
 			"after",
 			`
 A clean ONNX export beside backdoored weights would pass the backdoor scan while the
-weights ship. Binding hashes every floating-point constant of the export and every
-tensor of the checkpoint and matches them: as is, reshaped, transposed (MatMul stores
-W^T), or widened from float16/bfloat16. Bound when every constant of 1,024 or more
-elements is a checkpoint tensor, smaller ones with a twin in the checkpoint (same name,
-or an unbound tensor of the same shape) too, every checkpoint tensor of 1,024 or more
-elements is in the export, and at least 99% of the checkpoint's floating-point bytes
-are (docs/backdoor.md, "Export binding"). Constants folded at export (BatchNorm into a
-convolution, a pre-scaled projection) are not checkpoint tensors: reported, not guessed.
+weights ship. Binding hashes every floating-point constant the export computes with
+(its data reaches an output) and every tensor of the checkpoint and matches them: as
+is, reshaped, transposed (MatMul stores W^T), or widened from float16/bfloat16. Bound
+when every constant of 1,024 or more elements is a checkpoint tensor, smaller ones too
+when the graph computes with more than 16 of their numbers or they have a twin in the
+checkpoint (same name, or an unbound tensor of the same shape), every checkpoint tensor
+of 2 or more elements is in the export, and token inputs reach the graph only as
+lookup indices (docs/backdoor.md, "Export binding"). Constants folded at export
+(BatchNorm into a convolution, a pre-scaled projection) are not checkpoint tensors:
+reported, not guessed. Binding does not prove the graph computes the checkpoint's
+function: only a run against a reference implementation could.
 
 Exit codes: 0 bound, 1 mismatch (EXPORT_MISMATCH), 2 could not check (unreadable or
-unsupported files: ONNX subgraphs, quantized checkpoints, pickles weights_only refuses).`,
+unsupported files: ONNX subgraphs, float weights computed at run time, quantized
+checkpoints, pickles weights_only refuses or that re-point a tensor, weights of a
+format binding cannot read).`,
 		)
 		.action(async (model: string, weights: string, flags: BindFlags) => {
 			const io = processIo(Boolean(flags.json));
@@ -76,16 +80,23 @@ function fileOpener(): { open: FileOpener; close: () => Promise<void> } {
 }
 
 /**
- * The format the file scanners' detection gives a file (its first bytes and name); a `.safetensors` file nothing
- * claims is still read as one, so that a broken checkpoint is "could not check" with the parser's reason rather
- * than no checkpoint at all.
+ * The format the file scanners' detection gives a file (its first bytes and name), raw weights as the files step
+ * names them (GGML, Flax msgpack); a `.safetensors` file nothing claims is still read as one, so that a broken
+ * checkpoint is "could not check" with the parser's reason rather than no checkpoint at all.
  */
 async function formatOf(path: string, open: FileOpener): Promise<string | undefined> {
-	const { SCANNERS } = await import("../core/formats/index");
+	const [{ SCANNERS }, { isGgml }, { inertView }] = await Promise.all([
+		import("../core/formats/index"),
+		import("../core/formats/scan"),
+		import("../core/formats/inert"),
+	]);
 	const src = await open(path);
 	const head = await src.read(0, HEAD_BYTES);
 	const format = SCANNERS.find((s) => s.detect(head, path, src.size))?.format;
-	return format ?? (path.toLowerCase().endsWith(".safetensors") ? "safetensors" : undefined);
+	if (format !== undefined) return format;
+	if (isGgml(head)) return "raw-weights";
+	if ((await inertView(src, path, head))?.format === "raw-weights") return "raw-weights";
+	return path.toLowerCase().endsWith(".safetensors") ? "safetensors" : undefined;
 }
 
 /** The files of `path` (a file, or a directory walked as a model is) with their formats. */
@@ -97,8 +108,9 @@ async function filesAt(path: string, open: FileOpener): Promise<ArtefactFile[]> 
 }
 
 /**
- * Binds `model` to every checkpoint among `files` (the ONNX models among them are not checkpoints). `required`:
- * finding none, or a weights file binding cannot read, is "could not check"; otherwise those return no reports.
+ * Binds `model` to every checkpoint among `files` (the ONNX models among them are not checkpoints), and lists the
+ * weights files binding cannot read (for refuseUnreadable, once a mismatch — a finding — has had its say).
+ * `required`: finding no weights at all is "could not check".
  */
 async function bindTo(
 	model: string,
@@ -106,25 +118,33 @@ async function bindTo(
 	open: FileOpener,
 	where: string,
 	required: boolean,
-): Promise<BindingReport[]> {
+): Promise<{ reports: BindingReport[]; unreadable: ArtefactFile[] }> {
 	const { bindModel, planBinding } = await import("../core/backdoor/binding-artefact");
-	const plan = await planBinding(files, open);
-	if (required && plan.unreadable.length > 0)
-		throw new FtguardError(
-			"MODEL_UNSUPPORTED",
-			`binding cannot read ${plan.unreadable.map((f) => `${f.name} (${f.format})`).join(", ")}: compare safetensors or PyTorch zip checkpoints`,
-		);
-	if (required && plan.sets.length === 0)
+	// the model among the files, so that its own external data is not taken for weights beside it
+	const withModel = files.some((f) => f.name === model) ? files : [...files, { name: model, format: "onnx" }];
+	const plan = await planBinding(withModel, open);
+	if (required && plan.sets.length === 0 && plan.unreadable.length === 0)
 		throw new FtguardError("NOT_FOUND", `no safetensors or PyTorch zip checkpoint in ${where}`);
 	const reports: BindingReport[] = [];
 	for (const set of plan.sets) reports.push(await bindModel(model, set, open));
-	return reports;
+	return { reports, unreadable: plan.unreadable };
+}
+
+/** Weights binding cannot read are weights nothing proves the export stands for: could not check. */
+function refuseUnreadable(unreadable: readonly ArtefactFile[]): void {
+	if (unreadable.length > 0)
+		throw new FtguardError(
+			"MODEL_UNSUPPORTED",
+			`binding cannot read ${unreadable.map((f) => `${f.name} (${f.format})`).join(", ")}: compare safetensors or PyTorch zip checkpoints`,
+		);
 }
 
 async function bind(io: Io, model: string, weights: string, flags: BindFlags): Promise<0 | 1> {
 	const files = fileOpener();
 	try {
-		const reports = await bindTo(model, await filesAt(weights, files.open), files.open, weights, true);
+		const { reports, unreadable } = await bindTo(model, await filesAt(weights, files.open), files.open, weights, true);
+		const bound = reports.every((r) => r.verdict === "bound");
+		if (bound) refuseUnreadable(unreadable);
 		if (flags.sarif !== undefined) {
 			const { bindingSarif } = await import("../core/backdoor/binding-sarif");
 			try {
@@ -133,7 +153,6 @@ async function bind(io: Io, model: string, weights: string, flags: BindFlags): P
 				throw toFtguardError(e, `cannot write SARIF to ${flags.sarif}`);
 			}
 		}
-		const bound = reports.every((r) => r.verdict === "bound");
 		const { weightsName } = await import("../core/backdoor/binding-artefact");
 		if (io.json) printJson(io, { ok: true, verdict: bound ? "bound" : "mismatch", model, bindings: reports });
 		else for (const r of reports) render(io, r, weightsName(r.weights));
@@ -143,29 +162,39 @@ async function bind(io: Io, model: string, weights: string, flags: BindFlags): P
 	}
 }
 
+/** NumPy arrays beside a model are data (reference sets, triggers), not weights, unless `--weights` names them. */
+const ARRAY_FORMATS: ReadonlySet<string | undefined> = new Set(["numpy", "numpy-npz"]);
+
 /**
  * `ftguard backdoor`'s binding: the model against `weights` when given, else against the checkpoints in the model's
- * own directory (top level; other files there, such as reference data, are not weights of the model). A mismatch
- * is an EXPORT_MISMATCH finding (exit 1) before any scan runs; no checkpoint found: nothing to bind (undefined).
+ * own directory, walked as `ftguard bind` walks one (subfolders too: a checkpoint there ships as well). `inputs`
+ * are the scan's own files, and NumPy arrays there data, not weights. A mismatch is an EXPORT_MISMATCH finding
+ * (exit 1) before any scan runs; weights binding cannot read are "could not check" (exit 2); no checkpoint at all:
+ * said on stderr, nothing to bind (undefined) — the export is then all there is, and it is what the scan judges.
  */
-export async function bindBeside(io: Io, model: string, weights?: string): Promise<BindingReport[] | undefined> {
+export async function bindBeside(
+	io: Io,
+	model: string,
+	weights?: string,
+	inputs: readonly (string | undefined)[] = [],
+): Promise<BindingReport[] | undefined> {
 	const files = fileOpener();
 	try {
-		let found: ArtefactFile[];
-		if (weights !== undefined) found = await filesAt(weights, files.open);
-		else {
-			const dir = dirname(model);
-			const entries = readdirSync(dir, { withFileTypes: true }).filter((e) => e.isFile());
-			found = await Promise.all(
-				entries.map(async (e) => ({ name: join(dir, e.name), format: await formatOf(join(dir, e.name), files.open) })),
-			);
-		}
-		const reports = await bindTo(model, found, files.open, weights ?? dirname(model), weights !== undefined);
-		if (reports.length === 0) return undefined;
+		const where = weights ?? dirname(model);
+		const own = new Set(inputs.filter((i) => i !== undefined).map((i) => resolve(i)));
+		const found = (await filesAt(where, files.open)).filter(
+			(f) => !own.has(resolve(f.name)) && (weights !== undefined || !ARRAY_FORMATS.has(f.format)),
+		);
+		const { reports, unreadable } = await bindTo(model, found, files.open, where, weights !== undefined);
 		const { bindingLine } = await import("../core/backdoor/binding-artefact");
 		const bad = reports.filter((r) => r.verdict !== "bound");
 		if (bad.length > 0)
 			throw new FtguardError("EXPORT_MISMATCH", bad.map(bindingLine).join("; "), { details: { bindings: reports } });
+		refuseUnreadable(unreadable);
+		if (reports.length === 0) {
+			io.err(`export binding: no checkpoint beside ${model} (in ${where}): the scan judges the export alone`);
+			return undefined;
+		}
 		for (const r of reports) io.err(`export binding: ${bindingLine(r)}`);
 		return reports;
 	} finally {

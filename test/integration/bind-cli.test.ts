@@ -1,7 +1,7 @@
 /** `ftguard bind` and the binding `ftguard backdoor` runs, as a user runs them: output shapes and exit codes. */
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { writeNpy } from "../../lib/core/backdoor/npy";
 import { ftguard, REPO } from "../helpers/cli";
@@ -129,6 +129,45 @@ describe("ftguard backdoor binds the model to the checkpoint beside it first", (
 	it("a bound pair is noted on stderr and the scan runs", async () => {
 		const r = await ftguard(["backdoor", join(B, "mlp/model.onnx"), ...args]);
 		expect(r.stderr).toMatch(/export binding: .*mlp\/model\.onnx ↔ .*mlp\/model\.safetensors: bound/);
+		expect(r.stdout).toMatch(/Neural Cleanse/);
+		expect([0, 1]).toContain(r.code);
+	});
+
+	/** A model folder under tmp: the MLP's export and the given files (fixture paths) at the given places. */
+	function folder(name: string, files: Record<string, string>): string {
+		const dir = join(tmp, name);
+		for (const [to, from] of Object.entries({ "model.onnx": join(B, "mlp/model.onnx"), ...files })) {
+			mkdirSync(dirname(join(dir, to)), { recursive: true });
+			copyFileSync(from, join(dir, to));
+		}
+		return join(dir, "model.onnx");
+	}
+
+	it("binds a checkpoint in a subfolder too: a mismatched one is EXPORT_MISMATCH (exit 1)", async () => {
+		const model = folder("sub", { "weights/model.safetensors": join(B, "mlp-ulp/model.safetensors") });
+		const r = await ftguard(["backdoor", model, ...args]);
+		expect(r.code).toBe(1);
+		expect(r.stderr).toMatch(
+			/^ftguard: EXPORT_MISMATCH: .*model\.onnx ↔ .*weights\/model\.safetensors: EXPORT_MISMATCH/,
+		);
+	});
+
+	it("weights binding cannot read in a subfolder (Flax msgpack) are could not check (exit 2)", async () => {
+		const model = folder("flax", { "flax/flax_model.msgpack": join(B, "mlp-flax/flax_model.msgpack") });
+		const r = await ftguard(["backdoor", model, ...args]);
+		expect(r.code).toBe(2);
+		expect(r.stderr).toMatch(/^ftguard: MODEL_UNSUPPORTED: binding cannot read .*flax_model\.msgpack \(raw-weights\)/);
+	});
+
+	it("an export alone (its reference data beside it) is said so on stderr, and the scan runs", async () => {
+		const model = folder("alone", {});
+		const inside = ["--data", join(tmp, "alone/x.npy"), "--labels", join(tmp, "alone/y.npy")];
+		copyFileSync(data, inside[1] as string);
+		copyFileSync(labels, inside[3] as string);
+		const r = await ftguard(["backdoor", model, ...inside, ...args.slice(4)]);
+		expect(r.stderr).toMatch(
+			/export binding: no checkpoint beside .*alone\/model\.onnx .*: the scan judges the export alone/,
+		);
 		expect(r.stdout).toMatch(/Neural Cleanse/);
 		expect([0, 1]).toContain(r.code);
 	});

@@ -7,7 +7,7 @@
 import { posix } from "node:path";
 import { FtguardError } from "../errors";
 import { type BindingResult, bindExport } from "./binding";
-import { readExportConstants } from "./binding-export";
+import { externalDataFiles, readExportConstants } from "./binding-export";
 import { readTorchTensors } from "./binding-torch";
 import {
 	type FileOpener,
@@ -25,9 +25,11 @@ export interface ArtefactFile {
 
 /**
  * Formats that hold model weights binding cannot read: beside an ONNX export they are weights nothing proves the
- * scanned export stands for, so binding cannot decide (never a pass).
+ * scanned export stands for, so binding cannot decide (never a pass). Raw weights (Flax msgpack, GGML, bytes a
+ * model reads) among them, but for an ONNX model's own external data.
  */
 export const UNREADABLE_WEIGHT_FORMATS: ReadonlySet<string> = new Set([
+	"raw-weights",
 	"pickle",
 	"pytorch-legacy",
 	"pytorch-tar",
@@ -51,6 +53,17 @@ const isOnnx = (f: ArtefactFile) => f.format === "onnx" || f.name.toLowerCase().
 const SAFETENSORS_INDEX = /\.safetensors\.index\.json$/i;
 const TORCH_INDEX = /\.(bin|pt|pth)\.index\.json$/i;
 
+/** The external-data files of the artefact's ONNX models (normalised names): they hold an export's weights. */
+async function externalDataOf(files: readonly ArtefactFile[], open: FileOpener): Promise<Set<string>> {
+	const out = new Set<string>();
+	for (const f of files.filter(isOnnx)) {
+		const dir = posix.dirname(f.name);
+		for (const location of await externalDataFiles(await open(f.name)))
+			out.add(posix.normalize(posix.join(dir, location)));
+	}
+	return out;
+}
+
 /** Finds the exports and the checkpoints of an artefact (indexes are read to group shards). */
 export async function planBinding(files: readonly ArtefactFile[], open: FileOpener): Promise<BindingPlan> {
 	const names = new Set(files.map((f) => f.name));
@@ -68,11 +81,17 @@ export async function planBinding(files: readonly ArtefactFile[], open: FileOpen
 		sets.push({ kind, files: shards, index: f.name });
 	}
 	const unreadable: ArtefactFile[] = [];
+	const external = files.some((f) => f.format === "raw-weights") ? await externalDataOf(files, open) : new Set();
 	for (const f of files) {
 		if (sharded.has(f.name)) continue;
 		if (f.format === "safetensors") sets.push({ kind: "safetensors", files: [f.name] });
 		else if (f.format === "pytorch-zip") sets.push({ kind: "pytorch", files: [f.name] });
-		else if (f.format !== undefined && UNREADABLE_WEIGHT_FORMATS.has(f.format)) unreadable.push(f);
+		else if (
+			f.format !== undefined &&
+			UNREADABLE_WEIGHT_FORMATS.has(f.format) &&
+			!external.has(posix.normalize(f.name))
+		)
+			unreadable.push(f);
 	}
 	return {
 		models: files

@@ -5,15 +5,28 @@
  * here: `raw_data` stays a range of the file (or of an external-data file) that the matcher streams, so a large
  * model costs its headers, not its size in memory.
  *
+ * Whether the graph computes with each constant (it is live), float constants computed at run time (refused) and
+ * integer inputs rewritten before the lookup come from the graph analysis (binding-graph.ts).
+ *
  * Refused (MODEL_UNSUPPORTED, "could not check"): what would hide constants from this walk — nested graphs
  * (If / Loop / Scan bodies carry their own initializers), model-local functions, sparse initializers — and
  * external data that points outside the model's directory.
  */
 import { FtguardError, toFtguardError } from "../errors";
-import { GraphProto, ModelProto, ValueInfoProto } from "../formats/onnx-wire";
+import { GraphProto, ModelProto } from "../formats/onnx-wire";
 import { ProtoError, ProtoSource, WIRE_LEN, WIRE_VARINT } from "../formats/protobuf";
 import type { ByteSource } from "../formats/types";
-import { fieldsOf, malformed, readNode, readTensorFields, type TensorFields } from "./onnx-model";
+import { analyseGraph, type InputRewrite } from "./binding-graph";
+import {
+	fieldsOf,
+	malformed,
+	type OnnxNode,
+	type OnnxValueInfo,
+	readNode,
+	readTensorFields,
+	readValueInfo,
+	type TensorFields,
+} from "./onnx-model";
 import { FLOAT_SIZE, type FloatDtype, memoryBytes, onnxFloatDtype, rangeBytes, type TensorBytes } from "./tensor-bytes";
 
 export interface ExportConstant {
@@ -23,7 +36,7 @@ export interface ExportConstant {
 	dtype: FloatDtype;
 	dims: number[];
 	elements: number;
-	/** read by a node or a graph output: an unused initializer binds nothing */
+	/** its data reaches a graph output (binding-graph.ts): a constant only dead nodes read binds nothing */
 	used: boolean;
 	bytes: TensorBytes;
 }
@@ -32,6 +45,8 @@ export interface ExportConstants {
 	constants: ExportConstant[];
 	/** constants of other types (shapes, indices, quantized integers): counted, not compared */
 	otherConstants: number;
+	/** integer inputs the graph rewrites before the lookup (findings) */
+	rewrites: InputRewrite[];
 }
 
 /** Opens an external-data file by its `location` (relative to the model's directory, already checked). */
@@ -112,61 +127,66 @@ export async function readExportConstants(source: ByteSource, external: External
 		}
 		if (!irVersion || graph === undefined) throw malformed("no ir_version or no graph");
 		const initializers: TensorFields[] = [];
-		const constants: ExportConstant[] = [];
-		const consumed = new Set<string>();
-		const constantOutputs = new Map<ExportConstant, string | undefined>();
-		let otherConstants = 0;
-		let nodes = 0;
+		const nodes: OnnxNode[] = [];
+		const inputs: OnnxValueInfo[] = [];
+		const outputs: string[] = [];
 		for (const f of await fieldsOf(ps, graph.start, graph.end)) {
 			if (f.wire !== WIRE_LEN) continue;
 			const end = f.start + f.length;
 			if (f.field === GraphProto.initializer) initializers.push(await readTensorFields(ps, f.start, end));
 			else if (f.field === GraphProto.sparse_initializer) throw unsupported("sparse initializers are not supported");
-			else if (f.field === GraphProto.output) {
-				for (const v of await fieldsOf(ps, f.start, end))
-					if (v.field === ValueInfoProto.name && v.wire === WIRE_LEN) consumed.add(await ps.string(v, 1 << 20));
-			} else if (f.field === GraphProto.node) {
-				// readNode refuses subgraph attributes (If / Loop / Scan bodies), which would hide their constants
-				const node = await readNode(ps, f.start, end, nodes++);
-				for (const i of node.inputs) consumed.add(i);
-				const where = `${node.opType} "${node.name || node.outputs[0] || `#${nodes - 1}`}"`;
-				for (const a of node.attributes) {
-					let c: Omit<ExportConstant, "used"> | undefined;
-					if (a.type === "tensor") {
-						const dtype = onnxFloatDtype(a.value.dataType);
-						if (dtype === undefined) {
-							otherConstants++;
-							continue;
-						}
-						const d = a.value.data;
-						c = {
-							name: `${where} ${a.name}`,
-							origin: "attribute",
-							dtype,
-							dims: a.value.dims,
-							elements: d.length,
-							bytes: memoryBytes(Buffer.from(d.buffer, d.byteOffset, d.byteLength)),
-						};
-					} else if (a.type === "floats" && a.value.length > 1) {
-						c = {
-							name: `${where} ${a.name}`,
-							origin: "attribute",
-							dtype: "F32",
-							dims: [a.value.length],
-							elements: a.value.length,
-							bytes: memoryBytes(Buffer.from(Float32Array.from(a.value).buffer)),
-						};
+			else if (f.field === GraphProto.input) inputs.push(await readValueInfo(ps, f.start, end));
+			else if (f.field === GraphProto.output) outputs.push((await readValueInfo(ps, f.start, end)).name);
+			// readNode refuses subgraph attributes (If / Loop / Scan bodies), which would hide their constants
+			else if (f.field === GraphProto.node) nodes.push(await readNode(ps, f.start, end, nodes.length));
+		}
+		if (nodes.length === 0) throw malformed("empty graph");
+		const declared = new Map(initializers.map((t) => [t.name, { dataType: t.dataType, dims: t.dims }]));
+		// what the graph computes with: constants count only where their data reaches an output (binding-graph.ts)
+		const { live, liveNodes, rewrites } = analyseGraph({
+			nodes,
+			inputs: inputs.filter((i) => !declared.has(i.name)),
+			outputs,
+			initializers: declared,
+		});
+		const constants: ExportConstant[] = [];
+		let otherConstants = 0;
+		for (const [index, node] of nodes.entries()) {
+			const where = `${node.opType} "${node.name || node.outputs[0] || `#${index}`}"`;
+			// a Constant node's value is used when its output is; another op's attribute when the op is
+			const used =
+				node.opType === "Constant" && node.domain === ""
+					? node.outputs[0] !== undefined && live.has(node.outputs[0])
+					: liveNodes.has(node);
+			for (const a of node.attributes) {
+				if (a.type === "tensor") {
+					const dtype = onnxFloatDtype(a.value.dataType);
+					if (dtype === undefined) {
+						otherConstants++;
+						continue;
 					}
-					if (c === undefined) continue;
-					const constant = { ...c, used: true };
-					constants.push(constant);
-					// a Constant node's value is used when its output is; another op's attribute is part of the op
-					if (node.opType === "Constant" && node.domain === "") constantOutputs.set(constant, node.outputs[0]);
-				}
+					const d = a.value.data;
+					constants.push({
+						name: `${where} ${a.name}`,
+						origin: "attribute",
+						dtype,
+						dims: a.value.dims,
+						elements: d.length,
+						used,
+						bytes: memoryBytes(Buffer.from(d.buffer, d.byteOffset, d.byteLength)),
+					});
+				} else if (a.type === "floats" && a.value.length > 1)
+					constants.push({
+						name: `${where} ${a.name}`,
+						origin: "attribute",
+						dtype: "F32",
+						dims: [a.value.length],
+						elements: a.value.length,
+						used,
+						bytes: memoryBytes(Buffer.from(Float32Array.from(a.value).buffer)),
+					});
 			}
 		}
-		if (nodes === 0) throw malformed("empty graph");
-		for (const [c, out] of constantOutputs) c.used = out !== undefined && consumed.has(out);
 		for (const t of initializers) {
 			const dtype = onnxFloatDtype(t.dataType);
 			if (dtype === undefined) {
@@ -180,16 +200,42 @@ export async function readExportConstants(source: ByteSource, external: External
 				dtype,
 				dims: t.dims,
 				elements,
-				used: consumed.has(t.name),
+				used: live.has(t.name),
 				bytes: await tensorBytes(ps, t, dtype, elements, external),
 			});
 		}
-		return { constants, otherConstants };
+		return { constants, otherConstants, rewrites };
 	} catch (e) {
-		if (e instanceof FtguardError) throw e;
-		if (e instanceof ProtoError) throw malformed(e.message, e);
-		// an external-data file that cannot be opened or read: I/O, not a malformed model
-		if (typeof (e as NodeJS.ErrnoException).code === "string") throw toFtguardError(e);
-		throw malformed(e instanceof Error ? e.message : String(e), e);
+		throw modelError(e);
 	}
+}
+
+/**
+ * The external-data files an ONNX model's initializers name, relative to its directory (each checked to stay
+ * inside it): the model's own weights, not weights beside it.
+ */
+export async function externalDataFiles(source: ByteSource): Promise<string[]> {
+	const ps = new ProtoSource(source);
+	try {
+		const out = new Set<string>();
+		for (const f of await fieldsOf(ps, 0, source.size)) {
+			if (f.field !== ModelProto.graph || f.wire !== WIRE_LEN) continue;
+			for (const g of await fieldsOf(ps, f.start, f.start + f.length)) {
+				if (g.field !== GraphProto.initializer || g.wire !== WIRE_LEN) continue;
+				const t = await readTensorFields(ps, g.start, g.start + g.length);
+				if (t.external) out.add(checkedLocation(t.name, new Map(t.externalData).get("location")));
+			}
+		}
+		return [...out];
+	} catch (e) {
+		throw modelError(e);
+	}
+}
+
+function modelError(e: unknown): FtguardError {
+	if (e instanceof FtguardError) return e;
+	if (e instanceof ProtoError) return malformed(e.message, e);
+	// an external-data file that cannot be opened or read: I/O, not a malformed model
+	if (typeof (e as NodeJS.ErrnoException).code === "string") return toFtguardError(e);
+	return malformed(e instanceof Error ? e.message : String(e), e);
 }

@@ -16,20 +16,20 @@ import { entryDataOffset, findEntry, listZipView, readEntry, type ZipEntry, type
 import type { CheckpointTensor } from "./binding-weights";
 import { MAX_DERIVED_BYTES, memoryBytes, rangeBytes, type TensorBytes } from "./tensor-bytes";
 
-/** torch's typed storage classes (what torch.save names in persistent ids) → dtype and element size. */
-const STORAGES: Readonly<Record<string, { dtype: string; size: number }>> = {
-	FloatStorage: { dtype: "F32", size: 4 },
-	HalfStorage: { dtype: "F16", size: 2 },
-	BFloat16Storage: { dtype: "BF16", size: 2 },
-	DoubleStorage: { dtype: "F64", size: 8 },
-	LongStorage: { dtype: "I64", size: 8 },
-	IntStorage: { dtype: "I32", size: 4 },
-	ShortStorage: { dtype: "I16", size: 2 },
-	CharStorage: { dtype: "I8", size: 1 },
-	ByteStorage: { dtype: "U8", size: 1 },
-	BoolStorage: { dtype: "BOOL", size: 1 },
-	ComplexFloatStorage: { dtype: "C64", size: 8 },
-	ComplexDoubleStorage: { dtype: "C128", size: 16 },
+/** torch's typed storage classes (what torch.save names in persistent ids) → dtype, element size, torch dtype names. */
+const STORAGES: Readonly<Record<string, { dtype: string; size: number; torch: readonly string[] }>> = {
+	FloatStorage: { dtype: "F32", size: 4, torch: ["float32", "float"] },
+	HalfStorage: { dtype: "F16", size: 2, torch: ["float16", "half"] },
+	BFloat16Storage: { dtype: "BF16", size: 2, torch: ["bfloat16"] },
+	DoubleStorage: { dtype: "F64", size: 8, torch: ["float64", "double"] },
+	LongStorage: { dtype: "I64", size: 8, torch: ["int64", "long"] },
+	IntStorage: { dtype: "I32", size: 4, torch: ["int32", "int"] },
+	ShortStorage: { dtype: "I16", size: 2, torch: ["int16", "short"] },
+	CharStorage: { dtype: "I8", size: 1, torch: ["int8"] },
+	ByteStorage: { dtype: "U8", size: 1, torch: ["uint8"] },
+	BoolStorage: { dtype: "BOOL", size: 1, torch: ["bool"] },
+	ComplexFloatStorage: { dtype: "C64", size: 8, torch: ["complex64", "cfloat"] },
+	ComplexDoubleStorage: { dtype: "C128", size: 16, torch: ["complex128", "cdouble"] },
 };
 
 const REBUILD = new Set(["_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3"]);
@@ -62,13 +62,47 @@ function ints(v: PickleValue | undefined): number[] | undefined {
 const isGlobal = (v: PickleValue, module: string, names: ReadonlySet<string> | string) =>
 	v.t === "global" && v.module === module && (typeof names === "string" ? v.name === names : names.has(v.name));
 
+/** None, an empty tuple / list / dict, or an empty OrderedDict(): what torch writes for "no hooks, no state". */
+function isEmpty(v: PickleValue | undefined): boolean {
+	if (v === undefined || v.t === "none") return true;
+	if (v.t === "seq") return v.items.length === 0;
+	if (v.t === "dict") return v.entries.length === 0;
+	return (
+		v.t === "obj" &&
+		isGlobal(v.func, "collections", "OrderedDict") &&
+		isEmpty(v.args) &&
+		v.entries.length === 0 &&
+		(v.state ?? []).every(isEmpty)
+	);
+}
+
+/**
+ * What torch.load does to a tensor after rebuilding it must leave its bytes alone: a BUILD state (Tensor.set_,
+ * Parameter.__setstate__), a parameter's state (setattr, `data` among them) and tensor metadata (the neg bit)
+ * could re-point or re-read it, so anything but empty is not followed: could not check.
+ */
+function checkNothingAfter(file: string, name: string, what: string, ...values: (PickleValue | undefined)[]): void {
+	if (values.every(isEmpty)) return;
+	throw new FtguardError(
+		"MODEL_UNSUPPORTED",
+		`${file}: tensor ${name} is changed after it is rebuilt (${what}), which binding does not follow`,
+	);
+}
+
 /** The tensor a value rebuilds (unwrapping Parameter), or undefined when it is no tensor. */
 function tensorOf(file: string, name: string, v: PickleValue): TensorRef | undefined {
 	if (v.t !== "obj" || v.args.t !== "seq") return undefined;
 	const args = v.args.items;
 	if (isGlobal(v.func, "torch._utils", PARAMETER) || isGlobal(v.func, "torch.nn.parameter", "Parameter")) {
 		const inner = args[0];
-		return inner === undefined ? undefined : tensorOf(file, name, inner);
+		const t = inner === undefined ? undefined : tensorOf(file, name, inner);
+		if (t !== undefined) {
+			checkNothingAfter(file, name, "a pickle BUILD on the parameter", ...(v.state ?? []));
+			// _rebuild_parameter_with_state(data, requires_grad, hooks, state): the state is set on the parameter
+			if (isGlobal(v.func, "torch._utils", "_rebuild_parameter_with_state"))
+				checkNothingAfter(file, name, "a parameter state", args[3]);
+		}
+		return t;
 	}
 	if (v.func.t === "global" && v.func.module === "torch._utils" && v.func.name.startsWith("_rebuild_")) {
 		if (!REBUILD.has(v.func.name))
@@ -94,8 +128,19 @@ function tensorOf(file: string, name: string, v: PickleValue): TensorRef | undef
 			size.length !== stride.length
 		)
 			throw bad(file, `tensor ${name}: not a storage, offset, size and stride`);
-		if (STORAGES[cls.name] === undefined)
+		const storage = STORAGES[cls.name];
+		if (storage === undefined)
 			throw new FtguardError("MODEL_UNSUPPORTED", `${file}: tensor ${name} is held by a ${cls.name}`);
+		// v3 (…, dtype, metadata) reads the storage as its own dtype: only the storage's is the bytes binding reads
+		const v3 = v.func.name === "_rebuild_tensor_v3";
+		const dtype = args[6];
+		if (v3 && !(dtype?.t === "global" && dtype.module === "torch" && storage.torch.includes(dtype.name)))
+			throw new FtguardError(
+				"MODEL_UNSUPPORTED",
+				`${file}: tensor ${name} is read as another dtype than its ${cls.name} (_rebuild_tensor_v3)`,
+			);
+		checkNothingAfter(file, name, "a pickle BUILD: Tensor.set_", ...(v.state ?? []));
+		checkNothingAfter(file, name, "tensor metadata", v.func.name === "_rebuild_tensor" ? undefined : args[v3 ? 7 : 6]);
 		return { name, storage: { cls: cls.name, key: key.v, numel }, offset, size, stride };
 	}
 	return undefined;
@@ -251,6 +296,17 @@ export async function readTorchTensors(file: string, src: ByteSource): Promise<C
 			elements: t.size.reduce((a, b) => a * b, 1),
 			bytes: await tensorBytes(file, t, storage),
 		});
+	}
+	// every storage record must be a tensor's: bytes no tensor the reader found uses would be weights torch.load
+	// may still attach somewhere this reader does not follow
+	const prefix = `${listing.archiveName}/data/`;
+	for (const e of listing.entries) {
+		const key = e.name.startsWith(prefix) ? e.name.slice(prefix.length) : undefined;
+		if (key !== undefined && !storages.has(key))
+			throw new FtguardError(
+				"MODEL_UNSUPPORTED",
+				`${file}: storage record ${e.name} is used by no tensor binding found (a tensor re-pointed at load?)`,
+			);
 	}
 	return out;
 }

@@ -96,7 +96,12 @@ export async function readWeightSet(set: WeightSet, open: FileOpener, read: Tens
 		for (const t of await read(file, await open(file))) {
 			const first = where.get(t.name);
 			if (first !== undefined)
-				throw new FtguardError("MODEL_MALFORMED", `tensor ${t.name} is in two files: ${first} and ${file}`);
+				throw new FtguardError(
+					"MODEL_MALFORMED",
+					first === file
+						? `tensor ${t.name} is in ${file} twice (which one a loader keeps is its own business)`
+						: `tensor ${t.name} is in two files: ${first} and ${file}`,
+				);
 			where.set(t.name, file);
 			tensors.push(t);
 		}

@@ -18,19 +18,25 @@
  *   changed weights, or a value the exporter folded — a BatchNorm folded into a convolution, a query projection
  *   pre-scaled by 1/sqrt(d), a position table sliced to a static length; folding cannot be replayed bit for bit,
  *   so it is reported, never guessed);
- * - R2: a smaller constant (2 or more elements) matches nothing but has an evident twin in the checkpoint — a
- *   tensor of its name, or an unbound tensor of its shape — so it is that tensor with other bytes (a changed
- *   bias or LayerNorm weight: bias-only fine-tuning is enough to implant behaviour);
- * - R3: a checkpoint tensor with at least MIN_ELEMENTS elements is bound by no constant a node reads;
- * - R4: the bound tensors hold less than MIN_COVERAGE of the checkpoint's floating-point bytes.
- * Scalars and small constants without a twin (epsilons, 1/sqrt(d), GELU's constants, Resize scales) are not
- * weights of the checkpoint and are ignored. Integer tensors of the checkpoint (I64 position_ids, BOOL masks,
+ * - R2: a smaller constant matches nothing and either the graph computes with it and it holds more than
+ *   SMALL_ELEMENTS numbers (a weight, whatever its name: the pieces of a tensor stored apart have no twin), or
+ *   it has an evident twin in the checkpoint — a tensor of its name, or an unbound tensor of its shape, size-1
+ *   dims squeezed — so it is that tensor with other bytes (a changed bias or LayerNorm weight: bias-only
+ *   fine-tuning is enough to implant behaviour);
+ * - R3: a checkpoint tensor of 2 or more elements is bound by no live constant (a classifier head or the
+ *   biases are under 1% of the bytes and decide the output);
+ * - R4: the bound tensors hold less than MIN_COVERAGE of the checkpoint's floating-point bytes;
+ * - R5: the export rewrites an integer input before the lookup (binding-graph.ts).
+ * A constant is live when its data reaches a graph output (binding-graph.ts): only live constants bind. Scalars
+ * and small constants without a twin (epsilons, 1/sqrt(d), GELU's constants, Resize scales) are not weights of
+ * the checkpoint and are ignored. Integer tensors of the checkpoint (I64 position_ids, BOOL masks,
  * num_batches_tracked) are indices and counters, not parameters, and are left out of coverage; other integer
  * or 8-bit float tensors with MIN_ELEMENTS or more elements mean a quantized checkpoint, which binding cannot
  * compare with a float export (MODEL_UNSUPPORTED: could not check).
  */
 import { FtguardError } from "../errors";
 import type { ExportConstant, ExportConstants } from "./binding-export";
+import { push, SMALL_ELEMENTS } from "./binding-graph";
 import type { CheckpointTensor } from "./binding-weights";
 import {
 	allBytes,
@@ -85,7 +91,11 @@ export interface UnboundTensor {
 	bytes: number;
 }
 
-export type BindingFindingId = "export-constant-unmatched" | "export-tensor-unbound" | "export-coverage-low";
+export type BindingFindingId =
+	| "export-constant-unmatched"
+	| "export-tensor-unbound"
+	| "export-coverage-low"
+	| "export-input-rewritten";
 
 export interface BindingFinding {
 	id: BindingFindingId;
@@ -120,20 +130,18 @@ export interface BindingResult {
 	unbound: UnboundTensor[];
 	coverage: { boundBytes: number; totalBytes: number; fraction: number };
 	findings: BindingFinding[];
-	thresholds: { minElements: number; minCoverage: number };
+	thresholds: { minElements: number; minCoverage: number; smallElements: number };
 }
 
 const shape = (dims: readonly number[]) => `[${dims.join(", ")}]`;
 const sameDims = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
 const reversed2d = (a: readonly number[], b: readonly number[]) =>
 	a.length === 2 && b.length === 2 && a[0] === b[1] && a[1] === b[0];
+/** Dims without the size-1 ones: a bias stored as [1, n] is the checkpoint's [n] for a twin. */
+const squeezed = (dims: readonly number[]) => dims.filter((d) => d !== 1);
+const sameSqueezed = (a: readonly number[], b: readonly number[]) => sameDims(squeezed(a), squeezed(b));
+const reversedSqueezed = (a: readonly number[], b: readonly number[]) => reversed2d(squeezed(a), squeezed(b));
 const key = (dtype: string, digest: string) => `${dtype}:${digest}`;
-
-function push<K, V>(map: Map<K, V[]>, k: K, v: V): void {
-	const list = map.get(k);
-	if (list) list.push(v);
-	else map.set(k, [v]);
-}
 
 interface Tensor extends CheckpointTensor {
 	dtype: FloatDtype;
@@ -177,7 +185,8 @@ function nearestOf(c: ExportConstant, tensors: readonly Tensor[], bound: Readonl
 	const tiers: ((t: Tensor) => boolean)[] = [
 		(t) => t.name === c.name,
 		(t) => sameDims(t.shape, c.dims),
-		(t) => reversed2d(t.shape, c.dims),
+		(t) => sameSqueezed(t.shape, c.dims),
+		(t) => reversedSqueezed(t.shape, c.dims),
 		(t) => t.elements === c.elements,
 	];
 	for (const tier of tiers) {
@@ -263,7 +272,14 @@ export async function bindExport(
 		if (!hit) unmatchedConstants.push(c);
 	}
 
-	const findings: BindingFinding[] = [];
+	const findings: BindingFinding[] = exported.rewrites.map((r) => ({
+		id: "export-input-rewritten",
+		severity: "high",
+		message: r.token
+			? `the export rewrites its token inputs before the lookup: ${r.input} reaches ${r.node} (token ids may only be Gather indices, through Cast / Identity / Unsqueeze / Squeeze / Reshape / Flatten, or Shape / Size)`
+			: `the export computes with its integer input ${r.input} at ${r.node} (a mask may only be cast and combined with constants, then added, multiplied or selected with)`,
+		location: r.input,
+	}));
 	const unmatched: UnmatchedConstant[] = [];
 	let ignored = 0;
 	for (const c of unmatchedConstants) {
@@ -271,8 +287,11 @@ export async function bindExport(
 		const twin =
 			c.elements > 1 &&
 			near !== undefined &&
-			(near.name === c.name || (!bound.has(near) && (sameDims(near.shape, c.dims) || reversed2d(near.shape, c.dims))));
-		if (c.elements < MIN_ELEMENTS && !twin) {
+			(near.name === c.name ||
+				(!bound.has(near) && (sameSqueezed(near.shape, c.dims) || reversedSqueezed(near.shape, c.dims))));
+		// R1: a large constant; R2: a smaller one with a twin, or one the graph computes with that is more than a
+		// few numbers (a weight, whatever its name and shape: the pieces of a tensor stored apart have no twin)
+		if (c.elements < MIN_ELEMENTS && !twin && !(c.used && c.elements > SMALL_ELEMENTS)) {
 			ignored++;
 			continue;
 		}
@@ -284,10 +303,9 @@ export async function bindExport(
 			elements: c.elements,
 			...(near ? { nearest: { tensor: near.name, shape: near.shape } } : {}),
 		});
-		const why =
-			c.elements >= MIN_ELEMENTS
-				? "matches no checkpoint tensor as is, reshaped, transposed or widened (not a tensor of the checkpoint)"
-				: `matches no checkpoint tensor although ${near?.name === c.name ? "one has its name" : "an unbound one has its shape"}`;
+		const why = !twin
+			? "matches no checkpoint tensor as is, reshaped, transposed or widened (not a tensor of the checkpoint)"
+			: `matches no checkpoint tensor although ${near?.name === c.name ? "one has its name" : "an unbound one has its shape"}`;
 		findings.push({
 			id: "export-constant-unmatched",
 			severity: "high",
@@ -306,7 +324,8 @@ export async function bindExport(
 			continue;
 		}
 		unbound.push({ tensor: t.name, file: t.file, dtype: t.dtype, shape: t.shape, bytes });
-		if (t.elements >= MIN_ELEMENTS)
+		// every tensor but a scalar: biases, LayerNorm and a classifier head are enough to implant behaviour
+		if (t.elements >= 2)
 			findings.push({
 				id: "export-tensor-unbound",
 				severity: "high",
@@ -335,6 +354,6 @@ export async function bindExport(
 		unbound,
 		coverage: { boundBytes, totalBytes, fraction },
 		findings,
-		thresholds: { minElements: MIN_ELEMENTS, minCoverage: MIN_COVERAGE },
+		thresholds: { minElements: MIN_ELEMENTS, minCoverage: MIN_COVERAGE, smallElements: SMALL_ELEMENTS },
 	};
 }

@@ -442,7 +442,7 @@ export async function readNode(ps: ProtoSource, start: number, end: number, inde
 	return node;
 }
 
-async function readValueInfo(ps: ProtoSource, start: number, end: number): Promise<OnnxValueInfo> {
+export async function readValueInfo(ps: ProtoSource, start: number, end: number): Promise<OnnxValueInfo> {
 	const vi: OnnxValueInfo = { name: "", elemType: 0, shape: null };
 	for (const f of await fieldsOf(ps, start, end)) {
 		if (f.field === ValueInfoProto.name) vi.name = await str(ps, f);

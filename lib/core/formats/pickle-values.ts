@@ -19,7 +19,14 @@ export type PickleValue =
 	| { t: "float"; v: number }
 	| { t: "dict"; entries: [PickleValue, PickleValue][] }
 	| { t: "persid"; id: PickleValue }
-	| { t: "obj"; func: PickleValue; args: PickleValue; entries: [PickleValue, PickleValue][] };
+	| {
+			t: "obj";
+			func: PickleValue;
+			args: PickleValue;
+			entries: [PickleValue, PickleValue][];
+			/** the states BUILD applied to it, in order (torch's loader re-points a tensor by one: Tensor.set_) */
+			state?: PickleValue[];
+	  };
 
 export interface DecodeOptions {
 	/** Also decode dicts, floats, persistent ids, REDUCE / NEWOBJ / BUILD as symbolic values. @default false */
@@ -106,9 +113,17 @@ export function decodePickleValue(
 				stack.push({ t: "obj", func, args, entries: [] });
 				return true;
 			}
-			case 0x62: // BUILD: the state is not needed (a tensor's is empty); the object stays
-				pop();
-				return stack.length > 0;
+			case 0x62: {
+				// BUILD: the object stays; its state is kept for the reader to judge (a tensor's must be empty)
+				const state = pop();
+				const inst = stack[stack.length - 1];
+				if (inst === undefined) return false;
+				if (inst.t === "obj") {
+					inst.state ??= [];
+					inst.state.push(state);
+				}
+				return true;
+			}
 			case 0x51: // BINPERSID
 				stack.push({ t: "persid", id: pop() });
 				return true;

@@ -534,7 +534,7 @@ async function unexplained(
 }
 
 /** Legacy GGML / GGJT / GGMF / GGLA weights (llama.cpp before GGUF): tensors read by C, nothing imported. */
-function isGgml(head: Buffer): boolean {
+export function isGgml(head: Buffer): boolean {
 	const m = head.subarray(0, 4).toString("latin1");
 	return m === "lmgg" || m === "tjgg" || m === "fmgg" || m === "algg";
 }

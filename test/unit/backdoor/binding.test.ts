@@ -14,7 +14,7 @@ import {
 } from "../../../lib/core/backdoor/binding-artefact";
 import type { FileOpener } from "../../../lib/core/backdoor/binding-weights";
 import { readSafetensorsTensors } from "../../../lib/core/backdoor/binding-weights";
-import { type OnnxModel, readOnnxModel, writeOnnxModel } from "../../../lib/core/backdoor/onnx-model";
+import { type OnnxModel, type OnnxNode, readOnnxModel, writeOnnxModel } from "../../../lib/core/backdoor/onnx-model";
 import { allBytes } from "../../../lib/core/backdoor/tensor-bytes";
 import { FtguardError } from "../../../lib/core/errors";
 import { DataType } from "../../../lib/core/formats/onnx-wire";
@@ -229,13 +229,14 @@ describe("export binding: an export that is not the checkpoint's", () => {
 		expect(r.findings[0]?.message).toMatch(/net\.2\.weight \[32, 32\] matches no checkpoint tensor/);
 	});
 
-	it("flags an extra large initializer the checkpoint lacks, though every checkpoint tensor is bound", async () => {
+	it("flags an extra layer the checkpoint lacks, though every checkpoint tensor is bound", async () => {
 		const r = await bindOne(dirFiles("mlp-extra", ["model.onnx", "model.safetensors"]));
 		expect(r.verdict).toBe("mismatch");
 		expect(r.coverage.fraction).toBe(1);
-		// its bias (32 elements) has no twin: the checkpoint's [32] tensors are all bound elsewhere
-		expect(r.unmatched.map((u) => u.constant)).toEqual(["net.4.weight"]);
-		expect(r.ignored).toBe(1);
+		// its bias (32 elements) has no twin (the checkpoint's [32] tensors are bound elsewhere), but the graph
+		// computes with it and it is more than a few numbers: a weight that is not the checkpoint's
+		expect(r.unmatched.map((u) => u.constant)).toEqual(["net.4.weight", "net.4.bias"]);
+		expect(r.ignored).toBe(0);
 		expect(r.findings.every((f) => f.id === "export-constant-unmatched")).toBe(true);
 	});
 
@@ -365,5 +366,243 @@ describe("export binding: what cannot be checked (exit 2, one line)", () => {
 			"model.safetensors.index.json": Buffer.from(JSON.stringify(index)),
 		};
 		await expectCode(bindAll(files), "MODEL_MALFORMED", /net\.0\.weight is not in model-00002-of-00002/);
+	});
+});
+
+/** The MLP's export with `edit` applied to its graph, as bytes. */
+async function editedMlp(edit: (g: OnnxModel["graph"]) => void): Promise<Uint8Array> {
+	const m = await mlpOnnx();
+	edit(m.graph);
+	return writeOnnxModel(m);
+}
+
+const f32 = (values: number[]) => Float32Array.from(values);
+
+describe("export binding: the ways around it a red team found (docs/backdoor.md, Export binding)", () => {
+	it("A1: a torch tensor re-pointed by a pickle BUILD (Tensor.set_) after it is rebuilt is not read", async () => {
+		// torch.load(weights_only=True) loads another model's tensors from this file (the generator asserts it)
+		const files = { "model.onnx": fixture("mlp", "model.onnx"), ...dirFiles("mlp-torch-build", ["pytorch_model.bin"]) };
+		await expectCode(
+			bindAll(files),
+			"MODEL_UNSUPPORTED",
+			/net\.0\.weight is changed after it is rebuilt \(a pickle BUILD/,
+		);
+	});
+
+	it("A1: a storage record no tensor uses is not read past (every record must be a tensor's)", async () => {
+		const files = {
+			"model.onnx": fixture("mlp", "model.onnx"),
+			...dirFiles("mlp-torch-orphan", ["pytorch_model.bin"]),
+		};
+		await expectCode(bindAll(files), "MODEL_UNSUPPORTED", /storage record archive\/data\/99 is used by no tensor/);
+	});
+
+	it("A2: weights stored as integers and rebuilt at run time are refused; the checkpoint's, read by dead nodes, bind nothing", async () => {
+		const files = {
+			"model.onnx": fixture("mlp-intweights", "model.onnx"),
+			"model.safetensors": fixture("mlp", "model.safetensors"),
+		};
+		await expectCode(
+			bindAll(files),
+			"MODEL_UNSUPPORTED",
+			/float constant computed at run time from net\.0\.weight__m \[32, 64\] by Cast "net\.0\.weight__mf"/,
+		);
+	});
+
+	it("A2: a constant read only by dead nodes or by Shape is not part of the computation: its tensor stays unbound", async () => {
+		const unused = (await tensorsOf("mlp-missing")).find((t) => t.name === "unused.weight")?.data as Buffer;
+		const bytes = await editedMlp((g) => {
+			g.initializers.push({
+				name: "carrier",
+				dataType: DataType.FLOAT,
+				dims: [64, 64],
+				data: new Float32Array(unused.buffer.slice(unused.byteOffset, unused.byteOffset + unused.byteLength)),
+			});
+			g.nodes.push(
+				{ opType: "Identity", domain: "", name: "dead", inputs: ["carrier"], outputs: ["dead"], attributes: [] },
+				{ opType: "Shape", domain: "", name: "shape", inputs: ["carrier"], outputs: ["shape"], attributes: [] },
+			);
+			g.outputs.push({ name: "shape", elemType: DataType.INT64, shape: [2] });
+		});
+		const r = await bindOne({ "model.onnx": bytes, "model.safetensors": fixture("mlp-missing", "model.safetensors") });
+		expect(r.matched.filter((m) => m.tensor === "unused.weight").map((m) => m.constant)).toEqual(["carrier"]);
+		expect(r.unbound.map((u) => u.tensor)).toEqual(["unused.weight"]);
+		expect(r.verdict).toBe("mismatch");
+	});
+
+	it("A2: a weight dequantized at run time, or ones of a shape, is refused; a scalar computed from constants is not", async () => {
+		const quantized = await editedMlp((g) => {
+			g.initializers = g.initializers.filter((t) => t.name !== "net.0.weight");
+			g.initializers.push(
+				{ name: "q", dataType: DataType.INT8, dims: [32, 64], data: new Int8Array(2048).fill(3) },
+				{ name: "scale", dataType: DataType.FLOAT, dims: [], data: f32([0.01]) },
+			);
+			g.nodes.unshift({
+				opType: "DequantizeLinear",
+				domain: "",
+				name: "dq",
+				inputs: ["q", "scale"],
+				outputs: ["net.0.weight"],
+				attributes: [],
+			});
+		});
+		const weights = fixture("mlp", "model.safetensors");
+		await expectCode(
+			bindAll({ "model.onnx": quantized, "model.safetensors": weights }),
+			"MODEL_UNSUPPORTED",
+			/computed at run time from q \[32, 64\], scale \[\] by DequantizeLinear "dq"/,
+		);
+		const ones = await editedMlp((g) => {
+			g.initializers = g.initializers.filter((t) => t.name !== "net.4.bias");
+			g.initializers.push({ name: "n", dataType: DataType.INT64, dims: [1], data: BigInt64Array.from([10n]) });
+			g.nodes.unshift({
+				opType: "ConstantOfShape",
+				domain: "",
+				name: "ones",
+				inputs: ["n"],
+				outputs: ["net.4.bias"],
+				attributes: [
+					{ name: "value", type: "tensor", value: { name: "", dataType: DataType.FLOAT, dims: [1], data: f32([1]) } },
+				],
+			});
+		});
+		await expectCode(
+			bindAll({ "model.onnx": ones, "model.safetensors": weights }),
+			"MODEL_UNSUPPORTED",
+			/computed at run time from n \[1\] by ConstantOfShape "ones"/,
+		);
+		// 1/sqrt(4) computed at run time and applied to the logits: small, not a weight
+		const scaled = await editedMlp((g) => {
+			const gemm = g.nodes.find((n) => n.outputs[0] === "logits") as OnnxNode;
+			gemm.outputs = ["raw"];
+			g.nodes.push(
+				{
+					opType: "Constant",
+					domain: "",
+					name: "four",
+					inputs: [],
+					outputs: ["four"],
+					attributes: [{ name: "value_float", type: "float", value: 4 }],
+				},
+				{ opType: "Sqrt", domain: "", name: "sqrt", inputs: ["four"], outputs: ["root"], attributes: [] },
+				{ opType: "Div", domain: "", name: "div", inputs: ["raw", "root"], outputs: ["logits"], attributes: [] },
+			);
+		});
+		expect((await bindOne({ "model.onnx": scaled, "model.safetensors": weights })).verdict).toBe("bound");
+	});
+
+	it("A3: token ids looked up, a mask made additive: bound; ids rewritten before the lookup: a finding", async () => {
+		const weights = fixture("tok", "model.safetensors");
+		const clean = await bindOne({ "model.onnx": fixture("tok", "model.onnx"), "model.safetensors": weights });
+		expect(clean.findings).toEqual([]);
+		expect(clean.coverage.fraction).toBe(1);
+		// Where(input_ids == 7, 1, input_ids) in front of the embedding: every constant still the checkpoint's
+		const filtered = await bindOne({ "model.onnx": fixture("tok-filter", "model.onnx"), "model.safetensors": weights });
+		expect(filtered.verdict).toBe("mismatch");
+		expect(filtered.coverage.fraction).toBe(1);
+		expect(filtered.findings.map((f) => [f.id, f.location])).toEqual([["export-input-rewritten", "input_ids"]]);
+		expect(filtered.findings[0]?.message).toMatch(
+			/^the export rewrites its token inputs before the lookup: input_ids reaches Equal "is_trigger"/,
+		);
+	});
+
+	it("A3: a mask tested against 0 (masked_fill's `mask == 0`) is still a mask", async () => {
+		const m = await readOnnxModel(fixture("tok", "model.onnx"));
+		for (const n of m.graph.nodes) n.inputs = n.inputs.map((i) => (i === "attention_mask" ? "kept" : i));
+		m.graph.initializers.push({ name: "zero", dataType: DataType.INT64, dims: [], data: BigInt64Array.from([0n]) });
+		m.graph.nodes.unshift(
+			{
+				opType: "Equal",
+				domain: "",
+				name: "pad",
+				inputs: ["attention_mask", "zero"],
+				outputs: ["pad"],
+				attributes: [],
+			},
+			{ opType: "Not", domain: "", name: "not", inputs: ["pad"], outputs: ["not"], attributes: [] },
+			{
+				opType: "Cast",
+				domain: "",
+				name: "kept",
+				inputs: ["not"],
+				outputs: ["kept"],
+				attributes: [{ name: "to", type: "int", value: DataType.INT64 }],
+			},
+		);
+		const r = await bindOne({
+			"model.onnx": writeOnnxModel(m),
+			"model.safetensors": fixture("tok", "model.safetensors"),
+		});
+		expect(r.findings).toEqual([]);
+	});
+
+	it("A3: a mask input computed with beyond a mask (Mod) is a finding too", async () => {
+		const m = await readOnnxModel(fixture("tok", "model.onnx"));
+		for (const n of m.graph.nodes) n.inputs = n.inputs.map((i) => (i === "attention_mask" ? "odd" : i));
+		m.graph.initializers.push({ name: "two", dataType: DataType.INT64, dims: [], data: BigInt64Array.from([2n]) });
+		m.graph.nodes.unshift({
+			opType: "Mod",
+			domain: "",
+			name: "mod",
+			inputs: ["attention_mask", "two"],
+			outputs: ["odd"],
+			attributes: [],
+		});
+		const r = await bindOne({
+			"model.onnx": writeOnnxModel(m),
+			"model.safetensors": fixture("tok", "model.safetensors"),
+		});
+		expect(r.findings.map((f) => f.message)).toEqual([
+			'the export computes with its integer input attention_mask at Mod "mod" (a mask may only be cast and combined with constants, then added, multiplied or selected with)',
+		]);
+	});
+
+	it("A4: every checkpoint tensor of 2+ elements must be bound; a renamed [1, n] copy is named with its [n] twin", async () => {
+		// the export stores every tensor under 1,024 elements as [1, ...] under another name, reshaped back at run time
+		const same = await bindOne({
+			"model.onnx": fixture("mlp-small", "model.onnx"),
+			"model.safetensors": fixture("mlp", "model.safetensors"),
+		});
+		expect(same.verdict).toBe("bound");
+		expect(same.matched.filter((m) => m.form === "reshaped")).toHaveLength(4);
+		// beside a checkpoint whose head (330 elements, 2.4% of the bytes) is another model's
+		const r = await bindOne(dirFiles("mlp-small", ["model.onnx", "model.safetensors"]));
+		expect(r.verdict).toBe("mismatch");
+		expect(r.unbound.map((u) => u.tensor).sort()).toEqual(["net.4.bias", "net.4.weight"]);
+		expect(r.unmatched.map((u) => [u.dims, u.nearest?.tensor])).toEqual([
+			[[1, 10, 32], "net.4.weight"],
+			[[1, 10], "net.4.bias"],
+		]);
+		expect(r.findings.filter((f) => f.id === "export-tensor-unbound").map((f) => f.location)).toEqual([
+			"net.4.bias",
+			"net.4.weight",
+		]);
+	});
+
+	it("A6: raw weights (Flax msgpack) beside an export cannot be bound; an export's own external data can", async () => {
+		const plan = await planBinding(
+			[
+				{ name: "model.onnx", format: "onnx" },
+				{ name: "flax_model.msgpack", format: "raw-weights" },
+			],
+			opener({ "model.onnx": fixture("mlp", "model.onnx"), ...dirFiles("mlp-flax", ["flax_model.msgpack"]) }),
+		);
+		expect(plan.unreadable).toEqual([{ name: "flax_model.msgpack", format: "raw-weights" }]);
+		const files = dirFiles("mlp-external", ["model.onnx", "model.onnx.data", "model.safetensors"]);
+		const external = await planBinding(
+			[
+				{ name: "model.onnx", format: "onnx" },
+				{ name: "model.onnx.data", format: "raw-weights" },
+				{ name: "model.safetensors", format: "safetensors" },
+			],
+			opener(files),
+		);
+		expect(external.unreadable).toEqual([]);
+		expect(external.sets).toHaveLength(1);
+	});
+
+	it("A7: a tensor named twice in one torch file says so (torch.load keeps the last)", async () => {
+		const files = { "model.onnx": fixture("mlp", "model.onnx"), ...dirFiles("mlp-dupkey", ["pytorch_model.bin"]) };
+		await expectCode(bindAll(files), "MODEL_MALFORMED", /^tensor net\.4\.bias is in pytorch_model\.bin twice /);
 	});
 });

@@ -65,4 +65,23 @@ describe("the files step's export binding", () => {
 		const index = await artefact("mlp-sharded", { "model.onnx": "onnx", "model.safetensors.index.json": "json" }, {});
 		expect(index?.reasons[0]).toMatch(/^export binding: could not check: MODEL_MALFORMED: .*not in the artefact$/);
 	});
+
+	it("raw weights beside an export (Flax msgpack) are a reason; the export's own external data is not", async () => {
+		const mlp = readFileSync(join(FIXTURES, "mlp", "model.onnx"));
+		const flax = await artefact(
+			"mlp-flax",
+			{ "model.onnx": "onnx", "flax_model.msgpack": "raw-weights" },
+			{ "model.onnx": mlp },
+		);
+		expect(flax?.reasons).toEqual([
+			"export binding: could not check: weights binding cannot read (m/flax_model.msgpack: raw-weights) beside m/model.onnx",
+		]);
+		const external = await artefact("mlp-external", {
+			"model.onnx": "onnx",
+			"model.onnx.data": "raw-weights",
+			"model.safetensors": "safetensors",
+		});
+		expect(external?.reasons).toEqual([]);
+		expect(external?.reports.map((r) => r.verdict)).toEqual(["bound"]);
+	});
 });
