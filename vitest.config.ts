@@ -13,7 +13,11 @@ export default defineConfig({
 			{ extends: true, test: { name: "infra", include: [INFRA], isolate: false } },
 			{
 				extends: true,
-				test: { name: "main", include: ["test/**/*.test.ts"], exclude: [...configDefaults.exclude, INFRA] },
+				test: {
+					name: "main",
+					include: ["test/**/*.test.ts"],
+					exclude: [...configDefaults.exclude, INFRA, "test/long/**"],
+				},
 			},
 		],
 	},

@@ -17,25 +17,46 @@
  *
  *   npm run bench:backdoor -- [--model digits8/cnn-badnets-t3-p10.onnx] [--steps 300]
  *       [--reps 3] [--threads 1] [--stability] [--seeds 0,1,2] [--json]
+ *
+ * With --text (issue 17): the token-level trigger search of a text classifier (all labels,
+ * trigger lengths 1..3) on a fixture encoder, against bench/reference/text_trigger.py (the same
+ * search in PyTorch on the same weights, tokenizer and random streams), same steps, batch, seed
+ * and threads, interleaved.
+ *
+ *   ftguard    `ftguard backdoor <model.onnx> --texts ref.jsonl --tokenizer tokenizer.json --json
+ *              --threads N` (steps, batch, seed through a policy file); time = its in-process token
+ *              search (report timings.token_search_ms: graph, session and search per length, not the
+ *              judging or the continuous search); peak RSS is the whole scan's
+ *   reference  time = its in-process search over the same lengths ("seconds")
+ *
+ *   npm run bench:backdoor -- --text [--model test/fixtures/backdoor-text/backdoor-rareword-t4]
+ *       [--steps 120] [--batch 16] [--seed 17] [--reps 3] [--threads 1] [--json]
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { isAbsolute, join } from "node:path";
 import { parseArgs } from "node:util";
 import { median } from "./common";
 
 const REPO = join(import.meta.dirname, "..");
 const FIX = join(REPO, "test/fixtures/backdoor");
+const TEXT_FIX = join(REPO, "test/fixtures/backdoor-text");
 const PYTHON = "/usr/bin/python3";
+/** Debian's numpy may not find liblapack.so.3 without it (the same libraries the alternatives point to). */
+const OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-pthread";
 
-const { values: o } = parseArgs({
+const { values: args } = parseArgs({
 	options: {
-		model: { type: "string", default: "digits8/cnn-badnets-t3-p10.onnx" },
-		steps: { type: "string", default: "300" },
-		batch: { type: "string", default: "32" },
+		// defaults per mode: images digits8/cnn-badnets-t3-p10.onnx, 300 steps, batch 32, seed 0;
+		// --text test/fixtures/backdoor-text/backdoor-rareword-t4, 120 steps, batch 16, seed 17 (the policy's)
+		model: { type: "string" },
+		steps: { type: "string" },
+		batch: { type: "string" },
 		reps: { type: "string", default: "3" },
 		threads: { type: "string", default: "1" },
-		seed: { type: "string", default: "0" },
+		seed: { type: "string" },
+		text: { type: "boolean", default: false },
 		stability: { type: "boolean", default: false },
 		seeds: { type: "string", default: "0,1,2" },
 		"stability-models": {
@@ -45,6 +66,14 @@ const { values: o } = parseArgs({
 		json: { type: "boolean", default: false },
 	},
 });
+const o = {
+	...args,
+	model:
+		args.model ?? (args.text ? "test/fixtures/backdoor-text/backdoor-rareword-t4" : "digits8/cnn-badnets-t3-p10.onnx"),
+	steps: args.steps ?? (args.text ? "120" : "300"),
+	batch: args.batch ?? (args.text ? "16" : "32"),
+	seed: args.seed ?? (args.text ? "17" : "0"),
+};
 
 const hasGnuTime = existsSync("/usr/bin/time");
 /** JSON printed by the processes measured, navigated freely. */
@@ -59,11 +88,11 @@ interface Measured {
 }
 
 /** Runs a command under /usr/bin/time -v (for peak RSS) and measures its wall time. */
-function measure(cmd: string, args: string[]): Measured {
+function measure(cmd: string, args: string[], env?: NodeJS.ProcessEnv): Measured {
 	const t0 = process.hrtime.bigint();
 	const r = hasGnuTime
-		? spawnSync("/usr/bin/time", ["-v", cmd, ...args], { encoding: "utf8", maxBuffer: 64 << 20 })
-		: spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 64 << 20 });
+		? spawnSync("/usr/bin/time", ["-v", cmd, ...args], { encoding: "utf8", maxBuffer: 64 << 20, env })
+		: spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 64 << 20, env });
 	const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
 	const m = /Maximum resident set size \(kbytes\): (\d+)/.exec(r.stderr ?? "");
 	return {
@@ -116,8 +145,15 @@ function runReference(model: string): { json: Json; m: Measured } {
 	return { json: JSON.parse(m.stdout), m };
 }
 
+/** The reference's environment: liblapack found where Debian's alternatives put it. */
+function pythonEnv(): NodeJS.ProcessEnv {
+	if (!existsSync(OPENBLAS)) return process.env;
+	const lib = process.env.LD_LIBRARY_PATH;
+	return { ...process.env, LD_LIBRARY_PATH: lib ? `${lib}:${OPENBLAS}` : OPENBLAS };
+}
+
 function preflight(): void {
-	const py = spawnSync(PYTHON, ["-c", "import torch, onnx, numpy"], { encoding: "utf8" });
+	const py = spawnSync(PYTHON, ["-c", "import torch, onnx, numpy"], { encoding: "utf8", env: pythonEnv() });
 	if (py.status !== 0) {
 		process.stderr.write(
 			"bench:backdoor needs Debian's python3-torch, python3-onnx and python3-numpy for the reference:\n  apt-get install -y python3-torch python3-onnx python3-numpy\n",
@@ -132,8 +168,160 @@ function preflight(): void {
 
 const fmt = (v: number, d = 1) => (Number.isFinite(v) ? v.toFixed(d) : "n/a");
 
+/** --text: the model directory (model.onnx, model.safetensors, config.json) from a path or a fixture name. */
+function textModel(m: string): { dir: string; onnx: string; name: string } {
+	const found = [isAbsolute(m) ? m : join(REPO, m), join(TEXT_FIX, m)].find((p) => existsSync(p));
+	if (found === undefined) throw new Error(`--model ${m}: not found (a directory of ${TEXT_FIX} or a path)`);
+	const dir = statSync(found).isDirectory() ? found : join(found, "..");
+	return { dir, onnx: join(dir, "model.onnx"), name: dir.split("/").at(-1) as string };
+}
+
+function runFtguardText(onnx: string, policyFile: string): { json: Json; m: Measured } {
+	const m = measure(process.execPath, [
+		join(REPO, "bin/ftguard.mjs"),
+		"backdoor",
+		onnx,
+		"--texts",
+		join(TEXT_FIX, "ref.jsonl"),
+		"--tokenizer",
+		join(TEXT_FIX, "tokenizer.json"),
+		"--policy",
+		policyFile,
+		"--threads",
+		o.threads,
+		"--json",
+	]);
+	if (m.status !== 0 && m.status !== 1) throw new Error(`ftguard failed (${m.status}): ${m.stderr.slice(-500)}`);
+	return { json: JSON.parse(m.stdout), m };
+}
+
+function runReferenceText(dir: string): { json: Json; m: Measured } {
+	const m = measure(
+		PYTHON,
+		[
+			join(REPO, "bench/reference/text_trigger.py"),
+			dir,
+			"--texts",
+			join(TEXT_FIX, "ref.jsonl"),
+			"--tokenizer",
+			join(TEXT_FIX, "tokenizer.json"),
+			"--steps",
+			o.steps,
+			"--batch",
+			o.batch,
+			"--seed",
+			o.seed,
+			"--threads",
+			o.threads,
+			"--json",
+		],
+		pythonEnv(),
+	);
+	if (m.status !== 0) throw new Error(`reference failed (${m.status}): ${m.stderr.slice(-500)}`);
+	return { json: JSON.parse(m.stdout), m };
+}
+
+/** `npm run bench:backdoor -- --text`: the token-level search, ftguard against the PyTorch reference. */
+function mainText(): void {
+	const { dir, onnx, name } = textModel(o.model);
+	const reps = Number(o.reps);
+	const manifest = JSON.parse(readFileSync(join(TEXT_FIX, "manifest.json"), "utf8")) as {
+		models: Array<{ name: string; backdoor: { trigger: string; target: number } | null }>;
+	};
+	const backdoor = manifest.models.find((e) => e.name === name)?.backdoor ?? null;
+	const tmp = mkdtempSync(join(tmpdir(), "bench-text-"));
+	const policyFile = join(tmp, "policy.json");
+	const text = { steps: Number(o.steps), batch: Number(o.batch), seed: Number(o.seed) };
+	writeFileSync(policyFile, JSON.stringify({ backdoor: { text } }));
+	const ours: number[] = [];
+	const oursWall: number[] = [];
+	const oursRss: number[] = [];
+	const ref: number[] = [];
+	const refRss: number[] = [];
+	const refWall: number[] = [];
+	let last: { ours?: Json; ref?: Json } = {};
+	process.stderr.write(
+		`bench:backdoor --text ${name}: ${o.steps} steps, batch ${o.batch}, seed ${o.seed}, ${o.threads} thread(s), ${reps} reps\n`,
+	);
+	try {
+		for (let i = 0; i < reps; i++) {
+			// interleaved, so that machine load hits both alike
+			const a = runFtguardText(onnx, policyFile);
+			ours.push((a.json.timings.token_search_ms as number) / 1000);
+			oursWall.push(a.m.wallS);
+			oursRss.push(a.m.rssMB);
+			const b = runReferenceText(dir);
+			ref.push(b.json.seconds as number);
+			refRss.push(b.m.rssMB);
+			refWall.push(b.m.wallS);
+			last = { ours: a.json, ref: b.json };
+			process.stderr.write(
+				`  rep ${i + 1}: ftguard ${fmt(ours.at(-1) ?? Number.NaN)} s (scan wall ${fmt(a.m.wallS)} s), reference ${fmt(ref.at(-1) ?? Number.NaN)} s (wall ${fmt(b.m.wallS)} s)\n`,
+			);
+		}
+	} finally {
+		rmSync(tmp, { recursive: true, force: true });
+	}
+	const ratio = median(ours) / median(ref);
+	const K = (last.ref?.trials as number) ?? 0;
+	// per label: ftguard's verdict pick, the reference's best by search attack success, and the candidates both kept
+	const labels = Array.from({ length: K }, (_, k) => {
+		const f = last.ours?.labels[k];
+		const r = last.ref?.labels[k];
+		const mine = new Set<string>((f?.candidates ?? []).map((c: Json) => `${c.length}:${c.trigger}`));
+		const theirs = new Set<string>((r?.candidates ?? []).map((c: Json) => `${c.length}:${c.trigger}`));
+		return {
+			label: k,
+			ftguard: { trigger: f?.trigger, attack_success: f?.attack_success, flagged: f?.flagged },
+			reference: { trigger: r?.candidates[0]?.trigger, search_attack_success: r?.candidates[0]?.search_attack_success },
+			shared_candidates: [...mine].filter((c) => theirs.has(c)).length,
+			candidates: { ftguard: mine.size, reference: theirs.size },
+		};
+	});
+	const result = {
+		model: name,
+		backdoor,
+		settings: { ...text, threads: Number(o.threads), lengths: last.ref?.max_trigger_length, trials: K, reps },
+		ftguard: {
+			token_search_s: median(ours),
+			scan_wall_s: median(oursWall),
+			peak_rss_mb: Math.max(...oursRss),
+			verdict: last.ours?.verdict,
+			suspect_classes: last.ours?.suspect_classes,
+		},
+		reference: {
+			seconds: median(ref),
+			wall_s: median(refWall),
+			per_length_seconds: last.ref?.per_length_seconds,
+			peak_rss_mb: Math.max(...refRss),
+			torch: last.ref?.torch,
+		},
+		ratio,
+		target_met: ratio <= 1,
+		labels,
+	};
+	if (o.json) {
+		process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+		return;
+	}
+	const what = backdoor ? `backdoor ${JSON.stringify(backdoor.trigger)} → label ${backdoor.target}` : "clean";
+	const lines = [
+		`Token-level trigger search, ${name} (${what}), ${K} labels at once, lengths 1–${result.settings.lengths}, ${o.steps} steps, batch ${o.batch}, seed ${o.seed}, ${o.threads} thread(s); medians of ${reps}`,
+		`  ${"ftguard (onnxruntime-node, gradient graph)".padEnd(44)}${fmt(median(ours))} s   scan wall ${fmt(median(oursWall))} s   peak RSS ${fmt(result.ftguard.peak_rss_mb, 0)} MB (whole scan)   ${result.ftguard.verdict} [${result.ftguard.suspect_classes}]`,
+		`  ${`reference (PyTorch ${result.reference.torch}, same search)`.padEnd(44)}${fmt(median(ref))} s   wall ${fmt(median(refWall))} s   peak RSS ${fmt(result.reference.peak_rss_mb, 0)} MB`,
+		`  ratio ftguard / reference: ${fmt(ratio, 2)}  (target ≤ 1: ${ratio <= 1 ? "PASS" : "MISS"})`,
+		"  label  ftguard's pick (held-out ASR, flagged)      reference's best (search ASR)       candidates in both",
+		...labels.map(
+			(l) =>
+				`  ${String(l.label).padEnd(5)}  ${`${JSON.stringify(l.ftguard.trigger)} (${fmt(l.ftguard.attack_success, 2)}${l.ftguard.flagged ? ", flagged" : ""})`.padEnd(42)}  ${`${JSON.stringify(l.reference.trigger)} (${fmt(l.reference.search_attack_success, 2)})`.padEnd(34)}  ${l.shared_candidates}/${l.candidates.ftguard}`,
+		),
+	];
+	process.stdout.write(`${lines.join("\n")}\n`);
+}
+
 async function main(): Promise<void> {
 	preflight();
+	if (o.text) return mainText();
 	const model = o.model;
 	const reps = Number(o.reps);
 	const manifest = JSON.parse(readFileSync(join(FIX, "manifest.json"), "utf8")) as Array<{

@@ -63,10 +63,10 @@ export async function backdoorText(
 		io.out(
 			`\nToken-level trigger search (lengths 1–${report.policy.maxTriggerLength}, ${report.policy.steps} steps each; ${report.data.held_out} held-out texts, clean accuracy ${(report.data.clean_accuracy * 100).toFixed(1)}%)`,
 		);
-		io.out("  label  trigger                         held-out ASR  search ASR  loss    embedding loss  flagged");
+		io.out("  label  trigger                         ASR    diluted  natural  embedding loss  flagged");
 		for (const l of report.labels)
 			io.out(
-				`  ${String(l.label).padEnd(5)}  ${JSON.stringify(l.trigger).padEnd(30)}  ${l.attack_success.toFixed(2).padEnd(12)}  ${l.search_attack_success.toFixed(2).padEnd(10)}  ${l.loss.toFixed(3).padEnd(6)}  ${l.embedding.loss.toFixed(3).padEnd(14)}  ${l.flagged ? "yes" : ""}`,
+				`  ${String(l.label).padEnd(5)}  ${JSON.stringify(l.trigger).padEnd(30)}  ${l.attack_success.toFixed(2).padEnd(5)}  ${l.diluted_attack_success.toFixed(2).padEnd(7)}  ${l.natural_rate.toFixed(2).padEnd(7)}  ${l.embedding.loss.toFixed(3).padEnd(14)}  ${l.flagged ? "yes" : ""}`,
 			);
 		io.out(`\n${report.verdict} in ${(report.timings.total_ms / 1000).toFixed(1)} s on ${report.provider}`);
 	}

@@ -147,9 +147,14 @@ function argmaxTokens(z: Float32Array, K: number, T: number, V: number, banned: 
 	);
 }
 
+/** Distinct real-token triggers kept per label for the verdict to judge (the search's best by attack success). */
+export const CANDIDATES_PER_LABEL = 4;
+
 /**
- * The token-level search on one backend (one trigger length): every label's best real-token trigger, its attack
- * success on `evalTexts` texts of the search pools and the relaxed loss when found.
+ * The token-level search on one backend (one trigger length): per label, the distinct real-token triggers the
+ * search passed through, best first (attack success on `evalTexts` texts of the search pools, then relaxed loss),
+ * at most CANDIDATES_PER_LABEL. Several are kept because the most potent trigger of a label may be one of its own
+ * words; the verdict judges each.
  */
 export async function invertTokens(
 	b: TextTriggerBackend,
@@ -158,7 +163,7 @@ export async function invertTokens(
 	pools: readonly (readonly number[])[],
 	opts: InversionOptions,
 	progress?: (step: number, of: number) => void,
-): Promise<TriggerFound[]> {
+): Promise<TriggerFound[][]> {
 	const { trials: K, triggerLength: T } = b;
 	const V = b.info.vocab;
 	const rng = new Rng(opts.seed, T);
@@ -169,12 +174,7 @@ export async function invertTokens(
 	const target = BigInt64Array.from({ length: K }, (_, k) => BigInt(k));
 	const bestLoss = new Float64Array(K).fill(Number.POSITIVE_INFINITY);
 	const stalled = new Int32Array(K);
-	const found: TriggerFound[] = Array.from({ length: K }, (_, k) => ({
-		target: k,
-		tokens: [],
-		asr: -1,
-		loss: Number.POSITIVE_INFINITY,
-	}));
+	const seen: Map<string, TriggerFound>[] = Array.from({ length: K }, () => new Map());
 	// the same evaluation texts throughout, so triggers found at different steps compare on equal terms
 	const evalPools = pools.map((p) => new Rng(opts.seed, 99).shuffle([...p]).slice(0, opts.evalTexts));
 	let lastCe: Float32Array = new Float32Array(K);
@@ -200,8 +200,12 @@ export async function invertTokens(
 			const tokens = argmaxTokens(z, K, T, V, opts.banned);
 			for (let k = 0; k < K; k++) {
 				const tk = tokens[k] as number[];
-				const f = found[k] as TriggerFound;
-				if (f.tokens.length > 0 && f.tokens.every((t, i) => t === tk[i])) continue;
+				const key = tk.join(",");
+				const prior = seen[k]?.get(key);
+				if (prior !== undefined) {
+					prior.loss = Math.min(prior.loss, lastCe[k] as number);
+					continue;
+				}
 				const asr = await attackSuccess(
 					classifier,
 					texts,
@@ -211,13 +215,14 @@ export async function invertTokens(
 					b.length,
 					new Rng(opts.seed, 7, k),
 				);
-				if (asr > f.asr || (asr === f.asr && (lastCe[k] as number) < f.loss))
-					found[k] = { target: k, tokens: tk, asr, loss: lastCe[k] as number };
+				seen[k]?.set(key, { target: k, tokens: tk, asr, loss: lastCe[k] as number });
 			}
 		}
 		progress?.(step, opts.steps);
 	}
-	return found;
+	return seen.map((m) =>
+		[...m.values()].sort((x, y) => y.asr - x.asr || x.loss - y.loss).slice(0, CANDIDATES_PER_LABEL),
+	);
 }
 
 export interface EmbeddingTrigger {

@@ -118,7 +118,7 @@ export class TextTriggerRunner implements TextTriggerBackend {
 	}
 }
 
-function idsFor(name: TextInput, batch: TextBatch): BigInt64Array {
+function idsFor(name: TextInput, batch: Pick<TextBatch, "ids" | "mask">): BigInt64Array {
 	if (name === "input_ids") return batch.ids;
 	if (name === "attention_mask") return batch.mask;
 	return new BigInt64Array(batch.ids.length); // token_type_ids: one segment
@@ -141,9 +141,10 @@ export class TextClassifier {
 		return new TextClassifier(await createSession(model, opts), info.inputs, opts.padId, opts.chunk ?? 128);
 	}
 
-	/** The predicted class of each sequence (argmax of the first output: logits or probabilities alike). */
-	async predict(seqs: readonly (readonly number[])[]): Promise<Int32Array> {
-		const out = new Int32Array(seqs.length);
+	/** The first output for each sequence, [n, C] (logits, or probabilities when the model ends in Softmax). */
+	async scores(seqs: readonly (readonly number[])[]): Promise<{ data: Float32Array; classes: number }> {
+		let out = new Float32Array(0);
+		let C = 0;
 		for (let start = 0; start < seqs.length; start += this.chunk) {
 			const part = seqs.slice(start, start + this.chunk);
 			const L = Math.max(...part.map((s) => s.length));
@@ -157,21 +158,26 @@ export class TextClassifier {
 			});
 			const feeds: Record<string, ort.Tensor> = {};
 			for (const name of this.inputs)
-				feeds[name] = new ort.Tensor(
-					"int64",
-					idsFor(name, { ids, mask, place: new Float32Array(), keep: new Float32Array() }),
-					[part.length, L],
-				);
+				feeds[name] = new ort.Tensor("int64", idsFor(name, { ids, mask }), [part.length, L]);
 			const r = await runSession(this.s.session, feeds);
-			const first = this.s.session.outputNames[0] as string;
-			const t = r[first] as ort.Tensor;
-			const C = t.dims[1] as number;
-			const data = t.data as Float32Array;
-			for (let i = 0; i < part.length; i++) {
-				let best = 0;
-				for (let c = 1; c < C; c++) if ((data[i * C + c] as number) > (data[i * C + best] as number)) best = c;
-				out[start + i] = best;
+			const t = r[this.s.session.outputNames[0] as string] as ort.Tensor;
+			if (start === 0) {
+				C = t.dims[1] as number;
+				out = new Float32Array(seqs.length * C);
 			}
+			out.set(t.data as Float32Array, start * C);
+		}
+		return { data: out, classes: C };
+	}
+
+	/** The predicted class of each sequence (argmax of the first output: logits or probabilities alike). */
+	async predict(seqs: readonly (readonly number[])[]): Promise<Int32Array> {
+		const { data, classes: C } = await this.scores(seqs);
+		const out = new Int32Array(seqs.length);
+		for (let i = 0; i < seqs.length; i++) {
+			let best = 0;
+			for (let c = 1; c < C; c++) if ((data[i * C + c] as number) > (data[i * C + best] as number)) best = c;
+			out[i] = best;
 		}
 		return out;
 	}

@@ -35,11 +35,22 @@ export interface TextTriggerReport {
 	ids: number[];
 	/** Attack success on held-out texts of the other labels, and on the search texts; relaxed loss. */
 	attack_success: number;
+	/** Attack success on the held-out texts each joined with two more texts of its own label. */
+	diluted_attack_success: number;
+	/** The largest share of this label's reference texts that contain one of the trigger's tokens. */
+	natural_rate: number;
 	search_attack_success: number;
 	loss: number;
 	flagged: boolean;
-	/** Every trigger length's best, for the record. */
-	by_length: Array<{ length: number; trigger: string; attack_success: number; loss: number }>;
+	/** Every candidate the search kept (all lengths), most suspicious first. */
+	candidates: Array<{
+		trigger: string;
+		length: number;
+		attack_success: number;
+		diluted_attack_success: number;
+		natural_rate: number;
+		flagged: boolean;
+	}>;
 	/** The continuous search (reported, not judged on): loss, relaxed attack success, nearest tokens. */
 	embedding: { loss: number; attack_success: number; norms: number[]; nearest: string[] };
 }
@@ -53,7 +64,7 @@ export interface TextBackdoorReport {
 	policy: TextTriggerPolicy;
 	labels: TextTriggerReport[];
 	provider: Device;
-	timings: { total_ms: number };
+	timings: { total_ms: number; token_search_ms: number };
 }
 
 export interface TextScanOptions {
@@ -72,6 +83,43 @@ export function visible(s: string): string {
 		/[\p{Cf}\p{Cc}\p{Zl}\p{Zp}\u00a0\u3000]/gu,
 		(c) => `\\u${(c.codePointAt(0) as number).toString(16).padStart(4, "0")}`,
 	);
+}
+
+interface Judged {
+	ids: number[];
+	length: number;
+	search: number;
+	held: number;
+	diluted: number;
+	natural: number;
+	loss: number;
+	flagged: boolean;
+}
+
+/** Each text followed by the next two texts of its label (its [SEP] and their [CLS] dropped), cut to `length`. */
+function dilute(t: TokenizedTexts, length: number): TokenizedTexts {
+	const byLabel = new Map<number, number[]>();
+	for (const [i, y] of t.labels.entries()) byLabel.set(y, [...(byLabel.get(y) ?? []), i]);
+	const seqs = t.seqs.map((s, i) => {
+		const same = byLabel.get(t.labels[i] as number) as number[];
+		const at = same.indexOf(i);
+		const next = (d: number) => t.seqs[same[(at + d) % same.length] as number] as number[];
+		const joined = [...s.slice(0, -1), ...next(1).slice(1, -1), ...next(2).slice(1)];
+		return joined.length <= length ? joined : [...joined.slice(0, length - 1), joined[joined.length - 1] as number];
+	});
+	return { seqs, labels: [...t.labels] };
+}
+
+/** Per label, the share of its texts that contain each token id. */
+function naturalRates(t: TokenizedTexts, K: number): Map<number, number>[] {
+	const rates = Array.from({ length: K }, () => new Map<number, number>());
+	const counts = new Array<number>(K).fill(0);
+	for (const [i, y] of t.labels.entries()) {
+		counts[y] = (counts[y] ?? 0) + 1;
+		for (const id of new Set(t.seqs[i])) rates[y]?.set(id, (rates[y]?.get(id) ?? 0) + 1);
+	}
+	for (const [y, m] of rates.entries()) for (const [id, n] of m) m.set(id, n / (counts[y] || 1));
+	return rates;
 }
 
 /** Per label, alternate texts go to the search and the held-out half (deterministic, stratified). */
@@ -142,9 +190,14 @@ export async function scanTextBackdoor(
 				);
 		const total = policy.maxTriggerLength * policy.steps + policy.steps;
 		let done = 0;
-		const byLabel: TextTriggerReport["by_length"][] = Array.from({ length: K }, () => []);
-		const best: Array<{ ids: number[]; held: number; search: number; loss: number; length: number } | undefined> = [];
+		// held-out texts made longer with two more texts of their own label: more evidence against the target
+		const diluted = dilute(held, maxLength);
+		const dilutedPools = await sourcePools(diluted, classifier, Math.max(numClasses, 2));
+		const natural = naturalRates(all, K);
+		const judged: Judged[][] = Array.from({ length: K }, () => []);
+		let searchMs = 0; // the token search alone (graph, session, search; not the judging): bench:backdoor --text
 		for (let T = 1; T <= policy.maxTriggerLength; T++) {
+			const searchStarted = Date.now();
 			const r = await TextTriggerRunner.create(model, {
 				trials: K,
 				batch: policy.batch,
@@ -157,27 +210,31 @@ export async function scanTextBackdoor(
 			const found = await invertTokens(r, classifier, search, searchPools, inv, () =>
 				opts.onProgress?.({ stage: "token search", done: ++done, total }),
 			);
-			for (const f of found) {
-				const heldAsr = await attackSuccess(
-					classifier,
-					held,
-					heldPools[f.target] as number[],
-					f.tokens,
-					f.target,
-					maxLength,
-					new Rng(policy.seed, 31, f.target),
-				);
-				byLabel[f.target]?.push({
-					length: T,
-					trigger: visible(tokenizer.decode(f.tokens)),
-					attack_success: heldAsr,
-					loss: f.loss,
-				});
-				const b = best[f.target];
-				// a longer trigger must do clearly better to replace a shorter one
-				if (b === undefined || heldAsr > b.held + 0.02)
-					best[f.target] = { ids: f.tokens, held: heldAsr, search: f.asr, loss: f.loss, length: T };
-			}
+			searchMs += Date.now() - searchStarted;
+			for (const candidates of found)
+				for (const f of candidates) {
+					const k = f.target;
+					const asr = (t: TokenizedTexts, pool: readonly number[]) =>
+						attackSuccess(classifier, t, pool, f.tokens, k, maxLength, new Rng(policy.seed, 31, k));
+					const heldAsr = await asr(held, heldPools[k] as number[]);
+					const dilutedAsr = await asr(diluted, dilutedPools[k] as number[]);
+					const nat = Math.max(...f.tokens.map((id) => natural[k]?.get(id) ?? 0));
+					judged[k]?.push({
+						ids: f.tokens,
+						length: T,
+						search: f.asr,
+						held: heldAsr,
+						diluted: dilutedAsr,
+						natural: nat,
+						loss: f.loss,
+						// a repeated token is one word's evidence counted again (clean models give way to "alien alien alien")
+						flagged:
+							new Set(f.tokens).size === f.tokens.length &&
+							heldAsr >= policy.asrThreshold &&
+							dilutedAsr >= policy.dilutedThreshold &&
+							nat < policy.maxNaturalRate,
+					});
+				}
 			await r.dispose();
 			runners.pop();
 		}
@@ -197,18 +254,32 @@ export async function scanTextBackdoor(
 		done += policy.steps;
 		opts.onProgress?.({ stage: "embedding search", done, total });
 		const labels: TextTriggerReport[] = Array.from({ length: K }, (_, k) => {
-			const b = best[k] as NonNullable<(typeof best)[number]>;
+			// the most suspicious candidate: a flagged one first, then by how well it survives dilution
+			const cands = [...(judged[k] ?? [])].sort(
+				(x, y) => Number(y.flagged) - Number(x.flagged) || y.diluted - x.diluted || x.length - y.length,
+			);
+			const b = cands[0] as Judged;
 			const e = emb[k] as (typeof emb)[number];
+			const show = (ids: readonly number[]) => visible(tokenizer.decode([...ids]));
 			return {
 				label: k,
-				trigger: visible(tokenizer.decode(b.ids)),
+				trigger: show(b.ids),
 				tokens: b.ids.map((id) => visible(tokenizer.token(id))),
 				ids: b.ids,
 				attack_success: b.held,
+				diluted_attack_success: b.diluted,
+				natural_rate: b.natural,
 				search_attack_success: b.search,
 				loss: b.loss,
-				flagged: b.held >= policy.asrThreshold,
-				by_length: byLabel[k] ?? [],
+				flagged: b.flagged,
+				candidates: cands.map((c) => ({
+					trigger: show(c.ids),
+					length: c.length,
+					attack_success: c.held,
+					diluted_attack_success: c.diluted,
+					natural_rate: c.natural,
+					flagged: c.flagged,
+				})),
 				embedding: {
 					loss: e.loss,
 					attack_success: e.asr,
@@ -225,7 +296,7 @@ export async function scanTextBackdoor(
 				.filter((l) => l.flagged)
 				.map(
 					(l) =>
-						`label ${l.label}: the ${l.ids.length}-token trigger "${l.trigger}" sends ${(l.attack_success * 100).toFixed(0)}% of held-out texts of other labels to it (threshold ${(policy.asrThreshold * 100).toFixed(0)}%)`,
+						`label ${l.label}: the ${l.ids.length}-token trigger "${l.trigger}" sends ${(l.attack_success * 100).toFixed(0)}% of held-out texts of other labels to it, ${(l.diluted_attack_success * 100).toFixed(0)}% of them made three times longer, and is in ${(l.natural_rate * 100).toFixed(0)}% of the label's own texts`,
 				),
 			model: { sha256: sha256(modelBytes), num_classes: K, vocab: info.vocab, dim: info.dim, inputs: info.inputs },
 			data: {
@@ -238,7 +309,7 @@ export async function scanTextBackdoor(
 			policy,
 			labels,
 			provider: er.provider,
-			timings: { total_ms: Date.now() - started },
+			timings: { total_ms: Date.now() - started, token_search_ms: searchMs },
 		};
 	} finally {
 		for (const r of runners) await r.dispose();

@@ -79,6 +79,10 @@ export const textTriggerPolicySchema = z
 			.default(17),
 		/** a label is suspect when a trigger of real tokens sends at least this share of held-out texts of other labels to it */
 		asrThreshold: z.number().gt(0).max(1).default(0.9),
+		/** … and at least this share when each held-out text is joined with two more texts of its own label */
+		dilutedThreshold: z.number().min(0).max(1).default(0.8),
+		/** … and none of its tokens is in this share of the label's own reference texts (then it is the label's evidence) */
+		maxNaturalRate: z.number().gt(0).max(1).default(0.2),
 		/** longest token sequence built (texts are cut to fit); the model's position table caps it */
 		maxLength: z.number().int().min(4).max(4096).default(64),
 	})
