@@ -126,20 +126,15 @@ function runFtguard(model: string, extra: string[]): { json: Json; m: Measured }
 	return { json: JSON.parse(m.stdout), m };
 }
 
+/** The reference's search settings, the same for the image and the text search. */
+const searchArgs = () => ["--steps", o.steps, "--batch", o.batch, "--seed", o.seed, "--threads", o.threads, "--json"];
+
 function runReference(model: string): { json: Json; m: Measured } {
 	const m = measure(PYTHON, [
 		join(REPO, "bench/reference/neural_cleanse.py"),
 		join(FIX, model),
 		...dataArgs(model),
-		"--steps",
-		o.steps,
-		"--batch",
-		o.batch,
-		"--seed",
-		o.seed,
-		"--threads",
-		o.threads,
-		"--json",
+		...searchArgs(),
 	]);
 	if (m.status !== 0) throw new Error(`reference failed (${m.status}): ${m.stderr.slice(-500)}`);
 	return { json: JSON.parse(m.stdout), m };
@@ -205,15 +200,7 @@ function runReferenceText(dir: string): { json: Json; m: Measured } {
 			join(TEXT_FIX, "ref.jsonl"),
 			"--tokenizer",
 			join(TEXT_FIX, "tokenizer.json"),
-			"--steps",
-			o.steps,
-			"--batch",
-			o.batch,
-			"--seed",
-			o.seed,
-			"--threads",
-			o.threads,
-			"--json",
+			...searchArgs(),
 		],
 		pythonEnv(),
 	);

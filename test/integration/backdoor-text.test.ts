@@ -4,46 +4,15 @@
  * usage errors are exit 2, a mismatched export is stopped by the binding. Every fixture: npm run test:long.
  */
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { loadTokenizer, readLabelledTexts } from "../../lib/core/backdoor/text-data";
-import { scanTextBackdoor } from "../../lib/core/backdoor/text-scan";
-import { defaultBackdoorPolicy } from "../../lib/core/policy/backdoor";
+import { detectionTests, TEXT_FIX as FIX, textFixtures } from "../helpers/backdoor-text";
 
 const ROOT = join(import.meta.dirname, "../..");
-const FIX = join(ROOT, "test/fixtures/backdoor-text");
-const manifest = JSON.parse(readFileSync(join(FIX, "manifest.json"), "utf8")) as {
-	models: { name: string; onnx: string; backdoor: { trigger: string; target: number } | null }[];
-};
+
 // the full set is test/long/backdoor-text-detection.test.ts (npm run test:long); here one clean model of the hard
 // kind (class-imbalanced) in-process, and a backdoored one through the CLI below
-const MODELS = manifest.models.filter((m) => m.name === "clean-imbalanced-s4");
-
-describe("text-classifier backdoor scan on the fixtures (default policy)", () => {
-	for (const m of MODELS)
-		it(`${m.name}: ${m.backdoor ? `flagged at label ${m.backdoor.target} with its trigger` : "clean"}`, {
-			timeout: 240_000,
-		}, async () => {
-			const tokenizer = await loadTokenizer(join(FIX, "tokenizer.json"));
-			const data = await readLabelledTexts(join(FIX, "ref.jsonl"));
-			const r = await scanTextBackdoor(readFileSync(join(FIX, m.onnx)), tokenizer, data, {
-				policy: defaultBackdoorPolicy().text,
-				device: "cpu",
-			});
-			if (m.backdoor === null) {
-				expect(r.verdict).toBe("clean");
-				expect(r.suspect_classes).toEqual([]);
-				return;
-			}
-			expect(r.verdict).toBe("suspect");
-			expect(r.suspect_classes).toEqual([m.backdoor.target]);
-			const label = r.labels[m.backdoor.target];
-			const words = m.backdoor.trigger.split(" ").map((w) => (w === "\u200b" ? "\\u200b" : w));
-			expect(label?.trigger.split(" ").some((t) => words.includes(t))).toBe(true);
-			expect(label?.attack_success).toBeGreaterThanOrEqual(0.9);
-		});
-});
+detectionTests(textFixtures().filter((m) => m.name === "clean-imbalanced-s4"));
 
 describe("ftguard backdoor --texts (CLI)", () => {
 	const run = (model: string, ...extra: string[]) =>

@@ -38,6 +38,12 @@ export interface TensorSpec {
 	dims: number[];
 }
 
+export const tensorSpec = (v: OnnxValueInfo): TensorSpec => ({
+	name: v.name,
+	type: v.elemType === DataType.INT64 ? "int64" : "float32",
+	dims: (v.shape ?? []) as number[],
+});
+
 export interface NcGraph {
 	bytes: Uint8Array;
 	inputs: TensorSpec[];
@@ -288,15 +294,10 @@ export async function buildNeuralCleanseGraph(
 		floatInput("grad_mask", [K, ...M]),
 		floatInput("grad_pattern", [K, ...S]),
 	];
-	const spec = (v: OnnxValueInfo): TensorSpec => ({
-		name: v.name,
-		type: v.elemType === DataType.INT64 ? "int64" : "float32",
-		dims: (v.shape ?? []) as number[],
-	});
 	return {
 		bytes: writeOnnxModel(gradientModel(c, graph)),
-		inputs: graph.inputs.map(spec),
-		outputs: graph.outputs.map(spec),
+		inputs: graph.inputs.map(tensorSpec),
+		outputs: graph.outputs.map(tensorSpec),
 		trials: K,
 		batch: B,
 		inputShape: [...S],

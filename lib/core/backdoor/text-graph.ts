@@ -28,6 +28,7 @@ import {
 	type TensorSpec,
 	takenNames,
 	targetLoss,
+	tensorSpec,
 } from "./nc-graph";
 import { attrInt, getInt } from "./node-attributes";
 import { type OnnxModel, type OnnxNode, type OnnxValueInfo, writeOnnxModel } from "./onnx-model";
@@ -270,15 +271,10 @@ export async function buildTextTriggerGraph(
 		floatInput("acc", [K]),
 		floatInput("grad", mode === "token" ? [K, T, V] : [K, T, d]),
 	];
-	const spec = (v: OnnxValueInfo): TensorSpec => ({
-		name: v.name,
-		type: v.elemType === DataType.INT64 ? "int64" : "float32",
-		dims: (v.shape ?? []) as number[],
-	});
 	return {
 		bytes: writeOnnxModel(gradientModel(c, graph)),
-		inputs: graph.inputs.map(spec),
-		outputs: graph.outputs.map(spec),
+		inputs: graph.inputs.map(tensorSpec),
+		outputs: graph.outputs.map(tensorSpec),
 		info,
 		numClasses: C,
 	};
