@@ -41,8 +41,9 @@ export type TextInput = (typeof TEXT_INPUTS)[number];
 
 /** What the scanner needs to know of a text classifier's graph. */
 export interface TextModelInfo {
-	/** The inputs the model takes, in TEXT_INPUTS order. */
+	/** The inputs the model takes, in TEXT_INPUTS order, and those it takes as int32 (the rest are int64). */
 	inputs: TextInput[];
+	int32: TextInput[];
 	/** The word-embedding table's initializer name (renamed) and its [V, d]. */
 	embedding: string;
 	vocab: number;
@@ -83,6 +84,12 @@ function textInputs(c: RenamedClassifier): TextInput[] {
 		if (v.elemType !== DataType.INT64 && v.elemType !== DataType.INT32)
 			throw unsupported(`text model input ${v.name.slice(MODEL_PREFIX.length)} is not an integer tensor`);
 	return TEXT_INPUTS.filter((n) => names.includes(n));
+}
+
+function int32Inputs(c: RenamedClassifier): TextInput[] {
+	return c.dataInputs
+		.filter((v) => v.elemType === DataType.INT32)
+		.map((v) => v.name.slice(MODEL_PREFIX.length) as TextInput);
 }
 
 /**
@@ -136,6 +143,7 @@ export function textModelInfo(model: OnnxModel): TextModelInfo {
 	const emb = findEmbedding(c);
 	return {
 		inputs,
+		int32: int32Inputs(c),
 		embedding: emb.table,
 		vocab: emb.vocab,
 		dim: emb.dim,
@@ -157,6 +165,7 @@ export async function buildTextTriggerGraph(
 	const emb = findEmbedding(c);
 	const info: TextModelInfo = {
 		inputs,
+		int32: int32Inputs(c),
 		embedding: emb.table,
 		vocab: emb.vocab,
 		dim: emb.dim,
@@ -173,17 +182,22 @@ export async function buildTextTriggerGraph(
 	const wemb = emb.node.outputs[0] as string;
 	const nodes = c.graph.nodes.map((n) => (n === emb.node ? { ...n, outputs: [looked] } : n));
 	const idInputs: OnnxValueInfo[] = inputs.map((n) => ({ name: n, elemType: DataType.INT64, shape: [N, L] }));
-	const modelGraph = {
-		...c.graph,
-		nodes,
-		inputs: [...idInputs.map((v) => ({ ...v, name: MODEL_PREFIX + v.name })), floatInput(wemb, [N, L, d])],
-	};
+	// the model's renamed id inputs are fed from the outer graph's int64 ones (cast for a model that takes int32)
+	const feeds: OnnxNode[] = inputs.map((n) => ({
+		opType: info.int32.includes(n) ? "Cast" : "Identity",
+		domain: "",
+		name: MODEL_PREFIX + n,
+		inputs: [n],
+		outputs: [MODEL_PREFIX + n],
+		attributes: info.int32.includes(n) ? [attrInt("to", DataType.INT32)] : [],
+	}));
+	const modelGraph = { ...c.graph, nodes: [...feeds, ...nodes], inputs: [...idInputs, floatInput(wemb, [N, L, d])] };
 	// refuse an op we cannot differentiate before onnxruntime gets a chance to fail on it less clearly
 	differentiablePath(modelGraph, [wemb]);
 	const modelShapes = await probeShapes(
 		gradientModel(c, modelGraph),
 		Object.fromEntries([
-			...inputs.map((n) => [MODEL_PREFIX + n, { type: "int64" as const, dims: [N, L] }]),
+			...inputs.map((n) => [n, { type: "int64" as const, dims: [N, L] }]),
 			[wemb, { type: "float32" as const, dims: [N, L, d] }],
 		]),
 	);
@@ -230,15 +244,6 @@ export async function buildTextTriggerGraph(
 
 	const wrt = mode === "token" ? "z" : "trigger";
 	const at = nodes.findIndex((n) => n.outputs[0] === looked) + 1;
-	// the model's renamed id inputs are fed from the outer graph's
-	const feeds: OnnxNode[] = inputs.map((n) => ({
-		opType: "Identity",
-		domain: "",
-		name: MODEL_PREFIX + n,
-		inputs: [n],
-		outputs: [MODEL_PREFIX + n],
-		attributes: [],
-	}));
 	const forward = {
 		name: "text_trigger",
 		nodes: [...feeds, ...nodes.slice(0, at), ...pre, ...nodes.slice(at), ...post],

@@ -129,6 +129,7 @@ export class TextClassifier {
 	private constructor(
 		private readonly s: Session,
 		private readonly inputs: readonly TextInput[],
+		private readonly int32: readonly TextInput[],
 		private readonly padId: number,
 		private readonly chunk: number,
 	) {}
@@ -138,7 +139,7 @@ export class TextClassifier {
 		info: TextModelInfo,
 		opts: SessionOptions & { padId: number; chunk?: number },
 	): Promise<TextClassifier> {
-		return new TextClassifier(await createSession(model, opts), info.inputs, opts.padId, opts.chunk ?? 128);
+		return new TextClassifier(await createSession(model, opts), info.inputs, info.int32, opts.padId, opts.chunk ?? 128);
 	}
 
 	/** The first output for each sequence, [n, C] (logits, or probabilities when the model ends in Softmax). */
@@ -158,7 +159,9 @@ export class TextClassifier {
 			});
 			const feeds: Record<string, ort.Tensor> = {};
 			for (const name of this.inputs)
-				feeds[name] = new ort.Tensor("int64", idsFor(name, { ids, mask }), [part.length, L]);
+				feeds[name] = this.int32.includes(name)
+					? new ort.Tensor("int32", Int32Array.from(idsFor(name, { ids, mask }), Number), [part.length, L])
+					: new ort.Tensor("int64", idsFor(name, { ids, mask }), [part.length, L]);
 			const r = await runSession(this.s.session, feeds);
 			const t = r[this.s.session.outputNames[0] as string] as ort.Tensor;
 			if (start === 0) {

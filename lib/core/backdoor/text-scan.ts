@@ -39,7 +39,7 @@ export interface TextTriggerReport {
 	diluted_attack_success: number;
 	/** The largest share of this label's reference texts that contain one of the trigger's tokens. */
 	natural_rate: number;
-	search_attack_success: number;
+	search_attack_success: number | null;
 	loss: number;
 	flagged: boolean;
 	/** Every candidate the search kept (all lengths), most suspicious first. */
@@ -88,7 +88,8 @@ export function visible(s: string): string {
 interface Judged {
 	ids: number[];
 	length: number;
-	search: number;
+	/** null for a trigger the search did not produce itself (a repeated one's distinct tokens) */
+	search: number | null;
 	held: number;
 	diluted: number;
 	natural: number;
@@ -214,26 +215,31 @@ export async function scanTextBackdoor(
 			for (const candidates of found)
 				for (const f of candidates) {
 					const k = f.target;
-					const asr = (t: TokenizedTexts, pool: readonly number[]) =>
-						attackSuccess(classifier, t, pool, f.tokens, k, maxLength, new Rng(policy.seed, 31, k));
-					const heldAsr = await asr(held, heldPools[k] as number[]);
-					const dilutedAsr = await asr(diluted, dilutedPools[k] as number[]);
-					const nat = Math.max(...f.tokens.map((id) => natural[k]?.get(id) ?? 0));
-					judged[k]?.push({
-						ids: f.tokens,
-						length: T,
-						search: f.asr,
-						held: heldAsr,
-						diluted: dilutedAsr,
-						natural: nat,
-						loss: f.loss,
-						// a repeated token is one word's evidence counted again (clean models give way to "alien alien alien")
-						flagged:
-							new Set(f.tokens).size === f.tokens.length &&
-							heldAsr >= policy.asrThreshold &&
-							dilutedAsr >= policy.dilutedThreshold &&
-							nat < policy.maxNaturalRate,
-					});
+					const distinct = [...new Set(f.tokens)];
+					// a repeated token is one word's evidence counted again (clean models give way to "alien alien
+					// alien"): such a trigger is judged by its distinct tokens, each once
+					for (const ids of distinct.length === f.tokens.length ? [f.tokens] : [f.tokens, distinct]) {
+						if (judged[k]?.some((j) => j.ids.join() === ids.join())) continue;
+						const asr = (t: TokenizedTexts, pool: readonly number[]) =>
+							attackSuccess(classifier, t, pool, ids, k, maxLength, new Rng(policy.seed, 31, k));
+						const heldAsr = await asr(held, heldPools[k] as number[]);
+						const dilutedAsr = await asr(diluted, dilutedPools[k] as number[]);
+						const nat = Math.max(...ids.map((id) => natural[k]?.get(id) ?? 0));
+						judged[k]?.push({
+							ids,
+							length: ids.length,
+							search: ids === f.tokens ? f.asr : null,
+							held: heldAsr,
+							diluted: dilutedAsr,
+							natural: nat,
+							loss: f.loss,
+							flagged:
+								new Set(ids).size === ids.length &&
+								heldAsr >= policy.asrThreshold &&
+								dilutedAsr >= policy.dilutedThreshold &&
+								nat < policy.maxNaturalRate,
+						});
+					}
 				}
 			await r.dispose();
 			runners.pop();
