@@ -138,17 +138,20 @@ function findMaxLength(c: RenamedClassifier, word: OnnxNode, dim: number): numbe
 
 /** Reads a text classifier's inputs and embedding table without building anything. */
 export function textModelInfo(model: OnnxModel): TextModelInfo {
-	const c = renameClassifier(model);
-	const inputs = textInputs(c);
+	return infoOf(renameClassifier(model)).info;
+}
+
+function infoOf(c: RenamedClassifier): { info: TextModelInfo; emb: ReturnType<typeof findEmbedding> } {
 	const emb = findEmbedding(c);
-	return {
-		inputs,
+	const info: TextModelInfo = {
+		inputs: textInputs(c),
 		int32: int32Inputs(c),
 		embedding: emb.table,
 		vocab: emb.vocab,
 		dim: emb.dim,
 		maxLength: findMaxLength(c, emb.node, emb.dim),
 	};
+	return { info, emb };
 }
 
 export async function buildTextTriggerGraph(
@@ -161,16 +164,8 @@ export async function buildTextTriggerGraph(
 		if (!Number.isInteger(v) || v < 1)
 			throw new FtguardError("DATA_INVALID", `${what} (${v}) must be a positive integer`);
 	const c = renameClassifier(model);
-	const inputs = textInputs(c);
-	const emb = findEmbedding(c);
-	const info: TextModelInfo = {
-		inputs,
-		int32: int32Inputs(c),
-		embedding: emb.table,
-		vocab: emb.vocab,
-		dim: emb.dim,
-		maxLength: findMaxLength(c, emb.node, emb.dim),
-	};
+	const { info, emb } = infoOf(c);
+	const inputs = info.inputs;
 	if (info.maxLength !== undefined && L > info.maxLength)
 		throw new FtguardError("DATA_INVALID", `sequence length ${L} exceeds the model's ${info.maxLength} positions`);
 	const N = K * B;
