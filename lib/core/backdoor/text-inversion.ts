@@ -71,13 +71,8 @@ export function stamp(
 	return { ids: [...body.slice(0, at), ...trigger, ...body.slice(at)], at };
 }
 
-/** For each label, the sequences of the other labels that the model classifies as their own label. */
-export async function sourcePools(
-	texts: TokenizedTexts,
-	classifier: TextClassifier,
-	numClasses: number,
-): Promise<number[][]> {
-	const pred = await classifier.predict(texts.seqs);
+/** For each label, the sequences of the other labels that the model (its predictions `pred`) classifies as their own. */
+export function sourcePools(texts: TokenizedTexts, pred: ArrayLike<number>, numClasses: number): number[][] {
 	const right = texts.labels.map((y, i) => (pred[i] === y ? i : -1)).filter((i) => i >= 0);
 	return Array.from({ length: numClasses }, (_, k) => right.filter((i) => texts.labels[i] !== k));
 }

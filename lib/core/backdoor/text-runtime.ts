@@ -39,7 +39,7 @@ export interface TextStepResult {
 	grad: Float32Array;
 }
 
-/** What the inversion loop drives; the ONNX runner below, or an analytic backend in tests. */
+/** What the inversion loop drives (the ONNX runner below): the loop depends on this contract only. */
 export interface TextTriggerBackend {
 	readonly trials: number;
 	readonly batch: number;
@@ -175,14 +175,19 @@ export class TextClassifier {
 
 	/** The predicted class of each sequence (argmax of the first output: logits or probabilities alike). */
 	async predict(seqs: readonly (readonly number[])[]): Promise<Int32Array> {
+		return (await this.classify(seqs)).pred;
+	}
+
+	/** `predict`, with the number of classes the model answers in. */
+	async classify(seqs: readonly (readonly number[])[]): Promise<{ pred: Int32Array; classes: number }> {
 		const { data, classes: C } = await this.scores(seqs);
-		const out = new Int32Array(seqs.length);
+		const pred = new Int32Array(seqs.length);
 		for (let i = 0; i < seqs.length; i++) {
 			let best = 0;
 			for (let c = 1; c < C; c++) if ((data[i * C + c] as number) > (data[i * C + best] as number)) best = c;
-			out[i] = best;
+			pred[i] = best;
 		}
-		return out;
+		return { pred, classes: C };
 	}
 
 	async dispose(): Promise<void> {

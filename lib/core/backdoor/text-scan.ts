@@ -124,9 +124,12 @@ function naturalRates(t: TokenizedTexts, K: number): Map<number, number>[] {
 }
 
 /** Per label, alternate texts go to the search and the held-out half (deterministic, stratified). */
-function split(t: TokenizedTexts): { search: TokenizedTexts; held: TokenizedTexts } {
-	const search: TokenizedTexts = { seqs: [], labels: [] };
-	const held: TokenizedTexts = { seqs: [], labels: [] };
+function split(
+	t: TokenizedTexts,
+	pred: Int32Array,
+): { search: TokenizedTexts & { pred: number[] }; held: TokenizedTexts & { pred: number[] } } {
+	const search = { seqs: [] as number[][], labels: [] as number[], pred: [] as number[] };
+	const held = { seqs: [] as number[][], labels: [] as number[], pred: [] as number[] };
 	const seen = new Map<number, number>();
 	for (const [i, y] of t.labels.entries()) {
 		const n = seen.get(y) ?? 0;
@@ -134,6 +137,7 @@ function split(t: TokenizedTexts): { search: TokenizedTexts; held: TokenizedText
 		const to = n % 2 === 0 ? search : held;
 		to.seqs.push(t.seqs[i] as number[]);
 		to.labels.push(y);
+		to.pred.push(pred[i] as number);
 	}
 	return { search, held };
 }
@@ -163,12 +167,18 @@ export async function scanTextBackdoor(
 			return ids.length <= maxLength ? ids : [...ids.slice(0, maxLength - 1), ids[ids.length - 1] as number];
 		});
 		const all: TokenizedTexts = { seqs, labels: data.labels };
-		const pred = await classifier.predict(seqs);
-		const numClasses = Math.max(...data.labels) + 1;
+		// every class the model answers in is a candidate target, whether or not the reference texts hold one of its
+		const { pred, classes: numClasses } = await classifier.classify(seqs);
+		const outside = data.labels.findIndex((y) => y >= numClasses);
+		if (outside >= 0)
+			throw new FtguardError(
+				"DATA_INVALID",
+				`reference text ${outside + 1} has label ${data.labels[outside]} but the model has ${numClasses} classes`,
+			);
 		const cleanAccuracy = data.labels.filter((y, i) => pred[i] === y).length / data.labels.length;
-		const { search, held } = split(all);
-		const searchPools = await sourcePools(search, classifier, Math.max(numClasses, 2));
-		const heldPools = await sourcePools(held, classifier, Math.max(numClasses, 2));
+		const { search, held } = split(all, pred);
+		const searchPools = sourcePools(search, search.pred, numClasses);
+		const heldPools = sourcePools(held, held.pred, numClasses);
 		const banned = new Set<number>(tokenizer.specialIds);
 		for (let v = 0; v < info.vocab; v++) {
 			const tok = tokenizer.token(v);
@@ -184,7 +194,7 @@ export async function scanTextBackdoor(
 		};
 		const K = numClasses;
 		for (const [k, p] of searchPools.entries())
-			if (k < K && (p.length === 0 || (heldPools[k]?.length ?? 0) === 0))
+			if (p.length === 0 || (heldPools[k]?.length ?? 0) === 0)
 				throw new FtguardError(
 					"DATA_INVALID",
 					`no correctly classified reference text outside label ${k}: the scan needs texts of other labels to stamp triggers into`,
@@ -193,7 +203,7 @@ export async function scanTextBackdoor(
 		let done = 0;
 		// held-out texts made longer with two more texts of their own label: more evidence against the target
 		const diluted = dilute(held, maxLength);
-		const dilutedPools = await sourcePools(diluted, classifier, Math.max(numClasses, 2));
+		const dilutedPools = sourcePools(diluted, await classifier.predict(diluted.seqs), numClasses);
 		const natural = naturalRates(all, K);
 		const judged: Judged[][] = Array.from({ length: K }, () => []);
 		let searchMs = 0; // the token search alone (graph, session, search; not the judging): bench:backdoor --text

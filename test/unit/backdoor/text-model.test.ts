@@ -12,7 +12,9 @@ import { loadTokenizer, readLabelledTexts } from "../../../lib/core/backdoor/tex
 import { textModelInfo } from "../../../lib/core/backdoor/text-graph";
 import { stamp } from "../../../lib/core/backdoor/text-inversion";
 import { TextClassifier, TextTriggerRunner } from "../../../lib/core/backdoor/text-runtime";
+import { scanTextBackdoor } from "../../../lib/core/backdoor/text-scan";
 import type { FtguardError } from "../../../lib/core/errors";
+import { defaultBackdoorPolicy } from "../../../lib/core/policy/backdoor";
 
 const FIX = join(import.meta.dirname, "../../fixtures/backdoor-text");
 const manifest = JSON.parse(readFileSync(join(FIX, "manifest.json"), "utf8")) as {
@@ -163,4 +165,35 @@ describe("text classifier graphs", () => {
 				expect(nonzero).toBeGreaterThan(4);
 				expect(worst).toBeLessThan(0.05);
 			});
+});
+
+describe("text scan: which labels are searched", () => {
+	const quick = { ...defaultBackdoorPolicy().text, maxTriggerLength: 1, steps: 10 };
+	it("every class the model answers in, even one the reference texts lack; a label past them is DATA_INVALID", {
+		timeout: 120_000,
+	}, async () => {
+		const tokenizer = await loadTokenizer(join(FIX, "tokenizer.json"));
+		const all = await readLabelledTexts(join(FIX, "ref.jsonl"));
+		const keep = all.labels.map((y, i) => (y < 4 ? i : -1)).filter((i) => i >= 0);
+		const without4 = {
+			texts: keep.map((i) => all.texts[i] as string),
+			labels: keep.map((i) => all.labels[i] as number),
+		};
+		const r = await scanTextBackdoor(model("clean-s1"), tokenizer, without4, { policy: quick, device: "cpu" });
+		expect(r.labels.map((l) => l.label)).toEqual([0, 1, 2, 3, 4]);
+		expect(r.model.num_classes).toBe(5);
+		const e = await failure(
+			scanTextBackdoor(
+				model("clean-s1"),
+				tokenizer,
+				{ texts: ["a b c", ...all.texts], labels: [5, ...all.labels] },
+				{
+					policy: quick,
+					device: "cpu",
+				},
+			),
+		);
+		expect(e.code).toBe("DATA_INVALID");
+		expect(e.message).toContain("5 classes");
+	});
 });
