@@ -3,7 +3,8 @@
  * with its inputs and outputs in S3.
  *
  *   scan   download model + reference data (by VersionId) → scan → report.json
- *          and the trigger images under the output prefix → exit 0 clean / 1 suspect
+ *          and the trigger images under the output prefix → exit 0 clean / 1 suspect;
+ *          a text classifier (FTGUARD_TOKENIZER_URI set): labelled JSONL + tokenizer.json → the text scan
  *   shard  one element of an array job: Neural Cleanse for the classes c with
  *          c mod shards = AWS_BATCH_JOB_ARRAY_INDEX → shards/nc-<index>.json
  *   merge  read every shard (all must be there, for this model, data and policy),
@@ -19,7 +20,7 @@ import { emitMetrics } from "../../lib/aws/metrics";
 import { getObjectBytes, type ObjectRef, parseS3Uri, putObject } from "../../lib/aws/object-store";
 import type { NcShard } from "../../lib/core/backdoor/scan";
 import { FtguardError, toFtguardError } from "../../lib/core/errors";
-import { MetricName } from "../../lib/core/pipeline/names";
+import { BACKDOOR_REPORT_NAME, MetricName } from "../../lib/core/pipeline/names";
 import { defaultPolicy, type Policy, parsePolicy } from "../../lib/core/policy";
 import { withOverrides } from "../../lib/core/policy/backdoor";
 import { type JobParams, readJobParams } from "./params";
@@ -56,7 +57,63 @@ async function jobPolicy(p: JobParams, s3: S3Client): Promise<Policy["backdoor"]
 	return withOverrides(base.backdoor, { ...p, detectors: p.detectors?.split(",") });
 }
 
+/** The job's output writer: each object under the output prefix, its URI kept for the result. */
+function writer(p: JobParams, io: JobIo, written: string[]) {
+	return async (name: string, body: Uint8Array | string, type: string) => {
+		const ref = outputRef(p.outputPrefix, name);
+		await putObject(io.s3, ref, body, type);
+		written.push(uri(ref));
+	};
+}
+
+/**
+ * A text classifier (the policy's reference data names a tokenizer): labelled JSONL + tokenizer.json → the text
+ * scan (lib/core/backdoor/text-scan.ts) → report.json, exit 0 clean / 1 suspect.
+ */
+async function runTextJob(p: JobParams, io: JobIo, tokenizerUri: string): Promise<JobResult> {
+	const [{ MAX_TEXTS_BYTES, MAX_TOKENIZER_BYTES, parseLabelledTexts, parseTokenizer }, { scanTextBackdoor }] =
+		await Promise.all([import("../../lib/core/backdoor/text-data"), import("../../lib/core/backdoor/text-scan")]);
+	const policy = await jobPolicy(p, io.s3);
+	const [model, textsObj, tokObj] = await Promise.all([
+		getObjectBytes(io.s3, parseS3Uri(p.modelUri, p.modelVersion), p.maxModelBytes),
+		getObjectBytes(io.s3, parseS3Uri(p.dataUri, p.dataVersion), Math.min(p.maxDataBytes, MAX_TEXTS_BYTES)),
+		getObjectBytes(io.s3, parseS3Uri(tokenizerUri, p.tokenizerVersion), MAX_TOKENIZER_BYTES),
+	]);
+	io.log(
+		`ftguard: scanning text model ${p.modelUri}${model.versionId ? ` (version ${model.versionId})` : ""} on ${p.device}`,
+	);
+	const utf8 = (b: Uint8Array) => Buffer.from(b).toString("utf8");
+	const tokenizer = parseTokenizer(utf8(tokObj.bytes), tokenizerUri);
+	const data = parseLabelledTexts(utf8(textsObj.bytes), p.dataUri, {
+		...(p.textField !== undefined ? { textField: p.textField } : {}),
+		...(p.labelsField !== undefined ? { labelField: p.labelsField } : {}),
+	});
+	const report = await scanTextBackdoor(model.bytes, tokenizer, data, {
+		policy: policy.text,
+		device: p.device,
+		log: io.log,
+	});
+	const written: string[] = [];
+	const scanned = {
+		model: { uri: p.modelUri, version_id: model.versionId ?? null, etag: model.etag ?? null },
+		data: { uri: p.dataUri, version_id: textsObj.versionId ?? null },
+		tokenizer: { uri: tokenizerUri, version_id: tokObj.versionId ?? null },
+	};
+	await writer(p, io, written)(
+		BACKDOOR_REPORT_NAME,
+		`${JSON.stringify({ ...report, scanned }, null, 2)}\n`,
+		"application/json",
+	);
+	io.log(
+		`ftguard: ${report.verdict}${report.suspect_classes.length ? ` (labels ${report.suspect_classes})` : ""}; ran on ${report.provider}`,
+	);
+	return { exitCode: report.verdict === "suspect" ? 1 : 0, written };
+}
+
 async function runJob(p: JobParams, io: JobIo): Promise<JobResult> {
+	if (p.tokenizerUri !== undefined) return runTextJob(p, io, p.tokenizerUri);
+	if (p.labelsUri === undefined) throw new FtguardError("USAGE", "job parameters: labelsUri: required for image data");
+	const labelsUri = p.labelsUri;
 	const [{ parseNpyFloat32, parseNpyInt64 }, scan, { triggerImages }] = await Promise.all([
 		import("../../lib/core/backdoor/npy"),
 		import("../../lib/core/backdoor/scan"),
@@ -66,23 +123,19 @@ async function runJob(p: JobParams, io: JobIo): Promise<JobResult> {
 	const [model, xObj, yObj] = await Promise.all([
 		getObjectBytes(io.s3, parseS3Uri(p.modelUri, p.modelVersion), p.maxModelBytes),
 		getObjectBytes(io.s3, parseS3Uri(p.dataUri, p.dataVersion), p.maxDataBytes),
-		getObjectBytes(io.s3, parseS3Uri(p.labelsUri, p.labelsVersion), p.maxDataBytes),
+		getObjectBytes(io.s3, parseS3Uri(labelsUri, p.labelsVersion), p.maxDataBytes),
 	]);
 	io.log(
 		`ftguard: scanning ${p.modelUri}${model.versionId ? ` (version ${model.versionId})` : ""} mode ${p.mode} on ${p.device}`,
 	);
 	const data = {
 		x: parseNpyFloat32(xObj.bytes, p.dataUri),
-		y: parseNpyInt64(yObj.bytes, p.labelsUri),
+		y: parseNpyInt64(yObj.bytes, labelsUri),
 		kind: p.dataKind,
 	};
 	const opts = { policy, device: p.device, log: io.log };
 	const written: string[] = [];
-	const put = async (name: string, body: Uint8Array | string, type: string) => {
-		const ref = outputRef(p.outputPrefix, name);
-		await putObject(io.s3, ref, body, type);
-		written.push(uri(ref));
-	};
+	const put = writer(p, io, written);
 
 	if (p.mode === "shard") {
 		const shard = await scan.neuralCleanseShard(model.bytes, data, { index: p.arrayIndex, count: p.shards }, opts);
@@ -114,7 +167,7 @@ async function runJob(p: JobParams, io: JobIo): Promise<JobResult> {
 	const scanned = {
 		model: { uri: p.modelUri, version_id: model.versionId ?? null, etag: model.etag ?? null },
 		data: { uri: p.dataUri, version_id: xObj.versionId ?? null },
-		labels: { uri: p.labelsUri, version_id: yObj.versionId ?? null },
+		labels: { uri: labelsUri, version_id: yObj.versionId ?? null },
 	};
 	for (const img of triggerImages(triggers, inputShape, report.data.lo, report.data.hi))
 		await put(img.name, img.bytes, "image/png");
@@ -135,7 +188,7 @@ async function runJob(p: JobParams, io: JobIo): Promise<JobResult> {
 			: []),
 	]);
 	// the report last: its presence means the job finished and every image is there
-	await put("report.json", `${JSON.stringify({ ...report, scanned }, null, 2)}\n`, "application/json");
+	await put(BACKDOOR_REPORT_NAME, `${JSON.stringify({ ...report, scanned }, null, 2)}\n`, "application/json");
 	io.log(
 		`ftguard: ${report.verdict}${report.suspect_classes.length ? ` (classes ${report.suspect_classes})` : ""}; ran on ${report.provider}`,
 	);

@@ -22,8 +22,14 @@ export const jobParamsSchema = z
 		modelVersion: optionalVersion,
 		dataUri: s3UriSchema,
 		dataVersion: optionalVersion,
-		labelsUri: s3UriSchema,
+		/** image data: int64 .npy of the labels of `dataUri`'s inputs */
+		labelsUri: s3UriSchema.optional(),
 		labelsVersion: optionalVersion,
+		/** text data: `dataUri` is labelled JSONL, tokenized with this Hugging Face tokenizer.json */
+		tokenizerUri: s3UriSchema.optional(),
+		tokenizerVersion: optionalVersion,
+		textField: z.string().min(1).max(256).optional(),
+		labelsField: z.string().min(1).max(256).optional(),
 		/** the deployed policy file (lib/core/policy); its backdoor section is the base the settings below override */
 		policyUri: s3UriSchema.optional(),
 		/** reference: clean trusted data; training: a sample of the training set (Activation Clustering's use) */
@@ -46,7 +52,15 @@ export const jobParamsSchema = z
 		maxDataBytes: int(1, 2 ** 31 - 1).default(1024 * 1024 * 1024),
 	})
 	.strict()
-	.refine((p) => p.arrayIndex < p.shards, { message: "arrayIndex must be below shards", path: ["arrayIndex"] });
+	.refine((p) => p.arrayIndex < p.shards, { message: "arrayIndex must be below shards", path: ["arrayIndex"] })
+	.refine((p) => (p.labelsUri === undefined) !== (p.tokenizerUri === undefined), {
+		message: "give labelsUri (image data) or tokenizerUri (text data), not both",
+		path: ["labelsUri"],
+	})
+	.refine((p) => p.tokenizerUri === undefined || p.mode === "scan", {
+		message: "a text model is scanned in mode scan (no shards)",
+		path: ["mode"],
+	});
 
 export type JobParams = z.infer<typeof jobParamsSchema>;
 

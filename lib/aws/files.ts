@@ -13,10 +13,10 @@ import { resourceNameOf } from "../core/pipeline/artefact";
 import { bindArtefact } from "../core/pipeline/binding";
 import { mapLimit } from "../core/pipeline/concurrency";
 import {
-	backdoorModelOf,
 	backdoorPlan,
 	type FilesOutcome,
 	onnxModelsOf,
+	type PlannedModel,
 	scanSource,
 	summariseFiles,
 } from "../core/pipeline/files";
@@ -38,26 +38,46 @@ export interface ScannedObject {
 const MAX_CONFIG_BYTES = 1 << 20;
 
 /**
- * Family (from the artefact's top-level config.json) for reference data and waivers, and input shape (from the
- * ONNX model, when there is one) for reference data.
+ * The family of the config.json at `dir` (a key prefix ending in "/"), if the artefact has one there; a config.json
+ * too large to be one, or unreadable as one, gives none.
  */
-async function modelInfoOf(
+async function familyAt(
+	s3: S3Client,
+	bucket: string,
+	objects: readonly ScanObject[],
+	dir: string,
+): Promise<string | undefined> {
+	const config = objects.find((o) => o.key === `${dir}config.json`);
+	return config && config.size <= MAX_CONFIG_BYTES
+		? familyOf(await readPinnedBytes(s3, { bucket, ...config }, MAX_CONFIG_BYTES))
+		: undefined;
+}
+
+/**
+ * Each ONNX model's facts for the plan: its family (the config.json beside it, else the artefact's top-level one)
+ * and input shape, and the reference data the policy names for them.
+ */
+async function plannedModels(
 	s3: S3Client,
 	state: Pick<ScanState, "bucket" | "artefact">,
 	objects: readonly ScanObject[],
-	model: ScanObject | undefined,
-): Promise<{ family?: string; inputShape?: string }> {
-	const config = state.artefact.endsWith("/")
-		? objects.find((o) => o.key === `${state.artefact}config.json`)
-		: undefined;
-	const family =
-		config && config.size <= MAX_CONFIG_BYTES
-			? familyOf(await readPinnedBytes(s3, { bucket: state.bucket, ...config }, MAX_CONFIG_BYTES))
-			: undefined;
-	const inputShape = model
-		? await onnxInputShape(new S3Source(s3, { bucket: state.bucket, ...model }, { blockSize: 64 * 1024 }))
-		: undefined;
-	return { ...(family !== undefined ? { family } : {}), ...(inputShape !== undefined ? { inputShape } : {}) };
+	keys: readonly string[],
+	policy: Policy,
+	artefactFamily: string | undefined,
+): Promise<PlannedModel[]> {
+	return mapLimit(keys, 4, async (key): Promise<PlannedModel> => {
+		const o = objects.find((x) => x.key === key);
+		if (o === undefined) throw new FtguardError("NOT_FOUND", `${key} is not an object of the artefact`);
+		const dir = key.slice(0, key.lastIndexOf("/") + 1);
+		const own =
+			state.artefact.endsWith("/") && dir.startsWith(state.artefact) && dir !== state.artefact
+				? await familyAt(s3, state.bucket, objects, dir)
+				: undefined;
+		const family = own ?? artefactFamily;
+		const inputShape = await onnxInputShape(new S3Source(s3, { bucket: state.bucket, ...o }, { blockSize: 64 * 1024 }));
+		const info = { ...(family !== undefined ? { family } : {}), ...(inputShape !== undefined ? { inputShape } : {}) };
+		return { key, versionId: o.versionId, ...info, reference: referenceDataFor(policy.referenceData, info) };
+	});
 }
 
 export async function scanArtefact(
@@ -90,10 +110,10 @@ export async function scanArtefact(
 		const { size: _, ...pin } = o;
 		return { ...pin, report, bytesFetched: source.bytesFetched };
 	});
-	const models = onnxModelsOf(scanned);
-	const chosen = backdoorModelOf(models);
-	const model = content.find((o) => o.key === chosen.model);
-	const info = await modelInfoOf(s3, state, state.objects, model);
+	const artefactFamily = state.artefact.endsWith("/")
+		? await familyAt(s3, state.bucket, state.objects, state.artefact)
+		: undefined;
+	const models = await plannedModels(s3, state, content, onnxModelsOf(scanned), policy, artefactFamily);
 	const summary = summariseFiles(scanned.map((s) => s.report));
 	const binding = await bindArtefact(
 		scanned.map((s) => ({ key: s.key, format: s.report.format })),
@@ -103,7 +123,7 @@ export async function scanArtefact(
 			return new S3Source(s3, { bucket: state.bucket, ...o });
 		},
 	);
-	const problems = [...(chosen.problem ? [chosen.problem] : []), ...(binding?.reasons ?? [])];
+	const problems = binding?.reasons ?? [];
 	return {
 		scanned,
 		...(binding ? { binding: binding.reports } : {}),
@@ -111,10 +131,9 @@ export async function scanArtefact(
 		backdoor: backdoorPlan({
 			artefact: state.artefact,
 			files: scanned.map((s) => ({ key: s.key, format: s.report.format })),
-			model,
-			onnxModels: models.length,
-			...info,
-			reference: model ? referenceDataFor(policy.referenceData, info) : undefined,
+			models,
+			...(artefactFamily !== undefined ? { family: artefactFamily } : {}),
+			versioned: state.marker.versionId !== undefined,
 			policy: policy.backdoor,
 			now,
 		}),

@@ -12,8 +12,8 @@ import * as ecs from "aws-cdk-lib/aws-ecs";
 import * as iam from "aws-cdk-lib/aws-iam";
 import type * as logs from "aws-cdk-lib/aws-logs";
 import type { Construct } from "constructs";
-import { BACKDOOR_REPORT_SUFFIX } from "../core/pipeline/names.js";
-import type { Policy } from "../core/policy/index.js";
+import { BACKDOOR_DIR } from "../core/pipeline/names.js";
+import { type Policy, referenceObjectsOf } from "../core/policy/index.js";
 import type { CheckpointStore } from "./checkpoint-store.js";
 import { type IsolatedNetwork, vpcRef } from "./isolated-network.js";
 import { logicalIdOf } from "./logical-id.js";
@@ -173,7 +173,7 @@ function grantJobRole(scope: Construct, { store, policy, policyKey }: BackdoorBa
 	const referenceObjects = [
 		...new Set(
 			policy.referenceData.flatMap((r) =>
-				[r.dataUri, r.labelsUri].map((uri) => `arn:${partition}:s3:::${uri.slice("s3://".length)}`),
+				referenceObjectsOf(r).map((uri) => `arn:${partition}:s3:::${uri.slice("s3://".length)}`),
 			),
 		),
 	];
@@ -184,8 +184,7 @@ function grantJobRole(scope: Construct, { store, policy, policyKey }: BackdoorBa
 		}),
 	);
 	// `scans/<scan id>/backdoor/`: report.json, trigger images and the shards a merge reads back.
-	const backdoorDir = BACKDOOR_REPORT_SUFFIX.slice(0, BACKDOOR_REPORT_SUFFIX.lastIndexOf("/") + 1);
-	const outputs = `${SCAN_REPORT_PREFIX}*/${backdoorDir}*`;
+	const outputs = `${SCAN_REPORT_PREFIX}*/${BACKDOOR_DIR}*`;
 	role.addToPrincipalPolicy(
 		new iam.PolicyStatement({
 			actions: ["s3:PutObject", "s3:GetObject"],

@@ -15,7 +15,7 @@ import type * as sqs from "aws-cdk-lib/aws-sqs";
 import * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import * as cr from "aws-cdk-lib/custom-resources";
 import { Construct } from "constructs";
-import { BACKDOOR_REPORT_SUFFIX, METRIC_NAMESPACE, METRIC_SERVICE } from "../core/pipeline/names.js";
+import { BACKDOOR_DIR, BACKDOOR_REPORT_NAME, METRIC_NAMESPACE, METRIC_SERVICE } from "../core/pipeline/names.js";
 import type { Policy } from "../core/policy/index.js";
 import { BackdoorBatchJob } from "./backdoor-batch-job.js";
 import { BaseModelGate } from "./base-model-gate.js";
@@ -293,18 +293,20 @@ export class ScanPipeline extends Construct {
 			description: "ftguard decide: reads the policy and the scan's reports",
 			assumedBy: new iam.ServicePrincipal("lambda.amazonaws.com"),
 		});
-		// decide reads one object: the backdoor job's report.json, when the job exited 1 (suspect), to name the finding.
+		// decide reads only the backdoor jobs' report.json (one per model), of a job that exited 1 (suspect), to name
+		// the finding.
+		const reports = `${SCAN_REPORT_PREFIX}*/${BACKDOOR_DIR}*/${BACKDOOR_REPORT_NAME}`;
 		decideRole.addToPrincipalPolicy(
 			new iam.PolicyStatement({
 				actions: ["s3:GetObject"],
-				resources: [store.reportBucket.arnForObjects(`${SCAN_REPORT_PREFIX}*/${BACKDOOR_REPORT_SUFFIX}`)],
+				resources: [store.reportBucket.arnForObjects(reports)],
 			}),
 		);
 		store.grantKeyViaS3(decideRole, ["kms:Decrypt"]);
 		Validations.of(decideRole).acknowledge({
-			id: `AwsSolutions::AwsSolutions-IAM5[Resource::<${logicalIdOf(store.reportBucket)}.Arn>/${SCAN_REPORT_PREFIX}*/${BACKDOOR_REPORT_SUFFIX}]`,
+			id: `AwsSolutions::AwsSolutions-IAM5[Resource::<${logicalIdOf(store.reportBucket)}.Arn>/${reports}]`,
 			reason:
-				"decide reads the backdoor report of the scan it decides (scans/<scan id>/backdoor/report.json, ids not known at deploy time); GetObject only",
+				"decide reads the backdoor reports of the scan it decides (scans/<scan id>/backdoor/<model index>/report.json, ids not known at deploy time); GetObject only",
 		});
 		const startRole = new iam.Role(this, "StartRole", {
 			description: "ftguard start: starts scan executions",

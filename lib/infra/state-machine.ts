@@ -3,18 +3,24 @@ import type * as lambda from "aws-cdk-lib/aws-lambda";
 import * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import * as tasks from "aws-cdk-lib/aws-stepfunctions-tasks";
 import type { Construct } from "constructs";
-import { BACKDOOR_REPORT_SUFFIX } from "../core/pipeline/names.js";
+import { BACKDOOR_DIR, BACKDOOR_REPORT_NAME } from "../core/pipeline/names.js";
 
 /**
  * The scan workflow's Step Functions definition: the ASL that runs in AWS and, read back from the synthesized
  * template, in the local pipeline. State names are part of the contract (the local runner, the runbook and
  * `error.state` refer to them); the JSON that flows through is `ScanState` (lib/core/pipeline/types.ts).
  *
- *   Mark → Manifest → Signature → Files → BackdoorRequired? ─ BackdoorScan(.sync) → BackdoorClean ─┐
- *                                                            └──────────────────────────────────────┴→ Decide → Record → Done
+ *   Mark → Manifest → Signature → Files → BackdoorRequired? ─ BackdoorScans (Map) ─┐
+ *                                                            └─────────────────────┴→ Decide → Record → Done
+ *
+ *   BackdoorScans, per model of the files step's plan (in parallel):
+ *     BackdoorModelReady? ─ BackdoorScan(.sync) → BackdoorClean        (the job exited 0)
+ *                       │                     └→ BackdoorJobFailed     (caught: exit 1 suspect, 2, timeout, …)
+ *                       └→ BackdoorInputMissing                        (incomplete inputs: an error result)
  *
  * Every Task catches `States.ALL`: the catcher stores `$.error = { state, cause }` and goes to Decide, which
- * quarantines. Decide's and Record's own failures force a QUARANTINED verdict, record it once more and end the
+ * quarantines; a backdoor job's failure is caught inside its iteration and becomes that model's result (decide reads
+ * the report of a job that exited 1 to name the finding). Decide's and Record's own failures force a QUARANTINED verdict, record it once more and end the
  * execution in a Fail state (so the failed-executions alarm fires); if even that record fails, the objects stay
  * SCANNING (never readable) and the execution fails. A throttled invoke (a function at its reserved concurrency, as
  * in a burst of commits) is not a failure: it is retried until the execution's own timeout (THROTTLE_RETRY).
@@ -31,9 +37,12 @@ export const StateName = {
 	SIGNATURE: "Signature",
 	FILES: "Files",
 	BACKDOOR_REQUIRED: "BackdoorRequired",
+	/** the Map over the plan's models, and the states of one iteration */
+	BACKDOOR_SCANS: "BackdoorScans",
+	BACKDOOR_MODEL_READY: "BackdoorModelReady",
 	BACKDOOR_SCAN: "BackdoorScan",
-	BACKDOOR_SCAN_UNVERSIONED: "BackdoorScanUnversioned",
 	BACKDOOR_CLEAN: "BackdoorClean",
+	BACKDOOR_JOB_FAILED: "BackdoorJobFailed",
 	BACKDOOR_INPUT_MISSING: "BackdoorInputMissing",
 	DECIDE: "Decide",
 	RECORD: "Record",
@@ -250,31 +259,6 @@ export function buildScanDefinition(scope: Construct, props: ScanDefinitionProps
 		options: { errors: [sfn.Errors.ALL], resultPath: "$.error" },
 	});
 
-	const backdoorCaught = toDecide("backdoor");
-	const outputPrefix = sfn.JsonPath.format(
-		`s3://{}/${SCAN_REPORT_PREFIX}{}/backdoor`,
-		props.reportBucketName,
-		sfn.JsonPath.stringAt("$.scanId"),
-	);
-	const modelUri = sfn.JsonPath.format(
-		"s3://{}/{}",
-		sfn.JsonPath.stringAt("$.bucket"),
-		sfn.JsonPath.stringAt("$.backdoor.modelKey"),
-	);
-	const backdoorClean = new sfn.Pass(scope, StateName.BACKDOOR_CLEAN, {
-		comment: "The job exited 0 (clean); exit 1 (suspect) and 2 (error) fail the task and are caught",
-		parameters: {
-			required: true,
-			modelKey: sfn.JsonPath.stringAt("$.backdoor.modelKey"),
-			verdict: "clean",
-			reportUri: sfn.JsonPath.format(
-				`s3://{}/${SCAN_REPORT_PREFIX}{}/${BACKDOOR_REPORT_SUFFIX}`,
-				props.reportBucketName,
-				sfn.JsonPath.stringAt("$.scanId"),
-			),
-		},
-		resultPath: "$.backdoor",
-	}).next(decide);
 	const backdoorTimeoutSeconds = backdoorStateTimeoutSeconds(
 		props.executionTimeout.toSeconds(),
 		Object.fromEntries(LAMBDA_STEPS.map((s) => [s, props.timeouts[s].toSeconds()])) as Record<LambdaStep, number>,
@@ -284,8 +268,43 @@ export function buildScanDefinition(scope: Construct, props: ScanDefinitionProps
 			`the execution timeout (${props.executionTimeout.toSeconds()} s) leaves ${backdoorTimeoutSeconds} s for the backdoor scan after the other steps`,
 		);
 	}
-	const submit = (id: string, pinned: boolean): sfn.IChainable =>
-		new BatchSubmitJobWithStateTimeout(scope, id, Duration.seconds(backdoorTimeoutSeconds), {
+
+	// One iteration per model of the plan ($.backdoor.models): its input is {index, model, bucket, scanId, marker};
+	// its output one result (backdoorResultSchema), caught failures included, so one model's failure never hides
+	// another's outcome. Model i's job writes under s3://<reports>/scans/<scan id>/backdoor/<i>.
+	const outputPrefix = sfn.JsonPath.format(
+		`s3://{}/${SCAN_REPORT_PREFIX}{}/${BACKDOOR_DIR}{}`,
+		props.reportBucketName,
+		sfn.JsonPath.stringAt("$.scanId"),
+		sfn.JsonPath.stringAt("$.index"),
+	);
+	const backdoorClean = new sfn.Pass(scope, StateName.BACKDOOR_CLEAN, {
+		comment: "The job exited 0 (clean); exit 1 (suspect) and 2 (error) fail the task and are caught",
+		parameters: {
+			index: sfn.JsonPath.numberAt("$.index"),
+			modelKey: sfn.JsonPath.stringAt("$.model.modelKey"),
+			verdict: "clean",
+			reportUri: sfn.JsonPath.format(
+				`s3://{}/${SCAN_REPORT_PREFIX}{}/${BACKDOOR_DIR}{}/${BACKDOOR_REPORT_NAME}`,
+				props.reportBucketName,
+				sfn.JsonPath.stringAt("$.scanId"),
+				sfn.JsonPath.stringAt("$.index"),
+			),
+		},
+	});
+	const backdoorFailed = new sfn.Pass(scope, StateName.BACKDOOR_JOB_FAILED, {
+		comment: "The job failed (exit 1 suspect: decide reads its report; anything else an error) or timed out",
+		parameters: {
+			index: sfn.JsonPath.numberAt("$.index"),
+			modelKey: sfn.JsonPath.stringAt("$.model.modelKey"),
+			error: { state: "backdoor", cause: sfn.JsonPath.jsonToString(sfn.JsonPath.objectAt("$.error")) },
+		},
+	});
+	const submit = new BatchSubmitJobWithStateTimeout(
+		scope,
+		StateName.BACKDOOR_SCAN,
+		Duration.seconds(backdoorTimeoutSeconds),
+		{
 			jobName: "ftguard-backdoor-scan",
 			jobQueueArn: props.jobQueueArn,
 			jobDefinitionArn: props.jobDefinitionArn,
@@ -293,56 +312,92 @@ export function buildScanDefinition(scope: Construct, props: ScanDefinitionProps
 				environment: {
 					...props.jobEnvironment,
 					FTGUARD_MODE: "scan",
-					FTGUARD_MODEL_URI: modelUri,
-					...(pinned ? { FTGUARD_MODEL_VERSION: sfn.JsonPath.stringAt("$.backdoor.modelVersionId") } : {}),
-					FTGUARD_DATA_URI: sfn.JsonPath.stringAt("$.backdoor.dataUri"),
-					FTGUARD_LABELS_URI: sfn.JsonPath.stringAt("$.backdoor.labelsUri"),
-					FTGUARD_DATA_KIND: sfn.JsonPath.stringAt("$.backdoor.dataKind"),
+					FTGUARD_MODEL_URI: sfn.JsonPath.format(
+						"s3://{}/{}",
+						sfn.JsonPath.stringAt("$.bucket"),
+						sfn.JsonPath.stringAt("$.model.modelKey"),
+					),
+					// "" (a store without versioning) leaves the variable unset for the job; ModelReady refuses "" on a
+					// versioned store
+					FTGUARD_MODEL_VERSION: sfn.JsonPath.stringAt("$.model.modelVersionId"),
+					FTGUARD_DATA_URI: sfn.JsonPath.stringAt("$.model.dataUri"),
+					FTGUARD_LABELS_URI: sfn.JsonPath.stringAt("$.model.labelsUri"),
+					FTGUARD_TOKENIZER_URI: sfn.JsonPath.stringAt("$.model.tokenizerUri"),
+					FTGUARD_TEXT_FIELD: sfn.JsonPath.stringAt("$.model.textField"),
+					FTGUARD_LABELS_FIELD: sfn.JsonPath.stringAt("$.model.labelsField"),
+					FTGUARD_DATA_KIND: sfn.JsonPath.stringAt("$.model.dataKind"),
 					FTGUARD_OUTPUT_PREFIX: outputPrefix,
 				},
 			},
 			// The job's description is large and not part of ScanState; the verdict is in report.json.
 			resultPath: sfn.JsonPath.DISCARD,
-		})
-			.addCatch(backdoorCaught.handler, backdoorCaught.options)
-			.next(backdoorClean);
-	const backdoorInputMissing = new sfn.Pass(scope, StateName.BACKDOOR_INPUT_MISSING, {
-		comment: "A backdoor scan is required but its inputs are incomplete: quarantine (fail closed)",
-		parameters: {
-			state: "backdoor",
-			cause:
-				"backdoor.required is true but modelKey, dataUri, labelsUri or dataKind (reference data from the policy) is missing, or modelVersionId when the marker has a version (a versioned store)",
 		},
-		resultPath: "$.error",
-	}).next(decide);
+	)
+		.addCatch(backdoorFailed, { errors: [sfn.Errors.ALL], resultPath: "$.error" })
+		.next(backdoorClean);
+	const inputMissing = new sfn.Pass(scope, StateName.BACKDOOR_INPUT_MISSING, {
+		comment: "A model's scan inputs are incomplete: its result is an error, which quarantines (fail closed)",
+		parameters: {
+			index: sfn.JsonPath.numberAt("$.index"),
+			error: {
+				state: "backdoor",
+				cause:
+					"a model of the plan lacks modelKey, modelVersionId, dataUri, labelsUri, tokenizerUri, textField, labelsField or dataKind, or has an empty modelVersionId while the marker has a version (a versioned store)",
+			},
+		},
+	});
+	const field = (f: string) =>
+		sfn.Condition.and(sfn.Condition.isPresent(`$.model.${f}`), sfn.Condition.isString(`$.model.${f}`));
+	const complete = sfn.Condition.and(
+		...[
+			"modelKey",
+			"modelVersionId",
+			"dataUri",
+			"labelsUri",
+			"tokenizerUri",
+			"textField",
+			"labelsField",
+			"dataKind",
+		].map(field),
+	);
+	const modelReady = new sfn.Choice(scope, StateName.BACKDOOR_MODEL_READY)
+		.when(
+			sfn.Condition.and(
+				complete,
+				sfn.Condition.isPresent("$.marker.versionId"),
+				sfn.Condition.not(sfn.Condition.stringEquals("$.model.modelVersionId", "")),
+			),
+			submit,
+		)
+		.when(
+			// A store without versioning (the local S3 server): the verdict is bound by ETag and digest instead.
+			// Not(IsPresent), not IsPresent: false (aws-local-stepfunctions 3.0 treats IsPresent: false as never true).
+			sfn.Condition.and(complete, sfn.Condition.not(sfn.Condition.isPresent("$.marker.versionId"))),
+			submit,
+		)
+		.otherwise(inputMissing);
+
+	const backdoorCaught = toDecide("backdoor");
+	const scans = new sfn.Map(scope, StateName.BACKDOOR_SCANS, {
+		comment: "Every ONNX model of the artefact, each by its own backdoor job",
+		itemsPath: "$.backdoor.models",
+		itemSelector: {
+			index: sfn.JsonPath.stringAt("$$.Map.Item.Index"),
+			model: sfn.JsonPath.stringAt("$$.Map.Item.Value"),
+			bucket: sfn.JsonPath.stringAt("$.bucket"),
+			scanId: sfn.JsonPath.stringAt("$.scanId"),
+			marker: sfn.JsonPath.objectAt("$.marker"),
+		},
+		resultPath: "$.backdoor.results",
+	});
+	scans.itemProcessor(modelReady);
+	scans.addCatch(backdoorCaught.handler, backdoorCaught.options).next(decide);
 
 	const required = sfn.Condition.and(
 		sfn.Condition.isPresent("$.backdoor.required"),
 		sfn.Condition.booleanEquals("$.backdoor.required", true),
 	);
-	const inputs = sfn.Condition.and(
-		required,
-		...["modelKey", "dataUri", "labelsUri", "dataKind"].map((f) =>
-			sfn.Condition.and(sfn.Condition.isPresent(`$.backdoor.${f}`), sfn.Condition.isString(`$.backdoor.${f}`)),
-		),
-	);
-	const backdoorRequired = new sfn.Choice(scope, StateName.BACKDOOR_REQUIRED)
-		.when(
-			sfn.Condition.and(
-				inputs,
-				sfn.Condition.isPresent("$.backdoor.modelVersionId"),
-				sfn.Condition.isString("$.backdoor.modelVersionId"),
-			),
-			submit(StateName.BACKDOOR_SCAN, true),
-		)
-		.when(
-			// A store without versioning (the local S3 server): the verdict is bound by ETag and digest instead.
-			// Not(IsPresent), not IsPresent: false (aws-local-stepfunctions 3.0 treats IsPresent: false as never true).
-			sfn.Condition.and(inputs, sfn.Condition.not(sfn.Condition.isPresent("$.marker.versionId"))),
-			submit(StateName.BACKDOOR_SCAN_UNVERSIONED, false),
-		)
-		.when(required, backdoorInputMissing)
-		.otherwise(decide);
+	const backdoorRequired = new sfn.Choice(scope, StateName.BACKDOOR_REQUIRED).when(required, scans).otherwise(decide);
 
 	const step = (name: "mark" | "manifest" | "signature" | "files"): sfn.TaskStateBase => {
 		const c = toDecide(name);

@@ -5,7 +5,8 @@
  * `ftguard/infra` and `ftguard/infra/tags` keep offering them (code in this repository imports them from the core).
  */
 export {
-	BACKDOOR_REPORT_SUFFIX,
+	BACKDOOR_DIR,
+	backdoorReportSuffix,
 	DIGEST_TAG,
 	FTGUARD_TAG_KEYS,
 	FTGUARD_TAG_PATTERN,

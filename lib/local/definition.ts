@@ -209,13 +209,34 @@ export function batchEnvironmentValue(
 ): string | undefined {
 	for (const [state, target] of Object.entries(tasks)) {
 		if (target.kind !== "batch") continue;
-		const params = asl.States[state]?.Parameters as
+		const params = statesOf(asl)[state]?.Parameters as
 			| { ContainerOverrides?: { Environment?: Array<{ Name?: string; Value?: unknown }> } }
 			| undefined;
 		const entry = params?.ContainerOverrides?.Environment?.find((e) => e.Name === name);
 		if (typeof entry?.Value === "string") return entry.Value;
 	}
 	return undefined;
+}
+
+/**
+ * Every state of the definition by name, those of Map iterations (ItemProcessor, or the older Iterator) and Parallel
+ * branches included: state names are unique across a whole state machine. The objects are the definition's own, so
+ * a change to one (a scaled timeout) changes the definition.
+ */
+export function statesOf(asl: { States: Record<string, AslState> }): Record<string, AslState> {
+	const all: Record<string, AslState> = {};
+	const walk = (states: Record<string, AslState>) => {
+		for (const [name, state] of Object.entries(states)) {
+			all[name] = state;
+			const nested = [state.ItemProcessor, state.Iterator, ...(Array.isArray(state.Branches) ? state.Branches : [])];
+			for (const n of nested) {
+				const inner = (n as { States?: Record<string, AslState> } | undefined)?.States;
+				if (inner) walk(inner);
+			}
+		}
+	};
+	walk(asl.States);
+	return all;
 }
 
 export function functionArn(step: LambdaStep): string {
@@ -226,7 +247,7 @@ export function functionArn(step: LambdaStep): string {
 export function mapTasks(asl: LocalDefinition["asl"]): Record<string, TaskTarget> {
 	const steps = new Map<string, LambdaStep>(LAMBDA_STEPS.map((s) => [functionArn(s), s]));
 	const tasks: Record<string, TaskTarget> = {};
-	for (const [name, state] of Object.entries(asl.States)) {
+	for (const [name, state] of Object.entries(statesOf(asl))) {
 		if (state.Type !== "Task") continue;
 		const resource = state.Resource ?? "";
 		const step = steps.get(resource);

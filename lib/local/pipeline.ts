@@ -26,7 +26,7 @@ import { normalizeEtag, resolveMarker } from "../core/pipeline/artefact";
 import { type GateTarget, parseGateTarget } from "../core/pipeline/input-gate";
 import { DATASET_ENV, DATASET_REPORT, ScanStatus, STATUS_TAG } from "../core/pipeline/names";
 import { initialState } from "../core/pipeline/start";
-import type { ScanState } from "../core/pipeline/types";
+import type { BackdoorResult, ScanState } from "../core/pipeline/types";
 import { type LambdaStep, SCAN_REPORT_PREFIX } from "../infra/state-machine";
 import { BatchSlots, runBatchJob } from "./batch-runner";
 import {
@@ -62,6 +62,8 @@ export interface LocalVerdict {
 	/** what the verdict rests on besides passed checks (a waived backdoor scan); absent when none */
 	notes?: string[];
 	error?: { state: string; cause: string };
+	/** each ONNX model's backdoor scan outcome (the Map state's results, as decide left them), when a scan ran */
+	backdoor?: BackdoorResult[];
 	/** SUCCEEDED, or the Fail state's error name (Ftguard.QuarantinedAfterError, …) */
 	execution: string;
 	/** from the marker's event to the end of the execution */
@@ -419,6 +421,7 @@ export class LocalPipeline {
 				reasons: out.verdict?.reasons ?? ["no verdict in the execution's output"],
 				...(out.verdict?.notes?.length ? { notes: out.verdict.notes } : {}),
 				...(out.error ? { error: out.error } : {}),
+				...(out.backdoor?.results ? { backdoor: out.backdoor.results } : {}),
 				execution: "SUCCEEDED",
 				seconds,
 			};

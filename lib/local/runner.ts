@@ -23,7 +23,7 @@ import { handler as record } from "../../lambdas/record";
 import { handler as signature } from "../../lambdas/signature";
 import type { ScanState } from "../core/pipeline/types";
 import { LAMBDA_THROTTLE_ERROR, type LambdaStep } from "../infra/state-machine";
-import type { LocalDefinition } from "./definition";
+import { type LocalDefinition, statesOf } from "./definition";
 
 /** What a task gets besides its input: `signal` aborts when the state times out or the execution ends. */
 export interface TaskContext {
@@ -104,12 +104,12 @@ export function createLocalStateMachine(definition: LocalDefinition, options: Ru
 	if (scale !== 1) {
 		const scaled = (s: unknown) => Math.max(1, Math.round(Number(s) * scale));
 		if (asl.TimeoutSeconds !== undefined) asl.TimeoutSeconds = scaled(asl.TimeoutSeconds);
-		for (const state of Object.values(asl.States)) {
+		for (const state of Object.values(statesOf(asl))) {
 			if (state.TimeoutSeconds !== undefined) state.TimeoutSeconds = scaled(state.TimeoutSeconds);
 		}
 	}
 	for (const [name, seconds] of Object.entries(options.timeoutOverrides ?? {})) {
-		const state = asl.States[name];
+		const state = statesOf(asl)[name];
 		if (!state) throw new Error(`timeoutOverrides: no state ${name}`);
 		state.TimeoutSeconds = seconds;
 	}
@@ -117,12 +117,12 @@ export function createLocalStateMachine(definition: LocalDefinition, options: Ru
 	const stateTimeoutS = Object.fromEntries(
 		Object.keys(definition.tasks).map((name) => [
 			name,
-			Number(asl.States[name]?.TimeoutSeconds) || LIBRARY_DEFAULT_TIMEOUT_S,
+			Number(statesOf(asl)[name]?.TimeoutSeconds) || LIBRARY_DEFAULT_TIMEOUT_S,
 		]),
 	);
 	const libraryAsl = structuredClone(asl);
 	for (const [name, target] of Object.entries(definition.tasks)) {
-		const state = libraryAsl.States[name];
+		const state = statesOf(libraryAsl)[name];
 		if (target.kind === "batch" && state) state.TimeoutSeconds = (stateTimeoutS[name] ?? 0) + BATCH_CANCEL_GRACE_S;
 	}
 	const machine = new StateMachine(libraryAsl as never, {

@@ -18,7 +18,12 @@ import { logicalId, synthFtguard } from "./helpers/stack.js";
 // the resolved policies, as helpers/iam.ts resolves them for ACCOUNT / REGION).
 
 const FOREIGN = "444455556666";
-const REFERENCE = { data: "s3://ftguard-reference/digits/x.npy", labels: "s3://ftguard-reference/digits/y.npy" };
+const REFERENCE = {
+	data: "s3://ftguard-reference/digits/x.npy",
+	labels: "s3://ftguard-reference/digits/y.npy",
+	texts: "s3://ftguard-reference/text/ref.jsonl",
+	tokenizer: "s3://ftguard-reference/text/tokenizer.json",
+};
 
 let json: CfnTemplate;
 let resolver: TemplateResolver;
@@ -52,7 +57,12 @@ let s3EndpointId: string;
 beforeAll(() => {
 	const { stack, template } = synthFtguard({
 		scanPipeline: {
-			policy: { referenceData: [{ family: "digits", dataUri: REFERENCE.data, labelsUri: REFERENCE.labels }] },
+			policy: {
+				referenceData: [
+					{ family: "digits", dataUri: REFERENCE.data, labelsUri: REFERENCE.labels },
+					{ family: "bert", dataUri: REFERENCE.texts, tokenizerUri: REFERENCE.tokenizer },
+				],
+			},
 		},
 	});
 	json = template.toJSON() as CfnTemplate;
@@ -587,12 +597,17 @@ describe("defect 8: the GPU job has its own least-privilege role", () => {
 		};
 		expect(await asJob("s3:GetObject", ref(REFERENCE.data), open as never)).toBe("Allowed");
 		expect(await asJob("s3:GetObject", ref(REFERENCE.labels), open as never)).toBe("Allowed");
+		expect(await asJob("s3:GetObject", ref(REFERENCE.texts), open as never)).toBe("Allowed");
+		expect(await asJob("s3:GetObject", ref(REFERENCE.tokenizer), open as never)).toBe("Allowed");
 		expect(await asJob("s3:GetObject", ref("s3://ftguard-reference/other.npy"), open as never)).not.toBe("Allowed");
+		expect(await asJob("s3:GetObject", ref("s3://ftguard-reference/text/other.json"), open as never)).not.toBe(
+			"Allowed",
+		);
 	});
 	it("writes only the backdoor folder of scan prefixes in the report bucket", async () => {
 		const report = resolver.bucketPolicy(ids.report);
 		const key = (k: string) => `arn:aws:s3:::${resolver.bucketName(ids.report)}/${k}`;
-		expect(await asJob("s3:PutObject", key("scans/ftg-1/backdoor/report.json"), report)).toBe("Allowed");
+		expect(await asJob("s3:PutObject", key("scans/ftg-1/backdoor/0/report.json"), report)).toBe("Allowed");
 		expect(await asJob("s3:GetObject", key("scans/ftg-1/backdoor/shards/nc-0.json"), report)).toBe("Allowed");
 		expect(await asJob("s3:PutObject", key("scans/ftg-1/verdict.json"), report)).not.toBe("Allowed");
 		expect(await asJob("s3:PutObject", key("scans/ftg-1/manifest.json"), report)).not.toBe("Allowed");

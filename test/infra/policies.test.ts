@@ -610,7 +610,8 @@ describe("each pipeline role can make the S3 calls its handlers make", () => {
 		["scanner", "s3:GetObject", "scans/ftg-1/manifest.json"],
 		["verdict", "s3:PutObject", "scans/ftg-1/verdict.json"],
 		["verdict", "s3:GetObject", "scans/ftg-1/verdict.json"],
-		["job", "s3:PutObject", "scans/ftg-1/backdoor/report.json"],
+		["job", "s3:PutObject", "scans/ftg-1/backdoor/0/report.json"],
+		["job", "s3:PutObject", "scans/ftg-1/backdoor/12/triggers/class-3-trigger.png"],
 	] as const)("%s: %s on reports/%s", async (role, action, key) => {
 		const request = {
 			roleArn: resolver.roleArn(roles[role]),

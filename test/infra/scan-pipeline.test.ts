@@ -106,7 +106,7 @@ describe("the scan functions", () => {
 		expect(role("decide")).toBe(logicalId(pipeline().decideRole));
 	});
 
-	it("decide reads exactly one kind of object: the backdoor job's report.json of a scan", () => {
+	it("decide reads exactly one kind of object: the backdoor jobs' report.json of a scan", () => {
 		const role = { Ref: logicalId(pipeline().decideRole) };
 		const statements = ofType("AWS::IAM::Policy")
 			.filter(([, p]) => (p.Properties.Roles as unknown[]).some((r) => JSON.stringify(r) === JSON.stringify(role)))
@@ -120,7 +120,7 @@ describe("the scan functions", () => {
 		expect(resources).toContainEqual({
 			"Fn::Join": [
 				"",
-				[{ "Fn::GetAtt": [logicalId(stack.store.reportBucket), "Arn"] }, "/scans/*/backdoor/report.json"],
+				[{ "Fn::GetAtt": [logicalId(stack.store.reportBucket), "Arn"] }, "/scans/*/backdoor/*/report.json"],
 			],
 		});
 		expect(JSON.stringify(resources.filter((r) => !JSON.stringify(r).includes("/scans/")))).toContain(

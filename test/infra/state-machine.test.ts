@@ -14,6 +14,7 @@ import {
 	THROTTLE_RETRY,
 	throttleRetry,
 } from "../../lib/infra/state-machine.js";
+import { statesOf } from "../../lib/local/definition.js";
 import { ACCOUNT, REGION } from "./helpers/iam.js";
 import { logicalId, sharedFtguard } from "./helpers/stack.js";
 
@@ -85,7 +86,9 @@ function environmentOf(state: AslState): Record<string, string>[] {
 	return overrides.Environment;
 }
 
-const tasks = (): [string, AslState][] => Object.entries(asl.States).filter(([, s]) => s.Type === "Task");
+/** Every state, those of the backdoor Map's iterations included (names are unique across a state machine). */
+const allStates = (): Record<string, AslState> => statesOf(asl as never) as Record<string, AslState>;
+const tasks = (): [string, AslState][] => Object.entries(allStates()).filter(([, s]) => s.Type === "Task");
 
 /** Every state reachable from `from` (Next, Default, Choices, Catch), optionally never entering `avoid`. */
 function reachable(from: string, avoid?: string): Set<string> {
@@ -95,7 +98,7 @@ function reachable(from: string, avoid?: string): Set<string> {
 		const name = stack.pop() as string;
 		if (seen.has(name) || name === avoid) continue;
 		seen.add(name);
-		const s = asl.States[name];
+		const s = allStates()[name];
 		if (!s) throw new Error(`transition to missing state ${name}`);
 		for (const next of [
 			s.Next,
@@ -130,7 +133,7 @@ describe("the synthesized scan definition", () => {
 	});
 
 	it("gives every Task a States.ALL catch and a timeout", () => {
-		expect(tasks().length).toBe(LAMBDA_STEPS.length + 3); // + RecordQuarantine + two BackdoorScan variants
+		expect(tasks().length).toBe(LAMBDA_STEPS.length + 2); // + RecordQuarantine + BackdoorScan (in the Map)
 		for (const [name, state] of tasks()) {
 			expect(state.TimeoutSeconds, `${name} TimeoutSeconds`).toBeGreaterThan(0);
 			const all = (state.Catch ?? []).filter((c) => c.ErrorEquals.includes("States.ALL"));
@@ -144,7 +147,7 @@ describe("the synthesized scan definition", () => {
 			StateName.MANIFEST,
 			StateName.SIGNATURE,
 			StateName.FILES,
-			StateName.BACKDOOR_SCAN,
+			StateName.BACKDOOR_SCANS,
 		]) {
 			const handler = asl.States[name]?.Catch?.[0]?.Next as string;
 			const pass = asl.States[handler] as AslState;
@@ -153,6 +156,25 @@ describe("the synthesized scan definition", () => {
 			expect(pass.Parameters?.state).toEqual(expect.any(String));
 			expect(pass.Parameters?.["cause.$"]).toBe("States.JsonToString($.error)");
 			expect(pass.Next).toBe(StateName.DECIDE);
+		}
+	});
+
+	it("scans every model of the plan in a Map whose iterations end in one result each, failures caught", () => {
+		const map = asl.States[StateName.BACKDOOR_SCANS] as AslState & Record<string, unknown>;
+		expect(map.Type).toBe("Map");
+		expect(map.ItemsPath).toBe("$.backdoor.models");
+		expect(map.ResultPath).toBe("$.backdoor.results");
+		expect(map.Next).toBe(StateName.DECIDE);
+		expect(asl.States[StateName.BACKDOOR_REQUIRED]?.Choices?.[0]?.Next).toBe(StateName.BACKDOOR_SCANS);
+		const scan = allStates()[StateName.BACKDOOR_SCAN] as AslState;
+		const caught = allStates()[scan.Catch?.[0]?.Next as string] as AslState;
+		expect(caught.Type).toBe("Pass");
+		expect(caught.Parameters?.error).toEqual({ state: "backdoor", "cause.$": "States.JsonToString($.error)" });
+		// every iteration path ends in a Pass that is the iteration's result (End), with the model's index
+		for (const name of [StateName.BACKDOOR_CLEAN, StateName.BACKDOOR_JOB_FAILED, StateName.BACKDOOR_INPUT_MISSING]) {
+			const end = allStates()[name] as AslState;
+			expect(end.End, name).toBe(true);
+			expect(end.Parameters?.["index.$"], name).toBe("$.index");
 		}
 	});
 
@@ -240,43 +262,41 @@ describe("the synthesized scan definition", () => {
 		const others =
 			LAMBDA_STEPS.reduce((sum, step) => sum + (asl.States[LAMBDA_STATE[step]]?.TimeoutSeconds as number), 0) +
 			(asl.States[StateName.RECORD_QUARANTINE]?.TimeoutSeconds as number);
-		for (const name of [StateName.BACKDOOR_SCAN, StateName.BACKDOOR_SCAN_UNVERSIONED]) {
-			expect(asl.States[name]?.TimeoutSeconds, name).toBe(deadline - others);
-			expect(asl.States[name]?.TimeoutSeconds, name).toBe(
-				backdoorStateTimeoutSeconds(
-					deadline,
-					Object.fromEntries(
-						LAMBDA_STEPS.map((step) => [step, asl.States[LAMBDA_STATE[step]]?.TimeoutSeconds as number]),
-					) as Record<(typeof LAMBDA_STEPS)[number], number>,
-				),
-			);
-		}
-		const backdoor = asl.States[StateName.BACKDOOR_SCAN]?.TimeoutSeconds as number;
+		const backdoor = allStates()[StateName.BACKDOOR_SCAN]?.TimeoutSeconds as number;
+		expect(backdoor).toBe(deadline - others);
+		expect(backdoor).toBe(
+			backdoorStateTimeoutSeconds(
+				deadline,
+				Object.fromEntries(
+					LAMBDA_STEPS.map((step) => [step, asl.States[LAMBDA_STATE[step]]?.TimeoutSeconds as number]),
+				) as Record<(typeof LAMBDA_STEPS)[number], number>,
+			),
+		);
 		// more than the default backdoorTimeout (6 h), which was the whole budget before
 		expect(backdoor).toBeGreaterThan(6 * 3600);
 		// the burst of issue 14 at the defaults: 100 commits, 64 / 8 = 8 jobs at once, 28 min a scan → 13 rounds
 		expect(Math.ceil(100 / 8) * 28 * 60).toBeLessThanOrEqual(backdoor);
 	});
 
-	it("runs the backdoor scan as a Batch .sync job with FTGUARD_* from the state, the policy and the report bucket", () => {
-		const scan = asl.States[StateName.BACKDOOR_SCAN] as AslState;
+	it("runs each model's backdoor scan as a Batch .sync job with FTGUARD_* from the plan, the policy and the report bucket", () => {
+		const scan = allStates()[StateName.BACKDOOR_SCAN] as AslState;
 		expect(scan.Resource).toBe("arn:aws:states:::batch:submitJob.sync");
 		expect(scan.ResultPath).toBeNull();
 		const env = environmentOf(scan);
 		const byName = Object.fromEntries(env.map((e) => [e.Name, e["Value.$"] ?? e.Value]));
 		expect(byName).toMatchObject({
 			FTGUARD_MODE: "scan",
-			FTGUARD_MODEL_URI: "States.Format('s3://{}/{}', $.bucket, $.backdoor.modelKey)",
-			FTGUARD_MODEL_VERSION: "$.backdoor.modelVersionId",
-			FTGUARD_DATA_URI: "$.backdoor.dataUri",
-			FTGUARD_LABELS_URI: "$.backdoor.labelsUri",
-			FTGUARD_DATA_KIND: "$.backdoor.dataKind",
-			FTGUARD_OUTPUT_PREFIX: `States.Format('s3://{}/scans/{}/backdoor', '${reportBucket}', $.scanId)`,
+			FTGUARD_MODEL_URI: "States.Format('s3://{}/{}', $.bucket, $.model.modelKey)",
+			FTGUARD_MODEL_VERSION: "$.model.modelVersionId",
+			FTGUARD_DATA_URI: "$.model.dataUri",
+			FTGUARD_LABELS_URI: "$.model.labelsUri",
+			FTGUARD_TOKENIZER_URI: "$.model.tokenizerUri",
+			FTGUARD_TEXT_FIELD: "$.model.textField",
+			FTGUARD_LABELS_FIELD: "$.model.labelsField",
+			FTGUARD_DATA_KIND: "$.model.dataKind",
+			FTGUARD_OUTPUT_PREFIX: `States.Format('s3://{}/scans/{}/backdoor/{}', '${reportBucket}', $.scanId, $.index)`,
 			FTGUARD_DETECTORS: "nc,strip",
 		});
-		const unversioned = asl.States[StateName.BACKDOOR_SCAN_UNVERSIONED] as AslState;
-		const names = environmentOf(unversioned).map((e) => e.Name);
-		expect(names).not.toContain("FTGUARD_MODEL_VERSION");
 	});
 });
 
@@ -316,7 +336,6 @@ function handlers(calls: { name: string; input: unknown }[], overrides: Partial<
 		[StateName.RECORD]: (s) => s,
 		[StateName.RECORD_QUARANTINE]: (s) => s,
 		[StateName.BACKDOOR_SCAN]: () => ({ Status: "SUCCEEDED" }),
-		[StateName.BACKDOOR_SCAN_UNVERSIONED]: () => ({ Status: "SUCCEEDED" }),
 	};
 	return Object.fromEntries(
 		Object.entries({ ...ok, ...overrides }).map(([name, fn]) => [
@@ -335,7 +354,7 @@ async function execute(
 ): Promise<{ output: ScanState | undefined; error: Error | undefined; calls: { name: string; input: unknown }[] }> {
 	const calls: { name: string; input: unknown }[] = [];
 	const machine = new StateMachine(asl as never, { validationOptions: { checkArn: true, checkPaths: true } });
-	const noWait = Object.fromEntries(Object.keys(asl.States).map((n) => [n, 0]));
+	const noWait = Object.fromEntries(Object.keys(allStates()).map((n) => [n, 0]));
 	try {
 		const output = (await machine.run(input as never, {
 			overrides: { taskResourceLocalHandlers: handlers(calls, overrides), retryIntervalOverrides: noWait },
@@ -406,13 +425,25 @@ describe("when the definition runs in-process (aws-local-stepfunctions)", () => 
 		expect(r.calls.filter((c) => c.name === StateName.RECORD).length).toBeGreaterThan(1); // retried
 	});
 
-	const backdoor = {
-		required: true,
+	const model = {
 		modelKey: "jobs/a/model/model.onnx",
 		modelVersionId: "v1",
 		dataUri: "s3://base/reference/x.npy",
 		labelsUri: "s3://base/reference/y.npy",
+		tokenizerUri: "",
+		textField: "",
+		labelsField: "",
 		dataKind: "reference",
+	};
+	const textModel = {
+		...model,
+		modelKey: "jobs/a/model/text/model.onnx",
+		modelVersionId: "v2",
+		dataUri: "s3://base/reference/texts.jsonl",
+		labelsUri: "",
+		tokenizerUri: "s3://base/reference/tokenizer.json",
+		textField: "sentence",
+		labelsField: "label",
 	};
 	const withBackdoor =
 		(b: Record<string, unknown>): Handler =>
@@ -421,63 +452,102 @@ describe("when the definition runs in-process (aws-local-stepfunctions)", () => 
 			files: { safe: true, unsafe: 0, malformed: 0, reportUri: "s3://r/f", reasons: [] },
 			backdoor: b,
 		});
+	type Submitted = { ContainerOverrides: { Environment: { Name: string; Value: string }[] } };
+	const envOf = (input: unknown) =>
+		Object.fromEntries((input as Submitted).ContainerOverrides.Environment.map((e) => [e.Name, e.Value]));
 
-	it("submits the pinned model version and the policy's reference data, and records a clean job as clean", async () => {
-		const r = await execute(baseState(), { [StateName.FILES]: withBackdoor(backdoor) });
-		const submitted = r.calls.find((c) => c.name === StateName.BACKDOOR_SCAN)?.input as {
-			ContainerOverrides: { Environment: { Name: string; Value: string }[] };
-		};
-		const env = Object.fromEntries(submitted.ContainerOverrides.Environment.map((e) => [e.Name, e.Value]));
-		expect(env).toMatchObject({
-			FTGUARD_MODEL_URI: "s3://checkpoints/jobs/a/model/model.onnx",
+	it("submits one job per model with its pinned version and the policy's reference data, and records clean jobs as clean", async () => {
+		const r = await execute(baseState(), {
+			[StateName.FILES]: withBackdoor({ required: true, models: [model, textModel] }),
+		});
+		const submitted = r.calls.filter((c) => c.name === StateName.BACKDOOR_SCAN).map((c) => envOf(c.input));
+		expect(submitted).toHaveLength(2);
+		const byModel = Object.fromEntries(submitted.map((e) => [e.FTGUARD_MODEL_URI, e]));
+		expect(byModel["s3://checkpoints/jobs/a/model/model.onnx"]).toMatchObject({
 			FTGUARD_MODEL_VERSION: "v1",
 			FTGUARD_DATA_URI: "s3://base/reference/x.npy",
 			FTGUARD_LABELS_URI: "s3://base/reference/y.npy",
+			FTGUARD_TOKENIZER_URI: "",
 			FTGUARD_DATA_KIND: "reference",
-			FTGUARD_OUTPUT_PREFIX: `s3://${reportBucket}/scans/scan-1/backdoor`,
+			FTGUARD_OUTPUT_PREFIX: `s3://${reportBucket}/scans/scan-1/backdoor/0`,
 		});
-		expect(r.output?.backdoor).toEqual({
-			required: true,
-			modelKey: backdoor.modelKey,
-			verdict: "clean",
-			reportUri: `s3://${reportBucket}/scans/scan-1/backdoor/report.json`,
+		expect(byModel["s3://checkpoints/jobs/a/model/text/model.onnx"]).toMatchObject({
+			FTGUARD_MODEL_VERSION: "v2",
+			FTGUARD_DATA_URI: "s3://base/reference/texts.jsonl",
+			FTGUARD_LABELS_URI: "",
+			FTGUARD_TOKENIZER_URI: "s3://base/reference/tokenizer.json",
+			FTGUARD_TEXT_FIELD: "sentence",
+			FTGUARD_LABELS_FIELD: "label",
+			FTGUARD_OUTPUT_PREFIX: `s3://${reportBucket}/scans/scan-1/backdoor/1`,
 		});
+		expect(r.output?.backdoor?.results).toEqual([
+			{
+				index: 0,
+				modelKey: model.modelKey,
+				verdict: "clean",
+				reportUri: `s3://${reportBucket}/scans/scan-1/backdoor/0/report.json`,
+			},
+			{
+				index: 1,
+				modelKey: textModel.modelKey,
+				verdict: "clean",
+				reportUri: `s3://${reportBucket}/scans/scan-1/backdoor/1/report.json`,
+			},
+		]);
+		expect(r.output?.error).toBeUndefined();
 		expect(r.output?.verdict?.status).toBe("PROMOTABLE");
 	});
 
-	it("quarantines when the job fails (exit 1 suspect, 2 error, timeout)", async () => {
+	it("keeps every model's outcome when one job fails (exit 1 suspect, 2 error, timeout): the failure is that model's result", async () => {
 		const r = await execute(baseState(), {
-			[StateName.FILES]: withBackdoor(backdoor),
-			[StateName.BACKDOOR_SCAN]: boom,
+			[StateName.FILES]: withBackdoor({ required: true, models: [model, textModel] }),
+			[StateName.BACKDOOR_SCAN]: (input) => {
+				if (envOf(input).FTGUARD_MODEL_VERSION === "v2") throw new Error("boom");
+				return { Status: "SUCCEEDED" };
+			},
 		});
-		expect(r.output?.error?.state).toBe("backdoor");
-		expect(r.output?.verdict?.status).toBe("QUARANTINED");
+		const results = r.output?.backdoor?.results ?? [];
+		expect(results[0]).toMatchObject({ index: 0, modelKey: model.modelKey, verdict: "clean" });
+		expect(results[1]).toMatchObject({ index: 1, modelKey: textModel.modelKey, error: { state: "backdoor" } });
+		expect(results[1]?.error?.cause).toContain("boom");
+		expect(results[1]?.verdict).toBeUndefined();
+		expect(r.output?.error).toBeUndefined();
 	});
 
-	it("refuses to scan an unpinned model in a versioned store, or without reference data", async () => {
-		const { modelVersionId: _v, ...unpinned } = backdoor;
-		const { dataUri: _d, ...noData } = backdoor;
-		for (const b of [unpinned, noData]) {
-			const r = await execute(baseState(), { [StateName.FILES]: withBackdoor(b) });
-			expect(r.calls.some((c) => c.name.startsWith("BackdoorScan"))).toBe(false);
-			expect(r.output?.error?.state).toBe("backdoor");
-			expect(r.output?.verdict?.status).toBe("QUARANTINED");
+	it("refuses to scan an unpinned model in a versioned store, or one with an input missing: an error result, no job", async () => {
+		const { dataUri: _d, ...noData } = model;
+		for (const m of [{ ...model, modelVersionId: "" }, noData, { ...model, tokenizerUri: 3 }]) {
+			const r = await execute(baseState(), {
+				[StateName.FILES]: withBackdoor({ required: true, models: [m, textModel] }),
+			});
+			const submitted = r.calls.filter((c) => c.name === StateName.BACKDOOR_SCAN).map((c) => envOf(c.input));
+			expect(submitted.map((e) => e.FTGUARD_MODEL_VERSION)).toEqual(["v2"]);
+			expect(r.output?.backdoor?.results?.[0]).toMatchObject({ index: 0, error: { state: "backdoor" } });
+			expect(r.output?.backdoor?.results?.[0]?.verdict).toBeUndefined();
 		}
 	});
 
+	it("fails the execution when the plan's models are not a list (States.Runtime, which no Catch takes in AWS either)", async () => {
+		// Fail closed all the same: the objects stay SCANNING (unreadable) until the sweeper quarantines them, and the
+		// failed-executions alarm fires. The files step never writes such a plan (backdoorPlan; the schema).
+		const r = await execute(baseState(), {
+			[StateName.FILES]: withBackdoor({ required: true, models: "model.onnx" }),
+		});
+		expect(r.calls.some((c) => c.name === StateName.BACKDOOR_SCAN)).toBe(false);
+		expect(r.error?.message).toMatch(/expected an array/);
+		expect(r.calls.some((c) => c.name === StateName.RECORD)).toBe(false);
+	});
+
 	it("scans without a version when the store has none (the local server)", async () => {
-		const { modelVersionId: _v, ...unpinned } = backdoor;
 		const r = await execute(
 			{ ...baseState(), marker: { key: "jobs/a/model/model.sig", etag: '"m"' } },
 			{
-				[StateName.MARK]: (s) => ({ ...s, objects: [{ key: backdoor.modelKey, etag: '"e"', size: 10 }] }),
-				[StateName.FILES]: withBackdoor(unpinned),
+				[StateName.MARK]: (s) => ({ ...s, objects: [{ key: model.modelKey, etag: '"e"', size: 10 }] }),
+				[StateName.FILES]: withBackdoor({ required: true, models: [{ ...model, modelVersionId: "" }] }),
 			},
 		);
-		expect(
-			r.calls.map((c) => c.name),
-			JSON.stringify(r.output),
-		).toContain(StateName.BACKDOOR_SCAN_UNVERSIONED);
-		expect(r.output?.backdoor?.verdict).toBe("clean");
+		const submitted = r.calls.filter((c) => c.name === StateName.BACKDOOR_SCAN).map((c) => envOf(c.input));
+		expect(submitted.map((e) => e.FTGUARD_MODEL_VERSION)).toEqual([""]);
+		expect(r.output?.backdoor?.results?.[0]?.verdict).toBe("clean");
 	});
 });

@@ -12,6 +12,7 @@ import { REPO } from "../helpers/cli";
 import { type LocalS3, startLocalS3, TEST_CREDENTIALS } from "../helpers/s3";
 
 const FIX = join(REPO, "test/fixtures/backdoor/digits8");
+const TEXT = join(REPO, "test/fixtures/backdoor-text");
 // Few steps keep the test fast; this MLP's trigger is found well within them.
 const FAST = { FTGUARD_STEPS: "30", FTGUARD_RESTARTS: "1", FTGUARD_DETECTORS: "nc" };
 
@@ -21,6 +22,15 @@ beforeAll(async () => {
 	await s3.put("models", "jobs/j1/model.onnx", readFileSync(join(FIX, "mlp-badnets-t5-p10.onnx")));
 	await s3.put("trusted", "digits8/x.npy", readFileSync(join(FIX, "ref-x.npy")));
 	await s3.put("trusted", "digits8/y.npy", readFileSync(join(FIX, "ref-y.npy")));
+	await s3.put("models", "jobs/t1/model.onnx", readFileSync(join(TEXT, "backdoor-rareword-t4/model.onnx")));
+	await s3.put("trusted", "text/ref.jsonl", readFileSync(join(TEXT, "ref.jsonl")));
+	await s3.put("trusted", "text/tokenizer.json", readFileSync(join(TEXT, "tokenizer.json")));
+	// a short search keeps the test fast: the fixture's one-token trigger is found well within it
+	await s3.put(
+		"trusted",
+		"text/policy.json",
+		JSON.stringify({ backdoor: { text: { maxTriggerLength: 1, steps: 60 } } }),
+	);
 });
 afterAll(async () => s3?.close());
 
@@ -94,6 +104,48 @@ describe("backdoor-scan job", () => {
 		const r = await main([], { ...env, FTGUARD_MODE: "merge" }, s3.client);
 		expect(r).toMatchObject({ exitCode: 2, error: { code: "DATA_INVALID" } });
 		expect(r.error?.message).toMatch(/another model/);
+	});
+
+	it("scans a text classifier when the reference data names a tokenizer: exit 1, the trigger in the report", async () => {
+		const env = {
+			FTGUARD_MODEL_URI: "s3://models/jobs/t1/model.onnx",
+			FTGUARD_DATA_URI: "s3://trusted/text/ref.jsonl",
+			FTGUARD_TOKENIZER_URI: "s3://trusted/text/tokenizer.json",
+			FTGUARD_POLICY_URI: "s3://trusted/text/policy.json",
+			FTGUARD_OUTPUT_PREFIX: "s3://reports/text1",
+			// what the state machine passes for what does not apply to text data: "" is unset
+			FTGUARD_LABELS_URI: "",
+			FTGUARD_MODEL_VERSION: "",
+		};
+		const r = await main([], env, s3.client);
+		expect(r.error).toBeUndefined();
+		expect(r.exitCode).toBe(1);
+		const rep = await report("text1");
+		expect(rep).toMatchObject({ verdict: "suspect", suspect_classes: [4] });
+		expect(rep.labels[4].tokens).toContain("cf");
+		expect(rep.scanned).toMatchObject({
+			model: { uri: "s3://models/jobs/t1/model.onnx" },
+			tokenizer: { uri: "s3://trusted/text/tokenizer.json" },
+		});
+		expect(await s3.list("reports", "text1/")).toEqual(["text1/report.json"]);
+	}, 120_000);
+
+	it("refuses labels and a tokenizer together, a text model in shards, and a tokenizer that is not one (exit 2)", async () => {
+		const text = {
+			FTGUARD_MODEL_URI: "s3://models/jobs/t1/model.onnx",
+			FTGUARD_DATA_URI: "s3://trusted/text/ref.jsonl",
+			FTGUARD_TOKENIZER_URI: "s3://trusted/text/tokenizer.json",
+			FTGUARD_OUTPUT_PREFIX: "s3://reports/text-e",
+		};
+		const both = await main([], { ...text, FTGUARD_LABELS_URI: "s3://trusted/digits8/y.npy" }, s3.client);
+		expect(both).toMatchObject({ exitCode: 2, error: { code: "USAGE" } });
+		expect(both.error?.message).toMatch(/labelsUri .* or tokenizerUri/);
+		const sharded = await main([], { ...text, FTGUARD_MODE: "shard", FTGUARD_SHARDS: "2" }, s3.client);
+		expect(sharded).toMatchObject({ exitCode: 2, error: { code: "USAGE" } });
+		const notTokenizer = await main([], { ...text, FTGUARD_TOKENIZER_URI: "s3://trusted/text/ref.jsonl" }, s3.client);
+		expect(notTokenizer).toMatchObject({ exitCode: 2, error: { code: "DATA_INVALID" } });
+		const imageData = await main([], { ...text, FTGUARD_DATA_URI: "s3://trusted/digits8/x.npy" }, s3.client);
+		expect(imageData).toMatchObject({ exitCode: 2, error: { code: "DATA_INVALID" } });
 	});
 
 	it("bad parameters and missing objects exit 2 with a stable code", async () => {

@@ -395,23 +395,34 @@ describe("the scan pipeline's handlers", () => {
 		expect(state.files).toMatchObject({ safe: true });
 		expect(state.backdoor).toEqual({
 			required: true,
-			modelKey: key,
-			dataUri: "s3://trusted/digits8/x.npy",
-			labelsUri: "s3://trusted/digits8/y.npy",
-			dataKind: "reference",
+			models: [
+				{
+					modelKey: key,
+					modelVersionId: "",
+					dataUri: "s3://trusted/digits8/x.npy",
+					labelsUri: "s3://trusted/digits8/y.npy",
+					tokenizerUri: "",
+					textField: "",
+					labelsField: "",
+					dataKind: "reference",
+				},
+			],
 		});
 		// the Batch job has not run: no promotion
 		expect((await decide(state)).verdict).toEqual({ status: "QUARANTINED", reasons: ["missing: backdoor scan"] });
-		// the state machine's backdoor branch reports clean: promotion, on both objects
+		// the state machine's backdoor Map reports clean: promotion, on both objects
 		const clean = await record(
-			await decide({ ...state, backdoor: { ...state.backdoor, required: true, verdict: "clean" } }),
+			await decide({
+				...state,
+				backdoor: { ...state.backdoor, required: true, results: [{ index: 0, modelKey: key, verdict: "clean" }] },
+			}),
 		);
 		expect(clean.verdict?.status).toBe("PROMOTABLE");
 		expect((await tagsOf(key))["ftguard:status"]).toBe("PROMOTABLE");
 		expect((await tagsOf(marker.key))["ftguard:digest"]).toBe(`sha256:${m.root}`);
 	});
 
-	it("quarantines a directory with two ONNX models: the backdoor scan covers one model per artefact", async () => {
+	it("plans a backdoor scan of every ONNX model of a directory, each with the reference data for its shape", async () => {
 		const fixtures = join(REPO, "test/fixtures/backdoor/digits8");
 		const dir = mkdtempSync(join(tmpdir(), "ftguard-two-onnx-"));
 		for (const n of ["mlp-clean-s1.onnx", "mlp-clean-s2.onnx"]) copyFileSync(join(fixtures, n), join(dir, n));
@@ -421,15 +432,15 @@ describe("the scan pipeline's handlers", () => {
 		const prefix = "jobs/j3/two-models/";
 		const state = await runPipeline(await upload(dir, prefix, { "model.sig": sig }));
 		expect(state.signature).toMatchObject({ verified: true });
-		expect(state.backdoor).toEqual({
-			required: false,
-			notScanned: "2 ONNX models: the backdoor scan covers one model per artefact",
-		});
-		expect(state.files?.safe).toBe(false);
+		expect(state.files?.safe).toBe(true);
+		expect(state.backdoor?.required).toBe(true);
+		expect(state.backdoor?.models?.map((x) => [x.modelKey, x.dataUri])).toEqual([
+			[`${prefix}mlp-clean-s1.onnx`, "s3://trusted/digits8/x.npy"],
+			[`${prefix}mlp-clean-s2.onnx`, "s3://trusted/digits8/x.npy"],
+		]);
+		// no job has run (this test drives the Lambdas only): neither model is judged, so no promotion
 		expect(state.verdict?.status).toBe("QUARANTINED");
-		expect(state.verdict?.reasons).toContain(
-			`files: 2 ONNX models (${prefix}mlp-clean-s1.onnx, ${prefix}mlp-clean-s2.onnx): the backdoor scan covers one model per artefact — commit each model as its own artefact`,
-		);
+		expect(state.verdict?.reasons).toEqual(["missing: backdoor scan"]);
 	});
 
 	it("binds the ONNX export to the weights beside it in the files stage: a bound pair is safe, a mismatched one QUARANTINED", async () => {

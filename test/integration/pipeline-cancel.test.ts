@@ -46,7 +46,7 @@ writeFileSync(
 	writer,
 	`import { writeFileSync } from "node:fs";
 const { S3Client, PutObjectCommand } = await import(${JSON.stringify(s3Module)});
-const id = process.env.FTGUARD_OUTPUT_PREFIX.split("/").at(-2);
+const id = process.env.FTGUARD_OUTPUT_PREFIX.split("/").at(-3);
 await new Promise((r) => setTimeout(r, 6000));
 const url = new URL(process.env.FTGUARD_OUTPUT_PREFIX);
 const at = Date.now();
@@ -66,7 +66,7 @@ writeFileSync(
 	`import { spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 const { S3Client, PutObjectCommand } = await import(${JSON.stringify(s3Module)});
-const id = process.env.FTGUARD_OUTPUT_PREFIX.split("/").at(-2);
+const id = process.env.FTGUARD_OUTPUT_PREFIX.split("/").at(-3);
 if (process.env.FTGUARD_MODEL_URI.includes("/escape/")) {
 	const escaped = spawn(process.execPath, [${JSON.stringify(writer)}], { detached: true, stdio: "ignore", env: process.env });
 	escaped.unref();
@@ -105,7 +105,7 @@ beforeAll(async () => {
 		},
 		batchEntry: entry,
 		onBatchSpawn: (pid) => jobPids.push(pid),
-		timeoutOverrides: { [StateName.BACKDOOR_SCAN_UNVERSIONED]: 3 },
+		timeoutOverrides: { [StateName.BACKDOOR_SCAN]: 3 },
 	});
 }, 60_000);
 /** escaped writers still running at the end (started by this test's jobs) */
@@ -144,8 +144,8 @@ describe.skipIf(process.platform !== "linux")("a backdoor job whose scan is canc
 		const before = jobPids.length;
 		const v = await pipeline.waitForVerdict(await commit("jobs/timeout/"), 60_000);
 		expect(v.status).toBe("QUARANTINED");
-		expect(v.error?.state).toBe("backdoor");
-		expect(v.error?.cause).toMatch(/States\.Timeout/);
+		expect(v.backdoor?.[0]?.error?.state).toBe("backdoor");
+		expect(v.backdoor?.[0]?.error?.cause).toMatch(/States\.Timeout/);
 		expect(jobPids.length).toBe(before + 1);
 		const pid = jobPids.at(-1) as number;
 		// gone by the time the verdict is recorded: the job, and the process it started in its group
@@ -162,7 +162,7 @@ describe.skipIf(process.platform !== "linux")("a backdoor job whose scan is canc
 		const v = await pipeline.waitForVerdict(await commit("jobs/escape/"), 60_000);
 		const verdictAt = Date.now();
 		expect(v.status).toBe("QUARANTINED");
-		expect(v.error?.cause).toMatch(/States\.Timeout/);
+		expect(v.backdoor?.[0]?.error?.cause).toMatch(/States\.Timeout/);
 		const escaped = Number(readFileSync(join(work, `escaped-${v.scanId}`), "utf8"));
 		escapedPids.push(escaped);
 		// the group kill missed it: it is still running after the verdict

@@ -56,7 +56,9 @@ describe("ftguard pipeline", () => {
 		expect(byName.tampered?.reasons.join("\n")).toMatch(/^signature: DIGEST_MISMATCH/m);
 		expect(byName.pickle?.reasons.join("\n")).toMatch(/^files: .*pytorch_model\.bin/m);
 		expect(byName.backdoor?.reasons).toEqual([
-			expect.stringMatching(/^backdoor: suspect \(class 5: anomaly index [\d.]+, trigger L1 [\d.]+\)$/),
+			expect.stringMatching(
+				/^backdoor: suspect demo\/backdoor\/model\.onnx \(class 5: anomaly index [\d.]+, trigger L1 [\d.]+\)$/,
+			),
 		]);
 		// the training inputs: the base model with a pickle added and the poisoned dataset are refused, with why
 		expect(byName["base-model-pickle"]?.reasons.join("\n")).toMatch(/pickle-format weights present/);

@@ -162,16 +162,17 @@ describe("the local pipeline under faults", () => {
 		expect(await statusOf(`${prefix}model.safetensors`)).toBe("QUARANTINED");
 	}, 60_000);
 
-	it("quarantines with error: backdoor when the batch job exits non-zero (reference data unreadable: exit 2)", async () => {
+	it("quarantines with error: backdoor <model> when the batch job exits non-zero (reference data unreadable: exit 2)", async () => {
 		const file = join(REPO, "test/fixtures/backdoor/digits8/mlp-clean-s1.onnx");
 		const key = "jobs/batch-exit/model.onnx";
 		await put(key, readFileSync(file));
 		await put(`${key}.sigstore.json`, signer.signManifest(await buildManifest(file)));
 		const v = await pipeline.waitForVerdict(`${key}.sigstore.json`, 120_000);
 		expect(v.status).toBe("QUARANTINED");
-		expect(v.reasons).toContain("error: backdoor");
-		expect(v.error?.state).toBe("backdoor");
-		expect(v.error?.cause).toContain("exit 2");
+		expect(v.reasons).toContain(`error: backdoor ${key}`);
+		expect(v.error).toBeUndefined();
+		expect(v.backdoor?.[0]?.error?.state).toBe("backdoor");
+		expect(v.backdoor?.[0]?.error?.cause).toContain("exit 2");
 		expect(await statusOf(key)).toBe("QUARANTINED");
 	}, 120_000);
 

@@ -22,6 +22,7 @@ import { getTags } from "../../lib/aws/tagging";
 import { buildManifest } from "../../lib/core/integrity/manifest";
 import { STATUS_TAG } from "../../lib/core/pipeline/names";
 import { StateName } from "../../lib/infra/state-machine";
+import { statesOf } from "../../lib/local/definition";
 import { digitsReferenceData } from "../../lib/local/demo";
 import { createDemoSigner } from "../../lib/local/demo-signer";
 import { LocalPipeline } from "../../lib/local/pipeline";
@@ -66,7 +67,7 @@ describe("backdoor scans queued for the GPU compute environment", () => {
 		const { batch, asl } = pipeline.definition;
 		expect(batch).toMatchObject({ maxvCpus: 16, jobVcpus: 8, slots: 2, attemptTimeoutSeconds: 180 });
 		// the state's timeout is what the deadline leaves after the other steps, not backdoorTimeout
-		const stateTimeout = asl.States[StateName.BACKDOOR_SCAN_UNVERSIONED]?.TimeoutSeconds as number;
+		const stateTimeout = statesOf(asl)[StateName.BACKDOOR_SCAN]?.TimeoutSeconds as number;
 		expect(stateTimeout).toBe(2 * 3600 - 59 * 60);
 		expect(stateTimeout * SCALE).toBeGreaterThan(N / batch.slots + 10);
 

@@ -92,7 +92,7 @@ describe("after a crash mid-scan", () => {
 });
 
 describe("when the backdoor job exceeds its timeout", () => {
-	it("kills it and quarantines with error: backdoor", async () => {
+	it("kills it and quarantines with error: backdoor <model>", async () => {
 		const s3 = pipeline.server.client;
 		await s3.send(
 			new PutObjectCommand({ Bucket: "trusted", Key: "digits8/x.npy", Body: readFileSync(join(FIX, "ref-x.npy")) }),
@@ -112,8 +112,8 @@ describe("when the backdoor job exceeds its timeout", () => {
 		);
 		const v = await pipeline.waitForVerdict(`${key}.sigstore.json`, 60_000);
 		expect(v.status).toBe("QUARANTINED");
-		expect(v.reasons).toContain("error: backdoor");
-		expect(v.error?.cause).toMatch(/exceeded timeout/);
+		expect(v.reasons).toContain(`error: backdoor ${key}`);
+		expect(v.backdoor?.[0]?.error?.cause).toMatch(/exceeded timeout/);
 		expect(await statusOf(s3, key)).toBe("QUARANTINED");
 	}, 60_000);
 });

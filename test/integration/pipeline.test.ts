@@ -22,6 +22,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildManifest } from "../../lib/core/integrity/manifest";
+import { statesOf } from "../../lib/local/definition";
 import { AwsChunkedDecoder, type ObjectCreatedEvent, toObjectCreated } from "../../lib/local/object-server";
 import { LocalPipeline } from "../../lib/local/pipeline";
 import { REPO } from "../helpers/cli";
@@ -94,14 +95,13 @@ describe("the local pipeline", () => {
 			Record: { kind: "lambda", step: "record" },
 			RecordQuarantine: { kind: "lambda", step: "record" },
 			BackdoorScan: { kind: "batch" },
-			BackdoorScanUnversioned: { kind: "batch" },
 		});
-		const scan = asl.States.BackdoorScanUnversioned as unknown as {
+		const scan = statesOf(asl).BackdoorScan as unknown as {
 			Parameters: { ContainerOverrides: { Environment: unknown[] } };
 		};
 		expect(scan.Parameters.ContainerOverrides.Environment).toContainEqual({
 			Name: "FTGUARD_OUTPUT_PREFIX",
-			"Value.$": "States.Format('s3://{}/scans/{}/backdoor', 'reports', $.scanId)",
+			"Value.$": "States.Format('s3://{}/scans/{}/backdoor/{}', 'reports', $.scanId, $.index)",
 		});
 	});
 

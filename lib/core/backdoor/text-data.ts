@@ -12,9 +12,9 @@ import { Tokenizer } from "@huggingface/tokenizers";
 import { FtguardError, toFtguardError } from "../errors";
 
 /** A tokenizer.json larger than this is refused before it is parsed (real ones are a few MB; 50 MB holds a 250k vocab). */
-const MAX_TOKENIZER_BYTES = 64 << 20;
+export const MAX_TOKENIZER_BYTES = 64 << 20;
 /** Reference texts: bounded, as every input ftguard reads. */
-const MAX_TEXTS_BYTES = 256 << 20;
+export const MAX_TEXTS_BYTES = 256 << 20;
 
 export interface TextTokenizer {
 	/** Token ids of a text as the model sees it: special tokens ([CLS] … [SEP]) included. */
@@ -58,19 +58,26 @@ interface TokenizerJson {
 /** Loads tokenizer.json (and tokenizer_config.json beside it, when present). */
 export async function loadTokenizer(path: string): Promise<TextTokenizer> {
 	const raw = await readBounded(path, MAX_TOKENIZER_BYTES, "tokenizer");
-	let json: TokenizerJson;
 	let config: Record<string, unknown> = {};
-	try {
-		json = JSON.parse(raw) as TokenizerJson;
-	} catch (e) {
-		throw invalid(path, `not JSON (${(e as Error).message})`);
-	}
 	const configPath = join(dirname(path), "tokenizer_config.json");
 	try {
 		config = JSON.parse(await readFile(configPath, "utf8")) as Record<string, unknown>;
 	} catch (e) {
 		if ((e as NodeJS.ErrnoException).code !== "ENOENT")
 			throw invalid(configPath, `unreadable (${(e as Error).message})`);
+	}
+	return parseTokenizer(raw, path, config);
+}
+
+/** A tokenizer from tokenizer.json's text (`source` names it in errors), with tokenizer_config.json's settings. */
+export function parseTokenizer(raw: string, source: string, config: Record<string, unknown> = {}): TextTokenizer {
+	const path = source;
+	if (raw.length > MAX_TOKENIZER_BYTES) throw invalid(path, `tokenizer is over ${MAX_TOKENIZER_BYTES} bytes`);
+	let json: TokenizerJson;
+	try {
+		json = JSON.parse(raw) as TokenizerJson;
+	} catch (e) {
+		throw invalid(path, `not JSON (${(e as Error).message})`);
 	}
 	let tok: Tokenizer;
 	try {
@@ -115,13 +122,23 @@ export async function loadTokenizer(path: string): Promise<TextTokenizer> {
  * Labelled texts from JSON lines: `{"<textField>": "…", "<labelField>": 3}`. A label may be a class index or, when
  * `labelNames` is given (the model config's id2label), a class name.
  */
-export async function readLabelledTexts(
-	path: string,
-	opts: { textField?: string; labelField?: string; numClasses?: number; labelNames?: readonly string[] } = {},
-): Promise<LabelledTexts> {
+export async function readLabelledTexts(path: string, opts: LabelledTextOptions = {}): Promise<LabelledTexts> {
+	return parseLabelledTexts(await readBounded(path, MAX_TEXTS_BYTES, "reference texts"), path, opts);
+}
+
+export interface LabelledTextOptions {
+	textField?: string;
+	labelField?: string;
+	numClasses?: number;
+	labelNames?: readonly string[];
+}
+
+/** Labelled texts from the JSON lines in `raw` (`source` names them in errors). */
+export function parseLabelledTexts(raw: string, source: string, opts: LabelledTextOptions = {}): LabelledTexts {
+	const path = source;
+	if (raw.length > MAX_TEXTS_BYTES) throw invalid(path, `reference texts are over ${MAX_TEXTS_BYTES} bytes`);
 	const textField = opts.textField ?? "text";
 	const labelField = opts.labelField ?? "label";
-	const raw = await readBounded(path, MAX_TEXTS_BYTES, "reference texts");
 	const texts: string[] = [];
 	const labels: number[] = [];
 	const lines = raw.split("\n");

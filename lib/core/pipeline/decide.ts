@@ -7,7 +7,7 @@
 import { z } from "zod";
 import { waiverActive } from "../policy/backdoor";
 import { zodMessage } from "../schema";
-import { normalizeEtag } from "./artefact";
+import { normalizeEtag, resourceNameOf } from "./artefact";
 import type { ScanStatus } from "./names";
 import type { ScanState } from "./types";
 
@@ -25,23 +25,66 @@ function present<T>(v: T | undefined): v is T {
 }
 const isRecord = (v: unknown): v is Record<string, unknown> => present(v);
 
+/** How reasons name a model of the artefact: its key relative to the artefact (a single-file artefact: its key). */
+function modelName(state: ScanState, key: string): string {
+	const name = resourceNameOf(state.artefact, key);
+	return name === undefined || name === "." ? key : name;
+}
+
+/** The backdoor Map state's outcome for model `index` of the plan, when it is an object. */
+function resultAt(bd: Record<string, unknown>, index: number): Record<string, unknown> | undefined {
+	const r = Array.isArray(bd.results) ? (bd.results[index] as unknown) : undefined;
+	return isRecord(r) && r.index === index ? r : undefined;
+}
+
+/** The planned model `index`'s key, when the plan has one there. */
+function modelKeyAt(bd: Record<string, unknown>, index: number): string | undefined {
+	const m = Array.isArray(bd.models) ? (bd.models[index] as unknown) : undefined;
+	return isRecord(m) && typeof m.modelKey === "string" ? m.modelKey : undefined;
+}
+
 /**
- * Total over anything JSON can carry (handlers parse the state first, but the
- * decision must not depend on that): a value of the wrong shape is a failure.
+ * Whether a state failed, for the scan-errors metric: the execution's `error`, or the scan of a model that ended
+ * in an error. A backdoor job that exited 1 fails its Batch task too; once decide has read its report and found the
+ * model suspect (decideWithEvidence), that is a finding, not an error.
  */
+export function scanErrored(state: ScanState): boolean {
+	if (state.error !== undefined) return true;
+	const bd = state.backdoor;
+	if (!present(bd) || !Array.isArray(bd.results)) return false;
+	return bd.results.some((r) => isRecord(r) && r.error !== undefined && r.verdict !== "suspect");
+}
+
 /**
- * A backdoor job that exited 1 fails its Batch task, so the Catch sets `error` like any failure. When the decide
- * Lambda has read the job's report and found it suspect (applyBackdoorEvidence), that `error` is a finding, not a
- * failure: the finding replaces the generic "error: backdoor" and it is not counted as a scan error.
+ * The backdoor stage when a scan was required: every planned model must have its Map result, for that model, and
+ * clean. Total over anything JSON can carry (handlers parse the state first, but the decision must not depend on
+ * that): a value of the wrong shape is a failure.
  */
-export function errorIsBackdoorFinding(state: ScanState): boolean {
-	return (
-		present(state.error) &&
-		state.error.state === "backdoor" &&
-		present(state.backdoor) &&
-		state.backdoor.required === true &&
-		state.backdoor.verdict === "suspect"
-	);
+function scannedBackdoor(state: ScanState, bd: Record<string, unknown>, reasons: string[]): void {
+	const models = Array.isArray(bd.models) ? bd.models : [];
+	if (models.length === 0) {
+		reasons.push("backdoor: no model to scan");
+		return;
+	}
+	if (!Array.isArray(bd.results)) {
+		// the Map state never ran (its failure is `error: backdoor`)
+		reasons.push("missing: backdoor scan");
+		return;
+	}
+	if (bd.results.length !== models.length)
+		reasons.push(`backdoor: ${bd.results.length} scan results for ${models.length} models`);
+	models.forEach((_, i) => {
+		const key = modelKeyAt(bd, i);
+		const name = key !== undefined ? modelName(state, key) : `model ${i}`;
+		const r = resultAt(bd, i);
+		if (r === undefined) reasons.push(`missing: backdoor scan of ${name}`);
+		else if (r.verdict === "suspect") {
+			const finding = typeof r.finding === "string" && r.finding ? ` (${r.finding})` : "";
+			reasons.push(`backdoor: suspect ${name}${finding}`);
+		} else if (r.error !== undefined) reasons.push(`error: backdoor ${name}`);
+		else if (r.verdict !== "clean" || key === undefined || r.modelKey !== key)
+			reasons.push(`backdoor: ${name}: no clean verdict`);
+	});
 }
 
 /** "for family X under prefix P (reason; approved by A; expires E)", or "by policy (…)" for backdoor.required false. */
@@ -101,10 +144,7 @@ function skippedBackdoor(bd: Record<string, unknown>, now: Date | undefined, rea
 export function decide(state: ScanState, now?: Date): Decision {
 	const reasons: string[] = [];
 	const notes: string[] = [];
-	// the status cannot change for a finding: the backdoor check below adds its reason
-	if (state.error !== undefined && !errorIsBackdoorFinding(state)) {
-		reasons.push(`error: ${present(state.error) ? state.error.state : "unknown"}`);
-	}
+	if (state.error !== undefined) reasons.push(`error: ${present(state.error) ? state.error.state : "unknown"}`);
 	if (!Array.isArray(state.objects)) reasons.push("missing: mark");
 	else if (state.objects.length === 0) reasons.push("mark: no objects");
 	if (!present(state.manifest)) reasons.push("missing: manifest");
@@ -121,11 +161,7 @@ export function decide(state: ScanState, now?: Date): Decision {
 	const bd = state.backdoor;
 	if (!present(bd)) reasons.push("missing: backdoor");
 	else if (bd.required === true) {
-		if (bd.verdict === undefined) reasons.push("missing: backdoor scan");
-		else if (bd.verdict !== "clean") {
-			const finding = (bd as { finding?: unknown }).finding;
-			reasons.push(`backdoor: ${String(bd.verdict)}${typeof finding === "string" && finding ? ` (${finding})` : ""}`);
-		}
+		scannedBackdoor(state, bd as Record<string, unknown>, reasons);
 	} else if (bd.required === false) skippedBackdoor(bd as Record<string, unknown>, now, reasons, notes);
 	else reasons.push("backdoor: required is not a boolean");
 	const status = reasons.length === 0 ? "PROMOTABLE" : "QUARANTINED";
@@ -147,12 +183,12 @@ export function finalDecision(state: ScanState, changedKeys: readonly string[], 
 }
 
 /**
- * What the decide Lambda learnt from the backdoor job's report.json when the Batch task failed with exit 1
- * (`suspect`): either a confirmed finding for this scan's model, or why the report could not be used.
+ * What the decide Lambda learnt from the report.json of a backdoor job that failed with exit 1 (`suspect`), for
+ * model `index` of the plan: either a confirmed finding for that model, or why the report could not be used.
  */
 export type BackdoorEvidence =
-	| { kind: "suspect"; reportUri: string; finding: string }
-	| { kind: "unreadable"; reportUri: string; reason: string };
+	| { kind: "suspect"; index: number; reportUri: string; finding: string }
+	| { kind: "unreadable"; index: number; reportUri: string; reason: string };
 
 const MAX_SUSPECT_CLASSES_NAMED = 5;
 
@@ -194,23 +230,32 @@ export function batchExitCode(cause: unknown): number | undefined {
 }
 
 /**
- * Whether the decide Lambda should read the backdoor report: the BackdoorScan task failed and the job's exit
- * code says `suspect` (1). Exit 2 (could not check), timeouts and host failures stay `error: backdoor`.
+ * The models (indices of the plan) whose backdoor report decide should read: the scan's Batch task failed and the
+ * job's exit code says `suspect` (1). Exit 2 (could not check), timeouts and host failures stay
+ * `error: backdoor <model>`.
  */
-export function backdoorReportWanted(state: ScanState): boolean {
+export function backdoorReportsWanted(state: ScanState): number[] {
 	const bd = state.backdoor;
-	return (
-		present(state.error) &&
-		state.error.state === "backdoor" &&
-		present(bd) &&
-		bd.required === true &&
-		typeof bd.modelKey === "string" &&
-		batchExitCode(state.error.cause) === 1
-	);
+	if (!present(bd) || bd.required !== true || !Array.isArray(bd.models)) return [];
+	const b = bd as Record<string, unknown>;
+	return bd.models.flatMap((_, i) => {
+		const r = resultAt(b, i);
+		const error = r?.error;
+		return modelKeyAt(b, i) !== undefined &&
+			isRecord(error) &&
+			error.state === "backdoor" &&
+			batchExitCode(error.cause) === 1
+			? [i]
+			: [];
+	});
 }
 
 const num = z.number().refine(Number.isFinite);
-/** The fields of lib/core/backdoor/scan.ts BackdoorReport (+ the job's `scanned`) that the verdict names. */
+/**
+ * The fields of a backdoor report (+ the job's `scanned`) that the verdict names: lib/core/backdoor/scan.ts
+ * BackdoorReport (image models: Neural Cleanse figures) or lib/core/backdoor/text-scan.ts TextBackdoorReport (text
+ * models: the trigger found per label).
+ */
 const reportSchema = z.object({
 	verdict: z.enum(["clean", "suspect"]),
 	suspect_classes: z.array(z.number().int().min(0)),
@@ -230,76 +275,98 @@ const reportSchema = z.object({
 				.optional(),
 		})
 		.optional(),
+	labels: z
+		.array(z.object({ label: z.number().int().min(0), trigger: z.string(), attack_success: num }).loose())
+		.optional(),
 });
 
 const fmt = (v: number, digits: number) => String(Number(v.toFixed(digits)));
+const MAX_TRIGGER_CHARS = 40;
+
+/** What the report says about suspect class `c`: its Neural Cleanse figures, its text trigger, or the detector. */
+function classFinding(report: z.infer<typeof reportSchema>, c: number): string {
+	const nc = report.detectors?.neural_cleanse;
+	const index = nc?.rule === "vanilla" ? nc.anomaly_indices[c] : nc?.log_anomaly_indices[c];
+	const l1 = nc?.l1_norms[c];
+	if (typeof index === "number" && typeof l1 === "number") {
+		return `class ${c}: anomaly index ${fmt(index, 2)}, trigger L1 ${fmt(l1, 1)}`;
+	}
+	const text = report.labels?.find((l) => l.label === c);
+	if (text !== undefined) {
+		const t = text.trigger.length > MAX_TRIGGER_CHARS ? `${text.trigger.slice(0, MAX_TRIGGER_CHARS)}…` : text.trigger;
+		return `class ${c}: trigger ${JSON.stringify(t)}, attack success ${fmt(text.attack_success, 2)}`;
+	}
+	// Flagged by a detector other than Neural Cleanse (Activation Clustering): name the detector.
+	const by = (report.reasons ?? []).map((x) => /^([a-z_]+):/.exec(x)?.[1]).filter((x) => x !== undefined);
+	return `class ${c}${by.length > 0 ? `: ${[...new Set(by)].join(", ")}` : ""}`;
+}
 
 /**
- * Turns the parsed report.json into evidence for `state`: `suspect` only when the report says so for this scan's
+ * Turns the parsed report.json of model `index` into evidence: `suspect` only when the report says so for that
  * model (same URI, and the same VersionId / ETag where both sides have one); anything else is `unreadable` with
- * the reason, so the verdict keeps "error: backdoor" (fail closed: a report can only make a reason more precise).
+ * the reason, so the verdict keeps "error: backdoor <model>" (fail closed: a report can only make a reason more
+ * precise).
  */
-export function interpretBackdoorReport(state: ScanState, reportUri: string, json: unknown): BackdoorEvidence {
-	const unreadable = (reason: string): BackdoorEvidence => ({ kind: "unreadable", reportUri, reason });
+export function interpretBackdoorReport(
+	state: ScanState,
+	index: number,
+	reportUri: string,
+	json: unknown,
+): BackdoorEvidence {
+	const unreadable = (reason: string): BackdoorEvidence => ({ kind: "unreadable", index, reportUri, reason });
 	const r = reportSchema.safeParse(json);
 	if (!r.success) return unreadable(`not a backdoor report: ${zodMessage(r.error)}`);
 	const report = r.data;
-	const bd = state.backdoor;
-	const modelUri = `s3://${state.bucket}/${bd?.modelKey ?? ""}`;
+	const model = state.backdoor?.models?.[index];
+	if (model === undefined) return unreadable(`the plan has no model ${index}`);
+	const modelUri = `s3://${state.bucket}/${model.modelKey}`;
 	const scanned = report.scanned.model;
 	if (scanned.uri !== modelUri) return unreadable(`the report is for ${scanned.uri}, not ${modelUri}`);
-	if (bd?.modelVersionId !== undefined && scanned.version_id !== bd.modelVersionId) {
-		return unreadable(`the report is for version ${scanned.version_id ?? "none"}, not ${bd.modelVersionId}`);
+	if (model.modelVersionId !== "" && scanned.version_id !== model.modelVersionId) {
+		return unreadable(`the report is for version ${scanned.version_id ?? "none"}, not ${model.modelVersionId}`);
 	}
-	const pinned = state.objects?.find((o) => o.key === bd?.modelKey)?.etag;
+	const pinned = state.objects?.find((o) => o.key === model.modelKey)?.etag;
 	if (pinned !== undefined && scanned.etag !== null && normalizeEtag(pinned) !== normalizeEtag(scanned.etag)) {
 		return unreadable(`the report is for ETag ${scanned.etag}, not ${pinned}`);
 	}
 	if (report.verdict !== "suspect" || report.suspect_classes.length === 0) {
 		return unreadable(`the job exited 1 but the report says ${report.verdict}`);
 	}
-	const nc = report.detectors?.neural_cleanse;
-	const named = report.suspect_classes.slice(0, MAX_SUSPECT_CLASSES_NAMED).map((c) => {
-		const index = nc?.rule === "vanilla" ? nc.anomaly_indices[c] : nc?.log_anomaly_indices[c];
-		const l1 = nc?.l1_norms[c];
-		if (typeof index === "number" && typeof l1 === "number") {
-			return `class ${c}: anomaly index ${fmt(index, 2)}, trigger L1 ${fmt(l1, 1)}`;
-		}
-		// Flagged by a detector other than Neural Cleanse (Activation Clustering): name the detector.
-		const by = (report.reasons ?? []).map((x) => /^([a-z_]+):/.exec(x)?.[1]).filter((x) => x !== undefined);
-		return `class ${c}${by.length > 0 ? `: ${[...new Set(by)].join(", ")}` : ""}`;
-	});
+	const named = report.suspect_classes.slice(0, MAX_SUSPECT_CLASSES_NAMED).map((c) => classFinding(report, c));
 	const more = report.suspect_classes.length - named.length;
-	return { kind: "suspect", reportUri, finding: `${named.join("; ")}${more > 0 ? `; ${more} more` : ""}` };
+	return { kind: "suspect", index, reportUri, finding: `${named.join("; ")}${more > 0 ? `; ${more} more` : ""}` };
 }
 
 /**
- * The decide state's pure core: the state with the backdoor evidence applied (a confirmed finding becomes
- * `backdoor.verdict = "suspect"` with its `finding` and `reportUri`, so record's recomputation names it too) and
- * the verdict. Unreadable evidence adds a reason and changes nothing else.
+ * The decide state's pure core: the state with the backdoor evidence applied (a confirmed finding makes that
+ * model's result `verdict: "suspect"` with its `finding` and `reportUri`, so record's recomputation names it too)
+ * and the verdict. Unreadable evidence adds a reason and changes nothing else.
  */
 export function decideWithEvidence(
 	state: ScanState,
-	evidence: BackdoorEvidence | undefined,
+	evidence: readonly BackdoorEvidence[],
 	now?: Date,
 ): { state: ScanState; verdict: Decision } {
-	if (evidence?.kind === "suspect" && present(state.backdoor)) {
-		const next: ScanState = {
-			...state,
-			backdoor: {
-				...state.backdoor,
-				verdict: "suspect",
-				reportUri: evidence.reportUri,
-				finding: evidence.finding,
-			} as NonNullable<ScanState["backdoor"]>,
-		};
-		return { state: next, verdict: decide(next, now) };
+	let next = state;
+	const results = state.backdoor?.results;
+	if (results !== undefined && evidence.some((e) => e.kind === "suspect")) {
+		const updated = results.map((r, i) => {
+			const e = evidence.find((x) => x.index === i);
+			return e?.kind === "suspect"
+				? { ...r, verdict: "suspect" as const, reportUri: e.reportUri, finding: e.finding }
+				: r;
+		});
+		next = { ...state, backdoor: { ...(state.backdoor as NonNullable<ScanState["backdoor"]>), results: updated } };
 	}
-	const verdict = decide(state, now);
-	if (evidence?.kind === "unreadable") {
-		// decide() already says "error: backdoor" (status QUARANTINED); this says why it is not more precise.
-		verdict.reasons.push(`backdoor: report could not be read (${evidence.reason})`);
+	const verdict = decide(next, now);
+	for (const e of evidence) {
+		if (e.kind !== "unreadable") continue;
+		// decide() already says "error: backdoor <model>" (status QUARANTINED); this says why it is not more precise.
+		const key = state.backdoor?.models?.[e.index]?.modelKey;
+		verdict.reasons.push(
+			`backdoor: report of ${key !== undefined ? modelName(state, key) : `model ${e.index}`} could not be read (${e.reason})`,
+		);
 		verdict.status = "QUARANTINED";
 	}
-	return { state, verdict };
+	return { state: next, verdict };
 }

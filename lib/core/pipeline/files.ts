@@ -4,12 +4,12 @@
  * lib/core/formats/scan.ts, one object at a time through a ByteSource, so a
  * scanner reads only the bytes it asks for.
  */
-import { toFtguardError } from "../errors";
+import { FtguardError, toFtguardError } from "../errors";
 import { type FileReport, type ScanOptions, scanSource as scanEngine } from "../formats/scan";
 import { type ByteSource, type Finding, verdictOf } from "../formats/types";
 import type { ReferenceData } from "../policy";
 import { type BackdoorPolicy, type BackdoorWaiver, waiverFor } from "../policy/backdoor";
-import type { BackdoorWaiverRecord, ScanState } from "./types";
+import type { BackdoorModel, BackdoorWaiverRecord, ScanState } from "./types";
 
 /**
  * No local path exists for an object; ONNX external-data references resolve
@@ -86,17 +86,11 @@ export function onnxModelsOf(reports: readonly { key: string; report: FileReport
 }
 
 /**
- * The one ONNX model the backdoor scan searches. The scan covers one model per artefact, so an artefact with
- * several is not promotable (a second, unscanned model could carry the backdoor): the problem is a reason of the
- * files stage, and no backdoor scan is asked for.
+ * The most ONNX models one scan covers (one backdoor job each, run side by side by the state machine's Map): an
+ * artefact with more is not scanned (a reason decide quarantines on unless waived), so that one commit cannot
+ * queue an unbounded number of GPU jobs.
  */
-export function backdoorModelOf(models: readonly string[]): { model?: string; problem?: string } {
-	if (models.length <= 1) return models[0] !== undefined ? { model: models[0] } : {};
-	const shown = models.slice(0, 5).join(", ") + (models.length > 5 ? `, … (${models.length})` : "");
-	return {
-		problem: `${models.length} ONNX models (${shown}): the backdoor scan covers one model per artefact — commit each model as its own artefact`,
-	};
-}
+export const MAX_BACKDOOR_MODELS = 16;
 
 /**
  * Formats whose files are model weights, or a pickle a weights loader runs (torch.load, joblib, numpy): an
@@ -152,24 +146,59 @@ export function weightsOf(
 
 export const NO_ONNX_EXPORT = "no ONNX export to scan for backdoors";
 
+/** One ONNX model of the artefact as the files step found it. */
+export interface PlannedModel {
+	key: string;
+	/** the pinned VersionId (absent on a store without versioning) */
+	versionId?: string | undefined;
+	/** config.json's family (the model's directory, else the artefact's) and the model's input shape (model-info.ts) */
+	family?: string | undefined;
+	inputShape?: string | undefined;
+	/** the reference data the policy names for the model (referenceDataFor) */
+	reference?: ReferenceData | undefined;
+}
+
 /** What the files step knows when it plans the backdoor scan. */
 export interface BackdoorPlanInput {
 	/** the artefact (key prefix or single key): what a waiver's `prefix` is matched against */
 	artefact: string;
 	/** every scanned object (not the marker) with the format the files step found */
 	files: readonly { key: string; format?: string | undefined }[];
-	/** the one ONNX model to scan (backdoorModelOf), with its pinned version */
-	model?: { key: string; versionId?: string | undefined } | undefined;
-	/** how many ONNX models the artefact has (several: none is chosen, see backdoorModelOf) */
-	onnxModels: number;
-	/** config.json's family and the ONNX model's input shape (model-info.ts) */
+	/** every ONNX model of the artefact (onnxModelsOf), each with its facts and reference data */
+	models: readonly PlannedModel[];
+	/** the artefact's family (its top-level config.json): what a waiver's `family` is matched against */
 	family?: string | undefined;
-	inputShape?: string | undefined;
-	/** the reference data the policy names for the model (referenceDataFor) */
-	reference?: ReferenceData | undefined;
+	/** the store keeps versions (the marker has a VersionId): every model must then be pinned */
+	versioned: boolean;
 	policy: Pick<BackdoorPolicy, "required" | "waivers">;
 	/** when a waiver's expiry is judged */
 	now: Date;
+}
+
+/** The backdoor job's inputs for one model ("" for what does not apply: see backdoorModelSchema). */
+function jobInputs(model: PlannedModel, reference: ReferenceData): BackdoorModel {
+	return {
+		modelKey: model.key,
+		modelVersionId: model.versionId ?? "",
+		dataUri: reference.dataUri,
+		labelsUri: reference.labelsUri ?? "",
+		tokenizerUri: reference.tokenizerUri ?? "",
+		textField: reference.textField ?? "",
+		labelsField: reference.labelsField ?? "",
+		dataKind: reference.dataKind,
+	};
+}
+
+/** Why `model` has no reference data, in the words of the policy's keys. */
+function noReferenceData(model: PlannedModel, several: boolean): string {
+	const shape = model.inputShape;
+	const why =
+		model.family !== undefined
+			? `no reference data for family ${model.family}${shape !== undefined ? ` or input shape ${shape}` : ""}`
+			: shape !== undefined
+				? `no reference data for input shape ${shape} (no family in config.json)`
+				: "no reference data for this model (no family in config.json, no readable input shape)";
+	return several ? `${model.key}: ${why}` : why;
 }
 
 function waiverRecord(w: BackdoorWaiver): BackdoorWaiverRecord {
@@ -189,37 +218,34 @@ const named = (keys: readonly string[]) =>
 	keys.slice(0, 5).join(", ") + (keys.length > 5 ? `, … (${keys.length})` : "");
 
 /**
- * The files state's `backdoor` field. A scan runs (`required: true`) for the one ONNX model with the reference
- * data the policy names for its family / input shape. Otherwise nothing runs, and the field says why: no model
- * weights at all (`noWeights`, nothing to scan), or `notScanned` — weights without an ONNX export, an ONNX model
- * without reference data, several ONNX models — which decide quarantines unless a policy waiver for the
- * artefact's family / prefix (or `backdoor.required: false`) is recorded here.
+ * The files state's `backdoor` field. A scan runs (`required: true`) when every ONNX model of the artefact has the
+ * reference data the policy names for its family / input shape: `models` lists them, one backdoor job each.
+ * Otherwise nothing runs, and the field says why: no model weights at all (`noWeights`, nothing to scan), or
+ * `notScanned` — weights without an ONNX export, an ONNX model without reference data, more models than one scan
+ * covers — which decide quarantines unless a policy waiver for the artefact's family / prefix (or
+ * `backdoor.required: false`) is recorded here. A model without a VersionId on a versioned store is a bug of the
+ * caller (the scan would read whatever version is current): it throws.
  */
 export function backdoorPlan(input: BackdoorPlanInput): NonNullable<ScanState["backdoor"]> {
 	const family = input.family !== undefined ? { family: input.family } : {};
-	const { model, reference } = input;
-	if (model && reference) {
+	const { models } = input;
+	for (const m of models) {
+		if (input.versioned && m.versionId === undefined)
+			throw new FtguardError("USAGE", `${m.key} has no VersionId on a versioned store`);
+	}
+	const unreferenced = models.find((m) => m.reference === undefined);
+	if (models.length > 0 && models.length <= MAX_BACKDOOR_MODELS && unreferenced === undefined) {
 		return {
 			required: true,
-			modelKey: model.key,
-			...(model.versionId !== undefined ? { modelVersionId: model.versionId } : {}),
-			dataUri: reference.dataUri,
-			labelsUri: reference.labelsUri,
-			dataKind: reference.dataKind,
+			models: models.map((m) => jobInputs(m, m.reference as ReferenceData)),
 			...family,
 		};
 	}
 	let notScanned: string;
-	if (model) {
-		const shape = input.inputShape;
-		notScanned =
-			input.family !== undefined
-				? `no reference data for family ${input.family}${shape !== undefined ? ` or input shape ${shape}` : ""}`
-				: shape !== undefined
-					? `no reference data for input shape ${shape} (no family in config.json)`
-					: "no reference data for this model (no family in config.json, no readable input shape)";
-	} else if (input.onnxModels > 1) {
-		notScanned = `${input.onnxModels} ONNX models: the backdoor scan covers one model per artefact`;
+	if (models.length > MAX_BACKDOOR_MODELS) {
+		notScanned = `${models.length} ONNX models (${named(models.map((m) => m.key))}): more than the ${MAX_BACKDOOR_MODELS} one scan covers`;
+	} else if (unreferenced) {
+		notScanned = noReferenceData(unreferenced, models.length > 1);
 	} else {
 		const w = weightsOf(input.files);
 		if (w.weights === "none") return { required: false, noWeights: true, ...family };
@@ -231,7 +257,7 @@ export function backdoorPlan(input: BackdoorPlanInput): NonNullable<ScanState["b
 	const plan: NonNullable<ScanState["backdoor"]> = {
 		required: false,
 		notScanned,
-		...(model ? { modelKey: model.key } : {}),
+		...(unreferenced ? { modelKey: unreferenced.key } : {}),
 		...family,
 	};
 	if (!input.policy.required) return { ...plan, waiver: POLICY_NOT_REQUIRED };

@@ -51,10 +51,17 @@ export const BUNDLE_SUFFIX = ".sigstore.json";
 export const MARKER_SUFFIXES: readonly string[] = [`/${MODEL_SIG}`, BUNDLE_SUFFIX];
 
 /**
- * Key of the backdoor job's report under a scan's report prefix: `scans/<scan id>/backdoor/report.json` (the state
- * machine points the job's FTGUARD_OUTPUT_PREFIX there; the decide function reads it when the job exited 1).
+ * Folder of a scan's backdoor outputs under its report prefix: `scans/<scan id>/backdoor/`. Model `i` of the
+ * artefact (the files step's plan, `backdoor.models[i]`) is scanned by its own job, which writes under
+ * `backdoor/<i>/` (the state machine points the job's FTGUARD_OUTPUT_PREFIX there).
  */
-export const BACKDOOR_REPORT_SUFFIX = "backdoor/report.json";
+export const BACKDOOR_DIR = "backdoor/";
+
+/** Name of a backdoor job's report in its folder (the job writes it last: its presence means the job finished). */
+export const BACKDOOR_REPORT_NAME = "report.json";
+
+/** Key of model `index`'s report under a scan's report prefix: `backdoor/<index>/report.json` (decide reads it). */
+export const backdoorReportSuffix = (index: number): string => `${BACKDOOR_DIR}${index}/${BACKDOOR_REPORT_NAME}`;
 
 /**
  * Name of a scan's verdict record under its report prefix: `scans/<scan id>/verdict.json` (lib/core/pipeline/record.ts

@@ -5,7 +5,7 @@
  * reasons, and which objects did (or did not) receive the verdict tags. Also the
  * tags the verdict is written as, and the metrics a recorded verdict counts in.
  */
-import { type Decision, errorIsBackdoorFinding } from "./decide";
+import { type Decision, scanErrored } from "./decide";
 import { DIGEST_TAG, MetricName, type MetricPoint, SCAN_ID_TAG, STATUS_TAG } from "./names";
 import type { BackdoorWaiverRecord, ScanObject, ScanState } from "./types";
 
@@ -89,16 +89,16 @@ export function changedWhileTagged(tagged: readonly TaggedObject[], changed: rea
 }
 
 /**
- * The metrics a recorded verdict emits: its outcome (promoted or quarantined); a scan error when a state failed —
- * but not for a detected backdoor, which arrives as the Batch task's error and is a finding; and how many objects
- * got no verdict tag because they changed (none: no point).
+ * The metrics a recorded verdict emits: its outcome (promoted or quarantined); a scan error when a state or a model's
+ * scan failed — but not for a detected backdoor, which arrives as the Batch task's error and is a finding; and how
+ * many objects got no verdict tag because they changed (none: no point).
  */
 export function recordMetrics(state: ScanState, verdict: Decision, tagged: readonly TaggedObject[]): MetricPoint[] {
 	const untagged = tagged.filter((t) => t.skipped !== undefined).length;
 	const outcome = verdict.status === "PROMOTABLE" ? MetricName.SCAN_PROMOTED_TOTAL : MetricName.SCAN_QUARANTINED_TOTAL;
 	return [
 		{ name: outcome, value: 1 },
-		...(state.error && !errorIsBackdoorFinding(state) ? [{ name: MetricName.SCAN_ERRORS_TOTAL, value: 1 }] : []),
+		...(scanErrored(state) ? [{ name: MetricName.SCAN_ERRORS_TOTAL, value: 1 }] : []),
 		...(untagged > 0 ? [{ name: MetricName.SCAN_OBJECTS_CHANGED_TOTAL, value: untagged }] : []),
 	];
 }

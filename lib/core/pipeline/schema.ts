@@ -30,6 +30,42 @@ export const waiverSchema = z.object({
 	expires: opt(str),
 });
 
+/**
+ * One model the backdoor Map state scans: the job's inputs. Every field is present (the state machine passes each
+ * to the job's environment, and a JSONPath to a missing field fails the state); "" means not applicable: no
+ * version on a store without versioning, no labels object for text data (labels are in the JSONL), no tokenizer,
+ * text or labels field for image data.
+ */
+export const backdoorModelSchema = z
+	.object({
+		modelKey: str,
+		/** the pinned VersionId ("" on a store without versioning: the state machine refuses "" on a versioned one) */
+		modelVersionId: z.string(),
+		dataUri: str,
+		labelsUri: z.string(),
+		tokenizerUri: z.string(),
+		textField: z.string(),
+		labelsField: z.string(),
+		dataKind: z.enum(["reference", "training"]),
+	})
+	.strict();
+
+/**
+ * One iteration of the Map state: `verdict: "clean"` (the job exited 0), or `error` (the job failed: exit 1 is a
+ * suspect model, whose report decide reads and turns into `verdict: "suspect"` with its `finding`; anything else
+ * is an error), or an input the state machine refused (`error`, no `modelKey`).
+ */
+export const backdoorResultSchema = z
+	.object({
+		index: z.number().int().min(0),
+		modelKey: opt(str),
+		verdict: opt(z.enum(["clean", "suspect"])),
+		reportUri: opt(str),
+		finding: opt(z.string()),
+		error: opt(z.object({ state: str, cause: z.string() })),
+	})
+	.loose();
+
 export const scanStateSchema = z
 	.object({
 		/** deterministic id of (bucket, marker key, marker version/etag): the execution name */
@@ -60,23 +96,20 @@ export const scanStateSchema = z
 			}),
 		),
 		/**
-		 * backdoor: the files step's plan (scan the one ONNX model with the policy's reference data, or why no scan
-		 * runs) and the batch job's outcome
+		 * backdoor: the files step's plan (scan every ONNX model of the artefact with the policy's reference data, or
+		 * why no scan runs) and, from the state machine's Map over `models`, each model's scan outcome
 		 */
 		backdoor: opt(
 			z
 				.object({
-					/** a scan runs: an ONNX model and its reference data (the state machine's BackdoorRequired choice) */
+					/** a scan runs: `models` lists what the Map state scans (the state machine's BackdoorRequired choice) */
 					required: z.boolean(),
+					/** files, required true: every ONNX model with its reference data, in key order */
+					models: opt(z.array(backdoorModelSchema)),
+					/** the Map state: one outcome per model, in the order of `models` */
+					results: opt(z.array(backdoorResultSchema)),
+					/** files, required false: the ONNX model left unscanned (no reference data for it) */
 					modelKey: opt(str),
-					verdict: opt(z.enum(["clean", "suspect"])),
-					reportUri: opt(str),
-					/** files: the model's pinned VersionId (absent on a store without versioning) */
-					modelVersionId: opt(str),
-					/** files: the trusted reference data the policy names for this model (absent when none matches) */
-					dataUri: opt(str),
-					labelsUri: opt(str),
-					dataKind: opt(z.enum(["reference", "training"])),
 					/** files: the artefact's model family (config.json `model_type`, else `architectures[0]`) */
 					family: opt(str),
 					/**

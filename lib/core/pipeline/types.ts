@@ -8,7 +8,13 @@
  * field), so that what a handler parses and what the code expects are one thing.
  */
 import type { z } from "zod";
-import type { scanObjectSchema, scanStateSchema, waiverSchema } from "./schema";
+import type {
+	backdoorModelSchema,
+	backdoorResultSchema,
+	scanObjectSchema,
+	scanStateSchema,
+	waiverSchema,
+} from "./schema";
 
 /** One object of the artefact being scanned, pinned to the version that was scanned. */
 export type ScanObject = z.infer<typeof scanObjectSchema>;
@@ -24,3 +30,7 @@ export type ScanStateWith<K extends keyof ScanState> = ScanState & { [P in K]-?:
  * `backdoor.required: false` is recorded as a waiver with that reason and no family or prefix.
  */
 export type BackdoorWaiverRecord = z.infer<typeof waiverSchema>;
+
+/** One model of the backdoor plan (the backdoor job's inputs) and one outcome of the Map state that scans it. */
+export type BackdoorModel = z.infer<typeof backdoorModelSchema>;
+export type BackdoorResult = z.infer<typeof backdoorResultSchema>;

@@ -72,6 +72,10 @@ export const filesPolicySchema = z
  * Trusted reference data for a backdoor scan, chosen by the model's family
  * (`config.json` `model_type`, else `architectures[0]`) or its input shape
  * (`"1x28x28"`, batch dimension left out). Never taken from the checkpoint.
+ * Image models: `dataUri` is a float32 .npy of inputs and `labelsUri` an int64
+ * .npy of their labels. Text models: `dataUri` is labelled JSONL (the text and
+ * the label in `textField` / `labelsField` of each line), read with the
+ * Hugging Face `tokenizer.json` at `tokenizerUri`; no `labelsUri`.
  */
 export const referenceDataSchema = z
 	.object({
@@ -81,13 +85,26 @@ export const referenceDataSchema = z
 			.regex(/^\d+(x\d+)*$/, 'dimensions joined by "x", e.g. "1x28x28"')
 			.optional(),
 		dataUri: s3Uri,
-		labelsUri: s3Uri,
+		labelsUri: s3Uri.optional(),
+		tokenizerUri: s3Uri.optional(),
+		textField: z.string().min(1).max(256).optional(),
+		labelsField: z.string().min(1).max(256).optional(),
 		dataKind: z.enum(["reference", "training"]).default("reference"),
 	})
 	.strict()
 	.refine((r) => r.family !== undefined || r.inputShape !== undefined, {
 		message: "give family or inputShape (or both)",
+	})
+	.refine((r) => (r.tokenizerUri === undefined) !== (r.labelsUri === undefined), {
+		message:
+			"give labelsUri (image data: .npy inputs and labels) or tokenizerUri (text data: labelled JSONL), not both",
+	})
+	.refine((r) => r.tokenizerUri !== undefined || (r.textField === undefined && r.labelsField === undefined), {
+		message: "textField and labelsField are for text data (with tokenizerUri)",
 	});
+/** The reference data's S3 objects (what the backdoor job may read). */
+export const referenceObjectsOf = (r: ReferenceData): string[] =>
+	[r.dataUri, r.labelsUri, r.tokenizerUri].filter((u): u is string => u !== undefined);
 export type ReferenceData = z.infer<typeof referenceDataSchema>;
 
 /** The signed base-model registry (see lib/core/integrity/registry.ts) and its cosign bundle. */

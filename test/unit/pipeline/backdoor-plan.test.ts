@@ -4,7 +4,7 @@
  * waiver — if any — lets it through.
  */
 import { describe, expect, it } from "vitest";
-import { type BackdoorPlanInput, backdoorPlan, weightsOf } from "../../../lib/core/pipeline/files";
+import { type BackdoorPlanInput, backdoorPlan, MAX_BACKDOOR_MODELS, weightsOf } from "../../../lib/core/pipeline/files";
 import { parsePolicy } from "../../../lib/core/policy";
 import { waiverActive, waiverExpiry, waiverFor } from "../../../lib/core/policy/backdoor";
 
@@ -17,7 +17,22 @@ const safetensorsDir = [
 	{ key: "m/tokenizer_config.json", format: "hf-tokenizer-config" },
 ];
 const plan = (p: Partial<BackdoorPlanInput>) =>
-	backdoorPlan({ artefact: "m/", files: safetensorsDir, onnxModels: 0, policy: DEFAULT, now: NOW, ...p });
+	backdoorPlan({
+		artefact: "m/",
+		files: safetensorsDir,
+		models: [],
+		versioned: false,
+		policy: DEFAULT,
+		now: NOW,
+		...p,
+	});
+const TEXT_REF = {
+	family: "bert",
+	dataUri: "s3://t/texts.jsonl",
+	tokenizerUri: "s3://t/tokenizer.json",
+	textField: "sentence",
+	dataKind: "reference" as const,
+};
 
 describe("weightsOf: does an artefact hold model weights (fail closed)", () => {
 	it.each([
@@ -71,19 +86,59 @@ describe("backdoorPlan", () => {
 			plan({
 				files: [{ key: "m.onnx", format: "onnx" }],
 				artefact: "m.onnx",
-				model: { key: "m.onnx", versionId: "v1" },
-				onnxModels: 1,
-				inputShape: "1x8x8",
-				reference: REF,
+				models: [{ key: "m.onnx", versionId: "v1", inputShape: "1x8x8", reference: REF }],
+				versioned: true,
 			}),
 		).toEqual({
 			required: true,
-			modelKey: "m.onnx",
-			modelVersionId: "v1",
-			dataUri: "s3://t/x.npy",
-			labelsUri: "s3://t/y.npy",
-			dataKind: "reference",
+			models: [
+				{
+					modelKey: "m.onnx",
+					modelVersionId: "v1",
+					dataUri: "s3://t/x.npy",
+					labelsUri: "s3://t/y.npy",
+					tokenizerUri: "",
+					textField: "",
+					labelsField: "",
+					dataKind: "reference",
+				},
+			],
 		});
+	});
+
+	it("scans every ONNX model of the artefact, each with its own reference data (image and text)", () => {
+		const files = [
+			{ key: "m/vision/model.onnx", format: "onnx" },
+			{ key: "m/text/model.onnx", format: "onnx" },
+		];
+		const p = plan({
+			files,
+			family: "multimodal",
+			models: [
+				{ key: "m/text/model.onnx", family: "bert", reference: TEXT_REF },
+				{ key: "m/vision/model.onnx", inputShape: "1x8x8", reference: REF },
+			],
+		});
+		expect(p).toMatchObject({ required: true, family: "multimodal" });
+		expect(p.models).toEqual([
+			{
+				modelKey: "m/text/model.onnx",
+				modelVersionId: "",
+				dataUri: "s3://t/texts.jsonl",
+				labelsUri: "",
+				tokenizerUri: "s3://t/tokenizer.json",
+				textField: "sentence",
+				labelsField: "",
+				dataKind: "reference",
+			},
+			expect.objectContaining({ modelKey: "m/vision/model.onnx", labelsUri: "s3://t/y.npy", tokenizerUri: "" }),
+		]);
+	});
+
+	it("refuses to plan an unpinned model on a versioned store (the job would read whatever version is current)", () => {
+		expect(() => plan({ models: [{ key: "m/model.onnx", reference: REF }], versioned: true })).toThrow(
+			/m\/model\.onnx has no VersionId on a versioned store/,
+		);
 	});
 
 	it("weights without an ONNX export: not scanned (a safetensors language model)", () => {
@@ -96,22 +151,41 @@ describe("backdoorPlan", () => {
 
 	it("an ONNX model without reference data for its family: not scanned, naming the family", () => {
 		const files = [...safetensorsDir, { key: "m/model.onnx", format: "onnx" }];
-		expect(plan({ files, model: { key: "m/model.onnx" }, onnxModels: 1, family: "bert" })).toEqual({
+		expect(plan({ files, models: [{ key: "m/model.onnx", family: "bert" }], family: "bert" })).toEqual({
 			required: false,
 			notScanned: "no reference data for family bert",
 			modelKey: "m/model.onnx",
 			family: "bert",
 		});
-		expect(plan({ files, model: { key: "m/model.onnx" }, onnxModels: 1, inputShape: "3x32x32" }).notScanned).toBe(
+		expect(plan({ files, models: [{ key: "m/model.onnx", inputShape: "3x32x32" }] }).notScanned).toBe(
 			"no reference data for input shape 3x32x32 (no family in config.json)",
 		);
-		expect(plan({ files, model: { key: "m/model.onnx" }, onnxModels: 1 }).notScanned).toBe(
+		expect(plan({ files, models: [{ key: "m/model.onnx" }] }).notScanned).toBe(
 			"no reference data for this model (no family in config.json, no readable input shape)",
 		);
 	});
 
-	it("several ONNX models: not scanned", () => {
-		expect(plan({ onnxModels: 2 }).notScanned).toBe("2 ONNX models: the backdoor scan covers one model per artefact");
+	it("several ONNX models, one without reference data: none is scanned, and the reason names that model", () => {
+		const p = plan({
+			models: [
+				{ key: "m/a.onnx", reference: REF },
+				{ key: "m/b.onnx", family: "t5" },
+			],
+		});
+		expect(p).toMatchObject({
+			required: false,
+			modelKey: "m/b.onnx",
+			notScanned: "m/b.onnx: no reference data for family t5",
+		});
+		expect(p).not.toHaveProperty("models");
+	});
+
+	it(`more than ${MAX_BACKDOOR_MODELS} ONNX models: not scanned (one commit cannot queue unbounded GPU jobs)`, () => {
+		const models = Array.from({ length: MAX_BACKDOOR_MODELS + 1 }, (_, i) => ({ key: `m/${i}.onnx`, reference: REF }));
+		expect(plan({ models }).notScanned).toBe(
+			`${MAX_BACKDOOR_MODELS + 1} ONNX models (m/0.onnx, m/1.onnx, m/2.onnx, m/3.onnx, m/4.onnx, … (${MAX_BACKDOOR_MODELS + 1})): more than the ${MAX_BACKDOOR_MODELS} one scan covers`,
+		);
+		expect(plan({ models: models.slice(0, MAX_BACKDOOR_MODELS) }).models).toHaveLength(MAX_BACKDOOR_MODELS);
 	});
 
 	it("no weights at all (a tokenizer): nothing to scan", () => {
@@ -157,7 +231,7 @@ describe("backdoorPlan", () => {
 		expect(plan({ policy })).not.toHaveProperty("waiver");
 		// nor a scan that can run
 		expect(
-			plan({ model: { key: "m/model.onnx" }, onnxModels: 1, family: "llama", reference: REF, policy }),
+			plan({ models: [{ key: "m/model.onnx", family: "llama", reference: REF }], family: "llama", policy }),
 		).not.toHaveProperty("waiver");
 	});
 

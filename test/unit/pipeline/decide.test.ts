@@ -10,8 +10,24 @@ const allPass: ScanState = {
 	manifest: { rootDigest: `sha256:${"0".repeat(64)}`, files: 1, bytes: 1, uri: "s3://r/m.json" },
 	signature: { verified: true, identity: "key" },
 	files: { safe: true, unsafe: 0, malformed: 0, reportUri: "s3://r/f.json", reasons: [] },
-	backdoor: { required: true, modelKey: "c/model.onnx", verdict: "clean" },
+	backdoor: {
+		required: true,
+		models: [
+			{
+				modelKey: "c/model.onnx",
+				modelVersionId: "",
+				dataUri: "s3://r/x.npy",
+				labelsUri: "s3://r/y.npy",
+				tokenizerUri: "",
+				textField: "",
+				labelsField: "",
+				dataKind: "reference",
+			},
+		],
+		results: [{ index: 0, modelKey: "c/model.onnx", verdict: "clean" }],
+	},
 };
+const MODELS = allPass.backdoor?.models ?? [];
 
 describe("decide", () => {
 	it("promotes only the all-pass state", () => {
@@ -42,8 +58,28 @@ describe("decide", () => {
 			"files: 0 unsafe, 1 malformed",
 		],
 		["no backdoor decision", { ...allPass, backdoor: undefined } as unknown as ScanState, "missing: backdoor"],
-		["a required backdoor scan that never ran", { ...allPass, backdoor: { required: true } }, "missing: backdoor scan"],
-		["a suspect model", { ...allPass, backdoor: { required: true, verdict: "suspect" } }, "backdoor: suspect"],
+		[
+			"a required backdoor scan that never ran",
+			{ ...allPass, backdoor: { required: true, models: MODELS } },
+			"missing: backdoor scan",
+		],
+		[
+			"a required backdoor scan with no model",
+			{ ...allPass, backdoor: { required: true } },
+			"backdoor: no model to scan",
+		],
+		[
+			"a suspect model",
+			{
+				...allPass,
+				backdoor: {
+					required: true,
+					models: MODELS,
+					results: [{ index: 0, modelKey: "c/model.onnx", verdict: "suspect" }],
+				},
+			},
+			"backdoor: suspect model.onnx",
+		],
 	])("quarantines %s", (_, state, reason) => {
 		const d = decide(state);
 		expect(d.status).toBe("QUARANTINED");
@@ -97,7 +133,19 @@ describe("decide", () => {
 				p.backdoor,
 				fc.record({
 					required: fc.oneof(fc.boolean(), junk),
-					verdict: fc.oneof(fc.constantFrom("clean", "suspect"), junk),
+					models: fc.oneof(fc.constant(MODELS), fc.constant([]), junk),
+					results: fc.oneof(
+						fc.array(
+							fc.record({
+								index: fc.oneof(fc.constant(0), fc.nat(2), junk),
+								modelKey: fc.oneof(fc.constant("c/model.onnx"), junk),
+								verdict: fc.oneof(fc.constantFrom("clean", "suspect"), junk),
+								error: fc.oneof({ arbitrary: fc.constant(undefined), weight: 3 }, { arbitrary: junk, weight: 1 }),
+							}),
+							{ maxLength: 2 },
+						),
+						junk,
+					),
 					notScanned: fc.oneof(fc.constantFrom(undefined, "no ONNX export to scan for backdoors"), junk),
 					noWeights: fc.oneof(fc.boolean(), junk),
 					waiver: fc.oneof(
@@ -128,7 +176,15 @@ describe("decide", () => {
 					x.files.malformed === 0 &&
 					x.backdoor !== undefined &&
 					x.backdoor !== null &&
-					((x.backdoor.required === true && x.backdoor.verdict === "clean") ||
+					((x.backdoor.required === true &&
+						Array.isArray(x.backdoor.models) &&
+						x.backdoor.models.length === 1 &&
+						Array.isArray(x.backdoor.results) &&
+						x.backdoor.results.length === 1 &&
+						x.backdoor.results[0]?.index === 0 &&
+						x.backdoor.results[0]?.modelKey === "c/model.onnx" &&
+						x.backdoor.results[0]?.verdict === "clean" &&
+						x.backdoor.results[0]?.error === undefined) ||
 						(x.backdoor.required === false &&
 							((x.backdoor.notScanned === undefined && x.backdoor.noWeights === true) ||
 								(typeof x.backdoor.notScanned === "string" &&

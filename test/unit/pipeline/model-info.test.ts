@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { BufferSource } from "../../../lib/core/formats/source";
-import { backdoorModelOf, onnxModelsOf } from "../../../lib/core/pipeline/files";
+import { onnxModelsOf } from "../../../lib/core/pipeline/files";
 import { familyOf, onnxInputShape } from "../../../lib/core/pipeline/model-info";
 import { REPO } from "../../helpers/cli";
 
@@ -39,14 +39,5 @@ describe("the ONNX model the backdoor scan searches", () => {
 				{ key: "m/a.onnx", report: report("onnx") },
 			]),
 		).toEqual(["m/a.onnx", "m/b.ONNX", "m/renamed.bin"]);
-	});
-	it("takes the one model; with several, none, and says why (naming at most five)", () => {
-		expect(backdoorModelOf([])).toEqual({});
-		expect(backdoorModelOf(["m/a.onnx"])).toEqual({ model: "m/a.onnx" });
-		const two = backdoorModelOf(["m/a.onnx", "m/b.onnx"]);
-		expect(two.model).toBeUndefined();
-		expect(two.problem).toMatch(/^2 ONNX models \(m\/a\.onnx, m\/b\.onnx\): the backdoor scan covers one model/);
-		const seven = backdoorModelOf(Array.from({ length: 7 }, (_, i) => `m/${i}.onnx`));
-		expect(seven.problem).toContain("(m/0.onnx, m/1.onnx, m/2.onnx, m/3.onnx, m/4.onnx, … (7))");
 	});
 });

@@ -125,13 +125,21 @@ describe("recordMetrics", () => {
 			{ name: "scan_errors_total", value: 1 },
 		]);
 	});
-	it("does not count a detected backdoor (the Batch task's error) as a scan error", () => {
+	it("does not count a detected backdoor (the Batch task's error) as a scan error; a failed model scan is one", () => {
+		const error = { state: "backdoor", cause: "exit 1" };
 		const found: ScanState = {
 			...ok,
-			error: { state: "backdoor", cause: "exit 1" },
-			backdoor: { required: true, modelKey: "c/m.onnx", verdict: "suspect", finding: "class 3" },
+			backdoor: {
+				required: true,
+				results: [{ index: 0, modelKey: "c/m.onnx", error, verdict: "suspect", finding: "class 3" }],
+			},
 		};
 		expect(recordMetrics(found, quarantined, tagged)).toEqual([{ name: "scan_quarantined_total", value: 1 }]);
+		const failed: ScanState = { ...found, backdoor: { required: true, results: [{ index: 0, error }] } };
+		expect(recordMetrics(failed, quarantined, tagged)).toEqual([
+			{ name: "scan_quarantined_total", value: 1 },
+			{ name: "scan_errors_total", value: 1 },
+		]);
 	});
 	it("counts the objects that got no verdict tag because they changed", () => {
 		const some = [

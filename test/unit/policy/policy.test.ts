@@ -1,7 +1,13 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { defaultPolicy, parsePolicy, referenceDataFor, trustPoliciesOf } from "../../../lib/core/policy";
+import {
+	defaultPolicy,
+	parsePolicy,
+	referenceDataFor,
+	referenceObjectsOf,
+	trustPoliciesOf,
+} from "../../../lib/core/policy";
 import { defaultBackdoorPolicy } from "../../../lib/core/policy/backdoor";
 import { REPO } from "../../helpers/cli";
 
@@ -48,8 +54,44 @@ describe("the pipeline's policy sections", () => {
 			{ referenceData: [{ family: "bert", dataUri: "/local/x.npy", labelsUri: "s3://ref/y.npy" }] },
 			/s3:\/\/bucket\/key/,
 		],
+		[{ referenceData: [{ family: "bert", dataUri: "s3://ref/t.jsonl" }] }, /give labelsUri .* or tokenizerUri/],
+		[
+			{
+				referenceData: [
+					{
+						family: "bert",
+						dataUri: "s3://ref/t.jsonl",
+						labelsUri: "s3://ref/y.npy",
+						tokenizerUri: "s3://ref/tok.json",
+					},
+				],
+			},
+			/not both/,
+		],
+		[
+			{ referenceData: [{ family: "bert", dataUri: "s3://ref/x.npy", labelsUri: "s3://ref/y.npy", textField: "s" }] },
+			/textField and labelsField are for text data/,
+		],
 	])("rejects %j", (doc, message) => {
 		expect(() => parsePolicy(JSON.stringify(doc))).toThrow(message);
+	});
+
+	it("takes text reference data: labelled JSONL and the tokenizer, with the fields named", () => {
+		const [r] = parsePolicy(
+			JSON.stringify({
+				referenceData: [
+					{ family: "bert", dataUri: "s3://ref/t.jsonl", tokenizerUri: "s3://ref/tok.json", textField: "sentence" },
+				],
+			}),
+		).referenceData;
+		expect(r).toEqual({
+			family: "bert",
+			dataUri: "s3://ref/t.jsonl",
+			tokenizerUri: "s3://ref/tok.json",
+			textField: "sentence",
+			dataKind: "reference",
+		});
+		expect(referenceObjectsOf(r as NonNullable<typeof r>)).toEqual(["s3://ref/t.jsonl", "s3://ref/tok.json"]);
 	});
 
 	it("picks reference data by family and input shape, most specific first", () => {
