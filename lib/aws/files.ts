@@ -6,6 +6,7 @@
  */
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { BindingReport } from "../core/backdoor/binding-artefact";
+import { takesTokenIds } from "../core/backdoor/text-inputs";
 import { FtguardError } from "../core/errors";
 import { defaultScanOptions } from "../core/formats";
 import type { FileReport } from "../core/formats/scan";
@@ -20,7 +21,7 @@ import {
 	scanSource,
 	summariseFiles,
 } from "../core/pipeline/files";
-import { familyOf, onnxInputShape } from "../core/pipeline/model-info";
+import { familyOf, onnxInputs } from "../core/pipeline/model-info";
 import type { ScanObject, ScanState } from "../core/pipeline/types";
 import { type Policy, referenceDataFor } from "../core/policy";
 import { readPinnedBytes } from "./objects";
@@ -54,8 +55,8 @@ async function familyAt(
 }
 
 /**
- * Each ONNX model's facts for the plan: its family (the config.json beside it, else the artefact's top-level one)
- * and input shape, and the reference data the policy names for them.
+ * Each ONNX model's facts for the plan: its family (the config.json beside it, else the artefact's top-level one),
+ * input shape and whether it takes token ids, and the reference data the policy names for them.
  */
 async function plannedModels(
 	s3: S3Client,
@@ -74,9 +75,16 @@ async function plannedModels(
 				? await familyAt(s3, state.bucket, objects, dir)
 				: undefined;
 		const family = own ?? artefactFamily;
-		const inputShape = await onnxInputShape(new S3Source(s3, { bucket: state.bucket, ...o }, { blockSize: 64 * 1024 }));
+		const inputs = await onnxInputs(new S3Source(s3, { bucket: state.bucket, ...o }, { blockSize: 64 * 1024 }));
+		const inputShape = inputs?.shape;
 		const info = { ...(family !== undefined ? { family } : {}), ...(inputShape !== undefined ? { inputShape } : {}) };
-		return { key, versionId: o.versionId, ...info, reference: referenceDataFor(policy.referenceData, info) };
+		return {
+			key,
+			versionId: o.versionId,
+			...info,
+			takesTokenIds: takesTokenIds(inputs?.names ?? []),
+			reference: referenceDataFor(policy.referenceData, info),
+		};
 	});
 }
 

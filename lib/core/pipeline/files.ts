@@ -154,6 +154,8 @@ export interface PlannedModel {
 	/** config.json's family (the model's directory, else the artefact's) and the model's input shape (model-info.ts) */
 	family?: string | undefined;
 	inputShape?: string | undefined;
+	/** the model takes token ids (an `input_ids` input): a text classifier, scanned with texts and a tokenizer */
+	takesTokenIds?: boolean | undefined;
 	/** the reference data the policy names for the model (referenceDataFor) */
 	reference?: ReferenceData | undefined;
 }
@@ -187,6 +189,19 @@ function jobInputs(model: PlannedModel, reference: ReferenceData): BackdoorModel
 		labelsField: reference.labelsField ?? "",
 		dataKind: reference.dataKind,
 	};
+}
+
+/**
+ * Why the reference data the policy names for `model` cannot drive it: text data (a tokenizer) for a model that
+ * takes tensors, or tensors for a model that takes token ids. Undefined when it can.
+ */
+function referenceMismatch(model: PlannedModel, reference: ReferenceData): string | undefined {
+	const text = reference.tokenizerUri !== undefined;
+	if (text === (model.takesTokenIds === true)) return undefined;
+	const entry = reference.family !== undefined ? `family ${reference.family}` : `input shape ${reference.inputShape}`;
+	return text
+		? `${model.key}: the reference data for ${entry} is text (a tokenizer), but the model takes no token ids (input_ids)`
+		: `${model.key}: the reference data for ${entry} is tensors (.npy), but the model takes token ids (input_ids): give a text entry with tokenizerUri`;
 }
 
 /** Why `model` has no reference data, in the words of the policy's keys. */
@@ -234,7 +249,16 @@ export function backdoorPlan(input: BackdoorPlanInput): NonNullable<ScanState["b
 			throw new FtguardError("USAGE", `${m.key} has no VersionId on a versioned store`);
 	}
 	const unreferenced = models.find((m) => m.reference === undefined);
-	if (models.length > 0 && models.length <= MAX_BACKDOOR_MODELS && unreferenced === undefined) {
+	const mismatched = models.flatMap((m) => {
+		const why = m.reference ? referenceMismatch(m, m.reference) : undefined;
+		return why !== undefined ? [{ model: m, why }] : [];
+	})[0];
+	if (
+		models.length > 0 &&
+		models.length <= MAX_BACKDOOR_MODELS &&
+		unreferenced === undefined &&
+		mismatched === undefined
+	) {
 		return {
 			required: true,
 			models: models.map((m) => jobInputs(m, m.reference as ReferenceData)),
@@ -246,6 +270,8 @@ export function backdoorPlan(input: BackdoorPlanInput): NonNullable<ScanState["b
 		notScanned = `${models.length} ONNX models (${named(models.map((m) => m.key))}): more than the ${MAX_BACKDOOR_MODELS} one scan covers`;
 	} else if (unreferenced) {
 		notScanned = noReferenceData(unreferenced, models.length > 1);
+	} else if (mismatched) {
+		notScanned = mismatched.why;
 	} else {
 		const w = weightsOf(input.files);
 		if (w.weights === "none") return { required: false, noWeights: true, ...family };
@@ -257,7 +283,7 @@ export function backdoorPlan(input: BackdoorPlanInput): NonNullable<ScanState["b
 	const plan: NonNullable<ScanState["backdoor"]> = {
 		required: false,
 		notScanned,
-		...(unreferenced ? { modelKey: unreferenced.key } : {}),
+		...(unreferenced ? { modelKey: unreferenced.key } : mismatched ? { modelKey: mismatched.model.key } : {}),
 		...family,
 	};
 	if (!input.policy.required) return { ...plan, waiver: POLICY_NOT_REQUIRED };

@@ -30,13 +30,18 @@ export function familyOf(configJson: Uint8Array): string | undefined {
 	}
 }
 
+/** What the plan needs of an ONNX model's graph inputs (those that are not initializers). */
+export interface OnnxInputs {
+	/** the first input's shape without its batch dimension ("1x28x28"); absent when a dimension is symbolic */
+	shape?: string;
+	names: string[];
+}
+
 /**
- * The first graph input's shape without its batch dimension, as policy writes
- * it ("1x28x28"); undefined when the model has no such input or a dimension
- * other than the batch one is symbolic. Never throws: a model it cannot read
+ * The graph inputs of an ONNX model; undefined when the bytes are not one. Never throws: a model it cannot read
  * simply matches no shape-keyed reference data.
  */
-export async function onnxInputShape(source: ByteSource): Promise<string | undefined> {
+export async function onnxInputs(source: ByteSource): Promise<OnnxInputs | undefined> {
 	try {
 		const ps = new ProtoSource(source);
 		for await (const g of ps.fields(0, ps.size)) {
@@ -60,13 +65,24 @@ export async function onnxInputShape(source: ByteSource): Promise<string | undef
 					if (type) inputs.push({ name, ...type });
 				}
 			}
-			const input = inputs.find((i) => !initializers.has(i.name));
-			return input ? await shapeOf(ps, input.start, input.end) : undefined;
+			const real = inputs.filter((i) => !initializers.has(i.name));
+			const first = real[0];
+			const shape = first ? await shapeOf(ps, first.start, first.end) : undefined;
+			return { ...(shape !== undefined ? { shape } : {}), names: real.map((i) => i.name) };
 		}
 	} catch {
 		return undefined;
 	}
 	return undefined;
+}
+
+/**
+ * The first graph input's shape without its batch dimension, as policy writes
+ * it ("1x28x28"); undefined when the model has no such input or a dimension
+ * other than the batch one is symbolic.
+ */
+export async function onnxInputShape(source: ByteSource): Promise<string | undefined> {
+	return (await onnxInputs(source))?.shape;
 }
 
 /** TypeProto → tensor_type → shape → dim → dim_value (a dim_param counts as unknown). */

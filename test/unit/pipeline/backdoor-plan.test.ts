@@ -115,7 +115,7 @@ describe("backdoorPlan", () => {
 			files,
 			family: "multimodal",
 			models: [
-				{ key: "m/text/model.onnx", family: "bert", reference: TEXT_REF },
+				{ key: "m/text/model.onnx", family: "bert", takesTokenIds: true, reference: TEXT_REF },
 				{ key: "m/vision/model.onnx", inputShape: "1x8x8", reference: REF },
 			],
 		});
@@ -133,6 +133,23 @@ describe("backdoorPlan", () => {
 			},
 			expect.objectContaining({ modelKey: "m/vision/model.onnx", labelsUri: "s3://t/y.npy", tokenizerUri: "" }),
 		]);
+	});
+
+	it("a model whose reference data is of the other kind is not scanned: a text model needs a tokenizer, an image model tensors", () => {
+		const textWithTensors = plan({
+			models: [{ key: "m/model.onnx", family: "bert", takesTokenIds: true, reference: { ...REF, family: "bert" } }],
+		});
+		expect(textWithTensors).toMatchObject({
+			required: false,
+			modelKey: "m/model.onnx",
+			notScanned:
+				"m/model.onnx: the reference data for family bert is tensors (.npy), but the model takes token ids (input_ids): give a text entry with tokenizerUri",
+		});
+		const imageWithTexts = plan({ models: [{ key: "m/model.onnx", inputShape: "64", reference: TEXT_REF }] });
+		expect(imageWithTexts.notScanned).toBe(
+			"m/model.onnx: the reference data for family bert is text (a tokenizer), but the model takes no token ids (input_ids)",
+		);
+		expect(plan({ models: [{ key: "m/model.onnx", takesTokenIds: true, reference: TEXT_REF }] }).required).toBe(true);
 	});
 
 	it("refuses to plan an unpinned model on a versioned store (the job would read whatever version is current)", () => {

@@ -1,9 +1,10 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { takesTokenIds } from "../../../lib/core/backdoor/text-inputs";
 import { BufferSource } from "../../../lib/core/formats/source";
 import { onnxModelsOf } from "../../../lib/core/pipeline/files";
-import { familyOf, onnxInputShape } from "../../../lib/core/pipeline/model-info";
+import { familyOf, onnxInputShape, onnxInputs } from "../../../lib/core/pipeline/model-info";
 import { REPO } from "../../helpers/cli";
 
 const enc = (o: unknown) => new TextEncoder().encode(JSON.stringify(o));
@@ -20,6 +21,18 @@ describe("model info for reference-data lookup", () => {
 		const bytes = readFileSync(join(REPO, "test/fixtures/backdoor/digits8/cnn-clean-s1.onnx"));
 		const src = new BufferSource(bytes);
 		expect(await onnxInputShape(src)).toBe("1x8x8");
+	});
+
+	it("lists a text classifier's token inputs (what makes the plan ask for texts and a tokenizer)", async () => {
+		const bytes = readFileSync(join(REPO, "test/fixtures/backdoor-text/clean-s1/model.onnx"));
+		const inputs = await onnxInputs(new BufferSource(bytes));
+		expect(inputs?.names).toEqual(expect.arrayContaining(["input_ids", "attention_mask"]));
+		expect(takesTokenIds(inputs?.names ?? [])).toBe(true);
+		const image = await onnxInputs(
+			new BufferSource(readFileSync(join(REPO, "test/fixtures/backdoor/digits8/cnn-clean-s1.onnx"))),
+		);
+		expect(image).toMatchObject({ shape: "1x8x8" });
+		expect(takesTokenIds(image?.names ?? [])).toBe(false);
 	});
 
 	it("gives no shape for bytes that are not an ONNX model", async () => {
