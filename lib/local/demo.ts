@@ -11,8 +11,9 @@
  * clean dataset (PROMOTABLE) and one poisoned at 0.5% (QUARANTINED, the trigger
  * named).
  */
-import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, relative, sep } from "node:path";
 import { PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { buildManifest } from "../core/integrity/manifest";
 import { BASE_MODEL_MARKER, DATASET_MARKER } from "../core/pipeline/names";
@@ -24,6 +25,8 @@ export const TRUSTED_BUCKET = "trusted";
 const REGISTRY_KEY = "ftguard/registry.json";
 const DATASETS = "test/fixtures/dataset";
 const REFERENCE_PREFIX = "digits8/";
+/** Where the demo keeps the text classifiers' reference texts and tokenizer in the trusted bucket. */
+const TEXT_REFERENCE_PREFIX = "debian-sections/";
 
 export interface DemoCase {
 	name: string;
@@ -57,9 +60,12 @@ async function put(s3: S3Client, bucket: string, key: string, body: Uint8Array |
 
 /** A model directory under `prefix`, model.sig last (`sig` replaces the directory's own). */
 async function uploadDir(s3: S3Client, bucket: string, dir: string, prefix: string, sig?: string): Promise<string> {
-	for (const n of readdirSync(dir).filter((n) => n !== "model.sig")) {
-		await put(s3, bucket, `${prefix}${n}`, readFileSync(join(dir, n)));
-	}
+	const files = readdirSync(dir, { recursive: true, withFileTypes: true })
+		.filter((e) => e.isFile())
+		.map((e) => relative(dir, join(e.parentPath, e.name)).split(sep).join("/"))
+		.filter((n) => n !== "model.sig")
+		.sort();
+	for (const n of files) await put(s3, bucket, `${prefix}${n}`, readFileSync(join(dir, n)));
 	await put(s3, bucket, `${prefix}model.sig`, sig ?? readFileSync(join(dir, "model.sig")));
 	return `${prefix}model.sig`;
 }
@@ -92,12 +98,21 @@ export function demoSetup(root: string, signer: DemoSigner = createDemoSigner())
 	const examples = join(root, "examples");
 	const fixtures = join(root, "test/fixtures/backdoor/digits8");
 	const withBackdoor = existsSync(join(fixtures, "mlp-badnets-t5-p10.onnx"));
+	const textFixtures = join(root, "test/fixtures/backdoor-text");
+	const withText = withBackdoor && existsSync(join(textFixtures, "backdoor-rareword-t4/model.onnx"));
 	const policy: Record<string, unknown> = {
 		signers: [
 			{ kind: "public-key", pem: readFileSync(join(examples, "keys/signer.pub.pem"), "utf8") },
 			{ kind: "public-key", pem: signer.publicKeyPem },
 		],
-		referenceData: digitsReferenceData(`s3://${TRUSTED_BUCKET}/${REFERENCE_PREFIX}`),
+		referenceData: [
+			...digitsReferenceData(`s3://${TRUSTED_BUCKET}/${REFERENCE_PREFIX}`),
+			{
+				family: "bert",
+				dataUri: `s3://${TRUSTED_BUCKET}/${TEXT_REFERENCE_PREFIX}ref.jsonl`,
+				tokenizerUri: `s3://${TRUSTED_BUCKET}/${TEXT_REFERENCE_PREFIX}tokenizer.json`,
+			},
+		],
 		// base models are checked against the signed example registry, kept in the base-model bucket
 		baseModelRegistry: {
 			uri: `s3://${DEFAULT_BUCKETS.baseModels}/${REGISTRY_KEY}`,
@@ -108,6 +123,8 @@ export function demoSetup(root: string, signer: DemoSigner = createDemoSigner())
 			// A quick Neural Cleanse on CPU: this small model's trigger is found well within these steps.
 			detectors: ["nc"],
 			neuralCleanse: { steps: 30, restarts: 1 },
+			// A quick token search: the demo text model's one-word trigger is found well within it.
+			text: { maxTriggerLength: 1, steps: 60 },
 			// required (the default): weights with no ONNX export are not promoted, but for this family
 			waivers: [
 				{
@@ -185,6 +202,27 @@ export function demoSetup(root: string, signer: DemoSigner = createDemoSigner())
 			upload: signedFile(join(fixtures, "mlp-badnets-t5-p10.onnx"), "demo/backdoor/model.onnx"),
 		});
 	}
+	if (withText) {
+		cases.push({
+			name: "two-models",
+			description: "a clean digit classifier and a BERT-style text classifier with a rare-word trigger, one artefact",
+			expected: "QUARANTINED",
+			reason: /^backdoor: suspect text\/model\.onnx \(class 4: trigger "cf", attack success [\d.]+\)$/,
+			upload: async (s3, b) => {
+				const prefix = "demo/two-models/";
+				const dir = mkdtempSync(join(tmpdir(), "ftguard-demo-models-"));
+				try {
+					copyFileSync(join(fixtures, "mlp-clean-s1.onnx"), join(dir, "model.onnx"));
+					mkdirSync(join(dir, "text"));
+					for (const n of ["model.onnx", "config.json"])
+						copyFileSync(join(textFixtures, "backdoor-rareword-t4", n), join(dir, "text", n));
+					return await uploadDir(s3, b, dir, prefix, signer.signManifest(await buildManifest(dir)));
+				} finally {
+					rmSync(dir, { recursive: true, force: true });
+				}
+			},
+		});
+	}
 	const baseModel =
 		(prefix: string, extra: Record<string, Buffer> = {}) =>
 		async (s3: S3Client, b: string) => {
@@ -250,6 +288,9 @@ export function demoSetup(root: string, signer: DemoSigner = createDemoSigner())
 			if (!withBackdoor) return;
 			await put(s3, TRUSTED_BUCKET, `${REFERENCE_PREFIX}x.npy`, readFileSync(join(fixtures, "ref-x.npy")));
 			await put(s3, TRUSTED_BUCKET, `${REFERENCE_PREFIX}y.npy`, readFileSync(join(fixtures, "ref-y.npy")));
+			if (!withText) return;
+			for (const n of ["ref.jsonl", "tokenizer.json"])
+				await put(s3, TRUSTED_BUCKET, `${TEXT_REFERENCE_PREFIX}${n}`, readFileSync(join(textFixtures, n)));
 		},
 	};
 }

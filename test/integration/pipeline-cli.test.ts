@@ -32,6 +32,7 @@ describe("ftguard pipeline", () => {
 			"dataset-poisoned",
 			"pickle",
 			"tampered",
+			"two-models",
 			"unscanned",
 			"waived",
 			"wrong-signer",
@@ -60,12 +61,16 @@ describe("ftguard pipeline", () => {
 				/^backdoor: suspect demo\/backdoor\/model\.onnx \(class 5: anomaly index [\d.]+, trigger L1 [\d.]+\)$/,
 			),
 		]);
+		// every ONNX model of an artefact is scanned, a text classifier with the policy's texts and tokenizer
+		expect(byName["two-models"]?.reasons).toEqual([
+			expect.stringMatching(/^backdoor: suspect text\/model\.onnx \(class 4: trigger "cf", attack success [\d.]+\)$/),
+		]);
 		// the training inputs: the base model with a pickle added and the poisoned dataset are refused, with why
 		expect(byName["base-model-pickle"]?.reasons.join("\n")).toMatch(/pickle-format weights present/);
 		expect(byName["dataset-poisoned"]?.reasons.join("\n")).toMatch(/^trigger \(high, 50 records\): the prompt text /m);
 		expect(doc.results.every((x) => x.ok)).toBe(true);
 		expect(r.stderr).toContain(`S3 endpoint ${doc.endpoint}`);
-		// the handlers' EMF metrics, in the local log: two promotions, five quarantines, and no scan error — the
+		// the handlers' EMF metrics, in the local log: two promotions, six quarantines, and no scan error — a
 		// detected backdoor is a finding (it reaches decide as the Batch task's error, but its report says suspect)
 		const emf = readFileSync(join(cwd, "ftguard-pipeline.log"), "utf8")
 			.split("\n")
@@ -74,7 +79,7 @@ describe("ftguard pipeline", () => {
 		const total = (name: string) =>
 			emf.reduce((n, m) => n + (typeof m[name] === "number" ? (m[name] as number) : 0), 0);
 		expect(total("scan_promoted_total")).toBe(2);
-		expect(total("scan_quarantined_total")).toBe(5);
+		expect(total("scan_quarantined_total")).toBe(6);
 		expect(total("scan_errors_total")).toBe(0);
 		// the batch job's EMF lines (its stdout) join them, not the terminal's output
 		expect(total("neural_cleanse_anomaly_index")).toBeGreaterThan(2);
