@@ -272,24 +272,21 @@ export function buildScanDefinition(scope: Construct, props: ScanDefinitionProps
 	// One iteration per model of the plan ($.backdoor.models): its input is {index, model, bucket, scanId, marker};
 	// its output one result (backdoorResultSchema), caught failures included, so one model's failure never hides
 	// another's outcome. Model i's job writes under s3://<reports>/scans/<scan id>/backdoor/<i>.
-	const outputPrefix = sfn.JsonPath.format(
-		`s3://{}/${SCAN_REPORT_PREFIX}{}/${BACKDOOR_DIR}{}`,
-		props.reportBucketName,
-		sfn.JsonPath.stringAt("$.scanId"),
-		sfn.JsonPath.stringAt("$.index"),
-	);
+	const underModelDir = (suffix: string) =>
+		sfn.JsonPath.format(
+			`s3://{}/${SCAN_REPORT_PREFIX}{}/${BACKDOOR_DIR}{}${suffix}`,
+			props.reportBucketName,
+			sfn.JsonPath.stringAt("$.scanId"),
+			sfn.JsonPath.stringAt("$.index"),
+		);
+	const outputPrefix = underModelDir("");
 	const backdoorClean = new sfn.Pass(scope, StateName.BACKDOOR_CLEAN, {
 		comment: "The job exited 0 (clean); exit 1 (suspect) and 2 (error) fail the task and are caught",
 		parameters: {
 			index: sfn.JsonPath.numberAt("$.index"),
 			modelKey: sfn.JsonPath.stringAt("$.model.modelKey"),
 			verdict: "clean",
-			reportUri: sfn.JsonPath.format(
-				`s3://{}/${SCAN_REPORT_PREFIX}{}/${BACKDOOR_DIR}{}/${BACKDOOR_REPORT_NAME}`,
-				props.reportBucketName,
-				sfn.JsonPath.stringAt("$.scanId"),
-				sfn.JsonPath.stringAt("$.index"),
-			),
+			reportUri: underModelDir(`/${BACKDOOR_REPORT_NAME}`),
 		},
 	});
 	const backdoorFailed = new sfn.Pass(scope, StateName.BACKDOOR_JOB_FAILED, {

@@ -106,13 +106,17 @@ describe("backdoor-scan job", () => {
 		expect(r.error?.message).toMatch(/another model/);
 	});
 
+	const textJob = (out: string) => ({
+		FTGUARD_MODEL_URI: "s3://models/jobs/t1/model.onnx",
+		FTGUARD_DATA_URI: "s3://trusted/text/ref.jsonl",
+		FTGUARD_TOKENIZER_URI: "s3://trusted/text/tokenizer.json",
+		FTGUARD_OUTPUT_PREFIX: `s3://reports/${out}`,
+	});
+
 	it("scans a text classifier when the reference data names a tokenizer: exit 1, the trigger in the report", async () => {
 		const env = {
-			FTGUARD_MODEL_URI: "s3://models/jobs/t1/model.onnx",
-			FTGUARD_DATA_URI: "s3://trusted/text/ref.jsonl",
-			FTGUARD_TOKENIZER_URI: "s3://trusted/text/tokenizer.json",
+			...textJob("text1"),
 			FTGUARD_POLICY_URI: "s3://trusted/text/policy.json",
-			FTGUARD_OUTPUT_PREFIX: "s3://reports/text1",
 			// what the state machine passes for what does not apply to text data: "" is unset
 			FTGUARD_LABELS_URI: "",
 			FTGUARD_MODEL_VERSION: "",
@@ -131,12 +135,7 @@ describe("backdoor-scan job", () => {
 	}, 120_000);
 
 	it("refuses labels and a tokenizer together, a text model in shards, and a tokenizer that is not one (exit 2)", async () => {
-		const text = {
-			FTGUARD_MODEL_URI: "s3://models/jobs/t1/model.onnx",
-			FTGUARD_DATA_URI: "s3://trusted/text/ref.jsonl",
-			FTGUARD_TOKENIZER_URI: "s3://trusted/text/tokenizer.json",
-			FTGUARD_OUTPUT_PREFIX: "s3://reports/text-e",
-		};
+		const text = textJob("text-e");
 		const both = await main([], { ...text, FTGUARD_LABELS_URI: "s3://trusted/digits8/y.npy" }, s3.client);
 		expect(both).toMatchObject({ exitCode: 2, error: { code: "USAGE" } });
 		expect(both.error?.message).toMatch(/labelsUri .* or tokenizerUri/);

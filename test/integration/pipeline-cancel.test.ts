@@ -22,8 +22,9 @@ import { buildManifest } from "../../lib/core/integrity/manifest";
 import { StateName } from "../../lib/infra/state-machine";
 import { digitsReferenceData } from "../../lib/local/demo";
 import { createDemoSigner } from "../../lib/local/demo-signer";
-import { LocalPipeline } from "../../lib/local/pipeline";
+import type { LocalPipeline } from "../../lib/local/pipeline";
 import { REPO } from "../helpers/cli";
+import { startQuietPipeline } from "../helpers/pipeline";
 
 const BUCKET = "checkpoints";
 const MODEL = join(REPO, "test/fixtures/backdoor/digits8/mlp-clean-s1.onnx");
@@ -95,9 +96,7 @@ function alive(pid: number): boolean {
 
 let pipeline: LocalPipeline;
 beforeAll(async () => {
-	process.env.POWERTOOLS_METRICS_DISABLED = "true";
-	process.env.POWERTOOLS_LOG_LEVEL = "SILENT";
-	pipeline = await LocalPipeline.start({
+	pipeline = await startQuietPipeline({
 		policy: {
 			signers: [{ kind: "public-key", pem: signer.publicKeyPem }],
 			referenceData: digitsReferenceData("s3://trusted/digits8/"),

@@ -17,9 +17,10 @@ import { BatchJobFailed, runBatchJob } from "../../lib/local/batch-runner";
 import { digitsReferenceData } from "../../lib/local/demo";
 import { createDemoSigner } from "../../lib/local/demo-signer";
 import { LOCAL_CREDENTIALS, LOCAL_REGION, type ObjectCreatedEvent } from "../../lib/local/object-server";
-import { LocalPipeline } from "../../lib/local/pipeline";
+import type { LocalPipeline } from "../../lib/local/pipeline";
 import { LAMBDA_HANDLERS } from "../../lib/local/runner";
 import { REPO } from "../helpers/cli";
+import { startQuietPipeline } from "../helpers/pipeline";
 
 const EXAMPLES = join(REPO, "examples");
 const BUCKET = "checkpoints";
@@ -43,9 +44,7 @@ const faulty =
 
 let pipeline: LocalPipeline;
 beforeAll(async () => {
-	process.env.POWERTOOLS_METRICS_DISABLED = "true";
-	process.env.POWERTOOLS_LOG_LEVEL = "SILENT";
-	pipeline = await LocalPipeline.start({
+	pipeline = await startQuietPipeline({
 		policy: {
 			signers: [{ kind: "public-key", pem: signer.publicKeyPem }],
 			// the reference data is never uploaded: the job cannot read it and exits 2

@@ -9,8 +9,9 @@ import { join } from "node:path";
 import { GetObjectTaggingCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BASE_MODEL_MARKER, DATASET_MARKER, DATASET_REPORT, STATUS_TAG } from "../../lib/core/pipeline/names";
-import { LocalPipeline } from "../../lib/local/pipeline";
+import type { LocalPipeline } from "../../lib/local/pipeline";
 import { REPO } from "../helpers/cli";
+import { startQuietPipeline } from "../helpers/pipeline";
 
 const EXAMPLES = join(REPO, "examples");
 const FIXTURES = join(REPO, "test/fixtures/dataset");
@@ -20,9 +21,7 @@ const logs: string[] = [];
 
 let pipeline: LocalPipeline;
 beforeAll(async () => {
-	process.env.POWERTOOLS_METRICS_DISABLED = "true";
-	process.env.POWERTOOLS_LOG_LEVEL = "SILENT";
-	pipeline = await LocalPipeline.start({
+	pipeline = await startQuietPipeline({
 		policy: {
 			signers: [],
 			baseModelRegistry: {

@@ -12,8 +12,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildManifest } from "../../lib/core/integrity/manifest";
 import { digitsReferenceData } from "../../lib/local/demo";
 import { createDemoSigner } from "../../lib/local/demo-signer";
-import { LocalPipeline } from "../../lib/local/pipeline";
+import type { LocalPipeline } from "../../lib/local/pipeline";
 import { REPO } from "../helpers/cli";
+import { startQuietPipeline } from "../helpers/pipeline";
 
 const DIGITS = join(REPO, "test/fixtures/backdoor/digits8");
 const TEXT = join(REPO, "test/fixtures/backdoor-text");
@@ -22,9 +23,7 @@ const signer = createDemoSigner();
 
 let pipeline: LocalPipeline;
 beforeAll(async () => {
-	process.env.POWERTOOLS_METRICS_DISABLED = "true";
-	process.env.POWERTOOLS_LOG_LEVEL = "SILENT";
-	pipeline = await LocalPipeline.start({
+	pipeline = await startQuietPipeline({
 		policy: {
 			signers: [{ kind: "public-key", pem: signer.publicKeyPem }],
 			referenceData: [

@@ -25,8 +25,9 @@ import { StateName } from "../../lib/infra/state-machine";
 import { statesOf } from "../../lib/local/definition";
 import { digitsReferenceData } from "../../lib/local/demo";
 import { createDemoSigner } from "../../lib/local/demo-signer";
-import { LocalPipeline } from "../../lib/local/pipeline";
+import type { LocalPipeline } from "../../lib/local/pipeline";
 import { REPO } from "../helpers/cli";
+import { startQuietPipeline } from "../helpers/pipeline";
 
 const BUCKET = "checkpoints";
 const MODEL = join(REPO, "test/fixtures/backdoor/digits8/mlp-clean-s1.onnx");
@@ -40,9 +41,7 @@ writeFileSync(entry, "await new Promise((r) => setTimeout(r, 1000));\n");
 
 let pipeline: LocalPipeline;
 beforeAll(async () => {
-	process.env.POWERTOOLS_METRICS_DISABLED = "true";
-	process.env.POWERTOOLS_LOG_LEVEL = "SILENT";
-	pipeline = await LocalPipeline.start({
+	pipeline = await startQuietPipeline({
 		policy: {
 			signers: [{ kind: "public-key", pem: signer.publicKeyPem }],
 			referenceData: digitsReferenceData("s3://trusted/digits8/"),

@@ -24,17 +24,16 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildManifest } from "../../lib/core/integrity/manifest";
 import { statesOf } from "../../lib/local/definition";
 import { AwsChunkedDecoder, type ObjectCreatedEvent, toObjectCreated } from "../../lib/local/object-server";
-import { LocalPipeline } from "../../lib/local/pipeline";
+import type { LocalPipeline } from "../../lib/local/pipeline";
 import { REPO } from "../helpers/cli";
+import { startQuietPipeline } from "../helpers/pipeline";
 
 const EXAMPLES = join(REPO, "examples");
 const BUCKET = "checkpoints";
 
 let pipeline: LocalPipeline;
 beforeAll(async () => {
-	process.env.POWERTOOLS_METRICS_DISABLED = "true";
-	process.env.POWERTOOLS_LOG_LEVEL = "SILENT";
-	pipeline = await LocalPipeline.start({
+	pipeline = await startQuietPipeline({
 		policy: {
 			signers: [{ kind: "public-key", pem: readFileSync(join(EXAMPLES, "keys/signer.pub.pem"), "utf8") }],
 			// the example checkpoint is safetensors with no ONNX export: promotable only under jobs/j1/
