@@ -9,6 +9,7 @@ import { registerBaseModel } from "../lib/cli/base-model";
 import { registerDataset } from "../lib/cli/dataset";
 import { registerFiles } from "../lib/cli/files";
 import { registerHash } from "../lib/cli/hash";
+import { registerMonitor } from "../lib/cli/monitor";
 import { registerPipeline } from "../lib/cli/pipeline";
 import { registerVerify } from "../lib/cli/verify";
 import { VERSION } from "../lib/cli/version";
@@ -42,6 +43,7 @@ registerBackdoor(program, setExit);
 // `ftguard bind` (export binding, issue 17): one self-contained block, its module loaded here
 await import("../lib/cli/bind").then(({ registerBind }) => registerBind(program, setExit));
 registerDataset(program, setExit);
+registerMonitor(program, setExit);
 registerPipeline(program, setExit);
 registerAws(program, setExit);
 for (const cmd of program.commands) cmd.exitOverride();

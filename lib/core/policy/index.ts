@@ -12,6 +12,7 @@ import type { TrustPolicy } from "../integrity";
 import { zodMessage } from "../schema";
 import { backdoorPolicySchema } from "./backdoor";
 import { datasetPolicySchema } from "./dataset";
+import { monitorPolicySchema } from "./monitor";
 
 const s3Uri = z.string().regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\/.+$/, "must be s3://bucket/key");
 const pem = z.string().includes("-----BEGIN ", { message: "must be PEM text" });
@@ -126,6 +127,7 @@ export const policySchema = z
 		baseModelRegistry: baseModelRegistrySchema.optional(),
 		backdoor: backdoorPolicySchema.default(backdoorPolicySchema.parse({})),
 		dataset: datasetPolicySchema.default(datasetPolicySchema.parse({})),
+		monitor: monitorPolicySchema.default(monitorPolicySchema.parse({})),
 	})
 	.strict();
 
