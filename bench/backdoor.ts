@@ -29,6 +29,9 @@
  *              judging or the continuous search); peak RSS is the whole scan's
  *   reference  time = its in-process search over the same lengths ("seconds")
  *
+ * Both also get their whole process's peak RSS and user + system CPU time (/usr/bin/time -v): on a
+ * shared machine CPU time moves less with load than the wall-clock timings the ratio is taken of.
+ *
  *   npm run bench:backdoor -- --text [--model test/fixtures/backdoor-text/backdoor-rareword-t4]
  *       [--steps 120] [--batch 16] [--seed 17] [--reps 3] [--threads 1] [--json]
  */
@@ -83,6 +86,8 @@ interface Measured {
 	stdout: string;
 	wallS: number;
 	rssMB: number;
+	/** user + system CPU seconds of the whole process (from /usr/bin/time -v): steadier than wall time on a shared machine */
+	cpuS: number;
 	status: number | null;
 	stderr: string;
 }
@@ -95,11 +100,13 @@ function measure(cmd: string, args: string[], env?: NodeJS.ProcessEnv): Measured
 		: spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 64 << 20, env });
 	const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
 	const m = /Maximum resident set size \(kbytes\): (\d+)/.exec(r.stderr ?? "");
+	const cpu = (what: string) => Number(new RegExp(`${what} time \\(seconds\\): ([\\d.]+)`).exec(r.stderr ?? "")?.[1]);
 	return {
 		stdout: r.stdout ?? "",
 		stderr: r.stderr ?? "",
 		wallS,
 		rssMB: m ? (Number(m[1]) * 1024) / 1e6 : Number.NaN,
+		cpuS: cpu("User") + cpu("System"),
 		status: r.status,
 	};
 }
@@ -223,9 +230,11 @@ function mainText(): void {
 	const ours: number[] = [];
 	const oursWall: number[] = [];
 	const oursRss: number[] = [];
+	const oursCpu: number[] = [];
 	const ref: number[] = [];
 	const refRss: number[] = [];
 	const refWall: number[] = [];
+	const refCpu: number[] = [];
 	let last: { ours?: Json; ref?: Json } = {};
 	process.stderr.write(
 		`bench:backdoor --text ${name}: ${o.steps} steps, batch ${o.batch}, seed ${o.seed}, ${o.threads} thread(s), ${reps} reps\n`,
@@ -237,13 +246,15 @@ function mainText(): void {
 			ours.push((a.json.timings.token_search_ms as number) / 1000);
 			oursWall.push(a.m.wallS);
 			oursRss.push(a.m.rssMB);
+			oursCpu.push(a.m.cpuS);
 			const b = runReferenceText(dir);
 			ref.push(b.json.seconds as number);
 			refRss.push(b.m.rssMB);
 			refWall.push(b.m.wallS);
+			refCpu.push(b.m.cpuS);
 			last = { ours: a.json, ref: b.json };
 			process.stderr.write(
-				`  rep ${i + 1}: ftguard ${fmt(ours.at(-1) ?? Number.NaN)} s (scan wall ${fmt(a.m.wallS)} s), reference ${fmt(ref.at(-1) ?? Number.NaN)} s (wall ${fmt(b.m.wallS)} s)\n`,
+				`  rep ${i + 1}: ftguard ${fmt(ours.at(-1) ?? Number.NaN)} s (scan wall ${fmt(a.m.wallS)} s, CPU ${fmt(a.m.cpuS)} s), reference ${fmt(ref.at(-1) ?? Number.NaN)} s (wall ${fmt(b.m.wallS)} s, CPU ${fmt(b.m.cpuS)} s)\n`,
 			);
 		}
 	} finally {
@@ -272,6 +283,7 @@ function mainText(): void {
 		ftguard: {
 			token_search_s: median(ours),
 			scan_wall_s: median(oursWall),
+			scan_cpu_s: median(oursCpu),
 			peak_rss_mb: Math.max(...oursRss),
 			verdict: last.ours?.verdict,
 			suspect_classes: last.ours?.suspect_classes,
@@ -279,6 +291,7 @@ function mainText(): void {
 		reference: {
 			seconds: median(ref),
 			wall_s: median(refWall),
+			cpu_s: median(refCpu),
 			per_length_seconds: last.ref?.per_length_seconds,
 			peak_rss_mb: Math.max(...refRss),
 			torch: last.ref?.torch,
@@ -294,8 +307,8 @@ function mainText(): void {
 	const what = backdoor ? `backdoor ${JSON.stringify(backdoor.trigger)} → label ${backdoor.target}` : "clean";
 	const lines = [
 		`Token-level trigger search, ${name} (${what}), ${K} labels at once, lengths 1–${result.settings.lengths}, ${o.steps} steps, batch ${o.batch}, seed ${o.seed}, ${o.threads} thread(s); medians of ${reps}`,
-		`  ${"ftguard (onnxruntime-node, gradient graph)".padEnd(44)}${fmt(median(ours))} s   scan wall ${fmt(median(oursWall))} s   peak RSS ${fmt(result.ftguard.peak_rss_mb, 0)} MB (whole scan)   ${result.ftguard.verdict} [${result.ftguard.suspect_classes}]`,
-		`  ${`reference (PyTorch ${result.reference.torch}, same search)`.padEnd(44)}${fmt(median(ref))} s   wall ${fmt(median(refWall))} s   peak RSS ${fmt(result.reference.peak_rss_mb, 0)} MB`,
+		`  ${"ftguard (onnxruntime-node, gradient graph)".padEnd(44)}${fmt(median(ours))} s   scan wall ${fmt(median(oursWall))} s   scan CPU ${fmt(median(oursCpu))} s   peak RSS ${fmt(result.ftguard.peak_rss_mb, 0)} MB (whole scan)   ${result.ftguard.verdict} [${result.ftguard.suspect_classes}]`,
+		`  ${`reference (PyTorch ${result.reference.torch}, same search)`.padEnd(44)}${fmt(median(ref))} s   wall ${fmt(median(refWall))} s   CPU ${fmt(median(refCpu))} s   peak RSS ${fmt(result.reference.peak_rss_mb, 0)} MB`,
 		`  ratio ftguard / reference: ${fmt(ratio, 2)}  (target ≤ 1: ${ratio <= 1 ? "PASS" : "MISS"})`,
 		"  label  ftguard's pick (held-out ASR, flagged)      reference's best (search ASR)       candidates in both",
 		...labels.map(

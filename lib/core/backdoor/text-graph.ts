@@ -17,6 +17,7 @@
 import { FtguardError } from "../errors";
 import { DataType } from "../formats/onnx-wire";
 import { differentiablePath, differentiate, GRADIENT_OPSET } from "./gradient";
+import { Emitter } from "./graph-emitter";
 import {
 	Builder,
 	floatInput,
@@ -30,8 +31,8 @@ import {
 	targetLoss,
 	tensorSpec,
 } from "./nc-graph";
-import { attrInt, getInt } from "./node-attributes";
-import { type OnnxModel, type OnnxNode, type OnnxValueInfo, writeOnnxModel } from "./onnx-model";
+import { attrInt, getAttr, getInt, getInts } from "./node-attributes";
+import { type OnnxModel, type OnnxNode, type OnnxTensor, type OnnxValueInfo, writeOnnxModel } from "./onnx-model";
 
 export type TriggerMode = "token" | "embedding";
 
@@ -202,6 +203,8 @@ export async function buildTextTriggerGraph(
 			`the model's logits ${c.logits.slice(MODEL_PREFIX.length)} have shape [${(logitsShape ?? []).join(", ")}]; [batch, classes] is expected`,
 		);
 	const C = logitsShape[1] as number;
+	// the classifier reads one position ([CLS]) of the last layer: that layer's per-position tail runs on it alone
+	const sliced = slicePooledRows(nodes, c.graph.initializers, modelShapes, [c.logits, looked]);
 
 	const b = new Builder(takenNames(c.graph));
 	const e = b.e;
@@ -238,11 +241,12 @@ export async function buildTextTriggerGraph(
 	const post = e.nodes.splice(0);
 
 	const wrt = mode === "token" ? "z" : "trigger";
-	const at = nodes.findIndex((n) => n.outputs[0] === looked) + 1;
+	const modelNodes = sliced.nodes;
+	const at = modelNodes.findIndex((n) => n.outputs[0] === looked) + 1;
 	const forward = {
 		name: "text_trigger",
-		nodes: [...feeds, ...nodes.slice(0, at), ...pre, ...nodes.slice(at), ...post],
-		initializers: [...c.graph.initializers, ...e.initializers],
+		nodes: [...feeds, ...modelNodes.slice(0, at), ...pre, ...modelNodes.slice(at), ...post],
+		initializers: [...c.graph.initializers, ...sliced.initializers, ...e.initializers],
 		inputs: [
 			...idInputs,
 			floatInput("place", [K, B, L, T]),
@@ -254,7 +258,7 @@ export async function buildTextTriggerGraph(
 		],
 		outputs: [],
 	};
-	const shapes = new Map([...modelShapes, ...b.shapes]);
+	const shapes = new Map([...modelShapes, ...sliced.shapes, ...b.shapes]);
 	const { graph, grads } = differentiate(forward, {
 		loss,
 		wrt: [wrt],
@@ -278,4 +282,221 @@ export async function buildTextTriggerGraph(
 		info,
 		numClasses: C,
 	};
+}
+
+/** Elementwise ops: each position of the output comes from the same position of each input (broadcasting aside). */
+const ELEMENTWISE = new Set(["Add", "Sub", "Mul", "Div", "Pow", "Max", "Min"]);
+/** Unary elementwise ops. */
+const UNARY = new Set([
+	"Erf",
+	"Tanh",
+	"Relu",
+	"Sigmoid",
+	"Sqrt",
+	"Exp",
+	"Log",
+	"Neg",
+	"Abs",
+	"Reciprocal",
+	"Identity",
+	"Softplus",
+	"LeakyRelu",
+	"Elu",
+]);
+
+/** Reductions that keep their dimensions, taken along axes other than the sequence. */
+const REDUCE = new Set(["ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL2", "ReduceSumSquare"]);
+
+const sameDims = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((v, k) => v === b[k]);
+const product = (a: readonly number[]) => a.reduce((x, y) => x * y, 1);
+
+/**
+ * A classifier that reads one position of its last hidden states (BERT's pooler takes [CLS]: a Gather on axis 1 by a
+ * constant scalar) needs everything after the last layer's keys and values at that position only: the attention
+ * queries, scores and softmax of that one row, the output projection, feed-forward block, LayerNorms and residual
+ * adds. This pass moves the read up through those ops (elementwise, reductions and normalisations along other axes,
+ * MatMul rows, Transpose and Reshape, the sequence axis followed wherever it goes) as long as the tensor it passes is
+ * needed at full length by nothing else (a Shape of it aside: the moved ops get static shapes); there it reads the
+ * row. The full-length tensors nothing reads any more are dropped. Every remaining value is computed by the same
+ * kernels from the same inputs, and every dropped one only ever added exact zeros to gradients, so logits and
+ * gradients are the same, bit for bit on the fixtures (the text-graph gradient tests and the scan's outputs); the
+ * last layer costs a fraction of what it did, forward and backward (about a third less per step on the fixture
+ * encoders). A model without such a read is returned as it is.
+ */
+function slicePooledRows(
+	nodes: readonly OnnxNode[],
+	initializers: readonly OnnxTensor[],
+	shapes: ReadonlyMap<string, number[]>,
+	roots: readonly string[],
+): { nodes: OnnxNode[]; initializers: OnnxTensor[]; shapes: Map<string, number[]> } {
+	const producer = new Map<string, OnnxNode>();
+	for (const n of nodes) for (const o of n.outputs) if (o !== "") producer.set(o, n);
+	const consts = new Map<string, OnnxTensor>(initializers.map((t) => [t.name, t]));
+	for (const n of nodes) {
+		const v = getAttr(n, "value");
+		if (n.opType === "Constant" && v?.type === "tensor" && n.outputs[0]) consts.set(n.outputs[0], v.value);
+	}
+	const shapeOf = (t: string): readonly number[] | undefined => shapes.get(t) ?? consts.get(t)?.dims;
+	// moving through a tensor that something else still reads at full length would compute it twice (and sum its
+	// gradient in another order): such tensors are read as rows instead, found by trying again until none is left
+	const stop = new Set<string>();
+	for (;;) {
+		const r = attempt(stop);
+		const again = r.through.filter((t) => r.made.has(t));
+		if (again.length === 0) return r.result;
+		for (const t of again) stop.add(t);
+	}
+
+	function attempt(stop: ReadonlySet<string>) {
+		const taken = new Set<string>([...consts.keys(), ...nodes.flatMap((n) => [...n.inputs, ...n.outputs])]);
+		const e = new Emitter(taken, "rows/");
+		const newShapes = new Map<string, number[]>();
+		/** new nodes by the original node they go before: a clone where its original was, a row read where its reader is */
+		const before = new Map<OnnxNode, OnnxNode[]>();
+		const put = (where: OnnxNode, n: OnnxNode) => before.set(where, [...(before.get(where) ?? []), n]);
+		const replaced = new Map<OnnxNode, OnnxNode>();
+		const through: string[] = [];
+
+		for (const g of nodes) {
+			if (g.opType !== "Gather" || g.domain !== "" || g.outputs.length !== 1) continue;
+			const x = g.inputs[0] as string;
+			const xs = shapeOf(x);
+			const idx = consts.get(g.inputs[1] ?? "");
+			if (xs === undefined || xs.length < 3 || !producer.has(x) || idx === undefined || idx.dims.length !== 0) continue;
+			const axis = getInt(g, "axis", 0);
+			if (axis !== 1 && axis !== 1 - xs.length) continue;
+			const L = xs[1] as number;
+			let i = Number(idx.data[0]);
+			if (i < 0) i += L;
+			if (!Number.isInteger(i) || i < 0 || i >= L || L < 2) continue;
+			// two rows, the read one and a neighbour: a one-row batched MatMul takes another kernel in onnxruntime (MLAS's
+			// M = 1 path), which rounds differently; from two rows on every row is computed as in the full product
+			const pick = i + 1 < L ? [i, i + 1] : [i - 1, i];
+			const R = pick.length;
+			const memo = new Map<string, string>();
+			let readers = 0;
+			const readerId = new Map<OnnxNode, number>();
+			/**
+			 * `t` with only the picked positions of its sequence axis `ax`, for `reader`. A row read is made per reader (and
+			 * placed with it) so that each reader's gradient reaches `t` in the order it did.
+			 */
+			const slice = (t: string, ax: number, reader: OnnxNode): string => {
+				const p = producer.get(t);
+				const s = shapeOf(t) as number[];
+				const out = s.map((v, k) => (k === ax ? R : v));
+				const hit = memo.get(`${ax}|${t}`);
+				if (hit !== undefined) return hit;
+				const node = p !== undefined && !stop.has(t) ? moved(p, t, s, ax) : undefined;
+				if (node !== undefined) {
+					const name = e.fresh("row");
+					through.push(t);
+					put(p as OnnxNode, { ...node, name, outputs: [name] });
+					newShapes.set(name, out);
+					memo.set(`${ax}|${t}`, name);
+					return name;
+				}
+				if (!readerId.has(reader)) readerId.set(reader, readers++);
+				const key = `${ax}|${t}|${readerId.get(reader)}`;
+				const read = memo.get(key);
+				if (read !== undefined) return read;
+				const name = e.fresh("row");
+				put(reader, {
+					opType: "Gather",
+					domain: "",
+					name,
+					inputs: [t, e.i64(pick)],
+					outputs: [name],
+					attributes: [attrInt("axis", ax)],
+				});
+				newShapes.set(name, out);
+				memo.set(key, name);
+				return name;
+			};
+			/** `p` (which makes `t` [s]) run on the slices of its inputs, when position `ax` of `t` needs no other. */
+			const moved = (p: OnnxNode, t: string, s: number[], ax: number): OnnxNode | undefined => {
+				if (p.domain !== "" || p.outputs[0] !== t || p.outputs.slice(1).some((o) => o !== "")) return undefined;
+				const r = s.length;
+				const [a, ...rest] = p.inputs as [string, ...string[]];
+				const as = shapeOf(a);
+				if (as === undefined) return undefined;
+				const at = (ins: string[]) => ({ ...p, inputs: ins });
+				if (UNARY.has(p.opType)) return sameDims(as, s) ? at([slice(a, ax, p), ...rest]) : undefined;
+				if (ELEMENTWISE.has(p.opType)) {
+					// an input broadcast along the sequence axis is taken whole; one running along it, sliced where it does
+					const along = (v: string): number | null | undefined => {
+						const vs = shapeOf(v);
+						if (vs === undefined) return undefined;
+						const j = ax - (r - vs.length);
+						return j < 0 || vs[j] === 1 ? null : vs[j] === s[ax] ? j : undefined;
+					};
+					const js = p.inputs.map(along);
+					if (js.some((j) => j === undefined)) return undefined;
+					// (slices made after every input checked: a refused op leaves no stray nodes)
+					return at(p.inputs.map((v, k) => (typeof js[k] === "number" ? slice(v, js[k] as number, p) : v)));
+				}
+				if (p.opType === "LayerNormalization" || p.opType === "Softmax" || p.opType === "LogSoftmax") {
+					const k = getInt(p, "axis", -1);
+					const norm = k < 0 ? k + r : k;
+					// LayerNorm normalises axes norm.., Softmax (opset ≥ 13) axis norm alone: the row axis must be outside
+					const ok = p.opType === "LayerNormalization" ? norm > ax : norm !== ax;
+					return ok && sameDims(as, s) ? at([slice(a, ax, p), ...rest]) : undefined;
+				}
+				if (REDUCE.has(p.opType)) {
+					// along other axes, dimensions kept (opset-14 exports spell LayerNorm out with ReduceMean)
+					const given = getInts(p, "axes") ?? (rest[0] ? consts.get(rest[0])?.data : undefined);
+					const axes = Array.from((given ?? []) as ArrayLike<number | bigint>, Number).map((v) => (v < 0 ? v + r : v));
+					const ok = getInt(p, "keepdims", 1) === 1 && axes.length > 0 && !axes.includes(ax);
+					return ok && as.length === r && as[ax] === s[ax] ? at([slice(a, ax, p), ...rest]) : undefined;
+				}
+				if (p.opType === "MatMul") {
+					// row m of a product is row m of its first operand times the second
+					const bs = shapeOf(rest[0] ?? "");
+					if (bs === undefined || bs.length < 2 || as.length !== r || ax !== r - 2) return undefined;
+					return at([slice(a, ax, p), rest[0] as string]);
+				}
+				if (p.opType === "Transpose") {
+					const perm = getInts(p, "perm") ?? Array.from({ length: r }, (_, k) => r - 1 - k);
+					return as.length === r ? at([slice(a, perm[ax] as number, p)]) : undefined;
+				}
+				if (p.opType === "Reshape") {
+					// the axis survives as itself: the same element count before it and the same length
+					const before = product(s.slice(0, ax));
+					let j = -1;
+					for (let k = 0, acc = 1; k < as.length; acc *= as[k] as number, k++)
+						if (acc === before && as[k] === s[ax]) j = k;
+					if (j < 0 || product(as.slice(0, j)) !== before) return undefined;
+					return at([slice(a, j, p), e.i64(s.map((v, k) => (k === ax ? R : v)))]);
+				}
+				return undefined;
+			};
+			const rows = slice(x, 1, g);
+			replaced.set(g, {
+				...g,
+				inputs: [rows, e.tensor(DataType.INT64, [], BigInt64Array.of(BigInt(pick.indexOf(i))))],
+			});
+		}
+		if (replaced.size === 0)
+			return {
+				result: { nodes: [...nodes], initializers: [], shapes: newShapes },
+				through: [],
+				made: new Set<string>(),
+			};
+
+		// (in the original order, so that gradients are summed as they were), then the unread are dropped
+		const order = nodes.flatMap((n) => [...(before.get(n) ?? []), replaced.get(n) ?? n]);
+		const needed = new Set(roots);
+		const live: OnnxNode[] = [];
+		for (let k = order.length - 1; k >= 0; k--) {
+			const n = order[k] as OnnxNode;
+			if (!n.outputs.some((o) => needed.has(o))) continue;
+			live.push(n);
+			for (const v of n.inputs) needed.add(v);
+		}
+		const kept = live.reverse();
+		return {
+			result: { nodes: kept, initializers: e.initializers, shapes: newShapes },
+			through,
+			made: new Set(kept.flatMap((n) => n.outputs)),
+		};
+	}
 }

@@ -4,6 +4,7 @@
  */
 import * as ort from "onnxruntime-node";
 import { FtguardError } from "../errors";
+import type { ShapeProbe } from "./nc-graph";
 import type { OnnxModel } from "./onnx-model";
 import {
 	checkLength,
@@ -52,6 +53,28 @@ export interface TextTriggerBackend {
 	dispose(): Promise<void>;
 }
 
+/**
+ * The shape probe runs the model once in a throwaway session (a good part of building a graph); its answer depends
+ * only on the model and the batch shape, which every trigger length (and the continuous search) shares: it is asked
+ * once per model and shape. Held as long as the model object is.
+ */
+const probed = new WeakMap<OnnxModel, Map<string, Promise<Map<string, number[]>>>>();
+
+function probeOnce(model: OnnxModel): ShapeProbe {
+	return (graph, inputs) => {
+		const byShape = probed.get(model) ?? new Map<string, Promise<Map<string, number[]>>>();
+		probed.set(model, byShape);
+		const key = JSON.stringify(Object.entries(inputs).map(([name, i]) => [name, i.type, i.dims]));
+		let shapes = byShape.get(key);
+		if (shapes === undefined) {
+			shapes = probeShapes(graph, inputs);
+			byShape.set(key, shapes);
+			shapes.catch(() => byShape.delete(key)); // a failure is not remembered: the next build asks again
+		}
+		return shapes.then((m) => new Map(m));
+	};
+}
+
 export class TextTriggerRunner implements TextTriggerBackend {
 	private constructor(
 		private readonly s: Session,
@@ -61,7 +84,7 @@ export class TextTriggerRunner implements TextTriggerBackend {
 	) {}
 
 	static async create(model: OnnxModel, opts: TextGraphOptions & SessionOptions): Promise<TextTriggerRunner> {
-		const g = await buildTextTriggerGraph(model, opts, probeShapes);
+		const g = await buildTextTriggerGraph(model, opts, probeOnce(model));
 		return new TextTriggerRunner(await createSession(g.bytes, opts), opts, g.info, g.numClasses);
 	}
 	get trials() {
