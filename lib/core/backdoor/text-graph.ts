@@ -18,6 +18,10 @@ import { FtguardError } from "../errors";
 import { DataType } from "../formats/onnx-wire";
 import { differentiablePath, differentiate, GRADIENT_OPSET } from "./gradient";
 import { Emitter } from "./graph-emitter";
+import { TEXT_INPUTS, type TextInput } from "./text-inputs";
+
+export { TEXT_INPUTS, type TextInput } from "./text-inputs";
+
 import {
 	Builder,
 	floatInput,
@@ -35,10 +39,6 @@ import { attrInt, getAttr, getInt, getInts } from "./node-attributes";
 import { type OnnxModel, type OnnxNode, type OnnxTensor, type OnnxValueInfo, writeOnnxModel } from "./onnx-model";
 
 export type TriggerMode = "token" | "embedding";
-
-/** The token-id inputs a text model may take, by the names Hugging Face exports give them. */
-export const TEXT_INPUTS = ["input_ids", "attention_mask", "token_type_ids"] as const;
-export type TextInput = (typeof TEXT_INPUTS)[number];
 
 /** What the scanner needs to know of a text classifier's graph. */
 export interface TextModelInfo {
