@@ -123,3 +123,10 @@ export function observeRecord(
 ): { state: WindowState; alarms: MonitorAlarm[] } {
 	return observeRecords(state, [record], policy);
 }
+
+/** A version's numbers from its window state (what the Lambda emits after a batch). */
+export function metricsOf(state: WindowState, policy: MonitorPolicy): VersionMetrics {
+	const w = VersionWindow.restore(state, policy, compilePatterns(policy.patterns));
+	if (w === undefined) throw new TypeError(`metricsOf: the state was taken under another window size`);
+	return w.metrics();
+}

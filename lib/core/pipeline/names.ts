@@ -112,6 +112,13 @@ export const MetricName = {
 	 * objects it could not check. Any value > 0 means a scan died without recording its verdict.
 	 */
 	SCANS_STUCK_IN_SCANNING: "scans_stuck_in_scanning",
+	/**
+	 * The output monitor (lib/core/monitor): alarms raised by a batch of a deployed model's responses, one point per
+	 * batch under `{service}` (0 included: the anomaly band's baseline) and `{service, model_version, issue_type}`.
+	 */
+	DEPLOYED_MODEL_SUSPICIOUS_OUTPUT_TOTAL: "deployed_model_suspicious_output_total",
+	/** Share of a version's window whose output repeats another, after a batch: `{service}`, `{service, model_version}`. */
+	DEPLOYED_MODEL_OUTPUT_REPETITION_RATE: "deployed_model_output_repetition_rate",
 } as const;
 export type MetricName = (typeof MetricName)[keyof typeof MetricName];
 
