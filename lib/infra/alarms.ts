@@ -216,6 +216,29 @@ export class Alarms extends Construct {
 		return alarm;
 	}
 
+	/**
+	 * An alarm when `metric` rises above its own CloudWatch anomaly-detection band (`stdDevs` wide), for a figure
+	 * whose normal level is learnt from its history rather than fixed; notifies the topic like the others.
+	 */
+	public addAnomalyAlarm(
+		id: string,
+		options: Pick<FtguardAlarmOptions, "metric" | "description" | "runbookAnchor"> & { stdDevs: number },
+	): cw.Alarm {
+		const alarm = new cw.AnomalyDetectionAlarm(this, id, {
+			metric: options.metric,
+			stdDevs: options.stdDevs,
+			comparisonOperator: cw.ComparisonOperator.GREATER_THAN_UPPER_THRESHOLD,
+			evaluationPeriods: 1,
+			treatMissingData: cw.TreatMissingData.NOT_BREACHING,
+			alarmDescription: `${options.description} Runbook: ${this.runbookUrl}#${options.runbookAnchor}`,
+		});
+		const action = new cwActions.SnsAction(this.topic);
+		alarm.addAlarmAction(action);
+		alarm.addOkAction(action);
+		this.created.push(alarm);
+		return alarm;
+	}
+
 	/** Alarms on any failed and any timed-out execution of `stateMachine`. */
 	public addStateMachineAlarms(
 		id: string,

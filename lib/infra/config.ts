@@ -12,6 +12,7 @@ import { dirname, resolve } from "node:path";
 import { z } from "zod";
 import { FtguardError } from "../core/errors.js";
 import { type Policy, policySchema, type Signer } from "../core/policy/index.js";
+import type { OutputMonitorOptions } from "./output-monitor.js";
 
 /**
  * GPU defaults of the scan pipeline's Batch compute environment (ScanPipelineProps.gpuInstanceClasses and
@@ -78,6 +79,35 @@ export const deployConfigSchema = z
 			})
 			.strict()
 			.default({}),
+		/**
+		 * The production output monitor (docs/monitor.md): the inference log groups (one JSON record per event) and
+		 * the buckets / prefixes where SageMaker Data Capture or Bedrock invocation logs land (EventBridge
+		 * notifications on). Absent: no monitor.
+		 */
+		outputMonitor: z
+			.object({
+				logGroupNames: z
+					.array(z.string().regex(/^[\w\-/.#]{1,512}$/, { error: "expected a log group name" }))
+					.max(100)
+					.default([]),
+				captureBuckets: z
+					.array(
+						z
+							.object({
+								name: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, { error: "expected a bucket name" }),
+								prefix: z.string().max(1024).optional(),
+							})
+							.strict(),
+					)
+					.max(20)
+					.default([]),
+				windowTtlDays: positiveInt("a whole number of days ≥ 1").optional(),
+			})
+			.strict()
+			.refine((m) => m.logGroupNames.length + m.captureBuckets.length > 0, {
+				error: "give logGroupNames or captureBuckets",
+			})
+			.optional(),
 		/**
 		 * Object Lock on the checkpoint and report buckets, decided before the first deploy (S3 sets it only when a
 		 * bucket is created). Absent: the store's default (GOVERNANCE, 30 days); `false`: none.
@@ -161,6 +191,8 @@ export interface DeployConfig {
 	removalPolicy: RemovalPolicyName;
 	/** The smoke-test signer's public key (PEM), when configured. */
 	smokeTestPem?: string;
+	/** Inference logs the output monitor is attached to (absent: no monitor). */
+	outputMonitor?: OutputMonitorOptions;
 }
 
 /** One-line USAGE error: `<field>: <message>`, the file in details. */
@@ -256,6 +288,7 @@ export function parseDeployConfig(json: unknown, baseDir: string, source = "conf
 		...(c.noncurrentVersionDays !== undefined ? { noncurrentVersionDays: c.noncurrentVersionDays } : {}),
 		removalPolicy: c.removalPolicy,
 		...(smokeTestPem !== undefined ? { smokeTestPem } : {}),
+		...(c.outputMonitor !== undefined ? { outputMonitor: c.outputMonitor } : {}),
 	};
 }
 

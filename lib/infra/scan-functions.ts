@@ -18,9 +18,16 @@ import type { PipelineLogs } from "./pipeline-logs.js";
 import { LAMBDA_STEPS, type LambdaStep } from "./state-machine.js";
 
 /** Every function of the pipeline: the workflow's steps, and those that are not states of it. */
-export type ScanFunctionName = LambdaStep | "start" | "sweep" | "base-model" | "dataset";
+export type ScanFunctionName = LambdaStep | "start" | "sweep" | "base-model" | "dataset" | "monitor";
 
-const FUNCTION_NAMES: readonly ScanFunctionName[] = [...LAMBDA_STEPS, "start", "sweep", "base-model", "dataset"];
+const FUNCTION_NAMES: readonly ScanFunctionName[] = [
+	...LAMBDA_STEPS,
+	"start",
+	"sweep",
+	"base-model",
+	"dataset",
+	"monitor",
+];
 
 /** Per-function sizing: multi-GiB checkpoints are streamed (manifest) or parsed (files) within one invocation. */
 export const FUNCTION_SIZING: Readonly<
@@ -49,10 +56,21 @@ export const FUNCTION_SIZING: Readonly<
 		ephemeralMiB: 10240,
 		description: "dataset poisoning scan (large versions: a Batch job)",
 	},
+	// one batch of log events (or one log object) per invocation: a read-modify-write of each version's window
+	monitor: {
+		timeout: Duration.minutes(2),
+		memoryMiB: 1024,
+		ephemeralMiB: 512,
+		description: "production output monitor",
+	},
 };
 
-/** Functions that run outside the VPC: they call Step Functions, which has no endpoint in the isolated subnets. */
-export const OUTSIDE_VPC: ReadonlySet<ScanFunctionName> = new Set(["start", "sweep"]);
+/**
+ * Functions that run outside the VPC: start and sweep call Step Functions, which has no endpoint in the isolated
+ * subnets; the monitor reads the platform's own log buckets (which the S3 endpoint's policy does not admit) and
+ * DynamoDB, and never a checkpoint.
+ */
+export const OUTSIDE_VPC: ReadonlySet<ScanFunctionName> = new Set(["start", "sweep", "monitor"]);
 
 export interface ScanFunctionFactoryProps {
 	readonly runtime: lambda.Runtime;

@@ -11,6 +11,7 @@ import { type Policy, parsePolicy } from "../core/policy/index.js";
 import type { Alarms } from "./alarms.js";
 import type { CheckpointStore } from "./checkpoint-store.js";
 import type { IsolatedNetwork } from "./isolated-network.js";
+import type { OutputMonitorOptions } from "./output-monitor.js";
 import { FUNCTION_SIZING } from "./scan-functions.js";
 import { backdoorStateTimeoutSeconds, LAMBDA_STEPS, type LambdaStep } from "./state-machine.js";
 import { RESERVED_CONCURRENCY } from "./tags.js";
@@ -110,6 +111,12 @@ export interface ScanPipelineProps {
 	 * @default Duration.minutes(SWEEP.intervalMinutes) (15 minutes)
 	 */
 	readonly sweepInterval?: Duration;
+	/**
+	 * Attaches the production output monitor (lib/infra/output-monitor.ts) to these inference logs: log groups and/or
+	 * capture buckets. Its thresholds are the policy's `monitor` section.
+	 * @default no output monitor
+	 */
+	readonly outputMonitor?: OutputMonitorOptions;
 }
 
 /** The settings {@link resolveScanPipelineProps} checks and completes (handlersDir depends on the package location). */

@@ -22,11 +22,16 @@ import { BaseModelGate } from "./base-model-gate.js";
 import type { CheckpointStore } from "./checkpoint-store.js";
 import { DatasetGate } from "./dataset-gate.js";
 import { logicalIdOf } from "./logical-id.js";
+import { OutputMonitor } from "./output-monitor.js";
 import { PipelineLogs } from "./pipeline-logs.js";
 import { AWS_CUSTOM_RESOURCE_SINGLETON_ID, secureProviderLogs } from "./proactive-controls.js";
 import { grantVpcAccess, OUTSIDE_VPC, ScanFunctionFactory, type ScanFunctionName } from "./scan-functions.js";
 import { resolveScanPipelineProps, type ScanPipelineProps, type ScanPipelineSettings } from "./scan-pipeline-props.js";
 import { StartTrigger } from "./start-trigger.js";
+
+/** The functions whose roles the pipeline creates or takes from the store (the output monitor brings its own). */
+type PipelineFunctionName = Exclude<ScanFunctionName, "monitor">;
+
 import { buildScanDefinition, LAMBDA_STEPS, type LambdaStep, SCAN_REPORT_PREFIX } from "./state-machine.js";
 import { Sweeper } from "./sweeper.js";
 
@@ -100,6 +105,8 @@ export class ScanPipeline extends Construct {
 	public readonly image: ecrAssets.DockerImageAsset;
 	/** The alarms this pipeline added to {@link ScanPipelineProps.alarms}. */
 	public readonly pipelineAlarms: readonly cw.Alarm[];
+	/** The production output monitor, when {@link ScanPipelineProps.outputMonitor} attaches it to inference logs. */
+	public readonly outputMonitor?: OutputMonitor;
 
 	private readonly stack: Stack;
 	private readonly tracing: boolean;
@@ -268,6 +275,21 @@ export class ScanPipeline extends Construct {
 		this.datasetFunction = this.datasetGate.function;
 		this.datasetDeadLetterQueue = this.datasetGate.deadLetterQueue;
 
+		// ---- output monitor: inference logs → Lambda → per-version windows in DynamoDB → metrics → alarms ---------
+		if (props.outputMonitor) {
+			this.outputMonitor = new OutputMonitor(this, {
+				...props.outputMonitor,
+				store,
+				functions,
+				alarms: props.alarms,
+				policyKey,
+				policy: this.policy.monitor,
+				reservedConcurrency: settings.reservedConcurrency,
+				removalPolicy: settings.removalPolicy,
+				tracing: this.tracing,
+			});
+		}
+
 		// ---- alarms -----------------------------------------------------------------------------------------
 		const { failed, timedOut } = props.alarms.addStateMachineAlarms("Scan", this.stateMachine);
 		const created = [
@@ -288,7 +310,7 @@ export class ScanPipeline extends Construct {
 	 * The role each function runs as (the store's verdict, scanner and sweeper roles; the decide and start roles
 	 * created here), with what the VPC functions' roles need besides: ENI management and the deployed policy object.
 	 */
-	private createRoles(store: CheckpointStore, policyKey: string): Record<ScanFunctionName, iam.Role> {
+	private createRoles(store: CheckpointStore, policyKey: string): Record<PipelineFunctionName, iam.Role> {
 		const decideRole = new iam.Role(this, "DecideRole", {
 			description: "ftguard decide: reads the policy and the scan's reports",
 			assumedBy: new iam.ServicePrincipal("lambda.amazonaws.com"),
@@ -312,7 +334,7 @@ export class ScanPipeline extends Construct {
 			description: "ftguard start: starts scan executions",
 			assumedBy: new iam.ServicePrincipal("lambda.amazonaws.com"),
 		});
-		const roles: Record<ScanFunctionName, iam.Role> = {
+		const roles: Record<PipelineFunctionName, iam.Role> = {
 			start: startRole,
 			sweep: store.sweeperRole,
 			mark: store.verdictRole,

@@ -123,6 +123,7 @@ export function stackPropsFromConfig(config: DeployConfig, base: FtguardStackPro
 				? { gpuInstanceClasses: config.gpu.instanceClasses as ec2.InstanceClass[] }
 				: {}),
 			...(config.gpuConfigured.maxVcpus ? { maxvCpus: config.gpu.maxVcpus } : {}),
+			...(config.outputMonitor ? { outputMonitor: config.outputMonitor } : {}),
 		},
 	};
 }

@@ -93,6 +93,11 @@ describe("deployment config (lib/infra/config.ts)", () => {
 		["policy: give exactly one of policy, policyFile", (c: Doc) => (c.policyFile = "policy.json")],
 		["region: give account and region together (or neither)", (c: Doc) => (c.account = "123456789012")],
 		["smokeTest: give exactly one of pem, pemFile", (c: Doc) => (c.smokeTest = {})],
+		["outputMonitor: give logGroupNames or captureBuckets", (c: Doc) => (c.outputMonitor = {})],
+		[
+			"outputMonitor.captureBuckets.0.name: expected a bucket name",
+			(c: Doc) => (c.outputMonitor = { captureBuckets: [{ name: "s3://ml-capture" }] }),
+		],
 	])("refuses with one line naming the field: %s", (message, mutate) => {
 		const c = example();
 		mutate(c);
@@ -130,10 +135,14 @@ describe("the config in the synthesized stack", () => {
 				objectLock: { mode: "COMPLIANCE", retentionDays: 120 },
 				removalPolicy: "RETAIN_ON_UPDATE_OR_DELETE",
 				smokeTest: { pem: smokePem },
+				outputMonitor: { logGroupNames: ["/aws/sagemaker/Endpoints/bot"], captureBuckets: [{ name: "ml-capture" }] },
 			},
 			work,
 		);
 		const { stack, template } = synthFtguard(stackPropsFromConfig(config, { description: "t" }));
+		// the output monitor, attached to the configured logs
+		template.hasResourceProperties("AWS::Logs::SubscriptionFilter", { LogGroupName: "/aws/sagemaker/Endpoints/bot" });
+		template.resourceCountIs("AWS::DynamoDB::Table", 1);
 		// the policy the functions read: validated, content-addressed, with the team's signer and the smoke key
 		expect(stack.scanPipeline.policy).toEqual(config.policy);
 		expect(stack.scanPipeline.policy.signers.map((s) => s.kind)).toEqual(["keyless", "public-key"]);

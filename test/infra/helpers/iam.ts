@@ -92,6 +92,7 @@ export class TemplateResolver {
 			return `arn:aws:batch:${REGION}:${ACCOUNT}:job-queue/${id}`;
 		}
 		if (type === "AWS::StepFunctions::StateMachine" && attr === "Name") return id;
+		if (type === "AWS::DynamoDB::Table" && attr === "Arn") return `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/${id}`;
 		throw new Error(`unsupported Fn::GetAtt ${type}.${attr}`);
 	}
 
