@@ -20,6 +20,7 @@ describe("the pipeline demo", () => {
 			["wrong-signer", "QUARANTINED"],
 			["pickle", "QUARANTINED"],
 			["backdoor", "QUARANTINED"],
+			["two-models", "QUARANTINED"],
 			["base-model", "PROMOTABLE"],
 			["base-model-pickle", "QUARANTINED"],
 			["dataset-clean", "PROMOTABLE"],
@@ -32,6 +33,11 @@ describe("the pipeline demo", () => {
 		// a valid policy that requires the backdoor scan and waives one family, with its reason
 		const policy = parsePolicy(JSON.stringify(setup.policy));
 		expect(policy.backdoor.required).toBe(true);
+		// the text classifier's reference data: labelled texts and the tokenizer, for family bert
+		expect(policy.referenceData.find((r) => r.family === "bert")).toMatchObject({
+			tokenizerUri: expect.stringMatching(/tokenizer\.json$/),
+			dataUri: expect.stringMatching(/ref\.jsonl$/),
+		});
 		expect(policy.backdoor.waivers).toEqual([
 			expect.objectContaining({ family: "tiny-lm", reason: expect.any(String) }),
 		]);
