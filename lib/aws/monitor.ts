@@ -119,7 +119,10 @@ export function byVersion(records: readonly ParsedRecord[]): Map<string, Monitor
 	const groups = new Map<string, MonitorRecord[]>();
 	for (const [i, r] of records.entries()) {
 		let g = groups.get(r.modelVersion);
-		if (g === undefined) groups.set(r.modelVersion, (g = []));
+		if (g === undefined) {
+			g = [];
+			groups.set(r.modelVersion, g);
+		}
 		g.push({ modelVersion: r.modelVersion, input: r.input, output: r.output, ref: { index: i } });
 	}
 	return groups;

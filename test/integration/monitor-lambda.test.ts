@@ -140,8 +140,8 @@ describe("the monitor Lambda on DynamoDB", () => {
 		expect(Math.max(...rates)).toBeGreaterThan(0.05);
 		expect(rates[0]).toBeLessThan(0.05);
 		// the EMF documents declare the {service} set the construct's alarms watch, and the per-version one
-		const dims = (suspicious[0]?._aws as { CloudWatchMetrics: { Dimensions: string[][] }[] }).CloudWatchMetrics[0]
-			?.Dimensions;
+		const aws = suspicious[0]?._aws as { CloudWatchMetrics: { Dimensions: string[][] }[] } | undefined;
+		const dims = aws?.CloudWatchMetrics[0]?.Dimensions;
 		expect(dims).toEqual([["service"], ["service", "model_version", "issue_type"]]);
 	}, 120_000);
 
