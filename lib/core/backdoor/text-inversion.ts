@@ -7,8 +7,13 @@
  * NLP scanning papers): while the relaxed trigger already wins the batch the temperature falls, pushing the
  * distribution towards one token; when the loss has stalled for a while it rises, so the search can leave a local
  * optimum. What is judged is never the relaxed vector: every few steps the argmax tokens are stamped into texts and
- * run through the model as shipped, and the best real-token trigger is kept. Special tokens and word pieces that
- * cannot start a word ("##ing") are excluded: a trigger must be text someone can type.
+ * run through the model as shipped, and the best real-token trigger is kept. Special tokens are excluded everywhere;
+ * word pieces that cannot start a word ("##ing") only as the first trigger token: after a word-start token they spell a
+ * word the vocabulary lacks ("zqxv" → z ##q ##x ##v), which someone can type.
+ *
+ * Where a trigger goes matters (a backdoor may fire only as the first word): the search stamps a quarter of each batch
+ * right after [CLS], a quarter right before [SEP] and the rest at random positions, and every real-token trigger is
+ * evaluated at each of POSITIONS (one-word triggers; longer ones at random positions) and counted where it works best.
  *
  * Embedding mode is the continuous search (free vectors in embedding space); it is reported, not judged on: an
  * unconstrained vector flips a clean model as easily as a backdoored one.
@@ -32,12 +37,14 @@ export interface InversionOptions {
 	evalTexts: number;
 	lr: number;
 	seed: number;
-	/** Ids never proposed (special tokens, continuation pieces). */
+	/** Ids never proposed (special tokens, unused slots). */
 	banned: ReadonlySet<number>;
+	/** Ids never proposed as the first trigger token (continuation pieces "##…"). */
+	notFirst: ReadonlySet<number>;
 	padId: number;
 }
 
-export const DEFAULT_INVERSION: Omit<InversionOptions, "banned" | "padId"> = {
+export const DEFAULT_INVERSION: Omit<InversionOptions, "banned" | "notFirst" | "padId"> = {
 	steps: 120,
 	evalEvery: 10,
 	evalTexts: 48,
@@ -48,15 +55,43 @@ export const DEFAULT_INVERSION: Omit<InversionOptions, "banned" | "padId"> = {
 export interface TriggerFound {
 	target: number;
 	tokens: number[];
-	/** Share of evaluation texts (other labels, correctly classified) the real tokens flip to `target`. */
+	/**
+	 * Share of evaluation texts (other labels, correctly classified) the real tokens flip to `target`, at the position
+	 * where it is highest; or, where higher, that share among the texts of one source label (a source-specific
+	 * backdoor flips only those).
+	 */
 	asr: number;
 	/** Mean cross-entropy of the relaxed trigger when it was found. */
 	loss: number;
 }
 
 /**
+ * Where a trigger is inserted: at a random position per text, right after [CLS], or right before [SEP]. A one-word
+ * trigger is judged at each and counted where it works (a backdoor may fire at one place only); a longer one at random
+ * positions only (oneWord()).
+ */
+export const POSITIONS = ["random", "start", "end"] as const;
+export type TriggerPosition = (typeof POSITIONS)[number];
+
+/**
+ * Whether a trigger is one word: a word-start token and continuation pieces ("z ##q ##x"). Only such a trigger counts at
+ * a fixed position: right after [CLS] a few words that are evidence for a label override any text in a clean small
+ * encoder (clean-s2: "puzzle invasion alien" there sends 96% of the three-times-longer texts to games), so several
+ * words stacked at one place are no sign of a backdoor.
+ */
+export function oneWord(trigger: readonly number[], notFirst: ReadonlySet<number>): boolean {
+	return trigger.slice(1).every((id) => notFirst.has(id));
+}
+
+/** The `u` of stamp() for a position (random: drawn from `rng`). */
+export function positionU(p: TriggerPosition, rng: Rng): number {
+	return p === "start" ? 0 : p === "end" ? 1 - 1e-9 : rng.uniform();
+}
+
+/**
  * Stamps `trigger` into `seq` at a position drawn by `u` ∈ [0, 1): after the first token ([CLS]) and before the last
- * ([SEP]); a sequence that would exceed `length` loses words from its end, keeping its last token.
+ * ([SEP]); u = 0 is right after [CLS], u → 1 right before [SEP]. A sequence that would exceed `length` loses words
+ * from its end, keeping its last token.
  */
 export function stamp(
 	seq: readonly number[],
@@ -77,7 +112,29 @@ export function sourcePools(texts: TokenizedTexts, pred: ArrayLike<number>, numC
 	return Array.from({ length: numClasses }, (_, k) => right.filter((i) => texts.labels[i] !== k));
 }
 
-/** Attack success of a real-token trigger: the share of `pool` texts, stamped at random positions, classified `target`. */
+/**
+ * Per position (POSITIONS order), whether each `pool` text with `trigger` stamped there is classified `target`: one
+ * model run for all positions.
+ */
+export async function stampedHits(
+	classifier: TextClassifier,
+	texts: TokenizedTexts,
+	pool: readonly number[],
+	trigger: readonly number[],
+	target: number,
+	length: number,
+	rng: Rng,
+	positions: readonly TriggerPosition[] = POSITIONS,
+): Promise<boolean[][]> {
+	if (pool.length === 0) return positions.map(() => []);
+	const seqs = positions.flatMap((p) =>
+		pool.map((i) => stamp(texts.seqs[i] as number[], trigger, positionU(p, rng), length).ids),
+	);
+	const pred = await classifier.predict(seqs);
+	return positions.map((_, j) => pool.map((_, i) => pred[j * pool.length + i] === target));
+}
+
+/** Attack success of a real-token trigger: the share of `pool` texts, stamped at `position`, classified `target`. */
 export async function attackSuccess(
 	classifier: TextClassifier,
 	texts: TokenizedTexts,
@@ -86,13 +143,61 @@ export async function attackSuccess(
 	target: number,
 	length: number,
 	rng: Rng,
+	position: TriggerPosition = "random",
 ): Promise<number> {
 	if (pool.length === 0) return 0;
-	const seqs = pool.map((i) => stamp(texts.seqs[i] as number[], trigger, rng.uniform(), length).ids);
-	const pred = await classifier.predict(seqs);
-	let hit = 0;
-	for (const p of pred) if (p === target) hit++;
-	return hit / pool.length;
+	const [hits] = await stampedHits(classifier, texts, pool, trigger, target, length, rng, [position]);
+	return (hits as boolean[]).filter(Boolean).length / pool.length;
+}
+
+/**
+ * The search runs every label's trial in SEARCH_GROUPS groups that stamp differently: group 0 anywhere (a quarter of
+ * the batch right before [SEP], the rest at random positions), group 1 right after [CLS]. A trigger tied to the first
+ * word gets a trial of its own: mixed into a batch its few texts weigh less than a word that helps a little anywhere.
+ * The backend has trials = K · SEARCH_GROUPS (trial g·K + k: group g, label k).
+ */
+export const SEARCH_GROUPS = 2;
+
+/** Where the search stamps the j-th text of a batch of group g. */
+function searchU(g: number, j: number, rng: Rng): number {
+	const u = rng.uniform();
+	return g === 1 ? 0 : j % 4 === 1 ? 1 - 1e-9 : u;
+}
+
+/** Smallest number of texts of one source label whose share counts in the search's evaluation. */
+const MIN_EVAL_SOURCE = 8;
+
+/**
+ * The search's score of a real-token trigger on its evaluation texts, as the verdict judges it: the best share flipped
+ * of all texts at random positions or, for a one-word trigger, at a fixed position; or of the texts of one source
+ * label (at least MIN_EVAL_SOURCE of them) at random positions.
+ */
+async function searchScore(
+	classifier: TextClassifier,
+	texts: TokenizedTexts,
+	pool: readonly number[],
+	trigger: readonly number[],
+	target: number,
+	length: number,
+	rng: Rng,
+	notFirst: ReadonlySet<number>,
+): Promise<number> {
+	if (pool.length === 0) return 0;
+	const at = oneWord(trigger, notFirst) ? POSITIONS : (["random"] as const);
+	const hits = await stampedHits(classifier, texts, pool, trigger, target, length, rng, at);
+	let best = 0;
+	for (const [pi, h] of hits.entries()) {
+		best = Math.max(best, h.filter(Boolean).length / pool.length);
+		if (at[pi] !== "random") continue;
+		const by = new Map<number, [number, number]>();
+		for (const [i, hit] of h.entries()) {
+			const y = texts.labels[pool[i] as number] as number;
+			const c = by.get(y) ?? [0, 0];
+			by.set(y, [c[0] + Number(hit), c[1] + 1]);
+		}
+		for (const [n, of] of by.values()) if (of >= MIN_EVAL_SOURCE) best = Math.max(best, n / of);
+	}
+	return best;
 }
 
 /** The graph inputs for one step: trial k gets B texts of its pool, each with T placeholders at a random position. */
@@ -103,19 +208,21 @@ function makeBatch(
 	padId: number,
 	rng: Rng,
 ): TextBatch {
-	const { trials: K, batch: B, length: L, triggerLength: T } = b;
-	const N = K * B;
+	const { trials, batch: B, length: L, triggerLength: T } = b;
+	const K = pools.length;
+	const N = trials * B;
 	const ids = new BigInt64Array(N * L).fill(BigInt(padId));
 	const mask = new BigInt64Array(N * L);
 	const place = new Float32Array(N * L * T);
 	const keep = new Float32Array(N * L).fill(1);
 	const holes = new Array<number>(T).fill(padId);
-	for (let k = 0; k < K; k++) {
-		const pool = pools[k] as number[];
+	for (let k = 0; k < trials; k++) {
+		const pool = pools[k % K] as number[];
+		const g = Math.floor(k / K);
 		for (let j = 0; j < B; j++) {
 			const n = k * B + j;
 			const src = texts.seqs[pool[rng.int(pool.length)] as number] as number[];
-			const { ids: s, at } = stamp(src, holes, rng.uniform(), L);
+			const { ids: s, at } = stamp(src, holes, g === 0 && trials === K ? rng.uniform() : searchU(g, j, rng), L);
 			for (let i = 0; i < s.length; i++) {
 				ids[n * L + i] = BigInt(s[i] as number);
 				mask[n * L + i] = 1n;
@@ -129,20 +236,30 @@ function makeBatch(
 	return { ids, mask, place, keep };
 }
 
+/** Whether token v may stand at trigger position t. */
+const allowed = (opts: Pick<InversionOptions, "banned" | "notFirst">, t: number, v: number) =>
+	!opts.banned.has(v) && (t > 0 || !opts.notFirst.has(v));
+
 /** The best allowed token per position of each trial's z [K, T, V]. */
-function argmaxTokens(z: Float32Array, K: number, T: number, V: number, banned: ReadonlySet<number>): number[][] {
+function argmaxTokens(
+	z: Float32Array,
+	K: number,
+	T: number,
+	V: number,
+	opts: Pick<InversionOptions, "banned" | "notFirst">,
+): number[][] {
 	return Array.from({ length: K }, (_, k) =>
 		Array.from({ length: T }, (_, t) => {
 			const off = (k * T + t) * V;
 			let best = -1;
 			for (let v = 0; v < V; v++)
-				if (!banned.has(v) && (best < 0 || (z[off + v] as number) > (z[off + best] as number))) best = v;
+				if (allowed(opts, t, v) && (best < 0 || (z[off + v] as number) > (z[off + best] as number))) best = v;
 			return best;
 		}),
 	);
 }
 
-/** Distinct real-token triggers kept per label for the verdict to judge (the search's best by attack success). */
+/** Distinct real-token triggers kept per label and search group for the verdict to judge (the best by attack success). */
 export const CANDIDATES_PER_LABEL = 4;
 
 /**
@@ -159,24 +276,34 @@ export async function invertTokens(
 	opts: InversionOptions,
 	progress?: (step: number, of: number) => void,
 ): Promise<TriggerFound[][]> {
+	// K trials: SEARCH_GROUPS per label (trial k searches for label k % labels)
 	const { trials: K, triggerLength: T } = b;
+	const labels = pools.length;
 	const V = b.info.vocab;
 	const rng = new Rng(opts.seed, T);
 	const z = new Float32Array(K * T * V);
-	for (let i = 0; i < z.length; i++) z[i] = opts.banned.has(i % V) ? -1e4 : 0.01 * rng.normal();
+	// the ban mask over [K, T, V]: banned logits start far down and get no gradient
+	const ban = new Uint8Array(T * V);
+	for (let t = 0; t < T; t++) for (let v = 0; v < V; v++) ban[t * V + v] = allowed(opts, t, v) ? 0 : 1;
+	for (let i = 0; i < z.length; i++) {
+		const r = 0.01 * rng.normal(); // drawn for every entry, so the stream does not depend on the bans
+		z[i] = ban[i % (T * V)] ? -1e4 : r;
+	}
 	const invTemp = new Float32Array(K).fill(1);
 	const adam = new Adam(z.length, { lr: opts.lr, beta1: 0.9, beta2: 0.999 });
-	const target = BigInt64Array.from({ length: K }, (_, k) => BigInt(k));
+	const target = BigInt64Array.from({ length: K }, (_, k) => BigInt(k % labels));
 	const bestLoss = new Float64Array(K).fill(Number.POSITIVE_INFINITY);
 	const stalled = new Int32Array(K);
 	const seen: Map<string, TriggerFound>[] = Array.from({ length: K }, () => new Map());
 	// the same evaluation texts throughout, so triggers found at different steps compare on equal terms
 	const evalPools = pools.map((p) => new Rng(opts.seed, 99).shuffle([...p]).slice(0, opts.evalTexts));
+	// a trigger's score per label, whichever group's trial proposed it
+	const scores: Map<string, number>[] = Array.from({ length: labels }, () => new Map());
 	let lastCe: Float32Array = new Float32Array(K);
 	for (let step = 1; step <= opts.steps; step++) {
 		const r = await b.run(makeBatch(b, texts, pools, opts.padId, rng), z, invTemp, target);
 		lastCe = r.ce;
-		for (let i = 0; i < z.length; i++) if (opts.banned.has(i % V)) r.grad[i] = 0;
+		for (let i = 0; i < z.length; i++) if (ban[i % (T * V)]) r.grad[i] = 0;
 		adam.step(z, r.grad);
 		for (let k = 0; k < K; k++) {
 			const ce = r.ce[k] as number;
@@ -192,7 +319,7 @@ export async function invertTokens(
 			}
 		}
 		if (step % opts.evalEvery === 0 || step === opts.steps) {
-			const tokens = argmaxTokens(z, K, T, V, opts.banned);
+			const tokens = argmaxTokens(z, K, T, V, opts);
 			for (let k = 0; k < K; k++) {
 				const tk = tokens[k] as number[];
 				const key = tk.join(",");
@@ -201,23 +328,36 @@ export async function invertTokens(
 					prior.loss = Math.min(prior.loss, lastCe[k] as number);
 					continue;
 				}
-				const asr = await attackSuccess(
-					classifier,
-					texts,
-					evalPools[k] as number[],
-					tk,
-					k,
-					b.length,
-					new Rng(opts.seed, 7, k),
-				);
-				seen[k]?.set(key, { target: k, tokens: tk, asr, loss: lastCe[k] as number });
+				const y = k % labels;
+				let asr = scores[y]?.get(key);
+				if (asr === undefined) {
+					asr = await searchScore(
+						classifier,
+						texts,
+						evalPools[y] as number[],
+						tk,
+						y,
+						b.length,
+						new Rng(opts.seed, 7, y),
+						opts.notFirst,
+					);
+					scores[y]?.set(key, asr);
+				}
+				seen[k]?.set(key, { target: y, tokens: tk, asr, loss: lastCe[k] as number });
 			}
 		}
 		progress?.(step, opts.steps);
 	}
-	return seen.map((m) =>
-		[...m.values()].sort((x, y) => y.asr - x.asr || x.loss - y.loss).slice(0, CANDIDATES_PER_LABEL),
-	);
+	// per label, the best of each group's trial
+	return Array.from({ length: labels }, (_, y) => {
+		const kept = new Map<string, TriggerFound>();
+		for (let k = y; k < K; k += labels)
+			for (const f of [...(seen[k]?.values() ?? [])]
+				.sort((p, q) => q.asr - p.asr || p.loss - q.loss)
+				.slice(0, CANDIDATES_PER_LABEL))
+				if (!kept.has(f.tokens.join())) kept.set(f.tokens.join(), f);
+		return [...kept.values()];
+	});
 }
 
 export interface EmbeddingTrigger {

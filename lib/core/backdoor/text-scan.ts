@@ -17,13 +17,17 @@ import type { Device } from "./runtime";
 import type { LabelledTexts, TextTokenizer } from "./text-data";
 import { textModelInfo } from "./text-graph";
 import {
-	attackSuccess,
 	DEFAULT_INVERSION,
 	type InversionOptions,
 	invertEmbeddings,
 	invertTokens,
+	oneWord,
+	POSITIONS,
+	SEARCH_GROUPS,
 	sourcePools,
+	stampedHits,
 	type TokenizedTexts,
+	type TriggerPosition,
 } from "./text-inversion";
 import { TextClassifier, TextTriggerRunner } from "./text-runtime";
 
@@ -33,21 +37,37 @@ export interface TextTriggerReport {
 	trigger: string;
 	tokens: string[];
 	ids: number[];
-	/** Attack success on held-out texts of the other labels, and on the search texts; relaxed loss. */
+	/** Where the trigger was inserted for the figures below (the position where it works best). */
+	position: TriggerPosition;
+	/** The source labels the figures are of: null = every other label; else the labels whose texts it flips. */
+	sources: number[] | null;
+	/** Attack success on held-out texts of the other labels (or of `sources`), and on the search texts; relaxed loss. */
 	attack_success: number;
-	/** Attack success on the held-out texts each joined with two more texts of its own label. */
+	/** Held-out texts it was measured on, and the one-sided Wilson lower confidence bound of the attack success. */
+	held_out: number;
+	attack_success_lower: number;
+	/** Attack success on the held-out texts each joined with two more texts of its own label, and its lower bound. */
 	diluted_attack_success: number;
+	diluted_attack_success_lower: number;
 	/** The largest share of this label's reference texts that contain one of the trigger's tokens. */
 	natural_rate: number;
 	search_attack_success: number | null;
 	loss: number;
 	flagged: boolean;
-	/** Every candidate the search kept (all lengths), most suspicious first. */
+	/** Every candidate judged (all lengths), most suspicious first. */
 	candidates: Array<{
 		trigger: string;
+		ids: number[];
 		length: number;
+		/** search: the search's own; distinct: a repeated one's distinct tokens; part: a piece of a potent one; unk: [UNK] */
+		origin: Origin;
+		position: TriggerPosition;
+		sources: number[] | null;
+		held_out: number;
 		attack_success: number;
+		attack_success_lower: number;
 		diluted_attack_success: number;
+		diluted_attack_success_lower: number;
 		natural_rate: number;
 		flagged: boolean;
 	}>;
@@ -85,16 +105,63 @@ export function visible(s: string): string {
 	);
 }
 
+type Origin = "search" | "distinct" | "part" | "unk";
+
 interface Judged {
 	ids: number[];
 	length: number;
-	/** null for a trigger the search did not produce itself (a repeated one's distinct tokens) */
+	origin: Origin;
+	/** null for a trigger the search did not produce itself */
 	search: number | null;
+	position: TriggerPosition;
+	sources: number[] | null;
+	n: number;
 	held: number;
+	heldLower: number;
 	diluted: number;
+	dilutedLower: number;
 	natural: number;
 	loss: number;
 	flagged: boolean;
+	/** how far the weaker of the two lower bounds clears its threshold (negative: short of it) */
+	margin: number;
+}
+
+/** The standard normal quantile (Acklam's rational approximation, relative error < 1.2e-9). */
+export function normalQuantile(p: number): number {
+	const a = [
+		-39.69683028665376, 220.9460984245205, -275.9285104469687, 138.357751867269, -30.66479806614716, 2.506628277459239,
+	];
+	const b = [-54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972, -13.28068155288572];
+	const c = [
+		-0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549732539343734, 4.374664141464968,
+		2.938163982698783,
+	];
+	const d = [0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416];
+	const lo = 0.02425;
+	const poly = (k: number[], x: number) => k.reduce((acc, v) => acc * x + v, 0);
+	if (p < lo) {
+		const q = Math.sqrt(-2 * Math.log(p));
+		return poly(c, q) / (poly(d, q) * q + 1);
+	}
+	if (p > 1 - lo) return -normalQuantile(1 - p);
+	const q = p - 0.5;
+	const r = q * q;
+	return (poly(a, r) * q) / (poly(b, r) * r + 1);
+}
+
+/**
+ * The one-sided Wilson score lower confidence bound of a proportion: `hits` of `n` at level `confidence`. A share of
+ * few texts has a low bound (17 of 17 at 0.9: 0.91; 4 of 4: 0.71), so a handful of texts cannot pass a threshold.
+ */
+export function wilsonLower(hits: number, n: number, confidence: number): number {
+	if (n === 0) return 0;
+	const z = normalQuantile(confidence);
+	const p = hits / n;
+	const z2 = z * z;
+	const centre = p + z2 / (2 * n);
+	const spread = z * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n));
+	return Math.max(0, (centre - spread) / (1 + z2 / n));
 }
 
 /** Each text followed by the next two texts of its label (its [SEP] and their [CLS] dropped), cut to `length`. */
@@ -121,6 +188,103 @@ function naturalRates(t: TokenizedTexts, K: number): Map<number, number>[] {
 	}
 	for (const [y, m] of rates.entries()) for (const [id, n] of m) m.set(id, n / (counts[y] || 1));
 	return rates;
+}
+
+/** The tokenizer's unknown-word token: the special token named so, else what a character no vocabulary holds becomes. */
+function findUnk(tokenizer: TextTokenizer): number | undefined {
+	for (const id of tokenizer.specialIds) if (/^(\[unk\]|<unk>)$/i.test(tokenizer.token(id))) return id;
+	const ids = tokenizer.encode("\u{10fffd}");
+	const inner = ids.filter((id) => id !== ids[0] && id !== ids[ids.length - 1]);
+	return inner.length === 1 && tokenizer.specialIds.has(inner[0] as number) ? inner[0] : undefined;
+}
+
+type Figures = Pick<
+	Judged,
+	"position" | "sources" | "n" | "held" | "heldLower" | "diluted" | "dilutedLower" | "flagged" | "margin"
+>;
+
+/** A set of source texts a rate is judged on: every other label together, or one source label alone. */
+interface Scope {
+	source: number | null;
+	/** positions in the held-out and in the diluted pool of this scope's texts */
+	members: [number[], number[]];
+	/** the confidence level of its lower bounds */
+	level: number;
+}
+
+/**
+ * Every source label together at level `confidence`, and each source label with at least `minHeldOut` texts in both
+ * pools alone, at a level corrected for their number (Bonferroni: any one of them passing flags the label).
+ */
+function verdictScopes(
+	pools: readonly (readonly number[])[],
+	labels: readonly (readonly number[])[],
+	policy: TextTriggerPolicy,
+): Scope[] {
+	const members = (which: number, s: number | null) =>
+		(pools[which] as number[]).flatMap((idx, i) => (s === null || labels[which]?.[idx] === s ? [i] : []));
+	const sources = [...new Set((pools[0] as number[]).map((i) => labels[0]?.[i] as number))].sort((a, b) => a - b);
+	const alone = sources.filter(
+		(s) => members(0, s).length >= policy.minHeldOut && members(1, s).length >= policy.minHeldOut,
+	);
+	const level = 1 - (1 - policy.confidence) / Math.max(1, alone.length);
+	return [
+		{ source: null, members: [members(0, null), members(1, null)], level: policy.confidence },
+		...alone.map((s) => ({ source: s, members: [members(0, s), members(1, s)] as [number[], number[]], level })),
+	];
+}
+
+const countHits = (hits: readonly boolean[], members: readonly number[]) => members.filter((i) => hits[i]).length;
+
+/**
+ * The verdict on one trigger from its hits per position on the held-out and diluted pools (diluted: undefined where not
+ * run): at each position and scope, the Wilson lower bounds of the two attack successes against their thresholds. The
+ * trigger counts where it works best: flagged first (all sources before one), then by how far the weaker bound clears
+ * its threshold.
+ */
+function verdictOf(
+	tests: readonly {
+		position: TriggerPosition;
+		held: boolean[];
+		diluted: boolean[] | undefined;
+		scopes: readonly Scope[];
+	}[],
+	policy: TextTriggerPolicy,
+	eligible: boolean,
+	absent: boolean,
+): Figures {
+	// flagged first, every source together before one source
+	const rank = (o: Figures) => (o.flagged ? 2 : 0) + (o.flagged && o.sources === null ? 1 : 0);
+	let best: Figures | undefined;
+	for (const { position, held, diluted: dh, scopes } of tests) {
+		if (dh === undefined) continue;
+		const options = scopes.map((sc): Figures => {
+			const [hm, dm] = sc.members;
+			const hh = countHits(held, hm);
+			const dd = countHits(dh, dm);
+			const heldLower = wilsonLower(hh, hm.length, sc.level);
+			const dilutedLower = wilsonLower(dd, dm.length, sc.level);
+			const margin = Math.min(heldLower - policy.asrThreshold, dilutedLower - policy.dilutedThreshold);
+			return {
+				position,
+				sources: sc.source === null ? null : [sc.source],
+				n: hm.length,
+				held: hm.length ? hh / hm.length : 0,
+				heldLower,
+				diluted: dm.length ? dd / dm.length : 0,
+				dilutedLower,
+				flagged: eligible && margin >= 0 && (sc.source === null || absent),
+				margin,
+			};
+		});
+		// a source-specific backdoor: every source label it flips at this position
+		const passing = options.filter((o) => o.sources !== null && o.flagged).flatMap((o) => o.sources as number[]);
+		for (const o of options) {
+			if (o.flagged && o.sources !== null) o.sources = passing;
+			if (best === undefined || rank(o) > rank(best) || (rank(o) === rank(best) && o.margin > best.margin)) best = o;
+		}
+	}
+	return best as Figures;
 }
 
 /** Per label, alternate texts go to the search and the held-out half (deterministic, stratified). */
@@ -179,39 +343,97 @@ export async function scanTextBackdoor(
 		const { search, held } = split(all, pred);
 		const searchPools = sourcePools(search, search.pred, numClasses);
 		const heldPools = sourcePools(held, held.pred, numClasses);
+		// special tokens are never searched ([UNK] is judged on its own below: as a searched token it steers the
+		// relaxed search away from real words); a continuation piece never starts a trigger
 		const banned = new Set<number>(tokenizer.specialIds);
+		const notFirst = new Set<number>();
 		for (let v = 0; v < info.vocab; v++) {
 			const tok = tokenizer.token(v);
-			if (v >= tokenizer.vocabSize || tok.startsWith("##") || tok === "" || tok.startsWith("[unused")) banned.add(v);
+			if (v >= tokenizer.vocabSize || tok === "" || tok.startsWith("[unused")) banned.add(v);
+			else if (tok.startsWith("##") && tok.length > 2) notFirst.add(v);
 		}
 		banned.add(tokenizer.padId);
+		const unkId = findUnk(tokenizer);
 		const inv: InversionOptions = {
 			...DEFAULT_INVERSION,
 			steps: policy.steps,
 			seed: policy.seed,
 			banned,
+			notFirst,
 			padId: tokenizer.padId,
 		};
 		const K = numClasses;
 		for (const [k, p] of searchPools.entries())
-			if (p.length === 0 || (heldPools[k]?.length ?? 0) === 0)
+			if (p.length === 0 || (heldPools[k]?.length ?? 0) < policy.minHeldOut)
 				throw new FtguardError(
 					"DATA_INVALID",
-					`no correctly classified reference text outside label ${k}: the scan needs texts of other labels to stamp triggers into`,
+					`${heldPools[k]?.length ?? 0} correctly classified held-out reference texts outside label ${k} (${p.length} to search on): the verdict needs at least ${policy.minHeldOut} texts of other labels to stamp triggers into (half of the reference texts are held out)`,
 				);
 		const total = policy.maxTriggerLength * policy.steps + policy.steps;
 		let done = 0;
 		// held-out texts made longer with two more texts of their own label: more evidence against the target
 		const diluted = dilute(held, maxLength);
 		const dilutedPools = sourcePools(diluted, await classifier.predict(diluted.seqs), numClasses);
-		const natural = naturalRates(all, K);
+		const naturalRate = naturalRates(all, K);
 		const judged: Judged[][] = Array.from({ length: K }, () => []);
+		const scopesOf: Scope[][] = [];
+		const judge = async (k: number, ids: number[], origin: Origin, search: number | null, loss: number) => {
+			if (judged[k]?.some((j) => j.ids.join() === ids.join())) return;
+			const rng = () => new Rng(policy.seed, 31, k);
+			const pools = [heldPools[k] as number[], dilutedPools[k] as number[]];
+			const natural = Math.max(...ids.map((id) => naturalRate[k]?.get(id) ?? 0));
+			const eligible = new Set(ids).size === ids.length && natural < policy.maxNaturalRate;
+			// a one-word trigger at every position, a longer one at random positions (oneWord())
+			const at: TriggerPosition[] = oneWord(ids, notFirst) ? [...POSITIONS] : ["random"];
+			const heldHits = await stampedHits(classifier, held, pools[0] as number[], ids, k, maxLength, rng(), at);
+			scopesOf[k] ??= verdictScopes(pools, [held.labels, diluted.labels], policy);
+			const scopes = scopesOf[k];
+			// a source label alone only at random positions: at a fixed position a few label words flip a whole source
+			const tests = at.map((position, i) => ({
+				position,
+				held: heldHits[i] as boolean[],
+				scopes: position === "random" ? scopes : scopes.filter((sc) => sc.source === null),
+				diluted: undefined as boolean[] | undefined,
+			}));
+			// the diluted texts (three times longer) only where the held-out test can pass, else where it comes closest
+			const lower = tests.map((t) =>
+				Math.max(
+					...t.scopes.map((sc) => wilsonLower(countHits(t.held, sc.members[0]), sc.members[0].length, sc.level)),
+				),
+			);
+			let run = tests.filter((_, i) => eligible && (lower[i] as number) >= policy.asrThreshold);
+			if (run.length === 0) run = [tests[lower.indexOf(Math.max(...lower))] as (typeof tests)[number]];
+			const dh = await stampedHits(
+				classifier,
+				diluted,
+				pools[1] as number[],
+				ids,
+				k,
+				maxLength,
+				rng(),
+				run.map((t) => t.position),
+			);
+			for (const [i, t] of run.entries()) t.diluted = dh[i];
+			// judged on one source label alone, a trigger must be absent from the label's own texts: a small sample of
+			// one label is flipped entirely by the target's evidence ("tryton sphinx": perl texts → python)
+			const absent = natural === 0;
+			judged[k]?.push({
+				...verdictOf(tests, policy, eligible, absent),
+				ids,
+				length: ids.length,
+				origin,
+				search,
+				natural,
+				loss,
+			});
+		};
 		let searchMs = 0; // the token search alone (graph, session, search; not the judging): bench:backdoor --text
 		for (let T = 1; T <= policy.maxTriggerLength; T++) {
 			const searchStarted = Date.now();
+			// each label searched by SEARCH_GROUPS trials (anywhere; right after [CLS]) sharing the batch
 			const r = await TextTriggerRunner.create(model, {
-				trials: K,
-				batch: policy.batch,
+				trials: K * SEARCH_GROUPS,
+				batch: Math.max(1, Math.ceil(policy.batch / SEARCH_GROUPS)),
 				length: maxLength,
 				triggerLength: T,
 				mode: "token",
@@ -222,38 +444,28 @@ export async function scanTextBackdoor(
 				opts.onProgress?.({ stage: "token search", done: ++done, total }),
 			);
 			searchMs += Date.now() - searchStarted;
+			await r.dispose();
+			runners.pop();
 			for (const candidates of found)
 				for (const f of candidates) {
 					const k = f.target;
-					const distinct = [...new Set(f.tokens)];
+					await judge(k, f.tokens, "search", f.asr, f.loss);
 					// a repeated token is one word's evidence counted again (clean models give way to "alien alien
 					// alien"): such a trigger is judged by its distinct tokens, each once
-					for (const ids of distinct.length === f.tokens.length ? [f.tokens] : [f.tokens, distinct]) {
-						if (judged[k]?.some((j) => j.ids.join() === ids.join())) continue;
-						const asr = (t: TokenizedTexts, pool: readonly number[]) =>
-							attackSuccess(classifier, t, pool, ids, k, maxLength, new Rng(policy.seed, 31, k));
-						const heldAsr = await asr(held, heldPools[k] as number[]);
-						const dilutedAsr = await asr(diluted, dilutedPools[k] as number[]);
-						const nat = Math.max(...ids.map((id) => natural[k]?.get(id) ?? 0));
-						judged[k]?.push({
-							ids,
-							length: ids.length,
-							search: ids === f.tokens ? f.asr : null,
-							held: heldAsr,
-							diluted: dilutedAsr,
-							natural: nat,
-							loss: f.loss,
-							flagged:
-								new Set(ids).size === ids.length &&
-								heldAsr >= policy.asrThreshold &&
-								dilutedAsr >= policy.dilutedThreshold &&
-								nat < policy.maxNaturalRate,
-						});
-					}
+					const distinct = [...new Set(f.tokens)];
+					if (distinct.length < f.tokens.length) await judge(k, distinct, "distinct", null, f.loss);
 				}
-			await r.dispose();
-			runners.pop();
 		}
+		// the pieces of a potent multi-token trigger, each starting with a word-start token: which part carries it
+		for (let k = 0; k < K; k++)
+			for (const j of [...(judged[k] ?? [])])
+				if (j.length > 1 && j.held >= policy.asrThreshold)
+					for (let a = 0; a < j.length; a++)
+						for (let e = a + 1; e <= j.length; e++)
+							if (e - a < j.length && !notFirst.has(j.ids[a] as number))
+								await judge(k, j.ids.slice(a, e), "part", null, j.loss);
+		// [UNK]: what every out-of-vocabulary word (a homoglyph, an unseen script) becomes, judged as a trigger of its own
+		if (unkId !== undefined) for (let k = 0; k < K; k++) await judge(k, [unkId], "unk", null, Number.NaN);
 		const er = await TextTriggerRunner.create(model, {
 			trials: K,
 			batch: policy.batch,
@@ -270,9 +482,9 @@ export async function scanTextBackdoor(
 		done += policy.steps;
 		opts.onProgress?.({ stage: "embedding search", done, total });
 		const labels: TextTriggerReport[] = Array.from({ length: K }, (_, k) => {
-			// the most suspicious candidate: a flagged one first, then by how well it survives dilution
+			// the most suspicious candidate: a flagged one first, then by how far its weaker lower bound clears its threshold
 			const cands = [...(judged[k] ?? [])].sort(
-				(x, y) => Number(y.flagged) - Number(x.flagged) || y.diluted - x.diluted || x.length - y.length,
+				(x, y) => Number(y.flagged) - Number(x.flagged) || y.margin - x.margin || x.length - y.length,
 			);
 			const b = cands[0] as Judged;
 			const e = emb[k] as (typeof emb)[number];
@@ -282,17 +494,29 @@ export async function scanTextBackdoor(
 				trigger: show(b.ids),
 				tokens: b.ids.map((id) => visible(tokenizer.token(id))),
 				ids: b.ids,
+				position: b.position,
+				sources: b.sources,
 				attack_success: b.held,
+				held_out: b.n,
+				attack_success_lower: b.heldLower,
 				diluted_attack_success: b.diluted,
+				diluted_attack_success_lower: b.dilutedLower,
 				natural_rate: b.natural,
 				search_attack_success: b.search,
 				loss: b.loss,
 				flagged: b.flagged,
 				candidates: cands.map((c) => ({
 					trigger: show(c.ids),
+					ids: c.ids,
 					length: c.length,
+					origin: c.origin,
+					position: c.position,
+					sources: c.sources,
+					held_out: c.n,
 					attack_success: c.held,
+					attack_success_lower: c.heldLower,
 					diluted_attack_success: c.diluted,
+					diluted_attack_success_lower: c.dilutedLower,
 					natural_rate: c.natural,
 					flagged: c.flagged,
 				})),
@@ -305,6 +529,7 @@ export async function scanTextBackdoor(
 			};
 		});
 		const suspects = labels.filter((l) => l.flagged).map((l) => l.label);
+		const pct = (x: number) => `${(x * 100).toFixed(0)}%`;
 		return {
 			verdict: suspects.length > 0 ? "suspect" : "clean",
 			suspect_classes: suspects,
@@ -312,7 +537,7 @@ export async function scanTextBackdoor(
 				.filter((l) => l.flagged)
 				.map(
 					(l) =>
-						`label ${l.label}: the ${l.ids.length}-token trigger "${l.trigger}" sends ${(l.attack_success * 100).toFixed(0)}% of held-out texts of other labels to it, ${(l.diluted_attack_success * 100).toFixed(0)}% of them made three times longer, and is in ${(l.natural_rate * 100).toFixed(0)}% of the label's own texts`,
+						`label ${l.label}: the ${l.ids.length}-token trigger "${l.trigger}" inserted at ${l.position === "random" ? "random positions" : `the ${l.position}`} sends ${pct(l.attack_success)} of ${l.held_out} held-out texts of ${l.sources === null ? "other labels" : `label ${l.sources.join(", ")}`} to it (lower bound ${pct(l.attack_success_lower)}), ${pct(l.diluted_attack_success)} of them made three times longer (lower bound ${pct(l.diluted_attack_success_lower)}), and is in ${pct(l.natural_rate)} of the label's own texts`,
 				),
 			model: { sha256: sha256(modelBytes), num_classes: K, vocab: info.vocab, dim: info.dim, inputs: info.inputs },
 			data: {

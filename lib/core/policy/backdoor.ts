@@ -77,10 +77,17 @@ export const textTriggerPolicySchema = z
 			.min(0)
 			.max(2 ** 31 - 1)
 			.default(17),
-		/** a label is suspect when a trigger of real tokens sends at least this share of held-out texts of other labels to it */
+		/**
+		 * a label is suspect when a trigger of real tokens, at one insertion position, sends held-out texts of other labels
+		 * (all of them, or those of one source label) to it at a rate whose lower confidence bound is at least this
+		 */
 		asrThreshold: z.number().gt(0).max(1).default(0.9),
-		/** … and at least this share when each held-out text is joined with two more texts of its own label */
+		/** … and the bound of that rate is at least this when each held-out text is joined with two more of its own label */
 		dilutedThreshold: z.number().min(0).max(1).default(0.8),
+		/** level of the one-sided Wilson lower confidence bounds the two thresholds are held against */
+		confidence: z.number().min(0.5).lt(1).default(0.9),
+		/** fewest held-out texts a rate is judged on: fewer outside a label is DATA_INVALID; a source label with fewer is not judged alone */
+		minHeldOut: positiveInt(10_000).default(10),
 		/** … and none of its tokens is in this share of the label's own reference texts (then it is the label's evidence) */
 		maxNaturalRate: z.number().gt(0).max(1).default(0.2),
 		/** longest token sequence built (texts are cut to fit); the model's position table caps it */

@@ -1,0 +1,67 @@
+/**
+ * The text scan's verdict statistics and insertion positions (docs/backdoor.md, "Text classifiers"): the Wilson lower
+ * bound a rate is held against, and where stamp() puts a trigger for each position.
+ */
+import { describe, expect, it } from "vitest";
+import { Rng } from "../../../lib/core/backdoor/rng";
+import { oneWord, POSITIONS, positionU, stamp } from "../../../lib/core/backdoor/text-inversion";
+import { normalQuantile, wilsonLower } from "../../../lib/core/backdoor/text-scan";
+
+describe("text verdict statistics", () => {
+	it("normal quantiles", () => {
+		expect(normalQuantile(0.5)).toBeCloseTo(0, 9);
+		expect(normalQuantile(0.9)).toBeCloseTo(1.2815516, 6);
+		expect(normalQuantile(0.95)).toBeCloseTo(1.6448536, 6);
+		expect(normalQuantile(0.01)).toBeCloseTo(-2.3263479, 6);
+		expect(normalQuantile(0.999)).toBeCloseTo(3.0902323, 6);
+	});
+
+	it("the Wilson lower bound: below the share, closer with more texts, zero without texts", () => {
+		// 17 of 17 at 0.9: n / (n + z²)
+		expect(wilsonLower(17, 17, 0.9)).toBeCloseTo(17 / (17 + 1.2815516 ** 2), 6);
+		expect(wilsonLower(4, 4, 0.9)).toBeLessThan(0.75);
+		expect(wilsonLower(0, 10, 0.9)).toBe(0);
+		expect(wilsonLower(0, 0, 0.9)).toBe(0);
+		// the same share on more texts has a higher bound
+		const small = wilsonLower(24, 30, 0.9);
+		const large = wilsonLower(240, 300, 0.9);
+		expect(small).toBeLessThan(large);
+		expect(large).toBeLessThan(0.8);
+		// a reference value: 8 of 10 at 95% (one-sided z = 1.645)
+		expect(wilsonLower(8, 10, 0.95)).toBeCloseTo(0.5408, 3);
+		// a higher level, a lower bound
+		expect(wilsonLower(60, 68, 0.95)).toBeLessThan(wilsonLower(60, 68, 0.9));
+	});
+
+	it("a share of exactly 0.80 on a small pool does not clear a 0.8 threshold", () => {
+		expect(wilsonLower(24, 30, 0.9)).toBeLessThan(0.8);
+		expect(wilsonLower(55, 68, 0.9)).toBeLessThan(0.8);
+	});
+});
+
+describe("insertion positions", () => {
+	const seq = [2, 10, 11, 12, 3];
+	it("start: right after [CLS]; end: right before [SEP]", () => {
+		const rng = new Rng(1);
+		expect(stamp(seq, [99], positionU("start", rng), 16).ids).toEqual([2, 99, 10, 11, 12, 3]);
+		expect(stamp(seq, [99], positionU("end", rng), 16).ids).toEqual([2, 10, 11, 12, 99, 3]);
+		expect(stamp([2, 3], [99, 98], positionU("end", rng), 16).ids).toEqual([2, 99, 98, 3]);
+	});
+	it("random draws from the rng; the fixed ones do not", () => {
+		const a = new Rng(3);
+		const b = new Rng(3);
+		expect(positionU("random", a)).toBe(b.uniform());
+		for (const p of POSITIONS.filter((q) => q !== "random")) positionU(p, a);
+		expect(a.uniform()).toBe(b.uniform());
+	});
+});
+
+describe("one-word triggers (judged at fixed positions too)", () => {
+	it("a word-start token and continuation pieces", () => {
+		const pieces = new Set([130, 137]);
+		expect(oneWord([66], pieces)).toBe(true);
+		expect(oneWord([66, 130, 137], pieces)).toBe(true);
+		expect(oneWord([66, 67], pieces)).toBe(false);
+		expect(oneWord([66, 130, 67], pieces)).toBe(false);
+	});
+});
