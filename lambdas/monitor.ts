@@ -18,6 +18,7 @@ import {
 	WindowTable,
 } from "../lib/aws/monitor";
 import { loadPolicy, requireEnv, runHandler, s3Client } from "../lib/aws/runtime";
+import type { MonitorAlarm } from "../lib/core/monitor";
 import { monitorMetricDocuments } from "../lib/core/monitor/metrics";
 
 let dynamo: DynamoDBClient | undefined;
@@ -30,13 +31,23 @@ export function dynamoClient(client?: DynamoDBClient): DynamoDBClient {
 	return dynamo;
 }
 
+/** An alarm as the result names it (the log line has it whole). */
+export type MonitorAlarmSummary = Pick<
+	MonitorAlarm,
+	"type" | "model_version" | "at_record" | "detail" | "candidate_trigger"
+>;
+
 export interface MonitorResult {
 	source: string;
 	records: number;
 	malformed: number;
 	versions: number;
 	alarms: number;
+	/** the first MAX_ALARMS_LISTED alarms */
+	alarmList: MonitorAlarmSummary[];
 }
+
+const MAX_ALARMS_LISTED = 20;
 
 export async function handler(event: unknown): Promise<MonitorResult> {
 	return runHandler("monitor", undefined, async (log) => {
@@ -50,12 +61,17 @@ export async function handler(event: unknown): Promise<MonitorResult> {
 		});
 		const groups = byVersion(batch.records);
 		let alarms = 0;
+		const alarmList: MonitorAlarmSummary[] = [];
 		// one version after another: the versions of one batch are few, and each write is a read-modify-write
 		for (const [version, records] of groups) {
 			const r = await table.apply(version, records, policy);
 			for (const a of r.alarms) log.warn(`output monitor: ${a.type} alarm for ${version}: ${a.detail}`, { ...a });
 			for (const doc of monitorMetricDocuments(version, r.metrics, r.alarms)) emitEmfDocument(doc);
 			alarms += r.alarms.length;
+			for (const a of r.alarms.slice(0, MAX_ALARMS_LISTED - alarmList.length)) {
+				const { type, model_version, at_record, detail, candidate_trigger } = a;
+				alarmList.push({ type, model_version, at_record, detail, ...(candidate_trigger ? { candidate_trigger } : {}) });
+			}
 		}
 		const result = {
 			source: batch.source,
@@ -63,6 +79,7 @@ export async function handler(event: unknown): Promise<MonitorResult> {
 			malformed: batch.malformed,
 			versions: groups.size,
 			alarms,
+			alarmList,
 		};
 		if (batch.malformed > 0) log.warn("output monitor: lines that are no inference record", { ...result });
 		else log.info("output monitor: batch applied", { ...result });

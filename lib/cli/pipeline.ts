@@ -20,6 +20,7 @@ interface PipelineFlags {
 	demo?: boolean;
 	once?: boolean;
 	json?: boolean;
+	monitorBucket?: string;
 }
 
 const port = (v: string): number => {
@@ -40,6 +41,10 @@ export function registerPipeline(program: Command, setExit: (code: number) => vo
 		.option("--demo", "upload the bundled examples and print each verdict")
 		.option("--once", "exit after the demo, or after the first verdict")
 		.option("--json", "print one JSON document on stdout")
+		.option(
+			"--monitor-bucket <name>",
+			"a bucket for inference logs (Data Capture, Bedrock, JSONL): each object written there goes to the output monitor, its windows in a local DynamoDB-compatible server; alarms are printed",
+		)
 		.action(async (flags: PipelineFlags) => {
 			const io = processIo(Boolean(flags.json));
 			const code = await runCommand(io, () => runPipeline(flags, io));
@@ -115,6 +120,7 @@ async function runPipeline(flags: PipelineFlags, io: Io): Promise<0 | 1> {
 		...(flags.dataDir ? { dataDir: flags.dataDir } : {}),
 		policy,
 		extraBuckets: [demo.TRUSTED_BUCKET],
+		...(flags.monitorBucket !== undefined ? { monitorBucket: flags.monitorBucket } : {}),
 		handlerLog,
 		log: (line) => {
 			if (!io.json) io.err(`  ${line}`);
@@ -126,7 +132,7 @@ async function runPipeline(flags: PipelineFlags, io: Io): Promise<0 | 1> {
 	// without them: a signal there ends the process, as a crash would; the next run rescans what it left.)
 	const stopSignal = setup || flags.once ? undefined : untilStopSignal();
 	io.err(
-		`ftguard pipeline: S3 endpoint ${pipeline.endpoint} (path-style; access key S3RVER, secret key S3RVER); upload to s3://${buckets.checkpoints}/, reports in s3://${buckets.reports}/; handler logs and EMF metrics in ${logPath} (ready in ${((Date.now() - started) / 1000).toFixed(1)} s)`,
+		`ftguard pipeline: S3 endpoint ${pipeline.endpoint} (path-style; access key S3RVER, secret key S3RVER); upload to s3://${buckets.checkpoints}/, reports in s3://${buckets.reports}/${flags.monitorBucket !== undefined ? `, inference logs to s3://${flags.monitorBucket}/` : ""}; handler logs and EMF metrics in ${logPath} (ready in ${((Date.now() - started) / 1000).toFixed(1)} s)`,
 	);
 	try {
 		if (setup) {

@@ -17,6 +17,7 @@ import { join } from "node:path";
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { handler as baseModelHandler } from "../../lambdas/base-model";
 import { type DatasetGateOutput, datasetHandler } from "../../lambdas/dataset";
+import { type MonitorAlarmSummary, handler as monitorHandler } from "../../lambdas/monitor";
 import { pipelineMetrics, setEmfOutput } from "../aws/metrics";
 import { parseS3Uri } from "../aws/object-store";
 import { listObjects } from "../aws/objects";
@@ -46,6 +47,7 @@ import {
 
 export { repositoryRoot } from "./package-root";
 
+import { type MonitorStore, startMonitorStore } from "./monitor-store";
 import { repositoryRoot } from "./package-root";
 import { createLocalStateMachine, type ExecutionOutcome, type LocalStateMachine, type TaskHandler } from "./runner";
 
@@ -119,6 +121,22 @@ export interface LocalPipelineOptions {
 	 * @default true
 	 */
 	recover?: boolean;
+	/**
+	 * The output monitor (docs/monitor.md): inference log objects (Data Capture, Bedrock, JSONL) written to this
+	 * bucket go to lambdas/monitor.ts, as an EventBridge rule sends them in AWS, with the windows in a local
+	 * DynamoDB-compatible server (dynalite, in memory). @default no monitor
+	 */
+	monitorBucket?: string;
+}
+
+/** What the output monitor made of one log object (the monitor function's result, and its alarms). */
+export interface LocalMonitorResult {
+	key: string;
+	ok: boolean;
+	records: number;
+	malformed: number;
+	alarms: MonitorAlarmSummary[];
+	error?: string;
 }
 
 export interface StartOutcome {
@@ -166,9 +184,16 @@ export class LocalPipeline {
 		const server = await startObjectServer({
 			...(options.port !== undefined ? { port: options.port } : {}),
 			...(options.dataDir !== undefined ? { dataDir: options.dataDir } : {}),
-			buckets: [...new Set([...Object.values(buckets), ...(options.extraBuckets ?? [])])],
+			buckets: [
+				...new Set([
+					...Object.values(buckets),
+					...(options.extraBuckets ?? []),
+					...(options.monitorBucket !== undefined ? [options.monitorBucket] : []),
+				]),
+			],
 			noCopyInto: [buckets.checkpoints],
 		});
+		const monitorStore = options.monitorBucket !== undefined ? await startMonitorStore() : undefined;
 		Object.assign(process.env, {
 			FTGUARD_S3_ENDPOINT: server.endpoint,
 			AWS_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
@@ -181,6 +206,12 @@ export class LocalPipeline {
 			[DATASET_ENV.JOB_DEFINITION]: LOCAL_DATASET_JOB_DEFINITION,
 		});
 		delete process.env.FTGUARD_POLICY_URI;
+		if (monitorStore) {
+			Object.assign(process.env, {
+				FTGUARD_DYNAMODB_ENDPOINT: monitorStore.endpoint,
+				FTGUARD_MONITOR_TABLE: monitorStore.table,
+			});
+		}
 		if (options.handlerLog) {
 			// Powertools writes through a Console of its own, made on stdout when the singleton is created.
 			const c = new Console({ stdout: options.handlerLog, stderr: options.handlerLog });
@@ -234,6 +265,7 @@ export class LocalPipeline {
 			...(options.onThrottle ? { onThrottle: options.onThrottle } : {}),
 		});
 		const pipeline = new LocalPipeline(server, definition, machine, options, slots);
+		pipeline.monitorStore = monitorStore;
 		// the dataset gate's CPU queue: one job at a time; the job reads the policy as the function does
 		const datasetSlots = new BatchSlots(1);
 		pipeline.dataset = datasetHandler(
@@ -285,6 +317,10 @@ export class LocalPipeline {
 		const { buckets } = this.definition;
 		if (event.detail.bucket.name === buckets.datasets || event.detail.bucket.name === buckets.baseModels) {
 			return this.handleInputEvent(event, received);
+		}
+		if (this.options.monitorBucket !== undefined && event.detail.bucket.name === this.options.monitorBucket) {
+			this.handleMonitorEvent(event);
+			return { started: false, reason: "other-bucket" };
 		}
 		if (event.detail.bucket.name !== buckets.checkpoints) {
 			return { started: false, reason: "other-bucket" };
@@ -365,6 +401,53 @@ export class LocalPipeline {
 		const out = await run.catch(() => undefined);
 		if (out && !out.checked) return { started: false, reason: "not-a-marker" };
 		return { started: true, ...(out && "checkId" in out ? { scanId: out.checkId } : {}) };
+	}
+
+	/** What the monitor made of each log object so far, in the order they were processed. */
+	readonly monitorResults: LocalMonitorResult[] = [];
+	private monitorStore: MonitorStore | undefined;
+	private readonly monitorWaiters = new Set<(r: LocalMonitorResult) => void>();
+
+	/** The monitor function on a log object's event (asynchronously, as an EventBridge target); its alarms logged. */
+	private handleMonitorEvent(event: ObjectCreatedEvent): void {
+		const key = event.detail.object.key;
+		const run = monitorHandler(event).then(
+			(r): LocalMonitorResult => ({
+				key,
+				ok: true,
+				records: r.records,
+				malformed: r.malformed,
+				alarms: r.alarmList,
+			}),
+			(e: Error): LocalMonitorResult => ({ key, ok: false, records: 0, malformed: 0, alarms: [], error: e.message }),
+		);
+		const settled = run.then((r) => {
+			this.monitorResults.push(r);
+			for (const a of r.alarms) this.options.log?.(`monitor: ${a.type} alarm for ${a.model_version}: ${a.detail}`);
+			if (!r.ok) this.options.log?.(`monitor: ${key}: ${r.error}`);
+			for (const w of this.monitorWaiters) w(r);
+		});
+		this.gates.add(settled);
+		settled.finally(() => this.gates.delete(settled));
+	}
+
+	/** Resolves with the monitor's result for the log object `key` (already processed or the next one). */
+	waitForMonitor(key: string, timeoutMs = 60_000): Promise<LocalMonitorResult> {
+		const done = this.monitorResults.find((r) => r.key === key);
+		if (done) return Promise.resolve(done);
+		return new Promise((resolve, reject) => {
+			const timer = setTimeout(() => {
+				this.monitorWaiters.delete(waiter);
+				reject(new Error(`no monitor result for ${key} within ${timeoutMs} ms`));
+			}, timeoutMs);
+			const waiter = (r: LocalMonitorResult) => {
+				if (r.key !== key) return;
+				clearTimeout(timer);
+				this.monitorWaiters.delete(waiter);
+				resolve(r);
+			};
+			this.monitorWaiters.add(waiter);
+		});
 	}
 
 	/** The verdict of a dataset Batch job: the report it wrote beside the data, or QUARANTINED when it failed. */
@@ -527,6 +610,7 @@ export class LocalPipeline {
 	async close(): Promise<void> {
 		await Promise.allSettled([...this.executions.values(), ...this.gates]);
 		await Promise.allSettled(this.batchGates);
+		await this.monitorStore?.close();
 		await this.server.close();
 	}
 }
