@@ -263,10 +263,12 @@ function mainText(): void {
 	const ratio = median(ours) / median(ref);
 	const K = (last.ref?.trials as number) ?? 0;
 	// per label: ftguard's verdict pick, the reference's best by search attack success, and the candidates both kept
+	// (ftguard's search's own: the distinct tokens, pieces and [UNK] it judges besides are not the search's)
 	const labels = Array.from({ length: K }, (_, k) => {
 		const f = last.ours?.labels[k];
 		const r = last.ref?.labels[k];
-		const mine = new Set<string>((f?.candidates ?? []).map((c: Json) => `${c.length}:${c.trigger}`));
+		const own = (f?.candidates ?? []).filter((c: Json) => (c.origin ?? "search") === "search");
+		const mine = new Set<string>(own.map((c: Json) => `${c.length}:${c.trigger}`));
 		const theirs = new Set<string>((r?.candidates ?? []).map((c: Json) => `${c.length}:${c.trigger}`));
 		return {
 			label: k,

@@ -10,16 +10,21 @@ MODEL_DIR holds model.safetensors and config.json (a fixture of test/fixtures/ba
 weights are loaded into the fixture script's own torch model class (make_text_fixtures.py) and the
 texts are tokenized with its own Python tokenizer (the same ids as @huggingface/tokenizers).
 
-The search, per trigger length T = 1..max: all K labels at once (K trials batched into one forward and
-backward pass of K*B sequences of length L = min(64, position rows)); z [K, T, V] with Adam (lr 0.3,
-betas 0.9/0.999, eps 1e-8); trigger = softmax(z * inv_temp) @ E written into the word-embedding
-lookup, emb = E[ids] * keep + place @ trigger (place: one-hot [K, B, L, T] insertion matrices, as
-ftguard's graph); loss = sum over trials of the mean cross-entropy to the trial's label; special
-tokens and "##" pieces banned (initialised to -1e4, gradient zeroed); the per-label temperature moved
-as ftguard moves it (x1.25 while the batch is won at >= 90%, /2 after 10 steps without a better loss,
-bounds 0.25..50); every 10 steps (and at the last) the argmax tokens are stamped into 48 search
-texts per label and classified by the model as shipped; the 4 best distinct triggers per label and
-length are kept (attack success, then loss).
+The search, per trigger length T = 1..max: every label searched by 2 trials (SEARCH_GROUPS) that share
+one forward and backward pass of 2K*B sequences (B = ceil(batch / 2)) of length L = min(64, position
+rows): trial g*K + k searches label k, group 0 stamping anywhere (every 4th text, j % 4 == 1, right
+before [SEP]), group 1 right after [CLS]; z [2K, T, V] with Adam (lr 0.3, betas 0.9/0.999, eps 1e-8);
+trigger = softmax(z * inv_temp) @ E written into the word-embedding lookup, emb = E[ids] * keep +
+place @ trigger (place: one-hot [2K, B, L, T] insertion matrices, as ftguard's graph); loss = sum over
+trials of the mean cross-entropy to the trial's label; special tokens (and unused slots) banned
+everywhere, "##" pieces as the first trigger token only (initialised to -1e4, gradient zeroed); the
+per-trial temperature moved as ftguard moves it (x1.25 while the batch is won at >= 90%, /2 after 10
+steps without a better loss, bounds 0.25..50); every 10 steps (and at the last) the argmax tokens are
+stamped into 48 search texts of the label and classified by the model as shipped, scored as
+text-inversion.ts searchScore() does (a one-word trigger at random positions, after [CLS] and before
+[SEP]; a longer one at random positions; or the share of one source label with >= 8 texts, random
+positions; the best of these; cached per label); per label and length the 4 best triggers of each of
+its 2 trials are kept (attack success, then loss), distinct.
 
 Randomness is ftguard's: its xoshiro128** generator (rng.ts) is ported below and drawn in the same
 order (the initial z, the batches and insertion positions, the evaluation texts and positions), so
@@ -74,6 +79,9 @@ torch.use_deterministic_algorithms(False)  # torch's default; the search is time
 
 EVAL_EVERY, EVAL_TEXTS, LR = 10, 48, 0.3
 CANDIDATES_PER_LABEL = 4
+SEARCH_GROUPS = 2  # per label: group 0 stamps anywhere, group 1 right after [CLS]
+MIN_EVAL_SOURCE = 8  # smallest number of one source label's texts whose share counts in the search's score
+POSITIONS = ("random", "start", "end")
 
 # ------------------------------------------------------------------ ftguard's PRNG (rng.ts), bit for bit
 
@@ -194,15 +202,50 @@ def predict(model, seqs, chunk=128):
     return torch.cat(out).numpy()
 
 
-def attack_success(model, seqs, pool, trigger, target, length, rng):
+def position_u(p, rng):
+    """text-inversion.ts positionU()."""
+    return 0.0 if p == "start" else (1 - 1e-9 if p == "end" else rng.uniform())
+
+
+def one_word(trigger, not_first):
+    """text-inversion.ts oneWord(): a word-start token followed by continuation pieces only."""
+    return all(i in not_first for i in trigger[1:])
+
+
+def search_score(model, seqs, labels, pool, trigger, target, length, rng, not_first):
+    """text-inversion.ts searchScore(): the best share flipped over the positions (fixed ones for a one-word
+    trigger only) and, at random positions, over the source labels with >= MIN_EVAL_SOURCE texts."""
     if not pool:
         return 0.0
-    stamped = [stamp(seqs[i], trigger, rng.uniform(), length)[0] for i in pool]
-    return float((predict(model, stamped) == target).sum()) / len(pool)
+    at = POSITIONS if one_word(trigger, not_first) else ("random",)
+    stamped = [stamp(seqs[i], trigger, position_u(p, rng), length)[0] for p in at for i in pool]
+    hit = (predict(model, stamped) == target).reshape(len(at), len(pool))
+    best = 0.0
+    for pi, h in enumerate(hit):
+        best = max(best, float(h.sum()) / len(pool))
+        if at[pi] != "random":
+            continue
+        by = {}
+        for i, x in enumerate(h):
+            c = by.setdefault(labels[pool[i]], [0, 0])
+            c[0] += int(x)
+            c[1] += 1
+        for n, of in by.values():
+            if of >= MIN_EVAL_SOURCE:
+                best = max(best, n / of)
+    return best
+
+
+def search_u(g, j, rng):
+    """text-inversion.ts searchU(): group 1 right after [CLS]; group 0 every 4th text before [SEP], else anywhere."""
+    u = rng.uniform()
+    return 0.0 if g == 1 else (1 - 1e-9 if j % 4 == 1 else u)
 
 
 def make_batch(seqs, pools, K, B, L, T, pad, rng):
-    """text-inversion.ts makeBatch(): trial k gets B texts of its pool with T placeholders at a random position."""
+    """text-inversion.ts makeBatch(): trial k (group k // labels, label k % labels) gets B texts of its label's
+    pool with T placeholders where its group stamps."""
+    labels = len(pools)
     N = K * B
     ids = np.full((N, L), pad, dtype=np.int64)
     mask = np.zeros((N, L), dtype=np.int64)
@@ -210,11 +253,12 @@ def make_batch(seqs, pools, K, B, L, T, pad, rng):
     keep = np.ones((N, L, 1), dtype=np.float32)
     holes = [pad] * T
     for k in range(K):
-        pool = pools[k]
+        pool = pools[k % labels]
+        g = k // labels
         for j in range(B):
             n = k * B + j
             src = seqs[pool[rng.int(len(pool))]]
-            s, at = stamp(src, holes, rng.uniform(), L)
+            s, at = stamp(src, holes, rng.uniform() if g == 0 and K == labels else search_u(g, j, rng), L)
             ids[n, :len(s)] = s
             mask[n, :len(s)] = 1
             for t in range(T):
@@ -223,25 +267,32 @@ def make_batch(seqs, pools, K, B, L, T, pad, rng):
     return torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(place), torch.from_numpy(keep)
 
 
-def invert_tokens(model, seqs, pools, K, B, L, T, steps, seed, banned, pad):
-    """One trigger length, all K labels at once: the distinct real-token triggers per label, best first."""
+def invert_tokens(model, seqs, labels, pools, K, B, L, T, steps, seed, banned, not_first, pad):
+    """One trigger length, K = SEARCH_GROUPS * labels trials at once: the distinct real-token triggers per label."""
     E = model.bert.embeddings.word_embeddings.weight  # [V, d], frozen
     V = E.shape[0]
+    n_labels = len(pools)
     rng = Rng(seed, T)
-    is_banned = np.zeros(V, dtype=bool)
-    is_banned[sorted(banned)] = True
-    z0 = np.empty(K * T * V, dtype=np.float32)
-    for i in range(z0.size):  # banned entries draw nothing, as in ftguard
-        z0[i] = -1e4 if is_banned[i % V] else 0.01 * rng.normal()
+    # the ban mask over [T, V]: special tokens everywhere, "##" pieces as the first token
+    ban = np.zeros((T, V), dtype=bool)
+    ban[:, sorted(banned)] = True
+    ban[0, sorted(not_first)] = True
+    ban_flat = ban.reshape(-1)
+    TV = T * V
+    z0 = np.empty(K * TV, dtype=np.float32)
+    for i in range(z0.size):  # drawn for every entry, as in ftguard
+        r = 0.01 * rng.normal()
+        z0[i] = -1e4 if ban_flat[i % TV] else r
     z = torch.from_numpy(z0.reshape(K, T, V)).requires_grad_(True)
-    banned_t = torch.from_numpy(is_banned)
+    ban_t = torch.from_numpy(ban)
     opt = torch.optim.Adam([z], lr=LR, betas=(0.9, 0.999), eps=1e-8)
     inv_temp = np.ones(K, dtype=np.float32)
-    target = torch.arange(K)
+    target = torch.arange(K) % n_labels
     best_loss = [float("inf")] * K
     stalled = [0] * K
     seen = [dict() for _ in range(K)]
     eval_pools = [Rng(seed, 99).shuffle(list(p))[:EVAL_TEXTS] for p in pools]
+    scores = [dict() for _ in range(n_labels)]  # a trigger's score per label, whichever group's trial proposed it
     for step in range(1, steps + 1):
         ids, mask, place, keep = make_batch(seqs, pools, K, B, L, T, pad, rng)
         trigger = torch.softmax(z * torch.tensor(inv_temp)[:, None, None], dim=-1) @ E  # [K, T, d]
@@ -253,7 +304,7 @@ def invert_tokens(model, seqs, pools, K, B, L, T, steps, seed, banned, pad):
         acc = (logits.argmax(2) == target[:, None]).to(torch.float32).mean(1)
         opt.zero_grad()
         ce.sum().backward()
-        z.grad[:, :, banned_t] = 0
+        z.grad[:, ban_t] = 0
         opt.step()
         ce_v, acc_v = ce.detach().numpy(), acc.numpy()
         for k in range(K):
@@ -271,7 +322,7 @@ def invert_tokens(model, seqs, pools, K, B, L, T, steps, seed, banned, pad):
         if step % EVAL_EVERY == 0 or step == steps:
             with torch.no_grad():
                 zz = z.detach().clone()
-                zz[:, :, banned_t] = -float("inf")
+                zz[:, ban_t] = -float("inf")
                 tokens = zz.argmax(-1).tolist()
             for k in range(K):
                 key = tuple(tokens[k])
@@ -279,9 +330,21 @@ def invert_tokens(model, seqs, pools, K, B, L, T, steps, seed, banned, pad):
                 if prior is not None:
                     prior["loss"] = min(prior["loss"], float(ce_v[k]))
                     continue
-                asr = attack_success(model, seqs, eval_pools[k], list(key), k, L, Rng(seed, 7, k))
-                seen[k][key] = dict(target=k, tokens=list(key), asr=asr, loss=float(ce_v[k]))
-    return [sorted(m.values(), key=lambda f: (-f["asr"], f["loss"]))[:CANDIDATES_PER_LABEL] for m in seen]
+                y = k % n_labels
+                asr = scores[y].get(key)
+                if asr is None:
+                    asr = search_score(model, seqs, labels, eval_pools[y], list(key), y, L, Rng(seed, 7, y), not_first)
+                    scores[y][key] = asr
+                seen[k][key] = dict(target=y, tokens=list(key), asr=asr, loss=float(ce_v[k]))
+    # per label, the best of each group's trial
+    out = []
+    for y in range(n_labels):
+        kept = {}
+        for k in range(y, K, n_labels):
+            for f in sorted(seen[k].values(), key=lambda f: (-f["asr"], f["loss"]))[:CANDIDATES_PER_LABEL]:
+                kept.setdefault(tuple(f["tokens"]), f)
+        out.append(list(kept.values()))
+    return out
 
 
 # ------------------------------------------------------------------ tokenizer text, as ftguard reports it
@@ -335,11 +398,13 @@ def run(args):
     model = load_model(args.model_dir)
     V = model.bert.embeddings.word_embeddings.weight.shape[0]
     L = min(args.max_length, model.bert.embeddings.position_embeddings.weight.shape[0])
-    banned = set(special) | {pad}
+    banned, not_first = set(special) | {pad}, set()
     for v in range(V):
         t = by_id.get(v, f"<{v}>")
-        if v >= vocab_size or t.startswith("##") or t == "" or t.startswith("[unused"):
+        if v >= vocab_size or t == "" or t.startswith("[unused"):
             banned.add(v)
+        elif t.startswith("##") and len(t) > 2:
+            not_first.add(v)
 
     texts, labels = [], []
     with open(args.texts, encoding="utf-8") as f:
@@ -363,7 +428,8 @@ def run(args):
     t0 = time.perf_counter()
     for T in range(1, args.max_trigger_length + 1):
         t1 = time.perf_counter()
-        res = invert_tokens(model, s_seqs, pools, K, args.batch, L, T, args.steps, args.seed, banned, pad)
+        res = invert_tokens(model, s_seqs, s_labels, pools, len(pools) * SEARCH_GROUPS, max(1, -(-args.batch // SEARCH_GROUPS)),
+                            L, T, args.steps, args.seed, banned, not_first, pad)
         per_length.append(time.perf_counter() - t1)
         for k, cands in enumerate(res):
             found[k] += [dict(trigger=decode([by_id[i] for i in f["tokens"]]), ids=f["tokens"], length=T,
@@ -372,7 +438,7 @@ def run(args):
     return {
         "model": args.model_dir, "steps": args.steps, "batch": args.batch, "trials": K, "length": L,
         "max_trigger_length": args.max_trigger_length, "seed": args.seed, "threads": args.threads,
-        "vocab": V, "banned": len(banned), "torch": torch.__version__, "clean_accuracy": clean_acc,
+        "search_groups": SEARCH_GROUPS, "vocab": V, "banned": len(banned), "not_first": len(not_first), "torch": torch.__version__, "clean_accuracy": clean_acc,
         "search_texts": len(s_seqs), "seconds": seconds, "per_length_seconds": per_length,
         "labels": [dict(label=k, candidates=sorted(found[k], key=lambda c: -c["search_attack_success"]))
                    for k in range(K)],
