@@ -22,6 +22,8 @@ const FORMATS = ["auto", "jsonl", "sagemaker-capture", "bedrock-invocation", "cl
 const MAX_LISTED_ALARMS = 1000;
 const MAX_MALFORMED_EXAMPLES = 10;
 const CHUNK = 1 << 20;
+/** A log line longer than this is malformed (an inference record is far shorter; the monitor reads text, not files). */
+const MAX_LINE_CHARS = 32 << 20;
 
 export function registerMonitor(program: Command, setExit: (code: number) => void): void {
 	program
@@ -81,9 +83,9 @@ interface Report {
 	formats: Record<string, LogFormat | "unrecognised">;
 }
 
-async function monitorCommand(io: Io, logs: string[], flags: MonitorFlags): Promise<0 | 1> {
+async function monitorCommand(io: Io, logs: string[], flags: MonitorFlags): Promise<0 | 1 | 2> {
 	if (flags.follow && logs.length !== 1) throw new FtguardError("USAGE", "--follow reads exactly one log file");
-	const [{ OutputMonitor }, formats, { defaultPolicy, parsePolicy }] = await Promise.all([
+	const [{ OutputMonitor, MAX_VERSIONS }, formats, { defaultPolicy, parsePolicy }] = await Promise.all([
 		import("../core/monitor"),
 		import("../core/monitor/formats"),
 		import("../core/policy"),
@@ -132,8 +134,12 @@ async function monitorCommand(io: Io, logs: string[], flags: MonitorFlags): Prom
 		const ctx = { defaultVersion: flags.modelVersion ?? formats.sagemakerVersionFromPath(path) };
 		let format: LogFormat | undefined = flags.format === "auto" ? undefined : flags.format;
 		let lineNo = 0;
-		const onLine = (line: string) => {
+		const onLine = (line: string | null) => {
 			lineNo++;
+			if (line === null) {
+				countMalformed(report, `${path}:${lineNo}`, `a line longer than ${MAX_LINE_CHARS} characters`);
+				return;
+			}
 			if (format === undefined) {
 				if (line.trim().length === 0) return;
 				format = formats.detectFormat(line);
@@ -172,7 +178,16 @@ async function monitorCommand(io: Io, logs: string[], flags: MonitorFlags): Prom
 			`no line of the logs is an inference record (${report.malformed} malformed; first: ${report.malformedExamples[0]?.source}: ${report.malformedExamples[0]?.reason})`,
 		);
 	render(io, report, monitor);
-	return report.alarmsTotal > 0 ? 1 : 0;
+	if (report.alarmsTotal > 0) return 1;
+	// records of versions past the monitor's limit were counted, not watched: not a clean bill (fail closed)
+	const unwatched = monitor.metrics().unwatched_records;
+	if (unwatched > 0) {
+		io.err(
+			`ftguard: ${unwatched} records of model versions beyond the first ${MAX_VERSIONS} could not be watched: replay them separately`,
+		);
+		return 2;
+	}
+	return 0;
 }
 
 function countMalformed(report: Report, source: string, reason: string): void {
@@ -187,16 +202,40 @@ function countMalformed(report: Report, source: string, reason: string): void {
  */
 async function readLines(
 	path: string,
-	onLine: (line: string) => void,
+	onLine: (line: string | null) => void,
 	onBytes: (bytes: number) => void,
 	follow: boolean,
 ): Promise<void> {
 	const decoder = new StringDecoder("utf8");
-	let rest = "";
+	// the unfinished line, in pieces (joined once it ends: a line spanning many chunks costs its length, not its
+	// length squared); past MAX_LINE_CHARS it is dropped and reported as one malformed line
+	let pieces: string[] = [];
+	let pending = 0;
+	let overlong = false;
+	const emit = (last: string) => {
+		if (overlong) onLine(null);
+		else {
+			const line = pieces.length > 0 ? pieces.join("") + last : last;
+			onLine(line.endsWith("\r") ? line.slice(0, -1) : line);
+		}
+		pieces = [];
+		pending = 0;
+		overlong = false;
+	};
 	const feed = (text: string) => {
-		const parts = (rest + text).split("\n");
-		rest = parts.pop() as string;
-		for (const p of parts) onLine(p.endsWith("\r") ? p.slice(0, -1) : p);
+		let start = 0;
+		for (let nl = text.indexOf("\n"); nl >= 0; nl = text.indexOf("\n", start)) {
+			emit(text.slice(start, nl));
+			start = nl + 1;
+		}
+		if (start < text.length && !overlong) {
+			pieces.push(text.slice(start));
+			pending += text.length - start;
+			if (pending > MAX_LINE_CHARS) {
+				overlong = true;
+				pieces = [];
+			}
+		}
 	};
 	const fh = await open(path, "r").catch((e) => {
 		throw toFtguardError(e, `cannot read ${path}`);
@@ -249,7 +288,9 @@ async function readLines(
 					const size = (await fh.stat()).size;
 					if (size < pos) {
 						pos = 0;
-						rest = "";
+						pieces = [];
+						pending = 0;
+						overlong = false;
 					}
 				}
 			} finally {
@@ -258,11 +299,7 @@ async function readLines(
 			}
 		}
 		feed(decoder.end());
-		if (rest.length > 0) {
-			const last = rest;
-			rest = "";
-			onLine(last);
-		}
+		if (pending > 0 || overlong) emit("");
 	} finally {
 		await fh.close();
 	}

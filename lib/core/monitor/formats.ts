@@ -110,7 +110,21 @@ export function parseMessage(message: string, ctx: ParseContext = {}, time?: str
 	return r;
 }
 
+/**
+ * One parsed line in `format`. Reading a body's text recurses through its nesting: a line nested deeper than the
+ * stack (a hostile request body the service logged) is malformed, never an error that stops the replay or fails
+ * the Lambda's whole batch.
+ */
 function parseValue(format: Exclude<LogFormat, "cloudwatch-export">, v: unknown, ctx: ParseContext): LineResult {
+	try {
+		return parseShape(format, v, ctx);
+	} catch (e) {
+		if (e instanceof RangeError) return malformed("nested too deeply to read");
+		throw e;
+	}
+}
+
+function parseShape(format: Exclude<LogFormat, "cloudwatch-export">, v: unknown, ctx: ParseContext): LineResult {
 	if (!isObj(v)) return malformed("not a JSON object");
 	switch (format) {
 		case "jsonl":

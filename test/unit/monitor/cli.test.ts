@@ -45,6 +45,39 @@ describe("ftguard monitor", () => {
 		expect(r.stdout).toMatch(/3000 records: no alarm\n$/);
 	});
 
+	it("reads past hostile lines: one nested deeper than the stack and one longer than the line limit are malformed", () => {
+		const file = join(dir, "hostile.jsonl");
+		const deep = `${"[".repeat(200_000)}"x"${"]".repeat(200_000)}`;
+		const ordinary = jsonl(ordinaryTraffic(50, 33));
+		writeFileSync(
+			file,
+			`${ordinary}{"model_version":"v","input":"hi","output":${deep}}\n{"model_version":"v","input":"${"a".repeat(40 << 20)}","output":"x"}\n${ordinary}`,
+		);
+		const r = ftguard(file, "--json");
+		expect(r.code, r.stderr).toBe(0);
+		const doc = JSON.parse(r.stdout) as {
+			records: number;
+			metrics: { malformed: number; malformed_examples: { reason: string }[] };
+		};
+		expect(doc.records).toBe(100);
+		expect(doc.metrics.malformed).toBe(2);
+		expect(doc.metrics.malformed_examples.map((e) => e.reason)).toEqual([
+			"nested too deeply to read",
+			expect.stringMatching(/^a line longer than \d+ characters$/),
+		]);
+	});
+
+	it("exits 2 when records of versions past the monitor's limit could not be watched", () => {
+		const file = join(dir, "versions.jsonl");
+		const lines = Array.from({ length: 1001 }, (_, i) =>
+			JSON.stringify({ model_version: `v${i}`, input: "q", output: "a" }),
+		);
+		writeFileSync(file, `${lines.join("\n")}\n`);
+		const r = ftguard(file);
+		expect(r.code).toBe(2);
+		expect(r.stderr).toMatch(/1 records of model versions beyond the first 1000 could not be watched/);
+	});
+
 	it("exits 1 with --json listing the repetition alarm and its candidate trigger", () => {
 		const records = ordinaryTraffic(8000, 32);
 		const fired = injectBackdoor(records, { rate: 0.05, from: 4000, seed: 32 });
