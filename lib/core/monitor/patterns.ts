@@ -111,7 +111,7 @@ const LEETS = /(?<=\p{L})[013457@$]|[013457@$](?=\p{L})/gu;
 /** single letters spaced or dotted apart ("i g n o r e") and a hyphen inside a word ("fil-ter") */
 const SPACED = /(?<![\p{L}\p{N}])(?:\p{L}[ ._*-]){2,}\p{L}(?![\p{L}\p{N}])/gu;
 const INNER_HYPHEN = /(?<=\p{L})-(?=\p{L})/gu;
-const EVASION = /[^\x00-\x7f]|[013457@$]|(?:\p{L}[ ._*-]){2}\p{L}|\p{L}-\p{L}/u;
+const EVASION = /\P{ASCII}|[013457@$]|(?:\p{L}[ ._*-]){2}\p{L}|\p{L}-\p{L}/u;
 
 /**
  * The text as a reader would spell it, for pattern matching only: marks and variation selectors dropped, look-alike
@@ -121,7 +121,7 @@ const EVASION = /[^\x00-\x7f]|[013457@$]|(?:\p{L}[ ._*-]){2}\p{L}|\p{L}-\p{L}/u;
 export function skeletonOf(folded: string): string | undefined {
 	if (!EVASION.test(folded)) return undefined;
 	let s = folded;
-	if (/[^\x00-\x7f]/.test(s)) {
+	if (/\P{ASCII}/u.test(s)) {
 		s = s.normalize("NFKD").replace(MARKS, "").replace(BLANKS, " ");
 		s = s.replace(CONFUSABLES, (c) => CONFUSABLE[c] ?? c);
 	}
