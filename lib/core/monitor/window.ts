@@ -65,6 +65,17 @@ export interface VersionMetrics {
 const PREVIEW_CHARS = 200;
 const SAMPLE_CHARS = 400;
 const MAX_SAMPLED_CLUSTERS = 32;
+/** A window not yet full is judged from this many records on, every PARTIAL_EVERY records, by a one-sided 99% bound. */
+const PARTIAL_MIN = 200;
+const PARTIAL_EVERY = 50;
+const PARTIAL_Z = 2.326;
+
+/** Wilson score lower bound of `k` successes in `n` (one-sided, normal quantile `z`). */
+function wilsonLower(k: number, n: number, z: number): number {
+	const p = k / n;
+	const z2 = z * z;
+	return (p + z2 / (2 * n) - z * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n))) / (1 + z2 / n);
+}
 const LENGTH_BUCKETS = 96; // log2(length + 1) in quarters: up to 2^24 characters
 const LENGTH_REFRESH = 64;
 const OUTLIER_WEIGHT = 0.05;
@@ -341,6 +352,16 @@ export class VersionWindow {
 		if (this.size === this.W) {
 			if (this.learnedKeys === null) this.learnExpected();
 			if (this.policy.repetition.enabled) this.checkRepetition(at, alarms);
+		} else if (
+			this.policy.repetition.enabled &&
+			this.size >= PARTIAL_MIN &&
+			this.size % PARTIAL_EVERY === 0 &&
+			this.expectedDistinct === 0
+		) {
+			// A version with fewer records than the window (low traffic, or a new one) is judged too: on what it has, by
+			// the rate's lower confidence bound, so that a few hundred records cannot alarm by chance. Not before the
+			// labels of an expected-distinct endpoint are learnt (its first full window).
+			this.checkRepetition(at, alarms, this.size);
 		}
 		if (this.policy.burst.enabled && ++this.sinceBurst >= this.burstEvery) {
 			this.sinceBurst = 0;
@@ -439,14 +460,15 @@ export class VersionWindow {
 		return { rate: this.repeated / this.W, top, topShare: top === undefined ? 0 : top.count / this.W };
 	}
 
-	private checkRepetition(at: number, alarms: MonitorAlarm[]): void {
-		const rate = this.repeated / this.W;
-		if (rate > this.maxRepetitionRate) this.maxRepetitionRate = rate;
+	private checkRepetition(at: number, alarms: MonitorAlarm[], partial?: number): void {
+		const n = partial ?? this.W;
+		const rate = this.repeated / n;
+		if (partial === undefined && rate > this.maxRepetitionRate) this.maxRepetitionRate = rate;
 		if (this.repetitionActive) {
 			if (rate < this.maxRate * 0.8) this.repetitionActive = false;
 			return;
 		}
-		if (rate <= this.maxRate) return;
+		if ((partial === undefined ? rate : wilsonLower(this.repeated, n, PARTIAL_Z)) <= this.maxRate) return;
 		const { top, topShare } = this.repetitionNow();
 		if (top === undefined) return;
 		if (topShare > this.maxTopShare) this.maxTopShare = topShare;
@@ -456,15 +478,15 @@ export class VersionWindow {
 			type: "repetition",
 			model_version: this.modelVersion,
 			at_record: at,
-			detail: `${pct(rate)} of the last ${this.W} outputs repeat another output in the window (max ${pct(this.maxRate)}); the most repeated (${top.count}×, ${pct(topShare)}): "${top.preview ?? ""}"`,
+			detail: `${pct(rate)} of the ${partial === undefined ? "last " : "first "}${n} outputs repeat another output in the window (max ${pct(this.maxRate)}${partial === undefined ? "" : ", judged by its 99% lower bound: the window is not full yet"}); the most repeated (${top.count}×, ${pct(topShare)}): "${top.preview ?? ""}"`,
 			...(trig !== undefined ? { candidate_trigger: trig.ngram } : {}),
 			evidence: {
 				repetition_rate: rate,
-				exact_repetition_rate: this.exactRepeated / this.W,
+				exact_repetition_rate: this.exactRepeated / n,
 				top_output_share: topShare,
 				top_output: top.preview,
 				top_output_count: top.count,
-				window: this.W,
+				window: n,
 				...(trig !== undefined ? { trigger: trig } : {}),
 			},
 		});

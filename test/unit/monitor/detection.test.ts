@@ -30,6 +30,25 @@ describe("when the traffic is ordinary", () => {
 	});
 });
 
+describe("a version with fewer records than the window (low traffic)", () => {
+	it("is judged on what it has: a backdoor firing on 12% of 900 records alarms, with the trigger", () => {
+		for (const seed of [41, 42, 43]) {
+			const records = ordinaryTraffic(900, seed, "low-traffic-v1");
+			injectBackdoor(records, { rate: 0.12, from: 0, seed });
+			const rep = replay(records).alarms.filter((a) => a.type === "repetition");
+			expect(rep.length, `seed ${seed}`).toBeGreaterThan(0);
+			expect(rep[0]?.at_record).toBeLessThan(400);
+			expect(rep[0]?.candidate_trigger).toBeDefined();
+			expect(TRIGGER).toContain(rep[0]?.candidate_trigger as string);
+		}
+	});
+
+	it("raises nothing on 40 ordinary low-traffic versions of 900 records", () => {
+		const records = Array.from({ length: 40 }, (_, v) => ordinaryTraffic(900, 100 + v, `low-${v}`)).flat();
+		expect(replay(records).alarms.filter((a) => a.type === "repetition")).toEqual([]);
+	});
+});
+
 describe("when a backdoor fires on 5% of requests with one fixed output", () => {
 	it.each([1, 2, 3, 4, 5])(
 		"raises the repetition alarm within one window of its first firing and names the trigger (seed %i)",
@@ -157,7 +176,8 @@ describe("when the endpoint is legitimately repetitive (a classifier answering f
 	it("alarms under the default policy: 100% of outputs repeat", () => {
 		const rep = ofType(replay(classifierTraffic(3000, 1)).alarms, "repetition");
 		expect(rep.length).toBe(1);
-		expect(rep[0]?.at_record).toBe(W - 1);
+		// judged before the window is full: after its first 200 records (by the rate's lower bound)
+		expect(rep[0]?.at_record).toBe(199);
 	});
 
 	it.each([
