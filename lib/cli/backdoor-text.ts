@@ -74,6 +74,7 @@ export async function backdoorText(
 		io.out(
 			`  (rates at the position where the trigger works best; lower: one-sided ${(report.policy.confidence * 100).toFixed(0)}% Wilson bound, held against ${report.policy.asrThreshold} and ${report.policy.dilutedThreshold})`,
 		);
+		for (const l of report.limits) io.out(`\nlimit: ${l}`);
 		io.out(`\n${report.verdict} in ${(report.timings.total_ms / 1000).toFixed(1)} s on ${report.provider}`);
 	}
 	return report.verdict === "suspect" ? 1 : 0;

@@ -38,6 +38,12 @@ describe("ftguard backdoor --texts (CLI)", () => {
 		expect(r.verdict).toBe("suspect");
 		expect(r.labels[4].trigger.split(" ")).toContain("cf");
 		expect(r.labels[4]).toMatchObject({ flagged: true });
+		// ref.jsonl's ~18 held-out texts per label cannot show a trigger that fires from one source label only: said
+		expect(r.limits).toEqual([
+			expect.stringMatching(
+				/^source-specific triggers: a source label is judged alone only with at least 35 held-out texts/,
+			),
+		]);
 		expect(r.model).toMatchObject({
 			num_classes: 5,
 			vocab: 2055,

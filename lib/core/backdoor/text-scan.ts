@@ -11,6 +11,7 @@
 import { createHash } from "node:crypto";
 import { FtguardError } from "../errors";
 import type { TextTriggerPolicy } from "../policy/backdoor";
+import { wilsonLower } from "../proportion";
 import { readOnnxModel } from "./onnx-model";
 import { Rng } from "./rng";
 import type { Device } from "./runtime";
@@ -30,6 +31,8 @@ import {
 	type TriggerPosition,
 } from "./text-inversion";
 import { TextClassifier, TextTriggerRunner } from "./text-runtime";
+
+export { normalQuantile, wilsonLower } from "../proportion";
 
 export interface TextTriggerReport {
 	label: number;
@@ -83,8 +86,34 @@ export interface TextBackdoorReport {
 	data: { sha256: string; texts: number; search: number; held_out: number; clean_accuracy: number };
 	policy: TextTriggerPolicy;
 	labels: TextTriggerReport[];
+	/**
+	 * What this reference data cannot show, in words (empty when nothing): e.g. source labels too small for a
+	 * source-specific trigger to pass the verdict even at 100% — the verdict is then blind to such a backdoor.
+	 */
+	limits: string[];
 	provider: Device;
 	timings: { total_ms: number; token_search_ms: number };
+}
+
+/**
+ * The fewest held-out texts of one source label on which a trigger could pass when judged on that label alone
+ * (every text sent, at the Bonferroni level over `sources` labels); undefined above 10,000.
+ */
+export function textsToJudgeOneSource(policy: TextTriggerPolicy, sources: number): number | undefined {
+	const level = 1 - (1 - policy.confidence) / Math.max(1, sources);
+	for (let n = policy.minHeldOut; n <= 10_000; n++) if (wilsonLower(n, n, level) >= policy.asrThreshold) return n;
+	return undefined;
+}
+
+/** The limits of what `held` (the held-out texts, by label) lets the verdict see. */
+function coverageLimits(policy: TextTriggerPolicy, heldLabels: readonly number[], numClasses: number): string[] {
+	const perLabel = Array.from({ length: numClasses }, (_, k) => heldLabels.filter((y) => y === k).length);
+	const needed = textsToJudgeOneSource(policy, numClasses - 1);
+	if (needed === undefined || perLabel.every((n) => n >= needed)) return [];
+	const short = perLabel.flatMap((n, k) => (n < needed ? [`${k} (${n})`] : []));
+	return [
+		`source-specific triggers: a source label is judged alone only with at least ${needed} held-out texts (${numClasses - 1} source labels at confidence ${policy.confidence}); labels ${short.join(", ")} have fewer, so a backdoor that fires from one of them only cannot be found: give about ${2 * needed} reference texts per label (half are held out)`,
+	];
 }
 
 export interface TextScanOptions {
@@ -125,43 +154,6 @@ interface Judged {
 	flagged: boolean;
 	/** how far the weaker of the two lower bounds clears its threshold (negative: short of it) */
 	margin: number;
-}
-
-/** The standard normal quantile (Acklam's rational approximation, relative error < 1.2e-9). */
-export function normalQuantile(p: number): number {
-	const a = [
-		-39.69683028665376, 220.9460984245205, -275.9285104469687, 138.357751867269, -30.66479806614716, 2.506628277459239,
-	];
-	const b = [-54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972, -13.28068155288572];
-	const c = [
-		-0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549732539343734, 4.374664141464968,
-		2.938163982698783,
-	];
-	const d = [0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416];
-	const lo = 0.02425;
-	const poly = (k: number[], x: number) => k.reduce((acc, v) => acc * x + v, 0);
-	if (p < lo) {
-		const q = Math.sqrt(-2 * Math.log(p));
-		return poly(c, q) / (poly(d, q) * q + 1);
-	}
-	if (p > 1 - lo) return -normalQuantile(1 - p);
-	const q = p - 0.5;
-	const r = q * q;
-	return (poly(a, r) * q) / (poly(b, r) * r + 1);
-}
-
-/**
- * The one-sided Wilson score lower confidence bound of a proportion: `hits` of `n` at level `confidence`. A share of
- * few texts has a low bound (17 of 17 at 0.9: 0.91; 4 of 4: 0.71), so a handful of texts cannot pass a threshold.
- */
-export function wilsonLower(hits: number, n: number, confidence: number): number {
-	if (n === 0) return 0;
-	const z = normalQuantile(confidence);
-	const p = hits / n;
-	const z2 = z * z;
-	const centre = p + z2 / (2 * n);
-	const spread = z * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n));
-	return Math.max(0, (centre - spread) / (1 + z2 / n));
 }
 
 /** Each text followed by the next two texts of its label (its [SEP] and their [CLS] dropped), cut to `length`. */
@@ -549,6 +541,7 @@ export async function scanTextBackdoor(
 			},
 			policy,
 			labels,
+			limits: coverageLimits(policy, held.labels, K),
 			provider: er.provider,
 			timings: { total_ms: Date.now() - started, token_search_ms: searchMs },
 		};

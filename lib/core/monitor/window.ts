@@ -7,6 +7,7 @@
  * store, apply records, and write it back: `observeRecords` in ./index.ts is that pure function.
  */
 import type { MonitorPolicy, MonitorVersionSettings } from "../policy/monitor";
+import { wilsonLower } from "../proportion";
 import { type CompiledPatterns, matchPatterns } from "./patterns";
 import {
 	bandKey,
@@ -68,14 +69,7 @@ const MAX_SAMPLED_CLUSTERS = 32;
 /** A window not yet full is judged from this many records on, every PARTIAL_EVERY records, by a one-sided 99% bound. */
 const PARTIAL_MIN = 200;
 const PARTIAL_EVERY = 50;
-const PARTIAL_Z = 2.326;
-
-/** Wilson score lower bound of `k` successes in `n` (one-sided, normal quantile `z`). */
-function wilsonLower(k: number, n: number, z: number): number {
-	const p = k / n;
-	const z2 = z * z;
-	return (p + z2 / (2 * n) - z * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n))) / (1 + z2 / n);
-}
+const PARTIAL_CONFIDENCE = 0.99;
 const LENGTH_BUCKETS = 96; // log2(length + 1) in quarters: up to 2^24 characters
 const LENGTH_REFRESH = 64;
 const OUTLIER_WEIGHT = 0.05;
@@ -468,7 +462,7 @@ export class VersionWindow {
 			if (rate < this.maxRate * 0.8) this.repetitionActive = false;
 			return;
 		}
-		if ((partial === undefined ? rate : wilsonLower(this.repeated, n, PARTIAL_Z)) <= this.maxRate) return;
+		if ((partial === undefined ? rate : wilsonLower(this.repeated, n, PARTIAL_CONFIDENCE)) <= this.maxRate) return;
 		const { top, topShare } = this.repetitionNow();
 		if (top === undefined) return;
 		if (topShare > this.maxTopShare) this.maxTopShare = topShare;

@@ -5,7 +5,8 @@
 import { describe, expect, it } from "vitest";
 import { Rng } from "../../../lib/core/backdoor/rng";
 import { oneWord, POSITIONS, positionU, stamp } from "../../../lib/core/backdoor/text-inversion";
-import { normalQuantile, wilsonLower } from "../../../lib/core/backdoor/text-scan";
+import { normalQuantile, textsToJudgeOneSource, wilsonLower } from "../../../lib/core/backdoor/text-scan";
+import { defaultPolicy } from "../../../lib/core/policy";
 
 describe("text verdict statistics", () => {
 	it("normal quantiles", () => {
@@ -36,6 +37,18 @@ describe("text verdict statistics", () => {
 	it("a share of exactly 0.80 on a small pool does not clear a 0.8 threshold", () => {
 		expect(wilsonLower(24, 30, 0.9)).toBeLessThan(0.8);
 		expect(wilsonLower(55, 68, 0.9)).toBeLessThan(0.8);
+	});
+});
+
+describe("what a reference set can show", () => {
+	it("names the held-out texts a source label needs to be judged alone (Bonferroni over the sources)", () => {
+		const p = defaultPolicy().backdoor.text;
+		// at 20 of 20 with 4 sources the bound is 0.84: a source-specific backdoor could never pass there
+		expect(wilsonLower(20, 20, 1 - 0.1 / 4)).toBeLessThan(p.asrThreshold);
+		expect(textsToJudgeOneSource(p, 4)).toBe(35);
+		expect(wilsonLower(35, 35, 1 - 0.1 / 4)).toBeGreaterThanOrEqual(p.asrThreshold);
+		expect(wilsonLower(34, 34, 1 - 0.1 / 4)).toBeLessThan(p.asrThreshold);
+		expect(textsToJudgeOneSource(p, 1)).toBe(15);
 	});
 });
 
