@@ -1,4 +1,5 @@
 /** The suspicious-output pattern list (policy `monitor.patterns`), compiled once per monitor. */
+import { unobfuscated } from "../dataset/injected";
 import type { MonitorPattern, MonitorPolicy } from "../policy/monitor";
 
 export interface CompiledPatterns {
@@ -96,26 +97,13 @@ const CONFUSABLES = new RegExp(`[${Object.keys(CONFUSABLE).join("")}]`, "gu");
 const MARKS = /\p{M}/gu;
 /** characters drawn blank that NFKC keeps (Hangul fillers, the blank Braille cell) */
 const BLANKS = /[\u115F\u1160\u3164\uFFA0\u2800]/gu;
-/** leetspeak digits and signs next to a letter: "1gn0re" */
-const LEET: Readonly<Record<string, string>> = {
-	"0": "o",
-	"1": "i",
-	"3": "e",
-	"4": "a",
-	"5": "s",
-	"7": "t",
-	"@": "a",
-	$: "s",
-};
-const LEETS = /(?<=\p{L})[013457@$]|[013457@$](?=\p{L})/gu;
-/** single letters spaced or dotted apart ("i g n o r e") and a hyphen inside a word ("fil-ter") */
-const SPACED = /(?<![\p{L}\p{N}])(?:\p{L}[ ._*-]){2,}\p{L}(?![\p{L}\p{N}])/gu;
+/** a hyphen inside a word ("fil-ter") */
 const INNER_HYPHEN = /(?<=\p{L})-(?=\p{L})/gu;
-const EVASION = /\P{ASCII}|[013457@$]|(?:\p{L}[ ._*-]){2}\p{L}|\p{L}-\p{L}/u;
+const EVASION = /\P{ASCII}|[013457@$]|(?:\p{L} ){2}\p{L}|\p{L}-\p{L}/u;
 
 /**
  * The text as a reader would spell it, for pattern matching only: marks and variation selectors dropped, look-alike
- * letters mapped to Latin, leetspeak and spaced-out or hyphenated words joined. Undefined when the folded text has
+ * letters mapped to Latin, leetspeak read as letters, spaced-out letters and hyphenated words joined. Undefined when the folded text has
  * nothing of the kind (most outputs: no second match).
  */
 export function skeletonOf(folded: string): string | undefined {
@@ -125,8 +113,8 @@ export function skeletonOf(folded: string): string | undefined {
 		s = s.normalize("NFKD").replace(MARKS, "").replace(BLANKS, " ");
 		s = s.replace(CONFUSABLES, (c) => CONFUSABLE[c] ?? c);
 	}
-	s = s.replace(SPACED, (m) => m.replace(/[ ._*-]/g, "")).replace(INNER_HYPHEN, "");
-	s = s.replace(LEETS, (c) => LEET[c] ?? c);
+	// spaced-out letters and leetspeak as the dataset scan reads them (lib/core/dataset/injected.ts)
+	s = (unobfuscated(s) ?? s).replace(INNER_HYPHEN, "");
 	return s === folded ? undefined : s;
 }
 

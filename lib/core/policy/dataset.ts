@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { DEFAULT_INJECTED_PATTERNS } from "../dataset/injected";
 import { DEFAULT_TRIGGER_OPTIONS } from "../dataset/triggers";
+import { regexSchema } from "../schema";
 
 export const SEVERITIES = ["low", "medium", "high", "critical"] as const;
 export type DatasetSeverity = (typeof SEVERITIES)[number];
@@ -23,17 +24,7 @@ export const DATASET_FINDING_IDS = [
 ] as const;
 export type DatasetFindingId = (typeof DATASET_FINDING_IDS)[number];
 
-const regex = z.string().refine(
-	(s) => {
-		try {
-			new RegExp(s, "iu");
-			return true;
-		} catch {
-			return false;
-		}
-	},
-	{ message: "not a valid regular expression" },
-);
+const regex = regexSchema;
 
 const triggers = z
 	.object({

@@ -4,18 +4,9 @@
  * (a classifier answering from a few labels). Unknown keys are rejected.
  */
 import { z } from "zod";
+import { regexSchema } from "../schema";
 
-const regex = z.string().refine(
-	(s) => {
-		try {
-			new RegExp(s, "iu");
-			return true;
-		} catch {
-			return false;
-		}
-	},
-	{ message: "not a valid regular expression (flags i and u are added)" },
-);
+const regex = regexSchema;
 
 export const monitorPatternSchema = z
 	.object({
