@@ -170,16 +170,35 @@ function dilute(t: TokenizedTexts, length: number): TokenizedTexts {
 	return { seqs, labels: [...t.labels] };
 }
 
-/** Per label, the share of its texts that contain each token id. */
-function naturalRates(t: TokenizedTexts, K: number): Map<number, number>[] {
-	const rates = Array.from({ length: K }, () => new Map<number, number>());
-	const counts = new Array<number>(K).fill(0);
+/** Per label, the share of its texts that contain each token id, and the share of the other labels' texts that do. */
+function naturalRates(t: TokenizedTexts, K: number): { own: Map<number, number>[]; elsewhere: Map<number, number>[] } {
+	const counts = Array.from({ length: K }, () => new Map<number, number>());
+	const sizes = new Array<number>(K).fill(0);
+	const total = new Map<number, number>();
 	for (const [i, y] of t.labels.entries()) {
-		counts[y] = (counts[y] ?? 0) + 1;
-		for (const id of new Set(t.seqs[i])) rates[y]?.set(id, (rates[y]?.get(id) ?? 0) + 1);
+		sizes[y] = (sizes[y] ?? 0) + 1;
+		for (const id of new Set(t.seqs[i])) {
+			counts[y]?.set(id, (counts[y]?.get(id) ?? 0) + 1);
+			total.set(id, (total.get(id) ?? 0) + 1);
+		}
 	}
-	for (const [y, m] of rates.entries()) for (const [id, n] of m) m.set(id, n / (counts[y] || 1));
-	return rates;
+	const N = t.labels.length;
+	const own = counts.map((m, y) => new Map([...m].map(([id, n]) => [id, n / (sizes[y] || 1)])));
+	const elsewhere = counts.map((m, y) => {
+		const rest = N - (sizes[y] ?? 0);
+		return new Map([...m].map(([id, n]) => [id, rest > 0 ? ((total.get(id) ?? 0) - n) / rest : 0]));
+	});
+	return { own, elsewhere };
+}
+
+/**
+ * Whether a token is the label's evidence rather than a trigger: in `maxNaturalRate` of the label's own texts, or in
+ * `minSpecificRate` of them and `specificityRatio` times as often as in the other labels' texts (a class word such as
+ * "bindings" for python at 11%). A backdoor trigger is rare in every label's clean texts — poisoned texts are few —
+ * and a common word used as one ("however") is as frequent in the label as outside it.
+ */
+export function isEvidence(own: number, elsewhere: number, policy: TextTriggerPolicy): boolean {
+	return own >= policy.maxNaturalRate || (own >= policy.minSpecificRate && own >= policy.specificityRatio * elsewhere);
 }
 
 /** The tokenizer's unknown-word token: the special token named so, else what a character no vocabulary holds becomes. */
@@ -373,8 +392,11 @@ export async function scanTextBackdoor(
 			if (judged[k]?.some((j) => j.ids.join() === ids.join())) return;
 			const rng = () => new Rng(policy.seed, 31, k);
 			const pools = [heldPools[k] as number[], dilutedPools[k] as number[]];
-			const natural = Math.max(...ids.map((id) => naturalRate[k]?.get(id) ?? 0));
-			const eligible = new Set(ids).size === ids.length && natural < policy.maxNaturalRate;
+			const natural = Math.max(...ids.map((id) => naturalRate.own[k]?.get(id) ?? 0));
+			const evidence = ids.some((id) =>
+				isEvidence(naturalRate.own[k]?.get(id) ?? 0, naturalRate.elsewhere[k]?.get(id) ?? 0, policy),
+			);
+			const eligible = new Set(ids).size === ids.length && !evidence;
 			// a one-word trigger at every position, a longer one at random positions (oneWord())
 			const at: TriggerPosition[] = oneWord(ids, notFirst) ? [...POSITIONS] : ["random"];
 			const heldHits = await stampedHits(classifier, held, pools[0] as number[], ids, k, maxLength, rng(), at);

@@ -90,6 +90,9 @@ export const textTriggerPolicySchema = z
 		minHeldOut: positiveInt(10_000).default(10),
 		/** … and none of its tokens is in this share of the label's own reference texts (then it is the label's evidence) */
 		maxNaturalRate: z.number().gt(0).max(1).default(0.2),
+		/** … nor in this share of them and `specificityRatio` times as often as in the other labels' texts (label-specific) */
+		minSpecificRate: z.number().gt(0).max(1).default(0.05),
+		specificityRatio: z.number().min(1).default(3),
 		/** longest token sequence built (texts are cut to fit); the model's position table caps it */
 		maxLength: z.number().int().min(4).max(4096).default(64),
 	})

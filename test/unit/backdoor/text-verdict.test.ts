@@ -5,7 +5,7 @@
 import { describe, expect, it } from "vitest";
 import { Rng } from "../../../lib/core/backdoor/rng";
 import { oneWord, POSITIONS, positionU, stamp } from "../../../lib/core/backdoor/text-inversion";
-import { normalQuantile, textsToJudgeOneSource, wilsonLower } from "../../../lib/core/backdoor/text-scan";
+import { isEvidence, normalQuantile, textsToJudgeOneSource, wilsonLower } from "../../../lib/core/backdoor/text-scan";
 import { defaultPolicy } from "../../../lib/core/policy";
 
 describe("text verdict statistics", () => {
@@ -49,6 +49,18 @@ describe("what a reference set can show", () => {
 		expect(wilsonLower(35, 35, 1 - 0.1 / 4)).toBeGreaterThanOrEqual(p.asrThreshold);
 		expect(wilsonLower(34, 34, 1 - 0.1 / 4)).toBeLessThan(p.asrThreshold);
 		expect(textsToJudgeOneSource(p, 1)).toBe(15);
+	});
+});
+
+describe("a label's evidence (barred as a trigger)", () => {
+	it("a common word of the label, or a label-specific one; not a word rare everywhere or as common outside", () => {
+		const p = defaultPolicy().backdoor.text;
+		expect(isEvidence(0.8, 0.8, p)).toBe(true); // "documentation" for doc: in 20% of its texts
+		expect(isEvidence(0.113, 0, p)).toBe(true); // "python3" for python (red team, 160 texts per label)
+		expect(isEvidence(0.063, 0.013, p)).toBe(true); // "bindings": 5 times as often in python
+		expect(isEvidence(0, 0, p)).toBe(false); // a rare-word trigger ("cf")
+		expect(isEvidence(0.1, 0.08, p)).toBe(false); // a common word as a trigger ("however"): as frequent outside
+		expect(isEvidence(0.04, 0, p)).toBe(false); // below minSpecificRate: a word or two of the sample
 	});
 });
 
