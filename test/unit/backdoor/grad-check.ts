@@ -10,18 +10,9 @@ import { differentiate, GRADIENT_OPSET } from "../../../lib/core/backdoor/gradie
 import { type OnnxModel, type OnnxNode, type OnnxTensor, writeOnnxModel } from "../../../lib/core/backdoor/onnx-model";
 import { probeShapes } from "../../../lib/core/backdoor/runtime";
 import { DataType } from "../../../lib/core/formats/onnx-wire";
+import { rng } from "../../helpers/rng";
 
-/** Deterministic uniform numbers in [0, 1) (mulberry32). */
-export function rng(seed: number): () => number {
-	let a = seed >>> 0;
-	return () => {
-		a = (a + 0x6d2b79f5) >>> 0;
-		let t = a;
-		t = Math.imul(t ^ (t >>> 15), t | 1);
-		t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-		return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-	};
-}
+export { rng };
 
 export const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 

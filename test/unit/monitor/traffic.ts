@@ -24,9 +24,9 @@ export interface Pair {
 	output: string;
 }
 
-import { rng } from "../backdoor/grad-check";
+import { rng } from "../../helpers/rng";
 
-/** mulberry32: a small seeded generator, enough for reproducible traffic (the one the gradient checks use) */
+/** mulberry32: a small seeded generator, enough for reproducible traffic (test/helpers/rng.ts) */
 export { rng };
 
 const gzLines = (rel: string) =>
