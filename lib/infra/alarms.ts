@@ -209,11 +209,7 @@ export class Alarms extends Construct {
 			treatMissingData: options.treatMissingData ?? cw.TreatMissingData.NOT_BREACHING,
 			alarmDescription: `${options.description} Runbook: ${this.runbookUrl}#${options.runbookAnchor}`,
 		});
-		const action = new cwActions.SnsAction(this.topic);
-		alarm.addAlarmAction(action);
-		alarm.addOkAction(action);
-		this.created.push(alarm);
-		return alarm;
+		return this.notifying(alarm);
 	}
 
 	/**
@@ -232,6 +228,11 @@ export class Alarms extends Construct {
 			treatMissingData: cw.TreatMissingData.NOT_BREACHING,
 			alarmDescription: `${options.description} Runbook: ${this.runbookUrl}#${options.runbookAnchor}`,
 		});
+		return this.notifying(alarm);
+	}
+
+	/** `alarm`, sending its ALARM and OK transitions to the topic, and counted among {@link alarms}. */
+	private notifying(alarm: cw.Alarm): cw.Alarm {
 		const action = new cwActions.SnsAction(this.topic);
 		alarm.addAlarmAction(action);
 		alarm.addOkAction(action);
