@@ -13,7 +13,7 @@ import {
 } from "@aws-sdk/client-dynamodb";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { FtguardError } from "../core/errors";
-import { type MonitorAlarm, type MonitorRecord, metricsOf, observeRecords, type WindowState } from "../core/monitor";
+import { type MonitorAlarm, type MonitorRecord, observeRecords, type WindowState } from "../core/monitor";
 import {
 	detectFormat,
 	type LineResult,
@@ -198,7 +198,7 @@ export class WindowTable {
 								}),
 					}),
 				);
-				return { alarms: next.alarms, metrics: metricsOf(next.state, policy), attempts: attempt };
+				return { alarms: next.alarms, metrics: next.metrics, attempts: attempt };
 			} catch (e) {
 				if (!(e instanceof ConditionalCheckFailedException)) throw e;
 				await new Promise((r) => setTimeout(r, backoff(attempt)));

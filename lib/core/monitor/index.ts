@@ -98,7 +98,7 @@ export function observeRecords(
 	state: WindowState | undefined,
 	records: readonly MonitorRecord[],
 	policy: MonitorPolicy,
-): { state: WindowState; alarms: MonitorAlarm[] } {
+): { state: WindowState; alarms: MonitorAlarm[]; metrics: VersionMetrics } {
 	const first = records[0];
 	const version = state?.modelVersion ?? first?.modelVersion;
 	if (version === undefined) throw new TypeError("observeRecords: no state and no record: which version?");
@@ -112,7 +112,7 @@ export function observeRecords(
 			throw new TypeError(`observeRecords: record of ${r.modelVersion} given with the state of ${version}`);
 		for (const a of window.observe(r)) alarms.push(a);
 	}
-	return { state: window.snapshot(), alarms };
+	return { state: window.snapshot(), alarms, metrics: window.metrics() };
 }
 
 /** `observeRecords` for one record. */
@@ -120,13 +120,6 @@ export function observeRecord(
 	state: WindowState | undefined,
 	record: MonitorRecord,
 	policy: MonitorPolicy,
-): { state: WindowState; alarms: MonitorAlarm[] } {
+): { state: WindowState; alarms: MonitorAlarm[]; metrics: VersionMetrics } {
 	return observeRecords(state, [record], policy);
-}
-
-/** A version's numbers from its window state (what the Lambda emits after a batch). */
-export function metricsOf(state: WindowState, policy: MonitorPolicy): VersionMetrics {
-	const w = VersionWindow.restore(state, policy, compilePatterns(policy.patterns));
-	if (w === undefined) throw new TypeError(`metricsOf: the state was taken under another window size`);
-	return w.metrics();
 }
