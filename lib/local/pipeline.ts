@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { handler as baseModelHandler } from "../../lambdas/base-model";
 import { type DatasetGateOutput, datasetHandler } from "../../lambdas/dataset";
-import { type MonitorAlarmSummary, handler as monitorHandler } from "../../lambdas/monitor";
+import type { MonitorAlarmSummary } from "../../lambdas/monitor";
 import { pipelineMetrics, setEmfOutput } from "../aws/metrics";
 import { parseS3Uri } from "../aws/object-store";
 import { listObjects } from "../aws/objects";
@@ -47,7 +47,7 @@ import {
 
 export { repositoryRoot } from "./package-root";
 
-import { type MonitorStore, startMonitorStore } from "./monitor-store";
+import type { MonitorStore } from "./monitor-store";
 import { repositoryRoot } from "./package-root";
 import { createLocalStateMachine, type ExecutionOutcome, type LocalStateMachine, type TaskHandler } from "./runner";
 
@@ -193,7 +193,9 @@ export class LocalPipeline {
 			],
 			noCopyInto: [buckets.checkpoints],
 		});
-		const monitorStore = options.monitorBucket !== undefined ? await startMonitorStore() : undefined;
+		// loaded only with a monitor bucket: dynalite and the DynamoDB client are no part of a pipeline without one
+		const monitorStore =
+			options.monitorBucket !== undefined ? await (await import("./monitor-store")).startMonitorStore() : undefined;
 		Object.assign(process.env, {
 			FTGUARD_S3_ENDPOINT: server.endpoint,
 			AWS_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
@@ -411,16 +413,18 @@ export class LocalPipeline {
 	/** The monitor function on a log object's event (asynchronously, as an EventBridge target); its alarms logged. */
 	private handleMonitorEvent(event: ObjectCreatedEvent): void {
 		const key = event.detail.object.key;
-		const run = monitorHandler(event).then(
-			(r): LocalMonitorResult => ({
-				key,
-				ok: true,
-				records: r.records,
-				malformed: r.malformed,
-				alarms: r.alarmList,
-			}),
-			(e: Error): LocalMonitorResult => ({ key, ok: false, records: 0, malformed: 0, alarms: [], error: e.message }),
-		);
+		const run = import("../../lambdas/monitor")
+			.then(({ handler }) => handler(event))
+			.then(
+				(r): LocalMonitorResult => ({
+					key,
+					ok: true,
+					records: r.records,
+					malformed: r.malformed,
+					alarms: r.alarmList,
+				}),
+				(e: Error): LocalMonitorResult => ({ key, ok: false, records: 0, malformed: 0, alarms: [], error: e.message }),
+			);
 		const settled = run.then((r) => {
 			this.monitorResults.push(r);
 			for (const a of r.alarms) this.options.log?.(`monitor: ${a.type} alarm for ${a.model_version}: ${a.detail}`);
