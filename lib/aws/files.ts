@@ -66,15 +66,18 @@ async function plannedModels(
 	policy: Policy,
 	artefactFamily: string | undefined,
 ): Promise<PlannedModel[]> {
+	// one read of each directory's config.json, however many models sit beside it
+	const families = new Map<string, Promise<string | undefined>>();
 	return mapLimit(keys, 4, async (key): Promise<PlannedModel> => {
 		const o = objects.find((x) => x.key === key);
 		if (o === undefined) throw new FtguardError("NOT_FOUND", `${key} is not an object of the artefact`);
 		const dir = key.slice(0, key.lastIndexOf("/") + 1);
-		const own =
-			state.artefact.endsWith("/") && dir.startsWith(state.artefact) && dir !== state.artefact
-				? await familyAt(s3, state.bucket, objects, dir)
-				: undefined;
-		const family = own ?? artefactFamily;
+		let own: Promise<string | undefined> | undefined;
+		if (state.artefact.endsWith("/") && dir.startsWith(state.artefact) && dir !== state.artefact) {
+			own = families.get(dir) ?? familyAt(s3, state.bucket, objects, dir);
+			families.set(dir, own);
+		}
+		const family = (await own) ?? artefactFamily;
 		const inputs = await onnxInputs(new S3Source(s3, { bucket: state.bucket, ...o }, { blockSize: 64 * 1024 }));
 		const inputShape = inputs?.shape;
 		const info = { ...(family !== undefined ? { family } : {}), ...(inputShape !== undefined ? { inputShape } : {}) };
