@@ -1,10 +1,12 @@
 /**
  * monitor: the production output monitor (docs/monitor.md). Input: a CloudWatch Logs subscription event (the
  * inference service's log group) or an EventBridge "Object Created" event (a SageMaker Data Capture or Bedrock
- * invocation-log object). The records of each model version are applied to its window in DynamoDB
- * (FTGUARD_MONITOR_TABLE; lib/aws/monitor.ts WindowTable), each alarm is logged, and the batch's metrics go out as
- * EMF (`deployed_model_output_repetition_rate`, `deployed_model_suspicious_output_total`), which the OutputMonitor
- * construct's alarms watch.
+ * invocation-log object); a Bedrock body delivered to S3 is read from the large-data locations named by
+ * FTGUARD_MONITOR_LARGE_DATA (JSON `[{name, prefix?}]`), and a record whose output body cannot be read is counted
+ * (`unread`) and logged, never applied as if read. The records of each model version are applied to its window in
+ * DynamoDB (FTGUARD_MONITOR_TABLE; lib/aws/monitor.ts WindowTable), each alarm is logged, and the batch's metrics
+ * go out as EMF (`deployed_model_output_repetition_rate`, `deployed_model_suspicious_output_total`), which the
+ * OutputMonitor construct's alarms watch.
  */
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { emitEmfDocument } from "../lib/aws/metrics";
@@ -12,7 +14,9 @@ import {
 	byVersion,
 	type EventRecords,
 	isSubscriptionEvent,
+	largeDataLocations,
 	objectOfEvent,
+	type RecordProblem,
 	recordsOfObject,
 	recordsOfSubscription,
 	WindowTable,
@@ -41,6 +45,14 @@ export interface MonitorResult {
 	source: string;
 	records: number;
 	malformed: number;
+	/** Bedrock records whose output body in S3 could not be fetched: not monitored (lib/aws/monitor.ts EventRecords) */
+	unread: number;
+	/** records monitored without their input (its body in S3 not readable) */
+	withoutInput: number;
+	/** Bedrock bodies read from S3 */
+	bodiesRead: number;
+	/** the first malformed, unread or input-less lines, with why */
+	problems: RecordProblem[];
 	versions: number;
 	alarms: number;
 	/** the first MAX_ALARMS_LISTED alarms */
@@ -52,9 +64,11 @@ const MAX_ALARMS_LISTED = 20;
 export async function handler(event: unknown): Promise<MonitorResult> {
 	return runHandler("monitor", undefined, async (log) => {
 		const policy = (await loadPolicy()).monitor;
+		// Bedrock bodies delivered to S3 are read from the configured large-data locations only
+		const reader = { s3: s3Client(), locations: largeDataLocations(process.env.FTGUARD_MONITOR_LARGE_DATA) };
 		const batch: EventRecords = isSubscriptionEvent(event)
-			? recordsOfSubscription(event)
-			: await recordsOfObject(s3Client(), objectOfEvent(event));
+			? await recordsOfSubscription(event, reader)
+			: await recordsOfObject(s3Client(), objectOfEvent(event), reader);
 		const table = new WindowTable(dynamoClient(), {
 			tableName: requireEnv("FTGUARD_MONITOR_TABLE"),
 			ttlDays: Number(process.env.FTGUARD_MONITOR_TTL_DAYS ?? "30"),
@@ -77,11 +91,23 @@ export async function handler(event: unknown): Promise<MonitorResult> {
 			source: batch.source,
 			records: batch.records.length,
 			malformed: batch.malformed,
+			unread: batch.unread,
+			withoutInput: batch.withoutInput,
+			bodiesRead: batch.bodiesRead,
+			problems: batch.problems,
 			versions: groups.size,
 			alarms,
 			alarmList,
 		};
-		if (batch.malformed > 0) log.warn("output monitor: lines that are no inference record", { ...result });
+		// not all of the batch was read: say so (the result and the log carry the count and the first reasons)
+		if (batch.unread > 0)
+			log.warn("output monitor: Bedrock records whose output body in S3 could not be read (not monitored)", {
+				...result,
+			});
+		else if (batch.malformed > 0 || batch.withoutInput > 0)
+			log.warn("output monitor: lines that are no inference record, or records read without their input", {
+				...result,
+			});
 		else log.info("output monitor: batch applied", { ...result });
 		return result;
 	});

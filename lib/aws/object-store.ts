@@ -53,6 +53,8 @@ export async function getObjectBytes(s3: S3Client, ref: ObjectRef, maxBytes: num
 		throw s3Error(e, s3Uri(ref));
 	}
 	if (res.ContentLength !== undefined && res.ContentLength > maxBytes) {
+		// the body is not read: release its connection rather than leave the stream open
+		(res.Body as { destroy?: () => void } | undefined)?.destroy?.();
 		throw new FtguardError("DATA_INVALID", `${s3Uri(ref)} is ${res.ContentLength} bytes (limit ${maxBytes})`);
 	}
 	if (!res.Body) throw new FtguardError("IO_ERROR", `cannot read ${s3Uri(ref)}: empty response body`);

@@ -64,7 +64,8 @@ Alarms: repetition (more of the window's outputs repeat, exactly or nearly, than
 burst (one output suddenly dominates compared with its own history), pattern (an output matches the
 suspicious-pattern list), length (outputs far outside the length range learned from the traffic).
 Repetition and burst alarms name the candidate trigger: the rare input n-gram shared by the inputs
-behind the repeated output. A malformed line is counted and reported, never fatal.
+behind the repeated output. A malformed line is counted and reported, never fatal; so is a Bedrock
+record whose output body was delivered to S3 (outputBodyS3Path), which is read only in AWS.
 Exit codes: 0 no alarm, 1 alarms, 2 could not read a log (or no line of it was a record).
 Rules, configuration and formats: docs/monitor.md.`,
 		)
@@ -149,7 +150,9 @@ async function monitorCommand(io: Io, logs: string[], flags: MonitorFlags): Prom
 				}
 				report.formats[path] = format;
 			}
-			const r = formats.parseLine(format, line, ctx);
+			let r = formats.parseLine(format, line, ctx);
+			// a Bedrock body delivered to S3: offline it cannot be read (an output in S3 is malformed, with its path)
+			if (r.kind === "deferred") r = formats.offlineResult(r.record);
 			if (r.kind === "blank") return;
 			if (r.kind === "malformed") {
 				countMalformed(report, `${path}:${lineNo}`, r.reason);

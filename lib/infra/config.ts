@@ -101,6 +101,21 @@ export const deployConfigSchema = z
 					)
 					.max(20)
 					.default([]),
+				/**
+				 * Where Bedrock delivers bodies too large to log inline (`largeDataDeliveryS3Config`): the monitor reads
+				 * a record's `outputBodyS3Path` / `inputBodyS3Path` there, and only there.
+				 */
+				bedrockLargeDataBuckets: z
+					.array(
+						z
+							.object({
+								name: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, { error: "expected a bucket name" }),
+								prefix: z.string().max(1024).optional(),
+							})
+							.strict(),
+					)
+					.max(20)
+					.default([]),
 				windowTtlDays: positiveInt("a whole number of days ≥ 1").optional(),
 			})
 			.strict()

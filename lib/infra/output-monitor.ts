@@ -1,8 +1,9 @@
 /**
  * The production output monitor in AWS (docs/monitor.md, issue 18): a platform team attaches it to their
  * inference logs — CloudWatch log groups (a subscription filter each) and/or the buckets where SageMaker Data
- * Capture or Bedrock invocation logs land (EventBridge "Object Created") — and lambdas/monitor.ts keeps each model
- * version's window in a DynamoDB table (conditional writes, TTL), emits `deployed_model_output_repetition_rate` and
+ * Capture or Bedrock invocation logs land (EventBridge "Object Created"), plus where Bedrock delivers large bodies
+ * (read for the records that name them) — and lambdas/monitor.ts keeps each model version's window in a DynamoDB
+ * table (conditional writes, TTL), emits `deployed_model_output_repetition_rate` and
  * `deployed_model_suspicious_output_total`, and the alarms here send the topic: repetition above the policy's
  * rate, and suspicious outputs above their own anomaly-detection band.
  */
@@ -33,6 +34,15 @@ export interface OutputMonitorOptions {
 	 * key must also let {@link OutputMonitor.role} decrypt.
 	 */
 	readonly captureBuckets?: readonly { readonly name: string; readonly prefix?: string | undefined }[];
+	/**
+	 * Where Bedrock delivers bodies too large to log inline (the logging configuration's
+	 * `cloudWatchConfig.largeDataDeliveryS3Config {bucketName, keyPrefix}`; bodies over 100 KB or binary): the
+	 * monitor may read objects under these prefixes only, and reads a record's `outputBodyS3Path` /
+	 * `inputBodyS3Path` only when it points under one of them. Without it such a record is counted `unread`. Keep
+	 * these prefixes apart from {@link captureBuckets}: a body is not a log object. A bucket encrypted with a
+	 * customer key must also let {@link OutputMonitor.role} decrypt.
+	 */
+	readonly bedrockLargeDataBuckets?: readonly { readonly name: string; readonly prefix?: string | undefined }[];
 	/**
 	 * Days a version's window is kept after its last record (DynamoDB TTL).
 	 * @default 30
@@ -68,7 +78,7 @@ export class OutputMonitor {
 	/** One item per model version: its window (lib/core/monitor), revision, TTL. */
 	public readonly table: dynamodb.Table;
 	public readonly function: lambda.Function;
-	/** The role the monitor function runs as: the table, the capture prefixes, the policy object. */
+	/** The role the monitor function runs as: the table, the capture and large-data prefixes, the policy object. */
 	public readonly role: iam.Role;
 	public readonly deadLetterQueue: sqs.Queue;
 	public readonly repetitionAlarm: cw.Alarm;
@@ -85,7 +95,8 @@ export class OutputMonitor {
 			removalPolicy: props.removalPolicy,
 		});
 		this.role = new iam.Role(scope, "MonitorRole", {
-			description: "ftguard monitor: the output windows table, the capture prefixes, the policy object",
+			description:
+				"ftguard monitor: the output windows table, the capture and Bedrock large-data prefixes, the policy object",
 			assumedBy: new iam.ServicePrincipal("lambda.amazonaws.com"),
 		});
 		// read-modify-write of one item per version; nothing else of the table (no scan, no delete)
@@ -103,16 +114,26 @@ export class OutputMonitor {
 		);
 		props.store.grantKeyViaS3(this.role, ["kms:Decrypt"]);
 		const captures = props.captureBuckets ?? [];
-		if (captures.length > 0) {
-			const objects = captures.map((c) => `arn:${stack.partition}:s3:::${c.name}/${c.prefix ?? ""}*`);
+		const largeData = props.bedrockLargeDataBuckets ?? [];
+		const readUnder = (locations: readonly { name: string; prefix?: string | undefined }[], reason: string): void => {
+			if (locations.length === 0) return;
+			const objects = locations.map((c) => `arn:${stack.partition}:s3:::${c.name}/${c.prefix ?? ""}*`);
 			this.role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ["s3:GetObject"], resources: objects }));
-			for (const o of objects) {
+			for (const o of new Set(objects)) {
 				Validations.of(this.role).acknowledge({
 					id: `AwsSolutions::AwsSolutions-IAM5[Resource::${o.replace(`arn:${stack.partition}:`, "arn:<AWS::Partition>:")}]`,
-					reason: "The monitor reads the log objects written under the capture prefix (names not known at deploy time)",
+					reason,
 				});
 			}
-		}
+		};
+		readUnder(
+			captures,
+			"The monitor reads the log objects written under the capture prefix (names not known at deploy time)",
+		);
+		readUnder(
+			largeData,
+			"The monitor reads the Bedrock bodies delivered under the large-data prefix (names not known at deploy time)",
+		);
 		this.deadLetterQueue = deadLetterQueue(scope, "MonitorDeadLetterQueue");
 		this.function = props.functions.create("monitor", {
 			role: this.role,
@@ -120,6 +141,10 @@ export class OutputMonitor {
 			environment: {
 				FTGUARD_MONITOR_TABLE: this.table.tableName,
 				FTGUARD_MONITOR_TTL_DAYS: String(props.windowTtlDays ?? 30),
+				// where a Bedrock record's body in S3 may be read (lib/aws/monitor.ts largeDataLocations)
+				FTGUARD_MONITOR_LARGE_DATA: JSON.stringify(
+					largeData.map((l) => ({ name: l.name, ...(l.prefix !== undefined ? { prefix: l.prefix } : {}) })),
+				),
 			},
 			deadLetterQueue: this.deadLetterQueue,
 			// a batch lost to a failure would be a gap in the window; the DLQ keeps it for a replay (ftguard monitor)

@@ -98,6 +98,11 @@ describe("deployment config (lib/infra/config.ts)", () => {
 			"outputMonitor.captureBuckets.0.name: expected a bucket name",
 			(c: Doc) => (c.outputMonitor = { captureBuckets: [{ name: "s3://ml-capture" }] }),
 		],
+		[
+			"outputMonitor.bedrockLargeDataBuckets.0.name: expected a bucket name",
+			(c: Doc) =>
+				(c.outputMonitor = { logGroupNames: ["/b"], bedrockLargeDataBuckets: [{ name: "s3://bedrock-large" }] }),
+		],
 	])("refuses with one line naming the field: %s", (message, mutate) => {
 		const c = example();
 		mutate(c);
@@ -135,7 +140,11 @@ describe("the config in the synthesized stack", () => {
 				objectLock: { mode: "COMPLIANCE", retentionDays: 120 },
 				removalPolicy: "RETAIN_ON_UPDATE_OR_DELETE",
 				smokeTest: { pem: smokePem },
-				outputMonitor: { logGroupNames: ["/aws/sagemaker/Endpoints/bot"], captureBuckets: [{ name: "ml-capture" }] },
+				outputMonitor: {
+					logGroupNames: ["/aws/sagemaker/Endpoints/bot"],
+					captureBuckets: [{ name: "ml-capture" }],
+					bedrockLargeDataBuckets: [{ name: "ml-bedrock-large", prefix: "big/" }],
+				},
 			},
 			work,
 		);
@@ -143,6 +152,13 @@ describe("the config in the synthesized stack", () => {
 		// the output monitor, attached to the configured logs
 		template.hasResourceProperties("AWS::Logs::SubscriptionFilter", { LogGroupName: "/aws/sagemaker/Endpoints/bot" });
 		template.resourceCountIs("AWS::DynamoDB::Table", 1);
+		template.hasResourceProperties("AWS::Lambda::Function", {
+			Environment: {
+				Variables: Match.objectLike({
+					FTGUARD_MONITOR_LARGE_DATA: JSON.stringify([{ name: "ml-bedrock-large", prefix: "big/" }]),
+				}),
+			},
+		});
 		// the policy the functions read: validated, content-addressed, with the team's signer and the smoke key
 		expect(stack.scanPipeline.policy).toEqual(config.policy);
 		expect(stack.scanPipeline.policy.signers.map((s) => s.kind)).toEqual(["keyless", "public-key"]);

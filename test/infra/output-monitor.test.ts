@@ -1,6 +1,6 @@
 /**
  * The OutputMonitor (lib/infra/output-monitor.ts) as a platform team attaches it: a log group and a capture
- * bucket → the monitor function (outside the VPC) → its DynamoDB table; the two alarms on the topic (a fixed
+ * bucket (and a Bedrock large-data bucket it reads bodies from) → the monitor function (outside the VPC) → its DynamoDB table; the two alarms on the topic (a fixed
  * repetition rate, an anomaly band for suspicious outputs); its role checked with iam-simulate; cdk-nag clean.
  */
 import { Validations } from "aws-cdk-lib";
@@ -16,6 +16,7 @@ const PROPS: FtguardStackProps = {
 		outputMonitor: {
 			logGroupNames: ["/aws/sagemaker/Endpoints/support-bot"],
 			captureBuckets: [{ name: "ml-capture", prefix: "datacapture/" }],
+			bedrockLargeDataBuckets: [{ name: "bedrock-large", prefix: "invocations/" }],
 		},
 	},
 };
@@ -62,6 +63,10 @@ describe("OutputMonitor", () => {
 		expect(fn.Environment.Variables.FTGUARD_MONITOR_TABLE).toEqual({ Ref: tableId });
 		expect(JSON.stringify(fn.Environment.Variables.FTGUARD_POLICY_URI)).toContain("/ftguard/policy/");
 		expect(fn.DeadLetterConfig).toBeDefined();
+		// the only places a Bedrock record's body in S3 is read from (lib/aws/monitor.ts largeDataLocations)
+		expect(JSON.parse(fn.Environment.Variables.FTGUARD_MONITOR_LARGE_DATA)).toEqual([
+			{ name: "bedrock-large", prefix: "invocations/" },
+		]);
 	});
 
 	it("subscribes to the log group and to the capture bucket's Object Created events", () => {
@@ -142,6 +147,16 @@ describe("OutputMonitor", () => {
 			expect(await as("s3:PutObject", "arn:aws:s3:::ml-capture/datacapture/x.jsonl")).not.toBe("Allowed");
 			const checkpoints = resolver.bucketName(logicalId(stack.store.checkpointBucket));
 			expect(await as("s3:GetObject", `arn:aws:s3:::${checkpoints}/jobs/a/model.onnx`)).not.toBe("Allowed");
+		});
+
+		it("reads Bedrock bodies under the large-data prefix only, and writes none", async () => {
+			const body =
+				"arn:aws:s3:::bedrock-large/invocations/AWSLogs/111122223333/BedrockModelInvocationLogs/data/out.json";
+			expect(await as("s3:GetObject", body)).toBe("Allowed");
+			expect(await as("s3:GetObject", "arn:aws:s3:::bedrock-large/other/out.json")).not.toBe("Allowed");
+			expect(await as("s3:GetObject", "arn:aws:s3:::bedrock-large-2/invocations/out.json")).not.toBe("Allowed");
+			expect(await as("s3:PutObject", body)).not.toBe("Allowed");
+			expect(await as("s3:ListBucket", "arn:aws:s3:::bedrock-large")).not.toBe("Allowed");
 		});
 	});
 });

@@ -7,7 +7,13 @@
  *    (`eventId`, `inferenceTime`, optional `inferenceId`). The model version is not in the line: it is the
  *    `<endpoint>/<variant>` of the file's S3 key layout `…/<endpoint>/<variant>/yyyy/mm/dd/hh/<file>.jsonl`.
  *  - `bedrock-invocation`: Amazon Bedrock model-invocation logs (`schemaType: "ModelInvocationLog"`, `modelId`,
- *    `input.inputBodyJson`, `output.outputBodyJson`), the bodies in each provider's request/response shape.
+ *    `input.inputBodyJson`, `output.outputBodyJson`), the bodies in each provider's request/response shape. A body
+ *    Bedrock delivered to S3 instead (`input.inputBodyS3Path` / `output.outputBodyS3Path`: large-data delivery of
+ *    a CloudWatch Logs destination, `cloudWatchConfig.largeDataDeliveryS3Config {bucketName, keyPrefix}`, for
+ *    bodies over 100 KB or binary; https://docs.aws.amazon.com/bedrock/latest/userguide/model-invocation-logging.html,
+ *    https://docs.aws.amazon.com/bedrock/latest/APIReference/API_CloudWatchConfig.html) makes the line a `deferred`
+ *    result: a caller that can read S3 completes it with {@link s3BodyText} (the same {@link textOf}); one that
+ *    cannot reads it with {@link offlineResult} (the output unread: malformed, with the reason).
  *  - `cloudwatch-export`: CloudWatch Logs exported to S3 (gzip), each line `<timestamp> <message>`, the message one
  *    of the shapes above.
  *
@@ -25,8 +31,22 @@ export interface ParsedRecord {
 	time?: string;
 }
 
+/** A body Bedrock delivered to S3 instead of logging it inline: its `s3://bucket/key`, as the log gives it. */
+export interface S3Body {
+	s3Path: string;
+}
+
+/** A record with a body in S3: the text of each side, or where its body is. */
+export interface DeferredRecord {
+	modelVersion: string;
+	input: string | S3Body;
+	output: string | S3Body;
+	time?: string;
+}
+
 export type LineResult =
 	| { kind: "record"; record: ParsedRecord }
+	| { kind: "deferred"; record: DeferredRecord }
 	| { kind: "blank" }
 	| { kind: "malformed"; reason: string };
 
@@ -106,7 +126,8 @@ export function parseMessage(message: string, ctx: ParseContext = {}, time?: str
 	const shape = shapeOfValue(v);
 	if (shape === undefined) return malformed("message is no inference record (jsonl, Data Capture or Bedrock shape)");
 	const r = parseValue(shape, v, ctx);
-	if (r.kind === "record" && r.record.time === undefined && time !== undefined) r.record.time = time;
+	if ((r.kind === "record" || r.kind === "deferred") && r.record.time === undefined && time !== undefined)
+		r.record.time = time;
 	return r;
 }
 
@@ -196,25 +217,84 @@ function parseCapture(v: Record<string, unknown>, ctx: ParseContext): LineResult
 	};
 }
 
+/** The S3 path of a body logged there instead of inline (`<side>BodyJson` absent or null), if it is one. */
+function s3PathOf(side: Record<string, unknown>, name: "input" | "output"): S3Body | undefined {
+	const inline = side[`${name}BodyJson`];
+	const path = side[`${name}BodyS3Path`];
+	return (inline === undefined || inline === null) && typeof path === "string" && path.length > 0
+		? { s3Path: path }
+		: undefined;
+}
+
 function parseBedrock(v: Record<string, unknown>): LineResult {
 	if (typeof v.modelId !== "string" || v.modelId.length === 0) return malformed("no modelId");
 	const out = isObj(v.output) ? v.output : undefined;
 	if (out === undefined)
 		return malformed(v.errorCode !== undefined ? `invocation failed (${String(v.errorCode)})` : "no output");
-	if (out.outputBodyJson === undefined) {
-		if (typeof out.outputBodyS3Path === "string")
-			return malformed("output body delivered to S3 (outputBodyS3Path): not read");
-		return malformed("no output.outputBodyJson");
-	}
-	const output = textOf(out.outputBodyJson);
-	if (output === undefined) return malformed("output body has no text this reader knows (not a text model?)");
 	const inp = isObj(v.input) ? v.input : {};
-	const input = inp.inputBodyJson === undefined ? "" : (textOf(inp.inputBodyJson) ?? "");
 	const time = typeof v.timestamp === "string" ? v.timestamp : undefined;
+	const outS3 = s3PathOf(out, "output");
+	let output: string | S3Body;
+	if (outS3 !== undefined) output = outS3;
+	else if (out.outputBodyJson === undefined) return malformed("no output.outputBodyJson");
+	else {
+		const text = textOf(out.outputBodyJson);
+		if (text === undefined) return malformed("output body has no text this reader knows (not a text model?)");
+		output = text;
+	}
+	const inS3 = s3PathOf(inp, "input");
+	const input = inS3 ?? (inp.inputBodyJson === undefined ? "" : (textOf(inp.inputBodyJson) ?? ""));
+	const t = time !== undefined ? { time } : {};
+	if (typeof input === "string" && typeof output === "string")
+		return { kind: "record", record: { modelVersion: v.modelId, input, output, ...t } };
+	return { kind: "deferred", record: { modelVersion: v.modelId, input, output, ...t } };
+}
+
+/**
+ * A deferred record read without S3 (`ftguard monitor` offline): an output in S3 is not read — malformed, with
+ * the reason and the path, never a clean record; an input in S3 (an inline output) leaves the record without its
+ * input, as the input only names a candidate trigger.
+ */
+export function offlineResult(d: DeferredRecord): Exclude<LineResult, { kind: "deferred" }> {
+	if (typeof d.output !== "string")
+		return {
+			kind: "malformed",
+			reason: `output body delivered to S3 (outputBodyS3Path ${d.output.s3Path}): not read offline`,
+		};
 	return {
 		kind: "record",
-		record: { modelVersion: v.modelId, input, output, ...(time !== undefined ? { time } : {}) },
+		record: {
+			modelVersion: d.modelVersion,
+			input: typeof d.input === "string" ? d.input : "",
+			output: d.output,
+			...(d.time !== undefined ? { time: d.time } : {}),
+		},
 	};
+}
+
+/**
+ * The text of a body Bedrock delivered to S3, from the object's content (UTF-8; the caller inflates gzip): the
+ * raw request or response body JSON, read as an inline `inputBodyJson` / `outputBodyJson` is (by {@link textOf}).
+ * An object holding the log's own `{inputBodyJson}` / `{outputBodyJson}` wrapper is read through it too.
+ */
+export function s3BodyText(content: string): { text: string } | { reason: string } {
+	let body: unknown;
+	try {
+		body = JSON.parse(content);
+	} catch {
+		return { reason: "body in S3 is not JSON" };
+	}
+	try {
+		if (isObj(body) && Object.keys(body).length === 1) {
+			if ("outputBodyJson" in body) body = body.outputBodyJson;
+			else if ("inputBodyJson" in body) body = body.inputBodyJson;
+		}
+		const text = textOf(body);
+		return text === undefined ? { reason: "body in S3 has no text this reader knows (not a text model?)" } : { text };
+	} catch (e) {
+		if (e instanceof RangeError) return { reason: "body in S3 nested too deeply to read" };
+		throw e;
+	}
 }
 
 /** Text of a content list: strings, `{text}` / `{type: "text", text}` blocks (Anthropic, Converse, Nova). */

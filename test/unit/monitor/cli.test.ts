@@ -1,6 +1,6 @@
 /** `ftguard monitor` end to end: the published entry point on real files, its JSON, exit codes and --follow. */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -108,6 +108,31 @@ describe("ftguard monitor", () => {
 		expect(doc.metrics.formats).toEqual({
 			[join(ROOT, "test/fixtures/monitor/cloudwatch/000000.gz")]: "cloudwatch-export",
 		});
+	});
+
+	it("counts a Bedrock record whose output body went to S3 as not read (malformed, with its path), as any malformed line", () => {
+		const log =
+			"test/fixtures/monitor/bedrock/AWSLogs/111122223333/BedrockModelInvocationLogs/us-east-1/2026/12/07/04/invocations.jsonl";
+		const r = ftguard(join(ROOT, log), "--json");
+		// the fixture's record 8 fires the pattern alarm: exit 1 as for any log; the unread record is not counted clean
+		expect(r.code, r.stderr).toBe(1);
+		const doc = JSON.parse(r.stdout);
+		expect(doc.records).toBe(40);
+		expect(doc.metrics.malformed).toBe(1);
+		expect(doc.metrics.malformed_examples).toEqual([
+			{
+				source: `${join(ROOT, log)}:21`,
+				reason: "output body delivered to S3 (outputBodyS3Path s3://logs/large/out.json): not read offline",
+			},
+		]);
+		// a log of nothing but such records is exit 2 (no line is a record), not a clean bill
+		const only = join(dir, "bedrock-s3-only.jsonl");
+		writeFileSync(only, `${readFileSync(join(ROOT, log), "utf8").split("\n")[20]}\n`);
+		const none = ftguard(only);
+		expect(none.code).toBe(2);
+		expect(none.stderr).toMatch(
+			/^ftguard: DATA_INVALID: no line of the logs is an inference record .*outputBodyS3Path/,
+		);
 	});
 
 	it("takes the policy file's monitor section", () => {

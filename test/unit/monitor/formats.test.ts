@@ -11,9 +11,11 @@ import {
 	detectFormat,
 	LOG_FORMATS,
 	type LogFormat,
+	offlineResult,
 	type ParsedRecord,
 	parseLine,
 	parseMessage,
+	s3BodyText,
 	sagemakerVersionFromPath,
 	textOf,
 } from "../../../lib/core/monitor/formats";
@@ -37,7 +39,9 @@ function read(rel: string): { format: LogFormat | undefined; records: ParsedReco
 	const malformed: [number, string][] = [];
 	const ctx = { defaultVersion: sagemakerVersionFromPath(rel) };
 	for (const [i, line] of all.entries()) {
-		const r = parseLine(format as LogFormat, line, ctx);
+		const parsed = parseLine(format as LogFormat, line, ctx);
+		// as `ftguard monitor` reads it: offline, a body in S3 is not read
+		const r = parsed.kind === "deferred" ? offlineResult(parsed.record) : parsed;
 		if (r.kind === "record") records.push(r.record);
 		else if (r.kind === "malformed") malformed.push([i + 1, r.reason]);
 	}
@@ -86,8 +90,57 @@ describe("Amazon Bedrock model invocation logs", () => {
 		expect(new Set(r.records.map((x) => x.modelVersion)).size).toBe(6);
 		expect(r.records[0]?.modelVersion).toMatch(/^arn:aws:bedrock:.*:custom-model\//);
 	});
-	it("counts a body delivered to S3 as malformed (not read)", () => {
-		expect(r.malformed).toEqual([[21, "output body delivered to S3 (outputBodyS3Path): not read"]]);
+	it("leaves a record whose bodies Bedrock delivered to S3 to a reader of S3 (deferred), with the paths", () => {
+		const line = lines(BEDROCK)[20] as string;
+		expect(parseLine("bedrock-invocation", line)).toEqual({
+			kind: "deferred",
+			record: {
+				modelVersion: "anthropic.claude-3-haiku-20240307-v1:0",
+				input: { s3Path: "s3://logs/large/in.json" },
+				output: { s3Path: "s3://logs/large/out.json" },
+				time: expect.any(String),
+			},
+		});
+		// a subscription filter's message of the same record
+		expect(parseMessage(line).kind).toBe("deferred");
+	});
+	it("offline, counts an output body in S3 as malformed (not read), naming its path; never a clean record", () => {
+		expect(r.malformed).toEqual([
+			[21, "output body delivered to S3 (outputBodyS3Path s3://logs/large/out.json): not read offline"],
+		]);
+		expect(r.records.length).toBe(40);
+	});
+	it("offline, reads a record whose input alone is in S3 without its input (the output is inline)", () => {
+		const line = JSON.stringify({
+			schemaType: "ModelInvocationLog",
+			modelId: "amazon.nova-lite-v1:0",
+			input: { inputBodyJson: null, inputBodyS3Path: "s3://logs/large/in2.json" },
+			output: { outputBodyJson: { output: { message: { content: [{ text: "fine" }] } } } },
+		});
+		const d = parseLine("bedrock-invocation", line);
+		expect(d).toMatchObject({
+			kind: "deferred",
+			record: { input: { s3Path: "s3://logs/large/in2.json" }, output: "fine" },
+		});
+		if (d.kind !== "deferred") throw new Error("not deferred");
+		expect(offlineResult(d.record)).toEqual({
+			kind: "record",
+			record: { modelVersion: "amazon.nova-lite-v1:0", input: "", output: "fine" },
+		});
+	});
+	it("reads a body from its S3 object with the same extractors as an inline body", () => {
+		const inline = lines(BEDROCK)
+			.slice(0, 6)
+			.map((l) => JSON.parse(l) as { output: { outputBodyJson: unknown }; input: { inputBodyJson: unknown } });
+		for (const [i, rec] of inline.entries()) {
+			expect(s3BodyText(JSON.stringify(rec.output.outputBodyJson))).toEqual({ text: r.records[i]?.output });
+			expect(s3BodyText(JSON.stringify(rec.input.inputBodyJson))).toEqual({ text: r.records[i]?.input });
+		}
+		expect(s3BodyText(JSON.stringify({ outputBodyJson: { completion: "hi" } }))).toEqual({ text: "hi" });
+		expect(s3BodyText("<html>")).toEqual({ reason: "body in S3 is not JSON" });
+		expect(s3BodyText(JSON.stringify({ embedding: [0.1] }))).toEqual({
+			reason: "body in S3 has no text this reader knows (not a text model?)",
+		});
 	});
 });
 
@@ -121,7 +174,7 @@ describe("textOf (request and response bodies)", () => {
 });
 
 describe("any line", () => {
-	it("is a record, blank or malformed: parsing never throws", () => {
+	it("is a record, deferred (a body in S3), blank or malformed: parsing never throws", () => {
 		fc.assert(
 			fc.property(
 				fc.constantFrom(...LOG_FORMATS),
@@ -132,7 +185,7 @@ describe("any line", () => {
 				),
 				(format, line) => {
 					const r = parseLine(format, line);
-					expect(["record", "blank", "malformed"]).toContain(r.kind);
+					expect(["record", "deferred", "blank", "malformed"]).toContain(r.kind);
 				},
 			),
 			{ numRuns: 2000 },
