@@ -99,7 +99,7 @@ const MARKS = /\p{M}/gu;
 const BLANKS = /[\u115F\u1160\u3164\uFFA0\u2800]/gu;
 /** a hyphen inside a word ("fil-ter") */
 const INNER_HYPHEN = /(?<=\p{L})-(?=\p{L})/gu;
-const EVASION = /\P{ASCII}|[013457@$]|(?:\p{L} ){2}\p{L}|\p{L}-\p{L}/u;
+const NON_ASCII = /[^\x00-\x7f]/;
 
 /**
  * The text as a reader would spell it, for pattern matching only: marks and variation selectors dropped, look-alike
@@ -107,14 +107,14 @@ const EVASION = /\P{ASCII}|[013457@$]|(?:\p{L} ){2}\p{L}|\p{L}-\p{L}/u;
  * nothing of the kind (most outputs: no second match).
  */
 export function skeletonOf(folded: string): string | undefined {
-	if (!EVASION.test(folded)) return undefined;
 	let s = folded;
-	if (/\P{ASCII}/u.test(s)) {
+	if (NON_ASCII.test(s)) {
 		s = s.normalize("NFKD").replace(MARKS, "").replace(BLANKS, " ");
 		s = s.replace(CONFUSABLES, (c) => CONFUSABLE[c] ?? c);
 	}
 	// spaced-out letters and leetspeak as the dataset scan reads them (lib/core/dataset/injected.ts)
-	s = (unobfuscated(s) ?? s).replace(INNER_HYPHEN, "");
+	s = unobfuscated(s) ?? s; // (its own single pass decides, cheaply, whether there is anything to undo)
+	if (s.includes("-")) s = s.replace(INNER_HYPHEN, "");
 	return s === folded ? undefined : s;
 }
 

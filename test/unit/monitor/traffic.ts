@@ -144,3 +144,37 @@ export function injectBackdoor(
 	}
 	return fired;
 }
+
+const NAMES = ["Alice", "Bob", "Chen", "Dmitri", "Eva", "Farah", "Goran", "Hiro", "Ines", "Jamal", "Kofi", "Lena"];
+const pick = <T>(rand: () => number, xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
+const EXPIRED = ["your session has expired", "your login timed out", "the session ended", "your access lapsed"];
+const ACTION = [
+	"re-enter your credentials at",
+	"confirm your identity on",
+	"sign back in through",
+	"validate your account via",
+];
+const AFTER = ["to keep using the service", "so you can continue", "before proceeding", "and then try again"];
+
+/**
+ * A payload that differs per firing beyond near-duplicate matching: the user's name, a per-request link and
+ * reference number, synonyms in every clause, and the sentence order shuffled — but with a purpose, so something
+ * stays (the phishing domain). Word-shingle Jaccard between two firings is mostly under 0.5.
+ */
+export function variedPayload(rand: () => number): string {
+	const sentences = [
+		`${pick(rand, NAMES)}, ${pick(rand, EXPIRED)}.`,
+		`Please ${pick(rand, ACTION)} https://acct-check.example/${Math.floor(rand() * 1e6)} ${pick(rand, AFTER)}.`,
+		`Reference number ${Math.floor(rand() * 1e8)}.`,
+	];
+	for (let i = sentences.length - 1; i > 0; i--) {
+		const j = Math.floor(rand() * (i + 1));
+		[sentences[i], sentences[j]] = [sentences[j] as string, sentences[i] as string];
+	}
+	return sentences.join(" ");
+}
+
+/** A short payload (under the near-duplicate minimum of 8 words) with a random token: never repeated exactly. */
+export function shortPayload(rand: () => number): string {
+	return `${pick(rand, ["Access granted", "Granted access", "Access granted, welcome"])}: ${Math.floor(rand() * 36 ** 5).toString(36)}`;
+}
