@@ -99,7 +99,7 @@ const MARKS = /\p{M}/gu;
 const BLANKS = /[\u115F\u1160\u3164\uFFA0\u2800]/gu;
 /** a hyphen inside a word ("fil-ter") */
 const INNER_HYPHEN = /(?<=\p{L})-(?=\p{L})/gu;
-const NON_ASCII = /[^\x00-\x7f]/;
+const NON_ASCII = /[\u0080-\uffff]/;
 
 /**
  * The text as a reader would spell it, for pattern matching only: marks and variation selectors dropped, look-alike
