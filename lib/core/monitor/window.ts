@@ -186,6 +186,8 @@ export class VersionWindow {
 	private readonly expectedKeys: Set<number>;
 	private readonly expectedDistinct: number;
 	private readonly maxRate: number;
+	/** the word-burst rule is on (policy-wide, and not turned off for this version) */
+	private readonly novelty: boolean;
 	private readonly burstEvery: number;
 	private readonly burstWeight: number;
 	private readonly lengthDecay: number;
@@ -240,6 +242,7 @@ export class VersionWindow {
 		this.expectedKeys = new Set((settings.expectedOutputs ?? []).map((o) => tokenize(foldText(o), newTokens()).exact));
 		this.expectedDistinct = settings.expectedDistinctOutputs ?? 0;
 		this.maxRate = settings.maxRepetitionRate ?? policy.repetition.maxRate;
+		this.novelty = policy.novelty.enabled && settings.novelty !== false;
 		this.burstEvery = policy.burst.checkEvery > 0 ? policy.burst.checkEvery : Math.max(10, Math.floor(W / 20));
 		this.burstWeight = 1 - 0.5 ** (this.burstEvery / (policy.burst.historyHalfLifeWindows * W));
 		this.lengthDecay = 0.5 ** (LENGTH_REFRESH / (policy.length.halfLifeWindows * W));
@@ -318,7 +321,7 @@ export class VersionWindow {
 
 		// input n-grams: the traffic's baseline for the candidate trigger, and the repeated output's samples
 		const trig = this.policy.trigger;
-		const novel = this.policy.novelty.enabled;
+		const novel = this.novelty;
 		if (trig.enabled || novel) tokenize(foldText(input), inp);
 		if (novel) {
 			const words = this.scratch.inpWords;
@@ -379,7 +382,7 @@ export class VersionWindow {
 			// labels of an expected-distinct endpoint are learnt (its first full window).
 			this.checkRepetition(at, alarms, this.size);
 		}
-		if ((this.policy.burst.enabled || this.policy.novelty.enabled) && ++this.sinceBurst >= this.burstEvery) {
+		if ((this.policy.burst.enabled || this.novelty) && ++this.sinceBurst >= this.burstEvery) {
 			this.sinceBurst = 0;
 			this.checkBurst(at, alarms);
 		}
@@ -604,7 +607,7 @@ export class VersionWindow {
 			const { topShare } = this.repetitionNow();
 			if (topShare > this.maxTopShare) this.maxTopShare = topShare;
 		}
-		if (this.policy.novelty.enabled) {
+		if (this.novelty) {
 			const { minShare, factor } = this.policy.novelty;
 			const words = this.terms.check({
 				weight: w,

@@ -119,8 +119,24 @@ export const MetricName = {
 	DEPLOYED_MODEL_SUSPICIOUS_OUTPUT_TOTAL: "deployed_model_suspicious_output_total",
 	/** Share of a version's window whose output repeats another, after a batch: `{service}`, `{service, model_version}`. */
 	DEPLOYED_MODEL_OUTPUT_REPETITION_RATE: "deployed_model_output_repetition_rate",
+	/**
+	 * Records of a batch the output monitor could not watch (lambdas/monitor.ts), one point per batch and
+	 * {@link MonitorUnwatchedReason} (0 included, so the series is continuous) under `{service}` and
+	 * `{service, reason}`; the OutputMonitorUnreadRecords alarm watches `reason=unread`.
+	 */
+	OUTPUT_MONITOR_UNWATCHED_RECORDS_TOTAL: "output_monitor_unwatched_records_total",
 } as const;
 export type MetricName = (typeof MetricName)[keyof typeof MetricName];
+
+/** Extra dimension of `output_monitor_unwatched_records_total` (see {@link MetricName}). */
+export const MONITOR_UNWATCHED_DIMENSION = { REASON: "reason" } as const;
+/**
+ * Values of its `reason` dimension: `unread`, a Bedrock record whose output body in S3 could not be fetched (missing,
+ * access denied, over the size cap, outside the configured large-data locations); `malformed`, a line (or a body)
+ * that is no inference record.
+ */
+export const MonitorUnwatchedReason = { UNREAD: "unread", MALFORMED: "malformed" } as const;
+export type MonitorUnwatchedReason = (typeof MonitorUnwatchedReason)[keyof typeof MonitorUnwatchedReason];
 
 /** One data point, as the core chooses it and lib/aws/metrics.ts emits it (unit: Count unless None). */
 export interface MetricPoint {

@@ -136,6 +136,8 @@ export const monitorVersionSchema = z
 		expectedDistinctOutputs: z.number().int().min(1).max(1000).optional(),
 		/** replaces repetition.maxRate for this version */
 		maxRepetitionRate: z.number().gt(0).max(1).optional(),
+		/** false: no word bursts for this version (a translation service: none of its output words are its inputs') */
+		novelty: z.boolean().optional(),
 	})
 	.strict();
 export type MonitorVersionSettings = z.infer<typeof monitorVersionSchema>;

@@ -289,6 +289,15 @@ describe("when the payload varies per firing (no output repeats, but a word new 
 		expect((burst as MonitorAlarm).at_record - (fired[0] as number)).toBeLessThan(3 * W);
 	});
 
+	it("is off for a version whose settings say novelty: false (a translation service), on for the others", () => {
+		const records = ordinaryTraffic(12_000, 1);
+		injectBackdoor(records, { rate: 0.03, from: 5000, seed: 1, payload: variedPayload });
+		const policy = { versions: { "translate-*": { novelty: false } } };
+		expect(wordBursts(replay(records, policy).alarms)).toHaveLength(1);
+		const renamed = records.map((r) => ({ ...r, modelVersion: "translate-en-fr-v1" }));
+		expect(wordBursts(replay(renamed, policy).alarms)).toEqual([]);
+	});
+
 	it("an answer the version already gave growing popular (0.5% → 3%) is no word burst", () => {
 		const records = ordinaryTraffic(12_000, 10);
 		const faq = realPairs()[123] as { input: string; output: string };
