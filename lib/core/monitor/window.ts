@@ -3,7 +3,7 @@
  *
  * `VersionWindow` is the engine: it keeps typed arrays and indexes so that one record costs a few microseconds.
  * Its whole state round-trips through `snapshot()` / `VersionWindow.restore()` as a plain JSON object of bounded
- * size (about 150 KB at the default window of 1,000 records), so a stateless worker (a Lambda) can load it from a
+ * size (about 195 KB of JSON at the default window of 1,000 records), so a stateless worker (a Lambda) can load it from a
  * store, apply records, and write it back: `observeRecords` in ./index.ts is that pure function.
  */
 import type { MonitorPolicy, MonitorVersionSettings } from "../policy/monitor";
