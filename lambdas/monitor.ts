@@ -5,8 +5,9 @@
  * FTGUARD_MONITOR_LARGE_DATA (JSON `[{name, prefix?}]`), and a record whose output body cannot be read is counted
  * (`unread`) and logged, never applied as if read. The records of each model version are applied to its window in
  * DynamoDB (FTGUARD_MONITOR_TABLE; lib/aws/monitor.ts WindowTable), each alarm is logged, and the batch's metrics
- * go out as EMF (`deployed_model_output_repetition_rate`, `deployed_model_suspicious_output_total`), which the
- * OutputMonitor construct's alarms watch.
+ * go out as EMF (`deployed_model_output_repetition_rate`, `deployed_model_suspicious_output_total`, and
+ * `output_monitor_unwatched_records_total` by `reason` for the records it could not watch), which the OutputMonitor
+ * construct's alarms watch.
  */
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { emitEmfDocument } from "../lib/aws/metrics";
@@ -24,6 +25,8 @@ import {
 import { loadPolicy, requireEnv, runHandler, s3Client } from "../lib/aws/runtime";
 import type { MonitorAlarm } from "../lib/core/monitor";
 import { monitorMetricDocuments } from "../lib/core/monitor/metrics";
+import { emfDocument } from "../lib/core/pipeline/input-gate";
+import { MetricName, MONITOR_UNWATCHED_DIMENSION, MonitorUnwatchedReason } from "../lib/core/pipeline/names";
 
 let dynamo: DynamoDBClient | undefined;
 
@@ -61,6 +64,26 @@ export interface MonitorResult {
 
 const MAX_ALARMS_LISTED = 20;
 
+/**
+ * The batch's records the monitor could not watch, as EMF documents: one point per reason, 0 included (the series
+ * stays continuous, and an alarm on it tells "none" from "no data"), under `{service}` and `{service, reason}`.
+ */
+export function unwatchedMetricDocuments(
+	batch: Pick<EventRecords, "unread" | "malformed">,
+	now: Date = new Date(),
+): object[] {
+	const counts: [MonitorUnwatchedReason, number][] = [
+		[MonitorUnwatchedReason.UNREAD, batch.unread],
+		[MonitorUnwatchedReason.MALFORMED, batch.malformed],
+	];
+	return counts.map(([reason, count]) =>
+		emfDocument(now, MetricName.OUTPUT_MONITOR_UNWATCHED_RECORDS_TOTAL, "Count", [MONITOR_UNWATCHED_DIMENSION.REASON], {
+			[MONITOR_UNWATCHED_DIMENSION.REASON]: reason,
+			[MetricName.OUTPUT_MONITOR_UNWATCHED_RECORDS_TOTAL]: count,
+		}),
+	);
+}
+
 export async function handler(event: unknown): Promise<MonitorResult> {
 	return runHandler("monitor", undefined, async (log) => {
 		const policy = (await loadPolicy()).monitor;
@@ -87,6 +110,9 @@ export async function handler(event: unknown): Promise<MonitorResult> {
 				alarmList.push({ type, model_version, at_record, detail, ...(candidate_trigger ? { candidate_trigger } : {}) });
 			}
 		}
+		// after the windows are written: a batch retried after a failed write is counted once, by the run that applies
+		// it (one that never applies ends in the dead-letter queue, whose own alarm tells)
+		for (const doc of unwatchedMetricDocuments(batch)) emitEmfDocument(doc);
 		const result = {
 			source: batch.source,
 			records: batch.records.length,

@@ -61,10 +61,11 @@ export function registerMonitor(program: Command, setExit: (code: number) => voi
 			"after",
 			`
 Alarms: repetition (more of the window's outputs repeat, exactly or nearly, than the policy allows),
-burst (one output suddenly dominates compared with its own history), pattern (an output matches the
-suspicious-pattern list), length (outputs far outside the length range learned from the traffic).
-Repetition and burst alarms name the candidate trigger: the rare input n-gram shared by the inputs
-behind the repeated output. A malformed line is counted and reported, never fatal; so is a Bedrock
+burst (one output, or a word new to the version's outputs and absent from the requests, suddenly
+spreads compared with its own history), pattern (an output matches the suspicious-pattern list),
+length (outputs far outside the length range learned from the traffic). Repetition and burst alarms
+name the candidate trigger: the rare input n-gram shared by the inputs behind the repeated output
+(or the spreading word). A malformed line is counted and reported, never fatal; so is a Bedrock
 record whose output body was delivered to S3 (outputBodyS3Path), which is read only in AWS.
 Exit codes: 0 no alarm, 1 alarms, 2 could not read a log (or no line of it was a record).
 Rules, configuration and formats: docs/monitor.md.`,

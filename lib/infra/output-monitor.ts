@@ -3,9 +3,10 @@
  * inference logs — CloudWatch log groups (a subscription filter each) and/or the buckets where SageMaker Data
  * Capture or Bedrock invocation logs land (EventBridge "Object Created"), plus where Bedrock delivers large bodies
  * (read for the records that name them) — and lambdas/monitor.ts keeps each model version's window in a DynamoDB
- * table (conditional writes, TTL), emits `deployed_model_output_repetition_rate` and
- * `deployed_model_suspicious_output_total`, and the alarms here send the topic: repetition above the policy's
- * rate, and suspicious outputs above their own anomaly-detection band.
+ * table (conditional writes, TTL), emits `deployed_model_output_repetition_rate`,
+ * `deployed_model_suspicious_output_total` and `output_monitor_unwatched_records_total`, and the alarms here send
+ * the topic: repetition above the policy's rate, suspicious outputs above their own anomaly-detection band, and any
+ * Bedrock record whose output body in S3 the monitor could not read (fail closed: a record not watched is told).
  */
 import { Duration, type RemovalPolicy, Stack, Validations } from "aws-cdk-lib";
 import * as cw from "aws-cdk-lib/aws-cloudwatch";
@@ -18,7 +19,7 @@ import * as logs from "aws-cdk-lib/aws-logs";
 import * as logsDestinations from "aws-cdk-lib/aws-logs-destinations";
 import type * as sqs from "aws-cdk-lib/aws-sqs";
 import type { Construct } from "constructs";
-import { MetricName } from "../core/pipeline/names.js";
+import { MetricName, MONITOR_UNWATCHED_DIMENSION, MonitorUnwatchedReason } from "../core/pipeline/names.js";
 import type { MonitorPolicy } from "../core/policy/monitor.js";
 import type { Alarms } from "./alarms.js";
 import type { CheckpointStore } from "./checkpoint-store.js";
@@ -72,6 +73,7 @@ export interface OutputMonitorProps extends OutputMonitorOptions {
 export const MONITOR_RUNBOOK = {
 	repetition: "output-repetition",
 	suspicious: "suspicious-outputs",
+	unread: "output-monitor-unread",
 } as const;
 
 export class OutputMonitor {
@@ -83,6 +85,8 @@ export class OutputMonitor {
 	public readonly deadLetterQueue: sqs.Queue;
 	public readonly repetitionAlarm: cw.Alarm;
 	public readonly suspiciousOutputAlarm: cw.Alarm;
+	/** Bedrock records whose output body in S3 the monitor could not read (`reason=unread`), so did not watch. */
+	public readonly unreadRecordsAlarm: cw.Alarm;
 
 	constructor(scope: Construct, props: OutputMonitorProps) {
 		const stack = Stack.of(scope);
@@ -202,6 +206,20 @@ export class OutputMonitor {
 			description:
 				"Deployed models' suspicious outputs (pattern, repetition, burst, length alarms) are above their anomaly-detection band.",
 			runbookAnchor: MONITOR_RUNBOOK.suspicious,
+		});
+		// Every batch emits its count by reason, 0 included: any unread record in a period alarms. Malformed lines are
+		// only counted (a mixed log group has many lines that are no inference record).
+		const unwatched = metric(MetricName.OUTPUT_MONITOR_UNWATCHED_RECORDS_TOTAL, cw.Stats.SUM);
+		this.unreadRecordsAlarm = props.alarms.addMetricAlarm("OutputMonitorUnreadRecords", {
+			metric: unwatched.with({
+				dimensionsMap: { ...unwatched.dimensions, [MONITOR_UNWATCHED_DIMENSION.REASON]: MonitorUnwatchedReason.UNREAD },
+			}),
+			threshold: 0,
+			comparisonOperator: cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+			treatMissingData: cw.TreatMissingData.NOT_BREACHING,
+			description:
+				"The output monitor could not read the output body in S3 of Bedrock records, and did not watch them.",
+			runbookAnchor: MONITOR_RUNBOOK.unread,
 		});
 	}
 }

@@ -1,12 +1,15 @@
 /**
  * The OutputMonitor (lib/infra/output-monitor.ts) as a platform team attaches it: a log group and a capture
- * bucket (and a Bedrock large-data bucket it reads bodies from) → the monitor function (outside the VPC) → its DynamoDB table; the two alarms on the topic (a fixed
- * repetition rate, an anomaly band for suspicious outputs); its role checked with iam-simulate; cdk-nag clean.
+ * bucket (and a Bedrock large-data bucket it reads bodies from) → the monitor function (outside the VPC) → its DynamoDB table; the three alarms on the topic (a fixed
+ * repetition rate, an anomaly band for suspicious outputs, any unread Bedrock body), each with its runbook section; its role checked with iam-simulate; cdk-nag clean.
  */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { Validations } from "aws-cdk-lib";
 import { Match, Template } from "aws-cdk-lib/assertions";
 import { AwsSolutionsChecks } from "cdk-nag";
 import { beforeAll, describe, expect, it } from "vitest";
+import { MONITOR_RUNBOOK } from "../../lib/infra/output-monitor.js";
 import { FtguardStack, type FtguardStackProps } from "../../lib/infra/stack.js";
 import { type CfnTemplate, decide, TemplateResolver } from "./helpers/iam.js";
 import { logicalId, newApp } from "./helpers/stack.js";
@@ -119,6 +122,39 @@ describe("OutputMonitor", () => {
 				}),
 			]),
 		});
+	});
+
+	it("alarms on any Bedrock record whose output body it could not read (reason=unread), and on no malformed line", () => {
+		const monitor = stack.scanPipeline.outputMonitor;
+		const alarm = template.toJSON().Resources[logicalId(monitor?.unreadRecordsAlarm as never)].Properties;
+		expect(alarm).toMatchObject({
+			MetricName: "output_monitor_unwatched_records_total",
+			Namespace: "ftguard",
+			Statistic: "Sum",
+			Period: 300,
+			Threshold: 0,
+			ComparisonOperator: "GreaterThanThreshold",
+			EvaluationPeriods: 1,
+			TreatMissingData: "notBreaching",
+			AlarmActions: [{ Ref: logicalId(stack.alarms.topic) }],
+			OKActions: [{ Ref: logicalId(stack.alarms.topic) }],
+		});
+		expect(alarm.AlarmDescription).toMatch(/Runbook: docs\/operations\.md#output-monitor-unread$/);
+		const dims = [...alarm.Dimensions].sort((a: { Name: string }, b: { Name: string }) => (a.Name < b.Name ? -1 : 1));
+		expect(dims).toEqual([
+			{ Name: "reason", Value: "unread" },
+			{ Name: "service", Value: "ftguard" },
+		]);
+		// malformed lines are only counted: no alarm watches them
+		const onUnwatched = Object.values(template.findResources("AWS::CloudWatch::Alarm")).filter(
+			(a) => (a as { Properties: { MetricName?: string } }).Properties.MetricName === alarm.MetricName,
+		);
+		expect(onUnwatched).toHaveLength(1);
+	});
+
+	it("has a runbook section for each of its alarms", () => {
+		const runbook = readFileSync(join(import.meta.dirname, "../../docs/operations.md"), "utf8");
+		for (const anchor of Object.values(MONITOR_RUNBOOK)) expect(runbook).toMatch(new RegExp(`^## ${anchor}$`, "m"));
 	});
 
 	describe("its role (iam-simulate)", () => {

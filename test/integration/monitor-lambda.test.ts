@@ -3,7 +3,8 @@
  * (dynalite: DynamoDB's API, validation and conditional writes on LevelDB in memory) and the local S3 server:
  * CloudWatch Logs subscription events and Data Capture objects in, each version's window in one item, EMF out.
  * Concurrent invocations on the same version lose no record; a backdoor firing on 5% of the traffic alarms; a
- * Bedrock record whose body was delivered to S3 is read from its large-data bucket, and one that cannot be is counted.
+ * Bedrock record whose body was delivered to S3 is read from its large-data bucket, and one that cannot be is counted
+ * (in the result and in `output_monitor_unwatched_records_total`).
  */
 import { readFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
@@ -95,6 +96,12 @@ async function stored(version: string): Promise<{ revision: number; seen: number
 	};
 }
 
+/** The `output_monitor_unwatched_records_total` points of the EMF captured so far, by reason. */
+const unwatchedPoints = () =>
+	emf
+		.filter((d) => "output_monitor_unwatched_records_total" in d)
+		.map((d) => ({ reason: d.reason, value: d.output_monitor_unwatched_records_total }));
+
 const batches = <T>(xs: readonly T[], size: number): T[][] =>
 	Array.from({ length: Math.ceil(xs.length / size) }, (_, i) => xs.slice(i * size, (i + 1) * size));
 
@@ -149,12 +156,18 @@ describe("the monitor Lambda on DynamoDB", () => {
 	it("reads a SageMaker Data Capture object from an S3 Object Created event, the version from its key", async () => {
 		const key = "sagemaker/doc-assistant/AllTraffic/2026/12/07/04/00-00-000-6f1c2a0e.jsonl";
 		await s3.put("capture", key, readFileSync(join(REPO, "test/fixtures/monitor", key)));
+		emf.length = 0;
 		const r = await handler({
 			"detail-type": "Object Created",
 			source: "aws.s3",
 			detail: { bucket: { name: "capture" }, object: { key, size: 1 } },
 		});
 		expect(r).toMatchObject({ source: `s3://capture/${key}`, versions: 1, malformed: 1 });
+		// every batch emits the count of each reason, 0 included: the series is continuous
+		expect(unwatchedPoints()).toEqual([
+			{ reason: "unread", value: 0 },
+			{ reason: "malformed", value: 1 },
+		]);
 		expect(r.records).toBeGreaterThan(10);
 		expect(await stored("doc-assistant/AllTraffic")).toMatchObject({ seen: r.records });
 	});
@@ -229,6 +242,7 @@ describe("the monitor Lambda on DynamoDB", () => {
 			await s3.put("bedrock-large", `${BASE}/f-out.json`, Buffer.alloc(MAX_S3_BODY_BYTES + 1, 0x20));
 			// readable by the role, but not where Bedrock delivers bodies: a forged path must not make the monitor read it
 			await s3.put("capture", "secret/notes.json", JSON.stringify(response("private notes")));
+			emf.length = 0;
 			const r = await handler(
 				bedrockEvent([
 					record(at("a-in.json"), at("a-out.json")), // read, both sides
@@ -256,6 +270,20 @@ describe("the monitor Lambda on DynamoDB", () => {
 				},
 			]);
 			expect(await stored(MODEL)).toMatchObject({ seen: 3 });
+			// what was not watched is told: one point per reason (the OutputMonitorUnreadRecords alarm watches unread)
+			const unwatched = unwatchedPoints();
+			expect(unwatched).toEqual([
+				{ reason: "unread", value: 3 },
+				{ reason: "malformed", value: 1 },
+			]);
+			const doc = emf.find((d) => "output_monitor_unwatched_records_total" in d);
+			const aws = doc?._aws as { CloudWatchMetrics: { Dimensions: string[][]; Metrics: unknown[] }[] } | undefined;
+			expect(doc?.service).toBe("ftguard");
+			expect(aws?.CloudWatchMetrics[0]).toMatchObject({
+				Namespace: "ftguard",
+				Dimensions: [["service"], ["service", "reason"]],
+				Metrics: [{ Name: "output_monitor_unwatched_records_total", Unit: "Count" }],
+			});
 		});
 
 		it("reads them for a Bedrock log object named by an Object Created event, and for none without a location", async () => {
