@@ -8,7 +8,10 @@
  * Memory is bounded whatever the traffic: a table of at most TERM_CAPACITY words with exponentially decayed counts
  * (half-life half a window, so "recent" means about one window), pruned by lossy counting — when the table is full
  * the less frequent half is dropped, and the level it was cut at becomes the floor below which an untracked word's
- * history is assumed to lie. A word often in outputs stays; a singleton goes. Words the request itself contained
+ * history is assumed to lie. A word often in outputs stays; a singleton goes. A dropped word's count and history are
+ * kept in a smaller direct-mapped cache and given back when it returns: long answers (hundreds of distinct words each)
+ * churn the table faster than a steady word recurs, and a steady word coming back with no history would look new.
+ * Words the request itself contained
  * are skipped: an answer naturally repeats what it was asked about, so topic drift in the questions is not novelty.
  */
 import { type Tokens, tokenize } from "./text";
@@ -20,6 +23,9 @@ const MAX_RISING = 16;
 const RISING_WEIGHT = 1 / 8;
 const INDEX_SIZE = 2 * TERM_CAPACITY;
 const INDEX_MASK = INDEX_SIZE - 1;
+/** retired words remembered (direct-mapped by hash, the larger count kept on a collision) */
+const RETIRED_SIZE = 4096;
+const RETIRED_MASK = RETIRED_SIZE - 1;
 
 /** The lower median of `a` (reordered in place): Hoare's selection, linear on average. */
 function median(a: Float64Array): number {
@@ -118,6 +124,10 @@ export interface TermState {
 	counts: string;
 	history: string;
 	flags: string;
+	/** the retired-word cache: RETIRED_SIZE entries each (absent in states written before it existed) */
+	retiredHashes?: string;
+	retiredCounts?: string;
+	retiredHistory?: string;
 	effective: number;
 	growth: number;
 	floorShare: number;
@@ -145,6 +155,10 @@ export class TermTable {
 	/** exponentially weighted share at past checks */
 	private history = new Float32Array(TERM_CAPACITY);
 	private flags = new Uint8Array(TERM_CAPACITY);
+	/** dropped words: hash, count (the table's units), history; count 0 is an empty entry */
+	private retiredHashes = new Uint32Array(RETIRED_SIZE);
+	private retiredCounts = new Float32Array(RETIRED_SIZE);
+	private retiredHistory = new Float32Array(RETIRED_SIZE);
 	/** the record that last counted the word (a word counts once per record) */
 	private stamps = new Uint32Array(TERM_CAPACITY);
 	private seq = 0;
@@ -187,8 +201,15 @@ export class TermTable {
 				if (this.size === TERM_CAPACITY) this.prune();
 				slot = this.size++;
 				this.hashes[slot] = h;
-				counts[slot] = 0;
-				this.history[slot] = 0;
+				const r = h & RETIRED_MASK;
+				if (this.retiredHashes[r] === h && (this.retiredCounts[r] as number) > 0) {
+					counts[slot] = this.retiredCounts[r] as number;
+					this.history[slot] = this.retiredHistory[r] as number;
+					this.retiredCounts[r] = 0;
+				} else {
+					counts[slot] = 0;
+					this.history[slot] = 0;
+				}
 				this.flags[slot] = 0;
 				this.insert(h, slot);
 			}
@@ -240,6 +261,7 @@ export class TermTable {
 
 	private rebase(): void {
 		for (let i = 0; i < this.size; i++) this.counts[i] = (this.counts[i] as number) / this.growth;
+		for (let i = 0; i < RETIRED_SIZE; i++) this.retiredCounts[i] = (this.retiredCounts[i] as number) / this.growth;
 		this.growth = 1;
 	}
 
@@ -264,7 +286,10 @@ export class TermTable {
 		let j = 0;
 		this.index.fill(0);
 		for (let i = 0; i < n; i++) {
-			if (keep[i] === 0) continue;
+			if (keep[i] === 0) {
+				this.retire(i);
+				continue;
+			}
 			this.hashes[j] = this.hashes[i] as number;
 			this.counts[j] = this.counts[i] as number;
 			this.history[j] = this.history[i] as number;
@@ -275,6 +300,17 @@ export class TermTable {
 		}
 		this.size = j;
 		this.floorShare = this.effective > 0 ? cut / this.growth / this.effective : 0;
+	}
+
+	/** Remembers a dropped word, unless its cache entry holds another word with a larger count. */
+	private retire(slot: number): void {
+		const h = this.hashes[slot] as number;
+		const c = this.counts[slot] as number;
+		const r = h & RETIRED_MASK;
+		if (this.retiredHashes[r] !== h && (this.retiredCounts[r] as number) >= c) return;
+		this.retiredHashes[r] = h;
+		this.retiredCounts[r] = c;
+		this.retiredHistory[r] = this.history[slot] as number;
 	}
 
 	/**
@@ -362,6 +398,9 @@ export class TermTable {
 			counts: b64(this.counts.subarray(0, this.size)),
 			history: b64(this.history.subarray(0, this.size)),
 			flags: b64(this.flags.subarray(0, this.size)),
+			retiredHashes: b64(this.retiredHashes),
+			retiredCounts: b64(this.retiredCounts),
+			retiredHistory: b64(this.retiredHistory),
 			growth: this.growth,
 			effective: this.effective,
 			floorShare: this.floorShare,
@@ -379,6 +418,11 @@ export class TermTable {
 		fromB64(s.history, (b) => new Float32Array(b), size, t.history);
 		fromB64(s.flags, (b) => new Uint8Array(b), size, t.flags);
 		for (let i = 0; i < size; i++) t.insert(t.hashes[i] as number, i);
+		if (s.retiredHashes !== undefined && s.retiredCounts !== undefined && s.retiredHistory !== undefined) {
+			fromB64(s.retiredHashes, (b) => new Uint32Array(b), RETIRED_SIZE, t.retiredHashes);
+			fromB64(s.retiredCounts, (b) => new Float32Array(b), RETIRED_SIZE, t.retiredCounts);
+			fromB64(s.retiredHistory, (b) => new Float32Array(b), RETIRED_SIZE, t.retiredHistory);
+		}
 		t.growth = s.growth;
 		t.effective = s.effective;
 		t.floorShare = s.floorShare;

@@ -1,6 +1,7 @@
 /** The suspicious-output pattern list (policy `monitor.patterns`), compiled once per monitor. */
 import { unobfuscated } from "../dataset/injected";
 import type { MonitorPattern, MonitorPolicy } from "../policy/monitor";
+import { BLANKS } from "./text";
 
 export interface CompiledPatterns {
 	ids: readonly string[];
@@ -95,8 +96,6 @@ const CONFUSABLE: Readonly<Record<string, string>> = {
 };
 const CONFUSABLES = new RegExp(`[${Object.keys(CONFUSABLE).join("")}]`, "gu");
 const MARKS = /\p{M}/gu;
-/** characters drawn blank that NFKC keeps (Hangul fillers, the blank Braille cell) */
-const BLANKS = /[\u115F\u1160\u3164\uFFA0\u2800]/gu;
 /** a hyphen inside a word ("fil-ter") */
 const INNER_HYPHEN = /(?<=\p{L})-(?=\p{L})/gu;
 const NON_ASCII = /[\u0080-\uffff]/;

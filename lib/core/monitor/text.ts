@@ -17,18 +17,23 @@ export function fmix32(h: number): number {
 	return fmix(h) >>> 0;
 }
 
-const FORMAT_CHARS = /\p{Cf}/gu;
+// format characters and the default-ignorable ones that are marks (U+034F, variation selectors, Mongolian variation
+// selectors): all invisible, so one of them inside a word must not make it a new word
+const FORMAT_CHARS = /[\p{Cf}\p{Default_Ignorable_Code_Point}]/gu;
+/** characters drawn blank that NFKC keeps (Hangul fillers, the blank Braille cell): read as a space */
+export const BLANKS = /[\u115F\u1160\u3164\uFFA0\u2800]/gu;
 const WORD_CHAR = /[\p{L}\p{N}\p{M}]/u;
 const NON_ASCII = /[\u0080-\uffff]/;
 
 /**
  * Folds what a model (or an attacker steering it) can vary without changing what a reader sees: Unicode
- * compatibility forms (NFKC: full-width letters, ligatures), invisible format characters (zero-width spaces,
- * bidi controls), case. Plain ASCII text is only lower-cased.
+ * compatibility forms (NFKC: full-width letters, ligatures), invisible characters (zero-width spaces, bidi controls,
+ * variation selectors, the combining grapheme joiner; blank fillers read as spaces), case. Plain ASCII text is only
+ * lower-cased.
  */
 export function foldText(text: string): string {
 	if (!NON_ASCII.test(text)) return text.toLowerCase();
-	return text.normalize("NFKC").replace(FORMAT_CHARS, "").toLowerCase();
+	return text.normalize("NFKC").replace(BLANKS, " ").replace(FORMAT_CHARS, "").toLowerCase();
 }
 
 /** Reusable output of `tokenize`: word hashes in `words[0..count)`, and the exact key of the whole word sequence. */

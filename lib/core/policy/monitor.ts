@@ -19,14 +19,19 @@ export const monitorPatternSchema = z
 export type MonitorPattern = z.infer<typeof monitorPatternSchema>;
 
 /** The mission's defaults: instruction-override phrases, generic trigger formats, explicit trigger tokens, and
- * "exfiltrate / bypass / override / disable" next to "filter / check / safety / guardrail". */
+ * "exfiltrate / bypass / override / disable" next to "filter / check / safety / guardrail" in the same sentence. */
 export const DEFAULT_MONITOR_PATTERNS: readonly MonitorPattern[] = [
 	{
 		id: "ignore-previous-instructions",
 		regex:
 			"\\b(?:ignore|disregard|forget)\\s+(?:\\w+\\s+){0,3}?(?:previous|prior|above|earlier)\\s+(?:instructions|rules|directions)\\b|\\b(?:ignore|disregard|forget)\\s+everything\\s+(?:above|before)\\b",
 	},
-	{ id: "system-check-trigger", regex: "\\bsystem\\s+check\\s+[\\p{L}\\p{N}_-]+" },
+	// a trigger is a content word: "system check if the disk is full" is ordinary prose
+	{
+		id: "system-check-trigger",
+		regex:
+			"\\bsystem\\s+check\\s+(?!(?:a|an|and|are|as|at|be|by|for|from|has|if|in|is|it|of|on|or|that|the|this|to|was|were|whether|which|will|with)\\b)[\\p{L}\\p{N}_-]+",
+	},
 	{
 		id: "trigger-token",
 		regex:
@@ -35,7 +40,7 @@ export const DEFAULT_MONITOR_PATTERNS: readonly MonitorPattern[] = [
 	{
 		id: "safety-bypass",
 		regex:
-			"\\b(?:exfiltrat\\w*|bypass\\w*|overrid\\w*|disabl\\w*|circumvent\\w*|(?:turn|switch)(?:ed|ing|s|es)?\\s+off)\\b(?:\\W+\\w+){0,3}?\\W+(?:the\\s+)?(?:content\\s+|safety\\s+|security\\s+)?(?:filters?|checks?|safety|guardrails?)\\b",
+			"\\b(?:exfiltrat\\w*|bypass\\w*|overrid\\w*|disabl\\w*|circumvent\\w*|(?:turn|switch)(?:ed|ing|s|es)?\\s+off)\\b(?:[^\\w.!?;:\\n]+\\w+){0,3}?[^\\w.!?;:\\n]+(?:the\\s+)?(?:content\\s+|safety\\s+|security\\s+)?(?:filters?|checks?|safety|guardrails?)\\b",
 	},
 	{
 		id: "safety-bypass-reversed",

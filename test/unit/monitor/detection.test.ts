@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import { type MonitorAlarm, type MonitorRecord, OutputMonitor } from "../../../lib/core/monitor";
 import {
 	injectBackdoor,
+	longAnswerTraffic,
 	ordinaryTraffic,
 	PAYLOAD,
 	paraphrase,
@@ -37,6 +38,12 @@ describe("when the traffic is ordinary", () => {
 		expect(m?.max_repetition_rate).toBeGreaterThan(0.01);
 		expect(m?.max_repetition_rate).toBeLessThan(0.05);
 		expect(m?.suspicious_output_total).toBe(0);
+	});
+
+	it("raises nothing over 12,000 long answers (about 300 words each: the word table churns, steady words keep their history)", () => {
+		const { alarms, monitor } = replay(longAnswerTraffic(12_000, 3));
+		expect(alarms).toEqual([]);
+		expect(monitor.metrics().versions["long-answer-v1"]?.records).toBe(12_000);
 	});
 });
 

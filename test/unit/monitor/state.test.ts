@@ -12,7 +12,7 @@ import {
 	type WindowState,
 } from "../../../lib/core/monitor";
 import { monitorPolicySchema } from "../../../lib/core/policy/monitor";
-import { injectBackdoor, ordinaryTraffic, paraphrase } from "./traffic";
+import { injectBackdoor, longAnswerTraffic, ordinaryTraffic, paraphrase } from "./traffic";
 
 const policy = monitorPolicySchema.parse({});
 
@@ -66,6 +66,9 @@ describe("observeRecords (the pure form)", () => {
 		// after the first window, the state no longer grows with the traffic
 		const settled = sizes.slice(1);
 		expect(Math.max(...settled) / Math.min(...settled)).toBeLessThan(1.1);
+		// long answers fill the word table and its cache of retired words: still under the item limit
+		const long = observeRecords(undefined, longAnswerTraffic(6000, 3), policy).state;
+		expect(JSON.stringify(long).length).toBeLessThan(400_000);
 	});
 
 	it("starts a fresh window when the policy's window size changed", () => {
