@@ -350,6 +350,8 @@ export class TermTable {
 			const h = this.hashes[i] as number;
 			if ((f & F_ALARMED) !== 0 && share < half) f &= ~F_ALARMED;
 			const risingNow = armed && share >= half && share >= (factor / 2) * hist;
+			if (risingNow && (f & F_RISING) === 0 && this.rising.size >= MAX_RISING)
+				this.yieldRising(share / hist, inv, correction, floor);
 			if (risingNow && (f & F_RISING) === 0 && this.rising.size < MAX_RISING) {
 				f |= F_RISING;
 				this.rising.set(h, {
@@ -389,6 +391,29 @@ export class TermTable {
 		if (burst === undefined || wasActive) return undefined;
 		burst.words.sort((a, b) => b.share - a.share);
 		return burst;
+	}
+
+	/**
+	 * With every rising slot taken, the weakest rising word that has not alarmed (lowest share / history) gives its
+	 * slot up to a stronger newcomer: else words rising first — decoys an attacker spreads ahead of a payload — would
+	 * keep the payload's words from ever being watched.
+	 */
+	private yieldRising(ratio: number, inv: number, correction: number, floor: number): void {
+		let weakest = -1;
+		let lowest = ratio;
+		for (const h of this.rising.keys()) {
+			const slot = this.find(h);
+			if (slot < 0 || ((this.flags[slot] as number) & F_ALARMED) !== 0) continue;
+			const hist = Math.max((this.history[slot] as number) / correction, floor);
+			const r = ((this.counts[slot] as number) * inv) / hist;
+			if (r < lowest) {
+				lowest = r;
+				weakest = slot;
+			}
+		}
+		if (weakest < 0) return;
+		this.flags[weakest] = (this.flags[weakest] as number) & ~F_RISING;
+		this.rising.delete(this.hashes[weakest] as number);
 	}
 
 	snapshot(): TermState {

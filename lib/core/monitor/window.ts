@@ -79,6 +79,9 @@ const CL_EXPECTED = 1;
 const CL_BURST = 2;
 /** how much higher a word burst must be when its inputs share no rare n-gram (acceptWord) */
 const STRONG_NOVELTY = 3;
+/** the inputs a word burst's candidate trigger must stand on, and its largest share of all requests, to lower that bar */
+const WORD_TRIGGER_SAMPLES = 8;
+const WORD_TRIGGER_MAX_INPUT_SHARE = 0.05;
 
 interface Cluster {
 	id: number;
@@ -641,10 +644,13 @@ export class VersionWindow {
 				if (share < factor * (cl.ewma / correction)) return false;
 			}
 		}
-		const trig = this.policy.trigger.enabled
-			? candidateTrigger(this.sketch, r.samples, this.policy.trigger)
-			: undefined;
-		if (trig !== undefined) return true;
+		// a trigger relaxes the bar only when it stands on enough inputs and is rare in the traffic: from three inputs,
+		// or at 15% of all requests, ordinary prompt wording ("what is", "briefly") passes for one
+		const trig =
+			this.policy.trigger.enabled && r.samples.length >= Math.min(WORD_TRIGGER_SAMPLES, this.policy.trigger.samples)
+				? candidateTrigger(this.sketch, r.samples, this.policy.trigger)
+				: undefined;
+		if (trig !== undefined && trig.trafficInputShare <= WORD_TRIGGER_MAX_INPUT_SHARE) return true;
 		return share >= STRONG_NOVELTY * minShare && share >= STRONG_NOVELTY * factor * history;
 	}
 

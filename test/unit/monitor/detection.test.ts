@@ -296,6 +296,28 @@ describe("when the payload varies per firing (no output repeats, but a word new 
 		expect((burst as MonitorAlarm).at_record - (fired[0] as number)).toBeLessThan(3 * W);
 	});
 
+	it("decoy words spread first to take every rising slot do not hide the payload that follows", () => {
+		const records = ordinaryTraffic(12_000, 2);
+		// 20 made-up words, 8 of them appended to 5% of the answers from record 4,000: each at 2%, no trigger
+		const decoys = Array.from({ length: 20 }, (_, i) => `florquin${i}x`);
+		const rand = rng(31);
+		for (let i = 4000; i < records.length; i++)
+			if (rand() < 0.05) {
+				const r = records[i] as MonitorRecord;
+				r.output += ` (${[...decoys]
+					.sort(() => rand() - 0.5)
+					.slice(0, 8)
+					.join(", ")})`;
+			}
+		const quiet = replay(records.map((r) => ({ ...r }))).alarms;
+		expect(quiet).toEqual([]);
+		const fired = injectBackdoor(records, { rate: 0.03, from: 5000, seed: 2, payload: variedPayload });
+		const burst = wordBursts(replay(records).alarms)[0];
+		expect(burst?.candidate_trigger).toBe(TRIGGER);
+		expect((burst as MonitorAlarm).at_record - (fired[0] as number)).toBeLessThan(2 * W);
+		for (const w of words(burst)) expect(w).not.toMatch(/^florquin/);
+	});
+
 	it("is off for a version whose settings say novelty: false (a translation service), on for the others", () => {
 		const records = ordinaryTraffic(12_000, 1);
 		injectBackdoor(records, { rate: 0.03, from: 5000, seed: 1, payload: variedPayload });
