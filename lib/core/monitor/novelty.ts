@@ -14,7 +14,7 @@
  * Words the request itself contained
  * are skipped: an answer naturally repeats what it was asked about, so topic drift in the questions is not novelty.
  */
-import { type Tokens, tokenize } from "./text";
+import { foldText, newTokens, type Tokens, tokenize } from "./text";
 
 export const TERM_CAPACITY = 2048;
 /** words of one record considered (its first ones: the payload of a short varied output is all of it) */
@@ -334,6 +334,7 @@ export class TermTable {
 		let burst: WordBurst | undefined;
 		let anyAlarmed = false;
 		const wasActive = this.active;
+		const standing = wasActive ? this.alarmedWords() : [];
 		const { counts, history, flags } = this;
 		const inv = this.effective > 0 ? 1 / (this.growth * this.effective) : 0;
 		const half = minShare / 2;
@@ -387,10 +388,21 @@ export class TermTable {
 			history[i] = (history[i] as number) + wt * (share - (history[i] as number));
 		}
 		this.active = anyAlarmed;
-		// while a word alarm stands, words rising with it are the same event (flagged, not alarmed again)
-		if (burst === undefined || wasActive) return undefined;
+		if (burst === undefined) return undefined;
+		// while a word alarm stands, words rising with it are the same event (flagged, not alarmed again); words that
+		// share no output with it are another (a payload after a product launch's words alarmed)
+		if (wasActive) burst = unrelated(burst, standing);
+		if (burst === undefined) return undefined;
 		burst.words.sort((a, b) => b.share - a.share);
 		return burst;
+	}
+
+	/** The rising words that alarmed and still stand. */
+	private alarmedWords(): RisingWord[] {
+		return [...this.rising.values()].filter((r) => {
+			const slot = this.find(r.hash);
+			return slot >= 0 && ((this.flags[slot] as number) & F_ALARMED) !== 0;
+		});
 	}
 
 	/**
@@ -455,6 +467,24 @@ export class TermTable {
 		for (const r of s.rising) t.rising.set(r.hash, { ...r, samples: [...r.samples] });
 		return t;
 	}
+}
+
+const scratch = newTokens();
+/** The word hashes of a rising word's example output. */
+function exampleWords(r: RisingWord): Set<number> {
+	if (r.output === null) return new Set([r.hash]);
+	tokenize(foldText(r.output), scratch);
+	return new Set([r.hash, ...scratch.words.subarray(0, scratch.count)]);
+}
+
+/** The part of `burst` whose words and example outputs share no word with the standing alarm's, if any. */
+function unrelated(burst: WordBurst, standing: readonly RisingWord[]): WordBurst | undefined {
+	const old = new Set<number>();
+	for (const r of standing) for (const h of exampleWords(r)) old.add(h);
+	const keep = burst.rising
+		.map((r, i) => ({ r, w: burst.words[i] as WordBurst["words"][number] }))
+		.filter(({ r }) => !old.has(r.hash) && !standing.some((s) => exampleWords(r).has(s.hash)));
+	return keep.length === 0 ? undefined : { words: keep.map((k) => k.w), rising: keep.map((k) => k.r) };
 }
 
 /** The folded text of the word hashing to `h` in `folded`, if there. */
