@@ -37,6 +37,20 @@ const positiveInt = (what = "a positive integer") =>
 		.int({ error: `expected ${what}` })
 		.positive({ error: `expected ${what}` });
 
+/** Up to 20 S3 locations (bucket, optional key prefix) the output monitor reads. */
+const bucketLocations = () =>
+	z
+		.array(
+			z
+				.object({
+					name: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, { error: "expected a bucket name" }),
+					prefix: z.string().max(1024).optional(),
+				})
+				.strict(),
+		)
+		.max(20)
+		.default([]);
+
 const email = z.email({ error: "expected an e-mail address" });
 const pemText = z.string().includes("-----BEGIN ", { message: "must be PEM text" });
 
@@ -90,32 +104,12 @@ export const deployConfigSchema = z
 					.array(z.string().regex(/^[\w\-/.#]{1,512}$/, { error: "expected a log group name" }))
 					.max(100)
 					.default([]),
-				captureBuckets: z
-					.array(
-						z
-							.object({
-								name: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, { error: "expected a bucket name" }),
-								prefix: z.string().max(1024).optional(),
-							})
-							.strict(),
-					)
-					.max(20)
-					.default([]),
+				captureBuckets: bucketLocations(),
 				/**
 				 * Where Bedrock delivers bodies too large to log inline (`largeDataDeliveryS3Config`): the monitor reads
 				 * a record's `outputBodyS3Path` / `inputBodyS3Path` there, and only there.
 				 */
-				bedrockLargeDataBuckets: z
-					.array(
-						z
-							.object({
-								name: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, { error: "expected a bucket name" }),
-								prefix: z.string().max(1024).optional(),
-							})
-							.strict(),
-					)
-					.max(20)
-					.default([]),
+				bedrockLargeDataBuckets: bucketLocations(),
 				windowTtlDays: positiveInt("a whole number of days ≥ 1").optional(),
 			})
 			.strict()
