@@ -67,8 +67,7 @@ function epsilon(io: Io, flags: EpsilonFlags): ExitCode {
 	if (flags.epochs !== undefined) {
 		const epochs = numberFlag("--epochs", flags.epochs);
 		if (epochs <= 0) throw new FtguardError("USAGE", `--epochs must be above 0, not ${epochs}`);
-		if (!(sampleRate > 0 && sampleRate <= 1))
-			throw new FtguardError("USAGE", `the sampling rate must be in (0, 1] (${sampleRate})`);
+		// a sampling rate out of range gives no sensible step count; dpRunProblem names the rate before the steps
 		steps = stepsForEpochs(epochs, sampleRate);
 	} else steps = numberFlag("--steps", flags.steps as string);
 	const run = {

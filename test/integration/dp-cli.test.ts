@@ -35,6 +35,7 @@ describe("ftguard dp epsilon", () => {
 	it.each([
 		[["--noise-multiplier", "0", "--sample-rate", "0.01", "--steps", "10", "--delta", "1e-5"], /noise multiplier/],
 		[["--noise-multiplier", "1", "--sample-rate", "1.5", "--steps", "10", "--delta", "1e-5"], /sampling rate/],
+		[["--noise-multiplier", "1", "--sample-rate", "0", "--epochs", "2", "--delta", "1e-5"], /sampling rate/],
 		[["--noise-multiplier", "1", "--sample-rate", "0.01", "--steps", "2.5", "--delta", "1e-5"], /steps/],
 		[["--noise-multiplier", "1", "--sample-rate", "0.01", "--steps", "10", "--delta", "1"], /δ must be/],
 		[["--noise-multiplier", "x", "--sample-rate", "0.01", "--steps", "10", "--delta", "1e-5"], /must be a number/],

@@ -178,7 +178,7 @@ export function stepsForEpochs(epochs: number, sampleRate: number): number {
 	return Math.ceil(epochs / sampleRate - 1e-9);
 }
 
-/** What a DP-SGD run spent, ε at its δ. The caller validates the parameters (dpSgdRunSchema). */
+/** What a DP-SGD run spent, ε at its δ. The caller validates the parameters first (dpRunProblem). */
 export function dpSgdEpsilon(
 	run: DpSgdRun,
 	opts: { orders?: readonly number[]; conversion?: Conversion } = {},

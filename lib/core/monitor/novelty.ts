@@ -483,7 +483,11 @@ function unrelated(burst: WordBurst, standing: readonly RisingWord[]): WordBurst
 	for (const r of standing) for (const h of exampleWords(r)) old.add(h);
 	const keep = burst.rising
 		.map((r, i) => ({ r, w: burst.words[i] as WordBurst["words"][number] }))
-		.filter(({ r }) => !old.has(r.hash) && !standing.some((s) => exampleWords(r).has(s.hash)));
+		.filter(({ r }) => {
+			if (old.has(r.hash)) return false;
+			const mine = exampleWords(r);
+			return !standing.some((s) => mine.has(s.hash));
+		});
 	return keep.length === 0 ? undefined : { words: keep.map((k) => k.w), rising: keep.map((k) => k.r) };
 }
 
