@@ -1,17 +1,22 @@
 /**
  * files: every object of the artefact through the format scanners, read by
  * ranged GETs of the pinned version (only the bytes a scanner asks for); the
- * report goes to the report bucket. Also plans the backdoor scan.
+ * report goes to the report bucket. Also plans the backdoor scan and runs the
+ * DP-SGD gate over the training job's declaration (ftguard-training.json).
  */
 import { scanArtefact } from "../lib/aws/files";
 import { loadPolicy, runHandler, s3Client, scanIdOf, writeReport } from "../lib/aws/runtime";
 import { parseScanState, requireFields } from "../lib/core/pipeline/schema";
 import type { ScanStateWith } from "../lib/core/pipeline/types";
 
-export async function handler(event: unknown): Promise<ScanStateWith<"files" | "backdoor">> {
+export async function handler(event: unknown): Promise<ScanStateWith<"files" | "backdoor" | "dp">> {
 	return runHandler("files", scanIdOf(event), async (log) => {
 		const state = requireFields(parseScanState(event, "files"), "files", "objects");
-		const { scanned, summary, backdoor, binding } = await scanArtefact(s3Client(), state, await loadPolicy());
+		const { scanned, summary, backdoor, binding, training, dp } = await scanArtefact(
+			s3Client(),
+			state,
+			await loadPolicy(),
+		);
 		const doc = {
 			scanId: state.scanId,
 			bucket: state.bucket,
@@ -19,10 +24,12 @@ export async function handler(event: unknown): Promise<ScanStateWith<"files" | "
 			summary,
 			files: scanned,
 			binding,
+			training,
+			dp,
 		};
 		const reportUri = await writeReport(state.scanId, "files", doc);
 		const bytesFetched = scanned.reduce((n, s) => n + s.bytesFetched, 0);
-		log.info("files scanned", { ...summary, backdoor, bytesFetched });
-		return { ...state, files: { ...summary, reportUri }, backdoor };
+		log.info("files scanned", { ...summary, backdoor, dp, bytesFetched });
+		return { ...state, files: { ...summary, reportUri }, backdoor, ...(training ? { training } : {}), dp };
 	});
 }

@@ -3,11 +3,10 @@
  * signers, and its signed resources compared with the computed manifest. A
  * failed verification is a result (verified: false, code, reason), not an error.
  */
-import { emitMetrics } from "../lib/aws/metrics";
 import { loadPolicy, runHandler, s3Client, scanIdOf } from "../lib/aws/runtime";
 import { signatureInputs } from "../lib/aws/signature";
 import { parseScanState, requireFields } from "../lib/core/pipeline/schema";
-import { signatureMetrics, verifyManifestSignature } from "../lib/core/pipeline/signature";
+import { verifyManifestSignature } from "../lib/core/pipeline/signature";
 import type { ScanStateWith } from "../lib/core/pipeline/types";
 import { trustPoliciesOf } from "../lib/core/policy";
 
@@ -19,7 +18,6 @@ export async function handler(event: unknown): Promise<ScanStateWith<"signature"
 		const source = `s3://${state.bucket}/${state.marker.key}`;
 		const signature = await verifyManifestSignature(bundle, source, trustPoliciesOf(policy.signers), manifest);
 		log.info("signature checked", { ...signature });
-		emitMetrics(signatureMetrics(signature));
 		return { ...state, signature };
 	});
 }

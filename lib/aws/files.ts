@@ -7,7 +7,8 @@
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { BindingReport } from "../core/backdoor/binding-artefact";
 import { takesTokenIds } from "../core/backdoor/text-inputs";
-import { FtguardError } from "../core/errors";
+import type { DpOutcome } from "../core/dp/gate";
+import { FtguardError, toFtguardError } from "../core/errors";
 import { defaultScanOptions } from "../core/formats";
 import type { FileReport } from "../core/formats/scan";
 import { resourceNameOf } from "../core/pipeline/artefact";
@@ -22,8 +23,10 @@ import {
 	summariseFiles,
 } from "../core/pipeline/files";
 import { familyOf, onnxInputs } from "../core/pipeline/model-info";
+import { type TrainingMetadataInput, trainingChecks, trainingMetadataKey } from "../core/pipeline/training";
 import type { ScanObject, ScanState } from "../core/pipeline/types";
 import { type Policy, referenceDataFor } from "../core/policy";
+import { MAX_TRAINING_METADATA_BYTES } from "../core/training/metadata";
 import { readPinnedBytes } from "./objects";
 import { S3Source } from "./s3-source";
 
@@ -91,6 +94,25 @@ async function plannedModels(
 	});
 }
 
+/** The artefact's ftguard-training.json (its pinned version), if it has one. */
+async function trainingMetadataOf(
+	s3: S3Client,
+	state: Pick<ScanState, "bucket" | "artefact">,
+	objects: readonly ScanObject[],
+): Promise<TrainingMetadataInput> {
+	const key = trainingMetadataKey(state.artefact);
+	const o = key !== undefined ? objects.find((x) => x.key === key) : undefined;
+	if (o === undefined) return { kind: "absent" };
+	try {
+		return {
+			kind: "read",
+			bytes: await readPinnedBytes(s3, { bucket: state.bucket, ...o }, MAX_TRAINING_METADATA_BYTES),
+		};
+	} catch (e) {
+		return { kind: "unreadable", reason: toFtguardError(e).message };
+	}
+}
+
 export async function scanArtefact(
 	s3: S3Client,
 	state: ScanState & { objects: ScanObject[] },
@@ -101,6 +123,8 @@ export async function scanArtefact(
 	summary: FilesOutcome;
 	backdoor: NonNullable<ScanState["backdoor"]>;
 	binding?: BindingReport[];
+	training?: NonNullable<ScanState["training"]>;
+	dp: DpOutcome;
 }> {
 	const options = {
 		...defaultScanOptions(),
@@ -135,8 +159,12 @@ export async function scanArtefact(
 		},
 	);
 	const problems = binding?.reasons ?? [];
+	const families = [artefactFamily, ...models.map((m) => m.family)].filter((f): f is string => f !== undefined);
+	const { training, dp } = trainingChecks(await trainingMetadataOf(s3, state, content), families, policy.dp);
 	return {
 		scanned,
+		...(training ? { training } : {}),
+		dp,
 		...(binding ? { binding: binding.reports } : {}),
 		summary: problems.length > 0 ? { ...summary, safe: false, reasons: [...summary.reasons, ...problems] } : summary,
 		backdoor: backdoorPlan({

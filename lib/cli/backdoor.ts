@@ -1,10 +1,10 @@
 /** `ftguard backdoor`: search an ONNX classifier for a backdoor with Neural Cleanse, STRIP and Activation Clustering. */
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { type Command, InvalidArgumentError } from "commander";
 import { FtguardError, toFtguardError } from "../core/errors";
 import type { Policy } from "../core/policy";
-import { commaList, type Io, printJson, processIo, runCommand, stepProgress } from "./io";
+import { commaList, type Io, printJson, processIo, readArgFile, runCommand, stepProgress } from "./io";
 
 interface BackdoorFlags {
 	data?: string;
@@ -104,14 +104,6 @@ Exit codes: 0 clean, 1 suspect, 2 could not scan (unsupported op, bad shapes, ba
 		});
 }
 
-async function readInput(path: string, what: string): Promise<Buffer> {
-	try {
-		return await readFile(path);
-	} catch (e) {
-		throw toFtguardError(e, `cannot read ${what}`);
-	}
-}
-
 /** The policy file, then the flags on top of it. */
 async function effectivePolicy(flags: BackdoorFlags): Promise<Policy["backdoor"]> {
 	const [{ defaultPolicy, parsePolicy }, { withOverrides }] = await Promise.all([
@@ -121,7 +113,7 @@ async function effectivePolicy(flags: BackdoorFlags): Promise<Policy["backdoor"]
 	const policy =
 		flags.policy === undefined
 			? defaultPolicy()
-			: parsePolicy((await readInput(flags.policy, "the policy file")).toString("utf8"), flags.policy);
+			: parsePolicy((await readArgFile(flags.policy, "the policy file")).toString("utf8"), flags.policy);
 	return withOverrides(policy.backdoor, flags);
 }
 
@@ -154,14 +146,14 @@ async function backdoor(io: Io, modelPath: string, flags: BackdoorFlags): Promis
 		import("../core/backdoor/trigger-images"),
 	]);
 	const [modelBytes, xBytes, yBytes] = await Promise.all([
-		readInput(modelPath, "the model"),
-		readInput(dataPath, "--data"),
-		readInput(labelsPath, "--labels"),
+		readArgFile(modelPath, "the model"),
+		readArgFile(dataPath, "--data"),
+		readArgFile(labelsPath, "--labels"),
 	]);
 	const x = parseNpyFloat32(xBytes, dataPath);
 	const y = parseNpyInt64(yBytes, labelsPath);
 	const inputs =
-		flags.inputs === undefined ? undefined : parseNpyFloat32(await readInput(flags.inputs, "--inputs"), flags.inputs);
+		flags.inputs === undefined ? undefined : parseNpyFloat32(await readArgFile(flags.inputs, "--inputs"), flags.inputs);
 	if (inputs && !policy.detectors.includes("strip"))
 		throw new FtguardError("USAGE", "--inputs needs the strip detector");
 	const progress = stepProgress(io);

@@ -1,9 +1,9 @@
 /** `ftguard dataset`: scan fine-tuning data for poisoning before training, and record which version it is. */
-import { open, readFile, writeFile } from "node:fs/promises";
+import { open, writeFile } from "node:fs/promises";
 import { type Command, InvalidArgumentError } from "commander";
 import type { DatasetReport } from "../core/dataset/scan";
 import { FtguardError, toFtguardError } from "../core/errors";
-import { errorJson, type Io, printJson, processIo, runCommand } from "./io";
+import { errorJson, type Io, printJson, processIo, readArgText, runCommand } from "./io";
 import { VERSION } from "./version";
 
 interface DatasetFlags {
@@ -100,14 +100,6 @@ export function uncheckable(raw: unknown): FtguardError {
 	});
 }
 
-async function readText(path: string, what: string): Promise<string> {
-	try {
-		return await readFile(path, "utf8");
-	} catch (e) {
-		throw toFtguardError(e, `cannot read ${what}`);
-	}
-}
-
 async function dataset(io: Io, paths: string[], flags: DatasetFlags): Promise<0 | 1> {
 	if (flags.format === "fields" && flags.fields === undefined)
 		throw new FtguardError("USAGE", "--format fields needs --fields");
@@ -124,7 +116,7 @@ async function dataset(io: Io, paths: string[], flags: DatasetFlags): Promise<0 
 	const policy =
 		flags.policy === undefined
 			? defaultPolicy()
-			: parsePolicy(await readText(flags.policy, "the policy file"), flags.policy);
+			: parsePolicy(await readArgText(flags.policy, "the policy file"), flags.policy);
 	const datasetPolicy = flags.failOn ? { ...policy.dataset, failOn: flags.failOn } : policy.dataset;
 	let fields: ReturnType<typeof parseFieldMap> | undefined;
 	try {
@@ -142,7 +134,7 @@ async function dataset(io: Io, paths: string[], flags: DatasetFlags): Promise<0 
 	const base =
 		flags.lineageBase === undefined
 			? undefined
-			: parseLineage(await readText(flags.lineageBase, "--lineage-base"), flags.lineageBase);
+			: parseLineage(await readArgText(flags.lineageBase, "--lineage-base"), flags.lineageBase);
 	const progress = progressOf(io);
 	let report: DatasetReport;
 	try {

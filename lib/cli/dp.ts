@@ -1,8 +1,14 @@
-/** `ftguard dp epsilon`: the privacy a DP-SGD run spends (ε at δ), for a planner or a CI gate (docs/dp.md). */
+/**
+ * `ftguard dp epsilon`: the privacy a DP-SGD run spends (ε at δ), for a planner or a CI gate; `ftguard dp check`: the
+ * pipeline's DP-SGD gate over a checkpoint's ftguard-training.json (docs/dp.md).
+ */
+import { stat } from "node:fs/promises";
+import { join } from "node:path";
 import type { Command } from "commander";
+import type { DpOutcome } from "../core/dp/gate";
 import { type Conversion, dpRunProblem, dpSgdEpsilon, stepsForEpochs } from "../core/dp/rdp";
-import { FtguardError } from "../core/errors";
-import { type ExitCode, type Io, printJson, processIo, runCommand } from "./io";
+import { FtguardError, toFtguardError } from "../core/errors";
+import { type ExitCode, type Io, printJson, processIo, readArgFile, readArgText, runCommand } from "./io";
 
 interface EpsilonFlags {
 	noiseMultiplier: string;
@@ -54,6 +60,100 @@ Exit codes: 0 computed (and within --max-epsilon), 1 above --max-epsilon,
 			const io = processIo(Boolean(flags.json));
 			setExit(await runCommand(io, async () => epsilon(io, flags)));
 		});
+	registerCheck(dp, setExit);
+}
+
+interface CheckFlags {
+	policy?: string;
+	family: string[];
+	json?: boolean;
+}
+
+function registerCheck(dp: Command, setExit: (code: number) => void): void {
+	dp.command("check")
+		.description("the pipeline's DP-SGD gate over a checkpoint's ftguard-training.json")
+		.argument("<artefact>", "a model directory (its ftguard-training.json and config.json) or a declaration file")
+		.option("--policy <file.json>", "policy file (its dp section: required, maxEpsilon, maxDelta, families)")
+		.option("--family <name>", "the model's family, beside the directory's config.json (repeatable)", collect, [])
+		.option("--json", "machine-readable output")
+		.addHelpText(
+			"after",
+			`
+The declaration's DP-SGD run is re-accounted with ftguard's RDP accountant; a claimed ε
+below that figure is refused, and the policy's limits for the model's families apply to
+ftguard's figure, never to the claim. A directory without ftguard-training.json declares
+no run (a problem only where the policy requires one).
+
+  ftguard dp check ./checkpoint --policy policy.json
+
+Exit codes: 0 passes the gate, 1 a problem (the pipeline would quarantine), 2 could not
+check (no such path, unreadable policy).`,
+		)
+		.action(async (artefact: string, flags: CheckFlags) => {
+			const io = processIo(Boolean(flags.json));
+			setExit(await runCommand(io, async () => check(io, artefact, flags)));
+		});
+}
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+async function check(io: Io, artefact: string, flags: CheckFlags): Promise<ExitCode> {
+	const [{ defaultPolicy, parsePolicy }, { trainingChecks }, { familyOf }, { TRAINING_METADATA }] = await Promise.all([
+		import("../core/policy"),
+		import("../core/pipeline/training"),
+		import("../core/pipeline/model-info"),
+		import("../core/training/metadata"),
+	]);
+	const policy =
+		flags.policy === undefined
+			? defaultPolicy()
+			: parsePolicy(await readArgText(flags.policy, "the policy file"), flags.policy);
+	let isDir: boolean;
+	try {
+		isDir = (await stat(artefact)).isDirectory();
+	} catch (e) {
+		throw toFtguardError(e, `cannot read ${artefact}`);
+	}
+	const file = isDir ? join(artefact, TRAINING_METADATA) : artefact;
+	const exists =
+		!isDir ||
+		(await stat(file).then(
+			() => true,
+			() => false,
+		));
+	const families = [...flags.family];
+	if (isDir) {
+		const config = await readArgFile(join(artefact, "config.json"), "config.json").catch(() => undefined);
+		const family = config !== undefined ? familyOf(config) : undefined;
+		if (family !== undefined) families.push(family);
+	}
+	const input = exists
+		? { kind: "read" as const, bytes: await readArgFile(file, "the training metadata") }
+		: { kind: "absent" as const };
+	const { training, dp } = trainingChecks(input, families, policy.dp);
+	const pass = dp.problems.length === 0;
+	if (io.json) printJson(io, { pass, ...(training ? { training } : {}), dp });
+	else printCheck(io, dp, pass);
+	return pass ? 0 : 1;
+}
+
+function printCheck(io: Io, dp: DpOutcome, pass: boolean): void {
+	if (dp.epsilon !== undefined) {
+		const claim =
+			dp.claimedEpsilon !== undefined ? `; claimed ${dp.claimedEpsilon} (${dp.accountant} accountant)` : "; no claim";
+		io.out(
+			`DP-SGD: ε = ${dp.epsilon.toFixed(3)} at δ = ${dp.delta} (RDP order ${dp.order}) — σ ${dp.noiseMultiplier}, q ${dp.sampleRate}, ${dp.steps} steps${claim}`,
+		);
+	} else if (!dp.declared) io.out("DP-SGD: no run declared");
+	const limits = [
+		dp.required ? "required" : "not required",
+		dp.maxEpsilon !== undefined ? `maxEpsilon ${dp.maxEpsilon}` : "no maxEpsilon",
+		`maxDelta ${dp.maxDelta}`,
+	].join(", ");
+	io.out(`policy: ${limits}${dp.families.length > 0 ? ` (family ${dp.families.join(", ")})` : ""}`);
+	for (const n of dp.notes) io.out(`note: ${n}`);
+	for (const p of dp.problems) io.out(`problem: ${p}`);
+	io.out(pass ? "pass" : "fail: the pipeline would quarantine this checkpoint");
 }
 
 function epsilon(io: Io, flags: EpsilonFlags): ExitCode {

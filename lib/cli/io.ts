@@ -6,6 +6,7 @@
  * 2 could not check. Anything unexpected is mapped to 2 by `toFtguardError`, so
  * a crash can never look like a pass or a finding.
  */
+import { readFile } from "node:fs/promises";
 import { type FtguardError, toFtguardError } from "../core/errors";
 import type { HashProgress } from "../core/integrity/types";
 
@@ -143,4 +144,18 @@ export function commaList(value: string, previous: string[] = []): string[] {
 			.map((s) => s.trim())
 			.filter((s) => s.length > 0),
 	);
+}
+
+/** A file a flag or argument names, read whole; a failure is one line saying which (NOT_FOUND, IO_ERROR, …). */
+export async function readArgFile(path: string, what: string): Promise<Buffer> {
+	try {
+		return await readFile(path);
+	} catch (e) {
+		throw toFtguardError(e, `cannot read ${what}`);
+	}
+}
+
+/** {@link readArgFile} as UTF-8 text. */
+export async function readArgText(path: string, what: string): Promise<string> {
+	return (await readArgFile(path, what)).toString("utf8");
 }

@@ -4,10 +4,10 @@
  * Exactly one trust mode must be chosen: a verifier that silently picked a
  * default would accept signatures the user never meant to trust.
  */
-import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
-import { FtguardError, toFtguardError } from "../core/errors";
+import { FtguardError } from "../core/errors";
 import type { TrustPolicy } from "../core/integrity";
+import { readArgText } from "./io";
 
 export interface TrustFlags {
 	identity?: string;
@@ -32,14 +32,6 @@ export function addTrustOptions(cmd: Command): Command {
 			"--trusted-root <json>",
 			"keyless: Sigstore trusted_root.json to use instead of the public-good root shipped with ftguard",
 		);
-}
-
-async function readText(path: string, what: string): Promise<string> {
-	try {
-		return await readFile(path, "utf8");
-	} catch (e) {
-		throw toFtguardError(e, `cannot read ${what} ${path}`);
-	}
 }
 
 /** Validates the combination of flags and loads the key material they name. */
@@ -73,7 +65,7 @@ export async function trustPolicyFromFlags(flags: TrustFlags): Promise<TrustPoli
 		}
 		let trustedRoot: unknown;
 		if (flags.trustedRoot !== undefined) {
-			const text = await readText(flags.trustedRoot, "trusted root");
+			const text = await readArgText(flags.trustedRoot, `trusted root ${flags.trustedRoot}`);
 			try {
 				trustedRoot = JSON.parse(text);
 			} catch {
@@ -91,7 +83,10 @@ export async function trustPolicyFromFlags(flags: TrustFlags): Promise<TrustPoli
 		throw new FtguardError("USAGE", "--identity-provider only applies to keyless verification (--identity)");
 	}
 	if (flags.publicKey !== undefined) {
-		return { kind: "public-key", pem: await readText(flags.publicKey, "public key") };
+		return { kind: "public-key", pem: await readArgText(flags.publicKey, `public key ${flags.publicKey}`) };
 	}
-	return { kind: "certificate-chain", pem: await readText(flags.certificateChain as string, "certificate chain") };
+	return {
+		kind: "certificate-chain",
+		pem: await readArgText(flags.certificateChain as string, `certificate chain ${flags.certificateChain}`),
+	};
 }

@@ -1,4 +1,7 @@
-/** `ftguard dp epsilon` as a planner or a CI gate runs it: output, JSON shape, exit codes. */
+/** `ftguard dp epsilon` and `ftguard dp check` as a planner or a CI gate runs them: output, JSON shape, exit codes. */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ftguard } from "../helpers/cli";
 
@@ -50,5 +53,88 @@ describe("ftguard dp epsilon", () => {
 		expect(r.stderr).toMatch(/^ftguard: USAGE: /);
 		expect(r.stderr).toMatch(message as RegExp);
 		expect(r.stderr.trim().split("\n")).toHaveLength(1);
+	});
+});
+
+describe("ftguard dp check (the pipeline's DP-SGD gate on a directory)", () => {
+	const declaration = {
+		jobId: "train-7",
+		dp: { noiseMultiplier: 1.1, maxGradNorm: 1, batchSize: 256, datasetSize: 60000, epochs: 60, delta: 1e-5 },
+	};
+	function artefact(training?: unknown): string {
+		const dir = mkdtempSync(join(tmpdir(), "ftguard-dp-check-"));
+		writeFileSync(join(dir, "config.json"), JSON.stringify({ model_type: "bert" }));
+		if (training !== undefined)
+			writeFileSync(
+				join(dir, "ftguard-training.json"),
+				typeof training === "string" ? training : JSON.stringify(training),
+			);
+		return dir;
+	}
+	const policy = (p: unknown) => {
+		const f = join(mkdtempSync(join(tmpdir(), "ftguard-dp-policy-")), "policy.json");
+		writeFileSync(f, JSON.stringify(p));
+		return f;
+	};
+	const BERT_8 = policy({ dp: { families: { bert: { required: true, maxEpsilon: 8 } } } });
+
+	it("passes an honest claim within the family's limit: exit 0, the figures in one line", async () => {
+		const r = await ftguard([
+			"dp",
+			"check",
+			artefact({ ...declaration, dp: { ...declaration.dp, epsilon: 2.6 } }),
+			"--policy",
+			BERT_8,
+		]);
+		expect(r.code).toBe(0);
+		expect(r.stdout).toContain("DP-SGD: ε = 2.597 at δ = 0.00001 (RDP order 8.1)");
+		expect(r.stdout).toContain("policy: required, maxEpsilon 8, maxDelta 0.00001 (family bert)");
+		expect(r.stdout).toMatch(/\npass\n$/);
+	});
+
+	it("exit 1 with the problem for an understated claim, a missing declaration, a malformed one", async () => {
+		const under = await ftguard([
+			"dp",
+			"check",
+			artefact({ dp: { ...declaration.dp, epsilon: 1 } }),
+			"--policy",
+			BERT_8,
+			"--json",
+		]);
+		expect(under.code).toBe(1);
+		expect(under.json()).toMatchObject({
+			pass: false,
+			dp: { problems: ["the claimed ε 1 understates the run: ftguard's RDP accountant gives ε 2.597 at δ 0.00001"] },
+		});
+		const none = await ftguard(["dp", "check", artefact(), "--policy", BERT_8]);
+		expect(none.code).toBe(1);
+		expect(none.stdout).toContain(
+			"problem: DP-SGD training is required for family bert but the artefact declares none",
+		);
+		const bad = await ftguard(["dp", "check", artefact('{"dp": {"noise_multiplier": 1.1}}')]);
+		expect(bad.code).toBe(1);
+		expect(bad.stdout).toMatch(/problem: training metadata: ftguard-training\.json: dp\.noiseMultiplier/);
+	});
+
+	it("--family adds a family to the directory's, and the strictest limit applies", async () => {
+		const p = policy({ dp: { families: { bert: { maxEpsilon: 8 }, medical: { maxEpsilon: 1 } } } });
+		const r = await ftguard(["dp", "check", artefact(declaration), "--policy", p, "--family", "medical", "--json"]);
+		expect(r.code).toBe(1);
+		expect(r.json()).toMatchObject({ dp: { maxEpsilon: 1, families: ["bert", "medical"] } });
+	});
+
+	it("exit 2 with one line when it cannot check: no such path, a policy with a misspelt key", async () => {
+		const missing = await ftguard(["dp", "check", join(tmpdir(), "ftguard-no-such-dir-x")]);
+		expect(missing.code).toBe(2);
+		expect(missing.stderr.trim().split("\n")).toHaveLength(1);
+		const misspelt = await ftguard([
+			"dp",
+			"check",
+			artefact(declaration),
+			"--policy",
+			policy({ dp: { maxEpsilion: 8 } }),
+		]);
+		expect(misspelt.code).toBe(2);
+		expect(misspelt.stderr).toMatch(/USAGE: .*maxEpsilion/);
 	});
 });

@@ -9,7 +9,12 @@
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GetObjectTaggingCommand, HeadObjectCommand, PutObjectTaggingCommand } from "@aws-sdk/client-s3";
+import {
+	GetObjectCommand,
+	GetObjectTaggingCommand,
+	HeadObjectCommand,
+	PutObjectTaggingCommand,
+} from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { handler as decide } from "../../lambdas/decide";
 import { handler as files } from "../../lambdas/files";
@@ -55,6 +60,8 @@ beforeAll(async () => {
 			// backdoor.required (the default): the example checkpoint (safetensors, no ONNX export) is promotable
 			// only where a waiver for its family covers it
 			backdoor: { waivers: [WAIVER, EXPIRED] },
+			// the DP-SGD gate for one family only, so the other tests' checkpoints declare nothing and need nothing
+			dp: { families: { DpClassifier: { required: true, maxEpsilon: 8 } } },
 		}),
 	});
 });
@@ -110,6 +117,13 @@ async function verdictRecord(scanId: string) {
 	return JSON.parse((await s3.get(REPORTS, `scans/${scanId}/verdict.json`)).toString("utf8"));
 }
 
+/** The HTML report record writes beside the verdict record, checked to be served as HTML. */
+async function htmlReport(scanId: string): Promise<string> {
+	const r = await s3.client.send(new GetObjectCommand({ Bucket: REPORTS, Key: `scans/${scanId}/report.html` }));
+	expect(r.ContentType).toBe("text/html; charset=utf-8");
+	return (await r.Body?.transformToString()) ?? "";
+}
+
 describe("the scan pipeline's handlers", () => {
 	it("promotes a signed, clean checkpoint under its family's waiver and tags every scanned object PROMOTABLE with the root digest", async () => {
 		const state = await runPipeline(await upload(join(EXAMPLES, "checkpoint"), "jobs/j1/ckpt-1/"));
@@ -148,6 +162,9 @@ describe("the scan pipeline's handlers", () => {
 		);
 		const manifestJson = JSON.parse((await s3.get(REPORTS, `scans/${state.scanId}/manifest.json`)).toString("utf8"));
 		expect(manifestJson.resources).toEqual(local.resources);
+		const page = await htmlReport(state.scanId);
+		expect(page).toContain("PROMOTABLE");
+		expect(page).toContain(WAIVED_NOTE);
 	});
 
 	it("quarantines the same checkpoint where no waiver covers its family: not scanned for backdoors", async () => {
@@ -196,6 +213,74 @@ describe("the scan pipeline's handlers", () => {
 			status: "PROMOTABLE",
 			reasons: [],
 			notes: ["backdoor: not applicable (no model weights)"],
+		});
+	});
+
+	describe("the DP-SGD gate (ftguard-training.json, policy dp for family DpClassifier)", () => {
+		// TensorFlow Privacy's MNIST setting: ε 2.597 at δ 1e-5 by the RDP accountant (Balle et al. 2020 conversion)
+		const MNIST = { noiseMultiplier: 1.1, maxGradNorm: 1, batchSize: 256, datasetSize: 60000, epochs: 60, delta: 1e-5 };
+		/** A signed artefact of family DpClassifier without weights, with `training` as its ftguard-training.json. */
+		async function dpArtefact(prefix: string, training?: string): Promise<ScanState> {
+			const dir = mkdtempSync(join(tmpdir(), "ftguard-dp-"));
+			writeFileSync(join(dir, "config.json"), JSON.stringify({ model_type: "DpClassifier" }));
+			copyFileSync(join(EXAMPLES, "checkpoint", "tokenizer_config.json"), join(dir, "tokenizer_config.json"));
+			if (training !== undefined) writeFileSync(join(dir, "ftguard-training.json"), training);
+			const m = await buildManifest(dir);
+			const statement = makeModelSigningStatement({ modelName: m.modelName, resources: m.resources });
+			const sig = JSON.stringify(signStatementKeyed(statement, { keyPair: otherSigner }).bundle);
+			return upload(dir, prefix, { "model.sig": sig });
+		}
+
+		it("promotes an honest claim, and the verdict record carries the job, ftguard's ε and the limits", async () => {
+			const declaration = { jobId: "train-42", codeCommit: "0123abc", dp: { ...MNIST, epsilon: 2.6 } };
+			const state = await runPipeline(await dpArtefact("jobs/dp/honest/", JSON.stringify(declaration)));
+			expect(state.verdict).toEqual({
+				status: "PROMOTABLE",
+				reasons: [],
+				notes: ["backdoor: not applicable (no model weights)"],
+			});
+			const rec = await verdictRecord(state.scanId);
+			expect(rec.stages.training).toEqual({ jobId: "train-42", codeCommit: "0123abc" });
+			expect(rec.stages.dp).toMatchObject({
+				declared: true,
+				required: true,
+				maxEpsilon: 8,
+				families: ["DpClassifier"],
+				claimedEpsilon: 2.6,
+				steps: 14063,
+				problems: [],
+			});
+			expect(rec.stages.dp.epsilon).toBeCloseTo(2.5967, 3);
+		});
+
+		it.each([
+			[
+				"an understated claim",
+				JSON.stringify({ dp: { ...MNIST, epsilon: 1 } }),
+				"dp: the claimed ε 1 understates the run: ftguard's RDP accountant gives ε 2.597 at δ 0.00001",
+			],
+			[
+				"a run over the family's maxEpsilon (whatever it claims)",
+				JSON.stringify({ dp: { ...MNIST, noiseMultiplier: 0.6, epsilon: 30 } }),
+				"dp: ε 11.99 at δ 0.00001 is above the policy's maxEpsilon 8 for family DpClassifier",
+			],
+			[
+				"no declaration where the family requires one",
+				undefined,
+				"dp: DP-SGD training is required for family DpClassifier but the artefact declares none",
+			],
+			[
+				"a declaration that is not JSON",
+				"{ noiseMultiplier: 1.1",
+				"dp: training metadata: ftguard-training.json: not JSON",
+			],
+		])("quarantines %s", async (_, training, reason) => {
+			const prefix = `jobs/dp/${Math.random().toString(36).slice(2)}/`;
+			const state = await runPipeline(await dpArtefact(prefix, training));
+			expect(state.verdict?.status).toBe("QUARANTINED");
+			expect(state.verdict?.reasons.some((r) => r.startsWith(reason))).toBe(true);
+			for (const key of await s3.list(BUCKET, prefix))
+				expect((await tagsOf(key))["ftguard:status"]).toBe("QUARANTINED");
 		});
 	});
 
@@ -345,6 +430,11 @@ describe("the scan pipeline's handlers", () => {
 			),
 		);
 		expect((await tagsOf("jobs/j2/ckpt-pickle/pytorch_model.bin"))["ftguard:status"]).toBe("QUARANTINED");
+		// the page beside the verdict record names the file and its finding, from files.json
+		const page = await htmlReport(state.scanId);
+		expect(page).toContain("QUARANTINED");
+		expect(page).toContain("jobs/j2/ckpt-pickle/pytorch_model.bin");
+		expect(page).toContain("pickle-forbidden");
 	});
 
 	it("gives no PROMOTABLE tag to an object overwritten between mark and record", async () => {

@@ -33,6 +33,8 @@ function logAdd(a: number, b: number): number {
 
 /** log(e^a − e^b), a ≥ b (the series' partial sums stay positive; anything else is a numerical failure). */
 function logSub(a: number, b: number): number {
+	// equal to rounding (terms of magnitude 1e16 and more, σ huge): the difference is nothing
+	if (a < b && b - a <= 1e-12 * Math.abs(b)) return Number.NEGATIVE_INFINITY;
 	if (a < b) throw new Error(`RDP accountant: log-space subtraction went negative (${a} < ${b})`);
 	if (b === Number.NEGATIVE_INFINITY) return a;
 	if (a === b) return Number.NEGATIVE_INFINITY;
@@ -112,6 +114,8 @@ function logAFractional(q: number, sigma: number, alpha: number): number {
 		const logE1 = Math.log(0.5) + logErfc((z0 - j) / s2);
 		const logS0 = logT0 + (i * i - i) / (2 * sigma * sigma) + logE0;
 		const logS1 = logT1 + (j * j - j) / (2 * sigma * sigma) + logE1;
+		// a term beyond floating point (σ → 0): A_α is unbounded, and the series would run its whole length
+		if (logS0 === Number.POSITIVE_INFINITY || logS1 === Number.POSITIVE_INFINITY) return Number.POSITIVE_INFINITY;
 		if (sign > 0) {
 			logA0 = logAdd(logA0, logS0);
 			logA1 = logAdd(logA1, logS1);

@@ -11,11 +11,14 @@
  *
  * Only the payload's structure is checked here. Whether the payload is
  * authentic is `verifyDsseBundle`'s job and must happen first.
+ *
+ * `modelSigningStatement` is the other direction (what `ftguard sign` signs):
+ * the v1.0 statement of a manifest, fields in the order model_signing builds them.
  */
 import { z } from "zod";
 import { FtguardError } from "../errors";
 import { canonicalOrder, parseShardName, rootDigest } from "./manifest";
-import type { ResourceDescriptor, Serialization, SerializationMethod } from "./types";
+import type { Manifest, ResourceDescriptor, Serialization, SerializationMethod } from "./types";
 
 export const IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json";
 export const IN_TOTO_STATEMENT_V1 = "https://in-toto.io/Statement/v1";
@@ -299,4 +302,52 @@ export function checkRootDigest(statement: ModelSigningStatement): void {
 			{ details: { expected: statement.rootDigest, actual } },
 		);
 	}
+}
+
+/** The v1.0 statement as signed: plain JSON, keys in the order {@link modelSigningStatement} inserts them. */
+export interface ModelSigningStatementJson {
+	_type: typeof IN_TOTO_STATEMENT_V1;
+	subject: [{ name: string; digest: { sha256: string } }];
+	predicateType: typeof MODEL_SIGNING_PREDICATE_V1;
+	predicate: { serialization: SignedSerialization; resources: ResourceDescriptor[] };
+}
+
+/**
+ * The in-toto statement model_signing 1.1 signs for `manifest` (`signing.Payload`): one subject (the model
+ * name, the root digest), the resources in canonical order, the serialization section with the ignore paths
+ * (sorted here; model_signing lists a set, in no fixed order).
+ *
+ * Key order follows model_signing's source (`Payload.__init__`, `serialization_parameters`). Its own bytes
+ * do not: the predicate is a protobuf `Struct`, whose map order changes from one Python process to the next,
+ * so two model_signing runs over the same files may differ in key order. Verifiers parse the JSON and compare
+ * values, so any order verifies.
+ *
+ * Method "shards" is refused: model_signing names shard digests `sha256-sharded-<size>`, which ftguard's
+ * verifier (and, with its float shard_size, model_signing's own) does not yet read back.
+ */
+export function modelSigningStatement(manifest: Manifest): ModelSigningStatementJson {
+	const s = manifest.serialization;
+	if (s.method !== "files") {
+		throw new FtguardError("USAGE", `signing with serialization method "${s.method}" is not supported (use "files")`);
+	}
+	const serialization: SignedSerialization = {
+		method: s.method,
+		hash_type: s.hash_type,
+		allow_symlinks: s.allow_symlinks,
+		// model_signing leaves the key out when nothing is ignored
+		...(s.ignore_paths.length > 0 ? { ignore_paths: [...s.ignore_paths] } : {}),
+	};
+	return {
+		_type: IN_TOTO_STATEMENT_V1,
+		subject: [{ name: manifest.modelName, digest: { sha256: manifest.root } }],
+		predicateType: MODEL_SIGNING_PREDICATE_V1,
+		predicate: {
+			serialization,
+			resources: canonicalOrder(manifest.resources, s.method).map((r) => ({
+				name: r.name,
+				algorithm: r.algorithm,
+				digest: r.digest,
+			})),
+		},
+	};
 }

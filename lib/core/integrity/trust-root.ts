@@ -18,6 +18,7 @@ import { TrustedRoot } from "@sigstore/protobuf-specs";
 import seeds from "@sigstore/tuf/seeds.json" with { type: "json" };
 import { type TrustMaterial, toTrustMaterial } from "@sigstore/verify";
 import { FtguardError, firstLine } from "../errors";
+import { parsePemCertificates } from "./signing-key";
 
 const TRUSTED_ROOT_MEDIA_TYPE_PREFIX = "application/vnd.dev.sigstore.trustedroot";
 const TRUSTED_ROOT_MEDIA_TYPE = "application/vnd.dev.sigstore.trustedroot+json;version=0.1";
@@ -95,28 +96,6 @@ function checkedRoot(json: unknown, what: string, keyless: boolean): LoadedTrust
 		}
 	}
 	return { root, material };
-}
-
-/** DER certificates from a PEM text, in order; anything but CERTIFICATE blocks is refused. */
-export function parsePemCertificates(pem: string, what = "certificate chain"): Buffer[] {
-	const blocks = [...pem.matchAll(/-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g)];
-	if (blocks.length === 0) {
-		throw new FtguardError("TRUST_ROOT_INVALID", `${what} holds no PEM certificate`);
-	}
-	return blocks.map((block, i) => {
-		if (block[1] !== "CERTIFICATE") {
-			throw new FtguardError("TRUST_ROOT_INVALID", `${what}: PEM block ${i + 1} is ${block[1]}, not CERTIFICATE`);
-		}
-		const der = Buffer.from((block[2] ?? "").replace(/\s+/g, ""), "base64");
-		try {
-			// Node's parser is strict about DER; @sigstore/core's is lenient and would
-			// accept trailing garbage.
-			new NodeX509Certificate(der);
-		} catch (e) {
-			throw new FtguardError("TRUST_ROOT_INVALID", `${what}: certificate ${i + 1} does not parse`, { cause: e });
-		}
-		return der;
-	});
 }
 
 /**

@@ -10,7 +10,6 @@
  * is reported, with a hint when the signer had listed it as ignored.
  */
 import { readFile } from "node:fs/promises";
-import { isAbsolute, relative, sep } from "node:path";
 import { toFtguardError } from "../errors";
 import { resourceFile } from "./compare";
 import { buildManifest, hashOptionsFromSerialization } from "./manifest";
@@ -18,6 +17,7 @@ import type { ModelSigningStatement } from "./statement";
 import type { SignerInfo, TrustPolicy } from "./trust-policy";
 import type { HashProgress, Serialization } from "./types";
 import { verifySignedResources } from "./verify-signed";
+import { pathInside } from "./walk";
 
 export interface VerifyModelOptions {
 	policy: TrustPolicy;
@@ -45,13 +45,6 @@ export async function readSignatureFile(path: string): Promise<Buffer> {
 	}
 }
 
-/** The signature file's path relative to the model directory, if it lies inside it. */
-function signatureInside(modelPath: string, signaturePath: string): string | undefined {
-	const rel = relative(modelPath, signaturePath);
-	if (rel === "" || rel.startsWith("..") || isAbsolute(rel)) return undefined;
-	return rel.split(sep).join("/");
-}
-
 /** The hint for unsigned files the signer had listed in its own ignore paths: only the user may accept them. */
 function signerExcludedHint(unsigned: readonly string[], statement: ModelSigningStatement): string | undefined {
 	const signerIgnored = new Set(statement.serialization.ignore_paths ?? []);
@@ -67,7 +60,7 @@ export async function verifyModel(
 	options: VerifyModelOptions,
 ): Promise<VerifyModelResult> {
 	const userIgnores = options.ignorePaths ?? [];
-	const sigRel = signatureInside(modelPath, signaturePath);
+	const sigRel = pathInside(modelPath, signaturePath);
 	const {
 		signer,
 		statement,

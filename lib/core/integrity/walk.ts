@@ -28,7 +28,7 @@
  * signal or a progress timer still runs on a directory with millions of files.
  */
 import { type BigIntStats, type Dir, lstatSync, opendirSync, realpathSync, statSync } from "node:fs";
-import { basename, isAbsolute, resolve, sep } from "node:path";
+import { basename, isAbsolute, relative, resolve, sep } from "node:path";
 import { FtguardError, toFtguardError } from "../errors";
 
 /** One regular file to hash. */
@@ -92,6 +92,16 @@ export function normalizeIgnorePaths(paths: readonly string[]): string[] {
 		out.add(parts.join("/"));
 	}
 	return [...out].sort();
+}
+
+/**
+ * `path` relative to the model directory (POSIX), if it lies inside it: how the signature file becomes an
+ * ignore path when signing and verifying. Lexical, as both sides compute it the same way.
+ */
+export function pathInside(modelPath: string, path: string): string | undefined {
+	const rel = relative(modelPath, path);
+	if (rel === "" || rel === ".." || rel.startsWith(`..${sep}`) || isAbsolute(rel)) return undefined;
+	return rel.split(sep).join("/");
 }
 
 /** True when `rel` is an ignore path or lies under one (whole components only). */

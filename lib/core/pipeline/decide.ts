@@ -138,6 +138,31 @@ function skippedBackdoor(bd: Record<string, unknown>, now: Date | undefined, rea
 }
 
 /**
+ * The DP-SGD gate (lib/core/dp/gate.ts): each problem it recorded is a reason. Its outcome is re-judged from its own
+ * fields too, so a state whose problems list was lost or emptied cannot pass a required or over-limit run.
+ */
+function dpReasons(dp: Record<string, unknown>, reasons: string[]): void {
+	const problems = dp.problems;
+	if (!Array.isArray(problems) || !problems.every((p) => typeof p === "string")) {
+		reasons.push("dp: no list of problems");
+		return;
+	}
+	for (const p of problems) reasons.push(`dp: ${p}`);
+	if (problems.length > 0) return;
+	const { declared, required, epsilon, maxEpsilon } = dp;
+	if (typeof declared !== "boolean" || typeof required !== "boolean") reasons.push("dp: no gate outcome");
+	else if (required && !declared) reasons.push("dp: DP-SGD training is required but the artefact declares none");
+	else if (declared && !(typeof epsilon === "number" && Number.isFinite(epsilon)))
+		reasons.push("dp: the declared run was not accounted");
+	else if (
+		declared &&
+		maxEpsilon !== undefined &&
+		!(typeof maxEpsilon === "number" && (epsilon as number) <= maxEpsilon)
+	)
+		reasons.push(`dp: ε ${epsilon} is above the policy's maxEpsilon ${maxEpsilon}`);
+}
+
+/**
  * `now` re-checks a recorded waiver's expiry (the files step judged it when it ran; the handlers pass the clock,
  * a pure caller may leave it out).
  */
@@ -158,6 +183,8 @@ export function decide(state: ScanState, now?: Date): Decision {
 		reasons.push(`files: ${files.unsafe} unsafe, ${files.malformed} malformed`);
 		for (const r of Array.isArray(files.reasons) ? files.reasons : []) reasons.push(`files: ${r}`);
 	}
+	if (!present(state.dp)) reasons.push("missing: dp");
+	else dpReasons(state.dp as Record<string, unknown>, reasons);
 	const bd = state.backdoor;
 	if (!present(bd)) reasons.push("missing: backdoor");
 	else if (bd.required === true) {

@@ -69,6 +69,12 @@ export const backdoorReportSuffix = (index: number): string => `${BACKDOOR_DIR}$
  */
 export const VERDICT_RECORD_NAME = "verdict.json";
 
+/**
+ * Name of a scan's HTML report beside its verdict record, `scans/<scan id>/report.html` (lib/core/report): the page a
+ * person reads; the verdict record stays the machine's source of truth.
+ */
+export const REPORT_HTML_NAME = "report.html";
+
 /** CloudWatch namespace of every ftguard metric (EMF from the handlers and the batch job). */
 export const METRIC_NAMESPACE = "ftguard";
 /**
@@ -86,8 +92,16 @@ export const METRIC_DIMENSIONS: Readonly<Record<string, string>> = { service: ME
 export const MetricName = {
 	/** 1 = the base model matched the signed registry entry, 0 = it did not (or could not be checked). */
 	BASE_MODEL_VERIFICATION_RESULT: "base_model_verification_result",
-	/** Count of checkpoints whose signature verified. */
+	/**
+	 * One point per recorded verdict whose signature stage ran: 1 when the checkpoint's signature verified, 0 when
+	 * not, under `{service}` (its Sum: checkpoints signed) and `{service, job_id, result}` (TRAINING_DIMENSION).
+	 */
 	TRAINING_JOB_CHECKPOINT_SIGNED_TOTAL: "training_job_checkpoint_signed_total",
+	/**
+	 * The ε (at the run's δ, ftguard's RDP accountant) a checkpoint's declared DP-SGD run spent, one point per recorded
+	 * verdict that has one, under `{service}` and `{service, job_id}`.
+	 */
+	DP_EPSILON_CONSUMED: "dp_epsilon_consumed",
 	/** Neural Cleanse anomaly index, one data point per class (the alarm takes the Maximum). */
 	NEURAL_CLEANSE_ANOMALY_INDEX: "neural_cleanse_anomaly_index",
 	/** Activation Clustering: size of the smaller cluster / class size, one data point per class. */
@@ -127,6 +141,15 @@ export const MetricName = {
 	OUTPUT_MONITOR_UNWATCHED_RECORDS_TOTAL: "output_monitor_unwatched_records_total",
 } as const;
 export type MetricName = (typeof MetricName)[keyof typeof MetricName];
+
+/**
+ * Extra dimensions of the training job's metrics (`training_job_checkpoint_signed_total`, `dp_epsilon_consumed`): the
+ * job id the artefact's ftguard-training.json declares ({@link UNDECLARED_JOB_ID} when none), and whether the
+ * signature verified.
+ */
+export const TRAINING_DIMENSION = { JOB_ID: "job_id", RESULT: "result" } as const;
+export const UNDECLARED_JOB_ID = "undeclared";
+export const SignedResult = { VERIFIED: "verified", UNVERIFIED: "unverified" } as const;
 
 /** Extra dimension of `output_monitor_unwatched_records_total` (see {@link MetricName}). */
 export const MONITOR_UNWATCHED_DIMENSION = { REASON: "reason" } as const;

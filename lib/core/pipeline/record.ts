@@ -33,7 +33,7 @@ export interface VerdictRecord {
 	/** the policy waiver the verdict used, when a backdoor scan was skipped under one (also in stages.backdoor) */
 	waiver?: BackdoorWaiverRecord;
 	objects: TaggedObject[];
-	stages: Pick<ScanState, "manifest" | "signature" | "files" | "backdoor" | "error">;
+	stages: Pick<ScanState, "manifest" | "signature" | "files" | "backdoor" | "training" | "dp" | "error">;
 	/** ISO 8601 */
 	recordedAt: string;
 }
@@ -44,6 +44,8 @@ export function verdictRecord(state: ScanState, decision: Decision, objects: Tag
 	if (state.signature) stages.signature = state.signature;
 	if (state.files) stages.files = state.files;
 	if (state.backdoor) stages.backdoor = state.backdoor;
+	if (state.training) stages.training = state.training;
+	if (state.dp) stages.dp = state.dp;
 	if (state.error) stages.error = state.error;
 	// the waiver decide let the skipped scan pass under (an expired one left a "not scanned" reason instead)
 	const bd = state.backdoor;

@@ -127,6 +127,43 @@ export const scanStateSchema = z
 				})
 				.loose(),
 		),
+		/**
+		 * files: the training job's declaration (ftguard-training.json at the top of the artefact), what the verdict
+		 * record names; absent when the artefact has none
+		 */
+		training: opt(
+			z.object({
+				jobId: opt(str),
+				codeCommit: opt(str),
+				baseModel: opt(str),
+				datasetLineageRoot: opt(str),
+			}),
+		),
+		/**
+		 * files: the DP-SGD gate (lib/core/dp/gate.ts): the declared run re-accounted and the policy's limits for the
+		 * artefact's families; every problem quarantines ("dp: …")
+		 */
+		dp: opt(
+			z
+				.object({
+					declared: z.boolean(),
+					required: z.boolean(),
+					maxEpsilon: opt(z.number()),
+					maxDelta: z.number(),
+					families: z.array(z.string()),
+					epsilon: opt(z.number()),
+					order: opt(z.number()),
+					delta: opt(z.number()),
+					steps: opt(z.number()),
+					sampleRate: opt(z.number()),
+					noiseMultiplier: opt(z.number()),
+					claimedEpsilon: opt(z.number()),
+					accountant: opt(z.string()),
+					problems: z.array(z.string()),
+					notes: z.array(z.string()),
+				})
+				.loose(),
+		),
 		/** set by a Catch: which state failed and why (the execution then goes to decide → QUARANTINED) */
 		error: opt(z.object({ state: str, cause: z.string() })),
 		/** decide: the verdict, its reasons (none when PROMOTABLE) and notes (what a PROMOTABLE verdict rests on, e.g. a waiver) */

@@ -10,7 +10,6 @@ import { FtguardError, toFtguardError } from "../errors";
 import type { SignerInfo, TrustPolicy } from "../integrity";
 import type { ResourceDescriptor, Serialization } from "../integrity/types";
 import { verifySignedResources } from "../integrity/verify-signed";
-import { MetricName, type MetricPoint } from "./names";
 
 export interface SignatureOutcome {
 	verified: boolean;
@@ -84,9 +83,4 @@ export async function verifyManifestSignature(
 		// the mismatch outcome as built above (signer first), as the state has always carried it
 		return mismatch ?? failed(e, identity);
 	}
-}
-
-/** A verified signature counts in `training_job_checkpoint_signed_total`; anything else emits nothing. */
-export function signatureMetrics(outcome: SignatureOutcome): MetricPoint[] {
-	return outcome.verified ? [{ name: MetricName.TRAINING_JOB_CHECKPOINT_SIGNED_TOTAL, value: 1 }] : [];
 }

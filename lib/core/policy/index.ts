@@ -1,6 +1,6 @@
 /**
  * ftguard's policy file: one JSON document that configures every check — the
- * backdoor scan, the dataset scan, and the scan pipeline's sections: who may sign checkpoints,
+ * backdoor scan, the dataset scan, the DP-SGD gate, and the scan pipeline's sections: who may sign checkpoints,
  * whether pickles may be analysed instead of refused, where the trusted
  * reference data for backdoor scans lives, and where the signed base-model
  * registry lives. Unknown keys are rejected so that a misspelt threshold cannot
@@ -12,6 +12,7 @@ import type { TrustPolicy } from "../integrity";
 import { zodMessage } from "../schema";
 import { backdoorPolicySchema } from "./backdoor";
 import { datasetPolicySchema } from "./dataset";
+import { dpPolicySchema } from "./dp";
 import { monitorPolicySchema } from "./monitor";
 
 const s3Uri = z.string().regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\/.+$/, "must be s3://bucket/key");
@@ -128,6 +129,7 @@ export const policySchema = z
 		backdoor: backdoorPolicySchema.default(backdoorPolicySchema.parse({})),
 		dataset: datasetPolicySchema.default(datasetPolicySchema.parse({})),
 		monitor: monitorPolicySchema.default(monitorPolicySchema.parse({})),
+		dp: dpPolicySchema.default(dpPolicySchema.parse({})),
 	})
 	.strict();
 

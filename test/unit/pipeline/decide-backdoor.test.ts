@@ -52,6 +52,7 @@ const state: ScanState = {
 	manifest: { rootDigest: `sha256:${"0".repeat(64)}`, files: 1, bytes: 10, uri: "s3://reports/m.json" },
 	signature: { verified: true, identity: "key" },
 	files: { safe: true, unsafe: 0, malformed: 0, reportUri: "s3://reports/f.json", reasons: [] },
+	dp: { declared: false, required: false, maxDelta: 1e-5, families: [], problems: [], notes: [] },
 	backdoor: { required: true, models: [MODEL], results: [failed(0, 1)] },
 };
 const withResults = (results: unknown[], s: ScanState = state): ScanState =>

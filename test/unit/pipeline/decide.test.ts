@@ -10,6 +10,7 @@ const allPass: ScanState = {
 	manifest: { rootDigest: `sha256:${"0".repeat(64)}`, files: 1, bytes: 1, uri: "s3://r/m.json" },
 	signature: { verified: true, identity: "key" },
 	files: { safe: true, unsafe: 0, malformed: 0, reportUri: "s3://r/f.json", reasons: [] },
+	dp: { declared: false, required: false, maxDelta: 1e-5, families: [], problems: [], notes: [] },
 	backdoor: {
 		required: true,
 		models: [
@@ -28,6 +29,19 @@ const allPass: ScanState = {
 	},
 };
 const MODELS = allPass.backdoor?.models ?? [];
+const NO_DP = allPass.dp as NonNullable<ScanState["dp"]>;
+const DP_RUN = { ...NO_DP, declared: true, maxEpsilon: 8, epsilon: 2.6, order: 8, delta: 1e-5 };
+
+/** The DP gate's pass, written out independently of decide's dpReasons. */
+function dpPassed(dp: unknown): boolean {
+	if (typeof dp !== "object" || dp === null || Array.isArray(dp)) return false;
+	const d = dp as Record<string, unknown>;
+	if (!Array.isArray(d.problems) || d.problems.length > 0) return false;
+	if (typeof d.declared !== "boolean" || typeof d.required !== "boolean") return false;
+	if (!d.declared) return !d.required;
+	if (typeof d.epsilon !== "number") return false;
+	return d.maxEpsilon === undefined || (typeof d.maxEpsilon === "number" && d.epsilon <= d.maxEpsilon);
+}
 
 describe("decide", () => {
 	it("promotes only the all-pass state", () => {
@@ -56,6 +70,32 @@ describe("decide", () => {
 			"safe: true contradicted by a count",
 			{ ...allPass, files: { safe: true, unsafe: 0, malformed: 1, reportUri: "u", reasons: [] } },
 			"files: 0 unsafe, 1 malformed",
+		],
+		["the DP gate never ran", { ...allPass, dp: undefined } as unknown as ScanState, "missing: dp"],
+		[
+			"a DP gate problem",
+			{ ...allPass, dp: { ...DP_RUN, problems: ["the claimed ε 1 understates the run"] } },
+			"dp: the claimed ε 1 understates the run",
+		],
+		[
+			"a required DP run not declared, its problem lost",
+			{ ...allPass, dp: { ...NO_DP, required: true } },
+			"dp: DP-SGD training is required but the artefact declares none",
+		],
+		[
+			"an over-limit ε, its problem lost",
+			{ ...allPass, dp: { ...DP_RUN, maxEpsilon: 2 } },
+			"dp: ε 2.6 is above the policy's maxEpsilon 2",
+		],
+		[
+			"a declared run with no ε",
+			{ ...allPass, dp: { ...DP_RUN, epsilon: undefined } },
+			"dp: the declared run was not accounted",
+		],
+		[
+			"a DP outcome without its problems",
+			{ ...allPass, dp: { ...NO_DP, problems: "none" } } as unknown as ScanState,
+			"dp: no list of problems",
 		],
 		["no backdoor decision", { ...allPass, backdoor: undefined } as unknown as ScanState, "missing: backdoor"],
 		[
@@ -94,6 +134,7 @@ describe("decide", () => {
 			"missing: manifest",
 			"missing: signature",
 			"missing: files",
+			"missing: dp",
 			"missing: backdoor",
 		]);
 	});
@@ -127,6 +168,16 @@ describe("decide", () => {
 					malformed: fc.nat(2),
 					reportUri: fc.constant("u"),
 					reasons: fc.array(fc.string(), { maxLength: 2 }),
+				}),
+			),
+			dp: near(
+				p.dp,
+				fc.record({
+					declared: fc.oneof(fc.boolean(), junk),
+					required: fc.oneof(fc.boolean(), junk),
+					maxEpsilon: fc.oneof(fc.constant(undefined), fc.constantFrom(1, 8), junk),
+					epsilon: fc.oneof(fc.constant(undefined), fc.constantFrom(2.6, 9), junk),
+					problems: fc.oneof(fc.constant([]), fc.constant(["x"]), junk),
 				}),
 			),
 			backdoor: near(
@@ -174,6 +225,7 @@ describe("decide", () => {
 					x.files?.safe === true &&
 					x.files.unsafe === 0 &&
 					x.files.malformed === 0 &&
+					dpPassed(x.dp) &&
 					x.backdoor !== undefined &&
 					x.backdoor !== null &&
 					((x.backdoor.required === true &&

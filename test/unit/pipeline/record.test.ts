@@ -40,7 +40,7 @@ describe("verdictRecord", () => {
 			marker: { key: "c/model.sig", versionId: "v9" },
 			rootDigest: `sha256:${"a".repeat(64)}`,
 			status: "QUARANTINED",
-			reasons: ["error: files", "missing: files", "missing: backdoor"],
+			reasons: ["error: files", "missing: files", "missing: dp", "missing: backdoor"],
 			objects,
 			stages: { manifest: state.manifest, signature: state.signature, error: state.error },
 			recordedAt: "2026-11-28T01:02:03.000Z",
@@ -54,6 +54,7 @@ describe("verdictRecord", () => {
 		const waived: ScanState = {
 			...passed,
 			files: { safe: true, unsafe: 0, malformed: 0, reportUri: "s3://r/f.json", reasons: [] },
+			dp: { declared: false, required: false, maxDelta: 1e-5, families: [], problems: [], notes: [] },
 			backdoor: { required: false, notScanned: "no ONNX export to scan for backdoors", family: "llama", waiver },
 		};
 		const d = decide(waived);

@@ -1,6 +1,6 @@
 /** The signature state's outcome (lib/core/pipeline/signature.ts): every failure a result, never a throw. */
 import { describe, expect, it } from "vitest";
-import { signatureMetrics, verifyManifestSignature } from "../../../lib/core/pipeline/signature";
+import { verifyManifestSignature } from "../../../lib/core/pipeline/signature";
 import {
 	generateEcKeyPair,
 	makeModelSigningStatement,
@@ -59,14 +59,5 @@ describe("verifyManifestSignature", () => {
 			code: "MANIFEST_MISMATCH",
 			reason: "signed as files, but the artefact was hashed as shards of 10 bytes",
 		});
-	});
-});
-
-describe("signatureMetrics", () => {
-	it("counts a verified signature, and nothing else", () => {
-		expect(signatureMetrics({ verified: true, identity: "x" })).toEqual([
-			{ name: "training_job_checkpoint_signed_total", value: 1 },
-		]);
-		expect(signatureMetrics({ verified: false, code: "DIGEST_MISMATCH" })).toEqual([]);
 	});
 });
