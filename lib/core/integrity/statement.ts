@@ -67,27 +67,39 @@ const v1Subject = z.object({
 	digest: z.object({ sha256: z.string().regex(HEX64) }),
 });
 
-const v1Predicate = z.object({
-	serialization: z
-		.object({
-			method: z.enum(["files", "shards"]),
-			hash_type: z.literal("sha256"),
-			allow_symlinks: z.boolean().optional(),
-			ignore_paths: z.array(z.string()).optional(),
-			shard_size: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
-		})
-		.refine((s) => s.method !== "shards" || s.shard_size !== undefined, {
-			message: "shard_size is required for method shards",
-			path: ["shard_size"],
-		}),
-	resources: z.array(
-		z.object({
-			name: z.string().min(1),
-			algorithm: z.literal("sha256"),
-			digest: z.string().regex(HEX64, "expected 64 hex digits"),
-		}),
-	),
-});
+const v1Predicate = z
+	.object({
+		serialization: z
+			.object({
+				method: z.enum(["files", "shards"]),
+				hash_type: z.literal("sha256"),
+				allow_symlinks: z.boolean().optional(),
+				ignore_paths: z.array(z.string()).optional(),
+				shard_size: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
+			})
+			.refine((s) => s.method !== "shards" || s.shard_size !== undefined, {
+				message: "shard_size is required for method shards",
+				path: ["shard_size"],
+			}),
+		resources: z.array(
+			z.object({
+				name: z.string().min(1),
+				// model_signing names a shard's digest after its hasher: "sha256-sharded-<shard_size>" (_hashing/io.py
+				// ShardedFileHasher.digest_name); a whole file's is "sha256". Both are SHA-256 of the bytes named.
+				algorithm: z.string().regex(/^sha256(-sharded-[1-9][0-9]*)?$/, 'expected "sha256" or "sha256-sharded-<N>"'),
+				digest: z.string().regex(HEX64, "expected 64 hex digits"),
+			}),
+		),
+	})
+	.refine(
+		(p) =>
+			p.resources.every(
+				(r) =>
+					r.algorithm === "sha256" ||
+					(p.serialization.method === "shards" && r.algorithm === `sha256-sharded-${p.serialization.shard_size}`),
+			),
+		{ message: "a sha256-sharded-<N> digest needs method shards with shard_size N", path: ["resources"] },
+	);
 
 const legacySubject = z.object({
 	name: z.string().min(1),
@@ -171,7 +183,8 @@ function parseV1(subjects: unknown[], predicate: unknown): ModelSigningStatement
 	const checked = checkResources(
 		resources.map((r) => ({
 			name: r.name,
-			algorithm: r.algorithm,
+			// the shard's bytes hashed with SHA-256 either way (the refinement above tied N to shard_size)
+			algorithm: "sha256",
 			digest: r.digest.toLowerCase(),
 		})),
 		serialization.method,

@@ -268,6 +268,30 @@ describe("when the model is serialized in shards", () => {
 		expect(codeOf(() => parseModelSigningStatement(sharded([name])))).toBe("PAYLOAD_INVALID");
 	});
 
+	/** The same statement with each resource's algorithm set as model_signing's shard hasher names it. */
+	const withAlgorithm = (payload: Buffer, algorithm: string, method?: string) => {
+		const s = JSON.parse(payload.toString()) as { predicate: { resources: Json[]; serialization: Json } };
+		for (const r of s.predicate.resources) r.algorithm = algorithm;
+		if (method !== undefined) s.predicate.serialization.method = method;
+		return bytes(s);
+	};
+
+	it('reads model_signing\'s shard digests, "sha256-sharded-<shard_size>", as SHA-256 of the shard', () => {
+		const s = parseModelSigningStatement(withAlgorithm(sharded(["a:0:100", "a:100:150"]), "sha256-sharded-100"));
+		expect(s.resources.map((r) => r.algorithm)).toEqual(["sha256", "sha256"]);
+		expect(() => checkRootDigest(s)).not.toThrow();
+	});
+
+	it.each([
+		["another shard size", "sha256-sharded-99", undefined],
+		["a sharded digest in a files manifest", "sha256-sharded-100", "files"],
+		["another hash", "sha512-sharded-100", undefined],
+		["a leading zero", "sha256-sharded-0100", undefined],
+	])("refuses %s as PAYLOAD_INVALID", (_, algorithm, method) => {
+		const payload = withAlgorithm(sharded(["a:0:100"]), algorithm, method);
+		expect(codeOf(() => parseModelSigningStatement(payload))).toBe("PAYLOAD_INVALID");
+	});
+
 	it.each([0, -5, 1.5])("refuses shard_size %s as PAYLOAD_INVALID", (size) => {
 		expect(codeOf(() => parseModelSigningStatement(sharded(["a:0:1"], size)))).toBe("PAYLOAD_INVALID");
 	});
