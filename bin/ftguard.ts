@@ -38,6 +38,7 @@ for (const stream of [process.stdout, process.stderr])
 	});
 registerHash(program, setExit);
 registerVerify(program, setExit);
+await import("../lib/cli/sign").then(({ registerSign }) => registerSign(program, setExit));
 registerBaseModel(program, setExit);
 registerFiles(program, setExit);
 registerBackdoor(program, setExit);
@@ -46,6 +47,7 @@ await import("../lib/cli/bind").then(({ registerBind }) => registerBind(program,
 registerDataset(program, setExit);
 registerMonitor(program, setExit);
 registerDp(program, setExit);
+await import("../lib/cli/report").then(({ registerReport }) => registerReport(program, setExit));
 registerPipeline(program, setExit);
 registerAws(program, setExit);
 for (const cmd of program.commands) cmd.exitOverride();

@@ -4,12 +4,13 @@
  * report bucket, metrics. An object replaced during the scan gets no tag from it
  * and the whole artefact is quarantined.
  */
-import { emitMetrics } from "../lib/aws/metrics";
-import { objectsToRecord, tagVerdict } from "../lib/aws/record";
-import { runHandler, s3Client, scanIdOf, writeReport } from "../lib/aws/runtime";
+import { emitEmfDocument, emitMetrics } from "../lib/aws/metrics";
+import { objectsToRecord, tagVerdict, writeHtmlReport } from "../lib/aws/record";
+import { reportLocation, runHandler, s3Client, scanIdOf, writeReport } from "../lib/aws/runtime";
 import { finalDecision } from "../lib/core/pipeline/decide";
 import { changedWhileTagged, recordMetrics, verdictRecord } from "../lib/core/pipeline/record";
 import { parseScanState } from "../lib/core/pipeline/schema";
+import { trainingMetricDocuments } from "../lib/core/pipeline/training";
 import type { ScanStateWith } from "../lib/core/pipeline/types";
 
 export async function handler(event: unknown): Promise<ScanStateWith<"verdict">> {
@@ -25,8 +26,14 @@ export async function handler(event: unknown): Promise<ScanStateWith<"verdict">>
 		const tagged = await tagVerdict(s3, state, objects, verdict.status);
 		const late = changedWhileTagged(tagged, changed);
 		if (late.length > 0) log.warn("objects changed while the verdict was written get no verdict", { keys: late });
-		await writeReport(state.scanId, "verdict", verdictRecord(state, verdict, tagged, new Date()));
+		const record = verdictRecord(state, verdict, tagged, new Date());
+		await writeReport(state.scanId, "verdict", record);
+		// the page people read: the verdict stands without it (tags and record are written), so a failure is logged
+		await writeHtmlReport(s3, reportLocation(), state, record, new Date()).catch((e: unknown) =>
+			log.warn("could not write the HTML report", { error: String(e) }),
+		);
 		emitMetrics(recordMetrics(state, verdict, tagged));
+		for (const doc of trainingMetricDocuments(state, new Date())) emitEmfDocument(doc);
 		log.info("verdict recorded", { ...verdict });
 		return { ...state, verdict };
 	});

@@ -5,9 +5,12 @@
 import type { S3Client } from "@aws-sdk/client-s3";
 import { mapLimit } from "../core/pipeline/concurrency";
 import { MAX_OBJECTS } from "../core/pipeline/mark";
-import { SCAN_ID_TAG, ScanStatus, STATUS_TAG } from "../core/pipeline/names";
-import { type TaggedObject, verdictTags } from "../core/pipeline/record";
+import { REPORT_HTML_NAME, SCAN_ID_TAG, ScanStatus, STATUS_TAG } from "../core/pipeline/names";
+import { reportKey, type TaggedObject, type VerdictRecord, verdictTags } from "../core/pipeline/record";
 import type { ScanObject, ScanState } from "../core/pipeline/types";
+import { LIMITS, type ModelReport, renderReport, wantedImages } from "../core/report";
+import { backdoorReportKey, MAX_BACKDOOR_REPORT_BYTES } from "./decide";
+import { getObjectBytes, putObject } from "./object-store";
 import { changedSince, headObject, listKeys } from "./objects";
 import { getTags, putFtguardTags } from "./tagging";
 
@@ -70,4 +73,70 @@ export async function tagVerdict(
 		const written = await putFtguardTags(s3, { bucket: state.bucket, ...object }, tags);
 		return written ? { ...object, tagged: true } : { ...object, tagged: false, skipped: "changed while tagged" };
 	});
+}
+
+/** The files report of an artefact of up to MAX_OBJECTS objects, with every finding: tens of MiB at most. */
+const MAX_FILES_REPORT_BYTES = 64 << 20;
+
+/** A JSON object of the report bucket, or undefined when it is missing, too large or not JSON (the page says so). */
+async function readJson(s3: S3Client, bucket: string, key: string, max: number): Promise<unknown> {
+	try {
+		const { bytes } = await getObjectBytes(s3, { bucket, key }, max);
+		return JSON.parse(Buffer.from(bytes).toString("utf8"));
+	} catch {
+		return undefined;
+	}
+}
+
+/**
+ * The verdict's HTML page (lib/core/report), written beside the verdict record as `<prefix><scan id>/report.html`:
+ * the record with the files report and each model's backdoor report and trigger images, read from where this scan's
+ * steps wrote them (never from a URI in the state). A model's report is read only when its job ended on its own
+ * (`reportUri` set): a report a killed job wrote late is not what the verdict rests on. Returns the page's URI.
+ */
+export async function writeHtmlReport(
+	s3: S3Client,
+	location: { bucket: string; prefix: string },
+	state: ScanState,
+	record: VerdictRecord,
+	generatedAt: Date,
+): Promise<string> {
+	const { bucket, prefix } = location;
+	const scanDir = `${prefix}${state.scanId}/`;
+	const files =
+		state.files === undefined
+			? undefined
+			: await readJson(s3, bucket, reportKey(state.scanId, "files", prefix), MAX_FILES_REPORT_BYTES);
+	const results = (state.backdoor?.results ?? []).filter((r) => r.reportUri !== undefined).slice(0, LIMITS.models);
+	const models = new Map<number, ModelReport>();
+	await mapLimit(results, 4, async (r) => {
+		const key = backdoorReportKey(state.scanId, prefix, r.index);
+		const report = await readJson(s3, bucket, key, MAX_BACKDOOR_REPORT_BYTES);
+		if (report === undefined) return;
+		const images = new Map<string, Uint8Array>();
+		await mapLimit(wantedImages(report), 8, async (name) => {
+			try {
+				const { bytes } = await getObjectBytes(
+					s3,
+					{ bucket, key: `${key.slice(0, -"report.json".length)}${name}` },
+					LIMITS.imageBytes,
+				);
+				images.set(name, bytes);
+			} catch {
+				// a missing or oversized image: the page shows "no image" for that class
+			}
+		});
+		models.set(r.index, { report, images });
+	});
+	const page = renderReport({
+		doc: record,
+		source: `s3://${bucket}/${reportKey(state.scanId, "verdict", prefix)}`,
+		...(files === undefined ? {} : { files }),
+		models,
+		generator: "the ftguard pipeline (record)",
+		generatedAt,
+	});
+	const key = `${scanDir}${REPORT_HTML_NAME}`;
+	await putObject(s3, { bucket, key }, page.html, "text/html; charset=utf-8");
+	return `s3://${bucket}/${key}`;
 }

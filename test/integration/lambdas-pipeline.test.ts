@@ -22,6 +22,7 @@ import { handler as manifest } from "../../lambdas/manifest";
 import { handler as mark } from "../../lambdas/mark";
 import { handler as record } from "../../lambdas/record";
 import { handler as signature } from "../../lambdas/signature";
+import { setEmfOutput } from "../../lib/aws/metrics";
 import { buildManifest } from "../../lib/core/integrity/manifest";
 import { scanIdOf } from "../../lib/core/pipeline/artefact";
 import { MAX_SHARDS } from "../../lib/core/pipeline/manifest";
@@ -45,7 +46,10 @@ const WAIVED_NOTE =
 	"backdoor: not scanned: no ONNX export to scan for backdoors; waived for family TinyClassifier under prefix jobs/j1/ (classifier heads are evaluated by the red team; approved by security@example.com)";
 
 let s3: LocalS3;
+/** The EMF documents the handlers wrote (what CloudWatch would read from their log lines). */
+const emf: Record<string, unknown>[] = [];
 beforeAll(async () => {
+	setEmfOutput({ write: (line: string) => emf.push(JSON.parse(line)) > 0 });
 	s3 = await startLocalS3([BUCKET, REPORTS]);
 	useForHandlers(s3, REPORTS, {
 		POWERTOOLS_METRICS_DISABLED: "true",
@@ -65,7 +69,10 @@ beforeAll(async () => {
 		}),
 	});
 });
-afterAll(async () => s3?.close());
+afterAll(async () => {
+	setEmfOutput(undefined);
+	await s3?.close();
+});
 
 /** Uploads a model directory under `prefix`, the marker (model.sig) last, and returns the first state. */
 async function upload(
@@ -251,6 +258,12 @@ describe("the scan pipeline's handlers", () => {
 				problems: [],
 			});
 			expect(rec.stages.dp.epsilon).toBeCloseTo(2.5967, 3);
+			// the record step's metrics, by the declared job id
+			const forJob = emf.filter((d) => d.job_id === "train-42");
+			expect(forJob).toEqual([
+				expect.objectContaining({ result: "verified", training_job_checkpoint_signed_total: 1 }),
+				expect.objectContaining({ dp_epsilon_consumed: rec.stages.dp.epsilon }),
+			]);
 		});
 
 		it.each([

@@ -7,7 +7,7 @@
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PutObjectCommand } from "@aws-sdk/client-s3";
+import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildManifest } from "../../lib/core/integrity/manifest";
 import { digitsReferenceData } from "../../lib/local/demo";
@@ -86,5 +86,16 @@ describe("an artefact with an image and a text classifier", () => {
 				reportUri: expect.stringMatching(/\/backdoor\/1\/report\.json$/),
 			}),
 		]);
+		// the page beside the verdict record: both models' evidence, the image model's reversed triggers read from S3
+		const page = await pipeline.server.client.send(
+			new GetObjectCommand({ Bucket: pipeline.definition.buckets.reports, Key: `scans/${v.scanId}/report.html` }),
+		);
+		expect(page.ContentType).toBe("text/html; charset=utf-8");
+		const html = (await page.Body?.transformToString()) ?? "";
+		expect(html).toContain("QUARANTINED");
+		expect(html).toContain(`Backdoor scan: ${prefix}model.onnx`);
+		expect(html).toContain(`Backdoor scan: ${prefix}text/model.onnx`);
+		expect(html).toContain("Inverted triggers (text)");
+		expect(html.match(/<img src="data:image\/png;base64,/g)?.length).toBe(20);
 	}, 300_000);
 });

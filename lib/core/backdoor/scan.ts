@@ -15,7 +15,15 @@ import { type NcClassResult, type NcProgress, neuralCleanse } from "./neural-cle
 import type { NpyFloat32, NpyInt64 } from "./npy";
 import { type OnnxModel, readOnnxModel } from "./onnx-model";
 import { type Device, NcRunner, OnnxInferenceRunner } from "./runtime";
-import { type StripCalibration, type StripTriggerResult, stripCalibrate, stripOnTriggers, stripScore } from "./strip";
+import {
+	entropyHistogram,
+	histogramTop,
+	type StripCalibration,
+	type StripTriggerResult,
+	stripCalibrate,
+	stripOnTriggers,
+	stripScore,
+} from "./strip";
 import { minMax } from "./summary-stats";
 import type { ReversedTrigger } from "./trigger-images";
 import { judgeNeuralCleanse, type NcEvidence } from "./verdict";
@@ -115,6 +123,11 @@ export interface BackdoorReport {
 			clean_entropy: { mean: number; std: number; min: number; max: number };
 			/** per reversed trigger: fraction of stamped clean inputs STRIP calls trojaned */
 			reversed_triggers: Array<{ cls: number; fraction_below: number; mean_entropy: number }>;
+			/**
+			 * Entropy histograms (counts in equal bins over [0, max] bits, max: the largest score rounded up): the
+			 * held-out clean inputs, and the same inputs stamped with each class's reversed trigger (the HTML report).
+			 */
+			histogram?: { max: number; clean: number[]; reversed_triggers: Array<{ cls: number; counts: number[] }> };
 			/** user-supplied inputs (--inputs): entropy per input, and those below the boundary */
 			inputs?: { count: number; flagged: number[]; entropy: number[] };
 		};
@@ -417,6 +430,7 @@ export async function scanBackdoor(
 			);
 			let onTriggers: StripTriggerResult[] = [];
 			if (triggers.length > 0) onTriggers = await stripOnTriggers(runner, { x: data.x.data, n }, calib, triggers);
+			const top = histogramTop([calib.cleanScores, ...onTriggers.map((r) => r.scores)]);
 			report.detectors.strip = {
 				boundary: round(calib.boundary),
 				frr: calib.frr,
@@ -432,6 +446,11 @@ export async function scanBackdoor(
 					fraction_below: round(r.fractionBelow),
 					mean_entropy: round(r.meanScore),
 				})),
+				histogram: {
+					max: top,
+					clean: entropyHistogram(calib.cleanScores, top),
+					reversed_triggers: onTriggers.map((r) => ({ cls: r.cls, counts: entropyHistogram(r.scores, top) })),
+				},
 			};
 			if (opts.inputs) {
 				const [m, ...rest] = opts.inputs.shape;

@@ -76,6 +76,8 @@ export interface StripTriggerResult {
 	/** fraction of stamped inputs with score < boundary */
 	fractionBelow: number;
 	meanScore: number;
+	/** each stamped input's score (the report's histogram) */
+	scores: Float64Array;
 }
 
 interface Data {
@@ -312,7 +314,34 @@ export async function stripOnTriggers(
 			count: chosen.length,
 			fractionBelow: chosen.length ? flagged.filter(Boolean).length / chosen.length : 0,
 			meanScore: mean(scores),
+			scores,
 		});
 	}
 	return out;
+}
+
+/** Bins of the report's entropy histograms: enough to see two modes, few enough to stay small per class. */
+export const HISTOGRAM_BINS = 20;
+
+/**
+ * The upper edge shared by a scan's entropy histograms: the largest score rounded up to a tenth of a bit, so the bins
+ * resolve where the scores are (clean entropies often sit far below the log2(classes) maximum).
+ */
+export function histogramTop(scoreSets: ReadonlyArray<ArrayLike<number>>): number {
+	let max = 0;
+	for (const s of scoreSets)
+		for (let i = 0; i < s.length; i++) if (Number.isFinite(s[i])) max = Math.max(max, s[i] as number);
+	return Math.max(0.1, Math.ceil(max * 10) / 10);
+}
+
+/** Counts of scores in HISTOGRAM_BINS equal bins over [0, top] (a score at the top goes in the last bin). */
+export function entropyHistogram(scores: ArrayLike<number>, top: number): number[] {
+	const counts = new Array<number>(HISTOGRAM_BINS).fill(0);
+	for (let i = 0; i < scores.length; i++) {
+		const s = scores[i] as number;
+		if (!Number.isFinite(s)) continue;
+		const b = Math.min(HISTOGRAM_BINS - 1, Math.max(0, Math.floor((s / top) * HISTOGRAM_BINS)));
+		counts[b] = (counts[b] as number) + 1;
+	}
+	return counts;
 }
