@@ -48,6 +48,7 @@ registerDataset(program, setExit);
 registerMonitor(program, setExit);
 registerDp(program, setExit);
 await import("../lib/cli/report").then(({ registerReport }) => registerReport(program, setExit));
+await import("../lib/cli/provenance").then(({ registerProvenance }) => registerProvenance(program, setExit));
 registerPipeline(program, setExit);
 registerAws(program, setExit);
 for (const cmd of program.commands) cmd.exitOverride();

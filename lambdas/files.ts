@@ -8,15 +8,13 @@ import { scanArtefact } from "../lib/aws/files";
 import { loadPolicy, runHandler, s3Client, scanIdOf, writeReport } from "../lib/aws/runtime";
 import { parseScanState, requireFields } from "../lib/core/pipeline/schema";
 import type { ScanStateWith } from "../lib/core/pipeline/types";
+import { policyDigest } from "../lib/core/provenance/statement";
 
 export async function handler(event: unknown): Promise<ScanStateWith<"files" | "backdoor" | "dp">> {
 	return runHandler("files", scanIdOf(event), async (log) => {
 		const state = requireFields(parseScanState(event, "files"), "files", "objects");
-		const { scanned, summary, backdoor, binding, training, dp } = await scanArtefact(
-			s3Client(),
-			state,
-			await loadPolicy(),
-		);
+		const policy = await loadPolicy();
+		const { scanned, summary, backdoor, binding, training, dp } = await scanArtefact(s3Client(), state, policy);
 		const doc = {
 			scanId: state.scanId,
 			bucket: state.bucket,
@@ -30,6 +28,13 @@ export async function handler(event: unknown): Promise<ScanStateWith<"files" | "
 		const reportUri = await writeReport(state.scanId, "files", doc);
 		const bytesFetched = scanned.reduce((n, s) => n + s.bytesFetched, 0);
 		log.info("files scanned", { ...summary, backdoor, dp, bytesFetched });
-		return { ...state, files: { ...summary, reportUri }, backdoor, ...(training ? { training } : {}), dp };
+		return {
+			...state,
+			files: { ...summary, reportUri },
+			backdoor,
+			...(training ? { training } : {}),
+			dp,
+			policyDigest: policyDigest(policy),
+		};
 	});
 }

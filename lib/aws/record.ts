@@ -1,6 +1,7 @@
 /**
- * The record state's S3 side: which pinned objects changed since mark, and the
- * verdict tags written on the exact versions of those that did not.
+ * The record state's S3 side: which pinned objects changed since mark, the
+ * verdict tags written on the exact versions of those that did not, and the
+ * scan's evidence read back for the HTML page and the provenance record.
  */
 import type { S3Client } from "@aws-sdk/client-s3";
 import { mapLimit } from "../core/pipeline/concurrency";
@@ -64,8 +65,9 @@ export async function tagVerdict(
 	state: ScanState,
 	objects: ReadonlyArray<{ object: ScanObject; changed: string | undefined }>,
 	status: Exclude<ScanStatus, "SCANNING">,
+	provenanceKey?: string,
 ): Promise<TaggedObject[]> {
-	const tags = verdictTags(state, status);
+	const tags = verdictTags(state, status, provenanceKey);
 	return mapLimit(objects, 8, async ({ object, changed }) => {
 		if (changed !== undefined) return { ...object, tagged: false, skipped: changed };
 		// bound by VersionId, or (no versioning) by ETag: an overwrite since the re-check above is refused, as S3
@@ -88,21 +90,24 @@ async function readJson(s3: S3Client, bucket: string, key: string, max: number):
 	}
 }
 
+/** What the scan's steps wrote that the HTML page and the provenance record show: the files report, each report. */
+export interface ScanEvidence {
+	files?: unknown;
+	/** by the model's index in the backdoor plan: its report.json and the trigger images the page shows */
+	models: Map<number, ModelReport>;
+}
+
 /**
- * The verdict's HTML page (lib/core/report), written beside the verdict record as `<prefix><scan id>/report.html`:
- * the record with the files report and each model's backdoor report and trigger images, read from where this scan's
- * steps wrote them (never from a URI in the state). A model's report is read only when its job ended on its own
- * (`reportUri` set): a report a killed job wrote late is not what the verdict rests on. Returns the page's URI.
+ * Reads the scan's evidence from where this scan's steps wrote it (never from a URI in the state). A model's report
+ * is read only when its job ended on its own (`reportUri` set): a report a killed job wrote late is not what the
+ * verdict rests on. Anything missing, too large or not JSON is left out (the page says so).
  */
-export async function writeHtmlReport(
+export async function readScanEvidence(
 	s3: S3Client,
 	location: { bucket: string; prefix: string },
 	state: ScanState,
-	record: VerdictRecord,
-	generatedAt: Date,
-): Promise<string> {
+): Promise<ScanEvidence> {
 	const { bucket, prefix } = location;
-	const scanDir = `${prefix}${state.scanId}/`;
 	const files =
 		state.files === undefined
 			? undefined
@@ -128,15 +133,31 @@ export async function writeHtmlReport(
 		});
 		models.set(r.index, { report, images });
 	});
+	return { ...(files === undefined ? {} : { files }), models };
+}
+
+/**
+ * The verdict's HTML page (lib/core/report), written beside the verdict record as `<prefix><scan id>/report.html`.
+ * Returns the page's URI.
+ */
+export async function writeHtmlReport(
+	s3: S3Client,
+	location: { bucket: string; prefix: string },
+	state: ScanState,
+	record: VerdictRecord,
+	evidence: ScanEvidence,
+	generatedAt: Date,
+): Promise<string> {
+	const { bucket, prefix } = location;
 	const page = renderReport({
 		doc: record,
 		source: `s3://${bucket}/${reportKey(state.scanId, "verdict", prefix)}`,
-		...(files === undefined ? {} : { files }),
-		models,
+		...(evidence.files === undefined ? {} : { files: evidence.files }),
+		models: evidence.models,
 		generator: "the ftguard pipeline (record)",
 		generatedAt,
 	});
-	const key = `${scanDir}${REPORT_HTML_NAME}`;
+	const key = `${prefix}${state.scanId}/${REPORT_HTML_NAME}`;
 	await putObject(s3, { bucket, key }, page.html, "text/html; charset=utf-8");
 	return `s3://${bucket}/${key}`;
 }

@@ -162,8 +162,18 @@ export async function writeReport(
 	name: "manifest" | "files" | "verdict",
 	doc: unknown,
 ): Promise<string> {
+	return (await writeReportJson(scanId, name, doc)).uri;
+}
+
+/** {@link writeReport}, also returning the JSON text written (the verdict record's bytes are attested). */
+export async function writeReportJson(
+	scanId: string,
+	name: "manifest" | "files" | "verdict",
+	doc: unknown,
+): Promise<{ uri: string; json: string }> {
 	const { bucket, prefix } = reportLocation();
 	const key = reportKey(scanId, name, prefix);
-	await putObject(s3Client(), { bucket, key }, JSON.stringify(doc, null, 2), "application/json");
-	return `s3://${bucket}/${key}`;
+	const json = JSON.stringify(doc, null, 2);
+	await putObject(s3Client(), { bucket, key }, json, "application/json");
+	return { uri: `s3://${bucket}/${key}`, json };
 }

@@ -21,6 +21,7 @@ interface PipelineFlags {
 	once?: boolean;
 	json?: boolean;
 	monitorBucket?: string;
+	provenanceKey?: string;
 }
 
 const port = (v: string): number => {
@@ -40,6 +41,10 @@ export function registerPipeline(program: Command, setExit: (code: number) => vo
 		.option("--policy <file>", "policy JSON (signers, reference data, backdoor settings); required without --demo")
 		.option("--demo", "upload the bundled examples and print each verdict")
 		.option("--once", "exit after the demo, or after the first verdict")
+		.option(
+			"--provenance-key <pem>",
+			"EC private key that signs each verdict's provenance record (default: ./ftguard-provenance.key.pem, created if missing)",
+		)
 		.option("--json", "print one JSON document on stdout")
 		.option(
 			"--monitor-bucket <name>",
@@ -118,6 +123,8 @@ async function runPipeline(flags: PipelineFlags, io: Io): Promise<0 | 1> {
 	const pipeline = await LocalPipeline.start({
 		port: flags.port,
 		...(flags.dataDir ? { dataDir: flags.dataDir } : {}),
+		// beside the handler log, and kept: records of earlier runs verify with the same public key
+		provenanceKeyFile: resolve(flags.provenanceKey ?? "ftguard-provenance.key.pem"),
 		policy,
 		extraBuckets: [demo.TRUSTED_BUCKET],
 		...(flags.monitorBucket !== undefined ? { monitorBucket: flags.monitorBucket } : {}),
@@ -127,6 +134,11 @@ async function runPipeline(flags: PipelineFlags, io: Io): Promise<0 | 1> {
 		},
 	});
 	const buckets = pipeline.definition.buckets;
+	if (pipeline.provenance) {
+		io.err(
+			`ftguard pipeline: provenance records signed with ${pipeline.provenance.keyFile}${pipeline.provenance.created ? " (new)" : ""}; verify with: ftguard provenance verify <record> --artefact <dir|s3 uri> --public-key ${pipeline.provenance.publicKeyFile}`,
+		);
+	}
 	// Serving until stopped: the signal handlers go in before the endpoint is printed — whoever reads that line
 	// may signal at once, and a signal before them would kill the process outright. (The demo and --once run
 	// without them: a signal there ends the process, as a crash would; the next run rescans what it left.)

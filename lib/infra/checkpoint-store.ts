@@ -10,7 +10,7 @@ import {
 	FTGUARD_TAG_PATTERN,
 	ScanStatus,
 	STATUS_TAG,
-	VERDICT_RECORD_NAME,
+	VERDICT_OUTPUT_NAMES,
 } from "../core/pipeline/names.js";
 import { denyAnyPrincipal } from "./deny.js";
 import { logicalIdOf } from "./logical-id.js";
@@ -133,8 +133,8 @@ export interface CheckpointStoreProps {
  *   (`<dir>/ftguard-dataset-report.json`, `<dir>/ftguard-dataset-lineage.json`) are written and deleted by the
  *   dataset gate role only, and that role writes nothing else. With a ScanPipeline, each gate role's tag writes and
  *   uploads count only through the VPC's S3 gateway endpoint (requireGateWritesThrough).
- * - Report bucket policy: verdict records (`scans/<scan id>/verdict.json`) are written and deleted by the verdict
- *   role only.
+ * - Report bucket policy: verdict records (`scans/<scan id>/verdict.json`), their pages (`report.html`) and
+ *   provenance records (`provenance.sigstore.json`) are written and deleted by the verdict role only.
  *
  * The roles those statements name are created here, so the bucket policy and the principals it trusts are
  * defined in one place; the pipeline runs its Lambdas as {@link scannerRole} and {@link verdictRole}, its Batch
@@ -638,15 +638,17 @@ export class CheckpointStore extends Construct {
 	}
 
 	/**
-	 * Verdict records (`scans/<scan id>/verdict.json`) are written by the record function as the verdict role and by
-	 * nobody else (the sweeper writes no record): every other principal, the scanner and the backdoor job included
+	 * Verdict records (`scans/<scan id>/verdict.json`), their HTML pages (`report.html`) and signed provenance records
+	 * (`provenance.sigstore.json`) are written by the record function as the verdict role and by nobody else (the sweeper writes no record): every other principal, the scanner and the backdoor job included
 	 * (both write elsewhere under `scans/`), is denied writing, overwriting or deleting one.
 	 */
 	private protectVerdictRecords(): void {
 		this.reportBucket.addToResourcePolicy(
 			denyAnyPrincipal("DenyVerdictRecordWritesExceptVerdict", {
 				actions: ["s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"],
-				resources: [this.reportBucket.arnForObjects(`${SCAN_REPORT_PREFIX}*/${VERDICT_RECORD_NAME}`)],
+				resources: VERDICT_OUTPUT_NAMES.map((name) =>
+					this.reportBucket.arnForObjects(`${SCAN_REPORT_PREFIX}*/${name}`),
+				),
 				conditions: { ArnNotEquals: { "aws:PrincipalArn": this.verdictRole.roleArn } },
 			}),
 		);

@@ -25,6 +25,7 @@ import { logicalIdOf } from "./logical-id.js";
 import { OutputMonitor } from "./output-monitor.js";
 import { PipelineLogs } from "./pipeline-logs.js";
 import { AWS_CUSTOM_RESOURCE_SINGLETON_ID, secureProviderLogs } from "./proactive-controls.js";
+import { PROVENANCE_KMS_KEY_ENV, ProvenanceKey } from "./provenance-key.js";
 import { grantVpcAccess, OUTSIDE_VPC, ScanFunctionFactory, type ScanFunctionName } from "./scan-functions.js";
 import { resolveScanPipelineProps, type ScanPipelineProps, type ScanPipelineSettings } from "./scan-pipeline-props.js";
 import { StartTrigger } from "./start-trigger.js";
@@ -81,6 +82,8 @@ export class ScanPipeline extends Construct {
 	public readonly datasetDeadLetterQueue: sqs.Queue;
 	/** The step functions by step name. */
 	public readonly functions: Readonly<Record<LambdaStep, lambda.Function>>;
+	/** Signs every verdict's provenance record (KMS, ECC_NIST_P256); only the record function may sign with it. */
+	public readonly provenanceKey: ProvenanceKey;
 	/** Role of the decide function: reads the policy object and the scan's reports, nothing else. */
 	public readonly decideRole: iam.Role;
 	/** Role of the start function: starts executions of this state machine only. */
@@ -152,12 +155,24 @@ export class ScanPipeline extends Construct {
 				FTGUARD_POLICY_URI: this.policyUri,
 			},
 		});
+		// the key that signs each verdict's provenance record: only the record function may sign (provenance-key.ts)
+		this.provenanceKey = new ProvenanceKey(this, "ProvenanceKey", {
+			signerRole: store.verdictRole,
+			network,
+			removalPolicy: settings.removalPolicy,
+		});
 		this.functions = Object.fromEntries(
 			LAMBDA_STEPS.map((s) => [
 				s,
-				functions.create(s, { role: roles[s], reservedConcurrency: settings.reservedConcurrency, retryAttempts: 0 }),
+				functions.create(s, {
+					role: roles[s],
+					reservedConcurrency: settings.reservedConcurrency,
+					retryAttempts: 0,
+					...(s === "record" ? { environment: { [PROVENANCE_KMS_KEY_ENV]: this.provenanceKey.key.keyArn } } : {}),
+				}),
 			]),
 		) as Record<LambdaStep, lambda.Function>;
+		this.provenanceKey.allowSigningFrom(store.verdictRole, this.functions.record as unknown as lambda.IFunction);
 		if (!OUTSIDE_VPC.has("mark") && !OUTSIDE_VPC.has("record")) {
 			// The verdict functions run in the isolated subnets, so their tag and record writes come through the gateway.
 			store.requireVerdictWritesThrough(network.s3Endpoint.vpcEndpointId);

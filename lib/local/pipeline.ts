@@ -13,6 +13,8 @@
  * pipeline per process.
  */
 import { Console } from "node:console";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { handler as baseModelHandler } from "../../lambdas/base-model";
@@ -49,6 +51,7 @@ export { repositoryRoot } from "./package-root";
 
 import type { MonitorStore } from "./monitor-store";
 import { repositoryRoot } from "./package-root";
+import { type LocalProvenanceKey, localProvenanceKey } from "./provenance-key";
 import { createLocalStateMachine, type ExecutionOutcome, type LocalStateMachine, type TaskHandler } from "./runner";
 
 export type VerdictStatus = "PROMOTABLE" | "QUARANTINED" | "NOT_RECORDED";
@@ -127,6 +130,12 @@ export interface LocalPipelineOptions {
 	 * DynamoDB-compatible server (dynalite, in memory). @default no monitor
 	 */
 	monitorBucket?: string;
+	/**
+	 * The EC private key (PEM) the record handler signs provenance records with (FTGUARD_PROVENANCE_KEY_FILE): reused
+	 * when the file exists, else generated there, its public key written beside it (lib/local/provenance-key.ts).
+	 * @default a key of this run only, in a temporary directory removed on close
+	 */
+	provenanceKeyFile?: string;
 }
 
 /** What the output monitor made of one log object (the monitor function's result, and its alarms). */
@@ -208,6 +217,14 @@ export class LocalPipeline {
 			[DATASET_ENV.JOB_DEFINITION]: LOCAL_DATASET_JOB_DEFINITION,
 		});
 		delete process.env.FTGUARD_POLICY_URI;
+		// provenance is signed with a local key here, never through a KMS key an outer environment may name
+		const provenanceTmp =
+			options.provenanceKeyFile === undefined ? mkdtempSync(join(tmpdir(), "ftguard-provenance-")) : undefined;
+		const provenance = localProvenanceKey(
+			options.provenanceKeyFile ?? join(provenanceTmp as string, "provenance.key.pem"),
+		);
+		delete process.env.FTGUARD_PROVENANCE_KMS_KEY;
+		process.env.FTGUARD_PROVENANCE_KEY_FILE = provenance.keyFile;
 		if (monitorStore) {
 			Object.assign(process.env, {
 				FTGUARD_DYNAMODB_ENDPOINT: monitorStore.endpoint,
@@ -267,6 +284,8 @@ export class LocalPipeline {
 			...(options.onThrottle ? { onThrottle: options.onThrottle } : {}),
 		});
 		const pipeline = new LocalPipeline(server, definition, machine, options, slots);
+		pipeline.provenance = provenance;
+		pipeline.provenanceTmp = provenanceTmp;
 		pipeline.monitorStore = monitorStore;
 		// the dataset gate's CPU queue: one job at a time; the job reads the policy as the function does
 		const datasetSlots = new BatchSlots(1);
@@ -408,6 +427,9 @@ export class LocalPipeline {
 	/** What the monitor made of each log object so far, in the order they were processed. */
 	readonly monitorResults: LocalMonitorResult[] = [];
 	private monitorStore: MonitorStore | undefined;
+	/** the key provenance records are signed with, and its public key's file (for `ftguard provenance verify`) */
+	provenance: LocalProvenanceKey | undefined;
+	private provenanceTmp: string | undefined;
 	private readonly monitorWaiters = new Set<(r: LocalMonitorResult) => void>();
 
 	/** The monitor function on a log object's event (asynchronously, as an EventBridge target); its alarms logged. */
@@ -616,5 +638,6 @@ export class LocalPipeline {
 		await Promise.allSettled(this.batchGates);
 		await this.monitorStore?.close();
 		await this.server.close();
+		if (this.provenanceTmp !== undefined) rmSync(this.provenanceTmp, { recursive: true, force: true });
 	}
 }

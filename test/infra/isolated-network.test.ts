@@ -73,12 +73,22 @@ describe("the VPC", () => {
 });
 
 describe("the VPC endpoints", () => {
-	it("include the S3 gateway and the interface endpoints for ECR, ECS, Logs, STS and Batch (the dataset gate's)", () => {
+	it("include the S3 gateway and the interface endpoints for ECR, ECS, Logs, STS, Batch (the dataset gate's) and KMS (provenance signing)", () => {
 		template.hasResourceProperties("AWS::EC2::VPCEndpoint", {
 			VpcEndpointType: "Gateway",
 			ServiceName: serviceName(".s3"),
 		});
-		for (const suffix of [".ecr.api", ".ecr.dkr", ".ecs", ".ecs-agent", ".ecs-telemetry", ".logs", ".sts", ".batch"]) {
+		for (const suffix of [
+			".ecr.api",
+			".ecr.dkr",
+			".ecs",
+			".ecs-agent",
+			".ecs-telemetry",
+			".logs",
+			".sts",
+			".batch",
+			".kms",
+		]) {
 			template.hasResourceProperties("AWS::EC2::VPCEndpoint", {
 				VpcEndpointType: "Interface",
 				ServiceName: serviceName(suffix),
@@ -86,7 +96,7 @@ describe("the VPC endpoints", () => {
 				SecurityGroupIds: [{ "Fn::GetAtt": [logicalId(stack.network.endpointSecurityGroup), "GroupId"] }],
 			});
 		}
-		template.resourceCountIs("AWS::EC2::VPCEndpoint", 9);
+		template.resourceCountIs("AWS::EC2::VPCEndpoint", 10);
 	});
 	it("limit S3 to ftguard's four data buckets and ECR's layer bucket", () => {
 		const [gateway] = resources("AWS::EC2::VPCEndpoint").filter((r) => r.Properties.VpcEndpointType === "Gateway");

@@ -626,7 +626,7 @@ describe("each pipeline role can make the S3 calls its handlers make", () => {
 	});
 });
 
-describe("verdict records (scans/<scan id>/verdict.json) are the verdict role's alone", () => {
+describe("verdict records (scans/<scan id>/verdict.json), their pages and provenance records are the verdict role's alone", () => {
 	const onReport = (role: keyof typeof roles, action: string, key: string, extra?: Request["identityPolicies"]) =>
 		decide({
 			roleArn: resolver.roleArn(roles[role]),
@@ -643,7 +643,12 @@ describe("verdict records (scans/<scan id>/verdict.json) are the verdict role's 
 	it.each(["scanner", "job", "sweeper"] as const)(
 		"%s cannot overwrite or delete a scan's verdict record, even with s3:* on everything",
 		async (role) => {
-			for (const key of ["scans/ftg-1/verdict.json", "scans/ftg-1/backdoor/verdict.json"]) {
+			for (const key of [
+				"scans/ftg-1/verdict.json",
+				"scans/ftg-1/backdoor/verdict.json",
+				"scans/ftg-1/report.html",
+				"scans/ftg-1/provenance.sigstore.json",
+			]) {
 				for (const action of ["s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"]) {
 					expect(await onReport(role, action, key, [s3Admin]), `${action} ${key}`).toBe("ExplicitlyDenied");
 				}
@@ -653,6 +658,8 @@ describe("verdict records (scans/<scan id>/verdict.json) are the verdict role's 
 	it("the scanner still writes its manifest, and the verdict role its record", async () => {
 		expect(await onReport("scanner", "s3:PutObject", "scans/ftg-1/manifest.json")).toBe("Allowed");
 		expect(await onReport("verdict", "s3:PutObject", "scans/ftg-1/verdict.json")).toBe("Allowed");
+		expect(await onReport("verdict", "s3:PutObject", "scans/ftg-1/report.html")).toBe("Allowed");
+		expect(await onReport("verdict", "s3:PutObject", "scans/ftg-1/provenance.sigstore.json")).toBe("Allowed");
 	});
 });
 

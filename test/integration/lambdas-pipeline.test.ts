@@ -6,6 +6,7 @@
  * decide → record as the state machine would (a throwing state is caught into
  * `error` and the run goes on to decide), and reads the tags and reports back.
  */
+import { createHash } from "node:crypto";
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -27,6 +28,8 @@ import { buildManifest } from "../../lib/core/integrity/manifest";
 import { scanIdOf } from "../../lib/core/pipeline/artefact";
 import { MAX_SHARDS } from "../../lib/core/pipeline/manifest";
 import type { ScanState } from "../../lib/core/pipeline/types";
+import { artefactRootOnDisk } from "../../lib/core/provenance/artefact";
+import { checkArtefactRoot, verifyProvenanceBundle } from "../../lib/core/provenance/verify";
 import { REPO } from "../helpers/cli";
 import { type LocalS3, startLocalS3, useForHandlers } from "../helpers/s3";
 import { generateEcKeyPair, makeModelSigningStatement, signStatementKeyed } from "../helpers/sign";
@@ -35,6 +38,10 @@ const BUCKET = "checkpoints";
 const REPORTS = "reports";
 const EXAMPLES = join(REPO, "examples");
 const otherSigner = generateEcKeyPair("P-256");
+/** The provenance key the record handler signs with (FTGUARD_PROVENANCE_KEY_FILE, as the local pipeline sets it). */
+const provenanceKey = generateEcKeyPair("P-256");
+const provenanceKeyFile = join(mkdtempSync(join(tmpdir(), "ftguard-prov-key-")), "key.pem");
+writeFileSync(provenanceKeyFile, provenanceKey.privateKey.export({ type: "pkcs8", format: "pem" }).toString());
 const WAIVER = {
 	family: "TinyClassifier",
 	prefix: "jobs/j1/",
@@ -53,6 +60,7 @@ beforeAll(async () => {
 	s3 = await startLocalS3([BUCKET, REPORTS]);
 	useForHandlers(s3, REPORTS, {
 		POWERTOOLS_METRICS_DISABLED: "true",
+		FTGUARD_PROVENANCE_KEY_FILE: provenanceKeyFile,
 		FTGUARD_POLICY: JSON.stringify({
 			signers: [
 				{ kind: "public-key", pem: readFileSync(join(EXAMPLES, "keys/signer.pub.pem"), "utf8") },
@@ -151,8 +159,26 @@ describe("the scan pipeline's handlers", () => {
 				"ftguard:status": "PROMOTABLE",
 				"ftguard:scan-id": state.scanId,
 				"ftguard:digest": `sha256:${local.root}`,
+				"ftguard:provenance": `scans/${state.scanId}/provenance.sigstore.json`,
 			});
 		}
+		// the signed provenance record the tag points at: signed by the provenance key, about exactly these bytes
+		const bundle = await s3.get(REPORTS, `scans/${state.scanId}/provenance.sigstore.json`);
+		const verified = verifyProvenanceBundle(bundle, provenanceKey.publicKeyPem, "provenance");
+		checkArtefactRoot(verified, (await artefactRootOnDisk(join(EXAMPLES, "checkpoint"), undefined)).root, "dir");
+		expect(verified.statement.predicate).toMatchObject({
+			scanId: state.scanId,
+			verdict: { status: "PROMOTABLE", notes: [WAIVED_NOTE] },
+			signer: { verified: true },
+			verdictRecord: {
+				uri: `s3://${REPORTS}/scans/${state.scanId}/verdict.json`,
+				sha256: createHash("sha256")
+					.update(await s3.get(REPORTS, `scans/${state.scanId}/verdict.json`))
+					.digest("hex"),
+			},
+		});
+		expect(verified.statement.predicate.policy?.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+		expect(() => verifyProvenanceBundle(bundle, otherSigner.publicKeyPem, "provenance")).toThrow();
 		const rec = await verdictRecord(state.scanId);
 		expect(rec).toMatchObject({
 			status: "PROMOTABLE",

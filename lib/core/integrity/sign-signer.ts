@@ -5,8 +5,9 @@
  * {@link digestSigner}: ftguard hashes, the key service signs the digest.
  */
 import { createHash, createPublicKey, sign as cryptoSign, type KeyObject } from "node:crypto";
-import { FtguardError } from "../errors";
-import { digestForKey } from "./signing-key";
+import { FtguardError, toFtguardError } from "../errors";
+import { inTotoPae } from "./sign-payload";
+import { digestForKey, verifyWithKey } from "./signing-key";
 
 export interface Signer {
 	/** The public half: named in the bundle, matched against a certificate, and used to check each signature. */
@@ -58,4 +59,27 @@ export function digestSigner(
 		publicKey,
 		sign: (data) => signDigest(createHash(digest).update(data).digest(), algorithm),
 	};
+}
+
+/**
+ * Signs an in-toto payload's DSSE encoding with `signer` and checks the signature against the signer's own public
+ * key, so a signer that answers with the wrong key, a raw (r||s) signature or garbage is caught here, not by
+ * whoever verifies later. `ftguard sign` (key and certificate modes) and the provenance record both sign this way.
+ * @throws FtguardError KEY_INVALID (the signature does not verify), or the signer's own error
+ */
+export async function signInTotoPayload(payload: Buffer, signer: Signer): Promise<Uint8Array> {
+	const pae = inTotoPae(payload);
+	let signature: Uint8Array;
+	try {
+		signature = await signer.sign(pae);
+	} catch (e) {
+		throw toFtguardError(e, "signing");
+	}
+	if (!verifyWithKey(pae, signer.publicKey, signature)) {
+		throw new FtguardError(
+			"KEY_INVALID",
+			"the signer's signature does not verify with its public key (not DER ECDSA by this key?)",
+		);
+	}
+	return signature;
 }

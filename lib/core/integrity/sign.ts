@@ -16,9 +16,9 @@ import { FtguardError, toFtguardError } from "../errors";
 import { buildManifest } from "./manifest";
 import { keyedBundleJson } from "./sign-bundle";
 import type { KeylessOptions } from "./sign-keyless";
-import { inTotoPae, statementPayload } from "./sign-payload";
-import type { Signer } from "./sign-signer";
-import { keyFingerprint, parsePemCertificates, publicKeyHint, verifyWithKey } from "./signing-key";
+import { statementPayload } from "./sign-payload";
+import { type Signer, signInTotoPayload } from "./sign-signer";
+import { keyFingerprint, parsePemCertificates, publicKeyHint } from "./signing-key";
 import type { HashProgress, Manifest } from "./types";
 import { pathInside } from "./walk";
 
@@ -78,21 +78,7 @@ export async function signModel(modelPath: string, o: SignModelOptions): Promise
 		const bundle = await signKeyless(payload, mode.keyless);
 		return { bundle, payload, manifest, signer: { kind: "keyless", ...keylessSigner(bundle) } };
 	}
-	const pae = inTotoPae(payload);
-	let signature: Uint8Array;
-	try {
-		signature = await mode.signer.sign(pae);
-	} catch (e) {
-		throw toFtguardError(e, "signing");
-	}
-	// A signer that answers with the wrong key, a raw (r||s) signature or garbage is caught here, not by
-	// whoever verifies the model later.
-	if (!verifyWithKey(pae, mode.signer.publicKey, signature)) {
-		throw new FtguardError(
-			"KEY_INVALID",
-			"the signer's signature does not verify with its public key (not DER ECDSA by this key?)",
-		);
-	}
+	const signature = await signInTotoPayload(payload, mode.signer);
 	const fingerprint = keyFingerprint(mode.signer.publicKey);
 	if (mode.kind === "key") {
 		const bundle = Buffer.from(

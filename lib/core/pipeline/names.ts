@@ -18,6 +18,12 @@ export const DIGEST_TAG = "ftguard:digest";
  */
 export const REASON_TAG = "ftguard:reason";
 /**
+ * Object tag with the report-bucket key of the signed provenance record of the verdict (`scans/<scan id>/
+ * provenance.sigstore.json`): what a deployment system verifies (`ftguard provenance verify`) instead of trusting the
+ * status tag. Absent when no provenance signer is configured.
+ */
+export const PROVENANCE_TAG = "ftguard:provenance";
+/**
  * Request header of a tag write bound to the object's ETag, for a store without versioning: the local server
  * (lib/local/s3rver-host.ts) applies the write only while the object still has that ETag. Never sent to S3, where
  * the VersionId binds the write (lib/aws/tagging.ts).
@@ -28,7 +34,7 @@ export const TAG_IF_MATCH_HEADER = "x-ftguard-if-match";
  * `s3:RequestObjectTag/<key>` (condition key names fold case, like the `s3:ExistingObjectTag/<key>` reads), which
  * also catches `FTGUARD:STATUS` and other case variants that a case-sensitive `ftguard:*` match misses.
  */
-export const FTGUARD_TAG_KEYS = [STATUS_TAG, SCAN_ID_TAG, DIGEST_TAG, REASON_TAG] as const;
+export const FTGUARD_TAG_KEYS = [STATUS_TAG, SCAN_ID_TAG, DIGEST_TAG, REASON_TAG, PROVENANCE_TAG] as const;
 /** Every ftguard tag key matches this pattern (used in `s3:RequestObjectTagKeys` conditions). */
 export const FTGUARD_TAG_PATTERN = "ftguard:*";
 
@@ -74,6 +80,15 @@ export const VERDICT_RECORD_NAME = "verdict.json";
  * person reads; the verdict record stays the machine's source of truth.
  */
 export const REPORT_HTML_NAME = "report.html";
+
+/**
+ * Name of a scan's signed provenance record beside its verdict record, `scans/<scan id>/provenance.sigstore.json`
+ * (lib/core/provenance: an in-toto statement in a DSSE envelope, a Sigstore bundle signed by the provenance key).
+ */
+export const PROVENANCE_RECORD_NAME = "provenance.sigstore.json";
+
+/** What only the verdict role may write under a scan's report prefix: the record, its page, its provenance. */
+export const VERDICT_OUTPUT_NAMES: readonly string[] = [VERDICT_RECORD_NAME, REPORT_HTML_NAME, PROVENANCE_RECORD_NAME];
 
 /** CloudWatch namespace of every ftguard metric (EMF from the handlers and the batch job). */
 export const METRIC_NAMESPACE = "ftguard";

@@ -6,7 +6,15 @@
  * tags the verdict is written as, and the metrics a recorded verdict counts in.
  */
 import { type Decision, scanErrored } from "./decide";
-import { DIGEST_TAG, MetricName, type MetricPoint, SCAN_ID_TAG, STATUS_TAG } from "./names";
+import {
+	DIGEST_TAG,
+	MetricName,
+	type MetricPoint,
+	PROVENANCE_RECORD_NAME,
+	PROVENANCE_TAG,
+	SCAN_ID_TAG,
+	STATUS_TAG,
+} from "./names";
 import type { BackdoorWaiverRecord, ScanObject, ScanState } from "./types";
 
 export const VERDICT_RECORD_SCHEMA = "https://ftguard.dev/schemas/verdict-record/v1";
@@ -73,13 +81,27 @@ export function reportKey(scanId: string, name: "manifest" | "files" | "verdict"
 	return `${prefix}${scanId}/${name}.json`;
 }
 
-/** The tags record writes on every unchanged version: the verdict, the scan id, and the root digest it rests on. */
-export function verdictTags(state: ScanState, status: Decision["status"]): Record<string, string> {
+/**
+ * The tags record writes on every unchanged version: the verdict, the scan id, the root digest it rests on, and the
+ * report-bucket key of the signed provenance record that attests it (when one is written: a deployment system
+ * verifies that record instead of trusting the tag, docs/provenance.md).
+ */
+export function verdictTags(
+	state: ScanState,
+	status: Decision["status"],
+	provenanceKey?: string,
+): Record<string, string> {
 	return {
 		[STATUS_TAG]: status,
 		[SCAN_ID_TAG]: state.scanId,
 		...(state.manifest ? { [DIGEST_TAG]: state.manifest.rootDigest } : {}),
+		...(provenanceKey !== undefined ? { [PROVENANCE_TAG]: provenanceKey } : {}),
 	};
+}
+
+/** The report-bucket key of a scan's signed provenance record (`prefix` ends in "/"). */
+export function provenanceKey(scanId: string, prefix = "scans/"): string {
+	return `${prefix}${scanId}/${PROVENANCE_RECORD_NAME}`;
 }
 
 /**

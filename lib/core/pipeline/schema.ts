@@ -127,6 +127,8 @@ export const scanStateSchema = z
 				})
 				.loose(),
 		),
+		/** files: the digest of the policy the scan ran under (lib/core/provenance policyDigest: canonical JSON, defaults filled in) */
+		policyDigest: opt(z.string().regex(/^sha256:[0-9a-f]{64}$/)),
 		/**
 		 * files: the training job's declaration (ftguard-training.json at the top of the artefact), what the verdict
 		 * record names; absent when the artefact has none
