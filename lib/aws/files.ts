@@ -22,7 +22,7 @@ import {
 	scanSource,
 	summariseFiles,
 } from "../core/pipeline/files";
-import { familyOf, onnxInputs } from "../core/pipeline/model-info";
+import { familyOf, MAX_CONFIG_BYTES, onnxInputs } from "../core/pipeline/model-info";
 import { type TrainingMetadataInput, trainingChecks, trainingMetadataKey } from "../core/pipeline/training";
 import type { ScanObject, ScanState } from "../core/pipeline/types";
 import { type Policy, referenceDataFor } from "../core/policy";
@@ -39,23 +39,28 @@ export interface ScannedObject {
 	bytesFetched: number;
 }
 
-const MAX_CONFIG_BYTES = 1 << 20;
+/** A directory's config.json: none, or one with the family it names (none when unreadable, too large, or silent). */
+type ConfigFamily = { present: false } | { present: true; family: string | undefined };
 
-/**
- * The family of the config.json at `dir` (a key prefix ending in "/"), if the artefact has one there; a config.json
- * too large to be one, or unreadable as one, gives none.
- */
-async function familyAt(
+/** The config.json at `dir` (a key prefix ending in "/"), if the artefact has one there, and its family. */
+async function configFamilyAt(
 	s3: S3Client,
 	bucket: string,
 	objects: readonly ScanObject[],
 	dir: string,
-): Promise<string | undefined> {
+): Promise<ConfigFamily> {
 	const config = objects.find((o) => o.key === `${dir}config.json`);
-	return config && config.size <= MAX_CONFIG_BYTES
-		? familyOf(await readPinnedBytes(s3, { bucket, ...config }, MAX_CONFIG_BYTES))
-		: undefined;
+	if (config === undefined) return { present: false };
+	const family =
+		config.size <= MAX_CONFIG_BYTES
+			? familyOf(await readPinnedBytes(s3, { bucket, ...config }, MAX_CONFIG_BYTES))
+			: undefined;
+	return { present: true, family };
 }
+
+const familyOfConfig = (c: ConfigFamily) => (c.present ? c.family : undefined);
+/** A config.json that is there but names no family ftguard can read: the DP gate applies every family's limits. */
+const unreadable = (c: ConfigFamily) => c.present && c.family === undefined;
 
 /**
  * Each ONNX model's facts for the plan: its family (the config.json beside it, else the artefact's top-level one),
@@ -70,17 +75,18 @@ async function plannedModels(
 	artefactFamily: string | undefined,
 ): Promise<PlannedModel[]> {
 	// one read of each directory's config.json, however many models sit beside it
-	const families = new Map<string, Promise<string | undefined>>();
+	const families = new Map<string, Promise<ConfigFamily>>();
 	return mapLimit(keys, 4, async (key): Promise<PlannedModel> => {
 		const o = objects.find((x) => x.key === key);
 		if (o === undefined) throw new FtguardError("NOT_FOUND", `${key} is not an object of the artefact`);
 		const dir = key.slice(0, key.lastIndexOf("/") + 1);
-		let own: Promise<string | undefined> | undefined;
+		let own: ConfigFamily = { present: false };
 		if (state.artefact.endsWith("/") && dir.startsWith(state.artefact) && dir !== state.artefact) {
-			own = families.get(dir) ?? familyAt(s3, state.bucket, objects, dir);
-			families.set(dir, own);
+			const read = families.get(dir) ?? configFamilyAt(s3, state.bucket, objects, dir);
+			families.set(dir, read);
+			own = await read;
 		}
-		const family = (await own) ?? artefactFamily;
+		const family = familyOfConfig(own) ?? artefactFamily;
 		const inputs = await onnxInputs(new S3Source(s3, { bucket: state.bucket, ...o }, { blockSize: 64 * 1024 }));
 		const inputShape = inputs?.shape;
 		const info = { ...(family !== undefined ? { family } : {}), ...(inputShape !== undefined ? { inputShape } : {}) };
@@ -90,6 +96,7 @@ async function plannedModels(
 			...info,
 			takesTokenIds: takesTokenIds(inputs?.names ?? []),
 			reference: referenceDataFor(policy.referenceData, info),
+			...(unreadable(own) ? { configUnreadable: true } : {}),
 		};
 	});
 }
@@ -145,9 +152,10 @@ export async function scanArtefact(
 		const { size: _, ...pin } = o;
 		return { ...pin, report, bytesFetched: source.bytesFetched };
 	});
-	const artefactFamily = state.artefact.endsWith("/")
-		? await familyAt(s3, state.bucket, state.objects, state.artefact)
-		: undefined;
+	const artefactConfig: ConfigFamily = state.artefact.endsWith("/")
+		? await configFamilyAt(s3, state.bucket, state.objects, state.artefact)
+		: { present: false };
+	const artefactFamily = familyOfConfig(artefactConfig);
 	const models = await plannedModels(s3, state, content, onnxModelsOf(scanned), policy, artefactFamily);
 	const summary = summariseFiles(scanned.map((s) => s.report));
 	const binding = await bindArtefact(
@@ -160,7 +168,9 @@ export async function scanArtefact(
 	);
 	const problems = binding?.reasons ?? [];
 	const families = [artefactFamily, ...models.map((m) => m.family)].filter((f): f is string => f !== undefined);
-	const { training, dp } = trainingChecks(await trainingMetadataOf(s3, state, content), families, policy.dp);
+	const unknownFamily = unreadable(artefactConfig) || models.some((m) => m.configUnreadable === true);
+	const metadata = await trainingMetadataOf(s3, state, content);
+	const { training, dp } = trainingChecks(metadata, families, policy.dp, unknownFamily);
 	return {
 		scanned,
 		...(training ? { training } : {}),

@@ -5,7 +5,7 @@
  * construction. Each object is pinned to the version its HEAD returned, so an overwrite mid-hash fails the read
  * instead of mixing two versions.
  */
-import type { S3Client } from "@aws-sdk/client-s3";
+import { S3Client } from "@aws-sdk/client-s3";
 import { FtguardError } from "../core/errors";
 import { MAX_BUNDLE_BYTES } from "../core/integrity/bundle";
 import { mapLimit } from "../core/pipeline/concurrency";
@@ -70,4 +70,23 @@ export async function artefactRootInS3(
 async function markerObject(s3: S3Client, bucket: string, key: string): Promise<ScanObject | undefined> {
 	const head = await headObject(s3, bucket, key);
 	return head === undefined ? undefined : { key, ...head };
+}
+
+/**
+ * {@link artefactRootInS3} with a client of the environment's credentials and region (FTGUARD_S3_ENDPOINT: a local
+ * S3-compatible server, path-style). The client is made here, where the SDK is a static import: a dynamic import of
+ * the CommonJS SDK from a bundled chunk gives no named exports.
+ */
+export async function artefactRootAtUri(
+	uri: string,
+	plan: HashPlan | undefined,
+	directory: boolean,
+): Promise<ArtefactRoot> {
+	const endpoint = process.env.FTGUARD_S3_ENDPOINT;
+	const s3 = new S3Client(endpoint ? { endpoint, forcePathStyle: true } : {});
+	try {
+		return await artefactRootInS3(s3, uri, plan, directory);
+	} finally {
+		s3.destroy();
+	}
 }

@@ -98,12 +98,13 @@ check (no such path, unreadable policy).`,
 const collect = (value: string, previous: string[]) => [...previous, value];
 
 async function check(io: Io, artefact: string, flags: CheckFlags): Promise<ExitCode> {
-	const [{ defaultPolicy, parsePolicy }, { trainingChecks }, { familyOf }, { TRAINING_METADATA }] = await Promise.all([
-		import("../core/policy"),
-		import("../core/pipeline/training"),
-		import("../core/pipeline/model-info"),
-		import("../core/training/metadata"),
-	]);
+	const [{ defaultPolicy, parsePolicy }, { trainingChecks }, { familyOf, MAX_CONFIG_BYTES }, { TRAINING_METADATA }] =
+		await Promise.all([
+			import("../core/policy"),
+			import("../core/pipeline/training"),
+			import("../core/pipeline/model-info"),
+			import("../core/training/metadata"),
+		]);
 	const policy =
 		flags.policy === undefined
 			? defaultPolicy()
@@ -122,15 +123,19 @@ async function check(io: Io, artefact: string, flags: CheckFlags): Promise<ExitC
 			() => false,
 		));
 	const families = [...flags.family];
+	let unknownFamily = false;
 	if (isDir) {
+		// as the pipeline reads it: a config.json over 1 MiB, unparseable or silent names no family, and then every
+		// family entry of the policy applies
 		const config = await readArgFile(join(artefact, "config.json"), "config.json").catch(() => undefined);
-		const family = config !== undefined ? familyOf(config) : undefined;
+		const family = config !== undefined && config.length <= MAX_CONFIG_BYTES ? familyOf(config) : undefined;
 		if (family !== undefined) families.push(family);
+		else unknownFamily = config !== undefined;
 	}
 	const input = exists
 		? { kind: "read" as const, bytes: await readArgFile(file, "the training metadata") }
 		: { kind: "absent" as const };
-	const { training, dp } = trainingChecks(input, families, policy.dp);
+	const { training, dp } = trainingChecks(input, families, policy.dp, unknownFamily);
 	const pass = dp.problems.length === 0;
 	if (io.json) printJson(io, { pass, ...(training ? { training } : {}), dp });
 	else printCheck(io, dp, pass);

@@ -85,17 +85,8 @@ async function verify(io: Io, record: string, flags: VerifyFlags): Promise<ExitC
 	const plan = recordedHashPlan(predicate);
 	let computed: ArtefactRoot;
 	if (flags.artefact.startsWith("s3://")) {
-		const [{ S3Client }, { artefactRootInS3 }] = await Promise.all([
-			import("@aws-sdk/client-s3"),
-			import("../aws/provenance-artefact"),
-		]);
-		const endpoint = process.env.FTGUARD_S3_ENDPOINT;
-		const s3 = new S3Client(endpoint ? { endpoint, forcePathStyle: true } : {});
-		try {
-			computed = await artefactRootInS3(s3, flags.artefact, plan, predicate.checkpoint.artefact.endsWith("/"));
-		} finally {
-			s3.destroy();
-		}
+		const { artefactRootAtUri } = await import("../aws/provenance-artefact");
+		computed = await artefactRootAtUri(flags.artefact, plan, predicate.checkpoint.artefact.endsWith("/"));
 	} else {
 		const { artefactRootOnDisk } = await import("../core/provenance/artefact");
 		const progress = progressLine(io, "hashing");

@@ -2,6 +2,8 @@
 import { constants } from "node:fs";
 import { access } from "node:fs/promises";
 import { dirname } from "node:path";
+// a static import: a dynamic import of this CommonJS package from a bundled chunk gives no named exports
+import { CIContextProvider } from "@sigstore/sign";
 import type { Command } from "commander";
 import { FtguardError, toFtguardError } from "../core/errors";
 import type { SigningMode } from "../core/integrity/sign";
@@ -142,7 +144,6 @@ function identityToken(flags: SignFlags): () => Promise<string> {
 		return async () => (await readArgText(file, `identity token file ${file}`)).trim();
 	}
 	return async () => {
-		const { CIContextProvider } = await import("@sigstore/sign");
 		try {
 			// SIGSTORE_ID_TOKEN, else GitHub Actions' id-token endpoint (ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN)
 			return await new CIContextProvider("sigstore").getToken();

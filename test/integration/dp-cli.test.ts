@@ -123,6 +123,17 @@ describe("ftguard dp check (the pipeline's DP-SGD gate on a directory)", () => {
 		expect(r.json()).toMatchObject({ dp: { maxEpsilon: 1, families: ["bert", "medical"] } });
 	});
 
+	it("a config.json that transformers loads but JSON.parse does not, or that names no family, cannot dodge a family's limit", async () => {
+		const p = policy({ dp: { families: { bert: { required: true, maxEpsilon: 1 } } } });
+		for (const config of ['{"model_type": "bert", "initializer_range": NaN}', '{"model_type": "bert",', "{}"]) {
+			const dir = artefact(declaration);
+			writeFileSync(join(dir, "config.json"), config);
+			const r = await ftguard(["dp", "check", dir, "--policy", p, "--json"]);
+			expect(r.code, config).toBe(1);
+			expect(r.json(), config).toMatchObject({ dp: { required: true, maxEpsilon: 1, families: ["bert"] } });
+		}
+	});
+
 	it("exit 2 with one line when it cannot check: no such path, a policy with a misspelt key", async () => {
 		const missing = await ftguard(["dp", "check", join(tmpdir(), "ftguard-no-such-dir-x")]);
 		expect(missing.code).toBe(2);

@@ -22,6 +22,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildManifest } from "../../lib/core/integrity/manifest";
+import { verifyProvenanceBundle } from "../../lib/core/provenance/verify";
 import { statesOf } from "../../lib/local/definition";
 import { AwsChunkedDecoder, type ObjectCreatedEvent, toObjectCreated } from "../../lib/local/object-server";
 import type { LocalPipeline } from "../../lib/local/pipeline";
@@ -118,8 +119,22 @@ describe("the local pipeline", () => {
 				"ftguard:status": "PROMOTABLE",
 				"ftguard:scan-id": v.scanId,
 				"ftguard:digest": `sha256:${local.root}`,
+				"ftguard:provenance": `scans/${v.scanId}/provenance.sigstore.json`,
 			});
 		}
+		// what a deployment system does instead of trusting the tag: the record the tag names, checked with the
+		// pipeline's public key against the bytes
+		const record = await pipeline.server.client.send(
+			new GetObjectCommand({
+				Bucket: pipeline.definition.buckets.reports,
+				Key: `scans/${v.scanId}/provenance.sigstore.json`,
+			}),
+		);
+		const bundle = await record.Body?.transformToByteArray();
+		const publicKey = readFileSync(pipeline.provenance?.publicKeyFile as string, "utf8");
+		const verified = verifyProvenanceBundle(bundle as Uint8Array, publicKey, "provenance");
+		expect(verified.root).toBe(local.root);
+		expect(verified.statement.predicate.verdict.status).toBe("PROMOTABLE");
 	}, 60_000);
 
 	it("quarantines the same checkpoint where no waiver covers it: not scanned for backdoors", async () => {

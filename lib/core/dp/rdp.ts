@@ -48,6 +48,9 @@ function logSub(a: number, b: number): number {
  */
 export function logErfc(x: number): number {
 	if (Number.isNaN(x)) return Number.NaN;
+	// the limits exactly: the continued fraction at ±Infinity would run its whole length on NaN
+	if (x === Number.POSITIVE_INFINITY) return Number.NEGATIVE_INFINITY;
+	if (x === Number.NEGATIVE_INFINITY) return Math.LN2;
 	if (x < 0) return Math.log(2 - Math.exp(logErfc(-x)));
 	if (x < 2) {
 		// erf(x) = 2/√π · e^(−x²) · Σ (2x²)^n x / (2n+1)!!: no cancellation between terms
@@ -116,6 +119,9 @@ function logAFractional(q: number, sigma: number, alpha: number): number {
 		const logS1 = logT1 + (j * j - j) / (2 * sigma * sigma) + logE1;
 		// a term beyond floating point (σ → 0): A_α is unbounded, and the series would run its whole length
 		if (logS0 === Number.POSITIVE_INFINITY || logS1 === Number.POSITIVE_INFINITY) return Number.POSITIVE_INFINITY;
+		// a NaN term (z0 or σ² out of floating point) passes every stopping test: refuse rather than loop
+		if (Number.isNaN(logS0) || Number.isNaN(logS1))
+			throw new Error(`RDP accountant: no finite series at q ${q}, σ ${sigma}, α ${alpha}`);
 		if (sign > 0) {
 			logA0 = logAdd(logA0, logS0);
 			logA1 = logAdd(logA1, logS1);
@@ -134,7 +140,8 @@ export function rdpSampledGaussian(q: number, sigma: number, alpha: number): num
 	if (sigma === 0) return Number.POSITIVE_INFINITY;
 	if (q === 1) return alpha / (2 * sigma * sigma);
 	const logA = Number.isInteger(alpha) ? logAInteger(q, sigma, alpha) : logAFractional(q, sigma, alpha);
-	return logA / (alpha - 1);
+	// RDP is never negative; a rounding residue below 0 (A_α − 1 lost in the series' cutoff) must not lower ε
+	return Math.max(0, logA / (alpha - 1));
 }
 
 /** ε at δ from RDP values at `orders` (the best order), by the chosen conversion; never below 0. */
@@ -159,6 +166,18 @@ export function epsilonFromRdp(
 	}
 	return { epsilon: Math.max(0, best), order };
 }
+
+/**
+ * The parameters ftguard accounts (dpRunProblem refuses the rest): every DP-SGD run in use sits far inside. Past
+ * them the fractional-order series leave floating point (σ² ln(1/q − 1) overflows, σ² underflows) or a step's RDP
+ * falls under the series' cutoff (e^−30), whose residue times 1e13 steps is no longer small (docs/dp.md).
+ */
+export const ACCOUNTED_RANGE = {
+	minNoiseMultiplier: 0.01,
+	maxNoiseMultiplier: 1000,
+	minSampleRate: 1e-10,
+	maxSteps: 1e9,
+} as const;
 
 export interface DpSgdRun {
 	/** noise standard deviation / clipping norm */
@@ -205,6 +224,14 @@ export function dpRunProblem(run: DpSgdRun): string | undefined {
 		return `the noise multiplier must be a number above 0 (${sigma}; 0 is no privacy: ε is unbounded)`;
 	if (!Number.isFinite(q) || q <= 0 || q > 1) return `the sampling rate must be in (0, 1] (${q})`;
 	if (!Number.isSafeInteger(steps) || steps < 1) return `the steps must be a whole number of at least 1 (${steps})`;
+	// outside these the series leave floating point or their cutoff outweighs a step's RDP: no number to gate on
+	const r = ACCOUNTED_RANGE;
+	if (sigma < r.minNoiseMultiplier || sigma > r.maxNoiseMultiplier)
+		return `the noise multiplier ${sigma} is outside [${r.minNoiseMultiplier}, ${r.maxNoiseMultiplier}], the range ftguard's accountant is checked for`;
+	if (q < r.minSampleRate)
+		return `the sampling rate ${q} is below ${r.minSampleRate}, the range ftguard's accountant is checked for`;
+	if (steps > r.maxSteps)
+		return `${steps} steps are more than ${r.maxSteps}, the range ftguard's accountant is checked for`;
 	if (!Number.isFinite(delta) || delta <= 0 || delta >= 1) return `δ must be in (0, 1) (${delta})`;
 	return undefined;
 }

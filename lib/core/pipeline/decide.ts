@@ -149,17 +149,20 @@ function dpReasons(dp: Record<string, unknown>, reasons: string[]): void {
 	}
 	for (const p of problems) reasons.push(`dp: ${p}`);
 	if (problems.length > 0) return;
-	const { declared, required, epsilon, maxEpsilon } = dp;
+	const { declared, required, epsilon, maxEpsilon, delta, maxDelta } = dp;
+	const num = (x: unknown): x is number => typeof x === "number" && Number.isFinite(x);
 	if (typeof declared !== "boolean" || typeof required !== "boolean") reasons.push("dp: no gate outcome");
 	else if (required && !declared) reasons.push("dp: DP-SGD training is required but the artefact declares none");
-	else if (declared && !(typeof epsilon === "number" && Number.isFinite(epsilon)))
-		reasons.push("dp: the declared run was not accounted");
+	else if (declared && !(num(epsilon) && epsilon >= 0)) reasons.push("dp: the declared run was not accounted");
+	// any ε or δ the state carries is held to the limits it carries, declared or not
 	else if (
-		declared &&
+		epsilon !== undefined &&
 		maxEpsilon !== undefined &&
-		!(typeof maxEpsilon === "number" && (epsilon as number) <= maxEpsilon)
+		!(num(epsilon) && num(maxEpsilon) && epsilon <= maxEpsilon)
 	)
 		reasons.push(`dp: ε ${epsilon} is above the policy's maxEpsilon ${maxEpsilon}`);
+	else if (delta !== undefined && !(num(delta) && num(maxDelta) && delta <= maxDelta))
+		reasons.push(`dp: δ ${delta} is above the policy's maxDelta ${maxDelta}`);
 }
 
 /**

@@ -158,6 +158,8 @@ export interface PlannedModel {
 	takesTokenIds?: boolean | undefined;
 	/** the reference data the policy names for the model (referenceDataFor) */
 	reference?: ReferenceData | undefined;
+	/** a config.json beside the model names no family ftguard can read (the DP gate then applies every family's limits) */
+	configUnreadable?: boolean | undefined;
 }
 
 /** What the files step knows when it plans the backdoor scan. */

@@ -18,10 +18,24 @@ import {
 import { ProtoSource, WIRE_LEN, WIRE_VARINT } from "../formats/protobuf";
 import type { ByteSource } from "../formats/types";
 
+/**
+ * JSON as Python's json.loads (what transformers reads config.json with) takes it: the bare NaN, Infinity and
+ * -Infinity it accepts become null here, so a config.json transformers loads is never unreadable to ftguard.
+ */
+function parsePythonJson(text: string): unknown {
+	return JSON.parse(text.replace(/"(?:[^"\\]|\\.)*"|-?Infinity|NaN/g, (m) => (m.startsWith('"') ? m : "null")));
+}
+
+/** Far above any real config.json; a larger one is not read, and names no family. */
+export const MAX_CONFIG_BYTES = 1 << 20;
+
 /** `model_type`, else `architectures[0]`, of a config.json; undefined when neither is a string. */
 export function familyOf(configJson: Uint8Array): string | undefined {
 	try {
-		const c = JSON.parse(Buffer.from(configJson).toString("utf8")) as { model_type?: unknown; architectures?: unknown };
+		const c = parsePythonJson(Buffer.from(configJson).toString("utf8")) as {
+			model_type?: unknown;
+			architectures?: unknown;
+		};
 		if (typeof c.model_type === "string" && c.model_type !== "") return c.model_type;
 		const a = Array.isArray(c.architectures) ? c.architectures[0] : undefined;
 		return typeof a === "string" && a !== "" ? a : undefined;

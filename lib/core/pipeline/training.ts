@@ -34,14 +34,16 @@ function trainingRecord(m: TrainingMetadata): NonNullable<ScanState["training"]>
 
 /**
  * The state's `training` (absent without a readable declaration) and `dp` fields, for an artefact whose models name
- * `families` (its config.json and each model's own).
+ * `families` (its config.json and each model's own); `unknownFamily`: one of those config.json files names no family
+ * ftguard can read (dpLimitsFor: every family entry applies).
  */
 export function trainingChecks(
 	input: TrainingMetadataInput,
 	families: readonly string[],
 	policy: DpPolicy,
+	unknownFamily = false,
 ): { training?: NonNullable<ScanState["training"]>; dp: DpOutcome } {
-	const limits = dpLimitsFor(policy, families);
+	const limits = dpLimitsFor(policy, families, unknownFamily);
 	if (input.kind === "absent") return { dp: dpGate(undefined, limits) };
 	if (input.kind === "unreadable") return { dp: dpGate(undefined, limits, input.reason) };
 	let metadata: TrainingMetadata;

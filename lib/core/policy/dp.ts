@@ -47,18 +47,25 @@ export interface DpLimits {
 	families: string[];
 }
 
+/** Family names compare as transformers' model types are written: trimmed, lower case. */
+const familyKey = (f: string) => f.trim().toLowerCase();
+
 /**
  * The limits for a checkpoint whose models name `families` (the artefact's config.json and each model's own): each
  * family's entry over the defaults, and across several families the strictest of each limit — a second config.json
- * can never relax what the first one's family requires.
+ * can never relax what the first one's family requires. `unknownFamily`: a config.json is there but names no family
+ * ftguard can read (unparseable, too large, no model_type or architectures) — every family entry applies, the
+ * strictest of each limit, so an unreadable config.json cannot dodge a family's requirement.
  */
-export function dpLimitsFor(policy: DpPolicy, families: readonly string[]): DpLimits {
-	const named = [...new Set(families)].filter((f) => Object.hasOwn(policy.families, f)).sort();
+export function dpLimitsFor(policy: DpPolicy, families: readonly string[], unknownFamily = false): DpLimits {
+	const entries = new Map(Object.entries(policy.families).map(([k, v]) => [familyKey(k), { name: k, limits: v }]));
+	const wanted = unknownFamily ? [...entries.keys()] : families.map(familyKey);
+	const named = [...new Set(wanted)].filter((f) => entries.has(f)).sort();
 	if (named.length === 0) {
 		return { required: policy.required, maxEpsilon: policy.maxEpsilon, maxDelta: policy.maxDelta, families: [] };
 	}
 	const each = named.map((f) => {
-		const e = policy.families[f] ?? {};
+		const e = entries.get(f)?.limits ?? {};
 		return {
 			required: e.required ?? policy.required,
 			maxEpsilon: e.maxEpsilon ?? policy.maxEpsilon,
@@ -70,6 +77,6 @@ export function dpLimitsFor(policy: DpPolicy, families: readonly string[]): DpLi
 		required: each.some((e) => e.required),
 		maxEpsilon: eps.length > 0 ? Math.min(...eps) : undefined,
 		maxDelta: Math.min(...each.map((e) => e.maxDelta)),
-		families: named,
+		families: named.map((f) => entries.get(f)?.name ?? f),
 	};
 }

@@ -83,6 +83,18 @@ export function parseTrainingMetadata(bytes: Uint8Array, source: string = TRAINI
 		throw new FtguardError("DATA_INVALID", `${source}: not JSON (${(e as Error).message})`, { cause: e });
 	}
 	const r = trainingMetadataSchema.safeParse(json);
-	if (!r.success) throw new FtguardError("DATA_INVALID", `${source}: ${zodMessage(r.error)}`);
+	if (!r.success) throw new FtguardError("DATA_INVALID", `${source}: ${printable(zodMessage(r.error))}`);
 	return r.data;
+}
+
+/** The most of an attacker's text (an unknown key's name) a reason carries: it goes into logs, tags' records, pages. */
+const MAX_MESSAGE_CHARS = 200;
+
+/** One printable line: control characters escaped (no forged lines in a log or a terminal), at most 200 characters. */
+function printable(text: string): string {
+	const escaped = text.replace(
+		/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g,
+		(c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+	);
+	return escaped.length > MAX_MESSAGE_CHARS ? `${escaped.slice(0, MAX_MESSAGE_CHARS)}…` : escaped;
 }

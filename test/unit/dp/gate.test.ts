@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { dpGate } from "../../../lib/core/dp/gate";
 import { dpSgdEpsilon } from "../../../lib/core/dp/rdp";
+import { familyOf } from "../../../lib/core/pipeline/model-info";
 import { trainingChecks, trainingMetadataKey, trainingMetricDocuments } from "../../../lib/core/pipeline/training";
 import type { ScanState } from "../../../lib/core/pipeline/types";
 import { dpLimitsFor, dpPolicySchema } from "../../../lib/core/policy/dp";
@@ -86,11 +87,14 @@ describe("dpGate", () => {
 	});
 
 	it("refuses a run whose ε is unbounded or whose steps overflow", () => {
-		// σ → 0 is no privacy: whatever ε the orders give (astronomical or unbounded) fails any limit
-		for (const noiseMultiplier of [1e-9, 1e-300])
+		// σ → 0 is no privacy; σ, q or steps past what the accountant is checked for give no number to gate on
+		for (const noiseMultiplier of [1e-9, 1e-300, 5e-324, 1e200, 1e6])
 			expect(dpGate({ ...MNIST, noiseMultiplier }, limits({ maxEpsilon: 1000 })).problems).toEqual([
-				expect.stringMatching(/^ε is unbounded at these parameters|is above the policy's maxEpsilon 1000$/),
+				expect.stringMatching(/^the noise multiplier .* is outside \[0\.01, 1000\], the range ftguard's accountant/),
 			]);
+		expect(dpGate({ ...MNIST, noiseMultiplier: 0.011 }, limits({ maxEpsilon: 1000 })).problems).toEqual([
+			expect.stringMatching(/is above the policy's maxEpsilon 1000$/),
+		]);
 		expect(dpGate({ ...MNIST, steps: undefined, epochs: 1e300 }, limits()).problems).toEqual([
 			expect.stringMatching(/^the steps must be a whole number/),
 		]);
@@ -107,6 +111,40 @@ describe("dpGate", () => {
 		expect(dpGate(undefined, limits(), "ftguard-training.json: not JSON").problems).toEqual([
 			"training metadata: ftguard-training.json: not JSON",
 		]);
+	});
+});
+
+describe("dpGate against the red team's reproducers (each once hung the files step or gave ε 0)", () => {
+	it.each([
+		[
+			"a denormal sampling rate (the series ran 100,000 terms per order on NaN)",
+			{ sampleRate: 5e-324, steps: 1000 },
+			/sampling rate 5e-324 is below 1e-10/,
+		],
+		["σ 1e200 (σ² ln(1/q − 1) overflows)", { noiseMultiplier: 1e200 }, /noise multiplier 1e\+200 is outside/],
+		[
+			"σ 1e6 over 1.6e14 steps (a step's RDP under the series' cutoff: ε 0 for a true ε of 48.8)",
+			{ noiseMultiplier: 1e6, sampleRate: 0.5, steps: 160000000000000, epsilon: 0 },
+			/noise multiplier 1000000 is outside/,
+		],
+		[
+			"1.6e14 steps at σ 1000",
+			{ noiseMultiplier: 1000, sampleRate: 0.5, steps: 160000000000000 },
+			/more than 1000000000/,
+		],
+	])("refuses %s at once", (_, run, message) => {
+		const o = dpGate({ ...MNIST, ...run } as DpSgdDeclaration, limits({ maxEpsilon: 1 }));
+		expect(o.problems).toEqual([expect.stringMatching(message)]);
+		expect(o.epsilon).toBeUndefined();
+	});
+
+	it("never accounts a negative RDP: at the edges of the range ε stays at the conversion's floor, never below", () => {
+		for (const q of [1e-10, 1e-4, 0.5, 1])
+			for (const noiseMultiplier of [0.01, 1, 1000]) {
+				const e = dpSgdEpsilon({ noiseMultiplier, sampleRate: q, steps: 1e9, delta: 1e-5 });
+				expect(Number.isNaN(e.epsilon), `q ${q} σ ${noiseMultiplier}`).toBe(false);
+				expect(e.epsilon).toBeGreaterThanOrEqual(0);
+			}
 	});
 });
 
@@ -130,6 +168,36 @@ describe("dpLimitsFor", () => {
 	it("rejects unknown keys and impossible limits (a misspelt maxEpsilon is no silent 'no limit')", () => {
 		for (const bad of [{ maxEpsilion: 8 }, { maxEpsilon: 0 }, { maxDelta: 1 }, { families: { bert: { maxEps: 1 } } }])
 			expect(dpPolicySchema.safeParse(bad).success).toBe(false);
+	});
+
+	it("matches family names as transformers writes them: trimmed, any letter case", () => {
+		const p = { families: { bert: { required: true } } };
+		expect(limits(p, ["BERT"]).families).toEqual(["bert"]);
+		expect(limits(p, [" bert "]).required).toBe(true);
+	});
+
+	it("a config.json that names no readable family gets every family's limits, the strictest of each (red team)", () => {
+		const p = {
+			maxEpsilon: 8,
+			families: { bert: { required: true, maxEpsilon: 3 }, llama: { maxEpsilon: 10, maxDelta: 1e-6 } },
+		};
+		expect(dpLimitsFor(policy(p), [], true)).toEqual({
+			required: true,
+			maxEpsilon: 3,
+			maxDelta: 1e-6,
+			families: ["bert", "llama"],
+		});
+		expect(dpLimitsFor(policy({ maxEpsilon: 8 }), [], true)).toMatchObject({ required: false, maxEpsilon: 8 });
+	});
+
+	it("reads a config.json as Python's json.loads does: NaN and Infinity do not hide the family (red team)", () => {
+		for (const text of [
+			'{"model_type":"bert","x":NaN}',
+			'{"x":-Infinity,"model_type":"bert"}',
+			'{"a":"NaN","model_type":"bert"}',
+		])
+			expect(familyOf(Buffer.from(text)), text).toBe("bert");
+		expect(familyOf(Buffer.from('{"model_type":"bert"'))).toBeUndefined();
 	});
 
 	it("a family name that is an Object prototype key is no entry", () => {
@@ -160,6 +228,11 @@ describe("parseTrainingMetadata", () => {
 		["an unknown accountant", { dp: { ...MNIST, accountant: "moments" } }, /accountant/],
 		["a JSON array", [], /expected object/],
 		["too large", "x".repeat(70_000), /limit 65536/],
+		[
+			"an unknown key with a forged line in its name (red team: printed escaped, capped)",
+			{ dp: { ...MNIST, [`x\nproblem: none\npass${"y".repeat(500)}`]: 1 } },
+			/x\\u000aproblem: none\\u000apass/,
+		],
 	])("refuses %s with one line (DATA_INVALID)", (_, input, message) => {
 		const data = input instanceof Uint8Array ? input : bytes(input);
 		let err: unknown;
@@ -170,6 +243,7 @@ describe("parseTrainingMetadata", () => {
 		}
 		expect(err).toMatchObject({ code: "DATA_INVALID", message: expect.stringMatching(message) });
 		expect((err as Error).message).not.toContain("\n");
+		expect((err as Error).message.length).toBeLessThan(260);
 	});
 });
 

@@ -65,6 +65,9 @@ describe("published values", () => {
 describe("against the scipy implementation", () => {
 	it(`log erfc at ${ref.log_erfc.length} points from -30 to 1000 (the tail where erfc underflows included)`, () => {
 		for (const p of ref.log_erfc) expect(close(logErfc(p.x), p.log_erfc, 1e-12), `x ${p.x}`).toBe(true);
+		// the limits exactly (the continued fraction would otherwise run its whole length on NaN)
+		expect(logErfc(Number.POSITIVE_INFINITY)).toBe(Number.NEGATIVE_INFINITY);
+		expect(logErfc(Number.NEGATIVE_INFINITY)).toBe(Math.LN2);
 	});
 
 	it(`RDP of one step at ${ref.rdp.length} (q, σ, α), integer and fractional orders`, () => {

@@ -38,9 +38,13 @@ function dpPassed(dp: unknown): boolean {
 	const d = dp as Record<string, unknown>;
 	if (!Array.isArray(d.problems) || d.problems.length > 0) return false;
 	if (typeof d.declared !== "boolean" || typeof d.required !== "boolean") return false;
-	if (!d.declared) return !d.required;
-	if (typeof d.epsilon !== "number") return false;
-	return d.maxEpsilon === undefined || (typeof d.maxEpsilon === "number" && d.epsilon <= d.maxEpsilon);
+	const num = (x: unknown): x is number => typeof x === "number" && Number.isFinite(x);
+	if (!d.declared && d.required) return false;
+	if (d.declared && !(num(d.epsilon) && d.epsilon >= 0)) return false;
+	if (d.epsilon !== undefined && d.maxEpsilon !== undefined)
+		if (!(num(d.epsilon) && num(d.maxEpsilon) && d.epsilon <= d.maxEpsilon)) return false;
+	if (d.delta !== undefined && !(num(d.delta) && num(d.maxDelta) && d.delta <= d.maxDelta)) return false;
+	return true;
 }
 
 describe("decide", () => {
@@ -92,6 +96,17 @@ describe("decide", () => {
 			{ ...allPass, dp: { ...DP_RUN, epsilon: undefined } },
 			"dp: the declared run was not accounted",
 		],
+		[
+			"an ε over the limit on an outcome that declares no run (the red team's state)",
+			{ ...allPass, dp: { ...NO_DP, epsilon: 100, maxEpsilon: 8 } },
+			"dp: ε 100 is above the policy's maxEpsilon 8",
+		],
+		[
+			"a δ over the limit",
+			{ ...allPass, dp: { ...DP_RUN, delta: 0.5 } },
+			"dp: δ 0.5 is above the policy's maxDelta 0.00001",
+		],
+		["a negative ε", { ...allPass, dp: { ...DP_RUN, epsilon: -5 } }, "dp: the declared run was not accounted"],
 		[
 			"a DP outcome without its problems",
 			{ ...allPass, dp: { ...NO_DP, problems: "none" } } as unknown as ScanState,
@@ -176,7 +191,9 @@ describe("decide", () => {
 					declared: fc.oneof(fc.boolean(), junk),
 					required: fc.oneof(fc.boolean(), junk),
 					maxEpsilon: fc.oneof(fc.constant(undefined), fc.constantFrom(1, 8), junk),
-					epsilon: fc.oneof(fc.constant(undefined), fc.constantFrom(2.6, 9), junk),
+					epsilon: fc.oneof(fc.constant(undefined), fc.constantFrom(2.6, 9, -1), junk),
+					delta: fc.oneof(fc.constant(undefined), fc.constantFrom(1e-5, 0.5), junk),
+					maxDelta: fc.oneof(fc.constant(1e-5), junk),
 					problems: fc.oneof(fc.constant([]), fc.constant(["x"]), junk),
 				}),
 			),
