@@ -93,6 +93,7 @@ const MAX_MESSAGE_CHARS = 200;
 /** One printable line: control characters escaped (no forged lines in a log or a terminal), at most 200 characters. */
 function printable(text: string): string {
 	const escaped = text.replace(
+		// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 		/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g,
 		(c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
 	);
