@@ -7,15 +7,14 @@
  */
 import { S3Client } from "@aws-sdk/client-s3";
 import { FtguardError } from "../core/errors";
-import { MAX_BUNDLE_BYTES } from "../core/integrity/bundle";
 import { mapLimit } from "../core/pipeline/concurrency";
-import { buildPipelineManifest, FILES_PLAN, type HashPlan, hashPlanOf } from "../core/pipeline/manifest";
+import { buildPipelineManifest, type HashPlan } from "../core/pipeline/manifest";
 import { BUNDLE_SUFFIX, MODEL_SIG } from "../core/pipeline/names";
 import type { ScanObject } from "../core/pipeline/types";
 import type { ArtefactRoot } from "../core/provenance/artefact";
 import { digestObjects } from "./manifest";
 import { parseS3Uri } from "./object-store";
-import { headObject, listObjects, readPinnedBytes } from "./objects";
+import { headObject, listObjects } from "./objects";
 
 /** More objects than one manifest holds (the local walk's limit). */
 const MAX_OBJECTS = 100_000;
@@ -28,7 +27,7 @@ const MAX_OBJECTS = 100_000;
 export async function artefactRootInS3(
 	s3: S3Client,
 	uri: string,
-	plan: HashPlan | undefined,
+	plan: HashPlan,
 	directory: boolean,
 ): Promise<ArtefactRoot> {
 	const { bucket, key } = parseS3Uri(uri);
@@ -51,11 +50,7 @@ export async function artefactRootInS3(
 	);
 	const content = objects.filter((o) => o.key !== marker);
 	if (content.length === 0) throw new FtguardError("NOT_FOUND", `${uri}: no objects`);
-	let how = plan;
-	if (how === undefined) {
-		const m = isDirectory ? objects.find((o) => o.key === marker) : await markerObject(s3, bucket, marker);
-		how = m ? hashPlanOf(await readPinnedBytes(s3, { bucket, ...m }, MAX_BUNDLE_BYTES)) : FILES_PLAN;
-	}
+	const how = plan;
 	const digests = await digestObjects(s3, { bucket, artefact, marker: { key: marker }, objects }, how);
 	const manifest = buildPipelineManifest({ scanId: "provenance-verify", bucket, artefact }, digests, how);
 	return {
@@ -64,12 +59,8 @@ export async function artefactRootInS3(
 		files: content.length,
 		bytes: manifest.bytes,
 		plan: how,
+		names: isDirectory ? content.map((o) => o.key.slice(artefact.length)).sort() : ["."],
 	};
-}
-
-async function markerObject(s3: S3Client, bucket: string, key: string): Promise<ScanObject | undefined> {
-	const head = await headObject(s3, bucket, key);
-	return head === undefined ? undefined : { key, ...head };
 }
 
 /**
@@ -77,11 +68,7 @@ async function markerObject(s3: S3Client, bucket: string, key: string): Promise<
  * S3-compatible server, path-style). The client is made here, where the SDK is a static import: a dynamic import of
  * the CommonJS SDK from a bundled chunk gives no named exports.
  */
-export async function artefactRootAtUri(
-	uri: string,
-	plan: HashPlan | undefined,
-	directory: boolean,
-): Promise<ArtefactRoot> {
+export async function artefactRootAtUri(uri: string, plan: HashPlan, directory: boolean): Promise<ArtefactRoot> {
 	const endpoint = process.env.FTGUARD_S3_ENDPOINT;
 	const s3 = new S3Client(endpoint ? { endpoint, forcePathStyle: true } : {});
 	try {

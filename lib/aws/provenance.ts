@@ -6,11 +6,13 @@
 import { createHash } from "node:crypto";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { Signer } from "../core/integrity/sign-signer";
+import { hashPlanOf } from "../core/pipeline/manifest";
 import { provenanceKey, reportKey, type VerdictRecord } from "../core/pipeline/record";
 import type { ScanState } from "../core/pipeline/types";
 import { signProvenance } from "../core/provenance/sign";
 import { type BackdoorReportFigures, provenanceStatement } from "../core/provenance/statement";
 import { putObject } from "./object-store";
+import { markerBytes } from "./objects";
 import type { ScanEvidence } from "./record";
 
 /** Each scanned model's report.json by its model key (the plan's), for the predicate's figures. */
@@ -41,7 +43,10 @@ export async function writeProvenance(
 	policyUri: string | undefined,
 ): Promise<string> {
 	const { bucket, prefix } = location;
+	// how the manifest step hashed the artefact: the marker's signed serialization, which the signature step verified
+	const hashPlan = hashPlanOf(state.objects ? await markerBytes(s3, { ...state, objects: state.objects }) : undefined);
 	const statement = provenanceStatement(record, {
+		hashPlan,
 		...(state.policyDigest !== undefined ? { policyDigest: state.policyDigest } : {}),
 		...(policyUri !== undefined ? { policyUri } : {}),
 		backdoorReports: backdoorReports(state, evidence),

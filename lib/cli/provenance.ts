@@ -3,6 +3,7 @@
  * artefact a deployment is about to use — so it verifies the promotion instead of trusting a tag.
  */
 import type { Command } from "commander";
+import { FtguardError } from "../core/errors";
 import type { SignerInfo } from "../core/integrity/trust-policy";
 import type { ArtefactRoot } from "../core/provenance/artefact";
 import {
@@ -78,7 +79,9 @@ function describeSigner(s: SignerInfo): string {
 async function verify(io: Io, record: string, flags: VerifyFlags): Promise<ExitCode> {
 	const pem = await readArgText(flags.publicKey, `public key ${flags.publicKey}`);
 	const bundle = await readArgFile(record, `record ${record}`);
-	const { verifyProvenanceBundle, checkArtefactRoot, recordedHashPlan } = await import("../core/provenance/verify");
+	const { verifyProvenanceBundle, checkArtefactRoot, checkArtefactShape, recordedHashPlan } = await import(
+		"../core/provenance/verify"
+	);
 	// the signature first: a forged record fails before a single artefact byte is read
 	const verified = verifyProvenanceBundle(bundle, pem, record);
 	const predicate = verified.statement.predicate;
@@ -92,12 +95,15 @@ async function verify(io: Io, record: string, flags: VerifyFlags): Promise<ExitC
 		const progress = progressLine(io, "hashing");
 		computed = await artefactRootOnDisk(flags.artefact, plan, progress.update).finally(progress.done);
 	}
-	const recordKind = predicate.checkpoint.artefact.endsWith("/") ? "directory" : "file";
-	const where =
-		computed.kind === recordKind
-			? flags.artefact
-			: `${flags.artefact} (a ${computed.kind}; the record is of a ${recordKind})`;
-	checkArtefactRoot(verified, computed.root, where);
+	checkArtefactShape(predicate, computed, flags.artefact);
+	checkArtefactRoot(verified, computed.root, flags.artefact);
+	if (flags.artefact.startsWith("s3://")) {
+		// a record of the same bytes elsewhere (a sandbox copy, another bucket) is not a verdict on this location
+		const subject = verified.statement.subject[0].name;
+		const here = (u: string) => (predicate.checkpoint.artefact.endsWith("/") && !u.endsWith("/") ? `${u}/` : u);
+		if (here(flags.artefact) !== subject)
+			throw new FtguardError("SUBJECT_INVALID", `the record is of ${subject}, not of ${flags.artefact}`);
+	}
 
 	const v = predicate.verdict;
 	const promotable = v.status === "PROMOTABLE";

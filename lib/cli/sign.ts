@@ -12,6 +12,7 @@ import { commaList, formatBytes, type Io, printJson, processIo, progressLine, re
 interface SignFlags {
 	signature: string;
 	privateKey?: string;
+	kmsKey?: string;
 	signingCertificate?: string;
 	certificateChain: string[];
 	keyless?: boolean;
@@ -33,6 +34,10 @@ export function registerSign(program: Command, setExit: (code: number) => void):
 		.argument("<path>", "model directory or model file")
 		.requiredOption("--signature <model.sig>", "signature file to write (replaced atomically if it exists)")
 		.option("--private-key <pem>", "EC private key (P-256/384/521, PKCS#8 or SEC1 PEM, unencrypted)")
+		.option(
+			"--kms-key <arn>",
+			"an AWS KMS ECC_NIST_P256 key instead of --private-key: signs through kms:Sign, the key never leaves KMS",
+		)
 		.option("--signing-certificate <pem>", "certificate of --private-key's public key (certificate mode)")
 		.option("--certificate-chain <pem>", "the rest of the chain, leaf's issuer first (repeatable)", repeat, [])
 		.option("--keyless", "keyless Sigstore with the environment's OIDC token (SIGSTORE_ID_TOKEN, GitHub Actions)")
@@ -64,6 +69,7 @@ The signature file, when inside the model, is not signed; nor are .git, .gitattr
 Examples:
   ftguard sign ./model --signature ./model/model.sig --private-key signer.key.pem
   ftguard sign ./model --signature ./model/model.sig --keyless
+  ftguard sign ./model --signature ./model/model.sig --kms-key arn:aws:kms:…:key/…   (docs/launch-flow.md)
 
 Exit codes: 0 signed, 2 could not sign (nothing written).`,
 		)
@@ -78,7 +84,9 @@ async function signingMode(flags: SignFlags): Promise<SigningMode> {
 	const tokenFlags = [flags.keyless ? "--keyless" : "", flags.identityToken ? "--identity-token" : ""]
 		.concat(flags.identityTokenFile ? "--identity-token-file" : "")
 		.filter((f) => f !== "");
-	const keyed = flags.privateKey !== undefined;
+	if (flags.privateKey !== undefined && flags.kmsKey !== undefined)
+		throw new FtguardError("USAGE", "give one key: --private-key or --kms-key, not both");
+	const keyed = flags.privateKey !== undefined || flags.kmsKey !== undefined;
 	const certificate = flags.signingCertificate !== undefined || flags.certificateChain.length > 0;
 	if (keyed && tokenFlags.length > 0) {
 		throw new FtguardError("USAGE", `give one signing mode: --private-key or ${tokenFlags.join(", ")}, not both`);
@@ -108,9 +116,14 @@ async function signingMode(flags: SignFlags): Promise<SigningMode> {
 			import("../core/integrity/sign-signer"),
 			import("../core/integrity/sign"),
 		]);
-		const signer = localKeySigner(
-			parseEcPrivateKey(await readArgText(flags.privateKey as string, `private key ${flags.privateKey as string}`)),
-		);
+		const signer =
+			flags.kmsKey !== undefined
+				? await (await import("../aws/kms-signer")).kmsSigner(flags.kmsKey)
+				: localKeySigner(
+						parseEcPrivateKey(
+							await readArgText(flags.privateKey as string, `private key ${flags.privateKey as string}`),
+						),
+					);
 		if (!certificate) return { kind: "key", signer };
 		const chain = await Promise.all(flags.certificateChain.map((p) => readArgText(p, `certificate chain ${p}`)));
 		return certificateMode(

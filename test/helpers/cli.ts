@@ -69,3 +69,26 @@ export function waitForStderr(child: ChildProcess, pattern: RegExp, timeoutMs: n
 		child.once("exit", (code) => reject(new Error(`the process exited (${code}) before ${pattern}:\n${seen}`)));
 	});
 }
+
+/**
+ * A short real backdoor scan of the digits8 BadNets fixture (class 5 backdoored) written to `out` (report.json and
+ * trigger PNGs): the input the HTML report's tests render. Exit 1 (suspect).
+ */
+export function quickBackdoorScan(out: string, extra: readonly string[] = []): ReturnType<typeof ftguard> {
+	const d8 = join(REPO, "test/fixtures/backdoor/digits8");
+	return ftguard([
+		"backdoor",
+		join(d8, "mlp-badnets-t5-p10.onnx"),
+		"--data",
+		join(d8, "ref-x.npy"),
+		"--labels",
+		join(d8, "ref-y.npy"),
+		"--steps",
+		"40",
+		"--restarts",
+		"1",
+		...extra,
+		"--out",
+		out,
+	]);
+}

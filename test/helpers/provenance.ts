@@ -147,7 +147,12 @@ export function bareRecord(rootDigest: string): VerdictRecord {
 		rootDigest,
 		status: "QUARANTINED",
 		reasons: ["error: signature"],
-		objects: [],
+		// the files of artefactDir(): what the verifier compares the directory's names with
+		objects: ["config.json", "model.safetensors", "model.sig", "tokenizer/vocab.txt"].map((n) => ({
+			key: `jobs/j2/model/${n}`,
+			size: 1,
+			tagged: true,
+		})),
 		stages: {
 			manifest: { rootDigest, files: 1, bytes: 1, uri: "s3://r/m.json" },
 			error: { state: "signature", cause: "boom" },

@@ -29,7 +29,12 @@ import { scanIdOf } from "../../lib/core/pipeline/artefact";
 import { MAX_SHARDS } from "../../lib/core/pipeline/manifest";
 import type { ScanState } from "../../lib/core/pipeline/types";
 import { artefactRootOnDisk } from "../../lib/core/provenance/artefact";
-import { checkArtefactRoot, verifyProvenanceBundle } from "../../lib/core/provenance/verify";
+import {
+	checkArtefactRoot,
+	checkArtefactShape,
+	recordedHashPlan,
+	verifyProvenanceBundle,
+} from "../../lib/core/provenance/verify";
 import { REPO } from "../helpers/cli";
 import { type LocalS3, startLocalS3, useForHandlers } from "../helpers/s3";
 import { generateEcKeyPair, makeModelSigningStatement, signStatementKeyed } from "../helpers/sign";
@@ -165,7 +170,12 @@ describe("the scan pipeline's handlers", () => {
 		// the signed provenance record the tag points at: signed by the provenance key, about exactly these bytes
 		const bundle = await s3.get(REPORTS, `scans/${state.scanId}/provenance.sigstore.json`);
 		const verified = verifyProvenanceBundle(bundle, provenanceKey.publicKeyPem, "provenance");
-		checkArtefactRoot(verified, (await artefactRootOnDisk(join(EXAMPLES, "checkpoint"), undefined)).root, "dir");
+		const computed = await artefactRootOnDisk(
+			join(EXAMPLES, "checkpoint"),
+			recordedHashPlan(verified.statement.predicate),
+		);
+		checkArtefactShape(verified.statement.predicate, computed, "dir");
+		checkArtefactRoot(verified, computed.root, "dir");
 		expect(verified.statement.predicate).toMatchObject({
 			scanId: state.scanId,
 			verdict: { status: "PROMOTABLE", notes: [WAIVED_NOTE] },

@@ -1,5 +1,15 @@
 /** `ftguard provenance verify | show`, spawned as a deployment system would run it. */
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import {
+	appendFileSync,
+	cpSync,
+	mkdirSync,
+	mkdtempSync,
+	readdirSync,
+	readFileSync,
+	renameSync,
+	statSync,
+	writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -36,6 +46,59 @@ const verify = (record: string, artefact: string, pub = keyFile, extra: string[]
 
 /** The one error line the CLI prints on stderr. */
 const oneLine = (stderr: string) => stderr.trim().split("\n");
+
+describe("ftguard provenance verify against the red team's attacks (exit 1, one line)", () => {
+	const refused = (r: Awaited<ReturnType<typeof verify>>, code: string) => {
+		expect(r.code).toBe(1);
+		expect(oneLine(r.stderr)).toEqual([expect.stringMatching(new RegExp(`^ftguard: ${code}: `))]);
+	};
+
+	it("files renamed in the same sorted order (same root digest): config.json → config.py", async () => {
+		const dir = artefactDir();
+		const root = rootOf(dir);
+		const record = await recordFor(fullRecord(root));
+		renameSync(join(dir, "config.json"), join(dir, "config.py"));
+		renameSync(join(dir, "model.safetensors"), join(dir, "model.pkl"));
+		expect(rootOf(dir)).toBe(root); // the digest alone cannot see it
+		const r = await verify(record, dir);
+		refused(r, "MANIFEST_MISMATCH");
+		expect(r.stderr).toContain('"config.py"');
+	});
+
+	it("a model.sig directory, whose files the walk would leave out", async () => {
+		const dir = artefactDir();
+		const record = await recordFor(fullRecord(rootOf(dir)));
+		const copy = join(mkdtempSync(join(tmpdir(), "ftguard-prov-sigdir-")), "model");
+		cpSync(dir, copy, { recursive: true });
+		const sig = readFileSync(join(copy, "model.sig"));
+		renameSync(join(copy, "model.sig"), join(copy, "old.sig"));
+		mkdirSync(join(copy, "model.sig"));
+		writeFileSync(join(copy, "model.sig", "evil.py"), "import os\n");
+		writeFileSync(join(copy, "old.sig"), sig);
+		refused(await verify(record, copy), "SPECIAL_FILE");
+	});
+
+	it("a record of a single file, checked against a directory with those bytes", async () => {
+		const dir = mkdtempSync(join(tmpdir(), "ftguard-prov-kind-"));
+		writeFileSync(join(dir, "anything.py"), "x");
+		const file = {
+			...fullRecord(rootOf(dir)),
+			artefact: "jobs/j1/model.bin",
+			marker: { key: "jobs/j1/model.bin.sigstore.json" },
+		};
+		refused(await verify(await recordFor(file), dir), "MANIFEST_MISMATCH");
+	});
+
+	it("a record that does not say how the artefact was hashed (no plan taken from a forged marker)", async () => {
+		const dir = artefactDir();
+		const statement = provenanceStatement(fullRecord(rootOf(dir)), {});
+		delete (statement.predicate.checkpoint as { serialization?: unknown }).serialization;
+		const { bundle } = await signProvenance(statement, localKeySigner(key.privateKey));
+		const path = join(work, "no-plan.sigstore.json");
+		writeFileSync(path, bundle);
+		refused(await verify(path, dir), "PAYLOAD_INVALID");
+	});
+});
 
 describe("ftguard provenance verify (a directory)", () => {
 	it("exits 0 when the signature verifies, the bytes match and the verdict is PROMOTABLE", async () => {
@@ -165,5 +228,14 @@ describe("ftguard provenance verify (s3://)", () => {
 		const changed = await verify(record, "s3://acme-checkpoints/jobs/j1/model/", keyFile, [], env());
 		expect(changed.code).toBe(1);
 		expect(changed.stderr).toMatch(/^ftguard: ROOT_DIGEST_MISMATCH: /);
+	});
+
+	it("the same bytes at another location are not what the record is about (a replayed record)", async () => {
+		const dir = artefactDir();
+		await upload(dir, "sandbox/copy/");
+		const record = await recordFor(fullRecord(rootOf(dir)));
+		const r = await verify(record, "s3://acme-checkpoints/sandbox/copy/", keyFile, [], env());
+		expect(r.code).toBe(1);
+		expect(r.stderr).toMatch(/^ftguard: (SUBJECT_INVALID|MANIFEST_MISMATCH): /);
 	});
 });

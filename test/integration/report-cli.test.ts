@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { VERDICT_RECORD_SCHEMA } from "../../lib/core/pipeline/record";
-import { ftguard, REPO } from "../helpers/cli";
+import { ftguard, quickBackdoorScan, REPO } from "../helpers/cli";
 
 const D8 = join(REPO, "test/fixtures/backdoor/digits8");
 const tmp = mkdtempSync(join(tmpdir(), "ftguard-report-cli-"));
@@ -12,20 +12,7 @@ const scan = join(tmp, "scan");
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 beforeAll(async () => {
-	const r = await ftguard([
-		"backdoor",
-		join(D8, "mlp-badnets-t5-p10.onnx"),
-		"--data",
-		join(D8, "ref-x.npy"),
-		"--labels",
-		join(D8, "ref-y.npy"),
-		"--steps",
-		"40",
-		"--restarts",
-		"1",
-		"--out",
-		scan,
-	]);
+	const r = await quickBackdoorScan(scan);
 	expect(r.code).toBe(1);
 }, 60_000);
 

@@ -227,6 +227,28 @@ describe("ftguard sign refuses, exit 2 with one line", () => {
 		expectRefused(r, "USAGE", join(dir, "model.sig"));
 	});
 
+	it("--kms-key with --private-key; --kms-key without AWS credentials: one line, exit 2, nothing written", async () => {
+		const dir = model();
+		const sig = join(dir, "model.sig");
+		const arn = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+		expectRefused(
+			await ftguard(["sign", dir, "--signature", sig, "--private-key", key, "--kms-key", arn]),
+			"USAGE",
+			sig,
+		);
+		const r = await ftguard(["sign", dir, "--signature", sig, "--kms-key", arn], {
+			env: {
+				AWS_ACCESS_KEY_ID: "",
+				AWS_SECRET_ACCESS_KEY: "",
+				AWS_PROFILE: "",
+				AWS_EC2_METADATA_DISABLED: "true",
+				AWS_REGION: "us-east-1",
+			},
+		});
+		expectRefused(r, "AWS_API_ERROR", sig);
+		expect(r.stderr).toContain(`KMS GetPublicKey on ${arn}`);
+	});
+
 	it("an RSA key, a secp256k1 key, a public key", async () => {
 		const d = tmp("bad-keys");
 		const rsa = join(d, "rsa.pem");

@@ -1,16 +1,16 @@
 /**
  * The root digest of an artefact on disk, computed as the scan pipeline computed it from the bucket
  * (pipeline/manifest.ts): every file but the commit marker (`<dir>/model.sig`; a single file's marker,
- * `<file>.sigstore.json`, lies beside it), OMS names and order, hashed as the record's serialization says — or,
- * when the record does not say, as the marker's signed statement says (`hashPlanOf`, the pipeline's own rule).
+ * `<file>.sigstore.json`, lies beside it), OMS names and order, hashed as the record's signed serialization says
+ * (never as the marker beside the bytes says: that file is not what the record's signature covers).
  */
-import { lstat, readFile, stat } from "node:fs/promises";
+import { lstat, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { FtguardError, toFtguardError } from "../errors";
 import { buildManifest, DEFAULT_IGNORE_PATHS } from "../integrity/manifest";
 import type { HashProgress } from "../integrity/types";
-import { FILES_PLAN, type HashPlan, hashPlanOf } from "../pipeline/manifest";
-import { BUNDLE_SUFFIX, MODEL_SIG } from "../pipeline/names";
+import type { HashPlan } from "../pipeline/manifest";
+import { MODEL_SIG } from "../pipeline/names";
 
 export interface ArtefactRoot {
 	kind: "directory" | "file";
@@ -19,15 +19,8 @@ export interface ArtefactRoot {
 	files: number;
 	bytes: number;
 	plan: HashPlan;
-}
-
-async function readIfPresent(path: string): Promise<Buffer | undefined> {
-	try {
-		return await readFile(path);
-	} catch (e) {
-		if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-		throw toFtguardError(e, `cannot read ${path}`);
-	}
+	/** the files hashed, by name relative to the artefact ("." for a single file), shards merged */
+	names: string[];
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -46,7 +39,7 @@ async function exists(path: string): Promise<boolean> {
  */
 export async function artefactRootOnDisk(
 	path: string,
-	plan: HashPlan | undefined,
+	plan: HashPlan,
 	onProgress?: (p: HashProgress) => void,
 ): Promise<ArtefactRoot> {
 	let directory: boolean;
@@ -65,8 +58,17 @@ export async function artefactRootOnDisk(
 			}
 		}
 	}
-	const marker = directory ? join(path, MODEL_SIG) : `${path}${BUNDLE_SUFFIX}`;
-	const how = plan ?? hashPlanOf(await readIfPresent(marker)) ?? FILES_PLAN;
+	if (directory) {
+		// the walk leaves model.sig out: anything there but a regular file (a directory of files, a FIFO) would hide
+		// what it holds from the comparison
+		const m = await lstat(join(path, MODEL_SIG)).catch(() => undefined);
+		if (m !== undefined && !m.isFile())
+			throw new FtguardError(
+				"SPECIAL_FILE",
+				`${join(path, MODEL_SIG)} is not a regular file (the commit marker is one)`,
+			);
+	}
+	const how = plan;
 	const manifest = await buildManifest(path, {
 		method: how.method,
 		...(how.method === "shards" ? { shardSize: how.shardSize, shardEmptyFiles: how.shardEmptyFiles } : {}),
@@ -74,9 +76,15 @@ export async function artefactRootOnDisk(
 		...(directory ? { ignorePaths: [MODEL_SIG] } : {}),
 		...(onProgress ? { onProgress } : {}),
 	});
-	const files =
-		how.method === "files"
-			? manifest.resources.length
-			: new Set(manifest.resources.map((r) => r.name.replace(/:\d+:\d+$/, ""))).size;
-	return { kind: directory ? "directory" : "file", root: manifest.root, files, bytes: manifest.bytes, plan: how };
+	const names = [
+		...new Set(manifest.resources.map((r) => (how.method === "files" ? r.name : r.name.replace(/:\d+:\d+$/, "")))),
+	];
+	return {
+		kind: directory ? "directory" : "file",
+		root: manifest.root,
+		files: names.length,
+		bytes: manifest.bytes,
+		plan: how,
+		names: directory ? names : ["."],
+	};
 }

@@ -10,7 +10,7 @@ import canonicalize from "canonicalize";
 import type { BackdoorReport } from "../backdoor/scan";
 import { FtguardError } from "../errors";
 import { IN_TOTO_STATEMENT_V1 } from "../integrity/statement";
-import type { HashPlan } from "../pipeline/manifest";
+import { FILES_PLAN, type HashPlan } from "../pipeline/manifest";
 import type { VerdictRecord } from "../pipeline/record";
 import type { BackdoorWaiverRecord, ScanState } from "../pipeline/types";
 
@@ -39,7 +39,7 @@ export interface ProvenanceExtras {
 	policyDigest?: string;
 	/** where that policy was read (FTGUARD_POLICY_URI); absent when given inline */
 	policyUri?: string;
-	/** how the manifest hashed the artefact (the marker's signed serialization); absent: unknown, the verifier asks the marker */
+	/** how the manifest hashed the artefact (the marker's signed serialization; the record step passes it); absent: files */
 	hashPlan?: HashPlan;
 	/** each scanned model's backdoor report.json (parsed), by model key: its figures go into the predicate */
 	backdoorReports?: Readonly<Record<string, BackdoorReportFigures>>;
@@ -114,7 +114,7 @@ export interface ProvenancePredicate {
 		marker: VerdictRecord["marker"];
 		/** `sha256:<hex>`: the subject's digest */
 		rootDigest: string;
-		serialization?: HashPlan;
+		serialization: HashPlan;
 		files?: number;
 		bytes?: number;
 		manifestUri?: string;
@@ -278,7 +278,8 @@ export function provenanceStatement(record: VerdictRecord, extras: ProvenanceExt
 			artefact: record.artefact,
 			marker: record.marker,
 			rootDigest: root,
-			...some("serialization", extras.hashPlan),
+			// always recorded: a verifier must never take the hashing from the (unverified) marker beside the bytes
+			serialization: extras.hashPlan ?? FILES_PLAN,
 			...some("files", s.manifest?.files),
 			...some("bytes", s.manifest?.bytes),
 			...some("manifestUri", s.manifest?.uri),

@@ -131,9 +131,61 @@ function unsupported(type: string): FtguardError {
 	);
 }
 
-/** The hashing the verifier must repeat: as the predicate records it, else undefined (ask the marker, as the pipeline did). */
-export function recordedHashPlan(predicate: ProvenancePredicate): HashPlan | undefined {
-	return predicate.checkpoint.serialization;
+/**
+ * The hashing the verifier must repeat, as the signed predicate records it. Never from the marker beside the bytes:
+ * that file is not what the record's signature covers, and a forged one could choose a hashing that skips files.
+ * @throws FtguardError PAYLOAD_INVALID when the record does not say
+ */
+export function recordedHashPlan(predicate: ProvenancePredicate): HashPlan {
+	const plan = predicate.checkpoint.serialization as HashPlan | undefined;
+	if (plan === undefined || (plan.method !== "files" && plan.method !== "shards"))
+		throw new FtguardError(
+			"PAYLOAD_INVALID",
+			"the record does not say how the artefact was hashed (checkpoint.serialization)",
+		);
+	return plan;
+}
+
+/**
+ * The files the record's verdict covers, by name relative to the artefact: every pinned object but the commit
+ * marker. The root digest orders digests by name but does not hash the names; comparing them binds each name to its
+ * bytes (a renamed file — config.json to evil.py — keeps the root digest).
+ */
+export function recordedNames(predicate: ProvenancePredicate): string[] {
+	const { artefact, marker, objects } = predicate.checkpoint;
+	if (!artefact.endsWith("/")) return ["."];
+	return objects
+		.map((o) => o.key)
+		.filter((k) => k !== marker.key && k.startsWith(artefact))
+		.map((k) => k.slice(artefact.length))
+		.sort();
+}
+
+/** The computed artefact is of the record's kind and has exactly the record's file names. @throws MANIFEST_MISMATCH */
+export function checkArtefactShape(
+	predicate: ProvenancePredicate,
+	computed: { kind: "directory" | "file"; names: readonly string[] },
+	where: string,
+): void {
+	const kind = predicate.checkpoint.artefact.endsWith("/") ? "directory" : "file";
+	if (computed.kind !== kind)
+		throw new FtguardError("MANIFEST_MISMATCH", `${where} is a ${computed.kind}; the record is of a ${kind}`);
+	const expected = recordedNames(predicate);
+	const actual = [...computed.names].sort();
+	const missing = expected.filter((n) => !actual.includes(n));
+	const extra = actual.filter((n) => !expected.includes(n));
+	if (missing.length > 0 || extra.length > 0) {
+		const list = (xs: string[]) =>
+			xs
+				.slice(0, 3)
+				.map((x) => JSON.stringify(x))
+				.join(", ") + (xs.length > 3 ? ", …" : "");
+		throw new FtguardError(
+			"MANIFEST_MISMATCH",
+			`${where} does not hold the files the record names${extra.length ? `: not in the record ${list(extra)}` : ""}${missing.length ? `; missing ${list(missing)}` : ""}`,
+			{ details: { missing, extra } },
+		);
+	}
 }
 
 /** The artefact's computed root digest (hex) must be the subject's. @throws FtguardError ROOT_DIGEST_MISMATCH */

@@ -181,10 +181,17 @@ export function recordVerdict(doc: unknown): {
 	notes: readonly unknown[];
 } {
 	const d = obj(doc);
-	const promotable = str(d?.status) === "PROMOTABLE";
+	const status = str(d?.status);
+	const promotable = status === "PROMOTABLE";
+	// only the two statuses the pipeline writes are shown as such: "PROMOTABLE " or a Cyrillic "PRОMOTABLE" must
+	// not read as a pass in the badge, the tab title or the CLI's line (red team)
 	return {
 		status: promotable ? "pass" : "fail",
-		label: promotable ? "PROMOTABLE" : clip(str(d?.status) ?? "QUARANTINED", 40),
+		label: promotable
+			? "PROMOTABLE"
+			: status === "QUARANTINED" || status === undefined
+				? "QUARANTINED"
+				: "INVALID STATUS",
 		reasons: arr(d?.reasons),
 		notes: arr(d?.notes),
 	};

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { GetPublicKeyCommand, SignCommand } from "@aws-sdk/client-kms";
 import { describe, expect, it } from "vitest";
 import { type KmsSend, kmsSigner, provenanceSignerFromEnv, publicKeyPem } from "../../../lib/aws/kms-signer";
+import { FILES_PLAN } from "../../../lib/core/pipeline/manifest";
 import { artefactRootOnDisk } from "../../../lib/core/provenance/artefact";
 import { signProvenance } from "../../../lib/core/provenance/sign";
 import { policyDigest, provenanceStatement } from "../../../lib/core/provenance/statement";
@@ -103,7 +104,7 @@ describe("kmsSigner", () => {
 		expect((sign.input.Message as Uint8Array).length).toBe(32);
 		const v = verifyProvenanceBundle(bundle, publicKeyPem(signer), "record");
 		expect(() => checkArtefactRoot(v, "0".repeat(64), dir)).toThrow();
-		checkArtefactRoot(v, (await artefactRootOnDisk(dir, undefined)).root, dir);
+		checkArtefactRoot(v, (await artefactRootOnDisk(dir, FILES_PLAN)).root, dir);
 	});
 
 	it("refuses a key that is not an EC signing key", async () => {

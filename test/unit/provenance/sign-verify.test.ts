@@ -3,6 +3,7 @@ import { appendFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { localKeySigner } from "../../../lib/core/integrity/sign-signer";
+import { FILES_PLAN } from "../../../lib/core/pipeline/manifest";
 import { artefactRootOnDisk } from "../../../lib/core/provenance/artefact";
 import { signProvenance } from "../../../lib/core/provenance/sign";
 import { policyDigest, provenanceStatement } from "../../../lib/core/provenance/statement";
@@ -52,13 +53,13 @@ describe("provenance: sign → verify", () => {
 		const v = verifyProvenanceBundle(bundle, key.publicPem, "record");
 		expect(v.signer).toMatchObject({ kind: "public-key", keyFingerprint });
 		expect(v.statement.predicate.verdict.status).toBe("PROMOTABLE");
-		const computed = await artefactRootOnDisk(dir, undefined);
+		const computed = await artefactRootOnDisk(dir, FILES_PLAN);
 		expect(`sha256:${computed.root}`).toBe(rootOf(dir));
 		expect(computed).toMatchObject({ kind: "directory", files: 3, plan: { method: "files" } });
 		expect(() => checkArtefactRoot(v, computed.root, dir)).not.toThrow();
 		// the marker changes nothing: it is not part of the artefact
 		writeFileSync(join(dir, "model.sig"), "another signature");
-		expect((await artefactRootOnDisk(dir, undefined)).root).toBe(computed.root);
+		expect((await artefactRootOnDisk(dir, FILES_PLAN)).root).toBe(computed.root);
 	});
 
 	it("a changed byte of the artefact is ROOT_DIGEST_MISMATCH", async () => {
@@ -66,7 +67,7 @@ describe("provenance: sign → verify", () => {
 		const { bundle, key } = await signed(dir);
 		const v = verifyProvenanceBundle(bundle, key.publicPem, "record");
 		appendFileSync(join(dir, "config.json"), " ");
-		const computed = await artefactRootOnDisk(dir, undefined);
+		const computed = await artefactRootOnDisk(dir, FILES_PLAN);
 		expect(() => checkArtefactRoot(v, computed.root, dir)).toThrow(
 			expect.objectContaining({ code: "ROOT_DIGEST_MISMATCH", message: expect.stringContaining("not the artefact") }),
 		);
@@ -80,10 +81,10 @@ describe("provenance: sign → verify", () => {
 		expect(() => checkArtefactRoot(v, "0".repeat(64), dir)).toThrow(
 			expect.objectContaining({ code: "ROOT_DIGEST_MISMATCH" }),
 		);
-		const computed = await artefactRootOnDisk(dir, undefined);
+		const computed = await artefactRootOnDisk(dir, FILES_PLAN);
 		expect(computed.root).not.toBe(v.root);
 		writeFileSync(join(dir, ".gitignore"), "*");
-		await expect(artefactRootOnDisk(dir, undefined)).rejects.toMatchObject({ code: "UNSIGNED_FILE" });
+		await expect(artefactRootOnDisk(dir, FILES_PLAN)).rejects.toMatchObject({ code: "UNSIGNED_FILE" });
 	});
 
 	it("a tampered payload is SIGNATURE_INVALID", async () => {
@@ -122,7 +123,7 @@ describe("provenance: sign → verify", () => {
 		});
 		const { bundle } = await signProvenance(statement, localKeySigner(key.privateKey));
 		const v = verifyProvenanceBundle(bundle, key.publicPem, "record");
-		const computed = await artefactRootOnDisk(dir, undefined);
+		const computed = await artefactRootOnDisk(dir, FILES_PLAN);
 		expect(() => checkArtefactRoot(v, computed.root, dir)).toThrow(
 			expect.objectContaining({ code: "ROOT_DIGEST_MISMATCH" }),
 		);

@@ -100,7 +100,18 @@ describe("provenanceStatement", () => {
 		expect(p.verdict).toEqual({ status: "QUARANTINED", reasons: ["error: signature"] });
 		expect(p.checks).toEqual({ error: { state: "signature", cause: "boom" } });
 		expect(Object.keys(p.checkpoint).sort()).toEqual(
-			["artefact", "bucket", "bytes", "files", "manifestUri", "marker", "objects", "rootDigest", "uri"].sort(),
+			[
+				"artefact",
+				"bucket",
+				"bytes",
+				"files",
+				"manifestUri",
+				"marker",
+				"objects",
+				"rootDigest",
+				"serialization",
+				"uri",
+			].sort(),
 		);
 		expect(p.policy).toEqual({ digest: policyDigest(POLICY) });
 	});

@@ -383,6 +383,12 @@ describe("sections", () => {
 		const ok = render(verdictRecord({ status: "PROMOTABLE", reasons: [], notes: ["backdoor: not applicable"] }));
 		expect(ok).toContain("✔</span> PROMOTABLE");
 		expect(ok).toContain("backdoor: not applicable");
+		// a status the pipeline never writes never reads as a pass: a trailing space, a Cyrillic О (red team)
+		for (const status of ["PROMOTABLE ", "PR\u041EMOTABLE", "PROMOTABLE\u202E"]) {
+			const spoof = render(verdictRecord({ status, reasons: [] }));
+			expect(spoof, JSON.stringify(status)).toContain("✖</span> INVALID STATUS");
+			expect(spoof).not.toMatch(/<title>[^<]*PROMOTABLE/);
+		}
 	});
 
 	it("shows a provenance record when the input carries one, with how to verify it; none otherwise", () => {
