@@ -5,7 +5,7 @@
  * construction. Each object is pinned to the version its HEAD returned, so an overwrite mid-hash fails the read
  * instead of mixing two versions.
  */
-import { S3Client } from "@aws-sdk/client-s3";
+import type { S3Client } from "@aws-sdk/client-s3";
 import { FtguardError } from "../core/errors";
 import { mapLimit } from "../core/pipeline/concurrency";
 import { buildPipelineManifest, type HashPlan } from "../core/pipeline/manifest";
@@ -15,6 +15,7 @@ import type { ArtefactRoot } from "../core/provenance/artefact";
 import { digestObjects } from "./manifest";
 import { parseS3Uri } from "./object-store";
 import { headObject, listObjects } from "./objects";
+import { newS3Client } from "./runtime";
 
 /** More objects than one manifest holds (the local walk's limit). */
 const MAX_OBJECTS = 100_000;
@@ -64,13 +65,12 @@ export async function artefactRootInS3(
 }
 
 /**
- * {@link artefactRootInS3} with a client of the environment's credentials and region (FTGUARD_S3_ENDPOINT: a local
- * S3-compatible server, path-style). The client is made here, where the SDK is a static import: a dynamic import of
- * the CommonJS SDK from a bundled chunk gives no named exports.
+ * {@link artefactRootInS3} with a client of the environment's credentials and region (the handlers' own factory,
+ * lib/aws/runtime.ts). Made here, where the SDK is a static import: a dynamic import of the CommonJS SDK from a
+ * bundled chunk gives no named exports.
  */
 export async function artefactRootAtUri(uri: string, plan: HashPlan, directory: boolean): Promise<ArtefactRoot> {
-	const endpoint = process.env.FTGUARD_S3_ENDPOINT;
-	const s3 = new S3Client(endpoint ? { endpoint, forcePathStyle: true } : {});
+	const s3 = newS3Client();
 	try {
 		return await artefactRootInS3(s3, uri, plan, directory);
 	} finally {

@@ -29,9 +29,14 @@ let logger: Logger | undefined;
 const policies = new Map<string, Promise<Policy>>();
 
 export function s3Client(): S3Client {
-	const endpoint = process.env.FTGUARD_S3_ENDPOINT;
-	s3 ??= new S3Client(endpoint ? { endpoint, forcePathStyle: true } : {});
+	s3 ??= newS3Client();
 	return s3;
+}
+
+/** A client of the environment's credentials and region; FTGUARD_S3_ENDPOINT: a local server, path-style. */
+export function newS3Client(): S3Client {
+	const endpoint = process.env.FTGUARD_S3_ENDPOINT;
+	return new S3Client(endpoint ? { endpoint, forcePathStyle: true } : {});
 }
 
 /**
