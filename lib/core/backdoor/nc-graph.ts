@@ -29,6 +29,11 @@ export interface NcGraphOptions {
 	/** Input range of the reference data: the pattern lives in [lo, hi]. */
 	lo: number;
 	hi: number;
+	/**
+	 * Each trial stamps its own inputs: x is [K, B, …S] instead of [B, …S] shared by all
+	 * trials (the source-specific pair search: trial (s, t) stamps only inputs of class s).
+	 */
+	perTrialInputs?: boolean;
 }
 
 /** A graph input or output: name, element type and static dimensions. */
@@ -46,6 +51,7 @@ export const tensorSpec = (v: OnnxValueInfo): TensorSpec => ({
 
 export interface NcGraph {
 	bytes: Uint8Array;
+	perTrialInputs: boolean;
 	inputs: TensorSpec[];
 	outputs: TensorSpec[];
 	trials: number;
@@ -90,7 +96,7 @@ export interface RenamedClassifier {
 }
 
 /** The image classifier: a single float data input with fixed non-batch dimensions. */
-interface Classifier extends RenamedClassifier {
+export interface Classifier extends RenamedClassifier {
 	input: string;
 	inputShape: number[];
 }
@@ -134,7 +140,7 @@ export function renameClassifier(model: OnnxModel): RenamedClassifier {
 	};
 }
 
-function prepareClassifier(model: OnnxModel): Classifier {
+export function prepareClassifier(model: OnnxModel): Classifier {
 	const r = renameClassifier(model);
 	const dataInputs = r.dataInputs;
 	const inputInfo = dataInputs[0];
@@ -189,7 +195,7 @@ export function takenNames(g: OnnxGraph): Set<string> {
 export const floatInput = (name: string, shape: number[]) => ({ name, elemType: DataType.FLOAT, shape });
 
 /**
- * The Neural Cleanse graph for `trials` × `batch`: inputs x [B, …S], mask_raw
+ * The Neural Cleanse graph for `trials` × `batch`: inputs x [B, …S] ([K, B, …S] with perTrialInputs), mask_raw
  * [K, …M], pattern_raw [K, …S], target int64 [K], cost [K]; outputs ce, l1, acc
  * [K], grad_mask [K, …M], grad_pattern [K, …S] (see types.ts NcBatchResult).
  */
@@ -209,6 +215,7 @@ export async function buildNeuralCleanseGraph(
 	const S = c.inputShape;
 	const M = S.length === 3 ? [1, S[1] as number, S[2] as number] : [...S];
 	const N = K * B;
+	const xShape = opts.perTrialInputs ? [K, B, ...S] : [B, ...S];
 
 	const modelShapes = await probeShapes(gradientModel(c, { ...c.graph, inputs: [floatInput(c.input, [N, ...S])] }), {
 		[c.input]: { type: "float32", dims: [N, ...S] },
@@ -224,7 +231,7 @@ export async function buildNeuralCleanseGraph(
 	const b = new Builder(takenNames(c.graph));
 	const e = b.e;
 	for (const [name, s] of [
-		["x", [B, ...S]],
+		["x", xShape],
 		["mask_raw", [K, ...M]],
 		["pattern_raw", [K, ...S]],
 		["cost", [K]],
@@ -241,7 +248,7 @@ export async function buildNeuralCleanseGraph(
 	);
 	const m5 = b.op("Unsqueeze", [mask, e.i64([1])], [K, 1, ...M]);
 	const p5 = b.op("Unsqueeze", [pattern, e.i64([1])], [K, 1, ...S]);
-	const x5 = b.op("Unsqueeze", ["x", e.i64([0])], [1, B, ...S]);
+	const x5 = opts.perTrialInputs ? "x" : b.op("Unsqueeze", ["x", e.i64([0])], [1, B, ...S]);
 	const diff = b.op("Sub", [p5, x5], [K, B, ...S]);
 	const stamped = b.op("Add", [x5, b.op("Mul", [m5, diff], [K, B, ...S])], [K, B, ...S]);
 	e.nodes.push({
@@ -265,7 +272,7 @@ export async function buildNeuralCleanseGraph(
 		nodes: [...pre, ...c.graph.nodes, ...post],
 		initializers: [...c.graph.initializers, ...e.initializers],
 		inputs: [
-			floatInput("x", [B, ...S]),
+			floatInput("x", xShape),
 			floatInput("mask_raw", [K, ...M]),
 			floatInput("pattern_raw", [K, ...S]),
 			{ name: "target", elemType: DataType.INT64, shape: [K] },
@@ -296,6 +303,7 @@ export async function buildNeuralCleanseGraph(
 	];
 	return {
 		bytes: writeOnnxModel(gradientModel(c, graph)),
+		perTrialInputs: opts.perTrialInputs === true,
 		inputs: graph.inputs.map(tensorSpec),
 		outputs: graph.outputs.map(tensorSpec),
 		trials: K,

@@ -93,15 +93,18 @@ function prod(shape: readonly number[]): number {
 	return shape.reduce((a, b) => a * b, 1);
 }
 
-interface Trial {
+export interface Trial {
 	cls: number;
+	/** the class whose inputs the trial stamps; −1: every reference input */
+	source: number;
 	restart: number;
 	maskInit: Float32Array;
 	patternInit: Float32Array;
 }
 
-interface TrialOutcome {
+export interface TrialOutcome {
 	cls: number;
+	source: number;
 	restart: number;
 	succeeded: boolean;
 	success: number;
@@ -112,8 +115,9 @@ interface TrialOutcome {
 }
 
 /** Seeded initial raw parameters for one (class, restart). */
-export function ncInit(seed: number, cls: number, restart: number, maskSize: number, inputSize: number) {
-	const rng = new Rng(seed, 1, cls, restart);
+export function ncInit(seed: number, cls: number, restart: number, maskSize: number, inputSize: number, source = -1) {
+	// the all-source search keeps its original streams; a pair (source, cls) draws from its own
+	const rng = source < 0 ? new Rng(seed, 1, cls, restart) : new Rng(seed, 4, cls, source, restart);
 	const maskRaw = new Float32Array(maskSize);
 	const patternRaw = new Float32Array(inputSize);
 	for (let i = 0; i < maskSize; i++) maskRaw[i] = Math.atanh((2 * rng.uniform() - 1) * INIT_SHRINK);
@@ -134,8 +138,10 @@ export class BatchOrder {
 		seed: number,
 		readonly n: number,
 		readonly batch: number,
+		/** a separate order per source class of the pair search; −1: the whole data */
+		stream = -1,
 	) {
-		this.rng = new Rng(seed, 2);
+		this.rng = stream < 0 ? new Rng(seed, 2) : new Rng(seed, 3, stream);
 	}
 
 	private perm(s: number): Int32Array {
@@ -207,7 +213,7 @@ export class CostSchedule {
 	}
 }
 
-function usage(msg: string): FtguardError {
+export function usage(msg: string): FtguardError {
 	return new FtguardError("USAGE", `neural cleanse: ${msg}`);
 }
 
@@ -220,31 +226,42 @@ function positiveInt(name: string, v: number): number {
 	return v;
 }
 
-export async function neuralCleanse(
-	backend: NcBackend,
-	data: { x: Float32Array; n: number },
-	opts: NeuralCleanseOptions = {},
-): Promise<NeuralCleanseResult> {
-	const inputSize = prod(backend.inputShape);
-	const maskSize = prod(backend.maskShape);
-	const K = positiveInt("backend trials", backend.trials);
-	const B = positiveInt("backend batch", backend.batch);
+/** Of one search's restarts: the smallest successful L1, else the closest to success. */
+export function bestOutcome(mine: readonly TrialOutcome[]): TrialOutcome {
+	let pick = mine[0] as TrialOutcome;
+	for (const o of mine.slice(1)) {
+		if (o.succeeded && (!pick.succeeded || o.l1 < pick.l1)) pick = o;
+		else if (!o.succeeded && !pick.succeeded && o.success > pick.success) pick = o;
+	}
+	return { ...pick };
+}
+
+/** Schedule and optimiser settings every trial of a search shares (resolved defaults). */
+export interface SearchSettings {
+	steps: number;
+	patience: number;
+	initCost: number;
+	threshold: number;
+	up: number;
+	down: number;
+	lr: number;
+	lo: number;
+	hi: number;
+	signal?: AbortSignal;
+	onProgress?: (p: NcProgress) => void;
+}
+
+/**
+ * Fills the step's b-th batch for the group's K slots: x [B, …S] shared (one
+ * source of inputs) or [K, B, …S] (each slot its own). One per group, so the
+ * data order restarts with every group and results do not depend on K.
+ */
+export type BatchFiller = { batchesPerStep: number; fill(step: number, b: number, xb: Float32Array): void };
+
+/** Resolves and checks the options both searches share. */
+export function searchSettings(backend: NcBackend, x: Float32Array, opts: NeuralCleanseOptions): SearchSettings {
 	const steps = positiveInt("steps", opts.steps ?? 300);
-	const restarts = positiveInt("restarts", opts.restarts ?? 1);
 	const patience = positiveInt("patience", opts.patience ?? 5);
-	const seed = opts.seed ?? 0;
-	const initCost = opts.initCost ?? 1e-3;
-	const threshold = opts.successThreshold ?? 0.99;
-	const up = opts.costMultiplierUp ?? 2;
-	const down = opts.costMultiplierDown ?? 2 ** 1.5;
-	const lr = opts.lr ?? 0.1;
-	const { n, x } = data;
-	if (!Number.isInteger(n) || n < 1) throw new FtguardError("DATA_INVALID", "neural cleanse: no reference inputs");
-	if (x.length !== n * inputSize)
-		throw new FtguardError(
-			"DATA_INVALID",
-			`neural cleanse: reference data has ${x.length} values, ${n} inputs of shape [${backend.inputShape.join(", ")}] need ${n * inputSize}`,
-		);
 	let lo = opts.lo;
 	let hi = opts.hi;
 	if (lo === undefined || hi === undefined) {
@@ -254,20 +271,50 @@ export async function neuralCleanse(
 	}
 	if (!(Number.isFinite(lo) && Number.isFinite(hi) && hi > lo))
 		throw new FtguardError("DATA_INVALID", `neural cleanse: input range [${lo}, ${hi}] is empty or not finite`);
-	const classes = opts.classes ? [...opts.classes] : Array.from({ length: backend.numClasses }, (_, i) => i);
-	if (classes.length === 0) throw usage("no classes to scan");
-	for (const c of classes)
-		if (!Number.isInteger(c) || c < 0 || c >= backend.numClasses)
-			throw usage(`class ${c} is not in [0, ${backend.numClasses})`);
-	if (new Set(classes).size !== classes.length) throw usage("classes listed twice");
+	positiveInt("backend trials", backend.trials);
+	positiveInt("backend batch", backend.batch);
+	return {
+		steps,
+		patience,
+		initCost: opts.initCost ?? 1e-3,
+		threshold: opts.successThreshold ?? 0.99,
+		up: opts.costMultiplierUp ?? 2,
+		down: opts.costMultiplierDown ?? 2 ** 1.5,
+		lr: opts.lr ?? 0.1,
+		lo,
+		hi,
+		...(opts.signal ? { signal: opts.signal } : {}),
+		...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+	};
+}
 
-	const trials: Trial[] = [];
-	for (const cls of classes)
-		for (let r = 0; r < restarts; r++) {
-			const { maskRaw, patternRaw } = ncInit(seed, cls, r, maskSize, inputSize);
-			trials.push({ cls, restart: r, maskInit: maskRaw, patternInit: patternRaw });
-		}
+export function checkNcData(backend: NcBackend, data: { x: Float32Array; n: number }): void {
+	const inputSize = prod(backend.inputShape);
+	const { n, x } = data;
+	if (!Number.isInteger(n) || n < 1) throw new FtguardError("DATA_INVALID", "neural cleanse: no reference inputs");
+	if (x.length !== n * inputSize)
+		throw new FtguardError(
+			"DATA_INVALID",
+			`neural cleanse: reference data has ${x.length} values, ${n} inputs of shape [${backend.inputShape.join(", ")}] need ${n * inputSize}`,
+		);
+}
 
+/**
+ * The optimisation every trial runs (the original code's loop): K trials at a time through the
+ * backend, Adam on the raw mask and pattern, the cost schedule per trial, the smallest successful
+ * L1 kept. `filler` supplies each group's inputs.
+ */
+export async function optimiseTrials(
+	backend: NcBackend,
+	trials: readonly Trial[],
+	cfg: SearchSettings,
+	filler: (slots: readonly Trial[]) => BatchFiller,
+): Promise<TrialOutcome[]> {
+	const inputSize = prod(backend.inputShape);
+	const maskSize = prod(backend.maskShape);
+	const K = backend.trials;
+	const B = backend.batch;
+	const { steps, threshold, lo, hi } = cfg;
 	const groups = Math.ceil(trials.length / K);
 	const outcomes: TrialOutcome[] = [];
 	const span = hi - lo;
@@ -278,7 +325,7 @@ export async function neuralCleanse(
 	};
 	const toPattern = (raw: Float32Array, off: number) => {
 		const p = new Float32Array(inputSize);
-		for (let i = 0; i < inputSize; i++) p[i] = (lo as number) + (span * (Math.tanh(raw[off + i] as number) + 1)) / 2;
+		for (let i = 0; i < inputSize; i++) p[i] = lo + (span * (Math.tanh(raw[off + i] as number) + 1)) / 2;
 		return p;
 	};
 	let done = 0;
@@ -296,9 +343,9 @@ export async function neuralCleanse(
 			patternRaw.set(t.patternInit, s * inputSize);
 			target[s] = BigInt(t.cls);
 		});
-		const schedules = slots.map(() => new CostSchedule(initCost, patience, threshold, up, down));
-		const adamMask = new Adam(K * maskSize, { lr });
-		const adamPattern = new Adam(K * inputSize, { lr });
+		const schedules = slots.map(() => new CostSchedule(cfg.initCost, cfg.patience, threshold, cfg.up, cfg.down));
+		const adamMask = new Adam(K * maskSize, { lr: cfg.lr });
+		const adamPattern = new Adam(K * inputSize, { lr: cfg.lr });
 		const best = slots.map(() => ({
 			l1: Number.POSITIVE_INFINITY,
 			step: -1,
@@ -307,20 +354,16 @@ export async function neuralCleanse(
 			pattern: undefined as Float32Array | undefined,
 		}));
 		const lastAcc = new Float64Array(K);
-		const order = new BatchOrder(seed, n, B);
-		const xb = new Float32Array(B * inputSize);
+		const data = filler(slots);
+		const xb = new Float32Array((backend.perTrialInputs ? K : 1) * B * inputSize);
 		for (let step = 0; step < steps; step++) {
-			if (opts.signal?.aborted) throw new FtguardError("ABORTED", "neural cleanse: aborted");
+			if (cfg.signal?.aborted) throw new FtguardError("ABORTED", "neural cleanse: aborted");
 			for (let s = 0; s < K; s++) cost[s] = (schedules[s] as CostSchedule).cost;
-			const idx = order.step(step);
-			const nb = order.batchesPerStep;
+			const nb = data.batchesPerStep;
 			const accSum = new Float64Array(K);
 			const l1Sum = new Float64Array(K);
 			for (let b = 0; b < nb; b++) {
-				for (let i = 0; i < B; i++) {
-					const src = (idx[b * B + i] as number) * inputSize;
-					xb.set(x.subarray(src, src + inputSize), i * inputSize);
-				}
+				data.fill(step, b, xb);
 				const res = await backend.run(xb, maskRaw, patternRaw, target, cost);
 				if (
 					res.acc.length !== K ||
@@ -360,7 +403,7 @@ export async function neuralCleanse(
 				(schedules[s] as CostSchedule).update(acc);
 			}
 			done += real.length;
-			opts.onProgress?.({ done, total, group: g, groups, step, steps });
+			cfg.onProgress?.({ done, total, group: g, groups, step, steps });
 		}
 		for (let s = 0; s < real.length; s++) {
 			const t = real[s] as Trial;
@@ -370,6 +413,7 @@ export async function neuralCleanse(
 				for (let i = 0; i < maskSize; i++) l1 += bs.mask[i] as number;
 				outcomes.push({
 					cls: t.cls,
+					source: t.source,
 					restart: t.restart,
 					succeeded: true,
 					success: bs.acc,
@@ -381,6 +425,7 @@ export async function neuralCleanse(
 			} else
 				outcomes.push({
 					cls: t.cls,
+					source: t.source,
 					restart: t.restart,
 					succeeded: false,
 					success: lastAcc[s] as number,
@@ -391,15 +436,55 @@ export async function neuralCleanse(
 				});
 		}
 	}
+	return outcomes;
+}
+
+export async function neuralCleanse(
+	backend: NcBackend,
+	data: { x: Float32Array; n: number },
+	opts: NeuralCleanseOptions = {},
+): Promise<NeuralCleanseResult> {
+	const inputSize = prod(backend.inputShape);
+	const maskSize = prod(backend.maskShape);
+	const B = backend.batch;
+	checkNcData(backend, data);
+	const cfg = searchSettings(backend, data.x, opts);
+	const restarts = positiveInt("restarts", opts.restarts ?? 1);
+	const seed = opts.seed ?? 0;
+	const { n, x } = data;
+	if (backend.perTrialInputs) throw usage("the backend takes inputs per trial; this search shares them");
+	const classes = opts.classes ? [...opts.classes] : Array.from({ length: backend.numClasses }, (_, i) => i);
+	if (classes.length === 0) throw usage("no classes to scan");
+	for (const c of classes)
+		if (!Number.isInteger(c) || c < 0 || c >= backend.numClasses)
+			throw usage(`class ${c} is not in [0, ${backend.numClasses})`);
+	if (new Set(classes).size !== classes.length) throw usage("classes listed twice");
+
+	const trials: Trial[] = [];
+	for (const cls of classes)
+		for (let r = 0; r < restarts; r++) {
+			const { maskRaw, patternRaw } = ncInit(seed, cls, r, maskSize, inputSize);
+			trials.push({ cls, source: -1, restart: r, maskInit: maskRaw, patternInit: patternRaw });
+		}
+	const outcomes = await optimiseTrials(backend, trials, cfg, () => {
+		const order = new BatchOrder(seed, n, B);
+		let idx: Int32Array = new Int32Array(0);
+		return {
+			batchesPerStep: order.batchesPerStep,
+			fill(step, b, xb) {
+				if (b === 0) idx = order.step(step);
+				for (let i = 0; i < B; i++) {
+					const src = (idx[b * B + i] as number) * inputSize;
+					xb.set(x.subarray(src, src + inputSize), i * inputSize);
+				}
+			},
+		};
+	});
+	const { lo, hi } = cfg;
 
 	const perClass: NcClassResult[] = classes.map((cls) => {
-		const mine = outcomes.filter((o) => o.cls === cls);
-		let pick = mine[0] as TrialOutcome;
-		for (const o of mine.slice(1)) {
-			if (o.succeeded && (!pick.succeeded || o.l1 < pick.l1)) pick = o;
-			else if (!o.succeeded && !pick.succeeded && o.success > pick.success) pick = o;
-		}
-		return { ...pick };
+		const { source: _, ...pick } = bestOutcome(outcomes.filter((o) => o.cls === cls));
+		return pick;
 	});
 	const l1Norms = perClass.map((r) => r.l1);
 	const a = madAnomaly(l1Norms, opts.anomalyThreshold ?? 2);

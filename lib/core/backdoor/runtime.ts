@@ -8,9 +8,10 @@ import * as ort from "onnxruntime-node";
 import { FtguardError, firstLine } from "../errors";
 import { DataType } from "../formats/onnx-wire";
 import { elemTypes } from "./gradient";
+import { buildMaxMarginGraph } from "./mm-graph";
 import { buildInferenceGraph, buildNeuralCleanseGraph, type ProbeInput } from "./nc-graph";
 import { type OnnxModel, writeOnnxModel } from "./onnx-model";
-import type { InferenceRunner, NcBackend, NcBatchResult } from "./types";
+import type { InferenceRunner, MmBackend, MmBatchResult, NcBackend, NcBatchResult } from "./types";
 
 export type Device = "cpu" | "cuda" | "webgpu";
 
@@ -125,6 +126,8 @@ export interface NcRunnerOptions extends SessionOptions {
 	batch: number;
 	lo: number;
 	hi: number;
+	/** x is [K, B, …S]: each trial its own inputs (nc-graph.ts) */
+	perTrialInputs?: boolean;
 }
 
 /** The Neural Cleanse step graph in one session: K trials × B inputs per run. */
@@ -136,12 +139,13 @@ export class NcRunner implements NcBackend {
 		readonly inputShape: readonly number[],
 		readonly maskShape: readonly number[],
 		readonly numClasses: number,
+		readonly perTrialInputs: boolean,
 	) {}
 
 	static async create(model: OnnxModel, opts: NcRunnerOptions): Promise<NcRunner> {
 		const g = await buildNeuralCleanseGraph(model, opts, probeShapes);
 		const s = await createSession(g.bytes, opts);
-		return new NcRunner(s, g.trials, g.batch, g.inputShape, g.maskShape, g.numClasses);
+		return new NcRunner(s, g.trials, g.batch, g.inputShape, g.maskShape, g.numClasses, g.perTrialInputs);
 	}
 
 	get provider(): Device {
@@ -158,7 +162,8 @@ export class NcRunner implements NcBackend {
 		const K = this.trials;
 		const S = this.inputShape;
 		const M = this.maskShape;
-		checkLength("x", x.length, this.batch * size(S));
+		const xShape = this.perTrialInputs ? [K, this.batch, ...S] : [this.batch, ...S];
+		checkLength("x", x.length, size(xShape));
 		checkLength("mask_raw", maskRaw.length, K * size(M));
 		checkLength("pattern_raw", patternRaw.length, K * size(S));
 		checkLength("target", target.length, K);
@@ -167,7 +172,7 @@ export class NcRunner implements NcBackend {
 			if (t < 0n || t >= BigInt(this.numClasses))
 				throw new FtguardError("DATA_INVALID", `target class ${t} outside [0, ${this.numClasses})`);
 		const r = await runSession(this.s.session, {
-			x: new ort.Tensor("float32", x, [this.batch, ...S]),
+			x: new ort.Tensor("float32", x, xShape),
 			mask_raw: new ort.Tensor("float32", maskRaw, [K, ...M]),
 			pattern_raw: new ort.Tensor("float32", patternRaw, [K, ...S]),
 			target: new ort.Tensor("int64", target, [K]),
@@ -245,6 +250,55 @@ export class OnnxInferenceRunner implements InferenceRunner {
 		if (this.penultimateDim === 0)
 			throw new FtguardError("INTERNAL", "penultimate activations were not requested when the runner was created");
 		return { data: await this.outputs(x, n, "penultimate", this.penultimateDim), dim: this.penultimateDim };
+	}
+
+	async dispose(): Promise<void> {
+		await this.s.session.release();
+	}
+}
+
+export interface MmRunnerOptions extends SessionOptions {
+	/** inputs (trials) per run: classes × restarts at once when that fits */
+	trials: number;
+}
+
+/** The MM-BD max-margin step graph (mm-graph.ts) in one session: K trials, one input each, per run. */
+export class MmRunner implements MmBackend {
+	private constructor(
+		private readonly s: Session,
+		readonly trials: number,
+		readonly inputShape: readonly number[],
+		readonly numClasses: number,
+	) {}
+
+	static async create(model: OnnxModel, opts: MmRunnerOptions): Promise<MmRunner> {
+		const g = await buildMaxMarginGraph(model, opts, probeShapes);
+		const s = await createSession(g.bytes, opts);
+		return new MmRunner(s, g.trials, g.inputShape, g.numClasses);
+	}
+
+	get provider(): Device {
+		return this.s.provider;
+	}
+
+	async run(xRaw: Float32Array, target: BigInt64Array, lo: Float32Array, hi: Float32Array): Promise<MmBatchResult> {
+		const K = this.trials;
+		const S = this.inputShape;
+		checkLength("x_raw", xRaw.length, K * size(S));
+		checkLength("target", target.length, K);
+		checkLength("lo", lo.length, size(S));
+		checkLength("hi", hi.length, size(S));
+		for (const t of target)
+			if (t < 0n || t >= BigInt(this.numClasses))
+				throw new FtguardError("DATA_INVALID", `target class ${t} outside [0, ${this.numClasses})`);
+		const r = await runSession(this.s.session, {
+			x_raw: new ort.Tensor("float32", xRaw, [K, ...S]),
+			target: new ort.Tensor("int64", target, [K]),
+			lo: new ort.Tensor("float32", lo, [...S]),
+			hi: new ort.Tensor("float32", hi, [...S]),
+		});
+		const out = (name: string) => (r[name] as ort.Tensor).data as Float32Array;
+		return { margin: out("margin"), grad: out("grad") };
 	}
 
 	async dispose(): Promise<void> {

@@ -11,10 +11,14 @@ import { createHash } from "node:crypto";
 import { FtguardError } from "../errors";
 import type { BackdoorPolicy } from "../policy/backdoor";
 import { type AcResult, activationClustering } from "./activation-clustering";
+import { type ModelEvidence, scoreModel } from "./calibration";
+import { calibrationFor } from "./calibration-table";
+import { maxMargin } from "./max-margin";
+import { allPairs, neuralCleansePairs } from "./nc-pairs";
 import { type NcClassResult, type NcProgress, neuralCleanse } from "./neural-cleanse";
 import type { NpyFloat32, NpyInt64 } from "./npy";
 import { type OnnxModel, readOnnxModel } from "./onnx-model";
-import { type Device, NcRunner, OnnxInferenceRunner } from "./runtime";
+import { type Device, MmRunner, NcRunner, OnnxInferenceRunner } from "./runtime";
 import {
 	entropyHistogram,
 	histogramTop,
@@ -38,7 +42,7 @@ export interface BackdoorData {
 }
 
 export interface ScanProgress {
-	stage: "neural_cleanse" | "strip" | "activation_clustering";
+	stage: "neural_cleanse" | "neural_cleanse_pairs" | "max_margin" | "strip" | "activation_clustering";
 	done: number;
 	total: number;
 }
@@ -85,7 +89,7 @@ export interface BackdoorReport {
 	provider: Device;
 	detectors: {
 		neural_cleanse?: {
-			rule: "ftguard" | "vanilla";
+			rule: "calibrated" | "ftguard" | "vanilla";
 			l1_norms: number[];
 			anomaly_indices: Array<number | null>;
 			log_anomaly_indices: number[];
@@ -102,6 +106,33 @@ export interface BackdoorReport {
 			attack_success: number[];
 			restarts: number;
 			steps: number;
+		};
+		/** Neural Cleanse per (source, target) pair (source-specific backdoors) */
+		neural_cleanse_pairs?: {
+			steps: number;
+			restarts: number;
+			/** targets whose every source was searched (all, unless the budget maxPairs cut them) */
+			targets: number[];
+			/** [target][source]: the pair's trigger L1 (the mask size when never successful); null: not searched */
+			l1: Array<Array<number | null>>;
+			/** [target][source]: attack success of the kept trigger on the source's inputs */
+			attack_success: Array<Array<number | null>>;
+		};
+		/** the calibrated verdict (rule "calibrated"; calibration.ts): per class its score against clean models */
+		calibrated?: {
+			false_alarm_rate: number;
+			/** the calibration used: which statistics, fitted on how many clean models and classes */
+			calibration: { key: string; statistics: string[]; models: number; classes: number; source: string };
+			per_class: Array<{ cls: number; score: number; p_value: number; z: Record<string, number>; flagged: boolean }>;
+			flagged_classes: number[];
+		};
+		/** MM-BD: per class the largest margin logit_k − max_j≠k logit_j reachable in the data's box */
+		max_margin?: {
+			steps: number;
+			restarts: number;
+			margins: number[];
+			/** the paper's own rule (gamma null over the other classes; null below 3 classes): reported only */
+			mmbd: { cls: number; p_value: number } | null;
 		};
 		activation_clustering?: {
 			data_kind: DataKind;
@@ -235,6 +266,86 @@ async function runNeuralCleanse(
 			{ ...ncOptions(opts.policy, lo, hi, opts), classes },
 		);
 		return { results: r.perClass, provider: runner.provider };
+	} finally {
+		await runner.dispose();
+	}
+}
+
+/**
+ * The (source, target) pairs the budget allows: every one while C(C − 1) ≤ maxPairs, else whole
+ * targets, those with the smallest all-source trigger first (the likeliest backdoor targets).
+ */
+export function pairPlan(numClasses: number, maxPairs: number, ncL1?: readonly number[]): number[] {
+	const all = Array.from({ length: numClasses }, (_, c) => c);
+	if (numClasses < 3) return []; // with two classes a pair is the all-source search itself
+	const order = ncL1 ? [...all].sort((a, b) => (ncL1[a] as number) - (ncL1[b] as number) || a - b) : all;
+	const fit = Math.min(numClasses, Math.floor(maxPairs / (numClasses - 1)));
+	return order.slice(0, fit).sort((a, b) => a - b);
+}
+
+async function runPairs(
+	model: OnnxModel,
+	data: BackdoorData,
+	targets: readonly number[],
+	numClasses: number,
+	inputShape: readonly number[],
+	lo: number,
+	hi: number,
+	opts: ScanOptions,
+) {
+	const p = opts.policy.pairs;
+	const batch = opts.policy.neuralCleanse.batch;
+	const pairs = allPairs(numClasses, targets);
+	const runner = await NcRunner.create(model, {
+		device: opts.device,
+		trials: trialsFor(pairs.length, p.restarts, batch, size(inputShape)),
+		batch,
+		lo,
+		hi,
+		perTrialInputs: true,
+		...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+		...(opts.log ? { log: opts.log } : {}),
+	});
+	try {
+		return await neuralCleansePairs(runner, { x: data.x.data, y: data.y.data, n: data.x.shape[0] ?? 0 }, pairs, {
+			steps: p.steps,
+			restarts: p.restarts,
+			seed: opts.policy.neuralCleanse.seed,
+			lo,
+			hi,
+			...(opts.signal ? { signal: opts.signal } : {}),
+			...(opts.onProgress
+				? {
+						onProgress: (q: NcProgress) =>
+							opts.onProgress?.({ stage: "neural_cleanse_pairs", done: q.done, total: q.total }),
+					}
+				: {}),
+		});
+	} finally {
+		await runner.dispose();
+	}
+}
+
+async function runMaxMargin(model: OnnxModel, numClasses: number, lo: number, hi: number, opts: ScanOptions) {
+	const p = opts.policy.maxMargin;
+	const runner = await MmRunner.create(model, {
+		device: opts.device,
+		trials: Math.min(numClasses * p.restarts, 256),
+		...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+		...(opts.log ? { log: opts.log } : {}),
+	});
+	try {
+		return await maxMargin(runner, {
+			lo,
+			hi,
+			steps: p.steps,
+			restarts: p.restarts,
+			seed: opts.policy.neuralCleanse.seed,
+			...(opts.signal ? { signal: opts.signal } : {}),
+			...(opts.onProgress
+				? { onProgress: (q) => opts.onProgress?.({ stage: "max_margin", done: q.done, total: q.total }) }
+				: {}),
+		});
 	} finally {
 		await runner.dispose();
 	}
@@ -408,7 +519,7 @@ export async function scanBackdoor(
 				steps: policy.neuralCleanse.steps,
 			};
 			for (const e of evidence)
-				if (e.flagged)
+				if (e.flagged && policy.neuralCleanse.rule !== "calibrated")
 					accuse(
 						e.cls,
 						`neural_cleanse: reversed trigger L1 ${round(e.l1, 2)} is ${round(e.relativeL1, 2)}× the median (log anomaly index ${round(e.logAnomalyIndex, 2)})`,
@@ -419,6 +530,84 @@ export async function scanBackdoor(
 				pattern: Float32Array.from(r.pattern),
 			}));
 			timings.neural_cleanse_ms = t() - tNc;
+		}
+
+		const pairTargets = detectors.has("pairs")
+			? pairPlan(numClasses, policy.pairs.maxPairs, report.detectors.neural_cleanse?.l1_norms)
+			: [];
+		if (pairTargets.length > 0) {
+			const tPairs = t();
+			const found = await runPairs(model, data, pairTargets, numClasses, inputShape, lo, hi, opts);
+			const grid = () => Array.from({ length: numClasses }, () => Array<number | null>(numClasses).fill(null));
+			const l1 = grid();
+			const success = grid();
+			for (const r of found) {
+				(l1[r.cls] as Array<number | null>)[r.source] = round(r.l1);
+				(success[r.cls] as Array<number | null>)[r.source] = round(r.success);
+			}
+			report.detectors.neural_cleanse_pairs = {
+				steps: policy.pairs.steps,
+				restarts: policy.pairs.restarts,
+				targets: pairTargets,
+				l1,
+				attack_success: success,
+			};
+			timings.neural_cleanse_pairs_ms = t() - tPairs;
+		}
+
+		if (detectors.has("mm")) {
+			const tMm = t();
+			const mm = await runMaxMargin(model, numClasses, lo, hi, opts);
+			report.detectors.max_margin = {
+				steps: policy.maxMargin.steps,
+				restarts: policy.maxMargin.restarts,
+				margins: mm.margins.map((v) => round(v)),
+				mmbd: mm.detection ? { cls: mm.detection.cls, p_value: mm.detection.pValue } : null,
+			};
+			timings.max_margin_ms = t() - tMm;
+		}
+
+		if (policy.neuralCleanse.rule === "calibrated") {
+			const nc = report.detectors.neural_cleanse;
+			if (nc === undefined) throw new FtguardError("USAGE", 'the calibrated rule needs the "nc" detector');
+			const cal = calibrationFor(detectors);
+			const evidence: ModelEvidence = {
+				numClasses,
+				maskSize: nc.mask_size,
+				ncL1: nc.l1_norms,
+				pairL1: report.detectors.neural_cleanse_pairs?.l1,
+				margins: report.detectors.max_margin?.margins,
+			};
+			const scores = scoreModel(evidence, cal.calibration, policy.neuralCleanse.falseAlarmRate);
+			report.detectors.calibrated = {
+				false_alarm_rate: policy.neuralCleanse.falseAlarmRate,
+				calibration: {
+					key: cal.key,
+					statistics: cal.calibration.statistics,
+					models: cal.calibration.fitted.models,
+					classes: cal.calibration.fitted.classes,
+					source: cal.calibration.fitted.source,
+				},
+				per_class: scores.map((c) => ({
+					cls: c.cls,
+					score: round(c.score),
+					p_value: Number(c.pValue.toPrecision(4)),
+					z: Object.fromEntries(Object.entries(c.z).map(([k, v]) => [k, round(v as number)])),
+					flagged: c.flagged,
+				})),
+				flagged_classes: scores.filter((c) => c.flagged).map((c) => c.cls),
+			};
+			const alpha = policy.neuralCleanse.falseAlarmRate / numClasses;
+			for (const c of scores)
+				if (c.flagged) {
+					const parts = Object.entries(c.z)
+						.map(([k, v]) => `${k} ${round(v as number, 1)}`)
+						.join(", ");
+					accuse(
+						c.cls,
+						`calibrated: p = ${c.pValue.toPrecision(2)} < ${alpha.toPrecision(2)} (score ${round(c.score, 2)}; standardised ${parts})`,
+					);
+				}
 		}
 
 		if (detectors.has("strip")) {

@@ -27,6 +27,8 @@ export interface NcBackend {
 	/** [1, H, W] for image inputs (C, H, W), else the input shape */
 	readonly maskShape: readonly number[];
 	readonly numClasses: number;
+	/** x holds K × B inputs, each trial its own B (else B inputs shared by every trial) */
+	readonly perTrialInputs?: boolean;
 	run(
 		x: Float32Array,
 		maskRaw: Float32Array,
@@ -44,5 +46,25 @@ export interface InferenceRunner {
 	logits(x: Float32Array, n: number): Promise<Float32Array>;
 	/** activations feeding the last Gemm/MatMul: [n, dim] */
 	penultimate(x: Float32Array, n: number): Promise<{ data: Float32Array; dim: number }>;
+	dispose(): Promise<void>;
+}
+
+/** One MM-BD step for K trials (one input each), computed in one session run. */
+export interface MmBatchResult {
+	/** [K] logit of the trial's target minus the largest other logit, at x(x_raw) */
+	margin: Float32Array;
+	/** [K, ...inputShape] d margin / d x_raw (ascent direction) */
+	grad: Float32Array;
+}
+
+export interface MmBackend {
+	readonly trials: number;
+	readonly inputShape: readonly number[];
+	readonly numClasses: number;
+	/**
+	 * x = lo + (hi − lo)·(tanh(x_raw) + 1)/2 elementwise; lo and hi are one input's
+	 * shape (the box, per element), x_raw is [K, ...inputShape].
+	 */
+	run(xRaw: Float32Array, target: BigInt64Array, lo: Float32Array, hi: Float32Array): Promise<MmBatchResult>;
 	dispose(): Promise<void>;
 }

@@ -31,7 +31,8 @@ export interface NcEvidence {
 }
 
 export interface NcRule {
-	rule: "ftguard" | "vanilla";
+	/** "calibrated" decides elsewhere (calibration.ts); Neural Cleanse's own flags are then ftguard's */
+	rule: "calibrated" | "ftguard" | "vanilla";
 	anomalyThreshold: number;
 	maxRelativeL1: number;
 }

@@ -12,28 +12,61 @@ import { zodMessage } from "../schema";
 const positiveInt = (max: number) => z.number().int().min(1).max(max);
 const fraction = z.number().min(0).max(1);
 
-export const DETECTORS = ["nc", "ac", "strip"] as const;
+/** nc: Neural Cleanse over every source; pairs: per (source, target) pair; mm: MM-BD maximum margin; strip; ac */
+export const DETECTORS = ["nc", "pairs", "mm", "ac", "strip"] as const;
 export type Detector = (typeof DETECTORS)[number];
 
 export const neuralCleansePolicySchema = z
 	.object({
 		/** optimisation steps (passes over the reference data) per class */
-		steps: positiveInt(100_000).default(300),
+		steps: positiveInt(100_000).default(150),
 		batch: positiveInt(4096).default(32),
 		/** independent initialisations per class; the smallest successful L1 is kept */
-		restarts: positiveInt(16).default(3),
+		restarts: positiveInt(16).default(2),
 		seed: z
 			.number()
 			.int()
 			.min(0)
 			.max(2 ** 31 - 1)
 			.default(0),
-		/** "ftguard" (default): robust index over log-norms; "vanilla": the paper's MAD rule over raw norms */
-		rule: z.enum(["ftguard", "vanilla"]).default("ftguard"),
+		/**
+		 * "calibrated" (default): every detector's per-class statistic against clean models' (calibration.ts, with
+		 * `falseAlarmRate`); "ftguard": robust index over log-norms; "vanilla": the paper's MAD rule over raw norms
+		 */
+		rule: z.enum(["calibrated", "ftguard", "vanilla"]).default("ftguard"),
+		/**
+		 * rule "calibrated": the chance a clean model is flagged (split over its classes, Bonferroni); the p-value of a
+		 * class must be below falseAlarmRate / C
+		 */
+		falseAlarmRate: z.number().gt(0).lt(1).default(0.01),
 		/** a class is flagged when its (rule's) anomaly index exceeds this and its L1 is at most the median */
 		anomalyThreshold: z.number().positive().default(2),
 		/** ftguard rule only: the flagged class's L1 must also be at most this fraction of the median L1 */
 		maxRelativeL1: z.number().gt(0).max(1).default(0.5),
+	})
+	.strict();
+
+/** Neural Cleanse per (source, target) pair: source-specific backdoors (nc-pairs.ts). */
+export const pairSearchPolicySchema = z
+	.object({
+		/**
+		 * at most this many pairs are searched: every pair while C(C − 1) fits, else whole targets in order of their
+		 * all-source trigger (smallest first). 0: none
+		 */
+		maxPairs: z.number().int().min(0).max(100_000).default(400),
+		/** optimisation steps (passes over the pair's source inputs) per pair */
+		steps: positiveInt(100_000).default(100),
+		restarts: positiveInt(16).default(1),
+	})
+	.strict();
+
+/** MM-BD's maximum margin per class (max-margin.ts): a signal that does not depend on the trigger's size. */
+export const maxMarginPolicySchema = z
+	.object({
+		/** Adam ascent steps per start */
+		steps: positiveInt(100_000).default(300),
+		/** seeded starts per class; the largest margin is kept */
+		restarts: positiveInt(64).default(8),
 	})
 	.strict();
 
@@ -169,8 +202,10 @@ export const backdoorPolicySchema = z
 		 */
 		required: z.boolean().default(true),
 		waivers: z.array(backdoorWaiverSchema).max(1000).default([]),
-		detectors: z.array(z.enum(DETECTORS)).min(1).default(["nc", "strip"]),
+		detectors: z.array(z.enum(DETECTORS)).min(1).default(["nc", "pairs", "mm", "strip"]),
 		neuralCleanse: neuralCleansePolicySchema.default(neuralCleansePolicySchema.parse({})),
+		pairs: pairSearchPolicySchema.default(pairSearchPolicySchema.parse({})),
+		maxMargin: maxMarginPolicySchema.default(maxMarginPolicySchema.parse({})),
 		strip: stripPolicySchema.default(stripPolicySchema.parse({})),
 		activationClustering: activationClusteringPolicySchema.default(activationClusteringPolicySchema.parse({})),
 		text: textTriggerPolicySchema.default(textTriggerPolicySchema.parse({})),

@@ -1,0 +1,135 @@
+/**
+ * npm run calibrate:backdoor — scans every model of the calibration population
+ * (test/fixtures/backdoor-wide/manifest.json, made by make_population.py) with
+ * `ftguard backdoor --json` as a user would (default policy unless --policy), two
+ * processes at a time with one thread each, and writes what the calibrated verdict
+ * is fitted on and tested against: per model, the detectors' per-class statistics
+ * and the verdict (test/fixtures/backdoor-wide/scan-results.json).
+ *
+ *   npm run calibrate:backdoor -- [--jobs 2] [--policy p.json] [--only <substring>] [--out file.json]
+ *       [--manifest other-manifest.json]
+ *
+ * With --fit it scans nothing: it fits the calibrations on the fit split's clean models of that
+ * file (lib/core/backdoor/calibration-fit.ts), writes lib/core/backdoor/calibration-table.ts and
+ * prints, per split and family, the models judged right under each detector set.
+ * test/unit/backdoor/calibration.test.ts re-fits the same file and checks the committed table.
+ *
+ *   npm run calibrate:backdoor -- --fit [--results file.json] [--false-alarm-rate 0.01]
+ */
+import { spawn } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+
+const ROOT = resolve(dirname(new URL(import.meta.url).pathname), "..");
+const DIR = join(ROOT, "test/fixtures/backdoor-wide");
+const arg = (name: string) => {
+	const i = process.argv.indexOf(name);
+	return i >= 0 ? process.argv[i + 1] : undefined;
+};
+const jobs = Number(arg("--jobs") ?? 2);
+const policy = arg("--policy");
+const only = arg("--only");
+const out = arg("--out") ?? join(DIR, "scan-results.json");
+
+interface Entry {
+	file: string;
+	dataset: string;
+	kind: string;
+	split: string;
+	[k: string]: unknown;
+}
+const manifest = (JSON.parse(readFileSync(arg("--manifest") ?? join(DIR, "manifest.json"), "utf8")) as Entry[]).filter(
+	(m) => only === undefined || m.file.includes(only),
+);
+
+function scan(m: Entry): Promise<Record<string, unknown>> {
+	const dataDir = join(DIR, m.dataset);
+	const args = [
+		join(ROOT, "bin/ftguard.mjs"),
+		"backdoor",
+		join(DIR, m.file),
+		"--data",
+		join(dataDir, "ref-x.npy"),
+		"--labels",
+		join(dataDir, "ref-y.npy"),
+		"--json",
+		"--threads",
+		"1",
+		...(policy ? ["--policy", policy] : []),
+	];
+	return new Promise((done, fail) => {
+		const p = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+		let stdout = "";
+		let stderr = "";
+		p.stdout.on("data", (d) => {
+			stdout += d;
+		});
+		p.stderr.on("data", (d) => {
+			stderr += d;
+		});
+		p.on("close", (code) => {
+			if (code !== 0 && code !== 1) return fail(new Error(`${m.file}: exit ${code}: ${stderr.trim()}`));
+			const r = JSON.parse(stdout);
+			const d = r.detectors;
+			done({
+				file: m.file,
+				verdict: r.verdict,
+				suspect_classes: r.suspect_classes,
+				num_classes: r.model.num_classes,
+				mask_size: d.neural_cleanse?.mask_size,
+				nc_l1: d.neural_cleanse?.l1_norms,
+				pairs_l1: d.neural_cleanse_pairs?.l1,
+				margins: d.max_margin?.margins,
+				natural_margins: d.max_margin?.natural_margins,
+				strip_fraction: d.strip?.reversed_triggers?.map((t: { fraction_below: number }) => t.fraction_below),
+				calibrated: d.calibrated,
+				timings: r.timings,
+			});
+		});
+	});
+}
+
+if (process.argv.includes("--fit")) {
+	const { loadPopulation } = await import("../test/helpers/backdoor-population");
+	const { fitAll, judgePopulation, rates } = await import("../lib/core/backdoor/calibration-fit");
+	const models = loadPopulation(arg("--results"));
+	const cals = fitAll(models, "test/fixtures/backdoor-wide (fit split, clean)");
+	const rate = Number(arg("--false-alarm-rate") ?? 0.01);
+	for (const [key, cal] of Object.entries(cals)) {
+		const outcomes = judgePopulation(models, cal, rate);
+		process.stdout.write(`\n${key} (false-alarm rate ${rate}):\n`);
+		for (const [k, r] of Object.entries(rates(outcomes)).sort())
+			process.stdout.write(`  ${k}: ${r.correct}/${r.models}\n`);
+		for (const o of outcomes.filter((x) => !x.correct))
+			process.stdout.write(
+				`  wrong: ${o.split} ${o.file} targets [${o.targets}] flagged [${o.flagged}] min p ${o.minP.toPrecision(2)}\n`,
+			);
+	}
+	const table = join(ROOT, "lib/core/backdoor/calibration-table.ts");
+	const text = readFileSync(table, "utf8").replace(
+		/export const CALIBRATIONS: Record<string, Calibration> = [\s\S]*?;\n\n/,
+		`export const CALIBRATIONS: Record<string, Calibration> = ${JSON.stringify(cals, null, "\t")};\n\n`,
+	);
+	writeFileSync(table, text);
+	process.stdout.write(`\nwrote ${table}\n`);
+	process.exit(0);
+}
+
+const results: Array<Record<string, unknown>> = [];
+let next = 0;
+const t0 = performance.now();
+await Promise.all(
+	Array.from({ length: jobs }, async () => {
+		while (next < manifest.length) {
+			const m = manifest[next++] as Entry;
+			const r = await scan(m);
+			results.push(r);
+			process.stderr.write(
+				`${results.length}/${manifest.length} ${m.file} ${m.kind} → ${r.verdict} ${JSON.stringify(r.suspect_classes)} (${Math.round(Number((r.timings as Record<string, number>).total_ms) / 1000)} s)\n`,
+			);
+		}
+	}),
+);
+results.sort((a, b) => String(a.file).localeCompare(String(b.file)));
+writeFileSync(out, `${JSON.stringify({ policy: policy ?? "default", results }, null, 1)}\n`);
+process.stderr.write(`wrote ${out} (${results.length} models, ${Math.round((performance.now() - t0) / 1000)} s)\n`);
