@@ -38,9 +38,11 @@ interface Entry {
 	split: string;
 	[k: string]: unknown;
 }
-const manifest = (JSON.parse(readFileSync(arg("--manifest") ?? join(DIR, "manifest.json"), "utf8")) as Entry[]).filter(
-	(m) => only === undefined || m.file.includes(only),
-);
+const rank = (m: Entry) => (m.kind === "clean" ? (m.split === "fit" ? 0 : 2) : 1);
+const manifest = (JSON.parse(readFileSync(arg("--manifest") ?? join(DIR, "manifest.json"), "utf8")) as Entry[])
+	.filter((m) => only === undefined || m.file.includes(only))
+	// the fit split's clean models first (the calibration is fitted on them alone), then the backdoored, then the rest
+	.sort((a, b) => rank(a) - rank(b));
 
 function scan(m: Entry): Promise<Record<string, unknown>> {
 	const dataDir = join(DIR, m.dataset);
@@ -124,6 +126,8 @@ await Promise.all(
 			const m = manifest[next++] as Entry;
 			const r = await scan(m);
 			results.push(r);
+			// written after every model, so an interrupted run keeps what it measured
+			writeFileSync(out, `${JSON.stringify({ policy: policy ?? "default", results }, null, 1)}\n`);
 			process.stderr.write(
 				`${results.length}/${manifest.length} ${m.file} ${m.kind} → ${r.verdict} ${JSON.stringify(r.suspect_classes)} (${Math.round(Number((r.timings as Record<string, number>).total_ms) / 1000)} s)\n`,
 			);

@@ -19,7 +19,7 @@ interface BackdoorFlags {
 	restarts?: number;
 	batch?: number;
 	seed?: number;
-	rule?: "ftguard" | "vanilla";
+	rule?: "calibrated" | "ftguard" | "vanilla";
 	device: "cpu" | "cuda" | "webgpu";
 	threads?: number;
 	policy?: string;
@@ -59,7 +59,11 @@ export function registerBackdoor(program: Command, setExit: (code: number) => vo
 			},
 			"reference",
 		)
-		.option("--detectors <list>", "comma-separated: nc, strip, ac (default from the policy: nc,strip)", commaList)
+		.option(
+			"--detectors <list>",
+			"comma-separated: nc, pairs (per source-target pair), mm (maximum margin), strip, ac (default from the policy: nc,pairs,mm,strip)",
+			commaList,
+		)
 		.option("--steps <n>", "Neural Cleanse optimisation steps per class (default 300)", positiveInt("--steps"))
 		.option("--restarts <n>", "Neural Cleanse initialisations per class (default 3)", positiveInt("--restarts"))
 		.option("--batch <n>", "mini-batch size (default 32)", positiveInt("--batch"))
@@ -67,7 +71,10 @@ export function registerBackdoor(program: Command, setExit: (code: number) => vo
 			if (!/^[0-9]+$/.test(v) || Number(v) > 2 ** 31 - 1) throw new InvalidArgumentError("--seed must be 0..2^31-1");
 			return Number(v);
 		})
-		.option("--rule <rule>", "Neural Cleanse verdict rule: ftguard (default) or vanilla (the paper's MAD rule)")
+		.option(
+			"--rule <rule>",
+			"verdict rule: calibrated (default: every detector against clean models, docs/backdoor.md), ftguard (Neural Cleanse's log-index rule) or vanilla (the paper's MAD rule)",
+		)
 		.option(
 			"--device <device>",
 			"execution provider: cpu, cuda or webgpu (falls back to cpu with a log line)",
@@ -216,6 +223,33 @@ function render(
 				`  ${String(c).padEnd(6)}  ${l1.toFixed(2).padEnd(7)}  ${(nc.relative_l1[c] ?? 0).toFixed(2).padEnd(7)}  ${(nc.log_anomaly_indices[c] ?? 0).toFixed(2).padEnd(9)}  ${String(nc.anomaly_indices[c]?.toFixed(2) ?? "inf").padEnd(9)}  ${s ? s.fraction_below.toFixed(2).padEnd(11) : "-".padEnd(11)}  ${flag}`,
 			);
 		}
+	}
+	const pairs = r.detectors.neural_cleanse_pairs;
+	if (pairs) {
+		io.out(
+			`\nNeural Cleanse per pair (${pairs.steps} steps × ${pairs.restarts} restarts): smallest trigger per target`,
+		);
+		for (const t of pairs.targets) {
+			const row = (pairs.l1[t] ?? []).flatMap((v, s) => (v === null ? [] : [{ s, v }]));
+			const best = row.reduce((a, b) => (b.v < a.v ? b : a), row[0] ?? { s: -1, v: Number.NaN });
+			io.out(`  ${String(t).padEnd(6)}  from ${String(best.s).padEnd(3)}  L1 ${best.v.toFixed(2)}`);
+		}
+	}
+	const mm = r.detectors.max_margin;
+	if (mm)
+		io.out(
+			`\nMaximum margin (MM-BD, ${mm.steps} steps × ${mm.restarts} starts): ${mm.margins.map((v, c) => `${c}: ${v.toFixed(1)}`).join("  ")}`,
+		);
+	const cal = r.detectors.calibrated;
+	if (cal) {
+		io.out(
+			`\nCalibrated verdict (${cal.calibration.statistics.join(", ")}; fitted on ${cal.calibration.models} clean models, ${cal.calibration.classes} classes; false-alarm rate ${cal.false_alarm_rate})`,
+		);
+		io.out("  class   score   p-value    flagged");
+		for (const c of cal.per_class)
+			io.out(
+				`  ${String(c.cls).padEnd(6)}  ${c.score.toFixed(2).padEnd(6)}  ${c.p_value.toExponential(1).padEnd(9)}  ${c.flagged ? "yes" : ""}`,
+			);
 	}
 	if (strip) {
 		io.out(

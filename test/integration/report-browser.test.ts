@@ -107,6 +107,57 @@ describe("ftguard report in a browser", () => {
 		}
 	}, 30_000);
 
+	it("the calibrated verdict, pair and maximum margin sections: drawn, no console error, no request, fit 375 px", async () => {
+		const out = join(tmp, "scan-calibrated");
+		const scan = await quickBackdoorScan(out, ["--detectors", "nc,pairs,mm", "--rule", "ftguard"]);
+		expect(scan.code).toBe(1);
+		// a calibrated section as the scan writes it (lib/core/backdoor/scan.ts), whatever the fitted calibrations hold
+		const file = join(out, "report.json");
+		const report = JSON.parse(readFileSync(file, "utf8"));
+		const classes = report.model.num_classes as number;
+		expect(report.detectors.neural_cleanse_pairs.targets).toHaveLength(classes);
+		expect(report.detectors.max_margin.margins).toHaveLength(classes);
+		report.detectors.neural_cleanse.rule = "calibrated";
+		const stats = ["nc_area", "nc_relative", "pair_area", "pair_relative", "mm_relative"];
+		report.detectors.calibrated = {
+			false_alarm_rate: 0.01,
+			calibration: { key: "nc+pairs+mm", statistics: stats, models: 120, classes: 1200, source: `fit ${XSS}` },
+			per_class: Array.from({ length: classes }, (_, c) => ({
+				cls: c,
+				score: c === 5 ? 6.2 : c / 10 - 0.5,
+				p_value: c === 5 ? 2.8e-10 : 0.4,
+				z: Object.fromEntries(stats.map((s) => [s, c === 5 ? 4 : 0])),
+				flagged: c === 5,
+			})),
+			flagged_classes: [5],
+		};
+		writeFileSync(file, JSON.stringify(report));
+		const html = join(tmp, "scan-calibrated.html");
+		const r = await ftguard(["report", out, "-o", html]);
+		expect(r.stderr).toBe("");
+		expect(r.code).toBe(0);
+		for (const width of [1280, 375]) {
+			const { page, requests, problems } = await visit(html, width);
+			const h2 = await page.locator("h2").allTextContents();
+			for (const title of ["Calibrated verdict", "Neural Cleanse per source–target pair", "Maximum margin (MM-BD)"])
+				expect(h2).toContain(title);
+			expect(h2.indexOf("Calibrated verdict")).toBeLessThan(h2.indexOf("Neural Cleanse"));
+			for (const chart of [
+				"Calibrated score per class",
+				"Smallest pair trigger L1 per target",
+				"Maximum margin per class",
+			])
+				expect(await page.locator("svg.chart title", { hasText: chart }).count()).toBe(1);
+			expect(await page.getByText("the calibrated verdict decides").isVisible()).toBe(true);
+			expect(await page.getByText(`fit ${XSS}`).isVisible()).toBe(true);
+			expect(await page.evaluate("window.__xss")).toBeUndefined();
+			expect(problems).toEqual([]);
+			expect(requests).toEqual([pathToFileURL(html).href]);
+			if (width === 375) await noHorizontalScroll(page);
+			await page.close();
+		}
+	}, 60_000);
+
 	it("markup in file names and reasons is shown as text and never runs", async () => {
 		const files = join(tmp, "files.json");
 		const hostile = [`${XSS}.pkl`, `weights/${XSS}/model.safetensors`];

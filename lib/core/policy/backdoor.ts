@@ -19,10 +19,10 @@ export type Detector = (typeof DETECTORS)[number];
 export const neuralCleansePolicySchema = z
 	.object({
 		/** optimisation steps (passes over the reference data) per class */
-		steps: positiveInt(100_000).default(150),
+		steps: positiveInt(100_000).default(100),
 		batch: positiveInt(4096).default(32),
 		/** independent initialisations per class; the smallest successful L1 is kept */
-		restarts: positiveInt(16).default(2),
+		restarts: positiveInt(16).default(1),
 		seed: z
 			.number()
 			.int()
@@ -55,7 +55,7 @@ export const pairSearchPolicySchema = z
 		 */
 		maxPairs: z.number().int().min(0).max(100_000).default(400),
 		/** optimisation steps (passes over the pair's source inputs) per pair */
-		steps: positiveInt(100_000).default(100),
+		steps: positiveInt(100_000).default(60),
 		restarts: positiveInt(16).default(1),
 	})
 	.strict();

@@ -1,8 +1,10 @@
 /**
- * A backdoor report of an image (or flat-input) classifier (lib/core/backdoor/scan.ts BackdoorReport): Neural
- * Cleanse's anomaly indices against the threshold and the reversed triggers as images, STRIP's entropies, Activation
- * Clustering's clusters.
+ * A backdoor report of an image (or flat-input) classifier (lib/core/backdoor/scan.ts BackdoorReport): the calibrated
+ * verdict when the scan used it (backdoor-calibrated.ts), Neural Cleanse's anomaly indices against the threshold and
+ * the reversed triggers as images, Neural Cleanse per (source, target) pair, MM-BD's maximum margins, STRIP's
+ * entropies, Activation Clustering's clusters.
  */
+import { calibratedSection, maxMarginSection, pairsSection } from "./backdoor-calibrated";
 import { barChart, histogram, scatter } from "./charts";
 import { clip, type Html, html, pngDataUri } from "./html";
 import { type ImageMap, imageClasses, isEmbeddablePng, triggerImageName } from "./images";
@@ -15,6 +17,8 @@ function neuralCleanse(ctx: Ctx, r: Obj, images: ImageMap | undefined, level: Le
 	const nc = obj(obj(r?.detectors)?.neural_cleanse);
 	if (nc === undefined) return html``;
 	const policy = obj(obj(r?.policy)?.neuralCleanse);
+	// the calibrated rule reports Neural Cleanse's own flags by the ftguard rule; the calibrated section decides
+	const calibrated = str(nc.rule) === "calibrated";
 	const rule = str(nc.rule) === "vanilla" ? "vanilla" : "ftguard";
 	const l1 = nums(nc.l1_norms);
 	const n = l1.length;
@@ -95,7 +99,7 @@ function neuralCleanse(ctx: Ctx, r: Obj, images: ImageMap | undefined, level: Le
 		ctx,
 		level,
 		"Neural Cleanse",
-		html`<p>For every class, the smallest trigger that sends clean inputs to it was reverse-engineered (${count(nc.steps) ?? "?"} steps × ${count(nc.restarts) ?? "?"} restarts, mask of ${count(nc.mask_size) ?? "?"} values). A class whose trigger is anomalously small is suspect: rule <strong>${rule}</strong>${rule === "ftguard" ? html` — log-scale anomaly index above ${fmt(threshold)} and L1 at most ${fmt(maxRel)}× the median` : html` — anomaly index above ${fmt(threshold)} and L1 below the median`}. Flagged: <strong>${flagged.size > 0 ? [...flagged].join(", ") : "none"}</strong>; largest index ${fmt(num(nc.max_anomaly_index))}.</p>${charts}${tableHtml}${triggerGallery(ctx, r, images, deeper(level), flagWord)}`,
+		html`<p>For every class, the smallest trigger that sends clean inputs to it was reverse-engineered (${count(nc.steps) ?? "?"} steps × ${count(nc.restarts) ?? "?"} restarts, mask of ${count(nc.mask_size) ?? "?"} values). ${calibrated ? html`Verdict rule <strong>calibrated</strong>: the flags below are those of the ftguard rule (log-scale anomaly index above ${fmt(threshold)} and L1 at most ${fmt(maxRel)}× the median), <strong>reported only</strong>; the calibrated verdict decides, with these trigger sizes among its statistics.` : html`A class whose trigger is anomalously small is suspect: rule <strong>${rule}</strong>${rule === "ftguard" ? html` — log-scale anomaly index above ${fmt(threshold)} and L1 at most ${fmt(maxRel)}× the median` : html` — anomaly index above ${fmt(threshold)} and L1 below the median`}.`} ${calibrated ? "Flagged by the ftguard rule" : "Flagged"}: <strong>${flagged.size > 0 ? [...flagged].join(", ") : "none"}</strong>; largest index ${fmt(num(nc.max_anomaly_index))}.</p>${charts}${tableHtml}${triggerGallery(ctx, r, images, deeper(level), flagWord)}`,
 	);
 }
 
@@ -296,5 +300,5 @@ function activationClustering(ctx: Ctx, r: Obj, level: Level): Html {
 /** Every section of an image classifier's backdoor report, headings at `level`. */
 export function backdoorImage(ctx: Ctx, report: unknown, images: ImageMap | undefined, level: Level): Html {
 	const r = obj(report);
-	return html`${neuralCleanse(ctx, r, images, level)}${stripSection(ctx, r, level)}${activationClustering(ctx, r, level)}`;
+	return html`${calibratedSection(ctx, r, level)}${neuralCleanse(ctx, r, images, level)}${pairsSection(ctx, r, level)}${maxMarginSection(ctx, r, level)}${stripSection(ctx, r, level)}${activationClustering(ctx, r, level)}`;
 }
