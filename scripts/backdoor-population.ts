@@ -7,18 +7,18 @@
  * and the verdict (test/fixtures/backdoor-wide/scan-results.json).
  *
  *   npm run calibrate:backdoor -- [--jobs 2] [--policy p.json] [--only <substring>] [--out file.json]
- *       [--manifest other-manifest.json]
+ *       [--manifest other-manifest.json] [--resume]
  *
  * With --fit it scans nothing: it fits the calibrations on the fit split's clean models of that
- * file (lib/core/backdoor/calibration-fit.ts), writes lib/core/backdoor/calibration-table.ts and
- * prints, per split and family, the models judged right under each detector set.
- * test/unit/backdoor/calibration.test.ts re-fits the same file and checks the committed table.
+ * file (lib/core/backdoor/calibration-fit.ts) and prints, per split and kind, the models judged
+ * right under each detector set, and every model judged wrong.
  *
  *   npm run calibrate:backdoor -- --fit [--results file.json] [--false-alarm-rate 0.01]
  */
 import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
+import { calibratedSearch } from "../lib/core/backdoor/calibration";
 
 const ROOT = resolve(dirname(new URL(import.meta.url).pathname), "..");
 const DIR = join(ROOT, "test/fixtures/backdoor-wide");
@@ -38,10 +38,23 @@ interface Entry {
 	split: string;
 	[k: string]: unknown;
 }
-const rank = (m: Entry) => (m.kind === "clean" ? (m.split === "fit" ? 0 : 2) : 1);
+// the fit split's clean models first (the calibration is fitted on them alone), then the test split's clean models
+// and the backdoored ones alternately, so that a partial run measures both rates
+const order = new Map<string, number>();
+const rank = (m: Entry) => order.get(m.file) ?? 0;
 const manifest = (JSON.parse(readFileSync(arg("--manifest") ?? join(DIR, "manifest.json"), "utf8")) as Entry[])
 	.filter((m) => only === undefined || m.file.includes(only))
-	// the fit split's clean models first (the calibration is fitted on them alone), then the backdoored, then the rest
+	.map((m, i, all) => {
+		const group = all.filter(
+			(o) => (o.kind === "clean" && o.split === "fit") === (m.kind === "clean" && m.split === "fit"),
+		);
+		const sameKind = group.filter((o) => (o.kind === "clean") === (m.kind === "clean"));
+		order.set(
+			m.file,
+			m.kind === "clean" && m.split === "fit" ? i : 1000 + 2 * sameKind.indexOf(m) + (m.kind === "clean" ? 0 : 1),
+		);
+		return m;
+	})
 	.sort((a, b) => rank(a) - rank(b));
 
 function scan(m: Entry): Promise<Record<string, unknown>> {
@@ -85,6 +98,8 @@ function scan(m: Entry): Promise<Record<string, unknown>> {
 				natural_margins: d.max_margin?.natural_margins,
 				strip_fraction: d.strip?.reversed_triggers?.map((t: { fraction_below: number }) => t.fraction_below),
 				calibrated: d.calibrated,
+				// the search the statistics come from: the calibration holds for it
+				search: calibratedSearch(r.policy),
 				timings: r.timings,
 			});
 		});
@@ -94,8 +109,9 @@ function scan(m: Entry): Promise<Record<string, unknown>> {
 if (process.argv.includes("--fit")) {
 	const { loadPopulation } = await import("../test/helpers/backdoor-population");
 	const { fitAll, judgePopulation, rates } = await import("../lib/core/backdoor/calibration-fit");
-	const models = loadPopulation(arg("--results"));
-	const cals = fitAll(models, "test/fixtures/backdoor-wide (fit split, clean)");
+	const { populationSearch } = await import("../test/helpers/backdoor-population");
+	const models = loadPopulation(arg("--results"), arg("--manifest"));
+	const cals = fitAll(models, "test/fixtures/backdoor-wide (fit split, clean)", populationSearch(arg("--results")));
 	const rate = Number(arg("--false-alarm-rate") ?? 0.01);
 	for (const [key, cal] of Object.entries(cals)) {
 		const outcomes = judgePopulation(models, cal, rate);
@@ -107,23 +123,21 @@ if (process.argv.includes("--fit")) {
 				`  wrong: ${o.split} ${o.file} targets [${o.targets}] flagged [${o.flagged}] min p ${o.minP.toPrecision(2)}\n`,
 			);
 	}
-	const table = join(ROOT, "lib/core/backdoor/calibration-table.ts");
-	const text = readFileSync(table, "utf8").replace(
-		/export const CALIBRATIONS: Record<string, Calibration> = [\s\S]*?;\n\n/,
-		`export const CALIBRATIONS: Record<string, Calibration> = ${JSON.stringify(cals, null, "\t")};\n\n`,
-	);
-	writeFileSync(table, text);
-	process.stdout.write(`\nwrote ${table}\n`);
 	process.exit(0);
 }
 
-const results: Array<Record<string, unknown>> = [];
+// --resume: keep what an earlier run of the same output measured
+const results: Array<Record<string, unknown>> = process.argv.includes("--resume")
+	? (JSON.parse(readFileSync(out, "utf8")) as { results: Array<Record<string, unknown>> }).results
+	: [];
+const done = new Set(results.map((r) => r.file));
+const todo = manifest.filter((m) => !done.has(m.file));
 let next = 0;
 const t0 = performance.now();
 await Promise.all(
 	Array.from({ length: jobs }, async () => {
-		while (next < manifest.length) {
-			const m = manifest[next++] as Entry;
+		while (next < todo.length) {
+			const m = todo[next++] as Entry;
 			const r = await scan(m);
 			results.push(r);
 			// written after every model, so an interrupted run keeps what it measured

@@ -19,7 +19,7 @@ interface BackdoorFlags {
 	restarts?: number;
 	batch?: number;
 	seed?: number;
-	rule?: "calibrated" | "ftguard" | "vanilla";
+	rule?: "ftguard" | "vanilla";
 	device: "cpu" | "cuda" | "webgpu";
 	threads?: number;
 	policy?: string;
@@ -61,7 +61,7 @@ export function registerBackdoor(program: Command, setExit: (code: number) => vo
 		)
 		.option(
 			"--detectors <list>",
-			"comma-separated: nc, pairs (per source-target pair), mm (maximum margin), strip, ac (default from the policy: nc,pairs,mm,strip)",
+			"comma-separated: nc, pairs (per source-target pair, reported), mm (maximum margin, reported), strip, ac (default from the policy: nc,strip)",
 			commaList,
 		)
 		.option("--steps <n>", "Neural Cleanse optimisation steps per class (default 300)", positiveInt("--steps"))
@@ -71,10 +71,7 @@ export function registerBackdoor(program: Command, setExit: (code: number) => vo
 			if (!/^[0-9]+$/.test(v) || Number(v) > 2 ** 31 - 1) throw new InvalidArgumentError("--seed must be 0..2^31-1");
 			return Number(v);
 		})
-		.option(
-			"--rule <rule>",
-			"verdict rule: calibrated (default: every detector against clean models, docs/backdoor.md), ftguard (Neural Cleanse's log-index rule) or vanilla (the paper's MAD rule)",
-		)
+		.option("--rule <rule>", "Neural Cleanse verdict rule: ftguard (default) or vanilla (the paper's MAD rule)")
 		.option(
 			"--device <device>",
 			"execution provider: cpu, cuda or webgpu (falls back to cpu with a log line)",
@@ -240,17 +237,6 @@ function render(
 		io.out(
 			`\nMaximum margin (MM-BD, ${mm.steps} steps × ${mm.restarts} starts): ${mm.margins.map((v, c) => `${c}: ${v.toFixed(1)}`).join("  ")}`,
 		);
-	const cal = r.detectors.calibrated;
-	if (cal) {
-		io.out(
-			`\nCalibrated verdict (${cal.calibration.statistics.join(", ")}; fitted on ${cal.calibration.models} clean models, ${cal.calibration.classes} classes; false-alarm rate ${cal.false_alarm_rate})`,
-		);
-		io.out("  class   score   p-value    flagged");
-		for (const c of cal.per_class)
-			io.out(
-				`  ${String(c.cls).padEnd(6)}  ${c.score.toFixed(2).padEnd(6)}  ${c.p_value.toExponential(1).padEnd(9)}  ${c.flagged ? "yes" : ""}`,
-			);
-	}
 	if (strip) {
 		io.out(
 			`\nSTRIP: entropy boundary ${strip.boundary.toFixed(3)} at FRR ${strip.frr} (clean mean ${strip.clean_entropy.mean.toFixed(3)})`,

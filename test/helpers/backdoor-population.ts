@@ -3,10 +3,13 @@
  * ground truth joined with the scan statistics in scan-results.json (scripts/backdoor-population.ts).
  */
 import { readFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type CalibratedSearch, calibratedSearch } from "../../lib/core/backdoor/calibration";
 import type { PopulationModel } from "../../lib/core/backdoor/calibration-fit";
+import { defaultBackdoorPolicy } from "../../lib/core/policy/backdoor";
 
-export const POPULATION_DIR = resolve(__dirname, "../fixtures/backdoor-wide");
+export const POPULATION_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "../fixtures/backdoor-wide");
 
 interface ManifestEntry {
 	file: string;
@@ -27,8 +30,11 @@ interface ScanResult {
 	margins?: number[];
 }
 
-export function loadPopulation(resultsPath = join(POPULATION_DIR, "scan-results.json")): PopulationModel[] {
-	const manifest = JSON.parse(readFileSync(join(POPULATION_DIR, "manifest.json"), "utf8")) as ManifestEntry[];
+export function loadPopulation(
+	resultsPath = join(POPULATION_DIR, "scan-results.json"),
+	manifestPath = join(POPULATION_DIR, "manifest.json"),
+): PopulationModel[] {
+	const manifest = JSON.parse(readFileSync(manifestPath, "utf8")) as ManifestEntry[];
 	const results = (JSON.parse(readFileSync(resultsPath, "utf8")) as { results: ScanResult[] }).results;
 	const byFile = new Map(results.map((r) => [r.file, r]));
 	return manifest.flatMap((m) => {
@@ -53,4 +59,15 @@ export function loadPopulation(resultsPath = join(POPULATION_DIR, "scan-results.
 			},
 		];
 	});
+}
+
+/**
+ * The search every model of the results was scanned with (each result records it); a mix, or a file from before
+ * results recorded it, is the default policy's only when that is what the file says it used.
+ */
+export function populationSearch(resultsPath = join(POPULATION_DIR, "scan-results.json")): CalibratedSearch {
+	const file = JSON.parse(readFileSync(resultsPath, "utf8")) as { results: Array<{ search?: CalibratedSearch }> };
+	const seen = new Set(file.results.map((r) => JSON.stringify(r.search ?? calibratedSearch(defaultBackdoorPolicy()))));
+	if (seen.size !== 1) throw new Error(`${resultsPath}: models scanned with ${seen.size} different searches`);
+	return JSON.parse([...seen][0] as string) as CalibratedSearch;
 }

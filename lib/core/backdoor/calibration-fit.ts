@@ -4,7 +4,14 @@
  * population is test/fixtures/backdoor-wide (manifest.json: each model's kind, true targets and
  * sources, and its split); scan-results.json holds what `ftguard backdoor --json` measured.
  */
-import { type Calibration, fitCalibration, type ModelEvidence, type StatisticName, scoreModel } from "./calibration";
+import {
+	type CalibratedSearch,
+	type Calibration,
+	type DetectorFamily,
+	fitCalibration,
+	type ModelEvidence,
+	scoreModel,
+} from "./calibration";
 
 /** One model of the population: what the manifest says it is, and what its scan measured. */
 export interface PopulationModel {
@@ -18,19 +25,27 @@ export interface PopulationModel {
 	evidence: ModelEvidence;
 }
 
-/** The detector sets with a calibration, and the statistics each averages. */
-export const CALIBRATED_SETS: Record<string, StatisticName[]> = {
-	nc: ["nc_area", "nc_relative"],
-	"nc+mm": ["nc_area", "nc_relative", "mm_relative"],
-	"nc+pairs": ["nc_area", "nc_relative", "pair_area", "pair_relative"],
-	"nc+pairs+mm": ["nc_area", "nc_relative", "pair_area", "pair_relative", "mm_relative"],
+const NC: DetectorFamily = { name: "neural_cleanse", statistics: ["nc_area", "nc_relative"] };
+const PAIRS: DetectorFamily = { name: "pairs", statistics: ["pair_area", "pair_relative"] };
+const MM: DetectorFamily = { name: "max_margin", statistics: ["mm_relative"] };
+
+/** The detector sets with a calibration, and the families each is judged by. */
+export const CALIBRATED_SETS: Record<string, DetectorFamily[]> = {
+	nc: [NC],
+	"nc+mm": [NC, MM],
+	"nc+pairs": [NC, PAIRS],
+	"nc+pairs+mm": [NC, PAIRS, MM],
 };
 
 /** Every calibration, fitted on the clean models of the fit split. */
-export function fitAll(models: readonly PopulationModel[], source: string): Record<string, Calibration> {
+export function fitAll(
+	models: readonly PopulationModel[],
+	source: string,
+	search: CalibratedSearch,
+): Record<string, Calibration> {
 	const clean = models.filter((m) => m.kind === "clean" && m.split === "fit").map((m) => m.evidence);
 	return Object.fromEntries(
-		Object.entries(CALIBRATED_SETS).map(([key, stats]) => [key, fitCalibration(clean, stats, source)]),
+		Object.entries(CALIBRATED_SETS).map(([key, stats]) => [key, fitCalibration(clean, stats, source, search)]),
 	);
 }
 

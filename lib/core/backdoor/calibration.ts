@@ -1,20 +1,18 @@
 /**
- * The calibrated backdoor verdict for image classifiers (docs/backdoor.md, "Calibrated verdict").
+ * A calibrated backdoor verdict for image classifiers (docs/backdoor.md, "Calibrated verdict" — work
+ * in progress: not yet a policy rule).
  *
- * Each detector yields, per class, a statistic oriented so that larger means more
- * backdoor-like. None of them is judged against a constant tuned on one family: each is
- * standardised against its distribution over every class of a population of clean models
- * (varied architectures, class counts, data: test/fixtures/backdoor-wide, fit split), the
- * standardised statistics are averaged into one score per class, and that score is
- * standardised again against the same clean classes. A class's p-value is the normal upper
- * tail of its score; a class is flagged when p < falseAlarmRate / C (Bonferroni over the C
- * classes), so a clean model is flagged with probability at most about falseAlarmRate
- * whatever its class count — the rate ftguard states, measured on the test split.
- *
- * Averaging is the point: a class is flagged by evidence several detectors agree on, or by
- * one so extreme that the others' silence cannot dilute it (a large trigger leaves Neural
- * Cleanse silent but its maximum margin far outside anything clean); one detector's noise
- * (a clean class that is merely easy to reach) does not decide alone.
+ * Each detector yields, per class, statistics oriented so that larger means more backdoor-like.
+ * None is judged against a constant tuned on one family: each is standardised against its
+ * distribution over every class of a population of clean models (varied architectures, class
+ * counts, data: test/fixtures/backdoor-wide, fit split). A detector family's statistics (its
+ * absolute and its relative figure) are averaged, so a class must be unusual both in absolute
+ * terms and next to the model's other classes — one figure's noise does not decide — and the
+ * average is standardised again against the same clean classes. Each kind of backdoor shows in its
+ * own detector (all-to-one in Neural Cleanse, source-specific in the pair search), so a class's
+ * p-value is the strongest family's normal upper tail times the number of families (Bonferroni);
+ * a class is flagged when p < falseAlarmRate / C (Bonferroni over the C classes), so a clean model
+ * is flagged with probability at most about falseAlarmRate whatever its class count.
  */
 import { FtguardError } from "../errors";
 import { incompleteGamma } from "./gamma";
@@ -90,14 +88,39 @@ export interface NullFit {
 	scale: number;
 }
 
-export interface Calibration {
-	/** the statistics averaged, in order */
+/** The search settings the statistics depend on; the calibration holds for the search it was fitted on. */
+export interface CalibratedSearch {
+	nc: { steps: number; restarts: number; batch: number };
+	pairs: { steps: number; restarts: number };
+	mm: { steps: number; restarts: number };
+}
+
+export function calibratedSearch(p: {
+	neuralCleanse: { steps: number; restarts: number; batch: number };
+	pairs: { steps: number; restarts: number };
+	maxMargin: { steps: number; restarts: number };
+}): CalibratedSearch {
+	return {
+		nc: { steps: p.neuralCleanse.steps, restarts: p.neuralCleanse.restarts, batch: p.neuralCleanse.batch },
+		pairs: { steps: p.pairs.steps, restarts: p.pairs.restarts },
+		mm: { steps: p.maxMargin.steps, restarts: p.maxMargin.restarts },
+	};
+}
+
+/** Statistics averaged into one detector's evidence: each detector sees one kind of backdoor. */
+export interface DetectorFamily {
+	name: string;
 	statistics: StatisticName[];
+}
+
+export interface Calibration {
+	/** per detector, the statistics averaged into its score */
+	families: DetectorFamily[];
 	nulls: Record<string, NullFit>;
-	/** null of the averaged score */
-	score: NullFit;
-	/** what it was fitted on */
-	fitted: { models: number; classes: number; source: string };
+	/** per family, the null of its averaged score */
+	scores: Record<string, NullFit>;
+	/** what it was fitted on: the clean models and classes, and the search that measured them */
+	fitted: { models: number; classes: number; source: string; search: CalibratedSearch };
 }
 
 function robustFit(values: readonly number[]): NullFit {
@@ -110,7 +133,7 @@ function robustFit(values: readonly number[]): NullFit {
 
 const standard = (v: number, f: NullFit) => (v - f.loc) / f.scale;
 
-/** The averaged standardised statistic of one class (undefined when it lacks one of them). */
+/** The averaged standardised statistics of one family (undefined when the class lacks one). */
 function rawScore(s: ClassStatistics, statistics: readonly StatisticName[], nulls: Record<string, NullFit>) {
 	let sum = 0;
 	for (const name of statistics) {
@@ -123,39 +146,44 @@ function rawScore(s: ClassStatistics, statistics: readonly StatisticName[], null
 }
 
 /**
- * Which statistics a model of C classes is scored on: the pair statistics need the pair search
- * (3 classes or more: with two, a pair is the all-source search itself).
+ * The families a model of C classes is judged on: the pair search needs 3 classes or more (with two, a
+ * pair is the all-source search itself).
  */
-export function statisticsFor(numClasses: number, cal: Calibration): StatisticName[] {
-	return cal.statistics.filter((s) => numClasses >= 3 || (s !== "pair_area" && s !== "pair_relative"));
+export function familiesFor(numClasses: number, cal: Calibration): DetectorFamily[] {
+	return cal.families.filter((f) => numClasses >= 3 || !f.statistics.some((s) => s.startsWith("pair_")));
 }
 
-/** Fits the nulls on clean models' evidence: each statistic's, then the averaged score's. */
+/** Fits the nulls on clean models' evidence: each statistic's, then each family's averaged score's. */
 export function fitCalibration(
 	clean: readonly ModelEvidence[],
-	statistics: readonly StatisticName[],
+	families: readonly DetectorFamily[],
 	source: string,
+	search: CalibratedSearch,
 ): Calibration {
 	const perModel = clean.map((e) => ({ e, stats: classStatistics(e) }));
 	const nulls: Record<string, NullFit> = {};
-	for (const name of statistics)
+	for (const name of new Set(families.flatMap((f) => f.statistics)))
 		nulls[name] = robustFit(
 			perModel.flatMap(({ stats }) => stats.flatMap((s) => (s[name] === undefined ? [] : [s[name] as number]))),
 		);
-	const partial: Calibration = {
-		statistics: [...statistics],
+	const scores: Record<string, NullFit> = {};
+	let classes = 0;
+	for (const f of families) {
+		const raw = perModel.flatMap(({ stats }) =>
+			stats.flatMap((s) => {
+				const r = rawScore(s, f.statistics, nulls);
+				return r === undefined ? [] : [r];
+			}),
+		);
+		classes = Math.max(classes, raw.length);
+		scores[f.name] = robustFit(raw);
+	}
+	return {
+		families: families.map((f) => ({ name: f.name, statistics: [...f.statistics] })),
 		nulls,
-		score: { loc: 0, scale: 1 },
-		fitted: { models: clean.length, classes: 0, source },
+		scores,
+		fitted: { models: clean.length, classes, source, search },
 	};
-	const scores = perModel.flatMap(({ e, stats }) => {
-		const use = statisticsFor(e.numClasses, partial);
-		return stats.flatMap((s) => {
-			const r = rawScore(s, use, nulls);
-			return r === undefined ? [] : [r];
-		});
-	});
-	return { ...partial, score: robustFit(scores), fitted: { ...partial.fitted, classes: scores.length } };
 }
 
 /** P(Z > z) for a standard normal Z. */
@@ -169,28 +197,41 @@ export interface ClassScore {
 	cls: number;
 	/** each statistic standardised against its clean null */
 	z: Partial<Record<StatisticName, number>>;
-	/** the averaged score, standardised against its clean null */
-	score: number;
-	/** normal upper tail of the score: the chance a clean class scores this high */
+	/** per detector family, its averaged score standardised against its clean null */
+	scores: Record<string, number>;
+	/** the family with the most extreme score */
+	strongest: string;
+	/** Bonferroni over the families: (families) × the strongest family's normal upper tail */
 	pValue: number;
 	flagged: boolean;
 }
 
 export function scoreModel(e: ModelEvidence, cal: Calibration, falseAlarmRate: number): ClassScore[] {
-	const use = statisticsFor(e.numClasses, cal);
+	const use = familiesFor(e.numClasses, cal);
 	const stats = classStatistics(e);
 	const alpha = falseAlarmRate / e.numClasses;
 	return stats.map((s, cls) => {
-		const raw = rawScore(s, use, cal.nulls);
-		if (raw === undefined)
-			throw new FtguardError(
-				"DATA_INVALID",
-				`calibrated verdict: class ${cls} lacks one of the statistics ${use.join(", ")} (a detector did not run)`,
-			);
 		const z: Partial<Record<StatisticName, number>> = {};
-		for (const name of use) z[name] = standard(s[name] as number, cal.nulls[name] as NullFit);
-		const score = standard(raw, cal.score);
-		const pValue = normalUpperTail(score);
-		return { cls, z, score, pValue, flagged: pValue < alpha };
+		const scores: Record<string, number> = {};
+		let strongest = "";
+		let best = Number.NEGATIVE_INFINITY;
+		for (const f of use) {
+			const raw = rawScore(s, f.statistics, cal.nulls);
+			const fit = cal.scores[f.name];
+			if (raw === undefined || fit === undefined)
+				throw new FtguardError(
+					"DATA_INVALID",
+					`calibrated verdict: class ${cls} lacks a statistic of ${f.name} (${f.statistics.join(", ")}): a detector did not run`,
+				);
+			for (const name of f.statistics) z[name] = standard(s[name] as number, cal.nulls[name] as NullFit);
+			const score = standard(raw, fit);
+			scores[f.name] = score;
+			if (score > best) {
+				best = score;
+				strongest = f.name;
+			}
+		}
+		const pValue = Math.min(1, use.length * normalUpperTail(best));
+		return { cls, z, scores, strongest, pValue, flagged: pValue < alpha };
 	});
 }

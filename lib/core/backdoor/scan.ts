@@ -11,8 +11,6 @@ import { createHash } from "node:crypto";
 import { FtguardError } from "../errors";
 import type { BackdoorPolicy } from "../policy/backdoor";
 import { type AcResult, activationClustering } from "./activation-clustering";
-import { type ModelEvidence, scoreModel } from "./calibration";
-import { calibrationFor } from "./calibration-table";
 import { maxMargin } from "./max-margin";
 import { allPairs, neuralCleansePairs } from "./nc-pairs";
 import { type NcClassResult, type NcProgress, neuralCleanse } from "./neural-cleanse";
@@ -89,7 +87,7 @@ export interface BackdoorReport {
 	provider: Device;
 	detectors: {
 		neural_cleanse?: {
-			rule: "calibrated" | "ftguard" | "vanilla";
+			rule: "ftguard" | "vanilla";
 			l1_norms: number[];
 			anomaly_indices: Array<number | null>;
 			log_anomaly_indices: number[];
@@ -117,14 +115,6 @@ export interface BackdoorReport {
 			l1: Array<Array<number | null>>;
 			/** [target][source]: attack success of the kept trigger on the source's inputs */
 			attack_success: Array<Array<number | null>>;
-		};
-		/** the calibrated verdict (rule "calibrated"; calibration.ts): per class its score against clean models */
-		calibrated?: {
-			false_alarm_rate: number;
-			/** the calibration used: which statistics, fitted on how many clean models and classes */
-			calibration: { key: string; statistics: string[]; models: number; classes: number; source: string };
-			per_class: Array<{ cls: number; score: number; p_value: number; z: Record<string, number>; flagged: boolean }>;
-			flagged_classes: number[];
 		};
 		/** MM-BD: per class the largest margin logit_k − max_j≠k logit_j reachable in the data's box */
 		max_margin?: {
@@ -519,7 +509,7 @@ export async function scanBackdoor(
 				steps: policy.neuralCleanse.steps,
 			};
 			for (const e of evidence)
-				if (e.flagged && policy.neuralCleanse.rule !== "calibrated")
+				if (e.flagged)
 					accuse(
 						e.cls,
 						`neural_cleanse: reversed trigger L1 ${round(e.l1, 2)} is ${round(e.relativeL1, 2)}× the median (log anomaly index ${round(e.logAnomalyIndex, 2)})`,
@@ -565,49 +555,6 @@ export async function scanBackdoor(
 				mmbd: mm.detection ? { cls: mm.detection.cls, p_value: mm.detection.pValue } : null,
 			};
 			timings.max_margin_ms = t() - tMm;
-		}
-
-		if (policy.neuralCleanse.rule === "calibrated") {
-			const nc = report.detectors.neural_cleanse;
-			if (nc === undefined) throw new FtguardError("USAGE", 'the calibrated rule needs the "nc" detector');
-			const cal = calibrationFor(detectors);
-			const evidence: ModelEvidence = {
-				numClasses,
-				maskSize: nc.mask_size,
-				ncL1: nc.l1_norms,
-				pairL1: report.detectors.neural_cleanse_pairs?.l1,
-				margins: report.detectors.max_margin?.margins,
-			};
-			const scores = scoreModel(evidence, cal.calibration, policy.neuralCleanse.falseAlarmRate);
-			report.detectors.calibrated = {
-				false_alarm_rate: policy.neuralCleanse.falseAlarmRate,
-				calibration: {
-					key: cal.key,
-					statistics: cal.calibration.statistics,
-					models: cal.calibration.fitted.models,
-					classes: cal.calibration.fitted.classes,
-					source: cal.calibration.fitted.source,
-				},
-				per_class: scores.map((c) => ({
-					cls: c.cls,
-					score: round(c.score),
-					p_value: Number(c.pValue.toPrecision(4)),
-					z: Object.fromEntries(Object.entries(c.z).map(([k, v]) => [k, round(v as number)])),
-					flagged: c.flagged,
-				})),
-				flagged_classes: scores.filter((c) => c.flagged).map((c) => c.cls),
-			};
-			const alpha = policy.neuralCleanse.falseAlarmRate / numClasses;
-			for (const c of scores)
-				if (c.flagged) {
-					const parts = Object.entries(c.z)
-						.map(([k, v]) => `${k} ${round(v as number, 1)}`)
-						.join(", ");
-					accuse(
-						c.cls,
-						`calibrated: p = ${c.pValue.toPrecision(2)} < ${alpha.toPrecision(2)} (score ${round(c.score, 2)}; standardised ${parts})`,
-					);
-				}
 		}
 
 		if (detectors.has("strip")) {

@@ -31,8 +31,7 @@ export interface NcEvidence {
 }
 
 export interface NcRule {
-	/** "calibrated" decides elsewhere (calibration.ts); Neural Cleanse's own flags are then ftguard's */
-	rule: "calibrated" | "ftguard" | "vanilla";
+	rule: "ftguard" | "vanilla";
 	anomalyThreshold: number;
 	maxRelativeL1: number;
 }

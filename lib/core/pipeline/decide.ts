@@ -297,15 +297,10 @@ const reportSchema = z.object({
 		.object({
 			neural_cleanse: z
 				.object({
-					rule: z.enum(["calibrated", "ftguard", "vanilla"]),
+					rule: z.enum(["ftguard", "vanilla"]),
 					l1_norms: z.array(num),
 					anomaly_indices: z.array(num.nullable()),
 					log_anomaly_indices: z.array(num),
-				})
-				.optional(),
-			calibrated: z
-				.object({
-					per_class: z.array(z.object({ cls: z.number().int().min(0), score: num, p_value: num }).loose()),
 				})
 				.optional(),
 		})
@@ -321,9 +316,6 @@ const MAX_TRIGGER_CHARS = 40;
 /** What the report says about suspect class `c`: its Neural Cleanse figures, its text trigger, or the detector. */
 function classFinding(report: z.infer<typeof reportSchema>, c: number): string {
 	const nc = report.detectors?.neural_cleanse;
-	const cal = report.detectors?.calibrated?.per_class.find((p) => p.cls === c);
-	if (nc?.rule === "calibrated" && cal !== undefined)
-		return `class ${c}: calibrated p-value ${cal.p_value.toPrecision(2)} (score ${fmt(cal.score, 2)}), trigger L1 ${fmt(nc.l1_norms[c] ?? Number.NaN, 1)}`;
 	const index = nc?.rule === "vanilla" ? nc.anomaly_indices[c] : nc?.log_anomaly_indices[c];
 	const l1 = nc?.l1_norms[c];
 	if (typeof index === "number" && typeof l1 === "number") {

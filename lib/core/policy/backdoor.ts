@@ -19,26 +19,18 @@ export type Detector = (typeof DETECTORS)[number];
 export const neuralCleansePolicySchema = z
 	.object({
 		/** optimisation steps (passes over the reference data) per class */
-		steps: positiveInt(100_000).default(100),
+		steps: positiveInt(100_000).default(300),
 		batch: positiveInt(4096).default(32),
 		/** independent initialisations per class; the smallest successful L1 is kept */
-		restarts: positiveInt(16).default(1),
+		restarts: positiveInt(16).default(3),
 		seed: z
 			.number()
 			.int()
 			.min(0)
 			.max(2 ** 31 - 1)
 			.default(0),
-		/**
-		 * "calibrated" (default): every detector's per-class statistic against clean models' (calibration.ts, with
-		 * `falseAlarmRate`); "ftguard": robust index over log-norms; "vanilla": the paper's MAD rule over raw norms
-		 */
-		rule: z.enum(["calibrated", "ftguard", "vanilla"]).default("ftguard"),
-		/**
-		 * rule "calibrated": the chance a clean model is flagged (split over its classes, Bonferroni); the p-value of a
-		 * class must be below falseAlarmRate / C
-		 */
-		falseAlarmRate: z.number().gt(0).lt(1).default(0.01),
+		/** "ftguard" (default): robust index over log-norms; "vanilla": the paper's MAD rule over raw norms */
+		rule: z.enum(["ftguard", "vanilla"]).default("ftguard"),
 		/** a class is flagged when its (rule's) anomaly index exceeds this and its L1 is at most the median */
 		anomalyThreshold: z.number().positive().default(2),
 		/** ftguard rule only: the flagged class's L1 must also be at most this fraction of the median L1 */
@@ -202,7 +194,7 @@ export const backdoorPolicySchema = z
 		 */
 		required: z.boolean().default(true),
 		waivers: z.array(backdoorWaiverSchema).max(1000).default([]),
-		detectors: z.array(z.enum(DETECTORS)).min(1).default(["nc", "pairs", "mm", "strip"]),
+		detectors: z.array(z.enum(DETECTORS)).min(1).default(["nc", "strip"]),
 		neuralCleanse: neuralCleansePolicySchema.default(neuralCleansePolicySchema.parse({})),
 		pairs: pairSearchPolicySchema.default(pairSearchPolicySchema.parse({})),
 		maxMargin: maxMarginPolicySchema.default(maxMarginPolicySchema.parse({})),

@@ -158,21 +158,6 @@ describe("interpretBackdoorReport", () => {
 			finding: 'class 4: trigger "cf", attack success 0.98',
 		});
 	});
-	it("names the calibrated p-value under the calibrated rule", () => {
-		const r = report();
-		const d = r.detectors as Record<string, Record<string, unknown>>;
-		(d.neural_cleanse as Record<string, unknown>).rule = "calibrated";
-		d.calibrated = {
-			per_class: [
-				{ cls: 0, score: 0.1, p_value: 0.46 },
-				{ cls: 3, score: 5.31, p_value: 5.5e-8 },
-			],
-		};
-		expect(interpretBackdoorReport(state, 0, REPORT_URI, r)).toMatchObject({
-			kind: "suspect",
-			finding: "class 3: calibrated p-value 5.5e-8 (score 5.31), trigger L1 11",
-		});
-	});
 	it("uses the vanilla index under the vanilla rule, and names a class flagged by another detector", () => {
 		const r = report({ suspect_classes: [1, 3], reasons: ["activation_clustering: 9 of 40 …", "neural_cleanse: …"] });
 		const nc = (r.detectors as { neural_cleanse: Record<string, unknown> }).neural_cleanse;

@@ -1,0 +1,129 @@
+/**
+ * The calibrated verdict (calibration.ts, calibration-fit.ts): its statistics on hand-made
+ * evidence, the normal tail, and — on the scanned population of test/fixtures/backdoor-wide —
+ * that the committed table is what the fit split gives, and the detection and false-alarm
+ * rates on the test split, models the fit never saw (docs/backdoor.md, "Calibrated verdict").
+ */
+import { describe, expect, it } from "vitest";
+import {
+	type Calibration,
+	calibratedSearch,
+	classStatistics,
+	fitCalibration,
+	type ModelEvidence,
+	normalUpperTail,
+	scoreModel,
+} from "../../../lib/core/backdoor/calibration";
+import { CALIBRATED_SETS } from "../../../lib/core/backdoor/calibration-fit";
+import { FtguardError } from "../../../lib/core/errors";
+import { defaultBackdoorPolicy } from "../../../lib/core/policy/backdoor";
+
+describe("normalUpperTail", () => {
+	it("is the standard normal's upper tail", () => {
+		expect(normalUpperTail(0)).toBeCloseTo(0.5, 12);
+		expect(normalUpperTail(1.6448536)).toBeCloseTo(0.05, 7);
+		expect(normalUpperTail(3.0902323)).toBeCloseTo(0.001, 8);
+		expect(normalUpperTail(-1.959964)).toBeCloseTo(0.975, 6);
+		expect(normalUpperTail(8)).toBeGreaterThan(0);
+		expect(normalUpperTail(8)).toBeLessThan(1e-14);
+	});
+});
+
+const flat = (C: number, l1: number, margin: number): ModelEvidence => ({
+	numClasses: C,
+	maskSize: 256,
+	ncL1: Array(C).fill(l1),
+	pairL1: Array.from({ length: C }, (_, t) => Array.from({ length: C }, (_, s) => (s === t ? null : l1))),
+	margins: Array(C).fill(margin),
+});
+
+describe("classStatistics", () => {
+	it("orients every statistic so that a smaller trigger or a larger margin is larger", () => {
+		const e = flat(5, 20, 50);
+		(e.ncL1 as number[])[2] = 5;
+		((e.pairL1 as Array<Array<number | null>>)[3] as Array<number | null>)[1] = 4;
+		(e.margins as number[])[4] = 200;
+		const s = classStatistics(e);
+		expect(s[2]?.nc_area).toBeCloseTo(-Math.log(5 / 256), 10);
+		expect(s[2]?.nc_relative).toBeCloseTo(-Math.log(5 / 20), 10);
+		expect(s[0]?.nc_relative).toBeCloseTo(0, 10);
+		// a source-specific pair: only its target's pair statistics move
+		expect(s[3]?.pair_relative).toBeCloseTo(-Math.log(4 / 20), 10);
+		expect(s[0]?.pair_relative).toBeCloseTo(0, 10);
+		expect(s[4]?.mm_relative).toBeCloseTo(Math.log(4), 10);
+		expect(s[0]?.mm_relative).toBeCloseTo(0, 10);
+	});
+	it("floors a non-positive margin and a zero L1 instead of producing infinities", () => {
+		const e = flat(3, 10, 5);
+		(e.margins as number[])[0] = -3;
+		(e.ncL1 as number[])[1] = 0;
+		for (const c of classStatistics(e)) for (const v of Object.values(c)) expect(Number.isFinite(v)).toBe(true);
+	});
+	it("refuses evidence that does not cover every class", () => {
+		expect(() => classStatistics({ ...flat(3, 10, 5), ncL1: [1, 2] })).toThrow(FtguardError);
+		expect(() => classStatistics({ ...flat(3, 10, 5), margins: [1] })).toThrow(FtguardError);
+	});
+});
+
+/** A clean population with natural spread (seeded), to fit on. */
+function cleanPopulation(n: number): ModelEvidence[] {
+	let seed = 7;
+	const rnd = () => {
+		seed = (seed * 1103515245 + 12345) % 2 ** 31;
+		return seed / 2 ** 31;
+	};
+	return Array.from({ length: n }, (_, m) => {
+		const C = [2, 3, 5, 10][m % 4] as number;
+		const e = flat(C, 20, 50);
+		e.ncL1 = e.ncL1.map(() => 20 * Math.exp(0.3 * (rnd() - 0.5)));
+		e.margins = (e.margins as number[]).map(() => 50 * Math.exp(0.3 * (rnd() - 0.5)));
+		e.pairL1 = (e.pairL1 as Array<Array<number | null>>).map((row) =>
+			row.map((v) => (v === null ? null : 15 * Math.exp(0.4 * (rnd() - 0.5)))),
+		);
+		return e;
+	});
+}
+
+describe("fit and score", () => {
+	const cal: Calibration = fitCalibration(
+		cleanPopulation(40),
+		CALIBRATED_SETS["nc+pairs+mm"] ?? [],
+		"synthetic",
+		calibratedSearch(defaultBackdoorPolicy()),
+	);
+
+	it("flags nothing on a clean model and every target of a two-target model", () => {
+		expect(scoreModel(flat(10, 20, 50), cal, 0.01).some((c) => c.flagged)).toBe(false);
+		const two = flat(10, 20, 50);
+		for (const t of [3, 7]) {
+			(two.ncL1 as number[])[t] = 4;
+			(two.margins as number[])[t] = 300;
+			(two.pairL1 as Array<Array<number | null>>)[t] = (two.pairL1?.[t] ?? []).map((v) => (v === null ? null : 4));
+		}
+		expect(
+			scoreModel(two, cal, 0.01)
+				.filter((c) => c.flagged)
+				.map((c) => c.cls),
+		).toEqual([3, 7]);
+	});
+
+	it("flags a source-specific pair (Neural Cleanse over every source silent) by the pair family alone", () => {
+		const src = flat(10, 20, 50);
+		((src.pairL1 as Array<Array<number | null>>)[6] as Array<number | null>)[2] = 3;
+		const s = scoreModel(src, cal, 0.01);
+		expect(s[6]?.flagged).toBe(true);
+		expect(s[6]?.strongest).toBe("pairs");
+		expect(s.filter((c) => c.flagged).map((c) => c.cls)).toEqual([6]);
+	});
+
+	it("judges a binary model on the statistics it has (no pairs) and a model lacking a detector's figures is refused", () => {
+		const bin = flat(2, 20, 50);
+		(bin.ncL1 as number[])[0] = 2;
+		(bin.margins as number[])[0] = 500;
+		const s = scoreModel(bin, cal, 0.01);
+		expect(Object.keys(s[0]?.z ?? {})).not.toContain("pair_area");
+		expect(s[0]?.flagged).toBe(true);
+		const { margins: _, ...noMargins } = flat(5, 20, 50);
+		expect(() => scoreModel(noMargins, cal, 0.01)).toThrow(/lacks/);
+	});
+});
