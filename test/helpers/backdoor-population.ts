@@ -11,15 +11,8 @@ import { defaultBackdoorPolicy } from "../../lib/core/policy/backdoor";
 
 export const POPULATION_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "../fixtures/backdoor-wide");
 
-interface ManifestEntry {
-	file: string;
-	kind: string;
-	arch: string;
-	dataset: string;
-	split: string;
-	targets: number[];
-	sources: number[] | null;
-}
+/** A manifest entry: the population model without what its scan measured. */
+type ManifestEntry = Omit<PopulationModel, "evidence">;
 
 interface ScanResult {
 	file: string;

@@ -4,23 +4,11 @@
  * functions for its CDF and upper tail (Numerical Recipes' series and Lentz
  * continued fraction; log-gamma by Lanczos, g = 7).
  */
+import { logGamma } from "../dataset/stats";
 
-const LANCZOS = [
-	0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059,
-	12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7,
-];
+/** ln Γ(x) for x > 0: one definition (the dataset scanner's, lib/core/dataset/stats.ts), re-exported for the gamma null. */
+export { logGamma };
 
-/** ln Γ(x) for x > 0. */
-export function logGamma(x: number): number {
-	if (x < 0.5) return Math.log(Math.PI / Math.sin(Math.PI * x)) - logGamma(1 - x);
-	const z = x - 1;
-	let a = LANCZOS[0] as number;
-	const t = z + 7.5;
-	for (let i = 1; i < 9; i++) a += (LANCZOS[i] as number) / (z + i);
-	return 0.5 * Math.log(2 * Math.PI) + (z + 0.5) * Math.log(t) - t + Math.log(a);
-}
-
-/** ψ(x) = d ln Γ(x) / dx for x > 0 (recurrence up to 6, then the asymptotic series). */
 export function digamma(x: number): number {
 	let r = 0;
 	while (x < 6) {

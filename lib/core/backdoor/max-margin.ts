@@ -36,6 +36,7 @@
 import { FtguardError } from "../errors";
 import { Adam } from "./adam";
 import { fitGamma, incompleteGamma } from "./gamma";
+import type { NcProgress } from "./neural-cleanse";
 import { Rng } from "./rng";
 import type { MmBackend } from "./types";
 
@@ -65,15 +66,8 @@ export interface MaxMarginOptions {
 	signal?: AbortSignal;
 }
 
-export interface MmProgress {
-	/** trial-steps finished / total (padding excluded) */
-	done: number;
-	total: number;
-	group: number;
-	groups: number;
-	step: number;
-	steps: number;
-}
+/** Progress of the search: the same counters as Neural Cleanse's (trial-steps done of total, group, step). */
+export type MmProgress = NcProgress;
 
 export interface MmClassResult {
 	cls: number;
