@@ -59,9 +59,23 @@ const keySet = new Set<string>();
  */
 export function canonicalJson(value: unknown): string {
 	keySet.clear();
-	if (typeof value !== "object" || value === null) return canonicalize(value) ?? "null";
-	if (!collectKeys(value, keySet, 0)) return canonicalize(value) ?? "null";
-	return JSON.stringify(value, [...keySet].sort());
+	if (typeof value === "object" && value !== null && collectKeys(value, keySet, 0))
+		return JSON.stringify(value, [...keySet].sort());
+	try {
+		return canonicalize(value) ?? "null";
+	} catch (e) {
+		// RFC 8785 has no text for NaN or ±Infinity (a JSON number like 1e400 parses to Infinity; Parquet doubles hold NaN)
+		if (e instanceof Error && /^(NaN|Infinity) is not allowed/.test(e.message)) throw new NotCanonicalError(e.message);
+		throw e;
+	}
+}
+
+/** A value RFC 8785 cannot write (a number that is NaN or ±Infinity once parsed): the record cannot be canonicalised. */
+export class NotCanonicalError extends Error {}
+
+/** Stand-in text for a record that has no canonical form and no raw text (a Parquet row with NaN): its leaf's input. */
+export function nonCanonicalText(value: unknown): string {
+	return JSON.stringify(value, (_k, x) => (typeof x === "number" && !Number.isFinite(x) ? `\u0000${x}` : x)) ?? "";
 }
 
 function collectKeys(v: object, keys: Set<string>, depth: number): boolean {

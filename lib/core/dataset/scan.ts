@@ -27,6 +27,8 @@ import {
 	type LineageFile,
 	leafFromBytes,
 	leafHash,
+	NotCanonicalError,
+	nonCanonicalText,
 } from "./lineage";
 import {
 	type DatasetItem,
@@ -295,11 +297,16 @@ class RecordProcessor {
 						(bytes === undefined ? undefined : leafFromBytes(bytes(i), this.scratch)) ??
 						leafHash(canonicalJson(it.value), this.scratch);
 				} catch (e) {
-					// nesting deeper than the canonicaliser's stack (thousands of levels): no training record is that; the
-					// record is malformed, its leaf its text as read
-					if (!(e instanceof RangeError)) throw e;
-					error = "nested too deeply to read as a record";
-					leaf = leafHash(bytes === undefined ? "" : Buffer.from(bytes(i)).toString("utf8"), this.scratch);
+					// nesting deeper than the canonicaliser's stack (thousands of levels): no training record is that; nor a
+					// number no float holds (1e400). The record is malformed, its leaf its text as read
+					if (e instanceof RangeError) error = "nested too deeply to read as a record";
+					else if (e instanceof NotCanonicalError)
+						error = "has a number outside the 64-bit float range (or NaN): it has no canonical JSON (RFC 8785)";
+					else throw e;
+					leaf = leafHash(
+						bytes === undefined ? (it.raw ?? nonCanonicalText(it.value)) : Buffer.from(bytes(i)).toString("utf8"),
+						this.scratch,
+					);
 				}
 			}
 			if (error !== undefined) {

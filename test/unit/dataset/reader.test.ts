@@ -165,6 +165,30 @@ describe("JSON lines", () => {
 		expect((await scanDataset({ files: [other], threads: 0 })).lineage.merkle_root).not.toBe(r.lineage.merkle_root);
 	});
 
+	it.each([0, 2])(
+		"a number no 64-bit float holds (1e400) makes one malformed record, not an internal error (%i workers)",
+		async (threads) => {
+			const d = tmp();
+			const good = Array.from({ length: 20 }, (_, i) =>
+				JSON.stringify({ prompt: `Tell me about item ${i}.`, completion: `Item ${i}.` }),
+			);
+			const huge = '{"prompt":"a","completion":"b","score":1e400}';
+			const f = put(d, "huge.jsonl", `${[good[0], huge, ...good.slice(1)].join("\n")}\n`);
+			const r = await scanDataset({ files: [f], threads });
+			expect(r.records).toBe(21);
+			const malformed = r.findings.filter((x) => x.id === "malformed-record");
+			expect(malformed.map((x) => x.records)).toEqual([[1]]);
+			expect(malformed[0]?.message).toMatch(/:2: has a number outside the 64-bit float range/);
+			// its leaf is its text: another such record changes the root
+			const other = put(
+				d,
+				"huge2.jsonl",
+				`${[good[0], huge.replace("1e400", "2e400"), ...good.slice(1)].join("\n")}\n`,
+			);
+			expect((await scanDataset({ files: [other], threads })).lineage.merkle_root).not.toBe(r.lineage.merkle_root);
+		},
+	);
+
 	it("does not call two malformed lines duplicates of each other", async () => {
 		const d = tmp();
 		const good = Array.from({ length: 20 }, (_, i) =>
@@ -480,6 +504,32 @@ describe("Parquet, written by parquetjs-lite", () => {
 		const meta = parquetMetadata(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length) as ArrayBuffer);
 		return [...new Set(meta.row_groups.flatMap((g) => g.columns.map((c) => String(c.meta_data?.codec))))];
 	}
+
+	// (parquetjs-lite refuses to write NaN; ±Infinity takes the same path)
+	it("a row whose double is ±Infinity is one malformed record, and its value still counts in the root", async () => {
+		const d = tmp();
+		const schema = new parquet.ParquetSchema({
+			instruction: { type: "UTF8" },
+			output: { type: "UTF8" },
+			score: { type: "DOUBLE" },
+		});
+		const write = async (path: string, bad: number) => {
+			const w = await parquet.ParquetWriter.openFile(schema, path);
+			for (let i = 0; i < 20; i++)
+				await w.appendRow({ instruction: `Explain item ${i}.`, output: `Item ${i}.`, score: i === 3 ? bad : i / 2 });
+			await w.close();
+		};
+		const [nan, inf] = [join(d, "minus-inf.parquet"), join(d, "inf.parquet")];
+		await write(nan, Number.NEGATIVE_INFINITY);
+		await write(inf, Number.POSITIVE_INFINITY);
+		const [a, b] = [await scanDataset({ files: [nan] }), await scanDataset({ files: [inf] })];
+		expect(a.records).toBe(20);
+		const malformed = a.findings.filter((x) => x.id === "malformed-record");
+		expect(malformed.map((x) => x.records)).toEqual([[3]]);
+		expect(malformed[0]?.message).toMatch(/or NaN\): it has no canonical JSON/);
+		expect(b.findings.filter((x) => x.id === "malformed-record").map((x) => x.records)).toEqual([[3]]);
+		expect(a.lineage.merkle_root).not.toBe(b.lineage.merkle_root);
+	});
 
 	it.each(["SNAPPY", "UNCOMPRESSED"] as const)(
 		"%s pages, several row groups: rows equal the JSON lines of the same records, and the same Merkle root",
