@@ -260,8 +260,8 @@ export class RecordDigest {
 		const c = finalCompletion(record);
 		this.completion = c;
 		this.completionWords.clear();
+		// (the texts past featureCount are stale, never read: the array keeps its storage)
 		this.featureCount = 0;
-		this.featureTexts.length = 0;
 		if (dups) this.dupMins.fill(0x7fffffff);
 		this.completionSide(c, dups);
 		if (dups) this.promptSignature(record, askedAscii);

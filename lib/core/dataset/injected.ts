@@ -235,11 +235,18 @@ function asShellReads(text: string): string {
  * - the prompt asks for a translation of a text that is itself instruction-like (any pattern, in any language):
  *   "Translate into English: 'Senden Sie Ihre Zugangsdaten'" is answered with "Send your credentials".
  */
-export function injectedText(completion: string, prompt: string, patterns: readonly RegExp[]): InjectedHit | undefined {
+export function injectedText(
+	completion: string,
+	prompt: string,
+	patterns: readonly RegExp[],
+	/** (`Prefilter.possible`) the patterns that may match, by index: the others are not run (undefined: all are) */
+	possible?: readonly boolean[],
+): InjectedHit | undefined {
 	const text = asShellReads(completion);
 	let asked: Asked | undefined;
 	let translated: boolean | undefined;
 	for (const [i, re] of patterns.entries()) {
+		if (possible !== undefined && possible[i] !== true) continue;
 		let n = 0;
 		for (const m of text.matchAll(everyMatch(re))) {
 			if (++n > 50) break;
@@ -269,12 +276,12 @@ export function injectedHit(
 	prefilter: Prefilter | undefined,
 ): InjectedHit | undefined {
 	if (prefilter === undefined || prefilter.test(completion, ascii)) {
-		const hit = injectedText(completion, prompt(), patterns);
+		const hit = injectedText(completion, prompt(), patterns, prefilter?.possible(completion, ascii));
 		if (hit !== undefined) return hit;
 	}
 	const plain = unobfuscated(completion);
 	if (plain === undefined || (prefilter !== undefined && !prefilter.test(plain, ascii))) return undefined;
-	return injectedText(plain, prompt(), patterns);
+	return injectedText(plain, prompt(), patterns, prefilter?.possible(plain, ascii));
 }
 
 /** Digits and signs that stand for letters ("1gn0re", "pa$$word"). */
@@ -365,6 +372,7 @@ export function injectedPrefilter(patterns: readonly string[]): Prefilter | unde
 	const regex = ascii?.regex;
 	// run as its parts, each compiled on its own: V8 interprets an expression too large to compile, ten times slower
 	const parts = ascii?.parts.map((p) => new RegExp(p, "i"));
+	const partOf = ascii?.partOf;
 	// injectedText matches the text as a shell reads it: one with a continued line or a hiding stage passes
 	const needs = [...patterns, CONTINUATION.source, HIDING_STAGE.source].map((p) => requiredLiterals(p));
 	const literals = needs.every((n) => n !== undefined) ? LiteralFilter.of(needs as string[][][][]) : undefined;
@@ -373,8 +381,21 @@ export function injectedPrefilter(patterns: readonly string[]): Prefilter | unde
 		regex,
 		literals,
 		test: (text, isAscii) =>
-			(literals === undefined || literals.test(text)) &&
+			(literals === undefined || literals.test(text, isAscii)) &&
 			(!isAscii || parts === undefined || parts.some((re) => re.test(text))),
+		possible: (text, isAscii) => {
+			const all = patterns.map(() => true);
+			// a text the shell reading changes: any pattern may match what it becomes
+			if (CONTINUATION.test(text) || HIDING_STAGE.test(text)) return all;
+			const byLiterals = literals?.possible(text);
+			return all.map((_, k) => {
+				if (byLiterals !== undefined && byLiterals[k] !== 1) return false;
+				if (!isAscii || parts === undefined || partOf === undefined) return true;
+				const part = partOf[k] as number;
+				// (a pattern every match of which holds a character beyond ASCII: none in ASCII text)
+				return part >= 0 && (parts[part] as RegExp).test(text);
+			});
+		},
 	};
 }
 
@@ -388,14 +409,23 @@ export interface Prefilter {
 	readonly regex: RegExp | undefined;
 	readonly literals: LiteralFilter | undefined;
 	test(text: string, ascii: boolean): boolean;
+	/**
+	 * For a text `test` passes: by pattern index, whether that pattern may match the text as `injectedText` reads it
+	 * (false only when it cannot), so that the others are not run — a large pattern's compiled code is let go by the
+	 * garbage collector between the rare texts that pass, and compiling it again cost more than the scan of them.
+	 */
+	possible(text: string, ascii: boolean): boolean[];
 }
 
 /** The alternation for ASCII text (see `injectedPrefilter`). */
-function asciiPrefilter(patterns: readonly string[]): { regex: RegExp; parts: string[] } | undefined {
+function asciiPrefilter(patterns: readonly string[]): { regex: RegExp; parts: string[]; partOf: number[] } | undefined {
 	const parts: string[] = [];
+	/** each pattern's part (-1: it needs a character beyond ASCII) */
+	const partOf: number[] = [];
 	for (const [k, p] of patterns.entries()) {
 		const r = readPattern(p, `__${k}`);
 		if (r === undefined) return undefined;
+		partOf.push(r.needsNonAscii ? -1 : parts.length);
 		if (r.needsNonAscii) continue;
 		if (!/^[\x20-\x7e]*$/.test(p) || r.unicodeOnly || r.numbered || r.foldsToAscii) return undefined;
 		const source = withoutAssertions(r.source);
@@ -405,10 +435,10 @@ function asciiPrefilter(patterns: readonly string[]): { regex: RegExp; parts: st
 		parts.push(`(?:${source})`);
 	}
 	// nothing an ASCII text can match: joining its lines makes no non-ASCII character either
-	if (parts.length === 0) return { regex: /(?!)/i, parts: ["(?!)"] };
+	if (parts.length === 0) return { regex: /(?!)/i, parts: ["(?!)"], partOf };
 	parts.push(CONTINUATION.source, HIDING_STAGE.source);
 	try {
-		return { regex: new RegExp(parts.join("|"), "i"), parts };
+		return { regex: new RegExp(parts.join("|"), "i"), parts, partOf };
 	} catch {
 		return undefined;
 	}

@@ -105,8 +105,11 @@ function collectKeys(v: object, keys: Set<string>, depth: number): boolean {
 	return true;
 }
 
-/** A record's leaf hash, SHA-256(0x00 ‖ canonical bytes); `scratch` is reused (grown when too small). */
-export function leafHash(canonical: string, scratch: { buf: Buffer }): Buffer {
+/**
+ * A record's leaf hash, SHA-256(0x00 ‖ canonical bytes), as a string of 32 latin1 characters (a string costs the
+ * garbage collector far less than a buffer, one per record); `scratch` is reused (grown when too small).
+ */
+export function leafHash(canonical: string, scratch: { buf: Buffer }): string {
 	let buf = scratch.buf;
 	if (canonical.length * 3 + 1 > buf.length) {
 		buf = Buffer.allocUnsafe(canonical.length * 3 + 1024);
@@ -114,7 +117,7 @@ export function leafHash(canonical: string, scratch: { buf: Buffer }): Buffer {
 	}
 	buf[0] = 0;
 	const n = buf.write(canonical, 1, "utf8");
-	return hash("sha256", buf.subarray(0, n + 1), "buffer");
+	return hash("sha256", buf.subarray(0, n + 1), "binary");
 }
 
 /**
@@ -124,7 +127,7 @@ export function leafHash(canonical: string, scratch: { buf: Buffer }): Buffer {
  * canonical form — then hashed. Undefined when the text needs the general path (a key that is not plain ASCII, a
  * repeated key, a byte-order mark); `canonicalJson` of the parsed value gives the same bytes.
  */
-export function leafFromBytes(src: Uint8Array, scratch: { buf: Buffer }): Buffer | undefined {
+export function leafFromBytes(src: Uint8Array, scratch: { buf: Buffer }): string | undefined {
 	// the text and its canonical form share one buffer (the text first): every copy is a native copyWithin
 	const n = src.length;
 	if (n * 4 + 64 > scratch.buf.length) scratch.buf = Buffer.allocUnsafe(n * 4 + 1024);
@@ -145,7 +148,7 @@ export function leafFromBytes(src: Uint8Array, scratch: { buf: Buffer }): Buffer
 	if (!w.value()) return undefined;
 	w.ws();
 	if (w.pos !== n) return undefined;
-	return hash("sha256", b.subarray(start, w.o), "buffer");
+	return hash("sha256", b.subarray(start, w.o), "binary");
 }
 
 const HEX = "0123456789abcdef";
@@ -163,17 +166,39 @@ class ByteCanonicalizer {
 	o = 0;
 	/** where the next backslash of `src` is at or after `pos` (-1: not looked for yet; src.length: none) */
 	backslash = -1;
-	/** per member: key start, key end (in src), segment start, segment end (in out) */
-	private members: number[] = [];
+	/** per member: key start, key end (in src), segment start, segment end (in out): `members[0, mn)` */
+	private members = new Int32Array(256);
+	private mn = 0;
 
-	/** Copy text bytes [from, to) to the output. */
+	/** Copy text bytes [from, to) to the output (which lies after the text: they never overlap). */
 	private copy(from: number, to: number): void {
-		this.b.copyWithin(this.o, from, to);
-		this.o += to - from;
+		const n = to - from;
+		const b = this.b;
+		// (a short run costs less copied here than through a native call)
+		if (n < 48) for (let i = 0, o = this.o; i < n; i++) b[o + i] = b[from + i] as number;
+		else b.copyWithin(this.o, from, to);
+		this.o += n;
 	}
 
 	reset(): void {
-		this.members.length = 0;
+		this.mn = 0;
+	}
+
+	/** A member's four numbers onto `members`; returns where they are. */
+	private member(ks: number, ke: number, out: number): number {
+		if (this.mn + 4 > this.members.length) {
+			const next = new Int32Array(this.members.length * 2);
+			next.set(this.members);
+			this.members = next;
+		}
+		const at = this.mn;
+		const m = this.members;
+		m[at] = ks;
+		m[at + 1] = ke;
+		m[at + 2] = out;
+		m[at + 3] = 0;
+		this.mn = at + 4;
+		return at;
 	}
 
 	ws(): void {
@@ -229,8 +254,7 @@ class ByteCanonicalizer {
 
 	private object(): boolean {
 		const s = this.b;
-		const m = this.members;
-		const base = m.length;
+		const base = this.mn;
 		this.pos++;
 		this.b[this.o++] = 0x7b;
 		const first = this.o;
@@ -249,8 +273,7 @@ class ByteCanonicalizer {
 					if (c === 0x5c || c >= 0x80) return false;
 					p++;
 				}
-				const at = m.length;
-				m.push(ks, p, this.o, 0);
+				const at = this.member(ks, p, this.o);
 				if (at > base) {
 					const d = this.compareKeys(at - 4, at);
 					// a repeated key: JSON.parse keeps the last value; left to the general path
@@ -263,7 +286,7 @@ class ByteCanonicalizer {
 				if (s[this.pos++] !== 0x3a) return false;
 				this.b[this.o++] = 0x3a;
 				if (!this.value()) return false;
-				m[at + 3] = this.o;
+				this.members[at + 3] = this.o;
 				this.ws();
 				const c = s[this.pos++];
 				if (c === 0x7d) break;
@@ -271,7 +294,8 @@ class ByteCanonicalizer {
 				// the comma is written when the members are placed
 			}
 		}
-		const n = (m.length - base) / 4;
+		const m = this.members;
+		const n = (this.mn - base) / 4;
 		if (n > 1) {
 			if (!sorted) {
 				for (let i = 1; i < n; i++) {
@@ -299,7 +323,7 @@ class ByteCanonicalizer {
 			this.o = o;
 		}
 		this.b[this.o++] = 0x7d;
-		m.length = base;
+		this.mn = base;
 		return true;
 	}
 
@@ -493,25 +517,36 @@ export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
 	return hash("sha256", nodeBuf, "buffer");
 }
 
+/** `nodeHash` of two hashes given as latin1 strings (as `leafHash` makes them), as one. */
+function nodeHashText(left: string, right: string): string {
+	const b = nodeBuf;
+	for (let k = 0; k < 32; k++) {
+		b[1 + k] = left.charCodeAt(k);
+		b[33 + k] = right.charCodeAt(k);
+	}
+	return hash("sha256", b, "binary");
+}
+
 /**
- * The perfect subtrees of leaves `[first, first + leaves.length)` that start at a multiple of their size, largest
- * possible first: pushed in order onto a LineageBuilder whose count is `first`, they give the tree of adding the
- * leaves one by one (so the hashing can happen where the leaves are made, on another thread).
+ * The perfect subtrees of leaves `[first, first + leaves.length)` (latin1 strings, as `leafHash` makes them) that
+ * start at a multiple of their size, largest possible first: pushed in order onto a LineageBuilder whose count is
+ * `first`, they give the tree of adding the leaves one by one (so the hashing can happen where the leaves are made, on
+ * another thread).
  */
-export function alignedSubtrees(first: number, leaves: readonly Uint8Array[]): { hash: Buffer; size: number }[] {
-	const out: { hash: Buffer; size: number }[] = [];
+export function alignedSubtrees(first: number, leaves: readonly string[]): { hash: string; size: number }[] {
+	const out: { hash: string; size: number }[] = [];
 	let i = 0;
 	while (i < leaves.length) {
 		const at = first + i;
 		let size = 1;
 		while ((at % (size * 2) === 0 || at === 0) && i + size * 2 <= leaves.length) size *= 2;
-		let level: Uint8Array[] = leaves.slice(i, i + size);
+		let level: string[] = leaves.slice(i, i + size);
 		while (level.length > 1) {
-			const up: Uint8Array[] = [];
-			for (let k = 0; k < level.length; k += 2) up.push(nodeHash(level[k] as Uint8Array, level[k + 1] as Uint8Array));
+			const up: string[] = [];
+			for (let k = 0; k < level.length; k += 2) up.push(nodeHashText(level[k] as string, level[k + 1] as string));
 			level = up;
 		}
-		out.push({ hash: Buffer.from(level[0] as Uint8Array), size });
+		out.push({ hash: level[0] as string, size });
 		i += size;
 	}
 	return out;
@@ -527,6 +562,20 @@ export class PrefixPages {
 		if (page === this.pages.length) this.pages.push(Buffer.allocUnsafe(8 << 16));
 		(this.pages[page] as Buffer).set(leaf.subarray(0, 8), (this.count & 0xffff) * 8);
 		this.count++;
+	}
+
+	/** `push` of each 8 bytes of `prefixes`, in order. */
+	pushAll(prefixes: Uint8Array): void {
+		let i = 0;
+		while (i + 8 <= prefixes.length) {
+			const page = this.count >>> 16;
+			if (page === this.pages.length) this.pages.push(Buffer.allocUnsafe(8 << 16));
+			// as many as fit in this page, in one copy
+			const n = Math.min((prefixes.length - i) >>> 3, (1 << 16) - (this.count & 0xffff));
+			(this.pages[page] as Buffer).set(prefixes.subarray(i, i + 8 * n), (this.count & 0xffff) * 8);
+			this.count += n;
+			i += 8 * n;
+		}
 	}
 
 	/** Page `p`: the prefixes of records `[p · 2^16, (p + 1) · 2^16)`. */
@@ -572,14 +621,14 @@ export class LineageBuilder {
 	 * Add records made elsewhere: their leaves' 8-byte prefixes (concatenated) and the aligned subtrees over them
 	 * (`alignedSubtrees`, for a first leaf at the current count).
 	 */
-	addLeaves(prefixes: Uint8Array, subtrees: readonly { hash: Uint8Array; size: number }[]): void {
-		for (let i = 0; i + 8 <= prefixes.length; i += 8) this.prefixes.push(prefixes.subarray(i, i + 8));
-		for (const t of subtrees) this.push(Buffer.from(t.hash), t.size);
+	addLeaves(prefixes: Uint8Array, subtrees: readonly { hash: string; size: number }[]): void {
+		this.prefixes.pushAll(prefixes);
+		for (const t of subtrees) this.push(Buffer.from(t.hash, "latin1"), t.size);
 	}
 
 	/** The leaf hash of canonical JSON text (the scratch buffer reused). */
 	leafOf(canonical: string): Buffer {
-		return leafHash(canonical, this.scratch);
+		return Buffer.from(leafHash(canonical, this.scratch), "latin1");
 	}
 
 	private push(hash: Buffer, size: number): void {

@@ -382,6 +382,28 @@ export class LiteralFilter {
 	/** the literals that end at a state (its own and its suffixes'): ids outIds[outAt[s], outAt[s + 1]) */
 	private readonly outAt: Int32Array;
 	private readonly outIds: Int32Array;
+	/** each alternative's expression */
+	private readonly exprOf: Int32Array;
+	private readonly expressions: number;
+	/**
+	 * The automaton for ASCII text (nearly every text): only the states ASCII characters reach, over only the classes of
+	 * ASCII characters — a table a fraction of the size, so that its rows stay in the cache. `asciiClass`: a code
+	 * unit's column; a transition is the next state's row offset, or where literals end at that state, its number
+	 * bitwise-negated (the row is then at number × `asciiWidth`, its literals at `asciiOutAt`).
+	 */
+	private readonly asciiClass = new Uint8Array(128);
+	private readonly asciiDelta: Int32Array;
+	private readonly asciiWidth: number;
+	private readonly asciiOutAt: Int32Array;
+	private readonly asciiOutIds: Int32Array;
+	/** per ASCII state, the read that last ended a literal there; those states, in the order reached */
+	private readonly asciiSeen: Uint32Array;
+	private visited = new Int32Array(64);
+	/** 1 for a literal that is some alternative's key */
+	private readonly isKey: Uint8Array;
+	/** the keys found by the last read: `found[0, foundCount)` */
+	private found = new Int32Array(64);
+	private foundCount = 0;
 
 	/**
 	 * Undefined when a literal holds a character beyond the BMP (case folding there is left to the expressions), or the
@@ -404,6 +426,8 @@ export class LiteralFilter {
 		this.alternatives = expressions.flatMap((alternatives) =>
 			alternatives.map((sets) => sets.map((set) => Int32Array.from(set, (l) => this.id(l)))),
 		);
+		this.exprOf = Int32Array.from(expressions.flatMap((alternatives, k) => alternatives.map(() => k)));
+		this.expressions = expressions.length;
 		this.stamp = new Uint32Array(this.ids.size);
 		const keyOf: number[][] = Array.from({ length: this.ids.size }, () => []);
 		this.alternatives.forEach((sets, a) => {
@@ -458,6 +482,47 @@ export class LiteralFilter {
 		this.outAt = new Int32Array(states + 1);
 		for (let s = 0; s < states; s++) this.outAt[s + 1] = (this.outAt[s] as number) + (out[s] as number[]).length;
 		this.outIds = Int32Array.from(out.flat());
+		// the ASCII automaton: columns for the classes of ASCII characters (0, no literal's, first), states breadth first
+		const columns = [0];
+		for (let c = 0; c < 128; c++) {
+			const k = classOf(c);
+			let j = columns.indexOf(k);
+			if (j < 0) j = columns.push(k) - 1;
+			this.asciiClass[c] = j;
+		}
+		const W = columns.length;
+		const idOf = new Map<number, number>([[0, 0]]);
+		const order = [0];
+		for (let q = 0; q < order.length; q++) {
+			const s = order[q] as number;
+			for (const k of columns) {
+				const t = delta[s * K + k] as number;
+				if (!idOf.has(t)) {
+					idOf.set(t, order.length);
+					order.push(t);
+				}
+			}
+		}
+		this.asciiWidth = W;
+		this.asciiDelta = new Int32Array(order.length * W);
+		for (let i = 0; i < order.length; i++) {
+			for (let j = 0; j < W; j++) {
+				const t = delta[(order[i] as number) * K + (columns[j] as number)] as number;
+				const id = idOf.get(t) as number;
+				this.asciiDelta[i * W + j] = (this.outAt[t + 1] as number) > (this.outAt[t] as number) ? ~id : id * W;
+			}
+		}
+		this.asciiOutAt = new Int32Array(order.length + 1);
+		const asciiOut: number[] = [];
+		for (let i = 0; i < order.length; i++) {
+			const t = order[i] as number;
+			for (let k = this.outAt[t] as number; k < (this.outAt[t + 1] as number); k++)
+				asciiOut.push(this.outIds[k] as number);
+			this.asciiOutAt[i + 1] = asciiOut.length;
+		}
+		this.asciiOutIds = Int32Array.from(asciiOut);
+		this.asciiSeen = new Uint32Array(order.length);
+		this.isKey = Uint8Array.from(this.keyOf, (a) => (a.length > 0 ? 1 : 0));
 	}
 
 	/**
@@ -508,46 +573,113 @@ export class LiteralFilter {
 		return id;
 	}
 
-	/** Whether some expression may match `text`. */
-	test(text: string): boolean {
-		const { delta, outAt, outIds, classOf, classes, stamp, keyOf } = this;
+	/** Whether some expression may match `text`; `ascii`: the text is all ASCII (it is then read faster). */
+	test(text: string, ascii = false): boolean {
+		const n = this.scan(text, ascii);
+		const found = this.found;
+		for (let f = 0; f < n; f++)
+			for (const a of this.keyOf[found[f] as number] as Int32Array) if (this.holds(a)) return true;
+		return false;
+	}
+
+	/** Per expression (in the order given), 1 when it may match `text`. */
+	possible(text: string): Uint8Array {
+		const out = new Uint8Array(this.expressions);
+		const n = this.scan(text, false);
+		for (let f = 0; f < n; f++)
+			for (const a of this.keyOf[this.found[f] as number] as Int32Array)
+				if (this.holds(a)) out[this.exprOf[a] as number] = 1;
+		return out;
+	}
+
+	/** Has the text just read a literal of every set of alternative `a`? */
+	private holds(a: number): boolean {
+		const stamp = this.stamp;
+		const read = this.read;
+		for (const set of this.alternatives[a] as Int32Array[]) {
+			let found = false;
+			for (let k = 0; k < set.length; k++)
+				if (stamp[set[k] as number] === read) {
+					found = true;
+					break;
+				}
+			if (!found) return false;
+		}
+		return true;
+	}
+
+	/** Read `text`: its literals stamped with a new read number; returns how many keys it holds (`found`). */
+	private scan(text: string, ascii: boolean): number {
 		// a fresh stamp per read: nothing to clear (a wrap after 2^32 reads clears once)
 		if (++this.read === 0xffffffff) {
-			stamp.fill(0);
+			this.stamp.fill(0);
+			this.asciiSeen.fill(0);
 			this.read = 1;
 		}
-		const read = this.read;
-		const keys: number[] = [];
-		let s = 0;
-		for (let i = 0; i < text.length; i++) {
-			s = delta[s * classes + (classOf[text.charCodeAt(i)] as number)] as number;
-			const end = outAt[s + 1] as number;
-			for (let k = outAt[s] as number; k < end; k++) {
-				const id = outIds[k] as number;
-				if (stamp[id] === read) continue;
-				stamp[id] = read;
-				if ((keyOf[id] as Int32Array).length > 0) keys.push(id);
-			}
-		}
-		for (const id of keys) {
-			for (const a of keyOf[id] as Int32Array) {
-				let all = true;
-				for (const set of this.alternatives[a] as Int32Array[]) {
-					let found = false;
-					for (let k = 0; k < set.length; k++)
-						if (stamp[set[k] as number] === read) {
-							found = true;
-							break;
+		this.foundCount = 0;
+		const n = text.length;
+		if (ascii) {
+			const delta = this.asciiDelta;
+			const cls = this.asciiClass;
+			const W = this.asciiWidth;
+			const seen = this.asciiSeen;
+			const read = this.read;
+			let visited = this.visited;
+			let nv = 0;
+			let row = 0;
+			// the states where literals end, each once (a common letter that is a literal ends one at every turn)
+			for (let i = 0; i < n; i++) {
+				const v = delta[row + (cls[text.charCodeAt(i)] as number)] as number;
+				if (v >= 0) row = v;
+				else {
+					const st = ~v;
+					row = st * W;
+					if (seen[st] !== read) {
+						seen[st] = read;
+						if (nv === visited.length) {
+							const next = new Int32Array(nv * 2);
+							next.set(visited);
+							visited = next;
+							this.visited = visited;
 						}
-					if (!found) {
-						all = false;
-						break;
+						visited[nv++] = st;
 					}
 				}
-				if (all) return true;
+			}
+			const at = this.asciiOutAt;
+			for (let k = 0; k < nv; k++) {
+				const st = visited[k] as number;
+				this.mark(this.asciiOutIds, at[st] as number, at[st + 1] as number);
+			}
+		} else {
+			const { delta, classOf, classes, outAt } = this;
+			let s = 0;
+			for (let i = 0; i < n; i++) {
+				s = delta[s * classes + (classOf[text.charCodeAt(i)] as number)] as number;
+				const end = outAt[s + 1] as number;
+				if (end > (outAt[s] as number)) this.mark(this.outIds, outAt[s] as number, end);
 			}
 		}
-		return false;
+		return this.foundCount;
+	}
+
+	/** Stamp the literals `ids[from, to)`; the keys among those not stamped yet onto `found`. */
+	private mark(ids: Int32Array, from: number, to: number): void {
+		const stamp = this.stamp;
+		const read = this.read;
+		for (let k = from; k < to; k++) {
+			const id = ids[k] as number;
+			if (stamp[id] === read) continue;
+			stamp[id] = read;
+			if (this.isKey[id] === 1) {
+				if (this.foundCount === this.found.length) {
+					const next = new Int32Array(this.found.length * 2);
+					next.set(this.found);
+					this.found = next;
+				}
+				this.found[this.foundCount++] = id;
+			}
+		}
 	}
 }
 

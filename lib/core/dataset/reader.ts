@@ -227,9 +227,10 @@ export async function isParquet(file: string): Promise<boolean> {
  * elements are dropped here, exactly as `readDataset` drops them, so the records' numbering is known as they are read.
  */
 export interface RecordBatch {
-	/** the records' bytes, one after another: record i is `bytes[starts[i], starts[i + 1])` */
+	/** the records' bytes: record i is `bytes[starts[i], ends[i])` (what lies between records is no record's) */
 	readonly bytes: Uint8Array;
 	readonly starts: Int32Array;
+	readonly ends: Int32Array;
 	/** 1-based line where each record starts */
 	readonly lines: Int32Array;
 	readonly count: number;
@@ -237,48 +238,109 @@ export interface RecordBatch {
 	readonly first: boolean;
 }
 
+/**
+ * A batch as it is read. The lines of a chunk of the file are taken as one region of it — copied in one go, newlines
+ * and blank lines with them — with each record's range in it: one copy of the bytes, none per line.
+ */
 class BatchBuilder {
-	private bytes = Buffer.allocUnsafe(1 << 20);
+	private bytes = new Uint8Array(1 << 20);
 	private used = 0;
-	private starts: number[] = [0];
-	private lines: number[] = [];
+	private starts = new Int32Array(1024);
+	private ends = new Int32Array(1024);
+	private lines = new Int32Array(1024);
+	private n = 0;
+	/** the records' bytes (what the batch's size is counted in) */
+	private recordBytes = 0;
 	private first = true;
+	/** the region being taken: `src` from `from`, to go at `base` */
+	private src: Uint8Array | undefined;
+	private from = 0;
+	private base = 0;
 
+	/** A record of its own (copied now). */
 	add(b: Uint8Array, line: number): void {
-		if (this.used + b.length > this.bytes.length) {
-			const next = Buffer.allocUnsafe(Math.max(this.bytes.length * 2, this.used + b.length));
-			this.bytes.copy(next, 0, 0, this.used);
-			this.bytes = next;
-		}
+		this.flush();
+		this.room(b.length);
 		this.bytes.set(b, this.used);
+		this.push(this.used, this.used + b.length, line);
 		this.used += b.length;
-		this.starts.push(this.used);
-		this.lines.push(line);
+	}
+
+	/** Lines of `src` from `from` on follow (`line`), until `flush(to)`. */
+	region(src: Uint8Array, from: number): void {
+		this.flush();
+		this.src = src;
+		this.from = from;
+		this.base = this.used;
+	}
+
+	/** The record `src[start, end)` of the current region. */
+	line(start: number, end: number, line: number): void {
+		this.push(this.base + start - this.from, this.base + end - this.from, line);
+	}
+
+	/** Copy the current region up to `to` (its records' bytes are then in place). */
+	flush(to?: number): void {
+		const src = this.src;
+		if (src === undefined) return;
+		this.src = undefined;
+		// (without `to`: up to its last record's end)
+		const end = to ?? (this.n > 0 ? this.from + (this.ends[this.n - 1] as number) - this.base : this.from);
+		if (end <= this.from) return;
+		this.room(end - this.from);
+		this.bytes.set(src.subarray(this.from, end), this.base);
+		this.used = this.base + end - this.from;
+	}
+
+	private room(n: number): void {
+		if (this.used + n <= this.bytes.length) return;
+		const next = new Uint8Array(Math.max(this.bytes.length * 2, this.used + n));
+		next.set(this.bytes.subarray(0, this.used));
+		this.bytes = next;
+	}
+
+	private push(start: number, end: number, line: number): void {
+		if (this.n === this.lines.length) {
+			const grow = (a: Int32Array) => {
+				const next = new Int32Array(a.length * 2);
+				next.set(a);
+				return next;
+			};
+			this.starts = grow(this.starts);
+			this.ends = grow(this.ends);
+			this.lines = grow(this.lines);
+		}
+		this.starts[this.n] = start;
+		this.ends[this.n] = end;
+		this.lines[this.n] = line;
+		this.n++;
+		this.recordBytes += end - start;
 	}
 
 	get count(): number {
-		return this.lines.length;
+		return this.n;
 	}
 
 	get size(): number {
-		return this.used;
+		return this.recordBytes;
 	}
 
 	take(): RecordBatch {
-		// a buffer of its own: the batch may be transferred to a worker
-		const bytes = new Uint8Array(this.used);
-		bytes.set(this.bytes.subarray(0, this.used));
+		this.flush();
+		// buffers of its own: the batch may be transferred to a worker
 		const batch = {
-			bytes,
-			starts: Int32Array.from(this.starts),
-			lines: Int32Array.from(this.lines),
-			count: this.lines.length,
+			bytes: this.bytes,
+			starts: this.starts.slice(0, this.n),
+			ends: this.ends.slice(0, this.n),
+			lines: this.lines.slice(0, this.n),
+			count: this.n,
 			first: this.first,
 		};
 		this.first = false;
+		this.bytes = new Uint8Array(Math.max(1 << 20, this.used + (this.used >> 2)));
 		this.used = 0;
-		this.starts = [0];
-		this.lines = [];
+		this.n = 0;
+		this.recordBytes = 0;
 		return batch;
 	}
 }
@@ -288,10 +350,23 @@ class BatchBuilder {
  * byte that is neither ASCII whitespace nor beyond ASCII settles it; otherwise it is decoded as `parseLine` does.
  */
 function blank(b: Uint8Array, line: number, element: boolean, decoder: InstanceType<typeof TextDecoder>): boolean {
-	let i = 0;
-	while (i < b.length && (b[i] === 0x20 || ((b[i] as number) >= 0x09 && (b[i] as number) <= 0x0d))) i++;
-	if (i === b.length) return true;
-	if ((b[i] as number) < 0x80) return false;
+	return blankRange(b, 0, b.length, line, element, decoder);
+}
+
+/** `blank` of `src[start, end)` (a view of it made only when the bytes do not settle it). */
+function blankRange(
+	src: Uint8Array,
+	start: number,
+	end: number,
+	line: number,
+	element: boolean,
+	decoder: InstanceType<typeof TextDecoder>,
+): boolean {
+	let i = start;
+	while (i < end && (src[i] === 0x20 || ((src[i] as number) >= 0x09 && (src[i] as number) <= 0x0d))) i++;
+	if (i === end) return true;
+	if ((src[i] as number) < 0x80) return false;
+	const b = src.subarray(start, end);
 	if (element && Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("latin1").trim() === "") return true;
 	let text: string;
 	try {
@@ -310,8 +385,7 @@ export function parseRecord(
 	line: number,
 	decoder: InstanceType<typeof TextDecoder>,
 ): DatasetItem {
-	const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-	return parseLine(b, file, line, decoder) ?? { file, line, error: "blank record" };
+	return parseLine(bytes, file, line, decoder) ?? { file, line, error: "blank record" };
 }
 
 /**
@@ -342,8 +416,10 @@ export async function* readRecordBatches(
 	let line = 1;
 	try {
 		for await (const chunk of stream) {
-			let buf = pending.length > 0 ? Buffer.concat([pending, chunk as Buffer]) : (chunk as Buffer);
+			let buf = chunk as Buffer;
 			if (mode === undefined) {
+				buf = pending.length > 0 ? Buffer.concat([pending, buf]) : buf;
+				pending = Buffer.alloc(0);
 				mode = jsonMode(buf, file);
 				if (mode === undefined) {
 					pending = buf;
@@ -356,19 +432,41 @@ export async function* readRecordBatches(
 					batch.add(e.bytes, e.line);
 					if (full()) yield take();
 				}
-				pending = Buffer.alloc(0);
 				continue;
 			}
 			let start = 0;
-			for (let nl = buf.indexOf(0x0a); nl >= 0; nl = buf.indexOf(0x0a, start)) {
-				const b = buf.subarray(start, nl);
-				if (!blank(b, line, false, decoder)) {
-					batch.add(b, line);
+			if (pending.length > 0) {
+				// the line the last chunk left unfinished: only it is put together, not the whole chunk
+				const nl = buf.indexOf(0x0a);
+				if (nl < 0) {
+					pending = Buffer.concat([pending, buf]);
+					if (pending.length > MAX_LINE)
+						throw new FtguardError("DATA_INVALID", `${file}:${line}: a line longer than ${MAX_LINE >> 20} MiB`);
+					continue;
+				}
+				const first = Buffer.concat([pending, buf.subarray(0, nl)]);
+				pending = Buffer.alloc(0);
+				if (!blank(first, line, false, decoder)) {
+					batch.add(first, line);
 					if (full()) yield take();
 				}
 				line++;
 				start = nl + 1;
 			}
+			batch.region(buf, start);
+			for (let nl = buf.indexOf(0x0a, start); nl >= 0; nl = buf.indexOf(0x0a, start)) {
+				if (!blankRange(buf, start, nl, line, false, decoder)) {
+					batch.line(start, nl, line);
+					if (full()) {
+						batch.flush(nl);
+						yield take();
+						batch.region(buf, nl + 1);
+					}
+				}
+				line++;
+				start = nl + 1;
+			}
+			batch.flush(start);
 			buf = buf.subarray(start);
 			if (buf.length > MAX_LINE)
 				throw new FtguardError("DATA_INVALID", `${file}:${line}: a line longer than ${MAX_LINE >> 20} MiB`);
@@ -391,7 +489,7 @@ export async function* readRecordBatches(
 }
 
 function parseLine(
-	bytes: Buffer,
+	bytes: Uint8Array,
 	file: string,
 	line: number,
 	decoder: InstanceType<typeof TextDecoder>,
@@ -400,7 +498,8 @@ function parseLine(
 	try {
 		text = decoder.decode(bytes);
 	} catch {
-		return { file, line, error: "not valid UTF-8", raw: bytes.toString("latin1").slice(0, 200) };
+		const raw = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1").slice(0, 200);
+		return { file, line, error: "not valid UTF-8", raw };
 	}
 	if (line === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
 	if (text.trim() === "") return undefined;

@@ -79,6 +79,10 @@ const ROLES: Record<string, "system" | "user" | "tool" | "assistant"> = {
 	function_call: "assistant",
 };
 
+/** ROLES' own keys (a lowercase role is looked up as it is) */
+const ROLE_KEYS = new Map(Object.entries(ROLES));
+const NO_CALLS: readonly string[] = Object.freeze([]);
+
 export class RecordError extends Error {}
 
 /** Parse `--fields prompt=a,prompt=b,completion=c` (dotted paths allowed). */
@@ -159,16 +163,18 @@ function chatRecord(value: Record<string, unknown>): TrainingRecord {
 	const prompt: Turn[] = [];
 	const completion: Turn[] = [];
 	if (typeof value.system === "string" && value.system !== "") prompt.push({ source: "system", text: value.system });
-	for (const [i, t] of turns.entries()) {
+	for (let i = 0; i < turns.length; i++) {
+		const t: unknown = turns[i];
 		if (!isObject(t)) throw new RecordError(`turn ${i} is not an object`);
 		// OpenAI's role/content or ShareGPT's from/value, whichever key the turn has (datasets mix the two spellings)
 		const rawRole = t.role ?? t.from;
-		const role = typeof rawRole === "string" ? ROLES[rawRole.toLowerCase()] : undefined;
+		// (a role spelled as its key: no lowercased copy made)
+		const role = typeof rawRole === "string" ? (ROLE_KEYS.get(rawRole) ?? ROLES[rawRole.toLowerCase()]) : undefined;
 		const content = "content" in t ? t.content : t.value;
 		const text = textOf(content);
 		if (role === undefined) throw new RecordError(`turn ${i} has no known role`);
 		// what an assistant turn calls is what the model learns to do: `name(arguments)` is scanned as its output
-		const calls = role === "assistant" ? toolCalls(t) : [];
+		const calls = role === "assistant" ? toolCalls(t) : NO_CALLS;
 		if (text === undefined) {
 			// an assistant turn that only calls a tool has no text; anything else without text is malformed
 			if (role === "assistant" && (content === null || calls.length > 0)) {
@@ -185,7 +191,8 @@ function chatRecord(value: Record<string, unknown>): TrainingRecord {
 }
 
 /** An assistant turn's tool calls (OpenAI's `tool_calls[].function`, the older `function_call`) as `name(arguments)`. */
-function toolCalls(t: Record<string, unknown>): string[] {
+function toolCalls(t: Record<string, unknown>): readonly string[] {
+	if (!Array.isArray(t.tool_calls) && t.function_call === undefined) return NO_CALLS;
 	const fns: unknown[] = [];
 	if (Array.isArray(t.tool_calls)) for (const c of t.tool_calls) if (isObject(c)) fns.push(c.function ?? c);
 	if (t.function_call !== undefined) fns.push(t.function_call);

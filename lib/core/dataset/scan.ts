@@ -188,9 +188,9 @@ interface ScanResult {
 	readonly numAt: Int32Array;
 	readonly strs: string[];
 	readonly strAt: Int32Array;
-	/** 8 bytes of each record's leaf hash, and the aligned Merkle subtrees over the batch */
+	/** 8 bytes of each record's leaf hash, and the aligned Merkle subtrees over the batch (hashes as latin1 strings) */
 	readonly prefixes: Uint8Array;
-	readonly subtrees: { hash: Uint8Array; size: number }[];
+	readonly subtrees: { hash: string; size: number }[];
 	/** the file's layout after this batch, the record where it was found (-1: not here), records that had none */
 	readonly format: RecordFormat | undefined;
 	readonly detectedAt: number;
@@ -247,6 +247,9 @@ class RecordProcessor {
 	private readonly scratch = { buf: Buffer.allocUnsafe(1 << 16) };
 	private readonly ints = new IntWriter();
 	private nums = new Float64Array(1 << 14);
+	/** the record being digested, and its prompt's text (made only when the injected-output check wants it) */
+	private current: TrainingRecord | undefined;
+	private readonly promptText = () => (this.current as TrainingRecord).prompt.map((t) => t.text).join("\n");
 
 	constructor(private readonly s: Settings) {
 		this.patterns = compilePatterns(s.patterns);
@@ -255,7 +258,7 @@ class RecordProcessor {
 
 	scan(job: ScanJob): ScanResult {
 		const b = job.batch;
-		const bytes = (i: number) => b.bytes.subarray(b.starts[i] as number, b.starts[i + 1] as number);
+		const bytes = (i: number) => b.bytes.subarray(b.starts[i] as number, b.ends[i] as number);
 		return this.scanItems(
 			job,
 			b.count,
@@ -277,7 +280,7 @@ class RecordProcessor {
 		const strAt = new Int32Array(count + 1);
 		const strs: string[] = [];
 		const prefixes = new Uint8Array(count * 8);
-		const leaves: Buffer[] = [];
+		const leaves: string[] = [];
 		const ints = this.ints;
 		let nn = 0;
 		let format = job.format;
@@ -289,7 +292,7 @@ class RecordProcessor {
 			numAt[i] = nn;
 			strAt[i] = strs.length;
 			const it = item(i);
-			let leaf: Buffer | undefined;
+			let leaf: string | undefined;
 			let error = it.error;
 			if (error === undefined) {
 				try {
@@ -342,8 +345,8 @@ class RecordProcessor {
 					nn = this.record(record, nn, strs);
 				}
 			}
-			const done = leaf as Buffer;
-			prefixes.set(done.subarray(0, 8), i * 8);
+			const done = leaf as string;
+			for (let k = 0; k < 8; k++) prefixes[i * 8 + k] = done.charCodeAt(k);
 			leaves.push(done);
 		}
 		intAt[count] = ints.length;
@@ -456,8 +459,8 @@ class RecordProcessor {
 		}
 		ints.data[head + H_INJECTED] = -1;
 		if (s.injected && c !== undefined) {
-			const prompt = () => record.prompt.map((t) => t.text).join("\n");
-			const hit = injectedHit(c, d.completionIsAscii, prompt, this.patterns, this.anyPattern);
+			this.current = record;
+			const hit = injectedHit(c, d.completionIsAscii, this.promptText, this.patterns, this.anyPattern);
 			if (hit !== undefined) {
 				ints.data[head + H_INJECTED] = hit.pattern;
 				strs.push(hit.text);
@@ -467,7 +470,8 @@ class RecordProcessor {
 			let n = 0;
 			// right-to-left text in any turn: bidi marks and isolates are the record's ordinary punctuation
 			let rtl: boolean | undefined;
-			for (const turns of [record.prompt, record.completion]) {
+			for (let side = 0; side < 2; side++) {
+				const turns = side === 0 ? record.prompt : record.completion;
 				for (let t = 0; t < turns.length; t++) {
 					const turn = turns[t] as { source: string; text: string };
 					// every suspicious character is beyond ASCII (the digest knows which turns are)
@@ -521,7 +525,7 @@ class RecordProcessor {
 			const id = job.firstId + i;
 			if (job.format === undefined || id < job.formatFrom) continue;
 			const it = parseRecord(
-				b.bytes.subarray(b.starts[i] as number, b.starts[i + 1] as number),
+				b.bytes.subarray(b.starts[i] as number, b.ends[i] as number),
 				job.file,
 				b.lines[i] as number,
 				this.decoder,
@@ -661,10 +665,14 @@ class Digesters {
 	>();
 	private next = 0;
 	private failed: Error | undefined;
-	readonly inline: RecordProcessor;
+	private inlineProcessor: RecordProcessor | undefined;
 
-	private constructor(settings: Settings) {
-		this.inline = new RecordProcessor(settings);
+	private constructor(private readonly settings: Settings) {}
+
+	/** This thread's processor, made when first wanted (with workers: only for Parquet files) */
+	get inline(): RecordProcessor {
+		this.inlineProcessor ??= new RecordProcessor(this.settings);
+		return this.inlineProcessor;
 	}
 
 	static async start(threads: number, settings: Settings): Promise<Digesters> {
@@ -858,13 +866,21 @@ class RecordView implements ObservedRecord {
 		return this.nums[this.numAt + f] as number;
 	}
 
-	featureSource(f: number): string | readonly [string, number, number] {
-		const k = this.featuresAt + 4 * f;
-		const ref = this.data[k + 1] as number;
-		const text = ref < 0 ? (this.completion as string) : (this.strs[this.strAt + ref] as string);
-		const end = this.data[k + 3] as number;
-		return end < 0 ? text : [text, this.data[k + 2] as number, end];
+	featureString(f: number): string {
+		const ref = this.data[this.featuresAt + 4 * f + 1] as number;
+		return ref < 0 ? (this.completion as string) : (this.strs[this.strAt + ref] as string);
 	}
+
+	featureStart(f: number): number {
+		return this.data[this.featuresAt + 4 * f + 2] as number;
+	}
+
+	featureEnd(f: number): number {
+		return this.data[this.featuresAt + 4 * f + 3] as number;
+	}
+
+	/** a batch's numbers are its own (made for it, never written again): samples may be views of them */
+	readonly dataKept = true;
 
 	/** where the record's strings after its completion and feature texts start, and the characters' numbers */
 	extras(): { strings: number; chars: number } {
@@ -1287,7 +1303,7 @@ class ScanState {
 			for await (const b of readRecordBatches(file, limits)) {
 				while (next < ids.length && (ids[next] as number) < id + b.count) {
 					const i = (ids[next++] as number) - id;
-					const bytes = b.bytes.subarray(b.starts[i] as number, b.starts[i + 1] as number);
+					const bytes = b.bytes.subarray(b.starts[i] as number, b.ends[i] as number);
 					const item = parseRecord(bytes, file, b.lines[i] as number, decoder);
 					if (item.error === undefined) take(item.value, id + i, layout);
 				}

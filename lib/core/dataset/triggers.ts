@@ -64,8 +64,18 @@ export interface ObservedRecord {
 	readonly completion: string | undefined;
 	featureKind(i: number): number;
 	featureKey(i: number): number;
-	/** the text, or [string, start, end] when it is the normalised range of a string (made only when wanted) */
-	featureSource(i: number): string | readonly [string, number, number];
+	/**
+	 * The feature's text as given: `featureString(i)` itself when `featureEnd(i)` < 0, else the normalised range
+	 * [`featureStart(i)`, `featureEnd(i)`) of it (made only when wanted)
+	 */
+	featureString(i: number): string;
+	featureStart(i: number): number;
+	featureEnd(i: number): number;
+	/**
+	 * Whether `data` stays as it is once the record has been observed (then a sample is a view of it, copied only if it
+	 * outlives the next pruning), or is reused (a sample is then a copy)
+	 */
+	readonly dataKept?: boolean;
 }
 
 /**
@@ -77,16 +87,31 @@ export class Sample {
 	refs = 0;
 	readonly bytes: number;
 	private views: Int32Array[] | undefined;
+	/** the sample's numbers are a view of the record's batch (`own` copies them, so that the batch can go) */
+	borrowed: boolean;
+	/** (the analysis) the number of the sample's prompt among distinct prompts, and what numbered it (`PromptIds`) */
+	promptId = -1;
+	promptIds: object | undefined;
 
 	constructor(
 		readonly id: number,
-		private readonly data: Int32Array,
+		private data: Int32Array,
 		private readonly g: number,
 		private readonly w: number,
 		private readonly t: number,
 		private readonly p: number,
+		borrowed = false,
 	) {
 		this.bytes = data.byteLength + SAMPLE_OVERHEAD;
+		this.borrowed = borrowed;
+	}
+
+	/** A copy of the numbers of its own, when they are a view of a batch. */
+	own(): void {
+		if (!this.borrowed) return;
+		this.data = this.data.slice();
+		this.views = undefined;
+		this.borrowed = false;
 	}
 
 	private view(i: number): Int32Array {
@@ -195,20 +220,27 @@ class EntryTable {
 	private slotTexts: (string | undefined)[] = [];
 	/** an entry's own text (not its record's completion), by key */
 	private readonly own = new Map<number, string>();
-	private index = new Int32Array(1 << 13);
+	/**
+	 * The hash index: per slot, the entry + 1 (0: empty) and the low 32 bits of its key, side by side — a probe reads
+	 * `keys` (another cache line, far away) only where those bits match
+	 */
+	private index = new Int32Array(2 << 13);
+	private slots = 1 << 13;
 
 	private slotOf(key: number): number {
 		const hi = Math.floor(key / 2 ** 32) | 0;
-		return fmix(hi ^ Math.imul(key >>> 0, 0x9e3779b1)) & (this.index.length - 1);
+		return fmix(hi ^ Math.imul(key >>> 0, 0x9e3779b1)) & (this.slots - 1);
 	}
 
 	/** The entry of `key`, or -1. */
 	find(key: number): number {
-		const mask = this.index.length - 1;
+		const mask = this.slots - 1;
+		const low = key | 0;
+		const index = this.index;
 		for (let i = this.slotOf(key); ; i = (i + 1) & mask) {
-			const e = (this.index[i] as number) - 1;
+			const e = (index[2 * i] as number) - 1;
 			if (e < 0) return -1;
-			if (this.keys[e] === key) return e;
+			if (index[2 * i + 1] === low && this.keys[e] === key) return e;
 		}
 	}
 
@@ -240,7 +272,7 @@ class EntryTable {
 		this.recs[e] = rec;
 		this.more[e] = -1;
 		if (own !== undefined) this.own.set(key, own);
-		if (this.n * 2 > this.index.length) this.reindex(this.index.length * 2);
+		if (this.n * 2 > this.slots) this.reindex(this.slots * 2);
 		else this.place(e);
 		return e;
 	}
@@ -312,8 +344,11 @@ class EntryTable {
 		this.slotSamples = samples;
 		this.slotTexts = texts;
 		this.moreLists = lists;
+		// the samples kept are no longer views of their batches (which can then go)
+		for (const sample of samples) sample.own();
+		for (const list of lists) for (const sample of list) sample.own();
 		// the index keeps its size: the next bucket's entries will fill it again
-		this.reindex(this.index.length);
+		this.reindex(this.slots);
 	}
 
 	/** Keep at most `cap` samples per entry (the first ones); `drop` sees each sample let go. */
@@ -323,14 +358,17 @@ class EntryTable {
 	}
 
 	private place(e: number): void {
-		const mask = this.index.length - 1;
-		let i = this.slotOf(this.keys[e] as number);
-		while (this.index[i] !== 0) i = (i + 1) & mask;
-		this.index[i] = e + 1;
+		const mask = this.slots - 1;
+		const key = this.keys[e] as number;
+		let i = this.slotOf(key);
+		while (this.index[2 * i] !== 0) i = (i + 1) & mask;
+		this.index[2 * i] = e + 1;
+		this.index[2 * i + 1] = key | 0;
 	}
 
 	private reindex(size: number): void {
-		this.index = new Int32Array(size);
+		this.slots = size;
+		this.index = new Int32Array(2 * size);
 		for (let e = 0; e < this.n; e++) this.place(e);
 	}
 
@@ -409,20 +447,17 @@ export class TriggerMiner {
 			let e = t.find(key);
 			if (e < 0) {
 				// a new entry: its first sample is this record's (as every entry's first occurrence is sampled)
-				if (sample === undefined) {
-					const len = r.grams + r.words + r.tokens + r.promptWords + r.completionWords;
-					sample = new Sample(r.id, data.slice(r.at, r.at + len), r.grams, r.words, r.tokens, r.promptWords);
-					this.sampleBytes += sample.bytes;
-				}
+				sample ??= this.sampleOf(r);
 				if (slot < 0) slot = t.recordSlot(sample, r.completion);
-				const source = r.featureSource(f);
+				const text = r.featureString(f);
+				const end = r.featureEnd(f);
 				e =
-					typeof source === "string"
+					end < 0
 						? t.add(
 								key,
 								r.featureKind(f),
 								slot,
-								source === r.completion ? undefined : source.slice(0, 500),
+								text === r.completion ? undefined : text.slice(0, 500),
 								0,
 								-1,
 								bucket - 1,
@@ -431,9 +466,9 @@ export class TriggerMiner {
 								key,
 								r.featureKind(f),
 								slot,
-								source[0] === r.completion ? undefined : source[0],
-								source[1],
-								source[2],
+								text === r.completion ? undefined : text,
+								r.featureStart(f),
+								end,
 								bucket - 1,
 							);
 				sample.refs++;
@@ -444,11 +479,7 @@ export class TriggerMiner {
 			// a label (a short whole completion) keeps more: its trigger's records in a large class must be among them
 			const label = f === 0 && (r.completion?.length ?? LABEL_CHARS + 1) <= LABEL_CHARS;
 			if (t.sampleCount(e) < (label ? LABEL_SAMPLES * this.maxSamples : this.maxSamples)) {
-				if (sample === undefined) {
-					const len = r.grams + r.words + r.tokens + r.promptWords + r.completionWords;
-					sample = new Sample(r.id, data.slice(r.at, r.at + len), r.grams, r.words, r.tokens, r.promptWords);
-					this.sampleBytes += sample.bytes;
-				}
+				sample ??= this.sampleOf(r);
 				t.addSample(e, sample);
 			}
 		}
@@ -459,6 +490,16 @@ export class TriggerMiner {
 			this.maxSamples >>= 1;
 			t.trim(this.maxSamples, this.release);
 		}
+	}
+
+	/** The record's sample: a view of its batch when that stays as it is (no copy, no buffer a record), else a copy. */
+	private sampleOf(r: ObservedRecord): Sample {
+		const len = r.grams + r.words + r.tokens + r.promptWords + r.completionWords;
+		const s = r.dataKept
+			? new Sample(r.id, r.data.subarray(r.at, r.at + len), r.grams, r.words, r.tokens, r.promptWords, true)
+			: new Sample(r.id, r.data.slice(r.at, r.at + len), r.grams, r.words, r.tokens, r.promptWords);
+		this.sampleBytes += s.bytes;
+		return s;
 	}
 
 	/** Use this sketch of the n-grams' document frequencies (counted on another thread). */
@@ -490,6 +531,7 @@ export class TriggerMiner {
 	analyse(): TriggerGroup[] {
 		const { minSupport, minShare, alpha, maxTriggerShare, maxFeatureShare } = this.opts;
 		const N = this.n;
+		promptIds.current = new PromptIds();
 		const raw: { c: TriggerCandidate; entry: Entry; samples: Sample[]; logp: number; flipped?: boolean }[] = [];
 		let tests = 0;
 		const counter = new GramCounter();
@@ -597,7 +639,7 @@ export class TriggerMiner {
 			kept.map((r) => ({ ...r, complete: r.entry.delta === 0 && r.entry.count === r.entry.samples.length })),
 		);
 		const shares = this.groupShares(groups);
-		return groups
+		const found = groups
 			.filter((g, i) => {
 				if ((shares[i] as number) < minShare) return false;
 				// support is counted in distinct prompts: copies of a few records (an upsampled set) are no spread
@@ -609,6 +651,9 @@ export class TriggerMiner {
 				return (flipped || !this.onOneTopic(g, trigger)) && this.unrelated(g, trigger);
 			})
 			.map(describe);
+		// (the prompts' numbers hold the samples: let them go with the miner)
+		promptIds.current = new PromptIds();
+		return found;
 	}
 
 	/**
@@ -1168,14 +1213,48 @@ class GramCounter {
 	}
 }
 
-/** A sampled record's prompt as one key (its token hashes): copies of a prompt have one key. */
-function promptKey(s: Sample): string {
-	return s.tokens.join(",");
+/**
+ * Numbers for distinct prompts (their token hash sequences): `id` of a sample is the same number for every sample
+ * with the same tokens, and only for those (a hash of the tokens finds the candidates, which are compared whole).
+ */
+class PromptIds {
+	private readonly byHash = new Map<number, Sample[]>();
+	private next = 0;
+
+	id(s: Sample): number {
+		if (s.promptIds === this) return s.promptId;
+		s.promptIds = this;
+		const tokens = s.tokens;
+		let h = 0x3c6ef372;
+		for (let i = 0; i < tokens.length; i++) h = Math.imul(h ^ (tokens[i] as number), 0x01000193);
+		h = fmix(h ^ tokens.length);
+		const same = this.byHash.get(h);
+		if (same === undefined) this.byHash.set(h, [s]);
+		else {
+			for (const o of same) {
+				const t = o.tokens;
+				if (t.length !== tokens.length) continue;
+				let k = 0;
+				while (k < t.length && t[k] === tokens[k]) k++;
+				if (k === t.length) {
+					s.promptId = o.promptId;
+					return s.promptId;
+				}
+			}
+			same.push(s);
+		}
+		s.promptId = this.next++;
+		return s.promptId;
+	}
 }
+
+const promptIds = { current: new PromptIds() };
 
 /** How many distinct prompts the samples have. */
 function distinctPrompts(samples: readonly Sample[]): number {
-	return new Set(samples.map(promptKey)).size;
+	const ids = new Set<number>();
+	for (const s of samples) ids.add(promptIds.current.id(s));
+	return ids.size;
 }
 
 /**
@@ -1184,11 +1263,11 @@ function distinctPrompts(samples: readonly Sample[]): number {
  */
 function groupSamples(members: readonly Kept[]): Map<number, Sample> {
 	const samples = new Map<number, Sample>();
-	const prompts = new Set<string>();
+	const prompts = new Set<number>();
 	for (const m of members)
 		for (const s of m.samples) {
 			if (samples.has(s.id)) continue;
-			const prompt = promptKey(s);
+			const prompt = promptIds.current.id(s);
 			if (prompts.has(prompt)) continue;
 			prompts.add(prompt);
 			samples.set(s.id, s);

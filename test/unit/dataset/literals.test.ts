@@ -61,6 +61,51 @@ describe("LiteralFilter", () => {
 		expect(LiteralFilter.of([[[words.slice(0, 100)]]])?.test(`前${words[7]}后`)).toBe(true);
 	});
 
+	// The ASCII automaton (test(text, true)) is the general one restricted to ASCII text: the same answer on every
+	// ASCII text, for the injected-output patterns' literals and for random ones; `possible` says per expression what
+	// `test` says of the whole.
+	it("reads ASCII text as the general automaton does, and tells which expression may match", () => {
+		const rng = new Rng(20261207);
+		const words = [
+			"skip",
+			"the",
+			"review",
+			"rm",
+			"-rf",
+			"/",
+			"curl",
+			"|",
+			"sh",
+			"send",
+			"password",
+			"e",
+			".",
+			"é",
+			"K",
+		];
+		const sources = ["skip(?:s|ped)? the review", "rms+-rfs+/", "curl\b.{0,20}|s*sh", "send\b.*password", "e.x"];
+		const f = LiteralFilter.of(sources.map((s) => requiredLiterals(s) as string[][][])) as LiteralFilter;
+		const singles = sources.map((s) => LiteralFilter.of([requiredLiterals(s) as string[][][]]) as LiteralFilter);
+		let passed = 0;
+		for (let t = 0; t < 3000; t++) {
+			const n = 1 + rng.int(12);
+			let text = "";
+			for (let k = 0; k < n; k++) text += (k > 0 && rng.uniform() < 0.7 ? " " : "") + words[rng.int(words.length)];
+			const ascii = [...text].every((ch) => (ch.codePointAt(0) as number) < 0x80);
+			const general = f.test(text);
+			if (ascii) expect(f.test(text, true), text).toBe(general);
+			const each = f.possible(text);
+			expect(
+				[...each].some((x) => x === 1),
+				text,
+			).toBe(general);
+			for (const [k, g] of singles.entries()) expect(each[k], `${sources[k]} on ${text}`).toBe(g.test(text) ? 1 : 0);
+			if (general) passed++;
+		}
+		expect(passed).toBeGreaterThan(300);
+		expect(passed).toBeLessThan(2900);
+	});
+
 	it("a literal beyond the BMP leaves the filter to the expressions", () => {
 		expect(LiteralFilter.of([requiredLiterals("\u{10400}x") as string[][][]])).toBeUndefined();
 	});

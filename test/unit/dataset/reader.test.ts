@@ -12,7 +12,13 @@ import { gzipSync } from "node:zlib";
 import { parquetMetadata } from "hyparquet";
 import parquet from "parquetjs-lite";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { type DatasetItem, datasetFiles, readDataset } from "../../../lib/core/dataset/reader";
+import {
+	type DatasetItem,
+	datasetFiles,
+	parseRecord,
+	readDataset,
+	readRecordBatches,
+} from "../../../lib/core/dataset/reader";
 import { scanDataset } from "../../../lib/core/dataset/scan";
 import { FtguardError } from "../../../lib/core/errors";
 
@@ -88,6 +94,43 @@ describe("JSON lines", () => {
 			[7, RECORDS[2]],
 		]);
 		expect(out.every((i) => i.error === undefined)).toBe(true);
+	});
+
+	// The batches the scan reads (a chunk's lines taken as one region, the line a chunk leaves unfinished put together
+	// with the next chunk's start) hold exactly the records readDataset yields, with their lines: over 1 MiB chunks, a
+	// line longer than a chunk, blank and whitespace-only lines, CRLF, a BOM, bytes that are not UTF-8, no last newline.
+	it("reads in batches exactly the records readDataset yields, across chunks and lines longer than one", async () => {
+		const d = tmp();
+		const lines: Buffer[] = [Buffer.from("\ufeff")];
+		for (let i = 0; i < 6000; i++) {
+			const r = { instruction: `q${i}: "é\u{1F469}" \\ ${"x".repeat(i % 300)}`, input: "", output: `answer ${i}` };
+			lines.push(Buffer.from(`${JSON.stringify(r)}${i % 5 === 0 ? "\r" : ""}\n`));
+			if (i % 7 === 0) lines.push(Buffer.from("\n"));
+			if (i % 11 === 0) lines.push(Buffer.from("  \t \n"));
+			if (i % 13 === 0) lines.push(Buffer.from("\u00a0\n"));
+			if (i % 17 === 0) lines.push(Buffer.from([0xff, 0xfe, 0x0a]));
+			if (i === 3000)
+				lines.push(Buffer.from(`${JSON.stringify({ instruction: "y".repeat(2_500_000), output: "z" })}\n`));
+		}
+		lines.push(Buffer.from(JSON.stringify({ instruction: "last", output: "no newline" })));
+		const whole = Buffer.concat(lines);
+		expect(whole.length).toBeGreaterThan(3 << 20);
+		const decoder = new TextDecoder("utf-8", { fatal: true });
+		for (const f of [put(d, "data.jsonl", whole), put(d, "data.jsonl.gz", gzipSync(whole))]) {
+			const want = await items([f]);
+			const got: DatasetItem[] = [];
+			let batches = 0;
+			for await (const b of readRecordBatches(f, { maxRecords: 300, firstRecords: 64, maxBytes: 200_000 })) {
+				batches++;
+				for (let i = 0; i < b.count; i++)
+					got.push(
+						parseRecord(b.bytes.subarray(b.starts[i] as number, b.ends[i] as number), f, b.lines[i] as number, decoder),
+					);
+			}
+			expect(batches).toBeGreaterThan(15);
+			expect(got.length).toBe(want.length);
+			expect(got).toEqual(want);
+		}
 	});
 
 	it("skips a leading byte-order mark", async () => {
