@@ -13,9 +13,12 @@
  * file (lib/core/backdoor/calibration-fit.ts) and prints, per split and kind, the models judged
  * right under each detector set, and every model judged wrong.
  *
- *   npm run calibrate:backdoor -- --fit [--results file.json] [--false-alarm-rate 0.01]
+ *   npm run calibrate:backdoor -- --fit [--results file.json] [--false-alarm-rate 0.01] [--write]
+ *
+ * --write also writes the policy's calibrated rule's table (lib/core/backdoor/calibration-table.ts) from the
+ * default detector sets' fits (calibration-fit.ts DEFAULT_SETS).
  */
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { calibratedSearch } from "../lib/core/backdoor/calibration";
@@ -108,7 +111,9 @@ function scan(m: Entry): Promise<Record<string, unknown>> {
 
 if (process.argv.includes("--fit")) {
 	const { loadPopulation } = await import("../test/helpers/backdoor-population");
-	const { fitAll, judgePopulation, rates } = await import("../lib/core/backdoor/calibration-fit");
+	const { fitAll, judgePopulation, rates, DEFAULT_SETS, tableSource } = await import(
+		"../lib/core/backdoor/calibration-fit"
+	);
 	const { populationSearch } = await import("../test/helpers/backdoor-population");
 	const models = loadPopulation(arg("--results"), arg("--manifest"));
 	const cals = fitAll(models, "test/fixtures/backdoor-wide (fit split, clean)", populationSearch(arg("--results")));
@@ -122,6 +127,14 @@ if (process.argv.includes("--fit")) {
 			process.stdout.write(
 				`  wrong: ${o.split} ${o.file} targets [${o.targets}] flagged [${o.flagged}] min p ${o.minP.toPrecision(2)}\n`,
 			);
+	}
+	if (process.argv.includes("--write")) {
+		const table = join(ROOT, "lib/core/backdoor/calibration-table.ts");
+		writeFileSync(table, tableSource(DEFAULT_SETS.map((k) => cals[k] as NonNullable<(typeof cals)[string]>)));
+		spawnSync(process.execPath, [join(ROOT, "node_modules/@biomejs/biome/bin/biome"), "format", "--write", table], {
+			stdio: "inherit",
+		});
+		process.stdout.write(`\nwrote ${table} (${DEFAULT_SETS.join(", ")})\n`);
 	}
 	process.exit(0);
 }

@@ -19,7 +19,7 @@ interface BackdoorFlags {
 	restarts?: number;
 	batch?: number;
 	seed?: number;
-	rule?: "ftguard" | "vanilla";
+	rule?: "calibrated" | "ftguard" | "vanilla";
 	device: "cpu" | "cuda" | "webgpu";
 	threads?: number;
 	policy?: string;
@@ -61,17 +61,24 @@ export function registerBackdoor(program: Command, setExit: (code: number) => vo
 		)
 		.option(
 			"--detectors <list>",
-			"comma-separated: nc, pairs (per source-target pair, reported), mm (maximum margin, reported), strip, ac (default from the policy: nc,strip)",
+			"comma-separated: nc, pairs (per source-target pair), mm (maximum margin, reported), strip, ac (default from the policy: nc,pairs,mm,strip)",
 			commaList,
 		)
-		.option("--steps <n>", "Neural Cleanse optimisation steps per class (default 300)", positiveInt("--steps"))
-		.option("--restarts <n>", "Neural Cleanse initialisations per class (default 3)", positiveInt("--restarts"))
+		.option(
+			"--steps <n>",
+			"Neural Cleanse optimisation steps per class (default 100; the calibrated rule needs its own)",
+			positiveInt("--steps"),
+		)
+		.option("--restarts <n>", "Neural Cleanse initialisations per class (default 1)", positiveInt("--restarts"))
 		.option("--batch <n>", "mini-batch size (default 32)", positiveInt("--batch"))
 		.option("--seed <n>", "random seed (default 0)", (v: string) => {
 			if (!/^[0-9]+$/.test(v) || Number(v) > 2 ** 31 - 1) throw new InvalidArgumentError("--seed must be 0..2^31-1");
 			return Number(v);
 		})
-		.option("--rule <rule>", "Neural Cleanse verdict rule: ftguard (default) or vanilla (the paper's MAD rule)")
+		.option(
+			"--rule <rule>",
+			"verdict rule: calibrated (default: p-values against clean models), ftguard or vanilla (Neural Cleanse alone)",
+		)
 		.option(
 			"--device <device>",
 			"execution provider: cpu, cuda or webgpu (falls back to cpu with a log line)",
@@ -95,8 +102,9 @@ Text classifiers (inputs input_ids / attention_mask / token_type_ids): give --te
 
 The reference data comes from the platform's trusted configuration, never from the
 checkpoint being scanned. Neural Cleanse reverse-engineers, for every class, the
-smallest trigger that sends clean inputs to it; a class whose trigger is anomalously
-small is suspect (rules: docs/backdoor.md). STRIP checks whether those triggers are
+smallest trigger that sends clean inputs to it, and the pair search the smallest for
+each (source, target) pair; the calibrated rule gives each class a p-value against
+clean models of many architectures and flags p < 1% / classes (rules: docs/backdoor.md). STRIP checks whether those triggers are
 input-agnostic. Activation Clustering lists candidate poisoned samples; it can decide
 only on training-set samples (--data-kind training) with policy activationClustering.decides.
 
@@ -212,7 +220,9 @@ function render(
 		io.out(
 			`\nNeural Cleanse (${nc.steps} steps × ${nc.restarts} restarts, rule ${nc.rule}; mask size ${nc.mask_size})`,
 		);
-		io.out("  class   L1       ×median  log-index  MAD-index  STRIP<bound  flagged");
+		io.out(
+			`  class   L1       ×median  log-index  MAD-index  STRIP<bound  ${nc.rule === "calibrated" ? "ftguard rule (reported)" : "flagged"}`,
+		);
 		for (const [c, l1] of nc.l1_norms.entries()) {
 			const s = strip?.reversed_triggers.find((t) => t.cls === c);
 			const flag = nc.flagged_classes.includes(c) ? "yes" : nc.flagged_classes_vanilla.includes(c) ? "(vanilla)" : "";
@@ -231,6 +241,17 @@ function render(
 			const best = row.reduce((a, b) => (b.v < a.v ? b : a), row[0] ?? { s: -1, v: Number.NaN });
 			io.out(`  ${String(t).padEnd(6)}  from ${String(best.s).padEnd(3)}  L1 ${best.v.toFixed(2)}`);
 		}
+	}
+	const cal = r.detectors.calibrated;
+	if (cal) {
+		io.out(
+			`\nCalibrated verdict (false-alarm rate ${cal.false_alarm_rate} per model: flagged when p < ${(cal.false_alarm_rate / cal.per_class.length).toPrecision(2)})`,
+		);
+		io.out("  class   p-value   score  strongest        flagged");
+		for (const c of cal.per_class)
+			io.out(
+				`  ${String(c.cls).padEnd(6)}  ${c.p_value.toPrecision(2).padEnd(8)}  ${c.score.toFixed(2).padStart(5)}  ${c.strongest.padEnd(15)}  ${c.flagged ? "yes" : ""}`,
+			);
 	}
 	const mm = r.detectors.max_margin;
 	if (mm)

@@ -120,9 +120,8 @@ export function demoSetup(root: string, signer: DemoSigner = createDemoSigner())
 			signers: [{ kind: "public-key", pem: readFileSync(join(examples, "keys/signer.pub.pem"), "utf8") }],
 		},
 		backdoor: {
-			// A quick Neural Cleanse on CPU: this small model's trigger is found well within these steps.
-			detectors: ["nc"],
-			neuralCleanse: { steps: 30, restarts: 1 },
+			// the default image scan (Neural Cleanse, the pair search, MM-BD, STRIP; the calibrated verdict): a few
+			// seconds for the demo's 8×8 digits model
 			// A quick token search: the demo text model's one-word trigger is found well within it.
 			text: { maxTriggerLength: 1, steps: 60 },
 			// required (the default): weights with no ONNX export are not promoted, but for this family

@@ -27,6 +27,8 @@ export interface PopulationModel {
 
 const NC: DetectorFamily = { name: "neural_cleanse", statistics: ["nc_area", "nc_relative"] };
 const PAIRS: DetectorFamily = { name: "pairs", statistics: ["pair_area", "pair_relative"] };
+const NC_RELATIVE: DetectorFamily = { name: "neural_cleanse", statistics: ["nc_relative"] };
+const PAIRS_RELATIVE: DetectorFamily = { name: "pairs", statistics: ["pair_relative"] };
 const MM: DetectorFamily = { name: "max_margin", statistics: ["mm_relative"] };
 
 /** The detector sets with a calibration, and the families each is judged by. */
@@ -35,7 +37,30 @@ export const CALIBRATED_SETS: Record<string, DetectorFamily[]> = {
 	"nc+mm": [NC, MM],
 	"nc+pairs": [NC, PAIRS],
 	"nc+pairs+mm": [NC, PAIRS, MM],
+	"nc+pairs relative": [NC_RELATIVE, PAIRS_RELATIVE],
 };
+
+/**
+ * The detector sets the policy's calibrated rule judges by (calibration-table.ts), in the order calibrationFor
+ * picks: Neural Cleanse and the pair search with their area statistics for inputs of the size fitted on, relative
+ * ones alone for any other size. MM-BD is reported, not judged: as its own family it added false alarms on clean
+ * SiLU models (their margins spread widely) for one more large-trigger model caught (docs/backdoor.md).
+ */
+export const DEFAULT_SETS = ["nc+pairs", "nc+pairs relative"];
+
+/** calibration-table.ts as `npm run calibrate:backdoor -- --fit --write` writes it. */
+export function tableSource(cals: readonly Calibration[]): string {
+	return `/**
+ * The calibrated verdict's table (calibration.ts): the clean nulls of its statistics, fitted on the clean models of
+ * the fit split of test/fixtures/backdoor-wide with the search it names. Written by
+ * \`npm run calibrate:backdoor -- --fit --write\` from scan-results.json; test/unit/backdoor/calibration.test.ts
+ * checks it is what that file gives. Do not edit by hand.
+ */
+import type { Calibration } from "./calibration";
+
+export const CALIBRATIONS: Calibration[] = ${JSON.stringify(cals, null, "\t")};
+`;
+}
 
 /** Every calibration, fitted on the clean models of the fit split. */
 export function fitAll(

@@ -1,6 +1,6 @@
 /**
- * A calibrated backdoor verdict for image classifiers (docs/backdoor.md, "Calibrated verdict" — work
- * in progress: not yet a policy rule).
+ * The calibrated backdoor verdict for image classifiers (docs/backdoor.md, "Calibrated verdict"): the
+ * default rule, its table in calibration-table.ts.
  *
  * Each detector yields, per class, statistics oriented so that larger means more backdoor-like.
  * None is judged against a constant tuned on one family: each is standardised against its
@@ -51,6 +51,10 @@ export function classStatistics(e: ModelEvidence): ClassStatistics[] {
 	const C = e.numClasses;
 	if (e.ncL1.length !== C)
 		throw new FtguardError("DATA_INVALID", "calibration: Neural Cleanse norms do not cover every class");
+	// a NaN would compare false everywhere and read as "not anomalous": refuse it
+	const numbers = [...e.ncL1, ...(e.margins ?? []), ...(e.pairL1 ?? []).flat().filter((v) => v !== null)];
+	if (!numbers.every((v) => Number.isFinite(v)) || !(e.maskSize > 0))
+		throw new FtguardError("DATA_INVALID", "calibration: a detector's figure is not a finite number");
 	const ncMed = median(e.ncL1);
 	const out: ClassStatistics[] = e.ncL1.map((l1) => ({
 		nc_area: nlog(l1 / e.maskSize),
@@ -120,12 +124,20 @@ export interface Calibration {
 	/** per family, the null of its averaged score */
 	scores: Record<string, NullFit>;
 	/** what it was fitted on: the clean models and classes, and the search that measured them */
-	fitted: { models: number; classes: number; source: string; search: CalibratedSearch };
+	fitted: {
+		models: number;
+		classes: number;
+		source: string;
+		search: CalibratedSearch;
+		/** the mask sizes (input H·W) of the models it was fitted on: an area statistic holds at those alone */
+		maskSizes: number[];
+	};
 }
 
 function robustFit(values: readonly number[]): NullFit {
 	if (values.length < 2) throw new FtguardError("DATA_INVALID", "calibration: fewer than two clean classes");
-	const loc = median(values);
+	// + 0: a median of −log(1) is −0, which a written table cannot tell from 0
+	const loc = median(values) + 0;
 	const scale = 1.4826 * median(values.map((v) => Math.abs(v - loc)));
 	if (!(scale > 0)) throw new FtguardError("DATA_INVALID", "calibration: clean classes show no spread");
 	return { loc, scale };
@@ -182,7 +194,13 @@ export function fitCalibration(
 		families: families.map((f) => ({ name: f.name, statistics: [...f.statistics] })),
 		nulls,
 		scores,
-		fitted: { models: clean.length, classes, source, search },
+		fitted: {
+			models: clean.length,
+			classes,
+			source,
+			search,
+			maskSizes: [...new Set(clean.map((e) => e.maskSize))].sort((a, b) => a - b),
+		},
 	};
 }
 
@@ -210,19 +228,26 @@ export function scoreModel(e: ModelEvidence, cal: Calibration, falseAlarmRate: n
 	const use = familiesFor(e.numClasses, cal);
 	const stats = classStatistics(e);
 	const alpha = falseAlarmRate / e.numClasses;
+	const has = (s: ClassStatistics, f: DetectorFamily) => f.statistics.every((n) => s[n] !== undefined);
+	for (const f of use)
+		if (!stats.some((s) => has(s, f)))
+			throw new FtguardError(
+				"DATA_INVALID",
+				`calibrated verdict: no class has the statistics of ${f.name} (${f.statistics.join(", ")}): a detector did not run`,
+			);
 	return stats.map((s, cls) => {
 		const z: Partial<Record<StatisticName, number>> = {};
 		const scores: Record<string, number> = {};
 		let strongest = "";
 		let best = Number.NEGATIVE_INFINITY;
-		for (const f of use) {
+		// a family that ran but skipped this class (the pair search's budget passes over targets whose all-source
+		// trigger is large) is judged on the families it has; Bonferroni counts those
+		const mine = use.filter((f) => has(s, f));
+		for (const f of mine) {
 			const raw = rawScore(s, f.statistics, cal.nulls);
 			const fit = cal.scores[f.name];
 			if (raw === undefined || fit === undefined)
-				throw new FtguardError(
-					"DATA_INVALID",
-					`calibrated verdict: class ${cls} lacks a statistic of ${f.name} (${f.statistics.join(", ")}): a detector did not run`,
-				);
+				throw new FtguardError("DATA_INVALID", `calibrated verdict: the calibration has no null for ${f.name}`);
 			for (const name of f.statistics) z[name] = standard(s[name] as number, cal.nulls[name] as NullFit);
 			const score = standard(raw, fit);
 			scores[f.name] = score;
@@ -231,7 +256,67 @@ export function scoreModel(e: ModelEvidence, cal: Calibration, falseAlarmRate: n
 				strongest = f.name;
 			}
 		}
-		const pValue = Math.min(1, use.length * normalUpperTail(best));
+		const pValue = Math.min(1, mine.length * normalUpperTail(best));
 		return { cls, z, scores, strongest, pValue, flagged: pValue < alpha };
 	});
+}
+
+/** Whether a calibration uses a statistic tied to the input's size (the trigger's share of the image). */
+export const usesArea = (cal: Calibration) => cal.families.some((f) => f.statistics.some((n) => n.endsWith("_area")));
+
+/**
+ * The calibration that holds for a model whose mask has `maskSize` elements: the first whose area statistics were
+ * fitted at that size, else the first without area statistics — a trigger's share of an 8×8 image is no measure of
+ * one on a 16×16 or 224×224 image, while a class's trigger next to the same model's others is (docs/backdoor.md).
+ */
+export function calibrationFor(maskSize: number, cals: readonly Calibration[]): Calibration {
+	const cal = cals.find((c) => !usesArea(c) || c.fitted.maskSizes.includes(maskSize));
+	if (cal === undefined)
+		throw new FtguardError("DATA_INVALID", `no calibration holds for inputs of ${maskSize} pixels`);
+	return cal;
+}
+
+/** Whether two searches are the same (the calibration holds only for the search it was fitted on). */
+export function sameSearch(a: CalibratedSearch, b: CalibratedSearch): boolean {
+	return (
+		a.nc.steps === b.nc.steps &&
+		a.nc.restarts === b.nc.restarts &&
+		a.nc.batch === b.nc.batch &&
+		a.pairs.steps === b.pairs.steps &&
+		a.pairs.restarts === b.pairs.restarts
+	);
+}
+
+const searchText = (s: CalibratedSearch) =>
+	`Neural Cleanse ${s.nc.steps} steps × ${s.nc.restarts} restarts, batch ${s.nc.batch}; pairs ${s.pairs.steps} steps × ${s.pairs.restarts}`;
+
+/**
+ * Refuses (USAGE) a scan the calibrated rule cannot judge: a detector it is fitted on not run, or a search other than
+ * the one its table was fitted on — the statistics' null distribution depends on both, and a verdict against the
+ * wrong null would state a false-alarm rate that does not hold.
+ */
+export function checkCalibratedScan(
+	detectors: ReadonlySet<string>,
+	numClasses: number,
+	search: CalibratedSearch,
+	cal: Calibration,
+): void {
+	const needs = familiesFor(numClasses, cal).map((f) =>
+		f.statistics.some((n) => n.startsWith("pair_"))
+			? "pairs"
+			: f.statistics.some((n) => n.startsWith("mm_"))
+				? "mm"
+				: "nc",
+	);
+	const missing = needs.filter((d) => !detectors.has(d));
+	if (missing.length > 0)
+		throw new FtguardError(
+			"USAGE",
+			`the calibrated verdict needs detectors ${[...new Set(needs)].join(", ")} (missing ${missing.join(", ")}); add them, or choose rule ftguard`,
+		);
+	if (!sameSearch(search, cal.fitted.search))
+		throw new FtguardError(
+			"USAGE",
+			`the calibrated verdict holds for the search it was fitted on (${searchText(cal.fitted.search)}), not ${searchText(search)}: use that search, or choose rule ftguard`,
+		);
 }

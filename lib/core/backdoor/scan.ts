@@ -9,8 +9,10 @@
  */
 import { createHash } from "node:crypto";
 import { FtguardError } from "../errors";
-import type { BackdoorPolicy } from "../policy/backdoor";
+import type { BackdoorPolicy, NcRuleName } from "../policy/backdoor";
 import { type AcResult, activationClustering } from "./activation-clustering";
+import { calibratedSearch, calibrationFor, checkCalibratedScan, scoreModel } from "./calibration";
+import { CALIBRATIONS } from "./calibration-table";
 import { maxMargin } from "./max-margin";
 import { allPairs, neuralCleansePairs } from "./nc-pairs";
 import { type NcClassResult, type NcProgress, neuralCleanse } from "./neural-cleanse";
@@ -87,7 +89,7 @@ export interface BackdoorReport {
 	provider: Device;
 	detectors: {
 		neural_cleanse?: {
-			rule: "ftguard" | "vanilla";
+			rule: NcRuleName;
 			l1_norms: number[];
 			anomaly_indices: Array<number | null>;
 			log_anomaly_indices: number[];
@@ -97,7 +99,9 @@ export interface BackdoorReport {
 			/**
 			 * The largest anomaly index, under the policy's rule, among classes small enough to be
 			 * flagged (vanilla: L1 ≤ median; ftguard: L1 ≤ maxRelativeL1 × median): above the
-			 * threshold exactly when a class is flagged. The metric the AWS alarm watches.
+			 * threshold exactly when a class is flagged. The metric the AWS alarm watches. Under the
+			 * calibrated rule: the threshold × log(min p) / log(rate / C), above it exactly when the
+			 * calibrated verdict flags a class.
 			 */
 			max_anomaly_index: number;
 			mask_size: number;
@@ -123,6 +127,29 @@ export interface BackdoorReport {
 			margins: number[];
 			/** the paper's own rule (gamma null over the other classes; null below 3 classes): reported only */
 			mmbd: { cls: number; p_value: number } | null;
+		};
+		/** the calibrated verdict (rule "calibrated"): each class's p-value against clean models (calibration.ts) */
+		calibrated?: {
+			false_alarm_rate: number;
+			calibration: {
+				families: string[];
+				statistics: string[];
+				models: number;
+				classes: number;
+				source: string;
+				search: ReturnType<typeof calibratedSearch>;
+			};
+			per_class: Array<{
+				cls: number;
+				/** the strongest family's standardised score */
+				score: number;
+				strongest: string;
+				scores: Record<string, number>;
+				p_value: number;
+				z: Record<string, number>;
+				flagged: boolean;
+			}>;
+			flagged_classes: number[];
 		};
 		activation_clustering?: {
 			data_kind: DataKind;
@@ -366,6 +393,7 @@ export async function neuralCleanseShard(
 	const model = await readOnnxModel(modelBytes);
 	const { numClasses, inputShape } = await modelSignature(model);
 	checkData(data, inputShape, numClasses);
+	checkRule(opts.policy, numClasses);
 	const classes = Array.from({ length: numClasses }, (_, c) => c).filter((c) => c % slice.count === slice.index);
 	if (classes.length === 0)
 		throw new FtguardError(
@@ -415,6 +443,13 @@ function mergeShards(
 	return out;
 }
 
+/** A calibrated scan the table cannot judge is refused before any search runs (calibration.ts). */
+function checkRule(policy: BackdoorPolicy, numClasses: number): void {
+	if (policy.neuralCleanse.rule === "calibrated")
+		for (const cal of CALIBRATIONS)
+			checkCalibratedScan(new Set(policy.detectors), numClasses, calibratedSearch(policy), cal);
+}
+
 function maxAnomalyIndex(evidence: readonly NcEvidence[], p: BackdoorPolicy["neuralCleanse"]): number {
 	let max = 0;
 	for (const e of evidence) {
@@ -445,6 +480,8 @@ export async function scanBackdoor(
 	try {
 		const { numClasses, inputShape } = runner;
 		checkData(data, inputShape, numClasses);
+		checkRule(policy, numClasses);
+		const calibrated = policy.neuralCleanse.rule === "calibrated";
 		const n = data.x.shape[0] ?? 0;
 		const { lo, hi } = range(data.x.data);
 		const detectors = new Set(policy.detectors);
@@ -488,8 +525,9 @@ export async function scanBackdoor(
 			if (results.length !== numClasses || results.some((r, i) => r.cls !== i))
 				throw new FtguardError("DATA_INVALID", "Neural Cleanse results do not cover every class once");
 			const l1 = results.map((r) => r.l1);
+			// under the calibrated rule Neural Cleanse's own (ftguard) flags are reported, not judged
 			const evidence: NcEvidence[] = judgeNeuralCleanse(l1, {
-				rule: policy.neuralCleanse.rule,
+				rule: policy.neuralCleanse.rule === "vanilla" ? "vanilla" : "ftguard",
 				anomalyThreshold: policy.neuralCleanse.anomalyThreshold,
 				maxRelativeL1: policy.neuralCleanse.maxRelativeL1,
 			});
@@ -509,7 +547,7 @@ export async function scanBackdoor(
 				steps: policy.neuralCleanse.steps,
 			};
 			for (const e of evidence)
-				if (e.flagged)
+				if (e.flagged && !calibrated)
 					accuse(
 						e.cls,
 						`neural_cleanse: reversed trigger L1 ${round(e.l1, 2)} is ${round(e.relativeL1, 2)}× the median (log anomaly index ${round(e.logAnomalyIndex, 2)})`,
@@ -555,6 +593,60 @@ export async function scanBackdoor(
 				mmbd: mm.detection ? { cls: mm.detection.cls, p_value: mm.detection.pValue } : null,
 			};
 			timings.max_margin_ms = t() - tMm;
+		}
+
+		if (calibrated) {
+			const nc = report.detectors.neural_cleanse;
+			if (nc === undefined) throw new FtguardError("INTERNAL", "calibrated verdict without Neural Cleanse");
+			const alpha = policy.calibrated.falseAlarmRate;
+			const CALIBRATION = calibrationFor(nc.mask_size, CALIBRATIONS);
+			const scores = scoreModel(
+				{
+					numClasses,
+					maskSize: nc.mask_size,
+					ncL1: nc.l1_norms,
+					pairL1: report.detectors.neural_cleanse_pairs?.l1,
+					margins: report.detectors.max_margin?.margins,
+				},
+				CALIBRATION,
+				alpha,
+			);
+			const per = scores.map((c) => ({
+				cls: c.cls,
+				score: round(c.scores[c.strongest] ?? 0),
+				strongest: c.strongest,
+				scores: Object.fromEntries(Object.entries(c.scores).map(([k, v]) => [k, round(v)])),
+				p_value: c.pValue,
+				z: Object.fromEntries(Object.entries(c.z).map(([k, v]) => [k, round(v)])),
+				flagged: c.flagged,
+			}));
+			report.detectors.calibrated = {
+				false_alarm_rate: alpha,
+				calibration: {
+					families: CALIBRATION.families.map((f) => f.name),
+					statistics: CALIBRATION.families.flatMap((f) => f.statistics),
+					...CALIBRATION.fitted,
+				},
+				per_class: per,
+				flagged_classes: per.filter((c) => c.flagged).map((c) => c.cls),
+			};
+			// the alarm metric: above the threshold exactly when a class is flagged (p < α / C)
+			const minP = Math.max(Math.min(...scores.map((c) => c.pValue)), Number.MIN_VALUE);
+			nc.max_anomaly_index = round(
+				(policy.neuralCleanse.anomalyThreshold * Math.log(minP)) / Math.log(alpha / numClasses),
+			);
+			const grid = report.detectors.neural_cleanse_pairs?.l1;
+			for (const c of per)
+				if (c.flagged) {
+					// a pair's evidence names its source: the smallest trigger's
+					const row = (grid?.[c.cls] ?? []).flatMap((v, src) => (v === null ? [] : [{ v, src }]));
+					const from =
+						c.strongest === "pairs" && row.length > 0 ? row.reduce((a, b) => (b.v < a.v ? b : a)) : undefined;
+					accuse(
+						c.cls,
+						`calibrated: p = ${c.p_value.toPrecision(2)} < ${(alpha / numClasses).toPrecision(2)} (${c.strongest} score ${round(c.score, 2)} against clean models${from ? `; smallest pair trigger from class ${from.src}, L1 ${from.v}` : ""})`,
+					);
+				}
 		}
 
 		if (detectors.has("strip")) {

@@ -16,21 +16,31 @@ const fraction = z.number().min(0).max(1);
 export const DETECTORS = ["nc", "pairs", "mm", "ac", "strip"] as const;
 export type Detector = (typeof DETECTORS)[number];
 
+/** How the scan's verdict is decided (docs/backdoor.md): the calibrated rule, or one of Neural Cleanse's own. */
+export const NC_RULES = ["calibrated", "ftguard", "vanilla"] as const;
+export type NcRuleName = (typeof NC_RULES)[number];
+
 export const neuralCleansePolicySchema = z
 	.object({
-		/** optimisation steps (passes over the reference data) per class */
-		steps: positiveInt(100_000).default(300),
+		/**
+		 * optimisation steps (passes over the reference data) per class. The calibrated rule holds for the search its
+		 * table was fitted on (100 × 1, batch 32); the other rules take any
+		 */
+		steps: positiveInt(100_000).default(100),
 		batch: positiveInt(4096).default(32),
 		/** independent initialisations per class; the smallest successful L1 is kept */
-		restarts: positiveInt(16).default(3),
+		restarts: positiveInt(16).default(1),
 		seed: z
 			.number()
 			.int()
 			.min(0)
 			.max(2 ** 31 - 1)
 			.default(0),
-		/** "ftguard" (default): robust index over log-norms; "vanilla": the paper's MAD rule over raw norms */
-		rule: z.enum(["ftguard", "vanilla"]).default("ftguard"),
+		/**
+		 * "calibrated" (default): each class's p-value against clean models' Neural Cleanse and pair-search statistics
+		 * (calibration.ts); "ftguard": robust index over log-norms; "vanilla": the paper's MAD rule over raw norms
+		 */
+		rule: z.enum(NC_RULES).default("calibrated"),
 		/** a class is flagged when its (rule's) anomaly index exceeds this and its L1 is at most the median */
 		anomalyThreshold: z.number().positive().default(2),
 		/** ftguard rule only: the flagged class's L1 must also be at most this fraction of the median L1 */
@@ -194,7 +204,12 @@ export const backdoorPolicySchema = z
 		 */
 		required: z.boolean().default(true),
 		waivers: z.array(backdoorWaiverSchema).max(1000).default([]),
-		detectors: z.array(z.enum(DETECTORS)).min(1).default(["nc", "strip"]),
+		detectors: z.array(z.enum(DETECTORS)).min(1).default(["nc", "pairs", "mm", "strip"]),
+		/** the calibrated rule: the false-alarm rate per model it is set for (a class flagged when p < rate / classes) */
+		calibrated: z
+			.object({ falseAlarmRate: z.number().gt(0).lt(1).default(0.01) })
+			.strict()
+			.default({ falseAlarmRate: 0.01 }),
 		neuralCleanse: neuralCleansePolicySchema.default(neuralCleansePolicySchema.parse({})),
 		pairs: pairSearchPolicySchema.default(pairSearchPolicySchema.parse({})),
 		maxMargin: maxMarginPolicySchema.default(maxMarginPolicySchema.parse({})),

@@ -4,19 +4,31 @@
  * that the committed table is what the fit split gives, and the detection and false-alarm
  * rates on the test split, models the fit never saw (docs/backdoor.md, "Calibrated verdict").
  */
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
 	type Calibration,
 	calibratedSearch,
+	calibrationFor,
 	classStatistics,
 	fitCalibration,
 	type ModelEvidence,
 	normalUpperTail,
+	sameSearch,
 	scoreModel,
+	usesArea,
 } from "../../../lib/core/backdoor/calibration";
-import { CALIBRATED_SETS } from "../../../lib/core/backdoor/calibration-fit";
+import {
+	CALIBRATED_SETS,
+	DEFAULT_SETS,
+	fitAll,
+	judgePopulation,
+	rates,
+} from "../../../lib/core/backdoor/calibration-fit";
+import { CALIBRATIONS } from "../../../lib/core/backdoor/calibration-table";
 import { FtguardError } from "../../../lib/core/errors";
 import { defaultBackdoorPolicy } from "../../../lib/core/policy/backdoor";
+import { loadPopulation, POPULATION_DIR, populationSearch } from "../../helpers/backdoor-population";
 
 describe("normalUpperTail", () => {
 	it("is the standard normal's upper tail", () => {
@@ -124,6 +136,81 @@ describe("fit and score", () => {
 		expect(Object.keys(s[0]?.z ?? {})).not.toContain("pair_area");
 		expect(s[0]?.flagged).toBe(true);
 		const { margins: _, ...noMargins } = flat(5, 20, 50);
-		expect(() => scoreModel(noMargins, cal, 0.01)).toThrow(/lacks/);
+		expect(() => scoreModel(noMargins, cal, 0.01)).toThrow(/no class has the statistics of max_margin/);
+	});
+
+	it("judges a target the pair budget skipped on the families it has, and refuses a NaN figure", () => {
+		const e = flat(10, 20, 50);
+		(e.pairL1 as Array<Array<number | null>>)[4] = Array(10).fill(null);
+		(e.ncL1 as number[])[4] = 3;
+		const s = scoreModel(e, cal, 0.01);
+		expect(Object.keys(s[4]?.scores ?? {}).sort()).toEqual(["max_margin", "neural_cleanse"]);
+		expect(s[4]?.flagged).toBe(true);
+		expect(Object.keys(s[5]?.scores ?? {})).toHaveLength(3);
+		(e.ncL1 as number[])[2] = Number.NaN;
+		expect(() => scoreModel(e, cal, 0.01)).toThrow(/not a finite number/);
+	});
+});
+
+describe("the committed calibration on the scanned population (test/fixtures/backdoor-wide)", () => {
+	const population = loadPopulation();
+	const digits = loadPopulation(
+		join(POPULATION_DIR, "../backdoor/calibrated-scan-results.json"),
+		join(POPULATION_DIR, "../backdoor/calibrated-manifest.json"),
+	);
+	const judged = (models: typeof population) =>
+		models.flatMap((m) => judgePopulation([m], calibrationFor(m.evidence.maskSize, CALIBRATIONS), 0.01));
+
+	it("is what the fit split's clean models give, for the search the policy's defaults run", () => {
+		const cals = fitAll(population, "test/fixtures/backdoor-wide (fit split, clean)", populationSearch());
+		expect(CALIBRATIONS).toEqual(DEFAULT_SETS.map((k) => cals[k]));
+		expect(CALIBRATIONS.map((c) => c.fitted.models)).toEqual([14, 14]);
+		for (const c of CALIBRATIONS)
+			expect(sameSearch(c.fitted.search, calibratedSearch(defaultBackdoorPolicy()))).toBe(true);
+	});
+
+	it("picks the area statistics only at the input size they were fitted on", () => {
+		expect(calibrationFor(256, CALIBRATIONS)).toBe(CALIBRATIONS[0]);
+		expect(usesArea(CALIBRATIONS[0] as Calibration)).toBe(true);
+		for (const size of [64, 1024, 224 * 224]) {
+			expect(calibrationFor(size, CALIBRATIONS)).toBe(CALIBRATIONS[1]);
+			expect(usesArea(CALIBRATIONS[1] as Calibration)).toBe(false);
+		}
+	});
+
+	// the rates docs/backdoor.md states (npm run calibrate:backdoor -- --fit prints them): a change to the
+	// statistics, the fit or the search that moves any of them fails here
+	it("test split (models the fit never saw): no clean model flagged; patch, blend, low-amplitude, two-target, binary caught", () => {
+		const r = rates(judged(population).filter((o) => o.split === "test"));
+		expect(r).toEqual({
+			"test/clean": { models: 16, correct: 16 },
+			"test/patch": { models: 2, correct: 2 },
+			"test/blend": { models: 2, correct: 2 },
+			"test/lowamp": { models: 2, correct: 2 },
+			"test/two-target": { models: 2, correct: 2 },
+			"test/binary": { models: 2, correct: 2 },
+			"test/source": { models: 2, correct: 1 },
+			"test/large": { models: 2, correct: 0 },
+		});
+	});
+
+	it("fit split: 2 of its 14 clean models flagged (an easy class, a binary ResNet), every true target found where caught", () => {
+		const out = judged(population).filter((o) => o.split === "fit");
+		expect(out.filter((o) => o.kind === "clean" && !o.correct).map((o) => o.file)).toEqual([
+			"c5-easy/cnn-clean-s1.onnx",
+			"c2b/resnet-clean-s1.onnx",
+		]);
+		// a backdoored model is never flagged for a class other than its targets without its targets
+		for (const o of out.filter((x) => x.kind !== "clean" && x.flagged.length > 0)) expect(o.found).toEqual(o.targets);
+	});
+
+	it("the digits fixtures, another data set and the 8×8 resolution never fitted on: every backdoor caught, 1 of 12 clean flagged", () => {
+		const out = judged(digits);
+		expect(rates(out)).toEqual({
+			"heldout/clean": { models: 12, correct: 11 },
+			"heldout/badnets": { models: 8, correct: 8 },
+			"heldout/blend": { models: 4, correct: 4 },
+		});
+		expect(out.filter((o) => !o.correct).map((o) => o.file)).toEqual(["../backdoor/digits8/cnn-clean-s3.onnx"]);
 	});
 });

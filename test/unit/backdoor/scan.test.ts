@@ -41,6 +41,8 @@ function policy(detectors: BackdoorPolicy["detectors"]): BackdoorPolicy {
 	p.detectors = detectors;
 	p.neuralCleanse.steps = 40;
 	p.neuralCleanse.restarts = 1;
+	// a short search the calibrated rule's table does not hold for: Neural Cleanse's own rule judges
+	p.neuralCleanse.rule = "ftguard";
 	p.strip.superimpositions = 10;
 	return p;
 }
@@ -171,7 +173,7 @@ describe("Neural Cleanse split across an array job", () => {
 		expect(nc?.attack_success).toEqual(byClass.map((r) => round4(r.success)));
 		const evidence = judgeNeuralCleanse(
 			byClass.map((r) => r.l1),
-			p.neuralCleanse,
+			{ ...p.neuralCleanse, rule: "ftguard" },
 		);
 		expect(nc?.flagged_classes).toEqual(evidence.filter((e) => e.flagged).map((e) => e.cls));
 		expect(nc?.flagged_classes_vanilla).toEqual(evidence.filter((e) => e.flaggedVanilla).map((e) => e.cls));
