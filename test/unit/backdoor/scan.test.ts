@@ -294,3 +294,43 @@ describe("Activation Clustering", () => {
 		for (const r of report.reasons) expect(r).toMatch(/^activation_clustering: \d+ of \d+ training samples/);
 	});
 });
+
+describe("the default policy: the calibrated verdict", () => {
+	let scan: BackdoorScan;
+	beforeAll(async () => {
+		scan = await scanBackdoor(MODEL, REF, options(defaultBackdoorPolicy()));
+	}, 120_000);
+
+	it("flags the target by its p-value against clean models, from the relative table at this 8×8 resolution", () => {
+		const { report } = scan;
+		const cal = report.detectors.calibrated;
+		expect(report.verdict).toBe("suspect");
+		expect(report.suspect_classes).toEqual([5]);
+		expect(cal?.flagged_classes).toEqual([5]);
+		expect(cal?.calibration.statistics).toEqual(["nc_relative", "pair_relative"]);
+		expect(cal?.per_class).toHaveLength(10);
+		const five = cal?.per_class[5];
+		expect(five?.p_value).toBeLessThan(0.01 / 10);
+		for (const c of cal?.per_class ?? []) if (c.cls !== 5) expect(c.p_value).toBeGreaterThanOrEqual(0.001);
+		expect(report.reasons[0]).toMatch(/^calibrated: p = .* < 0\.0010 \(/);
+		// the alarm metric is above the threshold exactly when a class is flagged
+		expect(report.detectors.neural_cleanse?.max_anomaly_index).toBeGreaterThan(2);
+		expect(report.detectors.neural_cleanse?.rule).toBe("calibrated");
+	});
+
+	it("refuses, before searching, a search or detector set the calibration does not hold for", async () => {
+		const steps = defaultBackdoorPolicy();
+		steps.neuralCleanse.steps = 300;
+		await expect(scanBackdoor(MODEL, REF, options(steps))).rejects.toThrow(
+			/calibrated verdict holds for the search it was fitted on \(Neural Cleanse 100 steps × 1 restarts, batch 32; pairs 60 steps × 1\), not Neural Cleanse 300/,
+		);
+		const noPairs = defaultBackdoorPolicy();
+		noPairs.detectors = ["nc", "strip"];
+		await expect(scanBackdoor(MODEL, REF, options(noPairs))).rejects.toThrow(
+			/needs detectors nc, pairs \(missing pairs\)/,
+		);
+		await expect(neuralCleanseShard(MODEL, REF, { index: 0, count: 2 }, options(noPairs))).rejects.toMatchObject({
+			code: "USAGE",
+		});
+	});
+});
