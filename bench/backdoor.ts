@@ -34,6 +34,13 @@
  *
  *   npm run bench:backdoor -- --text [--model test/fixtures/backdoor-text/backdoor-rareword-t4]
  *       [--steps 120] [--batch 16] [--seed 17] [--reps 3] [--threads 1] [--json]
+ *
+ * With --cost (issue 20): the default image scan's cost before and after the calibrated verdict, on a 3×16×16
+ * 10-class CNN, as a user runs it (all cores), interleaved: before = the old defaults (nc,strip; Neural Cleanse
+ * 300 steps × 3 restarts; ftguard rule), after = today's (nc,pairs,mm,strip; 100 × 1; pairs 60; calibrated).
+ * Target: after ≤ 2 × before. Prints medians of wall and CPU time, the ratio and each run's verdict.
+ *
+ *   npm run bench:backdoor -- --cost [--model digits16c/cnn-badnets-t4-p10.onnx] [--reps 3] [--json]
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -60,6 +67,7 @@ const { values: args } = parseArgs({
 		threads: { type: "string", default: "1" },
 		seed: { type: "string" },
 		text: { type: "boolean", default: false },
+		cost: { type: "boolean", default: false },
 		stability: { type: "boolean", default: false },
 		seeds: { type: "string", default: "0,1,2" },
 		"stability-models": {
@@ -72,7 +80,12 @@ const { values: args } = parseArgs({
 const o = {
 	...args,
 	model:
-		args.model ?? (args.text ? "test/fixtures/backdoor-text/backdoor-rareword-t4" : "digits8/cnn-badnets-t3-p10.onnx"),
+		args.model ??
+		(args.text
+			? "test/fixtures/backdoor-text/backdoor-rareword-t4"
+			: args.cost
+				? "digits16c/cnn-badnets-t4-p10.onnx"
+				: "digits8/cnn-badnets-t3-p10.onnx"),
 	steps: args.steps ?? (args.text ? "120" : "300"),
 	batch: args.batch ?? (args.text ? "16" : "32"),
 	seed: args.seed ?? (args.text ? "17" : "0"),
@@ -127,6 +140,9 @@ function runFtguard(model: string, extra: string[]): { json: Json; m: Measured }
 		"--threads",
 		o.threads,
 		"--json",
+		// a search of the bench's own steps: Neural Cleanse's rule judges (the calibrated one holds for its own search)
+		"--rule",
+		"ftguard",
 		...extra,
 	]);
 	if (m.status !== 0 && m.status !== 1) throw new Error(`ftguard failed (${m.status}): ${m.stderr.slice(-500)}`);
@@ -321,9 +337,67 @@ function mainText(): void {
 	process.stdout.write(`${lines.join("\n")}\n`);
 }
 
+/** --cost: the old default scan against today's, as a user runs them (all cores), interleaved. */
+function mainCost(): void {
+	const before = ["--detectors", "nc,strip", "--steps", "300", "--restarts", "3", "--rule", "ftguard"];
+	const reps = Number(o.reps);
+	const runs: Record<"before" | "after", Array<{ wall: number; cpu: number; verdict: string; suspects: number[] }>> = {
+		before: [],
+		after: [],
+	};
+	for (let i = 0; i < reps; i++)
+		for (const [name, extra] of [
+			["before", before],
+			["after", []],
+		] as const) {
+			const m = measure(process.execPath, [
+				join(REPO, "bin/ftguard.mjs"),
+				"backdoor",
+				join(FIX, o.model),
+				...dataArgs(o.model),
+				"--json",
+				...extra,
+			]);
+			if (m.status !== 0 && m.status !== 1) throw new Error(`ftguard failed (${m.status}): ${m.stderr.slice(-500)}`);
+			const j = JSON.parse(m.stdout);
+			runs[name].push({
+				wall: j.timings.total_ms / 1000,
+				cpu: m.cpuS,
+				verdict: j.verdict,
+				suspects: j.suspect_classes,
+			});
+			if (!o.json)
+				process.stderr.write(
+					`  ${name} rep ${i + 1}: ${fmt(j.timings.total_ms / 1000)} s, ${j.verdict} [${j.suspect_classes}]\n`,
+				);
+		}
+	const med = (k: "before" | "after", f: "wall" | "cpu") => median(runs[k].map((r) => r[f]));
+	const ratio = med("after", "wall") / med("before", "wall");
+	const result = {
+		model: o.model,
+		reps,
+		before: { wall_s: med("before", "wall"), cpu_s: med("before", "cpu"), runs: runs.before },
+		after: { wall_s: med("after", "wall"), cpu_s: med("after", "cpu"), runs: runs.after },
+		ratio,
+	};
+	if (o.json) {
+		process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+		return;
+	}
+	process.stdout.write(
+		[
+			`Default image scan of ${o.model}, all cores, medians of ${reps} (scan time; CPU = user + system of the process)`,
+			`  before (nc,strip; NC 300 × 3; ftguard rule)               ${fmt(result.before.wall_s)} s   CPU ${fmt(result.before.cpu_s)} s   verdicts ${runs.before.map((r) => `${r.verdict}[${r.suspects}]`).join(" ")}`,
+			`  after  (nc,pairs,mm,strip; NC 100 × 1, pairs 60; calibrated) ${fmt(result.after.wall_s)} s   CPU ${fmt(result.after.cpu_s)} s   verdicts ${runs.after.map((r) => `${r.verdict}[${r.suspects}]`).join(" ")}`,
+			`  ratio after / before: ${fmt(ratio, 2)}  (target ≤ 2: ${ratio <= 2 ? "PASS" : "MISS"})`,
+		].join("\n") + "\n",
+	);
+}
+
 async function main(): Promise<void> {
 	preflight();
 	if (o.text) return mainText();
+	if (o.cost) return mainCost();
 	const model = o.model;
 	const reps = Number(o.reps);
 	const manifest = JSON.parse(readFileSync(join(FIX, "manifest.json"), "utf8")) as Array<{

@@ -8,7 +8,11 @@
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { FtguardError } from "../../lib/core/errors";
+import { DETECTORS, NC_RULES } from "../../lib/core/policy/backdoor";
 import { zodMessage } from "../../lib/core/schema";
+
+/** Every detector the policy names, comma-separated. */
+const DETECTOR_LIST = new RegExp(`^(${DETECTORS.join("|")})(,(${DETECTORS.join("|")}))*$`);
 
 const s3UriSchema = z.string().regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\/.+$/, "must be s3://bucket/key");
 const optionalVersion = z.string().min(1).max(1024).optional();
@@ -38,8 +42,10 @@ export const jobParamsSchema = z
 		outputPrefix: z.string().regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/, "must be s3://bucket/prefix"),
 		detectors: z
 			.string()
-			.regex(/^(nc|ac|strip)(,(nc|ac|strip))*$/, "comma-separated nc, ac, strip")
+			.regex(DETECTOR_LIST, `comma-separated ${DETECTORS.join(", ")}`)
 			.optional(),
+		/** the verdict rule (policy backdoor.neuralCleanse.rule) */
+		rule: z.enum(NC_RULES).optional(),
 		steps: int(1, 100_000).optional(),
 		batch: int(1, 4096).optional(),
 		restarts: int(1, 16).optional(),

@@ -428,10 +428,16 @@ describe("the policy", () => {
 	it("is validated at synth: an invalid policy throws", () => {
 		expect(pipelineIn({ policy: { version: 2 } })).toThrow(/ScanPipeline policy/);
 		expect(pipelineIn({ policy: { backdoor: { detectors: [] } } })).toThrow(/ScanPipeline policy/);
+		// a policy whose every image scan the calibrated rule would refuse fails at synth, not in production
+		expect(pipelineIn({ policy: { backdoor: { neuralCleanse: { steps: 50 } } } })).toThrow(
+			/calibrated verdict holds for the search it was fitted on/,
+		);
 	});
 
 	it("sets the Batch job's detectors and search effort", () => {
-		const p = pipelineIn({ policy: { backdoor: { detectors: ["nc"], neuralCleanse: { steps: 50 } } } })();
+		const p = pipelineIn({
+			policy: { backdoor: { detectors: ["nc"], neuralCleanse: { steps: 50, rule: "ftguard" } } },
+		})();
 		const text = JSON.stringify(Template.fromStack(Stack.of(p)).toJSON());
 		expect(text).toContain(String.raw`\"Name\":\"FTGUARD_DETECTORS\",\"Value\":\"nc\"`);
 		expect(text).toContain(String.raw`\"Name\":\"FTGUARD_STEPS\",\"Value\":\"50\"`);

@@ -295,7 +295,7 @@ describe("the synthesized scan definition", () => {
 			FTGUARD_LABELS_FIELD: "$.model.labelsField",
 			FTGUARD_DATA_KIND: "$.model.dataKind",
 			FTGUARD_OUTPUT_PREFIX: `States.Format('s3://{}/scans/{}/backdoor/{}', '${reportBucket}', $.scanId, $.index)`,
-			FTGUARD_DETECTORS: "nc,strip",
+			FTGUARD_DETECTORS: "nc,pairs,mm,strip",
 		});
 	});
 });

@@ -9,7 +9,8 @@ import { ftguard, REPO } from "../helpers/cli";
 const D8 = join(REPO, "test/fixtures/backdoor/digits8");
 const DATA = ["--data", join(D8, "ref-x.npy"), "--labels", join(D8, "ref-y.npy")];
 // a short search: the MLP backdoor is found well within it (the full search is the default)
-const FAST = ["--steps", "40", "--restarts", "1"];
+// a short search: Neural Cleanse's own rule judges (the calibrated default holds for its own search)
+const FAST = ["--steps", "40", "--restarts", "1", "--rule", "ftguard"];
 /** The CLI's JSON document, navigated freely by the assertions. */
 type Json = ReturnType<typeof JSON.parse>;
 const tmp = mkdtempSync(join(tmpdir(), "ftguard-backdoor-"));

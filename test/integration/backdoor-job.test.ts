@@ -14,7 +14,7 @@ import { type LocalS3, startLocalS3, TEST_CREDENTIALS } from "../helpers/s3";
 const FIX = join(REPO, "test/fixtures/backdoor/digits8");
 const TEXT = join(REPO, "test/fixtures/backdoor-text");
 // Few steps keep the test fast; this MLP's trigger is found well within them.
-const FAST = { FTGUARD_STEPS: "30", FTGUARD_RESTARTS: "1", FTGUARD_DETECTORS: "nc" };
+const FAST = { FTGUARD_STEPS: "30", FTGUARD_RESTARTS: "1", FTGUARD_DETECTORS: "nc", FTGUARD_RULE: "ftguard" };
 
 let s3: LocalS3;
 beforeAll(async () => {

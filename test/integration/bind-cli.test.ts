@@ -115,7 +115,20 @@ describe("ftguard backdoor binds the model to the checkpoint beside it first", (
 			[20],
 		),
 	);
-	const args = ["--data", data, "--labels", labels, "--detectors", "nc", "--steps", "2", "--restarts", "1"];
+	const args = [
+		"--data",
+		data,
+		"--labels",
+		labels,
+		"--detectors",
+		"nc",
+		"--steps",
+		"2",
+		"--restarts",
+		"1",
+		"--rule",
+		"ftguard",
+	];
 
 	it("a mismatched pair is EXPORT_MISMATCH (exit 1) before any scan", async () => {
 		const r = await ftguard(["backdoor", join(B, "mlp-ulp/model.onnx"), ...args, "--json"]);

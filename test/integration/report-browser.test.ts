@@ -80,7 +80,8 @@ async function noHorizontalScroll(page: Page): Promise<void> {
 describe("ftguard report in a browser", () => {
 	it("a real backdoor scan's page: verdict, images loaded, no console error, no request, fits 375 px", async () => {
 		const out = join(tmp, "scan");
-		const scan = await quickBackdoorScan(out, ["--detectors", "nc,strip,ac"]);
+		// the default scan (calibrated verdict) and Activation Clustering
+		const scan = await quickBackdoorScan(out, ["--detectors", "nc,pairs,mm,strip,ac"]);
 		expect(scan.code).toBe(1);
 		const html = join(tmp, "scan.html");
 		const r = await ftguard(["report", out, "-o", html]);
@@ -109,7 +110,7 @@ describe("ftguard report in a browser", () => {
 
 	it("the calibrated verdict, pair and maximum margin sections: drawn, no console error, no request, fit 375 px", async () => {
 		const out = join(tmp, "scan-calibrated");
-		const scan = await quickBackdoorScan(out, ["--detectors", "nc,pairs,mm", "--rule", "ftguard"]);
+		const scan = await quickBackdoorScan(out);
 		expect(scan.code).toBe(1);
 		// a calibrated section as the scan writes it (lib/core/backdoor/scan.ts), whatever the fitted calibrations hold
 		const file = join(out, "report.json");

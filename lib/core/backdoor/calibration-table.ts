@@ -59,6 +59,7 @@ export const CALIBRATIONS: Calibration[] = [
 				pairs: {
 					steps: 60,
 					restarts: 1,
+					maxPairs: 400,
 				},
 				mm: {
 					steps: 300,
@@ -112,6 +113,7 @@ export const CALIBRATIONS: Calibration[] = [
 				pairs: {
 					steps: 60,
 					restarts: 1,
+					maxPairs: 400,
 				},
 				mm: {
 					steps: 300,

@@ -95,18 +95,19 @@ export interface NullFit {
 /** The search settings the statistics depend on; the calibration holds for the search it was fitted on. */
 export interface CalibratedSearch {
 	nc: { steps: number; restarts: number; batch: number };
-	pairs: { steps: number; restarts: number };
+	/** maxPairs: the budget, which decides which pairs are searched and so the median pair_relative compares with */
+	pairs: { steps: number; restarts: number; maxPairs: number };
 	mm: { steps: number; restarts: number };
 }
 
 export function calibratedSearch(p: {
 	neuralCleanse: { steps: number; restarts: number; batch: number };
-	pairs: { steps: number; restarts: number };
+	pairs: { steps: number; restarts: number; maxPairs: number };
 	maxMargin: { steps: number; restarts: number };
 }): CalibratedSearch {
 	return {
 		nc: { steps: p.neuralCleanse.steps, restarts: p.neuralCleanse.restarts, batch: p.neuralCleanse.batch },
-		pairs: { steps: p.pairs.steps, restarts: p.pairs.restarts },
+		pairs: { steps: p.pairs.steps, restarts: p.pairs.restarts, maxPairs: p.pairs.maxPairs },
 		mm: { steps: p.maxMargin.steps, restarts: p.maxMargin.restarts },
 	};
 }
@@ -240,9 +241,17 @@ export function scoreModel(e: ModelEvidence, cal: Calibration, falseAlarmRate: n
 		const scores: Record<string, number> = {};
 		let strongest = "";
 		let best = Number.NEGATIVE_INFINITY;
-		// a family that ran but skipped this class (the pair search's budget passes over targets whose all-source
-		// trigger is large) is judged on the families it has; Bonferroni counts those
+		// every class on every family: a target the pair search's budget skipped has no pair statistics, and judging
+		// it on the rest would state a rate the calibration never measured
 		const mine = use.filter((f) => has(s, f));
+		if (mine.length !== use.length)
+			throw new FtguardError(
+				"DATA_INVALID",
+				`calibrated verdict: class ${cls} lacks the statistics of ${use
+					.filter((f) => !mine.includes(f))
+					.map((f) => f.name)
+					.join(", ")}`,
+			);
 		for (const f of mine) {
 			const raw = rawScore(s, f.statistics, cal.nulls);
 			const fit = cal.scores[f.name];
@@ -283,24 +292,25 @@ export function sameSearch(a: CalibratedSearch, b: CalibratedSearch): boolean {
 		a.nc.restarts === b.nc.restarts &&
 		a.nc.batch === b.nc.batch &&
 		a.pairs.steps === b.pairs.steps &&
-		a.pairs.restarts === b.pairs.restarts
+		a.pairs.restarts === b.pairs.restarts &&
+		a.pairs.maxPairs === b.pairs.maxPairs
 	);
 }
 
 const searchText = (s: CalibratedSearch) =>
-	`Neural Cleanse ${s.nc.steps} steps × ${s.nc.restarts} restarts, batch ${s.nc.batch}; pairs ${s.pairs.steps} steps × ${s.pairs.restarts}`;
+	`Neural Cleanse ${s.nc.steps} steps × ${s.nc.restarts} restarts, batch ${s.nc.batch}; pairs ${s.pairs.steps} steps × ${s.pairs.restarts}, at most ${s.pairs.maxPairs}`;
 
 /**
- * Refuses (USAGE) a scan the calibrated rule cannot judge: a detector it is fitted on not run, or a search other than
- * the one its table was fitted on — the statistics' null distribution depends on both, and a verdict against the
- * wrong null would state a false-alarm rate that does not hold.
+ * Why the calibrated rule cannot judge a scan (undefined when it can): a detector it is fitted on not run, or a
+ * search other than the one its table was fitted on — the statistics' null distribution depends on both, and a
+ * verdict against the wrong null would state a false-alarm rate that does not hold.
  */
-export function checkCalibratedScan(
+export function calibratedScanProblem(
 	detectors: ReadonlySet<string>,
 	numClasses: number,
 	search: CalibratedSearch,
 	cal: Calibration,
-): void {
+): string | undefined {
 	const needs = familiesFor(numClasses, cal).map((f) =>
 		f.statistics.some((n) => n.startsWith("pair_"))
 			? "pairs"
@@ -309,14 +319,24 @@ export function checkCalibratedScan(
 				: "nc",
 	);
 	const missing = needs.filter((d) => !detectors.has(d));
+	// the pair search covers every pair only while C(C − 1) fits its budget: beyond (C > 20 at the default) a target
+	// would be judged without its pairs, against nulls fitted with them
+	if (needs.includes("pairs") && numClasses * (numClasses - 1) > search.pairs.maxPairs)
+		return `the calibrated verdict searches every (source, target) pair: ${numClasses} classes need ${numClasses * (numClasses - 1)} pairs, more than its budget of ${search.pairs.maxPairs}; choose rule ftguard for this model`;
 	if (missing.length > 0)
-		throw new FtguardError(
-			"USAGE",
-			`the calibrated verdict needs detectors ${[...new Set(needs)].join(", ")} (missing ${missing.join(", ")}); add them, or choose rule ftguard`,
-		);
+		return `the calibrated verdict needs detectors ${[...new Set(needs)].join(", ")} (missing ${missing.join(", ")}); add them, or choose rule ftguard`;
 	if (!sameSearch(search, cal.fitted.search))
-		throw new FtguardError(
-			"USAGE",
-			`the calibrated verdict holds for the search it was fitted on (${searchText(cal.fitted.search)}), not ${searchText(search)}: use that search, or choose rule ftguard`,
-		);
+		return `the calibrated verdict holds for the search it was fitted on (${searchText(cal.fitted.search)}), not ${searchText(search)}: use that search, or choose rule ftguard`;
+	return undefined;
+}
+
+/** Refuses (USAGE) a scan the calibrated rule cannot judge (calibratedScanProblem). */
+export function checkCalibratedScan(
+	detectors: ReadonlySet<string>,
+	numClasses: number,
+	search: CalibratedSearch,
+	cal: Calibration,
+): void {
+	const problem = calibratedScanProblem(detectors, numClasses, search, cal);
+	if (problem !== undefined) throw new FtguardError("USAGE", problem);
 }

@@ -138,6 +138,8 @@ export interface BackdoorReport {
 				classes: number;
 				source: string;
 				search: ReturnType<typeof calibratedSearch>;
+				/** the input sizes (H·W) its area statistics hold at; none when it has only relative ones */
+				maskSizes: number[];
 			};
 			per_class: Array<{
 				cls: number;

@@ -5,7 +5,7 @@
  * one reason per problem.
  */
 import { z } from "zod";
-import { waiverActive } from "../policy/backdoor";
+import { NC_RULES, waiverActive } from "../policy/backdoor";
 import { zodMessage } from "../schema";
 import { normalizeEtag, resourceNameOf } from "./artefact";
 import type { ScanStatus } from "./names";
@@ -297,11 +297,17 @@ const reportSchema = z.object({
 		.object({
 			neural_cleanse: z
 				.object({
-					rule: z.enum(["ftguard", "vanilla"]),
+					rule: z.enum(NC_RULES),
 					l1_norms: z.array(num),
 					anomaly_indices: z.array(num.nullable()),
 					log_anomaly_indices: z.array(num),
 				})
+				.optional(),
+			calibrated: z
+				.object({
+					per_class: z.array(z.object({ cls: z.number().int().min(0), p_value: num, strongest: z.string() }).loose()),
+				})
+				.loose()
 				.optional(),
 		})
 		.optional(),
@@ -318,6 +324,9 @@ function classFinding(report: z.infer<typeof reportSchema>, c: number): string {
 	const nc = report.detectors?.neural_cleanse;
 	const index = nc?.rule === "vanilla" ? nc.anomaly_indices[c] : nc?.log_anomaly_indices[c];
 	const l1 = nc?.l1_norms[c];
+	const cal = nc?.rule === "calibrated" ? report.detectors?.calibrated?.per_class.find((p) => p.cls === c) : undefined;
+	if (cal !== undefined && typeof l1 === "number")
+		return `class ${c}: p ${cal.p_value.toPrecision(2)} against clean models (${cal.strongest.slice(0, 40)}), trigger L1 ${fmt(l1, 1)}`;
 	if (typeof index === "number" && typeof l1 === "number") {
 		return `class ${c}: anomaly index ${fmt(index, 2)}, trigger L1 ${fmt(l1, 1)}`;
 	}

@@ -6,6 +6,8 @@
  * docs/backdoor.md with the measurement behind it.
  */
 import { z } from "zod";
+import { calibratedScanProblem, calibratedSearch } from "../backdoor/calibration";
+import { CALIBRATIONS } from "../backdoor/calibration-table";
 import { FtguardError } from "../errors";
 import { zodMessage } from "../schema";
 
@@ -205,9 +207,10 @@ export const backdoorPolicySchema = z
 		required: z.boolean().default(true),
 		waivers: z.array(backdoorWaiverSchema).max(1000).default([]),
 		detectors: z.array(z.enum(DETECTORS)).min(1).default(["nc", "pairs", "mm", "strip"]),
-		/** the calibrated rule: the false-alarm rate per model it is set for (a class flagged when p < rate / classes) */
+		/** the calibrated rule: the false-alarm rate per model it is set for (a class flagged when p < rate / classes), 1e-4…0.2 */
 		calibrated: z
-			.object({ falseAlarmRate: z.number().gt(0).lt(1).default(0.01) })
+			// bounded: a rate of 1e-300 would never flag, one of 0.5 would flag clean models routinely
+			.object({ falseAlarmRate: z.number().min(1e-4).max(0.2).default(0.01) })
 			.strict()
 			.default({ falseAlarmRate: 0.01 }),
 		neuralCleanse: neuralCleansePolicySchema.default(neuralCleansePolicySchema.parse({})),
@@ -217,7 +220,17 @@ export const backdoorPolicySchema = z
 		activationClustering: activationClusteringPolicySchema.default(activationClusteringPolicySchema.parse({})),
 		text: textTriggerPolicySchema.default(textTriggerPolicySchema.parse({})),
 	})
-	.strict();
+	.strict()
+	.superRefine((p, ctx) => {
+		// a deployed policy the calibrated rule cannot judge would refuse every image scan: refuse it here, at synth
+		// and at load (3 classes: the strictest case, where the pair search counts too)
+		if (p.neuralCleanse.rule !== "calibrated") return;
+		for (const cal of CALIBRATIONS) {
+			const problem = calibratedScanProblem(new Set(p.detectors), 3, calibratedSearch(p), cal);
+			if (problem !== undefined)
+				return void ctx.addIssue({ code: "custom", path: ["neuralCleanse", "rule"], message: problem });
+		}
+	});
 
 export type BackdoorPolicy = z.infer<typeof backdoorPolicySchema>;
 

@@ -83,6 +83,8 @@ export interface BackdoorFigures {
 		l1Norms: number[];
 		flaggedClasses: number[];
 	};
+	/** the calibrated verdict (the default rule): the rate it was judged at and each class's p-value */
+	calibrated?: { falseAlarmRate: number; pValues: number[]; flaggedClasses: number[] };
 	strip?: {
 		boundary: number;
 		frr: number;
@@ -179,6 +181,14 @@ function figuresOf(r: BackdoorReportFigures): BackdoorFigures {
 				maxAnomalyIndex: nc.max_anomaly_index,
 				l1Norms: [...nc.l1_norms],
 				flaggedClasses: [...nc.flagged_classes],
+			},
+		),
+		...some(
+			"calibrated",
+			r.detectors.calibrated && {
+				falseAlarmRate: r.detectors.calibrated.false_alarm_rate,
+				pValues: r.detectors.calibrated.per_class.map((c) => c.p_value),
+				flaggedClasses: [...r.detectors.calibrated.flagged_classes],
 			},
 		),
 		...some(

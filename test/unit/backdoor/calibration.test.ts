@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
 	type Calibration,
+	calibratedScanProblem,
 	calibratedSearch,
 	calibrationFor,
 	classStatistics,
@@ -139,14 +140,12 @@ describe("fit and score", () => {
 		expect(() => scoreModel(noMargins, cal, 0.01)).toThrow(/no class has the statistics of max_margin/);
 	});
 
-	it("judges a target the pair budget skipped on the families it has, and refuses a NaN figure", () => {
+	it("refuses a target the pair budget skipped (red team: maxPairs 9 hid a source-specific target), and a NaN figure", () => {
 		const e = flat(10, 20, 50);
 		(e.pairL1 as Array<Array<number | null>>)[4] = Array(10).fill(null);
-		(e.ncL1 as number[])[4] = 3;
-		const s = scoreModel(e, cal, 0.01);
-		expect(Object.keys(s[4]?.scores ?? {}).sort()).toEqual(["max_margin", "neural_cleanse"]);
-		expect(s[4]?.flagged).toBe(true);
-		expect(Object.keys(s[5]?.scores ?? {})).toHaveLength(3);
+		expect(() => scoreModel(e, cal, 0.01)).toThrow(/class 4 lacks the statistics of pairs/);
+		(e.pairL1 as Array<Array<number | null>>)[4] = (flat(10, 20, 50).pairL1 as Array<Array<number | null>>)[4] ?? [];
+		expect(scoreModel(e, cal, 0.01)).toHaveLength(10);
 		(e.ncL1 as number[])[2] = Number.NaN;
 		expect(() => scoreModel(e, cal, 0.01)).toThrow(/not a finite number/);
 	});
@@ -167,6 +166,18 @@ describe("the committed calibration on the scanned population (test/fixtures/bac
 		expect(CALIBRATIONS.map((c) => c.fitted.models)).toEqual([14, 14]);
 		for (const c of CALIBRATIONS)
 			expect(sameSearch(c.fitted.search, calibratedSearch(defaultBackdoorPolicy()))).toBe(true);
+	});
+
+	it("refuses a model with more classes than the pair budget covers (C(C − 1) > 400: C > 20)", () => {
+		const search = calibratedSearch(defaultBackdoorPolicy());
+		const cal = CALIBRATIONS[0] as Calibration;
+		const all = new Set(["nc", "pairs"]);
+		expect(calibratedScanProblem(all, 20, search, cal)).toBeUndefined();
+		expect(calibratedScanProblem(all, 21, search, cal)).toMatch(
+			/21 classes need 420 pairs, more than its budget of 400/,
+		);
+		// a binary model has no pair search to need
+		expect(calibratedScanProblem(new Set(["nc"]), 2, search, cal)).toBeUndefined();
 	});
 
 	it("picks the area statistics only at the input size they were fitted on", () => {

@@ -322,7 +322,7 @@ describe("the default policy: the calibrated verdict", () => {
 		const steps = defaultBackdoorPolicy();
 		steps.neuralCleanse.steps = 300;
 		await expect(scanBackdoor(MODEL, REF, options(steps))).rejects.toThrow(
-			/calibrated verdict holds for the search it was fitted on \(Neural Cleanse 100 steps × 1 restarts, batch 32; pairs 60 steps × 1\), not Neural Cleanse 300/,
+			/calibrated verdict holds for the search it was fitted on \(Neural Cleanse 100 steps × 1 restarts, batch 32; pairs 60 steps × 1, at most 400\), not Neural Cleanse 300/,
 		);
 		const noPairs = defaultBackdoorPolicy();
 		noPairs.detectors = ["nc", "strip"];

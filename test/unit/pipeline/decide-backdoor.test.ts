@@ -142,6 +142,22 @@ describe("interpretBackdoorReport", () => {
 			finding: "class 3: anomaly index 4.2, trigger L1 11",
 		});
 	});
+	it("under the calibrated rule (the default) names the class's p-value and the detector behind it", () => {
+		const r = report();
+		const detectors = r.detectors as Record<string, Record<string, unknown>>;
+		(detectors.neural_cleanse as Record<string, unknown>).rule = "calibrated";
+		detectors.calibrated = {
+			false_alarm_rate: 0.01,
+			per_class: [0, 1, 2, 3, 4].map((c) => ({ cls: c, p_value: c === 3 ? 0.000064 : 0.5, strongest: "pairs" })),
+		};
+		expect(interpretBackdoorReport(state, 0, REPORT_URI, r)).toMatchObject({
+			kind: "suspect",
+			finding: "class 3: p 0.000064 against clean models (pairs), trigger L1 11",
+		});
+		// a rule this reader does not know is not a report it can read: the verdict keeps its error reason
+		(detectors.neural_cleanse as Record<string, unknown>).rule = "lenient";
+		expect(interpretBackdoorReport(state, 0, REPORT_URI, r)).toMatchObject({ kind: "unreadable" });
+	});
 	it("names a text model's suspect label with the trigger it found", () => {
 		const text = {
 			verdict: "suspect",

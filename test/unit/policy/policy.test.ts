@@ -8,7 +8,7 @@ import {
 	referenceObjectsOf,
 	trustPoliciesOf,
 } from "../../../lib/core/policy";
-import { defaultBackdoorPolicy } from "../../../lib/core/policy/backdoor";
+import { defaultBackdoorPolicy, withOverrides } from "../../../lib/core/policy/backdoor";
 import { REPO } from "../../helpers/cli";
 
 const pem = readFileSync(join(REPO, "examples/keys/signer.pub.pem"), "utf8");
@@ -21,6 +21,36 @@ describe("the pipeline's policy sections", () => {
 		expect(p.referenceData).toEqual([]);
 		expect(p.baseModelRegistry).toBeUndefined();
 		expect(p.backdoor).toEqual(defaultBackdoorPolicy());
+	});
+
+	it("defaults to the calibrated verdict and its search, and refuses what that rule cannot judge (issue 20)", () => {
+		const b = defaultBackdoorPolicy();
+		expect(b.neuralCleanse).toMatchObject({ rule: "calibrated", steps: 100, restarts: 1, batch: 32 });
+		expect(b.detectors).toEqual(["nc", "pairs", "mm", "strip"]);
+		expect(b.calibrated).toEqual({ falseAlarmRate: 0.01 });
+		const bad = (backdoor: unknown) => () => parsePolicy(JSON.stringify({ backdoor }), "p.json");
+		expect(bad({ neuralCleanse: { steps: 300 } })).toThrow(
+			/holds for the search it was fitted on .*not Neural Cleanse 300/,
+		);
+		expect(bad({ pairs: { steps: 61 } })).toThrow(/pairs 61 steps/);
+		expect(bad({ detectors: ["nc", "strip"] })).toThrow(/needs detectors nc, pairs \(missing pairs\)/);
+		// red team: a budget below every pair left a source-specific target judged without its pairs, and passed
+		expect(bad({ pairs: { maxPairs: 9 } })).toThrow(/at most 400\), not .*at most 9/);
+		expect(bad({ calibrated: { falseAlarmRate: 1 } })).toThrow();
+		expect(bad({ calibrated: { falseAlarmRate: 1e-300 } })).toThrow();
+		expect(bad({ calibrated: { falseAlarmRate: 0.01, extra: 1 } })).toThrow();
+		// another search with Neural Cleanse's own rule is fine; flags are checked the same way
+		expect(
+			parsePolicy(JSON.stringify({ backdoor: { neuralCleanse: { steps: 300, rule: "ftguard" } } }), "p").backdoor
+				.neuralCleanse.steps,
+		).toBe(300);
+		expect(() => withOverrides(b, { steps: 40 })).toThrow(/choose rule ftguard/);
+		expect(withOverrides(b, { steps: 40, rule: "ftguard" }).neuralCleanse).toMatchObject({
+			steps: 40,
+			rule: "ftguard",
+		});
+		// the seed is not part of the search the calibration holds for
+		expect(withOverrides(b, { seed: 7 }).neuralCleanse.seed).toBe(7);
 	});
 
 	it("reads keyless and public-key signers into trust policies", () => {

@@ -94,6 +94,47 @@ describe("provenanceStatement", () => {
 		expect(p.verdictRecord).toEqual({ uri: "s3://acme-reports/scans/ftg-0123/verdict.json", sha256: "f".repeat(64) });
 	});
 
+	it("carries the calibrated verdict's p-values when the scan used that rule (the default)", () => {
+		const r = backdoorReport();
+		const nc = r.detectors.neural_cleanse;
+		if (nc === undefined) throw new Error("fixture");
+		nc.rule = "calibrated";
+		r.detectors.calibrated = {
+			false_alarm_rate: 0.01,
+			calibration: {
+				families: ["neural_cleanse"],
+				statistics: ["nc_relative"],
+				models: 14,
+				classes: 90,
+				source: "fit",
+				search: {
+					nc: { steps: 100, restarts: 1, batch: 32 },
+					pairs: { steps: 60, restarts: 1, maxPairs: 400 },
+					mm: { steps: 300, restarts: 8 },
+				},
+				maskSizes: [256],
+			},
+			per_class: [0, 1, 2].map((c) => ({
+				cls: c,
+				score: 0,
+				strongest: "neural_cleanse",
+				scores: {},
+				p_value: c / 4 + 0.25,
+				z: {},
+				flagged: false,
+			})),
+			flagged_classes: [],
+		};
+		const s = provenanceStatement(fullRecord(ROOT), {
+			policyDigest: policyDigest(POLICY),
+			backdoorReports: { "jobs/j1/model/model.onnx": r },
+		});
+		expect(s.predicate.checks.backdoor?.models[0]?.figures).toMatchObject({
+			neuralCleanse: { rule: "calibrated" },
+			calibrated: { falseAlarmRate: 0.01, pValues: [0.25, 0.5, 0.75], flaggedClasses: [] },
+		});
+	});
+
 	it("leaves out every optional part a bare record lacks", () => {
 		const p = provenanceStatement(bareRecord(ROOT), { policyDigest: policyDigest(POLICY) }).predicate;
 		expect(Object.keys(p).sort()).toEqual(["checkpoint", "checks", "policy", "recordedAt", "scanId", "verdict"]);
