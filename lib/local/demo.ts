@@ -197,7 +197,8 @@ export function demoSetup(root: string, signer: DemoSigner = createDemoSigner())
 			name: "backdoor",
 			description: "correctly signed ONNX model with a BadNets backdoor",
 			expected: "QUARANTINED",
-			reason: /^backdoor: suspect demo\/backdoor\/model\.onnx \(class 5: anomaly index [\d.]+, trigger L1 [\d.]+\)$/,
+			reason:
+				/^backdoor: suspect demo\/backdoor\/model\.onnx \(class 5: p [\d.e-]+ against clean models \(\w+\), trigger L1 [\d.]+\)$/,
 			upload: signedFile(join(fixtures, "mlp-badnets-t5-p10.onnx"), "demo/backdoor/model.onnx"),
 		});
 	}

@@ -56,7 +56,16 @@ describe("ftguard backdoor", () => {
 	});
 
 	it("activation clustering on reference data is reported but does not decide", async () => {
-		const r = await ftguard(["backdoor", join(D8, "mlp-clean-s1.onnx"), ...DATA, "--detectors", "ac", "--json"]);
+		const r = await ftguard([
+			"backdoor",
+			join(D8, "mlp-clean-s1.onnx"),
+			...DATA,
+			"--detectors",
+			"ac",
+			"--rule",
+			"ftguard",
+			"--json",
+		]);
 		expect(r.code).toBe(0);
 		const j = r.json() as Json;
 		expect(j.detectors.activation_clustering).toMatchObject({ data_kind: "reference", decides: false });
@@ -72,7 +81,18 @@ describe("ftguard backdoor", () => {
 			"--labels",
 			join(D8, "cnn-badnets-t3-p10-train-y.npy"),
 		];
-		const args = ["backdoor", model, ...train, "--data-kind", "training", "--detectors", "ac", "--json"];
+		const args = [
+			"backdoor",
+			model,
+			...train,
+			"--data-kind",
+			"training",
+			"--detectors",
+			"ac",
+			"--rule",
+			"ftguard",
+			"--json",
+		];
 		const reported = await ftguard(args);
 		expect(reported.code).toBe(0);
 		const ac = (reported.json() as Json).detectors.activation_clustering;

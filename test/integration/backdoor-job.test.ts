@@ -87,7 +87,12 @@ describe("backdoor-scan job", () => {
 
 	it("takes the deployed policy file as the base of its settings; a bad policy is exit 2", async () => {
 		await s3.put("trusted", "policy.json", JSON.stringify({ backdoor: { neuralCleanse: { rule: "vanilla" } } }));
-		const r = await main([], { ...baseEnv("pol"), FTGUARD_POLICY_URI: "s3://trusted/policy.json" }, s3.client);
+		// (no FTGUARD_RULE: the file's rule stands)
+		const r = await main(
+			[],
+			{ ...baseEnv("pol"), FTGUARD_RULE: "", FTGUARD_POLICY_URI: "s3://trusted/policy.json" },
+			s3.client,
+		);
 		expect(r.exitCode).toBe(1);
 		const rep = await report("pol");
 		expect(rep.policy.neuralCleanse).toMatchObject({ rule: "vanilla", steps: 30 });

@@ -58,7 +58,7 @@ describe("ftguard pipeline", () => {
 		expect(byName.pickle?.reasons.join("\n")).toMatch(/^files: .*pytorch_model\.bin/m);
 		expect(byName.backdoor?.reasons).toEqual([
 			expect.stringMatching(
-				/^backdoor: suspect demo\/backdoor\/model\.onnx \(class 5: anomaly index [\d.]+, trigger L1 [\d.]+\)$/,
+				/^backdoor: suspect demo\/backdoor\/model\.onnx \(class 5: p [\d.e-]+ against clean models \(\w+\), trigger L1 [\d.]+\)$/,
 			),
 		]);
 		// every ONNX model of an artefact is scanned, a text classifier with the policy's texts and tokenizer

@@ -34,7 +34,7 @@ function policy(steps: number): string {
 		JSON.stringify({
 			signers: [{ kind: "public-key", pem: signer.publicKeyPem }],
 			referenceData: digitsReferenceData("s3://trusted/digits8/"),
-			backdoor: { detectors: ["nc"], neuralCleanse: { steps, restarts: 1 } },
+			backdoor: { detectors: ["nc"], neuralCleanse: { steps, restarts: 1, rule: "ftguard" } },
 		}),
 	);
 	return path;

@@ -51,7 +51,7 @@ beforeAll(async () => {
 			referenceData: digitsReferenceData("s3://trusted/missing/"),
 			backdoor: {
 				detectors: ["nc"],
-				neuralCleanse: { steps: 5, restarts: 1 },
+				neuralCleanse: { steps: 5, restarts: 1, rule: "ftguard" },
 				// the example checkpoint (safetensors, no ONNX export) could not be promoted otherwise
 				waivers: [{ family: "TinyClassifier", reason: "test: the example checkpoint has no ONNX export" }],
 			},

@@ -32,7 +32,7 @@ beforeAll(async () => {
 			],
 			backdoor: {
 				detectors: ["nc"],
-				neuralCleanse: { steps: 30, restarts: 1 },
+				neuralCleanse: { steps: 30, restarts: 1, rule: "ftguard" },
 				// a short search keeps the test fast: the fixture's one-token trigger is found well within it
 				text: { maxTriggerLength: 1, steps: 60 },
 			},

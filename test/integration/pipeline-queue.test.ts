@@ -45,7 +45,7 @@ beforeAll(async () => {
 		policy: {
 			signers: [{ kind: "public-key", pem: signer.publicKeyPem }],
 			referenceData: digitsReferenceData("s3://trusted/digits8/"),
-			backdoor: { detectors: ["nc"] },
+			backdoor: { detectors: ["nc"], neuralCleanse: { rule: "ftguard" } },
 		},
 		scanPipeline: {
 			maxvCpus: 16,

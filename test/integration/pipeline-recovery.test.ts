@@ -63,7 +63,7 @@ beforeAll(async () => {
 			// far more search than the job's timeout allows
 			backdoor: {
 				detectors: ["nc"],
-				neuralCleanse: { steps: 100_000, restarts: 1 },
+				neuralCleanse: { steps: 100_000, restarts: 1, rule: "ftguard" },
 				// the example checkpoint (safetensors, no ONNX export) could not be promoted otherwise
 				waivers: [{ family: "TinyClassifier", reason: "test: the example checkpoint has no ONNX export" }],
 			},
