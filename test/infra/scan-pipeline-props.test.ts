@@ -64,7 +64,7 @@ describe("given settings", () => {
 			gpuInstanceClasses: [ec2.InstanceClass.G6E],
 			backdoorTimeout: Duration.hours(1),
 			executionTimeout: Duration.hours(3),
-			policy: { backdoor: { detectors: ["nc"] } },
+			policy: { backdoor: { detectors: ["nc"], neuralCleanse: { rule: "ftguard" } } },
 			sweepInterval: Duration.minutes(5),
 			stuckScanAlarm: false,
 			tracing: false,
