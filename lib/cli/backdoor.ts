@@ -152,11 +152,14 @@ async function backdoor(io: Io, modelPath: string, flags: BackdoorFlags): Promis
 	}
 	const dataPath = flags.data as string;
 	const labelsPath = flags.labels as string;
-	const [{ parseNpyFloat32, parseNpyInt64 }, { scanBackdoor }, { triggerImages }] = await Promise.all([
-		import("../core/backdoor/npy"),
-		import("../core/backdoor/scan"),
-		import("../core/backdoor/trigger-images"),
-	]);
+	const [{ parseNpyFloat32, parseNpyInt64 }, { scanBackdoor }, { triggerImages }, { smallestPair }] = await Promise.all(
+		[
+			import("../core/backdoor/npy"),
+			import("../core/backdoor/scan"),
+			import("../core/backdoor/trigger-images"),
+			import("../core/backdoor/nc-pairs"),
+		],
+	);
 	const [modelBytes, xBytes, yBytes] = await Promise.all([
 		readArgFile(modelPath, "the model"),
 		readArgFile(dataPath, "--data"),
@@ -203,7 +206,7 @@ async function backdoor(io: Io, modelPath: string, flags: BackdoorFlags): Promis
 		}
 	}
 	if (io.json) printJson(io, { ok: true, ...report });
-	else render(io, modelPath, report);
+	else render(io, modelPath, report, smallestPair);
 	return report.verdict === "suspect" ? 1 : 0;
 }
 
@@ -211,6 +214,7 @@ function render(
 	io: Io,
 	modelPath: string,
 	r: Awaited<ReturnType<typeof import("../core/backdoor/scan").scanBackdoor>>["report"],
+	smallestPair: typeof import("../core/backdoor/nc-pairs").smallestPair,
 ): void {
 	io.out(`${r.verdict.toUpperCase()} ${modelPath}`);
 	for (const why of r.reasons) io.out(`  ${why}`);
@@ -237,9 +241,8 @@ function render(
 			`\nNeural Cleanse per pair (${pairs.steps} steps × ${pairs.restarts} restarts): smallest trigger per target`,
 		);
 		for (const t of pairs.targets) {
-			const row = (pairs.l1[t] ?? []).flatMap((v, s) => (v === null ? [] : [{ s, v }]));
-			const best = row.reduce((a, b) => (b.v < a.v ? b : a), row[0] ?? { s: -1, v: Number.NaN });
-			io.out(`  ${String(t).padEnd(6)}  from ${String(best.s).padEnd(3)}  L1 ${best.v.toFixed(2)}`);
+			const best = smallestPair(pairs.l1[t] ?? []) ?? { source: -1, l1: Number.NaN };
+			io.out(`  ${String(t).padEnd(6)}  from ${String(best.source).padEnd(3)}  L1 ${best.l1.toFixed(2)}`);
 		}
 	}
 	const cal = r.detectors.calibrated;

@@ -243,16 +243,13 @@ export function scoreModel(e: ModelEvidence, cal: Calibration, falseAlarmRate: n
 		let best = Number.NEGATIVE_INFINITY;
 		// every class on every family: a target the pair search's budget skipped has no pair statistics, and judging
 		// it on the rest would state a rate the calibration never measured
-		const mine = use.filter((f) => has(s, f));
-		if (mine.length !== use.length)
+		const lacking = use.filter((f) => !has(s, f));
+		if (lacking.length > 0)
 			throw new FtguardError(
 				"DATA_INVALID",
-				`calibrated verdict: class ${cls} lacks the statistics of ${use
-					.filter((f) => !mine.includes(f))
-					.map((f) => f.name)
-					.join(", ")}`,
+				`calibrated verdict: class ${cls} lacks the statistics of ${lacking.map((f) => f.name).join(", ")}`,
 			);
-		for (const f of mine) {
+		for (const f of use) {
 			const raw = rawScore(s, f.statistics, cal.nulls);
 			const fit = cal.scores[f.name];
 			if (raw === undefined || fit === undefined)
@@ -265,7 +262,7 @@ export function scoreModel(e: ModelEvidence, cal: Calibration, falseAlarmRate: n
 				strongest = f.name;
 			}
 		}
-		const pValue = Math.min(1, mine.length * normalUpperTail(best));
+		const pValue = Math.min(1, use.length * normalUpperTail(best));
 		return { cls, z, scores, strongest, pValue, flagged: pValue < alpha };
 	});
 }
@@ -301,32 +298,34 @@ const searchText = (s: CalibratedSearch) =>
 	`Neural Cleanse ${s.nc.steps} steps × ${s.nc.restarts} restarts, batch ${s.nc.batch}; pairs ${s.pairs.steps} steps × ${s.pairs.restarts}, at most ${s.pairs.maxPairs}`;
 
 /**
- * Why the calibrated rule cannot judge a scan (undefined when it can): a detector it is fitted on not run, or a
- * search other than the one its table was fitted on — the statistics' null distribution depends on both, and a
- * verdict against the wrong null would state a false-alarm rate that does not hold.
+ * Why the calibrated rule cannot judge a scan (undefined when it can), under every table it may pick: a detector it
+ * is fitted on not run, or a search other than the one its table was fitted on — the statistics' null distribution
+ * depends on both, and a verdict against the wrong null would state a false-alarm rate that does not hold.
  */
 export function calibratedScanProblem(
 	detectors: ReadonlySet<string>,
 	numClasses: number,
 	search: CalibratedSearch,
-	cal: Calibration,
+	cals: readonly Calibration[],
 ): string | undefined {
-	const needs = familiesFor(numClasses, cal).map((f) =>
-		f.statistics.some((n) => n.startsWith("pair_"))
-			? "pairs"
-			: f.statistics.some((n) => n.startsWith("mm_"))
-				? "mm"
-				: "nc",
-	);
-	const missing = needs.filter((d) => !detectors.has(d));
-	// the pair search covers every pair only while C(C − 1) fits its budget: beyond (C > 20 at the default) a target
-	// would be judged without its pairs, against nulls fitted with them
-	if (needs.includes("pairs") && numClasses * (numClasses - 1) > search.pairs.maxPairs)
-		return `the calibrated verdict searches every (source, target) pair: ${numClasses} classes need ${numClasses * (numClasses - 1)} pairs, more than its budget of ${search.pairs.maxPairs}; choose rule ftguard for this model`;
-	if (missing.length > 0)
-		return `the calibrated verdict needs detectors ${[...new Set(needs)].join(", ")} (missing ${missing.join(", ")}); add them, or choose rule ftguard`;
-	if (!sameSearch(search, cal.fitted.search))
-		return `the calibrated verdict holds for the search it was fitted on (${searchText(cal.fitted.search)}), not ${searchText(search)}: use that search, or choose rule ftguard`;
+	for (const cal of cals) {
+		const needs = familiesFor(numClasses, cal).map((f) =>
+			f.statistics.some((n) => n.startsWith("pair_"))
+				? "pairs"
+				: f.statistics.some((n) => n.startsWith("mm_"))
+					? "mm"
+					: "nc",
+		);
+		const missing = needs.filter((d) => !detectors.has(d));
+		if (missing.length > 0)
+			return `the calibrated verdict needs detectors ${[...new Set(needs)].join(", ")} (missing ${missing.join(", ")}); add them, or choose rule ftguard`;
+		// the pair search covers every pair only while C(C − 1) fits its budget: beyond (C > 20 at the default) a
+		// target would be judged without its pairs, against nulls fitted with them
+		if (needs.includes("pairs") && numClasses * (numClasses - 1) > search.pairs.maxPairs)
+			return `the calibrated verdict searches every (source, target) pair: ${numClasses} classes need ${numClasses * (numClasses - 1)} pairs, more than its budget of ${search.pairs.maxPairs}; choose rule ftguard for this model`;
+		if (!sameSearch(search, cal.fitted.search))
+			return `the calibrated verdict holds for the search it was fitted on (${searchText(cal.fitted.search)}), not ${searchText(search)}: use that search, or choose rule ftguard`;
+	}
 	return undefined;
 }
 
@@ -335,8 +334,8 @@ export function checkCalibratedScan(
 	detectors: ReadonlySet<string>,
 	numClasses: number,
 	search: CalibratedSearch,
-	cal: Calibration,
+	cals: readonly Calibration[],
 ): void {
-	const problem = calibratedScanProblem(detectors, numClasses, search, cal);
+	const problem = calibratedScanProblem(detectors, numClasses, search, cals);
 	if (problem !== undefined) throw new FtguardError("USAGE", problem);
 }

@@ -36,7 +36,7 @@
 import { FtguardError } from "../errors";
 import { Adam } from "./adam";
 import { fitGamma, incompleteGamma } from "./gamma";
-import type { NcProgress } from "./neural-cleanse";
+import { classesToScan, type NcProgress, positiveInt } from "./neural-cleanse";
 import { Rng } from "./rng";
 import type { MmBackend } from "./types";
 
@@ -112,11 +112,6 @@ function usage(msg: string): FtguardError {
 	return new FtguardError("USAGE", `max margin: ${msg}`);
 }
 
-function positiveInt(name: string, v: number): number {
-	if (!Number.isInteger(v) || v < 1) throw usage(`${name} must be a positive integer, got ${v}`);
-	return v;
-}
-
 function box(name: string, v: number | ArrayLike<number>, n: number): Float32Array {
 	const out = typeof v === "number" ? new Float32Array(n).fill(v) : Float32Array.from(v);
 	if (out.length !== n)
@@ -136,9 +131,9 @@ export function mmInit(seed: number, cls: number, restart: number, inputSize: nu
 
 export async function maxMargin(backend: MmBackend, opts: MaxMarginOptions): Promise<MaxMarginResult> {
 	const inputSize = prod(backend.inputShape);
-	const K = positiveInt("backend trials", backend.trials);
-	const steps = positiveInt("steps", opts.steps ?? MM_DEFAULTS.steps);
-	const restarts = positiveInt("restarts", opts.restarts ?? MM_DEFAULTS.restarts);
+	const K = positiveInt("backend trials", backend.trials, usage);
+	const steps = positiveInt("steps", opts.steps ?? MM_DEFAULTS.steps, usage);
+	const restarts = positiveInt("restarts", opts.restarts ?? MM_DEFAULTS.restarts, usage);
 	const lr = opts.lr ?? MM_DEFAULTS.lr;
 	if (!(lr > 0 && Number.isFinite(lr))) throw usage(`lr must be positive, got ${lr}`);
 	const seed = opts.seed ?? 0;
@@ -146,12 +141,7 @@ export async function maxMargin(backend: MmBackend, opts: MaxMarginOptions): Pro
 	const hi = box("hi", opts.hi, inputSize);
 	if (lo.some((l, i) => !((hi[i] as number) > l)))
 		throw new FtguardError("DATA_INVALID", "max margin: the box [lo, hi] is empty in some element");
-	const classes = opts.classes ? [...opts.classes] : Array.from({ length: backend.numClasses }, (_, i) => i);
-	if (classes.length === 0) throw usage("no classes to scan");
-	for (const c of classes)
-		if (!Number.isInteger(c) || c < 0 || c >= backend.numClasses)
-			throw usage(`class ${c} is not in [0, ${backend.numClasses})`);
-	if (new Set(classes).size !== classes.length) throw usage("classes listed twice");
+	const classes = classesToScan(opts.classes, backend.numClasses, usage);
 
 	const trials: { cls: number; restart: number }[] = [];
 	for (const cls of classes) for (let r = 0; r < restarts; r++) trials.push({ cls, restart: r });

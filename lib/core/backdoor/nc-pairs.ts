@@ -11,14 +11,15 @@
  * inputs, so all K(K−1) pairs cost about what the all-source search over K classes
  * costs per restart.
  */
-import type { NcClassResult } from "./neural-cleanse";
 import {
 	BatchOrder,
 	bestOutcome,
 	checkNcData,
+	type NcClassResult,
 	type NeuralCleanseOptions,
 	ncInit,
 	optimiseTrials,
+	positiveInt,
 	searchSettings,
 	type Trial,
 	usage,
@@ -30,6 +31,15 @@ export interface NcPairResult extends NcClassResult {
 }
 
 const prod = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+
+/** A target's smallest pair trigger over the sources searched (a row of the report's [target][source] L1 grid). */
+export function smallestPair(row: ReadonlyArray<number | null>): { source: number; l1: number } | undefined {
+	let best: { source: number; l1: number } | undefined;
+	row.forEach((l1, source) => {
+		if (l1 !== null && (best === undefined || l1 < best.l1)) best = { source, l1 };
+	});
+	return best;
+}
 
 /** Every ordered pair (source ≠ target) of `numClasses` classes, targets in `targets` (default all). */
 export function allPairs(numClasses: number, targets?: readonly number[]): Array<[number, number]> {
@@ -48,8 +58,7 @@ export async function neuralCleansePairs(
 	if (!backend.perTrialInputs) throw usage("the pair search needs a backend with per-trial inputs");
 	checkNcData(backend, data);
 	const cfg = searchSettings(backend, data.x, opts);
-	const restarts = opts.restarts ?? 1;
-	if (!Number.isInteger(restarts) || restarts < 1) throw usage(`restarts must be a positive integer, got ${restarts}`);
+	const restarts = positiveInt("restarts", opts.restarts ?? 1);
 	const seed = opts.seed ?? 0;
 	const inputSize = prod(backend.inputShape);
 	const maskSize = prod(backend.maskShape);

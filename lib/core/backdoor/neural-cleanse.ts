@@ -221,9 +221,24 @@ function backendError(msg: string): FtguardError {
 	return new FtguardError("BACKEND_ERROR", `neural cleanse: ${msg}`);
 }
 
-function positiveInt(name: string, v: number): number {
-	if (!Number.isInteger(v) || v < 1) throw usage(`${name} must be a positive integer, got ${v}`);
+/** `v` when it is a positive integer; `fail` names the search in the error (MM-BD shares these checks). */
+export function positiveInt(name: string, v: number, fail: (msg: string) => FtguardError = usage): number {
+	if (!Number.isInteger(v) || v < 1) throw fail(`${name} must be a positive integer, got ${v}`);
 	return v;
+}
+
+/** The classes to search (every class when none are given): each once, each in [0, numClasses). */
+export function classesToScan(
+	given: readonly number[] | undefined,
+	numClasses: number,
+	fail: (msg: string) => FtguardError = usage,
+): number[] {
+	const classes = given ? [...given] : Array.from({ length: numClasses }, (_, i) => i);
+	if (classes.length === 0) throw fail("no classes to scan");
+	for (const c of classes)
+		if (!Number.isInteger(c) || c < 0 || c >= numClasses) throw fail(`class ${c} is not in [0, ${numClasses})`);
+	if (new Set(classes).size !== classes.length) throw fail("classes listed twice");
+	return classes;
 }
 
 /** Of one search's restarts: the smallest successful L1, else the closest to success. */
@@ -453,12 +468,7 @@ export async function neuralCleanse(
 	const seed = opts.seed ?? 0;
 	const { n, x } = data;
 	if (backend.perTrialInputs) throw usage("the backend takes inputs per trial; this search shares them");
-	const classes = opts.classes ? [...opts.classes] : Array.from({ length: backend.numClasses }, (_, i) => i);
-	if (classes.length === 0) throw usage("no classes to scan");
-	for (const c of classes)
-		if (!Number.isInteger(c) || c < 0 || c >= backend.numClasses)
-			throw usage(`class ${c} is not in [0, ${backend.numClasses})`);
-	if (new Set(classes).size !== classes.length) throw usage("classes listed twice");
+	const classes = classesToScan(opts.classes, backend.numClasses);
 
 	const trials: Trial[] = [];
 	for (const cls of classes)

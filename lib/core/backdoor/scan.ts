@@ -14,7 +14,7 @@ import { type AcResult, activationClustering } from "./activation-clustering";
 import { calibratedSearch, calibrationFor, checkCalibratedScan, scoreModel } from "./calibration";
 import { CALIBRATIONS } from "./calibration-table";
 import { maxMargin } from "./max-margin";
-import { allPairs, neuralCleansePairs } from "./nc-pairs";
+import { allPairs, neuralCleansePairs, smallestPair } from "./nc-pairs";
 import { type NcClassResult, type NcProgress, neuralCleanse } from "./neural-cleanse";
 import type { NpyFloat32, NpyInt64 } from "./npy";
 import { type OnnxModel, readOnnxModel } from "./onnx-model";
@@ -448,8 +448,7 @@ function mergeShards(
 /** A calibrated scan the table cannot judge is refused before any search runs (calibration.ts). */
 function checkRule(policy: BackdoorPolicy, numClasses: number): void {
 	if (policy.neuralCleanse.rule === "calibrated")
-		for (const cal of CALIBRATIONS)
-			checkCalibratedScan(new Set(policy.detectors), numClasses, calibratedSearch(policy), cal);
+		checkCalibratedScan(new Set(policy.detectors), numClasses, calibratedSearch(policy), CALIBRATIONS);
 }
 
 function maxAnomalyIndex(evidence: readonly NcEvidence[], p: BackdoorPolicy["neuralCleanse"]): number {
@@ -641,12 +640,10 @@ export async function scanBackdoor(
 			for (const c of per)
 				if (c.flagged) {
 					// a pair's evidence names its source: the smallest trigger's
-					const row = (grid?.[c.cls] ?? []).flatMap((v, src) => (v === null ? [] : [{ v, src }]));
-					const from =
-						c.strongest === "pairs" && row.length > 0 ? row.reduce((a, b) => (b.v < a.v ? b : a)) : undefined;
+					const from = c.strongest === "pairs" ? smallestPair(grid?.[c.cls] ?? []) : undefined;
 					accuse(
 						c.cls,
-						`calibrated: p = ${c.p_value.toPrecision(2)} < ${(alpha / numClasses).toPrecision(2)} (${c.strongest} score ${round(c.score, 2)} against clean models${from ? `; smallest pair trigger from class ${from.src}, L1 ${from.v}` : ""})`,
+						`calibrated: p = ${c.p_value.toPrecision(2)} < ${(alpha / numClasses).toPrecision(2)} (${c.strongest} score ${round(c.score, 2)} against clean models${from ? `; smallest pair trigger from class ${from.source}, L1 ${from.l1}` : ""})`,
 					);
 				}
 		}

@@ -225,11 +225,8 @@ export const backdoorPolicySchema = z
 		// a deployed policy the calibrated rule cannot judge would refuse every image scan: refuse it here, at synth
 		// and at load (3 classes: the strictest case, where the pair search counts too)
 		if (p.neuralCleanse.rule !== "calibrated") return;
-		for (const cal of CALIBRATIONS) {
-			const problem = calibratedScanProblem(new Set(p.detectors), 3, calibratedSearch(p), cal);
-			if (problem !== undefined)
-				return void ctx.addIssue({ code: "custom", path: ["neuralCleanse", "rule"], message: problem });
-		}
+		const problem = calibratedScanProblem(new Set(p.detectors), 3, calibratedSearch(p), CALIBRATIONS);
+		if (problem !== undefined) ctx.addIssue({ code: "custom", path: ["neuralCleanse", "rule"], message: problem });
 	});
 
 export type BackdoorPolicy = z.infer<typeof backdoorPolicySchema>;

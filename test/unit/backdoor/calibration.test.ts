@@ -172,12 +172,12 @@ describe("the committed calibration on the scanned population (test/fixtures/bac
 		const search = calibratedSearch(defaultBackdoorPolicy());
 		const cal = CALIBRATIONS[0] as Calibration;
 		const all = new Set(["nc", "pairs"]);
-		expect(calibratedScanProblem(all, 20, search, cal)).toBeUndefined();
-		expect(calibratedScanProblem(all, 21, search, cal)).toMatch(
+		expect(calibratedScanProblem(all, 20, search, [cal])).toBeUndefined();
+		expect(calibratedScanProblem(all, 21, search, [cal])).toMatch(
 			/21 classes need 420 pairs, more than its budget of 400/,
 		);
 		// a binary model has no pair search to need
-		expect(calibratedScanProblem(new Set(["nc"]), 2, search, cal)).toBeUndefined();
+		expect(calibratedScanProblem(new Set(["nc"]), 2, search, [cal])).toBeUndefined();
 	});
 
 	it("picks the area statistics only at the input size they were fitted on", () => {

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { allPairs, neuralCleansePairs } from "../../../lib/core/backdoor/nc-pairs";
+import { allPairs, neuralCleansePairs, smallestPair } from "../../../lib/core/backdoor/nc-pairs";
 import { readNpyFloat32, readNpyInt64 } from "../../../lib/core/backdoor/npy";
 import { readOnnxModel } from "../../../lib/core/backdoor/onnx-model";
 import { NcRunner } from "../../../lib/core/backdoor/runtime";
@@ -163,4 +163,13 @@ describe("on a backdoored model (digits16c cnn-badnets-t1, all-to-one → 1)", (
 			await runner.dispose();
 		}
 	}, 120_000);
+});
+
+describe("smallestPair", () => {
+	it("is a target's smallest searched pair trigger and its source (the first on a tie); none when nothing was searched", () => {
+		expect(smallestPair([null, 7.5, 3.25, null, 3.25])).toEqual({ source: 2, l1: 3.25 });
+		expect(smallestPair([0, null])).toEqual({ source: 0, l1: 0 });
+		expect(smallestPair([null, null])).toBeUndefined();
+		expect(smallestPair([])).toBeUndefined();
+	});
 });
