@@ -24,6 +24,12 @@ import { dirname, join, resolve } from "node:path";
 import { calibratedSearch } from "../lib/core/backdoor/calibration";
 
 const ROOT = resolve(dirname(new URL(import.meta.url).pathname), "..");
+if (process.argv.includes("--help") || process.argv.includes("-h")) {
+	// the usage is this file's opening comment: print it rather than start a quarter-hour scan
+	const head = readFileSync(new URL(import.meta.url), "utf8").split("*/")[0] ?? "";
+	process.stdout.write(`${head.replace(/^\/\*\*\n?/, "").replace(/^ \* ?/gm, "")}\n`);
+	process.exit(0);
+}
 const DIR = join(ROOT, "test/fixtures/backdoor-wide");
 const arg = (name: string) => {
 	const i = process.argv.indexOf(name);
@@ -126,6 +132,11 @@ if (process.argv.includes("--fit")) {
 		for (const o of outcomes.filter((x) => !x.correct))
 			process.stdout.write(
 				`  wrong: ${o.split} ${o.file} targets [${o.targets}] flagged [${o.flagged}] min p ${o.minP.toPrecision(2)}\n`,
+			);
+		// a backdoored model caught, but with classes that are not its targets named too
+		for (const o of outcomes.filter((x) => x.correct && x.kind !== "clean" && x.wrong.length > 0))
+			process.stdout.write(
+				`  also named: ${o.split} ${o.file} targets [${o.targets}] flagged [${o.flagged}] (not targets: [${o.wrong}])\n`,
 			);
 	}
 	if (process.argv.includes("--write")) {

@@ -253,7 +253,7 @@ function render(
 		io.out("  class   p-value   score  strongest        flagged");
 		for (const c of cal.per_class)
 			io.out(
-				`  ${String(c.cls).padEnd(6)}  ${c.p_value.toPrecision(2).padEnd(8)}  ${c.score.toFixed(2).padStart(5)}  ${c.strongest.padEnd(15)}  ${c.flagged ? "yes" : ""}`,
+				`  ${String(c.cls).padEnd(6)}  ${c.p_value.toPrecision(2).padEnd(8)}  ${c.score.toFixed(2).padStart(5)}  ${c.strongest.padEnd(15)}  ${c.flagged ? (c.stage === 2 ? "yes (nc_area alone, after another class)" : "yes") : ""}`,
 			);
 	}
 	const mm = r.detectors.max_margin;

@@ -47,6 +47,32 @@ describe("ftguard backdoor", () => {
 		expect(readFileSync(join(out, "triggers/class-5-trigger.png")).subarray(1, 4).toString()).toBe("PNG");
 	});
 
+	it("names every target of a 3-target model: the others are judged on nc_area once one class is flagged", async () => {
+		const W = join(REPO, "test/fixtures/backdoor-wide/c5");
+		const r = await ftguard([
+			"backdoor",
+			join(W, "cnn-multi-t0+2+4-p15.onnx"),
+			"--data",
+			join(W, "ref-x.npy"),
+			"--labels",
+			join(W, "ref-y.npy"),
+			"--detectors",
+			"nc,pairs",
+			"--json",
+		]);
+		expect(r.code).toBe(1);
+		const j = r.json() as Json;
+		expect(j.suspect_classes).toEqual([0, 2, 4]);
+		const per = j.detectors.calibrated.per_class as Array<{ cls: number; stage: number; strongest: string }>;
+		expect(per.filter((c) => c.stage === 2).map((c) => [c.cls, c.strongest])).toEqual([
+			[0, "nc_area"],
+			[2, "nc_area"],
+		]);
+		expect(j.reasons.join("\n")).toMatch(
+			/nc_area z 3\.\d\d against clean models, judged alone once class 4 was flagged/,
+		);
+	});
+
 	it("passes a clean model: exit 0, human-readable table", async () => {
 		const r = await ftguard(["backdoor", join(D8, "mlp-clean-s1.onnx"), ...DATA, ...FAST]);
 		expect(r.code).toBe(0);

@@ -12,7 +12,8 @@
  * own detector (all-to-one in Neural Cleanse, source-specific in the pair search), so a class's
  * p-value is the strongest family's normal upper tail times the number of families (Bonferroni);
  * a class is flagged when p < falseAlarmRate / C (Bonferroni over the C classes), so a clean model
- * is flagged with probability at most about falseAlarmRate whatever its class count.
+ * is flagged with probability at most about falseAlarmRate whatever its class count. Once one class is flagged, the
+ * others are judged again on nc_area alone (secondStage), so that several targets do not hide each other.
  */
 import { FtguardError } from "../errors";
 import { incompleteGamma } from "./gamma";
@@ -223,6 +224,12 @@ export interface ClassScore {
 	/** Bonferroni over the families: (families) × the strongest family's normal upper tail */
 	pValue: number;
 	flagged: boolean;
+	/**
+	 * 2 when flagged only in the second stage (secondStage): another class of the model was flagged, and this one's
+	 * nc_area alone (against clean models, not the model's own classes) was beyond the threshold; `strongest` is then
+	 * "nc_area" and `pValue` its normal upper tail
+	 */
+	stage: 1 | 2;
 }
 
 export function scoreModel(e: ModelEvidence, cal: Calibration, falseAlarmRate: number): ClassScore[] {
@@ -236,7 +243,7 @@ export function scoreModel(e: ModelEvidence, cal: Calibration, falseAlarmRate: n
 				"DATA_INVALID",
 				`calibrated verdict: no class has the statistics of ${f.name} (${f.statistics.join(", ")}): a detector did not run`,
 			);
-	return stats.map((s, cls) => {
+	const scored = stats.map((s, cls) => {
 		const z: Partial<Record<StatisticName, number>> = {};
 		const scores: Record<string, number> = {};
 		let strongest = "";
@@ -263,7 +270,29 @@ export function scoreModel(e: ModelEvidence, cal: Calibration, falseAlarmRate: n
 			}
 		}
 		const pValue = Math.min(1, use.length * normalUpperTail(best));
-		return { cls, z, scores, strongest, pValue, flagged: pValue < alpha };
+		return { cls, z, scores, strongest, pValue, flagged: pValue < alpha, stage: 1 as const };
+	});
+	return secondStage(scored, use, alpha);
+}
+
+/**
+ * Once a class is flagged the model is quarantined whatever else is found, but its own classes are no longer a clean
+ * reference: when most classes are targets (3 or 4 of 5) the relative statistics compare targets with targets and
+ * hide all but the strongest. So the other classes are judged again on nc_area alone — the all-source trigger's share
+ * of the image, against clean models only — at the same per-class level. This cannot flag a clean model the first
+ * stage left alone, so the model's false-alarm rate is unchanged; it names the other targets of a model already
+ * flagged (C ≥ 3: with two classes there is no other target to name). Not pair_area: the smallest of C − 1 pair triggers shrinks with C, and on a 20-class model it named half
+ * the classes. Without nc_area (inputs of a size the table was not fitted at) nothing changes.
+ */
+function secondStage(scored: ClassScore[], families: readonly DetectorFamily[], alpha: number): ClassScore[] {
+	// with two classes the other class is what the flagged one is told from: nothing is left to name
+	if (scored.length < 3 || !scored.some((c) => c.flagged) || !families.some((f) => f.statistics.includes("nc_area")))
+		return scored;
+	return scored.map((c) => {
+		const z = c.z.nc_area;
+		if (c.flagged || z === undefined) return c;
+		const p = normalUpperTail(z);
+		return p < alpha ? { ...c, strongest: "nc_area", pValue: p, flagged: true, stage: 2 } : c;
 	});
 }
 

@@ -143,13 +143,15 @@ export interface BackdoorReport {
 			};
 			per_class: Array<{
 				cls: number;
-				/** the strongest family's standardised score */
+				/** the strongest family's standardised score (stage 2: nc_area's z) */
 				score: number;
 				strongest: string;
 				scores: Record<string, number>;
 				p_value: number;
 				z: Record<string, number>;
 				flagged: boolean;
+				/** 2: flagged on nc_area alone after another class was (calibration.ts secondStage) */
+				stage: 1 | 2;
 			}>;
 			flagged_classes: number[];
 		};
@@ -614,12 +616,13 @@ export async function scanBackdoor(
 			);
 			const per = scores.map((c) => ({
 				cls: c.cls,
-				score: round(c.scores[c.strongest] ?? 0),
+				score: round(c.stage === 2 ? (c.z.nc_area ?? 0) : (c.scores[c.strongest] ?? 0)),
 				strongest: c.strongest,
 				scores: Object.fromEntries(Object.entries(c.scores).map(([k, v]) => [k, round(v)])),
 				p_value: c.pValue,
 				z: Object.fromEntries(Object.entries(c.z).map(([k, v]) => [k, round(v)])),
 				flagged: c.flagged,
+				stage: c.stage,
 			}));
 			report.detectors.calibrated = {
 				false_alarm_rate: alpha,
@@ -637,8 +640,14 @@ export async function scanBackdoor(
 				(policy.neuralCleanse.anomalyThreshold * Math.log(minP)) / Math.log(alpha / numClasses),
 			);
 			const grid = report.detectors.neural_cleanse_pairs?.l1;
+			const first = per.filter((c) => c.flagged && c.stage === 1).map((c) => c.cls);
 			for (const c of per)
-				if (c.flagged) {
+				if (c.flagged && c.stage === 2)
+					accuse(
+						c.cls,
+						`calibrated: p = ${c.p_value.toPrecision(2)} < ${(alpha / numClasses).toPrecision(2)} (nc_area z ${c.score.toFixed(2)} against clean models, judged alone once class ${first.join(", ")} was flagged: the model's own classes are no clean reference when several are targets)`,
+					);
+				else if (c.flagged) {
 					// a pair's evidence names its source: the smallest trigger's
 					const from = c.strongest === "pairs" ? smallestPair(grid?.[c.cls] ?? []) : undefined;
 					accuse(

@@ -79,6 +79,10 @@ interface CalibratedClass {
 	p: number | undefined;
 	z: Obj;
 	flagged: boolean;
+	/** flagged on nc_area alone once another class was (the second stage) */
+	second: boolean;
+	/** the detector families its score was judged over (its p-value is their count × the score's tail) */
+	families: number;
 }
 
 function calibratedClasses(cal: Obj): CalibratedClass[] {
@@ -87,7 +91,15 @@ function calibratedClasses(cal: Obj): CalibratedClass[] {
 		const o = obj(p);
 		const c = count(o?.cls);
 		if (o === undefined || c === undefined || seen.has(c)) continue;
-		seen.set(c, { cls: c, score: num(o.score), p: num(o.p_value), z: obj(o.z), flagged: bool(o.flagged) === true });
+		seen.set(c, {
+			cls: c,
+			score: num(o.score),
+			p: num(o.p_value),
+			z: obj(o.z),
+			flagged: bool(o.flagged) === true,
+			second: o.stage === 2,
+			families: Math.max(1, Object.keys(obj(o.scores) ?? {}).length),
+		});
 	}
 	return [...seen.values()];
 }
@@ -106,9 +118,11 @@ export function calibratedSection(ctx: Ctx, r: Obj, level: Level): Html {
 	const alpha = num(cal.false_alarm_rate);
 	const C = numClasses(r, per.length);
 	const perClass = alpha === undefined || C === 0 ? undefined : alpha / C;
-	// flagged exactly when p < α/C, i.e. when the score is above the normal quantile of 1 − α/C (computed as −q(α/C):
-	// the same number, without 1 − α/C rounding to 1)
-	const zLine = perClass !== undefined && perClass > 0 && perClass < 1 ? -normalQuantile(perClass) : undefined;
+	// flagged exactly when p = F · tail(score) < α/C (F families, Bonferroni), i.e. when the score is above the normal
+	// quantile of 1 − α/(C·F) (computed as −q(α/(C·F)): the same number, without 1 − α/(C·F) rounding to 1)
+	const F = Math.max(1, ...per.filter((p) => !p.second).map((p) => p.families));
+	const zLine = perClass !== undefined && perClass > 0 && perClass < 1 ? -normalQuantile(perClass / F) : undefined;
+	const second = per.filter((p) => p.second).map((p) => p.cls);
 	const threshold = zLine !== undefined && Number.isFinite(zLine) ? zLine : undefined;
 	const flagged = counts(cal.flagged_classes);
 	const isFlagged = (p: CalibratedClass) => p.flagged;
@@ -134,7 +148,11 @@ export function calibratedSection(ctx: Ctx, r: Obj, level: Level): Html {
 		ctx,
 		level,
 		"Calibrated verdict",
-		html`<p>This rule decides. Each class's statistics — ${names.length > 0 ? statText : "none named"} — are standardised against a population of clean models${key === undefined ? "" : html` (calibration ${code(key, 40)})`}, fitted on <strong>${models ?? "?"}</strong> clean models and <strong>${classes ?? "?"}</strong> classes${source === undefined ? "" : html` (${clip(source, LIMITS.cell)})`}; their mean, standardised again, is the class's score and its normal upper tail its p-value: the chance a clean class scores as high. A class is flagged when its p-value is below the false-alarm rate α = ${fmt(alpha)} split over the ${C} classes: α / C = ${sci(perClass)}${threshold === undefined ? "" : `, a score above ${fmt(threshold)}`}. Flagged: <strong>${flagged.length > 0 ? flagged.slice(0, LIMITS.items).join(", ") : "none"}</strong>${flagged.length > LIMITS.items ? ` … (${flagged.length})` : ""}.</p>${
+		html`<p>This rule decides. Each class's statistics — ${names.length > 0 ? statText : "none named"} — are standardised against a population of clean models${key === undefined ? "" : html` (calibration ${code(key, 40)})`}, fitted on <strong>${models ?? "?"}</strong> clean models and <strong>${classes ?? "?"}</strong> classes${source === undefined ? "" : html` (${clip(source, LIMITS.cell)})`}; their mean, standardised again, is the class's score and its normal upper tail its p-value: the chance a clean class scores as high. A class is flagged when its p-value is below the false-alarm rate α = ${fmt(alpha)} split over the ${C} classes: α / C = ${sci(perClass)}${threshold === undefined ? "" : `, a score above ${fmt(threshold)}`}. Flagged: <strong>${flagged.length > 0 ? flagged.slice(0, LIMITS.items).join(", ") : "none"}</strong>${flagged.length > LIMITS.items ? ` … (${flagged.length})` : ""}.${
+			second.length === 0
+				? ""
+				: html` Of those, ${second.slice(0, LIMITS.items).join(", ")}${second.length > LIMITS.items ? " …" : ""} ${second.length === 1 ? "was" : "were"} flagged in the second stage: once a class is flagged the model's own classes are no clean reference (several may be targets), so the others are judged on ${code("nc_area", 40)} alone against clean models (their score is that z; the threshold is then ${fmt(perClass === undefined || !(perClass > 0 && perClass < 1) ? undefined : -normalQuantile(perClass))}).`
+		}</p>${
 			chart.shown.length === 0
 				? ""
 				: barChart(ctx, {
@@ -156,7 +174,7 @@ export function calibratedSection(ctx: Ctx, r: Obj, level: Level): Html {
 				fmt(p.score),
 				sci(p.p),
 				...names.map((n) => fmt(num(p.z?.[n]))),
-				p.flagged ? "flagged" : "no",
+				p.flagged ? (p.second ? "flagged (nc_area, second stage)" : "flagged") : "no",
 			]),
 			rows.more,
 			"classes (flagged and highest scores shown)",

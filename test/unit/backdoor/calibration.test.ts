@@ -194,6 +194,7 @@ describe("the committed calibration on the scanned population (test/fixtures/bac
 	it("test split (models the fit never saw): no clean model flagged; patch, blend, low-amplitude, two-target, binary caught", () => {
 		const r = rates(judged(population).filter((o) => o.split === "test"));
 		expect(r).toEqual({
+			"test/multi": { models: 3, correct: 2 },
 			"test/clean": { models: 16, correct: 16 },
 			"test/patch": { models: 2, correct: 2 },
 			"test/blend": { models: 2, correct: 2 },
@@ -203,6 +204,38 @@ describe("the committed calibration on the scanned population (test/fixtures/bac
 			"test/source": { models: 2, correct: 1 },
 			"test/large": { models: 2, correct: 0 },
 		});
+	});
+
+	it("several targets: the second stage names every target of 4 of the 5 multi-target models (2 without it)", () => {
+		const multi = population.filter((m) => m.kind === "multi");
+		const cal = calibrationFor(256, CALIBRATIONS);
+		const named = (m: (typeof multi)[number]) =>
+			scoreModel(m.evidence, cal, 0.01)
+				.filter((c) => c.flagged)
+				.map((c) => `${c.cls}${c.stage === 2 ? "+" : ""}`);
+		expect(Object.fromEntries(multi.map((m) => [m.file, named(m)]))).toEqual({
+			// 3 of 5 and 4 of 5 classes targets: the model's median is a target's, so the relative statistics hid all
+			// but one; their nc_area (against clean models) names the rest
+			"c5/cnn-multi-t0+2+4-p15.onnx": ["0+", "2+", "4"],
+			"c5/dwsep-multi-t0+1+3+4-p16.onnx": ["0+", "1", "3+", "4+"],
+			"c10/cnn-multi-t0+3+5+8-p16.onnx": ["0", "3", "5", "8"],
+			"c10/resnet-multi-t1+4+6+9-p16.onnx": ["1", "4", "6", "9"],
+			// 2 of 3 classes: not flagged at all (smallest p 0.0097 against 0.0033), so no second stage
+			"c3/resnet-multi-t0+2-p12.onnx": [],
+		});
+	});
+
+	it("the second stage never flags a clean model the first left alone, nor a binary model's other class", () => {
+		for (const m of population) {
+			const scores = scoreModel(m.evidence, calibrationFor(m.evidence.maskSize, CALIBRATIONS), 0.01);
+			if (!scores.some((c) => c.flagged && c.stage === 1)) expect(scores.some((c) => c.flagged)).toBe(false);
+			if (m.evidence.numClasses === 2) expect(scores.every((c) => c.stage === 1)).toBe(true);
+		}
+		// a table without nc_area (another input size) has no second stage, and no reference when most classes are
+		// targets: the 4-of-5 model passes there (the limit docs/backdoor.md states)
+		const dw = population.find((m) => m.file === "c5/dwsep-multi-t0+1+3+4-p16.onnx");
+		const rel = scoreModel(dw?.evidence as ModelEvidence, CALIBRATIONS[1] as Calibration, 0.01);
+		expect(rel.filter((c) => c.flagged).map((c) => c.cls)).toEqual([]);
 	});
 
 	it("fit split: 2 of its 14 clean models flagged (an easy class, a binary ResNet), every true target found where caught", () => {

@@ -118,6 +118,7 @@ describe("provenanceStatement", () => {
 				cls: c,
 				score: 0,
 				strongest: "neural_cleanse",
+				stage: 1 as const,
 				scores: {},
 				p_value: c / 4 + 0.25,
 				z: {},

@@ -115,6 +115,26 @@ describe("calibrated verdict section", () => {
 		expect(page).toContain('<td class="num">3.00e-1</td>');
 	});
 
+	it("the threshold counts the detector families (p = F · tail), and a second-stage class says how it was flagged", () => {
+		const cal = (report().detectors as { calibrated: { per_class: Array<Record<string, unknown>> } }).calibrated;
+		const per = cal.per_class.map((c) => ({
+			...c,
+			scores: { neural_cleanse: c.score, pairs: 0 },
+			...(c.cls === 2 ? { flagged: true, stage: 2, score: 3.3, p_value: 0.00048 } : {}),
+		}));
+		const page = render(
+			report({ detectors: detectors({ calibrated: { ...cal, per_class: per, flagged_classes: [2, 5] } }) }),
+		);
+		// two families: flagged when 2 · tail(score) < α / C, a score above −q(0.0005) = 3.29
+		expect(Number((-normalQuantile(0.0005)).toPrecision(3))).toBe(3.29);
+		expect(page).toContain("α / C = 1.00e-3, a score above 3.29");
+		expect(page).toContain("Of those, 2 was flagged in the second stage");
+		expect(page).toContain("the threshold is then 3.09");
+		expect(page).toMatch(
+			/<th scope="row" class="num">2<\/th><td class="num">3\.3<\/td>.*?<td>flagged \(nc_area, second stage\)<\/td>/,
+		);
+	});
+
 	it("formats p-values in scientific notation", () => {
 		expect(sci(2.66e-10)).toBe("2.66e-10");
 		expect(sci(0.3)).toBe("3.00e-1");
