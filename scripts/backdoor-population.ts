@@ -102,6 +102,9 @@ function scan(m: Entry): Promise<Record<string, unknown>> {
 				num_classes: r.model.num_classes,
 				mask_size: d.neural_cleanse?.mask_size,
 				nc_l1: d.neural_cleanse?.l1_norms,
+				nc_concentration: d.neural_cleanse?.concentration,
+				// Neural Cleanse's own (ftguard) rule's flags: reported whichever rule decides
+				nc_ftguard_flagged: d.neural_cleanse?.flagged_classes,
 				pairs_l1: d.neural_cleanse_pairs?.l1,
 				margins: d.max_margin?.margins,
 				natural_margins: d.max_margin?.natural_margins,

@@ -225,13 +225,13 @@ function render(
 			`\nNeural Cleanse (${nc.steps} steps × ${nc.restarts} restarts, rule ${nc.rule}; mask size ${nc.mask_size})`,
 		);
 		io.out(
-			`  class   L1       ×median  log-index  MAD-index  STRIP<bound  ${nc.rule === "calibrated" ? "ftguard rule (reported)" : "flagged"}`,
+			`  class   L1       ×median  log-index  MAD-index  localised  STRIP<bound  ${nc.rule === "calibrated" ? "ftguard rule (reported)" : "flagged"}`,
 		);
 		for (const [c, l1] of nc.l1_norms.entries()) {
 			const s = strip?.reversed_triggers.find((t) => t.cls === c);
 			const flag = nc.flagged_classes.includes(c) ? "yes" : nc.flagged_classes_vanilla.includes(c) ? "(vanilla)" : "";
 			io.out(
-				`  ${String(c).padEnd(6)}  ${l1.toFixed(2).padEnd(7)}  ${(nc.relative_l1[c] ?? 0).toFixed(2).padEnd(7)}  ${(nc.log_anomaly_indices[c] ?? 0).toFixed(2).padEnd(9)}  ${String(nc.anomaly_indices[c]?.toFixed(2) ?? "inf").padEnd(9)}  ${s ? s.fraction_below.toFixed(2).padEnd(11) : "-".padEnd(11)}  ${flag}`,
+				`  ${String(c).padEnd(6)}  ${l1.toFixed(2).padEnd(7)}  ${(nc.relative_l1[c] ?? 0).toFixed(2).padEnd(7)}  ${(nc.log_anomaly_indices[c] ?? 0).toFixed(2).padEnd(9)}  ${String(nc.anomaly_indices[c]?.toFixed(2) ?? "inf").padEnd(9)}  ${(nc.concentration?.[c]?.toFixed(2) ?? "-").padEnd(9)}  ${s ? s.fraction_below.toFixed(2).padEnd(11) : "-".padEnd(11)}  ${flag}`,
 			);
 		}
 	}

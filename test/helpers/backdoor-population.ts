@@ -19,6 +19,7 @@ interface ScanResult {
 	num_classes: number;
 	mask_size: number;
 	nc_l1: number[];
+	nc_concentration?: number[];
 	pairs_l1?: Array<Array<number | null>>;
 	margins?: number[];
 }
@@ -46,6 +47,7 @@ export function loadPopulation(
 					numClasses: r.num_classes,
 					maskSize: r.mask_size,
 					ncL1: r.nc_l1,
+					ncConcentration: r.nc_concentration,
 					pairL1: r.pairs_l1,
 					margins: r.margins,
 				},

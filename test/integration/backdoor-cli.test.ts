@@ -63,6 +63,10 @@ describe("ftguard backdoor", () => {
 		expect(r.code).toBe(1);
 		const j = r.json() as Json;
 		expect(j.suspect_classes).toEqual([0, 2, 4]);
+		// each class's reversed mask: the share of its mass in the densest 6×6 window (reported)
+		const conc = j.detectors.neural_cleanse.concentration as number[];
+		expect(conc).toHaveLength(5);
+		for (const v of conc) expect(v > 0 && v <= 1).toBe(true);
 		const per = j.detectors.calibrated.per_class as Array<{ cls: number; stage: number; strongest: string }>;
 		expect(per.filter((c) => c.stage === 2).map((c) => [c.cls, c.strongest])).toEqual([
 			[0, "nc_area"],

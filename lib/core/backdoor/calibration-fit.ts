@@ -30,6 +30,7 @@ const PAIRS: DetectorFamily = { name: "pairs", statistics: ["pair_area", "pair_r
 const NC_RELATIVE: DetectorFamily = { name: "neural_cleanse", statistics: ["nc_relative"] };
 const PAIRS_RELATIVE: DetectorFamily = { name: "pairs", statistics: ["pair_relative"] };
 const MM: DetectorFamily = { name: "max_margin", statistics: ["mm_relative"] };
+const CONC: DetectorFamily = { name: "concentration", statistics: ["nc_concentration"] };
 
 /** The detector sets with a calibration, and the families each is judged by. */
 export const CALIBRATED_SETS: Record<string, DetectorFamily[]> = {
@@ -38,6 +39,7 @@ export const CALIBRATED_SETS: Record<string, DetectorFamily[]> = {
 	"nc+pairs": [NC, PAIRS],
 	"nc+pairs+mm": [NC, PAIRS, MM],
 	"nc+pairs relative": [NC_RELATIVE, PAIRS_RELATIVE],
+	"nc+pairs+conc": [NC, PAIRS, CONC],
 };
 
 /**

@@ -30,9 +30,18 @@ export interface ModelEvidence {
 	pairL1?: ReadonlyArray<ReadonlyArray<number | null>> | undefined;
 	/** MM-BD: per class, the largest margin reached */
 	margins?: readonly number[] | undefined;
+	/** all-source Neural Cleanse: per class, the share of the mask's mass in its densest window (mask-shape.ts) */
+	ncConcentration?: readonly number[] | undefined;
 }
 
-export const STATISTICS = ["nc_area", "nc_relative", "pair_area", "pair_relative", "mm_relative"] as const;
+export const STATISTICS = [
+	"nc_area",
+	"nc_relative",
+	"nc_concentration",
+	"pair_area",
+	"pair_relative",
+	"mm_relative",
+] as const;
 export type StatisticName = (typeof STATISTICS)[number];
 export type ClassStatistics = Partial<Record<StatisticName, number>>;
 
@@ -43,6 +52,8 @@ const nlog = (v: number) => -Math.log(Math.max(v, FLOOR));
  * Per class, every statistic the evidence allows (larger = more backdoor-like):
  * - nc_area: −log(L1 / mask size), how small the all-source trigger is in absolute terms;
  * - nc_relative: −log(L1 / median L1), how small it is next to the model's other classes;
+ * - nc_concentration: log(c / median c), c the share of the trigger's mass in its densest 3/8-side window: how much
+ *   more localised it is than the model's other classes' — whatever its size (mask-shape.ts);
  * - pair_area, pair_relative: the same for the class's smallest pair trigger (over its sources),
  *   the second against the median of every searched pair — a source-specific backdoor;
  * - mm_relative: log(margin / median margin), how far beyond the other classes the largest margin
@@ -53,7 +64,12 @@ export function classStatistics(e: ModelEvidence): ClassStatistics[] {
 	if (e.ncL1.length !== C)
 		throw new FtguardError("DATA_INVALID", "calibration: Neural Cleanse norms do not cover every class");
 	// a NaN would compare false everywhere and read as "not anomalous": refuse it
-	const numbers = [...e.ncL1, ...(e.margins ?? []), ...(e.pairL1 ?? []).flat().filter((v) => v !== null)];
+	const numbers = [
+		...e.ncL1,
+		...(e.margins ?? []),
+		...(e.ncConcentration ?? []),
+		...(e.pairL1 ?? []).flat().filter((v) => v !== null),
+	];
 	if (!numbers.every((v) => Number.isFinite(v)) || !(e.maskSize > 0))
 		throw new FtguardError("DATA_INVALID", "calibration: a detector's figure is not a finite number");
 	const ncMed = median(e.ncL1);
@@ -61,6 +77,15 @@ export function classStatistics(e: ModelEvidence): ClassStatistics[] {
 		nc_area: nlog(l1 / e.maskSize),
 		nc_relative: nlog(l1 / Math.max(ncMed, FLOOR)),
 	}));
+	if (e.ncConcentration) {
+		if (e.ncConcentration.length !== C)
+			throw new FtguardError("DATA_INVALID", "calibration: mask concentrations do not cover every class");
+		const logs = e.ncConcentration.map((v) => Math.log(Math.max(v, FLOOR)));
+		const med = median(logs);
+		logs.forEach((l, k) => {
+			(out[k] as ClassStatistics).nc_concentration = l - med;
+		});
+	}
 	if (e.pairL1) {
 		const all = e.pairL1.flatMap((row) => row.filter((v): v is number => v !== null));
 		if (all.length > 0) {

@@ -13,6 +13,7 @@ import type { BackdoorPolicy, NcRuleName } from "../policy/backdoor";
 import { type AcResult, activationClustering } from "./activation-clustering";
 import { calibratedSearch, calibrationFor, checkCalibratedScan, scoreModel } from "./calibration";
 import { CALIBRATIONS } from "./calibration-table";
+import { maskConcentration } from "./mask-shape";
 import { maxMargin } from "./max-margin";
 import { allPairs, neuralCleansePairs, smallestPair } from "./nc-pairs";
 import { type NcClassResult, type NcProgress, neuralCleanse } from "./neural-cleanse";
@@ -105,6 +106,8 @@ export interface BackdoorReport {
 			 */
 			max_anomaly_index: number;
 			mask_size: number;
+			/** per class, the share of the reversed mask's mass in its densest 3/8-side window (mask-shape.ts); absent for inputs that are not images */
+			concentration?: number[];
 			attack_success: number[];
 			restarts: number;
 			steps: number;
@@ -535,6 +538,8 @@ export async function scanBackdoor(
 				maxRelativeL1: policy.neuralCleanse.maxRelativeL1,
 			});
 			const maskSize = results[0]?.mask.length ?? 0;
+			const [h, w] = inputShape.length >= 3 ? inputShape.slice(-2) : [0, 0];
+			const image = h !== undefined && w !== undefined && h * w === maskSize && maskSize > 0;
 			report.detectors.neural_cleanse = {
 				rule: policy.neuralCleanse.rule,
 				l1_norms: l1.map((v) => round(v)),
@@ -545,6 +550,7 @@ export async function scanBackdoor(
 				flagged_classes_vanilla: evidence.filter((e) => e.flaggedVanilla).map((e) => e.cls),
 				max_anomaly_index: round(maxAnomalyIndex(evidence, policy.neuralCleanse)),
 				mask_size: maskSize,
+				...(image ? { concentration: results.map((r) => round(maskConcentration(r.mask, h, w))) } : {}),
 				attack_success: results.map((r) => round(r.success)),
 				restarts: policy.neuralCleanse.restarts,
 				steps: policy.neuralCleanse.steps,
@@ -608,6 +614,7 @@ export async function scanBackdoor(
 					numClasses,
 					maskSize: nc.mask_size,
 					ncL1: nc.l1_norms,
+					ncConcentration: nc.concentration,
 					pairL1: report.detectors.neural_cleanse_pairs?.l1,
 					margins: report.detectors.max_margin?.margins,
 				},

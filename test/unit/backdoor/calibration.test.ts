@@ -65,6 +65,15 @@ describe("classStatistics", () => {
 		expect(s[0]?.pair_relative).toBeCloseTo(0, 10);
 		expect(s[4]?.mm_relative).toBeCloseTo(Math.log(4), 10);
 		expect(s[0]?.mm_relative).toBeCloseTo(0, 10);
+		// a more localised trigger than the model's others: larger
+		const c = classStatistics({ ...e, ncConcentration: [0.4, 0.4, 0.8, 0.4, 0.2] });
+		expect(c[2]?.nc_concentration).toBeCloseTo(Math.log(2), 10);
+		expect(c[4]?.nc_concentration).toBeCloseTo(Math.log(0.5), 10);
+		expect(s[0]?.nc_concentration).toBeUndefined();
+		expect(() => classStatistics({ ...e, ncConcentration: [0.4, 0.4] })).toThrow(/concentrations do not cover/);
+		expect(() => classStatistics({ ...e, ncConcentration: [0.4, 0.4, Number.NaN, 0.4, 0.2] })).toThrow(
+			/not a finite number/,
+		);
 	});
 	it("floors a non-positive margin and a zero L1 instead of producing infinities", () => {
 		const e = flat(3, 10, 5);
@@ -236,6 +245,22 @@ describe("the committed calibration on the scanned population (test/fixtures/bac
 		const dw = population.find((m) => m.file === "c5/dwsep-multi-t0+1+3+4-p16.onnx");
 		const rel = scoreModel(dw?.evidence as ModelEvidence, CALIBRATIONS[1] as Calibration, 0.01);
 		expect(rel.filter((c) => c.flagged).map((c) => c.cls)).toEqual([]);
+	});
+
+	it("the mask's concentration is reported, not judged: as a third family it catches one more large trigger for one more clean model flagged", () => {
+		const cals = fitAll(population, "test/fixtures/backdoor-wide (fit split, clean)", populationSearch());
+		const out = judgePopulation(population, cals["nc+pairs+conc"] as Calibration, 0.01);
+		const r = rates(out);
+		expect(r["test/large"]).toEqual({ models: 2, correct: 1 });
+		expect(r["test/clean"]).toEqual({ models: 16, correct: 15 });
+		// the large trigger it catches (a 9×9 block on the 20-class model) and the clean class it flags (the
+		// depthwise model's naturally easy class, whose small trigger is compact too)
+		expect(out.filter((o) => o.kind === "large" && o.correct).map((o) => o.file)).toEqual([
+			"c20/dwsep-large-t6-p6.onnx",
+		]);
+		expect(out.filter((o) => o.split === "test" && o.kind === "clean" && !o.correct).map((o) => o.file)).toEqual([
+			"c5-easy/dwsep-clean-s1.onnx",
+		]);
 	});
 
 	it("fit split: 2 of its 14 clean models flagged (an easy class, a binary ResNet), every true target found where caught", () => {
