@@ -20,35 +20,35 @@ export const CALIBRATIONS: Calibration[] = [
 		],
 		nulls: {
 			nc_area: {
-				loc: 2.4797069828622025,
-				scale: 0.3332459509521439,
+				loc: 2.52927244328884,
+				scale: 0.4045785221760884,
 			},
 			nc_relative: {
 				loc: 0,
-				scale: 0.20969581677789073,
+				scale: 0.20279786223092078,
 			},
 			pair_area: {
-				loc: 3.0235813279647097,
-				scale: 0.29255273517365316,
+				loc: 3.029197597469559,
+				scale: 0.3022230425590142,
 			},
 			pair_relative: {
-				loc: 0.34357821190478866,
-				scale: 0.24856307888997164,
+				loc: 0.34110750231991216,
+				scale: 0.2579502325474663,
 			},
 		},
 		scores: {
 			neural_cleanse: {
-				loc: 0.10932341984899395,
-				scale: 0.9509160962631618,
+				loc: 0.08570040586256086,
+				scale: 0.811481497193291,
 			},
 			pairs: {
-				loc: 0.04140285750957831,
-				scale: 0.9650612772099774,
+				loc: 0.1089115959022514,
+				scale: 0.9608782024706465,
 			},
 		},
 		fitted: {
-			models: 14,
-			classes: 90,
+			models: 28,
+			classes: 148,
 			source: "test/fixtures/backdoor-wide (fit split, clean)",
 			search: {
 				nc: {
@@ -83,11 +83,11 @@ export const CALIBRATIONS: Calibration[] = [
 		nulls: {
 			nc_relative: {
 				loc: 0,
-				scale: 0.20969581677789073,
+				scale: 0.20279786223092078,
 			},
 			pair_relative: {
-				loc: 0.34357821190478866,
-				scale: 0.24856307888997164,
+				loc: 0.34110750231991216,
+				scale: 0.2579502325474663,
 			},
 		},
 		scores: {
@@ -96,13 +96,13 @@ export const CALIBRATIONS: Calibration[] = [
 				scale: 1,
 			},
 			pairs: {
-				loc: -1.1188966420050406e-16,
-				scale: 1,
+				loc: -1.0755285551056204e-16,
+				scale: 1.0000000000000002,
 			},
 		},
 		fitted: {
-			models: 14,
-			classes: 90,
+			models: 28,
+			classes: 148,
 			source: "test/fixtures/backdoor-wide (fit split, clean)",
 			search: {
 				nc: {

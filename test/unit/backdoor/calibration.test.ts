@@ -172,7 +172,7 @@ describe("the committed calibration on the scanned population (test/fixtures/bac
 	it("is what the fit split's clean models give, for the search the policy's defaults run", () => {
 		const cals = fitAll(population, "test/fixtures/backdoor-wide (fit split, clean)", populationSearch());
 		expect(CALIBRATIONS).toEqual(DEFAULT_SETS.map((k) => cals[k]));
-		expect(CALIBRATIONS.map((c) => c.fitted.models)).toEqual([14, 14]);
+		expect(CALIBRATIONS.map((c) => c.fitted.models)).toEqual([28, 28]);
 		for (const c of CALIBRATIONS)
 			expect(sameSearch(c.fitted.search, calibratedSearch(defaultBackdoorPolicy()))).toBe(true);
 	});
@@ -200,11 +200,11 @@ describe("the committed calibration on the scanned population (test/fixtures/bac
 
 	// the rates docs/backdoor.md states (npm run calibrate:backdoor -- --fit prints them): a change to the
 	// statistics, the fit or the search that moves any of them fails here
-	it("test split (models the fit never saw): no clean model flagged; patch, blend, low-amplitude, two-target, binary caught", () => {
+	it("test split (models the fit never saw): 1 of 16 clean models flagged; patch, blend, low-amplitude, two-target, binary caught", () => {
 		const r = rates(judged(population).filter((o) => o.split === "test"));
 		expect(r).toEqual({
-			"test/multi": { models: 3, correct: 2 },
-			"test/clean": { models: 16, correct: 16 },
+			"test/multi": { models: 3, correct: 1 },
+			"test/clean": { models: 16, correct: 15 },
 			"test/patch": { models: 2, correct: 2 },
 			"test/blend": { models: 2, correct: 2 },
 			"test/lowamp": { models: 2, correct: 2 },
@@ -215,7 +215,7 @@ describe("the committed calibration on the scanned population (test/fixtures/bac
 		});
 	});
 
-	it("several targets: the second stage names every target of 4 of the 5 multi-target models (2 without it)", () => {
+	it("several targets: the second stage names 3 more targets of the 3-of-5 and 4-of-5 models (every target of 2 of 5 models without it)", () => {
 		const multi = population.filter((m) => m.kind === "multi");
 		const cal = calibrationFor(256, CALIBRATIONS);
 		const named = (m: (typeof multi)[number]) =>
@@ -225,11 +225,11 @@ describe("the committed calibration on the scanned population (test/fixtures/bac
 		expect(Object.fromEntries(multi.map((m) => [m.file, named(m)]))).toEqual({
 			// 3 of 5 and 4 of 5 classes targets: the model's median is a target's, so the relative statistics hid all
 			// but one; their nc_area (against clean models) names the rest
-			"c5/cnn-multi-t0+2+4-p15.onnx": ["0+", "2+", "4"],
-			"c5/dwsep-multi-t0+1+3+4-p16.onnx": ["0+", "1", "3+", "4+"],
+			"c5/cnn-multi-t0+2+4-p15.onnx": ["0+", "4"],
+			"c5/dwsep-multi-t0+1+3+4-p16.onnx": ["0+", "1", "3+"],
 			"c10/cnn-multi-t0+3+5+8-p16.onnx": ["0", "3", "5", "8"],
 			"c10/resnet-multi-t1+4+6+9-p16.onnx": ["1", "4", "6", "9"],
-			// 2 of 3 classes: not flagged at all (smallest p 0.0097 against 0.0033), so no second stage
+			// 2 of 3 classes: not flagged at all (smallest p 0.012 against 0.0033), so no second stage
 			"c3/resnet-multi-t0+2-p12.onnx": [],
 		});
 	});
@@ -247,39 +247,44 @@ describe("the committed calibration on the scanned population (test/fixtures/bac
 		expect(rel.filter((c) => c.flagged).map((c) => c.cls)).toEqual([]);
 	});
 
-	it("the mask's concentration is reported, not judged: as a third family it catches one more large trigger for one more clean model flagged", () => {
+	it("the mask's concentration is reported, not judged: as a third family it catches one large trigger on each split for one more clean model flagged", () => {
 		const cals = fitAll(population, "test/fixtures/backdoor-wide (fit split, clean)", populationSearch());
 		const out = judgePopulation(population, cals["nc+pairs+conc"] as Calibration, 0.01);
 		const r = rates(out);
 		expect(r["test/large"]).toEqual({ models: 2, correct: 1 });
-		expect(r["test/clean"]).toEqual({ models: 16, correct: 15 });
+		expect(r["fit/large"]).toEqual({ models: 2, correct: 1 });
+		expect(r["test/clean"]).toEqual({ models: 16, correct: 14 });
+		expect(r["fit/clean"]).toEqual({ models: 28, correct: 26 });
 		// the large trigger it catches (a 9×9 block on the 20-class model) and the clean class it flags (the
 		// depthwise model's naturally easy class, whose small trigger is compact too)
 		expect(out.filter((o) => o.kind === "large" && o.correct).map((o) => o.file)).toEqual([
+			"c10/silu-large-t8-p6.onnx",
 			"c20/dwsep-large-t6-p6.onnx",
 		]);
 		expect(out.filter((o) => o.split === "test" && o.kind === "clean" && !o.correct).map((o) => o.file)).toEqual([
 			"c5-easy/dwsep-clean-s1.onnx",
+			"c3/dwsep-clean-s1.onnx",
 		]);
 	});
 
-	it("fit split: 2 of its 14 clean models flagged (an easy class, a binary ResNet), every true target found where caught", () => {
+	it("fit split: 2 of its 28 clean models flagged (an easy class, a binary ResNet), every true target found where caught", () => {
 		const out = judged(population).filter((o) => o.split === "fit");
 		expect(out.filter((o) => o.kind === "clean" && !o.correct).map((o) => o.file)).toEqual([
 			"c5-easy/cnn-clean-s1.onnx",
 			"c2b/resnet-clean-s1.onnx",
 		]);
-		// a backdoored model is never flagged for a class other than its targets without its targets
-		for (const o of out.filter((x) => x.kind !== "clean" && x.flagged.length > 0)) expect(o.found).toEqual(o.targets);
+		// a backdoored model flagged at all is flagged for every target (the several-target family aside: its own test)
+		for (const o of out.filter((x) => x.kind !== "clean" && x.kind !== "multi" && x.flagged.length > 0))
+			expect(o.found).toEqual(o.targets);
 	});
 
-	it("the digits fixtures, another data set and the 8×8 resolution never fitted on: every backdoor caught, 1 of 12 clean flagged", () => {
+	it("the digits fixtures, another data set and the 8×8 resolution never fitted on: every backdoor caught, no clean model flagged", () => {
 		const out = judged(digits);
 		expect(rates(out)).toEqual({
-			"heldout/clean": { models: 12, correct: 11 },
+			"heldout/clean": { models: 12, correct: 12 },
 			"heldout/badnets": { models: 8, correct: 8 },
 			"heldout/blend": { models: 4, correct: 4 },
 		});
-		expect(out.filter((o) => !o.correct).map((o) => o.file)).toEqual(["../backdoor/digits8/cnn-clean-s3.onnx"]);
+		expect(out.filter((o) => !o.correct).map((o) => o.file)).toEqual([]);
 	});
 });
