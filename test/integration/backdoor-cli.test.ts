@@ -70,9 +70,32 @@ describe("ftguard backdoor", () => {
 		for (const v of conc) expect(v > 0 && v <= 1).toBe(true);
 		const per = j.detectors.calibrated.per_class as Array<{ cls: number; stage: number; strongest: string }>;
 		expect(per.filter((c) => c.stage === 2).map((c) => [c.cls, c.strongest])).toEqual([[0, "nc_area"]]);
-		expect(j.reasons.join("\n")).toMatch(
-			/nc_area z 2\.96 against clean models, judged alone once class 4 was flagged/,
+		expect(j.reasons.join("\n")).toMatch(/nc_area z 2\.96 against clean models, judged alone once class 4 was flagged/);
+	});
+
+	it("refuses (exit 2) reference data with one input of a class under the calibrated rule: a pair search on it is noise", async () => {
+		const W = join(REPO, "test/fixtures/backdoor-wide/c5");
+		const x = parseNpyFloat32(readFileSync(join(W, "ref-x.npy")));
+		const y = parseNpyInt64(readFileSync(join(W, "ref-y.npy")));
+		const keep = [...y.data.keys()].filter((i) => y.data[i] !== 0n || i === y.data.indexOf(0n));
+		const per = x.data.length / y.data.length;
+		const xs = new Float32Array(keep.length * per);
+		for (const [k, i] of keep.entries()) xs.set(x.data.subarray(i * per, (i + 1) * per), k * per);
+		writeFileSync(join(tmp, "one-x.npy"), writeNpy(xs, [keep.length, ...x.shape.slice(1)]));
+		writeFileSync(
+			join(tmp, "one-y.npy"),
+			writeNpy(BigInt64Array.from(keep.map((i) => y.data[i] as bigint)), [keep.length]),
 		);
+		const r = await ftguard([
+			"backdoor",
+			join(W, "cnn-clean-s1.onnx"),
+			"--data",
+			join(tmp, "one-x.npy"),
+			"--labels",
+			join(tmp, "one-y.npy"),
+		]);
+		expect(r.code).toBe(2);
+		expect(r.stderr).toMatch(/DATA_INVALID.*at least 10 reference inputs of every class .*class 0: 1/);
 	});
 
 	it("passes a clean model: exit 0, human-readable table", async () => {

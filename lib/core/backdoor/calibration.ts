@@ -383,6 +383,28 @@ export function calibratedScanProblem(
 	return undefined;
 }
 
+/**
+ * Reference inputs every class needs under the calibrated rule: the population was scanned with 20 per class (10 on
+ * 20 classes). With one input of a class the pair search flips it with a tiny trigger and a clean model reads as
+ * source-specific backdoored (red team: p 0.00096 on a clean 6-class model with 1 input of class 0).
+ */
+export const MIN_REFERENCE_PER_CLASS = 10;
+
+/** Refuses (DATA_INVALID) reference labels with fewer than MIN_REFERENCE_PER_CLASS inputs of some class. */
+export function checkCalibratedData(labels: ArrayLike<number | bigint>, numClasses: number): void {
+	const counts = new Array<number>(numClasses).fill(0);
+	for (let i = 0; i < labels.length; i++) {
+		const c = Number(labels[i]);
+		if (c >= 0 && c < numClasses) counts[c] = (counts[c] as number) + 1;
+	}
+	const short = counts.flatMap((n, c) => (n < MIN_REFERENCE_PER_CLASS ? [`class ${c}: ${n}`] : []));
+	if (short.length > 0)
+		throw new FtguardError(
+			"DATA_INVALID",
+			`the calibrated verdict needs at least ${MIN_REFERENCE_PER_CLASS} reference inputs of every class (it was fitted with 10–20): ${short.slice(0, 5).join(", ")}${short.length > 5 ? ", …" : ""}; add reference data, or choose rule ftguard`,
+		);
+}
+
 /** Refuses (USAGE) a scan the calibrated rule cannot judge (calibratedScanProblem). */
 export function checkCalibratedScan(
 	detectors: ReadonlySet<string>,

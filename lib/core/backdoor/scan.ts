@@ -11,7 +11,7 @@ import { createHash } from "node:crypto";
 import { FtguardError } from "../errors";
 import type { BackdoorPolicy, NcRuleName } from "../policy/backdoor";
 import { type AcResult, activationClustering } from "./activation-clustering";
-import { calibratedSearch, calibrationFor, checkCalibratedScan, scoreModel } from "./calibration";
+import { calibratedSearch, calibrationFor, checkCalibratedData, checkCalibratedScan, scoreModel } from "./calibration";
 import { CALIBRATIONS } from "./calibration-table";
 import { maskConcentration } from "./mask-shape";
 import { maxMargin } from "./max-margin";
@@ -400,7 +400,7 @@ export async function neuralCleanseShard(
 	const model = await readOnnxModel(modelBytes);
 	const { numClasses, inputShape } = await modelSignature(model);
 	checkData(data, inputShape, numClasses);
-	checkRule(opts.policy, numClasses);
+	checkRule(opts.policy, numClasses, data);
 	const classes = Array.from({ length: numClasses }, (_, c) => c).filter((c) => c % slice.count === slice.index);
 	if (classes.length === 0)
 		throw new FtguardError(
@@ -451,9 +451,10 @@ function mergeShards(
 }
 
 /** A calibrated scan the table cannot judge is refused before any search runs (calibration.ts). */
-function checkRule(policy: BackdoorPolicy, numClasses: number): void {
-	if (policy.neuralCleanse.rule === "calibrated")
-		checkCalibratedScan(new Set(policy.detectors), numClasses, calibratedSearch(policy), CALIBRATIONS);
+function checkRule(policy: BackdoorPolicy, numClasses: number, data: BackdoorData): void {
+	if (policy.neuralCleanse.rule !== "calibrated") return;
+	checkCalibratedScan(new Set(policy.detectors), numClasses, calibratedSearch(policy), CALIBRATIONS);
+	checkCalibratedData(data.y.data, numClasses);
 }
 
 function maxAnomalyIndex(evidence: readonly NcEvidence[], p: BackdoorPolicy["neuralCleanse"]): number {
@@ -486,7 +487,7 @@ export async function scanBackdoor(
 	try {
 		const { numClasses, inputShape } = runner;
 		checkData(data, inputShape, numClasses);
-		checkRule(policy, numClasses);
+		checkRule(policy, numClasses, data);
 		const calibrated = policy.neuralCleanse.rule === "calibrated";
 		const n = data.x.shape[0] ?? 0;
 		const { lo, hi } = range(data.x.data);

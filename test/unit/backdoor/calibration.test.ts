@@ -11,8 +11,10 @@ import {
 	calibratedScanProblem,
 	calibratedSearch,
 	calibrationFor,
+	checkCalibratedData,
 	classStatistics,
 	fitCalibration,
+	MIN_REFERENCE_PER_CLASS,
 	type ModelEvidence,
 	normalUpperTail,
 	sameSearch,
@@ -157,6 +159,21 @@ describe("fit and score", () => {
 		expect(scoreModel(e, cal, 0.01)).toHaveLength(10);
 		(e.ncL1 as number[])[2] = Number.NaN;
 		expect(() => scoreModel(e, cal, 0.01)).toThrow(/not a finite number/);
+	});
+});
+
+describe("reference data the calibrated verdict can judge", () => {
+	it("needs MIN_REFERENCE_PER_CLASS inputs of every class (red team: one input of a class made a clean model suspect)", () => {
+		const labels = (counts: number[]) => BigInt64Array.from(counts.flatMap((n, c) => Array(n).fill(BigInt(c))));
+		expect(MIN_REFERENCE_PER_CLASS).toBe(10);
+		expect(() => checkCalibratedData(labels([10, 10, 10]), 3)).not.toThrow();
+		expect(() => checkCalibratedData(labels([1, 20, 20]), 3)).toThrow(/at least 10 reference inputs .*class 0: 1/);
+		expect(() => checkCalibratedData(labels([20, 20]), 3)).toThrow(/class 2: 0/);
+		try {
+			checkCalibratedData(labels([9, 9]), 2);
+		} catch (e) {
+			expect((e as FtguardError).code).toBe("DATA_INVALID");
+		}
 	});
 });
 
