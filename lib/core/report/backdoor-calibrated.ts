@@ -121,7 +121,8 @@ export function calibratedSection(ctx: Ctx, r: Obj, level: Level): Html {
 	// flagged exactly when p = F · tail(score) < α/C (F families, Bonferroni), i.e. when the score is above the normal
 	// quantile of 1 − α/(C·F) (computed as −q(α/(C·F)): the same number, without 1 − α/(C·F) rounding to 1)
 	const F = Math.max(1, ...per.filter((p) => !p.second).map((p) => p.families));
-	const zLine = perClass !== undefined && perClass > 0 && perClass < 1 ? -normalQuantile(perClass / F) : undefined;
+	const scoreAbove = (q: number | undefined) => (q !== undefined && q > 0 && q < 1 ? -normalQuantile(q) : undefined);
+	const zLine = scoreAbove(perClass === undefined ? undefined : perClass / F);
 	const second = per.filter((p) => p.second).map((p) => p.cls);
 	const threshold = zLine !== undefined && Number.isFinite(zLine) ? zLine : undefined;
 	const flagged = counts(cal.flagged_classes);
@@ -151,7 +152,7 @@ export function calibratedSection(ctx: Ctx, r: Obj, level: Level): Html {
 		html`<p>This rule decides. Each class's statistics — ${names.length > 0 ? statText : "none named"} — are standardised against a population of clean models${key === undefined ? "" : html` (calibration ${code(key, 40)})`}, fitted on <strong>${models ?? "?"}</strong> clean models and <strong>${classes ?? "?"}</strong> classes${source === undefined ? "" : html` (${clip(source, LIMITS.cell)})`}; their mean, standardised again, is the class's score and its normal upper tail its p-value: the chance a clean class scores as high. A class is flagged when its p-value is below the false-alarm rate α = ${fmt(alpha)} split over the ${C} classes: α / C = ${sci(perClass)}${threshold === undefined ? "" : `, a score above ${fmt(threshold)}`}. Flagged: <strong>${flagged.length > 0 ? flagged.slice(0, LIMITS.items).join(", ") : "none"}</strong>${flagged.length > LIMITS.items ? ` … (${flagged.length})` : ""}.${
 			second.length === 0
 				? ""
-				: html` Of those, ${second.slice(0, LIMITS.items).join(", ")}${second.length > LIMITS.items ? " …" : ""} ${second.length === 1 ? "was" : "were"} flagged in the second stage: once a class is flagged the model's own classes are no clean reference (several may be targets), so the others are judged on ${code("nc_area", 40)} alone against clean models (their score is that z; the threshold is then ${fmt(perClass === undefined || !(perClass > 0 && perClass < 1) ? undefined : -normalQuantile(perClass))}).`
+				: html` Of those, ${second.slice(0, LIMITS.items).join(", ")}${second.length > LIMITS.items ? " …" : ""} ${second.length === 1 ? "was" : "were"} flagged in the second stage: once a class is flagged the model's own classes are no clean reference (several may be targets), so the others are judged on ${code("nc_area", 40)} alone against clean models (their score is that z; the threshold is then ${fmt(scoreAbove(perClass))}).`
 		}</p>${
 			chart.shown.length === 0
 				? ""
