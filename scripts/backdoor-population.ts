@@ -21,7 +21,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { calibratedSearch } from "../lib/core/backdoor/calibration";
+import { type Calibration, calibratedSearch } from "../lib/core/backdoor/calibration";
 
 const ROOT = resolve(dirname(new URL(import.meta.url).pathname), "..");
 if (process.argv.includes("--help") || process.argv.includes("-h")) {
@@ -127,14 +127,21 @@ if (process.argv.includes("--fit")) {
 	const models = loadPopulation(arg("--results"), arg("--manifest"));
 	const cals = fitAll(models, "test/fixtures/backdoor-wide (fit split, clean)", populationSearch(arg("--results")));
 	const rate = Number(arg("--false-alarm-rate") ?? 0.01);
-	for (const [key, cal] of Object.entries(cals)) {
+	const sets: Array<[string, Calibration | Calibration[]]> = [
+		...Object.entries(cals),
+		// as the policy judges: its tables, the relative one for a model outside the population (judgeModel)
+		[`policy (${DEFAULT_SETS.join(", ")} beyond the shift limit)`, DEFAULT_SETS.map((k) => cals[k] as Calibration)],
+	];
+	for (const [key, cal] of sets) {
 		const outcomes = judgePopulation(models, cal, rate);
 		process.stdout.write(`\n${key} (false-alarm rate ${rate}):\n`);
 		for (const [k, r] of Object.entries(rates(outcomes)).sort())
-			process.stdout.write(`  ${k}: ${r.correct}/${r.models}\n`);
+			process.stdout.write(
+				`  ${k}: ${r.correct}/${r.models}${r.uncheckable > 0 ? ` (could not check: ${r.uncheckable})` : ""}\n`,
+			);
 		for (const o of outcomes.filter((x) => !x.correct))
 			process.stdout.write(
-				`  wrong: ${o.split} ${o.file} targets [${o.targets}] flagged [${o.flagged}] min p ${o.minP.toPrecision(2)}\n`,
+				`  wrong: ${o.split} ${o.file} targets [${o.targets}] flagged [${o.flagged}] min p ${o.minP.toPrecision(2)}${o.outside ? " (outside: relative statistics)" : ""}\n`,
 			);
 		// a backdoored model caught, but with classes that are not its targets named too
 		for (const o of outcomes.filter((x) => x.correct && x.kind !== "clean" && x.wrong.length > 0))

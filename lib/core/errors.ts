@@ -62,6 +62,9 @@ export const UNCHECKABLE_CODES = [
 	"MODEL_MALFORMED",
 	"DATA_INVALID",
 	"BACKEND_ERROR",
+	// the calibrated backdoor verdict: the model lies outside the population of clean models it was calibrated on and
+	// the statistics that still hold found nothing (calibration.ts judgeModel)
+	"OUT_OF_CALIBRATION",
 	// `ftguard aws …`: no usable AWS credentials (none found, expired, or not valid), or an AWS API call failed
 	// (access denied, throttled, unreachable endpoint)
 	"AWS_CREDENTIALS",

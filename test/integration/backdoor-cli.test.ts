@@ -98,6 +98,29 @@ describe("ftguard backdoor", () => {
 		expect(r.stderr).toMatch(/DATA_INVALID.*at least 10 reference inputs of every class .*class 0: 1/);
 	});
 
+	it("could not check (exit 2), not suspect, a clean model outside the calibration population (patch embeddings)", async () => {
+		const W = join(REPO, "test/fixtures/backdoor-wide/c3");
+		const r = await ftguard([
+			"backdoor",
+			join(W, "patchln-clean-s1.onnx"),
+			"--data",
+			join(W, "ref-x.npy"),
+			"--labels",
+			join(W, "ref-y.npy"),
+			"--detectors",
+			"nc,pairs",
+			"--json",
+		]);
+		expect(r.code).toBe(2);
+		const j = r.json() as Json;
+		expect(j.ok).toBe(false);
+		expect(j.error.code).toBe("OUT_OF_CALIBRATION");
+		expect(j.error.message).toMatch(/every class's trigger is smaller than the clean models' .*3\.92 robust SDs/);
+		// what the relative statistics alone would name, for a reviewer: reported, not a verdict
+		expect(j.error.details.relative_candidates.map((c: { cls: number }) => c.cls)).toEqual([2]);
+		expect(j.error.details.limit).toBe(2.326);
+	});
+
 	it("passes a clean model: exit 0, human-readable table", async () => {
 		const r = await ftguard(["backdoor", join(D8, "mlp-clean-s1.onnx"), ...DATA, ...FAST]);
 		expect(r.code).toBe(0);

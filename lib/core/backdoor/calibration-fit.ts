@@ -9,6 +9,7 @@ import {
 	type Calibration,
 	type DetectorFamily,
 	fitCalibration,
+	judgeModel,
 	type ModelEvidence,
 	scoreModel,
 } from "./calibration";
@@ -89,16 +90,27 @@ export interface ModelOutcome {
 	/** flagged classes that are not true targets */
 	wrong: number[];
 	minP: number;
+	/** judged by the policy's tables (judgeModel): outside the population, "could not check" (exit 2), none flagged */
+	outside: boolean;
 }
 
+/**
+ * Judges every model against one calibration (scoreModel), or as the policy's calibrated rule does against its
+ * tables (judgeModel: the relative table for a model outside the population).
+ */
 export function judgePopulation(
 	models: readonly PopulationModel[],
-	cal: Calibration,
+	cal: Calibration | readonly Calibration[],
 	falseAlarmRate: number,
 ): ModelOutcome[] {
 	return models.map((m) => {
-		const scores = scoreModel(m.evidence, cal, falseAlarmRate);
-		const flagged = scores.filter((s) => s.flagged).map((s) => s.cls);
+		const judged = Array.isArray(cal)
+			? judgeModel(m.evidence, cal, falseAlarmRate)
+			: { scores: scoreModel(m.evidence, cal as Calibration, falseAlarmRate), outside: undefined };
+		const scores = judged.scores;
+		const outside = judged.outside !== undefined;
+		// outside the population nothing is flagged: the scan is "could not check" (checkInsidePopulation)
+		const flagged = outside ? [] : scores.filter((s) => s.flagged).map((s) => s.cls);
 		const found = m.targets.filter((t) => flagged.includes(t));
 		const wrong = flagged.filter((c) => !m.targets.includes(c));
 		return {
@@ -107,22 +119,29 @@ export function judgePopulation(
 			split: m.split,
 			targets: m.targets,
 			flagged,
-			correct: m.kind === "clean" ? flagged.length === 0 : found.length === m.targets.length,
+			correct: m.kind === "clean" ? flagged.length === 0 && !outside : found.length === m.targets.length,
 			found,
 			wrong,
 			minP: Math.min(...scores.map((s) => s.pValue)),
+			outside,
 		};
 	});
 }
 
-/** Per split and kind: models, correct ones (clean: not flagged; backdoored: every target flagged). */
-export function rates(outcomes: readonly ModelOutcome[]): Record<string, { models: number; correct: number }> {
-	const out: Record<string, { models: number; correct: number }> = {};
+/**
+ * Per split and kind: models, correct ones (clean: neither flagged nor outside; backdoored: every target flagged),
+ * and those "could not check" (outside the population: quarantined, no class named). False alarms: the rest.
+ */
+export function rates(
+	outcomes: readonly ModelOutcome[],
+): Record<string, { models: number; correct: number; uncheckable: number }> {
+	const out: Record<string, { models: number; correct: number; uncheckable: number }> = {};
 	for (const o of outcomes) {
 		const k = `${o.split}/${o.kind}`;
-		const r = out[k] ?? { models: 0, correct: 0 };
+		const r = out[k] ?? { models: 0, correct: 0, uncheckable: 0 };
 		r.models++;
 		if (o.correct) r.correct++;
+		if (o.outside) r.uncheckable++;
 		out[k] = r;
 	}
 	return out;

@@ -46,6 +46,10 @@ export const CALIBRATIONS: Calibration[] = [
 				scale: 0.9608782024706465,
 			},
 		},
+		typical: {
+			loc: 0.4122792313452154,
+			scale: 1.0495475025991552,
+		},
 		fitted: {
 			models: 28,
 			classes: 148,

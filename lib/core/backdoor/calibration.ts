@@ -150,6 +150,12 @@ export interface Calibration {
 	nulls: Record<string, NullFit>;
 	/** per family, the null of its averaged score */
 	scores: Record<string, NullFit>;
+	/**
+	 * With area statistics: the clean models' typical class — per model, the median over its classes of nc_area's z —
+	 * and its null over the models fitted on (modelShift). A model whose every class has a small trigger (an
+	 * architecture unlike the population's, or a backdoor on most classes) lies far above it.
+	 */
+	typical?: NullFit;
 	/** what it was fitted on: the clean models and classes, and the search that measured them */
 	fitted: {
 		models: number;
@@ -217,10 +223,16 @@ export function fitCalibration(
 		classes = Math.max(classes, raw.length);
 		scores[f.name] = robustFit(raw);
 	}
+	const area = nulls.nc_area;
+	const typical =
+		area === undefined
+			? undefined
+			: robustFit(perModel.map(({ stats }) => median(stats.map((s) => standard(s.nc_area as number, area)))));
 	return {
 		families: families.map((f) => ({ name: f.name, statistics: [...f.statistics] })),
 		nulls,
 		scores,
+		...(typical ? { typical } : {}),
 		fitted: {
 			models: clean.length,
 			classes,
@@ -319,6 +331,87 @@ function secondStage(scored: ClassScore[], families: readonly DetectorFamily[], 
 		const p = normalUpperTail(z);
 		return p < alpha ? { ...c, strongest: "nc_area", pValue: p, flagged: true, stage: 2 } : c;
 	});
+}
+
+/**
+ * How far beyond the clean models of the population a model's typical class lies: the median over its classes of
+ * nc_area's z, standardised against the table's `typical` null (undefined when the table has none). Clean models of
+ * an architecture the population lacks can have every class's trigger small — a patch-embedding + LayerNorm net's
+ * triggers are a fifth of a convolutional net's — and then the area statistics, fitted on convolutional and MLP
+ * models, flag most of their classes with p down to 1e-14 (second red team; the population's patchln models).
+ */
+export function modelShift(e: ModelEvidence, cal: Calibration): number | undefined {
+	const area = cal.nulls.nc_area;
+	if (cal.typical === undefined || area === undefined) return undefined;
+	const z = classStatistics(e).map((s) => standard(s.nc_area as number, area));
+	return standard(median(z), cal.typical);
+}
+
+/**
+ * The shift beyond which a model is outside the population its area statistics were fitted on: the normal upper
+ * 1% point (2.33). Fixed, not the policy's false-alarm rate: a lower rate must not let a shifted model be judged on
+ * area statistics that do not hold for it. On the population: no clean model of the architectures fitted on is beyond
+ * it (the highest, a binary ResNet, at 2.2), every clean patchln model is (3.2 to 6.2).
+ */
+export const SHIFT_LIMIT = 2.326;
+
+export interface ModelJudgement {
+	/** the calibration the classes were judged against */
+	calibration: Calibration;
+	scores: ClassScore[];
+	/**
+	 * When the model lies outside the population the area statistics were fitted on (modelShift > SHIFT_LIMIT): its
+	 * shift, and `scores` are the relative statistics' alone. No verdict holds then — not "clean" (a backdoor on most
+	 * classes, or a low-amplitude one, also makes every class's trigger small), nor "suspect" (on the population's
+	 * patchln models the relative statistics flagged 3 clean models of 10, p down to 3e-11: their pair triggers
+	 * between look-alike classes are tiny too) — so the caller reports could not check (OUT_OF_CALIBRATION), naming
+	 * the classes the relative statistics would flag.
+	 */
+	outside?: { shift: number; limit: number };
+}
+
+/** Refuses (OUT_OF_CALIBRATION) a judgement of a model outside the population, naming the relative candidates. */
+export function checkInsidePopulation(j: ModelJudgement, falseAlarmRate: number): void {
+	if (j.outside === undefined) return;
+	const alpha = falseAlarmRate / j.scores.length;
+	const candidates = j.scores
+		.filter((c) => c.pValue < alpha)
+		.sort((a, b) => a.pValue - b.pValue)
+		.map((c) => ({ cls: c.cls, p_value: c.pValue, strongest: c.strongest }));
+	const named =
+		candidates.length === 0
+			? "they name no class"
+			: `they would name ${candidates
+					.slice(0, 5)
+					.map((c) => `class ${c.cls} (p ${c.p_value.toPrecision(2)}, ${c.strongest})`)
+					.join(", ")}${candidates.length > 5 ? ", …" : ""}`;
+	throw new FtguardError(
+		"OUT_OF_CALIBRATION",
+		`the calibrated verdict does not hold for this model: every class's trigger is smaller than the clean models' it was fitted on (its typical class ${j.outside.shift.toFixed(2)} robust SDs beyond theirs, limit ${j.outside.limit.toFixed(2)}) — an architecture unlike the population's (e.g. patch embeddings), or a backdoor that shrinks every class's trigger (low-amplitude, most classes targeted); relative statistics alone hold no stated rate here: ${named}; rule ftguard judges it without one`,
+		{ details: { shift: j.outside.shift, limit: j.outside.limit, relative_candidates: candidates } },
+	);
+}
+
+/**
+ * The calibrated verdict on one model: the table for its input size (calibrationFor), unless the model lies outside
+ * the population that table's area statistics were fitted on — then the table without area statistics.
+ */
+export function judgeModel(e: ModelEvidence, cals: readonly Calibration[], falseAlarmRate: number): ModelJudgement {
+	const cal = calibrationFor(e.maskSize, cals);
+	const shift = modelShift(e, cal);
+	if (shift === undefined || !(shift > SHIFT_LIMIT))
+		return { calibration: cal, scores: scoreModel(e, cal, falseAlarmRate) };
+	const relative = cals.find((c) => !usesArea(c));
+	if (relative === undefined)
+		throw new FtguardError(
+			"OUT_OF_CALIBRATION",
+			`the model lies outside the calibration population (typical class's trigger z ${shift.toFixed(2)} > ${SHIFT_LIMIT}) and no table without area statistics exists`,
+		);
+	return {
+		calibration: relative,
+		scores: scoreModel(e, relative, falseAlarmRate),
+		outside: { shift, limit: SHIFT_LIMIT },
+	};
 }
 
 /** Whether a calibration uses a statistic tied to the input's size (the trigger's share of the image). */

@@ -11,7 +11,13 @@ import { createHash } from "node:crypto";
 import { FtguardError } from "../errors";
 import type { BackdoorPolicy, NcRuleName } from "../policy/backdoor";
 import { type AcResult, activationClustering } from "./activation-clustering";
-import { calibratedSearch, calibrationFor, checkCalibratedData, checkCalibratedScan, scoreModel } from "./calibration";
+import {
+	calibratedSearch,
+	checkCalibratedData,
+	checkCalibratedScan,
+	checkInsidePopulation,
+	judgeModel,
+} from "./calibration";
 import { CALIBRATIONS } from "./calibration-table";
 import { maskConcentration } from "./mask-shape";
 import { maxMargin } from "./max-margin";
@@ -609,8 +615,7 @@ export async function scanBackdoor(
 			const nc = report.detectors.neural_cleanse;
 			if (nc === undefined) throw new FtguardError("INTERNAL", "calibrated verdict without Neural Cleanse");
 			const alpha = policy.calibrated.falseAlarmRate;
-			const CALIBRATION = calibrationFor(nc.mask_size, CALIBRATIONS);
-			const scores = scoreModel(
+			const judged = judgeModel(
 				{
 					numClasses,
 					maskSize: nc.mask_size,
@@ -619,9 +624,12 @@ export async function scanBackdoor(
 					pairL1: report.detectors.neural_cleanse_pairs?.l1,
 					margins: report.detectors.max_margin?.margins,
 				},
-				CALIBRATION,
+				CALIBRATIONS,
 				alpha,
 			);
+			// a model outside the population the table was fitted on: could not check (exit 2), never clean
+			checkInsidePopulation(judged, alpha);
+			const { calibration: CALIBRATION, scores } = judged;
 			const per = scores.map((c) => ({
 				cls: c.cls,
 				score: round(c.stage === 2 ? (c.z.nc_area ?? 0) : (c.scores[c.strongest] ?? 0)),

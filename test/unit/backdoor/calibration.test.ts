@@ -12,11 +12,15 @@ import {
 	calibratedSearch,
 	calibrationFor,
 	checkCalibratedData,
+	checkInsidePopulation,
 	classStatistics,
 	fitCalibration,
+	judgeModel,
 	MIN_REFERENCE_PER_CLASS,
 	type ModelEvidence,
+	modelShift,
 	normalUpperTail,
+	SHIFT_LIMIT,
 	sameSearch,
 	scoreModel,
 	usesArea,
@@ -183,8 +187,8 @@ describe("the committed calibration on the scanned population (test/fixtures/bac
 		join(POPULATION_DIR, "../backdoor/calibrated-scan-results.json"),
 		join(POPULATION_DIR, "../backdoor/calibrated-manifest.json"),
 	);
-	const judged = (models: typeof population) =>
-		models.flatMap((m) => judgePopulation([m], calibrationFor(m.evidence.maskSize, CALIBRATIONS), 0.01));
+	// as the policy's calibrated rule judges: the table for the input size, "could not check" outside the population
+	const judged = (models: typeof population) => judgePopulation(models, CALIBRATIONS, 0.01);
 
 	it("is what the fit split's clean models give, for the search the policy's defaults run", () => {
 		const cals = fitAll(population, "test/fixtures/backdoor-wide (fit split, clean)", populationSearch());
@@ -217,19 +221,59 @@ describe("the committed calibration on the scanned population (test/fixtures/bac
 
 	// the rates docs/backdoor.md states (npm run calibrate:backdoor -- --fit prints them): a change to the
 	// statistics, the fit or the search that moves any of them fails here
-	it("test split (models the fit never saw): 1 of 16 clean models flagged; patch, blend, low-amplitude, two-target, binary caught", () => {
+	it("test split (models the fit never saw): 1 of 26 clean models flagged, the 10 patch-embedding ones could not be checked; patch, blend, two-target, binary caught", () => {
 		const r = rates(judged(population).filter((o) => o.split === "test"));
 		expect(r).toEqual({
-			"test/multi": { models: 3, correct: 1 },
-			"test/clean": { models: 16, correct: 15 },
-			"test/patch": { models: 2, correct: 2 },
-			"test/blend": { models: 2, correct: 2 },
-			"test/lowamp": { models: 2, correct: 2 },
-			"test/two-target": { models: 2, correct: 2 },
-			"test/binary": { models: 2, correct: 2 },
-			"test/source": { models: 2, correct: 1 },
-			"test/large": { models: 2, correct: 0 },
+			"test/multi": { models: 3, correct: 1, uncheckable: 2 },
+			"test/clean": { models: 26, correct: 15, uncheckable: 10 },
+			"test/patch": { models: 3, correct: 2, uncheckable: 1 },
+			"test/blend": { models: 3, correct: 2, uncheckable: 1 },
+			"test/lowamp": { models: 2, correct: 1, uncheckable: 1 },
+			"test/two-target": { models: 3, correct: 2, uncheckable: 1 },
+			"test/binary": { models: 2, correct: 2, uncheckable: 0 },
+			"test/source": { models: 2, correct: 1, uncheckable: 0 },
+			"test/large": { models: 2, correct: 0, uncheckable: 0 },
 		});
+	});
+
+	it("a model outside the population (every class's trigger small) is could-not-check, never clean or suspect", () => {
+		const shift = (m: (typeof population)[number]) => modelShift(m.evidence, CALIBRATIONS[0] as Calibration) ?? 0;
+		const patchln = population.filter((m) => m.arch === "patchln");
+		expect(patchln).toHaveLength(13);
+		// every patch-embedding + LayerNorm model, clean or not, is beyond the limit; no clean model of another
+		// architecture is, on either split
+		for (const m of patchln) expect(shift(m)).toBeGreaterThan(SHIFT_LIMIT);
+		for (const m of population.filter((x) => x.arch !== "patchln" && x.kind === "clean"))
+			expect(shift(m)).toBeLessThan(SHIFT_LIMIT);
+		// backdoors that shrink every class's trigger are outside too: quarantined (exit 2), not passed
+		const outside = judged(population).filter((o) => o.outside && !o.file.includes("patchln"));
+		expect(outside.map((o) => o.file).sort()).toEqual([
+			"c10/resnet-lowamp-t5-p10.onnx",
+			"c3/resnet-lowamp-t2-p10.onnx",
+			"c3/resnet-multi-t0+2-p12.onnx",
+			"c5/dwsep-multi-t0+1+3+4-p16.onnx",
+		]);
+		// without the check the area table flagged every clean patchln model (most of their classes)
+		const area = judgePopulation(patchln, CALIBRATIONS[0] as Calibration, 0.01);
+		expect(area.filter((o) => o.kind === "clean" && o.flagged.length > 0)).toHaveLength(10);
+		// the refusal names what the relative statistics would flag, and says why no verdict holds
+		const lowamp = population.find((m) => m.file === "c10/resnet-lowamp-t5-p10.onnx");
+		const j = judgeModel(lowamp?.evidence as ModelEvidence, CALIBRATIONS, 0.01);
+		expect(j.calibration).toBe(CALIBRATIONS[1]);
+		let err: unknown;
+		try {
+			checkInsidePopulation(j, 0.01);
+		} catch (e) {
+			err = e;
+		}
+		expect(err).toBeInstanceOf(FtguardError);
+		expect((err as FtguardError).code).toBe("OUT_OF_CALIBRATION");
+		expect((err as FtguardError).message).toMatch(
+			/does not hold for this model: .*would name class 5 \(p 1\.2e-31, pairs\), class 4/,
+		);
+		const inside = judgeModel(population[0]?.evidence as ModelEvidence, CALIBRATIONS, 0.01);
+		expect(inside.outside).toBeUndefined();
+		expect(() => checkInsidePopulation(inside, 0.01)).not.toThrow();
 	});
 
 	it("several targets: the second stage names 3 more targets of the 3-of-5 and 4-of-5 models (every target of 2 of 5 models without it)", () => {
@@ -268,20 +312,25 @@ describe("the committed calibration on the scanned population (test/fixtures/bac
 		const cals = fitAll(population, "test/fixtures/backdoor-wide (fit split, clean)", populationSearch());
 		const out = judgePopulation(population, cals["nc+pairs+conc"] as Calibration, 0.01);
 		const r = rates(out);
-		expect(r["test/large"]).toEqual({ models: 2, correct: 1 });
-		expect(r["fit/large"]).toEqual({ models: 2, correct: 1 });
-		expect(r["test/clean"]).toEqual({ models: 16, correct: 14 });
-		expect(r["fit/clean"]).toEqual({ models: 28, correct: 26 });
+		expect(r["test/large"]).toEqual({ models: 2, correct: 1, uncheckable: 0 });
+		expect(r["fit/large"]).toEqual({ models: 2, correct: 1, uncheckable: 0 });
+		expect(rates(out.filter((o) => !o.file.includes("patchln")))["test/clean"]).toEqual({
+			models: 16,
+			correct: 14,
+			uncheckable: 0,
+		});
+		expect(r["fit/clean"]).toEqual({ models: 28, correct: 26, uncheckable: 0 });
 		// the large trigger it catches (a 9×9 block on the 20-class model) and the clean class it flags (the
 		// depthwise model's naturally easy class, whose small trigger is compact too)
 		expect(out.filter((o) => o.kind === "large" && o.correct).map((o) => o.file)).toEqual([
 			"c10/silu-large-t8-p6.onnx",
 			"c20/dwsep-large-t6-p6.onnx",
 		]);
-		expect(out.filter((o) => o.split === "test" && o.kind === "clean" && !o.correct).map((o) => o.file)).toEqual([
-			"c5-easy/dwsep-clean-s1.onnx",
-			"c3/dwsep-clean-s1.onnx",
-		]);
+		expect(
+			out
+				.filter((o) => o.split === "test" && o.kind === "clean" && !o.correct && !o.file.includes("patchln"))
+				.map((o) => o.file),
+		).toEqual(["c5-easy/dwsep-clean-s1.onnx", "c3/dwsep-clean-s1.onnx"]);
 	});
 
 	it("fit split: 2 of its 28 clean models flagged (an easy class, a binary ResNet), every true target found where caught", () => {
@@ -298,9 +347,9 @@ describe("the committed calibration on the scanned population (test/fixtures/bac
 	it("the digits fixtures, another data set and the 8×8 resolution never fitted on: every backdoor caught, no clean model flagged", () => {
 		const out = judged(digits);
 		expect(rates(out)).toEqual({
-			"heldout/clean": { models: 12, correct: 12 },
-			"heldout/badnets": { models: 8, correct: 8 },
-			"heldout/blend": { models: 4, correct: 4 },
+			"heldout/clean": { models: 12, correct: 12, uncheckable: 0 },
+			"heldout/badnets": { models: 8, correct: 8, uncheckable: 0 },
+			"heldout/blend": { models: 4, correct: 4, uncheckable: 0 },
 		});
 		expect(out.filter((o) => !o.correct).map((o) => o.file)).toEqual([]);
 	});
