@@ -218,6 +218,7 @@ function render(
 ): void {
 	io.out(`${r.verdict.toUpperCase()} ${modelPath}`);
 	for (const why of r.reasons) io.out(`  ${why}`);
+	io.out(`  reference data: ${r.data.samples} inputs, model accuracy ${r.data.accuracy.toFixed(3)}`);
 	const nc = r.detectors.neural_cleanse;
 	const strip = r.detectors.strip;
 	if (nc) {

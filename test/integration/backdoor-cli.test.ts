@@ -98,6 +98,27 @@ describe("ftguard backdoor", () => {
 		expect(r.stderr).toMatch(/DATA_INVALID.*at least 10 reference inputs of every class .*class 0: 1/);
 	});
 
+	it("refuses (exit 2) reference labels the model does not match (rotated: accuracy 0) under the calibrated rule", async () => {
+		const W = join(REPO, "test/fixtures/backdoor-wide/c5");
+		const y = parseNpyInt64(readFileSync(join(W, "ref-y.npy")));
+		// every class keeps its 20 inputs, so only the accuracy check can refuse it
+		writeFileSync(
+			join(tmp, "rot-y.npy"),
+			writeNpy(
+				y.data.map((v) => (v + 1n) % 5n),
+				[y.data.length],
+			),
+		);
+		const args = ["backdoor", join(W, "cnn-clean-s1.onnx"), "--data", join(W, "ref-x.npy"), "--labels"];
+		const r = await ftguard([...args, join(tmp, "rot-y.npy"), "--detectors", "nc,pairs"]);
+		expect(r.code).toBe(2);
+		expect(r.stderr).toMatch(/DATA_INVALID.*accuracy 0\.0\d\d \(chance 0\.200; the calibrated verdict needs 0\.600\)/);
+		// the true labels: the accuracy is reported
+		const ok = await ftguard([...args, join(W, "ref-y.npy"), "--detectors", "nc,pairs", "--json"]);
+		expect(ok.code).toBe(0);
+		expect((ok.json() as Json).data.accuracy).toBeGreaterThan(0.9);
+	});
+
 	it("could not check (exit 2), not suspect, a clean model outside the calibration population (patch embeddings)", async () => {
 		const W = join(REPO, "test/fixtures/backdoor-wide/c3");
 		const r = await ftguard([

@@ -498,6 +498,24 @@ export function checkCalibratedData(labels: ArrayLike<number | bigint>, numClass
 		);
 }
 
+/**
+ * The least accuracy on the reference data the calibrated rule judges a model at: halfway from chance (1 / C) to
+ * perfect. The population's models were all ≥ 0.85; near chance the labels do not match the model's classes (wrong
+ * data, a shuffled label order) or the model ignores its input — and a model that always answers class 0 reads as
+ * "class 0 has a trigger of size 0" (red team: p 0, suspect), a verdict about nothing.
+ */
+export const minReferenceAccuracy = (numClasses: number) => (1 + 1 / numClasses) / 2;
+
+/** Refuses (DATA_INVALID) a model that does not classify its reference data (minReferenceAccuracy). */
+export function checkReferenceAccuracy(accuracy: number, numClasses: number): void {
+	const min = minReferenceAccuracy(numClasses);
+	if (!(accuracy >= min))
+		throw new FtguardError(
+			"DATA_INVALID",
+			`the model classifies its reference data at accuracy ${accuracy.toFixed(3)} (chance ${(1 / numClasses).toFixed(3)}; the calibrated verdict needs ${min.toFixed(3)}): the labels do not match the model's classes, or the model ignores its input`,
+		);
+}
+
 /** Refuses (USAGE) a scan the calibrated rule cannot judge (calibratedScanProblem). */
 export function checkCalibratedScan(
 	detectors: ReadonlySet<string>,

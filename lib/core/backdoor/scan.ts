@@ -16,6 +16,7 @@ import {
 	checkCalibratedData,
 	checkCalibratedScan,
 	checkInsidePopulation,
+	checkReferenceAccuracy,
 	judgeModel,
 } from "./calibration";
 import { CALIBRATIONS } from "./calibration-table";
@@ -92,7 +93,8 @@ export interface BackdoorReport {
 	/** per suspect class, which detectors point at it */
 	reasons: string[];
 	model: { sha256: string; input_shape: number[]; num_classes: number };
-	data: { sha256: string; kind: DataKind; samples: number; lo: number; hi: number };
+	/** accuracy: the model's on the reference data (argmax of its logits against the labels) */
+	data: { sha256: string; kind: DataKind; samples: number; lo: number; hi: number; accuracy: number };
 	provider: Device;
 	detectors: {
 		neural_cleanse?: {
@@ -463,6 +465,17 @@ function checkRule(policy: BackdoorPolicy, numClasses: number, data: BackdoorDat
 	checkCalibratedData(data.y.data, numClasses);
 }
 
+/** The share of inputs whose largest logit is their label's. */
+function referenceAccuracy(logits: Float32Array, labels: ArrayLike<number | bigint>, C: number): number {
+	let right = 0;
+	for (let i = 0; i < labels.length; i++) {
+		let best = 0;
+		for (let k = 1; k < C; k++) if ((logits[i * C + k] as number) > (logits[i * C + best] as number)) best = k;
+		if (best === Number(labels[i])) right++;
+	}
+	return labels.length === 0 ? 0 : right / labels.length;
+}
+
 function maxAnomalyIndex(evidence: readonly NcEvidence[], p: BackdoorPolicy["neuralCleanse"]): number {
 	let max = 0;
 	for (const e of evidence) {
@@ -502,13 +515,15 @@ export async function scanBackdoor(
 			opts.log?.(
 				`ftguard: activation clustering is reported but does not decide (${data.kind === "reference" ? "clean reference data; it needs --data-kind training" : "policy activationClustering.decides is false"})`,
 			);
+		const accuracy = referenceAccuracy(await runner.logits(data.x.data, n), data.y.data, numClasses);
+		if (calibrated) checkReferenceAccuracy(accuracy, numClasses);
 		timings.load_ms = t() - tLoad;
 		const report: BackdoorReport = {
 			verdict: "clean",
 			suspect_classes: [],
 			reasons: [],
 			model: { sha256: sha256(modelBytes), input_shape: [...inputShape], num_classes: numClasses },
-			data: { sha256: sha256(data.x.data), kind: data.kind, samples: n, lo, hi },
+			data: { sha256: sha256(data.x.data), kind: data.kind, samples: n, lo, hi, accuracy: round(accuracy) },
 			provider: runner.provider,
 			detectors: {},
 			policy,

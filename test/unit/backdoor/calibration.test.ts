@@ -13,11 +13,13 @@ import {
 	calibrationFor,
 	checkCalibratedData,
 	checkInsidePopulation,
+	checkReferenceAccuracy,
 	classStatistics,
 	fitCalibration,
 	judgeModel,
 	MIN_REFERENCE_PER_CLASS,
 	type ModelEvidence,
+	minReferenceAccuracy,
 	modelShift,
 	normalUpperTail,
 	SHIFT_LIMIT,
@@ -167,6 +169,14 @@ describe("fit and score", () => {
 });
 
 describe("reference data the calibrated verdict can judge", () => {
+	it("needs the model to classify its reference data: accuracy halfway from chance to perfect", () => {
+		expect(minReferenceAccuracy(2)).toBe(0.75);
+		expect(minReferenceAccuracy(10)).toBeCloseTo(0.55, 12);
+		expect(() => checkReferenceAccuracy(0.85, 10)).not.toThrow();
+		expect(() => checkReferenceAccuracy(0.1, 10)).toThrow(/accuracy 0\.100 \(chance 0\.100; .* needs 0\.550\)/);
+		expect(() => checkReferenceAccuracy(Number.NaN, 3)).toThrow(FtguardError);
+	});
+
 	it("needs MIN_REFERENCE_PER_CLASS inputs of every class (red team: one input of a class made a clean model suspect)", () => {
 		const labels = (counts: number[]) => BigInt64Array.from(counts.flatMap((n, c) => Array(n).fill(BigInt(c))));
 		expect(MIN_REFERENCE_PER_CLASS).toBe(10);
