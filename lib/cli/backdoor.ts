@@ -251,6 +251,10 @@ function render(
 		io.out(
 			`\nCalibrated verdict (false-alarm rate ${cal.false_alarm_rate} per model: flagged when p < ${(cal.false_alarm_rate / cal.per_class.length).toPrecision(2)})`,
 		);
+		if (cal.outside)
+			io.out(
+				`  outside the population it was fitted on (typical class ${cal.outside.shift.toFixed(2)} robust SDs beyond, limit ${cal.outside.limit}): p-values of the relative statistics, reported only; Neural Cleanse's own rule decided`,
+			);
 		io.out("  class   p-value   score  strongest        flagged");
 		for (const c of cal.per_class)
 			io.out(

@@ -142,6 +142,28 @@ describe("ftguard backdoor", () => {
 		expect(j.error.details.limit).toBe(2.326);
 	});
 
+	it("outside the population, a class Neural Cleanse's own rule flags is named (suspect, exit 1): a patch target in a patch-embedding model", async () => {
+		const W = join(REPO, "test/fixtures/backdoor-wide/c10");
+		const r = await ftguard([
+			"backdoor",
+			join(W, "patchln-patch-t4-p8.onnx"),
+			"--data",
+			join(W, "ref-x.npy"),
+			"--labels",
+			join(W, "ref-y.npy"),
+			"--detectors",
+			"nc,pairs",
+		]);
+		expect(r.code).toBe(1);
+		expect(r.stdout).toMatch(/^SUSPECT /);
+		expect(r.stdout).toMatch(
+			/calibrated: outside the calibration population \(typical class 3\.47 robust SDs .*Neural Cleanse's own rule decides: reversed trigger L1 1\.7\d* is 0\.4\d*× the median/,
+		);
+		expect(r.stdout).toMatch(/outside the population it was fitted on .*Neural Cleanse's own rule decided/);
+		// only the target: the area statistics (every class of this model, against the table) are not judged
+		expect(r.stdout).not.toMatch(/^ {2}calibrated: p = /m);
+	});
+
 	it("passes a clean model: exit 0, human-readable table", async () => {
 		const r = await ftguard(["backdoor", join(D8, "mlp-clean-s1.onnx"), ...DATA, ...FAST]);
 		expect(r.code).toBe(0);

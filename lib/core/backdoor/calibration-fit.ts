@@ -4,6 +4,8 @@
  * population is test/fixtures/backdoor-wide (manifest.json: each model's kind, true targets and
  * sources, and its split); scan-results.json holds what `ftguard backdoor --json` measured.
  */
+
+import { defaultBackdoorPolicy } from "../policy/backdoor";
 import {
 	type CalibratedSearch,
 	type Calibration,
@@ -32,6 +34,11 @@ const NC_RELATIVE: DetectorFamily = { name: "neural_cleanse", statistics: ["nc_r
 const PAIRS_RELATIVE: DetectorFamily = { name: "pairs", statistics: ["pair_relative"] };
 const MM: DetectorFamily = { name: "max_margin", statistics: ["mm_relative"] };
 const CONC: DetectorFamily = { name: "concentration", statistics: ["nc_concentration"] };
+
+/** Neural Cleanse's own rule at the policy's defaults: what decides outside the population (judgeModel). */
+const NC_RULE = (({ anomalyThreshold, maxRelativeL1 }) => ({ anomalyThreshold, maxRelativeL1 }))(
+	defaultBackdoorPolicy().neuralCleanse,
+);
 
 /** The detector sets with a calibration, and the families each is judged by. */
 export const CALIBRATED_SETS: Record<string, DetectorFamily[]> = {
@@ -90,7 +97,10 @@ export interface ModelOutcome {
 	/** flagged classes that are not true targets */
 	wrong: number[];
 	minP: number;
-	/** judged by the policy's tables (judgeModel): outside the population, "could not check" (exit 2), none flagged */
+	/**
+	 * judged by the policy's tables (judgeModel): outside the population, where Neural Cleanse's own rule decides
+	 * (`flagged`) and none flagged is "could not check" (exit 2)
+	 */
 	outside: boolean;
 }
 
@@ -105,12 +115,12 @@ export function judgePopulation(
 ): ModelOutcome[] {
 	return models.map((m) => {
 		const judged = Array.isArray(cal)
-			? judgeModel(m.evidence, cal, falseAlarmRate)
+			? judgeModel(m.evidence, cal, falseAlarmRate, NC_RULE)
 			: { scores: scoreModel(m.evidence, cal as Calibration, falseAlarmRate), outside: undefined };
 		const scores = judged.scores;
 		const outside = judged.outside !== undefined;
-		// outside the population nothing is flagged: the scan is "could not check" (checkInsidePopulation)
-		const flagged = outside ? [] : scores.filter((s) => s.flagged).map((s) => s.cls);
+		// outside the population Neural Cleanse's own rule names classes; none named is "could not check"
+		const flagged = judged.outside ? judged.outside.ncFlagged : scores.filter((s) => s.flagged).map((s) => s.cls);
 		const found = m.targets.filter((t) => flagged.includes(t));
 		const wrong = flagged.filter((c) => !m.targets.includes(c));
 		return {
@@ -130,7 +140,7 @@ export function judgePopulation(
 
 /**
  * Per split and kind: models, correct ones (clean: neither flagged nor outside; backdoored: every target flagged),
- * and those "could not check" (outside the population: quarantined, no class named). False alarms: the rest.
+ * and those "could not check" (outside the population, none flagged: quarantined, no class named).
  */
 export function rates(
 	outcomes: readonly ModelOutcome[],
@@ -141,7 +151,7 @@ export function rates(
 		const r = out[k] ?? { models: 0, correct: 0, uncheckable: 0 };
 		r.models++;
 		if (o.correct) r.correct++;
-		if (o.outside) r.uncheckable++;
+		if (o.outside && o.flagged.length === 0) r.uncheckable++;
 		out[k] = r;
 	}
 	return out;

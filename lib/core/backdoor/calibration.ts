@@ -18,6 +18,7 @@
 import { FtguardError } from "../errors";
 import { incompleteGamma } from "./gamma";
 import { median } from "./summary-stats";
+import { judgeNeuralCleanse, type NcRule } from "./verdict";
 
 /** What the scan measured on one model (the report's detectors, as numbers). */
 export interface ModelEvidence {
@@ -361,18 +362,21 @@ export interface ModelJudgement {
 	scores: ClassScore[];
 	/**
 	 * When the model lies outside the population the area statistics were fitted on (modelShift > SHIFT_LIMIT): its
-	 * shift, and `scores` are the relative statistics' alone. No verdict holds then — not "clean" (a backdoor on most
-	 * classes, or a low-amplitude one, also makes every class's trigger small), nor "suspect" (on the population's
-	 * patchln models the relative statistics flagged 3 clean models of 10, p down to 3e-11: their pair triggers
-	 * between look-alike classes are tiny too) — so the caller reports could not check (OUT_OF_CALIBRATION), naming
-	 * the classes the relative statistics would flag.
+	 * shift, and `scores` are the relative statistics' alone (reported, not judged). No calibrated verdict holds then:
+	 * not "clean" — a backdoor on most classes, or a low-amplitude one, also makes every class's trigger small — and
+	 * the relative statistics flagged 3 clean patchln models of 10 (p down to 3e-11: pair triggers between look-alike
+	 * classes are tiny too). Neural Cleanse's own ftguard rule (verdict.ts), which flagged none of them, names the
+	 * classes it flags (`ncFlagged`, suspect); when it flags none the scan is could not check (checkInsidePopulation).
 	 */
-	outside?: { shift: number; limit: number };
+	outside?: { shift: number; limit: number; ncFlagged: number[] };
 }
 
-/** Refuses (OUT_OF_CALIBRATION) a judgement of a model outside the population, naming the relative candidates. */
+/**
+ * Refuses (OUT_OF_CALIBRATION) a model outside the population that Neural Cleanse's own rule flags nothing in:
+ * neither clean nor suspect can be said. The message names what the relative statistics would flag, for a reviewer.
+ */
 export function checkInsidePopulation(j: ModelJudgement, falseAlarmRate: number): void {
-	if (j.outside === undefined) return;
+	if (j.outside === undefined || j.outside.ncFlagged.length > 0) return;
 	const alpha = falseAlarmRate / j.scores.length;
 	const candidates = j.scores
 		.filter((c) => c.pValue < alpha)
@@ -387,7 +391,7 @@ export function checkInsidePopulation(j: ModelJudgement, falseAlarmRate: number)
 					.join(", ")}${candidates.length > 5 ? ", …" : ""}`;
 	throw new FtguardError(
 		"OUT_OF_CALIBRATION",
-		`the calibrated verdict does not hold for this model: every class's trigger is smaller than the clean models' it was fitted on (its typical class ${j.outside.shift.toFixed(2)} robust SDs beyond theirs, limit ${j.outside.limit.toFixed(2)}) — an architecture unlike the population's (e.g. patch embeddings), or a backdoor that shrinks every class's trigger (low-amplitude, most classes targeted); relative statistics alone hold no stated rate here: ${named}; rule ftguard judges it without one`,
+		`the calibrated verdict does not hold for this model: every class's trigger is smaller than the clean models' it was fitted on (its typical class ${j.outside.shift.toFixed(2)} robust SDs beyond theirs, limit ${j.outside.limit.toFixed(2)}) — an architecture unlike the population's (e.g. patch embeddings), or a backdoor that shrinks every class's trigger (low-amplitude, most classes targeted); Neural Cleanse's own rule flags no class, and relative statistics alone hold no stated rate here: ${named}`,
 		{ details: { shift: j.outside.shift, limit: j.outside.limit, relative_candidates: candidates } },
 	);
 }
@@ -396,7 +400,12 @@ export function checkInsidePopulation(j: ModelJudgement, falseAlarmRate: number)
  * The calibrated verdict on one model: the table for its input size (calibrationFor), unless the model lies outside
  * the population that table's area statistics were fitted on — then the table without area statistics.
  */
-export function judgeModel(e: ModelEvidence, cals: readonly Calibration[], falseAlarmRate: number): ModelJudgement {
+export function judgeModel(
+	e: ModelEvidence,
+	cals: readonly Calibration[],
+	falseAlarmRate: number,
+	ncRule: Omit<NcRule, "rule">,
+): ModelJudgement {
 	const cal = calibrationFor(e.maskSize, cals);
 	const shift = modelShift(e, cal);
 	if (shift === undefined || !(shift > SHIFT_LIMIT))
@@ -410,7 +419,13 @@ export function judgeModel(e: ModelEvidence, cals: readonly Calibration[], false
 	return {
 		calibration: relative,
 		scores: scoreModel(e, relative, falseAlarmRate),
-		outside: { shift, limit: SHIFT_LIMIT },
+		outside: {
+			shift,
+			limit: SHIFT_LIMIT,
+			ncFlagged: judgeNeuralCleanse(e.ncL1, { rule: "ftguard", ...ncRule })
+				.filter((c) => c.flagged)
+				.map((c) => c.cls),
+		},
 	};
 }
 

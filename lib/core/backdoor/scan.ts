@@ -165,6 +165,11 @@ export interface BackdoorReport {
 				stage: 1 | 2;
 			}>;
 			flagged_classes: number[];
+			/**
+			 * The model lies outside the population the table was fitted on (calibration.ts judgeModel): `per_class`
+			 * holds the relative statistics' p-values, reported only, and Neural Cleanse's own rule decided `flagged`
+			 */
+			outside?: { shift: number; limit: number; decided_by: "neural_cleanse" };
 		};
 		activation_clustering?: {
 			data_kind: DataKind;
@@ -641,10 +646,12 @@ export async function scanBackdoor(
 				},
 				CALIBRATIONS,
 				alpha,
+				{ anomalyThreshold: policy.neuralCleanse.anomalyThreshold, maxRelativeL1: policy.neuralCleanse.maxRelativeL1 },
 			);
-			// a model outside the population the table was fitted on: could not check (exit 2), never clean
+			// outside the population the table was fitted on: Neural Cleanse's own rule names what it flags, and a model
+			// it flags nothing in is could not check (exit 2), never clean
 			checkInsidePopulation(judged, alpha);
-			const { calibration: CALIBRATION, scores } = judged;
+			const { calibration: CALIBRATION, scores, outside } = judged;
 			const per = scores.map((c) => ({
 				cls: c.cls,
 				score: round(c.stage === 2 ? (c.z.nc_area ?? 0) : (c.scores[c.strongest] ?? 0)),
@@ -652,7 +659,7 @@ export async function scanBackdoor(
 				scores: Object.fromEntries(Object.entries(c.scores).map(([k, v]) => [k, round(v)])),
 				p_value: c.pValue,
 				z: Object.fromEntries(Object.entries(c.z).map(([k, v]) => [k, round(v)])),
-				flagged: c.flagged,
+				flagged: outside ? outside.ncFlagged.includes(c.cls) : c.flagged,
 				stage: c.stage,
 			}));
 			report.detectors.calibrated = {
@@ -664,28 +671,40 @@ export async function scanBackdoor(
 				},
 				per_class: per,
 				flagged_classes: per.filter((c) => c.flagged).map((c) => c.cls),
+				...(outside
+					? { outside: { shift: round(outside.shift), limit: outside.limit, decided_by: "neural_cleanse" as const } }
+					: {}),
 			};
-			// the alarm metric: above the threshold exactly when a class is flagged (p < α / C)
-			const minP = Math.max(Math.min(...scores.map((c) => c.pValue)), Number.MIN_VALUE);
-			nc.max_anomaly_index = round(
-				(policy.neuralCleanse.anomalyThreshold * Math.log(minP)) / Math.log(alpha / numClasses),
-			);
-			const grid = report.detectors.neural_cleanse_pairs?.l1;
-			const first = per.filter((c) => c.flagged && c.stage === 1).map((c) => c.cls);
-			for (const c of per)
-				if (c.flagged && c.stage === 2)
+			if (outside) {
+				// the metric stays Neural Cleanse's own index (above its threshold exactly when that rule flags a class)
+				for (const c of outside.ncFlagged)
 					accuse(
-						c.cls,
-						`calibrated: p = ${c.p_value.toPrecision(2)} < ${(alpha / numClasses).toPrecision(2)} (nc_area z ${c.score.toFixed(2)} against clean models, judged alone once class ${first.join(", ")} was flagged: the model's own classes are no clean reference when several are targets)`,
+						c,
+						`calibrated: outside the calibration population (typical class ${round(outside.shift, 2)} robust SDs beyond its clean models', limit ${outside.limit}), so no stated rate holds and Neural Cleanse's own rule decides: reversed trigger L1 ${nc.l1_norms[c]} is ${nc.relative_l1[c]}× the median (log anomaly index ${nc.log_anomaly_indices[c]})`,
 					);
-				else if (c.flagged) {
-					// a pair's evidence names its source: the smallest trigger's
-					const from = c.strongest === "pairs" ? smallestPair(grid?.[c.cls] ?? []) : undefined;
-					accuse(
-						c.cls,
-						`calibrated: p = ${c.p_value.toPrecision(2)} < ${(alpha / numClasses).toPrecision(2)} (${c.strongest} score ${round(c.score, 2)} against clean models${from ? `; smallest pair trigger from class ${from.source}, L1 ${from.l1}` : ""})`,
-					);
-				}
+			} else {
+				// the alarm metric: above the threshold exactly when a class is flagged (p < α / C)
+				const minP = Math.max(Math.min(...scores.map((c) => c.pValue)), Number.MIN_VALUE);
+				nc.max_anomaly_index = round(
+					(policy.neuralCleanse.anomalyThreshold * Math.log(minP)) / Math.log(alpha / numClasses),
+				);
+				const grid = report.detectors.neural_cleanse_pairs?.l1;
+				const first = per.filter((c) => c.flagged && c.stage === 1).map((c) => c.cls);
+				for (const c of per)
+					if (c.flagged && c.stage === 2)
+						accuse(
+							c.cls,
+							`calibrated: p = ${c.p_value.toPrecision(2)} < ${(alpha / numClasses).toPrecision(2)} (nc_area z ${c.score.toFixed(2)} against clean models, judged alone once class ${first.join(", ")} was flagged: the model's own classes are no clean reference when several are targets)`,
+						);
+					else if (c.flagged) {
+						// a pair's evidence names its source: the smallest trigger's
+						const from = c.strongest === "pairs" ? smallestPair(grid?.[c.cls] ?? []) : undefined;
+						accuse(
+							c.cls,
+							`calibrated: p = ${c.p_value.toPrecision(2)} < ${(alpha / numClasses).toPrecision(2)} (${c.strongest} score ${round(c.score, 2)} against clean models${from ? `; smallest pair trigger from class ${from.source}, L1 ${from.l1}` : ""})`,
+						);
+					}
+			}
 		}
 
 		if (detectors.has("strip")) {

@@ -109,6 +109,7 @@ export function calibratedSection(ctx: Ctx, r: Obj, level: Level): Html {
 	const cal = obj(obj(r?.detectors)?.calibrated);
 	if (cal === undefined) return html``;
 	const fit = obj(cal.calibration);
+	const outside = obj(cal.outside);
 	const per = calibratedClasses(cal);
 	// the statistics the calibration names, else those the first classes carry
 	const named = arr(fit?.statistics).flatMap((s) => (typeof s === "string" ? [s] : []));
@@ -149,7 +150,11 @@ export function calibratedSection(ctx: Ctx, r: Obj, level: Level): Html {
 		ctx,
 		level,
 		"Calibrated verdict",
-		html`<p>This rule decides. Each class's statistics — ${names.length > 0 ? statText : "none named"} — are standardised against a population of clean models${key === undefined ? "" : html` (calibration ${code(key, 40)})`}, fitted on <strong>${models ?? "?"}</strong> clean models and <strong>${classes ?? "?"}</strong> classes${source === undefined ? "" : html` (${clip(source, LIMITS.cell)})`}; their mean, standardised again, is the class's score and its normal upper tail its p-value: the chance a clean class scores as high. A class is flagged when its p-value is below the false-alarm rate α = ${fmt(alpha)} split over the ${C} classes: α / C = ${sci(perClass)}${threshold === undefined ? "" : `, a score above ${fmt(threshold)}`}. Flagged: <strong>${flagged.length > 0 ? flagged.slice(0, LIMITS.items).join(", ") : "none"}</strong>${flagged.length > LIMITS.items ? ` … (${flagged.length})` : ""}.${
+		html`${
+			outside === undefined
+				? ""
+				: html`<p><strong>Outside the calibration population.</strong> This model's typical class lies ${fmt(num(outside.shift))} robust standard deviations beyond the clean models' (limit ${fmt(num(outside.limit))}): every class's trigger is smaller than theirs — an architecture unlike the population's, or a backdoor that shrinks every class's trigger. No stated false-alarm rate holds: the p-values below are the relative statistics', reported only, and Neural Cleanse's own rule decided which classes are flagged.</p>`
+		}<p>${outside === undefined ? "This rule decides. " : ""}Each class's statistics — ${names.length > 0 ? statText : "none named"} — are standardised against a population of clean models${key === undefined ? "" : html` (calibration ${code(key, 40)})`}, fitted on <strong>${models ?? "?"}</strong> clean models and <strong>${classes ?? "?"}</strong> classes${source === undefined ? "" : html` (${clip(source, LIMITS.cell)})`}; their mean, standardised again, is the class's score and its normal upper tail its p-value: the chance a clean class scores as high. A class is flagged when its p-value is below the false-alarm rate α = ${fmt(alpha)} split over the ${C} classes: α / C = ${sci(perClass)}${threshold === undefined ? "" : `, a score above ${fmt(threshold)}`}. Flagged: <strong>${flagged.length > 0 ? flagged.slice(0, LIMITS.items).join(", ") : "none"}</strong>${flagged.length > LIMITS.items ? ` … (${flagged.length})` : ""}.${
 			second.length === 0
 				? ""
 				: html` Of those, ${second.slice(0, LIMITS.items).join(", ")}${second.length > LIMITS.items ? " …" : ""} ${second.length === 1 ? "was" : "were"} flagged in the second stage: once a class is flagged the model's own classes are no clean reference (several may be targets), so the others are judged on ${code("nc_area", 40)} alone against clean models (their score is that z; the threshold is then ${fmt(scoreAbove(perClass))}).`

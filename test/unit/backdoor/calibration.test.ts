@@ -231,22 +231,22 @@ describe("the committed calibration on the scanned population (test/fixtures/bac
 
 	// the rates docs/backdoor.md states (npm run calibrate:backdoor -- --fit prints them): a change to the
 	// statistics, the fit or the search that moves any of them fails here
-	it("test split (models the fit never saw): 1 of 26 clean models flagged, the 10 patch-embedding ones could not be checked; patch, blend, two-target, binary caught", () => {
+	it("test split (models the fit never saw): 1 of 26 clean models flagged, the 10 patch-embedding ones could not be checked; patch, two-target, binary caught", () => {
 		const r = rates(judged(population).filter((o) => o.split === "test"));
 		expect(r).toEqual({
 			"test/multi": { models: 3, correct: 1, uncheckable: 2 },
 			"test/clean": { models: 26, correct: 15, uncheckable: 10 },
-			"test/patch": { models: 3, correct: 2, uncheckable: 1 },
+			"test/patch": { models: 3, correct: 3, uncheckable: 0 },
 			"test/blend": { models: 3, correct: 2, uncheckable: 1 },
 			"test/lowamp": { models: 2, correct: 1, uncheckable: 1 },
-			"test/two-target": { models: 3, correct: 2, uncheckable: 1 },
+			"test/two-target": { models: 3, correct: 2, uncheckable: 0 },
 			"test/binary": { models: 2, correct: 2, uncheckable: 0 },
 			"test/source": { models: 2, correct: 1, uncheckable: 0 },
 			"test/large": { models: 2, correct: 0, uncheckable: 0 },
 		});
 	});
 
-	it("a model outside the population (every class's trigger small) is could-not-check, never clean or suspect", () => {
+	it("outside the population (every class's trigger small) Neural Cleanse's own rule names classes, else could not check; never clean", () => {
 		const shift = (m: (typeof population)[number]) => modelShift(m.evidence, CALIBRATIONS[0] as Calibration) ?? 0;
 		const patchln = population.filter((m) => m.arch === "patchln");
 		expect(patchln).toHaveLength(13);
@@ -255,7 +255,8 @@ describe("the committed calibration on the scanned population (test/fixtures/bac
 		for (const m of patchln) expect(shift(m)).toBeGreaterThan(SHIFT_LIMIT);
 		for (const m of population.filter((x) => x.arch !== "patchln" && x.kind === "clean"))
 			expect(shift(m)).toBeLessThan(SHIFT_LIMIT);
-		// backdoors that shrink every class's trigger are outside too: quarantined (exit 2), not passed
+		// backdoors that shrink every class's trigger are outside too: named by Neural Cleanse's own rule, or quarantined
+		// (exit 2), never passed
 		const outside = judged(population).filter((o) => o.outside && !o.file.includes("patchln"));
 		expect(outside.map((o) => o.file).sort()).toEqual([
 			"c10/resnet-lowamp-t5-p10.onnx",
@@ -263,12 +264,31 @@ describe("the committed calibration on the scanned population (test/fixtures/bac
 			"c3/resnet-multi-t0+2-p12.onnx",
 			"c5/dwsep-multi-t0+1+3+4-p16.onnx",
 		]);
+		expect(Object.fromEntries(outside.map((o) => [o.file, o.flagged]))).toEqual({
+			"c10/resnet-lowamp-t5-p10.onnx": [5],
+			"c3/resnet-lowamp-t2-p10.onnx": [],
+			"c3/resnet-multi-t0+2-p12.onnx": [],
+			"c5/dwsep-multi-t0+1+3+4-p16.onnx": [],
+		});
+		// the patchln models: no clean one flagged (could not check, all 10), the patch target named
+		const pl = judged(patchln);
+		expect(pl.filter((o) => o.kind === "clean").map((o) => o.flagged.length)).toEqual(new Array(10).fill(0));
+		expect(Object.fromEntries(pl.filter((o) => o.kind !== "clean").map((o) => [o.file, o.flagged]))).toEqual({
+			"c10/patchln-patch-t4-p8.onnx": [4],
+			"c5/patchln-blend-t1-p10.onnx": [],
+			"c5/patchln-two-target-t1+4-p10.onnx": [1],
+		});
 		// without the check the area table flagged every clean patchln model (most of their classes)
 		const area = judgePopulation(patchln, CALIBRATIONS[0] as Calibration, 0.01);
 		expect(area.filter((o) => o.kind === "clean" && o.flagged.length > 0)).toHaveLength(10);
 		// the refusal names what the relative statistics would flag, and says why no verdict holds
-		const lowamp = population.find((m) => m.file === "c10/resnet-lowamp-t5-p10.onnx");
-		const j = judgeModel(lowamp?.evidence as ModelEvidence, CALIBRATIONS, 0.01);
+		const ncRule = defaultBackdoorPolicy().neuralCleanse;
+		const named = population.find((m) => m.file === "c10/resnet-lowamp-t5-p10.onnx");
+		const jn = judgeModel(named?.evidence as ModelEvidence, CALIBRATIONS, 0.01, ncRule);
+		expect(jn.outside?.ncFlagged).toEqual([5]);
+		expect(() => checkInsidePopulation(jn, 0.01)).not.toThrow();
+		const lowamp = population.find((m) => m.file === "c3/resnet-lowamp-t2-p10.onnx");
+		const j = judgeModel(lowamp?.evidence as ModelEvidence, CALIBRATIONS, 0.01, ncRule);
 		expect(j.calibration).toBe(CALIBRATIONS[1]);
 		let err: unknown;
 		try {
@@ -279,9 +299,9 @@ describe("the committed calibration on the scanned population (test/fixtures/bac
 		expect(err).toBeInstanceOf(FtguardError);
 		expect((err as FtguardError).code).toBe("OUT_OF_CALIBRATION");
 		expect((err as FtguardError).message).toMatch(
-			/does not hold for this model: .*would name class 5 \(p 1\.2e-31, pairs\), class 4/,
+			/does not hold for this model: .*own rule flags no class.*would name class 1 \(p 0\.000080, pairs\), class 2 /,
 		);
-		const inside = judgeModel(population[0]?.evidence as ModelEvidence, CALIBRATIONS, 0.01);
+		const inside = judgeModel(population[0]?.evidence as ModelEvidence, CALIBRATIONS, 0.01, ncRule);
 		expect(inside.outside).toBeUndefined();
 		expect(() => checkInsidePopulation(inside, 0.01)).not.toThrow();
 	});

@@ -135,6 +135,31 @@ describe("calibrated verdict section", () => {
 		);
 	});
 
+	it("outside the calibration population it says no stated rate holds and that Neural Cleanse's own rule decided", () => {
+		const cal = (report().detectors as { calibrated: Record<string, unknown> }).calibrated;
+		const page = render(
+			report({
+				detectors: detectors({
+					calibrated: { ...cal, outside: { shift: 4.74, limit: 2.326, decided_by: "neural_cleanse" } },
+				}),
+			}),
+		);
+		expect(page).toContain("Outside the calibration population.</strong> This model's typical class lies 4.74 robust");
+		expect(page).toContain("limit 2.33");
+		expect(page).toContain("Neural Cleanse's own rule decided which classes are flagged");
+		expect(page).not.toContain("This rule decides.");
+		// inside the population the rule decides, and nothing is said of a population
+		const inside = render(report());
+		expect(inside).toContain("This rule decides.");
+		expect(inside).not.toContain("Outside the calibration population");
+		// hostile: a markup string where the shift belongs renders as absent, never as markup
+		const hostile = render(
+			report({ detectors: detectors({ calibrated: { ...cal, outside: { shift: XSS, limit: XSS } } }) }),
+		);
+		expect(hostile).not.toContain("<img src=x");
+		expect(hostile).toContain("Outside the calibration population");
+	});
+
 	it("formats p-values in scientific notation", () => {
 		expect(sci(2.66e-10)).toBe("2.66e-10");
 		expect(sci(0.3)).toBe("3.00e-1");
