@@ -255,6 +255,10 @@ function render(
 			io.out(
 				`  outside the population it was fitted on (typical class ${cal.outside.shift.toFixed(2)} robust SDs beyond, limit ${cal.outside.limit}): p-values of the relative statistics, reported only; Neural Cleanse's own rule decided`,
 			);
+		else if (cal.population)
+			io.out(
+				`  inside the population it was fitted on (typical class ${cal.population.shift.toFixed(2)} robust SDs from the clean models', outside beyond ${cal.population.limit})`,
+			);
 		io.out("  class   p-value   score  strongest        flagged");
 		for (const c of cal.per_class)
 			io.out(

@@ -142,6 +142,26 @@ describe("ftguard backdoor", () => {
 		expect(j.error.details.limit).toBe(2.326);
 	});
 
+	it("inside the population the report says how far the model's typical class lies from the clean models'", async () => {
+		const W = join(REPO, "test/fixtures/backdoor-wide/c3");
+		const args = [
+			"--data",
+			join(W, "ref-x.npy"),
+			"--labels",
+			join(W, "ref-y.npy"),
+			"--detectors",
+			"nc,pairs",
+			"--json",
+		];
+		const r = await ftguard(["backdoor", join(W, "cnn-clean-s1.onnx"), ...args]);
+		expect(r.code).toBe(0);
+		const cal = (r.json() as Json).detectors.calibrated;
+		expect(cal.outside).toBeUndefined();
+		// c3 CNN (fit split): its classes' median nc_area z 0.45, (0.45 − 0.41) / 1.05 beyond the clean models' typical
+		expect(cal.population.shift).toBeCloseTo(0.04, 1);
+		expect(cal.population.limit).toBe(2.326);
+	});
+
 	it("outside the population, a class Neural Cleanse's own rule flags is named (suspect, exit 1): a patch target in a patch-embedding model", async () => {
 		const W = join(REPO, "test/fixtures/backdoor-wide/c10");
 		const r = await ftguard([

@@ -360,6 +360,8 @@ export interface ModelJudgement {
 	/** the calibration the classes were judged against */
 	calibration: Calibration;
 	scores: ClassScore[];
+	/** inside the population: its shift (modelShift), where the table has a `typical` null */
+	shift?: number;
 	/**
 	 * When the model lies outside the population the area statistics were fitted on (modelShift > SHIFT_LIMIT): its
 	 * shift, and `scores` are the relative statistics' alone (reported, not judged). No calibrated verdict holds then:
@@ -409,7 +411,7 @@ export function judgeModel(
 	const cal = calibrationFor(e.maskSize, cals);
 	const shift = modelShift(e, cal);
 	if (shift === undefined || !(shift > SHIFT_LIMIT))
-		return { calibration: cal, scores: scoreModel(e, cal, falseAlarmRate) };
+		return { calibration: cal, scores: scoreModel(e, cal, falseAlarmRate), ...(shift === undefined ? {} : { shift }) };
 	const relative = cals.find((c) => !usesArea(c));
 	if (relative === undefined)
 		throw new FtguardError(

@@ -18,6 +18,7 @@ import {
 	checkInsidePopulation,
 	checkReferenceAccuracy,
 	judgeModel,
+	SHIFT_LIMIT,
 } from "./calibration";
 import { CALIBRATIONS } from "./calibration-table";
 import { maskConcentration } from "./mask-shape";
@@ -170,6 +171,8 @@ export interface BackdoorReport {
 			 * holds the relative statistics' p-values, reported only, and Neural Cleanse's own rule decided `flagged`
 			 */
 			outside?: { shift: number; limit: number; decided_by: "neural_cleanse" };
+			/** inside the population: how far its typical class lies beyond the clean models' (outside it at `limit`) */
+			population?: { shift: number; limit: number };
 		};
 		activation_clustering?: {
 			data_kind: DataKind;
@@ -674,6 +677,7 @@ export async function scanBackdoor(
 				...(outside
 					? { outside: { shift: round(outside.shift), limit: outside.limit, decided_by: "neural_cleanse" as const } }
 					: {}),
+				...(judged.shift === undefined ? {} : { population: { shift: round(judged.shift), limit: SHIFT_LIMIT } }),
 			};
 			if (outside) {
 				// the metric stays Neural Cleanse's own index (above its threshold exactly when that rule flags a class)
