@@ -3,6 +3,10 @@
  * quantiles, and the median-absolute-deviation anomaly index Neural Cleanse
  * flags classes with.
  */
+
+/** Rounded to d decimals for a report (a non-finite value as is). */
+export const round = (v: number, d = 4) => (Number.isFinite(v) ? Number(v.toFixed(d)) : v);
+
 export function mean(a: ArrayLike<number>): number {
 	let s = 0;
 	for (let i = 0; i < a.length; i++) s += a[i] as number;
