@@ -84,7 +84,13 @@ export interface BackdoorFigures {
 		flaggedClasses: number[];
 	};
 	/** the calibrated verdict (the default rule): the rate it was judged at and each class's p-value */
-	calibrated?: { falseAlarmRate: number; pValues: number[]; flaggedClasses: number[] };
+	calibrated?: {
+		falseAlarmRate: number;
+		pValues: number[];
+		flaggedClasses: number[];
+		/** outside the calibration population: its shift; the p-values are then reported only, Neural Cleanse's rule flagged */
+		outsideShift?: number;
+	};
 	strip?: {
 		boundary: number;
 		frr: number;
@@ -189,6 +195,7 @@ function figuresOf(r: BackdoorReportFigures): BackdoorFigures {
 				falseAlarmRate: r.detectors.calibrated.false_alarm_rate,
 				pValues: r.detectors.calibrated.per_class.map((c) => c.p_value),
 				flaggedClasses: [...r.detectors.calibrated.flagged_classes],
+				...(r.detectors.calibrated.outside ? { outsideShift: r.detectors.calibrated.outside.shift } : {}),
 			},
 		),
 		...some(
