@@ -226,7 +226,7 @@ function render(
 			`\nNeural Cleanse (${nc.steps} steps × ${nc.restarts} restarts, rule ${nc.rule}; mask size ${nc.mask_size})`,
 		);
 		io.out(
-			`  class   L1       ×median  log-index  MAD-index  localised  STRIP<bound  ${nc.rule === "calibrated" ? "ftguard rule (reported)" : "flagged"}`,
+			`  class   L1       ×median  log-index  MAD-index  localised  STRIP<bound  ${nc.rule === "calibrated" ? "ftguard rule (judged too)" : "flagged"}`,
 		);
 		for (const [c, l1] of nc.l1_norms.entries()) {
 			const s = strip?.reversed_triggers.find((t) => t.cls === c);

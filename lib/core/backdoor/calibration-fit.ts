@@ -34,6 +34,12 @@ const NC_RELATIVE: DetectorFamily = { name: "neural_cleanse", statistics: ["nc_r
 const PAIRS_RELATIVE: DetectorFamily = { name: "pairs", statistics: ["pair_relative"] };
 const MM: DetectorFamily = { name: "max_margin", statistics: ["mm_relative"] };
 const CONC: DetectorFamily = { name: "concentration", statistics: ["nc_concentration"] };
+/** size-independent evidence: a class whose reversed trigger is localised AND whose reachable margin is outlying */
+const CONFIRM: DetectorFamily = {
+	name: "localised_margin",
+	statistics: ["nc_concentration", "mm_relative"],
+	combine: "min",
+};
 
 /** Neural Cleanse's own rule at the policy's defaults: what decides outside the population (judgeModel). */
 const NC_RULE = (({ anomalyThreshold, maxRelativeL1 }) => ({ anomalyThreshold, maxRelativeL1 }))(
@@ -48,6 +54,8 @@ export const CALIBRATED_SETS: Record<string, DetectorFamily[]> = {
 	"nc+pairs+mm": [NC, PAIRS, MM],
 	"nc+pairs relative": [NC_RELATIVE, PAIRS_RELATIVE],
 	"nc+pairs+conc": [NC, PAIRS, CONC],
+	"nc+pairs+confirm": [NC, PAIRS, CONFIRM],
+	"nc+pairs+confirm relative": [NC_RELATIVE, PAIRS_RELATIVE, CONFIRM],
 };
 
 /**
@@ -116,11 +124,13 @@ export function judgePopulation(
 	return models.map((m) => {
 		const judged = Array.isArray(cal)
 			? judgeModel(m.evidence, cal, falseAlarmRate, NC_RULE)
-			: { scores: scoreModel(m.evidence, cal as Calibration, falseAlarmRate), outside: undefined };
+			: { scores: scoreModel(m.evidence, cal as Calibration, falseAlarmRate), outside: undefined, ncFlagged: [] };
 		const scores = judged.scores;
 		const outside = judged.outside !== undefined;
-		// outside the population Neural Cleanse's own rule names classes; none named is "could not check"
-		const flagged = judged.outside ? judged.outside.ncFlagged : scores.filter((s) => s.flagged).map((s) => s.cls);
+		// as the scan decides: the calibrated p-values and Neural Cleanse's own rule inside the population, that rule
+		// alone outside it (none flagged there is "could not check")
+		const calibratedFlags = outside ? [] : scores.filter((s) => s.flagged).map((s) => s.cls);
+		const flagged = [...new Set([...calibratedFlags, ...judged.ncFlagged])].sort((a, b) => a - b);
 		const found = m.targets.filter((t) => flagged.includes(t));
 		const wrong = flagged.filter((c) => !m.targets.includes(c));
 		return {

@@ -143,6 +143,11 @@ export function calibratedSearch(p: {
 export interface DetectorFamily {
 	name: string;
 	statistics: StatisticName[];
+	/**
+	 * "min": the least of the standardised statistics instead of their mean — evidence that holds only where every
+	 * statistic agrees (two detectors confirming each other: neither's noise alone raises the score)
+	 */
+	combine?: "min";
 }
 
 export interface Calibration {
@@ -180,15 +185,15 @@ function robustFit(values: readonly number[]): NullFit {
 const standard = (v: number, f: NullFit) => (v - f.loc) / f.scale;
 
 /** The averaged standardised statistics of one family (undefined when the class lacks one). */
-function rawScore(s: ClassStatistics, statistics: readonly StatisticName[], nulls: Record<string, NullFit>) {
-	let sum = 0;
-	for (const name of statistics) {
+function rawScore(s: ClassStatistics, family: DetectorFamily, nulls: Record<string, NullFit>) {
+	const z: number[] = [];
+	for (const name of family.statistics) {
 		const v = s[name];
 		const f = nulls[name];
 		if (v === undefined || f === undefined) return undefined;
-		sum += standard(v, f);
+		z.push(standard(v, f));
 	}
-	return sum / statistics.length;
+	return family.combine === "min" ? Math.min(...z) : z.reduce((a, b) => a + b, 0) / z.length;
 }
 
 /**
@@ -217,7 +222,7 @@ export function fitCalibration(
 	for (const f of families) {
 		const raw = perModel.flatMap(({ stats }) =>
 			stats.flatMap((s) => {
-				const r = rawScore(s, f.statistics, nulls);
+				const r = rawScore(s, f, nulls);
 				return r === undefined ? [] : [r];
 			}),
 		);
@@ -230,7 +235,11 @@ export function fitCalibration(
 			? undefined
 			: robustFit(perModel.map(({ stats }) => median(stats.map((s) => standard(s.nc_area as number, area)))));
 	return {
-		families: families.map((f) => ({ name: f.name, statistics: [...f.statistics] })),
+		families: families.map((f) => ({
+			name: f.name,
+			statistics: [...f.statistics],
+			...(f.combine ? { combine: f.combine } : {}),
+		})),
 		nulls,
 		scores,
 		...(typical ? { typical } : {}),
@@ -295,7 +304,7 @@ export function scoreModel(e: ModelEvidence, cal: Calibration, falseAlarmRate: n
 				`calibrated verdict: class ${cls} lacks the statistics of ${lacking.map((f) => f.name).join(", ")}`,
 			);
 		for (const f of use) {
-			const raw = rawScore(s, f.statistics, cal.nulls);
+			const raw = rawScore(s, f, cal.nulls);
 			const fit = cal.scores[f.name];
 			if (raw === undefined || fit === undefined)
 				throw new FtguardError("DATA_INVALID", `calibrated verdict: the calibration has no null for ${f.name}`);
@@ -363,6 +372,12 @@ export interface ModelJudgement {
 	/** inside the population: its shift (modelShift), where the table has a `typical` null */
 	shift?: number;
 	/**
+	 * The classes Neural Cleanse's own ftguard rule flags (verdict.ts, at the policy's settings). They are flagged
+	 * beside the calibrated p-values: on the population it flags no clean class the p-values leave alone, and the
+	 * red team's 4×4 patch (target p 0.0013 against 0.001) it caught. Outside the population they alone decide.
+	 */
+	ncFlagged: number[];
+	/**
 	 * When the model lies outside the population the area statistics were fitted on (modelShift > SHIFT_LIMIT): its
 	 * shift, and `scores` are the relative statistics' alone (reported, not judged). No calibrated verdict holds then:
 	 * not "clean" — a backdoor on most classes, or a low-amplitude one, also makes every class's trigger small — and
@@ -370,7 +385,7 @@ export interface ModelJudgement {
 	 * classes are tiny too). Neural Cleanse's own ftguard rule (verdict.ts), which flagged none of them, names the
 	 * classes it flags (`ncFlagged`, suspect); when it flags none the scan is could not check (checkInsidePopulation).
 	 */
-	outside?: { shift: number; limit: number; ncFlagged: number[] };
+	outside?: { shift: number; limit: number };
 }
 
 /**
@@ -378,7 +393,7 @@ export interface ModelJudgement {
  * neither clean nor suspect can be said. The message names what the relative statistics would flag, for a reviewer.
  */
 export function checkInsidePopulation(j: ModelJudgement, falseAlarmRate: number): void {
-	if (j.outside === undefined || j.outside.ncFlagged.length > 0) return;
+	if (j.outside === undefined || j.ncFlagged.length > 0) return;
 	const alpha = falseAlarmRate / j.scores.length;
 	const candidates = j.scores
 		.filter((c) => c.pValue < alpha)
@@ -410,8 +425,16 @@ export function judgeModel(
 ): ModelJudgement {
 	const cal = calibrationFor(e.maskSize, cals);
 	const shift = modelShift(e, cal);
+	const ncFlagged = judgeNeuralCleanse(e.ncL1, { rule: "ftguard", ...ncRule })
+		.filter((c) => c.flagged)
+		.map((c) => c.cls);
 	if (shift === undefined || !(shift > SHIFT_LIMIT))
-		return { calibration: cal, scores: scoreModel(e, cal, falseAlarmRate), ...(shift === undefined ? {} : { shift }) };
+		return {
+			calibration: cal,
+			scores: scoreModel(e, cal, falseAlarmRate),
+			ncFlagged,
+			...(shift === undefined ? {} : { shift }),
+		};
 	const relative = cals.find((c) => !usesArea(c));
 	if (relative === undefined)
 		throw new FtguardError(
@@ -421,13 +444,8 @@ export function judgeModel(
 	return {
 		calibration: relative,
 		scores: scoreModel(e, relative, falseAlarmRate),
-		outside: {
-			shift,
-			limit: SHIFT_LIMIT,
-			ncFlagged: judgeNeuralCleanse(e.ncL1, { rule: "ftguard", ...ncRule })
-				.filter((c) => c.flagged)
-				.map((c) => c.cls),
-		},
+		ncFlagged,
+		outside: { shift, limit: SHIFT_LIMIT },
 	};
 }
 
@@ -523,14 +541,29 @@ export function checkCalibratedData(labels: ArrayLike<number | bigint>, numClass
  */
 export const minReferenceAccuracy = (numClasses: number) => (1 + 1 / numClasses) / 2;
 
-/** Refuses (DATA_INVALID) a model that does not classify its reference data (minReferenceAccuracy). */
-export function checkReferenceAccuracy(accuracy: number, numClasses: number): void {
+/**
+ * Refuses (DATA_INVALID) a model that does not classify its reference data: overall below minReferenceAccuracy, or
+ * some class at or below chance (1 / C) — two classes' labels swapped leave the overall accuracy at 0.8 but read
+ * as a backdoor between them (red team: p 5e-63 on a clean model).
+ */
+export function checkReferenceAccuracy(accuracy: number, perClass: readonly number[], numClasses: number): void {
 	const min = minReferenceAccuracy(numClasses);
-	if (!(accuracy >= min))
-		throw new FtguardError(
-			"DATA_INVALID",
-			`the model classifies its reference data at accuracy ${accuracy.toFixed(3)} (chance ${(1 / numClasses).toFixed(3)}; the calibrated verdict needs ${min.toFixed(3)}): the labels do not match the model's classes, or the model ignores its input`,
-		);
+	const chance = 1 / numClasses;
+	const low = perClass.flatMap((a, c) => (a <= chance ? [c] : []));
+	if (accuracy >= min && low.length === 0) return;
+	const details = { accuracy, min_accuracy: min, per_class: [...perClass], chance };
+	throw new FtguardError(
+		"DATA_INVALID",
+		accuracy >= min
+			? `the model classifies the reference inputs of class ${low.slice(0, 5).join(", ")}${low.length > 5 ? ", …" : ""} at accuracy ${low
+					.map((c) => (perClass[c] as number).toFixed(3))
+					.slice(0, 5)
+					.join(
+						", ",
+					)} (chance ${chance.toFixed(3)}): those labels do not match the model's classes (swapped or shifted labels)`
+			: `the model classifies its reference data at accuracy ${accuracy.toFixed(3)} (chance ${chance.toFixed(3)}; the calibrated verdict needs ${min.toFixed(3)}): the labels do not match the model's classes, or the model ignores its input`,
+		{ details },
+	);
 }
 
 /** Refuses (USAGE) a scan the calibrated rule cannot judge (calibratedScanProblem). */

@@ -35,7 +35,7 @@ export function judgeCalibrated(
 	// outside the population the table was fitted on: Neural Cleanse's own rule names what it flags, and a model
 	// it flags nothing in is could not check (exit 2), never clean
 	checkInsidePopulation(judged, alpha);
-	const { calibration: CALIBRATION, scores, outside } = judged;
+	const { calibration: CALIBRATION, scores, outside, ncFlagged } = judged;
 	const per = scores.map((c) => ({
 		cls: c.cls,
 		score: round(c.stage === 2 ? (c.z.nc_area ?? 0) : (c.scores[c.strongest] ?? 0)),
@@ -43,7 +43,7 @@ export function judgeCalibrated(
 		scores: Object.fromEntries(Object.entries(c.scores).map(([k, v]) => [k, round(v)])),
 		p_value: c.pValue,
 		z: Object.fromEntries(Object.entries(c.z).map(([k, v]) => [k, round(v)])),
-		flagged: outside ? outside.ncFlagged.includes(c.cls) : c.flagged,
+		flagged: outside ? ncFlagged.includes(c.cls) : c.flagged,
 		stage: c.stage,
 	}));
 	report.detectors.calibrated = {
@@ -62,16 +62,20 @@ export function judgeCalibrated(
 	};
 	if (outside) {
 		// the metric stays Neural Cleanse's own index (above its threshold exactly when that rule flags a class)
-		for (const c of outside.ncFlagged)
+		for (const c of ncFlagged)
 			accuse(
 				c,
 				`calibrated: outside the calibration population (typical class ${round(outside.shift, 2)} robust SDs beyond its clean models', limit ${outside.limit}), so no stated rate holds and Neural Cleanse's own rule decides: reversed trigger L1 ${nc.l1_norms[c]} is ${nc.relative_l1[c]}× the median (log anomaly index ${nc.log_anomaly_indices[c]})`,
 			);
 	} else {
-		// the alarm metric: above the threshold exactly when a class is flagged (p < α / C)
+		// the alarm metric: above the threshold exactly when a class is flagged (p < α / C, or Neural Cleanse's own
+		// rule, whose index nc.max_anomaly_index already is)
 		const minP = Math.max(Math.min(...scores.map((c) => c.pValue)), Number.MIN_VALUE);
 		nc.max_anomaly_index = round(
-			(policy.neuralCleanse.anomalyThreshold * Math.log(minP)) / Math.log(alpha / numClasses),
+			Math.max(
+				nc.max_anomaly_index,
+				(policy.neuralCleanse.anomalyThreshold * Math.log(minP)) / Math.log(alpha / numClasses),
+			),
 		);
 		const grid = report.detectors.neural_cleanse_pairs?.l1;
 		const first = per.filter((c) => c.flagged && c.stage === 1).map((c) => c.cls);
@@ -89,5 +93,11 @@ export function judgeCalibrated(
 					`calibrated: p = ${c.p_value.toPrecision(2)} < ${(alpha / numClasses).toPrecision(2)} (${c.strongest} score ${round(c.score, 2)} against clean models${from ? `; smallest pair trigger from class ${from.source}, L1 ${from.l1}` : ""})`,
 				);
 			}
+		// Neural Cleanse's own rule judges beside the p-values (calibration.ts ModelJudgement.ncFlagged)
+		for (const c of ncFlagged)
+			accuse(
+				c,
+				`neural_cleanse: reversed trigger L1 ${nc.l1_norms[c]} is ${nc.relative_l1[c]}× the median (log anomaly index ${nc.log_anomaly_indices[c]}; Neural Cleanse's own rule, judged beside the calibrated p-values)`,
+			);
 	}
 }

@@ -465,15 +465,26 @@ function checkRule(policy: BackdoorPolicy, numClasses: number, data: BackdoorDat
 	checkCalibratedData(data.y.data, numClasses);
 }
 
-/** The share of inputs whose largest logit is their label's. */
-function referenceAccuracy(logits: Float32Array, labels: ArrayLike<number | bigint>, C: number): number {
-	let right = 0;
+/** The share of inputs whose largest logit is their label's, overall and per class. */
+function referenceAccuracy(
+	logits: Float32Array,
+	labels: ArrayLike<number | bigint>,
+	C: number,
+): { accuracy: number; perClass: number[] } {
+	const right = new Array<number>(C).fill(0);
+	const seen = new Array<number>(C).fill(0);
 	for (let i = 0; i < labels.length; i++) {
 		let best = 0;
 		for (let k = 1; k < C; k++) if ((logits[i * C + k] as number) > (logits[i * C + best] as number)) best = k;
-		if (best === Number(labels[i])) right++;
+		const y = Number(labels[i]);
+		seen[y] = (seen[y] ?? 0) + 1;
+		if (best === y) right[y] = (right[y] ?? 0) + 1;
 	}
-	return labels.length === 0 ? 0 : right / labels.length;
+	const total = right.reduce((a, b) => a + b, 0);
+	return {
+		accuracy: labels.length === 0 ? 0 : total / labels.length,
+		perClass: right.map((r, c) => ((seen[c] as number) > 0 ? r / (seen[c] as number) : 0)),
+	};
 }
 
 function maxAnomalyIndex(evidence: readonly NcEvidence[], p: BackdoorPolicy["neuralCleanse"]): number {
@@ -515,8 +526,8 @@ export async function scanBackdoor(
 			opts.log?.(
 				`ftguard: activation clustering is reported but does not decide (${data.kind === "reference" ? "clean reference data; it needs --data-kind training" : "policy activationClustering.decides is false"})`,
 			);
-		const accuracy = referenceAccuracy(await runner.logits(data.x.data, n), data.y.data, numClasses);
-		if (calibrated) checkReferenceAccuracy(accuracy, numClasses);
+		const { accuracy, perClass } = referenceAccuracy(await runner.logits(data.x.data, n), data.y.data, numClasses);
+		if (calibrated) checkReferenceAccuracy(accuracy, perClass, numClasses);
 		timings.load_ms = t() - tLoad;
 		const report: BackdoorReport = {
 			verdict: "clean",

@@ -169,12 +169,36 @@ describe("fit and score", () => {
 });
 
 describe("reference data the calibrated verdict can judge", () => {
-	it("needs the model to classify its reference data: accuracy halfway from chance to perfect", () => {
+	it("needs the model to classify its reference data: accuracy halfway from chance to perfect, every class above chance", () => {
+		const per = (v: number, n = 10) => new Array<number>(n).fill(v);
 		expect(minReferenceAccuracy(2)).toBe(0.75);
 		expect(minReferenceAccuracy(10)).toBeCloseTo(0.55, 12);
-		expect(() => checkReferenceAccuracy(0.85, 10)).not.toThrow();
-		expect(() => checkReferenceAccuracy(0.1, 10)).toThrow(/accuracy 0\.100 \(chance 0\.100; .* needs 0\.550\)/);
-		expect(() => checkReferenceAccuracy(Number.NaN, 3)).toThrow(FtguardError);
+		expect(() => checkReferenceAccuracy(0.85, per(0.85), 10)).not.toThrow();
+		expect(() => checkReferenceAccuracy(0.1, per(0.1), 10)).toThrow(
+			/accuracy 0\.100 \(chance 0\.100; .* needs 0\.550\)/,
+		);
+		expect(() => checkReferenceAccuracy(Number.NaN, per(0.9, 3), 3)).toThrow(FtguardError);
+		// red team: classes 3 and 5 swapped, 0.775 overall, read as a backdoor between them at p 5e-63
+		const swapped = per(0.97).map((v, c) => (c === 3 || c === 5 ? 0 : v));
+		let err: unknown;
+		try {
+			checkReferenceAccuracy(0.775, swapped, 10);
+		} catch (e) {
+			err = e;
+		}
+		expect((err as FtguardError).code).toBe("DATA_INVALID");
+		expect((err as FtguardError).message).toMatch(
+			/reference inputs of class 3, 5 at accuracy 0\.000, 0\.000 \(chance 0\.100\)/,
+		);
+		expect((err as FtguardError).details).toMatchObject({ accuracy: 0.775, chance: 0.1, per_class: swapped });
+		// a weak class above chance is no reason to refuse
+		expect(() =>
+			checkReferenceAccuracy(
+				0.9,
+				per(0.9).map((v, c) => (c === 0 ? 0.2 : v)),
+				10,
+			),
+		).not.toThrow();
 	});
 
 	it("needs MIN_REFERENCE_PER_CLASS inputs of every class (red team: one input of a class made a clean model suspect)", () => {
@@ -285,7 +309,7 @@ describe("the committed calibration on the scanned population (test/fixtures/bac
 		const ncRule = defaultBackdoorPolicy().neuralCleanse;
 		const named = population.find((m) => m.file === "c10/resnet-lowamp-t5-p10.onnx");
 		const jn = judgeModel(named?.evidence as ModelEvidence, CALIBRATIONS, 0.01, ncRule);
-		expect(jn.outside?.ncFlagged).toEqual([5]);
+		expect(jn.ncFlagged).toEqual([5]);
 		expect(() => checkInsidePopulation(jn, 0.01)).not.toThrow();
 		const lowamp = population.find((m) => m.file === "c3/resnet-lowamp-t2-p10.onnx");
 		const j = judgeModel(lowamp?.evidence as ModelEvidence, CALIBRATIONS, 0.01, ncRule);

@@ -178,10 +178,10 @@ describe("calibrated verdict section", () => {
 		expect(vanilla).toContain("rule <strong>vanilla</strong> — anomaly index above 2 and L1 below the median");
 	});
 
-	it("under the calibrated rule, Neural Cleanse's flags are reported only and the calibrated verdict decides", () => {
+	it("under the calibrated rule, Neural Cleanse's flags are judged beside the calibrated p-values", () => {
 		const page = render(report());
 		expect(page).toContain(
-			"Verdict rule <strong>calibrated</strong>: the flags below are those of the ftguard rule (log-scale anomaly index above 2 and L1 at most 0.5× the median), <strong>reported only</strong>; the calibrated verdict decides",
+			"Verdict rule <strong>calibrated</strong>: the flags below are those of the ftguard rule (log-scale anomaly index above 2 and L1 at most 0.5× the median), <strong>judged beside the calibrated p-values</strong>: a class either flags is suspect",
 		);
 		expect(page).toContain("Flagged by the ftguard rule: <strong>5</strong>");
 	});
