@@ -11,6 +11,12 @@ const DATA = ["--data", join(D8, "ref-x.npy"), "--labels", join(D8, "ref-y.npy")
 // a short search: the MLP backdoor is found well within it (the full search is the default)
 // a short search: Neural Cleanse's own rule judges (the calibrated default holds for its own search)
 const FAST = ["--steps", "40", "--restarts", "1", "--rule", "ftguard"];
+/** Scans a model of the calibration population (test/fixtures/backdoor-wide) with its data set's reference data. */
+function scanWide(dataset: string, file: string, ...extra: string[]) {
+	const W = join(REPO, "test/fixtures/backdoor-wide", dataset);
+	const data = ["--data", join(W, "ref-x.npy"), "--labels", join(W, "ref-y.npy")];
+	return ftguard(["backdoor", join(W, file), ...data, "--detectors", "nc,pairs", ...extra]);
+}
 /** The CLI's JSON document, navigated freely by the assertions. */
 type Json = ReturnType<typeof JSON.parse>;
 const tmp = mkdtempSync(join(tmpdir(), "ftguard-backdoor-"));
@@ -48,18 +54,7 @@ describe("ftguard backdoor", () => {
 	});
 
 	it("names a second target of a 3-target model: the others are judged on nc_area once one class is flagged", async () => {
-		const W = join(REPO, "test/fixtures/backdoor-wide/c5");
-		const r = await ftguard([
-			"backdoor",
-			join(W, "cnn-multi-t0+2+4-p15.onnx"),
-			"--data",
-			join(W, "ref-x.npy"),
-			"--labels",
-			join(W, "ref-y.npy"),
-			"--detectors",
-			"nc,pairs",
-			"--json",
-		]);
+		const r = await scanWide("c5", "cnn-multi-t0+2+4-p15.onnx", "--json");
 		expect(r.code).toBe(1);
 		const j = r.json() as Json;
 		// targets 0, 2, 4: class 2's nc_area (z 2.47) stays under the 2.88 a class of five needs
@@ -109,29 +104,24 @@ describe("ftguard backdoor", () => {
 				[y.data.length],
 			),
 		);
-		const args = ["backdoor", join(W, "cnn-clean-s1.onnx"), "--data", join(W, "ref-x.npy"), "--labels"];
-		const r = await ftguard([...args, join(tmp, "rot-y.npy"), "--detectors", "nc,pairs"]);
+		const r = await ftguard([
+			"backdoor",
+			join(W, "cnn-clean-s1.onnx"),
+			"--data",
+			join(W, "ref-x.npy"),
+			"--labels",
+			join(tmp, "rot-y.npy"),
+		]);
 		expect(r.code).toBe(2);
 		expect(r.stderr).toMatch(/DATA_INVALID.*accuracy 0\.0\d\d \(chance 0\.200; the calibrated verdict needs 0\.600\)/);
 		// the true labels: the accuracy is reported
-		const ok = await ftguard([...args, join(W, "ref-y.npy"), "--detectors", "nc,pairs", "--json"]);
+		const ok = await scanWide("c5", "cnn-clean-s1.onnx", "--json");
 		expect(ok.code).toBe(0);
 		expect((ok.json() as Json).data.accuracy).toBeGreaterThan(0.9);
 	});
 
 	it("could not check (exit 2), not suspect, a clean model outside the calibration population (patch embeddings)", async () => {
-		const W = join(REPO, "test/fixtures/backdoor-wide/c3");
-		const r = await ftguard([
-			"backdoor",
-			join(W, "patchln-clean-s1.onnx"),
-			"--data",
-			join(W, "ref-x.npy"),
-			"--labels",
-			join(W, "ref-y.npy"),
-			"--detectors",
-			"nc,pairs",
-			"--json",
-		]);
+		const r = await scanWide("c3", "patchln-clean-s1.onnx", "--json");
 		expect(r.code).toBe(2);
 		const j = r.json() as Json;
 		expect(j.ok).toBe(false);
@@ -143,17 +133,7 @@ describe("ftguard backdoor", () => {
 	});
 
 	it("inside the population the report says how far the model's typical class lies from the clean models'", async () => {
-		const W = join(REPO, "test/fixtures/backdoor-wide/c3");
-		const args = [
-			"--data",
-			join(W, "ref-x.npy"),
-			"--labels",
-			join(W, "ref-y.npy"),
-			"--detectors",
-			"nc,pairs",
-			"--json",
-		];
-		const r = await ftguard(["backdoor", join(W, "cnn-clean-s1.onnx"), ...args]);
+		const r = await scanWide("c3", "cnn-clean-s1.onnx", "--json");
 		expect(r.code).toBe(0);
 		const cal = (r.json() as Json).detectors.calibrated;
 		expect(cal.outside).toBeUndefined();
@@ -163,17 +143,7 @@ describe("ftguard backdoor", () => {
 	});
 
 	it("outside the population, a class Neural Cleanse's own rule flags is named (suspect, exit 1): a patch target in a patch-embedding model", async () => {
-		const W = join(REPO, "test/fixtures/backdoor-wide/c10");
-		const r = await ftguard([
-			"backdoor",
-			join(W, "patchln-patch-t4-p8.onnx"),
-			"--data",
-			join(W, "ref-x.npy"),
-			"--labels",
-			join(W, "ref-y.npy"),
-			"--detectors",
-			"nc,pairs",
-		]);
+		const r = await scanWide("c10", "patchln-patch-t4-p8.onnx");
 		expect(r.code).toBe(1);
 		expect(r.stdout).toMatch(/^SUSPECT /);
 		expect(r.stdout).toMatch(
