@@ -61,7 +61,7 @@ export function registerBackdoor(program: Command, setExit: (code: number) => vo
 		)
 		.option(
 			"--detectors <list>",
-			"comma-separated: nc, pairs (per source-target pair), mm (maximum margin, reported), strip, ac (default from the policy: nc,pairs,mm,strip)",
+			"comma-separated: nc, pairs (per source-target pair), mm (maximum margin), strip, ac (default from the policy: nc,pairs,mm,strip; the calibrated rule needs nc, pairs and mm)",
 			commaList,
 		)
 		.option(

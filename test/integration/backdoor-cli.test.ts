@@ -15,7 +15,7 @@ const FAST = ["--steps", "40", "--restarts", "1", "--rule", "ftguard"];
 function scanWide(dataset: string, file: string, ...extra: string[]) {
 	const W = join(REPO, "test/fixtures/backdoor-wide", dataset);
 	const data = ["--data", join(W, "ref-x.npy"), "--labels", join(W, "ref-y.npy")];
-	return ftguard(["backdoor", join(W, file), ...data, "--detectors", "nc,pairs", ...extra]);
+	return ftguard(["backdoor", join(W, file), ...data, "--detectors", "nc,pairs,mm", ...extra]);
 }
 /** The CLI's JSON document, navigated freely by the assertions. */
 type Json = ReturnType<typeof JSON.parse>;

@@ -61,10 +61,11 @@ export const CALIBRATED_SETS: Record<string, DetectorFamily[]> = {
 /**
  * The detector sets the policy's calibrated rule judges by (calibration-table.ts), in the order calibrationFor
  * picks: Neural Cleanse and the pair search with their area statistics for inputs of the size fitted on, relative
- * ones alone for any other size. MM-BD is reported, not judged: as its own family it added false alarms on clean
- * SiLU models (their margins spread widely) for one more large-trigger model caught (docs/backdoor.md).
+ * ones alone for any other size; both with the size-independent localised_margin family. MM-BD is not a family of
+ * its own: alone it added false alarms on clean SiLU models (their margins spread widely); it counts only where the
+ * reversed mask is localised too (docs/backdoor.md).
  */
-export const DEFAULT_SETS = ["nc+pairs", "nc+pairs relative"];
+export const DEFAULT_SETS = ["nc+pairs+confirm", "nc+pairs+confirm relative"];
 
 /** calibration-table.ts as `npm run calibrate:backdoor -- --fit --write` writes it. */
 export function tableSource(cals: readonly Calibration[]): string {

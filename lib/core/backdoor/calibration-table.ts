@@ -17,6 +17,11 @@ export const CALIBRATIONS: Calibration[] = [
 				name: "pairs",
 				statistics: ["pair_area", "pair_relative"],
 			},
+			{
+				name: "localised_margin",
+				statistics: ["nc_concentration", "mm_relative"],
+				combine: "min",
+			},
 		],
 		nulls: {
 			nc_area: {
@@ -35,6 +40,14 @@ export const CALIBRATIONS: Calibration[] = [
 				loc: 0.34110750231991216,
 				scale: 0.2579502325474663,
 			},
+			nc_concentration: {
+				loc: 0,
+				scale: 0.1546941992270783,
+			},
+			mm_relative: {
+				loc: 0,
+				scale: 0.1972754254765475,
+			},
 		},
 		scores: {
 			neural_cleanse: {
@@ -44,6 +57,10 @@ export const CALIBRATIONS: Calibration[] = [
 			pairs: {
 				loc: 0.1089115959022514,
 				scale: 0.9608782024706465,
+			},
+			localised_margin: {
+				loc: -0.4729340013074741,
+				scale: 0.9240034034756877,
 			},
 		},
 		typical: {
@@ -83,6 +100,11 @@ export const CALIBRATIONS: Calibration[] = [
 				name: "pairs",
 				statistics: ["pair_relative"],
 			},
+			{
+				name: "localised_margin",
+				statistics: ["nc_concentration", "mm_relative"],
+				combine: "min",
+			},
 		],
 		nulls: {
 			nc_relative: {
@@ -93,6 +115,14 @@ export const CALIBRATIONS: Calibration[] = [
 				loc: 0.34110750231991216,
 				scale: 0.2579502325474663,
 			},
+			nc_concentration: {
+				loc: 0,
+				scale: 0.1546941992270783,
+			},
+			mm_relative: {
+				loc: 0,
+				scale: 0.1972754254765475,
+			},
 		},
 		scores: {
 			neural_cleanse: {
@@ -102,6 +132,10 @@ export const CALIBRATIONS: Calibration[] = [
 			pairs: {
 				loc: -1.0755285551056204e-16,
 				scale: 1.0000000000000002,
+			},
+			localised_margin: {
+				loc: -0.4729340013074741,
+				scale: 0.9240034034756877,
 			},
 		},
 		fitted: {

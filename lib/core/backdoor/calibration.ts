@@ -198,10 +198,15 @@ function rawScore(s: ClassStatistics, family: DetectorFamily, nulls: Record<stri
 
 /**
  * The families a model of C classes is judged on: the pair search needs 3 classes or more (with two, a
- * pair is the all-source search itself).
+ * pair is the all-source search itself); a mask's concentration needs an image input.
  */
-export function familiesFor(numClasses: number, cal: Calibration): DetectorFamily[] {
-	return cal.families.filter((f) => numClasses >= 3 || !f.statistics.some((s) => s.startsWith("pair_")));
+export function familiesFor(numClasses: number, cal: Calibration, image = true): DetectorFamily[] {
+	return cal.families.filter(
+		(f) =>
+			(numClasses >= 3 || !f.statistics.some((s) => s.startsWith("pair_"))) &&
+			// a mask's concentration is a property of an image's mask (mask-shape.ts): not for other inputs
+			(image || !f.statistics.includes("nc_concentration")),
+	);
 }
 
 /** Fits the nulls on clean models' evidence: each statistic's, then each family's averaged score's. */
@@ -280,7 +285,7 @@ export interface ClassScore {
 }
 
 export function scoreModel(e: ModelEvidence, cal: Calibration, falseAlarmRate: number): ClassScore[] {
-	const use = familiesFor(e.numClasses, cal);
+	const use = familiesFor(e.numClasses, cal, e.ncConcentration !== undefined);
 	const stats = classStatistics(e);
 	const alpha = falseAlarmRate / e.numClasses;
 	const has = (s: ClassStatistics, f: DetectorFamily) => f.statistics.every((n) => s[n] !== undefined);

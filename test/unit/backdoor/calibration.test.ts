@@ -235,13 +235,14 @@ describe("the committed calibration on the scanned population (test/fixtures/bac
 	it("refuses a model with more classes than the pair budget covers (C(C − 1) > 400: C > 20)", () => {
 		const search = calibratedSearch(defaultBackdoorPolicy());
 		const cal = CALIBRATIONS[0] as Calibration;
-		const all = new Set(["nc", "pairs"]);
+		const all = new Set(["nc", "pairs", "mm"]);
 		expect(calibratedScanProblem(all, 20, search, [cal])).toBeUndefined();
 		expect(calibratedScanProblem(all, 21, search, [cal])).toMatch(
 			/21 classes need 420 pairs, more than its budget of 400/,
 		);
-		// a binary model has no pair search to need
-		expect(calibratedScanProblem(new Set(["nc"]), 2, search, [cal])).toBeUndefined();
+		// a binary model has no pair search to need; MM-BD it needs (the localised_margin family)
+		expect(calibratedScanProblem(new Set(["nc", "mm"]), 2, search, [cal])).toBeUndefined();
+		expect(calibratedScanProblem(new Set(["nc"]), 2, search, [cal])).toMatch(/missing mm/);
 	});
 
 	it("picks the area statistics only at the input size they were fitted on", () => {
@@ -255,11 +256,11 @@ describe("the committed calibration on the scanned population (test/fixtures/bac
 
 	// the rates docs/backdoor.md states (npm run calibrate:backdoor -- --fit prints them): a change to the
 	// statistics, the fit or the search that moves any of them fails here
-	it("test split (models the fit never saw): 1 of 26 clean models flagged, the 10 patch-embedding ones could not be checked; patch, two-target, binary caught", () => {
+	it("test split (models the fit never saw): no clean model flagged, the 10 patch-embedding ones could not be checked; patch, two-target, binary caught", () => {
 		const r = rates(judged(population).filter((o) => o.split === "test"));
 		expect(r).toEqual({
 			"test/multi": { models: 3, correct: 1, uncheckable: 2 },
-			"test/clean": { models: 26, correct: 15, uncheckable: 10 },
+			"test/clean": { models: 26, correct: 16, uncheckable: 10 },
 			"test/patch": { models: 3, correct: 3, uncheckable: 0 },
 			"test/blend": { models: 3, correct: 2, uncheckable: 1 },
 			"test/lowamp": { models: 2, correct: 1, uncheckable: 1 },
@@ -302,9 +303,9 @@ describe("the committed calibration on the scanned population (test/fixtures/bac
 			"c5/patchln-blend-t1-p10.onnx": [],
 			"c5/patchln-two-target-t1+4-p10.onnx": [1],
 		});
-		// without the check the area table flagged every clean patchln model (most of their classes)
+		// without the check the area table flags 9 of the 10 clean patchln models (most of their classes)
 		const area = judgePopulation(patchln, CALIBRATIONS[0] as Calibration, 0.01);
-		expect(area.filter((o) => o.kind === "clean" && o.flagged.length > 0)).toHaveLength(10);
+		expect(area.filter((o) => o.kind === "clean" && o.flagged.length > 0)).toHaveLength(9);
 		// the refusal names what the relative statistics would flag, and says why no verdict holds
 		const ncRule = defaultBackdoorPolicy().neuralCleanse;
 		const named = population.find((m) => m.file === "c10/resnet-lowamp-t5-p10.onnx");
@@ -323,7 +324,7 @@ describe("the committed calibration on the scanned population (test/fixtures/bac
 		expect(err).toBeInstanceOf(FtguardError);
 		expect((err as FtguardError).code).toBe("OUT_OF_CALIBRATION");
 		expect((err as FtguardError).message).toMatch(
-			/does not hold for this model: .*own rule flags no class.*would name class 1 \(p 0\.000080, pairs\), class 2 /,
+			/does not hold for this model: .*own rule flags no class.*would name class 1 \(p 0\.00012, pairs\), class 2 /,
 		);
 		const inside = judgeModel(population[0]?.evidence as ModelEvidence, CALIBRATIONS, 0.01, ncRule);
 		expect(inside.outside).toBeUndefined();

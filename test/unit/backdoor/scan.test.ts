@@ -311,7 +311,7 @@ describe("the default policy: the calibrated verdict", () => {
 		expect(report.verdict).toBe("suspect");
 		expect(report.suspect_classes).toEqual([5]);
 		expect(cal?.flagged_classes).toEqual([5]);
-		expect(cal?.calibration.statistics).toEqual(["nc_relative", "pair_relative"]);
+		expect(cal?.calibration.statistics).toEqual(["nc_relative", "pair_relative", "nc_concentration", "mm_relative"]);
 		expect(cal?.per_class).toHaveLength(10);
 		const five = cal?.per_class[5];
 		expect(five?.p_value).toBeLessThan(0.01 / 10);
@@ -331,7 +331,7 @@ describe("the default policy: the calibrated verdict", () => {
 		const noPairs = defaultBackdoorPolicy();
 		noPairs.detectors = ["nc", "strip"];
 		await expect(scanBackdoor(MODEL, REF, options(noPairs))).rejects.toThrow(
-			/needs detectors nc, pairs \(missing pairs\)/,
+			/needs detectors nc, pairs, mm \(missing pairs, mm\)/,
 		);
 		await expect(neuralCleanseShard(MODEL, REF, { index: 0, count: 2 }, options(noPairs))).rejects.toMatchObject({
 			code: "USAGE",

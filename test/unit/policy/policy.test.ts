@@ -33,7 +33,9 @@ describe("the pipeline's policy sections", () => {
 			/holds for the search it was fitted on .*not Neural Cleanse 300/,
 		);
 		expect(bad({ pairs: { steps: 61 } })).toThrow(/pairs 61 steps/);
-		expect(bad({ detectors: ["nc", "strip"] })).toThrow(/needs detectors nc, pairs \(missing pairs\)/);
+		expect(bad({ detectors: ["nc", "strip"] })).toThrow(/needs detectors nc, pairs, mm \(missing pairs, mm\)/);
+		// MM-BD counts in the localised_margin family: a calibrated scan without it is refused too
+		expect(bad({ detectors: ["nc", "pairs", "strip"] })).toThrow(/\(missing mm\)/);
 		// red team: a budget below every pair left a source-specific target judged without its pairs, and passed
 		expect(bad({ pairs: { maxPairs: 9 } })).toThrow(/at most 400\), not .*at most 9/);
 		expect(bad({ calibrated: { falseAlarmRate: 1 } })).toThrow();
