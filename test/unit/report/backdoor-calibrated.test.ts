@@ -173,7 +173,7 @@ describe("calibrated verdict section", () => {
 		const page = render(doc);
 		expect(headings(page)).not.toContain("Calibrated verdict");
 		expect(page).toContain("rule <strong>ftguard</strong> — log-scale anomaly index above 2");
-		expect(page).not.toContain("calibrated verdict decides");
+		expect(page).not.toContain("judged beside the calibrated p-values");
 		const vanilla = render(report({}, "vanilla"));
 		expect(vanilla).toContain("rule <strong>vanilla</strong> — anomaly index above 2 and L1 below the median");
 	});
