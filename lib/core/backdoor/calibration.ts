@@ -81,10 +81,8 @@ export function classStatistics(e: ModelEvidence): ClassStatistics[] {
 	if (e.ncConcentration) {
 		if (e.ncConcentration.length !== C)
 			throw new FtguardError("DATA_INVALID", "calibration: mask concentrations do not cover every class");
-		const logs = e.ncConcentration.map((v) => Math.log(Math.max(v, FLOOR)));
-		const med = median(logs);
-		logs.forEach((l, k) => {
-			(out[k] as ClassStatistics).nc_concentration = l - med;
+		logRelative(e.ncConcentration).forEach((v, k) => {
+			(out[k] as ClassStatistics).nc_concentration = v;
 		});
 	}
 	if (e.pairL1) {
@@ -104,13 +102,18 @@ export function classStatistics(e: ModelEvidence): ClassStatistics[] {
 	if (e.margins) {
 		if (e.margins.length !== C) throw new FtguardError("DATA_INVALID", "calibration: margins do not cover every class");
 		// a margin can be ≤ 0 (a class the search cannot make win): floored, it reads as "not anomalous"
-		const logs = e.margins.map((m) => Math.log(Math.max(m, FLOOR)));
-		const mmMed = median(logs);
-		logs.forEach((l, k) => {
-			(out[k] as ClassStatistics).mm_relative = l - mmMed;
+		logRelative(e.margins).forEach((v, k) => {
+			(out[k] as ClassStatistics).mm_relative = v;
 		});
 	}
 	return out;
+}
+
+/** Per class, log(v / the median class's v), v floored at FLOOR: larger = further above the model's other classes. */
+function logRelative(values: readonly number[]): number[] {
+	const logs = values.map((v) => Math.log(Math.max(v, FLOOR)));
+	const med = median(logs);
+	return logs.map((l) => l - med);
 }
 
 /** Location and scale of a clean distribution (median, 1.4826 · MAD: robust to the odd clean outlier). */
