@@ -326,6 +326,10 @@ describe("the committed calibration on the scanned population (test/fixtures/bac
 		expect((err as FtguardError).message).toMatch(
 			/does not hold for this model: .*own rule flags no class.*would name class 1 \(p 0\.00012, pairs\), class 2 /,
 		);
+		// with no table without area statistics to fall back on, an outside model is refused, never judged on area
+		expect(() => judgeModel(lowamp?.evidence as ModelEvidence, [CALIBRATIONS[0] as Calibration], 0.01, ncRule)).toThrow(
+			expect.objectContaining({ code: "OUT_OF_CALIBRATION" }),
+		);
 		const inside = judgeModel(population[0]?.evidence as ModelEvidence, CALIBRATIONS, 0.01, ncRule);
 		expect(inside.outside).toBeUndefined();
 		expect(() => checkInsidePopulation(inside, 0.01)).not.toThrow();
