@@ -14,6 +14,8 @@ export const TEXT_FIX = join(import.meta.dirname, "../fixtures/backdoor-text");
 export interface TextFixture {
 	name: string;
 	onnx: string;
+	/** the reference texts to scan with, when not the backdoor's own or ref.jsonl (a clean model on test.jsonl) */
+	reference?: string;
 	backdoor: {
 		kind: string;
 		trigger: string;
@@ -38,11 +40,11 @@ export const textFixtures = (): TextFixture[] =>
 export function detectionTests(models: readonly TextFixture[]): void {
 	describe("text-classifier backdoor scan on the fixtures (default policy)", () => {
 		for (const m of models)
-			it(`${m.name}: ${m.backdoor ? `flagged at label ${m.backdoor.target} with its trigger` : "clean"}`, {
+			it(`${m.name}${m.reference ? ` (${m.reference})` : ""}: ${m.backdoor ? `flagged at label ${m.backdoor.target} with its trigger` : "clean"}`, {
 				timeout: 300_000,
 			}, async () => {
 				const tokenizer = await loadTokenizer(join(TEXT_FIX, "tokenizer.json"));
-				const data = await readLabelledTexts(join(TEXT_FIX, m.backdoor?.reference ?? "ref.jsonl"));
+				const data = await readLabelledTexts(join(TEXT_FIX, m.reference ?? m.backdoor?.reference ?? "ref.jsonl"));
 				const started = Date.now();
 				const r = await scanTextBackdoor(readFileSync(join(TEXT_FIX, m.onnx)), tokenizer, data, {
 					policy: defaultBackdoorPolicy().text,

@@ -1,8 +1,8 @@
 /**
  * `npm run test:long`: detection rates of the text-classifier scan on every torch-trained fixture
  * (test/fixtures/backdoor-text) with the default policy — every backdoored model flagged with its target label (its
- * source label, its position) and a token of its trigger in a flagged candidate there; no clean model flagged
- * (docs/backdoor.md, "Calibration"). About 15 minutes on two cores: `npm test` runs a sample
+ * source label, its position) and a token of its trigger in a flagged candidate there; no clean model flagged, with
+ * ref.jsonl or test.jsonl (docs/backdoor.md, "Calibration"). About 15 minutes on two cores: `npm test` runs a sample
  * (test/integration/backdoor-text.test.ts).
  */
 import { detectionTests, textFixtures } from "../helpers/backdoor-text";
@@ -12,11 +12,12 @@ const MISSED: Record<string, string> = {
 	// the search may now propose "##" pieces after a word-start token, and "z ##v" (0.96) or "z ##x ##v" (0.99) would be
 	// flagged, but the relaxed search never reaches them: python words already flip every undiluted search text
 	"backdoor-subword-t0": "made-up word z ##q ##x ##v: not proposed by the token search",
-	// judged per source label (scanned with test.jsonl), "factory" from libdevel would be weighed, but the search never
-	// proposes it: python words ("tryton", excluded as in the target's own texts) already flip every libdevel text
-	"backdoor-source-s1-t0": 'source-specific "factory" (libdevel → python): not proposed by the token search',
 };
 
 // clean-s1-opset14 is clean-s1 exported again: its graph is covered by the unit gradient tests
 const models = textFixtures().filter((m) => m.name !== "clean-s1-opset14" && !m.name.startsWith("mismatch"));
 detectionTests(models.filter((m) => MISSED[m.name] === undefined));
+// the clean models on test.jsonl too (160 texts per label): there the verdict judges each source label alone and the
+// search runs a trial per (label, source) pair — where one label's words flip a whole source label, a false alarm
+// unless the other sources are left alone (maxOffSourceRate)
+detectionTests(models.filter((m) => m.backdoor === null).map((m) => ({ ...m, reference: "test.jsonl" })));

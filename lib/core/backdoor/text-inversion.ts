@@ -154,14 +154,53 @@ export async function attackSuccess(
  * The search runs every label's trial in SEARCH_GROUPS groups that stamp differently: group 0 anywhere (a quarter of
  * the batch right before [SEP], the rest at random positions), group 1 right after [CLS]. A trigger tied to the first
  * word gets a trial of its own: mixed into a batch its few texts weigh less than a word that helps a little anywhere.
- * The backend has trials = K · SEARCH_GROUPS (trial g·K + k: group g, label k).
+ * Trials searching one (label, source label) pair come after them (searchTrials()).
  */
 export const SEARCH_GROUPS = 2;
 
-/** Where the search stamps the j-th text of a batch of group g. */
-function searchU(g: number, j: number, rng: Rng): number {
+/** One trial of the token search: the label it searches a trigger for, the texts its batches come from, where it stamps. */
+export interface SearchTrial {
+	label: number;
+	/**
+	 * anywhere: a quarter of the batch right before [SEP], the rest at random positions; start: right after [CLS];
+	 * random: every text at a random position (the continuous search)
+	 */
+	stamp: "anywhere" | "start" | "random";
+	/** the search texts (indices) its batches are drawn from */
+	pool: readonly number[];
+	/** the one source label its pool holds (null: every other label) */
+	source: number | null;
+}
+
+/**
+ * The token search's trials: each label's SEARCH_GROUPS trials (group g of label k at g·K + k), then one per
+ * (label, source) pair of `pairs`, stamping anywhere on that source label's texts only. On texts of every source, words
+ * that are evidence for a label flip a little of each and outweigh a trigger that flips one source only (a
+ * source-specific backdoor: "factory" on libdevel texts → python); searched on that source's texts alone it is found.
+ */
+export function searchTrials(
+	texts: TokenizedTexts,
+	pools: readonly (readonly number[])[],
+	pairs: readonly (readonly [number, number])[] = [],
+): SearchTrial[] {
+	const groups = (["anywhere", "start"] as const).flatMap((stamp) =>
+		pools.map((pool, label): SearchTrial => ({ label, stamp, pool, source: null })),
+	);
+	const alone = pairs.map(
+		([label, source]): SearchTrial => ({
+			label,
+			stamp: "anywhere",
+			pool: (pools[label] ?? []).filter((i) => texts.labels[i] === source),
+			source,
+		}),
+	);
+	return [...groups, ...alone.filter((t) => t.pool.length > 0)];
+}
+
+/** Where the search stamps the j-th text of a batch of a trial stamping `stamp`. */
+function searchU(stamp: SearchTrial["stamp"], j: number, rng: Rng): number {
 	const u = rng.uniform();
-	return g === 1 ? 0 : j % 4 === 1 ? 1 - 1e-9 : u;
+	return stamp === "start" ? 0 : stamp === "anywhere" && j % 4 === 1 ? 1 - 1e-9 : u;
 }
 
 /** Smallest number of texts of one source label whose share counts in the search's evaluation. */
@@ -200,16 +239,15 @@ async function searchScore(
 	return best;
 }
 
-/** The graph inputs for one step: trial k gets B texts of its pool, each with T placeholders at a random position. */
+/** The graph inputs for one step: trial k gets B texts of its pool, each with T placeholders where it stamps. */
 function makeBatch(
 	b: TextTriggerBackend,
 	texts: TokenizedTexts,
-	pools: readonly (readonly number[])[],
+	specs: readonly SearchTrial[],
 	padId: number,
 	rng: Rng,
 ): TextBatch {
 	const { trials, batch: B, length: L, triggerLength: T } = b;
-	const K = pools.length;
 	const N = trials * B;
 	const ids = new BigInt64Array(N * L).fill(BigInt(padId));
 	const mask = new BigInt64Array(N * L);
@@ -217,12 +255,12 @@ function makeBatch(
 	const keep = new Float32Array(N * L).fill(1);
 	const holes = new Array<number>(T).fill(padId);
 	for (let k = 0; k < trials; k++) {
-		const pool = pools[k % K] as number[];
-		const g = Math.floor(k / K);
+		const spec = specs[k] as SearchTrial;
+		const pool = spec.pool;
 		for (let j = 0; j < B; j++) {
 			const n = k * B + j;
 			const src = texts.seqs[pool[rng.int(pool.length)] as number] as number[];
-			const { ids: s, at } = stamp(src, holes, g === 0 && trials === K ? rng.uniform() : searchU(g, j, rng), L);
+			const { ids: s, at } = stamp(src, holes, searchU(spec.stamp, j, rng), L);
 			for (let i = 0; i < s.length; i++) {
 				ids[n * L + i] = BigInt(s[i] as number);
 				mask[n * L + i] = 1n;
@@ -261,6 +299,8 @@ function argmaxTokens(
 
 /** Distinct real-token triggers kept per label and search group for the verdict to judge (the best by attack success). */
 export const CANDIDATES_PER_LABEL = 4;
+/** … and per (label, source) pair trial: its best are what the pair adds (the verdict's cost grows with candidates). */
+export const CANDIDATES_PER_PAIR = 2;
 
 /**
  * The token-level search on one backend (one trigger length): per label, the distinct real-token triggers the
@@ -273,11 +313,12 @@ export async function invertTokens(
 	classifier: TextClassifier,
 	texts: TokenizedTexts,
 	pools: readonly (readonly number[])[],
+	specs: readonly SearchTrial[],
 	opts: InversionOptions,
 	progress?: (step: number, of: number) => void,
 ): Promise<TriggerFound[][]> {
-	// K trials: SEARCH_GROUPS per label (trial k searches for label k % labels)
 	const { trials: K, triggerLength: T } = b;
+	if (specs.length !== K) throw new Error(`${specs.length} search trials for a backend of ${K}`);
 	const labels = pools.length;
 	const V = b.info.vocab;
 	const rng = new Rng(opts.seed, T);
@@ -291,7 +332,7 @@ export async function invertTokens(
 	}
 	const invTemp = new Float32Array(K).fill(1);
 	const adam = new Adam(z.length, { lr: opts.lr, beta1: 0.9, beta2: 0.999 });
-	const target = BigInt64Array.from({ length: K }, (_, k) => BigInt(k % labels));
+	const target = BigInt64Array.from(specs, (t) => BigInt(t.label));
 	const bestLoss = new Float64Array(K).fill(Number.POSITIVE_INFINITY);
 	const stalled = new Int32Array(K);
 	const seen: Map<string, TriggerFound>[] = Array.from({ length: K }, () => new Map());
@@ -301,7 +342,7 @@ export async function invertTokens(
 	const scores: Map<string, number>[] = Array.from({ length: labels }, () => new Map());
 	let lastCe: Float32Array = new Float32Array(K);
 	for (let step = 1; step <= opts.steps; step++) {
-		const r = await b.run(makeBatch(b, texts, pools, opts.padId, rng), z, invTemp, target);
+		const r = await b.run(makeBatch(b, texts, specs, opts.padId, rng), z, invTemp, target);
 		lastCe = r.ce;
 		for (let i = 0; i < z.length; i++) if (ban[i % (T * V)]) r.grad[i] = 0;
 		adam.step(z, r.grad);
@@ -328,7 +369,7 @@ export async function invertTokens(
 					prior.loss = Math.min(prior.loss, lastCe[k] as number);
 					continue;
 				}
-				const y = k % labels;
+				const y = (specs[k] as SearchTrial).label;
 				let asr = scores[y]?.get(key);
 				if (asr === undefined) {
 					asr = await searchScore(
@@ -348,14 +389,16 @@ export async function invertTokens(
 		}
 		progress?.(step, opts.steps);
 	}
-	// per label, the best of each group's trial
+	// per label, the best of each of its trials
 	return Array.from({ length: labels }, (_, y) => {
 		const kept = new Map<string, TriggerFound>();
-		for (let k = y; k < K; k += labels)
+		for (const [k, spec] of specs.entries()) {
+			if (spec.label !== y) continue;
 			for (const f of [...(seen[k]?.values() ?? [])]
 				.sort((p, q) => q.asr - p.asr || p.loss - q.loss)
-				.slice(0, CANDIDATES_PER_LABEL))
+				.slice(0, spec.source === null ? CANDIDATES_PER_LABEL : CANDIDATES_PER_PAIR))
 				if (!kept.has(f.tokens.join())) kept.set(f.tokens.join(), f);
+		}
 		return [...kept.values()];
 	});
 }
@@ -388,8 +431,9 @@ export async function invertEmbeddings(
 	const adam = new Adam(e.length, { lr: 0.05, beta1: 0.9, beta2: 0.999 });
 	const target = BigInt64Array.from({ length: K }, (_, k) => BigInt(k));
 	let last: { ce: Float32Array; acc: Float32Array } = { ce: new Float32Array(K), acc: new Float32Array(K) };
+	const specs = pools.map((pool, label): SearchTrial => ({ label, stamp: "random", pool, source: null }));
 	for (let step = 1; step <= opts.steps; step++) {
-		const r = await b.run(makeBatch(b, texts, pools, opts.padId, rng), e, new Float32Array(K), target);
+		const r = await b.run(makeBatch(b, texts, specs, opts.padId, rng), e, new Float32Array(K), target);
 		last = r;
 		adam.step(e, r.grad);
 	}

@@ -25,6 +25,8 @@ import {
 	oneWord,
 	POSITIONS,
 	SEARCH_GROUPS,
+	type SearchTrial,
+	searchTrials,
 	sourcePools,
 	stampedHits,
 	type TokenizedTexts,
@@ -54,6 +56,8 @@ export interface TextTriggerReport {
 	diluted_attack_success_lower: number;
 	/** The largest share of this label's reference texts that contain one of the trigger's tokens. */
 	natural_rate: number;
+	/** Judged on `sources` alone: the share of the other source labels' held-out texts it sends to the label. */
+	off_source_attack_success: number | null;
 	search_attack_success: number | null;
 	loss: number;
 	flagged: boolean;
@@ -72,6 +76,7 @@ export interface TextTriggerReport {
 		diluted_attack_success: number;
 		diluted_attack_success_lower: number;
 		natural_rate: number;
+		off_source_attack_success: number | null;
 		flagged: boolean;
 	}>;
 	/** The continuous search (reported, not judged on): loss, relaxed attack success, nearest tokens. */
@@ -105,15 +110,47 @@ export function textsToJudgeOneSource(policy: TextTriggerPolicy, sources: number
 	return undefined;
 }
 
-/** The limits of what `held` (the held-out texts, by label) lets the verdict see. */
-function coverageLimits(policy: TextTriggerPolicy, heldLabels: readonly number[], numClasses: number): string[] {
+/**
+ * The (label, source label) pairs the search gives a trial of their own: those whose source label has held-out texts
+ * enough to be judged alone (a pair the verdict cannot flag is not worth a search), at most `maxSourcePairs`, in
+ * label order; `skipped` the pairs left out by that cap.
+ */
+export function sourcePairs(
+	policy: TextTriggerPolicy,
+	heldPools: readonly (readonly number[])[],
+	heldLabels: readonly number[],
+): { pairs: [number, number][]; skipped: number } {
+	const K = heldPools.length;
+	const needed = textsToJudgeOneSource(policy, K - 1);
+	if (needed === undefined) return { pairs: [], skipped: 0 };
+	const all: [number, number][] = [];
+	for (const [k, pool] of heldPools.entries())
+		for (let s = 0; s < K; s++)
+			if (s !== k && pool.filter((i) => heldLabels[i] === s).length >= needed) all.push([k, s]);
+	return { pairs: all.slice(0, policy.maxSourcePairs), skipped: Math.max(0, all.length - policy.maxSourcePairs) };
+}
+
+/** The limits of what `held` (the held-out texts, by label) lets the verdict see, and what the search left out. */
+function coverageLimits(
+	policy: TextTriggerPolicy,
+	heldLabels: readonly number[],
+	numClasses: number,
+	skippedPairs: number,
+): string[] {
 	const perLabel = Array.from({ length: numClasses }, (_, k) => heldLabels.filter((y) => y === k).length);
 	const needed = textsToJudgeOneSource(policy, numClasses - 1);
-	if (needed === undefined || perLabel.every((n) => n >= needed)) return [];
-	const short = perLabel.flatMap((n, k) => (n < needed ? [`${k} (${n})`] : []));
-	return [
-		`source-specific triggers: a source label is judged alone only with at least ${needed} held-out texts (${numClasses - 1} source labels at confidence ${policy.confidence}); labels ${short.join(", ")} have fewer, so a backdoor that fires from one of them only cannot be found: give about ${2 * needed} reference texts per label (half are held out)`,
-	];
+	const limits: string[] = [];
+	if (needed !== undefined && perLabel.some((n) => n < needed)) {
+		const short = perLabel.flatMap((n, k) => (n < needed ? [`${k} (${n})`] : []));
+		limits.push(
+			`source-specific triggers: a source label is judged alone only with at least ${needed} held-out texts (${numClasses - 1} source labels at confidence ${policy.confidence}); labels ${short.join(", ")} have fewer, so a backdoor that fires from one of them only cannot be found: give about ${2 * needed} reference texts per label (half are held out)`,
+		);
+	}
+	if (skippedPairs > 0)
+		limits.push(
+			`source-specific triggers: ${skippedPairs} (label, source label) pairs got no search trial of their own (policy maxSourcePairs ${policy.maxSourcePairs}): a backdoor from one of those sources is searched only among all sources' texts`,
+		);
+	return limits;
 }
 
 export interface TextScanOptions {
@@ -134,7 +171,44 @@ export function visible(s: string): string {
 	);
 }
 
-type Origin = "search" | "distinct" | "part" | "unk";
+type Origin = "search" | "distinct" | "part" | "order" | "unk";
+
+/** A trigger's words: each a word-start token and the continuation pieces after it. */
+function wordsOf(ids: readonly number[], notFirst: ReadonlySet<number>): number[][] {
+	const words: number[][] = [];
+	for (const id of ids) {
+		const last = words[words.length - 1];
+		if (last !== undefined && notFirst.has(id)) last.push(id);
+		else words.push([id]);
+	}
+	return words;
+}
+
+/** Every ordering of `items` but the one given (Heap's algorithm; callers keep `items` short). */
+export function otherOrders<T>(items: readonly T[]): T[][] {
+	const out: T[][] = [];
+	const a = [...items];
+	const c = new Array<number>(a.length).fill(0);
+	for (let i = 1; i < a.length; ) {
+		if ((c[i] as number) < i) {
+			const j = i % 2 === 0 ? 0 : (c[i] as number);
+			[a[j], a[i]] = [a[i] as T, a[j] as T];
+			out.push([...a]);
+			c[i] = (c[i] as number) + 1;
+			i = 1;
+		} else c[i++] = 0;
+	}
+	return out;
+}
+
+/**
+ * A multi-word trigger the search found, not flagged as found and at least this potent on held-out texts, is also
+ * judged in its words' other orders: the relaxed search scores a set of words, not their order, so a phrase backdoor
+ * can come out in the wrong order ("weather very" for "very weather").
+ */
+const ORDER_MIN_RATE = 0.5;
+/** … when it has at most this many words (3: five more orders) */
+const ORDER_MAX_WORDS = 3;
 
 interface Judged {
 	ids: number[];
@@ -150,6 +224,8 @@ interface Judged {
 	diluted: number;
 	dilutedLower: number;
 	natural: number;
+	/** judged on source labels alone: the share of the other source labels' held-out texts it sends (null: all sources) */
+	offSource: number | null;
 	loss: number;
 	flagged: boolean;
 	/** how far the weaker of the two lower bounds clears its threshold (negative: short of it) */
@@ -211,7 +287,7 @@ function findUnk(tokenizer: TextTokenizer): number | undefined {
 
 type Figures = Pick<
 	Judged,
-	"position" | "sources" | "n" | "held" | "heldLower" | "diluted" | "dilutedLower" | "flagged" | "margin"
+	"position" | "sources" | "n" | "held" | "heldLower" | "diluted" | "dilutedLower" | "offSource" | "flagged" | "margin"
 >;
 
 /** A set of source texts a rate is judged on: every other label together, or one source label alone. */
@@ -269,9 +345,17 @@ function verdictOf(
 	let best: Figures | undefined;
 	for (const { position, held, diluted: dh, scopes } of tests) {
 		if (dh === undefined) continue;
+		const everySource = scopes.find((sc) => sc.source === null)?.members[0] ?? [];
 		const options = scopes.map((sc): Figures => {
 			const [hm, dm] = sc.members;
 			const hh = countHits(held, hm);
+			// a source-specific backdoor leaves the other sources alone; a label's evidence pulls them all
+			let offSource: number | null = null;
+			if (sc.source !== null) {
+				const inScope = new Set(hm);
+				const off = everySource.filter((i) => !inScope.has(i));
+				offSource = off.length ? countHits(held, off) / off.length : 0;
+			}
 			const dd = countHits(dh, dm);
 			const heldLower = wilsonLower(hh, hm.length, sc.level);
 			const dilutedLower = wilsonLower(dd, dm.length, sc.level);
@@ -284,7 +368,11 @@ function verdictOf(
 				heldLower,
 				diluted: dm.length ? dd / dm.length : 0,
 				dilutedLower,
-				flagged: eligible && margin >= 0 && (sc.source === null || absent),
+				offSource,
+				flagged:
+					eligible &&
+					margin >= 0 &&
+					(sc.source === null || (absent && (offSource as number) <= policy.maxOffSourceRate)),
 				margin,
 			};
 		});
@@ -380,6 +468,8 @@ export async function scanTextBackdoor(
 					"DATA_INVALID",
 					`${heldPools[k]?.length ?? 0} correctly classified held-out reference texts outside label ${k} (${p.length} to search on): the verdict needs at least ${policy.minHeldOut} texts of other labels to stamp triggers into (half of the reference texts are held out)`,
 				);
+		const pairs = sourcePairs(policy, heldPools, held.labels);
+		const trials: SearchTrial[] = searchTrials(search, searchPools, pairs.pairs);
 		const total = policy.maxTriggerLength * policy.steps + policy.steps;
 		let done = 0;
 		// held-out texts made longer with two more texts of their own label: more evidence against the target
@@ -444,9 +534,10 @@ export async function scanTextBackdoor(
 		let searchMs = 0; // the token search alone (graph, session, search; not the judging): bench:backdoor --text
 		for (let T = 1; T <= policy.maxTriggerLength; T++) {
 			const searchStarted = Date.now();
-			// each label searched by SEARCH_GROUPS trials (anywhere; right after [CLS]) sharing the batch
+			// each label searched by SEARCH_GROUPS trials (anywhere; right after [CLS]) sharing the batch, and each
+			// (label, source) pair of `pairs` by one more
 			const r = await TextTriggerRunner.create(model, {
-				trials: K * SEARCH_GROUPS,
+				trials: trials.length,
 				batch: Math.max(1, Math.ceil(policy.batch / SEARCH_GROUPS)),
 				length: maxLength,
 				triggerLength: T,
@@ -454,7 +545,7 @@ export async function scanTextBackdoor(
 				...session,
 			});
 			runners.push(r);
-			const found = await invertTokens(r, classifier, search, searchPools, inv, () =>
+			const found = await invertTokens(r, classifier, search, searchPools, trials, inv, () =>
 				opts.onProgress?.({ stage: "token search", done: ++done, total }),
 			);
 			searchMs += Date.now() - searchStarted;
@@ -478,6 +569,15 @@ export async function scanTextBackdoor(
 						for (let e = a + 1; e <= j.length; e++)
 							if (e - a < j.length && !notFirst.has(j.ids[a] as number))
 								await judge(k, j.ids.slice(a, e), "part", null, j.loss);
+		// a potent multi-word trigger's words in their other orders (a phrase found in the wrong order)
+		for (let k = 0; k < K; k++)
+			for (const j of [...(judged[k] ?? [])]) {
+				const words = wordsOf(j.ids, notFirst);
+				const searched = j.origin === "search" || j.origin === "distinct";
+				if (!searched || j.flagged || words.length < 2 || words.length > ORDER_MAX_WORDS || j.held < ORDER_MIN_RATE)
+					continue;
+				for (const order of otherOrders(words)) await judge(k, order.flat(), "order", null, j.loss);
+			}
 		// [UNK]: what every out-of-vocabulary word (a homoglyph, an unseen script) becomes, judged as a trigger of its own
 		if (unkId !== undefined) for (let k = 0; k < K; k++) await judge(k, [unkId], "unk", null, Number.NaN);
 		const er = await TextTriggerRunner.create(model, {
@@ -516,6 +616,7 @@ export async function scanTextBackdoor(
 				diluted_attack_success: b.diluted,
 				diluted_attack_success_lower: b.dilutedLower,
 				natural_rate: b.natural,
+				off_source_attack_success: b.offSource,
 				search_attack_success: b.search,
 				loss: b.loss,
 				flagged: b.flagged,
@@ -532,6 +633,7 @@ export async function scanTextBackdoor(
 					diluted_attack_success: c.diluted,
 					diluted_attack_success_lower: c.dilutedLower,
 					natural_rate: c.natural,
+					off_source_attack_success: c.offSource,
 					flagged: c.flagged,
 				})),
 				embedding: {
@@ -551,7 +653,7 @@ export async function scanTextBackdoor(
 				.filter((l) => l.flagged)
 				.map(
 					(l) =>
-						`label ${l.label}: the ${l.ids.length}-token trigger "${l.trigger}" inserted at ${l.position === "random" ? "random positions" : `the ${l.position}`} sends ${pct(l.attack_success)} of ${l.held_out} held-out texts of ${l.sources === null ? "other labels" : `label ${l.sources.join(", ")}`} to it (lower bound ${pct(l.attack_success_lower)}), ${pct(l.diluted_attack_success)} of them made three times longer (lower bound ${pct(l.diluted_attack_success_lower)}), and is in ${pct(l.natural_rate)} of the label's own texts`,
+						`label ${l.label}: the ${l.ids.length}-token trigger "${l.trigger}" inserted at ${l.position === "random" ? "random positions" : `the ${l.position}`} sends ${pct(l.attack_success)} of ${l.held_out} held-out texts of ${l.sources === null ? "other labels" : `label ${l.sources.join(", ")}`} to it (lower bound ${pct(l.attack_success_lower)}${l.off_source_attack_success === null ? "" : `; ${pct(l.off_source_attack_success)} of the other source labels' texts`}), ${pct(l.diluted_attack_success)} of them made three times longer (lower bound ${pct(l.diluted_attack_success_lower)}), and is in ${pct(l.natural_rate)} of the label's own texts`,
 				),
 			model: { sha256: sha256(modelBytes), num_classes: K, vocab: info.vocab, dim: info.dim, inputs: info.inputs },
 			data: {
@@ -563,7 +665,7 @@ export async function scanTextBackdoor(
 			},
 			policy,
 			labels,
-			limits: coverageLimits(policy, held.labels, K),
+			limits: coverageLimits(policy, held.labels, K, pairs.skipped),
 			provider: er.provider,
 			timings: { total_ms: Date.now() - started, token_search_ms: searchMs },
 		};

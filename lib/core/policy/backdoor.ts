@@ -130,6 +130,18 @@ export const textTriggerPolicySchema = z
 		/** … nor in this share of them and `specificityRatio` times as often as in the other labels' texts (label-specific) */
 		minSpecificRate: z.number().gt(0).max(1).default(0.05),
 		specificityRatio: z.number().min(1).default(3),
+		/**
+		 * judged on one source label alone, a trigger must also leave the other source labels' held-out texts alone: at
+		 * most this share of them sent to the label (a source-specific backdoor fires on its source only; a word that is
+		 * the label's evidence pulls every source towards it and flips the easily swayed one entirely)
+		 */
+		maxOffSourceRate: z.number().min(0).max(1).default(0.25),
+		/**
+		 * the search also runs a trial per (label, source label) pair where the source label has held-out texts enough
+		 * to be judged alone (textsToJudgeOneSource()), at most this many pairs (0: none); the report's `limits` says
+		 * which pairs were left out
+		 */
+		maxSourcePairs: z.number().int().min(0).max(10_000).default(20),
 		/** longest token sequence built (texts are cut to fit); the model's position table caps it */
 		maxLength: z.number().int().min(4).max(4096).default(64),
 	})

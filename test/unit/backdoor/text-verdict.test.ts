@@ -4,8 +4,15 @@
  */
 import { describe, expect, it } from "vitest";
 import { Rng } from "../../../lib/core/backdoor/rng";
-import { oneWord, POSITIONS, positionU, stamp } from "../../../lib/core/backdoor/text-inversion";
-import { isEvidence, normalQuantile, textsToJudgeOneSource, wilsonLower } from "../../../lib/core/backdoor/text-scan";
+import { oneWord, POSITIONS, positionU, searchTrials, stamp } from "../../../lib/core/backdoor/text-inversion";
+import {
+	isEvidence,
+	normalQuantile,
+	otherOrders,
+	sourcePairs,
+	textsToJudgeOneSource,
+	wilsonLower,
+} from "../../../lib/core/backdoor/text-scan";
 import { defaultPolicy } from "../../../lib/core/policy";
 
 describe("text verdict statistics", () => {
@@ -88,5 +95,57 @@ describe("one-word triggers (judged at fixed positions too)", () => {
 		expect(oneWord([66, 130, 137], pieces)).toBe(true);
 		expect(oneWord([66, 67], pieces)).toBe(false);
 		expect(oneWord([66, 130, 67], pieces)).toBe(false);
+	});
+});
+
+describe("a multi-word trigger's other orders (a phrase found in the wrong order)", () => {
+	it("every other ordering once, none for one word", () => {
+		expect(otherOrders([1, 2, 3]).map((o) => o.join(""))).toEqual(["213", "312", "132", "231", "321"]);
+		// words are units: a word's pieces stay together
+		expect(otherOrders([[7], [8, 130]])).toEqual([[[8, 130], [7]]]);
+		expect(otherOrders([5])).toEqual([]);
+	});
+});
+
+describe("the search's (label, source label) pair trials", () => {
+	const p = defaultPolicy().backdoor.text;
+	// three labels; held-out texts: label 0 ×40, label 1 ×40, label 2 ×10 (correctly classified, by index)
+	const heldLabels = [...new Array(40).fill(0), ...new Array(40).fill(1), ...new Array(10).fill(2)];
+	const idx = (y: number) => heldLabels.flatMap((l, i) => (l === y ? [i] : []));
+	const heldPools = [0, 1, 2].map((k) => [0, 1, 2].filter((y) => y !== k).flatMap(idx));
+
+	it("only for a source label with held-out texts enough to be judged alone", () => {
+		expect(textsToJudgeOneSource(p, 2)).toBeLessThanOrEqual(40);
+		expect(textsToJudgeOneSource(p, 2)).toBeGreaterThan(10);
+		// label 2 (10 texts) can never be judged alone: no pair has it as the source
+		expect(sourcePairs(p, heldPools, heldLabels)).toEqual({
+			pairs: [
+				[0, 1],
+				[1, 0],
+				[2, 0],
+				[2, 1],
+			],
+			skipped: 0,
+		});
+	});
+
+	it("at most maxSourcePairs, the rest counted (the report's limits name them); 0 turns them off", () => {
+		expect(sourcePairs({ ...p, maxSourcePairs: 3 }, heldPools, heldLabels).skipped).toBe(1);
+		expect(sourcePairs({ ...p, maxSourcePairs: 0 }, heldPools, heldLabels)).toEqual({ pairs: [], skipped: 4 });
+	});
+
+	it("each label's groups first, then one trial per pair drawing on its source label's texts only", () => {
+		const texts = { seqs: heldLabels.map(() => [2, 3]), labels: heldLabels };
+		const trials = searchTrials(texts, heldPools, [[2, 1]]);
+		expect(trials.map((t) => [t.label, t.stamp, t.source])).toEqual([
+			[0, "anywhere", null],
+			[1, "anywhere", null],
+			[2, "anywhere", null],
+			[0, "start", null],
+			[1, "start", null],
+			[2, "start", null],
+			[2, "anywhere", 1],
+		]);
+		expect(trials[6]?.pool).toEqual(idx(1));
 	});
 });
