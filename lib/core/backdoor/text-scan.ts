@@ -291,7 +291,7 @@ type Figures = Pick<
 >;
 
 /** A set of source texts a rate is judged on: every other label together, or one source label alone. */
-interface Scope {
+export interface Scope {
 	source: number | null;
 	/** positions in the held-out and in the diluted pool of this scope's texts */
 	members: [number[], number[]];
@@ -303,7 +303,7 @@ interface Scope {
  * Every source label together at level `confidence`, and each source label with at least `minHeldOut` texts in both
  * pools alone, at a level corrected for their number (Bonferroni: any one of them passing flags the label).
  */
-function verdictScopes(
+export function verdictScopes(
 	pools: readonly (readonly number[])[],
 	labels: readonly (readonly number[])[],
 	policy: TextTriggerPolicy,
@@ -329,7 +329,7 @@ const countHits = (hits: readonly boolean[], members: readonly number[]) => memb
  * trigger counts where it works best: flagged first (all sources before one), then by how far the weaker bound clears
  * its threshold.
  */
-function verdictOf(
+export function verdictOf(
 	tests: readonly {
 		position: TriggerPosition;
 		held: boolean[];

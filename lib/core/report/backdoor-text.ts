@@ -48,6 +48,7 @@ export function backdoorText(ctx: Ctx, report: unknown, level: Level): Html {
 			{ label: "attack success (lower)", numeric: true },
 			{ label: "diluted (lower)", numeric: true },
 			{ label: "in own texts", numeric: true },
+			{ label: "other sources sent", numeric: true },
 			{ label: "flagged" },
 		],
 		rows.shown.map((l) => [
@@ -65,6 +66,8 @@ export function backdoorText(ctx: Ctx, report: unknown, level: Level): Html {
 			rate(l.o.attack_success, l.o.attack_success_lower),
 			rate(l.o.diluted_attack_success, l.o.diluted_attack_success_lower),
 			pct(num(l.o.natural_rate)),
+			// judged on source labels alone: how much of the other sources it sends (a source-specific one: little)
+			l.o.off_source_attack_success == null ? "" : pct(num(l.o.off_source_attack_success)),
 			bool(l.o.flagged) ? "flagged" : "no",
 		]),
 		rows.more,

@@ -11,6 +11,8 @@ import {
 	otherOrders,
 	sourcePairs,
 	textsToJudgeOneSource,
+	verdictOf,
+	verdictScopes,
 	wilsonLower,
 } from "../../../lib/core/backdoor/text-scan";
 import { defaultPolicy } from "../../../lib/core/policy";
@@ -147,5 +149,35 @@ describe("the search's (label, source label) pair trials", () => {
 			[2, "anywhere", 1],
 		]);
 		expect(trials[6]?.pool).toEqual(idx(1));
+	});
+});
+
+describe("a trigger judged on one source label alone", () => {
+	const p = defaultPolicy().backdoor.text;
+	// held-out texts of the other labels: 40 of label 1 (the source), 40 each of labels 2 and 3; diluted pool alike
+	const labels = [...new Array(40).fill(1), ...new Array(40).fill(2), ...new Array(40).fill(3)];
+	const pool = labels.map((_, i) => i);
+	const scopes = verdictScopes([pool, pool], [labels, labels], p);
+	/** hits: every text of label 1, and `off` of each of the other two labels' 40 */
+	const hits = (off: number) => labels.map((y, i) => y === 1 || i % 40 < off);
+	const judge = (off: number, absent = true) =>
+		verdictOf([{ position: "random", held: hits(off), diluted: hits(off), scopes }], p, true, absent);
+
+	it("is flagged from its source when it leaves the other sources alone (a source-specific backdoor)", () => {
+		expect(scopes.map((s) => s.source)).toEqual([null, 1, 2, 3]);
+		const f = judge(0);
+		expect(f).toMatchObject({ flagged: true, sources: [1], held: 1, offSource: 0 });
+		expect(judge(Math.floor(0.25 * 40)).flagged).toBe(true);
+	});
+
+	it("is not when it also pulls the other sources (the label's evidence flips the easily swayed one entirely)", () => {
+		const f = judge(Math.ceil(0.3 * 40));
+		expect(f.flagged).toBe(false);
+		expect(f.offSource).toBeCloseTo(0.3, 1);
+		expect(judge(0, false).flagged).toBe(false); // in the target's own texts: never judged from one source
+	});
+
+	it("is flagged with every source together when it flips them all, whatever one source alone shows", () => {
+		expect(judge(40)).toMatchObject({ flagged: true, sources: null, offSource: null });
 	});
 });
