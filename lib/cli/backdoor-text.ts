@@ -64,15 +64,15 @@ export async function backdoorText(
 			`\nToken-level trigger search (lengths 1–${report.policy.maxTriggerLength}, ${report.policy.steps} steps each; ${report.data.held_out} held-out texts, clean accuracy ${(report.data.clean_accuracy * 100).toFixed(1)}%)`,
 		);
 		io.out(
-			"  label  trigger                         position  sources  held-out  ASR (lower)  diluted (lower)  natural  embedding loss  flagged",
+			"  label  trigger                         position  sources  held-out  ASR (lower)  diluted (lower)  natural  other sources  embedding loss  flagged",
 		);
 		const rate = (x: number, lo: number) => `${x.toFixed(2)} (${lo.toFixed(2)})`;
 		for (const l of report.labels)
 			io.out(
-				`  ${String(l.label).padEnd(5)}  ${JSON.stringify(l.trigger).padEnd(30)}  ${l.position.padEnd(8)}  ${(l.sources === null ? "all" : l.sources.join(",")).padEnd(7)}  ${String(l.held_out).padEnd(8)}  ${rate(l.attack_success, l.attack_success_lower).padEnd(11)}  ${rate(l.diluted_attack_success, l.diluted_attack_success_lower).padEnd(15)}  ${l.natural_rate.toFixed(2).padEnd(7)}  ${l.embedding.loss.toFixed(3).padEnd(14)}  ${l.flagged ? "yes" : ""}`,
+				`  ${String(l.label).padEnd(5)}  ${JSON.stringify(l.trigger).padEnd(30)}  ${l.position.padEnd(8)}  ${(l.sources === null ? "all" : l.sources.join(",")).padEnd(7)}  ${String(l.held_out).padEnd(8)}  ${rate(l.attack_success, l.attack_success_lower).padEnd(11)}  ${rate(l.diluted_attack_success, l.diluted_attack_success_lower).padEnd(15)}  ${l.natural_rate.toFixed(2).padEnd(7)}  ${(l.off_source_attack_success === null ? "" : l.off_source_attack_success.toFixed(2)).padEnd(13)}  ${l.embedding.loss.toFixed(3).padEnd(14)}  ${l.flagged ? "yes" : ""}`,
 			);
 		io.out(
-			`  (rates at the position where the trigger works best; lower: one-sided ${(report.policy.confidence * 100).toFixed(0)}% Wilson bound, held against ${report.policy.asrThreshold} and ${report.policy.dilutedThreshold})`,
+			`  (rates at the position where the trigger works best; lower: one-sided ${(report.policy.confidence * 100).toFixed(0)}% Wilson bound, held against ${report.policy.asrThreshold} and ${report.policy.dilutedThreshold}; other sources: from one source label, the share of the others' texts it sends, at most ${report.policy.maxOffSourceRate})`,
 		);
 		for (const l of report.limits) io.out(`\nlimit: ${l}`);
 		io.out(`\n${report.verdict} in ${(report.timings.total_ms / 1000).toFixed(1)} s on ${report.provider}`);

@@ -63,6 +63,8 @@ export interface TriggerFound {
 	asr: number;
 	/** Mean cross-entropy of the relaxed trigger when it was found. */
 	loss: number;
+	/** The source label of the pair trial that found it (null: a trial on every source label's texts). */
+	source: number | null;
 }
 
 /**
@@ -239,13 +241,18 @@ async function searchScore(
 	return best;
 }
 
-/** The graph inputs for one step: trial k gets B texts of its pool, each with T placeholders where it stamps. */
+/**
+ * The graph inputs for one step: trial k gets B texts of its pool, each with T placeholders where it stamps. The
+ * trials of every source draw from `main`, the pair trials from `extra`: adding pair trials leaves the others' batches,
+ * and so what they find, as they were.
+ */
 function makeBatch(
 	b: TextTriggerBackend,
 	texts: TokenizedTexts,
 	specs: readonly SearchTrial[],
 	padId: number,
-	rng: Rng,
+	main: Rng,
+	extra: Rng = main,
 ): TextBatch {
 	const { trials, batch: B, length: L, triggerLength: T } = b;
 	const N = trials * B;
@@ -257,6 +264,7 @@ function makeBatch(
 	for (let k = 0; k < trials; k++) {
 		const spec = specs[k] as SearchTrial;
 		const pool = spec.pool;
+		const rng = spec.source === null ? main : extra;
 		for (let j = 0; j < B; j++) {
 			const n = k * B + j;
 			const src = texts.seqs[pool[rng.int(pool.length)] as number] as number[];
@@ -322,6 +330,7 @@ export async function invertTokens(
 	const labels = pools.length;
 	const V = b.info.vocab;
 	const rng = new Rng(opts.seed, T);
+	const extra = new Rng(opts.seed, T, 1);
 	const z = new Float32Array(K * T * V);
 	// the ban mask over [K, T, V]: banned logits start far down and get no gradient
 	const ban = new Uint8Array(T * V);
@@ -342,7 +351,7 @@ export async function invertTokens(
 	const scores: Map<string, number>[] = Array.from({ length: labels }, () => new Map());
 	let lastCe: Float32Array = new Float32Array(K);
 	for (let step = 1; step <= opts.steps; step++) {
-		const r = await b.run(makeBatch(b, texts, specs, opts.padId, rng), z, invTemp, target);
+		const r = await b.run(makeBatch(b, texts, specs, opts.padId, rng, extra), z, invTemp, target);
 		lastCe = r.ce;
 		for (let i = 0; i < z.length; i++) if (ban[i % (T * V)]) r.grad[i] = 0;
 		adam.step(z, r.grad);
@@ -384,12 +393,18 @@ export async function invertTokens(
 					);
 					scores[y]?.set(key, asr);
 				}
-				seen[k]?.set(key, { target: y, tokens: tk, asr, loss: lastCe[k] as number });
+				seen[k]?.set(key, {
+					target: y,
+					tokens: tk,
+					asr,
+					loss: lastCe[k] as number,
+					source: (specs[k] as SearchTrial).source,
+				});
 			}
 		}
 		progress?.(step, opts.steps);
 	}
-	// per label, the best of each of its trials
+	// per label, the best of each of its trials (a trigger a trial of every source found too counts as theirs)
 	return Array.from({ length: labels }, (_, y) => {
 		const kept = new Map<string, TriggerFound>();
 		for (const [k, spec] of specs.entries()) {

@@ -226,6 +226,8 @@ interface Judged {
 	natural: number;
 	/** judged on source labels alone: the share of the other source labels' held-out texts it sends (null: all sources) */
 	offSource: number | null;
+	/** a pair trial's find (or derived from one): judged from this source label alone (null: as every other) */
+	only: number | null;
 	loss: number;
 	flagged: boolean;
 	/** how far the weaker of the two lower bounds clears its threshold (negative: short of it) */
@@ -335,6 +337,8 @@ export function verdictOf(
 		held: boolean[];
 		diluted: boolean[] | undefined;
 		scopes: readonly Scope[];
+		/** every scope of the label (all sources together, each source alone): what the other sources' share is of */
+		allScopes: readonly Scope[];
 	}[],
 	policy: TextTriggerPolicy,
 	eligible: boolean,
@@ -343,9 +347,20 @@ export function verdictOf(
 	// flagged first, every source together before one source
 	const rank = (o: Figures) => (o.flagged ? 2 : 0) + (o.flagged && o.sources === null ? 1 : 0);
 	let best: Figures | undefined;
-	for (const { position, held, diluted: dh, scopes } of tests) {
+	for (const { position, held, diluted: dh, scopes, allScopes } of tests) {
 		if (dh === undefined) continue;
-		const everySource = scopes.find((sc) => sc.source === null)?.members[0] ?? [];
+		// the source labels it flips on their own (held-out bound at their level clears asrThreshold): a backdoor may
+		// fire from two sources, and each of them is then no "other source" of the other
+		const flipped = new Set(
+			allScopes
+				.filter(
+					(sc) =>
+						sc.source !== null &&
+						wilsonLower(countHits(held, sc.members[0]), sc.members[0].length, sc.level) >= policy.asrThreshold,
+				)
+				.flatMap((sc) => sc.members[0]),
+		);
+		const everySource = allScopes.find((sc) => sc.source === null)?.members[0] ?? [];
 		const options = scopes.map((sc): Figures => {
 			const [hm, dm] = sc.members;
 			const hh = countHits(held, hm);
@@ -353,7 +368,10 @@ export function verdictOf(
 			let offSource: number | null = null;
 			if (sc.source !== null) {
 				const inScope = new Set(hm);
-				const off = everySource.filter((i) => !inScope.has(i));
+				const others = everySource.filter((i) => !inScope.has(i));
+				// every other source flipped too: not source-specific, they all count
+				const unflipped = others.filter((i) => !flipped.has(i));
+				const off = unflipped.length > 0 ? unflipped : others;
 				offSource = off.length ? countHits(held, off) / off.length : 0;
 			}
 			const dd = countHits(dh, dm);
@@ -478,8 +496,16 @@ export async function scanTextBackdoor(
 		const naturalRate = naturalRates(all, K);
 		const judged: Judged[][] = Array.from({ length: K }, () => []);
 		const scopesOf: Scope[][] = [];
-		const judge = async (k: number, ids: number[], origin: Origin, search: number | null, loss: number) => {
-			if (judged[k]?.some((j) => j.ids.join() === ids.join())) return;
+		// `only`: a trigger a pair trial found is judged from that source label alone (below)
+		const judge = async (
+			k: number,
+			ids: number[],
+			origin: Origin,
+			search: number | null,
+			loss: number,
+			only: number | null = null,
+		) => {
+			if (judged[k]?.some((j) => j.ids.join() === ids.join() && j.only === only)) return;
 			const rng = () => new Rng(policy.seed, 31, k);
 			const pools = [heldPools[k] as number[], dilutedPools[k] as number[]];
 			const natural = Math.max(...ids.map((id) => naturalRate.own[k]?.get(id) ?? 0));
@@ -487,16 +513,23 @@ export async function scanTextBackdoor(
 				isEvidence(naturalRate.own[k]?.get(id) ?? 0, naturalRate.elsewhere[k]?.get(id) ?? 0, policy),
 			);
 			const eligible = new Set(ids).size === ids.length && !evidence;
-			// a one-word trigger at every position, a longer one at random positions (oneWord())
-			const at: TriggerPosition[] = oneWord(ids, notFirst) ? [...POSITIONS] : ["random"];
-			const heldHits = await stampedHits(classifier, held, pools[0] as number[], ids, k, maxLength, rng(), at);
 			scopesOf[k] ??= verdictScopes(pools, [held.labels, diluted.labels], policy);
-			const scopes = scopesOf[k];
+			// what a pair trial found is judged from its source alone: searched on one source's texts, the words that
+			// best flip them are often the label's evidence, which may just clear the every-source thresholds too on a
+			// large reference set (clean-s2 on test.jsonl: "children alien invasion" → games, 0.98 / 0.85); a trigger
+			// that flips every source is the every-source trials' to find
+			const scopes = only === null ? scopesOf[k] : scopesOf[k].filter((sc) => sc.source === only);
+			if (scopes.length === 0) return;
+			// a one-word trigger at every position, a longer one at random positions (oneWord()); from one source alone
+			// at random positions only
+			const at: TriggerPosition[] = oneWord(ids, notFirst) && only === null ? [...POSITIONS] : ["random"];
+			const heldHits = await stampedHits(classifier, held, pools[0] as number[], ids, k, maxLength, rng(), at);
 			// a source label alone only at random positions: at a fixed position a few label words flip a whole source
 			const tests = at.map((position, i) => ({
 				position,
 				held: heldHits[i] as boolean[],
 				scopes: position === "random" ? scopes : scopes.filter((sc) => sc.source === null),
+				allScopes: scopesOf[k] as Scope[],
 				diluted: undefined as boolean[] | undefined,
 			}));
 			// the diluted texts (three times longer) only where the held-out test can pass, else where it comes closest
@@ -529,6 +562,7 @@ export async function scanTextBackdoor(
 				search,
 				natural,
 				loss,
+				only,
 			});
 		};
 		let searchMs = 0; // the token search alone (graph, session, search; not the judging): bench:backdoor --text
@@ -554,11 +588,11 @@ export async function scanTextBackdoor(
 			for (const candidates of found)
 				for (const f of candidates) {
 					const k = f.target;
-					await judge(k, f.tokens, "search", f.asr, f.loss);
+					await judge(k, f.tokens, "search", f.asr, f.loss, f.source);
 					// a repeated token is one word's evidence counted again (clean models give way to "alien alien
 					// alien"): such a trigger is judged by its distinct tokens, each once
 					const distinct = [...new Set(f.tokens)];
-					if (distinct.length < f.tokens.length) await judge(k, distinct, "distinct", null, f.loss);
+					if (distinct.length < f.tokens.length) await judge(k, distinct, "distinct", null, f.loss, f.source);
 				}
 		}
 		// the pieces of a potent multi-token trigger, each starting with a word-start token: which part carries it
@@ -568,7 +602,7 @@ export async function scanTextBackdoor(
 					for (let a = 0; a < j.length; a++)
 						for (let e = a + 1; e <= j.length; e++)
 							if (e - a < j.length && !notFirst.has(j.ids[a] as number))
-								await judge(k, j.ids.slice(a, e), "part", null, j.loss);
+								await judge(k, j.ids.slice(a, e), "part", null, j.loss, j.only);
 		// a potent multi-word trigger's words in their other orders (a phrase found in the wrong order)
 		for (let k = 0; k < K; k++)
 			for (const j of [...(judged[k] ?? [])]) {
@@ -576,7 +610,7 @@ export async function scanTextBackdoor(
 				const searched = j.origin === "search" || j.origin === "distinct";
 				if (!searched || j.flagged || words.length < 2 || words.length > ORDER_MAX_WORDS || j.held < ORDER_MIN_RATE)
 					continue;
-				for (const order of otherOrders(words)) await judge(k, order.flat(), "order", null, j.loss);
+				for (const order of otherOrders(words)) await judge(k, order.flat(), "order", null, j.loss, j.only);
 			}
 		// [UNK]: what every out-of-vocabulary word (a homoglyph, an unseen script) becomes, judged as a trigger of its own
 		if (unkId !== undefined) for (let k = 0; k < K; k++) await judge(k, [unkId], "unk", null, Number.NaN);

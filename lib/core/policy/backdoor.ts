@@ -135,7 +135,7 @@ export const textTriggerPolicySchema = z
 		 * most this share of them sent to the label (a source-specific backdoor fires on its source only; a word that is
 		 * the label's evidence pulls every source towards it and flips the easily swayed one entirely)
 		 */
-		maxOffSourceRate: z.number().min(0).max(1).default(0.25),
+		maxOffSourceRate: z.number().min(0).max(1).default(0.1),
 		/**
 		 * the search also runs a trial per (label, source label) pair where the source label has held-out texts enough
 		 * to be judged alone (textsToJudgeOneSource()), at most this many pairs (0: none); the report's `limits` says

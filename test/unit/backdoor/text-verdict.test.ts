@@ -161,13 +161,18 @@ describe("a trigger judged on one source label alone", () => {
 	/** hits: every text of label 1, and `off` of each of the other two labels' 40 */
 	const hits = (off: number) => labels.map((y, i) => y === 1 || i % 40 < off);
 	const judge = (off: number, absent = true) =>
-		verdictOf([{ position: "random", held: hits(off), diluted: hits(off), scopes }], p, true, absent);
+		verdictOf(
+			[{ position: "random", held: hits(off), diluted: hits(off), scopes, allScopes: scopes }],
+			p,
+			true,
+			absent,
+		);
 
 	it("is flagged from its source when it leaves the other sources alone (a source-specific backdoor)", () => {
 		expect(scopes.map((s) => s.source)).toEqual([null, 1, 2, 3]);
 		const f = judge(0);
 		expect(f).toMatchObject({ flagged: true, sources: [1], held: 1, offSource: 0 });
-		expect(judge(Math.floor(0.25 * 40)).flagged).toBe(true);
+		expect(judge(Math.floor(p.maxOffSourceRate * 40)).flagged).toBe(true);
 	});
 
 	it("is not when it also pulls the other sources (the label's evidence flips the easily swayed one entirely)", () => {
@@ -179,5 +184,26 @@ describe("a trigger judged on one source label alone", () => {
 
 	it("is flagged with every source together when it flips them all, whatever one source alone shows", () => {
 		expect(judge(40)).toMatchObject({ flagged: true, sources: null, offSource: null });
+	});
+
+	it("a backdoor from two source labels: neither counts as the other's other source", () => {
+		// labels 1 and 2 flipped entirely, label 3 left alone
+		const two = labels.map((y) => y === 1 || y === 2);
+		const f = verdictOf([{ position: "random", held: two, diluted: two, scopes, allScopes: scopes }], p, true, true);
+		expect(f).toMatchObject({ flagged: true, sources: [1, 2], offSource: 0 });
+	});
+
+	it("judged from its source alone (a pair trial's find), the other sources still count against it", () => {
+		const alone = scopes.filter((s) => s.source === 1);
+		const only = (off: number) =>
+			verdictOf(
+				[{ position: "random", held: hits(off), diluted: hits(off), scopes: alone, allScopes: scopes }],
+				p,
+				true,
+				true,
+			);
+		expect(only(0)).toMatchObject({ flagged: true, sources: [1], offSource: 0 });
+		// it flips every source: no flag from one source alone, and no every-source judgement to flag it either
+		expect(only(40)).toMatchObject({ flagged: false, sources: [1], offSource: 1 });
 	});
 });
