@@ -514,10 +514,10 @@ export async function scanTextBackdoor(
 			);
 			const eligible = new Set(ids).size === ids.length && !evidence;
 			scopesOf[k] ??= verdictScopes(pools, [held.labels, diluted.labels], policy);
-			// what a pair trial found is judged from its source alone: searched on one source's texts, the words that
-			// best flip them are often the label's evidence, which may just clear the every-source thresholds too on a
-			// large reference set (clean-s2 on test.jsonl: "children alien invasion" → games, 0.98 / 0.85); a trigger
-			// that flips every source is the every-source trials' to find
+			// what a pair trial found is judged from its source alone: the pair trials are there for source-specific
+			// triggers, and judged with every source their finds — the words that best flip one source, often the
+			// label's evidence — could add every-source candidates, and with them every-source false alarms, that the
+			// scan did not have before them; a trigger that flips every source is the every-source trials' to find
 			const scopes = only === null ? scopesOf[k] : scopesOf[k].filter((sc) => sc.source === only);
 			if (scopes.length === 0) return;
 			// a one-word trigger at every position, a longer one at random positions (oneWord()); from one source alone
